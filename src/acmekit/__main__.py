@@ -1,0 +1,3 @@
+from acmekit.cli.main import main
+
+main()
