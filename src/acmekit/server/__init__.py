@@ -1,0 +1,1 @@
+"""`acmekit server`: an ACME certificate authority (RFC 8555)."""

@@ -1,0 +1,295 @@
+"""The CA's HTTP face: a bare ASGI 3 application (no framework; see docs/decisions.md).
+
+Every request goes through `handle`: route, authenticate (POST), call the authority,
+render. Any AcmeError from any depth becomes one problem document here (§6.7), with a
+fresh Replay-Nonce and Link rel="index"; anything else becomes serverInternal, never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
+from acmekit.server import render
+from acmekit.server.auth import Authenticated, Authenticator
+from acmekit.server.authority import Authority, OrderView
+from acmekit.server.nonces import NonceService
+from acmekit.server.render import Urls
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JOSE = "application/jose+json"
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    urls: Urls
+
+    @property
+    def url(self) -> str:
+        return self.urls.base + self.path
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def link(self, url: str, rel: str) -> Response:
+        self.headers.append(("Link", f'<{url}>;rel="{rel}"'))
+        return self
+
+
+def json_response(doc: Any, status: int = 200, location: str | None = None) -> Response:
+    resp = Response(status, json.dumps(doc).encode(), "application/json")
+    if location:
+        resp.headers.append(("Location", location))
+    return resp
+
+
+Handler = Callable[[Request, "re.Match[str]"], Awaitable[Response]]
+
+
+class AcmeApp:
+    def __init__(self, authority: Authority, nonces: NonceService) -> None:
+        self.authority = authority
+        self.nonces = nonces
+        self.auth = Authenticator(authority.store, nonces)
+        self.config = authority.config
+        self._background: list[asyncio.Task[None]] = []
+        self.routes: list[tuple[frozenset[str], re.Pattern[str], Handler]] = [
+            (frozenset({"GET"}), re.compile(r"/directory"), self.directory),
+            (frozenset({"GET", "HEAD"}), re.compile(r"/acme/new-nonce"), self.new_nonce),
+            (frozenset({"POST"}), re.compile(r"/acme/new-account"), self.new_account),
+            (frozenset({"POST"}), re.compile(r"/acme/new-order"), self.new_order),
+            (frozenset({"POST"}), re.compile(r"/acme/revoke-cert"), self.revoke),
+            (frozenset({"POST"}), re.compile(r"/acme/key-change"), self.key_change),
+            (frozenset({"POST"}), re.compile(r"/acme/acct/([\w-]+)"), self.account),
+            (frozenset({"POST"}), re.compile(r"/acme/acct/([\w-]+)/orders"), self.orders),
+            (frozenset({"POST"}), re.compile(r"/acme/order/([\w-]+)"), self.order),
+            (frozenset({"POST"}), re.compile(r"/acme/order/([\w-]+)/finalize"), self.finalize),
+            (frozenset({"POST"}), re.compile(r"/acme/authz/([\w-]+)"), self.authz),
+            (frozenset({"POST"}), re.compile(r"/acme/chall/([\w-]+)"), self.challenge),
+            (frozenset({"GET", "POST"}), re.compile(r"/acme/cert/([\w-]+)"), self.certificate),
+            (frozenset({"GET"}), re.compile(r"/acme/issuer-cert"), self.issuer_cert),
+        ]
+
+    # ASGI ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._background.append(asyncio.create_task(self._housekeeping()))
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+        await self.authority.drain()
+        await self.authority.validator.close()
+
+    async def _housekeeping(self) -> None:
+        """Recover stale work now and then; prune used nonces."""
+        period = max(0.5, min(10.0, self.authority.stale_after.total_seconds() / 2))
+        while True:
+            try:
+                await self.authority.recover()
+                self.nonces.prune()
+            except Exception:
+                log.exception("housekeeping failed")
+            await asyncio.sleep(period)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        early: AcmeError | None = None
+        try:
+            body = await self._read_body(headers, receive)
+        except AcmeError as exc:
+            body, early = b"", exc
+        urls = Urls(self.config.base_url or f"https://{headers.get('host', 'localhost')}")
+        req = Request(scope["method"], scope["path"], headers, body, urls)
+        resp = self._problem(early.problem) if early else await self.handle(req)
+        await self._send(req, resp, send)
+
+    async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        limit = self.config.max_body
+        if int(headers.get("content-length") or 0) > limit:
+            raise problem(ProblemType.MALFORMED, f"body larger than {limit} bytes", status=413)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise problem(ProblemType.MALFORMED, f"body larger than {limit} bytes", status=413)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _send(self, req: Request, resp: Response, send: Send) -> None:
+        headers = [(k.encode(), v.encode()) for k, v in resp.headers]
+        headers.append((b"replay-nonce", self.nonces.issue().encode()))
+        headers.append((b"link", f'<{req.urls.directory}>;rel="index"'.encode()))
+        headers.append((b"cache-control", b"no-store"))
+        if resp.content_type:
+            headers.append((b"content-type", resp.content_type.encode()))
+        headers.append((b"content-length", str(len(resp.body)).encode()))
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        body = b"" if req.method == "HEAD" else resp.body
+        await send({"type": "http.response.body", "body": body})
+
+    # dispatch -----------------------------------------------------------------------
+
+    async def handle(self, req: Request) -> Response:
+        try:
+            return await self._dispatch(req)
+        except AcmeError as exc:
+            return self._problem(exc.problem)
+        except Exception:
+            log.exception("internal error on %s %s", req.method, req.path)
+            return self._problem(Problem(str(ProblemType.SERVER_INTERNAL), "internal error", 500))
+
+    async def _dispatch(self, req: Request) -> Response:
+        for methods, pattern, handler in self.routes:
+            match = pattern.fullmatch(req.path)
+            if match is None:
+                continue
+            if req.method not in methods:
+                resp = self._problem(Problem(str(ProblemType.MALFORMED), "method not allowed", 405))
+                resp.headers.append(("Allow", ", ".join(sorted(methods))))
+                return resp
+            return await handler(req, match)
+        raise problem(ProblemType.MALFORMED, f"no resource at {req.path}", status=404)
+
+    @staticmethod
+    def _problem(prob: Problem) -> Response:
+        resp = Response(prob.status, json.dumps(prob.to_json()).encode(), "application/problem+json")
+        if prob.retry_after is not None:
+            resp.headers.append(("Retry-After", str(prob.retry_after)))
+        return resp
+
+    def _authenticate(self, req: Request, *, allow_jwk: bool = False) -> Authenticated:
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != JOSE:
+            raise problem(
+                ProblemType.MALFORMED, f"Content-Type must be {JOSE}, not {ctype!r}", status=415
+            )
+        return self.auth.authenticate(
+            req.body, req.url, req.urls.account_prefix, allow_jwk=allow_jwk
+        )
+
+    def _post_as_get(self, req: Request) -> Authenticated:
+        auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            raise malformed("this resource is read with POST-as-GET (an empty payload)")
+        return auth
+
+    # handlers -----------------------------------------------------------------------
+
+    async def directory(self, req: Request, _: re.Match[str]) -> Response:
+        return json_response(render.directory(req.urls, self.config))
+
+    async def new_nonce(self, req: Request, _: re.Match[str]) -> Response:
+        return Response(200 if req.method == "HEAD" else 204)
+
+    async def new_account(self, req: Request, _: re.Match[str]) -> Response:
+        auth = self._authenticate(req, allow_jwk=True)
+        rec, created = self.authority.new_account(auth, req.url)
+        doc = render.account(req.urls, rec)
+        return json_response(doc, 201 if created else 200, req.urls.account(rec.id))
+
+    async def account(self, req: Request, m: re.Match[str]) -> Response:
+        rec = self.authority.update_account(self._authenticate(req), m[1])
+        return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
+
+    async def key_change(self, req: Request, _: re.Match[str]) -> Response:
+        auth = self._authenticate(req)
+        rec = self.authority.key_change(auth, req.url, req.urls.account_prefix)
+        return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
+
+    async def orders(self, req: Request, m: re.Match[str]) -> Response:
+        account = self._post_as_get(req).require_account()
+        if account.id != m[1]:
+            raise problem(ProblemType.UNAUTHORIZED, "these orders belong to another account")
+        found = self.authority.account_orders(account)
+        return json_response({"orders": [req.urls.order(o.id) for o in found]})
+
+    async def new_order(self, req: Request, _: re.Match[str]) -> Response:
+        auth = self._authenticate(req)
+        view = self.authority.new_order(auth.require_account(), auth.payload)
+        return self._order(req, view, 201)
+
+    async def order(self, req: Request, m: re.Match[str]) -> Response:
+        account = self._post_as_get(req).require_account()
+        return self._order(req, self.authority.order_view(self.authority.owned_order(account, m[1])))
+
+    async def finalize(self, req: Request, m: re.Match[str]) -> Response:
+        auth = self._authenticate(req)
+        view = await self.authority.finalize(auth.require_account(), m[1], auth.payload)
+        return self._order(req, view)
+
+    def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:
+        resp = json_response(render.order(req.urls, view), status, req.urls.order(view.record.id))
+        if view.status == "processing":
+            resp.headers.append(("Retry-After", "1"))
+        return resp
+
+    async def authz(self, req: Request, m: re.Match[str]) -> Response:
+        view = self.authority.update_authz(self._authenticate(req), m[1])
+        return json_response(render.authorization(req.urls, view), location=req.urls.authz(m[1]))
+
+    async def challenge(self, req: Request, m: re.Match[str]) -> Response:
+        ch, authz = self.authority.start_challenge(self._authenticate(req), m[1])
+        resp = json_response(render.challenge(req.urls, ch))
+        if ch.status == "processing":
+            resp.headers.append(("Retry-After", "1"))
+        return resp.link(req.urls.authz(authz.id), "up")
+
+    async def certificate(self, req: Request, m: re.Match[str]) -> Response:
+        if req.method == "POST":
+            self._post_as_get(req)
+        pem = self.authority.certificate_pem(m[1])
+        resp = Response(200, pem.encode(), "application/pem-certificate-chain")
+        return resp.link(req.urls.resource("issuer-cert"), "up")
+
+    async def issuer_cert(self, req: Request, _: re.Match[str]) -> Response:
+        pem = self.authority.issuer.chain_pem()
+        return Response(200, pem, "application/pem-certificate-chain")
+
+    async def revoke(self, req: Request, _: re.Match[str]) -> Response:
+        auth = self._authenticate(req, allow_jwk=True)
+        self.authority.revoke(auth, auth.payload)
+        return Response(200)

@@ -1,0 +1,88 @@
+"""The one authentication step every POST shares (RFC 8555 §6.2-§6.5).
+
+A handler gets an `Authenticated` (the verified JWS, its payload and, for `kid`
+requests, the account) or the request ends in a problem document. Order of checks
+follows §6.2: well-formed JWS, allowed algorithm, exactly one of jwk/kid, url equals
+the request URL, nonce redeemed once, signature valid, account exists and is valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from acmekit.protocol.jose import ALLOWED_ALGS, Jws, PublicKey, key_from_jwk, parse_jws
+from acmekit.protocol.messages import AccountStatus
+from acmekit.protocol.problems import ProblemType, malformed, problem, unauthorized
+from acmekit.server.nonces import NonceService
+from acmekit.server.records import AccountRecord
+from acmekit.server.store import Store
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    jws: Jws
+    key: PublicKey
+    account: AccountRecord | None  # None when the JWS carried a jwk (newAccount, revoke)
+
+    @property
+    def payload(self) -> Any:
+        return self.jws.payload_json()
+
+    @property
+    def is_post_as_get(self) -> bool:
+        return self.jws.payload_b64 == ""
+
+    def require_account(self) -> AccountRecord:
+        if self.account is None:
+            raise malformed("this resource needs a JWS with kid, not jwk")
+        return self.account
+
+
+def account_id_from_kid(kid: str, account_prefix: str) -> str:
+    if not kid.startswith(account_prefix):
+        raise problem(ProblemType.ACCOUNT_DOES_NOT_EXIST, f"kid {kid!r} is not an account URL")
+    return kid.removeprefix(account_prefix)
+
+
+class Authenticator:
+    def __init__(self, store: Store, nonces: NonceService) -> None:
+        self._store = store
+        self._nonces = nonces
+
+    def authenticate(
+        self, body: bytes, url: str, account_prefix: str, *, allow_jwk: bool
+    ) -> Authenticated:
+        jws = parse_jws(body)
+        header = jws.protected
+        if jws.alg not in ALLOWED_ALGS:
+            raise problem(
+                ProblemType.BAD_SIGNATURE_ALGORITHM,
+                f"alg {jws.alg!r} is not allowed; use one of {sorted(ALLOWED_ALGS)}",
+            )
+        if ("jwk" in header) == ("kid" in header):
+            raise malformed("JWS must carry exactly one of jwk and kid")
+        if header.get("url") != url:
+            raise unauthorized(f"JWS url {header.get('url')!r} does not match request URL {url}")
+        self._nonces.redeem(header.get("nonce"))
+        account = None
+        if "jwk" in header:
+            if not allow_jwk:
+                raise malformed("this resource needs a JWS with kid, not jwk")
+            key = key_from_jwk(header["jwk"])
+        else:
+            account = self._account(header["kid"], account_prefix)
+            key = key_from_jwk(account.jwk)
+        if not jws.verify(key):
+            raise malformed("JWS signature is invalid")
+        return Authenticated(jws, key, account)
+
+    def _account(self, kid: object, account_prefix: str) -> AccountRecord:
+        if not isinstance(kid, str):
+            raise malformed("kid must be a string")
+        account = self._store.account(account_id_from_kid(kid, account_prefix))
+        if account is None:
+            raise problem(ProblemType.ACCOUNT_DOES_NOT_EXIST, f"no account at {kid}")
+        if account.status != AccountStatus.VALID:
+            raise unauthorized(f"account is {account.status}")
+        return account

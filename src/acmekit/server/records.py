@@ -1,0 +1,88 @@
+"""The CA's stored records as frozen dataclasses: what the store returns and the rules read.
+
+Statuses that RFC 8555 §7.1.6 derives (authorization, order) are not fields here; the
+rules compute them from these facts with acmekit.protocol.messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from acmekit.protocol.messages import (
+    AccountStatus,
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+)
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    id: str
+    thumbprint: str
+    jwk: dict[str, str]
+    contact: tuple[str, ...]
+    status: AccountStatus
+    created: datetime
+    eab_kid: str | None = None
+
+
+@dataclass(frozen=True)
+class ChallengeRecord:
+    id: str
+    authz_id: str
+    type: ChallengeType
+    token: str
+    status: ChallengeStatus
+    validated: datetime | None = None
+    error: dict[str, Any] | None = None
+    started: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuthorizationRecord:
+    id: str
+    account_id: str
+    identifier: Identifier
+    wildcard: bool
+    # Only the states a client or the CA sets directly; the rest is derived.
+    stored_status: AuthorizationStatus
+    expires: datetime
+    challenges: tuple[ChallengeRecord, ...]
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    id: str
+    account_id: str
+    identifiers: tuple[Identifier, ...]
+    authz_ids: tuple[str, ...]
+    expires: datetime
+    created: datetime
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    profile: str | None = None
+    replaces: str | None = None
+    csr: bytes | None = None
+    finalize_started: datetime | None = None
+    error: dict[str, Any] | None = None
+    certificate_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    id: str
+    serial: str  # lower-case hex, no leading zeros
+    order_id: str | None
+    account_id: str | None
+    pem: str | None  # None while the serial is reserved and signing is under way
+    identifiers: tuple[Identifier, ...]
+    not_before: datetime
+    not_after: datetime
+    issued: datetime
+    revoked_at: datetime | None = None
+    revocation_reason: int | None = None
+    abandoned: bool = False

@@ -1,0 +1,127 @@
+"""ACME resources as JSON (RFC 8555 §7.1), and the URLs that name them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from acmekit.protocol.messages import OrderStatus
+from acmekit.server.authority import AuthzView, OrderView
+from acmekit.server.config import ServerConfig
+from acmekit.server.records import AccountRecord, ChallengeRecord
+
+
+def rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Every URL the CA hands out, from the base the client reached it at."""
+
+    base: str
+
+    @property
+    def directory(self) -> str:
+        return f"{self.base}/directory"
+
+    @property
+    def account_prefix(self) -> str:
+        return f"{self.base}/acme/acct/"
+
+    def account(self, account_id: str) -> str:
+        return self.account_prefix + account_id
+
+    def order(self, order_id: str) -> str:
+        return f"{self.base}/acme/order/{order_id}"
+
+    def authz(self, authz_id: str) -> str:
+        return f"{self.base}/acme/authz/{authz_id}"
+
+    def challenge(self, challenge_id: str) -> str:
+        return f"{self.base}/acme/chall/{challenge_id}"
+
+    def certificate(self, cert_id: str) -> str:
+        return f"{self.base}/acme/cert/{cert_id}"
+
+    def resource(self, name: str) -> str:
+        return f"{self.base}/acme/{name}"
+
+
+def directory(urls: Urls, config: ServerConfig) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "caaIdentities": list(config.caa_identities),
+        "externalAccountRequired": config.eab_required,
+    }
+    if config.terms_of_service:
+        meta["termsOfService"] = config.terms_of_service
+    if config.website:
+        meta["website"] = config.website
+    return {
+        "newNonce": urls.resource("new-nonce"),
+        "newAccount": urls.resource("new-account"),
+        "newOrder": urls.resource("new-order"),
+        "revokeCert": urls.resource("revoke-cert"),
+        "keyChange": urls.resource("key-change"),
+        "meta": meta,
+    }
+
+
+def account(urls: Urls, rec: AccountRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "status": str(rec.status),
+        "contact": list(rec.contact),
+        "orders": urls.account(rec.id) + "/orders",
+        "createdAt": rfc3339(rec.created),
+    }
+    if rec.eab_kid:
+        doc["externalAccountBinding"] = {"kid": rec.eab_kid}
+    return doc
+
+
+def challenge(urls: Urls, ch: ChallengeRecord) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": str(ch.type),
+        "url": urls.challenge(ch.id),
+        "status": str(ch.status),
+        "token": ch.token,
+    }
+    if ch.validated is not None:
+        doc["validated"] = rfc3339(ch.validated)
+    if ch.error is not None:
+        doc["error"] = ch.error
+    return doc
+
+
+def authorization(urls: Urls, view: AuthzView) -> dict[str, Any]:
+    rec = view.record
+    doc: dict[str, Any] = {
+        "identifier": rec.identifier.to_json(),
+        "status": str(view.status),
+        "expires": rfc3339(rec.expires),
+        "challenges": [challenge(urls, ch) for ch in rec.challenges],
+    }
+    if rec.wildcard:
+        doc["wildcard"] = True
+    return doc
+
+
+def order(urls: Urls, view: OrderView) -> dict[str, Any]:
+    rec = view.record
+    doc: dict[str, Any] = {
+        "status": str(view.status),
+        "expires": rfc3339(rec.expires),
+        "identifiers": [i.to_json() for i in rec.identifiers],
+        "authorizations": [urls.authz(a) for a in rec.authz_ids],
+        "finalize": urls.order(rec.id) + "/finalize",
+    }
+    if rec.profile:
+        doc["profile"] = rec.profile
+    if rec.replaces:
+        doc["replaces"] = rec.replaces
+    if view.status == OrderStatus.VALID and rec.certificate_id:
+        doc["certificate"] = urls.certificate(rec.certificate_id)
+    if view.error is not None:
+        doc["error"] = view.error
+    return doc

@@ -1,0 +1,649 @@
+"""The CA's storage: SQLAlchemy Core over SQLite (embedded default) or PostgreSQL.
+
+How it keeps its promises:
+- Every state change that two processes could race on is one conditional UPDATE whose
+  row count says who won (finalize claims, nonce redemption, revocation), so several
+  server processes can share one PostgreSQL database.
+- Times are stored as integer microseconds since the epoch (UTC): the same on both
+  databases, cheap to index and compare, never a naive datetime.
+- A certificate's serial is recorded (row with pem NULL) before it is signed, so no
+  signed certificate is ever unrecorded; a crash leaves a reservation that recovery
+  marks abandoned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from acmekit.protocol.messages import (
+    AccountStatus,
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+    IdentifierType,
+)
+from acmekit.server.records import (
+    AccountRecord,
+    AuthorizationRecord,
+    CertificateRecord,
+    ChallengeRecord,
+    OrderRecord,
+)
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("thumbprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("jwk", sa.Text, nullable=False),
+    sa.Column("contact", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("eab_kid", sa.String(255), nullable=True),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(64), nullable=False, index=True),
+    sa.Column("identifiers", sa.Text, nullable=False),
+    sa.Column("authz_ids", sa.Text, nullable=False),
+    sa.Column("expires", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("not_before", sa.BigInteger),
+    sa.Column("not_after", sa.BigInteger),
+    sa.Column("profile", sa.String(64)),
+    sa.Column("replaces", sa.String(255)),
+    sa.Column("csr", sa.LargeBinary),
+    sa.Column("finalize_started", sa.BigInteger, index=True),
+    sa.Column("error", sa.Text),
+    sa.Column("certificate_id", sa.String(64)),
+)
+
+authorizations = sa.Table(
+    "authorizations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("identifier_type", sa.String(8), nullable=False),
+    sa.Column("identifier_value", sa.String(255), nullable=False),
+    sa.Column("wildcard", sa.Boolean, nullable=False),
+    sa.Column("stored_status", sa.String(16), nullable=False),
+    sa.Column("expires", sa.BigInteger, nullable=False),
+    sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
+)
+
+challenges = sa.Table(
+    "challenges",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("authz_id", sa.String(64), nullable=False, index=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("validated", sa.BigInteger),
+    sa.Column("started", sa.BigInteger),
+    sa.Column("error", sa.Text),
+)
+
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("serial", sa.String(48), nullable=False, unique=True),
+    sa.Column("order_id", sa.String(64)),
+    sa.Column("account_id", sa.String(64)),
+    sa.Column("pem", sa.Text),
+    sa.Column("identifiers", sa.Text, nullable=False),
+    sa.Column("not_before", sa.BigInteger, nullable=False),
+    sa.Column("not_after", sa.BigInteger, nullable=False),
+    sa.Column("issued", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger),
+    sa.Column("revocation_reason", sa.Integer),
+    sa.Column("abandoned", sa.Boolean, nullable=False, default=False),
+)
+
+used_nonces = sa.Table(
+    "used_nonces",
+    metadata,
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("issued", sa.BigInteger, nullable=False, index=True),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def to_us(t: datetime) -> int:
+    return int(t.timestamp() * 1_000_000)
+
+
+def from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+def _opt_time(us: int | None) -> datetime | None:
+    return None if us is None else from_us(us)
+
+
+def _ids_json(ids: Sequence[Identifier]) -> str:
+    return json.dumps([i.to_json() for i in ids])
+
+
+def _ids_load(text: str) -> tuple[Identifier, ...]:
+    return tuple(Identifier(IdentifierType(d["type"]), d["value"]) for d in json.loads(text))
+
+
+def _json_or_none(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else dict(json.loads(text))
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for `sqlite:///FILE` (WAL, busy timeout) or `postgresql://...`."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Store:
+    """Persistent records of the CA. Methods are short transactions; none reads a clock."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(create_engine(url))
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # settings -----------------------------------------------------------------------
+
+    def setting(self, name: str, default: str) -> str:
+        """The stored value of `name`, storing `default` first if there is none (race-safe)."""
+        with self._tx() as c:
+            row = c.execute(sa.select(settings.c.value).where(settings.c.name == name)).first()
+            if row is not None:
+                return str(row.value)
+        try:
+            with self._tx() as c:
+                c.execute(settings.insert().values(name=name, value=default))
+        except sa.exc.IntegrityError:
+            pass
+        with self._tx() as c:
+            return str(c.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar_one())
+
+    # nonces -------------------------------------------------------------------------
+
+    def redeem_nonce(self, nonce: str, issued: datetime) -> bool:
+        """Record `nonce` as used; False if it was used before (by any process)."""
+        try:
+            with self._tx() as c:
+                c.execute(used_nonces.insert().values(nonce=nonce, issued=to_us(issued)))
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def prune_nonces(self, issued_before: datetime) -> int:
+        with self._tx() as c:
+            res = c.execute(used_nonces.delete().where(used_nonces.c.issued < to_us(issued_before)))
+            return int(res.rowcount)
+
+    # accounts -----------------------------------------------------------------------
+
+    def _account(self, row: Any) -> AccountRecord:
+        return AccountRecord(
+            id=row.id,
+            thumbprint=row.thumbprint,
+            jwk=json.loads(row.jwk),
+            contact=tuple(json.loads(row.contact)),
+            status=AccountStatus(row.status),
+            created=from_us(row.created),
+            eab_kid=row.eab_kid,
+        )
+
+    def account(self, account_id: str) -> AccountRecord | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(accounts).where(accounts.c.id == account_id)).first()
+        return None if row is None else self._account(row)
+
+    def account_by_thumbprint(self, thumb: str) -> AccountRecord | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(accounts).where(accounts.c.thumbprint == thumb)).first()
+        return None if row is None else self._account(row)
+
+    def add_account(self, rec: AccountRecord) -> AccountRecord:
+        """Insert; if another request registered the same key first, return that one."""
+        try:
+            with self._tx() as c:
+                c.execute(
+                    accounts.insert().values(
+                        id=rec.id,
+                        thumbprint=rec.thumbprint,
+                        jwk=json.dumps(rec.jwk),
+                        contact=json.dumps(list(rec.contact)),
+                        status=str(rec.status),
+                        created=to_us(rec.created),
+                        eab_kid=rec.eab_kid,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            existing = self.account_by_thumbprint(rec.thumbprint)
+            if existing is None:
+                raise
+            return existing
+        return rec
+
+    def eab_kid_used(self, kid: str) -> bool:
+        with self._tx() as c:
+            return c.execute(sa.select(accounts.c.id).where(accounts.c.eab_kid == kid)).first() is not None
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        contact: Sequence[str] | None = None,
+        status: AccountStatus | None = None,
+    ) -> None:
+        values: dict[str, Any] = {}
+        if contact is not None:
+            values["contact"] = json.dumps(list(contact))
+        if status is not None:
+            values["status"] = str(status)
+        if values:
+            with self._tx() as c:
+                c.execute(accounts.update().where(accounts.c.id == account_id).values(**values))
+
+    def change_account_key(self, account_id: str, jwk: dict[str, str], thumb: str) -> bool:
+        """Swap the key; False if another account holds the new key already."""
+        try:
+            with self._tx() as c:
+                c.execute(
+                    accounts.update()
+                    .where(accounts.c.id == account_id)
+                    .values(jwk=json.dumps(jwk), thumbprint=thumb)
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    # authorizations and challenges --------------------------------------------------
+
+    def add_authorization(self, authz: AuthorizationRecord, c: Connection | None = None) -> None:
+        if c is None:
+            with self._tx() as conn:
+                self.add_authorization(authz, conn)
+            return
+        c.execute(
+            authorizations.insert().values(
+                id=authz.id,
+                account_id=authz.account_id,
+                identifier_type=str(authz.identifier.type),
+                identifier_value=authz.identifier.value,
+                wildcard=authz.wildcard,
+                stored_status=str(authz.stored_status),
+                expires=to_us(authz.expires),
+            )
+        )
+        c.execute(
+            challenges.insert(),
+            [
+                {
+                    "id": ch.id,
+                    "authz_id": authz.id,
+                    "type": str(ch.type),
+                    "token": ch.token,
+                    "status": str(ch.status),
+                }
+                for ch in authz.challenges
+            ],
+        )
+
+    def _challenge(self, row: Any) -> ChallengeRecord:
+        return ChallengeRecord(
+            id=row.id,
+            authz_id=row.authz_id,
+            type=ChallengeType(row.type),
+            token=row.token,
+            status=ChallengeStatus(row.status),
+            validated=_opt_time(row.validated),
+            error=_json_or_none(row.error),
+            started=_opt_time(row.started),
+        )
+
+    def authorizations(self, ids: Sequence[str]) -> list[AuthorizationRecord]:
+        """The authorizations with these ids, in the order given (missing ones skipped)."""
+        if not ids:
+            return []
+        with self._tx() as c:
+            arows = c.execute(sa.select(authorizations).where(authorizations.c.id.in_(ids))).all()
+            crows = c.execute(sa.select(challenges).where(challenges.c.authz_id.in_(ids))).all()
+        chs: dict[str, list[ChallengeRecord]] = {}
+        for row in crows:
+            chs.setdefault(row.authz_id, []).append(self._challenge(row))
+        by_id = {
+            r.id: AuthorizationRecord(
+                id=r.id,
+                account_id=r.account_id,
+                identifier=Identifier(IdentifierType(r.identifier_type), r.identifier_value),
+                wildcard=bool(r.wildcard),
+                stored_status=AuthorizationStatus(r.stored_status),
+                expires=from_us(r.expires),
+                challenges=tuple(sorted(chs.get(r.id, []), key=lambda ch: ch.type)),
+            )
+            for r in arows
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def authorization(self, authz_id: str) -> AuthorizationRecord | None:
+        found = self.authorizations([authz_id])
+        return found[0] if found else None
+
+    def reusable_authorizations(
+        self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
+    ) -> list[AuthorizationRecord]:
+        """Candidates for reuse (§7.1.3 lets a server reuse authorizations): newest first."""
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(authorizations.c.id)
+                .where(
+                    authorizations.c.account_id == account_id,
+                    authorizations.c.identifier_value == identifier.value,
+                    authorizations.c.identifier_type == str(identifier.type),
+                    authorizations.c.wildcard == wildcard,
+                    authorizations.c.stored_status == str(AuthorizationStatus.PENDING),
+                    authorizations.c.expires > to_us(valid_after),
+                )
+                .order_by(authorizations.c.expires.desc())
+                .limit(5)
+            ).all()
+        return self.authorizations([r.id for r in rows])
+
+    def set_authorization_status(self, authz_id: str, status: AuthorizationStatus) -> None:
+        with self._tx() as c:
+            c.execute(
+                authorizations.update()
+                .where(authorizations.c.id == authz_id)
+                .values(stored_status=str(status))
+            )
+
+    def challenge(self, challenge_id: str) -> ChallengeRecord | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(challenges).where(challenges.c.id == challenge_id)).first()
+        return None if row is None else self._challenge(row)
+
+    def start_challenge(self, challenge_id: str, now: datetime) -> bool:
+        """pending -> processing; False if it was not pending (already started or done)."""
+        with self._tx() as c:
+            res = c.execute(
+                challenges.update()
+                .where(
+                    challenges.c.id == challenge_id,
+                    challenges.c.status == str(ChallengeStatus.PENDING),
+                )
+                .values(status=str(ChallengeStatus.PROCESSING), started=to_us(now))
+            )
+            return bool(res.rowcount == 1)
+
+    def finish_challenge(
+        self,
+        challenge_id: str,
+        now: datetime,
+        error: dict[str, Any] | None,
+        authz_expires: datetime | None = None,
+    ) -> None:
+        """processing -> valid or invalid; a success also extends the authorization."""
+        status = ChallengeStatus.INVALID if error else ChallengeStatus.VALID
+        with self._tx() as c:
+            if authz_expires is not None and not error:
+                authz_id = sa.select(challenges.c.authz_id).where(challenges.c.id == challenge_id)
+                c.execute(
+                    authorizations.update()
+                    .where(authorizations.c.id == authz_id.scalar_subquery())
+                    .values(expires=to_us(authz_expires))
+                )
+            c.execute(
+                challenges.update()
+                .where(
+                    challenges.c.id == challenge_id,
+                    challenges.c.status == str(ChallengeStatus.PROCESSING),
+                )
+                .values(
+                    status=str(status),
+                    validated=None if error else to_us(now),
+                    error=json.dumps(error) if error else None,
+                )
+            )
+
+    def stale_challenges(self, started_before: datetime) -> list[ChallengeRecord]:
+        """Challenges left processing by a process that stopped: recovery re-runs them."""
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(challenges).where(
+                    challenges.c.status == str(ChallengeStatus.PROCESSING),
+                    challenges.c.started < to_us(started_before),
+                )
+            ).all()
+        return [self._challenge(r) for r in rows]
+
+    def restart_challenge(self, challenge_id: str, was: datetime, now: datetime) -> bool:
+        """Take over a stale validation; exactly one process wins (compare-and-set)."""
+        with self._tx() as c:
+            res = c.execute(
+                challenges.update()
+                .where(challenges.c.id == challenge_id, challenges.c.started == to_us(was))
+                .values(started=to_us(now))
+            )
+            return bool(res.rowcount == 1)
+
+    # orders -------------------------------------------------------------------------
+
+    def add_order(self, order: OrderRecord, new_authzs: Sequence[AuthorizationRecord]) -> None:
+        with self._tx() as c:
+            for authz in new_authzs:
+                self.add_authorization(authz, c)
+            c.execute(
+                orders.insert().values(
+                    id=order.id,
+                    account_id=order.account_id,
+                    identifiers=_ids_json(order.identifiers),
+                    authz_ids=json.dumps(list(order.authz_ids)),
+                    expires=to_us(order.expires),
+                    created=to_us(order.created),
+                    not_before=None if order.not_before is None else to_us(order.not_before),
+                    not_after=None if order.not_after is None else to_us(order.not_after),
+                    profile=order.profile,
+                    replaces=order.replaces,
+                )
+            )
+
+    def _order(self, row: Any) -> OrderRecord:
+        return OrderRecord(
+            id=row.id,
+            account_id=row.account_id,
+            identifiers=_ids_load(row.identifiers),
+            authz_ids=tuple(json.loads(row.authz_ids)),
+            expires=from_us(row.expires),
+            created=from_us(row.created),
+            not_before=_opt_time(row.not_before),
+            not_after=_opt_time(row.not_after),
+            profile=row.profile,
+            replaces=row.replaces,
+            csr=row.csr,
+            finalize_started=_opt_time(row.finalize_started),
+            error=_json_or_none(row.error),
+            certificate_id=row.certificate_id,
+        )
+
+    def order(self, order_id: str) -> OrderRecord | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(orders).where(orders.c.id == order_id)).first()
+        return None if row is None else self._order(row)
+
+    def account_orders(self, account_id: str, limit: int = 1000) -> list[OrderRecord]:
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(orders)
+                .where(orders.c.account_id == account_id)
+                .order_by(orders.c.created.desc())
+                .limit(limit)
+            ).all()
+        return [self._order(r) for r in rows]
+
+    def claim_finalize(self, order_id: str, csr: bytes, now: datetime) -> bool:
+        """ready -> processing, once: of two concurrent finalizes exactly one wins."""
+        with self._tx() as c:
+            res = c.execute(
+                orders.update()
+                .where(
+                    orders.c.id == order_id,
+                    orders.c.finalize_started.is_(None),
+                    orders.c.error.is_(None),
+                )
+                .values(csr=csr, finalize_started=to_us(now))
+            )
+            return bool(res.rowcount == 1)
+
+    def retake_finalize(self, order_id: str, was: datetime, now: datetime) -> bool:
+        """Take over an issuance that a stopped process left behind (compare-and-set)."""
+        with self._tx() as c:
+            res = c.execute(
+                orders.update()
+                .where(
+                    orders.c.id == order_id,
+                    orders.c.finalize_started == to_us(was),
+                    orders.c.certificate_id.is_(None),
+                )
+                .values(finalize_started=to_us(now))
+            )
+            return bool(res.rowcount == 1)
+
+    def stale_finalizations(self, started_before: datetime) -> list[OrderRecord]:
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(orders).where(
+                    orders.c.finalize_started < to_us(started_before),
+                    orders.c.certificate_id.is_(None),
+                    orders.c.error.is_(None),
+                )
+            ).all()
+        return [self._order(r) for r in rows]
+
+    def fail_order(self, order_id: str, error: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute(
+                orders.update()
+                .where(orders.c.id == order_id, orders.c.certificate_id.is_(None))
+                .values(error=json.dumps(error))
+            )
+
+    # certificates -------------------------------------------------------------------
+
+    def reserve_serial(self, rec: CertificateRecord) -> None:
+        """Record the serial before signing (pem NULL): no signed certificate goes unrecorded."""
+        with self._tx() as c:
+            c.execute(
+                certificates.insert().values(
+                    id=rec.id,
+                    serial=rec.serial,
+                    order_id=rec.order_id,
+                    account_id=rec.account_id,
+                    pem=None,
+                    identifiers=_ids_json(rec.identifiers),
+                    not_before=to_us(rec.not_before),
+                    not_after=to_us(rec.not_after),
+                    issued=to_us(rec.issued),
+                    abandoned=False,
+                )
+            )
+
+    def record_issued(self, cert_id: str, order_id: str, pem: str) -> bool:
+        """Store the signed PEM and complete the order in one transaction."""
+        with self._tx() as c:
+            res = c.execute(
+                orders.update()
+                .where(orders.c.id == order_id, orders.c.certificate_id.is_(None))
+                .values(certificate_id=cert_id)
+            )
+            if res.rowcount != 1:
+                c.execute(
+                    certificates.update().where(certificates.c.id == cert_id).values(abandoned=True)
+                )
+                return False
+            c.execute(certificates.update().where(certificates.c.id == cert_id).values(pem=pem))
+            return True
+
+    def abandon_reservations(self, order_id: str) -> None:
+        """Serials reserved for an order but never completed: mark them, never reuse them."""
+        with self._tx() as c:
+            c.execute(
+                certificates.update()
+                .where(certificates.c.order_id == order_id, certificates.c.pem.is_(None))
+                .values(abandoned=True)
+            )
+
+    def _certificate(self, row: Any) -> CertificateRecord:
+        return CertificateRecord(
+            id=row.id,
+            serial=row.serial,
+            order_id=row.order_id,
+            account_id=row.account_id,
+            pem=row.pem,
+            identifiers=_ids_load(row.identifiers),
+            not_before=from_us(row.not_before),
+            not_after=from_us(row.not_after),
+            issued=from_us(row.issued),
+            revoked_at=_opt_time(row.revoked_at),
+            revocation_reason=row.revocation_reason,
+            abandoned=bool(row.abandoned),
+        )
+
+    def certificate(self, cert_id: str) -> CertificateRecord | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(certificates).where(certificates.c.id == cert_id)).first()
+        return None if row is None else self._certificate(row)
+
+    def certificate_by_serial(self, serial: str) -> CertificateRecord | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(certificates).where(certificates.c.serial == serial)).first()
+        return None if row is None else self._certificate(row)
+
+    def revoke(self, cert_id: str, reason: int, now: datetime) -> bool:
+        """Mark revoked once; False if it already was (alreadyRevoked)."""
+        with self._tx() as c:
+            res = c.execute(
+                certificates.update()
+                .where(certificates.c.id == cert_id, certificates.c.revoked_at.is_(None))
+                .values(revoked_at=to_us(now), revocation_reason=reason)
+            )
+            return bool(res.rowcount == 1)
