@@ -15,7 +15,9 @@ import click
 @click.option("--dns-resolver", default=None, help="HOST:PORT used for validation lookups")
 @click.option("--http01-port", type=int, default=None, help="port http-01 connects to [80]")
 @click.option("--tlsalpn01-port", type=int, default=None, help="port tls-alpn-01 uses [443]")
-@click.option("--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)
+)
 @click.pass_context
 def server(
     ctx: click.Context,

@@ -213,10 +213,13 @@ def parse_jws(body: bytes | Any) -> Jws:
         raise malformed("JWS must be a JSON object")
     if "signatures" in doc or "header" in doc:
         raise malformed("JWS must use the flattened serialization with no unprotected header")
-    fields = [doc.get(k) for k in ("protected", "payload", "signature")]
-    if not all(isinstance(v, str) for v in fields):
+    protected_b64, payload_b64, sig_b64 = (
+        doc.get(k) for k in ("protected", "payload", "signature")
+    )
+    if not (
+        isinstance(protected_b64, str) and isinstance(payload_b64, str) and isinstance(sig_b64, str)
+    ):
         raise malformed("JWS needs string protected, payload and signature members")
-    protected_b64, payload_b64, sig_b64 = fields
     try:
         protected = json.loads(b64d(protected_b64))
     except (ValueError, UnicodeDecodeError) as exc:

@@ -19,7 +19,7 @@ from typing import Any
 
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import render
-from acmekit.server.auth import Authenticated, Authenticator
+from acmekit.server.auth import Authenticated, Authenticator, Signer
 from acmekit.server.authority import Authority, OrderView
 from acmekit.server.nonces import NonceService
 from acmekit.server.render import Urls
@@ -196,20 +196,20 @@ class AcmeApp:
 
     @staticmethod
     def _problem(prob: Problem) -> Response:
-        resp = Response(prob.status, json.dumps(prob.to_json()).encode(), "application/problem+json")
+        resp = Response(
+            prob.status, json.dumps(prob.to_json()).encode(), "application/problem+json"
+        )
         if prob.retry_after is not None:
             resp.headers.append(("Retry-After", str(prob.retry_after)))
         return resp
 
-    def _authenticate(self, req: Request, *, allow_jwk: bool = False) -> Authenticated:
+    def _authenticate(self, req: Request, signer: Signer = "kid") -> Authenticated:
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
             raise problem(
                 ProblemType.MALFORMED, f"Content-Type must be {JOSE}, not {ctype!r}", status=415
             )
-        return self.auth.authenticate(
-            req.body, req.url, req.urls.account_prefix, allow_jwk=allow_jwk
-        )
+        return self.auth.authenticate(req.body, req.url, req.urls.account_prefix, signer=signer)
 
     def _post_as_get(self, req: Request) -> Authenticated:
         auth = self._authenticate(req)
@@ -226,7 +226,7 @@ class AcmeApp:
         return Response(200 if req.method == "HEAD" else 204)
 
     async def new_account(self, req: Request, _: re.Match[str]) -> Response:
-        auth = self._authenticate(req, allow_jwk=True)
+        auth = self._authenticate(req, "jwk")
         rec, created = self.authority.new_account(auth, req.url)
         doc = render.account(req.urls, rec)
         return json_response(doc, 201 if created else 200, req.urls.account(rec.id))
@@ -254,7 +254,9 @@ class AcmeApp:
 
     async def order(self, req: Request, m: re.Match[str]) -> Response:
         account = self._post_as_get(req).require_account()
-        return self._order(req, self.authority.order_view(self.authority.owned_order(account, m[1])))
+        return self._order(
+            req, self.authority.order_view(self.authority.owned_order(account, m[1]))
+        )
 
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
@@ -290,6 +292,6 @@ class AcmeApp:
         return Response(200, pem, "application/pem-certificate-chain")
 
     async def revoke(self, req: Request, _: re.Match[str]) -> Response:
-        auth = self._authenticate(req, allow_jwk=True)
+        auth = self._authenticate(req, "either")
         self.authority.revoke(auth, auth.payload)
         return Response(200)

@@ -9,7 +9,7 @@ the request URL, nonce redeemed once, signature valid, account exists and is val
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from acmekit.protocol.jose import ALLOWED_ALGS, Jws, PublicKey, key_from_jwk, parse_jws
 from acmekit.protocol.messages import AccountStatus
@@ -17,6 +17,8 @@ from acmekit.protocol.problems import ProblemType, malformed, problem, unauthori
 from acmekit.server.nonces import NonceService
 from acmekit.server.records import AccountRecord
 from acmekit.server.store import Store
+
+Signer = Literal["kid", "jwk", "either"]
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,9 @@ class Authenticator:
         self._nonces = nonces
 
     def authenticate(
-        self, body: bytes, url: str, account_prefix: str, *, allow_jwk: bool
+        self, body: bytes, url: str, account_prefix: str, *, signer: Signer = "kid"
     ) -> Authenticated:
+        """`signer` says what the resource accepts: an account `kid`, a `jwk`, or either."""
         jws = parse_jws(body)
         header = jws.protected
         if jws.alg not in ALLOWED_ALGS:
@@ -66,9 +69,10 @@ class Authenticator:
             raise unauthorized(f"JWS url {header.get('url')!r} does not match request URL {url}")
         self._nonces.redeem(header.get("nonce"))
         account = None
-        if "jwk" in header:
-            if not allow_jwk:
-                raise malformed("this resource needs a JWS with kid, not jwk")
+        given = "jwk" if "jwk" in header else "kid"
+        if signer != "either" and given != signer:
+            raise malformed(f"this resource needs a JWS with {signer}, not {given}")
+        if given == "jwk":
             key = key_from_jwk(header["jwk"])
         else:
             account = self._account(header["kid"], account_prefix)

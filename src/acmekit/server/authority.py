@@ -143,10 +143,8 @@ class Authority:
         self.now = now
         self.sign: Signer = signer or self._sign
         self._tasks: set[asyncio.Task[None]] = set()
-        # How long finalize waits for issuance before answering `processing`.
-        self.finalize_wait = 5.0
-        # A validation or issuance older than this without an outcome is taken over.
-        self.stale_after = timedelta(seconds=30)
+        self.finalize_wait = config.finalize_wait
+        self.stale_after = timedelta(seconds=config.stale_after)
 
     async def _sign(
         self,
@@ -156,6 +154,8 @@ class Authority:
         not_before: datetime,
         not_after: datetime,
     ) -> x509.Certificate:
+        if self.config.issuance_delay:
+            await asyncio.sleep(self.config.issuance_delay)
         return issue_certificate(
             self.issuer, csr, idents, serial=serial, not_before=not_before, not_after=not_after
         )
@@ -495,7 +495,9 @@ class Authority:
             log.exception("issuance for order %s failed", order_id)
             self.store.abandon_reservations(order.id)
             detail = f"issuance failed: {exc}"
-            self.store.fail_order(order.id, Problem(str(ProblemType.SERVER_INTERNAL), detail, 500).to_json())
+            self.store.fail_order(
+                order.id, Problem(str(ProblemType.SERVER_INTERNAL), detail, 500).to_json()
+            )
             return
         log.info("order %s issued serial %s", order.id, rec.serial)
 
@@ -514,9 +516,11 @@ class Authority:
         except ValueError as exc:
             raise malformed(f"certificate is not valid DER: {exc}") from exc
         rec = self.store.certificate_by_serial(format(cert.serial_number, "x"))
-        if rec is None or rec.pem is None or cert.public_bytes(
-            serialization.Encoding.PEM
-        ).decode() not in rec.pem:
+        if (
+            rec is None
+            or rec.pem is None
+            or cert.public_bytes(serialization.Encoding.PEM).decode() not in rec.pem
+        ):
             raise not_found("this CA did not issue that certificate")
         reason = payload.get("reason", 0)
         if not isinstance(reason, int) or reason not in RevocationReason.ALLOWED:
@@ -551,11 +555,18 @@ class Authority:
         for ch in self.store.stale_challenges(cutoff):
             authz = self.store.authorization(ch.authz_id)
             account = self.store.account(authz.account_id) if authz else None
-            if authz and account and ch.started and self.store.restart_challenge(ch.id, ch.started, now):
+            if (
+                authz
+                and account
+                and ch.started
+                and self.store.restart_challenge(ch.id, ch.started, now)
+            ):
                 self._spawn(self._validate(ch, authz, account.jwk))
         for order in self.store.stale_finalizations(cutoff):
-            if order.finalize_started and order.csr and self.store.retake_finalize(
-                order.id, order.finalize_started, now
+            if (
+                order.finalize_started
+                and order.csr
+                and self.store.retake_finalize(order.id, order.finalize_started, now)
             ):
                 self.store.abandon_reservations(order.id)
                 self._spawn(self._issue(order.id, x509.load_der_x509_csr(order.csr)))

@@ -37,6 +37,13 @@ class ServerConfig:
     max_body: int = 64 * 1024
     max_identifiers: int = 100
     listener_hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
+    # How long finalize waits for issuance before answering `processing` (§7.4).
+    finalize_wait: float = 5.0
+    # Validations and issuances without an outcome after this many seconds are taken
+    # over by any server process (after a crash or a SIGKILL).
+    stale_after: float = 30.0
+    # Fault injection for drills and tests: seconds each signature is held back.
+    issuance_delay: float = 0.0
 
     @property
     def host_port(self) -> tuple[str, int]:

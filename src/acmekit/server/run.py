@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,16 +72,17 @@ def directory_url(config: ServerConfig, sock: socket.socket) -> str:
     return f"https://{shown}:{port}/directory"
 
 
-async def serve(config: ServerConfig, announce: Callable[[str], None] = print) -> None:
+async def serve(config: ServerConfig, announce: Callable[[str], None] | None = None) -> None:
     import uvicorn
 
+    say = announce or (lambda line: print(line, flush=True))
     assembly = assemble(config)
     cert, key = listener_credentials(
         assembly.issuer, config.state_dir, _listener_hosts(config), utcnow()
     )
     sock = bind(config)
-    announce(f"directory: {directory_url(config, sock)}")
-    announce(f"root: {os.path.abspath(config.state_dir / 'root.pem')}")
+    say(f"directory: {directory_url(config, sock)}")
+    say(f"root: {(config.state_dir / 'root.pem').absolute()}")
     uv = uvicorn.Config(
         assembly.app,
         ssl_certfile=str(cert),

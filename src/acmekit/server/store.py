@@ -201,7 +201,9 @@ class Store:
         except sa.exc.IntegrityError:
             pass
         with self._tx() as c:
-            return str(c.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar_one())
+            return str(
+                c.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar_one()
+            )
 
     # nonces -------------------------------------------------------------------------
 
@@ -266,7 +268,10 @@ class Store:
 
     def eab_kid_used(self, kid: str) -> bool:
         with self._tx() as c:
-            return c.execute(sa.select(accounts.c.id).where(accounts.c.eab_kid == kid)).first() is not None
+            return (
+                c.execute(sa.select(accounts.c.id).where(accounts.c.eab_kid == kid)).first()
+                is not None
+            )
 
     def update_account(
         self,

@@ -1,0 +1,160 @@
+"""The ACME protocol layer over a transport: directory, nonces, signed requests, errors.
+
+This is the plumbing under `Client` (certbot keeps the network apart from the protocol
+steps in the same way):
+
+- The directory (RFC 8555 §7.1.1) is fetched once, on first need.
+- Nonces (§7.2) come from a pool fed by the Replay-Nonce of every response, newest
+  first; only when the pool is empty does a HEAD to newNonce fetch one. Many orders in flight on one
+  event loop share the pool; no lock is needed since taking a nonce never awaits.
+- Every request is a JWS POST (§6.2) signed with `kid` or an embedded `jwk`; reads are
+  POST-as-GET (§6.3). A `badNonce` answer (§6.5) is retried with the fresh nonce that
+  came with it, a few times, since a server may reject any nonce (Pebble rejects 5% on
+  purpose).
+- An error status is a problem document (§6.7): raised as AcmeError carrying the
+  Problem, with the response's Retry-After (§6.6) attached for the caller to honour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections import deque
+from typing import Any
+
+from acmekit.client.clock import Clock
+from acmekit.client.resources import Directory
+from acmekit.client.retry import parse_retry_after
+from acmekit.client.transport import HttpResponse, HttpTransport
+from acmekit.protocol.jose import PrivateKey, sign
+from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
+
+log = logging.getLogger(__name__)
+
+JOSE_JSON = "application/jose+json"
+PEM_CHAIN = "application/pem-certificate-chain"
+BAD_NONCE_RETRIES = 5
+NONCE_POOL_LIMIT = 256
+
+
+class AcmeChannel:
+    """Directory, nonce pool and signed POSTs against one ACME server."""
+
+    def __init__(
+        self,
+        directory_url: str,
+        transport: HttpTransport,
+        clock: Clock,
+        *,
+        bad_nonce_retries: int = BAD_NONCE_RETRIES,
+    ) -> None:
+        self.directory_url = directory_url
+        self.bad_nonce_retries = bad_nonce_retries
+        self.transport = transport
+        self.clock = clock
+        self._directory: Directory | None = None
+        self._nonces: deque[str] = deque(maxlen=NONCE_POOL_LIMIT)
+
+    async def directory(self) -> Directory:
+        if self._directory is None:
+            resp = await self._send("GET", self.directory_url, {}, None)
+            self._check(resp)
+            self._directory = Directory.from_json(_json_object(resp))
+        return self._directory
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> HttpResponse:
+        resp = await self.transport.request(method, url, headers=headers, body=body)
+        nonce = resp.header("replay-nonce")
+        if nonce:
+            self._nonces.append(nonce)
+        return resp
+
+    async def _nonce(self) -> str:
+        directory = await self.directory()  # its answer may carry a nonce too
+        if not self._nonces:
+            resp = await self._send("HEAD", directory.new_nonce, {}, None)
+            if resp.status >= 400:
+                self._check(resp)
+            if not self._nonces:
+                raise malformed("server sent no Replay-Nonce from newNonce")
+        return self._nonces.pop()  # the newest first: the least likely to be stale
+
+    async def post(
+        self,
+        url: str,
+        payload: Any,
+        *,
+        key: PrivateKey,
+        kid: str | None,
+        accept: str | None = None,
+    ) -> HttpResponse:
+        """A signed POST (payload None means POST-as-GET); errors raise AcmeError."""
+        headers = {"Content-Type": JOSE_JSON}
+        if accept:
+            headers["Accept"] = accept
+        for attempt in range(self.bad_nonce_retries + 1):
+            jws = sign(key, payload, url=url, nonce=await self._nonce(), kid=kid)
+            resp = await self._send("POST", url, headers, json.dumps(jws).encode())
+            if resp.status < 400:
+                return resp
+            err = self._problem(resp)
+            if err.type != ProblemType.BAD_NONCE or attempt == self.bad_nonce_retries:
+                raise AcmeError(err)
+            log.debug("badNonce from %s, retrying (attempt %d)", url, attempt + 1)
+        raise AssertionError("unreachable")
+
+    async def post_as_get(
+        self, url: str, *, key: PrivateKey, kid: str, accept: str | None = None
+    ) -> HttpResponse:
+        return await self.post(url, None, key=key, kid=kid, accept=accept)
+
+    def retry_after(self, resp: HttpResponse) -> float | None:
+        return parse_retry_after(resp.header("retry-after"), self.clock.now())
+
+    def _check(self, resp: HttpResponse) -> None:
+        if resp.status >= 400:
+            raise AcmeError(self._problem(resp))
+
+    def _problem(self, resp: HttpResponse) -> Problem:
+        """The response's problem document, or a stand-in when it sent none."""
+        try:
+            doc = json.loads(resp.body)
+        except (ValueError, UnicodeDecodeError):
+            doc = None
+        after = self.retry_after(resp)
+        retry = int(after) if after is not None else None
+        if isinstance(doc, dict) and "type" in doc:
+            found = Problem.from_json(doc, default_status=resp.status)
+            return dataclasses.replace(found, retry_after=retry)
+        text = resp.body[:200].decode("utf-8", "replace")
+        return problem(
+            ProblemType.SERVER_INTERNAL,
+            f"HTTP {resp.status} without a problem document: {text}",
+            status=resp.status,
+            retry_after=retry,
+        ).problem
+
+
+def _json_object(resp: HttpResponse) -> dict[str, Any]:
+    try:
+        doc = json.loads(resp.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise malformed(f"server sent invalid JSON from {resp.url}") from exc
+    if not isinstance(doc, dict):
+        raise malformed(f"server sent a JSON {type(doc).__name__}, not an object")
+    return doc
+
+
+def json_object(resp: HttpResponse) -> dict[str, Any]:
+    """The body of a successful response as a JSON object (malformed otherwise)."""
+    return _json_object(resp)
+
+
+def location(resp: HttpResponse) -> str:
+    url = resp.header("location")
+    if not url:
+        raise malformed(f"server sent no Location from {resp.url}")
+    return url

@@ -1,0 +1,482 @@
+"""The ACME client: one method per protocol step, and `issue`, the whole order flow.
+
+Plumbing (directory, nonces, signing, badNonce, problem documents) lives in
+`AcmeChannel`; here are the steps of RFC 8555 §7.3 (accounts), §7.4 (orders and
+finalization), §7.5 (authorizations and challenges), §7.6 (revocation), each a short
+method returning a frozen snapshot of the resource.
+
+`issue` is the porcelain (certmagic/acmez keep it apart in the same way): new order;
+for each pending authorization pick a challenge type the solver map can solve, present
+them all, let each solver `wait` once, answer them all, poll each with intervals that
+start short and grow, and always clean up. Authorizations that come back already valid
+(a CA may reuse them) are skipped. Then finalize, poll the order, download the chain.
+A failed authorization raises one AcmeError whose subproblems name each failed
+identifier. Many `issue` calls may run at once on one event loop with one Client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from acmekit.client.channel import (
+    BAD_NONCE_RETRIES,
+    PEM_CHAIN,
+    AcmeChannel,
+    json_object,
+    location,
+)
+from acmekit.client.clock import Clock, SystemClock
+from acmekit.client.resources import (
+    Account,
+    Authorization,
+    Challenge,
+    Directory,
+    IssuedCertificate,
+    Order,
+)
+from acmekit.client.retry import DEFAULT_BACKOFF, Backoff, poll
+from acmekit.client.solvers import Solver
+from acmekit.client.transport import AiohttpTransport, HttpTransport
+from acmekit.protocol.challenges import key_authorization
+from acmekit.protocol.jose import PrivateKey, b64d, b64e, eab_sign, jwk_from_key, sign
+from acmekit.protocol.messages import (
+    AuthorizationStatus,
+    ChallengeType,
+    Identifier,
+    IdentifierType,
+    OrderStatus,
+)
+from acmekit.protocol.problems import AcmeError, Problem, ProblemType, problem
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ExternalAccountBinding:
+    """§7.3.4: the key identifier and MAC key a CA handed out of band."""
+
+    kid: str
+    hmac_key: bytes = field(repr=False)
+
+    @classmethod
+    def from_base64url(cls, kid: str, hmac_key_b64: str) -> ExternalAccountBinding:
+        """The usual form of `--eab-hmac-key`: base64url, padding tolerated."""
+        return cls(kid, b64d(hmac_key_b64.rstrip("=")))
+
+
+def as_identifier(value: Identifier | str) -> Identifier:
+    """A name or IP address as an identifier (RFC 8738 for IPs)."""
+    if isinstance(value, Identifier):
+        return value
+    try:
+        return Identifier(IdentifierType.IP, ipaddress.ip_address(value).compressed)
+    except ValueError:
+        return Identifier(IdentifierType.DNS, value.lower())
+
+
+def describe_failures(err: AcmeError) -> list[str]:
+    """One readable line per failed identifier (or the one line when there are none)."""
+    subs = err.problem.subproblems
+    if not subs:
+        return [err.problem.describe()]
+    return [f"{(s.identifier or {}).get('value', '?')}: {s.describe()}" for s in subs]
+
+
+class Client:
+    """An ACME account's view of one CA. Use as `async with Client(url, key) as c:`.
+
+    `account_url` is known after `register` (or given, for an existing account). The
+    transport is closed on exit only when the Client made it.
+    """
+
+    def __init__(
+        self,
+        directory_url: str,
+        account_key: PrivateKey,
+        *,
+        transport: HttpTransport | None = None,
+        clock: Clock | None = None,
+        account_url: str | None = None,
+        ca_bundle: str | None = None,
+        poll_timeout: float = 300.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        bad_nonce_retries: int = BAD_NONCE_RETRIES,
+    ) -> None:
+        self._own_transport: AiohttpTransport | None = None
+        if transport is None:
+            transport = self._own_transport = AiohttpTransport(ca_bundle)
+        self.channel = AcmeChannel(
+            directory_url,
+            transport,
+            clock or SystemClock(),
+            bad_nonce_retries=bad_nonce_retries,
+        )
+        self.account_key = account_key
+        self.account_url = account_url
+        self.poll_timeout = poll_timeout
+        self.backoff = backoff
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._own_transport is not None:
+            await self._own_transport.close()
+
+    async def directory(self) -> Directory:
+        return await self.channel.directory()
+
+    def _kid(self) -> str:
+        if self.account_url is None:
+            raise problem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account: register first")
+        return self.account_url
+
+    async def _post(self, url: str, payload: Any) -> tuple[dict[str, Any], float | None]:
+        resp = await self.channel.post(url, payload, key=self.account_key, kid=self._kid())
+        return json_object(resp), self.channel.retry_after(resp)
+
+    # -- accounts (§7.3) -------------------------------------------------------------
+
+    async def register(
+        self,
+        contact: Sequence[str] = (),
+        agree_tos: bool = True,
+        eab: ExternalAccountBinding | None = None,
+        only_return_existing: bool = False,
+    ) -> Account:
+        """newAccount (§7.3); with `only_return_existing`, find the key's account."""
+        url = (await self.directory()).new_account
+        payload: dict[str, Any] = {"termsOfServiceAgreed": agree_tos}
+        if contact:
+            payload["contact"] = list(contact)
+        if only_return_existing:
+            payload = {"onlyReturnExisting": True}
+        if eab is not None:
+            payload["externalAccountBinding"] = eab_sign(
+                self.account_key, eab.kid, eab.hmac_key, url
+            )
+        resp = await self.channel.post(url, payload, key=self.account_key, kid=None)
+        account = Account.from_json(location(resp), json_object(resp))
+        self.account_url = account.url
+        log.info("account %s (%s)", account.url, account.status)
+        return account
+
+    async def account(self) -> Account:
+        """The account as the server has it now (POST-as-GET to the account URL)."""
+        doc, _ = await self._post(self._kid(), None)
+        return Account.from_json(self._kid(), doc)
+
+    async def update_account(self, contact: Sequence[str]) -> Account:
+        doc, _ = await self._post(self._kid(), {"contact": list(contact)})
+        return Account.from_json(self._kid(), doc)
+
+    async def deactivate_account(self) -> Account:
+        """§7.3.6: after this the server refuses every request from this account."""
+        doc, _ = await self._post(self._kid(), {"status": "deactivated"})
+        log.info("account %s deactivated", self._kid())
+        return Account.from_json(self._kid(), doc)
+
+    async def key_change(self, new_key: PrivateKey) -> None:
+        """§7.3.5: roll the account over to `new_key`; later requests are signed by it."""
+        url = (await self.directory()).key_change
+        inner_payload = {"account": self._kid(), "oldKey": jwk_from_key(self.account_key)}
+        inner = sign(new_key, inner_payload, url=url, nonce=None)
+        await self.channel.post(url, inner, key=self.account_key, kid=self._kid())
+        self.account_key = new_key
+        log.info("account %s changed key", self._kid())
+
+    # -- orders, authorizations, challenges (§7.4, §7.5) -------------------------------
+
+    async def new_order(
+        self,
+        identifiers: Iterable[Identifier | str],
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
+    ) -> Order:
+        url = (await self.directory()).new_order
+        payload: dict[str, Any] = {"identifiers": [as_identifier(i).to_json() for i in identifiers]}
+        if profile is not None:
+            payload["profile"] = profile
+        if replaces is not None:
+            payload["replaces"] = replaces
+        resp = await self.channel.post(url, payload, key=self.account_key, kid=self._kid())
+        order = Order.from_json(location(resp), json_object(resp))
+        log.info("order %s for %d identifiers", order.url, len(order.identifiers))
+        return order
+
+    async def _fetch_order(self, url: str) -> tuple[Order, float | None]:
+        doc, after = await self._post(url, None)
+        return Order.from_json(url, doc), after
+
+    async def order(self, url: str) -> Order:
+        return (await self._fetch_order(url))[0]
+
+    async def _fetch_authorization(self, url: str) -> tuple[Authorization, float | None]:
+        doc, after = await self._post(url, None)
+        return Authorization.from_json(url, doc), after
+
+    async def authorization(self, url: str) -> Authorization:
+        return (await self._fetch_authorization(url))[0]
+
+    async def authorizations(self, order: Order) -> list[Authorization]:
+        return await _all(self.authorization(u) for u in order.authorizations)
+
+    async def answer_challenge(self, challenge: Challenge) -> Challenge:
+        """§7.5.1: tell the server to validate (an empty JSON object)."""
+        doc, _ = await self._post(challenge.url, {})
+        return Challenge.from_json(doc)
+
+    async def deactivate_authorization(self, authz: Authorization) -> Authorization:
+        doc, _ = await self._post(authz.url, {"status": "deactivated"})
+        return Authorization.from_json(authz.url, doc)
+
+    async def poll_authorization(
+        self, authz: Authorization | str, *, max_wait: float | None = None
+    ) -> Authorization:
+        """Poll until the authorization is no longer pending (§7.5.1)."""
+        url = authz if isinstance(authz, str) else authz.url
+        return await poll(
+            lambda: self._fetch_authorization(url),
+            lambda a: a.status != AuthorizationStatus.PENDING,
+            clock=self.channel.clock,
+            max_wait=self.poll_timeout if max_wait is None else max_wait,
+            backoff=self.backoff,
+            what=f"authorization {url}",
+        )
+
+    async def finalize(self, order: Order, csr_der: bytes) -> Order:
+        """§7.4: send the CSR; the answer is the order, usually processing or valid."""
+        doc, _ = await self._post(order.finalize, {"csr": b64e(csr_der)})
+        log.info("order %s finalized", order.url)
+        return Order.from_json(order.url, doc)
+
+    async def poll_order(self, order: Order | str, *, max_wait: float | None = None) -> Order:
+        """Poll until the order is neither pending nor processing (§7.4)."""
+        url = order if isinstance(order, str) else order.url
+        return await poll(
+            lambda: self._fetch_order(url),
+            lambda o: o.status not in (OrderStatus.PENDING, OrderStatus.PROCESSING),
+            clock=self.channel.clock,
+            max_wait=self.poll_timeout if max_wait is None else max_wait,
+            backoff=self.backoff,
+            what=f"order {url}",
+        )
+
+    # -- certificates (§7.4.2, §7.6) ----------------------------------------------------
+
+    async def _download(self, url: str) -> tuple[str, tuple[str, ...]]:
+        resp = await self.channel.post(
+            url, None, key=self.account_key, kid=self._kid(), accept=PEM_CHAIN
+        )
+        return resp.body.decode("ascii"), resp.links("alternate")
+
+    async def download_certificate(self, url: str) -> str:
+        """The PEM chain, leaf first, that the server offers by default."""
+        return (await self._download(url))[0]
+
+    async def certificate_chains(self, url: str) -> list[tuple[str, str]]:
+        """(url, PEM chain) for the default chain and each rel="alternate" one."""
+        pem, alternates = await self._download(url)
+        others = await _all(self.download_certificate(u) for u in alternates)
+        return [(url, pem), *zip(alternates, others, strict=True)]
+
+    async def revoke(self, cert_der: bytes, reason: int = 0, key: PrivateKey | None = None) -> None:
+        """§7.6: revoke as the account, or (with `key`) as the certificate's key holder."""
+        url = (await self.directory()).revoke_cert
+        payload = {"certificate": b64e(cert_der), "reason": reason}
+        if key is None:
+            await self.channel.post(url, payload, key=self.account_key, kid=self._kid())
+        else:
+            await self.channel.post(url, payload, key=key, kid=None)
+        log.info("certificate revoked (reason %d)", reason)
+
+    # -- the whole flow -----------------------------------------------------------------
+
+    async def issue(
+        self,
+        identifiers: Iterable[Identifier | str],
+        solvers: Mapping[ChallengeType, Solver],
+        csr_der: bytes,
+        *,
+        preference: Sequence[ChallengeType] | None = None,
+        profile: str | None = None,
+        replaces: str | None = None,
+        preferred_chain: str | None = None,
+    ) -> IssuedCertificate:
+        """Order, authorize, finalize, download. `preference` orders challenge types
+        (default: the order of `solvers`); `preferred_chain` picks, by issuer common
+        name of its topmost certificate, among the server's alternate chains."""
+        order = await self.new_order(identifiers, profile=profile, replaces=replaces)
+        await self._authorize(order, solvers, preference or tuple(solvers))
+        order = await self.poll_order(order)
+        if order.status == OrderStatus.READY:
+            order = await self.poll_order(await self.finalize(order, csr_der))
+        if order.status != OrderStatus.VALID or order.certificate is None:
+            raise AcmeError(order.error or _order_failed(order))
+        pem, alternates = await self._pick_chain(order.certificate, preferred_chain)
+        log.info("order %s valid, certificate %s", order.url, order.certificate)
+        return IssuedCertificate(order, pem, order.certificate, alternates)
+
+    async def _pick_chain(self, url: str, preferred: str | None) -> tuple[str, tuple[str, ...]]:
+        if preferred is None:
+            return await self._download(url)
+        chains = await self.certificate_chains(url)
+        return select_chain([c for _, c in chains], preferred), tuple(u for u, _ in chains[1:])
+
+    async def _authorize(
+        self,
+        order: Order,
+        solvers: Mapping[ChallengeType, Solver],
+        preference: Sequence[ChallengeType],
+    ) -> None:
+        authzs = await self.authorizations(order)
+        _raise_failed([a for a in authzs if a.status not in _USABLE])
+        pending = [a for a in authzs if a.status == AuthorizationStatus.PENDING]
+        plan = [(a, choose_challenge(a, solvers, preference)) for a in pending]
+        presented: list[tuple[Solver, Identifier, Challenge, str]] = []
+        try:
+            await _all(self._present(a, c, solvers, presented) for a, c in plan)
+            await _all(_wait(s) for s in _distinct(s for s, *_ in presented))
+            await _all(self._answer(a, c) for a, c in plan)
+            done = await _all(self.poll_authorization(a) for a, _ in plan)
+        finally:
+            await _cleanup(presented)
+        _raise_failed([a for a in done if a.status != AuthorizationStatus.VALID])
+
+    async def _present(
+        self,
+        authz: Authorization,
+        challenge: Challenge,
+        solvers: Mapping[ChallengeType, Solver],
+        presented: list[tuple[Solver, Identifier, Challenge, str]],
+    ) -> None:
+        kind = challenge.known_type
+        assert kind is not None  # choose_challenge only picks types in `solvers`
+        key_auth = key_authorization(challenge.token or "", self.account_key)
+        await solvers[kind].present(authz.identifier, challenge, key_auth)
+        presented.append((solvers[kind], authz.identifier, challenge, key_auth))
+
+    async def _answer(self, authz: Authorization, challenge: Challenge) -> None:
+        try:
+            await self.answer_challenge(challenge)
+        except AcmeError:
+            # Another order sharing this authorization may have answered it first.
+            if (await self.authorization(authz.url)).status == AuthorizationStatus.PENDING:
+                raise
+
+
+_USABLE = (AuthorizationStatus.PENDING, AuthorizationStatus.VALID)
+
+
+def choose_challenge(
+    authz: Authorization,
+    solvers: Mapping[ChallengeType, Solver],
+    preference: Sequence[ChallengeType],
+) -> Challenge:
+    """The first challenge type in `preference` that the server offers and we solve."""
+    offered = {c.known_type: c for c in authz.challenges if c.known_type is not None}
+    for kind in preference:
+        if kind in offered and kind in solvers:
+            return offered[kind]
+    raise problem(
+        ProblemType.UNAUTHORIZED,
+        f"{authz.identifier.value}: server offers {sorted(c.type for c in authz.challenges)},"
+        f" we can solve {sorted(str(k) for k in solvers)}",
+        identifier=authz.identifier.to_json(),
+    )
+
+
+def select_chain(chains: Sequence[str], preferred_issuer: str) -> str:
+    """certbot's --preferred-chain: the first chain whose topmost certificate's issuer
+    (or subject) common name is `preferred_issuer`; the default chain otherwise."""
+    for pem in chains:
+        top = x509.load_pem_x509_certificates(pem.encode())[-1]
+        names = [
+            a.value
+            for n in (top.issuer, top.subject)
+            for a in n.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ]
+        if preferred_issuer in names:
+            return pem
+    return chains[0]
+
+
+def _raise_failed(failed: list[Authorization]) -> None:
+    if not failed:
+        return
+    subs = tuple(a.failure() for a in failed)
+    kinds = {s.type for s in subs}
+    names = ", ".join(a.identifier.value for a in failed)
+    raise AcmeError(
+        Problem(
+            type=kinds.pop() if len(kinds) == 1 else str(ProblemType.COMPOUND),
+            detail=f"authorization failed for {names}",
+            status=403,
+            subproblems=subs,
+        )
+    )
+
+
+def _order_failed(order: Order) -> Problem:
+    return problem(ProblemType.SERVER_INTERNAL, f"order {order.url} ended {order.status}").problem
+
+
+async def _wait(solver: Solver) -> None:
+    wait = getattr(solver, "wait", None)
+    if wait is not None:
+        await wait()
+
+
+def _distinct(solvers: Iterable[Solver]) -> list[Solver]:
+    seen: dict[int, Solver] = {}
+    for s in solvers:
+        seen.setdefault(id(s), s)
+    return list(seen.values())
+
+
+async def _cleanup(presented: list[tuple[Solver, Identifier, Challenge, str]]) -> None:
+    results = await asyncio.gather(
+        *(s.cleanup(i, c, k) for s, i, c, k in presented), return_exceptions=True
+    )
+    for (_, ident, _, _), result in zip(presented, results, strict=True):
+        if isinstance(result, BaseException):
+            log.warning("cleanup for %s failed: %s", ident.value, result)
+
+
+async def _all(coros: Iterable[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and raise that failure."""
+    tasks: list[asyncio.Task[T]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_run(c)) for c in coros]
+    except BaseExceptionGroup as eg:
+        raise _first_leaf(eg) from None
+    return [t.result() for t in tasks]
+
+
+async def _run(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _first_leaf(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = eg.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

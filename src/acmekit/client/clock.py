@@ -1,0 +1,29 @@
+"""Time as a seam: everything in the client and the fleet reads the clock through `Clock`.
+
+A test passes a clock whose `sleep` only moves `now` forward, and so lives through
+hours of polling, or 90 days of renewals, in no time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock: wall time for `now`, the event loop for `sleep`."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))

@@ -1,0 +1,191 @@
+"""The network under the ACME client: one method, `request`, and two implementations.
+
+`HttpTransport` is the seam (httpx's idea of a one-method transport): the protocol
+layer above it never sees aiohttp. `AiohttpTransport` talks to real servers over one
+shared aiohttp client and one SSL context (building either per request costs
+milliseconds of CPU). `AsgiTransport` calls an ASGI 3 application in-process, so
+component tests run client and server on one event loop with no socket at all.
+
+Header names in an `HttpResponse` are lower-cased; `links(rel)` parses RFC 8288 Link
+headers, which ACME uses for `rel="alternate"` chains and `rel="up"` (RFC 8555 §7.4.2).
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import unquote, urljoin, urlsplit
+
+import aiohttp
+
+
+class TransportError(Exception):
+    """The request never got an HTTP answer: connection refused, TLS failure, timeout."""
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: tuple[tuple[str, str], ...]  # (lower-cased name, value), in order received
+    body: bytes
+    url: str = ""  # the URL that was requested; relative Link targets resolve against it
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (any case), or None."""
+        key = name.lower()
+        return next((v for k, v in self.headers if k == key), None)
+
+    def header_all(self, name: str) -> tuple[str, ...]:
+        key = name.lower()
+        return tuple(v for k, v in self.headers if k == key)
+
+    def links(self, rel: str) -> tuple[str, ...]:
+        """Targets of every Link header whose rel is `rel` (RFC 8288), in order."""
+        found: list[str] = []
+        for value in self.header_all("link"):
+            for target, params in _LINK.findall(value):
+                rels = _REL.search(params)
+                if rels and rel in rels.group(1).split():
+                    found.append(urljoin(self.url, target))
+        return tuple(found)
+
+
+_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^,;<]+)*)")
+_REL = re.compile(r'rel\s*=\s*"?([^";,]+)"?', re.IGNORECASE)
+
+
+class HttpTransport(Protocol):
+    async def request(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None
+    ) -> HttpResponse: ...
+
+
+def _flatten(items: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((str(k).lower(), str(v)) for k, v in items)
+
+
+class AiohttpTransport:
+    """Real HTTP(S) over one aiohttp client, created on first use.
+
+    `ca_bundle` is a PEM file of roots to trust instead of the system store; where it
+    comes from (a flag, REQUESTS_CA_BUNDLE) is the caller's business.
+    """
+
+    def __init__(
+        self,
+        ca_bundle: str | None = None,
+        *,
+        timeout: float = 30.0,
+        connection_limit: int = 100,
+        product: str = "acmekit",
+    ) -> None:
+        self._ssl = ssl.create_default_context(cafile=ca_bundle)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._limit = connection_limit
+        self._product = product
+        self._http: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._limit)
+            self._http = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers={"User-Agent": self._product},
+            )
+        return self._http
+
+    async def request(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None
+    ) -> HttpResponse:
+        try:
+            async with self._client().request(
+                method, url, headers=dict(headers), data=body, allow_redirects=False
+            ) as resp:
+                data = await resp.read()
+                return HttpResponse(resp.status, _flatten(resp.headers.items()), data, url)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"{method} {url}: {exc or type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def __aenter__(self) -> AiohttpTransport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+AsgiMessage = MutableMapping[str, Any]
+AsgiApp = Callable[
+    [AsgiMessage, Callable[[], Awaitable[AsgiMessage]], Callable[[AsgiMessage], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+class AsgiTransport:
+    """Calls an ASGI 3 app in-process: whatever host the URL names, the app answers."""
+
+    def __init__(self, app: AsgiApp, *, server: tuple[str, int] = ("127.0.0.1", 14000)) -> None:
+        self._app = app
+        self._server = server
+
+    def _scope(self, method: str, url: str, headers: Mapping[str, str]) -> AsgiMessage:
+        parts = urlsplit(url)
+        raw_path = parts.path or "/"
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": method.upper(),
+            "scheme": "https",
+            "path": unquote(raw_path),
+            "raw_path": raw_path.encode(),
+            "query_string": parts.query.encode(),
+            "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "server": self._server,
+            "client": ("127.0.0.1", 50000),
+        }
+
+    async def request(
+        self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None
+    ) -> HttpResponse:
+        sent = False
+        status = 500
+        out_headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+
+        async def receive() -> AsgiMessage:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body or b"", "more_body": False}
+
+        async def send(message: AsgiMessage) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                out_headers.extend(
+                    (bytes(k).decode("latin-1").lower(), bytes(v).decode("latin-1"))
+                    for k, v in message.get("headers", ())
+                )
+            elif message["type"] == "http.response.body":
+                chunks.append(bytes(message.get("body", b"")))
+
+        await self._app(self._scope(method, url, headers), receive, send)
+        payload = b"" if method.upper() == "HEAD" else b"".join(chunks)
+        return HttpResponse(status, tuple(out_headers), payload, url)

@@ -1,0 +1,206 @@
+"""The CSR a client sends to finalize an order, and the rules it must meet.
+
+RFC 8555 §7.4: the CSR (PKCS#10, RFC 2986) carried in a finalize request must name
+exactly the order's identifiers, and the server rejects it with `badCSR` otherwise.
+The checks, in the order they run:
+
+1. DER parses as a CertificationRequest; otherwise badCSR.
+2. The subject public key is one we sign: RSA 2048..4096 bits (a multiple of 8) with
+   public exponent 65537, or ECDSA on P-256 / P-384; anything else is badPublicKey.
+3. The self-signature verifies with that key and uses SHA-256 or stronger; otherwise badCSR.
+4. The key is not the account key (§11.1: an account key must not also be a
+   certificate key); otherwise badCSR.
+5. Requested extensions parse; a request for a CA certificate (basicConstraints CA:TRUE)
+   is refused. Other extensions are ignored: the certificate's extensions are the CA's
+   choice, not the client's.
+6. The names, the SAN dNSName and iPAddress entries plus the subject CN, equal the
+   order's identifiers (compared case-insensitively; IPs compared as addresses). The CN
+   must be one of the SANs, unless it is the only name. SANs of other kinds (email, URI)
+   are refused, since the certificate would not carry them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import NameOID
+
+from acmekit.protocol.jose import PublicKey
+from acmekit.protocol.messages import Identifier, IdentifierType
+from acmekit.protocol.problems import ProblemType, problem
+
+RSA_MIN_BITS = 2048
+RSA_MAX_BITS = 4096
+RSA_EXPONENT = 65537
+EC_CURVES = frozenset({"secp256r1", "secp384r1"})
+_CSR_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
+
+
+def _bad_csr(detail: str) -> Exception:
+    return problem(ProblemType.BAD_CSR, detail)
+
+
+def _bad_key(detail: str) -> Exception:
+    return problem(ProblemType.BAD_PUBLIC_KEY, detail)
+
+
+def check_public_key(key: CertificatePublicKeyTypes) -> None:
+    """Raise badPublicKey unless `key` is a kind of key the CA puts in a certificate."""
+    if isinstance(key, rsa.RSAPublicKey):
+        bits, exponent = key.key_size, key.public_numbers().e
+        if not RSA_MIN_BITS <= bits <= RSA_MAX_BITS or bits % 8:
+            raise _bad_key(
+                f"RSA key of {bits} bits: the modulus must be {RSA_MIN_BITS} to "
+                f"{RSA_MAX_BITS} bits and a multiple of 8"
+            )
+        if exponent != RSA_EXPONENT:
+            raise _bad_key(f"RSA public exponent {exponent}: only {RSA_EXPONENT} is accepted")
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in EC_CURVES:
+            raise _bad_key(f"ECDSA curve {key.curve.name}: only P-256 and P-384 are accepted")
+        return
+    raise _bad_key(
+        f"{type(key).__name__.removesuffix('PublicKey')} keys are not accepted: "
+        "use RSA (2048-4096 bits) or ECDSA (P-256, P-384)"
+    )
+
+
+def _parse(der: bytes) -> x509.CertificateSigningRequest:
+    try:
+        return x509.load_der_x509_csr(der)
+    except (ValueError, TypeError) as exc:
+        raise _bad_csr("the CSR is not a DER-encoded PKCS#10 request") from exc
+
+
+def _public_key(csr: x509.CertificateSigningRequest) -> CertificatePublicKeyTypes:
+    try:
+        return csr.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise _bad_key("the CSR's public key is of an unknown or invalid kind") from exc
+
+
+def _check_signature(csr: x509.CertificateSigningRequest) -> None:
+    try:
+        digest = csr.signature_hash_algorithm
+        valid = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise _bad_csr("the CSR's signature algorithm is not supported") from exc
+    if not isinstance(digest, _CSR_HASHES):
+        name = digest.name if digest is not None else "none"
+        raise _bad_csr(f"the CSR is signed with {name}: use SHA-256 or stronger")
+    if not valid:
+        raise _bad_csr("the CSR's signature does not verify with its public key")
+
+
+def _spki(key: CertificatePublicKeyTypes | PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _extensions(csr: x509.CertificateSigningRequest) -> x509.Extensions:
+    try:
+        return csr.extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        raise _bad_csr(f"the CSR's requested extensions do not parse: {exc}") from exc
+
+
+def _check_extensions(extensions: x509.Extensions) -> None:
+    try:
+        constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return
+    if constraints.ca:
+        raise _bad_csr("the CSR asks for a CA certificate (basicConstraints CA:TRUE)")
+
+
+def _name_identifier(text: str) -> Identifier:
+    """A CN or dNSName as an Identifier: IP text becomes an ip identifier, else dns."""
+    try:
+        return Identifier(IdentifierType.IP, ipaddress.ip_address(text).compressed)
+    except ValueError:
+        return Identifier(IdentifierType.DNS, text.lower())
+
+
+def _san_names(extensions: x509.Extensions) -> tuple[set[Identifier], list[str]]:
+    """(dNSName and iPAddress entries, descriptions of any other SAN entries)."""
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set(), []
+    names: set[Identifier] = set()
+    others: list[str] = []
+    for entry in san:
+        if isinstance(entry, x509.DNSName):
+            names.add(Identifier(IdentifierType.DNS, entry.value.lower()))
+        elif isinstance(entry, x509.IPAddress):
+            names.add(Identifier(IdentifierType.IP, entry.value.compressed))
+        else:
+            others.append(f"{type(entry).__name__} {entry.value!s}")
+    return names, others
+
+
+def _common_names(csr: x509.CertificateSigningRequest) -> set[Identifier]:
+    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return {_name_identifier(str(attr.value)) for attr in cns}
+
+
+def csr_names(csr: x509.CertificateSigningRequest) -> set[Identifier]:
+    """Every name the CSR asks for: SAN dNSName / iPAddress entries and the subject CN."""
+    sans, _ = _san_names(_extensions(csr))
+    return sans | _common_names(csr)
+
+
+def _describe(idents: Iterable[Identifier]) -> str:
+    return ", ".join(i.value for i in sorted(idents))
+
+
+def _check_names(
+    csr: x509.CertificateSigningRequest,
+    extensions: x509.Extensions,
+    identifiers: Sequence[Identifier],
+) -> None:
+    sans, others = _san_names(extensions)
+    if others:
+        raise _bad_csr(f"the CSR has subjectAltName entries of unsupported kinds: {others}")
+    cns = _common_names(csr)
+    if sans and cns - sans:
+        raise _bad_csr(f"the CSR's common name is not among its SANs: {_describe(cns - sans)}")
+    names = sans | cns
+    if not names:
+        raise _bad_csr("the CSR names no identifiers (no subjectAltName and no common name)")
+    wanted = {Identifier(i.type, i.value.lower()) for i in identifiers}
+    missing, extra = wanted - names, names - wanted
+    diffs = []
+    if missing:
+        diffs.append(f"missing {_describe(missing)}")
+    if extra:
+        diffs.append(f"not in the order: {_describe(extra)}")
+    if diffs:
+        raise _bad_csr("the CSR's names differ from the order's identifiers: " + "; ".join(diffs))
+
+
+def check_csr(
+    der: bytes, identifiers: Sequence[Identifier], account_key: PublicKey
+) -> x509.CertificateSigningRequest:
+    """Parse and check a finalize CSR (RFC 8555 §7.4) against an order's identifiers.
+
+    Returns the parsed CSR; raises AcmeError (badCSR or badPublicKey) when it fails a rule.
+    """
+    csr = _parse(der)
+    key = _public_key(csr)
+    check_public_key(key)
+    _check_signature(csr)
+    if _spki(key) == _spki(account_key):
+        raise _bad_csr("the CSR's key is the account key; use a separate certificate key")
+    extensions = _extensions(csr)
+    _check_extensions(extensions)
+    _check_names(csr, extensions, identifiers)
+    return csr

@@ -1,0 +1,489 @@
+"""The CA's keys and signatures: root, intermediate, subscriber and listener certificates.
+
+How it works:
+
+- `load_or_create_issuer` keeps the hierarchy in `state_dir`: `root.pem` / `root.key`
+  (ECDSA P-384, 10 years, self-signed) and `intermediate.pem` / `intermediate.key`
+  (ECDSA P-256, 5 years, pathLenConstraint 0). Each file is written to a temporary file
+  created with its final mode (0600 for keys) and moved into place with `os.replace`, key
+  before certificate, so a crash never leaves half a key or a certificate without its key.
+  A later start loads them; the key objects then live in the `Issuer` for the process's
+  life, so issuing a certificate never parses a PEM.
+- `issue_certificate` builds a subscriber certificate from a checked CSR's key and the
+  order's identifiers (RFC 8555 §7.4): the CSR's own subject and extensions are not copied.
+  Profile: RFC 5280 §4.2 extensions (keyUsage, extKeyUsage, basicConstraints, SKI/AKI,
+  subjectAltName critical when the subject is empty per §4.2.1.6, optional CRL
+  distribution point), in the shape the CA/Browser Forum baseline requirements ask for.
+- `listener_credentials` gives the HTTPS listener a certificate from the same hierarchy,
+  so `root.pem` is the one file a client must trust.
+- Serial numbers are 126 random bits with the top bit set: positive, at most 16 octets, and
+  well over the 64 bits of entropy that RFC 5280 §4.1.2.2 and the baseline requirements
+  ask for.
+
+No clock is read here: every validity period derives from a `now` the caller passes in
+(timezone-aware, UTC), so tests can issue and renew at any date they choose.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from acmekit.protocol.messages import Identifier, IdentifierType
+
+log = logging.getLogger(__name__)
+
+ROOT_LIFETIME = timedelta(days=3650)
+INTERMEDIATE_LIFETIME = timedelta(days=1825)
+LISTENER_LIFETIME = timedelta(days=365)
+LISTENER_RENEW_BEFORE = timedelta(days=30)
+# CA and listener certificates start a little in the past, for peers whose clocks lag.
+BACKDATE = timedelta(hours=1)
+SERIAL_BYTES = 16
+MAX_CN_LENGTH = 64  # RFC 5280 ub-common-name
+LISTENER_DEFAULT_HOSTS = ("localhost", "127.0.0.1")
+
+_KEY_MODE = 0o600
+_CERT_MODE = 0o644
+_DIR_MODE = 0o700
+
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """The CA hierarchy in memory: two certificates and their private keys."""
+
+    root_cert: x509.Certificate
+    root_key: PrivateKeyTypes
+    intermediate_cert: x509.Certificate
+    intermediate_key: PrivateKeyTypes
+
+    def chain_pem(self) -> bytes:
+        """The intermediate in PEM: what follows the leaf in a certificate download."""
+        return self._intermediate_pem
+
+    @cached_property
+    def _intermediate_pem(self) -> bytes:
+        return self.intermediate_cert.public_bytes(serialization.Encoding.PEM)
+
+    @cached_property
+    def _intermediate_aki(self) -> x509.AuthorityKeyIdentifier:
+        ski = self.intermediate_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+
+
+# ---------------------------------------------------------------------------------------
+# Serial numbers and signing
+
+
+def new_serial(random_bytes: Callable[[int], bytes] = os.urandom) -> int:
+    """A positive serial of 126 random bits and a fixed top bit (RFC 5280 §4.1.2.2)."""
+    raw = random_bytes(SERIAL_BYTES)
+    if len(raw) != SERIAL_BYTES:
+        raise ValueError(f"random_bytes returned {len(raw)} bytes, wanted {SERIAL_BYTES}")
+    return (int.from_bytes(raw, "big") & ((1 << 126) - 1)) | (1 << 126)
+
+
+def _signing_key(key: PrivateKeyTypes) -> SigningKey:
+    if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        return key
+    raise ValueError(f"cannot sign certificates with a {type(key).__name__}")
+
+
+def _digest(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
+    """The hash that goes with a signing key: P-384 uses SHA-384, Ed25519 none."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def _sign(builder: x509.CertificateBuilder, key: PrivateKeyTypes) -> x509.Certificate:
+    signer = _signing_key(key)
+    return builder.sign(signer, _digest(signer))
+
+
+# ---------------------------------------------------------------------------------------
+# Subscriber certificates
+
+
+def _san(identifiers: Sequence[Identifier]) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = []
+    for ident in identifiers:
+        if ident.type == IdentifierType.IP:
+            names.append(x509.IPAddress(ipaddress.ip_address(ident.value)))
+        else:
+            names.append(x509.DNSName(ident.value))
+    return x509.SubjectAlternativeName(names)
+
+
+def _subject(identifiers: Sequence[Identifier]) -> x509.Name:
+    for ident in identifiers:
+        if ident.type == IdentifierType.DNS:
+            if len(ident.value) <= MAX_CN_LENGTH:
+                return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ident.value)])
+            break
+    return x509.Name([])
+
+
+def _key_usage(key: CertificatePublicKeyTypes) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=isinstance(key, rsa.RSAPublicKey),
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+_LEAF_EKU = x509.ExtendedKeyUsage(
+    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+)
+_LEAF_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
+
+
+def _crl_points(url: str) -> x509.CRLDistributionPoints:
+    point = x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)],
+        relative_name=None,
+        reasons=None,
+        crl_issuer=None,
+    )
+    return x509.CRLDistributionPoints([point])
+
+
+def _leaf(
+    issuer: Issuer,
+    key: CertificatePublicKeyTypes,
+    identifiers: Sequence[Identifier],
+    *,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+    crl_url: str | None,
+) -> x509.Certificate:
+    if not identifiers:
+        raise ValueError("a certificate needs at least one identifier")
+    subject = _subject(identifiers)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.intermediate_cert.subject)
+        .public_key(key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(_LEAF_CONSTRAINTS, critical=True)
+        .add_extension(_key_usage(key), critical=True)
+        .add_extension(_LEAF_EKU, critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
+        .add_extension(issuer._intermediate_aki, critical=False)
+        .add_extension(_san(identifiers), critical=len(subject) == 0)
+    )
+    if crl_url is not None:
+        builder = builder.add_extension(_crl_points(crl_url), critical=False)
+    return _sign(builder, issuer.intermediate_key)
+
+
+def issue_certificate(
+    issuer: Issuer,
+    csr: x509.CertificateSigningRequest,
+    identifiers: Sequence[Identifier],
+    *,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+    crl_url: str | None = None,
+) -> x509.Certificate:
+    """Sign a subscriber certificate for `identifiers` over the (already checked) CSR's key."""
+    cert = _leaf(
+        issuer,
+        csr.public_key(),
+        identifiers,
+        serial=serial,
+        not_before=not_before,
+        not_after=not_after,
+        crl_url=crl_url,
+    )
+    log.debug("issued certificate serial=%x names=%d", serial, len(identifiers))
+    return cert
+
+
+def pem_chain(cert: x509.Certificate, issuer: Issuer) -> str:
+    """Leaf and intermediate in PEM, as served by certificate download (RFC 8555 §7.4.2)."""
+    leaf = cert.public_bytes(serialization.Encoding.PEM)
+    return (leaf + issuer.chain_pem()).decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------
+# Files in the state directory
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` through a temporary file that has `mode` from its creation."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _key_pem(key: PrivateKeyTypes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _save_pair(state_dir: Path, stem: str, cert: x509.Certificate, key: PrivateKeyTypes) -> None:
+    _write_atomic(state_dir / f"{stem}.key", _key_pem(key), _KEY_MODE)
+    _write_atomic(
+        state_dir / f"{stem}.pem", cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE
+    )
+
+
+def _spki(key: CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _load_pair(state_dir: Path, stem: str) -> tuple[x509.Certificate, PrivateKeyTypes] | None:
+    """The certificate and key stored under `stem`, or None when either file is missing."""
+    cert_path, key_path = state_dir / f"{stem}.pem", state_dir / f"{stem}.key"
+    if not (cert_path.exists() and key_path.exists()):
+        return None
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    if _spki(cert.public_key()) != _spki(_signing_key(key).public_key()):
+        raise ValueError(f"{key_path.name} does not hold the key of {cert_path.name}")
+    return cert, key
+
+
+# ---------------------------------------------------------------------------------------
+# The hierarchy
+
+
+def _ca_name(common_name: str, organization: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_key_usage(*, digital_signature: bool) -> x509.KeyUsage:
+    """keyCertSign and cRLSign; the intermediate may also sign OCSP responses and CRLs."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _ca_builder(
+    subject: x509.Name, key: ec.EllipticCurvePublicKey, now: datetime, lifetime: timedelta
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .public_key(key)
+        .serial_number(new_serial())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
+    )
+
+
+def _create_root(name: str, now: datetime) -> tuple[x509.Certificate, PrivateKeyTypes]:
+    key = ec.generate_private_key(ec.SECP384R1())
+    subject = _ca_name(f"{name} root", name)
+    builder = (
+        _ca_builder(subject, key.public_key(), now, ROOT_LIFETIME)
+        .issuer_name(subject)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_key_usage(digital_signature=False), critical=True)
+    )
+    return _sign(builder, key), key
+
+
+def _create_intermediate(
+    root_cert: x509.Certificate, root_key: PrivateKeyTypes, name: str, now: datetime
+) -> tuple[x509.Certificate, PrivateKeyTypes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    root_ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    lifetime = min(INTERMEDIATE_LIFETIME, root_cert.not_valid_after_utc - now)
+    builder = (
+        _ca_builder(_ca_name(f"{name} intermediate", name), key.public_key(), now, lifetime)
+        .issuer_name(root_cert.subject)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ca_key_usage(digital_signature=True), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
+            critical=False,
+        )
+    )
+    return _sign(builder, root_key), key
+
+
+def _ensure_dir(state_dir: Path) -> None:
+    if not state_dir.exists():
+        state_dir.mkdir(mode=_DIR_MODE, parents=True)
+        os.chmod(state_dir, _DIR_MODE)  # mkdir's mode is filtered by the umask
+
+
+def load_or_create_issuer(state_dir: Path, now: datetime, *, name: str = "acmekit") -> Issuer:
+    """Load the root and intermediate from `state_dir`, creating what is missing.
+
+    A new root always gets a new intermediate; an existing root keeps its intermediate.
+    """
+    _ensure_dir(state_dir)
+    root = _load_pair(state_dir, "root")
+    intermediate = _load_pair(state_dir, "intermediate") if root is not None else None
+    if root is None:
+        root = _create_root(name, now)
+        _save_pair(state_dir, "root", *root)
+        log.info("created root %s", root[0].subject.rfc4514_string())
+    if intermediate is None:
+        intermediate = _create_intermediate(*root, name, now)
+        _save_pair(state_dir, "intermediate", *intermediate)
+        log.info("created intermediate %s", intermediate[0].subject.rfc4514_string())
+    return Issuer(
+        root_cert=root[0],
+        root_key=root[1],
+        intermediate_cert=intermediate[0],
+        intermediate_key=intermediate[1],
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The HTTPS listener's own certificate
+
+
+def _host_identifier(host: str) -> Identifier:
+    text = host.strip().removeprefix("[").removesuffix("]")
+    try:
+        return Identifier(IdentifierType.IP, ipaddress.ip_address(text).compressed)
+    except ValueError:
+        return Identifier(IdentifierType.DNS, text.lower().rstrip("."))
+
+
+def _listener_identifiers(hosts: Sequence[str]) -> list[Identifier]:
+    """The listener's names: the given hosts first, then localhost and 127.0.0.1."""
+    seen: dict[Identifier, None] = {}
+    for host in (*hosts, *LISTENER_DEFAULT_HOSTS):
+        if host.strip():
+            seen.setdefault(_host_identifier(host), None)
+    return list(seen)
+
+
+def _cert_identifiers(cert: x509.Certificate) -> set[Identifier]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    dns = {Identifier(IdentifierType.DNS, n.lower()) for n in san.get_values_for_type(x509.DNSName)}
+    ips = {
+        Identifier(IdentifierType.IP, ip.compressed)
+        for ip in san.get_values_for_type(x509.IPAddress)
+    }
+    return dns | ips
+
+
+def _listener_usable(
+    chain_path: Path, key_path: Path, issuer: Issuer, wanted: set[Identifier], now: datetime
+) -> bool:
+    """True when the stored listener files cover `wanted`, have time left, and fit `issuer`."""
+    if not (chain_path.exists() and key_path.exists()):
+        return False
+    try:
+        certs = x509.load_pem_x509_certificates(chain_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        leaf = certs[0]
+        leaf.verify_directly_issued_by(issuer.intermediate_cert)
+    except (ValueError, TypeError, IndexError, InvalidSignature) as exc:
+        log.info("listener certificate unusable, reissuing: %s", exc)
+        return False
+    return (
+        _spki(leaf.public_key()) == _spki(_signing_key(key).public_key())
+        and wanted <= _cert_identifiers(leaf)
+        and leaf.not_valid_after_utc - now > LISTENER_RENEW_BEFORE
+        and certs[1:] == [issuer.intermediate_cert]
+    )
+
+
+def listener_credentials(
+    issuer: Issuer, state_dir: Path, hosts: Sequence[str], now: datetime
+) -> tuple[Path, Path]:
+    """(chain PEM path, key path) for the HTTPS listener, reissued only when needed.
+
+    The chain file holds the leaf then the intermediate. The files are reused when they
+    cover `hosts` (plus localhost and 127.0.0.1), were issued by this intermediate and
+    have more than 30 days left.
+    """
+    _ensure_dir(state_dir)
+    chain_path, key_path = state_dir / "listener.pem", state_dir / "listener.key"
+    identifiers = _listener_identifiers(hosts)
+    if _listener_usable(chain_path, key_path, issuer, set(identifiers), now):
+        return chain_path, key_path
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_after = min(now + LISTENER_LIFETIME, issuer.intermediate_cert.not_valid_after_utc)
+    cert = _leaf(
+        issuer,
+        key.public_key(),
+        identifiers,
+        serial=new_serial(),
+        not_before=now - BACKDATE,
+        not_after=not_after,
+        crl_url=None,
+    )
+    _write_atomic(key_path, _key_pem(key), _KEY_MODE)
+    _write_atomic(chain_path, pem_chain(cert, issuer).encode("ascii"), _CERT_MODE)
+    log.info("issued listener certificate for %s", ", ".join(i.value for i in identifiers))
+    return chain_path, key_path

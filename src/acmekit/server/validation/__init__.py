@@ -1,0 +1,143 @@
+"""The validation authority: real http-01, dns-01 and tls-alpn-01 checks.
+
+`Validator.validate` returns when the challenge is met and otherwise raises `AcmeError`
+carrying the problem (RFC 8555 §6.7) a client should see, with the identifier set:
+`dns`, `connection`, `tls`, `incorrectResponse` or `unauthorized`. It raises nothing else.
+
+Each validation runs under one deadline (`timeout` seconds); every step checks it and
+reports a timeout as the problem of that step (a silent resolver is `dns`, a silent web
+server `connection`). A Validator owns the costly shared pieces, made once: the DNS client,
+the TLS context for tls-alpn-01, and one aiohttp client for http-01 (made lazily inside
+the running loop). Call `close` when done.
+
+http-01: `http01.py` (§8.3); dns-01: `dns01.py` (§8.4); tls-alpn-01: `tlsalpn01.py`
+(RFC 8737); name resolution: `resolve.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+
+from acmekit.protocol.messages import ChallengeType, Identifier
+from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.validation import resolve
+from acmekit.server.validation.dns01 import validate_dns01
+from acmekit.server.validation.http01 import Http01Policy, new_http_client, validate_http01
+from acmekit.server.validation.tlsalpn01 import tlsalpn01_context, validate_tlsalpn01
+
+log = logging.getLogger(__name__)
+
+# A last bound behind the per-step deadlines, for a step that failed to check its own.
+_GRACE = 1.0
+_FALLBACK = {
+    ChallengeType.HTTP_01: ProblemType.CONNECTION,
+    ChallengeType.DNS_01: ProblemType.DNS,
+    ChallengeType.TLS_ALPN_01: ProblemType.CONNECTION,
+}
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Where and how long to look.
+
+    `http01_port` and `tlsalpn01_port` are where challenges are fetched (80 and 443 in
+    production; unprivileged ports on loopback, as with Pebble). Redirects during http-01
+    may go to ports 80 and 443 and also to `http01_port` (http) and `https_port` (https).
+    `max_body` bounds the http-01 body read (a key authorization is under 200 bytes).
+    """
+
+    dns_resolver: tuple[str, int] | None = None
+    http01_port: int = 80
+    tlsalpn01_port: int = 443
+    timeout: float = 10.0
+    max_body: int = 4096
+    max_redirects: int = 10
+    https_port: int = 443
+
+
+class Validator:
+    """Runs validations; safe for many concurrent `validate` calls on one event loop."""
+
+    def __init__(self, config: ValidationConfig) -> None:
+        self._config = config
+        self._dns = resolve.DnsClient(config.dns_resolver, config.timeout)
+        self._tls = tlsalpn01_context()
+        self._http = Http01Policy(
+            port=config.http01_port,
+            https_port=config.https_port,
+            max_body=config.max_body,
+            max_redirects=config.max_redirects,
+        )
+        self._http_client: aiohttp.ClientSession | None = None
+
+    async def validate(
+        self,
+        challenge_type: ChallengeType,
+        identifier: Identifier,
+        token: str,
+        key_authorization: str,
+    ) -> None:
+        """Return if `identifier` meets the challenge, else raise AcmeError (only that)."""
+        end = asyncio.get_running_loop().time() + self._config.timeout
+        saved = resolve.deadline.set(end)
+        try:
+            async with asyncio.timeout_at(end + _GRACE):
+                await self._run(challenge_type, identifier, token, key_authorization, end)
+        except AcmeError as err:
+            raise self._failed(challenge_type, identifier, err) from None
+        except TimeoutError:
+            late = problem(_FALLBACK.get(challenge_type, ProblemType.CONNECTION), "timeout")
+            raise self._failed(challenge_type, identifier, late) from None
+        except Exception as exc:
+            log.warning("%s for %s failed: %s", challenge_type, identifier.value, type(exc))
+            ptype = _FALLBACK.get(challenge_type, ProblemType.CONNECTION)
+            odd = problem(ptype, f"validation failed: {type(exc).__name__}")
+            raise self._failed(challenge_type, identifier, odd) from None
+        finally:
+            resolve.deadline.reset(saved)
+        log.info("%s for %s: valid", challenge_type, identifier.value)
+
+    async def _run(
+        self, ctype: ChallengeType, identifier: Identifier, token: str, key_auth: str, end: float
+    ) -> None:
+        if ctype == ChallengeType.DNS_01:
+            await validate_dns01(self._dns, identifier, key_auth, end)
+            return
+        if ctype not in (ChallengeType.HTTP_01, ChallengeType.TLS_ALPN_01):
+            raise problem(ProblemType.MALFORMED, f"unsupported challenge type {ctype!r}")
+        if identifier.is_wildcard:
+            raise problem(
+                ProblemType.MALFORMED,
+                f"{ctype} cannot validate a wildcard identifier (RFC 8555 §7.1.3)",
+            )
+        if ctype == ChallengeType.HTTP_01:
+            await validate_http01(
+                self._get_http_client(), self._http, identifier, token, key_auth, end
+            )
+        else:
+            port = self._config.tlsalpn01_port
+            await validate_tlsalpn01(self._dns, self._tls, port, identifier, key_auth, end)
+
+    def _get_http_client(self) -> aiohttp.ClientSession:
+        if self._http_client is None or self._http_client.closed:
+            self._http_client = new_http_client(self._dns)
+        return self._http_client
+
+    @staticmethod
+    def _failed(ctype: ChallengeType, identifier: Identifier, err: AcmeError) -> AcmeError:
+        log.info("%s for %s: %s", ctype, identifier.value, err.problem.type)
+        return AcmeError(dataclasses.replace(err.problem, identifier=identifier.to_json()))
+
+    async def close(self) -> None:
+        """Release the shared HTTP client; the Validator may be used again afterwards."""
+        client, self._http_client = self._http_client, None
+        if client is not None:
+            await client.close()
+
+
+__all__ = ["ValidationConfig", "Validator"]

@@ -1,0 +1,70 @@
+"""The CA in-process, with a real validator, a real DNS server and a real http-01 responder
+on loopback. Requests go straight into the ASGI app (no listener, no TLS)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from acmekit.server.config import ServerConfig
+from acmekit.server.run import Assembly, assemble
+from support.acme_raw import Flow, Http01Responder, RawAcme
+from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from support.databases import fresh_postgres_database
+
+
+@pytest.fixture(scope="session")
+def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChalltestsrvHandle]:
+    with running_challtestsrv(tmp_path_factory.mktemp("dns")) as handle:
+        yield handle
+
+
+@pytest.fixture
+async def responder() -> AsyncIterator[Http01Responder]:
+    r = Http01Responder()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every CA flow runs on both stores the server supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ca.db'}"
+        return
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def ca_config(
+    tmp_path: Path, dns_server: ChalltestsrvHandle, responder: Http01Responder, db_url: str
+) -> ServerConfig:
+    return ServerConfig(
+        state_dir=tmp_path / "ca",
+        db=db_url,
+        dns_resolver=f"127.0.0.1:{dns_server.dns_port}",
+        http01_port=responder.port,
+        validation_timeout=5.0,
+    )
+
+
+@pytest.fixture
+async def ca(ca_config: ServerConfig) -> AsyncIterator[Assembly]:
+    assembly = assemble(ca_config)
+    yield assembly
+    await assembly.app.close()
+    assembly.store.engine.dispose()
+
+
+@pytest.fixture
+def acme(ca: Assembly) -> RawAcme:
+    return RawAcme(ca.app)
+
+
+@pytest.fixture
+def flow(acme: RawAcme, responder: Http01Responder) -> Flow:
+    return Flow(acme, responder)

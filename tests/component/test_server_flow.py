@@ -1,0 +1,233 @@
+"""The CA's RFC 8555 flows end to end, in-process, with real validation on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cryptography import x509
+
+from acmekit.protocol import jose
+from support.acme_raw import Flow, RawAcme, new_key
+from support.csr import make_csr
+
+
+async def test_directory_and_nonces(acme: RawAcme) -> None:
+    directory = await acme.directory()
+    for name in ("newNonce", "newAccount", "newOrder", "revokeCert", "keyChange"):
+        assert directory[name].startswith("https://ca.test/acme/")
+    assert "meta" in directory
+    get = await acme.request("GET", directory["newNonce"])
+    head = await acme.request("HEAD", directory["newNonce"])
+    assert (get.status, head.status) == (204, 200)
+    assert get.header("replay-nonce") != head.header("replay-nonce")
+    assert head.header("cache-control") == "no-store"
+    assert 'rel="index"' in (head.header("link") or "")
+
+
+async def test_issue_one_certificate(flow: Flow) -> None:
+    order_url, order = await flow.issue("www.flow.test", "flow.test")
+    assert order["status"] == "valid"
+    cert = await flow.get(order["certificate"])
+    assert cert.status == 200
+    assert cert.header("content-type") == "application/pem-certificate-chain"
+    assert 'rel="up"' in " ".join(cert.headers["link"])
+    chain = x509.load_pem_x509_certificates(cert.body)
+    assert len(chain) == 2
+    san = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(san.get_values_for_type(x509.DNSName)) == ["flow.test", "www.flow.test"]
+    again = (await flow.get(order_url)).json()
+    assert again["certificate"] == order["certificate"]
+
+
+async def test_account_exists_and_only_return_existing(flow: Flow, acme: RawAcme) -> None:
+    first = await flow.account(contact=["mailto:a@flow.test"])
+    assert first.status == 201
+    assert first.json()["contact"] == ["mailto:a@flow.test"]
+    second = await flow.account()
+    assert second.status == 200 and second.header("location") == first.header("location")
+    stranger = await acme.post(
+        f"{acme.base}/acme/new-account", {"onlyReturnExisting": True}, new_key()
+    )
+    assert stranger.status == 400 and stranger.problem_type == "accountDoesNotExist"
+
+
+async def test_account_update_and_deactivation(flow: Flow, acme: RawAcme) -> None:
+    await flow.account()
+    upd = await acme.post(flow.kid, {"contact": ["mailto:new@flow.test"]}, flow.key, flow.kid)
+    assert upd.status == 200 and upd.json()["contact"] == ["mailto:new@flow.test"]
+    gone = await acme.post(flow.kid, {"status": "deactivated"}, flow.key, flow.kid)
+    assert gone.json()["status"] == "deactivated"
+    after = await flow.order("late.flow.test")
+    assert after.status == 403 and after.problem_type == "unauthorized"
+
+
+async def test_account_orders_list(flow: Flow, acme: RawAcme) -> None:
+    order_url, _ = await flow.issue("listed.flow.test")
+    orders = (await flow.get(flow.kid + "/orders")).json()["orders"]
+    assert orders == [order_url]
+
+
+async def test_key_change(flow: Flow, acme: RawAcme) -> None:
+    await flow.account()
+    old_key, new = flow.key, new_key()
+    url = f"{acme.base}/acme/key-change"
+    inner = jose.sign(
+        new, {"account": flow.kid, "oldKey": jose.jwk_from_key(old_key)}, url=url, nonce=None
+    )
+    resp = await acme.post(url, inner, old_key, flow.kid)
+    assert resp.status == 200, resp.body
+    stale = await acme.post(f"{acme.base}/acme/new-order", {"identifiers": []}, old_key, flow.kid)
+    assert stale.status == 400 and stale.problem_type == "malformed"
+    flow.key = new
+    assert (await flow.order("rolled.flow.test")).status == 201
+
+
+async def test_key_change_to_a_key_in_use_is_conflict(flow: Flow, acme: RawAcme) -> None:
+    other = Flow(acme, flow.responder)
+    await other.account()
+    await flow.account()
+    url = f"{acme.base}/acme/key-change"
+    inner = jose.sign(
+        other.key, {"account": flow.kid, "oldKey": jose.jwk_from_key(flow.key)}, url=url, nonce=None
+    )
+    resp = await acme.post(url, inner, flow.key, flow.kid)
+    assert resp.status == 409
+
+
+async def test_authorization_reuse_and_deactivation(flow: Flow) -> None:
+    await flow.issue("reuse.flow.test")
+    second = (await flow.order("reuse.flow.test")).json()
+    assert second["status"] == "ready"
+    authz_url = second["authorizations"][0]
+    deact = await flow.acme.post(authz_url, {"status": "deactivated"}, flow.key, flow.kid)
+    assert deact.json()["status"] == "deactivated"
+    third = (await flow.order("reuse.flow.test")).json()
+    assert third["status"] == "pending" and third["authorizations"][0] != authz_url
+
+
+async def test_wildcard_offers_only_dns01(flow: Flow) -> None:
+    await flow.account()
+    order = (await flow.order("*.wild.flow.test")).json()
+    authz = (await flow.get(order["authorizations"][0])).json()
+    assert authz["identifier"] == {"type": "dns", "value": "wild.flow.test"}
+    assert authz["wildcard"] is True
+    assert [c["type"] for c in authz["challenges"]] == ["dns-01"]
+
+
+async def test_ip_identifier_offers_no_dns01(flow: Flow) -> None:
+    _, order = await flow.issue("127.0.0.1")
+    cert = (await flow.get(order["certificate"])).body
+    leaf = x509.load_pem_x509_certificates(cert)[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+async def test_failed_validation_makes_order_invalid(flow: Flow, acme: RawAcme) -> None:
+    await flow.account()
+    resp = await flow.order("fails.flow.test")
+    authz = (await flow.get(resp.json()["authorizations"][0])).json()
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    await acme.post(ch["url"], {}, flow.key, flow.kid)  # nothing served: 404
+    await acme.app.authority.drain()
+    order = (await flow.get(resp.header("location") or "")).json()
+    assert order["status"] == "invalid"
+    assert order["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+    failed = (await flow.get(ch["url"])).json()
+    assert failed["status"] == "invalid" and "404" in failed["error"]["detail"]
+
+
+async def test_two_concurrent_finalizes_issue_one_certificate(flow: Flow, ca: object) -> None:
+    await flow.account()
+    resp = await flow.order("race.flow.test")
+    order_url = resp.header("location") or ""
+    await flow.solve(resp.json())
+    results = await asyncio.gather(
+        *(flow.finalize(order_url, ("race.flow.test",)) for _ in range(4))
+    )
+    statuses = sorted(r.status for r in results)
+    assert statuses.count(200) == 1, [r.body for r in results]
+    assert all(r.problem_type == "orderNotReady" for r in results if r.status != 200)
+    from acmekit.server.store import certificates
+
+    with flow.acme.app.authority.store.engine.begin() as conn:
+        rows = conn.execute(certificates.select()).all()
+    assert len(rows) == 1 and rows[0].pem is not None
+
+
+async def test_processing_state_has_retry_after(flow: Flow, acme: RawAcme) -> None:
+    authority = acme.app.authority
+    gate = asyncio.Event()
+    real_sign = authority.sign
+
+    async def slow_sign(*args: object) -> x509.Certificate:
+        await gate.wait()
+        return await real_sign(*args)  # type: ignore[arg-type]
+
+    authority.sign = slow_sign
+    authority.finalize_wait = 0.05
+    await flow.account()
+    resp = await flow.order("slow.flow.test")
+    order_url = resp.header("location") or ""
+    await flow.solve(resp.json())
+    fin = await flow.finalize(order_url, ("slow.flow.test",))
+    assert fin.json()["status"] == "processing"
+    assert fin.header("retry-after") == "1"
+    polled = await flow.get(order_url)
+    assert polled.json()["status"] == "processing" and polled.header("retry-after") == "1"
+    gate.set()
+    await authority.drain()
+    assert (await flow.get(order_url)).json()["status"] == "valid"
+
+
+async def _cert_der(flow: Flow, order: dict[str, object]) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    pem = (await flow.get(str(order["certificate"]))).body
+    return x509.load_pem_x509_certificates(pem)[0].public_bytes(Encoding.DER)
+
+
+async def test_revoke_by_account_then_already_revoked(flow: Flow, acme: RawAcme) -> None:
+    _, order = await flow.issue("revoke.flow.test")
+    der = await _cert_der(flow, order)
+    url = f"{acme.base}/acme/revoke-cert"
+    ok = await acme.post(url, {"certificate": jose.b64e(der), "reason": 4}, flow.key, flow.kid)
+    assert ok.status == 200, ok.body
+    again = await acme.post(url, {"certificate": jose.b64e(der)}, flow.key, flow.kid)
+    assert again.problem_type == "alreadyRevoked"
+
+
+async def test_revoke_by_certificate_key(flow: Flow, acme: RawAcme) -> None:
+    await flow.account()
+    resp = await flow.order("keyrevoke.flow.test")
+    order_url = resp.header("location") or ""
+    await flow.solve(resp.json())
+    cert_key, csr = make_csr("keyrevoke.flow.test")
+    order = (await flow.get(order_url)).json()
+    fin = await acme.post(order["finalize"], {"csr": jose.b64e(csr)}, flow.key, flow.kid)
+    der = await _cert_der(flow, fin.json())
+    url = f"{acme.base}/acme/revoke-cert"
+    wrong = await acme.post(url, {"certificate": jose.b64e(der), "reason": 1}, new_key())
+    assert wrong.status == 403 and wrong.problem_type == "unauthorized"
+    ok = await acme.post(url, {"certificate": jose.b64e(der), "reason": 1}, cert_key)
+    assert ok.status == 200, ok.body
+
+
+async def test_revoke_by_other_account_with_authorizations(flow: Flow, acme: RawAcme) -> None:
+    _, order = await flow.issue("shared.flow.test")
+    der = await _cert_der(flow, order)
+    other = Flow(acme, flow.responder)
+    url = f"{acme.base}/acme/revoke-cert"
+    await other.account()
+    denied = await acme.post(url, {"certificate": jose.b64e(der)}, other.key, other.kid)
+    assert denied.problem_type == "unauthorized"
+    await other.issue("shared.flow.test")
+    ok = await acme.post(url, {"certificate": jose.b64e(der)}, other.key, other.kid)
+    assert ok.status == 200, ok.body
+
+
+async def test_bad_revocation_reason(flow: Flow, acme: RawAcme) -> None:
+    _, order = await flow.issue("reason.flow.test")
+    der = await _cert_der(flow, order)
+    url = f"{acme.base}/acme/revoke-cert"
+    resp = await acme.post(url, {"certificate": jose.b64e(der), "reason": 7}, flow.key, flow.kid)
+    assert resp.problem_type == "badRevocationReason"

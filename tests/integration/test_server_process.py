@@ -1,0 +1,93 @@
+"""The CA as a real process: state survives a restart, and a SIGKILL during issuance
+leaves nothing stuck and no signed certificate unrecorded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from acmekit.server.store import certificates, create_engine
+from support.acme_raw import Flow, Http01Responder, HttpRawAcme
+from support.acmekit_server import running_acmekit_server
+from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from support.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChalltestsrvHandle]:
+    with running_challtestsrv(tmp_path_factory.mktemp("dns")) as handle:
+        yield handle
+
+
+@pytest.fixture
+async def responder() -> AsyncIterator[Http01Responder]:
+    r = Http01Responder()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+async def test_state_survives_restart(
+    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+) -> None:
+    port = free_port()
+    kw = {"dns_port": dns.dns_port, "http01_port": responder.port, "port": port}
+    with running_acmekit_server(tmp_path, **kw) as first:  # type: ignore[arg-type]
+        root_before = first.root_path.read_bytes()
+        acme = HttpRawAcme(first.base_url, str(first.root_path))
+        flow = Flow(acme, responder)
+        order_url, order = await flow.issue("restart.process.test")
+        await acme.close()
+    with running_acmekit_server(tmp_path, **kw) as second:  # type: ignore[arg-type]
+        assert second.root_path.read_bytes() == root_before
+        acme = HttpRawAcme(second.base_url, str(second.root_path))
+        flow.acme = acme
+        again = await flow.account()
+        assert again.status == 200  # the account is still there
+        assert (await flow.get(order_url)).json()["certificate"] == order["certificate"]
+        assert (await flow.get(order["certificate"])).status == 200
+        await acme.close()
+
+
+async def test_sigkill_during_issuance_is_recovered(
+    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+) -> None:
+    port = free_port()
+    slow = {"issuance_delay": 60.0, "finalize_wait": 0.2, "stale_after": 1.0}
+    kw = {"dns_port": dns.dns_port, "http01_port": responder.port, "port": port}
+    with running_acmekit_server(tmp_path, settings=slow, **kw) as first:  # type: ignore[arg-type]
+        acme = HttpRawAcme(first.base_url, str(first.root_path))
+        flow = Flow(acme, responder)
+        await flow.account()
+        resp = await flow.order("killed.process.test")
+        order_url = resp.header("location") or ""
+        await flow.solve(resp.json())
+        fin = await flow.finalize(order_url, ("killed.process.test",))
+        assert fin.json()["status"] == "processing"
+        first.kill()  # mid-signature: the serial is reserved, nothing is signed
+        await acme.close()
+    engine = create_engine(f"sqlite:///{tmp_path / 'ca-state' / 'acmekit.db'}")
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(certificates)).all()
+    assert len(rows) == 1 and rows[0].pem is None
+    fast = {"stale_after": 1.0}
+    with running_acmekit_server(tmp_path, settings=fast, **kw) as second:  # type: ignore[arg-type]
+        acme = HttpRawAcme(second.base_url, str(second.root_path))
+        flow.acme = acme
+        status = ""
+        for _ in range(200):
+            status = (await flow.get(order_url)).json()["status"]
+            if status != "processing":
+                break
+            await asyncio.sleep(0.1)
+        assert status == "valid"
+        await acme.close()
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(certificates)).all()
+    issued = [r for r in rows if r.pem is not None]
+    assert len(issued) == 1 and not issued[0].abandoned
+    assert [r.abandoned for r in rows if r.pem is None] == [True]
