@@ -155,7 +155,9 @@ class AsgiTransport:
             "raw_path": raw_path.encode(),
             "query_string": parts.query.encode(),
             "root_path": "",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            # An HTTP/1.1 client always sends Host; servers build their URLs from it.
+            "headers": [(b"host", parts.netloc.encode())]
+            + [(k.lower().encode(), v.encode()) for k, v in headers.items() if k.lower() != "host"],
             "server": self._server,
             "client": ("127.0.0.1", 50000),
         }
