@@ -11,13 +11,13 @@ import pytest
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
 from support.acme_raw import Flow, Http01Responder, RawAcme
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
 from support.databases import fresh_postgres_database
+from support.dnsserver import DnsServerHandle, dns_server_process
 
 
 @pytest.fixture(scope="session")
-def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChalltestsrvHandle]:
-    with running_challtestsrv(tmp_path_factory.mktemp("dns")) as handle:
+def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHandle]:
+    with dns_server_process(tmp_path_factory.mktemp("dns")) as handle:
         yield handle
 
 
@@ -41,7 +41,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def ca_config(
-    tmp_path: Path, dns_server: ChalltestsrvHandle, responder: Http01Responder, db_url: str
+    tmp_path: Path, dns_server: DnsServerHandle, responder: Http01Responder, db_url: str
 ) -> ServerConfig:
     return ServerConfig(
         state_dir=tmp_path / "ca",

@@ -13,15 +13,15 @@ import sqlalchemy as sa
 from acmekit.server.store import certificates, create_engine
 from support.acme_raw import Flow, Http01Responder, HttpRawAcme
 from support.acmekit_server import running_acmekit_server
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
 from support.databases import fresh_postgres_database
+from support.dnsserver import DnsServerHandle, dns_server_process
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
-def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChalltestsrvHandle]:
-    with running_challtestsrv(tmp_path_factory.mktemp("dns")) as handle:
+def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHandle]:
+    with dns_server_process(tmp_path_factory.mktemp("dns")) as handle:
         yield handle
 
 
@@ -34,7 +34,7 @@ async def responder() -> AsyncIterator[Http01Responder]:
 
 
 async def test_two_processes_share_nonces_and_finalize_once(
-    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+    tmp_path: Path, dns: DnsServerHandle, responder: Http01Responder
 ) -> None:
     with fresh_postgres_database() as db:
         kw = {"dns_port": dns.dns_port, "http01_port": responder.port, "settings": {"db": db}}

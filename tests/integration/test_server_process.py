@@ -13,13 +13,13 @@ import sqlalchemy as sa
 from acmekit.server.store import certificates, create_engine
 from support.acme_raw import Flow, Http01Responder, HttpRawAcme
 from support.acmekit_server import running_acmekit_server
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from support.dnsserver import DnsServerHandle, dns_server_process
 from support.ports import free_port
 
 
 @pytest.fixture(scope="module")
-def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChalltestsrvHandle]:
-    with running_challtestsrv(tmp_path_factory.mktemp("dns")) as handle:
+def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHandle]:
+    with dns_server_process(tmp_path_factory.mktemp("dns")) as handle:
         yield handle
 
 
@@ -32,7 +32,7 @@ async def responder() -> AsyncIterator[Http01Responder]:
 
 
 async def test_state_survives_restart(
-    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+    tmp_path: Path, dns: DnsServerHandle, responder: Http01Responder
 ) -> None:
     port = free_port()
     kw = {"dns_port": dns.dns_port, "http01_port": responder.port, "port": port}
@@ -54,7 +54,7 @@ async def test_state_survives_restart(
 
 
 async def test_sigkill_during_issuance_is_recovered(
-    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+    tmp_path: Path, dns: DnsServerHandle, responder: Http01Responder
 ) -> None:
     port = free_port()
     slow = {"issuance_delay": 60.0, "finalize_wait": 0.2, "stale_after": 1.0}

@@ -1,4 +1,4 @@
-"""Shared pieces for interop tests: a loopback DNS server and our CA as a real process."""
+"""Shared pieces for interop tests: `acmekit dns` on loopback and our CA as a real process."""
 
 from __future__ import annotations
 
@@ -9,27 +9,27 @@ from pathlib import Path
 import pytest
 
 from support.acmekit_server import ServerHandle, running_acmekit_server
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from support.dnsserver import DnsServerHandle, dns_server_process
 from support.ports import free_port
 
 
 @pytest.fixture(scope="session")
-def interop_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChalltestsrvHandle]:
-    with running_challtestsrv(tmp_path_factory.mktemp("interop-dns")) as handle:
+def interop_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHandle]:
+    with dns_server_process(tmp_path_factory.mktemp("interop-dns")) as handle:
         yield handle
 
 
 @dataclass(frozen=True)
 class CaUnderTest:
     server: ServerHandle
-    dns: ChalltestsrvHandle
+    dns: DnsServerHandle
     http01_port: int
     tlsalpn01_port: int
 
 
 @pytest.fixture(scope="module")
 def acmekit_ca(
-    tmp_path_factory: pytest.TempPathFactory, interop_dns: ChalltestsrvHandle
+    tmp_path_factory: pytest.TempPathFactory, interop_dns: DnsServerHandle
 ) -> Iterator[CaUnderTest]:
     workdir: Path = tmp_path_factory.mktemp("acmekit-ca")
     http01, tlsalpn01 = free_port(), free_port()

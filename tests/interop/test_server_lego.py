@@ -52,7 +52,7 @@ def test_lego_tlsalpn01(acmekit_ca: CaUnderTest, tmp_path: Path) -> None:
 
 
 def test_lego_dns01_wildcard(acmekit_ca: CaUnderTest, tmp_path: Path) -> None:
-    api = acmekit_ca.dns.management_url
+    api = acmekit_ca.dns.api_url
     hook = tmp_path / "hook.sh"
     hook.write_text(
         "#!/bin/sh\n"

@@ -1,0 +1,229 @@
+"""DNS benchmark: TXT queries per second over UDP, `acmekit dns` against BIND 9, same run.
+
+What it measures: for each server, answered queries per second from one load generator
+and the server's CPU microseconds per answered query (utime + stime from /proc), and the
+ratio acmekit / BIND of both.
+
+How: each server gets a one-record zone `bench.test` with a TXT at
+`_acme-challenge.bench.test` (BIND from a zone file generated into a temporary
+directory, `named -g -n 1`, so one worker thread; ours from its HTTP API). The load
+generator in this process keeps `--window` queries in flight on one UDP socket: it sends
+a window, then sends one new query for every answer it reads, for `--seconds` after a
+short warm-up; a read that times out refills the window. Every answer's ID is checked.
+With two or more CPUs the server is pinned to CPU 0 and the generator to CPU 1.
+
+Our server keeps a cache of 4096 whole answers (case-insensitive), so a repeated question
+is cheap. `--names 20000` cycles through that many TXT owners, so that every question
+misses the cache and the full parse-resolve-render path is measured; `--mixed-case`
+randomizes the case of each name (DNS 0x20), which the cache absorbs. Ours is loaded from
+a state file written here, so that start-up needs no API calls.
+
+Run: `.venv/bin/python bench/dns_server.py [--seconds 3] [--window 32] [--names N] [--mixed-case]
+[--servers acmekit,bind]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import cpu_seconds, free_tcp_udp_port, stop_process  # noqa: E402
+
+# This file's name would shadow dnspython's `dns` package for every later import.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+NAME = "_acme-challenge.bench.test."
+VALUE = "LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo"
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    qps: float
+    cpu_us_per_query: float
+
+
+def owner(i: int) -> str:
+    """The i-th TXT owner: NAME itself, then _acme-challenge.h<i>.bench.test."""
+    return NAME if i == 0 else f"_acme-challenge.h{i}.bench.test."
+
+
+def query_wire(qid: int, names: int = 1, mixed_case: bool = False) -> bytes:
+    """A TXT query with EDNS (payload 1232), as resolvers send them, for the owner
+    `qid % names`; with `mixed_case` the name's letters get a case drawn from the ID
+    (DNS 0x20, as Unbound's use-caps-for-id sends)."""
+    name = owner(qid % names)
+    if mixed_case:
+        rng = random.Random(qid)
+        name = "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split("."))
+    question = labels + b"\x00" + struct.pack("!HH", 16, 1)
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
+    return struct.pack("!HHHHHH", qid, 0x0000, 1, 0, 0, 1) + question + opt
+
+
+def wait_for_dns(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        while time.monotonic() < deadline and proc.poll() is None:
+            sock.sendto(query_wire(7), ("127.0.0.1", port))
+            try:
+                reply = sock.recv(4096)
+            except TimeoutError:
+                continue
+            if reply[:2] == b"\x00\x07" and reply[3] & 0x0F == 0 and VALUE.encode() in reply:
+                return
+            time.sleep(0.05)
+    raise RuntimeError("DNS server did not answer the benchmark query")
+
+
+def write_state(path: Path, names: int) -> None:
+    from acmekit.dns.state import save_state
+    from acmekit.dns.store import RecordStore, RecordType, make_rdata, parse_name
+
+    store = RecordStore(("bench.test",))
+    for i in range(names):
+        store.add(parse_name(owner(i)), make_rdata(RecordType.TXT, VALUE))
+    save_state(path, {"store": store.snapshot(), "registrations": []})
+
+
+@contextmanager
+def running_acmekit(workdir: Path, names: int) -> Iterator[tuple[int, int]]:
+    write_state(workdir / "state.json", names)
+    argv = [sys.executable, "-m", "acmekit", "dns", "--listen", "127.0.0.1:0"]
+    argv += ["--no-api", "--zone", "bench.test", "--state", str(workdir / "state.json")]
+    with (workdir / "acmekit-dns.log").open("wb") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline().decode()
+        port = int(banner.strip().rsplit(":", 1)[1])
+        wait_for_dns(port, proc)
+        yield port, proc.pid
+    finally:
+        stop_process(proc)
+
+
+NAMED_CONF = """\
+options {{
+    directory "{dir}";
+    pid-file "{dir}/named.pid";
+    session-keyfile "{dir}/session.key";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    notify no;
+}};
+controls {{ }};
+zone "bench.test" {{ type primary; file "{dir}/bench.test.zone"; }};
+"""
+
+ZONE = """\
+$TTL 0
+@ IN SOA ns1.bench.test. hostmaster.bench.test. 1 60 10 600 0
+@ IN NS ns1.bench.test.
+ns1 IN A 127.0.0.1
+"""
+
+
+@contextmanager
+def running_bind(workdir: Path, names: int) -> Iterator[tuple[int, int]]:
+    port = free_tcp_udp_port()
+    records = "".join(f'{owner(i)} IN TXT "{VALUE}"\n' for i in range(names))
+    (workdir / "bench.test.zone").write_text(ZONE + records)
+    conf = workdir / "named.conf"
+    conf.write_text(NAMED_CONF.format(dir=workdir, port=port))
+    with (workdir / "named.log").open("wb") as out:
+        proc = subprocess.Popen(
+            ["/usr/sbin/named", "-g", "-n", "1", "-c", str(conf)], stdout=out, stderr=out
+        )
+    try:
+        wait_for_dns(port, proc)
+        yield port, proc.pid
+    finally:
+        stop_process(proc)
+
+
+def load(port: int, seconds: float, window: int, wires: list[bytes]) -> int:
+    """Answers received in `seconds` with `window` queries kept in flight."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("127.0.0.1", port))
+        sock.settimeout(0.5)
+        qid, answered = 0, 0
+        deadline = time.monotonic() + seconds
+        for _ in range(window):
+            sock.send(wires[qid])
+            qid = (qid + 1) & 0xFFFF
+        while True:
+            try:
+                sock.recv(4096)
+            except TimeoutError:
+                for _ in range(window):
+                    sock.send(wires[qid])
+                    qid = (qid + 1) & 0xFFFF
+                continue
+            answered += 1
+            if answered & 0xFF == 0 and time.monotonic() > deadline:
+                return answered
+            sock.send(wires[qid])
+            qid = (qid + 1) & 0xFFFF
+
+
+def pin(pid: int, cpu: int) -> None:
+    if os.cpu_count() and (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(pid, {cpu})
+
+
+def measure(name: str, port: int, pid: int, args: argparse.Namespace) -> Result:
+    pin(pid, 0)
+    pin(0, 1)
+    wires = [query_wire(i, args.names, args.mixed_case) for i in range(65536)]
+    load(port, 0.5, args.window, wires)  # warm-up
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    answered = load(port, args.seconds, args.window, wires)
+    elapsed, cpu = time.monotonic() - t0, cpu_seconds(pid) - cpu0
+    return Result(name, answered / elapsed, cpu / answered * 1e6)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--servers", default="acmekit,bind")
+    parser.add_argument("--mixed-case", action="store_true", help="random case (DNS 0x20)")
+    parser.add_argument("--names", type=int, default=1, help="distinct TXT owners to cycle")
+    args = parser.parse_args()
+    starters = {"acmekit": running_acmekit, "bind": running_bind}
+    results: dict[str, Result] = {}
+    for name in args.servers.split(","):
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            starters[name](Path(tmp), args.names) as (port, pid),
+        ):
+            results[name] = measure(name, port, pid, args)
+        r = results[name]
+        print(f"{name:8s} {r.qps:9.0f} queries/s  {r.cpu_us_per_query:6.1f} us CPU/query")
+    if {"acmekit", "bind"} <= set(results):
+        ours, bind = results["acmekit"], results["bind"]
+        print(
+            f"ratio acmekit/bind: {ours.qps / bind.qps:.2f}x queries/s, "
+            f"{ours.cpu_us_per_query / bind.cpu_us_per_query:.2f}x CPU per query"
+        )
+
+
+if __name__ == "__main__":
+    main()

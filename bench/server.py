@@ -1,0 +1,426 @@
+"""CA server benchmark: `acmekit server` and Pebble under the same load, in the same run.
+
+What it measures: for each server, certificates per second and the server's CPU
+milliseconds per certificate, and the ratio acmekit / pebble of both numbers.
+
+How: one load generator, written here over aiohttp (one ClientSession per server, trusting
+that server's root) and `acmekit.protocol.jose.sign`, runs N concurrent workers. Each worker
+registers one account up front (not measured), then for each of its certificates: newOrder
+for a distinct name (w{i}-{n}.bench.test), fetch the authorization, POST {} to its http-01
+challenge, poll the authorization every 50 ms, finalize with a P-256 CSR made before the
+measured phase, poll the order and download the certificate. badNonce is retried with the
+nonce that came with the rejection. Replay-Nonces are pooled across workers, so newNonce is
+only called when the pool is empty. An aiohttp.web responder in this process serves the
+http-01 key authorizations. `pebble-challtestsrv` answers every name with 127.0.0.1 for both
+servers' validation authorities.
+
+Server CPU is utime + stime from /proc/PID/stat of the server process and its descendants,
+read just before and just after the measured phase. Pebble runs with PEBBLE_VA_NOSLEEP=1,
+PEBBLE_WFE_NONCEREJECT=0 and PEBBLE_AUTHZREUSE=0; each server gets a fresh state.
+
+Run: `python bench/server.py [--workers 8] [--certs 200] [--rounds 3] [--servers acmekit,pebble]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from _common import Server, cpu_seconds, free_port, running_acmekit, running_challtestsrv
+from _common import running_pebble as _running_pebble
+from acmekit.protocol import jose
+from acmekit.protocol.challenges import HTTP01_PATH
+
+PEBBLE_ENV = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
+POLL_INTERVAL = 0.05
+CERT_DEADLINE = 60.0  # seconds one certificate may take before it counts as failed
+MAX_TRIES = 10  # attempts per request when the server answers badNonce
+BAD_NONCE = "urn:ietf:params:acme:error:badNonce"
+
+
+class BenchError(Exception):
+    """A server answered something the flow cannot go on from."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    location: str | None
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+# ---------------------------------------------------------------- the ACME wire
+
+
+class Acme:
+    """Signed POSTs to one server through one session, with a shared pool of nonces."""
+
+    def __init__(self, session: aiohttp.ClientSession, directory: dict[str, Any]) -> None:
+        self.session = session
+        self.directory = directory
+        self.nonces: list[str] = []
+        self.requests = 0
+
+    async def _nonce(self) -> str:
+        if self.nonces:
+            return self.nonces.pop()
+        self.requests += 1
+        async with self.session.head(self.directory["newNonce"]) as resp:
+            return resp.headers["Replay-Nonce"]
+
+    async def post(
+        self, key: ec.EllipticCurvePrivateKey, url: str, payload: Any, kid: str | None
+    ) -> Reply:
+        """One signed POST (payload None is POST-as-GET); badNonce is retried."""
+        nonce = await self._nonce()
+        for _ in range(MAX_TRIES):
+            body = json.dumps(jose.sign(key, payload, url=url, nonce=nonce, kid=kid))
+            reply, fresh = await self._send(url, body)
+            if reply.status < 400:
+                if fresh:
+                    self.nonces.append(fresh)
+                return reply
+            if reply.status != 400 or BAD_NONCE not in reply.body.decode(errors="replace"):
+                raise BenchError(f"{url}: {reply.status} {reply.body[:300]!r}")
+            nonce = fresh or await self._nonce()
+        raise BenchError(f"{url}: badNonce {MAX_TRIES} times")
+
+    async def _send(self, url: str, body: str) -> tuple[Reply, str | None]:
+        self.requests += 1
+        headers = {"Content-Type": "application/jose+json"}
+        async with self.session.post(url, data=body, headers=headers) as resp:
+            data = await resp.read()
+            reply = Reply(resp.status, resp.headers.get("Location"), data)
+            return reply, resp.headers.get("Replay-Nonce")
+
+
+@dataclass
+class Worker:
+    """One account and the certificates it is to get: (name, CSR DER) pairs."""
+
+    index: int
+    key: ec.EllipticCurvePrivateKey
+    jobs: list[tuple[str, bytes]]
+    kid: str = ""
+    thumbprint: str = ""
+    done: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- one certificate
+
+
+async def poll(acme: Acme, worker: Worker, url: str, until: str, deadline: float) -> Any:
+    """POST-as-GET `url` every POLL_INTERVAL until its status is `until`."""
+    while time.monotonic() < deadline:
+        await asyncio.sleep(POLL_INTERVAL)
+        doc = (await acme.post(worker.key, url, None, worker.kid)).json()
+        if doc["status"] == until:
+            return doc
+        if doc["status"] == "invalid":
+            raise BenchError(f"{url} invalid: {json.dumps(doc)[:400]}")
+    raise BenchError(f"{url} not {until} in time")
+
+
+async def authorize(
+    acme: Acme, worker: Worker, authz_url: str, tokens: dict[str, str], deadline: float
+) -> None:
+    """Answer the authorization's http-01 challenge and wait until it is valid."""
+    authz = (await acme.post(worker.key, authz_url, None, worker.kid)).json()
+    if authz["status"] == "valid":
+        return
+    chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    token = chall["token"]
+    tokens[token] = f"{token}.{worker.thumbprint}"
+    try:
+        answer = (await acme.post(worker.key, chall["url"], {}, worker.kid)).json()
+        if answer.get("status") != "valid":
+            await poll(acme, worker, authz_url, "valid", deadline)
+    finally:
+        tokens.pop(token, None)
+
+
+async def issue(acme: Acme, worker: Worker, name: str, csr: bytes, tokens: dict[str, str]) -> None:
+    """One certificate for `name`: order, http-01, finalize, download."""
+    deadline = time.monotonic() + CERT_DEADLINE
+    ident = {"identifiers": [{"type": "dns", "value": name}]}
+    created = await acme.post(worker.key, acme.directory["newOrder"], ident, worker.kid)
+    order, order_url = created.json(), created.location
+    if order_url is None:
+        raise BenchError("newOrder answered without Location")
+    for authz_url in order["authorizations"]:
+        await authorize(acme, worker, authz_url, tokens, deadline)
+    payload = {"csr": jose.b64e(csr)}
+    order = (await acme.post(worker.key, order["finalize"], payload, worker.kid)).json()
+    if order["status"] != "valid":
+        order = await poll(acme, worker, order_url, "valid", deadline)
+    cert = await acme.post(worker.key, order["certificate"], None, worker.kid)
+    if b"BEGIN CERTIFICATE" not in cert.body:
+        raise BenchError(f"{name}: certificate download gave no PEM")
+
+
+async def run_worker(acme: Acme, worker: Worker, tokens: dict[str, str]) -> None:
+    for name, csr in worker.jobs:
+        try:
+            await issue(acme, worker, name, csr, tokens)
+            worker.done += 1
+        except (TimeoutError, BenchError, aiohttp.ClientError, KeyError) as exc:
+            worker.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------- setup, not measured
+
+
+def make_csr(key: ec.EllipticCurvePrivateKey, name: str) -> bytes:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    san = x509.SubjectAlternativeName([x509.DNSName(name)])
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_extension(san, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def make_workers(count: int, certs: int) -> list[Worker]:
+    """`certs` distinct names spread over `count` workers, each with its CSRs ready."""
+    workers = []
+    for i in range(count):
+        csr_key = ec.generate_private_key(ec.SECP256R1())
+        names = [f"w{i}-{n}.bench.test" for n in range(len(range(i, certs, count)))]
+        jobs = [(name, make_csr(csr_key, name)) for name in names]
+        workers.append(Worker(i, ec.generate_private_key(ec.SECP256R1()), jobs))
+    return workers
+
+
+async def register(acme: Acme, worker: Worker) -> None:
+    url = acme.directory["newAccount"]
+    reply = await acme.post(worker.key, url, {"termsOfServiceAgreed": True}, None)
+    if reply.location is None:
+        raise BenchError("newAccount answered without Location")
+    worker.kid = reply.location
+    worker.thumbprint = jose.thumbprint(worker.key)
+
+
+@asynccontextmanager
+async def http01_responder(port: int, tokens: dict[str, str]) -> AsyncIterator[None]:
+    """Serve tokens[token] at /.well-known/acme-challenge/{token} on 127.0.0.1:port."""
+
+    async def answer(request: web.Request) -> web.Response:
+        value = tokens.get(request.match_info["token"])
+        if value is None:
+            return web.Response(status=404)
+        return web.Response(text=value, content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_get(HTTP01_PATH + "{token}", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+# ---------------------------------------------------------------- one server's run
+
+
+@dataclass(frozen=True)
+class Result:
+    server: str
+    certs: int
+    failed: int
+    wall: float
+    server_cpu: float
+    client_cpu: float
+    requests: int
+    first_error: str | None
+
+    @property
+    def per_second(self) -> float:
+        return self.certs / self.wall if self.wall else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000 * self.server_cpu / self.certs if self.certs else float("nan")
+
+
+async def measure(server: Server, workers: list[Worker], tokens: dict[str, str]) -> Result:
+    """Register every worker's account, then time and meter the certificates."""
+    ctx = ssl.create_default_context(cafile=str(server.root_path))
+    connector = aiohttp.TCPConnector(ssl=ctx, limit=4 * len(workers))
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with session.get(server.directory_url) as resp:
+            acme = Acme(session, await resp.json())
+        await asyncio.gather(*(register(acme, w) for w in workers))
+        acme.requests = 0
+        cpu0, client0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        await asyncio.gather(*(run_worker(acme, w, tokens) for w in workers))
+        wall = time.monotonic() - t0
+        server_cpu = cpu_seconds(server.pid) - cpu0
+        client_cpu = time.process_time() - client0
+    errors = [e for w in workers for e in w.errors]
+    done = sum(w.done for w in workers)
+    return Result(
+        server.name, done, len(errors), wall, server_cpu, client_cpu, acme.requests,
+        errors[0] if errors else None,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- the whole run
+
+ServerFactory = Callable[[Path, int, int], AbstractContextManager[Server]]
+
+
+def start_acmekit(workdir: Path, dns_port: int, http_port: int) -> AbstractContextManager[Server]:
+    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port)
+
+
+def start_pebble(workdir: Path, dns_port: int, http_port: int) -> AbstractContextManager[Server]:
+    return _running_pebble(workdir, dns_port=dns_port, http_port=http_port, env=PEBBLE_ENV)
+
+
+SERVERS: dict[str, ServerFactory] = {"acmekit": start_acmekit, "pebble": start_pebble}
+
+
+@dataclass(frozen=True)
+class Plan:
+    names: list[str]
+    workers: int
+    certs: int
+    rounds: int
+
+    def order(self, round_no: int) -> list[str]:
+        """The servers of one round; the order flips every round so neither always goes first."""
+        return self.names if round_no % 2 == 0 else self.names[::-1]
+
+
+async def run_all(plan: Plan, workdir: Path) -> list[Result]:
+    """Every round starts each server afresh and runs the same load against it."""
+    tokens: dict[str, str] = {}
+    http_port = free_port()
+    results = []
+    async with http01_responder(http_port, tokens):
+        with running_challtestsrv(workdir) as dns_port:
+            for round_no in range(plan.rounds):
+                for name in plan.order(round_no):
+                    own = workdir / f"{name}-{round_no}"
+                    own.mkdir()
+                    pool = make_workers(plan.workers, plan.certs)
+                    with SERVERS[name](own, dns_port, http_port) as server:
+                        results.append(await measure(server, pool, tokens))
+                    print(f"round {round_no + 1} {name}: done", file=sys.stderr, flush=True)
+    return results
+
+
+def _row(label: str, certs: int, failed: int, wall: float, cpu_ms: float, client_ms: float,
+         req: float) -> str:  # fmt: skip
+    rate = certs / wall if wall else 0.0
+    return (
+        f"{label:<14} {certs:>6} {failed:>6} {wall:>7.2f} {rate:>8.1f} "
+        f"{cpu_ms:>19.2f} {client_ms:>19.2f} {req:>9.1f}"
+    )
+
+
+def result_row(label: str, r: Result) -> str:
+    client_ms = 1000 * r.client_cpu / r.certs if r.certs else float("nan")
+    req = r.requests / r.certs if r.certs else float("nan")
+    return _row(label, r.certs, r.failed, r.wall, r.cpu_ms, client_ms, req)
+
+
+def median_result(results: list[Result]) -> Result:
+    """The round with the median server CPU per certificate."""
+    ranked = sorted(results, key=lambda r: r.cpu_ms)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def report(results: list[Result], plan: Plan) -> None:
+    cores = len(os.sched_getaffinity(0))
+    print(f"\nCA server benchmark: {plan.workers} workers, {plan.certs} distinct-name certificates")
+    print(f"per server and round, {plan.rounds} round(s), http-01, P-256 CSRs. The load generator,")
+    print(f"the servers and the DNS server share {cores} CPU cores, so certs/s is bounded by the")
+    print("machine; server CPU is utime+stime from /proc of the server and its children.")
+    print("Pebble: " + " ".join(f"{k}={v}" for k, v in PEBBLE_ENV.items()) + "\n")
+    head = f"{'server':<14} {'certs':>6} {'failed':>6} {'wall s':>7} {'certs/s':>8} "
+    print(head + f"{'server CPU ms/cert':>19} {'client CPU ms/cert':>19} {'req/cert':>9}")
+    for i, r in enumerate(results):
+        print(result_row(f"{r.server} #{i // len(plan.names) + 1}", r))
+    medians = {n: median_result([r for r in results if r.server == n]) for n in plan.names}
+    if plan.rounds > 1:
+        for name, r in medians.items():
+            print(result_row(f"{name} median", r) + "  (round of median CPU)")
+    if {"acmekit", "pebble"} <= medians.keys():
+        a, p = medians["acmekit"], medians["pebble"]
+        print(
+            f"\nratio acmekit/pebble: certs/s {a.per_second / p.per_second:.2f}, "
+            f"server CPU ms/cert {a.cpu_ms / p.cpu_ms:.2f} (target: <= 1.00)"
+        )
+    for r in results:
+        if r.first_error:
+            print(f"{r.server}: {r.failed} failed; first: {r.first_error}")
+
+
+def parse_args(argv: list[str] | None = None) -> Plan:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=8, help="concurrent workers [8]")
+    parser.add_argument(
+        "--certs", type=int, default=200, help="certificates per server and round [200]"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each server [3]")
+    parser.add_argument(
+        "--servers", default="acmekit,pebble", help="comma-separated, run in this order"
+    )
+    args = parser.parse_args(argv)
+    names = [n for n in args.servers.split(",") if n]
+    unknown = set(names) - SERVERS.keys()
+    if unknown or not names or min(args.workers, args.certs, args.rounds) < 1:
+        parser.error(f"bad arguments (unknown servers: {sorted(unknown)})")
+    return Plan(names, args.workers, args.certs, args.rounds)
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: the load generator should spend as little CPU as it can."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan = parse_args(argv)
+    with (
+        tempfile.TemporaryDirectory(prefix="acmekit-bench-") as tmp,
+        asyncio.Runner(loop_factory=loop_factory()) as runner,
+    ):
+        results = runner.run(run_all(plan, Path(tmp)))
+    report(results, plan)
+    return 0 if all(r.failed == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""One DNS message in, one DNS message (or nothing) out: the server's sans-I/O core.
+
+`DnsHandler.handle(wire)` never raises and never touches a socket:
+
+- Fewer than 12 octets, or a message with QR set (a response), is dropped: answering
+  either could feed a loop.
+- Anything dnspython cannot parse (truncated, wrong counts, compression loops, labels
+  over 63 octets, trailing junk) gets FORMERR built from the raw header (RFC 1035 §4.1.1).
+- A TSIG-signed message is checked against our keyring (RFC 8945 §5.2): unknown key or
+  algorithm is NOTAUTH/BADKEY, a wrong MAC NOTAUTH/BADSIG, a clock skew beyond the fudge
+  NOTAUTH/BADTIME, each with an unsigned TSIG. A good signature makes the response signed.
+- EDNS version above 0 gets BADVERS (RFC 6891 §6.1.3). Our UDP payload is 1232 octets;
+  an answer that does not fit the requester's limit (512 without EDNS) is sent empty with
+  TC set, so the client retries over TCP (RFC 1035 §4.2.1, RFC 7766).
+- QUERY is answered from the record store; UPDATE (RFC 2136) is accepted only when signed
+  with one of our keys (else REFUSED) and applied by `acmekit.dns.update`; other opcodes
+  get NOTIMP.
+
+Unsigned queries are answered from a small cache of whole responses, emptied whenever
+the store changes. The key is the message after its ID with the question name in lower
+case (so transport, flags, question and EDNS options must match); a hit is the cached
+response with the query's ID and the query's own spelling of the name spliced in at
+offset 12, where every compressed owner name points, so DNS 0x20 case randomization
+still gets its case back. A repeated question then costs a dictionary lookup instead of
+dnspython's parse and render.
+
+The only impurity is dnspython's TSIG time check, which reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.tsig
+import dns.update
+
+from acmekit.dns.store import RecordStore
+from acmekit.dns.tsig import Keyring, append_error_tsig
+from acmekit.dns.update import apply_update
+
+log = logging.getLogger(__name__)
+
+HEADER_LEN = 12
+UDP_PAYLOAD = 1232
+PLAIN_UDP_LIMIT = 512
+TCP_LIMIT = 65535
+CACHE_ENTRIES = 4096
+_REFUSED_QTYPES = frozenset(
+    {dns.rdatatype.AXFR, dns.rdatatype.IXFR, dns.rdatatype.MAILA, dns.rdatatype.MAILB}
+)
+_TSIG_ERRORS: tuple[tuple[type[Exception], int], ...] = (
+    (dns.tsig.BadSignature, dns.rcode.BADSIG),
+    (dns.tsig.BadTime, dns.rcode.BADTIME),
+    (dns.tsig.BadAlgorithm, dns.rcode.BADKEY),
+    (dns.tsig.BadKey, dns.rcode.BADKEY),
+)
+
+
+class Transport(StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+
+
+def formerr(wire: bytes) -> bytes:
+    """FORMERR for a message we could not parse: its ID, opcode and RD, no sections."""
+    flags = 0x80 | (wire[2] & 0x79)
+    return wire[:2] + bytes([flags, dns.rcode.FORMERR]) + bytes(8)
+
+
+CacheKey = tuple[Transport, bytes]
+
+
+def _cache_key(wire: bytes, transport: Transport) -> tuple[CacheKey, int] | None:
+    """(key, end of the question name) for a one-question message with a plain name."""
+    if wire[4:6] != b"\x00\x01":
+        return None
+    i = HEADER_LEN
+    while i < len(wire):
+        length = wire[i]
+        if length == 0:
+            end = i + 1
+            return (transport, wire[2:HEADER_LEN] + wire[HEADER_LEN:end].lower() + wire[end:]), end
+        if length > 63:
+            return None
+        i += length + 1
+    return None
+
+
+class DnsHandler:
+    """Answers messages from a RecordStore; `keyring` holds the TSIG keys for UPDATE."""
+
+    def __init__(
+        self,
+        store: RecordStore,
+        keyring: Keyring | None = None,
+        *,
+        udp_payload: int = UDP_PAYLOAD,
+    ) -> None:
+        self.store = store
+        self.keyring: Keyring = dict(keyring or {})
+        self.udp_payload = udp_payload
+        self._cache: dict[CacheKey, bytes] = {}
+        self._cache_generation = store.generation
+
+    def handle(self, wire: bytes, transport: Transport = Transport.UDP) -> bytes | None:
+        """The response to `wire`, or None when it must be dropped. Never raises."""
+        if len(wire) < HEADER_LEN or wire[2] & 0x80:
+            return None
+        if self._cache_generation != self.store.generation:
+            self._cache.clear()
+            self._cache_generation = self.store.generation
+        key = _cache_key(wire, transport)
+        cached = self._cache.get(key[0]) if key is not None else None
+        if key is not None and cached is not None:
+            end = key[1]
+            return wire[:2] + cached[:10] + wire[HEADER_LEN:end] + cached[end - 2 :]
+        try:
+            message = dns.message.from_wire(wire, keyring=False)
+        except Exception:  # every parse failure is the peer's doing: FORMERR
+            return formerr(wire)
+        try:
+            if message.had_tsig:
+                verified = self._verify(wire, message)
+                if isinstance(verified, bytes):
+                    return verified
+                message = verified
+            reply = self._to_wire(self._respond(message), message, transport)
+            self._remember(wire, message, transport, reply)
+            return reply
+        except Exception:
+            log.exception("internal error answering message id %d", message.id)
+            return wire[:2] + bytes([0x80 | (wire[2] & 0x79), dns.rcode.SERVFAIL]) + bytes(8)
+
+    def _remember(
+        self, wire: bytes, message: dns.message.Message, transport: Transport, reply: bytes
+    ) -> None:
+        key = _cache_key(wire, transport)
+        if key is None or message.had_tsig or message.opcode() != dns.opcode.QUERY:
+            return
+        if len(self._cache) >= CACHE_ENTRIES:
+            self._cache.clear()
+        self._cache[key[0]] = reply[2:]
+
+    def _verify(self, wire: bytes, message: dns.message.Message) -> dns.message.Message | bytes:
+        assert message.keyname is not None
+        key = self.keyring.get(message.keyname)
+        if key is None:
+            log.info("TSIG key unknown: %s", message.keyname)
+            return self._tsig_error(message, dns.rcode.BADKEY)
+        try:
+            return dns.message.from_wire(wire, keyring=key)
+        except Exception as exc:
+            for kind, error in _TSIG_ERRORS:
+                if isinstance(exc, kind):
+                    log.info("TSIG check failed for key %s: %s", key.name, kind.__name__)
+                    return self._tsig_error(message, error)
+            return formerr(wire)
+
+    def _tsig_error(self, message: dns.message.Message, error: int) -> bytes:
+        response = dns.message.make_response(message, our_payload=self.udp_payload)
+        response.set_rcode(dns.rcode.NOTAUTH)
+        assert message.tsig is not None and message.keyname is not None
+        return append_error_tsig(response.to_wire(), message.keyname, message.tsig[0], error)
+
+    def _respond(self, message: dns.message.Message) -> dns.message.Message:
+        response = dns.message.make_response(message, our_payload=self.udp_payload)
+        if message.edns > 0:
+            response.set_rcode(dns.rcode.BADVERS)
+        elif message.opcode() == dns.opcode.QUERY:
+            self._query(message, response)
+        elif message.opcode() == dns.opcode.UPDATE:
+            self._update(message, response)
+        else:
+            response.set_rcode(dns.rcode.NOTIMP)
+        return response
+
+    def _query(self, message: dns.message.Message, response: dns.message.Message) -> None:
+        if len(message.question) != 1:
+            response.set_rcode(dns.rcode.FORMERR)
+            return
+        question = message.question[0]
+        if question.rdclass != dns.rdataclass.IN or question.rdtype in _REFUSED_QTYPES:
+            response.set_rcode(dns.rcode.REFUSED)
+            return
+        result = self.store.resolve(question.name, question.rdtype)
+        response.set_rcode(result.rcode)
+        if result.authoritative:
+            response.flags |= dns.flags.AA
+        response.answer = list(result.answer)
+        response.authority = list(result.authority)
+        response.additional = list(result.additional)
+
+    def _update(self, message: dns.message.Message, response: dns.message.Message) -> None:
+        if not self.keyring or not message.had_tsig:
+            log.info("unsigned UPDATE refused")
+            response.set_rcode(dns.rcode.REFUSED)
+            return
+        assert isinstance(message, dns.update.UpdateMessage)
+        response.set_rcode(apply_update(self.store, message))
+
+    def _to_wire(
+        self, response: dns.message.Message, query: dns.message.Message, transport: Transport
+    ) -> bytes:
+        if transport is Transport.TCP:
+            limit = TCP_LIMIT
+        elif query.edns >= 0:
+            limit = max(PLAIN_UDP_LIMIT, min(query.payload, self.udp_payload))
+        else:
+            limit = PLAIN_UDP_LIMIT
+        try:
+            wire: bytes = response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            response.answer, response.authority, response.additional = [], [], []
+            response.flags |= dns.flags.TC
+            wire = response.to_wire(max_size=limit)
+        return wire

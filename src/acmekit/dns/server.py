@@ -1,0 +1,114 @@
+"""UDP and TCP listeners on asyncio: the thin edge around `DnsHandler.handle`.
+
+Both listen on one address and port (RFC 7766: TCP is as much DNS as UDP). With port 0
+the UDP socket is bound first and TCP is bound to the port the kernel chose, retrying
+with a new port if that one is taken for TCP. TCP carries two-octet length-prefixed
+messages (RFC 1035 §4.2.2), several per connection; an idle or slow connection is
+closed after `idle_timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from typing import Any, cast
+
+from acmekit.dns.handler import DnsHandler, Transport
+
+log = logging.getLogger(__name__)
+
+BIND_ATTEMPTS = 20
+IDLE_TIMEOUT = 30.0
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, handler: DnsHandler) -> None:
+        self.handler = handler
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's selector transport does not subclass DatagramTransport on 3.11.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        reply = self.handler.handle(data, Transport.UDP)
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
+
+
+class DnsListener:
+    """Serves one handler on UDP and TCP at one address until `close()`."""
+
+    def __init__(self, handler: DnsHandler, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.host = ""
+        self.port = 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind UDP and TCP; returns the port (the chosen one when `port` is 0)."""
+        attempts = BIND_ATTEMPTS if port == 0 else 1
+        for attempt in range(attempts):
+            udp_port = await self._bind_udp(host, port)
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, host, udp_port)
+            except OSError:
+                self._close_udp()
+                if attempt == attempts - 1:
+                    raise
+                continue
+            self.host, self.port = host, udp_port
+            log.info("dns listening on %s port %d (udp+tcp)", host, udp_port)
+            return udp_port
+        raise OSError("could not bind udp and tcp to one port")
+
+    async def _bind_udp(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self.handler), local_addr=(host, port)
+        )
+        self._udp = transport
+        bound: int = transport.get_extra_info("sockname")[1]
+        return bound
+
+    def _close_udp(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        try:
+            while True:
+                header = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
+                (length,) = struct.unpack("!H", header)
+                wire = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
+                reply = self.handler.handle(wire, Transport.TCP)
+                if reply is None:
+                    break
+                writer.write(struct.pack("!H", len(reply)) + reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def close(self) -> None:
+        self._close_udp()
+        if self._tcp is not None:
+            self._tcp.close()
+            for writer in list(self._connections):
+                writer.close()
+            await self._tcp.wait_closed()
+            self._tcp = None

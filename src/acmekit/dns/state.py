@@ -1,0 +1,44 @@
+"""The `--state FILE` of the DNS server: records and registrations as one JSON document.
+
+Written whole on every change, atomically: a temporary file in the same directory is
+written, flushed to disk and renamed over the old one (`os.replace`), so a crash leaves
+either the old state or the new one, never half of each. Mode 0600: the file holds
+password hashes of registrations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+STATE_VERSION = 1
+
+
+def load_state(path: Path) -> dict[str, Any] | None:
+    """The saved document, or None if there is no file yet."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+        raise ValueError(f"{path} is not a state file of this version")
+    return doc
+
+
+def save_state(path: Path, doc: dict[str, Any]) -> None:
+    """Replace `path` with `doc` atomically."""
+    data = json.dumps({**doc, "version": STATE_VERSION}, indent=1, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,420 @@
+"""The record store: what the DNS server knows and how a question is answered (no I/O).
+
+Data is a map from owner name to RRsets of A, AAAA, CNAME, TXT and CAA; names compare
+case-insensitively (RFC 1035 §2.3.3, RFC 4343). On top of the stored data the store
+synthesizes, for every zone it is authoritative for, an SOA and an NS RRset at the apex
+and an address for the NS host, so that propagation checks which look for the zone's SOA
+(certbot's dns-rfc2136, lego) find it here.
+
+Zones. With explicit zones (`--zone`), a name belongs to the deepest zone that contains
+it; names outside every zone are REFUSED. Without zones the store is authoritative for
+every name and a name's zone is made of its last two labels (`_acme-challenge.a.x.test`
+is in `x.test`, `test` is its own zone). That is predictable, makes an SOA query for any
+test name answer like a real delegation would, and keeps names such as `a.co.uk` in a
+zone that a test can still update; real deployments name their zones.
+
+Resolution (RFC 1034 §4.3.2, RFC 4592 for wildcards, RFC 8020 for empty non-terminals):
+exact match first; a name without data but with descendants exists (NODATA, and it
+blocks wildcards: while `_acme-challenge.x` exists, `*.` no longer answers for it);
+otherwise `*.<closest encloser>` is used if present. A CNAME is followed inside our own
+zones, up to a small bound, stopping at loops. A name with no data is answered with the
+default A/AAAA when one is set (then every name exists, as with Pebble's challtestsrv);
+otherwise it is NXDOMAIN. Negative answers carry the zone's SOA in the authority section
+(RFC 2308 §3).
+
+Mutations bump the SOA serial and call the `on_change` observers, which is where the
+server's edge persists state; the store itself never touches a file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
+import dns.rdtypes.ANY.TXT
+import dns.rrset
+
+from acmekit.protocol.problems import malformed
+
+IN = dns.rdataclass.IN
+MAX_CNAME_CHAIN = 8
+NS_LABEL = "ns1"
+HOSTMASTER_LABEL = "hostmaster"
+
+
+class RecordType(StrEnum):
+    """The record types the store holds; values are their presentation names."""
+
+    A = "A"
+    AAAA = "AAAA"
+    CNAME = "CNAME"
+    TXT = "TXT"
+    CAA = "CAA"
+
+    @property
+    def rdtype(self) -> dns.rdatatype.RdataType:
+        return dns.rdatatype.from_text(self.value)
+
+
+STORED_TYPES = frozenset(t.rdtype for t in RecordType)
+RRsets = dict[dns.rdatatype.RdataType, list[dns.rdata.Rdata]]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The answer to one question, ready to be put into a response."""
+
+    rcode: dns.rcode.Rcode
+    answer: tuple[dns.rrset.RRset, ...] = ()
+    authority: tuple[dns.rrset.RRset, ...] = ()
+    additional: tuple[dns.rrset.RRset, ...] = ()
+    authoritative: bool = True
+
+
+def parse_name(text: str | dns.name.Name) -> dns.name.Name:
+    """An absolute name from text; a peer's bad name raises a malformed problem."""
+    if isinstance(text, dns.name.Name):
+        return text if text.is_absolute() else text.concatenate(dns.name.root)
+    if not text or not text.strip():
+        raise malformed("empty DNS name")
+    try:
+        return dns.name.from_text(text.strip())
+    except (dns.exception.DNSException, UnicodeError) as exc:
+        raise malformed(f"bad DNS name {text!r}: {exc}") from None
+
+
+def _ip(text: str, version: int) -> str:
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        raise malformed(f"bad IPv{version} address {text!r}") from None
+    if addr.version != version:
+        raise malformed(f"not an IPv{version} address: {text!r}")
+    return str(addr)
+
+
+def make_rdata(rtype: RecordType, value: str) -> dns.rdata.Rdata:
+    """One record's data from its presentation form (TXT takes the raw string)."""
+    if rtype is RecordType.TXT:
+        if len(value.encode()) > 255 * 8:
+            raise malformed("TXT value too long")
+        chunks = [value.encode()[i : i + 255] for i in range(0, len(value.encode()), 255)]
+        return dns.rdtypes.ANY.TXT.TXT(IN, rtype.rdtype, chunks or [b""])
+    if rtype is RecordType.A:
+        return dns.rdata.from_text(IN, rtype.rdtype, _ip(value, 4))
+    if rtype is RecordType.AAAA:
+        return dns.rdata.from_text(IN, rtype.rdtype, _ip(value, 6))
+    if rtype is RecordType.CNAME:
+        return dns.rdata.from_text(IN, rtype.rdtype, parse_name(value).to_text())
+    try:
+        return dns.rdata.from_text(IN, rtype.rdtype, value)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise malformed(f"bad {rtype} record {value!r}: {exc}") from None
+
+
+def caa_rdata(tag: str, value: str, flags: int = 0) -> dns.rdata.Rdata:
+    """A CAA record (RFC 8659): tag is alphanumeric, value is free text."""
+    if not tag.isascii() or not tag.isalnum() or len(tag) > 255:
+        raise malformed(f"bad CAA tag {tag!r}")
+    if len(value.encode()) > 1024:
+        raise malformed("CAA value too long")
+    wire = bytes([flags & 0xFF, len(tag)]) + tag.encode() + value.encode()
+    return dns.rdata.from_wire(IN, dns.rdatatype.CAA, wire, 0, len(wire))
+
+
+def txt_value(rdata: dns.rdata.Rdata) -> str:
+    """The string a TXT record carries (its character-strings joined)."""
+    assert isinstance(rdata, dns.rdtypes.ANY.TXT.TXT)
+    return b"".join(rdata.strings).decode(errors="replace")
+
+
+def implicit_zone(name: dns.name.Name) -> dns.name.Name:
+    """Without configured zones, a name's zone is made of its last two labels."""
+    return dns.name.Name(name.labels[-3:])
+
+
+class RecordStore:
+    """Records, zones and defaults, with the resolution rules. Not thread-safe: one loop."""
+
+    def __init__(
+        self,
+        zones: Iterable[str | dns.name.Name] = (),
+        *,
+        default_ipv4: str | None = None,
+        default_ipv6: str | None = None,
+        ns_ipv4: str | None = "127.0.0.1",
+        ns_ipv6: str | None = None,
+        ttl: int = 0,
+    ) -> None:
+        self.zones = tuple(sorted({parse_name(z) for z in zones}, key=len, reverse=True))
+        self.default_ipv4 = _ip(default_ipv4, 4) if default_ipv4 else None
+        self.default_ipv6 = _ip(default_ipv6, 6) if default_ipv6 else None
+        self.ns_ipv4 = _ip(ns_ipv4, 4) if ns_ipv4 else None
+        self.ns_ipv6 = _ip(ns_ipv6, 6) if ns_ipv6 else None
+        self.ttl = ttl
+        self.serial = 1
+        self.generation = 0  # grows on every change; lets callers cache answers safely
+        self.on_change: list[Callable[[], None]] = []
+        self._data: dict[dns.name.Name, RRsets] = {}
+        # How many stored names lie below each name: the empty non-terminals, kept
+        # incrementally so that a change costs the depth of one name, not the whole store.
+        self._ancestors: Counter[dns.name.Name] = Counter()
+
+    # ----- zones -----
+
+    def zone_of(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The zone `name` belongs to, or None if we are not authoritative for it."""
+        if not self.zones:
+            return implicit_zone(name)
+        for zone in self.zones:
+            if name.is_subdomain(zone):
+                return zone
+        return None
+
+    def is_apex(self, name: dns.name.Name) -> bool:
+        return self.zone_of(name) == name
+
+    def ns_host(self, zone: dns.name.Name) -> dns.name.Name:
+        return dns.name.Name((NS_LABEL.encode(), *zone.labels))
+
+    def soa_rrset(self, zone: dns.name.Name) -> dns.rrset.RRset:
+        hostmaster = dns.name.Name((HOSTMASTER_LABEL.encode(), *zone.labels))
+        text = f"{self.ns_host(zone)} {hostmaster} {self.serial} 60 10 600 {self.ttl}"
+        soa = dns.rdata.from_text(IN, dns.rdatatype.SOA, text)
+        return dns.rrset.from_rdata(zone, self.ttl, soa)
+
+    # ----- reading -----
+
+    def rdatas(self, name: dns.name.Name, rtype: dns.rdatatype.RdataType) -> list[dns.rdata.Rdata]:
+        """Stored records of one type at a name (no synthesis)."""
+        return list(self._data.get(name, {}).get(rtype, ()))
+
+    def has_data(self, name: dns.name.Name) -> bool:
+        return bool(self._data.get(name)) or self.is_apex(name)
+
+    def names(self) -> list[dns.name.Name]:
+        return list(self._data)
+
+    def _exists(self, name: dns.name.Name) -> bool:
+        return name in self._data or name in self._ancestors or self.is_apex(name)
+
+    def _wildcard(self, name: dns.name.Name, zone: dns.name.Name) -> RRsets:
+        """RFC 4592: the RRsets of `*.<closest encloser>`, if the name itself is absent."""
+        encloser = name
+        while encloser != zone and len(encloser) > 1:
+            encloser = encloser.parent()
+            if self._exists(encloser):
+                break
+        source = dns.name.Name((b"*", *encloser.labels))
+        return dict(self._data.get(source, {}))
+
+    def _synthesized(self, name: dns.name.Name, zone: dns.name.Name) -> RRsets:
+        found: RRsets = {}
+        if name == zone:
+            found[dns.rdatatype.SOA] = list(self.soa_rrset(zone))
+            ns = dns.rdata.from_text(IN, dns.rdatatype.NS, self.ns_host(zone).to_text())
+            found[dns.rdatatype.NS] = [ns]
+        if name == self.ns_host(zone):
+            if self.ns_ipv4:
+                found[dns.rdatatype.A] = [make_rdata(RecordType.A, self.ns_ipv4)]
+            if self.ns_ipv6:
+                found[dns.rdatatype.AAAA] = [make_rdata(RecordType.AAAA, self.ns_ipv6)]
+        return found
+
+    def _defaults(self, found: RRsets) -> None:
+        if dns.rdatatype.CNAME in found:
+            return
+        if self.default_ipv4 and dns.rdatatype.A not in found:
+            found[dns.rdatatype.A] = [make_rdata(RecordType.A, self.default_ipv4)]
+        if self.default_ipv6 and dns.rdatatype.AAAA not in found:
+            found[dns.rdatatype.AAAA] = [make_rdata(RecordType.AAAA, self.default_ipv6)]
+
+    def node(self, name: dns.name.Name, zone: dns.name.Name) -> RRsets | None:
+        """Everything `name` holds (stored, synthesized, wildcard, default), or None."""
+        found = self._synthesized(name, zone)
+        stored = self._data.get(name)
+        exists = self._exists(name)
+        if stored:
+            found.update({k: list(v) for k, v in stored.items() if k not in found})
+        elif not exists:
+            found.update(self._wildcard(name, zone))
+        self._defaults(found)
+        if found or exists:
+            return found
+        return None
+
+    def resolve(self, qname: dns.name.Name, qtype: dns.rdatatype.RdataType) -> Resolution:
+        """Answer one question: rcode, answer, authority, additional (RFC 1034 §4.3.2)."""
+        zone = self.zone_of(qname)
+        if zone is None:
+            return Resolution(dns.rcode.REFUSED, authoritative=False)
+        answer: list[dns.rrset.RRset] = []
+        seen: set[dns.name.Name] = set()
+        name = qname
+        while True:
+            seen.add(name)
+            found = self.node(name, zone)
+            if found is None:
+                return Resolution(dns.rcode.NXDOMAIN, tuple(answer), (self.soa_rrset(zone),))
+            target = self._cname_target(found, qtype)
+            if target is None:
+                return self._final(name, zone, qtype, found, answer)
+            answer.append(self._rrset(name, found[dns.rdatatype.CNAME]))
+            next_zone = self.zone_of(target)
+            if next_zone is None or target in seen or len(seen) > MAX_CNAME_CHAIN:
+                return Resolution(dns.rcode.NOERROR, tuple(answer))
+            name, zone = target, next_zone
+
+    def _cname_target(self, found: RRsets, qtype: dns.rdatatype.RdataType) -> dns.name.Name | None:
+        cname = found.get(dns.rdatatype.CNAME)
+        if not cname or qtype in (dns.rdatatype.CNAME, dns.rdatatype.ANY):
+            return None
+        target = cname[0]
+        assert isinstance(target, dns.rdtypes.ANY.CNAME.CNAME)
+        return target.target
+
+    def _final(
+        self,
+        name: dns.name.Name,
+        zone: dns.name.Name,
+        qtype: dns.rdatatype.RdataType,
+        found: RRsets,
+        answer: list[dns.rrset.RRset],
+    ) -> Resolution:
+        if qtype == dns.rdatatype.ANY:
+            matched = [self._rrset(name, rds) for rds in found.values()]
+        elif qtype in found:
+            matched = [self._rrset(name, found[qtype])]
+        else:
+            matched = []
+        if not matched:
+            return Resolution(dns.rcode.NOERROR, tuple(answer), (self.soa_rrset(zone),))
+        additional: tuple[dns.rrset.RRset, ...] = ()
+        if qtype == dns.rdatatype.NS:
+            additional = self._glue(zone)
+        return Resolution(dns.rcode.NOERROR, (*answer, *matched), (), additional)
+
+    def _glue(self, zone: dns.name.Name) -> tuple[dns.rrset.RRset, ...]:
+        host = self.ns_host(zone)
+        found = self.node(host, zone) or {}
+        kinds = (dns.rdatatype.A, dns.rdatatype.AAAA)
+        return tuple(self._rrset(host, found[k]) for k in kinds if k in found)
+
+    def _rrset(self, name: dns.name.Name, rdatas: list[dns.rdata.Rdata]) -> dns.rrset.RRset:
+        return dns.rrset.from_rdata_list(name, self.ttl, rdatas)
+
+    # ----- writing -----
+
+    @staticmethod
+    def _above(name: dns.name.Name) -> Iterator[dns.name.Name]:
+        while len(name) > 1:
+            name = name.parent()
+            yield name
+
+    def _reindex(self) -> None:
+        self._ancestors = Counter(a for name in self._data for a in self._above(name))
+
+    def _changed(self) -> None:
+        self.serial = (self.serial + 1) & 0xFFFFFFFF or 1
+        self.generation += 1
+        for observer in self.on_change:
+            observer()
+
+    def add(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> bool:
+        """Add one record (a duplicate is a no-op); a CNAME replaces the previous one."""
+        if rdata.rdtype not in STORED_TYPES:
+            raise malformed(f"record type {rdata.rdtype.name} is not served")
+        if name not in self._data:
+            self._ancestors.update(self._above(name))
+        rrsets = self._data.setdefault(name, {})
+        existing = rrsets.setdefault(rdata.rdtype, [])
+        if rdata.rdtype == dns.rdatatype.CNAME:
+            existing.clear()
+        if rdata in existing:
+            return False
+        existing.append(rdata)
+        self._changed()
+        return True
+
+    def remove(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> bool:
+        """Remove one record; True if it was there."""
+        existing = self._data.get(name, {}).get(rdata.rdtype, [])
+        if rdata not in existing:
+            return False
+        existing.remove(rdata)
+        self._prune(name)
+        self._changed()
+        return True
+
+    def clear(self, name: dns.name.Name, rtype: dns.rdatatype.RdataType) -> bool:
+        """Remove the RRset of one type at a name; True if there was one."""
+        if not self._data.get(name, {}).pop(rtype, None):
+            self._prune(name)
+            return False
+        self._prune(name)
+        self._changed()
+        return True
+
+    def keep_latest(self, name: dns.name.Name, rtype: dns.rdatatype.RdataType, keep: int) -> None:
+        """Drop all but the `keep` most recently added records of a type (acme-dns's rule)."""
+        existing = self._data.get(name, {}).get(rtype)
+        if existing and len(existing) > keep:
+            del existing[: len(existing) - keep]
+            self._changed()
+
+    def _prune(self, name: dns.name.Name) -> None:
+        rrsets = self._data.get(name)
+        if rrsets is None:
+            return
+        for rtype in [t for t, rds in rrsets.items() if not rds]:
+            del rrsets[rtype]
+        if not rrsets:
+            del self._data[name]
+            for ancestor in self._above(name):
+                self._ancestors[ancestor] -= 1
+                if not self._ancestors[ancestor]:
+                    del self._ancestors[ancestor]
+
+    def set_default(self, version: int, address: str | None) -> None:
+        """Set (or, with None or "", clear) the default A (4) or AAAA (6) address."""
+        value = _ip(address, version) if address else None
+        if version == 4:
+            self.default_ipv4 = value
+        else:
+            self.default_ipv6 = value
+        self._changed()
+
+    # ----- persistence (plain data; the edge writes it) -----
+
+    def snapshot(self) -> dict[str, Any]:
+        records = {
+            name.to_text(): {
+                dns.rdatatype.to_text(t): [rd.to_text() for rd in rds] for t, rds in rrsets.items()
+            }
+            for name, rrsets in self._data.items()
+        }
+        return {"serial": self.serial, "records": records}
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Load what `snapshot` returned (replacing current data, without notifying)."""
+        self._data = {}
+        for name_text, rrsets in dict(snapshot.get("records", {})).items():
+            name = parse_name(name_text)
+            for type_text, values in rrsets.items():
+                rtype = dns.rdatatype.from_text(type_text)
+                rds = [dns.rdata.from_text(IN, rtype, v) for v in values]
+                self._data.setdefault(name, {})[rtype] = rds
+        self._reindex()
+        self.generation += 1
+        self.serial = max(int(snapshot.get("serial", 1)), 1)
