@@ -1,0 +1,39 @@
+"""What the solvers raise: one base class, so a caller can report any solver failure.
+
+SolverError
+├── WebrootError        no webroot for a name, or the challenge file cannot be written
+├── HookError           a hook command exited non-zero (names the hook and its status)
+├── DnsUpdateError      a DNS provider could not add or remove a TXT record
+└── PropagationError    TXT records not seen on the authoritative servers in time
+"""
+
+from __future__ import annotations
+
+
+class SolverError(Exception):
+    """A challenge could not be presented or cleaned up."""
+
+
+class WebrootError(SolverError):
+    pass
+
+
+class HookError(SolverError):
+    def __init__(self, hook: str, status: int, detail: str = "") -> None:
+        message = f"{hook} exited with status {status}"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.hook = hook
+        self.status = status
+
+
+class DnsUpdateError(SolverError):
+    pass
+
+
+class PropagationError(SolverError):
+    def __init__(self, missing: list[str], timeout: float) -> None:
+        super().__init__(
+            f"TXT records not visible on the authoritative servers after {timeout:g} s: "
+            + ", ".join(missing)
+        )
+        self.missing = missing

@@ -1,0 +1,154 @@
+"""tls-alpn-01 answered by our own small TLS server (RFC 8737, RFC 8738 §6 for IPs).
+
+One asyncio TLS server, started on first `present` (or by `start()`) and kept for the
+life of the solver, serves every challenge presented. The validator connects with SNI
+set to the name being validated (an IP address's reverse-DNS name, RFC 8738 §6) and
+offers ALPN `acme-tls/1`. The listening context has no certificate of its own: its
+`sni_callback` swaps in, per server name, a context holding that name's validation
+certificate (built by `acmekit.protocol.tlsalpn`, with a fresh P-256 key per challenge)
+before the certificate is chosen. A server name with no challenge is refused with an
+`unrecognized_name` alert. After the handshake the connection is closed once the peer
+goes away or a few seconds pass; no application data is exchanged (RFC 8737 §3).
+
+Names are reference-counted, so two orders presenting the same identifier may clean up
+independently; the latest presented certificate is the one served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from acmekit.client.resources import Challenge
+from acmekit.protocol.challenges import ACME_TLS_ALPN
+from acmekit.protocol.messages import Identifier
+from acmekit.protocol.tlsalpn import tlsalpn01_certificate, tlsalpn01_sni
+
+log = logging.getLogger(__name__)
+
+LINGER_SECONDS = 10.0
+
+
+def challenge_context(identifier: Identifier, key_authorization: str) -> ssl.SSLContext:
+    """A server context presenting the RFC 8737 certificate for `identifier`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = tlsalpn01_certificate(identifier, key_authorization, key)
+    ctx = _base_context()
+    # ssl loads certificates only from files: a private directory that lives for the load.
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_file, key_file = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+def _base_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 8737 §4
+    ctx.set_alpn_protocols([ACME_TLS_ALPN])
+    return ctx
+
+
+class StandaloneTlsAlpnSolver:
+    def __init__(self, address: str = "", port: int = 443) -> None:
+        self.address = address
+        self.port = port
+        self._contexts: dict[str, tuple[ssl.SSLContext, int]] = {}
+        self._server: asyncio.Server | None = None
+        self._lock = asyncio.Lock()
+
+    def _listening_context(self) -> ssl.SSLContext:
+        ctx = _base_context()
+        ctx.sni_callback = self._choose
+        return ctx
+
+    def _choose(
+        self, sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext
+    ) -> int | None:
+        found = self._contexts.get((server_name or "").lower().rstrip("."))
+        if found is None:
+            log.debug("tls-alpn-01: no challenge for server name %r", server_name)
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        sock.context = found[0]
+        return None
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._server is not None:
+                return
+            self._server = await asyncio.start_server(
+                self._serve, self.address or None, self.port, ssl=self._listening_context()
+            )
+            log.info("tls-alpn-01 responder listening on %s:%d", self.address or "*", self.port)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._server is not None:
+                self._server.close()
+                with contextlib.suppress(Exception):
+                    await self._server.wait_closed()
+                self._server = None
+
+    @staticmethod
+    async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(reader.read(1024), LINGER_SECONDS)
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+    async def present(
+        self, identifier: Identifier, challenge: Challenge, key_authorization: str
+    ) -> None:
+        await self.start()
+        name = tlsalpn01_sni(identifier).lower()
+        ctx = await asyncio.to_thread(challenge_context, identifier, key_authorization)
+        _, count = self._contexts.get(name, (ctx, 0))
+        self._contexts[name] = (ctx, count + 1)
+        log.debug("presenting tls-alpn-01 for %s", identifier.value)
+
+    async def cleanup(
+        self, identifier: Identifier, challenge: Challenge, key_authorization: str
+    ) -> None:
+        name = tlsalpn01_sni(identifier).lower()
+        ctx, count = self._contexts.get(name, (None, 0))
+        if ctx is None or count <= 1:
+            self._contexts.pop(name, None)
+        else:
+            self._contexts[name] = (ctx, count - 1)
+
+    @property
+    def presented(self) -> int:
+        """How many server names have a challenge certificate now."""
+        return len(self._contexts)
+
+    async def __aenter__(self) -> StandaloneTlsAlpnSolver:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,308 @@
+"""CAA checking: may this CA issue for a name (RFC 8659, with RFC 8657's parameters)?
+
+Two parts, kept apart so the rules can be tested without a network:
+
+`caa_permits` is pure. Given the relevant record set (RFC 8659 §3) it applies §4:
+
+- An empty set permits issuance.
+- A record whose tag we do not understand and whose flags carry the critical bit (128)
+  forbids issuance (§4.1). As Let's Encrypt's Boulder does, the bit of value 1 counts as
+  critical too: it is a common misreading of the RFC, and refusing is the safe side.
+- For a wildcard name the `issuewild` records are used when there are any, else the
+  `issue` records (§4.3); for other names only `issue` records (issuewild is ignored). If
+  no record of the chosen tag is present, CAA does not restrict issuance (§4).
+- Otherwise some record of the chosen tag must authorize us: its value parses as
+  `[issuer-domain-name] [";" parameters]` (§4.2), its domain is one of our identities
+  (compared case-insensitively), and its parameters allow the request. An empty domain
+  (`";"` alone, or an empty value) names no CA: it authorizes nobody. A value that does not
+  parse authorizes nobody. RFC 8657: `accounturi` must equal the account's URL (§3) and
+  `validationmethods` must list the method used (§4). Unknown parameters are ignored,
+  and so are empty segments (a trailing ";"); a parameter given twice makes the value
+  malformed.
+
+`CaaChecker` does the I/O: tree climbing (§3) asks for CAA at the name, then at each
+parent up to but excluding the root; the first non-empty set is the relevant one. All the
+names are asked at once and the answers read in order. The resolver follows CNAMEs
+(§3: the alias target's CAA set is used); when a server answers with only the CNAME, the
+target is asked again. NXDOMAIN or NODATA is an empty set. Any other failure (SERVFAIL,
+REFUSED, timeout) means CAA could not be checked, and issuance is refused, as Let's
+Encrypt does (§4's allowance to proceed is not used). Refusals are problems of type `caa`
+(RFC 8555 §6.7) with status 403 and the identifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import dns.asyncresolver
+import dns.exception
+import dns.rdatatype
+import dns.rdtypes.ANY.CAA
+import dns.resolver
+
+from acmekit.protocol.problems import AcmeError, ProblemType, problem
+
+log = logging.getLogger(__name__)
+
+CRITICAL_FLAGS = 0x80 | 0x01
+MAX_CNAME_HOPS = 8
+
+
+class CnameChainTooLong(Exception):
+    """A CNAME chain longer than MAX_CNAME_HOPS (or a loop the resolver did not catch)."""
+
+
+_LOOKUP_FAILURES = (dns.exception.DNSException, TimeoutError, OSError, CnameChainTooLong)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_PARAMETER = re.compile(rf"({_LABEL})[ \t]*=[ \t]*([\x21-\x3a\x3c-\x7e]*)")
+_METHODS = re.compile(rf"{_LABEL}(?:,{_LABEL})*")
+
+
+class CaaTag(StrEnum):
+    """Property tags we understand (RFC 8659 §4, and the IANA registry)."""
+
+    ISSUE = "issue"
+    ISSUEWILD = "issuewild"
+    IODEF = "iodef"
+    ISSUEMAIL = "issuemail"
+    ISSUEVMC = "issuevmc"
+    CONTACTEMAIL = "contactemail"
+    CONTACTPHONE = "contactphone"
+
+
+KNOWN_TAGS = frozenset(tag.value for tag in CaaTag)
+
+
+class CaaParameter(StrEnum):
+    """Issue parameters of RFC 8657."""
+
+    ACCOUNT_URI = "accounturi"
+    VALIDATION_METHODS = "validationmethods"
+
+
+@dataclass(frozen=True)
+class CaaRecord:
+    flags: int
+    tag: str
+    value: str
+
+    @property
+    def critical(self) -> bool:
+        return bool(self.flags & CRITICAL_FLAGS)
+
+    def __str__(self) -> str:
+        return f'{self.flags} {self.tag} "{self.value}"'
+
+
+@dataclass(frozen=True)
+class IssueValue:
+    """A parsed issue/issuewild value: the CA's domain ("" for none) and its parameters."""
+
+    domain: str
+    parameters: tuple[tuple[str, str], ...] = ()
+
+    def parameter(self, name: CaaParameter) -> str | None:
+        return next((v for k, v in self.parameters if k == name), None)
+
+
+def parse_issue_value(value: str) -> IssueValue:
+    """RFC 8659 §4.2's issue-value; raises ValueError when it does not parse."""
+    domain, semicolon, rest = value.partition(";")
+    domain = domain.strip(" \t")
+    if domain and not _DOMAIN.fullmatch(domain):
+        raise ValueError(f"bad issuer domain name {domain!r}")
+    if not semicolon or not rest.strip(" \t"):
+        return IssueValue(domain.lower())
+    parameters: list[tuple[str, str]] = []
+    for part in filter(None, (p.strip(" \t") for p in rest.split(";"))):
+        match = _PARAMETER.fullmatch(part)
+        if match is None:
+            raise ValueError(f"bad parameter {part!r}")
+        key = match.group(1).lower()
+        if any(key == k for k, _ in parameters):
+            raise ValueError(f"parameter {key} given twice")
+        parameters.append((key, match.group(2)))
+    return IssueValue(domain.lower(), tuple(parameters))
+
+
+def caa_permits(
+    records: Sequence[CaaRecord],
+    *,
+    identities: Sequence[str],
+    wildcard: bool,
+    account_uri: str,
+    method: str,
+) -> tuple[bool, str]:
+    """Whether the relevant CAA set `records` lets us issue; the reason, in words."""
+    if not records:
+        return True, "no CAA records"
+    for record in records:
+        if record.critical and record.tag.lower() not in KNOWN_TAGS:
+            return False, f"{record} is critical and its tag is not understood"
+    tag = _governing_tag(records, wildcard)
+    chosen = [r for r in records if r.tag.lower() == tag]
+    if not chosen:
+        return True, "no issue or issuewild records restrict issuance"
+    ours = frozenset(i.lower().rstrip(".") for i in identities)
+    faults = []
+    for record in chosen:
+        fault = _fault(record, ours, account_uri, method)
+        if fault is None:
+            return True, f"{record} permits issuance"
+        faults.append(f"{record} {fault}")
+    return False, "; ".join(faults)
+
+
+def _governing_tag(records: Sequence[CaaRecord], wildcard: bool) -> CaaTag:
+    if wildcard and any(r.tag.lower() == CaaTag.ISSUEWILD for r in records):
+        return CaaTag.ISSUEWILD
+    return CaaTag.ISSUE
+
+
+def _fault(record: CaaRecord, ours: frozenset[str], account_uri: str, method: str) -> str | None:
+    """Why `record` does not authorize this request, or None if it does."""
+    try:
+        issue = parse_issue_value(record.value)
+    except ValueError as exc:
+        return f"does not parse ({exc})"
+    if not issue.domain:
+        return "forbids issuance by any CA"
+    if issue.domain not in ours:
+        return f"names another CA ({issue.domain})"
+    uri = issue.parameter(CaaParameter.ACCOUNT_URI)
+    if uri is not None and uri != account_uri:
+        return "is for another account (accounturi)"
+    methods = issue.parameter(CaaParameter.VALIDATION_METHODS)
+    if methods is not None and not _lists_method(methods, method):
+        return f"does not allow validation by {method} (validationmethods)"
+    return None
+
+
+def _lists_method(methods: str, method: str) -> bool:
+    return bool(_METHODS.fullmatch(methods)) and method in methods.split(",")
+
+
+class CaaChecker:
+    """Looks up the relevant CAA set through one resolver and applies `caa_permits`.
+
+    `resolver` is the HOST, PORT to ask (None: the system's); `identities` are the issuer
+    domain names that mean this CA in an issue record.
+    """
+
+    def __init__(
+        self, resolver: tuple[str, int] | None, identities: Sequence[str], timeout: float = 5.0
+    ) -> None:
+        if resolver is None:
+            self._resolver = dns.asyncresolver.Resolver()
+        else:
+            self._resolver = dns.asyncresolver.Resolver(configure=False)
+            self._resolver.nameservers = [resolver[0]]
+            self._resolver.port = resolver[1]
+        self._resolver.cache = None
+        self._identities = tuple(i.lower().rstrip(".") for i in identities)
+        self._timeout = timeout
+
+    async def relevant_records(self, name: str) -> tuple[str, list[CaaRecord]]:
+        """(where found, records): the first non-empty CAA set climbing from `name`.
+
+        With no records anywhere, `(name, [])`. Raises a caa problem when a lookup fails.
+        """
+        base = _base_name(name)
+        chain = _climb(base)
+        results = await asyncio.gather(*(self._lookup(n) for n in chain), return_exceptions=True)
+        for owner, result in zip(chain, results, strict=True):
+            if isinstance(result, _LOOKUP_FAILURES):
+                raise _lookup_failed(base, owner, result)
+            if isinstance(result, BaseException):
+                raise result
+            if result:
+                return owner, result
+        return base, []
+
+    async def check(self, name: str, *, wildcard: bool, account_uri: str, method: str) -> None:
+        """Raise a caa problem (403) unless CAA lets us issue for `name` (`*.name` if wildcard)."""
+        try:
+            owner, records = await self.relevant_records(name)
+        except AcmeError as exc:
+            raise _caa_problem(_base_name(name), wildcard, exc.problem.detail) from None
+        allowed, reason = caa_permits(
+            records,
+            identities=self._identities,
+            wildcard=wildcard,
+            account_uri=account_uri,
+            method=method,
+        )
+        if allowed:
+            log.debug("CAA permits %s: %s", name, reason)
+            return
+        shown = ", ".join(str(r) for r in records)
+        raise _caa_problem(
+            _base_name(name),
+            wildcard,
+            f"CAA record set for {owner} [{shown}] prevents issuance: {reason}",
+        )
+
+    async def _lookup(self, owner: str) -> list[CaaRecord]:
+        qname = owner + "."
+        for _ in range(MAX_CNAME_HOPS):
+            try:
+                async with asyncio.timeout(self._timeout):
+                    answer = await self._resolver.resolve(
+                        qname,
+                        dns.rdatatype.CAA,
+                        search=False,
+                        raise_on_no_answer=False,
+                        lifetime=self._timeout,
+                    )
+            except dns.resolver.NXDOMAIN:
+                return []
+            if answer.rrset is not None:
+                return [_record(rdata) for rdata in answer.rrset]
+            target = answer.canonical_name.to_text()
+            if target == qname:
+                return []
+            qname = target
+        raise CnameChainTooLong(f"more than {MAX_CNAME_HOPS} CNAMEs from {owner}")
+
+
+def _base_name(name: str) -> str:
+    return name.lower().removeprefix("*.").rstrip(".")
+
+
+def _climb(name: str) -> list[str]:
+    """`a.b.c` -> [`a.b.c`, `b.c`, `c`]: the name and its ancestors, without the root."""
+    labels = name.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels))]
+
+
+def _record(rdata: object) -> CaaRecord:
+    assert isinstance(rdata, dns.rdtypes.ANY.CAA.CAA)
+    tag = rdata.tag.decode("ascii", errors="replace")
+    return CaaRecord(rdata.flags, tag, rdata.value.decode("utf-8", errors="replace"))
+
+
+def _caa_problem(name: str, wildcard: bool, detail: str) -> AcmeError:
+    value = f"*.{name}" if wildcard else name
+    return problem(ProblemType.CAA, detail, status=403, identifier={"type": "dns", "value": value})
+
+
+def _lookup_failed(name: str, owner: str, exc: BaseException) -> AcmeError:
+    if isinstance(exc, dns.resolver.NoNameservers):
+        why = "SERVFAIL or REFUSED"
+    elif isinstance(exc, TimeoutError | dns.exception.Timeout):
+        why = "timeout"
+    else:
+        why = (str(exc) or type(exc).__name__).splitlines()[0][:200]
+    log.info("CAA lookup failed for %s at %s: %s", name, owner, why)
+    return problem(
+        ProblemType.CAA,
+        f"could not check CAA records for {name}: {why} looking up CAA at {owner}",
+        status=403,
+        identifier={"type": "dns", "value": name},
+    )

@@ -1,0 +1,173 @@
+"""Key policy: which public keys the CA accepts, in CSRs and as account keys.
+
+RFC 8555 §6.7 names the error (`badPublicKey`); §7.3 and §7.4 leave the choice of
+acceptable keys to the CA. The rules follow Let's Encrypt's Boulder (`goodkey`):
+
+- RSA: modulus of `rsa_min_bits` to `rsa_max_bits` bits, a multiple of 8; public exponent
+  exactly 65537; no factor among the primes up to `small_primes_bound` (751, as Boulder);
+  not factorable by `fermat_rounds` steps of Fermat's method, which finds moduli whose
+  primes are close together (the flaw of CVE-2022-26320).
+- ECDSA: only the curves in `ec_curves` (P-256, P-384). cryptography refuses a point that
+  is not on its curve when the key is loaded, so a key object here is a valid point.
+- Ed25519: only as an account key (RFC 8555 §6.2 lets the JWS use EdDSA, RFC 8037), and only
+  when the policy allows it; never in a certificate.
+- Any key whose SubjectPublicKeyInfo hash is on the blocklist (keys of certificates revoked
+  for keyCompromise, RFC 5280 §5.3.1) is refused, for either purpose.
+
+Every refusal is an AcmeError of type badPublicKey whose detail names the fault.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from acmekit.protocol.problems import AcmeError, ProblemType, problem
+
+RSA_EXPONENT = 65537
+DEFAULT_EC_CURVES = frozenset({"secp256r1", "secp384r1"})
+
+
+class KeyPurpose(StrEnum):
+    """What a key is for: the public key of a certificate, or an ACME account's key."""
+
+    CERTIFICATE = "certificate"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    rsa_min_bits: int = 2048
+    rsa_max_bits: int = 4096
+    ec_curves: frozenset[str] = field(default=DEFAULT_EC_CURVES)
+    allow_ed25519_accounts: bool = True
+    fermat_rounds: int = 100
+    small_primes_bound: int = 751
+
+
+class KeyBlocklist(Protocol):
+    """Hashes (see `spki_sha256`) of keys the CA refuses, e.g. keys known to be compromised."""
+
+    def contains(self, spki_hash: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class StaticBlocklist:
+    """A fixed set of blocked SPKI hashes (lower-case hex)."""
+
+    hashes: frozenset[str] = frozenset()
+
+    def contains(self, spki_hash: str) -> bool:
+        return spki_hash.lower() in self.hashes
+
+
+def spki_sha256(key: CertificatePublicKeyTypes) -> str:
+    """Hex SHA-256 of the key's DER SubjectPublicKeyInfo: the key's blocklist entry."""
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def check_key(
+    key: CertificatePublicKeyTypes,
+    policy: KeyPolicy,
+    blocklist: KeyBlocklist | None = None,
+    *,
+    purpose: KeyPurpose | str = KeyPurpose.CERTIFICATE,
+) -> None:
+    """Raise badPublicKey unless `key` is acceptable for `purpose` under `policy`."""
+    use = KeyPurpose(purpose)
+    _check_kind(key, policy, use)
+    if blocklist is not None and blocklist.contains(spki_sha256(key)):
+        raise _bad_key(
+            f"{use} key is blocked: it belongs to a certificate revoked for keyCompromise"
+        )
+    if isinstance(key, rsa.RSAPublicKey):
+        _check_rsa_modulus(key.public_numbers().n, policy)
+
+
+def _bad_key(detail: str) -> AcmeError:
+    return problem(ProblemType.BAD_PUBLIC_KEY, detail)
+
+
+def _check_kind(key: CertificatePublicKeyTypes, policy: KeyPolicy, use: KeyPurpose) -> None:
+    if isinstance(key, rsa.RSAPublicKey):
+        _check_rsa_shape(key, policy)
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in policy.ec_curves:
+            allowed = ", ".join(sorted(policy.ec_curves))
+            raise _bad_key(f"ECDSA curve {key.curve.name} is not accepted: use one of {allowed}")
+    elif isinstance(key, ed25519.Ed25519PublicKey):
+        if use is not KeyPurpose.ACCOUNT or not policy.allow_ed25519_accounts:
+            raise _bad_key(f"Ed25519 keys are not accepted as {use} keys")
+    else:
+        kind = type(key).__name__.removesuffix("PublicKey").lstrip("_")
+        raise _bad_key(f"{kind} keys are not accepted: use RSA or ECDSA")
+
+
+def _check_rsa_shape(key: rsa.RSAPublicKey, policy: KeyPolicy) -> None:
+    bits, exponent = key.key_size, key.public_numbers().e
+    if not policy.rsa_min_bits <= bits <= policy.rsa_max_bits or bits % 8:
+        raise _bad_key(
+            f"RSA key size {bits} bits is not accepted: the modulus must be "
+            f"{policy.rsa_min_bits} to {policy.rsa_max_bits} bits and a multiple of 8"
+        )
+    if exponent != RSA_EXPONENT:
+        raise _bad_key(f"RSA public exponent {exponent} is not accepted: it must be 65537")
+
+
+def _check_rsa_modulus(n: int, policy: KeyPolicy) -> None:
+    factor = _small_factor(n, policy.small_primes_bound)
+    if factor is not None:
+        raise _bad_key(f"RSA modulus is divisible by the small prime {factor}")
+    if _fermat_factorable(n, policy.fermat_rounds):
+        raise _bad_key(
+            "RSA modulus is factorable by Fermat's method: its prime factors are too close"
+        )
+
+
+def _small_factor(n: int, bound: int) -> int | None:
+    common = math.gcd(n, _primorial(bound))
+    if common == 1:
+        return None
+    return next(p for p in _primes_upto(bound) if common % p == 0)
+
+
+def _fermat_factorable(n: int, rounds: int) -> bool:
+    """True if n = a² - b² for some a in ceil(√n) .. ceil(√n) + rounds - 1."""
+    a = math.isqrt(n)
+    if a * a < n:
+        a += 1
+    for _ in range(rounds):
+        b2 = a * a - n
+        b = math.isqrt(b2)
+        if b * b == b2:
+            return True
+        a += 1
+    return False
+
+
+@functools.cache
+def _primes_upto(bound: int) -> tuple[int, ...]:
+    if bound < 2:
+        return ()
+    sieve = bytearray([1]) * (bound + 1)
+    sieve[0] = sieve[1] = 0
+    for i in range(2, math.isqrt(bound) + 1):
+        if sieve[i]:
+            sieve[i * i :: i] = bytes(len(range(i * i, bound + 1, i)))
+    return tuple(i for i, flag in enumerate(sieve) if flag)
+
+
+@functools.cache
+def _primorial(bound: int) -> int:
+    return math.prod(_primes_upto(bound))
