@@ -15,6 +15,16 @@ import click
 _COMMANDS: dict[str, str] = {
     "server": "acmekit.cli.server:server",
     "dns": "acmekit.cli.dns:dns",
+    "certonly": "acmekit.cli.client:certonly",
+    "renew": "acmekit.cli.client:renew",
+    "revoke": "acmekit.cli.client:revoke",
+    "certificates": "acmekit.cli.client:certificates",
+    "delete": "acmekit.cli.client:delete",
+    "register": "acmekit.cli.client:register",
+    "show_account": "acmekit.cli.client:show_account",
+    "update_account": "acmekit.cli.client:update_account",
+    "unregister": "acmekit.cli.client:unregister",
+    "check": "acmekit.cli.client:check",
 }
 
 

@@ -1,0 +1,661 @@
+"""The certbot-compatible client commands: certonly, renew, revoke, certificates, delete,
+register, show_account, update_account, unregister, and check.
+
+Flags mean what certbot's flags mean, and the files go where certbot puts them (see
+`acmekit.client.lineage`). `--ca-bundle` names the roots to trust for the ACME server;
+without it `REQUESTS_CA_BUNDLE` is used, as certbot does. Exit status is 0 only on
+success; a failure prints one line (one per failed name for failed authorizations).
+
+`certificates --json` prints one object, stable across versions (fields are only
+ever added):
+
+    {"certificates": [{"name", "domains": [...], "serial" (lower-case hex),
+      "key_type" ("ECDSA"|"RSA"), "not_before", "not_after" (ISO 8601 UTC),
+      "days_left" (int, negative once expired), "valid" (bool), "version" (int),
+      "cert_path", "fullchain_path", "privkey_path", "chain_path",
+      "server", "authenticator"}],
+     "errors": [{"name", "error"}]}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from acmekit.protocol.messages import RevocationReason
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_DIR = "/etc/letsencrypt"
+DEFAULT_WORK_DIR = "/var/lib/letsencrypt"
+DEFAULT_LOGS_DIR = "/var/log/letsencrypt"
+RENEW_MAX_SLEEP = 480.0  # certbot sleeps up to 8 minutes before a non-interactive renew
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- shared options ---------------------------------------------------------------------
+
+
+def _dir_options(func: F) -> F:
+    options = [
+        click.option("--config-dir", default=DEFAULT_CONFIG_DIR, type=click.Path(path_type=Path)),
+        click.option("--work-dir", default=DEFAULT_WORK_DIR, type=click.Path(path_type=Path)),
+        click.option("--logs-dir", default=DEFAULT_LOGS_DIR, type=click.Path(path_type=Path)),
+        click.option("--ca-bundle", default=None, help="PEM roots for the ACME server"),
+        click.option("-n", "--non-interactive", "non_interactive", is_flag=True),
+        click.option("--lock-timeout", default=600.0, type=float, show_default=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _account_options(func: F) -> F:
+    options = [
+        click.option("--agree-tos", is_flag=True),
+        click.option("-m", "--email", "email", default=None, help="comma-separated e-mails"),
+        click.option("--register-unsafely-without-email", "without_email", is_flag=True),
+        click.option("--eab-kid", default=None),
+        click.option("--eab-hmac-key", default=None),
+        click.option("--account", "account_id", default=None),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _manager(args: dict[str, Any], prompt: bool = False) -> Any:
+    from acmekit.client.certmanager import CertManager, Paths
+
+    paths = Paths(args["config_dir"], args["work_dir"], args["logs_dir"])
+    _setup_logs(paths.logs_dir)
+    ask = None if (args.get("non_interactive") or not prompt) else _prompt
+    return CertManager(
+        paths,
+        ca_bundle=args.get("ca_bundle") or os.environ.get("REQUESTS_CA_BUNDLE") or None,
+        prompt=ask,
+        lock_timeout=args.get("lock_timeout", 600.0),
+        account_options=_account(args),
+    )
+
+
+def _account(args: dict[str, Any]) -> Any:
+    from acmekit.client.certmanager import AccountOptions
+    from acmekit.client.client import ExternalAccountBinding
+
+    eab = None
+    if args.get("eab_kid") and args.get("eab_hmac_key"):
+        eab = ExternalAccountBinding.from_base64url(args["eab_kid"], args["eab_hmac_key"])
+    emails = tuple(e.strip() for e in (args.get("email") or "").split(",") if e.strip())
+    return AccountOptions(
+        emails,
+        bool(args.get("agree_tos")),
+        bool(args.get("without_email")),
+        eab,
+        args.get("account_id"),
+    )
+
+
+def _setup_logs(logs_dir: Path) -> None:
+    try:
+        logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handler = logging.FileHandler(logs_dir / "acmekit.log")
+    except OSError:
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    console_level = root.getEffectiveLevel()
+    for existing in root.handlers:
+        if existing.level == logging.NOTSET:
+            existing.setLevel(console_level)
+    root.addHandler(handler)
+    root.setLevel(min(console_level, logging.INFO))
+
+
+async def _prompt(text: str) -> None:
+    click.echo(text)
+    await asyncio.get_running_loop().run_in_executor(None, input, "Press Enter to Continue")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"acmekit: {message}", err=True)
+    sys.exit(1)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one command's work; every expected failure becomes one line and exit 1."""
+    from acmekit.client.accounts import AccountStoreError
+    from acmekit.client.certmanager import ClientError
+    from acmekit.client.client import describe_failures
+    from acmekit.client.lineage import LineageError
+    from acmekit.client.locks import LockTimeout
+    from acmekit.client.retry import DeadlineExceeded
+    from acmekit.client.solvers.errors import SolverError
+    from acmekit.client.transport import TransportError
+    from acmekit.protocol.problems import AcmeError
+
+    try:
+        return asyncio.run(coro)
+    except AcmeError as exc:
+        lines = describe_failures(exc)
+        if len(lines) > 1:
+            click.echo(f"acmekit: {exc.problem.detail}", err=True)
+        for line in lines:
+            click.echo(f"acmekit: {line}", err=True)
+    except (ClientError, LineageError, AccountStoreError, LockTimeout, SolverError) as exc:
+        click.echo(f"acmekit: {exc}", err=True)
+    except (TransportError, DeadlineExceeded, OSError, ValueError) as exc:
+        click.echo(f"acmekit: {type(exc).__name__}: {exc}", err=True)
+    sys.exit(1)
+
+
+async def _with(manager: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+    async with manager:
+        return await work(manager)
+
+
+# -- certonly -----------------------------------------------------------------------------
+
+
+def _authenticator(args: dict[str, Any]) -> str:
+    chosen = [
+        name
+        for flag, name in (
+            ("standalone", "standalone"),
+            ("webroot", "webroot"),
+            ("manual", "manual"),
+            ("dns_rfc2136", "dns-rfc2136"),
+        )
+        if args.get(flag)
+    ]
+    if args.get("dns_hook"):
+        chosen.append("dns-hook")
+    if args.get("authenticator"):
+        chosen.append(args["authenticator"])
+    if len(set(chosen)) != 1:
+        raise click.UsageError(
+            "choose one of --standalone, --webroot, --manual, --dns-rfc2136, --dns-hook"
+        )
+    return chosen[0]
+
+
+def _webroot_map(domains: list[str], webroots: tuple[str, ...]) -> dict[str, str]:
+    """certbot's rule: each -d takes the -w given most recently before it; here, in
+    order, names after the last -w use the last one."""
+    if not webroots:
+        return {}
+    return {name: webroots[-1] for name in domains}
+
+
+def _params(args: dict[str, Any], domains: list[str]) -> Any:
+    from acmekit.client.renewalparams import (
+        Authenticator,
+        KeyType,
+        RenewalParams,
+        parse_challenges,
+    )
+
+    authenticator = Authenticator(_authenticator(args))
+    webroots = tuple(str(Path(w).absolute()) for w in args["webroot_path"])
+    creds = args.get("dns_rfc2136_credentials")
+    return RenewalParams(
+        authenticator=authenticator,
+        server=args["server"],
+        key_type=KeyType(args["key_type"]),
+        elliptic_curve=args.get("elliptic_curve"),
+        rsa_key_size=args.get("rsa_key_size"),
+        reuse_key=bool(args.get("reuse_key")),
+        pref_challs=parse_challenges(args.get("preferred_challenges") or ""),
+        http01_port=args.get("http_01_port"),
+        http01_address=args.get("http_01_address"),
+        tls_alpn_01_port=args.get("tls_alpn_01_port"),
+        webroot_path=webroots,
+        webroot_map=_webroot_map(domains, webroots) if authenticator == "webroot" else {},
+        manual_auth_hook=args.get("manual_auth_hook"),
+        manual_cleanup_hook=args.get("manual_cleanup_hook"),
+        dns_rfc2136_credentials=str(Path(creds).absolute()) if creds else None,
+        dns_propagation_seconds=args.get("dns_propagation_seconds"),
+        dns_hook=args.get("dns_hook"),
+        dns_resolver=args.get("dns_resolver"),
+        renew_hook=args.get("deploy_hook"),
+        pre_hook=args.get("pre_hook"),
+        post_hook=args.get("post_hook"),
+        preferred_chain=args.get("preferred_chain"),
+        preferred_profile=args.get("preferred_profile"),
+        required_profile=args.get("required_profile"),
+        config_dir=str(Path(args["config_dir"]).absolute()),
+        work_dir=str(Path(args["work_dir"]).absolute()),
+        logs_dir=str(Path(args["logs_dir"]).absolute()),
+    )
+
+
+def _domains(args: dict[str, Any]) -> list[str]:
+    names = [n.strip() for d in args["domains"] for n in d.split(",") if n.strip()]
+    names += list(args.get("ip_addresses") or ())
+    return list(dict.fromkeys(n.lower() for n in names))
+
+
+@click.command()
+@click.option("--server", required=True, help="ACME directory URL")
+@click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
+@click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
+@click.option("--cert-name", default=None)
+@click.option("--standalone", is_flag=True)
+@click.option("--webroot", is_flag=True)
+@click.option("-w", "--webroot-path", "webroot_path", multiple=True)
+@click.option("--manual", is_flag=True)
+@click.option("--manual-auth-hook", default=None)
+@click.option("--manual-cleanup-hook", default=None)
+@click.option("--dns-rfc2136", is_flag=True)
+@click.option("--dns-rfc2136-credentials", default=None)
+@click.option("--dns-hook", default=None, help="command run as CMD present|cleanup FQDN VALUE")
+@click.option(
+    "--dns-propagation-seconds",
+    "--dns-rfc2136-propagation-seconds",
+    "dns_propagation_seconds",
+    type=float,
+    default=None,
+)
+@click.option("--dns-resolver", default=None, help="HOST:PORT to check TXT propagation")
+@click.option("-a", "--authenticator", default=None)
+@click.option("--preferred-challenges", default=None)
+@click.option("--http-01-port", type=int, default=None)
+@click.option("--http-01-address", default=None)
+@click.option("--tls-alpn-01-port", type=int, default=None)
+@click.option("--key-type", type=click.Choice(["ecdsa", "rsa"]), default="ecdsa")
+@click.option("--elliptic-curve", type=click.Choice(["secp256r1", "secp384r1"]), default=None)
+@click.option("--rsa-key-size", type=int, default=None)
+@click.option("--reuse-key", is_flag=True)
+@click.option("--csr", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--cert-path", type=click.Path(path_type=Path), default=None)
+@click.option("--chain-path", type=click.Path(path_type=Path), default=None)
+@click.option("--fullchain-path", type=click.Path(path_type=Path), default=None)
+@click.option("--preferred-chain", default=None)
+@click.option("--preferred-profile", default=None)
+@click.option("--required-profile", default=None)
+@click.option("--deploy-hook", default=None)
+@click.option("--pre-hook", default=None)
+@click.option("--post-hook", default=None)
+@click.option("--dry-run", is_flag=True)
+@click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
+@click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
+@_account_options
+@_dir_options
+def certonly(**args: Any) -> None:
+    """Obtain a certificate and save it in certbot's layout."""
+    if args["required_profile"] and args["preferred_profile"]:
+        raise click.UsageError("--preferred-profile and --required-profile exclude each other")
+    domains = _domains(args)
+    if args["csr"] is not None:
+        _run(_certonly_csr(args, domains))
+        return
+    if not domains:
+        raise click.UsageError("give at least one -d NAME")
+    params = _params(args, domains)
+    outcome = _run(_certonly(args, domains, params))
+    _report_certonly(outcome)
+
+
+async def _certonly(args: dict[str, Any], domains: list[str], params: Any) -> Any:
+    from acmekit.client.hooks import HookKind, run_hook
+
+    if args["pre_hook"]:
+        await run_hook(HookKind.PRE, args["pre_hook"], {})
+    try:
+        return await _with(
+            _manager(args, prompt=True),
+            lambda m: m.obtain(
+                domains,
+                params,
+                cert_name=args["cert_name"],
+                dry_run=args["dry_run"],
+                force=args["force_renewal"],
+                deploy_hook=args["deploy_hook"],
+            ),
+        )
+    finally:
+        if args["post_hook"]:
+            await run_hook(HookKind.POST, args["post_hook"], {})
+
+
+def _report_certonly(outcome: Any) -> None:
+    if outcome.action == "simulated":
+        click.echo("The dry run was successful.")
+    elif outcome.action == "kept":
+        click.echo("Certificate not yet due for renewal; no action taken.")
+        click.echo(f"Certificate is saved at: {outcome.live_dir / 'fullchain.pem'}")
+    else:
+        click.echo("Successfully received certificate.")
+        click.echo(f"Certificate is saved at: {outcome.live_dir / 'fullchain.pem'}")
+        click.echo(f"Key is saved at:         {outcome.live_dir / 'privkey.pem'}")
+        click.echo(f"This certificate expires on {outcome.not_after:%Y-%m-%d}.")
+
+
+async def _certonly_csr(args: dict[str, Any], domains: list[str]) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    csr = x509.load_pem_x509_csr(args["csr"].read_bytes())
+    names = domains or _csr_names(csr)
+    params = _params(args, names)
+    der = csr.public_bytes(serialization.Encoding.DER)
+    issued = await _with(_manager(args), lambda m: _issue_csr(m, params, names, der))
+    if args["dry_run"]:
+        click.echo("The dry run was successful.")
+        return
+    _write_csr_outputs(args, issued)
+
+
+def _csr_names(csr: Any) -> list[str]:
+    from cryptography import x509
+
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    return names + [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+
+
+async def _issue_csr(manager: Any, params: Any, names: list[str], der: bytes) -> Any:
+    from acmekit.client.renewalparams import build_solvers
+
+    client, _ = await manager.account_client(params.server)
+    solvers = build_solvers(params, manager.prompt)
+    try:
+        return await client.issue(
+            names,
+            solvers,
+            der,
+            preference=params.pref_challs or None,
+            profile=params.profile,
+            preferred_chain=params.preferred_chain,
+        )
+    finally:
+        for solver in {id(s): s for s in solvers.values()}.values():
+            close = getattr(solver, "close", None)
+            if close is not None:
+                await close()
+
+
+def _free_numbered(stem: str) -> Path:
+    for n in range(10000):
+        candidate = Path(f"{n:04d}_{stem}.pem")
+        if not candidate.exists():
+            return candidate
+    raise click.ClickException(f"no free file name for {stem}")
+
+
+def _write_csr_outputs(args: dict[str, Any], issued: Any) -> None:
+    from acmekit.client.lineage import atomic_write
+
+    outputs = (
+        (args["cert_path"] or _free_numbered("cert"), issued.cert_pem),
+        (args["chain_path"] or _free_numbered("chain"), issued.chain_pem),
+        (args["fullchain_path"] or _free_numbered("fullchain"), issued.fullchain_pem),
+    )
+    for path, text in outputs:
+        atomic_write(Path(path).absolute(), text.encode())
+        click.echo(f"Saved {path}")
+
+
+# -- renew --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--cert-name", default=None)
+@click.option("--server", default=None, help="use this server instead of the saved one")
+@click.option("--dry-run", is_flag=True)
+@click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
+@click.option("--deploy-hook", "--renew-hook", "deploy_hook", default=None)
+@click.option("--pre-hook", default=None)
+@click.option("--post-hook", default=None)
+@click.option(
+    "--random-sleep-on-renew/--no-random-sleep-on-renew",
+    default=None,
+    help="sleep up to 8 minutes first (default: when not run from a terminal)",
+)
+@click.option("--max-random-sleep", type=float, default=RENEW_MAX_SLEEP, show_default=True)
+@_dir_options
+def renew(**args: Any) -> None:
+    """Renew every certificate that is due (certbot's lineages too)."""
+    from acmekit.client.certmanager import RenewOptions
+
+    sleep = args["random_sleep_on_renew"]
+    if sleep is None:
+        sleep = not sys.stdin.isatty()
+    options = RenewOptions(
+        cert_name=args["cert_name"],
+        dry_run=args["dry_run"],
+        force=args["force_renewal"],
+        deploy_hook=args["deploy_hook"],
+        pre_hook=args["pre_hook"],
+        post_hook=args["post_hook"],
+        max_random_sleep=args["max_random_sleep"] if sleep else 0.0,
+        server=args["server"],
+    )
+    report = _run(_with(_manager(args), lambda m: m.renew(options)))
+    _report_renew(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _report_renew(report: Any) -> None:
+    for o in report.outcomes:
+        if o.action == "failed":
+            click.echo(f"acmekit: {o.name}: renewal failed: {o.error}", err=True)
+        elif o.action == "not due":
+            click.echo(f"{o.name}: not due for renewal yet (expires {o.not_after:%Y-%m-%d})")
+        else:
+            click.echo(f"{o.name}: {o.action} ({' '.join(o.domains)})")
+    if not report.outcomes:
+        click.echo("No certificates found.")
+    if report.hook_failures:
+        click.echo(f"acmekit: {report.hook_failures} hook(s) failed", err=True)
+
+
+# -- revoke, delete, certificates -----------------------------------------------------------
+
+
+@click.command()
+@click.option("--cert-path", type=click.Path(path_type=Path), default=None)
+@click.option("--cert-name", default=None)
+@click.option("--server", default=None)
+@click.option(
+    "--reason",
+    type=click.Choice(
+        [
+            "unspecified",
+            "keycompromise",
+            "affiliationchanged",
+            "superseded",
+            "cessationofoperation",
+        ],
+        case_sensitive=False,
+    ),
+    default="unspecified",
+)
+@click.option("--delete-after-revoke/--no-delete-after-revoke", default=None)
+@_account_options
+@_dir_options
+def revoke(**args: Any) -> None:
+    """Revoke a certificate (and by default delete its lineage, as certbot -n does)."""
+    manager = _manager(args)
+    path = args["cert_path"]
+    if (path is None) == (args["cert_name"] is None):
+        raise click.UsageError("give exactly one of --cert-path and --cert-name")
+    if path is None:
+        path = _run(_lineage_cert(manager, args["cert_name"]))
+    reason = RevocationReason.NAMES[args["reason"].lower()]
+    lineage = _run(_with(manager, lambda m: m.revoke(Path(path), reason, args["server"])))
+    click.echo(f"Congratulations! You have successfully revoked the certificate at {path}.")
+    if lineage is not None and args["delete_after_revoke"] is not False:
+        manager.lineages.delete(lineage.name)
+        click.echo(f"Deleted all files relating to certificate {lineage.name}.")
+
+
+async def _lineage_cert(manager: Any, name: str) -> Path:
+    path: Path = manager.lineages.load(name).path("cert")
+    return path
+
+
+@click.command()
+@click.option("--cert-name", required=True)
+@_dir_options
+def delete(**args: Any) -> None:
+    """Delete a lineage: its renewal conf, live links and archive."""
+    manager = _manager(args)
+    _run(_delete(manager, args["cert_name"]))
+    click.echo(f"Deleted all files relating to certificate {args['cert_name']}.")
+
+
+async def _delete(manager: Any, name: str) -> None:
+    from acmekit.client.locks import lineage_lock
+
+    async with lineage_lock(manager.paths.work_dir, name, manager.lock_timeout):
+        manager.lineages.delete(name)
+
+
+@click.command()
+@click.option("--cert-name", default=None)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object (see module docs)")
+@_dir_options
+def certificates(**args: Any) -> None:
+    """List the certificates in the config dir."""
+    from acmekit.client.certinfo import describe_lineages
+
+    manager = _manager(args)
+    report = describe_lineages(manager.lineages, datetime.now(UTC), args["cert_name"])
+    if args["as_json"]:
+        click.echo(json.dumps(report, indent=2))
+        return
+    _print_certificates(report)
+
+
+def _print_certificates(report: dict[str, Any]) -> None:
+    if not report["certificates"] and not report["errors"]:
+        click.echo("No certificates found.")
+    else:
+        click.echo("Found the following certs:")
+    for c in report["certificates"]:
+        state = f"VALID: {c['days_left']} days" if c["valid"] else "INVALID: EXPIRED"
+        click.echo(f"  Certificate Name: {c['name']}")
+        click.echo(f"    Serial Number: {c['serial']}")
+        click.echo(f"    Key Type: {c['key_type']}")
+        click.echo(f"    Domains: {' '.join(c['domains'])}")
+        expiry = datetime.fromisoformat(c["not_after"])
+        click.echo(f"    Expiry Date: {expiry} ({state})")
+        click.echo(f"    Certificate Path: {c['fullchain_path']}")
+        click.echo(f"    Private Key Path: {c['privkey_path']}")
+    for e in report["errors"]:
+        click.echo(f"  {e['name']}: {e['error']}")
+
+
+# -- accounts -------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--server", required=True)
+@_account_options
+@_dir_options
+def register(**args: Any) -> None:
+    """Create an ACME account and save it in certbot's accounts/ layout."""
+    _, ident = _run(_with(_manager(args), lambda m: m.register(args["server"])))
+    click.echo(f"Account registered: {ident}")
+
+
+@click.command("show_account")
+@click.option("--server", required=True)
+@_account_options
+@_dir_options
+def show_account(**args: Any) -> None:
+    """Show the account's URL and contacts as the server has them."""
+    account = _run(_with(_manager(args), lambda m: _fetch_account(m, args["server"])))
+    click.echo(f"Account details for server {args['server']}:")
+    click.echo(f"  Account URL: {account.url}")
+    click.echo(f"  Account status: {account.status}")
+    for contact in account.contact:
+        click.echo(f"  Email contact: {contact.removeprefix('mailto:')}")
+
+
+async def _fetch_account(manager: Any, server: str) -> Any:
+    client, _ = await manager.account_client(server, register=False)
+    return await client.account()
+
+
+@click.command("update_account")
+@click.option("--server", required=True)
+@_account_options
+@_dir_options
+def update_account(**args: Any) -> None:
+    """Replace the account's contacts with -m (empty to remove them)."""
+    contact = [f"mailto:{e}" for e in _account(args).email]
+    account = _run(_with(_manager(args), lambda m: _update(m, args["server"], contact)))
+    click.echo(f"Your e-mail address was updated to {', '.join(account.contact) or 'none'}.")
+
+
+async def _update(manager: Any, server: str, contact: list[str]) -> Any:
+    client, _ = await manager.account_client(server, register=False)
+    return await client.update_account(contact)
+
+
+@click.command()
+@click.option("--server", required=True)
+@_account_options
+@_dir_options
+def unregister(**args: Any) -> None:
+    """Deactivate the account at the server and remove it from the config dir."""
+    _run(_with(_manager(args), lambda m: _unregister(m, args["server"])))
+    click.echo("Account deactivated.")
+
+
+async def _unregister(manager: Any, server: str) -> None:
+    found = manager.stored_account(server, manager.account_options.account_id)
+    if found is None:
+        from acmekit.client.certmanager import ClientError
+
+        raise ClientError(f"no account for {server}")
+    client, _ = await manager.account_client(server, register=False)
+    await client.deactivate_account()
+    manager.accounts.delete(found)
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("target")
+@click.option("--servername", default=None, help="SNI name (default: the host)")
+@click.option("--ca-bundle", default=None, help="PEM roots to verify against")
+@click.option("--timeout", default=10.0, type=float)
+def check(target: str, servername: str | None, ca_bundle: str | None, timeout: float) -> None:
+    """Connect with TLS and show the served certificate's validity and verification."""
+    from acmekit.client.tlscheck import check_tls, parse_target
+
+    host, port = parse_target(target)
+    bundle = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or None
+    try:
+        result = check_tls(host, port, servername or host, bundle, timeout, datetime.now(UTC))
+    except OSError as exc:
+        _fail(f"{target}: {exc}")
+        return
+    click.echo(f"subject: {result.subject}")
+    click.echo(f"names: {' '.join(result.names)}")
+    click.echo(f"notBefore: {result.not_before.isoformat()}")
+    click.echo(f"notAfter: {result.not_after.isoformat()}")
+    click.echo(f"days left: {result.days_left}")
+    click.echo(f"verify: {'ok' if result.verified else 'failed: ' + result.verify_error}")
+    if not result.verified:
+        sys.exit(1)

@@ -1,0 +1,428 @@
+"""What certbot's commands do, over the client library and certbot's files on disk.
+
+`CertManager` holds one config dir (lineages, accounts, renewal hooks) and one work
+dir (locks), and one `Client` per ACME server, shared by every lineage of a run.
+
+- `obtain` (certonly): find or register the account; under the lock of the name,
+  look again: the lineage with exactly these names (or `--cert-name`) is renewed only
+  when due or forced, otherwise kept; a new lineage gets the first free name (`NAME`,
+  `NAME-0001`, ...). A dry run talks to the server but saves nothing and runs no
+  deploy hook.
+- `renew`: every lineage (ours and certbot's), each under its lock, renewed when the
+  renewal policy says so; pre hooks before the first request, deploy hooks after each
+  success, post hooks once at the end (see `hooks`).
+- `revoke`, and the account commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import version as package_version
+from pathlib import Path
+from types import TracebackType
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from acmekit.client.accounts import AccountStore, StoredAccount
+from acmekit.client.client import Client, ExternalAccountBinding
+from acmekit.client.clock import Clock, SystemClock
+from acmekit.client.hooks import HookRunner
+from acmekit.client.lineage import CertFiles, Lineage, LineageError, LineageStore
+from acmekit.client.locks import lineage_lock
+from acmekit.client.renewal import decide, parse_interval
+from acmekit.client.renewalconf import get_str
+from acmekit.client.renewalparams import Prompt, RenewalParams, build_solvers, params_from_conf
+from acmekit.client.resources import IssuedCertificate
+from acmekit.protocol.jose import PrivateKey
+
+log = logging.getLogger(__name__)
+
+
+class ClientError(Exception):
+    """A user-facing failure that is not a server's problem document."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_dir: Path
+    work_dir: Path
+    logs_dir: Path
+
+
+@dataclass(frozen=True)
+class AccountOptions:
+    email: tuple[str, ...] = ()
+    agree_tos: bool = False
+    without_email: bool = False
+    eab: ExternalAccountBinding | None = None
+    account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one certificate."""
+
+    name: str
+    domains: tuple[str, ...]
+    action: str  # "issued", "renewed", "kept", "simulated", "failed", "not due"
+    live_dir: Path | None = None
+    not_after: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RenewOptions:
+    cert_name: str | None = None
+    dry_run: bool = False
+    force: bool = False
+    deploy_hook: str | None = None
+    pre_hook: str | None = None
+    post_hook: str | None = None
+    max_random_sleep: float = 0.0
+    server: str | None = None
+
+
+@dataclass(frozen=True)
+class RenewReport:
+    outcomes: tuple[Outcome, ...] = field(default_factory=tuple)
+    hook_failures: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.hook_failures == 0 and all(o.action != "failed" for o in self.outcomes)
+
+
+def make_csr(key: PrivateKey, names: Sequence[str]) -> bytes:
+    """A DER CSR for `names` (IP addresses as iPAddress SANs), CN the first DNS name."""
+    sans: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    dns = [n for n in names if not _is_ip(n) and len(n) <= 64]
+    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, dns[0])] if dns else [])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    digest = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, digest).public_bytes(serialization.Encoding.DER)
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def key_pem(key: PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def load_key(pem: bytes) -> PrivateKey:
+    key = serialization.load_pem_private_key(pem, None)
+    if not isinstance(key, PrivateKey):
+        raise ClientError("unsupported private key type")
+    return key
+
+
+def version_string() -> str:
+    try:
+        return package_version("acmekit")
+    except Exception:  # not installed as a distribution
+        return "0.0.0"
+
+
+class CertManager:
+    def __init__(
+        self,
+        paths: Paths,
+        *,
+        ca_bundle: str | None = None,
+        clock: Clock | None = None,
+        prompt: Prompt | None = None,
+        lock_timeout: float = 600.0,
+        account_options: AccountOptions = AccountOptions(),
+    ) -> None:
+        self.paths = paths
+        self.lineages = LineageStore(paths.config_dir)
+        self.accounts = AccountStore(paths.config_dir)
+        self.ca_bundle = ca_bundle
+        self.clock = clock or SystemClock()
+        self.prompt = prompt
+        self.lock_timeout = lock_timeout
+        self.account_options = account_options
+        self._clients: dict[tuple[str, str], Client] = {}
+
+    async def __aenter__(self) -> CertManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+    # -- accounts ------------------------------------------------------------------
+
+    def _client(self, server: str, account: StoredAccount | None, key: PrivateKey) -> Client:
+        ident = account.id if account else "new"
+        client = self._clients.get((server, ident))
+        if client is None:
+            url = account.uri if account else None
+            client = Client(server, key, account_url=url, ca_bundle=self.ca_bundle)
+            self._clients[(server, ident)] = client
+        return client
+
+    def stored_account(self, server: str, ident: str | None = None) -> StoredAccount | None:
+        found = self.accounts.find(server, ident)
+        if found is None and ident is not None:
+            found = self.accounts.find(server)
+        return found
+
+    async def account_client(self, server: str, *, register: bool = True) -> tuple[Client, str]:
+        """A client with a usable account for `server`, registering one if allowed."""
+        opts = self.account_options
+        found = self.stored_account(server, opts.account_id)
+        if found is not None:
+            return self._client(server, found, found.key), found.id
+        if not register:
+            raise ClientError(f"no account for {server} in {self.paths.config_dir}")
+        return await self.register(server)
+
+    async def register(self, server: str) -> tuple[Client, str]:
+        opts = self.account_options
+        if self.accounts.find(server) is not None:
+            raise ClientError(f"there is an existing account for {server}")
+        if not opts.agree_tos:
+            raise ClientError("registering needs --agree-tos (the server's terms of service)")
+        if not opts.email and not opts.without_email:
+            raise ClientError("registering needs -m EMAIL or --register-unsafely-without-email")
+        key = ec.generate_private_key(ec.SECP256R1())
+        client = Client(server, key, ca_bundle=self.ca_bundle)
+        contact = [f"mailto:{e}" for e in opts.email]
+        account = await client.register(contact, agree_tos=True, eab=opts.eab)
+        stored = self.accounts.save(server, key, account.url, self.clock.now())
+        self._clients[(server, stored.id)] = client
+        log.info("registered account %s", stored.id)
+        return client, stored.id
+
+    # -- issuing ---------------------------------------------------------------------
+
+    async def _issue(
+        self, client: Client, params: RenewalParams, names: Sequence[str], key: PrivateKey
+    ) -> IssuedCertificate:
+        solvers = build_solvers(params, self.prompt)
+        try:
+            return await client.issue(
+                names,
+                solvers,
+                make_csr(key, names),
+                preference=params.pref_challs or None,
+                profile=params.profile,
+                preferred_chain=params.preferred_chain,
+            )
+        finally:
+            for solver in {id(s): s for s in solvers.values()}.values():
+                close = getattr(solver, "close", None)
+                if close is not None:
+                    await close()
+
+    async def obtain(
+        self,
+        names: Sequence[str],
+        params: RenewalParams,
+        *,
+        cert_name: str | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+        deploy_hook: str | None = None,
+    ) -> Outcome:
+        client, account = await self.account_client(params.server)
+        params = dataclasses.replace(params, account=account)
+        base = cert_name or names[0].removeprefix("*.")
+        async with lineage_lock(self.paths.work_dir, base, self.lock_timeout):
+            existing = self._existing(names, cert_name)
+            if existing is not None:
+                return await self._replace(client, existing, names, params, dry_run, force)
+            name = cert_name or self.lineages.free_name(base)
+            if name == base:
+                return await self._create(client, name, names, params, dry_run, deploy_hook)
+            async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
+                return await self._create(client, name, names, params, dry_run, deploy_hook)
+
+    def _existing(self, names: Sequence[str], cert_name: str | None) -> Lineage | None:
+        if cert_name is not None:
+            return self.lineages.load(cert_name) if self.lineages.exists(cert_name) else None
+        return self.lineages.find_by_names(list(names))
+
+    async def _create(
+        self,
+        client: Client,
+        name: str,
+        names: Sequence[str],
+        params: RenewalParams,
+        dry_run: bool,
+        deploy_hook: str | None,
+    ) -> Outcome:
+        key = params.new_key()
+        issued = await self._issue(client, params, names, key)
+        if dry_run:
+            return Outcome(name, tuple(names), "simulated")
+        files = _files(issued, key_pem(key))
+        lineage = self.lineages.create(name, files, params.to_section(), version_string())
+        log.info("lineage %s created", name)
+        if deploy_hook:
+            runner = HookRunner(self.paths.config_dir, use_directories=False)
+            await runner.deploy(deploy_hook, lineage.live_dir, lineage.names)
+        return Outcome(name, tuple(names), "issued", lineage.live_dir, lineage.not_after)
+
+    async def _replace(
+        self,
+        client: Client,
+        lineage: Lineage,
+        names: Sequence[str],
+        params: RenewalParams,
+        dry_run: bool,
+        force: bool,
+    ) -> Outcome:
+        same = {n.lower() for n in lineage.names} == {n.lower() for n in names}
+        if same and not force and not dry_run and not self._due(lineage):
+            return Outcome(lineage.name, tuple(names), "kept", lineage.live_dir, lineage.not_after)
+        key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
+        issued = await self._issue(client, params, names, key)
+        if dry_run:
+            return Outcome(lineage.name, tuple(names), "simulated")
+        updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
+        conf = {**lineage.conf, "version": version_string(), "renewalparams": params.to_section()}
+        self.lineages.write_conf(lineage.name, conf, lineage.comment)
+        if params.renew_hook:
+            runner = HookRunner(self.paths.config_dir, use_directories=False)
+            await runner.deploy(params.renew_hook, updated.live_dir, updated.names)
+        return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
+
+    def _due(self, lineage: Lineage) -> bool:
+        margin_text = get_str(lineage.conf, "renew_before_expiry")
+        margin = parse_interval(margin_text) if margin_text else None
+        now = self.clock.now()
+        return decide(lineage.not_before, lineage.not_after, now, renew_before_expiry=margin).due
+
+    # -- renew -----------------------------------------------------------------------
+
+    async def renew(self, options: RenewOptions) -> RenewReport:
+        names = [options.cert_name] if options.cert_name else self.lineages.names()
+        if options.cert_name and not self.lineages.exists(options.cert_name):
+            raise ClientError(f"no certificate named {options.cert_name}")
+        runner = HookRunner(self.paths.config_dir, use_directories=True)
+        outcomes: list[Outcome] = []
+        slept = False
+        for name in names:
+            async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
+                outcome, attempted = await self._renew_one(name, options, runner, slept)
+            slept = slept or attempted
+            outcomes.append(outcome)
+        if slept:
+            renewed = [
+                d for o in outcomes if o.action in ("renewed", "simulated") for d in o.domains
+            ]
+            failed = [d for o in outcomes if o.action == "failed" for d in o.domains]
+            await runner.post(renewed, failed)
+        return RenewReport(tuple(outcomes), len(runner.failures))
+
+    async def _renew_one(
+        self, name: str, options: RenewOptions, runner: HookRunner, slept: bool
+    ) -> tuple[Outcome, bool]:
+        try:
+            lineage = self.lineages.load(name)
+            self.lineages.repair(lineage)
+            params = params_from_conf(lineage.conf)
+        except (LineageError, ValueError) as exc:
+            return Outcome(name, (), "failed", error=str(exc)), False
+        domains = tuple(lineage.names)
+        if not (options.force or options.dry_run or self._due(lineage)):
+            return Outcome(name, domains, "not due", lineage.live_dir, lineage.not_after), False
+        if not slept and options.max_random_sleep > 0:
+            await self.clock.sleep(random.uniform(1.0, options.max_random_sleep))
+        await runner.pre([options.pre_hook or params.pre_hook])
+        runner.schedule_post([options.post_hook or params.post_hook])
+        try:
+            outcome = await self._renew_lineage(lineage, params, options)
+        except Exception as exc:  # one lineage's failure must not stop the rest
+            log.error("renewal of %s failed: %s", name, exc)
+            return Outcome(name, domains, "failed", error=_one_line(exc)), True
+        if outcome.action == "renewed":
+            hook = options.deploy_hook or params.renew_hook
+            await runner.deploy(hook, lineage.live_dir, list(domains))
+        return outcome, True
+
+    async def _renew_lineage(
+        self, lineage: Lineage, params: RenewalParams, options: RenewOptions
+    ) -> Outcome:
+        server = options.server or params.server
+        found = self.stored_account(server, params.account)
+        if found is None:
+            raise ClientError(f"no account {params.account} for {server}")
+        client = self._client(server, found, found.key)
+        names = lineage.names
+        key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
+        issued = await self._issue(client, params, names, key)
+        if options.dry_run:
+            return Outcome(lineage.name, tuple(names), "simulated")
+        updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
+        log.info("lineage %s renewed", lineage.name)
+        return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
+
+    # -- revoke --------------------------------------------------------------------
+
+    async def revoke(self, cert_path: Path, reason: int, server: str | None) -> Lineage | None:
+        """Revoke with the account that holds the lineage (or the first for the server)."""
+        lineage = self.lineage_of(cert_path)
+        params = params_from_conf(lineage.conf) if lineage else None
+        url = server or (params.server if params else None)
+        if url is None:
+            raise ClientError("--server is needed for a certificate outside any lineage")
+        client, _ = await self.account_client(url, register=False)
+        await client.revoke(_cert_der(cert_path), reason)
+        return lineage
+
+    def lineage_of(self, cert_path: Path) -> Lineage | None:
+        target = cert_path.resolve()
+        for found in self.lineages.load_all():
+            if isinstance(found, Lineage):
+                paths = {found.path(k).resolve() for k in ("cert", "fullchain")}
+                if target in paths or target.parent == found.archive_dir.resolve():
+                    return found
+        return None
+
+
+def _files(issued: IssuedCertificate, privkey: str) -> CertFiles:
+    return CertFiles(issued.cert_pem, issued.chain_pem, issued.fullchain_pem, privkey)
+
+
+def _cert_der(path: Path) -> bytes:
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ClientError(f"cannot read certificate {path}: {exc}") from exc
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,398 @@
+"""certbot's certificate layout under a config dir, written so a crash never tears it.
+
+    live/NAME/{cert,chain,fullchain,privkey}.pem   relative symlinks into archive/
+    live/NAME/README
+    archive/NAME/{cert,chain,fullchain,privkey}N.pem   N = 1, 2, ... (privkey mode 0600)
+    renewal/NAME.conf                              configobj text (see renewalconf)
+
+Every file is written to a temporary name, fsynced and renamed over (`atomic_write`);
+a symlink is switched by making a new link and renaming it over the old one.
+
+- A new lineage is assembled under hidden names (`archive/.NAME.new`, `live/.NAME.new`),
+  each directory renamed into place, and the renewal conf written last: until the conf
+  exists the lineage does not exist for anyone, and leftovers of a crashed creation are
+  removed the next time that name is created (under the lineage lock).
+- A new version writes all four archive files first and only then switches the four
+  links. A crash between two switches leaves links at two versions; `repair` (run under
+  the lock before any change) points all four at the newest complete version, as
+  certbot's own `_fix_symlinks` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from acmekit.client import renewalconf
+from acmekit.client.renewalconf import Section
+
+KINDS = ("cert", "privkey", "chain", "fullchain")
+_VERSIONED = re.compile(r"^(cert|privkey|chain|fullchain)(\d+)\.pem$")
+
+LIVE_README = """This directory contains your keys and certificates.
+
+`privkey.pem`  : the private key for your certificate.
+`fullchain.pem`: the certificate file used in most server software.
+`chain.pem`    : used for OCSP stapling in Nginx >=1.3.7.
+`cert.pem`     : will break many server configurations, and should not be used
+                 without reading further documentation (see link below).
+
+WARNING: DO NOT MOVE OR RENAME THESE FILES!
+         Certbot expects these files to remain in this location in order
+         to function properly!
+
+We recommend not moving these files. For more information, see the Certbot
+User Guide at https://certbot.eff.org/docs/using.html#where-are-my-certificates.
+"""
+
+LIVE_TOP_README = (
+    LIVE_README.replace("`privkey", "`[cert name]/privkey")
+    .replace("`fullchain", "`[cert name]/fullchain")
+    .replace("`chain", "`[cert name]/chain")
+    .replace("`cert.pem`", "`[cert name]/cert.pem`")
+)
+
+
+class LineageError(Exception):
+    """A lineage is missing or its files are not what certbot's layout promises."""
+
+
+# -- atomic file operations ------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to `path` so readers see the old content or the new, never a part."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_symlink(target: str, link: Path) -> None:
+    """Point `link` at `target` (relative as given), replacing any old link in one step."""
+    tmp = link.parent / f".{link.name}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
+
+
+def make_dirs(path: Path, mode: int = 0o755) -> None:
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+
+
+# -- what a lineage holds ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertFiles:
+    """One version's PEM texts."""
+
+    cert: str
+    chain: str
+    fullchain: str
+    privkey: str = field(repr=False)
+
+    def text(self, kind: str) -> str:
+        return str(getattr(self, kind))
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """A lineage as its renewal conf describes it, with its current certificate."""
+
+    name: str
+    conf_path: Path
+    conf: Section
+    comment: tuple[str, ...]
+    certificate: x509.Certificate | None
+
+    def path(self, kind: str) -> Path:
+        value = renewalconf.get_str(self.conf, kind)
+        if value is None:
+            raise LineageError(f"{self.conf_path}: no {kind} path")
+        return Path(value)
+
+    @property
+    def live_dir(self) -> Path:
+        return self.path("cert").parent
+
+    @property
+    def archive_dir(self) -> Path:
+        value = renewalconf.get_str(self.conf, "archive_dir")
+        if value is None:
+            raise LineageError(f"{self.conf_path}: no archive_dir")
+        return Path(value)
+
+    @property
+    def params(self) -> Section:
+        return renewalconf.get_section(self.conf, "renewalparams")
+
+    @property
+    def names(self) -> list[str]:
+        return [] if self.certificate is None else certificate_names(self.certificate)
+
+    @property
+    def not_before(self) -> datetime:
+        return self._cert().not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime:
+        return self._cert().not_valid_after_utc
+
+    def _cert(self) -> x509.Certificate:
+        if self.certificate is None:
+            raise LineageError(f"lineage {self.name} has no readable certificate")
+        return self.certificate
+
+    def current_version(self, kind: str = "cert") -> int | None:
+        try:
+            target = os.readlink(self.path(kind))
+        except OSError:
+            return None
+        found = _VERSIONED.match(os.path.basename(target))
+        return int(found.group(2)) if found else None
+
+    def read_privkey(self) -> bytes:
+        return self.path("privkey").read_bytes()
+
+
+def certificate_names(cert: x509.Certificate) -> list[str]:
+    """DNS names and IP addresses of the SAN, the common name first when it is one."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    cns = [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    if cns and cns[0] in names:
+        names.remove(cns[0])
+        names.insert(0, cns[0])
+    return names
+
+
+def key_type_of(cert: x509.Certificate) -> str:
+    key = cert.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ECDSA"
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA"
+    return type(key).__name__
+
+
+# -- the store -------------------------------------------------------------------------
+
+
+class LineageStore:
+    """Lineages under one config dir; callers hold the lineage's lock when writing."""
+
+    def __init__(self, config_dir: Path) -> None:
+        self.config_dir = config_dir.absolute()
+
+    def live_dir(self, name: str) -> Path:
+        return self.config_dir / "live" / name
+
+    def archive_dir(self, name: str) -> Path:
+        return self.config_dir / "archive" / name
+
+    def conf_path(self, name: str) -> Path:
+        return self.config_dir / "renewal" / f"{name}.conf"
+
+    def names(self) -> list[str]:
+        renewal = self.config_dir / "renewal"
+        if not renewal.is_dir():
+            return []
+        return sorted(p.name[: -len(".conf")] for p in renewal.glob("*.conf") if p.is_file())
+
+    def exists(self, name: str) -> bool:
+        return self.conf_path(name).is_file()
+
+    def taken(self, name: str) -> bool:
+        return self.exists(name)
+
+    def free_name(self, base: str) -> str:
+        """certbot's rule: BASE, else BASE-0001, BASE-0002, ..."""
+        if not self.taken(base):
+            return base
+        for n in range(1, 10000):
+            candidate = f"{base}-{n:04d}"
+            if not self.taken(candidate):
+                return candidate
+        raise LineageError(f"no free lineage name for {base}")
+
+    def load(self, name: str) -> Lineage:
+        path = self.conf_path(name)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise LineageError(f"no certificate named {name} ({exc.strerror})") from exc
+        try:
+            conf = renewalconf.parse(text)
+        except renewalconf.ConfError as exc:
+            raise LineageError(f"{path}: {exc}") from exc
+        lineage = Lineage(name, path, conf, renewalconf.initial_comment(text), None)
+        return Lineage(name, path, conf, lineage.comment, _read_cert(lineage.path("cert")))
+
+    def load_all(self) -> Iterator[Lineage | LineageError]:
+        for name in self.names():
+            try:
+                yield self.load(name)
+            except LineageError as exc:
+                yield exc
+
+    def find_by_names(self, names: list[str]) -> Lineage | None:
+        """The lineage whose certificate has exactly these names (in any order)."""
+        wanted = {n.lower() for n in names}
+        for found in self.load_all():
+            if isinstance(found, Lineage) and {n.lower() for n in found.names} == wanted:
+                return found
+        return None
+
+    def create(self, name: str, files: CertFiles, params: Section, version: str) -> Lineage:
+        """A new lineage at version 1; invisible until its renewal conf is in place."""
+        if self.exists(name):
+            raise LineageError(f"lineage {name} already exists")
+        archive, live = self.archive_dir(name), self.live_dir(name)
+        for leftover in (archive, live):  # a crashed creation of this name
+            if leftover.exists() or leftover.is_symlink():
+                shutil.rmtree(leftover)
+        make_dirs(archive.parent, 0o700)
+        make_dirs(live.parent, 0o700)
+        make_dirs(self.config_dir / "renewal")
+        top_readme = live.parent / "README"
+        if not top_readme.exists():
+            atomic_write(top_readme, LIVE_TOP_README.encode())
+        self._stage_dir(archive, lambda d: _write_archive(d, files, 1))
+        self._stage_dir(live, lambda d: _write_live(d, archive, 1))
+        conf = new_conf(version, archive, live, params)
+        self.write_conf(name, conf, (_RENEW_COMMENT,))
+        return self.load(name)
+
+    def _stage_dir(self, final: Path, fill: Callable[[Path], None]) -> None:
+        staging = final.parent / f".{final.name}.new"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(mode=0o755)
+        fill(staging)
+        _fsync_dir(staging)
+        os.replace(staging, final)
+        _fsync_dir(final.parent)
+
+    def add_version(self, lineage: Lineage, files: CertFiles) -> Lineage:
+        """Write version N+1 into the archive, then switch the live links to it."""
+        self.repair(lineage)
+        version = next_version(lineage.archive_dir)
+        _write_archive(lineage.archive_dir, files, version)
+        _fsync_dir(lineage.archive_dir)
+        for kind in KINDS:
+            link = lineage.path(kind)
+            target = lineage.archive_dir / f"{kind}{version}.pem"
+            atomic_symlink(os.path.relpath(target, link.parent), link)
+        return self.load(lineage.name)
+
+    def repair(self, lineage: Lineage) -> None:
+        """Point all four links at the newest version whose four files all exist,
+        when a crash left them at different versions."""
+        versions = {lineage.current_version(k) for k in KINDS}
+        if len(versions) == 1 and None not in versions:
+            return
+        complete = complete_versions(lineage.archive_dir)
+        if not complete:
+            raise LineageError(f"lineage {lineage.name} has no complete version in the archive")
+        best = max(complete)
+        for kind in KINDS:
+            link = lineage.path(kind)
+            target = lineage.archive_dir / f"{kind}{best}.pem"
+            atomic_symlink(os.path.relpath(target, link.parent), link)
+
+    def write_conf(self, name: str, conf: Section, comment: tuple[str, ...]) -> None:
+        path = self.conf_path(name)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        atomic_write(path, renewalconf.render(conf, comment).encode(), mode)
+
+    def delete(self, name: str) -> None:
+        """Remove conf first (the lineage disappears at once), then links and archive."""
+        lineage = self.load(name)
+        lineage.conf_path.unlink()
+        for directory in (lineage.live_dir, lineage.archive_dir):
+            if directory.exists():
+                shutil.rmtree(directory)
+
+
+_RENEW_COMMENT = "renew_before_expiry = 30 days"
+
+
+def new_conf(version: str, archive: Path, live: Path, params: Section) -> Section:
+    conf: Section = {"version": version, "archive_dir": str(archive)}
+    for kind in KINDS:
+        conf[kind] = str(live / f"{kind}.pem")
+    conf["renewalparams"] = params
+    return conf
+
+
+def _write_archive(directory: Path, files: CertFiles, version: int) -> None:
+    for kind in KINDS:
+        mode = 0o600 if kind == "privkey" else 0o644
+        atomic_write(directory / f"{kind}{version}.pem", files.text(kind).encode(), mode)
+
+
+def _write_live(directory: Path, archive: Path, version: int) -> None:
+    final_live = directory.parent / directory.name.removeprefix(".").removesuffix(".new")
+    for kind in KINDS:
+        target = os.path.relpath(archive / f"{kind}{version}.pem", final_live)
+        os.symlink(target, directory / f"{kind}.pem")
+    atomic_write(directory / "README", LIVE_README.encode())
+
+
+def archive_versions(archive: Path) -> dict[int, set[str]]:
+    found: dict[int, set[str]] = {}
+    for entry in archive.iterdir() if archive.is_dir() else ():
+        match = _VERSIONED.match(entry.name)
+        if match:
+            found.setdefault(int(match.group(2)), set()).add(match.group(1))
+    return found
+
+
+def complete_versions(archive: Path) -> list[int]:
+    return sorted(v for v, kinds in archive_versions(archive).items() if kinds == set(KINDS))
+
+
+def next_version(archive: Path) -> int:
+    """certbot's next free version: one more than any version of any kind present."""
+    return max(archive_versions(archive), default=0) + 1
+
+
+def _read_cert(path: Path) -> x509.Certificate | None:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,260 @@
+"""How a certificate is obtained, as certbot's `[renewalparams]` records it.
+
+`RenewalParams` is what `certonly` was told (authenticator, server, key, challenge
+ports, webroots, hooks); it is saved in the lineage's renewal conf under certbot's key
+names, and read back by `renew` (from our confs and from certbot's). Keys this
+program does not know are carried in `extra` and written back unchanged.
+
+`build_solvers` turns it into the challenge solvers of the client library. Each solver
+module is imported only when its authenticator is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from acmekit.client import renewalconf
+from acmekit.client.renewalconf import Section
+from acmekit.client.solvers import Solver
+from acmekit.protocol.jose import PrivateKey
+from acmekit.protocol.messages import ChallengeType
+
+
+class Authenticator(StrEnum):
+    STANDALONE = "standalone"
+    WEBROOT = "webroot"
+    MANUAL = "manual"
+    DNS_RFC2136 = "dns-rfc2136"
+    DNS_HOOK = "dns-hook"
+
+
+class KeyType(StrEnum):
+    ECDSA = "ecdsa"
+    RSA = "rsa"
+
+
+_CHALLENGE_ALIASES = {"http": "http-01", "dns": "dns-01", "tls-alpn": "tls-alpn-01"}
+_CURVES: dict[str, type[ec.EllipticCurve]] = {
+    "secp256r1": ec.SECP256R1,
+    "secp384r1": ec.SECP384R1,
+    "secp521r1": ec.SECP521R1,
+}
+
+
+def parse_challenges(text: str | list[str]) -> tuple[ChallengeType, ...]:
+    """certbot's --preferred-challenges: comma separated, short names allowed."""
+    items = text if isinstance(text, list) else re.split(r"[,\s]+", text)
+    found: list[ChallengeType] = []
+    for item in (i.strip().lower() for i in items):
+        if item:
+            found.append(ChallengeType(_CHALLENGE_ALIASES.get(item, item)))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class RenewalParams:
+    authenticator: Authenticator
+    server: str
+    account: str | None = None
+    key_type: KeyType = KeyType.ECDSA
+    elliptic_curve: str | None = None
+    rsa_key_size: int | None = None
+    reuse_key: bool = False
+    pref_challs: tuple[ChallengeType, ...] = ()
+    http01_port: int | None = None
+    http01_address: str | None = None
+    tls_alpn_01_port: int | None = None
+    webroot_path: tuple[str, ...] = ()
+    webroot_map: Mapping[str, str] = field(default_factory=dict)
+    manual_auth_hook: str | None = None
+    manual_cleanup_hook: str | None = None
+    dns_rfc2136_credentials: str | None = None
+    dns_propagation_seconds: float | None = None
+    dns_hook: str | None = None
+    dns_resolver: str | None = None
+    renew_hook: str | None = None
+    pre_hook: str | None = None
+    post_hook: str | None = None
+    preferred_chain: str | None = None
+    preferred_profile: str | None = None
+    required_profile: str | None = None
+    config_dir: str | None = None
+    work_dir: str | None = None
+    logs_dir: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- keys ---------------------------------------------------------------------
+
+    def new_key(self) -> PrivateKey:
+        if self.key_type == KeyType.RSA:
+            return rsa.generate_private_key(65537, self.rsa_key_size or 2048)
+        curve = _CURVES.get(self.elliptic_curve or "secp256r1")
+        if curve is None:
+            raise ValueError(f"unsupported elliptic curve {self.elliptic_curve}")
+        return ec.generate_private_key(curve())
+
+    @property
+    def profile(self) -> str | None:
+        return self.required_profile or self.preferred_profile
+
+    # -- renewal conf ---------------------------------------------------------------
+
+    def to_section(self) -> Section:
+        doc: Section = {}
+        for key, value in _ordered_items(self):
+            if key not in self.extra and (value in (None, (), {}) or value is False):
+                continue
+            if isinstance(value, bool):
+                doc[key] = "True"
+            elif isinstance(value, tuple | list):
+                doc[key] = [str(v) for v in value]
+            elif isinstance(value, Mapping):
+                doc[key] = {str(k): str(v) for k, v in value.items()}
+            else:
+                doc[key] = _scalar(value)
+        return doc
+
+    @classmethod
+    def from_section(cls, doc: Section) -> RenewalParams:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        names = {_CONF_NAMES.get(k, k): k for k in known}
+        raw = {names[k]: v for k, v in doc.items() if k in names}
+        extra = {k: v for k, v in doc.items() if k not in names}
+        return cls(**{k: _convert(k, v) for k, v in raw.items()}, extra=extra)
+
+
+# Field name -> certbot's key (where they differ).
+_CONF_NAMES = {"dns_propagation_seconds": "dns_rfc2136_propagation_seconds"}
+_INT_FIELDS = {"rsa_key_size", "http01_port", "tls_alpn_01_port"}
+
+
+def _ordered_items(params: RenewalParams) -> list[tuple[str, Any]]:
+    items = [
+        (_CONF_NAMES.get(f.name, f.name), getattr(params, f.name))
+        for f in dataclasses.fields(params)
+        if f.name != "extra"
+    ]
+    return [*items, *params.extra.items()]
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _convert(name: str, value: Any) -> Any:
+    if name == "extra":
+        return value
+    if name == "webroot_map":
+        return dict(value) if isinstance(value, dict) else {}
+    if name == "webroot_path":
+        return tuple(value) if isinstance(value, list) else (value,) if value else ()
+    if name == "pref_challs":
+        return parse_challenges(value) if isinstance(value, str | list) else ()
+    text = value[0] if isinstance(value, list) and value else value
+    if not isinstance(text, str):
+        return None
+    if name == "reuse_key":
+        return text.strip().lower() == "true"
+    if name in _INT_FIELDS:
+        return int(text)
+    if name == "dns_propagation_seconds":
+        return float(text)
+    if name == "authenticator":
+        return Authenticator(text)
+    if name == "key_type":
+        return KeyType(text)
+    return text
+
+
+def params_from_conf(conf: Section) -> RenewalParams:
+    section = renewalconf.get_section(conf, "renewalparams")
+    if "key_type" not in section:  # certbot before 2.0 wrote no key_type: RSA
+        section = {**section, "key_type": "rsa"}
+    return RenewalParams.from_section(section)
+
+
+# -- solvers ------------------------------------------------------------------------
+
+Prompt = Callable[[str], Awaitable[None]]
+
+
+def _resolver(text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    return (host or "127.0.0.1", int(port))
+
+
+def build_solvers(
+    params: RenewalParams, prompt: Prompt | None = None
+) -> dict[ChallengeType, Solver]:
+    """The solvers for `params.authenticator`, keyed by the challenge type each answers."""
+    kind = params.authenticator
+    if kind == Authenticator.STANDALONE:
+        return _standalone(params)
+    if kind == Authenticator.WEBROOT:
+        from acmekit.client.solvers.webroot import WebrootSolver
+
+        roots = {name: Path(root) for name, root in params.webroot_map.items()}
+        default = Path(params.webroot_path[-1]) if params.webroot_path else None
+        return {ChallengeType.HTTP_01: WebrootSolver(roots, default_root=default)}
+    if kind == Authenticator.MANUAL:
+        from acmekit.client.solvers.manual import ManualSolver
+
+        manual = ManualSolver(params.manual_auth_hook, params.manual_cleanup_hook, prompt=prompt)
+        return {ChallengeType.HTTP_01: manual, ChallengeType.DNS_01: manual}
+    return {ChallengeType.DNS_01: _dns_solver(params)}
+
+
+def _standalone(params: RenewalParams) -> dict[ChallengeType, Solver]:
+    from acmekit.client.solvers.standalone import StandaloneHttpSolver
+
+    address = params.http01_address or ""
+    solvers: dict[ChallengeType, Solver] = {
+        ChallengeType.HTTP_01: StandaloneHttpSolver(address, params.http01_port or 80)
+    }
+    if ChallengeType.TLS_ALPN_01 in params.pref_challs:
+        from acmekit.client.solvers.tlsalpn import StandaloneTlsAlpnSolver
+
+        port = params.tls_alpn_01_port or 443
+        solvers[ChallengeType.TLS_ALPN_01] = StandaloneTlsAlpnSolver(address, port)
+    return solvers
+
+
+def _dns_solver(params: RenewalParams) -> Solver:
+    from acmekit.client.solvers.dns01 import Dns01Solver
+
+    provider: Any
+    if params.authenticator == Authenticator.DNS_RFC2136:
+        from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
+
+        if not params.dns_rfc2136_credentials:
+            raise ValueError("--dns-rfc2136 needs --dns-rfc2136-credentials")
+        provider = Rfc2136DnsProvider.from_certbot_ini(Path(params.dns_rfc2136_credentials))
+    else:
+        from acmekit.client.solvers.dnshook import HookDnsProvider
+
+        if not params.dns_hook:
+            raise ValueError("--dns-hook needs a command")
+        provider = HookDnsProvider(params.dns_hook)
+    timeout = params.dns_propagation_seconds
+    solver: Solver = Dns01Solver(
+        provider,
+        resolver=_resolver(params.dns_resolver),
+        propagation_timeout=120.0 if timeout is None else timeout,
+    )
+    return solver
+
+
+def preference(params: RenewalParams) -> tuple[ChallengeType, ...] | None:
+    return params.pref_challs or None

@@ -1,0 +1,76 @@
+"""`check`: fetch the certificate a TLS server presents and verify it.
+
+The certificate is fetched over a connection that does not verify (so an expired or
+untrusted one can still be shown), then a second handshake verifies it with the
+system roots or the given bundle, checking the host name against `servername`.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from acmekit.client.lineage import certificate_names
+
+
+@dataclass(frozen=True)
+class TlsCheck:
+    subject: str
+    names: tuple[str, ...]
+    not_before: datetime
+    not_after: datetime
+    days_left: int
+    verified: bool
+    verify_error: str = ""
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """HOST, HOST:PORT or [V6]:PORT; port 443 by default."""
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        return host, int(rest.lstrip(":") or 443)
+    if target.count(":") == 1:
+        host, port = target.split(":")
+        return host, int(port)
+    return target, 443
+
+
+def _handshake(host: str, port: int, sni: str, ctx: ssl.SSLContext, timeout: float) -> bytes:
+    with (
+        socket.create_connection((host, port), timeout=timeout) as raw,
+        ctx.wrap_socket(raw, server_hostname=sni) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    if der is None:
+        raise ssl.SSLError("server sent no certificate")
+    return der
+
+
+def check_tls(
+    host: str, port: int, servername: str, ca_bundle: str | None, timeout: float, now: datetime
+) -> TlsCheck:
+    loose = ssl.create_default_context()
+    loose.check_hostname = False
+    loose.verify_mode = ssl.CERT_NONE
+    cert = x509.load_der_x509_certificate(_handshake(host, port, servername, loose, timeout))
+    strict = ssl.create_default_context(cafile=ca_bundle)
+    try:
+        _handshake(host, port, servername, strict, timeout)
+        verified, error = True, ""
+    except ssl.SSLCertVerificationError as exc:
+        verified, error = False, exc.verify_message or str(exc)
+    except ssl.SSLError as exc:
+        verified, error = False, str(exc)
+    return TlsCheck(
+        subject=cert.subject.rfc4514_string(),
+        names=tuple(certificate_names(cert)),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        days_left=(cert.not_valid_after_utc - now).days,
+        verified=verified,
+        verify_error=error,
+    )

@@ -1,0 +1,246 @@
+"""The `acmekit` client commands as a user runs them: subprocesses against `acmekit server`
+(a real process) with a loopback DNS server that answers every name with 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from support.acmekit_server import ServerHandle, running_acmekit_server
+from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from support.pebble import write_listener_certs
+from support.ports import free_port
+from support.verify import dns_names, openssl_verify
+
+
+@dataclass(frozen=True)
+class Ca:
+    server: ServerHandle
+    http01_port: int
+    dns: ChalltestsrvHandle
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca]:
+    workdir = tmp_path_factory.mktemp("cli-ca")
+    http01 = free_port()
+    with (
+        running_challtestsrv(workdir) as dns,
+        running_acmekit_server(
+            workdir, dns_port=dns.dns_port, http01_port=http01, tlsalpn01_port=free_port()
+        ) as server,
+    ):
+        yield Ca(server, http01, dns)
+
+
+@pytest.fixture
+def webserver(ca: Ca, tmp_path: Path) -> Iterator[Path]:
+    """A plain web server on the CA's http-01 port serving a webroot."""
+    root = tmp_path / "www"
+    root.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+         "--directory", str(root), str(ca.http01_port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield root
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _dirs(tmp: Path) -> list[str]:
+    return ["--config-dir", str(tmp / "etc"), "--work-dir", str(tmp / "work"),
+            "--logs-dir", str(tmp / "logs")]  # fmt: skip
+
+
+def acmekit(ca: Ca, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(ca.server.root_path)}
+    argv = [sys.executable, "-m", "acmekit", *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180)
+
+
+def certonly(ca: Ca, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return acmekit(
+        ca, "certonly", "-n", "--agree-tos", "-m", "ops@cli.test",
+        "--server", ca.server.directory_url, *_dirs(tmp), *args,
+    )  # fmt: skip
+
+
+def standalone(ca: Ca) -> list[str]:
+    return ["--standalone", "--http-01-port", str(ca.http01_port), "--http-01-address", "127.0.0.1"]
+
+
+def _ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+
+
+def test_certonly_standalone_writes_certbots_layout(ca: Ca, tmp_path: Path) -> None:
+    _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "a.cli.test", "-d", "www.a.cli.test"))
+    live = tmp_path / "etc" / "live" / "a.cli.test"
+    cert = openssl_verify(ca.server.root_path, live / "fullchain.pem", tmp_path)
+    assert dns_names(cert) == ["a.cli.test", "www.a.cli.test"]
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        assert os.readlink(live / f"{kind}.pem") == f"../../archive/a.cli.test/{kind}1.pem"
+    privkey = tmp_path / "etc" / "archive" / "a.cli.test" / "privkey1.pem"
+    assert stat.S_IMODE(privkey.stat().st_mode) == 0o600
+    conf = (tmp_path / "etc" / "renewal" / "a.cli.test.conf").read_text()
+    assert "authenticator = standalone" in conf and f"http01_port = {ca.http01_port}" in conf
+    accounts = list((tmp_path / "etc" / "accounts").glob("*/directory/*/regr.json"))
+    assert len(accounts) == 1
+    # The same names again: kept, not reissued (certbot's --keep-until-expiring).
+    again = certonly(ca, tmp_path, *standalone(ca), "-d", "a.cli.test", "-d", "www.a.cli.test")
+    _ok(again)
+    assert "not yet due" in again.stdout
+    assert sorted(p.name for p in (tmp_path / "etc" / "archive" / "a.cli.test").iterdir()) == [
+        "cert1.pem", "chain1.pem", "fullchain1.pem", "privkey1.pem",
+    ]  # fmt: skip
+
+
+def test_certonly_webroot_and_rsa(ca: Ca, tmp_path: Path, webserver: Path) -> None:
+    _ok(
+        certonly(
+            ca, tmp_path, "--webroot", "-w", str(webserver), "-d", "web.cli.test",
+            "--key-type", "rsa", "--rsa-key-size", "2048",
+        )
+    )  # fmt: skip
+    live = tmp_path / "etc" / "live" / "web.cli.test"
+    cert = openssl_verify(ca.server.root_path, live / "fullchain.pem", tmp_path)
+    assert cert.public_key().key_size == 2048  # type: ignore[union-attr]
+    conf = (tmp_path / "etc" / "renewal" / "web.cli.test.conf").read_text()
+    assert f"webroot_path = {webserver}," in conf
+    assert f"[[webroot_map]]\nweb.cli.test = {webserver}" in conf
+
+
+def test_failure_is_one_line_per_name_and_nonzero(ca: Ca, tmp_path: Path) -> None:
+    wrong_port = ["--standalone", "--http-01-port", str(free_port()), "--http-01-address",
+                  "127.0.0.1"]  # fmt: skip
+    result = certonly(ca, tmp_path, *wrong_port, "-d", "x.cli.test", "-d", "y.cli.test")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("acmekit: ")]
+    assert any(ln.startswith("acmekit: x.cli.test: ") for ln in lines), result.stderr
+    assert any(ln.startswith("acmekit: y.cli.test: ") for ln in lines), result.stderr
+    assert not (tmp_path / "etc" / "renewal" / "x.cli.test.conf").exists()
+
+
+def test_renew_force_creates_version_two_and_runs_hooks(ca: Ca, tmp_path: Path) -> None:
+    _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "renew.cli.test"))
+    live = tmp_path / "etc" / "live" / "renew.cli.test"
+    first = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
+    log = tmp_path / "hooks.log"
+    not_due = acmekit(ca, "renew", "--no-random-sleep-on-renew", *_dirs(tmp_path),
+                      "--pre-hook", f"echo pre >> {log}")  # fmt: skip
+    _ok(not_due)
+    assert "not due" in not_due.stdout and not log.exists()  # nothing attempted, no hooks
+    result = acmekit(
+        ca, "renew", "--force-renewal", "--no-random-sleep-on-renew", *_dirs(tmp_path),
+        "--pre-hook", f"echo pre >> {log}",
+        "--deploy-hook", f'echo "deploy $RENEWED_LINEAGE $RENEWED_DOMAINS" >> {log}',
+        "--post-hook", f'echo "post $FAILED_DOMAINS" >> {log}',
+    )  # fmt: skip
+    _ok(result)
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        assert os.readlink(live / f"{kind}.pem") == f"../../archive/renew.cli.test/{kind}2.pem"
+    second = openssl_verify(ca.server.root_path, live / "fullchain.pem", tmp_path)
+    assert second.serial_number != first.serial_number
+    assert log.read_text().splitlines() == ["pre", f"deploy {live} renew.cli.test", "post "]
+
+
+def test_renew_dry_run_saves_nothing_and_skips_deploy_hook(ca: Ca, tmp_path: Path) -> None:
+    _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "dry.cli.test"))
+    log = tmp_path / "hooks.log"
+    result = acmekit(
+        ca, "renew", "--dry-run", "--no-random-sleep-on-renew", *_dirs(tmp_path),
+        "--pre-hook", f"echo pre >> {log}", "--deploy-hook", f"echo deploy >> {log}",
+    )  # fmt: skip
+    _ok(result)
+    assert "simulated" in result.stdout
+    assert log.read_text().splitlines() == ["pre"]
+    archive = tmp_path / "etc" / "archive" / "dry.cli.test"
+    assert sorted(p.name for p in archive.iterdir())[0] == "cert1.pem"
+    assert not (archive / "cert2.pem").exists()
+
+
+def test_certificates_json_revoke_and_delete(ca: Ca, tmp_path: Path) -> None:
+    _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "list.cli.test"))
+    listed = acmekit(ca, "certificates", "--json", *_dirs(tmp_path))
+    _ok(listed)
+    report = json.loads(listed.stdout)
+    assert report["errors"] == []
+    (entry,) = report["certificates"]
+    cert = x509.load_pem_x509_certificate(Path(entry["cert_path"]).read_bytes())
+    assert entry["name"] == "list.cli.test" and entry["domains"] == ["list.cli.test"]
+    assert entry["serial"] == f"{cert.serial_number:x}" and entry["key_type"] == "ECDSA"
+    assert entry["valid"] is True and 80 <= entry["days_left"] <= 90 and entry["version"] == 1
+    assert entry["server"] == ca.server.directory_url
+
+    revoked = acmekit(ca, "revoke", "--cert-name", "list.cli.test", "--reason", "superseded",
+                      "--no-delete-after-revoke", *_dirs(tmp_path))  # fmt: skip
+    _ok(revoked)
+    assert (tmp_path / "etc" / "renewal" / "list.cli.test.conf").exists()
+    twice = acmekit(ca, "revoke", "--cert-name", "list.cli.test", "--no-delete-after-revoke",
+                    *_dirs(tmp_path))  # fmt: skip
+    assert twice.returncode != 0 and "alreadyRevoked" in twice.stderr
+
+    _ok(acmekit(ca, "delete", "--cert-name", "list.cli.test", *_dirs(tmp_path)))
+    assert json.loads(acmekit(ca, "certificates", "--json", *_dirs(tmp_path)).stdout) == {
+        "certificates": [], "errors": [],
+    }  # fmt: skip
+    assert not (tmp_path / "etc" / "archive" / "list.cli.test").exists()
+
+
+def test_account_commands(ca: Ca, tmp_path: Path) -> None:
+    server = ["--server", ca.server.directory_url, *_dirs(tmp_path)]
+    _ok(acmekit(ca, "register", "--agree-tos", "-m", "one@cli.test", *server))
+    dup = acmekit(ca, "register", "--agree-tos", "-m", "one@cli.test", *server)
+    assert dup.returncode != 0 and "existing account" in dup.stderr
+    _ok(acmekit(ca, "update_account", "-m", "two@cli.test", *server))
+    shown = acmekit(ca, "show_account", *server)
+    _ok(shown)
+    assert "Email contact: two@cli.test" in shown.stdout
+    _ok(acmekit(ca, "unregister", *server))
+    assert list((tmp_path / "etc" / "accounts").glob("*/directory/*")) == []
+
+
+def test_check_reports_validity_and_verification(ca: Ca, tmp_path: Path) -> None:
+    host = ca.server.base_url.removeprefix("https://")
+    good = acmekit(ca, "check", host, "--servername", "localhost",
+                   "--ca-bundle", str(ca.server.root_path))  # fmt: skip
+    _ok(good)
+    assert "notAfter: " in good.stdout and "verify: ok" in good.stdout
+    untrusted, _, _ = write_listener_certs(tmp_path)  # a root that signed nothing here
+    bad = acmekit(ca, "check", host, "--servername", "localhost", "--ca-bundle", str(untrusted))
+    assert bad.returncode == 1 and "verify: failed" in bad.stdout and "days left: " in bad.stdout
+
+
+def test_concurrent_certonly_for_different_and_same_names(
+    ca: Ca, tmp_path: Path, webserver: Path
+) -> None:
+    _ok(acmekit(ca, "register", "--agree-tos", "-m", "c@cli.test",
+                "--server", ca.server.directory_url, *_dirs(tmp_path)))  # fmt: skip
+    web = ["--webroot", "-w", str(webserver)]
+    jobs = [["-d", "one.cli.test"], ["-d", "two.cli.test"], ["-d", "same.cli.test"],
+            ["-d", "same.cli.test"]]  # fmt: skip
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(lambda j: certonly(ca, tmp_path, *web, *j), jobs))
+    for result in results:
+        _ok(result)
+    etc = tmp_path / "etc"
+    assert sorted(p.name for p in (etc / "renewal").iterdir()) == [
+        "one.cli.test.conf", "same.cli.test.conf", "two.cli.test.conf",
+    ]  # fmt: skip
+    # The second run for the same name waited for the first, looked again and kept it.
+    assert not (etc / "archive" / "same.cli.test" / "cert2.pem").exists()
+    assert sum("not yet due" in r.stdout for r in results) == 1

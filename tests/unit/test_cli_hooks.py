@@ -1,0 +1,72 @@
+"""Hooks as certbot runs them, and per-lineage locks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from acmekit.client.hooks import HookKind, HookRunner, directory_hooks, run_hook
+from acmekit.client.locks import lock_path, try_lock
+
+
+def _script(path: Path, body: str, executable: bool = True) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755 if executable else 0o644)
+
+
+def test_directory_hooks_are_sorted_executables(tmp_path: Path) -> None:
+    folder = tmp_path / "renewal-hooks" / "deploy"
+    _script(folder / "20-b", "true")
+    _script(folder / "10-a", "true")
+    _script(folder / "30-c~", "true")
+    _script(folder / "40-not-exec", "true", executable=False)
+    assert directory_hooks(tmp_path, HookKind.DEPLOY) == [
+        str(folder / "10-a"),
+        str(folder / "20-b"),
+    ]
+    assert directory_hooks(tmp_path, HookKind.PRE) == []
+
+
+async def test_deploy_hooks_see_lineage_and_domains(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    _script(tmp_path / "renewal-hooks/deploy/dir-hook", f'echo "dir $RENEWED_LINEAGE" >> {out}')
+    runner = HookRunner(tmp_path, use_directories=True)
+    live = tmp_path / "live" / "a.test"
+    await runner.deploy(f'echo "cli $RENEWED_DOMAINS" >> {out}', live, ["a.test", "b.test"])
+    assert out.read_text().splitlines() == [f"dir {live}", "cli a.test b.test"]
+    assert runner.failures == []
+
+
+async def test_pre_and_post_run_each_command_once(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    runner = HookRunner(tmp_path, use_directories=True)
+    pre = f"echo pre >> {out}"
+    post = f'echo "post renewed=$RENEWED_DOMAINS failed=$FAILED_DOMAINS" >> {out}'
+    for _ in range(3):  # three lineages with the same hooks
+        await runner.pre([pre, None])
+        runner.schedule_post([post])
+    await runner.post(["a.test"], ["b.test", "c.test"])
+    assert out.read_text().splitlines() == ["pre", "post renewed=a.test failed=b.test c.test"]
+
+
+async def test_failing_hook_is_reported(tmp_path: Path) -> None:
+    result = await run_hook(HookKind.POST, "echo broken; exit 3", {})
+    assert (result.returncode, result.output.strip()) == (3, "broken")
+    runner = HookRunner(tmp_path, use_directories=False)
+    await runner.pre(["exit 1"])
+    assert [f.command for f in runner.failures] == ["exit 1"]
+
+
+def test_lineage_lock_is_exclusive_per_name(tmp_path: Path) -> None:
+    first = try_lock(lock_path(tmp_path, "a.test"))
+    assert first is not None
+    try:
+        assert try_lock(lock_path(tmp_path, "a.test")) is None
+        other = try_lock(lock_path(tmp_path, "b.test"))
+        assert other is not None
+    finally:
+        import os
+
+        os.close(first)
+    again = try_lock(lock_path(tmp_path, "a.test"))
+    assert again is not None

@@ -1,0 +1,237 @@
+"""certbot's layout on disk: renewal conf round trip, atomic writes, lineages, accounts."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from acmekit.client import renewalconf
+from acmekit.client.accounts import (
+    AccountStore,
+    account_id,
+    key_from_private_jwk,
+    private_jwk,
+    server_path,
+)
+from acmekit.client.lineage import (
+    CertFiles,
+    LineageStore,
+    atomic_symlink,
+    atomic_write,
+    next_version,
+)
+from acmekit.client.renewalparams import Authenticator, RenewalParams, params_from_conf
+
+CERTBOT_CONF = """\
+# renew_before_expiry = 30 days
+version = 2.1.0
+archive_dir = /etc/letsencrypt/archive/a.test
+cert = /etc/letsencrypt/live/a.test/cert.pem
+privkey = /etc/letsencrypt/live/a.test/privkey.pem
+chain = /etc/letsencrypt/live/a.test/chain.pem
+fullchain = /etc/letsencrypt/live/a.test/fullchain.pem
+
+# Options used in the renewal process
+[renewalparams]
+account = 2e4d601a3b9049da86d34bd81478c464
+authenticator = webroot
+webroot_path = /var/www/html,
+renew_hook = 'echo "a, b" # c'
+pre_hook = it's
+empty = ""
+two = a, b
+server = https://127.0.0.1:14000/directory
+key_type = ecdsa
+[[webroot_map]]
+a.test = /var/www/html
+"""
+
+
+def test_certbot_conf_round_trips_byte_for_byte() -> None:
+    doc = renewalconf.parse(CERTBOT_CONF)
+    params = renewalconf.get_section(doc, "renewalparams")
+    assert params["webroot_path"] == ["/var/www/html"]
+    assert params["renew_hook"] == 'echo "a, b" # c'
+    assert params["pre_hook"] == "it's"
+    assert params["empty"] == ""
+    assert params["two"] == ["a", "b"]
+    assert renewalconf.get_section(params, "webroot_map") == {"a.test": "/var/www/html"}
+    comment = renewalconf.initial_comment(CERTBOT_CONF)
+    assert renewalconf.render(doc, comment) == CERTBOT_CONF
+
+
+def test_renewal_params_keep_unknown_keys_and_read_certbot_names() -> None:
+    doc = renewalconf.parse(CERTBOT_CONF)
+    params = params_from_conf(doc)
+    assert params.authenticator == Authenticator.WEBROOT
+    assert params.webroot_path == ("/var/www/html",)
+    assert params.webroot_map == {"a.test": "/var/www/html"}
+    assert params.renew_hook == 'echo "a, b" # c'
+    assert params.extra["two"] == ["a", "b"]
+    again = RenewalParams.from_section(params.to_section())
+    assert again == params
+
+
+def test_params_without_key_type_are_rsa_as_old_certbot_wrote() -> None:
+    doc = renewalconf.parse("[renewalparams]\nauthenticator = standalone\nserver = https://x/d\n")
+    params = params_from_conf(doc)
+    assert params.key_type == "rsa"
+    assert isinstance(params.new_key(), rsa.RSAPrivateKey)
+
+
+def test_atomic_write_replaces_whole_file_with_mode(tmp_path: Path) -> None:
+    target = tmp_path / "privkey1.pem"
+    target.write_text("old")
+    atomic_write(target, b"new content", 0o600)
+    assert target.read_bytes() == b"new content"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["privkey1.pem"]  # no temp left
+
+
+def test_atomic_symlink_switches_target(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    link = tmp_path / "link"
+    atomic_symlink("a", link)
+    atomic_symlink("b", link)
+    assert os.readlink(link) == "b" and link.read_text() == "b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "link"]
+
+
+def _files(name: str, days: int = 90) -> CertFiles:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    keypem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return CertFiles(pem, pem, pem + pem, keypem)
+
+
+PARAMS = RenewalParams(Authenticator.STANDALONE, "https://ca.test/directory").to_section()
+
+
+def test_new_lineage_has_certbots_layout(tmp_path: Path) -> None:
+    store = LineageStore(tmp_path)
+    lineage = store.create("a.test", _files("a.test"), PARAMS, "0.1.0")
+    live, archive = tmp_path / "live" / "a.test", tmp_path / "archive" / "a.test"
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        assert os.readlink(live / f"{kind}.pem") == f"../../archive/a.test/{kind}1.pem"
+        assert (archive / f"{kind}1.pem").is_file()
+    assert stat.S_IMODE((archive / "privkey1.pem").stat().st_mode) == 0o600
+    assert stat.S_IMODE((archive / "cert1.pem").stat().st_mode) == 0o644
+    assert (live / "README").is_file() and (tmp_path / "live" / "README").is_file()
+    conf = (tmp_path / "renewal" / "a.test.conf").read_text()
+    assert conf.startswith("# renew_before_expiry = 30 days\nversion = 0.1.0\n")
+    assert f"cert = {live / 'cert.pem'}\n" in conf
+    assert "[renewalparams]\nauthenticator = standalone\n" in conf
+    assert lineage.names == ["a.test"] and lineage.current_version() == 1
+    assert sorted(p.name for p in tmp_path.joinpath("live").iterdir()) == ["README", "a.test"]
+
+
+def test_new_version_repoints_every_link(tmp_path: Path) -> None:
+    store = LineageStore(tmp_path)
+    first = store.create("a.test", _files("a.test"), PARAMS, "0.1.0")
+    second_files = _files("a.test")
+    second = store.add_version(first, second_files)
+    assert second.current_version() == 2
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        link = tmp_path / "live" / "a.test" / f"{kind}.pem"
+        assert os.readlink(link) == f"../../archive/a.test/{kind}2.pem"
+        assert link.read_text() == second_files.text(kind)
+    assert (tmp_path / "archive" / "a.test" / "cert1.pem").is_file()  # history kept
+
+
+def test_repair_after_a_crash_between_link_switches(tmp_path: Path) -> None:
+    store = LineageStore(tmp_path)
+    lineage = store.create("a.test", _files("a.test"), PARAMS, "0.1.0")
+    archive = tmp_path / "archive" / "a.test"
+    newer = _files("a.test")
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        atomic_write(archive / f"{kind}2.pem", newer.text(kind).encode())
+    atomic_symlink("../../archive/a.test/cert2.pem", tmp_path / "live/a.test/cert.pem")
+    store.repair(store.load("a.test"))  # the crash left cert at 2, the rest at 1
+    assert {store.load("a.test").current_version(k) for k in ("cert", "privkey")} == {2}
+    assert lineage.name == "a.test" and next_version(archive) == 3
+
+
+def test_leftovers_of_a_crashed_creation_are_replaced(tmp_path: Path) -> None:
+    store = LineageStore(tmp_path)
+    (tmp_path / "archive" / "a.test").mkdir(parents=True)
+    (tmp_path / "archive" / "a.test" / "cert1.pem").write_text("half")
+    assert not store.exists("a.test") and store.free_name("a.test") == "a.test"
+    store.create("a.test", _files("a.test"), PARAMS, "0.1.0")
+    assert store.load("a.test").names == ["a.test"]
+
+
+def test_names_conflict_gets_certbots_suffix_and_delete_removes_all(tmp_path: Path) -> None:
+    store = LineageStore(tmp_path)
+    store.create("a.test", _files("a.test"), PARAMS, "0.1.0")
+    assert store.free_name("a.test") == "a.test-0001"
+    store.create("a.test-0001", _files("b.test"), PARAMS, "0.1.0")
+    assert store.names() == ["a.test", "a.test-0001"]
+    found = store.find_by_names(["B.test"])
+    assert found is not None and found.name == "a.test-0001"
+    store.delete("a.test")
+    assert store.names() == ["a.test-0001"]
+    assert not (tmp_path / "live" / "a.test").exists()
+    assert not (tmp_path / "archive" / "a.test").exists()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [ec.generate_private_key(ec.SECP256R1()), rsa.generate_private_key(65537, 2048)],
+    ids=["ec", "rsa"],
+)
+def test_account_store_round_trip(tmp_path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    server = "https://127.0.0.1:14000/directory"
+    store = AccountStore(tmp_path)
+    saved = store.save(server, key, "https://ca/acct/1", datetime(2026, 1, 2, tzinfo=UTC))
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert saved.id == account_id(key) == hashlib.md5(pem).hexdigest()
+    folder = tmp_path / "accounts" / "127.0.0.1:14000" / "directory" / saved.id
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "meta.json",
+        "private_key.json",
+        "regr.json",
+    ]
+    assert stat.S_IMODE((folder / "private_key.json").stat().st_mode) == 0o600
+    assert (folder / "regr.json").read_text() == '{"body": {}, "uri": "https://ca/acct/1"}'
+    loaded = store.find(server)
+    assert loaded is not None and loaded.uri == "https://ca/acct/1"
+    assert account_id(loaded.key) == saved.id
+    assert private_jwk(key_from_private_jwk(private_jwk(key))) == private_jwk(key)
+    store.delete(loaded)
+    assert store.find(server) is None
+
+
+def test_server_path_is_certbots() -> None:
+    assert server_path("https://acme-v02.api.letsencrypt.org/directory") == (
+        "acme-v02.api.letsencrypt.org/directory"
+    )
+    assert server_path("https://127.0.0.1:14000/dir") == "127.0.0.1:14000/dir"

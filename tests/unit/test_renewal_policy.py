@@ -1,0 +1,65 @@
+"""The renewal policy: a third of the lifetime (half under ten days), ARI windows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from acmekit.client.renewal import AriWindow, ari_renewal_time, decide, parse_interval
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_ninety_day_certificate_is_due_with_thirty_days_left() -> None:
+    end = START + timedelta(days=90)
+    early = decide(START, end, START + timedelta(days=59))
+    assert not early.due and early.next_check == START + timedelta(days=60)
+    assert decide(START, end, START + timedelta(days=60)).due
+    late = decide(START, end, end + timedelta(seconds=1))
+    assert late.due and late.reason == "expired"
+
+
+def test_short_lived_certificate_renews_at_half() -> None:
+    end = START + timedelta(days=6)
+    assert not decide(START, end, START + timedelta(days=2, hours=23)).due
+    assert decide(START, end, START + timedelta(days=3)).due
+
+
+def test_renew_before_expiry_overrides_the_fraction() -> None:
+    end = START + timedelta(days=90)
+    margin = parse_interval("10 days")
+    assert not decide(START, end, end - timedelta(days=11), renew_before_expiry=margin).due
+    assert decide(START, end, end - timedelta(days=10), renew_before_expiry=margin).due
+
+
+def test_ari_window_picks_a_time_inside_and_honours_retry_after() -> None:
+    end = START + timedelta(days=90)
+    window = AriWindow(START + timedelta(days=40), START + timedelta(days=42))
+    assert ari_renewal_time(window, 0.0) == window.start
+    assert ari_renewal_time(window, 1.0) == window.end
+    before = decide(
+        START, end, START + timedelta(days=10), ari=window, ari_retry_after=timedelta(hours=6)
+    )
+    assert not before.due
+    assert before.next_check == START + timedelta(days=10, hours=6)
+    assert decide(START, end, START + timedelta(days=41, hours=1), ari=window, rand=0.5).due
+    past = AriWindow(START - timedelta(days=2), START - timedelta(days=1))
+    assert decide(START, end, START, ari=past).due
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30 days", timedelta(days=30)),
+        ("1 week", timedelta(weeks=1)),
+        ("12 hours", timedelta(hours=12)),
+    ],
+)
+def test_parse_interval(text: str, expected: timedelta) -> None:
+    assert parse_interval(text) == expected
+
+
+def test_parse_interval_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_interval("soon")
