@@ -1,11 +1,11 @@
-# The README's two commands: `make run` (the CA on embedded defaults) and `make test`.
+# The README's two commands: `make demo` (the whole system on loopback) and `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STATE ?= state
 
-.PHONY: setup run test test-fast lint typecheck fmt bench clean
+.PHONY: setup run demo test test-fast lint typecheck fmt bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,12 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/acmekit server --listen 127.0.0.1:14000 --state-dir $(STATE)
 
+demo: $(STAMP)
+	ACMEKIT=$(CURDIR)/$(BIN)/acmekit scripts/demo.sh
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,11 +1,19 @@
-"""`acmekit server`: run the CA (flags override the TOML file)."""
+"""`acmekit server`: run the CA (flags override the TOML file), and operate on its
+database: `eab add / list / revoke`, `ari move`."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from acmekit.server.store import Store
 
 
 @click.group(invoke_without_command=True)
@@ -18,6 +26,7 @@ import click
 @click.option(
     "--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)
 )
+@click.option("--crl-listen", default=None, help="HOST:PORT for CRLs over HTTP [127.0.0.1:14080]")
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -28,9 +37,11 @@ def server(
     http01_port: int | None,
     tlsalpn01_port: int | None,
     config_file: Path | None,
+    crl_listen: str | None,
 ) -> None:
     """Run the ACME certificate authority."""
     if ctx.invoked_subcommand is not None:
+        ctx.ensure_object(dict).update(state_dir=state_dir, db=db, config_file=config_file)
         return
     from acmekit.server.config import load_config
     from acmekit.server.run import run
@@ -45,6 +56,7 @@ def server(
                 "dns_resolver": dns_resolver,
                 "http01_port": http01_port,
                 "tlsalpn01_port": tlsalpn01_port,
+                "crl_listen": crl_listen,
             },
         )
         config.host_port  # noqa: B018 - validates the listen address early
@@ -57,3 +69,130 @@ def server(
         sys.exit(1)
     except KeyboardInterrupt:
         pass
+
+
+# ---------------------------------------------------------------------------------------
+# Operator commands: the same --state-dir / --db / --config as the server, given before
+# or after the subcommand's name.
+
+
+def _database_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    existing = click.Path(path_type=Path, exists=True, dir_okay=False)
+    func = click.option("--config", "config_file", default=None, type=existing)(func)
+    func = click.option("--db", default=None, help="database URL")(func)
+    return click.option("--state-dir", type=click.Path(path_type=Path), default=None)(func)
+
+
+@contextmanager
+def _store(state_dir: Path | None, db: str | None, config_file: Path | None) -> Iterator[Store]:
+    from acmekit.server.config import load_config
+    from acmekit.server.store import Store
+
+    given = click.get_current_context().find_object(dict) or {}
+    try:
+        config = load_config(
+            config_file or given.get("config_file"),
+            {"state_dir": state_dir or given.get("state_dir"), "db": db or given.get("db")},
+        )
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if config.db is None:
+        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = Store.from_url(config.db_url)
+    try:
+        yield store
+    finally:
+        store.engine.dispose()
+
+
+@contextmanager
+def _admin_errors() -> Iterator[None]:
+    from acmekit.server.admin import AdminError
+
+    try:
+        yield
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@server.group()
+def eab() -> None:
+    """External Account Binding keys for new customers (kept in the CA's database)."""
+
+
+@eab.command("add")
+@click.option("--kid", default=None, help="key ID [random]")
+@_database_options
+def eab_add(
+    kid: str | None, state_dir: Path | None, db: str | None, config_file: Path | None
+) -> None:
+    """Make a key; prints its key ID and base64url HMAC key for the customer."""
+    from acmekit.server.admin import add_eab_key
+
+    with _store(state_dir, db, config_file) as store, _admin_errors():
+        key = add_eab_key(store, datetime.now(UTC), kid)
+    click.echo(f"kid: {key.kid}")
+    click.echo(f"hmac-key: {key.hmac_key}")
+    click.echo(f"certbot: --eab-kid {key.kid} --eab-hmac-key {key.hmac_key}")
+
+
+@eab.command("list")
+@_database_options
+def eab_list(state_dir: Path | None, db: str | None, config_file: Path | None) -> None:
+    """Key ID, creation time and state of every key (never the HMAC keys)."""
+    from acmekit.server.admin import describe_eab_key
+
+    with _store(state_dir, db, config_file) as store:
+        for key in store.eab_keys():
+            click.echo(describe_eab_key(key))
+
+
+@eab.command("revoke")
+@click.argument("kid")
+@_database_options
+def eab_revoke(kid: str, state_dir: Path | None, db: str | None, config_file: Path | None) -> None:
+    """Stop a key from binding any further account."""
+    from acmekit.server.admin import revoke_eab_key
+
+    with _store(state_dir, db, config_file) as store, _admin_errors():
+        revoke_eab_key(store, kid, datetime.now(UTC))
+    click.echo(f"revoked: {kid}")
+
+
+@server.group()
+def ari() -> None:
+    """ACME Renewal Information (RFC 9773) for issued certificates."""
+
+
+def _when(text: str | None, now: bool) -> datetime:
+    if now == (text is not None):
+        raise click.UsageError("give exactly one of --to and --now")
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not an RFC 3339 time", param_hint="--to") from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@ari.command("move")
+@click.option("--serial", required=True, help="the certificate's serial number in hex")
+@click.option("--to", "to", default=None, help="RFC 3339 time the window starts at")
+@click.option("--now", "now", is_flag=True, help="start the window now")
+@_database_options
+def ari_move(
+    serial: str,
+    to: str | None,
+    now: bool,
+    state_dir: Path | None,
+    db: str | None,
+    config_file: Path | None,
+) -> None:
+    """Move a certificate's suggested renewal window to start at a given time."""
+    from acmekit.server.admin import move_ari_window
+
+    start = _when(to, now)
+    with _store(state_dir, db, config_file) as store, _admin_errors():
+        rec = move_ari_window(store, serial, start)
+    click.echo(f"moved: {rec.serial} window starts {start.strftime('%Y-%m-%dT%H:%M:%SZ')}")

@@ -40,6 +40,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     urls: Urls
+    client: str | None = None  # the peer's IP address, when the server knows it
 
     @property
     def url(self) -> str:
@@ -90,6 +91,7 @@ class AcmeApp:
             (frozenset({"POST"}), re.compile(r"/acme/chall/([\w-]+)"), self.challenge),
             (frozenset({"GET", "POST"}), re.compile(r"/acme/cert/([\w-]+)"), self.certificate),
             (frozenset({"GET"}), re.compile(r"/acme/issuer-cert"), self.issuer_cert),
+            (frozenset({"GET"}), re.compile(r"/acme/renewal-info/([\w.-]+)"), self.renewal_info),
         ]
 
     # ASGI ---------------------------------------------------------------------------
@@ -128,6 +130,8 @@ class AcmeApp:
             try:
                 await self.authority.recover()
                 self.nonces.prune()
+                if self.authority.crl is not None:
+                    self.authority.crl.refresh()
             except Exception:
                 log.exception("housekeeping failed")
             await asyncio.sleep(period)
@@ -140,7 +144,9 @@ class AcmeApp:
         except AcmeError as exc:
             body, early = b"", exc
         urls = Urls(self.config.base_url or f"https://{headers.get('host', 'localhost')}")
-        req = Request(scope["method"], scope["path"], headers, body, urls)
+        client = scope.get("client")
+        peer = str(client[0]) if client else None
+        req = Request(scope["method"], scope["path"], headers, body, urls, peer)
         resp = self._problem(early.problem) if early else await self.handle(req)
         await self._send(req, resp, send)
 
@@ -227,7 +233,7 @@ class AcmeApp:
 
     async def new_account(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req, "jwk")
-        rec, created = self.authority.new_account(auth, req.url)
+        rec, created = self.authority.new_account(auth, req.url, req.client)
         doc = render.account(req.urls, rec)
         return json_response(doc, 201 if created else 200, req.urls.account(rec.id))
 
@@ -295,3 +301,10 @@ class AcmeApp:
         auth = self._authenticate(req, "either")
         self.authority.revoke(auth, auth.payload)
         return Response(200)
+
+    async def renewal_info(self, req: Request, m: re.Match[str]) -> Response:
+        """RFC 9773 §4.2: unauthenticated GET; Retry-After says when to ask again."""
+        window = self.authority.renewal_info(m[1])
+        resp = json_response(render.renewal_info(window))
+        resp.headers.append(("Retry-After", str(int(self.config.ari.retry_after.total_seconds()))))
+        return resp

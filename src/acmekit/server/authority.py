@@ -4,6 +4,12 @@ Handlers authenticate and render; everything between is here. No sockets and no
 clock of its own: the store, signer, validator and `now` are injected. Background
 work (validation, issuance) runs as tasks that record their outcome in the store, and
 `recover()` finishes what a stopped process left behind, so nothing stays stuck.
+
+Policy lives beside the rules it guards: rate limits (ratelimits.py) are taken or checked
+where each request arrives and spent when the work is done; profiles (profiles.py) set
+lifetimes; ARI (RFC 9773, ari.py) names certificates and suggests renewal windows, and an
+order's `replaces` is honoured once per certificate and exempts it from rate limits;
+revocations remake the revoked certificate's CRL shard at once (crl.py).
 """
 
 from __future__ import annotations
@@ -44,9 +50,20 @@ from acmekit.protocol.problems import (
     problem,
     unauthorized,
 )
+from acmekit.server import ari
 from acmekit.server.auth import Authenticated, account_id_from_kid
 from acmekit.server.ca import Issuer, issue_certificate, new_serial, pem_chain
-from acmekit.server.config import ServerConfig
+from acmekit.server.config import Profile, ServerConfig
+from acmekit.server.crl import CrlPublisher
+from acmekit.server.profiles import check_identifiers, select_profile
+from acmekit.server.ratelimits import (
+    LimitName,
+    RateLimiter,
+    Subject,
+    name_set_key,
+    registered_domain,
+    registered_domains,
+)
 from acmekit.server.records import (
     AccountRecord,
     AuthorizationRecord,
@@ -135,12 +152,16 @@ class Authority:
         validator: Validator,
         now: Callable[[], datetime],
         signer: Signer | None = None,
+        crl: CrlPublisher | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.issuer = issuer
         self.validator = validator
         self.now = now
+        self.limits = RateLimiter(config.rate_limits, store)
+        self.profiles = config.all_profiles
+        self.crl = crl
         self.sign: Signer = signer or self._sign
         self._tasks: set[asyncio.Task[None]] = set()
         self.finalize_wait = config.finalize_wait
@@ -157,7 +178,13 @@ class Authority:
         if self.config.issuance_delay:
             await asyncio.sleep(self.config.issuance_delay)
         return issue_certificate(
-            self.issuer, csr, idents, serial=serial, not_before=not_before, not_after=not_after
+            self.issuer,
+            csr,
+            idents,
+            serial=serial,
+            not_before=not_before,
+            not_after=not_after,
+            crl_url=self.crl.url_for(serial) if self.crl else None,
         )
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
@@ -173,7 +200,9 @@ class Authority:
 
     # accounts ---------------------------------------------------------------------
 
-    def new_account(self, auth: Authenticated, url: str) -> tuple[AccountRecord, bool]:
+    def new_account(
+        self, auth: Authenticated, url: str, client_ip: str | None = None
+    ) -> tuple[AccountRecord, bool]:
         """§7.3: returns (account, created). An existing key returns its account."""
         payload = auth.payload if isinstance(auth.payload, dict) else None
         if payload is None:
@@ -190,6 +219,9 @@ class Authority:
         if self.config.terms_of_service and payload.get("termsOfServiceAgreed") is not True:
             raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
         eab_kid = self._check_eab(payload.get("externalAccountBinding"), jwk, url)
+        if client_ip is not None:
+            subject = Subject(client_ip)
+            self.limits.take(LimitName.NEW_ACCOUNTS_PER_IP, subject, self.now())
         rec = AccountRecord(
             id=new_id(),
             thumbprint=thumbprint(auth.key),
@@ -199,6 +231,8 @@ class Authority:
             created=self.now(),
             eab_kid=eab_kid,
         )
+        if eab_kid is not None:
+            self._bind_eab(eab_kid, rec.id)
         stored = self.store.add_account(rec)
         return stored, stored.id == rec.id
 
@@ -214,7 +248,8 @@ class Authority:
         kid = inner.protected.get("kid")
         if inner.protected.get("alg") != "HS256" or "nonce" in inner.protected:
             raise malformed("externalAccountBinding must be HS256 with no nonce")
-        if not isinstance(kid, str) or kid not in self.config.eab_keys:
+        secret = self._eab_secret(kid)
+        if secret is None or not isinstance(kid, str):
             raise unauthorized("externalAccountBinding kid is unknown")
         if inner.protected.get("url") != url:
             raise unauthorized("externalAccountBinding url does not match newAccount")
@@ -223,11 +258,25 @@ class Authority:
             key_from_jwk(jwk)
         ):
             raise unauthorized("externalAccountBinding does not bind this account key")
-        if not eab_verify(inner, b64d(self.config.eab_keys[kid])):
+        if not eab_verify(inner, b64d(secret)):
             raise unauthorized("externalAccountBinding signature is invalid")
         if self.store.eab_kid_used(kid):
             raise unauthorized("externalAccountBinding key is already bound to an account")
         return kid
+
+    def _bind_eab(self, kid: str, account_id: str) -> None:
+        """A database key binds to one account, once, across processes."""
+        if kid not in self.config.eab_keys and not self.store.bind_eab_key(kid, account_id):
+            raise unauthorized("externalAccountBinding key is already bound to an account")
+
+    def _eab_secret(self, kid: object) -> str | None:
+        """A key from the configuration file, else an unrevoked one from the database."""
+        if not isinstance(kid, str):
+            return None
+        if kid in self.config.eab_keys:
+            return self.config.eab_keys[kid]
+        key = self.store.eab_key(kid)
+        return key.hmac_key if key is not None and key.revoked is None else None
 
     def update_account(self, auth: Authenticated, account_id: str) -> AccountRecord:
         """§7.3.2 and §7.3.6: POST-as-GET, contact update, or deactivation."""
@@ -294,42 +343,141 @@ class Authority:
             if payload.get(field) is not None:
                 raise malformed(f"{field} is not supported by this CA")
         idents = parse_identifiers(payload.get("identifiers"), self.config.max_identifiers)
+        name, profile = select_profile(
+            payload.get("profile"), self.profiles, self.config.default_profile
+        )
+        check_identifiers(name, profile, idents)
         now = self.now()
+        order_id = new_id()
+        replaced = self._replaced(account, payload.get("replaces"), idents)
+        if replaced is None:
+            self._order_limits(account, idents, now)
+        authz_ids, fresh = self._order_authorizations(account, idents, now, name, profile)
+        order = OrderRecord(
+            id=order_id,
+            account_id=account.id,
+            identifiers=idents,
+            authz_ids=authz_ids,
+            expires=now + profile.order_lifetime,
+            created=now,
+            profile=name,
+            replaces=None if replaced is None else str(payload["replaces"]),
+        )
+        if replaced is not None:
+            self._claim_replacement(replaced, order_id)
+        self.store.add_order(order, fresh)
+        return self.order_view(order)
+
+    def _order_authorizations(
+        self,
+        account: AccountRecord,
+        idents: Sequence[Identifier],
+        now: datetime,
+        name: str,
+        profile: Profile,
+    ) -> tuple[tuple[str, ...], list[AuthorizationRecord]]:
+        """Each identifier's authorization: a live one of this profile, else a new one."""
         authz_ids: list[str] = []
         fresh: list[AuthorizationRecord] = []
         for ident in idents:
             base = Identifier(ident.type, ident.base_name)
-            reused = self._reusable(account.id, base, ident.is_wildcard, now)
+            reused = self._reusable(account.id, base, ident.is_wildcard, now, name)
             if reused is None:
-                reused = self._new_authz(account.id, base, ident.is_wildcard, now)
+                reused = self._new_authz(account.id, base, ident.is_wildcard, now, profile)
                 fresh.append(reused)
             authz_ids.append(reused.id)
-        order = OrderRecord(
-            id=new_id(),
-            account_id=account.id,
-            identifiers=idents,
-            authz_ids=tuple(authz_ids),
-            expires=now + self.config.order_lifetime,
-            created=now,
-            profile=payload.get("profile") if isinstance(payload.get("profile"), str) else None,
-            replaces=payload.get("replaces") if isinstance(payload.get("replaces"), str) else None,
-        )
-        self.store.add_order(order, fresh)
-        return self.order_view(order)
+        return tuple(authz_ids), fresh
+
+    def _order_limits(
+        self, account: AccountRecord, idents: Sequence[Identifier], now: datetime
+    ) -> None:
+        """Take a new-order token; check (not spend) the issuance limits (§6.6 early)."""
+        self.limits.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject(account.id), now)
+        for subject in self._issuance_subjects(account.id, idents):
+            self.limits.check(subject[0], subject[1], now)
+
+    @staticmethod
+    def _issuance_subjects(
+        account_id: str, idents: Sequence[Identifier]
+    ) -> list[tuple[LimitName, Subject]]:
+        domains = registered_domains(idents)
+        found = [(LimitName.CERTIFICATES_PER_DOMAIN, Subject(d, (account_id,))) for d in domains]
+        names = Subject(name_set_key(idents), (account_id, *domains))
+        return [*found, (LimitName.DUPLICATE_CERTIFICATES, names)]
+
+    def _replaced(
+        self, account: AccountRecord, replaces: object, idents: Sequence[Identifier]
+    ) -> CertificateRecord | None:
+        """RFC 9773 §5: the certificate `replaces` names, checked; None if absent."""
+        if replaces is None:
+            return None
+        if not isinstance(replaces, str):
+            raise malformed("replaces must be a certID string")
+        cert_id = ari.parse_cert_id(replaces)
+        rec = self._certificate_by_cert_id(cert_id)
+        if rec is None or rec.account_id != account.id:
+            raise malformed(f"replaces names no certificate of this account: {replaces}")
+        if not {i.value.lower() for i in idents} & {i.value.lower() for i in rec.identifiers}:
+            raise malformed("a replacement must share an identifier with the certificate")
+        self._replacement_open(rec)
+        return rec
+
+    def _replacement_open(self, rec: CertificateRecord) -> str | None:
+        """The failed order that held the replacement claim (None if unclaimed), or
+        alreadyReplaced (409) if a live order or a certificate replaced it."""
+        previous = self.store.replacement(rec.id)
+        if previous is None:
+            return None
+        order = self.store.order(previous)
+        if order is None or self.order_view(order).status == OrderStatus.INVALID:
+            return previous
+        raise problem(ProblemType.ALREADY_REPLACED, f"certificate {rec.serial} is already replaced")
+
+    def _claim_replacement(self, rec: CertificateRecord, order_id: str) -> None:
+        previous = self._replacement_open(rec)
+        if not self.store.claim_replacement(rec.id, order_id, previous):
+            raise problem(
+                ProblemType.ALREADY_REPLACED, f"certificate {rec.serial} is already replaced"
+            )
+
+    def _certificate_by_cert_id(self, cert_id: ari.CertId) -> CertificateRecord | None:
+        if cert_id.key_id != self.issuer.authority_key_identifier.key_identifier:
+            return None
+        rec = self.store.certificate_by_serial(format(cert_id.serial, "x"))
+        return rec if rec is not None and rec.pem is not None else None
 
     def _reusable(
-        self, account_id: str, ident: Identifier, wildcard: bool, now: datetime
+        self,
+        account_id: str,
+        ident: Identifier,
+        wildcard: bool,
+        now: datetime,
+        profile: str | None = None,
     ) -> AuthorizationRecord | None:
+        """A live authorization to reuse; for an order, only one made for its profile."""
         # An authorization must outlive the order by a margin to be worth reusing.
         horizon = now + timedelta(days=1)
-        for rec in self.store.reusable_authorizations(account_id, ident, wildcard, horizon):
+        found = self.store.reusable_authorizations(account_id, ident, wildcard, horizon)
+        made_for = self.store.authz_profiles([r.id for r in found])
+        for rec in found:
+            if profile is not None and made_for.get(rec.id, self.config.default_profile) != profile:
+                continue
             status = self._authz_status(rec, now)
             if status in (AuthorizationStatus.VALID, AuthorizationStatus.PENDING):
                 return rec
         return None
 
+    def _profile_of_authz(self, authz_id: str) -> Profile:
+        name = self.store.authz_profiles([authz_id]).get(authz_id, self.config.default_profile)
+        return self.profiles.get(name) or self.profiles[self.config.default_profile]
+
     def _new_authz(
-        self, account_id: str, ident: Identifier, wildcard: bool, now: datetime
+        self,
+        account_id: str,
+        ident: Identifier,
+        wildcard: bool,
+        now: datetime,
+        profile: Profile,
     ) -> AuthorizationRecord:
         authz_id = new_id()
         challenges = tuple(
@@ -348,7 +496,7 @@ class Authority:
             identifier=ident,
             wildcard=wildcard,
             stored_status=AuthorizationStatus.PENDING,
-            expires=now + self.config.pending_authz_lifetime,
+            expires=now + profile.pending_authz_lifetime,
             challenges=challenges,
         )
 
@@ -425,6 +573,7 @@ class Authority:
         if ch.status != ChallengeStatus.PENDING or status != AuthorizationStatus.PENDING:
             # Idempotent: answering a challenge twice reports where it stands.
             return ch, authz
+        self.limits.check(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), self.now())
         if self.store.start_challenge(ch.id, self.now()):
             self._spawn(self._validate(ch, authz, account.jwk))
         started = self.store.challenge(ch.id)
@@ -446,8 +595,16 @@ class Authority:
             log.exception("validation of challenge %s failed unexpectedly", ch.id)
             error = Problem(str(ProblemType.SERVER_INTERNAL), str(exc), 500).to_json()
         now = self.now()
-        self.store.finish_challenge(ch.id, now, error, now + self.config.valid_authz_lifetime)
+        lifetime = self._profile_of_authz(authz.id).valid_authz_lifetime
+        self.store.finish_challenge(ch.id, now, error, now + lifetime)
+        if error is not None:
+            self.limits.spend(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), now)
         log.info("challenge %s %s: %s", ch.id, ch.type, "invalid" if error else "valid")
+
+    @staticmethod
+    def _failure_subject(authz: AuthorizationRecord) -> Subject:
+        host = authz.identifier.value.lower()
+        return Subject(f"{authz.account_id}:{host}", (authz.account_id, registered_domain(host)))
 
     # finalize and certificates ------------------------------------------------------
 
@@ -482,7 +639,7 @@ class Authority:
             pem=None,
             identifiers=order.identifiers,
             not_before=not_before,
-            not_after=not_before + self.config.certificate_lifetime,
+            not_after=not_before + self._profile_of_order(order).certificate_lifetime,
             issued=now,
         )
         try:
@@ -500,6 +657,13 @@ class Authority:
             )
             return
         log.info("order %s issued serial %s", order.id, rec.serial)
+        if order.replaces is None:
+            for name, subject in self._issuance_subjects(order.account_id, order.identifiers):
+                self.limits.spend(name, subject, now)
+
+    def _profile_of_order(self, order: OrderRecord) -> Profile:
+        name = order.profile or self.config.default_profile
+        return self.profiles.get(name) or self.profiles[self.config.default_profile]
 
     def certificate_pem(self, cert_id: str) -> str:
         cert = self.store.certificate(cert_id)
@@ -529,6 +693,20 @@ class Authority:
         if not self.store.revoke(rec.id, reason, self.now()):
             raise problem(ProblemType.ALREADY_REVOKED, "certificate is already revoked")
         log.info("revoked serial %s reason %d", rec.serial, reason)
+        if self.crl is not None:
+            self.crl.revoked(cert.serial_number)
+
+    def renewal_info(self, text: str) -> ari.Window:
+        """RFC 9773 §4.2: the suggested window for the certificate `text` names."""
+        rec = self._certificate_by_cert_id(ari.parse_cert_id(text))
+        if rec is None:
+            raise not_found(f"no certificate {text}")
+        if rec.revoked_at is not None:
+            return ari.revoked_window(self.now())
+        moved = self.store.ari_window_start(rec.id)
+        if moved is not None:
+            return ari.moved_window(moved)
+        return ari.suggested_window(rec.not_before, rec.not_after)
 
     def _check_revoker(
         self, auth: Authenticated, rec: CertificateRecord, cert: x509.Certificate

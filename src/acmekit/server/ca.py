@@ -84,6 +84,11 @@ class Issuer:
     def _intermediate_pem(self) -> bytes:
         return self.intermediate_cert.public_bytes(serialization.Encoding.PEM)
 
+    @property
+    def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        """The AKI of what the intermediate signs: certificates, CRLs (RFC 5280 §4.2.1.1)."""
+        return self._intermediate_aki
+
     @cached_property
     def _intermediate_aki(self) -> x509.AuthorityKeyIdentifier:
         ski = self.intermediate_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)

@@ -1,18 +1,88 @@
-"""Server settings: one frozen dataclass, filled from TOML and overridden by flags.
+"""Server settings: frozen dataclasses, filled from TOML and overridden by flags.
 
 The TOML file uses the flag names (`listen`, `state_dir`, `db`, `dns_resolver`,
-`http01_port`, `tlsalpn01_port`, ...) at top level; see docs/server.md.
+`http01_port`, `tlsalpn01_port`, ...) at top level, and tables for the CA's policy:
+`[rate_limits]` (one sub-table per limit), `[profiles.NAME]`, `[crl]` and `[ari]`.
+Durations are seconds. Every setting and its default is listed in docs/server.md.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from acmekit.server.validation import ValidationConfig
+
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A token bucket: `count` tokens at most, refilled steadily over `period`.
+
+    `overrides` maps an account ID or a registered domain to another `count`.
+    """
+
+    count: int
+    period: timedelta
+    overrides: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Let's Encrypt's limits, by their names and default sizes."""
+
+    enabled: bool = True
+    new_accounts_per_ip: Limit = Limit(10, 3 * HOUR)
+    new_orders_per_account: Limit = Limit(300, 3 * HOUR)
+    certificates_per_domain: Limit = Limit(50, 7 * DAY)
+    duplicate_certificates: Limit = Limit(5, 7 * DAY)
+    failed_validations: Limit = Limit(5, HOUR)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A certificate profile (draft-ietf-acme-profiles): lifetimes and what it accepts."""
+
+    description: str
+    certificate_lifetime: timedelta = timedelta(days=90)
+    order_lifetime: timedelta = timedelta(days=7)
+    pending_authz_lifetime: timedelta = timedelta(days=7)
+    valid_authz_lifetime: timedelta = timedelta(days=30)
+    ip_identifiers: bool = True
+
+
+SHORTLIVED = Profile(
+    description="Certificates valid for 160 hours; IP address identifiers allowed",
+    certificate_lifetime=timedelta(hours=160),
+    order_lifetime=timedelta(hours=7),
+    pending_authz_lifetime=timedelta(hours=7),
+    valid_authz_lifetime=timedelta(hours=7),
+    ip_identifiers=True,
+)
+
+
+@dataclass(frozen=True)
+class CrlSettings:
+    """Sharded CRLs served on plain HTTP (RFC 5280 §5)."""
+
+    listen: str | None = "127.0.0.1:14080"  # None: no CRL listener in this process
+    base_url: str | None = None  # default: http://LISTEN
+    shards: int = 4
+    regenerate_every: timedelta = timedelta(minutes=5)
+    next_update: timedelta = DAY
+
+
+@dataclass(frozen=True)
+class AriSettings:
+    """ACME Renewal Information (RFC 9773)."""
+
+    retry_after: timedelta = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -30,6 +100,7 @@ class ServerConfig:
     caa_identities: tuple[str, ...] = ("acmekit",)
     eab_required: bool = False
     eab_keys: dict[str, str] = field(default_factory=dict)  # kid -> base64url HMAC key
+    # The `classic` profile's lifetimes (other profiles carry their own).
     certificate_lifetime: timedelta = timedelta(days=90)
     order_lifetime: timedelta = timedelta(days=7)
     pending_authz_lifetime: timedelta = timedelta(days=7)
@@ -44,21 +115,44 @@ class ServerConfig:
     stale_after: float = 30.0
     # Fault injection for drills and tests: seconds each signature is held back.
     issuance_delay: float = 0.0
+    rate_limits: RateLimits = RateLimits()
+    default_profile: str = "classic"
+    profiles: Mapping[str, Profile] = field(default_factory=dict)  # added to / replacing
+    crl: CrlSettings = CrlSettings()
+    ari: AriSettings = AriSettings()
 
     @property
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return split_host_port(self.listen)
 
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{self.state_dir / 'acmekit.db'}"
 
+    @property
+    def all_profiles(self) -> dict[str, Profile]:
+        """`classic` (from the top-level lifetimes), `shortlived`, then the configured ones."""
+        classic = Profile(
+            description="Certificates valid for 90 days (the default)",
+            certificate_lifetime=self.certificate_lifetime,
+            order_lifetime=self.order_lifetime,
+            pending_authz_lifetime=self.pending_authz_lifetime,
+            valid_authz_lifetime=self.valid_authz_lifetime,
+        )
+        return {"classic": classic, "shortlived": SHORTLIVED, **self.profiles}
+
+    @property
+    def crl_base_url(self) -> str:
+        if self.crl.base_url:
+            return self.crl.base_url.rstrip("/")
+        host, port = split_host_port(self.crl.listen or "127.0.0.1:14080")
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
+
     def validation(self) -> ValidationConfig:
         resolver = None
         if self.dns_resolver:
-            host, _, port = self.dns_resolver.rpartition(":")
-            resolver = (host.strip("[]"), int(port))
+            resolver = split_host_port(self.dns_resolver)
         return ValidationConfig(
             dns_resolver=resolver,
             http01_port=self.http01_port,
@@ -67,17 +161,83 @@ class ServerConfig:
         )
 
 
+def split_host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 _DURATIONS = {
     "certificate_lifetime",
     "order_lifetime",
     "pending_authz_lifetime",
     "valid_authz_lifetime",
+    "period",
+    "regenerate_every",
+    "next_update",
+    "retry_after",
 }
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _seconds(value: Any) -> timedelta:
+    return timedelta(seconds=float(value))
+
+
+def _table(cls: type[Any], default: Any, doc: Any, where: str, **nested: Callable[..., Any]) -> Any:
+    """`default` with the fields that `doc` (a TOML table) sets; unknown keys are errors."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = set(doc) - known
+    if unknown:
+        raise ValueError(f"unknown settings in {where}: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in nested:
+            values[key] = nested[key](getattr(default, key), value, f"{where}.{key}")
+        elif key in _DURATIONS:
+            values[key] = _seconds(value)
+        elif key == "overrides":
+            values[key] = {str(k): int(v) for k, v in dict(value).items()}
+        else:
+            values[key] = value
+    return replace(default, **values)
+
+
+def _limit(default: Limit, doc: Any, where: str) -> Limit:
+    limit: Limit = _table(Limit, default, doc, where)
+    return limit
+
+
+def _rate_limits(default: RateLimits, doc: Any, where: str) -> RateLimits:
+    names = {f.name for f in fields(RateLimits)} - {"enabled"}
+    limits: RateLimits = _table(RateLimits, default, doc, where, **dict.fromkeys(names, _limit))
+    return limits
+
+
+def _profiles(default: Mapping[str, Profile], doc: Any, where: str) -> dict[str, Profile]:
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} must be a table of profiles")
+    base = Profile(description="")
+    out = dict(default)
+    for name, table in doc.items():
+        start = out.get(name) or ServerConfig().all_profiles.get(name) or base
+        out[name] = _table(Profile, start, table, f"{where}.{name}")
+    return out
+
+
+_NESTED: dict[str, Callable[..., Any]] = {
+    "rate_limits": _rate_limits,
+    "profiles": _profiles,
+    "crl": lambda d, doc, w: _table(CrlSettings, d, doc, w),
+    "ari": lambda d, doc, w: _table(AriSettings, d, doc, w),
+}
+
+
+def _coerce(name: str, value: Any, default: ServerConfig) -> Any:
+    if name in _NESTED:
+        return _NESTED[name](getattr(default, name), value, name)
     if name in _DURATIONS:
-        return timedelta(seconds=float(value))
+        return _seconds(value)
     if name == "state_dir":
         return Path(value)
     if name in ("caa_identities", "listener_hosts"):
@@ -86,7 +246,10 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
-    """TOML file first (if any), then every override that is not None."""
+    """TOML file first (if any), then every override that is not None.
+
+    `crl_listen` in `overrides` sets `crl.listen` (the `--crl-listen` flag).
+    """
     known = {f.name for f in fields(ServerConfig)}
     values: dict[str, Any] = {}
     if path is not None:
@@ -96,5 +259,12 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
         if unknown:
             raise ValueError(f"{path}: unknown settings: {', '.join(sorted(unknown))}")
         values.update(doc)
+    crl_listen = overrides.pop("crl_listen", None)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return replace(ServerConfig(), **{k: _coerce(k, v) for k, v in values.items()})
+    base = ServerConfig()
+    config = replace(base, **{k: _coerce(k, v, base) for k, v in values.items()})
+    if crl_listen is not None:
+        config = replace(config, crl=replace(config.crl, listen=crl_listen or None))
+    if config.default_profile not in config.all_profiles:
+        raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
+    return config

@@ -86,3 +86,24 @@ class CertificateRecord:
     revoked_at: datetime | None = None
     revocation_reason: int | None = None
     abandoned: bool = False
+
+
+@dataclass(frozen=True)
+class EabKey:
+    """An External Account Binding key handed to a customer (RFC 8555 §7.3.4)."""
+
+    kid: str
+    hmac_key: str  # base64url
+    created: datetime
+    revoked: datetime | None = None
+    account_id: str | None = None  # bound to the first account that used it
+
+
+@dataclass(frozen=True)
+class CrlRecord:
+    """The latest signed CRL of one shard."""
+
+    shard: int
+    number: int
+    this_update: datetime
+    der: bytes

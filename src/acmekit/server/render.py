@@ -7,8 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from acmekit.protocol.messages import OrderStatus
+from acmekit.server.ari import Window
 from acmekit.server.authority import AuthzView, OrderView
 from acmekit.server.config import ServerConfig
+from acmekit.server.profiles import descriptions
 from acmekit.server.records import AccountRecord, ChallengeRecord
 
 
@@ -53,6 +55,7 @@ def directory(urls: Urls, config: ServerConfig) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "caaIdentities": list(config.caa_identities),
         "externalAccountRequired": config.eab_required,
+        "profiles": descriptions(config.all_profiles),
     }
     if config.terms_of_service:
         meta["termsOfService"] = config.terms_of_service
@@ -64,6 +67,7 @@ def directory(urls: Urls, config: ServerConfig) -> dict[str, Any]:
         "newOrder": urls.resource("new-order"),
         "revokeCert": urls.resource("revoke-cert"),
         "keyChange": urls.resource("key-change"),
+        "renewalInfo": urls.resource("renewal-info"),
         "meta": meta,
     }
 
@@ -125,3 +129,7 @@ def order(urls: Urls, view: OrderView) -> dict[str, Any]:
     if view.error is not None:
         doc["error"] = view.error
     return doc
+
+
+def renewal_info(window: Window) -> dict[str, Any]:
+    return {"suggestedWindow": {"start": rfc3339(window.start), "end": rfc3339(window.end)}}

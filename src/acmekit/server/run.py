@@ -1,4 +1,5 @@
-"""Assemble and run the CA: state directory, issuer, store, validator, HTTPS listener."""
+"""Assemble and run the CA: state directory, issuer, store, validator, HTTPS listener,
+and the plain-HTTP listener that serves CRLs (a second uvicorn server on the same loop)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+import uvicorn
 
 from acmekit.server.app import AcmeApp
 from acmekit.server.authority import Authority
 from acmekit.server.ca import Issuer, listener_credentials, load_or_create_issuer
-from acmekit.server.config import ServerConfig
+from acmekit.server.config import ServerConfig, split_host_port
+from acmekit.server.crl import CrlApp, CrlPublisher
 from acmekit.server.nonces import NonceService
 from acmekit.server.store import Store
 from acmekit.server.validation import Validator
@@ -31,6 +35,7 @@ class Assembly:
     app: AcmeApp
     issuer: Issuer
     store: Store
+    crl: CrlPublisher
 
 
 def assemble(config: ServerConfig, now: Callable[[], datetime] = utcnow) -> Assembly:
@@ -39,8 +44,10 @@ def assemble(config: ServerConfig, now: Callable[[], datetime] = utcnow) -> Asse
     issuer = load_or_create_issuer(config.state_dir, now())
     store = Store.from_url(config.db_url)
     nonces = NonceService(store, now)
-    authority = Authority(config, store, issuer, Validator(config.validation()), now)
-    return Assembly(AcmeApp(authority, nonces), issuer, store)
+    crl = CrlPublisher(config.crl, config.crl_base_url, store, issuer, now)
+    validator = Validator(config.validation())
+    authority = Authority(config, store, issuer, validator, now, crl=crl)
+    return Assembly(AcmeApp(authority, nonces), issuer, store, crl)
 
 
 def _listener_hosts(config: ServerConfig) -> list[str]:
@@ -55,8 +62,8 @@ def _listener_hosts(config: ServerConfig) -> list[str]:
     return hosts
 
 
-def bind(config: ServerConfig) -> socket.socket:
-    host, port = config.host_port
+def bind(config: ServerConfig, address: str | None = None) -> socket.socket:
+    host, port = split_host_port(address) if address else config.host_port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -73,10 +80,14 @@ def directory_url(config: ServerConfig, sock: socket.socket) -> str:
 
 
 async def serve(config: ServerConfig, announce: Callable[[str], None] | None = None) -> None:
-    import uvicorn
-
     say = announce or (lambda line: print(line, flush=True))
+    crl_sock = _bind_crl(config)
+    if crl_sock is not None and not config.crl.base_url:
+        host, port = crl_sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        config = replace(config, crl=replace(config.crl, base_url=f"http://{shown}:{port}"))
     assembly = assemble(config)
+    assembly.crl.refresh(force=True)
     cert, key = listener_credentials(
         assembly.issuer, config.state_dir, _listener_hosts(config), utcnow()
     )
@@ -93,7 +104,35 @@ async def serve(config: ServerConfig, announce: Callable[[str], None] | None = N
         loop="uvloop",
         http="httptools",
     )
-    await uvicorn.Server(uv).serve(sockets=[sock])
+    servers = [(uvicorn.Server(uv), sock)]
+    if crl_sock is not None:
+        say(f"crl: {config.crl_base_url}/crl/")
+        plain = uvicorn.Config(
+            CrlApp(assembly.crl), lifespan="off", log_level="warning", access_log=False
+        )
+        servers.append((uvicorn.Server(plain), crl_sock))
+    await _serve_together(servers)
+
+
+async def _serve_together(servers: list[tuple[uvicorn.Server, socket.socket]]) -> None:
+    """Run the servers on one loop; when one stops (a signal, an error), stop the rest."""
+    tasks = [asyncio.ensure_future(server.serve(sockets=[s])) for server, s in servers]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server, _ in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks)
+
+
+def _bind_crl(config: ServerConfig) -> socket.socket | None:
+    """The CRL listener's socket; None if it is switched off or its address is taken
+    (another process on this host serves the same database's CRLs, or must be moved)."""
+    if not config.crl.listen:
+        return None
+    try:
+        return bind(config, config.crl.listen)
+    except OSError as exc:
+        log.error("CRL listener on %s not started: %s", config.crl.listen, exc)
+        return None
 
 
 def run(config: ServerConfig) -> None:

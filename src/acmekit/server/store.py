@@ -14,7 +14,7 @@ How it keeps its promises:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -30,11 +30,14 @@ from acmekit.protocol.messages import (
     Identifier,
     IdentifierType,
 )
+from acmekit.server.ratelimits import Bucket
 from acmekit.server.records import (
     AccountRecord,
     AuthorizationRecord,
     CertificateRecord,
     ChallengeRecord,
+    CrlRecord,
+    EabKey,
     OrderRecord,
 )
 
@@ -126,6 +129,58 @@ settings = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+# Policy (rate limits, EAB keys, CRLs, ARI): tables of their own, so a database made
+# before them gains them by create_all without altering the tables above.
+
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("updated", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+eab_keys = sa.Table(
+    "eab_keys",
+    metadata,
+    sa.Column("kid", sa.String(255), primary_key=True),
+    sa.Column("hmac_key", sa.Text, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("revoked", sa.BigInteger),
+    sa.Column("account_id", sa.String(64)),
+)
+
+crls = sa.Table(
+    "crls",
+    metadata,
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("number", sa.BigInteger, nullable=False),
+    sa.Column("this_update", sa.BigInteger, nullable=False),
+    sa.Column("der", sa.LargeBinary, nullable=False),
+)
+
+replacements = sa.Table(
+    "replacements",
+    metadata,
+    sa.Column("certificate_id", sa.String(64), primary_key=True),
+    sa.Column("order_id", sa.String(64), nullable=False),
+)
+
+ari_windows = sa.Table(
+    "ari_windows",
+    metadata,
+    sa.Column("certificate_id", sa.String(64), primary_key=True),
+    sa.Column("start", sa.BigInteger, nullable=False),
+)
+
+authz_profiles = sa.Table(
+    "authz_profiles",
+    metadata,
+    sa.Column("authz_id", sa.String(64), primary_key=True),
+    sa.Column("profile", sa.String(64), nullable=False),
 )
 
 
@@ -477,6 +532,10 @@ class Store:
         with self._tx() as c:
             for authz in new_authzs:
                 self.add_authorization(authz, c)
+                if order.profile is not None:
+                    c.execute(
+                        authz_profiles.insert().values(authz_id=authz.id, profile=order.profile)
+                    )
             c.execute(
                 orders.insert().values(
                     id=order.id,
@@ -652,3 +711,188 @@ class Store:
                 .values(revoked_at=to_us(now), revocation_reason=reason)
             )
             return bool(res.rowcount == 1)
+
+    # rate-limit buckets ---------------------------------------------------------------
+
+    def update_bucket(
+        self, key: str, change: Callable[[Bucket | None], Bucket | None]
+    ) -> Bucket | None:
+        """Read a bucket, let `change` decide, write its answer by compare-and-set.
+
+        `change` returns the new state, or None to leave the bucket alone. If another
+        process changed the row in between, it runs again on the fresh state.
+        """
+        for _ in range(50):
+            with self._tx() as c:
+                row = c.execute(sa.select(rate_buckets).where(rate_buckets.c.key == key)).first()
+            current = None if row is None else Bucket(row.tokens, from_us(row.updated))
+            new = change(current)
+            if new is None:
+                return current
+            values = {"tokens": new.tokens, "updated": to_us(new.updated)}
+            try:
+                with self._tx() as c:
+                    if row is None:
+                        c.execute(rate_buckets.insert().values(key=key, version=0, **values))
+                        return new
+                    res = c.execute(
+                        rate_buckets.update()
+                        .where(rate_buckets.c.key == key, rate_buckets.c.version == row.version)
+                        .values(version=row.version + 1, **values)
+                    )
+                    if res.rowcount == 1:
+                        return new
+            except sa.exc.IntegrityError:
+                continue
+        raise RuntimeError(f"rate-limit bucket {key} is too contended")
+
+    # EAB keys -------------------------------------------------------------------------
+
+    def add_eab_key(self, key: EabKey) -> bool:
+        """False if the key ID is taken."""
+        try:
+            with self._tx() as c:
+                c.execute(
+                    eab_keys.insert().values(
+                        kid=key.kid, hmac_key=key.hmac_key, created=to_us(key.created)
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    @staticmethod
+    def _eab(row: Any) -> EabKey:
+        return EabKey(
+            kid=row.kid,
+            hmac_key=row.hmac_key,
+            created=from_us(row.created),
+            revoked=_opt_time(row.revoked),
+            account_id=row.account_id,
+        )
+
+    def eab_key(self, kid: str) -> EabKey | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(eab_keys).where(eab_keys.c.kid == kid)).first()
+        return None if row is None else self._eab(row)
+
+    def eab_keys(self) -> list[EabKey]:
+        with self._tx() as c:
+            rows = c.execute(sa.select(eab_keys).order_by(eab_keys.c.created)).all()
+        return [self._eab(r) for r in rows]
+
+    def revoke_eab_key(self, kid: str, now: datetime) -> bool:
+        with self._tx() as c:
+            res = c.execute(
+                eab_keys.update()
+                .where(eab_keys.c.kid == kid, eab_keys.c.revoked.is_(None))
+                .values(revoked=to_us(now))
+            )
+            return bool(res.rowcount == 1)
+
+    def bind_eab_key(self, kid: str, account_id: str) -> bool:
+        """Bind an unrevoked, unbound key to an account, once (compare-and-set)."""
+        with self._tx() as c:
+            res = c.execute(
+                eab_keys.update()
+                .where(
+                    eab_keys.c.kid == kid,
+                    eab_keys.c.account_id.is_(None),
+                    eab_keys.c.revoked.is_(None),
+                )
+                .values(account_id=account_id)
+            )
+            return bool(res.rowcount == 1)
+
+    # CRLs -----------------------------------------------------------------------------
+
+    def crl(self, shard: int) -> CrlRecord | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(crls).where(crls.c.shard == shard)).first()
+        if row is None:
+            return None
+        return CrlRecord(row.shard, row.number, from_us(row.this_update), bytes(row.der))
+
+    def save_crl(self, rec: CrlRecord) -> bool:
+        """Store shard's CRL if its number is one past the stored one (or the first)."""
+        values = {"number": rec.number, "this_update": to_us(rec.this_update), "der": rec.der}
+        try:
+            with self._tx() as c:
+                if rec.number == 1:
+                    c.execute(crls.insert().values(shard=rec.shard, **values))
+                    return True
+                res = c.execute(
+                    crls.update()
+                    .where(crls.c.shard == rec.shard, crls.c.number == rec.number - 1)
+                    .values(**values)
+                )
+                return bool(res.rowcount == 1)
+        except sa.exc.IntegrityError:
+            return False
+
+    def revoked_certificates(self, unexpired_at: datetime) -> list[CertificateRecord]:
+        """Revoked certificates that have not expired yet: what a CRL must list."""
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(certificates).where(
+                    certificates.c.revoked_at.is_not(None),
+                    certificates.c.not_after > to_us(unexpired_at),
+                )
+            ).all()
+        return [self._certificate(r) for r in rows]
+
+    # ARI --------------------------------------------------------------------------------
+
+    def replacement(self, cert_id: str) -> str | None:
+        """The order that replaces this certificate, if any."""
+        with self._tx() as c:
+            row = c.execute(
+                sa.select(replacements.c.order_id).where(replacements.c.certificate_id == cert_id)
+            ).first()
+        return None if row is None else str(row.order_id)
+
+    def claim_replacement(self, cert_id: str, order_id: str, previous: str | None) -> bool:
+        """Record `order_id` as the certificate's replacement; `previous` is the failed
+        order that held the claim before (compare-and-set), or None for the first."""
+        try:
+            with self._tx() as c:
+                if previous is None:
+                    c.execute(
+                        replacements.insert().values(certificate_id=cert_id, order_id=order_id)
+                    )
+                    return True
+                res = c.execute(
+                    replacements.update()
+                    .where(
+                        replacements.c.certificate_id == cert_id,
+                        replacements.c.order_id == previous,
+                    )
+                    .values(order_id=order_id)
+                )
+                return bool(res.rowcount == 1)
+        except sa.exc.IntegrityError:
+            return False
+
+    def ari_window_start(self, cert_id: str) -> datetime | None:
+        with self._tx() as c:
+            row = c.execute(
+                sa.select(ari_windows.c.start).where(ari_windows.c.certificate_id == cert_id)
+            ).first()
+        return None if row is None else from_us(row.start)
+
+    def move_ari_window(self, cert_id: str, start: datetime) -> None:
+        with self._tx() as c:
+            c.execute(ari_windows.delete().where(ari_windows.c.certificate_id == cert_id))
+            c.execute(ari_windows.insert().values(certificate_id=cert_id, start=to_us(start)))
+
+    # profiles ---------------------------------------------------------------------------
+
+    def authz_profiles(self, ids: Sequence[str]) -> dict[str, str]:
+        """The profile each authorization was made for (absent: the default profile)."""
+        if not ids:
+            return {}
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(authz_profiles).where(authz_profiles.c.authz_id.in_(ids))
+            ).all()
+        return {r.authz_id: r.profile for r in rows}

@@ -1,0 +1,197 @@
+"""Certificate revocation lists (RFC 5280 §5), sharded by serial, served on plain HTTP.
+
+- A certificate's shard is `serial % shards`; its CRL Distribution Point names that
+  shard's URL, `BASE/crl/{shard}.crl`, and each shard's CRL carries an Issuing
+  Distribution Point with the same URL (§5.2.5), as Let's Encrypt's sharded CRLs do.
+- Every CRL is signed by the intermediate that signs subscriber certificates, with
+  thisUpdate/nextUpdate, the AKI extension (§5.2.1), a CRL number (§5.2.3) that only
+  grows, and per entry a reason code (§5.3.1; left out for `unspecified`, as §5.3.1 asks).
+  Entries stay until the certificate expires.
+- The signed DER lives in the database with its number: a new CRL is stored only if
+  its number is one past the stored one, so processes sharing a database never go
+  backwards, and any of them serves the latest. CRLs are remade on a schedule and at
+  once after a revocation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from acmekit.server.ca import Issuer
+from acmekit.server.config import CrlSettings
+from acmekit.server.records import CertificateRecord, CrlRecord
+from acmekit.server.store import Store
+
+log = logging.getLogger(__name__)
+
+_REASONS = {
+    1: x509.ReasonFlags.key_compromise,
+    2: x509.ReasonFlags.ca_compromise,
+    3: x509.ReasonFlags.affiliation_changed,
+    4: x509.ReasonFlags.superseded,
+    5: x509.ReasonFlags.cessation_of_operation,
+    6: x509.ReasonFlags.certificate_hold,
+    8: x509.ReasonFlags.remove_from_crl,
+    9: x509.ReasonFlags.privilege_withdrawn,
+    10: x509.ReasonFlags.aa_compromise,
+}
+
+
+def shard_of(serial: int, shards: int) -> int:
+    return serial % shards
+
+
+def crl_url(base: str, shard: int) -> str:
+    return f"{base}/crl/{shard}.crl"
+
+
+def _entry(rec: CertificateRecord) -> x509.RevokedCertificate:
+    assert rec.revoked_at is not None
+    builder = (
+        x509.RevokedCertificateBuilder()
+        .serial_number(int(rec.serial, 16))
+        .revocation_date(rec.revoked_at)
+    )
+    reason = _REASONS.get(rec.revocation_reason or 0)
+    if reason is not None:
+        builder = builder.add_extension(x509.CRLReason(reason), critical=False)
+    return builder.build()
+
+
+def build_crl(
+    issuer: Issuer,
+    revoked: Sequence[CertificateRecord],
+    *,
+    number: int,
+    url: str,
+    this_update: datetime,
+    next_update: datetime,
+) -> bytes:
+    """A signed CRL (DER) listing `revoked`, for the shard whose URL is `url`."""
+    idp = x509.IssuingDistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)],
+        relative_name=None,
+        only_contains_user_certs=True,
+        only_contains_ca_certs=False,
+        only_some_reasons=None,
+        indirect_crl=False,
+        only_contains_attribute_certs=False,
+    )
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.intermediate_cert.subject)
+        .last_update(this_update)
+        .next_update(next_update)
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(issuer.authority_key_identifier, critical=False)
+        .add_extension(idp, critical=True)
+    )
+    for rec in revoked:
+        builder = builder.add_revoked_certificate(_entry(rec))
+    key = issuer.intermediate_key
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise ValueError(f"cannot sign CRLs with a {type(key).__name__}")
+    digest = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, digest).public_bytes(serialization.Encoding.DER)
+
+
+class CrlPublisher:
+    """Makes, stores and hands out each shard's CRL."""
+
+    def __init__(
+        self, settings: CrlSettings, base_url: str, store: Store, issuer: Issuer,
+        now: Callable[[], datetime],
+    ) -> None:  # fmt: skip
+        self.settings = settings
+        self.base_url = base_url
+        self.store = store
+        self.issuer = issuer
+        self.now = now
+
+    def url_for(self, serial: int) -> str:
+        return crl_url(self.base_url, shard_of(serial, self.settings.shards))
+
+    def regenerate(self, shard: int) -> CrlRecord:
+        """Sign a new CRL for `shard` and store it (retrying if another process won)."""
+        for _ in range(10):
+            now = self.now()
+            current = self.store.crl(shard)
+            number = 1 if current is None else current.number + 1
+            revoked = [
+                r
+                for r in self.store.revoked_certificates(now)
+                if shard_of(int(r.serial, 16), self.settings.shards) == shard
+            ]
+            der = build_crl(
+                self.issuer,
+                revoked,
+                number=number,
+                url=crl_url(self.base_url, shard),
+                this_update=now,
+                next_update=now + self.settings.next_update,
+            )
+            rec = CrlRecord(shard, number, now, der)
+            if self.store.save_crl(rec):
+                log.info("CRL shard %d number %d: %d entries", shard, number, len(revoked))
+                return rec
+        raise RuntimeError(f"CRL shard {shard} could not be stored")
+
+    def revoked(self, serial: int) -> None:
+        """Remake the shard that lists `serial` now that it is revoked."""
+        self.regenerate(shard_of(serial, self.settings.shards))
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Remake every shard whose CRL is older than the schedule allows (all: `force`,
+        as at start, when the URLs in the stored CRLs may be another listener's)."""
+        horizon = self.now() - self.settings.regenerate_every
+        for shard in range(self.settings.shards):
+            current = self.store.crl(shard)
+            if force or current is None or current.this_update <= horizon:
+                self.regenerate(shard)
+
+    def der(self, shard: int) -> bytes | None:
+        if not 0 <= shard < self.settings.shards:
+            return None
+        current = self.store.crl(shard)
+        return (current or self.regenerate(shard)).der
+
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class CrlApp:
+    """ASGI app for the plain-HTTP CRL listener: GET /crl/{shard}.crl, nothing else."""
+
+    def __init__(self, publisher: CrlPublisher) -> None:
+        self.publisher = publisher
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # run without lifespan events
+            return
+        status, ctype, body = self._answer(scope["method"], scope["path"])
+        headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    def _answer(self, method: str, path: str) -> tuple[int, bytes, bytes]:
+        if method not in ("GET", "HEAD"):
+            return 405, b"text/plain", b"method not allowed\n"
+        name = path.removeprefix("/crl/").removesuffix(".crl")
+        der = None
+        if path.startswith("/crl/") and path.endswith(".crl") and name.isdigit():
+            der = self.publisher.der(int(name))
+        if der is None:
+            return 404, b"text/plain", b"no such CRL\n"
+        return 200, b"application/pkix-crl", der

@@ -1,0 +1,212 @@
+"""Rate limits in-process, with an injected clock: the 51st certificate for a registered
+domain in a week, duplicates, orders per account, failed validations, accounts per IP,
+overrides, and the ARI `replaces` exemption."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from acmekit.server.ari import cert_id_of
+from acmekit.server.config import Limit, RateLimits, ServerConfig
+from acmekit.server.run import Assembly, assemble
+from support.acme_raw import Flow, Http01Responder, RawAcme, Resp
+
+
+@dataclass
+class Clock:
+    t: datetime = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def limits() -> RateLimits:
+    return RateLimits()
+
+
+@pytest.fixture
+async def policy_ca(
+    ca_config: ServerConfig, clock: Clock, limits: RateLimits
+) -> AsyncIterator[Assembly]:
+    assembly = assemble(replace(ca_config, rate_limits=limits), now=clock)
+    yield assembly
+    await assembly.app.close()
+    assembly.store.engine.dispose()
+
+
+@pytest.fixture
+def pflow(policy_ca: Assembly, responder: Http01Responder) -> Flow:
+    return Flow(RawAcme(policy_ca.app), responder)
+
+
+def assert_limited(resp: Resp, retry_after: int) -> None:
+    assert resp.status == 429, resp.body
+    assert resp.problem_type == "rateLimited"
+    assert resp.header("retry-after") == str(retry_after)
+
+
+async def test_51st_certificate_for_a_registered_domain_in_a_week(
+    pflow: Flow, clock: Clock
+) -> None:
+    for n in range(50):
+        await pflow.issue(f"a{n}.limit.test")
+    clock.advance(3600)
+    refused = await pflow.order("www.other.limit.test")
+    # 50 per 7 days refills one token every 12096 s; an hour of it has passed.
+    assert_limited(refused, 12096 - 3600)
+    assert "certificates_per_domain" in refused.json()["detail"]
+    assert (await pflow.order("elsewhere.test")).status == 201
+    clock.advance(12096 - 3600)
+    assert (await pflow.order("www.other.limit.test")).status == 201
+
+
+@pytest.mark.parametrize(
+    "limits", [RateLimits(new_orders_per_account=Limit(3, timedelta(hours=3)))]
+)
+async def test_orders_per_account(pflow: Flow) -> None:
+    await pflow.account()
+    for n in range(3):
+        assert (await pflow.order(f"o{n}.orders.test")).status == 201
+    assert_limited(await pflow.order("o4.orders.test"), 3600)
+    other = Flow(pflow.acme, pflow.responder)
+    await other.account()
+    assert (await other.order("o4.orders.test")).status == 201
+
+
+async def test_duplicate_certificates(pflow: Flow, clock: Clock) -> None:
+    for _ in range(5):
+        await pflow.issue("dup.test", "www.dup.test")
+    refused = await pflow.order("www.dup.test", "dup.test")
+    assert_limited(refused, 7 * 86400 // 5)
+    assert "duplicate_certificates" in refused.json()["detail"]
+    assert (await pflow.order("dup.test")).status == 201  # another set of names
+    clock.advance(7 * 86400 // 5)
+    assert (await pflow.order("dup.test", "www.dup.test")).status == 201
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [RateLimits(certificates_per_domain=Limit(1, timedelta(days=7), {"big.test": 3}))],
+)
+async def test_override_per_registered_domain(pflow: Flow) -> None:
+    await pflow.issue("small.test")
+    assert_limited(await pflow.order("www.small.test"), 7 * 86400)
+    for n in range(3):
+        await pflow.issue(f"h{n}.big.test")
+    assert_limited(await pflow.order("h9.big.test"), 7 * 86400 // 3)
+
+
+async def _fail_once(flow: Flow, name: str) -> Resp:
+    order = (await flow.order(name)).json()
+    authz = (await flow.get(order["authorizations"][0])).json()
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    resp = await flow.acme.post(ch["url"], {}, flow.key, flow.kid)  # nothing served: 404
+    await flow.wait_for_authorizations(order)
+    return resp
+
+
+async def test_failed_validations_per_account_and_hostname(pflow: Flow, clock: Clock) -> None:
+    await pflow.account()
+    for _ in range(5):
+        assert (await _fail_once(pflow, "fail.test")).status == 200
+    assert_limited(await _fail_once(pflow, "fail.test"), 720)  # 5 an hour: one per 12 min
+    assert (await _fail_once(pflow, "other.fail.test")).status == 200
+    clock.advance(720)
+    assert (await _fail_once(pflow, "fail.test")).status == 200
+
+
+class FromAddress(RawAcme):
+    """The in-process driver, with the ASGI scope's `client` set as a listener sets it."""
+
+    def __init__(self, app: Any, ip: str) -> None:
+        super().__init__(app)
+        self.ip = ip
+
+    async def request(
+        self, method: str, url: str, body: bytes = b"", content_type: str | None = None
+    ) -> Resp:
+        app = self.app
+
+        async def with_client(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            await app({**scope, "client": (self.ip, 40000)}, receive, send)
+
+        self.app = with_client  # type: ignore[assignment]
+        try:
+            return await super().request(method, url, body, content_type)
+        finally:
+            self.app = app
+
+
+@pytest.mark.parametrize("limits", [RateLimits(new_accounts_per_ip=Limit(2, timedelta(hours=3)))])
+async def test_new_accounts_per_ip(policy_ca: Assembly, responder: Http01Responder) -> None:
+    here = FromAddress(policy_ca.app, "203.0.113.7")
+    for _ in range(2):
+        assert (await Flow(here, responder).account()).status == 201
+    refused = Flow(here, responder)
+    assert_limited(await refused.account(), 5400)  # 2 per 3 hours: one per 90 minutes
+    assert refused.kid == ""
+    assert (
+        await Flow(FromAddress(policy_ca.app, "203.0.113.8"), responder).account()
+    ).status == 201
+    # without a client address (in-process) no per-IP limit applies
+    assert (await Flow(RawAcme(policy_ca.app), responder).account()).status == 201
+
+
+@pytest.mark.parametrize(
+    "limits", [RateLimits(certificates_per_domain=Limit(1, timedelta(days=7)))]
+)
+async def test_replacement_is_exempt_and_replaces_once(pflow: Flow) -> None:
+    _, order = await pflow.issue("renew.test")
+    leaf = x509.load_pem_x509_certificates((await pflow.get(order["certificate"])).body)[0]
+    cert_id = str(cert_id_of(leaf))
+    assert_limited(await pflow.order("renew.test"), 7 * 86400)
+    url = f"{pflow.acme.base}/acme/new-order"
+    body = {"identifiers": [{"type": "dns", "value": "renew.test"}], "replaces": cert_id}
+    first = await pflow.acme.post(url, body, pflow.key, pflow.kid)
+    assert first.status == 201, first.body
+    assert first.json()["replaces"] == cert_id
+    await pflow.finalize(first.header("location") or "", ("renew.test",))
+    second = await pflow.acme.post(url, body, pflow.key, pflow.kid)
+    assert second.status == 409 and second.problem_type == "alreadyReplaced"
+
+
+async def test_replaces_must_name_a_certificate_of_this_account(pflow: Flow) -> None:
+    _, order = await pflow.issue("mine.test")
+    leaf = x509.load_pem_x509_certificates((await pflow.get(order["certificate"])).body)[0]
+    stranger = Flow(pflow.acme, pflow.responder)
+    await stranger.account()
+    url = f"{pflow.acme.base}/acme/new-order"
+    idents = [{"type": "dns", "value": "mine.test"}]
+    for replaces in (str(cert_id_of(leaf)), "aYhba4dGQEHhs3uEe6CuLN4ByMg.AIdlQyE", "junk", 7):
+        body = {"identifiers": idents, "replaces": replaces}
+        resp = await stranger.acme.post(url, body, stranger.key, stranger.kid)
+        assert resp.status == 400 and resp.problem_type == "malformed", (replaces, resp.body)
+    unrelated = {
+        "identifiers": [{"type": "dns", "value": "x.test"}],
+        "replaces": str(cert_id_of(leaf)),
+    }
+    resp = await pflow.acme.post(url, unrelated, pflow.key, pflow.kid)
+    assert resp.status == 400 and resp.problem_type == "malformed"
+
+
+@pytest.mark.parametrize(
+    "limits", [RateLimits(enabled=False, new_orders_per_account=Limit(0, timedelta(hours=1)))]
+)
+async def test_limits_switched_off(pflow: Flow) -> None:
+    await pflow.account()
+    assert (await pflow.order("free.test")).status == 201

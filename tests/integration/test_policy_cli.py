@@ -1,0 +1,115 @@
+"""Operator commands against a running CA's database: `acmekit server eab add` hands a
+customer a key that then registers an account over HTTPS; `eab list` shows it bound;
+`ari move` changes the window that renewalInfo answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from acmekit.protocol import jose
+from acmekit.server.ari import cert_id_of
+from support.acme_raw import Flow, Http01Responder, HttpRawAcme, new_key
+from support.acmekit_server import running_acmekit_server
+from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from support.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChalltestsrvHandle]:
+    with running_challtestsrv(tmp_path_factory.mktemp("dns")) as handle:
+        yield handle
+
+
+@pytest.fixture
+async def responder() -> AsyncIterator[Http01Responder]:
+    r = Http01Responder()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+def acmekit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "acmekit", *args], capture_output=True, text=True, check=False
+    )
+
+
+def eab_add(state: Path, kid: str) -> str:
+    result = acmekit("server", "eab", "add", "--kid", kid, "--state-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert lines["kid"] == kid
+    return lines["hmac-key"]
+
+
+async def test_eab_add_then_register(
+    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+) -> None:
+    state = tmp_path / "ca-state"
+    hmac_key = eab_add(state, "customer-7")
+    settings = {"eab_required": True, "crl": {"listen": f"127.0.0.1:{free_port()}"}}
+    with running_acmekit_server(
+        tmp_path, dns_port=dns.dns_port, http01_port=responder.port, state_dir=state,
+        settings=settings,
+    ) as server:  # fmt: skip
+        acme = HttpRawAcme(server.base_url, str(server.root_path))
+        try:
+            assert (await acme.directory())["meta"]["externalAccountRequired"] is True
+            url = f"{acme.base}/acme/new-account"
+            key = new_key()
+            eab = jose.eab_sign(key, "customer-7", jose.b64d(hmac_key), url)
+            body = {"termsOfServiceAgreed": True, "externalAccountBinding": eab}
+            created = await acme.post(url, body, key)
+            assert created.status == 201, created.body
+            other = new_key()
+            body["externalAccountBinding"] = jose.eab_sign(
+                other, "customer-7", jose.b64d(hmac_key), url
+            )
+            again = await acme.post(url, body, other)
+            assert again.status == 403 and again.problem_type == "unauthorized"
+        finally:
+            await acme.close()
+    listed = acmekit("server", "--state-dir", str(state), "eab", "list")
+    account_id = (created.header("location") or "").rsplit("/", 1)[1]
+    assert "customer-7\t" in listed.stdout and f"bound to account {account_id}" in listed.stdout
+    assert hmac_key not in listed.stdout
+    assert (
+        acmekit("server", "eab", "revoke", "customer-7", "--state-dir", str(state)).returncode == 0
+    )
+    assert (
+        acmekit("server", "eab", "revoke", "customer-7", "--state-dir", str(state)).returncode == 1
+    )
+
+
+async def test_ari_move_from_the_command_line(
+    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+) -> None:
+    state = tmp_path / "ca-state"
+    settings = {"crl": {"listen": f"127.0.0.1:{free_port()}"}}
+    with running_acmekit_server(
+        tmp_path, dns_port=dns.dns_port, http01_port=responder.port, state_dir=state,
+        settings=settings,
+    ) as server:  # fmt: skip
+        acme = HttpRawAcme(server.base_url, str(server.root_path))
+        try:
+            flow = Flow(acme, responder)
+            _, order = await flow.issue("moved.cli.test")
+            leaf = x509.load_pem_x509_certificates((await flow.get(order["certificate"])).body)[0]
+            serial = format(leaf.serial_number, "x")
+            moved = acmekit("server", "ari", "move", "--state-dir", str(state),
+                            "--serial", serial, "--to", "2031-02-03T04:05:06Z")  # fmt: skip
+            assert moved.returncode == 0, moved.stderr
+            info_url = f"{(await acme.directory())['renewalInfo']}/{cert_id_of(leaf)}"
+            info = await acme.request("GET", info_url)
+            assert info.json()["suggestedWindow"]["start"] == "2031-02-03T04:05:06Z"
+            missing = acmekit("server", "ari", "move", "--state-dir", str(state),
+                              "--serial", "abcdef", "--now")  # fmt: skip
+            assert missing.returncode == 1 and "no certificate" in missing.stderr
+        finally:
+            await acme.close()
