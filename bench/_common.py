@@ -163,6 +163,10 @@ def _announced(log: Path) -> dict[str, str]:
 def running_acmekit(workdir: Path, *, dns_port: int, http_port: int) -> Iterator[Server]:
     """`acmekit server` with a fresh state dir; ready once it prints directory and root."""
     state = workdir / "acmekit-state"
+    # One load generator issues hundreds of certificates under one registered domain
+    # from one address: Let's Encrypt-sized rate limits would refuse it (Pebble has none).
+    config = workdir / "acmekit.toml"
+    config.write_text("[rate_limits]\nenabled = false\n")
     argv = [
         str(Path(sys.executable).with_name("acmekit")), "server",
         "--listen", f"127.0.0.1:{free_port()}",
@@ -170,6 +174,8 @@ def running_acmekit(workdir: Path, *, dns_port: int, http_port: int) -> Iterator
         "--dns-resolver", f"127.0.0.1:{dns_port}",
         "--http01-port", str(http_port),
         "--tlsalpn01-port", str(free_port()),
+        "--crl-listen", f"127.0.0.1:{free_port()}",
+        "--config", str(config),
     ]  # fmt: skip
     log = workdir / "acmekit.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

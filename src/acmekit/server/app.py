@@ -266,7 +266,9 @@ class AcmeApp:
 
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
-        view = await self.authority.finalize(auth.require_account(), m[1], auth.payload)
+        account = auth.require_account()
+        prefix = req.urls.account_prefix
+        view = await self.authority.finalize(account, m[1], auth.payload, prefix)
         return self._order(req, view)
 
     def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:
@@ -280,7 +282,8 @@ class AcmeApp:
         return json_response(render.authorization(req.urls, view), location=req.urls.authz(m[1]))
 
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
-        ch, authz = self.authority.start_challenge(self._authenticate(req), m[1])
+        auth = self._authenticate(req)
+        ch, authz = self.authority.start_challenge(auth, m[1], req.urls.account_prefix)
         resp = json_response(render.challenge(req.urls, ch))
         if ch.status == "processing":
             resp.headers.append(("Retry-After", "1"))

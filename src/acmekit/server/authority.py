@@ -55,6 +55,7 @@ from acmekit.server.auth import Authenticated, account_id_from_kid
 from acmekit.server.ca import Issuer, issue_certificate, new_serial, pem_chain
 from acmekit.server.config import Profile, ServerConfig
 from acmekit.server.crl import CrlPublisher
+from acmekit.server.policy import Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
     LimitName,
@@ -160,6 +161,7 @@ class Authority:
         self.validator = validator
         self.now = now
         self.limits = RateLimiter(config.rate_limits, store)
+        self.policy = Policy(config, store)
         self.profiles = config.all_profiles
         self.crl = crl
         self.sign: Signer = signer or self._sign
@@ -215,6 +217,7 @@ class Authority:
             return existing, False
         if payload.get("onlyReturnExisting") is True:
             raise problem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account for this key")
+        self.policy.check_account_key(auth.key)
         contact = check_contacts(payload.get("contact"))
         if self.config.terms_of_service and payload.get("termsOfServiceAgreed") is not True:
             raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
@@ -311,6 +314,7 @@ class Authority:
         if header.get("url") != url:
             raise malformed("inner JWS url must equal the outer url")
         new_key = key_from_jwk(header["jwk"])
+        self.policy.check_account_key(new_key)
         if not inner.verify(new_key):
             raise malformed("inner JWS signature is invalid")
         body = inner.payload_json()
@@ -557,7 +561,7 @@ class Authority:
         return self.authz_view(replace(authz, stored_status=AuthorizationStatus.DEACTIVATED))
 
     def start_challenge(
-        self, auth: Authenticated, challenge_id: str
+        self, auth: Authenticated, challenge_id: str, account_prefix: str
     ) -> tuple[ChallengeRecord, AuthorizationRecord]:
         """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads."""
         account = auth.require_account()
@@ -575,19 +579,24 @@ class Authority:
             return ch, authz
         self.limits.check(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), self.now())
         if self.store.start_challenge(ch.id, self.now()):
-            self._spawn(self._validate(ch, authz, account.jwk))
+            self._spawn(self._validate(ch, authz, account, account_prefix + account.id))
         started = self.store.challenge(ch.id)
         assert started is not None
         return started, authz
 
     async def _validate(
-        self, ch: ChallengeRecord, authz: AuthorizationRecord, jwk: dict[str, str]
+        self,
+        ch: ChallengeRecord,
+        authz: AuthorizationRecord,
+        account: AccountRecord,
+        account_uri: str,
     ) -> None:
         error: dict[str, Any] | None = None
         try:
             await self.validator.validate(
-                ch.type, authz.identifier, ch.token, key_authorization(ch.token, jwk)
+                ch.type, authz.identifier, ch.token, key_authorization(ch.token, account.jwk)
             )
+            await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
         except AcmeError as exc:
             error = exc.problem.to_json()
             error.setdefault("identifier", authz.identifier.to_json())
@@ -608,7 +617,9 @@ class Authority:
 
     # finalize and certificates ------------------------------------------------------
 
-    async def finalize(self, account: AccountRecord, order_id: str, payload: object) -> OrderView:
+    async def finalize(
+        self, account: AccountRecord, order_id: str, payload: object, account_prefix: str
+    ) -> OrderView:
         """§7.4: check the CSR against the order, claim it once, issue."""
         order = self.owned_order(account, order_id)
         view = self.order_view(order)
@@ -618,6 +629,8 @@ class Authority:
             raise malformed("finalize needs a payload with a base64url csr")
         csr_der = b64d(payload["csr"])
         csr = check_csr(csr_der, order.identifiers, key_from_jwk(account.jwk))
+        self.policy.check_certificate_key(csr.public_key())  # type: ignore[arg-type]
+        await self._recheck_caa(view, account_prefix + account.id)
         if not self.store.claim_finalize(order.id, csr_der, self.now()):
             raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         task = self._spawn(self._issue(order.id, csr))
@@ -625,6 +638,17 @@ class Authority:
         done = self.store.order(order.id)
         assert done is not None
         return self.order_view(done)
+
+    async def _recheck_caa(self, view: OrderView, account_uri: str) -> None:
+        """Baseline requirements: CAA older than `recheck_after` is looked at again."""
+        horizon = self.now() - self.policy.caa_recheck_after
+        for authz in view.authzs:
+            valid = [c for c in authz.record.challenges if c.validated is not None]
+            if valid and valid[0].validated is not None and valid[0].validated < horizon:
+                rec = authz.record
+                await self.policy.check_caa(
+                    rec.identifier, rec.wildcard, account_uri, valid[0].type
+                )
 
     async def _issue(self, order_id: str, csr: x509.CertificateSigningRequest) -> None:
         order = self.store.order(order_id)
@@ -693,6 +717,7 @@ class Authority:
         if not self.store.revoke(rec.id, reason, self.now()):
             raise problem(ProblemType.ALREADY_REVOKED, "certificate is already revoked")
         log.info("revoked serial %s reason %d", rec.serial, reason)
+        self.policy.revoked(cert.public_key(), reason, rec.serial, self.now())  # type: ignore[arg-type]
         if self.crl is not None:
             self.crl.revoked(cert.serial_number)
 
@@ -739,7 +764,10 @@ class Authority:
                 and ch.started
                 and self.store.restart_challenge(ch.id, ch.started, now)
             ):
-                self._spawn(self._validate(ch, authz, account.jwk))
+                uri = (
+                    f"{self.config.base_url}/acme/acct/{account.id}" if self.config.base_url else ""
+                )
+                self._spawn(self._validate(ch, authz, account, uri))
         for order in self.store.stale_finalizations(cutoff):
             if (
                 order.finalize_started

@@ -86,6 +86,27 @@ class AriSettings:
 
 
 @dataclass(frozen=True)
+class KeySettings:
+    """Which keys the CA accepts (checked on CSRs and account keys)."""
+
+    rsa_min_bits: int = 2048
+    rsa_max_bits: int = 4096
+    allow_ed25519_accounts: bool = True
+    # SHA-256 hex of SubjectPublicKeyInfo; keys of certificates revoked for
+    # keyCompromise are added to the database's blocklist automatically.
+    blocked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CaaSettings:
+    """CAA (RFC 8659, RFC 8657): checked at validation and again at finalize."""
+
+    enabled: bool = True
+    recheck_after: timedelta = timedelta(hours=8)
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:14000"
     state_dir: Path = Path("state")
@@ -120,6 +141,8 @@ class ServerConfig:
     profiles: Mapping[str, Profile] = field(default_factory=dict)  # added to / replacing
     crl: CrlSettings = CrlSettings()
     ari: AriSettings = AriSettings()
+    keys: KeySettings = KeySettings()
+    caa: CaaSettings = CaaSettings()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -175,6 +198,7 @@ _DURATIONS = {
     "regenerate_every",
     "next_update",
     "retry_after",
+    "recheck_after",
 }
 
 
@@ -230,6 +254,10 @@ _NESTED: dict[str, Callable[..., Any]] = {
     "profiles": _profiles,
     "crl": lambda d, doc, w: _table(CrlSettings, d, doc, w),
     "ari": lambda d, doc, w: _table(AriSettings, d, doc, w),
+    "keys": lambda d, doc, w: replace(
+        _table(KeySettings, d, doc, w), blocked=tuple(doc.get("blocked", d.blocked))
+    ),
+    "caa": lambda d, doc, w: _table(CaaSettings, d, doc, w),
 }
 
 

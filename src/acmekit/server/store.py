@@ -176,6 +176,14 @@ ari_windows = sa.Table(
     sa.Column("start", sa.BigInteger, nullable=False),
 )
 
+blocked_keys = sa.Table(
+    "blocked_keys",
+    metadata,
+    sa.Column("spki_sha256", sa.String(64), primary_key=True),
+    sa.Column("added", sa.BigInteger, nullable=False),
+    sa.Column("serial", sa.String(48)),
+)
+
 authz_profiles = sa.Table(
     "authz_profiles",
     metadata,
@@ -711,6 +719,29 @@ class Store:
                 .values(revoked_at=to_us(now), revocation_reason=reason)
             )
             return bool(res.rowcount == 1)
+
+    # blocked keys ---------------------------------------------------------------------
+
+    def block_key(self, spki_sha256: str, now: datetime, serial: str | None = None) -> None:
+        """Add a key to the blocklist (keyCompromise); adding it twice is harmless."""
+        try:
+            with self._tx() as c:
+                c.execute(
+                    blocked_keys.insert().values(
+                        spki_sha256=spki_sha256.lower(), added=to_us(now), serial=serial
+                    )
+                )
+        except sa.exc.IntegrityError:
+            pass
+
+    def key_blocked(self, spki_sha256: str) -> bool:
+        with self._tx() as c:
+            row = c.execute(
+                sa.select(blocked_keys.c.spki_sha256).where(
+                    blocked_keys.c.spki_sha256 == spki_sha256.lower()
+                )
+            ).first()
+        return row is not None
 
     # rate-limit buckets ---------------------------------------------------------------
 

@@ -1,0 +1,71 @@
+"""Key and CAA policy, assembled from the server's settings for the rules to call.
+
+- Keys (CSR keys and account keys) go through `keycheck.check_key` with a blocklist
+  that is the configured hashes plus every key of a certificate revoked for
+  keyCompromise (RFC 5280 reason 1), kept in the database so every process sees it.
+- CAA (RFC 8659, RFC 8657) is checked right after a dns identifier validates, and again
+  at finalize for authorizations validated longer ago than `caa.recheck_after`, as the
+  CA/Browser Forum baseline requirements ask (8 hours by default).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from acmekit.protocol.jose import PublicKey
+from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
+from acmekit.server.caa import CaaChecker
+from acmekit.server.config import ServerConfig, split_host_port
+from acmekit.server.keycheck import KeyPolicy, KeyPurpose, check_key, spki_sha256
+from acmekit.server.store import Store
+
+KEY_COMPROMISE = 1
+
+
+class StoredBlocklist:
+    """The configured blocked keys plus the database's (KeyBlocklist protocol)."""
+
+    def __init__(self, store: Store, configured: tuple[str, ...]) -> None:
+        self._store = store
+        self._configured = frozenset(h.lower() for h in configured)
+
+    def contains(self, spki_hash: str) -> bool:
+        return spki_hash.lower() in self._configured or self._store.key_blocked(spki_hash)
+
+
+class Policy:
+    def __init__(self, config: ServerConfig, store: Store) -> None:
+        keys = config.keys
+        self._keys = KeyPolicy(
+            rsa_min_bits=keys.rsa_min_bits,
+            rsa_max_bits=keys.rsa_max_bits,
+            allow_ed25519_accounts=keys.allow_ed25519_accounts,
+        )
+        self._store = store
+        self._blocklist = StoredBlocklist(store, keys.blocked)
+        self.caa_recheck_after = config.caa.recheck_after
+        self._caa: CaaChecker | None = None
+        if config.caa.enabled:
+            resolver = split_host_port(config.dns_resolver) if config.dns_resolver else None
+            self._caa = CaaChecker(resolver, config.caa_identities, config.caa.timeout)
+
+    def check_account_key(self, key: PublicKey) -> None:
+        check_key(key, self._keys, self._blocklist, purpose=KeyPurpose.ACCOUNT)
+
+    def check_certificate_key(self, key: PublicKey) -> None:
+        check_key(key, self._keys, self._blocklist, purpose=KeyPurpose.CERTIFICATE)
+
+    def revoked(self, key: PublicKey, reason: int, serial: str, now: datetime) -> None:
+        """A certificate was revoked: a compromised key may never be used again."""
+        if reason == KEY_COMPROMISE:
+            self._store.block_key(spki_sha256(key), now, serial)
+
+    async def check_caa(
+        self, identifier: Identifier, wildcard: bool, account_uri: str, method: ChallengeType
+    ) -> None:
+        """Raise a `caa` problem unless CAA permits this CA to issue for `identifier`."""
+        if self._caa is None or identifier.type != IdentifierType.DNS:
+            return
+        await self._caa.check(
+            identifier.value, wildcard=wildcard, account_uri=account_uri, method=str(method)
+        )
