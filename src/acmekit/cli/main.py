@@ -15,6 +15,7 @@ import click
 _COMMANDS: dict[str, str] = {
     "server": "acmekit.cli.server:server",
     "dns": "acmekit.cli.dns:dns",
+    "fleet": "acmekit.cli.fleet:fleet",
     "certonly": "acmekit.cli.client:certonly",
     "renew": "acmekit.cli.client:renew",
     "revoke": "acmekit.cli.client:revoke",

@@ -20,9 +20,9 @@ import dataclasses
 import ipaddress
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
 from types import TracebackType
@@ -37,11 +37,14 @@ from acmekit.client.clock import Clock, SystemClock
 from acmekit.client.hooks import HookRunner
 from acmekit.client.lineage import CertFiles, Lineage, LineageError, LineageStore
 from acmekit.client.locks import lineage_lock
-from acmekit.client.renewal import decide, parse_interval
+from acmekit.client.renewal import AriWindow, decide, parse_interval
 from acmekit.client.renewalconf import get_str
 from acmekit.client.renewalparams import Prompt, RenewalParams, build_solvers, params_from_conf
-from acmekit.client.resources import IssuedCertificate
+from acmekit.client.resources import IssuedCertificate, RenewalInfo
+from acmekit.client.transport import TransportError
+from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.jose import PrivateKey
+from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +159,7 @@ class CertManager:
         prompt: Prompt | None = None,
         lock_timeout: float = 600.0,
         account_options: AccountOptions = AccountOptions(),
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.paths = paths
         self.lineages = LineageStore(paths.config_dir)
@@ -165,6 +169,8 @@ class CertManager:
         self.prompt = prompt
         self.lock_timeout = lock_timeout
         self.account_options = account_options
+        # Where in an ARI window to renew (RFC 9773 §4.2: uniformly at random).
+        self.rand = rand
         self._clients: dict[tuple[str, str], Client] = {}
 
     async def __aenter__(self) -> CertManager:
@@ -226,9 +232,15 @@ class CertManager:
     # -- issuing ---------------------------------------------------------------------
 
     async def _issue(
-        self, client: Client, params: RenewalParams, names: Sequence[str], key: PrivateKey
+        self,
+        client: Client,
+        params: RenewalParams,
+        names: Sequence[str],
+        key: PrivateKey,
+        replacing: Lineage | None = None,
     ) -> IssuedCertificate:
         solvers = build_solvers(params, self.prompt)
+        replaces = await self._replaces(client, replacing)
         try:
             return await client.issue(
                 names,
@@ -237,6 +249,7 @@ class CertManager:
                 preference=params.pref_challs or None,
                 profile=params.profile,
                 preferred_chain=params.preferred_chain,
+                replaces=replaces,
             )
         finally:
             for solver in {id(s): s for s in solvers.values()}.values():
@@ -303,10 +316,10 @@ class CertManager:
         force: bool,
     ) -> Outcome:
         same = {n.lower() for n in lineage.names} == {n.lower() for n in names}
-        if same and not force and not dry_run and not self._due(lineage):
+        if same and not force and not dry_run and not await self._due(lineage, client):
             return Outcome(lineage.name, tuple(names), "kept", lineage.live_dir, lineage.not_after)
         key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
-        issued = await self._issue(client, params, names, key)
+        issued = await self._issue(client, params, names, key, lineage if same else None)
         if dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
@@ -317,11 +330,40 @@ class CertManager:
             await runner.deploy(params.renew_hook, updated.live_dir, updated.names)
         return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
 
-    def _due(self, lineage: Lineage) -> bool:
+    async def _due(self, lineage: Lineage, client: Client | None) -> bool:
+        """Due by the CA's renewal information when it offers it, else by lifetime."""
         margin_text = get_str(lineage.conf, "renew_before_expiry")
         margin = parse_interval(margin_text) if margin_text else None
-        now = self.clock.now()
-        return decide(lineage.not_before, lineage.not_after, now, renew_before_expiry=margin).due
+        info = await self._renewal_info(client, lineage) if client is not None else None
+        retry = info.retry_after if info else None
+        decision = decide(
+            lineage.not_before,
+            lineage.not_after,
+            self.clock.now(),
+            ari=AriWindow(info.start, info.end) if info else None,
+            ari_retry_after=timedelta(seconds=retry) if retry else None,
+            rand=self.rand(),
+            renew_before_expiry=margin,
+        )
+        log.info("lineage %s: %s", lineage.name, decision.reason)
+        return decision.due
+
+    async def _renewal_info(self, client: Client, lineage: Lineage) -> RenewalInfo | None:
+        """RFC 9773 §4.2; a CA that cannot answer leaves the decision to the lifetime rule."""
+        try:
+            return await client.renewal_info(_leaf(lineage))
+        except (AcmeError, TransportError, ValueError) as exc:
+            log.warning("no renewal information for %s: %s", lineage.name, exc)
+            return None
+
+    async def _replaces(self, client: Client, lineage: Lineage | None) -> str | None:
+        """The certID a renewal names in `replaces` (RFC 9773 §5), when the CA has ARI."""
+        if lineage is None or (await client.directory()).renewal_info is None:
+            return None
+        try:
+            return str(cert_id_of(_leaf(lineage)))
+        except ValueError:  # no authority key identifier: nothing to name
+            return None
 
     # -- renew -----------------------------------------------------------------------
 
@@ -355,14 +397,18 @@ class CertManager:
         except (LineageError, ValueError) as exc:
             return Outcome(name, (), "failed", error=str(exc)), False
         domains = tuple(lineage.names)
-        if not (options.force or options.dry_run or self._due(lineage)):
+        try:
+            client = self._lineage_client(lineage, params, options)
+        except ClientError as exc:
+            return Outcome(name, domains, "failed", error=str(exc)), False
+        if not (options.force or options.dry_run or await self._due(lineage, client)):
             return Outcome(name, domains, "not due", lineage.live_dir, lineage.not_after), False
         if not slept and options.max_random_sleep > 0:
             await self.clock.sleep(random.uniform(1.0, options.max_random_sleep))
         await runner.pre([options.pre_hook or params.pre_hook])
         runner.schedule_post([options.post_hook or params.post_hook])
         try:
-            outcome = await self._renew_lineage(lineage, params, options)
+            outcome = await self._renew_lineage(client, lineage, params, options)
         except Exception as exc:  # one lineage's failure must not stop the rest
             log.error("renewal of %s failed: %s", name, exc)
             return Outcome(name, domains, "failed", error=_one_line(exc)), True
@@ -371,17 +417,22 @@ class CertManager:
             await runner.deploy(hook, lineage.live_dir, list(domains))
         return outcome, True
 
-    async def _renew_lineage(
+    def _lineage_client(
         self, lineage: Lineage, params: RenewalParams, options: RenewOptions
-    ) -> Outcome:
+    ) -> Client:
         server = options.server or params.server
         found = self.stored_account(server, params.account)
         if found is None:
             raise ClientError(f"no account {params.account} for {server}")
-        client = self._client(server, found, found.key)
+        return self._client(server, found, found.key)
+
+    async def _renew_lineage(
+        self, client: Client, lineage: Lineage, params: RenewalParams, options: RenewOptions
+    ) -> Outcome:
         names = lineage.names
         key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
-        issued = await self._issue(client, params, names, key)
+        replacing = None if options.dry_run else lineage
+        issued = await self._issue(client, params, names, key, replacing)
         if options.dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
@@ -413,6 +464,10 @@ class CertManager:
 
 def _files(issued: IssuedCertificate, privkey: str) -> CertFiles:
     return CertFiles(issued.cert_pem, issued.chain_pem, issued.fullchain_pem, privkey)
+
+
+def _leaf(lineage: Lineage) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(lineage.path("cert").read_bytes())
 
 
 def _cert_der(path: Path) -> bytes:

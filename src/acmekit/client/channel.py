@@ -106,6 +106,12 @@ class AcmeChannel:
             log.debug("badNonce from %s, retrying (attempt %d)", url, attempt + 1)
         raise AssertionError("unreachable")
 
+    async def get(self, url: str) -> HttpResponse:
+        """A plain GET (renewal information, §4.2 of RFC 9773); errors raise AcmeError."""
+        resp = await self._send("GET", url, {}, None)
+        self._check(resp)
+        return resp
+
     async def post_as_get(
         self, url: str, *, key: PrivateKey, kid: str, accept: str | None = None
     ) -> HttpResponse:

@@ -42,10 +42,12 @@ from acmekit.client.resources import (
     Directory,
     IssuedCertificate,
     Order,
+    RenewalInfo,
 )
 from acmekit.client.retry import DEFAULT_BACKOFF, Backoff, poll
 from acmekit.client.solvers import Solver
 from acmekit.client.transport import AiohttpTransport, HttpTransport
+from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.jose import PrivateKey, b64d, b64e, eab_sign, jwk_from_key, sign
 from acmekit.protocol.messages import (
@@ -298,6 +300,14 @@ class Client:
         pem, alternates = await self._download(url)
         others = await _all(self.download_certificate(u) for u in alternates)
         return [(url, pem), *zip(alternates, others, strict=True)]
+
+    async def renewal_info(self, cert: x509.Certificate) -> RenewalInfo | None:
+        """RFC 9773: the CA's suggested renewal window, or None if it offers none."""
+        base = (await self.directory()).renewal_info
+        if base is None:
+            return None
+        resp = await self.channel.get(f"{base.rstrip('/')}/{cert_id_of(cert)}")
+        return RenewalInfo.from_json(json_object(resp), self.channel.retry_after(resp))
 
     async def revoke(self, cert_der: bytes, reason: int = 0, key: PrivateKey | None = None) -> None:
         """§7.6: revoke as the account, or (with `key`) as the certificate's key holder."""

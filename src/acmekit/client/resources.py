@@ -233,6 +233,27 @@ class Order:
 
 
 @dataclass(frozen=True)
+class RenewalInfo:
+    """RFC 9773 §4.2: when the CA suggests renewing, and when to ask again."""
+
+    start: datetime
+    end: datetime
+    retry_after: float | None = None
+    explanation_url: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], retry_after: float | None) -> RenewalInfo:
+        window = doc.get("suggestedWindow")
+        if not isinstance(window, dict):
+            raise malformed("renewalInfo has no suggestedWindow")
+        start, end = _time(window, "start"), _time(window, "end")
+        if start is None or end is None:
+            raise malformed("renewalInfo suggestedWindow needs start and end times")
+        url = doc.get("explanationURL")
+        return cls(start, end, retry_after, url if isinstance(url, str) else None)
+
+
+@dataclass(frozen=True)
 class IssuedCertificate:
     """The result of `Client.issue`: the final order and the PEM chain, leaf first."""
 

@@ -1,0 +1,158 @@
+"""Issuing through an ACME CA with the client library, resumable across workers.
+
+A worker records the order URL (and, before that, the site's new key) in the
+inventory as soon as the order exists. A worker that takes over an expired lease
+resumes that order rather than opening another: this matters because an order that
+`replaces` a certificate (RFC 9773 §5) holds the CA's one replacement claim for it.
+The steps are the client's public ones (RFC 8555 §7.4, §7.5): fetch the order, solve
+its pending authorizations, finalize when ready, poll, download.
+
+http-01 answers live in the inventory (`DbHttpSolver`), so whichever fleet process
+the CA's validation request reaches can answer it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from acmekit.client import Client, choose_challenge
+from acmekit.client.resources import Authorization, Challenge, Order
+from acmekit.client.solvers import Solver
+from acmekit.fleet.inventory import Inventory
+from acmekit.fleet.issuer import OrderRequest, OrderStarted
+from acmekit.fleet.model import ChallengeMethod
+from acmekit.protocol.ari import cert_id_of
+from acmekit.protocol.challenges import key_authorization
+from acmekit.protocol.jose import PrivateKey
+from acmekit.protocol.messages import (
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+    OrderStatus,
+)
+from acmekit.protocol.problems import AcmeError, ProblemType, problem
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_KEY_SETTING = "account_key"
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_to_pem(key: PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+
+
+def key_from_pem(pem: str) -> PrivateKey:
+    key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def ari_cert_id(fullchain_pem: str) -> str:
+    """RFC 9773 §4.1: the certID of the chain's leaf, as `replaces` names it."""
+    return str(cert_id_of(x509.load_pem_x509_certificates(fullchain_pem.encode())[0]))
+
+
+def account_key(inventory: Inventory) -> PrivateKey:
+    """The fleet's ACME account key, made and stored in the inventory on first use."""
+    return key_from_pem(inventory.setting_or_store(ACCOUNT_KEY_SETTING, key_to_pem(new_key())))
+
+
+class DbHttpSolver:
+    """http-01 (RFC 8555 §8.3): answers stored in the inventory, served by the API's
+    `/.well-known/acme-challenge/{token}` in any fleet process."""
+
+    def __init__(self, inventory: Inventory, now_us: Callable[[], int]) -> None:
+        self.inventory = inventory
+        self._now = now_us
+
+    async def present(
+        self, identifier: Identifier, challenge: Challenge, key_authorization: str
+    ) -> None:
+        self.inventory.put_challenge(challenge.token or "", key_authorization, self._now())
+
+    async def cleanup(
+        self, identifier: Identifier, challenge: Challenge, key_authorization: str
+    ) -> None:
+        self.inventory.drop_challenge(challenge.token or "")
+
+
+_METHOD = {
+    ChallengeMethod.HTTP_01: ChallengeType.HTTP_01,
+    ChallengeMethod.DNS_01: ChallengeType.DNS_01,
+}
+
+
+class AcmeIssuer:
+    """Issue through `client` (registered) with `solvers` by challenge type."""
+
+    def __init__(self, client: Client, solvers: Mapping[ChallengeType, Solver], name: str) -> None:
+        self.client = client
+        self.solvers = solvers
+        self.name = name
+
+    async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
+        order = await self._order(request, started)
+        if order.status == OrderStatus.PENDING:
+            await self._authorize(order, _METHOD[request.site.method])
+            order = await self.client.poll_order(order)
+        if order.status == OrderStatus.READY:
+            order = await self.client.finalize(order, request.csr_der)
+        if order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
+            order = await self.client.poll_order(order)
+        if order.status != OrderStatus.VALID or order.certificate is None:
+            raise AcmeError(
+                order.error
+                or problem(
+                    ProblemType.SERVER_INTERNAL, f"order {order.url} is {order.status}"
+                ).problem
+            )
+        return await self.client.download_certificate(order.certificate)
+
+    async def _order(self, request: OrderRequest, started: OrderStarted) -> Order:
+        if request.resume_url is not None:
+            order = await self.client.order(request.resume_url)
+            if order.status != OrderStatus.INVALID:
+                log.info("resuming order %s", order.url)
+                return order
+        order = await self.client.new_order(request.site.names, replaces=request.replaces)
+        await started(order.url)
+        return order
+
+    async def _authorize(self, order: Order, kind: ChallengeType) -> None:
+        authzs = await self.client.authorizations(order)
+        pending = [a for a in authzs if a.status == AuthorizationStatus.PENDING]
+        chosen = [(a, choose_challenge(a, self.solvers, (kind,))) for a in pending]
+        solver = self.solvers[kind]
+        key_auths = [self._key_authorization(c) for _, c in chosen]
+        try:
+            for (a, c), ka in zip(chosen, key_auths, strict=True):
+                await solver.present(a.identifier, c, ka)
+            await asyncio.gather(*(self._answer(a, c) for a, c in chosen))
+        finally:
+            for (a, c), ka in zip(chosen, key_auths, strict=True):
+                await solver.cleanup(a.identifier, c, ka)
+
+    def _key_authorization(self, challenge: Challenge) -> str:
+        return key_authorization(challenge.token or "", self.client.account_key)
+
+    async def _answer(self, authz: Authorization, challenge: Challenge) -> None:
+        if challenge.status == ChallengeStatus.PENDING:
+            await self.client.answer_challenge(challenge)
+        done = await self.client.poll_authorization(authz)
+        if done.status != AuthorizationStatus.VALID:
+            raise AcmeError(done.failure())

@@ -1,0 +1,171 @@
+"""The fleet's HTTP API (aiohttp.web): JSON for sites, the http-01 responder, metrics.
+
+  POST   /domains                {"names": [...], "method": "http-01"}  -> 201, the site
+  GET    /domains?state=S&after=ID&limit=N                              -> {"domains", "next"}
+  GET    /domains/{id}                                                  -> the site
+  DELETE /domains/{id}           stop renewing, remove from edges       -> 202, the site
+  POST   /domains/{id}/renew     renew now                              -> 202, the site
+  GET    /.well-known/acme-challenge/{token}  (edges forward this path to the fleet)
+  GET    /metrics                Prometheus text format
+
+Errors are problem documents (RFC 7807) with `application/problem+json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from acmekit.fleet.inventory import Inventory
+from acmekit.fleet.metrics import FleetMetrics
+from acmekit.fleet.model import (
+    ChallengeMethod,
+    Site,
+    SiteState,
+    from_us,
+    normalize_names,
+)
+
+INVENTORY = web.AppKey("inventory", Inventory)
+METRICS = web.AppKey("metrics", FleetMetrics)
+NOW: web.AppKey[Callable[[], int]] = web.AppKey("now")
+MAX_PAGE = 1000
+
+
+def _time(us: int | None) -> str | None:
+    return None if us is None else from_us(us).isoformat().replace("+00:00", "Z")
+
+
+def site_json(inventory: Inventory, site: Site) -> dict[str, Any]:
+    current = inventory.current(site)
+    cert = None
+    if current is not None:
+        cert = {
+            "version": current.version,
+            "serial": current.serial,
+            "not_before": _time(current.not_before),
+            "not_after": _time(current.not_after),
+            "ca": current.ca,
+        }
+    return {
+        "id": site.id,
+        "names": list(site.names),
+        "method": str(site.method),
+        "desired": str(site.desired),
+        "state": str(site.state),
+        "created": _time(site.created),
+        "next_action_at": _time(site.next_action_at),
+        "renew_at": _time(site.renew_at),
+        "failure_count": site.failure_count,
+        "last_problem": site.last_problem,
+        "certificate": cert,
+        "deployments": {
+            edge: {"version": d.version, "updated": _time(d.updated), "error": d.last_error}
+            for edge, d in inventory.deployments(site.id).items()
+        },
+    }
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    doc = {"type": "about:blank", "status": status, "detail": detail}
+    return web.Response(
+        status=status, text=json.dumps(doc), content_type="application/problem+json"
+    )
+
+
+def _site_or_404(request: web.Request) -> Site | web.Response:
+    site = request.app[INVENTORY].site(request.match_info["id"])
+    return _problem(404, "no such domain") if site is None else site
+
+
+async def _add(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        names = normalize_names(body["names"])
+        method = ChallengeMethod(body.get("method", ChallengeMethod.HTTP_01))
+    except (ValueError, KeyError, TypeError) as exc:
+        return _problem(400, f"expected {{'names': [...], 'method': 'http-01'}}: {exc}")
+    inventory = request.app[INVENTORY]
+    site = inventory.add_site(names, method, request.app[NOW]())
+    return web.json_response(
+        site_json(inventory, site), status=201, headers={"Location": f"/domains/{site.id}"}
+    )
+
+
+async def _get(request: web.Request) -> web.Response:
+    site = _site_or_404(request)
+    if isinstance(site, web.Response):
+        return site
+    return web.json_response(site_json(request.app[INVENTORY], site))
+
+
+async def _list(request: web.Request) -> web.Response:
+    try:
+        state = SiteState(request.query["state"]) if "state" in request.query else None
+        limit = min(int(request.query.get("limit", "100")), MAX_PAGE)
+    except ValueError as exc:
+        return _problem(400, str(exc))
+    inventory = request.app[INVENTORY]
+    found = inventory.sites(state, request.query.get("after", ""), limit)
+    return web.json_response(
+        {
+            "domains": [site_json(inventory, s) for s in found],
+            "next": found[-1].id if len(found) == limit else None,
+        }
+    )
+
+
+async def _change(request: web.Request, act: Callable[[Inventory, str, int], bool]) -> web.Response:
+    site = _site_or_404(request)
+    if isinstance(site, web.Response):
+        return site
+    inventory = request.app[INVENTORY]
+    if not act(inventory, site.id, request.app[NOW]()):
+        return _problem(409, f"domain {site.id} is {site.desired}")
+    changed = inventory.site(site.id)
+    assert changed is not None
+    return web.json_response(site_json(inventory, changed), status=202)
+
+
+async def _delete(request: web.Request) -> web.Response:
+    return await _change(request, Inventory.remove_site)
+
+
+async def _renew(request: web.Request) -> web.Response:
+    return await _change(request, Inventory.force_renewal)
+
+
+async def _challenge(request: web.Request) -> web.Response:
+    answer = request.app[INVENTORY].challenge(request.match_info["token"])
+    if answer is None:
+        return web.Response(status=404, text="no such challenge")
+    return web.Response(text=answer, content_type="text/plain")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    text = request.app[METRICS].render(request.app[INVENTORY].counts_by_state())
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+def challenge_app(inventory: Inventory) -> web.Application:
+    """Only the http-01 responder, for its own listener (the CA connects to port 80)."""
+    app = web.Application()
+    app[INVENTORY] = inventory
+    app.router.add_get("/.well-known/acme-challenge/{token}", _challenge)
+    return app
+
+
+def api_app(inventory: Inventory, metrics: FleetMetrics, now: Callable[[], int]) -> web.Application:
+    app = challenge_app(inventory)
+    app[METRICS] = metrics
+    app[NOW] = now
+    app.router.add_post("/domains", _add)
+    app.router.add_get("/domains", _list)
+    app.router.add_get("/domains/{id}", _get)
+    app.router.add_delete("/domains/{id}", _delete)
+    app.router.add_post("/domains/{id}/renew", _renew)
+    app.router.add_get("/metrics", _metrics)
+    return app

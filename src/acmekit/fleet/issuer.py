@@ -1,0 +1,34 @@
+"""The Issuer seam: how the worker gets a certificate for a site, whoever signs it.
+
+`AcmeIssuer` (acme.py) asks an ACME CA through the client library. Simulations pass a
+function of their own that signs with a local CA, so the planner and the worker's loop
+can be driven through months in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from acmekit.fleet.model import Site
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    site: Site
+    csr_der: bytes
+    replaces: str | None  # RFC 9773 certID of the certificate this one replaces
+    resume_url: str | None  # an order a previous (perhaps dead) worker started
+
+
+OrderStarted = Callable[[str], Awaitable[None]]
+
+
+class Issuer(Protocol):
+    name: str  # the CA, as shown in metrics and stored with each certificate
+
+    async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
+        """The PEM chain, leaf first. `started(order_url)` is awaited as soon as the
+        order exists, so that another worker can finish it if this one dies."""
+        ...

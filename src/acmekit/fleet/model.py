@@ -1,0 +1,106 @@
+"""The fleet's records: a site, its certificate versions and its deployments per edge.
+
+Enum values are the strings stored in the database and sent over the API.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class DesiredState(StrEnum):
+    ACTIVE = "active"
+    REMOVED = "removed"
+
+
+class SiteState(StrEnum):
+    PENDING = "pending"  # added, no certificate yet
+    ISSUING = "issuing"  # an order is in flight (or was, when its worker died)
+    ACTIVE = "active"  # a current certificate, deployed
+    FAILING = "failing"  # repeated failures; still retried with back-off
+    REMOVED = "removed"  # removed from every edge, no longer renewed
+
+
+class ChallengeMethod(StrEnum):
+    HTTP_01 = "http-01"
+    DNS_01 = "dns-01"
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    names: tuple[str, ...]
+    method: ChallengeMethod
+    desired: DesiredState
+    state: SiteState
+    created: int  # all times: integer microseconds since the epoch, UTC
+    next_action_at: int | None
+    renew_at: int | None  # when the current certificate is due (planner's answer)
+    current_version: int  # 0: no certificate yet
+    lease_owner: str | None
+    lease_until: int | None
+    failure_count: int
+    last_problem: dict[str, Any] | None
+    order_url: str | None  # the order in flight, so another worker can finish it
+
+    @property
+    def name(self) -> str:
+        """The first name: the directory name on edges and the name shown in lists."""
+        return self.names[0]
+
+
+@dataclass(frozen=True)
+class CertVersion:
+    site_id: str
+    version: int
+    serial: str  # hex
+    not_before: int
+    not_after: int
+    fullchain_pem: str
+    key_pem: str  # the fleet's own key; never sent anywhere
+    issued: int
+    ca: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    site_id: str
+    edge: str
+    version: int  # the version on that edge; 0 for none (or removed)
+    updated: int
+    failure_count: int
+    last_error: str | None
+
+
+def to_us(t: datetime) -> int:
+    """A timezone-aware time as integer microseconds since the epoch."""
+    return int(t.timestamp() * 1_000_000)
+
+
+def from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_NAMES = 100
+
+
+def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
+    """Lower-cased DNS names, duplicates dropped, order kept; ValueError if any is not a
+    host name (an optional leading `*.` allowed) or there are none or too many."""
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip().lower().rstrip(".")
+        labels = name.removeprefix("*.").split(".")
+        if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
+            raise ValueError(f"{raw!r} is not a DNS name")
+        if name not in out:
+            out.append(name)
+    if not 1 <= len(out) <= MAX_NAMES:
+        raise ValueError(f"a site has 1 to {MAX_NAMES} names")
+    return tuple(out)

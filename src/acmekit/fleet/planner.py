@@ -1,0 +1,115 @@
+"""When a site next needs work: a pure function of its certificate, its failures and now.
+
+Renewal. A certificate is renewed in the last third of its lifetime: at
+`not_before + lifetime * (2/3 + jitter/6)`, where `jitter` in [0, 1) is a hash of the
+site's id. A million certificates issued in one hour therefore come due spread evenly
+over a sixth of their lifetime (15 days for 90-day certificates), not in one hour, and
+each keeps at least a sixth of its lifetime (15 days) for retries. The jitter is
+deterministic, so every worker computes the same time and a restart changes nothing.
+
+With ACME Renewal Information (RFC 9773 §4.2) the CA's suggested window wins: the site
+renews at `start + (end - start) * jitter`, or at once if the window has passed.
+
+Retries. After the n-th consecutive failure the site is retried after
+`1 minute * 2**(n-1)`, capped at 6 hours, and never later than half the time left
+before its current certificate expires (but not sooner than 1 minute), so retries
+quicken as expiry nears. From `failing_after` consecutive failures on, the site shows
+as failing; it is still retried.
+
+All times are integer microseconds since the epoch (UTC), as the inventory stores them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from acmekit.fleet.model import SiteState
+
+SECOND = 1_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True)
+class Policy:
+    renew_fraction: float = 2 / 3  # renewal starts once this much of the lifetime is gone
+    spread_fraction: float = 1 / 6  # ... spread over this much more of the lifetime
+    retry_base: int = MINUTE
+    retry_cap: int = 6 * HOUR
+    failing_after: int = 3
+
+
+DEFAULT_POLICY = Policy()
+
+
+@dataclass(frozen=True)
+class AriWindow:
+    start: int
+    end: int
+
+
+def site_jitter(site_id: str) -> float:
+    """A number in [0, 1) fixed by the site's id (the first 8 bytes of its SHA-256)."""
+    digest = hashlib.sha256(site_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def renewal_time(
+    not_before: int,
+    not_after: int,
+    jitter: float,
+    *,
+    ari: AriWindow | None = None,
+    policy: Policy = DEFAULT_POLICY,
+) -> int:
+    """When a certificate valid from `not_before` to `not_after` should be renewed."""
+    if ari is not None:
+        return ari.start + int(max(0, ari.end - ari.start) * jitter)
+    lifetime = not_after - not_before
+    return not_before + int(lifetime * (policy.renew_fraction + policy.spread_fraction * jitter))
+
+
+def retry_delay(
+    failure_count: int,
+    now: int,
+    not_after: int | None = None,
+    policy: Policy = DEFAULT_POLICY,
+) -> int:
+    """How long to wait after the `failure_count`-th consecutive failure (1 or more)."""
+    exponent = min(max(failure_count, 1) - 1, 40)
+    delay: int = min(policy.retry_base << exponent, policy.retry_cap)
+    if not_after is not None:
+        delay = min(delay, max(policy.retry_base, (not_after - now) // 2))
+    return delay
+
+
+def next_action_at(
+    now: int,
+    renew_at: int | None,
+    failure_count: int = 0,
+    not_after: int | None = None,
+    policy: Policy = DEFAULT_POLICY,
+) -> int:
+    """The next time a worker should look at the site.
+
+    No certificate yet (`renew_at` None): now, or after the retry delay when failing.
+    """
+    if failure_count > 0:
+        return now + retry_delay(failure_count, now, not_after, policy)
+    return now if renew_at is None else max(now, renew_at)
+
+
+def is_due(now: int, renew_at: int | None) -> bool:
+    """Does the site need a (new) certificate at `now`?"""
+    return renew_at is None or now >= renew_at
+
+
+def state_after_failure(
+    failure_count: int, has_certificate: bool, policy: Policy = DEFAULT_POLICY
+) -> SiteState:
+    """A site that keeps failing shows as failing; before that, as it was."""
+    if failure_count >= policy.failing_after:
+        return SiteState.FAILING
+    return SiteState.ACTIVE if has_certificate else SiteState.PENDING
