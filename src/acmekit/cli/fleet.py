@@ -99,8 +99,18 @@ def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
 
 @fleet.command()
 @_with(server_options)
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="API HOST:PORT.")
-@click.option("--http01-listen", default="0.0.0.0:80", show_default=True, help="HOST:PORT.")
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    help="HOST:PORT of the JSON API, /metrics and the status page (/).",
+)
+@click.option(
+    "--http01-listen",
+    default="0.0.0.0:80",
+    show_default=True,
+    help="HOST:PORT of the http-01 responder (edges forward the challenge path here).",
+)
 def serve(
     db: str,
     server: str,
@@ -109,7 +119,7 @@ def serve(
     listen: str,
     http01_listen: str,
 ) -> None:
-    """API, http-01 responder and worker in one process."""
+    """API, status page, http-01 responder and worker in one process."""
     _serve(db, server, ca_bundle, listen, http01_listen, edges, True)
 
 

@@ -7,6 +7,7 @@
   POST   /domains/{id}/renew     renew now                              -> 202, the site
   GET    /.well-known/acme-challenge/{token}  (edges forward this path to the fleet)
   GET    /metrics                Prometheus text format
+  GET    /  and  /status         the status page: plain HTML (see status.py)
 
 Errors are problem documents (RFC 7807) with `application/problem+json`.
 """
@@ -28,6 +29,7 @@ from acmekit.fleet.model import (
     from_us,
     normalize_names,
 )
+from acmekit.fleet.status import collect, render
 
 INVENTORY = web.AppKey("inventory", Inventory)
 METRICS = web.AppKey("metrics", FleetMetrics)
@@ -150,6 +152,16 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
+async def _status(request: web.Request) -> web.Response:
+    report = collect(request.app[INVENTORY], request.app[METRICS], request.app[NOW]())
+    return web.Response(
+        text=render(report),
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 def challenge_app(inventory: Inventory) -> web.Application:
     """Only the http-01 responder, for its own listener (the CA connects to port 80)."""
     app = web.Application()
@@ -168,4 +180,6 @@ def api_app(inventory: Inventory, metrics: FleetMetrics, now: Callable[[], int])
     app.router.add_delete("/domains/{id}", _delete)
     app.router.add_post("/domains/{id}/renew", _renew)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/", _status)
+    app.router.add_get("/status", _status)
     return app

@@ -8,10 +8,30 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from acmekit.fleet.model import SiteState
 
 LATENCY_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0)
+
+
+@dataclass(frozen=True)
+class CaSummary:
+    """One CA's issuance outcomes and latency, as the status page shows them."""
+
+    ca: str
+    issued: int
+    failed: int
+    mean_seconds: float
+    max_seconds: float
+
+    @property
+    def attempts(self) -> int:
+        return self.issued + self.failed
+
+    @property
+    def success_rate(self) -> float:
+        return self.issued / self.attempts if self.attempts else 0.0
 
 
 class FleetMetrics:
@@ -20,14 +40,25 @@ class FleetMetrics:
         self.failed: Counter[str] = Counter()
         self.deploy_failed: Counter[str] = Counter()
         self._latency_sum: dict[str, float] = {}
+        self._latency_max: dict[str, float] = {}
         self._latency_buckets: Counter[tuple[str, float]] = Counter()
 
     def issuance(self, ca: str, ok: bool, seconds: float) -> None:
         (self.issued if ok else self.failed)[ca] += 1
         self._latency_sum[ca] = self._latency_sum.get(ca, 0.0) + seconds
+        self._latency_max[ca] = max(self._latency_max.get(ca, 0.0), seconds)
         for bound in (*LATENCY_BUCKETS, float("inf")):
             if seconds <= bound:
                 self._latency_buckets[(ca, bound)] += 1
+
+    def summary(self) -> list[CaSummary]:
+        """Per CA, in name order: outcomes, mean and worst time to issue."""
+        out = []
+        for ca in sorted(self._latency_sum):
+            attempts = self.issued[ca] + self.failed[ca]
+            mean = self._latency_sum[ca] / attempts if attempts else 0.0
+            out.append(CaSummary(ca, self.issued[ca], self.failed[ca], mean, self._latency_max[ca]))
+        return out
 
     def render(self, states: Mapping[SiteState, int]) -> str:
         lines = [

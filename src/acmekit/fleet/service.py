@@ -1,7 +1,7 @@
 """`acmekit fleet serve` and `worker`: the pieces assembled on one event loop.
 
-serve = JSON API + http-01 responder + worker; worker = the worker alone (any number
-of them may share one PostgreSQL inventory).
+serve = JSON API and status page + http-01 responder + worker; worker = the worker
+alone (any number of them may share one PostgreSQL inventory).
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ async def run(
             runner = await start_site(app, config.listen)
             stack.push_async_callback(runner.cleanup)
             announce(f"api: http://{config.listen[0]}:{_port(runner)}/domains")
+            announce(f"status: http://{config.listen[0]}:{_port(runner)}/")
         if serve_api and config.http01_listen is not None:
             runner = await start_site(challenge_app(inventory), config.http01_listen)
             stack.push_async_callback(runner.cleanup)

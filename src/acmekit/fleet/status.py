@@ -1,0 +1,274 @@
+"""The fleet's status page: one server-rendered HTML document, no scripts.
+
+It shows, from the shared inventory: sites counted by state, the certificates that
+expire soonest, the sites whose last attempts failed (with the problem the CA or the
+worker reported) and the edges that refused a deployment; and, from this process's
+own FleetMetrics, each CA's success rate and time to issue since the process started.
+
+Collecting (`collect`, a few read-only queries) is kept apart from rendering (`render`,
+a pure function of a StatusReport), so the page can be tested without a server. Every
+value taken from the inventory is escaped with `html.escape`: names are checked when a
+site is added, but problem details come from CAs and edges and may hold anything.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from acmekit.fleet.inventory import Inventory, certificates, deployments, sites
+from acmekit.fleet.metrics import CaSummary, FleetMetrics
+from acmekit.fleet.model import DesiredState, SiteState, from_us
+
+EXPIRING_LIMIT = 20
+FAILURE_LIMIT = 50
+DAY_US = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class Expiring:
+    site_id: str
+    name: str
+    state: str
+    not_after: int
+    serial: str
+    ca: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    site_id: str
+    name: str
+    state: str
+    failure_count: int
+    problem: str
+    next_action_at: int | None
+
+
+@dataclass(frozen=True)
+class EdgeFailure:
+    site_id: str
+    name: str
+    edge: str
+    failure_count: int
+    error: str
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    now: int
+    counts: Mapping[SiteState, int]
+    expiring: Sequence[Expiring]
+    failures: Sequence[Failure]
+    edge_failures: Sequence[EdgeFailure]
+    cas: Sequence[CaSummary]
+
+
+# collecting ---------------------------------------------------------------------------
+
+
+def collect(inventory: Inventory, metrics: FleetMetrics, now: int) -> StatusReport:
+    with inventory.engine.connect() as conn:
+        return StatusReport(
+            now=now,
+            counts=inventory.counts_by_state(),
+            expiring=[_expiring(r) for r in conn.execute(_expiring_query())],
+            failures=[_failure(r) for r in conn.execute(_failure_query())],
+            edge_failures=[_edge_failure(r) for r in conn.execute(_edge_failure_query())],
+            cas=metrics.summary(),
+        )
+
+
+_ACTIVE = sites.c.desired == str(DesiredState.ACTIVE)
+
+
+def _expiring_query() -> sa.Select[Any]:
+    current = sa.and_(
+        certificates.c.site_id == sites.c.id,
+        certificates.c.version == sites.c.current_version,
+    )
+    return (
+        sa.select(sites.c.id, sites.c.primary_name, sites.c.state, certificates.c.not_after,
+                  certificates.c.serial, certificates.c.ca)
+        .select_from(sites.join(certificates, current))
+        .where(_ACTIVE)
+        .order_by(certificates.c.not_after, sites.c.id)
+        .limit(EXPIRING_LIMIT)
+    )  # fmt: skip
+
+
+def _expiring(row: Any) -> Expiring:
+    return Expiring(row.id, row.primary_name, row.state, row.not_after, row.serial, row.ca)
+
+
+def _failure_query() -> sa.Select[Any]:
+    return (
+        sa.select(sites.c.id, sites.c.primary_name, sites.c.state, sites.c.failure_count,
+                  sites.c.last_problem, sites.c.next_action_at)
+        .where(_ACTIVE, sites.c.failure_count > 0)
+        .order_by(sites.c.failure_count.desc(), sites.c.id)
+        .limit(FAILURE_LIMIT)
+    )  # fmt: skip
+
+
+def _failure(row: Any) -> Failure:
+    return Failure(
+        row.id, row.primary_name, row.state, row.failure_count,
+        problem_text(row.last_problem), row.next_action_at,
+    )  # fmt: skip
+
+
+def problem_text(stored: str | None) -> str:
+    """A stored problem document as one line: `type: detail`."""
+    if not stored:
+        return ""
+    try:
+        doc = json.loads(stored)
+    except ValueError:
+        return stored
+    if not isinstance(doc, dict):
+        return str(doc)
+    kind = str(doc.get("type", "")).removeprefix("urn:ietf:params:acme:error:")
+    detail = str(doc.get("detail", ""))
+    return f"{kind}: {detail}" if kind and kind != "about:blank" else detail
+
+
+def _edge_failure_query() -> sa.Select[Any]:
+    return (
+        sa.select(sites.c.id, sites.c.primary_name, deployments.c.edge,
+                  deployments.c.failure_count, deployments.c.last_error)
+        .select_from(sites.join(deployments, deployments.c.site_id == sites.c.id))
+        .where(deployments.c.last_error.is_not(None))
+        .order_by(deployments.c.failure_count.desc(), sites.c.id, deployments.c.edge)
+        .limit(FAILURE_LIMIT)
+    )  # fmt: skip
+
+
+def _edge_failure(row: Any) -> EdgeFailure:
+    return EdgeFailure(row.id, row.primary_name, row.edge, row.failure_count, row.last_error)
+
+
+# rendering ----------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 2em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+th { background: #f3f3f3; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.failing { color: #a00; }
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _time(us: int | None) -> str:
+    if us is None:
+        return ""
+    return from_us(us).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _cell(css: str, text: str) -> str:
+    return f'<td class="{_e(css)}">{text}</td>' if css else f"<td>{text}</td>"
+
+
+def _row(cells: Iterable[tuple[str, str]]) -> str:
+    """One table row from (css class, already escaped text) pairs."""
+    return "<tr>" + "".join(_cell(css, text) for css, text in cells) + "</tr>"
+
+
+def _table(table_id: str, headers: Sequence[str], rows: Sequence[str], empty: str) -> str:
+    if not rows:
+        return f'<p id="{table_id}">{_e(empty)}</p>'
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    return (
+        f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def _counts(report: StatusReport) -> str:
+    rows = [
+        _row([(str(state), _e(state)), ("n", str(report.counts.get(state, 0)))])
+        for state in SiteState
+    ]
+    total = sum(report.counts.values())
+    rows.append(_row([("", "<b>total</b>"), ("n", f"<b>{total}</b>")]))
+    return _table("counts", ["state", "sites"], rows, "")
+
+
+def _days_left(not_after: int, now: int) -> str:
+    return f"{(not_after - now) / DAY_US:.1f}"
+
+
+def _expiring_table(report: StatusReport) -> str:
+    rows = [
+        _row([
+            ("", _e(x.name)), (x.state, _e(x.state)), ("", _e(_time(x.not_after))),
+            ("n", _days_left(x.not_after, report.now)), ("", _e(x.serial)), ("", _e(x.ca)),
+        ])
+        for x in report.expiring
+    ]  # fmt: skip
+    headers = ["site", "state", "not after", "days left", "serial", "CA"]
+    return _table("expiring", headers, rows, "No certificates yet.")
+
+
+def _failure_table(report: StatusReport) -> str:
+    rows = [
+        _row([
+            ("", _e(f.name)), (f.state, _e(f.state)), ("n", str(f.failure_count)),
+            ("", _e(f.problem)), ("", _e(_time(f.next_action_at))),
+        ])
+        for f in report.failures
+    ]  # fmt: skip
+    headers = ["site", "state", "failures", "last error", "next attempt"]
+    return _table("failures", headers, rows, "No failing sites.")
+
+
+def _edge_table(report: StatusReport) -> str:
+    rows = [
+        _row([("", _e(f.name)), ("", _e(f.edge)), ("n", str(f.failure_count)),
+              ("", _e(f.error))])
+        for f in report.edge_failures
+    ]  # fmt: skip
+    headers = ["site", "edge", "failures", "last error"]
+    return _table("edge-failures", headers, rows, "Every edge has what it should.")
+
+
+def _ca_table(report: StatusReport) -> str:
+    rows = [
+        _row([
+            ("", _e(c.ca)), ("n", str(c.issued)), ("n", str(c.failed)),
+            ("n", f"{100 * c.success_rate:.1f}%"), ("n", f"{c.mean_seconds:.2f}"),
+            ("n", f"{c.max_seconds:.2f}"),
+        ])
+        for c in report.cas
+    ]  # fmt: skip
+    headers = ["CA", "issued", "failed", "success rate", "mean seconds", "max seconds"]
+    return _table("cas", headers, rows, "No orders since this process started.")
+
+
+def render(report: StatusReport) -> str:
+    """The whole page, as a string of HTML."""
+    sections = [
+        ("Sites by state", _counts(report)),
+        (f"Expiring soonest (first {EXPIRING_LIMIT})", _expiring_table(report)),
+        ("Failing sites", _failure_table(report)),
+        ("Edges that failed", _edge_table(report)),
+        ("Certificate authorities (this process, since start)", _ca_table(report)),
+    ]
+    body = "".join(f"<h2>{_e(title)}</h2>{content}" for title, content in sections)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta http-equiv="refresh" content="30">'
+        f"<title>acmekit fleet</title><style>{_STYLE}</style></head><body>"
+        f"<h1>acmekit fleet</h1><p>As of {_e(_time(report.now))}.</p>{body}</body></html>\n"
+    )

@@ -1,0 +1,158 @@
+"""Two Debian nginx instances as the fleet's edges, in front of the fleet's http-01 responder.
+
+The CA validates http-01 on edge A's plain-HTTP port, so every challenge goes through
+nginx's `proxy_pass` to `acmekit fleet serve`. Both edges serve HTTPS from the files the
+fleet writes into their directories (`ssl_certificate .../$ssl_server_name/...`), and the
+fleet runs `kill -HUP <master pid>` after each write. Checked from outside with
+`acmekit check` and a TLS handshake per edge: the new site's certificate, then the new
+serial after a forced renewal.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from support.acmekit_server import running_acmekit_server
+from support.dnsserver import dns_server_process
+from support.fleet_serve import FleetProcess, fleet_serve_process
+from support.nginx import NginxEdge, running_nginx_edge
+from support.ports import free_port
+
+pytestmark = pytest.mark.interop
+
+SITES = (["cdn.edge.test", "img.cdn.edge.test"], ["blog.edge.test"])
+ALIASES = {"img.cdn.edge.test": "cdn.edge.test"}  # a site's other names -> its directory
+
+
+def acmekit_check(edge: NginxEdge, name: str, root: Path) -> dict[str, str]:
+    """`acmekit check 127.0.0.1:PORT --servername NAME --ca-bundle ROOT`, parsed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "acmekit", "check", f"127.0.0.1:{edge.https_port}",
+         "--servername", name, "--ca-bundle", str(root)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout, result.stderr, edge.error_log()[-2000:])
+    return dict(line.split(": ", 1) for line in result.stdout.splitlines())
+
+
+def served_serial(edge: NginxEdge, name: str, root: Path) -> str:
+    """The serial of the leaf the edge presents for SNI `name`, verified against `root`."""
+    ctx = ssl.create_default_context(cafile=str(root))
+    with (
+        socket.create_connection(("127.0.0.1", edge.https_port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return format(x509.load_der_x509_certificate(der).serial_number, "x")
+
+
+def fetch_over_edge(edge: NginxEdge, name: str, root: Path) -> str:
+    """GET / over HTTPS through the edge, the name pinned to 127.0.0.1 (like curl --resolve)."""
+    ctx = ssl.create_default_context(cafile=str(root))
+    with (
+        socket.create_connection(("127.0.0.1", edge.https_port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := tls.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _wait_deployed(fleet: FleetProcess, site_id: str, version: int) -> dict[str, object]:
+    return fleet.wait_for(
+        site_id,
+        lambda s: (
+            s["state"] == "active"
+            and s["certificate"] is not None
+            and s["certificate"]["version"] == version
+            and len(s["deployments"]) == 2
+            and all(d["version"] == version for d in s["deployments"].values())
+        ),
+    )
+
+
+def _check_both(edges: list[NginxEdge], site: dict[str, object], root: Path) -> None:
+    names = site["names"]
+    cert = site["certificate"]
+    assert isinstance(names, list) and isinstance(cert, dict)
+    for edge in edges:
+        for name in names:
+            shown = acmekit_check(edge, name, root)
+            assert shown["verify"] == "ok"
+            assert shown["names"].split() == sorted(names)
+            assert int(shown["days left"]) >= 1
+            assert served_serial(edge, name, root) == cert["serial"]
+        body = fetch_over_edge(edge, names[0], root)
+        assert body.startswith("HTTP/1.1 200") and f"for {names[0]}" in body
+
+
+def handshake_ok(edge: NginxEdge, sni: str) -> bool:
+    """Does `openssl s_client` complete a handshake with SNI `sni` (any name at all)?"""
+    result = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{edge.https_port}", "-servername", sni],
+        input=b"", capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    return result.returncode == 0
+
+
+def _challenges_went_through_nginx(edge: NginxEdge) -> list[str]:
+    log = (edge.prefix / "access.log").read_text()
+    return [line for line in log.splitlines() if "/.well-known/acme-challenge/" in line]
+
+
+def test_nginx_edges_serve_new_and_renewed_certificates(tmp_path: Path) -> None:
+    fleet_http01 = free_port()
+    with (
+        running_nginx_edge(
+            tmp_path / "nginx-a", challenge_upstream=fleet_http01, aliases=ALIASES
+        ) as edge_a,
+        running_nginx_edge(
+            tmp_path / "nginx-b", challenge_upstream=fleet_http01, aliases=ALIASES
+        ) as edge_b,
+        dns_server_process(tmp_path) as dns,
+        running_acmekit_server(tmp_path, dns_port=dns.dns_port, http01_port=edge_a.http_port) as ca,
+        fleet_serve_process(
+            tmp_path,
+            server=ca,
+            http01_port=fleet_http01,
+            edges=[edge_a.edge_spec, edge_b.edge_spec],
+        ) as fleet,
+    ):
+        edges = [edge_a, edge_b]
+        added = [fleet.add(names) for names in SITES]
+        first = [_wait_deployed(fleet, site["id"], 1) for site in added]
+        for site in first:
+            _check_both(edges, site, ca.root_path)
+        # Three names, each validated by the CA through edge A's nginx.
+        assert len(_challenges_went_through_nginx(edge_a)) >= 3
+        assert _challenges_went_through_nginx(edge_b) == []
+        # SNI goes into a file path: a name that walks out of its directory gets nothing.
+        assert handshake_ok(edge_a, "cdn.edge.test")
+        assert not handshake_ok(edge_a, "../certs/cdn.edge.test")
+        assert not handshake_ok(edge_a, "unknown.edge.test")
+        reloads = [edge.reloads() for edge in edges]
+        assert min(reloads) >= 1
+
+        for site in added:
+            status, _ = fleet.request("POST", f"/domains/{site['id']}/renew")
+            assert status == 202
+        second = [_wait_deployed(fleet, site["id"], 2) for site in added]
+        for before, after in zip(first, second, strict=True):
+            assert after["certificate"]["serial"] != before["certificate"]["serial"]  # type: ignore[index]
+            _check_both(edges, after, ca.root_path)
+        assert all(edge.reloads() > n for edge, n in zip(edges, reloads, strict=True))
+
+        with urllib.request.urlopen(fleet.base_url + "/status", timeout=10) as resp:
+            page = resp.read().decode()
+        assert "<td>cdn.edge.test</td>" in page and "<td>blog.edge.test</td>" in page

@@ -1,0 +1,110 @@
+"""`acmekit fleet serve` as a real process, and a small JSON client for its API.
+
+    with fleet_serve_process(tmp_path, server=ca, http01_port=P, edges=[...]) as fleet:
+        site = fleet.add(["a.fleet.test"])
+        fleet.wait_for(site["id"], lambda s: s["state"] == "active")
+
+The process prints `api: http://HOST:PORT/domains` once it listens; it is stopped by its
+PID (SIGTERM, which the command handles) when the block ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from support.acmekit_server import ServerHandle
+from support.pebble import stop_process
+
+LOOPBACK = "127.0.0.1"
+Site = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FleetProcess:
+    base_url: str  # http://127.0.0.1:PORT
+    db: Path
+    log: Path
+    pid: int
+
+    def request(self, method: str, path: str, doc: Any = None) -> tuple[int, Any]:
+        """(status, decoded JSON) for one API call; errors are answers too."""
+        data = None if doc is None else json.dumps(doc).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(self.base_url + path, timeout=10) as resp:
+            body: bytes = resp.read()
+        return body.decode()
+
+    def add(self, names: Sequence[str]) -> Site:
+        status, site = self.request("POST", "/domains", {"names": list(names)})
+        assert status == 201, site
+        return site  # type: ignore[no-any-return]
+
+    def wait_for(self, site_id: str, done: Callable[[Site], bool], timeout: float = 90) -> Site:
+        """Poll the site until `done` holds; the site as last seen."""
+        deadline = time.monotonic() + timeout
+        site: Site = {}
+        while time.monotonic() < deadline:
+            status, site = self.request("GET", f"/domains/{site_id}")
+            assert status == 200, site
+            if done(site):
+                return site
+            time.sleep(0.2)
+        tail = self.log.read_text(errors="replace")[-4000:]
+        raise AssertionError(f"site {site_id} never got there: {site}\nfleet log:\n{tail}")
+
+
+def _wait_for_api(proc: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("api: "):
+                return line.removeprefix("api: ").removesuffix("/domains")
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"acmekit fleet serve did not start:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def fleet_serve_process(
+    workdir: Path, *, server: ServerHandle, http01_port: int, edges: Sequence[str]
+) -> Iterator[FleetProcess]:
+    """`acmekit fleet serve` against `server`, answering http-01 on `http01_port`."""
+    db = workdir / "fleet.db"
+    argv = [
+        sys.executable, "-m", "acmekit", "-v", "fleet", "serve",
+        "--db", f"sqlite:///{db}",
+        "--server", server.directory_url,
+        "--ca-bundle", str(server.root_path),
+        "--listen", f"{LOOPBACK}:0",
+        "--http01-listen", f"{LOOPBACK}:{http01_port}",
+    ]  # fmt: skip
+    for edge in edges:
+        argv += ["--edge", edge]
+    log = workdir / f"fleet-{time.monotonic_ns()}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield FleetProcess(_wait_for_api(proc, log), db, log, proc.pid)
+    finally:
+        stop_process(proc)
