@@ -20,6 +20,8 @@ from acmekit.server.store import Store
 
 Signer = Literal["kid", "jwk", "either"]
 
+KEY_CACHE_SIZE = 10_000  # parsed account keys kept, by thumbprint
+
 
 @dataclass(frozen=True)
 class Authenticated:
@@ -51,6 +53,7 @@ class Authenticator:
     def __init__(self, store: Store, nonces: NonceService) -> None:
         self._store = store
         self._nonces = nonces
+        self._keys: dict[str, PublicKey] = {}
 
     def authenticate(
         self, body: bytes, url: str, account_prefix: str, *, signer: Signer = "kid"
@@ -67,7 +70,11 @@ class Authenticator:
             raise malformed("JWS must carry exactly one of jwk and kid")
         if header.get("url") != url:
             raise unauthorized(f"JWS url {header.get('url')!r} does not match request URL {url}")
-        self._nonces.redeem(header.get("nonce"))
+        kid = header.get("kid")
+        # The account row is read in the nonce's transaction (one round trip, not two);
+        # a kid that names no account is refused below, after the nonce, as before.
+        wanted = kid.removeprefix(account_prefix) if isinstance(kid, str) else None
+        found = self._nonces.redeem(header.get("nonce"), account_id=wanted)
         account = None
         given = "jwk" if "jwk" in header else "kid"
         if signer != "either" and given != signer:
@@ -75,16 +82,29 @@ class Authenticator:
         if given == "jwk":
             key = key_from_jwk(header["jwk"])
         else:
-            account = self._account(header["kid"], account_prefix)
-            key = key_from_jwk(account.jwk)
+            account = self._account(kid, account_prefix, found)
+            key = self._account_key(account)
         if not jws.verify(key):
             raise malformed("JWS signature is invalid")
         return Authenticated(jws, key, account)
 
-    def _account(self, kid: object, account_prefix: str) -> AccountRecord:
+    def _account_key(self, account: AccountRecord) -> PublicKey:
+        """The account's key object, parsed once per key: a thumbprint names one key."""
+        key = self._keys.get(account.thumbprint)
+        if key is None:
+            key = key_from_jwk(account.jwk)
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                del self._keys[next(iter(self._keys))]
+            self._keys[account.thumbprint] = key
+        return key
+
+    def _account(
+        self, kid: object, account_prefix: str, found: AccountRecord | None
+    ) -> AccountRecord:
         if not isinstance(kid, str):
             raise malformed("kid must be a string")
-        account = self._store.account(account_id_from_kid(kid, account_prefix))
+        account_id = account_id_from_kid(kid, account_prefix)
+        account = found if found is not None and found.id == account_id else None
         if account is None:
             raise problem(ProblemType.ACCOUNT_DOES_NOT_EXIST, f"no account at {kid}")
         if account.status != AccountStatus.VALID:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from acmekit.protocol.jose import b64d, b64e
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.records import AccountRecord
 from acmekit.server.store import Store
 
 
@@ -47,8 +48,9 @@ class NonceService:
         body = stamp + self._random(8)
         return b64e(body + self._mac(body))
 
-    def redeem(self, nonce: object) -> None:
-        """Accept `nonce` once, or raise badNonce (§6.5)."""
+    def redeem(self, nonce: object, account_id: str | None = None) -> AccountRecord | None:
+        """Accept `nonce` once, or raise badNonce (§6.5); with `account_id`, also read that
+        account in the same transaction and return it (None if there is none)."""
         if not isinstance(nonce, str) or not nonce:
             raise _bad_nonce("JWS has no nonce")
         try:
@@ -61,8 +63,10 @@ class NonceService:
         issued = datetime.fromtimestamp(stamp / 1_000_000, tz=UTC)
         if self._now() - issued > self._max_age:
             raise _bad_nonce("nonce has expired")
-        if not self._store.redeem_nonce(nonce, issued):
+        redeemed, account = self._store.redeem_nonce_for(nonce, issued, account_id)
+        if not redeemed:
             raise _bad_nonce("nonce has already been used")
+        return account
 
     def prune(self) -> int:
         return self._store.prune_nonces(self._now() - self._max_age)
