@@ -60,7 +60,7 @@ async def test_poll_uses_backoff_until_done() -> None:
 
     result = await poll(fetch, lambda s: s == "valid", clock=clock, max_wait=60)
     assert result == "valid"
-    assert clock.sleeps == [0.25, 0.5, 1.0, 2.0]
+    assert clock.sleeps == [0.1, 0.2, 0.4, 0.8]
 
 
 async def test_poll_prefers_retry_after_but_never_below_first_step() -> None:
@@ -71,7 +71,7 @@ async def test_poll_prefers_retry_after_but_never_below_first_step() -> None:
         return next(answers)
 
     assert await poll(fetch, lambda s: s == "valid", clock=clock, max_wait=60) == "valid"
-    assert clock.sleeps == [3.0, 0.25]
+    assert clock.sleeps == [3.0, 0.1]
 
 
 async def test_poll_gives_up_at_the_deadline_and_never_sleeps_past_it() -> None:

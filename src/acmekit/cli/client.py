@@ -370,6 +370,7 @@ def _csr_names(csr: Any) -> list[str]:
 
 
 async def _issue_csr(manager: Any, params: Any, names: list[str], der: bytes) -> Any:
+    from acmekit.client.certmanager import choose_profile
     from acmekit.client.renewalparams import build_solvers
 
     client, _ = await manager.account_client(params.server)
@@ -380,7 +381,7 @@ async def _issue_csr(manager: Any, params: Any, names: list[str], der: bytes) ->
             solvers,
             der,
             preference=params.pref_challs or None,
-            profile=params.profile,
+            profile=await choose_profile(client, params),
             preferred_chain=params.preferred_chain,
         )
     finally:

@@ -142,6 +142,18 @@ def load_key(pem: bytes) -> PrivateKey:
     return key
 
 
+async def choose_profile(client: Client, params: RenewalParams) -> str | None:
+    """certbot's rule: a required profile is asked for as is (a CA without it refuses);
+    a preferred one only when the CA's directory offers it, else the CA's default."""
+    wanted = params.preferred_profile
+    if params.required_profile or not wanted:
+        return params.required_profile
+    if wanted in (await client.directory()).profiles:
+        return wanted
+    log.info("the server offers no profile %r; using its default", wanted)
+    return None
+
+
 def version_string() -> str:
     try:
         return package_version("acmekit")
@@ -247,7 +259,7 @@ class CertManager:
                 solvers,
                 make_csr(key, names),
                 preference=params.pref_challs or None,
-                profile=params.profile,
+                profile=await choose_profile(client, params),
                 preferred_chain=params.preferred_chain,
                 replaces=replaces,
             )

@@ -235,12 +235,15 @@ def _dns_solver(params: RenewalParams) -> Solver:
     from acmekit.client.solvers.dns01 import Dns01Solver
 
     provider: Any
+    resolver = _resolver(params.dns_resolver)
     if params.authenticator == Authenticator.DNS_RFC2136:
         from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 
         if not params.dns_rfc2136_credentials:
             raise ValueError("--dns-rfc2136 needs --dns-rfc2136-credentials")
         provider = Rfc2136DnsProvider.from_certbot_ini(Path(params.dns_rfc2136_credentials))
+        # The server that takes the UPDATEs is the one to watch, not the system's resolver.
+        resolver = resolver or (provider.server, provider.port)
     else:
         from acmekit.client.solvers.dnshook import HookDnsProvider
 
@@ -250,7 +253,7 @@ def _dns_solver(params: RenewalParams) -> Solver:
     timeout = params.dns_propagation_seconds
     solver: Solver = Dns01Solver(
         provider,
-        resolver=_resolver(params.dns_resolver),
+        resolver=resolver,
         propagation_timeout=120.0 if timeout is None else timeout,
     )
     return solver
