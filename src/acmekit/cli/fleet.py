@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
+import os
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -158,14 +160,24 @@ def _names(names: Any) -> tuple[str, ...]:
 
 
 def _bulk_add(inventory: Inventory, lines: Any, method: ChallengeMethod) -> None:
-    rows = [line.split() for line in lines if line.strip() and not line.startswith("#")]
+    """Import in batches, so memory stays flat however long the file is; the progress
+    bar counts bytes read (stdin, whose size is unknown, shows a count only)."""
     now, added = _now(), 0
-    with click.progressbar(length=len(rows), label="adding sites") as bar:
-        for start in range(0, len(rows), BULK_BATCH):
-            batch = [_names(r) for r in rows[start : start + BULK_BATCH]]
-            added += len(inventory.add_sites(batch, method, now))
-            bar.update(len(batch))
+    bar: Any
+    with click.progressbar(length=_size(lines), label="adding sites") as bar:
+        while batch_lines := list(itertools.islice(lines, BULK_BATCH)):
+            rows = [ln.split() for ln in batch_lines if ln.strip() and not ln.startswith("#")]
+            if rows:
+                added += len(inventory.add_sites([_names(r) for r in rows], method, now))
+            bar.update(sum(len(ln.encode()) for ln in batch_lines))
     click.echo(f"added {added} sites")
+
+
+def _size(stream: Any) -> int | None:
+    try:
+        return os.fstat(stream.fileno()).st_size or None
+    except (OSError, AttributeError, ValueError):
+        return None
 
 
 def _find(inventory: Inventory, ref: str) -> Any:
