@@ -210,3 +210,25 @@ async def test_replaces_must_name_a_certificate_of_this_account(pflow: Flow) -> 
 async def test_limits_switched_off(pflow: Flow) -> None:
     await pflow.account()
     assert (await pflow.order("free.test")).status == 201
+
+
+async def test_failed_validations_of_a_renewal_are_exempt(pflow: Flow) -> None:
+    """RFC 9773 §5: an order that replaces a certificate is exempt from every limit,
+    so a renewal whose validation keeps failing is never locked out by its failures."""
+    _, order = await pflow.issue("flaky.renew.test")
+    leaf = x509.load_pem_x509_certificates((await pflow.get(order["certificate"])).body)[0]
+    cert_id = str(cert_id_of(leaf))
+    url = f"{pflow.acme.base}/acme/new-order"
+    body = {"identifiers": [{"type": "dns", "value": "flaky.renew.test"}], "replaces": cert_id}
+    for attempt in range(7):
+        created = await pflow.acme.post(url, body, pflow.key, pflow.kid)
+        assert created.status == 201, (attempt, created.body)
+        authz_url = created.json()["authorizations"][0]
+        authz = (await pflow.get(authz_url)).json()
+        if authz["status"] == "valid":  # the first renewal reuses the original's
+            await pflow.acme.post(authz_url, {"status": "deactivated"}, pflow.key, pflow.kid)
+            continue
+        ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        started = await pflow.acme.post(ch["url"], {}, pflow.key, pflow.kid)  # 404: fails
+        assert started.status == 200, (attempt, started.body)
+        await pflow.wait_for_authorizations(created.json())

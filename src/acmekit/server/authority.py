@@ -577,7 +577,9 @@ class Authority:
         if ch.status != ChallengeStatus.PENDING or status != AuthorizationStatus.PENDING:
             # Idempotent: answering a challenge twice reports where it stands.
             return ch, authz
-        self.limits.check(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), self.now())
+        if not self.store.authz_in_renewal(account.id, authz.id):
+            subject = self._failure_subject(authz)
+            self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
         if self.store.start_challenge(ch.id, self.now()):
             self._spawn(self._validate(ch, authz, account, account_prefix + account.id))
         started = self.store.challenge(ch.id)
@@ -606,7 +608,7 @@ class Authority:
         now = self.now()
         lifetime = self._profile_of_authz(authz.id).valid_authz_lifetime
         self.store.finish_challenge(ch.id, now, error, now + lifetime)
-        if error is not None:
+        if error is not None and not self.store.authz_in_renewal(authz.account_id, authz.id):
             self.limits.spend(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), now)
         log.info("challenge %s %s: %s", ch.id, ch.type, "invalid" if error else "valid")
 

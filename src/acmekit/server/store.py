@@ -721,6 +721,21 @@ class Store:
             ).all()
         return [self._order(r) for r in rows]
 
+    def authz_in_renewal(self, account_id: str, authz_id: str) -> bool:
+        """Whether an order of the account that carries `replaces` uses this authorization
+        (RFC 9773 §5 renewals are exempt from rate limits, failed validations included)."""
+        with self._tx() as c:
+            row = c.execute(
+                sa.select(orders.c.id)
+                .where(
+                    orders.c.account_id == account_id,
+                    orders.c.replaces.is_not(None),
+                    orders.c.authz_ids.contains(f'"{authz_id}"'),
+                )
+                .limit(1)
+            ).first()
+        return row is not None
+
     def claim_finalize(self, order_id: str, csr: bytes, now: datetime) -> bool:
         """ready -> processing, once: of two concurrent finalizes exactly one wins."""
         with self._raw() as c:
