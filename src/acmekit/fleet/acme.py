@@ -8,14 +8,19 @@ The steps are the client's public ones (RFC 8555 §7.4, §7.5): fetch the order,
 its pending authorizations, finalize when ready, poll, download.
 
 http-01 answers live in the inventory (`DbHttpSolver`), so whichever fleet process
-the CA's validation request reaches can answer it.
+the CA's validation request reaches can answer it. dns-01 goes through whatever solver
+is given for it (in the fleet, the client's Dns01Solver following the CNAME that
+delegates `_acme-challenge.NAME` into a zone the fleet may update: see delegation.py).
+A wildcard is always validated by dns-01. An http-01 order whose authorizations fail is
+tried once more by dns-01 when `delegated(names)` says every name is delegated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -25,8 +30,8 @@ from acmekit.client import Client, choose_challenge
 from acmekit.client.resources import Authorization, Challenge, Order
 from acmekit.client.solvers import Solver
 from acmekit.fleet.inventory import Inventory
-from acmekit.fleet.issuer import OrderRequest, OrderStarted
-from acmekit.fleet.model import ChallengeMethod
+from acmekit.fleet.issuer import OrderRequest, OrderStarted, RenewalWindow
+from acmekit.fleet.model import ChallengeMethod, to_us
 from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.jose import PrivateKey
@@ -97,18 +102,71 @@ _METHOD = {
 }
 
 
+Delegated = Callable[[Sequence[str]], Awaitable[bool]]
+
+_VALIDATION_FAILURES = frozenset(
+    str(t)
+    for t in (
+        ProblemType.UNAUTHORIZED,
+        ProblemType.CONNECTION,
+        ProblemType.DNS,
+        ProblemType.INCORRECT_RESPONSE,
+        ProblemType.TLS,
+        ProblemType.COMPOUND,
+    )
+)
+
+
+def is_validation_failure(exc: BaseException) -> bool:
+    """The CA could not validate a name (the site's doing, not the CA's)."""
+    return isinstance(exc, AcmeError) and exc.problem.type in _VALIDATION_FAILURES
+
+
 class AcmeIssuer:
     """Issue through `client` (registered) with `solvers` by challenge type."""
 
-    def __init__(self, client: Client, solvers: Mapping[ChallengeType, Solver], name: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        solvers: Mapping[ChallengeType, Solver],
+        name: str,
+        delegated: Delegated | None = None,
+    ) -> None:
         self.client = client
         self.solvers = solvers
         self.name = name
+        self.delegated = delegated
 
     async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
+        try:
+            return await self._issue(request, started)
+        except AcmeError as exc:
+            if not await self._fall_back(request, exc):
+                raise
+        log.info("site %s: http-01 failed; trying dns-01 through delegation", request.site.id)
+        again = replace(request, method=ChallengeMethod.DNS_01, resume_url=None)
+        return await self._issue(again, started)
+
+    async def _fall_back(self, request: OrderRequest, exc: AcmeError) -> bool:
+        return (
+            request.challenge_method == ChallengeMethod.HTTP_01
+            and ChallengeType.DNS_01 in self.solvers
+            and self.delegated is not None
+            and is_validation_failure(exc)
+            and await self.delegated(request.site.names)
+        )
+
+    async def renewal_window(self, fullchain_pem: str) -> RenewalWindow | None:
+        leaf = x509.load_pem_x509_certificates(fullchain_pem.encode())[0]
+        info = await self.client.renewal_info(leaf)
+        if info is None:
+            return None
+        return RenewalWindow(to_us(info.start), to_us(info.end), info.retry_after)
+
+    async def _issue(self, request: OrderRequest, started: OrderStarted) -> str:
         order = await self._order(request, started)
         if order.status == OrderStatus.PENDING:
-            await self._authorize(order, _METHOD[request.site.method])
+            await self._authorize(order, _METHOD[request.challenge_method])
             order = await self.client.poll_order(order)
         if order.status == OrderStatus.READY:
             order = await self.client.finalize(order, request.csr_der)
@@ -142,6 +200,9 @@ class AcmeIssuer:
         try:
             for (a, c), ka in zip(chosen, key_auths, strict=True):
                 await solver.present(a.identifier, c, ka)
+            wait = getattr(solver, "wait", None)
+            if wait is not None and chosen:
+                await wait()
             await asyncio.gather(*(self._answer(a, c) for a, c in chosen))
         finally:
             for (a, c), ka in zip(chosen, key_auths, strict=True):

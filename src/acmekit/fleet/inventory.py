@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,11 +28,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit.fleet.model import (
+    BackupCert,
+    CaHealth,
     CertVersion,
     ChallengeMethod,
     Deployment,
     DesiredState,
     Site,
+    SiteOptions,
     SiteState,
 )
 
@@ -97,6 +100,62 @@ settings = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+# Added with several CAs, backups and ARI checks: tables of their own, so that an older
+# inventory gains them from `create_all` and no existing table changes.
+
+site_options = sa.Table(
+    "fleet_site_options",
+    metadata,
+    sa.Column("site_id", sa.String(32), primary_key=True),
+    sa.Column("backup", sa.Boolean, nullable=False, default=False),
+    sa.Column("order_ca", sa.String(255)),
+    sa.Column("next_check", sa.BigInteger),
+    sa.Column("backup_retry_at", sa.BigInteger),
+)
+
+backups = sa.Table(
+    "fleet_backups",
+    metadata,
+    sa.Column("site_id", sa.String(32), primary_key=True),
+    sa.Column("ca", sa.String(255), nullable=False),
+    sa.Column("serial", sa.String(48), nullable=False),
+    sa.Column("not_before", sa.BigInteger, nullable=False),
+    sa.Column("not_after", sa.BigInteger, nullable=False),
+    sa.Column("fullchain_pem", sa.Text, nullable=False),
+    sa.Column("key_pem", sa.Text, nullable=False),
+    sa.Column("issued", sa.BigInteger, nullable=False),
+    sa.Column("renew_at", sa.BigInteger, nullable=False),
+)
+
+ca_accounts = sa.Table(
+    "fleet_ca_accounts",
+    metadata,
+    sa.Column("ca", sa.String(255), primary_key=True),
+    sa.Column("key_pem", sa.Text, nullable=False),
+    sa.Column("account_url", sa.Text),
+)
+
+ca_health = sa.Table(
+    "fleet_ca_health",
+    metadata,
+    sa.Column("ca", sa.String(255), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False, default=0),
+    sa.Column("down_until", sa.BigInteger),
+    sa.Column("last_error", sa.Text),
+)
+
+ca_issuances = sa.Table(
+    "fleet_ca_issuances",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ca", sa.String(255), nullable=False),
+    sa.Column("domain", sa.String(255), nullable=False),
+    sa.Column("site_id", sa.String(32), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("final", sa.Boolean, nullable=False),
+    sa.Index("fleet_ca_issuances_ca_domain_at", "ca", "domain", "at"),
 )
 
 
@@ -178,6 +237,36 @@ def _new_row(names: Sequence[str], method: ChallengeMethod, now: int) -> dict[st
 
 class _Lost(Exception):
     """A compare-and-set found the row changed: roll the transaction back."""
+
+
+def _store_version(c: Connection, owner: str, cert: CertVersion, renew_at: int) -> None:
+    res = c.execute(
+        sites.update()
+        .where(
+            sites.c.id == cert.site_id,
+            sites.c.lease_owner == owner,
+            sites.c.current_version == cert.version - 1,
+        )
+        .values(
+            current_version=cert.version,
+            renew_at=renew_at,
+            state=SiteState.ACTIVE,
+            failure_count=0,
+            last_problem=None,
+            order_url=None,
+            order_key_pem=None,
+        )
+    )
+    if res.rowcount != 1:
+        raise _Lost
+    c.execute(certificates.insert().values(**cert.__dict__))
+
+
+def _holds(c: Connection, site_id: str, owner: str) -> bool:
+    found = c.execute(
+        sa.select(sites.c.id).where(sites.c.id == site_id, sites.c.lease_owner == owner)
+    ).first()
+    return found is not None
 
 
 class Inventory:
@@ -331,26 +420,17 @@ class Inventory:
         `cert.version - 1` and `owner` still holds the lease; False otherwise."""
         try:
             with self._tx() as c:
-                res = c.execute(
-                    sites.update()
-                    .where(
-                        sites.c.id == cert.site_id,
-                        sites.c.lease_owner == owner,
-                        sites.c.current_version == cert.version - 1,
-                    )
-                    .values(
-                        current_version=cert.version,
-                        renew_at=renew_at,
-                        state=SiteState.ACTIVE,
-                        failure_count=0,
-                        last_problem=None,
-                        order_url=None,
-                        order_key_pem=None,
-                    )
-                )
-                if res.rowcount != 1:
-                    raise _Lost
-                c.execute(certificates.insert().values(**cert.__dict__))
+                _store_version(c, owner, cert, renew_at)
+        except (_Lost, sa.exc.IntegrityError):
+            return False
+        return True
+
+    def promote_backup(self, owner: str, cert: CertVersion, renew_at: int) -> bool:
+        """`store_version` of the site's backup (as `cert`), and the backup row gone."""
+        try:
+            with self._tx() as c:
+                _store_version(c, owner, cert, renew_at)
+                c.execute(backups.delete().where(backups.c.site_id == cert.site_id))
         except (_Lost, sa.exc.IntegrityError):
             return False
         return True
@@ -459,3 +539,223 @@ class Inventory:
         with self._tx() as c:
             c.execute(settings.delete().where(settings.c.name == name))
             c.execute(settings.insert().values(name=name, value=value))
+
+    # site options (a table of their own) -------------------------------------------------
+
+    def options(self, site_id: str) -> SiteOptions:
+        with self._tx() as c:
+            row = c.execute(
+                sa.select(site_options).where(site_options.c.site_id == site_id)
+            ).first()
+        if row is None:
+            return SiteOptions(site_id)
+        return SiteOptions(
+            site_id=row.site_id,
+            backup=bool(row.backup),
+            order_ca=row.order_ca,
+            next_check=row.next_check,
+            backup_retry_at=row.backup_retry_at,
+        )
+
+    def set_options(self, site_id: str, **values: Any) -> None:
+        """Change a site's options (e.g. `backup=True`), whoever holds it."""
+        with self._tx() as c:
+            _upsert_options(c, site_id, values)
+
+    def update_options_leased(self, site_id: str, owner: str, **values: Any) -> bool:
+        """Change a site's options only while `owner` holds the site."""
+        try:
+            with self._tx() as c:
+                if not _holds(c, site_id, owner):
+                    raise _Lost
+                _upsert_options(c, site_id, values)
+        except _Lost:
+            return False
+        return True
+
+    # backups -------------------------------------------------------------------------------
+
+    def backup(self, site_id: str) -> BackupCert | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(backups).where(backups.c.site_id == site_id)).first()
+        return None if row is None else BackupCert(**row._mapping)
+
+    def store_backup(self, owner: str, backup: BackupCert) -> bool:
+        """Replace the site's backup while `owner` holds the site."""
+        try:
+            with self._tx() as c:
+                if not _holds(c, backup.site_id, owner):
+                    raise _Lost
+                c.execute(backups.delete().where(backups.c.site_id == backup.site_id))
+                c.execute(backups.insert().values(**backup.__dict__))
+        except _Lost:
+            return False
+        return True
+
+    # CA accounts and health ------------------------------------------------------------------
+
+    def ca_account_key(self, ca: str, default_key_pem: str) -> str:
+        """The account key for `ca`, storing `default_key_pem` first if there is none."""
+        try:
+            with self._tx() as c:
+                c.execute(ca_accounts.insert().values(ca=ca, key_pem=default_key_pem))
+        except sa.exc.IntegrityError:
+            pass
+        with self._tx() as c:
+            return str(
+                c.execute(
+                    sa.select(ca_accounts.c.key_pem).where(ca_accounts.c.ca == ca)
+                ).scalar_one()
+            )
+
+    def ca_account_url(self, ca: str) -> str | None:
+        with self._tx() as c:
+            return c.execute(
+                sa.select(ca_accounts.c.account_url).where(ca_accounts.c.ca == ca)
+            ).scalar_one_or_none()
+
+    def set_ca_account_url(self, ca: str, url: str) -> None:
+        with self._tx() as c:
+            c.execute(ca_accounts.update().where(ca_accounts.c.ca == ca).values(account_url=url))
+
+    def ca_health(self, names: Iterable[str]) -> dict[str, CaHealth]:
+        wanted = list(names)
+        query = sa.select(ca_health).where(ca_health.c.ca.in_(wanted))
+        with self._tx() as c:
+            found = {
+                r.ca: CaHealth(r.ca, r.failures, r.down_until, r.last_error)
+                for r in c.execute(query)
+            }
+        return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}
+
+    def _ensure_health(self, ca: str) -> None:
+        try:
+            with self._tx() as c:
+                c.execute(ca_health.insert().values(ca=ca, failures=0))
+        except sa.exc.IntegrityError:
+            pass
+
+    def ca_failed(self, ca: str, error: str, down_until: Callable[[int], int | None]) -> int:
+        """One more consecutive failure of `ca`; `down_until(failures)` says until when it
+        is passed over. The new count of failures."""
+        self._ensure_health(ca)
+        with self._tx() as c:
+            c.execute(
+                ca_health.update()
+                .where(ca_health.c.ca == ca)
+                .values(failures=ca_health.c.failures + 1, last_error=error[:1000])
+            )
+            failures = int(
+                c.execute(sa.select(ca_health.c.failures).where(ca_health.c.ca == ca)).scalar_one()
+            )
+            until = down_until(failures)
+            if until is not None:
+                c.execute(ca_health.update().where(ca_health.c.ca == ca).values(down_until=until))
+        return failures
+
+    def ca_succeeded(self, ca: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                ca_health.update()
+                .where(ca_health.c.ca == ca, ca_health.c.failures != 0)
+                .values(failures=0, down_until=None, last_error=None)
+            )
+
+    # each CA's certificates per registered domain ---------------------------------------------
+
+    def ca_usage(
+        self, ca: str, domains: Iterable[str], since: int, stale_before: int
+    ) -> dict[str, list[int]]:
+        """Times counted against `ca` per domain: certificates issued after `since`, and
+        reservations of orders in flight made after `stale_before`."""
+        wanted = list(domains)
+        with self._tx() as c:
+            return _usage(c, ca, wanted, since, stale_before)
+
+    def reserve(
+        self,
+        ca: str,
+        site_id: str,
+        domains: Sequence[str],
+        now: int,
+        room: Callable[[dict[str, list[int]]], bool],
+        window: tuple[int, int],
+    ) -> bool:
+        """Count one certificate for each of `domains` against `ca` for an order about to
+        start, if `room(usage)` still says there is room. Serialized per CA: the first
+        statement updates the CA's health row (a row lock on PostgreSQL, the write lock
+        on SQLite), so two workers cannot both take the last slot. `window` is
+        (since, stale_before) as for `ca_usage`."""
+        self._ensure_health(ca)
+        try:
+            with self._tx() as c:
+                c.execute(ca_health.update().where(ca_health.c.ca == ca).values(ca=ca))
+                c.execute(_drop_reservations(ca, site_id))
+                if not room(_usage(c, ca, list(domains), *window)):
+                    raise _Lost
+                rows = [
+                    {"ca": ca, "domain": d, "site_id": site_id, "at": now, "final": False}
+                    for d in domains
+                ]
+                if rows:
+                    c.execute(ca_issuances.insert(), rows)
+        except _Lost:
+            return False
+        return True
+
+    def settle(self, ca: str, site_id: str, now: int, issued: bool) -> None:
+        """The order the reservation was for ended: count it as issued at `now`, or not."""
+        with self._tx() as c:
+            if issued:
+                c.execute(
+                    ca_issuances.update()
+                    .where(
+                        ca_issuances.c.ca == ca,
+                        ca_issuances.c.site_id == site_id,
+                        ~ca_issuances.c.final,
+                    )
+                    .values(final=True, at=now)
+                )
+            else:
+                c.execute(_drop_reservations(ca, site_id))
+
+    def count_issued(self, ca: str, domain: str) -> int:
+        """How many certificates the fleet counted against `ca` for `domain` (any time)."""
+        with self._tx() as c:
+            return int(
+                c.execute(
+                    sa.select(sa.func.count()).where(
+                        ca_issuances.c.ca == ca,
+                        ca_issuances.c.domain == domain,
+                        ca_issuances.c.final,
+                    )
+                ).scalar_one()
+            )
+
+
+def _upsert_options(c: Connection, site_id: str, values: dict[str, Any]) -> None:
+    res = c.execute(site_options.update().where(site_options.c.site_id == site_id).values(**values))
+    if res.rowcount == 0:
+        c.execute(site_options.insert().values(site_id=site_id, **{"backup": False, **values}))
+
+
+def _drop_reservations(ca: str, site_id: str) -> sa.Delete:
+    return ca_issuances.delete().where(
+        ca_issuances.c.ca == ca, ca_issuances.c.site_id == site_id, ~ca_issuances.c.final
+    )
+
+
+def _usage(
+    c: Connection, ca: str, domains: list[str], since: int, stale_before: int
+) -> dict[str, list[int]]:
+    counted = sa.or_(
+        sa.and_(ca_issuances.c.final, ca_issuances.c.at > since),
+        sa.and_(~ca_issuances.c.final, ca_issuances.c.at > stale_before),
+    )
+    query = sa.select(ca_issuances.c.domain, ca_issuances.c.at).where(
+        ca_issuances.c.ca == ca, ca_issuances.c.domain.in_(domains), counted
+    )
+    usage: dict[str, list[int]] = {d: [] for d in domains}
+    for domain, at in c.execute(query):
+        usage[domain].append(int(at))
+    return usage

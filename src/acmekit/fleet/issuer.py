@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from acmekit.fleet.model import Site
+from acmekit.fleet.model import ChallengeMethod, Site
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class OrderRequest:
     csr_der: bytes
     replaces: str | None  # RFC 9773 certID of the certificate this one replaces
     resume_url: str | None  # an order a previous (perhaps dead) worker started
+    method: ChallengeMethod | None = None  # None: the site's own
+
+    @property
+    def challenge_method(self) -> ChallengeMethod:
+        """dns-01 for any wildcard (the only way to validate one), else as asked."""
+        if any(n.startswith("*.") for n in self.site.names):
+            return ChallengeMethod.DNS_01
+        return self.method or self.site.method
 
 
 OrderStarted = Callable[[str], Awaitable[None]]
@@ -32,3 +40,19 @@ class Issuer(Protocol):
         """The PEM chain, leaf first. `started(order_url)` is awaited as soon as the
         order exists, so that another worker can finish it if this one dies."""
         ...
+
+
+@dataclass(frozen=True)
+class RenewalWindow:
+    """A CA's suggested renewal window (RFC 9773 §4.2), in microseconds, and when to
+    ask again (None: the CA did not say)."""
+
+    start: int
+    end: int
+    retry_after: float | None
+
+
+class RenewalInfoSource(Protocol):
+    """An Issuer that can also say when a certificate it issued should be renewed."""
+
+    async def renewal_window(self, fullchain_pem: str) -> RenewalWindow | None: ...

@@ -104,3 +104,38 @@ def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
     if not 1 <= len(out) <= MAX_NAMES:
         raise ValueError(f"a site has 1 to {MAX_NAMES} names")
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class SiteOptions:
+    """What a site has beyond its row: kept in a table of its own (added later)."""
+
+    site_id: str
+    backup: bool = False  # keep a certificate from a second CA ready
+    order_ca: str | None = None  # the CA of the order in flight (`Site.order_url`)
+    next_check: int | None = None  # when to ask the CA about the current certificate (ARI)
+    backup_retry_at: int | None = None  # after a failed backup issuance
+
+
+@dataclass(frozen=True)
+class BackupCert:
+    """A certificate from a CA other than the current one's, with its own key, ready to
+    be swapped in; renewed on its own schedule."""
+
+    site_id: str
+    ca: str
+    serial: str
+    not_before: int
+    not_after: int
+    fullchain_pem: str
+    key_pem: str
+    issued: int
+    renew_at: int
+
+
+@dataclass(frozen=True)
+class CaHealth:
+    ca: str
+    failures: int  # consecutive failures that were the CA's (not the site's)
+    down_until: int | None
+    last_error: str | None

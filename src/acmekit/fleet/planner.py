@@ -22,7 +22,8 @@ All times are integer microseconds since the epoch (UTC), as the inventory store
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from acmekit.fleet.model import SiteState
 
@@ -113,3 +114,81 @@ def state_after_failure(
     if failure_count >= policy.failing_after:
         return SiteState.FAILING
     return SiteState.ACTIVE if has_certificate else SiteState.PENDING
+
+
+# Choosing a CA ---------------------------------------------------------------------------
+#
+# The fleet keeps its own count of each CA's certificates per registered domain, so that
+# it never asks a CA for what the CA would refuse with `rateLimited`. The count is a
+# sliding window: at most `limit` certificates whose time falls in the last `period`.
+# That is at least as strict as a token bucket of `limit` tokens refilled over `period`
+# (what Let's Encrypt and our CA keep), so a certificate the window allows the CA allows.
+
+
+@dataclass(frozen=True)
+class CaView:
+    """What the planner needs to know of one CA, in the order of preference."""
+
+    name: str
+    down_until: int | None = None  # skipped until then (an outage, repeated failures)
+    limit: int | None = None  # certificates per registered domain per `period`; None: none
+    period: int = 7 * DAY
+    usage: Mapping[str, Sequence[int]] = field(default_factory=dict)  # domain -> times
+
+
+@dataclass(frozen=True)
+class CaPlan:
+    """The CAs to try, best first; when none may be tried, the earliest time one may."""
+
+    order: tuple[str, ...]
+    wait_until: int | None = None
+
+
+def refill_time(times: Sequence[int], limit: int, period: int, now: int) -> int:
+    """When a window of `limit` per `period` holding `times` next has room (now if it has)."""
+    recent = sorted(t for t in times if t > now - period)
+    if len(recent) < limit:
+        return now
+    return recent[len(recent) - limit] + period
+
+
+def ca_room_at(view: CaView, domains: Iterable[str], now: int) -> int:
+    """The earliest time `view` may issue for all of `domains` (now if it may at once)."""
+    when = now if view.down_until is None else max(now, view.down_until)
+    if view.limit is None:
+        return when
+    for domain in domains:
+        when = max(when, refill_time(view.usage.get(domain, ()), view.limit, view.period, now))
+    return when
+
+
+def choose_cas(
+    views: Sequence[CaView], domains: Iterable[str], now: int, exempt: str | None = None
+) -> CaPlan:
+    """The CAs that may issue for `domains` now, in order; `exempt` names a CA whose
+    limits do not apply (a renewal there replaces one of its own certificates)."""
+    wanted = tuple(domains)
+    ready: list[str] = []
+    later: list[int] = []
+    for view in views:
+        at = ca_room_at(view, () if view.name == exempt else wanted, now)
+        if at <= now:
+            ready.append(view.name)
+        else:
+            later.append(at)
+    if ready:
+        return CaPlan(tuple(ready))
+    return CaPlan((), min(later) if later else None)
+
+
+def ca_failure_pause(failures: int, failover_after: int, pause: int) -> int | None:
+    """After `failures` consecutive failures of a CA, how long to pass it over (None: not)."""
+    if failures < failover_after:
+        return None
+    exponent = min(failures - failover_after, 20)
+    return min(pause << exponent, 6 * HOUR)
+
+
+def backup_due(now: int, renew_at: int | None, not_after: int | None) -> bool:
+    """A backup certificate is (re)issued when missing, due or expired."""
+    return renew_at is None or not_after is None or now >= min(renew_at, not_after)

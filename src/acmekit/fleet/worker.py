@@ -3,15 +3,30 @@
 One pass (`run_once`) leases up to `batch` due sites and handles them concurrently:
 
 1. A site whose desired state is removed is taken off every edge, then marked removed.
-2. A site without a certificate, or past its renewal time, gets a new one. The new key
-   is stored before the order is opened and the order URL as soon as it exists, so a
-   worker that takes over an expired lease resumes that order (see acme.py). Renewals
-   name the certificate they replace (RFC 9773 `replaces`), and the new version is
-   stored by a compare-and-set on the site's current version, so one renewal yields
-   exactly one current certificate however many workers race.
-3. Every edge that lacks the current version gets it; a failing edge is recorded and
+2. If the current certificate's CA offers ACME Renewal Information (RFC 9773) and the
+   site's check is due (every `ari_interval`, or the CA's Retry-After), the worker asks.
+   A window already past means "renew now" (our CA says so for a revoked certificate):
+   a ready backup certificate (below) is made current at once, without waiting for an
+   issuance; otherwise the site renews now. A window earlier than the fleet's own
+   renewal time brings renewal forward; a later one is ignored (the fleet's spread wins).
+3. A site without a certificate, or past its renewal time, gets a new one, from the
+   first CA (cas.py) that is up and, by the fleet's own count, has room under its
+   certificates-per-registered-domain limit; a CA that cannot be reached, fails with a
+   fault of its own or answers rateLimited is passed for the next at once. When no CA
+   has room the site waits, without counting a failure, until the first one refills.
+   The new key is stored before the order is opened and the order URL (with its CA) as
+   soon as it exists, so a worker that takes over an expired lease resumes that order
+   at that CA (see acme.py). Renewals at the CA that issued the current certificate
+   name it (RFC 9773 `replaces`); at another CA they cannot. The new version is stored
+   by a compare-and-set on the site's current version, so one renewal yields exactly
+   one current certificate however many workers race. If every CA fails and a backup
+   outlives the current certificate, the backup is made current.
+4. A site with `backup` set keeps a certificate from another CA than the current one,
+   with its own key, issued and renewed on its own schedule (`fleet_backups`).
+5. Every edge that lacks the current version gets it; a failing edge is recorded and
    retried with back-off while the others proceed.
-4. The lease is released with the planner's next action time.
+6. The lease is released with the earliest of the planner's next action time, the next
+   ARI check and the backup's renewal.
 
 Any failure is recorded on the site (`failure_count`, `last_problem`) and retried
 after the planner's back-off; nothing a site does can stop the loop. Time comes from
@@ -28,7 +43,7 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography import x509
@@ -37,11 +52,19 @@ from acmekit.client.certmanager import make_csr
 from acmekit.client.clock import Clock
 from acmekit.fleet import planner
 from acmekit.fleet.acme import ari_cert_id, key_from_pem, key_to_pem, new_key
+from acmekit.fleet.cas import CaEntry, CaPool, is_ca_fault, is_rate_limited, registered_domains
 from acmekit.fleet.deploy import Deployer
 from acmekit.fleet.inventory import Inventory
-from acmekit.fleet.issuer import Issuer, OrderRequest
+from acmekit.fleet.issuer import Issuer, OrderRequest, RenewalInfoSource, RenewalWindow
 from acmekit.fleet.metrics import FleetMetrics
-from acmekit.fleet.model import CertVersion, DesiredState, Site, SiteState, to_us
+from acmekit.fleet.model import (
+    BackupCert,
+    CertVersion,
+    DesiredState,
+    Site,
+    SiteState,
+    to_us,
+)
 from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
@@ -58,6 +81,8 @@ class WorkerConfig:
     batch: int = 50
     concurrency: int = 20
     idle_sleep: float = 2.0  # seconds between passes that found nothing due
+    ari_interval: int = 6 * planner.HOUR  # how often to ask a CA about a certificate
+    backup_retry: int = 30 * planner.MINUTE  # after a backup issuance failed everywhere
     policy: planner.Policy = planner.DEFAULT_POLICY
 
 
@@ -67,23 +92,41 @@ def problem_of(exc: BaseException) -> dict[str, Any]:
     return {"type": "about:blank", "detail": f"{type(exc).__name__}: {exc}"}
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What an issuance attempt came to."""
+
+    site: Site | None = None  # the site with its new current version
+    problem: dict[str, Any] | None = None
+    wait_until: int | None = None  # no CA may take the site before then
+    lost: bool = False  # another worker has the site
+
+
+@dataclass(frozen=True)
+class Issued:
+    pem: str
+    ca: str
+
+
 class Worker:
     def __init__(
         self,
         inventory: Inventory,
-        issuer: Issuer,
+        issuer: Issuer | CaPool,
         deployers: Sequence[Deployer],
         clock: Clock,
         config: WorkerConfig | None = None,
         metrics: FleetMetrics | None = None,
     ) -> None:
         self.inventory = inventory
-        self.issuer = issuer
+        self.pool = issuer if isinstance(issuer, CaPool) else CaPool.single(issuer)
         self.deployers = tuple(deployers)
         self.clock = clock
         self.config = config or WorkerConfig()
         self.metrics = metrics or FleetMetrics()
         self._slots = asyncio.Semaphore(self.config.concurrency)
+        self._multi = len(self.pool.entries) > 1
+        self._ari = any(hasattr(e.issuer, "renewal_window") for e in self.pool.entries)
 
     @property
     def owner(self) -> str:
@@ -118,25 +161,133 @@ class Worker:
         if site.desired == DesiredState.REMOVED:
             await self._remove(site)
             return
-        failure: dict[str, Any] | None = None
-        if planner.is_due(self.now(), site.renew_at):
-            renewed, failure = await self._renew(site)
-            if renewed is None and failure is None:
-                return  # the lease was lost: another worker has the site
-            site = renewed or site
+        outcome = Outcome()
+        due = planner.is_due(self.now(), site.renew_at)
+        if not due and self._ari:
+            site, due = await self._check(site)
+        if due:
+            outcome = await self._renew(site)
+            if outcome.lost:
+                return  # another worker has the site
+            site = outcome.site or site
+            if outcome.problem is not None and self._promote(site, "issuance failed"):
+                site = self.inventory.site(site.id) or site
         edge_failures = await self._deploy(site)
-        self._finish(site, failure, edge_failures)
+        if self._multi and self.inventory.options(site.id).backup:
+            await self._keep_backup(site)
+        self._finish(site, outcome, edge_failures)
+
+    # renewal information and backups ----------------------------------------------------
+
+    def _ari_source(self, ca: str) -> RenewalInfoSource | None:
+        entry = self.pool.get(ca)
+        source = None if entry is None else entry.issuer
+        return source if hasattr(source, "renewal_window") else None  # type: ignore[return-value]
+
+    async def _check(self, site: Site) -> tuple[Site, bool]:
+        """Ask the CA about the current certificate if a check is due: (site, due now)."""
+        now, options = self.now(), self.inventory.options(site.id)
+        current = self.inventory.current(site)
+        if current is None or (options.next_check is not None and now < options.next_check):
+            return site, False
+        source = self._ari_source(current.ca)
+        if source is None:
+            return site, False
+        try:
+            window = await source.renewal_window(current.fullchain_pem)
+        except Exception as exc:
+            log.info("site %s: renewal information from %s: %s", site.id, current.ca, exc)
+            window = None
+        self.inventory.update_options_leased(
+            site.id, self.owner, next_check=self._next_check(now, window)
+        )
+        if window is None:
+            return site, False
+        if window.end <= now:
+            log.warning("site %s: %s says renew now (revoked?)", site.id, current.ca)
+            if self._promote(site, "the CA asks for renewal now"):
+                return self.inventory.site(site.id) or site, False
+            return site, True
+        renew_at = planner.renewal_time(
+            current.not_before,
+            current.not_after,
+            planner.site_jitter(site.id),
+            ari=planner.AriWindow(window.start, window.end),
+        )
+        if site.renew_at is not None and renew_at < site.renew_at:
+            self.inventory.update_leased(site.id, self.owner, renew_at=renew_at)
+            site = replace(site, renew_at=renew_at)
+        return site, planner.is_due(now, site.renew_at)
+
+    def _next_check(self, now: int, window: RenewalWindow | None) -> int:
+        interval = self.config.ari_interval
+        if window is not None and window.retry_after is not None:
+            asked = int(window.retry_after * planner.SECOND)
+            interval = min(max(asked, planner.MINUTE), interval)
+        return now + interval
+
+    def _promote(self, site: Site, why: str) -> bool:
+        """Make the site's backup its current certificate if the backup is usable."""
+        now, current = self.now(), self.inventory.current(site)
+        backup = self.inventory.backup(site.id)
+        if current is None or backup is None or backup.ca == current.ca:
+            return False
+        if backup.not_after <= now or backup.not_before > now:
+            return False
+        version = CertVersion(
+            site_id=site.id,
+            version=site.current_version + 1,
+            serial=backup.serial,
+            not_before=backup.not_before,
+            not_after=backup.not_after,
+            fullchain_pem=backup.fullchain_pem,
+            key_pem=backup.key_pem,
+            issued=backup.issued,
+            ca=backup.ca,
+        )
+        renew_at = self._renew_at(site.id, backup.not_before, backup.not_after)
+        if not self.inventory.promote_backup(self.owner, version, renew_at):
+            return False
+        self.inventory.update_options_leased(site.id, self.owner, next_check=None)
+        log.warning("site %s: backup from %s made current (%s)", site.id, backup.ca, why)
+        return True
+
+    async def _keep_backup(self, site: Site) -> None:
+        """Issue (or renew) the site's backup at a CA other than the current one's."""
+        now, options = self.now(), self.inventory.options(site.id)
+        current, backup = self.inventory.current(site), self.inventory.backup(site.id)
+        if current is None or (options.backup_retry_at or 0) > now:
+            return
+        fresh = backup is not None and not planner.backup_due(
+            now, backup.renew_at, backup.not_after
+        )
+        if fresh and backup is not None and backup.ca != current.ca:
+            return
+        key_pem = key_to_pem(new_key())
+        request = OrderRequest(site, make_csr(key_from_pem(key_pem), site.names), None, None)
+        issued, _ = await self._issue_at_some_ca(site, request, exclude=current.ca)
+        if issued is None:
+            retry = now + self.config.backup_retry
+            self.inventory.update_options_leased(site.id, self.owner, backup_retry_at=retry)
+            return
+        leaf = x509.load_pem_x509_certificates(issued.pem.encode())[0]
+        nb, na = to_us(leaf.not_valid_before_utc), to_us(leaf.not_valid_after_utc)
+        made = BackupCert(
+            site.id, issued.ca, format(leaf.serial_number, "x"), nb, na,
+            issued.pem, key_pem, self.now(), self._renew_at(site.id + "/backup", nb, na),
+        )  # fmt: skip
+        if self.inventory.store_backup(self.owner, made):
+            self.inventory.update_options_leased(site.id, self.owner, backup_retry_at=None)
+            log.info("site %s: backup from %s, serial %s", site.id, made.ca, made.serial)
 
     # issuance -----------------------------------------------------------------------
 
-    async def _renew(self, site: Site) -> tuple[Site | None, dict[str, Any] | None]:
-        """(the site with its new version, None), (None, problem), or (None, None) when
-        the lease was lost."""
+    async def _renew(self, site: Site) -> Outcome:
         key_pem = self.inventory.order_key(site.id) or key_to_pem(new_key())
         if not self.inventory.update_leased(
             site.id, self.owner, order_key_pem=key_pem, state=SiteState.ISSUING
         ):
-            return None, None
+            return Outcome(lost=True)
         current = self.inventory.current(site)
         request = OrderRequest(
             site=site,
@@ -144,46 +295,124 @@ class Worker:
             replaces=None if current is None else ari_cert_id(current.fullchain_pem),
             resume_url=site.order_url,
         )
+        resume_ca = self.inventory.options(site.id).order_ca if site.order_url else None
+        issued, outcome = await self._issue_at_some_ca(
+            site, request, resume_ca=resume_ca or self._only_ca(), current=current
+        )
+        if issued is None:
+            return outcome
+        return self._store(site, issued, key_pem)
+
+    def _only_ca(self) -> str | None:
+        """With one CA, an order in flight is at that CA whatever was recorded."""
+        return self.pool.entries[0].name if len(self.pool.entries) == 1 else None
+
+    async def _issue_at_some_ca(
+        self,
+        site: Site,
+        request: OrderRequest,
+        *,
+        exclude: str | None = None,
+        resume_ca: str | None = None,
+        current: CertVersion | None = None,
+    ) -> tuple[Issued | None, Outcome]:
+        """Try the CAs that may take `site`, in order: (what was issued, Outcome())
+        or (None, why not). The primary certificate's orders are recorded on the site
+        (`exclude` None); a backup's are not."""
+        now, domains = self.now(), registered_domains(site.names)
+        exempt = None if current is None else current.ca
+        plan = self.pool.plan(self.inventory, domains, now, exempt)
+        order = [n for n in plan.order if n != exclude]
+        if resume_ca is not None and self.pool.get(resume_ca) is not None:
+            order = [resume_ca, *(n for n in order if n != resume_ca)]
+        last: BaseException | None = None
+        for name in order:
+            entry = self.pool.get(name)
+            assert entry is not None
+            at_same = current is not None and current.ca == name
+            attempt = replace(
+                request,
+                replaces=request.replaces if at_same else None,
+                resume_url=request.resume_url if name == resume_ca else None,
+            )
+            if not self.pool.reserve(
+                self.inventory, entry, site.id, domains, now, at_same or name == resume_ca
+            ):
+                continue
+            try:
+                pem = await self._issue_with(entry, attempt, record=exclude is None)
+            except Exception as exc:
+                last = exc
+                if is_ca_fault(exc) or is_rate_limited(exc):
+                    continue
+                break
+            return Issued(pem, name), Outcome()
+        if last is not None:
+            return None, Outcome(problem=problem_of(last))
+        if plan.wait_until is not None or not order:
+            return None, Outcome(wait_until=plan.wait_until or now + planner.MINUTE)
+        return None, Outcome(wait_until=now + planner.MINUTE)  # lost every reservation race
+
+    async def _issue_with(self, entry: CaEntry, request: OrderRequest, record: bool) -> str:
+        site, name = request.site, entry.name
 
         async def started(url: str) -> None:
-            self.inventory.update_leased(site.id, self.owner, order_url=url)
+            if record:
+                self.inventory.update_leased(site.id, self.owner, order_url=url)
+                if self._multi:
+                    self.inventory.update_options_leased(site.id, self.owner, order_ca=name)
 
         began = time.perf_counter()
         try:
-            pem = await self.issuer.issue(request, started)
+            async with entry.slots:
+                pem = await entry.issuer.issue(request, started)
         except Exception as exc:
-            self.metrics.issuance(self.issuer.name, False, time.perf_counter() - began)
-            log.warning("site %s: issuance failed: %s", site.id, exc)
-            if isinstance(exc, AcmeError):
+            self.metrics.issuance(name, False, time.perf_counter() - began)
+            self.inventory.settle(name, site.id, self.now(), issued=False)
+            log.warning("site %s: issuance at %s failed: %s", site.id, name, exc)
+            if isinstance(exc, AcmeError) and record:
                 self.inventory.update_leased(site.id, self.owner, order_url=None)
-            return None, problem_of(exc)
-        self.metrics.issuance(self.issuer.name, True, time.perf_counter() - began)
-        return self._store(site, pem, key_pem)
+            if is_ca_fault(exc):
+                self.pool.record_failure(self.inventory, entry, exc, self.now())
+            raise
+        self.metrics.issuance(name, True, time.perf_counter() - began)
+        self.inventory.settle(name, site.id, self.now(), issued=True)
+        self.inventory.ca_succeeded(name)
+        return pem
 
-    def _store(
-        self, site: Site, pem: str, key_pem: str
-    ) -> tuple[Site | None, dict[str, Any] | None]:
-        leaf = x509.load_pem_x509_certificates(pem.encode())[0]
+    def _renew_at(self, seed: str, not_before: int, not_after: int) -> int:
+        jitter = planner.site_jitter(seed)
+        return planner.renewal_time(not_before, not_after, jitter, policy=self.config.policy)
+
+    def _store(self, site: Site, issued: Issued, key_pem: str) -> Outcome:
+        leaf = x509.load_pem_x509_certificates(issued.pem.encode())[0]
         version = CertVersion(
             site_id=site.id,
             version=site.current_version + 1,
             serial=format(leaf.serial_number, "x"),
             not_before=to_us(leaf.not_valid_before_utc),
             not_after=to_us(leaf.not_valid_after_utc),
-            fullchain_pem=pem,
+            fullchain_pem=issued.pem,
             key_pem=key_pem,
             issued=self.now(),
-            ca=self.issuer.name,
+            ca=issued.ca,
         )
-        jitter = planner.site_jitter(site.id)
-        renew_at = planner.renewal_time(
-            version.not_before, version.not_after, jitter, policy=self.config.policy
-        )
+        renew_at = self._renew_at(site.id, version.not_before, version.not_after)
         if not self.inventory.store_version(self.owner, version, renew_at):
             log.warning("site %s: version %d lost a race; discarded", site.id, version.version)
-            return None, None
-        log.info("site %s: version %d, serial %s", site.id, version.version, version.serial)
-        return self.inventory.site(site.id), None
+            return Outcome(lost=True)
+        if self._multi or self._ari:
+            next_check = None
+            if self._ari_source(issued.ca) is not None:
+                next_check = self.now() + self.config.ari_interval
+            self.inventory.update_options_leased(
+                site.id, self.owner, order_ca=None, next_check=next_check
+            )
+        log.info(
+            "site %s: version %d from %s, serial %s",
+            site.id, version.version, issued.ca, version.serial,
+        )  # fmt: skip
+        return Outcome(site=self.inventory.site(site.id))
 
     # edges ----------------------------------------------------------------------------
 
@@ -255,10 +484,11 @@ class Worker:
 
     # planning -------------------------------------------------------------------------
 
-    def _finish(self, site: Site, failure: dict[str, Any] | None, edge_failures: int) -> None:
+    def _finish(self, site: Site, outcome: Outcome, edge_failures: int) -> None:
         now, policy = self.now(), self.config.policy
         current = self.inventory.current(site)
         not_after = None if current is None else current.not_after
+        failure = outcome.problem
         if failure is not None:
             count = site.failure_count + 1
             self.inventory.update_leased(
@@ -269,8 +499,37 @@ class Worker:
                 state=planner.state_after_failure(count, current is not None, policy),
             )
             when = planner.next_action_at(now, site.renew_at, count, not_after, policy)
+        elif outcome.wait_until is not None:
+            self._defer(site, current is not None)
+            when = outcome.wait_until
         else:
             when = planner.next_action_at(now, site.renew_at, 0, not_after, policy)
         if edge_failures:
             when = min(when, now + planner.retry_delay(edge_failures, now, not_after, policy))
+        when = min([when, *self._other_times(site)])
         self.inventory.release(site.id, self.owner, when, now)
+
+    def _defer(self, site: Site, has_certificate: bool) -> None:
+        """No CA has room for the site now: it waits, and that is no failure."""
+        note = {"type": "about:blank", "detail": "waiting for room under the CAs' limits"}
+        self.inventory.update_leased(
+            site.id,
+            self.owner,
+            last_problem=json.dumps(note),
+            state=SiteState.ACTIVE if has_certificate else SiteState.PENDING,
+        )
+
+    def _other_times(self, site: Site) -> list[int]:
+        """When the next ARI check and the backup's renewal (or retry) are due."""
+        if not self._multi and not self._ari:
+            return []
+        options, times = self.inventory.options(site.id), []
+        if options.next_check is not None:
+            times.append(options.next_check)
+        if options.backup and self._multi:
+            backup = self.inventory.backup(site.id)
+            if options.backup_retry_at is not None:
+                times.append(options.backup_retry_at)
+            elif backup is not None:
+                times.append(min(backup.renew_at, backup.not_after))
+        return times

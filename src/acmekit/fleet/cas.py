@@ -1,0 +1,264 @@
+"""Several CAs, in order of preference: accounts, concurrency caps, health and limits.
+
+Each CA is a `CaSpec`: a name (what is stored with every certificate it issued), its
+directory URL, optional External Account Binding credentials (RFC 8555 §7.3.4), a cap
+on the orders in flight to it from one worker, and the limit the fleet keeps for it:
+certificates per registered domain (eTLD+1 by the Public Suffix List) per period.
+
+An account per CA: its key is made on first use and kept in the inventory
+(`fleet_ca_accounts`), and it is registered lazily, before the first order, so that a
+CA that is down when the fleet starts costs nothing but a failover.
+
+The worker asks `CaPool.plan` which CAs may take a site now (pure: planner.choose_cas,
+over each CA's health and the fleet's own count of its certificates), then tries them
+in that order: a CA that cannot be reached (TransportError) is passed over for
+`outage_pause` at once; one that fails `failover_after` times in a row for reasons of
+its own (5xx problems, timeouts) is passed over for a pause that doubles (capped at
+6 hours); one that answers `rateLimited` anyway is skipped for this site. Failures
+that are the site's (validation) count against neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from publicsuffixlist import PublicSuffixList
+
+from acmekit.client import Client
+from acmekit.client.client import ExternalAccountBinding
+from acmekit.client.clock import Clock
+from acmekit.client.solvers import Solver
+from acmekit.client.transport import HttpTransport, TransportError
+from acmekit.fleet import planner
+from acmekit.fleet.acme import AcmeIssuer, Delegated, key_from_pem, key_to_pem, new_key
+from acmekit.fleet.inventory import Inventory
+from acmekit.fleet.issuer import Issuer, OrderRequest, OrderStarted, RenewalWindow
+from acmekit.protocol.messages import ChallengeType
+from acmekit.protocol.problems import AcmeError, ProblemType
+
+log = logging.getLogger(__name__)
+
+_PSL: Callable[[], PublicSuffixList] = lru_cache(maxsize=1)(PublicSuffixList)
+
+
+def registered_domain(name: str) -> str:
+    """eTLD+1 of `name` (a wildcard counts for its base name), as CAs count it."""
+    name = name.lower().rstrip(".").removeprefix("*.")
+    found = _PSL().privatesuffix(name)
+    return str(found) if found else name
+
+
+def registered_domains(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({registered_domain(n) for n in names}))
+
+
+@dataclass(frozen=True)
+class CaSpec:
+    name: str
+    directory: str
+    eab_kid: str | None = None
+    eab_hmac_key: str | None = None  # base64url, as the CA handed it out
+    concurrency: int = 10  # orders in flight to this CA from one worker
+    certificates_per_domain: int | None = 50  # None: the fleet keeps no count
+    limit_period: int = 7 * planner.DAY
+    failover_after: int = 3  # consecutive failures of the CA's own
+    failure_pause: int = 5 * planner.MINUTE  # first pause after that; doubles
+    outage_pause: int = planner.MINUTE  # after a TransportError
+    ca_bundle: str | None = None
+
+    def eab(self) -> ExternalAccountBinding | None:
+        if self.eab_kid is None or self.eab_hmac_key is None:
+            return None
+        return ExternalAccountBinding.from_base64url(self.eab_kid, self.eab_hmac_key)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, TransportError | TimeoutError | ConnectionError)
+
+
+def is_rate_limited(exc: BaseException) -> bool:
+    return isinstance(exc, AcmeError) and exc.problem.type == ProblemType.RATE_LIMITED
+
+
+def is_ca_fault(exc: BaseException) -> bool:
+    """A failure that says something about the CA rather than the site."""
+    if is_outage(exc):
+        return True
+    if isinstance(exc, AcmeError):
+        status = exc.problem.status or 0
+        return exc.problem.type == ProblemType.SERVER_INTERNAL or status >= 500
+    return False
+
+
+class RegisteringIssuer:
+    """An AcmeIssuer whose account is registered (with EAB if configured) before its
+    first order, and whose account URL is kept in the inventory."""
+
+    def __init__(self, inner: AcmeIssuer, spec: CaSpec, inventory: Inventory) -> None:
+        self.inner = inner
+        self.spec = spec
+        self.inventory = inventory
+        self.name = spec.name
+        self._lock = asyncio.Lock()
+
+    async def ensure_account(self) -> None:
+        client = self.inner.client
+        if client.account_url is not None:
+            return
+        async with self._lock:
+            if client.account_url is None:
+                account = await client.register(eab=self.spec.eab())
+                self.inventory.set_ca_account_url(self.spec.name, account.url)
+
+    async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
+        await self.ensure_account()
+        return await self.inner.issue(request, started)
+
+    async def renewal_window(self, fullchain_pem: str) -> RenewalWindow | None:
+        return await self.inner.renewal_window(fullchain_pem)
+
+
+@dataclass
+class CaEntry:
+    spec: CaSpec
+    issuer: Issuer
+    slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slots = asyncio.Semaphore(self.spec.concurrency)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+class CaPool:
+    """The CAs in order of preference, each with its issuer."""
+
+    def __init__(self, entries: Sequence[CaEntry]) -> None:
+        if not entries:
+            raise ValueError("at least one CA is needed")
+        names = [e.name for e in entries]
+        if len(set(names)) != len(names):
+            raise ValueError(f"CA names must differ: {names}")
+        self.entries = tuple(entries)
+        self._by_name = {e.name: e for e in entries}
+
+    @classmethod
+    def single(cls, issuer: Issuer) -> CaPool:
+        """One CA and no limits kept: how a fleet with one issuer has always run."""
+        spec = CaSpec(issuer.name, "", concurrency=1 << 30, certificates_per_domain=None)
+        return cls([CaEntry(spec, issuer)])
+
+    def get(self, name: str) -> CaEntry | None:
+        return self._by_name.get(name)
+
+    def views(self, inventory: Inventory, domains: Sequence[str], now: int) -> list[planner.CaView]:
+        health = inventory.ca_health(self._by_name)
+        views = []
+        for entry in self.entries:
+            spec, state = entry.spec, health[entry.name]
+            usage = {}
+            if spec.certificates_per_domain is not None and domains:
+                usage = inventory.ca_usage(
+                    spec.name, domains, now - spec.limit_period, now - RESERVATION_TTL
+                )
+            views.append(
+                planner.CaView(
+                    spec.name,
+                    state.down_until,
+                    spec.certificates_per_domain,
+                    spec.limit_period,
+                    usage,
+                )
+            )
+        return views
+
+    def plan(
+        self, inventory: Inventory, domains: Sequence[str], now: int, exempt: str | None = None
+    ) -> planner.CaPlan:
+        return planner.choose_cas(self.views(inventory, domains, now), domains, now, exempt)
+
+    def reserve(
+        self,
+        inventory: Inventory,
+        entry: CaEntry,
+        site_id: str,
+        domains: Sequence[str],
+        now: int,
+        exempt: bool = False,
+    ) -> bool:
+        """Count the order against the CA's limit, if it still has room (atomically).
+        An `exempt` order (a renewal replacing the CA's own certificate, or one resumed)
+        is counted whatever the room."""
+        spec = entry.spec
+        if spec.certificates_per_domain is None:
+            return True
+        limit, period = spec.certificates_per_domain, spec.limit_period
+
+        def room(usage: dict[str, list[int]]) -> bool:
+            return exempt or all(
+                planner.refill_time(t, limit, period, now) <= now for t in usage.values()
+            )
+
+        window = (now - period, now - RESERVATION_TTL)
+        return inventory.reserve(spec.name, site_id, domains, now, room, window)
+
+    def record_failure(
+        self, inventory: Inventory, entry: CaEntry, exc: BaseException, now: int
+    ) -> None:
+        """Count a failure that was the CA's; pass the CA over as its spec says."""
+        spec = entry.spec
+        if is_outage(exc):
+            inventory.ca_failed(spec.name, str(exc), lambda _: now + spec.outage_pause)
+            log.warning("CA %s unreachable; passed over for now", spec.name)
+            return
+
+        def until(failures: int) -> int | None:
+            pause = planner.ca_failure_pause(failures, spec.failover_after, spec.failure_pause)
+            return None if pause is None else now + pause
+
+        if inventory.ca_failed(spec.name, str(exc), until) >= spec.failover_after:
+            log.warning(
+                "CA %s failed %d times in a row; passed over", spec.name, spec.failover_after
+            )
+
+
+# A reservation of an order in flight counts this long; one left by a dead worker
+# stops counting after it (longer than any lease).
+RESERVATION_TTL = planner.HOUR
+
+
+async def open_pool(
+    inventory: Inventory,
+    specs: Sequence[CaSpec],
+    solvers: Mapping[ChallengeType, Solver],
+    clock: Clock,
+    stack: AsyncExitStack,
+    *,
+    delegated: Delegated | None = None,
+    transports: Mapping[str, HttpTransport] | None = None,
+) -> CaPool:
+    """A pool of `specs`, each with a Client for its account (key made and stored in the
+    inventory on first use; registered before its first order). `transports` by CA
+    name replace the default HTTPS transport (an in-process CA in tests)."""
+    entries = []
+    for spec in specs:
+        key = key_from_pem(inventory.ca_account_key(spec.name, key_to_pem(new_key())))
+        client = Client(
+            spec.directory,
+            key,
+            transport=(transports or {}).get(spec.name),
+            clock=clock,
+            account_url=inventory.ca_account_url(spec.name),
+            ca_bundle=spec.ca_bundle,
+        )
+        await stack.enter_async_context(client)
+        issuer = AcmeIssuer(client, solvers, spec.name, delegated)
+        entries.append(CaEntry(spec, RegisteringIssuer(issuer, spec, inventory)))
+    return CaPool(entries)

@@ -1,0 +1,102 @@
+"""dns-01 for customers' names through CNAME delegation into a zone `acmekit dns` serves.
+
+A customer adds one record, once, at their DNS provider:
+
+    _acme-challenge.shop.example.com.  CNAME  <label>.<delegation zone>.
+
+From then on the fleet publishes every dns-01 answer for `shop.example.com` (and for
+`*.shop.example.com`, which is validated at the same name, RFC 8555 §8.4) at the end of
+that chain, in a zone it controls, and the customer's provider needs no API. The
+client's Dns01Solver (follow_cname=True) follows the chain; `AcmekitDnsProvider` puts
+the TXT there through `acmekit dns`'s HTTP API (`/set-txt`, `/clear-txt`).
+
+`DelegationCheck` says whether every name of a site is delegated (its `_acme-challenge`
+CNAME chain ends under the delegation zone): the worker's http-01 orders fall back to
+dns-01 when it does (acme.py), and wildcard sites need it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import dns.exception
+
+from acmekit.client.solvers.dnslookup import Server, absolute, follow_cname
+from acmekit.client.solvers.errors import SolverError
+from acmekit.protocol.challenges import dns01_record_name
+
+log = logging.getLogger(__name__)
+
+
+class DnsApiError(Exception):
+    """The DNS server's API refused or could not be reached."""
+
+
+class AcmekitDnsProvider:
+    """A DnsProvider (client.solvers.dns01) over `acmekit dns`'s API. The API clears
+    all TXT values at a name at once, so `remove_txt` does: the solver removes a
+    record only after every validation that needed the name is over."""
+
+    def __init__(self, api_url: str, token: str | None = None, timeout: float = 10.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def _post(self, path: str, doc: dict[str, Any]) -> None:
+        url = self.api_url + path
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=self._timeout) as http,
+                http.post(url, json=doc, headers=self._headers) as resp,
+            ):
+                if resp.status >= 300:
+                    detail = (await resp.text())[:300]
+                    raise DnsApiError(f"POST {url}: {resp.status} {detail}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DnsApiError(f"POST {url}: {exc or type(exc).__name__}") from exc
+
+    async def add_txt(self, fqdn: str, value: str) -> None:
+        await self._post("/set-txt", {"host": fqdn, "value": value})
+
+    async def remove_txt(self, fqdn: str, value: str) -> None:
+        await self._post("/clear-txt", {"host": fqdn})
+
+    async def set_cname(self, fqdn: str, target: str) -> None:
+        """Publish a CNAME (what a customer does at their provider; for drills and tests)."""
+        await self._post("/set-cname", {"host": fqdn, "target": target})
+
+
+def delegation_target(name: str, zone: str) -> str:
+    """Where the fleet asks a customer to point `_acme-challenge.NAME`: one label per
+    name under `zone` (the name's dots become dashes), e.g. `shop-example-com.ZONE.`."""
+    base = name.lower().rstrip(".").removeprefix("*.")
+    return absolute(f"{base.replace('.', '-')}.{zone}")
+
+
+class DelegationCheck:
+    """Whether each name's `_acme-challenge` record is a CNAME chain ending under
+    `zone`, asked of `resolver` (always given: no system resolver is assumed)."""
+
+    def __init__(self, resolver: Server, zone: str) -> None:
+        self.resolver = resolver
+        self.zone = absolute(zone)
+
+    async def target(self, name: str) -> str | None:
+        """The end of the chain for `name` if it is delegated under the zone."""
+        start = absolute(dns01_record_name(name.removeprefix("*.")))
+        try:
+            end = await follow_cname(self.resolver, start)
+        except (OSError, dns.exception.DNSException, SolverError) as exc:
+            log.info("delegation of %s: %s", name, exc)
+            return None
+        inside = end == self.zone or end.endswith("." + self.zone)
+        return end if end != start and inside else None
+
+    async def __call__(self, names: Sequence[str]) -> bool:
+        for name in names:
+            if await self.target(name) is None:
+                return False
+        return True
