@@ -115,7 +115,10 @@ async def test_wildcard_offers_only_dns01(flow: Flow) -> None:
 
 
 async def test_ip_identifier_offers_no_dns01(flow: Flow) -> None:
-    _, order = await flow.issue("127.0.0.1")
+    await flow.account()
+    refused = await flow.order("127.0.0.1")  # `classic`, like Let's Encrypt's, has no IPs
+    assert refused.problem_type == "rejectedIdentifier"
+    _, order = await flow.issue("127.0.0.1", profile="shortlived")
     cert = (await flow.get(order["certificate"])).body
     leaf = x509.load_pem_x509_certificates(cert)[0]
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -159,7 +159,11 @@ def test_csr_that_is_not_a_csr_is_one_line(ca: Ca, tmp_path: Path) -> None:
 
 
 def test_ip_address(ca: Ca) -> None:
-    _ok(certonly(ca, *standalone(ca), "--ip-address", "127.0.0.1"))
+    _ok(
+        certonly(
+            ca, *standalone(ca), "--ip-address", "127.0.0.1", "--required-profile", "shortlived"
+        )
+    )
     cert = _leaf(_live(ca, "127.0.0.1"))
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]

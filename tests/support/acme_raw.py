@@ -195,10 +195,13 @@ class Flow:
             self.kid = resp.header("location") or ""
         return resp
 
-    async def order(self, *names: str) -> Resp:
+    async def order(self, *names: str, profile: str | None = None) -> Resp:
         idents = [{"type": "ip" if _is_ip(n) else "dns", "value": n} for n in names]
+        payload: dict[str, Any] = {"identifiers": idents}
+        if profile is not None:
+            payload["profile"] = profile
         url = f"{self.acme.base}/acme/new-order"
-        return await self.acme.post(url, {"identifiers": idents}, self.key, self.kid)
+        return await self.acme.post(url, payload, self.key, self.kid)
 
     async def get(self, url: str) -> Resp:
         return await self.acme.post(url, None, self.key, self.kid)
@@ -230,11 +233,11 @@ class Flow:
         _, csr = make_csr(*names)
         return await self.acme.post(order["finalize"], {"csr": jose.b64e(csr)}, self.key, self.kid)
 
-    async def issue(self, *names: str) -> tuple[str, dict[str, Any]]:
+    async def issue(self, *names: str, profile: str | None = None) -> tuple[str, dict[str, Any]]:
         """The whole flow; returns (order URL, final order document)."""
         if not self.kid:
             await self.account()
-        resp = await self.order(*names)
+        resp = await self.order(*names, profile=profile)
         assert resp.status == 201, resp.body
         order_url = resp.header("location") or ""
         await self.solve(resp.json())

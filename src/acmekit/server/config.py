@@ -156,11 +156,13 @@ class ServerConfig:
     def all_profiles(self) -> dict[str, Profile]:
         """`classic` (from the top-level lifetimes), `shortlived`, then the configured ones."""
         classic = Profile(
-            description="Certificates valid for 90 days (the default)",
+            description="Certificates valid for 90 days for DNS names (the default)",
             certificate_lifetime=self.certificate_lifetime,
             order_lifetime=self.order_lifetime,
             pending_authz_lifetime=self.pending_authz_lifetime,
             valid_authz_lifetime=self.valid_authz_lifetime,
+            # As Let's Encrypt's: IP address certificates only from `shortlived`.
+            ip_identifiers=False,
         )
         return {"classic": classic, "shortlived": SHORTLIVED, **self.profiles}
 
