@@ -235,7 +235,11 @@ class CertManager:
         key = ec.generate_private_key(ec.SECP256R1())
         client = Client(server, key, ca_bundle=self.ca_bundle)
         contact = [f"mailto:{e}" for e in opts.email]
-        account = await client.register(contact, agree_tos=True, eab=opts.eab)
+        try:
+            account = await client.register(contact, agree_tos=True, eab=opts.eab)
+        except BaseException:
+            await client.close()  # nothing else will: it is not kept on failure
+            raise
         stored = self.accounts.save(server, key, account.url, self.clock.now())
         self._clients[(server, stored.id)] = client
         log.info("registered account %s", stored.id)
