@@ -400,7 +400,7 @@ def _free_numbered(stem: str) -> Path:
 
 
 def _write_csr_outputs(args: dict[str, Any], issued: Any) -> None:
-    from acmekit.client.lineage import atomic_write
+    from acmekit.files import atomic_write
 
     outputs = (
         (args["cert_path"] or _free_numbered("cert"), issued.cert_pem),

@@ -20,11 +20,9 @@ a symlink is switched by making a new link and renaming it over the old one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acmekit.client import renewalconf
 from acmekit.client.renewalconf import Section
+from acmekit.files import atomic_symlink, atomic_write, fsync_dir
 
 KINDS = ("cert", "privkey", "chain", "fullchain")
 _VERSIONED = re.compile(r"^(cert|privkey|chain|fullchain)(\d+)\.pem$")
@@ -68,41 +67,6 @@ class LineageError(Exception):
 
 
 # -- atomic file operations ------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` so readers see the old content or the new, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_symlink(target: str, link: Path) -> None:
-    """Point `link` at `target` (relative as given), replacing any old link in one step."""
-    tmp = link.parent / f".{link.name}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
-    _fsync_dir(link.parent)
 
 
 def make_dirs(path: Path, mode: int = 0o755) -> None:
@@ -303,16 +267,16 @@ class LineageStore:
             shutil.rmtree(staging)
         staging.mkdir(mode=0o755)
         fill(staging)
-        _fsync_dir(staging)
+        fsync_dir(staging)
         os.replace(staging, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
     def add_version(self, lineage: Lineage, files: CertFiles) -> Lineage:
         """Write version N+1 into the archive, then switch the live links to it."""
         self.repair(lineage)
         version = next_version(lineage.archive_dir)
         _write_archive(lineage.archive_dir, files, version)
-        _fsync_dir(lineage.archive_dir)
+        fsync_dir(lineage.archive_dir)
         for kind in KINDS:
             link = lineage.path(kind)
             target = lineage.archive_dir / f"{kind}{version}.pem"

@@ -9,10 +9,10 @@ password hashes of registrations.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from acmekit.files import atomic_write
 
 STATE_VERSION = 1
 
@@ -32,13 +32,4 @@ def load_state(path: Path) -> dict[str, Any] | None:
 def save_state(path: Path, doc: dict[str, Any]) -> None:
     """Replace `path` with `doc` atomically."""
     data = json.dumps({**doc, "version": STATE_VERSION}, indent=1, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data.encode(), 0o600)

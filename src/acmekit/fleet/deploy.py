@@ -13,7 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from acmekit.client.lineage import atomic_write, make_dirs
+from acmekit.client.lineage import make_dirs
+from acmekit.files import atomic_write
 from acmekit.fleet.model import Site
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from acmekit.files import atomic_write
 from acmekit.protocol.messages import Identifier, IdentifierType
 
 log = logging.getLogger(__name__)
@@ -247,30 +247,6 @@ def pem_chain(cert: x509.Certificate, issuer: Issuer) -> str:
 # Files in the state directory
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` through a temporary file that has `mode` from its creation."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _key_pem(key: PrivateKeyTypes) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -280,8 +256,8 @@ def _key_pem(key: PrivateKeyTypes) -> bytes:
 
 
 def _save_pair(state_dir: Path, stem: str, cert: x509.Certificate, key: PrivateKeyTypes) -> None:
-    _write_atomic(state_dir / f"{stem}.key", _key_pem(key), _KEY_MODE)
-    _write_atomic(
+    atomic_write(state_dir / f"{stem}.key", _key_pem(key), _KEY_MODE)
+    atomic_write(
         state_dir / f"{stem}.pem", cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE
     )
 
@@ -488,7 +464,7 @@ def listener_credentials(
         not_after=not_after,
         crl_url=None,
     )
-    _write_atomic(key_path, _key_pem(key), _KEY_MODE)
-    _write_atomic(chain_path, pem_chain(cert, issuer).encode("ascii"), _CERT_MODE)
+    atomic_write(key_path, _key_pem(key), _KEY_MODE)
+    atomic_write(chain_path, pem_chain(cert, issuer).encode("ascii"), _CERT_MODE)
     log.info("issued listener certificate for %s", ", ".join(i.value for i in identifiers))
     return chain_path, key_path
