@@ -6,32 +6,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 
 from acmekit.protocol import jose
 from acmekit.server.ari import cert_id_of
 from support.acme_raw import Flow, Http01Responder, HttpRawAcme, new_key
 from support.acmekit_server import running_acmekit_server
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from support.dnsserver import DnsServerHandle
 from support.ports import free_port
-
-
-@pytest.fixture(scope="module")
-def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChalltestsrvHandle]:
-    with running_challtestsrv(tmp_path_factory.mktemp("dns")) as handle:
-        yield handle
-
-
-@pytest.fixture
-async def responder() -> AsyncIterator[Http01Responder]:
-    r = Http01Responder()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 def acmekit(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,7 +33,7 @@ def eab_add(state: Path, kid: str) -> str:
 
 
 async def test_eab_add_then_register(
-    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+    tmp_path: Path, dns: DnsServerHandle, responder: Http01Responder
 ) -> None:
     state = tmp_path / "ca-state"
     hmac_key = eab_add(state, "customer-7")
@@ -88,7 +72,7 @@ async def test_eab_add_then_register(
 
 
 async def test_ari_move_from_the_command_line(
-    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+    tmp_path: Path, dns: DnsServerHandle, responder: Http01Responder
 ) -> None:
     state = tmp_path / "ca-state"
     settings = {"crl": {"listen": f"127.0.0.1:{free_port()}"}}

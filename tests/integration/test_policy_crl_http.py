@@ -5,33 +5,17 @@ the CRL is served on plain HTTP by the second listener, `openssl crl` reads it, 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acmekit.protocol import jose
 from support.acme_raw import Flow, Http01Responder, HttpRawAcme
 from support.acmekit_server import running_acmekit_server
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from support.dnsserver import DnsServerHandle
 from support.ports import free_port
-
-
-@pytest.fixture(scope="module")
-def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChalltestsrvHandle]:
-    with running_challtestsrv(tmp_path_factory.mktemp("dns")) as handle:
-        yield handle
-
-
-@pytest.fixture
-async def responder() -> AsyncIterator[Http01Responder]:
-    r = Http01Responder()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 def crl_point(cert: x509.Certificate) -> str:
@@ -76,7 +60,7 @@ async def _issue(flow: Flow, name: str) -> list[x509.Certificate]:
 
 
 async def test_revoked_certificate_is_listed_and_refused(
-    tmp_path: Path, dns: ChalltestsrvHandle, responder: Http01Responder
+    tmp_path: Path, dns: DnsServerHandle, responder: Http01Responder
 ) -> None:
     crl_port = free_port()
     settings = {"crl": {"listen": f"127.0.0.1:{crl_port}"}}

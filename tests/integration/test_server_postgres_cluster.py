@@ -4,7 +4,6 @@ across both, and finalizes racing through both issue exactly one certificate."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,23 +13,9 @@ from acmekit.server.store import certificates, create_engine
 from support.acme_raw import Flow, Http01Responder, HttpRawAcme
 from support.acmekit_server import running_acmekit_server
 from support.databases import fresh_postgres_database
-from support.dnsserver import DnsServerHandle, dns_server_process
+from support.dnsserver import DnsServerHandle
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHandle]:
-    with dns_server_process(tmp_path_factory.mktemp("dns")) as handle:
-        yield handle
-
-
-@pytest.fixture
-async def responder() -> AsyncIterator[Http01Responder]:
-    r = Http01Responder()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 async def test_two_processes_share_nonces_and_finalize_once(

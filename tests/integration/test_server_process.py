@@ -4,31 +4,15 @@ leaves nothing stuck and no signed certificate unrecorded."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from acmekit.server.store import certificates, create_engine
 from support.acme_raw import Flow, Http01Responder, HttpRawAcme
 from support.acmekit_server import running_acmekit_server
-from support.dnsserver import DnsServerHandle, dns_server_process
+from support.dnsserver import DnsServerHandle
 from support.ports import free_port
-
-
-@pytest.fixture(scope="module")
-def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHandle]:
-    with dns_server_process(tmp_path_factory.mktemp("dns")) as handle:
-        yield handle
-
-
-@pytest.fixture
-async def responder() -> AsyncIterator[Http01Responder]:
-    r = Http01Responder()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 async def test_state_survives_restart(
