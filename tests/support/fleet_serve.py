@@ -4,6 +4,9 @@
         site = fleet.add(["a.fleet.test"])
         fleet.wait_for(site["id"], lambda s: s["state"] == "active")
 
+Without `server`, `args` name the CAs (`--ca NAME=URL,...`) and anything else.
+`fleet.cli(...)` runs another `acmekit fleet` command against the same inventory.
+
 The process prints `api: http://HOST:PORT/domains` once it listens; it is stopped by its
 PID (SIGTERM, which the command handles) when the block ends.
 """
@@ -53,10 +56,17 @@ class FleetProcess:
             body: bytes = resp.read()
         return body.decode()
 
-    def add(self, names: Sequence[str]) -> Site:
-        status, site = self.request("POST", "/domains", {"names": list(names)})
+    def add(self, names: Sequence[str], **extra: Any) -> Site:
+        status, site = self.request("POST", "/domains", {"names": list(names), **extra})
         assert status == 201, site
         return site  # type: ignore[no-any-return]
+
+    def cli(self, *args: str) -> str:
+        """`acmekit fleet ARGS --db THIS_DB` as a process; its standard output."""
+        argv = [sys.executable, "-m", "acmekit", "fleet", *args, "--db", f"sqlite:///{self.db}"]
+        done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        return done.stdout.decode()
 
     def wait_for(self, site_id: str, done: Callable[[Site], bool], timeout: float = 90) -> Site:
         """Poll the site until `done` holds; the site as last seen."""
@@ -86,18 +96,25 @@ def _wait_for_api(proc: subprocess.Popen[bytes], log: Path) -> str:
 
 @contextmanager
 def fleet_serve_process(
-    workdir: Path, *, server: ServerHandle, http01_port: int, edges: Sequence[str]
+    workdir: Path,
+    *,
+    server: ServerHandle | None = None,
+    http01_port: int,
+    edges: Sequence[str],
+    args: Sequence[str] = (),
 ) -> Iterator[FleetProcess]:
-    """`acmekit fleet serve` against `server`, answering http-01 on `http01_port`."""
+    """`acmekit fleet serve` against `server` (or the CAs in `args`), answering http-01
+    on `http01_port`."""
     db = workdir / "fleet.db"
     argv = [
         sys.executable, "-m", "acmekit", "-v", "fleet", "serve",
         "--db", f"sqlite:///{db}",
-        "--server", server.directory_url,
-        "--ca-bundle", str(server.root_path),
         "--listen", f"{LOOPBACK}:0",
         "--http01-listen", f"{LOOPBACK}:{http01_port}",
+        *args,
     ]  # fmt: skip
+    if server is not None:
+        argv += ["--server", server.directory_url, "--ca-bundle", str(server.root_path)]
     for edge in edges:
         argv += ["--edge", edge]
     log = workdir / f"fleet-{time.monotonic_ns()}.log"

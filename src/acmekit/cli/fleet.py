@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import click
 
-from acmekit.fleet.api import site_json
+from acmekit.fleet import planner
+from acmekit.fleet.api import delegation, site_json
+from acmekit.fleet.cas import CaSpec
 from acmekit.fleet.deploy import parse_edge
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import ChallengeMethod, SiteState, normalize_names, to_us
@@ -46,26 +48,80 @@ def fleet() -> None:
     """Keep certificates for many sites issued, renewed and deployed to every edge."""
 
 
+CA_KEYS = ("eab-kid", "eab-hmac", "concurrency", "limit", "ca-bundle")
+
+
+def parse_ca(text: str, ca_bundle: str | None = None) -> CaSpec:
+    """`NAME=URL[,eab-kid=K,eab-hmac=H,concurrency=N,limit=N|none,ca-bundle=FILE]`;
+    `ca_bundle` is the default for a CA that names none."""
+    name, sep, rest = text.partition("=")
+    url, *extras = rest.split(",")
+    if not sep or not name or not url.startswith(("https://", "http://")):
+        raise click.BadParameter(f"expected NAME=URL[,key=value...], got {text!r}")
+    found: dict[str, str] = {}
+    for extra in extras:
+        key, sep, value = extra.partition("=")
+        if not sep or key not in CA_KEYS or not value:
+            raise click.BadParameter(f"{name}: unknown {extra!r}; keys are {', '.join(CA_KEYS)}")
+        found[key] = value
+    if ("eab-kid" in found) != ("eab-hmac" in found):
+        raise click.BadParameter(f"{name}: give eab-kid and eab-hmac together")
+    limit = found.get("limit", "50")
+    if not (limit == "none" or (limit.isdigit() and int(limit) > 0)):
+        raise click.BadParameter(f"{name}: limit is a positive number or none")
+    concurrency = found.get("concurrency", "10")
+    if not concurrency.isdigit() or int(concurrency) < 1:
+        raise click.BadParameter(f"{name}: concurrency is a positive number")
+    return CaSpec(
+        name=name,
+        directory=url,
+        eab_kid=found.get("eab-kid"),
+        eab_hmac_key=found.get("eab-hmac"),
+        concurrency=int(concurrency),
+        certificates_per_domain=None if limit == "none" else int(limit),
+        ca_bundle=found.get("ca-bundle", ca_bundle),
+    )
+
+
+def _cas(server: str | None, cas: tuple[str, ...], ca_bundle: str | None) -> list[CaSpec]:
+    if server and cas:
+        raise click.UsageError("give --server or --ca, not both")
+    if server:
+        return [CaSpec(server, server, ca_bundle=ca_bundle)]
+    if not cas:
+        raise click.UsageError("give --ca NAME=URL (repeatable) or --server URL")
+    specs = [parse_ca(text, ca_bundle) for text in cas]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise click.UsageError(f"CA names must differ: {', '.join(names)}")
+    return specs
+
+
 def _serve(
-    db: str,
-    server: str,
-    ca_bundle: str | None,
+    options: dict[str, Any],
     listen: str | None,
     http01_listen: str | None,
-    edges: tuple[str, ...],
     serve_api: bool,
 ) -> None:
     try:
-        deployers = [parse_edge(e) for e in edges]
+        deployers = [parse_edge(e) for e in options["edges"]]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    resolver = options["dns_resolver"]
     config = FleetConfig(
-        db=db,
-        server=server,
-        ca_bundle=ca_bundle,
+        db=options["db"],
+        cas=_cas(options["server"], options["cas"], options["ca_bundle"]),
         listen=_hostport(listen) if listen else None,
         http01_listen=_hostport(http01_listen) if http01_listen else None,
-        worker=WorkerConfig(),
+        dns_api=options["dns_api"],
+        dns_api_token=options["dns_api_token"],
+        dns_resolver=_hostport(resolver) if resolver else None,
+        delegation_zone=options["delegation_zone"],
+        worker=WorkerConfig(
+            batch=options["batch"],
+            concurrency=options["concurrency"],
+            ari_interval=options["ari_interval"] * planner.SECOND,
+        ),
     )
 
     async def main() -> None:
@@ -79,12 +135,40 @@ def _serve(
         asyncio.run(main())
 
 
+zone_option = click.option(
+    "--delegation-zone",
+    envvar="ACMEKIT_FLEET_DELEGATION_ZONE",
+    help="Zone (served by acmekit dns) that customers' _acme-challenge CNAMEs point into.",
+)
+
 server_options: list[Callable[[Any], Any]] = [
     db_option,
-    click.option("--server", required=True, help="ACME directory URL."),
-    click.option("--ca-bundle", type=click.Path(dir_okay=False), envvar="REQUESTS_CA_BUNDLE"),
+    click.option(
+        "--ca",
+        "cas",
+        multiple=True,
+        metavar="NAME=URL[,eab-kid=K,eab-hmac=H,concurrency=N,limit=N|none,ca-bundle=F]",
+        help="An ACME CA, in order of preference (repeatable).",
+    ),
+    click.option("--server", help="ACME directory URL: one CA, named by its URL."),
+    click.option(
+        "--ca-bundle",
+        type=click.Path(dir_okay=False),
+        envvar="REQUESTS_CA_BUNDLE",
+        help="Root for CAs that name no ca-bundle of their own.",
+    ),
     click.option("--edge", "edges", multiple=True, help="DIR[:RELOAD_CMD] (repeatable)."),
-]
+    click.option("--dns-api", help="acmekit dns API URL, for dns-01 (wildcards, delegation)."),
+    click.option("--dns-api-token", envvar="ACMEKIT_DNS_API_TOKEN", help="Its bearer token."),
+    click.option("--dns-resolver", help="HOST:PORT of the resolver for CNAMEs and TXT checks."),
+    zone_option,
+    click.option("--batch", default=50, show_default=True, type=click.IntRange(min=1),
+                 help="Sites one worker leases at a time."),
+    click.option("--concurrency", default=20, show_default=True, type=click.IntRange(min=1),
+                 help="Sites one worker handles at once."),
+    click.option("--ari-interval", default=6 * 3600, show_default=True,
+                 type=click.IntRange(min=60), help="Seconds between renewal-information checks."),
+]  # fmt: skip
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,23 +197,16 @@ def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     show_default=True,
     help="HOST:PORT of the http-01 responder (edges forward the challenge path here).",
 )
-def serve(
-    db: str,
-    server: str,
-    ca_bundle: str | None,
-    edges: tuple[str, ...],
-    listen: str,
-    http01_listen: str,
-) -> None:
+def serve(listen: str, http01_listen: str, **options: Any) -> None:
     """API, status page, http-01 responder and worker in one process."""
-    _serve(db, server, ca_bundle, listen, http01_listen, edges, True)
+    _serve(options, listen, http01_listen, True)
 
 
 @fleet.command()
 @_with(server_options)
-def worker(db: str, server: str, ca_bundle: str | None, edges: tuple[str, ...]) -> None:
+def worker(**options: Any) -> None:
     """A worker alone: leases due sites from the inventory and acts on them."""
-    _serve(db, server, ca_bundle, None, None, edges, False)
+    _serve(options, None, None, False)
 
 
 @fleet.command()
@@ -137,15 +214,31 @@ def worker(db: str, server: str, ca_bundle: str | None, edges: tuple[str, ...]) 
 @click.argument("names", nargs=-1)
 @click.option("--method", type=click.Choice([m.value for m in ChallengeMethod]), default="http-01")
 @click.option("--from-file", type=click.File("r"), help="One site per line: NAME [NAME ...].")
-def add(db: str, names: tuple[str, ...], method: str, from_file: Any) -> None:
-    """Add one site with NAMES, or one site per line of --from-file."""
+@click.option("--backup", is_flag=True, help="Keep a backup certificate from a second CA.")
+@zone_option
+def add(
+    db: str,
+    names: tuple[str, ...],
+    method: str,
+    from_file: Any,
+    backup: bool,
+    delegation_zone: str | None,
+) -> None:
+    """Add one site with NAMES (its id is printed), or one site per line of --from-file.
+
+    A dns-01 or wildcard site added with --delegation-zone prints, after its id, the
+    CNAME record each of its names needs at the customer's DNS provider."""
     inventory = Inventory.from_url(db)
     try:
         if from_file is not None:
-            _bulk_add(inventory, from_file, ChallengeMethod(method))
+            _bulk_add(inventory, from_file, ChallengeMethod(method), backup)
         elif names:
             site = inventory.add_site(_names(names), ChallengeMethod(method), _now())
+            if backup:
+                inventory.set_options(site.id, backup=True)
             click.echo(site.id)
+            for record, target in (delegation(site, delegation_zone) or {}).items():
+                click.echo(f"{record} CNAME {target}")
         else:
             raise click.UsageError("give NAMES or --from-file")
     finally:
@@ -159,7 +252,7 @@ def _names(names: Any) -> tuple[str, ...]:
         raise click.BadParameter(str(exc)) from None
 
 
-def _bulk_add(inventory: Inventory, lines: Any, method: ChallengeMethod) -> None:
+def _bulk_add(inventory: Inventory, lines: Any, method: ChallengeMethod, backup: bool) -> None:
     """Import in batches, so memory stays flat however long the file is; the progress
     bar counts bytes read (stdin, whose size is unknown, shows a count only)."""
     now, added = _now(), 0
@@ -168,7 +261,10 @@ def _bulk_add(inventory: Inventory, lines: Any, method: ChallengeMethod) -> None
         while batch_lines := list(itertools.islice(lines, BULK_BATCH)):
             rows = [ln.split() for ln in batch_lines if ln.strip() and not ln.startswith("#")]
             if rows:
-                added += len(inventory.add_sites([_names(r) for r in rows], method, now))
+                ids = inventory.add_sites([_names(r) for r in rows], method, now)
+                if backup:
+                    inventory.set_options_many(ids, backup=True)
+                added += len(ids)
             bar.update(sum(len(ln.encode()) for ln in batch_lines))
     click.echo(f"added {added} sites")
 
@@ -219,12 +315,14 @@ def list_sites(db: str, state: str | None, limit: int) -> None:
 @fleet.command()
 @db_option
 @click.argument("ref", required=False)
-def status(db: str, ref: str | None) -> None:
+@zone_option
+def status(db: str, ref: str | None, delegation_zone: str | None) -> None:
     """Counts by state, or one site in detail (JSON)."""
     inventory = Inventory.from_url(db)
     try:
         if ref is not None:
-            click.echo(json.dumps(site_json(inventory, _find(inventory, ref)), indent=2))
+            found = site_json(inventory, _find(inventory, ref), delegation_zone)
+            click.echo(json.dumps(found, indent=2))
             return
         for state, count in inventory.counts_by_state().items():
             click.echo(f"{state}: {count}")

@@ -1,6 +1,6 @@
 """The fleet's HTTP API (aiohttp.web): JSON for sites, the http-01 responder, metrics.
 
-  POST   /domains                {"names": [...], "method": "http-01"}  -> 201, the site
+  POST   /domains  {"names": [...], "method": "http-01", "backup": false}  -> 201, the site
   GET    /domains?state=S&after=ID&limit=N                              -> {"domains", "next"}
   GET    /domains/{id}                                                  -> the site
   DELETE /domains/{id}           stop renewing, remove from edges       -> 202, the site
@@ -9,20 +9,27 @@
   GET    /metrics                Prometheus text format
   GET    /  and  /status         the status page: plain HTML (see status.py)
 
+A site as JSON carries its current certificate (with the CA that issued it), its
+backup certificate if it keeps one, its options, and, for a dns-01 site when the fleet
+knows its delegation zone, the CNAME each name needs (`delegation`).
+
 Errors are problem documents (RFC 7807) with `application/problem+json`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from acmekit.fleet.delegation import delegation_target
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import (
+    BackupCert,
+    CertVersion,
     ChallengeMethod,
     Site,
     SiteState,
@@ -34,6 +41,8 @@ from acmekit.fleet.status import collect, render
 INVENTORY = web.AppKey("inventory", Inventory)
 METRICS = web.AppKey("metrics", FleetMetrics)
 NOW: web.AppKey[Callable[[], int]] = web.AppKey("now")
+CAS: web.AppKey[tuple[str, ...]] = web.AppKey("cas")
+ZONE: web.AppKey[str | None] = web.AppKey("delegation_zone")
 MAX_PAGE = 1000
 
 
@@ -41,17 +50,31 @@ def _time(us: int | None) -> str | None:
     return None if us is None else from_us(us).isoformat().replace("+00:00", "Z")
 
 
-def site_json(inventory: Inventory, site: Site) -> dict[str, Any]:
-    current = inventory.current(site)
-    cert = None
-    if current is not None:
-        cert = {
-            "version": current.version,
-            "serial": current.serial,
-            "not_before": _time(current.not_before),
-            "not_after": _time(current.not_after),
-            "ca": current.ca,
-        }
+def _cert_json(cert: CertVersion | BackupCert | None) -> dict[str, Any] | None:
+    if cert is None:
+        return None
+    found: dict[str, Any] = {
+        "serial": cert.serial,
+        "not_before": _time(cert.not_before),
+        "not_after": _time(cert.not_after),
+        "ca": cert.ca,
+    }
+    if isinstance(cert, CertVersion):
+        found = {"version": cert.version, **found}
+    return found
+
+
+def delegation(site: Site, zone: str | None) -> dict[str, str] | None:
+    """`_acme-challenge` name -> the CNAME target a customer sets, for a dns-01 site."""
+    wildcard = any(n.startswith("*.") for n in site.names)
+    if zone is None or (site.method != ChallengeMethod.DNS_01 and not wildcard):
+        return None
+    bases = dict.fromkeys(n.removeprefix("*.") for n in site.names)
+    return {f"_acme-challenge.{n}.": delegation_target(n, zone) for n in bases}
+
+
+def site_json(inventory: Inventory, site: Site, zone: str | None = None) -> dict[str, Any]:
+    options = inventory.options(site.id)
     return {
         "id": site.id,
         "names": list(site.names),
@@ -63,12 +86,23 @@ def site_json(inventory: Inventory, site: Site) -> dict[str, Any]:
         "renew_at": _time(site.renew_at),
         "failure_count": site.failure_count,
         "last_problem": site.last_problem,
-        "certificate": cert,
+        "certificate": _cert_json(inventory.current(site)),
+        "backup": _cert_json(inventory.backup(site.id)),
+        "options": {
+            "backup": options.backup,
+            "next_check": _time(options.next_check),
+            "order_ca": options.order_ca,
+        },
+        "delegation": delegation(site, zone),
         "deployments": {
             edge: {"version": d.version, "updated": _time(d.updated), "error": d.last_error}
             for edge, d in inventory.deployments(site.id).items()
         },
     }
+
+
+def _site_json(request: web.Request, site: Site) -> dict[str, Any]:
+    return site_json(request.app[INVENTORY], site, request.app.get(ZONE))
 
 
 def _problem(status: int, detail: str) -> web.Response:
@@ -88,12 +122,18 @@ async def _add(request: web.Request) -> web.Response:
         body = await request.json()
         names = normalize_names(body["names"])
         method = ChallengeMethod(body.get("method", ChallengeMethod.HTTP_01))
+        backup = body.get("backup", False)
+        if not isinstance(backup, bool):
+            raise TypeError("backup is true or false")
     except (ValueError, KeyError, TypeError) as exc:
-        return _problem(400, f"expected {{'names': [...], 'method': 'http-01'}}: {exc}")
+        expected = "{'names': [...], 'method': 'http-01', 'backup': false}"
+        return _problem(400, f"expected {expected}: {exc}")
     inventory = request.app[INVENTORY]
     site = inventory.add_site(names, method, request.app[NOW]())
+    if backup:
+        inventory.set_options(site.id, backup=True)
     return web.json_response(
-        site_json(inventory, site), status=201, headers={"Location": f"/domains/{site.id}"}
+        _site_json(request, site), status=201, headers={"Location": f"/domains/{site.id}"}
     )
 
 
@@ -101,7 +141,7 @@ async def _get(request: web.Request) -> web.Response:
     site = _site_or_404(request)
     if isinstance(site, web.Response):
         return site
-    return web.json_response(site_json(request.app[INVENTORY], site))
+    return web.json_response(_site_json(request, site))
 
 
 async def _list(request: web.Request) -> web.Response:
@@ -114,7 +154,7 @@ async def _list(request: web.Request) -> web.Response:
     found = inventory.sites(state, request.query.get("after", ""), limit)
     return web.json_response(
         {
-            "domains": [site_json(inventory, s) for s in found],
+            "domains": [_site_json(request, s) for s in found],
             "next": found[-1].id if len(found) == limit else None,
         }
     )
@@ -129,7 +169,7 @@ async def _change(request: web.Request, act: Callable[[Inventory, str, int], boo
         return _problem(409, f"domain {site.id} is {site.desired}")
     changed = inventory.site(site.id)
     assert changed is not None
-    return web.json_response(site_json(inventory, changed), status=202)
+    return web.json_response(_site_json(request, changed), status=202)
 
 
 async def _delete(request: web.Request) -> web.Response:
@@ -153,7 +193,9 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _status(request: web.Request) -> web.Response:
-    report = collect(request.app[INVENTORY], request.app[METRICS], request.app[NOW]())
+    app = request.app
+    cas = app.get(CAS)
+    report = collect(app[INVENTORY], app[METRICS], app[NOW](), cas or ())
     return web.Response(
         text=render(report),
         content_type="text/html",
@@ -170,10 +212,21 @@ def challenge_app(inventory: Inventory) -> web.Application:
     return app
 
 
-def api_app(inventory: Inventory, metrics: FleetMetrics, now: Callable[[], int]) -> web.Application:
+def api_app(
+    inventory: Inventory,
+    metrics: FleetMetrics,
+    now: Callable[[], int],
+    *,
+    cas: Sequence[str] = (),
+    delegation_zone: str | None = None,
+) -> web.Application:
+    """The API; `cas` (in order) are shown with their health on the status page, and
+    `delegation_zone` gives dns-01 sites their CNAME targets."""
     app = challenge_app(inventory)
     app[METRICS] = metrics
     app[NOW] = now
+    app[CAS] = tuple(cas)
+    app[ZONE] = delegation_zone
     app.router.add_post("/domains", _add)
     app.router.add_get("/domains", _list)
     app.router.add_get("/domains/{id}", _get)

@@ -197,6 +197,7 @@ def _site(row: Any) -> Site:
         failure_count=row.failure_count,
         last_problem=None if row.last_problem is None else json.loads(row.last_problem),
         order_url=row.order_url,
+        order_key_pem=row.order_key_pem,
     )
 
 
@@ -465,34 +466,15 @@ class Inventory:
         self, site_id: str, edge: str, version: int, now: int, error: str | None
     ) -> None:
         """`version` is on `edge` now (error None), or deploying it failed with `error`."""
+        self.record_deployments(site_id, [(edge, version, error)], now)
+
+    def record_deployments(
+        self, site_id: str, outcomes: Iterable[tuple[str, int, str | None]], now: int
+    ) -> None:
+        """`record_deployment` for several edges (edge, version, error) in one transaction."""
         with self._tx() as c:
-            old = c.execute(
-                sa.select(deployments)
-                .where(deployments.c.site_id == site_id, deployments.c.edge == edge)
-                .with_for_update()
-            ).first()
-            if old is None:
-                c.execute(
-                    deployments.insert().values(
-                        site_id=site_id,
-                        edge=edge,
-                        version=0 if error else version,
-                        updated=now,
-                        failure_count=1 if error else 0,
-                        last_error=error,
-                    )
-                )
-                return
-            values: dict[str, Any] = {"updated": now, "last_error": error}
-            if error is None:
-                values.update(version=version, failure_count=0)
-            else:
-                values["failure_count"] = old.failure_count + 1
-            c.execute(
-                deployments.update()
-                .where(deployments.c.site_id == site_id, deployments.c.edge == edge)
-                .values(**values)
-            )
+            for edge, version, error in outcomes:
+                _record_deployment(c, site_id, edge, version, now, error)
 
     # http-01 answers and settings -----------------------------------------------------
 
@@ -561,6 +543,12 @@ class Inventory:
         """Change a site's options (e.g. `backup=True`), whoever holds it."""
         with self._tx() as c:
             _upsert_options(c, site_id, values)
+
+    def set_options_many(self, site_ids: Iterable[str], **values: Any) -> None:
+        """`set_options` for many sites in one transaction."""
+        with self._tx() as c:
+            for site_id in site_ids:
+                _upsert_options(c, site_id, values)
 
     def update_options_leased(self, site_id: str, owner: str, **values: Any) -> bool:
         """Change a site's options only while `owner` holds the site."""
@@ -731,6 +719,35 @@ class Inventory:
                     )
                 ).scalar_one()
             )
+
+
+def _record_deployment(
+    c: Connection, site_id: str, edge: str, version: int, now: int, error: str | None
+) -> None:
+    """An update that needs no read first (the count is incremented in SQL); the row is
+    inserted the first time. Only the site's lease holder deploys it, so two inserts
+    for one (site, edge) do not race."""
+    values: dict[str, Any] = {"updated": now, "last_error": error}
+    if error is None:
+        values.update(version=version, failure_count=0)
+    else:
+        values["failure_count"] = deployments.c.failure_count + 1
+    res = c.execute(
+        deployments.update()
+        .where(deployments.c.site_id == site_id, deployments.c.edge == edge)
+        .values(**values)
+    )
+    if res.rowcount == 0:
+        c.execute(
+            deployments.insert().values(
+                site_id=site_id,
+                edge=edge,
+                version=0 if error else version,
+                updated=now,
+                failure_count=1 if error else 0,
+                last_error=error,
+            )
+        )
 
 
 def _upsert_options(c: Connection, site_id: str, values: dict[str, Any]) -> None:

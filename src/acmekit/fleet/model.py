@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -47,6 +47,8 @@ class Site:
     failure_count: int
     last_problem: dict[str, Any] | None
     order_url: str | None  # the order in flight, so another worker can finish it
+    # the key made for that order (stored before it was opened); kept out of repr
+    order_key_pem: str | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:

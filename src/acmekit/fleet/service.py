@@ -2,6 +2,12 @@
 
 serve = JSON API and status page + http-01 responder + worker; worker = the worker
 alone (any number of them may share one PostgreSQL inventory).
+
+The worker issues through a CaPool (cas.py): the CAs given, in order of preference,
+each with its own account. http-01 answers live in the inventory; dns-01 (wildcards,
+sites added with the dns-01 method, and http-01 sites whose names are delegated) is
+published through `acmekit dns`'s API at the end of the `_acme-challenge` CNAME chain
+(delegation.py), when a DNS API is given.
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from acmekit.client import Client
 from acmekit.client.clock import Clock, SystemClock
-from acmekit.fleet.acme import AcmeIssuer, DbHttpSolver, account_key
+from acmekit.client.solvers import Solver
+from acmekit.client.solvers.dns01 import Dns01Solver
+from acmekit.client.solvers.dnslookup import Server, system_resolver
+from acmekit.fleet.acme import ACCOUNT_KEY_SETTING, DbHttpSolver
 from acmekit.fleet.api import api_app, challenge_app
+from acmekit.fleet.cas import CaPool, CaSpec, open_pool
+from acmekit.fleet.delegation import AcmekitDnsProvider, DelegationCheck
 from acmekit.fleet.deploy import Deployer
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
@@ -31,24 +41,64 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FleetConfig:
     db: str
-    server: str  # the ACME directory URL
-    ca_bundle: str | None = None
+    cas: Sequence[CaSpec]  # in order of preference
     listen: tuple[str, int] | None = None  # the API
     http01_listen: tuple[str, int] | None = None
-    contact: tuple[str, ...] = ()
+    dns_api: str | None = None  # `acmekit dns`'s API, for dns-01
+    dns_api_token: str | None = None
+    dns_resolver: Server | None = None  # None: the system's (only if needed)
+    delegation_zone: str | None = None  # where customers' `_acme-challenge` CNAMEs point
     worker: WorkerConfig = field(default_factory=WorkerConfig)
 
+    def __post_init__(self) -> None:
+        if not self.cas:
+            raise ValueError("give at least one CA")
 
-async def open_issuer(
+    def resolver(self) -> Server:
+        return self.dns_resolver or system_resolver()
+
+
+def solvers_for(
+    inventory: Inventory, config: FleetConfig, clock: Clock
+) -> dict[ChallengeType, Solver]:
+    """http-01 from the inventory; dns-01 through the DNS API, following CNAMEs."""
+    found: dict[ChallengeType, Solver] = {
+        ChallengeType.HTTP_01: DbHttpSolver(inventory, lambda: to_us(clock.now()))
+    }
+    if config.dns_api is not None:
+        provider = AcmekitDnsProvider(config.dns_api, config.dns_api_token)
+        resolver = config.resolver()
+        # Nameservers are asked on the resolver's port: 53 in the wild; where the whole
+        # DNS is one server on another port (a test or demo), that port.
+        found[ChallengeType.DNS_01] = Dns01Solver(
+            provider,
+            resolver=resolver,
+            follow_cname=True,
+            clock=clock,
+            nameserver_port=resolver[1],
+        )
+    return found
+
+
+def seed_legacy_account(inventory: Inventory, cas: Sequence[CaSpec]) -> None:
+    """A fleet that ran with one `--server` kept its account key as a setting; the same
+    CA (named by its directory URL) keeps using it, so no new account is made."""
+    legacy = inventory.setting(ACCOUNT_KEY_SETTING)
+    if legacy is not None and len(cas) == 1 and cas[0].name == cas[0].directory:
+        inventory.ca_account_key(cas[0].name, legacy)
+
+
+async def open_fleet_pool(
     inventory: Inventory, config: FleetConfig, clock: Clock, stack: AsyncExitStack
-) -> AcmeIssuer:
-    """The fleet's account (key in the inventory), registered, and its http-01 solver."""
-    client = await stack.enter_async_context(
-        Client(config.server, account_key(inventory), ca_bundle=config.ca_bundle, clock=clock)
-    )
-    await client.register(contact=config.contact)
-    solver = DbHttpSolver(inventory, lambda: to_us(clock.now()))
-    return AcmeIssuer(client, {ChallengeType.HTTP_01: solver}, config.server)
+) -> CaPool:
+    seed_legacy_account(inventory, config.cas)
+    delegated = None
+    if config.delegation_zone is not None:
+        delegated = DelegationCheck(config.resolver(), config.delegation_zone)
+    solvers = solvers_for(inventory, config, clock)
+    if ChallengeType.DNS_01 not in solvers:
+        log.warning("no DNS API given: wildcard and dns-01 sites cannot be issued")
+    return await open_pool(inventory, config.cas, solvers, clock, stack, delegated=delegated)
 
 
 async def start_site(app: web.Application, where: tuple[str, int]) -> web.AppRunner:
@@ -70,10 +120,16 @@ async def run(
     metrics = FleetMetrics()
     async with AsyncExitStack() as stack:
         stack.callback(inventory.close)
-        issuer = await open_issuer(inventory, config, clock, stack)
-        worker = Worker(inventory, issuer, deployers, clock, config.worker, metrics)
+        pool = await open_fleet_pool(inventory, config, clock, stack)
+        worker = Worker(inventory, pool, deployers, clock, config.worker, metrics)
         if serve_api and config.listen is not None:
-            app = api_app(inventory, metrics, lambda: to_us(clock.now()))
+            app = api_app(
+                inventory,
+                metrics,
+                lambda: to_us(clock.now()),
+                cas=[e.name for e in pool.entries],
+                delegation_zone=config.delegation_zone,
+            )
             runner = await start_site(app, config.listen)
             stack.push_async_callback(runner.cleanup)
             announce(f"api: http://{config.listen[0]}:{_port(runner)}/domains")
@@ -82,6 +138,7 @@ async def run(
             runner = await start_site(challenge_app(inventory), config.http01_listen)
             stack.push_async_callback(runner.cleanup)
             announce(f"http-01: http://{config.http01_listen[0]}:{_port(runner)}/")
+        announce(f"cas: {', '.join(e.name for e in pool.entries)}")
         announce(f"worker: {worker.owner}")
         await worker.run(stop)
 

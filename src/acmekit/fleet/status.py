@@ -2,7 +2,8 @@
 
 It shows, from the shared inventory: sites counted by state, the certificates that
 expire soonest, the sites whose last attempts failed (with the problem the CA or the
-worker reported) and the edges that refused a deployment; and, from this process's
+worker reported), the edges that refused a deployment, and each configured CA's health
+(consecutive failures of its own, passed over until when); and, from this process's
 own FleetMetrics, each CA's success rate and time to issue since the process started.
 
 Collecting (`collect`, a few read-only queries) is kept apart from rendering (`render`,
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 
 from acmekit.fleet.inventory import Inventory, certificates, deployments, sites
 from acmekit.fleet.metrics import CaSummary, FleetMetrics
-from acmekit.fleet.model import DesiredState, SiteState, from_us
+from acmekit.fleet.model import CaHealth, DesiredState, SiteState, from_us
 
 EXPIRING_LIMIT = 20
 FAILURE_LIMIT = 50
@@ -67,12 +68,17 @@ class StatusReport:
     failures: Sequence[Failure]
     edge_failures: Sequence[EdgeFailure]
     cas: Sequence[CaSummary]
+    health: Sequence[CaHealth] = ()
 
 
 # collecting ---------------------------------------------------------------------------
 
 
-def collect(inventory: Inventory, metrics: FleetMetrics, now: int) -> StatusReport:
+def collect(
+    inventory: Inventory, metrics: FleetMetrics, now: int, cas: Sequence[str] = ()
+) -> StatusReport:
+    """The report; `cas` are the CAs in use, in order, whose health is shown."""
+    health = list(inventory.ca_health(cas).values()) if cas else []
     with inventory.engine.connect() as conn:
         return StatusReport(
             now=now,
@@ -81,6 +87,7 @@ def collect(inventory: Inventory, metrics: FleetMetrics, now: int) -> StatusRepo
             failures=[_failure(r) for r in conn.execute(_failure_query())],
             edge_failures=[_edge_failure(r) for r in conn.execute(_edge_failure_query())],
             cas=metrics.summary(),
+            health=health,
         )
 
 
@@ -256,6 +263,22 @@ def _ca_table(report: StatusReport) -> str:
     return _table("cas", headers, rows, "No orders since this process started.")
 
 
+def _health_table(report: StatusReport) -> str:
+    rows = []
+    for h in report.health:
+        down = h.down_until is not None and h.down_until > report.now
+        state = "passed over" if down else "up"
+        rows.append(
+            _row([
+                ("", _e(h.ca)), ("failing" if down else "", _e(state)),
+                ("n", str(h.failures)), ("", _e(_time(h.down_until) if down else "")),
+                ("", _e(h.last_error or "")),
+            ])
+        )  # fmt: skip
+    headers = ["CA", "state", "failures in a row", "passed over until", "last error"]
+    return _table("ca-health", headers, rows, "No CAs configured.")
+
+
 def render(report: StatusReport) -> str:
     """The whole page, as a string of HTML."""
     sections = [
@@ -265,6 +288,8 @@ def render(report: StatusReport) -> str:
         ("Edges that failed", _edge_table(report)),
         ("Certificate authorities (this process, since start)", _ca_table(report)),
     ]
+    if report.health:
+        sections.append(("Certificate authorities, in order of preference", _health_table(report)))
     body = "".join(f"<h2>{_e(title)}</h2>{content}" for title, content in sections)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

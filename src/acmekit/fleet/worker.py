@@ -1,6 +1,9 @@
 """The worker: lease due sites, issue or renew, store the version, deploy, plan.
 
-One pass (`run_once`) leases up to `batch` due sites and handles them concurrently:
+One pass (`run_once`) leases up to `batch` due sites and handles up to `concurrency`
+of them at a time; whenever the sites it holds fall to `concurrency` or fewer (a slot
+would soon idle), it leases more, up to `batch` held, until a lease finds fewer due
+than it asked for. For each site:
 
 1. A site whose desired state is removed is taken off every edge, then marked removed.
 2. If the current certificate's CA offers ACME Renewal Information (RFC 9773) and the
@@ -100,6 +103,7 @@ class Outcome:
     problem: dict[str, Any] | None = None
     wait_until: int | None = None  # no CA may take the site before then
     lost: bool = False  # another worker has the site
+    current: CertVersion | None = None  # the new current version, with `site`
 
 
 @dataclass(frozen=True)
@@ -142,12 +146,30 @@ class Worker:
                 await self.clock.sleep(self.config.idle_sleep)
 
     async def run_once(self) -> int:
-        """Lease one batch of due sites and handle them; how many there were."""
-        leased = self.inventory.lease_due(
-            self.owner, self.now(), self.config.lease, self.config.batch
-        )
-        await asyncio.gather(*(self._guarded(s) for s in leased))
-        return len(leased)
+        """Handle due sites, leasing more as slots free up, until none is left due (see
+        the top of the module); how many were handled."""
+        batch, slots = self.config.batch, self.config.concurrency
+        held: set[asyncio.Task[None]] = set()
+        handled, more = 0, True
+        try:
+            while True:
+                if more and len(held) <= slots and len(held) < batch:
+                    want = batch - len(held)
+                    leased = self.inventory.lease_due(
+                        self.owner, self.now(), self.config.lease, want
+                    )
+                    more = len(leased) == want
+                    handled += len(leased)
+                    held.update(asyncio.create_task(self._guarded(s)) for s in leased)
+                if not held:
+                    return handled
+                done, held = await asyncio.wait(held, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # only what _guarded lets through: cancellation and such
+        finally:
+            for task in held:
+                task.cancel()
+            await asyncio.gather(*held, return_exceptions=True)
 
     async def _guarded(self, site: Site) -> None:
         async with self._slots:
@@ -162,20 +184,30 @@ class Worker:
             await self._remove(site)
             return
         outcome = Outcome()
+        current = self.inventory.current(site)
         due = planner.is_due(self.now(), site.renew_at)
         if not due and self._ari:
-            site, due = await self._check(site)
+            site, due = await self._check(site, current)
+            current = self._current(site, current)
         if due:
-            outcome = await self._renew(site)
+            outcome = await self._renew(site, current)
             if outcome.lost:
                 return  # another worker has the site
-            site = outcome.site or site
-            if outcome.problem is not None and self._promote(site, "issuance failed"):
+            if outcome.site is not None:
+                site, current = outcome.site, outcome.current
+            if outcome.problem is not None and self._promote(site, current, "issuance failed"):
                 site = self.inventory.site(site.id) or site
-        edge_failures = await self._deploy(site)
+                current = self._current(site, current)
+        edge_failures = await self._deploy(site, current)
         if self._multi and self.inventory.options(site.id).backup:
-            await self._keep_backup(site)
-        self._finish(site, outcome, edge_failures)
+            await self._keep_backup(site, current)
+        self._finish(site, current, outcome, edge_failures)
+
+    def _current(self, site: Site, known: CertVersion | None) -> CertVersion | None:
+        """The site's current version: `known` if it still is, else read again."""
+        if known is not None and known.version == site.current_version:
+            return known
+        return self.inventory.current(site)
 
     # renewal information and backups ----------------------------------------------------
 
@@ -184,10 +216,9 @@ class Worker:
         source = None if entry is None else entry.issuer
         return source if hasattr(source, "renewal_window") else None  # type: ignore[return-value]
 
-    async def _check(self, site: Site) -> tuple[Site, bool]:
+    async def _check(self, site: Site, current: CertVersion | None) -> tuple[Site, bool]:
         """Ask the CA about the current certificate if a check is due: (site, due now)."""
         now, options = self.now(), self.inventory.options(site.id)
-        current = self.inventory.current(site)
         if current is None or (options.next_check is not None and now < options.next_check):
             return site, False
         source = self._ari_source(current.ca)
@@ -205,7 +236,7 @@ class Worker:
             return site, False
         if window.end <= now:
             log.warning("site %s: %s says renew now (revoked?)", site.id, current.ca)
-            if self._promote(site, "the CA asks for renewal now"):
+            if self._promote(site, current, "the CA asks for renewal now"):
                 return self.inventory.site(site.id) or site, False
             return site, True
         renew_at = planner.renewal_time(
@@ -226,9 +257,9 @@ class Worker:
             interval = min(max(asked, planner.MINUTE), interval)
         return now + interval
 
-    def _promote(self, site: Site, why: str) -> bool:
+    def _promote(self, site: Site, current: CertVersion | None, why: str) -> bool:
         """Make the site's backup its current certificate if the backup is usable."""
-        now, current = self.now(), self.inventory.current(site)
+        now = self.now()
         backup = self.inventory.backup(site.id)
         if current is None or backup is None or backup.ca == current.ca:
             return False
@@ -252,10 +283,10 @@ class Worker:
         log.warning("site %s: backup from %s made current (%s)", site.id, backup.ca, why)
         return True
 
-    async def _keep_backup(self, site: Site) -> None:
+    async def _keep_backup(self, site: Site, current: CertVersion | None) -> None:
         """Issue (or renew) the site's backup at a CA other than the current one's."""
         now, options = self.now(), self.inventory.options(site.id)
-        current, backup = self.inventory.current(site), self.inventory.backup(site.id)
+        backup = self.inventory.backup(site.id)
         if current is None or (options.backup_retry_at or 0) > now:
             return
         fresh = backup is not None and not planner.backup_due(
@@ -282,13 +313,12 @@ class Worker:
 
     # issuance -----------------------------------------------------------------------
 
-    async def _renew(self, site: Site) -> Outcome:
-        key_pem = self.inventory.order_key(site.id) or key_to_pem(new_key())
+    async def _renew(self, site: Site, current: CertVersion | None) -> Outcome:
+        key_pem = site.order_key_pem or key_to_pem(new_key())
         if not self.inventory.update_leased(
             site.id, self.owner, order_key_pem=key_pem, state=SiteState.ISSUING
         ):
             return Outcome(lost=True)
-        current = self.inventory.current(site)
         request = OrderRequest(
             site=site,
             csr_der=make_csr(key_from_pem(key_pem), site.names),
@@ -368,7 +398,8 @@ class Worker:
                 pem = await entry.issuer.issue(request, started)
         except Exception as exc:
             self.metrics.issuance(name, False, time.perf_counter() - began)
-            self.inventory.settle(name, site.id, self.now(), issued=False)
+            if entry.spec.certificates_per_domain is not None:  # else nothing was reserved
+                self.inventory.settle(name, site.id, self.now(), issued=False)
             log.warning("site %s: issuance at %s failed: %s", site.id, name, exc)
             if isinstance(exc, AcmeError) and record:
                 self.inventory.update_leased(site.id, self.owner, order_url=None)
@@ -376,7 +407,8 @@ class Worker:
                 self.pool.record_failure(self.inventory, entry, exc, self.now())
             raise
         self.metrics.issuance(name, True, time.perf_counter() - began)
-        self.inventory.settle(name, site.id, self.now(), issued=True)
+        if entry.spec.certificates_per_domain is not None:
+            self.inventory.settle(name, site.id, self.now(), issued=True)
         self.inventory.ca_succeeded(name)
         return pem
 
@@ -412,14 +444,18 @@ class Worker:
             "site %s: version %d from %s, serial %s",
             site.id, version.version, issued.ca, version.serial,
         )  # fmt: skip
-        return Outcome(site=self.inventory.site(site.id))
+        # the site as store_version left it, without reading it again
+        stored = replace(
+            site, current_version=version.version, renew_at=renew_at, state=SiteState.ACTIVE,
+            failure_count=0, last_problem=None, order_url=None, order_key_pem=None,
+        )  # fmt: skip
+        return Outcome(site=stored, current=version)
 
     # edges ----------------------------------------------------------------------------
 
-    async def _deploy(self, site: Site) -> int:
+    async def _deploy(self, site: Site, current: CertVersion | None) -> int:
         """Put the current version on every edge lacking it; the worst edge's failure
         count (0 when every edge has it)."""
-        current = self.inventory.current(site)
         if current is None:
             return 0
         have = self.inventory.deployments(site.id)
@@ -435,29 +471,30 @@ class Worker:
             ),
             return_exceptions=True,
         )
-        worst = 0
+        worst, outcomes = 0, []
         for deployer, result in zip(todo, results, strict=True):
             error = None if not isinstance(result, BaseException) else str(result)
-            self.inventory.record_deployment(
-                site.id, deployer.name, current.version, self.now(), error
-            )
+            outcomes.append((deployer.name, current.version, error))
             if error is not None:
                 self.metrics.deploy_failed[deployer.name] += 1
                 log.warning("site %s: edge %s: %s", site.id, deployer.name, error)
                 worst = max(
                     worst, have[deployer.name].failure_count + 1 if deployer.name in have else 1
                 )
+        if outcomes:
+            self.inventory.record_deployments(site.id, outcomes, self.now())
         return worst
 
     async def _remove(self, site: Site) -> None:
         results = await asyncio.gather(
             *(d.remove(site) for d in self.deployers), return_exceptions=True
         )
-        failed = 0
-        for deployer, result in zip(self.deployers, results, strict=True):
-            error = None if not isinstance(result, BaseException) else str(result)
-            self.inventory.record_deployment(site.id, deployer.name, 0, self.now(), error)
-            failed += error is not None
+        outcomes = [
+            (d.name, 0, None if not isinstance(r, BaseException) else str(r))
+            for d, r in zip(self.deployers, results, strict=True)
+        ]
+        self.inventory.record_deployments(site.id, outcomes, self.now())
+        failed = sum(error is not None for _, _, error in outcomes)
         now = self.now()
         if failed:
             retry = now + planner.retry_delay(site.failure_count + 1, now)
@@ -484,9 +521,10 @@ class Worker:
 
     # planning -------------------------------------------------------------------------
 
-    def _finish(self, site: Site, outcome: Outcome, edge_failures: int) -> None:
+    def _finish(
+        self, site: Site, current: CertVersion | None, outcome: Outcome, edge_failures: int
+    ) -> None:
         now, policy = self.now(), self.config.policy
-        current = self.inventory.current(site)
         not_after = None if current is None else current.not_after
         failure = outcome.problem
         if failure is not None:
