@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from support.challtestsrv import ChalltestsrvHandle
+from support.dnsserver import DnsServerHandle
 from support.pebble import running_pebble
 from support.ports import free_port
 from support.verify import dns_names
@@ -32,12 +32,13 @@ def _run(argv: list[str], root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180)
 
 
-def test_acmekit_renews_a_certbot_lineage(acmekit_ca: CaUnderTest, tmp_path: Path) -> None:
-    root = acmekit_ca.server.root_path
+def _renew_certbot_lineage(directory: str, root: Path, http01: int, tmp_path: Path) -> None:
+    """certbot makes a lineage; `acmekit renew` renews it; certbot still lists it, with the
+    new certificate, and its renewal conf is untouched."""
     made = _run(
         [CERTBOT, "certonly", "--non-interactive", "--agree-tos", "-m", "ops@interop.test",
-         "--server", acmekit_ca.server.directory_url, *_dirs(tmp_path), "--key-type", "ecdsa",
-         "--standalone", "--http-01-port", str(acmekit_ca.http01_port),
+         "--server", directory, *_dirs(tmp_path), "--key-type", "ecdsa",
+         "--standalone", "--http-01-port", str(http01),
          "--http-01-address", "127.0.0.1", "-d", "renewme.certbot.test"],
         root,
     )  # fmt: skip
@@ -65,8 +66,25 @@ def test_acmekit_renews_a_certbot_lineage(acmekit_ca: CaUnderTest, tmp_path: Pat
     assert "INVALID" not in listed.stdout
 
 
+def test_acmekit_renews_a_certbot_lineage(acmekit_ca: CaUnderTest, tmp_path: Path) -> None:
+    server = acmekit_ca.server
+    _renew_certbot_lineage(server.directory_url, server.root_path, acmekit_ca.http01_port, tmp_path)
+
+
+def test_acmekit_renews_a_certbot_lineage_made_against_pebble(
+    interop_dns: DnsServerHandle, tmp_path: Path
+) -> None:
+    # Debian's certbot 2.1 crashes on badNonce, so Pebble rejects no good nonce here.
+    http01 = free_port()
+    calm = {"PEBBLE_WFE_NONCEREJECT": "0"}
+    with running_pebble(
+        tmp_path, dns_port=interop_dns.dns_port, http_port=http01, tls_port=free_port(), env=calm
+    ) as pebble:
+        _renew_certbot_lineage(pebble.directory_url, pebble.root_ca_path, http01, tmp_path)
+
+
 def test_certonly_against_pebble_with_nonce_rejection(
-    interop_dns: ChalltestsrvHandle, tmp_path: Path
+    interop_dns: DnsServerHandle, tmp_path: Path
 ) -> None:
     http01 = free_port()
     chaos = {"PEBBLE_WFE_NONCEREJECT": "30"}  # reject 30% of good nonces
