@@ -13,46 +13,21 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
 from support.acmekit_server import running_acmekit_server
 from support.dnsserver import dns_server_process
 from support.fleet_serve import FleetProcess, fleet_serve_process
-from support.nginx import NginxEdge, running_nginx_edge
+from support.nginx import NginxEdge, acmekit_check, running_nginx_edge, served_serial
 from support.ports import free_port
 
 pytestmark = pytest.mark.interop
 
 SITES = (["cdn.edge.test", "img.cdn.edge.test"], ["blog.edge.test"])
 ALIASES = {"img.cdn.edge.test": "cdn.edge.test"}  # a site's other names -> its directory
-
-
-def acmekit_check(edge: NginxEdge, name: str, root: Path) -> dict[str, str]:
-    """`acmekit check 127.0.0.1:PORT --servername NAME --ca-bundle ROOT`, parsed."""
-    result = subprocess.run(
-        [sys.executable, "-m", "acmekit", "check", f"127.0.0.1:{edge.https_port}",
-         "--servername", name, "--ca-bundle", str(root)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, (result.stdout, result.stderr, edge.error_log()[-2000:])
-    return dict(line.split(": ", 1) for line in result.stdout.splitlines())
-
-
-def served_serial(edge: NginxEdge, name: str, root: Path) -> str:
-    """The serial of the leaf the edge presents for SNI `name`, verified against `root`."""
-    ctx = ssl.create_default_context(cafile=str(root))
-    with (
-        socket.create_connection(("127.0.0.1", edge.https_port), timeout=10) as raw,
-        ctx.wrap_socket(raw, server_hostname=name) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return format(x509.load_der_x509_certificate(der).serial_number, "x")
 
 
 def fetch_over_edge(edge: NginxEdge, name: str, root: Path) -> str:

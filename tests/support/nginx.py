@@ -12,19 +12,26 @@ so a site added later needs no new configuration, only the files the fleet write
 The fleet names a site's directory after its first name; `$fleet_site` is the SNI name
 if it is a plain host name (nginx does not check SNI before expanding it into a path,
 so `../` must be kept out here), or the first name for a site's other names given in
-`aliases`.
+`aliases`. A wildcard site's directory is `_.REST` (the deployer's name for `*.REST`);
+`site_aliases` gives its entries: the mask `*.REST` (nginx's `hostnames` map matches
+`www.REST` against it before any regex) and its other names, each to the fixed value
+`_.REST`, so no part of the SNI name reaches the path.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography import x509
 
 from support.pebble import stop_process
 from support.ports import free_port
@@ -166,3 +173,37 @@ def running_nginx_edge(
         yield NginxEdge(prefix, cert_dir, http_port, https_port, proc.pid)
     finally:
         stop_process(proc)
+
+
+def site_aliases(names: Sequence[str]) -> dict[str, str]:
+    """nginx map entries for a site whose first name (a wildcard or not) names its
+    directory: every other name, and a wildcard's mask, to that directory."""
+    first = names[0]
+    directory = first.replace("*", "_", 1)
+    found = {name: directory for name in names[1:]}
+    if first.startswith("*."):
+        found[first] = directory
+    return found
+
+
+def acmekit_check(edge: NginxEdge, name: str, root: Path) -> dict[str, str]:
+    """`acmekit check 127.0.0.1:PORT --servername NAME --ca-bundle ROOT`, parsed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "acmekit", "check", f"127.0.0.1:{edge.https_port}",
+         "--servername", name, "--ca-bundle", str(root)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout, result.stderr, edge.error_log()[-2000:])
+    return dict(line.split(": ", 1) for line in result.stdout.splitlines())
+
+
+def served_serial(edge: NginxEdge, name: str, root: Path) -> str:
+    """The serial of the leaf the edge presents for SNI `name`, verified against `root`."""
+    ctx = ssl.create_default_context(cafile=str(root))
+    with (
+        socket.create_connection(("127.0.0.1", edge.https_port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return format(x509.load_der_x509_certificate(der).serial_number, "x")

@@ -117,10 +117,12 @@ def _serve(
         dns_api_token=options["dns_api_token"],
         dns_resolver=_hostport(resolver) if resolver else None,
         delegation_zone=options["delegation_zone"],
+        alert_hook=options["alert_hook"],
         worker=WorkerConfig(
             batch=options["batch"],
             concurrency=options["concurrency"],
             ari_interval=options["ari_interval"] * planner.SECOND,
+            lease=options["lease_seconds"] * planner.SECOND,
         ),
     )
 
@@ -168,6 +170,11 @@ server_options: list[Callable[[Any], Any]] = [
                  help="Sites one worker handles at once."),
     click.option("--ari-interval", default=6 * 3600, show_default=True,
                  type=click.IntRange(min=60), help="Seconds between renewal-information checks."),
+    click.option("--lease-seconds", default=15 * 60, show_default=True,
+                 type=click.IntRange(min=5),
+                 help="How long a worker holds a site; a dead worker's sites wait this long."),
+    click.option("--alert-hook", metavar="CMD",
+                 help="Shell command run once when a site enters the failing state."),
 ]  # fmt: skip
 
 

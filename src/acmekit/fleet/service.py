@@ -25,6 +25,7 @@ from acmekit.client.solvers import Solver
 from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.dnslookup import Server, system_resolver
 from acmekit.fleet.acme import ACCOUNT_KEY_SETTING, DbHttpSolver
+from acmekit.fleet.alerts import ShellAlertHook
 from acmekit.fleet.api import api_app, challenge_app
 from acmekit.fleet.cas import CaPool, CaSpec, open_pool
 from acmekit.fleet.delegation import AcmekitDnsProvider, DelegationCheck
@@ -48,6 +49,7 @@ class FleetConfig:
     dns_api_token: str | None = None
     dns_resolver: Server | None = None  # None: the system's (only if needed)
     delegation_zone: str | None = None  # where customers' `_acme-challenge` CNAMEs point
+    alert_hook: str | None = None  # a shell command run when a site enters failing
     worker: WorkerConfig = field(default_factory=WorkerConfig)
 
     def __post_init__(self) -> None:
@@ -121,7 +123,8 @@ async def run(
     async with AsyncExitStack() as stack:
         stack.callback(inventory.close)
         pool = await open_fleet_pool(inventory, config, clock, stack)
-        worker = Worker(inventory, pool, deployers, clock, config.worker, metrics)
+        alert = None if config.alert_hook is None else ShellAlertHook(config.alert_hook)
+        worker = Worker(inventory, pool, deployers, clock, config.worker, metrics, alert)
         if serve_api and config.listen is not None:
             app = api_app(
                 inventory,

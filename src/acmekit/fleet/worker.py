@@ -32,8 +32,10 @@ than it asked for. For each site:
    ARI check and the backup's renewal.
 
 Any failure is recorded on the site (`failure_count`, `last_problem`) and retried
-after the planner's back-off; nothing a site does can stop the loop. Time comes from
-the injected Clock only.
+after the planner's back-off; nothing a site does can stop the loop. When the failures
+reach the planner's failing threshold the site shows as failing and the alert hook, if
+any, runs once (alerts.py); it runs again only after a success and a new run of
+failures. Time comes from the injected Clock only.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from acmekit.client.certmanager import make_csr
 from acmekit.client.clock import Clock
 from acmekit.fleet import planner
 from acmekit.fleet.acme import ari_cert_id, key_from_pem, key_to_pem, new_key
+from acmekit.fleet.alerts import Alert, AlertHook
 from acmekit.fleet.cas import CaEntry, CaPool, is_ca_fault, is_rate_limited, registered_domains
 from acmekit.fleet.deploy import Deployer
 from acmekit.fleet.inventory import Inventory
@@ -121,8 +124,10 @@ class Worker:
         clock: Clock,
         config: WorkerConfig | None = None,
         metrics: FleetMetrics | None = None,
+        alert: AlertHook | None = None,
     ) -> None:
         self.inventory = inventory
+        self.alert = alert
         self.pool = issuer if isinstance(issuer, CaPool) else CaPool.single(issuer)
         self.deployers = tuple(deployers)
         self.clock = clock
@@ -201,7 +206,21 @@ class Worker:
         edge_failures = await self._deploy(site, current)
         if self._multi and self.inventory.options(site.id).backup:
             await self._keep_backup(site, current)
-        self._finish(site, current, outcome, edge_failures)
+        alert = self._finish(site, current, outcome, edge_failures)
+        if alert is not None:
+            await self._raise_alert(alert)
+
+    async def _raise_alert(self, alert: Alert) -> None:
+        log.warning(
+            "site %s is failing after %d attempts: %s",
+            alert.site_id, alert.failures, alert.problem.get("detail", ""),
+        )  # fmt: skip
+        if self.alert is None:
+            return
+        try:
+            await self.alert(alert)
+        except Exception:
+            log.exception("site %s: alert hook failed", alert.site_id)
 
     def _current(self, site: Site, known: CertVersion | None) -> CertVersion | None:
         """The site's current version: `known` if it still is, else read again."""
@@ -523,13 +542,15 @@ class Worker:
 
     def _finish(
         self, site: Site, current: CertVersion | None, outcome: Outcome, edge_failures: int
-    ) -> None:
+    ) -> Alert | None:
+        """Record the outcome and release the lease; the alert to raise if the site has
+        just entered the failing state."""
         now, policy = self.now(), self.config.policy
         not_after = None if current is None else current.not_after
-        failure = outcome.problem
+        failure, alert = outcome.problem, None
         if failure is not None:
             count = site.failure_count + 1
-            self.inventory.update_leased(
+            recorded = self.inventory.update_leased(
                 site.id,
                 self.owner,
                 failure_count=count,
@@ -537,6 +558,8 @@ class Worker:
                 state=planner.state_after_failure(count, current is not None, policy),
             )
             when = planner.next_action_at(now, site.renew_at, count, not_after, policy)
+            if recorded and count == policy.failing_after:
+                alert = Alert(site.id, site.names, count, failure)
         elif outcome.wait_until is not None:
             self._defer(site, current is not None)
             when = outcome.wait_until
@@ -546,6 +569,7 @@ class Worker:
             when = min(when, now + planner.retry_delay(edge_failures, now, not_after, policy))
         when = min([when, *self._other_times(site)])
         self.inventory.release(site.id, self.owner, when, now)
+        return alert
 
     def _defer(self, site: Site, has_certificate: bool) -> None:
         """No CA has room for the site now: it waits, and that is no failure."""

@@ -24,10 +24,12 @@ Two parts, kept apart so the rules can be tested without a network:
 parent up to but excluding the root; the first non-empty set is the relevant one. All the
 names are asked at once and the answers read in order. The resolver follows CNAMEs
 (§3: the alias target's CAA set is used); when a server answers with only the CNAME, the
-target is asked again. NXDOMAIN or NODATA is an empty set. Any other failure (SERVFAIL,
-REFUSED, timeout) means CAA could not be checked, and issuance is refused, as Let's
-Encrypt does (§4's allowance to proceed is not used). Refusals are problems of type `caa`
-(RFC 8555 §6.7) with status 403 and the identifier.
+target is asked again. Each question goes first through the validation authority's lean
+UDP stub (`validation.stub`), and through dnspython's resolver when the stub leaves it
+(a failure, truncation, an odd record). NXDOMAIN or NODATA is an empty set. Any other
+failure (SERVFAIL, REFUSED, timeout) means CAA could not be checked, and issuance is
+refused, as Let's Encrypt does (§4's allowance to proceed is not used). Refusals are
+problems of type `caa` (RFC 8555 §6.7) with status 403 and the identifier.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ import dns.rdtypes.ANY.CAA
 import dns.resolver
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.validation.resolve import STUB_ATTEMPT
+from acmekit.server.validation.stub import Reply, decode_caa, stub_for
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +209,7 @@ class CaaChecker:
             self._resolver.nameservers = [resolver[0]]
             self._resolver.port = resolver[1]
         self._resolver.cache = None
+        self._stub = stub_for(resolver, self._resolver)
         self._identities = tuple(i.lower().rstrip(".") for i in identities)
         self._timeout = timeout
 
@@ -251,24 +256,38 @@ class CaaChecker:
     async def _lookup(self, owner: str) -> list[CaaRecord]:
         qname = owner + "."
         for _ in range(MAX_CNAME_HOPS):
-            try:
-                async with asyncio.timeout(self._timeout):
-                    answer = await self._resolver.resolve(
-                        qname,
-                        dns.rdatatype.CAA,
-                        search=False,
-                        raise_on_no_answer=False,
-                        lifetime=self._timeout,
-                    )
-            except dns.resolver.NXDOMAIN:
+            reply = await self._ask(qname)
+            if reply.nxdomain:
                 return []
-            if answer.rrset is not None:
-                return [_record(rdata) for rdata in answer.rrset]
-            target = answer.canonical_name.to_text()
-            if target == qname:
+            if reply.values is not None:
+                return [CaaRecord(*fields) for fields in reply.values]
+            if reply.canonical == qname:
                 return []
-            qname = target
+            qname = reply.canonical
         raise CnameChainTooLong(f"more than {MAX_CNAME_HOPS} CNAMEs from {owner}")
+
+    async def _ask(self, qname: str) -> Reply[tuple[int, str, str]]:
+        """CAA at `qname`: the stub's answer, else the resolver's; `_timeout` bounds both."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if self._stub is not None:
+            attempt = min(STUB_ATTEMPT, self._timeout)
+            reply = await self._stub.ask(qname, dns.rdatatype.CAA, decode_caa, attempt)
+            if reply is not None:
+                return reply
+        left = self._timeout - (loop.time() - started)
+        if left <= 0:
+            raise TimeoutError
+        async with asyncio.timeout(left):
+            try:
+                answer = await self._resolver.resolve(
+                    qname, dns.rdatatype.CAA, search=False, raise_on_no_answer=False, lifetime=left
+                )
+            except dns.resolver.NXDOMAIN:
+                return Reply(True, None, qname)
+        if answer.rrset is not None:
+            return Reply(False, tuple(_fields(rdata) for rdata in answer.rrset), qname)
+        return Reply(False, None, answer.canonical_name.to_text())
 
 
 def _base_name(name: str) -> str:
@@ -281,10 +300,10 @@ def _climb(name: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(len(labels))]
 
 
-def _record(rdata: object) -> CaaRecord:
+def _fields(rdata: object) -> tuple[int, str, str]:
     assert isinstance(rdata, dns.rdtypes.ANY.CAA.CAA)
     tag = rdata.tag.decode("ascii", errors="replace")
-    return CaaRecord(rdata.flags, tag, rdata.value.decode("utf-8", errors="replace"))
+    return rdata.flags, tag, rdata.value.decode("utf-8", errors="replace")
 
 
 def _caa_problem(name: str, wildcard: bool, detail: str) -> AcmeError:

@@ -11,7 +11,7 @@ the TLS context for tls-alpn-01, and one aiohttp client for http-01 (made lazily
 the running loop). Call `close` when done.
 
 http-01: `http01.py` (§8.3); dns-01: `dns01.py` (§8.4); tls-alpn-01: `tlsalpn01.py`
-(RFC 8737); name resolution: `resolve.py`.
+(RFC 8737); name resolution: `resolve.py`, over the lean UDP stub of `stub.py`.
 """
 
 from __future__ import annotations

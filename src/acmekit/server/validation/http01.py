@@ -2,7 +2,8 @@
 
 The validation authority GETs `http://NAME:PORT/.well-known/acme-challenge/TOKEN` (an IP
 identifier's address in place of NAME, RFC 8738 §7; IPv6 in brackets). Names are resolved
-through the configured resolver (A then AAAA) by an aiohttp resolver plugged into the one
+through the configured resolver (A, and AAAA only when there is no A address or every A
+address refused the connection) by an aiohttp resolver plugged into the one
 shared `ClientSession`, which connects to the address while sending `Host: NAME`. The
 client keeps no cookies and no idle connections, so one validation never sees another's.
 
@@ -30,7 +31,13 @@ from yarl import URL
 from acmekit.protocol.challenges import HTTP01_PATH
 from acmekit.protocol.messages import Identifier
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
-from acmekit.server.validation.resolve import AcmeDnsResolver, DnsClient
+from acmekit.server.validation.resolve import (
+    AcmeDnsResolver,
+    AddressPlan,
+    DnsClient,
+    NoIpv6Addresses,
+    address_plan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +165,20 @@ async def validate_http01(
 async def _fetch_bounded(
     client: aiohttp.ClientSession, url: URL, max_body: int, deadline: float
 ) -> Fetched:
+    plan = AddressPlan()
+    saved = address_plan.set(plan)
     try:
         async with asyncio.timeout_at(deadline):
-            return await _fetch(client, url, max_body)
+            try:
+                return await _fetch(client, url, max_body)
+            except aiohttp.ClientConnectorError as exc:
+                if not (plan.ipv4_given and _refused(exc)):
+                    raise
+                plan.ipv6 = True
+                try:
+                    return await _fetch(client, url, max_body)
+                except NoIpv6Addresses:
+                    raise exc from None
     except TimeoutError:
         raise problem(ProblemType.CONNECTION, f"fetching {url}: timeout") from None
     except AcmeError as err:
@@ -169,6 +187,13 @@ async def _fetch_bounded(
         ) from None
     except Exception as exc:  # everything a peer can make aiohttp raise
         raise _client_problem(url, exc) from None
+    finally:
+        address_plan.reset(saved)
+
+
+def _refused(exc: aiohttp.ClientConnectorError) -> bool:
+    """Whether no address would take a connection (not a DNS or TLS failure)."""
+    return not isinstance(exc, aiohttp.ClientConnectorDNSError | aiohttp.ClientSSLError)
 
 
 async def _fetch(client: aiohttp.ClientSession, url: URL, max_body: int) -> Fetched:

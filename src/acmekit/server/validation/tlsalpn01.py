@@ -6,7 +6,8 @@ configured port, sending SNI (the name, or an IP's reverse name) and offering on
 have exactly one subjectAltName, the identifier, and the critical acmeIdentifier extension
 holding SHA-256 of the key authorization (checked by `acmekit.protocol.tlsalpn`).
 
-Addresses are tried in order (A before AAAA) until one accepts TCP; a TLS failure on an
+Addresses are tried in order until one accepts TCP: the A addresses, and the AAAA ones
+(asked only then) when every A address refused or there is none; a TLS failure on an
 address that accepted is final. Problems: a failed handshake or a wrong ALPN is `tls`, a
 certificate that does not prove the key authorization is `incorrectResponse`, an address
 that refuses or stays silent is `connection`.
@@ -26,7 +27,7 @@ from acmekit.protocol.challenges import ACME_TLS_ALPN
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import ProblemType, problem
 from acmekit.protocol.tlsalpn import check_tlsalpn01_certificate, tlsalpn01_sni
-from acmekit.server.validation.resolve import DnsClient, dns_problem
+from acmekit.server.validation.resolve import Addresses, DnsClient, dns_problem
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +50,14 @@ async def validate_tlsalpn01(
     key_authorization: str,
     deadline: float,
 ) -> None:
-    for address in await _addresses(dns, identifier, deadline):
-        where = f"tls-alpn-01 for {identifier.value} at {_hostport(address, port)}"
-        peer = await _handshake(ctx, address, port, tlsalpn01_sni(identifier), where, deadline)
-        if peer is None:
-            continue
-        alpn, der = peer
-        _check_peer(where, alpn, der, identifier, key_authorization)
+    found = await _addresses(dns, identifier, deadline, ipv6=False)
+    tried = await _first_accepting(found.values, ctx, port, identifier, key_authorization, deadline)
+    if not tried and not found.ipv6_asked:
+        more = await _addresses(dns, identifier, deadline, ipv6=True)
+        tried = await _first_accepting(
+            more.values, ctx, port, identifier, key_authorization, deadline
+        )
+    if tried:
         return
     raise problem(
         ProblemType.CONNECTION,
@@ -63,11 +65,36 @@ async def validate_tlsalpn01(
     )
 
 
-async def _addresses(dns: DnsClient, identifier: Identifier, deadline: float) -> tuple[str, ...]:
+async def _first_accepting(
+    addresses: tuple[str, ...],
+    ctx: ssl.SSLContext,
+    port: int,
+    identifier: Identifier,
+    key_authorization: str,
+    deadline: float,
+) -> bool:
+    """Check the first address that accepts TCP; False if every one refused."""
+    for address in addresses:
+        where = f"tls-alpn-01 for {identifier.value} at {_hostport(address, port)}"
+        peer = await _handshake(ctx, address, port, tlsalpn01_sni(identifier), where, deadline)
+        if peer is None:
+            continue
+        alpn, der = peer
+        _check_peer(where, alpn, der, identifier, key_authorization)
+        return True
+    return False
+
+
+async def _addresses(
+    dns: DnsClient, identifier: Identifier, deadline: float, *, ipv6: bool
+) -> Addresses:
+    """A addresses (AAAA if none), or with `ipv6` the AAAA ones (after every A refused)."""
     if identifier.type == IdentifierType.IP:
-        return (identifier.value,)
+        return Addresses((identifier.value,), ipv6_asked=True)
     try:
         async with asyncio.timeout_at(deadline):
+            if ipv6:
+                return Addresses(await dns.ipv6_addresses(identifier.value), ipv6_asked=True)
             return await dns.addresses(identifier.value)
     except TimeoutError:
         raise dns_problem(f"timeout looking up {identifier.value}") from None

@@ -1,0 +1,275 @@
+"""A lean one-question DNS stub for the common case, with dnspython's resolver behind it.
+
+A validation asks a handful of plain questions (A, AAAA, TXT, CAA) of one recursive server.
+dnspython's async `Resolver` spends most of its CPU on machinery those questions do not need
+(rdata objects, rdatasets and their hashing, a full message with its authority section); so
+`StubClient.ask` sends the question itself over a fresh UDP socket (a new source port and a
+random ID each time, as a stub should) and reads the answer by hand.
+
+It answers only what it fully understands: NXDOMAIN, or NOERROR with a well-formed message
+whose question is ours, whose names are plain LDH labels and whose records of the asked type
+decode (the rdata of records it does not use is skipped unread, where dnspython would
+parse and might reject it). Everything else (truncation, SERVFAIL and other rcodes, a
+timeout, a socket error, an odd name or record, a CNAME chain longer than dnspython allows)
+returns `None`, and the caller asks dnspython's `Resolver` instead, which retries, falls
+back to TCP and reports the failure as before. CNAMEs inside one answer are chased as
+dnspython's `resolve_chaining` does; identical records are kept once, in the order given,
+as dnspython's rdatasets do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import secrets
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Generic, TypeVar
+
+import dns.rdatatype
+import dns.resolver
+
+T = TypeVar("T")
+
+MAX_CHAIN: Final = 16  # dnspython's limit on CNAMEs chased within one answer
+_HEADER = struct.Struct("!HHHHHH")
+_RR = struct.Struct("!HHIH")
+_QR, _TC, _RCODE, _OPCODE = 0x8000, 0x0200, 0x000F, 0x7800
+_RD = 0x0100
+_NXDOMAIN = 3
+_IN = 1
+_CNAME = int(dns.rdatatype.CNAME)
+_LDH = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*")
+
+
+class _Unusual(Exception):
+    """Something this stub leaves to the full resolver."""
+
+
+@dataclass(frozen=True)
+class Reply(Generic[T]):
+    """NXDOMAIN (`nxdomain`), the records found (`values`), or none of them at `canonical`.
+
+    `values` is None when the final name of the CNAME chain has no records of the type;
+    `canonical` is then that name (the question's own name, as given, when no CNAME led
+    elsewhere), so the caller can ask again at the target.
+    """
+
+    nxdomain: bool
+    values: tuple[T, ...] | None
+    canonical: str
+
+
+def stub_for(
+    server: tuple[str, int] | None, resolver: dns.resolver.BaseResolver
+) -> StubClient | None:
+    """The stub for the configured server, else for the system resolver's first nameserver."""
+    if server is not None:
+        candidates = [server]
+    else:
+        names = [n for n in resolver.nameservers if isinstance(n, str)]
+        candidates = [(n, resolver.port) for n in names]
+    for candidate in candidates:
+        try:
+            return StubClient(candidate)
+        except ValueError:
+            continue
+    return None
+
+
+class StubClient:
+    """Asks one server at HOST, PORT; safe for concurrent use on one event loop."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        host, port = server  # raises ValueError unless HOST is an IP address
+        self._family = (
+            socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        )
+        self._server = (host, port)
+
+    async def ask(
+        self, qname: str, rdtype: int, decode: Callable[[bytes], T], wait: float
+    ) -> Reply[T] | None:
+        """One question; None when the full resolver should answer it instead.
+
+        `qname` is absolute ("name."); `decode` turns one record's rdata into a value and
+        raises ValueError when it cannot.
+        """
+        try:
+            question = _question(qname, rdtype)
+        except _Unusual:
+            return None
+        ident = secrets.randbits(16)
+        wire = _HEADER.pack(ident, _RD, 1, 0, 0, 0) + question
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect(self._server)
+            sock.send(wire)
+            async with asyncio.timeout(wait):
+                while True:
+                    data = await loop.sock_recv(sock, 65535)
+                    if len(data) >= 2 and data[0] << 8 | data[1] == ident:
+                        return _read(data, question, qname, rdtype, decode)
+        except (_Unusual, ValueError, OSError, TimeoutError):
+            return None
+        finally:
+            sock.close()
+
+
+def _question(qname: str, rdtype: int) -> bytes:
+    labels = qname.encode("ascii", errors="replace").split(b".")
+    if labels[-1] != b"" or any(not label for label in labels[:-1]):
+        raise _Unusual
+    out = bytearray()
+    for label in labels[:-1]:
+        if len(label) > 63 or not _LDH.issuperset(label):
+            raise _Unusual
+        out.append(len(label))
+        out += label
+    out.append(0)
+    if len(out) > 255:
+        raise _Unusual
+    return bytes(out) + struct.pack("!HH", rdtype, _IN)
+
+
+def _read(
+    data: bytes, question: bytes, qname: str, rdtype: int, decode: Callable[[bytes], T]
+) -> Reply[T]:
+    """The answer in `data` to our question; raises _Unusual for anything else."""
+    _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if not flags & _QR or flags & (_TC | _OPCODE) or qdcount != 1:
+        raise _Unusual
+    rcode = flags & _RCODE
+    if rcode not in (0, _NXDOMAIN):
+        raise _Unusual
+    end = 12 + len(question)
+    asked = data[12:end]
+    if asked[:-4].lower() != question[:-4].lower() or asked[-4:] != question[-4:]:
+        raise _Unusual
+    records: list[tuple[bytes, int, int, int]] = []  # owner (lowercase), type, start, end
+    offset = end
+    for index in range(ancount + nscount + arcount):
+        owner, offset = _name(data, offset)
+        if offset + _RR.size > len(data):
+            raise _Unusual
+        rtype, rclass, _, length = _RR.unpack_from(data, offset)
+        offset += _RR.size
+        if offset + length > len(data):
+            raise _Unusual
+        if index < ancount and rclass == _IN:
+            records.append((owner, rtype, offset, offset + length))
+        offset += length
+    if offset != len(data):
+        raise _Unusual
+    if rcode == _NXDOMAIN:
+        if records:  # dnspython's resolver takes an answer with NXDOMAIN as a failure
+            raise _Unusual
+        return Reply(True, None, qname)
+    current = question[:-4].lower()
+    canonical = qname
+    for _ in range(MAX_CHAIN):
+        found = [(s, e) for owner, t, s, e in records if owner == current and t == rdtype]
+        if found:
+            values = dict.fromkeys(data[s:e] for s, e in found)
+            return Reply(False, tuple(decode(v) for v in values), canonical)
+        cnames = [(s, e) for owner, t, s, e in records if owner == current and t == _CNAME]
+        if not cnames:
+            return Reply(False, None, canonical)
+        start, stop = cnames[0]
+        current, after = _name(data, start)
+        if after != stop:
+            raise _Unusual
+        canonical = _text(current)
+    raise _Unusual
+
+
+def _name(data: bytes, offset: int) -> tuple[bytes, int]:
+    """The wire name at `offset` in lowercase wire form, and the offset after it.
+
+    As dnspython requires, each compression pointer must point before the start of the
+    part it was read from, so reading always ends.
+    """
+    out = bytearray()
+    after = -1
+    limit = offset
+    while True:
+        if offset >= len(data):
+            raise _Unusual
+        size = data[offset]
+        if size >= 0xC0:
+            if offset + 1 >= len(data):
+                raise _Unusual
+            pointer = (size & 0x3F) << 8 | data[offset + 1]
+            if pointer >= limit:
+                raise _Unusual
+            if after < 0:
+                after = offset + 2
+            offset = limit = pointer
+            continue
+        if size > 63:
+            raise _Unusual
+        label = data[offset : offset + 1 + size]
+        offset += 1 + size
+        if len(label) != 1 + size or not _LDH.issuperset(label[1:]):
+            raise _Unusual
+        out += label
+        if len(out) > 255:
+            raise _Unusual
+        if size == 0:
+            break
+    return bytes(out).lower(), offset if after < 0 else after
+
+
+def _text(wire: bytes) -> str:
+    """A wire name of LDH labels as absolute text."""
+    labels = []
+    offset = 0
+    while wire[offset]:
+        size = wire[offset]
+        labels.append(wire[offset + 1 : offset + 1 + size].decode("ascii"))
+        offset += 1 + size
+    return ".".join(labels) + "."
+
+
+def decode_a(rdata: bytes) -> str:
+    """An A record as an address in text."""
+    if len(rdata) != 4:
+        raise ValueError("A record of the wrong length")
+    return socket.inet_ntop(socket.AF_INET, rdata)
+
+
+def decode_aaaa(rdata: bytes) -> str:
+    """An AAAA record as an address in text."""
+    if len(rdata) != 16:
+        raise ValueError("AAAA record of the wrong length")
+    return socket.inet_ntop(socket.AF_INET6, rdata)
+
+
+def decode_txt(rdata: bytes) -> str:
+    """A TXT record's strings joined, as `resolve._text` does for dnspython's rdata."""
+    parts = []
+    offset = 0
+    while offset < len(rdata):
+        size = rdata[offset]
+        if offset + 1 + size > len(rdata):
+            raise ValueError("TXT string overruns its record")
+        parts.append(rdata[offset + 1 : offset + 1 + size])
+        offset += 1 + size
+    if not parts:
+        raise ValueError("TXT record without strings")
+    return b"".join(parts).decode("utf-8", errors="replace")
+
+
+def decode_caa(rdata: bytes) -> tuple[int, str, str]:
+    """A CAA record as flags, tag and value (RFC 8659 §4.1); the tag must be alphanumeric."""
+    if len(rdata) < 2:
+        raise ValueError("CAA record too short")
+    size = rdata[1]
+    tag = rdata[2 : 2 + size]
+    if len(tag) != size or not tag.isalnum():
+        raise ValueError("bad CAA tag")
+    return rdata[0], tag.decode("ascii"), rdata[2 + size :].decode("utf-8", errors="replace")
