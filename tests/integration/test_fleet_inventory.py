@@ -138,3 +138,12 @@ def test_challenges_and_settings(inventory: Inventory) -> None:
     assert inventory.setting_or_store("k", "second") == "first"
     inventory.set_setting("k", "third")
     assert inventory.setting("k") == "third"
+
+
+def test_a_wildcard_site_is_recorded_as_dns01(inventory: Inventory) -> None:
+    site = inventory.add_site(["*.wild.inv.test", "wild.inv.test"], ChallengeMethod.HTTP_01, 1)
+    assert site.method == ChallengeMethod.DNS_01
+    (bulk_id,) = inventory.add_sites([["*.bulk.inv.test"]], ChallengeMethod.HTTP_01, 1)
+    assert inventory.site(bulk_id).method == ChallengeMethod.DNS_01  # type: ignore[union-attr]
+    plain = inventory.add_site(["plain.inv.test"], ChallengeMethod.HTTP_01, 1)
+    assert plain.method == ChallengeMethod.HTTP_01

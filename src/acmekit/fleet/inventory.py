@@ -216,6 +216,9 @@ def _version(row: Any) -> CertVersion:
 
 
 def _new_row(names: Sequence[str], method: ChallengeMethod, now: int) -> dict[str, Any]:
+    # A wildcard can only be proved over dns-01 (RFC 8555 §7.1.3): record what will happen.
+    if any(name.startswith("*.") for name in names):
+        method = ChallengeMethod.DNS_01
     return {
         "id": new_site_id(),
         "names": json.dumps(list(names)),
