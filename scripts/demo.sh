@@ -4,7 +4,7 @@
 # `acmekit check`, and stop everything this script started.
 #
 # Ports can be moved with DEMO_CA_PORT, DEMO_DNS_PORT, DEMO_API_PORT, DEMO_HTTP01_PORT,
-# DEMO_TLS_PORT; the state goes to DEMO_DIR (default: ./demo, made anew each run).
+# DEMO_TLS_PORT, DEMO_CRL_PORT; the state goes to DEMO_DIR (default: ./demo, made anew each run).
 set -euo pipefail
 
 ACMEKIT=${ACMEKIT:-acmekit}
@@ -14,6 +14,7 @@ DNS_PORT=${DEMO_DNS_PORT:-8053}
 API_PORT=${DEMO_API_PORT:-8055}
 HTTP01_PORT=${DEMO_HTTP01_PORT:-5002}
 TLS_PORT=${DEMO_TLS_PORT:-8443}
+CRL_PORT=${DEMO_CRL_PORT:-14080}
 NAME=${DEMO_NAME:-www.demo.acmekit.test}
 
 rm -rf "$DIR"
@@ -25,9 +26,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for_line() {  # FILE PATTERN: wait until a started program has printed its banner
+wait_for_line() {  # FILE PATTERN PID: wait until a started program has printed its banner
     for _ in $(seq 1 200); do
         grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || break
         sleep 0.05
     done
     echo "demo: gave up waiting for '$2' in $1:" >&2
@@ -39,13 +41,14 @@ echo "== acmekit dns on 127.0.0.1:$DNS_PORT (every name -> 127.0.0.1)"
 "$ACMEKIT" dns --listen "127.0.0.1:$DNS_PORT" --api "127.0.0.1:$API_PORT" \
     --default-ipv4 127.0.0.1 >"$DIR/dns.log" 2>&1 &
 pids+=($!)
-wait_for_line "$DIR/dns.log" "^dns: "
+wait_for_line "$DIR/dns.log" "^dns: " "$!"
 
 echo "== acmekit server on 127.0.0.1:$CA_PORT"
 "$ACMEKIT" server --listen "127.0.0.1:$CA_PORT" --state-dir "$DIR/ca" \
-    --dns-resolver "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" >"$DIR/ca.log" 2>&1 &
+    --dns-resolver "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" \
+    --crl-listen "127.0.0.1:$CRL_PORT" >"$DIR/ca.log" 2>&1 &
 pids+=($!)
-wait_for_line "$DIR/ca.log" "^root: "
+wait_for_line "$DIR/ca.log" "^root: " "$!"
 cat "$DIR/ca.log"
 
 echo "== acmekit certonly --standalone -d $NAME"
@@ -55,7 +58,7 @@ echo "== acmekit certonly --standalone -d $NAME"
     --config-dir "$DIR/etc" --work-dir "$DIR/work" --logs-dir "$DIR/logs" -d "$NAME"
 
 live="$DIR/etc/live/$NAME"
-echo "== serving $live/fullchain.pem on 127.0.0.1:$TLS_PORT"
+echo "== serving $live/cert.pem with its chain on 127.0.0.1:$TLS_PORT"
 openssl s_server -quiet -accept "127.0.0.1:$TLS_PORT" \
     -cert "$live/cert.pem" -cert_chain "$live/chain.pem" -key "$live/privkey.pem" -www >"$DIR/tls.log" 2>&1 &
 pids+=($!)

@@ -97,3 +97,14 @@ async def test_ari_move_from_the_command_line(
             assert missing.returncode == 1 and "no certificate" in missing.stderr
         finally:
             await acme.close()
+
+
+def test_operator_commands_refuse_a_missing_database(tmp_path: Path) -> None:
+    for argv in (
+        ["server", "eab", "list", "--state-dir", str(tmp_path / "typo")],
+        ["server", "ari", "move", "--serial", "1", "--now", "--state-dir", str(tmp_path / "t")],
+    ):
+        result = acmekit(*argv)
+        assert result.returncode == 1
+        assert "no CA database" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "typo").exists()

@@ -271,9 +271,9 @@ def _domains(args: dict[str, Any]) -> list[str]:
 @click.option("--dns-resolver", default=None, help="HOST:PORT to check TXT propagation")
 @click.option("-a", "--authenticator", default=None)
 @click.option("--preferred-challenges", default=None)
-@click.option("--http-01-port", type=int, default=None)
+@click.option("--http-01-port", type=click.IntRange(0, 65535), default=None)
 @click.option("--http-01-address", default=None)
-@click.option("--tls-alpn-01-port", type=int, default=None)
+@click.option("--tls-alpn-01-port", type=click.IntRange(0, 65535), default=None)
 @click.option("--key-type", type=click.Choice(["ecdsa", "rsa"]), default="ecdsa")
 @click.option("--elliptic-curve", type=click.Choice(["secp256r1", "secp384r1"]), default=None)
 @click.option("--rsa-key-size", type=int, default=None)
@@ -426,12 +426,17 @@ def _write_csr_outputs(args: dict[str, Any], issued: Any) -> None:
 @click.option(
     "--random-sleep-on-renew/--no-random-sleep-on-renew",
     default=None,
-    help="sleep up to 8 minutes first (default: when not run from a terminal)",
+    help="sleep up to 8 minutes first, as certbot does, to spread load on the CA "
+    "(default: on when not run from a terminal, --dry-run included)",
 )
 @click.option("--max-random-sleep", type=float, default=RENEW_MAX_SLEEP, show_default=True)
 @_dir_options
 def renew(**args: Any) -> None:
-    """Renew every certificate that is due (certbot's lineages too)."""
+    """Renew every certificate that is due (certbot's lineages too).
+
+    Run from cron or a timer (no terminal), it first sleeps a random time of up to
+    8 minutes, as certbot does; --no-random-sleep-on-renew starts at once.
+    """
     from acmekit.client.certmanager import RenewOptions
 
     sleep = args["random_sleep_on_renew"]

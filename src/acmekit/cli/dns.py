@@ -12,14 +12,16 @@ from typing import Any
 import click
 
 from acmekit.dns.service import DnsConfig, DnsService
+from acmekit.hostport import parse_host_port
+from acmekit.protocol.problems import AcmeError
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
     """`HOST:PORT` or `[V6]:PORT`; port 0 lets the system choose."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise click.BadParameter(f"expected HOST:PORT, got {text!r}")
-    return host.removeprefix("[").removesuffix("]"), int(port)
+    try:
+        return parse_host_port(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 async def _serve(service: DnsService) -> None:
@@ -74,6 +76,8 @@ def dns(
     """Serve ACME challenge records over DNS (UDP, TCP, RFC 2136 UPDATE) and HTTP."""
     listen_host, listen_port = parse_hostport(listen)
     api_host, api_port = parse_hostport(api)
+    if state is not None and not state.absolute().parent.is_dir():
+        raise click.BadParameter(f"directory {state.parent} does not exist", param_hint="--state")
     config = DnsConfig(
         listen_host=listen_host,
         listen_port=listen_port,
@@ -90,7 +94,7 @@ def dns(
     )
     try:
         service = DnsService(config)
-    except ValueError as exc:
+    except (ValueError, AcmeError) as exc:
         raise click.UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
         _run(_serve(service))

@@ -22,24 +22,36 @@ from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import ChallengeMethod, SiteState, normalize_names, to_us
 from acmekit.fleet.service import FleetConfig, run
 from acmekit.fleet.worker import WorkerConfig
+from acmekit.hostport import parse_host_port
 
 DEFAULT_DB = "sqlite:///fleet.db"
 BULK_BATCH = 1000
 
 
 def _hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+    try:
+        return parse_host_port(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def _now() -> int:
     return to_us(datetime.now(UTC))
 
 
+def _db_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not value.startswith(("sqlite:///", "postgresql://", "postgresql+")):
+        raise click.BadParameter(f"{value!r}: use sqlite:///FILE or postgresql://USER@HOST/DB")
+    return value
+
+
 db_option = click.option(
-    "--db", default=DEFAULT_DB, show_default=True, envvar="ACMEKIT_FLEET_DB", help="Inventory URL."
+    "--db",
+    default=DEFAULT_DB,
+    show_default=True,
+    envvar="ACMEKIT_FLEET_DB",
+    callback=_db_url,
+    help="Inventory URL.",
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 
 import click
 
@@ -51,5 +52,20 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def one_line(exc: BaseException) -> str:
+    """What went wrong, in one line: the message, and its kind where that helps."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > 300:
+        text = text[:297] + "..."
+    if isinstance(exc, ValueError | OSError):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
 def main() -> None:
-    cli(prog_name="acmekit")
+    try:
+        cli(prog_name="acmekit")
+    except Exception as exc:  # the last net: a user never sees a traceback (-vv logs it)
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        click.echo(f"acmekit: {one_line(exc)}", err=True)
+        sys.exit(1)

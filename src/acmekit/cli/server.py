@@ -21,8 +21,18 @@ if TYPE_CHECKING:
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="CA state [state]")
 @click.option("--db", default=None, help="database URL (sqlite:///F or postgresql://...)")
 @click.option("--dns-resolver", default=None, help="HOST:PORT used for validation lookups")
-@click.option("--http01-port", type=int, default=None, help="port http-01 connects to [80]")
-@click.option("--tlsalpn01-port", type=int, default=None, help="port tls-alpn-01 uses [443]")
+@click.option(
+    "--http01-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="port http-01 connects to [80]",
+)
+@click.option(
+    "--tlsalpn01-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="port tls-alpn-01 uses [443]",
+)
 @click.option(
     "--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)
 )
@@ -84,7 +94,9 @@ def _database_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _store(state_dir: Path | None, db: str | None, config_file: Path | None) -> Iterator[Store]:
+def _store(
+    state_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
+) -> Iterator[Store]:
     from acmekit.server.config import load_config
     from acmekit.server.store import Store
 
@@ -96,7 +108,13 @@ def _store(state_dir: Path | None, db: str | None, config_file: Path | None) -> 
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    if config.db is None:
+    if config.db is None and not (config.state_dir / "acmekit.db").exists():
+        # Only `eab add` may prepare a CA before its first start; nothing else may start a
+        # new, empty database in a mistyped directory.
+        if not create:
+            raise click.ClickException(
+                f"no CA database in {config.state_dir} (is --state-dir right?)"
+            )
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store.from_url(config.db_url)
     try:
@@ -129,7 +147,7 @@ def eab_add(
     """Make a key; prints its key ID and base64url HMAC key for the customer."""
     from acmekit.server.admin import add_eab_key
 
-    with _store(state_dir, db, config_file) as store, _admin_errors():
+    with _store(state_dir, db, config_file, create=True) as store, _admin_errors():
         key = add_eab_key(store, datetime.now(UTC), kid)
     click.echo(f"kid: {key.kid}")
     click.echo(f"hmac-key: {key.hmac_key}")

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from acmekit.client import renewalconf
 from acmekit.client.renewalconf import Section
 from acmekit.client.solvers import Solver
+from acmekit.hostport import parse_host_port
 from acmekit.protocol.jose import PrivateKey
 from acmekit.protocol.messages import ChallengeType
 
@@ -191,8 +192,7 @@ Prompt = Callable[[str], Awaitable[None]]
 def _resolver(text: str | None) -> tuple[str, int] | None:
     if not text:
         return None
-    host, _, port = text.rpartition(":")
-    return (host or "127.0.0.1", int(port))
+    return parse_host_port(text)
 
 
 def build_solvers(

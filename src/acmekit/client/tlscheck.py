@@ -15,6 +15,7 @@ from datetime import datetime
 from cryptography import x509
 
 from acmekit.client.lineage import certificate_names
+from acmekit.hostport import parse_host_port
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,7 @@ class TlsCheck:
 
 def parse_target(target: str) -> tuple[str, int]:
     """HOST, HOST:PORT or [V6]:PORT; port 443 by default."""
-    if target.startswith("["):
-        host, _, rest = target[1:].partition("]")
-        return host, int(rest.lstrip(":") or 443)
-    if target.count(":") == 1:
-        host, port = target.split(":")
-        return host, int(port)
-    return target, 443
+    return parse_host_port(target, 443)
 
 
 def _handshake(host: str, port: int, sni: str, ctx: ssl.SSLContext, timeout: float) -> bytes:

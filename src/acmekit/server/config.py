@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from acmekit.hostport import parse_host_port
 from acmekit.server.validation import ValidationConfig
 
 DAY = timedelta(days=1)
@@ -187,8 +188,7 @@ class ServerConfig:
 
 
 def split_host_port(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
+    return parse_host_port(text)
 
 
 _DURATIONS = {
@@ -218,6 +218,8 @@ def _table(cls: type[Any], default: Any, doc: Any, where: str, **nested: Callabl
         raise ValueError(f"unknown settings in {where}: {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
     for key, value in doc.items():
+        if key not in nested and key != "overrides":
+            _check_type(f"{where}.{key}", value, getattr(default, key))
         if key in nested:
             values[key] = nested[key](getattr(default, key), value, f"{where}.{key}")
         elif key in _DURATIONS:
@@ -263,7 +265,26 @@ _NESTED: dict[str, Callable[..., Any]] = {
 }
 
 
+def _check_type(where: str, value: Any, default: Any) -> None:
+    """A setting must have its default's type (a number where seconds are meant): a typo
+    is refused at start, not discovered as a failure on the first request."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int | float | timedelta):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif isinstance(default, str | Path) or default is None:
+        ok = isinstance(value, str | Path)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    else:
+        ok = True  # tables are checked by their own readers
+    if not ok:
+        raise ValueError(f"setting {where} = {value!r} has the wrong type")
+
+
 def _coerce(name: str, value: Any, default: ServerConfig) -> Any:
+    if name not in _NESTED:
+        _check_type(name, value, getattr(default, name))
     if name in _NESTED:
         return _NESTED[name](getattr(default, name), value, name)
     if name in _DURATIONS:
@@ -297,4 +318,9 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
         config = replace(config, crl=replace(config.crl, listen=crl_listen or None))
     if config.default_profile not in config.all_profiles:
         raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
+    if config.db and not config.db.startswith(("sqlite:///", "postgresql://", "postgresql+")):
+        raise ValueError(f"db {config.db!r}: use sqlite:///FILE or postgresql://USER@HOST/DB")
+    for name in ("listen", "dns_resolver"):
+        if getattr(config, name):
+            parse_host_port(getattr(config, name))
     return config
