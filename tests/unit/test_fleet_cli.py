@@ -120,3 +120,38 @@ def test_bulk_add_with_backup(tmp_path: Path) -> None:
         assert len(sites) == 2 and all(inventory.options(s.id).backup for s in sites)
     finally:
         inventory.close()
+
+
+def test_add_refuses_a_taken_name_and_bulk_add_skips_its_lines(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fleet.db'}"
+    runner = CliRunner()
+    first = runner.invoke(fleet, ["add", "--db", db, "shop.fleet.test", "www.shop.fleet.test"])
+    assert first.exit_code == 0, first.output
+    assert runner.invoke(fleet, ["add", "--db", db, "SHOP.fleet.test"]).exit_code != 0
+    lines = ["a.fleet.test", "www.shop.fleet.test b.fleet.test", "A.fleet.test", "c.fleet.test"]
+    (tmp_path / "sites.txt").write_text("\n".join(lines))
+    result = runner.invoke(fleet, ["add", "--db", db, "--from-file", str(tmp_path / "sites.txt")])
+    assert result.exit_code == 0, result.output
+    inventory = Inventory.from_url(db)
+    names = sorted(s.name for s in inventory.sites())
+    inventory.close()
+    assert names == ["a.fleet.test", "c.fleet.test", "shop.fleet.test"]
+
+
+def test_bulk_add_skips_and_names_taken_lines(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'names.db'}"
+    first = tmp_path / "first.txt"
+    first.write_text("a.names.test www.a.names.test\nb.names.test\n")
+    runner = CliRunner()
+    assert (
+        "added 2 sites, skipped 0"
+        in runner.invoke(fleet, ["add", "--db", db, "--from-file", str(first)]).output
+    )
+    again = tmp_path / "again.txt"
+    again.write_text("# comment\nWWW.a.names.test\nc.names.test\n")
+    result = runner.invoke(fleet, ["add", "--db", db, "--from-file", str(again)])
+    assert result.exit_code == 0
+    assert "added 1 sites, skipped 1" in result.output
+    assert "line 2: www.a.names.test already belongs to site" in result.output
+    taken = runner.invoke(fleet, ["add", "--db", db, "b.names.test"])
+    assert taken.exit_code == 1 and "b.names.test already belongs to site" in taken.output

@@ -18,7 +18,7 @@ from acmekit.fleet import planner
 from acmekit.fleet.api import delegation, site_json
 from acmekit.fleet.cas import CaSpec
 from acmekit.fleet.deploy import parse_edge
-from acmekit.fleet.inventory import Inventory
+from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.model import ChallengeMethod, SiteState, normalize_names, to_us
 from acmekit.fleet.service import FleetConfig, run
 from acmekit.fleet.worker import WorkerConfig
@@ -252,7 +252,10 @@ def add(
         if from_file is not None:
             _bulk_add(inventory, from_file, ChallengeMethod(method), backup)
         elif names:
-            site = inventory.add_site(_names(names), ChallengeMethod(method), _now())
+            try:
+                site = inventory.add_site(_names(names), ChallengeMethod(method), _now())
+            except NameTaken as exc:
+                raise click.ClickException(str(exc)) from None
             if backup:
                 inventory.set_options(site.id, backup=True)
             click.echo(site.id)
@@ -273,19 +276,31 @@ def _names(names: Any) -> tuple[str, ...]:
 
 def _bulk_add(inventory: Inventory, lines: Any, method: ChallengeMethod, backup: bool) -> None:
     """Import in batches, so memory stays flat however long the file is; the progress
-    bar counts bytes read (stdin, whose size is unknown, shows a count only)."""
-    now, added = _now(), 0
+    bar counts bytes read (stdin, whose size is unknown, shows a count only). A line whose
+    names another site holds is skipped and named, so the same file can be run again."""
+    now, added, number = _now(), 0, 0
+    skipped: list[str] = []
     bar: Any
     with click.progressbar(length=_size(lines), label="adding sites") as bar:
         while batch_lines := list(itertools.islice(lines, BULK_BATCH)):
-            rows = [ln.split() for ln in batch_lines if ln.strip() and not ln.startswith("#")]
+            rows: list[tuple[int, list[str]]] = []
+            for text in batch_lines:
+                number += 1
+                if text.strip() and not text.startswith("#"):
+                    rows.append((number, text.split()))
             if rows:
-                ids = inventory.add_sites([_names(r) for r in rows], method, now)
+                result = inventory.add_sites([_names(r) for _, r in rows], method, now)
                 if backup:
-                    inventory.set_options_many(ids, backup=True)
-                added += len(ids)
+                    inventory.set_options_many(result.ids, backup=True)
+                added += len(result.ids)
+                skipped += [
+                    f"line {rows[c.line][0]}: {c.name} already belongs to site {c.site_id}; skipped"
+                    for c in result.conflicts
+                ]
             bar.update(sum(len(ln.encode()) for ln in batch_lines))
-    click.echo(f"added {added} sites")
+    for line in skipped:
+        click.echo(line, err=True)
+    click.echo(f"added {added} sites, skipped {len(skipped)}")
 
 
 def _size(stream: Any) -> int | None:

@@ -13,7 +13,9 @@ A site as JSON carries its current certificate (with the CA that issued it), its
 backup certificate if it keeps one, its options, and, for a dns-01 site when the fleet
 knows its delegation zone, the CNAME each name needs (`delegation`).
 
-Errors are problem documents (RFC 7807) with `application/problem+json`.
+Errors are problem documents (RFC 7807) with `application/problem+json`. A name
+belongs to one site at most: adding a site with a name that a site not removed has
+answers 409, and the document names both (`name`, `site_id`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from acmekit.fleet.delegation import delegation_target
-from acmekit.fleet.inventory import Inventory
+from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import (
     BackupCert,
@@ -105,8 +107,9 @@ def _site_json(request: web.Request, site: Site) -> dict[str, Any]:
     return site_json(request.app[INVENTORY], site, request.app.get(ZONE))
 
 
-def _problem(status: int, detail: str) -> web.Response:
-    doc = {"type": "about:blank", "status": status, "detail": detail}
+def _problem(status: int, detail: str, **members: str) -> web.Response:
+    """A problem document; `members` are extension members (RFC 7807 §3.2)."""
+    doc = {"type": "about:blank", "status": status, "detail": detail, **members}
     return web.Response(
         status=status, text=json.dumps(doc), content_type="application/problem+json"
     )
@@ -120,6 +123,8 @@ def _site_or_404(request: web.Request) -> Site | web.Response:
 async def _add(request: web.Request) -> web.Response:
     try:
         body = await request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("names"), list):
+            raise TypeError("names is a list")
         names = normalize_names(body["names"])
         method = ChallengeMethod(body.get("method", ChallengeMethod.HTTP_01))
         backup = body.get("backup", False)
@@ -129,7 +134,10 @@ async def _add(request: web.Request) -> web.Response:
         expected = "{'names': [...], 'method': 'http-01', 'backup': false}"
         return _problem(400, f"expected {expected}: {exc}")
     inventory = request.app[INVENTORY]
-    site = inventory.add_site(names, method, request.app[NOW]())
+    try:
+        site = inventory.add_site(names, method, request.app[NOW]())
+    except NameTaken as exc:
+        return _problem(409, str(exc), name=exc.name, site_id=exc.site_id)
     if backup:
         inventory.set_options(site.id, backup=True)
     return web.json_response(
@@ -148,6 +156,8 @@ async def _list(request: web.Request) -> web.Response:
     try:
         state = SiteState(request.query["state"]) if "state" in request.query else None
         limit = min(int(request.query.get("limit", "100")), MAX_PAGE)
+        if limit < 1:
+            raise ValueError(f"limit is 1 to {MAX_PAGE}")
     except ValueError as exc:
         return _problem(400, str(exc))
     inventory = request.app[INVENTORY]

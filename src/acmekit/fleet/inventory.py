@@ -13,31 +13,44 @@ How work is shared between workers:
   `current_version` is still the one the worker started from, so one renewal can never
   produce two current certificates.
 
+A name belongs to at most one site that is not removed: `fleet_names` (name lower-cased
+as its primary key, site id) gains a site's names in the transaction that adds the site
+and loses them in the one that removes it, so of two processes adding the same name at
+once the database lets one win. An add looks first (to name the holder in `NameTaken`),
+then inserts; one that loses a race between the two looks again.
+
 Times are integer microseconds since the epoch (UTC), as in the CA's store.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit.fleet.model import (
+    Added,
     BackupCert,
     CaHealth,
     CertVersion,
     ChallengeMethod,
     Deployment,
     DesiredState,
+    NameConflict,
     Site,
     SiteOptions,
     SiteState,
+    name_key,
 )
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 metadata = sa.MetaData()
 
@@ -158,6 +171,27 @@ ca_issuances = sa.Table(
     sa.Index("fleet_ca_issuances_ca_domain_at", "ca", "domain", "at"),
 )
 
+# Added with unique names: a site's names (lower-cased), while the site is not removed.
+site_names = sa.Table(
+    "fleet_names",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("site_id", sa.String(32), nullable=False, index=True),
+)
+
+_NAMES_INDEXED = "names_indexed"  # the setting that says `fleet_names` was filled once
+_ATTEMPTS = 3  # adds that lose a race for a name to a concurrent add look again
+_IN_CHUNK = 500  # names per IN (...) when looking up holders: SQLite caps parameters
+
+
+class NameTaken(Exception):
+    """`name` already belongs to site `site_id`, which is not removed."""
+
+    def __init__(self, name: str, site_id: str) -> None:
+        super().__init__(f"{name} already belongs to site {site_id}")
+        self.name = name
+        self.site_id = site_id
+
 
 def create_engine(url: str) -> Engine:
     """An engine for `sqlite:///FILE` (WAL, busy timeout) or `postgresql://...`."""
@@ -239,6 +273,74 @@ def _new_row(names: Sequence[str], method: ChallengeMethod, now: int) -> dict[st
     }
 
 
+def _keys(names: Iterable[str]) -> list[str]:
+    """A site's names as `fleet_names` keys, each once, in order."""
+    return list(dict.fromkeys(name_key(n) for n in names))
+
+
+def _holders(c: Connection, keys: Collection[str]) -> dict[str, str]:
+    """Name key -> the site holding it, for those of `keys` that are taken."""
+    wanted, found = list(keys), dict[str, str]()
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        query = sa.select(site_names.c.name, site_names.c.site_id).where(
+            site_names.c.name.in_(chunk)
+        )
+        found.update({str(n): str(s) for n, s in c.execute(query)})
+    return found
+
+
+def _add_batch(
+    c: Connection, batch: Sequence[Sequence[str]], method: ChallengeMethod, now: int
+) -> Added:
+    """Insert the lines of `batch` whose names are all free (one statement per table)."""
+    keys = [_keys(names) for names in batch]
+    held = _holders(c, {k for line in keys for k in line})
+    rows: list[dict[str, Any]] = []
+    name_rows: list[dict[str, str]] = []
+    conflicts: list[NameConflict] = []
+    for line, (names, line_keys) in enumerate(zip(batch, keys, strict=True)):
+        taken = next((k for k in line_keys if k in held), None)
+        if taken is not None:
+            conflicts.append(NameConflict(line, taken, held[taken]))
+            continue
+        row = _new_row(names, method, now)
+        rows.append(row)
+        for key in line_keys:
+            held[key] = row["id"]
+            name_rows.append({"name": key, "site_id": row["id"]})
+    if rows:
+        c.execute(sites.insert(), rows)
+        c.execute(site_names.insert(), name_rows)
+    return Added([r["id"] for r in rows], conflicts)
+
+
+def _index_names(c: Connection) -> None:
+    """Fill `fleet_names` for an inventory made before it existed (unless another
+    process just did). Sites that already shared a name keep doing so; the oldest
+    holds the name, and the clash is logged."""
+    done = sa.select(settings.c.value).where(settings.c.name == _NAMES_INDEXED)
+    if c.execute(done).first() is not None:
+        return
+    held = {str(n): str(s) for n, s in c.execute(sa.select(site_names))}
+    query = (
+        sa.select(sites.c.id, sites.c.names)
+        .where(sites.c.desired == str(DesiredState.ACTIVE))
+        .order_by(sites.c.created, sites.c.id)
+    )
+    rows: list[dict[str, str]] = []
+    for site_id, names in c.execute(query):
+        for key in _keys(json.loads(names)):
+            if key not in held:
+                held[key] = site_id
+                rows.append({"name": key, "site_id": site_id})
+            elif held[key] != site_id:
+                log.warning("sites %s and %s share %s: the first keeps it", held[key], site_id, key)
+    if rows:
+        c.execute(site_names.insert(), rows)
+    c.execute(settings.insert().values(name=_NAMES_INDEXED, value="1"))
+
+
 class _Lost(Exception):
     """A compare-and-set found the row changed: roll the transaction back."""
 
@@ -280,6 +382,8 @@ class Inventory:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         metadata.create_all(engine)
+        if self.setting(_NAMES_INDEXED) is None:
+            self._retrying(_index_names)
 
     @classmethod
     def from_url(cls, url: str) -> Inventory:
@@ -296,20 +400,37 @@ class Inventory:
     # sites ------------------------------------------------------------------------
 
     def add_site(self, names: Sequence[str], method: ChallengeMethod, now: int) -> Site:
-        row = _new_row(names, method, now)
-        with self._tx() as c:
-            c.execute(sites.insert().values(**row))
-        return self._must(row["id"])
+        """A new pending site; NameTaken if a site not removed has one of `names`."""
+        added = self._retrying(lambda c: _add_batch(c, [names], method, now))
+        if added.conflicts:
+            raise NameTaken(added.conflicts[0].name, added.conflicts[0].site_id)
+        return self._must(added.ids[0])
 
-    def add_sites(
-        self, batch: Iterable[Sequence[str]], method: ChallengeMethod, now: int
-    ) -> list[str]:
-        """Insert many sites in one transaction; their ids, in order."""
-        rows = [_new_row(names, method, now) for names in batch]
-        if rows:
-            with self._tx() as c:
-                c.execute(sites.insert(), rows)
-        return [r["id"] for r in rows]
+    def add_sites(self, batch: Iterable[Sequence[str]], method: ChallengeMethod, now: int) -> Added:
+        """Insert many sites in one transaction. A line with a name that a site not
+        removed has, or that an earlier line has, is skipped and reported in
+        `conflicts` (by its index in `batch`); the other lines are added."""
+        lines = list(batch)
+        if not lines:
+            return Added([])
+        return self._retrying(lambda c: _add_batch(c, lines, method, now))
+
+    def _retrying(self, work: Callable[[Connection], _T]) -> _T:
+        """`work` in a transaction; again if a concurrent add took a name meanwhile."""
+        attempt = 1
+        while True:
+            try:
+                with self._tx() as c:
+                    return work(c)
+            except sa.exc.IntegrityError:
+                if attempt == _ATTEMPTS:
+                    raise
+                attempt += 1
+
+    def holder(self, name: str) -> str | None:
+        """The id of the site, not removed, that has `name` (case does not matter)."""
+        with self._tx() as c:
+            return _holders(c, [name_key(name)]).get(name_key(name))
 
     def _must(self, site_id: str) -> Site:
         found = self.site(site_id)
@@ -322,14 +443,12 @@ class Inventory:
         return None if row is None else _site(row)
 
     def site_by_name(self, name: str) -> Site | None:
-        """The site, not removed, whose first name is `name`."""
-        with self._tx() as c:
-            row = c.execute(
-                sa.select(sites)
-                .where(sites.c.primary_name == name, sites.c.desired == DesiredState.ACTIVE)
-                .limit(1)
-            ).first()
-        return None if row is None else _site(row)
+        """The site, not removed, whose first name is `name` (case does not matter)."""
+        site_id = self.holder(name)
+        found = None if site_id is None else self.site(site_id)
+        if found is None or name_key(found.name) != name_key(name):
+            return None
+        return found
 
     def sites(
         self, state: SiteState | None = None, after: str = "", limit: int = 100
@@ -348,13 +467,15 @@ class Inventory:
         return {s: found.get(s, 0) for s in SiteState}
 
     def remove_site(self, site_id: str, now: int) -> bool:
-        """Stop renewing; a worker removes the site from the edges next."""
+        """Stop renewing; a worker removes the site from the edges next. Its names are
+        free for another site at once."""
         with self._tx() as c:
             res = c.execute(
                 sites.update()
                 .where(sites.c.id == site_id)
                 .values(desired=DesiredState.REMOVED, next_action_at=now)
             )
+            c.execute(site_names.delete().where(site_names.c.site_id == site_id))
         return bool(res.rowcount == 1)
 
     def force_renewal(self, site_id: str, now: int) -> bool:

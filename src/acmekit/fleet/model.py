@@ -6,7 +6,7 @@ Enum values are the strings stored in the database and sent over the API.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -94,9 +94,14 @@ MAX_NAMES = 100
 
 def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
     """Lower-cased DNS names, duplicates dropped, order kept; ValueError if any is not a
-    host name (an optional leading `*.` allowed) or there are none or too many."""
+    host name (an optional leading `*.` allowed) or there are none or too many,
+    TypeError if `names` is a string (not a list of them) or holds a non-string."""
+    if isinstance(names, str):
+        raise TypeError("names is a list of names, not a string")
     out: list[str] = []
     for raw in names:
+        if not isinstance(raw, str):
+            raise TypeError(f"{raw!r} is not a string")
         name = raw.strip().lower().rstrip(".")
         labels = name.removeprefix("*.").split(".")
         if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
@@ -141,3 +146,34 @@ class CaHealth:
     failures: int  # consecutive failures that were the CA's (not the site's)
     down_until: int | None
     last_error: str | None
+
+
+def name_key(name: str) -> str:
+    """What makes two names the same name: case does not matter."""
+    return name.lower()
+
+
+@dataclass(frozen=True)
+class NameConflict:
+    """A line of a bulk add that was skipped: its name `name` belongs to `site_id`
+    (a site not removed, or one added from an earlier line of the same batch)."""
+
+    line: int  # the line's index in the batch given to `add_sites`, from 0
+    name: str
+    site_id: str
+
+
+@dataclass(frozen=True)
+class Added:
+    """What `Inventory.add_sites` did with a batch: the ids of the sites it added, in
+    the order of their lines, and the lines it skipped. Iterating it (and `len`) gives
+    the ids."""
+
+    ids: list[str]
+    conflicts: list[NameConflict] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)

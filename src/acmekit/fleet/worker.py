@@ -5,7 +5,8 @@ of them at a time; whenever the sites it holds fall to `concurrency` or fewer (a
 would soon idle), it leases more, up to `batch` held, until a lease finds fewer due
 than it asked for. For each site:
 
-1. A site whose desired state is removed is taken off every edge, then marked removed.
+1. A site whose desired state is removed is taken off every edge, then marked removed;
+   its files stay if a site added since has the same first name (they are its now).
 2. If the current certificate's CA offers ACME Renewal Information (RFC 9773) and the
    site's check is due (every `ari_interval`, or the CA's Retry-After), the worker asks.
    A window already past means "renew now" (our CA says so for a revoked certificate):
@@ -505,9 +506,16 @@ class Worker:
         return worst
 
     async def _remove(self, site: Site) -> None:
-        results = await asyncio.gather(
-            *(d.remove(site) for d in self.deployers), return_exceptions=True
-        )
+        # A removed site's names are free at once: a site added since with the same first
+        # name owns the edges' directory now, and deploying it replaces these files.
+        results: Sequence[object] = [None] * len(self.deployers)
+        successor = self.inventory.site_by_name(site.name)
+        if successor is None:
+            results = await asyncio.gather(
+                *(d.remove(site) for d in self.deployers), return_exceptions=True
+            )
+        else:
+            log.info("site %s: its directory is site %s's now", site.id, successor.id)
         outcomes = [
             (d.name, 0, None if not isinstance(r, BaseException) else str(r))
             for d, r in zip(self.deployers, results, strict=True)
