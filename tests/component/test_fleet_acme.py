@@ -2,7 +2,7 @@
 over ACME (http-01 answered by the fleet's own responder on loopback, validated for
 real by the CA), deployed to two edge directories; a forced renewal deploys a new
 serial; removal takes it off the edges; a worker that dies mid-order is finished by
-another."""
+another; a site's renewal time lies inside the window the CA's renewalInfo gives."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from acmekit.client import Client
 from acmekit.client.clock import SystemClock
+from acmekit.client.resources import RenewalInfo
 from acmekit.client.transport import AsgiTransport
 from acmekit.fleet.acme import AcmeIssuer, DbHttpSolver, account_key
 from acmekit.fleet.api import api_app, challenge_app
@@ -30,6 +31,7 @@ from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit.protocol.messages import ChallengeType
+from acmekit.server.admin import move_ari_window
 from acmekit.server.run import Assembly
 from support.acme_raw import Http01Responder
 
@@ -212,3 +214,46 @@ async def test_a_worker_dying_mid_renewal_is_finished_by_another(
     assert [v.version for v in f.inventory.versions(site.id)] == [1, 2]
     leaf = _verify(f.root, tmp_path / "edge-a" / "resume.fleet.test" / "fullchain.pem")
     assert format(leaf.serial_number, "x") == f.inventory.versions(site.id)[1].serial
+
+
+class ChecksDue(SystemClock):
+    """Real time, seen from just after the next renewal-information check is due."""
+
+    def now(self) -> datetime:
+        return super().now() + timedelta(microseconds=WorkerConfig().ari_interval + 1)
+
+
+def _inside(at: int | None, info: RenewalInfo) -> bool:
+    return at is not None and to_us(info.start) <= at < to_us(info.end)
+
+
+async def test_renewal_follows_the_window_the_ca_gives(
+    fleet: tuple[Fleet, str], ca: Assembly
+) -> None:
+    f, _ = fleet
+    site = f.inventory.add_site(("ari.fleet.test",), ChallengeMethod.HTTP_01, f.now())
+    assert await f.worker("w1").run_once() == 1
+    current = f.inventory.versions(site.id)[0]
+    leaf = x509.load_pem_x509_certificates(current.fullchain_pem.encode())[0]
+    # Asked right after issuance: the CA's window (two thirds of the lifetime, a day
+    # either side) decides, not the fleet's own last third.
+    info = await f.client.renewal_info(leaf)
+    assert info is not None
+    fresh = f.inventory.site(site.id)
+    assert fresh is not None and _inside(fresh.renew_at, info)
+    assert fresh.next_action_at is not None and fresh.next_action_at <= fresh.renew_at
+    assert await f.worker("w1").run_once() == 0  # nothing due now
+
+    # The operator moves the window later than the lifetime rule would renew: at the
+    # next check the site's renewal moves into it.
+    later = current.not_before + (current.not_after - current.not_before) * 9 // 10
+    start = datetime.fromtimestamp(later / 1_000_000, tz=leaf.not_valid_after_utc.tzinfo)
+    move_ari_window(ca.store, current.serial, start)
+    moved = await f.client.renewal_info(leaf)
+    assert moved is not None and moved.start == start
+    checker = Worker(f.inventory, f.issuer, f.edges, ChecksDue(), WorkerConfig(owner="w2"))
+    assert await checker.run_once() == 1
+    after = f.inventory.site(site.id)
+    assert after is not None and _inside(after.renew_at, moved)
+    assert after.renew_at is not None and fresh.renew_at is not None
+    assert after.renew_at > fresh.renew_at and after.current_version == 1

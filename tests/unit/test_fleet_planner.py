@@ -38,6 +38,71 @@ def test_ari_window_wins_and_jitter_places_inside_it() -> None:
     assert planner.renewal_time(NB, NA, 0.7, ari=empty) == empty.start
 
 
+LIFETIME_RULE = (NB + 60 * DAY, NB + 75 * DAY)  # the last third, spread over a sixth
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.25, 0.5, 0.999999])
+def test_an_earlier_window_brings_renewal_forward_inside_it(jitter: float) -> None:
+    window = AriWindow(NB + 30 * DAY, NB + 32 * DAY)
+    at = planner.renewal_time(NB, NA, jitter, ari=window)
+    assert window.start <= at < window.end
+    assert at == window.start + int(2 * DAY * jitter)
+    assert at < planner.renewal_time(NB, NA, jitter) and at < LIFETIME_RULE[0]
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.25, 0.5, 0.999999])
+def test_a_later_window_puts_renewal_off_inside_it(jitter: float) -> None:
+    window = AriWindow(NB + 80 * DAY, NB + 82 * DAY)
+    at = planner.renewal_time(NB, NA, jitter, ari=window)
+    assert window.start <= at < window.end
+    assert at == window.start + int(2 * DAY * jitter)
+    assert at > planner.renewal_time(NB, NA, jitter) and at >= LIFETIME_RULE[1]
+
+
+def test_the_same_site_keeps_its_place_whatever_the_window() -> None:
+    jitter = planner.site_jitter("3f9c2a61d0b84e77")
+    for start, width in ((NB + 5 * DAY, HOUR), (NB + 61 * DAY, 2 * DAY), (NB + 80 * DAY, DAY)):
+        at = planner.renewal_time(NB, NA, jitter, ari=AriWindow(start, start + width))
+        assert at == start + int(width * jitter)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "margin"),
+    [(90 * DAY, DAY), (10 * DAY, DAY), (6 * DAY, 6 * DAY // 10), (HOUR, HOUR // 10)],
+)
+def test_a_window_past_expiry_is_cut_to_a_margin_before_it(lifetime: int, margin: int) -> None:
+    na = NB + lifetime
+    assert planner.latest_renewal(NB, na) == na - margin
+    for window in (AriWindow(na - margin // 2, na + DAY), AriWindow(na + DAY, na + 3 * DAY)):
+        for jitter in (0.0, 0.5, 0.999999):
+            assert planner.renewal_time(NB, na, jitter, ari=window) == na - margin
+    inside = AriWindow(na - 2 * margin, na - margin)  # wholly before the cut: untouched
+    assert planner.renewal_time(NB, na, 0.5, ari=inside) == na - 2 * margin + margin // 2
+
+
+def test_the_margin_is_configurable() -> None:
+    policy = Policy(expiry_margin=3 * DAY, expiry_margin_fraction=1 / 2)
+    assert planner.latest_renewal(NB, NA, policy) == NA - 3 * DAY
+    window = AriWindow(NA - DAY, NA)
+    assert planner.renewal_time(NB, NA, 0.0, ari=window, policy=policy) == NA - 3 * DAY
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.5, 0.999999])
+def test_a_window_in_the_past_means_renew_now(jitter: float) -> None:
+    now = NB + 20 * DAY
+    window = AriWindow(now - HOUR, now - HOUR // 2)  # what our CA says of a revoked one
+    at = planner.renewal_time(NB, NA, jitter, ari=window)
+    assert at < now and planner.is_due(now, at)
+    assert planner.next_action_at(now, at) == now
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.5, 0.999999])
+def test_no_window_keeps_the_lifetime_rule(jitter: float) -> None:
+    at = planner.renewal_time(NB, NA, jitter, ari=None)
+    assert at == planner.renewal_time(NB, NA, jitter)
+    assert LIFETIME_RULE[0] <= at < LIFETIME_RULE[1]
+
+
 def test_site_jitter_is_deterministic_and_uniform() -> None:
     assert planner.site_jitter("abc") == planner.site_jitter("abc")
     values = [planner.site_jitter(f"site-{i}") for i in range(20_000)]

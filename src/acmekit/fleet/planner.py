@@ -7,8 +7,12 @@ over a sixth of their lifetime (15 days for 90-day certificates), not in one hou
 each keeps at least a sixth of its lifetime (15 days) for retries. The jitter is
 deterministic, so every worker computes the same time and a restart changes nothing.
 
-With ACME Renewal Information (RFC 9773 §4.2) the CA's suggested window wins: the site
-renews at `start + (end - start) * jitter`, or at once if the window has passed.
+With ACME Renewal Information (RFC 9773 §4.2) the CA's suggested window wins, whether
+it lies earlier or later than the lifetime rule: the site renews at
+`start + (end - start) * jitter` (the same jitter), or at once if the window has passed,
+but never later than `not_after` minus a safety margin (a day, or a tenth of the
+lifetime if that is less), so a window past expiry cannot let the certificate lapse.
+Without a window (the CA offers none, or asking failed) the lifetime rule applies.
 
 Retries. After the n-th consecutive failure the site is retried after
 `1 minute * 2**(n-1)`, capped at 6 hours, and never later than half the time left
@@ -40,6 +44,8 @@ class Policy:
     retry_base: int = MINUTE
     retry_cap: int = 6 * HOUR
     failing_after: int = 3
+    expiry_margin: int = DAY  # an ARI window never delays renewal past not_after - this
+    expiry_margin_fraction: float = 1 / 10  # ... or past this much of the lifetime, if less
 
 
 DEFAULT_POLICY = Policy()
@@ -65,11 +71,20 @@ def renewal_time(
     ari: AriWindow | None = None,
     policy: Policy = DEFAULT_POLICY,
 ) -> int:
-    """When a certificate valid from `not_before` to `not_after` should be renewed."""
+    """When a certificate valid from `not_before` to `not_after` should be renewed: in
+    the CA's window `ari` if it offers one, else in the last third of the lifetime."""
     if ari is not None:
-        return ari.start + int(max(0, ari.end - ari.start) * jitter)
+        at = ari.start + int(max(0, ari.end - ari.start) * jitter)
+        return min(at, latest_renewal(not_before, not_after, policy))
     lifetime = not_after - not_before
     return not_before + int(lifetime * (policy.renew_fraction + policy.spread_fraction * jitter))
+
+
+def latest_renewal(not_before: int, not_after: int, policy: Policy = DEFAULT_POLICY) -> int:
+    """The latest renewal time any window may set: `not_after` minus the safety margin."""
+    lifetime = max(0, not_after - not_before)
+    margin = min(policy.expiry_margin, int(lifetime * policy.expiry_margin_fraction))
+    return not_after - margin
 
 
 def retry_delay(

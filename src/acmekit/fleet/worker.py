@@ -8,11 +8,13 @@ than it asked for. For each site:
 1. A site whose desired state is removed is taken off every edge, then marked removed;
    its files stay if a site added since has the same first name (they are its now).
 2. If the current certificate's CA offers ACME Renewal Information (RFC 9773) and the
-   site's check is due (every `ari_interval`, or the CA's Retry-After), the worker asks.
-   A window already past means "renew now" (our CA says so for a revoked certificate):
-   a ready backup certificate (below) is made current at once, without waiting for an
-   issuance; otherwise the site renews now. A window earlier than the fleet's own
-   renewal time brings renewal forward; a later one is ignored (the fleet's spread wins).
+   site's check is due (every `ari_interval`, or the CA's Retry-After, and right after
+   an issuance), the worker asks. The window decides the renewal time, earlier or later
+   than the lifetime rule (planner.renewal_time: the site's jitter places it inside the
+   window, never later than just before expiry); no window, or a failed request, leaves
+   the lifetime rule. A window already past means "renew now" (our CA says so for a
+   revoked certificate): a ready backup certificate (below) is made current at once,
+   without waiting for an issuance; otherwise the site renews now.
 3. A site without a certificate, or past its renewal time, gets a new one, from the
    first CA (cas.py) that is up and, by the fleet's own count, has room under its
    certificates-per-registered-domain limit; a CA that cannot be reached, fails with a
@@ -201,6 +203,9 @@ class Worker:
                 return  # another worker has the site
             if outcome.site is not None:
                 site, current = outcome.site, outcome.current
+                if self._ari:  # a fresh certificate follows its CA's window from the start
+                    site, _ = await self._check(site, current)
+                    current = self._current(site, current)
             if outcome.problem is not None and self._promote(site, current, "issuance failed"):
                 site = self.inventory.site(site.id) or site
                 current = self._current(site, current)
@@ -252,20 +257,13 @@ class Worker:
         self.inventory.update_options_leased(
             site.id, self.owner, next_check=self._next_check(now, window)
         )
-        if window is None:
-            return site, False
-        if window.end <= now:
+        if window is not None and window.end <= now:
             log.warning("site %s: %s says renew now (revoked?)", site.id, current.ca)
             if self._promote(site, current, "the CA asks for renewal now"):
                 return self.inventory.site(site.id) or site, False
             return site, True
-        renew_at = planner.renewal_time(
-            current.not_before,
-            current.not_after,
-            planner.site_jitter(site.id),
-            ari=planner.AriWindow(window.start, window.end),
-        )
-        if site.renew_at is not None and renew_at < site.renew_at:
+        renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
+        if renew_at != site.renew_at:
             self.inventory.update_leased(site.id, self.owner, renew_at=renew_at)
             site = replace(site, renew_at=renew_at)
         return site, planner.is_due(now, site.renew_at)
@@ -432,9 +430,14 @@ class Worker:
         self.inventory.ca_succeeded(name)
         return pem
 
-    def _renew_at(self, seed: str, not_before: int, not_after: int) -> int:
+    def _renew_at(
+        self, seed: str, not_before: int, not_after: int, window: RenewalWindow | None = None
+    ) -> int:
         jitter = planner.site_jitter(seed)
-        return planner.renewal_time(not_before, not_after, jitter, policy=self.config.policy)
+        ari = None if window is None else planner.AriWindow(window.start, window.end)
+        return planner.renewal_time(
+            not_before, not_after, jitter, ari=ari, policy=self.config.policy
+        )
 
     def _store(self, site: Site, issued: Issued, key_pem: str) -> Outcome:
         leaf = x509.load_pem_x509_certificates(issued.pem.encode())[0]
@@ -453,12 +456,9 @@ class Worker:
         if not self.inventory.store_version(self.owner, version, renew_at):
             log.warning("site %s: version %d lost a race; discarded", site.id, version.version)
             return Outcome(lost=True)
-        if self._multi or self._ari:
-            next_check = None
-            if self._ari_source(issued.ca) is not None:
-                next_check = self.now() + self.config.ari_interval
+        if self._multi or self._ari:  # no next check: handle() asks the CA at once
             self.inventory.update_options_leased(
-                site.id, self.owner, order_ca=None, next_check=next_check
+                site.id, self.owner, order_ca=None, next_check=None
             )
         log.info(
             "site %s: version %d from %s, serial %s",
