@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from acmekit.database import create_engine as create_engine
 from acmekit.fleet.model import (
     Added,
     BackupCert,
@@ -191,24 +192,6 @@ class NameTaken(Exception):
         super().__init__(f"{name} already belongs to site {site_id}")
         self.name = name
         self.site_id = site_id
-
-
-def create_engine(url: str) -> Engine:
-    """An engine for `sqlite:///FILE` (WAL, busy timeout) or `postgresql://...`."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    return engine
 
 
 def new_site_id() -> str:

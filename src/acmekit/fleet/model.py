@@ -8,9 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from acmekit.database import from_us as from_us
+from acmekit.database import to_us as to_us
 
 
 class DesiredState(StrEnum):
@@ -77,15 +79,6 @@ class Deployment:
     updated: int
     failure_count: int
     last_error: str | None
-
-
-def to_us(t: datetime) -> int:
-    """A timezone-aware time as integer microseconds since the epoch."""
-    return int(t.timestamp() * 1_000_000)
-
-
-def from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
 
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")

@@ -23,12 +23,15 @@ import json
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from acmekit.database import create_engine as create_engine
+from acmekit.database import from_us as from_us
+from acmekit.database import to_us as to_us
 from acmekit.protocol.messages import (
     AccountStatus,
     AuthorizationStatus,
@@ -257,14 +260,6 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def to_us(t: datetime) -> int:
-    return int(t.timestamp() * 1_000_000)
-
-
-def from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
-
-
 def _opt_time(us: int | None) -> datetime | None:
     return None if us is None else from_us(us)
 
@@ -279,24 +274,6 @@ def _ids_load(text: str) -> tuple[Identifier, ...]:
 
 def _json_or_none(text: str | None) -> dict[str, Any] | None:
     return None if text is None else dict(json.loads(text))
-
-
-def create_engine(url: str) -> Engine:
-    """An engine for `sqlite:///FILE` (WAL, busy timeout) or `postgresql://...`."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 class _Cursor:

@@ -1,0 +1,42 @@
+"""The one way acmekit opens a database and stores a time, for the CA and the fleet.
+
+`sqlite:///FILE` gets WAL mode, `synchronous=NORMAL` and a busy timeout, so several
+readers and one writer share the file; `postgresql://...` goes through psycopg 3 with a
+pool. Times are integer microseconds since the epoch (UTC): the same on both databases,
+cheap to index and compare, never a naive datetime.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for `sqlite:///FILE` (WAL, busy timeout) or `postgresql://...`."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    return engine
+
+
+def to_us(t: datetime) -> int:
+    """A timezone-aware time as integer microseconds since the epoch."""
+    return int(t.timestamp() * 1_000_000)
+
+
+def from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
