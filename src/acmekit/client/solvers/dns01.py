@@ -54,6 +54,7 @@ from acmekit.client.solvers.dnslookup import (
     txt_values,
 )
 from acmekit.client.solvers.errors import PropagationError
+from acmekit.client.solvers.presented import Presented
 from acmekit.protocol.challenges import dns01_record_name, dns01_txt_value
 from acmekit.protocol.messages import Identifier
 
@@ -103,7 +104,7 @@ class Dns01Solver:
         self.follow_cname = follow_cname
         self.clock = clock or SystemClock()
         self.nameserver_port = nameserver_port
-        self._published: dict[tuple[str, str], tuple[TxtRecord, int]] = {}
+        self._published: Presented[tuple[str, str], TxtRecord] = Presented()
         self._unchecked: set[TxtRecord] = set()
 
     def _server(self) -> Server:
@@ -121,13 +122,13 @@ class Dns01Solver:
     ) -> None:
         value = dns01_txt_value(key_authorization)
         key = (absolute(dns01_record_name(identifier.value)), value)
-        if key in self._published:
-            record, count = self._published[key]
-            self._published[key] = (record, count + 1)
+        existing = self._published.get(key)
+        if existing is not None:
+            self._published.add(key, existing)
             return
         record = TxtRecord(await self.target(identifier), value)
         await self.provider.add_txt(record.fqdn, value)
-        self._published[key] = (record, 1)
+        self._published.add(key, record)
         self._unchecked.add(record)
         log.info("dns-01 TXT for %s published at %s", identifier.value, record.fqdn)
 
@@ -135,14 +136,9 @@ class Dns01Solver:
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
         key = (absolute(dns01_record_name(identifier.value)), dns01_txt_value(key_authorization))
-        found = self._published.get(key)
-        if found is None:
+        record = self._published.release(key)
+        if record is None:
             return
-        record, count = found
-        if count > 1:
-            self._published[key] = (record, count - 1)
-            return
-        del self._published[key]
         self._unchecked.discard(record)
         await self.provider.remove_txt(record.fqdn, record.value)
 

@@ -16,6 +16,7 @@ from types import TracebackType
 from aiohttp import web
 
 from acmekit.client.resources import Challenge
+from acmekit.client.solvers.presented import Presented
 from acmekit.protocol.challenges import HTTP01_PATH
 from acmekit.protocol.messages import Identifier
 
@@ -26,7 +27,7 @@ class StandaloneHttpSolver:
     def __init__(self, address: str = "", port: int = 80) -> None:
         self.address = address
         self.port = port
-        self._answers: dict[str, tuple[str, int]] = {}
+        self._answers: Presented[str, str] = Presented()
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
 
@@ -57,26 +58,19 @@ class StandaloneHttpSolver:
         found = self._answers.get(request.match_info["token"])
         if found is None:
             return web.Response(status=404, text="no such challenge")
-        return web.Response(text=found[0], content_type="text/plain")
+        return web.Response(text=found, content_type="text/plain")
 
     async def present(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
         await self.start()
-        token = challenge.token or ""
-        _, count = self._answers.get(token, ("", 0))
-        self._answers[token] = (key_authorization, count + 1)
+        self._answers.add(challenge.token or "", key_authorization)
         log.debug("presenting http-01 for %s", identifier.value)
 
     async def cleanup(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
-        token = challenge.token or ""
-        answer, count = self._answers.get(token, ("", 0))
-        if count <= 1:
-            self._answers.pop(token, None)
-        else:
-            self._answers[token] = (answer, count - 1)
+        self._answers.release(challenge.token or "")
 
     @property
     def presented(self) -> int:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.client.resources import Challenge
+from acmekit.client.solvers.presented import Presented
 from acmekit.protocol.challenges import ACME_TLS_ALPN
 from acmekit.protocol.messages import Identifier
 from acmekit.protocol.tlsalpn import tlsalpn01_certificate, tlsalpn01_sni
@@ -69,7 +70,7 @@ class StandaloneTlsAlpnSolver:
     def __init__(self, address: str = "", port: int = 443) -> None:
         self.address = address
         self.port = port
-        self._contexts: dict[str, tuple[ssl.SSLContext, int]] = {}
+        self._contexts: Presented[str, ssl.SSLContext] = Presented()
         self._server: asyncio.Server | None = None
         self._lock = asyncio.Lock()
 
@@ -85,7 +86,7 @@ class StandaloneTlsAlpnSolver:
         if found is None:
             log.debug("tls-alpn-01: no challenge for server name %r", server_name)
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-        sock.context = found[0]
+        sock.context = found
         return None
 
     async def start(self) -> None:
@@ -122,19 +123,13 @@ class StandaloneTlsAlpnSolver:
         await self.start()
         name = tlsalpn01_sni(identifier).lower()
         ctx = await asyncio.to_thread(challenge_context, identifier, key_authorization)
-        _, count = self._contexts.get(name, (ctx, 0))
-        self._contexts[name] = (ctx, count + 1)
+        self._contexts.add(name, ctx)
         log.debug("presenting tls-alpn-01 for %s", identifier.value)
 
     async def cleanup(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
-        name = tlsalpn01_sni(identifier).lower()
-        ctx, count = self._contexts.get(name, (None, 0))
-        if ctx is None or count <= 1:
-            self._contexts.pop(name, None)
-        else:
-            self._contexts[name] = (ctx, count - 1)
+        self._contexts.release(tlsalpn01_sni(identifier).lower())
 
     @property
     def presented(self) -> int:
