@@ -92,10 +92,7 @@ async def serve_key_auth(host: str) -> AsyncIterator[int]:
 
 async def http01(resolver: tuple[str, int], port: int) -> None:
     validator = Validator(ValidationConfig(dns_resolver=resolver, http01_port=port, timeout=5))
-    try:
-        await validator.validate(ChallengeType.HTTP_01, NAME, TOKEN, KEY_AUTH)
-    finally:
-        await validator.close()
+    await validator.validate(ChallengeType.HTTP_01, NAME, TOKEN, KEY_AUTH)
 
 
 async def test_a_found_means_aaaa_is_not_asked() -> None:
@@ -146,10 +143,7 @@ async def test_tlsalpn01_tries_aaaa_when_every_a_address_refuses() -> None:
         records(["127.0.0.1"], ["::1"]) as (at, dns),
     ):
         validator = Validator(ValidationConfig(dns_resolver=at, tlsalpn01_port=port, timeout=5))
-        try:
-            await validator.validate(ChallengeType.TLS_ALPN_01, NAME, TOKEN, KEY_AUTH)
-        finally:
-            await validator.close()
+        await validator.validate(ChallengeType.TLS_ALPN_01, NAME, TOKEN, KEY_AUTH)
     assert dns.asked == ["A", "AAAA"]
 
 
@@ -158,8 +152,5 @@ async def test_tlsalpn01_asks_only_a_when_an_a_address_answers() -> None:
     ctx = server_context(tlsalpn01_certificate(NAME, KEY_AUTH, key), key, ["acme-tls/1"])
     async with tcp_server(ssl_context=ctx) as port, records(["127.0.0.1"], ["::1"]) as (at, dns):
         validator = Validator(ValidationConfig(dns_resolver=at, tlsalpn01_port=port, timeout=5))
-        try:
-            await validator.validate(ChallengeType.TLS_ALPN_01, NAME, TOKEN, KEY_AUTH)
-        finally:
-            await validator.close()
+        await validator.validate(ChallengeType.TLS_ALPN_01, NAME, TOKEN, KEY_AUTH)
     assert dns.asked == ["A"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import dns.rcode
 import pytest
@@ -29,10 +29,8 @@ def challtestsrv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Challtest
 
 
 @pytest.fixture
-async def validator(challtestsrv: ChalltestsrvHandle) -> AsyncIterator[Validator]:
-    v = Validator(ValidationConfig(dns_resolver=("127.0.0.1", challtestsrv.dns_port)))
-    yield v
-    await v.close()
+def validator(challtestsrv: ChalltestsrvHandle) -> Validator:
+    return Validator(ValidationConfig(dns_resolver=("127.0.0.1", challtestsrv.dns_port)))
 
 
 def post(handle: ChalltestsrvHandle, path: str, doc: dict[str, str]) -> None:
@@ -126,7 +124,6 @@ async def test_nxdomain_is_dns() -> None:
     async with stub_dns(dns.rcode.NXDOMAIN) as resolver:
         validator = Validator(ValidationConfig(dns_resolver=resolver))
         err = await failure(validator, dns_id("nx.d.test"))
-        await validator.close()
     assert err.problem.type == ProblemType.DNS
     assert "NXDOMAIN looking up TXT for _acme-challenge.nx.d.test" in err.problem.detail
 
@@ -135,6 +132,5 @@ async def test_silent_resolver_is_dns() -> None:
     async with stub_dns(None) as resolver:
         validator = Validator(ValidationConfig(dns_resolver=resolver, timeout=1.0))
         err = await failure(validator, dns_id("quiet.d.test"))
-        await validator.close()
     assert err.problem.type == ProblemType.DNS
     assert "timed out looking up TXT for _acme-challenge.quiet.d.test" in err.problem.detail

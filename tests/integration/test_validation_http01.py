@@ -10,7 +10,7 @@ import json
 import socket
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -88,10 +88,7 @@ def redirect(path: str, location: str) -> web.RouteDef:
 
 async def run(cfg: ValidationConfig, ident: Identifier = NAME) -> None:
     validator = Validator(cfg)
-    try:
-        await validator.validate(ChallengeType.HTTP_01, ident, TOKEN, KEY_AUTH)
-    finally:
-        await validator.close()
+    await validator.validate(ChallengeType.HTTP_01, ident, TOKEN, KEY_AUTH)
 
 
 async def failure(cfg: ValidationConfig, ident: Identifier = NAME) -> AcmeError:
@@ -116,13 +113,10 @@ async def test_success_sends_host_header(challtestsrv: ChalltestsrvHandle) -> No
 async def test_one_validator_many_validations(challtestsrv: ChalltestsrvHandle) -> None:
     async with serve([text(KEY_AUTH)]) as port:
         validator = Validator(config(challtestsrv, port))
-        try:
-            names = [Identifier(IdentifierType.DNS, f"n{i}.x.test") for i in range(5)]
-            await asyncio.gather(
-                *(validator.validate(ChallengeType.HTTP_01, n, TOKEN, KEY_AUTH) for n in names)
-            )
-        finally:
-            await validator.close()
+        names = [Identifier(IdentifierType.DNS, f"n{i}.x.test") for i in range(5)]
+        await asyncio.gather(
+            *(validator.validate(ChallengeType.HTTP_01, n, TOKEN, KEY_AUTH) for n in names)
+        )
 
 
 async def test_ip_identifiers_v4_and_v6(challtestsrv: ChalltestsrvHandle) -> None:
@@ -256,3 +250,66 @@ def self_signed() -> ssl.SSLContext:
         .sign(key, hashes.SHA256())
     )
     return server_context(cert, key, ())
+
+
+def raw_answer(data: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+    """A TCP handler that reads the request's head, writes `data` and closes."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(data)
+        await writer.drain()
+        writer.close()
+
+    return handler
+
+
+async def test_chunked_body_accepted(challtestsrv: ChalltestsrvHandle) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for part in (KEY_AUTH[:10], KEY_AUTH[10:30], KEY_AUTH[30:]):
+            await resp.write(part.encode())
+        await resp.write_eof()
+        return resp
+
+    async with serve([web.get(PATH, handler)]) as port:
+        await run(config(challtestsrv, port))
+
+
+async def test_body_ended_by_close_accepted(challtestsrv: ChalltestsrvHandle) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + KEY_AUTH.encode()
+    async with tcp_server(raw_answer(answer)) as port:
+        await run(config(challtestsrv, port))
+
+
+async def test_malformed_response_is_connection(challtestsrv: ChalltestsrvHandle) -> None:
+    async with tcp_server(raw_answer(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")) as port:
+        err = await failure(config(challtestsrv, port))
+    assert err.problem.type == ProblemType.CONNECTION
+    assert "malformed HTTP response" in err.problem.detail
+
+
+async def test_closed_before_an_answer_is_connection(challtestsrv: ChalltestsrvHandle) -> None:
+    async with tcp_server(raw_answer(b"")) as port:
+        err = await failure(config(challtestsrv, port))
+    assert err.problem.type == ProblemType.CONNECTION
+    assert err.problem.detail.endswith("the server closed the connection")
+
+
+async def test_request_names_host_port_and_closes(challtestsrv: ChalltestsrvHandle) -> None:
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(KEY_AUTH))
+        writer.write(KEY_AUTH.encode())
+        await writer.drain()
+
+    async with tcp_server(handler) as port:
+        await run(config(challtestsrv, port))
+    head = heads[0].decode().lower()
+    assert head.startswith(f"get {PATH.lower()} http/1.1\r\n")
+    assert f"host: www.x.test:{port}\r\n" in head
+    assert "connection: close\r\n" in head

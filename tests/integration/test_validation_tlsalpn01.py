@@ -36,10 +36,7 @@ def config(handle: ChalltestsrvHandle, port: int, timeout: float = 10.0) -> Vali
 
 async def run(cfg: ValidationConfig, ident: Identifier = NAME, key_auth: str = KEY_AUTH) -> None:
     validator = Validator(cfg)
-    try:
-        await validator.validate(ChallengeType.TLS_ALPN_01, ident, TOKEN, key_auth)
-    finally:
-        await validator.close()
+    await validator.validate(ChallengeType.TLS_ALPN_01, ident, TOKEN, key_auth)
 
 
 async def failure(

@@ -121,7 +121,6 @@ class AcmeApp:
                 await task
         self._background.clear()
         await self.authority.drain()
-        await self.authority.validator.close()
 
     async def _housekeeping(self) -> None:
         """Recover stale work now and then; prune used nonces."""

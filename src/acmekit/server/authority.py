@@ -356,12 +356,12 @@ class Authority:
         replaced = self._replaced(account, payload.get("replaces"), idents)
         if replaced is None:
             self._order_limits(account, idents, now)
-        authz_ids, fresh = self._order_authorizations(account, idents, now, name, profile)
+        authzs, fresh = self._order_authorizations(account, idents, now, name, profile)
         order = OrderRecord(
             id=order_id,
             account_id=account.id,
             identifiers=idents,
-            authz_ids=authz_ids,
+            authz_ids=tuple(a.id for a in authzs),
             expires=now + profile.order_lifetime,
             created=now,
             profile=name,
@@ -370,7 +370,7 @@ class Authority:
         if replaced is not None:
             self._claim_replacement(replaced, order_id)
         self.store.add_order(order, fresh)
-        return self.order_view(order)
+        return self.order_view(order, authzs)
 
     def _order_authorizations(
         self,
@@ -379,9 +379,10 @@ class Authority:
         now: datetime,
         name: str,
         profile: Profile,
-    ) -> tuple[tuple[str, ...], list[AuthorizationRecord]]:
-        """Each identifier's authorization: a live one of this profile, else a new one."""
-        authz_ids: list[str] = []
+    ) -> tuple[list[AuthorizationRecord], list[AuthorizationRecord]]:
+        """Each identifier's authorization (a live one of this profile, else a new one),
+        and which of them are new."""
+        used: list[AuthorizationRecord] = []
         fresh: list[AuthorizationRecord] = []
         for ident in idents:
             base = Identifier(ident.type, ident.base_name)
@@ -389,13 +390,15 @@ class Authority:
             if reused is None:
                 reused = self._new_authz(account.id, base, ident.is_wildcard, now, profile)
                 fresh.append(reused)
-            authz_ids.append(reused.id)
-        return tuple(authz_ids), fresh
+            used.append(reused)
+        return used, fresh
 
     def _order_limits(
         self, account: AccountRecord, idents: Sequence[Identifier], now: datetime
     ) -> None:
         """Take a new-order token; check (not spend) the issuance limits (§6.6 early)."""
+        if not self.limits.enabled:
+            return
         self.limits.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject(account.id), now)
         for subject in self._issuance_subjects(account.id, idents):
             self.limits.check(subject[0], subject[1], now)
@@ -512,9 +515,15 @@ class Authority:
     def authz_view(self, rec: AuthorizationRecord) -> AuthzView:
         return AuthzView(rec, self._authz_status(rec, self.now()))
 
-    def order_view(self, order: OrderRecord) -> OrderView:
+    def order_view(
+        self, order: OrderRecord, records: Sequence[AuthorizationRecord] | None = None
+    ) -> OrderView:
+        """The order and its status; `records` are its authorizations if the caller has
+        them already (finalize: they do not change while it runs)."""
         now = self.now()
-        authzs = tuple(self.authz_view(a) for a in self.store.authorizations(order.authz_ids))
+        if records is None:
+            records = self.store.authorizations(order.authz_ids)
+        authzs = tuple(self.authz_view(a) for a in records)
         status = order_status(
             (a.status for a in authzs),
             expires=order.expires,
@@ -577,14 +586,16 @@ class Authority:
         if ch.status != ChallengeStatus.PENDING or status != AuthorizationStatus.PENDING:
             # Idempotent: answering a challenge twice reports where it stands.
             return ch, authz
-        if not self.store.authz_in_renewal(account.id, authz.id):
+        if self._counts_failures(authz):
             subject = self._failure_subject(authz)
             self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
-        if self.store.start_challenge(ch.id, self.now()):
-            self._spawn(self._validate(ch, authz, account, account_prefix + account.id))
-        started = self.store.challenge(ch.id)
-        assert started is not None
-        return started, authz
+        now = self.now()
+        if not self.store.start_challenge(ch.id, now):  # another request started it
+            started = self.store.challenge(ch.id)
+            assert started is not None
+            return started, authz
+        self._spawn(self._validate(ch, authz, account, account_prefix + account.id))
+        return replace(ch, status=ChallengeStatus.PROCESSING, started=now), authz
 
     async def _validate(
         self,
@@ -608,9 +619,13 @@ class Authority:
         now = self.now()
         lifetime = self._profile_of_authz(authz.id).valid_authz_lifetime
         self.store.finish_challenge(ch.id, now, error, now + lifetime)
-        if error is not None and not self.store.authz_in_renewal(authz.account_id, authz.id):
+        if error is not None and self._counts_failures(authz):
             self.limits.spend(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), now)
         log.info("challenge %s %s: %s", ch.id, ch.type, "invalid" if error else "valid")
+
+    def _counts_failures(self, authz: AuthorizationRecord) -> bool:
+        """Failed validations are limited, except in a renewal (RFC 9773 §5)."""
+        return self.limits.enabled and not self.store.authz_in_renewal(authz.id)
 
     @staticmethod
     def _failure_subject(authz: AuthorizationRecord) -> Subject:
@@ -639,7 +654,7 @@ class Authority:
         await asyncio.wait({task}, timeout=self.finalize_wait)
         done = self.store.order(order.id)
         assert done is not None
-        return self.order_view(done)
+        return self.order_view(done, [a.record for a in view.authzs])
 
     async def _recheck_caa(self, view: OrderView, account_uri: str) -> None:
         """Baseline requirements: CAA older than `recheck_after` is looked at again."""
@@ -683,7 +698,7 @@ class Authority:
             )
             return
         log.info("order %s issued serial %s", order.id, rec.serial)
-        if order.replaces is None:
+        if order.replaces is None and self.limits.enabled:
             for name, subject in self._issuance_subjects(order.account_id, order.identifiers):
                 self.limits.spend(name, subject, now)
 

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ from acmekit.server.validation import ValidationConfig
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
+
+
+class NonceScope(StrEnum):
+    """Where used nonces are remembered (see acmekit.server.nonces)."""
+
+    PROCESS = "process"
+    DATABASE = "database"
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,10 @@ class ServerConfig:
     valid_authz_lifetime: timedelta = timedelta(days=30)
     max_body: int = 64 * 1024
     max_identifiers: int = 100
+    # Where used nonces are remembered (acmekit.server.nonces): "process" or "database";
+    # unset, "database" on PostgreSQL (several processes serve one CA) and "process" on
+    # SQLite.
+    nonce_scope: str | None = None
     listener_hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
     # How long finalize waits for issuance before answering `processing` (§7.4).
     finalize_wait: float = 5.0
@@ -152,6 +164,13 @@ class ServerConfig:
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{self.state_dir / 'acmekit.db'}"
+
+    @property
+    def nonces(self) -> NonceScope:
+        if self.nonce_scope is not None:
+            return NonceScope(self.nonce_scope)
+        sqlite = self.db_url.startswith("sqlite")
+        return NonceScope.PROCESS if sqlite else NonceScope.DATABASE
 
     @property
     def all_profiles(self) -> dict[str, Profile]:
@@ -320,6 +339,9 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
         raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
     if config.db and not config.db.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise ValueError(f"db {config.db!r}: use sqlite:///FILE or postgresql://USER@HOST/DB")
+    if config.nonce_scope not in (None, *NonceScope):
+        scopes = " or ".join(repr(str(s)) for s in NonceScope)
+        raise ValueError(f"nonce_scope {config.nonce_scope!r}: use {scopes}")
     for name in ("listen", "dns_resolver"):
         if getattr(config, name):
             parse_host_port(getattr(config, name))

@@ -1,9 +1,19 @@
-"""Replay nonces (RFC 8555 §6.5) that are single use across every process of one CA.
+"""Replay nonces (RFC 8555 §6.5): each accepted once.
 
-A nonce is self-authenticating: 8 bytes of issue time, 8 random bytes and a truncated
-HMAC under a secret kept in the database, so issuing one costs no write. Redeeming one
-inserts it into `used_nonces`, whose primary key lets exactly one request win; nonces
-older than `max_age` are refused without a lookup, so that table can be pruned.
+A nonce is self-authenticating: 8 bytes of issue time, 4 bytes naming the issuing
+process, 4 random bytes and a truncated HMAC under a secret kept in the database, so
+issuing one costs no write. Nonces older than `max_age` are refused without a lookup,
+so what remembers the used ones can forget them after that. Where the used ones are
+remembered is the scope:
+
+- `database`: in `used_nonces`, whose primary key lets exactly one request win, so a
+  nonce from any process of the CA is good at any other (several processes on one
+  PostgreSQL database). One insert per POST.
+- `process`: in this process's memory, as Boulder and Pebble keep theirs. A nonce is
+  good only at the process that issued it; another process refuses it with badNonce,
+  and the fresh nonce in that answer is good where the client is now talking (§6.5
+  lets a server refuse a nonce for any reason, and clients retry). No write per POST.
+  Nonces do not survive a restart.
 """
 
 from __future__ import annotations
@@ -13,17 +23,47 @@ import hmac
 import os
 import secrets
 import struct
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from acmekit.protocol.jose import b64d, b64e
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.config import NonceScope
 from acmekit.server.records import AccountRecord
 from acmekit.server.store import Store
 
 
 def _bad_nonce(detail: str) -> AcmeError:
     return problem(ProblemType.BAD_NONCE, detail)
+
+
+class _UsedInMemory:
+    """The nonces this process has accepted, forgotten once they are too old to matter."""
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+        self._order: deque[tuple[int, bytes]] = deque()
+
+    def add(self, raw: bytes, issued_us: int) -> bool:
+        """Record `raw` as used; False if it already was."""
+        if raw in self._seen:
+            return False
+        self._seen.add(raw)
+        self._order.append((issued_us, raw))
+        return True
+
+    def forget_before(self, issued_us: int) -> int:
+        """Drop what was issued before `issued_us` (kept in redemption order, which is
+        close to issue order: a straggler stays a little longer, never less)."""
+        dropped = 0
+        while self._order and self._order[0][0] < issued_us:
+            self._seen.discard(self._order.popleft()[1])
+            dropped += 1
+        return dropped
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 class NonceService:
@@ -33,24 +73,44 @@ class NonceService:
         now: Callable[[], datetime],
         max_age: timedelta = timedelta(hours=1),
         random_bytes: Callable[[int], bytes] = os.urandom,
+        scope: NonceScope = NonceScope.DATABASE,
     ) -> None:
         self._store = store
         self._now = now
         self._max_age = max_age
         self._random = random_bytes
         self._key = bytes.fromhex(store.setting("nonce_key", secrets.token_hex(32)))
+        self.scope = scope
+        self._process = random_bytes(4)
+        self._used = _UsedInMemory()
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
 
     def issue(self) -> str:
         stamp = struct.pack(">Q", int(self._now().timestamp() * 1_000_000))
-        body = stamp + self._random(8)
+        body = stamp + self._process + self._random(4)
         return b64e(body + self._mac(body))
 
     def redeem(self, nonce: object, account_id: str | None = None) -> AccountRecord | None:
         """Accept `nonce` once, or raise badNonce (§6.5); with `account_id`, also read that
-        account in the same transaction and return it (None if there is none)."""
+        account (in the nonce's transaction, in database scope) and return it (None if
+        there is none)."""
+        raw, issued_us = self._check(nonce)
+        if self.scope == NonceScope.DATABASE:
+            issued = datetime.fromtimestamp(issued_us / 1_000_000, tz=UTC)
+            redeemed, account = self._store.redeem_nonce_for(str(nonce), issued, account_id)
+            if not redeemed:
+                raise _bad_nonce("nonce has already been used")
+            return account
+        if raw[8:12] != self._process:
+            raise _bad_nonce("nonce was issued by another server process; use the new one")
+        if not self._used.add(raw, issued_us):
+            raise _bad_nonce("nonce has already been used")
+        return None if account_id is None else self._store.account(account_id)
+
+    def _check(self, nonce: object) -> tuple[bytes, int]:
+        """The nonce's bytes and issue time (µs), if this CA made it and it is fresh."""
         if not isinstance(nonce, str) or not nonce:
             raise _bad_nonce("JWS has no nonce")
         try:
@@ -59,14 +119,14 @@ class NonceService:
             raise _bad_nonce("nonce is not base64url") from None
         if len(raw) != 32 or not hmac.compare_digest(self._mac(raw[:16]), raw[16:]):
             raise _bad_nonce("nonce was not issued by this server")
-        (stamp,) = struct.unpack(">Q", raw[:8])
-        issued = datetime.fromtimestamp(stamp / 1_000_000, tz=UTC)
-        if self._now() - issued > self._max_age:
+        (issued_us,) = struct.unpack(">Q", raw[:8])
+        if self._now().timestamp() * 1_000_000 - issued_us > self._max_age.total_seconds() * 1e6:
             raise _bad_nonce("nonce has expired")
-        redeemed, account = self._store.redeem_nonce_for(nonce, issued, account_id)
-        if not redeemed:
-            raise _bad_nonce("nonce has already been used")
-        return account
+        return raw, issued_us
 
     def prune(self) -> int:
-        return self._store.prune_nonces(self._now() - self._max_age)
+        """Forget used nonces that are too old to be accepted anyway."""
+        cutoff = self._now() - self._max_age
+        if self.scope == NonceScope.DATABASE:
+            return self._store.prune_nonces(cutoff)
+        return self._used.forget_before(int(cutoff.timestamp() * 1_000_000))

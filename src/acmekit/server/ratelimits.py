@@ -183,6 +183,10 @@ class RateLimiter:
         self.limits = limits
         self.store = store
 
+    @property
+    def enabled(self) -> bool:
+        return self.limits.enabled
+
     def _rate(self, name: LimitName, subject: Subject) -> Rate:
         limit: Limit = getattr(self.limits, name.value)
         for key in (subject.key, *subject.override_keys):

@@ -20,6 +20,7 @@ How it keeps its promises:
 from __future__ import annotations
 
 import json
+import threading
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -201,6 +202,15 @@ authz_profiles = sa.Table(
     sa.Column("profile", sa.String(64), nullable=False),
 )
 
+# The authorizations that an order carrying `replaces` uses: a key lookup when a
+# validation is started, instead of searching the orders' authorization lists.
+renewal_authzs = sa.Table(
+    "renewal_authzs",
+    metadata,
+    sa.Column("authz_id", sa.String(64), primary_key=True),
+    sa.Column("order_id", sa.String(64), nullable=False),
+)
+
 
 def _row_type(table: sa.Table) -> Any:
     """A named tuple of the table's columns, in order: what a raw SELECT of `_cols` yields."""
@@ -237,6 +247,12 @@ _INSERT_CHALLENGE = (
     "INSERT INTO challenges (id, authz_id, type, token, status) VALUES (?, ?, ?, ?, ?)"
 )
 _INSERT_AUTHZ_PROFILE = "INSERT INTO authz_profiles (authz_id, profile) VALUES (?, ?)"
+_RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM renewal_authzs WHERE authz_id = ?"
+# An authorization may already serve an earlier renewal order: one row is enough.
+_INSERT_RENEWAL_AUTHZ = (
+    "INSERT INTO renewal_authzs (authz_id, order_id) VALUES (?, ?) "
+    "ON CONFLICT (authz_id) DO NOTHING"
+)
 _AUTHZ_JOIN = (
     f"SELECT {_AUTHZ_JOIN_COLS} FROM authorizations a "
     "LEFT JOIN challenges c ON c.authz_id = a.id WHERE a.id IN "
@@ -309,6 +325,8 @@ class Store:
         self.engine = engine
         metadata.create_all(engine)
         self._qmark = engine.dialect.paramstyle == "qmark"
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._local = threading.local()
         self._integrity: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         self._texts: dict[str, str] = {}
 
@@ -323,8 +341,9 @@ class Store:
 
     @contextmanager
     def _raw(self) -> Iterator[_Cursor]:
-        """One transaction on a pooled connection, through the driver's own cursor."""
-        conn = self.engine.raw_connection()
+        """One transaction through the driver's own cursor."""
+        held = self._held()
+        conn = held if held is not None else self.engine.raw_connection()
         try:
             cur = conn.cursor()
             try:
@@ -336,7 +355,19 @@ class Store:
             finally:
                 cur.close()
         finally:
-            conn.close()
+            if held is None:
+                conn.close()
+
+    def _held(self) -> Any:
+        """On SQLite, this thread's own connection, kept: a pool checkout costs three times
+        a short statement there (docs/decisions.md). PostgreSQL's come from the pool,
+        which replaces a connection the server has dropped."""
+        if not self._sqlite:
+            return None
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.engine.raw_connection()
+        return conn
 
     def _sql(self, text: str) -> str:
         """`text` (written with ? placeholders) in the driver's parameter style."""
@@ -664,6 +695,8 @@ class Store:
                     order.replaces,
                 ),
             )
+            if order.replaces is not None:
+                c.many(_INSERT_RENEWAL_AUTHZ, [(a, order.id) for a in order.authz_ids])
 
     def _order(self, row: Any) -> OrderRecord:
         return OrderRecord(
@@ -698,20 +731,11 @@ class Store:
             ).all()
         return [self._order(r) for r in rows]
 
-    def authz_in_renewal(self, account_id: str, authz_id: str) -> bool:
-        """Whether an order of the account that carries `replaces` uses this authorization
-        (RFC 9773 §5 renewals are exempt from rate limits, failed validations included)."""
-        with self._tx() as c:
-            row = c.execute(
-                sa.select(orders.c.id)
-                .where(
-                    orders.c.account_id == account_id,
-                    orders.c.replaces.is_not(None),
-                    orders.c.authz_ids.contains(f'"{authz_id}"'),
-                )
-                .limit(1)
-            ).first()
-        return row is not None
+    def authz_in_renewal(self, authz_id: str) -> bool:
+        """Whether an order that carries `replaces` uses this authorization (RFC 9773 §5
+        renewals are exempt from rate limits, failed validations included)."""
+        with self._raw() as c:
+            return c.one(_RENEWAL_AUTHZ_EXISTS, (authz_id,)) is not None
 
     def claim_finalize(self, order_id: str, csr: bytes, now: datetime) -> bool:
         """ready -> processing, once: of two concurrent finalizes exactly one wins."""

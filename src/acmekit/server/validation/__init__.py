@@ -6,9 +6,9 @@ carrying the problem (RFC 8555 §6.7) a client should see, with the identifier s
 
 Each validation runs under one deadline (`timeout` seconds); every step checks it and
 reports a timeout as the problem of that step (a silent resolver is `dns`, a silent web
-server `connection`). A Validator owns the costly shared pieces, made once: the DNS client,
-the TLS context for tls-alpn-01, and one aiohttp client for http-01 (made lazily inside
-the running loop). Call `close` when done.
+server `connection`). A Validator owns the costly shared pieces, made once: the DNS client
+and the TLS contexts (tls-alpn-01, and https redirect targets of http-01). It holds no
+connection between validations, so there is nothing to close.
 
 http-01: `http01.py` (§8.3); dns-01: `dns01.py` (§8.4); tls-alpn-01: `tlsalpn01.py`
 (RFC 8737); name resolution: `resolve.py`, over the lean UDP stub of `stub.py`.
@@ -21,13 +21,11 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-import aiohttp
-
 from acmekit.protocol.messages import ChallengeType, Identifier
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation import resolve
 from acmekit.server.validation.dns01 import validate_dns01
-from acmekit.server.validation.http01 import Http01Policy, new_http_client, validate_http01
+from acmekit.server.validation.http01 import Http01Policy, https_context, validate_http01
 from acmekit.server.validation.tlsalpn01 import tlsalpn01_context, validate_tlsalpn01
 
 log = logging.getLogger(__name__)
@@ -73,7 +71,7 @@ class Validator:
             max_body=config.max_body,
             max_redirects=config.max_redirects,
         )
-        self._http_client: aiohttp.ClientSession | None = None
+        self._https = https_context()
 
     async def validate(
         self,
@@ -117,27 +115,16 @@ class Validator:
             )
         if ctype == ChallengeType.HTTP_01:
             await validate_http01(
-                self._get_http_client(), self._http, identifier, token, key_auth, end
+                self._dns, self._https, self._http, identifier, token, key_auth, end
             )
         else:
             port = self._config.tlsalpn01_port
             await validate_tlsalpn01(self._dns, self._tls, port, identifier, key_auth, end)
 
-    def _get_http_client(self) -> aiohttp.ClientSession:
-        if self._http_client is None or self._http_client.closed:
-            self._http_client = new_http_client(self._dns)
-        return self._http_client
-
     @staticmethod
     def _failed(ctype: ChallengeType, identifier: Identifier, err: AcmeError) -> AcmeError:
         log.info("%s for %s: %s", ctype, identifier.value, err.problem.type)
         return AcmeError(dataclasses.replace(err.problem, identifier=identifier.to_json()))
-
-    async def close(self) -> None:
-        """Release the shared HTTP client; the Validator may be used again afterwards."""
-        client, self._http_client = self._http_client, None
-        if client is not None:
-            await client.close()
 
 
 __all__ = ["ValidationConfig", "Validator"]

@@ -26,22 +26,21 @@ import asyncio
 import contextvars
 import ipaddress
 import logging
-import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.rdatatype
 import dns.resolver
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation.stub import decode_a, decode_aaaa, decode_txt, stub_for
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_CNAME_HOPS = 8
 STUB_ATTEMPT = 2.0  # seconds the stub waits for an answer (dnspython's per-try timeout)
@@ -179,59 +178,41 @@ class Addresses:
     ipv6_asked: bool
 
 
-@dataclass
-class AddressPlan:
-    """Which addresses `AcmeDnsResolver` hands aiohttp during one fetch.
-
-    The resolver sets `ipv4_given` when it gave A addresses (so AAAA was not asked); the
-    fetch, when every one of them refused, sets `ipv6` and tries again with AAAA only.
-    """
-
-    ipv6: bool = False
-    ipv4_given: bool = False
-
-
-class NoIpv6Addresses(Exception):
-    """Raised through aiohttp when a retry over AAAA finds no AAAA address."""
-
-
-# The plan of the fetch under way; set by http-01 around each request.
-address_plan: contextvars.ContextVar[AddressPlan | None] = contextvars.ContextVar(
-    "address_plan", default=None
-)
+async def addresses_for(dns: DnsClient, host: str, deadline: float, *, ipv6: bool) -> Addresses:
+    """A addresses of `host` (AAAA if none), or with `ipv6` its AAAA ones (after every A
+    address refused); an IP address is its own and only address."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return Addresses((host,), ipv6_asked=True)
+    try:
+        async with asyncio.timeout_at(deadline):
+            if ipv6:
+                return Addresses(await dns.ipv6_addresses(host), ipv6_asked=True)
+            return await dns.addresses(host)
+    except TimeoutError:
+        raise dns_problem(f"timeout looking up {host}") from None
 
 
-class AcmeDnsResolver(AbstractResolver):
-    """aiohttp's resolver interface over `DnsClient`, so http-01 honours the configuration."""
-
-    def __init__(self, client: DnsClient) -> None:
-        self._client = client
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        name = host.rstrip(".")
-        plan = address_plan.get()
-        if plan is not None and plan.ipv6:
-            ips = await self._client.ipv6_addresses(name)
-            if not ips:
-                raise NoIpv6Addresses(name)
-        else:
-            found = await self._client.addresses(name)
-            ips = found.values
-            if plan is not None and not found.ipv6_asked:
-                plan.ipv4_given = True
-        log.debug("resolved %s to %d addresses", name, len(ips))
-        return [_result(name, ip, port) for ip in ips]
-
-    async def close(self) -> None:
+async def first_accepting(
+    dns: DnsClient, host: str, deadline: float, attempt: Callable[[str], Awaitable[T | None]]
+) -> T | None:
+    """`attempt` each address of `host` in turn until one does not refuse (returns a value
+    rather than None); AAAA addresses are tried when every A address refused. None when
+    every address refused. What `attempt` raises ends the search."""
+    found = await addresses_for(dns, host, deadline, ipv6=False)
+    for address in found.values:
+        if (result := await attempt(address)) is not None:
+            return result
+    if found.ipv6_asked:
         return None
-
-
-def _result(name: str, ip: str, port: int) -> ResolveResult:
-    v6 = ipaddress.ip_address(ip).version == 6
-    family = socket.AF_INET6 if v6 else socket.AF_INET
-    return {"hostname": name, "host": ip, "port": port, "family": family, "proto": 0, "flags": 0}
+    log.debug("every A address of %s refused; trying AAAA", host)
+    for address in (await addresses_for(dns, host, deadline, ipv6=True)).values:
+        if (result := await attempt(address)) is not None:
+            return result
+    return None
 
 
 def _text(rdata: object) -> str:

@@ -24,10 +24,10 @@ import ssl
 from cryptography import x509
 
 from acmekit.protocol.challenges import ACME_TLS_ALPN
-from acmekit.protocol.messages import Identifier, IdentifierType
+from acmekit.protocol.messages import Identifier
 from acmekit.protocol.problems import ProblemType, problem
 from acmekit.protocol.tlsalpn import check_tlsalpn01_certificate, tlsalpn01_sni
-from acmekit.server.validation.resolve import Addresses, DnsClient, dns_problem
+from acmekit.server.validation.resolve import DnsClient, first_accepting
 
 log = logging.getLogger(__name__)
 
@@ -50,54 +50,23 @@ async def validate_tlsalpn01(
     key_authorization: str,
     deadline: float,
 ) -> None:
-    found = await _addresses(dns, identifier, deadline, ipv6=False)
-    tried = await _first_accepting(found.values, ctx, port, identifier, key_authorization, deadline)
-    if not tried and not found.ipv6_asked:
-        more = await _addresses(dns, identifier, deadline, ipv6=True)
-        tried = await _first_accepting(
-            more.values, ctx, port, identifier, key_authorization, deadline
-        )
-    if tried:
+    sni = tlsalpn01_sni(identifier)
+
+    async def check(address: str) -> bool | None:
+        """Check the peer at `address`; None if it refused TCP (try the next address)."""
+        where = f"tls-alpn-01 for {identifier.value} at {_hostport(address, port)}"
+        peer = await _handshake(ctx, address, port, sni, where, deadline)
+        if peer is None:
+            return None
+        _check_peer(where, *peer, identifier, key_authorization)
+        return True
+
+    if await first_accepting(dns, identifier.value, deadline, check):
         return
     raise problem(
         ProblemType.CONNECTION,
         f"tls-alpn-01 for {identifier.value}: no address accepted a connection on port {port}",
     )
-
-
-async def _first_accepting(
-    addresses: tuple[str, ...],
-    ctx: ssl.SSLContext,
-    port: int,
-    identifier: Identifier,
-    key_authorization: str,
-    deadline: float,
-) -> bool:
-    """Check the first address that accepts TCP; False if every one refused."""
-    for address in addresses:
-        where = f"tls-alpn-01 for {identifier.value} at {_hostport(address, port)}"
-        peer = await _handshake(ctx, address, port, tlsalpn01_sni(identifier), where, deadline)
-        if peer is None:
-            continue
-        alpn, der = peer
-        _check_peer(where, alpn, der, identifier, key_authorization)
-        return True
-    return False
-
-
-async def _addresses(
-    dns: DnsClient, identifier: Identifier, deadline: float, *, ipv6: bool
-) -> Addresses:
-    """A addresses (AAAA if none), or with `ipv6` the AAAA ones (after every A refused)."""
-    if identifier.type == IdentifierType.IP:
-        return Addresses((identifier.value,), ipv6_asked=True)
-    try:
-        async with asyncio.timeout_at(deadline):
-            if ipv6:
-                return Addresses(await dns.ipv6_addresses(identifier.value), ipv6_asked=True)
-            return await dns.addresses(identifier.value)
-    except TimeoutError:
-        raise dns_problem(f"timeout looking up {identifier.value}") from None
 
 
 async def _handshake(

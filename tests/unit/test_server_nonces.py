@@ -1,0 +1,103 @@
+"""Replay nonces in both scopes, on a real SQLite store; and which scope a config gets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from acmekit.protocol.jose import b64d, b64e
+from acmekit.protocol.problems import AcmeError, ProblemType
+from acmekit.server.config import NonceScope, load_config
+from acmekit.server.nonces import NonceService
+from acmekit.server.store import Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.from_url(f"sqlite:///{tmp_path / 'ca.db'}")
+
+
+def refused(service: NonceService, nonce: str) -> str:
+    with pytest.raises(AcmeError) as info:
+        service.redeem(nonce)
+    assert info.value.problem.type == ProblemType.BAD_NONCE
+    return info.value.problem.detail
+
+
+@pytest.mark.parametrize("scope", list(NonceScope))
+def test_a_nonce_is_good_once(store: Store, scope: NonceScope) -> None:
+    service = NonceService(store, Clock(), scope=scope)
+    nonce = service.issue()
+    service.redeem(nonce)
+    assert "already been used" in refused(service, nonce)
+
+
+@pytest.mark.parametrize("scope", list(NonceScope))
+def test_expired_and_forged_nonces_are_refused(store: Store, scope: NonceScope) -> None:
+    clock = Clock()
+    service = NonceService(store, clock, max_age=timedelta(minutes=5), scope=scope)
+    old = service.issue()
+    clock.t += timedelta(minutes=6)
+    assert "expired" in refused(service, old)
+    raw = bytearray(b64d(service.issue()))
+    raw[-1] ^= 1
+    assert "not issued by this server" in refused(service, b64e(bytes(raw)))
+
+
+def test_process_scope_refuses_another_process_nonce(store: Store) -> None:
+    clock = Clock()
+    first = NonceService(store, clock, scope=NonceScope.PROCESS)
+    second = NonceService(store, clock, scope=NonceScope.PROCESS)
+    nonce = first.issue()
+    # The other process cannot know whether `first` took it already: it refuses it,
+    # and the nonce stays good where it was issued.
+    assert "another server process" in refused(second, nonce)
+    first.redeem(nonce)
+
+
+def test_database_scope_shares_redemption_between_processes(store: Store) -> None:
+    clock = Clock()
+    first = NonceService(store, clock, scope=NonceScope.DATABASE)
+    second = NonceService(store, clock, scope=NonceScope.DATABASE)
+    nonce = first.issue()
+    second.redeem(nonce)
+    assert "already been used" in refused(first, nonce)
+
+
+def test_process_scope_forgets_only_what_has_expired(store: Store) -> None:
+    clock = Clock()
+    service = NonceService(store, clock, max_age=timedelta(minutes=5), scope=NonceScope.PROCESS)
+    early = service.issue()
+    service.redeem(early)
+    clock.t += timedelta(minutes=3)
+    late = service.issue()
+    service.redeem(late)
+    clock.t += timedelta(minutes=3)  # `early` is now too old to be accepted anyway
+    assert service.prune() == 1
+    assert "already been used" in refused(service, late)
+    assert "expired" in refused(service, early)
+
+
+def test_process_scope_reads_the_account(store: Store) -> None:
+    service = NonceService(store, Clock(), scope=NonceScope.PROCESS)
+    assert service.redeem(service.issue(), account_id="no-such-account") is None
+
+
+def test_scope_follows_the_database_unless_set(tmp_path: Path) -> None:
+    assert load_config(None, {"state_dir": str(tmp_path)}).nonces == NonceScope.PROCESS
+    pg = load_config(None, {"db": "postgresql://postgres@127.0.0.1/test"})
+    assert pg.nonces == NonceScope.DATABASE
+    shared = load_config(None, {"state_dir": str(tmp_path), "nonce_scope": "database"})
+    assert shared.nonces == NonceScope.DATABASE
+    with pytest.raises(ValueError, match="nonce_scope 'everywhere'"):
+        load_config(None, {"nonce_scope": "everywhere"})
