@@ -162,7 +162,8 @@ server_options: list[Callable[[Any], Any]] = [
         "cas",
         multiple=True,
         metavar="NAME=URL[,eab-kid=K,eab-hmac=H,concurrency=N,limit=N|none,ca-bundle=F]",
-        help="An ACME CA, in order of preference (repeatable).",
+        help="An ACME CA, in order of preference (repeatable); concurrency caps its orders "
+        "in flight across every worker of the inventory.",
     ),
     click.option("--server", help="ACME directory URL: one CA, named by its URL."),
     click.option(

@@ -6,7 +6,7 @@
   DELETE /domains/{id}           stop renewing, remove from edges       -> 202, the site
   POST   /domains/{id}/renew     renew now                              -> 202, the site
   GET    /.well-known/acme-challenge/{token}  (edges forward this path to the fleet)
-  GET    /metrics                Prometheus text format
+  GET    /metrics                Prometheus text format (fleet-wide figures per CA too)
   GET    /  and  /status         the status page: plain HTML (see status.py)
 
 A site as JSON carries its current certificate (with the CA that issued it), its
@@ -28,7 +28,7 @@ from aiohttp import web
 
 from acmekit.fleet.delegation import delegation_target
 from acmekit.fleet.inventory import Inventory, NameTaken
-from acmekit.fleet.metrics import FleetMetrics
+from acmekit.fleet.metrics import FleetMetrics, summarize, window_start
 from acmekit.fleet.model import (
     BackupCert,
     CertVersion,
@@ -198,7 +198,9 @@ async def _challenge(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    text = request.app[METRICS].render(request.app[INVENTORY].counts_by_state())
+    inventory, cas = request.app[INVENTORY], request.app[CAS]
+    recent = summarize(inventory.ca_stats(window_start(request.app[NOW]())), cas)
+    text = request.app[METRICS].render(inventory.counts_by_state(), recent)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 

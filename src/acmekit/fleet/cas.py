@@ -2,8 +2,18 @@
 
 Each CA is a `CaSpec`: a name (what is stored with every certificate it issued), its
 directory URL, optional External Account Binding credentials (RFC 8555 §7.3.4), a cap
-on the orders in flight to it from one worker, and the limit the fleet keeps for it:
-certificates per registered domain (eTLD+1 by the Public Suffix List) per period.
+on the orders in flight to it from the whole fleet, and the limit the fleet keeps for
+it: certificates per registered domain (eTLD+1 by the Public Suffix List) per period.
+
+The cap holds across processes: an order holds one of the CA's slots in the inventory
+(`CaSlots`), leased for `SlotTiming.lease` and refreshed while the order runs, so a
+killed worker's slots come free within a lease. A per-process semaphore of the same
+size stands in front of it, so that a worker's own orders queue in memory rather
+than polling the database for slots the worker itself holds. An order that finds
+every slot held waits (polling, with back-off) for up to `SlotTiming.wait`; then the
+site is put off for a minute without counting a failure (`CaBusy`). A busy CA is not
+passed over for the next one: it is up and answering, and the cap is the fleet's own
+choice; the failover below is for CAs that fail.
 
 An account per CA: its key is made on first use and kept in the inventory
 (`fleet_ca_accounts`), and it is registered lazily, before the first order, so that a
@@ -22,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack
+import random
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -38,6 +50,7 @@ from acmekit.fleet import planner
 from acmekit.fleet.acme import AcmeIssuer, Delegated, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import Issuer, OrderRequest, OrderStarted, RenewalWindow
+from acmekit.fleet.model import CaSlot
 from acmekit.protocol.messages import ChallengeType
 from acmekit.protocol.problems import AcmeError, ProblemType
 
@@ -63,7 +76,7 @@ class CaSpec:
     directory: str
     eab_kid: str | None = None
     eab_hmac_key: str | None = None  # base64url, as the CA handed it out
-    concurrency: int = 10  # orders in flight to this CA from one worker
+    concurrency: int | None = 10  # orders in flight to this CA, fleet-wide; None: no cap
     certificates_per_domain: int | None = 50  # None: the fleet keeps no count
     limit_period: int = 7 * planner.DAY
     failover_after: int = 3  # consecutive failures of the CA's own
@@ -127,10 +140,11 @@ class RegisteringIssuer:
 class CaEntry:
     spec: CaSpec
     issuer: Issuer
-    slots: asyncio.Semaphore = field(init=False)
+    slots: asyncio.Semaphore | None = field(init=False)  # this process's share of the cap
 
     def __post_init__(self) -> None:
-        self.slots = asyncio.Semaphore(self.spec.concurrency)
+        cap = self.spec.concurrency
+        self.slots = None if cap is None else asyncio.Semaphore(cap)
 
     @property
     def name(self) -> str:
@@ -152,7 +166,7 @@ class CaPool:
     @classmethod
     def single(cls, issuer: Issuer) -> CaPool:
         """One CA and no limits kept: how a fleet with one issuer has always run."""
-        spec = CaSpec(issuer.name, "", concurrency=1 << 30, certificates_per_domain=None)
+        spec = CaSpec(issuer.name, "", concurrency=None, certificates_per_domain=None)
         return cls([CaEntry(spec, issuer)])
 
     def get(self, name: str) -> CaEntry | None:
@@ -227,6 +241,110 @@ class CaPool:
             log.warning(
                 "CA %s failed %d times in a row; passed over", spec.name, spec.failover_after
             )
+
+
+class CaBusy(Exception):
+    """Every slot of the CA stayed held, fleet-wide, for as long as an order may wait."""
+
+    def __init__(self, ca: str) -> None:
+        super().__init__(f"waiting for a free slot at {ca} (its cap on orders in flight)")
+        self.ca = ca
+
+
+@dataclass(frozen=True)
+class SlotTiming:
+    lease: int = 2 * planner.MINUTE  # a slot's lease; refreshed every third of it
+    wait: float = 120.0  # seconds an order waits for a slot before its site is put off
+
+
+SLOT_POLL_FIRST = 0.05  # seconds
+SLOT_POLL_MAX = 1.0
+
+
+def slot_poll_delay(attempt: int, jitter: float) -> float:
+    """Seconds before looking for a free slot again after the `attempt`-th miss (from
+    1): 50 ms doubling up to 1 s, scaled into its upper half by `jitter` in [0, 1) so
+    that workers waiting on one CA do not ask in step."""
+    base = min(SLOT_POLL_FIRST * (1 << min(max(attempt, 1) - 1, 16)), SLOT_POLL_MAX)
+    return base * (0.5 + jitter / 2)
+
+
+class CaSlots:
+    """This worker's side of the fleet-wide caps (see the top of the module).
+
+    Waiting and refreshing run on the event loop's timer, not the injected Clock: what
+    they measure is how long an order really takes, and a test clock whose sleep
+    returns at once would make them spin. Lease times written to the inventory come
+    from the Clock, as every other time there does."""
+
+    def __init__(
+        self, inventory: Inventory, owner: str, now: Callable[[], int], timing: SlotTiming
+    ) -> None:
+        self.inventory = inventory
+        self.owner = owner
+        self.now = now
+        self.timing = timing
+        self._made: set[tuple[str, int]] = set()
+
+    @asynccontextmanager
+    async def hold(self, entry: CaEntry, site_id: str) -> AsyncIterator[CaSlot | None]:
+        """A slot of `entry`'s CA for the length of the block (None: the CA has no cap);
+        CaBusy if none came free within `timing.wait`."""
+        cap, local = entry.spec.concurrency, entry.slots
+        if cap is None or local is None:
+            yield None
+            return
+        deadline = asyncio.get_running_loop().time() + self.timing.wait
+        try:
+            await asyncio.wait_for(local.acquire(), self.timing.wait)
+        except TimeoutError:
+            raise CaBusy(entry.name) from None
+        try:
+            slot = await self._take(entry.name, cap, site_id, deadline)
+            keeper = asyncio.create_task(self._keep(slot))
+            try:
+                yield slot
+            finally:
+                # The keeper is parked in its sleep: cancelled there, it writes nothing more.
+                keeper.cancel()
+                self.inventory.release_ca_slot(slot)
+        finally:
+            local.release()
+
+    async def _take(self, ca: str, cap: int, site_id: str, deadline: float) -> CaSlot:
+        if (ca, cap) not in self._made:
+            self.inventory.ensure_ca_slots(ca, cap)
+            self._made.add((ca, cap))
+        holder = f"{self.owner[:140]}/{secrets.token_hex(4)}"  # one order, not one worker
+        loop, misses = asyncio.get_running_loop(), 0
+        while True:
+            now = self.now()
+            slot = self.inventory.take_ca_slot(
+                ca, cap, holder, site_id, now, now + self.timing.lease
+            )
+            if slot is not None:
+                return slot
+            misses += 1
+            delay = slot_poll_delay(misses, random.random())
+            if loop.time() + delay > deadline:
+                raise CaBusy(ca)
+            await asyncio.sleep(delay)
+
+    async def _keep(self, slot: CaSlot) -> None:
+        """Move the slot's lease forward while the order runs."""
+        every = self.timing.lease / 3 / planner.SECOND
+        while True:
+            await asyncio.sleep(every)
+            try:
+                kept = self.inventory.refresh_ca_slot(slot, self.now() + self.timing.lease)
+            except Exception as exc:  # the next try may do; the order goes on meanwhile
+                log.warning("CA %s: slot %d not refreshed: %s", slot.ca, slot.number, exc)
+                continue
+            if not kept:
+                # Only after the worker stalled for a whole lease: the cap may be exceeded
+                # by this order until it ends.
+                log.warning("CA %s: slot %d was lost before its order ended", slot.ca, slot.number)
+                return
 
 
 # A reservation of an order in flight counts this long; one left by a dead worker

@@ -19,6 +19,20 @@ and loses them in the one that removes it, so of two processes adding the same n
 once the database lets one win. An add looks first (to name the holder in `NameTaken`),
 then inserts; one that loses a race between the two looks again.
 
+Orders in flight per CA are capped fleet-wide by `fleet_ca_slots`: a CA with a cap of
+N has rows for slots 0..N-1, and an order holds one of them, leased until a time its
+worker keeps moving forward. A slot is taken by one conditional UPDATE (free, or its
+lease expired), its row picked with `FOR UPDATE SKIP LOCKED` on PostgreSQL so that
+concurrent takers pick different rows; SQLite runs the statement under its one write
+lock. The condition is checked again on the row being written, so two processes never
+hold one slot; a killed worker's slots come free when their leases expire.
+
+Order attempts are counted in `fleet_ca_stats`, one row per CA and hour (counts,
+seconds summed, the slowest issued), by upserts (INSERT ... ON CONFLICT DO UPDATE,
+which both databases have) that add a worker's counts to what is there, so what
+separate workers did can be shown by any process without a row per attempt; rows
+older than a week are deleted as new ones are written.
+
 Times are integer microseconds since the epoch (UTC), as in the CA's store.
 """
 
@@ -32,13 +46,17 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit.database import create_engine as create_engine
+from acmekit.fleet.metrics import STATS_KEEP
 from acmekit.fleet.model import (
     Added,
     BackupCert,
     CaHealth,
+    CaSlot,
+    CaStatsBucket,
     CertVersion,
     ChallengeMethod,
     Deployment,
@@ -178,6 +196,29 @@ site_names = sa.Table(
     metadata,
     sa.Column("name", sa.String(255), primary_key=True),
     sa.Column("site_id", sa.String(32), nullable=False, index=True),
+)
+
+# Added with fleet-wide caps and figures per CA (see the top of the module).
+ca_slots = sa.Table(
+    "fleet_ca_slots",
+    metadata,
+    sa.Column("ca", sa.String(255), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True),
+    sa.Column("holder", sa.String(160)),  # None: free
+    sa.Column("site_id", sa.String(32)),  # the site the order is for, to show
+    sa.Column("until", sa.BigInteger),  # free for the taking from then on
+)
+
+ca_stats = sa.Table(
+    "fleet_ca_stats",
+    metadata,
+    sa.Column("ca", sa.String(255), primary_key=True),
+    sa.Column("hour", sa.BigInteger, primary_key=True),  # the bucket's start
+    sa.Column("issued", sa.Integer, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+    sa.Column("issued_seconds", sa.Float, nullable=False),
+    sa.Column("failed_seconds", sa.Float, nullable=False),
+    sa.Column("max_seconds", sa.Float, nullable=False),
 )
 
 _NAMES_INDEXED = "names_indexed"  # the setting that says `fleet_names` was filled once
@@ -322,6 +363,66 @@ def _index_names(c: Connection) -> None:
     if rows:
         c.execute(site_names.insert(), rows)
     c.execute(settings.insert().values(name=_NAMES_INDEXED, value="1"))
+
+
+def _insert(c: Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say ON CONFLICT: both databases have it, and SQLAlchemy spells
+    it per dialect."""
+    if c.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _free_slot(now: int) -> sa.ColumnElement[bool]:
+    return sa.or_(ca_slots.c.holder.is_(None), ca_slots.c.until <= now)
+
+
+def _take_slot(ca: str, cap: int, holder: str, site_id: str, now: int, until: int) -> sa.Update:
+    """The first free slot below `cap`, taken. The row is picked with SKIP LOCKED (on
+    PostgreSQL) so that concurrent takers pick different ones, and the UPDATE checks it
+    is free again on the row it writes: of two takers that picked the same row, the
+    second updates nothing."""
+    pick = (
+        sa.select(ca_slots.c.slot)
+        .where(ca_slots.c.ca == ca, ca_slots.c.slot < cap, _free_slot(now))
+        .order_by(ca_slots.c.slot)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        ca_slots.update()
+        .where(ca_slots.c.ca == ca, ca_slots.c.slot == pick.scalar_subquery(), _free_slot(now))
+        .values(holder=holder, site_id=site_id, until=until)
+        .returning(ca_slots.c.slot)
+    )
+
+
+def _held(slot: CaSlot) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        ca_slots.c.ca == slot.ca, ca_slots.c.slot == slot.number, ca_slots.c.holder == slot.holder
+    )
+
+
+def _add_bucket(c: Connection, bucket: CaStatsBucket) -> None:
+    """Add `bucket`'s counts to the stored bucket of its CA and hour (made if new)."""
+    insert = _insert(c, ca_stats).values(**bucket.__dict__)
+    new = insert.excluded
+    t = ca_stats.c
+    c.execute(
+        insert.on_conflict_do_update(
+            index_elements=[t.ca, t.hour],
+            set_={
+                "issued": t.issued + new.issued,
+                "failed": t.failed + new.failed,
+                "issued_seconds": t.issued_seconds + new.issued_seconds,
+                "failed_seconds": t.failed_seconds + new.failed_seconds,
+                # CASE rather than max(): SQLite and PostgreSQL name the function apart
+                "max_seconds": sa.case(
+                    (new.max_seconds > t.max_seconds, new.max_seconds), else_=t.max_seconds
+                ),
+            },
+        )
+    )
 
 
 class _Lost(Exception):
@@ -826,6 +927,73 @@ class Inventory:
                     )
                 ).scalar_one()
             )
+
+    # fleet-wide caps on orders in flight, per CA ---------------------------------------------
+
+    def ensure_ca_slots(self, ca: str, cap: int) -> None:
+        """Rows for slots 0 to `cap - 1` of `ca`; whichever process comes first makes them."""
+        rows = [{"ca": ca, "slot": n} for n in range(cap)]
+        if rows:
+            with self._tx() as c:
+                c.execute(_insert(c, ca_slots).values(rows).on_conflict_do_nothing())
+
+    def take_ca_slot(
+        self, ca: str, cap: int, holder: str, site_id: str, now: int, until: int
+    ) -> CaSlot | None:
+        """A free slot of `ca` below `cap` (one whose lease expired counts as free), held
+        by `holder` until `until`; None when all are held. `ensure_ca_slots` first."""
+        with self._tx() as c:
+            number = c.execute(_take_slot(ca, cap, holder, site_id, now, until)).scalar()
+        return None if number is None else CaSlot(ca, int(number), holder)
+
+    def refresh_ca_slot(self, slot: CaSlot, until: int) -> bool:
+        """Hold `slot` until `until`; False if it is no longer held by its holder."""
+        with self._tx() as c:
+            res = c.execute(ca_slots.update().where(_held(slot)).values(until=until))
+        return bool(res.rowcount == 1)
+
+    def release_ca_slot(self, slot: CaSlot) -> bool:
+        """Free `slot` if its holder still holds it."""
+        with self._tx() as c:
+            res = c.execute(
+                ca_slots.update().where(_held(slot)).values(holder=None, site_id=None, until=None)
+            )
+        return bool(res.rowcount == 1)
+
+    def ca_slots_held(self, ca: str, now: int) -> dict[int, str]:
+        """Slot number -> holder, for the slots of `ca` held at `now`."""
+        query = sa.select(ca_slots.c.slot, ca_slots.c.holder).where(
+            ca_slots.c.ca == ca, ~_free_slot(now)
+        )
+        with self._tx() as c:
+            return {int(n): str(h) for n, h in c.execute(query)}
+
+    # each CA's order attempts by the hour, fleet-wide ---------------------------------------
+
+    def add_ca_stats(self, buckets: Iterable[CaStatsBucket]) -> None:
+        """Add the counts of `buckets` (each a CA's attempts in an hour) to the stored
+        ones, in one transaction, and delete every bucket a week older (a CA no longer
+        used included)."""
+        # In one order in every worker, so that two writing the same buckets at once on
+        # PostgreSQL wait for each other rather than deadlock.
+        found = sorted(buckets, key=lambda b: (b.ca, b.hour))
+        if not found:
+            return
+        oldest = max(b.hour for b in found) - STATS_KEEP
+        with self._tx() as c:
+            for bucket in found:
+                _add_bucket(c, bucket)
+            c.execute(ca_stats.delete().where(ca_stats.c.hour < oldest))
+
+    def ca_stats(self, since: int) -> list[CaStatsBucket]:
+        """Every CA's buckets that start at `since` or later, by CA and hour."""
+        query = (
+            sa.select(ca_stats)
+            .where(ca_stats.c.hour >= since)
+            .order_by(ca_stats.c.ca, ca_stats.c.hour)
+        )
+        with self._tx() as c:
+            return [CaStatsBucket(**r._mapping) for r in c.execute(query)]
 
 
 def _record_deployment(

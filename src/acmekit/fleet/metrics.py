@@ -1,18 +1,107 @@
-"""Counters for `/metrics`, rendered in the Prometheus text exposition format (0.0.4).
+"""Counters for `/metrics`, rendered in the Prometheus text exposition format (0.0.4),
+and the fleet-wide figures per CA that the status page shows too.
 
-Site counts by state come from the inventory when scraped (shared by every process);
-issuance outcomes and latency are this process's own, labelled by CA.
+Site counts by state come from the inventory when scraped (shared by every process).
+Issuance outcomes and latency come twice: as this process's own counters and histogram
+(`acmekit_fleet_issuances_total`, `acmekit_fleet_issuance_seconds`; Prometheus adds
+up the processes), and as gauges over the last `STATS_WINDOW` from the inventory's
+hourly buckets, which every worker writes (`acmekit_fleet_ca_recent_*`), so that any
+one process can show what the whole fleet did.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from acmekit.fleet.model import SiteState
+from acmekit.fleet.model import CaStatsBucket, SiteState
+from acmekit.fleet.planner import DAY, HOUR
 
 LATENCY_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0)
+STATS_WINDOW = DAY  # what the status page and the recent gauges cover
+STATS_KEEP = 7 * DAY  # older buckets are deleted as new ones are written
+
+
+def bucket_hour(now: int) -> int:
+    """The start of the hour-long bucket that `now` falls in."""
+    return now - now % HOUR
+
+
+def window_start(now: int, window: int = STATS_WINDOW) -> int:
+    """The first bucket inside `window` ending at `now`: the current hour's bucket and
+    the ones before it, `window` in all, so the figures never reach further back."""
+    return bucket_hour(now) - max(window - HOUR, 0)
+
+
+def window_label(window: int) -> str:
+    """`window` in words: "24 hours"."""
+    hours = window // HOUR
+    return "1 hour" if hours == 1 else f"{hours} hours"
+
+
+@dataclass(frozen=True)
+class CaWindow:
+    """One CA's orders by every fleet process over a window; time to issue counts
+    issued orders only (a failure may be a timeout, which says nothing of it)."""
+
+    ca: str
+    issued: int
+    failed: int
+    issued_seconds: float
+    failed_seconds: float
+    max_seconds: float
+
+    @property
+    def attempts(self) -> int:
+        return self.issued + self.failed
+
+    @property
+    def success_rate(self) -> float:
+        return self.issued / self.attempts if self.attempts else 0.0
+
+    @property
+    def mean_seconds(self) -> float:
+        return self.issued_seconds / self.issued if self.issued else 0.0
+
+
+def attempt_bucket(ca: str, now: int, issued: bool, seconds: float) -> CaStatsBucket:
+    """One order attempt at `ca` that ended at `now` after `seconds`, as a bucket."""
+    return CaStatsBucket(
+        ca, bucket_hour(now), int(issued), int(not issued),
+        seconds if issued else 0.0, 0.0 if issued else seconds, seconds if issued else 0.0,
+    )  # fmt: skip
+
+
+def merge_buckets(a: CaStatsBucket, b: CaStatsBucket) -> CaStatsBucket:
+    """Two buckets of one CA and hour as one."""
+    return CaStatsBucket(
+        a.ca, a.hour, a.issued + b.issued, a.failed + b.failed,
+        a.issued_seconds + b.issued_seconds, a.failed_seconds + b.failed_seconds,
+        max(a.max_seconds, b.max_seconds),
+    )  # fmt: skip
+
+
+def add_attempt(pending: dict[tuple[str, int], CaStatsBucket], attempt: CaStatsBucket) -> None:
+    """Fold `attempt` into `pending`, the buckets a worker has yet to write."""
+    key = (attempt.ca, attempt.hour)
+    found = pending.get(key)
+    pending[key] = attempt if found is None else merge_buckets(found, attempt)
+
+
+def summarize(buckets: Iterable[CaStatsBucket], order: Sequence[str] = ()) -> list[CaWindow]:
+    """The buckets added up per CA: those named in `order` (the CAs in use, by
+    preference) first and in that order, then any others by name."""
+    found: dict[str, CaWindow] = {}
+    for b in buckets:
+        w = found.get(b.ca, CaWindow(b.ca, 0, 0, 0.0, 0.0, 0.0))
+        found[b.ca] = CaWindow(
+            b.ca, w.issued + b.issued, w.failed + b.failed,
+            w.issued_seconds + b.issued_seconds, w.failed_seconds + b.failed_seconds,
+            max(w.max_seconds, b.max_seconds),
+        )  # fmt: skip
+    rank = {ca: n for n, ca in enumerate(order)}
+    return sorted(found.values(), key=lambda w: (rank.get(w.ca, len(rank)), w.ca))
 
 
 @dataclass(frozen=True)
@@ -60,7 +149,13 @@ class FleetMetrics:
             out.append(CaSummary(ca, self.issued[ca], self.failed[ca], mean, self._latency_max[ca]))
         return out
 
-    def render(self, states: Mapping[SiteState, int]) -> str:
+    def render(
+        self,
+        states: Mapping[SiteState, int],
+        recent: Sequence[CaWindow] = (),
+        window: int = STATS_WINDOW,
+    ) -> str:
+        """The exposition: `recent` are the fleet-wide figures over `window`."""
         lines = [
             "# HELP acmekit_fleet_sites Sites by state.",
             "# TYPE acmekit_fleet_sites gauge",
@@ -80,6 +175,7 @@ class FleetMetrics:
         ]  # fmt: skip
         for ca in sorted(self._latency_sum):
             lines.extend(self._histogram(ca))
+        lines.extend(recent_gauges(recent, window))
         return "\n".join(lines) + "\n"
 
     def _histogram(self, ca: str) -> list[str]:
@@ -93,6 +189,32 @@ class FleetMetrics:
         out.append(f'{name}_sum{{ca="{_esc(ca)}"}} {self._latency_sum[ca]:.6f}')
         out.append(f'{name}_count{{ca="{_esc(ca)}"}} {count}')
         return out
+
+
+def recent_gauges(recent: Sequence[CaWindow], window: int) -> list[str]:
+    """Gauges, not counters: the figures are over a sliding window, so they fall too."""
+    over = f"by every fleet process over the last {window_label(window)}"
+    name = "acmekit_fleet_ca_recent"
+    lines = [
+        f"# HELP {name}_window_seconds The window the {name}_* gauges cover.",
+        f"# TYPE {name}_window_seconds gauge",
+        f"{name}_window_seconds {window // 1_000_000}",
+        f"# HELP {name}_orders Orders at each CA {over}, by outcome.",
+        f"# TYPE {name}_orders gauge",
+    ]
+    for c in recent:
+        lines.append(f'{name}_orders{{ca="{_esc(c.ca)}",outcome="success"}} {c.issued}')
+        lines.append(f'{name}_orders{{ca="{_esc(c.ca)}",outcome="failure"}} {c.failed}')
+    per_ca: list[tuple[str, str, Callable[[CaWindow], float]]] = [
+        ("success_ratio", "Issued orders over all orders", lambda c: c.success_rate),
+        ("issue_seconds_mean", "Mean time to issue", lambda c: c.mean_seconds),
+        ("issue_seconds_max", "Longest time to issue", lambda c: c.max_seconds),
+    ]
+    for metric, what, value in per_ca:
+        lines.append(f"# HELP {name}_{metric} {what} at each CA {over}.")
+        lines.append(f"# TYPE {name}_{metric} gauge")
+        lines.extend(f'{name}_{metric}{{ca="{_esc(c.ca)}"}} {value(c):.6g}' for c in recent)
+    return lines
 
 
 def _esc(value: str) -> str:

@@ -170,3 +170,25 @@ class Added:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass(frozen=True)
+class CaSlot:
+    """One of a CA's `concurrency` slots, held by `holder` (one order of one worker)."""
+
+    ca: str
+    number: int
+    holder: str
+
+
+@dataclass(frozen=True)
+class CaStatsBucket:
+    """A CA's order attempts, by every fleet process, in the hour starting at `hour`."""
+
+    ca: str
+    hour: int
+    issued: int
+    failed: int
+    issued_seconds: float  # summed over issued orders
+    failed_seconds: float  # summed over failed ones
+    max_seconds: float  # the slowest issued order

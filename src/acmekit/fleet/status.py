@@ -2,9 +2,11 @@
 
 It shows, from the shared inventory: sites counted by state, the certificates that
 expire soonest, the sites whose last attempts failed (with the problem the CA or the
-worker reported), the edges that refused a deployment, and each configured CA's health
-(consecutive failures of its own, passed over until when); and, from this process's
-own FleetMetrics, each CA's success rate and time to issue since the process started.
+worker reported), the edges that refused a deployment, each CA's orders, success rate
+and time to issue by every fleet process over the last 24 hours (the hourly buckets
+workers write), and each configured CA's health (consecutive failures of its own,
+passed over until when); then, from this process's own FleetMetrics, the figures for
+its own orders since it started.
 
 Collecting (`collect`, a few read-only queries) is kept apart from rendering (`render`,
 a pure function of a StatusReport), so the page can be tested without a server. Every
@@ -23,7 +25,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from acmekit.fleet.inventory import Inventory, certificates, deployments, sites
-from acmekit.fleet.metrics import CaSummary, FleetMetrics
+from acmekit.fleet.metrics import (
+    STATS_WINDOW,
+    CaSummary,
+    CaWindow,
+    FleetMetrics,
+    summarize,
+    window_label,
+    window_start,
+)
 from acmekit.fleet.model import CaHealth, DesiredState, SiteState, from_us
 
 EXPIRING_LIMIT = 20
@@ -69,16 +79,24 @@ class StatusReport:
     edge_failures: Sequence[EdgeFailure]
     cas: Sequence[CaSummary]
     health: Sequence[CaHealth] = ()
+    recent: Sequence[CaWindow] = ()  # every process's orders per CA over `window`
+    window: int = STATS_WINDOW
 
 
 # collecting ---------------------------------------------------------------------------
 
 
 def collect(
-    inventory: Inventory, metrics: FleetMetrics, now: int, cas: Sequence[str] = ()
+    inventory: Inventory,
+    metrics: FleetMetrics,
+    now: int,
+    cas: Sequence[str] = (),
+    window: int = STATS_WINDOW,
 ) -> StatusReport:
-    """The report; `cas` are the CAs in use, in order, whose health is shown."""
+    """The report; `cas` are the CAs in use, in order, whose health is shown; `window`
+    is how far back the fleet-wide figures per CA reach."""
     health = list(inventory.ca_health(cas).values()) if cas else []
+    recent = summarize(inventory.ca_stats(window_start(now, window)), cas)
     with inventory.engine.connect() as conn:
         return StatusReport(
             now=now,
@@ -88,6 +106,8 @@ def collect(
             edge_failures=[_edge_failure(r) for r in conn.execute(_edge_failure_query())],
             cas=metrics.summary(),
             health=health,
+            recent=recent,
+            window=window,
         )
 
 
@@ -263,6 +283,24 @@ def _ca_table(report: StatusReport) -> str:
     return _table("cas", headers, rows, "No orders since this process started.")
 
 
+def _recent_table(report: StatusReport) -> str:
+    rows = [
+        _row([
+            ("", _e(c.ca)), ("n", str(c.issued)), ("n", str(c.failed)),
+            ("n", f"{100 * c.success_rate:.1f}%"), ("n", f"{c.mean_seconds:.2f}"),
+            ("n", f"{c.max_seconds:.2f}"),
+        ])
+        for c in report.recent
+    ]  # fmt: skip
+    headers = [
+        "CA", "issued", "failed", "success rate", "mean seconds to issue",
+        "max seconds to issue",
+    ]  # fmt: skip
+    return _table(
+        "ca-recent", headers, rows, f"No orders in the last {window_label(report.window)}."
+    )
+
+
 def _health_table(report: StatusReport) -> str:
     rows = []
     for h in report.health:
@@ -286,10 +324,14 @@ def render(report: StatusReport) -> str:
         (f"Expiring soonest (first {EXPIRING_LIMIT})", _expiring_table(report)),
         ("Failing sites", _failure_table(report)),
         ("Edges that failed", _edge_table(report)),
-        ("Certificate authorities (this process, since start)", _ca_table(report)),
+        (
+            f"Certificate authorities, whole fleet (last {window_label(report.window)})",
+            _recent_table(report),
+        ),
     ]
     if report.health:
         sections.append(("Certificate authorities, in order of preference", _health_table(report)))
+    sections.append(("Certificate authorities (this process, since start)", _ca_table(report)))
     body = "".join(f"<h2>{_e(title)}</h2>{content}" for title, content in sections)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

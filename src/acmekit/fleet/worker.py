@@ -20,6 +20,13 @@ than it asked for. For each site:
    certificates-per-registered-domain limit; a CA that cannot be reached, fails with a
    fault of its own or answers rateLimited is passed for the next at once. When no CA
    has room the site waits, without counting a failure, until the first one refills.
+   Each order holds one of its CA's slots, which cap the orders in flight to that CA
+   across every worker (cas.CaSlots); an order that finds them all held waits for one,
+   and if none comes free in time the site is put off for a minute, again without a
+   failure and without trying the next CA. Every attempt's outcome and duration is
+   counted towards the inventory's hourly figures for its CA (for the status page);
+   a worker writes its counts every `stats_flush` within a pass and at its end, in one
+   transaction, rather than one per attempt.
    The new key is stored before the order is opened and the order URL (with its CA) as
    soon as it exists, so a worker that takes over an expired lease resumes that order
    at that CA (see acme.py). Renewals at the CA that issued the current certificate
@@ -61,13 +68,23 @@ from acmekit.client.clock import Clock
 from acmekit.fleet import planner
 from acmekit.fleet.acme import ari_cert_id, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.alerts import Alert, AlertHook
-from acmekit.fleet.cas import CaEntry, CaPool, is_ca_fault, is_rate_limited, registered_domains
+from acmekit.fleet.cas import (
+    CaBusy,
+    CaEntry,
+    CaPool,
+    CaSlots,
+    SlotTiming,
+    is_ca_fault,
+    is_rate_limited,
+    registered_domains,
+)
 from acmekit.fleet.deploy import Deployer
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import Issuer, OrderRequest, RenewalInfoSource, RenewalWindow
-from acmekit.fleet.metrics import FleetMetrics
+from acmekit.fleet.metrics import FleetMetrics, add_attempt, attempt_bucket
 from acmekit.fleet.model import (
     BackupCert,
+    CaStatsBucket,
     CertVersion,
     DesiredState,
     Site,
@@ -92,6 +109,10 @@ class WorkerConfig:
     idle_sleep: float = 2.0  # seconds between passes that found nothing due
     ari_interval: int = 6 * planner.HOUR  # how often to ask a CA about a certificate
     backup_retry: int = 30 * planner.MINUTE  # after a backup issuance failed everywhere
+    slot_lease: int = 2 * planner.MINUTE  # how long a dead worker's CA slot stays held
+    slot_wait: float = 120.0  # seconds an order may wait for a CA slot (a quarter of
+    # `lease` at most, so that the site is still held when the order starts)
+    stats_flush: int = 10 * planner.SECOND  # how often a pass writes its figures per CA
     policy: planner.Policy = planner.DEFAULT_POLICY
 
 
@@ -110,6 +131,7 @@ class Outcome:
     wait_until: int | None = None  # no CA may take the site before then
     lost: bool = False  # another worker has the site
     current: CertVersion | None = None  # the new current version, with `site`
+    note: str | None = None  # why the site waits (with `wait_until`)
 
 
 @dataclass(frozen=True)
@@ -137,6 +159,12 @@ class Worker:
         self.config = config or WorkerConfig()
         self.metrics = metrics or FleetMetrics()
         self._slots = asyncio.Semaphore(self.config.concurrency)
+        wait = min(self.config.slot_wait, self.config.lease / 4 / planner.SECOND)
+        self.ca_slots = CaSlots(
+            inventory, self.owner, self.now, SlotTiming(self.config.slot_lease, wait)
+        )
+        self._stats: dict[tuple[str, int], CaStatsBucket] = {}  # not yet written
+        self._stats_written = self.now()
         self._multi = len(self.pool.entries) > 1
         self._ari = any(hasattr(e.issuer, "renewal_window") for e in self.pool.entries)
 
@@ -174,10 +202,28 @@ class Worker:
                 done, held = await asyncio.wait(held, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()  # only what _guarded lets through: cancellation and such
+                if self.now() - self._stats_written >= self.config.stats_flush:
+                    self.flush_stats()
         finally:
             for task in held:
                 task.cancel()
             await asyncio.gather(*held, return_exceptions=True)
+            self.flush_stats()
+
+    def flush_stats(self) -> None:
+        """Write the order attempts counted since the last write to the inventory. If
+        that fails they are kept for the next one: a pass must not end on figures."""
+        pending, self._stats = list(self._stats.values()), {}
+        if not pending:
+            return
+        try:
+            self.inventory.add_ca_stats(pending)
+        except Exception:
+            log.exception("figures per CA not written; kept for the next try")
+            for bucket in pending:
+                add_attempt(self._stats, bucket)
+            return
+        self._stats_written = self.now()
 
     async def _guarded(self, site: Site) -> None:
         async with self._slots:
@@ -389,6 +435,9 @@ class Worker:
                 continue
             try:
                 pem = await self._issue_with(entry, attempt, record=exclude is None)
+            except CaBusy as busy:
+                # The CA is up, only busy: the site waits its turn there (see cas.py).
+                return None, Outcome(wait_until=self.now() + planner.MINUTE, note=str(busy))
             except Exception as exc:
                 last = exc
                 if is_ca_fault(exc) or is_rate_limited(exc):
@@ -402,6 +451,15 @@ class Worker:
         return None, Outcome(wait_until=now + planner.MINUTE)  # lost every reservation race
 
     async def _issue_with(self, entry: CaEntry, request: OrderRequest, record: bool) -> str:
+        """One order at `entry`'s CA, holding one of its slots; CaBusy if none came free."""
+        try:
+            async with self.ca_slots.hold(entry, request.site.id):
+                return await self._attempt(entry, request, record)
+        except CaBusy:
+            self._settle(entry, request.site.id, issued=False)
+            raise
+
+    async def _attempt(self, entry: CaEntry, request: OrderRequest, record: bool) -> str:
         site, name = request.site, entry.name
 
         async def started(url: str) -> None:
@@ -412,23 +470,30 @@ class Worker:
 
         began = time.perf_counter()
         try:
-            async with entry.slots:
-                pem = await entry.issuer.issue(request, started)
+            pem = await entry.issuer.issue(request, started)
         except Exception as exc:
-            self.metrics.issuance(name, False, time.perf_counter() - began)
-            if entry.spec.certificates_per_domain is not None:  # else nothing was reserved
-                self.inventory.settle(name, site.id, self.now(), issued=False)
+            self._count(name, False, time.perf_counter() - began)
+            self._settle(entry, site.id, issued=False)
             log.warning("site %s: issuance at %s failed: %s", site.id, name, exc)
             if isinstance(exc, AcmeError) and record:
                 self.inventory.update_leased(site.id, self.owner, order_url=None)
             if is_ca_fault(exc):
                 self.pool.record_failure(self.inventory, entry, exc, self.now())
             raise
-        self.metrics.issuance(name, True, time.perf_counter() - began)
-        if entry.spec.certificates_per_domain is not None:
-            self.inventory.settle(name, site.id, self.now(), issued=True)
+        self._count(name, True, time.perf_counter() - began)
+        self._settle(entry, site.id, issued=True)
         self.inventory.ca_succeeded(name)
         return pem
+
+    def _count(self, ca: str, issued: bool, seconds: float) -> None:
+        """An attempt in this process's metrics, and in the fleet-wide hourly figures at
+        the next `flush_stats`."""
+        self.metrics.issuance(ca, issued, seconds)
+        add_attempt(self._stats, attempt_bucket(ca, self.now(), issued, seconds))
+
+    def _settle(self, entry: CaEntry, site_id: str, issued: bool) -> None:
+        if entry.spec.certificates_per_domain is not None:  # else nothing was reserved
+            self.inventory.settle(entry.name, site_id, self.now(), issued=issued)
 
     def _renew_at(
         self, seed: str, not_before: int, not_after: int, window: RenewalWindow | None = None
@@ -569,7 +634,7 @@ class Worker:
             if recorded and count == policy.failing_after:
                 alert = Alert(site.id, site.names, count, failure)
         elif outcome.wait_until is not None:
-            self._defer(site, current is not None)
+            self._defer(site, current is not None, outcome.note)
             when = outcome.wait_until
         else:
             when = planner.next_action_at(now, site.renew_at, 0, not_after, policy)
@@ -579,9 +644,10 @@ class Worker:
         self.inventory.release(site.id, self.owner, when, now)
         return alert
 
-    def _defer(self, site: Site, has_certificate: bool) -> None:
-        """No CA has room for the site now: it waits, and that is no failure."""
-        note = {"type": "about:blank", "detail": "waiting for room under the CAs' limits"}
+    def _defer(self, site: Site, has_certificate: bool, why: str | None) -> None:
+        """No CA has room (or a slot) for the site now: it waits, and that is no failure."""
+        detail = why or "waiting for room under the CAs' limits"
+        note = {"type": "about:blank", "detail": detail}
         self.inventory.update_leased(
             site.id,
             self.owner,
