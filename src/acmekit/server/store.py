@@ -25,7 +25,8 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -51,6 +52,8 @@ from acmekit.server.records import (
     EabKey,
     OrderRecord,
 )
+
+E = TypeVar("E", bound=Enum)
 
 metadata = sa.MetaData()
 
@@ -272,6 +275,25 @@ _CERTIFICATE_BY_ID = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE id = ?
 _CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE serial = ?"
 
 
+def _members(enum: type[E]) -> Callable[[str], E]:
+    """`enum(value)` as a dict lookup: rows are read on every request, and Enum's own
+    call costs several times a lookup (a bad value still raises)."""
+    by_value = {member.value: member for member in enum}
+
+    def member(value: str) -> E:
+        found = by_value.get(value)
+        return enum(value) if found is None else found
+
+    return member
+
+
+_account_status = _members(AccountStatus)
+_authz_status = _members(AuthorizationStatus)
+_challenge_status = _members(ChallengeStatus)
+_challenge_type = _members(ChallengeType)
+_identifier_type = _members(IdentifierType)
+
+
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
@@ -285,7 +307,7 @@ def _ids_json(ids: Sequence[Identifier]) -> str:
 
 
 def _ids_load(text: str) -> tuple[Identifier, ...]:
-    return tuple(Identifier(IdentifierType(d["type"]), d["value"]) for d in json.loads(text))
+    return tuple(Identifier(_identifier_type(d["type"]), d["value"]) for d in json.loads(text))
 
 
 def _json_or_none(text: str | None) -> dict[str, Any] | None:
@@ -432,7 +454,7 @@ class Store:
             thumbprint=row.thumbprint,
             jwk=json.loads(row.jwk),
             contact=tuple(json.loads(row.contact)),
-            status=AccountStatus(row.status),
+            status=_account_status(row.status),
             created=from_us(row.created),
             eab_kid=row.eab_kid,
         )
@@ -533,9 +555,9 @@ class Store:
         return ChallengeRecord(
             id=row.id,
             authz_id=row.authz_id,
-            type=ChallengeType(row.type),
+            type=_challenge_type(row.type),
             token=row.token,
-            status=ChallengeStatus(row.status),
+            status=_challenge_status(row.status),
             validated=_opt_time(row.validated),
             error=_json_or_none(row.error),
             started=_opt_time(row.started),
@@ -566,9 +588,9 @@ class Store:
             r.id: AuthorizationRecord(
                 id=r.id,
                 account_id=r.account_id,
-                identifier=Identifier(IdentifierType(r.identifier_type), r.identifier_value),
+                identifier=Identifier(_identifier_type(r.identifier_type), r.identifier_value),
                 wildcard=bool(r.wildcard),
-                stored_status=AuthorizationStatus(r.stored_status),
+                stored_status=_authz_status(r.stored_status),
                 expires=from_us(r.expires),
                 challenges=tuple(sorted(chs.get(r.id, []), key=lambda ch: ch.type)),
             )
