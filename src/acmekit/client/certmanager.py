@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
-from types import TracebackType
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -42,6 +41,7 @@ from acmekit.client.renewalconf import get_str
 from acmekit.client.renewalparams import Prompt, RenewalParams, build_solvers, params_from_conf
 from acmekit.client.resources import IssuedCertificate, RenewalInfo
 from acmekit.client.transport import TransportError
+from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.jose import PrivateKey
 from acmekit.protocol.problems import AcmeError
@@ -161,7 +161,7 @@ def version_string() -> str:
         return "0.0.0"
 
 
-class CertManager:
+class CertManager(AsyncClosing):
     def __init__(
         self,
         paths: Paths,
@@ -185,15 +185,8 @@ class CertManager:
         self.rand = rand
         self._clients: dict[tuple[str, str], Client] = {}
 
-    async def __aenter__(self) -> CertManager:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Close every server's Client made by this run."""
         for client in self._clients.values():
             await client.close()
 

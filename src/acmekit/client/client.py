@@ -21,7 +21,6 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -47,6 +46,7 @@ from acmekit.client.resources import (
 from acmekit.client.retry import DEFAULT_BACKOFF, Backoff, poll
 from acmekit.client.solvers import Solver
 from acmekit.client.transport import AiohttpTransport, HttpTransport
+from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.jose import PrivateKey, b64d, b64e, eab_sign, jwk_from_key, sign
@@ -94,7 +94,7 @@ def describe_failures(err: AcmeError) -> list[str]:
     return [f"{(s.identifier or {}).get('value', '?')}: {s.describe()}" for s in subs]
 
 
-class Client:
+class Client(AsyncClosing):
     """An ACME account's view of one CA. Use as `async with Client(url, key) as c:`.
 
     `account_url` is known after `register` (or given, for an existing account). The
@@ -127,17 +127,6 @@ class Client:
         self.account_url = account_url
         self.poll_timeout = poll_timeout
         self.backoff = backoff
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         if self._own_transport is not None:

@@ -65,6 +65,15 @@ def _identifier(doc: Any) -> Identifier:
     return Identifier(_enum(IdentifierType, doc, "type"), _str(doc, "value"))
 
 
+def _array(doc: Mapping[str, Any], key: str, missing: str) -> list[Any]:
+    """`doc[key]`, a JSON array that the resource cannot be read without; else
+    malformed(`missing`)."""
+    value = doc.get(key)
+    if not isinstance(value, list):
+        raise malformed(missing)
+    return value
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
@@ -174,9 +183,7 @@ class Authorization:
 
     @classmethod
     def from_json(cls, url: str, doc: Mapping[str, Any]) -> Authorization:
-        challenges = doc.get("challenges")
-        if not isinstance(challenges, list):
-            raise malformed("authorization without a challenges array")
+        challenges = _array(doc, "challenges", "authorization without a challenges array")
         return cls(
             url=url,
             identifier=_identifier(doc.get("identifier")),
@@ -215,9 +222,7 @@ class Order:
 
     @classmethod
     def from_json(cls, url: str, doc: Mapping[str, Any]) -> Order:
-        idents = doc.get("identifiers")
-        if not isinstance(idents, list):
-            raise malformed("order without an identifiers array")
+        idents = _array(doc, "identifiers", "order without an identifiers array")
         return cls(
             url=url,
             status=_enum(OrderStatus, doc),

@@ -16,11 +16,12 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
+
+from acmekit.lifecycle import AsyncClosing
 
 
 class TransportError(Exception):
@@ -68,7 +69,7 @@ def _flatten(items: Any) -> tuple[tuple[str, str], ...]:
     return tuple((str(k).lower(), str(v)) for k, v in items)
 
 
-class AiohttpTransport:
+class AiohttpTransport(AsyncClosing):
     """Real HTTP(S) over one aiohttp client, created on first use.
 
     `ca_bundle` is a PEM file of roots to trust instead of the system store; where it
@@ -115,17 +116,6 @@ class AiohttpTransport:
         if self._http is not None:
             await self._http.close()
             self._http = None
-
-    async def __aenter__(self) -> AiohttpTransport:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 AsgiMessage = MutableMapping[str, Any]

@@ -260,17 +260,7 @@ def _site(row: Any) -> Site:
 
 
 def _version(row: Any) -> CertVersion:
-    return CertVersion(
-        site_id=row.site_id,
-        version=row.version,
-        serial=row.serial,
-        not_before=row.not_before,
-        not_after=row.not_after,
-        fullchain_pem=row.fullchain_pem,
-        key_pem=row.key_pem,
-        issued=row.issued,
-        ca=row.ca,
-    )
+    return CertVersion(**row._mapping)  # the table's columns are the fields
 
 
 def _new_row(names: Sequence[str], method: ChallengeMethod, now: int) -> dict[str, Any]:
@@ -481,6 +471,38 @@ class Inventory:
         with self.engine.begin() as conn:
             yield conn
 
+    def _scalar(self, query: sa.Select[_T]) -> _T | None:
+        """The one value `query` selects (None for no row), in a transaction of its own."""
+        with self._tx() as c:
+            return c.execute(query).scalar_one_or_none()
+
+    def _committed(
+        self,
+        work: Callable[[Connection], object],
+        lost: tuple[type[Exception], ...] = (_Lost,),
+    ) -> bool:
+        """`work` in a transaction: True if it committed, False if it raised one of
+        `lost` (a compare-and-set that found the row changed, a row inserted first by
+        another process), which rolls the whole transaction back."""
+        try:
+            with self._tx() as c:
+                work(c)
+        except lost:
+            return False
+        return True
+
+    def _while_holding(
+        self, site_id: str, owner: str, work: Callable[[Connection], object]
+    ) -> bool:
+        """`_committed(work)`, only while `owner` holds the lease of site `site_id`."""
+
+        def guarded(c: Connection) -> None:
+            if not _holds(c, site_id, owner):
+                raise _Lost
+            work(c)
+
+        return self._committed(guarded)
+
     # sites ------------------------------------------------------------------------
 
     def add_site(self, names: Sequence[str], method: ChallengeMethod, now: int) -> Site:
@@ -594,8 +616,7 @@ class Inventory:
 
     def next_due(self) -> int | None:
         """The earliest `next_action_at` of any site (None when nothing is planned)."""
-        with self._tx() as c:
-            return c.execute(sa.select(sa.func.min(sites.c.next_action_at))).scalar_one_or_none()
+        return self._scalar(sa.select(sa.func.min(sites.c.next_action_at)))
 
     def update_leased(self, site_id: str, owner: str, **values: Any) -> bool:
         """Change the site only while `owner` holds it (compare-and-set)."""
@@ -608,10 +629,7 @@ class Inventory:
         return bool(res.rowcount == 1)
 
     def order_key(self, site_id: str) -> str | None:
-        with self._tx() as c:
-            return c.execute(
-                sa.select(sites.c.order_key_pem).where(sites.c.id == site_id)
-            ).scalar_one_or_none()
+        return self._scalar(sa.select(sites.c.order_key_pem).where(sites.c.id == site_id))
 
     def release(self, site_id: str, owner: str, next_action_at: int | None, now: int) -> bool:
         """End the lease. A site removed meanwhile comes due at once instead."""
@@ -627,22 +645,19 @@ class Inventory:
     def store_version(self, owner: str, cert: CertVersion, renew_at: int) -> bool:
         """Make `cert` the site's current certificate if its current version is still
         `cert.version - 1` and `owner` still holds the lease; False otherwise."""
-        try:
-            with self._tx() as c:
-                _store_version(c, owner, cert, renew_at)
-        except (_Lost, sa.exc.IntegrityError):
-            return False
-        return True
+        return self._committed(
+            lambda c: _store_version(c, owner, cert, renew_at),
+            lost=(_Lost, sa.exc.IntegrityError),
+        )
 
     def promote_backup(self, owner: str, cert: CertVersion, renew_at: int) -> bool:
         """`store_version` of the site's backup (as `cert`), and the backup row gone."""
-        try:
-            with self._tx() as c:
-                _store_version(c, owner, cert, renew_at)
-                c.execute(backups.delete().where(backups.c.site_id == cert.site_id))
-        except (_Lost, sa.exc.IntegrityError):
-            return False
-        return True
+
+        def work(c: Connection) -> None:
+            _store_version(c, owner, cert, renew_at)
+            c.execute(backups.delete().where(backups.c.site_id == cert.site_id))
+
+        return self._committed(work, lost=(_Lost, sa.exc.IntegrityError))
 
     def versions(self, site_id: str) -> list[CertVersion]:
         query = (
@@ -700,27 +715,19 @@ class Inventory:
             c.execute(challenges.delete().where(challenges.c.token == token))
 
     def challenge(self, token: str) -> str | None:
-        with self._tx() as c:
-            return c.execute(
-                sa.select(challenges.c.key_authorization).where(challenges.c.token == token)
-            ).scalar_one_or_none()
+        return self._scalar(
+            sa.select(challenges.c.key_authorization).where(challenges.c.token == token)
+        )
 
     def setting(self, name: str) -> str | None:
-        with self._tx() as c:
-            return c.execute(
-                sa.select(settings.c.value).where(settings.c.name == name)
-            ).scalar_one_or_none()
+        return self._scalar(sa.select(settings.c.value).where(settings.c.name == name))
 
     def setting_or_store(self, name: str, default: str) -> str:
         """The stored value of `name`, storing `default` first if there is none."""
         found = self.setting(name)
         if found is not None:
             return found
-        try:
-            with self._tx() as c:
-                c.execute(settings.insert().values(name=name, value=default))
-        except sa.exc.IntegrityError:
-            pass
+        self._insert_new(settings.insert().values(name=name, value=default))
         stored = self.setting(name)
         assert stored is not None
         return stored
@@ -729,6 +736,10 @@ class Inventory:
         with self._tx() as c:
             c.execute(settings.delete().where(settings.c.name == name))
             c.execute(settings.insert().values(name=name, value=value))
+
+    def _insert_new(self, insert: sa.Insert) -> None:
+        """Insert a row unless another process inserted its key first (theirs stays)."""
+        self._committed(lambda c: c.execute(insert), lost=(sa.exc.IntegrityError,))
 
     # site options (a table of their own) -------------------------------------------------
 
@@ -760,14 +771,7 @@ class Inventory:
 
     def update_options_leased(self, site_id: str, owner: str, **values: Any) -> bool:
         """Change a site's options only while `owner` holds the site."""
-        try:
-            with self._tx() as c:
-                if not _holds(c, site_id, owner):
-                    raise _Lost
-                _upsert_options(c, site_id, values)
-        except _Lost:
-            return False
-        return True
+        return self._while_holding(site_id, owner, lambda c: _upsert_options(c, site_id, values))
 
     # backups -------------------------------------------------------------------------------
 
@@ -778,25 +782,18 @@ class Inventory:
 
     def store_backup(self, owner: str, backup: BackupCert) -> bool:
         """Replace the site's backup while `owner` holds the site."""
-        try:
-            with self._tx() as c:
-                if not _holds(c, backup.site_id, owner):
-                    raise _Lost
-                c.execute(backups.delete().where(backups.c.site_id == backup.site_id))
-                c.execute(backups.insert().values(**backup.__dict__))
-        except _Lost:
-            return False
-        return True
+
+        def work(c: Connection) -> None:
+            c.execute(backups.delete().where(backups.c.site_id == backup.site_id))
+            c.execute(backups.insert().values(**backup.__dict__))
+
+        return self._while_holding(backup.site_id, owner, work)
 
     # CA accounts and health ------------------------------------------------------------------
 
     def ca_account_key(self, ca: str, default_key_pem: str) -> str:
         """The account key for `ca`, storing `default_key_pem` first if there is none."""
-        try:
-            with self._tx() as c:
-                c.execute(ca_accounts.insert().values(ca=ca, key_pem=default_key_pem))
-        except sa.exc.IntegrityError:
-            pass
+        self._insert_new(ca_accounts.insert().values(ca=ca, key_pem=default_key_pem))
         with self._tx() as c:
             return str(
                 c.execute(
@@ -805,10 +802,7 @@ class Inventory:
             )
 
     def ca_account_url(self, ca: str) -> str | None:
-        with self._tx() as c:
-            return c.execute(
-                sa.select(ca_accounts.c.account_url).where(ca_accounts.c.ca == ca)
-            ).scalar_one_or_none()
+        return self._scalar(sa.select(ca_accounts.c.account_url).where(ca_accounts.c.ca == ca))
 
     def set_ca_account_url(self, ca: str, url: str) -> None:
         with self._tx() as c:
@@ -825,11 +819,7 @@ class Inventory:
         return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}
 
     def _ensure_health(self, ca: str) -> None:
-        try:
-            with self._tx() as c:
-                c.execute(ca_health.insert().values(ca=ca, failures=0))
-        except sa.exc.IntegrityError:
-            pass
+        self._insert_new(ca_health.insert().values(ca=ca, failures=0))
 
     def ca_failed(self, ca: str, error: str, down_until: Callable[[int], int | None]) -> int:
         """One more consecutive failure of `ca`; `down_until(failures)` says until when it
@@ -883,21 +873,20 @@ class Inventory:
         on SQLite), so two workers cannot both take the last slot. `window` is
         (since, stale_before) as for `ca_usage`."""
         self._ensure_health(ca)
-        try:
-            with self._tx() as c:
-                c.execute(ca_health.update().where(ca_health.c.ca == ca).values(ca=ca))
-                c.execute(_drop_reservations(ca, site_id))
-                if not room(_usage(c, ca, list(domains), *window)):
-                    raise _Lost
-                rows = [
-                    {"ca": ca, "domain": d, "site_id": site_id, "at": now, "final": False}
-                    for d in domains
-                ]
-                if rows:
-                    c.execute(ca_issuances.insert(), rows)
-        except _Lost:
-            return False
-        return True
+
+        def work(c: Connection) -> None:
+            c.execute(ca_health.update().where(ca_health.c.ca == ca).values(ca=ca))
+            c.execute(_drop_reservations(ca, site_id))
+            if not room(_usage(c, ca, list(domains), *window)):
+                raise _Lost
+            rows = [
+                {"ca": ca, "domain": d, "site_id": site_id, "at": now, "final": False}
+                for d in domains
+            ]
+            if rows:
+                c.execute(ca_issuances.insert(), rows)
+
+        return self._committed(work)
 
     def settle(self, ca: str, site_id: str, now: int, issued: bool) -> None:
         """The order the reservation was for ended: count it as issued at `now`, or not."""

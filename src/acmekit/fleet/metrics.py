@@ -41,16 +41,13 @@ def window_label(window: int) -> str:
 
 
 @dataclass(frozen=True)
-class CaWindow:
-    """One CA's orders by every fleet process over a window; time to issue counts
-    issued orders only (a failure may be a timeout, which says nothing of it)."""
+class CaOutcomes:
+    """One CA's orders by outcome: what the fleet-wide figures and this process's own
+    have in common (their further fields follow these three)."""
 
     ca: str
     issued: int
     failed: int
-    issued_seconds: float
-    failed_seconds: float
-    max_seconds: float
 
     @property
     def attempts(self) -> int:
@@ -59,6 +56,16 @@ class CaWindow:
     @property
     def success_rate(self) -> float:
         return self.issued / self.attempts if self.attempts else 0.0
+
+
+@dataclass(frozen=True)
+class CaWindow(CaOutcomes):
+    """One CA's orders by every fleet process over a window; time to issue counts
+    issued orders only (a failure may be a timeout, which says nothing of it)."""
+
+    issued_seconds: float
+    failed_seconds: float
+    max_seconds: float
 
     @property
     def mean_seconds(self) -> float:
@@ -105,22 +112,11 @@ def summarize(buckets: Iterable[CaStatsBucket], order: Sequence[str] = ()) -> li
 
 
 @dataclass(frozen=True)
-class CaSummary:
+class CaSummary(CaOutcomes):
     """One CA's issuance outcomes and latency, as the status page shows them."""
 
-    ca: str
-    issued: int
-    failed: int
     mean_seconds: float
     max_seconds: float
-
-    @property
-    def attempts(self) -> int:
-        return self.issued + self.failed
-
-    @property
-    def success_rate(self) -> float:
-        return self.issued / self.attempts if self.attempts else 0.0
 
 
 class FleetMetrics:

@@ -132,6 +132,14 @@ class BackupCert:
     issued: int
     renew_at: int
 
+    def as_version(self, version: int) -> CertVersion:
+        """This certificate as the site's version `version` (when it is made current);
+        its renewal time is the site's to work out anew."""
+        return CertVersion(
+            self.site_id, version, self.serial, self.not_before, self.not_after,
+            self.fullchain_pem, self.key_pem, self.issued, self.ca,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class CaHealth:

@@ -270,28 +270,26 @@ def _edge_table(report: StatusReport) -> str:
     return _table("edge-failures", headers, rows, "Every edge has what it should.")
 
 
-def _ca_table(report: StatusReport) -> str:
-    rows = [
+def _ca_rows(cas: Iterable[CaSummary | CaWindow]) -> list[str]:
+    """A row per CA, in the same columns for this process's figures and the fleet's."""
+    return [
         _row([
             ("", _e(c.ca)), ("n", str(c.issued)), ("n", str(c.failed)),
             ("n", f"{100 * c.success_rate:.1f}%"), ("n", f"{c.mean_seconds:.2f}"),
             ("n", f"{c.max_seconds:.2f}"),
         ])
-        for c in report.cas
+        for c in cas
     ]  # fmt: skip
+
+
+def _ca_table(report: StatusReport) -> str:
+    rows = _ca_rows(report.cas)
     headers = ["CA", "issued", "failed", "success rate", "mean seconds", "max seconds"]
     return _table("cas", headers, rows, "No orders since this process started.")
 
 
 def _recent_table(report: StatusReport) -> str:
-    rows = [
-        _row([
-            ("", _e(c.ca)), ("n", str(c.issued)), ("n", str(c.failed)),
-            ("n", f"{100 * c.success_rate:.1f}%"), ("n", f"{c.mean_seconds:.2f}"),
-            ("n", f"{c.max_seconds:.2f}"),
-        ])
-        for c in report.recent
-    ]  # fmt: skip
+    rows = _ca_rows(report.recent)
     headers = [
         "CA", "issued", "failed", "success rate", "mean seconds to issue",
         "max seconds to issue",

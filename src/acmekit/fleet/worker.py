@@ -329,17 +329,7 @@ class Worker:
             return False
         if backup.not_after <= now or backup.not_before > now:
             return False
-        version = CertVersion(
-            site_id=site.id,
-            version=site.current_version + 1,
-            serial=backup.serial,
-            not_before=backup.not_before,
-            not_after=backup.not_after,
-            fullchain_pem=backup.fullchain_pem,
-            key_pem=backup.key_pem,
-            issued=backup.issued,
-            ca=backup.ca,
-        )
+        version = backup.as_version(site.current_version + 1)
         renew_at = self._renew_at(site.id, backup.not_before, backup.not_after)
         if not self.inventory.promote_backup(self.owner, version, renew_at):
             return False

@@ -22,13 +22,12 @@ import logging
 import ssl
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.client.resources import Challenge
-from acmekit.client.solvers.presented import Presented
+from acmekit.client.solvers.listening import ListeningSolver, Stop
 from acmekit.protocol.challenges import ACME_TLS_ALPN
 from acmekit.protocol.messages import Identifier
 from acmekit.protocol.tlsalpn import tlsalpn01_certificate, tlsalpn01_sni
@@ -66,13 +65,13 @@ def _base_context() -> ssl.SSLContext:
     return ctx
 
 
-class StandaloneTlsAlpnSolver:
+class StandaloneTlsAlpnSolver(ListeningSolver[ssl.SSLContext]):
+    """Validation certificates by server name, chosen in the handshake."""
+
+    kind = "tls-alpn-01"
+
     def __init__(self, address: str = "", port: int = 443) -> None:
-        self.address = address
-        self.port = port
-        self._contexts: Presented[str, ssl.SSLContext] = Presented()
-        self._server: asyncio.Server | None = None
-        self._lock = asyncio.Lock()
+        super().__init__(address, port)
 
     def _listening_context(self) -> ssl.SSLContext:
         ctx = _base_context()
@@ -82,29 +81,27 @@ class StandaloneTlsAlpnSolver:
     def _choose(
         self, sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext
     ) -> int | None:
-        found = self._contexts.get((server_name or "").lower().rstrip("."))
+        found = self._answers.get((server_name or "").lower().rstrip("."))
         if found is None:
             log.debug("tls-alpn-01: no challenge for server name %r", server_name)
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         sock.context = found
         return None
 
-    async def start(self) -> None:
-        async with self._lock:
-            if self._server is not None:
-                return
-            self._server = await asyncio.start_server(
-                self._serve, self.address or None, self.port, ssl=self._listening_context()
-            )
-            log.info("tls-alpn-01 responder listening on %s:%d", self.address or "*", self.port)
+    async def _listen(self) -> Stop:
+        server = await asyncio.start_server(
+            self._serve, self.address or None, self.port, ssl=self._listening_context()
+        )
 
-    async def close(self) -> None:
-        async with self._lock:
-            if self._server is not None:
-                self._server.close()
-                with contextlib.suppress(Exception):
-                    await self._server.wait_closed()
-                self._server = None
+        async def stop() -> None:
+            server.close()
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+        return stop
+
+    def _key(self, identifier: Identifier, challenge: Challenge) -> str:
+        return tlsalpn01_sni(identifier).lower()
 
     @staticmethod
     async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -121,29 +118,6 @@ class StandaloneTlsAlpnSolver:
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
         await self.start()
-        name = tlsalpn01_sni(identifier).lower()
         ctx = await asyncio.to_thread(challenge_context, identifier, key_authorization)
-        self._contexts.add(name, ctx)
+        self._answers.add(self._key(identifier, challenge), ctx)
         log.debug("presenting tls-alpn-01 for %s", identifier.value)
-
-    async def cleanup(
-        self, identifier: Identifier, challenge: Challenge, key_authorization: str
-    ) -> None:
-        self._contexts.release(tlsalpn01_sni(identifier).lower())
-
-    @property
-    def presented(self) -> int:
-        """How many server names have a challenge certificate now."""
-        return len(self._contexts)
-
-    async def __aenter__(self) -> StandaloneTlsAlpnSolver:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
