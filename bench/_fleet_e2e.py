@@ -89,9 +89,10 @@ def run_e2e(count: int, workdir: Path, db: str, engine: sa.Engine) -> E2eResult:
     edge.mkdir()
     _add_sites(db, count, workdir)
     with ExitStack() as stack:
-        dns_port = stack.enter_context(running_challtestsrv(workdir))
-        ca = stack.enter_context(running_acmekit(workdir, dns_port=dns_port, http_port=http_port))
-        dns_pid = _pid_listening_udp(dns_port)
+        dns = stack.enter_context(running_challtestsrv(workdir))
+        ca = stack.enter_context(
+            running_acmekit(workdir, dns_port=dns.dns_port, http_port=http_port)
+        )
         argv = [
             ACMEKIT, "fleet", "serve",
             "--db", db,
@@ -102,7 +103,7 @@ def run_e2e(count: int, workdir: Path, db: str, engine: sa.Engine) -> E2eResult:
             "--edge", str(edge),
         ]  # fmt: skip
         log = workdir / "fleet.log"
-        cpu_ca, cpu_dns = cpu_seconds(ca.pid), cpu_seconds(dns_pid) if dns_pid else 0.0
+        cpu_ca, cpu_dns = cpu_seconds(ca.pid), cpu_seconds(dns.pid)
         started = time.perf_counter()
         with log.open("wb") as out:
             fleet = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
@@ -120,28 +121,7 @@ def run_e2e(count: int, workdir: Path, db: str, engine: sa.Engine) -> E2eResult:
             time.sleep(0.2)
         wall = time.perf_counter() - started
         ca_cpu = cpu_seconds(ca.pid) - cpu_ca
-        dns_cpu = (cpu_seconds(dns_pid) - cpu_dns) if dns_pid else 0.0
+        dns_cpu = cpu_seconds(dns.pid) - cpu_dns
     on_edge = sum(1 for site in edge.iterdir() if site.is_dir())
     active = states.get("active", 0)
     return E2eResult(count, active, wall, fleet_cpu, ca_cpu, dns_cpu, states, on_edge)
-
-
-def _pid_listening_udp(port: int) -> int | None:
-    """The PID whose UDP socket is bound to 127.0.0.1:`port` (challtestsrv's), if readable."""
-    wanted = f"0100007F:{port:04X}"
-    inodes: set[str] = set()
-    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == wanted:
-            inodes.add(fields[9])
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{entry}/fd"):
-                link = os.readlink(f"/proc/{entry}/fd/{fd}")
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    return int(entry)
-        except OSError:
-            continue
-    return None

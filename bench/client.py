@@ -49,7 +49,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from _common import Server, cpu_seconds, free_port, running_challtestsrv, running_pebble
+from _common import (
+    Server,
+    certbot_dirs,
+    cpu_seconds,
+    free_port,
+    running_challtestsrv,
+    running_pebble,
+)
 from acmekit.client import Client
 from acmekit.client.solvers.standalone import StandaloneHttpSolver
 from acmekit.protocol.messages import ChallengeType
@@ -91,7 +98,7 @@ def acmekit_argv(env: Env, home: Path, name: str) -> list[str]:
     exe = Path(sys.executable).with_name("acmekit")
     return [
         str(exe), "certonly", "-n", "--agree-tos", "-m", EMAIL,
-        "--server", env.pebble.directory_url, *_certbot_dirs(home),
+        "--server", env.pebble.directory_url, *certbot_dirs(home),
         "--standalone", "--http-01-port", str(env.http_port), "--http-01-address", "127.0.0.1",
         "-d", name,
     ]  # fmt: skip
@@ -100,7 +107,7 @@ def acmekit_argv(env: Env, home: Path, name: str) -> list[str]:
 def certbot_argv(env: Env, home: Path, name: str) -> list[str]:
     return [
         CERTBOT, "certonly", "--non-interactive", "--agree-tos", "-m", EMAIL,
-        "--server", env.pebble.directory_url, *_certbot_dirs(home), "--key-type", "ecdsa",
+        "--server", env.pebble.directory_url, *certbot_dirs(home), "--key-type", "ecdsa",
         "--standalone", "--http-01-port", str(env.http_port), "--http-01-address", "127.0.0.1",
         "-d", name,
     ]  # fmt: skip
@@ -112,11 +119,6 @@ def lego_argv(env: Env, home: Path, name: str) -> list[str]:
         "--path", str(home), "--key-type", "ec256", "--domains", name,
         "--http", "--http.port", f"127.0.0.1:{env.http_port}", "run",
     ]  # fmt: skip
-
-
-def _certbot_dirs(home: Path) -> list[str]:
-    return ["--config-dir", str(home / "etc"), "--work-dir", str(home / "work"),
-            "--logs-dir", str(home / "logs")]  # fmt: skip
 
 
 CLIENTS: dict[str, Callable[[Env, Path, str], list[str]]] = {
@@ -412,8 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         http_port = free_port()
         with (
-            running_challtestsrv(workdir) as dns_port,
-            running_pebble(workdir, dns_port=dns_port, http_port=http_port, env=PEBBLE_ENV) as p,
+            running_challtestsrv(workdir) as dns,
+            running_pebble(
+                workdir, dns_port=dns.dns_port, http_port=http_port, env=PEBBLE_ENV
+            ) as p,
         ):
             env = Env(p, http_port, workdir)
             cli = measure_cli(env, plan, available_clients())

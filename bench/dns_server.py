@@ -40,7 +40,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import cpu_seconds, free_tcp_udp_port, stop_process  # noqa: E402
+from _common import cpu_seconds  # noqa: E402
+from support.bind import authoritative_options, running_named  # noqa: E402
+from support.processes import stop_process, wait_ready  # noqa: E402
 
 # This file's name would shadow dnspython's `dns` package for every later import.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
@@ -75,20 +77,16 @@ def query_wire(qid: int, names: int = 1, mixed_case: bool = False) -> bytes:
     return struct.pack("!HHHHHH", qid, 0x0000, 1, 0, 0, 1) + question + opt
 
 
-def wait_for_dns(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
+def answers(port: int) -> bool:
+    """Does a server on 127.0.0.1:`port` answer the benchmark query with the record?"""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.2)
-        while time.monotonic() < deadline and proc.poll() is None:
-            sock.sendto(query_wire(7), ("127.0.0.1", port))
-            try:
-                reply = sock.recv(4096)
-            except TimeoutError:
-                continue
-            if reply[:2] == b"\x00\x07" and reply[3] & 0x0F == 0 and VALUE.encode() in reply:
-                return
-            time.sleep(0.05)
-    raise RuntimeError("DNS server did not answer the benchmark query")
+        sock.sendto(query_wire(7), ("127.0.0.1", port))
+        try:
+            reply = sock.recv(4096)
+        except TimeoutError:
+            return False
+    return reply[:2] == b"\x00\x07" and reply[3] & 0x0F == 0 and VALUE.encode() in reply
 
 
 def write_state(path: Path, names: int) -> None:
@@ -112,25 +110,16 @@ def running_acmekit(workdir: Path, names: int) -> Iterator[tuple[int, int]]:
         assert proc.stdout is not None
         banner = proc.stdout.readline().decode()
         port = int(banner.strip().rsplit(":", 1)[1])
-        wait_for_dns(port, proc)
+        wait_ready(proc, lambda: answers(port), workdir / "acmekit-dns.log", "acmekit dns")
         yield port, proc.pid
     finally:
         stop_process(proc)
 
 
-NAMED_CONF = """\
-options {{
-    directory "{dir}";
-    pid-file "{dir}/named.pid";
-    session-keyfile "{dir}/session.key";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    notify no;
-}};
-controls {{ }};
-zone "bench.test" {{ type primary; file "{dir}/bench.test.zone"; }};
-"""
+def named_conf(directory: Path, port: int) -> str:
+    zone = f'zone "bench.test" {{ type primary; file "{directory}/bench.test.zone"; }};\n'
+    return authoritative_options(directory, port) + zone
+
 
 ZONE = """\
 $TTL 0
@@ -142,20 +131,10 @@ ns1 IN A 127.0.0.1
 
 @contextmanager
 def running_bind(workdir: Path, names: int) -> Iterator[tuple[int, int]]:
-    port = free_tcp_udp_port()
     records = "".join(f'{owner(i)} IN TXT "{VALUE}"\n' for i in range(names))
-    (workdir / "bench.test.zone").write_text(ZONE + records)
-    conf = workdir / "named.conf"
-    conf.write_text(NAMED_CONF.format(dir=workdir, port=port))
-    with (workdir / "named.log").open("wb") as out:
-        proc = subprocess.Popen(
-            ["/usr/sbin/named", "-g", "-n", "1", "-c", str(conf)], stdout=out, stderr=out
-        )
-    try:
-        wait_for_dns(port, proc)
-        yield port, proc.pid
-    finally:
-        stop_process(proc)
+    zones = {"bench.test.zone": ZONE + records}
+    with running_named(workdir, named_conf, zones, ready=answers, threads=1) as named:
+        yield named.port, named.pid
 
 
 def load(port: int, seconds: float, window: int, wires: list[bytes]) -> int:

@@ -53,8 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,13 +61,13 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
+from _common import fresh_database as _fresh_database
 from _fleet_e2e import E2eResult, run_e2e
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.inventory import sites as inventory_sites
 
 BENCH = Path(__file__).resolve().parent
 ACMEKIT = str(Path(sys.executable).with_name("acmekit"))
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DAY_US = 86_400 * 1_000_000
 SPAN_US = 60 * DAY_US  # steady state: next actions spread over 60 days
 BACKLOG_US = 3 * DAY_US  # ... of which the first 3 are already past (5% due)
@@ -77,27 +76,11 @@ BACKLOG_US = 3 * DAY_US  # ... of which the first 3 are already past (5% due)
 # ---------------------------------------------------------------- databases
 
 
-@contextmanager
-def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
-    """A new, empty database for the inventory; its URL; dropped afterwards."""
-    if backend == "sqlite":
-        path = workdir / f"fleet-{secrets.token_hex(4)}.db"
-        try:
-            yield f"sqlite:///{path}"
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    name = f"acmekit_bench_{secrets.token_hex(6)}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def fresh_database(backend: str, workdir: Path) -> AbstractContextManager[str]:
+    """A new, empty database for the inventory (a uniquely named SQLite file, or a
+    PostgreSQL database); its URL; removed afterwards."""
+    filename = f"fleet-{secrets.token_hex(4)}.db"
+    return _fresh_database(backend, workdir, filename, prefix="acmekit_bench")
 
 
 def engine_for(url: str) -> sa.Engine:

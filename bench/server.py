@@ -325,13 +325,13 @@ async def run_all(plan: Plan, workdir: Path) -> list[Result]:
     http_port = free_port()
     results = []
     async with http01_responder(http_port, tokens):
-        with running_challtestsrv(workdir) as dns_port:
+        with running_challtestsrv(workdir) as dns:
             for round_no in range(plan.rounds):
                 for name in plan.order(round_no):
                     own = workdir / f"{name}-{round_no}"
                     own.mkdir()
                     pool = make_workers(plan.workers, plan.certs)
-                    with SERVERS[name](own, dns_port, http_port) as server:
+                    with SERVERS[name](own, dns.dns_port, http_port) as server:
                         results.append(await measure(server, pool, tokens))
                     print(f"round {round_no + 1} {name}: done", file=sys.stderr, flush=True)
     return results

@@ -11,7 +11,7 @@ import pytest
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
 from support.acme_raw import Flow, Http01Responder, RawAcme
-from support.databases import fresh_postgres_database
+from support.databases import BACKENDS, fresh_database
 from support.dnsserver import DnsServerHandle, dns_server_process
 
 
@@ -21,21 +21,10 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHa
         yield handle
 
 
-@pytest.fixture
-async def responder() -> AsyncIterator[Http01Responder]:
-    r = Http01Responder()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Every CA flow runs on both stores the server supports."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ca.db'}"
-        return
-    with fresh_postgres_database() as url:
+    with fresh_database(request.param, tmp_path, "ca.db") as url:
         yield url
 
 

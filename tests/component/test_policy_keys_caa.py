@@ -19,7 +19,7 @@ from acmekit.server.run import Assembly, assemble
 from support.acme_raw import Flow, Http01Responder, RawAcme
 from support.csr import make_csr
 from support.dnsserver import DnsServerHandle
-from support.primes import next_prime, random_prime
+from support.primes import next_prime, random_prime, rsa_key_from_primes
 
 
 @dataclass
@@ -51,17 +51,7 @@ def tflow(timed_ca: Assembly, responder: Http01Responder) -> Flow:
 def _fermat_key() -> rsa.RSAPrivateKey:
     """An RSA-2048 key whose primes are close: Fermat's method factors it at once."""
     p = random_prime(1024)
-    q = next_prime(p + 2_000)
-    d = pow(65537, -1, (p - 1) * (q - 1))
-    return rsa.RSAPrivateNumbers(
-        p=p,
-        q=q,
-        d=d,
-        dmp1=rsa.rsa_crt_dmp1(d, p),
-        dmq1=rsa.rsa_crt_dmq1(d, q),
-        iqmp=rsa.rsa_crt_iqmp(p, q),
-        public_numbers=rsa.RSAPublicNumbers(65537, p * q),
-    ).private_key()
+    return rsa_key_from_primes(p, next_prime(p + 2_000))
 
 
 def _csr(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, name: str) -> bytes:

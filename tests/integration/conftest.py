@@ -1,13 +1,16 @@
-"""Shared by integration tests: `acmekit dns` as a process (every name is 127.0.0.1) and
-an http-01 responder on a free loopback port for the CA to validate against."""
+"""Shared by integration tests: `acmekit dns` as a process (every name is 127.0.0.1), and
+the fleet inventory on SQLite and on PostgreSQL (127.0.0.1:5432). The http-01 responder
+(`responder`) comes from tests/conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from support.acme_raw import Http01Responder
+from acmekit.fleet.inventory import Inventory
+from support.databases import BACKENDS, fresh_database
 from support.dnsserver import DnsServerHandle, dns_server_process
 
 
@@ -17,9 +20,15 @@ def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHandle]:
         yield handle
 
 
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database for the fleet inventory, on each backend."""
+    with fresh_database(request.param, tmp_path, "fleet.db") as url:
+        yield url
+
+
 @pytest.fixture
-async def responder() -> AsyncIterator[Http01Responder]:
-    r = Http01Responder()
-    await r.start()
-    yield r
-    await r.stop()
+def inventory(db_url: str) -> Iterator[Inventory]:
+    inv = Inventory.from_url(db_url)
+    yield inv
+    inv.close()

@@ -5,11 +5,9 @@ wildcard with the propagation check looking at the zone's authoritative server."
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,36 +17,23 @@ from cryptography import x509
 
 from acmekit.protocol.ari import cert_id_of
 from acmekit.server.store import create_engine, orders
-from support.acmekit_server import ServerHandle, running_acmekit_server
+from support.acmekit_server import CaProcess, running_ca_process
+from support.cli import certbot_dirs, run_acmekit
 from support.dnsserver import DnsServerHandle, dns_server_process
-from support.ports import free_port
 from support.verify import dns_names, openssl_verify
 
-
-@dataclass(frozen=True)
-class Ca:
-    server: ServerHandle
-    http01_port: int
-    dns: DnsServerHandle
+Ca = CaProcess[DnsServerHandle]
 
 
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca]:
     workdir = tmp_path_factory.mktemp("cli-ari")
-    http01 = free_port()
-    with (
-        dns_server_process(workdir) as dns,
-        running_acmekit_server(workdir, dns_port=dns.dns_port, http01_port=http01) as server,
-    ):
-        yield Ca(server, http01, dns)
+    with dns_server_process(workdir) as dns, running_ca_process(workdir, dns) as ca:
+        yield ca
 
 
 def acmekit(ca: Ca, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    dirs = ["--config-dir", str(tmp / "etc"), "--work-dir", str(tmp / "work"),
-            "--logs-dir", str(tmp / "logs")]  # fmt: skip
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(ca.server.root_path)}
-    argv = [sys.executable, "-m", "acmekit", *args, *dirs]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180)
+    return run_acmekit(ca.server.root_path, *args, *certbot_dirs(tmp))
 
 
 def _leaf(path: Path) -> x509.Certificate:

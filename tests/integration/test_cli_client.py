@@ -7,74 +7,45 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from support.acmekit_server import ServerHandle, running_acmekit_server
+from support.acmekit_server import CaProcess, running_ca_process
 from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from support.cli import certbot_dirs, run_acmekit, serving_webroot
 from support.pebble import write_listener_certs
 from support.ports import free_port
 from support.verify import dns_names, openssl_verify
 
-
-@dataclass(frozen=True)
-class Ca:
-    server: ServerHandle
-    http01_port: int
-    dns: ChalltestsrvHandle
+Ca = CaProcess[ChalltestsrvHandle]
 
 
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca]:
     workdir = tmp_path_factory.mktemp("cli-ca")
-    http01 = free_port()
-    with (
-        running_challtestsrv(workdir) as dns,
-        running_acmekit_server(
-            workdir, dns_port=dns.dns_port, http01_port=http01, tlsalpn01_port=free_port()
-        ) as server,
-    ):
-        yield Ca(server, http01, dns)
+    with running_challtestsrv(workdir) as dns, running_ca_process(workdir, dns) as ca:
+        yield ca
 
 
 @pytest.fixture
 def webserver(ca: Ca, tmp_path: Path) -> Iterator[Path]:
     """A plain web server on the CA's http-01 port serving a webroot."""
-    root = tmp_path / "www"
-    root.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
-         "--directory", str(root), str(ca.http01_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    with serving_webroot(tmp_path / "www", ca.http01_port) as root:
         yield root
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _dirs(tmp: Path) -> list[str]:
-    return ["--config-dir", str(tmp / "etc"), "--work-dir", str(tmp / "work"),
-            "--logs-dir", str(tmp / "logs")]  # fmt: skip
 
 
 def acmekit(ca: Ca, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(ca.server.root_path)}
-    argv = [sys.executable, "-m", "acmekit", *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180)
+    return run_acmekit(ca.server.root_path, *args)
 
 
 def certonly(ca: Ca, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return acmekit(
         ca, "certonly", "-n", "--agree-tos", "-m", "ops@cli.test",
-        "--server", ca.server.directory_url, *_dirs(tmp), *args,
+        "--server", ca.server.directory_url, *certbot_dirs(tmp), *args,
     )  # fmt: skip
 
 
@@ -140,12 +111,12 @@ def test_renew_force_creates_version_two_and_runs_hooks(ca: Ca, tmp_path: Path) 
     live = tmp_path / "etc" / "live" / "renew.cli.test"
     first = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
     log = tmp_path / "hooks.log"
-    not_due = acmekit(ca, "renew", "--no-random-sleep-on-renew", *_dirs(tmp_path),
+    not_due = acmekit(ca, "renew", "--no-random-sleep-on-renew", *certbot_dirs(tmp_path),
                       "--pre-hook", f"echo pre >> {log}")  # fmt: skip
     _ok(not_due)
     assert "not due" in not_due.stdout and not log.exists()  # nothing attempted, no hooks
     result = acmekit(
-        ca, "renew", "--force-renewal", "--no-random-sleep-on-renew", *_dirs(tmp_path),
+        ca, "renew", "--force-renewal", "--no-random-sleep-on-renew", *certbot_dirs(tmp_path),
         "--pre-hook", f"echo pre >> {log}",
         "--deploy-hook", f'echo "deploy $RENEWED_LINEAGE $RENEWED_DOMAINS" >> {log}',
         "--post-hook", f'echo "post $FAILED_DOMAINS" >> {log}',
@@ -162,7 +133,7 @@ def test_renew_dry_run_saves_nothing_and_skips_deploy_hook(ca: Ca, tmp_path: Pat
     _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "dry.cli.test"))
     log = tmp_path / "hooks.log"
     result = acmekit(
-        ca, "renew", "--dry-run", "--no-random-sleep-on-renew", *_dirs(tmp_path),
+        ca, "renew", "--dry-run", "--no-random-sleep-on-renew", *certbot_dirs(tmp_path),
         "--pre-hook", f"echo pre >> {log}", "--deploy-hook", f"echo deploy >> {log}",
     )  # fmt: skip
     _ok(result)
@@ -175,7 +146,7 @@ def test_renew_dry_run_saves_nothing_and_skips_deploy_hook(ca: Ca, tmp_path: Pat
 
 def test_certificates_json_revoke_and_delete(ca: Ca, tmp_path: Path) -> None:
     _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "list.cli.test"))
-    listed = acmekit(ca, "certificates", "--json", *_dirs(tmp_path))
+    listed = acmekit(ca, "certificates", "--json", *certbot_dirs(tmp_path))
     _ok(listed)
     report = json.loads(listed.stdout)
     assert report["errors"] == []
@@ -187,22 +158,22 @@ def test_certificates_json_revoke_and_delete(ca: Ca, tmp_path: Path) -> None:
     assert entry["server"] == ca.server.directory_url
 
     revoked = acmekit(ca, "revoke", "--cert-name", "list.cli.test", "--reason", "superseded",
-                      "--no-delete-after-revoke", *_dirs(tmp_path))  # fmt: skip
+                      "--no-delete-after-revoke", *certbot_dirs(tmp_path))  # fmt: skip
     _ok(revoked)
     assert (tmp_path / "etc" / "renewal" / "list.cli.test.conf").exists()
     twice = acmekit(ca, "revoke", "--cert-name", "list.cli.test", "--no-delete-after-revoke",
-                    *_dirs(tmp_path))  # fmt: skip
+                    *certbot_dirs(tmp_path))  # fmt: skip
     assert twice.returncode != 0 and "alreadyRevoked" in twice.stderr
 
-    _ok(acmekit(ca, "delete", "--cert-name", "list.cli.test", *_dirs(tmp_path)))
-    assert json.loads(acmekit(ca, "certificates", "--json", *_dirs(tmp_path)).stdout) == {
+    _ok(acmekit(ca, "delete", "--cert-name", "list.cli.test", *certbot_dirs(tmp_path)))
+    assert json.loads(acmekit(ca, "certificates", "--json", *certbot_dirs(tmp_path)).stdout) == {
         "certificates": [], "errors": [],
     }  # fmt: skip
     assert not (tmp_path / "etc" / "archive" / "list.cli.test").exists()
 
 
 def test_account_commands(ca: Ca, tmp_path: Path) -> None:
-    server = ["--server", ca.server.directory_url, *_dirs(tmp_path)]
+    server = ["--server", ca.server.directory_url, *certbot_dirs(tmp_path)]
     _ok(acmekit(ca, "register", "--agree-tos", "-m", "one@cli.test", *server))
     dup = acmekit(ca, "register", "--agree-tos", "-m", "one@cli.test", *server)
     assert dup.returncode != 0 and "existing account" in dup.stderr
@@ -229,7 +200,7 @@ def test_concurrent_certonly_for_different_and_same_names(
     ca: Ca, tmp_path: Path, webserver: Path
 ) -> None:
     _ok(acmekit(ca, "register", "--agree-tos", "-m", "c@cli.test",
-                "--server", ca.server.directory_url, *_dirs(tmp_path)))  # fmt: skip
+                "--server", ca.server.directory_url, *certbot_dirs(tmp_path)))  # fmt: skip
     web = ["--webroot", "-w", str(webserver)]
     jobs = [["-d", "one.cli.test"], ["-d", "two.cli.test"], ["-d", "same.cli.test"],
             ["-d", "same.cli.test"]]  # fmt: skip

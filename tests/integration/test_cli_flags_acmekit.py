@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from support.acmekit_server import ServerHandle, running_acmekit_server
+from support.cli import certbot_dirs, run_acmekit
 from support.dnsserver import DnsServerHandle, dns_server_process
 from support.ports import free_port
 from support.verify import dns_names, openssl_verify
@@ -52,25 +53,18 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca]:
         shared = workdir / "shared"
         ca = Ca(srv, dns_server, http01, shared)
         _ok(acmekit(ca, "register", "--agree-tos", "-m", "ops@flags.test",
-                    "--server", srv.directory_url, *_dirs(shared)))  # fmt: skip
+                    "--server", srv.directory_url, *certbot_dirs(shared)))  # fmt: skip
         yield ca
 
 
-def _dirs(base: Path) -> list[str]:
-    return ["--config-dir", str(base / "etc"), "--work-dir", str(base / "work"),
-            "--logs-dir", str(base / "logs")]  # fmt: skip
-
-
 def acmekit(ca: Ca, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(ca.server.root_path)}
-    argv = [sys.executable, "-m", "acmekit", *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180, cwd=cwd)
+    return run_acmekit(ca.server.root_path, *args, cwd=cwd)
 
 
 def certonly(ca: Ca, *args: str, base: Path | None = None) -> subprocess.CompletedProcess[str]:
     return acmekit(
         ca, "certonly", "-n", "--agree-tos", "-m", "ops@flags.test",
-        "--server", ca.server.directory_url, *_dirs(base or ca.etc), *args,
+        "--server", ca.server.directory_url, *certbot_dirs(base or ca.etc), *args,
     )  # fmt: skip
 
 
@@ -113,7 +107,7 @@ def _write_csr(path: Path, *names: str) -> ec.EllipticCurvePrivateKey:
 
 def test_csr_writes_numbered_files_in_the_current_dir(ca: Ca, tmp_path: Path) -> None:
     key = _write_csr(tmp_path / "req.pem", "csr.flags.test", "www.csr.flags.test")
-    args = ["certonly", "-n", "--server", ca.server.directory_url, *_dirs(ca.etc),
+    args = ["certonly", "-n", "--server", ca.server.directory_url, *certbot_dirs(ca.etc),
             "--csr", "req.pem", *standalone(ca)]  # fmt: skip
     _ok(acmekit(ca, *args, cwd=tmp_path))
     _ok(acmekit(ca, *args, cwd=tmp_path))
@@ -133,7 +127,7 @@ def test_csr_with_explicit_paths(ca: Ca, tmp_path: Path) -> None:
     out.mkdir()
     _ok(
         acmekit(
-            ca, "certonly", "-n", "--server", ca.server.directory_url, *_dirs(ca.etc),
+            ca, "certonly", "-n", "--server", ca.server.directory_url, *certbot_dirs(ca.etc),
             "--csr", str(tmp_path / "req.pem"), *standalone(ca),
             "--cert-path", str(out / "c.pem"), "--chain-path", str(out / "ch.pem"),
             "--fullchain-path", str(out / "fc.pem"),
@@ -151,7 +145,7 @@ def test_csr_that_is_not_a_csr_is_one_line(ca: Ca, tmp_path: Path) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("not a CSR\n")
     result = acmekit(ca, "certonly", "-n", "--server", ca.server.directory_url,
-                     *_dirs(ca.etc), "--csr", str(bad), *standalone(ca))  # fmt: skip
+                     *certbot_dirs(ca.etc), "--csr", str(bad), *standalone(ca))  # fmt: skip
     _one_line_failure(result)
 
 
@@ -218,7 +212,7 @@ def _read_until(proc: subprocess.Popen[str], pattern: str, seen: list[str]) -> r
 def test_interactive_manual_dns01(ca: Ca, tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "acmekit", "certonly", "--manual",
             "--preferred-challenges", "dns-01", "--agree-tos", "-m", "ops@flags.test",
-            "--server", ca.server.directory_url, *_dirs(ca.etc),
+            "--server", ca.server.directory_url, *certbot_dirs(ca.etc),
             "-d", "ask.flags.test"]  # fmt: skip
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(ca.server.root_path), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -267,7 +261,7 @@ def test_reuse_key(ca: Ca) -> None:
     assert "reuse_key = True" in (ca.etc / "etc" / "renewal" / f"{name}.conf").read_text()
     # `renew` follows the saved choice.
     renewed = acmekit(ca, "renew", "--force-renewal", "--no-random-sleep-on-renew",
-                      "--cert-name", name, *_dirs(ca.etc))  # fmt: skip
+                      "--cert-name", name, *certbot_dirs(ca.etc))  # fmt: skip
     _ok(renewed)
     assert _archive(ca, name, "privkey", 3) == _archive(ca, name, "privkey", 1)
     assert _archive(ca, name, "cert", 3) != _archive(ca, name, "cert", 2)
@@ -314,7 +308,7 @@ def test_certificates_json_shape(ca: Ca, tmp_path: Path) -> None:
     _ok(certonly(ca, *standalone(ca), "-d", "j2.flags.test", "--key-type", "rsa",
                  "--force-renewal", base=base))  # fmt: skip
     (base / "etc" / "renewal" / "broken.conf").write_text("this is not a renewal conf\n")
-    listed = acmekit(ca, "certificates", "--json", *_dirs(base))
+    listed = acmekit(ca, "certificates", "--json", *certbot_dirs(base))
     _ok(listed)
     report = json.loads(listed.stdout)
     assert set(report) == {"certificates", "errors"}
@@ -334,5 +328,5 @@ def test_certificates_json_shape(ca: Ca, tmp_path: Path) -> None:
     assert by_name["j2.flags.test"]["key_type"] == "RSA"
     assert [by_name[n]["version"] for n in sorted(by_name)] == [1, 2]
     one = json.loads(acmekit(ca, "certificates", "--json", "--cert-name", "j2.flags.test",
-                             *_dirs(base)).stdout)  # fmt: skip
+                             *certbot_dirs(base)).stdout)  # fmt: skip
     assert [c["name"] for c in one["certificates"]] == ["j2.flags.test"]

@@ -12,12 +12,7 @@ client (as `fleet serve` does) shows them.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,11 +23,9 @@ from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.status import collect, render
-from support.acmekit_server import ServerHandle, running_acmekit_server
-from support.databases import fresh_postgres_database
-from support.dnsserver import dns_server_process
-from support.fleet_workers import fleet_http01_responder
-from support.pebble import stop_process
+from support.acmekit_server import ServerHandle
+from support.fleet_workers import WorkerProcess, fleet_worker_process, worker_peers
+from support.processes import wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -45,34 +38,13 @@ def _now() -> int:
     return to_us(datetime.now(UTC))
 
 
-@contextmanager
-def capped_worker(workdir: Path, db: str, ca: ServerHandle, tag: str) -> Iterator[Path]:
-    """`acmekit fleet worker` with the CA capped; its log, once it runs. Stopped by PID."""
-    argv = [
-        sys.executable, "-m", "acmekit", "-v", "fleet", "worker",
-        "--db", db,
-        "--ca", f"{CA}={ca.directory_url},ca-bundle={ca.root_path},concurrency={CAP}",
-        "--batch", "8", "--concurrency", "4",
-    ]  # fmt: skip
-    log = workdir / f"fleet-worker-{tag}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        _wait("the worker to start", lambda: "worker: " in log.read_text(), 30, [log])
-        yield log
-    finally:
-        stop_process(proc)
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float, logs: list[Path]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    tails = "\n".join(log.read_text(errors="replace")[-3000:] for log in logs)
-    raise AssertionError(f"{what} did not happen\n{tails}")
+def capped_worker(
+    workdir: Path, db: str, ca: ServerHandle
+) -> AbstractContextManager[WorkerProcess]:
+    """`acmekit fleet worker` with the CA capped, once it runs. Stopped by PID."""
+    ca_spec = f"{CA}={ca.directory_url},ca-bundle={ca.root_path},concurrency={CAP}"
+    args = ["--ca", ca_spec, "--batch", "8", "--concurrency", "4"]
+    return fleet_worker_process(workdir, db=db, args=args)
 
 
 def _orders_at_the_ca(state_dir: Path) -> list[tuple[int, int | None]]:
@@ -106,12 +78,9 @@ def test_most_open_at_once() -> None:
 def test_two_worker_processes_keep_one_cap_at_the_ca(tmp_path: Path) -> None:
     names = [(f"s{i}.cap{i}.test", f"www.s{i}.cap{i}.test") for i in range(SITES)]
     with (
-        fresh_postgres_database() as db,
-        fleet_http01_responder(db) as http01,
-        dns_server_process(tmp_path) as dns,
-        running_acmekit_server(tmp_path, dns_port=dns.dns_port, http01_port=http01) as ca,
-        capped_worker(tmp_path, db, ca, "one") as one,
-        capped_worker(tmp_path, db, ca, "two") as two,
+        worker_peers(tmp_path) as (db, ca),
+        capped_worker(tmp_path, db, ca) as one,
+        capped_worker(tmp_path, db, ca) as two,
     ):
         inventory = Inventory.from_url(db)
         ids = inventory.add_sites(names, ChallengeMethod.HTTP_01, _now())
@@ -119,8 +88,8 @@ def test_two_worker_processes_keep_one_cap_at_the_ca(tmp_path: Path) -> None:
         def all_active() -> bool:
             return inventory.counts_by_state()[SiteState.ACTIVE] == SITES
 
-        _wait("every site active", all_active, 240, [one, two])
-        for log in (one, two):  # both workers issued some
+        wait_until("every site active", all_active, 240, [one.log, two.log])
+        for log in (one.log, two.log):  # both workers issued some
             assert f"version 1 from {CA}" in log.read_text(), log.read_text()[-3000:]
 
         orders = _orders_at_the_ca(ca.state_dir)

@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import CertVersion, ChallengeMethod, DesiredState, SiteState
-from support.databases import fresh_postgres_database
 
 T0 = 1_700_000_000_000_000
 MIN = 60_000_000
 HTTP = ChallengeMethod.HTTP_01
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inventory]:
-    if request.param == "sqlite":
-        inv = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
-        yield inv
-        inv.close()
-        return
-    with fresh_postgres_database() as url:
-        inv = Inventory.from_url(url)
-        yield inv
-        inv.close()
 
 
 def _version(site_id: str, version: int) -> CertVersion:

@@ -4,32 +4,13 @@ CA health; per-site options and backups."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from acmekit.fleet import planner
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import BackupCert, ChallengeMethod
-from support.databases import fresh_postgres_database
 
 T0 = 1_700_000_000_000_000
 WEEK = 7 * planner.DAY
 HOUR = planner.HOUR
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inventory]:
-    if request.param == "sqlite":
-        inv = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
-        yield inv
-        inv.close()
-        return
-    with fresh_postgres_database() as url:
-        inv = Inventory.from_url(url)
-        yield inv
-        inv.close()
 
 
 def _room(limit: int, now: int):  # type: ignore[no-untyped-def]

@@ -9,9 +9,8 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,26 +19,9 @@ from sqlalchemy.engine import Connection
 from acmekit.fleet import inventory as inventory_module
 from acmekit.fleet.inventory import Inventory, NameTaken, settings, site_names, sites
 from acmekit.fleet.model import Added, ChallengeMethod, NameConflict, Site
-from support.databases import fresh_postgres_database
 
 T0 = 1_700_000_000_000_000
 HTTP = ChallengeMethod.HTTP_01
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fleet.db'}"
-        return
-    with fresh_postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-def inventory(db_url: str) -> Iterator[Inventory]:
-    inv = Inventory.from_url(db_url)
-    yield inv
-    inv.close()
 
 
 def _taken(inventory: Inventory, names: tuple[str, ...]) -> NameTaken:

@@ -20,8 +20,8 @@ from acmekit.fleet.delegation import delegation_target
 from support.acmekit_server import running_acmekit_server
 from support.dnsserver import dns_server_process
 from support.fleet_serve import fleet_serve_process
-from support.pebble import stop_process
 from support.ports import free_port
+from support.processes import stop_process
 from support.verify import dns_names, openssl_verify
 
 ZONE = "acme-delegation.serve.test"

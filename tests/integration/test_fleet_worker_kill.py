@@ -9,9 +9,7 @@ issued exactly one certificate per site, so nothing was ordered twice.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,25 +20,13 @@ from cryptography import x509
 
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import ChallengeMethod, Site, SiteState, to_us
-from support.acmekit_server import running_acmekit_server
-from support.databases import fresh_postgres_database
-from support.dnsserver import dns_server_process
-from support.fleet_workers import WorkerProcess, fleet_http01_responder, fleet_worker_process
+from support.fleet_workers import WorkerProcess, fleet_worker_process, worker_peers
+from support.processes import wait_until
 
 pytestmark = pytest.mark.postgres
 
 SITES = 40
 WORKER_ARGS = ["--batch", "6", "--concurrency", "3", "--lease-seconds", "20"]
-
-
-def _wait(what: str, check: Callable[[], bool], timeout: float, logs: list[Path]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    tails = "\n".join(log.read_text(errors="replace")[-3000:] for log in logs)
-    raise AssertionError(f"{what} did not happen\n{tails}")
 
 
 def _in_flight(inventory: Inventory, worker: WorkerProcess) -> list[Site]:
@@ -70,12 +56,7 @@ def _names(cert: x509.Certificate) -> tuple[str, ...]:
 def test_a_killed_worker_leaves_every_site_with_one_certificate(tmp_path: Path) -> None:
     edge = tmp_path / "edge"
     names = [(f"s{i}.kill{i}.test", f"www.s{i}.kill{i}.test") for i in range(SITES)]
-    with (
-        fresh_postgres_database() as db,
-        fleet_http01_responder(db) as http01,
-        dns_server_process(tmp_path) as dns,
-        running_acmekit_server(tmp_path, dns_port=dns.dns_port, http01_port=http01) as ca,
-    ):
+    with worker_peers(tmp_path) as (db, ca):
         inventory = Inventory.from_url(db)
         ids = inventory.add_sites(names, ChallengeMethod.HTTP_01, to_us(datetime.now(UTC)))
 
@@ -92,11 +73,11 @@ def test_a_killed_worker_leaves_every_site_with_one_certificate(tmp_path: Path) 
                 active = counts()[SiteState.ACTIVE]
                 return 0 < active < SITES - 10 and bool(_in_flight(inventory, doomed))
 
-            _wait("orders in flight at the first worker", mid_issuance, 120, logs)
+            wait_until("orders in flight at the first worker", mid_issuance, 120, logs)
             doomed.kill()
             orphaned = _in_flight(inventory, doomed)
             assert orphaned and counts()[SiteState.ACTIVE] < SITES
-            _wait("every site active", lambda: counts()[SiteState.ACTIVE] == SITES, 180, logs)
+            wait_until("every site active", lambda: counts()[SiteState.ACTIVE] == SITES, 180, logs)
 
         sites = {s.id: s for s in inventory.sites(limit=SITES)}
         assert sorted(sites) == sorted(ids)

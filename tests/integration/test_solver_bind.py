@@ -14,10 +14,7 @@ through the resolver.
 from __future__ import annotations
 
 import base64
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dns.exception
@@ -31,13 +28,13 @@ from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.errors import DnsUpdateError
 from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 from acmekit.protocol.messages import ChallengeType, OrderStatus
+from support.bind import Named, running_named
 from support.csr import leaf_names, make_csr
-from support.pebble import PebbleHandle, running_pebble, stop_process
-from support.ports import free_port, free_tcp_udp_port
+from support.pebble import PebbleHandle, running_pebble
+from support.ports import free_port
 
 pytestmark = pytest.mark.interop
 
-NAMED = "/usr/sbin/named"
 KEY_NAME = "bind-update"
 SECRET = base64.b64encode(b"BIND update key for the solvers!").decode()
 ZONE_HEAD = """\
@@ -60,12 +57,6 @@ $TTL 60
 . IN SOA ns1.bind.test. hostmaster.bind.test. 1 3600 600 86400 60
 . IN NS ns1.bind.test.
 """
-
-
-@dataclass(frozen=True)
-class Bind:
-    port: int
-    pid: int
 
 
 def named_conf(tmp: Path, port: int) -> str:
@@ -102,31 +93,19 @@ def answers(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bind]:
+def bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Named]:
+    zones = {
+        "bind.test.zone": ZONE_HEAD.format(zone="bind.test"),
+        "static.test.zone": ZONE_HEAD.format(zone="static.test") + STATIC_CNAMES,
+        "root.zone": ROOT_ZONE,
+    }
     tmp = tmp_path_factory.mktemp("bind").resolve()
-    port = free_tcp_udp_port()
-    (tmp / "bind.test.zone").write_text(ZONE_HEAD.format(zone="bind.test"))
-    (tmp / "static.test.zone").write_text(ZONE_HEAD.format(zone="static.test") + STATIC_CNAMES)
-    (tmp / "root.zone").write_text(ROOT_ZONE)
-    (tmp / "named.conf").write_text(named_conf(tmp, port))
-    log = tmp / "named.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [NAMED, "-g", "-c", str(tmp / "named.conf")], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while not answers(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"named did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield Bind(port, proc.pid)
-    finally:
-        stop_process(proc)
+    with running_named(tmp, named_conf, zones, ready=answers) as named:
+        yield named
 
 
 @pytest.fixture(scope="module")
-def pebble(bind: Bind, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleHandle]:
+def pebble(bind: Named, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleHandle]:
     tmp = tmp_path_factory.mktemp("pebble-bind")
     with running_pebble(
         tmp, dns_port=bind.port, http_port=free_port(), tls_port=free_port()
@@ -134,7 +113,7 @@ def pebble(bind: Bind, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peb
         yield handle
 
 
-def provider(bind: Bind, tmp_path: Path) -> Rfc2136DnsProvider:
+def provider(bind: Named, tmp_path: Path) -> Rfc2136DnsProvider:
     ini = tmp_path / "rfc2136.ini"
     ini.write_text(
         "dns_rfc2136_server = 127.0.0.1\n"
@@ -158,7 +137,7 @@ async def issue(pebble: PebbleHandle, solver: Dns01Solver, *names: str) -> None:
 
 
 async def test_apex_and_wildcard_through_bind(
-    bind: Bind, pebble: PebbleHandle, tmp_path: Path
+    bind: Named, pebble: PebbleHandle, tmp_path: Path
 ) -> None:
     solver = Dns01Solver(
         provider(bind, tmp_path), resolver=("127.0.0.1", bind.port), propagation_interval=0.2
@@ -167,7 +146,7 @@ async def test_apex_and_wildcard_through_bind(
 
 
 async def test_cname_delegation_into_the_updatable_zone(
-    bind: Bind, pebble: PebbleHandle, tmp_path: Path
+    bind: Named, pebble: PebbleHandle, tmp_path: Path
 ) -> None:
     updater = provider(bind, tmp_path)
     solver = Dns01Solver(updater, resolver=("127.0.0.1", bind.port), propagation_interval=0.2)
@@ -175,7 +154,7 @@ async def test_cname_delegation_into_the_updatable_zone(
     assert await updater.zone_for("www-static.bind.test.") == "bind.test."
 
 
-async def test_bind_refuses_updates_outside_the_policy(bind: Bind, tmp_path: Path) -> None:
+async def test_bind_refuses_updates_outside_the_policy(bind: Named, tmp_path: Path) -> None:
     updater = provider(bind, tmp_path)
     # Without CNAME following the record would land in static.test, which the key may not touch.
     with pytest.raises(DnsUpdateError, match="REFUSED"):

@@ -4,13 +4,13 @@ still lists it afterwards), and obtains a certificate from Pebble with its chaos
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from support.cli import certbot_dirs, run_trusting
 from support.dnsserver import DnsServerHandle
 from support.pebble import running_pebble
 from support.ports import free_port
@@ -22,22 +22,12 @@ pytestmark = pytest.mark.interop
 CERTBOT = "/usr/bin/certbot"
 
 
-def _dirs(tmp: Path) -> list[str]:
-    return ["--config-dir", str(tmp / "etc"), "--work-dir", str(tmp / "work"),
-            "--logs-dir", str(tmp / "logs")]  # fmt: skip
-
-
-def _run(argv: list[str], root: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(root)}
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180)
-
-
 def _renew_certbot_lineage(directory: str, root: Path, http01: int, tmp_path: Path) -> None:
     """certbot makes a lineage; `acmekit renew` renews it; certbot still lists it, with the
     new certificate, and its renewal conf is untouched."""
-    made = _run(
+    made = run_trusting(
         [CERTBOT, "certonly", "--non-interactive", "--agree-tos", "-m", "ops@interop.test",
-         "--server", directory, *_dirs(tmp_path), "--key-type", "ecdsa",
+         "--server", directory, *certbot_dirs(tmp_path), "--key-type", "ecdsa",
          "--standalone", "--http-01-port", str(http01),
          "--http-01-address", "127.0.0.1", "-d", "renewme.certbot.test"],
         root,
@@ -46,9 +36,9 @@ def _renew_certbot_lineage(directory: str, root: Path, http01: int, tmp_path: Pa
     live = tmp_path / "etc" / "live" / "renewme.certbot.test"
     conf_before = (tmp_path / "etc" / "renewal" / "renewme.certbot.test.conf").read_text()
 
-    renewed = _run(
+    renewed = run_trusting(
         [sys.executable, "-m", "acmekit", "renew", "--force-renewal",
-         "--no-random-sleep-on-renew", *_dirs(tmp_path)],
+         "--no-random-sleep-on-renew", *certbot_dirs(tmp_path)],
         root,
     )  # fmt: skip
     assert renewed.returncode == 0, renewed.stdout + renewed.stderr[-3000:]
@@ -58,7 +48,7 @@ def _renew_certbot_lineage(directory: str, root: Path, http01: int, tmp_path: Pa
     conf_after = (tmp_path / "etc" / "renewal" / "renewme.certbot.test.conf").read_text()
     assert conf_after == conf_before
 
-    listed = _run([CERTBOT, "certificates", *_dirs(tmp_path)], root)
+    listed = run_trusting([CERTBOT, "certificates", *certbot_dirs(tmp_path)], root)
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert "Certificate Name: renewme.certbot.test" in listed.stdout
     assert f"Serial Number: {new.serial_number:x}" in listed.stdout
@@ -91,9 +81,9 @@ def test_certonly_against_pebble_with_nonce_rejection(
     with running_pebble(
         tmp_path, dns_port=interop_dns.dns_port, http_port=http01, tls_port=free_port(), env=chaos
     ) as pebble:
-        result = _run(
+        result = run_trusting(
             [sys.executable, "-m", "acmekit", "certonly", "-n", "--agree-tos",
-             "-m", "ops@interop.test", "--server", pebble.directory_url, *_dirs(tmp_path),
+             "-m", "ops@interop.test", "--server", pebble.directory_url, *certbot_dirs(tmp_path),
              "--standalone", "--http-01-port", str(http01), "--http-01-address", "127.0.0.1",
              "-d", "pebble.cli.test", "-d", "www.pebble.cli.test"],
             pebble.root_ca_path,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 from cryptography import x509
 
 from support.acme_cas import CA_KINDS, AcmeCa, running_ca
+from support.cli import certbot_dirs, run_acmekit, serving_webroot
 from support.dnsserver import DnsServerHandle, dns_server_process
 from support.ports import free_port
 from support.verify import dns_names, openssl_verify
@@ -72,39 +72,22 @@ def eab_ca(
 @pytest.fixture
 def webroot(ca: AcmeCa, tmp_path: Path) -> Iterator[Path]:
     """A plain web server on the CA's http-01 port serving a directory."""
-    root = tmp_path / "www"
-    root.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
-         "--directory", str(root), str(ca.http_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    with serving_webroot(tmp_path / "www", ca.http_port) as root:
         yield root
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _name(ca: AcmeCa, label: str) -> str:
     return f"{label}.{ca.kind}.test"
 
 
-def _dirs(tmp: Path) -> list[str]:
-    return ["--config-dir", str(tmp / "etc"), "--work-dir", str(tmp / "work"),
-            "--logs-dir", str(tmp / "logs")]  # fmt: skip
-
-
 def acmekit(ca: AcmeCa, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(ca.ca_bundle)}
-    argv = [sys.executable, "-m", "acmekit", *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240)
+    return run_acmekit(ca.ca_bundle, *args, timeout=240)
 
 
 def certonly(ca: AcmeCa, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return acmekit(
         ca, "certonly", "-n", "--agree-tos", "-m", f"ops@{ca.kind}.test",
-        "--server", ca.directory_url, *_dirs(tmp), *args,
+        "--server", ca.directory_url, *certbot_dirs(tmp), *args,
     )  # fmt: skip
 
 
@@ -280,7 +263,14 @@ def test_revoke_then_the_lineage_is_gone(ca: AcmeCa, tmp_path: Path) -> None:
     cert = _verified(ca, tmp_path, name)
     assert ca.revoked(cert.serial_number) is False
     revoked = acmekit(
-        ca, "revoke", "-n", "--cert-name", name, "--reason", "keycompromise", *_dirs(tmp_path)
+        ca,
+        "revoke",
+        "-n",
+        "--cert-name",
+        name,
+        "--reason",
+        "keycompromise",
+        *certbot_dirs(tmp_path),
     )
     _ok(revoked)
     assert ca.revoked(cert.serial_number) is True

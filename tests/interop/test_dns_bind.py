@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dns.asyncquery
 import dns.exception
 import dns.message
 import dns.name
+import dns.query
 import pytest
 
 from acmekit.dns.rfc2136 import Rfc2136Updater
 from acmekit.dns.store import txt_value
 from acmekit.dns.tsig import parse_key
-from support.ports import free_tcp_udp_port
+from support.bind import authoritative_options, running_named
 
 pytestmark = pytest.mark.interop
 
@@ -31,24 +31,20 @@ async def txt_at(port: int, name: str = NAME, wait: float = 5) -> list[str]:
     return sorted(txt_value(rd) for rd in reply.answer[0]) if reply.answer else []
 
 
-NAMED_CONF = """\
-options {{
-    directory "{dir}";
-    pid-file "{dir}/named.pid";
-    session-keyfile "{dir}/session.key";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    notify no;
-}};
-controls {{ }};
-key "solver-key" {{ algorithm hmac-sha256; secret "{secret}"; }};
+def named_conf(directory: Path, port: int) -> str:
+    return (
+        authoritative_options(directory, port)
+        + f"""\
+key "solver-key" {{ algorithm hmac-sha256; secret "{SECRET}"; }};
 zone "x.test" {{
     type primary;
-    file "{dir}/x.test.zone";
+    file "{directory}/x.test.zone";
     update-policy {{ grant solver-key zonesub TXT; }};
 }};
 """
+    )
+
+
 ZONE = """\
 $TTL 60
 @ IN SOA ns1.x.test. hostmaster.x.test. 1 60 10 600 0
@@ -58,29 +54,19 @@ ns1 IN A 127.0.0.1
 """
 
 
-@pytest.fixture
-async def bind_port(tmp_path: Path) -> AsyncIterator[int]:
-    port = free_tcp_udp_port()
-    conf = tmp_path / "named.conf"
-    conf.write_text(NAMED_CONF.format(dir=tmp_path, port=port, secret=SECRET))
-    (tmp_path / "x.test.zone").write_text(ZONE)
-    proc = await asyncio.create_subprocess_exec(
-        "/usr/sbin/named", "-g", "-n", "1", "-c", str(conf),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+def answers(port: int) -> bool:
     try:
-        for _ in range(200):
-            try:
-                await txt_at(port, "x.test.", wait=0.2)
-                break
-            except (OSError, dns.exception.Timeout):
-                await asyncio.sleep(0.05)
-        else:
-            raise RuntimeError("named did not start")
-        yield port
-    finally:
-        proc.terminate()
-        await proc.wait()
+        dns.query.udp(dns.message.make_query("x.test.", "TXT"), "127.0.0.1", port=port, timeout=0.2)
+    except (OSError, dns.exception.Timeout):
+        return False
+    return True
+
+
+@pytest.fixture
+def bind_port(tmp_path: Path) -> Iterator[int]:
+    zones = {"x.test.zone": ZONE}
+    with running_named(tmp_path, named_conf, zones, ready=answers, threads=1) as named:
+        yield named.port
 
 
 async def test_updater_against_bind(bind_port: int) -> None:

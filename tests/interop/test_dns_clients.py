@@ -19,6 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from support.cli import certbot_dirs
 from support.dnsserver import DnsServerHandle, dns_server_process
 from support.pebble import PebbleHandle, running_pebble
 from support.ports import free_port
@@ -74,8 +75,7 @@ def test_certbot_rfc2136_gets_a_wildcard_certificate(tmp_path: Path) -> None:
         argv = [
             "/usr/bin/certbot", "certonly", "--non-interactive", "--agree-tos",
             "-m", "a@wild.test", "--server", pebble.directory_url,
-            "--config-dir", str(tmp_path / "etc"), "--work-dir", str(tmp_path / "work"),
-            "--logs-dir", str(tmp_path / "logs"), "--key-type", "ecdsa",
+            *certbot_dirs(tmp_path), "--key-type", "ecdsa",
             "--authenticator", "dns-rfc2136", "--dns-rfc2136-credentials", str(ini),
             "--dns-rfc2136-propagation-seconds", "1",
             "-d", "wild.test", "-d", "*.wild.test",

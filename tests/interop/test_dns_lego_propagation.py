@@ -17,11 +17,8 @@ propagation even though the record is there for Pebble to validate.
 
 from __future__ import annotations
 
-import json
-import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -31,8 +28,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from support.dnsserver import read_banner
 from support.netns import NetNs, network_namespace
-from support.pebble import PEBBLE, stop_process, write_listener_certs
+from support.pebble import PEBBLE, write_pebble_config
+from support.processes import stop_process, wait_ready
 
 pytestmark = pytest.mark.interop
 
@@ -67,20 +66,6 @@ class Peers:
         return done.stdout.decode()
 
 
-def _wait_for_banner(proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if ready:
-            line = proc.stdout.readline().decode()
-            if line.startswith("dns: "):
-                return line.strip()
-        if proc.poll() is not None:
-            break
-    raise RuntimeError(f"acmekit dns did not start:\n{log.read_text()[-2000:]}")
-
-
 @contextmanager
 def _acmekit_dns(ns: NetNs, tmp_path: Path, extra: tuple[str, ...]) -> Iterator[str]:
     argv = [sys.executable, "-m", "acmekit", "dns", "--listen", DNS_LISTEN, "--api", DNS_API]
@@ -89,7 +74,7 @@ def _acmekit_dns(ns: NetNs, tmp_path: Path, extra: tuple[str, ...]) -> Iterator[
     with log.open("wb") as err:
         proc = ns.popen(argv, stdout=subprocess.PIPE, stderr=err, env={"PYTHONUNBUFFERED": "1"})
     try:
-        banner = _wait_for_banner(proc, log)
+        banner = read_banner(proc, log)
         assert banner == f"dns: udp+tcp {DNS_LISTEN}, api http://{DNS_API}"
         yield f"http://{DNS_API}"
     finally:
@@ -100,32 +85,20 @@ def _acmekit_dns(ns: NetNs, tmp_path: Path, extra: tuple[str, ...]) -> Iterator[
 
 @contextmanager
 def _pebble(ns: NetNs, tmp_path: Path) -> Iterator[Path]:
-    root, cert, key = (p.resolve() for p in write_listener_certs(tmp_path))
-    config = {
-        "pebble": {
-            "listenAddress": PEBBLE_LISTEN,
-            "managementListenAddress": PEBBLE_MANAGEMENT,
-            "certificate": str(cert),
-            "privateKey": str(key),
-            "httpPort": 5002,
-            "tlsPort": 5001,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
-        }
-    }
-    config_path = (tmp_path / "pebble-config.json").resolve()
-    config_path.write_text(json.dumps(config))
+    root, config_path = write_pebble_config(
+        tmp_path, listen=PEBBLE_LISTEN, management=PEBBLE_MANAGEMENT, http_port=5002, tls_port=5001
+    )
     log = tmp_path / "pebble.log"
     argv = [PEBBLE, "-config", str(config_path), "-dnsserver", DNS_LISTEN]
     with log.open("wb") as out:
         proc = ns.popen(argv, stdout=out, stderr=subprocess.STDOUT, env=PEBBLE_ENV)
+    probe = ["curl", "--silent", "--fail", "--noproxy", "*", "--cacert", str(root)]
+
+    def answers() -> bool:
+        return ns.run([*probe, f"https://{PEBBLE_LISTEN}/dir"], capture_output=True).returncode == 0
+
     try:
-        probe = ["curl", "--silent", "--fail", "--noproxy", "*", "--cacert", str(root)]
-        deadline = time.monotonic() + 20
-        while ns.run([*probe, f"https://{PEBBLE_LISTEN}/dir"], capture_output=True).returncode:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pebble did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.1)
+        wait_ready(proc, answers, log, "pebble", interval=0.1)
         yield root
     finally:
         stop_process(proc)

@@ -14,15 +14,13 @@ import socket
 import ssl
 import subprocess
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from support.acmekit_server import running_acmekit_server
-from support.dnsserver import dns_server_process
-from support.fleet_serve import FleetProcess, fleet_serve_process
-from support.nginx import NginxEdge, acmekit_check, running_nginx_edge, served_serial
-from support.ports import free_port
+from support.fleet_serve import FleetProcess
+from support.nginx import NginxEdge, check_served, running_edge_fleet
 
 pytestmark = pytest.mark.interop
 
@@ -57,17 +55,13 @@ def _wait_deployed(fleet: FleetProcess, site_id: str, version: int) -> dict[str,
     )
 
 
-def _check_both(edges: list[NginxEdge], site: dict[str, object], root: Path) -> None:
+def _check_both(edges: Sequence[NginxEdge], site: dict[str, object], root: Path) -> None:
     names = site["names"]
     cert = site["certificate"]
     assert isinstance(names, list) and isinstance(cert, dict)
     for edge in edges:
         for name in names:
-            shown = acmekit_check(edge, name, root)
-            assert shown["verify"] == "ok"
-            assert shown["names"].split() == sorted(names)
-            assert int(shown["days left"]) >= 1
-            assert served_serial(edge, name, root) == cert["serial"]
+            check_served(edge, name, root, names, cert["serial"])
         body = fetch_over_edge(edge, names[0], root)
         assert body.startswith("HTTP/1.1 200") and f"for {names[0]}" in body
 
@@ -87,24 +81,9 @@ def _challenges_went_through_nginx(edge: NginxEdge) -> list[str]:
 
 
 def test_nginx_edges_serve_new_and_renewed_certificates(tmp_path: Path) -> None:
-    fleet_http01 = free_port()
-    with (
-        running_nginx_edge(
-            tmp_path / "nginx-a", challenge_upstream=fleet_http01, aliases=ALIASES
-        ) as edge_a,
-        running_nginx_edge(
-            tmp_path / "nginx-b", challenge_upstream=fleet_http01, aliases=ALIASES
-        ) as edge_b,
-        dns_server_process(tmp_path) as dns,
-        running_acmekit_server(tmp_path, dns_port=dns.dns_port, http01_port=edge_a.http_port) as ca,
-        fleet_serve_process(
-            tmp_path,
-            server=ca,
-            http01_port=fleet_http01,
-            edges=[edge_a.edge_spec, edge_b.edge_spec],
-        ) as fleet,
-    ):
-        edges = [edge_a, edge_b]
+    with running_edge_fleet(tmp_path, ALIASES) as stack:
+        edges = edge_a, edge_b = stack.edges
+        ca, fleet = stack.ca, stack.fleet
         added = [fleet.add(names) for names in SITES]
         first = [_wait_deployed(fleet, site["id"], 1) for site in added]
         for site in first:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support.cli import certbot_dirs, run_trusting, serving_webroot
 from support.verify import dns_names, openssl_verify
 
 from .conftest import CaUnderTest
@@ -20,12 +19,9 @@ CERTBOT = "/usr/bin/certbot"
 def _certbot(ca: CaUnderTest, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [
         CERTBOT, "certonly", "--non-interactive", "--agree-tos", "-m", "ops@interop.test",
-        "--server", ca.server.directory_url,
-        "--config-dir", str(tmp / "etc"), "--work-dir", str(tmp / "work"),
-        "--logs-dir", str(tmp / "logs"), "--key-type", "ecdsa", *args,
+        "--server", ca.server.directory_url, *certbot_dirs(tmp), "--key-type", "ecdsa", *args,
     ]  # fmt: skip
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(ca.server.root_path)}
-    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180, check=False)
+    return run_trusting(argv, ca.server.root_path)
 
 
 def _check_lineage(ca: CaUnderTest, tmp: Path, name: str, names: list[str]) -> None:
@@ -51,20 +47,10 @@ def test_certbot_standalone_http01(acmekit_ca: CaUnderTest, tmp_path: Path) -> N
 
 
 def test_certbot_webroot(acmekit_ca: CaUnderTest, tmp_path: Path) -> None:
-    webroot = tmp_path / "www"
-    webroot.mkdir()
-    web = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
-         "--directory", str(webroot), str(acmekit_ca.http01_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+    with serving_webroot(tmp_path / "www", acmekit_ca.http01_port) as webroot:
         result = _certbot(
             acmekit_ca, tmp_path, "--webroot", "-w", str(webroot), "-d", "webroot.certbot.test"
         )
-    finally:
-        web.terminate()
-        web.wait(timeout=10)
     assert result.returncode == 0, result.stderr[-3000:]
     _check_lineage(acmekit_ca, tmp_path, "webroot.certbot.test", ["webroot.certbot.test"])
 
@@ -80,11 +66,8 @@ def test_certbot_revokes(acmekit_ca: CaUnderTest, tmp_path: Path) -> None:
     argv = [
         CERTBOT, "revoke", "--non-interactive", "--cert-path", str(cert),
         "--reason", "keycompromise", "--no-delete-after-revoke",
-        "--server", acmekit_ca.server.directory_url,
-        "--config-dir", str(tmp_path / "etc"), "--work-dir", str(tmp_path / "work"),
-        "--logs-dir", str(tmp_path / "logs"),
+        "--server", acmekit_ca.server.directory_url, *certbot_dirs(tmp_path),
     ]  # fmt: skip
-    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(acmekit_ca.server.root_path)}
-    revoked = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    revoked = run_trusting(argv, acmekit_ca.server.root_path, timeout=120)
     assert revoked.returncode == 0, revoked.stderr[-3000:]
     assert "Congratulations! You have successfully revoked" in revoked.stdout + revoked.stderr

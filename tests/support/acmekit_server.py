@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from support.ports import free_port
+from support.processes import logged_process, wait_for_lines
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,15 @@ class ServerHandle:
     root_path: Path
     state_dir: Path
     proc: subprocess.Popen[bytes]
+    log: Path
 
     @property
     def base_url(self) -> str:
         return self.directory_url.removesuffix("/directory")
+
+    def client_args(self) -> list[str]:
+        """`--server DIRECTORY --ca-bundle ROOT`, as `acmekit fleet` commands take them."""
+        return ["--server", self.directory_url, "--ca-bundle", str(self.root_path)]
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers run, as after a crash."""
@@ -33,39 +38,21 @@ class ServerHandle:
         self.proc.wait(timeout=10)
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return f'"{value}"'
+
+
 def _toml(values: dict[str, Any]) -> str:
-    lines = []
-    for key, value in values.items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, int | float):
-            lines.append(f"{key} = {value}")
-        elif isinstance(value, dict):
-            continue
-        else:
-            lines.append(f'{key} = "{value}"')
+    lines = [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, dict)]
     for key, value in values.items():
         if isinstance(value, dict):
             lines.append(f"[{key}]")
-            lines.extend(f'{k} = "{v}"' for k, v in value.items())
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
     return "\n".join(lines) + "\n"
-
-
-def _wait_for_lines(proc: subprocess.Popen[bytes], log: Path) -> tuple[str, Path]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        text = log.read_text() if log.exists() else ""
-        found = dict(
-            line.split(": ", 1)
-            for line in text.splitlines()
-            if line.startswith(("directory: ", "root: "))
-        )
-        if "directory" in found and "root" in found:
-            return found["directory"], Path(found["root"])
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise RuntimeError(f"acmekit server did not start:\n{log.read_text()[-3000:]}")
 
 
 @contextmanager
@@ -78,13 +65,15 @@ def running_acmekit_server(
     state_dir: Path | None = None,
     settings: dict[str, Any] | None = None,
     port: int | None = None,
+    verbose: bool = True,
 ) -> Iterator[ServerHandle]:
-    """Start the CA; stop it by PID on exit (unless the test killed it already)."""
+    """Start the CA; stop it by PID on exit (unless the test killed it already).
+    `verbose` passes `-v` (debug logging)."""
     state = state_dir or workdir / "ca-state"
     config = workdir / f"ca-{time.monotonic_ns()}.toml"
     config.write_text(_toml(settings or {}))
     argv = [
-        sys.executable, "-m", "acmekit", "-v", "server",
+        sys.executable, "-m", "acmekit", *(["-v"] if verbose else []), "server",
         "--listen", f"127.0.0.1:{port or free_port()}",
         "--state-dir", str(state),
         "--dns-resolver", f"127.0.0.1:{dns_port}",
@@ -93,17 +82,36 @@ def running_acmekit_server(
         "--config", str(config),
     ]  # fmt: skip
     log = workdir / f"ca-{time.monotonic_ns()}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        directory, root = _wait_for_lines(proc, log)
-        yield ServerHandle(directory, root, state, proc)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with logged_process(argv, log) as proc:
+        found = wait_for_lines(proc, log, ("directory: ", "root: "), "acmekit server")
+        yield ServerHandle(found["directory: "], Path(found["root: "]), state, proc, log)
+
+
+class _AnswersDns(Protocol):
+    @property
+    def dns_port(self) -> int: ...
+
+
+DnsT = TypeVar("DnsT", bound=_AnswersDns)
+
+
+@dataclass(frozen=True)
+class CaProcess(Generic[DnsT]):
+    """`acmekit server` as a process, the DNS server it asks about every name, and the
+    ports it validates http-01 and tls-alpn-01 on."""
+
+    server: ServerHandle
+    dns: DnsT
+    http01_port: int
+    tlsalpn01_port: int
+
+
+@contextmanager
+def running_ca_process(workdir: Path, dns: DnsT) -> Iterator[CaProcess[DnsT]]:
+    """`acmekit server` asking `dns` (a server on 127.0.0.1 with a `dns_port`), validating
+    on free ports."""
+    http01, tlsalpn01 = free_port(), free_port()
+    with running_acmekit_server(
+        workdir, dns_port=dns.dns_port, http01_port=http01, tlsalpn01_port=tlsalpn01
+    ) as server:
+        yield CaProcess(server, dns, http01, tlsalpn01)

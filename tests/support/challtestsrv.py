@@ -8,8 +8,6 @@ are switched off so that it takes no fixed ports.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +17,8 @@ from pathlib import Path
 import dns.message
 import dns.query
 
-from support.pebble import stop_process
 from support.ports import free_port, free_tcp_udp_port
+from support.processes import logged_process, wait_ready
 
 CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
 
@@ -57,6 +55,7 @@ def _dns_answers(port: int) -> bool:
 
 @contextmanager
 def running_challtestsrv(tmp_path: Path) -> Iterator[ChalltestsrvHandle]:
+    """pebble-challtestsrv answering every name with 127.0.0.1, until the block ends."""
     dns_port, mgmt = free_tcp_udp_port(), free_port()
     argv = [
         CHALLTESTSRV,
@@ -66,14 +65,6 @@ def running_challtestsrv(tmp_path: Path) -> Iterator[ChalltestsrvHandle]:
         "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
     ]  # fmt: skip
     log = tmp_path / "challtestsrv.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 10
-        while not _dns_answers(dns_port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"challtestsrv not ready:\n{log.read_text()[-2000:]}")
-            time.sleep(0.05)
+    with logged_process(argv, log) as proc:
+        wait_ready(proc, lambda: _dns_answers(dns_port), log, "challtestsrv", timeout=10)
         yield ChalltestsrvHandle(dns_port, f"http://127.0.0.1:{mgmt}", proc.pid)
-    finally:
-        stop_process(proc)

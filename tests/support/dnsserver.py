@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from acmekit.dns.service import DnsConfig, DnsService
-from support.pebble import stop_process
+from support.processes import stop_process
 
 LOOPBACK = "127.0.0.1"
 
@@ -114,7 +114,7 @@ async def running_dns_server(
         await service.stop()
 
 
-def _read_banner(proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> str:
+def read_banner(proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> str:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -154,7 +154,7 @@ def dns_server_process(
             argv, stdout=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"}
         )
     try:
-        dns_port, api_url = parse_banner(_read_banner(proc, log))
+        dns_port, api_url = parse_banner(read_banner(proc, log))
         yield DnsServerHandle(dns_port, api_url, api_token=api_token, pid=proc.pid)
     finally:
         stop_process(proc)

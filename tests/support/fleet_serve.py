@@ -14,7 +14,6 @@ PID (SIGTERM, which the command handles) when the block ends.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from support.acmekit_server import ServerHandle
-from support.pebble import stop_process
+from support.processes import logged_process, wait_for_lines
 
 LOOPBACK = "127.0.0.1"
 Site = dict[str, Any]
@@ -82,16 +81,13 @@ class FleetProcess:
         raise AssertionError(f"site {site_id} never got there: {site}\nfleet log:\n{tail}")
 
 
-def _wait_for_api(proc: subprocess.Popen[bytes], log: Path) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("api: "):
-                return line.removeprefix("api: ").removesuffix("/domains")
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise RuntimeError(f"acmekit fleet serve did not start:\n{log.read_text()[-3000:]}")
+def fleet_args(server: ServerHandle | None, edges: Sequence[str]) -> list[str]:
+    """The CA (`--server`, `--ca-bundle`; none without `server`) and `--edge`s of a fleet
+    command."""
+    args = [] if server is None else server.client_args()
+    for edge in edges:
+        args += ["--edge", edge]
+    return args
 
 
 @contextmanager
@@ -113,15 +109,8 @@ def fleet_serve_process(
         "--http01-listen", f"{LOOPBACK}:{http01_port}",
         *args,
     ]  # fmt: skip
-    if server is not None:
-        argv += ["--server", server.directory_url, "--ca-bundle", str(server.root_path)]
-    for edge in edges:
-        argv += ["--edge", edge]
+    argv += fleet_args(server, edges)
     log = workdir / f"fleet-{time.monotonic_ns()}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield FleetProcess(_wait_for_api(proc, log), db, log, proc.pid)
-    finally:
-        stop_process(proc)
+    with logged_process(argv, log) as proc:
+        api = wait_for_lines(proc, log, ("api: ",), "acmekit fleet serve")["api: "]
+        yield FleetProcess(api.removesuffix("/domains"), db, log, proc.pid)

@@ -28,8 +28,11 @@ from aiohttp import web
 
 from acmekit.fleet.api import challenge_app
 from acmekit.fleet.inventory import Inventory
-from support.acmekit_server import ServerHandle
-from support.pebble import stop_process
+from support.acmekit_server import ServerHandle, running_acmekit_server
+from support.databases import fresh_postgres_database
+from support.dnsserver import dns_server_process
+from support.fleet_serve import fleet_args
+from support.processes import logged_process, wait_for_lines
 
 LOOPBACK = "127.0.0.1"
 
@@ -50,45 +53,23 @@ class WorkerProcess:
         self.proc.wait(timeout=10)
 
 
-def _wait_for_owner(proc: subprocess.Popen[bytes], log: Path) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("worker: "):
-                return line.removeprefix("worker: ").strip()
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise RuntimeError(f"acmekit fleet worker did not start:\n{log.read_text()[-3000:]}")
-
-
 @contextmanager
 def fleet_worker_process(
     workdir: Path,
     *,
     db: str,
-    server: ServerHandle,
+    server: ServerHandle | None = None,
     edges: Sequence[str] = (),
     args: Sequence[str] = (),
 ) -> Iterator[WorkerProcess]:
-    """`acmekit fleet worker --db DB --server CA ...`; stopped by PID at the end."""
-    argv = [
-        sys.executable, "-m", "acmekit", "-v", "fleet", "worker",
-        "--db", db,
-        "--server", server.directory_url,
-        "--ca-bundle", str(server.root_path),
-        *args,
-    ]  # fmt: skip
-    for edge in edges:
-        argv += ["--edge", edge]
+    """`acmekit fleet worker --db DB --server CA ...`; stopped by PID at the end. Without
+    `server`, `args` name the CAs (`--ca NAME=URL,...`)."""
+    argv = [sys.executable, "-m", "acmekit", "-v", "fleet", "worker", "--db", db, *args]
+    argv += fleet_args(server, edges)
     log = workdir / f"fleet-worker-{time.monotonic_ns()}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield WorkerProcess(_wait_for_owner(proc, log), log, proc)
-    finally:
-        stop_process(proc)
+    with logged_process(argv, log) as proc:
+        owner = wait_for_lines(proc, log, ("worker: ",), "acmekit fleet worker")["worker: "]
+        yield WorkerProcess(owner, log, proc)
 
 
 @contextmanager
@@ -140,3 +121,17 @@ def fleet_http01_responder(db: str) -> Iterator[int]:
 
         loop.call_soon_threadsafe(cancel_all)
         thread.join(timeout=10)
+
+
+@contextmanager
+def worker_peers(workdir: Path) -> Iterator[tuple[str, ServerHandle]]:
+    """What fleet workers work with: a fresh PostgreSQL inventory, the fleet's http-01
+    responder answering from it, and `acmekit server` validating through that responder
+    and `acmekit dns`; yields (the inventory's URL, the CA)."""
+    with (
+        fresh_postgres_database() as db,
+        fleet_http01_responder(db) as http01,
+        dns_server_process(workdir) as dns,
+        running_acmekit_server(workdir, dns_port=dns.dns_port, http01_port=http01) as ca,
+    ):
+        yield db, ca

@@ -16,6 +16,10 @@ so `../` must be kept out here), or the first name for a site's other names give
 `site_aliases` gives its entries: the mask `*.REST` (nginx's `hostnames` map matches
 `www.REST` against it before any regex) and its other names, each to the fixed value
 `_.REST`, so no part of the SNI name reaches the path.
+
+`running_edge_fleet` runs the whole set-up: two such edges in front of `acmekit fleet
+serve`, with `acmekit server` and `acmekit dns` as processes; `check_served` checks what
+an edge serves for a name.
 """
 
 from __future__ import annotations
@@ -25,16 +29,19 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from cryptography import x509
 
-from support.pebble import stop_process
+from support.acmekit_server import ServerHandle, running_acmekit_server
+from support.dnsserver import DnsServerHandle, dns_server_process
+from support.fleet_serve import FleetProcess, fleet_serve_process
 from support.ports import free_port
+from support.processes import stop_process, wait_ready
 
 LOOPBACK = "127.0.0.1"
 
@@ -118,22 +125,13 @@ http {{
 """
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((LOOPBACK, port)) == 0
-
-
-def _wait_until_listening(proc: subprocess.Popen[bytes], ports: tuple[int, ...], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if all(_listening(p) for p in ports):
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    text = log.read_text(errors="replace") if log.exists() else ""
-    raise RuntimeError(f"nginx did not start:\n{text[-3000:]}")
+def _listening(ports: tuple[int, ...]) -> bool:
+    for port in ports:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((LOOPBACK, port)) != 0:
+                return False
+    return True
 
 
 def _start(
@@ -149,7 +147,7 @@ def _start(
         with (prefix / "stderr.log").open("ab") as err:
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
         try:
-            _wait_until_listening(proc, ports, prefix / "error.log")
+            wait_ready(proc, partial(_listening, ports), prefix / "error.log", "nginx")
         except RuntimeError:
             stop_process(proc)
             if "Address already in use" not in (prefix / "error.log").read_text():
@@ -207,3 +205,57 @@ def served_serial(edge: NginxEdge, name: str, root: Path) -> str:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return format(x509.load_der_x509_certificate(der).serial_number, "x")
+
+
+def check_served(edge: NginxEdge, name: str, root: Path, names: Sequence[str], serial: str) -> None:
+    """Through `edge` with SNI `name`: `acmekit check` verifies a certificate for exactly
+    `names` with days left, and the leaf served has the serial `serial` (hex)."""
+    shown = acmekit_check(edge, name, root)
+    assert shown["verify"] == "ok", shown
+    assert shown["names"].split() == sorted(names), shown
+    assert int(shown["days left"]) >= 1, shown
+    assert served_serial(edge, name, root) == serial
+
+
+@dataclass(frozen=True)
+class EdgeFleet:
+    """What `running_edge_fleet` runs: edges A and B, the DNS server, the CA, the fleet."""
+
+    edges: tuple[NginxEdge, NginxEdge]
+    dns: DnsServerHandle
+    ca: ServerHandle
+    fleet: FleetProcess
+
+
+@contextmanager
+def running_edge_fleet(
+    workdir: Path, aliases: Mapping[str, str], *, delegation_zone: str | None = None
+) -> Iterator[EdgeFleet]:
+    """Two nginx edges (`nginx-a`, `nginx-b` in `workdir`) in front of `acmekit fleet
+    serve`, which deploys to both and orders from `acmekit server`; the CA validates
+    http-01 on edge A's port and asks `acmekit dns` for every name. With
+    `delegation_zone`, the fleet also does dns-01 through CNAMEs into that zone of
+    `acmekit dns`. Everything is stopped by its PID when the block ends."""
+    fleet_http01 = free_port()
+    with (
+        running_nginx_edge(
+            workdir / "nginx-a", challenge_upstream=fleet_http01, aliases=aliases
+        ) as edge_a,
+        running_nginx_edge(
+            workdir / "nginx-b", challenge_upstream=fleet_http01, aliases=aliases
+        ) as edge_b,
+        dns_server_process(workdir) as dns,
+        running_acmekit_server(workdir, dns_port=dns.dns_port, http01_port=edge_a.http_port) as ca,
+    ):
+        args = []
+        if delegation_zone is not None:
+            args = ["--dns-api", dns.api_url, "--dns-resolver", dns.resolver,
+                    "--delegation-zone", delegation_zone]  # fmt: skip
+        with fleet_serve_process(
+            workdir,
+            server=ca,
+            http01_port=fleet_http01,
+            edges=[edge_a.edge_spec, edge_b.edge_spec],
+            args=args,
+        ) as fleet:
+            yield EdgeFleet((edge_a, edge_b), dns, ca, fleet)

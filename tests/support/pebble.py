@@ -1,4 +1,4 @@
-"""Run Debian's Pebble (Let's Encrypt's test CA) on loopback for a test.
+"""Run Debian's Pebble (Let's Encrypt's test CA) on loopback for a test or a benchmark.
 
 `running_pebble(...)` writes a listener certificate (a fresh root plus a leaf for
 localhost and 127.0.0.1) and a config into `tmp_path`, starts /usr/bin/pebble, waits
@@ -11,10 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
 import ssl
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from support.ports import free_port
+from support.processes import logged_process, wait_https
 
 PEBBLE = "/usr/bin/pebble"
 # PEBBLE_VA_SLEEPTIME=1 makes the random pre-validation sleep 0..0 s; everything else
@@ -106,29 +104,34 @@ def write_listener_certs(directory: Path) -> tuple[Path, ...]:
     return paths
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, cafile: Path, log: Path) -> None:
-    ctx = ssl.create_default_context(cafile=str(cafile))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"pebble exited early:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, context=ctx, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"pebble did not answer {url}:\n{log.read_text()[-2000:]}")
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a process we started, by its PID: terminate, then kill if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+def write_pebble_config(
+    directory: Path,
+    *,
+    listen: str,
+    management: str,
+    http_port: int,
+    tls_port: int,
+    eab_keys: Mapping[str, str] | None = None,
+) -> tuple[Path, Path]:
+    """Listener certificates and a Pebble config in `directory`, Pebble's HTTPS listeners on
+    `listen` and `management` (HOST:PORT); returns (the listener root, the config path)."""
+    root, cert, key = write_listener_certs(directory)
+    config = {
+        "pebble": {
+            "listenAddress": listen,
+            "managementListenAddress": management,
+            "certificate": str(cert.resolve()),
+            "privateKey": str(key.resolve()),
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": bool(eab_keys),
+            "externalAccountMACKeys": dict(eab_keys or {}),
+        }
+    }
+    config_path = (directory / "pebble-config.json").resolve()
+    config_path.write_text(json.dumps(config))
+    return root, config_path
 
 
 @contextmanager
@@ -143,37 +146,20 @@ def running_pebble(
 ) -> Iterator[PebbleHandle]:
     """Run Pebble until the block ends. `eab_keys` (kid -> base64url HMAC key) makes
     External Account Binding required; `dns_port` points its VA at 127.0.0.1:dns_port."""
-    root, cert, key = write_listener_certs(tmp_path)
     listen, mgmt = free_port(), free_port()
-    config = {
-        "pebble": {
-            "listenAddress": f"127.0.0.1:{listen}",
-            "managementListenAddress": f"127.0.0.1:{mgmt}",
-            "certificate": str(cert.resolve()),
-            "privateKey": str(key.resolve()),
-            "httpPort": http_port,
-            "tlsPort": tls_port,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": bool(eab_keys),
-            "externalAccountMACKeys": dict(eab_keys or {}),
-        }
-    }
-    config_path = (tmp_path / "pebble-config.json").resolve()
-    config_path.write_text(json.dumps(config))
+    root, config_path = write_pebble_config(
+        tmp_path,
+        listen=f"127.0.0.1:{listen}",
+        management=f"127.0.0.1:{mgmt}",
+        http_port=http_port,
+        tls_port=tls_port,
+        eab_keys=eab_keys,
+    )
     argv = [PEBBLE, "-config", str(config_path)]
     if dns_port is not None:
         argv += ["-dnsserver", f"127.0.0.1:{dns_port}"]
     log = tmp_path / "pebble.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **DEFAULT_ENV, **(env or {})},
-        )
-    try:
+    with logged_process(argv, log, env={**DEFAULT_ENV, **(env or {})}) as proc:
         directory = f"https://127.0.0.1:{listen}/dir"
-        _wait_ready(proc, directory, root, log)
+        wait_https(proc, directory, root, log, "pebble")
         yield PebbleHandle(directory, f"https://127.0.0.1:{mgmt}", root, proc.pid)
-    finally:
-        stop_process(proc)

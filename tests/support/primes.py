@@ -1,8 +1,11 @@
-"""Probable primes for tests that build RSA moduli by hand (Miller-Rabin, FIPS 186-5 §B.3)."""
+"""Probable primes for tests that build RSA moduli by hand (Miller-Rabin, FIPS 186-5 §B.3),
+and the RSA key made of two of them."""
 
 from __future__ import annotations
 
 import secrets
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 _SMALL = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71)
 
@@ -47,3 +50,17 @@ def random_prime(bits: int) -> int:
     """
     start = secrets.randbits(bits) | (0b11 << (bits - 2)) | 1
     return next_prime(start - 2)
+
+
+def rsa_key_from_primes(p: int, q: int, e: int = 65537) -> rsa.RSAPrivateKey:
+    """The RSA private key with modulus p * q and public exponent `e`."""
+    d = pow(e, -1, (p - 1) * (q - 1))
+    return rsa.RSAPrivateNumbers(
+        p=p,
+        q=q,
+        d=d,
+        dmp1=rsa.rsa_crt_dmp1(d, p),
+        dmq1=rsa.rsa_crt_dmq1(d, q),
+        iqmp=rsa.rsa_crt_iqmp(p, q),
+        public_numbers=rsa.RSAPublicNumbers(e, p * q),
+    ).private_key()

@@ -18,7 +18,7 @@ from acmekit.server.keycheck import (
     check_key,
     spki_sha256,
 )
-from support.primes import is_probable_prime, next_prime, random_prime
+from support.primes import is_probable_prime, next_prime, random_prime, rsa_key_from_primes
 
 POLICY = KeyPolicy()
 
@@ -140,19 +140,7 @@ def test_fermat_rounds_bound_the_search() -> None:
 
 def test_real_rsa_key_with_private_numbers_close_primes_is_refused() -> None:
     p = random_prime(1024)
-    q = next_prime(p + 1000)
-    e = 65537
-    phi = (p - 1) * (q - 1)
-    d = pow(e, -1, phi)
-    private = rsa.RSAPrivateNumbers(
-        p=p,
-        q=q,
-        d=d,
-        dmp1=rsa.rsa_crt_dmp1(d, p),
-        dmq1=rsa.rsa_crt_dmq1(d, q),
-        iqmp=rsa.rsa_crt_iqmp(p, q),
-        public_numbers=rsa.RSAPublicNumbers(e, p * q),
-    ).private_key()
+    private = rsa_key_from_primes(p, next_prime(p + 1000))
     assert "Fermat" in refusal(private.public_key())
 
 
