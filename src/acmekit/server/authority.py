@@ -650,7 +650,7 @@ class Authority:
         await self._recheck_caa(view, account_prefix + account.id)
         if not self.store.claim_finalize(order.id, csr_der, self.now()):
             raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
-        task = self._spawn(self._issue(order.id, csr))
+        task = self._spawn(self._issue(order, csr))
         await asyncio.wait({task}, timeout=self.finalize_wait)
         done = self.store.order(order.id)
         assert done is not None
@@ -667,9 +667,9 @@ class Authority:
                     rec.identifier, rec.wildcard, account_uri, valid[0].type
                 )
 
-    async def _issue(self, order_id: str, csr: x509.CertificateSigningRequest) -> None:
-        order = self.store.order(order_id)
-        assert order is not None
+    async def _issue(self, order: OrderRecord, csr: x509.CertificateSigningRequest) -> None:
+        """Sign `order`'s certificate; what issuance reads of the order (names, account,
+        profile, replaces) does not change once it is claimed."""
         now = self.now()
         not_before = now - BACKDATE
         rec = CertificateRecord(
@@ -690,7 +690,7 @@ class Authority:
             )
             self.store.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
         except Exception as exc:
-            log.exception("issuance for order %s failed", order_id)
+            log.exception("issuance for order %s failed", order.id)
             self.store.abandon_reservations(order.id)
             detail = f"issuance failed: {exc}"
             self.store.fail_order(
@@ -792,5 +792,5 @@ class Authority:
                 and self.store.retake_finalize(order.id, order.finalize_started, now)
             ):
                 self.store.abandon_reservations(order.id)
-                self._spawn(self._issue(order.id, x509.load_der_x509_csr(order.csr)))
+                self._spawn(self._issue(order, x509.load_der_x509_csr(order.csr)))
                 log.warning("resumed issuance of order %s", order.id)
