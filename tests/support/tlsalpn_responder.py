@@ -7,15 +7,13 @@ served, so tests can present correct and deliberately wrong validation certifica
 from __future__ import annotations
 
 import ssl
-import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from acmekit.client.solvers.tlsalpn import load_certificate
 from support.tcpstub import tcp_server
 
 
@@ -23,17 +21,7 @@ def server_context(
     cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, alpn: Sequence[str]
 ) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory() as tmp:
-        cert_file, key_file = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        ctx.load_cert_chain(cert_file, key_file)
+    load_certificate(ctx, cert, key)
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
     return ctx

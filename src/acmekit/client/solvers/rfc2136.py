@@ -40,17 +40,10 @@ import dns.update
 
 from acmekit.client.solvers.dnslookup import TIMEOUT, absolute, find_zone
 from acmekit.client.solvers.errors import DnsUpdateError, SolverError
+from acmekit.dns.tsig import ALGORITHMS
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS: dict[str, dns.name.Name] = {
-    "hmac-md5": dns.tsig.HMAC_MD5,
-    "hmac-sha1": dns.tsig.HMAC_SHA1,
-    "hmac-sha224": dns.tsig.HMAC_SHA224,
-    "hmac-sha256": dns.tsig.HMAC_SHA256,
-    "hmac-sha384": dns.tsig.HMAC_SHA384,
-    "hmac-sha512": dns.tsig.HMAC_SHA512,
-}
 CERTBOT_DEFAULT_ALGORITHM = "hmac-md5"
 TTL = 60
 _PREFIX = "dns_rfc2136_"

@@ -23,6 +23,7 @@ import ssl
 import tempfile
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -42,7 +43,15 @@ def challenge_context(identifier: Identifier, key_authorization: str) -> ssl.SSL
     key = ec.generate_private_key(ec.SECP256R1())
     cert = tlsalpn01_certificate(identifier, key_authorization, key)
     ctx = _base_context()
-    # ssl loads certificates only from files: a private directory that lives for the load.
+    load_certificate(ctx, cert, key)
+    return ctx
+
+
+def load_certificate(
+    ctx: ssl.SSLContext, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> None:
+    """Give `ctx` this certificate and key. ssl loads them only from files: a private
+    directory that lives for the load."""
     with tempfile.TemporaryDirectory() as tmp:
         cert_file, key_file = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
         cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -55,7 +64,6 @@ def challenge_context(identifier: Identifier, key_authorization: str) -> ssl.SSL
             )
         )
         ctx.load_cert_chain(cert_file, key_file)
-    return ctx
 
 
 def _base_context() -> ssl.SSLContext:
