@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from support.acme_raw import Http01Responder
+from support.tiers import require_postgres_or_skip
+
+INTEROP = Path(__file__).parent / "interop"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/interop is an `interop` test, marked before `-m` selects."""
+    for item in items:
+        if item.path.is_relative_to(INTEROP):
+            item.add_marker(pytest.mark.interop)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("postgres") is not None:
+        require_postgres_or_skip()
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import pytest
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
 from support.acme_raw import Flow, Http01Responder, RawAcme
-from support.databases import BACKENDS, fresh_database
+from support.databases import fresh_database
 from support.dnsserver import DnsServerHandle, dns_server_process
+from support.tiers import BACKEND_PARAMS
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,7 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHa
         yield handle
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKEND_PARAMS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Every CA flow runs on both stores the server supports."""
     with fresh_database(request.param, tmp_path, "ca.db") as url:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from acmekit.fleet.inventory import Inventory
-from support.databases import BACKENDS, fresh_database
+from support.databases import fresh_database
 from support.dnsserver import DnsServerHandle, dns_server_process
+from support.tiers import BACKEND_PARAMS
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServerHandle]:
         yield handle
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKEND_PARAMS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database for the fleet inventory, on each backend."""
     with fresh_database(request.param, tmp_path, "fleet.db") as url:

@@ -9,11 +9,15 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime
 
+import pytest
+
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
 from support.databases import fresh_postgres_database
 from support.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
+
+pytestmark = pytest.mark.postgres
 
 SITES = 300
 

@@ -4,14 +4,28 @@ PostgreSQL server that runs on 127.0.0.1:5432 on development and CI machines."""
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+POSTGRES_HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+ADMIN_URL = f"postgresql+psycopg://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/test"
 BACKENDS = ("sqlite", "postgresql")
+
+
+def postgres_reachable(
+    host: str = POSTGRES_HOST, port: int = POSTGRES_PORT, timeout: float = 1.0
+) -> bool:
+    """Whether something accepts TCP connections where the PostgreSQL server should be."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -22,7 +36,7 @@ def fresh_postgres_database(prefix: str = "acmekit") -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield f"postgresql://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
