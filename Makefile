@@ -35,8 +35,9 @@ fmt: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q
 
+# Unit and component tests that need no server: no PostgreSQL, no third-party peers.
 test-fast: $(STAMP)
-	$(BIN)/pytest -q tests/unit tests/component
+	$(BIN)/pytest -q -m "not postgres and not interop" tests/unit tests/component
 
 bench: $(STAMP)
 	$(BIN)/python bench/server.py
