@@ -22,15 +22,15 @@ demo: $(STAMP)
 	ACMEKIT=$(CURDIR)/$(BIN)/acmekit scripts/demo.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src testkit tests bench scripts
+	$(BIN)/ruff format --check src testkit tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src testkit tests bench
+	$(BIN)/ruff check --fix src testkit tests bench
 
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q

@@ -3,28 +3,26 @@
 Every process started here runs on 127.0.0.1 with ports chosen by binding port 0, is
 watched through /proc/PID/stat for its CPU time (utime + stime of the process and all
 its descendants), and is stopped by its PID when the `with` block ends. Starting the
-peers, free ports and fresh databases come from the test support modules
-(tests/support), so that benchmarks and tests run their peers the same way.
+peers, free ports and fresh databases come from the package the tests use
+(`acmekit_testkit`, installed with the dev extra), so that benchmarks and tests run their
+peers the same way.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from support import pebble
-from support.acmekit_server import running_acmekit_server
-from support.challtestsrv import running_challtestsrv
-from support.cli import certbot_dirs
-from support.databases import fresh_database
-from support.ports import free_port, free_tcp_udp_port
-from support.processes import stop_process, wait_https
+from acmekit_testkit import pebble
+from acmekit_testkit.acmekit_server import running_acmekit_server
+from acmekit_testkit.challtestsrv import running_challtestsrv
+from acmekit_testkit.cli import certbot_dirs
+from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.ports import free_port, free_tcp_udp_port
+from acmekit_testkit.processes import stop_process, wait_https
 
 __all__ = [
     "Server",

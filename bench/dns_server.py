@@ -38,14 +38,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from _common import cpu_seconds  # noqa: E402
-from support.bind import authoritative_options, running_named  # noqa: E402
-from support.processes import stop_process, wait_ready  # noqa: E402
-
-# This file's name would shadow dnspython's `dns` package for every later import.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+from _common import cpu_seconds
+from acmekit_testkit.bind import authoritative_options, running_named
+from acmekit_testkit.processes import stop_process, wait_ready
 
 NAME = "_acme-challenge.bench.test."
 VALUE = "LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from support.acme_raw import Http01Responder
-from support.tiers import require_postgres_or_skip
+from acmekit_testkit.acme_raw import Http01Responder
+from acmekit_testkit.tiers import require_postgres_or_skip
 
 INTEROP = Path(__file__).parent / "interop"
 

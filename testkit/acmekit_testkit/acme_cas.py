@@ -8,7 +8,7 @@
         ca.revoked(serial)          # the CA's own view of one certificate
 
 Both CAs ask the given `acmekit dns` for every name. Pebble keeps its chaos on (see
-support.pebble); its revocation status comes from its management API. `acmekit server`
+acmekit_testkit.pebble); its revocation status comes from its management API. `acmekit server`
 runs as a process; its revocation status comes from its own database (the `revoked_at`
 column of `certificates`, keyed by the lowercase hex serial). `eab_keys` (kid -> base64url
 HMAC key) makes External Account Binding required on either.
@@ -25,10 +25,10 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.acmekit_server import ServerHandle, running_acmekit_server
-from support.dnsserver import DnsServerHandle
-from support.pebble import PebbleHandle, running_pebble
-from support.ports import free_port
+from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.pebble import PebbleHandle, running_pebble
+from acmekit_testkit.ports import free_port
 
 CA_KINDS = ("pebble", "acmekit")
 

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from acmekit.protocol import jose
 from acmekit.protocol.challenges import key_authorization
 from acmekit.server.app import AcmeApp
-from support.csr import make_csr
-from support.ports import free_port
+from acmekit_testkit.csr import make_csr
+from acmekit_testkit.ports import free_port
 
 BASE = "https://ca.test"
 

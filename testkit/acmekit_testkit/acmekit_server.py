@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from support.ports import free_port
-from support.processes import logged_process, wait_for_lines
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.processes import logged_process, wait_for_lines
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.ports import free_tcp_udp_port
-from support.processes import logged_process, wait_ready
+from acmekit_testkit.ports import free_tcp_udp_port
+from acmekit_testkit.processes import logged_process, wait_ready
 
 NAMED = "/usr/sbin/named"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import dns.message
 import dns.query
 
-from support.ports import free_port, free_tcp_udp_port
-from support.processes import logged_process, wait_ready
+from acmekit_testkit.ports import free_port, free_tcp_udp_port
+from acmekit_testkit.processes import logged_process, wait_ready
 
 CHALLTESTSRV = "/usr/bin/pebble-challtestsrv"
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from support.processes import stop_process
+from acmekit_testkit.processes import stop_process
 
 
 def certbot_dirs(base: Path) -> list[str]:

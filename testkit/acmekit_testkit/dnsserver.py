@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from acmekit.dns.service import DnsConfig, DnsService
-from support.processes import stop_process
+from acmekit_testkit.processes import stop_process
 
 LOOPBACK = "127.0.0.1"
 

@@ -28,7 +28,7 @@ from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit.protocol.messages import ChallengeType
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
-from support.ports import free_port
+from acmekit_testkit.ports import free_port
 
 
 def directory(name: str) -> str:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.acmekit_server import ServerHandle
-from support.processes import logged_process, wait_for_lines
+from acmekit_testkit.acmekit_server import ServerHandle
+from acmekit_testkit.processes import logged_process, wait_for_lines
 
 LOOPBACK = "127.0.0.1"
 Site = dict[str, Any]

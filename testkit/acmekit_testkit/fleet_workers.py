@@ -28,11 +28,11 @@ from aiohttp import web
 
 from acmekit.fleet.api import challenge_app
 from acmekit.fleet.inventory import Inventory
-from support.acmekit_server import ServerHandle, running_acmekit_server
-from support.databases import fresh_postgres_database
-from support.dnsserver import dns_server_process
-from support.fleet_serve import fleet_args
-from support.processes import logged_process, wait_for_lines
+from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
+from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.dnsserver import dns_server_process
+from acmekit_testkit.fleet_serve import fleet_args
+from acmekit_testkit.processes import logged_process, wait_for_lines
 
 LOOPBACK = "127.0.0.1"
 

@@ -37,11 +37,11 @@ from pathlib import Path
 
 from cryptography import x509
 
-from support.acmekit_server import ServerHandle, running_acmekit_server
-from support.dnsserver import DnsServerHandle, dns_server_process
-from support.fleet_serve import FleetProcess, fleet_serve_process
-from support.ports import free_port
-from support.processes import stop_process, wait_ready
+from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.fleet_serve import FleetProcess, fleet_serve_process
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.processes import stop_process, wait_ready
 
 LOOPBACK = "127.0.0.1"
 

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from support.ports import free_port
-from support.processes import logged_process, wait_https
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.processes import logged_process, wait_https
 
 PEBBLE = "/usr/bin/pebble"
 # PEBBLE_VA_SLEEPTIME=1 makes the random pre-validation sleep 0..0 s; everything else

@@ -9,7 +9,7 @@ from functools import cache
 
 import pytest
 
-from support.databases import BACKENDS, POSTGRES_HOST, POSTGRES_PORT, postgres_reachable
+from acmekit_testkit.databases import BACKENDS, POSTGRES_HOST, POSTGRES_PORT, postgres_reachable
 
 REQUIRE_POSTGRES = "ACMEKIT_REQUIRE_POSTGRES"
 

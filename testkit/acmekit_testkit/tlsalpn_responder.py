@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.client.solvers.tlsalpn import load_certificate
-from support.tcpstub import tcp_server
+from acmekit_testkit.tcpstub import tcp_server
 
 
 def server_context(

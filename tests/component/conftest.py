@@ -10,10 +10,10 @@ import pytest
 
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
-from support.acme_raw import Flow, Http01Responder, RawAcme
-from support.databases import fresh_database
-from support.dnsserver import DnsServerHandle, dns_server_process
-from support.tiers import BACKEND_PARAMS
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.tiers import BACKEND_PARAMS
 
 
 @pytest.fixture(scope="session")

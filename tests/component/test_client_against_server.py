@@ -18,8 +18,8 @@ from acmekit.protocol.messages import ChallengeType
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
-from support.acme_raw import Http01Responder, new_key
-from support.csr import make_csr
+from acmekit_testkit.acme_raw import Http01Responder, new_key
+from acmekit_testkit.csr import make_csr
 
 DIRECTORY = "https://ca.test/directory"
 

@@ -33,7 +33,7 @@ from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit.protocol.messages import ChallengeType
 from acmekit.server.admin import move_ari_window
 from acmekit.server.run import Assembly
-from support.acme_raw import Http01Responder
+from acmekit_testkit.acme_raw import Http01Responder
 
 DIRECTORY = "https://ca.test/directory"
 

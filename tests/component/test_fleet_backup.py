@@ -21,8 +21,8 @@ from acmekit.client.clock import SystemClock
 from acmekit.fleet.cas import CaSpec, RegisteringIssuer
 from acmekit.fleet.model import ChallengeMethod, SiteState
 from acmekit.fleet.worker import WorkerConfig
-from support.dnsserver import DnsServerHandle
-from support.fleet_cas import TwoCaFleet, directory, two_ca_fleet
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.fleet_cas import TwoCaFleet, directory, two_ca_fleet
 
 
 class Later(SystemClock):

@@ -24,7 +24,7 @@ from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import OrderRequest, OrderStarted
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
-from support.fleet_testca import LocalIssuer, MemoryEdge
+from acmekit_testkit.fleet_testca import LocalIssuer, MemoryEdge
 
 CA = "capped-ca"
 CAP = 2

@@ -23,9 +23,9 @@ from acmekit.fleet.cas import CaSpec
 from acmekit.fleet.delegation import AcmekitDnsProvider, DelegationCheck, delegation_target
 from acmekit.fleet.model import ChallengeMethod, SiteState
 from acmekit.protocol.messages import ChallengeType
-from support.dnsserver import DnsServerHandle
-from support.fleet_cas import TwoCaFleet, directory, two_ca_fleet
-from support.ports import free_port
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.fleet_cas import TwoCaFleet, directory, two_ca_fleet
+from acmekit_testkit.ports import free_port
 
 ZONE = "acme-delegation.fleet.test"
 

@@ -20,8 +20,8 @@ from acmekit.fleet.cas import CaSpec
 from acmekit.fleet.model import ChallengeMethod, SiteState
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.config import Limit, RateLimits
-from support.dnsserver import DnsServerHandle
-from support.fleet_cas import TwoCaFleet, directory, two_ca_fleet
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.fleet_cas import TwoCaFleet, directory, two_ca_fleet
 
 WEEK = timedelta(days=7)
 

@@ -21,7 +21,7 @@ from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
-from support.fleet_testca import FakeClock, LocalIssuer
+from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 SHOP = ["shop.example.test", "www.shop.example.test"]

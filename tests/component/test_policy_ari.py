@@ -12,7 +12,7 @@ from acmekit.protocol import jose
 from acmekit.server.admin import move_ari_window
 from acmekit.server.ari import cert_id_of
 from acmekit.server.run import Assembly
-from support.acme_raw import Flow, RawAcme
+from acmekit_testkit.acme_raw import Flow, RawAcme
 
 
 def parse(text: str) -> datetime:

@@ -12,7 +12,7 @@ from acmekit.protocol import jose
 from acmekit.server.admin import add_eab_key, revoke_eab_key
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
-from support.acme_raw import RawAcme, Resp, new_key
+from acmekit_testkit.acme_raw import RawAcme, Resp, new_key
 
 CONFIG_HMAC = b"k" * 32
 

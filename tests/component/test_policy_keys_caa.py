@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from acmekit.protocol import jose
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
-from support.acme_raw import Flow, Http01Responder, RawAcme
-from support.csr import make_csr
-from support.dnsserver import DnsServerHandle
-from support.primes import next_prime, random_prime, rsa_key_from_primes
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.csr import make_csr
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.primes import next_prime, random_prime, rsa_key_from_primes
 
 
 @dataclass

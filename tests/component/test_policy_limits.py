@@ -15,7 +15,7 @@ from cryptography import x509
 from acmekit.server.ari import cert_id_of
 from acmekit.server.config import Limit, RateLimits, ServerConfig
 from acmekit.server.run import Assembly, assemble
-from support.acme_raw import Flow, Http01Responder, RawAcme, Resp
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, Resp
 
 
 @dataclass

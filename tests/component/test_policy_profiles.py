@@ -11,7 +11,7 @@ from cryptography import x509
 
 from acmekit.server.config import Profile, ServerConfig
 from acmekit.server.run import Assembly, assemble
-from support.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
 
 
 async def _order(flow: Flow, name: str, **extra: object) -> tuple[int, dict[str, object]]:

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acmekit.protocol import jose
-from support.acme_raw import Flow, RawAcme, Resp, new_key
-from support.csr import make_csr
+from acmekit_testkit.acme_raw import Flow, RawAcme, Resp, new_key
+from acmekit_testkit.csr import make_csr
 
 NEW_ACCOUNT = "https://ca.test/acme/new-account"
 NEW_ORDER = "https://ca.test/acme/new-order"

@@ -7,8 +7,8 @@ import asyncio
 from cryptography import x509
 
 from acmekit.protocol import jose
-from support.acme_raw import Flow, RawAcme, new_key
-from support.csr import make_csr
+from acmekit_testkit.acme_raw import Flow, RawAcme, new_key
+from acmekit_testkit.csr import make_csr
 
 
 async def test_directory_and_nonces(acme: RawAcme) -> None:

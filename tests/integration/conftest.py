@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from acmekit.fleet.inventory import Inventory
-from support.databases import fresh_database
-from support.dnsserver import DnsServerHandle, dns_server_process
-from support.tiers import BACKEND_PARAMS
+from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.tiers import BACKEND_PARAMS
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from cryptography import x509
 
 from acmekit.protocol.ari import cert_id_of
 from acmekit.server.store import create_engine, orders
-from support.acmekit_server import CaProcess, running_ca_process
-from support.cli import certbot_dirs, run_acmekit
-from support.dnsserver import DnsServerHandle, dns_server_process
-from support.verify import dns_names, openssl_verify
+from acmekit_testkit.acmekit_server import CaProcess, running_ca_process
+from acmekit_testkit.cli import certbot_dirs, run_acmekit
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.verify import dns_names, openssl_verify
 
 Ca = CaProcess[DnsServerHandle]
 

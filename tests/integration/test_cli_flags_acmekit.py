@@ -27,11 +27,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from support.acmekit_server import ServerHandle, running_acmekit_server
-from support.cli import certbot_dirs, run_acmekit
-from support.dnsserver import DnsServerHandle, dns_server_process
-from support.ports import free_port
-from support.verify import dns_names, openssl_verify
+from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
+from acmekit_testkit.cli import certbot_dirs, run_acmekit
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.verify import dns_names, openssl_verify
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from acmekit.client import AiohttpTransport, Challenge
 from acmekit.client.solvers.standalone import StandaloneHttpSolver
 from acmekit.protocol.messages import ChallengeStatus, Identifier, IdentifierType
-from support.ports import free_port
+from acmekit_testkit.ports import free_port
 
 NAME = Identifier(IdentifierType.DNS, "a.x.test")
 

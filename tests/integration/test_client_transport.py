@@ -6,7 +6,7 @@ import pytest
 from aiohttp import web
 
 from acmekit.client import AiohttpTransport, TransportError
-from support.ports import free_port
+from acmekit_testkit.ports import free_port
 
 
 async def _handler(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.ports import free_port, free_tcp_udp_port
+from acmekit_testkit.ports import free_port, free_tcp_udp_port
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "demo.sh"
 

@@ -12,7 +12,7 @@ import dns.rcode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support.dnsserver import DnsServerHandle, running_dns_server
+from acmekit_testkit.dnsserver import DnsServerHandle, running_dns_server
 
 LOOP = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x10\x00\x01"
 

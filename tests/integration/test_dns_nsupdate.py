@@ -10,7 +10,7 @@ import dns.message
 import dns.rcode
 
 from acmekit.dns.store import txt_value
-from support.dnsserver import DnsServerHandle, running_dns_server
+from acmekit_testkit.dnsserver import DnsServerHandle, running_dns_server
 
 SECRET = base64.b64encode(b"nsupdate test secret, 32 octets!").decode()
 KEY = f"hmac-sha256:acme-update:{SECRET}"

@@ -13,7 +13,7 @@ from acmekit.dns.rfc2136 import Rfc2136Updater
 from acmekit.dns.store import txt_value
 from acmekit.dns.tsig import parse_key
 from acmekit.protocol.problems import AcmeError, ProblemType
-from support.dnsserver import running_dns_server
+from acmekit_testkit.dnsserver import running_dns_server
 
 SECRET = base64.b64encode(b"rfc2136 updater secret, 32 bytes").decode()
 KEY = f"hmac-sha256:solver-key:{SECRET}"

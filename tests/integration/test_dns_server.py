@@ -16,7 +16,7 @@ import dns.rdatatype
 import pytest
 
 from acmekit.dns.store import txt_value
-from support.dnsserver import DnsServerHandle, dns_server_process, running_dns_server
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process, running_dns_server
 
 ACME_TXT = "LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo"
 

@@ -23,9 +23,9 @@ from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.status import collect, render
-from support.acmekit_server import ServerHandle
-from support.fleet_workers import WorkerProcess, fleet_worker_process, worker_peers
-from support.processes import wait_until
+from acmekit_testkit.acmekit_server import ServerHandle
+from acmekit_testkit.fleet_workers import WorkerProcess, fleet_worker_process, worker_peers
+from acmekit_testkit.processes import wait_until
 
 pytestmark = pytest.mark.postgres
 

@@ -23,9 +23,9 @@ from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit.protocol.messages import ChallengeType
-from support.acmekit_server import ServerHandle, running_acmekit_server
-from support.dnsserver import DnsServerHandle, dns_server_process
-from support.ports import free_port
+from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.ports import free_port
 
 EAB_KID = "fleet-kid"
 EAB_HMAC = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"

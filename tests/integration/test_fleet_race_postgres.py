@@ -14,8 +14,8 @@ import pytest
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
-from support.databases import fresh_postgres_database
-from support.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
+from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
 
 pytestmark = pytest.mark.postgres
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from support.acmekit_server import running_acmekit_server
-from support.dnsserver import dns_server_process
-from support.fleet_serve import FleetProcess, fleet_serve_process
-from support.ports import free_port
-from support.verify import dns_names, openssl_verify
+from acmekit_testkit.acmekit_server import running_acmekit_server
+from acmekit_testkit.dnsserver import dns_server_process
+from acmekit_testkit.fleet_serve import FleetProcess, fleet_serve_process
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.verify import dns_names, openssl_verify
 
 NAMES = ["shop.serve.test", "www.shop.serve.test"]
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from acmekit.fleet.delegation import delegation_target
-from support.acmekit_server import running_acmekit_server
-from support.dnsserver import dns_server_process
-from support.fleet_serve import fleet_serve_process
-from support.ports import free_port
-from support.processes import stop_process
-from support.verify import dns_names, openssl_verify
+from acmekit_testkit.acmekit_server import running_acmekit_server
+from acmekit_testkit.dnsserver import dns_server_process
+from acmekit_testkit.fleet_serve import fleet_serve_process
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.processes import stop_process
+from acmekit_testkit.verify import dns_names, openssl_verify
 
 ZONE = "acme-delegation.serve.test"
 

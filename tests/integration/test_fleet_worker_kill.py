@@ -20,8 +20,8 @@ from cryptography import x509
 
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import ChallengeMethod, Site, SiteState, to_us
-from support.fleet_workers import WorkerProcess, fleet_worker_process, worker_peers
-from support.processes import wait_until
+from acmekit_testkit.fleet_workers import WorkerProcess, fleet_worker_process, worker_peers
+from acmekit_testkit.processes import wait_until
 
 pytestmark = pytest.mark.postgres
 

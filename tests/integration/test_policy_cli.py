@@ -12,10 +12,10 @@ from cryptography import x509
 
 from acmekit.protocol import jose
 from acmekit.server.ari import cert_id_of
-from support.acme_raw import Flow, Http01Responder, HttpRawAcme, new_key
-from support.acmekit_server import running_acmekit_server
-from support.dnsserver import DnsServerHandle
-from support.ports import free_port
+from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme, new_key
+from acmekit_testkit.acmekit_server import running_acmekit_server
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.ports import free_port
 
 
 def acmekit(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,10 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acmekit.protocol import jose
-from support.acme_raw import Flow, Http01Responder, HttpRawAcme
-from support.acmekit_server import running_acmekit_server
-from support.dnsserver import DnsServerHandle
-from support.ports import free_port
+from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme
+from acmekit_testkit.acmekit_server import running_acmekit_server
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.ports import free_port
 
 
 def crl_point(cert: x509.Certificate) -> str:

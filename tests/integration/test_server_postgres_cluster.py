@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from acmekit.server.store import certificates, create_engine
-from support.acme_raw import Flow, Http01Responder, HttpRawAcme
-from support.acmekit_server import running_acmekit_server
-from support.databases import fresh_postgres_database
-from support.dnsserver import DnsServerHandle
+from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme
+from acmekit_testkit.acmekit_server import running_acmekit_server
+from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.dnsserver import DnsServerHandle
 
 pytestmark = pytest.mark.postgres
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from acmekit.server.store import certificates, create_engine
-from support.acme_raw import Flow, Http01Responder, HttpRawAcme
-from support.acmekit_server import running_acmekit_server
-from support.dnsserver import DnsServerHandle
-from support.ports import free_port
+from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme
+from acmekit_testkit.acmekit_server import running_acmekit_server
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.ports import free_port
 
 
 async def test_state_survives_restart(

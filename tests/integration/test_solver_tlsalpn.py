@@ -14,7 +14,7 @@ from acmekit.client.solvers.tlsalpn import StandaloneTlsAlpnSolver
 from acmekit.protocol.challenges import ACME_TLS_ALPN
 from acmekit.protocol.messages import ChallengeStatus, ChallengeType, Identifier, IdentifierType
 from acmekit.protocol.tlsalpn import check_tlsalpn01_certificate
-from support.ports import free_port
+from acmekit_testkit.ports import free_port
 
 CHALLENGE = Challenge(
     "https://ca.test/c", str(ChallengeType.TLS_ALPN_01), ChallengeStatus.PENDING, "t" * 43

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from support.acmekit_server import CaProcess, running_ca_process
-from support.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.acmekit_server import CaProcess, running_ca_process
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
 
 CaUnderTest = CaProcess[DnsServerHandle]
 

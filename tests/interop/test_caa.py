@@ -23,9 +23,9 @@ import pytest
 
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.caa import CaaChecker, CaaRecord
-from support.challtestsrv import running_challtestsrv
-from support.dnsserver import DnsServerHandle, running_dns_server
-from support.stubdns import stub_dns
+from acmekit_testkit.challtestsrv import running_challtestsrv
+from acmekit_testkit.dnsserver import DnsServerHandle, running_dns_server
+from acmekit_testkit.stubdns import stub_dns
 
 US = "ca.acmekit.test"
 OTHER = "other-ca.test"

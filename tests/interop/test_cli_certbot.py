@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from support.cli import certbot_dirs, run_trusting
-from support.dnsserver import DnsServerHandle
-from support.pebble import running_pebble
-from support.ports import free_port
-from support.verify import dns_names
+from acmekit_testkit.cli import certbot_dirs, run_trusting
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.pebble import running_pebble
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.verify import dns_names
 
 from .conftest import CaUnderTest
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from support.acmekit_server import CaProcess, running_ca_process
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
-from support.cli import certbot_dirs, run_acmekit, serving_webroot
-from support.pebble import write_listener_certs
-from support.ports import free_port
-from support.verify import dns_names, openssl_verify
+from acmekit_testkit.acmekit_server import CaProcess, running_ca_process
+from acmekit_testkit.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from acmekit_testkit.cli import certbot_dirs, run_acmekit, serving_webroot
+from acmekit_testkit.pebble import write_listener_certs
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.verify import dns_names, openssl_verify
 
 Ca = CaProcess[ChalltestsrvHandle]
 

@@ -23,11 +23,11 @@ import dns.query
 import pytest
 from cryptography import x509
 
-from support.acme_cas import CA_KINDS, AcmeCa, running_ca
-from support.cli import certbot_dirs, run_acmekit, serving_webroot
-from support.dnsserver import DnsServerHandle, dns_server_process
-from support.ports import free_port
-from support.verify import dns_names, openssl_verify
+from acmekit_testkit.acme_cas import CA_KINDS, AcmeCa, running_ca
+from acmekit_testkit.cli import certbot_dirs, run_acmekit, serving_webroot
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.verify import dns_names, openssl_verify
 
 pytestmark = pytest.mark.interop
 

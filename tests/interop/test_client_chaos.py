@@ -14,10 +14,10 @@ from cryptography.x509.oid import NameOID
 from acmekit.client import AiohttpTransport, Client, HttpResponse
 from acmekit.client.solvers.standalone import StandaloneHttpSolver
 from acmekit.protocol.messages import ChallengeType
-from support.challtestsrv import running_challtestsrv
-from support.csr import leaf_names, make_csr
-from support.pebble import PebbleHandle, running_pebble
-from support.ports import free_port
+from acmekit_testkit.challtestsrv import running_challtestsrv
+from acmekit_testkit.csr import leaf_names, make_csr
+from acmekit_testkit.pebble import PebbleHandle, running_pebble
+from acmekit_testkit.ports import free_port
 
 pytestmark = pytest.mark.interop
 

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from acmekit.client import Client, ExternalAccountBinding
 from acmekit.protocol.messages import AccountStatus
 from acmekit.protocol.problems import AcmeError, ProblemType
-from support.pebble import PebbleHandle, running_pebble
-from support.ports import free_port
+from acmekit_testkit.pebble import PebbleHandle, running_pebble
+from acmekit_testkit.ports import free_port
 
 pytestmark = pytest.mark.interop
 

@@ -21,10 +21,10 @@ from acmekit.client.solvers.standalone import StandaloneHttpSolver
 from acmekit.protocol.challenges import dns01_record_name, dns01_txt_value
 from acmekit.protocol.messages import AccountStatus, ChallengeType, Identifier, OrderStatus
 from acmekit.protocol.problems import AcmeError, ProblemType
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
-from support.csr import leaf_names, make_csr
-from support.pebble import PebbleHandle, running_pebble
-from support.ports import free_port
+from acmekit_testkit.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from acmekit_testkit.csr import leaf_names, make_csr
+from acmekit_testkit.pebble import PebbleHandle, running_pebble
+from acmekit_testkit.ports import free_port
 
 pytestmark = pytest.mark.interop
 

@@ -16,7 +16,7 @@ import pytest
 from acmekit.dns.rfc2136 import Rfc2136Updater
 from acmekit.dns.store import txt_value
 from acmekit.dns.tsig import parse_key
-from support.bind import authoritative_options, running_named
+from acmekit_testkit.bind import authoritative_options, running_named
 
 pytestmark = pytest.mark.interop
 

@@ -19,10 +19,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from support.cli import certbot_dirs
-from support.dnsserver import DnsServerHandle, dns_server_process
-from support.pebble import PebbleHandle, running_pebble
-from support.ports import free_port
+from acmekit_testkit.cli import certbot_dirs
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.pebble import PebbleHandle, running_pebble
+from acmekit_testkit.ports import free_port
 
 pytestmark = pytest.mark.interop
 

@@ -28,10 +28,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from support.dnsserver import read_banner
-from support.netns import NetNs, network_namespace
-from support.pebble import PEBBLE, write_pebble_config
-from support.processes import stop_process, wait_ready
+from acmekit_testkit.dnsserver import read_banner
+from acmekit_testkit.netns import NetNs, network_namespace
+from acmekit_testkit.pebble import PEBBLE, write_pebble_config
+from acmekit_testkit.processes import stop_process, wait_ready
 
 pytestmark = pytest.mark.interop
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from support.fleet_serve import FleetProcess
-from support.nginx import NginxEdge, check_served, running_edge_fleet
+from acmekit_testkit.fleet_serve import FleetProcess
+from acmekit_testkit.nginx import NginxEdge, check_served, running_edge_fleet
 
 pytestmark = pytest.mark.interop
 

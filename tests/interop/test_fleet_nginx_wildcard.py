@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from acmekit.fleet.delegation import delegation_target
-from support.nginx import check_served, running_edge_fleet, site_aliases
+from acmekit_testkit.nginx import check_served, running_edge_fleet, site_aliases
 
 pytestmark = pytest.mark.interop
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import certbot_dirs, run_trusting, serving_webroot
-from support.verify import dns_names, openssl_verify
+from acmekit_testkit.cli import certbot_dirs, run_trusting, serving_webroot
+from acmekit_testkit.verify import dns_names, openssl_verify
 
 from .conftest import CaUnderTest
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support.verify import dns_names, openssl_verify
+from acmekit_testkit.verify import dns_names, openssl_verify
 
 from .conftest import CaUnderTest
 

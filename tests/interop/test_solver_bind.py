@@ -28,10 +28,10 @@ from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.errors import DnsUpdateError
 from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 from acmekit.protocol.messages import ChallengeType, OrderStatus
-from support.bind import Named, running_named
-from support.csr import leaf_names, make_csr
-from support.pebble import PebbleHandle, running_pebble
-from support.ports import free_port
+from acmekit_testkit.bind import Named, running_named
+from acmekit_testkit.csr import leaf_names, make_csr
+from acmekit_testkit.pebble import PebbleHandle, running_pebble
+from acmekit_testkit.ports import free_port
 
 pytestmark = pytest.mark.interop
 

@@ -27,10 +27,10 @@ from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 from acmekit.client.solvers.tlsalpn import StandaloneTlsAlpnSolver
 from acmekit.client.solvers.webroot import WebrootSolver
 from acmekit.protocol.messages import ChallengeType, OrderStatus
-from support.csr import leaf_names, make_csr
-from support.dnsserver import DnsServerHandle, dns_server_process
-from support.pebble import PebbleHandle, running_pebble
-from support.ports import free_port
+from acmekit_testkit.csr import leaf_names, make_csr
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.pebble import PebbleHandle, running_pebble
+from acmekit_testkit.ports import free_port
 
 pytestmark = pytest.mark.interop
 

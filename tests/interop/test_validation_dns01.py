@@ -14,8 +14,8 @@ from acmekit.protocol.challenges import dns01_txt_value
 from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.validation import ValidationConfig, Validator
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
-from support.stubdns import stub_dns
+from acmekit_testkit.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from acmekit_testkit.stubdns import stub_dns
 
 TOKEN = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"
 KEY_AUTH = TOKEN + ".9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"

@@ -25,11 +25,11 @@ from cryptography.x509.oid import NameOID
 from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.validation import ValidationConfig, Validator
-from support.challtestsrv import ChalltestsrvHandle, running_challtestsrv
-from support.ports import free_port
-from support.stubdns import stub_dns
-from support.tcpstub import tcp_server
-from support.tlsalpn_responder import server_context
+from acmekit_testkit.challtestsrv import ChalltestsrvHandle, running_challtestsrv
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.stubdns import stub_dns
+from acmekit_testkit.tcpstub import tcp_server
+from acmekit_testkit.tlsalpn_responder import server_context
 
 TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
 KEY_AUTH = TOKEN + ".9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"

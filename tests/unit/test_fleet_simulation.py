@@ -3,7 +3,7 @@
 What is under test is the planner and the worker's loop (leasing, renewal times,
 retries, deployment, the database), not ACME on the wire: the issuer is
 `LocalIssuer`, a real function that signs real short-lived-key certificates under a
-local root made with `cryptography` (tests/support/fleet_testca.py), and the edges keep
+local root made with `cryptography` (testkit/acmekit_testkit/fleet_testca.py), and the edges keep
 what they are given in memory. The component tests drive the same worker against our
 CA over ACME. The inventory is SQLite in memory: the same SQL as on a file, without
 the file's I/O.
@@ -21,7 +21,7 @@ from pathlib import Path
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import ChallengeMethod, SiteState, from_us, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
-from support.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
+from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
 
 SITES = 2_000
 DAYS = 90

@@ -1,7 +1,7 @@
 """One worker pass: it leases more as slots free up, never holds more than `batch`
 sites nor handles more than `concurrency` at once, and stops when nothing is due.
 
-The issuer is the local test CA (tests/support/fleet_testca.py), wrapped to yield to
+The issuer is the local test CA (testkit/acmekit_testkit/fleet_testca.py), wrapped to yield to
 the event loop while it "works", so that handling really overlaps."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import OrderRequest, OrderStarted
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
-from support.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
+from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 

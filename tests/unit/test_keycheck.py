@@ -18,7 +18,7 @@ from acmekit.server.keycheck import (
     check_key,
     spki_sha256,
 )
-from support.primes import is_probable_prime, next_prime, random_prime, rsa_key_from_primes
+from acmekit_testkit.primes import is_probable_prime, next_prime, random_prime, rsa_key_from_primes
 
 POLICY = KeyPolicy()
 

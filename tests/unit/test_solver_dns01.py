@@ -25,7 +25,7 @@ from acmekit.client.solvers.errors import DnsUpdateError, HookError, Propagation
 from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 from acmekit.protocol.challenges import dns01_txt_value
 from acmekit.protocol.messages import ChallengeStatus, ChallengeType, Identifier, IdentifierType
-from support.dnsserver import DnsServerHandle, running_dns_server
+from acmekit_testkit.dnsserver import DnsServerHandle, running_dns_server
 
 SECRET = base64.b64encode(b"dns-01 solver test secret, 32 o!").decode()
 KEY = f"hmac-sha256:solver-key:{SECRET}"

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from support import tiers
-from support.databases import postgres_reachable
+from acmekit_testkit import tiers
+from acmekit_testkit.databases import postgres_reachable
 
 
 def test_probe_tells_a_listening_port_from_a_closed_one() -> None:
