@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import json
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from acmekit_testkit.csr import make_csr
 from acmekit_testkit.ports import free_port
 
 BASE = "https://ca.test"
+AUTHZ_WAIT = 10.0  # seconds a CA over HTTP may take to validate an order's authorizations
 
 
 @dataclass(frozen=True)
@@ -219,13 +221,16 @@ class Flow:
         await self.wait_for_authorizations(order)
 
     async def wait_for_authorizations(self, order: dict[str, Any]) -> None:
+        """Until no authorization of `order` is pending; AssertionError after
+        AUTHZ_WAIT seconds."""
         if self.acme.app is not None:
             await self.acme.app.authority.drain()
             return
-        for authz_url in order["authorizations"]:
-            for _ in range(200):
-                if (await self.get(authz_url)).json()["status"] != "pending":
-                    break
+        deadline = time.monotonic() + AUTHZ_WAIT
+        for url in order["authorizations"]:
+            while (status := (await self.get(url)).json()["status"]) == "pending":
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"authorization {url} still {status} after {AUTHZ_WAIT} s")
                 await asyncio.sleep(0.05)
 
     async def finalize(self, order_url: str, names: tuple[str, ...]) -> Resp:

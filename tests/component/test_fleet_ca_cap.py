@@ -3,11 +3,12 @@
 Two workers, each with its own inventory client and event loop in a thread of its own
 (as two processes have), share one SQLite file or one PostgreSQL database (127.0.0.1)
 and issue through one CA capped at 2; each could handle 4 sites at once. The CA (the
-local test CA, each order taking a little real time so that orders overlap) counts
-the orders in flight across both: never more than 2. Both workers' attempts show in
-the inventory's figures for the CA. A worker that finds every slot held by a worker
-that died waits for the lease to run out and takes the slot over; if that takes
-longer than it may wait, the site is put off without a failure.
+local test CA) counts the orders in flight across both: never more than 2. Orders are
+held until a worker was refused a slot because all were taken, so the workers do
+contend, and a cap kept per worker would let more than 2 in meanwhile. Both workers'
+attempts show in the inventory's figures for the CA. A worker that finds every slot held
+by a worker that died waits for the lease to run out and takes the slot over; if that
+takes longer than it may wait, the site is put off without a failure.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from acmekit.fleet import planner
 from acmekit.fleet.cas import CaEntry, CaPool, CaSpec
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import OrderRequest, OrderStarted
-from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
+from acmekit.fleet.model import CaSlot, ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit_testkit.fleet_testca import LocalIssuer, MemoryEdge
 
@@ -36,13 +37,28 @@ def now() -> int:
     return to_us(CLOCK.now())
 
 
+class Watched(Inventory):
+    """An inventory client that tells when it was refused a CA slot (all were held)."""
+
+    refused: threading.Event
+
+    def take_ca_slot(
+        self, ca: str, cap: int, holder: str, site_id: str, now: int, until: int
+    ) -> CaSlot | None:
+        slot = super().take_ca_slot(ca, cap, holder, site_id, now, until)
+        if slot is None:
+            self.refused.set()
+        return slot
+
+
 @dataclass
 class Counting:
     """The local CA, counting orders in flight from every worker (threads, hence the
-    lock); each order takes 20 ms of real time."""
+    lock). With `hold`, an order waits until that event is set (at most 30 s)."""
 
     inner: LocalIssuer = field(default_factory=lambda: LocalIssuer(now=CLOCK.now))
     name: str = CA
+    hold: threading.Event | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     in_flight: int = 0
     most: int = 0
@@ -54,7 +70,8 @@ class Counting:
             self.orders += 1
             self.most = max(self.most, self.in_flight)
         try:
-            await asyncio.sleep(0.02)
+            if self.hold is not None:
+                await asyncio.to_thread(self.hold.wait, 30)
             return await self.inner.issue(request, started)
         finally:
             with self.lock:
@@ -67,10 +84,13 @@ def capped_pool(issuer: Counting, cap: int = CAP, limit: int | None = None) -> C
     return CaPool([CaEntry(spec, issuer)])
 
 
-def _work(url: str, owner: str, issuer: Counting, failures: list[BaseException]) -> None:
+def _work(
+    url: str, owner: str, issuer: Counting, refused: threading.Event, failures: list[BaseException]
+) -> None:
     """One worker process: passes until nothing is due."""
     try:
-        inventory = Inventory.from_url(url)
+        inventory = Watched.from_url(url)
+        inventory.refused = refused
         config = WorkerConfig(owner=owner, batch=8, concurrency=4)
         worker = Worker(inventory, capped_pool(issuer), [MemoryEdge("edge")], CLOCK, config)
 
@@ -88,9 +108,11 @@ def test_two_workers_keep_one_cap_between_them(db_url: str) -> None:
     inventory = Inventory.from_url(db_url)
     names = [(f"s{i}.cap{i}.test",) for i in range(SITES)]
     ids = inventory.add_sites(names, ChallengeMethod.HTTP_01, now())
-    issuer, failures = Counting(), list[BaseException]()
+    refused, failures = threading.Event(), list[BaseException]()
+    issuer = Counting(hold=refused)
     threads = [
-        threading.Thread(target=_work, args=(db_url, f"w{i}", issuer, failures)) for i in (1, 2)
+        threading.Thread(target=_work, args=(db_url, f"w{i}", issuer, refused, failures))
+        for i in (1, 2)
     ]
     for t in threads:
         t.start()

@@ -7,7 +7,6 @@ expired is taken over, and its old holder can then neither refresh nor free it."
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,43 +35,63 @@ def clients(db_url: str) -> Iterator[tuple[Inventory, Inventory]]:
 class Tally:
     """The slots held right now, as the clients report them. A client adds a slot only
     after the database gave it, and drops it before giving it back, so this is never
-    more than what the database holds."""
+    more than what the database holds. `full` is set once CAP slots were held at once;
+    `releases` counts slots given back to the database, so that a refused client waits
+    for the next one instead of polling."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Condition = field(default_factory=threading.Condition)
     held: set[int] = field(default_factory=set)
     most: int = 0
     clashes: list[int] = field(default_factory=list)
     taken: int = 0
+    releases: int = 0
+    full: threading.Event = field(default_factory=threading.Event)
 
     def add(self, slot: CaSlot) -> None:
-        with self.lock:
+        with self.changed:
             if slot.number in self.held:
                 self.clashes.append(slot.number)
             self.held.add(slot.number)
             self.most = max(self.most, len(self.held))
             self.taken += 1
+            if len(self.held) == CAP:
+                self.full.set()
 
     def drop(self, slot: CaSlot) -> None:
-        with self.lock:
+        with self.changed:
             self.held.discard(slot.number)
+
+    def released(self) -> None:
+        with self.changed:
+            self.releases += 1
+            self.changed.notify_all()
+
+    def wait_for_release(self, seen: int) -> None:
+        """Until a slot was given back since `releases` was `seen`."""
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.releases != seen, timeout=30):
+                raise AssertionError("no CA slot was given back within 30 s")
 
 
 def _race(inventory: Inventory, name: str, tally: Tally, failures: list[BaseException]) -> None:
-    """Take a slot TAKES times (retrying while all are held), hold it briefly, free it."""
+    """Take a slot TAKES times (waiting for a release while all are held), and free it;
+    the first slots are kept until CAP are held at once, so that the clients contend."""
     try:
         inventory.ensure_ca_slots("ca", CAP)
         for n in range(TAKES):
             holder = f"{name}/{n}"
             while True:
-                now = _now()
+                seen, now = tally.releases, _now()
                 slot = inventory.take_ca_slot("ca", CAP, holder, f"site-{n}", now, now + LEASE)
                 if slot is not None:
                     break
-                time.sleep(0.001)
+                tally.wait_for_release(seen)
             tally.add(slot)
-            time.sleep(0.002)
+            if not tally.full.wait(timeout=30):
+                raise AssertionError(f"{CAP} slots were never held at once")
             tally.drop(slot)
             assert inventory.release_ca_slot(slot)
+            tally.released()
     except BaseException as exc:  # reported by the test
         failures.append(exc)
 
