@@ -4,7 +4,7 @@ Every process started here runs on 127.0.0.1 with ports chosen by binding port 0
 watched through /proc/PID/stat for its CPU time (utime + stime of the process and all
 its descendants), and is stopped by its PID when the `with` block ends. Starting the
 peers, free ports and fresh databases come from the package the tests use
-(`acmekit_testkit`, installed with the dev extra), so that benchmarks and tests run their
+(`acmekit_testkit`, installed with the project), so that benchmarks and tests run their
 peers the same way.
 """
 
