@@ -67,3 +67,13 @@ async def test_config_keys_still_accepted(eab_ca: Assembly) -> None:
     acme = RawAcme(eab_ca.app)
     assert (await _register(acme, "cfg", CONFIG_HMAC)).status == 201
     assert (await _register(acme, "cfg", CONFIG_HMAC)).status == 403
+
+
+async def test_binding_signed_for_another_url_is_refused(eab_ca: Assembly) -> None:
+    """§7.3.4: the binding's url must be newAccount's, as the outer JWS's is."""
+    acme, key = RawAcme(eab_ca.app), new_key()
+    url = f"{acme.base}/acme/new-account"
+    eab = jose.eab_sign(key, "cfg", CONFIG_HMAC, f"{acme.base}/acme/new-order")
+    resp = await acme.post(url, {"termsOfServiceAgreed": True, "externalAccountBinding": eab}, key)
+    assert (resp.status, resp.problem_type) == (403, "unauthorized")
+    assert "url" in resp.json()["detail"]

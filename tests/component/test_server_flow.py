@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterator
+from typing import Any
 
 from cryptography import x509
 
 from acmekit.protocol import jose
-from acmekit_testkit.acme_raw import Flow, RawAcme, new_key
+from acmekit.server import paths
+from acmekit_testkit.acme_raw import Flow, RawAcme, Resp, new_key
 from acmekit_testkit.csr import make_csr
 
 
@@ -80,6 +84,23 @@ async def test_key_change(flow: Flow, acme: RawAcme) -> None:
     assert stale.status == 400 and stale.problem_type == "malformed"
     flow.key = new
     assert (await flow.order("rolled.flow.test")).status == 201
+
+
+async def test_key_change_inner_jws_must_name_key_change_and_this_account(
+    flow: Flow, acme: RawAcme
+) -> None:
+    """§7.3.5: the inner JWS's url is the outer one; its account is the signer's."""
+    await flow.account()
+    url, new = f"{acme.base}/acme/key-change", new_key()
+    old = jose.jwk_from_key(flow.key)
+    elsewhere = jose.sign(new, {"account": flow.kid, "oldKey": old}, url=flow.kid, nonce=None)
+    resp = await acme.post(url, elsewhere, flow.key, flow.kid)
+    assert (resp.status, resp.problem_type) == (400, "malformed")
+    other = Flow(acme, flow.responder)
+    await other.account()
+    theirs = jose.sign(new, {"account": other.kid, "oldKey": old}, url=url, nonce=None)
+    resp = await acme.post(url, theirs, flow.key, flow.kid)
+    assert (resp.status, resp.problem_type) == (403, "unauthorized")
 
 
 async def test_key_change_to_a_key_in_use_is_conflict(flow: Flow, acme: RawAcme) -> None:
@@ -234,3 +255,116 @@ async def test_bad_revocation_reason(flow: Flow, acme: RawAcme) -> None:
     url = f"{acme.base}/acme/revoke-cert"
     resp = await acme.post(url, {"certificate": jose.b64e(der), "reason": 7}, flow.key, flow.kid)
     assert resp.problem_type == "badRevocationReason"
+
+
+# URLs a client POSTs a request to, not resources it reads: the directory's actions,
+# renewalInfo (a base for RFC 9773's GET), and an order's finalize.
+ACTIONS = {"newAccount", "newOrder", "revokeCert", "keyChange", "renewalInfo", "finalize"}
+PEM_CHAIN = "application/pem-certificate-chain"
+
+
+def _links(resp: Resp) -> list[tuple[str, str]]:
+    """(rel, URL) of every Link header (RFC 8288)."""
+    found = []
+    for value in resp.headers.get("link", []):
+        found += [(rel, url) for url, rel in re.findall(r'<([^>]*)>\s*;\s*rel="([^"]+)"', value)]
+    return found
+
+
+def _urls_in(doc: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """(key, URL) of every URL in a JSON document, with the key it sits under."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _urls_in(v, k)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _urls_in(v, key)
+    elif isinstance(doc, str) and doc.startswith("https://"):
+        yield key, doc
+
+
+def _endpoint(acme: RawAcme, url: str) -> paths.Endpoint:
+    path = url.removeprefix(acme.base)
+    found = [e for e in vars(paths).values() if isinstance(e, paths.Endpoint)]
+    return next(e for e in found if e.pattern.fullmatch(path))
+
+
+async def _walk(flow: Flow, start: list[str]) -> dict[str, Resp]:
+    """POST-as-GET to every URL reachable from `start` through Location and Link headers
+    and the URLs in JSON bodies, but the ACTIONS."""
+    seen: dict[str, Resp] = {}
+    todo = list(start)
+    while todo:
+        url = todo.pop()
+        if url in seen:
+            continue
+        resp = seen[url] = await flow.get(url)
+        todo += [u for _, u in _links(resp)] + resp.headers.get("location", [])
+        if resp.header("content-type") == "application/json":
+            todo += [u for key, u in _urls_in(resp.json()) if key not in ACTIONS]
+    return seen
+
+
+async def test_every_resource_the_ca_links_to_answers_post_as_get(
+    flow: Flow, acme: RawAcme
+) -> None:
+    """RFC 8555 §6.3 and §7.4.2: every resource is read with POST-as-GET; the issuer
+    certificate (a certificate's Link rel="up") too, as acmez-based clients read it."""
+    order_url, _ = await flow.issue("walk.flow.test")
+    seen = await _walk(flow, [f"{acme.base}/directory", flow.kid, order_url])
+    kinds = {_endpoint(acme, url): url for url in seen}
+    assert set(kinds) == {
+        paths.DIRECTORY, paths.NEW_NONCE, paths.ACCOUNT, paths.ACCOUNT_ORDERS, paths.ORDER,
+        paths.AUTHZ, paths.CHALLENGE, paths.CERTIFICATE, paths.ISSUER_CERT,
+    }  # fmt: skip
+    for url, resp in seen.items():
+        assert resp.status == 200, (url, resp.body)
+        assert ("index", f"{acme.base}/directory") in _links(resp)
+        kind = _endpoint(acme, url)
+        if kind in (paths.CERTIFICATE, paths.ISSUER_CERT):
+            assert resp.header("content-type") == PEM_CHAIN
+            assert x509.load_pem_x509_certificates(resp.body)
+        elif kind == paths.NEW_NONCE:
+            assert resp.header("replay-nonce") and resp.body == b""
+        else:
+            assert resp.header("content-type") == "application/json"
+    cert = seen[kinds[paths.CERTIFICATE]]
+    assert ("up", kinds[paths.ISSUER_CERT]) in _links(cert)
+    issuer = x509.load_pem_x509_certificate(seen[kinds[paths.ISSUER_CERT]].body)
+    assert x509.load_pem_x509_certificates(cert.body)[0].issuer == issuer.subject
+    challenge = seen[kinds[paths.CHALLENGE]]
+    assert ("up", kinds[paths.AUTHZ]) in _links(challenge)
+
+
+async def test_plain_get_where_the_ca_allows_it(flow: Flow, acme: RawAcme) -> None:
+    """A plain GET reads the directory, newNonce and certificates; any other resource
+    answers it with 405 and says POST is allowed (§6.3)."""
+    order_url, _ = await flow.issue("get.flow.test")
+    seen = await _walk(flow, [flow.kid, order_url])
+    for url in seen:
+        kind = _endpoint(acme, url)
+        resp = await acme.request("GET", url)
+        if kind in (paths.DIRECTORY, paths.CERTIFICATE, paths.ISSUER_CERT):
+            assert resp.status == 200, url
+        elif kind == paths.NEW_NONCE:
+            assert resp.status == 204
+        else:
+            assert (resp.status, resp.header("allow")) == (405, "POST"), url
+
+
+async def test_post_as_get_to_a_challenge_only_reads_it(flow: Flow) -> None:
+    """§7.5.1: a challenge is answered with `{}`; an empty payload leaves it pending."""
+    await flow.account()
+    order = (await flow.order("read.flow.test")).json()
+    authz = (await flow.get(order["authorizations"][0])).json()
+    for ch in authz["challenges"]:
+        read = await flow.get(ch["url"])
+        assert (read.status, read.json()["status"]) == (200, "pending")
+    assert (await flow.get(order["authorizations"][0])).json()["status"] == "pending"
+
+
+async def test_post_as_get_must_have_an_empty_payload(flow: Flow, acme: RawAcme) -> None:
+    await flow.account()
+    for url in (f"{acme.base}/directory", f"{acme.base}/acme/issuer-cert"):
+        resp = await acme.post(url, {}, flow.key, flow.kid)
+        assert (resp.status, resp.problem_type) == (400, "malformed"), url

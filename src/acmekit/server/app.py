@@ -4,6 +4,10 @@ Every request goes through `handle`: route, authenticate (POST), call the author
 render. Any AcmeError from any depth becomes one problem document here (§6.7), with a
 fresh Replay-Nonce and Link rel="index"; anything else becomes serverInternal, never
 a traceback.
+
+§6.3: every resource is read with POST-as-GET; the directory and newNonce, and the
+certificate downloads, also answer a plain GET; renewalInfo is GET only (RFC 9773 §4.2).
+The routes are the paths of acmekit.server.paths, the same that render.Urls builds on.
 """
 
 from __future__ import annotations
@@ -18,8 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
-from acmekit.server import render
-from acmekit.server.auth import Authenticated, Authenticator, Signer
+from acmekit.server import paths, render
+from acmekit.server.auth import (
+    Authenticated,
+    Authenticator,
+    Signer,
+    external_account_binding,
+    key_change,
+)
 from acmekit.server.authority import Authority, OrderView
 from acmekit.server.nonces import NonceService
 from acmekit.server.render import Urls
@@ -31,6 +41,11 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JOSE = "application/jose+json"
+PEM_CHAIN = "application/pem-certificate-chain"
+BASE_URL_SETTING = "base_url"  # where the latest validation was started, if not configured
+
+POST = frozenset({"POST"})
+READ = frozenset({"GET", "POST"})  # a plain GET, or POST-as-GET
 
 
 @dataclass(frozen=True)
@@ -76,22 +91,23 @@ class AcmeApp:
         self.auth = Authenticator(authority.store, nonces)
         self.config = authority.config
         self._background: list[asyncio.Task[None]] = []
+        self._recorded_base: str | None = None
         self.routes: list[tuple[frozenset[str], re.Pattern[str], Handler]] = [
-            (frozenset({"GET"}), re.compile(r"/directory"), self.directory),
-            (frozenset({"GET", "HEAD"}), re.compile(r"/acme/new-nonce"), self.new_nonce),
-            (frozenset({"POST"}), re.compile(r"/acme/new-account"), self.new_account),
-            (frozenset({"POST"}), re.compile(r"/acme/new-order"), self.new_order),
-            (frozenset({"POST"}), re.compile(r"/acme/revoke-cert"), self.revoke),
-            (frozenset({"POST"}), re.compile(r"/acme/key-change"), self.key_change),
-            (frozenset({"POST"}), re.compile(r"/acme/acct/([\w-]+)"), self.account),
-            (frozenset({"POST"}), re.compile(r"/acme/acct/([\w-]+)/orders"), self.orders),
-            (frozenset({"POST"}), re.compile(r"/acme/order/([\w-]+)"), self.order),
-            (frozenset({"POST"}), re.compile(r"/acme/order/([\w-]+)/finalize"), self.finalize),
-            (frozenset({"POST"}), re.compile(r"/acme/authz/([\w-]+)"), self.authz),
-            (frozenset({"POST"}), re.compile(r"/acme/chall/([\w-]+)"), self.challenge),
-            (frozenset({"GET", "POST"}), re.compile(r"/acme/cert/([\w-]+)"), self.certificate),
-            (frozenset({"GET"}), re.compile(r"/acme/issuer-cert"), self.issuer_cert),
-            (frozenset({"GET"}), re.compile(r"/acme/renewal-info/([\w.-]+)"), self.renewal_info),
+            (READ, paths.DIRECTORY.pattern, self.directory),
+            (READ | {"HEAD"}, paths.NEW_NONCE.pattern, self.new_nonce),
+            (POST, paths.NEW_ACCOUNT.pattern, self.new_account),
+            (POST, paths.NEW_ORDER.pattern, self.new_order),
+            (POST, paths.REVOKE_CERT.pattern, self.revoke),
+            (POST, paths.KEY_CHANGE.pattern, self.key_change),
+            (POST, paths.ACCOUNT.pattern, self.account),
+            (POST, paths.ACCOUNT_ORDERS.pattern, self.orders),
+            (POST, paths.ORDER.pattern, self.order),
+            (POST, paths.FINALIZE.pattern, self.finalize),
+            (POST, paths.AUTHZ.pattern, self.authz),
+            (POST, paths.CHALLENGE.pattern, self.challenge),
+            (READ, paths.CERTIFICATE.pattern, self.certificate),
+            (READ, paths.ISSUER_CERT.pattern, self.issuer_cert),
+            (frozenset({"GET"}), paths.RENEWAL_INFO_CERT.pattern, self.renewal_info),
         ]
 
     # ASGI ---------------------------------------------------------------------------
@@ -127,13 +143,26 @@ class AcmeApp:
         period = max(0.5, min(10.0, self.authority.stale_after.total_seconds() / 2))
         while True:
             try:
-                await self.authority.recover()
+                await self.recover()
                 self.nonces.prune()
                 if self.authority.crl is not None:
                     self.authority.crl.refresh()
             except Exception:
                 log.exception("housekeeping failed")
             await asyncio.sleep(period)
+
+    async def recover(self) -> None:
+        """The authority's recovery, with account URLs under the base clients used."""
+        base = self.config.base_url or self.authority.store.stored_setting(BASE_URL_SETTING)
+        await self.authority.recover(Urls(base or "https://localhost").account)
+
+    def _remember_base(self, urls: Urls) -> None:
+        """Keep the base a validation was started at (by an authenticated account), so
+        that recovery in a later process names accounts for CAA `accounturi` (RFC 8657
+        §3) as their clients do."""
+        if self.config.base_url is None and urls.base != self._recorded_base:
+            self.authority.store.put_setting(BASE_URL_SETTING, urls.base)
+            self._recorded_base = urls.base
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -222,17 +251,26 @@ class AcmeApp:
             raise malformed("this resource is read with POST-as-GET (an empty payload)")
         return auth
 
+    def _read(self, req: Request) -> None:
+        """A resource that also answers a plain GET: a POST must be POST-as-GET."""
+        if req.method == "POST":
+            self._post_as_get(req)
+
     # handlers -----------------------------------------------------------------------
 
     async def directory(self, req: Request, _: re.Match[str]) -> Response:
+        self._read(req)
         return json_response(render.directory(req.urls, self.config))
 
     async def new_nonce(self, req: Request, _: re.Match[str]) -> Response:
-        return Response(200 if req.method == "HEAD" else 204)
+        """§7.2: 204 to GET, 200 to HEAD (and to POST-as-GET, §6.3)."""
+        self._read(req)
+        return Response(204 if req.method == "GET" else 200)
 
     async def new_account(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req, "jwk")
-        rec, created = self.authority.new_account(auth, req.url, req.client)
+        eab = external_account_binding(auth.payload, req.url)
+        rec, created = self.authority.new_account(auth, eab, req.client)
         doc = render.account(req.urls, rec)
         return json_response(doc, 201 if created else 200, req.urls.account(rec.id))
 
@@ -242,7 +280,8 @@ class AcmeApp:
 
     async def key_change(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req)
-        rec = self.authority.key_change(auth, req.url, req.urls.account_prefix)
+        change = key_change(auth, req.url, req.urls.account_prefix)
+        rec = self.authority.key_change(auth.require_account(), change)
         return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
 
     async def orders(self, req: Request, m: re.Match[str]) -> Response:
@@ -266,8 +305,8 @@ class AcmeApp:
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
         account = auth.require_account()
-        prefix = req.urls.account_prefix
-        view = await self.authority.finalize(account, m[1], auth.payload, prefix)
+        uri = req.urls.account(account.id)
+        view = await self.authority.finalize(account, m[1], auth.payload, uri)
         return self._order(req, view)
 
     def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:
@@ -282,22 +321,24 @@ class AcmeApp:
 
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
-        ch, authz = self.authority.start_challenge(auth, m[1], req.urls.account_prefix)
+        uri = req.urls.account(auth.require_account().id)
+        self._remember_base(req.urls)  # before the validation is claimed, which may outlive us
+        ch, authz = self.authority.start_challenge(auth, m[1], uri)
         # No Retry-After while processing: validation takes milliseconds here, and a
         # client's own short-then-growing polling serves it better than a fixed second.
         resp = json_response(render.challenge(req.urls, ch))
         return resp.link(req.urls.authz(authz.id), "up")
 
     async def certificate(self, req: Request, m: re.Match[str]) -> Response:
-        if req.method == "POST":
-            self._post_as_get(req)
+        self._read(req)
         pem = self.authority.certificate_pem(m[1])
-        resp = Response(200, pem.encode(), "application/pem-certificate-chain")
-        return resp.link(req.urls.resource("issuer-cert"), "up")
+        resp = Response(200, pem.encode(), PEM_CHAIN)
+        return resp.link(req.urls.resource(paths.ISSUER_CERT), "up")
 
     async def issuer_cert(self, req: Request, _: re.Match[str]) -> Response:
-        pem = self.authority.issuer.chain_pem()
-        return Response(200, pem, "application/pem-certificate-chain")
+        """The target of a certificate's Link rel="up" (§7.4.2): the intermediate."""
+        self._read(req)
+        return Response(200, self.authority.issuer.chain_pem(), PEM_CHAIN)
 
     async def revoke(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req, "either")

@@ -4,6 +4,9 @@ A handler gets an `Authenticated` (the verified JWS, its payload and, for `kid`
 requests, the account) or the request ends in a problem document. Order of checks
 follows §6.2: well-formed JWS, allowed algorithm, exactly one of jwk/kid, url equals
 the request URL, nonce redeemed once, signature valid, account exists and is valid.
+
+The inner JWSs of newAccount (externalAccountBinding, §7.3.4) and keyChange (§7.3.5)
+name URLs too; they are checked here against the request, so the rules never see a URL.
 """
 
 from __future__ import annotations
@@ -47,6 +50,38 @@ def account_id_from_kid(kid: str, account_prefix: str) -> str:
     if not kid.startswith(account_prefix):
         raise problem(ProblemType.ACCOUNT_DOES_NOT_EXIST, f"kid {kid!r} is not an account URL")
     return kid.removeprefix(account_prefix)
+
+
+def external_account_binding(payload: object, url: str) -> Jws | None:
+    """§7.3.4: newAccount's externalAccountBinding JWS, whose url must be newAccount's."""
+    eab = payload.get("externalAccountBinding") if isinstance(payload, dict) else None
+    if eab is None:
+        return None
+    inner = parse_jws(eab)
+    if inner.protected.get("url") != url:
+        raise unauthorized("externalAccountBinding url does not match newAccount")
+    return inner
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """§7.3.5: keyChange's inner JWS (signed by the new key), its url checked, and the
+    id of the account its payload names."""
+
+    inner: Jws
+    account_id: str
+    old_key: object
+
+
+def key_change(auth: Authenticated, url: str, account_prefix: str) -> KeyChange:
+    inner = parse_jws(auth.payload)
+    if inner.protected.get("url") != url:
+        raise malformed("inner JWS url must equal the outer url")
+    body = inner.payload_json()
+    if not isinstance(body, dict) or not isinstance(body.get("account"), str):
+        raise malformed("keyChange payload needs account and oldKey")
+    account_id = account_id_from_kid(body["account"], account_prefix)
+    return KeyChange(inner, account_id, body.get("oldKey"))
 
 
 class Authenticator:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr
-from acmekit.protocol.jose import b64d, eab_verify, key_from_jwk, parse_jws, thumbprint
+from acmekit.protocol.jose import Jws, b64d, eab_verify, key_from_jwk, thumbprint
 from acmekit.protocol.messages import (
     AccountStatus,
     AuthorizationStatus,
@@ -51,7 +51,7 @@ from acmekit.protocol.problems import (
     unauthorized,
 )
 from acmekit.server import ari
-from acmekit.server.auth import Authenticated, account_id_from_kid
+from acmekit.server.auth import Authenticated, KeyChange
 from acmekit.server.ca import Issuer, issue_certificate, new_serial, pem_chain
 from acmekit.server.config import Profile, ServerConfig
 from acmekit.server.crl import CrlPublisher
@@ -203,9 +203,10 @@ class Authority:
     # accounts ---------------------------------------------------------------------
 
     def new_account(
-        self, auth: Authenticated, url: str, client_ip: str | None = None
+        self, auth: Authenticated, eab: Jws | None, client_ip: str | None = None
     ) -> tuple[AccountRecord, bool]:
-        """§7.3: returns (account, created). An existing key returns its account."""
+        """§7.3: returns (account, created). An existing key returns its account.
+        `eab` is the externalAccountBinding, its url already checked (auth.py)."""
         payload = auth.payload if isinstance(auth.payload, dict) else None
         if payload is None:
             raise malformed("newAccount needs a JSON object payload")
@@ -221,7 +222,7 @@ class Authority:
         contact = check_contacts(payload.get("contact"))
         if self.config.terms_of_service and payload.get("termsOfServiceAgreed") is not True:
             raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
-        eab_kid = self._check_eab(payload.get("externalAccountBinding"), jwk, url)
+        eab_kid = self._check_eab(eab, jwk)
         if client_ip is not None:
             subject = Subject(client_ip)
             self.limits.take(LimitName.NEW_ACCOUNTS_PER_IP, subject, self.now())
@@ -239,23 +240,20 @@ class Authority:
         stored = self.store.add_account(rec)
         return stored, stored.id == rec.id
 
-    def _check_eab(self, eab: object, jwk: dict[str, Any], url: str) -> str | None:
+    def _check_eab(self, inner: Jws | None, jwk: dict[str, Any]) -> str | None:
         """§7.3.4: an HS256 JWS over the account key, by a key the CA handed out."""
-        if eab is None:
+        if inner is None:
             if self.config.eab_required:
                 raise problem(
                     ProblemType.EXTERNAL_ACCOUNT_REQUIRED, "this CA requires externalAccountBinding"
                 )
             return None
-        inner = parse_jws(eab)
         kid = inner.protected.get("kid")
         if inner.protected.get("alg") != "HS256" or "nonce" in inner.protected:
             raise malformed("externalAccountBinding must be HS256 with no nonce")
         secret = self._eab_secret(kid)
         if secret is None or not isinstance(kid, str):
             raise unauthorized("externalAccountBinding kid is unknown")
-        if inner.protected.get("url") != url:
-            raise unauthorized("externalAccountBinding url does not match newAccount")
         bound = inner.payload_json()
         if not isinstance(bound, dict) or thumbprint(key_from_jwk(bound)) != thumbprint(
             key_from_jwk(jwk)
@@ -304,25 +302,19 @@ class Authority:
         assert updated is not None
         return updated
 
-    def key_change(self, auth: Authenticated, url: str, account_prefix: str) -> AccountRecord:
-        """§7.3.5: an inner JWS, signed by the new key, names the account and old key."""
-        account = auth.require_account()
-        inner = parse_jws(auth.payload)
-        header = inner.protected
+    def key_change(self, account: AccountRecord, change: KeyChange) -> AccountRecord:
+        """§7.3.5: an inner JWS, signed by the new key, names the account and old key
+        (its url and the account it names were read in auth.py)."""
+        header = change.inner.protected
         if "jwk" not in header or "kid" in header or "nonce" in header:
             raise malformed("inner JWS must carry jwk, and no kid or nonce")
-        if header.get("url") != url:
-            raise malformed("inner JWS url must equal the outer url")
         new_key = key_from_jwk(header["jwk"])
         self.policy.check_account_key(new_key)
-        if not inner.verify(new_key):
+        if not change.inner.verify(new_key):
             raise malformed("inner JWS signature is invalid")
-        body = inner.payload_json()
-        if not isinstance(body, dict) or not isinstance(body.get("account"), str):
-            raise malformed("keyChange payload needs account and oldKey")
-        if account_id_from_kid(body["account"], account_prefix) != account.id:
+        if change.account_id != account.id:
             raise unauthorized("keyChange account does not match the JWS kid")
-        if thumbprint(key_from_jwk(body.get("oldKey"))) != account.thumbprint:
+        if thumbprint(key_from_jwk(change.old_key)) != account.thumbprint:
             raise unauthorized("oldKey is not the account's current key")
         new_thumb = thumbprint(new_key)
         other = self.store.account_by_thumbprint(new_thumb)
@@ -570,9 +562,10 @@ class Authority:
         return self.authz_view(replace(authz, stored_status=AuthorizationStatus.DEACTIVATED))
 
     def start_challenge(
-        self, auth: Authenticated, challenge_id: str, account_prefix: str
+        self, auth: Authenticated, challenge_id: str, account_uri: str
     ) -> tuple[ChallengeRecord, AuthorizationRecord]:
-        """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads."""
+        """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads. `account_uri`
+        is what a CAA `accounturi` must name (RFC 8657 §3)."""
         account = auth.require_account()
         ch = self.store.challenge(challenge_id)
         if ch is None:
@@ -594,7 +587,7 @@ class Authority:
             started = self.store.challenge(ch.id)
             assert started is not None
             return started, authz
-        self._spawn(self._validate(ch, authz, account, account_prefix + account.id))
+        self._spawn(self._validate(ch, authz, account, account_uri))
         return replace(ch, status=ChallengeStatus.PROCESSING, started=now), authz
 
     async def _validate(
@@ -635,7 +628,7 @@ class Authority:
     # finalize and certificates ------------------------------------------------------
 
     async def finalize(
-        self, account: AccountRecord, order_id: str, payload: object, account_prefix: str
+        self, account: AccountRecord, order_id: str, payload: object, account_uri: str
     ) -> OrderView:
         """§7.4: check the CSR against the order, claim it once, issue."""
         order = self.owned_order(account, order_id)
@@ -647,7 +640,7 @@ class Authority:
         csr_der = b64d(payload["csr"])
         csr = check_csr(csr_der, order.identifiers, key_from_jwk(account.jwk))
         self.policy.check_certificate_key(csr.public_key())  # type: ignore[arg-type]
-        await self._recheck_caa(view, account_prefix + account.id)
+        await self._recheck_caa(view, account_uri)
         if not self.store.claim_finalize(order.id, csr_der, self.now()):
             raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         task = self._spawn(self._issue(order, csr))
@@ -768,8 +761,9 @@ class Authority:
 
     # recovery -----------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """Finish validations and issuances that a stopped process left in flight."""
+    async def recover(self, account_uri: Callable[[str], str]) -> None:
+        """Finish validations and issuances that a stopped process left in flight;
+        `account_uri` names an account, by id, for CAA (the HTTP edge knows its URL)."""
         now = self.now()
         cutoff = now - self.stale_after
         for ch in self.store.stale_challenges(cutoff):
@@ -781,10 +775,7 @@ class Authority:
                 and ch.started
                 and self.store.restart_challenge(ch.id, ch.started, now)
             ):
-                uri = (
-                    f"{self.config.base_url}/acme/acct/{account.id}" if self.config.base_url else ""
-                )
-                self._spawn(self._validate(ch, authz, account, uri))
+                self._spawn(self._validate(ch, authz, account, account_uri(account.id)))
         for order in self.store.stale_finalizations(cutoff):
             if (
                 order.finalize_started

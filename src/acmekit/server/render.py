@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from acmekit.protocol.messages import OrderStatus
+from acmekit.server import paths
 from acmekit.server.ari import Window
 from acmekit.server.authority import AuthzView, OrderView
 from acmekit.server.config import ServerConfig
@@ -20,35 +21,43 @@ def rfc3339(t: datetime) -> str:
 
 @dataclass(frozen=True)
 class Urls:
-    """Every URL the CA hands out, from the base the client reached it at."""
+    """Every URL the CA hands out: a path of acmekit.server.paths under the base the
+    client reached the CA at."""
 
     base: str
 
     @property
     def directory(self) -> str:
-        return f"{self.base}/directory"
+        return self.base + paths.DIRECTORY.path()
 
     @property
     def account_prefix(self) -> str:
-        return f"{self.base}/acme/acct/"
+        return self.base + paths.ACCOUNT.path()
 
     def account(self, account_id: str) -> str:
-        return self.account_prefix + account_id
+        return self.base + paths.ACCOUNT.path(account_id)
+
+    def account_orders(self, account_id: str) -> str:
+        return self.base + paths.ACCOUNT_ORDERS.path(account_id)
 
     def order(self, order_id: str) -> str:
-        return f"{self.base}/acme/order/{order_id}"
+        return self.base + paths.ORDER.path(order_id)
+
+    def finalize(self, order_id: str) -> str:
+        return self.base + paths.FINALIZE.path(order_id)
 
     def authz(self, authz_id: str) -> str:
-        return f"{self.base}/acme/authz/{authz_id}"
+        return self.base + paths.AUTHZ.path(authz_id)
 
     def challenge(self, challenge_id: str) -> str:
-        return f"{self.base}/acme/chall/{challenge_id}"
+        return self.base + paths.CHALLENGE.path(challenge_id)
 
     def certificate(self, cert_id: str) -> str:
-        return f"{self.base}/acme/cert/{cert_id}"
+        return self.base + paths.CERTIFICATE.path(cert_id)
 
-    def resource(self, name: str) -> str:
-        return f"{self.base}/acme/{name}"
+    def resource(self, endpoint: paths.Endpoint) -> str:
+        """An endpoint without an id (newOrder, keyChange, the issuer certificate...)."""
+        return self.base + endpoint.path()
 
 
 def directory(urls: Urls, config: ServerConfig) -> dict[str, Any]:
@@ -62,12 +71,12 @@ def directory(urls: Urls, config: ServerConfig) -> dict[str, Any]:
     if config.website:
         meta["website"] = config.website
     return {
-        "newNonce": urls.resource("new-nonce"),
-        "newAccount": urls.resource("new-account"),
-        "newOrder": urls.resource("new-order"),
-        "revokeCert": urls.resource("revoke-cert"),
-        "keyChange": urls.resource("key-change"),
-        "renewalInfo": urls.resource("renewal-info"),
+        "newNonce": urls.resource(paths.NEW_NONCE),
+        "newAccount": urls.resource(paths.NEW_ACCOUNT),
+        "newOrder": urls.resource(paths.NEW_ORDER),
+        "revokeCert": urls.resource(paths.REVOKE_CERT),
+        "keyChange": urls.resource(paths.KEY_CHANGE),
+        "renewalInfo": urls.resource(paths.RENEWAL_INFO),
         "meta": meta,
     }
 
@@ -76,7 +85,7 @@ def account(urls: Urls, rec: AccountRecord) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "status": str(rec.status),
         "contact": list(rec.contact),
-        "orders": urls.account(rec.id) + "/orders",
+        "orders": urls.account_orders(rec.id),
         "createdAt": rfc3339(rec.created),
     }
     if rec.eab_kid:
@@ -118,7 +127,7 @@ def order(urls: Urls, view: OrderView) -> dict[str, Any]:
         "expires": rfc3339(rec.expires),
         "identifiers": [i.to_json() for i in rec.identifiers],
         "authorizations": [urls.authz(a) for a in rec.authz_ids],
-        "finalize": urls.order(rec.id) + "/finalize",
+        "finalize": urls.finalize(rec.id),
     }
     if rec.profile:
         doc["profile"] = rec.profile

@@ -418,6 +418,23 @@ class Store:
                 c.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar_one()
             )
 
+    def stored_setting(self, name: str) -> str | None:
+        with self._tx() as c:
+            value = c.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar()
+        return None if value is None else str(value)
+
+    def put_setting(self, name: str, value: str) -> None:
+        """Store `value` under `name`, replacing what was there (the last writer wins)."""
+        with self._tx() as c:
+            done = c.execute(settings.update().where(settings.c.name == name).values(value=value))
+            if done.rowcount == 1:
+                return
+        try:
+            with self._tx() as c:
+                c.execute(settings.insert().values(name=name, value=value))
+        except sa.exc.IntegrityError:  # another process inserted it meanwhile: theirs is as new
+            pass
+
     # nonces -------------------------------------------------------------------------
 
     def redeem_nonce(self, nonce: str, issued: datetime) -> bool:
