@@ -11,6 +11,7 @@ import pytest
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
 from support.acme_raw import Flow, Http01Responder, RawAcme
+from support.acmekit_server import TEST_VALIDATION
 from support.databases import BACKENDS, fresh_database
 from support.dnsserver import DnsServerHandle, dns_server_process
 
@@ -38,6 +39,7 @@ def ca_config(
         dns_resolver=f"127.0.0.1:{dns_server.dns_port}",
         http01_port=responder.port,
         validation_timeout=5.0,
+        validation=TEST_VALIDATION,
     )
 
 
