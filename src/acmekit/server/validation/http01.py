@@ -20,8 +20,8 @@ the check runs on the resolved addresses, before any connection.
 
 The status line and headers may take at most `max_header` bytes (more is a `connection`
 problem, found without reading further). The answer must be `200`; at most `max_body`
-bytes of its body are read; trailing whitespace is dropped
-(as Let's Encrypt does) and the rest must equal the key authorization exactly.
+bytes of its body are read; trailing whitespace is dropped (as Let's Encrypt does) and
+the rest must equal the key authorization exactly.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Http01Policy:
     https_port: int
     max_body: int
     max_redirects: int
-    max_header: int = 8192
+    max_header: int
 
     def allowed_ports(self, scheme: str) -> frozenset[int]:
         if scheme == "http":
