@@ -46,6 +46,7 @@ wait_for_line "$DIR/dns.log" "^dns: " "$!"
 echo "== acmekit server on 127.0.0.1:$CA_PORT"
 "$ACMEKIT" server --listen "127.0.0.1:$CA_PORT" --state-dir "$DIR/ca" \
     --dns-resolver "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" \
+    --allow-validation-network 127.0.0.0/8 --allow-special-name test \
     --crl-listen "127.0.0.1:$CRL_PORT" >"$DIR/ca.log" 2>&1 &
 pids+=($!)
 wait_for_line "$DIR/ca.log" "^root: " "$!"

@@ -12,8 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from acmekit.server.config import ValidationSettings
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.processes import logged_process, wait_for_lines
+
+# The CA refuses reserved addresses and special-use names (docs/security.md); a test CA
+# validates on loopback, for names under .test and RFC 6761's example names.
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+TEST_SPECIAL_NAMES = ("test", "example", "example.com", "example.net", "example.org")
+TEST_VALIDATION = ValidationSettings(LOOPBACK_NETWORKS, TEST_SPECIAL_NAMES)
+
+
+def validation_flags() -> list[str]:
+    """`acmekit server` flags that allow what TEST_VALIDATION allows."""
+    flags = [f for net in LOOPBACK_NETWORKS for f in ("--allow-validation-network", net)]
+    return flags + [f for name in TEST_SPECIAL_NAMES for f in ("--allow-special-name", name)]
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,7 @@ def running_acmekit_server(
         "--http01-port", str(http01_port),
         "--tlsalpn01-port", str(tlsalpn01_port),
         "--config", str(config),
+        *validation_flags(),
     ]  # fmt: skip
     log = workdir / f"ca-{time.monotonic_ns()}.log"
     with logged_process(argv, log) as proc:

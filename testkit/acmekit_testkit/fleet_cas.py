@@ -28,6 +28,7 @@ from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit.protocol.messages import ChallengeType
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
+from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.ports import free_port
 
 
@@ -52,6 +53,7 @@ def ca_config(tmp_path: Path, name: str, dns_port: int, **kw: object) -> ServerC
         "db": f"sqlite:///{tmp_path / (name + '.db')}",
         "dns_resolver": f"127.0.0.1:{dns_port}",
         "validation_timeout": 5.0,
+        "validation": TEST_VALIDATION,
         **kw,
     }
     return ServerConfig(**fields)

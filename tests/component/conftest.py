@@ -11,6 +11,7 @@ import pytest
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
 from acmekit_testkit.tiers import BACKEND_PARAMS
@@ -39,6 +40,7 @@ def ca_config(
         dns_resolver=f"127.0.0.1:{dns_server.dns_port}",
         http01_port=responder.port,
         validation_timeout=5.0,
+        validation=TEST_VALIDATION,
     )
 
 

@@ -14,6 +14,7 @@ CASES = [
     (["server", "--dns-resolver", "garbage"], "the port is missing"),
     (["server", "--db", "mysql://x"], "sqlite:///FILE"),
     (["server", "--http01-port", "99999"], "99999"),
+    (["server", "--allow-validation-network", "10.0.0.1/8"], "'10.0.0.1/8' is not a network"),
     (["dns", "--default-ipv4", "notanip", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"],
      "notanip"),
     (["fleet", "list", "--db", "bogus"], "bogus"),

@@ -23,6 +23,7 @@ from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.protocol.tlsalpn import tlsalpn01_certificate
 from acmekit.server.validation import ValidationConfig, Validator
+from acmekit_testkit.acmekit_server import LOOPBACK_NETWORKS
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.tcpstub import tcp_server
 from acmekit_testkit.tlsalpn_responder import server_context
@@ -91,7 +92,11 @@ async def serve_key_auth(host: str) -> AsyncIterator[int]:
 
 
 async def http01(resolver: tuple[str, int], port: int) -> None:
-    validator = Validator(ValidationConfig(dns_resolver=resolver, http01_port=port, timeout=5))
+    validator = Validator(
+        ValidationConfig(
+            allow_networks=LOOPBACK_NETWORKS, dns_resolver=resolver, http01_port=port, timeout=5
+        )
+    )
     await validator.validate(ChallengeType.HTTP_01, NAME, TOKEN, KEY_AUTH)
 
 
@@ -142,7 +147,11 @@ async def test_tlsalpn01_tries_aaaa_when_every_a_address_refuses() -> None:
         tcp_server(ssl_context=ctx, host="::1") as port,
         records(["127.0.0.1"], ["::1"]) as (at, dns),
     ):
-        validator = Validator(ValidationConfig(dns_resolver=at, tlsalpn01_port=port, timeout=5))
+        validator = Validator(
+            ValidationConfig(
+                allow_networks=LOOPBACK_NETWORKS, dns_resolver=at, tlsalpn01_port=port, timeout=5
+            )
+        )
         await validator.validate(ChallengeType.TLS_ALPN_01, NAME, TOKEN, KEY_AUTH)
     assert dns.asked == ["A", "AAAA"]
 
@@ -151,6 +160,74 @@ async def test_tlsalpn01_asks_only_a_when_an_a_address_answers() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     ctx = server_context(tlsalpn01_certificate(NAME, KEY_AUTH, key), key, ["acme-tls/1"])
     async with tcp_server(ssl_context=ctx) as port, records(["127.0.0.1"], ["::1"]) as (at, dns):
-        validator = Validator(ValidationConfig(dns_resolver=at, tlsalpn01_port=port, timeout=5))
+        validator = Validator(
+            ValidationConfig(
+                allow_networks=LOOPBACK_NETWORKS, dns_resolver=at, tlsalpn01_port=port, timeout=5
+            )
+        )
         await validator.validate(ChallengeType.TLS_ALPN_01, NAME, TOKEN, KEY_AUTH)
     assert dns.asked == ["A"]
+
+
+# --- reserved addresses (docs/security.md): refused before any connection
+
+
+@asynccontextmanager
+async def counting_listener(host: str, port: int) -> AsyncIterator[list[str]]:
+    """A TCP listener on `host`:`port` that records each connection it accepts."""
+    seen: list[str] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(host)
+        writer.close()
+
+    server = await asyncio.start_server(accept, host, port)
+    try:
+        yield seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def only(network: str, **kw: object) -> Validator:
+    """A validator allowed to reach `network` and no other reserved address."""
+    return Validator(ValidationConfig(allow_networks=(network,), timeout=5, **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("challenge", [ChallengeType.HTTP_01, ChallengeType.TLS_ALPN_01])
+async def test_a_name_at_a_reserved_address_is_never_connected_to(
+    challenge: ChallengeType,
+) -> None:
+    # 127.0.0.2 is loopback like the allowed 127.0.0.1/32, but not in the allowed list.
+    port = free_port()
+    async with (
+        counting_listener("127.0.0.2", port) as seen,
+        records(["127.0.0.2"], []) as (at, _),
+    ):
+        validator = only("127.0.0.1/32", dns_resolver=at, http01_port=port, tlsalpn01_port=port)
+        with pytest.raises(AcmeError) as info:
+            await validator.validate(challenge, NAME, TOKEN, KEY_AUTH)
+    assert info.value.problem.type == ProblemType.CONNECTION
+    assert "127.0.0.2 is a reserved address (127.0.0.0/8, loopback" in info.value.problem.detail
+    assert seen == []
+
+
+async def test_reserved_addresses_are_passed_over_for_allowed_ones() -> None:
+    async with (
+        serve_key_auth("127.0.0.1") as port,
+        records(["10.0.0.1", "127.0.0.1"], []) as (
+            at,
+            _,
+        ),
+    ):
+        await only("127.0.0.1/32", dns_resolver=at, http01_port=port).validate(
+            ChallengeType.HTTP_01, NAME, TOKEN, KEY_AUTH
+        )
+
+
+async def test_by_default_even_loopback_is_refused() -> None:
+    async with serve_key_auth("127.0.0.1") as port, records(["127.0.0.1"], []) as (at, _):
+        validator = Validator(ValidationConfig(dns_resolver=at, http01_port=port, timeout=5))
+        with pytest.raises(AcmeError) as info:
+            await validator.validate(ChallengeType.HTTP_01, NAME, TOKEN, KEY_AUTH)
+    assert "127.0.0.1 is a reserved address" in info.value.problem.detail

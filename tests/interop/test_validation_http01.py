@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.validation import ValidationConfig, Validator
+from acmekit_testkit.acmekit_server import LOOPBACK_NETWORKS
 from acmekit_testkit.challtestsrv import ChalltestsrvHandle, running_challtestsrv
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.stubdns import stub_dns
@@ -45,7 +46,10 @@ def challtestsrv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Challtest
 
 def config(dns: ChalltestsrvHandle | tuple[str, int], port: int, **kw: Any) -> ValidationConfig:
     resolver = dns if isinstance(dns, tuple) else ("127.0.0.1", dns.dns_port)
-    return dataclasses.replace(ValidationConfig(dns_resolver=resolver, http01_port=port), **kw)
+    return dataclasses.replace(
+        ValidationConfig(allow_networks=LOOPBACK_NETWORKS, dns_resolver=resolver, http01_port=port),
+        **kw,
+    )
 
 
 @asynccontextmanager
@@ -313,3 +317,69 @@ async def test_request_names_host_port_and_closes(challtestsrv: ChalltestsrvHand
     assert head.startswith(f"get {PATH.lower()} http/1.1\r\n")
     assert f"host: www.x.test:{port}\r\n" in head
     assert "connection: close\r\n" in head
+
+
+# --- what a validation target may not make the CA do (docs/security.md)
+
+
+async def test_redirect_to_a_reserved_address_is_refused_before_connecting(
+    challtestsrv: ChalltestsrvHandle,
+) -> None:
+    # Allowed: 127.0.0.1 only. 127.0.0.2 is loopback too, but not allowed: a redirect there
+    # must fail without the CA ever connecting to it.
+    seen: list[int] = []
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(1)
+        writer.close()
+
+    async with serve([redirect(PATH, "http://127.0.0.2:{port}/elsewhere")]) as port:
+        target = await asyncio.start_server(count, "127.0.0.2", port)
+        try:
+            err = await failure(config(challtestsrv, port, allow_networks=("127.0.0.1/32",)))
+        finally:
+            target.close()
+            await target.wait_closed()
+    assert err.problem.type == ProblemType.CONNECTION
+    assert "127.0.0.2 is a reserved address" in err.problem.detail
+    assert seen == []
+
+
+async def test_endless_headers_are_refused_without_reading_them(
+    challtestsrv: ChalltestsrvHandle,
+) -> None:
+    # 64 MiB of one header: more than loopback's socket buffers can hold, so the sender
+    # sees its connection dropped when the CA stops reading.
+    total = 64 * 1024 * 1024
+    sent: list[int] = []
+    dropped: list[OSError] = []
+    done = asyncio.Event()
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        chunk = b"a" * 65536
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Filler: ")
+        try:
+            for _ in range(total // len(chunk)):
+                writer.write(chunk)
+                await writer.drain()
+                sent.append(len(chunk))
+        except OSError as exc:
+            dropped.append(exc)
+        finally:
+            done.set()
+
+    async with tcp_server(flood) as port:
+        err = await failure(config(challtestsrv, port))
+        async with asyncio.timeout(30):
+            await done.wait()
+    assert err.problem.type == ProblemType.CONNECTION
+    assert "headers are longer than 8192 bytes" in err.problem.detail
+    assert dropped
+    assert sum(sent) < total
+
+
+async def test_headers_within_the_bound_pass(challtestsrv: ChalltestsrvHandle) -> None:
+    head = b"HTTP/1.1 200 OK\r\nX-Filler: " + b"a" * 7000 + b"\r\nContent-Length: "
+    answer = head + str(len(KEY_AUTH)).encode() + b"\r\n\r\n" + KEY_AUTH.encode()
+    async with tcp_server(raw_answer(answer)) as port:
+        await run(config(challtestsrv, port))

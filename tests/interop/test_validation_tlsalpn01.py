@@ -12,6 +12,7 @@ from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.protocol.tlsalpn import tlsalpn01_certificate
 from acmekit.server.validation import ValidationConfig, Validator
+from acmekit_testkit.acmekit_server import LOOPBACK_NETWORKS
 from acmekit_testkit.challtestsrv import ChalltestsrvHandle, running_challtestsrv
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.tcpstub import tcp_server
@@ -31,7 +32,12 @@ def challtestsrv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Challtest
 
 def config(handle: ChalltestsrvHandle, port: int, timeout: float = 10.0) -> ValidationConfig:
     resolver = ("127.0.0.1", handle.dns_port)
-    return ValidationConfig(dns_resolver=resolver, tlsalpn01_port=port, timeout=timeout)
+    return ValidationConfig(
+        allow_networks=LOOPBACK_NETWORKS,
+        dns_resolver=resolver,
+        tlsalpn01_port=port,
+        timeout=timeout,
+    )
 
 
 async def run(cfg: ValidationConfig, ident: Identifier = NAME, key_auth: str = KEY_AUTH) -> None:

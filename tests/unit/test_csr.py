@@ -1,4 +1,5 @@
-"""The finalize CSR rules (RFC 8555 §7.4, §11.1) in acmekit.protocol.csr."""
+"""The finalize CSR rules (RFC 8555 §7.4, §11.1) in acmekit.protocol.csr, with the
+server's default key policy as the CSR's key rule."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
-from acmekit.protocol.csr import check_csr, check_public_key, csr_names
+from acmekit.protocol.csr import check_csr, csr_names
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
+from acmekit.server.keycheck import KeyPolicy, check_key
 
 DNS = IdentifierType.DNS
 IP = IdentifierType.IP
@@ -35,6 +37,10 @@ def ec_key(curve: str = "p256") -> ec.EllipticCurvePrivateKey:
 @cache
 def rsa_key(bits: int = 2048, exponent: int = 65537) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=exponent, key_size=bits)
+
+
+def default_keys(key: object) -> None:
+    check_key(key, KeyPolicy())  # type: ignore[arg-type]
 
 
 def account_key() -> ec.EllipticCurvePrivateKey:
@@ -72,7 +78,7 @@ def dns(*values: str) -> list[Identifier]:
 
 def assert_problem(der: bytes, idents: Sequence[Identifier], ptype: ProblemType) -> str:
     with pytest.raises(AcmeError) as info:
-        check_csr(der, idents, account_key().public_key())
+        check_csr(der, idents, account_key().public_key(), default_keys)
     assert info.value.problem.type == ptype
     assert info.value.problem.status == 400
     return info.value.problem.detail
@@ -83,46 +89,56 @@ def assert_problem(der: bytes, idents: Sequence[Identifier], ptype: ProblemType)
 
 def test_dns_names_accepted() -> None:
     der = make_csr(ec_key(), ["a.example.com", "b.example.com"], cn="a.example.com")
-    csr = check_csr(der, dns("a.example.com", "b.example.com"), account_key().public_key())
+    csr = check_csr(
+        der, dns("a.example.com", "b.example.com"), account_key().public_key(), default_keys
+    )
     assert csr_names(csr) == set(dns("a.example.com", "b.example.com"))
 
 
 def test_wildcard_accepted() -> None:
     der = make_csr(ec_key(), ["*.example.com", "example.com"])
-    check_csr(der, dns("*.example.com", "example.com"), account_key().public_key())
+    check_csr(der, dns("*.example.com", "example.com"), account_key().public_key(), default_keys)
 
 
 def test_ip_addresses_accepted_and_compared_as_addresses() -> None:
     der = make_csr(ec_key(), ["192.0.2.7", "2001:db8:0:0::1"])
     idents = [Identifier(IP, "192.0.2.7"), Identifier(IP, "2001:db8::1")]
-    csr = check_csr(der, idents, account_key().public_key())
+    csr = check_csr(der, idents, account_key().public_key(), default_keys)
     assert csr_names(csr) == set(idents)
 
 
 def test_names_compared_case_insensitively() -> None:
     der = make_csr(ec_key(), ["WWW.Example.COM"], cn="www.EXAMPLE.com")
-    check_csr(der, dns("www.example.com"), account_key().public_key())
+    check_csr(der, dns("www.example.com"), account_key().public_key(), default_keys)
 
 
 def test_cn_alone_is_accepted() -> None:
     der = make_csr(ec_key(), [], cn="only.example.com")
-    check_csr(der, dns("only.example.com"), account_key().public_key())
+    check_csr(der, dns("only.example.com"), account_key().public_key(), default_keys)
 
 
 def test_cn_holding_an_ip_matches_an_ip_identifier() -> None:
     der = make_csr(ec_key(), ["192.0.2.1"], cn="192.0.2.1")
-    check_csr(der, [Identifier(IP, "192.0.2.1")], account_key().public_key())
+    check_csr(der, [Identifier(IP, "192.0.2.1")], account_key().public_key(), default_keys)
 
 
 @pytest.mark.parametrize("curve", ["p256", "p384"])
 def test_ecdsa_curves_accepted(curve: str) -> None:
     check_csr(
-        make_csr(ec_key(curve), ["x.example.com"]), dns("x.example.com"), ec_key().public_key()
+        make_csr(ec_key(curve), ["x.example.com"]),
+        dns("x.example.com"),
+        ec_key().public_key(),
+        default_keys,
     )
 
 
 def test_rsa_2048_accepted() -> None:
-    check_csr(make_csr(rsa_key(), ["x.example.com"]), dns("x.example.com"), ec_key().public_key())
+    check_csr(
+        make_csr(rsa_key(), ["x.example.com"]),
+        dns("x.example.com"),
+        ec_key().public_key(),
+        default_keys,
+    )
 
 
 def test_other_requested_extensions_are_ignored() -> None:
@@ -133,7 +149,7 @@ def test_other_requested_extensions_are_ignored() -> None:
         x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
     ]
     der = make_csr(ec_key(), ["x.example.com"], extensions=extensions)
-    check_csr(der, dns("x.example.com"), account_key().public_key())
+    check_csr(der, dns("x.example.com"), account_key().public_key(), default_keys)
 
 
 # --- rejected CSRs: badCSR
@@ -271,10 +287,20 @@ def test_ed25519_is_bad_public_key() -> None:
     assert detail.startswith("Ed25519 keys are not accepted")
 
 
-def test_check_public_key_accepts_rsa_4096_bound() -> None:
-    public = rsa.RSAPublicNumbers(65537, (1 << 4095) | 1).public_key()
-    check_public_key(public)
-    too_big = rsa.RSAPublicNumbers(65537, (1 << 4103) | 1).public_key()
+def test_the_key_rule_is_the_callers() -> None:
+    """The bounds are the caller's (the server's configured [keys]), not fixed here."""
+    der = make_csr(rsa_key(2048), ["x.example.com"])
+    seen: list[int] = []
+
+    def record(key: object) -> None:
+        assert isinstance(key, rsa.RSAPublicKey)
+        seen.append(key.key_size)
+
+    check_csr(der, dns("x.example.com"), account_key().public_key(), record)
+    assert seen == [2048]
+    strict = KeyPolicy(rsa_min_bits=3072)
     with pytest.raises(AcmeError) as info:
-        check_public_key(too_big)
+        check_csr(
+            der, dns("x.example.com"), account_key().public_key(), lambda k: check_key(k, strict)
+        )  # type: ignore[arg-type]
     assert info.value.problem.type == ProblemType.BAD_PUBLIC_KEY

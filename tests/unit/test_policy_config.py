@@ -27,6 +27,9 @@ def _toml(tmp_path: Path, text: str) -> Path:
         ('[keys]\nrsa_min_bits = "2048"', "keys.rsa_min_bits"),
         ('db = "mysql://x"', "sqlite:///FILE"),
         ('dns_resolver = "127.0.0.1"', "port is missing"),
+        ('[validation]\nallow_networks = ["10.0.0.1/8"]', "'10.0.0.1/8' is not a network"),
+        ('[validation]\nallow_networks = "127.0.0.0/8"', "validation.allow_networks"),
+        ('[rate_limits]\npending_authorizations_per_account = "many"', "pending_author"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path: Path, text: str, words: str) -> None:
@@ -44,3 +47,19 @@ def test_good_settings_load(tmp_path: Path) -> None:
         {"state_dir": tmp_path, "http01_port": 5002},
     )
     assert (config.validation_timeout, config.http01_port, config.caa.enabled) == (3, 5002, False)
+
+
+def test_validation_exceptions_come_from_the_file_and_the_flags(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[validation]\nallow_networks = ["127.0.0.1/32"]\n')
+    flags = {"allow_networks": ("::1/128",), "allowed_special_names": ("Test.",)}
+    config = load_config(path, flags)
+    assert config.validation.allow_networks == ("127.0.0.1/32", "::1/128")
+    assert config.validation.allowed_special_names == ("test",)
+    assert config.validation_config().allow_networks == ("127.0.0.1/32", "::1/128")
+
+
+def test_by_default_nothing_reserved_is_allowed() -> None:
+    config = load_config(None, {"allow_networks": (), "allowed_special_names": ()})
+    assert config.validation.allow_networks == ()
+    assert config.validation.allowed_special_names == ()
+    assert config.rate_limits.pending_authorizations_per_account == 1000

@@ -16,7 +16,7 @@ from acmekit.server.validation.http01 import (
     redirect_target,
 )
 
-POLICY = Http01Policy(port=5002, https_port=5443, max_body=4096, max_redirects=10)
+POLICY = Http01Policy(port=5002, https_port=5443, max_body=4096, max_redirects=10, max_header=8192)
 HERE = URL("http://a.test:5002/.well-known/acme-challenge/tok")
 
 

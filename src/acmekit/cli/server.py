@@ -37,6 +37,22 @@ if TYPE_CHECKING:
     "--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)
 )
 @click.option("--crl-listen", default=None, help="HOST:PORT for CRLs over HTTP [127.0.0.1:14080]")
+@click.option(
+    "--allow-validation-network",
+    "allow_networks",
+    multiple=True,
+    metavar="CIDR",
+    help="reserved network validation may reach and IP identifiers may name, e.g. "
+    "127.0.0.0/8 for tests (repeatable; [validation] allow_networks)",
+)
+@click.option(
+    "--allow-special-name",
+    "allowed_special_names",
+    multiple=True,
+    metavar="NAME",
+    help="special-use domain (RFC 6761) that may be ordered, with the names under it, e.g. "
+    "test (repeatable; [validation] allowed_special_names)",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -48,6 +64,8 @@ def server(
     tlsalpn01_port: int | None,
     config_file: Path | None,
     crl_listen: str | None,
+    allow_networks: tuple[str, ...],
+    allowed_special_names: tuple[str, ...],
 ) -> None:
     """Run the ACME certificate authority."""
     if ctx.invoked_subcommand is not None:
@@ -67,6 +85,8 @@ def server(
                 "http01_port": http01_port,
                 "tlsalpn01_port": tlsalpn01_port,
                 "crl_listen": crl_listen,
+                "allow_networks": allow_networks,
+                "allowed_special_names": allowed_special_names,
             },
         )
         config.host_port  # noqa: B018 - validates the listen address early

@@ -5,8 +5,9 @@ exactly the order's identifiers, and the server rejects it with `badCSR` otherwi
 The checks, in the order they run:
 
 1. DER parses as a CertificationRequest; otherwise badCSR.
-2. The subject public key is one we sign: RSA 2048..4096 bits (a multiple of 8) with
-   public exponent 65537, or ECDSA on P-256 / P-384; anything else is badPublicKey.
+2. The subject public key passes `check_key`, the CA's key rule given by the caller (the
+   server's configured `[keys]` policy, the same one account keys meet), which raises
+   badPublicKey for a key it does not sign.
 3. The self-signature verifies with that key and uses SHA-256 or stronger; otherwise badCSR.
 4. The key is not the account key (§11.1: an account key must not also be a
    certificate key); otherwise badCSR.
@@ -22,12 +23,11 @@ The checks, in the order they run:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
@@ -35,10 +35,6 @@ from acmekit.protocol.jose import PublicKey
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import ProblemType, problem
 
-RSA_MIN_BITS = 2048
-RSA_MAX_BITS = 4096
-RSA_EXPONENT = 65537
-EC_CURVES = frozenset({"secp256r1", "secp384r1"})
 _CSR_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
 
 
@@ -48,28 +44,6 @@ def _bad_csr(detail: str) -> Exception:
 
 def _bad_key(detail: str) -> Exception:
     return problem(ProblemType.BAD_PUBLIC_KEY, detail)
-
-
-def check_public_key(key: CertificatePublicKeyTypes) -> None:
-    """Raise badPublicKey unless `key` is a kind of key the CA puts in a certificate."""
-    if isinstance(key, rsa.RSAPublicKey):
-        bits, exponent = key.key_size, key.public_numbers().e
-        if not RSA_MIN_BITS <= bits <= RSA_MAX_BITS or bits % 8:
-            raise _bad_key(
-                f"RSA key of {bits} bits: the modulus must be {RSA_MIN_BITS} to "
-                f"{RSA_MAX_BITS} bits and a multiple of 8"
-            )
-        if exponent != RSA_EXPONENT:
-            raise _bad_key(f"RSA public exponent {exponent}: only {RSA_EXPONENT} is accepted")
-        return
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in EC_CURVES:
-            raise _bad_key(f"ECDSA curve {key.curve.name}: only P-256 and P-384 are accepted")
-        return
-    raise _bad_key(
-        f"{type(key).__name__.removesuffix('PublicKey')} keys are not accepted: "
-        "use RSA (2048-4096 bits) or ECDSA (P-256, P-384)"
-    )
 
 
 def _parse(der: bytes) -> x509.CertificateSigningRequest:
@@ -188,7 +162,10 @@ def _check_names(
 
 
 def check_csr(
-    der: bytes, identifiers: Sequence[Identifier], account_key: PublicKey
+    der: bytes,
+    identifiers: Sequence[Identifier],
+    account_key: PublicKey,
+    check_key: Callable[[CertificatePublicKeyTypes], None],
 ) -> x509.CertificateSigningRequest:
     """Parse and check a finalize CSR (RFC 8555 §7.4) against an order's identifiers.
 
@@ -196,7 +173,7 @@ def check_csr(
     """
     csr = _parse(der)
     key = _public_key(csr)
-    check_public_key(key)
+    check_key(key)
     _check_signature(csr)
     if _spki(key) == _spki(account_key):
         raise _bad_csr("the CSR's key is the account key; use a separate certificate key")

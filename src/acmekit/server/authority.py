@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -343,12 +344,14 @@ class Authority:
             payload.get("profile"), self.profiles, self.config.default_profile
         )
         check_identifiers(name, profile, idents)
+        self.policy.check_identifiers(idents)
         now = self.now()
         order_id = new_id()
         replaced = self._replaced(account, payload.get("replaces"), idents)
         if replaced is None:
             self._order_limits(account, idents, now)
         authzs, fresh = self._order_authorizations(account, idents, now, name, profile)
+        self._pending_limit(account, len(fresh), now)
         order = OrderRecord(
             id=order_id,
             account_id=account.id,
@@ -394,6 +397,23 @@ class Authority:
         self.limits.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject(account.id), now)
         for subject in self._issuance_subjects(account.id, idents):
             self.limits.check(subject[0], subject[1], now)
+
+    def _pending_limit(self, account: AccountRecord, fresh: int, now: datetime) -> None:
+        """rateLimited when `fresh` more pending authorizations would pass the account's
+        ceiling; Retry-After is when its first pending one expires."""
+        cap = self.config.rate_limits.pending_authorizations_per_account
+        if not fresh or not self.limits.enabled:
+            return
+        pending, first = self.store.pending_authorizations(account.id, now)
+        if pending + fresh <= cap:
+            return
+        wait = max(1, math.ceil((first - now).total_seconds())) if first else 1
+        raise problem(
+            ProblemType.RATE_LIMITED,
+            f"too many pending authorizations: the account has {pending} and the order "
+            f"needs {fresh} more, over the limit of {cap}; complete or deactivate some",
+            retry_after=wait,
+        )
 
     @staticmethod
     def _issuance_subjects(
@@ -638,8 +658,8 @@ class Authority:
         if not isinstance(payload, dict) or not isinstance(payload.get("csr"), str):
             raise malformed("finalize needs a payload with a base64url csr")
         csr_der = b64d(payload["csr"])
-        csr = check_csr(csr_der, order.identifiers, key_from_jwk(account.jwk))
-        self.policy.check_certificate_key(csr.public_key())  # type: ignore[arg-type]
+        account_key = key_from_jwk(account.jwk)
+        csr = check_csr(csr_der, order.identifiers, account_key, self.policy.check_certificate_key)
         await self._recheck_caa(view, account_uri)
         if not self.store.claim_finalize(order.id, csr_der, self.now()):
             raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")

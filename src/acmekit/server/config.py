@@ -2,7 +2,8 @@
 
 The TOML file uses the flag names (`listen`, `state_dir`, `db`, `dns_resolver`,
 `http01_port`, `tlsalpn01_port`, ...) at top level, and tables for the CA's policy:
-`[rate_limits]` (one sub-table per limit), `[profiles.NAME]`, `[crl]` and `[ari]`.
+`[rate_limits]` (one sub-table per limit), `[profiles.NAME]`, `[crl]`, `[ari]`, `[keys]`,
+`[caa]` and `[validation]`.
 Durations are seconds. Every setting and its default is listed in docs/server.md.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from acmekit.hostport import parse_host_port
 from acmekit.server.validation import ValidationConfig
+from acmekit.server.validation.reserved import parse_networks
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -52,6 +54,9 @@ class RateLimits:
     certificates_per_domain: Limit = Limit(50, 7 * DAY)
     duplicate_certificates: Limit = Limit(5, 7 * DAY)
     failed_validations: Limit = Limit(5, HOUR)
+    # Not a rate but a ceiling, as Let's Encrypt had: authorizations an account may hold
+    # pending at once; a new order that would need more is refused with rateLimited.
+    pending_authorizations_per_account: int = 1000
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,20 @@ class KeySettings:
 
 
 @dataclass(frozen=True)
+class ValidationSettings:
+    """Exceptions to what the CA refuses to validate (docs/security.md); none by default.
+
+    `allow_networks`: CIDR networks the validation authority may connect to, and IP
+    identifiers may name, although they are reserved (loopback for tests and demos).
+    `allowed_special_names`: special-use domain names (RFC 6761) that may be ordered,
+    each with every name under it (e.g. "test" for the demo's names).
+    """
+
+    allow_networks: tuple[str, ...] = ()
+    allowed_special_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CaaSettings:
     """CAA (RFC 8659, RFC 8657): checked at validation and again at finalize."""
 
@@ -156,6 +175,7 @@ class ServerConfig:
     ari: AriSettings = AriSettings()
     keys: KeySettings = KeySettings()
     caa: CaaSettings = CaaSettings()
+    validation: ValidationSettings = ValidationSettings()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -194,7 +214,7 @@ class ServerConfig:
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}"
 
-    def validation(self) -> ValidationConfig:
+    def validation_config(self) -> ValidationConfig:
         resolver = None
         if self.dns_resolver:
             resolver = split_host_port(self.dns_resolver)
@@ -203,6 +223,7 @@ class ServerConfig:
             http01_port=self.http01_port,
             tlsalpn01_port=self.tlsalpn01_port,
             timeout=self.validation_timeout,
+            allow_networks=self.validation.allow_networks,
         )
 
 
@@ -256,7 +277,7 @@ def _limit(default: Limit, doc: Any, where: str) -> Limit:
 
 
 def _rate_limits(default: RateLimits, doc: Any, where: str) -> RateLimits:
-    names = {f.name for f in fields(RateLimits)} - {"enabled"}
+    names = {f.name for f in fields(RateLimits) if isinstance(f.default, Limit)}
     limits: RateLimits = _table(RateLimits, default, doc, where, **dict.fromkeys(names, _limit))
     return limits
 
@@ -281,7 +302,16 @@ _NESTED: dict[str, Callable[..., Any]] = {
         _table(KeySettings, d, doc, w), blocked=tuple(doc.get("blocked", d.blocked))
     ),
     "caa": lambda d, doc, w: _table(CaaSettings, d, doc, w),
+    "validation": lambda d, doc, w: _validation(_table(ValidationSettings, d, doc, w)),
 }
+
+
+def _validation(settings: ValidationSettings) -> ValidationSettings:
+    """Lists as tuples; a network that does not parse is refused at start."""
+    networks = tuple(settings.allow_networks)
+    parse_networks(networks)
+    names = tuple(n.strip(".").lower() for n in settings.allowed_special_names)
+    return ValidationSettings(allow_networks=networks, allowed_special_names=names)
 
 
 def _check_type(where: str, value: Any, default: Any) -> None:
@@ -315,10 +345,14 @@ def _coerce(name: str, value: Any, default: ServerConfig) -> Any:
     return value
 
 
+_VALIDATION_FLAGS = ("allow_networks", "allowed_special_names")
+
+
 def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     """TOML file first (if any), then every override that is not None.
 
-    `crl_listen` in `overrides` sets `crl.listen` (the `--crl-listen` flag).
+    `crl_listen` in `overrides` sets `crl.listen` (the `--crl-listen` flag);
+    `allow_networks` and `allowed_special_names` extend the `[validation]` lists.
     """
     known = {f.name for f in fields(ServerConfig)}
     values: dict[str, Any] = {}
@@ -330,11 +364,16 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
             raise ValueError(f"{path}: unknown settings: {', '.join(sorted(unknown))}")
         values.update(doc)
     crl_listen = overrides.pop("crl_listen", None)
+    extra = {k: tuple(overrides.pop(k, None) or ()) for k in _VALIDATION_FLAGS}
     values.update({k: v for k, v in overrides.items() if v is not None})
     base = ServerConfig()
     config = replace(base, **{k: _coerce(k, v, base) for k, v in values.items()})
     if crl_listen is not None:
         config = replace(config, crl=replace(config.crl, listen=crl_listen or None))
+    if any(extra.values()):
+        given = config.validation
+        doc = {k: (*getattr(given, k), *extra[k]) for k in _VALIDATION_FLAGS}
+        config = replace(config, validation=_NESTED["validation"](given, doc, "flags"))
     if config.default_profile not in config.all_profiles:
         raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
     if config.db and not config.db.startswith(("sqlite:///", "postgresql://", "postgresql+")):

@@ -34,6 +34,7 @@ from acmekit.protocol.problems import AcmeError, ProblemType, problem
 
 RSA_EXPONENT = 65537
 DEFAULT_EC_CURVES = frozenset({"secp256r1", "secp384r1"})
+_NIST = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
 class KeyPurpose(StrEnum):
@@ -104,7 +105,7 @@ def _check_kind(key: CertificatePublicKeyTypes, policy: KeyPolicy, use: KeyPurpo
         _check_rsa_shape(key, policy)
     elif isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in policy.ec_curves:
-            allowed = ", ".join(sorted(policy.ec_curves))
+            allowed = ", ".join(_NIST.get(c, c) for c in sorted(policy.ec_curves))
             raise _bad_key(f"ECDSA curve {key.curve.name} is not accepted: use one of {allowed}")
     elif isinstance(key, ed25519.Ed25519PublicKey):
         if use is not KeyPurpose.ACCOUNT or not policy.allow_ed25519_accounts:

@@ -1,4 +1,4 @@
-"""Key and CAA policy, assembled from the server's settings for the rules to call.
+"""Key, name and CAA policy, assembled from the server's settings for the rules to call.
 
 - Keys (CSR keys and account keys) go through `keycheck.check_key` with a blocklist
   that is the configured hashes plus every key of a certificate revoked for
@@ -6,18 +6,26 @@
 - CAA (RFC 8659, RFC 8657) is checked right after a dns identifier validates, and again
   at finalize for authorizations validated longer ago than `caa.recheck_after`, as the
   CA/Browser Forum baseline requirements ask (8 hours by default).
+- Names: `names.NamePolicy` refuses public suffixes, special-use names (but those in
+  `validation.allowed_special_names`), invalid A-labels and reserved IP addresses (but
+  those in `validation.allow_networks`) when an order is created.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from acmekit.protocol.jose import PublicKey
 from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
 from acmekit.server.caa import CaaChecker
 from acmekit.server.config import ServerConfig, split_host_port
 from acmekit.server.keycheck import KeyPolicy, KeyPurpose, check_key, spki_sha256
+from acmekit.server.names import NamePolicy
 from acmekit.server.store import Store
+from acmekit.server.validation.reserved import AddressPolicy
 
 KEY_COMPROMISE = 1
 
@@ -44,6 +52,8 @@ class Policy:
         self._store = store
         self._blocklist = StoredBlocklist(store, keys.blocked)
         self.caa_recheck_after = config.caa.recheck_after
+        reachable = AddressPolicy.allowing(config.validation.allow_networks)
+        self._names = NamePolicy(config.validation.allowed_special_names, reachable)
         self._caa: CaaChecker | None = None
         if config.caa.enabled:
             resolver = split_host_port(config.dns_resolver) if config.dns_resolver else None
@@ -52,8 +62,12 @@ class Policy:
     def check_account_key(self, key: PublicKey) -> None:
         check_key(key, self._keys, self._blocklist, purpose=KeyPurpose.ACCOUNT)
 
-    def check_certificate_key(self, key: PublicKey) -> None:
+    def check_certificate_key(self, key: CertificatePublicKeyTypes) -> None:
         check_key(key, self._keys, self._blocklist, purpose=KeyPurpose.CERTIFICATE)
+
+    def check_identifiers(self, identifiers: Sequence[Identifier]) -> None:
+        """rejectedIdentifier for a name or address the CA does not issue for."""
+        self._names.check(identifiers)
 
     def revoked(self, key: PublicKey, reason: int, serial: str, now: datetime) -> None:
         """A certificate was revoked: a compromised key may never be used again."""

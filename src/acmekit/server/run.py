@@ -45,7 +45,7 @@ def assemble(config: ServerConfig, now: Callable[[], datetime] = utcnow) -> Asse
     store = Store.from_url(config.db_url)
     nonces = NonceService(store, now, scope=config.nonces)
     crl = CrlPublisher(config.crl, config.crl_base_url, store, issuer, now)
-    validator = Validator(config.validation())
+    validator = Validator(config.validation_config())
     authority = Authority(config, store, issuer, validator, now, crl=crl)
     return Assembly(AcmeApp(authority, nonces), issuer, store, crl)
 

@@ -265,6 +265,12 @@ _REUSABLE_AUTHZ = (
     "AND identifier_type = ? AND wildcard = ? AND stored_status = ? AND expires > ? "
     "ORDER BY expires DESC LIMIT 5"
 )
+# Pending as §7.1.6 derives it: stored pending, not expired, no challenge valid or invalid.
+_PENDING_AUTHZS = (
+    "SELECT COUNT(*), MIN(a.expires) FROM authorizations a WHERE a.account_id = ? "
+    "AND a.stored_status = ? AND a.expires > ? AND NOT EXISTS (SELECT 1 FROM challenges c "
+    "WHERE c.authz_id = a.id AND c.status IN (?, ?))"
+)
 _CHALLENGE_BY_ID = f"SELECT {_CHALLENGE_COLS} FROM challenges WHERE id = ?"
 _INSERT_ORDER = (
     "INSERT INTO orders (id, account_id, identifiers, authz_ids, expires, created, "
@@ -634,6 +640,19 @@ class Store:
         with self._raw() as c:
             rows = c.all(_REUSABLE_AUTHZ, params)
             return self._authorizations(c, [r[0] for r in rows])
+
+    def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
+        """How many authorizations of the account are pending, and when the first expires."""
+        params = (
+            account_id,
+            str(AuthorizationStatus.PENDING),
+            to_us(now),
+            str(ChallengeStatus.VALID),
+            str(ChallengeStatus.INVALID),
+        )
+        with self._raw() as c:
+            count, first = c.one(_PENDING_AUTHZS, params)
+        return int(count), _opt_time(first)
 
     def set_authorization_status(self, authz_id: str, status: AuthorizationStatus) -> None:
         with self._tx() as c:

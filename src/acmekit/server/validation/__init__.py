@@ -11,7 +11,8 @@ and the TLS contexts (tls-alpn-01, and https redirect targets of http-01). It ho
 connection between validations, so there is nothing to close.
 
 http-01: `http01.py` (§8.3); dns-01: `dns01.py` (§8.4); tls-alpn-01: `tlsalpn01.py`
-(RFC 8737); name resolution: `resolve.py`, over the lean UDP stub of `stub.py`.
+(RFC 8737); name resolution: `resolve.py`, over the lean UDP stub of `stub.py`; the
+addresses never connected to: `reserved.py`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation import resolve
 from acmekit.server.validation.dns01 import validate_dns01
 from acmekit.server.validation.http01 import Http01Policy, https_context, validate_http01
+from acmekit.server.validation.reserved import AddressPolicy
 from acmekit.server.validation.tlsalpn01 import tlsalpn01_context, validate_tlsalpn01
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,9 @@ class ValidationConfig:
     `http01_port` and `tlsalpn01_port` are where challenges are fetched (80 and 443 in
     production; unprivileged ports on loopback, as with Pebble). Redirects during http-01
     may go to ports 80 and 443 and also to `http01_port` (http) and `https_port` (https).
-    `max_body` bounds the http-01 body read (a key authorization is under 200 bytes).
+    `max_body` bounds the http-01 body read (a key authorization is under 200 bytes),
+    `max_header` the status line and headers before it. `allow_networks` (CIDR) are
+    networks connected to even though reserved (`reserved.py`): loopback for tests.
     """
 
     dns_resolver: tuple[str, int] | None = None
@@ -54,8 +58,10 @@ class ValidationConfig:
     tlsalpn01_port: int = 443
     timeout: float = 10.0
     max_body: int = 4096
+    max_header: int = 8192
     max_redirects: int = 10
     https_port: int = 443
+    allow_networks: tuple[str, ...] = ()
 
 
 class Validator:
@@ -63,12 +69,14 @@ class Validator:
 
     def __init__(self, config: ValidationConfig) -> None:
         self._config = config
-        self._dns = resolve.DnsClient(config.dns_resolver, config.timeout)
+        reachable = AddressPolicy.allowing(config.allow_networks)
+        self._dns = resolve.DnsClient(config.dns_resolver, config.timeout, reachable)
         self._tls = tlsalpn01_context()
         self._http = Http01Policy(
             port=config.http01_port,
             https_port=config.https_port,
             max_body=config.max_body,
+            max_header=config.max_header,
             max_redirects=config.max_redirects,
         )
         self._https = https_context()

@@ -14,10 +14,14 @@ or `https` on port 443 (§8.3 leaves this to policy; this is Let's Encrypt's). T
 `http01_port` also counts as an http port, and `https_port` as an https one, so that a
 deployment or a test on loopback with unprivileged ports can redirect between its own
 ports. Certificates of https redirect targets are not verified (Let's Encrypt does not
-either: the key authorization is what proves control).
+either: the key authorization is what proves control). A redirect's target, like the
+challenge's name, is connected to only at addresses that are not reserved (`reserved.py`):
+the check runs on the resolved addresses, before any connection.
 
-The answer must be `200`; at most `max_body` bytes are read; trailing whitespace is dropped
-(as Let's Encrypt does) and the rest must equal the key authorization exactly.
+The status line and headers may take at most `max_header` bytes (more is a `connection`
+problem, found without reading further). The answer must be `200`; at most `max_body`
+bytes of its body are read; trailing whitespace is dropped (as Let's Encrypt does) and
+the rest must equal the key authorization exactly.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Http01Policy:
     https_port: int
     max_body: int
     max_redirects: int
+    max_header: int
 
     def allowed_ports(self, scheme: str) -> frozenset[int]:
         if scheme == "http":
@@ -138,7 +143,7 @@ async def validate_http01(
 ) -> None:
     url = challenge_url(identifier, token, policy.port)
     for _ in range(policy.max_redirects + 1):
-        answer = await _fetch_bounded(dns, tls, url, policy.max_body, deadline)
+        answer = await _fetch_bounded(dns, tls, url, policy, deadline)
         if answer.status not in REDIRECT_STATUSES:
             check_answer(url, answer, key_authorization)
             return
@@ -151,12 +156,12 @@ async def validate_http01(
 
 
 async def _fetch_bounded(
-    dns: DnsClient, tls: ssl.SSLContext, url: URL, max_body: int, deadline: float
+    dns: DnsClient, tls: ssl.SSLContext, url: URL, policy: Http01Policy, deadline: float
 ) -> Fetched:
     """One GET within the deadline; every failure a problem that names the URL."""
     try:
         async with asyncio.timeout_at(deadline):
-            return await _fetch(dns, tls, url, max_body, deadline)
+            return await _fetch(dns, tls, url, policy, deadline)
     except TimeoutError:
         raise problem(ProblemType.CONNECTION, f"fetching {url}: timeout") from None
     except AcmeError as err:
@@ -170,7 +175,7 @@ async def _fetch_bounded(
 
 
 async def _fetch(
-    dns: DnsClient, tls: ssl.SSLContext, url: URL, max_body: int, deadline: float
+    dns: DnsClient, tls: ssl.SSLContext, url: URL, policy: Http01Policy, deadline: float
 ) -> Fetched:
     host = url.raw_host or ""
     secure = url.scheme == "https"
@@ -193,7 +198,7 @@ async def _fetch(
     reader, writer = stream
     try:
         writer.write(_request(url))
-        return await _read_response(reader, max_body)
+        return await _read_response(reader, policy.max_body, policy.max_header)
     finally:
         writer.transport.abort()
 
@@ -234,11 +239,19 @@ class _Response:
         self.complete = True
 
 
-async def _read_response(reader: asyncio.StreamReader, max_body: int) -> Fetched:
+async def _read_response(reader: asyncio.StreamReader, max_body: int, max_header: int) -> Fetched:
     seen = _Response(max_body)
     parser = httptools.HttpResponseParser(seen)
+    head = 0  # bytes read before the headers ended: never more than max_header + 1
     while not seen.complete and len(seen.body) <= max_body:
-        data = await reader.read(_READ)
+        if not seen.headers_done and head > max_header:
+            raise problem(
+                ProblemType.CONNECTION,
+                f"the status line and headers are longer than {max_header} bytes",
+            )
+        data = await reader.read(_READ if seen.headers_done else max_header + 1 - head)
+        if not seen.headers_done:
+            head += len(data)
         if not data:
             if not seen.headers_done:
                 raise problem(ProblemType.CONNECTION, "the server closed the connection")

@@ -16,8 +16,10 @@ address refused a connection.
 
 Failures become problems (RFC 8555 §6.7) of type `dns`, except that an existing name without
 the records asked for is reported by the caller, which knows what "no records" means for its
-challenge. Each lookup is bounded by the validation's deadline (see `deadline`), ending a
-little before it so that a silent resolver is reported as a DNS failure.
+challenge. Addresses the CA must not connect to (`reserved.py`) are dropped by
+`addresses_for`, for a challenge's name and a redirect's target alike. Each lookup is
+bounded by the validation's deadline (see `deadline`), ending a little before it so that a
+silent resolver is reported as a DNS failure.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import dns.rdatatype
 import dns.resolver
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.validation.reserved import AddressPolicy
 from acmekit.server.validation.stub import decode_a, decode_aaaa, decode_txt, stub_for
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,13 @@ def dns_problem(detail: str) -> AcmeError:
 class DnsClient:
     """A shared, cache-less stub resolver; one per Validator."""
 
-    def __init__(self, server: tuple[str, int] | None, timeout: float) -> None:
+    def __init__(
+        self,
+        server: tuple[str, int] | None,
+        timeout: float,
+        reachable: AddressPolicy | None = None,
+    ) -> None:
+        self.reachable = reachable or AddressPolicy()
         if server is None:
             self._resolver = dns.asyncresolver.Resolver()
         else:
@@ -180,20 +189,37 @@ class Addresses:
 
 async def addresses_for(dns: DnsClient, host: str, deadline: float, *, ipv6: bool) -> Addresses:
     """A addresses of `host` (AAAA if none), or with `ipv6` its AAAA ones (after every A
-    address refused); an IP address is its own and only address."""
+    address refused); an IP address is its own and only address. Reserved addresses
+    (`reserved.py`) are dropped before anything connects; a connection problem when
+    every address found is one."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
         pass
     else:
-        return Addresses((host,), ipv6_asked=True)
+        return permitted(dns.reachable, host, Addresses((host,), ipv6_asked=True))
     try:
         async with asyncio.timeout_at(deadline):
             if ipv6:
-                return Addresses(await dns.ipv6_addresses(host), ipv6_asked=True)
-            return await dns.addresses(host)
+                found = Addresses(await dns.ipv6_addresses(host), ipv6_asked=True)
+            else:
+                found = await dns.addresses(host)
     except TimeoutError:
         raise dns_problem(f"timeout looking up {host}") from None
+    return permitted(dns.reachable, host, found)
+
+
+def permitted(policy: AddressPolicy, host: str, found: Addresses) -> Addresses:
+    """`found` less the addresses `policy` refuses; a connection problem if none is left."""
+    refusals = [(a, policy.refusal(a)) for a in found.values]
+    kept = tuple(a for a, why in refusals if why is None)
+    if found.values and not kept:
+        why = refusals[0][1]
+        raise problem(ProblemType.CONNECTION, f"refusing to connect to {host}: {why}")
+    for address, why in refusals:
+        if why is not None:
+            log.info("not connecting to %s of %s: %s", address, host, why)
+    return Addresses(kept, found.ipv6_asked)
 
 
 async def first_accepting(

@@ -1,0 +1,121 @@
+"""Identifiers the CA refuses to issue for, whoever proves control of them.
+
+RFC 8555 §7.1.3 leaves it to the CA which identifiers it accepts (`rejectedIdentifier`);
+`protocol.messages.parse_identifier` checks only their syntax. These rules come on top,
+as the CA/Browser Forum's baseline requirements and Let's Encrypt's policy have them:
+
+- A public suffix (the ICANN section of the Public Suffix List: `co.uk`, `com`), as a name
+  or as a wildcard's base: no one controls every name under it. The private section
+  (`github.io`) is left to its owners, who may want a certificate for it.
+- Special-use domain names (RFC 6761 and IANA's registry: `localhost`, `test`, `local`,
+  `onion`, `home.arpa`, ...) and every name under one: they mean nothing, or something
+  local, on the public internet. `allowed_special_names` lets a test or demo CA issue for
+  some (the demo's `.test`).
+- An `xn--` label (an A-label) that is not valid IDNA 2008 (RFC 5891): it must decode to a
+  U-label that encodes back to the same A-label.
+- An IP identifier (RFC 8738) at a reserved address (`validation.reserved`), unless the
+  operator allows its network: the same rule as for the addresses the CA connects to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from functools import cache
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+from acmekit.protocol.messages import Identifier, IdentifierType
+from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.validation.reserved import AddressPolicy
+
+# IANA's Special-Use Domain Names registry (RFC 6761 §6 and later RFCs), plus `internal`
+# (ICANN's reservation for private use, 2024). Every name under `arpa` is refused: the
+# reverse zones of reserved ranges (RFC 6761 §6.1), home.arpa, and no name a web site uses.
+SPECIAL_USE: dict[str, str] = {
+    "localhost": "RFC 6761",
+    "invalid": "RFC 6761",
+    "test": "RFC 6761",
+    "example": "RFC 6761",
+    "example.com": "RFC 6761",
+    "example.net": "RFC 6761",
+    "example.org": "RFC 6761",
+    "local": "RFC 6762",
+    "onion": "RFC 7686",
+    "alt": "RFC 9476",
+    "internal": "ICANN, private use",
+    "arpa": "RFC 3172, infrastructure (home.arpa: RFC 8375)",
+}
+
+
+@cache
+def _icann_suffixes() -> PublicSuffixList:
+    return PublicSuffixList(only_icann=True)
+
+
+def _rejected(ident: Identifier, why: str) -> AcmeError:
+    return problem(
+        ProblemType.REJECTED_IDENTIFIER, f"{ident.value!r}: {why}", identifier=ident.to_json()
+    )
+
+
+def special_use(name: str, allowed: Iterable[str] = ()) -> str | None:
+    """The special-use name `name` is, or is under, that `allowed` does not cover."""
+    labels = name.lower().split(".")
+    for i in range(len(labels)):
+        suffix = ".".join(labels[i:])
+        if suffix in allowed:
+            return None
+    for i in range(len(labels)):
+        suffix = ".".join(labels[i:])
+        if suffix in SPECIAL_USE:
+            return suffix
+    return None
+
+
+def bad_alabel(name: str) -> str | None:
+    """The first `xn--` label of `name` that is not a valid IDNA 2008 A-label, if any."""
+    for label in name.lower().split("."):
+        if not label.startswith("xn--"):
+            continue
+        try:
+            if idna.alabel(idna.ulabel(label)).decode("ascii") != label:
+                return label
+        except (idna.IDNAError, UnicodeError):
+            return label
+    return None
+
+
+class NamePolicy:
+    """The rules above, with the operator's exceptions."""
+
+    def __init__(self, allowed_special_names: Iterable[str], reachable: AddressPolicy) -> None:
+        self._allowed = frozenset(n.strip(".").lower() for n in allowed_special_names)
+        self._reachable = reachable
+
+    def check(self, identifiers: Sequence[Identifier]) -> None:
+        """Raise rejectedIdentifier for the first identifier the CA does not issue for."""
+        for ident in identifiers:
+            if ident.type == IdentifierType.IP:
+                self._check_ip(ident)
+            else:
+                self._check_dns(ident)
+
+    def _check_ip(self, ident: Identifier) -> None:
+        why = self._reachable.refusal(str(ipaddress.ip_address(ident.value)))
+        if why is not None:
+            raise _rejected(ident, why)
+
+    def _check_dns(self, ident: Identifier) -> None:
+        base = ident.base_name
+        if _icann_suffixes().is_public(base):
+            what = "a wildcard on the public suffix" if ident.is_wildcard else "a public suffix"
+            raise _rejected(ident, f"{what} {base!r} (Public Suffix List, ICANN section)")
+        special = special_use(base, self._allowed)
+        if special is not None:
+            reason = SPECIAL_USE[special]
+            raise _rejected(ident, f"{special!r} is a special-use domain name ({reason})")
+        label = bad_alabel(base)
+        if label is not None:
+            raise _rejected(ident, f"label {label!r} is not a valid IDNA 2008 A-label")
