@@ -43,9 +43,9 @@ from publicsuffixlist import PublicSuffixList
 
 from acmekit.client import Client
 from acmekit.client.client import ExternalAccountBinding
-from acmekit.client.clock import Clock
 from acmekit.client.solvers import Solver
 from acmekit.client.transport import HttpTransport, TransportError
+from acmekit.clock import Clock
 from acmekit.fleet import planner
 from acmekit.fleet.acme import AcmeIssuer, Delegated, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.inventory import Inventory

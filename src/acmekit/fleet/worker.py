@@ -63,8 +63,8 @@ from typing import Any
 
 from cryptography import x509
 
-from acmekit.client.certmanager import make_csr
-from acmekit.client.clock import Clock
+from acmekit.certbot.certmanager import make_csr
+from acmekit.clock import Clock
 from acmekit.fleet import planner
 from acmekit.fleet.acme import ari_cert_id, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.alerts import Alert, AlertHook

@@ -30,17 +30,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from acmekit.client.accounts import AccountStore, StoredAccount
+from acmekit.certbot.accounts import AccountStore, StoredAccount
+from acmekit.certbot.hooks import HookRunner
+from acmekit.certbot.lineage import CertFiles, Lineage, LineageError, LineageStore
+from acmekit.certbot.locks import lineage_lock
+from acmekit.certbot.renewalconf import get_str
+from acmekit.certbot.renewalparams import Prompt, RenewalParams, build_solvers, params_from_conf
 from acmekit.client.client import Client, ExternalAccountBinding
-from acmekit.client.clock import Clock, SystemClock
-from acmekit.client.hooks import HookRunner
-from acmekit.client.lineage import CertFiles, Lineage, LineageError, LineageStore
-from acmekit.client.locks import lineage_lock
 from acmekit.client.renewal import AriWindow, decide, parse_interval
-from acmekit.client.renewalconf import get_str
-from acmekit.client.renewalparams import Prompt, RenewalParams, build_solvers, params_from_conf
 from acmekit.client.resources import IssuedCertificate, RenewalInfo
 from acmekit.client.transport import TransportError
+from acmekit.clock import Clock, SystemClock
 from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.jose import PrivateKey

@@ -31,8 +31,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from acmekit.client import renewalconf
-from acmekit.client.renewalconf import Section
+from acmekit.certbot import renewalconf
+from acmekit.certbot.renewalconf import Section
 from acmekit.files import atomic_symlink, atomic_write, fsync_dir
 
 KINDS = ("cert", "privkey", "chain", "fullchain")
