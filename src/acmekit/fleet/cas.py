@@ -34,12 +34,9 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
-
-from publicsuffixlist import PublicSuffixList
 
 from acmekit.client import Client
 from acmekit.client.client import ExternalAccountBinding
@@ -55,19 +52,6 @@ from acmekit.protocol.messages import ChallengeType
 from acmekit.protocol.problems import AcmeError, ProblemType
 
 log = logging.getLogger(__name__)
-
-_PSL: Callable[[], PublicSuffixList] = lru_cache(maxsize=1)(PublicSuffixList)
-
-
-def registered_domain(name: str) -> str:
-    """eTLD+1 of `name` (a wildcard counts for its base name), as CAs count it."""
-    name = name.lower().rstrip(".").removeprefix("*.")
-    found = _PSL().privatesuffix(name)
-    return str(found) if found else name
-
-
-def registered_domains(names: Iterable[str]) -> tuple[str, ...]:
-    return tuple(sorted({registered_domain(n) for n in names}))
 
 
 @dataclass(frozen=True)
