@@ -70,12 +70,12 @@ def renewal_time(
     """When a certificate valid from `not_before` to `not_after` should be renewed: the
     client's policy with the site's jitter, spread over `policy.spread_fraction` of the
     lifetime when the CA offers no window."""
-    window = None if ari is None else renewal.AriWindow(from_us(ari.start), from_us(ari.end))
-    due = renewal.renewal_time(from_us(not_before), from_us(not_after), ari=window, rand=jitter)
-    spread = (
-        0 if ari is not None else int((not_after - not_before) * policy.spread_fraction * jitter)
-    )
-    return to_us(due) + spread
+    start, end = from_us(not_before), from_us(not_after)
+    if ari is not None:
+        window = renewal.AriWindow(from_us(ari.start), from_us(ari.end))
+        return to_us(renewal.renewal_time(start, end, ari=window, rand=jitter))
+    spread = int((not_after - not_before) * policy.spread_fraction * jitter)
+    return to_us(renewal.renewal_time(start, end)) + spread
 
 
 def retry_delay(
