@@ -14,6 +14,11 @@ import tempfile
 from pathlib import Path
 
 
+def make_dirs(path: Path, mode: int = 0o755) -> None:
+    """`path` and its missing parents, new ones with `mode`; an existing one is kept."""
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

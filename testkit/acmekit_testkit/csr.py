@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from acmekit.protocol import csr
 
 
 def make_csr(*names: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
-    """A P-256 key and a DER CSR whose SANs are `names` (IP addresses as iPAddress)."""
+    """A P-256 key and the client's DER CSR for `names` (IP addresses as iPAddress)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            sans.append(x509.DNSName(name))
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, csr.public_bytes(serialization.Encoding.DER)
+    return key, csr.make_csr(key, names)
 
 
 def leaf_names(fullchain_pem: str) -> set[str]:

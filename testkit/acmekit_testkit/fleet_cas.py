@@ -15,9 +15,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from acmekit.client.clock import Clock, SystemClock
 from acmekit.client.solvers import Solver
 from acmekit.client.transport import AsgiTransport
+from acmekit.clock import Clock, SystemClock
 from acmekit.fleet.acme import DbHttpSolver, Delegated
 from acmekit.fleet.api import challenge_app
 from acmekit.fleet.cas import CaPool, CaSpec, open_pool

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from acmekit.client import Client
-from acmekit.client.clock import SystemClock
 from acmekit.client.resources import RenewalInfo
 from acmekit.client.transport import AsgiTransport
+from acmekit.clock import SystemClock
 from acmekit.fleet.acme import AcmeIssuer, DbHttpSolver, account_key
 from acmekit.fleet.api import api_app, challenge_app
 from acmekit.fleet.deploy import DirectoryDeployer

@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from acmekit.client import Client
-from acmekit.client.clock import SystemClock
 from acmekit.client.transport import AsgiTransport
+from acmekit.clock import SystemClock
 from acmekit.fleet.acme import AcmeIssuer, DbHttpSolver, account_key
 from acmekit.fleet.alerts import ShellAlertHook
 from acmekit.fleet.deploy import DirectoryDeployer

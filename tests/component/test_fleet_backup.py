@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
-from acmekit.client.clock import SystemClock
+from acmekit.clock import SystemClock
 from acmekit.fleet.cas import CaSpec, RegisteringIssuer
 from acmekit.fleet.model import ChallengeMethod, SiteState
 from acmekit.fleet.worker import WorkerConfig

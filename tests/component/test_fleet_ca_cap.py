@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acmekit.client.clock import SystemClock
+from acmekit.clock import SystemClock
 from acmekit.fleet import planner
 from acmekit.fleet.cas import CaEntry, CaPool, CaSpec
 from acmekit.fleet.inventory import Inventory

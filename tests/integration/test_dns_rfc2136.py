@@ -1,4 +1,6 @@
-"""The RFC 2136 updater (what dns-01 solvers use) against `acmekit dns` and BIND 9."""
+"""The client's RFC 2136 provider (what the dns-01 solver publishes with) against
+`acmekit dns`: the zone found by SOA, TXT values added and deleted one at a time, and
+a wrong key or a name outside every zone refused."""
 
 from __future__ import annotations
 
@@ -6,13 +8,11 @@ import base64
 
 import dns.asyncquery
 import dns.message
-import dns.name
 import pytest
 
-from acmekit.dns.rfc2136 import Rfc2136Updater
+from acmekit.client.solvers.errors import DnsUpdateError
+from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 from acmekit.dns.store import txt_value
-from acmekit.dns.tsig import parse_key
-from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit_testkit.dnsserver import running_dns_server
 
 SECRET = base64.b64encode(b"rfc2136 updater secret, 32 bytes").decode()
@@ -26,29 +26,30 @@ async def txt_at(port: int, name: str = NAME) -> list[str]:
     return sorted(txt_value(rd) for rd in reply.answer[0]) if reply.answer else []
 
 
-async def test_updater_finds_the_zone_and_adds_then_deletes() -> None:
+def provider(port: int, secret: str = SECRET) -> Rfc2136DnsProvider:
+    return Rfc2136DnsProvider("127.0.0.1", port, "solver-key", secret, "hmac-sha256")
+
+
+async def test_provider_finds_the_zone_and_adds_then_deletes() -> None:
     async with running_dns_server(zones=("x.test",), tsig_keys=(KEY,)) as server:
-        updater = Rfc2136Updater("127.0.0.1", server.dns_port, parse_key(KEY))
-        assert await updater.find_zone(NAME) == dns.name.from_text("x.test.")
+        updater = provider(server.dns_port)
+        assert await updater.zone_for(NAME) == "x.test."
         await updater.add_txt(NAME, "apex")
         await updater.add_txt(NAME, "wildcard")
         assert await txt_at(server.dns_port) == ["apex", "wildcard"]
-        await updater.delete_txt(NAME, "apex")
+        await updater.remove_txt(NAME, "apex")
         assert await txt_at(server.dns_port) == ["wildcard"]
 
 
-async def test_updater_with_a_wrong_key_raises_a_dns_problem() -> None:
+async def test_provider_with_a_wrong_key_is_refused() -> None:
     async with running_dns_server(zones=("x.test",), tsig_keys=(KEY,)) as server:
-        wrong = parse_key(f"solver-key:{base64.b64encode(b'w' * 32).decode()}")
-        updater = Rfc2136Updater("127.0.0.1", server.dns_port, wrong)
-        with pytest.raises(AcmeError) as info:
+        updater = provider(server.dns_port, base64.b64encode(b"w" * 32).decode())
+        with pytest.raises(DnsUpdateError):
             await updater.add_txt(NAME, "nope")
-        assert info.value.problem.type == ProblemType.DNS
         assert await txt_at(server.dns_port) == []
 
 
-async def test_updater_without_a_zone_raises() -> None:
+async def test_provider_without_a_zone_raises() -> None:
     async with running_dns_server(zones=("x.test",), tsig_keys=(KEY,)) as server:
-        updater = Rfc2136Updater("127.0.0.1", server.dns_port, parse_key(KEY))
-        with pytest.raises(AcmeError):
-            await updater.add_txt("_acme-challenge.elsewhere.example.", "v")
+        with pytest.raises(DnsUpdateError, match="cannot find the zone"):
+            await provider(server.dns_port).add_txt("_acme-challenge.elsewhere.example.", "v")

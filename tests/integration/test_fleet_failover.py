@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from cryptography import x509
 
-from acmekit.client.clock import SystemClock
+from acmekit.clock import SystemClock
 from acmekit.fleet.acme import DbHttpSolver
 from acmekit.fleet.api import challenge_app
 from acmekit.fleet.cas import CaPool, CaSpec, open_pool

@@ -2,7 +2,8 @@
 
 Our `acmekit dns` serves the CAA records (its `/add-caa` call); stub servers give SERVFAIL
 and silence; a small server that answers CNAMEs without chasing them (as an authoritative
-server does for an out-of-zone target) shows the checker asks for the target itself; and
+server does for an out-of-zone target) shows the checker, and the validation's lookups
+that share its CNAME chase, ask for the target themselves; and
 Debian's pebble-challtestsrv shows the checker reads another server's CAA too.
 """
 
@@ -18,11 +19,13 @@ from typing import Any, cast
 
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 import pytest
 
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.caa import CaaChecker, CaaRecord
+from acmekit.server.validation.resolve import MAX_CNAME_HOPS, DnsClient
 from acmekit_testkit.challtestsrv import running_challtestsrv
 from acmekit_testkit.dnsserver import DnsServerHandle, running_dns_server
 from acmekit_testkit.stubdns import stub_dns
@@ -252,6 +255,23 @@ async def test_cname_loop_fails_closed() -> None:
         err = await refusal(caa, "a.loop.test")
     assert "could not check CAA records for a.loop.test" in err.problem.detail
     assert "CNAMEs" in err.problem.detail
+
+
+async def test_validation_lookups_chase_cnames_the_same_way() -> None:
+    records = {
+        "_acme-challenge.a.test.": ["CNAME v.other.test."],
+        "v.other.test.": ['TXT "token"'],
+        "a.loop.test.": ["CNAME b.loop.test."],
+        "b.loop.test.": ["CNAME a.loop.test."],
+    }
+    async with one_hop_server(records) as server:
+        lookups = DnsClient(server, timeout=2.0)
+        found = await lookups.query("_acme-challenge.a.test", dns.rdatatype.TXT)
+        assert found.values == ("token",)
+        with pytest.raises(AcmeError) as info:
+            await lookups.query("a.loop.test", dns.rdatatype.TXT)
+    assert info.value.problem.type == ProblemType.DNS
+    assert f"more than {MAX_CNAME_HOPS} CNAMEs" in info.value.problem.detail
 
 
 async def test_servfail_fails_closed() -> None:

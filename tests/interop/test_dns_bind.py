@@ -1,4 +1,5 @@
-"""Our RFC 2136 updater (what dns-01 solvers use) against BIND 9 as the primary server."""
+"""The client's RFC 2136 provider (what the dns-01 solver uses) against BIND 9 as the
+primary server."""
 
 from __future__ import annotations
 
@@ -9,19 +10,16 @@ from pathlib import Path
 import dns.asyncquery
 import dns.exception
 import dns.message
-import dns.name
 import dns.query
 import pytest
 
-from acmekit.dns.rfc2136 import Rfc2136Updater
+from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 from acmekit.dns.store import txt_value
-from acmekit.dns.tsig import parse_key
 from acmekit_testkit.bind import authoritative_options, running_named
 
 pytestmark = pytest.mark.interop
 
 SECRET = base64.b64encode(b"rfc2136 updater secret, 32 bytes").decode()
-KEY = f"hmac-sha256:solver-key:{SECRET}"
 NAME = "_acme-challenge.www.x.test."
 
 
@@ -70,9 +68,9 @@ def bind_port(tmp_path: Path) -> Iterator[int]:
 
 
 async def test_updater_against_bind(bind_port: int) -> None:
-    updater = Rfc2136Updater("127.0.0.1", bind_port, parse_key(KEY))
-    assert await updater.find_zone(NAME) == dns.name.from_text("x.test.")
+    updater = Rfc2136DnsProvider("127.0.0.1", bind_port, "solver-key", SECRET, "hmac-sha256")
+    assert await updater.zone_for(NAME) == "x.test."
     await updater.add_txt(NAME, "from-acmekit")
     assert await txt_at(bind_port) == ["from-acmekit"]
-    await updater.delete_txt(NAME, "from-acmekit")
+    await updater.remove_txt(NAME, "from-acmekit")
     assert await txt_at(bind_port) == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from acmekit.client.hooks import HookKind, HookRunner, directory_hooks, run_hook
-from acmekit.client.locks import lock_path, try_lock
+from acmekit.certbot.hooks import HookKind, HookRunner, directory_hooks, run_hook
+from acmekit.certbot.locks import lock_path, try_lock
 
 
 def _script(path: Path, body: str, executable: bool = True) -> None:

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import NameOID
 
 from acmekit.protocol.csr import check_csr, csr_names
+from acmekit.protocol.csr import make_csr as client_csr
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.keycheck import KeyPolicy, check_key
@@ -304,3 +305,37 @@ def test_the_key_rule_is_the_callers() -> None:
             der, dns("x.example.com"), account_key().public_key(), lambda k: check_key(k, strict)
         )  # type: ignore[arg-type]
     assert info.value.problem.type == ProblemType.BAD_PUBLIC_KEY
+
+
+# --- the CSR our client and the fleet build
+
+
+def common_names(der: bytes) -> list[str]:
+    csr = x509.load_der_x509_csr(der)
+    return [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+
+
+def default_key_rule(key: object) -> None:
+    check_key(key, KeyPolicy())  # type: ignore[arg-type]
+
+
+def test_client_csr_passes_the_finalize_rules_with_ips_and_a_long_name() -> None:
+    long_name = "a" * 60 + ".example.com"
+    names = [long_name, "192.0.2.9", "www.example.com", "2001:db8::9"]
+    der = client_csr(ec_key(), names)
+    idents = [*dns(long_name, "www.example.com"), Identifier(IP, "192.0.2.9")]
+    idents.append(Identifier(IP, "2001:db8::9"))
+    check_csr(der, idents, account_key().public_key(), default_key_rule)
+    assert common_names(der) == ["www.example.com"]
+
+
+def test_client_csr_for_addresses_only_has_an_empty_subject() -> None:
+    der = client_csr(ec_key(), ["192.0.2.10"])
+    check_csr(der, [Identifier(IP, "192.0.2.10")], account_key().public_key(), default_key_rule)
+    assert common_names(der) == []
+
+
+def test_client_csr_signs_with_ed25519() -> None:
+    csr = x509.load_der_x509_csr(client_csr(ed25519.Ed25519PrivateKey.generate(), ["e.example"]))
+    assert csr.is_signature_valid
+    assert common_names(csr.public_bytes(serialization.Encoding.DER)) == ["e.example"]

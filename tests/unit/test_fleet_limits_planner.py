@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from acmekit.fleet import planner
-from acmekit.fleet.cas import registered_domain, registered_domains
 from acmekit.fleet.planner import CaView, choose_cas, refill_time
 
 T0 = 1_700_000_000_000_000
@@ -49,12 +48,3 @@ def test_a_ca_is_paused_after_repeated_failures_longer_each_time() -> None:
     assert planner.ca_failure_pause(3, 3, planner.MINUTE) == planner.MINUTE
     assert planner.ca_failure_pause(5, 3, planner.MINUTE) == 4 * planner.MINUTE
     assert planner.ca_failure_pause(40, 3, planner.MINUTE) == 6 * planner.HOUR
-
-
-def test_registered_domains_follow_the_public_suffix_list() -> None:
-    assert registered_domain("*.shop.example.com") == "example.com"
-    assert registered_domain("a.b.example.co.uk") == "example.co.uk"
-    assert registered_domains(["x.example.com", "y.example.com", "z.other.org"]) == (
-        "example.com",
-        "other.org",
-    )

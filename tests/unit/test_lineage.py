@@ -14,22 +14,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from acmekit.client import renewalconf
-from acmekit.client.accounts import (
+from acmekit.certbot import renewalconf
+from acmekit.certbot.accounts import (
     AccountStore,
     account_id,
     key_from_private_jwk,
     private_jwk,
     server_path,
 )
-from acmekit.client.lineage import (
+from acmekit.certbot.lineage import (
     CertFiles,
     LineageStore,
     atomic_symlink,
     atomic_write,
     next_version,
 )
-from acmekit.client.renewalparams import Authenticator, RenewalParams, params_from_conf
+from acmekit.certbot.renewalparams import Authenticator, RenewalParams, params_from_conf
 
 CERTBOT_CONF = """\
 # renew_before_expiry = 30 days

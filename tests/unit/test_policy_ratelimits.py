@@ -14,8 +14,6 @@ from acmekit.server.ratelimits import (
     available,
     check,
     name_set_key,
-    registered_domain,
-    registered_domains,
     spend,
     take,
     wait_seconds,
@@ -121,33 +119,11 @@ def test_steady_refill_not_windows() -> None:
     assert take(first.bucket, at(1440), HOUR5).allowed
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("www.example.com", "example.com"),
-        ("a.b.c.example.com", "example.com"),
-        ("example.com", "example.com"),
-        ("WWW.Example.COM.", "example.com"),
-        ("*.example.com", "example.com"),
-        ("shop.example.co.uk", "example.co.uk"),
-        ("x.user.github.io", "user.github.io"),  # a private suffix of the list
-        ("a1.limit.test", "limit.test"),
-        ("co.uk", "co.uk"),  # a bare public suffix counts for itself
-        ("localhost", "localhost"),
-        ("127.0.0.1", "127.0.0.1"),
-        ("2001:db8::1", "2001:db8::1"),
-    ],
-)
-def test_registered_domain(name: str, expected: str) -> None:
-    assert registered_domain(name) == expected
-
-
 def _dns(*names: str) -> list[Identifier]:
     return [Identifier(IdentifierType.DNS, n) for n in names]
 
 
-def test_registered_domains_and_name_sets() -> None:
-    assert registered_domains(_dns("a.x.com", "b.x.com", "y.org")) == ["x.com", "y.org"]
+def test_name_sets() -> None:
     same = name_set_key(_dns("b.x.com", "A.x.com"))
     assert same == name_set_key(_dns("a.x.com", "b.x.com", "a.x.com"))
     assert same != name_set_key(_dns("a.x.com"))

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from acmekit.client.renewal import AriWindow, ari_renewal_time, decide, parse_interval
+from acmekit.client.renewal import (
+    AriWindow,
+    ari_renewal_time,
+    decide,
+    latest_renewal,
+    parse_interval,
+    renewal_time,
+)
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -63,3 +70,41 @@ def test_parse_interval(text: str, expected: timedelta) -> None:
 def test_parse_interval_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="cannot read"):
         parse_interval("soon")
+
+
+def test_renewal_time_is_the_lifetime_rule_without_a_window() -> None:
+    end = START + timedelta(days=90)
+    assert renewal_time(START, end) == START + timedelta(days=60)
+    assert renewal_time(START, START + timedelta(days=6)) == START + timedelta(days=3)
+    ten = timedelta(days=10)
+    assert renewal_time(START, end, renew_before_expiry=ten) == end - ten
+
+
+@pytest.mark.parametrize("days", [5, 80])  # earlier or later than the lifetime rule
+def test_an_ari_window_wins_over_the_lifetime_rule(days: int) -> None:
+    end = START + timedelta(days=90)
+    window = AriWindow(START + timedelta(days=days), START + timedelta(days=days + 2))
+    at = renewal_time(START, end, ari=window, rand=0.25, renew_before_expiry=timedelta(days=1))
+    assert at == window.start + timedelta(hours=12)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "margin"),
+    [
+        (timedelta(days=90), timedelta(days=1)),
+        (timedelta(days=10), timedelta(days=1)),
+        (timedelta(days=6), timedelta(hours=14, minutes=24)),
+        (timedelta(hours=1), timedelta(minutes=6)),
+    ],
+)
+def test_a_window_past_expiry_is_cut_a_margin_before_it(
+    lifetime: timedelta, margin: timedelta
+) -> None:
+    end = START + lifetime
+    assert latest_renewal(START, end) == end - margin
+    for window in (AriWindow(end - margin / 2, end + lifetime), AriWindow(end, end + lifetime)):
+        for rand in (0.0, 0.5, 1.0):
+            assert renewal_time(START, end, ari=window, rand=rand) == end - margin
+    assert decide(START, end, end - margin, ari=AriWindow(end, end + lifetime)).due
+    inside = AriWindow(end - 2 * margin, end - margin)
+    assert renewal_time(START, end, ari=inside, rand=0.5) == end - margin - margin / 2

@@ -9,7 +9,8 @@ from pathlib import Path
 import dns.tsig
 import pytest
 
-from acmekit.client.solvers.rfc2136 import CredentialsError, Rfc2136DnsProvider, tsig_algorithm
+from acmekit.client.solvers.rfc2136 import CredentialsError, Rfc2136DnsProvider
+from acmekit.tsig import algorithm
 
 SECRET = base64.b64encode(b"a credentials test secret, 32 o!").decode()
 GOOD = f"""\
@@ -94,4 +95,4 @@ def test_bad_secret_and_port(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["hmac-sha256", "HMAC-SHA256", "hmac-sha256.", " Hmac-Sha256 "])
 def test_algorithm_names_are_case_insensitive(name: str) -> None:
-    assert tsig_algorithm(name) == dns.tsig.HMAC_SHA256
+    assert algorithm(name) == dns.tsig.HMAC_SHA256

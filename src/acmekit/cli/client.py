@@ -2,7 +2,7 @@
 register, show_account, update_account, unregister, and check.
 
 Flags mean what certbot's flags mean, and the files go where certbot puts them (see
-`acmekit.client.lineage`). `--ca-bundle` names the roots to trust for the ACME server;
+`acmekit.certbot.lineage`). `--ca-bundle` names the roots to trust for the ACME server;
 without it `REQUESTS_CA_BUNDLE` is used, as certbot does. Exit status is 0 only on
 success; a failure prints one line (one per failed name for failed authorizations).
 
@@ -76,7 +76,7 @@ def _account_options(func: F) -> F:
 
 
 def _manager(args: dict[str, Any], prompt: bool = False) -> Any:
-    from acmekit.client.certmanager import CertManager, Paths
+    from acmekit.certbot.certmanager import CertManager, Paths
 
     paths = Paths(args["config_dir"], args["work_dir"], args["logs_dir"])
     _setup_logs(paths.logs_dir)
@@ -91,7 +91,7 @@ def _manager(args: dict[str, Any], prompt: bool = False) -> Any:
 
 
 def _account(args: dict[str, Any]) -> Any:
-    from acmekit.client.certmanager import AccountOptions
+    from acmekit.certbot.certmanager import AccountOptions
     from acmekit.client.client import ExternalAccountBinding
 
     eab = None
@@ -136,11 +136,11 @@ def _fail(message: str) -> None:
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one command's work; every expected failure becomes one line and exit 1."""
-    from acmekit.client.accounts import AccountStoreError
-    from acmekit.client.certmanager import ClientError
+    from acmekit.certbot.accounts import AccountStoreError
+    from acmekit.certbot.certmanager import ClientError
+    from acmekit.certbot.lineage import LineageError
+    from acmekit.certbot.locks import LockTimeout
     from acmekit.client.client import describe_failures
-    from acmekit.client.lineage import LineageError
-    from acmekit.client.locks import LockTimeout
     from acmekit.client.retry import DeadlineExceeded
     from acmekit.client.solvers.errors import SolverError
     from acmekit.client.transport import TransportError
@@ -200,7 +200,7 @@ def _webroot_map(domains: list[str], webroots: tuple[str, ...]) -> dict[str, str
 
 
 def _params(args: dict[str, Any], domains: list[str]) -> Any:
-    from acmekit.client.renewalparams import (
+    from acmekit.certbot.renewalparams import (
         Authenticator,
         KeyType,
         RenewalParams,
@@ -309,7 +309,7 @@ def certonly(**args: Any) -> None:
 
 
 async def _certonly(args: dict[str, Any], domains: list[str], params: Any) -> Any:
-    from acmekit.client.hooks import HookKind, run_hook
+    from acmekit.certbot.hooks import HookKind, run_hook
 
     if args["pre_hook"]:
         await run_hook(HookKind.PRE, args["pre_hook"], {})
@@ -370,8 +370,8 @@ def _csr_names(csr: Any) -> list[str]:
 
 
 async def _issue_csr(manager: Any, params: Any, names: list[str], der: bytes) -> Any:
-    from acmekit.client.certmanager import choose_profile
-    from acmekit.client.renewalparams import build_solvers
+    from acmekit.certbot.certmanager import choose_profile
+    from acmekit.certbot.renewalparams import build_solvers
 
     client, _ = await manager.account_client(params.server)
     solvers = build_solvers(params, manager.prompt)
@@ -437,7 +437,7 @@ def renew(**args: Any) -> None:
     Run from cron or a timer (no terminal), it first sleeps a random time of up to
     8 minutes, as certbot does; --no-random-sleep-on-renew starts at once.
     """
-    from acmekit.client.certmanager import RenewOptions
+    from acmekit.certbot.certmanager import RenewOptions
 
     sleep = args["random_sleep_on_renew"]
     if sleep is None:
@@ -528,7 +528,7 @@ def delete(**args: Any) -> None:
 
 
 async def _delete(manager: Any, name: str) -> None:
-    from acmekit.client.locks import lineage_lock
+    from acmekit.certbot.locks import lineage_lock
 
     async with lineage_lock(manager.paths.work_dir, name, manager.lock_timeout):
         manager.lineages.delete(name)
@@ -540,7 +540,7 @@ async def _delete(manager: Any, name: str) -> None:
 @_dir_options
 def certificates(**args: Any) -> None:
     """List the certificates in the config dir."""
-    from acmekit.client.certinfo import describe_lineages
+    from acmekit.certbot.certinfo import describe_lineages
 
     manager = _manager(args)
     report = describe_lineages(manager.lineages, datetime.now(UTC), args["cert_name"])
@@ -630,7 +630,7 @@ def unregister(**args: Any) -> None:
 async def _unregister(manager: Any, server: str) -> None:
     found = manager.stored_account(server, manager.account_options.account_id)
     if found is None:
-        from acmekit.client.certmanager import ClientError
+        from acmekit.certbot.certmanager import ClientError
 
         raise ClientError(f"no account for {server}")
     client, _ = await manager.account_client(server, register=False)
@@ -648,7 +648,7 @@ async def _unregister(manager: Any, server: str) -> None:
 @click.option("--timeout", default=10.0, type=float)
 def check(target: str, servername: str | None, ca_bundle: str | None, timeout: float) -> None:
     """Connect with TLS and show the served certificate's validity and verification."""
-    from acmekit.client.tlscheck import check_tls, parse_target
+    from acmekit.certbot.tlscheck import check_tls, parse_target
 
     host, port = parse_target(target)
     bundle = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or None

@@ -9,7 +9,6 @@ from acmekit.client.client import (
     describe_failures,
     select_chain,
 )
-from acmekit.client.clock import Clock, SystemClock
 from acmekit.client.resources import (
     Account,
     Authorization,
@@ -26,6 +25,7 @@ from acmekit.client.transport import (
     HttpTransport,
     TransportError,
 )
+from acmekit.clock import Clock, SystemClock
 
 __all__ = [
     "Account",

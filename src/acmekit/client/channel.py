@@ -23,10 +23,10 @@ import logging
 from collections import deque
 from typing import Any
 
-from acmekit.client.clock import Clock
 from acmekit.client.resources import Directory
 from acmekit.client.retry import parse_retry_after
 from acmekit.client.transport import HttpResponse, HttpTransport
+from acmekit.clock import Clock
 from acmekit.protocol.jose import PrivateKey, sign
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 

@@ -33,7 +33,6 @@ from acmekit.client.channel import (
     json_object,
     location,
 )
-from acmekit.client.clock import Clock, SystemClock
 from acmekit.client.resources import (
     Account,
     Authorization,
@@ -46,6 +45,7 @@ from acmekit.client.resources import (
 from acmekit.client.retry import DEFAULT_BACKOFF, Backoff, poll
 from acmekit.client.solvers import Solver
 from acmekit.client.transport import AiohttpTransport, HttpTransport
+from acmekit.clock import Clock, SystemClock
 from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.challenges import key_authorization

@@ -1,15 +1,22 @@
-"""When a certificate is due for renewal: a pure policy, the clock passed in.
+"""When a certificate is due for renewal: the one policy of the client and the fleet.
+
+A pure function of the certificate's dates, the CA's renewal information and a number
+`rand` in [0, 1] that is the caller's randomness (certbot renew draws one; the fleet
+fixes one per site, so every worker computes the same time).
 
 Without renewal information a certificate is due once a third of its lifetime is left
 (half of it for lifetimes under ten days, so a six-day certificate renews at three
 days), which for a 90-day certificate is certbot's 30 days. A lineage may fix the
-margin itself (certbot's `renew_before_expiry = 30 days`).
+margin itself (certbot's `renew_before_expiry = 30 days`). The fleet spreads its sites
+over a further stretch after that time; that spread is the fleet's, not this policy's.
 
-With ACME Renewal Information (RFC 9773 §4.2) the server suggests a window: the
-client picks a time uniformly at random inside it (the `rand` argument, 0..1, is the
-caller's randomness), renews once that time has passed, and otherwise checks again
-when the time comes or after the server's Retry-After, whichever is sooner. A window
-entirely in the past means renew now.
+With ACME Renewal Information (RFC 9773 §4.2) the server's suggested window wins,
+whether it lies earlier or later than the lifetime rule: the time is
+`start + (end - start) * rand`, so a window entirely in the past means renew now. A
+window reaching past expiry is cut at `not_after` minus a margin (a day, or a tenth of
+the lifetime if that is less), so that no window can let a certificate lapse. A client
+not yet due checks again when the time comes or after the server's Retry-After,
+whichever is sooner.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 SHORT_LIFETIME = timedelta(days=10)
+EXPIRY_MARGIN = timedelta(days=1)  # no ARI window delays renewal past not_after - this
+EXPIRY_MARGIN_FRACTION = 1 / 10  # ... or past this much of the lifetime before it, if less
+_MICROSECOND = timedelta(microseconds=1)
 DEFAULT_ARI_RETRY = timedelta(hours=6)
 
 
@@ -38,7 +48,12 @@ class RenewalDecision:
     reason: str
 
 
-def renewal_time(
+def _part(span: timedelta, fraction: float) -> timedelta:
+    """`span * fraction` truncated to whole microseconds, as the fleet stores times."""
+    return timedelta(microseconds=int(span // _MICROSECOND * fraction))
+
+
+def lifetime_renewal_time(
     not_before: datetime, not_after: datetime, renew_before_expiry: timedelta | None = None
 ) -> datetime:
     """The moment a certificate becomes due without renewal information."""
@@ -53,7 +68,28 @@ def ari_renewal_time(window: AriWindow, rand: float) -> datetime:
     """RFC 9773 §4.2: a uniformly random time within the suggested window."""
     if window.end <= window.start:
         return window.start
-    return window.start + (window.end - window.start) * min(max(rand, 0.0), 1.0)
+    return window.start + _part(window.end - window.start, min(max(rand, 0.0), 1.0))
+
+
+def latest_renewal(not_before: datetime, not_after: datetime) -> datetime:
+    """The latest time any window may set: `not_after` minus the safety margin."""
+    lifetime = max(not_after - not_before, timedelta(0))
+    return not_after - min(EXPIRY_MARGIN, _part(lifetime, EXPIRY_MARGIN_FRACTION))
+
+
+def renewal_time(
+    not_before: datetime,
+    not_after: datetime,
+    *,
+    ari: AriWindow | None = None,
+    rand: float = 0.5,
+    renew_before_expiry: timedelta | None = None,
+) -> datetime:
+    """When the certificate becomes (or became) due: in the CA's window if it offers one,
+    else when a third of its lifetime (or `renew_before_expiry`) is left."""
+    if ari is not None:
+        return min(ari_renewal_time(ari, rand), latest_renewal(not_before, not_after))
+    return lifetime_renewal_time(not_before, not_after, renew_before_expiry)
 
 
 def decide(
@@ -67,20 +103,19 @@ def decide(
     renew_before_expiry: timedelta | None = None,
 ) -> RenewalDecision:
     """Is the certificate due at `now`, and when should we look again?"""
+    at = renewal_time(
+        not_before, not_after, ari=ari, rand=rand, renew_before_expiry=renew_before_expiry
+    )
     if ari is not None:
-        return _decide_ari(ari, now, ari_retry_after or DEFAULT_ARI_RETRY, rand)
-    at = renewal_time(not_before, not_after, renew_before_expiry)
+        return _decide_ari(at, now, ari_retry_after or DEFAULT_ARI_RETRY)
     if now >= at:
         why = "expired" if now >= not_after else "in the renewal period"
         return RenewalDecision(True, at, now, why)
     return RenewalDecision(False, at, at, f"due on {at:%Y-%m-%d %H:%M} UTC")
 
 
-def _decide_ari(
-    window: AriWindow, now: datetime, retry_after: timedelta, rand: float
-) -> RenewalDecision:
-    at = ari_renewal_time(window, rand)
-    if now >= at or now >= window.end:
+def _decide_ari(at: datetime, now: datetime, retry_after: timedelta) -> RenewalDecision:
+    if now >= at:
         return RenewalDecision(True, at, now, "renewal window reached (ARI)")
     return RenewalDecision(
         False, at, min(at, now + retry_after), f"ARI suggests {at:%Y-%m-%d %H:%M} UTC"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
-from acmekit.client.clock import Clock
+from acmekit.clock import Clock
 
 T = TypeVar("T")
 

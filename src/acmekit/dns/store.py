@@ -48,6 +48,8 @@ import dns.rrset
 from acmekit.protocol.problems import malformed
 
 IN = dns.rdataclass.IN
+# An authoritative answer chases CNAMEs only inside the zones served here (RFC 1034
+# §4.3.2 step 3a); resolvers and the CA chase further on their own. Same limit as theirs.
 MAX_CNAME_CHAIN = 8
 NS_LABEL = "ns1"
 HOSTMASTER_LABEL = "hostmaster"

@@ -1,4 +1,6 @@
-"""TSIG keys (RFC 8945): parsing `[ALG:]NAME:BASE64SECRET` and the unsigned error record.
+"""TSIG on the DNS server (RFC 8945): `--tsig-key [ALG:]NAME:BASE64SECRET` and the
+unsigned error record. The algorithm table and key making are `acmekit.tsig`'s, shared
+with the RFC 2136 client.
 
 Signature checking and signing of good messages is dnspython's. What it does not give is
 the answer RFC 8945 §5.2 asks for when the key is unknown (BADKEY) or the MAC is wrong
@@ -8,8 +10,6 @@ must not sign with that key. `append_error_tsig` adds that record to a finished 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import struct
 from collections.abc import Iterable
 
@@ -19,15 +19,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TSIG
 import dns.tsig
 
-ALGORITHMS: dict[str, dns.name.Name] = {
-    "hmac-md5": dns.tsig.HMAC_MD5,
-    "hmac-sha1": dns.tsig.HMAC_SHA1,
-    "hmac-sha224": dns.tsig.HMAC_SHA224,
-    "hmac-sha256": dns.tsig.HMAC_SHA256,
-    "hmac-sha384": dns.tsig.HMAC_SHA384,
-    "hmac-sha512": dns.tsig.HMAC_SHA512,
-}
-DEFAULT_ALGORITHM = "hmac-sha256"
+from acmekit.tsig import DEFAULT_ALGORITHM, make_key
+
 Keyring = dict[dns.name.Name, dns.tsig.Key]
 
 
@@ -39,16 +32,7 @@ def parse_key(spec: str) -> dns.tsig.Key:
     if len(parts) != 3 or not parts[1] or not parts[2]:
         raise ValueError("a TSIG key is [ALG:]NAME:BASE64SECRET")
     alg_text, name, secret = parts
-    algorithm = ALGORITHMS.get(alg_text.lower())
-    if algorithm is None:
-        raise ValueError(f"unknown TSIG algorithm {alg_text!r}; use one of {sorted(ALGORITHMS)}")
-    try:
-        raw = base64.b64decode(secret, validate=True)
-    except binascii.Error:
-        raise ValueError("TSIG secret is not base64") from None
-    if not raw:
-        raise ValueError("empty TSIG secret")
-    return dns.tsig.Key(dns.name.from_text(name), raw, algorithm)
+    return make_key(name, secret, alg_text)
 
 
 def make_keyring(keys: Iterable[dns.tsig.Key]) -> Keyring:

@@ -34,18 +34,15 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
-
-from publicsuffixlist import PublicSuffixList
 
 from acmekit.client import Client
 from acmekit.client.client import ExternalAccountBinding
-from acmekit.client.clock import Clock
 from acmekit.client.solvers import Solver
 from acmekit.client.transport import HttpTransport, TransportError
+from acmekit.clock import Clock
 from acmekit.fleet import planner
 from acmekit.fleet.acme import AcmeIssuer, Delegated, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.inventory import Inventory
@@ -55,19 +52,6 @@ from acmekit.protocol.messages import ChallengeType
 from acmekit.protocol.problems import AcmeError, ProblemType
 
 log = logging.getLogger(__name__)
-
-_PSL: Callable[[], PublicSuffixList] = lru_cache(maxsize=1)(PublicSuffixList)
-
-
-def registered_domain(name: str) -> str:
-    """eTLD+1 of `name` (a wildcard counts for its base name), as CAs count it."""
-    name = name.lower().rstrip(".").removeprefix("*.")
-    found = _PSL().privatesuffix(name)
-    return str(found) if found else name
-
-
-def registered_domains(names: Iterable[str]) -> tuple[str, ...]:
-    return tuple(sorted({registered_domain(n) for n in names}))
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from acmekit.client.lineage import make_dirs
-from acmekit.files import atomic_write
+from acmekit.files import atomic_write, make_dirs
 from acmekit.fleet.model import Site
 
 log = logging.getLogger(__name__)

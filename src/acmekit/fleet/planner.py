@@ -1,18 +1,16 @@
 """When a site next needs work: a pure function of its certificate, its failures and now.
 
-Renewal. A certificate is renewed in the last third of its lifetime: at
-`not_before + lifetime * (2/3 + jitter/6)`, where `jitter` in [0, 1) is a hash of the
-site's id. A million certificates issued in one hour therefore come due spread evenly
-over a sixth of their lifetime (15 days for 90-day certificates), not in one hour, and
-each keeps at least a sixth of its lifetime (15 days) for retries. The jitter is
-deterministic, so every worker computes the same time and a restart changes nothing.
-
-With ACME Renewal Information (RFC 9773 §4.2) the CA's suggested window wins, whether
-it lies earlier or later than the lifetime rule: the site renews at
-`start + (end - start) * jitter` (the same jitter), or at once if the window has passed,
-but never later than `not_after` minus a safety margin (a day, or a tenth of the
-lifetime if that is less), so a window past expiry cannot let the certificate lapse.
-Without a window (the CA offers none, or asking failed) the lifetime rule applies.
+Renewal. The time a certificate becomes due is the client library's renewal policy
+(`acmekit.client.renewal`: the CA's ARI window if it offers one, else when a third of
+the lifetime is left, half below ten days), with the site's `jitter` in [0, 1), a hash
+of the site's id, as its randomness. The fleet adds one thing of its own: without a
+window, renewal is spread over a further sixth of the lifetime, at
+`due + lifetime * jitter/6`. A million certificates issued in one hour therefore come
+due spread evenly over 15 days (for 90-day certificates), not in one hour, and each
+keeps at least a sixth of its lifetime for retries. Inside a window the jitter places
+the site (`start + (end - start) * jitter`); a window reaching past expiry is cut a
+margin before it. The jitter is deterministic, so every worker computes the same time
+and a restart changes nothing.
 
 Retries. After the n-th consecutive failure the site is retried after
 `1 minute * 2**(n-1)`, capped at 6 hours, and never later than half the time left
@@ -29,7 +27,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from acmekit.fleet.model import SiteState
+from acmekit.client import renewal
+from acmekit.fleet.model import SiteState, from_us, to_us
 
 SECOND = 1_000_000
 MINUTE = 60 * SECOND
@@ -39,13 +38,10 @@ DAY = 24 * HOUR
 
 @dataclass(frozen=True)
 class Policy:
-    renew_fraction: float = 2 / 3  # renewal starts once this much of the lifetime is gone
-    spread_fraction: float = 1 / 6  # ... spread over this much more of the lifetime
+    spread_fraction: float = 1 / 6  # renewal without a window spreads over this much more
     retry_base: int = MINUTE
     retry_cap: int = 6 * HOUR
     failing_after: int = 3
-    expiry_margin: int = DAY  # an ARI window never delays renewal past not_after - this
-    expiry_margin_fraction: float = 1 / 10  # ... or past this much of the lifetime, if less
 
 
 DEFAULT_POLICY = Policy()
@@ -71,20 +67,15 @@ def renewal_time(
     ari: AriWindow | None = None,
     policy: Policy = DEFAULT_POLICY,
 ) -> int:
-    """When a certificate valid from `not_before` to `not_after` should be renewed: in
-    the CA's window `ari` if it offers one, else in the last third of the lifetime."""
+    """When a certificate valid from `not_before` to `not_after` should be renewed: the
+    client's policy with the site's jitter, spread over `policy.spread_fraction` of the
+    lifetime when the CA offers no window."""
+    start, end = from_us(not_before), from_us(not_after)
     if ari is not None:
-        at = ari.start + int(max(0, ari.end - ari.start) * jitter)
-        return min(at, latest_renewal(not_before, not_after, policy))
-    lifetime = not_after - not_before
-    return not_before + int(lifetime * (policy.renew_fraction + policy.spread_fraction * jitter))
-
-
-def latest_renewal(not_before: int, not_after: int, policy: Policy = DEFAULT_POLICY) -> int:
-    """The latest renewal time any window may set: `not_after` minus the safety margin."""
-    lifetime = max(0, not_after - not_before)
-    margin = min(policy.expiry_margin, int(lifetime * policy.expiry_margin_fraction))
-    return not_after - margin
+        window = renewal.AriWindow(from_us(ari.start), from_us(ari.end))
+        return to_us(renewal.renewal_time(start, end, ari=window, rand=jitter))
+    spread = int((not_after - not_before) * policy.spread_fraction * jitter)
+    return to_us(renewal.renewal_time(start, end)) + spread
 
 
 def retry_delay(

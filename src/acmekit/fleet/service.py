@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from acmekit.client.clock import Clock, SystemClock
 from acmekit.client.solvers import Solver
 from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.dnslookup import Server, system_resolver
+from acmekit.clock import Clock, SystemClock
 from acmekit.fleet.acme import ACCOUNT_KEY_SETTING, DbHttpSolver
 from acmekit.fleet.alerts import ShellAlertHook
 from acmekit.fleet.api import api_app, challenge_app

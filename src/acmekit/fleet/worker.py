@@ -63,8 +63,8 @@ from typing import Any
 
 from cryptography import x509
 
-from acmekit.client.certmanager import make_csr
-from acmekit.client.clock import Clock
+from acmekit.clock import Clock
+from acmekit.domains import registered_domains
 from acmekit.fleet import planner
 from acmekit.fleet.acme import ari_cert_id, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.alerts import Alert, AlertHook
@@ -76,7 +76,6 @@ from acmekit.fleet.cas import (
     SlotTiming,
     is_ca_fault,
     is_rate_limited,
-    registered_domains,
 )
 from acmekit.fleet.deploy import Deployer
 from acmekit.fleet.inventory import Inventory
@@ -91,6 +90,7 @@ from acmekit.fleet.model import (
     SiteState,
     to_us,
 )
+from acmekit.protocol.csr import make_csr
 from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,8 @@ The checks, in the order they run:
    order's identifiers (compared case-insensitively; IPs compared as addresses). The CN
    must be one of the SANs, unless it is the only name. SANs of other kinds (email, URI)
    are refused, since the certificate would not carry them.
+
+`make_csr` is the other side: the CSR our client and the fleet send, built to pass them.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ from collections.abc import Callable, Iterable, Sequence
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
-from acmekit.protocol.jose import PublicKey
+from acmekit.protocol.jose import PrivateKey, PublicKey
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import ProblemType, problem
 
 _CSR_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
+CN_MAX_LENGTH = 64  # RFC 5280 Appendix A: ub-common-name
 
 
 def _bad_csr(detail: str) -> Exception:
@@ -181,3 +185,26 @@ def check_csr(
     _check_extensions(extensions)
     _check_names(csr, extensions, identifiers)
     return csr
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def make_csr(key: PrivateKey, names: Sequence[str]) -> bytes:
+    """A DER CSR for `names`: each a SAN (IP addresses as iPAddress, RFC 8738 §3), and
+    the subject CN the first DNS name that fits one, or an empty subject if none does."""
+    sans = [_general_name(name) for name in names]
+    cns = [
+        san.value
+        for san in sans
+        if isinstance(san, x509.DNSName) and len(san.value) <= CN_MAX_LENGTH
+    ]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cns[0])] if cns else [])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    digest = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, digest).public_bytes(serialization.Encoding.DER)

@@ -26,6 +26,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from acmekit.domains import registered_domain, registered_domains
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr
 from acmekit.protocol.jose import Jws, b64d, eab_verify, key_from_jwk, thumbprint
@@ -63,8 +64,6 @@ from acmekit.server.ratelimits import (
     RateLimiter,
     Subject,
     name_set_key,
-    registered_domain,
-    registered_domains,
 )
 from acmekit.server.records import (
     AccountRecord,
@@ -419,7 +418,7 @@ class Authority:
     def _issuance_subjects(
         account_id: str, idents: Sequence[Identifier]
     ) -> list[tuple[LimitName, Subject]]:
-        domains = registered_domains(idents)
+        domains = registered_domains(i.value for i in idents)
         found = [(LimitName.CERTIFICATES_PER_DOMAIN, Subject(d, (account_id,))) for d in domains]
         names = Subject(name_set_key(idents), (account_id, *domains))
         return [*found, (LimitName.DUPLICATE_CERTIFICATES, names)]

@@ -48,19 +48,12 @@ import dns.rdtypes.ANY.CAA
 import dns.resolver
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
-from acmekit.server.validation.resolve import STUB_ATTEMPT
+from acmekit.server.validation.resolve import STUB_ATTEMPT, CnameChainTooLong, follow_cnames
 from acmekit.server.validation.stub import Reply, decode_caa, stub_for
 
 log = logging.getLogger(__name__)
 
 CRITICAL_FLAGS = 0x80 | 0x01
-MAX_CNAME_HOPS = 8
-
-
-class CnameChainTooLong(Exception):
-    """A CNAME chain longer than MAX_CNAME_HOPS (or a loop the resolver did not catch)."""
-
-
 _LOOKUP_FAILURES = (dns.exception.DNSException, TimeoutError, OSError, CnameChainTooLong)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
@@ -254,17 +247,11 @@ class CaaChecker:
         )
 
     async def _lookup(self, owner: str) -> list[CaaRecord]:
-        qname = owner + "."
-        for _ in range(MAX_CNAME_HOPS):
+        async def ask(qname: str) -> tuple[tuple[tuple[int, str, str], ...] | None, str]:
             reply = await self._ask(qname)
-            if reply.nxdomain:
-                return []
-            if reply.values is not None:
-                return [CaaRecord(*fields) for fields in reply.values]
-            if reply.canonical == qname:
-                return []
-            qname = reply.canonical
-        raise CnameChainTooLong(f"more than {MAX_CNAME_HOPS} CNAMEs from {owner}")
+            return ((), qname) if reply.nxdomain else (reply.values, reply.canonical)
+
+        return [CaaRecord(*fields) for fields in await follow_cnames(ask, owner + ".")]
 
     async def _ask(self, qname: str) -> Reply[tuple[int, str, str]]:
         """CAA at `qname`: the stub's answer, else the resolver's; `_timeout` bounds both."""

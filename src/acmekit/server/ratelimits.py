@@ -24,16 +24,12 @@ An order that replaces a certificate (RFC 9773 §5, `replaces`) is exempt from a
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from functools import lru_cache
 from typing import Protocol
-
-from publicsuffixlist import PublicSuffixList
 
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import ProblemType, problem
@@ -112,25 +108,6 @@ def spend(bucket: Bucket | None, now: datetime, rate: Rate, cost: int = 1) -> Bu
 
 # ---------------------------------------------------------------------------------------
 # What a limit counts
-
-
-_PSL: Callable[[], PublicSuffixList] = lru_cache(maxsize=1)(PublicSuffixList)
-
-
-def registered_domain(name: str) -> str:
-    """eTLD+1 by the Public Suffix List (offline); an IP address or a bare public suffix
-    is its own registered domain. A wildcard counts for its base name."""
-    name = name.lower().rstrip(".").removeprefix("*.")
-    try:
-        return str(ipaddress.ip_address(name))
-    except ValueError:
-        pass
-    found = _PSL().privatesuffix(name)
-    return str(found) if found else name
-
-
-def registered_domains(identifiers: Iterable[Identifier]) -> list[str]:
-    return sorted({registered_domain(i.value) for i in identifiers})
 
 
 def name_set_key(identifiers: Iterable[Identifier]) -> str:

@@ -9,11 +9,12 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import uvicorn
 
+from acmekit.clock import SystemClock
 from acmekit.server.app import AcmeApp
 from acmekit.server.authority import Authority
 from acmekit.server.ca import Issuer, listener_credentials, load_or_create_issuer
@@ -25,9 +26,7 @@ from acmekit.server.validation import Validator
 
 log = logging.getLogger(__name__)
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+SYSTEM_CLOCK = SystemClock()
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class Assembly:
     crl: CrlPublisher
 
 
-def assemble(config: ServerConfig, now: Callable[[], datetime] = utcnow) -> Assembly:
+def assemble(config: ServerConfig, now: Callable[[], datetime] = SYSTEM_CLOCK.now) -> Assembly:
     """Everything but the listener; tests drive the returned app in-process."""
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     issuer = load_or_create_issuer(config.state_dir, now())
@@ -89,7 +88,7 @@ async def serve(config: ServerConfig, announce: Callable[[str], None] | None = N
     assembly = assemble(config)
     assembly.crl.refresh(force=True)
     cert, key = listener_credentials(
-        assembly.issuer, config.state_dir, _listener_hosts(config), utcnow()
+        assembly.issuer, config.state_dir, _listener_hosts(config), SYSTEM_CLOCK.now()
     )
     sock = bind(config)
     say(f"directory: {directory_url(config, sock)}")

@@ -40,7 +40,6 @@ import dns.flags
 import dns.message
 import dns.rcode
 
-from acmekit.client.clock import Clock, SystemClock
 from acmekit.client.resources import Challenge
 from acmekit.client.solvers.dnslookup import (
     DNS_PORT,
@@ -55,6 +54,7 @@ from acmekit.client.solvers.dnslookup import (
 )
 from acmekit.client.solvers.errors import PropagationError
 from acmekit.client.solvers.presented import Presented
+from acmekit.clock import Clock, SystemClock
 from acmekit.protocol.challenges import dns01_record_name, dns01_txt_value
 from acmekit.protocol.messages import Identifier
 

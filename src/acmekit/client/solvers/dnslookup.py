@@ -7,7 +7,12 @@ first and the question is repeated over TCP when the answer is truncated (RFC 77
 told at once instead of by a timeout.
 
 - `follow_cname`: the CNAME chain at a name, up to MAX_CNAME_CHAIN links, refusing
-  loops (the delegation of `_acme-challenge` names that acme-dns popularized).
+  loops (the delegation of `_acme-challenge` names that acme-dns popularized). It asks
+  one CNAME question per link, so it finds where the TXT record must go before the
+  record exists. That is a different question from the CA's (the records at the end of
+  a chain, asked of a resolver: `server.validation.resolve.follow_cnames`) and from the
+  DNS server's (building a chain inside the zones it serves), so the three stay apart;
+  all stop at 8 links.
 - `find_zone`: the closest enclosing zone of a name: the first of the name and its
   ancestors that has an SOA record of its own (RFC 1034 §4.3.2), taking the SOA that a
   negative answer carries in its authority section as a shortcut (RFC 2308 §3).

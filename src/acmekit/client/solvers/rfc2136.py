@@ -21,8 +21,6 @@ Like certbot, a file that group or others may access is read with a warning.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import configparser
 import ipaddress
 import logging
@@ -40,7 +38,7 @@ import dns.update
 
 from acmekit.client.solvers.dnslookup import TIMEOUT, absolute, find_zone
 from acmekit.client.solvers.errors import DnsUpdateError, SolverError
-from acmekit.dns.tsig import ALGORITHMS
+from acmekit.tsig import make_key
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +56,11 @@ class CredentialsError(ValueError):
     """A credentials file or key that cannot be used; the message says what to fix."""
 
 
-def tsig_algorithm(name: str) -> dns.name.Name:
-    """`HMAC-SHA512`, `hmac-sha512` or `hmac-sha512.`: the TSIG algorithm's name."""
-    found = ALGORITHMS.get(name.strip().lower().rstrip("."))
-    if found is None:
-        raise CredentialsError(
-            f"unknown TSIG algorithm {name!r}; use one of "
-            + ", ".join(a.upper() for a in ALGORITHMS)
-        )
-    return found
-
-
 def tsig_key(key_name: str, secret_b64: str, algorithm: str) -> dns.tsig.Key:
     try:
-        secret = base64.b64decode(secret_b64.strip(), validate=True)
-    except binascii.Error:
-        raise CredentialsError("the TSIG secret is not base64") from None
-    if not secret:
-        raise CredentialsError("the TSIG secret is empty")
-    return dns.tsig.Key(dns.name.from_text(key_name), secret, tsig_algorithm(algorithm))
+        return make_key(key_name, secret_b64, algorithm)
+    except ValueError as exc:
+        raise CredentialsError(str(exc)) from None
 
 
 def read_certbot_ini(path: Path) -> dict[str, str]:

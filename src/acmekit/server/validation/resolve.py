@@ -5,7 +5,8 @@ in the configuration, as Pebble's `-dnsserver` does. dnspython's async `Resolver
 with its cache off (a validation must see the current records), absolute names (no search
 list) and TCP fallback on truncation. It chases CNAME chains within one answer; when a
 server answers only with the CNAME and not the target's records (an authoritative server for
-one zone), the target is queried again, up to `MAX_CNAME_HOPS` times.
+one zone), the target is queried again, up to `MAX_CNAME_HOPS` times (`follow_cnames`, which
+the CAA lookups share).
 
 Plain questions (A, AAAA, TXT) go first through `stub.StubClient`, a lean UDP stub that
 costs about a quarter of the resolver's CPU; whatever it does not fully understand (a
@@ -58,6 +59,31 @@ deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
+class CnameChainTooLong(Exception):
+    """A CNAME chain longer than MAX_CNAME_HOPS (or a loop the resolver did not catch)."""
+
+
+async def follow_cnames(
+    ask: Callable[[str], Awaitable[tuple[tuple[T, ...] | None, str]]], qname: str
+) -> tuple[T, ...]:
+    """What `ask` finds at the end of the CNAME chain from `qname`; empty when the chain
+    ends at a name without such records.
+
+    `ask(name)` returns the records at the end of the chain its answer holds, or None and
+    that chain's last name; a server that answers with a CNAME but not the records at its
+    target (an authoritative server for one zone) is then asked again at the target.
+    """
+    start = qname
+    for _ in range(MAX_CNAME_HOPS):
+        values, canonical = await ask(qname)
+        if values is not None:
+            return values
+        if canonical == qname:
+            return ()
+        qname = canonical
+    raise CnameChainTooLong(f"more than {MAX_CNAME_HOPS} CNAMEs from {start.rstrip('.')}")
+
+
 @dataclass(frozen=True)
 class Lookup:
     """What a query found: `values` is empty when the name exists without such records."""
@@ -99,15 +125,15 @@ class DnsClient:
 
     async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> Lookup:
         """Records of `rdtype` at `name` as text, following CNAMEs; raises dns problems."""
-        qname = name.rstrip(".") + "."
-        for _ in range(MAX_CNAME_HOPS):
-            values, target = await self._resolve(qname, rdtype)
-            if values is not None:
-                return Lookup(name, values)
-            if target == qname:
-                return Lookup(name, ())
-            qname = target
-        raise dns_problem(f"more than {MAX_CNAME_HOPS} CNAMEs looking up {rdtype.name} for {name}")
+
+        async def ask(qname: str) -> tuple[tuple[str, ...] | None, str]:
+            return await self._resolve(qname, rdtype)
+
+        try:
+            return Lookup(name, await follow_cnames(ask, name.rstrip(".") + "."))
+        except CnameChainTooLong:
+            what = f"looking up {rdtype.name} for {name}"
+            raise dns_problem(f"more than {MAX_CNAME_HOPS} CNAMEs {what}") from None
 
     async def _resolve(
         self, qname: str, rdtype: dns.rdatatype.RdataType

@@ -1,4 +1,5 @@
-"""Time as a seam: everything in the client and the fleet reads the clock through `Clock`.
+"""Time as a seam: the client and the fleet read the clock through `Clock`; the server,
+which never sleeps on it, is handed a `Clock`'s `now`.
 
 A test passes a clock whose `sleep` only moves `now` forward, and so lives through
 hours of polling, or 90 days of renewals, in no time.

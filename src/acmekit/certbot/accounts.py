@@ -23,8 +23,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from acmekit.client.lineage import make_dirs
-from acmekit.files import atomic_write
+from acmekit.files import atomic_write, make_dirs
 from acmekit.protocol.jose import PrivateKey, b64d, b64e, jwk_from_key
 
 _CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {

@@ -17,7 +17,6 @@ dir (locks), and one `Client` per ACME server, shared by every lineage of a run.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -27,22 +26,23 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from acmekit.client.accounts import AccountStore, StoredAccount
+from acmekit.certbot.accounts import AccountStore, StoredAccount
+from acmekit.certbot.hooks import HookRunner
+from acmekit.certbot.lineage import CertFiles, Lineage, LineageError, LineageStore
+from acmekit.certbot.locks import lineage_lock
+from acmekit.certbot.renewalconf import get_str
+from acmekit.certbot.renewalparams import Prompt, RenewalParams, build_solvers, params_from_conf
 from acmekit.client.client import Client, ExternalAccountBinding
-from acmekit.client.clock import Clock, SystemClock
-from acmekit.client.hooks import HookRunner
-from acmekit.client.lineage import CertFiles, Lineage, LineageError, LineageStore
-from acmekit.client.locks import lineage_lock
 from acmekit.client.renewal import AriWindow, decide, parse_interval
-from acmekit.client.renewalconf import get_str
-from acmekit.client.renewalparams import Prompt, RenewalParams, build_solvers, params_from_conf
 from acmekit.client.resources import IssuedCertificate, RenewalInfo
 from acmekit.client.transport import TransportError
+from acmekit.clock import Clock, SystemClock
 from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
+from acmekit.protocol.csr import make_csr
 from acmekit.protocol.jose import PrivateKey
 from acmekit.protocol.problems import AcmeError
 
@@ -101,30 +101,6 @@ class RenewReport:
     @property
     def ok(self) -> bool:
         return self.hook_failures == 0 and all(o.action != "failed" for o in self.outcomes)
-
-
-def make_csr(key: PrivateKey, names: Sequence[str]) -> bytes:
-    """A DER CSR for `names` (IP addresses as iPAddress SANs), CN the first DNS name."""
-    sans: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            sans.append(x509.DNSName(name))
-    dns = [n for n in names if not _is_ip(n) and len(n) <= 64]
-    subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, dns[0])] if dns else [])
-    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
-    builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    digest = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(key, digest).public_bytes(serialization.Encoding.DER)
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def key_pem(key: PrivateKey) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from acmekit.client.lineage import Lineage, LineageError, LineageStore, key_type_of
-from acmekit.client.renewalconf import get_section, get_str
+from acmekit.certbot.lineage import Lineage, LineageError, LineageStore, key_type_of
+from acmekit.certbot.renewalconf import get_section, get_str
 
 
 def describe(lineage: Lineage, now: datetime) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from acmekit.client import renewalconf
-from acmekit.client.renewalconf import Section
+from acmekit.certbot import renewalconf
+from acmekit.certbot.renewalconf import Section
 from acmekit.client.solvers import Solver
 from acmekit.hostport import parse_host_port
 from acmekit.protocol.jose import PrivateKey

@@ -31,9 +31,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from acmekit.client import renewalconf
-from acmekit.client.renewalconf import Section
-from acmekit.files import atomic_symlink, atomic_write, fsync_dir
+from acmekit.certbot import renewalconf
+from acmekit.certbot.renewalconf import Section
+from acmekit.files import atomic_symlink, atomic_write, fsync_dir, make_dirs
 
 KINDS = ("cert", "privkey", "chain", "fullchain")
 _VERSIONED = re.compile(r"^(cert|privkey|chain|fullchain)(\d+)\.pem$")
@@ -64,13 +64,6 @@ LIVE_TOP_README = (
 
 class LineageError(Exception):
     """A lineage is missing or its files are not what certbot's layout promises."""
-
-
-# -- atomic file operations ------------------------------------------------------------
-
-
-def make_dirs(path: Path, mode: int = 0o755) -> None:
-    path.mkdir(mode=mode, parents=True, exist_ok=True)
 
 
 # -- what a lineage holds ---------------------------------------------------------------

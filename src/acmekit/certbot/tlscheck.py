@@ -14,7 +14,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from acmekit.client.lineage import certificate_names
+from acmekit.certbot.lineage import certificate_names
 from acmekit.hostport import parse_host_port
 
 
