@@ -43,11 +43,21 @@ async def _raw(acme: RawAcme, body: bytes, ctype: str = "application/jose+json")
 
 Case = Callable[[RawAcme, Flow], Awaitable[Resp]]
 TOS = {"termsOfServiceAgreed": True}
+DEEP = b"[" * 20_000 + b"]" * 20_000  # deeper than json.loads can recurse
 
 JWS_CASES: dict[str, tuple[Case, int, str]] = {
     "body is not JSON": (lambda a, f: _raw(a, b"{nope"), 400, "malformed"),
     "JWS missing signature": (
         lambda a, f: _raw(a, b'{"protected": "e30", "payload": ""}'),
+        400,
+        "malformed",
+    ),
+    "body nested too deep": (lambda a, f: _raw(a, DEEP), 400, "malformed"),
+    "payload nested too deep": (lambda a, f: a.post(NEW_ACCOUNT, DEEP, f.key), 400, "malformed"),
+    "protected header nested too deep": (
+        lambda a, f: a.post(
+            NEW_ACCOUNT, TOS, f.key, tamper=lambda s: {**s, "protected": jose.b64e(DEEP)}
+        ),
         400,
         "malformed",
     ),

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from acmekit.dns.registry import KEEP_TXT, Registry
 from acmekit.dns.store import RecordStore, RecordType, caa_rdata, make_rdata, parse_name
+from acmekit.protocol import jsontext
 from acmekit.protocol.problems import AcmeError, malformed, unauthorized
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,7 @@ OPEN_PATHS = frozenset({"/update", "/health"})
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        doc = await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError):
-        raise malformed("request body is not JSON") from None
+    doc = jsontext.loads(await request.read())
     if not isinstance(doc, dict):
         raise malformed("request body is not a JSON object")
     return doc
@@ -176,8 +174,8 @@ async def update(request: web.Request) -> web.Response:
     if reg is None:
         return _acme_dns_error(401, "forbidden")
     try:
-        doc = await request.json()
-    except (ValueError, UnicodeDecodeError):
+        doc = jsontext.loads(await request.read())
+    except AcmeError:
         return _acme_dns_error(400, "malformed_json_payload")
     if not isinstance(doc, dict) or doc.get("subdomain") != reg.subdomain:
         return _acme_dns_error(401, "forbidden")
