@@ -28,6 +28,10 @@ def _header(signed: dict[str, str], **changes: Any) -> dict[str, str]:
     return {**signed, "protected": jose.b64e(json.dumps(header).encode())}
 
 
+def _header_of(signed: dict[str, str]) -> dict[str, Any]:
+    return dict(json.loads(jose.b64d(signed["protected"])))
+
+
 def _resign_hs256(signed: dict[str, str]) -> dict[str, str]:
     import hashlib
     import hmac
@@ -84,6 +88,18 @@ JWS_CASES: dict[str, tuple[Case, int, str]] = {
         ),
         403,
         "unauthorized",
+    ),
+    "unknown critical header parameter": (
+        lambda a, f: a.post(NEW_ACCOUNT, TOS, f.key, tamper=lambda s: _header(s, crit=["exp"])),
+        400,
+        "malformed",
+    ),
+    "nonce with padding": (
+        lambda a, f: a.post(
+            NEW_ACCOUNT, TOS, f.key, tamper=lambda s: _header(s, nonce=_header_of(s)["nonce"] + "=")
+        ),
+        400,
+        "badNonce",
     ),
     "no nonce": (
         lambda a, f: a.post(NEW_ACCOUNT, TOS, f.key, tamper=lambda s: _header(s, nonce=None)),

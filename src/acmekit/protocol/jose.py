@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -51,14 +52,23 @@ def b64e(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64d(text: str) -> bytes:
-    """Strict base64url without padding (RFC 7515 §2); anything else is malformed."""
-    if not isinstance(text, str) or "=" in text:
+    """Strict base64url without padding (RFC 7515 §2, RFC 4648 §5): only the URL-safe
+    alphabet, no `=`, no whitespace, and zero spare bits in the last character, so one
+    byte string has exactly one encoding. Anything else is malformed."""
+    if not isinstance(text, str) or len(text) % 4 == 1 or not _B64URL.fullmatch(text):
         raise malformed("invalid base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise malformed("invalid base64url") from exc
+    # Non-zero spare bits decode to the same bytes as the canonical text would.
+    if b64e(raw) != text:
+        raise malformed("invalid base64url: non-zero spare bits")
+    return raw
 
 
 def _int_b64(n: int, length: int | None = None) -> str:
@@ -218,6 +228,10 @@ def parse_jws(body: bytes | Any) -> Jws:
     protected = jsontext.loads(b64d(protected_b64), "protected header")
     if not isinstance(protected, dict):
         raise malformed("protected header must be a JSON object")
+    if "crit" in protected:
+        # RFC 7515 §4.1.11: a recipient must refuse extensions it does not understand,
+        # and ACME defines none (RFC 8555 §6.2), so any crit names an unknown one.
+        raise malformed(f"unsupported critical header parameters {protected['crit']!r}")
     return Jws(protected, protected_b64, payload_b64, b64d(sig_b64))
 
 
