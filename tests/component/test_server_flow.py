@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from cryptography import x509
 
 from acmekit.protocol import jose
@@ -234,3 +235,19 @@ async def test_bad_revocation_reason(flow: Flow, acme: RawAcme) -> None:
     url = f"{acme.base}/acme/revoke-cert"
     resp = await acme.post(url, {"certificate": jose.b64e(der), "reason": 7}, flow.key, flow.kid)
     assert resp.problem_type == "badRevocationReason"
+
+
+@pytest.mark.parametrize("reason", [True, 1.0, "1"], ids=["true", "float", "string"])
+async def test_revocation_reason_of_another_json_type_is_malformed(
+    flow: Flow, acme: RawAcme, reason: object
+) -> None:
+    _, order = await flow.issue("reasontype.flow.test")
+    der = await _cert_der(flow, order)
+    url = f"{acme.base}/acme/revoke-cert"
+    doc = {"certificate": jose.b64e(der), "reason": reason}
+    resp = await acme.post(url, doc, flow.key, flow.kid)
+    assert (resp.status, resp.problem_type) == (400, "malformed"), resp.body
+    assert "reason" in resp.json()["detail"]
+    # Nothing was revoked: the certificate can still be revoked, for a real reason.
+    ok = await acme.post(url, {"certificate": jose.b64e(der), "reason": 4}, flow.key, flow.kid)
+    assert ok.status == 200, ok.body

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from acmekit.protocol import payloads
+from acmekit.protocol.jose import parse_jws
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import render
 from acmekit.server.auth import Authenticated, Authenticator, Signer
@@ -232,16 +234,23 @@ class AcmeApp:
 
     async def new_account(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req, "jwk")
+        payloads.check(payloads.NEW_ACCOUNT, auth.payload, "newAccount payload")
         rec, created = self.authority.new_account(auth, req.url, req.client)
         doc = render.account(req.urls, rec)
         return json_response(doc, 201 if created else 200, req.urls.account(rec.id))
 
     async def account(self, req: Request, m: re.Match[str]) -> Response:
-        rec = self.authority.update_account(self._authenticate(req), m[1])
+        auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            payloads.check(payloads.ACCOUNT_UPDATE, auth.payload, "account update")
+        rec = self.authority.update_account(auth, m[1])
         return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
 
     async def key_change(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req)
+        payloads.check(payloads.KEY_CHANGE, auth.payload, "keyChange payload")
+        inner = parse_jws(auth.payload).payload_json()
+        payloads.check(payloads.KEY_CHANGE_INNER, inner, "keyChange inner payload")
         rec = self.authority.key_change(auth, req.url, req.urls.account_prefix)
         return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
 
@@ -254,6 +263,7 @@ class AcmeApp:
 
     async def new_order(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req)
+        payloads.check(payloads.NEW_ORDER, auth.payload, "newOrder payload")
         view = self.authority.new_order(auth.require_account(), auth.payload)
         return self._order(req, view, 201)
 
@@ -266,6 +276,7 @@ class AcmeApp:
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
         account = auth.require_account()
+        payloads.check(payloads.FINALIZE, auth.payload, "finalize payload")
         prefix = req.urls.account_prefix
         view = await self.authority.finalize(account, m[1], auth.payload, prefix)
         return self._order(req, view)
@@ -277,11 +288,16 @@ class AcmeApp:
         return resp
 
     async def authz(self, req: Request, m: re.Match[str]) -> Response:
-        view = self.authority.update_authz(self._authenticate(req), m[1])
+        auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            payloads.check(payloads.AUTHZ_UPDATE, auth.payload, "authorization update")
+        view = self.authority.update_authz(auth, m[1])
         return json_response(render.authorization(req.urls, view), location=req.urls.authz(m[1]))
 
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
         ch, authz = self.authority.start_challenge(auth, m[1], req.urls.account_prefix)
         # No Retry-After while processing: validation takes milliseconds here, and a
         # client's own short-then-growing polling serves it better than a fixed second.
@@ -301,6 +317,7 @@ class AcmeApp:
 
     async def revoke(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req, "either")
+        payloads.check(payloads.REVOKE_CERT, auth.payload, "revokeCert payload")
         self.authority.revoke(auth, auth.payload)
         return Response(200)
 
