@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,10 @@ class AcmeApp:
         self.auth = Authenticator(authority.store, nonces)
         self.config = authority.config
         self._background: list[asyncio.Task[None]] = []
+        # Host headers this listener answers to, and the base URL for the answer to one
+        # it does not (None: any Host, as in-process tests and a set base_url need).
+        self._authorities: frozenset[str] | None = None
+        self._misdirected_base = ""
         self.routes: list[tuple[frozenset[str], re.Pattern[str], Handler]] = [
             (frozenset({"GET"}), re.compile(r"/directory"), self.directory),
             (frozenset({"GET", "HEAD"}), re.compile(r"/acme/new-nonce"), self.new_nonce),
@@ -95,6 +99,13 @@ class AcmeApp:
             (frozenset({"GET"}), re.compile(r"/acme/issuer-cert"), self.issuer_cert),
             (frozenset({"GET"}), re.compile(r"/acme/renewal-info/([\w.-]+)"), self.renewal_info),
         ]
+
+    def answer_only(self, authorities: Iterable[str], own_base: str) -> None:
+        """Serve only requests whose Host is one of `authorities` ("name:port", or a bare
+        name for port 443); others get 421 (RFC 9110 §15.5.20), their problem linking
+        to `own_base`. Without this, resource URLs would follow any Host a client sent."""
+        self._authorities = frozenset(a.lower() for a in authorities)
+        self._misdirected_base = own_base
 
     # ASGI ---------------------------------------------------------------------------
 
@@ -144,7 +155,13 @@ class AcmeApp:
             body = await self._read_body(headers, receive)
         except AcmeError as exc:
             body, early = b"", exc
-        urls = Urls(self.config.base_url or f"https://{headers.get('host', 'localhost')}")
+        host = headers.get("host", "")
+        if self._authorities is not None and host.lower() not in self._authorities:
+            early = problem(
+                ProblemType.MALFORMED, f"Host {host!r} is not a name of this server", status=421
+            )
+            host = self._misdirected_base.removeprefix("https://")
+        urls = Urls(self.config.base_url or f"https://{host or 'localhost'}")
         client = scope.get("client")
         peer = str(client[0]) if client else None
         req = Request(scope["method"], scope["path"], headers, body, urls, peer)

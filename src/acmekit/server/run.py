@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
+from cryptography import x509
 
 from acmekit.server.app import AcmeApp
 from acmekit.server.authority import Authority
@@ -62,6 +63,21 @@ def _listener_hosts(config: ServerConfig) -> list[str]:
     return hosts
 
 
+def _certificate_names(chain: Path) -> set[str]:
+    """The DNS names and IP addresses the listener certificate (the chain's first) is for."""
+    leaf = x509.load_pem_x509_certificates(chain.read_bytes())[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return set(san.get_values_for_type(x509.DNSName)) | ips
+
+
+def _authorities(names: set[str], port: int) -> set[str]:
+    """The Host header values (RFC 9110 §7.2) that name this listener."""
+    shown = {f"[{n}]" if ":" in n else n for n in names}
+    found = {f"{n}:{port}" for n in shown}
+    return found | shown if port == 443 else found
+
+
 def bind(config: ServerConfig, address: str | None = None) -> socket.socket:
     host, port = split_host_port(address) if address else config.host_port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -92,6 +108,10 @@ async def serve(config: ServerConfig, announce: Callable[[str], None] | None = N
         assembly.issuer, config.state_dir, _listener_hosts(config), utcnow()
     )
     sock = bind(config)
+    if not config.base_url:
+        names = _certificate_names(cert) | set(_listener_hosts(config))
+        own = directory_url(config, sock).removesuffix("/directory")
+        assembly.app.answer_only(_authorities(names, sock.getsockname()[1]), own)
     say(f"directory: {directory_url(config, sock)}")
     say(f"root: {(config.state_dir / 'root.pem').absolute()}")
     uv = uvicorn.Config(
