@@ -20,6 +20,7 @@ from acmekit.server.authority import Authority
 from acmekit.server.ca import Issuer, listener_credentials, load_or_create_issuer
 from acmekit.server.config import ServerConfig, split_host_port
 from acmekit.server.crl import CrlApp, CrlPublisher
+from acmekit.server.listener import bounded_protocol
 from acmekit.server.nonces import NonceService
 from acmekit.server.store import Store
 from acmekit.server.validation import Validator
@@ -122,7 +123,8 @@ async def serve(config: ServerConfig, announce: Callable[[str], None] | None = N
         log_level="warning",
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(config.limits),
+        timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]
     )
     servers = [(uvicorn.Server(uv), sock)]
     if crl_sock is not None:
