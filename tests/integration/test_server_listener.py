@@ -19,6 +19,7 @@ import pytest
 
 from support.acmekit_server import ServerHandle, running_acmekit_server
 from support.dnsserver import DnsServerHandle
+from support.ports import free_port
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def _head(ca: ServerHandle) -> bytes:
     return f"GET /directory HTTP/1.1\r\nHost: {urlsplit(ca.directory_url).netloc}\r\n".encode()
 
 
-def _read_all(sock: ssl.SSLSocket) -> bytes:
+def _read_all(sock: socket.socket) -> bytes:
     """Everything the server sends until it closes the connection."""
     chunks = []
     with contextlib.suppress(ConnectionError, ssl.SSLError):
@@ -109,7 +110,7 @@ def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1]) if answer else 0
 
 
-def _get_directory(sock: ssl.SSLSocket, ca: ServerHandle) -> bytes:
+def _get_directory(sock: socket.socket, ca: ServerHandle) -> bytes:
     """The head of the answer to GET /directory (what came, if the server closed)."""
     sock.sendall(_head(ca) + b"\r\n")
     answer = b""
@@ -129,8 +130,21 @@ def bounded_ca(
 
 @pytest.mark.parametrize("bounded_ca", [{"max_header_bytes": 16384}], indirect=True)
 def test_a_megabyte_header_gets_431_and_the_connection_closes(bounded_ca: ServerHandle) -> None:
-    sock = _tls(bounded_ca)
-    big = _head(bounded_ca) + b"X-Big: " + b"a" * (1024 * 1024) + b"\r\n\r\n"
+    _refuses_a_megabyte_header(_tls(bounded_ca), _head(bounded_ca))
+
+
+def test_the_crl_listener_has_the_same_bounds(tmp_path: Path, dns: DnsServerHandle) -> None:
+    port = free_port()
+    settings = {"crl": {"listen": f"127.0.0.1:{port}"}, **_settings(max_header_bytes=16384)}
+    with running_acmekit_server(tmp_path, dns_port=dns.dns_port, settings=settings):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        _refuses_a_megabyte_header(
+            sock, f"GET /crl/0.crl HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
+        )
+
+
+def _refuses_a_megabyte_header(sock: socket.socket, head: bytes) -> None:
+    big = head + b"X-Big: " + b"a" * (1024 * 1024) + b"\r\n\r\n"
     sender = threading.Thread(target=_send_ignoring_reset, args=(sock, big), daemon=True)
     sender.start()
     answer = _read_all(sock)
@@ -141,7 +155,7 @@ def test_a_megabyte_header_gets_431_and_the_connection_closes(bounded_ca: Server
     assert b"larger than 16384 bytes" in answer
 
 
-def _send_ignoring_reset(sock: ssl.SSLSocket, data: bytes) -> None:
+def _send_ignoring_reset(sock: socket.socket, data: bytes) -> None:
     with contextlib.suppress(OSError):
         sock.sendall(data)
 

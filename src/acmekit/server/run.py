@@ -129,8 +129,14 @@ async def serve(config: ServerConfig, announce: Callable[[str], None] | None = N
     servers = [(uvicorn.Server(uv), sock)]
     if crl_sock is not None:
         say(f"crl: {config.crl_base_url}/crl/")
+        # CRLs are fetched by anyone, so this listener has the same bounds.
         plain = uvicorn.Config(
-            CrlApp(assembly.crl), lifespan="off", log_level="warning", access_log=False
+            CrlApp(assembly.crl),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            http=bounded_protocol(config.limits),
+            timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]
         )
         servers.append((uvicorn.Server(plain), crl_sock))
     await _serve_together(servers)
