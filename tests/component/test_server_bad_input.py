@@ -28,6 +28,10 @@ def _header(signed: dict[str, str], **changes: Any) -> dict[str, str]:
     return {**signed, "protected": jose.b64e(json.dumps(header).encode())}
 
 
+def _header_of(signed: dict[str, str]) -> dict[str, Any]:
+    return dict(json.loads(jose.b64d(signed["protected"])))
+
+
 def _resign_hs256(signed: dict[str, str]) -> dict[str, str]:
     import hashlib
     import hmac
@@ -43,11 +47,21 @@ async def _raw(acme: RawAcme, body: bytes, ctype: str = "application/jose+json")
 
 Case = Callable[[RawAcme, Flow], Awaitable[Resp]]
 TOS = {"termsOfServiceAgreed": True}
+DEEP = b"[" * 20_000 + b"]" * 20_000  # deeper than json.loads can recurse
 
 JWS_CASES: dict[str, tuple[Case, int, str]] = {
     "body is not JSON": (lambda a, f: _raw(a, b"{nope"), 400, "malformed"),
     "JWS missing signature": (
         lambda a, f: _raw(a, b'{"protected": "e30", "payload": ""}'),
+        400,
+        "malformed",
+    ),
+    "body nested too deep": (lambda a, f: _raw(a, DEEP), 400, "malformed"),
+    "payload nested too deep": (lambda a, f: a.post(NEW_ACCOUNT, DEEP, f.key), 400, "malformed"),
+    "protected header nested too deep": (
+        lambda a, f: a.post(
+            NEW_ACCOUNT, TOS, f.key, tamper=lambda s: {**s, "protected": jose.b64e(DEEP)}
+        ),
         400,
         "malformed",
     ),
@@ -74,6 +88,18 @@ JWS_CASES: dict[str, tuple[Case, int, str]] = {
         ),
         403,
         "unauthorized",
+    ),
+    "unknown critical header parameter": (
+        lambda a, f: a.post(NEW_ACCOUNT, TOS, f.key, tamper=lambda s: _header(s, crit=["exp"])),
+        400,
+        "malformed",
+    ),
+    "nonce with padding": (
+        lambda a, f: a.post(
+            NEW_ACCOUNT, TOS, f.key, tamper=lambda s: _header(s, nonce=_header_of(s)["nonce"] + "=")
+        ),
+        400,
+        "badNonce",
     ),
     "no nonce": (
         lambda a, f: a.post(NEW_ACCOUNT, TOS, f.key, tamper=lambda s: _header(s, nonce=None)),
@@ -114,6 +140,26 @@ JWS_CASES: dict[str, tuple[Case, int, str]] = {
         ),
         400,
         "badPublicKey",
+    ),
+    "termsOfServiceAgreed as a string": (
+        lambda a, f: a.post(NEW_ACCOUNT, {"termsOfServiceAgreed": "true"}, f.key),
+        400,
+        "malformed",
+    ),
+    "onlyReturnExisting as a number": (
+        lambda a, f: a.post(NEW_ACCOUNT, {**TOS, "onlyReturnExisting": 1}, f.key),
+        400,
+        "malformed",
+    ),
+    "contact as a string": (
+        lambda a, f: a.post(NEW_ACCOUNT, {**TOS, "contact": "mailto:a@b.test"}, f.key),
+        400,
+        "malformed",
+    ),
+    "newAccount payload an array": (
+        lambda a, f: a.post(NEW_ACCOUNT, [TOS], f.key),
+        400,
+        "malformed",
     ),
     "non-mailto contact": (
         lambda a, f: a.post(NEW_ACCOUNT, {**TOS, "contact": ["tel:+1555"]}, f.key),
@@ -257,3 +303,38 @@ async def test_deactivated_account_key_cannot_register_again(flow: Flow, acme: R
 
 async def test_new_key_for_each_case_is_independent() -> None:
     assert jose.thumbprint(new_key()) != jose.thumbprint(new_key())
+
+
+async def _typed_payloads(flow: Flow) -> dict[str, tuple[str, Any]]:
+    """For each account-bound message, a URL and a payload with one field of the wrong
+    JSON type."""
+    await flow.account()
+    resp = await flow.order("types.bad.test")
+    order = resp.json()
+    authz_url = order["authorizations"][0]
+    challenge_url = (await flow.get(authz_url)).json()["challenges"][0]["url"]
+    inner = jose.sign(
+        new_key(), {"account": 7, "oldKey": {}}, url=f"{flow.acme.base}/acme/key-change", nonce=None
+    )
+    ident = {"type": "dns", "value": 5}
+    return {
+        "newOrder identifier value": (NEW_ORDER, {"identifiers": [ident]}),
+        "newOrder identifiers an object": (NEW_ORDER, {"identifiers": {"type": "dns"}}),
+        "newOrder profile": (
+            NEW_ORDER,
+            {"identifiers": [ident | {"value": "a.test"}], "profile": 1},
+        ),
+        "finalize csr": (order["finalize"], {"csr": 12}),
+        "challenge response an array": (challenge_url, []),
+        "authorization status": (authz_url, {"status": True}),
+        "account contact": (flow.kid, {"contact": [1]}),
+        "account status": (flow.kid, {"status": False}),
+        "keyChange inner account": (f"{flow.acme.base}/acme/key-change", inner),
+    }
+
+
+async def test_fields_of_the_wrong_json_type_are_malformed(flow: Flow) -> None:
+    for name, (url, payload) in (await _typed_payloads(flow)).items():
+        resp = await flow.acme.post(url, payload, flow.key, flow.kid)
+        assert (resp.status, resp.problem_type) == (400, "malformed"), (name, resp.body)
+        assert "must be a JSON" in resp.json()["detail"], (name, resp.body)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from cryptography import x509
 
 from acmekit.protocol import jose
@@ -368,3 +369,19 @@ async def test_post_as_get_must_have_an_empty_payload(flow: Flow, acme: RawAcme)
     for url in (f"{acme.base}/directory", f"{acme.base}/acme/issuer-cert"):
         resp = await acme.post(url, {}, flow.key, flow.kid)
         assert (resp.status, resp.problem_type) == (400, "malformed"), url
+
+
+@pytest.mark.parametrize("reason", [True, 1.0, "1"], ids=["true", "float", "string"])
+async def test_revocation_reason_of_another_json_type_is_malformed(
+    flow: Flow, acme: RawAcme, reason: object
+) -> None:
+    _, order = await flow.issue("reasontype.flow.test")
+    der = await _cert_der(flow, order)
+    url = f"{acme.base}/acme/revoke-cert"
+    doc = {"certificate": jose.b64e(der), "reason": reason}
+    resp = await acme.post(url, doc, flow.key, flow.kid)
+    assert (resp.status, resp.problem_type) == (400, "malformed"), resp.body
+    assert "reason" in resp.json()["detail"]
+    # Nothing was revoked: the certificate can still be revoked, for a real reason.
+    ok = await acme.post(url, {"certificate": jose.b64e(der), "reason": 4}, flow.key, flow.kid)
+    assert ok.status == 200, ok.body

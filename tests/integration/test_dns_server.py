@@ -11,6 +11,7 @@ import aiohttp
 import dns.asyncquery
 import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
@@ -135,6 +136,7 @@ async def test_api_rejects_bad_input_with_a_problem() -> None:
     async with running_dns_server() as server, aiohttp.ClientSession() as session:
         for path, body in [
             ("/set-txt", b"not json"),
+            ("/set-txt", b"[" * 20_000 + b"]" * 20_000),
             ("/set-txt", json.dumps({"host": "x.test."}).encode()),
             ("/add-a", json.dumps({"host": "x.test.", "addresses": ["::1"]}).encode()),
             ("/set-cname", json.dumps({"host": "", "target": "y.test."}).encode()),
@@ -239,3 +241,63 @@ def test_command_prints_its_ports_and_serves(tmp_path: Path) -> None:
             sock.settimeout(5)
             sock.sendto(sock_q, (server.host, server.dns_port))
             assert dns.message.from_wire(sock.recv(4096)).rcode() == dns.rcode.REFUSED
+
+
+async def _api_status(
+    server: DnsServerHandle, path: str, doc: dict[str, object]
+) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(server.api_url + path, json=doc) as resp,
+    ):
+        body = await resp.json(content_type=None) if resp.status != 200 else {}
+        return resp.status, str(body.get("detail", ""))
+
+
+async def test_api_refuses_records_at_the_root_or_a_tld() -> None:
+    async with running_dns_server() as server:
+        for host in (".", "test.", "com"):
+            status, detail = await _api_status(server, "/set-txt", {"host": host, "value": "v"})
+            assert status == 400 and "top-level domain" in detail, (host, detail)
+        assert await _api_status(server, "/set-txt", {"host": "x.test.", "value": "v"}) == (200, "")
+        answer = await query(server, ".", "TXT")
+        assert not answer.answer
+
+
+async def test_api_refuses_records_outside_the_zones_served() -> None:
+    async with running_dns_server(zones=("x.test",)) as server:
+        doc = {"host": "_acme-challenge.y.test.", "value": "v"}
+        status, detail = await _api_status(server, "/set-txt", doc)
+        assert status == 400 and "outside the zones this server serves (x.test.)" in detail
+        doc = {"host": "_acme-challenge.a.x.test.", "value": "v"}
+        assert await _api_status(server, "/set-txt", doc) == (200, "")
+
+
+def _udp_burst(port: int, source: str, count: int) -> list[dns.message.Message]:
+    """Send `count` queries at once from `source`; the answers that come back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.settimeout(2)
+        for _ in range(count):
+            sock.sendto(dns.message.make_query("www.x.test.", "A").to_wire(), ("127.0.0.1", port))
+        answers = []
+        try:
+            while len(answers) < count:
+                answers.append(dns.message.from_wire(sock.recv(65535)))
+        except TimeoutError:
+            pass
+        return answers
+
+
+def test_udp_answers_are_rate_limited_per_client_network(tmp_path: Path) -> None:
+    flags = ("--rrl-rate", "2", "--rrl-slip", "2", "--no-rrl-exempt-loopback")
+    with dns_server_process(tmp_path, *flags) as server:
+        answers = _udp_burst(server.dns_port, "127.0.0.1", 40)
+        full = [a for a in answers if a.answer]
+        slipped = [a for a in answers if a.flags & dns.flags.TC and not a.answer]
+        assert 1 <= len(full) < 40 and slipped, (len(full), len(slipped))
+        assert len(full) + len(slipped) < 40  # the rest were not answered at all
+        # Another /24 still gets answers, and TCP is not limited.
+        assert _udp_burst(server.dns_port, "127.0.1.1", 1)[0].answer
+        q = dns.message.make_query("www.x.test.", "A")
+        assert dns.query.tcp(q, "127.0.0.1", port=server.dns_port, timeout=5).answer

@@ -107,3 +107,41 @@ def test_eab_binding_verifies_with_the_hmac_key() -> None:
     assert jose.eab_verify(jws, b"secret-key-material")
     assert not jose.eab_verify(jws, b"other")
     assert jose.thumbprint(jws.payload_json()) == jose.thumbprint(account)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["AQ==", "AQ=", "AR", "AQ A", "AQ\n", "+/8", "AQ!", "A", "ABCDE", "AQ%3D"],
+    ids=[
+        "padding",
+        "short padding",
+        "spare bits",
+        "space",
+        "newline",
+        "standard alphabet",
+        "stray character",
+        "one character",
+        "five characters",
+        "percent-encoded",
+    ],
+)
+def test_b64d_is_strict(text: str) -> None:
+    with pytest.raises(AcmeError) as info:
+        jose.b64d(text)
+    assert info.value.problem.type == ProblemType.MALFORMED
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01", b"\xff\xfe", b"\x00\x01\x02", bytes(range(256))])
+def test_b64d_reads_what_b64e_writes(data: bytes) -> None:
+    assert jose.b64d(jose.b64e(data)) == data
+
+
+@pytest.mark.parametrize("crit", [["b64"], ["exp"], [], "b64"])
+def test_critical_header_parameters_are_refused(crit: object) -> None:
+    key = KEYS["ES256"]()
+    header = {"alg": "ES256", "url": "u", "nonce": "n", "jwk": jose.jwk_from_key(key), "crit": crit}
+    signed = jose._assemble(header, {}, lambda data: jose.raw_sign(key, "ES256", data))
+    with pytest.raises(AcmeError) as info:
+        jose.parse_jws(json.dumps(signed))
+    assert info.value.problem.type == ProblemType.MALFORMED
+    assert "critical" in info.value.problem.detail

@@ -101,3 +101,39 @@ def test_scope_follows_the_database_unless_set(tmp_path: Path) -> None:
     assert shared.nonces == NonceScope.DATABASE
     with pytest.raises(ValueError, match="nonce_scope 'everywhere'"):
         load_config(None, {"nonce_scope": "everywhere"})
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _respellings(nonce: str) -> dict[str, str]:
+    """Other texts that a lax base64url decoder reads as the same 32 bytes."""
+    last = _ALPHABET.index(nonce[-1])
+    spare = _ALPHABET[last ^ 1]  # 43 characters carry 258 bits: the low 2 are spare
+    return {
+        "spare bit": nonce[:-1] + spare,
+        "padding": nonce + "=",
+        "whitespace": nonce[:20] + " " + nonce[20:],
+        "stray character": nonce[:20] + "!" + nonce[20:],
+        "standard alphabet": nonce.replace("-", "+").replace("_", "/"),
+    }
+
+
+@pytest.mark.parametrize("scope", list(NonceScope))
+@pytest.mark.parametrize("how", sorted(_respellings("A" * 43)))
+def test_a_respelled_nonce_is_refused(store: Store, scope: NonceScope, how: str) -> None:
+    service = NonceService(store, Clock(), scope=scope)
+    nonce = service.issue()
+    while how == "standard alphabet" and not {"-", "_"} & set(nonce):
+        nonce = service.issue()
+    service.redeem(nonce)
+    assert "not base64url" in refused(service, _respellings(nonce)[how])
+    assert "already been used" in refused(service, nonce)
+
+
+@pytest.mark.parametrize("scope", list(NonceScope))
+def test_a_respelled_unused_nonce_is_refused(store: Store, scope: NonceScope) -> None:
+    service = NonceService(store, Clock(), scope=scope)
+    nonce = service.issue()
+    assert "not base64url" in refused(service, _respellings(nonce)["spare bit"])
+    service.redeem(nonce)

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from acmekit.dns.rrl import RrlSettings
 from acmekit.dns.service import DnsConfig, DnsService
 from acmekit.hostport import parse_host_port
 from acmekit.protocol.problems import AcmeError
@@ -60,6 +61,26 @@ async def _serve(service: DnsService) -> None:
 @click.option("--api-token", envvar="ACMEKIT_DNS_API_TOKEN", help="Bearer token for the API.")
 @click.option("--delegation-domain", help="Where acme-dns registrations live.")
 @click.option("--ns-ipv4", help="Address of the zones' NS host (default: the listen address).")
+@click.option(
+    "--rrl-rate",
+    type=click.FloatRange(min=0),
+    default=RrlSettings.rate,
+    show_default=True,
+    help="UDP responses per second to one /24 or /56 (BIND's RRL); 0 turns it off.",
+)
+@click.option(
+    "--rrl-slip",
+    type=click.IntRange(min=0),
+    default=RrlSettings.slip,
+    show_default=True,
+    help="Every Nth response over the rate is sent truncated (TC=1); 0: none.",
+)
+@click.option(
+    "--rrl-exempt-loopback/--no-rrl-exempt-loopback",
+    default=True,
+    show_default=True,
+    help="Do not rate limit clients on 127.0.0.0/8 and ::1.",
+)
 def dns(
     listen: str,
     api: str,
@@ -72,6 +93,9 @@ def dns(
     api_token: str | None,
     delegation_domain: str | None,
     ns_ipv4: str | None,
+    rrl_rate: float,
+    rrl_slip: int,
+    rrl_exempt_loopback: bool,
 ) -> None:
     """Serve ACME challenge records over DNS (UDP, TCP, RFC 2136 UPDATE) and HTTP."""
     listen_host, listen_port = parse_hostport(listen)
@@ -91,6 +115,7 @@ def dns(
         api_token=api_token,
         delegation_domain=delegation_domain,
         ns_ipv4=ns_ipv4,
+        rrl=RrlSettings(rate=rrl_rate, slip=rrl_slip, exempt_loopback=rrl_exempt_loopback),
     )
     try:
         service = DnsService(config)

@@ -30,11 +30,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import dns.name
 import dns.rdatatype
 from aiohttp import web
 
 from acmekit.dns.registry import KEEP_TXT, Registry
 from acmekit.dns.store import RecordStore, RecordType, caa_rdata, make_rdata, parse_name
+from acmekit.protocol import jsontext
 from acmekit.protocol.problems import AcmeError, malformed, unauthorized
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,7 @@ OPEN_PATHS = frozenset({"/update", "/health"})
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        doc = await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError):
-        raise malformed("request body is not JSON") from None
+    doc = jsontext.loads(await request.read())
     if not isinstance(doc, dict):
         raise malformed("request body is not a JSON object")
     return doc
@@ -61,6 +60,11 @@ def _str(doc: dict[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise malformed(f"field {key!r} must be a string")
     return value
+
+
+def _host(request: web.Request, doc: dict[str, Any]) -> dns.name.Name:
+    """The record owner named by `host`, if it lies inside the zones served."""
+    return _store(request).served(parse_name(_str(doc, "host")))
 
 
 def _problem_response(error: AcmeError) -> web.Response:
@@ -92,7 +96,7 @@ def _store(request: web.Request) -> RecordStore:
 def _adder(rtype: RecordType, field: str) -> Handler:
     async def add(request: web.Request) -> web.Response:
         doc = await _json(request)
-        name = parse_name(_str(doc, "host"))
+        name = _host(request, doc)
         values = doc.get(field)
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise malformed(f"field {field!r} must be a list of strings")
@@ -107,7 +111,7 @@ def _adder(rtype: RecordType, field: str) -> Handler:
 def _clearer(rtype: RecordType) -> Handler:
     async def clear(request: web.Request) -> web.Response:
         doc = await _json(request)
-        _store(request).clear(parse_name(_str(doc, "host")), rtype.rdtype)
+        _store(request).clear(_host(request, doc), rtype.rdtype)
         return web.Response()
 
     return clear
@@ -115,7 +119,7 @@ def _clearer(rtype: RecordType) -> Handler:
 
 async def set_txt(request: web.Request) -> web.Response:
     doc = await _json(request)
-    name, rdata = parse_name(_str(doc, "host")), make_rdata(RecordType.TXT, _str(doc, "value"))
+    name, rdata = _host(request, doc), make_rdata(RecordType.TXT, _str(doc, "value"))
     _store(request).add(name, rdata)
     log.info("TXT published at %s", name)
     return web.Response()
@@ -123,14 +127,14 @@ async def set_txt(request: web.Request) -> web.Response:
 
 async def set_cname(request: web.Request) -> web.Response:
     doc = await _json(request)
-    name = parse_name(_str(doc, "host"))
+    name = _host(request, doc)
     _store(request).add(name, make_rdata(RecordType.CNAME, _str(doc, "target")))
     return web.Response()
 
 
 async def add_caa(request: web.Request) -> web.Response:
     doc = await _json(request)
-    name, policies = parse_name(_str(doc, "host")), doc.get("policies")
+    name, policies = _host(request, doc), doc.get("policies")
     if not isinstance(policies, list) or not all(isinstance(p, dict) for p in policies):
         raise malformed("field 'policies' must be a list of {tag, value} objects")
     rdatas = [caa_rdata(_str(p, "tag"), _str(p, "value")) for p in policies]
@@ -176,8 +180,8 @@ async def update(request: web.Request) -> web.Response:
     if reg is None:
         return _acme_dns_error(401, "forbidden")
     try:
-        doc = await request.json()
-    except (ValueError, UnicodeDecodeError):
+        doc = jsontext.loads(await request.read())
+    except AcmeError:
         return _acme_dns_error(400, "malformed_json_payload")
     if not isinstance(doc, dict) or doc.get("subdomain") != reg.subdomain:
         return _acme_dns_error(401, "forbidden")

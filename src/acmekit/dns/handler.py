@@ -75,6 +75,20 @@ def formerr(wire: bytes) -> bytes:
     return wire[:2] + bytes([flags, dns.rcode.FORMERR]) + bytes(8)
 
 
+def slipped(wire: bytes) -> bytes | None:
+    """Response rate limiting's truncated answer (acmekit.dns.rrl): the query's ID,
+    opcode, RD and question, with QR and TC set and no records, so a resolver retries
+    over TCP. None for a response or a query that is not one plain question."""
+    if len(wire) < HEADER_LEN or wire[2] & 0x80:
+        return None
+    found = _cache_key(wire, Transport.UDP)
+    end = found[1] + 4 if found is not None else len(wire) + 1  # name, type, class
+    if end > len(wire):
+        return None
+    flags = 0x80 | (wire[2] & 0x79) | 0x02
+    return wire[:2] + bytes([flags, 0]) + b"\x00\x01" + bytes(6) + wire[HEADER_LEN:end]
+
+
 CacheKey = tuple[Transport, bytes]
 
 

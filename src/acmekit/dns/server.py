@@ -4,7 +4,8 @@ Both listen on one address and port (RFC 7766: TCP is as much DNS as UDP). With 
 the UDP socket is bound first and TCP is bound to the port the kernel chose, retrying
 with a new port if that one is taken for TCP. TCP carries two-octet length-prefixed
 messages (RFC 1035 §4.2.2), several per connection; an idle or slow connection is
-closed after `idle_timeout` seconds.
+closed after `idle_timeout` seconds. UDP answers are rate limited per client network
+(acmekit.dns.rrl); TCP answers are not, as a TCP client's address cannot be forged.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import logging
 import struct
 from typing import Any, cast
 
-from acmekit.dns.handler import DnsHandler, Transport
+from acmekit.dns.handler import DnsHandler, Transport, slipped
+from acmekit.dns.rrl import ResponseRateLimiter, RrlSettings, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,9 @@ IDLE_TIMEOUT = 30.0
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, handler: DnsHandler) -> None:
+    def __init__(self, handler: DnsHandler, limiter: ResponseRateLimiter | None) -> None:
         self.handler = handler
+        self.limiter = limiter
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -33,7 +36,13 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        reply = self.handler.handle(data, Transport.UDP)
+        verdict = Verdict.SEND if self.limiter is None else self.limiter.verdict(str(addr[0]))
+        if verdict is Verdict.SEND:
+            reply = self.handler.handle(data, Transport.UDP)
+        elif verdict is Verdict.SLIP:
+            reply = slipped(data)
+        else:
+            return
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
@@ -44,8 +53,15 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 class DnsListener:
     """Serves one handler on UDP and TCP at one address until `close()`."""
 
-    def __init__(self, handler: DnsHandler, *, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        handler: DnsHandler,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        rrl: RrlSettings | None = None,
+    ) -> None:
         self.handler = handler
+        self.limiter = ResponseRateLimiter(rrl) if rrl is not None and rrl.rate else None
         self.idle_timeout = idle_timeout
         self.host = ""
         self.port = 0
@@ -73,7 +89,7 @@ class DnsListener:
     async def _bind_udp(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self.handler), local_addr=(host, port)
+            lambda: _UdpProtocol(self.handler, self.limiter), local_addr=(host, port)
         )
         self._udp = transport
         bound: int = transport.get_extra_info("sockname")[1]

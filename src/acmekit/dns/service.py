@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dns.name
@@ -18,6 +18,7 @@ from aiohttp import web
 from acmekit.dns.api import make_api
 from acmekit.dns.handler import DnsHandler
 from acmekit.dns.registry import Registry
+from acmekit.dns.rrl import RrlSettings
 from acmekit.dns.server import DnsListener
 from acmekit.dns.state import load_state, save_state
 from acmekit.dns.store import RecordStore, parse_name
@@ -43,6 +44,7 @@ class DnsConfig:
     delegation_domain: str | None = None  # acme-dns registrations live under it
     ns_ipv4: str | None = None  # address of ns1.<zone>; default: the listen address
     ttl: int = 0
+    rrl: RrlSettings = field(default_factory=RrlSettings)  # UDP rate limiting per network
 
     def nameserver_ipv4(self) -> str:
         if self.ns_ipv4:
@@ -88,7 +90,7 @@ class DnsService:
         self._load_state(delegation)
         keyring = make_keyring(parse_key(spec) for spec in config.tsig_keys)
         self.handler = DnsHandler(self.store, keyring)
-        self.listener = DnsListener(self.handler)
+        self.listener = DnsListener(self.handler, rrl=config.rrl)
         self._runner: web.AppRunner | None = None
         self.dns_port = 0
         self.api_url: str | None = None

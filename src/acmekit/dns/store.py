@@ -184,6 +184,19 @@ class RecordStore:
                 return zone
         return None
 
+    def served(self, name: dns.name.Name) -> dns.name.Name:
+        """`name`, if records may be published there through the API: inside a zone given
+        with `--zone` or, without zones, below a top-level domain. Records at the root or
+        a TLD would answer for names no one delegated to this server, and a large set
+        there turns every short query into a long answer (amplification)."""
+        zone = self.zone_of(name)
+        if zone is None:
+            zones = ", ".join(z.to_text() for z in self.zones)
+            raise malformed(f"{name} is outside the zones this server serves ({zones})")
+        if not self.zones and len(zone.labels) < 3:
+            raise malformed(f"{name} is the root or a top-level domain; name a domain below one")
+        return name
+
     def is_apex(self, name: dns.name.Name) -> bool:
         return self.zone_of(name) == name
 

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from acmekit.protocol import jsontext
 from acmekit.protocol.problems import ProblemType, malformed, problem
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -50,14 +52,23 @@ def b64e(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64d(text: str) -> bytes:
-    """Strict base64url without padding (RFC 7515 §2); anything else is malformed."""
-    if not isinstance(text, str) or "=" in text:
+    """Strict base64url without padding (RFC 7515 §2, RFC 4648 §5): only the URL-safe
+    alphabet, no `=`, no whitespace, and zero spare bits in the last character, so one
+    byte string has exactly one encoding. Anything else is malformed."""
+    if not isinstance(text, str) or len(text) % 4 == 1 or not _B64URL.fullmatch(text):
         raise malformed("invalid base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise malformed("invalid base64url") from exc
+    # Non-zero spare bits decode to the same bytes as the canonical text would.
+    if b64e(raw) != text:
+        raise malformed("invalid base64url: non-zero spare bits")
+    return raw
 
 
 def _int_b64(n: int, length: int | None = None) -> str:
@@ -192,10 +203,7 @@ class Jws:
         raw = self.payload()
         if raw == b"":
             return None
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise malformed("payload is not valid JSON") from exc
+        return jsontext.loads(raw, "payload")
 
     def verify(self, key: PublicKey) -> bool:
         return raw_verify(key, self.alg, self.signing_input, self.signature)
@@ -205,10 +213,7 @@ def parse_jws(body: bytes | Any) -> Jws:
     """Parse the flattened JSON form; any structural fault is malformed (§6.2)."""
     doc = body
     if isinstance(body, bytes | str):
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise malformed("request body is not valid JSON") from exc
+        doc = jsontext.loads(body, "request body")
     if not isinstance(doc, dict):
         raise malformed("JWS must be a JSON object")
     if "signatures" in doc or "header" in doc:
@@ -220,12 +225,13 @@ def parse_jws(body: bytes | Any) -> Jws:
         isinstance(protected_b64, str) and isinstance(payload_b64, str) and isinstance(sig_b64, str)
     ):
         raise malformed("JWS needs string protected, payload and signature members")
-    try:
-        protected = json.loads(b64d(protected_b64))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise malformed("protected header is not valid JSON") from exc
+    protected = jsontext.loads(b64d(protected_b64), "protected header")
     if not isinstance(protected, dict):
         raise malformed("protected header must be a JSON object")
+    if "crit" in protected:
+        # RFC 7515 §4.1.11: a recipient must refuse extensions it does not understand,
+        # and ACME defines none (RFC 8555 §6.2), so any crit names an unknown one.
+        raise malformed(f"unsupported critical header parameters {protected['crit']!r}")
     return Jws(protected, protected_b64, payload_b64, b64d(sig_b64))
 
 

@@ -17,10 +17,12 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from acmekit.protocol import payloads
+from acmekit.protocol.jose import parse_jws
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import paths, render
 from acmekit.server.auth import (
@@ -92,6 +94,10 @@ class AcmeApp:
         self.config = authority.config
         self._background: list[asyncio.Task[None]] = []
         self._recorded_base: str | None = None
+        # Host headers this listener answers to, and the base URL for the answer to one
+        # it does not (None: any Host, as in-process tests and a set base_url need).
+        self._authorities: frozenset[str] | None = None
+        self._misdirected_base = ""
         self.routes: list[tuple[frozenset[str], re.Pattern[str], Handler]] = [
             (READ, paths.DIRECTORY.pattern, self.directory),
             (READ | {"HEAD"}, paths.NEW_NONCE.pattern, self.new_nonce),
@@ -109,6 +115,13 @@ class AcmeApp:
             (READ, paths.ISSUER_CERT.pattern, self.issuer_cert),
             (frozenset({"GET"}), paths.RENEWAL_INFO_CERT.pattern, self.renewal_info),
         ]
+
+    def answer_only(self, authorities: Iterable[str], own_base: str) -> None:
+        """Serve only requests whose Host is one of `authorities` ("name:port", or a bare
+        name for port 443); others get 421 (RFC 9110 §15.5.20), their problem linking
+        to `own_base`. Without this, resource URLs would follow any Host a client sent."""
+        self._authorities = frozenset(a.lower() for a in authorities)
+        self._misdirected_base = own_base
 
     # ASGI ---------------------------------------------------------------------------
 
@@ -171,7 +184,13 @@ class AcmeApp:
             body = await self._read_body(headers, receive)
         except AcmeError as exc:
             body, early = b"", exc
-        urls = Urls(self.config.base_url or f"https://{headers.get('host', 'localhost')}")
+        host = headers.get("host", "")
+        if self._authorities is not None and host.lower() not in self._authorities:
+            early = problem(
+                ProblemType.MALFORMED, f"Host {host!r} is not a name of this server", status=421
+            )
+            host = self._misdirected_base.removeprefix("https://")
+        urls = Urls(self.config.base_url or f"https://{host or 'localhost'}")
         client = scope.get("client")
         peer = str(client[0]) if client else None
         req = Request(scope["method"], scope["path"], headers, body, urls, peer)
@@ -269,17 +288,24 @@ class AcmeApp:
 
     async def new_account(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req, "jwk")
+        payloads.check(payloads.NEW_ACCOUNT, auth.payload, "newAccount payload")
         eab = external_account_binding(auth.payload, req.url)
         rec, created = self.authority.new_account(auth, eab, req.client)
         doc = render.account(req.urls, rec)
         return json_response(doc, 201 if created else 200, req.urls.account(rec.id))
 
     async def account(self, req: Request, m: re.Match[str]) -> Response:
-        rec = self.authority.update_account(self._authenticate(req), m[1])
+        auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            payloads.check(payloads.ACCOUNT_UPDATE, auth.payload, "account update")
+        rec = self.authority.update_account(auth, m[1])
         return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
 
     async def key_change(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req)
+        payloads.check(payloads.KEY_CHANGE, auth.payload, "keyChange payload")
+        inner = parse_jws(auth.payload).payload_json()
+        payloads.check(payloads.KEY_CHANGE_INNER, inner, "keyChange inner payload")
         change = key_change(auth, req.url, req.urls.account_prefix)
         rec = self.authority.key_change(auth.require_account(), change)
         return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
@@ -293,6 +319,7 @@ class AcmeApp:
 
     async def new_order(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req)
+        payloads.check(payloads.NEW_ORDER, auth.payload, "newOrder payload")
         view = self.authority.new_order(auth.require_account(), auth.payload)
         return self._order(req, view, 201)
 
@@ -305,6 +332,7 @@ class AcmeApp:
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
         account = auth.require_account()
+        payloads.check(payloads.FINALIZE, auth.payload, "finalize payload")
         uri = req.urls.account(account.id)
         view = await self.authority.finalize(account, m[1], auth.payload, uri)
         return self._order(req, view)
@@ -316,11 +344,16 @@ class AcmeApp:
         return resp
 
     async def authz(self, req: Request, m: re.Match[str]) -> Response:
-        view = self.authority.update_authz(self._authenticate(req), m[1])
+        auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            payloads.check(payloads.AUTHZ_UPDATE, auth.payload, "authorization update")
+        view = self.authority.update_authz(auth, m[1])
         return json_response(render.authorization(req.urls, view), location=req.urls.authz(m[1]))
 
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
         uri = req.urls.account(auth.require_account().id)
         self._remember_base(req.urls)  # before the validation is claimed, which may outlive us
         ch, authz = self.authority.start_challenge(auth, m[1], uri)
@@ -342,6 +375,7 @@ class AcmeApp:
 
     async def revoke(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req, "either")
+        payloads.check(payloads.REVOKE_CERT, auth.payload, "revokeCert payload")
         self.authority.revoke(auth, auth.payload)
         return Response(200)
 

@@ -12,6 +12,7 @@ name URLs too; they are checked here against the request, so the rules never see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from acmekit.protocol.jose import ALLOWED_ALGS, Jws, PublicKey, key_from_jwk, parse_jws
@@ -32,8 +33,9 @@ class Authenticated:
     key: PublicKey
     account: AccountRecord | None  # None when the JWS carried a jwk (newAccount, revoke)
 
-    @property
+    @cached_property
     def payload(self) -> Any:
+        """The decoded payload, parsed once however often handlers read it."""
         return self.jws.payload_json()
 
     @property

@@ -126,6 +126,17 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True)
+class ListenerLimits:
+    """What one client may hold of the HTTPS listener (defaults as nginx's; see
+    acmekit.server.listener). 0 switches a bound off."""
+
+    max_header_bytes: int = 32 * 1024  # request line and headers; more is 431
+    header_timeout: float = 60.0  # seconds to send a request's headers; then 408
+    keepalive_timeout: float = 75.0  # seconds an idle connection is kept open
+    max_connections_per_address: int = 256  # more at once from one IP address: 503
+
+
+@dataclass(frozen=True)
 class CaaSettings:
     """CAA (RFC 8659, RFC 8657): checked at validation and again at finalize."""
 
@@ -176,6 +187,7 @@ class ServerConfig:
     keys: KeySettings = KeySettings()
     caa: CaaSettings = CaaSettings()
     validation: ValidationSettings = ValidationSettings()
+    limits: ListenerLimits = ListenerLimits()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -303,6 +315,7 @@ _NESTED: dict[str, Callable[..., Any]] = {
     ),
     "caa": lambda d, doc, w: _table(CaaSettings, d, doc, w),
     "validation": lambda d, doc, w: _validation(_table(ValidationSettings, d, doc, w)),
+    "limits": lambda d, doc, w: _table(ListenerLimits, d, doc, w),
 }
 
 

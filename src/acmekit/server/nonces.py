@@ -99,7 +99,9 @@ class NonceService:
         raw, issued_us = self._check(nonce)
         if self.scope == NonceScope.DATABASE:
             issued = datetime.fromtimestamp(issued_us / 1_000_000, tz=UTC)
-            redeemed, account = self._store.redeem_nonce_for(str(nonce), issued, account_id)
+            # Recorded by its bytes' one canonical encoding, so no other spelling of the
+            # same nonce can be redeemed a second time.
+            redeemed, account = self._store.redeem_nonce_for(b64e(raw), issued, account_id)
             if not redeemed:
                 raise _bad_nonce("nonce has already been used")
             return account

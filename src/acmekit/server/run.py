@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import uvicorn
+from cryptography import x509
 
 from acmekit.clock import SystemClock
 from acmekit.server.app import AcmeApp
@@ -20,6 +21,7 @@ from acmekit.server.authority import Authority
 from acmekit.server.ca import Issuer, listener_credentials, load_or_create_issuer
 from acmekit.server.config import ServerConfig, split_host_port
 from acmekit.server.crl import CrlApp, CrlPublisher
+from acmekit.server.listener import bounded_protocol
 from acmekit.server.nonces import NonceService
 from acmekit.server.store import Store
 from acmekit.server.validation import Validator
@@ -61,6 +63,21 @@ def _listener_hosts(config: ServerConfig) -> list[str]:
     return hosts
 
 
+def _certificate_names(chain: Path) -> set[str]:
+    """The DNS names and IP addresses the listener certificate (the chain's first) is for."""
+    leaf = x509.load_pem_x509_certificates(chain.read_bytes())[0]
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    return set(san.get_values_for_type(x509.DNSName)) | ips
+
+
+def _authorities(names: set[str], port: int) -> set[str]:
+    """The Host header values (RFC 9110 §7.2) that name this listener."""
+    shown = {f"[{n}]" if ":" in n else n for n in names}
+    found = {f"{n}:{port}" for n in shown}
+    return found | shown if port == 443 else found
+
+
 def bind(config: ServerConfig, address: str | None = None) -> socket.socket:
     host, port = split_host_port(address) if address else config.host_port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -91,6 +108,10 @@ async def serve(config: ServerConfig, announce: Callable[[str], None] | None = N
         assembly.issuer, config.state_dir, _listener_hosts(config), SYSTEM_CLOCK.now()
     )
     sock = bind(config)
+    if not config.base_url:
+        names = _certificate_names(cert) | set(_listener_hosts(config))
+        own = directory_url(config, sock).removesuffix("/directory")
+        assembly.app.answer_only(_authorities(names, sock.getsockname()[1]), own)
     say(f"directory: {directory_url(config, sock)}")
     say(f"root: {(config.state_dir / 'root.pem').absolute()}")
     uv = uvicorn.Config(
@@ -101,13 +122,20 @@ async def serve(config: ServerConfig, announce: Callable[[str], None] | None = N
         log_level="warning",
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(config.limits),
+        timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]
     )
     servers = [(uvicorn.Server(uv), sock)]
     if crl_sock is not None:
         say(f"crl: {config.crl_base_url}/crl/")
+        # CRLs are fetched by anyone, so this listener has the same bounds.
         plain = uvicorn.Config(
-            CrlApp(assembly.crl), lifespan="off", log_level="warning", access_log=False
+            CrlApp(assembly.crl),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            http=bounded_protocol(config.limits),
+            timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]
         )
         servers.append((uvicorn.Server(plain), crl_sock))
     await _serve_together(servers)

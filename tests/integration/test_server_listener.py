@@ -1,0 +1,212 @@
+"""The CA's HTTPS listener as the internet meets it: real requests to `acmekit server` on
+loopback, with Host headers that are not its names."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from support.acmekit_server import ServerHandle, running_acmekit_server
+from support.dnsserver import DnsServerHandle
+from support.ports import free_port
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory, dns: DnsServerHandle) -> Iterator[ServerHandle]:
+    with running_acmekit_server(tmp_path_factory.mktemp("ca"), dns_port=dns.dns_port) as server:
+        yield server
+
+
+def _get(ca: ServerHandle, path: str, host: str | None) -> http.client.HTTPResponse:
+    url = urlsplit(ca.directory_url)
+    context = ssl.create_default_context(cafile=str(ca.root_path))
+    conn = http.client.HTTPSConnection(url.hostname or "", url.port, context=context, timeout=10)
+    conn.putrequest("GET", path, skip_host=True)
+    if host is not None:
+        conn.putheader("Host", host)
+    conn.endheaders()
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp
+
+
+def _directory(ca: ServerHandle, host: str) -> tuple[int, dict[str, object], str]:
+    url = urlsplit(ca.directory_url)
+    context = ssl.create_default_context(cafile=str(ca.root_path))
+    conn = http.client.HTTPSConnection(url.hostname or "", url.port, context=context, timeout=10)
+    conn.request("GET", "/directory", headers={"Host": host})
+    resp = conn.getresponse()
+    doc = json.loads(resp.read())
+    conn.close()
+    return resp.status, doc, resp.getheader("link") or ""
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost", "LOCALHOST"])
+def test_the_listeners_names_are_served(ca: ServerHandle, name: str) -> None:
+    port = urlsplit(ca.directory_url).port
+    status, doc, _ = _directory(ca, f"{name}:{port}")
+    assert status == 200
+    assert doc["newNonce"] == f"https://{name}:{port}/acme/new-nonce"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["attacker.test", "attacker.test:{port}", "127.0.0.2:{port}", "127.0.0.1:1", "127.0.0.1"],
+)
+def test_another_host_is_misdirected(ca: ServerHandle, host: str) -> None:
+    port = urlsplit(ca.directory_url).port
+    status, doc, link = _directory(ca, host.format(port=port))
+    assert status == 421
+    assert doc["type"] == "urn:ietf:params:acme:error:malformed"
+    assert "is not a name of this server" in doc["detail"]
+    assert link == f'<{ca.base_url}/directory>;rel="index"'
+
+
+def test_a_request_without_host_is_misdirected(ca: ServerHandle) -> None:
+    assert _get(ca, "/directory", None).status == 421
+
+
+# Bounds on what one client may hold ------------------------------------------------------
+
+
+def _settings(**limits: object) -> dict[str, object]:
+    return {"limits": limits}
+
+
+def _tls(ca: ServerHandle, source: str = "127.0.0.1") -> ssl.SSLSocket:
+    url = urlsplit(ca.directory_url)
+    context = ssl.create_default_context(cafile=str(ca.root_path))
+    raw = socket.create_connection((url.hostname, url.port), timeout=10, source_address=(source, 0))
+    return context.wrap_socket(raw, server_hostname=url.hostname)
+
+
+def _head(ca: ServerHandle) -> bytes:
+    return f"GET /directory HTTP/1.1\r\nHost: {urlsplit(ca.directory_url).netloc}\r\n".encode()
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status(answer: bytes) -> int:
+    """The status code of an HTTP answer; 0 when the server sent nothing."""
+    return int(answer.split(b" ", 2)[1]) if answer else 0
+
+
+def _get_directory(sock: socket.socket, ca: ServerHandle) -> bytes:
+    """The head of the answer to GET /directory (what came, if the server closed)."""
+    sock.sendall(_head(ca) + b"\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+        answer += chunk
+    return answer
+
+
+@pytest.fixture
+def bounded_ca(
+    tmp_path: Path, dns: DnsServerHandle, request: pytest.FixtureRequest
+) -> Iterator[ServerHandle]:
+    settings = _settings(**request.param)
+    with running_acmekit_server(tmp_path, dns_port=dns.dns_port, settings=settings) as server:
+        yield server
+
+
+@pytest.mark.parametrize("bounded_ca", [{"max_header_bytes": 16384}], indirect=True)
+def test_a_megabyte_header_gets_431_and_the_connection_closes(bounded_ca: ServerHandle) -> None:
+    _refuses_a_megabyte_header(_tls(bounded_ca), _head(bounded_ca))
+
+
+def test_the_crl_listener_has_the_same_bounds(tmp_path: Path, dns: DnsServerHandle) -> None:
+    port = free_port()
+    settings = {"crl": {"listen": f"127.0.0.1:{port}"}, **_settings(max_header_bytes=16384)}
+    with running_acmekit_server(tmp_path, dns_port=dns.dns_port, settings=settings):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        _refuses_a_megabyte_header(
+            sock, f"GET /crl/0.crl HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
+        )
+
+
+def _refuses_a_megabyte_header(sock: socket.socket, head: bytes) -> None:
+    big = head + b"X-Big: " + b"a" * (1024 * 1024) + b"\r\n\r\n"
+    sender = threading.Thread(target=_send_ignoring_reset, args=(sock, big), daemon=True)
+    sender.start()
+    answer = _read_all(sock)
+    sender.join(timeout=10)
+    sock.close()
+    assert _status(answer) == 431, answer[:200]
+    assert b"application/problem+json" in answer
+    assert b"larger than 16384 bytes" in answer
+
+
+def _send_ignoring_reset(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        sock.sendall(data)
+
+
+@pytest.mark.parametrize("bounded_ca", [{"header_timeout": 1.0}], indirect=True)
+def test_a_trickled_header_is_cut_off(bounded_ca: ServerHandle) -> None:
+    sock = _tls(bounded_ca)
+    sock.sendall(_head(bounded_ca))
+    answer = b""
+    for _ in range(100):  # one header byte every 0.1 s, far longer than the timeout
+        readable, _, _ = select.select([sock], [], [], 0.1)
+        if readable:
+            answer = _read_all(sock)
+            break
+        _send_ignoring_reset(sock, b"X")
+    sock.close()
+    assert _status(answer) == 408, answer[:200]
+
+
+@pytest.mark.parametrize("bounded_ca", [{"header_timeout": 1.0}], indirect=True)
+def test_a_silent_connection_is_closed(bounded_ca: ServerHandle) -> None:
+    sock = _tls(bounded_ca)
+    assert _read_all(sock) == b""
+    sock.close()
+
+
+@pytest.mark.parametrize("bounded_ca", [{"keepalive_timeout": 1.0}], indirect=True)
+def test_an_idle_kept_alive_connection_is_closed(bounded_ca: ServerHandle) -> None:
+    sock = _tls(bounded_ca)
+    assert _status(_get_directory(sock, bounded_ca)) == 200
+    _read_all(sock)  # returns once the server closes the connection
+    sock.close()
+
+
+@pytest.mark.parametrize("bounded_ca", [{"max_connections_per_address": 3}], indirect=True)
+def test_connections_beyond_the_cap_per_address_are_refused(bounded_ca: ServerHandle) -> None:
+    held = [_tls(bounded_ca) for _ in range(3)]
+    for sock in held:
+        assert _status(_get_directory(sock, bounded_ca)) == 200
+    with _tls(bounded_ca) as extra:
+        answer = _get_directory(extra, bounded_ca)
+    assert _status(answer) == 503, answer[:200]
+    other = _tls(bounded_ca, source="127.0.0.2")
+    assert _status(_get_directory(other, bounded_ca)) == 200
+    other.close()
+    held.pop().close()
+    for _ in range(50):  # the server sees the close a moment later
+        with _tls(bounded_ca) as again:
+            if _status(_get_directory(again, bounded_ca)) == 200:
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a freed place was not given to a new connection")
+    for sock in held:
+        sock.close()
