@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from acmekit import migrate
 from acmekit.database import create_engine as create_engine
 from acmekit.fleet.metrics import STATS_KEEP
 from acmekit.fleet.model import (
@@ -453,15 +454,17 @@ class Inventory:
     """Sites, certificate versions, deployments. Methods are short transactions and
     take `now` from the caller; none reads a clock."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, auto_upgrade: bool = True) -> None:
+        """Over `engine`, upgraded to this schema first (or, `auto_upgrade` off, refused
+        with `SchemaOutOfDate` if it is not at it)."""
         self.engine = engine
-        metadata.create_all(engine)
+        migrate.prepare(engine, migrate.FLEET, auto_upgrade)
         if self.setting(_NAMES_INDEXED) is None:
             self._retrying(_index_names)
 
     @classmethod
-    def from_url(cls, url: str) -> Inventory:
-        return cls(create_engine(url))
+    def from_url(cls, url: str, auto_upgrade: bool = True) -> Inventory:
+        return cls(create_engine(url), auto_upgrade)
 
     def close(self) -> None:
         self.engine.dispose()

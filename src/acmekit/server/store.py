@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from acmekit import migrate
 from acmekit.database import create_engine as create_engine
 from acmekit.database import from_us as from_us
 from acmekit.database import to_us as to_us
@@ -343,9 +344,11 @@ class _Cursor:
 class Store:
     """Persistent records of the CA. Methods are short transactions; none reads a clock."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, auto_upgrade: bool = True) -> None:
+        """Over `engine`, upgraded to this schema first (or, `auto_upgrade` off, refused
+        with `SchemaOutOfDate` if it is not at it)."""
         self.engine = engine
-        metadata.create_all(engine)
+        migrate.prepare(engine, migrate.SERVER, auto_upgrade)
         self._qmark = engine.dialect.paramstyle == "qmark"
         self._sqlite = engine.dialect.name == "sqlite"
         self._local = threading.local()
@@ -353,8 +356,8 @@ class Store:
         self._texts: dict[str, str] = {}
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(create_engine(url))
+    def from_url(cls, url: str, auto_upgrade: bool = True) -> Store:
+        return cls(create_engine(url), auto_upgrade)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
