@@ -130,3 +130,36 @@ def run_env(target_metadata: sa.MetaData) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+# The `db upgrade` and `db current` commands of `acmekit server` and `acmekit fleet`.
+
+
+def upgrade_report(url: str, schema: Schema) -> str:
+    """Upgrade the database at `url`; what was done, in a line."""
+    from acmekit.database import create_engine
+
+    engine = create_engine(url)
+    try:
+        before = current(engine, schema)
+        upgrade(engine, schema)
+        after = current(engine, schema)
+    finally:
+        engine.dispose()
+    if before == after:
+        return f"the {schema.name} database is at {after}: nothing to do"
+    return f"the {schema.name} database went from {before or 'none'} to {after}"
+
+
+def current_report(url: str, schema: Schema) -> str:
+    """The revision of the database at `url` and whether it is this acmekit's, in a line."""
+    from acmekit.database import create_engine
+
+    engine = create_engine(url)
+    try:
+        found, wanted = current(engine, schema), head(schema)
+    finally:
+        engine.dispose()
+    if found == wanted:
+        return f"{found} (current)"
+    return f"{found or 'none'} (this acmekit needs {wanted}: run `{schema.command}`)"

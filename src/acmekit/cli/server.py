@@ -1,5 +1,5 @@
 """`acmekit server`: run the CA (flags override the TOML file), and operate on its
-database: `eab add / list / revoke`, `ari move`."""
+database: `eab add / list / revoke`, `ari move`, `db upgrade / current`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     "--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)
 )
 @click.option("--crl-listen", default=None, help="HOST:PORT for CRLs over HTTP [127.0.0.1:14080]")
+@click.option(
+    "--no-auto-upgrade",
+    is_flag=True,
+    help="refuse to start on an older database schema instead of upgrading it",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -48,11 +53,13 @@ def server(
     tlsalpn01_port: int | None,
     config_file: Path | None,
     crl_listen: str | None,
+    no_auto_upgrade: bool,
 ) -> None:
     """Run the ACME certificate authority."""
     if ctx.invoked_subcommand is not None:
         ctx.ensure_object(dict).update(state_dir=state_dir, db=db, config_file=config_file)
         return
+    from acmekit.migrate import SchemaOutOfDate
     from acmekit.server.config import load_config
     from acmekit.server.run import run
 
@@ -67,6 +74,7 @@ def server(
                 "http01_port": http01_port,
                 "tlsalpn01_port": tlsalpn01_port,
                 "crl_listen": crl_listen,
+                "auto_upgrade": False if no_auto_upgrade else None,
             },
         )
         config.host_port  # noqa: B018 - validates the listen address early
@@ -74,6 +82,8 @@ def server(
         raise click.ClickException(str(exc)) from exc
     try:
         run(config)
+    except SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         click.echo(f"acmekit server: {exc}", err=True)
         sys.exit(1)
@@ -93,12 +103,10 @@ def _database_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--state-dir", type=click.Path(path_type=Path), default=None)(func)
 
 
-@contextmanager
-def _store(
+def _db_url(
     state_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
-) -> Iterator[Store]:
+) -> str:
     from acmekit.server.config import load_config
-    from acmekit.server.store import Store
 
     given = click.get_current_context().find_object(dict) or {}
     try:
@@ -116,7 +124,16 @@ def _store(
                 f"no CA database in {config.state_dir} (is --state-dir right?)"
             )
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = Store.from_url(config.db_url)
+    return config.db_url
+
+
+@contextmanager
+def _store(
+    state_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
+) -> Iterator[Store]:
+    from acmekit.server.store import Store
+
+    store = Store.from_url(_db_url(state_dir, db, config_file, create=create))
     try:
         yield store
     finally:
@@ -214,3 +231,26 @@ def ari_move(
     with _store(state_dir, db, config_file) as store, _admin_errors():
         rec = move_ari_window(store, serial, start)
     click.echo(f"moved: {rec.serial} window starts {start.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+
+
+@server.group("db")
+def db_group() -> None:
+    """The CA database's schema: upgrade it, or show its revision."""
+
+
+@db_group.command("upgrade")
+@_database_options
+def db_upgrade(state_dir: Path | None, db: str | None, config_file: Path | None) -> None:
+    """Upgrade the database to this acmekit's schema (a server start does it too)."""
+    from acmekit import migrate
+
+    click.echo(migrate.upgrade_report(_db_url(state_dir, db, config_file), migrate.SERVER))
+
+
+@db_group.command("current")
+@_database_options
+def db_current(state_dir: Path | None, db: str | None, config_file: Path | None) -> None:
+    """Show the database's schema revision and the one this acmekit needs."""
+    from acmekit import migrate
+
+    click.echo(migrate.current_report(_db_url(state_dir, db, config_file), migrate.SERVER))
