@@ -41,13 +41,19 @@ class Schema:
 
 _ROOT = Path(__file__).parent
 SERVER = Schema(
-    "CA", _ROOT / "server" / "migrations", "alembic_version", 0x61636D65_00000001,
-    "acmekit server db upgrade",
-)  # fmt: skip
+    name="CA",
+    location=_ROOT / "server" / "migrations",
+    version_table="alembic_version",
+    lock_key=0x61636D65_00000001,  # "acme", 1
+    command="acmekit server db upgrade",
+)
 FLEET = Schema(
-    "fleet", _ROOT / "fleet" / "migrations", "fleet_alembic_version", 0x61636D65_00000002,
-    "acmekit fleet db upgrade",
-)  # fmt: skip
+    name="fleet",
+    location=_ROOT / "fleet" / "migrations",
+    version_table="fleet_alembic_version",  # apart from the CA's: both may share a database
+    lock_key=0x61636D65_00000002,
+    command="acmekit fleet db upgrade",
+)
 
 
 class SchemaOutOfDate(Exception):
