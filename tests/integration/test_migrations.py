@@ -247,8 +247,11 @@ def test_the_db_commands(tmp_path: Path) -> None:
         "the CA database went from none to 0002",
     )
     assert run("server", "--state-dir", str(state), "db", "current") == (0, "0002 (current)")
-    code, out = run("server", "db", "upgrade", "--state-dir", str(tmp_path / "nowhere"))
+    code, out = run("server", "db", "current", "--state-dir", str(tmp_path / "nowhere"))
     assert code == 1 and "no CA database" in out
+    new = str(tmp_path / "new")  # made by `db upgrade`, for a CA that never upgrades itself
+    assert run("server", "db", "upgrade", "--state-dir", new)[0] == 0
+    assert run("server", "db", "current", "--state-dir", new) == (0, "0002 (current)")
 
     code, out = run("fleet", "worker", "--db", fleet_db, "--server", "https://ca.test/dir",
                     "--no-auto-upgrade")  # fmt: skip

@@ -117,8 +117,8 @@ def _db_url(
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     if config.db is None and not (config.state_dir / "acmekit.db").exists():
-        # Only `eab add` may prepare a CA before its first start; nothing else may start a
-        # new, empty database in a mistyped directory.
+        # Only `eab add` and `db upgrade` may prepare a CA before its first start; nothing
+        # else may start a new, empty database in a mistyped directory.
         if not create:
             raise click.ClickException(
                 f"no CA database in {config.state_dir} (is --state-dir right?)"
@@ -241,10 +241,12 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @_database_options
 def db_upgrade(state_dir: Path | None, db: str | None, config_file: Path | None) -> None:
-    """Upgrade the database to this acmekit's schema (a server start does it too)."""
+    """Upgrade the database to this acmekit's schema (a server start does it too); a new
+    one is made, for a CA that starts with --no-auto-upgrade."""
     from acmekit import migrate
 
-    click.echo(migrate.upgrade_report(_db_url(state_dir, db, config_file), migrate.SERVER))
+    url = _db_url(state_dir, db, config_file, create=True)
+    click.echo(migrate.upgrade_report(url, migrate.SERVER))
 
 
 @db_group.command("current")
