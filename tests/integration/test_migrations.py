@@ -184,10 +184,11 @@ def test_the_tables_and_the_migrations_agree(
         assert _diff(url, schema, metadata) == []
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("schema", [SERVER, FLEET])
-def test_concurrent_starts_on_postgresql_upgrade_once(schema: migrate.Schema) -> None:
-    with fresh_database("postgresql", Path("."), "") as url:
+def test_concurrent_starts_upgrade_once(
+    backend: str, tmp_path: Path, schema: migrate.Schema
+) -> None:
+    with fresh_database(backend, tmp_path, "new.db") as url:
         engines = [create_engine(url) for _ in range(4)]
         errors: list[BaseException] = []
         gate = threading.Barrier(len(engines))
