@@ -388,9 +388,6 @@ def renew(db: str, ref: str) -> None:
         inventory.close()
 
 
-__all__ = ["fleet"]
-
-
 @fleet.group("db")
 def db_group() -> None:
     """The inventory's schema: upgrade it, or show its revision."""
@@ -408,3 +405,6 @@ def db_upgrade(db: str) -> None:
 def db_current(db: str) -> None:
     """Show the inventory's schema revision and the one this acmekit needs."""
     click.echo(migrate.current_report(db, migrate.FLEET))
+
+
+__all__ = ["fleet"]
