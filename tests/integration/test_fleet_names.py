@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from acmekit import migrate
 from acmekit.fleet import inventory as inventory_module
 from acmekit.fleet.inventory import Inventory, NameTaken, settings, site_names, sites
 from acmekit.fleet.model import Added, ChallengeMethod, NameConflict, Site
@@ -155,15 +156,17 @@ def test_an_older_inventory_gets_its_names_once_the_oldest_site_keeping_a_shared
     first = inv.add_site(("shop.example.test", "www.shop.example.test"), HTTP, T0)
     gone = inv.add_site(("gone.example.test",), HTTP, T0)
     inv.remove_site(gone.id, T0)
-    with inv.engine.begin() as c:  # as the inventory was before names were unique
-        c.execute(site_names.delete())
-        c.execute(settings.delete())
+    with inv.engine.begin() as c:  # two sites with one name, as before names were unique
         dupe = {**c.execute(sa.select(sites).where(sites.c.id == first.id)).one()._mapping}
         dupe.update(id="0" * 16, created=T0 + 1, names=json.dumps(["SHOP.example.test"]))
         c.execute(sites.insert().values(**dupe))
+    migrate.downgrade(inv.engine, migrate.FLEET, "0001")
+    with inv.engine.begin() as c:  # an inventory from before names were indexed
+        c.execute(site_names.delete())
+        c.execute(settings.delete())
     inv.close()
-    with caplog.at_level(logging.WARNING, logger="acmekit.fleet.inventory"):
-        inv = Inventory.from_url(db_url)
+    with caplog.at_level(logging.WARNING, logger="acmekit.fleet.migrations"):
+        inv = Inventory.from_url(db_url)  # the upgrade fills the names
     assert inv.holder("shop.example.test") == first.id
     assert inv.holder("www.shop.example.test") == first.id
     assert inv.holder("gone.example.test") is None

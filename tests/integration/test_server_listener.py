@@ -16,9 +16,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from support.acmekit_server import ServerHandle, running_acmekit_server
-from support.dnsserver import DnsServerHandle
-from support.ports import free_port
+
+from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from acmekit import migrate
 from acmekit.fleet import planner
 from acmekit.fleet.api import delegation, site_json
 from acmekit.fleet.cas import CaSpec
@@ -23,6 +24,7 @@ from acmekit.fleet.model import ChallengeMethod, SiteState, normalize_names, to_
 from acmekit.fleet.service import FleetConfig, run
 from acmekit.fleet.worker import WorkerConfig
 from acmekit.hostport import parse_host_port
+from acmekit.migrate import SchemaOutOfDate
 
 DEFAULT_DB = "sqlite:///fleet.db"
 BULK_BATCH = 1000
@@ -130,6 +132,7 @@ def _serve(
         dns_resolver=_hostport(resolver) if resolver else None,
         delegation_zone=options["delegation_zone"],
         alert_hook=options["alert_hook"],
+        auto_upgrade=not options["no_auto_upgrade"],
         worker=WorkerConfig(
             batch=options["batch"],
             concurrency=options["concurrency"],
@@ -146,7 +149,10 @@ def _serve(
         await run(config, deployers, stop, lambda line: click.echo(line), serve_api)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except SchemaOutOfDate as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 zone_option = click.option(
@@ -188,6 +194,8 @@ server_options: list[Callable[[Any], Any]] = [
                  help="How long a worker holds a site; a dead worker's sites wait this long."),
     click.option("--alert-hook", metavar="CMD",
                  help="Shell command run once when a site enters the failing state."),
+    click.option("--no-auto-upgrade", is_flag=True,
+                 help="Refuse to start on an older inventory schema instead of upgrading it."),
 ]  # fmt: skip
 
 
@@ -378,6 +386,25 @@ def renew(db: str, ref: str) -> None:
         click.echo(f"{site.id} {site.name}: renewal due now")
     finally:
         inventory.close()
+
+
+@fleet.group("db")
+def db_group() -> None:
+    """The inventory's schema: upgrade it, or show its revision."""
+
+
+@db_group.command("upgrade")
+@db_option
+def db_upgrade(db: str) -> None:
+    """Upgrade the inventory to this acmekit's schema (serve and worker do it on start)."""
+    click.echo(migrate.upgrade_report(db, migrate.FLEET))
+
+
+@db_group.command("current")
+@db_option
+def db_current(db: str) -> None:
+    """Show the inventory's schema revision and the one this acmekit needs."""
+    click.echo(migrate.current_report(db, migrate.FLEET))
 
 
 __all__ = ["fleet"]

@@ -1,5 +1,5 @@
 """`acmekit server`: run the CA (flags override the TOML file), and operate on its
-database: `eab add / list / revoke`, `ari move`."""
+database: `eab add / list / revoke`, `ari move`, `db upgrade / current`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ if TYPE_CHECKING:
     help="special-use domain (RFC 6761) that may be ordered, with the names under it, e.g. "
     "test (repeatable; [validation] allowed_special_names)",
 )
+@click.option(
+    "--no-auto-upgrade",
+    is_flag=True,
+    help="refuse to start on an older database schema instead of upgrading it",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -66,11 +71,13 @@ def server(
     crl_listen: str | None,
     allow_networks: tuple[str, ...],
     allowed_special_names: tuple[str, ...],
+    no_auto_upgrade: bool,
 ) -> None:
     """Run the ACME certificate authority."""
     if ctx.invoked_subcommand is not None:
         ctx.ensure_object(dict).update(state_dir=state_dir, db=db, config_file=config_file)
         return
+    from acmekit.migrate import SchemaOutOfDate
     from acmekit.server.config import load_config
     from acmekit.server.run import run
 
@@ -87,6 +94,7 @@ def server(
                 "crl_listen": crl_listen,
                 "allow_networks": allow_networks,
                 "allowed_special_names": allowed_special_names,
+                "auto_upgrade": False if no_auto_upgrade else None,
             },
         )
         config.host_port  # noqa: B018 - validates the listen address early
@@ -94,6 +102,8 @@ def server(
         raise click.ClickException(str(exc)) from exc
     try:
         run(config)
+    except SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         click.echo(f"acmekit server: {exc}", err=True)
         sys.exit(1)
@@ -113,12 +123,10 @@ def _database_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--state-dir", type=click.Path(path_type=Path), default=None)(func)
 
 
-@contextmanager
-def _store(
+def _db_url(
     state_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
-) -> Iterator[Store]:
+) -> str:
     from acmekit.server.config import load_config
-    from acmekit.server.store import Store
 
     given = click.get_current_context().find_object(dict) or {}
     try:
@@ -129,14 +137,23 @@ def _store(
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     if config.db is None and not (config.state_dir / "acmekit.db").exists():
-        # Only `eab add` may prepare a CA before its first start; nothing else may start a
-        # new, empty database in a mistyped directory.
+        # Only `eab add` and `db upgrade` may prepare a CA before its first start; nothing
+        # else may start a new, empty database in a mistyped directory.
         if not create:
             raise click.ClickException(
                 f"no CA database in {config.state_dir} (is --state-dir right?)"
             )
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = Store.from_url(config.db_url)
+    return config.db_url
+
+
+@contextmanager
+def _store(
+    state_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
+) -> Iterator[Store]:
+    from acmekit.server.store import Store
+
+    store = Store.from_url(_db_url(state_dir, db, config_file, create=create))
     try:
         yield store
     finally:
@@ -234,3 +251,28 @@ def ari_move(
     with _store(state_dir, db, config_file) as store, _admin_errors():
         rec = move_ari_window(store, serial, start)
     click.echo(f"moved: {rec.serial} window starts {start.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+
+
+@server.group("db")
+def db_group() -> None:
+    """The CA database's schema: upgrade it, or show its revision."""
+
+
+@db_group.command("upgrade")
+@_database_options
+def db_upgrade(state_dir: Path | None, db: str | None, config_file: Path | None) -> None:
+    """Upgrade the database to this acmekit's schema (a server start does it too); a new
+    one is made, for a CA that starts with --no-auto-upgrade."""
+    from acmekit import migrate
+
+    url = _db_url(state_dir, db, config_file, create=True)
+    click.echo(migrate.upgrade_report(url, migrate.SERVER))
+
+
+@db_group.command("current")
+@_database_options
+def db_current(state_dir: Path | None, db: str | None, config_file: Path | None) -> None:
+    """Show the database's schema revision and the one this acmekit needs."""
+    from acmekit import migrate
+
+    click.echo(migrate.current_report(_db_url(state_dir, db, config_file), migrate.SERVER))

@@ -39,7 +39,6 @@ Times are integer microseconds since the epoch (UTC), as in the CA's store.
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from acmekit import migrate
 from acmekit.database import create_engine as create_engine
 from acmekit.fleet.metrics import STATS_KEEP
 from acmekit.fleet.model import (
@@ -68,7 +68,6 @@ from acmekit.fleet.model import (
     name_key,
 )
 
-log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 metadata = sa.MetaData()
@@ -92,6 +91,11 @@ sites = sa.Table(
     sa.Column("last_problem", sa.Text),  # JSON
     sa.Column("order_url", sa.Text),
     sa.Column("order_key_pem", sa.Text),
+    # its options (`SiteOptions`)
+    sa.Column("backup", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("order_ca", sa.String(255)),
+    sa.Column("next_check", sa.BigInteger),
+    sa.Column("backup_retry_at", sa.BigInteger),
 )
 
 certificates = sa.Table(
@@ -132,19 +136,6 @@ settings = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
-)
-
-# Added with several CAs, backups and ARI checks: tables of their own, so that an older
-# inventory gains them from `create_all` and no existing table changes.
-
-site_options = sa.Table(
-    "fleet_site_options",
-    metadata,
-    sa.Column("site_id", sa.String(32), primary_key=True),
-    sa.Column("backup", sa.Boolean, nullable=False, default=False),
-    sa.Column("order_ca", sa.String(255)),
-    sa.Column("next_check", sa.BigInteger),
-    sa.Column("backup_retry_at", sa.BigInteger),
 )
 
 backups = sa.Table(
@@ -221,7 +212,6 @@ ca_stats = sa.Table(
     sa.Column("max_seconds", sa.Float, nullable=False),
 )
 
-_NAMES_INDEXED = "names_indexed"  # the setting that says `fleet_names` was filled once
 _ATTEMPTS = 3  # adds that lose a race for a name to a concurrent add look again
 _IN_CHUNK = 500  # names per IN (...) when looking up holders: SQLite caps parameters
 
@@ -329,32 +319,6 @@ def _add_batch(
     return Added([r["id"] for r in rows], conflicts)
 
 
-def _index_names(c: Connection) -> None:
-    """Fill `fleet_names` for an inventory made before it existed (unless another
-    process just did). Sites that already shared a name keep doing so; the oldest
-    holds the name, and the clash is logged."""
-    done = sa.select(settings.c.value).where(settings.c.name == _NAMES_INDEXED)
-    if c.execute(done).first() is not None:
-        return
-    held = {str(n): str(s) for n, s in c.execute(sa.select(site_names))}
-    query = (
-        sa.select(sites.c.id, sites.c.names)
-        .where(sites.c.desired == str(DesiredState.ACTIVE))
-        .order_by(sites.c.created, sites.c.id)
-    )
-    rows: list[dict[str, str]] = []
-    for site_id, names in c.execute(query):
-        for key in _keys(json.loads(names)):
-            if key not in held:
-                held[key] = site_id
-                rows.append({"name": key, "site_id": site_id})
-            elif held[key] != site_id:
-                log.warning("sites %s and %s share %s: the first keeps it", held[key], site_id, key)
-    if rows:
-        c.execute(site_names.insert(), rows)
-    c.execute(settings.insert().values(name=_NAMES_INDEXED, value="1"))
-
-
 def _insert(c: Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can say ON CONFLICT: both databases have it, and SQLAlchemy spells
     it per dialect."""
@@ -453,15 +417,15 @@ class Inventory:
     """Sites, certificate versions, deployments. Methods are short transactions and
     take `now` from the caller; none reads a clock."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, auto_upgrade: bool = True) -> None:
+        """Over `engine`, upgraded to this schema first (or, `auto_upgrade` off, refused
+        with `SchemaOutOfDate` if it is not at it)."""
         self.engine = engine
-        metadata.create_all(engine)
-        if self.setting(_NAMES_INDEXED) is None:
-            self._retrying(_index_names)
+        migrate.prepare(engine, migrate.FLEET, auto_upgrade)
 
     @classmethod
-    def from_url(cls, url: str) -> Inventory:
-        return cls(create_engine(url))
+    def from_url(cls, url: str, auto_upgrade: bool = True) -> Inventory:
+        return cls(create_engine(url), auto_upgrade)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -741,17 +705,19 @@ class Inventory:
         """Insert a row unless another process inserted its key first (theirs stays)."""
         self._committed(lambda c: c.execute(insert), lost=(sa.exc.IntegrityError,))
 
-    # site options (a table of their own) -------------------------------------------------
+    # site options ----------------------------------------------------------------------
 
     def options(self, site_id: str) -> SiteOptions:
         with self._tx() as c:
             row = c.execute(
-                sa.select(site_options).where(site_options.c.site_id == site_id)
+                sa.select(
+                    sites.c.backup, sites.c.order_ca, sites.c.next_check, sites.c.backup_retry_at
+                ).where(sites.c.id == site_id)
             ).first()
         if row is None:
             return SiteOptions(site_id)
         return SiteOptions(
-            site_id=row.site_id,
+            site_id=site_id,
             backup=bool(row.backup),
             order_ca=row.order_ca,
             next_check=row.next_check,
@@ -761,17 +727,17 @@ class Inventory:
     def set_options(self, site_id: str, **values: Any) -> None:
         """Change a site's options (e.g. `backup=True`), whoever holds it."""
         with self._tx() as c:
-            _upsert_options(c, site_id, values)
+            _set_options(c, site_id, values)
 
     def set_options_many(self, site_ids: Iterable[str], **values: Any) -> None:
         """`set_options` for many sites in one transaction."""
         with self._tx() as c:
             for site_id in site_ids:
-                _upsert_options(c, site_id, values)
+                _set_options(c, site_id, values)
 
     def update_options_leased(self, site_id: str, owner: str, **values: Any) -> bool:
         """Change a site's options only while `owner` holds the site."""
-        return self._while_holding(site_id, owner, lambda c: _upsert_options(c, site_id, values))
+        return self._while_holding(site_id, owner, lambda c: _set_options(c, site_id, values))
 
     # backups -------------------------------------------------------------------------------
 
@@ -1014,10 +980,8 @@ def _record_deployment(
         )
 
 
-def _upsert_options(c: Connection, site_id: str, values: dict[str, Any]) -> None:
-    res = c.execute(site_options.update().where(site_options.c.site_id == site_id).values(**values))
-    if res.rowcount == 0:
-        c.execute(site_options.insert().values(site_id=site_id, **{"backup": False, **values}))
+def _set_options(c: Connection, site_id: str, values: dict[str, Any]) -> None:
+    c.execute(sites.update().where(sites.c.id == site_id).values(**values))
 
 
 def _drop_reservations(ca: str, site_id: str) -> sa.Delete:

@@ -108,7 +108,7 @@ def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SiteOptions:
-    """What a site has beyond its row: kept in a table of its own (added later)."""
+    """How a site is kept beyond its names and state (columns of its row)."""
 
     site_id: str
     backup: bool = False  # keep a certificate from a second CA ready

@@ -51,6 +51,7 @@ class FleetConfig:
     delegation_zone: str | None = None  # where customers' `_acme-challenge` CNAMEs point
     alert_hook: str | None = None  # a shell command run when a site enters failing
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    auto_upgrade: bool = True  # upgrade the inventory's schema on start, or refuse an old one
 
     def __post_init__(self) -> None:
         if not self.cas:
@@ -118,7 +119,7 @@ async def run(
     serve_api: bool = True,
 ) -> None:
     clock = SystemClock()
-    inventory = Inventory.from_url(config.db)
+    inventory = Inventory.from_url(config.db, config.auto_upgrade)
     metrics = FleetMetrics()
     async with AsyncExitStack() as stack:
         stack.callback(inventory.close)

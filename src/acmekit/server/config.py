@@ -150,6 +150,8 @@ class ServerConfig:
     listen: str = "127.0.0.1:14000"
     state_dir: Path = Path("state")
     db: str | None = None  # default: sqlite in state_dir
+    # Upgrade the database's schema on start; off, a start on an old schema is refused.
+    auto_upgrade: bool = True
     dns_resolver: str | None = None  # HOST:PORT; None means the system's resolver
     http01_port: int = 80
     tlsalpn01_port: int = 443

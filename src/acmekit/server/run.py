@@ -43,7 +43,7 @@ def assemble(config: ServerConfig, now: Callable[[], datetime] = SYSTEM_CLOCK.no
     """Everything but the listener; tests drive the returned app in-process."""
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     issuer = load_or_create_issuer(config.state_dir, now())
-    store = Store.from_url(config.db_url)
+    store = Store.from_url(config.db_url, config.auto_upgrade)
     nonces = NonceService(store, now, scope=config.nonces)
     crl = CrlPublisher(config.crl, config.crl_base_url, store, issuer, now)
     validator = Validator(config.validation_config())

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from acmekit import migrate
 from acmekit.database import create_engine as create_engine
 from acmekit.database import from_us as from_us
 from acmekit.database import to_us as to_us
@@ -98,6 +99,11 @@ authorizations = sa.Table(
     sa.Column("wildcard", sa.Boolean, nullable=False),
     sa.Column("stored_status", sa.String(16), nullable=False),
     sa.Column("expires", sa.BigInteger, nullable=False),
+    # The profile of the order that made it (None: the default one).
+    sa.Column("profile", sa.String(64)),
+    # The first order carrying `replaces` that uses it: renewals are exempt from rate
+    # limits, failed validations included (RFC 9773 §5).
+    sa.Column("renewal_order_id", sa.String(64)),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
 )
 
@@ -129,6 +135,8 @@ certificates = sa.Table(
     sa.Column("revoked_at", sa.BigInteger),
     sa.Column("revocation_reason", sa.Integer),
     sa.Column("abandoned", sa.Boolean, nullable=False, default=False),
+    sa.Column("replaced_by", sa.String(64)),  # the order that replaces it (RFC 9773 §5)
+    sa.Column("ari_window_start", sa.BigInteger),  # moved by an operator (RFC 9773 §4.2)
 )
 
 used_nonces = sa.Table(
@@ -145,8 +153,7 @@ settings = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
-# Policy (rate limits, EAB keys, CRLs, ARI): tables of their own, so a database made
-# before them gains them by create_all without altering the tables above.
+# Policy: rate limits, EAB keys, CRLs, blocked keys.
 
 rate_buckets = sa.Table(
     "rate_buckets",
@@ -176,42 +183,12 @@ crls = sa.Table(
     sa.Column("der", sa.LargeBinary, nullable=False),
 )
 
-replacements = sa.Table(
-    "replacements",
-    metadata,
-    sa.Column("certificate_id", sa.String(64), primary_key=True),
-    sa.Column("order_id", sa.String(64), nullable=False),
-)
-
-ari_windows = sa.Table(
-    "ari_windows",
-    metadata,
-    sa.Column("certificate_id", sa.String(64), primary_key=True),
-    sa.Column("start", sa.BigInteger, nullable=False),
-)
-
 blocked_keys = sa.Table(
     "blocked_keys",
     metadata,
     sa.Column("spki_sha256", sa.String(64), primary_key=True),
     sa.Column("added", sa.BigInteger, nullable=False),
     sa.Column("serial", sa.String(48)),
-)
-
-authz_profiles = sa.Table(
-    "authz_profiles",
-    metadata,
-    sa.Column("authz_id", sa.String(64), primary_key=True),
-    sa.Column("profile", sa.String(64), nullable=False),
-)
-
-# The authorizations that an order carrying `replaces` uses: a key lookup when a
-# validation is started, instead of searching the orders' authorization lists.
-renewal_authzs = sa.Table(
-    "renewal_authzs",
-    metadata,
-    sa.Column("authz_id", sa.String(64), primary_key=True),
-    sa.Column("order_id", sa.String(64), nullable=False),
 )
 
 
@@ -244,17 +221,15 @@ _ACCOUNT_BY_ID = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?"
 _ACCOUNT_BY_THUMBPRINT = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE thumbprint = ?"
 _INSERT_AUTHZ = (
     "INSERT INTO authorizations (id, account_id, identifier_type, identifier_value, "
-    "wildcard, stored_status, expires) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "wildcard, stored_status, expires, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_CHALLENGE = (
     "INSERT INTO challenges (id, authz_id, type, token, status) VALUES (?, ?, ?, ?, ?)"
 )
-_INSERT_AUTHZ_PROFILE = "INSERT INTO authz_profiles (authz_id, profile) VALUES (?, ?)"
-_RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM renewal_authzs WHERE authz_id = ?"
-# An authorization may already serve an earlier renewal order: one row is enough.
-_INSERT_RENEWAL_AUTHZ = (
-    "INSERT INTO renewal_authzs (authz_id, order_id) VALUES (?, ?) "
-    "ON CONFLICT (authz_id) DO NOTHING"
+_RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM authorizations WHERE id = ? AND renewal_order_id IS NOT NULL"
+# An authorization may already serve an earlier renewal order: that one stays.
+_MARK_RENEWAL_AUTHZS = (
+    "UPDATE authorizations SET renewal_order_id = ? WHERE renewal_order_id IS NULL AND id IN "
 )
 _AUTHZ_JOIN = (
     f"SELECT {_AUTHZ_JOIN_COLS} FROM authorizations a "
@@ -349,9 +324,11 @@ class _Cursor:
 class Store:
     """Persistent records of the CA. Methods are short transactions; none reads a clock."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, auto_upgrade: bool = True) -> None:
+        """Over `engine`, upgraded to this schema first (or, `auto_upgrade` off, refused
+        with `SchemaOutOfDate` if it is not at it)."""
         self.engine = engine
-        metadata.create_all(engine)
+        migrate.prepare(engine, migrate.SERVER, auto_upgrade)
         self._qmark = engine.dialect.paramstyle == "qmark"
         self._sqlite = engine.dialect.name == "sqlite"
         self._local = threading.local()
@@ -359,8 +336,8 @@ class Store:
         self._texts: dict[str, str] = {}
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(create_engine(url))
+    def from_url(cls, url: str, auto_upgrade: bool = True) -> Store:
+        return cls(create_engine(url), auto_upgrade)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -552,10 +529,13 @@ class Store:
 
     # authorizations and challenges --------------------------------------------------
 
-    def add_authorization(self, authz: AuthorizationRecord, c: _Cursor | None = None) -> None:
+    def add_authorization(
+        self, authz: AuthorizationRecord, c: _Cursor | None = None, profile: str | None = None
+    ) -> None:
+        """Store `authz`, made for an order of `profile` (None: the default profile)."""
         if c is None:
             with self._raw() as cur:
-                self.add_authorization(authz, cur)
+                self.add_authorization(authz, cur, profile)
             return
         c.run(
             _INSERT_AUTHZ,
@@ -567,6 +547,7 @@ class Store:
                 authz.wildcard,
                 str(authz.stored_status),
                 to_us(authz.expires),
+                profile,
             ),
         )
         c.many(
@@ -735,9 +716,7 @@ class Store:
     def add_order(self, order: OrderRecord, new_authzs: Sequence[AuthorizationRecord]) -> None:
         with self._raw() as c:
             for authz in new_authzs:
-                self.add_authorization(authz, c)
-                if order.profile is not None:
-                    c.run(_INSERT_AUTHZ_PROFILE, (authz.id, order.profile))
+                self.add_authorization(authz, c, order.profile)
             c.run(
                 _INSERT_ORDER,
                 (
@@ -753,8 +732,11 @@ class Store:
                     order.replaces,
                 ),
             )
-            if order.replaces is not None:
-                c.many(_INSERT_RENEWAL_AUTHZ, [(a, order.id) for a in order.authz_ids])
+            if order.replaces is not None and order.authz_ids:
+                c.run(
+                    _MARK_RENEWAL_AUTHZS + f"({_marks(len(order.authz_ids))})",
+                    (order.id, *order.authz_ids),
+                )
 
     def _order(self, row: Any) -> OrderRecord:
         return OrderRecord(
@@ -1077,45 +1059,32 @@ class Store:
 
     def replacement(self, cert_id: str) -> str | None:
         """The order that replaces this certificate, if any."""
-        with self._tx() as c:
-            row = c.execute(
-                sa.select(replacements.c.order_id).where(replacements.c.certificate_id == cert_id)
-            ).first()
-        return None if row is None else str(row.order_id)
+        with self._raw() as c:
+            row = c.one("SELECT replaced_by FROM certificates WHERE id = ?", (cert_id,))
+        return None if row is None or row[0] is None else str(row[0])
 
     def claim_replacement(self, cert_id: str, order_id: str, previous: str | None) -> bool:
         """Record `order_id` as the certificate's replacement; `previous` is the failed
         order that held the claim before (compare-and-set), or None for the first."""
-        try:
-            with self._tx() as c:
-                if previous is None:
-                    c.execute(
-                        replacements.insert().values(certificate_id=cert_id, order_id=order_id)
-                    )
-                    return True
-                res = c.execute(
-                    replacements.update()
-                    .where(
-                        replacements.c.certificate_id == cert_id,
-                        replacements.c.order_id == previous,
-                    )
-                    .values(order_id=order_id)
-                )
-                return bool(res.rowcount == 1)
-        except sa.exc.IntegrityError:
-            return False
+        held = "replaced_by IS NULL" if previous is None else "replaced_by = ?"
+        with self._raw() as c:
+            changed = c.run(
+                f"UPDATE certificates SET replaced_by = ? WHERE id = ? AND {held}",
+                (order_id, cert_id) if previous is None else (order_id, cert_id, previous),
+            )
+        return changed == 1
 
     def ari_window_start(self, cert_id: str) -> datetime | None:
-        with self._tx() as c:
-            row = c.execute(
-                sa.select(ari_windows.c.start).where(ari_windows.c.certificate_id == cert_id)
-            ).first()
-        return None if row is None else from_us(row.start)
+        with self._raw() as c:
+            row = c.one("SELECT ari_window_start FROM certificates WHERE id = ?", (cert_id,))
+        return None if row is None else _opt_time(row[0])
 
     def move_ari_window(self, cert_id: str, start: datetime) -> None:
-        with self._tx() as c:
-            c.execute(ari_windows.delete().where(ari_windows.c.certificate_id == cert_id))
-            c.execute(ari_windows.insert().values(certificate_id=cert_id, start=to_us(start)))
+        with self._raw() as c:
+            c.run(
+                "UPDATE certificates SET ari_window_start = ? WHERE id = ?",
+                (to_us(start), cert_id),
+            )
 
     # profiles ---------------------------------------------------------------------------
 
@@ -1126,7 +1095,8 @@ class Store:
         with self._raw() as c:
             marks = _marks(len(ids))
             rows = c.all(
-                f"SELECT authz_id, profile FROM authz_profiles WHERE authz_id IN ({marks})",
+                f"SELECT id, profile FROM authorizations "
+                f"WHERE profile IS NOT NULL AND id IN ({marks})",
                 tuple(ids),
             )
         return {r[0]: r[1] for r in rows}

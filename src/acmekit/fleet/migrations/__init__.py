@@ -1,0 +1,1 @@
+"""The fleet inventory's Alembic environment (revisions under versions/)."""

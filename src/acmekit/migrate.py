@@ -1,0 +1,171 @@
+"""Schema versions of the CA's and the fleet's databases: Alembic, driven from code.
+
+Each database has its own Alembic environment inside the package
+(`acmekit/server/migrations`, `acmekit/fleet/migrations`), so an installed wheel carries
+them and no alembic.ini is read. A fresh database is made by running every revision; a
+database made before Alembic (its tables there, no version table) goes through revision
+0001, which creates only the tables it lacks, and on from there.
+
+Several processes may start on one database at once: on PostgreSQL the upgrade runs under
+a transaction-scoped advisory lock (and in one transaction, DDL included), on SQLite under
+the write lock taken up front (BEGIN IMMEDIATE); whoever comes second finds the work done.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One database's migrations: where they are, their version table, the command that
+    upgrades it (named in errors), and the advisory lock key used on PostgreSQL."""
+
+    name: str
+    location: Path
+    version_table: str
+    lock_key: int
+    command: str
+
+
+_ROOT = Path(__file__).parent
+SERVER = Schema(
+    name="CA",
+    location=_ROOT / "server" / "migrations",
+    version_table="alembic_version",
+    lock_key=0x61636D65_00000001,  # "acme", 1
+    command="acmekit server db upgrade",
+)
+FLEET = Schema(
+    name="fleet",
+    location=_ROOT / "fleet" / "migrations",
+    version_table="fleet_alembic_version",  # apart from the CA's: both may share a database
+    lock_key=0x61636D65_00000002,
+    command="acmekit fleet db upgrade",
+)
+
+
+class SchemaOutOfDate(Exception):
+    """The database's schema is older (or newer) than this acmekit's."""
+
+
+def _config(schema: Schema, conn: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(schema.location))
+    cfg.attributes["connection"] = conn
+    cfg.attributes["version_table"] = schema.version_table
+    return cfg
+
+
+def head(schema: Schema) -> str:
+    found = ScriptDirectory.from_config(_config(schema)).get_current_head()
+    assert found is not None
+    return found
+
+
+def current(engine: Engine, schema: Schema) -> str | None:
+    """The database's revision; None for one that is empty or predates Alembic."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": schema.version_table})
+        return context.get_current_revision()
+
+
+def _locked(conn: Connection, schema: Schema) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": schema.lock_key})
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _run(engine: Engine, schema: Schema, step: str, revision: str) -> None:
+    with engine.begin() as conn:
+        _locked(conn, schema)
+        cfg = _config(schema, conn)
+        if step == "upgrade":
+            command.upgrade(cfg, revision)
+        else:
+            command.downgrade(cfg, revision)
+
+
+def upgrade(engine: Engine, schema: Schema, revision: str = "head") -> None:
+    """Bring the database to `revision` (the newest by default)."""
+    if revision == "head" and current(engine, schema) == head(schema):
+        return
+    log.info("upgrading the %s database to %s", schema.name, revision)
+    _run(engine, schema, "upgrade", revision)
+
+
+def downgrade(engine: Engine, schema: Schema, revision: str) -> None:
+    _run(engine, schema, "downgrade", revision)
+
+
+def prepare(engine: Engine, schema: Schema, auto_upgrade: bool = True) -> None:
+    """Upgrade the database, or (`auto_upgrade` off) refuse one that is not current."""
+    if auto_upgrade:
+        upgrade(engine, schema)
+        return
+    found, wanted = current(engine, schema), head(schema)
+    if found != wanted:
+        raise SchemaOutOfDate(
+            f"the {schema.name} database is at schema {found or 'none'}, this acmekit needs "
+            f"{wanted}: run `{schema.command}`"
+        )
+
+
+def run_env(target_metadata: sa.MetaData) -> None:
+    """The body of each environment's env.py: migrate over the connection given."""
+    from alembic import context
+
+    conn = context.config.attributes["connection"]
+    context.configure(
+        connection=conn,
+        target_metadata=target_metadata,
+        version_table=context.config.attributes["version_table"],
+        render_as_batch=True,  # SQLite alters a table by copying it
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+# The `db upgrade` and `db current` commands of `acmekit server` and `acmekit fleet`.
+
+
+def upgrade_report(url: str, schema: Schema) -> str:
+    """Upgrade the database at `url`; what was done, in a line."""
+    from acmekit.database import create_engine
+
+    engine = create_engine(url)
+    try:
+        before = current(engine, schema)
+        upgrade(engine, schema)
+        after = current(engine, schema)
+    finally:
+        engine.dispose()
+    if before == after:
+        return f"the {schema.name} database is at {after}: nothing to do"
+    return f"the {schema.name} database went from {before or 'none'} to {after}"
+
+
+def current_report(url: str, schema: Schema) -> str:
+    """The revision of the database at `url` and whether it is this acmekit's, in a line."""
+    from acmekit.database import create_engine
+
+    engine = create_engine(url)
+    try:
+        found, wanted = current(engine, schema), head(schema)
+    finally:
+        engine.dispose()
+    if found == wanted:
+        return f"{found} (current)"
+    return f"{found or 'none'} (this acmekit needs {wanted}: run `{schema.command}`)"

@@ -1,0 +1,1 @@
+"""The CA database's Alembic environment (revisions under versions/)."""
