@@ -94,6 +94,22 @@ def test_certonly_webroot_and_rsa(ca: Ca, tmp_path: Path, webserver: Path) -> No
     assert f"[[webroot_map]]\nweb.cli.test = {webserver}" in conf
 
 
+def test_certonly_maps_each_name_to_the_webroot_before_it(
+    ca: Ca, tmp_path: Path, webserver: Path
+) -> None:
+    other = tmp_path / "other-root"
+    other.symlink_to(webserver)  # one web server answers for both roots
+    _ok(
+        certonly(
+            ca, tmp_path, "--webroot", "-w", str(webserver), "-d", "a.roots.cli.test",
+            "-w", str(other), "-d", "b.roots.cli.test",
+        )
+    )  # fmt: skip
+    conf = (tmp_path / "etc" / "renewal" / "a.roots.cli.test.conf").read_text()
+    mapping = conf.split("[[webroot_map]]\n")[1].splitlines()
+    assert mapping[:2] == [f"a.roots.cli.test = {webserver}", f"b.roots.cli.test = {other}"]
+
+
 def test_failure_is_one_line_per_name_and_nonzero(ca: Ca, tmp_path: Path) -> None:
     wrong_port = ["--standalone", "--http-01-port", str(free_port()), "--http-01-address",
                   "127.0.0.1"]  # fmt: skip

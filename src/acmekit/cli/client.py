@@ -191,15 +191,37 @@ def _authenticator(args: dict[str, Any]) -> str:
     return chosen[0]
 
 
-def _webroot_map(domains: list[str], webroots: tuple[str, ...]) -> dict[str, str]:
-    """certbot's rule: each -d takes the -w given most recently before it; here, in
-    order, names after the last -w use the last one."""
-    if not webroots:
-        return {}
-    return {name: webroots[-1] for name in domains}
+_ORDER = "acmekit.option_order"
 
 
-def _params(args: dict[str, Any], domains: list[str]) -> Any:
+class _InOrder(click.Command):
+    """Keeps the order the options came in (`ctx.meta[_ORDER]`, names repeated): certbot
+    pairs each -d with the -w before it, which click's one tuple per option loses."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _, _, order = self.make_parser(ctx).parse_args(list(args))
+        ctx.meta[_ORDER] = tuple(p.name for p in order)
+        return super().parse_args(ctx, args)
+
+
+def _webroot_map(args: dict[str, Any]) -> dict[str, str]:
+    from acmekit.client.renewalparams import WebrootArg, map_webroots
+
+    given = {key: iter(args.get(key) or ()) for key in ("domains", "ip_addresses")}
+    roots = iter(args["webroot_path"])
+    found: list[WebrootArg] = []
+    for key in click.get_current_context().meta.get(_ORDER, ()):
+        if key == "webroot_path":
+            found.append(("-w", str(Path(next(roots)).absolute())))
+        elif key in given:
+            found += [("-d", n.strip().lower()) for n in next(given[key]).split(",") if n.strip()]
+    try:
+        return map_webroots(found)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _params(args: dict[str, Any]) -> Any:
     from acmekit.client.renewalparams import (
         Authenticator,
         KeyType,
@@ -222,7 +244,7 @@ def _params(args: dict[str, Any], domains: list[str]) -> Any:
         http01_address=args.get("http_01_address"),
         tls_alpn_01_port=args.get("tls_alpn_01_port"),
         webroot_path=webroots,
-        webroot_map=_webroot_map(domains, webroots) if authenticator == "webroot" else {},
+        webroot_map=_webroot_map(args) if authenticator == "webroot" else {},
         manual_auth_hook=args.get("manual_auth_hook"),
         manual_cleanup_hook=args.get("manual_cleanup_hook"),
         dns_rfc2136_credentials=str(Path(creds).absolute()) if creds else None,
@@ -247,7 +269,7 @@ def _domains(args: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(n.lower() for n in names))
 
 
-@click.command()
+@click.command(cls=_InOrder)
 @click.option("--server", required=True, help="ACME directory URL")
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
@@ -303,7 +325,7 @@ def certonly(**args: Any) -> None:
         return
     if not domains:
         raise click.UsageError("give at least one -d NAME")
-    params = _params(args, domains)
+    params = _params(args)
     outcome = _run(_certonly(args, domains, params))
     _report_certonly(outcome)
 
@@ -349,7 +371,7 @@ async def _certonly_csr(args: dict[str, Any], domains: list[str]) -> None:
 
     csr = x509.load_pem_x509_csr(args["csr"].read_bytes())
     names = domains or _csr_names(csr)
-    params = _params(args, names)
+    params = _params(args)
     der = csr.public_bytes(serialization.Encoding.DER)
     issued = await _with(_manager(args), lambda m: _issue_csr(m, params, names, der))
     if args["dry_run"]:
