@@ -145,6 +145,19 @@ def test_renew_force_creates_version_two_and_runs_hooks(ca: Ca, tmp_path: Path) 
     assert log.read_text().splitlines() == ["pre", f"deploy {live} renew.cli.test", "post "]
 
 
+def test_renew_uses_and_saves_certonly_flags_over_the_conf(ca: Ca, tmp_path: Path) -> None:
+    _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "moved.cli.test"))
+    conf = tmp_path / "etc" / "renewal" / "moved.cli.test.conf"
+    good = f"http01_port = {ca.http01_port}"
+    conf.write_text(conf.read_text().replace(good, f"http01_port = {free_port()}"))
+    result = acmekit(ca, "renew", "--force-renewal", "--no-random-sleep-on-renew",
+                     "--http-01-port", str(ca.http01_port), *certbot_dirs(tmp_path))  # fmt: skip
+    _ok(result)
+    assert "renewed" in result.stdout
+    assert (tmp_path / "etc" / "archive" / "moved.cli.test" / "cert2.pem").exists()
+    assert good in conf.read_text()  # saved for the next renewal, as certbot saves it
+
+
 def test_renew_dry_run_saves_nothing_and_skips_deploy_hook(ca: Ca, tmp_path: Path) -> None:
     _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "dry.cli.test"))
     log = tmp_path / "hooks.log"

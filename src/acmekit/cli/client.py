@@ -20,6 +20,7 @@ ever added):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -69,6 +70,52 @@ def _account_options(func: F) -> F:
         click.option("--eab-kid", default=None),
         click.option("--eab-hmac-key", default=None),
         click.option("--account", "account_id", default=None),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _obtain_options(func: F) -> F:
+    """How to obtain a certificate: what `certonly` records in the renewal conf, and
+    what `renew` takes over it, as certbot's `renew` accepts every `certonly` flag."""
+    options = [
+        click.option("--standalone", is_flag=True),
+        click.option("--webroot", is_flag=True),
+        click.option("-w", "--webroot-path", "webroot_path", multiple=True),
+        click.option("--manual", is_flag=True),
+        click.option("--manual-auth-hook", default=None),
+        click.option("--manual-cleanup-hook", default=None),
+        click.option("--dns-rfc2136", is_flag=True),
+        click.option("--dns-rfc2136-credentials", default=None),
+        click.option(
+            "--dns-hook", default=None, help="command run as CMD present|cleanup FQDN VALUE"
+        ),
+        click.option(
+            "--dns-propagation-seconds",
+            "--dns-rfc2136-propagation-seconds",
+            "dns_propagation_seconds",
+            type=float,
+            default=None,
+        ),
+        click.option("--dns-resolver", default=None, help="HOST:PORT to check TXT propagation"),
+        click.option("-a", "--authenticator", default=None),
+        click.option("--preferred-challenges", default=None),
+        click.option("--http-01-port", type=click.IntRange(0, 65535), default=None),
+        click.option("--http-01-address", default=None),
+        click.option("--tls-alpn-01-port", type=click.IntRange(0, 65535), default=None),
+        click.option("--key-type", type=click.Choice(["ecdsa", "rsa"]), default="ecdsa"),
+        click.option(
+            "--elliptic-curve", type=click.Choice(["secp256r1", "secp384r1"]), default=None
+        ),
+        click.option("--rsa-key-size", type=int, default=None),
+        click.option("--reuse-key", is_flag=True),
+        click.option("--preferred-chain", default=None),
+        click.option("--preferred-profile", default=None),
+        click.option("--required-profile", default=None),
+        click.option("--deploy-hook", "--renew-hook", "deploy_hook", default=None),
+        click.option("--pre-hook", default=None),
+        click.option("--post-hook", default=None),
     ]
     for option in reversed(options):
         func = option(func)
@@ -169,7 +216,7 @@ async def _with(manager: Any, work: Callable[[Any], Awaitable[T]]) -> T:
 # -- certonly -----------------------------------------------------------------------------
 
 
-def _authenticator(args: dict[str, Any]) -> str:
+def _authenticator(args: dict[str, Any], default: str | None = None) -> str:
     chosen = [
         name
         for flag, name in (
@@ -184,6 +231,8 @@ def _authenticator(args: dict[str, Any]) -> str:
         chosen.append("dns-hook")
     if args.get("authenticator"):
         chosen.append(args["authenticator"])
+    if not chosen and default is not None:
+        return default
     if len(set(chosen)) != 1:
         raise click.UsageError(
             "choose one of --standalone, --webroot, --manual, --dns-rfc2136, --dns-hook"
@@ -221,7 +270,7 @@ def _webroot_map(args: dict[str, Any]) -> dict[str, str]:
         raise click.UsageError(str(exc)) from exc
 
 
-def _params(args: dict[str, Any]) -> Any:
+def _params(args: dict[str, Any], default_authenticator: str | None = None) -> Any:
     from acmekit.client.renewalparams import (
         Authenticator,
         KeyType,
@@ -229,7 +278,7 @@ def _params(args: dict[str, Any]) -> Any:
         parse_challenges,
     )
 
-    authenticator = Authenticator(_authenticator(args))
+    authenticator = Authenticator(_authenticator(args, default_authenticator))
     webroots = tuple(str(Path(w).absolute()) for w in args["webroot_path"])
     creds = args.get("dns_rfc2136_credentials")
     return RenewalParams(
@@ -274,42 +323,11 @@ def _domains(args: dict[str, Any]) -> list[str]:
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
 @click.option("--cert-name", default=None)
-@click.option("--standalone", is_flag=True)
-@click.option("--webroot", is_flag=True)
-@click.option("-w", "--webroot-path", "webroot_path", multiple=True)
-@click.option("--manual", is_flag=True)
-@click.option("--manual-auth-hook", default=None)
-@click.option("--manual-cleanup-hook", default=None)
-@click.option("--dns-rfc2136", is_flag=True)
-@click.option("--dns-rfc2136-credentials", default=None)
-@click.option("--dns-hook", default=None, help="command run as CMD present|cleanup FQDN VALUE")
-@click.option(
-    "--dns-propagation-seconds",
-    "--dns-rfc2136-propagation-seconds",
-    "dns_propagation_seconds",
-    type=float,
-    default=None,
-)
-@click.option("--dns-resolver", default=None, help="HOST:PORT to check TXT propagation")
-@click.option("-a", "--authenticator", default=None)
-@click.option("--preferred-challenges", default=None)
-@click.option("--http-01-port", type=click.IntRange(0, 65535), default=None)
-@click.option("--http-01-address", default=None)
-@click.option("--tls-alpn-01-port", type=click.IntRange(0, 65535), default=None)
-@click.option("--key-type", type=click.Choice(["ecdsa", "rsa"]), default="ecdsa")
-@click.option("--elliptic-curve", type=click.Choice(["secp256r1", "secp384r1"]), default=None)
-@click.option("--rsa-key-size", type=int, default=None)
-@click.option("--reuse-key", is_flag=True)
 @click.option("--csr", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--cert-path", type=click.Path(path_type=Path), default=None)
 @click.option("--chain-path", type=click.Path(path_type=Path), default=None)
 @click.option("--fullchain-path", type=click.Path(path_type=Path), default=None)
-@click.option("--preferred-chain", default=None)
-@click.option("--preferred-profile", default=None)
-@click.option("--required-profile", default=None)
-@click.option("--deploy-hook", default=None)
-@click.option("--pre-hook", default=None)
-@click.option("--post-hook", default=None)
+@_obtain_options
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
@@ -442,9 +460,7 @@ def _write_csr_outputs(args: dict[str, Any], issued: Any) -> None:
 @click.option("--server", default=None, help="use this server instead of the saved one")
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
-@click.option("--deploy-hook", "--renew-hook", "deploy_hook", default=None)
-@click.option("--pre-hook", default=None)
-@click.option("--post-hook", default=None)
+@_obtain_options
 @click.option(
     "--random-sleep-on-renew/--no-random-sleep-on-renew",
     default=None,
@@ -468,16 +484,51 @@ def renew(**args: Any) -> None:
         cert_name=args["cert_name"],
         dry_run=args["dry_run"],
         force=args["force_renewal"],
-        deploy_hook=args["deploy_hook"],
-        pre_hook=args["pre_hook"],
-        post_hook=args["post_hook"],
         max_random_sleep=args["max_random_sleep"] if sleep else 0.0,
-        server=args["server"],
+        overrides=_overrides(args),
     )
     report = _run(_with(_manager(args), lambda m: m.renew(options)))
     _report_renew(report)
     if not report.ok:
         sys.exit(1)
+
+
+# Options whose RenewalParams field has another name.
+_FIELD_OF = {
+    "standalone": "authenticator",
+    "webroot": "authenticator",
+    "manual": "authenticator",
+    "dns_rfc2136": "authenticator",
+    "preferred_challenges": "pref_challs",
+    "http_01_port": "http01_port",
+    "http_01_address": "http01_address",
+    "deploy_hook": "renew_hook",
+}
+# Fields `renew` never takes from its command line: where files are is not how to obtain.
+_NOT_OVERRIDDEN = {"config_dir", "work_dir", "logs_dir", "webroot_map"}
+
+
+def _overrides(args: dict[str, Any]) -> Any:
+    """certbot's rule for `renew`: what was given on the command line (not defaults)
+    is used over each renewal conf."""
+    from acmekit.client.renewalparams import Overrides, RenewalParams
+
+    ctx = click.get_current_context()
+    given = {
+        _FIELD_OF.get(name, name)
+        for name in ctx.params
+        if ctx.get_parameter_source(name)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    }
+    if args["dns_hook"]:
+        given.add("authenticator")
+    known = {f.name for f in dataclasses.fields(RenewalParams)} - _NOT_OVERRIDDEN
+    fields = frozenset(given & known)
+    if not fields:
+        return None
+    # Fields not given keep placeholders here; only `fields` are ever read.
+    values = _params({**args, "server": args["server"] or ""}, default_authenticator="standalone")
+    return Overrides(values, fields)
 
 
 def _report_renew(report: Any) -> None:

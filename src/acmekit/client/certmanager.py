@@ -38,7 +38,13 @@ from acmekit.client.lineage import CertFiles, Lineage, LineageError, LineageStor
 from acmekit.client.locks import lineage_lock
 from acmekit.client.renewal import AriWindow, decide, parse_interval
 from acmekit.client.renewalconf import get_str
-from acmekit.client.renewalparams import Prompt, RenewalParams, build_solvers, params_from_conf
+from acmekit.client.renewalparams import (
+    Overrides,
+    Prompt,
+    RenewalParams,
+    build_solvers,
+    params_from_conf,
+)
 from acmekit.client.resources import IssuedCertificate, RenewalInfo
 from acmekit.client.transport import TransportError
 from acmekit.lifecycle import AsyncClosing
@@ -86,11 +92,10 @@ class RenewOptions:
     cert_name: str | None = None
     dry_run: bool = False
     force: bool = False
-    deploy_hook: str | None = None
-    pre_hook: str | None = None
-    post_hook: str | None = None
     max_random_sleep: float = 0.0
-    server: str | None = None
+    # Options given on the command line: used over each renewal conf, and saved in it
+    # when the certificate is renewed (certbot's `renew` does both).
+    overrides: Overrides | None = None
 
 
 @dataclass(frozen=True)
@@ -332,12 +337,15 @@ class CertManager(AsyncClosing):
         if dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
-        conf = {**lineage.conf, "version": version_string(), "renewalparams": params.to_section()}
-        self.lineages.write_conf(lineage.name, conf, lineage.comment)
+        self._save_params(lineage, params)
         if params.renew_hook:
             runner = HookRunner(self.paths.config_dir, use_directories=False)
             await runner.deploy(params.renew_hook, updated.live_dir, updated.names)
         return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
+
+    def _save_params(self, lineage: Lineage, params: RenewalParams) -> None:
+        conf = {**lineage.conf, "version": version_string(), "renewalparams": params.to_section()}
+        self.lineages.write_conf(lineage.name, conf, lineage.comment)
 
     async def _due(self, lineage: Lineage, client: Client | None) -> bool:
         """Due by the CA's renewal information when it offers it, else by lifetime."""
@@ -403,37 +411,37 @@ class CertManager(AsyncClosing):
             lineage = self.lineages.load(name)
             self.lineages.repair(lineage)
             params = params_from_conf(lineage.conf)
+            if options.overrides is not None:
+                params = params.overridden(options.overrides)
         except (LineageError, ValueError) as exc:
             return Outcome(name, (), "failed", error=str(exc)), False
         domains = tuple(lineage.names)
         try:
-            client = self._lineage_client(lineage, params, options)
+            client, params = self._lineage_client(params)
         except ClientError as exc:
             return Outcome(name, domains, "failed", error=str(exc)), False
         if not (options.force or options.dry_run or await self._due(lineage, client)):
             return Outcome(name, domains, "not due", lineage.live_dir, lineage.not_after), False
         if not slept and options.max_random_sleep > 0:
             await self.clock.sleep(random.uniform(1.0, options.max_random_sleep))
-        await runner.pre([options.pre_hook or params.pre_hook])
-        runner.schedule_post([options.post_hook or params.post_hook])
+        await runner.pre([params.pre_hook])
+        runner.schedule_post([params.post_hook])
         try:
             outcome = await self._renew_lineage(client, lineage, params, options)
         except Exception as exc:  # one lineage's failure must not stop the rest
             log.error("renewal of %s failed: %s", name, exc)
             return Outcome(name, domains, "failed", error=_one_line(exc)), True
         if outcome.action == "renewed":
-            hook = options.deploy_hook or params.renew_hook
-            await runner.deploy(hook, lineage.live_dir, list(domains))
+            await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
         return outcome, True
 
-    def _lineage_client(
-        self, lineage: Lineage, params: RenewalParams, options: RenewOptions
-    ) -> Client:
-        server = options.server or params.server
-        found = self.stored_account(server, params.account)
+    def _lineage_client(self, params: RenewalParams) -> tuple[Client, RenewalParams]:
+        """The client for the lineage's server, and its params naming the account used."""
+        found = self.stored_account(params.server, params.account)
         if found is None:
-            raise ClientError(f"no account {params.account} for {server}")
-        return self._client(server, found, found.key)
+            raise ClientError(f"no account {params.account} for {params.server}")
+        client = self._client(params.server, found, found.key)
+        return client, dataclasses.replace(params, account=found.id)
 
     async def _renew_lineage(
         self, client: Client, lineage: Lineage, params: RenewalParams, options: RenewOptions
@@ -445,6 +453,8 @@ class CertManager(AsyncClosing):
         if options.dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
+        if params != params_from_conf(lineage.conf):
+            self._save_params(lineage, params)
         log.info("lineage %s renewed", lineage.name)
         return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
 

@@ -132,6 +132,11 @@ class RenewalParams:
     def profile(self) -> str | None:
         return self.required_profile or self.preferred_profile
 
+    def overridden(self, given: Overrides) -> RenewalParams:
+        """These params with the fields `given` on the command line taken from it."""
+        changes = {name: getattr(given.values, name) for name in given.fields}
+        return dataclasses.replace(self, **changes)
+
     # -- renewal conf ---------------------------------------------------------------
 
     def to_section(self) -> Section:
@@ -156,6 +161,20 @@ class RenewalParams:
         raw = {names[k]: v for k, v in doc.items() if k in names}
         extra = {k: v for k, v in doc.items() if k not in names}
         return cls(**{k: _convert(k, v) for k, v in raw.items()}, extra=extra)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Options given to `renew`: certbot uses each over the lineage's renewal conf and
+    saves it with the renewed certificate. Only `fields` of `values` count."""
+
+    values: RenewalParams
+    fields: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = self.fields - {f.name for f in dataclasses.fields(RenewalParams)}
+        if unknown:
+            raise ValueError(f"not renewal parameters: {sorted(unknown)}")
 
 
 # Field name -> certbot's key (where they differ).
