@@ -10,6 +10,7 @@ for each pending authorization pick a challenge type the solver map can solve, p
 them all, let each solver `wait` once, answer them all, poll each with intervals that
 start short and grow, and always clean up. Authorizations that come back already valid
 (a CA may reuse them) are skipped. Then finalize, poll the order, download the chain.
+When authorizing fails, the order's authorizations still pending are deactivated.
 A failed authorization raises one AcmeError whose subproblems name each failed
 identifier. Many `issue` calls may run at once on one event loop with one Client.
 """
@@ -325,7 +326,11 @@ class Client(AsyncClosing):
         (default: the order of `solvers`); `preferred_chain` picks, by issuer common
         name of its topmost certificate, among the server's alternate chains."""
         order = await self.new_order(identifiers, profile=profile, replaces=replaces)
-        await self._authorize(order, solvers, preference or tuple(solvers))
+        try:
+            await self._authorize(order, solvers, preference or tuple(solvers))
+        except Exception:
+            await self._relinquish(order)
+            raise
         order = await self.poll_order(order)
         if order.status == OrderStatus.READY:
             order = await self.poll_order(await self.finalize(order, csr_der))
@@ -334,6 +339,25 @@ class Client(AsyncClosing):
         pem, alternates = await self._pick_chain(order.certificate, preferred_chain)
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
+
+    async def _relinquish(self, order: Order) -> None:
+        """§7.5.2: deactivate what a failed order left pending, as acmez does, so that no
+        half-solved authorization lingers at the CA. Best effort: the order's own failure
+        is what the caller hears about."""
+        try:
+            authzs = await self.authorizations(order)
+        except Exception as exc:
+            log.warning("order %s: authorizations not deactivated: %s", order.url, exc)
+            return
+        pending = [a for a in authzs if a.status == AuthorizationStatus.PENDING]
+        results = await asyncio.gather(
+            *(self.deactivate_authorization(a) for a in pending), return_exceptions=True
+        )
+        for authz, result in zip(pending, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("authorization %s not deactivated: %s", authz.url, result)
+            elif isinstance(result, BaseException):
+                raise result
 
     async def _pick_chain(self, url: str, preferred: str | None) -> tuple[str, tuple[str, ...]]:
         if preferred is None:
