@@ -22,6 +22,7 @@ from acmekit.client import (
     select_chain,
 )
 from acmekit.client.client import _raise_failed
+from acmekit.client.errors import NoUsableChallenge, ServerProtocolError
 from acmekit.client.solvers import Solver
 from acmekit.protocol.messages import (
     AuthorizationStatus,
@@ -64,12 +65,11 @@ def test_unknown_challenge_types_are_kept_raw() -> None:
     assert authz.challenges[0].known_type == ChallengeType.HTTP_01
 
 
-def test_a_malformed_answer_is_an_acme_error() -> None:
+def test_a_malformed_answer_is_our_finding_not_an_acme_error() -> None:
     doc = _authz("http-01")
     doc["status"] = "sleeping"
-    with pytest.raises(AcmeError) as err:
+    with pytest.raises(ServerProtocolError, match="unknown status 'sleeping'"):
         Authorization.from_json("https://ca.test/authz/1", doc)
-    assert err.value.problem.type == ProblemType.MALFORMED
 
 
 def test_order_parsing() -> None:
@@ -96,9 +96,9 @@ def test_choose_challenge_follows_preference_among_what_both_sides_support() -> 
     assert choose_challenge(authz, both, prefer_dns).type == "dns-01"
     assert choose_challenge(authz, both, tuple(both)).type == "http-01"
     only_dns = Authorization.from_json("u", _authz("dns-01"))
-    with pytest.raises(AcmeError) as err:
+    with pytest.raises(NoUsableChallenge) as err:
         choose_challenge(only_dns, {ChallengeType.HTTP_01: solver}, (ChallengeType.HTTP_01,))
-    assert err.value.problem.identifier == {"type": "dns", "value": "a.test"}
+    assert err.value.identifier == "a.test"
 
 
 def test_failures_name_each_identifier() -> None:

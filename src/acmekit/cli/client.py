@@ -182,14 +182,11 @@ def _fail(message: str) -> None:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one command's work; every expected failure becomes one line and exit 1."""
-    from acmekit.client.accounts import AccountStoreError
-    from acmekit.client.certmanager import ClientError
+    """Run one command's work; every expected failure becomes one line and exit 1:
+    the CA's problem (one line per failed name), or what failed on this side."""
     from acmekit.client.client import describe_failures
-    from acmekit.client.lineage import LineageError
-    from acmekit.client.locks import LockTimeout
+    from acmekit.client.errors import ClientError, ServerProtocolError
     from acmekit.client.retry import DeadlineExceeded
-    from acmekit.client.solvers.errors import SolverError
     from acmekit.client.transport import TransportError
     from acmekit.protocol.problems import AcmeError
 
@@ -201,9 +198,11 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
             click.echo(f"acmekit: {exc.problem.detail}", err=True)
         for line in lines:
             click.echo(f"acmekit: {line}", err=True)
-    except (ClientError, LineageError, AccountStoreError, LockTimeout, SolverError) as exc:
+    except (TransportError, DeadlineExceeded, ServerProtocolError) as exc:
+        click.echo(f"acmekit: {type(exc).__name__}: {exc}", err=True)
+    except ClientError as exc:
         click.echo(f"acmekit: {exc}", err=True)
-    except (TransportError, DeadlineExceeded, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         click.echo(f"acmekit: {type(exc).__name__}: {exc}", err=True)
     sys.exit(1)
 
@@ -703,7 +702,7 @@ def unregister(**args: Any) -> None:
 async def _unregister(manager: Any, server: str) -> None:
     found = manager.stored_account(server, manager.account_options.account_id)
     if found is None:
-        from acmekit.client.certmanager import ClientError
+        from acmekit.client.errors import ClientError
 
         raise ClientError(f"no account for {server}")
     client, _ = await manager.account_client(server, register=False)

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from acmekit.client.accounts import AccountStore, StoredAccount
 from acmekit.client.client import Client, ExternalAccountBinding
 from acmekit.client.clock import Clock, SystemClock
+from acmekit.client.errors import ClientError, ServerProtocolError
 from acmekit.client.hooks import HookRunner
 from acmekit.client.lineage import CertFiles, Lineage, LineageError, LineageStore
 from acmekit.client.locks import lineage_lock
@@ -53,10 +54,6 @@ from acmekit.protocol.jose import PrivateKey
 from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
-
-
-class ClientError(Exception):
-    """A user-facing failure that is not a server's problem document."""
 
 
 @dataclass(frozen=True)
@@ -369,7 +366,7 @@ class CertManager(AsyncClosing):
         """RFC 9773 §4.2; a CA that cannot answer leaves the decision to the lifetime rule."""
         try:
             return await client.renewal_info(_leaf(lineage))
-        except (AcmeError, TransportError, ValueError) as exc:
+        except (AcmeError, TransportError, ServerProtocolError, ValueError) as exc:
             log.warning("no renewal information for %s: %s", lineage.name, exc)
             return None
 

@@ -12,7 +12,8 @@ start short and grow, and always clean up. Authorizations that come back already
 (a CA may reuse them) are skipped. Then finalize, poll the order, download the chain.
 When authorizing fails, the order's authorizations still pending are deactivated.
 A failed authorization raises one AcmeError whose subproblems name each failed
-identifier. Many `issue` calls may run at once on one event loop with one Client.
+identifier; what fails on this side raises a ClientError (see `errors`). Many
+`issue` calls may run at once on one event loop with one Client.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from acmekit.client.channel import (
     location,
 )
 from acmekit.client.clock import Clock, SystemClock
+from acmekit.client.errors import NoAccount, NoUsableChallenge, OrderNotValid
 from acmekit.client.resources import (
     Account,
     Authorization,
@@ -58,7 +60,7 @@ from acmekit.protocol.messages import (
     IdentifierType,
     OrderStatus,
 )
-from acmekit.protocol.problems import AcmeError, Problem, ProblemType, problem
+from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,7 +140,7 @@ class Client(AsyncClosing):
 
     def _kid(self) -> str:
         if self.account_url is None:
-            raise problem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account: register first")
+            raise NoAccount("no account: register first")
         return self.account_url
 
     async def _post(self, url: str, payload: Any) -> tuple[dict[str, Any], float | None]:
@@ -335,7 +337,9 @@ class Client(AsyncClosing):
         if order.status == OrderStatus.READY:
             order = await self.poll_order(await self.finalize(order, csr_der))
         if order.status != OrderStatus.VALID or order.certificate is None:
-            raise AcmeError(order.error or _order_failed(order))
+            if order.error is not None:
+                raise AcmeError(order.error)
+            raise OrderNotValid(order.url, order.status)
         pem, alternates = await self._pick_chain(order.certificate, preferred_chain)
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
@@ -420,11 +424,10 @@ def choose_challenge(
     for kind in preference:
         if kind in offered and kind in solvers:
             return offered[kind]
-    raise problem(
-        ProblemType.UNAUTHORIZED,
-        f"{authz.identifier.value}: server offers {sorted(c.type for c in authz.challenges)},"
-        f" we can solve {sorted(str(k) for k in solvers)}",
-        identifier=authz.identifier.to_json(),
+    raise NoUsableChallenge(
+        authz.identifier.value,
+        sorted(c.type for c in authz.challenges),
+        sorted(str(k) for k in solvers),
     )
 
 
@@ -457,10 +460,6 @@ def _raise_failed(failed: list[Authorization]) -> None:
             subproblems=subs,
         )
     )
-
-
-def _order_failed(order: Order) -> Problem:
-    return problem(ProblemType.SERVER_INTERNAL, f"order {order.url} ended {order.status}").problem
 
 
 async def _wait(solver: Solver) -> None:

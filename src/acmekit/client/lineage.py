@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acmekit.client import renewalconf
+from acmekit.client.errors import ClientError
 from acmekit.client.renewalconf import Section
 from acmekit.files import atomic_symlink, atomic_write, fsync_dir
 
@@ -62,7 +63,7 @@ LIVE_TOP_README = (
 )
 
 
-class LineageError(Exception):
+class LineageError(ClientError):
     """A lineage is missing or its files are not what certbot's layout promises."""
 
 

@@ -13,11 +13,12 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 from acmekit.client.clock import Clock
+from acmekit.client.errors import ClientError
 
 T = TypeVar("T")
 
 
-class DeadlineExceeded(TimeoutError):
+class DeadlineExceeded(ClientError, TimeoutError):
     """Polling ran past its deadline while the resource was still in progress."""
 
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.client import Client, choose_challenge
+from acmekit.client.errors import NoUsableChallenge, OrderNotValid
 from acmekit.client.resources import Authorization, Challenge, Order
 from acmekit.client.solvers import Solver
 from acmekit.fleet.inventory import Inventory
@@ -42,7 +43,7 @@ from acmekit.protocol.messages import (
     Identifier,
     OrderStatus,
 )
-from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.protocol.problems import AcmeError, ProblemType
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,10 @@ _VALIDATION_FAILURES = frozenset(
 
 
 def is_validation_failure(exc: BaseException) -> bool:
-    """The CA could not validate a name (the site's doing, not the CA's)."""
+    """The CA could not validate a name (the site's doing, not the CA's), or offered
+    no challenge of the method tried."""
+    if isinstance(exc, NoUsableChallenge):
+        return True
     return isinstance(exc, AcmeError) and exc.problem.type in _VALIDATION_FAILURES
 
 
@@ -140,14 +144,14 @@ class AcmeIssuer:
     async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
         try:
             return await self._issue(request, started)
-        except AcmeError as exc:
+        except (AcmeError, NoUsableChallenge) as exc:
             if not await self._fall_back(request, exc):
                 raise
         log.info("site %s: http-01 failed; trying dns-01 through delegation", request.site.id)
         again = replace(request, method=ChallengeMethod.DNS_01, resume_url=None)
         return await self._issue(again, started)
 
-    async def _fall_back(self, request: OrderRequest, exc: AcmeError) -> bool:
+    async def _fall_back(self, request: OrderRequest, exc: Exception) -> bool:
         return (
             request.challenge_method == ChallengeMethod.HTTP_01
             and ChallengeType.DNS_01 in self.solvers
@@ -173,12 +177,9 @@ class AcmeIssuer:
         if order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             order = await self.client.poll_order(order)
         if order.status != OrderStatus.VALID or order.certificate is None:
-            raise AcmeError(
-                order.error
-                or problem(
-                    ProblemType.SERVER_INTERNAL, f"order {order.url} is {order.status}"
-                ).problem
-            )
+            if order.error is not None:
+                raise AcmeError(order.error)
+            raise OrderNotValid(order.url, order.status)
         return await self.client.download_certificate(order.certificate)
 
     async def _order(self, request: OrderRequest, started: OrderStarted) -> Order:

@@ -44,6 +44,7 @@ from publicsuffixlist import PublicSuffixList
 from acmekit.client import Client
 from acmekit.client.client import ExternalAccountBinding
 from acmekit.client.clock import Clock
+from acmekit.client.errors import ServerProtocolError
 from acmekit.client.solvers import Solver
 from acmekit.client.transport import HttpTransport, TransportError
 from acmekit.fleet import planner
@@ -100,7 +101,7 @@ def is_rate_limited(exc: BaseException) -> bool:
 
 def is_ca_fault(exc: BaseException) -> bool:
     """A failure that says something about the CA rather than the site."""
-    if is_outage(exc):
+    if is_outage(exc) or isinstance(exc, ServerProtocolError):
         return True
     if isinstance(exc, AcmeError):
         status = exc.problem.status or 0

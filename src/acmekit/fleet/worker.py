@@ -65,6 +65,7 @@ from cryptography import x509
 
 from acmekit.client.certmanager import make_csr
 from acmekit.client.clock import Clock
+from acmekit.client.errors import OrderNotValid
 from acmekit.fleet import planner
 from acmekit.fleet.acme import ari_cert_id, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.alerts import Alert, AlertHook
@@ -465,7 +466,7 @@ class Worker:
             self._count(name, False, time.perf_counter() - began)
             self._settle(entry, site.id, issued=False)
             log.warning("site %s: issuance at %s failed: %s", site.id, name, exc)
-            if isinstance(exc, AcmeError) and record:
+            if isinstance(exc, AcmeError | OrderNotValid) and record:  # the order is done
                 self.inventory.update_leased(site.id, self.owner, order_url=None)
             if is_ca_fault(exc):
                 self.pool.record_failure(self.inventory, entry, exc, self.now())
