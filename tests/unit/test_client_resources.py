@@ -23,7 +23,7 @@ from acmekit.client import (
 )
 from acmekit.client.client import _raise_failed
 from acmekit.client.errors import NoUsableChallenge, ServerProtocolError
-from acmekit.client.solvers import Solver
+from acmekit.client.solvers import Closer, Solver, Waiter, close_solvers
 from acmekit.protocol.messages import (
     AuthorizationStatus,
     ChallengeType,
@@ -53,6 +53,22 @@ class NullSolver:
 
     async def cleanup(self, identifier: Identifier, challenge: Challenge, key_auth: str) -> None:
         return None
+
+
+class ClosingSolver(NullSolver):
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_optional_capabilities_are_found_by_type() -> None:
+    closing, plain = ClosingSolver(), NullSolver()
+    assert isinstance(closing, Closer) and not isinstance(plain, Closer)
+    assert not isinstance(plain, Waiter)
+    await close_solvers([closing, plain, closing])  # one solver for two types: once
+    assert closing.closed == 1
 
 
 def test_unknown_challenge_types_are_kept_raw() -> None:

@@ -411,6 +411,7 @@ def _csr_names(csr: Any) -> list[str]:
 async def _issue_csr(manager: Any, params: Any, names: list[str], der: bytes) -> Any:
     from acmekit.client.certmanager import choose_profile
     from acmekit.client.renewalparams import build_solvers
+    from acmekit.client.solvers import close_solvers
 
     client, _ = await manager.account_client(params.server)
     solvers = build_solvers(params, manager.prompt)
@@ -424,10 +425,7 @@ async def _issue_csr(manager: Any, params: Any, names: list[str], der: bytes) ->
             preferred_chain=params.preferred_chain,
         )
     finally:
-        for solver in {id(s): s for s in solvers.values()}.values():
-            close = getattr(solver, "close", None)
-            if close is not None:
-                await close()
+        await close_solvers(solvers.values())
 
 
 def _free_numbered(stem: str) -> Path:

@@ -47,6 +47,7 @@ from acmekit.client.renewalparams import (
     params_from_conf,
 )
 from acmekit.client.resources import IssuedCertificate, RenewalInfo
+from acmekit.client.solvers import close_solvers
 from acmekit.client.transport import TransportError
 from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
@@ -263,10 +264,7 @@ class CertManager(AsyncClosing):
                 replaces=replaces,
             )
         finally:
-            for solver in {id(s): s for s in solvers.values()}.values():
-                close = getattr(solver, "close", None)
-                if close is not None:
-                    await close()
+            await close_solvers(solvers.values())
 
     async def obtain(
         self,

@@ -47,7 +47,7 @@ from acmekit.client.resources import (
     RenewalInfo,
 )
 from acmekit.client.retry import DEFAULT_BACKOFF, Backoff, poll
-from acmekit.client.solvers import Solver
+from acmekit.client.solvers import Solver, Waiter
 from acmekit.client.transport import AiohttpTransport, HttpTransport
 from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
@@ -463,9 +463,8 @@ def _raise_failed(failed: list[Authorization]) -> None:
 
 
 async def _wait(solver: Solver) -> None:
-    wait = getattr(solver, "wait", None)
-    if wait is not None:
-        await wait()
+    if isinstance(solver, Waiter):
+        await solver.wait()
 
 
 def _distinct(solvers: Iterable[Solver]) -> list[Solver]:

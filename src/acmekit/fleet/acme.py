@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from acmekit.client import Client, choose_challenge
 from acmekit.client.errors import NoUsableChallenge, OrderNotValid
 from acmekit.client.resources import Authorization, Challenge, Order
-from acmekit.client.solvers import Solver
+from acmekit.client.solvers import Solver, Waiter
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import OrderRequest, OrderStarted, RenewalWindow
 from acmekit.fleet.model import ChallengeMethod, to_us
@@ -201,9 +201,8 @@ class AcmeIssuer:
         try:
             for (a, c), ka in zip(chosen, key_auths, strict=True):
                 await solver.present(a.identifier, c, ka)
-            wait = getattr(solver, "wait", None)
-            if wait is not None and chosen:
-                await wait()
+            if isinstance(solver, Waiter) and chosen:
+                await solver.wait()
             await asyncio.gather(*(self._answer(a, c) for a, c in chosen))
         finally:
             for (a, c), ka in zip(chosen, key_auths, strict=True):

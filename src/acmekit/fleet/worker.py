@@ -167,7 +167,7 @@ class Worker:
         self._stats: dict[tuple[str, int], CaStatsBucket] = {}  # not yet written
         self._stats_written = self.now()
         self._multi = len(self.pool.entries) > 1
-        self._ari = any(hasattr(e.issuer, "renewal_window") for e in self.pool.entries)
+        self._ari = any(isinstance(e.issuer, RenewalInfoSource) for e in self.pool.entries)
 
     @property
     def owner(self) -> str:
@@ -286,7 +286,7 @@ class Worker:
     def _ari_source(self, ca: str) -> RenewalInfoSource | None:
         entry = self.pool.get(ca)
         source = None if entry is None else entry.issuer
-        return source if hasattr(source, "renewal_window") else None  # type: ignore[return-value]
+        return source if isinstance(source, RenewalInfoSource) else None
 
     async def _check(self, site: Site, current: CertVersion | None) -> tuple[Site, bool]:
         """Ask the CA about the current certificate if a check is due: (site, due now)."""
