@@ -58,7 +58,12 @@ def _ok(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_certonly_standalone_writes_certbots_layout(ca: Ca, tmp_path: Path) -> None:
-    _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "a.cli.test", "-d", "www.a.cli.test"))
+    log = tmp_path / "hooks.log"
+    hooks = ["--pre-hook", f"echo pre >> {log}", "--deploy-hook", f"echo deploy >> {log}",
+             "--post-hook", f'echo "post $RENEWED_DOMAINS" >> {log}']  # fmt: skip
+    names = ["-d", "a.cli.test", "-d", "www.a.cli.test"]
+    _ok(certonly(ca, tmp_path, *standalone(ca), *names, *hooks))
+    assert log.read_text().splitlines() == ["pre", "deploy", "post a.cli.test www.a.cli.test"]
     live = tmp_path / "etc" / "live" / "a.cli.test"
     cert = openssl_verify(ca.server.root_path, live / "fullchain.pem", tmp_path)
     assert dns_names(cert) == ["a.cli.test", "www.a.cli.test"]
@@ -71,43 +76,31 @@ def test_certonly_standalone_writes_certbots_layout(ca: Ca, tmp_path: Path) -> N
     accounts = list((tmp_path / "etc" / "accounts").glob("*/directory/*/regr.json"))
     assert len(accounts) == 1
     # The same names again: kept, not reissued (certbot's --keep-until-expiring).
-    again = certonly(ca, tmp_path, *standalone(ca), "-d", "a.cli.test", "-d", "www.a.cli.test")
+    again = certonly(ca, tmp_path, *standalone(ca), *names, *hooks)
     _ok(again)
     assert "not yet due" in again.stdout
+    assert len(log.read_text().splitlines()) == 3  # nothing requested, no hook run: certbot's way
     assert sorted(p.name for p in (tmp_path / "etc" / "archive" / "a.cli.test").iterdir()) == [
         "cert1.pem", "chain1.pem", "fullchain1.pem", "privkey1.pem",
     ]  # fmt: skip
 
 
 def test_certonly_webroot_and_rsa(ca: Ca, tmp_path: Path, webserver: Path) -> None:
+    other = tmp_path / "other-root"
+    other.symlink_to(webserver)  # one web server answers for both roots
     _ok(
         certonly(
             ca, tmp_path, "--webroot", "-w", str(webserver), "-d", "web.cli.test",
-            "--key-type", "rsa", "--rsa-key-size", "2048",
+            "-w", str(other), "-d", "b.web.cli.test", "--key-type", "rsa", "--rsa-key-size", "2048",
         )
     )  # fmt: skip
     live = tmp_path / "etc" / "live" / "web.cli.test"
     cert = openssl_verify(ca.server.root_path, live / "fullchain.pem", tmp_path)
     assert cert.public_key().key_size == 2048  # type: ignore[union-attr]
     conf = (tmp_path / "etc" / "renewal" / "web.cli.test.conf").read_text()
-    assert f"webroot_path = {webserver}," in conf
-    assert f"[[webroot_map]]\nweb.cli.test = {webserver}" in conf
-
-
-def test_certonly_maps_each_name_to_the_webroot_before_it(
-    ca: Ca, tmp_path: Path, webserver: Path
-) -> None:
-    other = tmp_path / "other-root"
-    other.symlink_to(webserver)  # one web server answers for both roots
-    _ok(
-        certonly(
-            ca, tmp_path, "--webroot", "-w", str(webserver), "-d", "a.roots.cli.test",
-            "-w", str(other), "-d", "b.roots.cli.test",
-        )
-    )  # fmt: skip
-    conf = (tmp_path / "etc" / "renewal" / "a.roots.cli.test.conf").read_text()
-    mapping = conf.split("[[webroot_map]]\n")[1].splitlines()
-    assert mapping[:2] == [f"a.roots.cli.test = {webserver}", f"b.roots.cli.test = {other}"]
+    assert f"webroot_path = {webserver}, {other}" in conf
+    # Each -d takes the -w given before it, as certbot pairs them.
+    assert f"[[webroot_map]]\nweb.cli.test = {webserver}\nb.web.cli.test = {other}\n" in conf
 
 
 def test_failure_is_one_line_per_name_and_nonzero(ca: Ca, tmp_path: Path) -> None:

@@ -28,11 +28,21 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from acmekit.protocol.messages import RevocationReason
+
+if TYPE_CHECKING:  # the library loads only when a command runs
+    from acmekit.client.certmanager import (
+        AccountOptions,
+        CertManager,
+        Outcome,
+        RenewReport,
+    )
+    from acmekit.client.lineage import Lineage
+    from acmekit.client.renewalparams import Overrides, RenewalParams
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -122,7 +132,7 @@ def _obtain_options(func: F) -> F:
     return func
 
 
-def _manager(args: dict[str, Any], prompt: bool = False) -> Any:
+def _manager(args: dict[str, Any], prompt: bool = False) -> CertManager:
     from acmekit.client.certmanager import CertManager, Paths
 
     paths = Paths(args["config_dir"], args["work_dir"], args["logs_dir"])
@@ -137,7 +147,7 @@ def _manager(args: dict[str, Any], prompt: bool = False) -> Any:
     )
 
 
-def _account(args: dict[str, Any]) -> Any:
+def _account(args: dict[str, Any]) -> AccountOptions:
     from acmekit.client.certmanager import AccountOptions
     from acmekit.client.client import ExternalAccountBinding
 
@@ -207,7 +217,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     sys.exit(1)
 
 
-async def _with(manager: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+async def _with(manager: CertManager, work: Callable[[CertManager], Awaitable[T]]) -> T:
     async with manager:
         return await work(manager)
 
@@ -269,7 +279,7 @@ def _webroot_map(args: dict[str, Any]) -> dict[str, str]:
         raise click.UsageError(str(exc)) from exc
 
 
-def _params(args: dict[str, Any], default_authenticator: str | None = None) -> Any:
+def _params(args: dict[str, Any], default_authenticator: str | None = None) -> RenewalParams:
     from acmekit.client.renewalparams import (
         Authenticator,
         KeyType,
@@ -347,105 +357,44 @@ def certonly(**args: Any) -> None:
     _report_certonly(outcome)
 
 
-async def _certonly(args: dict[str, Any], domains: list[str], params: Any) -> Any:
-    from acmekit.client.hooks import HookKind, run_hook
-
-    if args["pre_hook"]:
-        await run_hook(HookKind.PRE, args["pre_hook"], {})
-    try:
-        return await _with(
-            _manager(args, prompt=True),
-            lambda m: m.obtain(
-                domains,
-                params,
-                cert_name=args["cert_name"],
-                dry_run=args["dry_run"],
-                force=args["force_renewal"],
-                deploy_hook=args["deploy_hook"],
-            ),
+async def _certonly(args: dict[str, Any], domains: list[str], params: RenewalParams) -> Outcome:
+    async with _manager(args, prompt=True) as manager:
+        return await manager.obtain(
+            domains,
+            params,
+            cert_name=args["cert_name"],
+            dry_run=args["dry_run"],
+            force=args["force_renewal"],
         )
-    finally:
-        if args["post_hook"]:
-            await run_hook(HookKind.POST, args["post_hook"], {})
 
 
-def _report_certonly(outcome: Any) -> None:
-    if outcome.action == "simulated":
+def _report_certonly(outcome: Outcome) -> None:
+    live = outcome.live_dir
+    if outcome.action == "simulated" or live is None:  # only a dry run saves nothing
         click.echo("The dry run was successful.")
     elif outcome.action == "kept":
         click.echo("Certificate not yet due for renewal; no action taken.")
-        click.echo(f"Certificate is saved at: {outcome.live_dir / 'fullchain.pem'}")
+        click.echo(f"Certificate is saved at: {live / 'fullchain.pem'}")
     else:
         click.echo("Successfully received certificate.")
-        click.echo(f"Certificate is saved at: {outcome.live_dir / 'fullchain.pem'}")
-        click.echo(f"Key is saved at:         {outcome.live_dir / 'privkey.pem'}")
+        click.echo(f"Certificate is saved at: {live / 'fullchain.pem'}")
+        click.echo(f"Key is saved at:         {live / 'privkey.pem'}")
         click.echo(f"This certificate expires on {outcome.not_after:%Y-%m-%d}.")
 
 
 async def _certonly_csr(args: dict[str, Any], domains: list[str]) -> None:
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+
+    from acmekit.client.certmanager import CsrOutputs
 
     csr = x509.load_pem_x509_csr(args["csr"].read_bytes())
-    names = domains or _csr_names(csr)
-    params = _params(args)
-    der = csr.public_bytes(serialization.Encoding.DER)
-    issued = await _with(_manager(args), lambda m: _issue_csr(m, params, names, der))
+    async with _manager(args) as manager:
+        issued = await manager.obtain_for_csr(csr, _params(args), domains)
     if args["dry_run"]:
         click.echo("The dry run was successful.")
         return
-    _write_csr_outputs(args, issued)
-
-
-def _csr_names(csr: Any) -> list[str]:
-    from cryptography import x509
-
-    try:
-        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
-    return names + [str(i) for i in san.get_values_for_type(x509.IPAddress)]
-
-
-async def _issue_csr(manager: Any, params: Any, names: list[str], der: bytes) -> Any:
-    from acmekit.client.certmanager import choose_profile
-    from acmekit.client.renewalparams import build_solvers
-    from acmekit.client.solvers import close_solvers
-
-    client, _ = await manager.account_client(params.server)
-    solvers = build_solvers(params, manager.prompt)
-    try:
-        return await client.issue(
-            names,
-            solvers,
-            der,
-            preference=params.pref_challs or None,
-            profile=await choose_profile(client, params),
-            preferred_chain=params.preferred_chain,
-        )
-    finally:
-        await close_solvers(solvers.values())
-
-
-def _free_numbered(stem: str) -> Path:
-    for n in range(10000):
-        candidate = Path(f"{n:04d}_{stem}.pem")
-        if not candidate.exists():
-            return candidate
-    raise click.ClickException(f"no free file name for {stem}")
-
-
-def _write_csr_outputs(args: dict[str, Any], issued: Any) -> None:
-    from acmekit.files import atomic_write
-
-    outputs = (
-        (args["cert_path"] or _free_numbered("cert"), issued.cert_pem),
-        (args["chain_path"] or _free_numbered("chain"), issued.chain_pem),
-        (args["fullchain_path"] or _free_numbered("fullchain"), issued.fullchain_pem),
-    )
-    for path, text in outputs:
-        atomic_write(Path(path).absolute(), text.encode())
+    outputs = CsrOutputs(args["cert_path"], args["chain_path"], args["fullchain_path"])
+    for path in outputs.write(issued):
         click.echo(f"Saved {path}")
 
 
@@ -505,7 +454,7 @@ _FIELD_OF = {
 _NOT_OVERRIDDEN = {"config_dir", "work_dir", "logs_dir", "webroot_map"}
 
 
-def _overrides(args: dict[str, Any]) -> Any:
+def _overrides(args: dict[str, Any]) -> Overrides | None:
     """certbot's rule for `renew`: what was given on the command line (not defaults)
     is used over each renewal conf."""
     from acmekit.client.renewalparams import Overrides, RenewalParams
@@ -528,7 +477,7 @@ def _overrides(args: dict[str, Any]) -> Any:
     return Overrides(values, fields)
 
 
-def _report_renew(report: Any) -> None:
+def _report_renew(report: RenewReport) -> None:
     for o in report.outcomes:
         if o.action == "failed":
             click.echo(f"acmekit: {o.name}: renewal failed: {o.error}", err=True)
@@ -568,23 +517,23 @@ def _report_renew(report: Any) -> None:
 @_dir_options
 def revoke(**args: Any) -> None:
     """Revoke a certificate (and by default delete its lineage, as certbot -n does)."""
-    manager = _manager(args)
-    path = args["cert_path"]
-    if (path is None) == (args["cert_name"] is None):
+    if (args["cert_path"] is None) == (args["cert_name"] is None):
         raise click.UsageError("give exactly one of --cert-path and --cert-name")
-    if path is None:
-        path = _run(_lineage_cert(manager, args["cert_name"]))
     reason = RevocationReason.NAMES[args["reason"].lower()]
-    lineage = _run(_with(manager, lambda m: m.revoke(Path(path), reason, args["server"])))
+    delete_after = args["delete_after_revoke"] is not False
+    path, lineage = _run(_revoke(args, reason, delete_after))
     click.echo(f"Congratulations! You have successfully revoked the certificate at {path}.")
-    if lineage is not None and args["delete_after_revoke"] is not False:
-        manager.lineages.delete(lineage.name)
+    if lineage is not None and delete_after:
         click.echo(f"Deleted all files relating to certificate {lineage.name}.")
 
 
-async def _lineage_cert(manager: Any, name: str) -> Path:
-    path: Path = manager.lineages.load(name).path("cert")
-    return path
+async def _revoke(
+    args: dict[str, Any], reason: int, delete_after: bool
+) -> tuple[Path, Lineage | None]:
+    async with _manager(args) as manager:
+        path = args["cert_path"] or manager.cert_path(args["cert_name"])
+        lineage = await manager.revoke(path, reason, args["server"], delete_after=delete_after)
+    return path, lineage
 
 
 @click.command()
@@ -592,16 +541,8 @@ async def _lineage_cert(manager: Any, name: str) -> Path:
 @_dir_options
 def delete(**args: Any) -> None:
     """Delete a lineage: its renewal conf, live links and archive."""
-    manager = _manager(args)
-    _run(_delete(manager, args["cert_name"]))
+    _run(_with(_manager(args), lambda m: m.delete(args["cert_name"])))
     click.echo(f"Deleted all files relating to certificate {args['cert_name']}.")
-
-
-async def _delete(manager: Any, name: str) -> None:
-    from acmekit.client.locks import lineage_lock
-
-    async with lineage_lock(manager.paths.work_dir, name, manager.lock_timeout):
-        manager.lineages.delete(name)
 
 
 @click.command()
@@ -658,17 +599,12 @@ def register(**args: Any) -> None:
 @_dir_options
 def show_account(**args: Any) -> None:
     """Show the account's URL and contacts as the server has them."""
-    account = _run(_with(_manager(args), lambda m: _fetch_account(m, args["server"])))
+    account = _run(_with(_manager(args), lambda m: m.account(args["server"])))
     click.echo(f"Account details for server {args['server']}:")
     click.echo(f"  Account URL: {account.url}")
     click.echo(f"  Account status: {account.status}")
     for contact in account.contact:
         click.echo(f"  Email contact: {contact.removeprefix('mailto:')}")
-
-
-async def _fetch_account(manager: Any, server: str) -> Any:
-    client, _ = await manager.account_client(server, register=False)
-    return await client.account()
 
 
 @click.command("update_account")
@@ -678,13 +614,8 @@ async def _fetch_account(manager: Any, server: str) -> Any:
 def update_account(**args: Any) -> None:
     """Replace the account's contacts with -m (empty to remove them)."""
     contact = [f"mailto:{e}" for e in _account(args).email]
-    account = _run(_with(_manager(args), lambda m: _update(m, args["server"], contact)))
+    account = _run(_with(_manager(args), lambda m: m.update_account(args["server"], contact)))
     click.echo(f"Your e-mail address was updated to {', '.join(account.contact) or 'none'}.")
-
-
-async def _update(manager: Any, server: str, contact: list[str]) -> Any:
-    client, _ = await manager.account_client(server, register=False)
-    return await client.update_account(contact)
 
 
 @click.command()
@@ -693,19 +624,8 @@ async def _update(manager: Any, server: str, contact: list[str]) -> Any:
 @_dir_options
 def unregister(**args: Any) -> None:
     """Deactivate the account at the server and remove it from the config dir."""
-    _run(_with(_manager(args), lambda m: _unregister(m, args["server"])))
+    _run(_with(_manager(args), lambda m: m.unregister(args["server"])))
     click.echo("Account deactivated.")
-
-
-async def _unregister(manager: Any, server: str) -> None:
-    found = manager.stored_account(server, manager.account_options.account_id)
-    if found is None:
-        from acmekit.client.errors import ClientError
-
-        raise ClientError(f"no account for {server}")
-    client, _ = await manager.account_client(server, register=False)
-    await client.deactivate_account()
-    manager.accounts.delete(found)
 
 
 # -- check ------------------------------------------------------------------------------------
