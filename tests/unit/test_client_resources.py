@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,8 +22,8 @@ from acmekit.client import (
     describe_failures,
     select_chain,
 )
-from acmekit.client.client import _raise_failed
-from acmekit.client.errors import NoUsableChallenge, ServerProtocolError
+from acmekit.client.client import _raise_failed, order_failure
+from acmekit.client.errors import NoUsableChallenge, OrderNotValid, ServerProtocolError
 from acmekit.client.solvers import Closer, Solver, Waiter, close_solvers
 from acmekit.protocol.messages import (
     AuthorizationStatus,
@@ -102,6 +103,10 @@ def test_order_parsing() -> None:
     assert order.status == OrderStatus.INVALID
     assert order.identifiers[1] == Identifier(IdentifierType.IP, "::1")
     assert order.error is not None and order.error.type == ProblemType.UNAUTHORIZED
+    # The server's error is the CA's verdict; an order that ends without one is our finding.
+    assert isinstance(order_failure(order), AcmeError)
+    silent = replace(order, error=None)
+    assert isinstance(order_failure(silent), OrderNotValid)
 
 
 def test_choose_challenge_follows_preference_among_what_both_sides_support() -> None:

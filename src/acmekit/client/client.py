@@ -337,9 +337,7 @@ class Client(AsyncClosing):
         if order.status == OrderStatus.READY:
             order = await self.poll_order(await self.finalize(order, csr_der))
         if order.status != OrderStatus.VALID or order.certificate is None:
-            if order.error is not None:
-                raise AcmeError(order.error)
-            raise OrderNotValid(order.url, order.status)
+            raise order_failure(order)
         pem, alternates = await self._pick_chain(order.certificate, preferred_chain)
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
@@ -429,6 +427,13 @@ def choose_challenge(
         sorted(c.type for c in authz.challenges),
         sorted(str(k) for k in solvers),
     )
+
+
+def order_failure(order: Order) -> AcmeError | OrderNotValid:
+    """Why an order did not end valid: the server's `error` when it gave one (§7.1.3)."""
+    if order.error is not None:
+        return AcmeError(order.error)
+    return OrderNotValid(order.url, order.status)
 
 
 def select_chain(chains: Sequence[str], preferred_issuer: str) -> str:

@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.client import Client, choose_challenge
-from acmekit.client.errors import NoUsableChallenge, OrderNotValid
+from acmekit.client.client import order_failure
+from acmekit.client.errors import NoUsableChallenge
 from acmekit.client.resources import Authorization, Challenge, Order
 from acmekit.client.solvers import Solver, Waiter
 from acmekit.fleet.inventory import Inventory
@@ -177,9 +178,7 @@ class AcmeIssuer:
         if order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             order = await self.client.poll_order(order)
         if order.status != OrderStatus.VALID or order.certificate is None:
-            if order.error is not None:
-                raise AcmeError(order.error)
-            raise OrderNotValid(order.url, order.status)
+            raise order_failure(order)
         return await self.client.download_certificate(order.certificate)
 
     async def _order(self, request: OrderRequest, started: OrderStarted) -> Order:
