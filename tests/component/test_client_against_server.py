@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 
 import pytest
@@ -11,10 +11,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from acmekit.client import Client
 from acmekit.client.client import ExternalAccountBinding
+from acmekit.client.resources import Challenge, Order
+from acmekit.client.solvers.errors import SolverError
 from acmekit.client.solvers.standalone import StandaloneHttpSolver
 from acmekit.client.transport import AsgiTransport
 from acmekit.protocol import jose
-from acmekit.protocol.messages import ChallengeType
+from acmekit.protocol.messages import ChallengeType, Identifier
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
@@ -91,6 +93,46 @@ async def test_failed_name_is_reported_per_identifier(
         )
     subs = err.value.problem.subproblems
     assert [s.identifier for s in subs] == [{"type": "dns", "value": "nobody.client.test"}]
+
+
+class OrderKeeping(Client):
+    """A Client that keeps the orders it opens, for a test to look at afterwards."""
+
+    orders: list[Order]
+
+    async def new_order(
+        self,
+        identifiers: Iterable[Identifier | str],
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
+    ) -> Order:
+        order = await super().new_order(identifiers, profile=profile, replaces=replaces)
+        self.orders.append(order)
+        return order
+
+
+async def test_failed_order_leaves_no_authorization_pending(
+    ca: Assembly, solver: StandaloneHttpSolver
+) -> None:
+    class Refusing:
+        async def present(self, identifier: Identifier, challenge: Challenge, ka: str) -> None:
+            if identifier.value.startswith("b."):
+                raise SolverError("cannot serve b")
+            await solver.present(identifier, challenge, ka)
+
+        async def cleanup(self, identifier: Identifier, challenge: Challenge, ka: str) -> None:
+            await solver.cleanup(identifier, challenge, ka)
+
+    names = ["a.relinquish.client.test", "b.relinquish.client.test"]
+    async with OrderKeeping(DIRECTORY, new_key(), transport=AsgiTransport(ca.app)) as client:
+        client.orders = []
+        await client.register()
+        with pytest.raises(SolverError):
+            await client.issue(names, {ChallengeType.HTTP_01: Refusing()}, make_csr(*names)[1])
+        (order,) = client.orders
+        authzs = [await client.authorization(url) for url in order.authorizations]
+    assert [a.status for a in authzs] == ["deactivated", "deactivated"]
 
 
 async def test_external_account_binding_required(ca_config: ServerConfig) -> None:

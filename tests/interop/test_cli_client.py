@@ -58,7 +58,12 @@ def _ok(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_certonly_standalone_writes_certbots_layout(ca: Ca, tmp_path: Path) -> None:
-    _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "a.cli.test", "-d", "www.a.cli.test"))
+    log = tmp_path / "hooks.log"
+    hooks = ["--pre-hook", f"echo pre >> {log}", "--deploy-hook", f"echo deploy >> {log}",
+             "--post-hook", f'echo "post $RENEWED_DOMAINS" >> {log}']  # fmt: skip
+    names = ["-d", "a.cli.test", "-d", "www.a.cli.test"]
+    _ok(certonly(ca, tmp_path, *standalone(ca), *names, *hooks))
+    assert log.read_text().splitlines() == ["pre", "deploy", "post a.cli.test www.a.cli.test"]
     live = tmp_path / "etc" / "live" / "a.cli.test"
     cert = openssl_verify(ca.server.root_path, live / "fullchain.pem", tmp_path)
     assert dns_names(cert) == ["a.cli.test", "www.a.cli.test"]
@@ -71,27 +76,31 @@ def test_certonly_standalone_writes_certbots_layout(ca: Ca, tmp_path: Path) -> N
     accounts = list((tmp_path / "etc" / "accounts").glob("*/directory/*/regr.json"))
     assert len(accounts) == 1
     # The same names again: kept, not reissued (certbot's --keep-until-expiring).
-    again = certonly(ca, tmp_path, *standalone(ca), "-d", "a.cli.test", "-d", "www.a.cli.test")
+    again = certonly(ca, tmp_path, *standalone(ca), *names, *hooks)
     _ok(again)
     assert "not yet due" in again.stdout
+    assert len(log.read_text().splitlines()) == 3  # nothing requested, no hook run: certbot's way
     assert sorted(p.name for p in (tmp_path / "etc" / "archive" / "a.cli.test").iterdir()) == [
         "cert1.pem", "chain1.pem", "fullchain1.pem", "privkey1.pem",
     ]  # fmt: skip
 
 
 def test_certonly_webroot_and_rsa(ca: Ca, tmp_path: Path, webserver: Path) -> None:
+    other = tmp_path / "other-root"
+    other.symlink_to(webserver)  # one web server answers for both roots
     _ok(
         certonly(
             ca, tmp_path, "--webroot", "-w", str(webserver), "-d", "web.cli.test",
-            "--key-type", "rsa", "--rsa-key-size", "2048",
+            "-w", str(other), "-d", "b.web.cli.test", "--key-type", "rsa", "--rsa-key-size", "2048",
         )
     )  # fmt: skip
     live = tmp_path / "etc" / "live" / "web.cli.test"
     cert = openssl_verify(ca.server.root_path, live / "fullchain.pem", tmp_path)
     assert cert.public_key().key_size == 2048  # type: ignore[union-attr]
     conf = (tmp_path / "etc" / "renewal" / "web.cli.test.conf").read_text()
-    assert f"webroot_path = {webserver}," in conf
-    assert f"[[webroot_map]]\nweb.cli.test = {webserver}" in conf
+    assert f"webroot_path = {webserver}, {other}" in conf
+    # Each -d takes the -w given before it, as certbot pairs them.
+    assert f"[[webroot_map]]\nweb.cli.test = {webserver}\nb.web.cli.test = {other}\n" in conf
 
 
 def test_failure_is_one_line_per_name_and_nonzero(ca: Ca, tmp_path: Path) -> None:
@@ -127,6 +136,19 @@ def test_renew_force_creates_version_two_and_runs_hooks(ca: Ca, tmp_path: Path) 
     second = openssl_verify(ca.server.root_path, live / "fullchain.pem", tmp_path)
     assert second.serial_number != first.serial_number
     assert log.read_text().splitlines() == ["pre", f"deploy {live} renew.cli.test", "post "]
+
+
+def test_renew_uses_and_saves_certonly_flags_over_the_conf(ca: Ca, tmp_path: Path) -> None:
+    _ok(certonly(ca, tmp_path, *standalone(ca), "-d", "moved.cli.test"))
+    conf = tmp_path / "etc" / "renewal" / "moved.cli.test.conf"
+    good = f"http01_port = {ca.http01_port}"
+    conf.write_text(conf.read_text().replace(good, f"http01_port = {free_port()}"))
+    result = acmekit(ca, "renew", "--force-renewal", "--no-random-sleep-on-renew",
+                     "--http-01-port", str(ca.http01_port), *certbot_dirs(tmp_path))  # fmt: skip
+    _ok(result)
+    assert "renewed" in result.stdout
+    assert (tmp_path / "etc" / "archive" / "moved.cli.test" / "cert2.pem").exists()
+    assert good in conf.read_text()  # saved for the next renewal, as certbot saves it
 
 
 def test_renew_dry_run_saves_nothing_and_skips_deploy_hook(ca: Ca, tmp_path: Path) -> None:

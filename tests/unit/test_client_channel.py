@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from acmekit.client import AcmeChannel, AsgiTransport, HttpResponse, SystemClock
+from acmekit.client import AcmeChannel, AsgiTransport, Client, HttpResponse, SystemClock
+from acmekit.client.channel import json_object, location
+from acmekit.client.errors import ClientError, NoAccount, ServerProtocolError
 from acmekit.protocol.jose import parse_jws
 from acmekit.protocol.problems import AcmeError, ProblemType
 
@@ -154,13 +156,28 @@ async def test_problem_document_with_subproblems_and_retry_after() -> None:
     assert "a.test: rateLimited" in prob.describe()
 
 
-async def test_error_without_problem_document_is_server_internal() -> None:
+async def test_error_without_problem_document_is_ours_not_the_cas() -> None:
     channel = _channel(TinyCa())
-    with pytest.raises(AcmeError) as err:
+    with pytest.raises(ServerProtocolError, match="Bad Gateway") as err:
         await channel.post(f"{BASE}/html", None, key=KEY, kid="k")
-    assert err.value.problem.type == ProblemType.SERVER_INTERNAL
-    assert err.value.problem.status == 502
-    assert "Bad Gateway" in err.value.problem.detail
+    assert err.value.status == 502
+
+
+def test_answers_that_break_the_protocol_are_server_protocol_errors() -> None:
+    url = f"{BASE}/order"
+    with pytest.raises(ServerProtocolError, match="no Location"):
+        location(HttpResponse(201, (), b"{}", url))
+    with pytest.raises(ServerProtocolError, match="invalid JSON"):
+        json_object(HttpResponse(200, (), b"<html>", url))
+
+
+async def test_a_request_before_registering_fails_here_not_at_the_ca() -> None:
+    ca = TinyCa()
+    async with Client(f"{BASE}/dir", KEY, transport=AsgiTransport(ca)) as client:
+        with pytest.raises(NoAccount) as err:
+            await client.new_order(["a.test"])
+    assert isinstance(err.value, ClientError) and not isinstance(err.value, AcmeError)
+    assert ca.nonces_seen == []  # nothing was sent
 
 
 def test_link_headers_are_parsed_by_rel() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,8 +22,9 @@ from acmekit.client import (
     describe_failures,
     select_chain,
 )
-from acmekit.client.client import _raise_failed
-from acmekit.client.solvers import Solver
+from acmekit.client.client import _raise_failed, order_failure
+from acmekit.client.errors import NoUsableChallenge, OrderNotValid, ServerProtocolError
+from acmekit.client.solvers import Closer, Solver, Waiter, close_solvers
 from acmekit.protocol.messages import (
     AuthorizationStatus,
     ChallengeType,
@@ -54,6 +56,22 @@ class NullSolver:
         return None
 
 
+class ClosingSolver(NullSolver):
+    def __init__(self) -> None:
+        self.closed = 0
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_optional_capabilities_are_found_by_type() -> None:
+    closing, plain = ClosingSolver(), NullSolver()
+    assert isinstance(closing, Closer) and not isinstance(plain, Closer)
+    assert not isinstance(plain, Waiter)
+    await close_solvers([closing, plain, closing])  # one solver for two types: once
+    assert closing.closed == 1
+
+
 def test_unknown_challenge_types_are_kept_raw() -> None:
     authz = Authorization.from_json("https://ca.test/authz/1", _authz("http-01", "onion-01"))
     assert authz.status == AuthorizationStatus.PENDING
@@ -64,12 +82,11 @@ def test_unknown_challenge_types_are_kept_raw() -> None:
     assert authz.challenges[0].known_type == ChallengeType.HTTP_01
 
 
-def test_a_malformed_answer_is_an_acme_error() -> None:
+def test_a_malformed_answer_is_our_finding_not_an_acme_error() -> None:
     doc = _authz("http-01")
     doc["status"] = "sleeping"
-    with pytest.raises(AcmeError) as err:
+    with pytest.raises(ServerProtocolError, match="unknown status 'sleeping'"):
         Authorization.from_json("https://ca.test/authz/1", doc)
-    assert err.value.problem.type == ProblemType.MALFORMED
 
 
 def test_order_parsing() -> None:
@@ -86,6 +103,10 @@ def test_order_parsing() -> None:
     assert order.status == OrderStatus.INVALID
     assert order.identifiers[1] == Identifier(IdentifierType.IP, "::1")
     assert order.error is not None and order.error.type == ProblemType.UNAUTHORIZED
+    # The server's error is the CA's verdict; an order that ends without one is our finding.
+    assert isinstance(order_failure(order), AcmeError)
+    silent = replace(order, error=None)
+    assert isinstance(order_failure(silent), OrderNotValid)
 
 
 def test_choose_challenge_follows_preference_among_what_both_sides_support() -> None:
@@ -96,9 +117,9 @@ def test_choose_challenge_follows_preference_among_what_both_sides_support() -> 
     assert choose_challenge(authz, both, prefer_dns).type == "dns-01"
     assert choose_challenge(authz, both, tuple(both)).type == "http-01"
     only_dns = Authorization.from_json("u", _authz("dns-01"))
-    with pytest.raises(AcmeError) as err:
+    with pytest.raises(NoUsableChallenge) as err:
         choose_challenge(only_dns, {ChallengeType.HTTP_01: solver}, (ChallengeType.HTTP_01,))
-    assert err.value.problem.identifier == {"type": "dns", "value": "a.test"}
+    assert err.value.identifier == "a.test"
 
 
 def test_failures_name_each_identifier() -> None:

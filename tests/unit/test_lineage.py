@@ -29,7 +29,12 @@ from acmekit.certbot.lineage import (
     atomic_write,
     next_version,
 )
-from acmekit.certbot.renewalparams import Authenticator, RenewalParams, params_from_conf
+from acmekit.certbot.renewalparams import (
+    Authenticator,
+    RenewalParams,
+    map_webroots,
+    params_from_conf,
+)
 
 CERTBOT_CONF = """\
 # renew_before_expiry = 30 days
@@ -86,6 +91,17 @@ def test_params_without_key_type_are_rsa_as_old_certbot_wrote() -> None:
     params = params_from_conf(doc)
     assert params.key_type == "rsa"
     assert isinstance(params.new_key(), rsa.RSAPrivateKey)
+
+
+def test_each_name_takes_the_webroot_given_before_it() -> None:
+    assert map_webroots([("-w", "/A"), ("-d", "a"), ("-w", "/B"), ("-d", "b"), ("-d", "c")]) == {
+        "a": "/A", "b": "/B", "c": "/B",
+    }  # fmt: skip
+    # One -w after the names serves them all; a trailing -w serves no one.
+    assert map_webroots([("-d", "a"), ("-d", "b"), ("-w", "/A")]) == {"a": "/A", "b": "/A"}
+    assert map_webroots([("-w", "/A"), ("-d", "a"), ("-w", "/B")]) == {"a": "/A"}
+    with pytest.raises(ValueError, match="must come before every -d"):
+        map_webroots([("-d", "a"), ("-w", "/A"), ("-w", "/B")])
 
 
 def test_atomic_write_replaces_whole_file_with_mode(tmp_path: Path) -> None:

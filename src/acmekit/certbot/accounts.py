@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from acmekit.client.errors import ClientError
 from acmekit.files import atomic_write, make_dirs
 from acmekit.protocol.jose import PrivateKey, b64d, b64e, jwk_from_key
 
@@ -32,7 +33,7 @@ _CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
 }
 
 
-class AccountStoreError(Exception):
+class AccountStoreError(ClientError):
     """An account is missing or its files cannot be read."""
 
 

@@ -9,9 +9,12 @@ dir (locks), and one `Client` per ACME server, shared by every lineage of a run.
   `NAME-0001`, ...). A dry run talks to the server but saves nothing and runs no
   deploy hook.
 - `renew`: every lineage (ours and certbot's), each under its lock, renewed when the
-  renewal policy says so; pre hooks before the first request, deploy hooks after each
-  success, post hooks once at the end (see `hooks`).
-- `revoke`, and the account commands.
+  renewal policy says so, with the options given for the run over its renewal conf.
+- `obtain_for_csr` (certonly --csr): a certificate for a CSR made elsewhere, no lineage.
+- Hooks, for all three alike (see `hooks`): pre hooks before the first request, deploy
+  hooks after each success, post hooks once at the end; none when nothing is requested.
+- `revoke` (then delete the lineage, as certbot does), `delete`, and the account
+  commands (`register`, `account`, `update_account`, `unregister`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -34,12 +38,21 @@ from acmekit.certbot.hooks import HookRunner
 from acmekit.certbot.lineage import CertFiles, Lineage, LineageError, LineageStore
 from acmekit.certbot.locks import lineage_lock
 from acmekit.certbot.renewalconf import get_str
-from acmekit.certbot.renewalparams import Prompt, RenewalParams, build_solvers, params_from_conf
+from acmekit.certbot.renewalparams import (
+    Overrides,
+    Prompt,
+    RenewalParams,
+    build_solvers,
+    params_from_conf,
+)
 from acmekit.client.client import Client, ExternalAccountBinding
+from acmekit.client.errors import ClientError, ServerProtocolError
 from acmekit.client.renewal import AriWindow, decide, parse_interval
-from acmekit.client.resources import IssuedCertificate, RenewalInfo
+from acmekit.client.resources import Account, IssuedCertificate, RenewalInfo
+from acmekit.client.solvers import close_solvers
 from acmekit.client.transport import TransportError
 from acmekit.clock import Clock, SystemClock
+from acmekit.files import atomic_write
 from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.csr import make_csr
@@ -47,10 +60,7 @@ from acmekit.protocol.jose import PrivateKey
 from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
-
-
-class ClientError(Exception):
-    """A user-facing failure that is not a server's problem document."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,11 +96,10 @@ class RenewOptions:
     cert_name: str | None = None
     dry_run: bool = False
     force: bool = False
-    deploy_hook: str | None = None
-    pre_hook: str | None = None
-    post_hook: str | None = None
     max_random_sleep: float = 0.0
-    server: str | None = None
+    # Options given on the command line: used over each renewal conf, and saved in it
+    # when the certificate is renewed (certbot's `renew` does both).
+    overrides: Overrides | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,46 @@ class RenewReport:
     @property
     def ok(self) -> bool:
         return self.hook_failures == 0 and all(o.action != "failed" for o in self.outcomes)
+
+
+def csr_names(csr: x509.CertificateSigningRequest) -> list[str]:
+    """The DNS names and IP addresses a CSR asks for."""
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    return names + [str(i) for i in san.get_values_for_type(x509.IPAddress)]
+
+
+@dataclass(frozen=True)
+class CsrOutputs:
+    """Where certonly --csr writes: given paths, else certbot's `NNNN_cert.pem` and
+    siblings, numbered from 0000 in the current directory."""
+
+    cert: Path | None = None
+    chain: Path | None = None
+    fullchain: Path | None = None
+
+    def write(self, issued: IssuedCertificate) -> list[Path]:
+        written = []
+        for path, stem, text in (
+            (self.cert, "cert", issued.cert_pem),
+            (self.chain, "chain", issued.chain_pem),
+            (self.fullchain, "fullchain", issued.fullchain_pem),
+        ):
+            target = path or _free_numbered(stem)
+            atomic_write(target.absolute(), text.encode())
+            written.append(target)
+        return written
+
+
+def _free_numbered(stem: str) -> Path:
+    for n in range(10000):
+        candidate = Path(f"{n:04d}_{stem}.pem")
+        if not candidate.exists():
+            return candidate
+    raise ClientError(f"no free file name for {stem}")
 
 
 def key_pem(key: PrivateKey) -> str:
@@ -214,6 +263,24 @@ class CertManager(AsyncClosing):
         log.info("registered account %s", stored.id)
         return client, stored.id
 
+    async def account(self, server: str) -> Account:
+        """The stored account for `server` as the server has it now."""
+        client, _ = await self.account_client(server, register=False)
+        return await client.account()
+
+    async def update_account(self, server: str, contact: Sequence[str]) -> Account:
+        client, _ = await self.account_client(server, register=False)
+        return await client.update_account(contact)
+
+    async def unregister(self, server: str) -> None:
+        """Deactivate the account at the server (RFC 8555 §7.3.6), then forget it here."""
+        found = self.stored_account(server, self.account_options.account_id)
+        if found is None:
+            raise ClientError(f"no account for {server}")
+        client, _ = await self.account_client(server, register=False)
+        await client.deactivate_account()
+        self.accounts.delete(found)
+
     # -- issuing ---------------------------------------------------------------------
 
     async def _issue(
@@ -221,26 +288,29 @@ class CertManager(AsyncClosing):
         client: Client,
         params: RenewalParams,
         names: Sequence[str],
-        key: PrivateKey,
+        csr_der: bytes,
+        hooks: HookRunner,
         replacing: Lineage | None = None,
     ) -> IssuedCertificate:
+        """The one place a certificate is requested, for certonly (with or without a
+        CSR) and renew alike: pre hooks first, post hooks scheduled for the end of the
+        run (certbot runs neither when nothing is requested)."""
+        await hooks.pre([params.pre_hook])
+        hooks.schedule_post([params.post_hook])
         solvers = build_solvers(params, self.prompt)
         replaces = await self._replaces(client, replacing)
         try:
             return await client.issue(
                 names,
                 solvers,
-                make_csr(key, names),
+                csr_der,
                 preference=params.pref_challs or None,
                 profile=await choose_profile(client, params),
                 preferred_chain=params.preferred_chain,
                 replaces=replaces,
             )
         finally:
-            for solver in {id(s): s for s in solvers.values()}.values():
-                close = getattr(solver, "close", None)
-                if close is not None:
-                    await close()
+            await close_solvers(solvers.values())
 
     async def obtain(
         self,
@@ -250,20 +320,34 @@ class CertManager(AsyncClosing):
         cert_name: str | None = None,
         dry_run: bool = False,
         force: bool = False,
-        deploy_hook: str | None = None,
     ) -> Outcome:
+        """certonly: a new lineage, or a new version of the one with these names."""
         client, account = await self.account_client(params.server)
         params = dataclasses.replace(params, account=account)
+        hooks = HookRunner(self.paths.config_dir, use_directories=False)
+        work = self._obtain(client, names, params, cert_name, dry_run, force, hooks)
+        return await _then_post_hooks(hooks, names, work)
+
+    async def _obtain(
+        self,
+        client: Client,
+        names: Sequence[str],
+        params: RenewalParams,
+        cert_name: str | None,
+        dry_run: bool,
+        force: bool,
+        hooks: HookRunner,
+    ) -> Outcome:
         base = cert_name or names[0].removeprefix("*.")
         async with lineage_lock(self.paths.work_dir, base, self.lock_timeout):
             existing = self._existing(names, cert_name)
             if existing is not None:
-                return await self._replace(client, existing, names, params, dry_run, force)
+                return await self._replace(client, existing, names, params, dry_run, force, hooks)
             name = cert_name or self.lineages.free_name(base)
             if name == base:
-                return await self._create(client, name, names, params, dry_run, deploy_hook)
+                return await self._create(client, name, names, params, dry_run, hooks)
             async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
-                return await self._create(client, name, names, params, dry_run, deploy_hook)
+                return await self._create(client, name, names, params, dry_run, hooks)
 
     def _existing(self, names: Sequence[str], cert_name: str | None) -> Lineage | None:
         if cert_name is not None:
@@ -277,18 +361,16 @@ class CertManager(AsyncClosing):
         names: Sequence[str],
         params: RenewalParams,
         dry_run: bool,
-        deploy_hook: str | None,
+        hooks: HookRunner,
     ) -> Outcome:
         key = params.new_key()
-        issued = await self._issue(client, params, names, key)
+        issued = await self._issue(client, params, names, make_csr(key, names), hooks)
         if dry_run:
             return Outcome(name, tuple(names), "simulated")
         files = _files(issued, key_pem(key))
         lineage = self.lineages.create(name, files, params.to_section(), version_string())
         log.info("lineage %s created", name)
-        if deploy_hook:
-            runner = HookRunner(self.paths.config_dir, use_directories=False)
-            await runner.deploy(deploy_hook, lineage.live_dir, lineage.names)
+        await hooks.deploy(params.renew_hook, lineage.live_dir, lineage.names)
         return Outcome(name, tuple(names), "issued", lineage.live_dir, lineage.not_after)
 
     async def _replace(
@@ -299,21 +381,37 @@ class CertManager(AsyncClosing):
         params: RenewalParams,
         dry_run: bool,
         force: bool,
+        hooks: HookRunner,
     ) -> Outcome:
         same = {n.lower() for n in lineage.names} == {n.lower() for n in names}
         if same and not force and not dry_run and not await self._due(lineage, client):
             return Outcome(lineage.name, tuple(names), "kept", lineage.live_dir, lineage.not_after)
         key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
-        issued = await self._issue(client, params, names, key, lineage if same else None)
+        csr = make_csr(key, names)
+        issued = await self._issue(client, params, names, csr, hooks, lineage if same else None)
         if dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
+        self._save_params(lineage, params)
+        await hooks.deploy(params.renew_hook, updated.live_dir, updated.names)
+        return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
+
+    async def obtain_for_csr(
+        self, csr: x509.CertificateSigningRequest, params: RenewalParams, names: Sequence[str]
+    ) -> IssuedCertificate:
+        """certonly --csr: a certificate for a CSR made elsewhere, for `names` or else
+        the CSR's own; no lineage is kept, as certbot keeps none."""
+        names = list(names) or csr_names(csr)
+        if not names:
+            raise ClientError("the CSR names nothing: give -d NAME")
+        client, _ = await self.account_client(params.server)
+        hooks = HookRunner(self.paths.config_dir, use_directories=False)
+        der = csr.public_bytes(serialization.Encoding.DER)
+        return await _then_post_hooks(hooks, names, self._issue(client, params, names, der, hooks))
+
+    def _save_params(self, lineage: Lineage, params: RenewalParams) -> None:
         conf = {**lineage.conf, "version": version_string(), "renewalparams": params.to_section()}
         self.lineages.write_conf(lineage.name, conf, lineage.comment)
-        if params.renew_hook:
-            runner = HookRunner(self.paths.config_dir, use_directories=False)
-            await runner.deploy(params.renew_hook, updated.live_dir, updated.names)
-        return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
 
     async def _due(self, lineage: Lineage, client: Client | None) -> bool:
         """Due by the CA's renewal information when it offers it, else by lifetime."""
@@ -337,7 +435,7 @@ class CertManager(AsyncClosing):
         """RFC 9773 §4.2; a CA that cannot answer leaves the decision to the lifetime rule."""
         try:
             return await client.renewal_info(_leaf(lineage))
-        except (AcmeError, TransportError, ValueError) as exc:
+        except (AcmeError, TransportError, ServerProtocolError, ValueError) as exc:
             log.warning("no renewal information for %s: %s", lineage.name, exc)
             return None
 
@@ -379,55 +477,63 @@ class CertManager(AsyncClosing):
             lineage = self.lineages.load(name)
             self.lineages.repair(lineage)
             params = params_from_conf(lineage.conf)
+            if options.overrides is not None:
+                params = params.overridden(options.overrides)
         except (LineageError, ValueError) as exc:
             return Outcome(name, (), "failed", error=str(exc)), False
         domains = tuple(lineage.names)
         try:
-            client = self._lineage_client(lineage, params, options)
+            client, params = self._lineage_client(params)
         except ClientError as exc:
             return Outcome(name, domains, "failed", error=str(exc)), False
         if not (options.force or options.dry_run or await self._due(lineage, client)):
             return Outcome(name, domains, "not due", lineage.live_dir, lineage.not_after), False
         if not slept and options.max_random_sleep > 0:
             await self.clock.sleep(random.uniform(1.0, options.max_random_sleep))
-        await runner.pre([options.pre_hook or params.pre_hook])
-        runner.schedule_post([options.post_hook or params.post_hook])
         try:
-            outcome = await self._renew_lineage(client, lineage, params, options)
+            outcome = await self._renew_lineage(client, lineage, params, options, runner)
         except Exception as exc:  # one lineage's failure must not stop the rest
             log.error("renewal of %s failed: %s", name, exc)
             return Outcome(name, domains, "failed", error=_one_line(exc)), True
         if outcome.action == "renewed":
-            hook = options.deploy_hook or params.renew_hook
-            await runner.deploy(hook, lineage.live_dir, list(domains))
+            await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
         return outcome, True
 
-    def _lineage_client(
-        self, lineage: Lineage, params: RenewalParams, options: RenewOptions
-    ) -> Client:
-        server = options.server or params.server
-        found = self.stored_account(server, params.account)
+    def _lineage_client(self, params: RenewalParams) -> tuple[Client, RenewalParams]:
+        """The client for the lineage's server, and its params naming the account used."""
+        found = self.stored_account(params.server, params.account)
         if found is None:
-            raise ClientError(f"no account {params.account} for {server}")
-        return self._client(server, found, found.key)
+            raise ClientError(f"no account {params.account} for {params.server}")
+        client = self._client(params.server, found, found.key)
+        return client, dataclasses.replace(params, account=found.id)
 
     async def _renew_lineage(
-        self, client: Client, lineage: Lineage, params: RenewalParams, options: RenewOptions
+        self,
+        client: Client,
+        lineage: Lineage,
+        params: RenewalParams,
+        options: RenewOptions,
+        hooks: HookRunner,
     ) -> Outcome:
         names = lineage.names
         key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
         replacing = None if options.dry_run else lineage
-        issued = await self._issue(client, params, names, key, replacing)
+        issued = await self._issue(client, params, names, make_csr(key, names), hooks, replacing)
         if options.dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
+        if params != params_from_conf(lineage.conf):
+            self._save_params(lineage, params)
         log.info("lineage %s renewed", lineage.name)
         return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
 
     # -- revoke --------------------------------------------------------------------
 
-    async def revoke(self, cert_path: Path, reason: int, server: str | None) -> Lineage | None:
-        """Revoke with the account that holds the lineage (or the first for the server)."""
+    async def revoke(
+        self, cert_path: Path, reason: int, server: str | None, *, delete_after: bool = True
+    ) -> Lineage | None:
+        """Revoke with the account that holds the lineage (or the first for the server);
+        then delete the lineage unless told not to, as certbot does. The lineage, if any."""
         lineage = self.lineage_of(cert_path)
         params = params_from_conf(lineage.conf) if lineage else None
         url = server or (params.server if params else None)
@@ -435,7 +541,17 @@ class CertManager(AsyncClosing):
             raise ClientError("--server is needed for a certificate outside any lineage")
         client, _ = await self.account_client(url, register=False)
         await client.revoke(_cert_der(cert_path), reason)
+        if lineage is not None and delete_after:
+            await self.delete(lineage.name)
         return lineage
+
+    async def delete(self, name: str) -> None:
+        """Remove a lineage's conf, live links and archive, under its lock."""
+        async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
+            self.lineages.delete(name)
+
+    def cert_path(self, name: str) -> Path:
+        return self.lineages.load(name).path("cert")
 
     def lineage_of(self, cert_path: Path) -> Lineage | None:
         target = cert_path.resolve()
@@ -445,6 +561,17 @@ class CertManager(AsyncClosing):
                 if target in paths or target.parent == found.archive_dir.resolve():
                     return found
         return None
+
+
+async def _then_post_hooks(hooks: HookRunner, names: Sequence[str], work: Awaitable[T]) -> T:
+    """Await `work`, then the post hooks it scheduled, whether it failed or not."""
+    try:
+        result = await work
+    except BaseException:
+        await hooks.post([], names)
+        raise
+    await hooks.post(names, [])
+    return result
 
 
 def _files(issued: IssuedCertificate, privkey: str) -> CertFiles:

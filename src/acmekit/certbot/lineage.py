@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acmekit.certbot import renewalconf
 from acmekit.certbot.renewalconf import Section
+from acmekit.client.errors import ClientError
 from acmekit.files import atomic_symlink, atomic_write, fsync_dir, make_dirs
 
 KINDS = ("cert", "privkey", "chain", "fullchain")
@@ -62,7 +63,7 @@ LIVE_TOP_README = (
 )
 
 
-class LineageError(Exception):
+class LineageError(ClientError):
     """A lineage is missing or its files are not what certbot's layout promises."""
 
 

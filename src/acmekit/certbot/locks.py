@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from acmekit.client.errors import ClientError
+
 POLL_INTERVAL = 0.1
 
 
-class LockTimeout(Exception):
+class LockTimeout(ClientError):
     """Another process held the lineage's lock for longer than we were willing to wait."""
 
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from typing import Union
 
+from acmekit.client.errors import ClientError
+
 Value = Union[str, list[str], "Section"]
 Section = dict[str, Value]
 
 _WSPACE_PLUS = " \r\n\v\t'\""
 
 
-class ConfError(ValueError):
+class ConfError(ClientError, ValueError):
     """The file is not in the configobj subset certbot writes."""
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -58,6 +58,32 @@ def parse_challenges(text: str | list[str]) -> tuple[ChallengeType, ...]:
         if item:
             found.append(ChallengeType(_CHALLENGE_ALIASES.get(item, item)))
     return tuple(found)
+
+
+WebrootArg = tuple[Literal["-w", "-d"], str]
+
+
+def map_webroots(args: Sequence[WebrootArg]) -> dict[str, str]:
+    """certbot's rule for `-w PATH` and `-d NAME` taken in command-line order: each name
+    goes to the `-w` most recently before it; names before the first `-w` go to the last
+    one, and are refused when there are several `-w` (certbot refuses them too)."""
+    roots: list[str] = []
+    names: list[str] = []
+    mapping: dict[str, str] = {}
+    name_first = False
+    for flag, value in args:
+        if flag == "-d":
+            names.append(value)
+            continue
+        if name_first:
+            raise ValueError("with several -w, one of them must come before every -d")
+        if roots:
+            mapping.update((n, roots[-1]) for n in names if n not in mapping)
+        name_first = bool(names) and not roots
+        roots.append(value)
+    if roots:
+        mapping.update((n, roots[-1]) for n in names if n not in mapping)
+    return mapping
 
 
 @dataclass(frozen=True)
@@ -106,6 +132,11 @@ class RenewalParams:
     def profile(self) -> str | None:
         return self.required_profile or self.preferred_profile
 
+    def overridden(self, given: Overrides) -> RenewalParams:
+        """These params with the fields `given` on the command line taken from it."""
+        changes = {name: getattr(given.values, name) for name in given.fields}
+        return dataclasses.replace(self, **changes)
+
     # -- renewal conf ---------------------------------------------------------------
 
     def to_section(self) -> Section:
@@ -130,6 +161,20 @@ class RenewalParams:
         raw = {names[k]: v for k, v in doc.items() if k in names}
         extra = {k: v for k, v in doc.items() if k not in names}
         return cls(**{k: _convert(k, v) for k, v in raw.items()}, extra=extra)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Options given to `renew`: certbot uses each over the lineage's renewal conf and
+    saves it with the renewed certificate. Only `fields` of `values` count."""
+
+    values: RenewalParams
+    fields: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = self.fields - {f.name for f in dataclasses.fields(RenewalParams)}
+        if unknown:
+            raise ValueError(f"not renewal parameters: {sorted(unknown)}")
 
 
 # Field name -> certbot's key (where they differ).

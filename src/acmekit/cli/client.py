@@ -20,6 +20,7 @@ ever added):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -27,11 +28,21 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from acmekit.protocol.messages import RevocationReason
+
+if TYPE_CHECKING:  # the library loads only when a command runs
+    from acmekit.certbot.certmanager import (
+        AccountOptions,
+        CertManager,
+        Outcome,
+        RenewReport,
+    )
+    from acmekit.certbot.lineage import Lineage
+    from acmekit.certbot.renewalparams import Overrides, RenewalParams
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -75,7 +86,53 @@ def _account_options(func: F) -> F:
     return func
 
 
-def _manager(args: dict[str, Any], prompt: bool = False) -> Any:
+def _obtain_options(func: F) -> F:
+    """How to obtain a certificate: what `certonly` records in the renewal conf, and
+    what `renew` takes over it, as certbot's `renew` accepts every `certonly` flag."""
+    options = [
+        click.option("--standalone", is_flag=True),
+        click.option("--webroot", is_flag=True),
+        click.option("-w", "--webroot-path", "webroot_path", multiple=True),
+        click.option("--manual", is_flag=True),
+        click.option("--manual-auth-hook", default=None),
+        click.option("--manual-cleanup-hook", default=None),
+        click.option("--dns-rfc2136", is_flag=True),
+        click.option("--dns-rfc2136-credentials", default=None),
+        click.option(
+            "--dns-hook", default=None, help="command run as CMD present|cleanup FQDN VALUE"
+        ),
+        click.option(
+            "--dns-propagation-seconds",
+            "--dns-rfc2136-propagation-seconds",
+            "dns_propagation_seconds",
+            type=float,
+            default=None,
+        ),
+        click.option("--dns-resolver", default=None, help="HOST:PORT to check TXT propagation"),
+        click.option("-a", "--authenticator", default=None),
+        click.option("--preferred-challenges", default=None),
+        click.option("--http-01-port", type=click.IntRange(0, 65535), default=None),
+        click.option("--http-01-address", default=None),
+        click.option("--tls-alpn-01-port", type=click.IntRange(0, 65535), default=None),
+        click.option("--key-type", type=click.Choice(["ecdsa", "rsa"]), default="ecdsa"),
+        click.option(
+            "--elliptic-curve", type=click.Choice(["secp256r1", "secp384r1"]), default=None
+        ),
+        click.option("--rsa-key-size", type=int, default=None),
+        click.option("--reuse-key", is_flag=True),
+        click.option("--preferred-chain", default=None),
+        click.option("--preferred-profile", default=None),
+        click.option("--required-profile", default=None),
+        click.option("--deploy-hook", "--renew-hook", "deploy_hook", default=None),
+        click.option("--pre-hook", default=None),
+        click.option("--post-hook", default=None),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _manager(args: dict[str, Any], prompt: bool = False) -> CertManager:
     from acmekit.certbot.certmanager import CertManager, Paths
 
     paths = Paths(args["config_dir"], args["work_dir"], args["logs_dir"])
@@ -90,7 +147,7 @@ def _manager(args: dict[str, Any], prompt: bool = False) -> Any:
     )
 
 
-def _account(args: dict[str, Any]) -> Any:
+def _account(args: dict[str, Any]) -> AccountOptions:
     from acmekit.certbot.certmanager import AccountOptions
     from acmekit.client.client import ExternalAccountBinding
 
@@ -135,14 +192,11 @@ def _fail(message: str) -> None:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one command's work; every expected failure becomes one line and exit 1."""
-    from acmekit.certbot.accounts import AccountStoreError
-    from acmekit.certbot.certmanager import ClientError
-    from acmekit.certbot.lineage import LineageError
-    from acmekit.certbot.locks import LockTimeout
+    """Run one command's work; every expected failure becomes one line and exit 1:
+    the CA's problem (one line per failed name), or what failed on this side."""
     from acmekit.client.client import describe_failures
+    from acmekit.client.errors import ClientError, ServerProtocolError
     from acmekit.client.retry import DeadlineExceeded
-    from acmekit.client.solvers.errors import SolverError
     from acmekit.client.transport import TransportError
     from acmekit.protocol.problems import AcmeError
 
@@ -154,14 +208,16 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
             click.echo(f"acmekit: {exc.problem.detail}", err=True)
         for line in lines:
             click.echo(f"acmekit: {line}", err=True)
-    except (ClientError, LineageError, AccountStoreError, LockTimeout, SolverError) as exc:
+    except (TransportError, DeadlineExceeded, ServerProtocolError) as exc:
+        click.echo(f"acmekit: {type(exc).__name__}: {exc}", err=True)
+    except ClientError as exc:
         click.echo(f"acmekit: {exc}", err=True)
-    except (TransportError, DeadlineExceeded, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         click.echo(f"acmekit: {type(exc).__name__}: {exc}", err=True)
     sys.exit(1)
 
 
-async def _with(manager: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+async def _with(manager: CertManager, work: Callable[[CertManager], Awaitable[T]]) -> T:
     async with manager:
         return await work(manager)
 
@@ -169,7 +225,7 @@ async def _with(manager: Any, work: Callable[[Any], Awaitable[T]]) -> T:
 # -- certonly -----------------------------------------------------------------------------
 
 
-def _authenticator(args: dict[str, Any]) -> str:
+def _authenticator(args: dict[str, Any], default: str | None = None) -> str:
     chosen = [
         name
         for flag, name in (
@@ -184,6 +240,8 @@ def _authenticator(args: dict[str, Any]) -> str:
         chosen.append("dns-hook")
     if args.get("authenticator"):
         chosen.append(args["authenticator"])
+    if not chosen and default is not None:
+        return default
     if len(set(chosen)) != 1:
         raise click.UsageError(
             "choose one of --standalone, --webroot, --manual, --dns-rfc2136, --dns-hook"
@@ -191,15 +249,37 @@ def _authenticator(args: dict[str, Any]) -> str:
     return chosen[0]
 
 
-def _webroot_map(domains: list[str], webroots: tuple[str, ...]) -> dict[str, str]:
-    """certbot's rule: each -d takes the -w given most recently before it; here, in
-    order, names after the last -w use the last one."""
-    if not webroots:
-        return {}
-    return {name: webroots[-1] for name in domains}
+_ORDER = "acmekit.option_order"
 
 
-def _params(args: dict[str, Any], domains: list[str]) -> Any:
+class _InOrder(click.Command):
+    """Keeps the order the options came in (`ctx.meta[_ORDER]`, names repeated): certbot
+    pairs each -d with the -w before it, which click's one tuple per option loses."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _, _, order = self.make_parser(ctx).parse_args(list(args))
+        ctx.meta[_ORDER] = tuple(p.name for p in order)
+        return super().parse_args(ctx, args)
+
+
+def _webroot_map(args: dict[str, Any]) -> dict[str, str]:
+    from acmekit.certbot.renewalparams import WebrootArg, map_webroots
+
+    given = {key: iter(args.get(key) or ()) for key in ("domains", "ip_addresses")}
+    roots = iter(args["webroot_path"])
+    found: list[WebrootArg] = []
+    for key in click.get_current_context().meta.get(_ORDER, ()):
+        if key == "webroot_path":
+            found.append(("-w", str(Path(next(roots)).absolute())))
+        elif key in given:
+            found += [("-d", n.strip().lower()) for n in next(given[key]).split(",") if n.strip()]
+    try:
+        return map_webroots(found)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _params(args: dict[str, Any], default_authenticator: str | None = None) -> RenewalParams:
     from acmekit.certbot.renewalparams import (
         Authenticator,
         KeyType,
@@ -207,7 +287,7 @@ def _params(args: dict[str, Any], domains: list[str]) -> Any:
         parse_challenges,
     )
 
-    authenticator = Authenticator(_authenticator(args))
+    authenticator = Authenticator(_authenticator(args, default_authenticator))
     webroots = tuple(str(Path(w).absolute()) for w in args["webroot_path"])
     creds = args.get("dns_rfc2136_credentials")
     return RenewalParams(
@@ -222,7 +302,7 @@ def _params(args: dict[str, Any], domains: list[str]) -> Any:
         http01_address=args.get("http_01_address"),
         tls_alpn_01_port=args.get("tls_alpn_01_port"),
         webroot_path=webroots,
-        webroot_map=_webroot_map(domains, webroots) if authenticator == "webroot" else {},
+        webroot_map=_webroot_map(args) if authenticator == "webroot" else {},
         manual_auth_hook=args.get("manual_auth_hook"),
         manual_cleanup_hook=args.get("manual_cleanup_hook"),
         dns_rfc2136_credentials=str(Path(creds).absolute()) if creds else None,
@@ -247,47 +327,16 @@ def _domains(args: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(n.lower() for n in names))
 
 
-@click.command()
+@click.command(cls=_InOrder)
 @click.option("--server", required=True, help="ACME directory URL")
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
 @click.option("--cert-name", default=None)
-@click.option("--standalone", is_flag=True)
-@click.option("--webroot", is_flag=True)
-@click.option("-w", "--webroot-path", "webroot_path", multiple=True)
-@click.option("--manual", is_flag=True)
-@click.option("--manual-auth-hook", default=None)
-@click.option("--manual-cleanup-hook", default=None)
-@click.option("--dns-rfc2136", is_flag=True)
-@click.option("--dns-rfc2136-credentials", default=None)
-@click.option("--dns-hook", default=None, help="command run as CMD present|cleanup FQDN VALUE")
-@click.option(
-    "--dns-propagation-seconds",
-    "--dns-rfc2136-propagation-seconds",
-    "dns_propagation_seconds",
-    type=float,
-    default=None,
-)
-@click.option("--dns-resolver", default=None, help="HOST:PORT to check TXT propagation")
-@click.option("-a", "--authenticator", default=None)
-@click.option("--preferred-challenges", default=None)
-@click.option("--http-01-port", type=click.IntRange(0, 65535), default=None)
-@click.option("--http-01-address", default=None)
-@click.option("--tls-alpn-01-port", type=click.IntRange(0, 65535), default=None)
-@click.option("--key-type", type=click.Choice(["ecdsa", "rsa"]), default="ecdsa")
-@click.option("--elliptic-curve", type=click.Choice(["secp256r1", "secp384r1"]), default=None)
-@click.option("--rsa-key-size", type=int, default=None)
-@click.option("--reuse-key", is_flag=True)
 @click.option("--csr", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--cert-path", type=click.Path(path_type=Path), default=None)
 @click.option("--chain-path", type=click.Path(path_type=Path), default=None)
 @click.option("--fullchain-path", type=click.Path(path_type=Path), default=None)
-@click.option("--preferred-chain", default=None)
-@click.option("--preferred-profile", default=None)
-@click.option("--required-profile", default=None)
-@click.option("--deploy-hook", default=None)
-@click.option("--pre-hook", default=None)
-@click.option("--post-hook", default=None)
+@_obtain_options
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
@@ -303,112 +352,49 @@ def certonly(**args: Any) -> None:
         return
     if not domains:
         raise click.UsageError("give at least one -d NAME")
-    params = _params(args, domains)
+    params = _params(args)
     outcome = _run(_certonly(args, domains, params))
     _report_certonly(outcome)
 
 
-async def _certonly(args: dict[str, Any], domains: list[str], params: Any) -> Any:
-    from acmekit.certbot.hooks import HookKind, run_hook
-
-    if args["pre_hook"]:
-        await run_hook(HookKind.PRE, args["pre_hook"], {})
-    try:
-        return await _with(
-            _manager(args, prompt=True),
-            lambda m: m.obtain(
-                domains,
-                params,
-                cert_name=args["cert_name"],
-                dry_run=args["dry_run"],
-                force=args["force_renewal"],
-                deploy_hook=args["deploy_hook"],
-            ),
+async def _certonly(args: dict[str, Any], domains: list[str], params: RenewalParams) -> Outcome:
+    async with _manager(args, prompt=True) as manager:
+        return await manager.obtain(
+            domains,
+            params,
+            cert_name=args["cert_name"],
+            dry_run=args["dry_run"],
+            force=args["force_renewal"],
         )
-    finally:
-        if args["post_hook"]:
-            await run_hook(HookKind.POST, args["post_hook"], {})
 
 
-def _report_certonly(outcome: Any) -> None:
-    if outcome.action == "simulated":
+def _report_certonly(outcome: Outcome) -> None:
+    live = outcome.live_dir
+    if outcome.action == "simulated" or live is None:  # only a dry run saves nothing
         click.echo("The dry run was successful.")
     elif outcome.action == "kept":
         click.echo("Certificate not yet due for renewal; no action taken.")
-        click.echo(f"Certificate is saved at: {outcome.live_dir / 'fullchain.pem'}")
+        click.echo(f"Certificate is saved at: {live / 'fullchain.pem'}")
     else:
         click.echo("Successfully received certificate.")
-        click.echo(f"Certificate is saved at: {outcome.live_dir / 'fullchain.pem'}")
-        click.echo(f"Key is saved at:         {outcome.live_dir / 'privkey.pem'}")
+        click.echo(f"Certificate is saved at: {live / 'fullchain.pem'}")
+        click.echo(f"Key is saved at:         {live / 'privkey.pem'}")
         click.echo(f"This certificate expires on {outcome.not_after:%Y-%m-%d}.")
 
 
 async def _certonly_csr(args: dict[str, Any], domains: list[str]) -> None:
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
+
+    from acmekit.certbot.certmanager import CsrOutputs
 
     csr = x509.load_pem_x509_csr(args["csr"].read_bytes())
-    names = domains or _csr_names(csr)
-    params = _params(args, names)
-    der = csr.public_bytes(serialization.Encoding.DER)
-    issued = await _with(_manager(args), lambda m: _issue_csr(m, params, names, der))
+    async with _manager(args) as manager:
+        issued = await manager.obtain_for_csr(csr, _params(args), domains)
     if args["dry_run"]:
         click.echo("The dry run was successful.")
         return
-    _write_csr_outputs(args, issued)
-
-
-def _csr_names(csr: Any) -> list[str]:
-    from cryptography import x509
-
-    try:
-        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
-    return names + [str(i) for i in san.get_values_for_type(x509.IPAddress)]
-
-
-async def _issue_csr(manager: Any, params: Any, names: list[str], der: bytes) -> Any:
-    from acmekit.certbot.certmanager import choose_profile
-    from acmekit.certbot.renewalparams import build_solvers
-
-    client, _ = await manager.account_client(params.server)
-    solvers = build_solvers(params, manager.prompt)
-    try:
-        return await client.issue(
-            names,
-            solvers,
-            der,
-            preference=params.pref_challs or None,
-            profile=await choose_profile(client, params),
-            preferred_chain=params.preferred_chain,
-        )
-    finally:
-        for solver in {id(s): s for s in solvers.values()}.values():
-            close = getattr(solver, "close", None)
-            if close is not None:
-                await close()
-
-
-def _free_numbered(stem: str) -> Path:
-    for n in range(10000):
-        candidate = Path(f"{n:04d}_{stem}.pem")
-        if not candidate.exists():
-            return candidate
-    raise click.ClickException(f"no free file name for {stem}")
-
-
-def _write_csr_outputs(args: dict[str, Any], issued: Any) -> None:
-    from acmekit.files import atomic_write
-
-    outputs = (
-        (args["cert_path"] or _free_numbered("cert"), issued.cert_pem),
-        (args["chain_path"] or _free_numbered("chain"), issued.chain_pem),
-        (args["fullchain_path"] or _free_numbered("fullchain"), issued.fullchain_pem),
-    )
-    for path, text in outputs:
-        atomic_write(Path(path).absolute(), text.encode())
+    outputs = CsrOutputs(args["cert_path"], args["chain_path"], args["fullchain_path"])
+    for path in outputs.write(issued):
         click.echo(f"Saved {path}")
 
 
@@ -420,9 +406,7 @@ def _write_csr_outputs(args: dict[str, Any], issued: Any) -> None:
 @click.option("--server", default=None, help="use this server instead of the saved one")
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
-@click.option("--deploy-hook", "--renew-hook", "deploy_hook", default=None)
-@click.option("--pre-hook", default=None)
-@click.option("--post-hook", default=None)
+@_obtain_options
 @click.option(
     "--random-sleep-on-renew/--no-random-sleep-on-renew",
     default=None,
@@ -446,11 +430,8 @@ def renew(**args: Any) -> None:
         cert_name=args["cert_name"],
         dry_run=args["dry_run"],
         force=args["force_renewal"],
-        deploy_hook=args["deploy_hook"],
-        pre_hook=args["pre_hook"],
-        post_hook=args["post_hook"],
         max_random_sleep=args["max_random_sleep"] if sleep else 0.0,
-        server=args["server"],
+        overrides=_overrides(args),
     )
     report = _run(_with(_manager(args), lambda m: m.renew(options)))
     _report_renew(report)
@@ -458,7 +439,45 @@ def renew(**args: Any) -> None:
         sys.exit(1)
 
 
-def _report_renew(report: Any) -> None:
+# Options whose RenewalParams field has another name.
+_FIELD_OF = {
+    "standalone": "authenticator",
+    "webroot": "authenticator",
+    "manual": "authenticator",
+    "dns_rfc2136": "authenticator",
+    "preferred_challenges": "pref_challs",
+    "http_01_port": "http01_port",
+    "http_01_address": "http01_address",
+    "deploy_hook": "renew_hook",
+}
+# Fields `renew` never takes from its command line: where files are is not how to obtain.
+_NOT_OVERRIDDEN = {"config_dir", "work_dir", "logs_dir", "webroot_map"}
+
+
+def _overrides(args: dict[str, Any]) -> Overrides | None:
+    """certbot's rule for `renew`: what was given on the command line (not defaults)
+    is used over each renewal conf."""
+    from acmekit.certbot.renewalparams import Overrides, RenewalParams
+
+    ctx = click.get_current_context()
+    given = {
+        _FIELD_OF.get(name, name)
+        for name in ctx.params
+        if ctx.get_parameter_source(name)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    }
+    if args["dns_hook"]:
+        given.add("authenticator")
+    known = {f.name for f in dataclasses.fields(RenewalParams)} - _NOT_OVERRIDDEN
+    fields = frozenset(given & known)
+    if not fields:
+        return None
+    # Fields not given keep placeholders here; only `fields` are ever read.
+    values = _params({**args, "server": args["server"] or ""}, default_authenticator="standalone")
+    return Overrides(values, fields)
+
+
+def _report_renew(report: RenewReport) -> None:
     for o in report.outcomes:
         if o.action == "failed":
             click.echo(f"acmekit: {o.name}: renewal failed: {o.error}", err=True)
@@ -498,23 +517,23 @@ def _report_renew(report: Any) -> None:
 @_dir_options
 def revoke(**args: Any) -> None:
     """Revoke a certificate (and by default delete its lineage, as certbot -n does)."""
-    manager = _manager(args)
-    path = args["cert_path"]
-    if (path is None) == (args["cert_name"] is None):
+    if (args["cert_path"] is None) == (args["cert_name"] is None):
         raise click.UsageError("give exactly one of --cert-path and --cert-name")
-    if path is None:
-        path = _run(_lineage_cert(manager, args["cert_name"]))
     reason = RevocationReason.NAMES[args["reason"].lower()]
-    lineage = _run(_with(manager, lambda m: m.revoke(Path(path), reason, args["server"])))
+    delete_after = args["delete_after_revoke"] is not False
+    path, lineage = _run(_revoke(args, reason, delete_after))
     click.echo(f"Congratulations! You have successfully revoked the certificate at {path}.")
-    if lineage is not None and args["delete_after_revoke"] is not False:
-        manager.lineages.delete(lineage.name)
+    if lineage is not None and delete_after:
         click.echo(f"Deleted all files relating to certificate {lineage.name}.")
 
 
-async def _lineage_cert(manager: Any, name: str) -> Path:
-    path: Path = manager.lineages.load(name).path("cert")
-    return path
+async def _revoke(
+    args: dict[str, Any], reason: int, delete_after: bool
+) -> tuple[Path, Lineage | None]:
+    async with _manager(args) as manager:
+        path = args["cert_path"] or manager.cert_path(args["cert_name"])
+        lineage = await manager.revoke(path, reason, args["server"], delete_after=delete_after)
+    return path, lineage
 
 
 @click.command()
@@ -522,16 +541,8 @@ async def _lineage_cert(manager: Any, name: str) -> Path:
 @_dir_options
 def delete(**args: Any) -> None:
     """Delete a lineage: its renewal conf, live links and archive."""
-    manager = _manager(args)
-    _run(_delete(manager, args["cert_name"]))
+    _run(_with(_manager(args), lambda m: m.delete(args["cert_name"])))
     click.echo(f"Deleted all files relating to certificate {args['cert_name']}.")
-
-
-async def _delete(manager: Any, name: str) -> None:
-    from acmekit.certbot.locks import lineage_lock
-
-    async with lineage_lock(manager.paths.work_dir, name, manager.lock_timeout):
-        manager.lineages.delete(name)
 
 
 @click.command()
@@ -588,17 +599,12 @@ def register(**args: Any) -> None:
 @_dir_options
 def show_account(**args: Any) -> None:
     """Show the account's URL and contacts as the server has them."""
-    account = _run(_with(_manager(args), lambda m: _fetch_account(m, args["server"])))
+    account = _run(_with(_manager(args), lambda m: m.account(args["server"])))
     click.echo(f"Account details for server {args['server']}:")
     click.echo(f"  Account URL: {account.url}")
     click.echo(f"  Account status: {account.status}")
     for contact in account.contact:
         click.echo(f"  Email contact: {contact.removeprefix('mailto:')}")
-
-
-async def _fetch_account(manager: Any, server: str) -> Any:
-    client, _ = await manager.account_client(server, register=False)
-    return await client.account()
 
 
 @click.command("update_account")
@@ -608,13 +614,8 @@ async def _fetch_account(manager: Any, server: str) -> Any:
 def update_account(**args: Any) -> None:
     """Replace the account's contacts with -m (empty to remove them)."""
     contact = [f"mailto:{e}" for e in _account(args).email]
-    account = _run(_with(_manager(args), lambda m: _update(m, args["server"], contact)))
+    account = _run(_with(_manager(args), lambda m: m.update_account(args["server"], contact)))
     click.echo(f"Your e-mail address was updated to {', '.join(account.contact) or 'none'}.")
-
-
-async def _update(manager: Any, server: str, contact: list[str]) -> Any:
-    client, _ = await manager.account_client(server, register=False)
-    return await client.update_account(contact)
 
 
 @click.command()
@@ -623,19 +624,8 @@ async def _update(manager: Any, server: str, contact: list[str]) -> Any:
 @_dir_options
 def unregister(**args: Any) -> None:
     """Deactivate the account at the server and remove it from the config dir."""
-    _run(_with(_manager(args), lambda m: _unregister(m, args["server"])))
+    _run(_with(_manager(args), lambda m: m.unregister(args["server"])))
     click.echo("Account deactivated.")
-
-
-async def _unregister(manager: Any, server: str) -> None:
-    found = manager.stored_account(server, manager.account_options.account_id)
-    if found is None:
-        from acmekit.certbot.certmanager import ClientError
-
-        raise ClientError(f"no account for {server}")
-    client, _ = await manager.account_client(server, register=False)
-    await client.deactivate_account()
-    manager.accounts.delete(found)
 
 
 # -- check ------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ steps in the same way):
   purpose).
 - An error status is a problem document (§6.7): raised as AcmeError carrying the
   Problem, with the response's Retry-After (§6.6) attached for the caller to honour.
+  An answer that breaks the protocol (an error without a problem document, no nonce,
+  no Location, not JSON) is ServerProtocolError: our finding, not the CA's verdict.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import logging
 from collections import deque
 from typing import Any
 
+from acmekit.client.errors import ServerProtocolError
 from acmekit.client.resources import Directory
 from acmekit.client.retry import parse_retry_after
 from acmekit.client.transport import HttpResponse, HttpTransport
 from acmekit.clock import Clock
 from acmekit.protocol.jose import PrivateKey, sign
-from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
+from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ class AcmeChannel:
             if resp.status >= 400:
                 self._check(resp)
             if not self._nonces:
-                raise malformed("server sent no Replay-Nonce from newNonce")
+                raise ServerProtocolError("server sent no Replay-Nonce from newNonce")
         return self._nonces.pop()  # the newest first: the least likely to be stale
 
     async def post(
@@ -125,7 +128,7 @@ class AcmeChannel:
             raise AcmeError(self._problem(resp))
 
     def _problem(self, resp: HttpResponse) -> Problem:
-        """The response's problem document, or a stand-in when it sent none."""
+        """The response's problem document; ServerProtocolError when it sent none."""
         try:
             doc = json.loads(resp.body)
         except (ValueError, UnicodeDecodeError):
@@ -136,31 +139,30 @@ class AcmeChannel:
             found = Problem.from_json(doc, default_status=resp.status)
             return dataclasses.replace(found, retry_after=retry)
         text = resp.body[:200].decode("utf-8", "replace")
-        return problem(
-            ProblemType.SERVER_INTERNAL,
-            f"HTTP {resp.status} without a problem document: {text}",
+        raise ServerProtocolError(
+            f"HTTP {resp.status} without a problem document from {resp.url}: {text}",
             status=resp.status,
-            retry_after=retry,
-        ).problem
+            retry_after=after,
+        )
 
 
 def _json_object(resp: HttpResponse) -> dict[str, Any]:
     try:
         doc = json.loads(resp.body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise malformed(f"server sent invalid JSON from {resp.url}") from exc
+        raise ServerProtocolError(f"server sent invalid JSON from {resp.url}") from exc
     if not isinstance(doc, dict):
-        raise malformed(f"server sent a JSON {type(doc).__name__}, not an object")
+        raise ServerProtocolError(f"server sent a JSON {type(doc).__name__}, not an object")
     return doc
 
 
 def json_object(resp: HttpResponse) -> dict[str, Any]:
-    """The body of a successful response as a JSON object (malformed otherwise)."""
+    """The body of a successful response as a JSON object (ServerProtocolError otherwise)."""
     return _json_object(resp)
 
 
 def location(resp: HttpResponse) -> str:
     url = resp.header("location")
     if not url:
-        raise malformed(f"server sent no Location from {resp.url}")
+        raise ServerProtocolError(f"server sent no Location from {resp.url}")
     return url

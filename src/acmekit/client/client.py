@@ -10,8 +10,10 @@ for each pending authorization pick a challenge type the solver map can solve, p
 them all, let each solver `wait` once, answer them all, poll each with intervals that
 start short and grow, and always clean up. Authorizations that come back already valid
 (a CA may reuse them) are skipped. Then finalize, poll the order, download the chain.
+When authorizing fails, the order's authorizations still pending are deactivated.
 A failed authorization raises one AcmeError whose subproblems name each failed
-identifier. Many `issue` calls may run at once on one event loop with one Client.
+identifier; what fails on this side raises a ClientError (see `errors`). Many
+`issue` calls may run at once on one event loop with one Client.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from acmekit.client.channel import (
     json_object,
     location,
 )
+from acmekit.client.errors import NoAccount, NoUsableChallenge, OrderNotValid
 from acmekit.client.resources import (
     Account,
     Authorization,
@@ -43,7 +46,7 @@ from acmekit.client.resources import (
     RenewalInfo,
 )
 from acmekit.client.retry import DEFAULT_BACKOFF, Backoff, poll
-from acmekit.client.solvers import Solver
+from acmekit.client.solvers import Solver, Waiter
 from acmekit.client.transport import AiohttpTransport, HttpTransport
 from acmekit.clock import Clock, SystemClock
 from acmekit.lifecycle import AsyncClosing
@@ -57,7 +60,7 @@ from acmekit.protocol.messages import (
     IdentifierType,
     OrderStatus,
 )
-from acmekit.protocol.problems import AcmeError, Problem, ProblemType, problem
+from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -137,7 +140,7 @@ class Client(AsyncClosing):
 
     def _kid(self) -> str:
         if self.account_url is None:
-            raise problem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account: register first")
+            raise NoAccount("no account: register first")
         return self.account_url
 
     async def _post(self, url: str, payload: Any) -> tuple[dict[str, Any], float | None]:
@@ -325,15 +328,38 @@ class Client(AsyncClosing):
         (default: the order of `solvers`); `preferred_chain` picks, by issuer common
         name of its topmost certificate, among the server's alternate chains."""
         order = await self.new_order(identifiers, profile=profile, replaces=replaces)
-        await self._authorize(order, solvers, preference or tuple(solvers))
+        try:
+            await self._authorize(order, solvers, preference or tuple(solvers))
+        except Exception:
+            await self._relinquish(order)
+            raise
         order = await self.poll_order(order)
         if order.status == OrderStatus.READY:
             order = await self.poll_order(await self.finalize(order, csr_der))
         if order.status != OrderStatus.VALID or order.certificate is None:
-            raise AcmeError(order.error or _order_failed(order))
+            raise order_failure(order)
         pem, alternates = await self._pick_chain(order.certificate, preferred_chain)
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
+
+    async def _relinquish(self, order: Order) -> None:
+        """§7.5.2: deactivate what a failed order left pending, as acmez does, so that no
+        half-solved authorization lingers at the CA. Best effort: the order's own failure
+        is what the caller hears about."""
+        try:
+            authzs = await self.authorizations(order)
+        except Exception as exc:
+            log.warning("order %s: authorizations not deactivated: %s", order.url, exc)
+            return
+        pending = [a for a in authzs if a.status == AuthorizationStatus.PENDING]
+        results = await asyncio.gather(
+            *(self.deactivate_authorization(a) for a in pending), return_exceptions=True
+        )
+        for authz, result in zip(pending, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("authorization %s not deactivated: %s", authz.url, result)
+            elif isinstance(result, BaseException):
+                raise result
 
     async def _pick_chain(self, url: str, preferred: str | None) -> tuple[str, tuple[str, ...]]:
         if preferred is None:
@@ -396,12 +422,18 @@ def choose_challenge(
     for kind in preference:
         if kind in offered and kind in solvers:
             return offered[kind]
-    raise problem(
-        ProblemType.UNAUTHORIZED,
-        f"{authz.identifier.value}: server offers {sorted(c.type for c in authz.challenges)},"
-        f" we can solve {sorted(str(k) for k in solvers)}",
-        identifier=authz.identifier.to_json(),
+    raise NoUsableChallenge(
+        authz.identifier.value,
+        sorted(c.type for c in authz.challenges),
+        sorted(str(k) for k in solvers),
     )
+
+
+def order_failure(order: Order) -> AcmeError | OrderNotValid:
+    """Why an order did not end valid: the server's `error` when it gave one (§7.1.3)."""
+    if order.error is not None:
+        return AcmeError(order.error)
+    return OrderNotValid(order.url, order.status)
 
 
 def select_chain(chains: Sequence[str], preferred_issuer: str) -> str:
@@ -435,14 +467,9 @@ def _raise_failed(failed: list[Authorization]) -> None:
     )
 
 
-def _order_failed(order: Order) -> Problem:
-    return problem(ProblemType.SERVER_INTERNAL, f"order {order.url} ended {order.status}").problem
-
-
 async def _wait(solver: Solver) -> None:
-    wait = getattr(solver, "wait", None)
-    if wait is not None:
-        await wait()
+    if isinstance(solver, Waiter):
+        await solver.wait()
 
 
 def _distinct(solvers: Iterable[Solver]) -> list[Solver]:

@@ -2,7 +2,7 @@
 
 Each object carries its URL and the fields RFC 8555 §7.1 defines, with statuses as
 the protocol's StrEnums. A server that sends something unparseable has sent a
-malformed message, reported as AcmeError(malformed). Challenge types this client does
+malformed message, reported as ServerProtocolError. Challenge types this client does
 not know are kept, with their raw JSON, rather than dropped (§8: new types may come).
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from acmekit.client.errors import ServerProtocolError
 from acmekit.protocol.messages import (
     AccountStatus,
     AuthorizationStatus,
@@ -22,13 +23,13 @@ from acmekit.protocol.messages import (
     IdentifierType,
     OrderStatus,
 )
-from acmekit.protocol.problems import Problem, ProblemType, malformed
+from acmekit.protocol.problems import Problem, ProblemType
 
 
 def _str(doc: Mapping[str, Any], key: str) -> str:
     value = doc.get(key)
     if not isinstance(value, str):
-        raise malformed(f"server sent no string {key!r}")
+        raise ServerProtocolError(f"server sent no string {key!r}")
     return value
 
 
@@ -44,7 +45,7 @@ def _time(doc: Mapping[str, Any], key: str) -> datetime | None:
     try:
         return datetime.fromisoformat(value)
     except ValueError as exc:
-        raise malformed(f"server sent a bad timestamp in {key!r}") from exc
+        raise ServerProtocolError(f"server sent a bad timestamp in {key!r}") from exc
 
 
 def _problem(doc: Mapping[str, Any]) -> Problem | None:
@@ -56,21 +57,21 @@ def _enum(kind: type[Any], doc: Mapping[str, Any], key: str = "status") -> Any:
     try:
         return kind(doc.get(key))
     except ValueError as exc:
-        raise malformed(f"server sent unknown {key} {doc.get(key)!r}") from exc
+        raise ServerProtocolError(f"server sent unknown {key} {doc.get(key)!r}") from exc
 
 
 def _identifier(doc: Any) -> Identifier:
     if not isinstance(doc, dict):
-        raise malformed("server sent a bad identifier")
+        raise ServerProtocolError("server sent a bad identifier")
     return Identifier(_enum(IdentifierType, doc, "type"), _str(doc, "value"))
 
 
 def _array(doc: Mapping[str, Any], key: str, missing: str) -> list[Any]:
     """`doc[key]`, a JSON array that the resource cannot be read without; else
-    malformed(`missing`)."""
+    ServerProtocolError(`missing`)."""
     value = doc.get(key)
     if not isinstance(value, list):
-        raise malformed(missing)
+        raise ServerProtocolError(missing)
     return value
 
 
@@ -250,10 +251,10 @@ class RenewalInfo:
     def from_json(cls, doc: Mapping[str, Any], retry_after: float | None) -> RenewalInfo:
         window = doc.get("suggestedWindow")
         if not isinstance(window, dict):
-            raise malformed("renewalInfo has no suggestedWindow")
+            raise ServerProtocolError("renewalInfo has no suggestedWindow")
         start, end = _time(window, "start"), _time(window, "end")
         if start is None or end is None:
-            raise malformed("renewalInfo suggestedWindow needs start and end times")
+            raise ServerProtocolError("renewalInfo suggestedWindow needs start and end times")
         url = doc.get("explanationURL")
         return cls(start, end, retry_after, url if isinstance(url, str) else None)
 

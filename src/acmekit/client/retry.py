@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
+from acmekit.client.errors import ClientError
 from acmekit.clock import Clock
 
 T = TypeVar("T")
 
 
-class DeadlineExceeded(TimeoutError):
+class DeadlineExceeded(ClientError, TimeoutError):
     """Polling ran past its deadline while the resource was still in progress."""
 
 

@@ -21,10 +21,11 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 
+from acmekit.client.errors import ClientError
 from acmekit.lifecycle import AsyncClosing
 
 
-class TransportError(Exception):
+class TransportError(ClientError):
     """The request never got an HTTP answer: connection refused, TLS failure, timeout."""
 
 

@@ -27,8 +27,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.client import Client, choose_challenge
+from acmekit.client.client import order_failure
+from acmekit.client.errors import NoUsableChallenge
 from acmekit.client.resources import Authorization, Challenge, Order
-from acmekit.client.solvers import Solver
+from acmekit.client.solvers import Solver, Waiter
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import OrderRequest, OrderStarted, RenewalWindow
 from acmekit.fleet.model import ChallengeMethod, to_us
@@ -42,7 +44,7 @@ from acmekit.protocol.messages import (
     Identifier,
     OrderStatus,
 )
-from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.protocol.problems import AcmeError, ProblemType
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,10 @@ _VALIDATION_FAILURES = frozenset(
 
 
 def is_validation_failure(exc: BaseException) -> bool:
-    """The CA could not validate a name (the site's doing, not the CA's)."""
+    """The CA could not validate a name (the site's doing, not the CA's), or offered
+    no challenge of the method tried."""
+    if isinstance(exc, NoUsableChallenge):
+        return True
     return isinstance(exc, AcmeError) and exc.problem.type in _VALIDATION_FAILURES
 
 
@@ -140,14 +145,14 @@ class AcmeIssuer:
     async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
         try:
             return await self._issue(request, started)
-        except AcmeError as exc:
+        except (AcmeError, NoUsableChallenge) as exc:
             if not await self._fall_back(request, exc):
                 raise
         log.info("site %s: http-01 failed; trying dns-01 through delegation", request.site.id)
         again = replace(request, method=ChallengeMethod.DNS_01, resume_url=None)
         return await self._issue(again, started)
 
-    async def _fall_back(self, request: OrderRequest, exc: AcmeError) -> bool:
+    async def _fall_back(self, request: OrderRequest, exc: Exception) -> bool:
         return (
             request.challenge_method == ChallengeMethod.HTTP_01
             and ChallengeType.DNS_01 in self.solvers
@@ -173,12 +178,7 @@ class AcmeIssuer:
         if order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             order = await self.client.poll_order(order)
         if order.status != OrderStatus.VALID or order.certificate is None:
-            raise AcmeError(
-                order.error
-                or problem(
-                    ProblemType.SERVER_INTERNAL, f"order {order.url} is {order.status}"
-                ).problem
-            )
+            raise order_failure(order)
         return await self.client.download_certificate(order.certificate)
 
     async def _order(self, request: OrderRequest, started: OrderStarted) -> Order:
@@ -200,9 +200,8 @@ class AcmeIssuer:
         try:
             for (a, c), ka in zip(chosen, key_auths, strict=True):
                 await solver.present(a.identifier, c, ka)
-            wait = getattr(solver, "wait", None)
-            if wait is not None and chosen:
-                await wait()
+            if isinstance(solver, Waiter) and chosen:
+                await solver.wait()
             await asyncio.gather(*(self._answer(a, c) for a, c in chosen))
         finally:
             for (a, c), ka in zip(chosen, key_auths, strict=True):

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from acmekit.client import Client
 from acmekit.client.client import ExternalAccountBinding
+from acmekit.client.errors import ServerProtocolError
 from acmekit.client.solvers import Solver
 from acmekit.client.transport import HttpTransport, TransportError
 from acmekit.clock import Clock
@@ -84,7 +85,7 @@ def is_rate_limited(exc: BaseException) -> bool:
 
 def is_ca_fault(exc: BaseException) -> bool:
     """A failure that says something about the CA rather than the site."""
-    if is_outage(exc):
+    if is_outage(exc) or isinstance(exc, ServerProtocolError):
         return True
     if isinstance(exc, AcmeError):
         status = exc.problem.status or 0

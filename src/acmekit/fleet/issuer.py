@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from acmekit.fleet.model import ChallengeMethod, Site
 
@@ -52,6 +52,7 @@ class RenewalWindow:
     retry_after: float | None
 
 
+@runtime_checkable
 class RenewalInfoSource(Protocol):
     """An Issuer that can also say when a certificate it issued should be renewed."""
 

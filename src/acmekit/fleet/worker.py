@@ -63,6 +63,7 @@ from typing import Any
 
 from cryptography import x509
 
+from acmekit.client.errors import OrderNotValid
 from acmekit.clock import Clock
 from acmekit.domains import registered_domains
 from acmekit.fleet import planner
@@ -166,7 +167,7 @@ class Worker:
         self._stats: dict[tuple[str, int], CaStatsBucket] = {}  # not yet written
         self._stats_written = self.now()
         self._multi = len(self.pool.entries) > 1
-        self._ari = any(hasattr(e.issuer, "renewal_window") for e in self.pool.entries)
+        self._ari = any(isinstance(e.issuer, RenewalInfoSource) for e in self.pool.entries)
 
     @property
     def owner(self) -> str:
@@ -285,7 +286,7 @@ class Worker:
     def _ari_source(self, ca: str) -> RenewalInfoSource | None:
         entry = self.pool.get(ca)
         source = None if entry is None else entry.issuer
-        return source if hasattr(source, "renewal_window") else None  # type: ignore[return-value]
+        return source if isinstance(source, RenewalInfoSource) else None
 
     async def _check(self, site: Site, current: CertVersion | None) -> tuple[Site, bool]:
         """Ask the CA about the current certificate if a check is due: (site, due now)."""
@@ -465,7 +466,7 @@ class Worker:
             self._count(name, False, time.perf_counter() - began)
             self._settle(entry, site.id, issued=False)
             log.warning("site %s: issuance at %s failed: %s", site.id, name, exc)
-            if isinstance(exc, AcmeError) and record:
+            if isinstance(exc, AcmeError | OrderNotValid) and record:  # the order is done
                 self.inventory.update_leased(site.id, self.owner, order_url=None)
             if is_ca_fault(exc):
                 self.pool.record_failure(self.inventory, entry, exc, self.now())

@@ -1,4 +1,5 @@
 """What the solvers raise: one base class, so a caller can report any solver failure.
+Every one is this side's failure (a `ClientError`), never the CA's verdict.
 
 SolverError
 ├── WebrootError        no webroot for a name, or the challenge file cannot be written
@@ -9,8 +10,10 @@ SolverError
 
 from __future__ import annotations
 
+from acmekit.client.errors import ClientError
 
-class SolverError(Exception):
+
+class SolverError(ClientError):
     """A challenge could not be presented or cleaned up."""
 
 

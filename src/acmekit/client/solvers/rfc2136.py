@@ -36,6 +36,7 @@ import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.update
 
+from acmekit.client.errors import ClientError
 from acmekit.client.solvers.dnslookup import TIMEOUT, absolute, find_zone
 from acmekit.client.solvers.errors import DnsUpdateError, SolverError
 from acmekit.tsig import make_key
@@ -52,7 +53,7 @@ _REQUIRED = {
 }
 
 
-class CredentialsError(ValueError):
+class CredentialsError(ClientError, ValueError):
     """A credentials file or key that cannot be used; the message says what to fix."""
 
 
