@@ -149,11 +149,14 @@ async def test_parent_record_found_by_tree_climbing(dns_server: DnsServerHandle)
     assert "CAA record set for example.test" in err.problem.detail
 
 
-async def test_tree_climbing_reaches_the_tld(dns_server: DnsServerHandle) -> None:
-    await add_caa(dns_server, "tld.", ("issue", ";"))
-    caa = checker(dns_server)
-    assert await caa.relevant_records("a.b.tld") == ("tld", [CaaRecord(0, "issue", ";")])
-    err = await refusal(caa, "a.b.tld")
+@pytest.mark.parametrize("default", [None, "127.0.0.1"], ids=["nxdomain", "default-address"])
+async def test_tree_climbing_reaches_the_tld(default: str | None) -> None:
+    # A record at a TLD is published only where the server is told it serves that zone.
+    async with running_dns_server(default_ipv4=default, zones=("tld",)) as server:
+        await add_caa(server, "tld.", ("issue", ";"))
+        caa = checker(server)
+        assert await caa.relevant_records("a.b.tld") == ("tld", [CaaRecord(0, "issue", ";")])
+        err = await refusal(caa, "a.b.tld")
     assert "forbids issuance by any CA" in err.problem.detail
 
 
