@@ -51,6 +51,7 @@ class PatientFlow:
 
     flow: Flow
     seen: dict[str, str | None] = field(default_factory=dict)
+    finalizing: asyncio.Event | None = None  # set as each finalize is sent (to time a fault)
 
     async def _until_answered(self, send: Any) -> Resp:
         deadline = time.monotonic() + PATIENCE
@@ -89,6 +90,8 @@ class PatientFlow:
         order = await self._poll(url, ("pending",))
         assert order["status"] == "ready", order
         _, csr = make_csr(name)
+        if self.finalizing is not None:
+            self.finalizing.set()
         finalized = await self._post(order["finalize"], {"csr": jose.b64e(csr)})
         # orderNotReady: an earlier finalize was claimed before the outage cut its answer.
         assert finalized.status == 200 or finalized.problem_type == "orderNotReady", finalized.body

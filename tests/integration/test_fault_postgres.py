@@ -24,6 +24,7 @@ pytestmark = pytest.mark.postgres
 CLIENTS = 4
 AFTER = 2  # certificates each client issues, start to end, once the database is back
 DOWN = 2.0  # seconds the database stays stopped
+ISSUANCE_DELAY = 0.5  # seconds each signature is held back, so that the outage meets one
 
 
 async def _client(
@@ -40,8 +41,16 @@ async def _client(
         n += 1
 
 
-async def _outage(cluster: PostgresCluster, underway: asyncio.Event, back: asyncio.Event) -> None:
-    await underway.wait()  # a certificate issued: the others are in the middle of theirs
+async def _outage(
+    cluster: PostgresCluster,
+    underway: asyncio.Event,
+    finalizing: asyncio.Event,
+    back: asyncio.Event,
+) -> None:
+    """Stop the database while an issuance is under way (ISSUANCE_DELAY holds it back)."""
+    await underway.wait()
+    finalizing.clear()
+    await finalizing.wait()
     await asyncio.to_thread(cluster.stop)
     await asyncio.sleep(DOWN)
     await asyncio.to_thread(cluster.start)
@@ -53,6 +62,7 @@ async def test_postgres_restart_under_load_loses_nothing(
 ) -> None:
     with postgres_cluster() as cluster:
         settings = {"db": cluster.url, "stale_after": 2.0, "finalize_wait": 1.0}
+        settings["issuance_delay"] = ISSUANCE_DELAY
         with running_acmekit_server(
             tmp_path,
             dns_port=dns.dns_port,
@@ -61,11 +71,13 @@ async def test_postgres_restart_under_load_loses_nothing(
             verbose=False,
         ) as ca:
             acme = RecordingAcme(ca.base_url, str(ca.root_path))
-            patients = [PatientFlow(Flow(acme, responder)) for _ in range(CLIENTS)]
-            underway, back = asyncio.Event(), asyncio.Event()
+            underway, finalizing, back = asyncio.Event(), asyncio.Event(), asyncio.Event()
+            patients = [
+                PatientFlow(Flow(acme, responder), finalizing=finalizing) for _ in range(CLIENTS)
+            ]
             try:
                 await asyncio.gather(
-                    _outage(cluster, underway, back),
+                    _outage(cluster, underway, finalizing, back),
                     *(_client(i, p, underway, back) for i, p in enumerate(patients)),
                 )
             finally:
