@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from acmekit.server.store import certificates, create_engine, orders
+from acmekit.database import UNAVAILABLE
+from acmekit.server.store import Store, certificates, create_engine, orders
 from acmekit_testkit.acme_raw import Flow, Http01Responder
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.dnsserver import DnsServerHandle
@@ -111,3 +112,22 @@ async def test_postgres_restart_under_load_loses_nothing(
             assert pem is not None, f"order {url} never became valid"
             cert = next(c for c in issued if c.id == row.certificate_id)
             assert cert.pem == pem
+
+
+def test_store_drops_every_dead_pooled_connection_at_the_first_disconnect() -> None:
+    """The CA's pool has no ping per checkout: after a restart, the first statement meets
+    a dead connection and the whole pool is renewed, so the next statements succeed
+    although several idle connections died with the server."""
+    with postgres_cluster() as cluster:
+        store = Store.from_url(cluster.url)
+        with store._raw(), store._raw(), store._raw():  # three connections, back to the pool
+            pass
+        cluster.restart()
+        results = []
+        for _ in range(3):
+            try:
+                results.append(store.account("nobody") is None)
+            except UNAVAILABLE:
+                results.append(False)
+        store.engine.dispose()
+    assert results[1:] == [True, True], results
