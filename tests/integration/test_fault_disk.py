@@ -32,6 +32,9 @@ async def test_full_disk_refuses_writes_cleanly_and_issuance_resumes(
             acme = RecordingAcme(ca.base_url, str(ca.root_path))
             flow = Flow(acme, responder)
             await flow.issue("before.disk.test")
+            ready = await flow.order("ready.disk.test")
+            ready_url = ready.header("location") or ""
+            await flow.solve(ready.json())
             keys_and_certs = _pem_files(state)
             filler = fill(state)
             refused = None
@@ -43,7 +46,12 @@ async def test_full_disk_refuses_writes_cleanly_and_issuance_resumes(
             assert refused is not None, f"{TRIES} orders went through on a full disk"
             assert is_try_again(refused), refused.body
             assert refused.problem_type == "serverInternal"
+            finalized = await flow.finalize(ready_url, ("ready.disk.test",))
+            assert is_try_again(finalized), finalized.body
+            assert (await flow.get(ready_url)).json()["status"] == "ready"
             filler.unlink()
+            finalized = await flow.finalize(ready_url, ("ready.disk.test",))
+            assert finalized.json()["status"] == "valid", finalized.body
             order_url, done = await flow.issue("after.disk.test")
             assert done["status"] == "valid", done
             pem = (await flow.get(done["certificate"])).body.decode()
