@@ -2,25 +2,45 @@
 
 `sqlite:///FILE` gets WAL mode, `synchronous=NORMAL` and a busy timeout, so several
 readers and one writer share the file; `postgresql://...` goes through psycopg 3 with a
-pool. Times are integer microseconds since the epoch (UTC): the same on both databases,
-cheap to index and compare, never a naive datetime.
+pool. A database that cannot be reached, has dropped the connection or has no room
+to write raises one of `UNAVAILABLE`: the callers answer "try again later" and leave the
+work for recovery (docs/server.md, "Outages"). Times are integer microseconds since the
+epoch (UTC): the same on both databases, cheap to index and compare, never a naive
+datetime.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+# What an outage looks like, through SQLAlchemy or on the driver's own cursor (the store's
+# request path): no server, a dropped connection, a full disk, a lock held too long.
+# psycopg's OperationalError covers AdminShutdown and the other server-side disconnects.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,  # no pooled connection came free in time
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlite3.OperationalError,
+)
 
-def create_engine(url: str) -> Engine:
-    """An engine for `sqlite:///FILE` (WAL, busy timeout) or `postgresql://...`."""
+
+def create_engine(url: str, *, pre_ping: bool = True) -> Engine:
+    """An engine for `sqlite:///FILE` (WAL, busy timeout) or `postgresql://...`.
+    `pre_ping=False` saves a round trip per checkout for a caller that drops the pool
+    itself on a disconnect (the CA's store)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
     engine = sa.create_engine(url, connect_args={"timeout": 30})
 
     @sa.event.listens_for(engine, "connect")

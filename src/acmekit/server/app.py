@@ -2,8 +2,8 @@
 
 Every request goes through `handle`: route, authenticate (POST), call the authority,
 render. Any AcmeError from any depth becomes one problem document here (§6.7), with a
-fresh Replay-Nonce and Link rel="index"; anything else becomes serverInternal, never
-a traceback.
+fresh Replay-Nonce and Link rel="index"; a database outage becomes serverInternal with
+503 and Retry-After; anything else becomes serverInternal, never a traceback.
 
 §6.3: every resource is read with POST-as-GET; the directory and newNonce, and the
 certificate downloads, also answer a plain GET; renewalInfo is GET only (RFC 9773 §4.2).
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from acmekit.database import UNAVAILABLE
 from acmekit.protocol import payloads
 from acmekit.protocol.jose import parse_jws
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
@@ -45,6 +46,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 JOSE = "application/jose+json"
 PEM_CHAIN = "application/pem-certificate-chain"
 BASE_URL_SETTING = "base_url"  # where the latest validation was started, if not configured
+
+DATABASE_UNAVAILABLE = Problem(
+    str(ProblemType.SERVER_INTERNAL), "the database is unavailable; try again", 503, retry_after=2
+)
 
 POST = frozenset({"POST"})
 READ = frozenset({"GET", "POST"})  # a plain GET, or POST-as-GET
@@ -160,6 +165,8 @@ class AcmeApp:
                 self.nonces.prune()
                 if self.authority.crl is not None:
                     self.authority.crl.refresh()
+            except UNAVAILABLE as exc:  # an outage: the next round tries again
+                log.warning("housekeeping waits for the database: %s", exc)
             except Exception:
                 log.exception("housekeeping failed")
             await asyncio.sleep(period)
@@ -231,6 +238,11 @@ class AcmeApp:
             return await self._dispatch(req)
         except AcmeError as exc:
             return self._problem(exc.problem)
+        except UNAVAILABLE as exc:
+            # A database outage is not the client's fault and passes: 503 with Retry-After
+            # (§6.6), one log line, no traceback. What was in flight is left to recovery.
+            log.warning("database unavailable on %s %s: %s", req.method, req.path, exc)
+            return self._problem(DATABASE_UNAVAILABLE)
         except Exception:
             log.exception("internal error on %s %s", req.method, req.path)
             return self._problem(Problem(str(ProblemType.SERVER_INTERNAL), "internal error", 500))

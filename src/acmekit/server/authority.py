@@ -26,6 +26,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr
@@ -116,6 +117,15 @@ class OrderView:
         return None
 
 
+async def _unless_outage(work: Awaitable[None]) -> None:
+    """Background work (a validation, an issuance) that meets a database outage stops
+    where it is: its claim goes stale and `Authority.recover` takes it up again."""
+    try:
+        await work
+    except UNAVAILABLE as exc:
+        log.warning("background work left for recovery, database unavailable: %s", exc)
+
+
 def _challenge_types(ident: Identifier, wildcard: bool) -> tuple[ChallengeType, ...]:
     """§7.1.3 and RFC 8738 §7: wildcards only by dns-01, IP addresses never by dns-01."""
     if wildcard:
@@ -190,7 +200,7 @@ class Authority:
         )
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task: asyncio.Task[None] = asyncio.ensure_future(_unless_outage(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -625,6 +635,8 @@ class Authority:
         except AcmeError as exc:
             error = exc.problem.to_json()
             error.setdefault("identifier", authz.identifier.to_json())
+        except UNAVAILABLE:
+            raise  # not the client's failure: left processing, for recovery
         except Exception as exc:  # a bug must not leave the challenge processing
             log.exception("validation of challenge %s failed unexpectedly", ch.id)
             error = Problem(str(ProblemType.SERVER_INTERNAL), str(exc), 500).to_json()
@@ -701,6 +713,8 @@ class Authority:
                 csr, order.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after
             )
             self.store.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
+        except UNAVAILABLE:
+            raise  # the order stays claimed; recovery abandons the serial and issues again
         except Exception as exc:
             log.exception("issuance for order %s failed", order.id)
             self.store.abandon_reservations(order.id)

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit import migrate
+from acmekit.database import UNAVAILABLE
 from acmekit.database import create_engine as create_engine
 from acmekit.database import from_us as from_us
 from acmekit.database import to_us as to_us
@@ -337,7 +338,7 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str, auto_upgrade: bool = True) -> Store:
-        return cls(create_engine(url), auto_upgrade)
+        return cls(create_engine(url, pre_ping=False), auto_upgrade)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -359,14 +360,25 @@ class Store:
                 raise
             finally:
                 cur.close()
+        except UNAVAILABLE as exc:
+            if held is None:
+                self._drop_if_lost(conn, exc)
+            raise
         finally:
             if held is None:
                 conn.close()
 
+    def _drop_if_lost(self, conn: Any, exc: Any) -> None:
+        """After a disconnect (the server restarted), drop this connection and every idle
+        one of the pool, which died with it: the next checkout connects afresh. This, not
+        a ping per checkout, is how the pool recovers (docs/decisions.md)."""
+        if self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, None):
+            conn.invalidate(exc)
+            self.engine.dispose()
+
     def _held(self) -> Any:
         """On SQLite, this thread's own connection, kept: a pool checkout costs three times
-        a short statement there (docs/decisions.md). PostgreSQL's come from the pool,
-        which replaces a connection the server has dropped."""
+        a short statement there (docs/decisions.md). PostgreSQL's come from the pool."""
         if not self._sqlite:
             return None
         conn = getattr(self._local, "conn", None)
