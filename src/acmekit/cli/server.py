@@ -171,7 +171,9 @@ def eab_add(
         key = add_eab_key(store, datetime.now(UTC), kid)
     click.echo(f"kid: {key.kid}")
     click.echo(f"hmac-key: {key.hmac_key}")
-    click.echo(f"certbot: --eab-kid {key.kid} --eab-hmac-key {key.hmac_key}")
+    # One token per flag: a base64url key may start with "-", which certbot (argparse)
+    # reads as a flag when it stands alone after `--eab-hmac-key`.
+    click.echo(f"certbot: --eab-kid={key.kid} --eab-hmac-key={key.hmac_key}")
 
 
 @eab.command("list")
