@@ -342,7 +342,7 @@ class Authority:
         name, profile = select_profile(
             payload.get("profile"), self.profiles, self.config.default_profile
         )
-        check_identifiers(name, profile, idents)
+        check_identifiers(name, self.profiles, idents)
         self.policy.check_identifiers(idents)
         now = self.now()
         order_id = new_id()
