@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from acmekit.cli.main import log_progress_by_default
 from acmekit.fleet import planner
 from acmekit.fleet.api import delegation, site_json
 from acmekit.fleet.cas import CaSpec
@@ -145,6 +146,7 @@ def _serve(
             loop.add_signal_handler(sig, stop.set)
         await run(config, deployers, stop, lambda line: click.echo(line), serve_api)
 
+    log_progress_by_default()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
 

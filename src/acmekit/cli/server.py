@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from acmekit.cli.main import log_progress_by_default
+
 if TYPE_CHECKING:
     from acmekit.server.store import Store
 
@@ -92,6 +94,7 @@ def server(
         config.host_port  # noqa: B018 - validates the listen address early
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
+    log_progress_by_default()
     try:
         run(config)
     except OSError as exc:

@@ -516,8 +516,8 @@ class Worker:
                 site.id, self.owner, order_ca=None, next_check=None
             )
         log.info(
-            "site %s: version %d from %s, serial %s",
-            site.id, version.version, issued.ca, version.serial,
+            "site %s: issued version %d by %s, serial %s, for %s",
+            site.id, version.version, issued.ca, version.serial, ", ".join(site.names),
         )  # fmt: skip
         # the site as store_version left it, without reading it again
         stored = replace(
@@ -550,7 +550,10 @@ class Worker:
         for deployer, result in zip(todo, results, strict=True):
             error = None if not isinstance(result, BaseException) else str(result)
             outcomes.append((deployer.name, current.version, error))
-            if error is not None:
+            if error is None:
+                log.info("site %s: version %d deployed to edge %s",
+                         site.id, current.version, deployer.name)  # fmt: skip
+            else:
                 self.metrics.deploy_failed[deployer.name] += 1
                 log.warning("site %s: edge %s: %s", site.id, deployer.name, error)
                 worst = max(
