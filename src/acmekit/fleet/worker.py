@@ -516,7 +516,7 @@ class Worker:
                 site.id, self.owner, order_ca=None, next_check=None
             )
         log.info(
-            "site %s: issued version %d by %s, serial %s, for %s",
+            "site %s: issued version %d from %s, serial %s, for %s",
             site.id, version.version, issued.ca, version.serial, ", ".join(site.names),
         )  # fmt: skip
         # the site as store_version left it, without reading it again
