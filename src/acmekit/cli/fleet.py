@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from acmekit.cli.errors import PlainErrorsGroup
 from acmekit.cli.main import log_progress_by_default
 from acmekit.fleet import planner
 from acmekit.fleet.api import delegation, site_json
@@ -56,7 +57,7 @@ db_option = click.option(
 )
 
 
-@click.group("fleet")
+@click.group("fleet", cls=PlainErrorsGroup)
 def fleet() -> None:
     """Keep certificates for many sites issued, renewed and deployed to every edge."""
 

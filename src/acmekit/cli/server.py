@@ -3,7 +3,6 @@ database: `eab add / list / revoke`, `ari move`."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from acmekit.cli.errors import plain_errors
 from acmekit.cli.main import log_progress_by_default
 
 if TYPE_CHECKING:
@@ -95,11 +95,12 @@ def server(
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     log_progress_by_default()
+    addresses = {"--listen": config.listen, "--crl-listen": config.crl.listen}
     try:
-        run(config)
+        with plain_errors(addresses, config.db_url):
+            run(config)
     except OSError as exc:
-        click.echo(f"acmekit server: {exc}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
 
@@ -139,11 +140,12 @@ def _store(
                 f"no CA database in {config.state_dir} (is --state-dir right?)"
             )
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = Store.from_url(config.db_url)
-    try:
-        yield store
-    finally:
-        store.engine.dispose()
+    with plain_errors({}, config.db_url):
+        store = Store.from_url(config.db_url)
+        try:
+            yield store
+        finally:
+            store.engine.dispose()
 
 
 @contextmanager
