@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from acmekit_testkit.databases import POSTGRES_HOST, POSTGRES_PORT
+from acmekit_testkit.databases import POSTGRES_HOST, POSTGRES_PORT, fresh_postgres_database
 
 CASES = [
     (["check", "127.0.0.1:abc"], "'abc' is not a port"),
@@ -98,3 +99,27 @@ def test_a_toml_error_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "ca.toml").write_text("listen = \n")
     line = _one_line_error(["server", "--config", "ca.toml", "--state-dir", "st"], tmp_path)
     assert line.startswith("Error: ca.toml: not valid TOML: ") and "line 1" in line
+
+
+@pytest.mark.parametrize("argv", [["fleet", "list"], ["fleet", "status"],
+                                  ["fleet", "status", "a.test"], ["fleet", "renew", "a.test"]],
+                         ids=["list", "status", "status one", "renew"])  # fmt: skip
+def test_a_fleet_command_that_reads_creates_no_inventory(argv: list[str], tmp_path: Path) -> None:
+    line = _one_line_error(argv, tmp_path)
+    assert f"no fleet inventory at {tmp_path / 'fleet.db'}" in line
+    assert "acmekit fleet add" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.postgres
+def test_a_fleet_command_that_reads_leaves_an_empty_postgres_database_empty(
+    tmp_path: Path,
+) -> None:
+    with fresh_postgres_database("fleet_ro") as url:
+        line = _one_line_error(["fleet", "list", "--db", url], tmp_path)
+        assert f"no fleet inventory at {url}" in line
+        engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        try:
+            assert sa.inspect(engine).get_table_names() == []
+        finally:
+            engine.dispose()
