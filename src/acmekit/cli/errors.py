@@ -39,7 +39,9 @@ def plain_errors(addresses: Mapping[str, str | None], db: str | None = None) -> 
     try:
         yield
     except OSError as exc:
-        if exc.errno not in _BIND_ERRORS:
+        # EACCES is a bind failure only with an address: a file may be unreadable too
+        named = _ADDRESS.search(str(exc)) is not None
+        if exc.errno not in _BIND_ERRORS or (exc.errno == errno.EACCES and not named):
             raise
         raise click.ClickException(bind_message(exc, addresses)) from None
     except sqlalchemy.exc.DBAPIError as exc:
