@@ -54,6 +54,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -94,6 +95,8 @@ from acmekit.protocol.csr import make_csr
 from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
+# A CA's http-01 problem detail quotes the challenge URL; its token stays out of our log.
+_CHALLENGE_TOKEN = re.compile(r"(/\.well-known/acme-challenge/)[A-Za-z0-9_-]+")
 
 
 def worker_id() -> str:
@@ -464,7 +467,8 @@ class Worker:
         except Exception as exc:
             self._count(name, False, time.perf_counter() - began)
             self._settle(entry, site.id, issued=False)
-            log.warning("site %s: issuance at %s failed: %s", site.id, name, exc)
+            shown = _CHALLENGE_TOKEN.sub(r"\1...", str(exc))
+            log.warning("site %s: issuance at %s failed: %s", site.id, name, shown)
             if isinstance(exc, AcmeError) and record:
                 self.inventory.update_leased(site.id, self.owner, order_url=None)
             if is_ca_fault(exc):
