@@ -7,6 +7,7 @@ another; a site's renewal time lies inside the window the CA's renewalInfo gives
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -257,3 +258,19 @@ async def test_renewal_follows_the_window_the_ca_gives(
     assert after is not None and _inside(after.renew_at, moved)
     assert after.renew_at is not None and fresh.renew_at is not None
     assert after.renew_at > fresh.renew_at and after.current_version == 1
+
+
+async def test_issuance_and_each_deployment_are_logged(
+    fleet: tuple[Fleet, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f, _ = fleet
+    caplog.set_level(logging.INFO, logger="acmekit")
+    site = f.inventory.add_site(("logged.fleet.test",), ChallengeMethod.HTTP_01, f.now())
+    assert await f.worker("w1").run_once() == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "acmekit.fleet.worker"]
+    issued = [line for line in lines if f"site {site.id}: issued version 1" in line]
+    assert len(issued) == 1 and issued[0].endswith("for logged.fleet.test"), lines
+    for edge in ("edge-a", "edge-b"):
+        assert any(f"version 1 deployed to edge {tmp_path / edge}" in line for line in lines)
+    key = (tmp_path / "edge-a" / "logged.fleet.test" / "privkey.pem").read_text()
+    assert key.splitlines()[1] not in caplog.text

@@ -8,6 +8,7 @@ non-zero: that is logged and the worker carries on."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -161,6 +162,10 @@ async def test_a_failing_site_runs_the_alert_hook_once_per_run_of_failures(
     }
     assert first[0]["FLEET_PROBLEM_DETAIL"].strip() != ""
     assert "alert hook exited 3" in caplog.text  # logged; the worker went on
+    # The CA's detail quotes the challenge URL; the fleet logs the failure without its token.
+    token = re.search(r"acme-challenge/([A-Za-z0-9_-]+)", problem["detail"])
+    assert token is not None and f"site {site.id}: issuance at" in caplog.text
+    assert token[1] not in caplog.text
 
     responder.up = True
     recovered = await attempt()

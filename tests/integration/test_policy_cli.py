@@ -4,6 +4,8 @@ customer a key that then registers an account over HTTPS; `eab list` shows it bo
 
 from __future__ import annotations
 
+import argparse
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +71,19 @@ async def test_eab_add_then_register(
     assert (
         acmekit("server", "eab", "revoke", "customer-7", "--state-dir", str(state)).returncode == 1
     )
+
+
+def test_eab_add_prints_certbot_flags_that_survive_a_leading_dash(tmp_path: Path) -> None:
+    # A base64url HMAC key starts with "-" once in 32 keys; a key ID may too. certbot
+    # parses its flags with argparse, which reads a separate "-..." value as a flag.
+    result = acmekit("server", "eab", "add", "--kid=-dash", "--state-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    like_certbot = argparse.ArgumentParser(exit_on_error=False)
+    like_certbot.add_argument("--eab-kid")
+    like_certbot.add_argument("--eab-hmac-key")
+    parsed = like_certbot.parse_args(shlex.split(lines["certbot"]))
+    assert (parsed.eab_kid, parsed.eab_hmac_key) == ("-dash", lines["hmac-key"])
 
 
 async def test_ari_move_from_the_command_line(

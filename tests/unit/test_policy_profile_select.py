@@ -38,15 +38,28 @@ def test_select_default_named_and_unknown() -> None:
 
 
 def test_profile_without_ip_identifiers() -> None:
-    strict = Profile("no IPs", ip_identifiers=False)
+    profiles = {**PROFILES, "strict": Profile("no IPs", ip_identifiers=False)}
     ip = Identifier(IdentifierType.IP, "127.0.0.1")
     dns = Identifier(IdentifierType.DNS, "a.test")
-    check_identifiers("strict", strict, [dns])
+    check_identifiers("strict", profiles, [dns])
     with pytest.raises(AcmeError) as err:
-        check_identifiers("strict", strict, [dns, ip])
+        check_identifiers("strict", profiles, [dns, ip])
     assert err.value.problem.type.endswith(":rejectedIdentifier")
     assert err.value.problem.identifier == {"type": "ip", "value": "127.0.0.1"}
-    check_identifiers("shortlived", PROFILES["shortlived"], [ip])
+    check_identifiers("shortlived", profiles, [ip])
+
+
+def test_ip_refusal_names_the_profile_that_allows_it() -> None:
+    ip = Identifier(IdentifierType.IP, "127.0.0.1")
+    with pytest.raises(AcmeError) as err:
+        check_identifiers("classic", PROFILES, [ip])
+    detail = err.value.problem.detail or ""
+    assert "'classic' does not allow IP" in detail
+    assert "--preferred-profile shortlived" in detail
+    alone = {"classic": PROFILES["classic"]}
+    with pytest.raises(AcmeError) as err:
+        check_identifiers("classic", alone, [ip])
+    assert "preferred-profile" not in (err.value.problem.detail or "")
 
 
 def test_toml_policy_tables(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from acmekit.cli.errors import PlainErrorsCommand
 from acmekit.dns.rrl import RrlSettings
 from acmekit.dns.service import DnsConfig, DnsService
 from acmekit.hostport import parse_host_port
@@ -38,7 +39,7 @@ async def _serve(service: DnsService) -> None:
         await service.stop()
 
 
-@click.command("dns")
+@click.command("dns", cls=PlainErrorsCommand)
 @click.option("--listen", default="127.0.0.1:8053", show_default=True, help="UDP+TCP HOST:PORT.")
 @click.option("--api", default="127.0.0.1:8055", show_default=True, help="HTTP API HOST:PORT.")
 @click.option("--no-api", is_flag=True, help="Serve DNS only.")

@@ -10,16 +10,22 @@ import os
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from acmekit import migrate
+from acmekit.cli.errors import PlainErrorsGroup
+from acmekit.cli.main import log_progress_by_default
+from acmekit.database import create_engine
 from acmekit.fleet import planner
 from acmekit.fleet.api import delegation, site_json
 from acmekit.fleet.cas import CaSpec
 from acmekit.fleet.deploy import parse_edge
-from acmekit.fleet.inventory import Inventory, NameTaken
+from acmekit.fleet.inventory import Inventory, NameTaken, sites
 from acmekit.fleet.model import ChallengeMethod, SiteState, normalize_names, to_us
 from acmekit.fleet.service import FleetConfig, run
 from acmekit.fleet.worker import WorkerConfig
@@ -35,6 +41,28 @@ def _hostport(text: str) -> tuple[str, int]:
         return parse_host_port(text)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def _existing_inventory(db: str) -> Inventory:
+    """The inventory at `db`, which must exist: a command that reads sites or acts on
+    them, run in the wrong directory, must not leave an empty fleet.db behind."""
+    url = make_url(db)
+    if url.get_backend_name() == "sqlite":
+        found = url.database is not None and Path(url.database).is_file()
+        where = str(Path(url.database or "").absolute())
+    else:
+        engine = create_engine(db)
+        try:
+            found = sa.inspect(engine).has_table(sites.name)
+        finally:
+            engine.dispose()
+        where = url.render_as_string(hide_password=True)
+    if not found:
+        raise click.ClickException(
+            f"no fleet inventory at {where}; give --db (or ACMEKIT_FLEET_DB), or create "
+            "one with `acmekit fleet add NAME` or `acmekit fleet serve`"
+        )
+    return Inventory.from_url(db)
 
 
 def _now() -> int:
@@ -57,7 +85,7 @@ db_option = click.option(
 )
 
 
-@click.group("fleet")
+@click.group("fleet", cls=PlainErrorsGroup)
 def fleet() -> None:
     """Keep certificates for many sites issued, renewed and deployed to every edge."""
 
@@ -148,6 +176,7 @@ def _serve(
             loop.add_signal_handler(sig, stop.set)
         await run(config, deployers, stop, lambda line: click.echo(line), serve_api)
 
+    log_progress_by_default()
     with contextlib.suppress(KeyboardInterrupt):
         try:
             asyncio.run(main())
@@ -331,7 +360,7 @@ def _find(inventory: Inventory, ref: str) -> Any:
 @click.argument("refs", nargs=-1, required=True)
 def remove(db: str, refs: tuple[str, ...]) -> None:
     """Stop renewing sites (by id or first name); workers remove them from edges."""
-    inventory = Inventory.from_url(db)
+    inventory = _existing_inventory(db)
     try:
         for ref in refs:
             site = _find(inventory, ref)
@@ -347,7 +376,7 @@ def remove(db: str, refs: tuple[str, ...]) -> None:
 @click.option("--limit", default=1000, show_default=True)
 def list_sites(db: str, state: str | None, limit: int) -> None:
     """One line per site: id, state, names."""
-    inventory = Inventory.from_url(db)
+    inventory = _existing_inventory(db)
     try:
         for site in inventory.sites(SiteState(state) if state else None, limit=limit):
             click.echo(f"{site.id} {site.state} {' '.join(site.names)}")
@@ -361,7 +390,7 @@ def list_sites(db: str, state: str | None, limit: int) -> None:
 @zone_option
 def status(db: str, ref: str | None, delegation_zone: str | None) -> None:
     """Counts by state, or one site in detail (JSON)."""
-    inventory = Inventory.from_url(db)
+    inventory = _existing_inventory(db)
     try:
         if ref is not None:
             found = site_json(inventory, _find(inventory, ref), delegation_zone)
@@ -378,7 +407,7 @@ def status(db: str, ref: str | None, delegation_zone: str | None) -> None:
 @click.argument("ref")
 def renew(db: str, ref: str) -> None:
     """Renew a site now (by id or first name)."""
-    inventory = Inventory.from_url(db)
+    inventory = _existing_inventory(db)
     try:
         site = _find(inventory, ref)
         if not inventory.force_renewal(site.id, _now()):

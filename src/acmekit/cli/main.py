@@ -52,6 +52,14 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def log_progress_by_default() -> None:
+    """A long-running service (the CA, the fleet) reports each piece of work at INFO
+    without -v: silence would hide whether it is working at all. Only our own loggers:
+    libraries stay at the level -v chose."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        logging.getLogger("acmekit").setLevel(logging.INFO)
+
+
 def one_line(exc: BaseException) -> str:
     """What went wrong, in one line: the message, and its kind where that helps."""
     text = " ".join(str(exc).split()) or type(exc).__name__

@@ -3,7 +3,6 @@ database: `eab add / list / revoke`, `ari move`, `db upgrade / current`."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,6 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from acmekit.cli.errors import plain_errors
+from acmekit.cli.main import log_progress_by_default
 
 if TYPE_CHECKING:
     from acmekit.server.store import Store
@@ -100,13 +102,15 @@ def server(
         config.host_port  # noqa: B018 - validates the listen address early
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
+    log_progress_by_default()
+    addresses = {"--listen": config.listen, "--crl-listen": config.crl.listen}
     try:
-        run(config)
+        with plain_errors(addresses, config.db_url):
+            run(config)
     except SchemaOutOfDate as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
-        click.echo(f"acmekit server: {exc}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
 
@@ -153,11 +157,13 @@ def _store(
 ) -> Iterator[Store]:
     from acmekit.server.store import Store
 
-    store = Store.from_url(_db_url(state_dir, db, config_file, create=create))
-    try:
-        yield store
-    finally:
-        store.engine.dispose()
+    url = _db_url(state_dir, db, config_file, create=create)
+    with plain_errors({}, url):
+        store = Store.from_url(url)
+        try:
+            yield store
+        finally:
+            store.engine.dispose()
 
 
 @contextmanager
@@ -188,7 +194,9 @@ def eab_add(
         key = add_eab_key(store, datetime.now(UTC), kid)
     click.echo(f"kid: {key.kid}")
     click.echo(f"hmac-key: {key.hmac_key}")
-    click.echo(f"certbot: --eab-kid {key.kid} --eab-hmac-key {key.hmac_key}")
+    # One token per flag: a base64url key may start with "-", which certbot (argparse)
+    # reads as a flag when it stands alone after `--eab-hmac-key`.
+    click.echo(f"certbot: --eab-kid={key.kid} --eab-hmac-key={key.hmac_key}")
 
 
 @eab.command("list")

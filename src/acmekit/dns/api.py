@@ -1,4 +1,5 @@
 """The DNS server's HTTP API (aiohttp.web): challtestsrv's calls and acme-dns's two.
+Every endpoint, body and answer is in docs/dns.md (a test keeps the two in step).
 
 Pebble's challtestsrv management calls, JSON POSTs answered 200 with an empty body:
 `/set-txt {"host","value"}` (adds a value; several may coexist), `/clear-txt {"host"}`,
@@ -11,7 +12,7 @@ acme-dns's delegation calls: `POST /register` answers 201 with username, passwor
 fulldomain and subdomain; `POST /update` with headers X-Api-User and X-Api-Key and body
 `{"subdomain","txt"}` publishes a TXT at that registration's fulldomain (the two most
 recent values are kept) and answers `{"txt": value}`; acme-dns's error bodies
-(`{"error": "forbidden"}` with 401, `bad_txt`, `bad_subdomain` with 400).
+(`{"error": "forbidden"}` with 401, `malformed_json_payload` and `bad_txt` with 400).
 
 With an API token every call but `/update` and `/health` needs `Authorization: Bearer
 TOKEN` (`/update` has its per-registration credentials). The command line insists on a

@@ -88,9 +88,15 @@ class DnsListener:
 
     async def _bind_udp(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self.handler, self.limiter), local_addr=(host, port)
-        )
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self.handler, self.limiter), local_addr=(host, port)
+            )
+        except OSError as exc:  # say which address, as asyncio's TCP bind errors do
+            # uvloop's error keeps the reason only in its cause
+            cause = exc.__cause__
+            why = cause if exc.errno is None and isinstance(cause, OSError) else exc
+            raise OSError(why.errno, f"{why.strerror or why}: {(host, port)!r}") from None
         self._udp = transport
         bound: int = transport.get_extra_info("sockname")[1]
         return bound

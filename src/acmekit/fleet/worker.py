@@ -54,6 +54,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -95,6 +96,8 @@ from acmekit.protocol.csr import make_csr
 from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
+# A CA's http-01 problem detail quotes the challenge URL; its token stays out of our log.
+_CHALLENGE_TOKEN = re.compile(r"(/\.well-known/acme-challenge/)[A-Za-z0-9_-]+")
 
 
 def worker_id() -> str:
@@ -465,7 +468,8 @@ class Worker:
         except Exception as exc:
             self._count(name, False, time.perf_counter() - began)
             self._settle(entry, site.id, issued=False)
-            log.warning("site %s: issuance at %s failed: %s", site.id, name, exc)
+            shown = _CHALLENGE_TOKEN.sub(r"\1...", str(exc))
+            log.warning("site %s: issuance at %s failed: %s", site.id, name, shown)
             if isinstance(exc, AcmeError | OrderNotValid) and record:  # the order is done
                 self.inventory.update_leased(site.id, self.owner, order_url=None)
             if is_ca_fault(exc):
@@ -517,8 +521,8 @@ class Worker:
                 site.id, self.owner, order_ca=None, next_check=None
             )
         log.info(
-            "site %s: version %d from %s, serial %s",
-            site.id, version.version, issued.ca, version.serial,
+            "site %s: issued version %d from %s, serial %s, for %s",
+            site.id, version.version, issued.ca, version.serial, ", ".join(site.names),
         )  # fmt: skip
         # the site as store_version left it, without reading it again
         stored = replace(
@@ -551,7 +555,10 @@ class Worker:
         for deployer, result in zip(todo, results, strict=True):
             error = None if not isinstance(result, BaseException) else str(result)
             outcomes.append((deployer.name, current.version, error))
-            if error is not None:
+            if error is None:
+                log.info("site %s: version %d deployed to edge %s",
+                         site.id, current.version, deployer.name)  # fmt: skip
+            else:
                 self.metrics.deploy_failed[deployer.name] += 1
                 log.warning("site %s: edge %s: %s", site.id, deployer.name, error)
                 worst = max(

@@ -352,7 +352,7 @@ class Authority:
         name, profile = select_profile(
             payload.get("profile"), self.profiles, self.config.default_profile
         )
-        check_identifiers(name, profile, idents)
+        check_identifiers(name, self.profiles, idents)
         self.policy.check_identifiers(idents)
         now = self.now()
         order_id = new_id()
@@ -645,7 +645,12 @@ class Authority:
         self.store.finish_challenge(ch.id, now, error, now + lifetime)
         if error is not None and self._counts_failures(authz):
             self.limits.spend(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), now)
-        log.info("challenge %s %s: %s", ch.id, ch.type, "invalid" if error else "valid")
+        # The outcome's problem type only: a detail may quote the token's URL or a body.
+        outcome = "valid" if error is None else f"invalid ({error.get('type')})"
+        log.info(
+            "challenge %s %s for %s (account %s): %s",
+            ch.id, ch.type, authz.identifier.value, account.id, outcome,
+        )  # fmt: skip
 
     def _counts_failures(self, authz: AuthorizationRecord) -> bool:
         """Failed validations are limited, except in a renewal (RFC 9773 §5)."""
@@ -723,7 +728,10 @@ class Authority:
                 order.id, Problem(str(ProblemType.SERVER_INTERNAL), detail, 500).to_json()
             )
             return
-        log.info("order %s issued serial %s", order.id, rec.serial)
+        log.info(
+            "order %s (account %s) issued serial %s for %s",
+            order.id, order.account_id, rec.serial, ", ".join(i.value for i in order.identifiers),
+        )  # fmt: skip
         if order.replaces is None and self.limits.enabled:
             for name, subject in self._issuance_subjects(order.account_id, order.identifiers):
                 self.limits.spend(name, subject, now)

@@ -373,7 +373,10 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     values: dict[str, Any] = {}
     if path is not None:
         with path.open("rb") as fh:
-            doc = tomllib.load(fh)
+            try:
+                doc = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"{path}: not valid TOML: {exc}") from None
         unknown = set(doc) - known
         if unknown:
             raise ValueError(f"{path}: unknown settings: {', '.join(sorted(unknown))}")

@@ -31,17 +31,30 @@ def select_profile(
     return requested, profiles[requested]
 
 
-def check_identifiers(name: str, profile: Profile, identifiers: Sequence[Identifier]) -> None:
-    """rejectedIdentifier for what the profile does not issue for."""
-    if profile.ip_identifiers:
+def check_identifiers(
+    name: str, profiles: Mapping[str, Profile], identifiers: Sequence[Identifier]
+) -> None:
+    """rejectedIdentifier for what the profile `name` does not issue for, naming the
+    profiles that do, so a user learns the way out from the refusal itself."""
+    if profiles[name].ip_identifiers:
         return
     for ident in identifiers:
         if ident.type == IdentifierType.IP:
             raise problem(
                 ProblemType.REJECTED_IDENTIFIER,
-                f"profile {name!r} does not allow IP address identifiers",
+                f"profile {name!r} does not allow IP address identifiers"
+                + _profiles_allowing_ip(profiles),
                 identifier=ident.to_json(),
             )
+
+
+def _profiles_allowing_ip(profiles: Mapping[str, Profile]) -> str:
+    allowing = sorted(n for n, p in profiles.items() if p.ip_identifiers)
+    if not allowing:
+        return ""
+    pick = "shortlived" if "shortlived" in allowing else allowing[0]
+    named = " or ".join(repr(n) for n in allowing)
+    return f"; ask for profile {named} instead (--preferred-profile {pick})"
 
 
 def descriptions(profiles: Mapping[str, Profile]) -> dict[str, str]:

@@ -83,7 +83,11 @@ def bind(config: ServerConfig, address: str | None = None) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:  # say which address, as asyncio's own bind errors do
+        sock.close()
+        raise OSError(exc.errno, f"{exc.strerror}: {(host, port)!r}") from None
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock

@@ -106,7 +106,7 @@ class Validator:
             raise self._failed(challenge_type, identifier, odd) from None
         finally:
             resolve.deadline.reset(saved)
-        log.info("%s for %s: valid", challenge_type, identifier.value)
+        log.debug("%s for %s: valid", challenge_type, identifier.value)
 
     async def _run(
         self, ctype: ChallengeType, identifier: Identifier, token: str, key_auth: str, end: float
@@ -131,7 +131,7 @@ class Validator:
 
     @staticmethod
     def _failed(ctype: ChallengeType, identifier: Identifier, err: AcmeError) -> AcmeError:
-        log.info("%s for %s: %s", ctype, identifier.value, err.problem.type)
+        log.debug("%s for %s: %s", ctype, identifier.value, err.problem.type)
         return AcmeError(dataclasses.replace(err.problem, identifier=identifier.to_json()))
 
 
