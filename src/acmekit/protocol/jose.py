@@ -192,23 +192,23 @@ class Jws:
         raw = self.payload()
         if raw == b"":
             return None
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise malformed("payload is not valid JSON") from exc
+        return _json(raw, "payload")
 
     def verify(self, key: PublicKey) -> bool:
         return raw_verify(key, self.alg, self.signing_input, self.signature)
 
 
+def _json(raw: bytes | str, what: str) -> Any:
+    """Decoded JSON; malformed when it is not JSON or nests too deep for the decoder."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise malformed(f"{what} is not valid JSON") from exc
+
+
 def parse_jws(body: bytes | Any) -> Jws:
     """Parse the flattened JSON form; any structural fault is malformed (§6.2)."""
-    doc = body
-    if isinstance(body, bytes | str):
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise malformed("request body is not valid JSON") from exc
+    doc = _json(body, "request body") if isinstance(body, bytes | str) else body
     if not isinstance(doc, dict):
         raise malformed("JWS must be a JSON object")
     if "signatures" in doc or "header" in doc:
@@ -220,10 +220,7 @@ def parse_jws(body: bytes | Any) -> Jws:
         isinstance(protected_b64, str) and isinstance(payload_b64, str) and isinstance(sig_b64, str)
     ):
         raise malformed("JWS needs string protected, payload and signature members")
-    try:
-        protected = json.loads(b64d(protected_b64))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise malformed("protected header is not valid JSON") from exc
+    protected = _json(b64d(protected_b64), "protected header")
     if not isinstance(protected, dict):
         raise malformed("protected header must be a JSON object")
     return Jws(protected, protected_b64, payload_b64, b64d(sig_b64))

@@ -99,7 +99,9 @@ class NonceService:
         raw, issued_us = self._check(nonce)
         if self.scope == NonceScope.DATABASE:
             issued = datetime.fromtimestamp(issued_us / 1_000_000, tz=UTC)
-            redeemed, account = self._store.redeem_nonce_for(str(nonce), issued, account_id)
+            # Remembered in its one canonical spelling: base64url's last character has
+            # unused bits, so other spellings of the same bytes must not pass as new.
+            redeemed, account = self._store.redeem_nonce_for(b64e(raw), issued, account_id)
             if not redeemed:
                 raise _bad_nonce("nonce has already been used")
             return account
