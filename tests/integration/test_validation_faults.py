@@ -1,0 +1,240 @@
+"""Validation targets and resolvers that fail by saying nothing, on real loopback sockets.
+
+An http-01 target that accepts and never answers, a tls-alpn-01 target that accepts and
+never finishes the handshake, a resolver that drops every packet (dns-01, http-01's
+address lookup, CAA) and one that answers SERVFAIL for CAA: each ends in its problem
+(RFC 8555 §6.7) once the timeout passes: `connection` for a silent target, `dns` for a
+silent or failing resolver, and a CAA lookup that fails is never taken for "no CAA".
+
+While one of these hangs, a validation started after it on the same Validator (same
+resolver, same port) finishes first: the order of events is asserted, not their times.
+The only time bound is a generous one (three timeouts), so a loaded machine cannot fail it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import cast
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from acmekit.protocol.challenges import dns01_txt_value
+from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
+from acmekit.protocol.problems import AcmeError, ProblemType
+from acmekit.protocol.tlsalpn import tlsalpn01_certificate
+from acmekit.server.caa import CaaChecker
+from acmekit.server.validation import ValidationConfig, Validator
+from acmekit_testkit.acmekit_server import LOOPBACK_NETWORKS
+from acmekit_testkit.stubdns import stub_dns
+from acmekit_testkit.tcpstub import hold, tcp_server
+from acmekit_testkit.tlsalpn_responder import server_context
+
+TIMEOUT = 1.0
+TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
+KEY_AUTH = TOKEN + ".9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI"
+US = "ca.test"
+ACCOUNT = "https://ca.test/acme/acct/1"
+GOOD = Identifier(IdentifierType.DNS, "good.x.test")
+HUNG = Identifier(IdentifierType.DNS, "hung.x.test")  # served at 127.0.0.2
+SILENT = Identifier(IdentifierType.DNS, "silent.x.test")  # the resolver drops its questions
+FAILING = Identifier(IdentifierType.DNS, "failing.x.test")  # SERVFAIL for its CAA
+
+
+class _Resolver(asyncio.DatagramProtocol):
+    """A recursive resolver for the names above: A 127.0.0.1 (HUNG: 127.0.0.2), the right
+    TXT at every _acme-challenge name, no CAA; questions naming `silent` are dropped, and
+    CAA questions naming `failing` get SERVFAIL. `asked` holds every question's name."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.asked: list[str] = []
+        self.dropped = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        query = dns.message.from_wire(data)
+        question = query.question[0]
+        name = question.name.to_text().lower()
+        self.asked.append(name)
+        if "silent" in name:
+            self.dropped.set()
+            return
+        reply = dns.message.make_response(query)
+        if question.rdtype == dns.rdatatype.CAA and "failing" in name:
+            reply.set_rcode(dns.rcode.SERVFAIL)
+        elif question.rdtype == dns.rdatatype.A:
+            address = "127.0.0.2" if name.startswith("hung.") else "127.0.0.1"
+            reply.answer.append(dns.rrset.from_text(question.name, 0, "IN", "A", address))
+        elif question.rdtype == dns.rdatatype.TXT:
+            value = dns01_txt_value(KEY_AUTH)
+            reply.answer.append(dns.rrset.from_text(question.name, 0, "IN", "TXT", f'"{value}"'))
+        assert self.transport is not None
+        self.transport.sendto(reply.to_wire(), addr)
+
+
+@asynccontextmanager
+async def resolver() -> AsyncIterator[tuple[tuple[str, int], _Resolver]]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        _Resolver, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield ("127.0.0.1", transport.get_extra_info("sockname")[1]), protocol
+    finally:
+        transport.close()
+
+
+def validator(at: tuple[str, int], port: int = 1) -> Validator:
+    return Validator(
+        ValidationConfig(
+            allow_networks=LOOPBACK_NETWORKS,
+            dns_resolver=at,
+            http01_port=port,
+            tlsalpn01_port=port,
+            timeout=TIMEOUT,
+        )
+    )
+
+
+async def failure(call: Awaitable[None], within: float = 3 * TIMEOUT) -> AcmeError:
+    """The AcmeError `call` ends in; it must end within `within` seconds."""
+    async with asyncio.timeout(within):
+        with pytest.raises(AcmeError) as info:
+            await call
+    return info.value
+
+
+@asynccontextmanager
+async def silent_target(**kw: object) -> AsyncIterator[tuple[int, asyncio.Event]]:
+    """A TCP server at 127.0.0.2 that accepts and never says anything; yields its port
+    and an event set once a connection was accepted."""
+    accepted = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await hold(reader, writer)
+
+    async with tcp_server(handler, host="127.0.0.2", **kw) as port:  # type: ignore[arg-type]
+        yield port, accepted
+
+
+async def serve_key_auth(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    body = KEY_AUTH.encode()
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    await writer.drain()
+
+
+# --- a target that accepts and never answers
+
+
+async def test_http01_target_that_never_answers_is_connection_and_does_not_hold_others() -> None:
+    async with (
+        resolver() as (at, _),
+        silent_target() as (port, accepted),
+        tcp_server(serve_key_auth, port=port),
+    ):
+        va = validator(at, port)
+        hung = asyncio.create_task(va.validate(ChallengeType.HTTP_01, HUNG, TOKEN, KEY_AUTH))
+        await accepted.wait()
+        await va.validate(ChallengeType.HTTP_01, GOOD, TOKEN, KEY_AUTH)
+        assert not hung.done()
+        err = await failure(hung)
+    assert err.problem.type == ProblemType.CONNECTION
+    assert err.problem.detail.endswith(": timeout")
+    assert err.problem.identifier == HUNG.to_json()
+
+
+async def test_tlsalpn01_handshake_that_never_ends_is_connection_and_does_not_hold_others() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    ctx = server_context(tlsalpn01_certificate(GOOD, KEY_AUTH, key), key, ["acme-tls/1"])
+    async with (
+        resolver() as (at, _),
+        silent_target() as (port, accepted),
+        tcp_server(ssl_context=ctx, port=port),
+    ):
+        va = validator(at, port)
+        hung = asyncio.create_task(va.validate(ChallengeType.TLS_ALPN_01, HUNG, TOKEN, KEY_AUTH))
+        await accepted.wait()
+        await va.validate(ChallengeType.TLS_ALPN_01, GOOD, TOKEN, KEY_AUTH)
+        assert not hung.done()
+        err = await failure(hung)
+    assert err.problem.type == ProblemType.CONNECTION
+    assert err.problem.detail == f"tls-alpn-01 for hung.x.test at 127.0.0.2:{port}: timeout"
+
+
+# --- a resolver that drops every packet
+
+
+@pytest.mark.parametrize("challenge", [ChallengeType.DNS_01, ChallengeType.HTTP_01])
+async def test_resolver_dropping_every_packet_is_dns(challenge: ChallengeType) -> None:
+    async with stub_dns(None) as at:
+        err = await failure(validator(at).validate(challenge, GOOD, TOKEN, KEY_AUTH))
+    assert err.problem.type == ProblemType.DNS
+    assert "timed out" in err.problem.detail or "timeout" in err.problem.detail
+    assert err.problem.identifier == GOOD.to_json()
+
+
+async def test_caa_lookup_through_a_resolver_dropping_every_packet_fails_closed() -> None:
+    async with stub_dns(None) as at:
+        caa = CaaChecker(at, (US,), timeout=TIMEOUT)
+        err = await failure(
+            caa.check("a.x.test", wildcard=False, account_uri=ACCOUNT, method="dns-01")
+        )
+    assert err.problem.type == ProblemType.DNS
+    assert "could not check CAA records for a.x.test" in err.problem.detail
+    assert err.problem.identifier == {"type": "dns", "value": "a.x.test"}
+
+
+@pytest.mark.parametrize("challenge", [ChallengeType.DNS_01, ChallengeType.HTTP_01])
+async def test_silent_lookups_do_not_hold_other_validations(challenge: ChallengeType) -> None:
+    async with resolver() as (at, dns_server), tcp_server(serve_key_auth) as port:
+        va = validator(at, port)
+        hung = asyncio.create_task(va.validate(challenge, SILENT, TOKEN, KEY_AUTH))
+        await dns_server.dropped.wait()
+        await va.validate(challenge, GOOD, TOKEN, KEY_AUTH)
+        assert not hung.done()
+        err = await failure(hung)
+    assert err.problem.type == ProblemType.DNS
+    assert err.problem.identifier == SILENT.to_json()
+
+
+async def test_silent_caa_lookups_do_not_hold_other_caa_checks() -> None:
+    async with resolver() as (at, dns_server):
+        caa = CaaChecker(at, (US,), timeout=TIMEOUT)
+        hung = asyncio.create_task(
+            caa.check(SILENT.value, wildcard=False, account_uri=ACCOUNT, method="dns-01")
+        )
+        await dns_server.dropped.wait()
+        await caa.check(GOOD.value, wildcard=False, account_uri=ACCOUNT, method="dns-01")
+        assert not hung.done()
+        err = await failure(hung)
+    assert err.problem.type == ProblemType.DNS
+    assert "could not check CAA records for silent.x.test" in err.problem.detail
+
+
+# --- a resolver that answers SERVFAIL for CAA
+
+
+@pytest.mark.parametrize("wildcard", [False, True])
+async def test_caa_servfail_is_never_taken_for_no_caa(wildcard: bool) -> None:
+    async with resolver() as (at, dns_server):
+        caa = CaaChecker(at, (US,), timeout=TIMEOUT)
+        await caa.check(GOOD.value, wildcard=wildcard, account_uri=ACCOUNT, method="dns-01")
+        err = await failure(
+            caa.check(FAILING.value, wildcard=wildcard, account_uri=ACCOUNT, method="dns-01")
+        )
+    assert err.problem.type == ProblemType.DNS
+    assert "SERVFAIL or REFUSED looking up CAA at failing.x.test" in err.problem.detail
+    value = f"*.{FAILING.value}" if wildcard else FAILING.value
+    assert err.problem.identifier == {"type": "dns", "value": value}
+    assert "failing.x.test." in dns_server.asked
