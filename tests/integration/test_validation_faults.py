@@ -16,12 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import cast
 
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -32,7 +27,7 @@ from acmekit.protocol.tlsalpn import tlsalpn01_certificate
 from acmekit.server.caa import CaaChecker
 from acmekit.server.validation import ValidationConfig, Validator
 from acmekit_testkit.acmekit_server import LOOPBACK_NETWORKS
-from acmekit_testkit.stubdns import stub_dns
+from acmekit_testkit.stubdns import ScriptedResolver, scripted_resolver, stub_dns
 from acmekit_testkit.tcpstub import hold, tcp_server
 from acmekit_testkit.tlsalpn_responder import server_context
 
@@ -47,50 +42,11 @@ SILENT = Identifier(IdentifierType.DNS, "silent.x.test")  # the resolver drops i
 FAILING = Identifier(IdentifierType.DNS, "failing.x.test")  # SERVFAIL for its CAA
 
 
-class _Resolver(asyncio.DatagramProtocol):
-    """A recursive resolver for the names above: A 127.0.0.1 (HUNG: 127.0.0.2), the right
-    TXT at every _acme-challenge name, no CAA; questions naming `silent` are dropped, and
-    CAA questions naming `failing` get SERVFAIL. `asked` holds every question's name."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-        self.asked: list[str] = []
-        self.dropped = asyncio.Event()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        query = dns.message.from_wire(data)
-        question = query.question[0]
-        name = question.name.to_text().lower()
-        self.asked.append(name)
-        if "silent" in name:
-            self.dropped.set()
-            return
-        reply = dns.message.make_response(query)
-        if question.rdtype == dns.rdatatype.CAA and "failing" in name:
-            reply.set_rcode(dns.rcode.SERVFAIL)
-        elif question.rdtype == dns.rdatatype.A:
-            address = "127.0.0.2" if name.startswith("hung.") else "127.0.0.1"
-            reply.answer.append(dns.rrset.from_text(question.name, 0, "IN", "A", address))
-        elif question.rdtype == dns.rdatatype.TXT:
-            value = dns01_txt_value(KEY_AUTH)
-            reply.answer.append(dns.rrset.from_text(question.name, 0, "IN", "TXT", f'"{value}"'))
-        assert self.transport is not None
-        self.transport.sendto(reply.to_wire(), addr)
-
-
 @asynccontextmanager
-async def resolver() -> AsyncIterator[tuple[tuple[str, int], _Resolver]]:
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(
-        _Resolver, local_addr=("127.0.0.1", 0)
-    )
-    try:
-        yield ("127.0.0.1", transport.get_extra_info("sockname")[1]), protocol
-    finally:
-        transport.close()
+async def resolver() -> AsyncIterator[tuple[tuple[str, int], ScriptedResolver]]:
+    """GOOD and HUNG resolve, SILENT's questions are dropped, FAILING's CAA is SERVFAIL."""
+    async with scripted_resolver(dns01_txt_value(KEY_AUTH)) as served:
+        yield served
 
 
 def validator(at: tuple[str, int], port: int = 1) -> Validator:
