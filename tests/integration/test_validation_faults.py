@@ -14,8 +14,9 @@ The only time bound is a generous one (three timeouts), so a loaded machine cann
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -90,14 +91,43 @@ async def serve_key_auth(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     await writer.drain()
 
 
+def tlsalpn01_context() -> ssl.SSLContext:
+    """A TLS server context presenting GOOD's tls-alpn-01 certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return server_context(tlsalpn01_certificate(GOOD, KEY_AUTH, key), key, ["acme-tls/1"])
+
+
+def good_target(challenge: ChallengeType, port: int = 0) -> AbstractAsyncContextManager[int]:
+    """Where GOOD's challenge is met, at 127.0.0.1 (dns-01 needs none: http will do)."""
+    if challenge == ChallengeType.TLS_ALPN_01:
+        return tcp_server(ssl_context=tlsalpn01_context(), port=port)
+    return tcp_server(serve_key_auth, port=port)
+
+
+@asynccontextmanager
+async def hung_and_good(challenge: ChallengeType) -> AsyncIterator[tuple[int, asyncio.Event]]:
+    """silent_target at 127.0.0.2 and good_target at 127.0.0.1, on one port (the config
+    has one); another port if something else holds that one at 127.0.0.1."""
+    for attempt in range(10):
+        async with AsyncExitStack() as stack:
+            port, accepted = await stack.enter_async_context(silent_target())
+            try:
+                await stack.enter_async_context(good_target(challenge, port))
+            except OSError:
+                if attempt == 9:
+                    raise
+                continue
+            yield port, accepted
+            return
+
+
 # --- a target that accepts and never answers
 
 
 async def test_http01_target_that_never_answers_is_connection_and_does_not_hold_others() -> None:
     async with (
         resolver() as (at, _),
-        silent_target() as (port, accepted),
-        tcp_server(serve_key_auth, port=port),
+        hung_and_good(ChallengeType.HTTP_01) as (port, accepted),
     ):
         va = validator(at, port)
         hung = asyncio.create_task(va.validate(ChallengeType.HTTP_01, HUNG, TOKEN, KEY_AUTH))
@@ -111,12 +141,9 @@ async def test_http01_target_that_never_answers_is_connection_and_does_not_hold_
 
 
 async def test_tlsalpn01_handshake_that_never_ends_is_connection_and_does_not_hold_others() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    ctx = server_context(tlsalpn01_certificate(GOOD, KEY_AUTH, key), key, ["acme-tls/1"])
     async with (
         resolver() as (at, _),
-        silent_target() as (port, accepted),
-        tcp_server(ssl_context=ctx, port=port),
+        hung_and_good(ChallengeType.TLS_ALPN_01) as (port, accepted),
     ):
         va = validator(at, port)
         hung = asyncio.create_task(va.validate(ChallengeType.TLS_ALPN_01, HUNG, TOKEN, KEY_AUTH))
@@ -131,7 +158,7 @@ async def test_tlsalpn01_handshake_that_never_ends_is_connection_and_does_not_ho
 # --- a resolver that drops every packet
 
 
-@pytest.mark.parametrize("challenge", [ChallengeType.DNS_01, ChallengeType.HTTP_01])
+@pytest.mark.parametrize("challenge", list(ChallengeType))
 async def test_resolver_dropping_every_packet_is_dns(challenge: ChallengeType) -> None:
     async with stub_dns(None) as at:
         err = await failure(validator(at).validate(challenge, GOOD, TOKEN, KEY_AUTH))
@@ -151,9 +178,9 @@ async def test_caa_lookup_through_a_resolver_dropping_every_packet_fails_closed(
     assert err.problem.identifier == {"type": "dns", "value": "a.x.test"}
 
 
-@pytest.mark.parametrize("challenge", [ChallengeType.DNS_01, ChallengeType.HTTP_01])
+@pytest.mark.parametrize("challenge", list(ChallengeType))
 async def test_silent_lookups_do_not_hold_other_validations(challenge: ChallengeType) -> None:
-    async with resolver() as (at, dns_server), tcp_server(serve_key_auth) as port:
+    async with resolver() as (at, dns_server), good_target(challenge) as port:
         va = validator(at, port)
         hung = asyncio.create_task(va.validate(challenge, SILENT, TOKEN, KEY_AUTH))
         await dns_server.dropped.wait()

@@ -65,7 +65,12 @@ addresses = st.ip_addresses().map(str) | st.text(alphabet="0123456789abcdef:.%/[
 def accepted(doc: Any) -> Identifier | None:
     try:
         ident = parse_identifier(doc)
-    except AcmeError:
+    except AcmeError as err:
+        # The problem names the identifier as RFC 8555 §6.7.1 has it, not the client's JSON.
+        named = err.problem.identifier
+        assert named is None or (
+            set(named) == {"type", "value"} and all(isinstance(v, str) for v in named.values())
+        )
         return None
     assert parse_identifier(ident.to_json()) == ident
     with contextlib.suppress(AcmeError):
@@ -95,11 +100,14 @@ def test_any_dns_name(value: str) -> None:
 
 
 @FAST
-@given(addresses)
+@given(
+    addresses | st.fixed_dictionaries({"type": st.just("ip"), "value": addresses, "x": json_values})
+)
 @example("fe80::1%eth0")
+@example({"type": "ip", "value": "x", "extra": [1]})
 @example("::ffff:127.0.0.1")
-def test_any_ip_value(value: str) -> None:
-    accepted({"type": "ip", "value": value})
+def test_any_ip_value(value: str | dict[str, Any]) -> None:
+    accepted(value if isinstance(value, dict) else {"type": "ip", "value": value})
 
 
 @FAST

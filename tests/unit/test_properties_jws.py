@@ -88,6 +88,26 @@ def test_any_body_parses_or_is_malformed(body: bytes) -> None:
 
 @FAST
 @given(
+    st.integers(1, 200_000),
+    st.sampled_from(["protected", "payload", "body"]),
+    st.sampled_from(["[", '{"a":']),
+)
+def test_json_nested_to_any_depth(depth: int, where: str, opener: str) -> None:
+    closer = "]" if opener == "[" else "}"
+    deep = opener * depth + ("1" if opener != "[" else "") + closer * depth
+    if where == "body":
+        body = deep.encode()
+    else:
+        other = "payload" if where == "protected" else "protected"
+        doc = {where: b64e(deep.encode()), other: b64e(b'{"alg":"ES256"}'), "signature": ""}
+        body = json.dumps(doc).encode()
+    jws = only_acme_errors(parse_jws, body)
+    if jws is not None:
+        only_acme_errors(jws.payload_json)
+
+
+@FAST
+@given(
     st.dictionaries(
         st.sampled_from(["protected", "payload", "signature", "header"]), json_values | b64_texts
     )
