@@ -17,7 +17,10 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import cast
 
+import dns.message
+import dns.rrset
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -71,7 +74,7 @@ async def failure(call: Awaitable[None], within: float = 3 * TIMEOUT) -> AcmeErr
 
 
 @asynccontextmanager
-async def silent_target(**kw: object) -> AsyncIterator[tuple[int, asyncio.Event]]:
+async def silent_target() -> AsyncIterator[tuple[int, asyncio.Event]]:
     """A TCP server at 127.0.0.2 that accepts and never says anything; yields its port
     and an event set once a connection was accepted."""
     accepted = asyncio.Event()
@@ -80,7 +83,7 @@ async def silent_target(**kw: object) -> AsyncIterator[tuple[int, asyncio.Event]
         accepted.set()
         await hold(reader, writer)
 
-    async with tcp_server(handler, host="127.0.0.2", **kw) as port:  # type: ignore[arg-type]
+    async with tcp_server(handler, host="127.0.0.2") as port:
         yield port, accepted
 
 
@@ -221,3 +224,49 @@ async def test_caa_servfail_is_never_taken_for_no_caa(wildcard: bool) -> None:
     value = f"*.{FAILING.value}" if wildcard else FAILING.value
     assert err.problem.identifier == {"type": "dns", "value": value}
     assert "failing.x.test." in dns_server.asked
+
+
+class _SlowCnames(asyncio.DatagramProtocol):
+    """Answers CAA at hopN.slow.test with only a CNAME to hopN+1, each after `delay`
+    seconds: every answer comes within a lookup's timeout, the chain never ends. Other
+    questions get an empty answer at once."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        query = dns.message.from_wire(data)
+        question = query.question[0]
+        name = question.name.to_text()
+        reply = dns.message.make_response(query)
+        if not name.startswith("hop"):
+            self._send(reply, addr)
+            return
+        hop = int(name.split(".")[0].removeprefix("hop"))
+        target = f"hop{hop + 1}.slow.test."
+        reply.answer.append(dns.rrset.from_text(question.name, 0, "IN", "CNAME", target))
+        asyncio.get_running_loop().call_later(self.delay, self._send, reply, addr)
+
+    def _send(self, reply: dns.message.Message, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(reply.to_wire(), addr)
+
+
+async def test_a_slow_cname_chain_is_bounded_by_one_caa_timeout() -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _SlowCnames(0.6 * TIMEOUT), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        caa = CaaChecker(transport.get_extra_info("sockname"), (US,), timeout=TIMEOUT)
+        err = await failure(
+            caa.check("hop0.slow.test", wildcard=False, account_uri=ACCOUNT, method="dns-01")
+        )
+    finally:
+        transport.close()
+    assert err.problem.type == ProblemType.DNS
+    assert "timeout looking up CAA at hop0.slow.test" in err.problem.detail

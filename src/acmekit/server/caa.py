@@ -253,11 +253,16 @@ class CaaChecker:
         )
 
     async def _lookup(self, owner: str) -> list[CaaRecord]:
+        """CAA at `owner`, CNAMEs followed; `_timeout` bounds the whole chain, not each
+        hop, so answers that each come just in time cannot add up."""
+
         async def ask(qname: str) -> tuple[tuple[tuple[int, str, str], ...] | None, str]:
             reply = await self._ask(qname)
             return ((), qname) if reply.nxdomain else (reply.values, reply.canonical)
 
-        return [CaaRecord(*fields) for fields in await follow_cnames(ask, owner + ".")]
+        async with asyncio.timeout(self._timeout):
+            found = await follow_cnames(ask, owner + ".")
+        return [CaaRecord(*fields) for fields in found]
 
     async def _ask(self, qname: str) -> Reply[tuple[int, str, str]]:
         """CAA at `qname`: the stub's answer, else the resolver's; `_timeout` bounds both."""
