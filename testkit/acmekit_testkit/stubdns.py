@@ -51,14 +51,13 @@ async def stub_dns(rcode: dns.rcode.Rcode | None) -> AsyncIterator[tuple[str, in
 
 
 class ScriptedResolver(asyncio.DatagramProtocol):
-    """A recursive resolver for validation-fault tests. Every name has A `address` (names
+    """A recursive resolver for validation-fault tests. Every name has A 127.0.0.1 (names
     starting `hung.`: 127.0.0.2), TXT `txt` and no CAA; but questions naming `silent` are
     dropped (`dropped` is set), and CAA questions naming `failing` get SERVFAIL. `asked`
     holds every question's name, lower case and absolute."""
 
-    def __init__(self, txt: str, address: str = "127.0.0.1") -> None:
+    def __init__(self, txt: str) -> None:
         self.txt = txt
-        self.address = address
         self.transport: asyncio.DatagramTransport | None = None
         self.asked: list[str] = []
         self.dropped = asyncio.Event()
@@ -78,7 +77,7 @@ class ScriptedResolver(asyncio.DatagramProtocol):
         if question.rdtype == dns.rdatatype.CAA and "failing" in name:
             reply.set_rcode(dns.rcode.SERVFAIL)
         elif question.rdtype == dns.rdatatype.A:
-            address = "127.0.0.2" if name.startswith("hung.") else self.address
+            address = "127.0.0.2" if name.startswith("hung.") else "127.0.0.1"
             reply.answer.append(dns.rrset.from_text(question.name, 0, "IN", "A", address))
         elif question.rdtype == dns.rdatatype.TXT:
             reply.answer.append(dns.rrset.from_text(question.name, 0, "IN", "TXT", f'"{self.txt}"'))
@@ -88,12 +87,12 @@ class ScriptedResolver(asyncio.DatagramProtocol):
 
 @asynccontextmanager
 async def scripted_resolver(
-    txt: str = "", address: str = "127.0.0.1"
+    txt: str = "",
 ) -> AsyncIterator[tuple[tuple[str, int], ScriptedResolver]]:
     """Serve a ScriptedResolver on loopback; yields its HOST, PORT and itself."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(
-        lambda: ScriptedResolver(txt, address), local_addr=("127.0.0.1", 0)
+        lambda: ScriptedResolver(txt), local_addr=("127.0.0.1", 0)
     )
     try:
         yield ("127.0.0.1", transport.get_extra_info("sockname")[1]), protocol
