@@ -4,27 +4,19 @@ only its CAA questions get SERVFAIL from the CA's resolver."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
-from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.stubdns import scripted_resolver
 
 
 async def test_caa_servfail_leaves_the_challenge_and_order_invalid(
-    tmp_path: Path, responder: Http01Responder, db_url: str
+    ca_config: ServerConfig, responder: Http01Responder
 ) -> None:
     async with scripted_resolver() as ((host, port), dns):
-        config = ServerConfig(
-            state_dir=tmp_path / "ca",
-            db=db_url,
-            dns_resolver=f"{host}:{port}",
-            http01_port=responder.port,
-            validation_timeout=5.0,
-            validation=TEST_VALIDATION,
-        )
+        config = dataclasses.replace(ca_config, dns_resolver=f"{host}:{port}")
         ca = assemble(config)
         try:
             flow = Flow(RawAcme(ca.app), responder)

@@ -127,35 +127,28 @@ async def hung_and_good(challenge: ChallengeType) -> AsyncIterator[tuple[int, as
 # --- a target that accepts and never answers
 
 
-async def test_http01_target_that_never_answers_is_connection_and_does_not_hold_others() -> None:
-    async with (
-        resolver() as (at, _),
-        hung_and_good(ChallengeType.HTTP_01) as (port, accepted),
-    ):
+@pytest.mark.parametrize(
+    ("challenge", "where"),
+    [
+        (ChallengeType.HTTP_01, "fetching http://hung.x.test:{port}/.well-known/acme-challenge/"),
+        (ChallengeType.TLS_ALPN_01, "tls-alpn-01 for hung.x.test at 127.0.0.2:{port}"),
+    ],
+)
+async def test_target_that_never_answers_is_connection_and_does_not_hold_others(
+    challenge: ChallengeType, where: str
+) -> None:
+    """http-01: the request is never answered; tls-alpn-01: the ClientHello never is."""
+    async with resolver() as (at, _), hung_and_good(challenge) as (port, accepted):
         va = validator(at, port)
-        hung = asyncio.create_task(va.validate(ChallengeType.HTTP_01, HUNG, TOKEN, KEY_AUTH))
+        hung = asyncio.create_task(va.validate(challenge, HUNG, TOKEN, KEY_AUTH))
         await accepted.wait()
-        await va.validate(ChallengeType.HTTP_01, GOOD, TOKEN, KEY_AUTH)
+        await va.validate(challenge, GOOD, TOKEN, KEY_AUTH)
         assert not hung.done()
         err = await failure(hung)
     assert err.problem.type == ProblemType.CONNECTION
+    assert err.problem.detail.startswith(where.format(port=port))
     assert err.problem.detail.endswith(": timeout")
     assert err.problem.identifier == HUNG.to_json()
-
-
-async def test_tlsalpn01_handshake_that_never_ends_is_connection_and_does_not_hold_others() -> None:
-    async with (
-        resolver() as (at, _),
-        hung_and_good(ChallengeType.TLS_ALPN_01) as (port, accepted),
-    ):
-        va = validator(at, port)
-        hung = asyncio.create_task(va.validate(ChallengeType.TLS_ALPN_01, HUNG, TOKEN, KEY_AUTH))
-        await accepted.wait()
-        await va.validate(ChallengeType.TLS_ALPN_01, GOOD, TOKEN, KEY_AUTH)
-        assert not hung.done()
-        err = await failure(hung)
-    assert err.problem.type == ProblemType.CONNECTION
-    assert err.problem.detail == f"tls-alpn-01 for hung.x.test at 127.0.0.2:{port}: timeout"
 
 
 # --- a resolver that drops every packet
