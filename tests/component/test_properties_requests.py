@@ -11,11 +11,13 @@ example's request runs on the test's event loop, where the CA lives.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from acmekit.protocol import jose
 from acmekit_testkit.acme_raw import Flow, Resp
 
 scalars = (
@@ -89,3 +91,43 @@ async def test_any_signed_payload_to_any_resource_is_a_problem_or_success(flow: 
             assert resp.json()["type"].startswith("urn:ietf:params:acme:error:")
 
     await loop.run_in_executor(None, prop)
+
+
+async def test_any_body_to_any_resource_is_a_problem_or_success(flow: Flow) -> None:
+    """Raw bodies: random bytes, JSON of any shape, and a real signed request with some
+    of its characters changed."""
+    assert (await flow.account()).status == 201
+    base = flow.acme.base + "/acme/"
+    urls = [base + "new-account", base + "new-order", flow.kid, base + "revoke-cert"]
+    signed = jose.sign(flow.key, {"identifiers": []}, url=urls[1], nonce=await flow.acme.nonce())
+    real = json.dumps(signed)
+    loop = asyncio.get_running_loop()
+
+    def send(url: str, body: bytes) -> Resp:
+        call = flow.acme.request("POST", url, body, "application/jose+json")
+        return asyncio.run_coroutine_threadsafe(call, loop).result(timeout=60)
+
+    mutated = st.lists(
+        st.tuples(st.integers(0, len(real) - 1), st.characters()), min_size=1, max_size=4
+    ).map(lambda edits: _edit(real, edits))
+    bodies = (
+        st.binary(max_size=200)
+        | json_values.map(lambda v: json.dumps(v).encode())
+        | mutated.map(str.encode)
+    )
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(urls), bodies)
+    def prop(url: str, body: bytes) -> None:
+        resp = send(url, body)
+        assert resp.status < 500, (url, body, resp.status, resp.body[:300])
+        assert resp.status >= 400
+        assert resp.header("content-type") == "application/problem+json", resp.headers
+
+    await loop.run_in_executor(None, prop)
+
+
+def _edit(text: str, edits: list[tuple[int, str]]) -> str:
+    for at, char in edits:
+        text = text[:at] + char + text[at + 1 :]
+    return text
