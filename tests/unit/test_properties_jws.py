@@ -17,7 +17,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from acmekit.protocol.jose import b64d, b64e, eab_verify, key_from_jwk, parse_jws, sign
+from acmekit.protocol.jose import (
+    b64d,
+    b64e,
+    eab_verify,
+    jwk_from_key,
+    key_from_jwk,
+    parse_jws,
+    sign,
+)
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.auth import Authenticator, external_account_binding
 from acmekit.server.config import NonceScope
@@ -112,6 +120,7 @@ def test_json_nested_to_any_depth(depth: int, where: str, opener: str) -> None:
         st.sampled_from(["protected", "payload", "signature", "header"]), json_values | b64_texts
     )
 )
+@example({"payload": "\x80", "protected": "e30", "signature": ""})  # once UnicodeEncodeError
 def test_any_flattened_document_parses_or_is_malformed(doc: dict[str, Any]) -> None:
     jws = only_acme_errors(parse_jws, json.dumps(doc).encode())
     if jws is not None:
@@ -171,6 +180,21 @@ def test_authentication_ends_in_a_problem_or_an_account(
 @given(json_values, st.sampled_from(["externalAccountBinding", "x"]))
 def test_external_account_binding_of_any_payload(value: Any, member: str) -> None:
     only_acme_errors(external_account_binding, {member: value}, URL)
+
+
+def test_a_payload_that_is_not_ascii_is_malformed_after_the_nonce() -> None:
+    header = b64e(
+        json.dumps(
+            {"alg": "ES256", "url": URL, "nonce": NONCES.issue(), "jwk": jwk_from_key(KEY)}
+        ).encode()
+    )
+    body = json.dumps({"protected": header, "payload": "é", "signature": ""}).encode()
+    try:
+        AUTH.authenticate(body, URL, PREFIX, signer="either")
+    except AcmeError as err:
+        assert err.problem.type == "urn:ietf:params:acme:error:malformed"
+    else:
+        raise AssertionError("accepted")
 
 
 def test_a_good_request_still_authenticates() -> None:

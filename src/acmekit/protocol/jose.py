@@ -223,6 +223,7 @@ def parse_jws(body: bytes | Any) -> Jws:
     protected = _json(b64d(protected_b64), "protected header")
     if not isinstance(protected, dict):
         raise malformed("protected header must be a JSON object")
+    b64d(payload_b64)  # checked now: the signing input is its ASCII text (RFC 7515 §5.2)
     return Jws(protected, protected_b64, payload_b64, b64d(sig_b64))
 
 
