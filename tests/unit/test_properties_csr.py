@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from functools import cache
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -111,6 +112,7 @@ extension_oids = st.sampled_from(
 )
 
 
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")  # the long CNs we mean
 @FAST
 @given(
     st.lists(general_names, max_size=5),
