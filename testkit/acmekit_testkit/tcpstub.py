@@ -23,9 +23,12 @@ async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 
 @asynccontextmanager
 async def tcp_server(
-    handler: Handler = hold, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+    handler: Handler = hold,
+    ssl_context: ssl.SSLContext | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> AsyncIterator[int]:
-    """Serve `handler` on a free port of `host`; yields the port."""
+    """Serve `handler` on `port` of `host` (0: a free one); yields the port."""
     writers: set[asyncio.StreamWriter] = set()
 
     async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -35,7 +38,7 @@ async def tcp_server(
         finally:
             writer.close()
 
-    server = await asyncio.start_server(tracked, host, 0, ssl=ssl_context)
+    server = await asyncio.start_server(tracked, host, port, ssl=ssl_context)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:

@@ -97,6 +97,22 @@ async def add_caa(server: DnsServerHandle, host: str, *policies: tuple[str, str]
 
 
 async def refusal(caa: CaaChecker, name: str, *, wildcard: bool = False, **kw: str) -> AcmeError:
+    """Records forbid issuance: a caa problem (403)."""
+    err = await failure(caa, name, wildcard=wildcard, **kw)
+    assert err.problem.type == ProblemType.CAA
+    assert err.problem.status == 403
+    return err
+
+
+async def lookup_failure(caa: CaaChecker, name: str, *, wildcard: bool = False) -> AcmeError:
+    """CAA could not be looked up: a dns problem, and still no issuance."""
+    err = await failure(caa, name, wildcard=wildcard)
+    assert err.problem.type == ProblemType.DNS
+    assert err.problem.detail.startswith(f"DNS problem: could not check CAA records for {name}")
+    return err
+
+
+async def failure(caa: CaaChecker, name: str, *, wildcard: bool = False, **kw: str) -> AcmeError:
     with pytest.raises(AcmeError) as info:
         await caa.check(
             name,
@@ -104,8 +120,6 @@ async def refusal(caa: CaaChecker, name: str, *, wildcard: bool = False, **kw: s
             account_uri=kw.get("account_uri", ACCOUNT),
             method=kw.get("method", "http-01"),
         )
-    assert info.value.problem.type == ProblemType.CAA
-    assert info.value.problem.status == 403
     return info.value
 
 
@@ -255,8 +269,7 @@ async def test_cname_loop_fails_closed() -> None:
     records = {"a.loop.test.": ["CNAME b.loop.test."], "b.loop.test.": ["CNAME a.loop.test."]}
     async with one_hop_server(records) as server:
         caa = CaaChecker(server, (US,), timeout=2.0)
-        err = await refusal(caa, "a.loop.test")
-    assert "could not check CAA records for a.loop.test" in err.problem.detail
+        err = await lookup_failure(caa, "a.loop.test")
     assert "CNAMEs" in err.problem.detail
 
 
@@ -280,18 +293,16 @@ async def test_validation_lookups_chase_cnames_the_same_way() -> None:
 async def test_servfail_fails_closed() -> None:
     async with stub_dns(dns.rcode.SERVFAIL) as server:
         caa = CaaChecker(server, (US,), timeout=2.0)
-        err = await refusal(caa, "www.example.test")
+        err = await lookup_failure(caa, "www.example.test")
     assert err.problem.identifier == {"type": "dns", "value": "www.example.test"}
-    assert err.problem.detail.startswith("could not check CAA records for www.example.test")
     assert "SERVFAIL" in err.problem.detail
 
 
 async def test_silent_resolver_fails_closed() -> None:
     async with stub_dns(None) as server:
         caa = CaaChecker(server, (US,), timeout=0.3)
-        err = await refusal(caa, "www.example.test", wildcard=True)
+        err = await lookup_failure(caa, "www.example.test", wildcard=True)
     assert err.problem.identifier == {"type": "dns", "value": "*.www.example.test"}
-    assert "could not check CAA" in err.problem.detail
     assert "timeout" in err.problem.detail
 
 

@@ -232,6 +232,7 @@ def parse_jws(body: bytes | Any) -> Jws:
         # RFC 7515 §4.1.11: a recipient must refuse extensions it does not understand,
         # and ACME defines none (RFC 8555 §6.2), so any crit names an unknown one.
         raise malformed(f"unsupported critical header parameters {protected['crit']!r}")
+    b64d(payload_b64)  # checked now: the signing input is its ASCII text (RFC 7515 §5.2)
     return Jws(protected, protected_b64, payload_b64, b64d(sig_b64))
 
 

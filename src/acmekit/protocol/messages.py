@@ -155,7 +155,9 @@ def parse_identifier(doc: object) -> Identifier:
             ip = ipaddress.ip_address(value)
         except ValueError as exc:
             raise problem(
-                ProblemType.MALFORMED, f"{value!r} is not an IP address", identifier=doc
+                ProblemType.MALFORMED,
+                f"{value!r} is not an IP address",
+                identifier={"type": str(IdentifierType.IP), "value": value},
             ) from exc
         return Identifier(IdentifierType.IP, ip.compressed)
     raise problem(

@@ -28,13 +28,17 @@ target is asked again. Each question goes first through the validation authority
 UDP stub (`validation.stub`), and through dnspython's resolver when the stub leaves it
 (a failure, truncation, an odd record). NXDOMAIN or NODATA is an empty set. Any other
 failure (SERVFAIL, REFUSED, timeout) means CAA could not be checked, and issuance is
-refused, as Let's Encrypt does (§4's allowance to proceed is not used). Refusals are
-problems of type `caa` (RFC 8555 §6.7) with status 403 and the identifier.
+refused, as Let's Encrypt does (§4's allowance to proceed is not used). Records that
+forbid issuance are problems of type `caa` (RFC 8555 §6.7: "CAA records forbid the CA")
+with status 403; a lookup that fails is a `dns` problem ("a problem with a DNS query
+during identifier validation"), as Boulder reports it: no record forbade anything, and
+the domain's operator has a resolver or nameserver to fix. Both carry the identifier.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Sequence
@@ -209,7 +213,7 @@ class CaaChecker:
     async def relevant_records(self, name: str) -> tuple[str, list[CaaRecord]]:
         """(where found, records): the first non-empty CAA set climbing from `name`.
 
-        With no records anywhere, `(name, [])`. Raises a caa problem when a lookup fails.
+        With no records anywhere, `(name, [])`. Raises a dns problem when a lookup fails.
         """
         base = _base_name(name)
         chain = _climb(base)
@@ -224,11 +228,13 @@ class CaaChecker:
         return base, []
 
     async def check(self, name: str, *, wildcard: bool, account_uri: str, method: str) -> None:
-        """Raise a caa problem (403) unless CAA lets us issue for `name` (`*.name` if wildcard)."""
+        """Raise a caa problem (403) unless CAA lets us issue for `name` (`*.name` if wildcard);
+        a dns problem when CAA could not be looked up."""
         try:
             owner, records = await self.relevant_records(name)
         except AcmeError as exc:
-            raise _caa_problem(_base_name(name), wildcard, exc.problem.detail) from None
+            ident = _identifier(_base_name(name), wildcard)
+            raise AcmeError(dataclasses.replace(exc.problem, identifier=ident)) from None
         allowed, reason = caa_permits(
             records,
             identities=self._identities,
@@ -247,11 +253,16 @@ class CaaChecker:
         )
 
     async def _lookup(self, owner: str) -> list[CaaRecord]:
+        """CAA at `owner`, CNAMEs followed; `_timeout` bounds the whole chain, not each
+        hop, so answers that each come just in time cannot add up."""
+
         async def ask(qname: str) -> tuple[tuple[tuple[int, str, str], ...] | None, str]:
             reply = await self._ask(qname)
             return ((), qname) if reply.nxdomain else (reply.values, reply.canonical)
 
-        return [CaaRecord(*fields) for fields in await follow_cnames(ask, owner + ".")]
+        async with asyncio.timeout(self._timeout):
+            found = await follow_cnames(ask, owner + ".")
+        return [CaaRecord(*fields) for fields in found]
 
     async def _ask(self, qname: str) -> Reply[tuple[int, str, str]]:
         """CAA at `qname`: the stub's answer, else the resolver's; `_timeout` bounds both."""
@@ -293,9 +304,12 @@ def _fields(rdata: object) -> tuple[int, str, str]:
     return rdata.flags, tag, rdata.value.decode("utf-8", errors="replace")
 
 
+def _identifier(name: str, wildcard: bool) -> dict[str, str]:
+    return {"type": "dns", "value": f"*.{name}" if wildcard else name}
+
+
 def _caa_problem(name: str, wildcard: bool, detail: str) -> AcmeError:
-    value = f"*.{name}" if wildcard else name
-    return problem(ProblemType.CAA, detail, status=403, identifier={"type": "dns", "value": value})
+    return problem(ProblemType.CAA, detail, status=403, identifier=_identifier(name, wildcard))
 
 
 def _lookup_failed(name: str, owner: str, exc: BaseException) -> AcmeError:
@@ -307,8 +321,7 @@ def _lookup_failed(name: str, owner: str, exc: BaseException) -> AcmeError:
         why = (str(exc) or type(exc).__name__).splitlines()[0][:200]
     log.info("CAA lookup failed for %s at %s: %s", name, owner, why)
     return problem(
-        ProblemType.CAA,
-        f"could not check CAA records for {name}: {why} looking up CAA at {owner}",
-        status=403,
-        identifier={"type": "dns", "value": name},
+        ProblemType.DNS,
+        f"DNS problem: could not check CAA records for {name}: {why} looking up CAA at {owner}",
+        identifier=_identifier(name, False),
     )

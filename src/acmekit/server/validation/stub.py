@@ -140,6 +140,8 @@ def _read(
     data: bytes, question: bytes, qname: str, rdtype: int, decode: Callable[[bytes], T]
 ) -> Reply[T]:
     """The answer in `data` to our question; raises _Unusual for anything else."""
+    if len(data) < _HEADER.size:
+        raise _Unusual
     _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
     if not flags & _QR or flags & (_TC | _OPCODE) or qdcount != 1:
         raise _Unusual
