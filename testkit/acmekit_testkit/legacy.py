@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from acmekit import migrate
 from acmekit.database import create_engine
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "v0.1.0"
+FIXTURES = Path(__file__).parents[2] / "tests" / "fixtures" / "v0.1.0"
 
 
 def load_v010(kind: str, url: str) -> None:
