@@ -24,7 +24,7 @@ from acmekit.fleet import inventory as fleet_tables
 from acmekit.fleet.inventory import Inventory
 from acmekit.migrate import FLEET, SERVER, SchemaOutOfDate
 from acmekit.protocol.messages import AuthorizationStatus, ChallengeStatus
-from acmekit.server import store as ca_tables
+from acmekit.server import schema as ca_tables
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.legacy import load_v010
