@@ -46,12 +46,12 @@ def token_bucket(store: Store, key: str, calls: list[int]) -> None:
         decision = take(bucket, now, RATE)
         return decision.bucket if decision.allowed else None
 
-    store.update_bucket(key, change)
+    store.buckets.update_bucket(key, change)
 
 
 def gcra(store: Store, key: str, _calls: list[int]) -> None:
     now = int(time.time() * 1_000_000)
-    with store._raw() as c:
+    with store.db.raw() as c:
         params = (key, now + INTERVAL_US, now, now, INTERVAL_US, now, now, INTERVAL_US)
         changed = c.run(_GCRA_TAKE, (*params, now + BURST_US))
     assert changed == 1
@@ -88,7 +88,7 @@ def main() -> None:
         for backend in ("sqlite", "postgresql"):
             with fresh_database(backend, Path(tmp), "bench.db") as url:
                 store = Store.from_url(url)
-                with store._raw() as c:
+                with store.db.raw() as c:
                     c.run(_GCRA_TABLE)
                 for threads in (1, args.threads):
                     for name, how in (("token bucket", token_bucket), ("GCRA", gcra)):

@@ -36,7 +36,7 @@ async def test_the_ca_issues_renews_and_revokes_on_an_upgraded_database(
     ca: Assembly, flow: Flow
 ) -> None:
     assert migrate.current(ca.store.engine, migrate.SERVER) == migrate.head(migrate.SERVER)
-    assert ca.store.replacement("cert1") == "order3"  # v0.1.0's rows are there
+    assert ca.store.certificates.replacement("cert1") == "order3"  # v0.1.0's rows are there
     _, order = await flow.issue("renew.migrated.test", profile="shortlived")
     leaf = x509.load_pem_x509_certificates((await flow.get(order["certificate"])).body)[0]
     ari = await flow.acme.request("GET", f"{flow.acme.base}/acme/renewal-info/{cert_id_of(leaf)}")
@@ -58,7 +58,7 @@ async def test_the_ca_issues_renews_and_revokes_on_an_upgraded_database(
     revoke = {"certificate": jose.b64e(new_leaf.public_bytes(Encoding.DER)), "reason": 4}
     revoked = await flow.acme.post(f"{flow.acme.base}/acme/revoke-cert", revoke, flow.key, flow.kid)
     assert revoked.status == 200, revoked.body
-    record = ca.store.certificate_by_serial(format(new_leaf.serial_number, "x"))
+    record = ca.store.certificates.certificate_by_serial(format(new_leaf.serial_number, "x"))
     assert record is not None and record.revocation_reason == 4
 
 

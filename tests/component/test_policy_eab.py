@@ -46,7 +46,7 @@ async def test_database_key_binds_once(eab_ca: Assembly) -> None:
     first = await _register(acme, "customer-1", secret)
     assert first.status == 201, first.body
     assert first.json()["externalAccountBinding"] == {"kid": "customer-1"}
-    bound = eab_ca.store.eab_key("customer-1")
+    bound = eab_ca.store.accounts.eab_key("customer-1")
     assert bound is not None and bound.account_id
     assert (first.header("location") or "").endswith(bound.account_id)
     second = await _register(acme, "customer-1", secret)

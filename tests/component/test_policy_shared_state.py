@@ -32,7 +32,7 @@ def stores(db_url: str) -> Iterator[tuple[Store, Store]]:
 
 def test_concurrent_takes_grant_exactly_the_burst(stores: tuple[Store, Store]) -> None:
     limits = RateLimits(new_orders_per_account=Limit(20, timedelta(hours=1)))
-    limiters = [RateLimiter(limits, s) for s in stores]
+    limiters = [RateLimiter(limits, s.buckets) for s in stores]
 
     def attempt(i: int) -> bool:
         try:

@@ -172,7 +172,7 @@ async def test_two_concurrent_finalizes_issue_one_certificate(flow: Flow, ca: ob
     statuses = sorted(r.status for r in results)
     assert statuses.count(200) == 1, [r.body for r in results]
     assert all(r.problem_type == "orderNotReady" for r in results if r.status != 200)
-    from acmekit.server.store import certificates
+    from acmekit.server.schema import certificates
 
     with flow.acme.app.authority.store.engine.begin() as conn:
         rows = conn.execute(certificates.select()).all()

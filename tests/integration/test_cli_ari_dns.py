@@ -15,8 +15,9 @@ import pytest
 import sqlalchemy as sa
 from cryptography import x509
 
+from acmekit.database import create_engine
 from acmekit.protocol.ari import cert_id_of
-from acmekit.server.store import create_engine, orders
+from acmekit.server.schema import orders
 from acmekit_testkit.acmekit_server import CaProcess, running_ca_process
 from acmekit_testkit.cli import certbot_dirs, run_acmekit
 from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from acmekit.server.store import certificates, create_engine, orders
+from acmekit.database import create_engine
+from acmekit.server.schema import certificates, orders
 from acmekit_testkit.acme_raw import Flow, Http01Responder
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.dnsserver import DnsServerHandle

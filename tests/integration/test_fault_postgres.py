@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from acmekit.database import UNAVAILABLE
-from acmekit.server.store import Store, certificates, create_engine, orders
+from acmekit.database import UNAVAILABLE, create_engine
+from acmekit.server.schema import certificates, orders
+from acmekit.server.store import Store
 from acmekit_testkit.acme_raw import Flow, Http01Responder
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.dnsserver import DnsServerHandle
@@ -120,13 +121,13 @@ def test_store_drops_every_dead_pooled_connection_at_the_first_disconnect() -> N
     although several idle connections died with the server."""
     with postgres_cluster() as cluster:
         store = Store.from_url(cluster.url)
-        with store._raw(), store._raw(), store._raw():  # three connections, back to the pool
+        with store.db.raw(), store.db.raw(), store.db.raw():  # three connections, back to the pool
             pass
         cluster.restart()
         results = []
         for _ in range(3):
             try:
-                results.append(store.account("nobody") is None)
+                results.append(store.accounts.account("nobody") is None)
             except UNAVAILABLE:
                 results.append(False)
         store.engine.dispose()

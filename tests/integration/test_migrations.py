@@ -24,7 +24,7 @@ from acmekit.fleet import inventory as fleet_tables
 from acmekit.fleet.inventory import Inventory
 from acmekit.migrate import FLEET, SERVER, SchemaOutOfDate
 from acmekit.protocol.messages import AuthorizationStatus, ChallengeStatus
-from acmekit.server import store as ca_tables
+from acmekit.server import schema as ca_tables
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.legacy import load_v010
@@ -82,41 +82,44 @@ def test_the_ca_v010_database_upgrades_with_its_rows(ca_url: str) -> None:
     store = Store.from_url(ca_url)
     assert migrate.current(store.engine, SERVER) == "0002"
     assert not SIDE_TABLES & set(sa.inspect(store.engine).get_table_names())
-    account = store.account("acct1")
+    account = store.accounts.account("acct1")
     assert account is not None and account.eab_kid == "kid-1"
     assert account.contact == ("mailto:ops1@example.com",)
-    assert store.authz_profiles(["authz1", "authz2", "authz4"]) == {
+    assert store.orders.authz_profiles(["authz1", "authz2", "authz4"]) == {
         "authz2": "shortlived",
         "authz4": "classic",
     }
-    assert store.authz_in_renewal("authz3") and not store.authz_in_renewal("authz1")
-    (authz,) = store.authorizations(["authz1"])
+    assert store.orders.authz_in_renewal("authz3") and not store.orders.authz_in_renewal("authz1")
+    (authz,) = store.orders.authorizations(["authz1"])
     assert authz.expires == datetime(2026, 12, 1, tzinfo=UTC)
     assert [c.status for c in authz.challenges] == [ChallengeStatus.VALID] * 2
     assert authz.stored_status == AuthorizationStatus.PENDING
-    order = store.order("order5")
+    order = store.orders.order("order5")
     assert order is not None and order.error is not None
     assert order.error["type"].endswith(":unauthorized")
-    renewal = store.order("order3")
+    renewal = store.orders.order("order3")
     assert renewal is not None and renewal.replaces == "aid.cert1"
     assert renewal.certificate_id == "cert3"
-    assert store.replacement("cert1") == "order3" and store.replacement("cert2") is None
-    assert store.ari_window_start("cert1") == datetime(2026, 11, 11, tzinfo=UTC)
-    assert store.ari_window_start("cert2") is None
-    revoked = store.certificate("cert2")
+    assert (
+        store.certificates.replacement("cert1") == "order3"
+        and store.certificates.replacement("cert2") is None
+    )
+    assert store.certificates.ari_window_start("cert1") == datetime(2026, 11, 11, tzinfo=UTC)
+    assert store.certificates.ari_window_start("cert2") is None
+    revoked = store.certificates.certificate("cert2")
     assert revoked is not None and revoked.revocation_reason == 1 and revoked.pem
-    assert [c.id for c in store.revoked_certificates(T0)] == ["cert2"]
-    assert store.key_blocked("ab" * 32)
-    assert [(k.kid, k.account_id) for k in store.eab_keys()] == [
+    assert [c.id for c in store.certificates.revoked_certificates(T0)] == ["cert2"]
+    assert store.certificates.key_blocked("ab" * 32)
+    assert [(k.kid, k.account_id) for k in store.accounts.eab_keys()] == [
         ("kid-1", "acct1"),
         ("kid-2", None),
     ]
-    crl = store.crl(0)
+    crl = store.certificates.crl(0)
     assert crl is not None and crl.number == 1
-    assert not store.redeem_nonce("nonce-1", T0)
-    bucket = store.update_bucket("orders:acct1", lambda _: None)
+    assert not store.accounts.redeem_nonce("nonce-1", T0)
+    bucket = store.buckets.update_bucket("orders:acct1", lambda _: None)
     assert bucket is not None and bucket.tokens == 297.0
-    assert store.setting("crl_shards", "9") == "2"
+    assert store.accounts.setting("crl_shards", "9") == "2"
     store.engine.dispose()
 
 

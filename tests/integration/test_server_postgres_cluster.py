@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from acmekit.server.store import certificates, create_engine
+from acmekit.database import create_engine
+from acmekit.server.schema import certificates
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.databases import fresh_postgres_database

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from acmekit.database import create_engine
 from acmekit.protocol.challenges import key_authorization
-from acmekit.server.store import certificates, create_engine
+from acmekit.server.schema import certificates
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.dnsserver import DnsServerHandle

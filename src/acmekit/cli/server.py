@@ -206,7 +206,7 @@ def eab_list(state_dir: Path | None, db: str | None, config_file: Path | None) -
     from acmekit.server.admin import describe_eab_key
 
     with _store(state_dir, db, config_file) as store:
-        for key in store.eab_keys():
+        for key in store.accounts.eab_keys():
             click.echo(describe_eab_key(key))
 
 

@@ -30,15 +30,15 @@ def add_eab_key(store: Store, now: datetime, kid: str | None = None) -> EabKey:
     )
     if not key.kid or len(key.kid) > 255:
         raise AdminError("a key ID is 1 to 255 characters")
-    if not store.add_eab_key(key):
+    if not store.accounts.add_eab_key(key):
         raise AdminError(f"key ID {key.kid!r} exists already")
     return key
 
 
 def revoke_eab_key(store: Store, kid: str, now: datetime) -> None:
-    if store.eab_key(kid) is None:
+    if store.accounts.eab_key(kid) is None:
         raise AdminError(f"no key {kid!r}")
-    if not store.revoke_eab_key(kid, now):
+    if not store.accounts.revoke_eab_key(kid, now):
         raise AdminError(f"key {kid!r} is revoked already")
 
 
@@ -52,8 +52,8 @@ def describe_eab_key(key: EabKey) -> str:
 
 def move_ari_window(store: Store, serial_hex: str, start: datetime) -> CertificateRecord:
     serial = serial_hex.lower().replace(":", "").lstrip("0") or "0"
-    rec = store.certificate_by_serial(serial)
+    rec = store.certificates.certificate_by_serial(serial)
     if rec is None or rec.pem is None:
         raise AdminError(f"no certificate with serial {serial_hex}")
-    store.move_ari_window(rec.id, start)
+    store.certificates.move_ari_window(rec.id, start)
     return rec

@@ -173,7 +173,9 @@ class AcmeApp:
 
     async def recover(self) -> None:
         """The authority's recovery, with account URLs under the base clients used."""
-        base = self.config.base_url or self.authority.store.stored_setting(BASE_URL_SETTING)
+        base = self.config.base_url or self.authority.store.accounts.stored_setting(
+            BASE_URL_SETTING
+        )
         await self.authority.recover(Urls(base or "https://localhost").account)
 
     def _remember_base(self, urls: Urls) -> None:
@@ -181,7 +183,7 @@ class AcmeApp:
         that recovery in a later process names accounts for CAA `accounturi` (RFC 8657
         §3) as their clients do."""
         if self.config.base_url is None and urls.base != self._recorded_base:
-            self.authority.store.put_setting(BASE_URL_SETTING, urls.base)
+            self.authority.store.accounts.put_setting(BASE_URL_SETTING, urls.base)
             self._recorded_base = urls.base
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

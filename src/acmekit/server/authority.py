@@ -170,7 +170,7 @@ class Authority:
         self.issuer = issuer
         self.validator = validator
         self.now = now
-        self.limits = RateLimiter(config.rate_limits, store)
+        self.limits = RateLimiter(config.rate_limits, store.buckets)
         self.policy = Policy(config, store)
         self.profiles = config.all_profiles
         self.crl = crl
@@ -221,7 +221,7 @@ class Authority:
         if payload is None:
             raise malformed("newAccount needs a JSON object payload")
         jwk = auth.jws.protected["jwk"]
-        existing = self.store.account_by_thumbprint(thumbprint(auth.key))
+        existing = self.store.accounts.account_by_thumbprint(thumbprint(auth.key))
         if existing is not None:
             if existing.status != AccountStatus.VALID:
                 raise unauthorized(f"account is {existing.status}")
@@ -247,7 +247,7 @@ class Authority:
         )
         if eab_kid is not None:
             self._bind_eab(eab_kid, rec.id)
-        stored = self.store.add_account(rec)
+        stored = self.store.accounts.add_account(rec)
         return stored, stored.id == rec.id
 
     def _check_eab(self, inner: Jws | None, jwk: dict[str, Any]) -> str | None:
@@ -271,13 +271,15 @@ class Authority:
             raise unauthorized("externalAccountBinding does not bind this account key")
         if not eab_verify(inner, b64d(secret)):
             raise unauthorized("externalAccountBinding signature is invalid")
-        if self.store.eab_kid_used(kid):
+        if self.store.accounts.eab_kid_used(kid):
             raise unauthorized("externalAccountBinding key is already bound to an account")
         return kid
 
     def _bind_eab(self, kid: str, account_id: str) -> None:
         """A database key binds to one account, once, across processes."""
-        if kid not in self.config.eab_keys and not self.store.bind_eab_key(kid, account_id):
+        if kid not in self.config.eab_keys and not self.store.accounts.bind_eab_key(
+            kid, account_id
+        ):
             raise unauthorized("externalAccountBinding key is already bound to an account")
 
     def _eab_secret(self, kid: object) -> str | None:
@@ -286,7 +288,7 @@ class Authority:
             return None
         if kid in self.config.eab_keys:
             return self.config.eab_keys[kid]
-        key = self.store.eab_key(kid)
+        key = self.store.accounts.eab_key(kid)
         return key.hmac_key if key is not None and key.revoked is None else None
 
     def update_account(self, auth: Authenticated, account_id: str) -> AccountRecord:
@@ -303,12 +305,12 @@ class Authority:
         if status is not None and status != AccountStatus.DEACTIVATED:
             raise malformed("a client may only set status to 'deactivated'")
         contact = check_contacts(payload["contact"]) if "contact" in payload else None
-        self.store.update_account(
+        self.store.accounts.update_account(
             account.id,
             contact=contact,
             status=AccountStatus.DEACTIVATED if status else None,
         )
-        updated = self.store.account(account.id)
+        updated = self.store.accounts.account(account.id)
         assert updated is not None
         return updated
 
@@ -327,15 +329,15 @@ class Authority:
         if thumbprint(key_from_jwk(change.old_key)) != account.thumbprint:
             raise unauthorized("oldKey is not the account's current key")
         new_thumb = thumbprint(new_key)
-        other = self.store.account_by_thumbprint(new_thumb)
-        if other is not None or not self.store.change_account_key(
+        other = self.store.accounts.account_by_thumbprint(new_thumb)
+        if other is not None or not self.store.accounts.change_account_key(
             account.id, {k: str(v) for k, v in header["jwk"].items()}, new_thumb
         ):
             holder = other.id if other else "another account"
             raise problem(
                 ProblemType.MALFORMED, f"new key is already in use by {holder}", status=409
             )
-        updated = self.store.account(account.id)
+        updated = self.store.accounts.account(account.id)
         assert updated is not None
         return updated
 
@@ -373,7 +375,7 @@ class Authority:
         )
         if replaced is not None:
             self._claim_replacement(replaced, order_id)
-        self.store.add_order(order, fresh)
+        self.store.orders.add_order(order, fresh)
         return self.order_view(order, authzs)
 
     def _order_authorizations(
@@ -413,7 +415,7 @@ class Authority:
         cap = self.config.rate_limits.pending_authorizations_per_account
         if not fresh or not self.limits.enabled:
             return
-        pending, first = self.store.pending_authorizations(account.id, now)
+        pending, first = self.store.orders.pending_authorizations(account.id, now)
         if pending + fresh <= cap:
             return
         wait = max(1, math.ceil((first - now).total_seconds())) if first else 1
@@ -453,17 +455,17 @@ class Authority:
     def _replacement_open(self, rec: CertificateRecord) -> str | None:
         """The failed order that held the replacement claim (None if unclaimed), or
         alreadyReplaced (409) if a live order or a certificate replaced it."""
-        previous = self.store.replacement(rec.id)
+        previous = self.store.certificates.replacement(rec.id)
         if previous is None:
             return None
-        order = self.store.order(previous)
+        order = self.store.orders.order(previous)
         if order is None or self.order_view(order).status == OrderStatus.INVALID:
             return previous
         raise problem(ProblemType.ALREADY_REPLACED, f"certificate {rec.serial} is already replaced")
 
     def _claim_replacement(self, rec: CertificateRecord, order_id: str) -> None:
         previous = self._replacement_open(rec)
-        if not self.store.claim_replacement(rec.id, order_id, previous):
+        if not self.store.certificates.claim_replacement(rec.id, order_id, previous):
             raise problem(
                 ProblemType.ALREADY_REPLACED, f"certificate {rec.serial} is already replaced"
             )
@@ -471,7 +473,7 @@ class Authority:
     def _certificate_by_cert_id(self, cert_id: ari.CertId) -> CertificateRecord | None:
         if cert_id.key_id != self.issuer.authority_key_identifier.key_identifier:
             return None
-        rec = self.store.certificate_by_serial(format(cert_id.serial, "x"))
+        rec = self.store.certificates.certificate_by_serial(format(cert_id.serial, "x"))
         return rec if rec is not None and rec.pem is not None else None
 
     def _reusable(
@@ -485,8 +487,8 @@ class Authority:
         """A live authorization to reuse; for an order, only one made for its profile."""
         # An authorization must outlive the order by a margin to be worth reusing.
         horizon = now + timedelta(days=1)
-        found = self.store.reusable_authorizations(account_id, ident, wildcard, horizon)
-        made_for = self.store.authz_profiles([r.id for r in found])
+        found = self.store.orders.reusable_authorizations(account_id, ident, wildcard, horizon)
+        made_for = self.store.orders.authz_profiles([r.id for r in found])
         for rec in found:
             if profile is not None and made_for.get(rec.id, self.config.default_profile) != profile:
                 continue
@@ -496,7 +498,9 @@ class Authority:
         return None
 
     def _profile_of_authz(self, authz_id: str) -> Profile:
-        name = self.store.authz_profiles([authz_id]).get(authz_id, self.config.default_profile)
+        name = self.store.orders.authz_profiles([authz_id]).get(
+            authz_id, self.config.default_profile
+        )
         return self.profiles.get(name) or self.profiles[self.config.default_profile]
 
     def _new_authz(
@@ -543,7 +547,7 @@ class Authority:
         them already (finalize: they do not change while it runs)."""
         now = self.now()
         if records is None:
-            records = self.store.authorizations(order.authz_ids)
+            records = self.store.orders.authorizations(order.authz_ids)
         authzs = tuple(self.authz_view(a) for a in records)
         status = order_status(
             (a.status for a in authzs),
@@ -556,7 +560,7 @@ class Authority:
         return OrderView(order, status, authzs)
 
     def owned_order(self, account: AccountRecord, order_id: str) -> OrderRecord:
-        order = self.store.order(order_id)
+        order = self.store.orders.order(order_id)
         if order is None:
             raise not_found(f"no order {order_id}")
         if order.account_id != account.id:
@@ -564,7 +568,7 @@ class Authority:
         return order
 
     def owned_authz(self, account: AccountRecord, authz_id: str) -> AuthorizationRecord:
-        authz = self.store.authorization(authz_id)
+        authz = self.store.orders.authorization(authz_id)
         if authz is None:
             raise not_found(f"no authorization {authz_id}")
         if authz.account_id != account.id:
@@ -572,7 +576,7 @@ class Authority:
         return authz
 
     def account_orders(self, account: AccountRecord) -> list[OrderRecord]:
-        return self.store.account_orders(account.id)
+        return self.store.orders.account_orders(account.id)
 
     # authorizations and challenges --------------------------------------------------
 
@@ -587,7 +591,7 @@ class Authority:
         current = self.authz_view(authz).status
         if current not in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
             raise malformed(f"cannot deactivate an authorization that is {current}")
-        self.store.set_authorization_status(authz.id, AuthorizationStatus.DEACTIVATED)
+        self.store.orders.set_authorization_status(authz.id, AuthorizationStatus.DEACTIVATED)
         return self.authz_view(replace(authz, stored_status=AuthorizationStatus.DEACTIVATED))
 
     def start_challenge(
@@ -596,7 +600,7 @@ class Authority:
         """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads. `account_uri`
         is what a CAA `accounturi` must name (RFC 8657 §3)."""
         account = auth.require_account()
-        ch = self.store.challenge(challenge_id)
+        ch = self.store.orders.challenge(challenge_id)
         if ch is None:
             raise not_found(f"no challenge {challenge_id}")
         authz = self.owned_authz(account, ch.authz_id)
@@ -612,8 +616,8 @@ class Authority:
             subject = self._failure_subject(authz)
             self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
         now = self.now()
-        if not self.store.start_challenge(ch.id, now):  # another request started it
-            started = self.store.challenge(ch.id)
+        if not self.store.orders.start_challenge(ch.id, now):  # another request started it
+            started = self.store.orders.challenge(ch.id)
             assert started is not None
             return started, authz
         self._spawn(self._validate(ch, authz, account, account_uri))
@@ -642,7 +646,7 @@ class Authority:
             error = Problem(str(ProblemType.SERVER_INTERNAL), str(exc), 500).to_json()
         now = self.now()
         lifetime = self._profile_of_authz(authz.id).valid_authz_lifetime
-        self.store.finish_challenge(ch.id, now, error, now + lifetime)
+        self.store.orders.finish_challenge(ch.id, now, error, now + lifetime)
         if error is not None and self._counts_failures(authz):
             self.limits.spend(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), now)
         # The outcome's problem type only: a detail may quote the token's URL or a body.
@@ -654,7 +658,7 @@ class Authority:
 
     def _counts_failures(self, authz: AuthorizationRecord) -> bool:
         """Failed validations are limited, except in a renewal (RFC 9773 §5)."""
-        return self.limits.enabled and not self.store.authz_in_renewal(authz.id)
+        return self.limits.enabled and not self.store.orders.authz_in_renewal(authz.id)
 
     @staticmethod
     def _failure_subject(authz: AuthorizationRecord) -> Subject:
@@ -677,11 +681,11 @@ class Authority:
         account_key = key_from_jwk(account.jwk)
         csr = check_csr(csr_der, order.identifiers, account_key, self.policy.check_certificate_key)
         await self._recheck_caa(view, account_uri)
-        if not self.store.claim_finalize(order.id, csr_der, self.now()):
+        if not self.store.orders.claim_finalize(order.id, csr_der, self.now()):
             raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         task = self._spawn(self._issue(order, csr))
         await asyncio.wait({task}, timeout=self.finalize_wait)
-        done = self.store.order(order.id)
+        done = self.store.orders.order(order.id)
         assert done is not None
         return self.order_view(done, [a.record for a in view.authzs])
 
@@ -713,18 +717,18 @@ class Authority:
             issued=now,
         )
         try:
-            self.store.reserve_serial(rec)
+            self.store.certificates.reserve_serial(rec)
             cert = await self.sign(
                 csr, order.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after
             )
-            self.store.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
+            self.store.certificates.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
         except UNAVAILABLE:
             raise  # the order stays claimed; recovery abandons the serial and issues again
         except Exception as exc:
             log.exception("issuance for order %s failed", order.id)
-            self.store.abandon_reservations(order.id)
+            self.store.certificates.abandon_reservations(order.id)
             detail = f"issuance failed: {exc}"
-            self.store.fail_order(
+            self.store.orders.fail_order(
                 order.id, Problem(str(ProblemType.SERVER_INTERNAL), detail, 500).to_json()
             )
             return
@@ -741,7 +745,7 @@ class Authority:
         return self.profiles.get(name) or self.profiles[self.config.default_profile]
 
     def certificate_pem(self, cert_id: str) -> str:
-        cert = self.store.certificate(cert_id)
+        cert = self.store.certificates.certificate(cert_id)
         if cert is None or cert.pem is None:
             raise not_found(f"no certificate {cert_id}")
         return cert.pem
@@ -754,7 +758,7 @@ class Authority:
             cert = x509.load_der_x509_certificate(b64d(payload["certificate"]))
         except ValueError as exc:
             raise malformed(f"certificate is not valid DER: {exc}") from exc
-        rec = self.store.certificate_by_serial(format(cert.serial_number, "x"))
+        rec = self.store.certificates.certificate_by_serial(format(cert.serial_number, "x"))
         if (
             rec is None
             or rec.pem is None
@@ -765,7 +769,7 @@ class Authority:
         if not isinstance(reason, int) or reason not in RevocationReason.ALLOWED:
             raise problem(ProblemType.BAD_REVOCATION_REASON, f"reason {reason!r} is not allowed")
         self._check_revoker(auth, rec, cert)
-        if not self.store.revoke(rec.id, reason, self.now()):
+        if not self.store.certificates.revoke(rec.id, reason, self.now()):
             raise problem(ProblemType.ALREADY_REVOKED, "certificate is already revoked")
         log.info("revoked serial %s reason %d", rec.serial, reason)
         self.policy.revoked(cert.public_key(), reason, rec.serial, self.now())  # type: ignore[arg-type]
@@ -779,7 +783,7 @@ class Authority:
             raise not_found(f"no certificate {text}")
         if rec.revoked_at is not None:
             return ari.revoked_window(self.now())
-        moved = self.store.ari_window_start(rec.id)
+        moved = self.store.certificates.ari_window_start(rec.id)
         if moved is not None:
             return ari.moved_window(moved)
         return ari.suggested_window(rec.not_before, rec.not_after)
@@ -807,22 +811,22 @@ class Authority:
         `account_uri` names an account, by id, for CAA (the HTTP edge knows its URL)."""
         now = self.now()
         cutoff = now - self.stale_after
-        for ch in self.store.stale_challenges(cutoff):
-            authz = self.store.authorization(ch.authz_id)
-            account = self.store.account(authz.account_id) if authz else None
+        for ch in self.store.orders.stale_challenges(cutoff):
+            authz = self.store.orders.authorization(ch.authz_id)
+            account = self.store.accounts.account(authz.account_id) if authz else None
             if (
                 authz
                 and account
                 and ch.started
-                and self.store.restart_challenge(ch.id, ch.started, now)
+                and self.store.orders.restart_challenge(ch.id, ch.started, now)
             ):
                 self._spawn(self._validate(ch, authz, account, account_uri(account.id)))
-        for order in self.store.stale_finalizations(cutoff):
+        for order in self.store.orders.stale_finalizations(cutoff):
             if (
                 order.finalize_started
                 and order.csr
-                and self.store.retake_finalize(order.id, order.finalize_started, now)
+                and self.store.orders.retake_finalize(order.id, order.finalize_started, now)
             ):
-                self.store.abandon_reservations(order.id)
+                self.store.certificates.abandon_reservations(order.id)
                 self._spawn(self._issue(order, x509.load_der_x509_csr(order.csr)))
                 log.warning("resumed issuance of order %s", order.id)

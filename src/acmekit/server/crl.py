@@ -124,11 +124,11 @@ class CrlPublisher:
         """Sign a new CRL for `shard` and store it (retrying if another process won)."""
         for _ in range(10):
             now = self.now()
-            current = self.store.crl(shard)
+            current = self.store.certificates.crl(shard)
             number = 1 if current is None else current.number + 1
             revoked = [
                 r
-                for r in self.store.revoked_certificates(now)
+                for r in self.store.certificates.revoked_certificates(now)
                 if shard_of(int(r.serial, 16), self.settings.shards) == shard
             ]
             der = build_crl(
@@ -140,7 +140,7 @@ class CrlPublisher:
                 next_update=now + self.settings.next_update,
             )
             rec = CrlRecord(shard, number, now, der)
-            if self.store.save_crl(rec):
+            if self.store.certificates.save_crl(rec):
                 log.info("CRL shard %d number %d: %d entries", shard, number, len(revoked))
                 return rec
         raise RuntimeError(f"CRL shard {shard} could not be stored")
@@ -154,14 +154,14 @@ class CrlPublisher:
         as at start, when the URLs in the stored CRLs may be another listener's)."""
         horizon = self.now() - self.settings.regenerate_every
         for shard in range(self.settings.shards):
-            current = self.store.crl(shard)
+            current = self.store.certificates.crl(shard)
             if force or current is None or current.this_update <= horizon:
                 self.regenerate(shard)
 
     def der(self, shard: int) -> bytes | None:
         if not 0 <= shard < self.settings.shards:
             return None
-        current = self.store.crl(shard)
+        current = self.store.certificates.crl(shard)
         return (current or self.regenerate(shard)).der
 
 

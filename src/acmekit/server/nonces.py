@@ -79,7 +79,7 @@ class NonceService:
         self._now = now
         self._max_age = max_age
         self._random = random_bytes
-        self._key = bytes.fromhex(store.setting("nonce_key", secrets.token_hex(32)))
+        self._key = bytes.fromhex(store.accounts.setting("nonce_key", secrets.token_hex(32)))
         self.scope = scope
         self._process = random_bytes(4)
         self._used = _UsedInMemory()
@@ -101,7 +101,7 @@ class NonceService:
             issued = datetime.fromtimestamp(issued_us / 1_000_000, tz=UTC)
             # Recorded by its bytes' one canonical encoding, so no other spelling of the
             # same nonce can be redeemed a second time.
-            redeemed, account = self._store.redeem_nonce_for(b64e(raw), issued, account_id)
+            redeemed, account = self._store.accounts.redeem_nonce_for(b64e(raw), issued, account_id)
             if not redeemed:
                 raise _bad_nonce("nonce has already been used")
             return account
@@ -109,7 +109,7 @@ class NonceService:
             raise _bad_nonce("nonce was issued by another server process; use the new one")
         if not self._used.add(raw, issued_us):
             raise _bad_nonce("nonce has already been used")
-        return None if account_id is None else self._store.account(account_id)
+        return None if account_id is None else self._store.accounts.account(account_id)
 
     def _check(self, nonce: object) -> tuple[bytes, int]:
         """The nonce's bytes and issue time (µs), if this CA made it and it is fresh."""
@@ -130,5 +130,5 @@ class NonceService:
         """Forget used nonces that are too old to be accepted anyway."""
         cutoff = self._now() - self._max_age
         if self.scope == NonceScope.DATABASE:
-            return self._store.prune_nonces(cutoff)
+            return self._store.accounts.prune_nonces(cutoff)
         return self._used.forget_before(int(cutoff.timestamp() * 1_000_000))

@@ -38,7 +38,9 @@ class StoredBlocklist:
         self._configured = frozenset(h.lower() for h in configured)
 
     def contains(self, spki_hash: str) -> bool:
-        return spki_hash.lower() in self._configured or self._store.key_blocked(spki_hash)
+        return spki_hash.lower() in self._configured or self._store.certificates.key_blocked(
+            spki_hash
+        )
 
 
 class Policy:
@@ -72,7 +74,7 @@ class Policy:
     def revoked(self, key: PublicKey, reason: int, serial: str, now: datetime) -> None:
         """A certificate was revoked: a compromised key may never be used again."""
         if reason == KEY_COMPROMISE:
-            self._store.block_key(spki_sha256(key), now, serial)
+            self._store.certificates.block_key(spki_sha256(key), now, serial)
 
     async def check_caa(
         self, identifier: Identifier, wildcard: bool, account_uri: str, method: ChallengeType

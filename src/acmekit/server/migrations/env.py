@@ -1,4 +1,4 @@
 from acmekit.migrate import run_env
-from acmekit.server.store import metadata
+from acmekit.server.schema import metadata
 
 run_env(metadata)

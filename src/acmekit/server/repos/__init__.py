@@ -1,0 +1,1 @@
+"""The CA's repositories: one per aggregate, all over one `Database` (repos/base.py)."""

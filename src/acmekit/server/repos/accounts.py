@@ -1,0 +1,224 @@
+"""Accounts with their nonces, EAB keys and the CA's settings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from acmekit.database import from_us, to_us
+from acmekit.protocol.messages import AccountStatus
+from acmekit.server.records import AccountRecord, EabKey
+from acmekit.server.repos.base import Repository, cols, members, opt_time, row_type
+from acmekit.server.schema import accounts, eab_keys, settings, used_nonces
+
+_AccountRow = row_type(accounts)
+_ACCOUNT_COLS = cols(accounts)
+_INSERT_NONCE = "INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)"
+_ACCOUNT_BY_ID = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?"
+_ACCOUNT_BY_THUMBPRINT = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE thumbprint = ?"
+
+_account_status = members(AccountStatus)
+
+
+class AccountRepository(Repository):
+    """Accounts, the nonces their requests redeem, EAB keys, and settings."""
+
+    def setting(self, name: str, default: str) -> str:
+        """The stored value of `name`, storing `default` first if there is none (race-safe)."""
+        with self._tx() as c:
+            row = c.execute(sa.select(settings.c.value).where(settings.c.name == name)).first()
+            if row is not None:
+                return str(row.value)
+        try:
+            with self._tx() as c:
+                c.execute(settings.insert().values(name=name, value=default))
+        except sa.exc.IntegrityError:
+            pass
+        with self._tx() as c:
+            return str(
+                c.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar_one()
+            )
+
+    def stored_setting(self, name: str) -> str | None:
+        with self._tx() as c:
+            value = c.execute(sa.select(settings.c.value).where(settings.c.name == name)).scalar()
+        return None if value is None else str(value)
+
+    def put_setting(self, name: str, value: str) -> None:
+        """Store `value` under `name`, replacing what was there (the last writer wins)."""
+        with self._tx() as c:
+            done = c.execute(settings.update().where(settings.c.name == name).values(value=value))
+            if done.rowcount == 1:
+                return
+        try:
+            with self._tx() as c:
+                c.execute(settings.insert().values(name=name, value=value))
+        except sa.exc.IntegrityError:  # another process inserted it meanwhile: theirs is as new
+            pass
+
+    def redeem_nonce(self, nonce: str, issued: datetime) -> bool:
+        """Record `nonce` as used; False if it was used before (by any process)."""
+        try:
+            with self._raw() as c:
+                c.run(_INSERT_NONCE, (nonce, to_us(issued)))
+        except self._integrity:
+            return False
+        return True
+
+    def redeem_nonce_for(
+        self, nonce: str, issued: datetime, account_id: str | None
+    ) -> tuple[bool, AccountRecord | None]:
+        """`redeem_nonce`, and in the same transaction the account `account_id` (if any)."""
+        try:
+            with self._raw() as c:
+                c.run(_INSERT_NONCE, (nonce, to_us(issued)))
+                row = None if account_id is None else c.one(_ACCOUNT_BY_ID, (account_id,))
+        except self._integrity:
+            return False, None
+        return True, None if row is None else self._account(_AccountRow(*row))
+
+    def prune_nonces(self, issued_before: datetime) -> int:
+        with self._tx() as c:
+            res = c.execute(used_nonces.delete().where(used_nonces.c.issued < to_us(issued_before)))
+            return int(res.rowcount)
+
+    def _account(self, row: Any) -> AccountRecord:
+        return AccountRecord(
+            id=row.id,
+            thumbprint=row.thumbprint,
+            jwk=json.loads(row.jwk),
+            contact=tuple(json.loads(row.contact)),
+            status=_account_status(row.status),
+            created=from_us(row.created),
+            eab_kid=row.eab_kid,
+        )
+
+    def account(self, account_id: str) -> AccountRecord | None:
+        with self._raw() as c:
+            row = c.one(_ACCOUNT_BY_ID, (account_id,))
+        return None if row is None else self._account(_AccountRow(*row))
+
+    def account_by_thumbprint(self, thumb: str) -> AccountRecord | None:
+        with self._raw() as c:
+            row = c.one(_ACCOUNT_BY_THUMBPRINT, (thumb,))
+        return None if row is None else self._account(_AccountRow(*row))
+
+    def add_account(self, rec: AccountRecord) -> AccountRecord:
+        """Insert; if another request registered the same key first, return that one."""
+        try:
+            with self._tx() as c:
+                c.execute(
+                    accounts.insert().values(
+                        id=rec.id,
+                        thumbprint=rec.thumbprint,
+                        jwk=json.dumps(rec.jwk),
+                        contact=json.dumps(list(rec.contact)),
+                        status=str(rec.status),
+                        created=to_us(rec.created),
+                        eab_kid=rec.eab_kid,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            existing = self.account_by_thumbprint(rec.thumbprint)
+            if existing is None:
+                raise
+            return existing
+        return rec
+
+    def eab_kid_used(self, kid: str) -> bool:
+        with self._tx() as c:
+            return (
+                c.execute(sa.select(accounts.c.id).where(accounts.c.eab_kid == kid)).first()
+                is not None
+            )
+
+    def update_account(
+        self,
+        account_id: str,
+        *,
+        contact: Sequence[str] | None = None,
+        status: AccountStatus | None = None,
+    ) -> None:
+        """Set the contact URLs, the status, or both, in one statement."""
+        if contact is None and status is None:
+            return
+        update = accounts.update().where(accounts.c.id == account_id)
+        if contact is not None:
+            update = update.values(contact=json.dumps(list(contact)))
+        if status is not None:
+            update = update.values(status=str(status))
+        with self._tx() as c:
+            c.execute(update)
+
+    def change_account_key(self, account_id: str, jwk: dict[str, str], thumb: str) -> bool:
+        """Swap the key; False if another account holds the new key already."""
+        try:
+            with self._tx() as c:
+                c.execute(
+                    accounts.update()
+                    .where(accounts.c.id == account_id)
+                    .values(jwk=json.dumps(jwk), thumbprint=thumb)
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def add_eab_key(self, key: EabKey) -> bool:
+        """False if the key ID is taken."""
+        try:
+            with self._tx() as c:
+                c.execute(
+                    eab_keys.insert().values(
+                        kid=key.kid, hmac_key=key.hmac_key, created=to_us(key.created)
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    @staticmethod
+    def _eab(row: Any) -> EabKey:
+        return EabKey(
+            kid=row.kid,
+            hmac_key=row.hmac_key,
+            created=from_us(row.created),
+            revoked=opt_time(row.revoked),
+            account_id=row.account_id,
+        )
+
+    def eab_key(self, kid: str) -> EabKey | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(eab_keys).where(eab_keys.c.kid == kid)).first()
+        return None if row is None else self._eab(row)
+
+    def eab_keys(self) -> list[EabKey]:
+        with self._tx() as c:
+            rows = c.execute(sa.select(eab_keys).order_by(eab_keys.c.created)).all()
+        return [self._eab(r) for r in rows]
+
+    def revoke_eab_key(self, kid: str, now: datetime) -> bool:
+        with self._tx() as c:
+            res = c.execute(
+                eab_keys.update()
+                .where(eab_keys.c.kid == kid, eab_keys.c.revoked.is_(None))
+                .values(revoked=to_us(now))
+            )
+            return bool(res.rowcount == 1)
+
+    def bind_eab_key(self, kid: str, account_id: str) -> bool:
+        """Bind an unrevoked, unbound key to an account, once (compare-and-set)."""
+        with self._tx() as c:
+            res = c.execute(
+                eab_keys.update()
+                .where(
+                    eab_keys.c.kid == kid,
+                    eab_keys.c.account_id.is_(None),
+                    eab_keys.c.revoked.is_(None),
+                )
+                .values(account_id=account_id)
+            )
+            return bool(res.rowcount == 1)

@@ -1,0 +1,188 @@
+"""Certificates: serial reservations, issuance, revocation, blocked keys, CRLs and ARI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from acmekit.database import from_us, to_us
+from acmekit.server.records import CertificateRecord, CrlRecord
+from acmekit.server.repos.base import Repository, cols, ids_json, ids_load, opt_time, row_type
+from acmekit.server.schema import blocked_keys, certificates, crls
+
+_CertificateRow = row_type(certificates)
+_CERTIFICATE_COLS = cols(certificates)
+_CERTIFICATE_BY_ID = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE id = ?"
+_CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE serial = ?"
+
+
+class CertificateRepository(Repository):
+    """Certificates from reservation to revocation, and what is published about them."""
+
+    def reserve_serial(self, rec: CertificateRecord) -> None:
+        """Record the serial before signing (pem NULL): no signed certificate goes unrecorded."""
+        with self._raw() as c:
+            c.run(
+                "INSERT INTO certificates (id, serial, order_id, account_id, pem, identifiers, "
+                "not_before, not_after, issued, abandoned) "
+                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+                (
+                    rec.id,
+                    rec.serial,
+                    rec.order_id,
+                    rec.account_id,
+                    ids_json(rec.identifiers),
+                    to_us(rec.not_before),
+                    to_us(rec.not_after),
+                    to_us(rec.issued),
+                    False,
+                ),
+            )
+
+    def record_issued(self, cert_id: str, order_id: str, pem: str) -> bool:
+        """Store the signed PEM and complete the order in one transaction."""
+        with self._raw() as c:
+            changed = c.run(
+                "UPDATE orders SET certificate_id = ? WHERE id = ? AND certificate_id IS NULL",
+                (cert_id, order_id),
+            )
+            if changed != 1:
+                c.run("UPDATE certificates SET abandoned = ? WHERE id = ?", (True, cert_id))
+                return False
+            c.run("UPDATE certificates SET pem = ? WHERE id = ?", (pem, cert_id))
+            return True
+
+    def abandon_reservations(self, order_id: str) -> None:
+        """Serials reserved for an order but never completed: mark them, never reuse them."""
+        with self._tx() as c:
+            c.execute(
+                certificates.update()
+                .where(certificates.c.order_id == order_id, certificates.c.pem.is_(None))
+                .values(abandoned=True)
+            )
+
+    def _certificate(self, row: Any) -> CertificateRecord:
+        return CertificateRecord(
+            id=row.id,
+            serial=row.serial,
+            order_id=row.order_id,
+            account_id=row.account_id,
+            pem=row.pem,
+            identifiers=ids_load(row.identifiers),
+            not_before=from_us(row.not_before),
+            not_after=from_us(row.not_after),
+            issued=from_us(row.issued),
+            revoked_at=opt_time(row.revoked_at),
+            revocation_reason=row.revocation_reason,
+            abandoned=bool(row.abandoned),
+        )
+
+    def certificate(self, cert_id: str) -> CertificateRecord | None:
+        with self._raw() as c:
+            row = c.one(_CERTIFICATE_BY_ID, (cert_id,))
+        return None if row is None else self._certificate(_CertificateRow(*row))
+
+    def certificate_by_serial(self, serial: str) -> CertificateRecord | None:
+        with self._raw() as c:
+            row = c.one(_CERTIFICATE_BY_SERIAL, (serial,))
+        return None if row is None else self._certificate(_CertificateRow(*row))
+
+    def revoke(self, cert_id: str, reason: int, now: datetime) -> bool:
+        """Mark revoked once; False if it already was (alreadyRevoked)."""
+        with self._tx() as c:
+            res = c.execute(
+                certificates.update()
+                .where(certificates.c.id == cert_id, certificates.c.revoked_at.is_(None))
+                .values(revoked_at=to_us(now), revocation_reason=reason)
+            )
+            return bool(res.rowcount == 1)
+
+    def block_key(self, spki_sha256: str, now: datetime, serial: str | None = None) -> None:
+        """Add a key to the blocklist (keyCompromise); adding it twice is harmless."""
+        try:
+            with self._tx() as c:
+                c.execute(
+                    blocked_keys.insert().values(
+                        spki_sha256=spki_sha256.lower(), added=to_us(now), serial=serial
+                    )
+                )
+        except sa.exc.IntegrityError:
+            pass
+
+    def key_blocked(self, spki_sha256: str) -> bool:
+        with self._raw() as c:
+            row = c.one(
+                "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?",
+                (spki_sha256.lower(),),
+            )
+        return row is not None
+
+    def crl(self, shard: int) -> CrlRecord | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(crls).where(crls.c.shard == shard)).first()
+        if row is None:
+            return None
+        return CrlRecord(row.shard, row.number, from_us(row.this_update), bytes(row.der))
+
+    def save_crl(self, rec: CrlRecord) -> bool:
+        """Store shard's CRL if its number is one past the stored one (or the first)."""
+        number, this_update, der = rec.number, to_us(rec.this_update), rec.der
+        try:
+            with self._tx() as c:
+                if rec.number == 1:
+                    c.execute(
+                        crls.insert().values(
+                            shard=rec.shard, number=number, this_update=this_update, der=der
+                        )
+                    )
+                    return True
+                res = c.execute(
+                    crls.update()
+                    .where(crls.c.shard == rec.shard, crls.c.number == rec.number - 1)
+                    .values(number=number, this_update=this_update, der=der)
+                )
+                return bool(res.rowcount == 1)
+        except sa.exc.IntegrityError:
+            return False
+
+    def revoked_certificates(self, unexpired_at: datetime) -> list[CertificateRecord]:
+        """Revoked certificates that have not expired yet: what a CRL must list."""
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(certificates).where(
+                    certificates.c.revoked_at.is_not(None),
+                    certificates.c.not_after > to_us(unexpired_at),
+                )
+            ).all()
+        return [self._certificate(r) for r in rows]
+
+    def replacement(self, cert_id: str) -> str | None:
+        """The order that replaces this certificate, if any."""
+        with self._raw() as c:
+            row = c.one("SELECT replaced_by FROM certificates WHERE id = ?", (cert_id,))
+        return None if row is None or row[0] is None else str(row[0])
+
+    def claim_replacement(self, cert_id: str, order_id: str, previous: str | None) -> bool:
+        """Record `order_id` as the certificate's replacement; `previous` is the failed
+        order that held the claim before (compare-and-set), or None for the first."""
+        held = "replaced_by IS NULL" if previous is None else "replaced_by = ?"
+        with self._raw() as c:
+            changed = c.run(
+                f"UPDATE certificates SET replaced_by = ? WHERE id = ? AND {held}",
+                (order_id, cert_id) if previous is None else (order_id, cert_id, previous),
+            )
+        return changed == 1
+
+    def ari_window_start(self, cert_id: str) -> datetime | None:
+        with self._raw() as c:
+            row = c.one("SELECT ari_window_start FROM certificates WHERE id = ?", (cert_id,))
+        return None if row is None else opt_time(row[0])
+
+    def move_ari_window(self, cert_id: str, start: datetime) -> None:
+        with self._raw() as c:
+            c.run(
+                "UPDATE certificates SET ari_window_start = ? WHERE id = ?",
+                (to_us(start), cert_id),
+            )

@@ -1,0 +1,385 @@
+"""Orders with their authorizations, challenges and finalize claims."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from acmekit.database import from_us, to_us
+from acmekit.protocol.messages import (
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+)
+from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.repos.base import (
+    Cursor,
+    Repository,
+    cols,
+    identifier_type,
+    ids_json,
+    ids_load,
+    json_or_none,
+    marks,
+    members,
+    opt_time,
+    row_type,
+)
+from acmekit.server.schema import authorizations, challenges, orders
+
+_OrderRow = row_type(orders)
+_AuthzRow = row_type(authorizations)
+_ChallengeRow = row_type(challenges)
+
+_ORDER_COLS = cols(orders)
+_CHALLENGE_COLS = cols(challenges)
+_AUTHZ_JOIN_COLS = cols(authorizations, "a") + ", " + cols(challenges, "c")
+_AUTHZ_WIDTH = len(authorizations.columns)
+
+_INSERT_AUTHZ = (
+    "INSERT INTO authorizations (id, account_id, identifier_type, identifier_value, "
+    "wildcard, stored_status, expires, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_CHALLENGE = (
+    "INSERT INTO challenges (id, authz_id, type, token, status) VALUES (?, ?, ?, ?, ?)"
+)
+_RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM authorizations WHERE id = ? AND renewal_order_id IS NOT NULL"
+# An authorization may already serve an earlier renewal order: that one stays.
+_MARK_RENEWAL_AUTHZS = (
+    "UPDATE authorizations SET renewal_order_id = ? WHERE renewal_order_id IS NULL AND id IN "
+)
+_AUTHZ_JOIN = (
+    f"SELECT {_AUTHZ_JOIN_COLS} FROM authorizations a "
+    "LEFT JOIN challenges c ON c.authz_id = a.id WHERE a.id IN "
+)
+_REUSABLE_AUTHZ = (
+    "SELECT id FROM authorizations WHERE account_id = ? AND identifier_value = ? "
+    "AND identifier_type = ? AND wildcard = ? AND stored_status = ? AND expires > ? "
+    "ORDER BY expires DESC LIMIT 5"
+)
+# Pending as §7.1.6 derives it: stored pending, not expired, no challenge valid or invalid.
+_PENDING_AUTHZS = (
+    "SELECT COUNT(*), MIN(a.expires) FROM authorizations a WHERE a.account_id = ? "
+    "AND a.stored_status = ? AND a.expires > ? AND NOT EXISTS (SELECT 1 FROM challenges c "
+    "WHERE c.authz_id = a.id AND c.status IN (?, ?))"
+)
+_CHALLENGE_BY_ID = f"SELECT {_CHALLENGE_COLS} FROM challenges WHERE id = ?"
+_INSERT_ORDER = (
+    "INSERT INTO orders (id, account_id, identifiers, authz_ids, expires, created, "
+    "not_before, not_after, profile, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ORDER_BY_ID = f"SELECT {_ORDER_COLS} FROM orders WHERE id = ?"
+
+_authz_status = members(AuthorizationStatus)
+_challenge_status = members(ChallengeStatus)
+_challenge_type = members(ChallengeType)
+
+
+class OrderRepository(Repository):
+    """Orders, their authorizations and challenges, and who finalizes an order."""
+
+    def add_authorization(
+        self, authz: AuthorizationRecord, c: Cursor | None = None, profile: str | None = None
+    ) -> None:
+        """Store `authz`, made for an order of `profile` (None: the default profile)."""
+        if c is None:
+            with self._raw() as cur:
+                self.add_authorization(authz, cur, profile)
+            return
+        c.run(
+            _INSERT_AUTHZ,
+            (
+                authz.id,
+                authz.account_id,
+                str(authz.identifier.type),
+                authz.identifier.value,
+                authz.wildcard,
+                str(authz.stored_status),
+                to_us(authz.expires),
+                profile,
+            ),
+        )
+        c.many(
+            _INSERT_CHALLENGE,
+            [(ch.id, authz.id, str(ch.type), ch.token, str(ch.status)) for ch in authz.challenges],
+        )
+
+    def _challenge(self, row: Any) -> ChallengeRecord:
+        return ChallengeRecord(
+            id=row.id,
+            authz_id=row.authz_id,
+            type=_challenge_type(row.type),
+            token=row.token,
+            status=_challenge_status(row.status),
+            validated=opt_time(row.validated),
+            error=json_or_none(row.error),
+            started=opt_time(row.started),
+        )
+
+    def authorizations(self, ids: Sequence[str]) -> list[AuthorizationRecord]:
+        """The authorizations with these ids, in the order given (missing ones skipped)."""
+        if not ids:
+            return []
+        with self._raw() as c:
+            return self._authorizations(c, ids)
+
+    def _authorizations(self, c: Cursor, ids: Sequence[str]) -> list[AuthorizationRecord]:
+        """Authorizations and their challenges in one statement (a join)."""
+        if not ids:
+            return []
+        rows = c.all(_AUTHZ_JOIN + f"({marks(len(ids))})", tuple(ids))
+        heads: dict[str, Any] = {}
+        chs: dict[str, list[ChallengeRecord]] = {}
+        for row in rows:
+            head = heads.get(row[0])
+            if head is None:
+                head = heads[row[0]] = _AuthzRow(*row[:_AUTHZ_WIDTH])
+            if row[_AUTHZ_WIDTH] is not None:
+                ch = self._challenge(_ChallengeRow(*row[_AUTHZ_WIDTH:]))
+                chs.setdefault(head.id, []).append(ch)
+        by_id = {
+            r.id: AuthorizationRecord(
+                id=r.id,
+                account_id=r.account_id,
+                identifier=Identifier(identifier_type(r.identifier_type), r.identifier_value),
+                wildcard=bool(r.wildcard),
+                stored_status=_authz_status(r.stored_status),
+                expires=from_us(r.expires),
+                challenges=tuple(sorted(chs.get(r.id, []), key=lambda ch: ch.type)),
+            )
+            for r in heads.values()
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def authorization(self, authz_id: str) -> AuthorizationRecord | None:
+        found = self.authorizations([authz_id])
+        return found[0] if found else None
+
+    def reusable_authorizations(
+        self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
+    ) -> list[AuthorizationRecord]:
+        """Candidates for reuse (§7.1.3 lets a server reuse authorizations): newest first."""
+        params = (
+            account_id,
+            identifier.value,
+            str(identifier.type),
+            wildcard,
+            str(AuthorizationStatus.PENDING),
+            to_us(valid_after),
+        )
+        with self._raw() as c:
+            rows = c.all(_REUSABLE_AUTHZ, params)
+            return self._authorizations(c, [r[0] for r in rows])
+
+    def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
+        """How many authorizations of the account are pending, and when the first expires."""
+        params = (
+            account_id,
+            str(AuthorizationStatus.PENDING),
+            to_us(now),
+            str(ChallengeStatus.VALID),
+            str(ChallengeStatus.INVALID),
+        )
+        with self._raw() as c:
+            count, first = c.one(_PENDING_AUTHZS, params)
+        return int(count), opt_time(first)
+
+    def set_authorization_status(self, authz_id: str, status: AuthorizationStatus) -> None:
+        with self._tx() as c:
+            c.execute(
+                authorizations.update()
+                .where(authorizations.c.id == authz_id)
+                .values(stored_status=str(status))
+            )
+
+    def challenge(self, challenge_id: str) -> ChallengeRecord | None:
+        with self._raw() as c:
+            row = c.one(_CHALLENGE_BY_ID, (challenge_id,))
+        return None if row is None else self._challenge(_ChallengeRow(*row))
+
+    def start_challenge(self, challenge_id: str, now: datetime) -> bool:
+        """pending -> processing; False if it was not pending (already started or done)."""
+        with self._raw() as c:
+            changed = c.run(
+                "UPDATE challenges SET status = ?, started = ? WHERE id = ? AND status = ?",
+                (
+                    str(ChallengeStatus.PROCESSING),
+                    to_us(now),
+                    challenge_id,
+                    str(ChallengeStatus.PENDING),
+                ),
+            )
+        return changed == 1
+
+    def finish_challenge(
+        self,
+        challenge_id: str,
+        now: datetime,
+        error: dict[str, Any] | None,
+        authz_expires: datetime | None = None,
+    ) -> None:
+        """processing -> valid or invalid; a success also extends the authorization."""
+        status = ChallengeStatus.INVALID if error else ChallengeStatus.VALID
+        with self._raw() as c:
+            if authz_expires is not None and not error:
+                c.run(
+                    "UPDATE authorizations SET expires = ? WHERE id = "
+                    "(SELECT authz_id FROM challenges WHERE id = ?)",
+                    (to_us(authz_expires), challenge_id),
+                )
+            c.run(
+                "UPDATE challenges SET status = ?, validated = ?, error = ? "
+                "WHERE id = ? AND status = ?",
+                (
+                    str(status),
+                    None if error else to_us(now),
+                    json.dumps(error) if error else None,
+                    challenge_id,
+                    str(ChallengeStatus.PROCESSING),
+                ),
+            )
+
+    def stale_challenges(self, started_before: datetime) -> list[ChallengeRecord]:
+        """Challenges left processing by a process that stopped: recovery re-runs them."""
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(challenges).where(
+                    challenges.c.status == str(ChallengeStatus.PROCESSING),
+                    challenges.c.started < to_us(started_before),
+                )
+            ).all()
+        return [self._challenge(r) for r in rows]
+
+    def restart_challenge(self, challenge_id: str, was: datetime, now: datetime) -> bool:
+        """Take over a stale validation; exactly one process wins (compare-and-set)."""
+        with self._tx() as c:
+            res = c.execute(
+                challenges.update()
+                .where(challenges.c.id == challenge_id, challenges.c.started == to_us(was))
+                .values(started=to_us(now))
+            )
+            return bool(res.rowcount == 1)
+
+    def add_order(self, order: OrderRecord, new_authzs: Sequence[AuthorizationRecord]) -> None:
+        with self._raw() as c:
+            for authz in new_authzs:
+                self.add_authorization(authz, c, order.profile)
+            c.run(
+                _INSERT_ORDER,
+                (
+                    order.id,
+                    order.account_id,
+                    ids_json(order.identifiers),
+                    json.dumps(list(order.authz_ids)),
+                    to_us(order.expires),
+                    to_us(order.created),
+                    None if order.not_before is None else to_us(order.not_before),
+                    None if order.not_after is None else to_us(order.not_after),
+                    order.profile,
+                    order.replaces,
+                ),
+            )
+            if order.replaces is not None and order.authz_ids:
+                c.run(
+                    _MARK_RENEWAL_AUTHZS + f"({marks(len(order.authz_ids))})",
+                    (order.id, *order.authz_ids),
+                )
+
+    def _order(self, row: Any) -> OrderRecord:
+        return OrderRecord(
+            id=row.id,
+            account_id=row.account_id,
+            identifiers=ids_load(row.identifiers),
+            authz_ids=tuple(json.loads(row.authz_ids)),
+            expires=from_us(row.expires),
+            created=from_us(row.created),
+            not_before=opt_time(row.not_before),
+            not_after=opt_time(row.not_after),
+            profile=row.profile,
+            replaces=row.replaces,
+            csr=row.csr,
+            finalize_started=opt_time(row.finalize_started),
+            error=json_or_none(row.error),
+            certificate_id=row.certificate_id,
+        )
+
+    def order(self, order_id: str) -> OrderRecord | None:
+        with self._raw() as c:
+            row = c.one(_ORDER_BY_ID, (order_id,))
+        return None if row is None else self._order(_OrderRow(*row))
+
+    def account_orders(self, account_id: str, limit: int = 1000) -> list[OrderRecord]:
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(orders)
+                .where(orders.c.account_id == account_id)
+                .order_by(orders.c.created.desc())
+                .limit(limit)
+            ).all()
+        return [self._order(r) for r in rows]
+
+    def authz_in_renewal(self, authz_id: str) -> bool:
+        """Whether an order that carries `replaces` uses this authorization (RFC 9773 §5
+        renewals are exempt from rate limits, failed validations included)."""
+        with self._raw() as c:
+            return c.one(_RENEWAL_AUTHZ_EXISTS, (authz_id,)) is not None
+
+    def claim_finalize(self, order_id: str, csr: bytes, now: datetime) -> bool:
+        """ready -> processing, once: of two concurrent finalizes exactly one wins."""
+        with self._raw() as c:
+            changed = c.run(
+                "UPDATE orders SET csr = ?, finalize_started = ? "
+                "WHERE id = ? AND finalize_started IS NULL AND error IS NULL",
+                (csr, to_us(now), order_id),
+            )
+        return changed == 1
+
+    def retake_finalize(self, order_id: str, was: datetime, now: datetime) -> bool:
+        """Take over an issuance that a stopped process left behind (compare-and-set)."""
+        with self._tx() as c:
+            res = c.execute(
+                orders.update()
+                .where(
+                    orders.c.id == order_id,
+                    orders.c.finalize_started == to_us(was),
+                    orders.c.certificate_id.is_(None),
+                )
+                .values(finalize_started=to_us(now))
+            )
+            return bool(res.rowcount == 1)
+
+    def stale_finalizations(self, started_before: datetime) -> list[OrderRecord]:
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(orders).where(
+                    orders.c.finalize_started < to_us(started_before),
+                    orders.c.certificate_id.is_(None),
+                    orders.c.error.is_(None),
+                )
+            ).all()
+        return [self._order(r) for r in rows]
+
+    def fail_order(self, order_id: str, error: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute(
+                orders.update()
+                .where(orders.c.id == order_id, orders.c.certificate_id.is_(None))
+                .values(error=json.dumps(error))
+            )
+
+    def authz_profiles(self, ids: Sequence[str]) -> dict[str, str]:
+        """The profile each authorization was made for (absent: the default profile)."""
+        if not ids:
+            return {}
+        with self._raw() as c:
+            rows = c.all(
+                f"SELECT id, profile FROM authorizations "
+                f"WHERE profile IS NOT NULL AND id IN ({marks(len(ids))})",
+                tuple(ids),
+            )
+        return {r[0]: r[1] for r in rows}

@@ -1,0 +1,145 @@
+"""The CA's tables: one SQLAlchemy `MetaData`, the source the migrations are checked against.
+
+Times are integer microseconds since the epoch (UTC) on both databases. Changing a table
+here needs a migration in `migrations/versions` (tests/integration/test_migrations.py
+compares the two).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("thumbprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("jwk", sa.Text, nullable=False),
+    sa.Column("contact", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("eab_kid", sa.String(255), nullable=True),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(64), nullable=False, index=True),
+    sa.Column("identifiers", sa.Text, nullable=False),
+    sa.Column("authz_ids", sa.Text, nullable=False),
+    sa.Column("expires", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("not_before", sa.BigInteger),
+    sa.Column("not_after", sa.BigInteger),
+    sa.Column("profile", sa.String(64)),
+    sa.Column("replaces", sa.String(255)),
+    sa.Column("csr", sa.LargeBinary),
+    sa.Column("finalize_started", sa.BigInteger, index=True),
+    sa.Column("error", sa.Text),
+    sa.Column("certificate_id", sa.String(64)),
+)
+
+authorizations = sa.Table(
+    "authorizations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("identifier_type", sa.String(8), nullable=False),
+    sa.Column("identifier_value", sa.String(255), nullable=False),
+    sa.Column("wildcard", sa.Boolean, nullable=False),
+    sa.Column("stored_status", sa.String(16), nullable=False),
+    sa.Column("expires", sa.BigInteger, nullable=False),
+    # The profile of the order that made it (None: the default one).
+    sa.Column("profile", sa.String(64)),
+    # The first order carrying `replaces` that uses it: renewals are exempt from rate
+    # limits, failed validations included (RFC 9773 §5).
+    sa.Column("renewal_order_id", sa.String(64)),
+    sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
+)
+
+challenges = sa.Table(
+    "challenges",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("authz_id", sa.String(64), nullable=False, index=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("validated", sa.BigInteger),
+    sa.Column("started", sa.BigInteger),
+    sa.Column("error", sa.Text),
+)
+
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("serial", sa.String(48), nullable=False, unique=True),
+    sa.Column("order_id", sa.String(64)),
+    sa.Column("account_id", sa.String(64)),
+    sa.Column("pem", sa.Text),
+    sa.Column("identifiers", sa.Text, nullable=False),
+    sa.Column("not_before", sa.BigInteger, nullable=False),
+    sa.Column("not_after", sa.BigInteger, nullable=False),
+    sa.Column("issued", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger),
+    sa.Column("revocation_reason", sa.Integer),
+    sa.Column("abandoned", sa.Boolean, nullable=False, default=False),
+    sa.Column("replaced_by", sa.String(64)),  # the order that replaces it (RFC 9773 §5)
+    sa.Column("ari_window_start", sa.BigInteger),  # moved by an operator (RFC 9773 §4.2)
+)
+
+used_nonces = sa.Table(
+    "used_nonces",
+    metadata,
+    sa.Column("nonce", sa.String(64), primary_key=True),
+    sa.Column("issued", sa.BigInteger, nullable=False, index=True),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# Policy: rate limits, EAB keys, CRLs, blocked keys.
+
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("updated", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+eab_keys = sa.Table(
+    "eab_keys",
+    metadata,
+    sa.Column("kid", sa.String(255), primary_key=True),
+    sa.Column("hmac_key", sa.Text, nullable=False),
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Column("revoked", sa.BigInteger),
+    sa.Column("account_id", sa.String(64)),
+)
+
+crls = sa.Table(
+    "crls",
+    metadata,
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("number", sa.BigInteger, nullable=False),
+    sa.Column("this_update", sa.BigInteger, nullable=False),
+    sa.Column("der", sa.LargeBinary, nullable=False),
+)
+
+blocked_keys = sa.Table(
+    "blocked_keys",
+    metadata,
+    sa.Column("spki_sha256", sa.String(64), primary_key=True),
+    sa.Column("added", sa.BigInteger, nullable=False),
+    sa.Column("serial", sa.String(48)),
+)
