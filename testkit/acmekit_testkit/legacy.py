@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from acmekit import migrate
 from acmekit.database import create_engine
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "v0.1.0"
+# the shared starters sit next to the tests, which keep the fixture files
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "v0.1.0"
 
 
 def load_v010(kind: str, url: str) -> None:
