@@ -64,7 +64,7 @@ import sqlalchemy as sa
 from _common import fresh_database as _fresh_database
 from _fleet_e2e import E2eResult, run_e2e
 from acmekit.fleet.inventory import Inventory
-from acmekit.fleet.inventory import sites as inventory_sites
+from acmekit.fleet.schema import sites as inventory_sites
 
 BENCH = Path(__file__).resolve().parent
 ACMEKIT = str(Path(sys.executable).with_name("acmekit"))

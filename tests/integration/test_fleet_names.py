@@ -18,8 +18,9 @@ from sqlalchemy.engine import Connection
 
 from acmekit import migrate
 from acmekit.fleet import inventory as inventory_module
-from acmekit.fleet.inventory import Inventory, NameTaken, settings, site_names, sites
+from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.model import Added, ChallengeMethod, NameConflict, Site
+from acmekit.fleet.schema import settings, site_names, sites
 
 T0 = 1_700_000_000_000_000
 HTTP = ChallengeMethod.HTTP_01

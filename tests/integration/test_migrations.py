@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from acmekit import migrate
 from acmekit.cli.main import cli
 from acmekit.database import create_engine, to_us
-from acmekit.fleet import inventory as fleet_tables
+from acmekit.fleet import schema as fleet_tables
 from acmekit.fleet.inventory import Inventory
 from acmekit.migrate import FLEET, SERVER, SchemaOutOfDate
 from acmekit.protocol.messages import AuthorizationStatus, ChallengeStatus

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from acmekit.fleet.inventory import Inventory, certificates, deployments, sites
+from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import (
     STATS_WINDOW,
     CaSummary,
@@ -35,6 +35,7 @@ from acmekit.fleet.metrics import (
     window_start,
 )
 from acmekit.fleet.model import CaHealth, DesiredState, SiteState, from_us
+from acmekit.fleet.schema import certificates, deployments, sites
 
 EXPIRING_LIMIT = 20
 FAILURE_LIMIT = 50
