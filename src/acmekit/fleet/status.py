@@ -96,12 +96,12 @@ def collect(
 ) -> StatusReport:
     """The report; `cas` are the CAs in use, in order, whose health is shown; `window`
     is how far back the fleet-wide figures per CA reach."""
-    health = list(inventory.ca_health(cas).values()) if cas else []
-    recent = summarize(inventory.ca_stats(window_start(now, window)), cas)
+    health = list(inventory.cas.ca_health(cas).values()) if cas else []
+    recent = summarize(inventory.cas.ca_stats(window_start(now, window)), cas)
     with inventory.engine.connect() as conn:
         return StatusReport(
             now=now,
-            counts=inventory.counts_by_state(),
+            counts=inventory.sites.counts_by_state(),
             expiring=[_expiring(r) for r in conn.execute(_expiring_query())],
             failures=[_failure(r) for r in conn.execute(_failure_query())],
             edge_failures=[_edge_failure(r) for r in conn.execute(_edge_failure_query())],
