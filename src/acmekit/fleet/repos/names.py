@@ -9,7 +9,7 @@ then inserts; one that loses a race between the two looks again.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -45,6 +45,16 @@ def holders(c: Connection, keys: Collection[str]) -> dict[str, str]:
         )
         found.update({str(n): str(s) for n, s in c.execute(query)})
     return found
+
+
+def claim(c: Connection, rows: Sequence[dict[str, str]]) -> None:
+    """Give each row's `name` (a key) to its `site_id`; IntegrityError if one is held."""
+    c.execute(site_names.insert(), rows)
+
+
+def free(c: Connection, site_id: str) -> None:
+    """The names of `site_id` are free for another site."""
+    c.execute(site_names.delete().where(site_names.c.site_id == site_id))
 
 
 class NameRepository(Repository):

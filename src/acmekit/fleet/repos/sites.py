@@ -41,7 +41,7 @@ from acmekit.fleet.model import (
 from acmekit.fleet.repos import names as name_index
 from acmekit.fleet.repos.base import KEEP, Keep, Lost, Repository, changed
 from acmekit.fleet.repos.names import NameRepository, NameTaken
-from acmekit.fleet.schema import backups, certificates, deployments, site_names, sites
+from acmekit.fleet.schema import backups, certificates, deployments, sites
 
 _T = TypeVar("_T")
 
@@ -144,7 +144,7 @@ def _add_batch(
             name_rows.append({"name": key, "site_id": row["id"]})
     if rows:
         c.execute(sites.insert(), rows)
-        c.execute(site_names.insert(), name_rows)
+        name_index.claim(c, name_rows)
     return Added([r["id"] for r in rows], conflicts)
 
 
@@ -280,7 +280,7 @@ class SiteRepository(Repository):
                 .where(sites.c.id == site_id)
                 .values(desired=DesiredState.REMOVED, next_action_at=now)
             )
-            c.execute(site_names.delete().where(site_names.c.site_id == site_id))
+            name_index.free(c, site_id)
         return bool(res.rowcount == 1)
 
     def force_renewal(self, site_id: str, now: int) -> bool:
