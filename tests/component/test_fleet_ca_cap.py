@@ -45,10 +45,10 @@ class Watched(CaRepository):
         super().__init__(inventory.engine)
         self.refused = refused
 
-    def take_ca_slot(
+    def take_slot(
         self, ca: str, cap: int, holder: str, site_id: str, now: int, until: int
     ) -> CaSlot | None:
-        slot = super().take_ca_slot(ca, cap, holder, site_id, now, until)
+        slot = super().take_slot(ca, cap, holder, site_id, now, until)
         if slot is None:
             self.refused.set()
         return slot
@@ -127,8 +127,8 @@ def test_two_workers_keep_one_cap_between_them(db_url: str) -> None:
     for site_id in ids:
         site = inventory.sites.site(site_id)
         assert site is not None and site.state == SiteState.ACTIVE and site.current_version == 1
-    assert inventory.cas.ca_slots_held(CA, now()) == {}
-    [bucket] = inventory.cas.ca_stats(now() - planner.HOUR)  # written by both workers
+    assert inventory.cas.slots_held(CA, now()) == {}
+    [bucket] = inventory.cas.stats(now() - planner.HOUR)  # written by both workers
     assert (bucket.ca, bucket.issued, bucket.failed) == (CA, SITES, 0)
     inventory.close()
 
@@ -136,8 +136,8 @@ def test_two_workers_keep_one_cap_between_them(db_url: str) -> None:
 async def test_a_dead_workers_slot_is_taken_over_when_its_lease_ends(tmp_path: Path) -> None:
     inventory = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
     site = inventory.sites.add_site(("late.cap.test",), ChallengeMethod.HTTP_01, now())
-    inventory.cas.ensure_ca_slots(CA, 1)
-    dead = inventory.cas.take_ca_slot(CA, 1, "dead/1", "other", now(), now() + planner.SECOND // 2)
+    inventory.cas.ensure_slots(CA, 1)
+    dead = inventory.cas.take_slot(CA, 1, "dead/1", "other", now(), now() + planner.SECOND // 2)
     assert dead is not None
     issuer = Counting()
     config = WorkerConfig(owner="w", slot_wait=30.0)
@@ -145,16 +145,16 @@ async def test_a_dead_workers_slot_is_taken_over_when_its_lease_ends(tmp_path: P
     assert await worker.run_once() == 1
     found = inventory.sites.site(site.id)
     assert found is not None and found.state == SiteState.ACTIVE and issuer.orders == 1
-    assert not inventory.cas.release_ca_slot(dead)  # it was taken over, and freed since
-    assert inventory.cas.ca_slots_held(CA, now()) == {}
+    assert not inventory.cas.release_slot(dead)  # it was taken over, and freed since
+    assert inventory.cas.slots_held(CA, now()) == {}
     inventory.close()
 
 
 async def test_a_site_is_put_off_while_every_slot_stays_held(tmp_path: Path) -> None:
     inventory = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
     site = inventory.sites.add_site(("busy.cap.test",), ChallengeMethod.HTTP_01, now())
-    inventory.cas.ensure_ca_slots(CA, 1)
-    assert inventory.cas.take_ca_slot(CA, 1, "dead/1", "other", now(), now() + planner.HOUR)
+    inventory.cas.ensure_slots(CA, 1)
+    assert inventory.cas.take_slot(CA, 1, "dead/1", "other", now(), now() + planner.HOUR)
     issuer = Counting()
     config = WorkerConfig(owner="w", slot_wait=0.3)
     pool = capped_pool(issuer, cap=1, limit=50)
@@ -169,6 +169,6 @@ async def test_a_site_is_put_off_while_every_slot_stays_held(tmp_path: Path) -> 
     assert found.next_action_at is not None
     assert before + planner.MINUTE <= found.next_action_at <= now() + planner.MINUTE
     # No order was sent, none counted, and the limit's reservation was given back.
-    assert issuer.orders == 0 and inventory.cas.ca_stats(0) == []
-    assert inventory.cas.ca_usage(CA, ["cap.test"], 0, 0) == {"cap.test": []}
+    assert issuer.orders == 0 and inventory.cas.stats(0) == []
+    assert inventory.cas.usage(CA, ["cap.test"], 0, 0) == {"cap.test": []}
     inventory.close()

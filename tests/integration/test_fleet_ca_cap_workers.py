@@ -96,7 +96,7 @@ def test_two_worker_processes_keep_one_cap_at_the_ca(tmp_path: Path) -> None:
         assert len(orders) == SITES and all(end is not None for _, end in orders), orders
         spans = [(start, end) for start, end in orders if end is not None]
         assert most_open_at_once(spans) <= CAP
-        assert inventory.cas.ca_slots_held(CA, _now()) == {}
+        assert inventory.cas.slots_held(CA, _now()) == {}
 
         report = collect(inventory, FleetMetrics(), _now(), [CA])
         [recent] = report.recent

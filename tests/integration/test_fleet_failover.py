@@ -137,10 +137,10 @@ async def test_sites_go_to_the_second_ca_while_the_first_is_down(
         assert _verifies_to(two.root_path, version.fullchain_pem)
         deployed = (tmp_path / "edge" / site_names[0] / "fullchain.pem").read_text()
         assert deployed == version.fullchain_pem
-    health = fleet.inventory.cas.ca_health(["ca-one", "ca-two"])
+    health = fleet.inventory.cas.health(["ca-one", "ca-two"])
     assert health["ca-one"].down_until is not None and health["ca-one"].down_until > fleet.now()
     assert health["ca-two"].failures == 0
-    assert fleet.inventory.cas.ca_account_url("ca-two") is not None  # registered with EAB
+    assert fleet.inventory.cas.account_url("ca-two") is not None  # registered with EAB
 
     # While the first CA is passed over, a renewal of its certificate goes to the second
     # without even trying the first (no `replaces` across CAs).

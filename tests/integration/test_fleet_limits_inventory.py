@@ -30,32 +30,32 @@ def test_reservations_count_until_the_limit(inventory: Inventory) -> None:
     assert inventory.cas.reserve("other", "s3", ["a.test"], T0, _room(2, T0), window)
     inventory.cas.settle("ca", "s1", T0 + 5, issued=True)
     inventory.cas.settle("ca", "s2", T0 + 5, issued=False)
-    usage = inventory.cas.ca_usage("ca", ["a.test", "b.test"], T0 - WEEK, T0 - HOUR)
+    usage = inventory.cas.usage("ca", ["a.test", "b.test"], T0 - WEEK, T0 - HOUR)
     assert usage == {"a.test": [T0 + 5], "b.test": [T0]}
     assert inventory.cas.count_issued("ca", "a.test") == 1
     # A reservation left by a dead worker stops counting once stale.
     later = T0 + 2 * HOUR
-    assert inventory.cas.ca_usage("ca", ["b.test"], later - WEEK, later - HOUR) == {"b.test": []}
+    assert inventory.cas.usage("ca", ["b.test"], later - WEEK, later - HOUR) == {"b.test": []}
     # An issued certificate counts for the whole window, then no more.
     end = T0 + 5 + WEEK
-    assert inventory.cas.ca_usage("ca", ["a.test"], end - WEEK, end - HOUR) == {"a.test": []}
+    assert inventory.cas.usage("ca", ["a.test"], end - WEEK, end - HOUR) == {"a.test": []}
 
 
 def test_ca_health_counts_failures_and_resets(inventory: Inventory) -> None:
-    assert inventory.cas.ca_health(["ca"])["ca"].failures == 0
+    assert inventory.cas.health(["ca"])["ca"].failures == 0
     for _ in range(2):
-        inventory.cas.ca_failed("ca", "boom", lambda n: None if n < 3 else T0)
-    assert inventory.cas.ca_health(["ca"])["ca"].down_until is None
-    assert inventory.cas.ca_failed("ca", "boom", lambda n: None if n < 3 else T0) == 3
-    health = inventory.cas.ca_health(["ca"])["ca"]
+        inventory.cas.failed("ca", "boom", lambda n: None if n < 3 else T0)
+    assert inventory.cas.health(["ca"])["ca"].down_until is None
+    assert inventory.cas.failed("ca", "boom", lambda n: None if n < 3 else T0) == 3
+    health = inventory.cas.health(["ca"])["ca"]
     assert (health.failures, health.down_until, health.last_error) == (3, T0, "boom")
-    inventory.cas.ca_succeeded("ca")
-    assert inventory.cas.ca_health(["ca"])["ca"].failures == 0
-    assert inventory.cas.ca_account_key("ca", "KEY-1") == "KEY-1"
-    assert inventory.cas.ca_account_key("ca", "KEY-2") == "KEY-1"
-    assert inventory.cas.ca_account_url("ca") is None
-    inventory.cas.set_ca_account_url("ca", "https://ca.test/acct/1")
-    assert inventory.cas.ca_account_url("ca") == "https://ca.test/acct/1"
+    inventory.cas.succeeded("ca")
+    assert inventory.cas.health(["ca"])["ca"].failures == 0
+    assert inventory.cas.account_key("ca", "KEY-1") == "KEY-1"
+    assert inventory.cas.account_key("ca", "KEY-2") == "KEY-1"
+    assert inventory.cas.account_url("ca") is None
+    inventory.cas.set_account_url("ca", "https://ca.test/acct/1")
+    assert inventory.cas.account_url("ca") == "https://ca.test/acct/1"
 
 
 def test_options_and_backups_are_guarded_by_the_lease(inventory: Inventory) -> None:

@@ -147,9 +147,9 @@ def test_the_fleet_v010_inventory_upgrades_with_its_rows(fleet_url: str) -> None
         inv.settings.value("names_indexed") is None and inv.settings.value("fleet_id") == "fixture"
     )
     assert inv.challenges.key_authorization("tok-1") == "tok-1.thumb"
-    assert inv.cas.ca_account_url("first") == "https://ca.example/acct/1"
-    assert inv.cas.ca_health(["second"])["second"].failures == 1
-    assert inv.cas.ca_stats(t0)[0].issued == 3
+    assert inv.cas.account_url("first") == "https://ca.example/acct/1"
+    assert inv.cas.health(["second"])["second"].failures == 1
+    assert inv.cas.stats(t0)[0].issued == 3
     # and it keeps working: list, force a renewal, lease it, store a new version
     assert len(inv.sites.page()) == 4
     assert inv.sites.force_renewal(blog.id, t0 + DAY_US)

@@ -202,7 +202,7 @@ async def _challenge(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     inventory, cas = request.app[INVENTORY], request.app[CAS]
-    recent = summarize(inventory.cas.ca_stats(window_start(request.app[NOW]())), cas)
+    recent = summarize(inventory.cas.stats(window_start(request.app[NOW]())), cas)
     text = request.app[METRICS].render(inventory.sites.counts_by_state(), recent)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 

@@ -88,7 +88,7 @@ def seed_legacy_account(inventory: Inventory, cas: Sequence[CaSpec]) -> None:
     CA (named by its directory URL) keeps using it, so no new account is made."""
     legacy = inventory.settings.value(ACCOUNT_KEY_SETTING)
     if legacy is not None and len(cas) == 1 and cas[0].name == cas[0].directory:
-        inventory.cas.ca_account_key(cas[0].name, legacy)
+        inventory.cas.account_key(cas[0].name, legacy)
 
 
 async def open_fleet_pool(

@@ -96,8 +96,8 @@ def collect(
 ) -> StatusReport:
     """The report; `cas` are the CAs in use, in order, whose health is shown; `window`
     is how far back the fleet-wide figures per CA reach."""
-    health = list(inventory.cas.ca_health(cas).values()) if cas else []
-    recent = summarize(inventory.cas.ca_stats(window_start(now, window)), cas)
+    health = list(inventory.cas.health(cas).values()) if cas else []
+    recent = summarize(inventory.cas.stats(window_start(now, window)), cas)
     with inventory.engine.connect() as conn:
         return StatusReport(
             now=now,

@@ -218,7 +218,7 @@ class Worker:
         if not pending:
             return
         try:
-            self.inventory.cas.add_ca_stats(pending)
+            self.inventory.cas.add_stats(pending)
         except Exception:
             log.exception("figures per CA not written; kept for the next try")
             for bucket in pending:
@@ -483,7 +483,7 @@ class Worker:
             raise
         self._count(name, True, time.perf_counter() - began)
         self._settle(entry, site.id, issued=True)
-        self.inventory.cas.ca_succeeded(name)
+        self.inventory.cas.succeeded(name)
         return pem
 
     def _count(self, ca: str, issued: bool, seconds: float) -> None:

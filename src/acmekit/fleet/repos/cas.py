@@ -106,7 +106,7 @@ def _usage(
 class CaRepository(Repository):
     """CA accounts, health, issuance counts and reservations, slots, figures."""
 
-    def ca_account_key(self, ca: str, default_key_pem: str) -> str:
+    def account_key(self, ca: str, default_key_pem: str) -> str:
         """The account key for `ca`, storing `default_key_pem` first if there is none."""
         self._insert_new(ca_accounts.insert().values(ca=ca, key_pem=default_key_pem))
         with self._tx() as c:
@@ -116,14 +116,14 @@ class CaRepository(Repository):
                 ).scalar_one()
             )
 
-    def ca_account_url(self, ca: str) -> str | None:
+    def account_url(self, ca: str) -> str | None:
         return self._scalar(sa.select(ca_accounts.c.account_url).where(ca_accounts.c.ca == ca))
 
-    def set_ca_account_url(self, ca: str, url: str) -> None:
+    def set_account_url(self, ca: str, url: str) -> None:
         with self._tx() as c:
             c.execute(ca_accounts.update().where(ca_accounts.c.ca == ca).values(account_url=url))
 
-    def ca_health(self, names: Iterable[str]) -> dict[str, CaHealth]:
+    def health(self, names: Iterable[str]) -> dict[str, CaHealth]:
         wanted = list(names)
         query = sa.select(ca_health).where(ca_health.c.ca.in_(wanted))
         with self._tx() as c:
@@ -136,7 +136,7 @@ class CaRepository(Repository):
     def _ensure_health(self, ca: str) -> None:
         self._insert_new(ca_health.insert().values(ca=ca, failures=0))
 
-    def ca_failed(self, ca: str, error: str, down_until: Callable[[int], int | None]) -> int:
+    def failed(self, ca: str, error: str, down_until: Callable[[int], int | None]) -> int:
         """One more consecutive failure of `ca`; `down_until(failures)` says until when it
         is passed over. The new count of failures."""
         self._ensure_health(ca)
@@ -154,7 +154,7 @@ class CaRepository(Repository):
                 c.execute(ca_health.update().where(ca_health.c.ca == ca).values(down_until=until))
         return failures
 
-    def ca_succeeded(self, ca: str) -> None:
+    def succeeded(self, ca: str) -> None:
         with self._tx() as c:
             c.execute(
                 ca_health.update()
@@ -162,7 +162,7 @@ class CaRepository(Repository):
                 .values(failures=0, down_until=None, last_error=None)
             )
 
-    def ca_usage(
+    def usage(
         self, ca: str, domains: Iterable[str], since: int, stale_before: int
     ) -> dict[str, list[int]]:
         """Times counted against `ca` per domain: certificates issued after `since`, and
@@ -184,7 +184,7 @@ class CaRepository(Repository):
         start, if `room(usage)` still says there is room. Serialized per CA: the first
         statement updates the CA's health row (a row lock on PostgreSQL, the write lock
         on SQLite), so two workers cannot both take the last slot. `window` is
-        (since, stale_before) as for `ca_usage`."""
+        (since, stale_before) as for `usage`."""
         self._ensure_health(ca)
 
         def work(c: Connection) -> None:
@@ -230,29 +230,29 @@ class CaRepository(Repository):
                 ).scalar_one()
             )
 
-    def ensure_ca_slots(self, ca: str, cap: int) -> None:
+    def ensure_slots(self, ca: str, cap: int) -> None:
         """Rows for slots 0 to `cap - 1` of `ca`; whichever process comes first makes them."""
         rows = [{"ca": ca, "slot": n} for n in range(cap)]
         if rows:
             with self._tx() as c:
                 c.execute(conflict_insert(c, ca_slots).values(rows).on_conflict_do_nothing())
 
-    def take_ca_slot(
+    def take_slot(
         self, ca: str, cap: int, holder: str, site_id: str, now: int, until: int
     ) -> CaSlot | None:
         """A free slot of `ca` below `cap` (one whose lease expired counts as free), held
-        by `holder` until `until`; None when all are held. `ensure_ca_slots` first."""
+        by `holder` until `until`; None when all are held. `ensure_slots` first."""
         with self._tx() as c:
             number = c.execute(_take_slot(ca, cap, holder, site_id, now, until)).scalar()
         return None if number is None else CaSlot(ca, int(number), holder)
 
-    def refresh_ca_slot(self, slot: CaSlot, until: int) -> bool:
+    def refresh_slot(self, slot: CaSlot, until: int) -> bool:
         """Hold `slot` until `until`; False if it is no longer held by its holder."""
         with self._tx() as c:
             res = c.execute(ca_slots.update().where(_held(slot)).values(until=until))
         return bool(res.rowcount == 1)
 
-    def release_ca_slot(self, slot: CaSlot) -> bool:
+    def release_slot(self, slot: CaSlot) -> bool:
         """Free `slot` if its holder still holds it."""
         with self._tx() as c:
             res = c.execute(
@@ -260,7 +260,7 @@ class CaRepository(Repository):
             )
         return bool(res.rowcount == 1)
 
-    def ca_slots_held(self, ca: str, now: int) -> dict[int, str]:
+    def slots_held(self, ca: str, now: int) -> dict[int, str]:
         """Slot number -> holder, for the slots of `ca` held at `now`."""
         query = sa.select(ca_slots.c.slot, ca_slots.c.holder).where(
             ca_slots.c.ca == ca, ~_free_slot(now)
@@ -268,7 +268,7 @@ class CaRepository(Repository):
         with self._tx() as c:
             return {int(n): str(h) for n, h in c.execute(query)}
 
-    def add_ca_stats(self, buckets: Iterable[CaStatsBucket]) -> None:
+    def add_stats(self, buckets: Iterable[CaStatsBucket]) -> None:
         """Add the counts of `buckets` (each a CA's attempts in an hour) to the stored
         ones, in one transaction, and delete every bucket a week older (a CA no longer
         used included)."""
@@ -283,7 +283,7 @@ class CaRepository(Repository):
                 _add_bucket(c, bucket)
             c.execute(ca_stats.delete().where(ca_stats.c.hour < oldest))
 
-    def ca_stats(self, since: int) -> list[CaStatsBucket]:
+    def stats(self, since: int) -> list[CaStatsBucket]:
         """Every CA's buckets that start at `since` or later, by CA and hour."""
         query = (
             sa.select(ca_stats)
