@@ -37,7 +37,7 @@ class Lost(Exception):
     """A compare-and-set found the row changed: roll the transaction back."""
 
 
-def holds(c: Connection, site_id: str, owner: str) -> bool:
+def _holds(c: Connection, site_id: str, owner: str) -> bool:
     found = c.execute(
         sa.select(sites.c.id).where(sites.c.id == site_id, sites.c.lease_owner == owner)
     ).first()
@@ -90,7 +90,7 @@ class Repository:
         """`_committed(work)`, only while `owner` holds the lease of site `site_id`."""
 
         def guarded(c: Connection) -> None:
-            if not holds(c, site_id, owner):
+            if not _holds(c, site_id, owner):
                 raise Lost
             work(c)
 
