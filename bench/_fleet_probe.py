@@ -1,6 +1,6 @@
 """The fleet manager's side of bench/fleet.py, run as its own process so that its memory
 is the manager's alone: open the inventory, lease batches of due sites exactly as the
-worker does (`Inventory.lease_due`), and report on stdout, as one JSON object, the call
+worker does (`SiteRepository.lease_due`), and report on stdout, as one JSON object, the call
 latencies, the resident memory (VmRSS from /proc/self/status) at each step, and the
 database's plan for the statement the lease sent.
 
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
     inventory = Inventory.from_url(url)
     capture = Capture(inventory.engine)
     started = time.perf_counter()
-    inventory.next_due()
+    inventory.sites.next_due()
     report["next_due_ms"] = (time.perf_counter() - started) * 1000
     report["rss_open_kib"] = rss_kib()
     latencies: list[float] = []
@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
     leased = 0
     for _ in range(calls):
         started = time.perf_counter()
-        got = inventory.lease_due("bench-probe", now_us() + offset_us, lease_us, batch)
+        got = inventory.sites.lease_due("bench-probe", now_us() + offset_us, lease_us, batch)
         latencies.append((time.perf_counter() - started) * 1000)
         rss.append(rss_kib())
         leased += len(got)

@@ -9,7 +9,7 @@ What it measures, for each inventory size (10k, 100k and 1M sites by default) an
    (ru_maxrss from wait4). Beside it, at the largest PostgreSQL size, a reference: the
    same rows written with PostgreSQL's COPY into the same table and indexes (`--no-copy`
    skips it), to show how far the command is from the database's own bulk path.
-2. Leasing: the time for `Inventory.lease_due(owner, now, lease, BATCH)`, the call the
+2. Leasing: the time for `SiteRepository.lease_due(owner, now, lease, BATCH)`, the call the
    worker makes each pass, in three states of the inventory:
    - `fresh`: just imported, every site due (the worst case for the planner: the
      predicate `next_action_at <= now` matches every row);
@@ -64,7 +64,7 @@ import sqlalchemy as sa
 from _common import fresh_database as _fresh_database
 from _fleet_e2e import E2eResult, run_e2e
 from acmekit.fleet.inventory import Inventory
-from acmekit.fleet.inventory import sites as inventory_sites
+from acmekit.fleet.schema import sites as inventory_sites
 
 BENCH = Path(__file__).resolve().parent
 ACMEKIT = str(Path(sys.executable).with_name("acmekit"))
@@ -334,7 +334,7 @@ def report(results: list[SizeResult], args: argparse.Namespace, e2e: E2eResult |
                 f" {'-':>12} {c.db_bytes / 2**20:>9.0f}"
                 f"   reference; the command takes {i.wall / c.wall:.1f}x as long"
             )
-    print("\nLeasing one batch (`Inventory.lease_due`), and the manager's VmRSS:")
+    print("\nLeasing one batch (`SiteRepository.lease_due`), and the manager's VmRSS:")
     print(
         f"{'backend':<10} {'sites':>9} {'state':<7} {'calls':>6} {'leased':>7} {'p50 ms':>7}"
         f" {'p99 ms':>7} {'max ms':>7} {'min() ms':>8} {'RSS open':>9} {'RSS end':>8}"
@@ -349,7 +349,7 @@ def report(results: list[SizeResult], args: argparse.Namespace, e2e: E2eResult |
                 f" {lease.next_due_ms:>8.2f} {mib(lease.rss_open_kib):>9}"
                 f" {mib(lease.rss_last_kib):>8} {mib(max(lease.rss_kib)):>8}"
             )
-    print("(RSS in MiB; `min() ms` is Inventory.next_due, the dashboard's next action.)")
+    print("(RSS in MiB; `min() ms` is SiteRepository.next_due, the dashboard's next action.)")
     largest: dict[str, SizeResult] = {}
     for r in results:
         if r.backend not in largest or r.sites > largest[r.backend].sites:

@@ -196,13 +196,13 @@ async def test_a_worker_dying_mid_renewal_is_finished_by_another(
     fleet: tuple[Fleet, str], tmp_path: Path
 ) -> None:
     f, _ = fleet
-    site = f.inventory.add_site(("resume.fleet.test",), ChallengeMethod.HTTP_01, f.now())
+    site = f.inventory.sites.add_site(("resume.fleet.test",), ChallengeMethod.HTTP_01, f.now())
     assert await f.worker("w1").run_once() == 1
-    assert f.inventory.force_renewal(site.id, f.now())
+    assert f.inventory.sites.force_renewal(site.id, f.now())
     dying = f.worker("w2", DiesAfterOrder(f.issuer))  # type: ignore[arg-type]
     with pytest.raises(asyncio.CancelledError):
         await dying.run_once()
-    held = f.inventory.site(site.id)
+    held = f.inventory.sites.site(site.id)
     assert held is not None and held.order_url is not None and held.lease_owner == "w2"
     assert held.state == SiteState.ISSUING
     # Until the lease expires nobody else touches it; after, w3 resumes the same order
@@ -210,11 +210,11 @@ async def test_a_worker_dying_mid_renewal_is_finished_by_another(
     assert await f.worker("w3").run_once() == 0
     later = Worker(f.inventory, f.issuer, f.edges, LeaseLater(), WorkerConfig(owner="w3"))
     assert await later.run_once() == 1
-    done = f.inventory.site(site.id)
+    done = f.inventory.sites.site(site.id)
     assert done is not None and done.state == SiteState.ACTIVE and done.current_version == 2
-    assert [v.version for v in f.inventory.versions(site.id)] == [1, 2]
+    assert [v.version for v in f.inventory.sites.versions(site.id)] == [1, 2]
     leaf = _verify(f.root, tmp_path / "edge-a" / "resume.fleet.test" / "fullchain.pem")
-    assert format(leaf.serial_number, "x") == f.inventory.versions(site.id)[1].serial
+    assert format(leaf.serial_number, "x") == f.inventory.sites.versions(site.id)[1].serial
 
 
 class ChecksDue(SystemClock):
@@ -232,15 +232,15 @@ async def test_renewal_follows_the_window_the_ca_gives(
     fleet: tuple[Fleet, str], ca: Assembly
 ) -> None:
     f, _ = fleet
-    site = f.inventory.add_site(("ari.fleet.test",), ChallengeMethod.HTTP_01, f.now())
+    site = f.inventory.sites.add_site(("ari.fleet.test",), ChallengeMethod.HTTP_01, f.now())
     assert await f.worker("w1").run_once() == 1
-    current = f.inventory.versions(site.id)[0]
+    current = f.inventory.sites.versions(site.id)[0]
     leaf = x509.load_pem_x509_certificates(current.fullchain_pem.encode())[0]
     # Asked right after issuance: the CA's window (two thirds of the lifetime, a day
     # either side) decides, not the fleet's own last third.
     info = await f.client.renewal_info(leaf)
     assert info is not None
-    fresh = f.inventory.site(site.id)
+    fresh = f.inventory.sites.site(site.id)
     assert fresh is not None and _inside(fresh.renew_at, info)
     assert fresh.next_action_at is not None and fresh.next_action_at <= fresh.renew_at
     assert await f.worker("w1").run_once() == 0  # nothing due now
@@ -254,7 +254,7 @@ async def test_renewal_follows_the_window_the_ca_gives(
     assert moved is not None and moved.start == start
     checker = Worker(f.inventory, f.issuer, f.edges, ChecksDue(), WorkerConfig(owner="w2"))
     assert await checker.run_once() == 1
-    after = f.inventory.site(site.id)
+    after = f.inventory.sites.site(site.id)
     assert after is not None and _inside(after.renew_at, moved)
     assert after.renew_at is not None and fresh.renew_at is not None
     assert after.renew_at > fresh.renew_at and after.current_version == 1
@@ -265,7 +265,7 @@ async def test_issuance_and_each_deployment_are_logged(
 ) -> None:
     f, _ = fleet
     caplog.set_level(logging.INFO, logger="acmekit")
-    site = f.inventory.add_site(("logged.fleet.test",), ChallengeMethod.HTTP_01, f.now())
+    site = f.inventory.sites.add_site(("logged.fleet.test",), ChallengeMethod.HTTP_01, f.now())
     assert await f.worker("w1").run_once() == 1
     lines = [r.getMessage() for r in caplog.records if r.name == "acmekit.fleet.worker"]
     issued = [line for line in lines if f"site {site.id}: issued version 1" in line]

@@ -73,7 +73,11 @@ class Responder:
         self.up = False
 
     async def serve(self, request: web.Request) -> web.Response:
-        answer = self.inventory.challenge(request.match_info["token"]) if self.up else None
+        answer = (
+            self.inventory.challenges.key_authorization(request.match_info["token"])
+            if self.up
+            else None
+        )
         return web.Response(status=404) if answer is None else web.Response(text=answer)
 
 
@@ -105,7 +109,7 @@ def _records(path: Path) -> list[dict[str, str]]:
 
 
 def _site(inventory: Inventory, site_id: str) -> Site:
-    found = inventory.site(site_id)
+    found = inventory.sites.site(site_id)
     assert found is not None
     return found
 
@@ -135,7 +139,7 @@ async def test_a_failing_site_runs_the_alert_hook_once_per_run_of_failures(
         WorkerConfig(owner="w1"),
         alert=ShellAlertHook(f"sh {script} {out}"),
     )
-    site = inventory.add_site(NAMES, ChallengeMethod.HTTP_01, to_us(clock.now()))
+    site = inventory.sites.add_site(NAMES, ChallengeMethod.HTTP_01, to_us(clock.now()))
 
     async def attempt() -> Site:
         clock.offset += timedelta(hours=7)  # past the longest back-off
@@ -178,7 +182,7 @@ async def test_a_failing_site_runs_the_alert_hook_once_per_run_of_failures(
     reused = await client.new_order(NAMES)
     for authz in await client.authorizations(reused):
         await client.deactivate_authorization(authz)
-    assert inventory.force_renewal(site.id, to_us(clock.now()))
+    assert inventory.sites.force_renewal(site.id, to_us(clock.now()))
     responder.up = False
     for _ in range(3):
         again = await attempt()

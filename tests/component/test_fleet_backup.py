@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, load_pem_priv
 from acmekit.clock import SystemClock
 from acmekit.fleet.cas import CaSpec, RegisteringIssuer
 from acmekit.fleet.model import ChallengeMethod, SiteState
+from acmekit.fleet.repos.sites import OptionsChange
 from acmekit.fleet.worker import WorkerConfig
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.fleet_cas import TwoCaFleet, directory, two_ca_fleet
@@ -47,12 +48,14 @@ async def test_the_backup_goes_live_when_the_current_certificate_is_revoked(
 ) -> None:
     specs = [CaSpec("ca-one", directory("ca-one")), CaSpec("ca-two", directory("ca-two"))]
     pool = await fleet.pool(specs)
-    site = fleet.inventory.add_site(("shop.backup.test",), ChallengeMethod.HTTP_01, fleet.now())
-    fleet.inventory.set_options(site.id, backup=True)
+    site = fleet.inventory.sites.add_site(
+        ("shop.backup.test",), ChallengeMethod.HTTP_01, fleet.now()
+    )
+    fleet.inventory.sites.set_options(site.id, OptionsChange(backup=True))
     assert await fleet.worker(pool).run_once() == 1
 
-    [first] = fleet.inventory.versions(site.id)
-    backup = fleet.inventory.backup(site.id)
+    [first] = fleet.inventory.sites.versions(site.id)
+    backup = fleet.inventory.sites.backup(site.id)
     assert first.ca == "ca-one" and backup is not None and backup.ca == "ca-two"
     assert backup.key_pem != first.key_pem and backup.serial != first.serial
     assert (
@@ -69,9 +72,9 @@ async def test_the_backup_goes_live_when_the_current_certificate_is_revoked(
 
     later = fleet.worker(pool, clock=Later())
     assert await later.run_once() == 1
-    now = fleet.inventory.site(site.id)
+    now = fleet.inventory.sites.site(site.id)
     assert now is not None and now.state == SiteState.ACTIVE and now.current_version == 2
-    second = fleet.inventory.versions(site.id)[1]
+    second = fleet.inventory.sites.versions(site.id)[1]
     assert (second.ca, second.serial, second.key_pem) == (backup.ca, backup.serial, backup.key_pem)
     assert served.read_text() == backup.fullchain_pem
     served_key = tmp_path / "edge" / "shop.backup.test" / "privkey.pem"
@@ -79,6 +82,6 @@ async def test_the_backup_goes_live_when_the_current_certificate_is_revoked(
     # The live certificate came from no new order: the only issuance in that pass was
     # the next backup, from the first CA again, with a key of its own.
     assert later.metrics.issued == {"ca-one": 1}
-    fresh = fleet.inventory.backup(site.id)
+    fresh = fleet.inventory.sites.backup(site.id)
     assert fresh is not None and fresh.ca == "ca-one" and fresh.serial != first.serial
     assert fresh.key_pem not in (first.key_pem, backup.key_pem)

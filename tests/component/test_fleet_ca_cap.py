@@ -24,6 +24,7 @@ from acmekit.fleet.cas import CaEntry, CaPool, CaSpec
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import OrderRequest, OrderStarted
 from acmekit.fleet.model import CaSlot, ChallengeMethod, SiteState, to_us
+from acmekit.fleet.repos.cas import CaRepository
 from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit_testkit.fleet_testca import LocalIssuer, MemoryEdge
 
@@ -37,15 +38,17 @@ def now() -> int:
     return to_us(CLOCK.now())
 
 
-class Watched(Inventory):
-    """An inventory client that tells when it was refused a CA slot (all were held)."""
+class Watched(CaRepository):
+    """CA bookkeeping that tells when it was refused a CA slot (all were held)."""
 
-    refused: threading.Event
+    def __init__(self, inventory: Inventory, refused: threading.Event) -> None:
+        super().__init__(inventory.engine)
+        self.refused = refused
 
-    def take_ca_slot(
+    def take_slot(
         self, ca: str, cap: int, holder: str, site_id: str, now: int, until: int
     ) -> CaSlot | None:
-        slot = super().take_ca_slot(ca, cap, holder, site_id, now, until)
+        slot = super().take_slot(ca, cap, holder, site_id, now, until)
         if slot is None:
             self.refused.set()
         return slot
@@ -89,8 +92,8 @@ def _work(
 ) -> None:
     """One worker process: passes until nothing is due."""
     try:
-        inventory = Watched.from_url(url)
-        inventory.refused = refused
+        inventory = Inventory.from_url(url)
+        inventory.cas = Watched(inventory, refused)
         config = WorkerConfig(owner=owner, batch=8, concurrency=4)
         worker = Worker(inventory, capped_pool(issuer), [MemoryEdge("edge")], CLOCK, config)
 
@@ -107,7 +110,7 @@ def _work(
 def test_two_workers_keep_one_cap_between_them(db_url: str) -> None:
     inventory = Inventory.from_url(db_url)
     names = [(f"s{i}.cap{i}.test",) for i in range(SITES)]
-    ids = inventory.add_sites(names, ChallengeMethod.HTTP_01, now())
+    ids = inventory.sites.add_sites(names, ChallengeMethod.HTTP_01, now())
     refused, failures = threading.Event(), list[BaseException]()
     issuer = Counting(hold=refused)
     threads = [
@@ -122,43 +125,43 @@ def test_two_workers_keep_one_cap_between_them(db_url: str) -> None:
     assert issuer.most == CAP  # each worker alone would have let 2 through: 4 in all
     assert issuer.orders == SITES
     for site_id in ids:
-        site = inventory.site(site_id)
+        site = inventory.sites.site(site_id)
         assert site is not None and site.state == SiteState.ACTIVE and site.current_version == 1
-    assert inventory.ca_slots_held(CA, now()) == {}
-    [bucket] = inventory.ca_stats(now() - planner.HOUR)  # written by both workers
+    assert inventory.cas.slots_held(CA, now()) == {}
+    [bucket] = inventory.cas.stats(now() - planner.HOUR)  # written by both workers
     assert (bucket.ca, bucket.issued, bucket.failed) == (CA, SITES, 0)
     inventory.close()
 
 
 async def test_a_dead_workers_slot_is_taken_over_when_its_lease_ends(tmp_path: Path) -> None:
     inventory = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
-    site = inventory.add_site(("late.cap.test",), ChallengeMethod.HTTP_01, now())
-    inventory.ensure_ca_slots(CA, 1)
-    dead = inventory.take_ca_slot(CA, 1, "dead/1", "other", now(), now() + planner.SECOND // 2)
+    site = inventory.sites.add_site(("late.cap.test",), ChallengeMethod.HTTP_01, now())
+    inventory.cas.ensure_slots(CA, 1)
+    dead = inventory.cas.take_slot(CA, 1, "dead/1", "other", now(), now() + planner.SECOND // 2)
     assert dead is not None
     issuer = Counting()
     config = WorkerConfig(owner="w", slot_wait=30.0)
     worker = Worker(inventory, capped_pool(issuer, cap=1), [MemoryEdge("edge")], CLOCK, config)
     assert await worker.run_once() == 1
-    found = inventory.site(site.id)
+    found = inventory.sites.site(site.id)
     assert found is not None and found.state == SiteState.ACTIVE and issuer.orders == 1
-    assert not inventory.release_ca_slot(dead)  # it was taken over, and freed since
-    assert inventory.ca_slots_held(CA, now()) == {}
+    assert not inventory.cas.release_slot(dead)  # it was taken over, and freed since
+    assert inventory.cas.slots_held(CA, now()) == {}
     inventory.close()
 
 
 async def test_a_site_is_put_off_while_every_slot_stays_held(tmp_path: Path) -> None:
     inventory = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
-    site = inventory.add_site(("busy.cap.test",), ChallengeMethod.HTTP_01, now())
-    inventory.ensure_ca_slots(CA, 1)
-    assert inventory.take_ca_slot(CA, 1, "dead/1", "other", now(), now() + planner.HOUR)
+    site = inventory.sites.add_site(("busy.cap.test",), ChallengeMethod.HTTP_01, now())
+    inventory.cas.ensure_slots(CA, 1)
+    assert inventory.cas.take_slot(CA, 1, "dead/1", "other", now(), now() + planner.HOUR)
     issuer = Counting()
     config = WorkerConfig(owner="w", slot_wait=0.3)
     pool = capped_pool(issuer, cap=1, limit=50)
     worker = Worker(inventory, pool, [MemoryEdge("edge")], CLOCK, config)
     before = now()
     assert await worker.run_once() == 1
-    found = inventory.site(site.id)
+    found = inventory.sites.site(site.id)
     assert found is not None and found.state == SiteState.PENDING
     assert found.failure_count == 0 and found.current_version == 0
     assert found.last_problem is not None
@@ -166,6 +169,6 @@ async def test_a_site_is_put_off_while_every_slot_stays_held(tmp_path: Path) -> 
     assert found.next_action_at is not None
     assert before + planner.MINUTE <= found.next_action_at <= now() + planner.MINUTE
     # No order was sent, none counted, and the limit's reservation was given back.
-    assert issuer.orders == 0 and inventory.ca_stats(0) == []
-    assert inventory.ca_usage(CA, ["cap.test"], 0, 0) == {"cap.test": []}
+    assert issuer.orders == 0 and inventory.cas.stats(0) == []
+    assert inventory.cas.usage(CA, ["cap.test"], 0, 0) == {"cap.test": []}
     inventory.close()

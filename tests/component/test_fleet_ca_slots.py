@@ -77,12 +77,12 @@ def _race(inventory: Inventory, name: str, tally: Tally, failures: list[BaseExce
     """Take a slot TAKES times (waiting for a release while all are held), and free it;
     the first slots are kept until CAP are held at once, so that the clients contend."""
     try:
-        inventory.ensure_ca_slots("ca", CAP)
+        inventory.cas.ensure_slots("ca", CAP)
         for n in range(TAKES):
             holder = f"{name}/{n}"
             while True:
                 seen, now = tally.releases, _now()
-                slot = inventory.take_ca_slot("ca", CAP, holder, f"site-{n}", now, now + LEASE)
+                slot = inventory.cas.take_slot("ca", CAP, holder, f"site-{n}", now, now + LEASE)
                 if slot is not None:
                     break
                 tally.wait_for_release(seen)
@@ -90,7 +90,7 @@ def _race(inventory: Inventory, name: str, tally: Tally, failures: list[BaseExce
             if not tally.full.wait(timeout=30):
                 raise AssertionError(f"{CAP} slots were never held at once")
             tally.drop(slot)
-            assert inventory.release_ca_slot(slot)
+            assert inventory.cas.release_slot(slot)
             tally.released()
     except BaseException as exc:  # reported by the test
         failures.append(exc)
@@ -115,41 +115,41 @@ def test_two_clients_never_hold_more_than_the_cap(clients: tuple[Inventory, Inve
     assert tally.taken == 4 * TAKES
     assert tally.clashes == []
     assert tally.most == CAP  # they did contend, up to the cap and never past it
-    assert clients[0].ca_slots_held("ca", _now()) == {}
+    assert clients[0].cas.slots_held("ca", _now()) == {}
 
 
 def test_an_expired_slot_is_taken_over(clients: tuple[Inventory, Inventory]) -> None:
     dead, alive = clients
-    dead.ensure_ca_slots("ca", CAP)
-    alive.ensure_ca_slots("ca", CAP)  # a second time changes nothing
-    held = [dead.take_ca_slot("ca", CAP, f"dead/{n}", "s", T0, T0 + LEASE) for n in range(CAP)]
+    dead.cas.ensure_slots("ca", CAP)
+    alive.cas.ensure_slots("ca", CAP)  # a second time changes nothing
+    held = [dead.cas.take_slot("ca", CAP, f"dead/{n}", "s", T0, T0 + LEASE) for n in range(CAP)]
     assert [s.number for s in held if s is not None] == [0, 1, 2]
-    assert alive.take_ca_slot("ca", CAP, "alive/0", "s", T0 + LEASE - 1, T0 + 2 * LEASE) is None
+    assert alive.cas.take_slot("ca", CAP, "alive/0", "s", T0 + LEASE - 1, T0 + 2 * LEASE) is None
     # One of the dead worker's slots was refreshed before it died: it stays held.
-    assert held[1] is not None and dead.refresh_ca_slot(held[1], T0 + 3 * LEASE)
+    assert held[1] is not None and dead.cas.refresh_slot(held[1], T0 + 3 * LEASE)
 
     later = T0 + LEASE
-    first = alive.take_ca_slot("ca", CAP, "alive/0", "s", later, later + LEASE)
-    second = alive.take_ca_slot("ca", CAP, "alive/1", "s", later, later + LEASE)
+    first = alive.cas.take_slot("ca", CAP, "alive/0", "s", later, later + LEASE)
+    second = alive.cas.take_slot("ca", CAP, "alive/1", "s", later, later + LEASE)
     assert first is not None and second is not None
     assert (first.number, second.number) == (0, 2)
-    assert alive.take_ca_slot("ca", CAP, "alive/2", "s", later, later + LEASE) is None
-    assert dead.ca_slots_held("ca", later) == {0: "alive/0", 1: "dead/1", 2: "alive/1"}
+    assert alive.cas.take_slot("ca", CAP, "alive/2", "s", later, later + LEASE) is None
+    assert dead.cas.slots_held("ca", later) == {0: "alive/0", 1: "dead/1", 2: "alive/1"}
 
     # The old holder of a slot taken over can neither keep it nor free it.
     assert held[0] is not None
-    assert not dead.refresh_ca_slot(held[0], later + 5 * LEASE)
-    assert not dead.release_ca_slot(held[0])
-    assert alive.ca_slots_held("ca", later)[0] == "alive/0"
-    assert alive.release_ca_slot(first)
-    assert 0 not in alive.ca_slots_held("ca", later)
+    assert not dead.cas.refresh_slot(held[0], later + 5 * LEASE)
+    assert not dead.cas.release_slot(held[0])
+    assert alive.cas.slots_held("ca", later)[0] == "alive/0"
+    assert alive.cas.release_slot(first)
+    assert 0 not in alive.cas.slots_held("ca", later)
 
 
 def test_a_lower_cap_uses_only_the_first_slots(clients: tuple[Inventory, Inventory]) -> None:
     one, other = clients
-    one.ensure_ca_slots("ca", 4)
-    taken = [other.take_ca_slot("ca", 2, f"h{n}", "s", T0, T0 + LEASE) for n in range(3)]
+    one.cas.ensure_slots("ca", 4)
+    taken = [other.cas.take_slot("ca", 2, f"h{n}", "s", T0, T0 + LEASE) for n in range(3)]
     assert [None if s is None else s.number for s in taken] == [0, 1, None]
     # Another CA's slots are its own.
-    other.ensure_ca_slots("other", 1)
-    assert other.take_ca_slot("other", 1, "h", "s", T0, T0 + LEASE) is not None
+    other.cas.ensure_slots("other", 1)
+    assert other.cas.take_slot("other", 1, "h", "s", T0, T0 + LEASE) is not None

@@ -40,7 +40,7 @@ def _write(inventory: Inventory, attempts: list[tuple[str, int, bool, float]]) -
     pending: dict[tuple[str, int], CaStatsBucket] = {}
     for ca, at, issued, seconds in attempts:
         add_attempt(pending, attempt_bucket(ca, at, issued, seconds))
-    inventory.add_ca_stats(pending.values())
+    inventory.cas.add_stats(pending.values())
 
 
 def _fleet_history(inventory: Inventory) -> None:
@@ -84,7 +84,7 @@ def test_the_window_moves_on_and_old_buckets_are_deleted(
 ) -> None:
     worker_side, page_side = clients
     _fleet_history(worker_side)
-    hours = {(b.ca, b.hour) for b in page_side.ca_stats(0)}
+    hours = {(b.ca, b.hour) for b in page_side.cas.stats(0)}
     assert (CA_B, bucket_hour(NOW - 3 * DAY)) in hours
 
     # 20 hours on, the window starts 3 hours before NOW's hour.
@@ -98,9 +98,9 @@ def test_the_window_moves_on_and_old_buckets_are_deleted(
 
     # Writing a new bucket deletes every bucket a week older than it.
     _write(worker_side, [(CA_B, NOW + 4 * DAY + HOUR, True, 1.0)])
-    left = [(b.ca, b.hour) for b in page_side.ca_stats(0) if b.ca == CA_B]
+    left = [(b.ca, b.hour) for b in page_side.cas.stats(0) if b.ca == CA_B]
     assert left == [(CA_B, bucket_hour(NOW - 5 * HOUR)), (CA_B, bucket_hour(NOW + 4 * DAY + HOUR))]
-    assert len([b for b in page_side.ca_stats(0) if b.ca == CA_A]) == 4  # all newer
+    assert len([b for b in page_side.cas.stats(0) if b.ca == CA_A]) == 4  # all newer
 
 
 @pytest.fixture

@@ -79,12 +79,12 @@ async def test_a_wildcard_site_is_issued_through_delegation(
         [CaSpec("ca-one", directory("ca-one"))], _solvers(fleet, dns_server), check
     )
     names = ("*.shop.example.test", "shop.example.test")
-    site = fleet.inventory.add_site(names, ChallengeMethod.DNS_01, fleet.now())
+    site = fleet.inventory.sites.add_site(names, ChallengeMethod.DNS_01, fleet.now())
     assert await fleet.worker(pool).run_once() == 1
 
-    done = fleet.inventory.site(site.id)
+    done = fleet.inventory.sites.site(site.id)
     assert done is not None and done.state == SiteState.ACTIVE, done
-    [version] = fleet.inventory.versions(site.id)
+    [version] = fleet.inventory.sites.versions(site.id)
     assert _sans(version.fullchain_pem) == sorted(names)
     served = tmp_path / "edge" / "_.shop.example.test" / "fullchain.pem"
     assert served.read_text() == version.fullchain_pem
@@ -99,13 +99,13 @@ async def test_http01_failing_falls_back_to_dns01_when_delegated(
         [CaSpec("no-http", directory("no-http"))], _solvers(fleet, dns_server), check
     )
     http = ChallengeMethod.HTTP_01
-    delegated = fleet.inventory.add_site(("fallback.example.test",), http, fleet.now())
-    plain = fleet.inventory.add_site(("plain.example.test",), http, fleet.now())
+    delegated = fleet.inventory.sites.add_site(("fallback.example.test",), http, fleet.now())
+    plain = fleet.inventory.sites.add_site(("plain.example.test",), http, fleet.now())
     assert await fleet.worker(pool).run_once() == 2
 
-    ok = fleet.inventory.site(delegated.id)
+    ok = fleet.inventory.sites.site(delegated.id)
     assert ok is not None and ok.state == SiteState.ACTIVE and ok.current_version == 1
-    failed = fleet.inventory.site(plain.id)
+    failed = fleet.inventory.sites.site(plain.id)
     assert failed is not None and failed.current_version == 0 and failed.failure_count == 1
     assert failed.last_problem is not None
     assert "urn:ietf:params:acme:error" in failed.last_problem["type"]

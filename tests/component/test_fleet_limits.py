@@ -44,15 +44,15 @@ async def test_the_fourth_site_under_a_domain_goes_to_the_second_ca(fleet: TwoCa
     worker = fleet.worker(pool)
     http = ChallengeMethod.HTTP_01
     names = [(f"s{i}.limits.test",) for i in range(4)] + [("other.test",)]
-    ids = fleet.inventory.add_sites(names, http, fleet.now())
+    ids = fleet.inventory.sites.add_sites(names, http, fleet.now())
     assert await worker.run_once() == 5
-    cas = [fleet.inventory.versions(i)[0].ca for i in ids]
+    cas = [fleet.inventory.sites.versions(i)[0].ca for i in ids]
     assert sorted(cas[:4]) == ["ca-one", "ca-one", "ca-one", "ca-two"]
     assert cas[4] == "ca-one"
     # Every order succeeded: the first CA never answered rateLimited.
     assert sum(worker.metrics.failed.values()) == 0
     assert worker.metrics.issued == {"ca-one": 4, "ca-two": 1}
-    assert fleet.inventory.count_issued("ca-one", "limits.test") == 3
+    assert fleet.inventory.cas.count_issued("ca-one", "limits.test") == 3
 
     # The first CA's own limit is real: a fourth order of ours for the domain is refused.
     async with Client(
@@ -68,9 +68,9 @@ async def test_the_fourth_site_under_a_domain_goes_to_the_second_ca(fleet: TwoCa
     # Now neither CA has room for limits.test: the fifth site waits for the first
     # refill, a week after the earliest certificate, and is not failing.
     before = fleet.now()
-    late = fleet.inventory.add_site(("s5.limits.test",), http, before)
+    late = fleet.inventory.sites.add_site(("s5.limits.test",), http, before)
     assert await worker.run_once() == 1
-    site = fleet.inventory.site(late.id)
+    site = fleet.inventory.sites.site(late.id)
     assert site is not None and site.state == SiteState.PENDING and site.failure_count == 0
     assert site.current_version == 0 and site.next_action_at is not None
     assert before + 7 * planner.DAY - planner.MINUTE < site.next_action_at

@@ -119,22 +119,22 @@ async def test_removing_a_site_spares_the_directory_of_its_successor(tmp_path: P
     worker = Worker(inventory, LocalIssuer(now=clock.now), [edge, other], clock,
                     WorkerConfig(owner="w"))  # fmt: skip
     now = to_us(START)
-    old = inventory.add_site(("shop.example.test",), ChallengeMethod.HTTP_01, now)
-    gone = inventory.add_site(("gone.example.test",), ChallengeMethod.HTTP_01, now)
+    old = inventory.sites.add_site(("shop.example.test",), ChallengeMethod.HTTP_01, now)
+    gone = inventory.sites.add_site(("gone.example.test",), ChallengeMethod.HTTP_01, now)
     assert await worker.run_once() == 2
     assert (tmp_path / "edge" / "gone.example.test" / "fullchain.pem").exists()
-    inventory.remove_site(old.id, now + 2)
-    inventory.remove_site(gone.id, now + 2)
-    new = inventory.add_site(("shop.example.test",), ChallengeMethod.HTTP_01, now + 1)
-    leased = inventory.lease_due("w", now + 2, 10**9, 10)
+    inventory.sites.remove_site(old.id, now + 2)
+    inventory.sites.remove_site(gone.id, now + 2)
+    new = inventory.sites.add_site(("shop.example.test",), ChallengeMethod.HTTP_01, now + 1)
+    leased = inventory.sites.lease_due("w", now + 2, 10**9, 10)
     assert {s.id for s in leased} == {new.id, old.id, gone.id}
     for site in sorted(leased, key=lambda s: s.id != new.id):  # the new one deploys first
         await worker.handle(site)
     chain = (tmp_path / "edge" / "shop.example.test" / "fullchain.pem").read_text()
-    current = inventory.current(inventory.site(new.id) or new)
+    current = inventory.sites.current(inventory.sites.site(new.id) or new)
     assert current is not None and chain == current.fullchain_pem
     assert (tmp_path / "other" / "shop.example.test" / "privkey.pem").exists()
     assert not (tmp_path / "edge" / "gone.example.test").exists()
-    assert {s.state for s in inventory.sites()} == {SiteState.ACTIVE, SiteState.REMOVED}
-    assert inventory.deployments(old.id)[edge.name].version == 0
+    assert {s.state for s in inventory.sites.page()} == {SiteState.ACTIVE, SiteState.REMOVED}
+    assert inventory.sites.deployments(old.id)[edge.name].version == 0
     inventory.close()

@@ -84,12 +84,12 @@ async def v010_fleet(
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_a_v010_fleet_site_renews_and_deploys(v010_fleet: Fleet, tmp_path: Path) -> None:
     f = v010_fleet
-    shop = f.inventory.site_by_name("shop.example.net")
+    shop = f.inventory.sites.site_by_name("shop.example.net")
     assert shop is not None and shop.current_version == 2
-    assert f.inventory.options(shop.id).backup
-    assert f.inventory.force_renewal(shop.id, f.now())
+    assert f.inventory.sites.options(shop.id).backup
+    assert f.inventory.sites.force_renewal(shop.id, f.now())
     await f.worker("w1").run_once()
-    renewed = f.inventory.site(shop.id)
+    renewed = f.inventory.sites.site(shop.id)
     assert renewed is not None and renewed.current_version == 3, renewed
     leaf = _verify(f.root, tmp_path / "edge-a" / "shop.example.net" / "fullchain.pem")
-    assert format(leaf.serial_number, "x") == f.inventory.versions(shop.id)[-1].serial
+    assert format(leaf.serial_number, "x") == f.inventory.sites.versions(shop.id)[-1].serial

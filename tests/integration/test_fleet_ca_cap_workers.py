@@ -83,10 +83,10 @@ def test_two_worker_processes_keep_one_cap_at_the_ca(tmp_path: Path) -> None:
         capped_worker(tmp_path, db, ca) as two,
     ):
         inventory = Inventory.from_url(db)
-        ids = inventory.add_sites(names, ChallengeMethod.HTTP_01, _now())
+        ids = inventory.sites.add_sites(names, ChallengeMethod.HTTP_01, _now())
 
         def all_active() -> bool:
-            return inventory.counts_by_state()[SiteState.ACTIVE] == SITES
+            return inventory.sites.counts_by_state()[SiteState.ACTIVE] == SITES
 
         wait_until("every site active", all_active, 240, [one.log, two.log])
         for log in (one.log, two.log):  # both workers issued some
@@ -96,11 +96,11 @@ def test_two_worker_processes_keep_one_cap_at_the_ca(tmp_path: Path) -> None:
         assert len(orders) == SITES and all(end is not None for _, end in orders), orders
         spans = [(start, end) for start, end in orders if end is not None]
         assert most_open_at_once(spans) <= CAP
-        assert inventory.ca_slots_held(CA, _now()) == {}
+        assert inventory.cas.slots_held(CA, _now()) == {}
 
         report = collect(inventory, FleetMetrics(), _now(), [CA])
         [recent] = report.recent
         assert (recent.ca, recent.issued, recent.failed) == (CA, SITES, 0)
         assert f'<td>{CA}</td><td class="n">{SITES}</td><td class="n">0</td>' in render(report)
-        assert sorted(s.id for s in inventory.sites(limit=SITES)) == sorted(ids)
+        assert sorted(s.id for s in inventory.sites.page(limit=SITES)) == sorted(ids)
         inventory.close()

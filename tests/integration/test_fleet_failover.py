@@ -121,33 +121,33 @@ async def test_sites_go_to_the_second_ca_while_the_first_is_down(
     pool = await fleet.pool(_specs(one, two))
     worker = Worker(fleet.inventory, pool, [fleet.edge], fleet.clock, WorkerConfig(owner="w"))
 
-    first = fleet.inventory.add_site(("up.one.test",), ChallengeMethod.HTTP_01, fleet.now())
+    first = fleet.inventory.sites.add_site(("up.one.test",), ChallengeMethod.HTTP_01, fleet.now())
     assert await worker.run_once() == 1
-    assert [v.ca for v in fleet.inventory.versions(first.id)] == ["ca-one"]
+    assert [v.ca for v in fleet.inventory.sites.versions(first.id)] == ["ca-one"]
 
     one.kill()
     names = [(f"site{i}.failover.test", f"www.site{i}.failover.test") for i in range(3)]
-    ids = fleet.inventory.add_sites(names, ChallengeMethod.HTTP_01, fleet.now())
+    ids = fleet.inventory.sites.add_sites(names, ChallengeMethod.HTTP_01, fleet.now())
     assert await worker.run_once() == 3
     for site_id, site_names in zip(ids, names, strict=True):
-        site = fleet.inventory.site(site_id)
+        site = fleet.inventory.sites.site(site_id)
         assert site is not None and site.state == SiteState.ACTIVE and site.failure_count == 0
-        [version] = fleet.inventory.versions(site_id)
+        [version] = fleet.inventory.sites.versions(site_id)
         assert version.ca == "ca-two"
         assert _verifies_to(two.root_path, version.fullchain_pem)
         deployed = (tmp_path / "edge" / site_names[0] / "fullchain.pem").read_text()
         assert deployed == version.fullchain_pem
-    health = fleet.inventory.ca_health(["ca-one", "ca-two"])
+    health = fleet.inventory.cas.health(["ca-one", "ca-two"])
     assert health["ca-one"].down_until is not None and health["ca-one"].down_until > fleet.now()
     assert health["ca-two"].failures == 0
-    assert fleet.inventory.ca_account_url("ca-two") is not None  # registered with EAB
+    assert fleet.inventory.cas.account_url("ca-two") is not None  # registered with EAB
 
     # While the first CA is passed over, a renewal of its certificate goes to the second
     # without even trying the first (no `replaces` across CAs).
     tried_one = worker.metrics.failed["ca-one"]
     assert 1 <= tried_one <= 3  # the sites planned before the first try found it down
-    assert fleet.inventory.force_renewal(first.id, fleet.now())
+    assert fleet.inventory.sites.force_renewal(first.id, fleet.now())
     assert await worker.run_once() == 1
-    assert [v.ca for v in fleet.inventory.versions(first.id)] == ["ca-one", "ca-two"]
+    assert [v.ca for v in fleet.inventory.sites.versions(first.id)] == ["ca-one", "ca-two"]
     assert worker.metrics.failed["ca-one"] == tried_one
     assert worker.metrics.issued["ca-two"] == 4

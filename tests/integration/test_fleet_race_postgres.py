@@ -53,18 +53,18 @@ def test_two_workers_on_postgres_issue_each_site_exactly_once() -> None:
     with fresh_postgres_database() as url:
         inventory = Inventory.from_url(url)
         names = [(f"race{i}.fleet.test",) for i in range(SITES)]
-        ids = inventory.add_sites(names, ChallengeMethod.HTTP_01, to_us(clock.now()))
+        ids = inventory.sites.add_sites(names, ChallengeMethod.HTTP_01, to_us(clock.now()))
         first = _race(url, issuer, clock, edge)
         assert sum(first.values()) == SITES and len(first) == 2, first
         for site_id in ids:
-            assert inventory.force_renewal(site_id, to_us(clock.now()))
+            assert inventory.sites.force_renewal(site_id, to_us(clock.now()))
         second = _race(url, issuer, clock, edge)
         assert sum(second.values()) == SITES, second
         assert Counter(site for site, _ in issuer.issued) == Counter({i: 2 for i in ids})
         assert len(issuer.replaced) == SITES
-        for site in inventory.sites(limit=SITES):
+        for site in inventory.sites.page(limit=SITES):
             assert site.state == SiteState.ACTIVE and site.current_version == 2
-            assert [v.version for v in inventory.versions(site.id)] == [1, 2]
+            assert [v.version for v in inventory.sites.versions(site.id)] == [1, 2]
             assert site.lease_owner is None
         assert len(edge.files) == SITES
         inventory.close()

@@ -33,7 +33,7 @@ def _in_flight(inventory: Inventory, worker: WorkerProcess) -> list[Site]:
     """Sites `worker` holds with an order open at the CA."""
     return [
         s
-        for s in inventory.sites(limit=SITES)
+        for s in inventory.sites.page(limit=SITES)
         if s.lease_owner == worker.owner and s.order_url is not None
     ]
 
@@ -58,7 +58,7 @@ def test_a_killed_worker_leaves_every_site_with_one_certificate(tmp_path: Path) 
     names = [(f"s{i}.kill{i}.test", f"www.s{i}.kill{i}.test") for i in range(SITES)]
     with worker_peers(tmp_path) as (db, ca):
         inventory = Inventory.from_url(db)
-        ids = inventory.add_sites(names, ChallengeMethod.HTTP_01, to_us(datetime.now(UTC)))
+        ids = inventory.sites.add_sites(names, ChallengeMethod.HTTP_01, to_us(datetime.now(UTC)))
 
         def worker() -> AbstractContextManager[WorkerProcess]:
             return fleet_worker_process(
@@ -67,7 +67,7 @@ def test_a_killed_worker_leaves_every_site_with_one_certificate(tmp_path: Path) 
 
         with worker() as doomed, worker() as survivor:
             logs = [doomed.log, survivor.log]
-            counts = inventory.counts_by_state
+            counts = inventory.sites.counts_by_state
 
             def mid_issuance() -> bool:
                 active = counts()[SiteState.ACTIVE]
@@ -79,11 +79,11 @@ def test_a_killed_worker_leaves_every_site_with_one_certificate(tmp_path: Path) 
             assert orphaned and counts()[SiteState.ACTIVE] < SITES
             wait_until("every site active", lambda: counts()[SiteState.ACTIVE] == SITES, 180, logs)
 
-        sites = {s.id: s for s in inventory.sites(limit=SITES)}
+        sites = {s.id: s for s in inventory.sites.page(limit=SITES)}
         assert sorted(sites) == sorted(ids)
         serials: dict[tuple[str, ...], int] = {}
         for site in sites.values():
-            versions = inventory.versions(site.id)
+            versions = inventory.sites.versions(site.id)
             assert site.state == SiteState.ACTIVE and site.current_version == 1
             assert [v.version for v in versions] == [1]
             assert site.lease_owner is None and site.order_url is None

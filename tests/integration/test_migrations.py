@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from acmekit import migrate
 from acmekit.cli.main import cli
 from acmekit.database import create_engine, to_us
-from acmekit.fleet import inventory as fleet_tables
+from acmekit.fleet import schema as fleet_tables
 from acmekit.fleet.inventory import Inventory
 from acmekit.migrate import FLEET, SERVER, SchemaOutOfDate
 from acmekit.protocol.messages import AuthorizationStatus, ChallengeStatus
@@ -129,29 +129,34 @@ def test_the_fleet_v010_inventory_upgrades_with_its_rows(fleet_url: str) -> None
     assert migrate.current(inv.engine, FLEET) == "0002"
     assert "fleet_site_options" not in sa.inspect(inv.engine).get_table_names()
     shop, blog, cdn = (
-        inv.site_by_name(n) for n in ("shop.example.net", "blog.example.net", "*.cdn.example.net")
+        inv.sites.site_by_name(n)
+        for n in ("shop.example.net", "blog.example.net", "*.cdn.example.net")
     )
     assert shop is not None and blog is not None and cdn is not None
     t0 = to_us(T0)
-    assert inv.options(shop.id).backup and inv.options(shop.id).next_check == t0 + DAY_US
-    assert inv.options(blog.id).backup_retry_at == t0 + 2 * 3600 * 1_000_000
-    assert not inv.options(blog.id).backup
-    assert inv.options(cdn.id).order_ca == "second"
-    assert [v.version for v in inv.versions(shop.id)] == [1, 2]
+    assert (
+        inv.sites.options(shop.id).backup and inv.sites.options(shop.id).next_check == t0 + DAY_US
+    )
+    assert inv.sites.options(blog.id).backup_retry_at == t0 + 2 * 3600 * 1_000_000
+    assert not inv.sites.options(blog.id).backup
+    assert inv.sites.options(cdn.id).order_ca == "second"
+    assert [v.version for v in inv.sites.versions(shop.id)] == [1, 2]
     assert shop.current_version == 2
-    deployed = inv.deployments(shop.id)
+    deployed = inv.sites.deployments(shop.id)
     assert deployed["edge-a"].version == 2 and deployed["edge-b"].last_error
-    assert inv.holder("www.shop.example.net") == shop.id
-    assert inv.holder("old.example.net") is None  # removed in v0.1.0
-    assert inv.setting("names_indexed") is None and inv.setting("fleet_id") == "fixture"
-    assert inv.challenge("tok-1") == "tok-1.thumb"
-    assert inv.ca_account_url("first") == "https://ca.example/acct/1"
-    assert inv.ca_health(["second"])["second"].failures == 1
-    assert inv.ca_stats(t0)[0].issued == 3
+    assert inv.names.holder("www.shop.example.net") == shop.id
+    assert inv.names.holder("old.example.net") is None  # removed in v0.1.0
+    assert (
+        inv.settings.value("names_indexed") is None and inv.settings.value("fleet_id") == "fixture"
+    )
+    assert inv.challenges.key_authorization("tok-1") == "tok-1.thumb"
+    assert inv.cas.account_url("first") == "https://ca.example/acct/1"
+    assert inv.cas.health(["second"])["second"].failures == 1
+    assert inv.cas.stats(t0)[0].issued == 3
     # and it keeps working: list, force a renewal, lease it, store a new version
-    assert len(inv.sites()) == 4
-    assert inv.force_renewal(blog.id, t0 + DAY_US)
-    assert blog.id in [s.id for s in inv.lease_due("w", t0 + DAY_US, 60_000_000, 10)]
+    assert len(inv.sites.page()) == 4
+    assert inv.sites.force_renewal(blog.id, t0 + DAY_US)
+    assert blog.id in [s.id for s in inv.sites.lease_due("w", t0 + DAY_US, 60_000_000, 10)]
     inv.close()
 
 

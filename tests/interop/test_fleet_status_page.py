@@ -9,7 +9,6 @@ the failure with its last error shown as text (escaped, not run), and the CA row
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -26,6 +25,7 @@ from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import CertVersion, ChallengeMethod, SiteState
 from acmekit.fleet.planner import DAY, MINUTE
+from acmekit.fleet.repos.sites import SiteChange
 
 pytestmark = pytest.mark.interop
 
@@ -44,23 +44,23 @@ CHROMIUM_FLAGS = [
 
 
 def _certify(inventory: Inventory, name: str, days_left: int, ca: str) -> str:
-    site = inventory.add_site((name, f"www.{name}"), ChallengeMethod.HTTP_01, NOW)
-    assert [s.id for s in inventory.lease_due("w", NOW, MINUTE, 9)] == [site.id]
+    site = inventory.sites.add_site((name, f"www.{name}"), ChallengeMethod.HTTP_01, NOW)
+    assert [s.id for s in inventory.sites.lease_due("w", NOW, MINUTE, 9)] == [site.id]
     not_after = NOW + days_left * DAY
     version = CertVersion(site.id, 1, f"{days_left:04x}", not_after - 90 * DAY, not_after,
                           "CHAIN", "KEY", NOW, ca)  # fmt: skip
-    assert inventory.store_version("w", version, not_after - 30 * DAY)
-    assert inventory.release(site.id, "w", NOW + 2 * DAY, NOW)
+    assert inventory.sites.store_version("w", version, not_after - 30 * DAY)
+    assert inventory.sites.release(site.id, "w", NOW + 2 * DAY, NOW)
     return site.id
 
 
 def _fail(inventory: Inventory, name: str, count: int, state: SiteState, detail: str) -> None:
-    site = inventory.add_site((name,), ChallengeMethod.HTTP_01, NOW)
-    assert [s.id for s in inventory.lease_due("w", NOW, MINUTE, 9)] == [site.id]
+    site = inventory.sites.add_site((name,), ChallengeMethod.HTTP_01, NOW)
+    assert [s.id for s in inventory.sites.lease_due("w", NOW, MINUTE, 9)] == [site.id]
     problem = {"type": "urn:ietf:params:acme:error:caa", "detail": detail}
-    assert inventory.update_leased(site.id, "w", failure_count=count,
-                                   last_problem=json.dumps(problem), state=state)  # fmt: skip
-    assert inventory.release(site.id, "w", NOW + 10 * MINUTE, NOW)
+    change = SiteChange(failure_count=count, last_problem=problem, state=state)
+    assert inventory.sites.update_leased(site.id, "w", change)
+    assert inventory.sites.release(site.id, "w", NOW + 10 * MINUTE, NOW)
 
 
 def populate(inventory: Inventory, metrics: FleetMetrics) -> None:
@@ -68,10 +68,10 @@ def populate(inventory: Inventory, metrics: FleetMetrics) -> None:
         _certify(inventory, name, days, CA_A if days > 10 else CA_B)
     _fail(inventory, "broken.status.test", 4, SiteState.FAILING, EVIL)
     _fail(inventory, "flaky.status.test", 1, SiteState.PENDING, "connection refused")
-    inventory.add_site(("new.status.test",), ChallengeMethod.HTTP_01, NOW + DAY)
-    gone = inventory.add_site(("gone.status.test",), ChallengeMethod.HTTP_01, NOW)
-    assert [s.id for s in inventory.lease_due("w", NOW, MINUTE, 9)] == [gone.id]
-    assert inventory.update_leased(gone.id, "w", state=SiteState.REMOVED)
+    inventory.sites.add_site(("new.status.test",), ChallengeMethod.HTTP_01, NOW + DAY)
+    gone = inventory.sites.add_site(("gone.status.test",), ChallengeMethod.HTTP_01, NOW)
+    assert [s.id for s in inventory.sites.lease_due("w", NOW, MINUTE, 9)] == [gone.id]
+    assert inventory.sites.update_leased(gone.id, "w", SiteChange(state=SiteState.REMOVED))
     for ok, seconds in ((True, 2.0), (True, 4.0), (True, 6.0), (False, 8.0)):
         metrics.issuance(CA_A, ok, seconds)
     metrics.issuance(CA_B, True, 1.5)

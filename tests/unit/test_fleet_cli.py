@@ -102,8 +102,8 @@ def test_add_with_backup_and_a_delegated_wildcard(tmp_path: Path) -> None:
     assert len(plain.output.splitlines()) == 1  # http-01: the id only
     inventory = Inventory.from_url(db)
     try:
-        assert inventory.options(site_id).backup
-        assert not inventory.options(plain.output.strip()).backup
+        assert inventory.sites.options(site_id).backup
+        assert not inventory.sites.options(plain.output.strip()).backup
     finally:
         inventory.close()
 
@@ -116,8 +116,8 @@ def test_bulk_add_with_backup(tmp_path: Path) -> None:
     assert "added 2 sites" in runner.invoke(fleet, argv).output
     inventory = Inventory.from_url(db)
     try:
-        sites = inventory.sites()
-        assert len(sites) == 2 and all(inventory.options(s.id).backup for s in sites)
+        sites = inventory.sites.page()
+        assert len(sites) == 2 and all(inventory.sites.options(s.id).backup for s in sites)
     finally:
         inventory.close()
 
@@ -133,7 +133,7 @@ def test_add_refuses_a_taken_name_and_bulk_add_skips_its_lines(tmp_path: Path) -
     result = runner.invoke(fleet, ["add", "--db", db, "--from-file", str(tmp_path / "sites.txt")])
     assert result.exit_code == 0, result.output
     inventory = Inventory.from_url(db)
-    names = sorted(s.name for s in inventory.sites())
+    names = sorted(s.name for s in inventory.sites.page())
     inventory.close()
     assert names == ["a.fleet.test", "c.fleet.test", "shop.fleet.test"]
 

@@ -38,7 +38,7 @@ class Fleet:
         config = WorkerConfig(owner="sim", batch=500, concurrency=100)
         self.worker = Worker(self.inventory, self.issuer, self.edges, self.clock, config)
         names = [(f"site{i}.fleet.test",) for i in range(SITES)]
-        self.inventory.add_sites(names, ChallengeMethod.HTTP_01, to_us(START))
+        self.inventory.sites.add_sites(names, ChallengeMethod.HTTP_01, to_us(START))
         self.expired_seen = 0
 
     async def run_until(self, end: datetime) -> None:
@@ -48,7 +48,7 @@ class Fleet:
             while await self.worker.run_once():
                 pass
             self.check_nothing_expired()
-            due = self.inventory.next_due()
+            due = self.inventory.sites.next_due()
             step = timedelta(hours=1) if due is None else from_us(due) - self.clock.now()
             self.clock.advance(min(max(step, timedelta(seconds=1)), timedelta(hours=1)))
 
@@ -74,9 +74,9 @@ async def test_ninety_days_renew_everything_spread_out(tmp_path: Path) -> None:
     assert min(renewals) >= 60 * 24 and max(renewals) < 75 * 24 + 1
     assert max(renewals.values()) <= BUSIEST_HOUR_BOUND, max(renewals.values())
     assert len(renewals) > 300  # spread over most of the 360 hours of the window
-    for site in fleet.inventory.sites(limit=SITES):
+    for site in fleet.inventory.sites.page(limit=SITES):
         assert site.state == SiteState.ACTIVE and site.current_version == 2
-        assert len(fleet.inventory.versions(site.id)) == 2
+        assert len(fleet.inventory.sites.versions(site.id)) == 2
     assert len(fleet.issuer.replaced) == SITES  # every renewal named its predecessor once
     fleet.inventory.close()
 
@@ -87,17 +87,17 @@ async def test_a_two_day_ca_outage_and_a_dead_edge_expire_nothing(tmp_path: Path
     fleet.issuer.down = True
     fleet.edges[1].failing = True
     await fleet.run_until(START + timedelta(days=64))
-    failing = fleet.inventory.counts_by_state()[SiteState.FAILING]
+    failing = fleet.inventory.sites.counts_by_state()[SiteState.FAILING]
     assert failing > 0
-    problems = [s.last_problem for s in fleet.inventory.sites(SiteState.FAILING, limit=5)]
+    problems = [s.last_problem for s in fleet.inventory.sites.page(SiteState.FAILING, limit=5)]
     assert all(p is not None and "CaOutage" in p["detail"] for p in problems)
     fleet.issuer.down = False
     fleet.edges[1].failing = False
     # Retries are capped at 6 hours: within that, every failing site has recovered.
     await fleet.run_until(START + timedelta(days=64, hours=6, minutes=1))
-    assert fleet.inventory.counts_by_state()[SiteState.FAILING] == 0
+    assert fleet.inventory.sites.counts_by_state()[SiteState.FAILING] == 0
     await fleet.run_until(START + timedelta(days=DAYS))
-    for site in fleet.inventory.sites(limit=SITES):
+    for site in fleet.inventory.sites.page(limit=SITES):
         assert site.state == SiteState.ACTIVE and site.current_version == 2
-        assert {d.version for d in fleet.inventory.deployments(site.id).values()} == {2}
+        assert {d.version for d in fleet.inventory.sites.deployments(site.id).values()} == {2}
     fleet.inventory.close()

@@ -35,7 +35,7 @@ class Watching:
     async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        held = sum(s.lease_owner == "pass" for s in self.inventory.sites(limit=1000))
+        held = sum(s.lease_owner == "pass" for s in self.inventory.sites.page(limit=1000))
         self.most_held = max(self.most_held, held)
         for _ in range(3):
             await asyncio.sleep(0)
@@ -48,14 +48,14 @@ async def test_a_pass_leases_more_as_slots_free_up(tmp_path: Path) -> None:
     inventory = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
     issuer = Watching(LocalIssuer(now=clock.now), inventory)
     names = [(f"s{i}.pass.test",) for i in range(23)]
-    inventory.add_sites(names, ChallengeMethod.HTTP_01, to_us(START))
+    inventory.sites.add_sites(names, ChallengeMethod.HTTP_01, to_us(START))
     config = WorkerConfig(owner="pass", batch=6, concurrency=4)
     worker = Worker(inventory, issuer, [MemoryEdge("edge")], clock, config)
 
     assert await worker.run_once() == 23  # one pass, though a batch is 6
     assert issuer.most_in_flight == 4
     assert issuer.most_held <= 6
-    assert all(s.state == SiteState.ACTIVE for s in inventory.sites(limit=100))
-    assert all(s.lease_owner is None for s in inventory.sites(limit=100))
+    assert all(s.state == SiteState.ACTIVE for s in inventory.sites.page(limit=100))
+    assert all(s.lease_owner is None for s in inventory.sites.page(limit=100))
     assert await worker.run_once() == 0  # nothing due
     inventory.close()

@@ -25,8 +25,10 @@ from acmekit.fleet import planner
 from acmekit.fleet.api import delegation, site_json
 from acmekit.fleet.cas import CaSpec
 from acmekit.fleet.deploy import parse_edge
-from acmekit.fleet.inventory import Inventory, NameTaken, sites
+from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.model import ChallengeMethod, SiteState, normalize_names, to_us
+from acmekit.fleet.repos.sites import OptionsChange
+from acmekit.fleet.schema import sites
 from acmekit.fleet.service import FleetConfig, run
 from acmekit.fleet.worker import WorkerConfig
 from acmekit.hostport import parse_host_port
@@ -291,11 +293,11 @@ def add(
             _bulk_add(inventory, from_file, ChallengeMethod(method), backup)
         elif names:
             try:
-                site = inventory.add_site(_names(names), ChallengeMethod(method), _now())
+                site = inventory.sites.add_site(_names(names), ChallengeMethod(method), _now())
             except NameTaken as exc:
                 raise click.ClickException(str(exc)) from None
             if backup:
-                inventory.set_options(site.id, backup=True)
+                inventory.sites.set_options(site.id, OptionsChange(backup=True))
             click.echo(site.id)
             for record, target in (delegation(site, delegation_zone) or {}).items():
                 click.echo(f"{record} CNAME {target}")
@@ -327,9 +329,9 @@ def _bulk_add(inventory: Inventory, lines: Any, method: ChallengeMethod, backup:
                 if text.strip() and not text.startswith("#"):
                     rows.append((number, text.split()))
             if rows:
-                result = inventory.add_sites([_names(r) for _, r in rows], method, now)
+                result = inventory.sites.add_sites([_names(r) for _, r in rows], method, now)
                 if backup:
-                    inventory.set_options_many(result.ids, backup=True)
+                    inventory.sites.set_options_many(result.ids, OptionsChange(backup=True))
                 added += len(result.ids)
                 skipped += [
                     f"line {rows[c.line][0]}: {c.name} already belongs to site {c.site_id}; skipped"
@@ -349,7 +351,7 @@ def _size(stream: Any) -> int | None:
 
 
 def _find(inventory: Inventory, ref: str) -> Any:
-    site = inventory.site(ref) or inventory.site_by_name(ref.lower())
+    site = inventory.sites.site(ref) or inventory.sites.site_by_name(ref.lower())
     if site is None:
         raise click.ClickException(f"no site {ref!r}")
     return site
@@ -364,7 +366,7 @@ def remove(db: str, refs: tuple[str, ...]) -> None:
     try:
         for ref in refs:
             site = _find(inventory, ref)
-            inventory.remove_site(site.id, _now())
+            inventory.sites.remove_site(site.id, _now())
             click.echo(f"{site.id} {site.name}: removing")
     finally:
         inventory.close()
@@ -378,7 +380,7 @@ def list_sites(db: str, state: str | None, limit: int) -> None:
     """One line per site: id, state, names."""
     inventory = _existing_inventory(db)
     try:
-        for site in inventory.sites(SiteState(state) if state else None, limit=limit):
+        for site in inventory.sites.page(SiteState(state) if state else None, limit=limit):
             click.echo(f"{site.id} {site.state} {' '.join(site.names)}")
     finally:
         inventory.close()
@@ -396,7 +398,7 @@ def status(db: str, ref: str | None, delegation_zone: str | None) -> None:
             found = site_json(inventory, _find(inventory, ref), delegation_zone)
             click.echo(json.dumps(found, indent=2))
             return
-        for state, count in inventory.counts_by_state().items():
+        for state, count in inventory.sites.counts_by_state().items():
             click.echo(f"{state}: {count}")
     finally:
         inventory.close()
@@ -410,7 +412,7 @@ def renew(db: str, ref: str) -> None:
     inventory = _existing_inventory(db)
     try:
         site = _find(inventory, ref)
-        if not inventory.force_renewal(site.id, _now()):
+        if not inventory.sites.force_renewal(site.id, _now()):
             raise click.ClickException(f"{site.id} is {site.desired}")
         click.echo(f"{site.id} {site.name}: renewal due now")
     finally:

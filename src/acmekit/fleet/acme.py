@@ -76,7 +76,9 @@ def ari_cert_id(fullchain_pem: str) -> str:
 
 def account_key(inventory: Inventory) -> PrivateKey:
     """The fleet's ACME account key, made and stored in the inventory on first use."""
-    return key_from_pem(inventory.setting_or_store(ACCOUNT_KEY_SETTING, key_to_pem(new_key())))
+    return key_from_pem(
+        inventory.settings.value_or_store(ACCOUNT_KEY_SETTING, key_to_pem(new_key()))
+    )
 
 
 class DbHttpSolver:
@@ -90,12 +92,12 @@ class DbHttpSolver:
     async def present(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
-        self.inventory.put_challenge(challenge.token or "", key_authorization, self._now())
+        self.inventory.challenges.put(challenge.token or "", key_authorization, self._now())
 
     async def cleanup(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
-        self.inventory.drop_challenge(challenge.token or "")
+        self.inventory.challenges.drop(challenge.token or "")
 
 
 _METHOD = {

@@ -38,6 +38,7 @@ from acmekit.fleet.model import (
     from_us,
     normalize_names,
 )
+from acmekit.fleet.repos.sites import OptionsChange, SiteRepository
 from acmekit.fleet.status import collect, render
 
 INVENTORY = web.AppKey("inventory", Inventory)
@@ -76,7 +77,7 @@ def delegation(site: Site, zone: str | None) -> dict[str, str] | None:
 
 
 def site_json(inventory: Inventory, site: Site, zone: str | None = None) -> dict[str, Any]:
-    options = inventory.options(site.id)
+    options = inventory.sites.options(site.id)
     return {
         "id": site.id,
         "names": list(site.names),
@@ -88,8 +89,8 @@ def site_json(inventory: Inventory, site: Site, zone: str | None = None) -> dict
         "renew_at": _time(site.renew_at),
         "failure_count": site.failure_count,
         "last_problem": site.last_problem,
-        "certificate": _cert_json(inventory.current(site)),
-        "backup": _cert_json(inventory.backup(site.id)),
+        "certificate": _cert_json(inventory.sites.current(site)),
+        "backup": _cert_json(inventory.sites.backup(site.id)),
         "options": {
             "backup": options.backup,
             "next_check": _time(options.next_check),
@@ -98,7 +99,7 @@ def site_json(inventory: Inventory, site: Site, zone: str | None = None) -> dict
         "delegation": delegation(site, zone),
         "deployments": {
             edge: {"version": d.version, "updated": _time(d.updated), "error": d.last_error}
-            for edge, d in inventory.deployments(site.id).items()
+            for edge, d in inventory.sites.deployments(site.id).items()
         },
     }
 
@@ -116,7 +117,7 @@ def _problem(status: int, detail: str, **members: str) -> web.Response:
 
 
 def _site_or_404(request: web.Request) -> Site | web.Response:
-    site = request.app[INVENTORY].site(request.match_info["id"])
+    site = request.app[INVENTORY].sites.site(request.match_info["id"])
     return _problem(404, "no such domain") if site is None else site
 
 
@@ -135,11 +136,11 @@ async def _add(request: web.Request) -> web.Response:
         return _problem(400, f"expected {expected}: {exc}")
     inventory = request.app[INVENTORY]
     try:
-        site = inventory.add_site(names, method, request.app[NOW]())
+        site = inventory.sites.add_site(names, method, request.app[NOW]())
     except NameTaken as exc:
         return _problem(409, str(exc), name=exc.name, site_id=exc.site_id)
     if backup:
-        inventory.set_options(site.id, backup=True)
+        inventory.sites.set_options(site.id, OptionsChange(backup=True))
     return web.json_response(
         _site_json(request, site), status=201, headers={"Location": f"/domains/{site.id}"}
     )
@@ -161,7 +162,7 @@ async def _list(request: web.Request) -> web.Response:
     except ValueError as exc:
         return _problem(400, str(exc))
     inventory = request.app[INVENTORY]
-    found = inventory.sites(state, request.query.get("after", ""), limit)
+    found = inventory.sites.page(state, request.query.get("after", ""), limit)
     return web.json_response(
         {
             "domains": [_site_json(request, s) for s in found],
@@ -170,28 +171,30 @@ async def _list(request: web.Request) -> web.Response:
     )
 
 
-async def _change(request: web.Request, act: Callable[[Inventory, str, int], bool]) -> web.Response:
+async def _change(
+    request: web.Request, act: Callable[[SiteRepository, str, int], bool]
+) -> web.Response:
     site = _site_or_404(request)
     if isinstance(site, web.Response):
         return site
     inventory = request.app[INVENTORY]
-    if not act(inventory, site.id, request.app[NOW]()):
+    if not act(inventory.sites, site.id, request.app[NOW]()):
         return _problem(409, f"domain {site.id} is {site.desired}")
-    changed = inventory.site(site.id)
+    changed = inventory.sites.site(site.id)
     assert changed is not None
     return web.json_response(_site_json(request, changed), status=202)
 
 
 async def _delete(request: web.Request) -> web.Response:
-    return await _change(request, Inventory.remove_site)
+    return await _change(request, SiteRepository.remove_site)
 
 
 async def _renew(request: web.Request) -> web.Response:
-    return await _change(request, Inventory.force_renewal)
+    return await _change(request, SiteRepository.force_renewal)
 
 
 async def _challenge(request: web.Request) -> web.Response:
-    answer = request.app[INVENTORY].challenge(request.match_info["token"])
+    answer = request.app[INVENTORY].challenges.key_authorization(request.match_info["token"])
     if answer is None:
         return web.Response(status=404, text="no such challenge")
     return web.Response(text=answer, content_type="text/plain")
@@ -199,8 +202,8 @@ async def _challenge(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     inventory, cas = request.app[INVENTORY], request.app[CAS]
-    recent = summarize(inventory.ca_stats(window_start(request.app[NOW]())), cas)
-    text = request.app[METRICS].render(inventory.counts_by_state(), recent)
+    recent = summarize(inventory.cas.stats(window_start(request.app[NOW]())), cas)
+    text = request.app[METRICS].render(inventory.sites.counts_by_state(), recent)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 

@@ -111,7 +111,7 @@ class RegisteringIssuer:
         async with self._lock:
             if client.account_url is None:
                 account = await client.register(eab=self.spec.eab())
-                self.inventory.set_ca_account_url(self.spec.name, account.url)
+                self.inventory.cas.set_account_url(self.spec.name, account.url)
 
     async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
         await self.ensure_account()
@@ -158,13 +158,13 @@ class CaPool:
         return self._by_name.get(name)
 
     def views(self, inventory: Inventory, domains: Sequence[str], now: int) -> list[planner.CaView]:
-        health = inventory.ca_health(self._by_name)
+        health = inventory.cas.health(self._by_name)
         views = []
         for entry in self.entries:
             spec, state = entry.spec, health[entry.name]
             usage = {}
             if spec.certificates_per_domain is not None and domains:
-                usage = inventory.ca_usage(
+                usage = inventory.cas.usage(
                     spec.name, domains, now - spec.limit_period, now - RESERVATION_TTL
                 )
             views.append(
@@ -206,7 +206,7 @@ class CaPool:
             )
 
         window = (now - period, now - RESERVATION_TTL)
-        return inventory.reserve(spec.name, site_id, domains, now, room, window)
+        return inventory.cas.reserve(spec.name, site_id, domains, now, room, window)
 
     def record_failure(
         self, inventory: Inventory, entry: CaEntry, exc: BaseException, now: int
@@ -214,7 +214,7 @@ class CaPool:
         """Count a failure that was the CA's; pass the CA over as its spec says."""
         spec = entry.spec
         if is_outage(exc):
-            inventory.ca_failed(spec.name, str(exc), lambda _: now + spec.outage_pause)
+            inventory.cas.failed(spec.name, str(exc), lambda _: now + spec.outage_pause)
             log.warning("CA %s unreachable; passed over for now", spec.name)
             return
 
@@ -222,7 +222,7 @@ class CaPool:
             pause = planner.ca_failure_pause(failures, spec.failover_after, spec.failure_pause)
             return None if pause is None else now + pause
 
-        if inventory.ca_failed(spec.name, str(exc), until) >= spec.failover_after:
+        if inventory.cas.failed(spec.name, str(exc), until) >= spec.failover_after:
             log.warning(
                 "CA %s failed %d times in a row; passed over", spec.name, spec.failover_after
             )
@@ -292,19 +292,19 @@ class CaSlots:
             finally:
                 # The keeper is parked in its sleep: cancelled there, it writes nothing more.
                 keeper.cancel()
-                self.inventory.release_ca_slot(slot)
+                self.inventory.cas.release_slot(slot)
         finally:
             local.release()
 
     async def _take(self, ca: str, cap: int, site_id: str, deadline: float) -> CaSlot:
         if (ca, cap) not in self._made:
-            self.inventory.ensure_ca_slots(ca, cap)
+            self.inventory.cas.ensure_slots(ca, cap)
             self._made.add((ca, cap))
         holder = f"{self.owner[:140]}/{secrets.token_hex(4)}"  # one order, not one worker
         loop, misses = asyncio.get_running_loop(), 0
         while True:
             now = self.now()
-            slot = self.inventory.take_ca_slot(
+            slot = self.inventory.cas.take_slot(
                 ca, cap, holder, site_id, now, now + self.timing.lease
             )
             if slot is not None:
@@ -321,7 +321,7 @@ class CaSlots:
         while True:
             await asyncio.sleep(every)
             try:
-                kept = self.inventory.refresh_ca_slot(slot, self.now() + self.timing.lease)
+                kept = self.inventory.cas.refresh_slot(slot, self.now() + self.timing.lease)
             except Exception as exc:  # the next try may do; the order goes on meanwhile
                 log.warning("CA %s: slot %d not refreshed: %s", slot.ca, slot.number, exc)
                 continue
@@ -352,13 +352,13 @@ async def open_pool(
     name replace the default HTTPS transport (an in-process CA in tests)."""
     entries = []
     for spec in specs:
-        key = key_from_pem(inventory.ca_account_key(spec.name, key_to_pem(new_key())))
+        key = key_from_pem(inventory.cas.account_key(spec.name, key_to_pem(new_key())))
         client = Client(
             spec.directory,
             key,
             transport=(transports or {}).get(spec.name),
             clock=clock,
-            account_url=inventory.ca_account_url(spec.name),
+            account_url=inventory.cas.account_url(spec.name),
             ca_bundle=spec.ca_bundle,
         )
         await stack.enter_async_context(client)

@@ -166,7 +166,7 @@ class NameConflict:
 
 @dataclass(frozen=True)
 class Added:
-    """What `Inventory.add_sites` did with a batch: the ids of the sites it added, in
+    """What `SiteRepository.add_sites` did with a batch: the ids of the sites it added, in
     the order of their lines, and the lines it skipped. Iterating it (and `len`) gives
     the ids."""
 

@@ -86,9 +86,9 @@ def solvers_for(
 def seed_legacy_account(inventory: Inventory, cas: Sequence[CaSpec]) -> None:
     """A fleet that ran with one `--server` kept its account key as a setting; the same
     CA (named by its directory URL) keeps using it, so no new account is made."""
-    legacy = inventory.setting(ACCOUNT_KEY_SETTING)
+    legacy = inventory.settings.value(ACCOUNT_KEY_SETTING)
     if legacy is not None and len(cas) == 1 and cas[0].name == cas[0].directory:
-        inventory.ca_account_key(cas[0].name, legacy)
+        inventory.cas.account_key(cas[0].name, legacy)
 
 
 async def open_fleet_pool(

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from acmekit.fleet.inventory import Inventory, certificates, deployments, sites
+from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import (
     STATS_WINDOW,
     CaSummary,
@@ -35,6 +35,7 @@ from acmekit.fleet.metrics import (
     window_start,
 )
 from acmekit.fleet.model import CaHealth, DesiredState, SiteState, from_us
+from acmekit.fleet.schema import certificates, deployments, sites
 
 EXPIRING_LIMIT = 20
 FAILURE_LIMIT = 50
@@ -95,12 +96,12 @@ def collect(
 ) -> StatusReport:
     """The report; `cas` are the CAs in use, in order, whose health is shown; `window`
     is how far back the fleet-wide figures per CA reach."""
-    health = list(inventory.ca_health(cas).values()) if cas else []
-    recent = summarize(inventory.ca_stats(window_start(now, window)), cas)
+    health = list(inventory.cas.health(cas).values()) if cas else []
+    recent = summarize(inventory.cas.stats(window_start(now, window)), cas)
     with inventory.engine.connect() as conn:
         return StatusReport(
             now=now,
-            counts=inventory.counts_by_state(),
+            counts=inventory.sites.counts_by_state(),
             expiring=[_expiring(r) for r in conn.execute(_expiring_query())],
             failures=[_failure(r) for r in conn.execute(_failure_query())],
             edge_failures=[_edge_failure(r) for r in conn.execute(_edge_failure_query())],

@@ -51,7 +51,6 @@ failures. Time comes from the injected Clock only.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -92,6 +91,7 @@ from acmekit.fleet.model import (
     SiteState,
     to_us,
 )
+from acmekit.fleet.repos.sites import OptionsChange, SiteChange
 from acmekit.protocol.csr import make_csr
 from acmekit.protocol.problems import AcmeError
 
@@ -195,7 +195,7 @@ class Worker:
             while True:
                 if more and len(held) <= slots and len(held) < batch:
                     want = batch - len(held)
-                    leased = self.inventory.lease_due(
+                    leased = self.inventory.sites.lease_due(
                         self.owner, self.now(), self.config.lease, want
                     )
                     more = len(leased) == want
@@ -221,7 +221,7 @@ class Worker:
         if not pending:
             return
         try:
-            self.inventory.add_ca_stats(pending)
+            self.inventory.cas.add_stats(pending)
         except Exception:
             log.exception("figures per CA not written; kept for the next try")
             for bucket in pending:
@@ -235,14 +235,16 @@ class Worker:
                 await self.handle(site)
             except Exception:
                 log.exception("site %s: unexpected failure", site.id)
-                self.inventory.release(site.id, self.owner, self.now() + planner.MINUTE, self.now())
+                self.inventory.sites.release(
+                    site.id, self.owner, self.now() + planner.MINUTE, self.now()
+                )
 
     async def handle(self, site: Site) -> None:
         if site.desired == DesiredState.REMOVED:
             await self._remove(site)
             return
         outcome = Outcome()
-        current = self.inventory.current(site)
+        current = self.inventory.sites.current(site)
         due = planner.is_due(self.now(), site.renew_at)
         if not due and self._ari:
             site, due = await self._check(site, current)
@@ -257,10 +259,10 @@ class Worker:
                     site, _ = await self._check(site, current)
                     current = self._current(site, current)
             if outcome.problem is not None and self._promote(site, current, "issuance failed"):
-                site = self.inventory.site(site.id) or site
+                site = self.inventory.sites.site(site.id) or site
                 current = self._current(site, current)
         edge_failures = await self._deploy(site, current)
-        if self._multi and self.inventory.options(site.id).backup:
+        if self._multi and self.inventory.sites.options(site.id).backup:
             await self._keep_backup(site, current)
         alert = self._finish(site, current, outcome, edge_failures)
         if alert is not None:
@@ -282,7 +284,7 @@ class Worker:
         """The site's current version: `known` if it still is, else read again."""
         if known is not None and known.version == site.current_version:
             return known
-        return self.inventory.current(site)
+        return self.inventory.sites.current(site)
 
     # renewal information and backups ----------------------------------------------------
 
@@ -293,7 +295,7 @@ class Worker:
 
     async def _check(self, site: Site, current: CertVersion | None) -> tuple[Site, bool]:
         """Ask the CA about the current certificate if a check is due: (site, due now)."""
-        now, options = self.now(), self.inventory.options(site.id)
+        now, options = self.now(), self.inventory.sites.options(site.id)
         if current is None or (options.next_check is not None and now < options.next_check):
             return site, False
         source = self._ari_source(current.ca)
@@ -304,17 +306,17 @@ class Worker:
         except Exception as exc:
             log.info("site %s: renewal information from %s: %s", site.id, current.ca, exc)
             window = None
-        self.inventory.update_options_leased(
-            site.id, self.owner, next_check=self._next_check(now, window)
+        self.inventory.sites.update_options_leased(
+            site.id, self.owner, OptionsChange(next_check=self._next_check(now, window))
         )
         if window is not None and window.end <= now:
             log.warning("site %s: %s says renew now (revoked?)", site.id, current.ca)
             if self._promote(site, current, "the CA asks for renewal now"):
-                return self.inventory.site(site.id) or site, False
+                return self.inventory.sites.site(site.id) or site, False
             return site, True
         renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
         if renew_at != site.renew_at:
-            self.inventory.update_leased(site.id, self.owner, renew_at=renew_at)
+            self.inventory.sites.update_leased(site.id, self.owner, SiteChange(renew_at=renew_at))
             site = replace(site, renew_at=renew_at)
         return site, planner.is_due(now, site.renew_at)
 
@@ -328,23 +330,25 @@ class Worker:
     def _promote(self, site: Site, current: CertVersion | None, why: str) -> bool:
         """Make the site's backup its current certificate if the backup is usable."""
         now = self.now()
-        backup = self.inventory.backup(site.id)
+        backup = self.inventory.sites.backup(site.id)
         if current is None or backup is None or backup.ca == current.ca:
             return False
         if backup.not_after <= now or backup.not_before > now:
             return False
         version = backup.as_version(site.current_version + 1)
         renew_at = self._renew_at(site.id, backup.not_before, backup.not_after)
-        if not self.inventory.promote_backup(self.owner, version, renew_at):
+        if not self.inventory.sites.promote_backup(self.owner, version, renew_at):
             return False
-        self.inventory.update_options_leased(site.id, self.owner, next_check=None)
+        self.inventory.sites.update_options_leased(
+            site.id, self.owner, OptionsChange(next_check=None)
+        )
         log.warning("site %s: backup from %s made current (%s)", site.id, backup.ca, why)
         return True
 
     async def _keep_backup(self, site: Site, current: CertVersion | None) -> None:
         """Issue (or renew) the site's backup at a CA other than the current one's."""
-        now, options = self.now(), self.inventory.options(site.id)
-        backup = self.inventory.backup(site.id)
+        now, options = self.now(), self.inventory.sites.options(site.id)
+        backup = self.inventory.sites.backup(site.id)
         if current is None or (options.backup_retry_at or 0) > now:
             return
         fresh = backup is not None and not planner.backup_due(
@@ -357,7 +361,9 @@ class Worker:
         issued, _ = await self._issue_at_some_ca(site, request, exclude=current.ca)
         if issued is None:
             retry = now + self.config.backup_retry
-            self.inventory.update_options_leased(site.id, self.owner, backup_retry_at=retry)
+            self.inventory.sites.update_options_leased(
+                site.id, self.owner, OptionsChange(backup_retry_at=retry)
+            )
             return
         leaf = x509.load_pem_x509_certificates(issued.pem.encode())[0]
         nb, na = to_us(leaf.not_valid_before_utc), to_us(leaf.not_valid_after_utc)
@@ -365,16 +371,18 @@ class Worker:
             site.id, issued.ca, format(leaf.serial_number, "x"), nb, na,
             issued.pem, key_pem, self.now(), self._renew_at(site.id + "/backup", nb, na),
         )  # fmt: skip
-        if self.inventory.store_backup(self.owner, made):
-            self.inventory.update_options_leased(site.id, self.owner, backup_retry_at=None)
+        if self.inventory.sites.store_backup(self.owner, made):
+            self.inventory.sites.update_options_leased(
+                site.id, self.owner, OptionsChange(backup_retry_at=None)
+            )
             log.info("site %s: backup from %s, serial %s", site.id, made.ca, made.serial)
 
     # issuance -----------------------------------------------------------------------
 
     async def _renew(self, site: Site, current: CertVersion | None) -> Outcome:
         key_pem = site.order_key_pem or key_to_pem(new_key())
-        if not self.inventory.update_leased(
-            site.id, self.owner, order_key_pem=key_pem, state=SiteState.ISSUING
+        if not self.inventory.sites.update_leased(
+            site.id, self.owner, SiteChange(order_key_pem=key_pem, state=SiteState.ISSUING)
         ):
             return Outcome(lost=True)
         request = OrderRequest(
@@ -383,7 +391,7 @@ class Worker:
             replaces=None if current is None else ari_cert_id(current.fullchain_pem),
             resume_url=site.order_url,
         )
-        resume_ca = self.inventory.options(site.id).order_ca if site.order_url else None
+        resume_ca = self.inventory.sites.options(site.id).order_ca if site.order_url else None
         issued, outcome = await self._issue_at_some_ca(
             site, request, resume_ca=resume_ca or self._only_ca(), current=current
         )
@@ -458,9 +466,11 @@ class Worker:
 
         async def started(url: str) -> None:
             if record:
-                self.inventory.update_leased(site.id, self.owner, order_url=url)
+                self.inventory.sites.update_leased(site.id, self.owner, SiteChange(order_url=url))
                 if self._multi:
-                    self.inventory.update_options_leased(site.id, self.owner, order_ca=name)
+                    self.inventory.sites.update_options_leased(
+                        site.id, self.owner, OptionsChange(order_ca=name)
+                    )
 
         began = time.perf_counter()
         try:
@@ -471,13 +481,13 @@ class Worker:
             shown = _CHALLENGE_TOKEN.sub(r"\1...", str(exc))
             log.warning("site %s: issuance at %s failed: %s", site.id, name, shown)
             if isinstance(exc, AcmeError | OrderNotValid) and record:  # the order is done
-                self.inventory.update_leased(site.id, self.owner, order_url=None)
+                self.inventory.sites.update_leased(site.id, self.owner, SiteChange(order_url=None))
             if is_ca_fault(exc):
                 self.pool.record_failure(self.inventory, entry, exc, self.now())
             raise
         self._count(name, True, time.perf_counter() - began)
         self._settle(entry, site.id, issued=True)
-        self.inventory.ca_succeeded(name)
+        self.inventory.cas.succeeded(name)
         return pem
 
     def _count(self, ca: str, issued: bool, seconds: float) -> None:
@@ -488,7 +498,7 @@ class Worker:
 
     def _settle(self, entry: CaEntry, site_id: str, issued: bool) -> None:
         if entry.spec.certificates_per_domain is not None:  # else nothing was reserved
-            self.inventory.settle(entry.name, site_id, self.now(), issued=issued)
+            self.inventory.cas.settle(entry.name, site_id, self.now(), issued=issued)
 
     def _renew_at(
         self, seed: str, not_before: int, not_after: int, window: RenewalWindow | None = None
@@ -513,12 +523,12 @@ class Worker:
             ca=issued.ca,
         )
         renew_at = self._renew_at(site.id, version.not_before, version.not_after)
-        if not self.inventory.store_version(self.owner, version, renew_at):
+        if not self.inventory.sites.store_version(self.owner, version, renew_at):
             log.warning("site %s: version %d lost a race; discarded", site.id, version.version)
             return Outcome(lost=True)
         if self._multi or self._ari:  # no next check: handle() asks the CA at once
-            self.inventory.update_options_leased(
-                site.id, self.owner, order_ca=None, next_check=None
+            self.inventory.sites.update_options_leased(
+                site.id, self.owner, OptionsChange(order_ca=None, next_check=None)
             )
         log.info(
             "site %s: issued version %d from %s, serial %s, for %s",
@@ -538,7 +548,7 @@ class Worker:
         count (0 when every edge has it)."""
         if current is None:
             return 0
-        have = self.inventory.deployments(site.id)
+        have = self.inventory.sites.deployments(site.id)
         todo = [
             d
             for d in self.deployers
@@ -565,14 +575,14 @@ class Worker:
                     worst, have[deployer.name].failure_count + 1 if deployer.name in have else 1
                 )
         if outcomes:
-            self.inventory.record_deployments(site.id, outcomes, self.now())
+            self.inventory.sites.record_deployments(site.id, outcomes, self.now())
         return worst
 
     async def _remove(self, site: Site) -> None:
         # A removed site's names are free at once: a site added since with the same first
         # name owns the edges' directory now, and deploying it replaces these files.
         results: Sequence[object] = [None] * len(self.deployers)
-        successor = self.inventory.site_by_name(site.name)
+        successor = self.inventory.sites.site_by_name(site.name)
         if successor is None:
             results = await asyncio.gather(
                 *(d.remove(site) for d in self.deployers), return_exceptions=True
@@ -583,30 +593,14 @@ class Worker:
             (d.name, 0, None if not isinstance(r, BaseException) else str(r))
             for d, r in zip(self.deployers, results, strict=True)
         ]
-        self.inventory.record_deployments(site.id, outcomes, self.now())
+        self.inventory.sites.record_deployments(site.id, outcomes, self.now())
         failed = sum(error is not None for _, _, error in outcomes)
         now = self.now()
         if failed:
             retry = now + planner.retry_delay(site.failure_count + 1, now)
-            self.inventory.update_leased(
-                site.id,
-                self.owner,
-                failure_count=site.failure_count + 1,
-                lease_owner=None,
-                lease_until=None,
-                next_action_at=retry,
-            )
+            self.inventory.sites.defer(site.id, self.owner, retry, site.failure_count + 1)
             return
-        self.inventory.update_leased(
-            site.id,
-            self.owner,
-            state=SiteState.REMOVED,
-            lease_owner=None,
-            lease_until=None,
-            next_action_at=None,
-            order_url=None,
-            order_key_pem=None,
-        )
+        self.inventory.sites.mark_removed(site.id, self.owner)
         log.info("site %s removed from %d edges", site.id, len(self.deployers))
 
     # planning -------------------------------------------------------------------------
@@ -621,12 +615,14 @@ class Worker:
         failure, alert = outcome.problem, None
         if failure is not None:
             count = site.failure_count + 1
-            recorded = self.inventory.update_leased(
+            recorded = self.inventory.sites.update_leased(
                 site.id,
                 self.owner,
-                failure_count=count,
-                last_problem=json.dumps(failure),
-                state=planner.state_after_failure(count, current is not None, policy),
+                SiteChange(
+                    failure_count=count,
+                    last_problem=failure,
+                    state=planner.state_after_failure(count, current is not None, policy),
+                ),
             )
             when = planner.next_action_at(now, site.renew_at, count, not_after, policy)
             if recorded and count == policy.failing_after:
@@ -639,29 +635,30 @@ class Worker:
         if edge_failures:
             when = min(when, now + planner.retry_delay(edge_failures, now, not_after, policy))
         when = min([when, *self._other_times(site)])
-        self.inventory.release(site.id, self.owner, when, now)
+        self.inventory.sites.release(site.id, self.owner, when, now)
         return alert
 
     def _defer(self, site: Site, has_certificate: bool, why: str | None) -> None:
         """No CA has room (or a slot) for the site now: it waits, and that is no failure."""
         detail = why or "waiting for room under the CAs' limits"
         note = {"type": "about:blank", "detail": detail}
-        self.inventory.update_leased(
+        self.inventory.sites.update_leased(
             site.id,
             self.owner,
-            last_problem=json.dumps(note),
-            state=SiteState.ACTIVE if has_certificate else SiteState.PENDING,
+            SiteChange(
+                last_problem=note, state=SiteState.ACTIVE if has_certificate else SiteState.PENDING
+            ),
         )
 
     def _other_times(self, site: Site) -> list[int]:
         """When the next ARI check and the backup's renewal (or retry) are due."""
         if not self._multi and not self._ari:
             return []
-        options, times = self.inventory.options(site.id), []
+        options, times = self.inventory.sites.options(site.id), []
         if options.next_check is not None:
             times.append(options.next_check)
         if options.backup and self._multi:
-            backup = self.inventory.backup(site.id)
+            backup = self.inventory.sites.backup(site.id)
             if options.backup_retry_at is not None:
                 times.append(options.backup_retry_at)
             elif backup is not None:

@@ -1,4 +1,4 @@
-from acmekit.fleet.inventory import metadata
+from acmekit.fleet.schema import metadata
 from acmekit.migrate import run_env
 
 run_env(metadata)

@@ -1,0 +1,294 @@
+"""What the fleet keeps per CA: its account, its health, the certificates counted
+against it per registered domain, fleet-wide caps on orders in flight, and figures.
+
+Orders in flight per CA are capped fleet-wide by `fleet_ca_slots`: a CA with a cap of
+N has rows for slots 0..N-1, and an order holds one of them, leased until a time its
+worker keeps moving forward. A slot is taken by one conditional UPDATE (free, or its
+lease expired), its row picked with `FOR UPDATE SKIP LOCKED` on PostgreSQL so that
+concurrent takers pick different rows; SQLite runs the statement under its one write
+lock. The condition is checked again on the row being written, so two processes never
+hold one slot; a killed worker's slots come free when their leases expire.
+
+Order attempts are counted in `fleet_ca_stats`, one row per CA and hour (counts,
+seconds summed, the slowest issued), by upserts (INSERT ... ON CONFLICT DO UPDATE,
+which both databases have) that add a worker's counts to what is there, so what
+separate workers did can be shown by any process without a row per attempt; rows
+older than a week are deleted as new ones are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from acmekit.fleet.metrics import STATS_KEEP
+from acmekit.fleet.model import CaHealth, CaSlot, CaStatsBucket
+from acmekit.fleet.repos.base import Lost, Repository, conflict_insert
+from acmekit.fleet.schema import ca_accounts, ca_health, ca_issuances, ca_slots, ca_stats
+
+
+def _free_slot(now: int) -> sa.ColumnElement[bool]:
+    return sa.or_(ca_slots.c.holder.is_(None), ca_slots.c.until <= now)
+
+
+def _take_slot(ca: str, cap: int, holder: str, site_id: str, now: int, until: int) -> sa.Update:
+    """The first free slot below `cap`, taken. The row is picked with SKIP LOCKED (on
+    PostgreSQL) so that concurrent takers pick different ones, and the UPDATE checks it
+    is free again on the row it writes: of two takers that picked the same row, the
+    second updates nothing."""
+    pick = (
+        sa.select(ca_slots.c.slot)
+        .where(ca_slots.c.ca == ca, ca_slots.c.slot < cap, _free_slot(now))
+        .order_by(ca_slots.c.slot)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        ca_slots.update()
+        .where(ca_slots.c.ca == ca, ca_slots.c.slot == pick.scalar_subquery(), _free_slot(now))
+        .values(holder=holder, site_id=site_id, until=until)
+        .returning(ca_slots.c.slot)
+    )
+
+
+def _held(slot: CaSlot) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        ca_slots.c.ca == slot.ca, ca_slots.c.slot == slot.number, ca_slots.c.holder == slot.holder
+    )
+
+
+def _add_bucket(c: Connection, bucket: CaStatsBucket) -> None:
+    """Add `bucket`'s counts to the stored bucket of its CA and hour (made if new)."""
+    insert = conflict_insert(c, ca_stats).values(**bucket.__dict__)
+    new = insert.excluded
+    t = ca_stats.c
+    c.execute(
+        insert.on_conflict_do_update(
+            index_elements=[t.ca, t.hour],
+            set_={
+                "issued": t.issued + new.issued,
+                "failed": t.failed + new.failed,
+                "issued_seconds": t.issued_seconds + new.issued_seconds,
+                "failed_seconds": t.failed_seconds + new.failed_seconds,
+                # CASE rather than max(): SQLite and PostgreSQL name the function apart
+                "max_seconds": sa.case(
+                    (new.max_seconds > t.max_seconds, new.max_seconds), else_=t.max_seconds
+                ),
+            },
+        )
+    )
+
+
+def _drop_reservations(ca: str, site_id: str) -> sa.Delete:
+    return ca_issuances.delete().where(
+        ca_issuances.c.ca == ca, ca_issuances.c.site_id == site_id, ~ca_issuances.c.final
+    )
+
+
+def _usage(
+    c: Connection, ca: str, domains: list[str], since: int, stale_before: int
+) -> dict[str, list[int]]:
+    counted = sa.or_(
+        sa.and_(ca_issuances.c.final, ca_issuances.c.at > since),
+        sa.and_(~ca_issuances.c.final, ca_issuances.c.at > stale_before),
+    )
+    query = sa.select(ca_issuances.c.domain, ca_issuances.c.at).where(
+        ca_issuances.c.ca == ca, ca_issuances.c.domain.in_(domains), counted
+    )
+    usage: dict[str, list[int]] = {d: [] for d in domains}
+    for domain, at in c.execute(query):
+        usage[domain].append(int(at))
+    return usage
+
+
+class CaRepository(Repository):
+    """CA accounts, health, issuance counts and reservations, slots, figures."""
+
+    def account_key(self, ca: str, default_key_pem: str) -> str:
+        """The account key for `ca`, storing `default_key_pem` first if there is none."""
+        self._insert_new(ca_accounts.insert().values(ca=ca, key_pem=default_key_pem))
+        with self._tx() as c:
+            return str(
+                c.execute(
+                    sa.select(ca_accounts.c.key_pem).where(ca_accounts.c.ca == ca)
+                ).scalar_one()
+            )
+
+    def account_url(self, ca: str) -> str | None:
+        return self._scalar(sa.select(ca_accounts.c.account_url).where(ca_accounts.c.ca == ca))
+
+    def set_account_url(self, ca: str, url: str) -> None:
+        with self._tx() as c:
+            c.execute(ca_accounts.update().where(ca_accounts.c.ca == ca).values(account_url=url))
+
+    def health(self, names: Iterable[str]) -> dict[str, CaHealth]:
+        wanted = list(names)
+        query = sa.select(ca_health).where(ca_health.c.ca.in_(wanted))
+        with self._tx() as c:
+            found = {
+                r.ca: CaHealth(r.ca, r.failures, r.down_until, r.last_error)
+                for r in c.execute(query)
+            }
+        return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}
+
+    def _ensure_health(self, ca: str) -> None:
+        self._insert_new(ca_health.insert().values(ca=ca, failures=0))
+
+    def failed(self, ca: str, error: str, down_until: Callable[[int], int | None]) -> int:
+        """One more consecutive failure of `ca`; `down_until(failures)` says until when it
+        is passed over. The new count of failures."""
+        self._ensure_health(ca)
+        with self._tx() as c:
+            c.execute(
+                ca_health.update()
+                .where(ca_health.c.ca == ca)
+                .values(failures=ca_health.c.failures + 1, last_error=error[:1000])
+            )
+            failures = int(
+                c.execute(sa.select(ca_health.c.failures).where(ca_health.c.ca == ca)).scalar_one()
+            )
+            until = down_until(failures)
+            if until is not None:
+                c.execute(ca_health.update().where(ca_health.c.ca == ca).values(down_until=until))
+        return failures
+
+    def succeeded(self, ca: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                ca_health.update()
+                .where(ca_health.c.ca == ca, ca_health.c.failures != 0)
+                .values(failures=0, down_until=None, last_error=None)
+            )
+
+    def usage(
+        self, ca: str, domains: Iterable[str], since: int, stale_before: int
+    ) -> dict[str, list[int]]:
+        """Times counted against `ca` per domain: certificates issued after `since`, and
+        reservations of orders in flight made after `stale_before`."""
+        wanted = list(domains)
+        with self._tx() as c:
+            return _usage(c, ca, wanted, since, stale_before)
+
+    def reserve(
+        self,
+        ca: str,
+        site_id: str,
+        domains: Sequence[str],
+        now: int,
+        room: Callable[[dict[str, list[int]]], bool],
+        window: tuple[int, int],
+    ) -> bool:
+        """Count one certificate for each of `domains` against `ca` for an order about to
+        start, if `room(usage)` still says there is room. Serialized per CA: the first
+        statement updates the CA's health row (a row lock on PostgreSQL, the write lock
+        on SQLite), so two workers cannot both take the last slot. `window` is
+        (since, stale_before) as for `usage`."""
+        self._ensure_health(ca)
+
+        def work(c: Connection) -> None:
+            c.execute(ca_health.update().where(ca_health.c.ca == ca).values(ca=ca))
+            c.execute(_drop_reservations(ca, site_id))
+            if not room(_usage(c, ca, list(domains), *window)):
+                raise Lost
+            rows = [
+                {"ca": ca, "domain": d, "site_id": site_id, "at": now, "final": False}
+                for d in domains
+            ]
+            if rows:
+                c.execute(ca_issuances.insert(), rows)
+
+        return self._committed(work)
+
+    def settle(self, ca: str, site_id: str, now: int, issued: bool) -> None:
+        """The order the reservation was for ended: count it as issued at `now`, or not."""
+        with self._tx() as c:
+            if issued:
+                c.execute(
+                    ca_issuances.update()
+                    .where(
+                        ca_issuances.c.ca == ca,
+                        ca_issuances.c.site_id == site_id,
+                        ~ca_issuances.c.final,
+                    )
+                    .values(final=True, at=now)
+                )
+            else:
+                c.execute(_drop_reservations(ca, site_id))
+
+    def count_issued(self, ca: str, domain: str) -> int:
+        """How many certificates the fleet counted against `ca` for `domain` (any time)."""
+        with self._tx() as c:
+            return int(
+                c.execute(
+                    sa.select(sa.func.count()).where(
+                        ca_issuances.c.ca == ca,
+                        ca_issuances.c.domain == domain,
+                        ca_issuances.c.final,
+                    )
+                ).scalar_one()
+            )
+
+    def ensure_slots(self, ca: str, cap: int) -> None:
+        """Rows for slots 0 to `cap - 1` of `ca`; whichever process comes first makes them."""
+        rows = [{"ca": ca, "slot": n} for n in range(cap)]
+        if rows:
+            with self._tx() as c:
+                c.execute(conflict_insert(c, ca_slots).values(rows).on_conflict_do_nothing())
+
+    def take_slot(
+        self, ca: str, cap: int, holder: str, site_id: str, now: int, until: int
+    ) -> CaSlot | None:
+        """A free slot of `ca` below `cap` (one whose lease expired counts as free), held
+        by `holder` until `until`; None when all are held. `ensure_slots` first."""
+        with self._tx() as c:
+            number = c.execute(_take_slot(ca, cap, holder, site_id, now, until)).scalar()
+        return None if number is None else CaSlot(ca, int(number), holder)
+
+    def refresh_slot(self, slot: CaSlot, until: int) -> bool:
+        """Hold `slot` until `until`; False if it is no longer held by its holder."""
+        with self._tx() as c:
+            res = c.execute(ca_slots.update().where(_held(slot)).values(until=until))
+        return bool(res.rowcount == 1)
+
+    def release_slot(self, slot: CaSlot) -> bool:
+        """Free `slot` if its holder still holds it."""
+        with self._tx() as c:
+            res = c.execute(
+                ca_slots.update().where(_held(slot)).values(holder=None, site_id=None, until=None)
+            )
+        return bool(res.rowcount == 1)
+
+    def slots_held(self, ca: str, now: int) -> dict[int, str]:
+        """Slot number -> holder, for the slots of `ca` held at `now`."""
+        query = sa.select(ca_slots.c.slot, ca_slots.c.holder).where(
+            ca_slots.c.ca == ca, ~_free_slot(now)
+        )
+        with self._tx() as c:
+            return {int(n): str(h) for n, h in c.execute(query)}
+
+    def add_stats(self, buckets: Iterable[CaStatsBucket]) -> None:
+        """Add the counts of `buckets` (each a CA's attempts in an hour) to the stored
+        ones, in one transaction, and delete every bucket a week older (a CA no longer
+        used included)."""
+        # In one order in every worker, so that two writing the same buckets at once on
+        # PostgreSQL wait for each other rather than deadlock.
+        found = sorted(buckets, key=lambda b: (b.ca, b.hour))
+        if not found:
+            return
+        oldest = max(b.hour for b in found) - STATS_KEEP
+        with self._tx() as c:
+            for bucket in found:
+                _add_bucket(c, bucket)
+            c.execute(ca_stats.delete().where(ca_stats.c.hour < oldest))
+
+    def stats(self, since: int) -> list[CaStatsBucket]:
+        """Every CA's buckets that start at `since` or later, by CA and hour."""
+        query = (
+            sa.select(ca_stats)
+            .where(ca_stats.c.hour >= since)
+            .order_by(ca_stats.c.ca, ca_stats.c.hour)
+        )
+        with self._tx() as c:
+            return [CaStatsBucket(**r._mapping) for r in c.execute(query)]

@@ -1,0 +1,475 @@
+"""Sites and their certificate versions, deployments, leases, options and backups.
+
+How work is shared between workers:
+- A site is due when `next_action_at <= now` (an indexed range scan). Leasing a batch
+  is one UPDATE over `SELECT ... ORDER BY next_action_at LIMIT n FOR UPDATE SKIP LOCKED`
+  on PostgreSQL, so concurrent workers take disjoint batches without waiting; SQLite has
+  one writer at a time, and the same statement (without the locking clause) is atomic.
+- Leasing sets `lease_owner`, `lease_until` and also moves `next_action_at` to
+  `lease_until`: a worker that dies leaves the site to come due again when its lease
+  expires, with no sweeper.
+- Every write a worker makes afterwards is conditional on `lease_owner` being itself
+  (a compare-and-set); a new certificate version is stored only if the site's
+  `current_version` is still the one the worker started from, so one renewal can never
+  produce two current certificates.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from acmekit.fleet.model import (
+    Added,
+    BackupCert,
+    CertVersion,
+    ChallengeMethod,
+    Deployment,
+    DesiredState,
+    NameConflict,
+    Site,
+    SiteOptions,
+    SiteState,
+    name_key,
+)
+from acmekit.fleet.repos import names as name_index
+from acmekit.fleet.repos.base import KEEP, Keep, Lost, Repository, changed
+from acmekit.fleet.repos.names import NameRepository, NameTaken
+from acmekit.fleet.schema import backups, certificates, deployments, sites
+
+_T = TypeVar("_T")
+
+_ATTEMPTS = 3  # adds that lose a race for a name to a concurrent add look again
+
+
+@dataclass(frozen=True)
+class SiteChange:
+    """What a step of the lease holder sets on its site; fields left at `KEEP` stay."""
+
+    state: SiteState | Keep = KEEP
+    renew_at: int | Keep | None = KEEP
+    failure_count: int | Keep = KEEP
+    last_problem: dict[str, Any] | Keep | None = KEEP  # an RFC 7807 problem, or a note
+    order_url: str | Keep | None = KEEP
+    order_key_pem: str | Keep | None = KEEP
+
+
+@dataclass(frozen=True)
+class OptionsChange:
+    """What a change of a site's options (`SiteOptions`) sets; fields left at `KEEP`
+    stay."""
+
+    backup: bool | Keep = KEEP
+    order_ca: str | Keep | None = KEEP
+    next_check: int | Keep | None = KEEP
+    backup_retry_at: int | Keep | None = KEEP
+
+
+def new_site_id() -> str:
+    return secrets.token_hex(8)
+
+
+def _site(row: Any) -> Site:
+    return Site(
+        id=row.id,
+        names=tuple(json.loads(row.names)),
+        method=ChallengeMethod(row.method),
+        desired=DesiredState(row.desired),
+        state=SiteState(row.state),
+        created=row.created,
+        next_action_at=row.next_action_at,
+        renew_at=row.renew_at,
+        current_version=row.current_version,
+        lease_owner=row.lease_owner,
+        lease_until=row.lease_until,
+        failure_count=row.failure_count,
+        last_problem=None if row.last_problem is None else json.loads(row.last_problem),
+        order_url=row.order_url,
+        order_key_pem=row.order_key_pem,
+    )
+
+
+def _version(row: Any) -> CertVersion:
+    return CertVersion(**row._mapping)  # the table's columns are the fields
+
+
+def _new_row(names: Sequence[str], method: ChallengeMethod, now: int) -> dict[str, Any]:
+    # A wildcard can only be proved over dns-01 (RFC 8555 §7.1.3): record what will happen.
+    if any(name.startswith("*.") for name in names):
+        method = ChallengeMethod.DNS_01
+    return {
+        "id": new_site_id(),
+        "names": json.dumps(list(names)),
+        "primary_name": names[0],
+        "method": str(method),
+        "desired": str(DesiredState.ACTIVE),
+        "state": str(SiteState.PENDING),
+        "created": now,
+        "next_action_at": now,
+        "renew_at": None,
+        "current_version": 0,
+        "lease_owner": None,
+        "lease_until": None,
+        "failure_count": 0,
+        "last_problem": None,
+        "order_url": None,
+        "order_key_pem": None,
+    }
+
+
+def _add_batch(
+    c: Connection, batch: Sequence[Sequence[str]], method: ChallengeMethod, now: int
+) -> Added:
+    """Insert the lines of `batch` whose names are all free (one statement per table)."""
+    keys = [name_index.keys(names) for names in batch]
+    held = name_index.holders(c, {k for line in keys for k in line})
+    rows: list[dict[str, Any]] = []
+    name_rows: list[dict[str, str]] = []
+    conflicts: list[NameConflict] = []
+    for line, (names, line_keys) in enumerate(zip(batch, keys, strict=True)):
+        taken = next((k for k in line_keys if k in held), None)
+        if taken is not None:
+            conflicts.append(NameConflict(line, taken, held[taken]))
+            continue
+        row = _new_row(names, method, now)
+        rows.append(row)
+        for key in line_keys:
+            held[key] = row["id"]
+            name_rows.append({"name": key, "site_id": row["id"]})
+    if rows:
+        c.execute(sites.insert(), rows)
+        name_index.claim(c, name_rows)
+    return Added([r["id"] for r in rows], conflicts)
+
+
+def _store_version(c: Connection, owner: str, cert: CertVersion, renew_at: int) -> None:
+    res = c.execute(
+        sites.update()
+        .where(
+            sites.c.id == cert.site_id,
+            sites.c.lease_owner == owner,
+            sites.c.current_version == cert.version - 1,
+        )
+        .values(
+            current_version=cert.version,
+            renew_at=renew_at,
+            state=SiteState.ACTIVE,
+            failure_count=0,
+            last_problem=None,
+            order_url=None,
+            order_key_pem=None,
+        )
+    )
+    if res.rowcount != 1:
+        raise Lost
+    c.execute(certificates.insert().values(**cert.__dict__))
+
+
+def _record_deployment(
+    c: Connection, site_id: str, edge: str, version: int, now: int, error: str | None
+) -> None:
+    """An update that needs no read first (the count is incremented in SQL); the row is
+    inserted the first time. Only the site's lease holder deploys it, so two inserts
+    for one (site, edge) do not race."""
+    values: dict[str, Any] = {"updated": now, "last_error": error}
+    if error is None:
+        values.update(version=version, failure_count=0)
+    else:
+        values["failure_count"] = deployments.c.failure_count + 1
+    res = c.execute(
+        deployments.update()
+        .where(deployments.c.site_id == site_id, deployments.c.edge == edge)
+        .values(**values)
+    )
+    if res.rowcount == 0:
+        c.execute(
+            deployments.insert().values(
+                site_id=site_id,
+                edge=edge,
+                version=0 if error else version,
+                updated=now,
+                failure_count=1 if error else 0,
+                last_error=error,
+            )
+        )
+
+
+def _set_options(c: Connection, site_id: str, change: OptionsChange) -> None:
+    c.execute(sites.update().where(sites.c.id == site_id).values(**changed(change)))
+
+
+class SiteRepository(Repository):
+    """Sites, certificate versions, deployments."""
+
+    def __init__(self, engine: Engine, names: NameRepository) -> None:
+        super().__init__(engine)
+        self.names = names
+
+    def add_site(self, names: Sequence[str], method: ChallengeMethod, now: int) -> Site:
+        """A new pending site; NameTaken if a site not removed has one of `names`."""
+        added = self._retrying(lambda c: _add_batch(c, [names], method, now))
+        if added.conflicts:
+            raise NameTaken(added.conflicts[0].name, added.conflicts[0].site_id)
+        return self._must(added.ids[0])
+
+    def add_sites(self, batch: Iterable[Sequence[str]], method: ChallengeMethod, now: int) -> Added:
+        """Insert many sites in one transaction. A line with a name that a site not
+        removed has, or that an earlier line has, is skipped and reported in
+        `conflicts` (by its index in `batch`); the other lines are added."""
+        lines = list(batch)
+        if not lines:
+            return Added([])
+        return self._retrying(lambda c: _add_batch(c, lines, method, now))
+
+    def _retrying(self, work: Callable[[Connection], _T]) -> _T:
+        """`work` in a transaction; again if a concurrent add took a name meanwhile."""
+        attempt = 1
+        while True:
+            try:
+                with self._tx() as c:
+                    return work(c)
+            except sa.exc.IntegrityError:
+                if attempt == _ATTEMPTS:
+                    raise
+                attempt += 1
+
+    def _must(self, site_id: str) -> Site:
+        found = self.site(site_id)
+        assert found is not None
+        return found
+
+    def site(self, site_id: str) -> Site | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(sites).where(sites.c.id == site_id)).first()
+        return None if row is None else _site(row)
+
+    def site_by_name(self, name: str) -> Site | None:
+        """The site, not removed, whose first name is `name` (case does not matter)."""
+        site_id = self.names.holder(name)
+        found = None if site_id is None else self.site(site_id)
+        if found is None or name_key(found.name) != name_key(name):
+            return None
+        return found
+
+    def page(self, state: SiteState | None = None, after: str = "", limit: int = 100) -> list[Site]:
+        """Sites in id order, from just after `after`, optionally of one state."""
+        query = sa.select(sites).where(sites.c.id > after).order_by(sites.c.id).limit(limit)
+        if state is not None:
+            query = query.where(sites.c.state == state)
+        with self._tx() as c:
+            return [_site(r) for r in c.execute(query)]
+
+    def counts_by_state(self) -> dict[SiteState, int]:
+        query = sa.select(sites.c.state, sa.func.count()).group_by(sites.c.state)
+        with self._tx() as c:
+            found = {SiteState(s): int(n) for s, n in c.execute(query)}
+        return {s: found.get(s, 0) for s in SiteState}
+
+    def remove_site(self, site_id: str, now: int) -> bool:
+        """Stop renewing; a worker removes the site from the edges next. Its names are
+        free for another site at once."""
+        with self._tx() as c:
+            res = c.execute(
+                sites.update()
+                .where(sites.c.id == site_id)
+                .values(desired=DesiredState.REMOVED, next_action_at=now)
+            )
+            name_index.free(c, site_id)
+        return bool(res.rowcount == 1)
+
+    def force_renewal(self, site_id: str, now: int) -> bool:
+        with self._tx() as c:
+            res = c.execute(
+                sites.update()
+                .where(sites.c.id == site_id, sites.c.desired == DesiredState.ACTIVE)
+                .values(renew_at=now, next_action_at=now)
+            )
+        return bool(res.rowcount == 1)
+
+    def lease_due(self, owner: str, now: int, lease: int, limit: int) -> list[Site]:
+        """Take up to `limit` due sites for `owner` until `now + lease`."""
+        due = (
+            sa.select(sites.c.id)
+            .where(sites.c.next_action_at <= now)
+            .order_by(sites.c.next_action_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        until = now + lease
+        stmt = (
+            sites.update()
+            .where(sites.c.id.in_(due.scalar_subquery()), sites.c.next_action_at <= now)
+            .values(lease_owner=owner, lease_until=until, next_action_at=until)
+            .returning(*sites.c)
+        )
+        with self._tx() as c:
+            return [_site(r) for r in c.execute(stmt)]
+
+    def next_due(self) -> int | None:
+        """The earliest `next_action_at` of any site (None when nothing is planned)."""
+        return self._scalar(sa.select(sa.func.min(sites.c.next_action_at)))
+
+    def update_leased(self, site_id: str, owner: str, change: SiteChange) -> bool:
+        """Apply `change` to the site only while `owner` holds it (compare-and-set)."""
+        values = changed(change)
+        if isinstance(values.get("last_problem"), dict):
+            values["last_problem"] = json.dumps(values["last_problem"])
+        return self._update_leased(site_id, owner, values)
+
+    def defer(self, site_id: str, owner: str, next_action_at: int, failure_count: int) -> bool:
+        """End the lease after a failed step: the site comes due again at
+        `next_action_at`, its consecutive failures now `failure_count`."""
+        return self._update_leased(
+            site_id,
+            owner,
+            {
+                "failure_count": failure_count,
+                "lease_owner": None,
+                "lease_until": None,
+                "next_action_at": next_action_at,
+            },
+        )
+
+    def mark_removed(self, site_id: str, owner: str) -> bool:
+        """The site is off every edge: end the lease, and plan nothing more for it."""
+        return self._update_leased(
+            site_id,
+            owner,
+            {
+                "state": SiteState.REMOVED,
+                "lease_owner": None,
+                "lease_until": None,
+                "next_action_at": None,
+                "order_url": None,
+                "order_key_pem": None,
+            },
+        )
+
+    def _update_leased(self, site_id: str, owner: str, values: dict[str, Any]) -> bool:
+        """Change the site only while `owner` holds it (compare-and-set)."""
+        with self._tx() as c:
+            res = c.execute(
+                sites.update()
+                .where(sites.c.id == site_id, sites.c.lease_owner == owner)
+                .values(**values)
+            )
+        return bool(res.rowcount == 1)
+
+    def order_key(self, site_id: str) -> str | None:
+        return self._scalar(sa.select(sites.c.order_key_pem).where(sites.c.id == site_id))
+
+    def release(self, site_id: str, owner: str, next_action_at: int | None, now: int) -> bool:
+        """End the lease. A site removed meanwhile comes due at once instead."""
+        removed = sites.c.desired == str(DesiredState.REMOVED)
+        state_removed = sites.c.state == str(SiteState.REMOVED)
+        when = sa.case((sa.and_(removed, ~state_removed), now), else_=next_action_at)
+        return self._update_leased(
+            site_id, owner, {"lease_owner": None, "lease_until": None, "next_action_at": when}
+        )
+
+    def store_version(self, owner: str, cert: CertVersion, renew_at: int) -> bool:
+        """Make `cert` the site's current certificate if its current version is still
+        `cert.version - 1` and `owner` still holds the lease; False otherwise."""
+        return self._committed(
+            lambda c: _store_version(c, owner, cert, renew_at),
+            lost=(Lost, sa.exc.IntegrityError),
+        )
+
+    def promote_backup(self, owner: str, cert: CertVersion, renew_at: int) -> bool:
+        """`store_version` of the site's backup (as `cert`), and the backup row gone."""
+
+        def work(c: Connection) -> None:
+            _store_version(c, owner, cert, renew_at)
+            c.execute(backups.delete().where(backups.c.site_id == cert.site_id))
+
+        return self._committed(work, lost=(Lost, sa.exc.IntegrityError))
+
+    def versions(self, site_id: str) -> list[CertVersion]:
+        query = (
+            sa.select(certificates)
+            .where(certificates.c.site_id == site_id)
+            .order_by(certificates.c.version)
+        )
+        with self._tx() as c:
+            return [_version(r) for r in c.execute(query)]
+
+    def current(self, site: Site) -> CertVersion | None:
+        if site.current_version == 0:
+            return None
+        query = sa.select(certificates).where(
+            certificates.c.site_id == site.id, certificates.c.version == site.current_version
+        )
+        with self._tx() as c:
+            row = c.execute(query).first()
+        return None if row is None else _version(row)
+
+    def deployments(self, site_id: str) -> dict[str, Deployment]:
+        query = sa.select(deployments).where(deployments.c.site_id == site_id)
+        with self._tx() as c:
+            return {r.edge: Deployment(**r._mapping) for r in c.execute(query)}
+
+    def record_deployment(
+        self, site_id: str, edge: str, version: int, now: int, error: str | None
+    ) -> None:
+        """`version` is on `edge` now (error None), or deploying it failed with `error`."""
+        self.record_deployments(site_id, [(edge, version, error)], now)
+
+    def record_deployments(
+        self, site_id: str, outcomes: Iterable[tuple[str, int, str | None]], now: int
+    ) -> None:
+        """`record_deployment` for several edges (edge, version, error) in one transaction."""
+        with self._tx() as c:
+            for edge, version, error in outcomes:
+                _record_deployment(c, site_id, edge, version, now, error)
+
+    def options(self, site_id: str) -> SiteOptions:
+        with self._tx() as c:
+            row = c.execute(
+                sa.select(
+                    sites.c.backup, sites.c.order_ca, sites.c.next_check, sites.c.backup_retry_at
+                ).where(sites.c.id == site_id)
+            ).first()
+        if row is None:
+            return SiteOptions(site_id)
+        return SiteOptions(
+            site_id=site_id,
+            backup=bool(row.backup),
+            order_ca=row.order_ca,
+            next_check=row.next_check,
+            backup_retry_at=row.backup_retry_at,
+        )
+
+    def set_options(self, site_id: str, change: OptionsChange) -> None:
+        """Change a site's options (e.g. `OptionsChange(backup=True)`), whoever holds it."""
+        with self._tx() as c:
+            _set_options(c, site_id, change)
+
+    def set_options_many(self, site_ids: Iterable[str], change: OptionsChange) -> None:
+        """`set_options` for many sites in one transaction."""
+        with self._tx() as c:
+            for site_id in site_ids:
+                _set_options(c, site_id, change)
+
+    def update_options_leased(self, site_id: str, owner: str, change: OptionsChange) -> bool:
+        """Change a site's options only while `owner` holds the site."""
+        return self._while_holding(site_id, owner, lambda c: _set_options(c, site_id, change))
+
+    def backup(self, site_id: str) -> BackupCert | None:
+        with self._tx() as c:
+            row = c.execute(sa.select(backups).where(backups.c.site_id == site_id)).first()
+        return None if row is None else BackupCert(**row._mapping)
+
+    def store_backup(self, owner: str, backup: BackupCert) -> bool:
+        """Replace the site's backup while `owner` holds the site."""
+
+        def work(c: Connection) -> None:
+            c.execute(backups.delete().where(backups.c.site_id == backup.site_id))
+            c.execute(backups.insert().values(**backup.__dict__))
+
+        return self._while_holding(backup.site_id, owner, work)
