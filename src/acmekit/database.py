@@ -12,6 +12,7 @@ datetime.
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,11 +47,28 @@ def create_engine(url: str, *, pre_ping: bool = True) -> Engine:
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
     return engine
+
+
+def _enter_wal(cur: Any, attempts: int = 200) -> None:
+    """Switch the file to WAL once. The switch needs the file to itself, and SQLite
+    answers "database is locked" at once instead of waiting out the busy timeout when
+    another connection (a second process starting on a new file) holds it, so wait here;
+    a file already in WAL needs no switch."""
+    for attempt in range(attempts):
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def to_us(t: datetime) -> int:
