@@ -98,6 +98,13 @@ def test_two_worker_processes_keep_one_cap_at_the_ca(tmp_path: Path) -> None:
         assert most_open_at_once(spans) <= CAP
         assert inventory.cas.slots_held(CA, _now()) == {}
 
+        # Workers write their hourly figures every 10 s of a pass and at its end, so the
+        # last orders reach them a little after the last site went active.
+        def all_counted() -> bool:
+            report = collect(inventory, FleetMetrics(), _now(), [CA])
+            return sum(r.issued + r.failed for r in report.recent) >= SITES
+
+        wait_until("every order counted", all_counted, 60, [one.log, two.log])
         report = collect(inventory, FleetMetrics(), _now(), [CA])
         [recent] = report.recent
         assert (recent.ca, recent.issued, recent.failed) == (CA, SITES, 0)
