@@ -92,6 +92,14 @@ async def test_names_must_be_a_list_of_strings(
         assert (await resp.json())["domains"] == []
 
 
+async def test_deeply_nested_json_is_a_400(api: tuple[aiohttp.ClientSession, str]) -> None:
+    http, url = api
+    body = b'{"names": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    headers = {"Content-Type": "application/json"}
+    async with http.post(f"{url}/domains", data=body, headers=headers) as resp:
+        assert resp.status == 400
+
+
 @pytest.mark.parametrize("limit", ["-1", "0", "ten"])
 async def test_a_limit_below_one_is_refused(
     api: tuple[aiohttp.ClientSession, str], limit: str

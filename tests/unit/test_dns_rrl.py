@@ -56,6 +56,7 @@ def test_the_bucket_refills_at_the_rate() -> None:
     [
         ("192.0.2.1", "192.0.2.254", "192.0.3.1"),  # IPv4 /24
         ("2001:db8:0:ff::1", "2001:db8:0:ff:ffff::9", "2001:db8:0:100::1"),  # IPv6 /56
+        ("::ffff:192.0.2.1", "::ffff:192.0.2.254", "::ffff:198.51.100.1"),  # dual-stack IPv4
     ],
 )
 def test_one_bucket_per_client_network(first: str, same: str, other: str) -> None:
@@ -69,6 +70,7 @@ def test_loopback_is_exempt_unless_told_otherwise() -> None:
     rrl, _ = limiter(rate=1)
     assert verdicts(rrl, "127.0.0.1", 50) == [Verdict.SEND] * 50
     assert verdicts(rrl, "::1", 50) == [Verdict.SEND] * 50
+    assert verdicts(rrl, "::ffff:127.0.0.1", 50) == [Verdict.SEND] * 50
     strict, _ = limiter(rate=1, slip=0, exempt_loopback=False)
     assert verdicts(strict, "127.0.0.1", 2) == [Verdict.SEND, Verdict.DROP]
 

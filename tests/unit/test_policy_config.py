@@ -30,6 +30,8 @@ def _toml(tmp_path: Path, text: str) -> Path:
         ('[validation]\nallow_networks = ["10.0.0.1/8"]', "'10.0.0.1/8' is not a network"),
         ('[validation]\nallow_networks = "127.0.0.0/8"', "validation.allow_networks"),
         ('[rate_limits]\npending_authorizations_per_account = "many"', "pending_author"),
+        ('[eab_keys]\nkid-1 = "c2VjcmV0+/=="', "eab_keys.kid-1"),
+        ('[eab_keys]\nkid-2 = ""', "eab_keys.kid-2"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path: Path, text: str, words: str) -> None:

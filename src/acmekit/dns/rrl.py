@@ -16,6 +16,7 @@ dropped query costs no more than the bucket arithmetic.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from collections.abc import Callable
@@ -80,6 +81,11 @@ class ResponseRateLimiter:
         """(family, prefix bits of the address); None for an exempt or unparsable one."""
         try:
             if ":" in address:
+                # A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; their
+                # network is the IPv4 one, or every IPv4 client would share one bucket.
+                mapped = ipaddress.IPv6Address(address.split("%")[0]).ipv4_mapped
+                if mapped is not None:
+                    return self._network(str(mapped))
                 if self.settings.exempt_loopback and address == "::1":
                     return None
                 raw = socket.inet_pton(socket.AF_INET6, address.split("%")[0])
@@ -89,7 +95,7 @@ class ResponseRateLimiter:
                 if self.settings.exempt_loopback and raw[0] == 127:
                     return None
                 bits = 32 - self.settings.ipv4_prefix
-        except OSError:
+        except (OSError, ValueError):
             return None
         return len(raw), int.from_bytes(raw, "big") >> bits
 

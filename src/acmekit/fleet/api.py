@@ -131,7 +131,7 @@ async def _add(request: web.Request) -> web.Response:
         backup = body.get("backup", False)
         if not isinstance(backup, bool):
             raise TypeError("backup is true or false")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         expected = "{'names': [...], 'method': 'http-01', 'backup': false}"
         return _problem(400, f"expected {expected}: {exc}")
     inventory = request.app[INVENTORY]

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from acmekit.hostport import parse_host_port
+from acmekit.protocol.jose import b64d
+from acmekit.protocol.problems import AcmeError
 from acmekit.server.validation import ValidationConfig
 from acmekit.server.validation.reserved import parse_networks
 
@@ -363,6 +365,16 @@ def _coerce(name: str, value: Any, default: ServerConfig) -> Any:
 _VALIDATION_FLAGS = ("allow_networks", "allowed_special_names")
 
 
+def _check_eab_key(kid: str, key: object) -> None:
+    """An EAB key the CA could not decode would fail every client that uses it, blamed on
+    them (RFC 8555 §7.3.4 keys are base64url, read strictly); refuse it at start."""
+    try:
+        if not isinstance(key, str) or not b64d(key):
+            raise ValueError
+    except (AcmeError, ValueError):
+        raise ValueError(f"eab_keys.{kid}: not an unpadded base64url key") from None
+
+
 def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     """TOML file first (if any), then every override that is not None.
 
@@ -394,6 +406,8 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
         config = replace(config, validation=_NESTED["validation"](given, doc, "flags"))
     if config.default_profile not in config.all_profiles:
         raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
+    for kid, key in config.eab_keys.items():
+        _check_eab_key(kid, key)
     if config.db and not config.db.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise ValueError(f"db {config.db!r}: use sqlite:///FILE or postgresql://USER@HOST/DB")
     if config.nonce_scope not in (None, *NonceScope):
