@@ -186,6 +186,7 @@ class Jws:
     protected_b64: str
     payload_b64: str
     signature: bytes
+    decoded_payload: bytes = b""  # payload_b64 decoded once, when the JWS was parsed
 
     @property
     def alg(self) -> str:
@@ -195,15 +196,11 @@ class Jws:
     def signing_input(self) -> bytes:
         return f"{self.protected_b64}.{self.payload_b64}".encode("ascii")
 
-    def payload(self) -> bytes:
-        return b64d(self.payload_b64) if self.payload_b64 else b""
-
     def payload_json(self) -> Any:
         """The decoded JSON payload; None for POST-as-GET (an empty payload)."""
-        raw = self.payload()
-        if raw == b"":
+        if self.decoded_payload == b"":
             return None
-        return jsontext.loads(raw, "payload")
+        return jsontext.loads(self.decoded_payload, "payload")
 
     def verify(self, key: PublicKey) -> bool:
         return raw_verify(key, self.alg, self.signing_input, self.signature)
@@ -232,8 +229,9 @@ def parse_jws(body: bytes | Any) -> Jws:
         # RFC 7515 §4.1.11: a recipient must refuse extensions it does not understand,
         # and ACME defines none (RFC 8555 §6.2), so any crit names an unknown one.
         raise malformed(f"unsupported critical header parameters {protected['crit']!r}")
-    b64d(payload_b64)  # checked now: the signing input is its ASCII text (RFC 7515 §5.2)
-    return Jws(protected, protected_b64, payload_b64, b64d(sig_b64))
+    # Decoded now, once: this also checks that the signing input is ASCII (RFC 7515 §5.2).
+    payload = b64d(payload_b64)
+    return Jws(protected, protected_b64, payload_b64, b64d(sig_b64), payload)
 
 
 def sign(

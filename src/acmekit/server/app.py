@@ -23,7 +23,6 @@ from typing import Any
 
 from acmekit.database import UNAVAILABLE
 from acmekit.protocol import payloads
-from acmekit.protocol.jose import parse_jws
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import paths, render
 from acmekit.server.auth import (
@@ -318,8 +317,6 @@ class AcmeApp:
     async def key_change(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req)
         payloads.check(payloads.KEY_CHANGE, auth.payload, "keyChange payload")
-        inner = parse_jws(auth.payload).payload_json()
-        payloads.check(payloads.KEY_CHANGE_INNER, inner, "keyChange inner payload")
         change = key_change(auth, req.url, req.urls.account_prefix)
         rec = self.authority.key_change(auth.require_account(), change)
         return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))

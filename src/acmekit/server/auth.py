@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
+from acmekit.protocol import payloads
 from acmekit.protocol.jose import ALLOWED_ALGS, Jws, PublicKey, key_from_jwk, parse_jws
 from acmekit.protocol.messages import AccountStatus
 from acmekit.protocol.problems import ProblemType, malformed, problem, unauthorized
@@ -79,9 +80,9 @@ def key_change(auth: Authenticated, url: str, account_prefix: str) -> KeyChange:
     inner = parse_jws(auth.payload)
     if inner.protected.get("url") != url:
         raise malformed("inner JWS url must equal the outer url")
-    body = inner.payload_json()
-    if not isinstance(body, dict) or not isinstance(body.get("account"), str):
-        raise malformed("keyChange payload needs account and oldKey")
+    body = payloads.check(
+        payloads.KEY_CHANGE_INNER, inner.payload_json(), "keyChange inner payload"
+    )
     account_id = account_id_from_kid(body["account"], account_prefix)
     return KeyChange(inner, account_id, body.get("oldKey"))
 
