@@ -82,6 +82,7 @@ def server(
     from acmekit.migrate import SchemaOutOfDate
     from acmekit.server.config import load_config
     from acmekit.server.run import run
+    from acmekit.server.validation.dnssec import ResolverNotValidating
 
     try:
         config = load_config(
@@ -107,7 +108,7 @@ def server(
     try:
         with plain_errors(addresses, config.db_url):
             run(config)
-    except SchemaOutOfDate as exc:
+    except (SchemaOutOfDate, ResolverNotValidating) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from None

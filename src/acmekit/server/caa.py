@@ -33,6 +33,12 @@ forbid issuance are problems of type `caa` (RFC 8555 §6.7: "CAA records forbid 
 with status 403; a lookup that fails is a `dns` problem ("a problem with a DNS query
 during identifier validation"), as Boulder reports it: no record forbade anything, and
 the domain's operator has a resolver or nameserver to fix. Both carry the identifier.
+
+DNSSEC (`validation.dnssec`): behind a validating resolver a bogus CAA answer (or a bogus
+denial that a name has CAA records) comes back as SERVFAIL, so it is that `dns` problem,
+never an empty set that would permit issuance. With `require-validating-resolver` the
+questions ask for the AD bit and EDNS, a SERVFAIL's Extended DNS Error is quoted, and
+whether the relevant set was authenticated is logged.
 """
 
 from __future__ import annotations
@@ -52,6 +58,12 @@ import dns.rdtypes.ANY.CAA
 import dns.resolver
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.validation.dnssec import (
+    DnssecMode,
+    authenticated,
+    configure_resolver,
+    extended_errors,
+)
 from acmekit.server.validation.resolve import STUB_ATTEMPT, CnameChainTooLong, follow_cnames
 from acmekit.server.validation.stub import Reply, decode_caa, stub_for
 
@@ -193,11 +205,17 @@ class CaaChecker:
     """Looks up the relevant CAA set through one resolver and applies `caa_permits`.
 
     `resolver` is the HOST, PORT to ask (None: the system's); `identities` are the issuer
-    domain names that mean this CA in an issue record.
+    domain names that mean this CA in an issue record; `dnssec` as for the validation's
+    lookups (`validation.dnssec`).
     """
 
     def __init__(
-        self, resolver: tuple[str, int] | None, identities: Sequence[str], timeout: float = 5.0
+        self,
+        resolver: tuple[str, int] | None,
+        identities: Sequence[str],
+        timeout: float = 5.0,
+        *,
+        dnssec: DnssecMode = DnssecMode.OFF,
     ) -> None:
         if resolver is None:
             self._resolver = dns.asyncresolver.Resolver()
@@ -206,7 +224,9 @@ class CaaChecker:
             self._resolver.nameservers = [resolver[0]]
             self._resolver.port = resolver[1]
         self._resolver.cache = None
-        self._stub = stub_for(resolver, self._resolver)
+        self._dnssec = dnssec
+        configure_resolver(self._resolver, dnssec)
+        self._stub = stub_for(resolver, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._identities = tuple(i.lower().rstrip(".") for i in identities)
         self._timeout = timeout
 
@@ -256,12 +276,18 @@ class CaaChecker:
         """CAA at `owner`, CNAMEs followed; `_timeout` bounds the whole chain, not each
         hop, so answers that each come just in time cannot add up."""
 
+        secure: list[bool] = []
+
         async def ask(qname: str) -> tuple[tuple[tuple[int, str, str], ...] | None, str]:
             reply = await self._ask(qname)
+            secure.append(reply.authenticated)
             return ((), qname) if reply.nxdomain else (reply.values, reply.canonical)
 
         async with asyncio.timeout(self._timeout):
             found = await follow_cnames(ask, owner + ".")
+        if self._dnssec is not DnssecMode.OFF:
+            state = "secure (AD)" if secure and all(secure) else "not authenticated"
+            log.info("DNSSEC: CAA %s answer is %s", owner, state)
         return [CaaRecord(*fields) for fields in found]
 
     async def _ask(self, qname: str) -> Reply[tuple[int, str, str]]:
@@ -281,11 +307,14 @@ class CaaChecker:
                 answer = await self._resolver.resolve(
                     qname, dns.rdatatype.CAA, search=False, raise_on_no_answer=False, lifetime=left
                 )
-            except dns.resolver.NXDOMAIN:
-                return Reply(True, None, qname)
+            except dns.resolver.NXDOMAIN as exc:
+                responses = exc.kwargs.get("responses") or {}
+                ad = all(authenticated(r) for r in responses.values()) if responses else False
+                return Reply(True, None, qname, ad)
+        ad = authenticated(answer.response)
         if answer.rrset is not None:
-            return Reply(False, tuple(_fields(rdata) for rdata in answer.rrset), qname)
-        return Reply(False, None, answer.canonical_name.to_text())
+            return Reply(False, tuple(_fields(rdata) for rdata in answer.rrset), qname, ad)
+        return Reply(False, None, answer.canonical_name.to_text(), ad)
 
 
 def _base_name(name: str) -> str:
@@ -314,7 +343,8 @@ def _caa_problem(name: str, wildcard: bool, detail: str) -> AcmeError:
 
 def _lookup_failed(name: str, owner: str, exc: BaseException) -> AcmeError:
     if isinstance(exc, dns.resolver.NoNameservers):
-        why = "SERVFAIL or REFUSED"
+        # Also a validating resolver's answer for a bogus name (RFC 4035 §5.5).
+        why = f"SERVFAIL or REFUSED{extended_errors(exc)}"
     elif isinstance(exc, TimeoutError | dns.exception.Timeout):
         why = "timeout"
     else:

@@ -21,6 +21,7 @@ from acmekit.hostport import parse_host_port
 from acmekit.protocol.jose import b64d
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.validation import ValidationConfig
+from acmekit.server.validation.dnssec import DnssecMode
 from acmekit.server.validation.reserved import parse_networks
 
 DAY = timedelta(days=1)
@@ -121,10 +122,16 @@ class ValidationSettings:
     identifiers may name, although they are reserved (loopback for tests and demos).
     `allowed_special_names`: special-use domain names (RFC 6761) that may be ordered,
     each with every name under it (e.g. "test" for the demo's names).
+    `dnssec`: "off", or "require-validating-resolver": every lookup asks the resolver for
+    the AD bit and the CA refuses to start unless the SOA of `dnssec_probe` (a signed zone,
+    the root by default) comes back authenticated (acmekit.server.validation.dnssec). In
+    both modes a validating resolver's SERVFAIL for a bogus answer fails the validation.
     """
 
     allow_networks: tuple[str, ...] = ()
     allowed_special_names: tuple[str, ...] = ()
+    dnssec: str = "off"
+    dnssec_probe: str = "."
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,7 @@ class ServerConfig:
             tlsalpn01_port=self.tlsalpn01_port,
             timeout=self.validation_timeout,
             allow_networks=self.validation.allow_networks,
+            dnssec=DnssecMode(self.validation.dnssec),
         )
 
 
@@ -328,7 +336,10 @@ def _validation(settings: ValidationSettings) -> ValidationSettings:
     networks = tuple(settings.allow_networks)
     parse_networks(networks)
     names = tuple(n.strip(".").lower() for n in settings.allowed_special_names)
-    return ValidationSettings(allow_networks=networks, allowed_special_names=names)
+    if settings.dnssec not in tuple(DnssecMode):
+        modes = " or ".join(repr(str(m)) for m in DnssecMode)
+        raise ValueError(f"validation.dnssec {settings.dnssec!r}: use {modes}")
+    return replace(settings, allow_networks=networks, allowed_special_names=names)
 
 
 def _check_type(where: str, value: Any, default: Any) -> None:

@@ -25,6 +25,7 @@ from acmekit.server.config import ServerConfig, split_host_port
 from acmekit.server.keycheck import KeyPolicy, KeyPurpose, check_key, spki_sha256
 from acmekit.server.names import NamePolicy
 from acmekit.server.store import Store
+from acmekit.server.validation.dnssec import DnssecMode
 from acmekit.server.validation.reserved import AddressPolicy
 
 KEY_COMPROMISE = 1
@@ -59,7 +60,12 @@ class Policy:
         self._caa: CaaChecker | None = None
         if config.caa.enabled:
             resolver = split_host_port(config.dns_resolver) if config.dns_resolver else None
-            self._caa = CaaChecker(resolver, config.caa_identities, config.caa.timeout)
+            self._caa = CaaChecker(
+                resolver,
+                config.caa_identities,
+                config.caa.timeout,
+                dnssec=DnssecMode(config.validation.dnssec),
+            )
 
     def check_account_key(self, key: PublicKey) -> None:
         check_key(key, self._keys, self._blocklist, purpose=KeyPurpose.ACCOUNT)

@@ -25,6 +25,7 @@ from acmekit.server.listener import bounded_protocol
 from acmekit.server.nonces import NonceService
 from acmekit.server.store import Store
 from acmekit.server.validation import Validator
+from acmekit.server.validation.dnssec import DnssecMode, probe_validating_resolver
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,15 @@ def assemble(config: ServerConfig, now: Callable[[], datetime] = SYSTEM_CLOCK.no
     validator = Validator(config.validation_config())
     authority = Authority(config, store, issuer, validator, now, crl=crl)
     return Assembly(AcmeApp(authority, nonces), issuer, store, crl)
+
+
+async def check_resolver(config: ServerConfig) -> None:
+    """With `[validation] dnssec = "require-validating-resolver"`, refuse to start (raise
+    ResolverNotValidating) unless the resolver shows that it validates DNSSEC."""
+    if DnssecMode(config.validation.dnssec) is DnssecMode.OFF:
+        return
+    resolver = split_host_port(config.dns_resolver) if config.dns_resolver else None
+    await probe_validating_resolver(resolver, config.validation.dnssec_probe)
 
 
 def _listener_hosts(config: ServerConfig) -> list[str]:
@@ -106,6 +116,7 @@ async def serve(config: ServerConfig, announce: Callable[[str], None] | None = N
         host, port = crl_sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         config = replace(config, crl=replace(config.crl, base_url=f"http://{shown}:{port}"))
+    await check_resolver(config)
     assembly = assemble(config)
     assembly.crl.refresh(force=True)
     cert, key = listener_credentials(

@@ -11,8 +11,8 @@ and the TLS contexts (tls-alpn-01, and https redirect targets of http-01). It ho
 connection between validations, so there is nothing to close.
 
 http-01: `http01.py` (§8.3); dns-01: `dns01.py` (§8.4); tls-alpn-01: `tlsalpn01.py`
-(RFC 8737); name resolution: `resolve.py`, over the lean UDP stub of `stub.py`; the
-addresses never connected to: `reserved.py`.
+(RFC 8737); name resolution: `resolve.py`, over the lean UDP stub of `stub.py`; DNSSEC
+through a validating resolver: `dnssec.py`; the addresses never connected to: `reserved.py`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from acmekit.protocol.messages import ChallengeType, Identifier
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation import resolve
 from acmekit.server.validation.dns01 import validate_dns01
+from acmekit.server.validation.dnssec import DnssecMode
 from acmekit.server.validation.http01 import Http01Policy, https_context, validate_http01
 from acmekit.server.validation.reserved import AddressPolicy
 from acmekit.server.validation.tlsalpn01 import tlsalpn01_context, validate_tlsalpn01
@@ -51,6 +52,7 @@ class ValidationConfig:
     `max_body` bounds the http-01 body read (a key authorization is under 200 bytes),
     `max_header` the status line and headers before it. `allow_networks` (CIDR) are
     networks connected to even though reserved (`reserved.py`): loopback for tests.
+    `dnssec`: how much the lookups check that the resolver validates DNSSEC (`dnssec.py`).
     """
 
     dns_resolver: tuple[str, int] | None = None
@@ -62,6 +64,7 @@ class ValidationConfig:
     max_redirects: int = 10
     https_port: int = 443
     allow_networks: tuple[str, ...] = ()
+    dnssec: DnssecMode = DnssecMode.OFF
 
 
 class Validator:
@@ -70,7 +73,9 @@ class Validator:
     def __init__(self, config: ValidationConfig) -> None:
         self._config = config
         reachable = AddressPolicy.allowing(config.allow_networks)
-        self._dns = resolve.DnsClient(config.dns_resolver, config.timeout, reachable)
+        self._dns = resolve.DnsClient(
+            config.dns_resolver, config.timeout, reachable, dnssec=config.dnssec
+        )
         self._tls = tlsalpn01_context()
         self._http = Http01Policy(
             port=config.http01_port,

@@ -15,6 +15,11 @@ errors are then the ones reported. `addresses` asks A first and AAAA only when t
 A address; the http-01 and tls-alpn-01 checks ask for AAAA (`ipv6_addresses`) when every A
 address refused a connection.
 
+DNSSEC (`dnssec.py`): a validating resolver answers a bogus name with SERVFAIL, a `dns`
+problem like any other SERVFAIL, with the resolver's Extended DNS Error quoted when it gave
+one; with `require-validating-resolver` each question asks for the AD bit and each `Lookup`
+records whether its answers (every hop of a CNAME chain) were authenticated.
+
 Failures become problems (RFC 8555 §6.7) of type `dns`, except that an existing name without
 the records asked for is reported by the caller, which knows what "no records" means for its
 challenge. Addresses the CA must not connect to (`reserved.py`) are dropped by
@@ -40,6 +45,12 @@ import dns.rdatatype
 import dns.resolver
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.validation.dnssec import (
+    DnssecMode,
+    authenticated,
+    configure_resolver,
+    extended_errors,
+)
 from acmekit.server.validation.reserved import AddressPolicy
 from acmekit.server.validation.stub import decode_a, decode_aaaa, decode_txt, stub_for
 
@@ -86,10 +97,14 @@ async def follow_cnames(
 
 @dataclass(frozen=True)
 class Lookup:
-    """What a query found: `values` is empty when the name exists without such records."""
+    """What a query found: `values` is empty when the name exists without such records.
+
+    `authenticated`: the resolver set AD on every answer that led to `values` (asked for
+    only with DNSSEC on; an insecure zone's answers are correctly unauthenticated)."""
 
     name: str
     values: tuple[str, ...]
+    authenticated: bool = False
 
 
 def dns_problem(detail: str) -> AcmeError:
@@ -104,8 +119,11 @@ class DnsClient:
         server: tuple[str, int] | None,
         timeout: float,
         reachable: AddressPolicy | None = None,
+        *,
+        dnssec: DnssecMode = DnssecMode.OFF,
     ) -> None:
         self.reachable = reachable or AddressPolicy()
+        self.dnssec = dnssec
         if server is None:
             self._resolver = dns.asyncresolver.Resolver()
         else:
@@ -113,7 +131,8 @@ class DnsClient:
             self._resolver.nameservers = [server[0]]
             self._resolver.port = server[1]
         self._resolver.cache = None
-        self._stub = stub_for(server, self._resolver)
+        configure_resolver(self._resolver, dnssec)
+        self._stub = stub_for(server, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._timeout = timeout
 
     def _lifetime(self) -> float:
@@ -126,19 +145,29 @@ class DnsClient:
     async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> Lookup:
         """Records of `rdtype` at `name` as text, following CNAMEs; raises dns problems."""
 
+        secure: list[bool] = []
+
         async def ask(qname: str) -> tuple[tuple[str, ...] | None, str]:
-            return await self._resolve(qname, rdtype)
+            values, canonical, ad = await self._resolve(qname, rdtype)
+            secure.append(ad)
+            return values, canonical
 
         try:
-            return Lookup(name, await follow_cnames(ask, name.rstrip(".") + "."))
+            values = await follow_cnames(ask, name.rstrip(".") + ".")
         except CnameChainTooLong:
             what = f"looking up {rdtype.name} for {name}"
             raise dns_problem(f"more than {MAX_CNAME_HOPS} CNAMEs {what}") from None
+        found = Lookup(name, values, authenticated=bool(secure) and all(secure))
+        if self.dnssec is not DnssecMode.OFF:
+            state = "secure (AD)" if found.authenticated else "not authenticated"
+            log.info("DNSSEC: %s %s answer is %s", rdtype.name, name.rstrip("."), state)
+        return found
 
     async def _resolve(
         self, qname: str, rdtype: dns.rdatatype.RdataType
-    ) -> tuple[tuple[str, ...] | None, str]:
-        """The values at the end of the answer's CNAME chain, or None and that chain's end."""
+    ) -> tuple[tuple[str, ...] | None, str, bool]:
+        """The values at the end of the answer's CNAME chain, or None and that chain's end;
+        and whether the answer was authenticated (AD)."""
         what = f"looking up {rdtype.name} for {qname.rstrip('.')}"
         lifetime = self._lifetime()
         decode = _DECODERS.get(rdtype)
@@ -149,7 +178,7 @@ class DnsClient:
             if reply is not None:
                 if reply.nxdomain:
                     raise dns_problem(f"NXDOMAIN {what}")
-                return reply.values, reply.canonical
+                return reply.values, reply.canonical, reply.authenticated
             lifetime -= loop.time() - started
             if lifetime < 0.05:
                 raise dns_problem(f"query timed out {what}")
@@ -163,17 +192,19 @@ class DnsClient:
             raise dns_problem(f"query timed out {what}") from None
         except dns.resolver.NXDOMAIN:
             raise dns_problem(f"NXDOMAIN {what}") from None
-        except dns.resolver.NoNameservers:
-            raise dns_problem(f"SERVFAIL {what}") from None
+        except dns.resolver.NoNameservers as exc:
+            # A validating resolver's answer for a bogus name (RFC 4035 §5.5).
+            raise dns_problem(f"SERVFAIL{extended_errors(exc)} {what}") from None
         except dns.exception.Timeout:
             raise dns_problem(f"query timed out {what}") from None
         except dns.exception.DNSException as exc:
             raise dns_problem(f"{_first_line(exc)} {what}") from None
         except OSError as exc:
             raise dns_problem(f"{exc.strerror or exc} {what}") from None
+        ad = authenticated(answer.response)
         if answer.rrset is not None:
-            return tuple(_text(rdata) for rdata in answer.rrset), qname
-        return None, answer.canonical_name.to_text()
+            return tuple(_text(rdata) for rdata in answer.rrset), qname, ad
+        return None, answer.canonical_name.to_text(), ad
 
     async def addresses(self, name: str) -> Addresses:
         """The A addresses of `name`, or its AAAA ones when it has no A address.

@@ -38,6 +38,7 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
 _QR, _TC, _RCODE, _OPCODE = 0x8000, 0x0200, 0x000F, 0x7800
 _RD = 0x0100
+_AD = 0x0020
 _NXDOMAIN = 3
 _IN = 1
 _CNAME = int(dns.rdatatype.CNAME)
@@ -54,18 +55,21 @@ class Reply(Generic[T]):
 
     `values` is None when the final name of the CNAME chain has no records of the type;
     `canonical` is then that name (the question's own name, as given, when no CNAME led
-    elsewhere), so the caller can ask again at the target.
+    elsewhere), so the caller can ask again at the target. `authenticated` is the answer's
+    AD bit: the resolver validated it as DNSSEC-secure (asked for with `ad`, RFC 6840 §5.7).
     """
 
     nxdomain: bool
     values: tuple[T, ...] | None
     canonical: str
+    authenticated: bool = False
 
 
 def stub_for(
-    server: tuple[str, int] | None, resolver: dns.resolver.BaseResolver
+    server: tuple[str, int] | None, resolver: dns.resolver.BaseResolver, *, ad: bool = False
 ) -> StubClient | None:
-    """The stub for the configured server, else for the system resolver's first nameserver."""
+    """The stub for the configured server, else for the system resolver's first nameserver;
+    with `ad` its questions set the AD bit."""
     if server is not None:
         candidates = [server]
     else:
@@ -73,16 +77,22 @@ def stub_for(
         candidates = [(n, resolver.port) for n in names]
     for candidate in candidates:
         try:
-            return StubClient(candidate)
+            return StubClient(candidate, ad=ad)
         except ValueError:
             continue
     return None
 
 
 class StubClient:
-    """Asks one server at HOST, PORT; safe for concurrent use on one event loop."""
+    """Asks one server at HOST, PORT; safe for concurrent use on one event loop.
 
-    def __init__(self, server: tuple[str, int]) -> None:
+    With `ad` each question sets the AD bit, so that a validating resolver reports in its
+    answer whether it validated it (RFC 6840 §5.7). CD is never set: a validating resolver
+    must not hand over answers whose signatures fail (`validation.dnssec`).
+    """
+
+    def __init__(self, server: tuple[str, int], *, ad: bool = False) -> None:
+        self._flags = _RD | _AD if ad else _RD
         host, port = server  # raises ValueError unless HOST is an IP address
         self._family = (
             socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
@@ -102,7 +112,7 @@ class StubClient:
         except _Unusual:
             return None
         ident = secrets.randbits(16)
-        wire = _HEADER.pack(ident, _RD, 1, 0, 0, 0) + question
+        wire = _HEADER.pack(ident, self._flags, 1, 0, 0, 0) + question
         loop = asyncio.get_running_loop()
         sock = socket.socket(self._family, socket.SOCK_DGRAM)
         try:
@@ -170,17 +180,17 @@ def _read(
     if rcode == _NXDOMAIN:
         if records:  # dnspython's resolver takes an answer with NXDOMAIN as a failure
             raise _Unusual
-        return Reply(True, None, qname)
+        return Reply(True, None, qname, bool(flags & _AD))
     current = question[:-4].lower()
     canonical = qname
     for _ in range(MAX_CHAIN):
         found = [(s, e) for owner, t, s, e in records if owner == current and t == rdtype]
         if found:
             values = dict.fromkeys(data[s:e] for s, e in found)
-            return Reply(False, tuple(decode(v) for v in values), canonical)
+            return Reply(False, tuple(decode(v) for v in values), canonical, bool(flags & _AD))
         cnames = [(s, e) for owner, t, s, e in records if owner == current and t == _CNAME]
         if not cnames:
-            return Reply(False, None, canonical)
+            return Reply(False, None, canonical, bool(flags & _AD))
         start, stop = cnames[0]
         current, after = _name(data, start)
         if after != stop:
