@@ -90,12 +90,11 @@ def sign_zone(
     ksk = _run([*keygen, "-f", "KSK", zone]).strip()
     _run([*keygen, zone])
     signed = directory / f"{zone}.signed"
-    _run(
-        [
-            DNSSEC_SIGNZONE, "-q", "-S", "-K", str(directory), "-O", "full",
-            "-o", zone, "-f", str(signed), str(source),
-        ]  # fmt: skip
-    )
+    sign = [
+        DNSSEC_SIGNZONE, "-q", "-S", "-K", str(directory), "-O", "full",
+        "-o", zone, "-f", str(signed), str(source),
+    ]  # fmt: skip
+    _run(sign)
     if break_dnskey_signatures:
         signed.write_text(_break_dnskey_signatures(signed.read_text()))
     anchor = next(
@@ -287,13 +286,15 @@ def running_dnssec_dns(directory: Path) -> Iterator[DnssecDns]:
         "secure.test": secure.file,
         "bogus.test": bogus.file,
     }
-    with running_named(
-        bind_dir, lambda d, p: dnssec_named_conf(d, p, files), plain, ready=_named_answers
-    ) as named:
-        with running_unbound(
+    with (
+        running_named(
+            bind_dir, lambda d, p: dnssec_named_conf(d, p, files), plain, ready=_named_answers
+        ) as named,
+        running_unbound(
             unbound_dir,
             stubs={"test": named.port},
             trust_anchors=(secure.trust_anchor, bogus.trust_anchor),
             insecure=("insecure.test",),
-        ) as unbound:
-            yield DnssecDns(named, unbound, (secure, bogus))
+        ) as unbound,
+    ):
+        yield DnssecDns(named, unbound, (secure, bogus))

@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.client import Client
+from acmekit.client.solvers import Solver
 from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 from acmekit.client.solvers.standalone import StandaloneHttpSolver
@@ -94,21 +95,20 @@ def dns01_solver(peers: DnssecDns, tmp_path: Path) -> Dns01Solver:
     )
 
 
-async def issue(ca: CaProcess[DnssecDns], ctype: ChallengeType, solver: object, name: str) -> str:
+async def issue(ca: CaProcess[DnssecDns], ctype: ChallengeType, solver: Solver, name: str) -> str:
     """Ask our CA for a certificate for `name`, solving `ctype`; the full chain's PEM."""
     _, csr = make_csr(name)
     key = ec.generate_private_key(ec.SECP256R1())
     root = str(ca.server.root_path)
     async with Client(ca.server.directory_url, key, ca_bundle=root) as client:
         await client.register(contact=["mailto:a@x.test"])
-        issued = await client.issue([name], {ctype: solver}, csr)  # type: ignore[dict-item]
+        issued = await client.issue([name], {ctype: solver}, csr)
     assert issued.order.status == OrderStatus.VALID
-    return issued.fullchain_pem
+    chain: str = issued.fullchain_pem
+    return chain
 
 
-async def refused(
-    ca: CaProcess[DnssecDns], ctype: ChallengeType, solver: object, name: str
-) -> str:
+async def refused(ca: CaProcess[DnssecDns], ctype: ChallengeType, solver: Solver, name: str) -> str:
     """The detail of the `dns` problem that ends the authorization of `name`."""
     with pytest.raises(AcmeError) as info:
         await issue(ca, ctype, solver, name)
@@ -117,7 +117,8 @@ async def refused(
     assert len(err.subproblems) == 1
     sub = err.subproblems[0]
     assert sub.type == ProblemType.DNS
-    return sub.detail
+    detail: str = sub.detail
+    return detail
 
 
 def ca_log(ca: CaProcess[DnssecDns]) -> str:
@@ -164,9 +165,7 @@ async def test_broken_signature_fails_dns01(
     assert "looking up TXT for _acme-challenge.a.bogus.test" in detail
 
 
-async def test_broken_signature_fails_caa(
-    dnssec_ca: CaProcess[DnssecDns], tmp_path: Path
-) -> None:
+async def test_broken_signature_fails_caa(dnssec_ca: CaProcess[DnssecDns], tmp_path: Path) -> None:
     # alias.secure.test's dns-01 record is in the signed zone; its CAA set is reached
     # through a CNAME into the zone whose signatures are broken.
     solver = dns01_solver(dnssec_ca.dns, tmp_path)
