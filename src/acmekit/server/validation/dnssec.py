@@ -77,7 +77,7 @@ def extended_errors(exc: dns.resolver.NoNameservers) -> str:
             explained.extend(_ede_text(option) for option in response.extended_errors())
     if not explained:
         return ""
-    return f" ({'; '.join(dict.fromkeys(explained))})"[:300]
+    return f" ({'; '.join(dict.fromkeys(explained))[:300]})"
 
 
 def _ede_text(option: dns.edns.EDEOption) -> str:
