@@ -17,6 +17,8 @@ TSIG key `UPDATE_KEY_NAME` (`zonesub TXT`), so dns-01 solvers can publish there:
   (one base64 character changed), so no answer from it validates: unbound answers SERVFAIL
   with Extended DNS Error "DNSSEC Bogus" or "DNSKEY Missing".
 - `insecure.test`: not signed, and `domain-insecure` in unbound; `CAA 0 issue "acmekit"`.
+- `plain.secure.test`: not signed, delegated from `secure.test` without a DS record, so
+  unbound proves it insecure through the signed parent's NSEC records.
 - `test`: not signed, the parent of the three (CAA tree climbing reaches it).
 
 unbound never leaves the machine: its outgoing interface is 127.0.0.1, the only names it
@@ -64,6 +66,10 @@ CAA_ACMEKIT = """\
 """
 SECURE_ALIAS = """\
 alias IN CNAME alias.bogus.test.
+"""
+# A delegation without DS: the signed parent proves (NSEC) that the child is unsigned.
+SECURE_UNSIGNED_CHILD = """\
+plain IN NS ns1.secure.test.
 """
 
 
@@ -267,9 +273,8 @@ def running_dnssec_dns(directory: Path) -> Iterator[DnssecDns]:
     unbound_dir = directory / "unbound"
     bind_dir.mkdir(exist_ok=True)
     unbound_dir.mkdir(exist_ok=True)
-    secure = sign_zone(
-        bind_dir, "secure.test", ZONE_HEAD.format(zone="secure.test") + CAA_ACMEKIT + SECURE_ALIAS
-    )
+    secure_text = ZONE_HEAD.format(zone="secure.test") + CAA_ACMEKIT
+    secure = sign_zone(bind_dir, "secure.test", secure_text + SECURE_ALIAS + SECURE_UNSIGNED_CHILD)
     bogus = sign_zone(
         bind_dir,
         "bogus.test",
@@ -279,10 +284,12 @@ def running_dnssec_dns(directory: Path) -> Iterator[DnssecDns]:
     plain = {
         "test.zone": ZONE_HEAD.format(zone="test").replace("* IN A 127.0.0.1\n", ""),
         "insecure.test.zone": ZONE_HEAD.format(zone="insecure.test") + CAA_ACMEKIT,
+        "plain.secure.test.zone": ZONE_HEAD.format(zone="plain.secure.test"),
     }
     files = {
         "test": "test.zone",
         "insecure.test": "insecure.test.zone",
+        "plain.secure.test": "plain.secure.test.zone",
         "secure.test": secure.file,
         "bogus.test": bogus.file,
     }

@@ -163,6 +163,23 @@ async def test_unsigned_zone_passes(dnssec_ca: CaProcess[DnssecDns], tmp_path: P
     assert "DNSSEC: TXT _acme-challenge.a.insecure.test answer is not authenticated" in log
 
 
+async def test_unsigned_delegation_from_a_signed_zone_passes(
+    dnssec_ca: CaProcess[DnssecDns], tmp_path: Path
+) -> None:
+    # plain.secure.test has no DS in secure.test: provably insecure, so it validates.
+    chain = await issue(
+        dnssec_ca,
+        ChallengeType.DNS_01,
+        dns01_solver(dnssec_ca.dns, tmp_path),
+        "a.plain.secure.test",
+    )
+    assert leaf_names(chain) == {"a.plain.secure.test"}
+    log = ca_log(dnssec_ca)
+    assert "DNSSEC: TXT _acme-challenge.a.plain.secure.test answer is not authenticated" in log
+    # Its CAA set is the signed parent's.
+    assert "DNSSEC: CAA secure.test answer is secure (AD)" in log
+
+
 async def test_broken_signature_fails_dns01(
     dnssec_ca: CaProcess[DnssecDns], tmp_path: Path
 ) -> None:
