@@ -6,8 +6,10 @@ the zones' trust anchors, and our CA asking unbound (`--dns-resolver`) with
 Our client publishes its dns-01 records in BIND over RFC 2136 (BIND signs them) and serves
 http-01 itself; its propagation check asks BIND directly, so the record is in place before
 the CA looks. A signed zone passes dns-01, http-01 and CAA; an unsigned one passes; in the
-zone whose DNSKEY signatures are broken, dns-01, the CAA check and the address lookup of
-http-01 each end in a `dns` problem, and no certificate is issued.
+zone whose DNSKEY signatures are broken, dns-01, the CAA check and the address lookups of
+http-01 and tls-alpn-01 each end in a `dns` problem, and no certificate is issued. Debian's
+certbot, unchanged, gets a wildcard certificate from the signed zone and nothing from the
+bogus one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from acmekit.client.solvers import Solver
 from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 from acmekit.client.solvers.standalone import StandaloneHttpSolver
+from acmekit.client.solvers.tlsalpn import StandaloneTlsAlpnSolver
 from acmekit.protocol.messages import ChallengeType, OrderStatus
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.caa import CaaChecker
@@ -206,6 +209,17 @@ async def test_broken_signature_fails_http01_address_lookup(
     async with StandaloneHttpSolver("127.0.0.1", dnssec_ca.http01_port) as solver:
         detail = await refused(dnssec_ca, ChallengeType.HTTP_01, solver, "web.bogus.test")
     assert re.search(rf"SERVFAIL {BOGUS} looking up A for web.bogus.test", detail), detail
+
+
+async def test_tls_alpn01_passes_when_signed_and_fails_when_bogus(
+    dnssec_ca: CaProcess[DnssecDns],
+) -> None:
+    port = dnssec_ca.tlsalpn01_port
+    async with StandaloneTlsAlpnSolver("127.0.0.1", port) as solver:
+        chain = await issue(dnssec_ca, ChallengeType.TLS_ALPN_01, solver, "tls.secure.test")
+        detail = await refused(dnssec_ca, ChallengeType.TLS_ALPN_01, solver, "tls.bogus.test")
+    assert leaf_names(chain) == {"tls.secure.test"}
+    assert re.search(rf"SERVFAIL {BOGUS} looking up A for tls.bogus.test", detail), detail
 
 
 def test_ca_refuses_to_start_behind_a_resolver_that_does_not_validate(
