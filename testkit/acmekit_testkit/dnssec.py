@@ -16,6 +16,9 @@ TSIG key `UPDATE_KEY_NAME` (`zonesub TXT`), so dns-01 solvers can publish there:
 - `bogus.test`: signed the same way, then both signatures over its DNSKEY set are broken
   (one base64 character changed), so no answer from it validates: unbound answers SERVFAIL
   with Extended DNS Error "DNSSEC Bogus" or "DNSKEY Missing".
+- `expired.test`: signed with signatures that expired a day ago (their private keys
+  removed, the zone not updatable, so BIND cannot renew them): bogus too, the commonest
+  DNSSEC failure in the wild. `expired-alias.secure.test` is a CNAME into it.
 - `insecure.test`: not signed, and `domain-insecure` in unbound; `CAA 0 issue "acmekit"`.
 - `plain.secure.test`: not signed, delegated from `secure.test` without a DS record, so
   unbound proves it insecure through the signed parent's NSEC records.
@@ -32,9 +35,10 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dns.exception
@@ -66,6 +70,7 @@ CAA_ACMEKIT = """\
 """
 SECURE_ALIAS = """\
 alias IN CNAME alias.bogus.test.
+expired-alias IN CNAME expired-alias.expired.test.
 """
 # A delegation without DS: the signed parent proves (NSEC) that the child is unsigned.
 SECURE_UNSIGNED_CHILD = """\
@@ -84,12 +89,19 @@ class SignedZone:
 
 
 def sign_zone(
-    directory: Path, zone: str, text: str, *, break_dnskey_signatures: bool = False
+    directory: Path,
+    zone: str,
+    text: str,
+    *,
+    break_dnskey_signatures: bool = False,
+    validity: tuple[datetime, datetime] | None = None,
 ) -> SignedZone:
     """Write `text` as `zone`'s file in `directory`, make a KSK and a ZSK there (BIND
     finds them through `key-directory` to sign updates), and sign it into `ZONE.signed`.
     With `break_dnskey_signatures` the RRSIGs over the DNSKEY set are altered afterwards, so
-    that no key of the zone, and hence no answer from it, validates."""
+    that no key of the zone, and hence no answer from it, validates. `validity` (inception,
+    expiration) dates the signatures, e.g. both in the past; the private keys are then
+    removed, so that BIND cannot replace the signatures (serve such a zone without updates)."""
     source = directory / f"{zone}.zone"
     source.write_text(text)
     keygen = [DNSSEC_KEYGEN, "-q", "-a", "ECDSAP256SHA256", "-K", str(directory)]
@@ -100,7 +112,14 @@ def sign_zone(
         DNSSEC_SIGNZONE, "-q", "-S", "-K", str(directory), "-O", "full",
         "-o", zone, "-f", str(signed), str(source),
     ]  # fmt: skip
+    if validity is not None:
+        # -P: dnssec-signzone would refuse to write signatures that fail its own check.
+        dates = [f"{when:%Y%m%d%H%M%S}" for when in validity]
+        sign[1:1] = ["-P", "-s", dates[0], "-e", dates[1]]
     _run(sign)
+    if validity is not None:
+        for private in directory.glob(f"K{zone}.+*.private"):
+            private.unlink()
     if break_dnskey_signatures:
         signed.write_text(_break_dnskey_signatures(signed.read_text()))
     anchor = next(
@@ -134,12 +153,15 @@ def _run(argv: Sequence[str]) -> str:
     return done.stdout
 
 
-def dnssec_named_conf(directory: Path, port: int, zones: Mapping[str, str]) -> str:
+def dnssec_named_conf(
+    directory: Path, port: int, zones: Mapping[str, str], static: Collection[str] = ()
+) -> str:
     """named.conf: authoritative only on 127.0.0.1:`port`, no validation of its own (it
-    would try to fetch the root's keys), the zones (name -> file) updatable for TXT."""
+    would try to fetch the root's keys), the zones (name -> file) updatable for TXT but
+    for those in `static`."""
+    update = f"update-policy {{ grant {UPDATE_KEY_NAME} zonesub TXT; }}; "
     blocks = "".join(
-        f'zone "{name}" {{ type primary; file "{file}"; '
-        f"update-policy {{ grant {UPDATE_KEY_NAME} zonesub TXT; }}; }};\n"
+        f'zone "{name}" {{ type primary; file "{file}"; {"" if name in static else update}}};\n'
         for name, file in zones.items()
     )
     return f"""\
@@ -275,6 +297,13 @@ def running_dnssec_dns(directory: Path) -> Iterator[DnssecDns]:
     unbound_dir.mkdir(exist_ok=True)
     secure_text = ZONE_HEAD.format(zone="secure.test") + CAA_ACMEKIT
     secure = sign_zone(bind_dir, "secure.test", secure_text + SECURE_ALIAS + SECURE_UNSIGNED_CHILD)
+    now = datetime.now(UTC)
+    expired = sign_zone(
+        bind_dir,
+        "expired.test",
+        ZONE_HEAD.format(zone="expired.test") + CAA_ACMEKIT,
+        validity=(now - timedelta(days=30), now - timedelta(days=1)),
+    )
     bogus = sign_zone(
         bind_dir,
         "bogus.test",
@@ -292,16 +321,20 @@ def running_dnssec_dns(directory: Path) -> Iterator[DnssecDns]:
         "plain.secure.test": "plain.secure.test.zone",
         "secure.test": secure.file,
         "bogus.test": bogus.file,
+        "expired.test": expired.file,
     }
     with (
         running_named(
-            bind_dir, lambda d, p: dnssec_named_conf(d, p, files), plain, ready=_named_answers
+            bind_dir,
+            lambda d, p: dnssec_named_conf(d, p, files, static={"expired.test"}),
+            plain,
+            ready=_named_answers,
         ) as named,
         running_unbound(
             unbound_dir,
             stubs={"test": named.port},
-            trust_anchors=(secure.trust_anchor, bogus.trust_anchor),
+            trust_anchors=(secure.trust_anchor, bogus.trust_anchor, expired.trust_anchor),
             insecure=("insecure.test",),
         ) as unbound,
     ):
-        yield DnssecDns(named, unbound, (secure, bogus))
+        yield DnssecDns(named, unbound, (secure, bogus, expired))

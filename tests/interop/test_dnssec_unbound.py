@@ -5,8 +5,9 @@ the zones' trust anchors, and our CA asking unbound (`--dns-resolver`) with
 
 Our client publishes its dns-01 records in BIND over RFC 2136 (BIND signs them) and serves
 http-01 itself; its propagation check asks BIND directly, so the record is in place before
-the CA looks. A signed zone passes dns-01, http-01 and CAA; an unsigned one passes; in the
-zone whose DNSKEY signatures are broken, dns-01, the CAA check and the address lookups of
+the CA looks. A signed zone passes dns-01, http-01 and CAA; an unsigned one, and an
+unsigned delegation below the signed zone, pass; in the zone whose DNSKEY signatures are
+broken (and in the one whose signatures expired), dns-01, the CAA check and the address lookups of
 http-01 and tls-alpn-01 each end in a `dns` problem, and no certificate is issued. Debian's
 certbot, unchanged, gets a wildcard certificate from the signed zone and nothing from the
 bogus one.
@@ -59,9 +60,10 @@ pytestmark = pytest.mark.interop
 
 CERTBOT = "/usr/bin/certbot"
 REQUIRE = DnssecMode.REQUIRE_VALIDATING_RESOLVER
-# unbound's Extended DNS Error for a bogus answer: "DNSKEY Missing" for the question that
-# first meets the broken keys, "DNSSEC Bogus" once it has marked them bad.
-BOGUS = r"\((DNSSEC Bogus|DNSKEY Missing)[^)]*\)"
+# unbound's Extended DNS Error for a bogus answer: "DNSKEY Missing" (or "Signature
+# Expired") for the question that first meets the broken keys, "DNSSEC Bogus" once it has
+# marked them bad.
+BOGUS = r"\((DNSSEC Bogus|DNSKEY Missing|Signature Expired)[^)]*\)"
 ACCOUNT_KEY = ec.generate_private_key(ec.SECP256R1())
 DNSSEC_SETTINGS = {"validation": {"dnssec": str(REQUIRE), "dnssec_probe": "secure.test"}}
 
@@ -210,6 +212,19 @@ async def test_broken_signature_fails_http01_address_lookup(
     async with StandaloneHttpSolver("127.0.0.1", dnssec_ca.http01_port) as solver:
         detail = await refused(dnssec_ca, ChallengeType.HTTP_01, solver, "web.bogus.test")
     assert re.search(rf"SERVFAIL {BOGUS} looking up A for web.bogus.test", detail), detail
+
+
+async def test_expired_signatures_fail_http01_and_caa(
+    dnssec_ca: CaProcess[DnssecDns], tmp_path: Path
+) -> None:
+    async with StandaloneHttpSolver("127.0.0.1", dnssec_ca.http01_port) as solver:
+        detail = await refused(dnssec_ca, ChallengeType.HTTP_01, solver, "web.expired.test")
+    assert re.search(rf"SERVFAIL {BOGUS} looking up A for web.expired.test", detail), detail
+    # dns-01 in the signed zone, CAA reached through a CNAME into the expired one.
+    solver2 = dns01_solver(dnssec_ca.dns, tmp_path)
+    name = "expired-alias.secure.test"
+    detail = await refused(dnssec_ca, ChallengeType.DNS_01, solver2, name)
+    assert re.search(rf"could not check CAA records for {name}: .*{BOGUS}", detail), detail
 
 
 async def test_tls_alpn01_passes_when_signed_and_fails_when_bogus(
