@@ -109,7 +109,7 @@ def sign_zone(
     _run([*keygen, zone])
     signed = directory / f"{zone}.signed"
     sign = [
-        DNSSEC_SIGNZONE, "-q", "-S", "-K", str(directory), "-O", "full",
+        DNSSEC_SIGNZONE, "-q", "-S", "-K", str(directory), "-d", str(directory), "-O", "full",
         "-o", zone, "-f", str(signed), str(source),
     ]  # fmt: skip
     if validity is not None:
