@@ -30,6 +30,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PREFIX = "/ct/v1/"
 MAX_BODY = 512 * 1024  # ten certificates of a generous size, base64'd
+DRAIN_LIMIT = 64 * 1024 * 1024
 
 
 class PayloadTooLarge(CtRequestError):
@@ -186,9 +187,9 @@ def _int(query: dict[str, list[str]], name: str) -> int:
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes:
-    for key, value in scope.get("headers", ()):
-        if key == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
-            raise PayloadTooLarge(f"the body is larger than {MAX_BODY} bytes")
+    """The body, up to MAX_BODY bytes. A larger one is read to its end (up to
+    DRAIN_LIMIT) and dropped before the 413, so that the client, still sending, gets the
+    answer instead of a reset connection."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -197,11 +198,12 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
-            raise PayloadTooLarge(f"the body is larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
+        if size <= MAX_BODY:
+            chunks.append(chunk)
+        if not message.get("more_body", False) or size > DRAIN_LIMIT:
             break
+    if size > MAX_BODY:
+        raise PayloadTooLarge(f"the body is larger than {MAX_BODY} bytes")
     return b"".join(chunks)
 
 

@@ -172,13 +172,88 @@ def is_precert_signing_certificate(cert: x509.Certificate) -> bool:
 def precert_entry(precert: x509.Certificate, issuer: x509.Certificate) -> PrecertEntry:
     """§3.2: the TBS without the poison (and without any SCT list), and the key hash
     of the certificate that signed it (the final certificate's issuer)."""
-    return PrecertEntry(issuer_key_hash(issuer), precert.tbs_precertificate_bytes)
+    return PrecertEntry(issuer_key_hash(issuer), strip_extensions(precert.tbs_certificate_bytes))
 
 
 def final_certificate_entry(cert: x509.Certificate, issuer: x509.Certificate) -> PrecertEntry:
     """The PreCert entry a final certificate with embedded SCTs corresponds to (§3.3):
     its TBS with the SCT list removed; what a verifier of embedded SCTs signs over."""
-    return PrecertEntry(issuer_key_hash(issuer), cert.tbs_precertificate_bytes)
+    return PrecertEntry(issuer_key_hash(issuer), strip_extensions(cert.tbs_certificate_bytes))
+
+
+# A precertificate's TBS and the final certificate's differ only in these extensions
+# (§3.1, §3.3); the log signs over the TBS without them. Done on the DER directly: the
+# rest of the TBS must stay byte for byte what the CA signed.
+_STRIPPED_OIDS = (POISON_OID, SCT_LIST_OID)
+
+
+def _der_oid(oid: x509.ObjectIdentifier) -> bytes:
+    arcs = [int(a) for a in oid.dotted_string.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return _tlv(0x06, bytes(body))
+
+
+def _tlv(tag: int, value: bytes) -> bytes:
+    n = len(value)
+    if n < 0x80:
+        return bytes([tag, n]) + value
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + value
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """The TLVs of a DER constructed value's contents: (tag, value, whole encoding)."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise CtError("truncated DER")
+        tag, first = data[pos], data[pos + 1]
+        head = 2
+        if first & 0x80:
+            count = first & 0x7F
+            if count == 0 or count > 4 or pos + 2 + count > len(data):
+                raise CtError("bad DER length")
+            length = int.from_bytes(data[pos + 2 : pos + 2 + count], "big")
+            head += count
+        else:
+            length = first
+        end = pos + head + length
+        if end > len(data):
+            raise CtError("truncated DER")
+        out.append((tag, data[pos + head : end], data[pos:end]))
+        pos = end
+    return out
+
+
+def strip_extensions(tbs_der: bytes) -> bytes:
+    """`tbs_der` without the poison and SCT list extensions (and without the
+    extensions field altogether if nothing else is left in it)."""
+    ((tag, tbs, _),) = _der_items(tbs_der)
+    if tag != 0x30:
+        raise CtError("the TBSCertificate is not a SEQUENCE")
+    dropped = {_der_oid(o) for o in _STRIPPED_OIDS}
+    fields = []
+    for ftag, value, whole in _der_items(tbs):
+        if ftag != 0xA3:  # [3] EXPLICIT Extensions
+            fields.append(whole)
+            continue
+        ((stag, exts, _),) = _der_items(value)
+        kept = [
+            ext
+            for _, ext_value, ext in _der_items(exts)
+            if _der_items(ext_value)[0][2] not in dropped
+        ]
+        if kept:
+            fields.append(_tlv(0xA3, _tlv(stag, b"".join(kept))))
+    return _tlv(0x30, b"".join(fields))
 
 
 @dataclass(frozen=True)
