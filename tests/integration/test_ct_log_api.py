@@ -73,7 +73,9 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Log]:
 
 def submit(log: Log, certs: list[x509.Certificate], pre: bool = False) -> dict[str, Any]:
     endpoint = "add-pre-chain" if pre else "add-chain"
-    status, doc = call(log.running.url + "ct/v1/" + endpoint, json.dumps(chain_json(certs)).encode())
+    status, doc = call(
+        log.running.url + "ct/v1/" + endpoint, json.dumps(chain_json(certs)).encode()
+    )
     assert status == 200, doc
     return doc
 
@@ -257,15 +259,30 @@ def test_bad_requests_get_4xx_json(log: Log, tmp_path: Path) -> None:
         (add, b'{"chain": ["AAAA"]}', "DER", 400),
         (add, body([self_signed("stranger")]), "accepted root", 400),
         (add, body([leaf_certificate(other, "x.example"), other.intermediate_cert]), "root", 400),
-        (add, body([leaf_certificate(log.issuer, "y.example", signer=other), inter]), "signed", 400),
+        (
+            add,
+            body([leaf_certificate(log.issuer, "y.example", signer=other), inter]),
+            "signed",
+            400,
+        ),
         (add, body([precert, inter]), "poison", 400),
         (pre, body([cert, inter]), "poison", 400),
         (add, b"x" * (10 * 1024 * 1024), "larger", 413),
         (log.running.url + "ct/v1/get-entries?start=5&end=2", None, "start", 400),
-        (log.running.url + f"ct/v1/get-entries?start={size + 10}&end={size + 20}", None, "beyond", 400),
+        (
+            log.running.url + f"ct/v1/get-entries?start={size + 10}&end={size + 20}",
+            None,
+            "beyond",
+            400,
+        ),
         (log.running.url + "ct/v1/get-entries?start=a&end=2", None, "integer", 400),
         (log.running.url + "ct/v1/get-entries?end=2", None, "missing", 400),
-        (log.running.url + f"ct/v1/get-sth-consistency?first=1&second={size + 100}", None, "beyond", 400),
+        (
+            log.running.url + f"ct/v1/get-sth-consistency?first=1&second={size + 100}",
+            None,
+            "beyond",
+            400,
+        ),
         (
             log.running.url + f"ct/v1/get-proof-by-hash?hash={base64.b64encode(b'z' * 32).decode()}"
             f"&tree_size={size}",
@@ -273,8 +290,18 @@ def test_bad_requests_get_4xx_json(log: Log, tmp_path: Path) -> None:
             "no leaf",
             404,
         ),
-        (log.running.url + f"ct/v1/get-proof-by-hash?hash=%%%&tree_size={size}", None, "base64", 400),
-        (log.running.url + f"ct/v1/get-entry-and-proof?leaf_index={size}&tree_size={size}", None, "leaf_index", 400),
+        (
+            log.running.url + f"ct/v1/get-proof-by-hash?hash=%%%&tree_size={size}",
+            None,
+            "base64",
+            400,
+        ),
+        (
+            log.running.url + f"ct/v1/get-entry-and-proof?leaf_index={size}&tree_size={size}",
+            None,
+            "leaf_index",
+            400,
+        ),
         (log.running.url + "ct/v1/get-sth", b"{}", "GET", 405),
         (log.running.url + "ct/v1/nothing", None, "no such", 404),
     ]

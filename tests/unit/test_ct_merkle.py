@@ -134,8 +134,8 @@ def path(m: int, data: list[bytes]) -> list[bytes]:
         return []
     k = merkle.split_point(len(data))
     if m < k:
-        return path(m, data[:k]) + [mth(data[k:])]
-    return path(m - k, data[k:]) + [mth(data[:k])]
+        return [*path(m, data[:k]), mth(data[k:])]
+    return [*path(m - k, data[k:]), mth(data[:k])]
 
 
 def subproof(m: int, data: list[bytes], whole: bool) -> list[bytes]:
@@ -145,8 +145,8 @@ def subproof(m: int, data: list[bytes], whole: bool) -> list[bytes]:
         return [] if whole else [mth(data)]
     k = merkle.split_point(n)
     if m <= k:
-        return subproof(m, data[:k], whole) + [mth(data[k:])]
-    return subproof(m - k, data[k:], False) + [mth(data[:k])]
+        return [*subproof(m, data[:k], whole), mth(data[k:])]
+    return [*subproof(m - k, data[k:], False), mth(data[:k])]
 
 
 @pytest.fixture(scope="module")

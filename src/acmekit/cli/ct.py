@@ -14,7 +14,16 @@ import click
 from acmekit.cli.errors import plain_errors
 from acmekit.cli.main import log_progress_by_default
 
-_KEYS = ("listen", "state_dir", "db", "roots", "operator", "not_after_start", "not_after_end", "mmd")
+_KEYS = (
+    "listen",
+    "state_dir",
+    "db",
+    "roots",
+    "operator",
+    "not_after_start",
+    "not_after_end",
+    "mmd",
+)
 
 
 def parse_date(text: str, name: str) -> datetime:
@@ -77,9 +86,9 @@ def ct(config_file: Path | None, **flags: Any) -> None:
         not_after_end=parse_date(str(end), "--not-after-end") if end else None,
         mmd=float(merged.get("mmd", 60.0)),
     )
-    if config.not_after_start and config.not_after_end:
-        if config.not_after_start >= config.not_after_end:
-            raise click.UsageError("--not-after-start must be before --not-after-end")
+    start_at, end_at = config.not_after_start, config.not_after_end
+    if start_at and end_at and start_at >= end_at:
+        raise click.UsageError("--not-after-start must be before --not-after-end")
     log_progress_by_default()
     try:
         with plain_errors({"--listen": config.listen}, config.db_url):

@@ -14,6 +14,7 @@ into 4xx JSON answers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import secrets
@@ -154,7 +155,7 @@ class CtLog:
             raise BadRequest("add-pre-chain: the certificate has no CT poison extension")
         if not precert and poisoned:
             raise BadRequest("add-chain: the certificate is a precertificate (CT poison)")
-        for i, (child, parent) in enumerate(zip(chain, chain[1:], strict=False)):
+        for i, (child, parent) in enumerate(itertools.pairwise(chain)):
             try:
                 child.verify_directly_issued_by(parent)
             except (InvalidSignature, ValueError, TypeError) as exc:

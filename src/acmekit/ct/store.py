@@ -220,9 +220,7 @@ class CtStore:
     def release_lease(self, holder: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
-                leases.delete().where(
-                    leases.c.name == SEQUENCER_LEASE, leases.c.holder == holder
-                )
+                leases.delete().where(leases.c.name == SEQUENCER_LEASE, leases.c.holder == holder)
             )
 
     def lease_holder(self) -> str | None:
@@ -306,4 +304,3 @@ def _nodes(conn: Connection, wanted: Iterable[merkle.Node]) -> dict[merkle.Node,
     if missing:
         raise LookupError(f"tree nodes missing: {missing[:3]}")
     return out
-

@@ -97,8 +97,10 @@ class TileReader:
         a path that is not the tiled API's."""
         if path == "/checkpoint":
             sth = self.log.sth()
-            return 200, "text/plain; charset=utf-8", checkpoint_text(
-                self.origin, sth, self.log.log_id
+            return (
+                200,
+                "text/plain; charset=utf-8",
+                checkpoint_text(self.origin, sth, self.log.log_id),
             )
         if m := _TILE.match(path):
             return self._tile(int(m[1]), _parse_index(m[2]), _width(m[3]))
@@ -140,6 +142,8 @@ class TileReader:
 
 
 def _missing(text: str) -> Answer:
-    return 404, "application/json", b'{"error": "not_found", "error_message": "%s"}' % (
-        text.encode()
+    return (
+        404,
+        "application/json",
+        b'{"error": "not_found", "error_message": "%s"}' % (text.encode()),
     )

@@ -263,9 +263,7 @@ class TimestampedEntry:
     extensions: bytes = b""
 
     def encode(self) -> bytes:
-        return (
-            self.timestamp.to_bytes(8, "big") + self.entry.encode() + opaque(self.extensions, 2)
-        )
+        return self.timestamp.to_bytes(8, "big") + self.entry.encode() + opaque(self.extensions, 2)
 
 
 def merkle_tree_leaf(entry: TimestampedEntry) -> bytes:
