@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -90,6 +91,7 @@ class RunningLog:
     log_list: Path
     state_dir: Path
     output: Path
+    process: subprocess.Popen[bytes]
 
 
 @contextmanager
@@ -123,5 +125,5 @@ def running_ct_log(
     with logged_process(argv, output) as proc:
         lines = wait_for_lines(proc, output, ["ct log:", "log id:", "log list:"], "acmekit ct")
         yield RunningLog(
-            lines["ct log:"], lines["log id:"], Path(lines["log list:"]), state_dir, output
+            lines["ct log:"], lines["log id:"], Path(lines["log list:"]), state_dir, output, proc
         )
