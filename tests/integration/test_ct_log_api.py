@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -314,10 +315,10 @@ def test_bad_requests_get_4xx_json(log: Log, tmp_path: Path) -> None:
 
 def test_the_temporal_shard_refuses_certificates_outside_it(tmp_path: Path) -> None:
     issuer = ca_hierarchy(tmp_path / "ca")
-    shard = ["--not-after-start", "2030-01-01", "--not-after-end", "2031-01-01"]
-    with running_ct_log(tmp_path / "log", tmp_path / "ca" / "root.pem", extra=shard) as running:
-        from datetime import UTC, datetime
-
+    config = tmp_path / "ct.toml"
+    config.write_text('[ct]\nnot_after_start = 2030-01-01\nnot_after_end = "2031-01-01"\n')
+    extra = ["--config", str(config), "--operator", "Example Operator"]
+    with running_ct_log(tmp_path / "log", tmp_path / "ca" / "root.pem", extra=extra) as running:
         inside = leaf_certificate(issuer, "in.example", not_after=datetime(2030, 6, 1, tzinfo=UTC))
         outside = leaf_certificate(issuer, "out.example")
         url = running.url + "ct/v1/add-chain"
@@ -326,5 +327,26 @@ def test_the_temporal_shard_refuses_certificates_outside_it(tmp_path: Path) -> N
         assert (ok, bad) == (200, 400)
         assert "shard" in doc["error_message"]
         (info,) = ct.LogList.loads(running.log_list.read_text()).logs
+        assert info.operator == "Example Operator"
         assert info.temporal_start == datetime(2030, 1, 1, tzinfo=UTC)
         assert info.temporal_end == datetime(2031, 1, 1, tzinfo=UTC)
+
+
+def test_two_logs_without_an_operator_are_two_operators(log: Log, tmp_path: Path) -> None:
+    with running_ct_log(tmp_path / "log", log.running.state_dir.parent / "ca" / "root.pem") as b:
+        (info,) = ct.LogList.loads(b.log_list.read_text()).logs
+    assert info.operator != log.info.operator
+    assert info.log_id != log.info.log_id
+
+
+def test_a_missing_roots_file_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "acmekit", "ct", "--listen", "127.0.0.1:0", "--state-dir",
+         str(tmp_path / "s"), "--roots", str(tmp_path / "none.pem")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "none.pem does not exist" in done.stderr
