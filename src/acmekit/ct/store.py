@@ -290,17 +290,22 @@ def _sth_row(sth: SignedTreeHead) -> dict[str, object]:
 
 
 def _nodes(conn: Connection, wanted: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
-    keys = sorted(set(wanted))
+    """The hashes of `wanted` nodes, in one query: per level an IN list on the primary
+    key (a row-value IN is not answered from the index by SQLite)."""
+    by_level: dict[int, list[int]] = {}
+    for level, idx in set(wanted):
+        by_level.setdefault(level, []).append(idx)
     out: dict[merkle.Node, bytes] = {}
-    for i in range(0, len(keys), 500):  # bound the size of one statement
-        chunk = keys[i : i + 500]
+    levels = sorted(by_level)
+    for i in range(0, len(levels), 16):  # bound the size of one statement
+        clauses = [
+            sa.and_(nodes.c.level == lv, nodes.c.idx.in_(by_level[lv])) for lv in levels[i : i + 16]
+        ]
         rows = conn.execute(
-            sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(
-                sa.tuple_(nodes.c.level, nodes.c.idx).in_(chunk)
-            )
+            sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(sa.or_(*clauses))
         )
         out.update({(r.level, r.idx): bytes(r.hash) for r in rows})
-    missing = [k for k in keys if k not in out]
+    missing = [(lv, ix) for lv in levels for ix in by_level[lv] if (lv, ix) not in out]
     if missing:
         raise LookupError(f"tree nodes missing: {missing[:3]}")
     return out
