@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.ct import merkle
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 KEY_FILE = "ct-log-key.pem"
 MAX_CHAIN = 10  # certificates in one submission
+_SHA256 = hashes.SHA256()
 MAX_GET_ENTRIES = 1000  # entries per get-entries answer (§4.6 lets a log return fewer)
 
 
@@ -100,6 +101,7 @@ class CtLog:
         self.log_id = ct.log_id(key.public_key())
         self.roots = {r.public_bytes(serialization.Encoding.DER): r for r in settings.roots}
         self.holder = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._verified: set[tuple[bytes, bytes]] = set()
         store.init_tree(self.sign_head, now_ms())
 
     def sign_head(self, head: TreeHead) -> SignedTreeHead:
@@ -156,10 +158,7 @@ class CtLog:
         if not precert and poisoned:
             raise BadRequest("add-chain: the certificate is a precertificate (CT poison)")
         for i, (child, parent) in enumerate(itertools.pairwise(chain)):
-            try:
-                child.verify_directly_issued_by(parent)
-            except (InvalidSignature, ValueError, TypeError) as exc:
-                raise BadRequest(f"chain[{i}] is not signed by chain[{i + 1}]: {exc}") from None
+            self._check_signed(child, parent, i)
         last = chain[-1]
         if last.public_bytes(serialization.Encoding.DER) not in self.roots:
             root = self._root_for(last)
@@ -171,13 +170,28 @@ class CtLog:
         self._check_shard(leaf)
         return chain
 
+    def _check_signed(self, child: x509.Certificate, parent: x509.Certificate, i: int) -> None:
+        """`parent` signed `child`. The CA certificates of a chain come again and again,
+        so a verified (CA certificate, issuer) pair is remembered."""
+        pair = (child.fingerprint(_SHA256), parent.fingerprint(_SHA256))
+        if pair in self._verified:
+            return
+        try:
+            child.verify_directly_issued_by(parent)
+        except (InvalidSignature, ValueError, TypeError) as exc:
+            raise BadRequest(f"chain[{i}] is not signed by chain[{i + 1}]: {exc}") from None
+        if ct.is_ca(child):
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified.add(pair)
+
     def _root_for(self, cert: x509.Certificate) -> x509.Certificate | None:
         for root in self.roots.values():
             if root.subject != cert.issuer:
                 continue
             try:
-                cert.verify_directly_issued_by(root)
-            except (InvalidSignature, ValueError, TypeError):
+                self._check_signed(cert, root, 0)
+            except BadRequest:
                 continue
             return root
         return None

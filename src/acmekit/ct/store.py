@@ -55,6 +55,7 @@ SignHead = Callable[[TreeHead], SignedTreeHead]
 class CtStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._known_issuers: set[bytes] = set()  # stored already: no query for them
 
     @classmethod
     def from_url(cls, url: str) -> CtStore:
@@ -108,6 +109,7 @@ class CtStore:
 
     def _remember_issuers(self, chain: Sequence[bytes]) -> None:
         keyed = {hashlib.sha256(der).digest(): der for der in chain}
+        keyed = {h: d for h, d in keyed.items() if h not in self._known_issuers}
         if not keyed:
             return
         with self.engine.begin() as conn:
@@ -123,6 +125,9 @@ class CtStore:
                         conn.execute(issuers.insert(), fresh)
                 except sa.exc.IntegrityError:
                     pass  # another process stored the same certificate meanwhile
+        if len(self._known_issuers) > 10_000:
+            self._known_issuers.clear()
+        self._known_issuers.update(keyed)
 
     def issuer(self, sha256: bytes) -> bytes | None:
         with self.engine.connect() as conn:

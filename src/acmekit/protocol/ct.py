@@ -161,6 +161,13 @@ def is_precertificate(cert: x509.Certificate) -> bool:
     return any(ext.oid == POISON_OID for ext in cert.extensions)
 
 
+def is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def is_precert_signing_certificate(cert: x509.Certificate) -> bool:
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
