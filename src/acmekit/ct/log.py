@@ -120,23 +120,22 @@ class CtLog:
         else:
             entry = SignedEntry.x509(chain_der[0])
             extra = ct.x509_chain_extra_data(_ders(chain[1:]))
-        identity = entry.identity()
-        found = self.store.find(identity)
-        if found is None:
-            stamp = now_ms()
-            sct = ct.sign_sct(self.key, stamp, entry)
-            leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(stamp, entry))
-            found = self.store.add(
-                StoredEntry(
-                    identity,
-                    merkle.leaf_hash(leaf),
-                    stamp,
-                    leaf,
-                    extra,
-                    sct.signature.encode(),
-                ),
-                _ders(chain[1:]),
-            )
+        # Signed before it is known to be new: a signature costs less than the lookup
+        # it saves, and a resubmission gets the stored SCT back from `add`.
+        stamp = now_ms()
+        sct = ct.sign_sct(self.key, stamp, entry)
+        leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(stamp, entry))
+        found = self.store.add(
+            StoredEntry(
+                entry.identity(),
+                merkle.leaf_hash(leaf),
+                stamp,
+                leaf,
+                extra,
+                sct.signature.encode(),
+            ),
+            _ders(chain[1:]),
+        )
         signature = ct.DigitallySigned.decode(found.sct_signature)
         return SignedCertificateTimestamp(self.log_id, found.timestamp, signature)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit import migrate
@@ -86,23 +87,22 @@ class CtStore:
     def add(self, entry: StoredEntry, chain: Sequence[bytes]) -> StoredEntry:
         """Store `entry`, or return the entry stored first under its identity (two
         processes may race: the unique identity decides)."""
-        try:
-            with self.engine.begin() as conn:
-                _begin_write(conn)
-                conn.execute(
-                    entries.insert().values(
-                        identity=entry.identity,
-                        leaf_hash=entry.leaf_hash,
-                        timestamp=entry.timestamp,
-                        leaf_input=entry.leaf_input,
-                        extra_data=entry.extra_data,
-                        sct_signature=entry.sct_signature,
-                    )
+        insert = _insert_ignoring_duplicates(self.engine.dialect.name)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                insert.values(
+                    identity=entry.identity,
+                    leaf_hash=entry.leaf_hash,
+                    timestamp=entry.timestamp,
+                    leaf_input=entry.leaf_input,
+                    extra_data=entry.extra_data,
+                    sct_signature=entry.sct_signature,
                 )
-        except sa.exc.IntegrityError:
+            )
+        if done.rowcount != 1:
             found = self.find(entry.identity)
             if found is None:
-                raise
+                raise RuntimeError("an entry vanished after a duplicate insert")
             return found
         self._remember_issuers(chain)
         return entry
@@ -268,6 +268,13 @@ class CtStore:
         """Leaf hashes [start, end) (the tiles' level 0)."""
         found = self.nodes((0, i) for i in range(start, end))
         return [found[(0, i)] for i in range(start, end)]
+
+
+def _insert_ignoring_duplicates(dialect: str) -> sa.Insert:
+    """INSERT ... ON CONFLICT DO NOTHING on ct_entries: a resubmission is no error."""
+    if dialect == "postgresql":
+        return postgresql.insert(entries).on_conflict_do_nothing()
+    return sqlite.insert(entries).on_conflict_do_nothing()
 
 
 def _begin_write(conn: Connection) -> None:
