@@ -94,19 +94,16 @@ class RunningLog:
     process: subprocess.Popen[bytes]
 
 
-@contextmanager
-def running_ct_log(
+def ct_log_argv(
     state_dir: Path,
     roots: Path,
     *,
     db: str | None = None,
     mmd: float = 1.0,
     extra: Sequence[str] = (),
-    output: Path | None = None,
-) -> Iterator[RunningLog]:
-    """`acmekit ct` on a free loopback port until the block ends (stopped by its PID)."""
-    output = output or state_dir.parent / f"{state_dir.name}.log"
-    argv = [
+) -> list[str]:
+    """The command line of `acmekit ct` on a free loopback port."""
+    return [
         sys.executable,
         "-m",
         "acmekit",
@@ -122,8 +119,28 @@ def running_ct_log(
         *(["--db", db] if db else []),
         *extra,
     ]
+
+
+def started_log(proc: subprocess.Popen[bytes], state_dir: Path, output: Path) -> RunningLog:
+    """Wait until `acmekit ct` prints where it is; what it printed."""
+    lines = wait_for_lines(proc, output, ["ct log:", "log id:", "log list:"], "acmekit ct")
+    return RunningLog(
+        lines["ct log:"], lines["log id:"], Path(lines["log list:"]), state_dir, output, proc
+    )
+
+
+@contextmanager
+def running_ct_log(
+    state_dir: Path,
+    roots: Path,
+    *,
+    db: str | None = None,
+    mmd: float = 1.0,
+    extra: Sequence[str] = (),
+    output: Path | None = None,
+) -> Iterator[RunningLog]:
+    """`acmekit ct` on a free loopback port until the block ends (stopped by its PID)."""
+    output = output or state_dir.parent / f"{state_dir.name}.log"
+    argv = ct_log_argv(state_dir, roots, db=db, mmd=mmd, extra=extra)
     with logged_process(argv, output) as proc:
-        lines = wait_for_lines(proc, output, ["ct log:", "log id:", "log list:"], "acmekit ct")
-        yield RunningLog(
-            lines["ct log:"], lines["log id:"], Path(lines["log list:"]), state_dir, output, proc
-        )
+        yield started_log(proc, state_dir, output)

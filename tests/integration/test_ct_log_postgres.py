@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,14 @@ from acmekit_testkit.ctlog import (
     RunningLog,
     ca_hierarchy,
     chain_json,
+    ct_log_argv,
     der,
     leaf_certificate,
     running_ct_log,
+    started_log,
 )
 from acmekit_testkit.databases import fresh_postgres_database
-from acmekit_testkit.processes import stop_process, wait_until
+from acmekit_testkit.processes import logged_process, stop_process, wait_until
 from acmekit_testkit.tiers import require_postgres_or_skip
 
 pytestmark = pytest.mark.postgres
@@ -86,3 +89,19 @@ def test_two_processes_share_a_log_and_the_sequencer_fails_over(tmp_path: Path) 
                 now_holder = conn.execute(sa.select(leases.c.holder)).scalar_one()
             assert int(now_holder.split("-")[0]) == survivor.process.pid
         engine.dispose()
+
+
+def test_processes_starting_together_make_one_log(tmp_path: Path) -> None:
+    require_postgres_or_skip()
+    ca_hierarchy(tmp_path / "ca")
+    roots, state = tmp_path / "ca" / "root.pem", tmp_path / "log"
+    with fresh_postgres_database("acmekit_ct") as url, ExitStack() as stack:
+        outputs = [tmp_path / f"p{i}.log" for i in range(3)]
+        procs = [
+            stack.enter_context(logged_process(ct_log_argv(state, roots, db=url), out))
+            for out in outputs
+        ]
+        logs = [started_log(p, state, out) for p, out in zip(procs, outputs, strict=True)]
+        assert len({log.log_id for log in logs}) == 1
+        heads = [size(log) for log in logs]
+        assert heads == [0, 0, 0]

@@ -72,21 +72,28 @@ class LogSettings:
 
 
 def load_or_create_key(state_dir: Path) -> ec.EllipticCurvePrivateKey:
-    """The log's ECDSA P-256 key, made on first start (mode 0600)."""
+    """The log's ECDSA P-256 key, made on first start (mode 0600). Made under a temporary
+    name and linked into place, which fails if the file exists: of several processes
+    starting at once on one state directory, all end up with the first one's key."""
     path = state_dir / KEY_FILE
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-            raise ValueError(f"{path} is not an ECDSA P-256 key")
-        return key
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    atomic_write(path, pem, 0o600)
-    return key
+    if not path.exists():
+        pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        tmp = state_dir / f".{KEY_FILE}.{secrets.token_hex(6)}"
+        atomic_write(tmp, pem, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use that one
+        finally:
+            tmp.unlink()
+    loaded = serialization.load_pem_private_key(path.read_bytes(), None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey) or loaded.curve.name != "secp256r1":
+        raise ValueError(f"{path} is not an ECDSA P-256 key")
+    return loaded
 
 
 def now_ms() -> int:

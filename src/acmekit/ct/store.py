@@ -144,11 +144,14 @@ class CtStore:
 
     def init_tree(self, sign: SignHead, now_ms: int) -> None:
         """The empty tree's STH, once (§3.5: a log signs a head for size 0 too)."""
-        with self.engine.begin() as conn:
-            _begin_write(conn)
-            if _sth(conn) is None:
-                sth = sign(TreeHead(0, now_ms, merkle.EMPTY_ROOT))
-                conn.execute(tree.insert().values(id=1, **_sth_row(sth)))
+        try:
+            with self.engine.begin() as conn:
+                _begin_write(conn)
+                if _sth(conn) is None:
+                    sth = sign(TreeHead(0, now_ms, merkle.EMPTY_ROOT))
+                    conn.execute(tree.insert().values(id=1, **_sth_row(sth)))
+        except sa.exc.IntegrityError:
+            pass  # another process starting at the same time made it
 
     def sequence(self, sign: SignHead, now_ms: int, batch: int, refresh_ms: int) -> int:
         """Place up to `batch` pending entries in the tree and sign the new head; with
