@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from acmekit.ct.tiles import note_key_id, tile_index_path
 from acmekit.protocol import ct
 from acmekit_testkit.ctlog import ca_hierarchy, leaf_certificate
 
@@ -133,3 +134,12 @@ def test_the_log_list_round_trips_in_chromes_v3_schema() -> None:
         ct.LogList.from_json(doc)
     with pytest.raises(ct.CtError):
         ct.LogList.loads("[]")
+
+
+def test_tile_paths_and_note_key_ids_follow_c2sp() -> None:
+    assert tile_index_path(0) == "000"
+    assert tile_index_path(1234067) == "x001/x234/067"
+    assert tile_index_path(1000) == "x001/000"
+    log_id = b"\x01" * 32
+    want = hashlib.sha256(b"example.com/log\n\x05" + log_id).digest()[:4]
+    assert note_key_id("example.com/log", log_id) == want
