@@ -21,7 +21,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
@@ -608,8 +608,6 @@ class LogInfo:
 
 
 def _with(info: LogInfo, **changes: Any) -> LogInfo:
-    from dataclasses import replace
-
     return replace(info, **changes)
 
 
