@@ -56,11 +56,17 @@ def call(
 
 
 def raw(url: str) -> tuple[int, bytes]:
+    status, body, _ = raw_with_headers(url)
+    return status, body
+
+
+def raw_with_headers(url: str) -> tuple[int, bytes, str]:
+    """Status, body and Cache-Control."""
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, resp.read()
+            return resp.status, resp.read(), resp.headers.get("cache-control", "")
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        return exc.code, exc.read(), exc.headers.get("cache-control", "")
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +205,8 @@ def test_the_tiled_read_path_serves_the_same_tree(log: Log) -> None:
     submit(log, [leaf_certificate(log.issuer, "tiles.example", precert=True), inter], pre=True)
     head = wait_for_size(log, 1)
     size = head.head.tree_size
-    status, body = raw(log.running.url + "checkpoint")
-    assert status == 200
+    status, body, cache = raw_with_headers(log.running.url + "checkpoint")
+    assert (status, cache) == (200, "max-age=2")
     text = body.decode()
     note, _, signatures = text.partition("\n\n")
     origin, size_line, root_line = note.split("\n")
@@ -221,8 +227,8 @@ def test_the_tiled_read_path_serves_the_same_tree(log: Log) -> None:
 
     width = checkpoint_size % 256
     assert checkpoint_size < 256  # a small log: one partial tile
-    status, tile = raw(log.running.url + f"tile/0/000.p/{width}")
-    assert status == 200
+    status, tile, cache = raw_with_headers(log.running.url + f"tile/0/000.p/{width}")
+    assert (status, cache) == (200, "public, max-age=604800, immutable")
     hashes = [tile[i : i + 32] for i in range(0, len(tile), 32)]
     assert tree_hash(hashes) == base64.b64decode(root_line)
     status, got = call(log.running.url + f"ct/v1/get-entries?start=0&end={width - 1}")
@@ -240,7 +246,7 @@ def test_the_tiled_read_path_serves_the_same_tree(log: Log) -> None:
     assert bytes.fromhex(fingerprint) in data
     status, issuer_der = raw(log.running.url + f"issuer/{fingerprint}")
     assert status == 200 and issuer_der == der(inter)
-    assert raw(log.running.url + "tile/0/000")[0] == 404  # not full yet
+    assert raw_with_headers(log.running.url + "tile/0/000")[::2] == (404, "no-store")
     assert raw(log.running.url + "issuer/" + "00" * 32)[0] == 404
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from acmekit.ct.log import BadRequest, CtLog, CtRequestError
-from acmekit.ct.tiles import TileReader
+from acmekit.ct.tiles import TileReader, cache_control
 from acmekit.database import UNAVAILABLE
 from acmekit.protocol.ct import CtError, b64, unb64
 
@@ -69,9 +69,11 @@ class CtApp:
             return
         if scope["type"] != "http":
             return
+        extra: list[tuple[bytes, bytes]] = []
         try:
             status, ctype, body = await self._answer(scope, receive)
-            extra: list[tuple[bytes, bytes]] = []
+            if self.tiles is not None and not scope["path"].startswith(PREFIX):
+                extra = [(b"cache-control", cache_control(scope["path"], status).encode())]
         except CtRequestError as exc:
             status, ctype, body = _json({"error": exc.code, "error_message": str(exc)}, exc.status)
             extra = []

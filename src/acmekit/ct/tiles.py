@@ -61,6 +61,17 @@ def _width(text: str | None) -> int | None:
     return int(text)
 
 
+def cache_control(path: str, status: int) -> str:
+    """Tiles, data tiles and issuers never change once served (a partial tile is named by
+    its width); the checkpoint does, so it is not kept beyond a few seconds; a 404 may
+    turn into a tile, so it is not kept at all."""
+    if status != 200:
+        return "no-store"
+    if path == "/checkpoint":
+        return "max-age=2"
+    return "public, max-age=604800, immutable"
+
+
 def note_key_id(name: str, log_id: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([NOTE_SIG_RFC6962]) + log_id).digest()[:4]
 
