@@ -54,6 +54,13 @@ FLEET = Schema(
     lock_key=0x61636D65_00000002,
     command="acmekit fleet db upgrade",
 )
+CT = Schema(
+    name="CT log",
+    location=_ROOT / "ct" / "migrations",
+    version_table="ct_alembic_version",  # apart from the others': all may share a database
+    lock_key=0x61636D65_00000003,
+    command="acmekit ct (it upgrades on start)",
+)
 
 
 class SchemaOutOfDate(Exception):

@@ -16,6 +16,7 @@ import click
 _COMMANDS: dict[str, str] = {
     "server": "acmekit.cli.server:server",
     "dns": "acmekit.cli.dns:dns",
+    "ct": "acmekit.cli.ct:ct",
     "fleet": "acmekit.cli.fleet:fleet",
     "certonly": "acmekit.cli.client:certonly",
     "renew": "acmekit.cli.client:renew",

@@ -1,0 +1,99 @@
+"""`acmekit ct`: run a Certificate Transparency log (RFC 6962). Flags override the TOML
+file's keys, which have the flags' names with underscores (`state_dir`, `not_after_start`,
+...), at the top level or under `[ct]`."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from acmekit.cli.errors import plain_errors
+from acmekit.cli.main import log_progress_by_default
+
+_KEYS = (
+    "listen",
+    "state_dir",
+    "db",
+    "roots",
+    "operator",
+    "not_after_start",
+    "not_after_end",
+    "mmd",
+)
+
+
+def parse_date(text: str, name: str) -> datetime:
+    """An RFC 3339 time or a plain date (midnight UTC)."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)", param_hint=name) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _file_settings(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise click.ClickException(f"{path}: {exc}") from None
+    section = doc.get("ct", doc)
+    unknown = sorted(set(section) - set(_KEYS))
+    if unknown:
+        raise click.ClickException(f"{path}: unknown settings {', '.join(unknown)}")
+    return dict(section)
+
+
+@click.command("ct")
+@click.option("--listen", default=None, help="HOST:PORT for HTTP [127.0.0.1:6962]")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="log state [ct]")
+@click.option("--db", default=None, help="database URL (sqlite:///F or postgresql://...)")
+@click.option(
+    "--roots",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="PEM bundle of accepted roots [STATE_DIR/roots.pem]",
+)
+@click.option("--operator", default=None, help="operator name in the log list [unique]")
+@click.option("--not-after-start", default=None, help="shard: earliest notAfter accepted")
+@click.option("--not-after-end", default=None, help="shard: notAfter must be before this")
+@click.option("--mmd", type=click.FloatRange(min=0.1), default=None, help="max merge delay, s [60]")
+@click.option(
+    "--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)
+)
+def ct(config_file: Path | None, **flags: Any) -> None:
+    """Run a Certificate Transparency log (RFC 6962, with C2SP static-ct-api reads)."""
+    from acmekit.ct.service import CtConfig, run
+
+    merged = _file_settings(config_file)
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    start, end = merged.get("not_after_start"), merged.get("not_after_end")
+    if (start is None) != (end is None):
+        raise click.UsageError("--not-after-start and --not-after-end go together")
+    config = CtConfig(
+        state_dir=Path(merged.get("state_dir", "ct")),
+        listen=str(merged.get("listen", "127.0.0.1:6962")),
+        db=merged.get("db"),
+        roots=Path(merged["roots"]) if merged.get("roots") else None,
+        operator=merged.get("operator"),
+        not_after_start=parse_date(str(start), "--not-after-start") if start else None,
+        not_after_end=parse_date(str(end), "--not-after-end") if end else None,
+        mmd=float(merged.get("mmd", 60.0)),
+    )
+    start_at, end_at = config.not_after_start, config.not_after_end
+    if start_at and end_at and start_at >= end_at:
+        raise click.UsageError("--not-after-start must be before --not-after-end")
+    log_progress_by_default()
+    try:
+        with plain_errors({"--listen": config.listen}, config.db_url):
+            run(config)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,219 @@
+"""The log's HTTP face (RFC 6962 §4): a bare ASGI app, as the CA's (docs/decisions.md).
+
+Every answer is JSON. A request the log cannot take gets a 4xx whose body names the
+problem, `{"error": CODE, "error_message": TEXT}`; a database outage 503 with Retry-After;
+nothing a client sends produces a 5xx or a traceback. Bodies are read up to MAX_BODY
+bytes; a larger one is refused with 413 before it is read.
+
+Handlers do the blocking work (database, signatures) in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from acmekit.ct.log import BadRequest, CtLog, CtRequestError
+from acmekit.ct.tiles import TileReader, cache_control
+from acmekit.database import UNAVAILABLE
+from acmekit.protocol.ct import CtError, b64, unb64
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+PREFIX = "/ct/v1/"
+MAX_BODY = 512 * 1024  # ten certificates of a generous size, base64'd
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+class PayloadTooLarge(CtRequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class MethodNotAllowed(CtRequestError):
+    status = 405
+    code = "method_not_allowed"
+
+
+Answer = tuple[int, str, bytes]  # status, content type, body
+
+
+def _json(doc: Any, status: int = 200) -> Answer:
+    return status, "application/json", json.dumps(doc).encode()
+
+
+class CtApp:
+    def __init__(self, ctlog: CtLog, tiles: TileReader | None = None) -> None:
+        self.log = ctlog
+        self.tiles = tiles
+        self.get_routes: dict[str, Callable[[dict[str, list[str]]], Any]] = {
+            "get-sth": self.get_sth,
+            "get-sth-consistency": self.get_sth_consistency,
+            "get-proof-by-hash": self.get_proof_by_hash,
+            "get-entries": self.get_entries,
+            "get-roots": self.get_roots,
+            "get-entry-and-proof": self.get_entry_and_proof,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        extra: list[tuple[bytes, bytes]] = []
+        try:
+            status, ctype, body = await self._answer(scope, receive)
+            if self.tiles is not None and not scope["path"].startswith(PREFIX):
+                extra = [(b"cache-control", cache_control(scope["path"], status).encode())]
+        except CtRequestError as exc:
+            status, ctype, body = _json({"error": exc.code, "error_message": str(exc)}, exc.status)
+            extra = []
+        except UNAVAILABLE:
+            log.warning("database unavailable", exc_info=True)
+            doc = {"error": "unavailable", "error_message": "the database is unavailable"}
+            status, ctype, body = _json(doc, 503)
+            extra = [(b"retry-after", b"2")]
+        except Exception:
+            log.exception("unexpected error answering %s", scope.get("path"))
+            doc = {"error": "internal", "error_message": "internal error"}
+            status, ctype, body = _json(doc, 500)
+            extra = []
+        headers = [
+            (b"content-type", ctype.encode()),
+            (b"content-length", str(len(body)).encode()),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith(PREFIX):
+            name = path.removeprefix(PREFIX)
+            if name in ("add-chain", "add-pre-chain"):
+                if method != "POST":
+                    raise MethodNotAllowed(f"{name} takes POST")
+                body = await _read_body(scope, receive)
+                return await asyncio.to_thread(self.add_chain, body, name == "add-pre-chain")
+            handler = self.get_routes.get(name)
+            if handler is not None:
+                if method not in ("GET", "HEAD"):
+                    raise MethodNotAllowed(f"{name} takes GET")
+                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+                return _json(await asyncio.to_thread(handler, query))
+        if self.tiles is not None and method in ("GET", "HEAD"):
+            found = await asyncio.to_thread(self.tiles.answer, path)
+            if found is not None:
+                return found
+        return _json({"error": "not_found", "error_message": f"no such endpoint {path}"}, 404)
+
+    # ----- §4.1, §4.2 -----
+
+    def add_chain(self, body: bytes, precert: bool) -> Answer:
+        try:
+            doc = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the body is not JSON: {exc}") from None
+        chain = doc.get("chain") if isinstance(doc, dict) else None
+        if not isinstance(chain, list):
+            raise BadRequest('the body must be {"chain": [base64 DER, ...]}')
+        try:
+            ders = [unb64(c) for c in chain]
+        except CtError as exc:
+            raise BadRequest(f"chain: {exc}") from None
+        return _json(self.log.add_chain(ders, precert).to_json())
+
+    # ----- §4.3-§4.8 -----
+
+    def get_sth(self, _query: dict[str, list[str]]) -> dict[str, Any]:
+        return self.log.sth().to_json()
+
+    def get_sth_consistency(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        first, second = _int(query, "first"), _int(query, "second")
+        return {"consistency": [b64(h) for h in self.log.consistency(first, second)]}
+
+    def get_proof_by_hash(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        try:
+            leaf_hash = unb64(_one(query, "hash"))
+        except CtError as exc:
+            raise BadRequest(f"hash: {exc}") from None
+        if len(leaf_hash) != 32:
+            raise BadRequest("hash must be a 32-byte SHA-256")
+        index, path = self.log.proof_by_hash(leaf_hash, _int(query, "tree_size"))
+        return {"leaf_index": index, "audit_path": [b64(h) for h in path]}
+
+    def get_entries(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        leaves = self.log.entries(_int(query, "start"), _int(query, "end"))
+        return {
+            "entries": [
+                {"leaf_input": b64(e.leaf_input), "extra_data": b64(e.extra_data)} for e in leaves
+            ]
+        }
+
+    def get_roots(self, _query: dict[str, list[str]]) -> dict[str, Any]:
+        return {"certificates": [b64(der) for der in self.log.roots]}
+
+    def get_entry_and_proof(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        leaf, path = self.log.entry_and_proof(_int(query, "leaf_index"), _int(query, "tree_size"))
+        return {
+            "leaf_input": b64(leaf.leaf_input),
+            "extra_data": b64(leaf.extra_data),
+            "audit_path": [b64(h) for h in path],
+        }
+
+
+def _one(query: dict[str, list[str]], name: str) -> str:
+    values = query.get(name)
+    if not values:
+        raise BadRequest(f"missing parameter {name}")
+    if len(values) > 1:
+        raise BadRequest(f"parameter {name} given more than once")
+    return values[0]
+
+
+def _int(query: dict[str, list[str]], name: str) -> int:
+    text = _one(query, name)
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise BadRequest(f"parameter {name} must be a non-negative integer, not {text[:20]!r}")
+    return int(text)
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    """The body, up to MAX_BODY bytes. A larger one is read to its end (up to
+    DRAIN_LIMIT) and dropped before the 413, so that the client, still sending, gets the
+    answer instead of a reset connection."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= MAX_BODY:
+            chunks.append(chunk)
+        if not message.get("more_body", False) or size > DRAIN_LIMIT:
+            break
+    if size > MAX_BODY:
+        raise PayloadTooLarge(f"the body is larger than {MAX_BODY} bytes")
+    return b"".join(chunks)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,310 @@
+"""The log's work, apart from HTTP: accepting a chain (RFC 6962 §4.1, §4.2), signing its
+SCT, sequencing, and the proofs and entries readers ask for (§4.3-§4.8).
+
+A submission is checked (each certificate signed by the next, the chain ending in an
+accepted root, the poison present exactly for add-pre-chain, notAfter inside the temporal
+shard), then looked up by identity: an entry submitted before gets its first SCT back.
+A new one is signed and stored unsequenced; the sequencer (one process at a time, by
+lease) places pending entries in the tree well within the maximum merge delay.
+
+Problems with the request raise `BadRequest`/`NotFound`, which the HTTP layer turns
+into 4xx JSON answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from acmekit.ct import merkle
+from acmekit.ct.store import CtStore, Leaf, StoredEntry
+from acmekit.files import atomic_write
+from acmekit.protocol import ct
+from acmekit.protocol.ct import SignedCertificateTimestamp, SignedEntry, SignedTreeHead, TreeHead
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "ct-log-key.pem"
+MAX_CHAIN = 10  # certificates in one submission
+_SHA256 = hashes.SHA256()
+MAX_GET_ENTRIES = 1000  # entries per get-entries answer (§4.6 lets a log return fewer)
+
+
+class CtRequestError(Exception):
+    status = 400
+    code = "bad_request"
+
+
+class BadRequest(CtRequestError):
+    pass
+
+
+class NotFound(CtRequestError):
+    status = 404
+    code = "not_found"
+
+
+class Unavailable(CtRequestError):
+    status = 503
+    code = "unavailable"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    roots: tuple[x509.Certificate, ...]
+    mmd: float = 60.0
+    not_after_start: datetime | None = None
+    not_after_end: datetime | None = None
+    batch: int = 4096
+
+
+def load_or_create_key(state_dir: Path) -> ec.EllipticCurvePrivateKey:
+    """The log's ECDSA P-256 key, made on first start (mode 0600). Made under a temporary
+    name and linked into place, which fails if the file exists: of several processes
+    starting at once on one state directory, all end up with the first one's key."""
+    path = state_dir / KEY_FILE
+    if not path.exists():
+        pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        tmp = state_dir / f".{KEY_FILE}.{secrets.token_hex(6)}"
+        atomic_write(tmp, pem, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use that one
+        finally:
+            tmp.unlink()
+    loaded = serialization.load_pem_private_key(path.read_bytes(), None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey) or loaded.curve.name != "secp256r1":
+        raise ValueError(f"{path} is not an ECDSA P-256 key")
+    return loaded
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CtLog:
+    def __init__(self, store: CtStore, key: ec.EllipticCurvePrivateKey, settings: LogSettings):
+        self.store = store
+        self.key = key
+        self.settings = settings
+        self.log_id = ct.log_id(key.public_key())
+        self.roots = {r.public_bytes(serialization.Encoding.DER): r for r in settings.roots}
+        self.holder = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._verified: set[tuple[bytes, bytes]] = set()
+        store.init_tree(self.sign_head, now_ms())
+
+    def sign_head(self, head: TreeHead) -> SignedTreeHead:
+        return ct.sign_tree_head(self.key, head)
+
+    # ----- submissions (§4.1, §4.2) -----
+
+    def add_chain(self, chain_der: Sequence[bytes], precert: bool) -> SignedCertificateTimestamp:
+        chain = self._check_chain(chain_der, precert)
+        if precert:
+            issuer = chain[1]
+            if ct.is_precert_signing_certificate(issuer):
+                raise BadRequest("precertificate signing certificates are not supported")
+            entry = SignedEntry.precert(ct.precert_entry(chain[0], issuer))
+            extra = ct.precert_chain_extra_data(chain_der[0], _ders(chain[1:]))
+        else:
+            entry = SignedEntry.x509(chain_der[0])
+            extra = ct.x509_chain_extra_data(_ders(chain[1:]))
+        # Signed before it is known to be new: a signature costs less than the lookup
+        # it saves, and a resubmission gets the stored SCT back from `add`.
+        stamp = now_ms()
+        sct = ct.sign_sct(self.key, stamp, entry)
+        leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(stamp, entry))
+        found = self.store.add(
+            StoredEntry(
+                entry.identity(),
+                merkle.leaf_hash(leaf),
+                stamp,
+                leaf,
+                extra,
+                sct.signature.encode(),
+            ),
+            _ders(chain[1:]),
+        )
+        signature = ct.DigitallySigned.decode(found.sct_signature)
+        return SignedCertificateTimestamp(self.log_id, found.timestamp, signature)
+
+    def _check_chain(self, chain_der: Sequence[bytes], precert: bool) -> list[x509.Certificate]:
+        if not chain_der:
+            raise BadRequest("the chain is empty")
+        if len(chain_der) > MAX_CHAIN:
+            raise BadRequest(f"the chain has more than {MAX_CHAIN} certificates")
+        chain: list[x509.Certificate] = []
+        for i, der in enumerate(chain_der):
+            try:
+                chain.append(x509.load_der_x509_certificate(der))
+            except ValueError as exc:
+                raise BadRequest(f"chain[{i}] is not a DER certificate: {exc}") from None
+        leaf = chain[0]
+        poisoned = ct.is_precertificate(leaf)
+        if precert and not poisoned:
+            raise BadRequest("add-pre-chain: the certificate has no CT poison extension")
+        if not precert and poisoned:
+            raise BadRequest("add-chain: the certificate is a precertificate (CT poison)")
+        for i, (child, parent) in enumerate(itertools.pairwise(chain)):
+            self._check_signed(child, parent, i)
+        last = chain[-1]
+        if last.public_bytes(serialization.Encoding.DER) not in self.roots:
+            root = self._root_for(last)
+            if root is None:
+                raise BadRequest("the chain does not end in an accepted root")
+            chain.append(root)  # §4.1: the log adds the root to the stored chain
+        if precert and len(chain) < 2:
+            raise BadRequest("add-pre-chain: a precertificate needs its issuer in the chain")
+        self._check_shard(leaf)
+        return chain
+
+    def _check_signed(self, child: x509.Certificate, parent: x509.Certificate, i: int) -> None:
+        """`parent` signed `child`. The CA certificates of a chain come again and again,
+        so a verified (CA certificate, issuer) pair is remembered."""
+        pair = (child.fingerprint(_SHA256), parent.fingerprint(_SHA256))
+        if pair in self._verified:
+            return
+        try:
+            child.verify_directly_issued_by(parent)
+        except (InvalidSignature, ValueError, TypeError) as exc:
+            raise BadRequest(f"chain[{i}] is not signed by chain[{i + 1}]: {exc}") from None
+        if ct.is_ca(child):
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified.add(pair)
+
+    def _root_for(self, cert: x509.Certificate) -> x509.Certificate | None:
+        for root in self.roots.values():
+            if root.subject != cert.issuer:
+                continue
+            try:
+                self._check_signed(cert, root, 0)
+            except BadRequest:
+                continue
+            return root
+        return None
+
+    def _check_shard(self, leaf: x509.Certificate) -> None:
+        start, end = self.settings.not_after_start, self.settings.not_after_end
+        not_after = leaf.not_valid_after_utc
+        if start is not None and not_after < start:
+            raise BadRequest(f"notAfter {not_after:%Y-%m-%d} is before this log's shard")
+        if end is not None and not_after >= end:
+            raise BadRequest(f"notAfter {not_after:%Y-%m-%d} is after this log's shard")
+
+    # ----- reads (§4.3-§4.8) -----
+
+    def sth(self) -> SignedTreeHead:
+        found = self.store.sth()
+        if found is None:
+            raise Unavailable("the log has no tree head yet")
+        return found
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        size = self.sth().head.tree_size
+        if not 0 <= first <= second:
+            raise BadRequest(f"first ({first}) must be at most second ({second})")
+        if second > size:
+            raise BadRequest(f"second ({second}) is beyond the tree ({size})")
+        return self.store.range_hashes(merkle.consistency_ranges(first, second))
+
+    def proof_by_hash(self, leaf_hash: bytes, tree_size: int) -> tuple[int, list[bytes]]:
+        self._check_size(tree_size)
+        index = self.store.leaf_index(leaf_hash, tree_size)
+        if index is None:
+            raise NotFound(f"no leaf with that hash in the tree of size {tree_size}")
+        return index, self.store.range_hashes(merkle.inclusion_ranges(index, tree_size))
+
+    def entries(self, start: int, end: int) -> list[Leaf]:
+        size = self.sth().head.tree_size
+        if start < 0 or end < start:
+            raise BadRequest(f"start ({start}) must be at least 0 and at most end ({end})")
+        if start >= size:
+            raise BadRequest(f"start ({start}) is beyond the tree ({size} entries)")
+        end = min(end, size - 1, start + MAX_GET_ENTRIES - 1)
+        return self.store.leaves(start, end)
+
+    def entry_and_proof(self, index: int, tree_size: int) -> tuple[Leaf, list[bytes]]:
+        self._check_size(tree_size)
+        if not 0 <= index < tree_size:
+            raise BadRequest(f"leaf_index ({index}) is not in a tree of {tree_size}")
+        leaves = self.store.leaves(index, index)
+        return leaves[0], self.store.range_hashes(merkle.inclusion_ranges(index, tree_size))
+
+    def _check_size(self, tree_size: int) -> None:
+        size = self.sth().head.tree_size
+        if not 0 < tree_size <= size:
+            raise BadRequest(f"tree_size ({tree_size}) must be in 1..{size}")
+
+    # ----- sequencing -----
+
+    @property
+    def interval(self) -> float:
+        """How often the sequencer looks: a small part of the MMD, and at most a second."""
+        return max(0.05, min(1.0, self.settings.mmd / 10))
+
+    @property
+    def lease_ms(self) -> int:
+        """How long a silent sequencer keeps the lease: well inside the MMD."""
+        return int(max(2.0, min(30.0, self.settings.mmd / 3)) * 1000)
+
+    def sequence_once(self) -> int:
+        """One pass: hold the lease, then place what is pending. Entries placed."""
+        if not self.store.take_lease(self.holder, now_ms(), self.lease_ms):
+            return 0
+        placed = 0
+        refresh = int(self.settings.mmd * 1000 / 2)  # heads stay fresher than the MMD
+        while True:
+            n = self.store.sequence(self.sign_head, now_ms(), self.settings.batch, refresh)
+            placed += n
+            if n < self.settings.batch:
+                return placed
+
+    async def run_sequencer(self) -> None:
+        while True:
+            try:
+                placed = await asyncio.to_thread(self.sequence_once)
+                if placed:
+                    log.info("sequenced %d entries", placed)
+            except Exception:  # a database outage: try again on the next pass
+                log.warning("sequencing failed; retrying", exc_info=True)
+            await asyncio.sleep(self.interval)
+
+    def release(self) -> None:
+        self.store.release_lease(self.holder)
+
+    # ----- the log list -----
+
+    def log_info(self, url: str, operator: str, description: str) -> ct.LogInfo:
+        return ct.LogInfo(
+            description=description,
+            key=self.key.public_key(),
+            url=url,
+            mmd=max(1, round(self.settings.mmd)),
+            operator=operator,
+            temporal_start=self.settings.not_after_start,
+            temporal_end=self.settings.not_after_end,
+            usable_since=datetime.now(UTC),
+        )
+
+
+def _ders(chain: Sequence[x509.Certificate]) -> list[bytes]:
+    return [c.public_bytes(serialization.Encoding.DER) for c in chain]

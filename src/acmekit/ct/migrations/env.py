@@ -1,0 +1,4 @@
+from acmekit.ct.schema import metadata
+from acmekit.migrate import run_env
+
+run_env(metadata)

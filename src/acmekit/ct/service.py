@@ -1,0 +1,151 @@
+"""Assemble and run `acmekit ct`: state directory, key, store, sequencer, HTTP listener,
+and the log list it writes for CAs, clients and monitors (`DIR/loglist.json`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+from cryptography import x509
+
+from acmekit.ct.app import CtApp
+from acmekit.ct.log import CtLog, LogSettings, load_or_create_key
+from acmekit.ct.store import CtStore
+from acmekit.ct.tiles import TileReader
+from acmekit.files import atomic_write
+from acmekit.hostport import parse_host_port
+from acmekit.protocol.ct import LogList, b64
+from acmekit.server.config import ListenerLimits
+from acmekit.server.listener import bounded_protocol
+
+log = logging.getLogger(__name__)
+
+LOG_LIST = "loglist.json"
+DB_FILE = "ct.db"
+
+
+@dataclass(frozen=True)
+class CtConfig:
+    state_dir: Path
+    listen: str = "127.0.0.1:6962"
+    db: str | None = None
+    roots: Path | None = None
+    operator: str | None = None
+    not_after_start: datetime | None = None
+    not_after_end: datetime | None = None
+    mmd: float = 60.0
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.state_dir / DB_FILE}"
+
+
+def load_roots(path: Path | None, state_dir: Path) -> tuple[x509.Certificate, ...]:
+    """The accepted roots: the PEM bundle given, else `DIR/roots.pem` if present."""
+    path = path or (state_dir / "roots.pem")
+    if not path.exists():
+        raise ValueError(f"no accepted roots: {path} does not exist (give --roots FILE.pem)")
+    try:
+        roots = tuple(x509.load_pem_x509_certificates(path.read_bytes()))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a PEM certificate bundle: {exc}") from None
+    return roots
+
+
+def assemble(config: CtConfig) -> CtApp:
+    """The app, its log and store; tests drive it in-process."""
+    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = load_or_create_key(config.state_dir)
+    settings = LogSettings(
+        roots=load_roots(config.roots, config.state_dir),
+        mmd=config.mmd,
+        not_after_start=config.not_after_start,
+        not_after_end=config.not_after_end,
+    )
+    ctlog = CtLog(CtStore.from_url(config.db_url), key, settings)
+    return CtApp(ctlog, TileReader(ctlog))
+
+
+def bind(listen: str) -> socket.socket:
+    host, port = parse_host_port(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"{exc.strerror}: {(host, port)!r}") from None
+    sock.listen(1024)
+    return sock
+
+
+def log_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def origin_of(url: str) -> str:
+    """The checkpoint origin: the log's URL without scheme or trailing slash."""
+    return url.split("://", 1)[-1].rstrip("/")
+
+
+def write_log_list(app: CtApp, config: CtConfig, url: str) -> Path:
+    """DIR/loglist.json (Chrome's v3 schema). Without --operator the operator's name is
+    made from the log ID, so two logs started without one count as two operators."""
+    ctlog = app.log
+    operator = config.operator or f"acmekit-{hashlib.sha256(ctlog.log_id).hexdigest()[:12]}"
+    info = ctlog.log_info(url, operator, f"acmekit CT log {b64(ctlog.log_id)[:8]}")
+    path = config.state_dir / LOG_LIST
+    atomic_write(path, LogList((info,), datetime.now(UTC), "1").dumps().encode(), 0o644)
+    return path
+
+
+async def serve(config: CtConfig, announce: Callable[[str], None] | None = None) -> None:
+    say = announce or (lambda line: print(line, flush=True))
+    app = assemble(config)
+    sock = bind(config.listen)
+    url = log_url(sock)
+    app.tiles = TileReader(app.log, origin_of(url))
+    path = write_log_list(app, config, url)
+    say(f"ct log: {url}")
+    say(f"log id: {b64(app.log.log_id)}")
+    say(f"log list: {path.absolute()}")
+    limits = ListenerLimits()
+    uv = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        http=bounded_protocol(limits),
+        timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
+    )
+    server = uvicorn.Server(uv)
+    sequencer = asyncio.ensure_future(app.log.run_sequencer())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        sequencer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sequencer
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(app.log.release)
+        app.log.store.close()
+
+
+def run(config: CtConfig) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config))
+    else:
+        uvloop.run(serve(config))

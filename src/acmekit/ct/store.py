@@ -1,0 +1,326 @@
+"""The log's storage: entries, complete-subtree hashes, the signed tree head, the lease.
+
+Synchronous SQLAlchemy Core; the HTTP handlers call it in a worker thread. Any process
+may add entries and read; sequencing happens in one transaction that moves the tree from
+its size N to N + k (entries get their `seq`, new complete subtrees their hashes, the
+tree row its new STH) under the condition that the tree row still says N, so two
+sequencers at once cannot both succeed, whatever the lease says.
+
+A proof or a root for any size touches O(log n) rows of `ct_nodes` (one query), and
+sequencing a batch reads the old tree's right edge (one query), so neither time nor
+memory grows with the tree beyond the logarithm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from acmekit import migrate
+from acmekit.ct import merkle
+from acmekit.ct.schema import entries, issuers, leases, nodes, tree
+from acmekit.database import create_engine
+from acmekit.protocol.ct import DigitallySigned, SignedTreeHead, TreeHead
+
+SEQUENCER_LEASE = "sequencer"
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """What the log keeps of one submission."""
+
+    identity: bytes
+    leaf_hash: bytes
+    timestamp: int
+    leaf_input: bytes
+    extra_data: bytes
+    sct_signature: bytes
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class Leaf:
+    seq: int
+    leaf_input: bytes
+    extra_data: bytes
+
+
+SignHead = Callable[[TreeHead], SignedTreeHead]
+
+
+class CtStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._known_issuers: set[bytes] = set()  # stored already: no query for them
+
+    @classmethod
+    def from_url(cls, url: str) -> CtStore:
+        engine = create_engine(url)
+        migrate.upgrade(engine, migrate.CT)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ----- submissions -----
+
+    def find(self, identity: bytes) -> StoredEntry | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(entries).where(entries.c.identity == identity)).first()
+        if row is None:
+            return None
+        return StoredEntry(
+            row.identity,
+            row.leaf_hash,
+            row.timestamp,
+            row.leaf_input,
+            row.extra_data,
+            row.sct_signature,
+            row.seq,
+        )
+
+    def add(self, entry: StoredEntry, chain: Sequence[bytes]) -> StoredEntry:
+        """Store `entry`, or return the entry stored first under its identity (two
+        processes may race: the unique identity decides)."""
+        insert = _insert_ignoring_duplicates(self.engine.dialect.name)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                insert.values(
+                    identity=entry.identity,
+                    leaf_hash=entry.leaf_hash,
+                    timestamp=entry.timestamp,
+                    leaf_input=entry.leaf_input,
+                    extra_data=entry.extra_data,
+                    sct_signature=entry.sct_signature,
+                )
+            )
+        if done.rowcount != 1:
+            found = self.find(entry.identity)
+            if found is None:
+                raise RuntimeError("an entry vanished after a duplicate insert")
+            return found
+        self._remember_issuers(chain)
+        return entry
+
+    def _remember_issuers(self, chain: Sequence[bytes]) -> None:
+        keyed = {hashlib.sha256(der).digest(): der for der in chain}
+        keyed = {h: d for h, d in keyed.items() if h not in self._known_issuers}
+        if not keyed:
+            return
+        with self.engine.begin() as conn:
+            known = set(
+                conn.execute(
+                    sa.select(issuers.c.sha256).where(issuers.c.sha256.in_(list(keyed)))
+                ).scalars()
+            )
+            fresh = [{"sha256": h, "der": d} for h, d in keyed.items() if h not in known]
+            if fresh:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(issuers.insert(), fresh)
+                except sa.exc.IntegrityError:
+                    pass  # another process stored the same certificate meanwhile
+        if len(self._known_issuers) > 10_000:
+            self._known_issuers.clear()
+        self._known_issuers.update(keyed)
+
+    def issuer(self, sha256: bytes) -> bytes | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(issuers.c.der).where(issuers.c.sha256 == sha256)
+            ).scalar()
+        return bytes(found) if found is not None else None
+
+    # ----- the tree head -----
+
+    def sth(self) -> SignedTreeHead | None:
+        with self.engine.connect() as conn:
+            return _sth(conn)
+
+    def init_tree(self, sign: SignHead, now_ms: int) -> None:
+        """The empty tree's STH, once (§3.5: a log signs a head for size 0 too)."""
+        try:
+            with self.engine.begin() as conn:
+                _begin_write(conn)
+                if _sth(conn) is None:
+                    sth = sign(TreeHead(0, now_ms, merkle.EMPTY_ROOT))
+                    conn.execute(tree.insert().values(id=1, **_sth_row(sth)))
+        except sa.exc.IntegrityError:
+            pass  # another process starting at the same time made it
+
+    def sequence(self, sign: SignHead, now_ms: int, batch: int, refresh_ms: int) -> int:
+        """Place up to `batch` pending entries in the tree and sign the new head; with
+        none pending, sign a fresh head for the same tree once the last is `refresh_ms`
+        old. How many entries were placed."""
+        with self.engine.begin() as conn:
+            _begin_write(conn)
+            old = _sth(conn)
+            if old is None:
+                raise RuntimeError("the tree has no head yet")
+            size = old.head.tree_size
+            pending = conn.execute(
+                sa.select(entries.c.id, entries.c.leaf_hash)
+                .where(entries.c.seq.is_(None))
+                .order_by(entries.c.id)
+                .limit(batch)
+            ).all()
+            if not pending and now_ms - old.head.timestamp < refresh_ms:
+                return 0
+            edge = _nodes(conn, merkle.right_edge(size))
+            new = merkle.new_nodes(size, [bytes(r.leaf_hash) for r in pending], edge)
+            new_size = size + len(pending)
+            root = merkle.fold([new.get(n) or edge[n] for n in merkle.decompose(0, new_size)])
+            stamp = max(now_ms, old.head.timestamp)  # never older than the last head
+            sth = sign(TreeHead(new_size, stamp, root))
+            if pending:
+                conn.execute(
+                    entries.update()
+                    .where(entries.c.id == sa.bindparam("b_id"))
+                    .values(seq=sa.bindparam("b_seq")),
+                    [{"b_id": r.id, "b_seq": size + i} for i, r in enumerate(pending)],
+                )
+                conn.execute(
+                    nodes.insert(),
+                    [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new.items()],
+                )
+            done = conn.execute(
+                tree.update().where(tree.c.id == 1, tree.c.size == size).values(**_sth_row(sth))
+            )
+            if done.rowcount != 1:
+                raise RuntimeError("another sequencer moved the tree")
+            return len(pending)
+
+    def take_lease(self, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Hold (or keep) the sequencer lease: free, expired, or already ours."""
+        with self.engine.begin() as conn:
+            _begin_write(conn)
+            done = conn.execute(
+                leases.update()
+                .where(
+                    leases.c.name == SEQUENCER_LEASE,
+                    sa.or_(leases.c.holder == holder, leases.c.until < now_ms),
+                )
+                .values(holder=holder, until=now_ms + ttl_ms)
+            )
+            if done.rowcount == 1:
+                return True
+            exists = conn.execute(
+                sa.select(leases.c.name).where(leases.c.name == SEQUENCER_LEASE)
+            ).first()
+            if exists is not None:
+                return False
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        leases.insert().values(
+                            name=SEQUENCER_LEASE, holder=holder, until=now_ms + ttl_ms
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                return False
+            return True
+
+    def release_lease(self, holder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                leases.delete().where(leases.c.name == SEQUENCER_LEASE, leases.c.holder == holder)
+            )
+
+    def lease_holder(self) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(leases.c.holder).where(leases.c.name == SEQUENCER_LEASE)
+            ).scalar()
+
+    # ----- reads -----
+
+    def nodes(self, wanted: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
+        with self.engine.connect() as conn:
+            return _nodes(conn, wanted)
+
+    def range_hashes(self, ranges: Sequence[merkle.Range]) -> list[bytes]:
+        return merkle.Nodes(self.nodes(merkle.nodes_for(ranges))).hashes(ranges)
+
+    def root(self, size: int) -> bytes:
+        return merkle.root_from(self.nodes, size)
+
+    def leaf_index(self, leaf_hash: bytes, size: int) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(entries.c.seq).where(
+                    entries.c.leaf_hash == leaf_hash, entries.c.seq < size
+                )
+            ).scalar()
+
+    def leaves(self, start: int, end: int) -> list[Leaf]:
+        """Sequenced entries [start, end]: both ends inclusive, as get-entries has them."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(entries.c.seq, entries.c.leaf_input, entries.c.extra_data)
+                .where(entries.c.seq >= start, entries.c.seq <= end)
+                .order_by(entries.c.seq)
+            ).all()
+        return [Leaf(r.seq, bytes(r.leaf_input), bytes(r.extra_data)) for r in rows]
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """Leaf hashes [start, end) (the tiles' level 0)."""
+        found = self.nodes((0, i) for i in range(start, end))
+        return [found[(0, i)] for i in range(start, end)]
+
+
+def _insert_ignoring_duplicates(dialect: str) -> sa.Insert:
+    """INSERT ... ON CONFLICT DO NOTHING on ct_entries: a resubmission is no error."""
+    if dialect == "postgresql":
+        return postgresql.insert(entries).on_conflict_do_nothing()
+    return sqlite.insert(entries).on_conflict_do_nothing()
+
+
+def _begin_write(conn: Connection) -> None:
+    """SQLite: take the write lock up front, so that a read-then-write transaction waits
+    for another writer instead of failing when its snapshot turns stale."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sth(conn: Connection) -> SignedTreeHead | None:
+    row = conn.execute(sa.select(tree).where(tree.c.id == 1)).first()
+    if row is None:
+        return None
+    head = TreeHead(row.size, row.timestamp, bytes(row.root_hash))
+    return SignedTreeHead(head, DigitallySigned.decode(bytes(row.signature)))
+
+
+def _sth_row(sth: SignedTreeHead) -> dict[str, object]:
+    return {
+        "size": sth.head.tree_size,
+        "timestamp": sth.head.timestamp,
+        "root_hash": sth.head.root_hash,
+        "signature": sth.signature.encode(),
+    }
+
+
+def _nodes(conn: Connection, wanted: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
+    """The hashes of `wanted` nodes, in one query: per level an IN list on the primary
+    key (a row-value IN is not answered from the index by SQLite)."""
+    by_level: dict[int, list[int]] = {}
+    for level, idx in set(wanted):
+        by_level.setdefault(level, []).append(idx)
+    out: dict[merkle.Node, bytes] = {}
+    levels = sorted(by_level)
+    for i in range(0, len(levels), 16):  # bound the size of one statement
+        clauses = [
+            sa.and_(nodes.c.level == lv, nodes.c.idx.in_(by_level[lv])) for lv in levels[i : i + 16]
+        ]
+        rows = conn.execute(
+            sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(sa.or_(*clauses))
+        )
+        out.update({(r.level, r.idx): bytes(r.hash) for r in rows})
+    missing = [(lv, ix) for lv in levels for ix in by_level[lv] if (lv, ix) not in out]
+    if missing:
+        raise LookupError(f"tree nodes missing: {missing[:3]}")
+    return out

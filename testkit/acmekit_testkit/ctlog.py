@@ -1,0 +1,146 @@
+"""Certificates for a CT log to take, issued by an acmekit CA hierarchy, and a running
+`acmekit ct` process."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from acmekit.server.ca import Issuer, load_or_create_issuer
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.processes import logged_process, wait_for_lines
+
+
+def ca_hierarchy(state_dir: Path) -> Issuer:
+    """An acmekit CA hierarchy (root, intermediate) in `state_dir`, as `acmekit server`
+    makes it; `state_dir/root.pem` is what a log accepts."""
+    return load_or_create_issuer(state_dir, datetime.now(UTC))
+
+
+def leaf_certificate(
+    issuer: Issuer,
+    name: str,
+    *,
+    precert: bool = False,
+    not_after: datetime | None = None,
+    signer: Issuer | None = None,
+) -> x509.Certificate:
+    """A subscriber certificate for `name` from the intermediate (with the CT poison
+    when `precert`). `signer` signs with another hierarchy's key under the same names."""
+    now = datetime.now(UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(issuer.intermediate_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1)
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(not_after or now + timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    if precert:
+        builder = builder.add_extension(x509.PrecertPoison(), critical=True)
+    sign_key = (signer or issuer).intermediate_key
+    assert isinstance(sign_key, ec.EllipticCurvePrivateKey)
+    return builder.sign(sign_key, hashes.SHA256())
+
+
+def self_signed(name: str) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def chain_json(certs: Sequence[x509.Certificate]) -> dict[str, list[str]]:
+    """The add-chain / add-pre-chain request body."""
+    return {"chain": [base64.b64encode(der(c)).decode() for c in certs]}
+
+
+@dataclass(frozen=True)
+class RunningLog:
+    url: str  # ends in "/"
+    log_id: str
+    log_list: Path
+    state_dir: Path
+    output: Path
+    process: subprocess.Popen[bytes]
+
+
+def ct_log_argv(
+    state_dir: Path,
+    roots: Path,
+    *,
+    db: str | None = None,
+    mmd: float = 1.0,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The command line of `acmekit ct` on a free loopback port."""
+    return [
+        sys.executable,
+        "-m",
+        "acmekit",
+        "ct",
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--state-dir",
+        str(state_dir),
+        "--roots",
+        str(roots),
+        "--mmd",
+        str(mmd),
+        *(["--db", db] if db else []),
+        *extra,
+    ]
+
+
+def started_log(proc: subprocess.Popen[bytes], state_dir: Path, output: Path) -> RunningLog:
+    """Wait until `acmekit ct` prints where it is; what it printed."""
+    lines = wait_for_lines(proc, output, ["ct log:", "log id:", "log list:"], "acmekit ct")
+    return RunningLog(
+        lines["ct log:"], lines["log id:"], Path(lines["log list:"]), state_dir, output, proc
+    )
+
+
+@contextmanager
+def running_ct_log(
+    state_dir: Path,
+    roots: Path,
+    *,
+    db: str | None = None,
+    mmd: float = 1.0,
+    extra: Sequence[str] = (),
+    output: Path | None = None,
+) -> Iterator[RunningLog]:
+    """`acmekit ct` on a free loopback port until the block ends (stopped by its PID)."""
+    output = output or state_dir.parent / f"{state_dir.name}.log"
+    argv = ct_log_argv(state_dir, roots, db=db, mmd=mmd, extra=extra)
+    with logged_process(argv, output) as proc:
+        yield started_log(proc, state_dir, output)
