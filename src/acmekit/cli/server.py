@@ -82,6 +82,7 @@ def server(
     from acmekit.migrate import SchemaOutOfDate
     from acmekit.server.config import load_config
     from acmekit.server.run import run
+    from acmekit.server.schedule import check_profiles
 
     try:
         config = load_config(
@@ -100,6 +101,8 @@ def server(
             },
         )
         config.host_port  # noqa: B018 - validates the listen address early
+        # The Baseline Requirements' schedule on today's date (schedule.py): one line.
+        check_profiles(config.all_profiles, datetime.now(UTC))
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     log_progress_by_default()
