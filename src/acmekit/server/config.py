@@ -114,11 +114,15 @@ class LintSettings:
     """Certificate linting before signing (lint.py; Baseline Requirements §4.3.1.2).
 
     `ignored`: lint codes (pkilint's) whose findings are neither errors nor warnings
-    here, for a private CA that knowingly departs from a rule.
+    here, for a private CA that knowingly departs from a rule. `as_errors`: codes that
+    block issuance although the linter calls them warnings: the CA's own policy, stricter
+    than the Baseline Requirements (whose keyUsage is only a SHOULD, §7.1.2.7.11, yet a
+    certificate of ours without it can only come from a broken profile).
     """
 
     enabled: bool = True
     ignored: tuple[str, ...] = ()
+    as_errors: tuple[str, ...] = ("cabf.serverauth.subscriber.key_usage_extension_absent",)
 
 
 @dataclass(frozen=True)
@@ -367,7 +371,9 @@ _NESTED: dict[str, Callable[..., Any]] = {
     "validation": lambda d, doc, w: _validation(_table(ValidationSettings, d, doc, w)),
     "limits": lambda d, doc, w: _table(ListenerLimits, d, doc, w),
     "lint": lambda d, doc, w: replace(
-        _table(LintSettings, d, doc, w), ignored=tuple(doc.get("ignored", d.ignored))
+        _table(LintSettings, d, doc, w),
+        ignored=tuple(doc.get("ignored", d.ignored)),
+        as_errors=tuple(doc.get("as_errors", d.as_errors)),
     ),
 }
 

@@ -31,7 +31,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
-from acmekit.server.config import ServerConfig
+from acmekit.server.config import LintSettings, ServerConfig
 from acmekit.server.validation.reserved import IPNetwork, parse_networks
 
 log = logging.getLogger(__name__)
@@ -253,6 +253,7 @@ class Linter:
 
     enabled: bool = True
     ignored: frozenset[str] = frozenset()
+    as_errors: frozenset[str] = frozenset(LintSettings().as_errors)
     allowed_names: tuple[str, ...] = ()  # special-use names (and what is under them)
     allowed_networks: tuple[IPNetwork, ...] = ()
     keys: LintKeys = _LINT_KEYS  # shared: one throwaway key per type and process
@@ -262,6 +263,7 @@ class Linter:
         return cls(
             enabled=config.lint.enabled,
             ignored=frozenset(config.lint.ignored),
+            as_errors=frozenset(config.lint.as_errors),
             allowed_names=config.validation.allowed_special_names,
             allowed_networks=parse_networks(config.validation.allow_networks),
         )
@@ -281,7 +283,13 @@ class Linter:
     def lint(self, der: bytes) -> Report:
         """The findings for a certificate's DER, less the ignored and the allowed ones."""
         report = lint_certificate_der(der, self.ignored)
-        return Report(tuple(f for f in report.findings if not self._allowed(f)))
+        kept = (f for f in report.findings if not self._allowed(f))
+        return Report(tuple(self._promoted(f) for f in kept))
+
+    def _promoted(self, finding: Finding) -> Finding:
+        if finding.code in self.as_errors and not finding.severity.blocks:
+            return replace(finding, severity=Severity.ERROR)
+        return finding
 
     def check(self, builder: x509.CertificateBuilder, key: SigningKey) -> x509.Certificate:
         """The throwaway-signed copy of `builder`, after its lint passed (LintRefused
