@@ -52,6 +52,7 @@ def assemble(config: ServerConfig, now: Callable[[], datetime] = SYSTEM_CLOCK.no
     store = Store.from_url(config.db_url, config.auto_upgrade)
     nonces = NonceService(store, now, scope=config.nonces)
     linter = Linter.for_config(config)
+    linter.warm()
     crl = CrlPublisher(config.crl, config.crl_base_url, store, issuer, now, linter)
     validator = Validator(config.validation_config())
     authority = Authority(config, store, issuer, validator, now, crl=crl, linter=linter)
