@@ -19,9 +19,13 @@ How it works:
 - pkilint's validator tree takes ~0.15 s of CPU to build and ~4 ms to run, so it is
   built once per process and reused (docs/decisions.md, "Lint before signing").
 
-CRLs are linted the same way (`lint_crl`) with pkilint's RFC 5280 and CA/Browser Forum
-CRL rules, after signing (a CRL is no statement about a subscriber; a failing one is
-logged and not published).
+CRLs are linted with pkilint's RFC 5280 and CA/Browser Forum CRL rules (`Linter.crl`),
+after signing: a CRL is no statement about a subscriber, and a shard left past its
+nextUpdate would be worse than one with a finding, so findings are logged and the CRL
+is still published.
+
+Each lint runs in the issuing coroutine's worker thread (authority.py), one at a time
+(`_running`): pkilint does not promise that its validator tree is thread safe.
 """
 
 from __future__ import annotations
