@@ -31,6 +31,7 @@ from acmekit.server.lint import (
     lint_certificate_der,
     lint_crl_der,
 )
+from acmekit.server.records import CertificateRecord
 from acmekit.server.validation.reserved import parse_networks
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -223,8 +224,26 @@ def test_issue_certificate_with_a_linter_lints(issuer: Issuer) -> None:
 
 
 def test_the_ca_crls_lint_clean(issuer: Issuer) -> None:
-    crl = build_crl(
-        issuer, [], number=1, url=CRL_URL, this_update=NOW, next_update=NOW + timedelta(days=1)
-    )
-    assert lint_crl_der(crl).errors == ()
-    assert Linter().crl(crl).errors == ()
+    revoked = [
+        CertificateRecord(
+            id=str(reason),
+            serial=format(4096 + reason, "x"),
+            order_id="o",
+            account_id="a",
+            pem=None,
+            identifiers=(),
+            not_before=NOW,
+            not_after=NOW + timedelta(days=9),
+            issued=NOW,
+            revoked_at=NOW,
+            revocation_reason=reason,
+        )
+        for reason in (0, 1, 4, 5)
+    ]
+    for entries in ([], revoked):
+        crl = build_crl(
+            issuer, entries, number=3, url=CRL_URL, this_update=NOW,
+            next_update=NOW + timedelta(days=1),
+        )  # fmt: skip
+        assert lint_crl_der(crl).findings == ()
+        assert Linter().crl(crl).errors == ()
