@@ -91,14 +91,17 @@ class Server:
 
 
 @contextmanager
-def running_acmekit(workdir: Path, *, dns_port: int, http_port: int) -> Iterator[Server]:
+def running_acmekit(
+    workdir: Path, *, dns_port: int, http_port: int, lint: bool = True
+) -> Iterator[Server]:
     """`acmekit server` with a fresh state dir, without debug logging; ready once its
-    directory answers over HTTPS."""
+    directory answers over HTTPS. `lint=False` switches linting before signing off."""
     # One load generator issues hundreds of certificates under one registered domain
     # from one address: Let's Encrypt-sized rate limits would refuse it (Pebble has none).
     settings = {
         "rate_limits": {"enabled": False},
         "crl": {"listen": f"127.0.0.1:{free_port()}"},
+        "lint": {"enabled": lint},
     }
     with running_acmekit_server(
         workdir,
@@ -109,7 +112,8 @@ def running_acmekit(workdir: Path, *, dns_port: int, http_port: int) -> Iterator
         verbose=False,
     ) as ca:
         wait_https(ca.proc, ca.directory_url, ca.root_path, ca.log, "acmekit server")
-        yield Server("acmekit", ca.directory_url, ca.root_path, ca.proc.pid)
+        name = "acmekit" if lint else "acmekit-nolint"
+        yield Server(name, ca.directory_url, ca.root_path, ca.proc.pid)
 
 
 @contextmanager

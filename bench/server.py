@@ -19,6 +19,7 @@ read just before and just after the measured phase. Pebble runs with PEBBLE_VA_N
 PEBBLE_WFE_NONCEREJECT=0 and PEBBLE_AUTHZREUSE=0; each server gets a fresh state.
 
 Run: `python bench/server.py [--workers 8] [--certs 200] [--rounds 3] [--servers acmekit,pebble]`
+(`acmekit-nolint` is the same CA with linting before signing off.)
 """
 
 from __future__ import annotations
@@ -304,7 +305,18 @@ def start_pebble(workdir: Path, dns_port: int, http_port: int) -> AbstractContex
     return _running_pebble(workdir, dns_port=dns_port, http_port=http_port, env=PEBBLE_ENV)
 
 
-SERVERS: dict[str, ServerFactory] = {"acmekit": start_acmekit, "pebble": start_pebble}
+def start_acmekit_nolint(
+    workdir: Path, dns_port: int, http_port: int
+) -> AbstractContextManager[Server]:
+    """The same CA with linting before signing off: what the lint costs per certificate."""
+    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, lint=False)
+
+
+SERVERS: dict[str, ServerFactory] = {
+    "acmekit": start_acmekit,
+    "acmekit-nolint": start_acmekit_nolint,
+    "pebble": start_pebble,
+}
 
 
 @dataclass(frozen=True)
@@ -378,6 +390,12 @@ def report(results: list[Result], plan: Plan) -> None:
         print(
             f"\nratio acmekit/pebble: certs/s {a.per_second / p.per_second:.2f}, "
             f"server CPU ms/cert {a.cpu_ms / p.cpu_ms:.2f} (target: <= 1.00)"
+        )
+    if {"acmekit", "acmekit-nolint"} <= medians.keys():
+        a, n = medians["acmekit"], medians["acmekit-nolint"]
+        print(
+            f"lint before signing: server CPU {a.cpu_ms - n.cpu_ms:+.2f} ms/cert "
+            f"({a.cpu_ms:.2f} with, {n.cpu_ms:.2f} without)"
         )
     for r in results:
         if r.first_error:

@@ -36,7 +36,7 @@ async def _lifetime(flow: Flow, name: str, profile: str | None) -> timedelta:
 
 async def test_directory_lists_profiles(acme: RawAcme) -> None:
     profiles = (await acme.directory())["meta"]["profiles"]
-    assert set(profiles) == {"classic", "shortlived"}
+    assert set(profiles) == {"classic", "shortlived", "tlsserver"}
     assert all(isinstance(d, str) and d for d in profiles.values())
 
 
@@ -60,7 +60,7 @@ async def test_shortlived_order_and_authorization_lifetimes(flow: Flow) -> None:
 
 async def test_unknown_profile(flow: Flow) -> None:
     await flow.account()
-    status, doc = await _order(flow, "x.profile.test", profile="tlsserver")
+    status, doc = await _order(flow, "x.profile.test", profile="nosuch")
     assert status == 400 and doc["type"] == "urn:ietf:params:acme:error:invalidProfile"
 
 

@@ -16,11 +16,14 @@ PROFILES = ServerConfig().all_profiles
 
 
 def test_defaults_model_lets_encrypt() -> None:
-    assert set(PROFILES) == {"classic", "shortlived"}
+    assert set(PROFILES) == {"classic", "shortlived", "tlsserver"}
     assert PROFILES["classic"].certificate_lifetime == timedelta(days=90)
     assert PROFILES["shortlived"].certificate_lifetime == timedelta(hours=160)
     assert PROFILES["shortlived"].valid_authz_lifetime == timedelta(hours=7)
-    assert set(descriptions(PROFILES)) == {"classic", "shortlived"}
+    assert PROFILES["tlsserver"].certificate_lifetime == timedelta(days=45)
+    assert PROFILES["tlsserver"].authz_reuse == timedelta(hours=7)
+    assert not PROFILES["tlsserver"].ip_identifiers
+    assert set(descriptions(PROFILES)) == {"classic", "shortlived", "tlsserver"}
 
 
 def test_select_default_named_and_unknown() -> None:
@@ -30,7 +33,7 @@ def test_select_default_named_and_unknown() -> None:
         PROFILES["shortlived"],
     )
     with pytest.raises(AcmeError) as err:
-        select_profile("tlsserver", PROFILES, "classic")
+        select_profile("nosuch", PROFILES, "classic")
     assert err.value.problem.type.endswith(":invalidProfile")
     with pytest.raises(AcmeError) as err:
         select_profile(7, PROFILES, "classic")

@@ -83,6 +83,7 @@ def server(
     from acmekit.server.config import load_config
     from acmekit.server.run import run
     from acmekit.server.validation.dnssec import ResolverNotValidating
+    from acmekit.server.schedule import check_profiles
 
     try:
         config = load_config(
@@ -101,6 +102,8 @@ def server(
             },
         )
         config.host_port  # noqa: B018 - validates the listen address early
+        # The Baseline Requirements' schedule on today's date (schedule.py): one line.
+        check_profiles(config.all_profiles, datetime.now(UTC))
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     log_progress_by_default()

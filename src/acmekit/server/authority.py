@@ -55,9 +55,10 @@ from acmekit.protocol.problems import (
 )
 from acmekit.server import ari
 from acmekit.server.auth import Authenticated, KeyChange
-from acmekit.server.ca import Issuer, issue_certificate, new_serial, pem_chain
+from acmekit.server.ca import Issuer, LeafShape, issue_certificate, new_serial, pem_chain
 from acmekit.server.config import Profile, ServerConfig
 from acmekit.server.crl import CrlPublisher
+from acmekit.server.lint import Linter
 from acmekit.server.policy import Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
@@ -79,7 +80,7 @@ from acmekit.server.validation import Validator
 log = logging.getLogger(__name__)
 
 Signer = Callable[
-    [x509.CertificateSigningRequest, Sequence[Identifier], int, datetime, datetime],
+    [x509.CertificateSigningRequest, Sequence[Identifier], int, datetime, datetime, Profile],
     Awaitable[x509.Certificate],
 ]
 
@@ -164,6 +165,7 @@ class Authority:
         now: Callable[[], datetime],
         signer: Signer | None = None,
         crl: CrlPublisher | None = None,
+        linter: Linter | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -174,6 +176,8 @@ class Authority:
         self.policy = Policy(config, store)
         self.profiles = config.all_profiles
         self.crl = crl
+        # Every subscriber certificate is linted before the real key signs it (lint.py).
+        self.linter = linter or Linter.for_config(config)
         self.sign: Signer = signer or self._sign
         self._tasks: set[asyncio.Task[None]] = set()
         self.finalize_wait = config.finalize_wait
@@ -186,10 +190,14 @@ class Authority:
         serial: int,
         not_before: datetime,
         not_after: datetime,
+        profile: Profile,
     ) -> x509.Certificate:
         if self.config.issuance_delay:
             await asyncio.sleep(self.config.issuance_delay)
-        return issue_certificate(
+        # In a worker thread: the lint (pure Python, milliseconds) then yields the GIL
+        # to the event loop every switch interval instead of holding up every request.
+        return await asyncio.to_thread(
+            issue_certificate,
             self.issuer,
             csr,
             idents,
@@ -197,6 +205,13 @@ class Authority:
             not_before=not_before,
             not_after=not_after,
             crl_url=self.crl.url_for(serial) if self.crl else None,
+            issuer_url=self.crl.issuer_url if self.crl else None,
+            shape=LeafShape(
+                common_name=profile.common_name,
+                subject_key_identifier=profile.subject_key_identifier,
+                client_auth=profile.client_auth,
+            ),
+            linter=self.linter,
         )
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
@@ -484,15 +499,22 @@ class Authority:
         now: datetime,
         profile: str | None = None,
     ) -> AuthorizationRecord | None:
-        """A live authorization to reuse; for an order, only one made for its profile."""
+        """A live authorization to reuse; for an order, only one made for its profile and,
+        if valid, validated within the profile's `authz_reuse` period (Baseline
+        Requirements §4.2.1: how long a domain validation may be reused)."""
         # An authorization must outlive the order by a margin to be worth reusing.
         horizon = now + timedelta(days=1)
         found = self.store.orders.reusable_authorizations(account_id, ident, wildcard, horizon)
         made_for = self.store.orders.authz_profiles([r.id for r in found])
+        reuse = None if profile is None else self.profiles[profile].authz_reuse
         for rec in found:
             if profile is not None and made_for.get(rec.id, self.config.default_profile) != profile:
                 continue
             status = self._authz_status(rec, now)
+            if status == AuthorizationStatus.VALID and reuse is not None:
+                validated = [c.validated for c in rec.challenges if c.validated is not None]
+                if not validated or now - max(validated) > reuse:
+                    continue  # too old to reuse: the order gets a fresh authorization
             if status in (AuthorizationStatus.VALID, AuthorizationStatus.PENDING):
                 return rec
         return None
@@ -705,6 +727,7 @@ class Authority:
         profile, replaces) does not change once it is claimed."""
         now = self.now()
         not_before = now - BACKDATE
+        profile = self._profile_of_order(order)
         rec = CertificateRecord(
             id=new_id(),
             serial=format(new_serial(), "x"),
@@ -713,24 +736,27 @@ class Authority:
             pem=None,
             identifiers=order.identifiers,
             not_before=not_before,
-            not_after=not_before + self._profile_of_order(order).certificate_lifetime,
+            not_after=not_before + profile.certificate_lifetime,
             issued=now,
         )
         try:
             self.store.certificates.reserve_serial(rec)
             cert = await self.sign(
-                csr, order.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after
+                csr, order.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after, profile
             )
             self.store.certificates.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
         except UNAVAILABLE:
             raise  # the order stays claimed; recovery abandons the serial and issues again
         except Exception as exc:
-            log.exception("issuance for order %s failed", order.id)
+            if isinstance(exc, AcmeError):  # a refusal with its own problem (a failed lint)
+                log.error("issuance for order %s refused: %s", order.id, exc.problem.detail)
+                failure = exc.problem
+            else:
+                log.exception("issuance for order %s failed", order.id)
+                detail = f"issuance failed: {exc}"
+                failure = Problem(str(ProblemType.SERVER_INTERNAL), detail, 500)
             self.store.certificates.abandon_reservations(order.id)
-            detail = f"issuance failed: {exc}"
-            self.store.orders.fail_order(
-                order.id, Problem(str(ProblemType.SERVER_INTERNAL), detail, 500).to_json()
-            )
+            self.store.orders.fail_order(order.id, failure.to_json())
             return
         log.info(
             "order %s (account %s) issued serial %s for %s",

@@ -43,10 +43,11 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
 )
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from acmekit.files import atomic_write
 from acmekit.protocol.messages import Identifier, IdentifierType
+from acmekit.server.lint import Linter
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,15 @@ def _subject(identifiers: Sequence[Identifier]) -> x509.Name:
     return x509.Name([])
 
 
+@dataclass(frozen=True)
+class LeafShape:
+    """What a profile puts in a subscriber certificate beyond its names and key."""
+
+    common_name: bool = True  # the first short DNS name as subject CN (else empty subject)
+    subject_key_identifier: bool = True  # RFC 5280 §4.2.1.2; BR §7.1.2.7.6: NOT RECOMMENDED
+    client_auth: bool = True  # id-kp-clientAuth beside id-kp-serverAuth
+
+
 def _key_usage(key: CertificatePublicKeyTypes) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True,
@@ -167,6 +177,7 @@ def _key_usage(key: CertificatePublicKeyTypes) -> x509.KeyUsage:
 _LEAF_EKU = x509.ExtendedKeyUsage(
     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 )
+_SERVER_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
 _LEAF_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
 
 
@@ -180,7 +191,21 @@ def _crl_points(url: str) -> x509.CRLDistributionPoints:
     return x509.CRLDistributionPoints([point])
 
 
-def _leaf(
+# Baseline Requirements §7.1.2.7.9 and §7.1.6.1: a subscriber certificate asserts the
+# reserved policy of its validation, domain-validated here.
+DOMAIN_VALIDATED = x509.ObjectIdentifier("2.23.140.1.2.1")
+_POLICIES = x509.CertificatePolicies([x509.PolicyInformation(DOMAIN_VALIDATED, None)])
+
+
+def _aia(issuer_url: str) -> x509.AuthorityInformationAccess:
+    """caIssuers (RFC 5280 §4.2.2.1): where the intermediate can be fetched over HTTP."""
+    where = x509.UniformResourceIdentifier(issuer_url)
+    return x509.AuthorityInformationAccess(
+        [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, where)]
+    )
+
+
+def subscriber_builder(
     issuer: Issuer,
     key: CertificatePublicKeyTypes,
     identifiers: Sequence[Identifier],
@@ -189,10 +214,13 @@ def _leaf(
     not_before: datetime,
     not_after: datetime,
     crl_url: str | None,
-) -> x509.Certificate:
+    issuer_url: str | None = None,
+    shape: LeafShape = LeafShape(),
+) -> x509.CertificateBuilder:
+    """The to-be-signed subscriber certificate: what the linter sees and the key signs."""
     if not identifiers:
         raise ValueError("a certificate needs at least one identifier")
-    subject = _subject(identifiers)
+    subject = _subject(identifiers) if shape.common_name else x509.Name([])
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -203,14 +231,21 @@ def _leaf(
         .not_valid_after(not_after)
         .add_extension(_LEAF_CONSTRAINTS, critical=True)
         .add_extension(_key_usage(key), critical=True)
-        .add_extension(_LEAF_EKU, critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
-        .add_extension(issuer._intermediate_aki, critical=False)
-        .add_extension(_san(identifiers), critical=len(subject) == 0)
+        .add_extension(_LEAF_EKU if shape.client_auth else _SERVER_EKU, critical=False)
     )
+    if shape.subject_key_identifier:
+        ski = x509.SubjectKeyIdentifier.from_public_key(key)
+        builder = builder.add_extension(ski, critical=False)
+    builder = (
+        builder.add_extension(issuer._intermediate_aki, critical=False)
+        .add_extension(_san(identifiers), critical=len(subject) == 0)
+        .add_extension(_POLICIES, critical=False)
+    )
+    if issuer_url is not None:
+        builder = builder.add_extension(_aia(issuer_url), critical=False)
     if crl_url is not None:
         builder = builder.add_extension(_crl_points(crl_url), critical=False)
-    return _sign(builder, issuer.intermediate_key)
+    return builder
 
 
 def issue_certificate(
@@ -222,9 +257,13 @@ def issue_certificate(
     not_before: datetime,
     not_after: datetime,
     crl_url: str | None = None,
+    issuer_url: str | None = None,
+    shape: LeafShape = LeafShape(),
+    linter: Linter | None = None,
 ) -> x509.Certificate:
-    """Sign a subscriber certificate for `identifiers` over the (already checked) CSR's key."""
-    cert = _leaf(
+    """Sign a subscriber certificate for `identifiers` over the (already checked) CSR's key;
+    with a `linter`, only once its lint passed (lint.py: LintRefused otherwise)."""
+    builder = subscriber_builder(
         issuer,
         csr.public_key(),
         identifiers,
@@ -232,7 +271,13 @@ def issue_certificate(
         not_before=not_before,
         not_after=not_after,
         crl_url=crl_url,
+        issuer_url=issuer_url,
+        shape=shape,
     )
+    if linter is None:
+        cert = _sign(builder, issuer.intermediate_key)
+    else:
+        cert = linter.sign(builder, issuer.intermediate_key)
     log.debug("issued certificate serial=%x names=%d", serial, len(identifiers))
     return cert
 
@@ -455,7 +500,7 @@ def listener_credentials(
         return chain_path, key_path
     key = ec.generate_private_key(ec.SECP256R1())
     not_after = min(now + LISTENER_LIFETIME, issuer.intermediate_cert.not_valid_after_utc)
-    cert = _leaf(
+    builder = subscriber_builder(
         issuer,
         key.public_key(),
         identifiers,
@@ -464,6 +509,7 @@ def listener_credentials(
         not_after=not_after,
         crl_url=None,
     )
+    cert = _sign(builder, issuer.intermediate_key)
     atomic_write(key_path, _key_pem(key), _KEY_MODE)
     atomic_write(chain_path, pem_chain(cert, issuer).encode("ascii"), _CERT_MODE)
     log.info("issued listener certificate for %s", ", ".join(i.value for i in identifiers))

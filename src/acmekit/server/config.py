@@ -3,7 +3,7 @@
 The TOML file uses the flag names (`listen`, `state_dir`, `db`, `dns_resolver`,
 `http01_port`, `tlsalpn01_port`, ...) at top level, and tables for the CA's policy:
 `[rate_limits]` (one sub-table per limit), `[profiles.NAME]`, `[crl]`, `[ari]`, `[keys]`,
-`[caa]` and `[validation]`.
+`[caa]`, `[validation]` and `[lint]`.
 Durations are seconds. Every setting and its default is listed in docs/server.md.
 """
 
@@ -72,6 +72,15 @@ class Profile:
     pending_authz_lifetime: timedelta = timedelta(days=7)
     valid_authz_lifetime: timedelta = timedelta(days=30)
     ip_identifiers: bool = True
+    # How old a valid authorization (counted from its validation) may be and still be
+    # reused for a new order of this profile; None: as long as it is valid. The Baseline
+    # Requirements §4.2.1 bound both this and valid_authz_lifetime (schedule.py).
+    authz_reuse: timedelta | None = None
+    # What the certificate holds beyond the names (Let's Encrypt's `tlsserver` leaves
+    # all three out): a subject commonName, the SKI extension, and the clientAuth EKU.
+    common_name: bool = True
+    subject_key_identifier: bool = True
+    client_auth: bool = True
 
 
 SHORTLIVED = Profile(
@@ -82,6 +91,39 @@ SHORTLIVED = Profile(
     valid_authz_lifetime=timedelta(hours=7),
     ip_identifiers=True,
 )
+
+
+# As Let's Encrypt's `tlsserver` from 2026: 45-day certificates for DNS names with no
+# commonName, SKI or clientAuth, and a validation reused for at most 7 hours (their 2028
+# figure); inside the Baseline Requirements' schedule in 2029 too (schedule.py).
+TLSSERVER = Profile(
+    description="Certificates valid for 45 days for DNS names; validations reused for 7 hours",
+    certificate_lifetime=timedelta(days=45),
+    order_lifetime=timedelta(days=7),
+    pending_authz_lifetime=timedelta(days=7),
+    valid_authz_lifetime=timedelta(days=10),
+    ip_identifiers=False,
+    authz_reuse=timedelta(hours=7),
+    common_name=False,
+    subject_key_identifier=False,
+    client_auth=False,
+)
+
+
+@dataclass(frozen=True)
+class LintSettings:
+    """Certificate linting before signing (lint.py; Baseline Requirements §4.3.1.2).
+
+    `ignored`: lint codes (pkilint's) whose findings are neither errors nor warnings
+    here, for a private CA that knowingly departs from a rule. `as_errors`: codes that
+    block issuance although the linter calls them warnings: the CA's own policy, stricter
+    than the Baseline Requirements (whose keyUsage is only a SHOULD, §7.1.2.7.11, yet a
+    certificate of ours without it can only come from a broken profile).
+    """
+
+    enabled: bool = True
+    ignored: tuple[str, ...] = ()
+    as_errors: tuple[str, ...] = ("cabf.serverauth.subscriber.key_usage_extension_absent",)
 
 
 @dataclass(frozen=True)
@@ -199,6 +241,7 @@ class ServerConfig:
     caa: CaaSettings = CaaSettings()
     validation: ValidationSettings = ValidationSettings()
     limits: ListenerLimits = ListenerLimits()
+    lint: LintSettings = LintSettings()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -217,7 +260,8 @@ class ServerConfig:
 
     @property
     def all_profiles(self) -> dict[str, Profile]:
-        """`classic` (from the top-level lifetimes), `shortlived`, then the configured ones."""
+        """`classic` (from the top-level lifetimes), `shortlived`, `tlsserver`, then the
+        configured ones."""
         classic = Profile(
             description="Certificates valid for 90 days for DNS names (the default)",
             certificate_lifetime=self.certificate_lifetime,
@@ -227,7 +271,12 @@ class ServerConfig:
             # As Let's Encrypt's: IP address certificates only from `shortlived`.
             ip_identifiers=False,
         )
-        return {"classic": classic, "shortlived": SHORTLIVED, **self.profiles}
+        return {
+            "classic": classic,
+            "shortlived": SHORTLIVED,
+            "tlsserver": TLSSERVER,
+            **self.profiles,
+        }
 
     @property
     def crl_base_url(self) -> str:
@@ -265,6 +314,7 @@ _DURATIONS = {
     "next_update",
     "retry_after",
     "recheck_after",
+    "authz_reuse",
 }
 
 
@@ -328,6 +378,11 @@ _NESTED: dict[str, Callable[..., Any]] = {
     "caa": lambda d, doc, w: _table(CaaSettings, d, doc, w),
     "validation": lambda d, doc, w: _validation(_table(ValidationSettings, d, doc, w)),
     "limits": lambda d, doc, w: _table(ListenerLimits, d, doc, w),
+    "lint": lambda d, doc, w: replace(
+        _table(LintSettings, d, doc, w),
+        ignored=tuple(doc.get("ignored", d.ignored)),
+        as_errors=tuple(doc.get("as_errors", d.as_errors)),
+    ),
 }
 
 
@@ -347,7 +402,7 @@ def _check_type(where: str, value: Any, default: Any) -> None:
     is refused at start, not discovered as a failure on the first request."""
     if isinstance(default, bool):
         ok = isinstance(value, bool)
-    elif isinstance(default, int | float | timedelta):
+    elif isinstance(default, int | float | timedelta) or where.rsplit(".")[-1] in _DURATIONS:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     elif isinstance(default, str | Path) or default is None:
         ok = isinstance(value, str | Path)

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from acmekit.server.ca import Issuer
 from acmekit.server.config import CrlSettings
+from acmekit.server.lint import Linter
 from acmekit.server.records import CertificateRecord, CrlRecord
 from acmekit.server.store import Store
 
@@ -42,6 +43,9 @@ _REASONS = {
     9: x509.ReasonFlags.privilege_withdrawn,
     10: x509.ReasonFlags.aa_compromise,
 }
+
+
+ISSUER_PATH = "/issuer.der"
 
 
 def shard_of(serial: int, shards: int) -> int:
@@ -109,16 +113,23 @@ class CrlPublisher:
 
     def __init__(
         self, settings: CrlSettings, base_url: str, store: Store, issuer: Issuer,
-        now: Callable[[], datetime],
+        now: Callable[[], datetime], linter: Linter | None = None,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.base_url = base_url
         self.store = store
         self.issuer = issuer
         self.now = now
+        self.linter = linter
 
     def url_for(self, serial: int) -> str:
         return crl_url(self.base_url, shard_of(serial, self.settings.shards))
+
+    @property
+    def issuer_url(self) -> str:
+        """Where this listener serves the intermediate in DER: the certificates' AIA
+        caIssuers (RFC 5280 §4.2.2.1; Baseline Requirements §7.1.2.7.7)."""
+        return f"{self.base_url}{ISSUER_PATH}"
 
     def regenerate(self, shard: int) -> CrlRecord:
         """Sign a new CRL for `shard` and store it (retrying if another process won)."""
@@ -139,6 +150,10 @@ class CrlPublisher:
                 this_update=now,
                 next_update=now + self.settings.next_update,
             )
+            if self.linter is not None and self.linter.enabled:
+                # Findings are logged (lint.py); the CRL is still published, since a
+                # shard left past its nextUpdate would be the worse failure.
+                self.linter.crl(der)
             rec = CrlRecord(shard, number, now, der)
             if self.store.certificates.save_crl(rec):
                 log.info("CRL shard %d number %d: %d entries", shard, number, len(revoked))
@@ -170,7 +185,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class CrlApp:
-    """ASGI app for the plain-HTTP CRL listener: GET /crl/{shard}.crl, nothing else."""
+    """ASGI app for the plain-HTTP CRL listener: GET /crl/{shard}.crl, and the
+    intermediate at /issuer.der (the certificates' caIssuers), nothing else."""
 
     def __init__(self, publisher: CrlPublisher) -> None:
         self.publisher = publisher
@@ -188,6 +204,9 @@ class CrlApp:
     def _answer(self, method: str, path: str) -> tuple[int, bytes, bytes]:
         if method not in ("GET", "HEAD"):
             return 405, b"text/plain", b"method not allowed\n"
+        if path == ISSUER_PATH:
+            cert = self.publisher.issuer.intermediate_cert
+            return 200, b"application/pkix-cert", cert.public_bytes(serialization.Encoding.DER)
         name = path.removeprefix("/crl/").removesuffix(".crl")
         der = None
         if path.startswith("/crl/") and path.endswith(".crl") and name.isdigit():

@@ -21,8 +21,10 @@ from acmekit.server.authority import Authority
 from acmekit.server.ca import Issuer, listener_credentials, load_or_create_issuer
 from acmekit.server.config import ServerConfig, split_host_port
 from acmekit.server.crl import CrlApp, CrlPublisher
+from acmekit.server.lint import Linter
 from acmekit.server.listener import bounded_protocol
 from acmekit.server.nonces import NonceService
+from acmekit.server.schedule import check_profiles
 from acmekit.server.store import Store
 from acmekit.server.validation import Validator
 from acmekit.server.validation.dnssec import DnssecMode, probe_validating_resolver
@@ -41,14 +43,20 @@ class Assembly:
 
 
 def assemble(config: ServerConfig, now: Callable[[], datetime] = SYSTEM_CLOCK.now) -> Assembly:
-    """Everything but the listener; tests drive the returned app in-process."""
+    """Everything but the listener; tests drive the returned app in-process.
+
+    A configuration that the Baseline Requirements' schedule forbids on `now()`'s date
+    is refused first (ValueError, one line: schedule.py)."""
+    check_profiles(config.all_profiles, now())
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     issuer = load_or_create_issuer(config.state_dir, now())
     store = Store.from_url(config.db_url, config.auto_upgrade)
     nonces = NonceService(store, now, scope=config.nonces)
-    crl = CrlPublisher(config.crl, config.crl_base_url, store, issuer, now)
+    linter = Linter.for_config(config)
+    linter.warm()
+    crl = CrlPublisher(config.crl, config.crl_base_url, store, issuer, now, linter)
     validator = Validator(config.validation_config())
-    authority = Authority(config, store, issuer, validator, now, crl=crl)
+    authority = Authority(config, store, issuer, validator, now, crl=crl, linter=linter)
     return Assembly(AcmeApp(authority, nonces), issuer, store, crl)
 
 

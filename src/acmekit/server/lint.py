@@ -1,0 +1,348 @@
+"""Lint before signing (Baseline Requirements §4.3.1.2), the way Boulder does it.
+
+How it works:
+
+- The CA builds the to-be-signed certificate once (a `CertificateBuilder`) and signs it
+  first with a throwaway key of the same type as the issuing key (`LintKeys`: one per
+  key type for the process's life, so the signature algorithm, and with it the whole
+  TBSCertificate, comes out the same). Issuer name and AKI come from the builder, not
+  the key, so the throwaway copy differs from the final certificate only in its
+  signature.
+- That copy's DER goes through pkilint's CA/Browser Forum TLS linter (DigiCert's
+  pkilint: RFC 5280 and the TLS Baseline Requirements, including the SC-081 schedule
+  of maximum validity periods). Any ERROR or FATAL finding refuses issuance with a
+  `serverInternal` problem naming the lint, and is logged; WARNING findings are logged.
+  The real key is never used on a certificate that failed.
+- After the real signature, the final TBSCertificate must equal the linted one byte for
+  byte; if not, the certificate is dropped (Boulder's correspondence check), so what is
+  issued is exactly what was linted.
+- pkilint's validator tree takes ~0.15 s of CPU to build and ~4 ms to run, so it is
+  built once per process and reused (docs/decisions.md, "Lint before signing").
+
+CRLs are linted with pkilint's RFC 5280 and CA/Browser Forum CRL rules (`Linter.crl`),
+after signing: a CRL is no statement about a subscriber, and a shard left past its
+nextUpdate would be worse than one with a finding, so findings are logged and the CRL
+is still published.
+
+Each lint runs in the issuing coroutine's worker thread (authority.py), one at a time
+(`_running`): pkilint does not promise that its validator tree is thread safe.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from acmekit.protocol.problems import AcmeError, Problem, ProblemType
+from acmekit.server.config import LintSettings, ServerConfig
+from acmekit.server.validation.reserved import IPNetwork, parse_networks
+
+log = logging.getLogger(__name__)
+
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+class Severity(StrEnum):
+    """pkilint's severities, by their names."""
+
+    FATAL = "FATAL"
+    ERROR = "ERROR"
+    WARNING = "WARNING"
+    NOTICE = "NOTICE"
+    INFO = "INFO"
+    DEBUG = "DEBUG"
+
+    @property
+    def blocks(self) -> bool:
+        return self in (Severity.FATAL, Severity.ERROR)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding of the linter: its code (e.g. `cabf.serverauth.…`), where, and why."""
+
+    severity: Severity
+    code: str
+    path: str
+    message: str | None = None
+
+    def __str__(self) -> str:
+        why = f": {self.message}" if self.message else ""
+        return f"{self.code} ({self.severity}) at {self.path}{why}"
+
+
+@dataclass(frozen=True)
+class Report:
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity.blocks)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == Severity.WARNING)
+
+
+class LintRefused(AcmeError):
+    """A certificate that failed its lint: never signed by the real key."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        codes = ", ".join(dict.fromkeys(f.code for f in report.errors))
+        first = report.errors[0]
+        why = f" ({first.message})" if first.message else ""
+        detail = f"issuance refused by certificate lint {codes}{why}"
+        super().__init__(Problem(str(ProblemType.SERVER_INTERNAL), detail, 500))
+
+
+class LintMismatch(RuntimeError):
+    """The signed certificate's TBSCertificate is not the one that was linted."""
+
+
+# ---------------------------------------------------------------------------------------
+# pkilint, wrapped: its validator trees are built once per process.
+
+_lock = threading.Lock()
+_running = threading.Lock()
+_validators: dict[str, Any] = {}
+
+
+def _certificate_validator() -> tuple[Any, Any]:
+    """(validator container, finding filters) for a DV subscriber certificate."""
+    with _lock:
+        if "certificate" not in _validators:
+            from pkilint.cabf import serverauth
+            from pkilint.cabf.serverauth import serverauth_constants
+            from pkilint.pkix import certificate
+
+            kind = serverauth_constants.CertificateType.DV_FINAL_CERTIFICATE
+            container = certificate.create_pkix_certificate_validator_container(
+                serverauth.create_decoding_validators(), serverauth.create_validators(kind)
+            )
+            filters = serverauth.create_serverauth_finding_filters(kind)
+            _validators["certificate"] = (container, filters)
+        found: tuple[Any, Any] = _validators["certificate"]
+        return found
+
+
+def _crl_validator() -> Any:
+    with _lock:
+        if "crl" not in _validators:
+            from pkilint import pkix
+            from pkilint.cabf import cabf_crl
+            from pkilint.pkix import crl, extension, name
+
+            kind = crl.CertificateRevocationListType.CRL
+            _validators["crl"] = crl.create_pkix_crl_validator_container(
+                [
+                    pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+                    pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
+                ],
+                [
+                    crl.create_issuer_validator_container([]),
+                    crl.create_validity_validator_container(
+                        [cabf_crl.create_validity_period_validator(kind)]
+                    ),
+                    crl.create_extensions_validator_container([]),
+                    cabf_crl.CabfCrlReasonCodeAllowlistValidator(kind),
+                ],
+            )
+        return _validators["crl"]
+
+
+def _findings(results: Iterable[Any], ignored: frozenset[str]) -> Report:
+    found: list[Finding] = []
+    for result in results:
+        for described in result.finding_descriptions:
+            code = described.finding.code
+            if code in ignored:
+                continue
+            severity = Severity(described.finding.severity.name)
+            found.append(Finding(severity, code, str(result.node.path), described.message))
+    return Report(tuple(found))
+
+
+def lint_certificate_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
+    """pkilint's CA/Browser Forum TLS findings (DV subscriber certificate) for `der`."""
+    from pkilint import finding_filter, loader
+
+    container, filters = _certificate_validator()
+    doc = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
+    with _running:  # one validation at a time: pkilint does not promise thread safety
+        results, _ = finding_filter.filter_results(filters, container.validate(doc.root))
+    return _findings(results, frozenset(ignored))
+
+
+def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
+    """pkilint's RFC 5280 and CA/Browser Forum findings for a CRL."""
+    from pkilint import loader
+
+    doc = loader.RFC5280CertificateListDocumentLoader().load_der_document(der, "crl")
+    validator = _crl_validator()
+    with _running:
+        results = validator.validate(doc.root)
+    return _findings(results, frozenset(ignored))
+
+
+# ---------------------------------------------------------------------------------------
+# Throwaway keys and the lint-then-sign step
+
+
+def _signing_key(key: PrivateKeyTypes) -> SigningKey:
+    if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        return key
+    raise ValueError(f"cannot sign certificates with a {type(key).__name__}")
+
+
+def digest_for(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
+    """The hash that goes with a signing key: P-384 uses SHA-384, Ed25519 none."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+class LintKeys:
+    """One throwaway key per key type (curve, or RSA size), made on first use."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, SigningKey] = {}
+        self._lock = threading.Lock()
+
+    def like(self, key: SigningKey) -> SigningKey:
+        kind = _kind(key)
+        with self._lock:
+            if kind not in self._keys:
+                self._keys[kind] = _new_key_like(key)
+            return self._keys[kind]
+
+
+def _kind(key: SigningKey) -> str:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return f"ec:{key.curve.name}"
+    if isinstance(key, rsa.RSAPrivateKey):
+        return f"rsa:{key.key_size}"
+    return "ed25519"
+
+
+def _new_key_like(key: SigningKey) -> SigningKey:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return ec.generate_private_key(key.curve)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return rsa.generate_private_key(65537, key.key_size)
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+_LINT_KEYS = LintKeys()
+
+
+# The findings of a name the Baseline Requirements call internal (a reserved IP address,
+# a name under no public suffix); what the operator allowed on purpose (the same
+# `[validation]` exceptions that let the CA validate such names) is no error here.
+_INTERNAL = frozenset({"cabf.internal_domain_name", "cabf.internal_ip_address"})
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Linter:
+    """What the CA's signing path calls: lint a to-be-signed certificate, then sign it."""
+
+    enabled: bool = True
+    ignored: frozenset[str] = frozenset()
+    as_errors: frozenset[str] = frozenset(LintSettings().as_errors)
+    allowed_names: tuple[str, ...] = ()  # special-use names (and what is under them)
+    allowed_networks: tuple[IPNetwork, ...] = ()
+    keys: LintKeys = _LINT_KEYS  # shared: one throwaway key per type and process
+
+    @classmethod
+    def for_config(cls, config: ServerConfig) -> Linter:
+        return cls(
+            enabled=config.lint.enabled,
+            ignored=frozenset(config.lint.ignored),
+            as_errors=frozenset(config.lint.as_errors),
+            allowed_names=config.validation.allowed_special_names,
+            allowed_networks=parse_networks(config.validation.allow_networks),
+        )
+
+    def warm(self) -> None:
+        """Build pkilint's validator trees now (at start, ~0.2-0.8 s of CPU with the
+        imports) rather than in the first issuance."""
+        if self.enabled:
+            _certificate_validator()
+            _crl_validator()
+
+    def _allowed(self, finding: Finding) -> bool:
+        """True for an internal-name finding about a name or address the operator allowed."""
+        quoted = _QUOTED.search(finding.message or "")
+        if finding.code not in _INTERNAL or quoted is None:
+            return False
+        value = quoted.group(1).strip("[]").rstrip(".").lower()
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            return any(value == n or value.endswith(f".{n}") for n in self.allowed_names)
+        return any(address in net for net in self.allowed_networks)
+
+    def lint(self, der: bytes) -> Report:
+        """The findings for a certificate's DER, less the ignored and the allowed ones."""
+        report = lint_certificate_der(der, self.ignored)
+        kept = (f for f in report.findings if not self._allowed(f))
+        return Report(tuple(self._promoted(f) for f in kept))
+
+    def _promoted(self, finding: Finding) -> Finding:
+        if finding.code in self.as_errors and not finding.severity.blocks:
+            return replace(finding, severity=Severity.ERROR)
+        return finding
+
+    def check(self, builder: x509.CertificateBuilder, key: SigningKey) -> x509.Certificate:
+        """The throwaway-signed copy of `builder`, after its lint passed (LintRefused
+        if it did not; warnings are logged)."""
+        throwaway = self.keys.like(key)
+        copy = builder.sign(throwaway, digest_for(throwaway))
+        report = self.lint(copy.public_bytes(serialization.Encoding.DER))
+        serial = format(copy.serial_number, "x")
+        if report.warnings:
+            shown = "; ".join(str(f) for f in report.warnings)
+            log.warning("lint warnings for serial %s: %s", serial, shown)
+        if report.errors:
+            shown = "; ".join(str(f) for f in report.errors)
+            log.error("lint refused serial %s: %s", serial, shown)
+            raise LintRefused(report)
+        return copy
+
+    def sign(self, builder: x509.CertificateBuilder, key: PrivateKeyTypes) -> x509.Certificate:
+        """Lint `builder`'s certificate, then sign it with `key`, and check that what was
+        signed is what was linted."""
+        signer = _signing_key(key)
+        if not self.enabled:
+            return builder.sign(signer, digest_for(signer))
+        linted = self.check(builder, signer)
+        final = builder.sign(signer, digest_for(signer))
+        if final.tbs_certificate_bytes != linted.tbs_certificate_bytes:
+            raise LintMismatch(
+                f"serial {final.serial_number:x}: the signed TBSCertificate differs from the "
+                "linted one"
+            )
+        return final
+
+    def crl(self, der: bytes) -> Report:
+        """Lint a signed CRL; errors and warnings are logged, the report returned."""
+        report = lint_crl_der(der, self.ignored)
+        for finding in report.errors:
+            log.error("CRL lint error: %s", finding)
+        for finding in report.warnings:
+            log.warning("CRL lint warning: %s", finding)
+        return report
