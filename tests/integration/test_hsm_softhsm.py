@@ -20,12 +20,15 @@ import pkcs11
 import pytest
 import sqlalchemy as sa
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acmekit.database import create_engine
 from acmekit.protocol import jose
+from acmekit.server.hsm import HsmError, Pkcs11Key, TokenAddress
 from acmekit.server.schema import certificates, orders
+from acmekit.server.signing import SignerUnavailable
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme, Resp
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.csr import make_csr
@@ -306,3 +309,35 @@ async def test_issuance_crls_and_a_token_taken_away_mid_run(
     assert len(order_rows) == 3 and len(issued) == 3
     assert {o.certificate_id for o in order_rows} == {c.id for c in issued}
     assert len({c.serial for c in issued}) == 3
+
+
+def test_the_signer_reports_a_removed_token_and_uses_it_again_once_back(
+    tmp_path: Path, token: SoftHsm
+) -> None:
+    """In this process: the key is a handle (no key material in Python), a removed token
+    is SignerUnavailable for sign and check, and the same object signs once it is back."""
+    state, _ = make_keys(token, tmp_path)
+    token_session(token).close()  # the module of this process now reads this test's token
+    intermediate = x509.load_pem_x509_certificate((state / "intermediate.pem").read_bytes())
+    public = intermediate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    where = TokenAddress(token.module, token.label, "acmekit-intermediate")
+    key = Pkcs11Key(where, token.pin, public, retry_interval=0.0)
+    key.connect()
+    try:
+        assert not any(isinstance(v, ec.EllipticCurvePrivateKey) for v in vars(key).values())
+        public.verify(key.sign(b"tbs"), b"tbs", ec.ECDSA(hashes.SHA256()))
+        with token.removed():
+            with pytest.raises(SignerUnavailable, match="ObjectHandleInvalid"):
+                key.sign(b"tbs")
+            with pytest.raises(SignerUnavailable, match="not available"):
+                key.check()
+        key.check()
+        public.verify(key.sign(b"again"), b"again", ec.ECDSA(hashes.SHA256()))
+    finally:
+        key.close()
+    with pytest.raises(HsmError, match="refused the PIN"):
+        Pkcs11Key(where, "0000", public).connect()
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    with pytest.raises(HsmError, match="is not the key of the intermediate"):
+        Pkcs11Key(where, token.pin, other).connect()
