@@ -31,6 +31,7 @@ from acmekit.server.schema import certificates, orders
 from acmekit.server.signing import SignerUnavailable
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme, Resp
 from acmekit_testkit.acmekit_server import running_acmekit_server
+from acmekit_testkit.cli import certbot_dirs, run_acmekit
 from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.outages import is_try_again
@@ -341,3 +342,37 @@ def test_the_signer_reports_a_removed_token_and_uses_it_again_once_back(
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
     with pytest.raises(HsmError, match="is not the key of the intermediate"):
         Pkcs11Key(where, token.pin, other).connect()
+
+
+def test_our_client_gets_a_certificate_signed_by_an_rsa_key_in_the_token(
+    tmp_path: Path, token: SoftHsm, dns: DnsServerHandle
+) -> None:
+    """`acmekit certonly --standalone` against the CA whose intermediate's key (RSA) is
+    in the token; `openssl verify` accepts the chain it saved."""
+    state, table = make_keys(token, tmp_path, "--key-type", "rsa2048")
+    http01 = free_port()
+    settings = {"hsm": table, "crl": {"listen": f"127.0.0.1:{free_port()}"}}
+    with running_acmekit_server(
+        tmp_path, dns_port=dns.dns_port, http01_port=http01, state_dir=state,
+        settings=settings, verbose=False,
+    ) as ca:  # fmt: skip
+        done = run_acmekit(
+            ca.root_path, "certonly", "-n", "--agree-tos", "-m", "ops@hsm.test",
+            "--server", ca.directory_url, *certbot_dirs(tmp_path / "client"),
+            "--standalone", "--http-01-port", str(http01), "--http-01-address", "127.0.0.1",
+            "-d", "rsa.hsm.test",
+        )  # fmt: skip
+        log = ca.log.read_text()
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    live = tmp_path / "client" / "etc" / "live" / "rsa.hsm.test"
+    chain = x509.load_pem_x509_certificates((live / "fullchain.pem").read_bytes())
+    assert chain[1] == x509.load_pem_x509_certificate((state / "intermediate.pem").read_bytes())
+    assert chain[1].signature_algorithm_oid._name == "ecdsa-with-SHA384"  # by the root
+    assert chain[0].signature_algorithm_oid._name == "sha256WithRSAEncryption"  # by the token
+    checked = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca.root_path), "-untrusted",
+         str(live / "chain.pem"), str(live / "cert.pem")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0 and ": OK" in checked.stdout, checked.stdout + checked.stderr
+    assert "Traceback" not in log
