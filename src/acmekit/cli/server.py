@@ -85,6 +85,7 @@ def server(
     from acmekit.migrate import SchemaOutOfDate
     from acmekit.server.config import load_config
     from acmekit.server.run import run
+    from acmekit.server.signing import SignerUnavailable
 
     try:
         config = load_config(
@@ -114,6 +115,8 @@ def server(
     except SchemaOutOfDate as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:  # HsmError too: the token, key, PIN or hierarchy files
+        raise click.ClickException(str(exc)) from None
+    except SignerUnavailable as exc:  # the token went between its check and first use
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from None

@@ -52,7 +52,7 @@ _RSA_BITS = {"rsa2048": 2048, "rsa3072": 3072, "rsa4096": 4096}
 KEY_TYPES = (*_CURVES, *_RSA_BITS)
 
 
-class HsmError(Exception):
+class HsmError(ValueError):
     """The token cannot be used as configured (module, token, key or PIN): say which."""
 
 
