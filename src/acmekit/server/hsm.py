@@ -5,10 +5,11 @@ python-pkcs11.
   never holds the key: only a handle to it, and the public key, which comes from the
   intermediate certificate. At connection, one test signature is checked against that
   certificate, so a wrong key label or token stops the server at start.
-- A token that goes away (removed, its session or object handles invalid) makes
-  `sign`/`check` raise `SignerUnavailable`; the next call, at most once per
-  `retry_interval`, finalizes and initializes the module again (so that it sees its
-  slots afresh), logs in and looks the key up again. Nothing else is needed when it is back.
+- A handle that fails (the token removed, its session or objects invalid) is dropped and
+  the key looked up again at once: the module is finalized and initialized again (so that
+  it sees its slots afresh), the session opened, the key found. If the token is not
+  there, `sign`/`check` raise `SignerUnavailable`, and later calls look again at most
+  once per `retry_interval`. Nothing else is needed when it is back.
 - A PIN the token refuses, a module that does not load, a token or key that is not there
   at start raise `HsmError` with what to check.
 - `generate_key` makes the key pair in the token: the private key sensitive and never
@@ -24,10 +25,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pkcs11
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -42,6 +43,8 @@ from acmekit.server.signing import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Named curves by OID (RFC 5480 §2.1.1.1), as CKA_EC_PARAMS holds them in DER.
 _CURVES: dict[str, tuple[bytes, ec.EllipticCurve]] = {
@@ -119,22 +122,26 @@ class Pkcs11Key:
         return self._public
 
     def sign(self, data: bytes) -> bytes:
-        with self._lock:
-            key = self._usable_key()
-            try:
-                return self._sign_with(key, data)
-            except pkcs11.PKCS11Error as exc:
-                self._lost(exc)
-                raise SignerUnavailable(self._away(exc)) from None
+        return self._with_key(lambda key: self._sign_with(key, data))
 
     def check(self) -> None:
+        # A round trip to the token: is the object still there?
+        self._with_key(lambda key: key[Attribute.SIGN])
+
+    def _with_key(self, operation: Callable[[Any], T]) -> T:
+        """`operation` on the key's handle. A handle that fails (the token was removed,
+        perhaps put back since) is dropped and the key looked up again at once, then
+        tried once more: a token that is back is used without a client seeing a 503."""
         with self._lock:
-            key = self._usable_key()
-            try:
-                key[Attribute.SIGN]  # a round trip to the token: is the object still there?
-            except pkcs11.PKCS11Error as exc:
-                self._lost(exc)
-                raise SignerUnavailable(self._away(exc)) from None
+            for attempt in (1, 2):
+                key = self._usable_key(now=attempt == 2)
+                try:
+                    return operation(key)
+                except pkcs11.PKCS11Error as exc:
+                    self._lost(exc)
+                    if attempt == 2:
+                        raise SignerUnavailable(self._away(exc)) from None
+            raise AssertionError("unreachable")
 
     # connection -----------------------------------------------------------------------
 
@@ -177,11 +184,13 @@ class Pkcs11Key:
         self._connected_once = True
         log.info("signing key %r in token %r ready", self.where.key_label, self.where.token_label)
 
-    def _usable_key(self) -> Any:
+    def _usable_key(self, *, now: bool = False) -> Any:
+        """The key's handle, connecting again if it was lost; unless `now`, at most once
+        per `retry_interval` (a token that is away is not asked for on every request)."""
         if self._key is not None:
             return self._key
         wait = self._last_attempt + self.retry_interval - time.monotonic()
-        if wait > 0:
+        if wait > 0 and not now:
             raise SignerUnavailable(f"token {self.where.token_label!r} is not available")
         try:
             self._connect()
