@@ -119,14 +119,17 @@ def test_keys_leaves_the_root_key_offline_and_reuses_it(tmp_path: Path, token: S
     other = tmp_path / "rotated"
     other.mkdir()
     (other / "root.pem").write_bytes((state / "root.pem").read_bytes())
-    done = subprocess.run(
-        token.keys_argv(
-            other, tmp_path / "rotated.toml", "--root-key", str(offline), "--key-label", "second"
-        ),
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    argv = token.keys_argv(
+        other, tmp_path / "rotated.toml", "--root-key", str(offline), "--key-label", "second"
+    )
+    at = argv.index("--pin-file")
+    argv[at : at + 2] = ["--pin-env", "ROTATION_PIN"]  # the PIN from the environment
+    env = {**token.env, "ROTATION_PIN": token.pin}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert "(existing)" in done.stdout
+    table = tomllib.loads((tmp_path / "rotated.toml").read_text())["hsm"]
+    assert table["pin_env"] == "ROTATION_PIN" and "pin_file" not in table
     root = x509.load_pem_x509_certificate((state / "root.pem").read_bytes())
     second = x509.load_pem_x509_certificate((other / "intermediate.pem").read_bytes())
     second.verify_directly_issued_by(root)

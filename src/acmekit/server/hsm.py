@@ -236,6 +236,8 @@ def read_pin(pin_file: str | None, pin_env: str | None, environ: Mapping[str, st
             raise HsmError(f"PIN file {pin_file}: {exc.strerror or exc}") from None
         pin = text.splitlines()[0] if text else ""
         where = f"PIN file {pin_file}"
+        if Path(pin_file).stat().st_mode & 0o077:
+            log.warning("PIN file %s can be read by others than its owner (chmod 600)", pin_file)
     elif pin_env is not None:
         pin = environ.get(pin_env, "")
         where = f"environment variable {pin_env}"
