@@ -163,7 +163,9 @@ def test_a_wrong_pin_or_a_missing_token_stops_the_start_saying_so(
         absent = _start(state, table, tmp_path)
     assert absent.returncode == 1
     assert f"no token labelled {token.label!r}" in absent.stderr
-    for done in (refused, no_key, absent):
+    unmade = _start(tmp_path / "no-keys-made", table, tmp_path)
+    assert "root.pem is missing (run `acmekit server keys` first)" in unmade.stderr
+    for done in (refused, no_key, absent, unmade):
         assert "Traceback" not in done.stderr
 
 

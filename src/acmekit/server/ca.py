@@ -9,6 +9,11 @@ How it works:
   before certificate, so a crash never leaves half a key or a certificate without its key.
   A later start loads them; the key objects then live in the `Issuer` for the process's
   life, so issuing a certificate never parses a PEM.
+- With the intermediate's key in a PKCS#11 token (`[hsm]`), `create_external_hierarchy`
+  (for `acmekit server keys`) writes the root and the intermediate's certificate for the
+  token's public key, and `load_external_issuer` loads them for the server, which then
+  signs through the token (acmekit.server.signing, acmekit.server.hsm); no private key
+  of the intermediate is ever in a file or a Python object.
 - `issue_certificate` builds a subscriber certificate from a checked CSR's key and the
   order's identifiers (RFC 8555 §7.4): the CSR's own subject and extensions are not copied.
   Profile: RFC 5280 §4.2 extensions (keyUsage, extKeyUsage, basicConstraints, SKI/AKI,
@@ -86,7 +91,7 @@ class Issuer:
     def check_signer(self) -> None:
         """SignerUnavailable unless the intermediate's key can sign now (a file key can)."""
         key = self.intermediate_key
-        if isinstance(key, ExternalKey) and not isinstance(key, _FILE_KEYS):
+        if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
             key.check()
 
     def chain_pem(self) -> bytes:
@@ -136,7 +141,7 @@ def _digest(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
 
 
 def _sign(builder: x509.CertificateBuilder, key: PrivateKeyTypes | ExternalKey) -> x509.Certificate:
-    if isinstance(key, ExternalKey) and not isinstance(key, _FILE_KEYS):
+    if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
         return sign_certificate(builder, key)
     signer = _signing_key(key)
     return builder.sign(signer, _digest(signer))
@@ -147,7 +152,7 @@ def sign_crl_with(
 ) -> x509.CertificateRevocationList:
     """A CRL signed by the intermediate's key, a file key or one in a token (SHA-256,
     none with Ed25519, as before)."""
-    if isinstance(key, ExternalKey) and not isinstance(key, _FILE_KEYS):
+    if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
         return sign_crl(builder, key)
     signer = _signing_key(key)
     digest = None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256()
