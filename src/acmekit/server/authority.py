@@ -848,11 +848,13 @@ class Authority:
                 and self.store.orders.restart_challenge(ch.id, ch.started, now)
             ):
                 self._spawn(self._validate(ch, authz, account, account_uri(account.id)))
-        try:
-            self.issuer.check_signer()
-        except SignerUnavailable:
-            return  # issuances wait for the key's token; they are taken up once it is back
-        for order in self.store.orders.stale_finalizations(cutoff):
+        stale = self.store.orders.stale_finalizations(cutoff)
+        if stale:
+            try:
+                self.issuer.check_signer()
+            except SignerUnavailable:
+                return  # issuances wait for the key's token; taken up once it is back
+        for order in stale:
             if (
                 order.finalize_started
                 and order.csr
