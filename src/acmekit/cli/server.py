@@ -1,8 +1,10 @@
 """`acmekit server`: run the CA (flags override the TOML file), and operate on its
-database: `eab add / list / revoke`, `ari move`, `db upgrade / current`."""
+database: `eab add / list / revoke`, `ari move`, `db upgrade / current`; `keys` makes a
+hierarchy whose intermediate's key is in a PKCS#11 token."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ from acmekit.cli.errors import plain_errors
 from acmekit.cli.main import log_progress_by_default
 
 if TYPE_CHECKING:
+    from acmekit.server.config import HsmSettings
     from acmekit.server.store import Store
 
 
@@ -82,8 +85,9 @@ def server(
     from acmekit.migrate import SchemaOutOfDate
     from acmekit.server.config import load_config
     from acmekit.server.run import run
-    from acmekit.server.validation.dnssec import ResolverNotValidating
     from acmekit.server.schedule import check_profiles
+    from acmekit.server.signing import SignerUnavailable
+    from acmekit.server.validation.dnssec import ResolverNotValidating
 
     try:
         config = load_config(
@@ -108,15 +112,31 @@ def server(
         raise click.ClickException(str(exc)) from exc
     log_progress_by_default()
     addresses = {"--listen": config.listen, "--crl-listen": config.crl.listen}
+    hsm_pin = _hsm_pin(config.hsm)
     try:
         with plain_errors(addresses, config.db_url):
-            run(config)
+            run(config, hsm_pin=hsm_pin)
     except (SchemaOutOfDate, ResolverNotValidating) as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:  # HsmError too: the token, key, PIN or hierarchy files
+        raise click.ClickException(str(exc)) from None
+    except SignerUnavailable as exc:  # the token went between its check and first use
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         pass
+
+
+def _hsm_pin(settings: HsmSettings | None) -> str | None:
+    if settings is None:
+        return None
+    from acmekit.server.hsm import HsmError, read_pin
+
+    try:
+        return read_pin(settings.pin_file, settings.pin_env, os.environ)
+    except HsmError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -288,3 +308,142 @@ def db_current(state_dir: Path | None, db: str | None, config_file: Path | None)
     from acmekit import migrate
 
     click.echo(migrate.current_report(_db_url(state_dir, db, config_file), migrate.SERVER))
+
+
+# ---------------------------------------------------------------------------------------
+# Keys in a token
+
+
+def _hsm_table(
+    module: str, token: str, key: str, pin_file: Path | None, pin_env: str | None
+) -> str:
+    """The `[hsm]` table, in TOML (basic strings, escaped as TOML asks)."""
+
+    def quoted(text: str) -> str:
+        if any(ord(c) < 0x20 or c == "\x7f" for c in text):
+            raise click.ClickException(f"{text!r}: control characters are not allowed")
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = ["[hsm]", f"module = {quoted(module)}", f"token_label = {quoted(token)}"]
+    lines.append(f"key_label = {quoted(key)}")
+    if pin_file is not None:
+        lines.append(f"pin_file = {quoted(str(pin_file.absolute()))}")
+    else:
+        lines.append(f"pin_env = {quoted(pin_env or '')}")
+    return "\n".join(lines) + "\n"
+
+
+def _add_hsm_table(config_file: Path, table: str) -> None:
+    """Append `table` to the server's TOML file (made if missing); refuse one that has
+    an [hsm] table already. Appending keeps the operator's comments and order."""
+    import tomllib
+
+    from acmekit.files import atomic_write
+
+    text = config_file.read_text(encoding="utf-8") if config_file.exists() else ""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise click.ClickException(f"{config_file}: not valid TOML: {exc}") from None
+    if "hsm" in doc:
+        raise click.ClickException(f"{config_file} has an [hsm] table already")
+    sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+    mode = config_file.stat().st_mode & 0o777 if config_file.exists() else 0o600
+    atomic_write(config_file, (text + sep + table).encode("utf-8"), mode)
+
+
+@server.command("keys")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="CA state [state]")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="the server's TOML file: an [hsm] table is added (the file is made if missing)",
+)
+@click.option("--module", required=True, help="PKCS#11 module (.so) of the token")
+@click.option("--token-label", required=True, help="label of the token to make the key in")
+@click.option("--key-label", default="acmekit-intermediate", show_default=True)
+@click.option(
+    "--key-type",
+    type=click.Choice(["ec256", "ec384", "rsa2048", "rsa3072", "rsa4096"]),
+    default="ec256",
+    show_default=True,
+)
+@click.option(
+    "--pin-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="file whose first line is the token's user PIN",
+)
+@click.option(
+    "--pin-env", default=None, metavar="NAME", help="environment variable holding the PIN"
+)
+@click.option(
+    "--root-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="where the root's private key is written (mode 0600), or read if root.pem exists; "
+    "keep it offline [STATE_DIR/root.key]",
+)
+@click.option(
+    "--name", default="acmekit", show_default=True, help="the CA's name in its certificates"
+)
+def keys(
+    state_dir: Path | None,
+    config_file: Path,
+    module: str,
+    token_label: str,
+    key_label: str,
+    key_type: str,
+    pin_file: Path | None,
+    pin_env: str | None,
+    root_key: Path | None,
+    name: str,
+) -> None:
+    """Make the CA's hierarchy with the intermediate's key in a PKCS#11 token.
+
+    The root (new, or STATE_DIR/root.pem with --root-key) signs an intermediate whose
+    key is made in the token, sensitive and not extractable. STATE_DIR gets root.pem and
+    intermediate.pem; the server's TOML file gets the [hsm] table that finds the key.
+    """
+    from acmekit.server.ca import create_external_hierarchy
+    from acmekit.server.hsm import HsmError, TokenAddress, generate_key, read_pin
+
+    if (pin_file is None) == (pin_env is None):
+        raise click.UsageError("give exactly one of --pin-file and --pin-env")
+    given = click.get_current_context().find_object(dict) or {}
+    configured = _add_hsm_table_check(config_file) if config_file.exists() else {}
+    state = Path(state_dir or given.get("state_dir") or configured.get("state_dir") or "state")
+    if (state / "intermediate.pem").exists():
+        raise click.ClickException(f"{state} already has an intermediate")
+    where = TokenAddress(module, token_label, key_label)
+    try:
+        pin = read_pin(str(pin_file) if pin_file else None, pin_env, os.environ)
+        public = generate_key(where, pin, key_type)
+        _, _, created = create_external_hierarchy(
+            state, root_key or state / "root.key", public, datetime.now(UTC), name=name
+        )
+    except (HsmError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _add_hsm_table(config_file, _hsm_table(module, token_label, key_label, pin_file, pin_env))
+    click.echo(f"key: {key_label} ({key_type}) in token {token_label}")
+    click.echo(f"root: {(state / 'root.pem').absolute()} ({'new' if created else 'existing'})")
+    if created:
+        click.echo(f"root key: {(root_key or state / 'root.key').absolute()}")
+    click.echo(f"intermediate: {(state / 'intermediate.pem').absolute()}")
+    click.echo(f"config: [hsm] added to {config_file.absolute()}")
+
+
+def _add_hsm_table_check(config_file: Path) -> dict[str, Any]:
+    """Refuse early (before a key is made) a TOML file that cannot take an [hsm] table;
+    the file's settings."""
+    import tomllib
+
+    try:
+        doc = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise click.ClickException(f"{config_file}: {exc}") from None
+    if "hsm" in doc:
+        raise click.ClickException(f"{config_file} has an [hsm] table already")
+    return doc

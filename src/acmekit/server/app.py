@@ -32,9 +32,10 @@ from acmekit.server.auth import (
     external_account_binding,
     key_change,
 )
-from acmekit.server.authority import Authority, OrderView
+from acmekit.server.authority import Authority, OrderView, signer_unavailable
 from acmekit.server.nonces import NonceService
 from acmekit.server.render import Urls
+from acmekit.server.signing import SignerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class AcmeApp:
                     self.authority.crl.refresh()
             except UNAVAILABLE as exc:  # an outage: the next round tries again
                 log.warning("housekeeping waits for the database: %s", exc)
+            except SignerUnavailable as exc:
+                log.warning("housekeeping waits for the signing key: %s", exc)
             except Exception:
                 log.exception("housekeeping failed")
             await asyncio.sleep(period)
@@ -244,6 +247,9 @@ class AcmeApp:
             # (§6.6), one log line, no traceback. What was in flight is left to recovery.
             log.warning("database unavailable on %s %s: %s", req.method, req.path, exc)
             return self._problem(DATABASE_UNAVAILABLE)
+        except SignerUnavailable as exc:  # the key's token is away: as an outage
+            log.warning("signing key unavailable on %s %s: %s", req.method, req.path, exc)
+            return self._problem(signer_unavailable(exc).problem)
         except Exception:
             log.exception("internal error on %s %s", req.method, req.path)
             return self._problem(Problem(str(ProblemType.SERVER_INTERNAL), "internal error", 500))

@@ -74,10 +74,17 @@ from acmekit.server.records import (
     ChallengeRecord,
     OrderRecord,
 )
+from acmekit.server.signing import SignerUnavailable
 from acmekit.server.store import Store
 from acmekit.server.validation import Validator
 
 log = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait while the signing key's token is away: a token that
+# is put back is used again within a second (acmekit.server.hsm's retry_interval).
+SIGNER_RETRY_AFTER = 2
+# What stops an issuance without failing its order: it is taken up again by recovery.
+_WAITS: tuple[type[Exception], ...] = (*UNAVAILABLE, SignerUnavailable)
 
 Signer = Callable[
     [x509.CertificateSigningRequest, Sequence[Identifier], int, datetime, datetime, Profile],
@@ -119,12 +126,26 @@ class OrderView:
 
 
 async def _unless_outage(work: Awaitable[None]) -> None:
-    """Background work (a validation, an issuance) that meets a database outage stops
-    where it is: its claim goes stale and `Authority.recover` takes it up again."""
+    """Background work (a validation, an issuance) that meets a database outage, or a
+    signing key in a token that went away, stops where it is: its claim goes stale and
+    `Authority.recover` takes it up again."""
     try:
         await work
     except UNAVAILABLE as exc:
         log.warning("background work left for recovery, database unavailable: %s", exc)
+    except SignerUnavailable as exc:
+        log.warning("issuance left for recovery, signing key unavailable: %s", exc)
+
+
+def signer_unavailable(exc: SignerUnavailable) -> AcmeError:
+    """Not the client's fault and passing, as a database outage: 503 and Retry-After
+    (RFC 8555 §6.6); what the client asked for is untouched and can be asked again."""
+    return problem(
+        ProblemType.SERVER_INTERNAL,
+        f"the CA's signing key is unavailable; try again ({exc})",
+        status=503,
+        retry_after=SIGNER_RETRY_AFTER,
+    )
 
 
 def _challenge_types(ident: Identifier, wildcard: bool) -> tuple[ChallengeType, ...]:
@@ -703,6 +724,12 @@ class Authority:
         account_key = key_from_jwk(account.jwk)
         csr = check_csr(csr_der, order.identifiers, account_key, self.policy.check_certificate_key)
         await self._recheck_caa(view, account_uri)
+        try:
+            # The order is claimed only when its certificate can be signed now: with the
+            # key's token away it stays `ready`, for the client to finalize again.
+            self.issuer.check_signer()
+        except SignerUnavailable as exc:
+            raise signer_unavailable(exc) from None
         if not self.store.orders.claim_finalize(order.id, csr_der, self.now()):
             raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         task = self._spawn(self._issue(order, csr))
@@ -745,7 +772,7 @@ class Authority:
                 csr, order.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after, profile
             )
             self.store.certificates.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
-        except UNAVAILABLE:
+        except _WAITS:
             raise  # the order stays claimed; recovery abandons the serial and issues again
         except Exception as exc:
             if isinstance(exc, AcmeError):  # a refusal with its own problem (a failed lint)
@@ -847,7 +874,13 @@ class Authority:
                 and self.store.orders.restart_challenge(ch.id, ch.started, now)
             ):
                 self._spawn(self._validate(ch, authz, account, account_uri(account.id)))
-        for order in self.store.orders.stale_finalizations(cutoff):
+        stale = self.store.orders.stale_finalizations(cutoff)
+        if stale:
+            try:
+                self.issuer.check_signer()
+            except SignerUnavailable:
+                return  # issuances wait for the key's token; taken up once it is back
+        for order in stale:
             if (
                 order.finalize_started
                 and order.csr

@@ -9,6 +9,11 @@ How it works:
   before certificate, so a crash never leaves half a key or a certificate without its key.
   A later start loads them; the key objects then live in the `Issuer` for the process's
   life, so issuing a certificate never parses a PEM.
+- With the intermediate's key in a PKCS#11 token (`[hsm]`), `create_external_hierarchy`
+  (for `acmekit server keys`) writes the root and the intermediate's certificate for the
+  token's public key, and `load_external_issuer` loads them for the server, which then
+  signs through the token (acmekit.server.signing, acmekit.server.hsm); no private key
+  of the intermediate is ever in a file or a Python object.
 - `issue_certificate` builds a subscriber certificate from a checked CSR's key and the
   order's identifiers (RFC 8555 §7.4): the CSR's own subject and extensions are not copied.
   Profile: RFC 5280 §4.2 extensions (keyUsage, extKeyUsage, basicConstraints, SKI/AKI,
@@ -48,6 +53,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from acmekit.files import atomic_write
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.server.lint import Linter
+from acmekit.server.signing import ExternalKey, ExternalPublicKey, sign_certificate, sign_crl
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +72,28 @@ _CERT_MODE = 0o644
 _DIR_MODE = 0o700
 
 SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+_FILE_KEYS = (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
 
 
 @dataclass(frozen=True)
 class Issuer:
-    """The CA hierarchy in memory: two certificates and their private keys."""
+    """The CA hierarchy in memory: two certificates and their private keys.
+
+    With the intermediate's key in a token (acmekit.server.hsm), `intermediate_key` is an
+    ExternalKey: a handle that signs, no key material; the root's key is then not loaded
+    at all (`root_key` None), as it is only needed to sign a new intermediate.
+    """
 
     root_cert: x509.Certificate
-    root_key: PrivateKeyTypes
+    root_key: PrivateKeyTypes | None
     intermediate_cert: x509.Certificate
-    intermediate_key: PrivateKeyTypes
+    intermediate_key: PrivateKeyTypes | ExternalKey
+
+    def check_signer(self) -> None:
+        """SignerUnavailable unless the intermediate's key can sign now (a file key can)."""
+        key = self.intermediate_key
+        if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
+            key.check()
 
     def chain_pem(self) -> bytes:
         """The intermediate in PEM: what follows the leaf in a certificate download."""
@@ -108,7 +126,7 @@ def new_serial(random_bytes: Callable[[int], bytes] = os.urandom) -> int:
     return (int.from_bytes(raw, "big") & ((1 << 126) - 1)) | (1 << 126)
 
 
-def _signing_key(key: PrivateKeyTypes) -> SigningKey:
+def _signing_key(key: PrivateKeyTypes | ExternalKey) -> SigningKey:
     if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
         return key
     raise ValueError(f"cannot sign certificates with a {type(key).__name__}")
@@ -123,9 +141,23 @@ def _digest(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
     return hashes.SHA256()
 
 
-def _sign(builder: x509.CertificateBuilder, key: PrivateKeyTypes) -> x509.Certificate:
+def _sign(builder: x509.CertificateBuilder, key: PrivateKeyTypes | ExternalKey) -> x509.Certificate:
+    if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
+        return sign_certificate(builder, key)
     signer = _signing_key(key)
     return builder.sign(signer, _digest(signer))
+
+
+def sign_crl_with(
+    builder: x509.CertificateRevocationListBuilder, key: PrivateKeyTypes | ExternalKey
+) -> x509.CertificateRevocationList:
+    """A CRL signed by the intermediate's key, a file key or one in a token (SHA-256,
+    none with Ed25519, as before)."""
+    if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
+        return sign_crl(builder, key)
+    signer = _signing_key(key)
+    digest = None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(signer, digest)
 
 
 # ---------------------------------------------------------------------------------------
@@ -354,7 +386,7 @@ def _ca_key_usage(*, digital_signature: bool) -> x509.KeyUsage:
 
 
 def _ca_builder(
-    subject: x509.Name, key: ec.EllipticCurvePublicKey, now: datetime, lifetime: timedelta
+    subject: x509.Name, key: ExternalPublicKey, now: datetime, lifetime: timedelta
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
@@ -383,10 +415,21 @@ def _create_intermediate(
     root_cert: x509.Certificate, root_key: PrivateKeyTypes, name: str, now: datetime
 ) -> tuple[x509.Certificate, PrivateKeyTypes]:
     key = ec.generate_private_key(ec.SECP256R1())
+    return intermediate_certificate(root_cert, root_key, key.public_key(), name, now), key
+
+
+def intermediate_certificate(
+    root_cert: x509.Certificate,
+    root_key: PrivateKeyTypes,
+    public: ExternalPublicKey,
+    name: str,
+    now: datetime,
+) -> x509.Certificate:
+    """The intermediate's certificate for `public`, signed by the root."""
     root_ski = root_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     lifetime = min(INTERMEDIATE_LIFETIME, root_cert.not_valid_after_utc - now)
     builder = (
-        _ca_builder(_ca_name(f"{name} intermediate", name), key.public_key(), now, lifetime)
+        _ca_builder(_ca_name(f"{name} intermediate", name), public, now, lifetime)
         .issuer_name(root_cert.subject)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_ca_key_usage(digital_signature=True), critical=True)
@@ -395,7 +438,7 @@ def _create_intermediate(
             critical=False,
         )
     )
-    return _sign(builder, root_key), key
+    return _sign(builder, root_key)
 
 
 def _ensure_dir(state_dir: Path) -> None:
@@ -426,6 +469,74 @@ def load_or_create_issuer(state_dir: Path, now: datetime, *, name: str = "acmeki
         intermediate_cert=intermediate[0],
         intermediate_key=intermediate[1],
     )
+
+
+def _load_cert(path: Path) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing (run `acmekit server keys` first)") from None
+
+
+def load_external_issuer(state_dir: Path, key: Callable[[x509.Certificate], ExternalKey]) -> Issuer:
+    """The hierarchy whose intermediate's key is outside the process (a token):
+    `root.pem` and `intermediate.pem` from `state_dir`, `key(intermediate)` to sign.
+    Nothing is created here: `acmekit server keys` made the hierarchy, and a server
+    that made a file key in its place would quietly stop using the token."""
+    root_cert = _load_cert(state_dir / "root.pem")
+    intermediate_cert = _load_cert(state_dir / "intermediate.pem")
+    if (state_dir / "intermediate.key").exists():
+        raise ValueError(
+            f"{state_dir / 'intermediate.key'} exists, but the intermediate's key is in a "
+            "token ([hsm]); remove the file key"
+        )
+    try:
+        intermediate_cert.verify_directly_issued_by(root_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise ValueError("intermediate.pem was not issued by root.pem") from None
+    return Issuer(root_cert, None, intermediate_cert, key(intermediate_cert))
+
+
+def create_external_hierarchy(
+    state_dir: Path,
+    root_key_path: Path,
+    public: ExternalPublicKey,
+    now: datetime,
+    *,
+    name: str = "acmekit",
+) -> tuple[x509.Certificate, x509.Certificate, bool]:
+    """Write `root.pem` (and the root's key to `root_key_path`, mode 0600, if the root is
+    new) and `intermediate.pem` for `public`, the token's key, signed by the root.
+    An existing root (`root.pem` with its key at `root_key_path`) signs the new
+    intermediate. Returns (root, intermediate, whether the root is new)."""
+    _ensure_dir(state_dir)
+    if (state_dir / "intermediate.pem").exists() or (state_dir / "intermediate.key").exists():
+        raise ValueError(f"{state_dir} already has an intermediate; use a new state directory")
+    root_pem = state_dir / "root.pem"
+    created = not root_pem.exists()
+    if created:
+        if root_key_path.exists():
+            raise ValueError(f"{root_key_path} exists but {root_pem} does not")
+        root_cert, root_key = _create_root(name, now)
+        root_key_path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        atomic_write(root_key_path, _key_pem(root_key), _KEY_MODE)
+        atomic_write(root_pem, root_cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    else:
+        root_cert = _load_cert(root_pem)
+        try:
+            loaded = serialization.load_pem_private_key(root_key_path.read_bytes(), password=None)
+        except FileNotFoundError:
+            raise ValueError(f"the root's key {root_key_path} is missing") from None
+        if _spki(root_cert.public_key()) != _spki(_signing_key(loaded).public_key()):
+            raise ValueError(f"{root_key_path} does not hold the key of {root_pem}")
+        root_key = loaded
+    intermediate = intermediate_certificate(root_cert, root_key, public, name, now)
+    atomic_write(
+        state_dir / "intermediate.pem",
+        intermediate.public_bytes(serialization.Encoding.PEM),
+        _CERT_MODE,
+    )
+    return root_cert, intermediate, created
 
 
 # ---------------------------------------------------------------------------------------

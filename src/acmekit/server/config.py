@@ -3,7 +3,7 @@
 The TOML file uses the flag names (`listen`, `state_dir`, `db`, `dns_resolver`,
 `http01_port`, `tlsalpn01_port`, ...) at top level, and tables for the CA's policy:
 `[rate_limits]` (one sub-table per limit), `[profiles.NAME]`, `[crl]`, `[ari]`, `[keys]`,
-`[caa]`, `[validation]` and `[lint]`.
+`[caa]`, `[validation]`, `[lint]` and `[hsm]`.
 Durations are seconds. Every setting and its default is listed in docs/server.md.
 """
 
@@ -197,6 +197,37 @@ class CaaSettings:
 
 
 @dataclass(frozen=True)
+class HsmSettings:
+    """The intermediate's key in a PKCS#11 token (acmekit.server.hsm), as written by
+    `acmekit server keys`. The PIN is read from `pin_file` or from the environment
+    variable `pin_env` (exactly one), never from the command line or this file."""
+
+    module: str
+    token_label: str
+    key_label: str
+    pin_file: str | None = None
+    pin_env: str | None = None
+
+
+def _hsm(doc: Any, where: str) -> HsmSettings:
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} must be a table")
+    known = {f.name for f in fields(HsmSettings)}
+    unknown = set(doc) - known
+    if unknown:
+        raise ValueError(f"unknown settings in {where}: {', '.join(sorted(unknown))}")
+    for key in ("module", "token_label", "key_label"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise ValueError(f"{where}.{key} must be set (a string)")
+    for key in ("pin_file", "pin_env"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise ValueError(f"setting {where}.{key} = {doc[key]!r} has the wrong type")
+    if (doc.get("pin_file") is None) == (doc.get("pin_env") is None):
+        raise ValueError(f"{where}: set exactly one of pin_file and pin_env")
+    return HsmSettings(**doc)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:14000"
     state_dir: Path = Path("state")
@@ -242,6 +273,7 @@ class ServerConfig:
     validation: ValidationSettings = ValidationSettings()
     limits: ListenerLimits = ListenerLimits()
     lint: LintSettings = LintSettings()
+    hsm: HsmSettings | None = None  # the intermediate's key in a token; None: a file key
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -383,6 +415,7 @@ _NESTED: dict[str, Callable[..., Any]] = {
         ignored=tuple(doc.get("ignored", d.ignored)),
         as_errors=tuple(doc.get("as_errors", d.as_errors)),
     ),
+    "hsm": lambda d, doc, w: _hsm(doc, w),
 }
 
 

@@ -21,13 +21,13 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives import serialization
 
-from acmekit.server.ca import Issuer
+from acmekit.server.ca import Issuer, sign_crl_with
 from acmekit.server.config import CrlSettings
 from acmekit.server.lint import Linter
 from acmekit.server.records import CertificateRecord, CrlRecord
+from acmekit.server.signing import SignerUnavailable
 from acmekit.server.store import Store
 
 log = logging.getLogger(__name__)
@@ -99,13 +99,9 @@ def build_crl(
     )
     for rec in revoked:
         builder = builder.add_revoked_certificate(_entry(rec))
-    key = issuer.intermediate_key
-    if not isinstance(
-        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-    ):
-        raise ValueError(f"cannot sign CRLs with a {type(key).__name__}")
-    digest = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(key, digest).public_bytes(serialization.Encoding.DER)
+    # A file key or the token's (acmekit.server.signing); the CRL is checked before use.
+    crl = sign_crl_with(builder, issuer.intermediate_key)
+    return crl.public_bytes(serialization.Encoding.DER)
 
 
 class CrlPublisher:
@@ -121,6 +117,7 @@ class CrlPublisher:
         self.issuer = issuer
         self.now = now
         self.linter = linter
+        self._behind: set[int] = set()  # shards whose remaking waits for the signing key
 
     def url_for(self, serial: int) -> str:
         return crl_url(self.base_url, shard_of(serial, self.settings.shards))
@@ -161,8 +158,15 @@ class CrlPublisher:
         raise RuntimeError(f"CRL shard {shard} could not be stored")
 
     def revoked(self, serial: int) -> None:
-        """Remake the shard that lists `serial` now that it is revoked."""
-        self.regenerate(shard_of(serial, self.settings.shards))
+        """Remake the shard that lists `serial` now that it is revoked; with the signing
+        key's token away, the shard is remade by `refresh` once it is back (the
+        revocation itself is stored already)."""
+        shard = shard_of(serial, self.settings.shards)
+        try:
+            self.regenerate(shard)
+        except SignerUnavailable as exc:
+            log.warning("CRL shard %d waits for the signing key: %s", shard, exc)
+            self._behind.add(shard)
 
     def refresh(self, *, force: bool = False) -> None:
         """Remake every shard whose CRL is older than the schedule allows (all: `force`,
@@ -170,8 +174,10 @@ class CrlPublisher:
         horizon = self.now() - self.settings.regenerate_every
         for shard in range(self.settings.shards):
             current = self.store.certificates.crl(shard)
-            if force or current is None or current.this_update <= horizon:
+            stale = current is None or current.this_update <= horizon
+            if force or stale or shard in self._behind:
                 self.regenerate(shard)
+                self._behind.discard(shard)
 
     def der(self, shard: int) -> bytes | None:
         if not 0 <= shard < self.settings.shards:
@@ -210,7 +216,10 @@ class CrlApp:
         name = path.removeprefix("/crl/").removesuffix(".crl")
         der = None
         if path.startswith("/crl/") and path.endswith(".crl") and name.isdigit():
-            der = self.publisher.der(int(name))
+            try:
+                der = self.publisher.der(int(name))
+            except SignerUnavailable:  # no CRL stored yet, and none can be signed now
+                return 503, b"text/plain", b"CRL not available yet; try again\n"
         if der is None:
             return 404, b"text/plain", b"no such CRL\n"
         return 200, b"application/pkix-crl", der

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 from acmekit.server.config import LintSettings, ServerConfig
+from acmekit.server.signing import ExternalKey, sign_certificate, throwaway_like
 from acmekit.server.validation.reserved import IPNetwork, parse_networks
 
 log = logging.getLogger(__name__)
@@ -307,10 +308,9 @@ class Linter:
             return replace(finding, severity=Severity.ERROR)
         return finding
 
-    def check(self, builder: x509.CertificateBuilder, key: SigningKey) -> x509.Certificate:
-        """The throwaway-signed copy of `builder`, after its lint passed (LintRefused
-        if it did not; warnings are logged)."""
-        throwaway = self.keys.like(key)
+    def check(self, builder: x509.CertificateBuilder, throwaway: SigningKey) -> x509.Certificate:
+        """The copy of `builder` signed by `throwaway` (a key of the real key's type), after
+        its lint passed (LintRefused if it did not; warnings are logged)."""
         copy = builder.sign(throwaway, digest_for(throwaway))
         report = self.lint(copy.public_bytes(serialization.Encoding.DER))
         serial = format(copy.serial_number, "x")
@@ -323,14 +323,22 @@ class Linter:
             raise LintRefused(report)
         return copy
 
-    def sign(self, builder: x509.CertificateBuilder, key: PrivateKeyTypes) -> x509.Certificate:
-        """Lint `builder`'s certificate, then sign it with `key`, and check that what was
-        signed is what was linted."""
-        signer = _signing_key(key)
-        if not self.enabled:
-            return builder.sign(signer, digest_for(signer))
-        linted = self.check(builder, signer)
-        final = builder.sign(signer, digest_for(signer))
+    def sign(
+        self, builder: x509.CertificateBuilder, key: PrivateKeyTypes | ExternalKey
+    ) -> x509.Certificate:
+        """Lint `builder`'s certificate, then sign it with `key` (a file key, or one in a
+        token: signing.py), and check that what was signed is what was linted."""
+        if isinstance(key, ExternalKey):
+            if not self.enabled:
+                return sign_certificate(builder, key)
+            linted = self.check(builder, throwaway_like(key.public_key()))
+            final = sign_certificate(builder, key)
+        else:
+            signer = _signing_key(key)
+            if not self.enabled:
+                return builder.sign(signer, digest_for(signer))
+            linted = self.check(builder, self.keys.like(signer))
+            final = builder.sign(signer, digest_for(signer))
         if final.tbs_certificate_bytes != linted.tbs_certificate_bytes:
             raise LintMismatch(
                 f"serial {final.serial_number:x}: the signed TBSCertificate differs from the "

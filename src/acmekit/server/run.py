@@ -14,11 +14,17 @@ from pathlib import Path
 
 import uvicorn
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acmekit.clock import SystemClock
 from acmekit.server.app import AcmeApp
 from acmekit.server.authority import Authority
-from acmekit.server.ca import Issuer, listener_credentials, load_or_create_issuer
+from acmekit.server.ca import (
+    Issuer,
+    listener_credentials,
+    load_external_issuer,
+    load_or_create_issuer,
+)
 from acmekit.server.config import ServerConfig, split_host_port
 from acmekit.server.crl import CrlApp, CrlPublisher
 from acmekit.server.lint import Linter
@@ -42,14 +48,41 @@ class Assembly:
     crl: CrlPublisher
 
 
-def assemble(config: ServerConfig, now: Callable[[], datetime] = SYSTEM_CLOCK.now) -> Assembly:
+def _issuer(config: ServerConfig, now: datetime, hsm_pin: str | None) -> Issuer:
+    """The file hierarchy (made on first start), or the one whose intermediate's key is
+    in a token ([hsm]; made by `acmekit server keys`)."""
+    if config.hsm is None:
+        return load_or_create_issuer(config.state_dir, now)
+    from acmekit.server.hsm import Pkcs11Key, TokenAddress
+
+    if hsm_pin is None:
+        raise ValueError("[hsm] is set but no PIN was given")
+    where = TokenAddress(config.hsm.module, config.hsm.token_label, config.hsm.key_label)
+
+    def connect(intermediate: x509.Certificate) -> Pkcs11Key:
+        public = intermediate.public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise ValueError("the intermediate's key must be ECDSA or RSA to be in a token")
+        key = Pkcs11Key(where, hsm_pin, public)
+        key.connect()  # a token, key or PIN that is wrong stops the start, saying which
+        return key
+
+    return load_external_issuer(config.state_dir, connect)
+
+
+def assemble(
+    config: ServerConfig,
+    now: Callable[[], datetime] = SYSTEM_CLOCK.now,
+    *,
+    hsm_pin: str | None = None,
+) -> Assembly:
     """Everything but the listener; tests drive the returned app in-process.
 
     A configuration that the Baseline Requirements' schedule forbids on `now()`'s date
     is refused first (ValueError, one line: schedule.py)."""
     check_profiles(config.all_profiles, now())
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    issuer = load_or_create_issuer(config.state_dir, now())
+    issuer = _issuer(config, now(), hsm_pin)
     store = Store.from_url(config.db_url, config.auto_upgrade)
     nonces = NonceService(store, now, scope=config.nonces)
     linter = Linter.for_config(config)
@@ -117,7 +150,12 @@ def directory_url(config: ServerConfig, sock: socket.socket) -> str:
     return f"https://{shown}:{port}/directory"
 
 
-async def serve(config: ServerConfig, announce: Callable[[str], None] | None = None) -> None:
+async def serve(
+    config: ServerConfig,
+    announce: Callable[[str], None] | None = None,
+    *,
+    hsm_pin: str | None = None,
+) -> None:
     say = announce or (lambda line: print(line, flush=True))
     crl_sock = _bind_crl(config)
     if crl_sock is not None and not config.crl.base_url:
@@ -125,7 +163,7 @@ async def serve(config: ServerConfig, announce: Callable[[str], None] | None = N
         shown = f"[{host}]" if ":" in host else host
         config = replace(config, crl=replace(config.crl, base_url=f"http://{shown}:{port}"))
     await check_resolver(config)
-    assembly = assemble(config)
+    assembly = assemble(config, hsm_pin=hsm_pin)
     assembly.crl.refresh(force=True)
     cert, key = listener_credentials(
         assembly.issuer, config.state_dir, _listener_hosts(config), SYSTEM_CLOCK.now()
@@ -185,13 +223,13 @@ def _bind_crl(config: ServerConfig) -> socket.socket | None:
         return None
 
 
-def run(config: ServerConfig) -> None:
+def run(config: ServerConfig, *, hsm_pin: str | None = None) -> None:
     try:
         import uvloop
 
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, hsm_pin=hsm_pin))
     except ImportError:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, hsm_pin=hsm_pin))
 
 
 __all__ = ["Assembly", "Path", "assemble", "run", "serve"]
