@@ -1,12 +1,15 @@
 """State that several server processes share through one database: rate-limit buckets
-taken concurrently through two stores grant exactly the burst, and CRL numbers from two
-publishers only grow. Runs on SQLite and PostgreSQL."""
+taken concurrently through two stores, or from several processes, grant exactly the
+burst, and CRL numbers from two publishers only grow. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,49 @@ def test_concurrent_takes_grant_exactly_the_burst(stores: tuple[Store, Store]) -
     with ThreadPoolExecutor(max_workers=8) as pool:
         granted = sum(pool.map(attempt, range(60)))
     assert granted == 20
+
+
+def _take_in_a_process(url: str, tries: int, start: Barrier, out: Queue[tuple[int, int]]) -> None:
+    """One CA process: its own store, `tries` takes from the shared bucket."""
+    store = Store.from_url(url)
+    limiter = RateLimiter(RateLimits(new_orders_per_account=LIMIT_20), store.buckets)
+    granted = refused_right = 0
+    start.wait()
+    for _ in range(tries):
+        try:
+            limiter.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject("acct"), NOW)
+            granted += 1
+        except AcmeError as exc:
+            refused_right += exc.problem.retry_after == 180  # one interval: 1 h / 20
+    store.engine.dispose()
+    out.put((granted, refused_right))
+
+
+LIMIT_20 = Limit(20, timedelta(hours=1))
+
+
+def test_takes_from_several_processes_grant_exactly_the_burst(db_url: str) -> None:
+    Store.from_url(db_url).engine.dispose()  # upgraded once, before the processes start
+    ctx = multiprocessing.get_context("spawn")
+    workers, tries = 4, 15
+    start, out = ctx.Barrier(workers), ctx.Queue()
+    procs = [
+        ctx.Process(target=_take_in_a_process, args=(db_url, tries, start, out))
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    assert sum(g for g, _ in results) == 20
+    assert sum(r for _, r in results) == workers * tries - 20
+    # and the bucket refills: one more an interval later
+    store = Store.from_url(db_url)
+    limiter = RateLimiter(RateLimits(new_orders_per_account=LIMIT_20), store.buckets)
+    limiter.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject("acct"), NOW + timedelta(minutes=3))
+    store.engine.dispose()
 
 
 def test_crl_numbers_only_grow_across_publishers(
