@@ -5,6 +5,7 @@ burst, and CRL numbers from two publishers only grow. Runs on SQLite and Postgre
 from __future__ import annotations
 
 import multiprocessing
+import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from acmekit.database import to_us
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.ca import load_or_create_issuer
 from acmekit.server.config import CrlSettings, Limit, RateLimits
 from acmekit.server.crl import CrlPublisher
-from acmekit.server.ratelimits import LimitName, RateLimiter, Subject
+from acmekit.server.ratelimits import LimitName, Rate, RateLimiter, Subject, spend, take
 from acmekit.server.store import Store
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -48,6 +50,27 @@ def test_concurrent_takes_grant_exactly_the_burst(stores: tuple[Store, Store]) -
     with ThreadPoolExecutor(max_workers=8) as pool:
         granted = sum(pool.map(attempt, range(60)))
     assert granted == 20
+
+
+def test_the_stored_buckets_follow_the_pure_arithmetic(stores: tuple[Store, Store]) -> None:
+    """The upserts (repos/buckets.py) and ratelimits.take / spend agree, step by step,
+    over takes and spends at random times, including times that go backwards."""
+    buckets = stores[0].buckets
+    rng = random.Random(8555)
+    rate = Rate(5, 3600)
+    model: int | None = None
+    now = to_us(NOW)
+    for step in range(300):
+        now += rng.choice([0, 0, 1, 100, 719, 720, 721, 5000, -50]) * 1_000_000
+        if rng.random() < 0.7:
+            expected = take(model, now, rate)
+            granted = buckets.take("k", now, rate.interval_us, rate.tolerance_us)
+            assert granted == expected.allowed, step
+            model = expected.tat
+        else:
+            buckets.spend("k", now, rate.interval_us, rate.tolerance_us)
+            model = spend(model, now, rate)
+        assert buckets.tat("k") == model, step
 
 
 def _take_in_a_process(url: str, tries: int, start: Barrier, out: Queue[tuple[int, int]]) -> None:
