@@ -25,6 +25,7 @@ from acmekit.server.ratelimits import LimitName, Rate, RateLimiter, Subject, spe
 from acmekit.server.store import Store
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+LIMIT_20 = Limit(20, timedelta(hours=1))
 
 
 @pytest.fixture
@@ -87,9 +88,6 @@ def _take_in_a_process(url: str, tries: int, start: Barrier, out: Queue[tuple[in
             refused_right += exc.problem.retry_after == 180  # one interval: 1 h / 20
     store.engine.dispose()
     out.put((granted, refused_right))
-
-
-LIMIT_20 = Limit(20, timedelta(hours=1))
 
 
 def test_takes_from_several_processes_grant_exactly_the_burst(db_url: str) -> None:
