@@ -1,25 +1,31 @@
 """State that several server processes share through one database: rate-limit buckets
-taken concurrently through two stores grant exactly the burst, and CRL numbers from two
-publishers only grow. Runs on SQLite and PostgreSQL."""
+taken concurrently through two stores, or from several processes, grant exactly the
+burst, and CRL numbers from two publishers only grow. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import multiprocessing
+import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from acmekit.database import to_us
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.ca import load_or_create_issuer
 from acmekit.server.config import CrlSettings, Limit, RateLimits
 from acmekit.server.crl import CrlPublisher
-from acmekit.server.ratelimits import LimitName, RateLimiter, Subject
+from acmekit.server.ratelimits import LimitName, Rate, RateLimiter, Subject, spend, take
 from acmekit.server.store import Store
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+LIMIT_20 = Limit(20, timedelta(hours=1))
 
 
 @pytest.fixture
@@ -45,6 +51,67 @@ def test_concurrent_takes_grant_exactly_the_burst(stores: tuple[Store, Store]) -
     with ThreadPoolExecutor(max_workers=8) as pool:
         granted = sum(pool.map(attempt, range(60)))
     assert granted == 20
+
+
+def test_the_stored_buckets_follow_the_pure_arithmetic(stores: tuple[Store, Store]) -> None:
+    """The upserts (repos/buckets.py) and ratelimits.take / spend agree, step by step,
+    over takes and spends at random times, including times that go backwards."""
+    buckets = stores[0].buckets
+    rng = random.Random(8555)
+    rate = Rate(5, 3600)
+    model: int | None = None
+    now = to_us(NOW)
+    for step in range(300):
+        now += rng.choice([0, 0, 1, 100, 719, 720, 721, 5000, -50]) * 1_000_000
+        if rng.random() < 0.7:
+            expected = take(model, now, rate)
+            granted = buckets.take("k", now, rate.interval_us, rate.tolerance_us)
+            assert granted == expected.allowed, step
+            model = expected.tat
+        else:
+            buckets.spend("k", now, rate.interval_us, rate.tolerance_us)
+            model = spend(model, now, rate)
+        assert buckets.tat("k") == model, step
+
+
+def _take_in_a_process(url: str, tries: int, start: Barrier, out: Queue[tuple[int, int]]) -> None:
+    """One CA process: its own store, `tries` takes from the shared bucket."""
+    store = Store.from_url(url)
+    limiter = RateLimiter(RateLimits(new_orders_per_account=LIMIT_20), store.buckets)
+    granted = refused_right = 0
+    start.wait()
+    for _ in range(tries):
+        try:
+            limiter.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject("acct"), NOW)
+            granted += 1
+        except AcmeError as exc:
+            refused_right += exc.problem.retry_after == 180  # one interval: 1 h / 20
+    store.engine.dispose()
+    out.put((granted, refused_right))
+
+
+def test_takes_from_several_processes_grant_exactly_the_burst(db_url: str) -> None:
+    Store.from_url(db_url).engine.dispose()  # upgraded once, before the processes start
+    ctx = multiprocessing.get_context("spawn")
+    workers, tries = 4, 15
+    start, out = ctx.Barrier(workers), ctx.Queue()
+    procs = [
+        ctx.Process(target=_take_in_a_process, args=(db_url, tries, start, out))
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    assert sum(g for g, _ in results) == 20
+    assert sum(r for _, r in results) == workers * tries - 20
+    # and the bucket refills: one more an interval later
+    store = Store.from_url(db_url)
+    limiter = RateLimiter(RateLimits(new_orders_per_account=LIMIT_20), store.buckets)
+    limiter.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject("acct"), NOW + timedelta(minutes=3))
+    store.engine.dispose()
 
 
 def test_crl_numbers_only_grow_across_publishers(

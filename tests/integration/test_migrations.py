@@ -33,6 +33,8 @@ from acmekit_testkit.tiers import BACKEND_PARAMS
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 DAY_US = 86_400 * 1_000_000
 SIDE_TABLES = {"authz_profiles", "renewal_authzs", "replacements", "ari_windows"}
+CA_HEAD = migrate.head(SERVER)
+HOUR_US = 3600 * 1_000_000
 
 
 @pytest.fixture(params=BACKEND_PARAMS)
@@ -80,7 +82,7 @@ def _diff(url: str, schema: migrate.Schema, metadata: sa.MetaData) -> list[Any]:
 def test_the_ca_v010_database_upgrades_with_its_rows(ca_url: str) -> None:
     load_v010("ca", ca_url)
     store = Store.from_url(ca_url)
-    assert migrate.current(store.engine, SERVER) == "0002"
+    assert migrate.current(store.engine, SERVER) == CA_HEAD
     assert not SIDE_TABLES & set(sa.inspect(store.engine).get_table_names())
     account = store.accounts.account("acct1")
     assert account is not None and account.eab_kid == "kid-1"
@@ -117,8 +119,11 @@ def test_the_ca_v010_database_upgrades_with_its_rows(ca_url: str) -> None:
     crl = store.certificates.crl(0)
     assert crl is not None and crl.number == 1
     assert not store.accounts.redeem_nonce("nonce-1", T0)
-    bucket = store.buckets.update_bucket("orders:acct1", lambda _: None)
-    assert bucket is not None and bucket.tokens == 297.0
+    # 297 of 300 orders left at T0 + 4h: full again three emission intervals (36 s) later
+    t4 = to_us(T0) + 4 * HOUR_US
+    assert store.buckets.tat("new_orders_per_account:acct1") == t4 + 3 * 36_000_000
+    # 47.5 of 50 certificates left: 2.5 intervals of 7 days / 50
+    assert store.buckets.tat("certificates_per_domain:example.com") == t4 + 30_240_000_000
     assert store.accounts.setting("crl_shards", "9") == "2"
     store.engine.dispose()
 
@@ -173,8 +178,31 @@ def test_upgrading_and_downgrading_gives_back_the_v010_rows(
         migrate.downgrade(engine, schema, "0001")
         assert migrate.current(engine, schema) == "0001"
         engine.dispose()
-        assert _rows(url, schema.version_table) == before
+        after = _rows(url, schema.version_table)
+        if kind == "ca":  # the same buckets, though written at another point of their refill
+            assert _bucket_tokens(after) == _bucket_tokens(before)
+            assert after.pop("rate_buckets") != before.pop("rate_buckets")
+        assert after == before
         assert upgraded != before
+
+
+# The default limits, as revision 0003 converts by them: name -> (burst, period in s).
+DEFAULT_LIMITS = {
+    "new_orders_per_account": (300, 3 * 3600),
+    "certificates_per_domain": (50, 7 * 86400),
+}
+
+
+def _bucket_tokens(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, float]:
+    """Each token bucket's tokens (key, tokens, updated, version) when the fixture wrote
+    them, four hours after T0."""
+    at = to_us(T0) + 4 * HOUR_US
+    found = {}
+    for key, tokens, updated, _ in rows["rate_buckets"]:
+        burst, period = DEFAULT_LIMITS[key.split(":")[0]]
+        refill = (at - updated) / 1e6 * burst / period
+        found[key] = round(min(burst, tokens + refill), 6)
+    return found
 
 
 @pytest.mark.parametrize(
@@ -245,23 +273,23 @@ def test_the_db_commands(tmp_path: Path) -> None:
 
     assert run("server", "db", "current", "--state-dir", str(state)) == (
         0,
-        "none (this acmekit needs 0002: run `acmekit server db upgrade`)",
+        f"none (this acmekit needs {CA_HEAD}: run `acmekit server db upgrade`)",
     )
     code, out = run("server", "--state-dir", str(state), "--no-auto-upgrade")
     assert code == 1 and out == (
-        "Error: the CA database is at schema none, this acmekit needs 0002: "
+        f"Error: the CA database is at schema none, this acmekit needs {CA_HEAD}: "
         "run `acmekit server db upgrade`"
     )
     assert run("server", "db", "upgrade", "--state-dir", str(state)) == (
         0,
-        "the CA database went from none to 0002",
+        f"the CA database went from none to {CA_HEAD}",
     )
-    assert run("server", "--state-dir", str(state), "db", "current") == (0, "0002 (current)")
+    assert run("server", "--state-dir", str(state), "db", "current") == (0, f"{CA_HEAD} (current)")
     code, out = run("server", "db", "current", "--state-dir", str(tmp_path / "nowhere"))
     assert code == 1 and "no CA database" in out
     new = str(tmp_path / "new")  # made by `db upgrade`, for a CA that never upgrades itself
     assert run("server", "db", "upgrade", "--state-dir", new)[0] == 0
-    assert run("server", "db", "current", "--state-dir", new) == (0, "0002 (current)")
+    assert run("server", "db", "current", "--state-dir", new) == (0, f"{CA_HEAD} (current)")
 
     code, out = run("fleet", "worker", "--db", fleet_db, "--server", "https://ca.test/dir",
                     "--no-auto-upgrade")  # fmt: skip

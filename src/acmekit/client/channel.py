@@ -11,6 +11,11 @@ steps in the same way):
   POST-as-GET (§6.3). A `badNonce` answer (§6.5) is retried with the fresh nonce that
   came with it, a few times, since a server may reject any nonce (Pebble rejects 5% on
   purpose).
+- A 503 that carries Retry-After (RFC 9110 §15.6.4, §10.2.3) says the server is
+  briefly unable, not that it refused: the request is sent again after that long, through
+  the injected clock, a few times, if the wait is short (at most a minute); a POST is
+  signed anew with a fresh nonce. Any other error, 429 `rateLimited` included, is the
+  caller's to handle: its wait is hours, and the CA's verdict.
 - An error status is a problem document (§6.7): raised as AcmeError carrying the
   Problem, with the response's Retry-After (§6.6) attached for the caller to honour.
   An answer that breaks the protocol (an error without a problem document, no nonce,
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 JOSE_JSON = "application/jose+json"
 PEM_CHAIN = "application/pem-certificate-chain"
 BAD_NONCE_RETRIES = 5
+UNAVAILABLE_RETRIES = 3  # 503 with Retry-After: sent again this many times at most
+UNAVAILABLE_MAX_WAIT = 60.0  # seconds; a longer Retry-After is left to the caller
 NONCE_POOL_LIMIT = 256
 
 
@@ -51,9 +58,13 @@ class AcmeChannel:
         clock: Clock,
         *,
         bad_nonce_retries: int = BAD_NONCE_RETRIES,
+        unavailable_retries: int = UNAVAILABLE_RETRIES,
+        unavailable_max_wait: float = UNAVAILABLE_MAX_WAIT,
     ) -> None:
         self.directory_url = directory_url
         self.bad_nonce_retries = bad_nonce_retries
+        self.unavailable_retries = unavailable_retries
+        self.unavailable_max_wait = unavailable_max_wait
         self.transport = transport
         self.clock = clock
         self._directory: Directory | None = None
@@ -69,11 +80,35 @@ class AcmeChannel:
     async def _send(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None
     ) -> HttpResponse:
+        """An unsigned request, sent again while the server answers 503 with a short
+        Retry-After (see `_unavailable_wait`)."""
+        for attempt in range(self.unavailable_retries + 1):
+            resp = await self._once(method, url, headers, body)
+            wait = self._unavailable_wait(resp, attempt)
+            if wait is None:
+                return resp
+            await self.clock.sleep(wait)
+        raise AssertionError("unreachable")
+
+    async def _once(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> HttpResponse:
         resp = await self.transport.request(method, url, headers=headers, body=body)
         nonce = resp.header("replay-nonce")
         if nonce:
             self._nonces.append(nonce)
         return resp
+
+    def _unavailable_wait(self, resp: HttpResponse, attempt: int) -> float | None:
+        """Seconds to wait before sending again after `attempt` earlier retries, or None:
+        only a 503 with a Retry-After of at most `unavailable_max_wait` is retried."""
+        if resp.status != 503 or attempt >= self.unavailable_retries:
+            return None
+        after = self.retry_after(resp)
+        if after is None or after > self.unavailable_max_wait:
+            return None
+        log.info("%s answered 503, sending again in %.0f s", resp.url, after)
+        return after
 
     async def _nonce(self) -> str:
         directory = await self.directory()  # its answer may carry a nonce too
@@ -98,16 +133,23 @@ class AcmeChannel:
         headers = {"Content-Type": JOSE_JSON}
         if accept:
             headers["Accept"] = accept
-        for attempt in range(self.bad_nonce_retries + 1):
+        bad_nonces = unavailable = 0
+        while True:
+            # Signed anew each time: a nonce is single use (§6.5), and a 503 may have used it.
             jws = sign(key, payload, url=url, nonce=await self._nonce(), kid=kid)
-            resp = await self._send("POST", url, headers, json.dumps(jws).encode())
+            resp = await self._once("POST", url, headers, json.dumps(jws).encode())
             if resp.status < 400:
                 return resp
+            wait = self._unavailable_wait(resp, unavailable)
+            if wait is not None:
+                unavailable += 1
+                await self.clock.sleep(wait)
+                continue
             err = self._problem(resp)
-            if err.type != ProblemType.BAD_NONCE or attempt == self.bad_nonce_retries:
+            if err.type != ProblemType.BAD_NONCE or bad_nonces == self.bad_nonce_retries:
                 raise AcmeError(err)
-            log.debug("badNonce from %s, retrying (attempt %d)", url, attempt + 1)
-        raise AssertionError("unreachable")
+            bad_nonces += 1
+            log.debug("badNonce from %s, retrying (attempt %d)", url, bad_nonces)
 
     async def get(self, url: str) -> HttpResponse:
         """A plain GET (renewal information, §4.2 of RFC 9773); errors raise AcmeError."""

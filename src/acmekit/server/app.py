@@ -45,7 +45,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JOSE = "application/jose+json"
 PEM_CHAIN = "application/pem-certificate-chain"
-BASE_URL_SETTING = "base_url"  # where the latest validation was started, if not configured
+# Where the latest validation was started, as acmekit before schema 0003 recorded it (no
+# longer written: a challenge keeps its own account URL).
+LEGACY_BASE_URL_SETTING = "base_url"
 
 DATABASE_UNAVAILABLE = Problem(
     str(ProblemType.SERVER_INTERNAL), "the database is unavailable; try again", 503, retry_after=2
@@ -98,7 +100,6 @@ class AcmeApp:
         self.auth = Authenticator(authority.store, nonces)
         self.config = authority.config
         self._background: list[asyncio.Task[None]] = []
-        self._recorded_base: str | None = None
         # Host headers this listener answers to, and the base URL for the answer to one
         # it does not (None: any Host, as in-process tests and a set base_url need).
         self._authorities: frozenset[str] | None = None
@@ -174,19 +175,13 @@ class AcmeApp:
             await asyncio.sleep(period)
 
     async def recover(self) -> None:
-        """The authority's recovery, with account URLs under the base clients used."""
+        """The authority's recovery. A validation keeps the account URL its client used;
+        one started before it did (schema 0003) is named under the configured base, or
+        the base such versions recorded in the settings."""
         base = self.config.base_url or self.authority.store.accounts.stored_setting(
-            BASE_URL_SETTING
+            LEGACY_BASE_URL_SETTING
         )
         await self.authority.recover(Urls(base or "https://localhost").account)
-
-    def _remember_base(self, urls: Urls) -> None:
-        """Keep the base a validation was started at (by an authenticated account), so
-        that recovery in a later process names accounts for CAA `accounturi` (RFC 8657
-        §3) as their clients do."""
-        if self.config.base_url is None and urls.base != self._recorded_base:
-            self.authority.store.accounts.put_setting(BASE_URL_SETTING, urls.base)
-            self._recorded_base = urls.base
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -372,7 +367,6 @@ class AcmeApp:
         if not auth.is_post_as_get:
             payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
         uri = req.urls.account(auth.require_account().id)
-        self._remember_base(req.urls)  # before the validation is claimed, which may outlive us
         ch, authz = self.authority.start_challenge(auth, m[1], uri)
         # No Retry-After while processing: validation takes milliseconds here, and a
         # client's own short-then-growing polling serves it better than a fixed second.

@@ -659,7 +659,8 @@ class Authority:
             subject = self._failure_subject(authz)
             self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
         now = self.now()
-        if not self.store.orders.start_challenge(ch.id, now):  # another request started it
+        # The URL is kept so that a validation resumed elsewhere names it (RFC 8657 §3).
+        if not self.store.orders.start_challenge(ch.id, now, account_uri):  # started already
             started = self.store.orders.challenge(ch.id)
             assert started is not None
             return started, authz
@@ -860,8 +861,10 @@ class Authority:
     # recovery -----------------------------------------------------------------------
 
     async def recover(self, account_uri: Callable[[str], str]) -> None:
-        """Finish validations and issuances that a stopped process left in flight;
-        `account_uri` names an account, by id, for CAA (the HTTP edge knows its URL)."""
+        """Finish validations and issuances that a stopped process left in flight. A
+        validation is checked against the account URL its client used, kept with the
+        challenge; `account_uri` (by account id) serves only those started before the
+        URL was kept (schema revision 0003)."""
         now = self.now()
         cutoff = now - self.stale_after
         for ch in self.store.orders.stale_challenges(cutoff):
@@ -873,7 +876,8 @@ class Authority:
                 and ch.started
                 and self.store.orders.restart_challenge(ch.id, ch.started, now)
             ):
-                self._spawn(self._validate(ch, authz, account, account_uri(account.id)))
+                uri = ch.account_uri or account_uri(account.id)
+                self._spawn(self._validate(ch, authz, account, uri))
         stale = self.store.orders.stale_finalizations(cutoff)
         if stale:
             try:

@@ -1,12 +1,19 @@
-"""Rate limits as token buckets that refill steadily (not fixed windows).
+"""Rate limits as GCRA (the generic cell rate algorithm), Boulder's way: one number per bucket.
 
-A limit of `count` per `period` is a bucket holding at most `count` tokens that gains
-`count / period` tokens a second. A request that needs a token takes one if the bucket
-holds at least one; otherwise it is refused with `rateLimited` (RFC 8555 §6.7, HTTP 429)
-and `Retry-After` set to the seconds until one token will be there. The math here is
-pure (tokens, last update, now, rate); `RateLimiter` keeps each bucket as a database
-row (key, tokens, updated, version) changed by compare-and-set, so every server process
-sharing the database shares the counters.
+A limit of `count` per `period` lets one request through every `period / count` seconds
+(the emission interval T) with a burst of up to `count` at once. A bucket's state is its
+"theoretical arrival time" (TAT): the time at which it would be full again if nothing
+more were taken. A take at `now` moves the TAT to `max(TAT, now) + T` and is allowed if
+that is no more than `count * T` (the burst tolerance) ahead of `now`; otherwise it is
+refused with `rateLimited` (RFC 8555 §6.7, HTTP 429) and `Retry-After` set to the seconds
+until it would be allowed. This is the token bucket of earlier versions with the tokens
+left implied: `(now + count * T - TAT) / T`, at most `count`.
+
+The math here is pure, in integer microseconds; `RateLimiter` keeps one TAT per bucket
+key in the database, moved by one conditional upsert whose returned row says granted or
+refused, so every server process sharing the database shares the buckets with no
+read-then-write race and no retry loop (server/repos/buckets.py). The rates stay in the
+configuration: a changed `count` applies to a bucket from its next take.
 
 Limits, named and sized as Let's Encrypt names and sizes them (all configurable):
 
@@ -25,23 +32,26 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from acmekit.database import to_us
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import ProblemType, problem
 from acmekit.server.config import Limit, RateLimits
 
+SECOND_US = 1_000_000
+
 # ---------------------------------------------------------------------------------------
-# Bucket math (pure)
+# GCRA (pure; times in integer microseconds since the epoch)
 
 
 @dataclass(frozen=True)
 class Rate:
-    burst: int  # the most tokens a bucket holds
+    burst: int  # the most requests let through at once
     period_seconds: float  # time to refill from empty to full
 
     @classmethod
@@ -49,61 +59,68 @@ class Rate:
         return cls(limit.count if burst is None else burst, limit.period.total_seconds())
 
     @property
-    def per_second(self) -> float:
-        return self.burst / self.period_seconds if self.period_seconds > 0 else math.inf
+    def unlimited(self) -> bool:
+        """A period of zero refills at once: nothing is ever refused."""
+        return self.period_seconds <= 0
 
+    @property
+    def interval_us(self) -> int:
+        """T, the emission interval: one request's worth of time (rounded up to a whole
+        microsecond, so the rate is never above the configured one)."""
+        if self.burst <= 0:
+            raise ValueError("a limit of zero has no emission interval")
+        return max(1, -(-round(self.period_seconds * SECOND_US) // self.burst))
 
-@dataclass(frozen=True)
-class Bucket:
-    tokens: float
-    updated: datetime
+    @property
+    def tolerance_us(self) -> int:
+        """How far ahead of now the TAT may run: the whole burst's worth."""
+        return self.burst * self.interval_us
 
 
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    bucket: Bucket  # the state after the decision
-    retry_after: int  # whole seconds until `cost` tokens are there; 0 when allowed
+    tat: int | None  # the bucket's TAT after the decision (unchanged when refused)
+    retry_after: int  # whole seconds until it would be allowed; 0 when allowed
 
 
-def available(bucket: Bucket | None, now: datetime, rate: Rate) -> float:
-    """Tokens in the bucket at `now`: a missing bucket is full; a clock going back adds none."""
-    if bucket is None:
-        return float(rate.burst)
-    elapsed = max(0.0, (now - bucket.updated).total_seconds())
-    if rate.per_second == math.inf:
-        return float(rate.burst)
-    return min(float(rate.burst), max(0.0, bucket.tokens) + elapsed * rate.per_second)
+def tokens(tat: int | None, now: int, rate: Rate) -> float:
+    """The requests that would be let through at `now`: what a token bucket holds."""
+    if rate.unlimited or tat is None or tat <= now:
+        return float(max(0, rate.burst))
+    return max(0.0, (now + rate.tolerance_us - tat) / rate.interval_us)
 
 
-def wait_seconds(tokens: float, rate: Rate, cost: int = 1) -> int:
-    """Whole seconds until `tokens` grows to `cost` (rounded up); a bucket too small or
-    with no refill waits a whole period."""
-    if tokens >= cost:
+def wait_seconds(tat: int | None, now: int, rate: Rate, cost: int = 1) -> int:
+    """Whole seconds (rounded up) until `cost` requests would be let through; a limit of
+    zero, or a cost above the burst, waits a whole period."""
+    if rate.unlimited:
         return 0
-    if cost > rate.burst or rate.per_second <= 0:
+    if rate.burst <= 0 or cost > rate.burst:
         return max(1, math.ceil(rate.period_seconds))
-    return max(1, math.ceil(round((cost - tokens) / rate.per_second, 6)))
+    start = now if tat is None else max(tat, now)
+    late = start + cost * rate.interval_us - (now + rate.tolerance_us)
+    return 0 if late <= 0 else max(1, -(-late // SECOND_US))
 
 
-def check(bucket: Bucket | None, now: datetime, rate: Rate, cost: int = 1) -> Decision:
-    """Would `cost` tokens be granted now? Nothing is taken."""
-    tokens = available(bucket, now, rate)
-    wait = wait_seconds(tokens, rate, cost)
-    return Decision(wait == 0, Bucket(tokens, now), wait)
+def take(tat: int | None, now: int, rate: Rate, cost: int = 1) -> Decision:
+    """Let `cost` requests through if the burst allows, moving the TAT; otherwise leave it
+    as it is and say how long to wait. (`check` is the same question without the write.)"""
+    wait = wait_seconds(tat, now, rate, cost)
+    if wait or rate.unlimited:
+        return Decision(wait == 0, tat, wait)
+    start = now if tat is None else max(tat, now)
+    return Decision(True, start + cost * rate.interval_us, 0)
 
 
-def take(bucket: Bucket | None, now: datetime, rate: Rate, cost: int = 1) -> Decision:
-    """Take `cost` tokens if they are there; otherwise leave the bucket as it is."""
-    seen = check(bucket, now, rate, cost)
-    if not seen.allowed:
-        return seen
-    return Decision(True, Bucket(seen.bucket.tokens - cost, now), 0)
-
-
-def spend(bucket: Bucket | None, now: datetime, rate: Rate, cost: int = 1) -> Bucket:
-    """Take `cost` tokens whatever is there (never below zero): for work already done."""
-    return Bucket(max(0.0, available(bucket, now, rate) - cost), now)
+def spend(tat: int | None, now: int, rate: Rate, cost: int = 1) -> int | None:
+    """Count `cost` requests already served, allowed or not: the TAT moves on but never
+    past a full burst ahead (a token bucket never below zero), so a bucket overspent by
+    work already done refills within one period."""
+    if rate.unlimited or rate.burst <= 0:
+        return tat
+    start = now if tat is None else max(tat, now)
+    return min(start + cost * rate.interval_us, now + rate.tolerance_us)
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,9 +159,14 @@ _WHAT = {
 
 
 class BucketStore(Protocol):
-    def update_bucket(
-        self, key: str, change: Callable[[Bucket | None], Bucket | None]
-    ) -> Bucket | None: ...
+    """One TAT per bucket key (microseconds); `take` and `spend` are each one atomic
+    statement, so concurrent processes never admit more than the burst."""
+
+    def tat(self, key: str) -> int | None: ...
+
+    def take(self, key: str, now: int, step: int, tolerance: int) -> bool: ...
+
+    def spend(self, key: str, now: int, step: int, tolerance: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -171,7 +193,7 @@ class RateLimiter:
                 return Rate.of(limit, limit.overrides[key])
         return Rate.of(limit)
 
-    def _refuse(self, name: LimitName, subject: Subject, rate: Rate, wait: int) -> None:
+    def _refuse(self, name: LimitName, rate: Rate, wait: int) -> None:
         days = rate.period_seconds / 86400
         period = f"{days:g} days" if days >= 1 else f"{rate.period_seconds / 3600:g} hours"
         detail = f"too many {_WHAT[name]} ({name}: {rate.burst} per {period}); "
@@ -179,38 +201,42 @@ class RateLimiter:
         raise problem(ProblemType.RATE_LIMITED, detail, retry_after=wait)
 
     def check(self, name: LimitName, subject: Subject, now: datetime) -> None:
-        """Refuse (rateLimited) if no token is there now; take nothing."""
+        """Refuse (rateLimited) if a take would be refused now; take nothing."""
         if not self.limits.enabled:
             return
         rate = self._rate(name, subject)
-        seen: list[Decision] = []
-
-        def look(bucket: Bucket | None) -> None:
-            seen.append(check(bucket, now, rate))
-
-        self.store.update_bucket(f"{name}:{subject.key}", look)
-        if not seen[-1].allowed:
-            self._refuse(name, subject, rate, seen[-1].retry_after)
+        if rate.unlimited:
+            return
+        at = to_us(now)
+        tat = None if rate.burst <= 0 else self.store.tat(f"{name}:{subject.key}")
+        wait = wait_seconds(tat, at, rate)
+        if wait:
+            self._refuse(name, rate, wait)
 
     def take(self, name: LimitName, subject: Subject, now: datetime) -> None:
-        """Take a token or refuse (rateLimited with Retry-After)."""
+        """Let one request through or refuse it (rateLimited with Retry-After)."""
         if not self.limits.enabled:
             return
         rate = self._rate(name, subject)
-        seen: list[Decision] = []
-
-        def attempt(bucket: Bucket | None) -> Bucket | None:
-            decision = take(bucket, now, rate)
-            seen.append(decision)
-            return decision.bucket if decision.allowed else None
-
-        self.store.update_bucket(f"{name}:{subject.key}", attempt)
-        if not seen[-1].allowed:
-            self._refuse(name, subject, rate, seen[-1].retry_after)
+        if rate.unlimited:
+            return
+        at = to_us(now)
+        if rate.burst <= 0:
+            self._refuse(name, rate, wait_seconds(None, at, rate))
+        key = f"{name}:{subject.key}"
+        if self.store.take(key, at, rate.interval_us, rate.tolerance_us):
+            return
+        # Refused by the statement itself; the TAT is read again only for Retry-After
+        # (a concurrent change can move that figure, never the decision).
+        self._refuse(name, rate, max(1, wait_seconds(self.store.tat(key), at, rate)))
 
     def spend(self, name: LimitName, subject: Subject, now: datetime) -> None:
-        """Take a token for work already done, even if the bucket is empty."""
+        """Count a request already served (an issuance, a failed validation), even if the
+        bucket is empty."""
         if not self.limits.enabled:
             return
         rate = self._rate(name, subject)
-        self.store.update_bucket(f"{name}:{subject.key}", lambda b: spend(b, now, rate))
+        if rate.unlimited or rate.burst <= 0:
+            return
+        key = f"{name}:{subject.key}"
+        self.store.spend(key, to_us(now), rate.interval_us, rate.tolerance_us)

@@ -40,6 +40,7 @@ class ChallengeRecord:
     validated: datetime | None = None
     error: dict[str, Any] | None = None
     started: datetime | None = None
+    account_uri: str | None = None  # the account URL the validation was asked under
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,9 @@ challenges = sa.Table(
     sa.Column("validated", sa.BigInteger),
     sa.Column("started", sa.BigInteger),
     sa.Column("error", sa.Text),
+    # The account URL the client used when it asked for validation: what CAA
+    # `accounturi` must name (RFC 8657 §3), kept for a validation resumed elsewhere.
+    sa.Column("account_uri", sa.Text),
 )
 
 certificates = sa.Table(
@@ -108,13 +111,13 @@ settings = sa.Table(
 
 # Policy: rate limits, EAB keys, CRLs, blocked keys.
 
+# One GCRA theoretical arrival time per bucket (server/ratelimits.py); the rates are in
+# the configuration.
 rate_buckets = sa.Table(
     "rate_buckets",
     metadata,
     sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("tokens", sa.Float, nullable=False),
-    sa.Column("updated", sa.BigInteger, nullable=False),
-    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("tat", sa.BigInteger, nullable=False),
 )
 
 eab_keys = sa.Table(

@@ -1,49 +1,55 @@
-"""Rate-limit token buckets (server/ratelimits.py decides; this stores)."""
+"""Rate-limit buckets: one GCRA theoretical arrival time (TAT) per key, in microseconds
+(server/ratelimits.py holds the math and decides; this stores it).
+
+Each change is one statement, the same on SQLite (3.35 or later) and PostgreSQL: an
+upsert that creates the bucket or moves its TAT, and whose `WHERE` on the conflicting row
+is the GCRA admission test, so the row it returns says granted and no row says refused.
+Two processes taking from one bucket at once are serialized by the row's lock (or
+SQLite's write lock): neither can act on a TAT the other has already moved, and there is
+nothing to retry. `max(TAT, now)` is written as a CASE: SQLite's `max()` is PostgreSQL's
+`GREATEST()`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from acmekit.database import from_us, to_us
-from acmekit.server.ratelimits import Bucket
 from acmekit.server.repos.base import Repository
+
+_START = "CASE WHEN rate_buckets.tat > ? THEN rate_buckets.tat ELSE ? END"
+
+# A new bucket starts full: its TAT after this take is now + step (step <= tolerance, which
+# the limiter makes sure of). An existing one moves to max(TAT, now) + step, only if that
+# stays within the tolerance of now.
+_TAKE = (
+    "INSERT INTO rate_buckets (key, tat) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+    f"SET tat = {_START} + ? WHERE {_START} + ? <= ? RETURNING tat"
+)
+
+# Work already done counts whatever the bucket holds, but the TAT never runs more than
+# the tolerance ahead of now (a token bucket never below zero).
+_SPEND = (
+    "INSERT INTO rate_buckets (key, tat) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+    f"SET tat = CASE WHEN {_START} + ? > ? THEN ? ELSE {_START} + ? END"
+)
 
 
 class BucketRepository(Repository):
-    """One row per bucket, changed by compare-and-set on its version."""
+    """One row (key, tat) per bucket."""
 
-    def update_bucket(
-        self, key: str, change: Callable[[Bucket | None], Bucket | None]
-    ) -> Bucket | None:
-        """Read a bucket, let `change` decide, write its answer by compare-and-set.
+    def tat(self, key: str) -> int | None:
+        with self._raw() as c:
+            row = c.one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
+        return None if row is None else int(row[0])
 
-        `change` returns the new state, or None to leave the bucket alone. If another
-        process changed the row in between, it runs again on the fresh state.
-        """
-        for _ in range(50):
-            try:
-                with self._raw() as c:
-                    row = c.one(
-                        "SELECT tokens, updated, version FROM rate_buckets WHERE key = ?", (key,)
-                    )
-                    current = None if row is None else Bucket(row[0], from_us(row[1]))
-                    new = change(current)
-                    if new is None:
-                        return current
-                    if row is None:
-                        c.run(
-                            "INSERT INTO rate_buckets (key, tokens, updated, version) "
-                            "VALUES (?, ?, ?, 0)",
-                            (key, new.tokens, to_us(new.updated)),
-                        )
-                        return new
-                    changed = c.run(
-                        "UPDATE rate_buckets SET tokens = ?, updated = ?, version = ? "
-                        "WHERE key = ? AND version = ?",
-                        (new.tokens, to_us(new.updated), row[2] + 1, key, row[2]),
-                    )
-                    if changed == 1:
-                        return new
-            except self._integrity:
-                continue
-        raise RuntimeError(f"rate-limit bucket {key} is too contended")
+    def take(self, key: str, now: int, step: int, tolerance: int) -> bool:
+        """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted."""
+        limit = now + tolerance
+        with self._raw() as c:
+            rows = c.all(_TAKE, (key, now + step, now, now, step, now, now, step, limit))
+        return bool(rows)
+
+    def spend(self, key: str, now: int, step: int, tolerance: int) -> None:
+        """Move the TAT by `step`, at most to `now + tolerance`."""
+        limit = now + tolerance
+        params = (key, min(now + step, limit), now, now, step, limit, limit, now, now, step)
+        with self._raw() as c:
+            c.run(_SPEND, params)

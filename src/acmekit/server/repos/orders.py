@@ -119,6 +119,7 @@ class OrderRepository(Repository):
             validated=opt_time(row.validated),
             error=json_or_none(row.error),
             started=opt_time(row.started),
+            account_uri=row.account_uri,
         )
 
     def authorizations(self, ids: Sequence[str]) -> list[AuthorizationRecord]:
@@ -202,14 +203,17 @@ class OrderRepository(Repository):
             row = c.one(_CHALLENGE_BY_ID, (challenge_id,))
         return None if row is None else self._challenge(_ChallengeRow(*row))
 
-    def start_challenge(self, challenge_id: str, now: datetime) -> bool:
-        """pending -> processing; False if it was not pending (already started or done)."""
+    def start_challenge(self, challenge_id: str, now: datetime, account_uri: str) -> bool:
+        """pending -> processing, noting the account URL the client asked under (for a
+        resumed validation's CAA check); False if it was not pending."""
         with self._raw() as c:
             changed = c.run(
-                "UPDATE challenges SET status = ?, started = ? WHERE id = ? AND status = ?",
+                "UPDATE challenges SET status = ?, started = ?, account_uri = ? "
+                "WHERE id = ? AND status = ?",
                 (
                     str(ChallengeStatus.PROCESSING),
                     to_us(now),
+                    account_uri,
                     challenge_id,
                     str(ChallengeStatus.PENDING),
                 ),

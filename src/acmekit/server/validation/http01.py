@@ -37,7 +37,7 @@ from yarl import URL
 from acmekit.protocol.challenges import HTTP01_PATH
 from acmekit.protocol.messages import Identifier
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
-from acmekit.server.validation.resolve import DnsClient, first_accepting
+from acmekit.server.validation.resolve import DnsClient, connect_checked, first_accepting
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +183,10 @@ async def _fetch(
 
     async def connect(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         try:
-            if secure:
-                return await asyncio.open_connection(
-                    address, url.port, ssl=tls, server_hostname=host
-                )
-            return await asyncio.open_connection(address, url.port)
+            return await connect_checked(
+                dns.reachable, host, address, url.port or 80,
+                tls=tls if secure else None, server_hostname=host if secure else None,
+            )  # fmt: skip
         except ConnectionRefusedError as exc:
             refused.append(exc)
             return None

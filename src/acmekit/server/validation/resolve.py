@@ -23,7 +23,8 @@ records whether its answers (every hop of a CNAME chain) were authenticated.
 Failures become problems (RFC 8555 §6.7) of type `dns`, except that an existing name without
 the records asked for is reported by the caller, which knows what "no records" means for its
 challenge. Addresses the CA must not connect to (`reserved.py`) are dropped by
-`addresses_for`, for a challenge's name and a redirect's target alike. Each lookup is
+`addresses_for`, for a challenge's name and a redirect's target alike, and the socket's
+peer is judged again once connected (`connect_checked`). Each lookup is
 bounded by the validation's deadline (see `deadline`), ending a little before it so that a
 silent resolver is reported as a DNS failure.
 """
@@ -34,6 +35,7 @@ import asyncio
 import contextvars
 import ipaddress
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -277,6 +279,43 @@ def permitted(policy: AddressPolicy, host: str, found: Addresses) -> Addresses:
         if why is not None:
             log.info("not connecting to %s of %s: %s", address, host, why)
     return Addresses(kept, found.ipv6_asked)
+
+
+def peer_refusal(policy: AddressPolicy, writer: asyncio.StreamWriter) -> str | None:
+    """Why the CA must not talk to the peer this socket is connected to (its
+    getpeername), or None. A scope (`fe80::1%eth0`) is not part of the address."""
+    peer = writer.get_extra_info("peername")
+    if not peer:
+        return "the connection has no peer address"
+    return policy.refusal(str(peer[0]).split("%")[0])
+
+
+async def connect_checked(
+    policy: AddressPolicy,
+    host: str,
+    address: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to `address` (for `host`, named in the problem), whose peer is
+    judged by `policy` once connected and
+    before a byte is sent (the TLS handshake, if `tls`, comes after). The address was
+    judged before connecting; judging the socket's own peer as well means no resolution
+    between the check and the connection (DNS rebinding), now or in a later change, can
+    lead the CA to a refused address. A refused peer is a `connection` problem."""
+    reader, writer = await asyncio.open_connection(address, port)
+    try:
+        why = peer_refusal(policy, writer)
+        if why is not None:
+            raise problem(ProblemType.CONNECTION, f"{host}: refusing the connection: {why}")
+        if tls is not None:
+            await writer.start_tls(tls, server_hostname=server_hostname)
+    except BaseException:
+        writer.transport.abort()
+        raise
+    return reader, writer
 
 
 async def first_accepting(

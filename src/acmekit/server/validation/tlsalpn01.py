@@ -27,7 +27,8 @@ from acmekit.protocol.challenges import ACME_TLS_ALPN
 from acmekit.protocol.messages import Identifier
 from acmekit.protocol.problems import ProblemType, problem
 from acmekit.protocol.tlsalpn import check_tlsalpn01_certificate, tlsalpn01_sni
-from acmekit.server.validation.resolve import DnsClient, first_accepting
+from acmekit.server.validation.reserved import AddressPolicy
+from acmekit.server.validation.resolve import DnsClient, connect_checked, first_accepting
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ async def validate_tlsalpn01(
     async def check(address: str) -> bool | None:
         """Check the peer at `address`; None if it refused TCP (try the next address)."""
         where = f"tls-alpn-01 for {identifier.value} at {_hostport(address, port)}"
-        peer = await _handshake(ctx, address, port, sni, where, deadline)
+        peer = await _handshake(dns.reachable, ctx, address, port, sni, where, deadline)
         if peer is None:
             return None
         _check_peer(where, *peer, identifier, key_authorization)
@@ -70,12 +71,20 @@ async def validate_tlsalpn01(
 
 
 async def _handshake(
-    ctx: ssl.SSLContext, address: str, port: int, sni: str, where: str, deadline: float
+    policy: AddressPolicy,
+    ctx: ssl.SSLContext,
+    address: str,
+    port: int,
+    sni: str,
+    where: str,
+    deadline: float,
 ) -> tuple[str | None, bytes | None] | None:
     """ALPN and DER certificate of the peer; None if it refused TCP (try the next address)."""
     try:
         async with asyncio.timeout_at(deadline):
-            _, writer = await asyncio.open_connection(address, port, ssl=ctx, server_hostname=sni)
+            _, writer = await connect_checked(
+                policy, where, address, port, tls=ctx, server_hostname=sni
+            )
     except TimeoutError:
         raise problem(ProblemType.CONNECTION, f"{where}: timeout") from None
     except ssl.SSLError as exc:
