@@ -27,7 +27,23 @@ _COMMANDS: dict[str, str] = {
     "update_account": "acmekit.cli.client:update_account",
     "unregister": "acmekit.cli.client:unregister",
     "check": "acmekit.cli.client:check",
+    "run": "acmekit.cli.client:run",
+    "install": "acmekit.cli.client:install",
+    "rollback": "acmekit.cli.client:rollback",
 }
+_GROUP_OPTIONS = {"-v", "-vv", "-vvv", "--verbose"}
+_GROUP_FLAGS = {"--help", "-h", "--version"}
+
+
+def with_default_command(argv: list[str]) -> list[str]:
+    """certbot's rule: flags with no command before them mean `run`
+    (`acmekit --nginx -d NAME` is `acmekit run --nginx -d NAME`)."""
+    i = 0
+    while i < len(argv) and argv[i] in _GROUP_OPTIONS:
+        i += 1
+    if i < len(argv) and argv[i].startswith("-") and argv[i] not in _GROUP_FLAGS:
+        return [*argv[:i], "run", *argv[i:]]
+    return argv
 
 
 class _LazyGroup(click.Group):
@@ -72,7 +88,7 @@ def one_line(exc: BaseException) -> str:
 
 def main() -> None:
     try:
-        cli(prog_name="acmekit")
+        cli(prog_name="acmekit", args=with_default_command(sys.argv[1:]))
     except Exception as exc:  # the last net: a user never sees a traceback (-vv logs it)
         logging.getLogger(__name__).debug("unexpected error", exc_info=True)
         click.echo(f"acmekit: {one_line(exc)}", err=True)
