@@ -6,7 +6,13 @@ For each name, the server block nginx would pick for it on the http-01 port (see
 
     location = /.well-known/acme-challenge/TOKEN { default_type text/plain; return 200 "KEYAUTH"; }
 
-An exact `location =` wins over every other location of the block. When no block
+An exact `location =` wins over every other location of the block. A block that
+answers at server level (`return`, `rewrite`, `if`: nginx runs these in order before
+it picks a location) also gets, first in the block and so first to run,
+
+    if ($uri = /.well-known/acme-challenge/TOKEN) { return 200 "KEYAUTH"; }
+
+When no block
 listens on the port, a new server block for the names is included in the `http`
 block. After the edit, `nginx -t`; if nginx refuses it, every file is put back and the
 error is raised; else nginx reloads and we wait `sleep_seconds`. Once the last
@@ -23,7 +29,7 @@ from pathlib import Path
 
 from acmekit.certbot.nginx.backup import Checkpoint
 from acmekit.certbot.nginx.control import NginxControl, NginxError
-from acmekit.certbot.nginx.edit import MARK, Changes, append_to_block
+from acmekit.certbot.nginx.edit import MARK, Changes, append_to_block, prepend_to_block
 from acmekit.certbot.nginx.parser import NginxConfig, NginxParseError
 from acmekit.certbot.nginx.vhosts import ServerBlock, http_blocks, select, server_blocks
 from acmekit.client.resources import Challenge
@@ -49,6 +55,13 @@ def location_block(token: str, key_authorization: str) -> str:
     )
 
 
+def server_level_if(token: str, key_authorization: str) -> str:
+    return f'if ($uri = {HTTP01_PATH}{token}) {{ return 200 "{key_authorization}"; }}'
+
+
+_REWRITES = {"return", "rewrite", "if"}
+
+
 def plan(
     config: NginxConfig, answers: Iterable[_Answer], port: int, directory: Path
 ) -> tuple[Changes, dict[str, str]]:
@@ -70,9 +83,11 @@ def plan(
     changes = Changes()
     for n, (block, found) in enumerate(chosen.values()):
         path = directory / f"challenge-{n}.conf"
-        body = "".join(location_block(a.token, a.key_authorization) + "\n" for a in found)
-        changes.create(path, body)
-        splice = append_to_block(block.directive, [f"include {path}; {MARK} (http-01)"])
+        lines = [location_block(a.token, a.key_authorization) for a in found]
+        if any(d.name in _REWRITES for d in block.directives()):
+            lines += [server_level_if(a.token, a.key_authorization) for a in found]
+        changes.create(path, "".join(line + "\n" for line in lines))
+        splice = prepend_to_block(block.directive, [f"include {path}; {MARK} (http-01)"])
         changes.splice(block.directive, splice)
     if orphans:
         https = http_blocks(config)

@@ -38,6 +38,16 @@ def append_to_block(block: Directive, lines: list[str]) -> Splice:
     return Splice(path, block.body_end, block.body_end, "\n" + body + block.indent())
 
 
+def prepend_to_block(block: Directive, lines: list[str]) -> Splice:
+    """Add `lines` as the first entries of `block`, each on a line of its own."""
+    indent = block.body_indent()
+    body = "".join(f"\n{indent}{line}" for line in lines)
+    text = block.file.text
+    if not text[block.body_start :].startswith(("\n", "\r\n")):
+        body += "\n" + indent  # `server { listen 80; }`: what followed `{` gets its own line
+    return Splice(block.file.path, block.body_start, block.body_start, body)
+
+
 def replace_directive(directive: Directive, new: str) -> Splice:
     return Splice(directive.file.path, directive.start, directive.end, new)
 
@@ -73,6 +83,7 @@ class Changes:
             checkpoint.save(path)
         for path, text in rendered.items():
             target = path.resolve()
+            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             mode = target.stat().st_mode & 0o7777 if target.exists() else 0o644
             atomic_write(target, text.encode("utf-8", errors="surrogateescape"), mode)
         return list(rendered)
