@@ -11,7 +11,8 @@ In each block: `ssl_certificate` and `ssl_certificate_key` set to the lineage's
 `fullchain.pem` and `privkey.pem` (replacing what was there), a `listen PORT ssl` on
 each address the block listens on when it has no TLS on the HTTPS port yet, and with
 `redirect`, a redirect from HTTP to HTTPS for the certificate's names. The redirect is
-made of server-level rewrite directives, which run in order before any location:
+made of server-level rewrite directives, first in the block (nginx runs them in order,
+before any location):
 
     set $acmekit_redirect 0;
     if ($host = NAME) { set $acmekit_redirect 1; }
@@ -34,7 +35,13 @@ from pathlib import Path
 
 from acmekit.certbot.nginx.backup import Checkpoint, checkpoints
 from acmekit.certbot.nginx.control import NginxControl, NginxError
-from acmekit.certbot.nginx.edit import MARK, Changes, append_to_block, replace_directive
+from acmekit.certbot.nginx.edit import (
+    MARK,
+    Changes,
+    append_to_block,
+    prepend_to_block,
+    replace_directive,
+)
 from acmekit.certbot.nginx.parser import (
     Directive,
     NginxConfig,
@@ -196,7 +203,8 @@ def _install_in(block: ServerBlock, names: list[str], inst: Installation, change
         hosts = dict.fromkeys(lis.host_part for lis in block.listens if not lis.ssl) or {"": None}
         add += [f"listen {h}{inst.https_port} ssl; {MARK}" for h in hosts]
     if inst.redirect and block.on_port(inst.http_port) and not _has_redirect(block):
-        add += redirect_lines(names, inst.https_port)
+        # first in the block: server-level rewrites run in order, before any `return` there
+        changes.splice(d, prepend_to_block(d, redirect_lines(names, inst.https_port)))
     if add:
         changes.splice(d, append_to_block(d, add))
 
@@ -220,7 +228,7 @@ def _redirects_elsewhere(
                 and not _has_redirect(http_block)
             ):
                 d = http_block.directive
-                changes.splice(d, append_to_block(d, redirect_lines(names, inst.https_port)))
+                changes.splice(d, prepend_to_block(d, redirect_lines(names, inst.https_port)))
                 targets[id(http_block)] = (http_block, names)
 
 
