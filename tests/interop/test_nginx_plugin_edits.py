@@ -101,7 +101,7 @@ async def test_a_configuration_broken_before_we_start_is_not_touched(
     before = site.snapshot()
     solver = NginxSolver(_control(site), tmp_path / "work", site.http_port)
     await solver.present(_dns("a.nginx.test"), _chall("t" * 30), "t.ka")
-    with pytest.raises(SolverError, match="unknown directive.*before any change"):
+    with pytest.raises(SolverError, match=r"unknown directive.*before any change"):
         await solver.wait()
     assert site.snapshot() == before
 
