@@ -527,6 +527,7 @@ def install(**args: Any) -> None:
 
 @click.command()
 @click.option("--checkpoints", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--nginx", is_flag=True, help="(the one installer)")
 @click.option("--nginx-server-root", default=None)
 @click.option("--nginx-ctl", default=None)
 @click.option("--nginx-sleep-seconds", type=float, default=None)
