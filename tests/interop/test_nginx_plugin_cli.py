@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,17 @@ def _nginx_flags(site: NginxSite) -> list[str]:
 
 
 def _curl(root: Path, name: str, port: int) -> subprocess.CompletedProcess[str]:
+    """curl over HTTPS, polled until it connects: a reload returns before nginx
+    listens on a new port."""
+    deadline = time.monotonic() + 20
+    while True:
+        result = _curl_once(root, name, port)
+        if result.returncode != 7 or time.monotonic() > deadline:  # 7: cannot connect
+            return result
+        time.sleep(0.1)
+
+
+def _curl_once(root: Path, name: str, port: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["curl", "--silent", "--show-error", "--cacert", str(root),
          "--resolve", f"{name}:{port}:127.0.0.1", "--write-out", "%{http_code}",
@@ -57,6 +69,17 @@ def _served_serial(root: Path, name: str, port: int) -> int:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     return x509.load_pem_x509_certificate(result.stdout.encode()).serial_number
+
+
+def _wait_serial(root: Path, name: str, port: int, expected: int) -> int:
+    """The served serial, polled until it is `expected`: after a reload, the old workers
+    finish their connections with the old certificate."""
+    deadline = time.monotonic() + 20
+    while (served := _served_serial(root, name, port)) != expected:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return served
 
 
 def _lineage_serial(tmp_path: Path) -> int:
@@ -96,7 +119,7 @@ def test_certonly_run_and_renew_through_nginx(
         status, location, _ = site.get(name, "/page")
         assert (status, location) == (301, f"https://{name}:{https_port}/page")
     first = _lineage_serial(tmp_path)
-    assert _served_serial(root, NAMES[0], https_port) == first
+    assert _wait_serial(root, NAMES[0], https_port, first) == first
     installed = site.snapshot()
 
     # renew: the nginx authenticator again (past the redirect), then nginx reloads
@@ -106,5 +129,18 @@ def test_certonly_run_and_renew_through_nginx(
     assert f"{NAMES[0]}: renewed" in out.stdout
     second = _lineage_serial(tmp_path)
     assert second != first
-    assert _served_serial(root, NAMES[1], https_port) == second
+    assert _wait_serial(root, NAMES[1], https_port, second) == second
     assert site.snapshot() == installed  # only the files behind the live links changed
+
+    # rollback undoes the installation; install puts it back, on another port
+    _acmekit(ca, "rollback", "--nginx", *_nginx_flags(site)[:4], *certbot_dirs(tmp_path))
+    assert site.snapshot() == before
+    assert site.wait_for(NAMES[0], "/", (200, "site a\n")) == (200, "site a\n")
+    other_port = free_port()
+    out = _acmekit(
+        ca, "install", "--cert-name", NAMES[0], "--nginx", *_nginx_flags(site),
+        "--https-port", str(other_port), *certbot_dirs(tmp_path),
+    )  # fmt: skip
+    assert "Deployed the certificate" in out.stdout
+    assert _curl(root, NAMES[1], other_port).stdout == "site a\n200"
+    assert site.get(NAMES[0], "/")[:2] == (200, "")  # no --redirect this time

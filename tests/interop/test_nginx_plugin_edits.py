@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,10 +135,23 @@ def _self_signed(directory: Path, names: list[str]) -> tuple[Path, Path]:
     return chain, privkey
 
 
+def _connect(port: int) -> socket.socket:
+    """A connection to a port nginx listens on after a reload, polled for: the reload
+    returns before the master opens the new port."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=10)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _served_cert(port: int, name: str, root: Path) -> x509.Certificate:
     ctx = ssl.create_default_context(cafile=str(root))
     with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        _connect(port) as raw,
         ctx.wrap_socket(raw, server_hostname=name) as tls,
     ):
         der = tls.getpeercert(binary_form=True)

@@ -108,6 +108,30 @@ def plan(
     return changes, where
 
 
+SELF_CHECK_SECONDS = 10.0
+
+
+async def _answers(address: str, port: int, answer: _Answer) -> bool:
+    """Whether nginx on address:port answers `answer`'s challenge URL with its key
+    authorization (one HTTP/1.0 GET with the name as Host)."""
+    request = (f"GET {HTTP01_PATH}{answer.token} HTTP/1.0\r\nHost: {answer.name}\r\n\r\n").encode()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 5)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(request)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(65536), 5)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1:2]
+    return status == [b"200"] and body == answer.key_authorization.encode()
+
+
 class NginxSolver:
     """A Solver (with `wait` and `close`) for http-01 through nginx."""
 
@@ -144,11 +168,44 @@ class NginxSolver:
             await self.close()
 
     async def close(self) -> None:
+        """Put the files back and reload. The files come first: if nginx cannot be
+        reloaded, its configuration on disk is still the user's own."""
         async with self._lock:
-            if self._checkpoint is not None:
-                await asyncio.to_thread(self._restore)
-                self._served = frozenset()
+            if self._checkpoint is None:
+                return
+            await asyncio.to_thread(self._restore)
+            self._served = frozenset()
+            try:
                 await self.control.reload()
+            except NginxError as exc:
+                log.warning("the nginx configuration is restored, but: %s", exc)
+
+    def _addresses(self, config: NginxConfig, answers: list[_Answer]) -> dict[str, str]:
+        """For each name, an address its block listens on for the port (loopback for
+        a block on every address): where the self-check asks."""
+        blocks = server_blocks(config)
+        found: dict[str, str] = {}
+        for a in answers:
+            match = select(blocks, a.name, self.port)
+            listens = match.block.on_port(self.port) if match is not None else []
+            address = listens[0].address if listens else "*"
+            found[a.name] = "127.0.0.1" if address in ("*", "[::]") else address.strip("[]")
+        return found
+
+    async def _self_check(self, answers: list[_Answer], where: dict[str, str]) -> None:
+        """A reload returns before the new workers serve: after `sleep_seconds`, ask
+        nginx for each answer as the CA will (RFC 8555 §8.3), for up to
+        SELF_CHECK_SECONDS more, so that the CA is not told too early. An answer not
+        seen by then is logged, and the CA asked anyway (nginx may not be reachable
+        from here the way it is from the CA)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SELF_CHECK_SECONDS
+        for a in answers:
+            while not await _answers(where[a.name], self.port, a):
+                if loop.time() > deadline:
+                    log.warning("nginx does not serve the http-01 answer for %s yet", a.name)
+                    return
+                await asyncio.sleep(0.05)
 
     def _restore(self) -> None:
         if self._checkpoint is not None:
@@ -168,6 +225,7 @@ class NginxSolver:
         try:
             config = NginxConfig.load(self.control.conf)
             changes, where = plan(config, answers, self.port, self.directory)
+            where_to_ask = self._addresses(config, answers)
         except (NginxParseError, OSError) as exc:
             raise SolverError(f"cannot read the nginx configuration: {exc}") from exc
         for name, block in sorted(where.items()):
@@ -182,3 +240,4 @@ class NginxSolver:
             raise SolverError(f"{exc}; the configuration was restored") from exc
         self._served = tokens
         await self.control.reload()
+        await self._self_check(answers, where_to_ask)
