@@ -30,7 +30,7 @@ from pathlib import Path
 from acmekit.certbot.nginx.backup import Checkpoint
 from acmekit.certbot.nginx.control import NginxControl, NginxError
 from acmekit.certbot.nginx.edit import MARK, Changes, append_to_block, prepend_to_block
-from acmekit.certbot.nginx.parser import NginxConfig, NginxParseError
+from acmekit.certbot.nginx.parser import NginxConfig, NginxParseError, dump_directive
 from acmekit.certbot.nginx.vhosts import ServerBlock, http_blocks, select, server_blocks
 from acmekit.client.resources import Challenge
 from acmekit.client.solvers.errors import SolverError
@@ -87,7 +87,9 @@ def plan(
         if any(d.name in _REWRITES for d in block.directives()):
             lines += [server_level_if(a.token, a.key_authorization) for a in found]
         changes.create(path, "".join(line + "\n" for line in lines))
-        splice = prepend_to_block(block.directive, [f"include {path}; {MARK} (http-01)"])
+        splice = prepend_to_block(
+            block.directive, [f"{dump_directive('include', [str(path)])} {MARK} (http-01)"]
+        )
         changes.splice(block.directive, splice)
     if orphans:
         https = http_blocks(config)
@@ -103,7 +105,9 @@ def plan(
                 f"server {{\n    listen {port};\n    server_name {name};\n{locations}}}\n"
             )
         changes.create(path, "".join(servers))
-        splice = append_to_block(https[0], [f"include {path}; {MARK} (http-01)"])
+        splice = append_to_block(
+            https[0], [f"{dump_directive('include', [str(path)])} {MARK} (http-01)"]
+        )
         changes.splice(https[0], splice)
     return changes, where
 
