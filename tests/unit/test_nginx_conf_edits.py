@@ -191,3 +191,22 @@ def test_checkpoint_restores_bytes_and_modes_through_symlinks(tmp_path: Path) ->
     assert os.stat(real).st_mode & 0o777 == 0o640
     assert link.is_symlink()
     assert not (tmp_path / "created.conf").exists()
+
+
+def test_redirect_goes_to_the_plain_block_when_tls_is_in_another(tmp_path: Path) -> None:
+    config = _tree(tmp_path)
+    (tmp_path / "sites" / "b.conf").write_text(
+        "server { listen 8080; server_name b.test; return 404; }\n"
+        "server {\n    listen 8443 ssl;\n    server_name b.test;\n"
+        "    ssl_certificate old.pem;\n    ssl_certificate_key old.key;\n}\n"
+    )
+    config = config.reload()
+    inst = _inst(tmp_path, ["b.test"], redirect=True)
+    changes, report, missing = plan_install(config, inst)
+    assert missing == [] and list(report.blocks.values()) == [["b.test"]]
+    text = changes.rendered()[tmp_path / "sites" / "b.conf"]
+    plain, tls = text.split("\nserver {\n", 1)
+    assert plain.index("set $acmekit_redirect 0;") < plain.index("return 404;")
+    assert "acmekit_redirect" not in tls
+    assert f"ssl_certificate {inst.fullchain};" in tls and "old" not in tls
+    assert tls.count("listen") == 1  # TLS was there already

@@ -217,7 +217,7 @@ def _redirects_elsewhere(
 ) -> None:
     """With TLS in one block and HTTP in another, the redirect goes to the HTTP one."""
     plain = [b for b in blocks if not b.is_ssl_on(inst.http_port)]
-    for block, names in targets.values():
+    for block, names in list(targets.values()):
         if block.on_port(inst.http_port):
             continue
         for name in names:
