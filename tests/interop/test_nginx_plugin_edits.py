@@ -4,6 +4,7 @@ refusing an edit (the files byte for byte as before, a clear error)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import time
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from acmekit.certbot.nginx.authenticator import NginxSolver
-from acmekit.certbot.nginx.control import NginxControl
+from acmekit.certbot.nginx.control import NginxControl, NginxError, NginxLock
 from acmekit.certbot.nginx.installer import Installation, InstallError, NginxInstaller
 from acmekit.certbot.nginx.parser import NginxConfig
 from acmekit.client.resources import Challenge
@@ -216,3 +217,22 @@ def test_debian_default_configuration_parses_and_round_trips() -> None:
     assert len(config.files) > 1  # it includes modules, mime types and sites
     for conf in config.files.values():
         assert conf.path.read_text(errors="surrogateescape") == conf.text
+
+
+async def test_one_editor_at_a_time(site: NginxSite, tmp_path: Path) -> None:
+    before = site.snapshot()
+    first = NginxSolver(_control(site), tmp_path / "one", site.http_port)
+    second = NginxSolver(_control(site), tmp_path / "two", site.http_port)
+    await first.present(_dns("a.nginx.test"), _chall("one" + "1" * 30), "one.ka")
+    await first.wait()
+    with pytest.raises(NginxError, match="another run is editing"):
+        await NginxLock(site.server_root, wait_seconds=0).acquire()
+    # the second run waits its turn and then edits the user's files, not the first's
+    await second.present(_dns("b.x"), _chall("two" + "2" * 30), "two.ka")
+    second_wait = asyncio.create_task(second.wait())
+    await first.cleanup(_dns("a.nginx.test"), _chall("one" + "1" * 30), "one.ka")
+    await second_wait
+    token = "two" + "2" * 30
+    assert site.get("b.x", PATH + token)[2] == "two.ka"
+    await second.cleanup(_dns("b.x"), _chall(token), "two.ka")
+    assert site.snapshot() == before

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acmekit.certbot.nginx.backup import Checkpoint
-from acmekit.certbot.nginx.control import NginxControl, NginxError
+from acmekit.certbot.nginx.control import NginxControl, NginxError, NginxLock
 from acmekit.certbot.nginx.edit import MARK, Changes, append_to_block, prepend_to_block
 from acmekit.certbot.nginx.parser import NginxConfig, NginxParseError, dump_directive
 from acmekit.certbot.nginx.vhosts import ServerBlock, http_blocks, select, server_blocks
@@ -149,6 +149,7 @@ class NginxSolver:
         self._served: frozenset[str] = frozenset()
         self._tested = False
         self._lock = asyncio.Lock()
+        self._nginx_lock = NginxLock(control.server_root)
 
     async def present(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
@@ -175,14 +176,16 @@ class NginxSolver:
         """Put the files back and reload. The files come first: if nginx cannot be
         reloaded, its configuration on disk is still the user's own."""
         async with self._lock:
-            if self._checkpoint is None:
-                return
-            await asyncio.to_thread(self._restore)
-            self._served = frozenset()
             try:
-                await self.control.reload()
-            except NginxError as exc:
-                log.warning("the nginx configuration is restored, but: %s", exc)
+                if self._checkpoint is not None:
+                    await asyncio.to_thread(self._restore)
+                    self._served = frozenset()
+                    try:
+                        await self.control.reload()
+                    except NginxError as exc:
+                        log.warning("the nginx configuration is restored, but: %s", exc)
+            finally:
+                self._nginx_lock.release()
 
     def _addresses(self, config: NginxConfig, answers: list[_Answer]) -> dict[str, str]:
         """For each name, an address its block listens on for the port (loopback for
@@ -218,6 +221,10 @@ class NginxSolver:
             self._checkpoint = None
 
     async def _apply(self, tokens: frozenset[str]) -> None:
+        try:
+            await self._nginx_lock.acquire()
+        except NginxError as exc:
+            raise SolverError(str(exc)) from exc
         if not self._tested:  # a configuration nginx refuses already is not ours to edit
             try:
                 await self.control.test()

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shlex
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from acmekit.certbot.locks import POLL_INTERVAL, try_lock
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVER_ROOT = "/etc/nginx"
 DEFAULT_CTL = "nginx"
 DEFAULT_SLEEP_SECONDS = 1.0
+LOCK_WAIT_SECONDS = 300.0
+LOCK_FILE = ".acmekit.lock"
 
 
 class NginxError(Exception):
@@ -69,3 +77,44 @@ class NginxControl:
                 raise NginxError(f"nginx could not be reloaded ({out}) nor started ({started})")
         if self.sleep_seconds > 0:
             await asyncio.sleep(self.sleep_seconds)
+
+
+class NginxLock:
+    """One editor of an nginx configuration at a time, across processes: `flock` on
+    `SERVER_ROOT/.acmekit.lock` (certbot locks its server root the same way), held from
+    the first edit until the files are back. Runs for different certificates each take
+    their turn, so one never saves another's temporary edit as the original."""
+
+    def __init__(self, server_root: Path, wait_seconds: float = LOCK_WAIT_SECONDS) -> None:
+        self.path = server_root.absolute() / LOCK_FILE
+        self.wait_seconds = wait_seconds
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    async def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        deadline = time.monotonic() + self.wait_seconds
+        while (fd := try_lock(self.path)) is None:
+            if time.monotonic() >= deadline:
+                raise NginxError(f"another run is editing the nginx configuration ({self.path})")
+            await asyncio.sleep(POLL_INTERVAL)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@asynccontextmanager
+async def nginx_lock(server_root: Path) -> AsyncIterator[None]:
+    lock = NginxLock(server_root)
+    await lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

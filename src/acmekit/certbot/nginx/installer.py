@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from acmekit.certbot.nginx.backup import Checkpoint, checkpoints
-from acmekit.certbot.nginx.control import NginxControl, NginxError
+from acmekit.certbot.nginx.control import NginxControl, NginxError, nginx_lock
 from acmekit.certbot.nginx.edit import (
     MARK,
     Changes,
@@ -238,6 +238,10 @@ class NginxInstaller:
         self.backups = work_dir.absolute() / "backups"
 
     async def install(self, inst: Installation) -> InstallReport:
+        async with nginx_lock(self.control.server_root):
+            return await self._install(inst)
+
+    async def _install(self, inst: Installation) -> InstallReport:
         try:
             await self.control.test()
         except NginxError as exc:
@@ -277,6 +281,10 @@ class NginxInstaller:
 
     async def rollback(self, count: int = 1) -> list[Path]:
         """Undo the last `count` installations (newest first), then test and reload."""
+        async with nginx_lock(self.control.server_root):
+            return await self._rollback(count)
+
+    async def _rollback(self, count: int) -> list[Path]:
         found = checkpoints(self.backups)[-count:] if count > 0 else []
         restored: list[Path] = []
         for checkpoint in reversed(found):
