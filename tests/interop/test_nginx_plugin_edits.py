@@ -233,6 +233,26 @@ async def test_one_editor_at_a_time(site: NginxSite, tmp_path: Path) -> None:
     await first.cleanup(_dns("a.nginx.test"), _chall("one" + "1" * 30), "one.ka")
     await second_wait
     token = "two" + "2" * 30
-    assert site.get("b.x", PATH + token)[2] == "two.ka"
+    assert site.wait_for("b.x", PATH + token, (200, "two.ka"))[1] == "two.ka"
     await second.cleanup(_dns("b.x"), _chall(token), "two.ka")
+    assert site.snapshot() == before
+
+
+async def test_a_run_that_died_mid_challenge_is_undone_by_the_next(
+    site: NginxSite, tmp_path: Path
+) -> None:
+    before = site.snapshot()
+    dead = NginxSolver(_control(site), tmp_path / "work", site.http_port)
+    await dead.present(_dns("a.nginx.test"), _chall("dead" + "d" * 30), "dead.ka")
+    await dead.wait()
+    dead._nginx_lock.release()  # the process is gone: its lock with it, its edit stays
+    assert site.snapshot() != before
+    token = "next" + "n" * 30
+    nxt = NginxSolver(_control(site), tmp_path / "work", site.http_port)
+    await nxt.present(_dns("a.nginx.test"), _chall(token), "next.ka")
+    await nxt.wait()
+    assert site.wait_for("a.nginx.test", PATH + token, (200, "next.ka"))[1] == "next.ka"
+    dead_url = PATH + "dead" + "d" * 30
+    assert site.wait_for("a.nginx.test", dead_url, (200, "site a\n"))[1] == "site a\n"
+    await nxt.cleanup(_dns("a.nginx.test"), _chall(token), "next.ka")
     assert site.snapshot() == before

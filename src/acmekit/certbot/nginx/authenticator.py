@@ -22,12 +22,13 @@ challenge is cleaned up the files are put back byte for byte and nginx reloads a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from acmekit.certbot.nginx.backup import Checkpoint
+from acmekit.certbot.nginx.backup import Checkpoint, checkpoints
 from acmekit.certbot.nginx.control import NginxControl, NginxError, NginxLock
 from acmekit.certbot.nginx.edit import MARK, Changes, append_to_block, prepend_to_block
 from acmekit.certbot.nginx.parser import NginxConfig, NginxParseError, dump_directive
@@ -113,6 +114,7 @@ def plan(
 
 
 SELF_CHECK_SECONDS = 10.0
+SELF_CHECK_IN_A_ROW = 3
 
 
 async def _answers(address: str, port: int, answer: _Answer) -> bool:
@@ -141,8 +143,10 @@ class NginxSolver:
 
     def __init__(self, control: NginxControl, work_dir: Path, http01_port: int = 80) -> None:
         self.control = control
-        self.directory = work_dir.absolute() / "nginx-http01"
-        self.backups = work_dir.absolute() / "temp_checkpoint"
+        # One directory per server root: runs for two nginx installations share no file.
+        root = hashlib.sha256(str(control.server_root.absolute()).encode()).hexdigest()[:16]
+        self.directory = work_dir.absolute() / "nginx-http01" / root
+        self.backups = work_dir.absolute() / "temp_checkpoint" / root
         self.port = http01_port
         self._answers: Presented[str, _Answer] = Presented()
         self._checkpoint: Checkpoint | None = None
@@ -208,11 +212,25 @@ class NginxSolver:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + SELF_CHECK_SECONDS
         for a in answers:
-            while not await _answers(where[a.name], self.port, a):
+            seen = 0  # on fresh connections in a row: old workers may still take one
+            while seen < SELF_CHECK_IN_A_ROW:
+                if await _answers(where[a.name], self.port, a):
+                    seen += 1
+                    continue
+                seen = 0
                 if loop.time() > deadline:
                     log.warning("nginx does not serve the http-01 answer for %s yet", a.name)
                     return
                 await asyncio.sleep(0.05)
+
+    def _recover(self) -> None:
+        """A run that died with its answers in place left its checkpoint: with the lock
+        held, no live run owns one, so each is rolled back first (certbot's recovery
+        of its temporary checkpoint)."""
+        for left in checkpoints(self.backups):
+            log.warning("restoring the nginx files a previous run left edited: %s", left.paths)
+            left.rollback()
+            left.discard()
 
     def _restore(self) -> None:
         if self._checkpoint is not None:
@@ -221,10 +239,12 @@ class NginxSolver:
             self._checkpoint = None
 
     async def _apply(self, tokens: frozenset[str]) -> None:
-        try:
-            await self._nginx_lock.acquire()
-        except NginxError as exc:
-            raise SolverError(str(exc)) from exc
+        if not self._nginx_lock.held:
+            try:
+                await self._nginx_lock.acquire()
+            except NginxError as exc:
+                raise SolverError(str(exc)) from exc
+            await asyncio.to_thread(self._recover)
         if not self._tested:  # a configuration nginx refuses already is not ours to edit
             try:
                 await self.control.test()
