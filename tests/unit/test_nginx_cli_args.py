@@ -58,3 +58,13 @@ def test_run_needs_an_installer_and_install_knows_only_nginx(tmp_path: Path) -> 
     result = runner.invoke(cli, ["install", "--cert-name", "a.test", "-i", "apache", *dirs])
     assert result.exit_code == click.UsageError.exit_code
     assert "the one installer is nginx" in result.output
+
+
+def test_a_server_root_without_nginx_conf_is_named_and_left_alone(tmp_path: Path) -> None:
+    dirs = ["--config-dir", str(tmp_path / "etc"), "--work-dir", str(tmp_path / "work"),
+            "--logs-dir", str(tmp_path / "logs")]  # fmt: skip
+    root = tmp_path / "no-nginx"
+    result = CliRunner().invoke(cli, ["rollback", "--nginx-server-root", str(root), *dirs])
+    assert result.exit_code == 1
+    assert f"no {root / 'nginx.conf'} (see --nginx-server-root)" in result.output
+    assert not root.exists()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from acmekit.certbot.locks import POLL_INTERVAL, try_lock
+from acmekit.client.errors import ClientError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ LOCK_WAIT_SECONDS = 300.0
 LOCK_FILE = ".acmekit.lock"
 
 
-class NginxError(Exception):
+class NginxError(ClientError):
     """nginx refused the configuration or could not be told to reload; the message
     carries nginx's own words."""
 
@@ -97,6 +98,8 @@ class NginxLock:
     async def acquire(self) -> None:
         if self._fd is not None:
             return
+        if not (self.path.parent / "nginx.conf").is_file():
+            raise NginxError(f"no {self.path.parent / 'nginx.conf'} (see --nginx-server-root)")
         deadline = time.monotonic() + self.wait_seconds
         while (fd := try_lock(self.path)) is None:
             if time.monotonic() >= deadline:

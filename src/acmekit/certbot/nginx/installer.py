@@ -57,6 +57,7 @@ from acmekit.certbot.nginx.vhosts import (
     select,
     server_blocks,
 )
+from acmekit.client.errors import ClientError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ _SOCKET_PREFIXES = ("backlog=", "rcvbuf=", "sndbuf=", "ipv6only=", "fastopen=", 
 REDIRECT_VAR = "$acmekit_redirect"
 
 
-class InstallError(Exception):
+class InstallError(ClientError):
     """The certificate could not be installed; the configuration is as it was."""
 
 
