@@ -143,8 +143,33 @@ def test_install_replaces_an_existing_certificate_and_keeps_the_address(
     changes, _, _ = plan_install(config, inst)
     text = changes.rendered()[tmp_path / "sites" / "b.conf"]
     assert "old" not in text
-    assert text.count("ssl_certificate ") == 1
-    assert "listen 127.0.0.1:8443 ssl;" in text and text.count("listen") == 2
+    _write(config, changes, tmp_path)
+    # read back as nginx reads it
+    block = next(b for b in server_blocks(config.reload()) if b.names == ("b.test",))
+    got = [(d.name, d.args) for d in block.directives()]
+    assert got == [
+        ("listen", ["127.0.0.1:8080"]),
+        ("listen", ["127.0.0.1:8443", "ssl"]),
+        ("server_name", ["b.test"]),
+        ("ssl_certificate", [str(inst.fullchain)]),
+        ("ssl_certificate_key", [str(inst.privkey)]),
+    ]
+
+
+def test_a_one_line_default_server_is_copied_into_a_block_nginx_reads(tmp_path: Path) -> None:
+    (tmp_path / "nginx.conf").write_text(
+        "http { server { listen 8080 default_server reuseport; server_name _; return 404; } }\n"
+    )
+    config = NginxConfig.load(tmp_path / "nginx.conf")
+    _write(config, plan_new_blocks(config, ["new.test"], 8080), tmp_path)
+    blocks = server_blocks(config.reload())
+    assert [b.names for b in blocks] == [("_",), ("new.test",)]
+    copy = blocks[1]
+    assert [(d.name, d.args) for d in copy.directives()] == [
+        ("server_name", ["new.test"]),
+        ("listen", ["8080"]),
+        ("return", ["404"]),
+    ]
 
 
 def test_redirect_lines_spare_https_and_challenges(tmp_path: Path) -> None:

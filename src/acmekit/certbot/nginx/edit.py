@@ -49,6 +49,13 @@ def prepend_to_block(block: Directive, lines: list[str]) -> Splice:
 
 
 def replace_directive(directive: Directive, new: str) -> Splice:
+    """`new` (one directive, or "" to remove it) where `directive` was; marked as ours
+    only when nothing follows on its line, since the mark is a comment to the line end."""
+    text = directive.file.text
+    line_end = text.find("\n", directive.end)
+    rest = text[directive.end : len(text) if line_end < 0 else line_end]
+    if new and rest.strip() == "":
+        new = f"{new} {MARK}"
     return Splice(directive.file.path, directive.start, directive.end, new)
 
 

@@ -120,6 +120,8 @@ def copy_of_block(block: ServerBlock, names: Sequence[str]) -> str:
         if x.name in ("listen", "server_name")
     ]
     line = f"\n{d.body_indent()}server_name {' '.join(names)}; {MARK}"
+    if not d.file.text[d.body_start :].startswith(("\n", "\r\n")):
+        line += "\n" + d.body_indent()  # `server { listen 80; ...`: the rest on its own line
     splices.append(Splice(d.file.path, d.body_start - base, d.body_start - base, line))
     return apply_splices(d.file.text[d.start : d.end], splices)
 
@@ -191,10 +193,10 @@ def _install_in(block: ServerBlock, names: list[str], inst: Installation, change
         ("ssl_certificate", inst.fullchain),
         ("ssl_certificate_key", inst.privkey),
     ):
-        line = f"{dump_directive(directive, [str(value)])} {MARK}"
+        line = dump_directive(directive, [str(value)])
         found = [x for x in own if x.name == directive]
         if not found:
-            add.append(line)
+            add.append(f"{line} {MARK}")
             continue
         if found[0].args != [str(value)]:
             changes.splice(found[0], replace_directive(found[0], line))
