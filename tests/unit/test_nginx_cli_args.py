@@ -19,12 +19,20 @@ from acmekit.cli.main import cli, with_default_command
         (["--nginx", "-d", "a.test"], ["run", "--nginx", "-d", "a.test"]),
         (["-v", "--nginx"], ["-v", "run", "--nginx"]),
         (["certonly", "--nginx"], ["certonly", "--nginx"]),
+        (["--nginx", "rollback"], ["rollback", "--nginx"]),
+        (
+            ["-n", "--nginx", "certonly", "-d", "a.test"],
+            ["certonly", "-n", "--nginx", "-d", "a.test"],
+        ),
+        (["--cert-name", "install", "--nginx"], ["run", "--cert-name", "install", "--nginx"]),
         (["--help"], ["--help"]),
         (["--version"], ["--version"]),
         ([], []),
     ],
 )
-def test_flags_without_a_command_mean_run(argv: list[str], expected: list[str]) -> None:
+def test_flags_without_a_command_mean_run_and_a_command_may_follow_flags(
+    argv: list[str], expected: list[str]
+) -> None:
     assert with_default_command(argv) == expected
 
 
