@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -43,6 +43,7 @@ from acmekit.certbot.renewalparams import (
     Prompt,
     RenewalParams,
     build_solvers,
+    nginx_control,
     params_from_conf,
 )
 from acmekit.client.client import Client, ExternalAccountBinding
@@ -58,6 +59,9 @@ from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.csr import make_csr
 from acmekit.protocol.jose import PrivateKey
 from acmekit.protocol.problems import AcmeError
+
+if TYPE_CHECKING:
+    from acmekit.certbot.nginx.installer import InstallReport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -497,6 +501,12 @@ class CertManager(AsyncClosing):
             return Outcome(name, domains, "failed", error=_one_line(exc)), True
         if outcome.action == "renewed":
             await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
+            try:
+                await restart_installer(params, self.paths.work_dir)
+            except Exception as exc:  # the certificate is saved; the server did not take it
+                log.error("%s renewed, but the installer failed: %s", name, exc)
+                error = f"renewed, but {params.installer} did not reload: {_one_line(exc)}"
+                return dataclasses.replace(outcome, action="failed", error=error), True
         return outcome, True
 
     def _lineage_client(self, params: RenewalParams) -> tuple[Client, RenewalParams]:
@@ -526,6 +536,50 @@ class CertManager(AsyncClosing):
             self._save_params(lineage, params)
         log.info("lineage %s renewed", lineage.name)
         return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
+
+    # -- install ---------------------------------------------------------------------
+
+    async def install_nginx(
+        self,
+        name: str,
+        params: RenewalParams,
+        *,
+        https_port: int = 443,
+        redirect: bool = False,
+    ) -> InstallReport:
+        """certbot's `install --nginx` (and the second half of `run`): the lineage's
+        files into the server blocks of its names; the renewal conf then names nginx
+        as its installer, so that `renew` reloads nginx after each renewal."""
+        from acmekit.certbot.nginx.installer import Installation, NginxInstaller
+
+        async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
+            lineage = self.lineages.load(name)
+            saved = params_from_conf(lineage.conf)
+            live = lineage.live_dir
+            inst = Installation(
+                lineage.names,
+                live / "fullchain.pem",
+                live / "privkey.pem",
+                https_port=https_port,
+                http_port=params.http01_port or saved.http01_port or 80,
+                redirect=redirect,
+            )
+            installer = NginxInstaller(nginx_control(params), self.paths.work_dir)
+            report = await installer.install(inst)
+            updated = dataclasses.replace(
+                saved,
+                installer="nginx",
+                nginx_server_root=params.nginx_server_root or saved.nginx_server_root,
+                nginx_ctl=params.nginx_ctl or saved.nginx_ctl,
+                nginx_sleep_seconds=(
+                    saved.nginx_sleep_seconds
+                    if params.nginx_sleep_seconds is None
+                    else params.nginx_sleep_seconds
+                ),
+            )
+            if updated != saved:
+                self._save_params(lineage, updated)
+            return report
 
     # -- revoke --------------------------------------------------------------------
 
@@ -561,6 +615,15 @@ class CertManager(AsyncClosing):
                 if target in paths or target.parent == found.archive_dir.resolve():
                     return found
         return None
+
+
+async def restart_installer(params: RenewalParams, work_dir: Path) -> None:
+    """After a renewal, as certbot does: the installer's server reads the new files."""
+    if params.installer != "nginx":
+        return
+    from acmekit.certbot.nginx.installer import NginxInstaller
+
+    await NginxInstaller(nginx_control(params), work_dir).restart()
 
 
 async def _then_post_hooks(hooks: HookRunner, names: Sequence[str], work: Awaitable[T]) -> T:

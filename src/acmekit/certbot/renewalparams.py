@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -28,6 +28,9 @@ from acmekit.hostport import parse_host_port
 from acmekit.protocol.jose import PrivateKey
 from acmekit.protocol.messages import ChallengeType
 
+if TYPE_CHECKING:
+    from acmekit.certbot.nginx.control import NginxControl
+
 
 class Authenticator(StrEnum):
     STANDALONE = "standalone"
@@ -35,6 +38,7 @@ class Authenticator(StrEnum):
     MANUAL = "manual"
     DNS_RFC2136 = "dns-rfc2136"
     DNS_HOOK = "dns-hook"
+    NGINX = "nginx"
 
 
 class KeyType(StrEnum):
@@ -107,6 +111,10 @@ class RenewalParams:
     dns_propagation_seconds: float | None = None
     dns_hook: str | None = None
     dns_resolver: str | None = None
+    installer: str | None = None
+    nginx_server_root: str | None = None
+    nginx_ctl: str | None = None
+    nginx_sleep_seconds: float | None = None
     renew_hook: str | None = None
     pre_hook: str | None = None
     post_hook: str | None = None
@@ -213,7 +221,7 @@ def _convert(name: str, value: Any) -> Any:
         return text.strip().lower() == "true"
     if name in _INT_FIELDS:
         return int(text)
-    if name == "dns_propagation_seconds":
+    if name in ("dns_propagation_seconds", "nginx_sleep_seconds"):
         return float(text)
     if name == "authenticator":
         return Authenticator(text)
@@ -253,12 +261,38 @@ def build_solvers(
         roots = {name: Path(root) for name, root in params.webroot_map.items()}
         default = Path(params.webroot_path[-1]) if params.webroot_path else None
         return {ChallengeType.HTTP_01: WebrootSolver(roots, default_root=default)}
+    if kind == Authenticator.NGINX:
+        from acmekit.certbot.nginx.authenticator import NginxSolver
+
+        solver = NginxSolver(nginx_control(params), _work_dir(params), params.http01_port or 80)
+        return {ChallengeType.HTTP_01: solver}
     if kind == Authenticator.MANUAL:
         from acmekit.client.solvers.manual import ManualSolver
 
         manual = ManualSolver(params.manual_auth_hook, params.manual_cleanup_hook, prompt=prompt)
         return {ChallengeType.HTTP_01: manual, ChallengeType.DNS_01: manual}
     return {ChallengeType.DNS_01: _dns_solver(params)}
+
+
+def nginx_control(params: RenewalParams) -> NginxControl:
+    """How to reach nginx, from --nginx-server-root, --nginx-ctl, --nginx-sleep-seconds."""
+    from acmekit.certbot.nginx.control import (
+        DEFAULT_CTL,
+        DEFAULT_SERVER_ROOT,
+        DEFAULT_SLEEP_SECONDS,
+        NginxControl,
+    )
+
+    sleep = params.nginx_sleep_seconds
+    return NginxControl(
+        Path(params.nginx_server_root or DEFAULT_SERVER_ROOT),
+        params.nginx_ctl or DEFAULT_CTL,
+        DEFAULT_SLEEP_SECONDS if sleep is None else sleep,
+    )
+
+
+def _work_dir(params: RenewalParams) -> Path:
+    return Path(params.work_dir or "/var/lib/letsencrypt")
 
 
 def _standalone(params: RenewalParams) -> dict[ChallengeType, Solver]:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the library loads only when a command runs
         RenewReport,
     )
     from acmekit.certbot.lineage import Lineage
+    from acmekit.certbot.nginx.installer import InstallReport
     from acmekit.certbot.renewalparams import Overrides, RenewalParams
 
 T = TypeVar("T")
@@ -109,7 +110,21 @@ def _obtain_options(func: F) -> F:
             default=None,
         ),
         click.option("--dns-resolver", default=None, help="HOST:PORT to check TXT propagation"),
+        click.option("--nginx", is_flag=True, help="obtain (and install) through nginx"),
+        click.option(
+            "--nginx-server-root",
+            default=None,
+            help="the directory of nginx.conf [default: /etc/nginx]",
+        ),
+        click.option("--nginx-ctl", default=None, help="the nginx binary [default: nginx]"),
+        click.option(
+            "--nginx-sleep-seconds",
+            type=float,
+            default=None,
+            help="seconds to wait after each nginx reload [default: 1]",
+        ),
         click.option("-a", "--authenticator", default=None),
+        click.option("-i", "--installer", default=None, help="nginx (the one installer)"),
         click.option("--preferred-challenges", default=None),
         click.option("--http-01-port", type=click.IntRange(0, 65535), default=None),
         click.option("--http-01-address", default=None),
@@ -233,6 +248,7 @@ def _authenticator(args: dict[str, Any], default: str | None = None) -> str:
             ("webroot", "webroot"),
             ("manual", "manual"),
             ("dns_rfc2136", "dns-rfc2136"),
+            ("nginx", "nginx"),
         )
         if args.get(flag)
     ]
@@ -244,7 +260,7 @@ def _authenticator(args: dict[str, Any], default: str | None = None) -> str:
         return default
     if len(set(chosen)) != 1:
         raise click.UsageError(
-            "choose one of --standalone, --webroot, --manual, --dns-rfc2136, --dns-hook"
+            "choose one of --standalone, --webroot, --manual, --dns-rfc2136, --dns-hook, --nginx"
         )
     return chosen[0]
 
@@ -309,6 +325,10 @@ def _params(args: dict[str, Any], default_authenticator: str | None = None) -> R
         dns_propagation_seconds=args.get("dns_propagation_seconds"),
         dns_hook=args.get("dns_hook"),
         dns_resolver=args.get("dns_resolver"),
+        installer=_installer(args),
+        nginx_server_root=_absolute(args.get("nginx_server_root")),
+        nginx_ctl=args.get("nginx_ctl"),
+        nginx_sleep_seconds=args.get("nginx_sleep_seconds"),
         renew_hook=args.get("deploy_hook"),
         pre_hook=args.get("pre_hook"),
         post_hook=args.get("post_hook"),
@@ -319,6 +339,19 @@ def _params(args: dict[str, Any], default_authenticator: str | None = None) -> R
         work_dir=str(Path(args["work_dir"]).absolute()),
         logs_dir=str(Path(args["logs_dir"]).absolute()),
     )
+
+
+def _installer(args: dict[str, Any]) -> str | None:
+    """certbot's `--nginx` names nginx as both authenticator and installer; `-i` names
+    the installer alone."""
+    chosen = args.get("installer") or ("nginx" if args.get("nginx") else None)
+    if chosen not in (None, "nginx"):
+        raise click.UsageError(f"unknown installer {chosen!r}: the one installer is nginx")
+    return chosen
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).absolute()) if path else None
 
 
 def _domains(args: dict[str, Any]) -> list[str]:
@@ -398,6 +431,127 @@ async def _certonly_csr(args: dict[str, Any], domains: list[str]) -> None:
         click.echo(f"Saved {path}")
 
 
+# -- run, install, rollback (the nginx installer) -----------------------------------------
+
+
+def _install_options(func: F) -> F:
+    options = [
+        click.option(
+            "--https-port",
+            type=click.IntRange(1, 65535),
+            default=443,
+            show_default=True,
+            help="the port nginx serves HTTPS on",
+        ),
+        click.option(
+            "--redirect/--no-redirect",
+            default=False,
+            help="redirect HTTP to HTTPS for the certificate's names [default: no]",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command(cls=_InOrder)
+@click.option("--server", required=True, help="ACME directory URL")
+@click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
+@click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
+@click.option("--cert-name", default=None)
+@_obtain_options
+@_install_options
+@click.option("--dry-run", is_flag=True)
+@click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
+@click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
+@_account_options
+@_dir_options
+def run(**args: Any) -> None:
+    """Obtain a certificate and install it (certbot's default command): `--nginx`, or
+    `-i nginx` with another authenticator. `acmekit --nginx ...` means `acmekit run`."""
+    if _installer(args) is None:
+        raise click.UsageError("run installs the certificate: give --nginx or -i nginx")
+    domains = _domains(args)
+    if not domains:
+        raise click.UsageError("give at least one -d NAME")
+    params = _params(args, default_authenticator="nginx" if args["installer"] else None)
+    outcome = _run(_certonly(args, domains, params))
+    _report_certonly(outcome)
+    if args["dry_run"] or outcome.live_dir is None:
+        return
+    report = _run(_install(args, outcome.name, params))
+    _report_install(report)
+
+
+async def _install(args: dict[str, Any], name: str, params: RenewalParams) -> InstallReport:
+    async with _manager(args) as manager:
+        return await manager.install_nginx(
+            name, params, https_port=args["https_port"], redirect=args["redirect"]
+        )
+
+
+def _report_install(report: InstallReport) -> None:
+    for where, names in report.blocks.items():
+        click.echo(f"Deployed the certificate for {' '.join(names)} to {where}")
+    if report.created:
+        click.echo(f"Added a server block for {' '.join(report.created)}")
+
+
+@click.command()
+@click.option("--cert-name", required=True)
+@click.option("--nginx", is_flag=True)
+@click.option("-i", "--installer", default=None, help="nginx (the one installer)")
+@click.option("--nginx-server-root", default=None)
+@click.option("--nginx-ctl", default=None)
+@click.option("--nginx-sleep-seconds", type=float, default=None)
+@click.option("--http-01-port", type=click.IntRange(1, 65535), default=None)
+@_install_options
+@_dir_options
+def install(**args: Any) -> None:
+    """Install a certificate already obtained into nginx's server blocks."""
+    from acmekit.certbot.renewalparams import Authenticator, RenewalParams
+
+    if _installer(args) is None:
+        raise click.UsageError("give --nginx or -i nginx")
+    params = RenewalParams(
+        authenticator=Authenticator.NGINX,
+        server="",
+        http01_port=args["http_01_port"],
+        nginx_server_root=_absolute(args["nginx_server_root"]),
+        nginx_ctl=args["nginx_ctl"],
+        nginx_sleep_seconds=args["nginx_sleep_seconds"],
+    )
+    report = _run(_install(args, args["cert_name"], params))
+    _report_install(report)
+
+
+@click.command()
+@click.option("--checkpoints", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--nginx", is_flag=True, help="(the one installer)")
+@click.option("--nginx-server-root", default=None)
+@click.option("--nginx-ctl", default=None)
+@click.option("--nginx-sleep-seconds", type=float, default=None)
+@_dir_options
+def rollback(**args: Any) -> None:
+    """Undo the last installations into nginx (each one's files as they were before)."""
+    from acmekit.certbot.nginx.installer import NginxInstaller
+    from acmekit.certbot.renewalparams import Authenticator, RenewalParams, nginx_control
+
+    params = RenewalParams(
+        authenticator=Authenticator.NGINX,
+        server="",
+        nginx_server_root=_absolute(args["nginx_server_root"]),
+        nginx_ctl=args["nginx_ctl"],
+        nginx_sleep_seconds=args["nginx_sleep_seconds"],
+    )
+    installer = NginxInstaller(nginx_control(params), args["work_dir"])
+    restored = _run(installer.rollback(args["checkpoints"]))
+    if not restored:
+        click.echo("No installation to roll back.")
+    for path in restored:
+        click.echo(f"Restored {path}")
+
+
 # -- renew --------------------------------------------------------------------------------
 
 
@@ -445,6 +599,7 @@ _FIELD_OF = {
     "webroot": "authenticator",
     "manual": "authenticator",
     "dns_rfc2136": "authenticator",
+    "nginx": "authenticator",
     "preferred_challenges": "pref_challs",
     "http_01_port": "http01_port",
     "http_01_address": "http01_address",
@@ -468,6 +623,8 @@ def _overrides(args: dict[str, Any]) -> Overrides | None:
     }
     if args["dns_hook"]:
         given.add("authenticator")
+    if args["nginx"]:
+        given.add("installer")
     known = {f.name for f in dataclasses.fields(RenewalParams)} - _NOT_OVERRIDDEN
     fields = frozenset(given & known)
     if not fields:

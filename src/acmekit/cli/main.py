@@ -28,7 +28,48 @@ _COMMANDS: dict[str, str] = {
     "update_account": "acmekit.cli.client:update_account",
     "unregister": "acmekit.cli.client:unregister",
     "check": "acmekit.cli.client:check",
+    "run": "acmekit.cli.client:run",
+    "install": "acmekit.cli.client:install",
+    "rollback": "acmekit.cli.client:rollback",
 }
+_GROUP_OPTIONS = {"-v", "-vv", "-vvv", "--verbose"}
+_GROUP_FLAGS = {"--help", "-h", "--version"}
+
+
+def with_default_command(argv: list[str]) -> list[str]:
+    """certbot's rules for where the command goes: flags with no command mean `run`
+    (`acmekit --nginx -d NAME` is `acmekit run --nginx -d NAME`), and a client command
+    may come after flags (`acmekit --nginx rollback`) where no flag takes it as its value."""
+    i = 0
+    while i < len(argv) and argv[i] in _GROUP_OPTIONS:
+        i += 1
+    if i >= len(argv) or not argv[i].startswith("-") or argv[i] in _GROUP_FLAGS:
+        return argv
+    head, rest = argv[:i], argv[i:]
+    with_value = _options_with_values()
+    j = 0
+    while j < len(rest) and rest[j].startswith("-"):
+        j += 2 if rest[j] in with_value else 1
+    if j < len(rest) and rest[j] in _CLIENT_COMMANDS:
+        return [*head, rest[j], *rest[:j], *rest[j + 1 :]]
+    return [*head, "run", *rest]
+
+
+_CLIENT_COMMANDS = {
+    n for n, target in _COMMANDS.items() if target.startswith("acmekit.cli.client:")
+}
+
+
+def _options_with_values() -> set[str]:
+    """Every option of the client commands that takes a value (`--cert-name NAME`)."""
+    module = importlib.import_module("acmekit.cli.client")
+    found: set[str] = set()
+    for name in _CLIENT_COMMANDS:
+        command = getattr(module, _COMMANDS[name].split(":")[1])
+        for param in command.params:
+            if isinstance(param, click.Option) and not (param.is_flag or param.count):
+                found.update(param.opts)
+    return found
 
 
 class _LazyGroup(click.Group):
@@ -73,7 +114,7 @@ def one_line(exc: BaseException) -> str:
 
 def main() -> None:
     try:
-        cli(prog_name="acmekit")
+        cli(prog_name="acmekit", args=with_default_command(sys.argv[1:]))
     except Exception as exc:  # the last net: a user never sees a traceback (-vv logs it)
         logging.getLogger(__name__).debug("unexpected error", exc_info=True)
         click.echo(f"acmekit: {one_line(exc)}", err=True)

@@ -38,6 +38,9 @@ class Presented(Generic[K, V]):
         found = self._items.get(key)
         return None if found is None else found[0]
 
+    def keys(self) -> list[K]:
+        return list(self._items)
+
     def __contains__(self, key: object) -> bool:
         return key in self._items
 
