@@ -159,7 +159,9 @@ def _store_version(c: Connection, owner: str, cert: CertVersion, renew_at: int) 
         .values(
             current_version=cert.version,
             renew_at=renew_at,
-            state=SiteState.ACTIVE,
+            # not active yet: `active` means on every edge, which the worker says after
+            # deploying (worker._settled_state)
+            state=SiteState.ISSUING,
             failure_count=0,
             last_problem=None,
             order_url=None,
