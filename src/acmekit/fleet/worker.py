@@ -676,9 +676,7 @@ class Worker:
         self.inventory.sites.release(site.id, self.owner, when, now)
         return alert
 
-    def _defer(
-        self, site: Site, has_certificate: bool, edges: EdgeReport, why: str | None
-    ) -> None:
+    def _defer(self, site: Site, has_certificate: bool, edges: EdgeReport, why: str | None) -> None:
         """No CA may take the site now (none reachable, or none with room or a free
         slot): it waits, and that is no failure; nor does it end one, so a site that
         was failing still shows as failing."""
