@@ -55,6 +55,14 @@ FLEET = Schema(
     command="acmekit fleet db upgrade",
 )
 
+DNS = Schema(
+    name="DNS",
+    location=_ROOT / "dns" / "migrations",
+    version_table="dns_alembic_version",  # the DNS server's records may share a database too
+    lock_key=0x61636D65_00000D05,  # "acme", DNS
+    command="acmekit dns (it upgrades its --db on start)",
+)
+
 
 class SchemaOutOfDate(Exception):
     """The database's schema is older (or newer) than this acmekit's."""

@@ -82,6 +82,22 @@ async def _serve(service: DnsService) -> None:
     show_default=True,
     help="Do not rate limit clients on 127.0.0.0/8 and ::1.",
 )
+@click.option(
+    "--notify",
+    "notify",
+    multiple=True,
+    help="HOST:PORT of a secondary to send NOTIFY to on every change (repeatable).",
+)
+@click.option(
+    "--allow-transfer",
+    "allow_transfer",
+    multiple=True,
+    help="TSIG key name (from --tsig-key) that may transfer the zones, AXFR/IXFR (repeatable).",
+)
+@click.option(
+    "--db",
+    help="Database URL (postgresql://...) whose records several acmekit dns processes share.",
+)
 def dns(
     listen: str,
     api: str,
@@ -97,6 +113,9 @@ def dns(
     rrl_rate: float,
     rrl_slip: int,
     rrl_exempt_loopback: bool,
+    notify: tuple[str, ...],
+    allow_transfer: tuple[str, ...],
+    db: str | None,
 ) -> None:
     """Serve ACME challenge records over DNS (UDP, TCP, RFC 2136 UPDATE) and HTTP."""
     listen_host, listen_port = parse_hostport(listen)
@@ -117,6 +136,9 @@ def dns(
         delegation_domain=delegation_domain,
         ns_ipv4=ns_ipv4,
         rrl=RrlSettings(rate=rrl_rate, slip=rrl_slip, exempt_loopback=rrl_exempt_loopback),
+        notify=tuple(f"{h}:{p}" for h, p in map(parse_hostport, notify)),
+        allow_transfer=allow_transfer,
+        db=db,
     )
     try:
         service = DnsService(config)
