@@ -88,8 +88,8 @@ class Notifier:
 
     def _message(self, zone: dns.name.Name) -> dns.message.Message:
         message = dns.message.make_query(zone, dns.rdatatype.SOA)
+        message.flags = dns.flags.AA  # no RD (§3.3); the opcode lives in the flags too
         message.set_opcode(dns.opcode.NOTIFY)
-        message.flags = dns.flags.AA
         message.answer.append(self.store.soa_rrset(zone))
         if self.key is not None:
             message.use_tsig({self.key.name: self.key}, self.key.name)
