@@ -37,6 +37,7 @@ from acmekit import migrate
 from acmekit.database import UNAVAILABLE, create_engine
 from acmekit.dns.schema import changes, records, zone_serial
 from acmekit.dns.store import JOURNAL_SIZE, Change, Delta, RecordStore
+from acmekit.protocol.problems import ProblemType, problem
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,24 @@ class SharedStore:
         log.info("shared records loaded at serial %d: %d records", serial, len(rows))
 
     def write(self, batch: list[Change]) -> None:
-        """Write one mutation as the next serial, then catch up (applying it)."""
+        """Write one mutation as the next serial, then catch up (applying it). With the
+        database out of reach the caller gets a 503 problem ("try again")."""
+        try:
+            self._write(batch)
+        except UNAVAILABLE as exc:
+            log.warning("shared records: write failed, database unreachable: %s", exc)
+            raise problem(
+                ProblemType.SERVER_INTERNAL,
+                "the shared record store is unreachable; try again",
+                status=503,
+                retry_after=1,
+            ) from None
+        try:
+            self.catch_up()
+        except UNAVAILABLE as exc:  # written: the next poll applies it
+            log.warning("shared records: catching up after a write: %s", exc)
+
+    def _write(self, batch: list[Change]) -> None:
         with self.engine.begin() as c:
             serial = int(
                 c.execute(
@@ -116,7 +134,6 @@ class SharedStore:
                  for i, ch in enumerate(batch)],
             )  # fmt: skip
             c.execute(changes.delete().where(changes.c.serial <= serial - KEEP))
-        self.catch_up()
 
     @staticmethod
     def _write_records(c: Connection, batch: Iterable[Change]) -> None:
