@@ -11,11 +11,14 @@ shows at both secondaries well within a second.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import dns.exception
 import dns.message
@@ -71,6 +74,11 @@ def _soa_serial(handle: DnsServerHandle) -> int:
     return int(reply.answer[0][0].serial)
 
 
+def _status(handle: DnsServerHandle) -> Any:
+    with urllib.request.urlopen(handle.api_url + "/secondaries", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
 def _both_answer(name: str, value: str, *secondaries: BindSecondary) -> None:
     wait_until(
         f"{name} TXT {value} at every secondary",
@@ -107,6 +115,13 @@ def test_two_secondaries_follow_the_api_and_catch_up_by_ixfr(tmp_path: Path) -> 
         api.clear_txt_sync(f"_acme-challenge.www.{ZONE}.")
         _both_answer(f"_acme-challenge.api.{ZONE}.", "token-2", one)
         serial = _soa_serial(api)
+        wait_until("the first secondary in step", lambda: one.serial() == serial, WAIT, _logs(one))
+        status = _status(api)
+        assert status["serial"] == serial
+        assert {(s["secondary"], s["serial"], s["state"]) for s in status["secondaries"]} == {
+            (f"127.0.0.1:{one.port}", serial, "in step"),
+            (f"127.0.0.1:{two.port}", None, "behind"),  # down: no answer
+        }
 
         with two.running():  # back, from its zone file: it asks for what it missed
             wait_until("the returning secondary at the primary's serial",

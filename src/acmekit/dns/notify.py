@@ -33,6 +33,7 @@ from acmekit.dns.store import Delta, RecordStore
 log = logging.getLogger(__name__)
 
 RETRIES = (1.0, 2.0, 4.0, 8.0)
+STATUS_TIMEOUT = 1.0  # seconds a secondary has to answer the status page's SOA query
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,34 @@ class Notifier:
                 log.info("NOTIFY %s serial %d to %s acknowledged", zone, serial, secondary.label)
             return
         log.warning("NOTIFY %s serial %d to %s: no answer", zone, serial, secondary.label)
+
+    async def status(self) -> list[dict[str, object]]:
+        """For each secondary and zone: the serial it answers (None if it does not) and
+        whether that is ours ("in step") or not ("behind")."""
+        zones = list(self.store.zones)
+
+        async def one(secondary: Secondary, zone: dns.name.Name) -> dict[str, object]:
+            serial = await _soa_serial(secondary, zone)
+            return {
+                "secondary": secondary.label,
+                "zone": zone.to_text(),
+                "serial": serial,
+                "primary_serial": self.store.serial,
+                "state": "in step" if serial == self.store.serial else "behind",
+            }
+
+        return list(await asyncio.gather(*(one(s, z) for s in self.secondaries for z in zones)))
+
+
+async def _soa_serial(secondary: Secondary, zone: dns.name.Name) -> int | None:
+    query = dns.message.make_query(zone, dns.rdatatype.SOA)
+    try:
+        reply = await dns.asyncquery.udp(
+            query, secondary.host, timeout=STATUS_TIMEOUT, port=secondary.port
+        )
+    except (OSError, dns.exception.DNSException):
+        return None
+    for rrset in reply.answer:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return int(rrset[0].serial)
+    return None

@@ -140,7 +140,8 @@ class DnsService:
         if cfg.api_host is None:
             return
         self._runner = web.AppRunner(
-            make_api(self.store, self.registry, token=cfg.api_token), access_log=None
+            make_api(self.store, self.registry, token=cfg.api_token, notifier=self.notifier),
+            access_log=None,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.api_host, cfg.api_port)
