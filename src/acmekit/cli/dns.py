@@ -26,6 +26,14 @@ def parse_hostport(text: str) -> tuple[str, int]:
         raise click.BadParameter(str(exc)) from exc
 
 
+def _notify_target(text: str) -> str:
+    try:
+        host, port = parse_host_port(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--notify") from None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def _serve(service: DnsService) -> None:
     await service.start()
     click.echo(service.banner())
@@ -136,7 +144,7 @@ def dns(
         delegation_domain=delegation_domain,
         ns_ipv4=ns_ipv4,
         rrl=RrlSettings(rate=rrl_rate, slip=rrl_slip, exempt_loopback=rrl_exempt_loopback),
-        notify=tuple(f"{h}:{p}" for h, p in map(parse_hostport, notify)),
+        notify=tuple(_notify_target(t) for t in notify),
         allow_transfer=allow_transfer,
         db=db,
     )

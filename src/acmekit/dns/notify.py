@@ -43,7 +43,7 @@ class Secondary:
 
     @property
     def label(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 class Notifier:

@@ -1,0 +1,42 @@
+"""`acmekit dns` as a hidden primary: its options are checked before anything binds."""
+
+from __future__ import annotations
+
+import base64
+
+import dns.name
+from click.testing import CliRunner
+
+from acmekit.cli.dns import dns as dns_command
+from acmekit.dns.service import DnsConfig, DnsService
+
+SECRET = base64.b64encode(b"s" * 32).decode()
+BASE = ["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--zone", "x.test"]
+
+
+def test_allow_transfer_names_a_key_given_with_tsig_key() -> None:
+    result = CliRunner().invoke(dns_command, [*BASE, "--allow-transfer", "xfr"])
+    assert result.exit_code == 2 and "--allow-transfer" in result.output
+    result = CliRunner().invoke(
+        dns_command, [*BASE, "--tsig-key", f"other:{SECRET}", "--allow-transfer", "xfr"]
+    )
+    assert result.exit_code == 2 and "xfr" in result.output
+
+
+def test_notify_takes_host_and_port() -> None:
+    result = CliRunner().invoke(dns_command, [*BASE, "--notify", "127.0.0.1"])
+    assert result.exit_code == 2 and "--notify" in result.output
+
+
+def test_the_service_wires_transfers_and_notify() -> None:
+    service = DnsService(
+        DnsConfig(
+            zones=("x.test",),
+            tsig_keys=(f"xfr:{SECRET}",),
+            allow_transfer=("xfr",),
+            notify=("127.0.0.1:5301", "[::1]:5302"),
+        )
+    )
+    assert service.handler.allow_transfer == {dns.name.from_text("xfr")}
+    assert [s.label for s in service.notifier.secondaries] == ["127.0.0.1:5301", "[::1]:5302"]
+    assert service.notifier.key is not None and service.notifier.key.name.to_text() == "xfr."
