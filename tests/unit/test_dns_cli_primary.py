@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import dns.name
 from click.testing import CliRunner
@@ -40,3 +41,18 @@ def test_the_service_wires_transfers_and_notify() -> None:
     assert service.handler.allow_transfer == {dns.name.from_text("xfr")}
     assert [s.label for s in service.notifier.secondaries] == ["127.0.0.1:5301", "[::1]:5302"]
     assert service.notifier.key is not None and service.notifier.key.name.to_text() == "xfr."
+
+
+def test_the_primary_settings_from_a_toml_file(tmp_path: Path) -> None:
+    conf = tmp_path / "dns.toml"
+    conf.write_text(
+        'zone = ["x.test"]\n'
+        f'tsig-key = ["xfr:{SECRET}"]\n'
+        'allow-transfer = ["nokey"]\n'
+        'notify = ["127.0.0.1:5301"]\n'
+    )
+    result = CliRunner().invoke(dns_command, ["--config", str(conf), *BASE[:4]])
+    assert result.exit_code == 2 and "nokey" in result.output  # the file's key list was read
+    conf.write_text('allow_transfer = ["xfr"]\nnot-a-setting = 1\n')
+    result = CliRunner().invoke(dns_command, ["--config", str(conf), *BASE])
+    assert result.exit_code == 2 and "not-a-setting" in result.output
