@@ -2,7 +2,8 @@
 loopback: records set through the API reach both by NOTIFY and TSIG-signed transfers; a
 secondary that was down catches up by IXFR; a transfer without the key is refused; two
 `acmekit dns` processes sharing one PostgreSQL database keep the API and the zone going
-when one of them is killed.
+when one of them is killed; and the fleet issues a wildcard by dns-01 through the
+primary's API while the CA resolves through a secondary only.
 
 Waits are polls with generous bounds (tests never assert timings); a change usually
 shows at both secondaries well within a second.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import urllib.request
 from collections.abc import Iterator
@@ -30,17 +32,23 @@ import dns.xfr
 import dns.zone
 import pytest
 
+from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.dns.tsig import parse_key
+from acmekit.fleet.cas import CaSpec
+from acmekit.fleet.delegation import AcmekitDnsProvider
+from acmekit.fleet.model import ChallengeMethod, SiteState
+from acmekit.protocol.messages import ChallengeType
 from acmekit_testkit.bind_secondary import BindSecondary
 from acmekit_testkit.databases import fresh_postgres_database
 from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.fleet_cas import directory, two_ca_fleet
 from acmekit_testkit.ports import free_tcp_udp_port
 from acmekit_testkit.processes import wait_until
 from acmekit_testkit.tiers import require_postgres_or_skip
 
 pytestmark = pytest.mark.interop
 
-ZONE = "x.test"
+ZONE = "test"  # the secondaries answer for every name the CA asks about (CAA climbs to it)
 SECRET = base64.b64encode(b"zone transfer key for secondaries").decode()
 KEY = f"xfr-key:{SECRET}"
 OTHER_SECRET = base64.b64encode(b"a key that may only send updates").decode()
@@ -181,3 +189,30 @@ def test_two_primaries_on_one_database_survive_the_loss_of_one(tmp_path: Path) -
         _both_answer(f"_acme-challenge.b.{ZONE}.", "through-the-second", one, two)
         assert one.txt(f"_acme-challenge.a.{ZONE}.") == ["through-the-first"]
         assert one.serial() == two.serial() == _soa_serial(second)
+
+
+async def test_the_fleet_issues_a_wildcard_while_the_ca_asks_a_secondary(tmp_path: Path) -> None:
+    port = free_tcp_udp_port()
+    (secondary, _) = _secondaries(tmp_path, [port])
+    with (
+        primary(tmp_path, [secondary], "--listen", f"127.0.0.1:{port}") as api,
+        secondary.running(),
+    ):
+        async with two_ca_fleet(tmp_path, secondary.port, {"ca": {}}) as fleet:
+            dns01 = Dns01Solver(
+                AcmekitDnsProvider(api.api_url),  # publishes at the primary
+                resolver=("127.0.0.1", secondary.port),  # checks at the secondary
+                nameserver_port=secondary.port,
+                propagation_interval=0.2,
+                propagation_timeout=WAIT,
+            )
+            pool = await fleet.pool([CaSpec("ca", directory("ca"))], {ChallengeType.DNS_01: dns01})
+            names = (f"*.shop.{ZONE}", f"shop.{ZONE}")
+            site = fleet.inventory.sites.add_site(names, ChallengeMethod.DNS_01, fleet.now())
+            assert await fleet.worker(pool).run_once() == 1
+            done = fleet.inventory.sites.site(site.id)
+            assert done is not None and done.state == SiteState.ACTIVE, done.last_problem
+            assert done.current_version == 1
+        # the challenge's TXT values reached the secondary only by transfers from serial 1 on
+        serials = re.findall(r"transferred serial (\d+)", secondary.log_text())
+        assert max(int(n) for n in serials) > 1
