@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 import dns.name
@@ -56,3 +57,15 @@ def test_the_primary_settings_from_a_toml_file(tmp_path: Path) -> None:
     conf.write_text('allow_transfer = ["xfr"]\nnot-a-setting = 1\n')
     result = CliRunner().invoke(dns_command, ["--config", str(conf), *BASE])
     assert result.exit_code == 2 and "not-a-setting" in result.output
+
+
+def test_a_fresh_store_starts_its_serial_at_the_time_a_restored_one_continues(
+    tmp_path: Path,
+) -> None:
+    before = int(time.time())
+    fresh = DnsService(DnsConfig(zones=("x.test",), state=tmp_path / "state.json"))
+    assert before <= fresh.store.serial <= int(time.time())
+    fresh.store.serial = 41
+    fresh.save()
+    restored = DnsService(DnsConfig(zones=("x.test",), state=tmp_path / "state.json"))
+    assert restored.store.serial == 41

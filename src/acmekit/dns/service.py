@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,11 @@ class DnsService:
             ttl=config.ttl,
         )
         self.registry = Registry(delegation)
+        # A store that starts empty starts its SOA serial at the time (seconds since the
+        # epoch, as BIND's `serial-update-method unixtime`), so that after a restart the
+        # secondaries see a higher serial than the one they hold and transfer again; a
+        # restored store continues from its own.
+        self.store.serial = int(time.time()) % 2**32 or 1
         self._load_state(delegation)
         # with --db the database's records replace the state file's (registrations stay)
         self.shared = None if config.db is None else SharedStore(config.db, self.store)
