@@ -4,6 +4,8 @@ Revision ID: 0001
 Revises:
 """
 
+import time
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -39,7 +41,10 @@ def upgrade() -> None:
         sa.Column("rdata", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("serial", "position"),
     )
-    op.execute("INSERT INTO dns_serial (id, serial) VALUES (1, 1)")
+    # the first serial is the time, as an empty in-memory store's is (dns/service.py), so
+    # secondaries that followed such a store before see a higher serial here
+    serial = sa.table("dns_serial", sa.column("id", sa.Integer), sa.column("serial", sa.BigInteger))
+    op.bulk_insert(serial, [{"id": 1, "serial": int(time.time())}])
 
 
 def downgrade() -> None:
