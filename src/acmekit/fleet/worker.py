@@ -19,7 +19,9 @@ than it asked for. For each site:
    first CA (cas.py) that is up and, by the fleet's own count, has room under its
    certificates-per-registered-domain limit; a CA that cannot be reached, fails with a
    fault of its own or answers rateLimited is passed for the next at once. When no CA
-   has room the site waits, without counting a failure, until the first one refills.
+   has room the site waits, without counting a failure, until the first one refills;
+   when every CA is passed over (down), it waits the same way and reads "no CA
+   reachable". A wait keeps the site's state: a failing site stays failing.
    Each order holds one of its CA's slots, which cap the orders in flight to that CA
    across every worker (cas.CaSlots); an order that finds them all held waits for one,
    and if none comes free in time the site is put off for a minute, again without a
@@ -37,7 +39,10 @@ than it asked for. For each site:
 4. A site with `backup` set keeps a certificate from another CA than the current one,
    with its own key, issued and renewed on its own schedule (`fleet_backups`).
 5. Every edge that lacks the current version gets it; a failing edge is recorded and
-   retried with back-off while the others proceed.
+   retried with back-off while the others proceed. Only then is the state settled
+   (`settled_state`): a new version is stored as issuing, and the site reads active
+   once every edge has it, as SiteState says. A fresh certificate's renewal
+   information (step 2) is asked after this step, so that asking never delays it.
 6. The lease is released with the earliest of the planner's next action time, the next
    ARI check and the backup's renewal.
 
