@@ -62,6 +62,14 @@ CT = Schema(
     command="acmekit ct (it upgrades on start)",
 )
 
+DNS = Schema(
+    name="DNS",
+    location=_ROOT / "dns" / "migrations",
+    version_table="dns_alembic_version",  # the DNS server's records may share a database too
+    lock_key=0x61636D65_00000D05,  # "acme", DNS
+    command="acmekit dns (it upgrades its --db on start)",
+)
+
 
 class SchemaOutOfDate(Exception):
     """The database's schema is older (or newer) than this acmekit's."""

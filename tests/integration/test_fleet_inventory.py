@@ -62,7 +62,8 @@ def test_store_version_is_a_compare_and_set(inventory: Inventory) -> None:
     assert not inventory.sites.store_version("w1", _version(site.id, 3), T0)  # skips a version
     after = inventory.sites.site(site.id)
     assert after is not None
-    assert after.current_version == 1 and after.state == SiteState.ACTIVE
+    # stored, not yet on the edges: active only once the worker has deployed it
+    assert after.current_version == 1 and after.state == SiteState.ISSUING
     assert after.renew_at == T0 + 5
     current = inventory.sites.current(after)
     assert current is not None and current.serial == "1"

@@ -50,6 +50,8 @@ def _certify(inventory: Inventory, name: str, days_left: int, ca: str) -> str:
     version = CertVersion(site.id, 1, f"{days_left:04x}", not_after - 90 * DAY, not_after,
                           "CHAIN", "KEY", NOW, ca)  # fmt: skip
     assert inventory.sites.store_version("w", version, not_after - 30 * DAY)
+    # deployed to every edge: what the worker then records
+    assert inventory.sites.update_leased(site.id, "w", SiteChange(state=SiteState.ACTIVE))
     assert inventory.sites.release(site.id, "w", NOW + 2 * DAY, NOW)
     return site.id
 

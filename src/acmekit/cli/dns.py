@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import tomllib
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,14 @@ def parse_hostport(text: str) -> tuple[str, int]:
         raise click.BadParameter(str(exc)) from exc
 
 
+def _notify_target(text: str) -> str:
+    try:
+        host, port = parse_host_port(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--notify") from None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def _serve(service: DnsService) -> None:
     await service.start()
     click.echo(service.banner())
@@ -39,7 +48,41 @@ async def _serve(service: DnsService) -> None:
         await service.stop()
 
 
+def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
+    """`--config FILE.toml`: any option as a top-level key named like its flag
+    (`allow-transfer = ["xfr-key"]`, `notify = ["10.0.0.21:53"]`, `db = "..."`); the
+    command line wins over the file."""
+    if path is None:
+        return
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--config") from None
+    names = {
+        opt.lstrip("-"): p.name
+        for p in ctx.command.params
+        if isinstance(p, click.Option) and p.name is not None
+        for opt in p.opts
+    }
+    defaults: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = names.get(key) or names.get(key.replace("_", "-"))
+        if name is None or name == "config_file":
+            raise click.BadParameter(f"{path}: unknown setting {key!r}", param_hint="--config")
+        defaults[name] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
 @click.command("dns", cls=PlainErrorsCommand)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="TOML file of settings named like the options (the command line wins).",
+)
 @click.option("--listen", default="127.0.0.1:8053", show_default=True, help="UDP+TCP HOST:PORT.")
 @click.option("--api", default="127.0.0.1:8055", show_default=True, help="HTTP API HOST:PORT.")
 @click.option("--no-api", is_flag=True, help="Serve DNS only.")
@@ -82,6 +125,22 @@ async def _serve(service: DnsService) -> None:
     show_default=True,
     help="Do not rate limit clients on 127.0.0.0/8 and ::1.",
 )
+@click.option(
+    "--notify",
+    "notify",
+    multiple=True,
+    help="HOST:PORT of a secondary to send NOTIFY to on every change (repeatable).",
+)
+@click.option(
+    "--allow-transfer",
+    "allow_transfer",
+    multiple=True,
+    help="TSIG key name (from --tsig-key) that may transfer the zones, AXFR/IXFR (repeatable).",
+)
+@click.option(
+    "--db",
+    help="Database URL (postgresql://...) whose records several acmekit dns processes share.",
+)
 def dns(
     listen: str,
     api: str,
@@ -97,6 +156,9 @@ def dns(
     rrl_rate: float,
     rrl_slip: int,
     rrl_exempt_loopback: bool,
+    notify: tuple[str, ...],
+    allow_transfer: tuple[str, ...],
+    db: str | None,
 ) -> None:
     """Serve ACME challenge records over DNS (UDP, TCP, RFC 2136 UPDATE) and HTTP."""
     listen_host, listen_port = parse_hostport(listen)
@@ -117,6 +179,9 @@ def dns(
         delegation_domain=delegation_domain,
         ns_ipv4=ns_ipv4,
         rrl=RrlSettings(rate=rrl_rate, slip=rrl_slip, exempt_loopback=rrl_exempt_loopback),
+        notify=tuple(_notify_target(t) for t in notify),
+        allow_transfer=allow_transfer,
+        db=db,
     )
     try:
         service = DnsService(config)

@@ -35,6 +35,7 @@ import dns.name
 import dns.rdatatype
 from aiohttp import web
 
+from acmekit.dns.notify import Notifier
 from acmekit.dns.registry import KEEP_TXT, Registry
 from acmekit.dns.store import RecordStore, RecordType, caa_rdata, make_rdata, parse_name
 from acmekit.protocol import jsontext
@@ -46,6 +47,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ACME_TXT = re.compile(r"^[A-Za-z0-9_-]{43}$")
 STORE_KEY = web.AppKey("store", RecordStore)
 REGISTRY_KEY = web.AppKey("registry", Registry)
+NOTIFIER_KEY = web.AppKey("notifier", Notifier)
 OPEN_PATHS = frozenset({"/update", "/health"})
 
 
@@ -200,13 +202,26 @@ async def health(request: web.Request) -> web.Response:
     return web.Response()
 
 
+async def secondaries(request: web.Request) -> web.Response:
+    notifier = request.app.get(NOTIFIER_KEY)
+    found = [] if notifier is None else await notifier.status()
+    return web.json_response({"serial": _store(request).serial, "secondaries": found})
+
+
 def make_api(
-    store: RecordStore, registry: Registry, *, token: str | None = None
+    store: RecordStore,
+    registry: Registry,
+    *,
+    token: str | None = None,
+    notifier: Notifier | None = None,
 ) -> web.Application:
-    """The aiohttp application serving `store` and `registry`."""
+    """The aiohttp application serving `store` and `registry` (and the state of
+    `notifier`'s secondaries)."""
     app = web.Application(middlewares=[_token_middleware(token)], client_max_size=64 * 1024)
     app[STORE_KEY] = store
     app[REGISTRY_KEY] = registry
+    if notifier is not None:
+        app[NOTIFIER_KEY] = notifier
     routes: dict[str, Handler] = {
         "/set-txt": set_txt,
         "/clear-txt": _clearer(RecordType.TXT),
@@ -225,4 +240,5 @@ def make_api(
     }
     app.router.add_routes([web.post(path, handler) for path, handler in routes.items()])
     app.router.add_get("/health", health)
+    app.router.add_get("/secondaries", secondaries)
     return app

@@ -15,6 +15,8 @@
 - QUERY is answered from the record store; UPDATE (RFC 2136) is accepted only when signed
   with one of our keys (else REFUSED) and applied by `acmekit.dns.update`; other opcodes
   get NOTIMP.
+- AXFR and IXFR (`handle_stream`, TCP only) are answered by `acmekit.dns.xfr` when signed
+  with a key named in `allow_transfer`, else REFUSED; over UDP they are REFUSED.
 
 Unsigned queries are answered from a small cache of whole responses, emptied whenever
 the store changes. The key is the message after its ID with the question name in lower
@@ -30,11 +32,13 @@ The only impurity is dnspython's TSIG time check, which reads the wall clock.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from enum import StrEnum
 
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdataclass
@@ -45,6 +49,7 @@ import dns.update
 from acmekit.dns.store import RecordStore
 from acmekit.dns.tsig import Keyring, append_error_tsig
 from acmekit.dns.update import apply_update
+from acmekit.dns.xfr import transfer_messages
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,15 @@ def slipped(wire: bytes) -> bytes | None:
 CacheKey = tuple[Transport, bytes]
 
 
+def _is_transfer(wire: bytes) -> bool:
+    """Is `wire` a query with one question of type AXFR or IXFR? (a cheap look)"""
+    found = _cache_key(wire, Transport.TCP)
+    if found is None or len(wire) < found[1] + 2:
+        return False
+    qtype = int.from_bytes(wire[found[1] : found[1] + 2], "big")
+    return qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+
+
 def _cache_key(wire: bytes, transport: Transport) -> tuple[CacheKey, int] | None:
     """(key, end of the question name) for a one-question message with a plain name."""
     if wire[4:6] != b"\x00\x01":
@@ -117,9 +131,14 @@ class DnsHandler:
         keyring: Keyring | None = None,
         *,
         udp_payload: int = UDP_PAYLOAD,
+        allow_transfer: Iterable[dns.name.Name] = (),
     ) -> None:
         self.store = store
         self.keyring: Keyring = dict(keyring or {})
+        self.allow_transfer = frozenset(allow_transfer)
+        unknown = [k.to_text() for k in self.allow_transfer if k not in self.keyring]
+        if unknown:
+            raise ValueError(f"--allow-transfer names keys not given with --tsig-key: {unknown}")
         self.udp_payload = udp_payload
         self._cache: dict[CacheKey, bytes] = {}
         self._cache_generation = store.generation
@@ -152,6 +171,45 @@ class DnsHandler:
         except Exception:
             log.exception("internal error answering message id %d", message.id)
             return wire[:2] + bytes([0x80 | (wire[2] & 0x79), dns.rcode.SERVFAIL]) + bytes(8)
+
+    def handle_stream(self, wire: bytes) -> list[bytes] | None:
+        """The response messages to one message received over TCP: several for a zone
+        transfer, else `handle`'s one. Never raises."""
+        if not _is_transfer(wire):
+            reply = self.handle(wire, Transport.TCP)
+            return None if reply is None else [reply]
+        try:
+            message = dns.message.from_wire(wire, keyring=False)
+        except Exception:
+            return [formerr(wire)]
+        try:
+            return self._transfer(wire, message)
+        except Exception:
+            log.exception("internal error answering transfer id %d", message.id)
+            return [wire[:2] + bytes([0x80 | (wire[2] & 0x79), dns.rcode.SERVFAIL]) + bytes(8)]
+
+    def _transfer(self, wire: bytes, message: dns.message.Message) -> list[bytes]:
+        if message.had_tsig:
+            verified = self._verify(wire, message)
+            if isinstance(verified, bytes):
+                return [verified]
+            message = verified
+        if not message.had_tsig or message.keyname not in self.allow_transfer:
+            log.info("zone transfer refused: %s", message.keyname or "unsigned")
+            response = dns.message.make_response(message)
+            response.set_rcode(dns.rcode.REFUSED)
+            return [response.to_wire()]
+        out: list[bytes] = []
+        ctx = None
+        for response in transfer_messages(self.store, message):
+            out.append(response.to_wire(multi=True, tsig_ctx=ctx))
+            ctx = response.tsig_ctx
+        log.info(
+            "zone transfer %s of %s to key %s: %d messages",
+            dns.rdatatype.to_text(message.question[0].rdtype),
+            message.question[0].name, message.keyname, len(out),
+        )  # fmt: skip
+        return out
 
     def _remember(
         self, wire: bytes, message: dns.message.Message, transport: Transport, reply: bytes

@@ -113,10 +113,11 @@ class DnsListener:
                 header = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
                 (length,) = struct.unpack("!H", header)
                 wire = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
-                reply = self.handler.handle(wire, Transport.TCP)
-                if reply is None:
+                replies = self.handler.handle_stream(wire)
+                if replies is None:
                     break
-                writer.write(struct.pack("!H", len(reply)) + reply)
+                for reply in replies:  # a zone transfer's messages, in order
+                    writer.write(struct.pack("!H", len(reply)) + reply)
                 await writer.drain()
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass

@@ -7,8 +7,10 @@ one line the command prints so that scripts can wait for it and learn the ports.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +19,15 @@ from aiohttp import web
 
 from acmekit.dns.api import make_api
 from acmekit.dns.handler import DnsHandler
+from acmekit.dns.notify import Notifier
 from acmekit.dns.registry import Registry
 from acmekit.dns.rrl import RrlSettings
 from acmekit.dns.server import DnsListener
+from acmekit.dns.shared import SharedStore
 from acmekit.dns.state import load_state, save_state
 from acmekit.dns.store import RecordStore, parse_name
 from acmekit.dns.tsig import make_keyring, parse_key
+from acmekit.hostport import parse_host_port
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,9 @@ class DnsConfig:
     ns_ipv4: str | None = None  # address of ns1.<zone>; default: the listen address
     ttl: int = 0
     rrl: RrlSettings = field(default_factory=RrlSettings)  # UDP rate limiting per network
+    notify: tuple[str, ...] = ()  # "HOST:PORT" of secondaries to send NOTIFY to
+    allow_transfer: tuple[str, ...] = ()  # TSIG key names that may AXFR/IXFR
+    db: str | None = None  # a database shared with other `acmekit dns` processes
 
     def nameserver_ipv4(self) -> str:
         if self.ns_ipv4:
@@ -87,10 +95,22 @@ class DnsService:
             ttl=config.ttl,
         )
         self.registry = Registry(delegation)
+        # A store that starts empty starts its SOA serial at the time (seconds since the
+        # epoch, as BIND's `serial-update-method unixtime`), so that after a restart the
+        # secondaries see a higher serial than the one they hold and transfer again; a
+        # restored store continues from its own.
+        self.store.serial = int(time.time()) % 2**32 or 1
         self._load_state(delegation)
+        # with --db the database's records replace the state file's (registrations stay)
+        self.shared = None if config.db is None else SharedStore(config.db, self.store)
         keyring = make_keyring(parse_key(spec) for spec in config.tsig_keys)
-        self.handler = DnsHandler(self.store, keyring)
+        allowed = [parse_name(k) for k in config.allow_transfer]
+        self.handler = DnsHandler(self.store, keyring, allow_transfer=allowed)
+        targets = [parse_host_port(t) for t in config.notify]
+        self.notifier = Notifier(self.store, targets, keyring[allowed[0]] if allowed else None)
         self.listener = DnsListener(self.handler, rrl=config.rrl)
+        self._stop = asyncio.Event()
+        self._sync: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.dns_port = 0
         self.api_url: str | None = None
@@ -119,10 +139,15 @@ class DnsService:
     async def start(self) -> None:
         cfg = self.config
         self.dns_port = await self.listener.start(cfg.listen_host, cfg.listen_port)
+        self.notifier.start()
+        if self.shared is not None:
+            self._stop.clear()
+            self._sync = asyncio.create_task(self.shared.run(self._stop))
         if cfg.api_host is None:
             return
         self._runner = web.AppRunner(
-            make_api(self.store, self.registry, token=cfg.api_token), access_log=None
+            make_api(self.store, self.registry, token=cfg.api_token, notifier=self.notifier),
+            access_log=None,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.api_host, cfg.api_port)
@@ -135,6 +160,13 @@ class DnsService:
             await self._runner.cleanup()
             self._runner = None
         await self.listener.close()
+        await self.notifier.close()
+        if self._sync is not None:
+            self._stop.set()
+            await self._sync
+            self._sync = None
+        if self.shared is not None:
+            self.shared.close()
 
     def banner(self) -> str:
         line = f"dns: udp+tcp {_bracket(self.config.listen_host)}:{self.dns_port}"

@@ -23,13 +23,18 @@ otherwise it is NXDOMAIN. Negative answers carry the zone's SOA in the authority
 (RFC 2308 §3).
 
 Mutations bump the SOA serial and call the `on_change` observers, which is where the
-server's edge persists state; the store itself never touches a file.
+server's edge persists state and sends NOTIFY; the store itself never touches a file.
+Every mutation is a list of `Change`s (a record added or deleted), applied at once under
+one new serial and kept in a bounded journal of `Delta`s, from which an IXFR (RFC 1995)
+is answered. With a `writer` set (a store shared by several processes, see
+`acmekit.dns.shared`), a mutation is handed to it instead of applied here: the shared
+store numbers it and every process applies it with `apply`, in serial order.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -71,6 +76,30 @@ class RecordType(StrEnum):
 
 STORED_TYPES = frozenset(t.rdtype for t in RecordType)
 RRsets = dict[dns.rdatatype.RdataType, list[dns.rdata.Rdata]]
+JOURNAL_SIZE = 1000  # deltas kept for IXFR; an older serial gets the whole zone
+
+
+@dataclass(frozen=True)
+class Change:
+    """One record added (`added` True) or deleted at `name`."""
+
+    added: bool
+    name: dns.name.Name
+    rdata: dns.rdata.Rdata
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What one serial changed (RFC 1995 §4's difference sequence, before zone filtering)."""
+
+    old_serial: int
+    new_serial: int
+    changes: tuple[Change, ...]
+
+
+def next_serial(serial: int) -> int:
+    """The serial after `serial` (RFC 1982 arithmetic; 0 is skipped)."""
+    return (serial + 1) & 0xFFFFFFFF or 1
 
 
 @dataclass(frozen=True)
@@ -168,6 +197,10 @@ class RecordStore:
         self.serial = 1
         self.generation = 0  # grows on every change; lets callers cache answers safely
         self.on_change: list[Callable[[], None]] = []
+        self.on_delta: list[Callable[[Delta], None]] = []
+        self.journal: deque[Delta] = deque(maxlen=JOURNAL_SIZE)
+        # set for a shared store: takes a mutation's changes instead of applying them here
+        self.writer: Callable[[list[Change]], None] | None = None
         self._data: dict[dns.name.Name, RRsets] = {}
         # How many stored names lie below each name: the empty non-terminals, kept
         # incrementally so that a change costs the depth of one name, not the whole store.
@@ -203,9 +236,12 @@ class RecordStore:
     def ns_host(self, zone: dns.name.Name) -> dns.name.Name:
         return dns.name.Name((NS_LABEL.encode(), *zone.labels))
 
-    def soa_rrset(self, zone: dns.name.Name) -> dns.rrset.RRset:
+    def soa_rrset(self, zone: dns.name.Name, serial: int | None = None) -> dns.rrset.RRset:
+        """The zone's SOA, with the current serial or `serial`. Refresh 60 s and retry
+        10 s, so a secondary that missed a NOTIFY still catches up within a minute."""
         hostmaster = dns.name.Name((HOSTMASTER_LABEL.encode(), *zone.labels))
-        text = f"{self.ns_host(zone)} {hostmaster} {self.serial} 60 10 600 {self.ttl}"
+        serial = self.serial if serial is None else serial
+        text = f"{self.ns_host(zone)} {hostmaster} {serial} 60 10 600 {self.ttl}"
         soa = dns.rdata.from_text(IN, dns.rdatatype.SOA, text)
         return dns.rrset.from_rdata(zone, self.ttl, soa)
 
@@ -214,6 +250,10 @@ class RecordStore:
     def rdatas(self, name: dns.name.Name, rtype: dns.rdatatype.RdataType) -> list[dns.rdata.Rdata]:
         """Stored records of one type at a name (no synthesis)."""
         return list(self._data.get(name, {}).get(rtype, ()))
+
+    def types_at(self, name: dns.name.Name) -> list[dns.rdatatype.RdataType]:
+        """The types stored at a name (no synthesis)."""
+        return list(self._data.get(name, {}))
 
     def has_data(self, name: dns.name.Name) -> bool:
         return bool(self._data.get(name)) or self.is_apex(name)
@@ -340,53 +380,74 @@ class RecordStore:
     def _reindex(self) -> None:
         self._ancestors = Counter(a for name in self._data for a in self._above(name))
 
-    def _changed(self) -> None:
-        self.serial = (self.serial + 1) & 0xFFFFFFFF or 1
+    def _commit(self, changes: list[Change]) -> bool:
+        """Apply `changes` under the next serial, or hand them to the shared store's
+        writer; False when there are none."""
+        if not changes:
+            return False
+        if self.writer is not None:
+            self.writer(changes)
+        else:
+            self.apply(changes, next_serial(self.serial))
+        return True
+
+    def apply(self, changes: Iterable[Change], serial: int) -> None:
+        """Apply `changes` as serial `serial` (a shared store's, or the next one)."""
+        done = tuple(changes)
+        for change in done:
+            if change.added:
+                self._insert(change.name, change.rdata)
+            else:
+                self._delete(change.name, change.rdata)
+        delta = Delta(self.serial, serial, done)
+        self.serial = serial
+        self.journal.append(delta)
         self.generation += 1
+        for watcher in self.on_delta:
+            watcher(delta)
         for observer in self.on_change:
             observer()
+
+    def _insert(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> None:
+        if name not in self._data:
+            self._ancestors.update(self._above(name))
+        existing = self._data.setdefault(name, {}).setdefault(rdata.rdtype, [])
+        if rdata not in existing:
+            existing.append(rdata)
+
+    def _delete(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> None:
+        existing = self._data.get(name, {}).get(rdata.rdtype, [])
+        if rdata in existing:
+            existing.remove(rdata)
+        self._prune(name)
 
     def add(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> bool:
         """Add one record (a duplicate is a no-op); a CNAME replaces the previous one."""
         if rdata.rdtype not in STORED_TYPES:
             raise malformed(f"record type {rdata.rdtype.name} is not served")
-        if name not in self._data:
-            self._ancestors.update(self._above(name))
-        rrsets = self._data.setdefault(name, {})
-        existing = rrsets.setdefault(rdata.rdtype, [])
-        if rdata.rdtype == dns.rdatatype.CNAME:
-            existing.clear()
+        existing = self.rdatas(name, rdata.rdtype)
         if rdata in existing:
             return False
-        existing.append(rdata)
-        self._changed()
-        return True
+        changes = []
+        if rdata.rdtype == dns.rdatatype.CNAME:
+            changes = [Change(False, name, old) for old in existing]
+        return self._commit([*changes, Change(True, name, rdata)])
 
     def remove(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> bool:
         """Remove one record; True if it was there."""
-        existing = self._data.get(name, {}).get(rdata.rdtype, [])
-        if rdata not in existing:
+        if rdata not in self.rdatas(name, rdata.rdtype):
             return False
-        existing.remove(rdata)
-        self._prune(name)
-        self._changed()
-        return True
+        return self._commit([Change(False, name, rdata)])
 
     def clear(self, name: dns.name.Name, rtype: dns.rdatatype.RdataType) -> bool:
         """Remove the RRset of one type at a name; True if there was one."""
-        if not self._data.get(name, {}).pop(rtype, None):
-            self._prune(name)
-            return False
-        self._prune(name)
-        self._changed()
-        return True
+        return self._commit([Change(False, name, rd) for rd in self.rdatas(name, rtype)])
 
     def keep_latest(self, name: dns.name.Name, rtype: dns.rdatatype.RdataType, keep: int) -> None:
         """Drop all but the `keep` most recently added records of a type (acme-dns's rule)."""
-        existing = self._data.get(name, {}).get(rtype)
-        if existing and len(existing) > keep:
-            del existing[: len(existing) - keep]
-            self._changed()
+        existing = self.rdatas(name, rtype)
+        if len(existing) > keep:
+            self._commit([Change(False, name, rd) for rd in existing[: len(existing) - keep]])
 
     def _prune(self, name: dns.name.Name) -> None:
         rrsets = self._data.get(name)
@@ -408,7 +469,10 @@ class RecordStore:
             self.default_ipv4 = value
         else:
             self.default_ipv6 = value
-        self._changed()
+        if self.writer is None:
+            self.apply((), next_serial(self.serial))
+        else:  # this process's setting only: the shared zone did not change
+            self.generation += 1
 
     # ----- persistence (plain data; the edge writes it) -----
 
@@ -432,4 +496,5 @@ class RecordStore:
                 self._data.setdefault(name, {})[rtype] = rds
         self._reindex()
         self.generation += 1
+        self.journal.clear()  # an IXFR from before this gets the whole zone
         self.serial = max(int(snapshot.get("serial", 1)), 1)

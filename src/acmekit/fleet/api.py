@@ -28,7 +28,13 @@ from aiohttp import web
 
 from acmekit.fleet.delegation import delegation_target
 from acmekit.fleet.inventory import Inventory, NameTaken
-from acmekit.fleet.metrics import FleetMetrics, summarize, window_start
+from acmekit.fleet.metrics import (
+    FleetFigures,
+    FleetMetrics,
+    SiteCertificate,
+    summarize,
+    window_start,
+)
 from acmekit.fleet.model import (
     BackupCert,
     CertVersion,
@@ -202,8 +208,15 @@ async def _challenge(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     inventory, cas = request.app[INVENTORY], request.app[CAS]
-    recent = summarize(inventory.cas.stats(window_start(request.app[NOW]())), cas)
-    text = request.app[METRICS].render(inventory.sites.counts_by_state(), recent)
+    now = request.app[NOW]()
+    recent = summarize(inventory.cas.stats(window_start(now)), cas)
+    counts = inventory.sites.counts_by_state()
+    figures = FleetFigures(
+        [SiteCertificate(*row) for row in inventory.sites.certificate_times()],
+        inventory.sites.renewal_due_count(now),
+        counts[SiteState.FAILING],
+    )
+    text = request.app[METRICS].render(counts, recent, figures=figures)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 

@@ -2,6 +2,13 @@
 and the fleet-wide figures per CA that the status page shows too.
 
 Site counts by state come from the inventory when scraped (shared by every process).
+Each site's current certificate is exported with its expiry and renewal time as
+`acmekit_fleet_certificate_expiration_timestamp_seconds` and
+`acmekit_fleet_certificate_renewal_timestamp_seconds` (the shape of cert-manager's
+`certmanager_certificate_*_timestamp_seconds`, labelled by `site` id and first `name`),
+so that the usual "expires in under N days" alert rules work unchanged; the fleet's
+sites due for renewal and failing are gauges of their own. One series per site: about
+150 bytes each in the exposition.
 Issuance outcomes and latency come twice: as this process's own counters and histogram
 (`acmekit_fleet_issuances_total`, `acmekit_fleet_issuance_seconds`; Prometheus adds
 up the processes), and as gauges over the last `STATS_WINDOW` from the inventory's
@@ -119,6 +126,55 @@ class CaSummary(CaOutcomes):
     max_seconds: float
 
 
+@dataclass(frozen=True)
+class SiteCertificate:
+    """A site's current certificate as `/metrics` shows it (times in microseconds)."""
+
+    site_id: str
+    name: str
+    not_after: int
+    renew_at: int | None
+
+
+@dataclass(frozen=True)
+class FleetFigures:
+    """The inventory's figures per site and overall, read when scraped."""
+
+    certificates: Sequence[SiteCertificate] = ()
+    renewal_due: int = 0
+    failing: int = 0
+
+
+def certificate_gauges(figures: FleetFigures) -> list[str]:
+    """Per-site expiry and renewal times, and the fleet's due and failing counts."""
+    expiry = "acmekit_fleet_certificate_expiration_timestamp_seconds"
+    renewal = "acmekit_fleet_certificate_renewal_timestamp_seconds"
+    lines = [
+        f"# HELP {expiry} The notAfter of each site's current certificate (Unix seconds).",
+        f"# TYPE {expiry} gauge",
+    ]
+    for c in figures.certificates:
+        labels = f'site="{_esc(c.site_id)}",name="{_esc(c.name)}"'
+        lines.append(f"{expiry}{{{labels}}} {c.not_after // 1_000_000}")
+    lines += [
+        f"# HELP {renewal} When each site's current certificate is due for renewal.",
+        f"# TYPE {renewal} gauge",
+    ]
+    for c in figures.certificates:
+        if c.renew_at is not None:
+            labels = f'site="{_esc(c.site_id)}",name="{_esc(c.name)}"'
+            lines.append(f"{renewal}{{{labels}}} {c.renew_at // 1_000_000}")
+    return [
+        *lines,
+        "# HELP acmekit_fleet_sites_renewal_due Sites whose certificate is due for renewal.",
+        "# TYPE acmekit_fleet_sites_renewal_due gauge",
+        f"acmekit_fleet_sites_renewal_due {figures.renewal_due}",
+        "# HELP acmekit_fleet_sites_failing Sites failing (issuance or deployment).",
+        "# TYPE acmekit_fleet_sites_failing gauge",
+        f"acmekit_fleet_sites_failing {figures.failing}",
+    ]
+
+
 class FleetMetrics:
     def __init__(self) -> None:
         self.issued: Counter[str] = Counter()
@@ -150,8 +206,10 @@ class FleetMetrics:
         states: Mapping[SiteState, int],
         recent: Sequence[CaWindow] = (),
         window: int = STATS_WINDOW,
+        figures: FleetFigures | None = None,
     ) -> str:
-        """The exposition: `recent` are the fleet-wide figures over `window`."""
+        """The exposition: `recent` are the fleet-wide figures over `window`; `figures`
+        the inventory's per-site certificates and counts."""
         lines = [
             "# HELP acmekit_fleet_sites Sites by state.",
             "# TYPE acmekit_fleet_sites gauge",
@@ -172,6 +230,8 @@ class FleetMetrics:
         for ca in sorted(self._latency_sum):
             lines.extend(self._histogram(ca))
         lines.extend(recent_gauges(recent, window))
+        if figures is not None:
+            lines.extend(certificate_gauges(figures))
         return "\n".join(lines) + "\n"
 
     def _histogram(self, ca: str) -> list[str]:

@@ -148,6 +148,7 @@ class CaPlan:
 
     order: tuple[str, ...]
     wait_until: int | None = None
+    unreachable: bool = False  # no CA may be tried because every one is down (no limit)
 
 
 def refill_time(times: Sequence[int], limit: int, period: int, now: int) -> int:
@@ -184,7 +185,8 @@ def choose_cas(
             later.append(at)
     if ready:
         return CaPlan(tuple(ready))
-    return CaPlan((), min(later) if later else None)
+    down = bool(views) and all(v.down_until is not None and v.down_until > now for v in views)
+    return CaPlan((), min(later) if later else None, unreachable=down)
 
 
 def ca_failure_pause(failures: int, failover_after: int, pause: int) -> int | None:

@@ -19,7 +19,9 @@ than it asked for. For each site:
    first CA (cas.py) that is up and, by the fleet's own count, has room under its
    certificates-per-registered-domain limit; a CA that cannot be reached, fails with a
    fault of its own or answers rateLimited is passed for the next at once. When no CA
-   has room the site waits, without counting a failure, until the first one refills.
+   has room the site waits, without counting a failure, until the first one refills;
+   when every CA is passed over (down), it waits the same way and reads "no CA
+   reachable". A wait keeps the site's state: a failing site stays failing.
    Each order holds one of its CA's slots, which cap the orders in flight to that CA
    across every worker (cas.CaSlots); an order that finds them all held waits for one,
    and if none comes free in time the site is put off for a minute, again without a
@@ -37,7 +39,10 @@ than it asked for. For each site:
 4. A site with `backup` set keeps a certificate from another CA than the current one,
    with its own key, issued and renewed on its own schedule (`fleet_backups`).
 5. Every edge that lacks the current version gets it; a failing edge is recorded and
-   retried with back-off while the others proceed.
+   retried with back-off while the others proceed. Only then is the state settled
+   (`settled_state`): a new version is stored as issuing, and the site reads active
+   once every edge has it, as SiteState says. A fresh certificate's renewal
+   information (step 2) is asked after this step, so that asking never delays it.
 6. The lease is released with the earliest of the planner's next action time, the next
    ARI check and the backup's renewal.
 
@@ -100,6 +105,9 @@ log = logging.getLogger(__name__)
 _CHALLENGE_TOKEN = re.compile(r"(/\.well-known/acme-challenge/)[A-Za-z0-9_-]+")
 
 
+NO_CA_REACHABLE = "no CA reachable: every CA is passed over after an outage or failures"
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -142,6 +150,33 @@ class Outcome:
 class Issued:
     pem: str
     ca: str
+
+
+@dataclass(frozen=True)
+class EdgeReport:
+    """How a site's current certificate stands on the edges after a deployment."""
+
+    worst: int  # the worst failing edge's failure count (0: none failed)
+    missing: int  # edges without the current version
+
+
+def settled_state(
+    failure_count: int,
+    has_certificate: bool,
+    edges: EdgeReport,
+    policy: planner.Policy = planner.DEFAULT_POLICY,
+) -> SiteState:
+    """What a site is once its turn is over. Active means its current certificate is on
+    every edge (model.SiteState); one stored but not yet everywhere still shows as
+    issuing, and as failing once an edge has refused it `failing_after` times. Failed
+    issuances in a row keep it failing whatever else holds."""
+    if failure_count >= policy.failing_after:
+        return SiteState.FAILING
+    if not has_certificate:
+        return SiteState.PENDING
+    if edges.missing == 0:
+        return SiteState.ACTIVE
+    return SiteState.FAILING if edges.worst >= policy.failing_after else SiteState.ISSUING
 
 
 class Worker:
@@ -255,16 +290,20 @@ class Worker:
                 return  # another worker has the site
             if outcome.site is not None:
                 site, current = outcome.site, outcome.current
-                if self._ari:  # a fresh certificate follows its CA's window from the start
-                    site, _ = await self._check(site, current)
-                    current = self._current(site, current)
             if outcome.problem is not None and self._promote(site, current, "issuance failed"):
                 site = self.inventory.sites.site(site.id) or site
                 current = self._current(site, current)
-        edge_failures = await self._deploy(site, current)
+        edges = await self._deploy(site, current)
+        if outcome.site is not None and self._ari:
+            # A fresh certificate follows its CA's window from the start; asked once it
+            # is on the edges, so that asking never delays a deployment.
+            site, _ = await self._check(site, current)
+            fresh, current = current, self._current(site, current)
+            if current is not fresh:  # the CA asked for renewal now: the backup went in
+                edges = await self._deploy(site, current)
         if self._multi and self.inventory.sites.options(site.id).backup:
             await self._keep_backup(site, current)
-        alert = self._finish(site, current, outcome, edge_failures)
+        alert = self._finish(site, current, outcome, edges)
         if alert is not None:
             await self._raise_alert(alert)
 
@@ -449,7 +488,8 @@ class Worker:
         if last is not None:
             return None, Outcome(problem=problem_of(last))
         if plan.wait_until is not None or not order:
-            return None, Outcome(wait_until=plan.wait_until or now + planner.MINUTE)
+            note = NO_CA_REACHABLE if plan.unreachable else None
+            return None, Outcome(wait_until=plan.wait_until or now + planner.MINUTE, note=note)
         return None, Outcome(wait_until=now + planner.MINUTE)  # lost every reservation race
 
     async def _issue_with(self, entry: CaEntry, request: OrderRequest, record: bool) -> str:
@@ -536,18 +576,17 @@ class Worker:
         )  # fmt: skip
         # the site as store_version left it, without reading it again
         stored = replace(
-            site, current_version=version.version, renew_at=renew_at, state=SiteState.ACTIVE,
+            site, current_version=version.version, renew_at=renew_at, state=SiteState.ISSUING,
             failure_count=0, last_problem=None, order_url=None, order_key_pem=None,
         )  # fmt: skip
         return Outcome(site=stored, current=version)
 
     # edges ----------------------------------------------------------------------------
 
-    async def _deploy(self, site: Site, current: CertVersion | None) -> int:
-        """Put the current version on every edge lacking it; the worst edge's failure
-        count (0 when every edge has it)."""
+    async def _deploy(self, site: Site, current: CertVersion | None) -> EdgeReport:
+        """Put the current version on every edge lacking it."""
         if current is None:
-            return 0
+            return EdgeReport(0, len(self.deployers))
         have = self.inventory.sites.deployments(site.id)
         todo = [
             d
@@ -576,7 +615,8 @@ class Worker:
                 )
         if outcomes:
             self.inventory.sites.record_deployments(site.id, outcomes, self.now())
-        return worst
+        missing = sum(1 for _, _, error in outcomes if error is not None)
+        return EdgeReport(worst, missing)
 
     async def _remove(self, site: Site) -> None:
         # A removed site's names are free at once: a site added since with the same first
@@ -606,7 +646,7 @@ class Worker:
     # planning -------------------------------------------------------------------------
 
     def _finish(
-        self, site: Site, current: CertVersion | None, outcome: Outcome, edge_failures: int
+        self, site: Site, current: CertVersion | None, outcome: Outcome, edges: EdgeReport
     ) -> Alert | None:
         """Record the outcome and release the lease; the alert to raise if the site has
         just entered the failing state."""
@@ -621,33 +661,35 @@ class Worker:
                 SiteChange(
                     failure_count=count,
                     last_problem=failure,
-                    state=planner.state_after_failure(count, current is not None, policy),
+                    state=settled_state(count, current is not None, edges, policy),
                 ),
             )
             when = planner.next_action_at(now, site.renew_at, count, not_after, policy)
             if recorded and count == policy.failing_after:
                 alert = Alert(site.id, site.names, count, failure)
         elif outcome.wait_until is not None:
-            self._defer(site, current is not None, outcome.note)
+            self._defer(site, current is not None, edges, outcome.note)
             when = outcome.wait_until
         else:
+            state = settled_state(site.failure_count, current is not None, edges, policy)
+            if state != site.state:
+                self.inventory.sites.update_leased(site.id, self.owner, SiteChange(state=state))
             when = planner.next_action_at(now, site.renew_at, 0, not_after, policy)
-        if edge_failures:
-            when = min(when, now + planner.retry_delay(edge_failures, now, not_after, policy))
+        if edges.worst:
+            when = min(when, now + planner.retry_delay(edges.worst, now, not_after, policy))
         when = min([when, *self._other_times(site)])
         self.inventory.sites.release(site.id, self.owner, when, now)
         return alert
 
-    def _defer(self, site: Site, has_certificate: bool, why: str | None) -> None:
-        """No CA has room (or a slot) for the site now: it waits, and that is no failure."""
+    def _defer(self, site: Site, has_certificate: bool, edges: EdgeReport, why: str | None) -> None:
+        """No CA may take the site now (none reachable, or none with room or a free
+        slot): it waits, and that is no failure; nor does it end one, so a site that
+        was failing still shows as failing."""
         detail = why or "waiting for room under the CAs' limits"
         note = {"type": "about:blank", "detail": detail}
+        state = settled_state(site.failure_count, has_certificate, edges, self.config.policy)
         self.inventory.sites.update_leased(
-            site.id,
-            self.owner,
-            SiteChange(
-                last_problem=note, state=SiteState.ACTIVE if has_certificate else SiteState.PENDING
-            ),
+            site.id, self.owner, SiteChange(last_problem=note, state=state)
         )
 
     def _other_times(self, site: Site) -> list[int]:

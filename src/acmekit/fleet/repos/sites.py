@@ -159,7 +159,9 @@ def _store_version(c: Connection, owner: str, cert: CertVersion, renew_at: int) 
         .values(
             current_version=cert.version,
             renew_at=renew_at,
-            state=SiteState.ACTIVE,
+            # not active yet: `active` means on every edge, which the worker says after
+            # deploying (worker._settled_state)
+            state=SiteState.ISSUING,
             failure_count=0,
             last_problem=None,
             order_url=None,
@@ -270,6 +272,31 @@ class SiteRepository(Repository):
         with self._tx() as c:
             found = {SiteState(s): int(n) for s, n in c.execute(query)}
         return {s: found.get(s, 0) for s in SiteState}
+
+    def certificate_times(self) -> list[tuple[str, str, int, int | None]]:
+        """(id, first name, current certificate's notAfter, renewal time) of every site
+        kept (not removed) that has a certificate, in id order."""
+        current = sa.and_(
+            certificates.c.site_id == sites.c.id,
+            certificates.c.version == sites.c.current_version,
+        )
+        query = (
+            sa.select(sites.c.id, sites.c.primary_name, certificates.c.not_after, sites.c.renew_at)
+            .select_from(sites.join(certificates, current))
+            .where(sites.c.desired == str(DesiredState.ACTIVE))
+            .order_by(sites.c.id)
+        )
+        with self._tx() as c:
+            return [(r.id, r.primary_name, int(r.not_after), r.renew_at) for r in c.execute(query)]
+
+    def renewal_due_count(self, now: int) -> int:
+        """Sites kept (not removed) whose certificate is due for renewal at `now`."""
+        query = sa.select(sa.func.count()).where(
+            sites.c.desired == str(DesiredState.ACTIVE),
+            sites.c.current_version > 0,
+            sites.c.renew_at <= now,
+        )
+        return int(self._scalar(query) or 0)
 
     def remove_site(self, site_id: str, now: int) -> bool:
         """Stop renewing; a worker removes the site from the edges next. Its names are

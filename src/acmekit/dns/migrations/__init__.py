@@ -1,0 +1,1 @@
+"""The DNS server's shared store: its Alembic environment (revisions under versions/)."""

@@ -1,0 +1,42 @@
+"""The tables of a record store shared by several `acmekit dns` processes (`--db URL`),
+versioned by the migrations next to this module. How they are used: `acmekit.dns.shared`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# One row: the serial of the last change. Taking it (UPDATE ... SET serial = serial + 1)
+# orders every writer's change, across processes.
+zone_serial = sa.Table(
+    "dns_serial",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("serial", sa.BigInteger, nullable=False),
+)
+
+# The records now, in the order they were added (`seq`), which acme-dns's "keep the
+# latest two" rule needs.
+records = sa.Table(
+    "dns_records",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(255), nullable=False, index=True),
+    sa.Column("rtype", sa.String(16), nullable=False),
+    sa.Column("rdata", sa.Text, nullable=False),
+)
+
+# The changes of the last serials (one row per record added or deleted), read by the
+# other processes to catch up and kept as the journal for IXFR.
+changes = sa.Table(
+    "dns_changes",
+    metadata,
+    sa.Column("serial", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("added", sa.Boolean, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("rtype", sa.String(16), nullable=False),
+    sa.Column("rdata", sa.Text, nullable=False),
+)

@@ -1,0 +1,187 @@
+"""A record store shared by several `acmekit dns` processes through one database.
+
+Each process keeps the whole store in memory and answers from it; the database is where
+the processes agree. A change made through one process's API or UPDATE is written, in
+one transaction, as the next serial: the single `dns_serial` row is taken with
+`UPDATE ... SET serial = serial + 1` (which orders concurrent writers, across
+processes), the records are inserted or deleted, and the change is kept in
+`dns_changes`. The writer then applies it at once; every other process polls the serial
+(every `poll` seconds, 0.2 by default) and applies the changes it has not seen, in
+serial order, so the records and the SOA serial are the same everywhere within a
+second. Each process sends NOTIFY for what it applies, so the secondaries hear of a
+change even if the process that wrote it has died since.
+
+The last `KEEP` serials' changes stay in `dns_changes`: a process that starts (or falls
+behind further) reloads the records whole, and the changes it finds become its IXFR
+journal. If the database cannot be reached, a process keeps answering from memory and
+its API's writes fail until it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from itertools import groupby
+from typing import Any
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from acmekit import migrate
+from acmekit.database import UNAVAILABLE, create_engine
+from acmekit.dns.schema import changes, records, zone_serial
+from acmekit.dns.store import JOURNAL_SIZE, Change, Delta, RecordStore
+from acmekit.protocol.problems import ProblemType, problem
+
+log = logging.getLogger(__name__)
+
+KEEP = JOURNAL_SIZE
+POLL_SECONDS = 0.2
+
+
+def _key(change: Change) -> dict[str, Any]:
+    return {
+        "name": change.name.canonicalize().to_text(),
+        "rtype": dns.rdatatype.to_text(change.rdata.rdtype),
+        "rdata": change.rdata.to_text(),
+    }
+
+
+def _change(row: Any) -> Change:
+    rtype = dns.rdatatype.from_text(row.rtype)
+    rdata = dns.rdata.from_text(dns.rdataclass.IN, rtype, row.rdata)
+    return Change(bool(row.added), dns.name.from_text(row.name), rdata)
+
+
+def soa_serial(serial: int) -> int:
+    """The database's serial as a 32-bit SOA serial (0 is skipped)."""
+    return serial % 2**32 or 1
+
+
+class SharedStore:
+    """Keeps `store` in step with the database at `url` and writes its changes there."""
+
+    def __init__(self, url: str, store: RecordStore, poll: float = POLL_SECONDS) -> None:
+        self.engine = create_engine(url)
+        migrate.upgrade(self.engine, migrate.DNS)
+        self.store = store
+        self.poll = poll
+        self.serial = 0  # the database serial applied to `store`
+        self.load()
+        store.writer = self.write
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def load(self) -> None:
+        """Replace the store's records with the database's, and rebuild its journal."""
+        with self.engine.connect() as c:
+            serial = int(c.execute(sa.select(zone_serial.c.serial)).scalar_one())
+            rows = c.execute(sa.select(records).order_by(records.c.seq)).all()
+            kept = c.execute(
+                sa.select(changes)
+                .where(changes.c.serial > serial - KEEP)
+                .order_by(changes.c.serial, changes.c.position)
+            ).all()
+        found: dict[str, dict[str, list[str]]] = {}
+        for row in rows:
+            found.setdefault(row.name, {}).setdefault(row.rtype, []).append(row.rdata)
+        self.store.restore({"serial": soa_serial(serial), "records": found})
+        for number, group in groupby(kept, key=lambda r: int(r.serial)):
+            done = tuple(_change(r) for r in group)
+            self.store.journal.append(Delta(soa_serial(number - 1), soa_serial(number), done))
+        self.serial = serial
+        log.info("shared records loaded at serial %d: %d records", serial, len(rows))
+
+    def write(self, batch: list[Change]) -> None:
+        """Write one mutation as the next serial, then catch up (applying it). With the
+        database out of reach the caller gets a 503 problem ("try again")."""
+        try:
+            self._write(batch)
+        except UNAVAILABLE as exc:
+            log.warning("shared records: write failed, database unreachable: %s", exc)
+            raise problem(
+                ProblemType.SERVER_INTERNAL,
+                "the shared record store is unreachable; try again",
+                status=503,
+                retry_after=1,
+            ) from None
+        try:
+            self.catch_up()
+        except UNAVAILABLE as exc:  # written: the next poll applies it
+            log.warning("shared records: catching up after a write: %s", exc)
+
+    def _write(self, batch: list[Change]) -> None:
+        with self.engine.begin() as c:
+            serial = int(
+                c.execute(
+                    zone_serial.update()
+                    .where(zone_serial.c.id == 1)
+                    .values(serial=zone_serial.c.serial + 1)
+                    .returning(zone_serial.c.serial)
+                ).scalar_one()
+            )
+            self._write_records(c, batch)
+            c.execute(
+                changes.insert(),
+                [{"serial": serial, "position": i, "added": ch.added, **_key(ch)}
+                 for i, ch in enumerate(batch)],
+            )  # fmt: skip
+            c.execute(changes.delete().where(changes.c.serial <= serial - KEEP))
+
+    @staticmethod
+    def _write_records(c: Connection, batch: Iterable[Change]) -> None:
+        for change in batch:
+            key = _key(change)
+            if change.added:
+                # under the serial row's lock: no other writer is between these two
+                top = c.execute(sa.select(sa.func.max(records.c.seq))).scalar()
+                c.execute(records.insert().values(seq=int(top or 0) + 1, **key))
+            else:
+                c.execute(
+                    records.delete().where(
+                        records.c.name == key["name"],
+                        records.c.rtype == key["rtype"],
+                        records.c.rdata == key["rdata"],
+                    )
+                )
+
+    def catch_up(self) -> bool:
+        """Apply the changes made since the last look; True if there were any."""
+        with self.engine.connect() as c:
+            serial = int(c.execute(sa.select(zone_serial.c.serial)).scalar_one())
+            if serial == self.serial:
+                return False
+            rows = c.execute(
+                sa.select(changes)
+                .where(changes.c.serial > self.serial)
+                .order_by(changes.c.serial, changes.c.position)
+            ).all()
+        if not rows or int(rows[0].serial) != self.serial + 1:
+            log.info("shared records: serial %d is gone from the changes; reloading", self.serial)
+            self.load()
+            return True
+        for number, group in groupby(rows, key=lambda r: int(r.serial)):
+            if number > serial:
+                break  # written after the serial was read: the next look takes it
+            self.store.apply([_change(r) for r in group], soa_serial(number))
+            self.serial = number
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Catch up every `poll` seconds until `stop` is set."""
+        while not stop.is_set():
+            try:
+                self.catch_up()
+            except UNAVAILABLE as exc:
+                log.warning("shared records: database unreachable: %s", exc)
+            except Exception:
+                log.exception("shared records: catching up failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll)
