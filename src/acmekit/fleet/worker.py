@@ -69,6 +69,7 @@ from acmekit.domains import registered_domains
 from acmekit.fleet import planner
 from acmekit.fleet.acme import ari_cert_id, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.alerts import Alert, AlertHook
+from acmekit.fleet.capability import FleetCannotValidate
 from acmekit.fleet.cas import (
     CaBusy,
     CaEntry,
@@ -123,6 +124,8 @@ class WorkerConfig:
 def problem_of(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, AcmeError):
         return exc.problem.to_json()
+    if isinstance(exc, FleetCannotValidate):
+        return {"type": "about:blank", "detail": str(exc)}
     return {"type": "about:blank", "detail": f"{type(exc).__name__}: {exc}"}
 
 
@@ -475,6 +478,12 @@ class Worker:
         began = time.perf_counter()
         try:
             pem = await entry.issuer.issue(request, started)
+        except FleetCannotValidate as exc:
+            # The fleet's own configuration fault: not an attempt at the CA (no order
+            # was opened), so it is not counted in the CA's figures.
+            self._settle(entry, site.id, issued=False)
+            log.warning("site %s: not ordered: %s", site.id, exc)
+            raise
         except Exception as exc:
             self._count(name, False, time.perf_counter() - began)
             self._settle(entry, site.id, issued=False)
