@@ -30,7 +30,7 @@ def test_a_fleet_without_a_dns_api_refuses_wildcards_at_the_api_and_the_cli(
         added = _fleet(fleet.db, "add", "*.cli.fleet.test", "cli.fleet.test")
         assert added.returncode == 1
         (line,) = added.stderr.splitlines()
-        assert line.startswith("Error: site not added: wildcard *.cli.fleet.test needs dns-01")
+        assert line.startswith("acmekit: site not added: wildcard *.cli.fleet.test needs dns-01")
         assert "--dns-api URL --dns-resolver HOST:PORT" in line
 
         dns = _fleet(fleet.db, "add", "--method", "dns-01", "dns.fleet.test")

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -208,13 +210,60 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
             click.echo(f"acmekit: {exc.problem.detail}", err=True)
         for line in lines:
             click.echo(f"acmekit: {line}", err=True)
-    except (TransportError, DeadlineExceeded, ServerProtocolError) as exc:
-        click.echo(f"acmekit: {type(exc).__name__}: {exc}", err=True)
-    except ClientError as exc:
-        click.echo(f"acmekit: {exc}", err=True)
+    except (TransportError, DeadlineExceeded, ServerProtocolError, ClientError) as exc:
+        click.echo(f"acmekit: {explain(exc)}", err=True)
     except (OSError, ValueError) as exc:
-        click.echo(f"acmekit: {type(exc).__name__}: {exc}", err=True)
+        click.echo(f"acmekit: {explain(exc)}", err=True)
     sys.exit(1)
+
+
+# The flag that moves each standalone responder's port.
+_PORT_FLAGS = {"http-01": "--http-01-port", "tls-alpn-01": "--tls-alpn-01-port"}
+_ADDRESS_FLAGS = {"http-01": "--http-01-address"}
+_UNTRUSTED = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
+
+
+def explain(exc: BaseException) -> str:
+    """A failure on this side as one line, with what to do about it where we know."""
+    from acmekit.client.errors import ServerProtocolError
+    from acmekit.client.retry import DeadlineExceeded
+    from acmekit.client.solvers.errors import NoManualAuth, PortUnavailable
+    from acmekit.client.transport import TransportError
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, PortUnavailable):
+        flag = _PORT_FLAGS.get(exc.kind, "the port flag")
+        if exc.errno == errno.EADDRINUSE:
+            what = f"port {exc.port} is already in use by another process"
+        elif exc.errno == errno.EACCES:
+            what = f"port {exc.port} needs privileges (ports below 1024 do)"
+        else:
+            what = text
+        also = (
+            f" (and the address with {_ADDRESS_FLAGS[exc.kind]})"
+            if exc.kind in _ADDRESS_FLAGS
+            else ""
+        )
+        return (
+            f"the {exc.kind} responder cannot listen: {what}; choose another port with "
+            f"{flag} N{also}, the port the CA connects to, or stop what holds it"
+        )
+    if isinstance(exc, NoManualAuth):
+        return (
+            "--manual without a terminal to prompt on needs --manual-auth-hook CMD "
+            "(and --manual-cleanup-hook CMD); see certbot's manual hooks"
+        )
+    if isinstance(exc, TransportError) and any(m in text for m in _UNTRUSTED):
+        request = text.split(": ", 1)[0]  # "GET URL"
+        found = re.search(r"certificate verify failed: ([^(')\]]+)", text)
+        reason = f" ({found[1].strip()})" if found else ""
+        return (
+            f"{request}: the ACME server's certificate is not trusted{reason}; give its "
+            "root with --ca-bundle FILE or REQUESTS_CA_BUNDLE=FILE"
+        )
+    if isinstance(exc, DeadlineExceeded | ServerProtocolError):
+        return f"{type(exc).__name__}: {text}"  # the kind says what the server did
+    return text
 
 
 async def _with(manager: CertManager, work: Callable[[CertManager], Awaitable[T]]) -> T:

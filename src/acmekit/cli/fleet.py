@@ -433,7 +433,7 @@ def renew(db: str, ref: str) -> None:
         inventory.close()
 
 
-@fleet.group("db")
+@fleet.group("db", cls=PlainErrorsGroup)
 def db_group() -> None:
     """The inventory's schema: upgrade it, or show its revision."""
 

@@ -364,7 +364,8 @@ def db_upgrade(state_dir: Path | None, db: str | None, config_file: Path | None)
     from acmekit import migrate
 
     url = _db_url(state_dir, db, config_file, create=True)
-    click.echo(migrate.upgrade_report(url, migrate.SERVER))
+    with plain_errors({}, url):
+        click.echo(migrate.upgrade_report(url, migrate.SERVER))
 
 
 @db_group.command("current")
@@ -373,4 +374,6 @@ def db_current(state_dir: Path | None, db: str | None, config_file: Path | None)
     """Show the database's schema revision and the one this acmekit needs."""
     from acmekit import migrate
 
-    click.echo(migrate.current_report(_db_url(state_dir, db, config_file), migrate.SERVER))
+    url = _db_url(state_dir, db, config_file)
+    with plain_errors({}, url):
+        click.echo(migrate.current_report(url, migrate.SERVER))
