@@ -47,7 +47,7 @@ from acmekit.certbot.renewalparams import (
 )
 from acmekit.client.client import Client, ExternalAccountBinding
 from acmekit.client.errors import ClientError, ServerProtocolError
-from acmekit.client.renewal import AriWindow, decide, parse_interval
+from acmekit.client.renewal import AriWindow, RenewalDecision, decide, parse_interval
 from acmekit.client.resources import Account, IssuedCertificate, RenewalInfo
 from acmekit.client.solvers import close_solvers
 from acmekit.client.transport import TransportError
@@ -89,6 +89,9 @@ class Outcome:
     live_dir: Path | None = None
     not_after: datetime | None = None
     error: str | None = None
+    # "not due": when it becomes due, and by what (the CA's ARI window, or the lifetime)
+    renew_at: datetime | None = None
+    by_ari: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class RenewOptions:
     dry_run: bool = False
     force: bool = False
     max_random_sleep: float = 0.0
+    # Told the seconds of the random delay before it starts (certbot says it, too).
+    before_sleep: Callable[[float], None] | None = None
     # Options given on the command line: used over each renewal conf, and saved in it
     # when the certificate is renewed (certbot's `renew` does both).
     overrides: Overrides | None = None
@@ -208,7 +213,7 @@ class CertManager(AsyncClosing):
         self.account_options = account_options
         # Where in an ARI window to renew (RFC 9773 §4.2: uniformly at random).
         self.rand = rand
-        self._clients: dict[tuple[str, str], Client] = {}
+        self._clients: dict[tuple[str, str, str | None], Client] = {}
 
     async def close(self) -> None:
         """Close every server's Client made by this run."""
@@ -217,13 +222,21 @@ class CertManager(AsyncClosing):
 
     # -- accounts ------------------------------------------------------------------
 
-    def _client(self, server: str, account: StoredAccount | None, key: PrivateKey) -> Client:
+    def _client(
+        self,
+        server: str,
+        account: StoredAccount | None,
+        key: PrivateKey,
+        saved_ca_bundle: str | None = None,
+    ) -> Client:
+        """`saved_ca_bundle` (a lineage's) counts when this run was given none."""
         ident = account.id if account else "new"
-        client = self._clients.get((server, ident))
+        bundle = self.ca_bundle or saved_ca_bundle
+        client = self._clients.get((server, ident, bundle))
         if client is None:
             url = account.uri if account else None
-            client = Client(server, key, account_url=url, ca_bundle=self.ca_bundle)
-            self._clients[(server, ident)] = client
+            client = Client(server, key, account_url=url, ca_bundle=bundle)
+            self._clients[(server, ident, bundle)] = client
         return client
 
     def stored_account(self, server: str, ident: str | None = None) -> StoredAccount | None:
@@ -259,7 +272,7 @@ class CertManager(AsyncClosing):
             await client.close()  # nothing else will: it is not kept on failure
             raise
         stored = self.accounts.save(server, key, account.url, self.clock.now())
-        self._clients[(server, stored.id)] = client
+        self._clients[(server, stored.id, self.ca_bundle)] = client
         log.info("registered account %s", stored.id)
         return client, stored.id
 
@@ -414,6 +427,12 @@ class CertManager(AsyncClosing):
         self.lineages.write_conf(lineage.name, conf, lineage.comment)
 
     async def _due(self, lineage: Lineage, client: Client | None) -> bool:
+        return (await self._decision(lineage, client))[0].due
+
+    async def _decision(
+        self, lineage: Lineage, client: Client | None
+    ) -> tuple[RenewalDecision, bool]:
+        """The decision, and whether the CA's renewal information made it."""
         """Due by the CA's renewal information when it offers it, else by lifetime."""
         margin_text = get_str(lineage.conf, "renew_before_expiry")
         margin = parse_interval(margin_text) if margin_text else None
@@ -429,7 +448,7 @@ class CertManager(AsyncClosing):
             renew_before_expiry=margin,
         )
         log.info("lineage %s: %s", lineage.name, decision.reason)
-        return decision.due
+        return decision, info is not None
 
     async def _renewal_info(self, client: Client, lineage: Lineage) -> RenewalInfo | None:
         """RFC 9773 §4.2; a CA that cannot answer leaves the decision to the lifetime rule."""
@@ -486,10 +505,19 @@ class CertManager(AsyncClosing):
             client, params = self._lineage_client(params)
         except ClientError as exc:
             return Outcome(name, domains, "failed", error=str(exc)), False
-        if not (options.force or options.dry_run or await self._due(lineage, client)):
-            return Outcome(name, domains, "not due", lineage.live_dir, lineage.not_after), False
+        if not (options.force or options.dry_run):
+            decision, by_ari = await self._decision(lineage, client)
+            if not decision.due:
+                live, not_after = lineage.live_dir, lineage.not_after
+                return Outcome(
+                    name, domains, "not due", live, not_after, None, decision.renew_at, by_ari
+                ), False
         if not slept and options.max_random_sleep > 0:
-            await self.clock.sleep(random.uniform(1.0, options.max_random_sleep))
+            delay = random.uniform(1.0, options.max_random_sleep)
+            log.info("Non-interactive renewal: random delay of %s seconds", delay)
+            if options.before_sleep is not None:
+                options.before_sleep(delay)
+            await self.clock.sleep(delay)
         try:
             outcome = await self._renew_lineage(client, lineage, params, options, runner)
         except Exception as exc:  # one lineage's failure must not stop the rest
@@ -504,7 +532,7 @@ class CertManager(AsyncClosing):
         found = self.stored_account(params.server, params.account)
         if found is None:
             raise ClientError(f"no account {params.account} for {params.server}")
-        client = self._client(params.server, found, found.key)
+        client = self._client(params.server, found, found.key, params.ca_bundle)
         return client, dataclasses.replace(params, account=found.id)
 
     async def _renew_lineage(

@@ -367,7 +367,15 @@ def _params(args: dict[str, Any], default_authenticator: str | None = None) -> R
         config_dir=str(Path(args["config_dir"]).absolute()),
         work_dir=str(Path(args["work_dir"]).absolute()),
         logs_dir=str(Path(args["logs_dir"]).absolute()),
+        ca_bundle=_ca_bundle(args),
     )
+
+
+def _ca_bundle(args: dict[str, Any]) -> str | None:
+    """The roots given for the server (--ca-bundle, else REQUESTS_CA_BUNDLE), absolute:
+    saved in the renewal conf, so that a renewal run from cron trusts the same server."""
+    given = args.get("ca_bundle") or os.environ.get("REQUESTS_CA_BUNDLE")
+    return str(Path(given).absolute()) if given else None
 
 
 def _domains(args: dict[str, Any]) -> list[str]:
@@ -480,6 +488,7 @@ def renew(**args: Any) -> None:
         dry_run=args["dry_run"],
         force=args["force_renewal"],
         max_random_sleep=args["max_random_sleep"] if sleep else 0.0,
+        before_sleep=_say_delay,
         overrides=_overrides(args),
     )
     report = _run(_with(_manager(args), lambda m: m.renew(options)))
@@ -526,12 +535,21 @@ def _overrides(args: dict[str, Any]) -> Overrides | None:
     return Overrides(values, fields)
 
 
+def _say_delay(seconds: float) -> None:
+    """certbot's words, so that a cron mail or a timer's journal says why it waits."""
+    click.echo(f"Non-interactive renewal: random delay of {seconds:.2f} seconds", err=True)
+
+
 def _report_renew(report: RenewReport) -> None:
     for o in report.outcomes:
         if o.action == "failed":
             click.echo(f"acmekit: {o.name}: renewal failed: {o.error}", err=True)
         elif o.action == "not due":
-            click.echo(f"{o.name}: not due for renewal yet (expires {o.not_after:%Y-%m-%d})")
+            when = ""
+            if o.renew_at is not None:
+                by = "in the CA's renewal window (ARI)" if o.by_ari else "by its lifetime"
+                when = f"; due {o.renew_at:%Y-%m-%d %H:%M:%S} UTC, {by}"
+            click.echo(f"{o.name}: not due for renewal yet (expires {o.not_after:%Y-%m-%d}{when})")
         else:
             click.echo(f"{o.name}: {o.action} ({' '.join(o.domains)})")
     if not report.outcomes:
