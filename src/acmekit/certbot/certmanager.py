@@ -79,6 +79,21 @@ class AccountOptions:
     account_id: str | None = None
 
 
+# Asks the person at the terminal a question; their answer (stripped), "" for none.
+Question = Callable[[str], Awaitable[str]]
+
+EMAIL_QUESTION = (
+    "Enter email address (used for urgent renewal and security notices)\n (Enter 'c' to cancel): "
+)
+
+
+def terms_question(url: str) -> str:
+    return (
+        f"Please read the Terms of Service at\n{url}\nYou must agree in order to register "
+        "with the ACME server. Do you agree?\n(Y)es/(N)o: "
+    )
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one certificate."""
@@ -199,6 +214,7 @@ class CertManager(AsyncClosing):
         ca_bundle: str | None = None,
         clock: Clock | None = None,
         prompt: Prompt | None = None,
+        question: Question | None = None,
         lock_timeout: float = 600.0,
         account_options: AccountOptions = AccountOptions(),
         rand: Callable[[], float] = random.random,
@@ -209,6 +225,7 @@ class CertManager(AsyncClosing):
         self.ca_bundle = ca_bundle
         self.clock = clock or SystemClock()
         self.prompt = prompt
+        self.question = question  # None: never ask (no terminal, or --non-interactive)
         self.lock_timeout = lock_timeout
         self.account_options = account_options
         # Where in an ARI window to renew (RFC 9773 §4.2: uniformly at random).
@@ -259,15 +276,12 @@ class CertManager(AsyncClosing):
         opts = self.account_options
         if self.accounts.find(server) is not None:
             raise ClientError(f"there is an existing account for {server}")
-        if not opts.agree_tos:
-            raise ClientError("registering needs --agree-tos (the server's terms of service)")
-        if not opts.email and not opts.without_email:
-            raise ClientError("registering needs -m EMAIL or --register-unsafely-without-email")
         key = ec.generate_private_key(ec.SECP256R1())
         client = Client(server, key, ca_bundle=self.ca_bundle)
-        contact = [f"mailto:{e}" for e in opts.email]
         try:
-            account = await client.register(contact, agree_tos=True, eab=opts.eab)
+            emails, agreed = await self._registration(client, opts)
+            contact = [f"mailto:{e}" for e in emails]
+            account = await client.register(contact, agree_tos=agreed, eab=opts.eab)
         except BaseException:
             await client.close()  # nothing else will: it is not kept on failure
             raise
@@ -275,6 +289,39 @@ class CertManager(AsyncClosing):
         self._clients[(server, stored.id, self.ca_bundle)] = client
         log.info("registered account %s", stored.id)
         return client, stored.id
+
+    async def _registration(
+        self, client: Client, opts: AccountOptions
+    ) -> tuple[tuple[str, ...], bool]:
+        """The contacts and the terms' agreement for a new account: from the flags, else
+        asked at the terminal as certbot asks; what is still missing is named at once.
+        Terms are agreed to only where the server publishes some (RFC 8555 §7.1.1
+        `meta.termsOfService`); EAB only where it requires it."""
+        directory = await client.directory()
+        terms = directory.terms_of_service
+        emails, agreed = opts.email, opts.agree_tos
+        missing: list[str] = []
+        if not emails and not opts.without_email:
+            if self.question is not None:
+                answer = await self.question(EMAIL_QUESTION)
+                if answer.lower() == "c":
+                    raise ClientError("registration cancelled: no e-mail address given")
+                emails = tuple(e.strip() for e in answer.split(",") if e.strip())
+            if not emails:
+                missing.append("-m EMAIL (or --register-unsafely-without-email)")
+        if terms is not None and not agreed:
+            if self.question is not None:
+                answer = await self.question(terms_question(terms))
+                if answer.lower() not in ("y", "yes"):
+                    raise ClientError(f"the server's terms of service ({terms}) were not agreed to")
+                agreed = True
+            else:
+                missing.append(f"--agree-tos (to the terms of service at {terms})")
+        if directory.external_account_required and opts.eab is None:
+            missing.append("--eab-kid KID --eab-hmac-key KEY (the server requires EAB)")
+        if missing:
+            raise ClientError(f"registering needs {'; '.join(missing)}")
+        return emails, agreed
 
     async def account(self, server: str) -> Account:
         """The stored account for `server` as the server has it now."""

@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG_DIR = "/etc/letsencrypt"
 DEFAULT_WORK_DIR = "/var/lib/letsencrypt"
 DEFAULT_LOGS_DIR = "/var/log/letsencrypt"
+# certbot's default server: Let's Encrypt's production directory.
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 RENEW_MAX_SLEEP = 480.0  # certbot sleeps up to 8 minutes before a non-interactive renew
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -140,10 +142,13 @@ def _manager(args: dict[str, Any], prompt: bool = False) -> CertManager:
     paths = Paths(args["config_dir"], args["work_dir"], args["logs_dir"])
     _setup_logs(paths.logs_dir)
     ask = None if (args.get("non_interactive") or not prompt) else _prompt
+    # Questions (e-mail, terms) only to a person at a terminal, as certbot asks them.
+    question = None if args.get("non_interactive") or not sys.stdin.isatty() else _question
     return CertManager(
         paths,
         ca_bundle=args.get("ca_bundle") or os.environ.get("REQUESTS_CA_BUNDLE") or None,
         prompt=ask,
+        question=question,
         lock_timeout=args.get("lock_timeout", 600.0),
         account_options=_account(args),
     )
@@ -186,6 +191,12 @@ def _setup_logs(logs_dir: Path) -> None:
 async def _prompt(text: str) -> None:
     click.echo(text)
     await asyncio.get_running_loop().run_in_executor(None, input, "Press Enter to Continue")
+
+
+async def _question(text: str) -> str:
+    click.echo(text, nl=False)
+    line: str = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    return line.strip()
 
 
 def _fail(message: str) -> None:
@@ -385,7 +396,7 @@ def _domains(args: dict[str, Any]) -> list[str]:
 
 
 @click.command(cls=_InOrder)
-@click.option("--server", required=True, help="ACME directory URL")
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
 @click.option("--cert-name", default=None)
@@ -651,7 +662,7 @@ def _print_certificates(report: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.option("--server", required=True)
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @_account_options
 @_dir_options
 def register(**args: Any) -> None:
@@ -661,7 +672,7 @@ def register(**args: Any) -> None:
 
 
 @click.command("show_account")
-@click.option("--server", required=True)
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @_account_options
 @_dir_options
 def show_account(**args: Any) -> None:
@@ -675,7 +686,7 @@ def show_account(**args: Any) -> None:
 
 
 @click.command("update_account")
-@click.option("--server", required=True)
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @_account_options
 @_dir_options
 def update_account(**args: Any) -> None:
@@ -686,7 +697,7 @@ def update_account(**args: Any) -> None:
 
 
 @click.command()
-@click.option("--server", required=True)
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @_account_options
 @_dir_options
 def unregister(**args: Any) -> None:
