@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "update_account": "acmekit.cli.client:update_account",
     "unregister": "acmekit.cli.client:unregister",
     "check": "acmekit.cli.client:check",
+    "schedule": "acmekit.cli.schedule:schedule",
 }
 
 
