@@ -1,21 +1,39 @@
 """The example commands of the README and docs/*.md, read from the documents themselves.
 
 A fenced block whose info string is `sh example` (GitHub renders it as `sh`) holds
-commands a user types as written: one per line, `\\` continues a line, `#` starts a
-comment. Tests run them with their ports moved (`move_ports`), so the documents cannot
-drift from the code.
+commands a user types as written, in the repository's directory: one per line, `\\`
+continues a line, `#` starts a comment, and a line ending in `&` starts a program that
+keeps running (a server) while the next lines run. A comment `# prints: TEXT` says what
+the command's output contains; `# within a minute, prints: TEXT` that it will, once the
+servers started above have done their work. A line `$ acmekit ...` in any fenced block
+is a transcript: its command is checked too.
+
+Tests run the blocks with their ports moved (`move_ports`) and `make run` replaced by the
+command it runs, so that the documents cannot drift from the code.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from acmekit_testkit.processes import log_tail
+
 REPO = Path(__file__).resolve().parents[2]
+ACMEKIT = str(Path(sys.executable).with_name("acmekit"))
 _FENCE = re.compile(r"^```(.*)$")
+_EXPECT = re.compile(r"^\s*(within a minute, )?prints: (.*?)\s*$")
+# What a server that `&` started prints once it serves (the CA, the fleet, DNS).
+BANNERS = ("directory: ", "api: ", "dns: ")
 
 
 @dataclass(frozen=True)
@@ -23,9 +41,15 @@ class Example:
     document: Path
     line: int  # where the command starts, 1-based
     command: str  # continuation lines joined, comment removed
+    expect: str | None = None  # text its output contains
+    eventually: bool = False  # ... once the servers have done their work
+
+    @property
+    def background(self) -> bool:
+        return self.command.endswith("&")
 
     def argv(self) -> list[str]:
-        return shlex.split(self.command)
+        return shlex.split(self.command.removesuffix("&"))
 
     def __str__(self) -> str:
         return f"{self.document.relative_to(REPO)}:{self.line}: {self.command}"
@@ -57,10 +81,19 @@ def example_blocks(document: Path) -> Iterator[list[Example]]:
         if text.endswith("\\"):
             pending += text[:-1] + " "
             continue
-        command = _uncomment(pending + text).strip()
+        command, comment = _split_comment(pending + text)
         pending = ""
-        if command:
-            block.append(Example(document, start, " ".join(command.split())))
+        if command.strip():
+            expect = _EXPECT.match(comment or "")
+            block.append(
+                Example(
+                    document,
+                    start,
+                    " ".join(command.split()),
+                    expect[2] if expect else None,
+                    bool(expect and expect[1]),
+                )
+            )
 
 
 def examples(document: Path | None = None) -> list[Example]:
@@ -68,8 +101,22 @@ def examples(document: Path | None = None) -> list[Example]:
     return [ex for doc in docs for block in example_blocks(doc) for ex in block]
 
 
-def _uncomment(line: str) -> str:
-    """The line without its `#` comment (a `#` inside quotes or a word stays)."""
+def transcripts(document: Path | None = None) -> list[Example]:
+    """`$ acmekit ...` lines of any fenced block."""
+    found = []
+    for doc in [document] if document is not None else documents():
+        inside = False
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            if _FENCE.match(line):
+                inside = not inside
+            elif inside and line.startswith("$ acmekit "):
+                command, _ = _split_comment(line.removeprefix("$ "))
+                found.append(Example(doc, number, command.strip()))
+    return found
+
+
+def _split_comment(line: str) -> tuple[str, str | None]:
+    """The line and its `#` comment (a `#` inside quotes or a word is no comment)."""
     quote = ""
     for i, ch in enumerate(line):
         if quote:
@@ -77,8 +124,8 @@ def _uncomment(line: str) -> str:
         elif ch in "'\"":
             quote = ch
         elif ch == "#" and (i == 0 or line[i - 1].isspace()):
-            return line[:i]
-    return line
+            return line[:i], line[i + 1 :]
+    return line, None
 
 
 def move_ports(command: str, moves: Mapping[str, str]) -> str:
@@ -87,3 +134,126 @@ def move_ports(command: str, moves: Mapping[str, str]) -> str:
     for old, new in moves.items():
         command = command.replace(old, new)
     return command
+
+
+def make_run_command(variables: Mapping[str, str]) -> str:
+    """What `make run VAR=VALUE...` runs (`make -n`, the virtualenv taken as set up)."""
+    shown = subprocess.run(
+        ["make", "-s", "-n", "-o", ".venv/.installed", "run",
+         *(f"{k}={v}" for k, v in variables.items())],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (line,) = shown.stdout.strip().splitlines()
+    return line
+
+
+def as_run_here(command: str, make_run: Mapping[str, str]) -> str:
+    """`command` as a test runs it: `make run` as what it runs (with `make_run`'s
+    variables), this virtualenv's acmekit for `.venv/bin/acmekit`."""
+    if command.removesuffix("&").strip() == "make run":
+        command = make_run_command(make_run) + (" &" if command.endswith("&") else "")
+    return command.replace(".venv/bin/acmekit", ACMEKIT)
+
+
+def _env() -> dict[str, str]:
+    """This environment with this virtualenv's programs first on PATH, as after
+    `pip install` (the docs say `acmekit`, or `.venv/bin/acmekit` in the repository)."""
+    path = os.pathsep.join([str(Path(ACMEKIT).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path}
+
+
+@contextmanager
+def _background(command: str, cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` in its own session, until the block ends; stopped by its process group,
+    which holds only what it started."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["bash", "-c", command.removesuffix("&")], cwd=cwd, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            env={**_env(), "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
+def _wait_banner(proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not any(line.startswith(BANNERS) for line in log_tail(log, 100_000).splitlines()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not start:\n{log_tail(log)}")
+        time.sleep(0.1)
+
+
+def run_block(
+    block: Sequence[Example],
+    cwd: Path,
+    moves: Mapping[str, str],
+    make_run: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Run a block's commands in `cwd` as a user would, ports moved; each foreground
+    command must succeed and print what its comment says. Their outputs, in order."""
+    outputs = []
+    with ExitStack() as stack:
+        for number, example in enumerate(block):
+            command = as_run_here(move_ports(example.command, moves), make_run)
+            if example.background:
+                log = cwd / f"example-{number}.log"
+                proc = stack.enter_context(_background(command, cwd, log))
+                _wait_banner(proc, log, str(example))
+                continue
+            outputs.append(_run_one(example, command, cwd, env))
+    return outputs
+
+
+def _run_one(example: Example, command: str, cwd: Path, env: Mapping[str, str] | None) -> str:
+    deadline = time.monotonic() + (60 if example.eventually else 0)
+    while True:
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=180,
+            env={**_env(), **(env or {})},
+        )  # fmt: skip
+        output = done.stdout + done.stderr
+        ok = done.returncode == 0 and (example.expect is None or example.expect in output)
+        if ok:
+            return output
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{example}\nexit {done.returncode}:\n{output[-3000:]}")
+        time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class MakeRun:
+    """`make run`'s variables for a run on free ports: the CA at `ca`, validating
+    http-01 on `http01`; the rest (DNS, its API, tls-alpn-01, CRLs) moved out of the way."""
+
+    state: Path
+    ca: int
+    http01: int
+
+    @classmethod
+    def on_free_ports(cls, state: Path) -> MakeRun:
+        from acmekit_testkit.ports import free_port
+
+        return cls(state, free_port(), free_port())
+
+    def variables(self) -> dict[str, str]:
+        from acmekit_testkit.ports import free_port, free_tcp_udp_port
+
+        return {
+            "STATE": str(self.state),
+            "RUN_LISTEN": f"127.0.0.1:{self.ca}",
+            "RUN_FLAGS": (
+                f"--demo-dns 127.0.0.1:{free_tcp_udp_port()} "
+                f"--demo-dns-api 127.0.0.1:{free_port()} --http01-port {self.http01} "
+                f"--tlsalpn01-port {free_port()} --crl-listen 127.0.0.1:{free_port()}"
+            ),
+        }
