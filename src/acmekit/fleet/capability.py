@@ -6,14 +6,17 @@ DNS API (`--dns-api`) the fleet publishes TXT records through. Whether the runni
 has one is recorded in the inventory's settings by `fleet serve` / `fleet worker` at
 start (`DNS01_SETTING`), so that `fleet add`, a separate process, can check it too.
 A site refused for this is the fleet's configuration fault, never a CA's: the worker
-raises `FleetCannotValidate` before it opens an order, and such failures do not count
-in a CA's figures.
+raises `FleetCannotValidate` before it opens an order, and such failures (and any other
+of the fleet's side, `is_own_fault`: its DNS API unreachable, an answer it could not
+present) do not count in a CA's figures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from acmekit.client.solvers.errors import SolverError
+from acmekit.fleet.delegation import DnsApiError
 from acmekit.fleet.model import ChallengeMethod
 
 DNS01_SETTING = "dns01_api"  # "yes" or "no", as the last fleet process to start saw it
@@ -27,6 +30,12 @@ DNS01_HINT = (
 
 class FleetCannotValidate(Exception):
     """The fleet lacks what the site's validation needs: its own fault, not the CA's."""
+
+
+def is_own_fault(exc: BaseException) -> bool:
+    """A failure of the fleet's side (its configuration, its DNS API, presenting an
+    answer), which says nothing of the CA and is not counted in its figures."""
+    return isinstance(exc, FleetCannotValidate | DnsApiError | SolverError)
 
 
 def needs_dns01(names: Sequence[str], method: ChallengeMethod) -> bool:

@@ -69,7 +69,7 @@ from acmekit.domains import registered_domains
 from acmekit.fleet import planner
 from acmekit.fleet.acme import ari_cert_id, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.alerts import Alert, AlertHook
-from acmekit.fleet.capability import FleetCannotValidate
+from acmekit.fleet.capability import FleetCannotValidate, is_own_fault
 from acmekit.fleet.cas import (
     CaBusy,
     CaEntry,
@@ -485,7 +485,8 @@ class Worker:
             log.warning("site %s: not ordered: %s", site.id, exc)
             raise
         except Exception as exc:
-            self._count(name, False, time.perf_counter() - began)
+            if not is_own_fault(exc):
+                self._count(name, False, time.perf_counter() - began)
             self._settle(entry, site.id, issued=False)
             shown = _CHALLENGE_TOKEN.sub(r"\1...", str(exc))
             log.warning("site %s: issuance at %s failed: %s", site.id, name, shown)
