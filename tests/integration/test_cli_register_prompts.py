@@ -115,3 +115,14 @@ def test_server_defaults_to_lets_encrypt_production() -> None:
     for command in (certonly, register, show_account):
         (server,) = [p for p in command.params if p.name == "server"]
         assert server.default == LETS_ENCRYPT and not server.required
+
+
+def test_certonly_names_every_missing_flag_at_once() -> None:
+    from click.testing import CliRunner
+
+    done = CliRunner().invoke(certonly, ["--server", "https://127.0.0.1:9/directory"])
+    assert done.exit_code == 2
+    assert done.output.splitlines()[-1] == (
+        "Error: give at least one -d NAME; and one of --standalone, --webroot, --manual, "
+        "--dns-rfc2136, --dns-hook"
+    )

@@ -418,8 +418,13 @@ def certonly(**args: Any) -> None:
     if args["csr"] is not None:
         _run(_certonly_csr(args, domains))
         return
-    if not domains:
-        raise click.UsageError("give at least one -d NAME")
+    missing = [] if domains else ["at least one -d NAME"]
+    try:
+        _authenticator(args)
+    except click.UsageError as exc:
+        missing.append(exc.message.removeprefix("choose "))
+    if missing:  # all at once, not one per run
+        raise click.UsageError(f"give {'; and '.join(missing)}")
     params = _params(args)
     outcome = _run(_certonly(args, domains, params))
     _report_certonly(outcome)
