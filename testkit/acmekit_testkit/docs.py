@@ -101,17 +101,42 @@ def examples(document: Path | None = None) -> list[Example]:
     return [ex for doc in docs for block in example_blocks(doc) for ex in block]
 
 
+def fenced(document: Path, info: str) -> list[tuple[int, str]]:
+    """The fenced blocks of `document` whose info string is `info`: (first line, text)."""
+    found: list[tuple[int, str]] = []
+    lines: list[str] | None = None  # the block's lines, while in a block of `info`
+    inside = False
+    start = 0
+    for number, line in enumerate(document.read_text().splitlines(), 1):
+        fence = _FENCE.match(line)
+        if fence is None:
+            if lines is not None:
+                lines.append(line)
+            continue
+        if inside and lines is not None:
+            found.append((start, "\n".join(lines) + "\n"))
+        lines = [] if not inside and fence[1].strip() == info else None
+        inside, start = not inside, number + 1
+    return found
+
+
 def transcripts(document: Path | None = None) -> list[Example]:
-    """`$ acmekit ...` lines of any fenced block."""
+    """`$ acmekit ...` lines of any plain fenced block, each with the output shown after
+    it (up to the next `$` line) as `expect`, one line per line."""
     found = []
     for doc in [document] if document is not None else documents():
-        inside = False
-        for number, line in enumerate(doc.read_text().splitlines(), 1):
-            if _FENCE.match(line):
-                inside = not inside
-            elif inside and line.startswith("$ acmekit "):
-                command, _ = _split_comment(line.removeprefix("$ "))
-                found.append(Example(doc, number, command.strip()))
+        for start, text in fenced(doc, ""):
+            lines = text.splitlines()
+            for i, line in enumerate(lines):
+                if line.startswith("$ acmekit "):
+                    command, _ = _split_comment(line.removeprefix("$ "))
+                    shown = []
+                    for after in lines[i + 1 :]:
+                        if after.startswith("$ "):
+                            break
+                        shown.append(after)
+                    expect = "\n".join(shown) if shown else None
+                    found.append(Example(doc, start + i, command.strip(), expect))
     return found
 
 

@@ -1,24 +1,29 @@
 """The README's and docs' example commands, taken from the documents themselves (see
 `acmekit_testkit.docs`): every `acmekit` command line in them is accepted by the real
 command-line parser, and the blocks that run on loopback alone run as written, with
-their ports moved, and print what their comments say. (The README's certbot block runs
-in tests/interop/test_readme_make_run.py.)"""
+their ports moved, and print what their comments say; a `$ acmekit` transcript prints
+what the docs show, and a TOML example is a valid server configuration. (The README's
+certbot block runs in tests/interop/test_readme_make_run.py.)"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import pytest
 
 from acmekit.cli.main import cli
+from acmekit.server.config import load_config
 from acmekit_testkit.docs import (
     REPO,
     Example,
     MakeRun,
+    documents,
     example_blocks,
     examples,
+    fenced,
     run_block,
     transcripts,
 )
@@ -88,3 +93,31 @@ def test_the_fleet_quick_start_runs(tmp_path: Path) -> None:
     }
     run_block(_block("docs/fleet.md", "make run"), tmp_path, moves, run.variables())
     assert (tmp_path / "edge" / "www.shop.test" / "privkey.pem").stat().st_mode & 0o777 == 0o600
+
+
+_ID = re.compile(r"^[0-9a-f]{16}$")  # a site's id: new at every run
+
+
+@pytest.mark.parametrize("example", transcripts(), ids=str)
+def test_a_transcript_prints_what_the_docs_show(example: Example, tmp_path: Path) -> None:
+    """A `$ acmekit ...` line run in an empty directory prints the lines shown after it
+    (an id stands for any id)."""
+    assert example.expect is not None
+    output = run_block([replace(example, expect=None)], tmp_path, {}, {})[0]
+    shown, printed = example.expect.splitlines(), output.splitlines()
+    assert len(printed) == len(shown), output
+    for doc_line, line in zip(shown, printed, strict=True):
+        assert (_ID.match(doc_line) and _ID.match(line)) or doc_line == line, output
+
+
+@pytest.mark.parametrize(
+    ("document", "block"),
+    [(doc, block) for doc in documents() for block in fenced(doc, "toml")],
+    ids=lambda v: v.name if isinstance(v, Path) else f"line {v[0]}",
+)
+def test_a_toml_example_is_a_valid_server_config(
+    document: Path, block: tuple[int, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "ca.toml"
+    path.write_text(block[1])
+    load_config(path, {})
