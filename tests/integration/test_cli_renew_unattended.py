@@ -1,7 +1,7 @@
 """`renew` as cron or a timer runs it: no terminal, no REQUESTS_CA_BUNDLE. The renewal
 conf keeps the `--ca-bundle` that `certonly` was given, the random delay is announced
-in certbot's words, and after `acmekit server ari move` a `renew` that is not due yet
-says when the CA's window has it due."""
+in certbot's words, after `acmekit server ari move` a `renew` that is not due yet says
+when the CA's window has it due, and a renewal that fails says so once, with a hint."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from acmekit.certbot.renewalconf import get_section, parse
 from acmekit_testkit.acmekit_server import CaProcess, running_ca_process
@@ -84,3 +87,33 @@ def test_renew_from_cron_trusts_the_saved_bundle_says_its_delay_and_when_ari_has
     assert found is not None, early.stdout
     due = datetime.strptime(found[2], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     assert start <= due <= leaf.not_valid_after_utc
+
+    # Given a bundle that does not hold the CA's root, a renewal fails: said once, with
+    # what to do, and kept in the log file.
+    other = tmp_path / "other-root.pem"
+    other.write_bytes(_self_signed_pem())
+    bad = _unattended(
+        tmp_path, "renew", "--force-renewal", "--no-random-sleep-on-renew",
+        "--ca-bundle", str(other),
+    )  # fmt: skip
+    assert bad.returncode == 1
+    (line,) = bad.stderr.splitlines()
+    assert line.startswith(f"acmekit: {NAME}: renewal failed: GET {ca.server.directory_url}: ")
+    assert line.endswith("give its root with --ca-bundle FILE or REQUESTS_CA_BUNDLE=FILE")
+    assert f"ERROR acmekit.certbot.certmanager: renewal of {NAME} failed" in (
+        (tmp_path / "logs" / "acmekit.log").read_text()
+    )
+
+
+def _self_signed_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.PEM)

@@ -79,6 +79,11 @@ class AccountOptions:
     account_id: str | None = None
 
 
+# `extra` of a log record whose message the caller also reports to the user: a console
+# handler leaves it out, so that nothing is printed twice (the log file keeps it).
+REPORTED = {"reported": True}
+
+
 # Asks the person at the terminal a question; their answer (stripped), "" for none.
 Question = Callable[[str], Awaitable[str]]
 
@@ -107,6 +112,7 @@ class Outcome:
     # "not due": when it becomes due, and by what (the CA's ARI window, or the lifetime)
     renew_at: datetime | None = None
     by_ari: bool = False
+    exception: BaseException | None = field(default=None, compare=False)  # "failed"
 
 
 @dataclass(frozen=True)
@@ -568,8 +574,10 @@ class CertManager(AsyncClosing):
         try:
             outcome = await self._renew_lineage(client, lineage, params, options, runner)
         except Exception as exc:  # one lineage's failure must not stop the rest
-            log.error("renewal of %s failed: %s", name, exc)
-            return Outcome(name, domains, "failed", error=_one_line(exc)), True
+            # For the log file: the caller reports it to the user (REPORTED), once.
+            log.error("renewal of %s failed: %s", name, exc, extra=REPORTED)
+            outcome = Outcome(name, domains, "failed", error=_one_line(exc), exception=exc)
+            return outcome, True
         if outcome.action == "renewed":
             await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
         return outcome, True

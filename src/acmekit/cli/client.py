@@ -172,6 +172,8 @@ def _account(args: dict[str, Any]) -> AccountOptions:
 
 
 def _setup_logs(logs_dir: Path) -> None:
+    for console in logging.getLogger().handlers:
+        console.addFilter(_not_reported)  # the command prints these itself
     try:
         logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         handler = logging.FileHandler(logs_dir / "acmekit.log")
@@ -186,6 +188,10 @@ def _setup_logs(logs_dir: Path) -> None:
             existing.setLevel(console_level)
     root.addHandler(handler)
     root.setLevel(min(console_level, logging.INFO))
+
+
+def _not_reported(record: logging.LogRecord) -> bool:
+    return not getattr(record, "reported", False)
 
 
 async def _prompt(text: str) -> None:
@@ -559,7 +565,8 @@ def _say_delay(seconds: float) -> None:
 def _report_renew(report: RenewReport) -> None:
     for o in report.outcomes:
         if o.action == "failed":
-            click.echo(f"acmekit: {o.name}: renewal failed: {o.error}", err=True)
+            why = explain(o.exception) if o.exception is not None else o.error
+            click.echo(f"acmekit: {o.name}: renewal failed: {why}", err=True)
         elif o.action == "not due":
             when = ""
             if o.renew_at is not None:
