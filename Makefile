@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STATE ?= state
+# `make run`'s CA listens here; RUN_FLAGS adds server flags (ports: --demo-dns,
+# --demo-dns-api, --http01-port, --tlsalpn01-port, --crl-listen).
+RUN_LISTEN ?= 127.0.0.1:14000
+RUN_FLAGS ?=
 
 .PHONY: setup run demo test test-fast lint typecheck fmt bench clean
 
@@ -16,7 +20,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/acmekit server --listen 127.0.0.1:14000 --state-dir $(STATE)
+	$(BIN)/acmekit server --demo --listen $(RUN_LISTEN) --state-dir $(STATE) $(RUN_FLAGS)
 
 demo: $(STAMP)
 	ACMEKIT=$(CURDIR)/$(BIN)/acmekit scripts/demo.sh

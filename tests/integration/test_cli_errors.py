@@ -98,7 +98,7 @@ def test_a_missing_postgres_database_is_named(argv: list[str], tmp_path: Path) -
 def test_a_toml_error_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "ca.toml").write_text("listen = \n")
     line = _one_line_error(["server", "--config", "ca.toml", "--state-dir", "st"], tmp_path)
-    assert line.startswith("Error: ca.toml: not valid TOML: ") and "line 1" in line
+    assert line.startswith("acmekit: ca.toml: not valid TOML: ") and "line 1" in line
 
 
 @pytest.mark.parametrize("argv", [["fleet", "list"], ["fleet", "status"],

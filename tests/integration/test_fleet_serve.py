@@ -83,7 +83,10 @@ def test_fleet_serve_process_issues_deploys_and_renews(tmp_path: Path) -> None:
     ):
         _issue_and_renew(fleet, edges, ca.root_path, tmp_path)
         page = fleet.get_text("/status")
-        assert "<td>shop.serve.test</td>" in page
+        assert (  # the site with every name
+            '<td class="site"><span class="name">shop.serve.test</span> '
+            '<span class="name">www.shop.serve.test</span></td>'
+        ) in page
         assert f"<td>{ca.directory_url}</td>" in page  # the CA row: 2 issued, 0 failed
         metrics = fleet.get_text("/metrics")
         assert f'acmekit_fleet_issuances_total{{ca="{ca.directory_url}",outcome="success"}} 2' in (

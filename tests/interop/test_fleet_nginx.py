@@ -109,4 +109,7 @@ def test_nginx_edges_serve_new_and_renewed_certificates(tmp_path: Path) -> None:
 
         with urllib.request.urlopen(fleet.base_url + "/status", timeout=10) as resp:
             page = resp.read().decode()
-        assert "<td>cdn.edge.test</td>" in page and "<td>blog.edge.test</td>" in page
+        assert (
+            '<span class="name">cdn.edge.test</span> <span class="name">img.cdn.edge.test' in page
+        )
+        assert '<td class="site"><span class="name">blog.edge.test</span></td>' in page

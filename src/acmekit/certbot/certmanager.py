@@ -48,7 +48,7 @@ from acmekit.certbot.renewalparams import (
 )
 from acmekit.client.client import Client, ExternalAccountBinding
 from acmekit.client.errors import ClientError, ServerProtocolError
-from acmekit.client.renewal import AriWindow, decide, parse_interval
+from acmekit.client.renewal import AriWindow, RenewalDecision, decide, parse_interval
 from acmekit.client.resources import Account, IssuedCertificate, RenewalInfo
 from acmekit.client.solvers import close_solvers
 from acmekit.client.transport import TransportError
@@ -83,6 +83,26 @@ class AccountOptions:
     account_id: str | None = None
 
 
+# `extra` of a log record whose message the caller also reports to the user: a console
+# handler leaves it out, so that nothing is printed twice (the log file keeps it).
+REPORTED = {"reported": True}
+
+
+# Asks the person at the terminal a question; their answer (stripped), "" for none.
+Question = Callable[[str], Awaitable[str]]
+
+EMAIL_QUESTION = (
+    "Enter email address (used for urgent renewal and security notices)\n (Enter 'c' to cancel): "
+)
+
+
+def terms_question(url: str) -> str:
+    return (
+        f"Please read the Terms of Service at\n{url}\nYou must agree in order to register "
+        "with the ACME server. Do you agree?\n(Y)es/(N)o: "
+    )
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one certificate."""
@@ -93,6 +113,10 @@ class Outcome:
     live_dir: Path | None = None
     not_after: datetime | None = None
     error: str | None = None
+    # "not due": when it becomes due, and by what (the CA's ARI window, or the lifetime)
+    renew_at: datetime | None = None
+    by_ari: bool = False
+    exception: BaseException | None = field(default=None, compare=False)  # "failed"
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,8 @@ class RenewOptions:
     dry_run: bool = False
     force: bool = False
     max_random_sleep: float = 0.0
+    # Told the seconds of the random delay before it starts (certbot says it, too).
+    before_sleep: Callable[[float], None] | None = None
     # Options given on the command line: used over each renewal conf, and saved in it
     # when the certificate is renewed (certbot's `renew` does both).
     overrides: Overrides | None = None
@@ -198,6 +224,7 @@ class CertManager(AsyncClosing):
         ca_bundle: str | None = None,
         clock: Clock | None = None,
         prompt: Prompt | None = None,
+        question: Question | None = None,
         lock_timeout: float = 600.0,
         account_options: AccountOptions = AccountOptions(),
         rand: Callable[[], float] = random.random,
@@ -208,11 +235,12 @@ class CertManager(AsyncClosing):
         self.ca_bundle = ca_bundle
         self.clock = clock or SystemClock()
         self.prompt = prompt
+        self.question = question  # None: never ask (no terminal, or --non-interactive)
         self.lock_timeout = lock_timeout
         self.account_options = account_options
         # Where in an ARI window to renew (RFC 9773 §4.2: uniformly at random).
         self.rand = rand
-        self._clients: dict[tuple[str, str], Client] = {}
+        self._clients: dict[tuple[str, str, str | None], Client] = {}
 
     async def close(self) -> None:
         """Close every server's Client made by this run."""
@@ -221,13 +249,21 @@ class CertManager(AsyncClosing):
 
     # -- accounts ------------------------------------------------------------------
 
-    def _client(self, server: str, account: StoredAccount | None, key: PrivateKey) -> Client:
+    def _client(
+        self,
+        server: str,
+        account: StoredAccount | None,
+        key: PrivateKey,
+        saved_ca_bundle: str | None = None,
+    ) -> Client:
+        """`saved_ca_bundle` (a lineage's) counts when this run was given none."""
         ident = account.id if account else "new"
-        client = self._clients.get((server, ident))
+        bundle = self.ca_bundle or saved_ca_bundle
+        client = self._clients.get((server, ident, bundle))
         if client is None:
             url = account.uri if account else None
-            client = Client(server, key, account_url=url, ca_bundle=self.ca_bundle)
-            self._clients[(server, ident)] = client
+            client = Client(server, key, account_url=url, ca_bundle=bundle)
+            self._clients[(server, ident, bundle)] = client
         return client
 
     def stored_account(self, server: str, ident: str | None = None) -> StoredAccount | None:
@@ -250,22 +286,52 @@ class CertManager(AsyncClosing):
         opts = self.account_options
         if self.accounts.find(server) is not None:
             raise ClientError(f"there is an existing account for {server}")
-        if not opts.agree_tos:
-            raise ClientError("registering needs --agree-tos (the server's terms of service)")
-        if not opts.email and not opts.without_email:
-            raise ClientError("registering needs -m EMAIL or --register-unsafely-without-email")
         key = ec.generate_private_key(ec.SECP256R1())
         client = Client(server, key, ca_bundle=self.ca_bundle)
-        contact = [f"mailto:{e}" for e in opts.email]
         try:
-            account = await client.register(contact, agree_tos=True, eab=opts.eab)
+            emails, agreed = await self._registration(client, opts)
+            contact = [f"mailto:{e}" for e in emails]
+            account = await client.register(contact, agree_tos=agreed, eab=opts.eab)
         except BaseException:
             await client.close()  # nothing else will: it is not kept on failure
             raise
         stored = self.accounts.save(server, key, account.url, self.clock.now())
-        self._clients[(server, stored.id)] = client
+        self._clients[(server, stored.id, self.ca_bundle)] = client
         log.info("registered account %s", stored.id)
         return client, stored.id
+
+    async def _registration(
+        self, client: Client, opts: AccountOptions
+    ) -> tuple[tuple[str, ...], bool]:
+        """The contacts and the terms' agreement for a new account: from the flags, else
+        asked at the terminal as certbot asks; what is still missing is named at once.
+        Terms are agreed to only where the server publishes some (RFC 8555 §7.1.1
+        `meta.termsOfService`); EAB only where it requires it."""
+        directory = await client.directory()
+        terms = directory.terms_of_service
+        emails, agreed = opts.email, opts.agree_tos
+        missing: list[str] = []
+        if not emails and not opts.without_email:
+            if self.question is not None:
+                answer = await self.question(EMAIL_QUESTION)
+                if answer.lower() == "c":
+                    raise ClientError("registration cancelled: no e-mail address given")
+                emails = tuple(e.strip() for e in answer.split(",") if e.strip())
+            if not emails:
+                missing.append("-m EMAIL (or --register-unsafely-without-email)")
+        if terms is not None and not agreed:
+            if self.question is not None:
+                answer = await self.question(terms_question(terms))
+                if answer.lower() not in ("y", "yes"):
+                    raise ClientError(f"the server's terms of service ({terms}) were not agreed to")
+                agreed = True
+            else:
+                missing.append(f"--agree-tos (to the terms of service at {terms})")
+        if directory.external_account_required and opts.eab is None:
+            missing.append("--eab-kid KID --eab-hmac-key KEY (the server requires EAB)")
+        if missing:
+            raise ClientError(f"registering needs {'; '.join(missing)}")
+        return emails, agreed
 
     async def account(self, server: str) -> Account:
         """The stored account for `server` as the server has it now."""
@@ -418,6 +484,12 @@ class CertManager(AsyncClosing):
         self.lineages.write_conf(lineage.name, conf, lineage.comment)
 
     async def _due(self, lineage: Lineage, client: Client | None) -> bool:
+        return (await self._decision(lineage, client))[0].due
+
+    async def _decision(
+        self, lineage: Lineage, client: Client | None
+    ) -> tuple[RenewalDecision, bool]:
+        """The decision, and whether the CA's renewal information made it."""
         """Due by the CA's renewal information when it offers it, else by lifetime."""
         margin_text = get_str(lineage.conf, "renew_before_expiry")
         margin = parse_interval(margin_text) if margin_text else None
@@ -433,7 +505,7 @@ class CertManager(AsyncClosing):
             renew_before_expiry=margin,
         )
         log.info("lineage %s: %s", lineage.name, decision.reason)
-        return decision.due
+        return decision, info is not None
 
     async def _renewal_info(self, client: Client, lineage: Lineage) -> RenewalInfo | None:
         """RFC 9773 §4.2; a CA that cannot answer leaves the decision to the lifetime rule."""
@@ -490,15 +562,26 @@ class CertManager(AsyncClosing):
             client, params = self._lineage_client(params)
         except ClientError as exc:
             return Outcome(name, domains, "failed", error=str(exc)), False
-        if not (options.force or options.dry_run or await self._due(lineage, client)):
-            return Outcome(name, domains, "not due", lineage.live_dir, lineage.not_after), False
+        if not (options.force or options.dry_run):
+            decision, by_ari = await self._decision(lineage, client)
+            if not decision.due:
+                live, not_after = lineage.live_dir, lineage.not_after
+                return Outcome(
+                    name, domains, "not due", live, not_after, None, decision.renew_at, by_ari
+                ), False
         if not slept and options.max_random_sleep > 0:
-            await self.clock.sleep(random.uniform(1.0, options.max_random_sleep))
+            delay = random.uniform(1.0, options.max_random_sleep)
+            log.info("Non-interactive renewal: random delay of %s seconds", delay)
+            if options.before_sleep is not None:
+                options.before_sleep(delay)
+            await self.clock.sleep(delay)
         try:
             outcome = await self._renew_lineage(client, lineage, params, options, runner)
         except Exception as exc:  # one lineage's failure must not stop the rest
-            log.error("renewal of %s failed: %s", name, exc)
-            return Outcome(name, domains, "failed", error=_one_line(exc)), True
+            # For the log file: the caller reports it to the user (REPORTED), once.
+            log.error("renewal of %s failed: %s", name, exc, extra=REPORTED)
+            outcome = Outcome(name, domains, "failed", error=_one_line(exc), exception=exc)
+            return outcome, True
         if outcome.action == "renewed":
             await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
             try:
@@ -514,7 +597,7 @@ class CertManager(AsyncClosing):
         found = self.stored_account(params.server, params.account)
         if found is None:
             raise ClientError(f"no account {params.account} for {params.server}")
-        client = self._client(params.server, found, found.key)
+        client = self._client(params.server, found, found.key, params.ca_bundle)
         return client, dataclasses.replace(params, account=found.id)
 
     async def _renew_lineage(

@@ -124,6 +124,10 @@ class RenewalParams:
     config_dir: str | None = None
     work_dir: str | None = None
     logs_dir: str | None = None
+    # The roots the server's certificate was checked against (--ca-bundle, or
+    # REQUESTS_CA_BUNDLE), so an unattended `renew` trusts the same server. certbot has
+    # no such key; it keeps it among the other parameters, and certbot ignores it.
+    ca_bundle: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # -- keys ---------------------------------------------------------------------

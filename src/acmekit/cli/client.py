@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG_DIR = "/etc/letsencrypt"
 DEFAULT_WORK_DIR = "/var/lib/letsencrypt"
 DEFAULT_LOGS_DIR = "/var/log/letsencrypt"
+# certbot's default server: Let's Encrypt's production directory.
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 RENEW_MAX_SLEEP = 480.0  # certbot sleeps up to 8 minutes before a non-interactive renew
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -153,10 +157,13 @@ def _manager(args: dict[str, Any], prompt: bool = False) -> CertManager:
     paths = Paths(args["config_dir"], args["work_dir"], args["logs_dir"])
     _setup_logs(paths.logs_dir)
     ask = None if (args.get("non_interactive") or not prompt) else _prompt
+    # Questions (e-mail, terms) only to a person at a terminal, as certbot asks them.
+    question = None if args.get("non_interactive") or not sys.stdin.isatty() else _question
     return CertManager(
         paths,
         ca_bundle=args.get("ca_bundle") or os.environ.get("REQUESTS_CA_BUNDLE") or None,
         prompt=ask,
+        question=question,
         lock_timeout=args.get("lock_timeout", 600.0),
         account_options=_account(args),
     )
@@ -180,6 +187,8 @@ def _account(args: dict[str, Any]) -> AccountOptions:
 
 
 def _setup_logs(logs_dir: Path) -> None:
+    for console in logging.getLogger().handlers:
+        console.addFilter(_not_reported)  # the command prints these itself
     try:
         logs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         handler = logging.FileHandler(logs_dir / "acmekit.log")
@@ -196,9 +205,19 @@ def _setup_logs(logs_dir: Path) -> None:
     root.setLevel(min(console_level, logging.INFO))
 
 
+def _not_reported(record: logging.LogRecord) -> bool:
+    return not getattr(record, "reported", False)
+
+
 async def _prompt(text: str) -> None:
     click.echo(text)
     await asyncio.get_running_loop().run_in_executor(None, input, "Press Enter to Continue")
+
+
+async def _question(text: str) -> str:
+    click.echo(text, nl=False)
+    line: str = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    return line.strip()
 
 
 def _fail(message: str) -> None:
@@ -223,13 +242,60 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
             click.echo(f"acmekit: {exc.problem.detail}", err=True)
         for line in lines:
             click.echo(f"acmekit: {line}", err=True)
-    except (TransportError, DeadlineExceeded, ServerProtocolError) as exc:
-        click.echo(f"acmekit: {type(exc).__name__}: {exc}", err=True)
-    except ClientError as exc:
-        click.echo(f"acmekit: {exc}", err=True)
+    except (TransportError, DeadlineExceeded, ServerProtocolError, ClientError) as exc:
+        click.echo(f"acmekit: {explain(exc)}", err=True)
     except (OSError, ValueError) as exc:
-        click.echo(f"acmekit: {type(exc).__name__}: {exc}", err=True)
+        click.echo(f"acmekit: {explain(exc)}", err=True)
     sys.exit(1)
+
+
+# The flag that moves each standalone responder's port.
+_PORT_FLAGS = {"http-01": "--http-01-port", "tls-alpn-01": "--tls-alpn-01-port"}
+_ADDRESS_FLAGS = {"http-01": "--http-01-address"}
+_UNTRUSTED = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
+
+
+def explain(exc: BaseException) -> str:
+    """A failure on this side as one line, with what to do about it where we know."""
+    from acmekit.client.errors import ServerProtocolError
+    from acmekit.client.retry import DeadlineExceeded
+    from acmekit.client.solvers.errors import NoManualAuth, PortUnavailable
+    from acmekit.client.transport import TransportError
+
+    text = " ".join(str(exc).split())
+    if isinstance(exc, PortUnavailable):
+        flag = _PORT_FLAGS.get(exc.kind, "the port flag")
+        if exc.errno == errno.EADDRINUSE:
+            what = f"port {exc.port} is already in use by another process"
+        elif exc.errno == errno.EACCES:
+            what = f"port {exc.port} needs privileges (ports below 1024 do)"
+        else:
+            what = text
+        also = (
+            f" (and the address with {_ADDRESS_FLAGS[exc.kind]})"
+            if exc.kind in _ADDRESS_FLAGS
+            else ""
+        )
+        return (
+            f"the {exc.kind} responder cannot listen: {what}; choose another port with "
+            f"{flag} N{also}, the port the CA connects to, or stop what holds it"
+        )
+    if isinstance(exc, NoManualAuth):
+        return (
+            "--manual without a terminal to prompt on needs --manual-auth-hook CMD "
+            "(and --manual-cleanup-hook CMD); see certbot's manual hooks"
+        )
+    if isinstance(exc, TransportError) and any(m in text for m in _UNTRUSTED):
+        request = text.split(": ", 1)[0]  # "GET URL"
+        found = re.search(r"certificate verify failed: ([^(')\]]+)", text)
+        reason = f" ({found[1].strip()})" if found else ""
+        return (
+            f"{request}: the ACME server's certificate is not trusted{reason}; give its "
+            "root with --ca-bundle FILE or REQUESTS_CA_BUNDLE=FILE"
+        )
+    if isinstance(exc, DeadlineExceeded | ServerProtocolError):
+        return f"{type(exc).__name__}: {text}"  # the kind says what the server did
+    return text
 
 
 async def _with(manager: CertManager, work: Callable[[CertManager], Awaitable[T]]) -> T:
@@ -338,6 +404,7 @@ def _params(args: dict[str, Any], default_authenticator: str | None = None) -> R
         config_dir=str(Path(args["config_dir"]).absolute()),
         work_dir=str(Path(args["work_dir"]).absolute()),
         logs_dir=str(Path(args["logs_dir"]).absolute()),
+        ca_bundle=_ca_bundle(args),
     )
 
 
@@ -354,6 +421,13 @@ def _absolute(path: str | None) -> str | None:
     return str(Path(path).absolute()) if path else None
 
 
+def _ca_bundle(args: dict[str, Any]) -> str | None:
+    """The roots given for the server (--ca-bundle, else REQUESTS_CA_BUNDLE), absolute:
+    saved in the renewal conf, so that a renewal run from cron trusts the same server."""
+    given = args.get("ca_bundle") or os.environ.get("REQUESTS_CA_BUNDLE")
+    return str(Path(given).absolute()) if given else None
+
+
 def _domains(args: dict[str, Any]) -> list[str]:
     names = [n.strip() for d in args["domains"] for n in d.split(",") if n.strip()]
     names += list(args.get("ip_addresses") or ())
@@ -361,7 +435,7 @@ def _domains(args: dict[str, Any]) -> list[str]:
 
 
 @click.command(cls=_InOrder)
-@click.option("--server", required=True, help="ACME directory URL")
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
 @click.option("--cert-name", default=None)
@@ -383,8 +457,13 @@ def certonly(**args: Any) -> None:
     if args["csr"] is not None:
         _run(_certonly_csr(args, domains))
         return
-    if not domains:
-        raise click.UsageError("give at least one -d NAME")
+    missing = [] if domains else ["at least one -d NAME"]
+    try:
+        _authenticator(args)
+    except click.UsageError as exc:
+        missing.append(exc.message.removeprefix("choose "))
+    if missing:  # all at once, not one per run
+        raise click.UsageError(f"give {'; and '.join(missing)}")
     params = _params(args)
     outcome = _run(_certonly(args, domains, params))
     _report_certonly(outcome)
@@ -585,6 +664,7 @@ def renew(**args: Any) -> None:
         dry_run=args["dry_run"],
         force=args["force_renewal"],
         max_random_sleep=args["max_random_sleep"] if sleep else 0.0,
+        before_sleep=_say_delay,
         overrides=_overrides(args),
     )
     report = _run(_with(_manager(args), lambda m: m.renew(options)))
@@ -634,12 +714,22 @@ def _overrides(args: dict[str, Any]) -> Overrides | None:
     return Overrides(values, fields)
 
 
+def _say_delay(seconds: float) -> None:
+    """certbot's words, so that a cron mail or a timer's journal says why it waits."""
+    click.echo(f"Non-interactive renewal: random delay of {seconds:.2f} seconds", err=True)
+
+
 def _report_renew(report: RenewReport) -> None:
     for o in report.outcomes:
         if o.action == "failed":
-            click.echo(f"acmekit: {o.name}: renewal failed: {o.error}", err=True)
+            why = explain(o.exception) if o.exception is not None else o.error
+            click.echo(f"acmekit: {o.name}: renewal failed: {why}", err=True)
         elif o.action == "not due":
-            click.echo(f"{o.name}: not due for renewal yet (expires {o.not_after:%Y-%m-%d})")
+            when = ""
+            if o.renew_at is not None:
+                by = "in the CA's renewal window (ARI)" if o.by_ari else "by its lifetime"
+                when = f"; due {o.renew_at:%Y-%m-%d %H:%M:%S} UTC, {by}"
+            click.echo(f"{o.name}: not due for renewal yet (expires {o.not_after:%Y-%m-%d}{when})")
         else:
             click.echo(f"{o.name}: {o.action} ({' '.join(o.domains)})")
     if not report.outcomes:
@@ -741,7 +831,7 @@ def _print_certificates(report: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.option("--server", required=True)
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @_account_options
 @_dir_options
 def register(**args: Any) -> None:
@@ -751,7 +841,7 @@ def register(**args: Any) -> None:
 
 
 @click.command("show_account")
-@click.option("--server", required=True)
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @_account_options
 @_dir_options
 def show_account(**args: Any) -> None:
@@ -765,7 +855,7 @@ def show_account(**args: Any) -> None:
 
 
 @click.command("update_account")
-@click.option("--server", required=True)
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @_account_options
 @_dir_options
 def update_account(**args: Any) -> None:
@@ -776,7 +866,7 @@ def update_account(**args: Any) -> None:
 
 
 @click.command()
-@click.option("--server", required=True)
+@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
 @_account_options
 @_dir_options
 def unregister(**args: Any) -> None:

@@ -23,6 +23,7 @@ from acmekit.cli.main import log_progress_by_default
 from acmekit.database import create_engine
 from acmekit.fleet import planner
 from acmekit.fleet.api import delegation, site_json
+from acmekit.fleet.capability import DNS01_HINT, DNS01_SETTING, refusal
 from acmekit.fleet.cas import CaSpec
 from acmekit.fleet.deploy import parse_edge
 from acmekit.fleet.inventory import Inventory, NameTaken
@@ -286,12 +287,17 @@ def add(
     """Add one site with NAMES (its id is printed), or one site per line of --from-file.
 
     A dns-01 or wildcard site added with --delegation-zone prints, after its id, the
-    CNAME record each of its names needs at the customer's DNS provider."""
+    CNAME record each of its names needs at the customer's DNS provider. Such a site is
+    refused while the fleet last started without a DNS API (--dns-api)."""
     inventory = Inventory.from_url(db)
     try:
+        dns01 = inventory.settings.value(DNS01_SETTING) != "no"
         if from_file is not None:
-            _bulk_add(inventory, from_file, ChallengeMethod(method), backup)
+            _bulk_add(inventory, from_file, ChallengeMethod(method), backup, dns01)
         elif names:
+            refused = refusal(_names(names), ChallengeMethod(method), dns01)
+            if refused is not None:
+                raise click.ClickException(f"site not added: {refused}")
             try:
                 site = inventory.sites.add_site(_names(names), ChallengeMethod(method), _now())
             except NameTaken as exc:
@@ -314,7 +320,9 @@ def _names(names: Any) -> tuple[str, ...]:
         raise click.BadParameter(str(exc)) from None
 
 
-def _bulk_add(inventory: Inventory, lines: Any, method: ChallengeMethod, backup: bool) -> None:
+def _bulk_add(
+    inventory: Inventory, lines: Any, method: ChallengeMethod, backup: bool, dns01: bool
+) -> None:
     """Import in batches, so memory stays flat however long the file is; the progress
     bar counts bytes read (stdin, whose size is unknown, shows a count only). A line whose
     names another site holds is skipped and named, so the same file can be run again."""
@@ -327,6 +335,10 @@ def _bulk_add(inventory: Inventory, lines: Any, method: ChallengeMethod, backup:
             for text in batch_lines:
                 number += 1
                 if text.strip() and not text.startswith("#"):
+                    refused = refusal(text.split(), method, dns01)
+                    if refused is not None:
+                        skipped.append(f"line {number}: {refused.split(', and ')[0]}; skipped")
+                        continue
                     rows.append((number, text.split()))
             if rows:
                 result = inventory.sites.add_sites([_names(r) for _, r in rows], method, now)
@@ -340,6 +352,8 @@ def _bulk_add(inventory: Inventory, lines: Any, method: ChallengeMethod, backup:
             bar.update(sum(len(ln.encode()) for ln in batch_lines))
     for line in skipped:
         click.echo(line, err=True)
+    if any("dns-01" in line for line in skipped):
+        click.echo(DNS01_HINT, err=True)
     click.echo(f"added {added} sites, skipped {len(skipped)}")
 
 
@@ -419,7 +433,7 @@ def renew(db: str, ref: str) -> None:
         inventory.close()
 
 
-@fleet.group("db")
+@fleet.group("db", cls=PlainErrorsGroup)
 def db_group() -> None:
     """The inventory's schema: upgrade it, or show its revision."""
 

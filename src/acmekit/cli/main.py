@@ -31,6 +31,7 @@ _COMMANDS: dict[str, str] = {
     "run": "acmekit.cli.client:run",
     "install": "acmekit.cli.client:install",
     "rollback": "acmekit.cli.client:rollback",
+    "schedule": "acmekit.cli.schedule:schedule",
 }
 _GROUP_OPTIONS = {"-v", "-vv", "-vvv", "--verbose"}
 _GROUP_FLAGS = {"--help", "-h", "--version"}
@@ -113,9 +114,23 @@ def one_line(exc: BaseException) -> str:
 
 
 def main() -> None:
+    """Every failure a user meets is one line with one prefix, `acmekit: `, and a
+    non-zero exit; only a mistyped command line shows click's usage text."""
     try:
-        cli(prog_name="acmekit", args=with_default_command(sys.argv[1:]))
+        status = cli.main(
+            args=with_default_command(sys.argv[1:]), prog_name="acmekit", standalone_mode=False
+        )
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"acmekit: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("acmekit: aborted", err=True)
+        sys.exit(1)
     except Exception as exc:  # the last net: a user never sees a traceback (-vv logs it)
         logging.getLogger(__name__).debug("unexpected error", exc_info=True)
         click.echo(f"acmekit: {one_line(exc)}", err=True)
         sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

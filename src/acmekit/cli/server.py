@@ -17,8 +17,18 @@ from acmekit.cli.errors import plain_errors
 from acmekit.cli.main import log_progress_by_default
 
 if TYPE_CHECKING:
-    from acmekit.server.config import HsmSettings
+    from acmekit.dns.service import DnsConfig
+    from acmekit.server.config import HsmSettings, ServerConfig
     from acmekit.server.store import Store
+
+# `--demo`: the CA and its challenge DNS on one machine, as Pebble ships with its
+# challenge test server; the ports are Pebble's (httpPort 5002, tlsPort 5001, 8053).
+DEMO_DNS = "127.0.0.1:8053"
+DEMO_DNS_API = "127.0.0.1:8055"
+DEMO_HTTP01_PORT = 5002
+DEMO_TLSALPN01_PORT = 5001
+DEMO_NETWORKS = ("127.0.0.0/8", "::1/128")
+DEMO_SPECIAL_NAMES = ("test",)
 
 
 @click.group(invoke_without_command=True)
@@ -63,6 +73,25 @@ if TYPE_CHECKING:
     is_flag=True,
     help="refuse to start on an older database schema instead of upgrading it",
 )
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="a CA for one machine: also serve challenge DNS (every name is 127.0.0.1) on "
+    "--demo-dns and validate against it, on loopback, for *.test names; http-01 on port "
+    "5002 and tls-alpn-01 on 5001 unless given. Never for production.",
+)
+@click.option(
+    "--demo-dns",
+    default=DEMO_DNS,
+    show_default=True,
+    help="HOST:PORT of the challenge DNS server --demo starts",
+)
+@click.option(
+    "--demo-dns-api",
+    default=DEMO_DNS_API,
+    show_default=True,
+    help="HOST:PORT of its HTTP API (/set-txt, ...; docs/dns.md); '' for none",
+)
 @click.pass_context
 def server(
     ctx: click.Context,
@@ -77,6 +106,9 @@ def server(
     allow_networks: tuple[str, ...],
     allowed_special_names: tuple[str, ...],
     no_auto_upgrade: bool,
+    demo: bool,
+    demo_dns: str,
+    demo_dns_api: str,
 ) -> None:
     """Run the ACME certificate authority."""
     if ctx.invoked_subcommand is not None:
@@ -89,6 +121,12 @@ def server(
     from acmekit.server.signing import SignerUnavailable
     from acmekit.server.validation.dnssec import ResolverNotValidating
 
+    if demo:
+        dns_resolver = dns_resolver or demo_dns
+        http01_port = DEMO_HTTP01_PORT if http01_port is None else http01_port
+        tlsalpn01_port = DEMO_TLSALPN01_PORT if tlsalpn01_port is None else tlsalpn01_port
+        allow_networks = (*allow_networks, *DEMO_NETWORKS)
+        allowed_special_names = (*allowed_special_names, *DEMO_SPECIAL_NAMES)
     try:
         config = load_config(
             config_file,
@@ -113,9 +151,14 @@ def server(
     log_progress_by_default()
     addresses = {"--listen": config.listen, "--crl-listen": config.crl.listen}
     hsm_pin = _hsm_pin(config.hsm)
+    if demo:
+        addresses |= {"--demo-dns": demo_dns, "--demo-dns-api": demo_dns_api or None}
     try:
         with plain_errors(addresses, config.db_url):
-            run(config, hsm_pin=hsm_pin)
+            if demo:
+                _run_demo(config, _demo_dns_config(demo_dns, demo_dns_api), hsm_pin)
+            else:
+                run(config, hsm_pin=hsm_pin)
     except (SchemaOutOfDate, ResolverNotValidating) as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:  # HsmError too: the token, key, PIN or hierarchy files
@@ -137,6 +180,52 @@ def _hsm_pin(settings: HsmSettings | None) -> str | None:
         return read_pin(settings.pin_file, settings.pin_env, os.environ)
     except HsmError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _demo_dns_config(listen: str, api: str) -> DnsConfig:
+    from acmekit.dns.service import DnsConfig
+    from acmekit.hostport import parse_host_port
+
+    try:
+        host, port = parse_host_port(listen)
+        api_host, api_port = parse_host_port(api) if api else (None, 0)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return DnsConfig(
+        listen_host=host,
+        listen_port=port,
+        api_host=api_host,
+        api_port=api_port,
+        default_ipv4="127.0.0.1",
+    )
+
+
+def _run_demo(config: ServerConfig, dns_config: DnsConfig, hsm_pin: str | None) -> None:
+    """The CA and `acmekit dns --default-ipv4 127.0.0.1` in one process, on one loop."""
+    import asyncio
+
+    from acmekit.dns.service import DnsService
+    from acmekit.server.run import serve
+
+    async def both() -> None:
+        service = DnsService(dns_config)
+        await service.start()
+        click.echo(service.banner())
+        click.echo(
+            f"demo: validating through that DNS, http-01 on port {config.http01_port}, "
+            f"tls-alpn-01 on port {config.tlsalpn01_port}, names under .test; not for production"
+        )
+        try:
+            await serve(config, hsm_pin=hsm_pin)
+        finally:
+            await service.stop()
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(both())
+    else:
+        uvloop.run(both())
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,7 +387,8 @@ def db_upgrade(state_dir: Path | None, db: str | None, config_file: Path | None)
     from acmekit import migrate
 
     url = _db_url(state_dir, db, config_file, create=True)
-    click.echo(migrate.upgrade_report(url, migrate.SERVER))
+    with plain_errors({}, url):
+        click.echo(migrate.upgrade_report(url, migrate.SERVER))
 
 
 @db_group.command("current")
@@ -307,7 +397,9 @@ def db_current(state_dir: Path | None, db: str | None, config_file: Path | None)
     """Show the database's schema revision and the one this acmekit needs."""
     from acmekit import migrate
 
-    click.echo(migrate.current_report(_db_url(state_dir, db, config_file), migrate.SERVER))
+    url = _db_url(state_dir, db, config_file)
+    with plain_errors({}, url):
+        click.echo(migrate.current_report(url, migrate.SERVER))
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from acmekit.client.client import order_failure
 from acmekit.client.errors import NoUsableChallenge
 from acmekit.client.resources import Authorization, Challenge, Order
 from acmekit.client.solvers import Solver, Waiter
+from acmekit.fleet.capability import DNS01_HINT, FleetCannotValidate, refusal
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import OrderRequest, OrderStarted, RenewalWindow
 from acmekit.fleet.model import ChallengeMethod, to_us
@@ -145,6 +146,10 @@ class AcmeIssuer:
         self.delegated = delegated
 
     async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
+        if _METHOD[request.challenge_method] not in self.solvers:
+            # Before any order: the CA is not asked for what the fleet cannot validate.
+            names, method = request.site.names, request.challenge_method
+            raise FleetCannotValidate(refusal(names, method, dns01=False) or DNS01_HINT)
         try:
             return await self._issue(request, started)
         except (AcmeError, NoUsableChallenge) as exc:

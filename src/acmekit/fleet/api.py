@@ -15,7 +15,9 @@ knows its delegation zone, the CNAME each name needs (`delegation`).
 
 Errors are problem documents (RFC 7807) with `application/problem+json`. A name
 belongs to one site at most: adding a site with a name that a site not removed has
-answers 409, and the document names both (`name`, `site_id`).
+answers 409, and the document names both (`name`, `site_id`). A site that needs dns-01
+(a wildcard, or `"method": "dns-01"`) on a fleet without a DNS API answers 422 with what
+to configure (capability.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from acmekit.fleet.capability import refusal
 from acmekit.fleet.delegation import delegation_target
 from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.metrics import (
@@ -52,6 +55,7 @@ METRICS = web.AppKey("metrics", FleetMetrics)
 NOW: web.AppKey[Callable[[], int]] = web.AppKey("now")
 CAS: web.AppKey[tuple[str, ...]] = web.AppKey("cas")
 ZONE: web.AppKey[str | None] = web.AppKey("delegation_zone")
+DNS01: web.AppKey[bool] = web.AppKey("dns01")
 MAX_PAGE = 1000
 
 
@@ -140,6 +144,9 @@ async def _add(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         expected = "{'names': [...], 'method': 'http-01', 'backup': false}"
         return _problem(400, f"expected {expected}: {exc}")
+    refused = refusal(names, method, request.app[DNS01])
+    if refused is not None:
+        return _problem(422, refused)
     inventory = request.app[INVENTORY]
     try:
         site = inventory.sites.add_site(names, method, request.app[NOW]())
@@ -247,14 +254,17 @@ def api_app(
     *,
     cas: Sequence[str] = (),
     delegation_zone: str | None = None,
+    dns01: bool = True,
 ) -> web.Application:
-    """The API; `cas` (in order) are shown with their health on the status page, and
-    `delegation_zone` gives dns-01 sites their CNAME targets."""
+    """The API; `cas` (in order) are shown with their health on the status page,
+    `delegation_zone` gives dns-01 sites their CNAME targets, and without `dns01` (no DNS
+    API) a site that needs dns-01 is refused with 422."""
     app = challenge_app(inventory)
     app[METRICS] = metrics
     app[NOW] = now
     app[CAS] = tuple(cas)
     app[ZONE] = delegation_zone
+    app[DNS01] = dns01
     app.router.add_post("/domains", _add)
     app.router.add_get("/domains", _list)
     app.router.add_get("/domains/{id}", _get)

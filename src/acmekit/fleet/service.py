@@ -27,6 +27,7 @@ from acmekit.clock import Clock, SystemClock
 from acmekit.fleet.acme import ACCOUNT_KEY_SETTING, DbHttpSolver
 from acmekit.fleet.alerts import ShellAlertHook
 from acmekit.fleet.api import api_app, challenge_app
+from acmekit.fleet.capability import DNS01_SETTING
 from acmekit.fleet.cas import CaPool, CaSpec, open_pool
 from acmekit.fleet.delegation import AcmekitDnsProvider, DelegationCheck
 from acmekit.fleet.deploy import Deployer
@@ -123,6 +124,8 @@ async def run(
     metrics = FleetMetrics()
     async with AsyncExitStack() as stack:
         stack.callback(inventory.close)
+        dns01 = config.dns_api is not None
+        inventory.settings.store(DNS01_SETTING, "yes" if dns01 else "no")
         pool = await open_fleet_pool(inventory, config, clock, stack)
         alert = None if config.alert_hook is None else ShellAlertHook(config.alert_hook)
         worker = Worker(inventory, pool, deployers, clock, config.worker, metrics, alert)
@@ -133,6 +136,7 @@ async def run(
                 lambda: to_us(clock.now()),
                 cas=[e.name for e in pool.entries],
                 delegation_zone=config.delegation_zone,
+                dns01=dns01,
             )
             runner = await start_site(app, config.listen)
             stack.push_async_callback(runner.cleanup)

@@ -50,6 +50,7 @@ class Expiring:
     not_after: int
     serial: str
     ca: str
+    names: tuple[str, ...] = ()  # every name of the site, the first being `name`
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Failure:
     failure_count: int
     problem: str
     next_action_at: int | None
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class EdgeFailure:
     edge: str
     failure_count: int
     error: str
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def _expiring_query() -> sa.Select[Any]:
     )
     return (
         sa.select(sites.c.id, sites.c.primary_name, sites.c.state, certificates.c.not_after,
-                  certificates.c.serial, certificates.c.ca)
+                  certificates.c.serial, certificates.c.ca, sites.c.names)
         .select_from(sites.join(certificates, current))
         .where(_ACTIVE)
         .order_by(certificates.c.not_after, sites.c.id)
@@ -131,13 +134,25 @@ def _expiring_query() -> sa.Select[Any]:
 
 
 def _expiring(row: Any) -> Expiring:
-    return Expiring(row.id, row.primary_name, row.state, row.not_after, row.serial, row.ca)
+    return Expiring(
+        row.id, row.primary_name, row.state, row.not_after, row.serial, row.ca,
+        _names(row.names),
+    )  # fmt: skip
+
+
+def _names(stored: str) -> tuple[str, ...]:
+    """A site's names as the inventory keeps them (a JSON list)."""
+    try:
+        found = json.loads(stored)
+    except ValueError:
+        return (stored,)
+    return tuple(str(n) for n in found) if isinstance(found, list) else (str(found),)
 
 
 def _failure_query() -> sa.Select[Any]:
     return (
         sa.select(sites.c.id, sites.c.primary_name, sites.c.state, sites.c.failure_count,
-                  sites.c.last_problem, sites.c.next_action_at)
+                  sites.c.last_problem, sites.c.next_action_at, sites.c.names)
         .where(_ACTIVE, sites.c.failure_count > 0)
         .order_by(sites.c.failure_count.desc(), sites.c.id)
         .limit(FAILURE_LIMIT)
@@ -147,7 +162,7 @@ def _failure_query() -> sa.Select[Any]:
 def _failure(row: Any) -> Failure:
     return Failure(
         row.id, row.primary_name, row.state, row.failure_count,
-        problem_text(row.last_problem), row.next_action_at,
+        problem_text(row.last_problem), row.next_action_at, _names(row.names),
     )  # fmt: skip
 
 
@@ -169,7 +184,7 @@ def problem_text(stored: str | None) -> str:
 def _edge_failure_query() -> sa.Select[Any]:
     return (
         sa.select(sites.c.id, sites.c.primary_name, deployments.c.edge,
-                  deployments.c.failure_count, deployments.c.last_error)
+                  deployments.c.failure_count, deployments.c.last_error, sites.c.names)
         .select_from(sites.join(deployments, deployments.c.site_id == sites.c.id))
         .where(deployments.c.last_error.is_not(None))
         .order_by(deployments.c.failure_count.desc(), sites.c.id, deployments.c.edge)
@@ -178,17 +193,25 @@ def _edge_failure_query() -> sa.Select[Any]:
 
 
 def _edge_failure(row: Any) -> EdgeFailure:
-    return EdgeFailure(row.id, row.primary_name, row.edge, row.failure_count, row.last_error)
+    return EdgeFailure(
+        row.id, row.primary_name, row.edge, row.failure_count, row.last_error,
+        _names(row.names),
+    )  # fmt: skip
 
 
 # rendering ----------------------------------------------------------------------------
 
+# Tables never grow wider than the window (a laptop's 1366 px and up): any cell may wrap,
+# even inside a URL or token that has no space, except a site's names, which wrap only
+# between names, and numbers.
 _STYLE = """
-body { font-family: sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin-bottom: 2em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
-th { background: #f3f3f3; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 2em; max-width: 100%; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left;
+         overflow-wrap: anywhere; vertical-align: top; }
+th { background: #f3f3f3; overflow-wrap: normal; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.site .name { white-space: nowrap; }
 .failing { color: #a00; }
 """
 
@@ -201,6 +224,12 @@ def _time(us: int | None) -> str:
     if us is None:
         return ""
     return from_us(us).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _site(name: str, names: Sequence[str]) -> str:
+    """Every name of a site, the first (its primary) first, each one unbroken."""
+    shown = [name, *(n for n in names if n != name)]
+    return " ".join(f'<span class="name">{_e(n)}</span>' for n in shown)
 
 
 def _cell(css: str, text: str) -> str:
@@ -240,7 +269,8 @@ def _days_left(not_after: int, now: int) -> str:
 def _expiring_table(report: StatusReport) -> str:
     rows = [
         _row([
-            ("", _e(x.name)), (x.state, _e(x.state)), ("", _e(_time(x.not_after))),
+            ("site", _site(x.name, x.names)), (x.state, _e(x.state)),
+            ("", _e(_time(x.not_after))),
             ("n", _days_left(x.not_after, report.now)), ("", _e(x.serial)), ("", _e(x.ca)),
         ])
         for x in report.expiring
@@ -252,7 +282,8 @@ def _expiring_table(report: StatusReport) -> str:
 def _failure_table(report: StatusReport) -> str:
     rows = [
         _row([
-            ("", _e(f.name)), (f.state, _e(f.state)), ("n", str(f.failure_count)),
+            ("site", _site(f.name, f.names)), (f.state, _e(f.state)),
+            ("n", str(f.failure_count)),
             ("", _e(f.problem)), ("", _e(_time(f.next_action_at))),
         ])
         for f in report.failures
@@ -263,7 +294,7 @@ def _failure_table(report: StatusReport) -> str:
 
 def _edge_table(report: StatusReport) -> str:
     rows = [
-        _row([("", _e(f.name)), ("", _e(f.edge)), ("n", str(f.failure_count)),
+        _row([("site", _site(f.name, f.names)), ("", _e(f.edge)), ("n", str(f.failure_count)),
               ("", _e(f.error))])
         for f in report.edge_failures
     ]  # fmt: skip

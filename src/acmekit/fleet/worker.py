@@ -74,6 +74,7 @@ from acmekit.domains import registered_domains
 from acmekit.fleet import planner
 from acmekit.fleet.acme import ari_cert_id, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.alerts import Alert, AlertHook
+from acmekit.fleet.capability import FleetCannotValidate, is_own_fault
 from acmekit.fleet.cas import (
     CaBusy,
     CaEntry,
@@ -131,6 +132,8 @@ class WorkerConfig:
 def problem_of(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, AcmeError):
         return exc.problem.to_json()
+    if isinstance(exc, FleetCannotValidate):
+        return {"type": "about:blank", "detail": str(exc)}
     return {"type": "about:blank", "detail": f"{type(exc).__name__}: {exc}"}
 
 
@@ -515,8 +518,15 @@ class Worker:
         began = time.perf_counter()
         try:
             pem = await entry.issuer.issue(request, started)
+        except FleetCannotValidate as exc:
+            # The fleet's own configuration fault: not an attempt at the CA (no order
+            # was opened), so it is not counted in the CA's figures.
+            self._settle(entry, site.id, issued=False)
+            log.warning("site %s: not ordered: %s", site.id, exc)
+            raise
         except Exception as exc:
-            self._count(name, False, time.perf_counter() - began)
+            if not is_own_fault(exc):
+                self._count(name, False, time.perf_counter() - began)
             self._settle(entry, site.id, issued=False)
             shown = _CHALLENGE_TOKEN.sub(r"\1...", str(exc))
             log.warning("site %s: issuance at %s failed: %s", site.id, name, shown)

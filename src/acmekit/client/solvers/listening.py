@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import ClassVar, Generic, TypeVar
 
 from acmekit.client.resources import Challenge
+from acmekit.client.solvers.errors import PortUnavailable
 from acmekit.client.solvers.presented import Presented
 from acmekit.lifecycle import AsyncStarting
 from acmekit.protocol.messages import Identifier
@@ -40,7 +41,8 @@ class ListeningSolver(AsyncStarting, Generic[V]):
 
     @abstractmethod
     async def _listen(self) -> Stop:
-        """Start listening (OSError if the port cannot be had); what stops it."""
+        """Start listening (OSError if the port cannot be had, which `start` raises as
+        PortUnavailable); what stops it."""
 
     @abstractmethod
     def _key(self, identifier: Identifier, challenge: Challenge) -> str:
@@ -50,7 +52,10 @@ class ListeningSolver(AsyncStarting, Generic[V]):
         async with self._lock:
             if self._stop is not None:
                 return
-            self._stop = await self._listen()
+            try:
+                self._stop = await self._listen()
+            except OSError as exc:
+                raise PortUnavailable(self.kind, self.address, self.port, exc) from exc
             # Logged under the subclass's module, as before the skeleton was shared.
             logging.getLogger(type(self).__module__).info(
                 "%s responder listening on %s:%d", self.kind, self.address or "*", self.port

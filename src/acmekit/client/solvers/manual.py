@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from acmekit.client.resources import Challenge
-from acmekit.client.solvers.errors import HookError, SolverError
+from acmekit.client.solvers.errors import HookError, NoManualAuth, SolverError
 from acmekit.protocol.challenges import HTTP01_PATH, dns01_record_name, dns01_txt_value
 from acmekit.protocol.messages import ChallengeType, Identifier
 
@@ -125,7 +125,7 @@ class ManualSolver:
         prompt: Prompt | None = None,
     ) -> None:
         if auth_hook is None and prompt is None:
-            raise ValueError("the manual solver needs an auth hook or a prompt")
+            raise NoManualAuth()
         self.auth_hook = auth_hook
         self.cleanup_hook = cleanup_hook
         self.prompt = prompt
