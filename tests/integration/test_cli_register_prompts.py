@@ -124,5 +124,5 @@ def test_certonly_names_every_missing_flag_at_once() -> None:
     assert done.exit_code == 2
     assert done.output.splitlines()[-1] == (
         "Error: give at least one -d NAME; and one of --standalone, --webroot, --manual, "
-        "--dns-rfc2136, --dns-hook"
+        "--dns-rfc2136, --dns-hook, --nginx"
     )
