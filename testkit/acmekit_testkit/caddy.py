@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from cryptography import x509
@@ -83,7 +84,7 @@ def _start(prefix: Path, cert_url: str) -> tuple[subprocess.Popen[bytes], int]:
         with log.open("ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env, cwd=prefix)
         try:
-            wait_ready(proc, lambda p=https_port: _listening(p), log, "caddy")
+            wait_ready(proc, partial(_listening, https_port), log, "caddy")
         except RuntimeError:
             stop_process(proc)
             if "address already in use" not in log.read_text():

@@ -13,7 +13,8 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from acmekit.fleet.model import ChallengeMethod, DesiredState, SiteState
+from acmekit.fleet.model import ChallengeMethod, DesiredState, SiteState, name_key
+from acmekit.fleet.repos import names as name_index
 from acmekit.fleet.repos.base import Repository
 from acmekit.fleet.repos.sites import _add_batch
 from acmekit.fleet.schema import on_demand, sites
@@ -66,6 +67,8 @@ class OnDemandRepository(Repository):
         def work(c: Connection) -> tuple[Admission, str | None]:
             if c.dialect.name == "postgresql":
                 c.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
+            if name_index.holders(c, [name_key(name)]):
+                return Admission.TAKEN, None
             if _count(c, on_demand.c.created > now - _MINUTE) >= limits.per_minute:
                 return Admission.RATE_LIMIT, None
             recent = sa.and_(
