@@ -15,11 +15,11 @@ may become a site:
   inventory counts, repos/ondemand.py), so that a flood of random server names cannot
   spend the CA's limits.
 
-An allowed name becomes a pending http-01 site, which the next worker pass (within
-`WorkerConfig.idle_sleep`) issues; the edge's next handshakes get its certificate. A
-refused name is remembered for `refusal_ttl` seconds, so a client retrying does not ask
-again; decisions in flight are capped, and names beyond the cap are dropped (the next
-handshake brings them back).
+An allowed name becomes a pending http-01 site, which this process's worker starts on
+at once (other workers find it within `WorkerConfig.idle_sleep`); the edge's next
+handshakes get its certificate. A refused name is remembered for `refusal_ttl` seconds,
+so a client retrying does not ask again; decisions in flight are capped, and names
+beyond the cap are dropped (the next handshake brings them back).
 """
 
 from __future__ import annotations
@@ -103,11 +103,17 @@ class OnDemand:
     """The decisions of one fleet process; `seen(name)` never waits."""
 
     def __init__(
-        self, inventory: Inventory, policy: OnDemandPolicy, now: Callable[[], int]
+        self,
+        inventory: Inventory,
+        policy: OnDemandPolicy,
+        now: Callable[[], int],
+        added: Callable[[], None] | None = None,
     ) -> None:
+        """`added` is called after each site added (the worker's `wake`)."""
         self.inventory = inventory
         self.policy = policy
         self.now = now
+        self.added = added
         self.verdicts: Counter[Verdict] = Counter()
         self._pending: dict[str, asyncio.Task[Verdict]] = {}
         self._refused: dict[str, float] = {}  # name -> monotonic time until which
@@ -129,6 +135,8 @@ class OnDemand:
         self.verdicts[verdict] += 1
         if verdict == Verdict.ADDED:
             log.info("on-demand site for %s added", name)
+            if self.added is not None:
+                self.added()
         else:
             log.info("on-demand site for %s not added: %s", name, verdict)
             self._refuse(name)

@@ -134,7 +134,9 @@ async def run(
         worker = Worker(inventory, pool, deployers, clock, config.worker, metrics, alert)
         on_demand = None
         if serve_api and config.on_demand is not None and config.cert_listen is not None:
-            on_demand = OnDemand(inventory, config.on_demand, lambda: to_us(clock.now()))
+            on_demand = OnDemand(
+                inventory, config.on_demand, lambda: to_us(clock.now()), worker.wake
+            )
             stack.push_async_callback(on_demand.close)
         if serve_api and config.listen is not None:
             app = api_app(
