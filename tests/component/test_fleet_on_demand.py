@@ -9,6 +9,7 @@ domain and per minute, which the inventory counts on both databases.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from acmekit.clock import SystemClock
 from acmekit.fleet.certapi import CertEndpoint, cert_app
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import ChallengeMethod, to_us
@@ -172,3 +174,38 @@ def test_patterns_match_a_name_or_the_names_under_it() -> None:
         OnDemandPolicy()
     with pytest.raises(ValueError):
         OnDemandPolicy(patterns=("not a name",))
+
+
+async def test_an_added_site_wakes_the_idle_worker(tmp_path: Path) -> None:
+    """The worker idles for an hour between empty passes; an on-demand site is issued
+    anyway, because adding it wakes the worker of the same process."""
+    clock = SystemClock()
+    inventory = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
+    worker = Worker(
+        inventory, LocalIssuer(now=clock.now), [], clock,
+        WorkerConfig(owner="w", idle_sleep=3600),
+    )  # fmt: skip
+    now = lambda: to_us(clock.now())  # noqa: E731
+    policy = OnDemandPolicy(patterns=("*.example.test",))
+    on_demand = OnDemand(inventory, policy, now, worker.wake)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.sleep(0)  # the worker's first pass finds nothing and idles
+        assert await on_demand.decide("new.example.test") == Verdict.ADDED
+        site_id = inventory.names.holder("new.example.test")
+        assert site_id is not None
+
+        for _ in range(1200):  # 60 s at most; an hour's idle sleep would fail it
+            site = inventory.sites.site(site_id)
+            if site is not None and site.current_version > 0:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the worker never issued the on-demand site")
+    finally:
+        stop.set()
+        worker.wake()
+        await asyncio.wait_for(running, timeout=30)
+        await on_demand.close()
+        inventory.close()

@@ -54,6 +54,7 @@ class Verdict(StrEnum):
     DOMAIN_LIMIT = "domain_limit"
     RATE_LIMIT = "rate_limit"
     DROPPED = "dropped"  # too many decisions in flight
+    ERROR = "error"  # the inventory failed; decided again at the next handshake
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,14 @@ class OnDemand:
         task.add_done_callback(lambda _: self._pending.pop(name, None))
 
     async def decide(self, name: str) -> Verdict:
-        verdict = await self._verdict(name)
+        try:
+            verdict = await self._verdict(name)
+        except Exception:
+            # The inventory failed us (a lost connection, a busy SQLite): nothing is
+            # remembered, so the name's next handshake asks again.
+            log.exception("on-demand decision for %s failed", name)
+            self.verdicts[Verdict.ERROR] += 1
+            return Verdict.ERROR
         self.verdicts[verdict] += 1
         if verdict == Verdict.ADDED:
             log.info("on-demand site for %s added", name)
