@@ -1,13 +1,13 @@
 """`bench/fleet.py --caddy N`: from a customer's first handshake at a Caddy edge to a
 valid certificate there.
 
-`acmekit server` (validating http-01 against the fleet's responder, every name
-resolving to 127.0.0.1 through `acmekit dns`), `acmekit fleet serve` with
-`--cert-listen` and `--on-demand '*.bench.test'`, and Debian's Caddy asking it for every
-certificate, all on loopback. For each of N names in turn, one handshake at Caddy
-starts the clock (it fails: the fleet has no certificate yet and decides in the
-background); handshakes follow every 50 ms until one verifies against the CA's root for
-that name. Every process is stopped by its PID.
+`acmekit server` (validating http-01 through Caddy's plain-HTTP port, which forwards to
+the fleet's responder; every name resolves to 127.0.0.1 through `acmekit dns`),
+`acmekit fleet serve` with `--cert-listen` and `--on-demand '*.bench.test'`, and
+Debian's Caddy asking it for every certificate, all on loopback. For each of N names in
+turn, one handshake at Caddy starts the clock (it fails: the fleet has no certificate
+yet and decides in the background); handshakes follow every 50 ms until one verifies
+against the CA's root for that name. Every process is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -48,13 +48,15 @@ def run_caddy(count: int, workdir: Path) -> CaddyResult:
     seconds: list[float] = []
     with (
         dns_server_process(workdir) as dns,
+        running_caddy_edge(
+            workdir / "caddy",
+            cert_url=f"http://127.0.0.1:{cert_port}/certificate",
+            challenge_upstream=fleet_http01,
+        ) as edge,
         running_acmekit_server(
-            workdir, dns_port=dns.dns_port, http01_port=fleet_http01, verbose=False
+            workdir, dns_port=dns.dns_port, http01_port=edge.http_port, verbose=False
         ) as ca,
         fleet_serve_process(workdir, server=ca, http01_port=fleet_http01, edges=[], args=args),
-        running_caddy_edge(
-            workdir / "caddy", cert_url=f"http://127.0.0.1:{cert_port}/certificate"
-        ) as edge,
     ):
         for i in range(count):
             name = f"customer{i}.bench.test"

@@ -1,11 +1,13 @@
 """Debian's Caddy as a fleet edge on loopback, asking the fleet for certificates.
 
-    with running_caddy_edge(tmp_path / "caddy", cert_url=URL) as edge:
-        edge.https_port, served_serial(edge, name, root)
+    with running_caddy_edge(tmp_path / "caddy", cert_url=URL, challenge_upstream=P) as edge:
+        edge.https_port, edge.http_port, served_serial(edge, name, root)
 
 One `caddy run` per edge, from a Caddyfile in its own directory, stopped by its PID. Its
 HTTPS site takes every server name and gets each certificate from the fleet during the
-handshake (`tls { get_certificate http URL }`). Caddy never obtains a certificate
+handshake (`tls { get_certificate http URL }`). Its plain-HTTP port forwards
+`/.well-known/acme-challenge/` to the fleet's http-01 responder and redirects the rest to
+HTTPS, as docs/fleet.md wires it. Caddy never obtains a certificate
 itself and never leaves loopback: `auto_https off` (no issuer, no ACME, no redirects),
 `skip_install_trust`, no admin endpoint, and HOME, XDG_DATA_HOME and XDG_CONFIG_HOME
 in the edge's directory, so it writes nothing anywhere else.
@@ -35,13 +37,16 @@ LOOPBACK = "127.0.0.1"
 class CaddyEdge:
     prefix: Path
     https_port: int
+    http_port: int
     pid: int
 
     def log(self) -> str:
         return (self.prefix / "caddy.log").read_text(errors="replace")
 
 
-def caddy_config(prefix: Path, https_port: int, http_port: int, cert_url: str) -> str:
+def caddy_config(
+    prefix: Path, https_port: int, http_port: int, cert_url: str, upstream: int
+) -> str:
     return f"""{{
 	admin off
 	auto_https off
@@ -58,6 +63,16 @@ https://:{https_port} {{
 	}}
 	respond "served by caddy for {{host}}"
 }}
+
+http://:{http_port} {{
+	bind {LOOPBACK}
+	handle /.well-known/acme-challenge/* {{
+		reverse_proxy {LOOPBACK}:{upstream}
+	}}
+	handle {{
+		redir https://{{host}}{{uri}}
+	}}
+}}
 """
 
 
@@ -67,8 +82,12 @@ def _listening(port: int) -> bool:
         return sock.connect_ex((LOOPBACK, port)) == 0
 
 
-def _start(prefix: Path, cert_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Caddy on a free port; another port if another process took the first."""
+def _both_listening(*ports: int) -> bool:
+    return all(_listening(p) for p in ports)
+
+
+def _start(prefix: Path, cert_url: str, upstream: int) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Caddy on free ports; other ports if another process took the first."""
     env = {
         **os.environ,
         "HOME": str(prefix),
@@ -79,28 +98,31 @@ def _start(prefix: Path, cert_url: str) -> tuple[subprocess.Popen[bytes], int]:
     for _ in range(3):
         https_port, http_port = free_port(), free_port()
         conf = prefix / "Caddyfile"
-        conf.write_text(caddy_config(prefix, https_port, http_port, cert_url))
+        conf.write_text(caddy_config(prefix, https_port, http_port, cert_url, upstream))
         argv = ["caddy", "run", "--config", str(conf), "--adapter", "caddyfile"]
         with log.open("ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env, cwd=prefix)
         try:
-            wait_ready(proc, partial(_listening, https_port), log, "caddy")
+            wait_ready(proc, partial(_both_listening, https_port, http_port), log, "caddy")
         except RuntimeError:
             stop_process(proc)
             if "address already in use" not in log.read_text():
                 raise
             continue
-        return proc, https_port
-    raise RuntimeError(f"caddy in {prefix} found no free port")
+        return proc, https_port, http_port
+    raise RuntimeError(f"caddy in {prefix} found no free ports")
 
 
 @contextmanager
-def running_caddy_edge(prefix: Path, *, cert_url: str) -> Iterator[CaddyEdge]:
-    """A Caddy edge in `prefix` that asks `cert_url` for every certificate."""
+def running_caddy_edge(
+    prefix: Path, *, cert_url: str, challenge_upstream: int
+) -> Iterator[CaddyEdge]:
+    """A Caddy edge in `prefix` that asks `cert_url` for every certificate and forwards
+    http-01 challenges to port `challenge_upstream` on loopback."""
     prefix.mkdir(parents=True, exist_ok=True)
-    proc, https_port = _start(prefix, cert_url)
+    proc, https_port, http_port = _start(prefix, cert_url, challenge_upstream)
     try:
-        yield CaddyEdge(prefix, https_port, proc.pid)
+        yield CaddyEdge(prefix, https_port, http_port, proc.pid)
     finally:
         stop_process(proc)
 

@@ -1,5 +1,6 @@
 """Debian's Caddy as a fleet edge: it asks `acmekit fleet serve` for every certificate
-during the handshake (`tls { get_certificate http URL }`), with a token in the URL.
+during the handshake (`tls { get_certificate http URL }`), with a token in the URL, and
+forwards the CA's http-01 validations on its plain-HTTP port to the fleet's responder.
 
 Checked from outside with TLS handshakes (Python's ssl and `openssl s_client`) against
 Caddy on loopback: a site added through the API is served with the fleet's certificate,
@@ -49,14 +50,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaddyFleet]:
     ]  # fmt: skip
     with (
         dns_server_process(workdir) as dns,
-        running_acmekit_server(workdir, dns_port=dns.dns_port, http01_port=fleet_http01) as ca,
-        fleet_serve_process(
-            workdir, server=ca, http01_port=fleet_http01, edges=[], args=args
-        ) as fleet,
         running_caddy_edge(
             workdir / "caddy",
             cert_url=f"http://127.0.0.1:{cert_port}/certificate?token={TOKEN}",
+            challenge_upstream=fleet_http01,
         ) as edge,
+        running_acmekit_server(workdir, dns_port=dns.dns_port, http01_port=edge.http_port) as ca,
+        fleet_serve_process(
+            workdir, server=ca, http01_port=fleet_http01, edges=[], args=args
+        ) as fleet,
     ):
         yield CaddyFleet(ca, fleet, edge, cert_port)
 
