@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -209,3 +210,18 @@ async def test_an_added_site_wakes_the_idle_worker(tmp_path: Path) -> None:
         await asyncio.wait_for(running, timeout=30)
         await on_demand.close()
         inventory.close()
+
+
+def test_admissions_at_once_keep_to_the_limit(inventory: Inventory) -> None:
+    """Twelve names of one registered domain admitted from twelve threads at once (each
+    its own connection): exactly the limit become sites."""
+    now = to_us(START)
+    limits = Limits(per_domain=3, domain_window=7 * 24 * 60 * MINUTE, per_minute=100)
+    names = [f"n{i}.race.test" for i in range(12)]
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        found = list(
+            pool.map(lambda n: inventory.on_demand.admit(n, "race.test", now, limits)[0], names)
+        )
+    assert found.count(Admission.ADDED) == 3
+    assert found.count(Admission.DOMAIN_LIMIT) == 9
+    assert inventory.on_demand.count() == 3

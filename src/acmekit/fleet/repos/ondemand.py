@@ -1,8 +1,8 @@
 """On-demand sites: made from a name seen at an edge, within limits every process shares.
 
-`admit` counts and adds in one transaction. On PostgreSQL it first takes a transaction
-advisory lock, so processes admitting names at once count one after the other and the
-limits hold fleet-wide; SQLite has one writer at a time anyway.
+`admit` counts and adds in one transaction, which first takes a lock (PostgreSQL: a
+transaction advisory lock; SQLite: the write lock, BEGIN IMMEDIATE), so processes
+admitting names at once count one after the other and the limits hold fleet-wide.
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ class OnDemandRepository(Repository):
         def work(c: Connection) -> tuple[Admission, str | None]:
             if c.dialect.name == "postgresql":
                 c.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
+            else:
+                # Python's sqlite3 starts a transaction only at the first write, so the
+                # counts below would be read outside it: take the write lock first.
+                c.exec_driver_sql("BEGIN IMMEDIATE")
             if name_index.holders(c, [name_key(name)]):
                 return Admission.TAKEN, None
             if _count(c, on_demand.c.created > now - _MINUTE) >= limits.per_minute:
