@@ -34,11 +34,15 @@ off, via `[rate_limits] enabled = false` in its --config) validating http-01 aga
 127.0.0.1. All N names share 20 registered domains. Sites per second, and CPU ms per
 site of the fleet process and of the CA (each process and its children, from /proc).
 
+Optionally (`--caddy N`), N names are issued on demand at a Caddy edge, one after
+another: the time from a name's first handshake at Caddy to a handshake that verifies
+(bench/_fleet_caddy.py). `--sizes ''` skips the inventory sizes.
+
 Every database is created for the run and dropped at the end; every process is started
 here on 127.0.0.1 and stopped by its PID.
 
 Run: `.venv/bin/python bench/fleet.py [--sizes 10000,100000,1000000] [--batch 100]
-[--calls 1000] [--backends postgresql,sqlite] [--no-copy] [--e2e 500]`
+[--calls 1000] [--backends postgresql,sqlite] [--no-copy] [--e2e 500] [--caddy 10]`
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ import psycopg
 import sqlalchemy as sa
 
 from _common import fresh_database as _fresh_database
+from _fleet_caddy import run_caddy
 from _fleet_e2e import E2eResult, run_e2e
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.schema import sites as inventory_sites
@@ -384,6 +389,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-copy", dest="copy", action="store_false", help="skip the COPY reference"
     )
     parser.add_argument("--e2e", type=int, default=0, help="sites provisioned end to end [0]")
+    parser.add_argument(
+        "--caddy", type=int, default=0, help="names issued on demand at a Caddy edge [0]"
+    )
     args = parser.parse_args(argv)
     args.size_list = [int(s) for s in args.sizes.split(",") if s]
     args.backend_list = [b for b in args.backends.split(",") if b]
@@ -410,7 +418,10 @@ def main(argv: list[str] | None = None) -> int:
                     e2e = run_e2e(args.e2e, workdir, url, engine)
                 finally:
                     engine.dispose()
+        caddy = run_caddy(args.caddy, workdir) if args.caddy else None
     report(results, args, e2e)
+    if caddy is not None:
+        print("\n" + caddy.describe())
     return 0
 
 

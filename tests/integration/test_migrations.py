@@ -34,6 +34,7 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 DAY_US = 86_400 * 1_000_000
 SIDE_TABLES = {"authz_profiles", "renewal_authzs", "replacements", "ari_windows"}
 CA_HEAD = migrate.head(SERVER)
+FLEET_HEAD = migrate.head(FLEET)
 HOUR_US = 3600 * 1_000_000
 
 
@@ -131,7 +132,7 @@ def test_the_ca_v010_database_upgrades_with_its_rows(ca_url: str) -> None:
 def test_the_fleet_v010_inventory_upgrades_with_its_rows(fleet_url: str) -> None:
     load_v010("fleet", fleet_url)
     inv = Inventory.from_url(fleet_url)
-    assert migrate.current(inv.engine, FLEET) == "0002"
+    assert migrate.current(inv.engine, FLEET) == FLEET_HEAD
     assert "fleet_site_options" not in sa.inspect(inv.engine).get_table_names()
     shop, blog, cdn = (
         inv.sites.site_by_name(n)
@@ -296,9 +297,9 @@ def test_the_db_commands(tmp_path: Path) -> None:
     assert code == 1 and out.endswith("run `acmekit fleet db upgrade`")
     assert run("fleet", "db", "upgrade", "--db", fleet_db) == (
         0,
-        "the fleet database went from none to 0002",
+        f"the fleet database went from none to {FLEET_HEAD}",
     )
-    assert run("fleet", "db", "current", "--db", fleet_db) == (0, "0002 (current)")
+    assert run("fleet", "db", "current", "--db", fleet_db) == (0, f"{FLEET_HEAD} (current)")
     code, out = run("fleet", "list", "--db", fleet_db)
     assert code == 0 and "shop.example.net www.shop.example.net" in out
     assert run("fleet", "renew", "--db", fleet_db, "blog.example.net")[0] == 0

@@ -25,9 +25,11 @@ from acmekit.fleet import planner
 from acmekit.fleet.api import delegation, site_json
 from acmekit.fleet.capability import DNS01_HINT, DNS01_SETTING, refusal
 from acmekit.fleet.cas import CaSpec
+from acmekit.fleet.certapi import parse_network
 from acmekit.fleet.deploy import parse_edge
 from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.model import ChallengeMethod, SiteState, normalize_names, to_us
+from acmekit.fleet.ondemand import OnDemandPolicy
 from acmekit.fleet.repos.sites import OptionsChange
 from acmekit.fleet.schema import sites
 from acmekit.fleet.service import FleetConfig, run
@@ -164,6 +166,7 @@ def _serve(
         delegation_zone=options["delegation_zone"],
         alert_hook=options["alert_hook"],
         auto_upgrade=not options["no_auto_upgrade"],
+        **_edge_api(options),
         worker=WorkerConfig(
             batch=options["batch"],
             concurrency=options["concurrency"],
@@ -185,6 +188,32 @@ def _serve(
             asyncio.run(main())
         except SchemaOutOfDate as exc:
             raise click.ClickException(str(exc)) from None
+
+
+def _edge_api(options: dict[str, Any]) -> dict[str, Any]:
+    """FleetConfig's certificate endpoint and on-demand fields, from serve's options."""
+    found: dict[str, Any] = {}
+    listen = options.get("cert_listen")
+    patterns, ask = options.get("on_demand") or (), options.get("on_demand_ask")
+    if (patterns or ask) and not listen:
+        raise click.UsageError("--on-demand and --on-demand-ask need --cert-listen")
+    if not listen:
+        return found
+    found["cert_listen"] = _hostport(listen)
+    found["cert_token"] = options.get("cert_token")
+    try:
+        if options.get("cert_allow"):
+            found["cert_allow"] = tuple(parse_network(a) for a in options["cert_allow"])
+        if patterns or ask:
+            found["on_demand"] = OnDemandPolicy(
+                patterns=tuple(p.lower() for p in patterns),
+                ask=ask,
+                per_domain=options["on_demand_per_domain"],
+                per_minute=options["on_demand_per_minute"],
+            )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return found
 
 
 zone_option = click.option(
@@ -256,6 +285,50 @@ def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     default="0.0.0.0:80",
     show_default=True,
     help="HOST:PORT of the http-01 responder (edges forward the challenge path here).",
+)
+@click.option(
+    "--cert-listen",
+    metavar="HOST:PORT",
+    help="Serve certificates to edges that ask at handshake time (Caddy's get_certificate "
+    "http URL is http://HOST:PORT/certificate); it hands out private keys: keep it private.",
+)
+@click.option(
+    "--cert-allow",
+    multiple=True,
+    metavar="CIDR",
+    help="Clients allowed on --cert-listen (repeatable; default loopback only).",
+)
+@click.option(
+    "--cert-token",
+    envvar="ACMEKIT_FLEET_CERT_TOKEN",
+    help="Also require ?token=T on --cert-listen (put it in the URL the edge is given).",
+)
+@click.option(
+    "--on-demand",
+    "on_demand",
+    multiple=True,
+    metavar="PATTERN",
+    help="A name seen at an edge may become a site if it matches (NAME, or *.NAME for any "
+    "name under NAME; repeatable). Needs --cert-listen.",
+)
+@click.option(
+    "--on-demand-ask",
+    metavar="URL",
+    help="And if GET URL?domain=NAME answers 200 (as Caddy's on_demand_tls ask).",
+)
+@click.option(
+    "--on-demand-per-domain",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="On-demand sites per registered domain per 7 days, fleet-wide.",
+)
+@click.option(
+    "--on-demand-per-minute",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="On-demand sites per minute, fleet-wide.",
 )
 def serve(listen: str, http01_listen: str, **options: Any) -> None:
     """API, status page, http-01 responder and worker in one process."""

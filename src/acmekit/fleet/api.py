@@ -6,7 +6,8 @@
   DELETE /domains/{id}           stop renewing, remove from edges       -> 202, the site
   POST   /domains/{id}/renew     renew now                              -> 202, the site
   GET    /.well-known/acme-challenge/{token}  (edges forward this path to the fleet)
-  GET    /metrics                Prometheus text format (fleet-wide figures per CA too)
+  GET    /metrics                Prometheus text format (fleet-wide figures per CA too,
+                                 on-demand sites)
   GET    /  and  /status         the status page: plain HTML (see status.py)
 
 A site as JSON carries its current certificate (with the CA that issued it), its
@@ -47,8 +48,9 @@ from acmekit.fleet.model import (
     from_us,
     normalize_names,
 )
+from acmekit.fleet.ondemand import OnDemand, metrics_lines
 from acmekit.fleet.repos.sites import OptionsChange, SiteRepository
-from acmekit.fleet.status import collect, render
+from acmekit.fleet.status import collect, on_demand_section, render
 
 INVENTORY = web.AppKey("inventory", Inventory)
 METRICS = web.AppKey("metrics", FleetMetrics)
@@ -56,6 +58,7 @@ NOW: web.AppKey[Callable[[], int]] = web.AppKey("now")
 CAS: web.AppKey[tuple[str, ...]] = web.AppKey("cas")
 ZONE: web.AppKey[str | None] = web.AppKey("delegation_zone")
 DNS01: web.AppKey[bool] = web.AppKey("dns01")
+ON_DEMAND: web.AppKey[OnDemand | None] = web.AppKey("on_demand")
 MAX_PAGE = 1000
 
 
@@ -224,15 +227,19 @@ async def _metrics(request: web.Request) -> web.Response:
         counts[SiteState.FAILING],
     )
     text = request.app[METRICS].render(counts, recent, figures=figures)
+    kept = inventory.on_demand.kept()
+    text += "\n".join(metrics_lines(len(kept), kept, request.app.get(ON_DEMAND))) + "\n"
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
 async def _status(request: web.Request) -> web.Response:
     app = request.app
     cas = app.get(CAS)
-    report = collect(app[INVENTORY], app[METRICS], app[NOW](), cas or ())
+    inventory = app[INVENTORY]
+    report = collect(inventory, app[METRICS], app[NOW](), cas or ())
+    extra = [on_demand_section(inventory.on_demand.count(), inventory.on_demand.recent())]
     return web.Response(
-        text=render(report),
+        text=render(report, extra),
         content_type="text/html",
         charset="utf-8",
         headers={"Cache-Control": "no-store"},
@@ -255,16 +262,19 @@ def api_app(
     cas: Sequence[str] = (),
     delegation_zone: str | None = None,
     dns01: bool = True,
+    on_demand: OnDemand | None = None,
 ) -> web.Application:
     """The API; `cas` (in order) are shown with their health on the status page,
-    `delegation_zone` gives dns-01 sites their CNAME targets, and without `dns01` (no DNS
-    API) a site that needs dns-01 is refused with 422."""
+    `delegation_zone` gives dns-01 sites their CNAME targets, without `dns01` (no DNS
+    API) a site that needs dns-01 is refused with 422, and `on_demand`'s verdicts are
+    counted in /metrics."""
     app = challenge_app(inventory)
     app[METRICS] = metrics
     app[NOW] = now
     app[CAS] = tuple(cas)
     app[ZONE] = delegation_zone
     app[DNS01] = dns01
+    app[ON_DEMAND] = on_demand
     app.router.add_post("/domains", _add)
     app.router.add_get("/domains", _list)
     app.router.add_get("/domains/{id}", _get)

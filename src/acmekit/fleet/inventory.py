@@ -15,12 +15,13 @@ from acmekit.fleet.repos.cas import CaRepository
 from acmekit.fleet.repos.challenges import ChallengeRepository, SettingRepository
 from acmekit.fleet.repos.names import NameRepository
 from acmekit.fleet.repos.names import NameTaken as NameTaken
+from acmekit.fleet.repos.ondemand import OnDemandRepository
 from acmekit.fleet.repos.sites import SiteRepository
 
 
 class Inventory:
     """The fleet's repositories over one database: `sites`, `names`, `cas`,
-    `challenges` and `settings`."""
+    `challenges`, `settings` and `on_demand`."""
 
     def __init__(self, engine: Engine, auto_upgrade: bool = True) -> None:
         """Over `engine`, upgraded to this schema first (or, `auto_upgrade` off, refused
@@ -32,6 +33,7 @@ class Inventory:
         self.cas = CaRepository(engine)
         self.challenges = ChallengeRepository(engine)
         self.settings = SettingRepository(engine)
+        self.on_demand = OnDemandRepository(engine)
 
     @classmethod
     def from_url(cls, url: str, auto_upgrade: bool = True) -> Inventory:

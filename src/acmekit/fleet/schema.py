@@ -149,3 +149,16 @@ ca_stats = sa.Table(
     sa.Column("failed_seconds", sa.Float, nullable=False),
     sa.Column("max_seconds", sa.Float, nullable=False),
 )
+
+# Added with on-demand sites: the sites a name seen at an edge made (ondemand.py), with
+# the registered domain each counts against, so every fleet process applies one limit.
+on_demand = sa.Table(
+    "fleet_on_demand",
+    metadata,
+    sa.Column("site_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("domain", sa.String(255), nullable=False),  # the registered domain
+    sa.Column("created", sa.BigInteger, nullable=False),
+    sa.Index("fleet_on_demand_domain_created", "domain", "created"),
+    sa.Index("fleet_on_demand_created", "created"),
+)

@@ -29,11 +29,13 @@ from acmekit.fleet.alerts import ShellAlertHook
 from acmekit.fleet.api import api_app, challenge_app
 from acmekit.fleet.capability import DNS01_SETTING
 from acmekit.fleet.cas import CaPool, CaSpec, open_pool
+from acmekit.fleet.certapi import LOOPBACK, CertEndpoint, Network, cert_app
 from acmekit.fleet.delegation import AcmekitDnsProvider, DelegationCheck
 from acmekit.fleet.deploy import Deployer
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import to_us
+from acmekit.fleet.ondemand import OnDemand, OnDemandPolicy
 from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit.protocol.messages import ChallengeType
 
@@ -53,6 +55,10 @@ class FleetConfig:
     alert_hook: str | None = None  # a shell command run when a site enters failing
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     auto_upgrade: bool = True  # upgrade the inventory's schema on start, or refuse an old one
+    cert_listen: tuple[str, int] | None = None  # certificates for edges (certapi.py)
+    cert_allow: tuple[Network, ...] = LOOPBACK  # who may ask it
+    cert_token: str | None = None  # and the token they give, if any
+    on_demand: OnDemandPolicy | None = None  # names seen at edges may become sites
 
     def __post_init__(self) -> None:
         if not self.cas:
@@ -129,6 +135,12 @@ async def run(
         pool = await open_fleet_pool(inventory, config, clock, stack)
         alert = None if config.alert_hook is None else ShellAlertHook(config.alert_hook)
         worker = Worker(inventory, pool, deployers, clock, config.worker, metrics, alert)
+        on_demand = None
+        if serve_api and config.on_demand is not None and config.cert_listen is not None:
+            on_demand = OnDemand(
+                inventory, config.on_demand, lambda: to_us(clock.now()), worker.wake
+            )
+            stack.push_async_callback(on_demand.close)
         if serve_api and config.listen is not None:
             app = api_app(
                 inventory,
@@ -137,6 +149,7 @@ async def run(
                 cas=[e.name for e in pool.entries],
                 delegation_zone=config.delegation_zone,
                 dns01=dns01,
+                on_demand=on_demand,
             )
             runner = await start_site(app, config.listen)
             stack.push_async_callback(runner.cleanup)
@@ -146,6 +159,11 @@ async def run(
             runner = await start_site(challenge_app(inventory), config.http01_listen)
             stack.push_async_callback(runner.cleanup)
             announce(f"http-01: http://{config.http01_listen[0]}:{_port(runner)}/")
+        if serve_api and config.cert_listen is not None:
+            endpoint = CertEndpoint(inventory, on_demand, config.cert_allow, config.cert_token)
+            runner = await start_site(cert_app(endpoint), config.cert_listen)
+            stack.push_async_callback(runner.cleanup)
+            announce(f"certificates: http://{config.cert_listen[0]}:{_port(runner)}/certificate")
         announce(f"cas: {', '.join(e.name for e in pool.entries)}")
         announce(f"worker: {worker.owner}")
         await worker.run(stop)

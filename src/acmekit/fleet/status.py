@@ -35,9 +35,11 @@ from acmekit.fleet.metrics import (
     window_start,
 )
 from acmekit.fleet.model import CaHealth, DesiredState, SiteState, from_us
+from acmekit.fleet.repos.ondemand import OnDemandSite
 from acmekit.fleet.schema import certificates, deployments, sites
 
 EXPIRING_LIMIT = 20
+ON_DEMAND_LIMIT = 20  # on-demand sites listed (OnDemandRepository.recent)
 FAILURE_LIMIT = 50
 DAY_US = 86_400_000_000
 
@@ -347,8 +349,24 @@ def _health_table(report: StatusReport) -> str:
     return _table("ca-health", headers, rows, "No CAs configured.")
 
 
-def render(report: StatusReport) -> str:
-    """The whole page, as a string of HTML."""
+def on_demand_section(count: int, recent: Sequence[OnDemandSite]) -> tuple[str, str]:
+    """(title, HTML) for the sites made on demand from names seen at edges."""
+    rows = [
+        _row([("", _e(s.name)), ("", _e(s.site_id)), (str(s.state), _e(s.state)),
+              ("", _e(s.domain)), ("", _e(_time(s.created)))])
+        for s in recent
+    ]  # fmt: skip
+    table = _table(
+        "on-demand", ["name", "site", "state", "registered domain", "added"], rows,
+        "No site was made on demand.",
+    )  # fmt: skip
+    title = f"On-demand sites ({count} kept; the {ON_DEMAND_LIMIT} made last)"
+    return title, f'<p id="on-demand-count">{count}</p>{table}'
+
+
+def render(report: StatusReport, extra: Sequence[tuple[str, str]] = ()) -> str:
+    """The whole page, as a string of HTML; `extra` are more (title, HTML) sections,
+    shown before this process's own figures."""
     sections = [
         ("Sites by state", _counts(report)),
         (f"Expiring soonest (first {EXPIRING_LIMIT})", _expiring_table(report)),
@@ -361,6 +379,7 @@ def render(report: StatusReport) -> str:
     ]
     if report.health:
         sections.append(("Certificate authorities, in order of preference", _health_table(report)))
+    sections.extend(extra)
     sections.append(("Certificate authorities (this process, since start)", _ca_table(report)))
     body = "".join(f"<h2>{_e(title)}</h2>{content}" for title, content in sections)
     return (

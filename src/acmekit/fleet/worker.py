@@ -206,6 +206,7 @@ class Worker:
             inventory, self.owner, self.now, SlotTiming(self.config.slot_lease, wait)
         )
         self._stats: dict[tuple[str, int], CaStatsBucket] = {}  # not yet written
+        self._woken = asyncio.Event()
         self._stats_written = self.now()
         self._multi = len(self.pool.entries) > 1
         self._ari = any(isinstance(e.issuer, RenewalInfoSource) for e in self.pool.entries)
@@ -221,7 +222,22 @@ class Worker:
         """Pass after pass until `stop` is set."""
         while not stop.is_set():
             if await self.run_once() == 0:
-                await self.clock.sleep(self.config.idle_sleep)
+                await self._idle()
+
+    def wake(self) -> None:
+        """Cut the idle sleep short: a site was just added (an on-demand site, whose
+        customer is waiting at an edge)."""
+        self._woken.set()
+
+    async def _idle(self) -> None:
+        sleep = asyncio.ensure_future(self.clock.sleep(self.config.idle_sleep))
+        woken = asyncio.ensure_future(self._woken.wait())
+        try:
+            await asyncio.wait((sleep, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleep, woken):
+                task.cancel()
+            self._woken.clear()
 
     async def run_once(self) -> int:
         """Handle due sites, leasing more as slots free up, until none is left due (see

@@ -1,0 +1,234 @@
+"""On-demand sites: a name an edge sees in a handshake may become a site.
+
+An edge asks the fleet for a certificate by the client's server name (certapi.py). For
+a name no site has, the fleet answers at once that it has none (the handshake fails
+cleanly, or the edge uses its fallback) and decides in the background whether the name
+may become a site:
+
+- the name matches one of the policy's patterns (`shop.example` exactly, `*.shop.example`
+  any name under it), when patterns are given;
+- the operator's "ask" URL answers 200 to `GET ASK?domain=NAME` (as Caddy's
+  `on_demand_tls ask`), when one is given; any other answer, or none within a few
+  seconds, is a no;
+- fewer than `per_domain` on-demand sites of its registered domain were made over
+  `domain_window`, and fewer than `per_minute` in the last minute, fleet-wide (the
+  inventory counts, repos/ondemand.py), so that a flood of random server names cannot
+  spend the CA's limits.
+
+An allowed name becomes a pending http-01 site, which this process's worker starts on
+at once (other workers find it within `WorkerConfig.idle_sleep`); the edge's next
+handshakes get its certificate. A refused name is remembered for `refusal_ttl` seconds,
+so a client retrying does not ask again; decisions in flight are capped, and names
+beyond the cap are dropped (the next handshake brings them back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import aiohttp
+
+from acmekit.domains import registered_domain
+from acmekit.fleet.inventory import Inventory
+from acmekit.fleet.model import normalize_names
+from acmekit.fleet.repos.ondemand import Admission, Limits
+
+log = logging.getLogger(__name__)
+
+DAY = 86_400_000_000  # microseconds
+
+
+class Verdict(StrEnum):
+    """What became of a name seen at an edge (the `outcome` label in /metrics)."""
+
+    ADDED = "added"
+    TAKEN = "taken"
+    NOT_ALLOWED = "not_allowed"  # no pattern matches, or not a host name
+    ASK_REFUSED = "ask_refused"
+    DOMAIN_LIMIT = "domain_limit"
+    RATE_LIMIT = "rate_limit"
+    DROPPED = "dropped"  # too many decisions in flight
+    ERROR = "error"  # the inventory failed; decided again at the next handshake
+
+
+@dataclass(frozen=True)
+class OnDemandPolicy:
+    patterns: tuple[str, ...] = ()
+    ask: str | None = None  # URL; GET ?domain=NAME, 200 means yes
+    per_domain: int = 10  # on-demand sites per registered domain over domain_window
+    domain_window: int = 7 * DAY  # the CAs' own window for certificates per domain
+    per_minute: int = 20  # on-demand sites per minute, fleet-wide
+    ask_timeout: float = 5.0
+    refusal_ttl: float = 60.0  # seconds a refused name is not looked at again
+    max_pending: int = 64  # decisions in flight
+
+    def __post_init__(self) -> None:
+        if not self.patterns and self.ask is None:
+            raise ValueError("on-demand sites need --on-demand patterns or an ask URL")
+        for pattern in self.patterns:
+            normalize_names([pattern])  # ValueError for anything but a (wildcard) name
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.per_domain, self.domain_window, self.per_minute)
+
+    def matches(self, name: str) -> bool:
+        """Does a pattern allow `name` (every name, if there are no patterns)?"""
+        if not self.patterns:
+            return True
+        for pattern in self.patterns:
+            if pattern.startswith("*."):
+                if name.endswith(pattern[1:]):
+                    return True
+            elif name == pattern:
+                return True
+        return False
+
+
+def host_name(raw: str) -> str | None:
+    """`raw` (a server name as a client sent it) as a plain host name, or None."""
+    try:
+        (name,) = normalize_names([raw])
+    except (ValueError, TypeError):
+        return None
+    return None if name.startswith("*.") else name
+
+
+class OnDemand:
+    """The decisions of one fleet process; `seen(name)` never waits."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        policy: OnDemandPolicy,
+        now: Callable[[], int],
+        added: Callable[[], None] | None = None,
+    ) -> None:
+        """`added` is called after each site added (the worker's `wake`)."""
+        self.inventory = inventory
+        self.policy = policy
+        self.now = now
+        self.added = added
+        self.verdicts: Counter[Verdict] = Counter()
+        self._pending: dict[str, asyncio.Task[Verdict]] = {}
+        self._refused: dict[str, float] = {}  # name -> monotonic time until which
+        self._session: aiohttp.ClientSession | None = None
+
+    def seen(self, name: str) -> None:
+        """A handshake asked for `name`, which no site has: decide in the background."""
+        if name in self._pending or self._refused_lately(name):
+            return
+        if len(self._pending) >= self.policy.max_pending:
+            self.verdicts[Verdict.DROPPED] += 1
+            return
+        task = asyncio.create_task(self.decide(name))
+        self._pending[name] = task
+        task.add_done_callback(lambda _: self._pending.pop(name, None))
+
+    async def decide(self, name: str) -> Verdict:
+        try:
+            verdict = await self._verdict(name)
+        except Exception:
+            # The inventory failed us (a lost connection, a busy SQLite): nothing is
+            # remembered, so the name's next handshake asks again.
+            log.exception("on-demand decision for %s failed", name)
+            self.verdicts[Verdict.ERROR] += 1
+            return Verdict.ERROR
+        self.verdicts[verdict] += 1
+        if verdict == Verdict.ADDED:
+            log.info("on-demand site for %s added", name)
+            if self.added is not None:
+                self.added()
+        else:
+            log.info("on-demand site for %s not added: %s", name, verdict)
+            self._refuse(name)
+        return verdict
+
+    async def _verdict(self, name: str) -> Verdict:
+        if host_name(name) != name or not self.policy.matches(name):
+            return Verdict.NOT_ALLOWED
+        if self.policy.ask is not None and not await self._ask(name):
+            return Verdict.ASK_REFUSED
+        admission, _ = self.inventory.on_demand.admit(
+            name, registered_domain(name), self.now(), self.policy.limits
+        )
+        return {
+            Admission.ADDED: Verdict.ADDED,
+            Admission.TAKEN: Verdict.TAKEN,
+            Admission.DOMAIN_LIMIT: Verdict.DOMAIN_LIMIT,
+            Admission.RATE_LIMIT: Verdict.RATE_LIMIT,
+        }[admission]
+
+    async def _ask(self, name: str) -> bool:
+        assert self.policy.ask is not None
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.policy.ask_timeout)
+            )
+        try:
+            async with self._session.get(self.policy.ask, params={"domain": name}) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("on-demand ask for %s failed: %s", name, exc)
+            return False
+
+    def _refused_lately(self, name: str) -> bool:
+        until = self._refused.get(name)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._refused[name]
+        return False
+
+    def _refuse(self, name: str) -> None:
+        if len(self._refused) >= 10_000:  # oldest first: dicts keep insertion order
+            for old in list(self._refused)[:1000]:
+                del self._refused[old]
+        self._refused[name] = time.monotonic() + self.policy.refusal_ttl
+
+    async def settle(self) -> None:
+        """Wait for the decisions in flight (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._pending.values()):
+            task.cancel()
+        await asyncio.gather(*list(self._pending.values()), return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+
+def metrics_lines(
+    count: int, site_ids: Sequence[tuple[str, str]], on_demand: OnDemand | None
+) -> list[str]:
+    """The on-demand part of /metrics: the sites (count, and one info series each, by
+    id and first name) and this process's verdicts."""
+    lines = [
+        "# HELP acmekit_fleet_on_demand_sites Sites made on demand from a name seen at an edge.",
+        "# TYPE acmekit_fleet_on_demand_sites gauge",
+        f"acmekit_fleet_on_demand_sites {count}",
+        "# HELP acmekit_fleet_on_demand_site_info A site made on demand.",
+        "# TYPE acmekit_fleet_on_demand_site_info gauge",
+        *(f'acmekit_fleet_on_demand_site_info{{site="{_esc(i)}",name="{_esc(n)}"}} 1'
+          for i, n in site_ids),
+    ]  # fmt: skip
+    if on_demand is not None:
+        lines += [
+            "# HELP acmekit_fleet_on_demand_verdicts_total Names seen at an edge, by outcome.",
+            "# TYPE acmekit_fleet_on_demand_verdicts_total counter",
+            *(f'acmekit_fleet_on_demand_verdicts_total{{outcome="{v}"}} {on_demand.verdicts[v]}'
+              for v in Verdict),
+        ]  # fmt: skip
+    return lines
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
