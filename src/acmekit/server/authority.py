@@ -58,6 +58,9 @@ from acmekit.server.auth import Authenticated, KeyChange
 from acmekit.server.ca import Issuer, issue_certificate, new_serial, pem_chain
 from acmekit.server.config import Profile, ServerConfig
 from acmekit.server.crl import CrlPublisher
+from acmekit.server.mpic.quorum import Verdict
+from acmekit.server.mpic.remote import Corroborator, refusal
+from acmekit.server.mpic.wire import CorroborationRequest
 from acmekit.server.policy import Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
@@ -164,8 +167,11 @@ class Authority:
         now: Callable[[], datetime],
         signer: Signer | None = None,
         crl: CrlPublisher | None = None,
+        corroborator: Corroborator | None = None,
     ) -> None:
         self.config = config
+        # Remote perspectives ([mpic]); None: the CA validates from one place only.
+        self.corroborator = corroborator
         self.store = store
         self.issuer = issuer
         self.validator = validator
@@ -636,6 +642,8 @@ class Authority:
                 ch.type, authz.identifier, ch.token, key_authorization(ch.token, account.jwk)
             )
             await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
+            if self.corroborator is not None:
+                await self._corroborate(self.corroborator, ch, authz, account, account_uri)
         except AcmeError as exc:
             error = exc.problem.to_json()
             error.setdefault("identifier", authz.identifier.to_json())
@@ -655,6 +663,37 @@ class Authority:
             "challenge %s %s for %s (account %s): %s",
             ch.id, ch.type, authz.identifier.value, account.id, outcome,
         )  # fmt: skip
+
+    async def _corroborate(
+        self,
+        corroborator: Corroborator,
+        ch: ChallengeRecord,
+        authz: AuthorizationRecord,
+        account: AccountRecord,
+        account_uri: str,
+    ) -> None:
+        """BR §3.2.2.9: the primary (this CA) validated and checked CAA; the remote
+        perspectives must corroborate both. The outcome is recorded on the authorization
+        and logged either way; without a quorum the validation fails."""
+        request = CorroborationRequest(
+            type=ch.type,
+            identifier=authz.identifier,
+            wildcard=authz.wildcard,
+            token=ch.token,
+            key_authorization=key_authorization(ch.token, account.jwk),
+            account_uri=account_uri,
+            caa_identities=self.config.caa_identities if self.config.caa.enabled else None,
+        )
+        outcome = await corroborator.corroborate(request)
+        self.store.orders.record_mpic(
+            authz.id, outcome.quorum, [r.to_json() for r in outcome.results]
+        )
+        log.info(
+            "mpic for authorization %s (%s): %s, quorum %s: %s",
+            authz.id, authz.identifier.value, outcome.verdict, outcome.quorum, outcome.summary(),
+        )  # fmt: skip
+        if outcome.verdict != Verdict.PASS:
+            raise refusal(outcome, authz.identifier.to_json())
 
     def _counts_failures(self, authz: AuthorizationRecord) -> bool:
         """Failed validations are limited, except in a renewal (RFC 9773 §5)."""

@@ -83,8 +83,7 @@ def _rirs(remotes: Sequence[Remote], names: Collection[str]) -> int:
 def meets(remotes: Sequence[Remote], corroborating: Collection[str]) -> bool:
     """Whether these corroborating remotes (by name) satisfy the rule."""
     return (
-        len(corroborating) >= required(len(remotes))
-        and _rirs(remotes, corroborating) >= MIN_RIRS
+        len(corroborating) >= required(len(remotes)) and _rirs(remotes, corroborating) >= MIN_RIRS
     )
 
 
