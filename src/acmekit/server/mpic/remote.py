@@ -12,14 +12,13 @@ corroborating, with the reason recorded.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.mpic.certs import peer_uris, perspective_uri
@@ -35,6 +34,8 @@ from acmekit.server.mpic.quorum import (
 from acmekit.server.mpic.wire import PATH, CorroborationRequest, PerspectiveAnswer
 
 log = logging.getLogger(__name__)
+
+MAX_ANSWER = 64 * 1024  # an answer is under 2 KiB (two problem documents at most)
 
 
 class Outcome(StrEnum):
@@ -85,10 +86,12 @@ class Corroboration:
     def problem_detail(self) -> str:
         remotes = len(self.results)
         need = remotes - allowed_failures(remotes)
-        failed = "; ".join(f"{r.name} ({r.rir}): {r.detail}" for r in self.of(Outcome.FAILED))
+        failures = self.of(Outcome.FAILED)
+        which = "; ".join(f"{r.name} ({r.rir}): {r.detail}" for r in failures)
         return (
-            f"remote perspectives did not corroborate the validation: {self.quorum} agreed, "
-            f"{need} from at least {MIN_RIRS} RIRs are needed (BR 3.2.2.9); {failed}"
+            f"remote perspectives did not corroborate the validation (BR 3.2.2.9): "
+            f"{len(failures)} of {remotes} failed, {need} must agree from at least "
+            f"{MIN_RIRS} RIRs; {which}"
         )
 
 
@@ -111,64 +114,87 @@ class Corroborator:
     async def corroborate(self, req: CorroborationRequest) -> Corroboration:
         answers: dict[str, bool] = {}
         results: dict[str, PerspectiveResult] = {}
-        connector = aiohttp.TCPConnector(ssl=self._context, limit=0, force_close=True)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            tasks = {asyncio.ensure_future(self._ask(session, r, req)): r for r in self.remotes}
-            verdict = Verdict.PENDING
-            pending: set[asyncio.Future[PerspectiveResult]] = set(tasks)
-            loop = asyncio.get_running_loop()
-            end = loop.time() + self._timeout
-            try:
-                while pending and verdict == Verdict.PENDING:
-                    done, pending = await asyncio.wait(
-                        pending, timeout=max(0.0, end - loop.time()),
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )  # fmt: skip
-                    if not done:
-                        break  # the round's time is up
-                    for task in done:
-                        result = task.result()
-                        results[result.name] = result
-                        answers[result.name] = result.outcome == Outcome.PASSED
-                    verdict = decide(self._quorum, answers)
-            finally:
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-        for task, remote in tasks.items():
+        body = json.dumps(req.to_json()).encode()
+        tasks = {asyncio.ensure_future(self._ask(r, body)): r for r in self.remotes}
+        verdict = Verdict.PENDING
+        pending: set[asyncio.Future[PerspectiveResult]] = set(tasks)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._timeout
+        try:
+            while pending and verdict == Verdict.PENDING:
+                done, pending = await asyncio.wait(
+                    pending, timeout=max(0.0, end - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )  # fmt: skip
+                if not done:
+                    break  # the round's time is up
+                for task in done:
+                    result = task.result()
+                    results[result.name] = result
+                    answers[result.name] = result.outcome == Outcome.PASSED
+                verdict = decide(self._quorum, answers)
+        finally:
+            # Stragglers are not needed once the outcome is decided (or time is up).
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for remote in tasks.values():
             if remote.name in results:
                 continue
             if verdict == Verdict.PENDING:
-                late = PerspectiveResult(remote.name, remote.rir, Outcome.FAILED, "timeout")
-                results[remote.name] = late
+                results[remote.name] = PerspectiveResult(
+                    remote.name, remote.rir, Outcome.FAILED, "no answer in time"
+                )
                 answers[remote.name] = False
             else:
                 results[remote.name] = PerspectiveResult(remote.name, remote.rir, Outcome.CANCELLED)
-            del task
         if verdict == Verdict.PENDING:
             verdict = decide(self._quorum, answers)
         ordered = tuple(results[r.name] for r in self.remotes)
         agreed = sum(1 for r in ordered if r.outcome == Outcome.PASSED)
         return Corroboration(verdict, quorum_text(len(self.remotes), agreed), ordered)
 
-    async def _ask(
-        self, session: aiohttp.ClientSession, remote: RemotePerspective, req: CorroborationRequest
-    ) -> PerspectiveResult:
+    async def _ask(self, remote: RemotePerspective, body: bytes) -> PerspectiveResult:
         def failed(detail: str) -> PerspectiveResult:
             return PerspectiveResult(remote.name, remote.rir, Outcome.FAILED, detail)
 
+        url = urlsplit(remote.url)
+        host, port = url.hostname or "", url.port or 443
         try:
-            async with session.post(remote.url.rstrip("/") + PATH, json=req.to_json()) as resp:
-                if not self._is_the_perspective(resp, remote):
-                    return failed("its certificate is not that of this perspective")
-                if resp.status != 200:
-                    return failed(f"answered HTTP {resp.status}")
-                doc: Any = await resp.json(content_type=None)
-            answer = PerspectiveAnswer.from_json(doc)
-        except aiohttp.ClientSSLError as exc:
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=self._context, server_hostname=host
+            )
+        except ssl.SSLError as exc:
             return failed(f"TLS failed: {_reason(exc)}")
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             return failed(f"unreachable: {_reason(exc)}")
+        try:
+            # The handshake proved that the certificate chains to our root and names the
+            # host; it must also be this perspective's own (a subscriber's chains there too).
+            if perspective_uri(remote.name) not in peer_uris(writer.get_extra_info("peercert")):
+                return failed("its certificate is not that of this perspective")
+            shown = f"[{host}]" if ":" in host else host
+            writer.write(
+                f"POST {PATH} HTTP/1.1\r\nHost: {shown}:{port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+            raw = await reader.read(MAX_ANSWER + 1)
+            while len(raw) <= MAX_ANSWER and (more := await reader.read(MAX_ANSWER + 1)):
+                raw += more
+        except ssl.SSLError as exc:
+            return failed(f"TLS failed: {_reason(exc)}")
+        except OSError as exc:
+            return failed(f"connection failed: {_reason(exc)}")
+        finally:
+            writer.close()
+        try:
+            status, doc = _http_answer(raw)
+            if status != 200:
+                return failed(f"answered HTTP {status}")
+            answer = PerspectiveAnswer.from_json(doc)
         except ValueError as exc:
             return failed(f"unreadable answer: {exc}")
         if answer.perspective != remote.name:
@@ -179,14 +205,22 @@ class Corroborator:
             return failed(f"{which}: {found.describe()}")
         return PerspectiveResult(remote.name, remote.rir, Outcome.PASSED)
 
-    @staticmethod
-    def _is_the_perspective(resp: aiohttp.ClientResponse, remote: RemotePerspective) -> bool:
-        """The handshake proved the certificate chains to our root and names the host; it
-        must also be this perspective's own (a subscriber certificate chains there too)."""
-        conn = resp.connection
-        transport = conn.transport if conn is not None else None
-        peercert = transport.get_extra_info("peercert") if transport is not None else None
-        return perspective_uri(remote.name) in peer_uris(peercert)
+
+def _http_answer(raw: bytes) -> tuple[int, object]:
+    """(status, JSON body) of an HTTP/1.1 answer read to the connection's end."""
+    if len(raw) > MAX_ANSWER:
+        raise ValueError("too long")
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("no end of headers")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or not status_line[1].isdigit():
+        raise ValueError("no status line")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            raise ValueError("chunked answers are not expected")
+    return int(status_line[1]), json.loads(body) if body else None
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,180 @@
+"""Multi-perspective corroboration (BR §3.2.2.9) with real processes on loopback: the CA
+and four `acmekit server perspective`s, each asking its own `acmekit dns`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acmekit.protocol.challenges import dns01_record_name, dns01_txt_value, key_authorization
+from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme, new_key
+from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.perspectives import PerspectiveHandle, running_perspective
+from acmekit_testkit.ports import free_port
+from acmekit_testkit.processes import stop_process
+
+RIRS = {"p-arin": "ARIN", "p-ripe": "RIPE", "p-apnic": "APNIC", "p-lacnic": "LACNIC"}
+
+
+@dataclass
+class World:
+    ca: ServerHandle
+    ca_dns: DnsServerHandle
+    perspectives: dict[str, PerspectiveHandle]
+    remote_dns: dict[str, DnsServerHandle]
+    http01_port: int
+
+
+def start_ca(
+    stack: ExitStack, workdir: Path, state: Path, dns: DnsServerHandle, http01: int,
+    perspectives: list[dict[str, str]],
+) -> ServerHandle:  # fmt: skip
+    settings: dict[str, Any] = {
+        "crl": {"listen": f"127.0.0.1:{free_port()}"},
+        "rate_limits": {"enabled": False},
+        "mpic": {"enabled": True, "timeout": 8, "perspectives": perspectives},
+    }
+    return stack.enter_context(
+        running_acmekit_server(
+            workdir, dns_port=dns.dns_port, http01_port=http01, state_dir=state,
+            settings=settings,
+        )
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    workdir = tmp_path_factory.mktemp("mpic")
+    state = workdir / "ca-state"
+    http01 = free_port()
+    with ExitStack() as stack:
+        ca_dns = stack.enter_context(dns_server_process(workdir))
+        remote_dns: dict[str, DnsServerHandle] = {}
+        perspectives: dict[str, PerspectiveHandle] = {}
+        for name, rir in RIRS.items():
+            remote_dns[name] = stack.enter_context(dns_server_process(workdir))
+            perspectives[name] = stack.enter_context(
+                running_perspective(
+                    workdir, state, name, rir, dns_port=remote_dns[name].dns_port,
+                    http01_port=http01,
+                )
+            )  # fmt: skip
+        entries = [p.settings() for p in perspectives.values()]
+        ca = start_ca(stack, workdir, state, ca_dns, http01, entries)
+        yield World(ca, ca_dns, perspectives, remote_dns, http01)
+
+
+@pytest.fixture
+async def responder(world: World) -> AsyncIterator[Http01Responder]:
+    """On the port the CA and the perspectives fetch http-01 from."""
+    r = Http01Responder(port=world.http01_port)
+    await r.start()
+    yield r
+    await r.stop()
+
+
+def recorded(ca: ServerHandle, identifier: str) -> list[tuple[str, list[dict[str, str]]]]:
+    with sqlite3.connect(ca.state_dir / "acmekit.db") as db:
+        rows = db.execute(
+            "SELECT mpic_quorum, mpic_perspectives FROM authorizations "
+            "WHERE identifier_value = ? AND mpic_quorum IS NOT NULL",
+            (identifier,),
+        ).fetchall()
+    return [(q, json.loads(p)) for q, p in rows]
+
+
+async def authz_after(flow: Flow, order: dict[str, Any]) -> dict[str, Any]:
+    await flow.wait_for_authorizations(order)
+    doc: dict[str, Any] = (await flow.get(order["authorizations"][0])).json()
+    return doc
+
+
+async def order_with_http01(world: World, responder: Http01Responder, name: str) -> dict[str, Any]:
+    acme = HttpRawAcme(world.ca.base_url, str(world.ca.root_path))
+    try:
+        flow = Flow(acme, responder)
+        await flow.account()
+        resp = await flow.order(name)
+        assert resp.status == 201, resp.body
+        await flow.solve(resp.json())
+        return await authz_after(flow, resp.json())
+    finally:
+        await acme.close()
+
+
+async def test_all_perspectives_agree_the_authorization_is_valid(
+    world: World, responder: Http01Responder
+) -> None:
+    authz = await order_with_http01(world, responder, "agree.mpic.test")
+    assert authz["status"] == "valid", authz
+    [(quorum, results)] = recorded(world.ca, "agree.mpic.test")
+    passed = [r for r in results if r["outcome"] == "passed"]
+    assert quorum in ("3/4", "4/4") and quorum == f"{len(passed)}/4"
+    assert not [r for r in results if r["outcome"] == "failed"], results
+    assert {r["rir"] for r in passed} <= set(RIRS.values()) and len({r["rir"] for r in passed}) >= 2
+    log = world.ca.log.read_text()
+    assert "INFO acmekit.server.mpic" in log or "mpic for authorization" in log, log
+    assert f"quorum {quorum}" in log
+
+
+async def test_a_lying_primary_resolver_gets_no_certificate(world: World) -> None:
+    """The attacker controls only the CA's own view: its resolver serves the attacker's
+    TXT for dns-01. The remote perspectives see the real zone, without it."""
+    name = "victim.mpic.test"
+    acme = HttpRawAcme(world.ca.base_url, str(world.ca.root_path))
+    try:
+        flow = Flow(acme, Http01Responder(), key=new_key())
+        await flow.account()
+        resp = await flow.order(name)
+        order = resp.json()
+        authz = (await flow.get(order["authorizations"][0])).json()
+        ch = next(c for c in authz["challenges"] if c["type"] == "dns-01")
+        txt = dns01_txt_value(key_authorization(ch["token"], flow.key))
+        world.ca_dns.set_txt_sync(dns01_record_name(name).rstrip(".") + ".", txt)
+        assert (await acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
+        authz = await authz_after(flow, order)
+    finally:
+        await acme.close()
+    assert authz["status"] == "invalid", authz
+    error = authz["challenges"][0].get("error") or next(
+        c["error"] for c in authz["challenges"] if "error" in c
+    )
+    assert error["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert "remote perspectives did not corroborate" in error["detail"]
+    for perspective in RIRS:
+        if perspective in error["detail"]:
+            break
+    else:
+        raise AssertionError(f"no perspective named: {error['detail']}")
+    [(quorum, results)] = recorded(world.ca, name)
+    assert quorum == "0/4" or quorum == "1/4" or quorum.startswith("0/"), quorum
+    assert all(r["outcome"] in ("failed", "cancelled") for r in results)
+
+
+async def test_one_perspective_down_passes_two_down_fails(
+    world: World, responder: Http01Responder
+) -> None:
+    stop_process(world.perspectives["p-lacnic"].proc)
+    authz = await order_with_http01(world, responder, "one-down.mpic.test")
+    assert authz["status"] == "valid", authz
+    [(quorum, results)] = recorded(world.ca, "one-down.mpic.test")
+    assert quorum == "3/4"
+    down = next(r for r in results if r["name"] == "p-lacnic")
+    assert down["outcome"] == "failed" and "unreachable" in down["detail"]
+
+    stop_process(world.perspectives["p-apnic"].proc)
+    authz = await order_with_http01(world, responder, "two-down.mpic.test")
+    assert authz["status"] == "invalid", authz
+    error = next(c["error"] for c in authz["challenges"] if "error" in c)
+    assert error["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert "2 of 4 failed, 3 must agree from at least 2 RIRs" in error["detail"], error
+    assert "p-lacnic (LACNIC): unreachable" in error["detail"]
+    assert "p-apnic (APNIC): unreachable" in error["detail"]
