@@ -3,21 +3,30 @@ and four `acmekit server perspective`s, each asking its own `acmekit dns`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 import sqlite3
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.protocol.challenges import dns01_record_name, dns01_txt_value, key_authorization
+from acmekit.protocol.messages import Identifier, IdentifierType
+from acmekit.server.ca import issue_certificate, load_or_create_issuer, new_serial, pem_chain
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme, new_key
 from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
 from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
-from acmekit_testkit.perspectives import PerspectiveHandle, running_perspective
+from acmekit_testkit.perspectives import PerspectiveHandle, issue_certs, running_perspective
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.processes import stop_process
 
@@ -157,6 +166,112 @@ async def test_a_lying_primary_resolver_gets_no_certificate(world: World) -> Non
     [(quorum, results)] = recorded(world.ca, name)
     assert quorum == "0/4" or quorum == "1/4" or quorum.startswith("0/"), quorum
     assert all(r["outcome"] in ("failed", "cancelled") for r in results)
+
+
+async def post_raw(url: str, ctx: ssl.SSLContext) -> int:
+    """POST an empty request to a perspective; the HTTP status, or 0 when the connection
+    ends without an answer (the TLS handshake refused us)."""
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    try:
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx)
+        writer.write(
+            b"POST /v1/corroborate HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+            b"Connection: close\r\n\r\n{}"
+        )
+        await writer.drain()
+        raw = await reader.read()
+        writer.close()
+    except (ssl.SSLError, ConnectionError):
+        return 0
+    return int(raw.split()[1]) if raw else 0
+
+
+def client_with(root: Path, chain: bytes | None, key: Any, workdir: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(root))
+    if chain is not None:
+        pem, key_pem = workdir / "client.pem", workdir / "client.key"
+        pem.write_bytes(chain)
+        key_pem.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        ctx.load_cert_chain(str(pem), str(key_pem))
+    return ctx
+
+
+async def test_only_the_cas_client_certificate_is_answered(world: World, tmp_path: Path) -> None:
+    """No client certificate: the handshake fails. A subscriber certificate from the same
+    root (its extendedKeyUsage allows clientAuth): 403. The CA's own: 400 to `{}`."""
+    url = world.perspectives["p-arin"].url
+    assert await post_raw(url, client_with(world.ca.root_path, None, None, tmp_path)) == 0
+    now = datetime.now(UTC)
+    issuer = load_or_create_issuer(world.ca.state_dir, now)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+    )
+    subscriber = issue_certificate(
+        issuer, csr, [Identifier(IdentifierType.DNS, "client.mpic.test")],
+        serial=new_serial(), not_before=now - timedelta(minutes=5),
+        not_after=now + timedelta(days=1),
+    )  # fmt: skip
+    chain = pem_chain(subscriber, issuer).encode()
+    ctx = client_with(world.ca.root_path, chain, key, tmp_path)
+    assert await post_raw(url, ctx) == 403
+    own = ssl.create_default_context(cafile=str(world.ca.root_path))
+    own.load_cert_chain(
+        str(world.ca.state_dir / "mpic-client.pem"), str(world.ca.state_dir / "mpic-client.key")
+    )
+    assert await post_raw(url, own) == 400
+
+
+async def test_impostor_perspectives_are_not_counted(
+    world: World, responder: Http01Responder, tmp_path: Path
+) -> None:
+    """Two of four perspectives are impostors: one with a certificate from another root,
+    one with a certificate of our root for another perspective. Counted, they would make
+    the quorum (3/4); they are not, so the validation fails."""
+    state = tmp_path / "ca2-state"
+    state.mkdir(mode=0o700)
+    for stem in ("root", "intermediate", "mpic-client"):
+        for ext in ("pem", "key"):
+            shutil.copy(world.ca.state_dir / f"{stem}.{ext}", state / f"{stem}.{ext}")
+    foreign = issue_certs(tmp_path / "foreign-ca", "p-foreign", tmp_path / "foreign-certs")
+    misnamed = issue_certs(state, "p-someone-else", tmp_path / "misnamed-certs")
+    honest = [world.perspectives["p-arin"].settings(), world.perspectives["p-ripe"].settings()]
+    with ExitStack() as stack:
+        impostors = [
+            stack.enter_context(
+                running_perspective(
+                    tmp_path, state, name, rir, dns_port=world.remote_dns["p-arin"].dns_port,
+                    http01_port=world.http01_port, certs_dir=certs,
+                )
+            )
+            for name, rir, certs in (
+                ("p-foreign", "APNIC", foreign), ("p-misnamed", "AFRINIC", misnamed),
+            )
+        ]  # fmt: skip
+        ca = start_ca(
+            stack, tmp_path, state, world.ca_dns, world.http01_port,
+            honest + [p.settings() for p in impostors],
+        )  # fmt: skip
+        other = World(ca, world.ca_dns, world.perspectives, world.remote_dns, world.http01_port)
+        authz = await order_with_http01(other, responder, "impostors.mpic.test")
+    assert authz["status"] == "invalid", authz
+    [(_, results)] = recorded(ca, "impostors.mpic.test")
+    by_name = {r["name"]: r for r in results}
+    assert by_name["p-foreign"]["outcome"] == "failed"
+    assert "TLS failed" in by_name["p-foreign"]["detail"], results
+    assert by_name["p-misnamed"]["outcome"] == "failed"
+    assert by_name["p-misnamed"]["detail"] == "its certificate is not that of this perspective"
+    # The impostors never saw a request they would answer: the CA stopped at the handshake.
+    for p in impostors:
+        assert "http-01 for impostors.mpic.test" not in p.log.read_text()
 
 
 async def test_one_perspective_down_passes_two_down_fails(
