@@ -14,7 +14,7 @@ from acmekit.server.mpic.remote import (
     Corroboration,
     Outcome,
     PerspectiveResult,
-    _http_answer,
+    parse_head,
     refusal,
 )
 from acmekit.server.mpic.wire import CorroborationRequest, PerspectiveAnswer
@@ -103,13 +103,18 @@ def test_malformed_requests_are_refused(doc: object) -> None:
         CorroborationRequest.from_json(doc)
 
 
-def test_http_answers() -> None:
-    assert _http_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}") == (200, {})
-    assert _http_answer(b"HTTP/1.1 403 Forbidden\r\n\r\n")[0] == 403
-    for bad in (b"", b"HTTP/1.1 200 OK\r\n", b"garbage\r\n\r\n{}",
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}"):  # fmt: skip
+def test_http_answer_heads() -> None:
+    assert parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n") == (200, 2, True)
+    assert parse_head(b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n") == (
+        403, None, False,
+    )  # fmt: skip
+    assert parse_head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n") == (200, 0, False)
+    for bad in (b"\r\n\r\n", b"garbage\r\n\r\n", b"HTTP/1.1 2xx OK\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n"):  # fmt: skip
         with pytest.raises(ValueError):
-            _http_answer(bad)
+            parse_head(bad)
 
 
 def test_refusal_names_every_failed_perspective() -> None:

@@ -110,6 +110,8 @@ class Corroborator:
         self._quorum = [Remote(r.name, Rir(r.rir)) for r in remotes]
         self._context = context
         self._timeout = timeout
+        # Idle kept-alive connections per perspective, on the event loop that made them.
+        self._idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
     async def corroborate(self, req: CorroborationRequest) -> Corroboration:
         answers: dict[str, bool] = {}
@@ -158,43 +160,22 @@ class Corroborator:
         def failed(detail: str) -> PerspectiveResult:
             return PerspectiveResult(remote.name, remote.rir, Outcome.FAILED, detail)
 
-        url = urlsplit(remote.url)
-        host, port = url.hostname or "", url.port or 443
         try:
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=self._context, server_hostname=host
-            )
+            status, payload = await self._exchange(remote, body)
+        except _NotThePerspective:
+            return failed("its certificate is not that of this perspective")
         except ssl.SSLError as exc:
             return failed(f"TLS failed: {_reason(exc)}")
-        except OSError as exc:
-            return failed(f"unreachable: {_reason(exc)}")
-        try:
-            # The handshake proved that the certificate chains to our root and names the
-            # host; it must also be this perspective's own (a subscriber's chains there too).
-            if perspective_uri(remote.name) not in peer_uris(writer.get_extra_info("peercert")):
-                return failed("its certificate is not that of this perspective")
-            shown = f"[{host}]" if ":" in host else host
-            writer.write(
-                f"POST {PATH} HTTP/1.1\r\nHost: {shown}:{port}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
-                + body
-            )
-            await writer.drain()
-            raw = await reader.read(MAX_ANSWER + 1)
-            while len(raw) <= MAX_ANSWER and (more := await reader.read(MAX_ANSWER + 1)):
-                raw += more
-        except ssl.SSLError as exc:
-            return failed(f"TLS failed: {_reason(exc)}")
-        except OSError as exc:
+        except _Unreachable as exc:
+            return failed(f"unreachable: {_reason(exc.__cause__ or exc)}")
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             return failed(f"connection failed: {_reason(exc)}")
-        finally:
-            writer.close()
+        except ValueError as exc:
+            return failed(f"unreadable answer: {exc}")
+        if status != 200:
+            return failed(f"answered HTTP {status}")
         try:
-            status, doc = _http_answer(raw)
-            if status != 200:
-                return failed(f"answered HTTP {status}")
-            answer = PerspectiveAnswer.from_json(doc)
+            answer = PerspectiveAnswer.from_json(json.loads(payload))
         except ValueError as exc:
             return failed(f"unreadable answer: {exc}")
         if answer.perspective != remote.name:
@@ -205,22 +186,115 @@ class Corroborator:
             return failed(f"{which}: {found.describe()}")
         return PerspectiveResult(remote.name, remote.rir, Outcome.PASSED)
 
+    async def _exchange(self, remote: RemotePerspective, body: bytes) -> tuple[int, bytes]:
+        """One POST over a kept-alive connection when there is one (a TLS handshake with
+        client authentication costs the CA more than the request itself), else over a
+        new one. A kept connection the perspective closed meanwhile is replaced once."""
+        for attempt in range(2):
+            reader, writer, reused = await self._connection(remote, fresh=attempt > 0)
+            keep = False
+            try:
+                status, payload, keep = await _post(reader, writer, remote, body)
+                return status, payload
+            except (OSError, asyncio.IncompleteReadError):
+                if not reused:
+                    raise
+            finally:
+                if keep:
+                    self._idle.setdefault(remote.name, []).append((reader, writer))
+                else:
+                    writer.close()
+        raise AssertionError("unreachable")  # pragma: no cover
 
-def _http_answer(raw: bytes) -> tuple[int, object]:
-    """(status, JSON body) of an HTTP/1.1 answer read to the connection's end."""
-    if len(raw) > MAX_ANSWER:
+    async def _connection(
+        self, remote: RemotePerspective, *, fresh: bool
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        idle = self._idle.get(remote.name, [])
+        while idle and not fresh:
+            reader, writer = idle.pop()
+            if not reader.at_eof() and not writer.is_closing():
+                return reader, writer, True
+            writer.close()
+        url = urlsplit(remote.url)
+        host = url.hostname or ""
+        try:
+            reader, writer = await asyncio.open_connection(
+                host, url.port or 443, ssl=self._context, server_hostname=host
+            )
+        except ssl.SSLError:
+            raise
+        except OSError as exc:
+            raise _Unreachable() from exc
+        # The handshake proved that the certificate chains to our root and names the host;
+        # it must also be this perspective's own (a subscriber's chains there too).
+        if perspective_uri(remote.name) not in peer_uris(writer.get_extra_info("peercert")):
+            writer.close()
+            raise _NotThePerspective()
+        return reader, writer, False
+
+
+class _NotThePerspective(Exception):
+    pass
+
+
+class _Unreachable(Exception):
+    pass
+
+
+async def _post(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    remote: RemotePerspective,
+    body: bytes,
+) -> tuple[int, bytes, bool]:
+    """(status, body, whether the connection may be kept) of one HTTP/1.1 POST."""
+    url = urlsplit(remote.url)
+    host = url.hostname or ""
+    shown = f"[{host}]" if ":" in host else host
+    writer.write(
+        f"POST {PATH} HTTP/1.1\r\nHost: {shown}:{url.port or 443}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status, length, keep = parse_head(head)
+    if length is None:
+        payload = await reader.read(MAX_ANSWER + 1)
+        keep = False
+    else:
+        payload = await reader.readexactly(length)
+    if len(payload) > MAX_ANSWER:
         raise ValueError("too long")
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise ValueError("no end of headers")
-    status_line = head.split(b"\r\n", 1)[0].split()
-    if len(status_line) < 2 or not status_line[1].isdigit():
+    return status, payload, keep
+
+
+def parse_head(head: bytes) -> tuple[int, int | None, bool]:
+    """(status, Content-Length or None, keep-alive) of an HTTP/1.1 answer's head."""
+    lines = head.rstrip(b"\r\n").split(b"\r\n")
+    status_line = lines[0].split()
+    if (
+        len(status_line) < 2
+        or not status_line[0].startswith(b"HTTP/1.")
+        or not status_line[1].isdigit()
+    ):
         raise ValueError("no status line")
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+    length: int | None = None
+    keep = status_line[0] == b"HTTP/1.1"
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise ValueError("a header line without a colon")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == b"transfer-encoding":
             raise ValueError("chunked answers are not expected")
-    return int(status_line[1]), json.loads(body) if body else None
+        if name == b"content-length":
+            if not value.isdigit() or int(value) > MAX_ANSWER:
+                raise ValueError("a bad Content-Length")
+            length = int(value)
+        if name == b"connection" and value == b"close":
+            keep = False
+    return int(status_line[1]), length, keep
 
 
 def _reason(exc: BaseException) -> str:
