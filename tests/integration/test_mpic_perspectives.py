@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import ssl
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -49,6 +49,8 @@ def start_ca(
     settings: dict[str, Any] = {
         "crl": {"listen": f"127.0.0.1:{free_port()}"},
         "rate_limits": {"enabled": False},
+        # CAA is rechecked at every finalize, and corroborated (BR 3.2.2.9).
+        "caa": {"recheck_after": 0},
         "mpic": {"enabled": True, "timeout": 8, "perspectives": perspectives},
     }
     return stack.enter_context(
@@ -106,7 +108,11 @@ async def authz_after(flow: Flow, order: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-async def order_with_http01(world: World, responder: Http01Responder, name: str) -> dict[str, Any]:
+@asynccontextmanager
+async def validated(
+    world: World, responder: Http01Responder, name: str
+) -> AsyncIterator[tuple[Flow, str, dict[str, Any]]]:
+    """An account's order for `name` with http-01 answered: (flow, order URL, authz)."""
     acme = HttpRawAcme(world.ca.base_url, str(world.ca.root_path))
     try:
         flow = Flow(acme, responder)
@@ -114,16 +120,23 @@ async def order_with_http01(world: World, responder: Http01Responder, name: str)
         resp = await flow.order(name)
         assert resp.status == 201, resp.body
         await flow.solve(resp.json())
-        return await authz_after(flow, resp.json())
+        yield flow, resp.header("location") or "", await authz_after(flow, resp.json())
     finally:
         await acme.close()
+
+
+async def order_with_http01(world: World, responder: Http01Responder, name: str) -> dict[str, Any]:
+    async with validated(world, responder, name) as (_, _, authz):
+        return authz
 
 
 async def test_all_perspectives_agree_the_authorization_is_valid(
     world: World, responder: Http01Responder
 ) -> None:
-    authz = await order_with_http01(world, responder, "agree.mpic.test")
-    assert authz["status"] == "valid", authz
+    async with validated(world, responder, "agree.mpic.test") as (flow, order_url, authz):
+        assert authz["status"] == "valid", authz
+        done = await flow.finalize(order_url, ("agree.mpic.test",))
+        assert done.status == 200 and done.json()["status"] in ("valid", "processing"), done.body
     [(quorum, results)] = recorded(world.ca, "agree.mpic.test")
     passed = [r for r in results if r["outcome"] == "passed"]
     assert quorum in ("3/4", "4/4") and quorum == f"{len(passed)}/4"
@@ -278,14 +291,19 @@ async def test_one_perspective_down_passes_two_down_fails(
     world: World, responder: Http01Responder
 ) -> None:
     stop_process(world.perspectives["p-lacnic"].proc)
-    authz = await order_with_http01(world, responder, "one-down.mpic.test")
-    assert authz["status"] == "valid", authz
-    [(quorum, results)] = recorded(world.ca, "one-down.mpic.test")
-    assert quorum == "3/4"
-    down = next(r for r in results if r["name"] == "p-lacnic")
-    assert down["outcome"] == "failed" and "unreachable" in down["detail"]
+    async with validated(world, responder, "one-down.mpic.test") as (flow, order_url, authz):
+        assert authz["status"] == "valid", authz
+        [(quorum, results)] = recorded(world.ca, "one-down.mpic.test")
+        assert quorum == "3/4"
+        down = next(r for r in results if r["name"] == "p-lacnic")
+        assert down["outcome"] == "failed" and "unreachable" in down["detail"]
 
-    stop_process(world.perspectives["p-apnic"].proc)
+        # Validated with three; at finalize CAA is rechecked, and two cannot corroborate.
+        stop_process(world.perspectives["p-apnic"].proc)
+        refused = await flow.finalize(order_url, ("one-down.mpic.test",))
+        assert refused.status == 403 and refused.problem_type == "unauthorized", refused.body
+        assert "did not corroborate the CAA recheck" in refused.json()["detail"]
+
     authz = await order_with_http01(world, responder, "two-down.mpic.test")
     assert authz["status"] == "invalid", authz
     error = next(c["error"] for c in authz["challenges"] if "error" in c)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,8 @@ def test_request_and_answer_round_trip() -> None:
         "tok.thumb", "https://ca/acct/1", ("acmekit",),
     )  # fmt: skip
     assert CorroborationRequest.from_json(req.to_json()) == req
+    caa_only = dataclasses.replace(req, validate=False)
+    assert CorroborationRequest.from_json(caa_only.to_json()) == caa_only
     answer = PerspectiveAnswer("p", "ARIN", None, Problem("urn:ietf:params:acme:error:caa", "no"))
     back = PerspectiveAnswer.from_json(answer.to_json())
     assert back == answer and not back.corroborates and back.problem == answer.caa

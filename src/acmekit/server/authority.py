@@ -695,6 +695,34 @@ class Authority:
         if outcome.verdict != Verdict.PASS:
             raise refusal(outcome, authz.identifier.to_json())
 
+    async def _corroborate_caa(
+        self,
+        corroborator: Corroborator,
+        authz: AuthorizationRecord,
+        ch: ChallengeRecord,
+        account_uri: str,
+    ) -> None:
+        """CAA rechecked at finalize is corroborated like the first check (BR §3.2.2.9);
+        logged, and refused without a quorum. The authorization keeps the record of its
+        validation's corroboration."""
+        request = CorroborationRequest(
+            type=ch.type,
+            identifier=authz.identifier,
+            wildcard=authz.wildcard,
+            token=ch.token,
+            key_authorization="",
+            account_uri=account_uri,
+            caa_identities=self.config.caa_identities,
+            validate=False,
+        )
+        outcome = await corroborator.corroborate(request)
+        log.info(
+            "mpic CAA recheck for authorization %s (%s): %s, quorum %s: %s",
+            authz.id, authz.identifier.value, outcome.verdict, outcome.quorum, outcome.summary(),
+        )  # fmt: skip
+        if outcome.verdict != Verdict.PASS:
+            raise refusal(outcome, authz.identifier.to_json(), "the CAA recheck")
+
     def _counts_failures(self, authz: AuthorizationRecord) -> bool:
         """Failed validations are limited, except in a renewal (RFC 9773 §5)."""
         return self.limits.enabled and not self.store.orders.authz_in_renewal(authz.id)
@@ -738,6 +766,8 @@ class Authority:
                 await self.policy.check_caa(
                     rec.identifier, rec.wildcard, account_uri, valid[0].type
                 )
+                if self.corroborator is not None and self.config.caa.enabled:
+                    await self._corroborate_caa(self.corroborator, rec, valid[0], account_uri)
 
     async def _issue(self, order: OrderRecord, csr: x509.CertificateSigningRequest) -> None:
         """Sign `order`'s certificate; what issuance reads of the order (names, account,

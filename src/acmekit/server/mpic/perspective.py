@@ -74,14 +74,16 @@ class Perspective:
         return self._caa[identities]
 
     async def corroborate(self, req: CorroborationRequest) -> PerspectiveAnswer:
-        """DCV first, then CAA (only after DCV passed, as the CA does)."""
+        """DCV first, then CAA (only after DCV passed, as the CA does); CAA alone when
+        the CA rechecks it at finalize."""
         dcv: Problem | None = None
         caa: Problem | None = None
         try:
             self._names.check([req.identifier])
-            await self._validator.validate(
-                req.type, req.identifier, req.token, req.key_authorization
-            )
+            if req.validate:
+                await self._validator.validate(
+                    req.type, req.identifier, req.token, req.key_authorization
+                )
         except AcmeError as exc:
             dcv = exc.problem
         # CAA covers dns identifiers only (RFC 8659), as Policy.check_caa.
@@ -102,7 +104,7 @@ class Perspective:
         )
         log.info(
             "perspective %s: %s for %s: %s",
-            self.config.name, req.type, req.identifier.value, outcome,
+            self.config.name, req.type if req.validate else "CAA", req.identifier.value, outcome,
         )  # fmt: skip
         return answer
 

@@ -83,13 +83,13 @@ class Corroboration:
                 parts.append(f"{outcome} " + ", ".join(f"{r.name} ({r.rir})" for r in found))
         return "; ".join(parts)
 
-    def problem_detail(self) -> str:
+    def problem_detail(self, what: str = "the validation") -> str:
         remotes = len(self.results)
         need = remotes - allowed_failures(remotes)
         failures = self.of(Outcome.FAILED)
         which = "; ".join(f"{r.name} ({r.rir}): {r.detail}" for r in failures)
         return (
-            f"remote perspectives did not corroborate the validation (BR 3.2.2.9): "
+            f"remote perspectives did not corroborate {what} (BR 3.2.2.9): "
             f"{len(failures)} of {remotes} failed, {need} must agree from at least "
             f"{MIN_RIRS} RIRs; {which}"
         )
@@ -302,9 +302,12 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def refusal(corroboration: Corroboration, identifier: dict[str, str]) -> AcmeError:
+def refusal(
+    corroboration: Corroboration, identifier: dict[str, str], what: str = "the validation"
+) -> AcmeError:
     """The problem a client sees: `unauthorized`, naming every perspective that failed."""
-    return problem(ProblemType.UNAUTHORIZED, corroboration.problem_detail(), identifier=identifier)
+    detail = corroboration.problem_detail(what)
+    return problem(ProblemType.UNAUTHORIZED, detail, identifier=identifier)
 
 
 __all__ = [

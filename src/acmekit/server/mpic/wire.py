@@ -3,7 +3,8 @@
     POST /v1/corroborate
     {"type": "http-01", "identifier": {"type": "dns", "value": "a.test"}, "wildcard": false,
      "token": "...", "keyAuthorization": "...", "accountUri": "https://ca/acct/1",
-     "caaIdentities": ["acmekit"]}          # null: the CA does not check CAA
+     "caaIdentities": ["acmekit"],          # null: the CA does not check CAA
+     "validate": true}                      # false: CAA only (rechecked at finalize)
 
     200 {"perspective": "p1", "rir": "RIPE", "dcv": null, "caa": null}
 
@@ -32,6 +33,8 @@ class CorroborationRequest:
     key_authorization: str
     account_uri: str
     caa_identities: tuple[str, ...] | None
+    # False: the CAA check alone, as the CA rechecks it at finalize (BR §3.2.2.8).
+    validate: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class CorroborationRequest:
             "keyAuthorization": self.key_authorization,
             "accountUri": self.account_uri,
             "caaIdentities": None if self.caa_identities is None else list(self.caa_identities),
+            "validate": self.validate,
         }
 
     @classmethod
@@ -69,6 +73,7 @@ class CorroborationRequest:
             key_authorization=doc["keyAuthorization"],
             account_uri=doc["accountUri"],
             caa_identities=None if identities is None else tuple(identities),
+            validate=doc.get("validate") is not False,
         )
 
 
