@@ -65,13 +65,11 @@ def running_perspective(
     http01_port: int,
     tlsalpn01_port: int = 443,
     certs_dir: Path | None = None,
-    wrap: Sequence[str] = (),
     host: str = "127.0.0.1",
 ) -> Iterator[PerspectiveHandle]:
-    """`wrap` prefixes the command (e.g. `ip netns exec NS`)."""
     state = certs_dir or issue_certs(ca_state, name, workdir / f"perspective-{name}", (host,))
     argv: list[Any] = [
-        *wrap, sys.executable, "-m", "acmekit", "-v", "server", "perspective",
+        sys.executable, "-m", "acmekit", "-v", "server", "perspective",
         "--listen", f"{host}:0", "--name", name, "--rir", rir, "--state-dir", str(state),
         "--dns-resolver", f"127.0.0.1:{dns_port}",
         "--http01-port", str(http01_port), "--tlsalpn01-port", str(tlsalpn01_port),
