@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.protocol.challenges import dns01_record_name, dns01_txt_value, key_authorization
 from acmekit.protocol.messages import Identifier, IdentifierType
+from acmekit.protocol.tlsalpn import tlsalpn01_certificate
 from acmekit.server.ca import issue_certificate, load_or_create_issuer, new_serial, pem_chain
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme, new_key
 from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
@@ -29,6 +30,8 @@ from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
 from acmekit_testkit.perspectives import PerspectiveHandle, issue_certs, running_perspective
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.processes import stop_process
+from acmekit_testkit.tcpstub import tcp_server
+from acmekit_testkit.tlsalpn_responder import server_context as alpn_context
 
 RIRS = {"p-arin": "ARIN", "p-ripe": "RIPE", "p-apnic": "APNIC", "p-lacnic": "LACNIC"}
 
@@ -40,11 +43,12 @@ class World:
     perspectives: dict[str, PerspectiveHandle]
     remote_dns: dict[str, DnsServerHandle]
     http01_port: int
+    tlsalpn01_port: int
 
 
 def start_ca(
     stack: ExitStack, workdir: Path, state: Path, dns: DnsServerHandle, http01: int,
-    perspectives: list[dict[str, str]],
+    perspectives: list[dict[str, str]], tlsalpn01: int = 443,
 ) -> ServerHandle:  # fmt: skip
     settings: dict[str, Any] = {
         "crl": {"listen": f"127.0.0.1:{free_port()}"},
@@ -55,8 +59,8 @@ def start_ca(
     }
     return stack.enter_context(
         running_acmekit_server(
-            workdir, dns_port=dns.dns_port, http01_port=http01, state_dir=state,
-            settings=settings,
+            workdir, dns_port=dns.dns_port, http01_port=http01, tlsalpn01_port=tlsalpn01,
+            state_dir=state, settings=settings,
         )
     )  # fmt: skip
 
@@ -65,7 +69,7 @@ def start_ca(
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     workdir = tmp_path_factory.mktemp("mpic")
     state = workdir / "ca-state"
-    http01 = free_port()
+    http01, tlsalpn01 = free_port(), free_port()
     with ExitStack() as stack:
         ca_dns = stack.enter_context(dns_server_process(workdir))
         remote_dns: dict[str, DnsServerHandle] = {}
@@ -75,12 +79,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             perspectives[name] = stack.enter_context(
                 running_perspective(
                     workdir, state, name, rir, dns_port=remote_dns[name].dns_port,
-                    http01_port=http01,
+                    http01_port=http01, tlsalpn01_port=tlsalpn01,
                 )
             )  # fmt: skip
         entries = [p.settings() for p in perspectives.values()]
-        ca = start_ca(stack, workdir, state, ca_dns, http01, entries)
-        yield World(ca, ca_dns, perspectives, remote_dns, http01)
+        ca = start_ca(stack, workdir, state, ca_dns, http01, entries, tlsalpn01)
+        yield World(ca, ca_dns, perspectives, remote_dns, http01, tlsalpn01)
 
 
 @pytest.fixture
@@ -273,7 +277,10 @@ async def test_impostor_perspectives_are_not_counted(
             stack, tmp_path, state, world.ca_dns, world.http01_port,
             honest + [p.settings() for p in impostors],
         )  # fmt: skip
-        other = World(ca, world.ca_dns, world.perspectives, world.remote_dns, world.http01_port)
+        other = World(
+            ca, world.ca_dns, world.perspectives, world.remote_dns, world.http01_port,
+            world.tlsalpn01_port,
+        )  # fmt: skip
         authz = await order_with_http01(other, responder, "impostors.mpic.test")
     assert authz["status"] == "invalid", authz
     [(_, results)] = recorded(ca, "impostors.mpic.test")
@@ -285,6 +292,29 @@ async def test_impostor_perspectives_are_not_counted(
     # The impostors never saw a request they would answer: the CA stopped at the handshake.
     for p in impostors:
         assert "http-01 for impostors.mpic.test" not in p.log.read_text()
+
+
+async def test_tlsalpn01_is_corroborated(world: World) -> None:
+    name = "alpn.mpic.test"
+    acme = HttpRawAcme(world.ca.base_url, str(world.ca.root_path))
+    try:
+        flow = Flow(acme, Http01Responder(), key=new_key())
+        await flow.account()
+        order = (await flow.order(name)).json()
+        authz = (await flow.get(order["authorizations"][0])).json()
+        ch = next(c for c in authz["challenges"] if c["type"] == "tls-alpn-01")
+        ident = Identifier(IdentifierType.DNS, name)
+        cert_key = ec.generate_private_key(ec.SECP256R1())
+        cert = tlsalpn01_certificate(ident, key_authorization(ch["token"], flow.key), cert_key)
+        ctx = alpn_context(cert, cert_key, ["acme-tls/1"])
+        async with tcp_server(ssl_context=ctx, port=world.tlsalpn01_port):
+            assert (await acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
+            authz = await authz_after(flow, order)
+    finally:
+        await acme.close()
+    assert authz["status"] == "valid", authz
+    [(quorum, results)] = recorded(world.ca, name)
+    assert quorum in ("3/4", "4/4") and not [r for r in results if r["outcome"] == "failed"]
 
 
 async def test_one_perspective_down_passes_two_down_fails(

@@ -1,7 +1,7 @@
 """certbot and lego (Debian's, unchanged) obtain certificates from `acmekit server` with
 three remote perspectives corroborating every validation ([mpic] on): the perspectives
-change nothing a client sees (http-01 here; dns-01 with perspectives is in
-tests/integration/test_mpic_*.py)."""
+change nothing a client sees (http-01 here; dns-01 and tls-alpn-01 with perspectives
+are in tests/integration/test_mpic_*.py)."""
 
 from __future__ import annotations
 
