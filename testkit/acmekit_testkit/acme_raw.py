@@ -173,7 +173,7 @@ class Http01Responder:
         app.router.add_get("/.well-known/acme-challenge/{token}", serve)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        self.port = free_port()
+        self.port = self.port or free_port()  # a preset port: where validators look
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def stop(self) -> None:

@@ -539,3 +539,148 @@ def _add_hsm_table_check(config_file: Path) -> dict[str, Any]:
     if "hsm" in doc:
         raise click.ClickException(f"{config_file} has an [hsm] table already")
     return doc
+
+
+# ---------------------------------------------------------------------------------------
+# Remote validation perspectives (multi-perspective issuance corroboration, BR 3.2.2.9)
+
+
+@server.command("perspective")
+@click.option("--listen", required=True, help="HOST:PORT for HTTPS (mutual TLS)")
+@click.option("--name", required=True, help="the perspective's name, as in the CA's [mpic]")
+@click.option(
+    "--rir",
+    required=True,
+    type=click.Choice(["ARIN", "RIPE", "APNIC", "LACNIC", "AFRINIC"], case_sensitive=False),
+    help="the Regional Internet Registry whose region the perspective is in",
+)
+@click.option(
+    "--state-dir",
+    "perspective_dir",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="server.pem, server.key and ca.pem from `acmekit server perspective-certs`",
+)
+@click.option("--dns-resolver", default=None, help="HOST:PORT used for validation lookups")
+@click.option("--http01-port", type=click.IntRange(0, 65535), default=80, show_default=True)
+@click.option("--tlsalpn01-port", type=click.IntRange(0, 65535), default=443, show_default=True)
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="per validation")
+@click.option("--caa-timeout", type=float, default=5.0, show_default=True)
+@click.option("--allow-validation-network", "allow_networks", multiple=True, metavar="CIDR")
+@click.option("--allow-special-name", "allowed_special_names", multiple=True, metavar="NAME")
+@click.option(
+    "--dnssec",
+    type=click.Choice(["off", "require-validating-resolver"]),
+    default="off",
+    show_default=True,
+    help="as the CA's [validation] dnssec",
+)
+@click.option("--dnssec-probe", default=".", show_default=True)
+def perspective(
+    listen: str,
+    name: str,
+    rir: str,
+    perspective_dir: Path,
+    dns_resolver: str | None,
+    http01_port: int,
+    tlsalpn01_port: int,
+    timeout: float,
+    caa_timeout: float,
+    allow_networks: tuple[str, ...],
+    allowed_special_names: tuple[str, ...],
+    dnssec: str,
+    dnssec_probe: str,
+) -> None:
+    """Run a remote validation perspective: the CA asks it to corroborate validations."""
+    import asyncio
+
+    from acmekit.hostport import parse_host_port
+    from acmekit.server.mpic.certs import PerspectiveFiles
+    from acmekit.server.mpic.perspective import PerspectiveConfig, serve
+    from acmekit.server.mpic.quorum import Rir
+    from acmekit.server.validation import ValidationConfig
+    from acmekit.server.validation.dnssec import (
+        DnssecMode,
+        ResolverNotValidating,
+        probe_validating_resolver,
+    )
+    from acmekit.server.validation.reserved import parse_networks
+
+    try:
+        host, port = parse_host_port(listen)
+        resolver = parse_host_port(dns_resolver) if dns_resolver else None
+        parse_networks(allow_networks)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    files = PerspectiveFiles(perspective_dir)
+    missing = [p.name for p in (files.chain, files.key, files.ca) if not p.exists()]
+    if missing:
+        raise click.ClickException(
+            f"{perspective_dir} lacks {', '.join(missing)}: run `acmekit server perspective-certs`"
+        )
+    config = PerspectiveConfig(
+        name=name,
+        rir=Rir(rir.upper()),
+        files=files,
+        validation=ValidationConfig(
+            dns_resolver=resolver,
+            http01_port=http01_port,
+            tlsalpn01_port=tlsalpn01_port,
+            timeout=timeout,
+            allow_networks=allow_networks,
+            dnssec=DnssecMode(dnssec),
+        ),
+        allowed_special_names=tuple(n.strip(".").lower() for n in allowed_special_names),
+        caa_timeout=caa_timeout,
+    )
+    log_progress_by_default()
+
+    async def main() -> None:
+        if config.validation.dnssec is not DnssecMode.OFF:
+            await probe_validating_resolver(resolver, dnssec_probe)
+        await serve(config, host, port, lambda line: click.echo(line))
+
+    try:
+        with plain_errors({"--listen": listen}, None):
+            asyncio.run(main())
+    except (OSError, ResolverNotValidating) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@server.command("perspective-certs")
+@click.option(
+    "--state-dir",
+    "ca_state",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="the CA's state directory (its root and intermediate; made if new)",
+)
+@click.option("--name", required=True, help="the perspective's name, as in the CA's [mpic]")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    required=True,
+    help="a name or address the CA reaches the perspective at (repeatable)",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="the perspective's state directory",
+)
+def perspective_certs(ca_state: Path, name: str, hosts: tuple[str, ...], out: Path) -> None:
+    """Issue a perspective's server certificate from the CA's root into --out (with the
+    root, to check the CA's client certificate), and the CA's client certificate into
+    its state directory if it has none."""
+    from acmekit.server.ca import load_or_create_issuer
+    from acmekit.server.mpic.certs import ensure_client_credentials, issue_perspective_credentials
+
+    now = datetime.now(UTC)
+    issuer = load_or_create_issuer(ca_state, now)
+    client, _ = ensure_client_credentials(issuer, ca_state, now)
+    files = issue_perspective_credentials(issuer, ca_state / "root.pem", out, name, hosts, now)
+    click.echo(f"perspective: {files.chain}")
+    click.echo(f"ca client: {client}")

@@ -59,6 +59,9 @@ from acmekit.server.ca import Issuer, LeafShape, issue_certificate, new_serial, 
 from acmekit.server.config import Profile, ServerConfig
 from acmekit.server.crl import CrlPublisher
 from acmekit.server.lint import Linter
+from acmekit.server.mpic.quorum import Verdict
+from acmekit.server.mpic.remote import Corroborator, refusal
+from acmekit.server.mpic.wire import CorroborationRequest
 from acmekit.server.policy import Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
@@ -187,8 +190,11 @@ class Authority:
         signer: Signer | None = None,
         crl: CrlPublisher | None = None,
         linter: Linter | None = None,
+        corroborator: Corroborator | None = None,
     ) -> None:
         self.config = config
+        # Remote perspectives ([mpic]); None: the CA validates from one place only.
+        self.corroborator = corroborator
         self.store = store
         self.issuer = issuer
         self.validator = validator
@@ -680,6 +686,8 @@ class Authority:
                 ch.type, authz.identifier, ch.token, key_authorization(ch.token, account.jwk)
             )
             await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
+            if self.corroborator is not None:
+                await self._corroborate(self.corroborator, ch, authz, account, account_uri)
         except AcmeError as exc:
             error = exc.problem.to_json()
             error.setdefault("identifier", authz.identifier.to_json())
@@ -699,6 +707,65 @@ class Authority:
             "challenge %s %s for %s (account %s): %s",
             ch.id, ch.type, authz.identifier.value, account.id, outcome,
         )  # fmt: skip
+
+    async def _corroborate(
+        self,
+        corroborator: Corroborator,
+        ch: ChallengeRecord,
+        authz: AuthorizationRecord,
+        account: AccountRecord,
+        account_uri: str,
+    ) -> None:
+        """BR §3.2.2.9: the primary (this CA) validated and checked CAA; the remote
+        perspectives must corroborate both. The outcome is recorded on the authorization
+        and logged either way; without a quorum the validation fails."""
+        request = CorroborationRequest(
+            type=ch.type,
+            identifier=authz.identifier,
+            wildcard=authz.wildcard,
+            token=ch.token,
+            key_authorization=key_authorization(ch.token, account.jwk),
+            account_uri=account_uri,
+            caa_identities=self.config.caa_identities if self.config.caa.enabled else None,
+        )
+        outcome = await corroborator.corroborate(request)
+        self.store.orders.record_mpic(
+            authz.id, outcome.quorum, [r.to_json() for r in outcome.results]
+        )
+        log.info(
+            "mpic for authorization %s (%s): %s, quorum %s: %s",
+            authz.id, authz.identifier.value, outcome.verdict, outcome.quorum, outcome.summary(),
+        )  # fmt: skip
+        if outcome.verdict != Verdict.PASS:
+            raise refusal(outcome, authz.identifier.to_json())
+
+    async def _corroborate_caa(
+        self,
+        corroborator: Corroborator,
+        authz: AuthorizationRecord,
+        ch: ChallengeRecord,
+        account_uri: str,
+    ) -> None:
+        """CAA rechecked at finalize is corroborated like the first check (BR §3.2.2.9);
+        logged, and refused without a quorum. The authorization keeps the record of its
+        validation's corroboration."""
+        request = CorroborationRequest(
+            type=ch.type,
+            identifier=authz.identifier,
+            wildcard=authz.wildcard,
+            token=ch.token,
+            key_authorization="",
+            account_uri=account_uri,
+            caa_identities=self.config.caa_identities,
+            validate=False,
+        )
+        outcome = await corroborator.corroborate(request)
+        log.info(
+            "mpic CAA recheck for authorization %s (%s): %s, quorum %s: %s",
+            authz.id, authz.identifier.value, outcome.verdict, outcome.quorum, outcome.summary(),
+        )  # fmt: skip
+        if outcome.verdict != Verdict.PASS:
+            raise refusal(outcome, authz.identifier.to_json(), "the CAA recheck")
 
     def _counts_failures(self, authz: AuthorizationRecord) -> bool:
         """Failed validations are limited, except in a renewal (RFC 9773 §5)."""
@@ -749,6 +816,8 @@ class Authority:
                 await self.policy.check_caa(
                     rec.identifier, rec.wildcard, account_uri, valid[0].type
                 )
+                if self.corroborator is not None and self.config.caa.enabled:
+                    await self._corroborate_caa(self.corroborator, rec, valid[0], account_uri)
 
     async def _issue(self, order: OrderRecord, csr: x509.CertificateSigningRequest) -> None:
         """Sign `order`'s certificate; what issuance reads of the order (names, account,

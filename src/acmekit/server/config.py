@@ -20,6 +20,7 @@ from typing import Any
 from acmekit.hostport import parse_host_port
 from acmekit.protocol.jose import b64d
 from acmekit.protocol.problems import AcmeError
+from acmekit.server.mpic.quorum import Remote, Rir, check_remotes
 from acmekit.server.validation import ValidationConfig
 from acmekit.server.validation.dnssec import DnssecMode
 from acmekit.server.validation.reserved import parse_networks
@@ -228,6 +229,32 @@ def _hsm(doc: Any, where: str) -> HsmSettings:
 
 
 @dataclass(frozen=True)
+class PerspectiveSettings:
+    """A remote validation perspective the CA asks (`acmekit server perspective`)."""
+
+    url: str  # https://HOST:PORT
+    name: str
+    rir: str  # ARIN, RIPE, APNIC, LACNIC or AFRINIC
+
+
+@dataclass(frozen=True)
+class MpicSettings:
+    """Multi-perspective issuance corroboration (BR §3.2.2.9; acmekit.server.mpic).
+
+    Off by default (a private CA). On, every validation that passes at the CA is asked
+    again of `perspectives`, and CAA with it, within `timeout` seconds. `client_cert` and
+    `client_key` are the CA's client certificate for mutual TLS; by default
+    `mpic-client.pem` / `.key` in the state directory, issued by the CA at start.
+    """
+
+    enabled: bool = False
+    timeout: float = 10.0
+    client_cert: str | None = None
+    client_key: str | None = None
+    perspectives: tuple[PerspectiveSettings, ...] = ()
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:14000"
     state_dir: Path = Path("state")
@@ -274,6 +301,7 @@ class ServerConfig:
     limits: ListenerLimits = ListenerLimits()
     lint: LintSettings = LintSettings()
     hsm: HsmSettings | None = None  # the intermediate's key in a token; None: a file key
+    mpic: MpicSettings = MpicSettings()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -416,7 +444,38 @@ _NESTED: dict[str, Callable[..., Any]] = {
         as_errors=tuple(doc.get("as_errors", d.as_errors)),
     ),
     "hsm": lambda d, doc, w: _hsm(doc, w),
+    "mpic": lambda d, doc, w: _mpic(_table(MpicSettings, d, doc, w, perspectives=_perspectives)),
 }
+
+
+def _perspectives(default: object, doc: Any, where: str) -> tuple[PerspectiveSettings, ...]:
+    if not isinstance(doc, list):
+        raise ValueError(f"{where} must be an array of tables (url, name, rir)")
+    out = []
+    for i, table in enumerate(doc):
+        at = f"{where}[{i}]"
+        if not isinstance(table, dict) or set(table) != {"url", "name", "rir"}:
+            raise ValueError(f"{at} needs exactly url, name and rir")
+        if not all(isinstance(v, str) for v in table.values()):
+            raise ValueError(f"{at}: url, name and rir are strings")
+        if not table["url"].startswith("https://"):
+            raise ValueError(f"{at}.url {table['url']!r}: perspectives are asked over https")
+        out.append(PerspectiveSettings(table["url"], table["name"], table["rir"].upper()))
+    return tuple(out)
+
+
+def _mpic(settings: MpicSettings) -> MpicSettings:
+    """Perspectives that could never meet the quorum rule are refused at start."""
+    rirs = " ".join(Rir)
+    for p in settings.perspectives:
+        if p.rir not in tuple(Rir):
+            raise ValueError(f"mpic perspective {p.name!r}: rir {p.rir!r} is not one of {rirs}")
+    if settings.enabled:
+        try:
+            check_remotes([Remote(p.name, Rir(p.rir)) for p in settings.perspectives])
+        except ValueError as exc:
+            raise ValueError(f"mpic: {exc}") from None
+    return settings
 
 
 def _validation(settings: ValidationSettings) -> ValidationSettings:

@@ -29,6 +29,8 @@ from acmekit.server.config import ServerConfig, split_host_port
 from acmekit.server.crl import CrlApp, CrlPublisher
 from acmekit.server.lint import Linter
 from acmekit.server.listener import bounded_protocol
+from acmekit.server.mpic.certs import ensure_client_credentials
+from acmekit.server.mpic.remote import Corroborator, RemotePerspective, client_context
 from acmekit.server.nonces import NonceService
 from acmekit.server.schedule import check_profiles
 from acmekit.server.store import Store
@@ -89,8 +91,28 @@ def assemble(
     linter.warm()
     crl = CrlPublisher(config.crl, config.crl_base_url, store, issuer, now, linter)
     validator = Validator(config.validation_config())
-    authority = Authority(config, store, issuer, validator, now, crl=crl, linter=linter)
+    corroborator = _corroborator(config, issuer, now()) if config.mpic.enabled else None
+    authority = Authority(
+        config, store, issuer, validator, now, crl=crl, corroborator=corroborator, linter=linter
+    )
     return Assembly(AcmeApp(authority, nonces), issuer, store, crl)
+
+
+def _corroborator(config: ServerConfig, issuer: Issuer, now: datetime) -> Corroborator:
+    """The remote perspectives of `[mpic]`, asked with the CA's client certificate (the
+    configured one, else `mpic-client.pem` in the state directory, issued when missing)."""
+    mpic = config.mpic
+    if mpic.client_cert and mpic.client_key:
+        cert, key = Path(mpic.client_cert), Path(mpic.client_key)
+    else:
+        cert, key = ensure_client_credentials(issuer, config.state_dir, now)
+    context = client_context(config.state_dir / "root.pem", cert, key)
+    remotes = tuple(RemotePerspective(p.name, p.rir, p.url) for p in mpic.perspectives)
+    log.info(
+        "remote perspectives: %s",
+        ", ".join(f"{p.name} ({p.rir}) {p.url}" for p in mpic.perspectives),
+    )
+    return Corroborator(remotes, context, mpic.timeout)
 
 
 async def check_resolver(config: ServerConfig) -> None:

@@ -57,6 +57,10 @@ authorizations = sa.Table(
     # The first order carrying `replaces` that uses it: renewals are exempt from rate
     # limits, failed validations included (RFC 9773 §5).
     sa.Column("renewal_order_id", sa.String(64)),
+    # Multi-perspective corroboration (BR §3.2.2.9): the quorum ("3/4") and, as JSON,
+    # each remote perspective's name, RIR and outcome; None without remote perspectives.
+    sa.Column("mpic_quorum", sa.String(16)),
+    sa.Column("mpic_perspectives", sa.Text),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
 )
 

@@ -387,3 +387,23 @@ class OrderRepository(Repository):
                 tuple(ids),
             )
         return {r[0]: r[1] for r in rows}
+
+    def record_mpic(self, authz_id: str, quorum: str, perspectives: list[dict[str, str]]) -> None:
+        """Which remote perspectives corroborated a validation (BR §3.2.2.9)."""
+        with self._tx() as c:
+            c.execute(
+                authorizations.update()
+                .where(authorizations.c.id == authz_id)
+                .values(mpic_quorum=quorum, mpic_perspectives=json.dumps(perspectives))
+            )
+
+    def mpic(self, authz_id: str) -> tuple[str, list[dict[str, str]]] | None:
+        """(quorum, perspectives) as recorded by `record_mpic`, or None."""
+        with self._raw() as c:
+            row = c.one(
+                "SELECT mpic_quorum, mpic_perspectives FROM authorizations WHERE id = ?",
+                (authz_id,),
+            )
+        if row is None or row[0] is None:
+            return None
+        return str(row[0]), list(json.loads(row[1] or "[]"))
