@@ -167,8 +167,8 @@ class CtLog:
             # §3.1 asks for a valid signature chain: each issuer a CA (RFC 5280 §6.1.4
             # (k)), or any subscriber could log what its own key signed. A root the log
             # accepts is taken as it is (old roots lack basicConstraints).
-            root = parent.public_bytes(serialization.Encoding.DER) in self.roots
-            if not root and not ct.is_ca(parent):
+            trusted = parent.public_bytes(serialization.Encoding.DER) in self.roots
+            if not trusted and not ct.is_ca(parent):
                 raise BadRequest(f"chain[{i + 1}] is not a CA certificate (basicConstraints)")
             self._check_signed(child, parent, i)
         last = chain[-1]
