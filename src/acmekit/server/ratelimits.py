@@ -20,8 +20,9 @@ Limits, named and sized as Let's Encrypt names and sizes them (all configurable)
 - new_accounts_per_ip: 10 per 3 hours, taken at newAccount (client IP from ASGI scope).
 - new_orders_per_account: 300 per 3 hours, taken at newOrder.
 - certificates_per_domain: 50 per 7 days per registered domain (eTLD+1 by the Public
-  Suffix List), checked at newOrder so a client learns early, spent at issuance.
-- duplicate_certificates: 5 per 7 days per exact set of names; checked and spent likewise.
+  Suffix List), checked at newOrder so a client learns early, taken at finalize (one
+  atomic take: orders opened together cannot all pass a newOrder check).
+- duplicate_certificates: 5 per 7 days per exact set of names; checked and taken likewise.
 - failed_validations: 5 per hour per account and hostname; checked when a challenge is
   started, spent when a validation fails.
 
