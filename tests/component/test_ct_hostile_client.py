@@ -10,6 +10,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.ct.app import CtApp
-from acmekit.ct.log import CtLog, LogSettings, load_or_create_key
+from acmekit.ct.log import CtLog, LogSettings, load_or_create_key, now_ms
 from acmekit.ct.store import CtStore
 from acmekit.ct.tiles import TileReader
 from acmekit.protocol.ct import b64, unb64
 from acmekit.server.ca import Issuer
 from acmekit_testkit.ctlog import ca_hierarchy, chain_json, der, leaf_certificate
 from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.tiers import BACKEND_PARAMS
 
 # ----- RFC 6962 §2.1, from the text -----
 
@@ -275,3 +277,50 @@ def test_served_proofs_match_an_independent_rfc6962_computation(
             status, doc = call(app, "GET", target)
             assert status == 200
             assert [unb64(p) for p in doc["consistency"]] == subproof(first, d[:size], True)
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def two_sequencers(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[CtLog, CtLog, Issuer]]:
+    issuer = ca_hierarchy(tmp_path / "ca")
+    with fresh_database(request.param, tmp_path, "ct2.db", prefix="acmekit_ct") as url:
+        stores = [CtStore.from_url(url), CtStore.from_url(url)]
+        settings = LogSettings(roots=(issuer.root_cert,), mmd=1.0, batch=5)
+        key = load_or_create_key(tmp_path)
+        yield CtLog(stores[0], key, settings), CtLog(stores[1], key, settings), issuer
+        for store in stores:
+            store.close()
+
+
+def test_sequencers_racing_past_the_lease_keep_one_consistent_tree(
+    two_sequencers: tuple[CtLog, CtLog, Issuer],
+) -> None:
+    """A sequencer whose lease ran out while it worked races the next one: the tree's
+    compare-and-set lets one batch in and rolls the other back, so every entry is placed
+    once and the tree is the RFC's over what get-entries serves."""
+    first, second, issuer = two_sequencers
+    inter = der(issuer.intermediate_cert)
+    for i in range(60):
+        cert = leaf_certificate(issuer, f"r{i}.example")
+        (first if i % 2 else second).add_chain([der(cert), inter], precert=False)
+
+    def drain(ctlog: CtLog) -> None:
+        for _ in range(200):
+            try:
+                ctlog.store.sequence(ctlog.sign_head, now_ms(), 5, 10**9)
+            except Exception:  # the other one moved the tree: try again
+                continue
+            if ctlog.sth().head.tree_size == 60:
+                return
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(drain, [first, second]))
+    head = first.sth().head
+    assert head.tree_size == 60
+    leaves = first.entries(0, 59)
+    assert [e.seq for e in leaves] == list(range(60))
+    assert head.root_hash == mth([e.leaf_input for e in leaves])
+    for size in (1, 7, 33, 60):
+        proof = first.consistency(size, 60)
+        assert proof == subproof(size, [e.leaf_input for e in leaves], True)
