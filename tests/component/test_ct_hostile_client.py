@@ -324,3 +324,61 @@ def test_sequencers_racing_past_the_lease_keep_one_consistent_tree(
     for size in (1, 7, 33, 60):
         proof = first.consistency(size, 60)
         assert proof == subproof(size, [e.leaf_input for e in leaves], True)
+
+
+def _intermediate_signed(
+    issuer: Issuer, extensions: list[tuple[x509.ExtensionType, bool]]
+) -> bytes:
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(issuer.intermediate_cert.subject)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(99)
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=30))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    key = issuer.intermediate_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return der(builder.sign(key, hashes.SHA256()))
+
+
+_SAN = x509.SubjectAlternativeName([x509.DNSName("a.example")])
+_BAD_SAN = x509.UnrecognizedExtension(x509.ObjectIdentifier("2.5.29.17"), b"\x30\x03\x82\x01")
+_ONE = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"), b"\x05\x00")
+_TWO = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.6"), b"\x05\x00")
+
+
+@pytest.mark.parametrize("endpoint", ["add-chain", "add-pre-chain"])
+@pytest.mark.parametrize("shape", ["malformed SAN", "duplicate extension", "in the issuer"])
+def test_certificates_whose_extensions_do_not_parse_are_a_400(
+    log: tuple[CtLog, CtApp, Issuer], endpoint: str, shape: str
+) -> None:
+    """Extensions are parsed lazily: one that does not parse must not become a 500."""
+    _, app, issuer = log
+    poison = [(x509.PrecertPoison(), True)] if endpoint == "add-pre-chain" else []
+    inter = der(issuer.intermediate_cert)
+    if shape == "malformed SAN":
+        chain = [_intermediate_signed(issuer, [(_BAD_SAN, False), *poison]), inter]
+    elif shape == "duplicate extension":
+        two = _intermediate_signed(issuer, [(_ONE, False), (_TWO, False), *poison])
+        same = two.replace(bytes.fromhex("06042a030406"), bytes.fromhex("06042a030405"))
+        chain = [same, inter]
+    else:
+        leaf = _intermediate_signed(issuer, [(_SAN, True), *poison])
+        chain = [leaf, _intermediate_signed(issuer, [(_BAD_SAN, False)]), inter]
+    body = json.dumps({"chain": [b64(c) for c in chain]}).encode()
+    status, doc = call(app, "POST", f"/ct/v1/{endpoint}", body)
+    assert status == 400, doc
+
+
+def test_a_precertificate_poison_must_be_critical(log: tuple[CtLog, CtApp, Issuer]) -> None:
+    """RFC 6962 §3.1: a non-critical poison would let clients accept the precertificate."""
+    _, app, issuer = log
+    leaf = _intermediate_signed(issuer, [(_SAN, True), (x509.PrecertPoison(), False)])
+    body = json.dumps({"chain": [b64(leaf), b64(der(issuer.intermediate_cert))]}).encode()
+    status, doc = call(app, "POST", "/ct/v1/add-pre-chain", body)
+    assert status == 400 and "critical" in doc["error_message"], doc
