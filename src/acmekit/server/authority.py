@@ -65,6 +65,7 @@ from acmekit.server.ratelimits import (
     LimitName,
     RateLimiter,
     Subject,
+    client_key,
     name_set_key,
 )
 from acmekit.server.records import (
@@ -270,7 +271,7 @@ class Authority:
             raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
         eab_kid = self._check_eab(eab, jwk)
         if client_ip is not None:
-            subject = Subject(client_ip)
+            subject = Subject(client_key(client_ip), (client_ip,))
             self.limits.take(LimitName.NEW_ACCOUNTS_PER_IP, subject, self.now())
         rec = AccountRecord(
             id=new_id(),
