@@ -227,6 +227,8 @@ def test_parameter_abuse_is_a_4xx(log: tuple[CtLog, CtApp, Issuer], query: str) 
         json.dumps({"chain": [b64(b"\x30\x80" * 2000)]}).encode(),  # deep, indefinite
         b"[]",
         b"\xff\xfe",
+        b"[" * 100_000 + b"]" * 100_000,  # deep nesting: no RecursionError
+        b'{"chain": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
     ],
 )
 def test_malformed_submissions_are_a_400(log: tuple[CtLog, CtApp, Issuer], body: bytes) -> None:

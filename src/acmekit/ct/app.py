@@ -20,7 +20,9 @@ from urllib.parse import parse_qs
 from acmekit.ct.log import BadRequest, CtLog, CtRequestError
 from acmekit.ct.tiles import TileReader, cache_control
 from acmekit.database import UNAVAILABLE
+from acmekit.protocol import jsontext
 from acmekit.protocol.ct import CtError, b64, unb64
+from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +123,9 @@ class CtApp:
 
     def add_chain(self, body: bytes, precert: bool) -> Answer:
         try:
-            doc = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the body is not JSON: {exc}") from None
+            doc = jsontext.loads(body)  # bounded nesting: deep brackets are no RecursionError
+        except AcmeError as exc:
+            raise BadRequest(exc.problem.detail) from None
         chain = doc.get("chain") if isinstance(doc, dict) else None
         if not isinstance(chain, list):
             raise BadRequest('the body must be {"chain": [base64 DER, ...]}')
