@@ -46,7 +46,9 @@ async def test_a_crafted_identifier_is_refused(tmp_path: Path, identifier: Ident
     [
         f'{TOKEN}.x"; }} location / {{ return 200 "owned',
         f"{TOKEN}.{THUMBPRINT}\\",
-        f"other-token-aaaaaaaaaaaaaaa.{THUMBPRINT}",
+        f"{TOKEN}.{THUMBPRINT}\n",
+        f"{TOKEN} .{THUMBPRINT}",
+        f"{TOKEN}.{THUMBPRINT}.x",
         TOKEN,
     ],
 )

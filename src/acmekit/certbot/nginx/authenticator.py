@@ -63,12 +63,14 @@ def server_level_if(token: str, key_authorization: str) -> str:
 
 
 _REWRITES = {"return", "rewrite", "if"}
+_BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-def _wellformed_key_authorization(token: str, key_authorization: str) -> bool:
-    """RFC 8555 §8.1: token || '.' || base64url(thumbprint), base64url only."""
-    prefix, dot, thumbprint = key_authorization.partition(".")
-    return prefix == token and dot == "." and token_is_wellformed(thumbprint)
+def _wellformed_key_authorization(key_authorization: str) -> bool:
+    """RFC 8555 §8.1: token || '.' || base64url(thumbprint): base64url and one dot,
+    nothing nginx would read as the end of the quoted string or of the directive."""
+    token, dot, thumbprint = key_authorization.partition(".")
+    return dot == "." and bool(thumbprint) and set(token + thumbprint) <= _BASE64URL
 
 
 def _wellformed_name(identifier: Identifier) -> bool:
@@ -189,7 +191,7 @@ class NginxSolver:
         # The identifier and key authorization end up in nginx's configuration (a
         # `server_name`, a quoted `return` string) and in the self-check's Host header:
         # what the CA sent is checked first, so that a hostile CA cannot add directives.
-        if not _wellformed_key_authorization(token, key_authorization):
+        if not _wellformed_key_authorization(key_authorization):
             raise SolverError(f"refusing a malformed key authorization {key_authorization!r}")
         if not _wellformed_name(identifier):
             raise SolverError(f"refusing a malformed identifier {identifier.value!r}")
