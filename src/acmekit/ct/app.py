@@ -20,9 +20,7 @@ from urllib.parse import parse_qs
 from acmekit.ct.log import BadRequest, CtLog, CtRequestError
 from acmekit.ct.tiles import TileReader, cache_control
 from acmekit.database import UNAVAILABLE
-from acmekit.protocol import jsontext
 from acmekit.protocol.ct import CtError, b64, unb64
-from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +121,11 @@ class CtApp:
 
     def add_chain(self, body: bytes, precert: bool) -> Answer:
         try:
-            doc = jsontext.loads(body)  # bounded nesting: deep brackets are no RecursionError
-        except AcmeError as exc:
-            raise BadRequest(exc.problem.detail) from None
+            doc = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the body is not JSON: {exc}") from None
+        except RecursionError:  # json.loads recurses once per `[` or `{`
+            raise BadRequest("the body is nested too deep") from None
         chain = doc.get("chain") if isinstance(doc, dict) else None
         if not isinstance(chain, list):
             raise BadRequest('the body must be {"chain": [base64 DER, ...]}')
