@@ -55,10 +55,12 @@ def test_a_change_through_one_reaches_the_other(db_url: str, opened: list[Shared
 
     assert two.add(NAME, make_rdata(RecordType.TXT, "second"))
     two.keep_latest(NAME, dns.rdatatype.TXT, 1)  # acme-dns's rule, in order of addition
-    assert not one.add(NAME, make_rdata(RecordType.TXT, "first"))  # still there, here
-    opened[0].catch_up()
-    assert _txt(one) == _txt(two) == ["second"]
-    assert one.serial == two.serial == start + 3
+    assert _txt(one) == ["first"]  # not looked yet: "first" still there, here
+    # a write is decided on the database: "first" is gone there, so it is added again
+    assert one.add(NAME, make_rdata(RecordType.TXT, "first"))
+    opened[1].catch_up()
+    assert _txt(one) == _txt(two) == ["first", "second"]
+    assert one.serial == two.serial == start + 4
     assert not opened[0].catch_up()  # nothing new
 
 

@@ -173,7 +173,7 @@ class AcmeChannel:
         """The response's problem document; ServerProtocolError when it sent none."""
         try:
             doc = json.loads(resp.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # a hostile server's brackets
             doc = None
         after = self.retry_after(resp)
         retry = int(after) if after is not None else None
@@ -191,8 +191,8 @@ class AcmeChannel:
 def _json_object(resp: HttpResponse) -> dict[str, Any]:
     try:
         doc = json.loads(resp.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ServerProtocolError(f"server sent invalid JSON from {resp.url}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep brackets
+        raise ServerProtocolError(f"server sent invalid JSON from {resp.url}") from None
     if not isinstance(doc, dict):
         raise ServerProtocolError(f"server sent a JSON {type(doc).__name__}, not an object")
     return doc

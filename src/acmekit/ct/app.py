@@ -124,6 +124,8 @@ class CtApp:
             doc = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(f"the body is not JSON: {exc}") from None
+        except RecursionError:  # json.loads recurses once per `[` or `{`
+            raise BadRequest("the body is nested too deep") from None
         chain = doc.get("chain") if isinstance(doc, dict) else None
         if not isinstance(chain, list):
             raise BadRequest('the body must be {"chain": [base64 DER, ...]}')

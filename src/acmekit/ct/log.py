@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 KEY_FILE = "ct-log-key.pem"
 MAX_CHAIN = 10  # certificates in one submission
 _SHA256 = hashes.SHA256()
+_BAD_CERTIFICATE = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 MAX_GET_ENTRIES = 1000  # entries per get-entries answer (§4.6 lets a log return fewer)
 
 
@@ -154,16 +155,27 @@ class CtLog:
         chain: list[x509.Certificate] = []
         for i, der in enumerate(chain_der):
             try:
-                chain.append(x509.load_der_x509_certificate(der))
-            except ValueError as exc:
+                cert = x509.load_der_x509_certificate(der)
+                _ = cert.extensions  # parsed lazily: a bad one must be the client's 400
+            except _BAD_CERTIFICATE as exc:
                 raise BadRequest(f"chain[{i}] is not a DER certificate: {exc}") from None
+            chain.append(cert)
         leaf = chain[0]
         poisoned = ct.is_precertificate(leaf)
         if precert and not poisoned:
             raise BadRequest("add-pre-chain: the certificate has no CT poison extension")
+        if precert and not leaf.extensions.get_extension_for_oid(ct.POISON_OID).critical:
+            # §3.1: the poison is critical, so that no client accepts a precertificate
+            raise BadRequest("add-pre-chain: the CT poison extension is not critical")
         if not precert and poisoned:
             raise BadRequest("add-chain: the certificate is a precertificate (CT poison)")
         for i, (child, parent) in enumerate(itertools.pairwise(chain)):
+            # §3.1 asks for a valid signature chain: each issuer a CA (RFC 5280 §6.1.4
+            # (k)), or any subscriber could log what its own key signed. A root the log
+            # accepts is taken as it is (old roots lack basicConstraints).
+            trusted = parent.public_bytes(serialization.Encoding.DER) in self.roots
+            if not trusted and not ct.is_ca(parent):
+                raise BadRequest(f"chain[{i + 1}] is not a CA certificate (basicConstraints)")
             self._check_signed(child, parent, i)
         last = chain[-1]
         if last.public_bytes(serialization.Encoding.DER) not in self.roots:

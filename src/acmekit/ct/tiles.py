@@ -30,9 +30,12 @@ if TYPE_CHECKING:
 
 Answer = tuple[int, str, bytes]
 TILE_WIDTH = 256
-_INDEX = r"((?:x\d{3}/)*\d{3})"
-_TILE = re.compile(rf"^/tile/([0-5])/{_INDEX}(?:\.p/(\d+))?$")
-_DATA = re.compile(rf"^/tile/data/{_INDEX}(?:\.p/(\d+))?$")
+# ASCII digits only (`\d` alone takes any script's), and bounded: a path's numbers
+# never grow past what a tree can hold (2^63 entries: 7 groups), so that no request
+# makes an integer of thousands of digits (Python refuses those with a ValueError).
+_INDEX = r"((?:x[0-9]{3}/){0,6}[0-9]{3})"
+_TILE = re.compile(rf"^/tile/([0-5])/{_INDEX}(?:\.p/([0-9]{{1,3}}))?$")
+_DATA = re.compile(rf"^/tile/data/{_INDEX}(?:\.p/([0-9]{{1,3}}))?$")
 _ISSUER = re.compile(r"^/issuer/([0-9a-f]{64})$")
 NOTE_SIG_RFC6962 = 0x05
 

@@ -175,7 +175,9 @@ class DnsHandler:
     def handle_stream(self, wire: bytes) -> list[bytes] | None:
         """The response messages to one message received over TCP: several for a zone
         transfer, else `handle`'s one. Never raises."""
-        if not _is_transfer(wire):
+        # Only a query (QR clear, opcode QUERY) asks for a transfer (RFC 5936 §2.2);
+        # anything else goes to `handle`, which drops responses and answers the opcode.
+        if not _is_transfer(wire) or wire[2] & 0xF8 != 0:
             reply = self.handle(wire, Transport.TCP)
             return None if reply is None else [reply]
         try:

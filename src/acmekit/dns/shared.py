@@ -75,6 +75,15 @@ class SharedStore:
         self.serial = 0  # the database serial applied to `store`
         self.load()
         store.writer = self.write
+        store.refresh = self.refresh
+
+    def refresh(self) -> None:
+        """Catch up before a write is decided (RecordStore.refresh). With the database
+        out of reach the write is decided on what is here, and then fails with a 503."""
+        try:
+            self.catch_up()
+        except UNAVAILABLE as exc:
+            log.warning("shared records: catching up before a write: %s", exc)
 
     def close(self) -> None:
         self.engine.dispose()

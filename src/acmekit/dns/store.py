@@ -201,6 +201,9 @@ class RecordStore:
         self.journal: deque[Delta] = deque(maxlen=JOURNAL_SIZE)
         # set for a shared store: takes a mutation's changes instead of applying them here
         self.writer: Callable[[list[Change]], None] | None = None
+        # A shared store's catch-up: run before a write is decided, so that it is decided
+        # on what the other processes wrote, not on a copy up to a poll interval old.
+        self.refresh: Callable[[], None] | None = None
         self._data: dict[dns.name.Name, RRsets] = {}
         # How many stored names lie below each name: the empty non-terminals, kept
         # incrementally so that a change costs the depth of one name, not the whole store.
@@ -380,6 +383,10 @@ class RecordStore:
     def _reindex(self) -> None:
         self._ancestors = Counter(a for name in self._data for a in self._above(name))
 
+    def _refresh(self) -> None:
+        if self.refresh is not None:
+            self.refresh()
+
     def _commit(self, changes: list[Change]) -> bool:
         """Apply `changes` under the next serial, or hand them to the shared store's
         writer; False when there are none."""
@@ -425,6 +432,7 @@ class RecordStore:
         """Add one record (a duplicate is a no-op); a CNAME replaces the previous one."""
         if rdata.rdtype not in STORED_TYPES:
             raise malformed(f"record type {rdata.rdtype.name} is not served")
+        self._refresh()
         existing = self.rdatas(name, rdata.rdtype)
         if rdata in existing:
             return False
@@ -435,16 +443,19 @@ class RecordStore:
 
     def remove(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> bool:
         """Remove one record; True if it was there."""
+        self._refresh()
         if rdata not in self.rdatas(name, rdata.rdtype):
             return False
         return self._commit([Change(False, name, rdata)])
 
     def clear(self, name: dns.name.Name, rtype: dns.rdatatype.RdataType) -> bool:
         """Remove the RRset of one type at a name; True if there was one."""
+        self._refresh()
         return self._commit([Change(False, name, rd) for rd in self.rdatas(name, rtype)])
 
     def keep_latest(self, name: dns.name.Name, rtype: dns.rdatatype.RdataType, keep: int) -> None:
         """Drop all but the `keep` most recently added records of a type (acme-dns's rule)."""
+        self._refresh()
         existing = self.rdatas(name, rtype)
         if len(existing) > keep:
             self._commit([Change(False, name, rd) for rd in existing[: len(existing) - keep]])

@@ -68,6 +68,7 @@ from acmekit.server.ratelimits import (
     LimitName,
     RateLimiter,
     Subject,
+    client_key,
     name_set_key,
 )
 from acmekit.server.records import (
@@ -276,7 +277,7 @@ class Authority:
             raise malformed("you must agree to the terms of service (termsOfServiceAgreed)")
         eab_kid = self._check_eab(eab, jwk)
         if client_ip is not None:
-            subject = Subject(client_ip)
+            subject = Subject(client_key(client_ip), (client_ip,))
             self.limits.take(LimitName.NEW_ACCOUNTS_PER_IP, subject, self.now())
         rec = AccountRecord(
             id=new_id(),
@@ -798,6 +799,7 @@ class Authority:
             self.issuer.check_signer()
         except SignerUnavailable as exc:
             raise signer_unavailable(exc) from None
+        self._take_issuance_limits(order)
         if not self.store.orders.claim_finalize(order.id, csr_der, self.now()):
             raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         task = self._spawn(self._issue(order, csr))
@@ -859,9 +861,20 @@ class Authority:
             "order %s (account %s) issued serial %s for %s",
             order.id, order.account_id, rec.serial, ", ".join(i.value for i in order.identifiers),
         )  # fmt: skip
-        if order.replaces is None and self.limits.enabled:
-            for name, subject in self._issuance_subjects(order.account_id, order.identifiers):
-                self.limits.spend(name, subject, now)
+
+    def _take_issuance_limits(self, order: OrderRecord) -> None:
+        """The issuance limits, taken before the order is claimed: newOrder only checks
+        them (nothing is taken there), so orders opened together would all pass it. One
+        atomic take per bucket; a refusal leaves the order `ready` (429, Retry-After).
+        All are checked first, so that a refusal by the last rarely costs the others."""
+        if order.replaces is not None or not self.limits.enabled:
+            return
+        now = self.now()
+        subjects = self._issuance_subjects(order.account_id, order.identifiers)
+        for name, subject in subjects:
+            self.limits.check(name, subject, now)
+        for name, subject in subjects:
+            self.limits.take(name, subject, now)
 
     def _profile_of_order(self, order: OrderRecord) -> Profile:
         name = order.profile or self.config.default_profile

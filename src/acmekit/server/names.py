@@ -13,6 +13,9 @@ as the CA/Browser Forum's baseline requirements and Let's Encrypt's policy have 
   some (the demo's `.test`).
 - An `xn--` label (an A-label) that is not valid IDNA 2008 (RFC 5891): it must decode to a
   U-label that encodes back to the same A-label.
+- A label with `--` in its third and fourth characters that is not an A-label: RFC 5891
+  §4.2.3.1 reserves those (R-LDH) for encodings yet to come, and the Baseline
+  Requirements' lint refuses them, which would fail the order only at finalize.
 - An IP identifier (RFC 8738) at a reserved address (`validation.reserved`), unless the
   operator allows its network: the same rule as for the addresses the CA connects to.
 """
@@ -87,6 +90,14 @@ def bad_alabel(name: str) -> str | None:
     return None
 
 
+def reserved_ldh_label(name: str) -> str | None:
+    """The first label of `name` in the reserved `??--` form that is no A-label, if any."""
+    for label in name.lower().split("."):
+        if label[2:4] == "--" and not label.startswith("xn--"):
+            return label
+    return None
+
+
 class NamePolicy:
     """The rules above, with the operator's exceptions."""
 
@@ -119,3 +130,6 @@ class NamePolicy:
         label = bad_alabel(base)
         if label is not None:
             raise _rejected(ident, f"label {label!r} is not a valid IDNA 2008 A-label")
+        label = reserved_ldh_label(base)
+        if label is not None:
+            raise _rejected(ident, f"label {label!r} is in a reserved form (RFC 5891 §4.2.3.1)")

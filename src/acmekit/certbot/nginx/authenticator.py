@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ from acmekit.client.resources import Challenge
 from acmekit.client.solvers.errors import SolverError
 from acmekit.client.solvers.presented import Presented
 from acmekit.protocol.challenges import HTTP01_PATH, token_is_wellformed
-from acmekit.protocol.messages import Identifier
+from acmekit.protocol.messages import Identifier, IdentifierType, parse_dns_name
+from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,31 @@ def server_level_if(token: str, key_authorization: str) -> str:
 
 
 _REWRITES = {"return", "rewrite", "if"}
+_BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _wellformed_key_authorization(key_authorization: str) -> bool:
+    """RFC 8555 §8.1: token || '.' || base64url(thumbprint): base64url and one dot,
+    nothing nginx would read as the end of the quoted string or of the directive."""
+    token, dot, thumbprint = key_authorization.partition(".")
+    return dot == "." and bool(thumbprint) and set(token + thumbprint) <= _BASE64URL
+
+
+def _wellformed_name(identifier: Identifier) -> bool:
+    """A DNS name (RFC 8555 §7.1.4, not a wildcard: no http-01 for those) or an IP
+    address (RFC 8738) in its plain form."""
+    if identifier.type == IdentifierType.IP:
+        try:
+            return ipaddress.ip_address(identifier.value).compressed == identifier.value
+        except ValueError:
+            return False
+    if identifier.is_wildcard:
+        return False
+    try:
+        parse_dns_name(identifier.value)
+    except AcmeError:
+        return False
+    return True
 
 
 def plan(
@@ -161,6 +188,13 @@ class NginxSolver:
         token = challenge.token or ""
         if not token_is_wellformed(token):
             raise SolverError(f"refusing a malformed token {token!r}")
+        # The identifier and key authorization end up in nginx's configuration (a
+        # `server_name`, a quoted `return` string) and in the self-check's Host header:
+        # what the CA sent is checked first, so that a hostile CA cannot add directives.
+        if not _wellformed_key_authorization(key_authorization):
+            raise SolverError(f"refusing a malformed key authorization {key_authorization!r}")
+        if not _wellformed_name(identifier):
+            raise SolverError(f"refusing a malformed identifier {identifier.value!r}")
         self._answers.add(token, _Answer(identifier.value.lower(), token, key_authorization))
 
     async def wait(self) -> None:

@@ -253,9 +253,13 @@ class NginxInstaller:
         try:
             report = await self._edit(inst, checkpoint)
             await self.control.test()
-        except Exception as exc:
+        except BaseException as exc:
+            # Interrupted too (Ctrl-C, a cancelled task): no half-edited configuration
+            # is left for the next reload to pick up.
             checkpoint.rollback()
             checkpoint.discard()
+            if not isinstance(exc, Exception):
+                raise
             raise InstallError(f"{exc}; every file was restored") from exc
         await self.control.reload()
         return report
