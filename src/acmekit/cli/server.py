@@ -59,6 +59,20 @@ if TYPE_CHECKING:
     "test (repeatable; [validation] allowed_special_names)",
 )
 @click.option(
+    "--ct-log-list",
+    "ct_log_lists",
+    multiple=True,
+    metavar="FILE",
+    help="log certificates in the CT logs of this Chrome v3 log list, as `acmekit ct` "
+    "writes (repeatable; [ct] log_lists)",
+)
+@click.option(
+    "--ct-required-scts",
+    type=click.IntRange(0),
+    default=None,
+    help="SCTs each certificate needs; 0: Chrome's and Apple's policy ([ct] required_scts)",
+)
+@click.option(
     "--no-auto-upgrade",
     is_flag=True,
     help="refuse to start on an older database schema instead of upgrading it",
@@ -76,6 +90,8 @@ def server(
     crl_listen: str | None,
     allow_networks: tuple[str, ...],
     allowed_special_names: tuple[str, ...],
+    ct_log_lists: tuple[str, ...],
+    ct_required_scts: int | None,
     no_auto_upgrade: bool,
 ) -> None:
     """Run the ACME certificate authority."""
@@ -103,6 +119,8 @@ def server(
                 "allow_networks": allow_networks,
                 "allowed_special_names": allowed_special_names,
                 "auto_upgrade": False if no_auto_upgrade else None,
+                "ct_log_lists": ct_log_lists,
+                "ct_required_scts": ct_required_scts,
             },
         )
         config.host_port  # noqa: B018 - validates the listen address early
