@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,11 @@ class Logs:
         self.tmp_path = tmp_path
         self.stack = stack
         self.roots = tmp_path / "ca" / "root.pem"
-        ca_hierarchy(tmp_path / "ca")  # the CA's hierarchy first: the logs accept its root
         self.running: list[LogInLoop] = []
+
+    def hierarchy(self) -> None:
+        """The CA's file hierarchy first: the logs accept its root."""
+        ca_hierarchy(self.tmp_path / "ca")
 
     async def start(self, name: str, wrap: Middleware | None = None) -> LogInLoop:
         running = await self.stack.enter_async_context(
@@ -156,18 +160,22 @@ def chain_of(pem: bytes) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(pem)
 
 
+@pytest.mark.parametrize("lint", [True, False], ids=["lint", "no-lint"])
 async def test_scts_verified_and_embedded(
-    ca_config: ServerConfig, logs: Logs, stack: AsyncExitStack, responder: Any
+    ca_config: ServerConfig, logs: Logs, stack: AsyncExitStack, responder: Any, lint: bool
 ) -> None:
+    logs.hierarchy()
     a, b = await logs.start("log-a"), await logs.start("log-b")
-    ca = await ca_with(ca_config, [a.log_list, b.log_list], stack)
+    config = replace(ca_config, lint=replace(ca_config.lint, enabled=lint))
+    ca = await ca_with(config, [a.log_list, b.log_list], stack)
     flow = Flow(RawAcme(ca.app), responder)
     url, _ = await ordered(flow, "logged.ct.test")
     order = await finished(flow, ca, url)
     assert order["status"] == "valid", order
     leaf, intermediate = chain_of((await flow.get(order["certificate"])).body)
     both = ct.LogList(
-        ct.LogList.loads(a.log_list.read_text()).logs + ct.LogList.loads(b.log_list.read_text()).logs
+        ct.LogList.loads(a.log_list.read_text()).logs
+        + ct.LogList.loads(b.log_list.read_text()).logs
     )
     checks = check_embedded(leaf, intermediate, both)
     assert sorted(c.log.url for c in checks if c.log) == sorted([a.url, b.url])
@@ -186,6 +194,7 @@ async def test_scts_verified_and_embedded(
 async def test_bad_signature_is_not_counted(
     ca_config: ServerConfig, logs: Logs, stack: AsyncExitStack, responder: Any
 ) -> None:
+    logs.hierarchy()
     a = await logs.start("log-a")
     bad = await logs.start("log-bad", wrap=tampering)
     c = await logs.start("log-c")
@@ -202,6 +211,7 @@ async def test_bad_signature_is_not_counted(
 async def test_too_few_scts_fail_the_order_naming_the_logs(
     ca_config: ServerConfig, logs: Logs, stack: AsyncExitStack, responder: Any
 ) -> None:
+    logs.hierarchy()
     a = await logs.start("log-a")
     bad = await logs.start("log-bad", wrap=tampering)
     down = logs.down("log-down")
@@ -220,6 +230,7 @@ async def test_too_few_scts_fail_the_order_naming_the_logs(
 async def test_a_revoked_precertificate_is_on_the_crl(
     ca_config: ServerConfig, logs: Logs, stack: AsyncExitStack, responder: Any
 ) -> None:
+    logs.hierarchy()
     a = await logs.start("log-a")
     ca = await ca_with(ca_config, [a.log_list, logs.down("log-down")], stack)
     flow = Flow(RawAcme(ca.app), responder)
@@ -250,6 +261,7 @@ async def test_a_crash_between_precertificate_and_certificate_is_recovered(
     ca_config: ServerConfig, logs: Logs, stack: AsyncExitStack, responder: Any
 ) -> None:
     holding = Holding()
+    logs.hierarchy()
     a = await logs.start("log-a")
     b = await logs.start("log-b", wrap=holding)
     config = replace(ca_config, stale_after=0.0)
@@ -278,6 +290,51 @@ async def test_a_crash_between_precertificate_and_certificate_is_recovered(
     assert format(leaf.serial_number, "x") == kept.serial
     assert corresponds(x509.load_der_x509_certificate(kept.precert or b""), leaf)
     assert len(_scts(leaf)) == 2
+
+
+async def test_a_key_in_a_token_signs_precertificate_and_certificate(
+    ca_config: ServerConfig,
+    logs: Logs,
+    stack: AsyncExitStack,
+    responder: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pkcs11
+
+    from acmekit.server.ca import create_external_hierarchy
+    from acmekit.server.config import HsmSettings
+    from acmekit.server.hsm import TokenAddress, generate_key
+    from acmekit_testkit.softhsm import softhsm_token
+
+    token = softhsm_token(tmp_path / "hsm")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(token.conf))
+    pkcs11.lib(token.module).reinitialize()
+    public = generate_key(
+        TokenAddress(token.module, token.label, "intermediate"), token.pin, "ec256"
+    )
+    state = ca_config.state_dir
+    create_external_hierarchy(state, tmp_path / "offline-root.key", public, datetime.now(UTC))
+    a, b = await logs.start("log-a"), await logs.start("log-b")
+    settings = HsmSettings(token.module, token.label, "intermediate", pin_env="UNUSED")
+    config = replace(
+        ca_config,
+        hsm=settings,
+        ct=CtSettings(log_lists=(str(a.log_list), str(b.log_list)), timeout=5.0),
+    )
+    ca = assemble(config, hsm_pin=token.pin)
+    try:
+        flow = Flow(RawAcme(ca.app), responder)
+        url, _ = await ordered(flow, "token.ct.test")
+        order = await finished(flow, ca, url)
+        assert order["status"] == "valid", order
+        leaf, intermediate = chain_of((await flow.get(order["certificate"])).body)
+        leaf.verify_directly_issued_by(intermediate)
+        assert intermediate.public_key() == public
+        assert {s.log_id for s in _scts(leaf)} == {a.app.log.log_id, b.app.log.log_id}
+    finally:
+        await ca.app.close()
+        ca.store.engine.dispose()
 
 
 def _scts(cert: x509.Certificate) -> list[ct.SignedCertificateTimestamp]:
