@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from acmekit_testkit.cli import certbot_dirs, run_trusting
 from acmekit_testkit.ctlog import RunningLog, ca_hierarchy, running_ct_log
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.ports import free_port
+from acmekit_testkit.processes import logged_process, wait_ready
 
 pytestmark = pytest.mark.interop
 CERTBOT = "/usr/bin/certbot"
@@ -115,6 +117,7 @@ def test_certbot_then_lego_with_a_log_down_then_too_few(
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count(": signature ok") == 3, listed.stdout
     assert "CT policy: compliant" in listed.stdout
+    _check_served(logged_ca, tmp_path, cert_pem.parent)
 
     # One log stopped: lego still gets a certificate, with the other two logs' SCTs.
     logged_ca.stop_log(0)
@@ -135,3 +138,37 @@ def test_certbot_then_lego_with_a_log_down_then_too_few(
     said = (tmp_path / "refused" / "logs" / "letsencrypt.log").read_text()
     assert "could not get enough SCTs" in said, said[-3000:]
     assert logged_ca.logs[0].url in said and logged_ca.logs[1].url in said
+
+
+def _connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _check_served(ca: LoggedCa, tmp: Path, live: Path) -> None:
+    """`acmekit check` of the certificate as a TLS server (OpenSSL's) presents it: the
+    SCTs verify against the log lists (the issuer from the bundle given)."""
+    port = free_port()
+    bundle = tmp / "bundle.pem"
+    bundle.write_bytes(ca.server.root_path.read_bytes() + (live / "chain.pem").read_bytes())
+    argv = [
+        "openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{port}",
+        "-cert", str(live / "cert.pem"), "-cert_chain", str(live / "chain.pem"),
+        "-key", str(live / "privkey.pem"), "-www",
+    ]  # fmt: skip
+    log = tmp / "s_server.log"
+    with logged_process(argv, log) as proc:
+        wait_ready(proc, lambda: _connects(port), log, "openssl s_server")
+        checked = subprocess.run(
+            [sys.executable, "-m", "acmekit", "check", f"127.0.0.1:{port}",
+             "--servername", "ct.certbot.test", "--ca-bundle", str(bundle),
+             *_log_list_flags(ca.logs)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SCTs: 3" in checked.stdout
+    assert checked.stdout.count(": signature ok") == 3, checked.stdout
+    assert "CT policy: compliant" in checked.stdout
