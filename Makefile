@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The CA logs every certificate in two local CT logs (scripts/with-ct-logs.sh).
 run: $(STAMP)
-	$(BIN)/acmekit server --listen 127.0.0.1:14000 --state-dir $(STATE)
+	ACMEKIT=$(CURDIR)/$(BIN)/acmekit scripts/with-ct-logs.sh $(STATE) \
+		$(BIN)/acmekit server --listen 127.0.0.1:14000 --state-dir $(STATE)
 
 demo: $(STAMP)
 	ACMEKIT=$(CURDIR)/$(BIN)/acmekit scripts/demo.sh
