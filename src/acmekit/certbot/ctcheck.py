@@ -19,7 +19,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from acmekit.protocol import ct
-from acmekit.protocol.ctpolicy import check_embedded, embedded_scts, judge_checks
+from acmekit.protocol.ctpolicy import (
+    check_embedded,
+    embedded_scts,
+    judge_checks,
+    merge_log_lists,
+)
 
 MAX_ISSUER_BYTES = 64 * 1024
 
@@ -27,15 +32,13 @@ MAX_ISSUER_BYTES = 64 * 1024
 def load_log_lists(paths: Sequence[str | Path]) -> ct.LogList:
     """The logs of every list given (Chrome's v3 schema), one list; ValueError if one
     does not parse."""
-    logs: dict[bytes, ct.LogInfo] = {}
+    found = []
     for path in paths:
         try:
-            found = ct.LogList.loads(Path(path).read_bytes())
+            found.append(ct.LogList.loads(Path(path).read_bytes()))
         except (OSError, ct.CtError) as exc:
             raise ValueError(f"log list {path}: {exc}") from None
-        for info in found.logs:
-            logs.setdefault(info.log_id, info)
-    return ct.LogList(tuple(logs.values()))
+    return merge_log_lists(found)
 
 
 def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from acmekit.fleet.ctstatus import CtCompliance, ct_gauges, ct_section
 from acmekit.fleet.delegation import delegation_target
 from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.metrics import (
@@ -52,6 +53,7 @@ METRICS = web.AppKey("metrics", FleetMetrics)
 NOW: web.AppKey[Callable[[], int]] = web.AppKey("now")
 CAS: web.AppKey[tuple[str, ...]] = web.AppKey("cas")
 ZONE: web.AppKey[str | None] = web.AppKey("delegation_zone")
+CT: web.AppKey[CtCompliance | None] = web.AppKey("ct")
 MAX_PAGE = 1000
 
 
@@ -217,6 +219,10 @@ async def _metrics(request: web.Request) -> web.Response:
         counts[SiteState.FAILING],
     )
     text = request.app[METRICS].render(counts, recent, figures=figures)
+    compliance = request.app.get(CT)
+    if compliance is not None:
+        sites = compliance.sites(inventory.sites.current_chains())
+        text += "\n".join(ct_gauges(sites)) + "\n"
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
@@ -224,8 +230,13 @@ async def _status(request: web.Request) -> web.Response:
     app = request.app
     cas = app.get(CAS)
     report = collect(app[INVENTORY], app[METRICS], app[NOW](), cas or ())
+    extra: list[tuple[str, str]] = []
+    compliance = app.get(CT)
+    if compliance is not None:
+        sites = compliance.sites(app[INVENTORY].sites.current_chains())
+        extra.append(("Certificate Transparency", ct_section(sites)))
     return web.Response(
-        text=render(report),
+        text=render(report, extra),
         content_type="text/html",
         charset="utf-8",
         headers={"Cache-Control": "no-store"},
@@ -247,6 +258,7 @@ def api_app(
     *,
     cas: Sequence[str] = (),
     delegation_zone: str | None = None,
+    ct: CtCompliance | None = None,
 ) -> web.Application:
     """The API; `cas` (in order) are shown with their health on the status page, and
     `delegation_zone` gives dns-01 sites their CNAME targets."""
@@ -255,6 +267,7 @@ def api_app(
     app[NOW] = now
     app[CAS] = tuple(cas)
     app[ZONE] = delegation_zone
+    app[CT] = ct
     app.router.add_post("/domains", _add)
     app.router.add_get("/domains", _list)
     app.router.add_get("/domains/{id}", _get)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from acmekit.certbot.ctcheck import load_log_lists
 from acmekit.client.solvers import Solver
 from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.dnslookup import Server, system_resolver
@@ -28,6 +29,7 @@ from acmekit.fleet.acme import ACCOUNT_KEY_SETTING, DbHttpSolver
 from acmekit.fleet.alerts import ShellAlertHook
 from acmekit.fleet.api import api_app, challenge_app
 from acmekit.fleet.cas import CaPool, CaSpec, open_pool
+from acmekit.fleet.ctstatus import CtCompliance
 from acmekit.fleet.delegation import AcmekitDnsProvider, DelegationCheck
 from acmekit.fleet.deploy import Deployer
 from acmekit.fleet.inventory import Inventory
@@ -52,6 +54,7 @@ class FleetConfig:
     alert_hook: str | None = None  # a shell command run when a site enters failing
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     auto_upgrade: bool = True  # upgrade the inventory's schema on start, or refuse an old one
+    ct_log_lists: tuple[str, ...] = ()  # judge each site's SCTs against these (status, metrics)
 
     def __post_init__(self) -> None:
         if not self.cas:
@@ -133,6 +136,7 @@ async def run(
                 lambda: to_us(clock.now()),
                 cas=[e.name for e in pool.entries],
                 delegation_zone=config.delegation_zone,
+                ct=_ct_compliance(config),
             )
             runner = await start_site(app, config.listen)
             stack.push_async_callback(runner.cleanup)
@@ -151,3 +155,9 @@ def _port(runner: web.AppRunner) -> int:
     for address in runner.addresses:
         return int(address[1])
     return 0
+
+
+def _ct_compliance(config: FleetConfig) -> CtCompliance | None:
+    if not config.ct_log_lists:
+        return None
+    return CtCompliance(load_log_lists(config.ct_log_lists))

@@ -316,8 +316,8 @@ def _health_table(report: StatusReport) -> str:
     return _table("ca-health", headers, rows, "No CAs configured.")
 
 
-def render(report: StatusReport) -> str:
-    """The whole page, as a string of HTML."""
+def render(report: StatusReport, extra: Sequence[tuple[str, str]] = ()) -> str:
+    """The whole page, as a string of HTML; `extra`: (title, HTML) sections added last."""
     sections = [
         ("Sites by state", _counts(report)),
         (f"Expiring soonest (first {EXPIRING_LIMIT})", _expiring_table(report)),
@@ -331,6 +331,7 @@ def render(report: StatusReport) -> str:
     if report.health:
         sections.append(("Certificate authorities, in order of preference", _health_table(report)))
     sections.append(("Certificate authorities (this process, since start)", _ca_table(report)))
+    sections.extend(extra)
     body = "".join(f"<h2>{_e(title)}</h2>{content}" for title, content in sections)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

@@ -38,6 +38,15 @@ from acmekit.protocol.ct import (
 SHORT_LIFETIME = timedelta(days=180)
 
 
+def merge_log_lists(lists: Sequence[LogList]) -> LogList:
+    """One list of every log of `lists`, each log once (by log ID, the first kept)."""
+    logs: dict[bytes, LogInfo] = {}
+    for found in lists:
+        for info in found.logs:
+            logs.setdefault(info.log_id, info)
+    return LogList(tuple(logs.values()))
+
+
 def required_scts(lifetime: timedelta, configured: int = 0) -> int:
     """How many SCTs a certificate of `lifetime` needs: `configured`, or the policy's."""
     if configured > 0:
