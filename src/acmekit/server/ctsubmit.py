@@ -91,6 +91,16 @@ class Outcome:
     failure: str | None
 
 
+async def _body(resp: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, read to its end but never past _MAX_ANSWER bytes."""
+    buf = bytearray()
+    while chunk := await resp.content.read(_MAX_ANSWER + 1 - len(buf)):
+        buf += chunk
+        if len(buf) > _MAX_ANSWER:
+            raise ValueError(f"answer larger than {_MAX_ANSWER} bytes")
+    return bytes(buf)
+
+
 class CtSubmitter:
     def __init__(self, settings: CtSettings, logs: Sequence[ct.LogInfo]) -> None:
         self.settings = settings
@@ -117,7 +127,7 @@ class CtSubmitter:
 
     async def _post(self, info: ct.LogInfo, name: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._client().post(_endpoint(info, name), json=body) as resp:
-            text = await resp.content.read(_MAX_ANSWER)
+            text = await _body(resp)
             if resp.status != 200:
                 shown = text[:200].decode("utf-8", "replace").strip()
                 raise ValueError(f"HTTP {resp.status} {shown}")
