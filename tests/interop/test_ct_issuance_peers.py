@@ -1,15 +1,18 @@
 """Debian's certbot and lego against `acmekit server` with three `acmekit ct` logs (real
 processes on loopback): the certificates carry SCTs that OpenSSL shows and `acmekit
 certificates` verifies; with one log stopped the CA still gets its SCTs from the others,
-and with two stopped it fails the order cleanly, naming the logs."""
+and with two stopped it fails the order cleanly, naming the logs; certspotter, following
+the log that stayed up, finds the certificates."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from acmekit_testkit.cli import certbot_dirs, run_trusting
 from acmekit_testkit.ctlog import RunningLog, ca_hierarchy, running_ct_log
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.ports import free_port
-from acmekit_testkit.processes import logged_process, wait_ready
+from acmekit_testkit.processes import log_tail, logged_process, wait_ready, wait_until
 
 pytestmark = pytest.mark.interop
 CERTBOT = "/usr/bin/certbot"
@@ -138,6 +141,35 @@ def test_certbot_then_lego_with_a_log_down_then_too_few(
     said = (tmp_path / "refused" / "logs" / "letsencrypt.log").read_text()
     assert "could not get enough SCTs" in said, said[-3000:]
     assert logged_ca.logs[0].url in said and logged_ca.logs[1].url in said
+
+    # certspotter follows the log that stayed up and finds what certbot and lego got.
+    _certspotter_finds(logged_ca.logs[2], tmp_path, ["ct.certbot.test", "ct.lego.test"])
+
+
+def _tree_size(log: RunningLog) -> int:
+    with urllib.request.urlopen(log.url + "ct/v1/get-sth", timeout=10) as resp:
+        return int(json.loads(resp.read())["tree_size"])
+
+
+def _certspotter_finds(log: RunningLog, tmp: Path, names: list[str]) -> None:
+    # Sequenced: two precertificates and two certificates (add-chain), the refused
+    # order's precertificate.
+    wait_until("5 entries sequenced", lambda: _tree_size(log) == 5, 30, [log.output])
+    watch = tmp / "watchlist"
+    watch.write_text("".join(f"{n}\n" for n in names))
+    state, out = tmp / "certspotter", tmp / "certspotter.log"
+    argv = [
+        "certspotter", "-logs", str(log.log_list), "-watchlist", str(watch),
+        "-state_dir", str(state), "-stdout", "-no_save", "-verbose",
+    ]  # fmt: skip
+    env = {"HOME": str(tmp / "home"), "CERTSPOTTER_CONFIG_DIR": str(tmp / "conf")}
+    with logged_process(argv, out, env=env):
+        wait_until(
+            "certspotter reports both names",
+            lambda: all(f"DNS Name = {n}" in log_tail(out, 200_000) for n in names),
+            60,
+            [out, log.output],
+        )
 
 
 def _connects(port: int) -> bool:
