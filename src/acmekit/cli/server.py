@@ -126,6 +126,10 @@ def server(
         config.host_port  # noqa: B018 - validates the listen address early
         # The Baseline Requirements' schedule on today's date (schedule.py): one line.
         check_profiles(config.all_profiles, datetime.now(UTC))
+        if config.ct.enabled:  # a log list that does not load stops the start at once
+            from acmekit.server.ctsubmit import load_log_lists
+
+            load_log_lists(config.ct.log_lists)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     log_progress_by_default()
