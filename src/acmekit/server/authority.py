@@ -861,7 +861,8 @@ class Authority:
                 cert = await self._sign_logged(ct, rec, csr, profile)
             self.store.certificates.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
         except _WAITS:
-            raise  # the order stays claimed; recovery abandons the serial and issues again
+            raise  # the order stays claimed; recovery resumes a signed precertificate, or
+            # abandons the serial and issues again
         except Exception as exc:
             if isinstance(exc, AcmeError):  # a refusal with its own problem (a failed lint)
                 log.error("issuance for order %s refused: %s", order.id, exc.problem.detail)
