@@ -8,6 +8,9 @@ STATE ?= state
 # --demo-dns-api, --http01-port, --tlsalpn01-port, --crl-listen).
 RUN_LISTEN ?= 127.0.0.1:14000
 RUN_FLAGS ?=
+# and its two CT logs here.
+RUN_CT_PORT ?= 6962
+RUN_CT_PORT2 ?= 6963
 
 .PHONY: setup run demo test test-fast lint typecheck fmt bench clean
 
@@ -19,8 +22,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The CA logs every certificate in two local CT logs (scripts/with-ct-logs.sh).
 run: $(STAMP)
-	$(BIN)/acmekit server --demo --listen $(RUN_LISTEN) --state-dir $(STATE) $(RUN_FLAGS)
+	ACMEKIT=$(CURDIR)/$(BIN)/acmekit CT_PORT=$(RUN_CT_PORT) CT_PORT2=$(RUN_CT_PORT2) \
+		scripts/with-ct-logs.sh $(STATE) \
+		$(BIN)/acmekit server --demo --listen $(RUN_LISTEN) --state-dir $(STATE) $(RUN_FLAGS)
 
 demo: $(STAMP)
 	ACMEKIT=$(CURDIR)/$(BIN)/acmekit scripts/demo.sh

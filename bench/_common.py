@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from acmekit_testkit import pebble
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.challtestsrv import running_challtestsrv
 from acmekit_testkit.cli import certbot_dirs
+from acmekit_testkit.ctlog import ca_hierarchy, running_ct_log
 from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.ports import free_port, free_tcp_udp_port
 from acmekit_testkit.processes import stop_process, wait_https
@@ -92,27 +94,45 @@ class Server:
 
 @contextmanager
 def running_acmekit(
-    workdir: Path, *, dns_port: int, http_port: int, lint: bool = True
+    workdir: Path, *, dns_port: int, http_port: int, lint: bool = True, ct_logs: int = 0
 ) -> Iterator[Server]:
     """`acmekit server` with a fresh state dir, without debug logging; ready once its
-    directory answers over HTTPS. `lint=False` switches linting before signing off."""
+    directory answers over HTTPS. `lint=False` switches linting before signing off;
+    `ct_logs` > 0 starts that many `acmekit ct` logs on loopback and the CA logs every
+    certificate in them (RFC 6962 precertificates, SCTs embedded)."""
     # One load generator issues hundreds of certificates under one registered domain
     # from one address: Let's Encrypt-sized rate limits would refuse it (Pebble has none).
-    settings = {
+    settings: dict[str, Any] = {
         "rate_limits": {"enabled": False},
         "crl": {"listen": f"127.0.0.1:{free_port()}"},
         "lint": {"enabled": lint},
     }
-    with running_acmekit_server(
-        workdir,
-        dns_port=dns_port,
-        http01_port=http_port,
-        tlsalpn01_port=free_port(),
-        settings=settings,
-        verbose=False,
-    ) as ca:
+    state = workdir / f"ca-state-{os.getpid()}-{free_port()}"
+    with ExitStack() as stack:
+        if ct_logs:
+            ca_hierarchy(state)  # the logs accept the CA's root
+            logs = [
+                stack.enter_context(
+                    running_ct_log(state.parent / f"{state.name}-log{i}", state / "root.pem")
+                )
+                for i in range(ct_logs)
+            ]
+            settings["ct"] = {"log_lists": [str(log.log_list) for log in logs]}
+        ca = stack.enter_context(
+            running_acmekit_server(
+                workdir,
+                dns_port=dns_port,
+                http01_port=http_port,
+                tlsalpn01_port=free_port(),
+                state_dir=state,
+                settings=settings,
+                verbose=False,
+            )
+        )
         wait_https(ca.proc, ca.directory_url, ca.root_path, ca.log, "acmekit server")
         name = "acmekit" if lint else "acmekit-nolint"
+        if ct_logs:
+            name = "acmekit-ct" if ct_logs == 2 else f"acmekit-ct{ct_logs}"
         yield Server(name, ca.directory_url, ca.root_path, ca.proc.pid)
 
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole system on loopback: start `acmekit dns` and `acmekit server`, obtain a
-# certificate with `acmekit certonly --standalone`, serve it, show its dates with
-# `acmekit check`, and stop everything this script started.
+# The whole system on loopback: start `acmekit dns`, two `acmekit ct` logs and `acmekit
+# server` (which logs every certificate in both), obtain a certificate with `acmekit
+# certonly --standalone`, serve it, show its dates and verified SCTs with `acmekit check`,
+# and stop everything this script started.
 #
 # Ports can be moved with DEMO_CA_PORT, DEMO_DNS_PORT, DEMO_API_PORT, DEMO_HTTP01_PORT,
-# DEMO_TLS_PORT, DEMO_CRL_PORT; the state goes to DEMO_DIR (default: ./demo, made anew each run).
+# DEMO_TLS_PORT, DEMO_CRL_PORT, DEMO_CT_PORT, DEMO_CT_PORT2; the state goes to DEMO_DIR
+# (default: ./demo, made anew each run).
 set -euo pipefail
 
 ACMEKIT=${ACMEKIT:-acmekit}
@@ -15,6 +17,7 @@ API_PORT=${DEMO_API_PORT:-8055}
 HTTP01_PORT=${DEMO_HTTP01_PORT:-5002}
 TLS_PORT=${DEMO_TLS_PORT:-8443}
 CRL_PORT=${DEMO_CRL_PORT:-14080}
+CT_PORTS=("${DEMO_CT_PORT:-6962}" "${DEMO_CT_PORT2:-6963}")  # the two CT logs
 NAME=${DEMO_NAME:-www.demo.acmekit.test}
 
 rm -rf "$DIR"
@@ -37,17 +40,34 @@ wait_for_line() {  # FILE PATTERN PID: wait until a started program has printed 
     return 1
 }
 
+# The CT logs accept the CA's root, so the hierarchy is made first (as the CA makes it).
+"$(dirname "$(command -v "$ACMEKIT")")/python" -c 'import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from acmekit.server.ca import load_or_create_issuer
+load_or_create_issuer(Path(sys.argv[1]), datetime.now(UTC))' "$DIR/ca"
+
 echo "== acmekit dns on 127.0.0.1:$DNS_PORT (every name -> 127.0.0.1)"
 "$ACMEKIT" dns --listen "127.0.0.1:$DNS_PORT" --api "127.0.0.1:$API_PORT" \
     --default-ipv4 127.0.0.1 >"$DIR/dns.log" 2>&1 &
 pids+=($!)
 wait_for_line "$DIR/dns.log" "^dns: " "$!"
 
+echo "== two acmekit ct logs on 127.0.0.1:${CT_PORTS[0]} and :${CT_PORTS[1]}; the CA logs in both"
+ct_lists=()
+for i in 0 1; do
+    "$ACMEKIT" ct --listen "127.0.0.1:${CT_PORTS[$i]}" --state-dir "$DIR/ct$i" \
+        --roots "$DIR/ca/root.pem" --mmd 5 >"$DIR/ct$i.log" 2>&1 &
+    pids+=($!)
+    wait_for_line "$DIR/ct$i.log" "^log list: " "$!"
+    ct_lists+=(--ct-log-list "$DIR/ct$i/loglist.json")
+done
+
 echo "== acmekit server on 127.0.0.1:$CA_PORT"
 "$ACMEKIT" server --listen "127.0.0.1:$CA_PORT" --state-dir "$DIR/ca" \
     --dns-resolver "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" \
     --allow-validation-network 127.0.0.0/8 --allow-special-name test \
-    --crl-listen "127.0.0.1:$CRL_PORT" >"$DIR/ca.log" 2>&1 &
+    --crl-listen "127.0.0.1:$CRL_PORT" "${ct_lists[@]}" >"$DIR/ca.log" 2>&1 &
 pids+=($!)
 wait_for_line "$DIR/ca.log" "^root: " "$!"
 cat "$DIR/ca.log"
@@ -69,4 +89,7 @@ for _ in $(seq 1 100); do
 done
 
 echo "== acmekit check 127.0.0.1:$TLS_PORT --servername $NAME"
-"$ACMEKIT" check "127.0.0.1:$TLS_PORT" --servername "$NAME" --ca-bundle "$DIR/ca/root.pem"
+# The bundle holds the intermediate too: the SCTs are verified against the issuer's key.
+cat "$DIR/ca/root.pem" "$live/chain.pem" >"$DIR/bundle.pem"
+"$ACMEKIT" check "127.0.0.1:$TLS_PORT" --servername "$NAME" --ca-bundle "$DIR/bundle.pem" \
+    "${ct_lists[@]}"

@@ -3,21 +3,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from acmekit.ct.app import CtApp
+from acmekit.ct.service import CtConfig, assemble, bind, log_url, write_log_list
 from acmekit.server.ca import Issuer, load_or_create_issuer
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.processes import logged_process, wait_for_lines
@@ -144,3 +149,49 @@ def running_ct_log(
     argv = ct_log_argv(state_dir, roots, db=db, mmd=mmd, extra=extra)
     with logged_process(argv, output) as proc:
         yield started_log(proc, state_dir, output)
+
+
+@dataclass
+class LogInLoop:
+    """An `acmekit ct` app served on a loopback port from the test's own event loop."""
+
+    app: CtApp
+    url: str
+    log_list: Path
+    server: uvicorn.Server
+    task: asyncio.Task[None] = field(repr=False)
+
+    async def stop(self) -> None:
+        """Close the listener: the log is down from here on."""
+        self.server.should_exit = True
+        await self.task
+
+
+@asynccontextmanager
+async def ct_log_in_loop(
+    state_dir: Path,
+    roots: Path,
+    *,
+    operator: str | None = None,
+    wrap: Callable[[CtApp], Any] | None = None,
+) -> AsyncIterator[LogInLoop]:
+    """A CT log in-process (component tests): the real app and HTTP on 127.0.0.1, its
+    log list written to `state_dir/loglist.json`. `wrap` puts ASGI middleware in front
+    (a misbehaving log)."""
+    config = CtConfig(state_dir=state_dir, listen="127.0.0.1:0", roots=roots, operator=operator)
+    app = assemble(config)
+    sock = bind(config.listen)
+    url = log_url(sock)
+    path = write_log_list(app, config, url)
+    served = wrap(app) if wrap is not None else app
+    server = uvicorn.Server(uvicorn.Config(served, lifespan="off", log_level="warning"))
+    # The socket listens already: connections wait in its backlog until uvicorn runs.
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    running = LogInLoop(app, url, path, server, task)
+    try:
+        yield running
+    finally:
+        if not task.done():
+            await running.stop()
+        sock.close()
+        app.log.store.close()

@@ -276,6 +276,8 @@ class MakeRun:
         return {
             "STATE": str(self.state),
             "RUN_LISTEN": f"127.0.0.1:{self.ca}",
+            "RUN_CT_PORT": str(free_port()),
+            "RUN_CT_PORT2": str(free_port()),
             "RUN_FLAGS": (
                 f"--demo-dns 127.0.0.1:{free_tcp_udp_port()} "
                 f"--demo-dns-api 127.0.0.1:{free_port()} --http01-port {self.http01} "

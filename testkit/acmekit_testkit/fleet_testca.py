@@ -38,6 +38,9 @@ class LocalIssuer:
     down: bool = False
     replaced: set[str] = field(default_factory=set)
     issued: list[tuple[str, datetime]] = field(default_factory=list)  # (site id, when)
+    # CT logs' keys: each certificate then embeds one SCT per key (RFC 6962 §3.3), over
+    # its precertificate as a CA that logs would have made it.
+    ct_logs: list[ec.EllipticCurvePrivateKey] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -71,7 +74,7 @@ class LocalIssuer:
         csr = x509.load_der_x509_csr(request.csr_der)
         assert csr.is_signature_valid
         now = self.now()
-        leaf = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([]))
             .issuer_name(self.root.subject)
@@ -84,10 +87,24 @@ class LocalIssuer:
                 critical=False,
             )
             .add_extension(self._aki, critical=False)
-            .sign(self.key, hashes.SHA256())
         )
+        if self.ct_logs:
+            builder = self._logged(builder, int(now.timestamp() * 1000))
+        leaf = builder.sign(self.key, hashes.SHA256())
         self.issued.append((request.site.id, now))
         return (leaf.public_bytes(serialization.Encoding.PEM) + self.root_pem).decode()
+
+    def _logged(self, builder: x509.CertificateBuilder, stamp: int) -> x509.CertificateBuilder:
+        from acmekit.protocol import ct
+        from acmekit.protocol.ctpolicy import sct_list_extension
+        from acmekit.server.ca import final_builder
+
+        precert = builder.add_extension(x509.PrecertPoison(), critical=True).sign(
+            self.key, hashes.SHA256()
+        )
+        entry = ct.SignedEntry.precert(ct.precert_entry(precert, self.root))
+        scts = [ct.sign_sct(key, stamp, entry) for key in self.ct_logs]
+        return final_builder(precert, sct_list_extension(scts))
 
 
 @dataclass

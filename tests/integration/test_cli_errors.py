@@ -24,6 +24,8 @@ CASES = [
     (["dns", "--default-ipv4", "notanip", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"],
      "notanip"),
     (["fleet", "list", "--db", "bogus"], "bogus"),
+    (["server", "--ct-log-list", "missing.json"], "log list missing.json"),
+    (["check", "127.0.0.1:9", "--ct-log-list", "missing.json"], "log list missing.json"),
     (["certonly", "--server", "https://127.0.0.1:9/directory", "--standalone", "-d", "a.test",
       "--http-01-port", "70000"], "70000"),
 ]  # fmt: skip

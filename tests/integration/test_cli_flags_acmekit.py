@@ -297,6 +297,8 @@ FIELDS = {
     "not_after": str, "days_left": int, "valid": bool, "version": int, "cert_path": str,
     "fullchain_path": str, "privkey_path": str, "chain_path": str, "server": str,
     "authenticator": str,
+    # Certificate Transparency: this CA logs nothing, and no --ct-log-list is given.
+    "scts": list, "ct_policy": type(None),
 }  # fmt: skip
 
 

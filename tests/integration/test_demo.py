@@ -24,6 +24,8 @@ def test_demo_obtains_and_checks_a_certificate(tmp_path: Path) -> None:
         "DEMO_HTTP01_PORT": str(free_port()),
         "DEMO_TLS_PORT": str(free_port()),
         "DEMO_CRL_PORT": str(free_port()),
+        "DEMO_CT_PORT": str(free_port()),
+        "DEMO_CT_PORT2": str(free_port()),
     }
     result = subprocess.run(
         ["bash", str(SCRIPT)], capture_output=True, text=True, env=env, timeout=180
@@ -34,3 +36,7 @@ def test_demo_obtains_and_checks_a_certificate(tmp_path: Path) -> None:
     assert "verify: ok" in lines
     assert any(line.startswith("notAfter: ") for line in lines)
     assert any(line.startswith("days left: 8") for line in lines)  # 90-day certificates
+    # Logged in both local CT logs: two SCTs, each verified, and the policy met.
+    assert "SCTs: 2" in lines
+    assert sum(line.endswith(": signature ok") for line in lines) == 2
+    assert any(line.startswith("CT policy: compliant") for line in lines)

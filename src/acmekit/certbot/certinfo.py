@@ -5,11 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
+
+from acmekit.certbot.ctcheck import issuer_from, sct_report
 from acmekit.certbot.lineage import Lineage, LineageError, LineageStore, key_type_of
 from acmekit.certbot.renewalconf import get_section, get_str
+from acmekit.protocol.ct import LogList
 
 
-def describe(lineage: Lineage, now: datetime) -> dict[str, Any]:
+def describe(lineage: Lineage, now: datetime, logs: LogList | None = None) -> dict[str, Any]:
     cert = lineage.certificate
     if cert is None:
         raise LineageError(f"cannot read certificate {lineage.path('cert')}")
@@ -31,18 +35,28 @@ def describe(lineage: Lineage, now: datetime) -> dict[str, Any]:
         "privkey_path": str(lineage.path("privkey")),
         "server": get_str(params, "server"),
         "authenticator": get_str(params, "authenticator"),
+        **sct_report(cert, _issuer(lineage, cert), logs),
     }
 
 
+def _issuer(lineage: Lineage, cert: x509.Certificate) -> x509.Certificate | None:
+    """The certificate of the lineage's chain.pem that issued `cert`."""
+    try:
+        chain = x509.load_pem_x509_certificates(lineage.path("chain").read_bytes())
+    except (OSError, ValueError, LineageError):
+        return None
+    return issuer_from(cert, chain)
+
+
 def describe_lineages(
-    store: LineageStore, now: datetime, only: str | None = None
+    store: LineageStore, now: datetime, only: str | None = None, logs: LogList | None = None
 ) -> dict[str, Any]:
     """{"certificates": [...], "errors": [...]} for every lineage (or just `only`)."""
     certs: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     for name in [only] if only else store.names():
         try:
-            certs.append(describe(store.load(name), now))
+            certs.append(describe(store.load(name), now, logs))
         except LineageError as exc:
             errors.append({"name": name, "error": str(exc)})
     return {"certificates": certs, "errors": errors}

@@ -27,6 +27,7 @@ class TlsCheck:
     days_left: int
     verified: bool
     verify_error: str = ""
+    certificate: x509.Certificate | None = None  # what the server presented
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -68,4 +69,5 @@ def check_tls(
         days_left=(cert.not_valid_after_utc - now).days,
         verified=verified,
         verify_error=error,
+        certificate=cert,
     )

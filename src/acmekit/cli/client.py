@@ -13,7 +13,10 @@ ever added):
       "key_type" ("ECDSA"|"RSA"), "not_before", "not_after" (ISO 8601 UTC),
       "days_left" (int, negative once expired), "valid" (bool), "version" (int),
       "cert_path", "fullchain_path", "privkey_path", "chain_path",
-      "server", "authenticator"}],
+      "server", "authenticator",
+      "scts": [{"log", "log_id", "timestamp", "known", "verified" (bool, or null
+               without --ct-log-list)}],
+      "ct_policy": {"compliant", "reason"} or null without --ct-log-list}],
      "errors": [{"name", "error"}]}
 """
 
@@ -795,13 +798,26 @@ def delete(**args: Any) -> None:
 @click.command()
 @click.option("--cert-name", default=None)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (see module docs)")
+@click.option(
+    "--ct-log-list",
+    "ct_log_lists",
+    multiple=True,
+    metavar="FILE",
+    help="verify the embedded SCTs against this CT log list (Chrome v3; repeatable)",
+)
 @_dir_options
 def certificates(**args: Any) -> None:
-    """List the certificates in the config dir."""
+    """List the certificates in the config dir, with their SCTs."""
     from acmekit.certbot.certinfo import describe_lineages
+    from acmekit.certbot.ctcheck import load_log_lists
 
+    try:
+        logs = load_log_lists(args["ct_log_lists"]) if args["ct_log_lists"] else None
+    except ValueError as exc:
+        _fail(str(exc))
+        return
     manager = _manager(args)
-    report = describe_lineages(manager.lineages, datetime.now(UTC), args["cert_name"])
+    report = describe_lineages(manager.lineages, datetime.now(UTC), args["cert_name"], logs)
     if args["as_json"]:
         click.echo(json.dumps(report, indent=2))
         return
@@ -809,6 +825,8 @@ def certificates(**args: Any) -> None:
 
 
 def _print_certificates(report: dict[str, Any]) -> None:
+    from acmekit.certbot.ctcheck import report_lines
+
     if not report["certificates"] and not report["errors"]:
         click.echo("No certificates found.")
     else:
@@ -823,6 +841,9 @@ def _print_certificates(report: dict[str, Any]) -> None:
         click.echo(f"    Expiry Date: {expiry} ({state})")
         click.echo(f"    Certificate Path: {c['fullchain_path']}")
         click.echo(f"    Private Key Path: {c['privkey_path']}")
+        if c.get("scts") or c.get("ct_policy"):
+            for line in report_lines(c, "    "):
+                click.echo(line)
     for e in report["errors"]:
         click.echo(f"  {e['name']}: {e['error']}")
 
@@ -883,9 +904,29 @@ def unregister(**args: Any) -> None:
 @click.option("--servername", default=None, help="SNI name (default: the host)")
 @click.option("--ca-bundle", default=None, help="PEM roots to verify against")
 @click.option("--timeout", default=10.0, type=float)
-def check(target: str, servername: str | None, ca_bundle: str | None, timeout: float) -> None:
-    """Connect with TLS and show the served certificate's validity and verification."""
+@click.option(
+    "--ct-log-list",
+    "ct_log_lists",
+    multiple=True,
+    metavar="FILE",
+    help="verify the embedded SCTs against this CT log list (Chrome v3; repeatable)",
+)
+def check(
+    target: str,
+    servername: str | None,
+    ca_bundle: str | None,
+    timeout: float,
+    ct_log_lists: tuple[str, ...],
+) -> None:
+    """Connect with TLS and show the served certificate's validity, verification and SCTs."""
+    from acmekit.certbot.ctcheck import load_log_lists, report_lines
     from acmekit.certbot.tlscheck import check_tls, parse_target
+
+    try:
+        logs = load_log_lists(ct_log_lists) if ct_log_lists else None
+    except ValueError as exc:
+        _fail(str(exc))
+        return
 
     host, port = parse_target(target)
     bundle = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or None
@@ -900,5 +941,31 @@ def check(target: str, servername: str | None, ca_bundle: str | None, timeout: f
     click.echo(f"notAfter: {result.not_after.isoformat()}")
     click.echo(f"days left: {result.days_left}")
     click.echo(f"verify: {'ok' if result.verified else 'failed: ' + result.verify_error}")
+    if result.certificate is not None:
+        report = _sct_report(result.certificate, bundle, logs, timeout)
+        for line in report_lines(report):
+            click.echo(line)
+        policy = report["ct_policy"]
+        if policy is not None and not policy["compliant"]:
+            sys.exit(1)
     if not result.verified:
         sys.exit(1)
+
+
+def _sct_report(cert: Any, bundle: str | None, logs: Any, timeout: float) -> dict[str, Any]:
+    """SCTs of a served certificate: its issuer from the bundle, else from its AIA."""
+    from cryptography import x509
+
+    from acmekit.certbot.ctcheck import fetch_issuer, issuer_from, sct_report
+
+    issuer = None
+    if logs is not None:
+        if bundle:
+            try:
+                issuer = issuer_from(
+                    cert, x509.load_pem_x509_certificates(Path(bundle).read_bytes())
+                )
+            except (OSError, ValueError):
+                issuer = None
+        issuer = issuer or fetch_issuer(cert, timeout)
+    return sct_report(cert, issuer, logs)

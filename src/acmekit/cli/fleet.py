@@ -155,6 +155,13 @@ def _serve(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     resolver = options["dns_resolver"]
+    if options.get("ct_log_lists"):
+        from acmekit.fleet.ctstatus import load_log_lists
+
+        try:
+            load_log_lists(options["ct_log_lists"])
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     config = FleetConfig(
         db=options["db"],
         cas=_cas(options["server"], options["cas"], options["ca_bundle"]),
@@ -167,6 +174,7 @@ def _serve(
         alert_hook=options["alert_hook"],
         auto_upgrade=not options["no_auto_upgrade"],
         **_edge_api(options),
+        ct_log_lists=tuple(options.get("ct_log_lists") or ()),
         worker=WorkerConfig(
             batch=options["batch"],
             concurrency=options["concurrency"],
@@ -329,6 +337,14 @@ def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     show_default=True,
     type=click.IntRange(min=1),
     help="On-demand sites per minute, fleet-wide.",
+)
+@click.option(
+    "--ct-log-list",
+    "ct_log_lists",
+    multiple=True,
+    metavar="FILE",
+    help="Show each site's CT compliance (status page, /metrics), its SCTs verified "
+    "against this Chrome v3 log list (repeatable).",
 )
 def serve(listen: str, http01_listen: str, **options: Any) -> None:
     """API, status page, http-01 responder and worker in one process."""

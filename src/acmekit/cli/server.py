@@ -69,6 +69,20 @@ DEMO_SPECIAL_NAMES = ("test",)
     "test (repeatable; [validation] allowed_special_names)",
 )
 @click.option(
+    "--ct-log-list",
+    "ct_log_lists",
+    multiple=True,
+    metavar="FILE",
+    help="log certificates in the CT logs of this Chrome v3 log list, as `acmekit ct` "
+    "writes (repeatable; [ct] log_lists)",
+)
+@click.option(
+    "--ct-required-scts",
+    type=click.IntRange(0),
+    default=None,
+    help="SCTs each certificate needs; 0: Chrome's and Apple's policy ([ct] required_scts)",
+)
+@click.option(
     "--no-auto-upgrade",
     is_flag=True,
     help="refuse to start on an older database schema instead of upgrading it",
@@ -105,6 +119,8 @@ def server(
     crl_listen: str | None,
     allow_networks: tuple[str, ...],
     allowed_special_names: tuple[str, ...],
+    ct_log_lists: tuple[str, ...],
+    ct_required_scts: int | None,
     no_auto_upgrade: bool,
     demo: bool,
     demo_dns: str,
@@ -141,11 +157,17 @@ def server(
                 "allow_networks": allow_networks,
                 "allowed_special_names": allowed_special_names,
                 "auto_upgrade": False if no_auto_upgrade else None,
+                "ct_log_lists": ct_log_lists,
+                "ct_required_scts": ct_required_scts,
             },
         )
         config.host_port  # noqa: B018 - validates the listen address early
         # The Baseline Requirements' schedule on today's date (schedule.py): one line.
         check_profiles(config.all_profiles, datetime.now(UTC))
+        if config.ct.enabled:  # a log list that does not load stops the start at once
+            from acmekit.server.ctsubmit import load_log_lists
+
+            load_log_lists(config.ct.log_lists)
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     log_progress_by_default()

@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from acmekit.fleet.capability import refusal
+from acmekit.fleet.ctstatus import CtCompliance, ct_gauges, ct_section
 from acmekit.fleet.delegation import delegation_target
 from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.metrics import (
@@ -59,6 +60,7 @@ CAS: web.AppKey[tuple[str, ...]] = web.AppKey("cas")
 ZONE: web.AppKey[str | None] = web.AppKey("delegation_zone")
 DNS01: web.AppKey[bool] = web.AppKey("dns01")
 ON_DEMAND: web.AppKey[OnDemand | None] = web.AppKey("on_demand")
+CT: web.AppKey[CtCompliance | None] = web.AppKey("ct")
 MAX_PAGE = 1000
 
 
@@ -229,6 +231,10 @@ async def _metrics(request: web.Request) -> web.Response:
     text = request.app[METRICS].render(counts, recent, figures=figures)
     kept = inventory.on_demand.kept()
     text += "\n".join(metrics_lines(len(kept), kept, request.app.get(ON_DEMAND))) + "\n"
+    compliance = request.app.get(CT)
+    if compliance is not None:
+        sites = compliance.sites(inventory.sites.current_chains())
+        text += "\n".join(ct_gauges(sites)) + "\n"
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
@@ -238,6 +244,10 @@ async def _status(request: web.Request) -> web.Response:
     inventory = app[INVENTORY]
     report = collect(inventory, app[METRICS], app[NOW](), cas or ())
     extra = [on_demand_section(inventory.on_demand.count(), inventory.on_demand.recent())]
+    compliance = app.get(CT)
+    if compliance is not None:
+        sites = compliance.sites(inventory.sites.current_chains())
+        extra.append(("Certificate Transparency", ct_section(sites)))
     return web.Response(
         text=render(report, extra),
         content_type="text/html",
@@ -263,6 +273,7 @@ def api_app(
     delegation_zone: str | None = None,
     dns01: bool = True,
     on_demand: OnDemand | None = None,
+    ct: CtCompliance | None = None,
 ) -> web.Application:
     """The API; `cas` (in order) are shown with their health on the status page,
     `delegation_zone` gives dns-01 sites their CNAME targets, without `dns01` (no DNS
@@ -275,6 +286,7 @@ def api_app(
     app[ZONE] = delegation_zone
     app[DNS01] = dns01
     app[ON_DEMAND] = on_demand
+    app[CT] = ct
     app.router.add_post("/domains", _add)
     app.router.add_get("/domains", _list)
     app.router.add_get("/domains/{id}", _get)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from acmekit.certbot.ctcheck import load_log_lists
 from acmekit.client.solvers import Solver
 from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.dnslookup import Server, system_resolver
@@ -30,6 +31,7 @@ from acmekit.fleet.api import api_app, challenge_app
 from acmekit.fleet.capability import DNS01_SETTING
 from acmekit.fleet.cas import CaPool, CaSpec, open_pool
 from acmekit.fleet.certapi import LOOPBACK, CertEndpoint, Network, cert_app
+from acmekit.fleet.ctstatus import CtCompliance
 from acmekit.fleet.delegation import AcmekitDnsProvider, DelegationCheck
 from acmekit.fleet.deploy import Deployer
 from acmekit.fleet.inventory import Inventory
@@ -59,6 +61,7 @@ class FleetConfig:
     cert_allow: tuple[Network, ...] = LOOPBACK  # who may ask it
     cert_token: str | None = None  # and the token they give, if any
     on_demand: OnDemandPolicy | None = None  # names seen at edges may become sites
+    ct_log_lists: tuple[str, ...] = ()  # judge each site's SCTs against these (status, metrics)
 
     def __post_init__(self) -> None:
         if not self.cas:
@@ -150,6 +153,7 @@ async def run(
                 delegation_zone=config.delegation_zone,
                 dns01=dns01,
                 on_demand=on_demand,
+                ct=_ct_compliance(config),
             )
             runner = await start_site(app, config.listen)
             stack.push_async_callback(runner.cleanup)
@@ -173,3 +177,9 @@ def _port(runner: web.AppRunner) -> int:
     for address in runner.addresses:
         return int(address[1])
     return 0
+
+
+def _ct_compliance(config: FleetConfig) -> CtCompliance | None:
+    if not config.ct_log_lists:
+        return None
+    return CtCompliance(load_log_lists(config.ct_log_lists))

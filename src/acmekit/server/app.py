@@ -155,7 +155,7 @@ class AcmeApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
-        await self.authority.drain()
+        await self.authority.close()
 
     async def _housekeeping(self) -> None:
         """Recover stale work now and then; prune used nonces."""

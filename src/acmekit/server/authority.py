@@ -30,6 +30,7 @@ from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr
+from acmekit.protocol.ctpolicy import corresponds, sct_list_extension
 from acmekit.protocol.jose import Jws, b64d, eab_verify, key_from_jwk, thumbprint
 from acmekit.protocol.messages import (
     AccountStatus,
@@ -55,9 +56,19 @@ from acmekit.protocol.problems import (
 )
 from acmekit.server import ari
 from acmekit.server.auth import Authenticated, KeyChange
-from acmekit.server.ca import Issuer, LeafShape, issue_certificate, new_serial, pem_chain
+from acmekit.server.ca import (
+    Issuer,
+    LeafShape,
+    final_builder,
+    new_serial,
+    pem_chain,
+    precertificate_builder,
+    sign_builder,
+    subscriber_builder,
+)
 from acmekit.server.config import Profile, ServerConfig
 from acmekit.server.crl import CrlPublisher
+from acmekit.server.ctsubmit import CtSubmitter
 from acmekit.server.lint import Linter
 from acmekit.server.mpic.quorum import Verdict
 from acmekit.server.mpic.remote import Corroborator, refusal
@@ -192,6 +203,7 @@ class Authority:
         crl: CrlPublisher | None = None,
         linter: Linter | None = None,
         corroborator: Corroborator | None = None,
+        ct: CtSubmitter | None = None,
     ) -> None:
         self.config = config
         # Remote perspectives ([mpic]); None: the CA validates from one place only.
@@ -207,9 +219,36 @@ class Authority:
         # Every subscriber certificate is linted before the real key signs it (lint.py).
         self.linter = linter or Linter.for_config(config)
         self.sign: Signer = signer or self._sign
+        # With CT on, every certificate is a precertificate first (ctsubmit.py).
+        self.ct = ct if ct is not None else CtSubmitter.load(config.ct)
         self._tasks: set[asyncio.Task[None]] = set()
         self.finalize_wait = config.finalize_wait
         self.stale_after = timedelta(seconds=config.stale_after)
+
+    def _builder(
+        self,
+        csr: x509.CertificateSigningRequest,
+        idents: Sequence[Identifier],
+        serial: int,
+        not_before: datetime,
+        not_after: datetime,
+        profile: Profile,
+    ) -> x509.CertificateBuilder:
+        return subscriber_builder(
+            self.issuer,
+            csr.public_key(),
+            idents,
+            serial=serial,
+            not_before=not_before,
+            not_after=not_after,
+            crl_url=self.crl.url_for(serial) if self.crl else None,
+            issuer_url=self.crl.issuer_url if self.crl else None,
+            shape=LeafShape(
+                common_name=profile.common_name,
+                subject_key_identifier=profile.subject_key_identifier,
+                client_auth=profile.client_auth,
+            ),
+        )
 
     async def _sign(
         self,
@@ -222,25 +261,52 @@ class Authority:
     ) -> x509.Certificate:
         if self.config.issuance_delay:
             await asyncio.sleep(self.config.issuance_delay)
+        builder = self._builder(csr, idents, serial, not_before, not_after, profile)
         # In a worker thread: the lint (pure Python, milliseconds) then yields the GIL
         # to the event loop every switch interval instead of holding up every request.
-        return await asyncio.to_thread(
-            issue_certificate,
-            self.issuer,
-            csr,
-            idents,
-            serial=serial,
-            not_before=not_before,
-            not_after=not_after,
-            crl_url=self.crl.url_for(serial) if self.crl else None,
-            issuer_url=self.crl.issuer_url if self.crl else None,
-            shape=LeafShape(
-                common_name=profile.common_name,
-                subject_key_identifier=profile.subject_key_identifier,
-                client_auth=profile.client_auth,
-            ),
-            linter=self.linter,
+        cert = await asyncio.to_thread(sign_builder, builder, self.issuer, self.linter)
+        log.debug("issued certificate serial=%x names=%d", serial, len(idents))
+        return cert
+
+    @property
+    def _ct_chain(self) -> list[x509.Certificate]:
+        return [self.issuer.intermediate_cert, self.issuer.root_cert]
+
+    async def _sign_logged(
+        self,
+        ct: CtSubmitter,
+        rec: CertificateRecord,
+        csr: x509.CertificateSigningRequest,
+        profile: Profile,
+    ) -> x509.Certificate:
+        """RFC 6962 §3: the precertificate (signed and linted as any certificate, and kept
+        before any log sees it), its SCTs from the logs, then the final certificate made
+        from the precertificate with the SCT list in place of the poison, released only if
+        the two correspond. A kept precertificate (`rec.precert`: a resumed issuance) is
+        logged again as it is: the logs answer with the SCTs they gave before."""
+        if rec.precert is None:
+            if self.config.issuance_delay:
+                await asyncio.sleep(self.config.issuance_delay)
+            builder = self._builder(
+                csr, rec.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after, profile
+            )
+            precert = await asyncio.to_thread(
+                sign_builder, precertificate_builder(builder), self.issuer, self.linter
+            )
+            der = precert.public_bytes(serialization.Encoding.DER)
+            self.store.certificates.record_precert(rec.id, der)
+        else:
+            precert = x509.load_der_x509_certificate(rec.precert)
+        scts = await ct.scts_for(precert, self._ct_chain)
+        final = await asyncio.to_thread(
+            sign_builder, final_builder(precert, sct_list_extension(scts)), self.issuer, self.linter
         )
+        if not corresponds(precert, final):
+            raise RuntimeError(
+                f"serial {rec.serial}: the certificate differs from its precertificate"
+            )
+        log.debug("issued certificate serial=%s with %d SCTs", rec.serial, len(scts))
+        return final
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(_unless_outage(coro))
@@ -252,6 +318,11 @@ class Authority:
         """Wait for background validations and issuances (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self.ct is not None:
+            await self.ct.close()
 
     # accounts ---------------------------------------------------------------------
 
@@ -821,13 +892,19 @@ class Authority:
                 if self.corroborator is not None and self.config.caa.enabled:
                     await self._corroborate_caa(self.corroborator, rec, valid[0], account_uri)
 
-    async def _issue(self, order: OrderRecord, csr: x509.CertificateSigningRequest) -> None:
+    async def _issue(
+        self,
+        order: OrderRecord,
+        csr: x509.CertificateSigningRequest,
+        resume: CertificateRecord | None = None,
+    ) -> None:
         """Sign `order`'s certificate; what issuance reads of the order (names, account,
-        profile, replaces) does not change once it is claimed."""
+        profile, replaces) does not change once it is claimed. `resume`: a reservation
+        whose precertificate is signed already (CT), finished under its own serial."""
         now = self.now()
         not_before = now - BACKDATE
         profile = self._profile_of_order(order)
-        rec = CertificateRecord(
+        rec = resume or CertificateRecord(
             id=new_id(),
             serial=format(new_serial(), "x"),
             order_id=order.id,
@@ -838,14 +915,25 @@ class Authority:
             not_after=not_before + profile.certificate_lifetime,
             issued=now,
         )
+        ct = self.ct
         try:
-            self.store.certificates.reserve_serial(rec)
-            cert = await self.sign(
-                csr, order.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after, profile
-            )
+            if resume is None:
+                self.store.certificates.reserve_serial(rec)
+            if ct is None:
+                cert = await self.sign(
+                    csr,
+                    order.identifiers,
+                    int(rec.serial, 16),
+                    rec.not_before,
+                    rec.not_after,
+                    profile,
+                )
+            else:
+                cert = await self._sign_logged(ct, rec, csr, profile)
             self.store.certificates.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
         except _WAITS:
-            raise  # the order stays claimed; recovery abandons the serial and issues again
+            raise  # the order stays claimed; recovery resumes a signed precertificate, or
+            # abandons the serial and issues again
         except Exception as exc:
             if isinstance(exc, AcmeError):  # a refusal with its own problem (a failed lint)
                 log.error("issuance for order %s refused: %s", order.id, exc.problem.detail)
@@ -861,6 +949,8 @@ class Authority:
             "order %s (account %s) issued serial %s for %s",
             order.id, order.account_id, rec.serial, ", ".join(i.value for i in order.identifiers),
         )  # fmt: skip
+        if ct is not None:
+            self._spawn(ct.submit_final(cert, self._ct_chain))
 
     def _take_issuance_limits(self, order: OrderRecord) -> None:
         """The issuance limits, taken before the order is claimed: newOrder only checks
@@ -895,11 +985,19 @@ class Authority:
         except ValueError as exc:
             raise malformed(f"certificate is not valid DER: {exc}") from exc
         rec = self.store.certificates.certificate_by_serial(format(cert.serial_number, "x"))
-        if (
-            rec is None
-            or rec.pem is None
-            or cert.public_bytes(serialization.Encoding.PEM).decode() not in rec.pem
-        ):
+        # A precertificate counts as issued (RFC 6962 §3.1; Baseline Requirements
+        # §7.1.2.9): it may be revoked as its certificate, and its serial then is on a CRL.
+        issued = rec is not None and (
+            (
+                rec.pem is not None
+                and cert.public_bytes(serialization.Encoding.PEM).decode() in rec.pem
+            )
+            or (
+                rec.precert is not None
+                and cert.public_bytes(serialization.Encoding.DER) == rec.precert
+            )
+        )
+        if rec is None or not issued:
             raise not_found("this CA did not issue that certificate")
         reason = payload.get("reason", 0)
         if not isinstance(reason, int) or reason not in RevocationReason.ALLOWED:
@@ -972,6 +1070,11 @@ class Authority:
                 and order.csr
                 and self.store.orders.retake_finalize(order.id, order.finalize_started, now)
             ):
-                self.store.certificates.abandon_reservations(order.id)
-                self._spawn(self._issue(order, x509.load_der_x509_csr(order.csr)))
+                # A signed precertificate is an issued serial: finished, not abandoned.
+                kept = self.store.certificates.precert_reservation(order.id)
+                if kept is None or self.ct is None:
+                    self.store.certificates.abandon_reservations(order.id)
+                    kept = None
+                csr = x509.load_der_x509_csr(order.csr)
+                self._spawn(self._issue(order, csr, kept))
                 log.warning("resumed issuance of order %s", order.id)

@@ -314,6 +314,42 @@ def issue_certificate(
     return cert
 
 
+def sign_builder(
+    builder: x509.CertificateBuilder, issuer: Issuer, linter: Linter | None = None
+) -> x509.Certificate:
+    """Sign with the intermediate's key (file or token), linted first with a `linter`."""
+    if linter is None:
+        return _sign(builder, issuer.intermediate_key)
+    return linter.sign(builder, issuer.intermediate_key)
+
+
+def precertificate_builder(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
+    """RFC 6962 §3.1: the final certificate's TBS plus the critical poison extension."""
+    return builder.add_extension(x509.PrecertPoison(), critical=True)
+
+
+def final_builder(
+    precert: x509.Certificate, sct_list: x509.ExtensionType
+) -> x509.CertificateBuilder:
+    """RFC 6962 §3.3: the precertificate's TBS, field by field and extension by extension
+    in the same order, with the poison left out and the SCT list added last. Built from
+    the precertificate itself (not from the order again), so a process that resumes an
+    issuance after a crash signs exactly what the logs saw."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(precert.subject)
+        .issuer_name(precert.issuer)
+        .public_key(precert.public_key())
+        .serial_number(precert.serial_number)
+        .not_valid_before(precert.not_valid_before_utc)
+        .not_valid_after(precert.not_valid_after_utc)
+    )
+    for ext in precert.extensions:
+        if ext.oid != x509.oid.ExtensionOID.PRECERT_POISON:
+            builder = builder.add_extension(ext.value, critical=ext.critical)
+    return builder.add_extension(sct_list, critical=False)
+
+
 def pem_chain(cert: x509.Certificate, issuer: Issuer) -> str:
     """Leaf and intermediate in PEM, as served by certificate download (RFC 8555 §7.4.2)."""
     leaf = cert.public_bytes(serialization.Encoding.PEM)

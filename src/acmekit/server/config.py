@@ -3,7 +3,7 @@
 The TOML file uses the flag names (`listen`, `state_dir`, `db`, `dns_resolver`,
 `http01_port`, `tlsalpn01_port`, ...) at top level, and tables for the CA's policy:
 `[rate_limits]` (one sub-table per limit), `[profiles.NAME]`, `[crl]`, `[ari]`, `[keys]`,
-`[caa]`, `[validation]`, `[lint]` and `[hsm]`.
+`[caa]`, `[validation]`, `[lint]`, `[hsm]` and `[ct]`.
 Durations are seconds. Every setting and its default is listed in docs/server.md.
 """
 
@@ -136,6 +136,29 @@ class CrlSettings:
     shards: int = 4
     regenerate_every: timedelta = timedelta(minutes=5)
     next_update: timedelta = DAY
+
+
+@dataclass(frozen=True)
+class CtSettings:
+    """Certificate Transparency (RFC 6962; acmekit.server.ctsubmit): with `log_lists`
+    set, every certificate is first logged as a precertificate and carries the SCTs.
+
+    `log_lists`: files in Chrome's log list v3 schema (such as `acmekit ct` writes);
+    the CA submits to every log they name. `required_scts`: how many SCTs a certificate
+    needs; 0 means Chrome's and Apple's policies (2 for a lifetime up to 180 days, 3
+    beyond; always from at least 2 operators when 2 or more are needed). `timeout`:
+    seconds the CA waits for the logs before the order fails. Off (no lists) by
+    default: a private CA logs nothing.
+    """
+
+    log_lists: tuple[str, ...] = ()
+    required_scts: int = 0
+    timeout: float = 10.0
+    submit_final: bool = True  # add-chain of the final certificate, best effort
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.log_lists)
 
 
 @dataclass(frozen=True)
@@ -302,6 +325,7 @@ class ServerConfig:
     lint: LintSettings = LintSettings()
     hsm: HsmSettings | None = None  # the intermediate's key in a token; None: a file key
     mpic: MpicSettings = MpicSettings()
+    ct: CtSettings = CtSettings()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -445,6 +469,9 @@ _NESTED: dict[str, Callable[..., Any]] = {
     ),
     "hsm": lambda d, doc, w: _hsm(doc, w),
     "mpic": lambda d, doc, w: _mpic(_table(MpicSettings, d, doc, w, perspectives=_perspectives)),
+    "ct": lambda d, doc, w: replace(
+        _table(CtSettings, d, doc, w), log_lists=tuple(doc.get("log_lists", d.log_lists))
+    ),
 }
 
 
@@ -552,12 +579,22 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
             raise ValueError(f"{path}: unknown settings: {', '.join(sorted(unknown))}")
         values.update(doc)
     crl_listen = overrides.pop("crl_listen", None)
+    ct_log_lists = tuple(overrides.pop("ct_log_lists", None) or ())
+    ct_required = overrides.pop("ct_required_scts", None)
     extra = {k: tuple(overrides.pop(k, None) or ()) for k in _VALIDATION_FLAGS}
     values.update({k: v for k, v in overrides.items() if v is not None})
     base = ServerConfig()
     config = replace(base, **{k: _coerce(k, v, base) for k, v in values.items()})
     if crl_listen is not None:
         config = replace(config, crl=replace(config.crl, listen=crl_listen or None))
+    if ct_log_lists or ct_required is not None:
+        ct = config.ct
+        ct = replace(ct, log_lists=(*ct.log_lists, *ct_log_lists))
+        if ct_required is not None:
+            ct = replace(ct, required_scts=int(ct_required))
+        config = replace(config, ct=ct)
+    if config.ct.required_scts < 0 or config.ct.timeout <= 0:
+        raise ValueError("[ct] required_scts must be 0 or more and timeout positive")
     if any(extra.values()):
         given = config.validation
         doc = {k: (*getattr(given, k), *extra[k]) for k in _VALIDATION_FLAGS}

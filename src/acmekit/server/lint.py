@@ -43,6 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import ExtensionOID
 
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 from acmekit.server.config import LintSettings, ServerConfig
@@ -120,21 +121,24 @@ _running = threading.Lock()
 _validators: dict[str, Any] = {}
 
 
-def _certificate_validator() -> tuple[Any, Any]:
-    """(validator container, finding filters) for a DV subscriber certificate."""
+def _certificate_validator(precert: bool = False) -> tuple[Any, Any]:
+    """(validator container, finding filters) for a DV subscriber certificate, or for
+    its precertificate (RFC 6962 §3.1: the same rules and the poison extension)."""
+    name = "precertificate" if precert else "certificate"
     with _lock:
-        if "certificate" not in _validators:
+        if name not in _validators:
             from pkilint.cabf import serverauth
             from pkilint.cabf.serverauth import serverauth_constants
             from pkilint.pkix import certificate
 
-            kind = serverauth_constants.CertificateType.DV_FINAL_CERTIFICATE
+            types = serverauth_constants.CertificateType
+            kind = types.DV_PRE_CERTIFICATE if precert else types.DV_FINAL_CERTIFICATE
             container = certificate.create_pkix_certificate_validator_container(
                 serverauth.create_decoding_validators(), serverauth.create_validators(kind)
             )
             filters = serverauth.create_serverauth_finding_filters(kind)
-            _validators["certificate"] = (container, filters)
-        found: tuple[Any, Any] = _validators["certificate"]
+            _validators[name] = (container, filters)
+        found: tuple[Any, Any] = _validators[name]
         return found
 
 
@@ -175,11 +179,12 @@ def _findings(results: Iterable[Any], ignored: frozenset[str]) -> Report:
     return Report(tuple(found))
 
 
-def lint_certificate_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
-    """pkilint's CA/Browser Forum TLS findings (DV subscriber certificate) for `der`."""
+def lint_certificate_der(der: bytes, ignored: Iterable[str] = (), precert: bool = False) -> Report:
+    """pkilint's CA/Browser Forum TLS findings (DV subscriber certificate, or its
+    precertificate) for `der`."""
     from pkilint import finding_filter, loader
 
-    container, filters = _certificate_validator()
+    container, filters = _certificate_validator(precert)
     doc = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
     with _running:  # one validation at a time: pkilint does not promise thread safety
         results, _ = finding_filter.filter_results(filters, container.validate(doc.root))
@@ -297,9 +302,9 @@ class Linter:
             return any(value == n or value.endswith(f".{n}") for n in self.allowed_names)
         return any(address in net for net in self.allowed_networks)
 
-    def lint(self, der: bytes) -> Report:
+    def lint(self, der: bytes, precert: bool = False) -> Report:
         """The findings for a certificate's DER, less the ignored and the allowed ones."""
-        report = lint_certificate_der(der, self.ignored)
+        report = lint_certificate_der(der, self.ignored, precert)
         kept = (f for f in report.findings if not self._allowed(f))
         return Report(tuple(self._promoted(f) for f in kept))
 
@@ -312,7 +317,8 @@ class Linter:
         """The copy of `builder` signed by `throwaway` (a key of the real key's type), after
         its lint passed (LintRefused if it did not; warnings are logged)."""
         copy = builder.sign(throwaway, digest_for(throwaway))
-        report = self.lint(copy.public_bytes(serialization.Encoding.DER))
+        precert = any(e.oid == ExtensionOID.PRECERT_POISON for e in copy.extensions)
+        report = self.lint(copy.public_bytes(serialization.Encoding.DER), precert)
         serial = format(copy.serial_number, "x")
         if report.warnings:
             shown = "; ".join(str(f) for f in report.warnings)

@@ -87,6 +87,7 @@ class CertificateRecord:
     revoked_at: datetime | None = None
     revocation_reason: int | None = None
     abandoned: bool = False
+    precert: bytes | None = None  # the precertificate's DER, with CT on (RFC 6962 §3.1)
 
 
 @dataclass(frozen=True)

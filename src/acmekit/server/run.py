@@ -197,6 +197,10 @@ async def serve(
         assembly.app.answer_only(_authorities(names, sock.getsockname()[1]), own)
     say(f"directory: {directory_url(config, sock)}")
     say(f"root: {(config.state_dir / 'root.pem').absolute()}")
+    ct = assembly.app.authority.ct
+    if ct is not None:
+        need = config.ct.required_scts or "policy"
+        say(f"ct: {len(ct.logs)} log(s), SCTs required: {need}")
     uv = uvicorn.Config(
         assembly.app,
         ssl_certfile=str(cert),

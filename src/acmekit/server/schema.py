@@ -97,6 +97,7 @@ certificates = sa.Table(
     sa.Column("abandoned", sa.Boolean, nullable=False, default=False),
     sa.Column("replaced_by", sa.String(64)),  # the order that replaces it (RFC 9773 §5)
     sa.Column("ari_window_start", sa.BigInteger),  # moved by an operator (RFC 9773 §4.2)
+    sa.Column("precert", sa.LargeBinary),  # the precertificate's DER (RFC 6962 §3.1)
 )
 
 used_nonces = sa.Table(

@@ -289,6 +289,27 @@ class SiteRepository(Repository):
         with self._tx() as c:
             return [(r.id, r.primary_name, int(r.not_after), r.renew_at) for r in c.execute(query)]
 
+    def current_chains(self) -> list[tuple[str, str, str, str]]:
+        """(id, first name, serial, fullchain PEM) of every site kept (not removed) that
+        has a certificate, in id order: what CT compliance is judged on."""
+        current = sa.and_(
+            certificates.c.site_id == sites.c.id,
+            certificates.c.version == sites.c.current_version,
+        )
+        query = (
+            sa.select(
+                sites.c.id,
+                sites.c.primary_name,
+                certificates.c.serial,
+                certificates.c.fullchain_pem,
+            )
+            .select_from(sites.join(certificates, current))
+            .where(sites.c.desired == str(DesiredState.ACTIVE))
+            .order_by(sites.c.id)
+        )
+        with self._tx() as c:
+            return [(r.id, r.primary_name, r.serial, r.fullchain_pem) for r in c.execute(query)]
+
     def renewal_due_count(self, now: int) -> int:
         """Sites kept (not removed) whose certificate is due for renewal at `now`."""
         query = sa.select(sa.func.count()).where(

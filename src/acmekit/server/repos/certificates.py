@@ -54,6 +54,25 @@ class CertificateRepository(Repository):
             c.run("UPDATE certificates SET pem = ? WHERE id = ?", (pem, cert_id))
             return True
 
+    def record_precert(self, cert_id: str, der: bytes) -> None:
+        """Keep the precertificate signed for a reserved serial, before any log sees it."""
+        with self._tx() as c:
+            c.execute(certificates.update().where(certificates.c.id == cert_id).values(precert=der))
+
+    def precert_reservation(self, order_id: str) -> CertificateRecord | None:
+        """The order's reservation whose precertificate is signed but whose certificate
+        is not: what a resumed issuance finishes (none when there is none)."""
+        with self._tx() as c:
+            row = c.execute(
+                sa.select(certificates).where(
+                    certificates.c.order_id == order_id,
+                    certificates.c.pem.is_(None),
+                    certificates.c.precert.is_not(None),
+                    certificates.c.abandoned.is_(False),
+                )
+            ).first()
+        return None if row is None else self._certificate(row)
+
     def abandon_reservations(self, order_id: str) -> None:
         """Serials reserved for an order but never completed: mark them, never reuse them."""
         with self._tx() as c:
@@ -77,6 +96,7 @@ class CertificateRepository(Repository):
             revoked_at=opt_time(row.revoked_at),
             revocation_reason=row.revocation_reason,
             abandoned=bool(row.abandoned),
+            precert=None if row.precert is None else bytes(row.precert),
         )
 
     def certificate(self, cert_id: str) -> CertificateRecord | None:

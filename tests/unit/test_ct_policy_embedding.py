@@ -1,0 +1,124 @@
+"""Embedded SCTs and the CT policy (acmekit.protocol.ctpolicy), the [ct] settings, and the
+precertificate / certificate pair the CA builds (acmekit.server.ca)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from acmekit.protocol import ct
+from acmekit.protocol.ctpolicy import (
+    check_embedded,
+    choose,
+    corresponds,
+    embedded_scts,
+    judge,
+    judge_checks,
+    required_scts,
+    sct_list_extension,
+)
+from acmekit.protocol.messages import Identifier, IdentifierType
+from acmekit.server.ca import (
+    final_builder,
+    load_or_create_issuer,
+    precertificate_builder,
+    sign_builder,
+    subscriber_builder,
+)
+from acmekit.server.config import load_config
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _log(name: str, operator: str) -> tuple[ec.EllipticCurvePrivateKey, ct.LogInfo]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key, ct.LogInfo(name, key.public_key(), f"http://{name}.test/", operator=operator)
+
+
+def test_required_scts_follow_the_lifetime_unless_configured() -> None:
+    assert required_scts(timedelta(days=90)) == 2
+    assert required_scts(timedelta(days=180)) == 2
+    assert required_scts(timedelta(days=181)) == 3
+    assert required_scts(timedelta(days=400), configured=1) == 1
+
+
+def test_two_operators_are_needed_for_two_scts() -> None:
+    (k1, a), (k2, b), (k3, c) = _log("a", "op1"), _log("b", "op1"), _log("c", "op2")
+    entry = ct.SignedEntry.x509(b"cert")
+    sa, sb, sc = (ct.sign_sct(k, 1, entry) for k in (k1, k2, k3))
+    ninety = timedelta(days=90)
+    assert not judge([(a, sa), (b, sb)], ninety, 0).compliant  # one operator
+    assert judge([(a, sa), (c, sc)], ninety, 0).compliant
+    assert not judge([(a, sa), (c, sc)], timedelta(days=365), 0).compliant  # 3 needed
+    assert judge([(a, sa)], ninety, 1).compliant
+    # The same log twice counts once.
+    assert choose([(a, sa), (a, sa)], ninety, 0) is None
+    assert choose([(a, sa), (b, sb), (c, sc)], ninety, 0) == [(a, sa), (b, sb), (c, sc)]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[x509.Certificate, ...]:
+    issuer = load_or_create_issuer(tmp_path_factory.mktemp("ca"), NOW)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = subscriber_builder(
+        issuer,
+        key.public_key(),
+        [Identifier(IdentifierType.DNS, "pair.test")],
+        serial=12345,
+        not_before=NOW,
+        not_after=NOW + timedelta(days=90),
+        crl_url="http://crl.test/1.crl",
+    )
+    precert = sign_builder(precertificate_builder(builder), issuer)
+    return precert, issuer.intermediate_cert
+
+
+def test_final_certificate_corresponds_and_its_scts_verify(
+    pair: tuple[x509.Certificate, ...],
+) -> None:
+    precert, intermediate = pair
+    (k1, a), (k2, b) = _log("a", "op1"), _log("b", "op2")
+    entry = ct.SignedEntry.precert(ct.precert_entry(precert, intermediate))
+    scts = [ct.sign_sct(k, 1_700_000_000_000 + i, entry) for i, k in enumerate((k1, k2))]
+    builder = final_builder(precert, sct_list_extension(scts))
+    # Signed by a throwaway key here: correspondence is about the TBS, and the SCTs'
+    # verification about the issuer's key hash, which names the intermediate.
+    throwaway = ec.generate_private_key(ec.SECP256R1())
+    final = builder.sign(throwaway, precert.signature_hash_algorithm)
+    assert corresponds(precert, final)
+    assert embedded_scts(final) == scts
+    # cryptography reads the extension as the SCT list it is.
+    parsed = final.extensions.get_extension_for_class(
+        x509.PrecertificateSignedCertificateTimestamps
+    )
+    assert len(parsed.value) == 2
+    logs = ct.LogList((a, b))
+    checks = check_embedded(final, intermediate, logs)
+    assert [c.valid for c in checks] == [True, True]
+    assert judge_checks(checks, final).compliant
+    # Against a list that lacks a log, or under another issuer, they do not verify.
+    assert [c.valid for c in check_embedded(final, intermediate, ct.LogList((a,)))] == [True, False]
+    assert not any(c.valid for c in check_embedded(final, final, logs))
+    # A certificate whose TBS differs elsewhere does not correspond.
+    other = final_builder(precert, sct_list_extension(scts[:1])).sign(
+        throwaway, precert.signature_hash_algorithm
+    )
+    assert corresponds(precert, other)  # the SCT list may differ
+    assert not corresponds(final, final)  # no poison in the first
+    assert not corresponds(precert, precert)  # no SCT list in the second
+
+
+def test_ct_settings_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "ca.toml"
+    path.write_text('[ct]\nlog_lists = ["a.json", "b.json"]\nrequired_scts = 1\ntimeout = 3\n')
+    config = load_config(path, {"ct_log_lists": ("c.json",)})
+    assert config.ct.log_lists == ("a.json", "b.json", "c.json")
+    assert (config.ct.required_scts, config.ct.timeout, config.ct.enabled) == (1, 3, True)
+    assert not load_config(None, {}).ct.enabled
+    path.write_text('[ct]\nlogs = ["a.json"]\n')
+    with pytest.raises(ValueError, match="unknown settings in ct: logs"):
+        load_config(path, {})
