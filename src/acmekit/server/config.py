@@ -81,6 +81,11 @@ class Profile:
     common_name: bool = True
     subject_key_identifier: bool = True
     client_auth: bool = True
+    # Challenge types from drafts, off unless a profile turns them on (as Boulder does):
+    # dns-persist-01 (draft-ietf-acme-dns-persist) and dns-account-01
+    # (draft-ietf-acme-dns-account-label). `acmekit.server.persist` says what they need.
+    dns_persist_01: bool = False
+    dns_account_01: bool = False
 
 
 SHORTLIVED = Profile(
@@ -274,6 +279,14 @@ class ServerConfig:
     limits: ListenerLimits = ListenerLimits()
     lint: LintSettings = LintSettings()
     hsm: HsmSettings | None = None  # the intermediate's key in a token; None: a file key
+    # The `classic` profile's draft challenge types (other profiles carry their own).
+    dns_persist_01: bool = False
+    dns_account_01: bool = False
+    # dns-persist-01 (draft-ietf-acme-dns-persist-02 §3.1, §4.1): the names a record may
+    # give as its issuer (empty: `caa_identities`, of which they must be a subset, §3.2),
+    # and the prefix of hashed account URIs (unset: BASE/acme/account-hash/).
+    issuer_domain_names: tuple[str, ...] = ()
+    account_hash_prefix: str | None = None
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -302,6 +315,8 @@ class ServerConfig:
             valid_authz_lifetime=self.valid_authz_lifetime,
             # As Let's Encrypt's: IP address certificates only from `shortlived`.
             ip_identifiers=False,
+            dns_persist_01=self.dns_persist_01,
+            dns_account_01=self.dns_account_01,
         )
         return {
             "classic": classic,
@@ -309,6 +324,20 @@ class ServerConfig:
             "tlsserver": TLSSERVER,
             **self.profiles,
         }
+
+    @property
+    def persist_issuers(self) -> tuple[str, ...]:
+        """dns-persist-01's issuerDomainNames (§3.1: lowercase, no trailing dot, 1 to 10)."""
+        names = self.issuer_domain_names or self.caa_identities
+        return tuple(dict.fromkeys(n.lower().rstrip(".") for n in names))[:10]
+
+    @property
+    def offers_dns_persist(self) -> bool:
+        return any(p.dns_persist_01 for p in self.all_profiles.values())
+
+    def persist_hash_prefix(self, base: str) -> str:
+        """§4.1: where hashed account URIs live; stable for an account's lifetime (§4.5)."""
+        return self.account_hash_prefix or f"{base.rstrip('/')}/acme/account-hash/"
 
     @property
     def crl_base_url(self) -> str:
@@ -456,7 +485,7 @@ def _coerce(name: str, value: Any, default: ServerConfig) -> Any:
         return _seconds(value)
     if name == "state_dir":
         return Path(value)
-    if name in ("caa_identities", "listener_hosts"):
+    if name in ("caa_identities", "listener_hosts", "issuer_domain_names"):
         return tuple(value)
     return value
 
