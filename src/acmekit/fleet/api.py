@@ -44,6 +44,7 @@ from acmekit.fleet.model import (
     from_us,
     normalize_names,
 )
+from acmekit.fleet.persist import site_records
 from acmekit.fleet.repos.sites import OptionsChange, SiteRepository
 from acmekit.fleet.status import collect, render
 
@@ -103,6 +104,8 @@ def site_json(inventory: Inventory, site: Site, zone: str | None = None) -> dict
             "order_ca": options.order_ca,
         },
         "delegation": delegation(site, zone),
+        # dns-persist-01: the standing records the owner publishes once (persist.py).
+        "persist_records": site_records(inventory, site),
         "deployments": {
             edge: {"version": d.version, "updated": _time(d.updated), "error": d.last_error}
             for edge, d in inventory.sites.deployments(site.id).items()

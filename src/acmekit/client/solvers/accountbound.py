@@ -16,16 +16,24 @@ before presenting (`for_account`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from acmekit.client.persist import PersistRecordText, make_record
 from acmekit.client.resources import Challenge
 from acmekit.client.solvers.dns01 import Dns01Solver, TxtRecord
-from acmekit.client.solvers.dnslookup import absolute, follow_cname
-from acmekit.protocol import dnsaccount
-from acmekit.protocol.jose import PrivateKey
+from acmekit.client.solvers.dnslookup import (
+    Server,
+    absolute,
+    follow_cname,
+    query,
+    system_resolver,
+    txt_values,
+)
+from acmekit.protocol import dnsaccount, dnspersist
+from acmekit.protocol.jose import PrivateKey, thumbprint
 from acmekit.protocol.messages import Identifier
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,22 @@ class DnsAccountSolver(Dns01Solver):
         return dnsaccount.record_name(name, self._account_url)
 
 
+def record_text(
+    name: str, info: AccountInfo, *, wildcard: bool = False, issuer: str | None = None
+) -> PersistRecordText:
+    """The record `name` needs for the account and CA of `info` (the directory's issuer
+    names: a record made from them suits every later challenge, draft §3.2)."""
+    return make_record(
+        name,
+        account_url=info.account_url,
+        account_key=info.account_key,
+        account_hash_prefix=info.account_hash_prefix,
+        issuers=info.issuer_domain_names,
+        wildcard=wildcard,
+        issuer=issuer,
+    )
+
+
 Announce = Callable[[PersistRecordText], Awaitable[None]]
 
 
@@ -77,8 +101,10 @@ class DnsPersistSolver:
         issuer: str | None = None,
         persist_until: int | None = None,
         any_domain: bool = False,
+        resolver: Server | None = None,
     ) -> None:
         self.publisher = publisher
+        self.resolver = resolver
         self.announce = announce
         self.issuer = issuer
         self.persist_until = persist_until
@@ -103,6 +129,38 @@ class DnsPersistSolver:
             issuer=self.issuer,
             any_domain=self.any_domain,
         )
+
+    async def missing(self, names: Sequence[str], info: AccountInfo) -> list[str]:
+        """The names (a wildcard as given) with no standing record for this account and
+        CA, asked of `resolver` (else the system's) before any order: the CA would
+        refuse them (draft §9.4 asks clients to check before ordering)."""
+        server = self.resolver or system_resolver()
+        accepted_issuers = info.issuer_domain_names
+        absent: list[str] = []
+        for name in names:
+            base = dnspersist.normalize_domain(name.removeprefix("*."))
+            owner = await follow_cname(server, absolute(dnspersist.record_name(base)))
+            response = await query(server, owner, "TXT")
+            uris = [
+                dnspersist.hashed_account_uri(
+                    info.account_hash_prefix or "",
+                    info.account_url,
+                    thumbprint(info.account_key),
+                    d,
+                )
+                for d in (base, "*")
+            ]
+            verdict = dnspersist.evaluate(
+                sorted(txt_values(response)),
+                issuer_domain_names=accepted_issuers,
+                account_uris=uris,
+                account_hash_prefix=info.account_hash_prefix or "",
+                now=int(time.time()),
+                wildcard=name.startswith("*."),
+            )
+            if verdict.record is None:
+                absent.append(name)
+        return absent
 
     async def present(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
@@ -137,4 +195,10 @@ class DnsPersistSolver:
         """Nothing: the record is persistent by design (draft §1)."""
 
 
-__all__ = ["AccountAware", "AccountInfo", "DnsAccountSolver", "DnsPersistSolver"]
+__all__ = [
+    "AccountAware",
+    "AccountInfo",
+    "DnsAccountSolver",
+    "DnsPersistSolver",
+    "record_text",
+]
