@@ -129,3 +129,25 @@ def test_dns_account_01_through_the_hook(ca: Ca, tmp_path: Path) -> None:
     names = {line.split()[1] for line in log.read_text().splitlines()}
     assert len(names) == 1
     assert re.fullmatch(r"_[a-z2-7]{16}\._acme-challenge\.acct\.cli\.test\.?", names.pop())
+
+
+def test_dns_account_01_through_the_manual_hooks(ca: Ca, tmp_path: Path) -> None:
+    # certbot's manual hooks, with CERTBOT_RECORD_NAME naming the account's TXT owner.
+    auth = tmp_path / "auth.sh"
+    auth.write_text(
+        "#!/bin/sh\n"
+        'body=\'{"host":"\'"$CERTBOT_RECORD_NAME"\'","value":"\'"$CERTBOT_VALIDATION"\'"}\'\n'
+        f'curl -sf -X POST -d "$body" {ca.dns.api_url}/set-txt\n'
+    )
+    auth.chmod(0o755)
+    got = acmekit(
+        ca, tmp_path, "certonly", "-n", "--agree-tos", "-m", "ops@manual.test",
+        "--server", ca.server.directory_url, "--manual", "--manual-auth-hook", str(auth),
+        "--preferred-challenges", "dns-account-01", "-d", "manual.acct.test",
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr + got.stdout
+    leaf = openssl_verify(
+        ca.server.root_path, tmp_path / "etc" / "live" / "manual.acct.test" / "fullchain.pem",
+        tmp_path,
+    )  # fmt: skip
+    assert dns_names(leaf) == ["manual.acct.test"]

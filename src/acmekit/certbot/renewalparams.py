@@ -316,7 +316,11 @@ def _authenticator_solvers(
         from acmekit.client.solvers.manual import ManualSolver
 
         manual = ManualSolver(params.manual_auth_hook, params.manual_cleanup_hook, prompt=prompt)
-        return {ChallengeType.HTTP_01: manual, ChallengeType.DNS_01: manual}
+        return {
+            ChallengeType.HTTP_01: manual,
+            ChallengeType.DNS_01: manual,
+            ChallengeType.DNS_ACCOUNT_01: manual,
+        }
     dns01 = _dns_solver(params)
     return {
         ChallengeType.DNS_01: dns01,
