@@ -21,6 +21,7 @@ from acmekit.client.solvers.accountbound import DnsPersistSolver
 from acmekit.fleet.acme import DbHttpSolver
 from acmekit.fleet.api import site_json
 from acmekit.fleet.cas import CaPool, CaSpec, RegisteringIssuer
+from acmekit.fleet.delegation import AcmekitDnsProvider
 from acmekit.fleet.model import ChallengeMethod, SiteState
 from acmekit.fleet.persist import site_records
 from acmekit.protocol.messages import ChallengeType
@@ -115,3 +116,21 @@ async def test_http_and_dns01_sites_show_no_persist_records(
 ) -> None:
     site = fleet.inventory.sites.add_site(("plain.persist.test",), ChallengeMethod.HTTP_01, 0)
     assert site_json(fleet.inventory, site)["persist_records"] is None
+
+
+async def test_a_cname_loop_at_the_customers_name_is_a_dns_problem(
+    fleet: TwoCaFleet, dns_server: DnsServerHandle
+) -> None:
+    provider = AcmekitDnsProvider(dns_server.api_url)  # the customer's DNS, not the fleet's
+    await provider.set_cname("_validation-persist.loop.persist.test.", "a.loop.persist.test.")
+    await provider.set_cname("a.loop.persist.test.", "_validation-persist.loop.persist.test.")
+    pool = await _pool(fleet, dns_server)
+    site = fleet.inventory.sites.add_site(
+        ("loop.persist.test",), ChallengeMethod.DNS_PERSIST_01, fleet.now()
+    )
+    assert await fleet.worker(pool).run_once() == 1
+    failed = fleet.inventory.sites.site(site.id)
+    assert failed is not None and failed.current_version == 0
+    assert failed.last_problem is not None
+    assert failed.last_problem["type"] == "urn:ietf:params:acme:error:dns"
+    assert "CNAME loop" in str(failed.last_problem["detail"])

@@ -26,6 +26,7 @@ from dataclasses import replace
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from dns.exception import DNSException
 
 from acmekit.client import Client, choose_challenge
 from acmekit.client.client import order_failure
@@ -33,6 +34,7 @@ from acmekit.client.errors import NoUsableChallenge
 from acmekit.client.resources import Authorization, Challenge, Order
 from acmekit.client.solvers import Solver, Waiter
 from acmekit.client.solvers.accountbound import AccountAware, DnsPersistSolver, record_text
+from acmekit.client.solvers.errors import SolverError
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import OrderRequest, OrderStarted, RenewalWindow
 from acmekit.fleet.model import ChallengeMethod, to_us
@@ -205,7 +207,12 @@ class AcmeIssuer:
         if not isinstance(solver, DnsPersistSolver):
             raise NoUsableChallenge(names[0], ["dns-persist-01"], sorted(self.solvers))
         info = await self.client.account_info()
-        absent = await solver.missing(names, info)
+        try:
+            absent = await solver.missing(names, info)
+        except (SolverError, DNSException, OSError) as exc:
+            raise problem(
+                ProblemType.DNS, f"dns-persist-01 record not readable: {exc or type(exc).__name__}"
+            ) from None
         if absent:
             records = [
                 record_text(n, info, wildcard=n.startswith("*.")).zone_line() for n in absent
