@@ -220,3 +220,17 @@ async def test_dns_account_01_single_and_wildcard(
     assert solver.record_name(base) == dnsaccount.record_name(base, client.account_url)
     (authz, _) = await client.authorizations(issued.order)
     assert authz.status == AuthorizationStatus.VALID
+
+
+async def test_a_record_made_before_a_key_change_still_validates(
+    client: Client, dns_server: DnsServerHandle
+) -> None:
+    # draft -02 §4.2: the CA accepts hashed URIs made with keys the account used before.
+    name = _zone("rollover")
+    before = await client.persist_record(name)
+    await dns_server.set_txt(before.name, before.value)
+    await client.key_change(new_key())
+    assert (await client.persist_record(name)).value != before.value
+    solvers = {ChallengeType.DNS_PERSIST_01: DnsPersistSolver()}
+    issued = await client.issue([name], solvers, make_csr(name)[1])
+    assert _sans(issued.fullchain_pem) == [name]

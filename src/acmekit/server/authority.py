@@ -376,7 +376,7 @@ class Authority:
         new_thumb = thumbprint(new_key)
         other = self.store.accounts.account_by_thumbprint(new_thumb)
         if other is not None or not self.store.accounts.change_account_key(
-            account.id, {k: str(v) for k, v in header["jwk"].items()}, new_thumb
+            account.id, {k: str(v) for k, v in header["jwk"].items()}, new_thumb, self.now()
         ):
             holder = other.id if other else "another account"
             raise problem(
@@ -721,13 +721,14 @@ class Authority:
     def _account_context(
         self, account: AccountRecord, account_uri: str, wildcard: bool
     ) -> AccountContext:
-        """What dns-account-01 and dns-persist-01 check against. Only the account's
-        current key is known: keys replaced before now are not kept (so a record made
-        with a key since rolled over must be made again)."""
+        """What dns-account-01 and dns-persist-01 check against: the current key first,
+        then the keys it replaced, the most recent first (draft-ietf-acme-dns-persist-02
+        §4.2; kept since this CA began keeping them)."""
         base = account_uri.removesuffix(paths.ACCOUNT.path(account.id))
+        prior = self.store.accounts.prior_thumbprints(account.id)
         return AccountContext(
             account_url=account_uri,
-            thumbprints=(thumbprint(account.jwk),),
+            thumbprints=(thumbprint(account.jwk), *prior),
             issuer_domain_names=self.config.persist_issuers,
             account_hash_prefix=self.config.persist_hash_prefix(base),
             wildcard=wildcard,
