@@ -28,6 +28,7 @@ class PersistRecordText:
     name: str
     value: str
     issuer: str
+    wildcard: bool = False  # policy=wildcard: serves the name, its subdomains, wildcards
 
     def zone_line(self, ttl: int = 3600) -> str:
         """The record as a zone-file line, its value split into 255-octet strings."""
@@ -72,7 +73,7 @@ def make_record(
     )
     chosen = choose_issuer(issuers, issuer)
     value = dnspersist.render_record(chosen, uri, wildcard, persist_until)
-    return PersistRecordText(dnspersist.record_name(base), value, chosen)
+    return PersistRecordText(dnspersist.record_name(base), value, chosen, wildcard)
 
 
 __all__ = ["PersistRecordText", "PersistUnavailable", "choose_issuer", "make_record"]

@@ -85,6 +85,12 @@ def record_text(
 Announce = Callable[[PersistRecordText], Awaitable[None]]
 
 
+def _without_covered(records: Sequence[PersistRecordText]) -> list[PersistRecordText]:
+    """Drop a record whose name also gets a policy=wildcard record of the same issuer."""
+    wild = {(r.name, r.issuer) for r in records if r.wildcard}
+    return [r for r in records if r.wildcard or (r.name, r.issuer) not in wild]
+
+
 class DnsPersistSolver:
     """Publish (or announce) the standing `_validation-persist` record; never remove it.
 
@@ -111,7 +117,7 @@ class DnsPersistSolver:
         self.any_domain = any_domain
         self.records: list[PersistRecordText] = []
         self._info: AccountInfo | None = None
-        self._unchecked: list[TxtRecord] = []
+        self._pending: list[PersistRecordText] = []
 
     def for_account(self, info: AccountInfo) -> None:
         self._info = info
@@ -165,29 +171,30 @@ class DnsPersistSolver:
     async def present(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
+        """Collect the record; `wait` publishes (or announces) what the order needs."""
         record = self.record_for(identifier, challenge)
-        if any(r.name == record.name and r.value == record.value for r in self.records):
-            return
-        self.records.append(record)
-        if self.publisher is not None:
-            target = absolute(record.name)
-            if self.publisher.follow_cname:  # a delegated _validation-persist name
-                target = await follow_cname(self.publisher._server(), target)
-            await self.publisher.provider.add_txt(target, record.value)
-            self._unchecked.append(TxtRecord(target, record.value))
-            log.info("dns-persist-01 record published at %s", target)
-        elif self.announce is not None:
-            await self.announce(record)
-        else:
-            log.info("dns-persist-01 expects %s TXT %r", record.name, record.value)
+        if all(r != record for r in (*self.records, *self._pending)):
+            self._pending.append(record)
 
     async def wait(self) -> None:
-        if self.publisher is None:
-            return
-        for record in self._unchecked:
-            self.publisher._unchecked.add(record)  # the same propagation check as dns-01
-        self._unchecked.clear()
-        await self.publisher.wait()
+        """Publish or announce the collected records, once each: a name's record with
+        policy=wildcard serves its apex too (draft §5), so the apex needs none of its own."""
+        pending, self._pending = _without_covered(self._pending), []
+        for record in pending:
+            self.records.append(record)
+            if self.publisher is not None:
+                target = absolute(record.name)
+                if self.publisher.follow_cname:  # a delegated _validation-persist name
+                    target = await follow_cname(self.publisher._server(), target)
+                await self.publisher.provider.add_txt(target, record.value)
+                self.publisher._unchecked.add(TxtRecord(target, record.value))
+                log.info("dns-persist-01 record published at %s", target)
+            elif self.announce is not None:
+                await self.announce(record)
+            else:
+                log.info("dns-persist-01 expects %s TXT %r", record.name, record.value)
+        if self.publisher is not None and pending:
+            await self.publisher.wait()  # the same propagation check as dns-01
 
     async def cleanup(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
