@@ -234,3 +234,25 @@ async def test_a_record_made_before_a_key_change_still_validates(
     solvers = {ChallengeType.DNS_PERSIST_01: DnsPersistSolver()}
     issued = await client.issue([name], solvers, make_csr(name)[1])
     assert _sans(issued.fullchain_pem) == [name]
+
+
+async def test_a_parents_wildcard_record_covers_its_subdomains(
+    client: Client, dns_server: DnsServerHandle
+) -> None:
+    # draft -02 §6: policy=wildcard at example.com covers www.example.com and
+    # *.dept.example.com; without the policy it covers the parent alone.
+    parent = _zone("parent")
+    record = await client.persist_record(parent, wildcard=True)
+    await dns_server.set_txt(record.name, record.value)
+    names = [f"www.{parent}", f"*.dept.{parent}"]
+    issued = await client.issue(
+        names, {ChallengeType.DNS_PERSIST_01: DnsPersistSolver()}, make_csr(*names)[1]
+    )
+    assert _sans(issued.fullchain_pem) == sorted(names)
+
+    plain = _zone("plainparent")
+    narrow = await client.persist_record(plain)
+    await dns_server.set_txt(narrow.name, narrow.value)
+    problem = await _failure(client, [f"www.{plain}"])
+    assert problem["type"] == "urn:ietf:params:acme:error:unauthorized", problem
+    assert f"_validation-persist.www.{plain}" in str(problem["detail"])

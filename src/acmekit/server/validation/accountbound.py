@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import dns.rdatatype
 
+from acmekit.domains import registered_domain
 from acmekit.protocol import dnsaccount, dnspersist
 from acmekit.protocol.messages import Identifier
-from acmekit.protocol.problems import ProblemType, problem
+from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation.dns01 import check_txt
 from acmekit.server.validation.resolve import DnsClient, Lookup, dns_problem
 
@@ -59,9 +60,8 @@ async def validate_dns_account01(
     check_txt(name, found.values, dnsaccount.txt_value(key_authorization))
 
 
-def accepted_account_uris(identifier: Identifier, account: AccountContext) -> tuple[str, ...]:
-    """§4.2: the hashed URI over each retained key, for the FQDN and for `*`."""
-    fqdn = dnspersist.normalize_domain(identifier.base_name)
+def accepted_account_uris(fqdn: str, account: AccountContext) -> tuple[str, ...]:
+    """§4.2: the hashed URI over each retained key, for the record's FQDN and for `*`."""
     return tuple(
         dnspersist.hashed_account_uri(account.account_hash_prefix, account.account_url, t, d)
         for t in account.thumbprints
@@ -76,16 +76,34 @@ async def validate_dns_persist01(
     deadline: float,
 ) -> int | None:
     """§4.2: a record at `_validation-persist.NAME` that names this CA and this account;
-    returns its persistUntil (the authorization may not outlive it, §4.1 item 5)."""
-    name = dnspersist.record_name(identifier.base_name)
+    returns its persistUntil (the authorization may not outlive it, §4.1 item 5).
+
+    Failing that, §6: a record with policy=wildcard at a parent of NAME (up to its
+    registered domain) covers NAME too; its hashed URI is made with the parent's name."""
+    base = dnspersist.normalize_domain(identifier.base_name)
+    try:
+        return await _persist_at(dns_client, base, account, account.wildcard, deadline)
+    except AcmeError as own:
+        for parent in _parents(base):
+            try:
+                return await _persist_at(dns_client, parent, account, True, deadline)
+            except AcmeError:
+                continue
+        raise own from None
+
+
+async def _persist_at(
+    dns_client: DnsClient, fqdn: str, account: AccountContext, wildcard: bool, deadline: float
+) -> int | None:
+    name = dnspersist.record_name(fqdn)
     found = await _txt(dns_client, name, deadline)
     verdict = dnspersist.evaluate(
         found.values,
         issuer_domain_names=account.issuer_domain_names,
-        account_uris=accepted_account_uris(identifier, account),
+        account_uris=accepted_account_uris(fqdn, account),
         account_hash_prefix=account.account_hash_prefix,
         now=account.now,
-        wildcard=account.wildcard,
+        wildcard=wildcard,
     )
     if verdict.record is not None:
         return verdict.record.persist_until
@@ -93,6 +111,20 @@ async def validate_dns_persist01(
     # expired persistUntil or a missing wildcard policy.
     ptype = ProblemType.MALFORMED if verdict.malformed_only else ProblemType.UNAUTHORIZED
     raise problem(ptype, verdict.explain(name))
+
+
+def _parents(fqdn: str) -> list[str]:
+    """The proper suffixes of `fqdn` down to its registered domain (never a public
+    suffix: a record there could not be the domain owner's)."""
+    top = registered_domain(fqdn)
+    labels = fqdn.split(".")
+    out = []
+    for i in range(1, len(labels)):
+        parent = ".".join(labels[i:])
+        if len(parent) < len(top):
+            break
+        out.append(parent)
+    return out
 
 
 __all__ = [
