@@ -493,6 +493,18 @@ def _coerce(name: str, value: Any, default: ServerConfig) -> Any:
 _VALIDATION_FLAGS = ("allow_networks", "allowed_special_names")
 
 
+def _check_persist(config: ServerConfig) -> None:
+    """draft-ietf-acme-dns-persist-02 §3.1/§3.2: 1 to 10 issuer domain names, each also
+    among the CAA identities the directory advertises."""
+    names = config.issuer_domain_names
+    if len(names) > 10:
+        raise ValueError("issuer_domain_names: at most 10 names")
+    caa = {n.lower().rstrip(".") for n in config.caa_identities}
+    missing = [n for n in config.persist_issuers if n not in caa]
+    if missing:
+        raise ValueError(f"issuer_domain_names {missing} must also be in caa_identities")
+
+
 def _check_eab_key(kid: str, key: object) -> None:
     """An EAB key the CA could not decode would fail every client that uses it, blamed on
     them (RFC 8555 §7.3.4 keys are base64url, read strictly); refuse it at start."""
@@ -536,6 +548,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
         raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
     for kid, key in config.eab_keys.items():
         _check_eab_key(kid, key)
+    _check_persist(config)
     if config.db and not config.db.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise ValueError(f"db {config.db!r}: use sqlite:///FILE or postgresql://USER@HOST/DB")
     if config.nonce_scope not in (None, *NonceScope):
