@@ -77,6 +77,8 @@ def _cert_json(cert: CertVersion | BackupCert | None) -> dict[str, Any] | None:
 def delegation(site: Site, zone: str | None) -> dict[str, str] | None:
     """`_acme-challenge` name -> the CNAME target a customer sets, for a dns-01 site."""
     wildcard = any(n.startswith("*.") for n in site.names)
+    if site.method == ChallengeMethod.DNS_PERSIST_01:
+        return None  # validated from the owner's standing record (persist_records)
     if zone is None or (site.method != ChallengeMethod.DNS_01 and not wildcard):
         return None
     bases = dict.fromkeys(n.removeprefix("*.") for n in site.names)
