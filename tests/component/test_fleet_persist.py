@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 
+from acmekit.cli.fleet import fleet as fleet_cli
 from acmekit.client.solvers.accountbound import DnsPersistSolver
 from acmekit.fleet.acme import DbHttpSolver
 from acmekit.fleet.api import site_json
@@ -109,6 +111,14 @@ async def test_wildcard_site_from_one_standing_record(
     versions = fleet.inventory.sites.versions(site.id)
     assert [v.version for v in versions] == [1, 2]
     assert _sans(versions[-1].fullchain_pem) == sorted(names)
+    # `acmekit fleet add` prints them too, for a site added now.
+    added = CliRunner().invoke(
+        fleet_cli,
+        ["add", "--db", f"sqlite:///{fleet.tmp_path / 'fleet.db'}",
+         "--method", "dns-persist-01", "*.other.persist.test"],
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert added.output.count("_validation-persist.other.persist.test. IN TXT ") == 2
 
 
 async def test_http_and_dns01_sites_show_no_persist_records(

@@ -214,9 +214,12 @@ class AcmeIssuer:
                 ProblemType.DNS, f"dns-persist-01 record not readable: {exc or type(exc).__name__}"
             ) from None
         if absent:
-            records = [
-                record_text(n, info, wildcard=n.startswith("*.")).zone_line() for n in absent
-            ]
+            # One record per name: with policy=wildcard if a wildcard needs it (§5).
+            bases: dict[str, bool] = {}
+            for n in absent:
+                base = n.removeprefix("*.")
+                bases[base] = bases.get(base, False) or n.startswith("*.")
+            records = [record_text(b, info, wildcard=w).zone_line() for b, w in bases.items()]
             raise problem(
                 ProblemType.UNAUTHORIZED,
                 f"no dns-persist-01 record for this CA and account at "
