@@ -48,6 +48,7 @@ from acmekit.certbot.renewalparams import (
 )
 from acmekit.client.client import Client, ExternalAccountBinding
 from acmekit.client.errors import ClientError, ServerProtocolError
+from acmekit.client.persist import PersistRecordText
 from acmekit.client.renewal import AriWindow, RenewalDecision, decide, parse_interval
 from acmekit.client.resources import Account, IssuedCertificate, RenewalInfo
 from acmekit.client.solvers import close_solvers
@@ -337,6 +338,30 @@ class CertManager(AsyncClosing):
         """The stored account for `server` as the server has it now."""
         client, _ = await self.account_client(server, register=False)
         return await client.account()
+
+    async def persist_records(
+        self,
+        server: str,
+        names: Sequence[str],
+        *,
+        wildcard: bool = False,
+        persist_until: int | None = None,
+        issuer: str | None = None,
+        any_domain: bool = False,
+    ) -> list[PersistRecordText]:
+        """The dns-persist-01 records for the stored account (draft-ietf-acme-dns-persist
+        -02 §4.5): made from the directory and the account, no order placed."""
+        client, _ = await self.account_client(server, register=False)
+        return [
+            await client.persist_record(
+                name,
+                wildcard=wildcard,
+                persist_until=persist_until,
+                issuer=issuer,
+                any_domain=any_domain,
+            )
+            for name in names
+        ]
 
     async def update_account(self, server: str, contact: Sequence[str]) -> Account:
         client, _ = await self.account_client(server, register=False)

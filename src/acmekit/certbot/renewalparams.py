@@ -12,6 +12,7 @@ module is imported only when its authenticator is used.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from acmekit.client.solvers import Solver
 from acmekit.hostport import parse_host_port
 from acmekit.protocol.jose import PrivateKey
 from acmekit.protocol.messages import ChallengeType
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from acmekit.certbot.nginx.control import NginxControl
@@ -46,7 +49,13 @@ class KeyType(StrEnum):
     RSA = "rsa"
 
 
-_CHALLENGE_ALIASES = {"http": "http-01", "dns": "dns-01", "tls-alpn": "tls-alpn-01"}
+_CHALLENGE_ALIASES = {
+    "http": "http-01",
+    "dns": "dns-01",
+    "tls-alpn": "tls-alpn-01",
+    "dns-persist": "dns-persist-01",
+    "dns-account": "dns-account-01",
+}
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
     "secp256r1": ec.SECP256R1,
     "secp384r1": ec.SECP384R1,
@@ -255,7 +264,44 @@ def _resolver(text: str | None) -> tuple[str, int] | None:
 def build_solvers(
     params: RenewalParams, prompt: Prompt | None = None
 ) -> dict[ChallengeType, Solver]:
-    """The solvers for `params.authenticator`, keyed by the challenge type each answers."""
+    """The solvers for `params.authenticator`, keyed by the challenge type each answers,
+    with dns-persist-01 when --preferred-challenges asks for it (any authenticator)."""
+    solvers = _authenticator_solvers(params, prompt)
+    if ChallengeType.DNS_PERSIST_01 in params.pref_challs:
+        solvers[ChallengeType.DNS_PERSIST_01] = _persist_solver(params, solvers, prompt)
+    return solvers
+
+
+def _persist_solver(
+    params: RenewalParams, solvers: dict[ChallengeType, Solver], prompt: Prompt | None
+) -> Solver:
+    """draft-ietf-acme-dns-persist-02: publish the standing record once through the DNS
+    plugin if there is one; else show it (and, interactively, wait for Enter). Once it
+    stands, every later order and renewal finds it and changes nothing in DNS."""
+    from acmekit.client.persist import PersistRecordText
+    from acmekit.client.solvers.accountbound import DnsPersistSolver
+    from acmekit.client.solvers.dns01 import Dns01Solver
+
+    publisher = solvers.get(ChallengeType.DNS_01)
+    if isinstance(publisher, Dns01Solver):
+        return DnsPersistSolver(publisher)
+
+    async def announce(record: PersistRecordText) -> None:
+        text = (
+            "Publish this persistent TXT record (it stays; later orders and renewals "
+            f"need no DNS change):\n\n{record.zone_line()}\n"
+        )
+        if prompt is not None:
+            await prompt(text)
+        else:
+            log.info("dns-persist-01 expects %s", record.zone_line())
+
+    return DnsPersistSolver(announce=announce)
+
+
+def _authenticator_solvers(
+    params: RenewalParams, prompt: Prompt | None
+) -> dict[ChallengeType, Solver]:
     kind = params.authenticator
     if kind == Authenticator.STANDALONE:
         return _standalone(params)
@@ -274,8 +320,17 @@ def build_solvers(
         from acmekit.client.solvers.manual import ManualSolver
 
         manual = ManualSolver(params.manual_auth_hook, params.manual_cleanup_hook, prompt=prompt)
-        return {ChallengeType.HTTP_01: manual, ChallengeType.DNS_01: manual}
-    return {ChallengeType.DNS_01: _dns_solver(params)}
+        return {
+            ChallengeType.HTTP_01: manual,
+            ChallengeType.DNS_01: manual,
+            ChallengeType.DNS_ACCOUNT_01: manual,
+        }
+    dns01 = _dns_solver(params)
+    return {
+        ChallengeType.DNS_01: dns01,
+        # draft-ietf-acme-dns-account-label-03: the same provider at the account's label.
+        ChallengeType.DNS_ACCOUNT_01: _dns_solver(params, account_label=True),
+    }
 
 
 def nginx_control(params: RenewalParams) -> NginxControl:
@@ -314,7 +369,8 @@ def _standalone(params: RenewalParams) -> dict[ChallengeType, Solver]:
     return solvers
 
 
-def _dns_solver(params: RenewalParams) -> Solver:
+def _dns_solver(params: RenewalParams, *, account_label: bool = False) -> Solver:
+    from acmekit.client.solvers.accountbound import DnsAccountSolver
     from acmekit.client.solvers.dns01 import Dns01Solver
 
     provider: Any
@@ -334,7 +390,8 @@ def _dns_solver(params: RenewalParams) -> Solver:
             raise ValueError("--dns-hook needs a command")
         provider = HookDnsProvider(params.dns_hook)
     timeout = params.dns_propagation_seconds
-    solver: Solver = Dns01Solver(
+    kind = DnsAccountSolver if account_label else Dns01Solver
+    solver: Solver = kind(
         provider,
         resolver=resolver,
         propagation_timeout=120.0 if timeout is None else timeout,

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # the library loads only when a command runs
     from acmekit.certbot.lineage import Lineage
     from acmekit.certbot.nginx.installer import InstallReport
     from acmekit.certbot.renewalparams import Overrides, RenewalParams
+    from acmekit.client.persist import PersistRecordText
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -873,6 +874,51 @@ def show_account(**args: Any) -> None:
     click.echo(f"  Account status: {account.status}")
     for contact in account.contact:
         click.echo(f"  Email contact: {contact.removeprefix('mailto:')}")
+
+
+@click.command("persist-record")
+@click.option("--server", required=True)
+@click.option("-d", "--domains", "domains", multiple=True, required=True)
+@click.option("--wildcard", is_flag=True, help="add policy=wildcard (wildcards, subdomains)")
+@click.option("--persist-until", default=None, help="date (YYYY-MM-DD or RFC 3339) or UNIX seconds")
+@click.option("--issuer", default=None, help="one of the CA's issuer domain names")
+@click.option("--any-domain", is_flag=True, help="one accounturi valid for every domain")
+@_account_options
+@_dir_options
+def persist_record(**args: Any) -> None:
+    """Print the dns-persist-01 TXT record(s) to publish for the stored account."""
+    from acmekit.client.persist import PersistUnavailable
+
+    until = _unix_time(args["persist_until"]) if args["persist_until"] else None
+    manager = _manager(args)
+
+    def records(m: CertManager) -> Awaitable[list[PersistRecordText]]:
+        return m.persist_records(
+            args["server"],
+            list(args["domains"]),
+            wildcard=args["wildcard"],
+            persist_until=until,
+            issuer=args["issuer"],
+            any_domain=args["any_domain"],
+        )
+
+    try:
+        found = _run(_with(manager, records))
+    except PersistUnavailable as exc:
+        raise click.ClickException(f"{exc} (does the CA offer dns-persist-01?)") from None
+    for record in found:
+        click.echo(record.zone_line())
+
+
+def _unix_time(text: str) -> int:
+    """UNIX seconds from digits, a date (midnight UTC) or an RFC 3339 time."""
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date, a time or UNIX seconds") from None
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
 
 
 @click.command("update_account")

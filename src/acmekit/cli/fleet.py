@@ -30,12 +30,14 @@ from acmekit.fleet.deploy import parse_edge
 from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.model import ChallengeMethod, SiteState, normalize_names, to_us
 from acmekit.fleet.ondemand import OnDemandPolicy
+from acmekit.fleet.persist import site_records
 from acmekit.fleet.repos.sites import OptionsChange
 from acmekit.fleet.schema import sites
 from acmekit.fleet.service import FleetConfig, run
 from acmekit.fleet.worker import WorkerConfig
 from acmekit.hostport import parse_host_port
 from acmekit.migrate import SchemaOutOfDate
+from acmekit.protocol.dnspersist import txt_strings
 
 DEFAULT_DB = "sqlite:///fleet.db"
 BULK_BATCH = 1000
@@ -376,8 +378,9 @@ def add(
     """Add one site with NAMES (its id is printed), or one site per line of --from-file.
 
     A dns-01 or wildcard site added with --delegation-zone prints, after its id, the
-    CNAME record each of its names needs at the customer's DNS provider. Such a site is
-    refused while the fleet last started without a DNS API (--dns-api)."""
+    CNAME record each of its names needs at the customer's DNS provider (such a site is
+    refused while the fleet last started without a DNS API, --dns-api); a dns-persist-01
+    site, the TXT records to publish once (when the fleet has accounts)."""
     inventory = Inventory.from_url(db)
     try:
         dns01 = inventory.settings.value(DNS01_SETTING) != "no"
@@ -396,6 +399,9 @@ def add(
             click.echo(site.id)
             for record, target in (delegation(site, delegation_zone) or {}).items():
                 click.echo(f"{record} CNAME {target}")
+            for txt in site_records(inventory, site) or []:  # dns-persist-01, once known
+                strings = " ".join(f'"{s}"' for s in txt_strings(txt["value"]))
+                click.echo(f"{txt['name']} IN TXT {strings}")
         else:
             raise click.UsageError("give NAMES or --from-file")
     finally:

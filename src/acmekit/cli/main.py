@@ -26,6 +26,7 @@ _COMMANDS: dict[str, str] = {
     "register": "acmekit.cli.client:register",
     "show_account": "acmekit.cli.client:show_account",
     "update_account": "acmekit.cli.client:update_account",
+    "persist-record": "acmekit.cli.client:persist_record",
     "unregister": "acmekit.cli.client:unregister",
     "check": "acmekit.cli.client:check",
     "run": "acmekit.cli.client:run",

@@ -22,7 +22,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -36,6 +36,7 @@ from acmekit.client.channel import (
     location,
 )
 from acmekit.client.errors import NoAccount, NoUsableChallenge, OrderNotValid
+from acmekit.client.persist import PersistRecordText, make_record
 from acmekit.client.resources import (
     Account,
     Authorization,
@@ -47,6 +48,7 @@ from acmekit.client.resources import (
 )
 from acmekit.client.retry import DEFAULT_BACKOFF, Backoff, poll
 from acmekit.client.solvers import Solver, Waiter
+from acmekit.client.solvers.accountbound import AccountAware, AccountInfo
 from acmekit.client.transport import AiohttpTransport, HttpTransport
 from acmekit.clock import Clock, SystemClock
 from acmekit.lifecycle import AsyncClosing
@@ -172,6 +174,41 @@ class Client(AsyncClosing):
         self.account_url = account.url
         log.info("account %s (%s)", account.url, account.status)
         return account
+
+    async def account_info(self) -> AccountInfo:
+        """What account-bound solvers need: the account and the directory's
+        dns-persist-01 values (draft-ietf-acme-dns-persist-02 §3.2)."""
+        directory = await self.directory()
+        return AccountInfo(
+            self._kid(),
+            self.account_key,
+            directory.account_hash_prefix,
+            directory.issuer_domain_names,
+        )
+
+    async def persist_record(
+        self,
+        domain: str,
+        *,
+        wildcard: bool = False,
+        persist_until: int | None = None,
+        issuer: str | None = None,
+        any_domain: bool = False,
+    ) -> PersistRecordText:
+        """The dns-persist-01 record for `domain`, made from the directory and the
+        account alone, before any order (draft-ietf-acme-dns-persist-02 §4.5)."""
+        info = await self.account_info()
+        return make_record(
+            domain,
+            account_url=info.account_url,
+            account_key=self.account_key,
+            account_hash_prefix=info.account_hash_prefix,
+            issuers=info.issuer_domain_names,
+            wildcard=wildcard,
+            persist_until=persist_until,
+            issuer=issuer,
+            any_domain=any_domain,
+        )
 
     async def account(self) -> Account:
         """The account as the server has it now (POST-as-GET to the account URL)."""
@@ -377,6 +414,11 @@ class Client(AsyncClosing):
         _raise_failed([a for a in authzs if a.status not in _USABLE])
         pending = [a for a in authzs if a.status == AuthorizationStatus.PENDING]
         plan = [(a, choose_challenge(a, solvers, preference)) for a in pending]
+        aware = [s for s in _distinct(solvers.values()) if isinstance(s, AccountAware)]
+        if aware and plan:
+            info = await self.account_info()
+            for solver in aware:
+                solver.for_account(info)
         presented: list[tuple[Solver, Identifier, Challenge, str]] = []
         try:
             await _all(self._present(a, c, solvers, presented) for a, c in plan)
@@ -397,8 +439,12 @@ class Client(AsyncClosing):
         kind = challenge.known_type
         assert kind is not None  # choose_challenge only picks types in `solvers`
         key_auth = key_authorization(challenge.token or "", self.account_key)
-        await solvers[kind].present(authz.identifier, challenge, key_auth)
-        presented.append((solvers[kind], authz.identifier, challenge, key_auth))
+        ident = authz.identifier
+        if authz.wildcard and kind == ChallengeType.DNS_PERSIST_01:
+            # The record then needs policy=wildcard (draft-ietf-acme-dns-persist-02 §5).
+            ident = replace(ident, value="*." + ident.value)
+        await solvers[kind].present(ident, challenge, key_auth)
+        presented.append((solvers[kind], ident, challenge, key_auth))
 
     async def _answer(self, authz: Authorization, challenge: Challenge) -> None:
         try:

@@ -95,6 +95,9 @@ class Directory:
     caa_identities: tuple[str, ...] = ()
     external_account_required: bool = False
     profiles: Mapping[str, str] = field(default_factory=dict)
+    # draft-ietf-acme-dns-persist-02 §3.2 and §4.1: what pre-provisioning needs.
+    issuer_domain_names: tuple[str, ...] = ()
+    account_hash_prefix: str | None = None
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Directory:
@@ -114,6 +117,8 @@ class Directory:
             caa_identities=_strings(meta.get("caaIdentities")),
             external_account_required=bool(meta.get("externalAccountRequired", False)),
             profiles=dict(profiles) if isinstance(profiles, dict) else {},
+            issuer_domain_names=_strings(meta.get("issuerDomainNames")),
+            account_hash_prefix=_opt_str(meta, "accountHashPrefix"),
         )
 
 
@@ -150,6 +155,14 @@ class Challenge:
     validated: datetime | None = None
     error: Problem | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def issuer_domain_names(self) -> tuple[str, ...]:
+        """dns-persist-01's names (draft-ietf-acme-dns-persist-02 §3.1); empty if absent."""
+        names = self.raw.get("issuerDomainNames")
+        if not isinstance(names, list):
+            return ()
+        return tuple(n for n in names if isinstance(n, str))
 
     @property
     def known_type(self) -> ChallengeType | None:

@@ -18,6 +18,7 @@ tried once more by dns-01 when `delegated(names)` says every name is delegated.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -25,12 +26,15 @@ from dataclasses import replace
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from dns.exception import DNSException
 
 from acmekit.client import Client, choose_challenge
 from acmekit.client.client import order_failure
 from acmekit.client.errors import NoUsableChallenge
 from acmekit.client.resources import Authorization, Challenge, Order
 from acmekit.client.solvers import Solver, Waiter
+from acmekit.client.solvers.accountbound import AccountAware, DnsPersistSolver, record_text
+from acmekit.client.solvers.errors import SolverError
 from acmekit.fleet.capability import DNS01_HINT, FleetCannotValidate, refusal
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import OrderRequest, OrderStarted, RenewalWindow
@@ -45,7 +49,7 @@ from acmekit.protocol.messages import (
     Identifier,
     OrderStatus,
 )
-from acmekit.protocol.problems import AcmeError, ProblemType
+from acmekit.protocol.problems import AcmeError, ProblemType, problem
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,7 @@ class DbHttpSolver:
 _METHOD = {
     ChallengeMethod.HTTP_01: ChallengeType.HTTP_01,
     ChallengeMethod.DNS_01: ChallengeType.DNS_01,
+    ChallengeMethod.DNS_PERSIST_01: ChallengeType.DNS_PERSIST_01,
 }
 
 
@@ -176,6 +181,8 @@ class AcmeIssuer:
         return RenewalWindow(to_us(info.start), to_us(info.end), info.retry_after)
 
     async def _issue(self, request: OrderRequest, started: OrderStarted) -> str:
+        if request.challenge_method == ChallengeMethod.DNS_PERSIST_01:
+            await self._check_persist(request.site.names)
         order = await self._order(request, started)
         if order.status == OrderStatus.PENDING:
             await self._authorize(order, _METHOD[request.challenge_method])
@@ -198,15 +205,48 @@ class AcmeIssuer:
         await started(order.url)
         return order
 
+    async def _check_persist(self, names: Sequence[str]) -> None:
+        """Before ordering, the customer's standing record must be there (through the
+        configured resolver): an order without it would only fail at the CA."""
+        solver = self.solvers.get(ChallengeType.DNS_PERSIST_01)
+        if not isinstance(solver, DnsPersistSolver):
+            raise NoUsableChallenge(names[0], ["dns-persist-01"], sorted(self.solvers))
+        info = await self.client.account_info()
+        try:
+            absent = await solver.missing(names, info)
+        except (SolverError, DNSException, OSError) as exc:
+            raise problem(
+                ProblemType.DNS, f"dns-persist-01 record not readable: {exc or type(exc).__name__}"
+            ) from None
+        if absent:
+            # One record per name: with policy=wildcard if a wildcard needs it (§5).
+            bases: dict[str, bool] = {}
+            for n in absent:
+                base = n.removeprefix("*.")
+                bases[base] = bases.get(base, False) or n.startswith("*.")
+            records = [record_text(b, info, wildcard=w).zone_line() for b, w in bases.items()]
+            raise problem(
+                ProblemType.UNAUTHORIZED,
+                f"no dns-persist-01 record for this CA and account at "
+                f"{', '.join(absent)}; publish: {' | '.join(records)}",
+            )
+
     async def _authorize(self, order: Order, kind: ChallengeType) -> None:
         authzs = await self.client.authorizations(order)
         pending = [a for a in authzs if a.status == AuthorizationStatus.PENDING]
         chosen = [(a, choose_challenge(a, self.solvers, (kind,))) for a in pending]
         solver = self.solvers[kind]
+        if isinstance(solver, AccountAware):
+            # One solver serves every CA of the pool: bind a copy to this account.
+            solver = copy.copy(solver)
+            solver.for_account(await self.client.account_info())
         key_auths = [self._key_authorization(c) for _, c in chosen]
         try:
             for (a, c), ka in zip(chosen, key_auths, strict=True):
-                await solver.present(a.identifier, c, ka)
+                ident = a.identifier
+                if a.wildcard and kind == ChallengeType.DNS_PERSIST_01:
+                    ident = replace(ident, value="*." + ident.value)
+                await solver.present(ident, c, ka)
             if isinstance(solver, Waiter) and chosen:
                 await solver.wait()
             await asyncio.gather(*(self._answer(a, c) for a, c in chosen))

@@ -50,6 +50,7 @@ from acmekit.fleet.model import (
     normalize_names,
 )
 from acmekit.fleet.ondemand import OnDemand, metrics_lines
+from acmekit.fleet.persist import site_records
 from acmekit.fleet.repos.sites import OptionsChange, SiteRepository
 from acmekit.fleet.status import collect, on_demand_section, render
 
@@ -85,6 +86,8 @@ def _cert_json(cert: CertVersion | BackupCert | None) -> dict[str, Any] | None:
 def delegation(site: Site, zone: str | None) -> dict[str, str] | None:
     """`_acme-challenge` name -> the CNAME target a customer sets, for a dns-01 site."""
     wildcard = any(n.startswith("*.") for n in site.names)
+    if site.method == ChallengeMethod.DNS_PERSIST_01:
+        return None  # validated from the owner's standing record (persist_records)
     if zone is None or (site.method != ChallengeMethod.DNS_01 and not wildcard):
         return None
     bases = dict.fromkeys(n.removeprefix("*.") for n in site.names)
@@ -112,6 +115,8 @@ def site_json(inventory: Inventory, site: Site, zone: str | None = None) -> dict
             "order_ca": options.order_ca,
         },
         "delegation": delegation(site, zone),
+        # dns-persist-01: the standing records the owner publishes once (persist.py).
+        "persist_records": site_records(inventory, site),
         "deployments": {
             edge: {"version": d.version, "updated": _time(d.updated), "error": d.last_error}
             for edge, d in inventory.sites.deployments(site.id).items()

@@ -44,7 +44,7 @@ from acmekit.client.errors import ServerProtocolError
 from acmekit.client.solvers import Solver
 from acmekit.client.transport import HttpTransport, TransportError
 from acmekit.clock import Clock
-from acmekit.fleet import planner
+from acmekit.fleet import persist, planner
 from acmekit.fleet.acme import AcmeIssuer, Delegated, key_from_pem, key_to_pem, new_key
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import Issuer, OrderRequest, OrderStarted, RenewalWindow
@@ -103,15 +103,20 @@ class RegisteringIssuer:
         self.inventory = inventory
         self.name = spec.name
         self._lock = asyncio.Lock()
+        self._remembered = False
 
     async def ensure_account(self) -> None:
         client = self.inner.client
-        if client.account_url is not None:
+        if client.account_url is not None and self._remembered:
             return
         async with self._lock:
             if client.account_url is None:
                 account = await client.register(eab=self.spec.eab())
                 self.inventory.cas.set_account_url(self.spec.name, account.url)
+            if not self._remembered:
+                # What a dns-persist-01 site's owner publishes for this CA (persist.py).
+                await persist.remember(client, self.spec.name, self.inventory)
+                self._remembered = True
 
     async def issue(self, request: OrderRequest, started: OrderStarted) -> str:
         await self.ensure_account()

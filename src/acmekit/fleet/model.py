@@ -31,6 +31,9 @@ class SiteState(StrEnum):
 class ChallengeMethod(StrEnum):
     HTTP_01 = "http-01"
     DNS_01 = "dns-01"
+    # draft-ietf-acme-dns-persist-02: the customer publishes one standing record; the
+    # fleet never touches their DNS (wildcards too, with policy=wildcard).
+    DNS_PERSIST_01 = "dns-persist-01"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from acmekit.certbot.ctcheck import load_log_lists
 from acmekit.client.solvers import Solver
+from acmekit.client.solvers.accountbound import DnsPersistSolver
 from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.dnslookup import Server, system_resolver
 from acmekit.clock import Clock, SystemClock
@@ -74,10 +75,13 @@ class FleetConfig:
 def solvers_for(
     inventory: Inventory, config: FleetConfig, clock: Clock
 ) -> dict[ChallengeType, Solver]:
-    """http-01 from the inventory; dns-01 through the DNS API, following CNAMEs."""
+    """http-01 from the inventory; dns-01 through the DNS API, following CNAMEs;
+    dns-persist-01 from the customer's standing record, checked through the resolver."""
     found: dict[ChallengeType, Solver] = {
         ChallengeType.HTTP_01: DbHttpSolver(inventory, lambda: to_us(clock.now()))
     }
+    # dns-persist-01 needs no DNS API: the customer's standing record is only read.
+    found[ChallengeType.DNS_PERSIST_01] = DnsPersistSolver(resolver=config.resolver())
     if config.dns_api is not None:
         provider = AcmekitDnsProvider(config.dns_api, config.dns_api_token)
         resolver = config.resolver()

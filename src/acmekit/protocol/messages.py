@@ -24,6 +24,9 @@ class ChallengeType(StrEnum):
     HTTP_01 = "http-01"
     DNS_01 = "dns-01"
     TLS_ALPN_01 = "tls-alpn-01"
+    # draft-ietf-acme-dns-persist-02 and draft-ietf-acme-dns-account-label-03
+    DNS_PERSIST_01 = "dns-persist-01"
+    DNS_ACCOUNT_01 = "dns-account-01"
 
 
 class ChallengeStatus(StrEnum):

@@ -360,7 +360,10 @@ class AcmeApp:
         if not auth.is_post_as_get:
             payloads.check(payloads.AUTHZ_UPDATE, auth.payload, "authorization update")
         view = self.authority.update_authz(auth, m[1])
-        return json_response(render.authorization(req.urls, view), location=req.urls.authz(m[1]))
+        return json_response(
+            render.authorization(req.urls, view, self.config.persist_issuers),
+            location=req.urls.authz(m[1]),
+        )
 
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
@@ -370,7 +373,7 @@ class AcmeApp:
         ch, authz = self.authority.start_challenge(auth, m[1], uri)
         # No Retry-After while processing: validation takes milliseconds here, and a
         # client's own short-then-growing polling serves it better than a fixed second.
-        resp = json_response(render.challenge(req.urls, ch))
+        resp = json_response(render.challenge(req.urls, ch, self.config.persist_issuers))
         return resp.link(req.urls.authz(authz.id), "up")
 
     async def certificate(self, req: Request, m: re.Match[str]) -> Response:

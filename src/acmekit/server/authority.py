@@ -20,7 +20,7 @@ import math
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -54,7 +54,7 @@ from acmekit.protocol.problems import (
     problem,
     unauthorized,
 )
-from acmekit.server import ari
+from acmekit.server import ari, paths
 from acmekit.server.auth import Authenticated, KeyChange
 from acmekit.server.ca import (
     Issuer,
@@ -91,7 +91,7 @@ from acmekit.server.records import (
 )
 from acmekit.server.signing import SignerUnavailable
 from acmekit.server.store import Store
-from acmekit.server.validation import Validator
+from acmekit.server.validation import AccountContext, Validator
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +163,22 @@ def signer_unavailable(exc: SignerUnavailable) -> AcmeError:
     )
 
 
-def _challenge_types(ident: Identifier, wildcard: bool) -> tuple[ChallengeType, ...]:
-    """§7.1.3 and RFC 8738 §7: wildcards only by dns-01, IP addresses never by dns-01."""
-    if wildcard:
-        return (ChallengeType.DNS_01,)
+def _challenge_types(
+    ident: Identifier, wildcard: bool, profile: Profile | None = None
+) -> tuple[ChallengeType, ...]:
+    """§7.1.3 and RFC 8738 §7: wildcards only by dns-01, IP addresses never by dns-01.
+    The profile may add dns-account-01 (as dns-01: wildcards too) and dns-persist-01
+    (wildcards with policy=wildcard, draft-ietf-acme-dns-persist-02 §5), DNS names only."""
     if ident.type == IdentifierType.IP:
         return (ChallengeType.HTTP_01, ChallengeType.TLS_ALPN_01)
-    return (ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01)
+    extra: tuple[ChallengeType, ...] = ()
+    if profile is not None and profile.dns_account_01:
+        extra += (ChallengeType.DNS_ACCOUNT_01,)
+    if profile is not None and profile.dns_persist_01:
+        extra += (ChallengeType.DNS_PERSIST_01,)
+    if wildcard:
+        return (ChallengeType.DNS_01, *extra)
+    return (ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01, *extra)
 
 
 def check_contacts(contact: object) -> tuple[str, ...]:
@@ -445,7 +454,7 @@ class Authority:
         new_thumb = thumbprint(new_key)
         other = self.store.accounts.account_by_thumbprint(new_thumb)
         if other is not None or not self.store.accounts.change_account_key(
-            account.id, {k: str(v) for k, v in header["jwk"].items()}, new_thumb
+            account.id, {k: str(v) for k, v in header["jwk"].items()}, new_thumb, self.now()
         ):
             holder = other.id if other else "another account"
             raise problem(
@@ -641,7 +650,7 @@ class Authority:
                 token=secrets.token_urlsafe(32),
                 status=ChallengeStatus.PENDING,
             )
-            for kind in _challenge_types(ident, wildcard)
+            for kind in _challenge_types(ident, wildcard, profile)
         )
         return AuthorizationRecord(
             id=authz_id,
@@ -753,9 +762,14 @@ class Authority:
         account_uri: str,
     ) -> None:
         error: dict[str, Any] | None = None
+        until: int | None = None
         try:
-            await self.validator.validate(
-                ch.type, authz.identifier, ch.token, key_authorization(ch.token, account.jwk)
+            until = await self.validator.validate(
+                ch.type,
+                authz.identifier,
+                ch.token,
+                key_authorization(ch.token, account.jwk),
+                account=self._account_context(account, account_uri, authz.wildcard),
             )
             await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
             if self.corroborator is not None:
@@ -770,7 +784,11 @@ class Authority:
             error = Problem(str(ProblemType.SERVER_INTERNAL), str(exc), 500).to_json()
         now = self.now()
         lifetime = self._profile_of_authz(authz.id).valid_authz_lifetime
-        self.store.orders.finish_challenge(ch.id, now, error, now + lifetime)
+        expires = now + lifetime
+        if until is not None:
+            # draft-ietf-acme-dns-persist-02 §4.1 item 5: not later than persistUntil.
+            expires = min(expires, datetime.fromtimestamp(until, UTC))
+        self.store.orders.finish_challenge(ch.id, now, error, expires)
         if error is not None and self._counts_failures(authz):
             self.limits.spend(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), now)
         # The outcome's problem type only: a detail may quote the token's URL or a body.
@@ -838,6 +856,23 @@ class Authority:
         )  # fmt: skip
         if outcome.verdict != Verdict.PASS:
             raise refusal(outcome, authz.identifier.to_json(), "the CAA recheck")
+
+    def _account_context(
+        self, account: AccountRecord, account_uri: str, wildcard: bool
+    ) -> AccountContext:
+        """What dns-account-01 and dns-persist-01 check against: the current key first,
+        then the keys it replaced, the most recent first (draft-ietf-acme-dns-persist-02
+        §4.2; kept since this CA began keeping them)."""
+        base = account_uri.removesuffix(paths.ACCOUNT.path(account.id))
+        prior = self.store.accounts.prior_thumbprints(account.id)
+        return AccountContext(
+            account_url=account_uri,
+            thumbprints=(thumbprint(account.jwk), *prior),
+            issuer_domain_names=self.config.persist_issuers,
+            account_hash_prefix=self.config.persist_hash_prefix(base),
+            wildcard=wildcard,
+            now=int(self.now().timestamp()),
+        )
 
     def _counts_failures(self, authz: AuthorizationRecord) -> bool:
         """Failed validations are limited, except in a renewal (RFC 9773 §5)."""

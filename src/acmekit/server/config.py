@@ -82,6 +82,11 @@ class Profile:
     common_name: bool = True
     subject_key_identifier: bool = True
     client_auth: bool = True
+    # Challenge types from drafts, off unless a profile turns them on (as Boulder does):
+    # dns-persist-01 (draft-ietf-acme-dns-persist) and dns-account-01
+    # (draft-ietf-acme-dns-account-label). `acmekit.server.persist` says what they need.
+    dns_persist_01: bool = False
+    dns_account_01: bool = False
 
 
 SHORTLIVED = Profile(
@@ -326,6 +331,14 @@ class ServerConfig:
     hsm: HsmSettings | None = None  # the intermediate's key in a token; None: a file key
     mpic: MpicSettings = MpicSettings()
     ct: CtSettings = CtSettings()
+    # The `classic` profile's draft challenge types (other profiles carry their own).
+    dns_persist_01: bool = False
+    dns_account_01: bool = False
+    # dns-persist-01 (draft-ietf-acme-dns-persist-02 §3.1, §4.1): the names a record may
+    # give as its issuer (empty: `caa_identities`, of which they must be a subset, §3.2),
+    # and the prefix of hashed account URIs (unset: BASE/acme/account-hash/).
+    issuer_domain_names: tuple[str, ...] = ()
+    account_hash_prefix: str | None = None
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -354,6 +367,8 @@ class ServerConfig:
             valid_authz_lifetime=self.valid_authz_lifetime,
             # As Let's Encrypt's: IP address certificates only from `shortlived`.
             ip_identifiers=False,
+            dns_persist_01=self.dns_persist_01,
+            dns_account_01=self.dns_account_01,
         )
         return {
             "classic": classic,
@@ -361,6 +376,20 @@ class ServerConfig:
             "tlsserver": TLSSERVER,
             **self.profiles,
         }
+
+    @property
+    def persist_issuers(self) -> tuple[str, ...]:
+        """dns-persist-01's issuerDomainNames (§3.1: lowercase, no trailing dot, 1 to 10)."""
+        names = self.issuer_domain_names or self.caa_identities
+        return tuple(dict.fromkeys(n.lower().rstrip(".") for n in names))[:10]
+
+    @property
+    def offers_dns_persist(self) -> bool:
+        return any(p.dns_persist_01 for p in self.all_profiles.values())
+
+    def persist_hash_prefix(self, base: str) -> str:
+        """§4.1: where hashed account URIs live; stable for an account's lifetime (§4.5)."""
+        return self.account_hash_prefix or f"{base.rstrip('/')}/acme/account-hash/"
 
     @property
     def crl_base_url(self) -> str:
@@ -542,12 +571,24 @@ def _coerce(name: str, value: Any, default: ServerConfig) -> Any:
         return _seconds(value)
     if name == "state_dir":
         return Path(value)
-    if name in ("caa_identities", "listener_hosts"):
+    if name in ("caa_identities", "listener_hosts", "issuer_domain_names"):
         return tuple(value)
     return value
 
 
 _VALIDATION_FLAGS = ("allow_networks", "allowed_special_names")
+
+
+def _check_persist(config: ServerConfig) -> None:
+    """draft-ietf-acme-dns-persist-02 §3.1/§3.2: 1 to 10 issuer domain names, each also
+    among the CAA identities the directory advertises."""
+    names = config.issuer_domain_names
+    if len(names) > 10:
+        raise ValueError("issuer_domain_names: at most 10 names")
+    caa = {n.lower().rstrip(".") for n in config.caa_identities}
+    missing = [n for n in config.persist_issuers if n not in caa]
+    if missing:
+        raise ValueError(f"issuer_domain_names {missing} must also be in caa_identities")
 
 
 def _check_eab_key(kid: str, key: object) -> None:
@@ -603,6 +644,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
         raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
     for kid, key in config.eab_keys.items():
         _check_eab_key(kid, key)
+    _check_persist(config)
     if config.db and not config.db.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise ValueError(f"db {config.db!r}: use sqlite:///FILE or postgresql://USER@HOST/DB")
     if config.nonce_scope not in (None, *NonceScope):

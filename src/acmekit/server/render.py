@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from acmekit.protocol.messages import OrderStatus
+from acmekit.protocol.messages import ChallengeType, OrderStatus
 from acmekit.server import paths
 from acmekit.server.ari import Window
 from acmekit.server.authority import AuthzView, OrderView
@@ -70,6 +71,10 @@ def directory(urls: Urls, config: ServerConfig) -> dict[str, Any]:
         meta["termsOfService"] = config.terms_of_service
     if config.website:
         meta["website"] = config.website
+    if config.offers_dns_persist:
+        # draft-ietf-acme-dns-persist-02 §3.2 and §4.1: what pre-provisioning needs.
+        meta["issuerDomainNames"] = list(config.persist_issuers)
+        meta["accountHashPrefix"] = config.persist_hash_prefix(urls.base)
     return {
         "newNonce": urls.resource(paths.NEW_NONCE),
         "newAccount": urls.resource(paths.NEW_ACCOUNT),
@@ -93,13 +98,17 @@ def account(urls: Urls, rec: AccountRecord) -> dict[str, Any]:
     return doc
 
 
-def challenge(urls: Urls, ch: ChallengeRecord) -> dict[str, Any]:
+def challenge(urls: Urls, ch: ChallengeRecord, issuers: Sequence[str] = ()) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "type": str(ch.type),
         "url": urls.challenge(ch.id),
         "status": str(ch.status),
-        "token": ch.token,
     }
+    if ch.type == ChallengeType.DNS_PERSIST_01:
+        # draft-ietf-acme-dns-persist-02 §3.1: no token; the names a record may give.
+        doc["issuerDomainNames"] = list(issuers)
+    else:
+        doc["token"] = ch.token
     if ch.validated is not None:
         doc["validated"] = rfc3339(ch.validated)
     if ch.error is not None:
@@ -107,13 +116,13 @@ def challenge(urls: Urls, ch: ChallengeRecord) -> dict[str, Any]:
     return doc
 
 
-def authorization(urls: Urls, view: AuthzView) -> dict[str, Any]:
+def authorization(urls: Urls, view: AuthzView, issuers: Sequence[str] = ()) -> dict[str, Any]:
     rec = view.record
     doc: dict[str, Any] = {
         "identifier": rec.identifier.to_json(),
         "status": str(view.status),
         "expires": rfc3339(rec.expires),
-        "challenges": [challenge(urls, ch) for ch in rec.challenges],
+        "challenges": [challenge(urls, ch, issuers) for ch in rec.challenges],
     }
     if rec.wildcard:
         doc["wildcard"] = True

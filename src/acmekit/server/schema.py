@@ -23,6 +23,16 @@ accounts = sa.Table(
     sa.Column("eab_kid", sa.String(255), nullable=True),
 )
 
+# The thumbprints of keys an account has replaced (RFC 8555 §7.3.5): a dns-persist-01
+# record made with an earlier key still validates (draft-ietf-acme-dns-persist-02 §4.2).
+account_prior_keys = sa.Table(
+    "account_prior_keys",
+    metadata,
+    sa.Column("account_id", sa.String(64), primary_key=True),
+    sa.Column("thumbprint", sa.String(64), primary_key=True),
+    sa.Column("replaced", sa.BigInteger, nullable=False),
+)
+
 orders = sa.Table(
     "orders",
     metadata,

@@ -110,9 +110,13 @@ class Dns01Solver:
     def _server(self) -> Server:
         return self.resolver or system_resolver()
 
+    def record_name(self, name: str) -> str:
+        """The TXT owner for `name` (dns-account-01's solver names it otherwise)."""
+        return dns01_record_name(name)
+
     async def target(self, identifier: Identifier) -> str:
         """Where the TXT record for `identifier` is published (absolute name)."""
-        name = absolute(dns01_record_name(identifier.value))
+        name = absolute(self.record_name(identifier.value))
         if not self.follow_cname:
             return name
         return await follow_cname(self._server(), name)
@@ -121,7 +125,7 @@ class Dns01Solver:
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
         value = dns01_txt_value(key_authorization)
-        key = (absolute(dns01_record_name(identifier.value)), value)
+        key = (absolute(self.record_name(identifier.value)), value)
         existing = self._published.get(key)
         if existing is not None:
             self._published.add(key, existing)
@@ -135,7 +139,7 @@ class Dns01Solver:
     async def cleanup(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
-        key = (absolute(dns01_record_name(identifier.value)), dns01_txt_value(key_authorization))
+        key = (absolute(self.record_name(identifier.value)), dns01_txt_value(key_authorization))
         record = self._published.release(key)
         if record is None:
             return

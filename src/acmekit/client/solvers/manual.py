@@ -25,11 +25,16 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from acmekit.client.resources import Challenge
 from acmekit.client.solvers.errors import HookError, NoManualAuth, SolverError
+from acmekit.protocol import dnsaccount
 from acmekit.protocol.challenges import HTTP01_PATH, dns01_record_name, dns01_txt_value
 from acmekit.protocol.messages import ChallengeType, Identifier
+
+if TYPE_CHECKING:
+    from acmekit.client.solvers.accountbound import AccountInfo
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +49,38 @@ class ManualChallenge:
     kind: ChallengeType
     token: str
     key_authorization: str
+    # dns-account-01 (draft-ietf-acme-dns-account-label-03): the account's own TXT name.
+    record_name: str | None = None
 
     @property
     def validation(self) -> str:
-        """What to publish: the key authorization (http-01) or the TXT value (dns-01)."""
-        if self.kind == ChallengeType.DNS_01:
+        """What to publish: the key authorization (http-01) or the TXT value (dns-01,
+        dns-account-01)."""
+        if self.kind in (ChallengeType.DNS_01, ChallengeType.DNS_ACCOUNT_01):
             return dns01_txt_value(self.key_authorization)
         return self.key_authorization
 
+    @property
+    def txt_name(self) -> str:
+        return self.record_name or dns01_record_name(self.domain)
+
     @classmethod
-    def of(cls, identifier: Identifier, challenge: Challenge, key_auth: str) -> ManualChallenge:
+    def of(
+        cls,
+        identifier: Identifier,
+        challenge: Challenge,
+        key_auth: str,
+        account_url: str | None = None,
+    ) -> ManualChallenge:
         kind = challenge.known_type
-        if kind not in (ChallengeType.HTTP_01, ChallengeType.DNS_01):
+        if kind not in (ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.DNS_ACCOUNT_01):
             raise SolverError(f"the manual solver cannot answer {challenge.type} challenges")
-        return cls(identifier.base_name, kind, challenge.token or "", key_auth)
+        record = None
+        if kind == ChallengeType.DNS_ACCOUNT_01:
+            if account_url is None:
+                raise SolverError("dns-account-01 needs the account URL")
+            record = dnsaccount.record_name(identifier.base_name, account_url)
+        return cls(identifier.base_name, kind, challenge.token or "", key_auth, record)
 
 
 def hook_env(
@@ -75,6 +98,9 @@ def hook_env(
     }
     if item.kind == ChallengeType.HTTP_01:
         env["CERTBOT_TOKEN"] = item.token
+    if item.record_name is not None:
+        # Not certbot's: the TXT owner a dns-account-01 hook must publish at.
+        env["CERTBOT_RECORD_NAME"] = item.record_name
     if auth_output is not None:
         env["CERTBOT_AUTH_OUTPUT"] = auth_output
     return env
@@ -82,10 +108,10 @@ def hook_env(
 
 def prompt_text(item: ManualChallenge) -> str:
     """What a person must publish for `item` before pressing Enter."""
-    if item.kind == ChallengeType.DNS_01:
+    if item.kind in (ChallengeType.DNS_01, ChallengeType.DNS_ACCOUNT_01):
         return (
             f"Please deploy a DNS TXT record under the name:\n\n"
-            f"{dns01_record_name(item.domain)}.\n\n"
+            f"{item.txt_name}.\n\n"
             f"with the following value:\n\n{item.validation}\n\n"
             "Before continuing, verify the TXT record has been deployed: a name may need\n"
             "several TXT values at once (a name and its wildcard), so keep the others.\n"
@@ -132,11 +158,17 @@ class ManualSolver:
         self._queue: list[ManualChallenge] = []
         self._performed: dict[ManualChallenge, dict[str, str]] = {}  # item -> its hook env
         self._lock = asyncio.Lock()
+        self._account_url: str | None = None
+
+    def for_account(self, info: AccountInfo) -> None:
+        """dns-account-01's label comes from the account URL (AccountAware)."""
+        self._account_url = info.account_url
 
     async def present(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
-        self._queue.append(ManualChallenge.of(identifier, challenge, key_authorization))
+        item = ManualChallenge.of(identifier, challenge, key_authorization, self._account_url)
+        self._queue.append(item)
 
     async def wait(self) -> None:
         async with self._lock:
@@ -159,7 +191,7 @@ class ManualSolver:
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
     ) -> None:
         """Run the cleanup hook with the environment its auth hook had (and its output)."""
-        item = ManualChallenge.of(identifier, challenge, key_authorization)
+        item = ManualChallenge.of(identifier, challenge, key_authorization, self._account_url)
         if item in self._queue:  # presented but never performed
             self._queue.remove(item)
             return

@@ -101,7 +101,8 @@ def _version(row: Any) -> CertVersion:
 
 def _new_row(names: Sequence[str], method: ChallengeMethod, now: int) -> dict[str, Any]:
     # A wildcard can only be proved over dns-01 (RFC 8555 §7.1.3): record what will happen.
-    if any(name.startswith("*.") for name in names):
+    wildcard = any(name.startswith("*.") for name in names)
+    if wildcard and method != ChallengeMethod.DNS_PERSIST_01:
         method = ChallengeMethod.DNS_01
     return {
         "id": new_site_id(),

@@ -13,7 +13,13 @@ from acmekit.database import from_us, to_us
 from acmekit.protocol.messages import AccountStatus
 from acmekit.server.records import AccountRecord, EabKey
 from acmekit.server.repos.base import Repository, cols, members, opt_time, row_type
-from acmekit.server.schema import accounts, eab_keys, settings, used_nonces
+from acmekit.server.schema import (
+    account_prior_keys,
+    accounts,
+    eab_keys,
+    settings,
+    used_nonces,
+)
 
 _AccountRow = row_type(accounts)
 _ACCOUNT_COLS = cols(accounts)
@@ -154,10 +160,30 @@ class AccountRepository(Repository):
         with self._tx() as c:
             c.execute(update)
 
-    def change_account_key(self, account_id: str, jwk: dict[str, str], thumb: str) -> bool:
-        """Swap the key; False if another account holds the new key already."""
+    def change_account_key(
+        self, account_id: str, jwk: dict[str, str], thumb: str, now: datetime | None = None
+    ) -> bool:
+        """Swap the key, keeping the old one's thumbprint (`prior_thumbprints`); False if
+        another account holds the new key already."""
         try:
             with self._tx() as c:
+                old = c.execute(
+                    sa.select(accounts.c.thumbprint).where(accounts.c.id == account_id)
+                ).scalar()
+                if old is not None and old != thumb:
+                    c.execute(
+                        account_prior_keys.delete().where(
+                            (account_prior_keys.c.account_id == account_id)
+                            & (account_prior_keys.c.thumbprint == old)
+                        )
+                    )
+                    c.execute(
+                        account_prior_keys.insert().values(
+                            account_id=account_id,
+                            thumbprint=old,
+                            replaced=to_us(now) if now is not None else 0,
+                        )
+                    )
                 c.execute(
                     accounts.update()
                     .where(accounts.c.id == account_id)
@@ -166,6 +192,16 @@ class AccountRepository(Repository):
         except sa.exc.IntegrityError:
             return False
         return True
+
+    def prior_thumbprints(self, account_id: str) -> list[str]:
+        """Thumbprints of the keys the account replaced, the most recent first."""
+        with self._tx() as c:
+            rows = c.execute(
+                sa.select(account_prior_keys.c.thumbprint)
+                .where(account_prior_keys.c.account_id == account_id)
+                .order_by(account_prior_keys.c.replaced.desc())
+            ).scalars()
+            return [str(t) for t in rows]
 
     def add_eab_key(self, key: EabKey) -> bool:
         """False if the key ID is taken."""

@@ -25,6 +25,11 @@ from dataclasses import dataclass
 from acmekit.protocol.messages import ChallengeType, Identifier
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation import resolve
+from acmekit.server.validation.accountbound import (
+    AccountContext,
+    validate_dns_account01,
+    validate_dns_persist01,
+)
 from acmekit.server.validation.dns01 import validate_dns01
 from acmekit.server.validation.dnssec import DnssecMode
 from acmekit.server.validation.http01 import Http01Policy, https_context, validate_http01
@@ -39,7 +44,11 @@ _FALLBACK = {
     ChallengeType.HTTP_01: ProblemType.CONNECTION,
     ChallengeType.DNS_01: ProblemType.DNS,
     ChallengeType.TLS_ALPN_01: ProblemType.CONNECTION,
+    ChallengeType.DNS_PERSIST_01: ProblemType.DNS,
+    ChallengeType.DNS_ACCOUNT_01: ProblemType.DNS,
 }
+# Validations that need the account (accountbound.py), dispatched by challenge type.
+_ACCOUNT_BOUND = (ChallengeType.DNS_PERSIST_01, ChallengeType.DNS_ACCOUNT_01)
 
 
 @dataclass(frozen=True)
@@ -92,13 +101,25 @@ class Validator:
         identifier: Identifier,
         token: str,
         key_authorization: str,
-    ) -> None:
-        """Return if `identifier` meets the challenge, else raise AcmeError (only that)."""
+        *,
+        account: AccountContext | None = None,
+    ) -> int | None:
+        """Return if `identifier` meets the challenge, else raise AcmeError (only that).
+
+        dns-persist-01 and dns-account-01 need `account`; dns-persist-01 returns the
+        record's persistUntil (UNIX seconds, or None), which the authorization may not
+        outlive (draft-ietf-acme-dns-persist-02 §4.1 item 5)."""
         end = asyncio.get_running_loop().time() + self._config.timeout
         saved = resolve.deadline.set(end)
+        until: int | None = None
         try:
             async with asyncio.timeout_at(end + _GRACE):
-                await self._run(challenge_type, identifier, token, key_authorization, end)
+                if challenge_type in _ACCOUNT_BOUND:
+                    until = await self._run_bound(
+                        challenge_type, identifier, key_authorization, account, end
+                    )
+                else:
+                    await self._run(challenge_type, identifier, token, key_authorization, end)
         except AcmeError as err:
             raise self._failed(challenge_type, identifier, err) from None
         except TimeoutError:
@@ -112,6 +133,22 @@ class Validator:
         finally:
             resolve.deadline.reset(saved)
         log.debug("%s for %s: valid", challenge_type, identifier.value)
+        return until
+
+    async def _run_bound(
+        self,
+        ctype: ChallengeType,
+        identifier: Identifier,
+        key_auth: str,
+        account: AccountContext | None,
+        end: float,
+    ) -> int | None:
+        if account is None:
+            raise problem(ProblemType.SERVER_INTERNAL, f"{ctype} needs the account")
+        if ctype == ChallengeType.DNS_ACCOUNT_01:
+            await validate_dns_account01(self._dns, identifier, key_auth, account, end)
+            return None
+        return await validate_dns_persist01(self._dns, identifier, account, end)
 
     async def _run(
         self, ctype: ChallengeType, identifier: Identifier, token: str, key_auth: str, end: float
@@ -140,4 +177,4 @@ class Validator:
         return AcmeError(dataclasses.replace(err.problem, identifier=identifier.to_json()))
 
 
-__all__ = ["ValidationConfig", "Validator"]
+__all__ = ["AccountContext", "ValidationConfig", "Validator"]
