@@ -80,6 +80,18 @@ class Reply:
         return json.loads(self.body)
 
 
+def io_calls(pid: int) -> int:
+    """read- and write-family system calls of `pid` so far (syscr + syscw of /proc/PID/io,
+    every thread): a count that does not move with the machine's load, unlike CPU time."""
+    try:
+        fields = dict(
+            line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().split("\n") if line
+        )
+    except OSError:
+        return 0
+    return int(fields["syscr"]) + int(fields["syscw"])
+
+
 # ---------------------------------------------------------------- the ACME wire
 
 
@@ -275,6 +287,7 @@ class Result:
     client_cpu: float
     requests: int
     first_error: str | None
+    syscalls: int = 0
 
     @property
     def per_second(self) -> float:
@@ -300,15 +313,17 @@ async def measure(server: Server, workers: list[Worker], tokens: dict[str, str])
         await asyncio.gather(*(register(acme, w) for w in workers))
         acme.requests = 0
         cpu0, client0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        io0 = io_calls(server.pid)
         await asyncio.gather(*(run_worker(acme, w, tokens) for w in workers))
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(server.pid) - cpu0
+        io = io_calls(server.pid) - io0
         client_cpu = time.process_time() - client0
     errors = [e for w in workers for e in w.errors]
     done = sum(w.done for w in workers)
     return Result(
         server.name, "aiohttp", done, len(errors), wall, server_cpu, client_cpu, acme.requests,
-        errors[0] if errors else None,
+        errors[0] if errors else None, io,
     )  # fmt: skip
 
 
@@ -436,17 +451,19 @@ async def measure_acme(server: Server, certs: int, tokens: Any, manager: Any) ->
         proc.start()
         procs.append(proc)
     await asyncio.to_thread(ready.wait, 120)
-    cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+    cpu0, t0, io0 = cpu_seconds(server.pid), time.monotonic(), io_calls(server.pid)
     go.set()
     outcomes = [await asyncio.to_thread(out.get, True, 600) for _ in procs]
     wall = time.monotonic() - t0
     server_cpu = cpu_seconds(server.pid) - cpu0
+    io = io_calls(server.pid) - io0
     for proc in procs:
         await asyncio.to_thread(proc.join, 30)
     errors = [e for o in outcomes for e in o[1]]
     return Result(
         server.name, "acme", sum(o[0] for o in outcomes), len(errors), wall, server_cpu,
         sum(o[3] for o in outcomes), sum(o[2] for o in outcomes), errors[0] if errors else None,
+        io,
     )  # fmt: skip
 
 
@@ -524,7 +541,7 @@ def _row(label: str, r: Result) -> str:
     return (
         f"{label:<26} {r.certs:>6} {r.failed:>6} {r.wall:>7.2f} {r.per_second:>8.1f} "
         f"{r.cpu_ms:>11.2f} {r.cpu_us_per_request:>10.0f} {per(1000 * r.client_cpu):>11.2f} "
-        f"{per(r.requests):>9.2f}"
+        f"{per(r.requests):>9.2f} {r.syscalls / r.requests if r.requests else 0:>9.1f}"
     )
 
 
@@ -559,7 +576,10 @@ def report(results: list[Result], plan: Plan) -> None:
     )
     print("Pebble: " + " ".join(f"{k}={v}" for k, v in PEBBLE_ENV.items()) + "\n")
     head = f"{'generator/server':<26} {'certs':>6} {'failed':>6} {'wall s':>7} {'certs/s':>8} "
-    print(head + f"{'CPU ms/cert':>11} {'CPU us/req':>10} {'client ms/c':>11} {'req/cert':>9}")
+    print(
+        head + f"{'CPU ms/cert':>11} {'CPU us/req':>10} {'client ms/c':>11} {'req/cert':>9} "
+        f"{'r+w sys/req':>9}"
+    )
     per_round = len(plan.names) * len(plan.clients)
     for i, r in enumerate(results):
         print(result_row(f"{r.client}/{r.server} #{i // per_round + 1}", r))
