@@ -92,10 +92,17 @@ class Server:
 
 @contextmanager
 def running_acmekit(
-    workdir: Path, *, dns_port: int, http_port: int, lint: bool = True
+    workdir: Path,
+    *,
+    dns_port: int,
+    http_port: int,
+    lint: bool = True,
+    db: str | None = None,
+    name: str | None = None,
 ) -> Iterator[Server]:
     """`acmekit server` with a fresh state dir, without debug logging; ready once its
-    directory answers over HTTPS. `lint=False` switches linting before signing off."""
+    directory answers over HTTPS. `lint=False` switches linting before signing off; `db`
+    is a database URL (default: SQLite in the state dir)."""
     # One load generator issues hundreds of certificates under one registered domain
     # from one address: Let's Encrypt-sized rate limits would refuse it (Pebble has none).
     settings = {
@@ -103,6 +110,8 @@ def running_acmekit(
         "crl": {"listen": f"127.0.0.1:{free_port()}"},
         "lint": {"enabled": lint},
     }
+    if db is not None:
+        settings["db"] = db
     with running_acmekit_server(
         workdir,
         dns_port=dns_port,
@@ -112,7 +121,7 @@ def running_acmekit(
         verbose=False,
     ) as ca:
         wait_https(ca.proc, ca.directory_url, ca.root_path, ca.log, "acmekit server")
-        name = "acmekit" if lint else "acmekit-nolint"
+        name = name or ("acmekit" if lint else "acmekit-nolint")
         yield Server(name, ca.directory_url, ca.root_path, ca.proc.pid)
 
 

@@ -27,7 +27,8 @@ PEBBLE_WFE_NONCEREJECT=0 and PEBBLE_AUTHZREUSE=0; each server gets a fresh state
 
 Run: `python bench/server.py [--workers 8] [--certs 200] [--rounds 3] [--servers acmekit,pebble]
 [--clients aiohttp,acme]`
-(`acmekit-nolint` is the same CA with linting before signing off.)
+(`acmekit-nolint` is the same CA with linting before signing off; `acmekit-pg` and
+`acmekit-nolint-pg` the same on a fresh PostgreSQL database at 127.0.0.1:5432.)
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from _common import Server, cpu_seconds, free_port, running_acmekit, running_challtestsrv
+from _common import (
+    Server,
+    cpu_seconds,
+    free_port,
+    fresh_database,
+    running_acmekit,
+    running_challtestsrv,
+)
 from _common import running_pebble as _running_pebble
 from acmekit.protocol import jose
 from acmekit.protocol.challenges import HTTP01_PATH
@@ -487,9 +495,32 @@ def start_acmekit_nolint(
     return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, lint=False)
 
 
+@contextmanager
+def start_acmekit_pg(
+    workdir: Path, dns_port: int, http_port: int, lint: bool = True
+) -> Iterator[Server]:
+    """The same CA on a fresh PostgreSQL database (127.0.0.1:5432), nonces in the database."""
+    name = "acmekit-pg" if lint else "acmekit-nolint-pg"
+    with (
+        fresh_database("postgresql", workdir, "unused") as url,
+        running_acmekit(
+            workdir, dns_port=dns_port, http_port=http_port, lint=lint, db=url, name=name
+        ) as server,
+    ):
+        yield server
+
+
+def start_acmekit_nolint_pg(
+    workdir: Path, dns_port: int, http_port: int
+) -> AbstractContextManager[Server]:
+    return start_acmekit_pg(workdir, dns_port, http_port, lint=False)
+
+
 SERVERS: dict[str, ServerFactory] = {
     "acmekit": start_acmekit,
     "acmekit-nolint": start_acmekit_nolint,
+    "acmekit-pg": start_acmekit_pg,
+    "acmekit-nolint-pg": start_acmekit_nolint_pg,
     "pebble": start_pebble,
 }
 
@@ -589,7 +620,7 @@ def report(results: list[Result], plan: Plan) -> None:
         if plan.rounds > 1:
             for name, r in medians.items():
                 print(result_row(f"{client}/{name} median", r))
-        for ours in ("acmekit", "acmekit-nolint"):
+        for ours in ("acmekit", "acmekit-nolint", "acmekit-pg", "acmekit-nolint-pg"):
             if {ours, "pebble"} <= medians.keys():
                 a, p = medians[ours], medians["pebble"]
                 worst = max(x.cpu_ms for x in mine if x.server == ours) / min(
