@@ -100,6 +100,25 @@ def io_calls(pid: int) -> int:
     return int(fields["syscr"]) + int(fields["syscw"])
 
 
+def switches(pid: int) -> int:
+    """Context switches of every thread of `pid` so far (voluntary ones are the waits for
+    the next packet or lock): how often the server went to sleep and was woken."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{task}/status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[-1])
+    return total
+
+
 # ---------------------------------------------------------------- the ACME wire
 
 
@@ -296,6 +315,7 @@ class Result:
     requests: int
     first_error: str | None
     syscalls: int = 0
+    switches: int = 0
 
     @property
     def per_second(self) -> float:
@@ -321,17 +341,17 @@ async def measure(server: Server, workers: list[Worker], tokens: dict[str, str])
         await asyncio.gather(*(register(acme, w) for w in workers))
         acme.requests = 0
         cpu0, client0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
-        io0 = io_calls(server.pid)
+        io0, sw0 = io_calls(server.pid), switches(server.pid)
         await asyncio.gather(*(run_worker(acme, w, tokens) for w in workers))
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(server.pid) - cpu0
-        io = io_calls(server.pid) - io0
+        io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
         client_cpu = time.process_time() - client0
     errors = [e for w in workers for e in w.errors]
     done = sum(w.done for w in workers)
     return Result(
         server.name, "aiohttp", done, len(errors), wall, server_cpu, client_cpu, acme.requests,
-        errors[0] if errors else None, io,
+        errors[0] if errors else None, io, sw,
     )  # fmt: skip
 
 
@@ -460,18 +480,19 @@ async def measure_acme(server: Server, certs: int, tokens: Any, manager: Any) ->
         procs.append(proc)
     await asyncio.to_thread(ready.wait, 120)
     cpu0, t0, io0 = cpu_seconds(server.pid), time.monotonic(), io_calls(server.pid)
+    sw0 = switches(server.pid)
     go.set()
     outcomes = [await asyncio.to_thread(out.get, True, 600) for _ in procs]
     wall = time.monotonic() - t0
     server_cpu = cpu_seconds(server.pid) - cpu0
-    io = io_calls(server.pid) - io0
+    io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
     for proc in procs:
         await asyncio.to_thread(proc.join, 30)
     errors = [e for o in outcomes for e in o[1]]
     return Result(
         server.name, "acme", sum(o[0] for o in outcomes), len(errors), wall, server_cpu,
         sum(o[3] for o in outcomes), sum(o[2] for o in outcomes), errors[0] if errors else None,
-        io,
+        io, sw,
     )  # fmt: skip
 
 
@@ -572,7 +593,8 @@ def _row(label: str, r: Result) -> str:
     return (
         f"{label:<26} {r.certs:>6} {r.failed:>6} {r.wall:>7.2f} {r.per_second:>8.1f} "
         f"{r.cpu_ms:>11.2f} {r.cpu_us_per_request:>10.0f} {per(1000 * r.client_cpu):>11.2f} "
-        f"{per(r.requests):>9.2f} {r.syscalls / r.requests if r.requests else 0:>9.1f}"
+        f"{per(r.requests):>9.2f} {r.syscalls / r.requests if r.requests else 0:>9.1f} "
+        f"{r.switches / r.requests if r.requests else 0:>8.1f}"
     )
 
 
@@ -609,7 +631,7 @@ def report(results: list[Result], plan: Plan) -> None:
     head = f"{'generator/server':<26} {'certs':>6} {'failed':>6} {'wall s':>7} {'certs/s':>8} "
     print(
         head + f"{'CPU ms/cert':>11} {'CPU us/req':>10} {'client ms/c':>11} {'req/cert':>9} "
-        f"{'r+w sys/req':>9}"
+        f"{'r+w sys/req':>9} {'ctxsw/req':>8}"
     )
     per_round = len(plan.names) * len(plan.clients)
     for i, r in enumerate(results):
