@@ -1,7 +1,12 @@
 """CA server benchmark: `acmekit server` and Pebble under the same load, in the same run.
 
-What it measures: for each server, certificates per second and the server's CPU
-milliseconds per certificate, and the ratio acmekit / pebble of both numbers.
+What it measures: for each load generator and server, certificates per second, the
+server's CPU per certificate and per request, requests per certificate, and two counts
+that do not move with the machine's load: the server's read/write system calls
+(/proc/PID/io) and context switches (/proc/PID/task/*/status) per request; then the
+ratio acmekit / pebble under each generator. To profile the CA under either generator,
+attach a sampling profiler to its PID while a run is going (`py-spy record -p PID`,
+from the `bench` extra).
 
 How: one load generator, written here over aiohttp (one ClientSession per server, trusting
 that server's root) and `acmekit.protocol.jose.sign`, runs N concurrent workers. Each worker
