@@ -94,12 +94,20 @@ class Server:
 
 @contextmanager
 def running_acmekit(
-    workdir: Path, *, dns_port: int, http_port: int, lint: bool = True, ct_logs: int = 0
+    workdir: Path,
+    *,
+    dns_port: int,
+    http_port: int,
+    lint: bool = True,
+    ct_logs: int = 0,
+    db: str | None = None,
+    name: str | None = None,
 ) -> Iterator[Server]:
     """`acmekit server` with a fresh state dir, without debug logging; ready once its
     directory answers over HTTPS. `lint=False` switches linting before signing off;
     `ct_logs` > 0 starts that many `acmekit ct` logs on loopback and the CA logs every
-    certificate in them (RFC 6962 precertificates, SCTs embedded)."""
+    certificate in them (RFC 6962 precertificates, SCTs embedded); `db` is a database URL
+    (default: SQLite in the state dir)."""
     # One load generator issues hundreds of certificates under one registered domain
     # from one address: Let's Encrypt-sized rate limits would refuse it (Pebble has none).
     settings: dict[str, Any] = {
@@ -107,6 +115,8 @@ def running_acmekit(
         "crl": {"listen": f"127.0.0.1:{free_port()}"},
         "lint": {"enabled": lint},
     }
+    if db is not None:
+        settings["db"] = db
     state = workdir / f"ca-state-{os.getpid()}-{free_port()}"
     with ExitStack() as stack:
         if ct_logs:
@@ -130,9 +140,10 @@ def running_acmekit(
             )
         )
         wait_https(ca.proc, ca.directory_url, ca.root_path, ca.log, "acmekit server")
-        name = "acmekit" if lint else "acmekit-nolint"
-        if ct_logs:
-            name = "acmekit-ct" if ct_logs == 2 else f"acmekit-ct{ct_logs}"
+        if name is None:
+            name = "acmekit" if lint else "acmekit-nolint"
+            if ct_logs:
+                name = "acmekit-ct" if ct_logs == 2 else f"acmekit-ct{ct_logs}"
         yield Server(name, ca.directory_url, ca.root_path, ca.proc.pid)
 
 

@@ -1,7 +1,12 @@
 """CA server benchmark: `acmekit server` and Pebble under the same load, in the same run.
 
-What it measures: for each server, certificates per second and the server's CPU
-milliseconds per certificate, and the ratio acmekit / pebble of both numbers.
+What it measures: for each load generator and server, certificates per second, the
+server's CPU per certificate and per request, requests per certificate, and two counts
+that do not move with the machine's load: the server's read/write system calls
+(/proc/PID/io) and context switches (/proc/PID/task/*/status) per request; then the
+ratio acmekit / pebble under each generator. To profile the CA under either generator,
+attach a sampling profiler to its PID while a run is going (`py-spy record -p PID`,
+from the `bench` extra).
 
 How: one load generator, written here over aiohttp (one ClientSession per server, trusting
 that server's root) and `acmekit.protocol.jose.sign`, runs N concurrent workers. Each worker
@@ -14,12 +19,21 @@ only called when the pool is empty. An aiohttp.web responder in this process ser
 http-01 key authorizations. `pebble-challtestsrv` answers every name with 127.0.0.1 for both
 servers' validation authorities.
 
+A second load generator ("acme") is built on certbot's `acme` library from PyPI, as most
+Python clients are: four worker processes, each with its own `ClientNetwork` (one
+requests session, its own nonces: the one from each response, HEAD newNonce when none is
+in hand), each getting its certificates one after another through `ClientV2`; the
+authorization and the order are polled from 10 ms, doubling up to 250 ms. Its workers
+hand their key authorizations to the same responder through a shared dict.
+
 Server CPU is utime + stime from /proc/PID/stat of the server process and its descendants,
 read just before and just after the measured phase. Pebble runs with PEBBLE_VA_NOSLEEP=1,
 PEBBLE_WFE_NONCEREJECT=0 and PEBBLE_AUTHZREUSE=0; each server gets a fresh state.
 
-Run: `python bench/server.py [--workers 8] [--certs 200] [--rounds 3] [--servers acmekit,pebble]`
-(`acmekit-nolint` is the same CA with linting before signing off.)
+Run: `python bench/server.py [--workers 8] [--certs 200] [--rounds 3] [--servers acmekit,pebble]
+[--clients aiohttp,acme]`
+(`acmekit-nolint` is the same CA with linting before signing off; `acmekit-pg` and
+`acmekit-nolint-pg` the same on a fresh PostgreSQL database at 127.0.0.1:5432.)
 """
 
 from __future__ import annotations
@@ -27,13 +41,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import ssl
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +60,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from _common import Server, cpu_seconds, free_port, running_acmekit, running_challtestsrv
+from _common import (
+    Server,
+    cpu_seconds,
+    free_port,
+    fresh_database,
+    running_acmekit,
+    running_challtestsrv,
+)
 from _common import running_pebble as _running_pebble
 from acmekit.protocol import jose
 from acmekit.protocol.challenges import HTTP01_PATH
@@ -69,6 +91,37 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def io_calls(pid: int) -> int:
+    """read- and write-family system calls of `pid` so far (syscr + syscw of /proc/PID/io,
+    every thread): a count that does not move with the machine's load, unlike CPU time."""
+    try:
+        fields = dict(
+            line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().split("\n") if line
+        )
+    except OSError:
+        return 0
+    return int(fields["syscr"]) + int(fields["syscw"])
+
+
+def switches(pid: int) -> int:
+    """Context switches of every thread of `pid` so far (voluntary ones are the waits for
+    the next packet or lock): how often the server went to sleep and was woken."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{task}/status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[-1])
+    return total
 
 
 # ---------------------------------------------------------------- the ACME wire
@@ -226,11 +279,17 @@ async def register(acme: Acme, worker: Worker) -> None:
 
 
 @asynccontextmanager
-async def http01_responder(port: int, tokens: dict[str, str]) -> AsyncIterator[None]:
-    """Serve tokens[token] at /.well-known/acme-challenge/{token} on 127.0.0.1:port."""
+async def http01_responder(
+    port: int, tokens: dict[str, str], shared: Any = None
+) -> AsyncIterator[None]:
+    """Serve tokens[token] at /.well-known/acme-challenge/{token} on 127.0.0.1:port, or
+    shared[token] (the acme generator's processes write there)."""
 
     async def answer(request: web.Request) -> web.Response:
-        value = tokens.get(request.match_info["token"])
+        token = request.match_info["token"]
+        value = tokens.get(token)
+        if value is None and shared is not None:
+            value = shared.get(token)
         if value is None:
             return web.Response(status=404)
         return web.Response(text=value, content_type="application/octet-stream")
@@ -252,6 +311,7 @@ async def http01_responder(port: int, tokens: dict[str, str]) -> AsyncIterator[N
 @dataclass(frozen=True)
 class Result:
     server: str
+    client: str
     certs: int
     failed: int
     wall: float
@@ -259,6 +319,8 @@ class Result:
     client_cpu: float
     requests: int
     first_error: str | None
+    syscalls: int = 0
+    switches: int = 0
 
     @property
     def per_second(self) -> float:
@@ -267,6 +329,10 @@ class Result:
     @property
     def cpu_ms(self) -> float:
         return 1000 * self.server_cpu / self.certs if self.certs else float("nan")
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return 1e6 * self.server_cpu / self.requests if self.requests else float("nan")
 
 
 async def measure(server: Server, workers: list[Worker], tokens: dict[str, str]) -> Result:
@@ -280,15 +346,158 @@ async def measure(server: Server, workers: list[Worker], tokens: dict[str, str])
         await asyncio.gather(*(register(acme, w) for w in workers))
         acme.requests = 0
         cpu0, client0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        io0, sw0 = io_calls(server.pid), switches(server.pid)
         await asyncio.gather(*(run_worker(acme, w, tokens) for w in workers))
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(server.pid) - cpu0
+        io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
         client_cpu = time.process_time() - client0
     errors = [e for w in workers for e in w.errors]
     done = sum(w.done for w in workers)
     return Result(
-        server.name, done, len(errors), wall, server_cpu, client_cpu, acme.requests,
-        errors[0] if errors else None,
+        server.name, "aiohttp", done, len(errors), wall, server_cpu, client_cpu, acme.requests,
+        errors[0] if errors else None, io, sw,
+    )  # fmt: skip
+
+
+# ------------------------------------------------- the second generator: certbot's `acme`
+
+ACME_PROCESSES = 4
+POLL_FIRST, POLL_MAX = 0.01, 0.25  # the acme generator's polls: 10 ms, doubling to 250 ms
+
+
+def _backoff() -> Iterator[float]:
+    delay = POLL_FIRST
+    while True:
+        yield delay
+        delay = min(2 * delay, POLL_MAX)
+
+
+@dataclass(frozen=True)
+class AcmeJob:
+    """What one worker process gets: where to go, its account key and its certificates."""
+
+    directory_url: str
+    root_path: str
+    key_pem: bytes
+    jobs: list[tuple[str, bytes]]  # (name, CSR PEM)
+
+
+def acme_worker(job: AcmeJob, tokens: Any, ready: Any, go: Any, out: Any) -> None:
+    """One process of the acme generator: register (not measured), wait for `go`, then get
+    every certificate in turn; put (done, errors, requests, client CPU s) on `out`."""
+    import josepy
+    from acme import challenges, messages
+    from acme.client import ClientNetwork, ClientV2
+
+    class CountingNetwork(ClientNetwork):
+        requests = 0
+
+        def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            self.requests += 1
+            return super()._send_request(method, url, *args, **kwargs)
+
+    key = serialization.load_pem_private_key(job.key_pem, None)
+    jwk = josepy.JWKEC(key=key)
+    net = CountingNetwork(jwk, alg=josepy.ES256, verify_ssl=job.root_path)  # type: ignore[arg-type]
+    client = ClientV2(ClientV2.get_directory(job.directory_url, net), net)
+    client.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+    ready.wait()
+    go.wait()
+    net.requests, cpu0 = 0, time.process_time()
+    done, errors = 0, []
+
+    def poll_authz(authzr: Any, deadline: float) -> None:
+        for delay in _backoff():
+            if time.monotonic() > deadline:
+                raise BenchError(f"{authzr.uri} not valid in time")
+            time.sleep(delay)
+            authzr, _ = client.poll(authzr)
+            if authzr.body.status == messages.STATUS_VALID:
+                return
+            if authzr.body.status == messages.STATUS_INVALID:
+                raise BenchError(f"{authzr.uri} invalid")
+
+    def poll_order(orderr: Any, deadline: float) -> Any:
+        body = orderr.body
+        for delay in _backoff():
+            if body.status == messages.STATUS_VALID:
+                return body
+            if body.status == messages.STATUS_INVALID or time.monotonic() > deadline:
+                raise BenchError(f"{orderr.uri}: {body.status}")
+            time.sleep(delay)
+            body = messages.Order.from_json(client._post_as_get(orderr.uri).json())
+        raise AssertionError("unreachable")
+
+    for name, csr_pem in job.jobs:
+        deadline = time.monotonic() + CERT_DEADLINE
+        try:
+            orderr = client.new_order(csr_pem)
+            for authzr in orderr.authorizations:
+                if authzr.body.status == messages.STATUS_VALID:
+                    continue
+                challb = next(
+                    c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01)
+                )
+                response, validation = challb.response_and_validation(jwk)
+                tokens[challb.chall.encode("token")] = validation
+                try:
+                    client.answer_challenge(challb, response)
+                    poll_authz(authzr, deadline)
+                finally:
+                    tokens.pop(challb.chall.encode("token"), None)
+            orderr = client.begin_finalization(orderr)
+            body = poll_order(orderr, deadline)
+            pem = client._post_as_get(body.certificate).text
+            if "BEGIN CERTIFICATE" not in pem:
+                raise BenchError(f"{name}: certificate download gave no PEM")
+            done += 1
+        except Exception as exc:  # the run reports it and goes on with the next name
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+    out.put((done, errors, net.requests, time.process_time() - cpu0))
+
+
+async def measure_acme(server: Server, certs: int, tokens: Any, manager: Any) -> Result:
+    """The acme generator against `server`: ACME_PROCESSES processes sharing `certs` names."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, go, out = manager.Barrier(ACME_PROCESSES + 1), manager.Event(), manager.Queue()
+    procs = []
+    for i in range(ACME_PROCESSES):
+        csr_key = ec.generate_private_key(ec.SECP256R1())
+        names = [f"a{i}-{n}.bench.test" for n in range(len(range(i, certs, ACME_PROCESSES)))]
+        pems = [
+            x509.load_der_x509_csr(make_csr(csr_key, name)).public_bytes(serialization.Encoding.PEM)
+            for name in names
+        ]
+        key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        job = AcmeJob(
+            server.directory_url,
+            str(server.root_path),
+            key_pem,
+            list(zip(names, pems, strict=True)),
+        )
+        proc = ctx.Process(target=acme_worker, args=(job, tokens, ready, go, out), daemon=True)
+        proc.start()
+        procs.append(proc)
+    await asyncio.to_thread(ready.wait, 120)
+    cpu0, t0, io0 = cpu_seconds(server.pid), time.monotonic(), io_calls(server.pid)
+    sw0 = switches(server.pid)
+    go.set()
+    outcomes = [await asyncio.to_thread(out.get, True, 600) for _ in procs]
+    wall = time.monotonic() - t0
+    server_cpu = cpu_seconds(server.pid) - cpu0
+    io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
+    for proc in procs:
+        await asyncio.to_thread(proc.join, 30)
+    errors = [e for o in outcomes for e in o[1]]
+    return Result(
+        server.name, "acme", sum(o[0] for o in outcomes), len(errors), wall, server_cpu,
+        sum(o[3] for o in outcomes), sum(o[2] for o in outcomes), errors[0] if errors else None,
+        io, sw,
     )  # fmt: skip
 
 
@@ -320,10 +529,33 @@ def start_acmekit_ct(
     return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, ct_logs=2)
 
 
+@contextmanager
+def start_acmekit_pg(
+    workdir: Path, dns_port: int, http_port: int, lint: bool = True
+) -> Iterator[Server]:
+    """The same CA on a fresh PostgreSQL database (127.0.0.1:5432), nonces in the database."""
+    name = "acmekit-pg" if lint else "acmekit-nolint-pg"
+    with (
+        fresh_database("postgresql", workdir, "unused") as url,
+        running_acmekit(
+            workdir, dns_port=dns_port, http_port=http_port, lint=lint, db=url, name=name
+        ) as server,
+    ):
+        yield server
+
+
+def start_acmekit_nolint_pg(
+    workdir: Path, dns_port: int, http_port: int
+) -> AbstractContextManager[Server]:
+    return start_acmekit_pg(workdir, dns_port, http_port, lint=False)
+
+
 SERVERS: dict[str, ServerFactory] = {
     "acmekit": start_acmekit,
     "acmekit-nolint": start_acmekit_nolint,
     "acmekit-ct": start_acmekit_ct,
+    "acmekit-pg": start_acmekit_pg,
+    "acmekit-nolint-pg": start_acmekit_nolint_pg,
     "pebble": start_pebble,
 }
 
@@ -334,6 +566,7 @@ class Plan:
     workers: int
     certs: int
     rounds: int
+    clients: list[str] = field(default_factory=lambda: ["aiohttp"])
 
     def order(self, round_no: int) -> list[str]:
         """The servers of one round; the order flips every round so neither always goes first."""
@@ -345,32 +578,42 @@ async def run_all(plan: Plan, workdir: Path) -> list[Result]:
     tokens: dict[str, str] = {}
     http_port = free_port()
     results = []
-    async with http01_responder(http_port, tokens):
-        with running_challtestsrv(workdir) as dns:
-            for round_no in range(plan.rounds):
-                for name in plan.order(round_no):
-                    own = workdir / f"{name}-{round_no}"
-                    own.mkdir()
-                    pool = make_workers(plan.workers, plan.certs)
-                    with SERVERS[name](own, dns.dns_port, http_port) as server:
-                        results.append(await measure(server, pool, tokens))
-                    print(f"round {round_no + 1} {name}: done", file=sys.stderr, flush=True)
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        shared = manager.dict()
+        async with http01_responder(http_port, tokens, shared):
+            with running_challtestsrv(workdir) as dns:
+                for round_no in range(plan.rounds):
+                    for client in plan.clients:
+                        for name in plan.order(round_no):
+                            own = workdir / f"{name}-{client}-{round_no}"
+                            own.mkdir()
+                            with SERVERS[name](own, dns.dns_port, http_port) as server:
+                                if client == "acme":
+                                    got = await measure_acme(server, plan.certs, shared, manager)
+                                else:
+                                    pool = make_workers(plan.workers, plan.certs)
+                                    got = await measure(server, pool, tokens)
+                                results.append(got)
+                            print(
+                                f"round {round_no + 1} {client} {name}: done",
+                                file=sys.stderr,
+                                flush=True,
+                            )
     return results
 
 
-def _row(label: str, certs: int, failed: int, wall: float, cpu_ms: float, client_ms: float,
-         req: float) -> str:  # fmt: skip
-    rate = certs / wall if wall else 0.0
+def _row(label: str, r: Result) -> str:
+    per = (lambda x: x / r.certs) if r.certs else (lambda x: float("nan"))
     return (
-        f"{label:<14} {certs:>6} {failed:>6} {wall:>7.2f} {rate:>8.1f} "
-        f"{cpu_ms:>19.2f} {client_ms:>19.2f} {req:>9.1f}"
+        f"{label:<26} {r.certs:>6} {r.failed:>6} {r.wall:>7.2f} {r.per_second:>8.1f} "
+        f"{r.cpu_ms:>11.2f} {r.cpu_us_per_request:>10.0f} {per(1000 * r.client_cpu):>11.2f} "
+        f"{per(r.requests):>9.2f} {r.syscalls / r.requests if r.requests else 0:>9.1f} "
+        f"{r.switches / r.requests if r.requests else 0:>8.1f}"
     )
 
 
 def result_row(label: str, r: Result) -> str:
-    client_ms = 1000 * r.client_cpu / r.certs if r.certs else float("nan")
-    req = r.requests / r.certs if r.certs else float("nan")
-    return _row(label, r.certs, r.failed, r.wall, r.cpu_ms, client_ms, req)
+    return _row(label, r)
 
 
 def median_result(results: list[Result]) -> Result:
@@ -381,13 +624,30 @@ def median_result(results: list[Result]) -> Result:
 
 def report(results: list[Result], plan: Plan) -> None:
     cores = len(os.sched_getaffinity(0))
-    print(f"\nCA server benchmark: {plan.workers} workers, {plan.certs} distinct-name certificates")
-    print(f"per server and round, {plan.rounds} round(s), http-01, P-256 CSRs. The load generator,")
-    print(f"the servers and the DNS server share {cores} CPU cores, so certs/s is bounded by the")
-    print("machine; server CPU is utime+stime from /proc of the server and its children.")
+    print(f"\nCA server benchmark: {plan.certs} distinct-name certificates per server, generator")
+    print(f"and round, {plan.rounds} round(s), http-01, P-256 CSRs. Generators: aiohttp")
+    print(
+        f"({plan.workers} workers, one session, pooled nonces, polls every "
+        f"{POLL_INTERVAL * 1000:.0f} ms) and acme"
+    )
+    print(
+        f"(certbot's library: {ACME_PROCESSES} processes, a session and nonces each, "
+        "polls 10 ms doubling"
+    )
+    print(
+        f"to 250 ms). Generators, servers and the DNS server share {cores} CPU cores, so certs/s is"
+    )
+    print(
+        "bounded by the machine; server CPU is utime+stime from /proc of the server "
+        "and its children."
+    )
     print("Pebble: " + " ".join(f"{k}={v}" for k, v in PEBBLE_ENV.items()) + "\n")
-    head = f"{'server':<14} {'certs':>6} {'failed':>6} {'wall s':>7} {'certs/s':>8} "
-    print(head + f"{'server CPU ms/cert':>19} {'client CPU ms/cert':>19} {'req/cert':>9}")
+    head = f"{'generator/server':<26} {'certs':>6} {'failed':>6} {'wall s':>7} {'certs/s':>8} "
+    print(
+        head + f"{'CPU ms/cert':>11} {'CPU us/req':>10} {'client ms/c':>11} {'req/cert':>9} "
+        f"{'r+w sys/req':>9} {'ctxsw/req':>8}"
+    )
+    per_round = len(plan.names) * len(plan.clients)
     for i, r in enumerate(results):
         print(result_row(f"{r.server} #{i // len(plan.names) + 1}", r))
     medians = {n: median_result([r for r in results if r.server == n]) for n in plan.names}
@@ -413,9 +673,34 @@ def report(results: list[Result], plan: Plan) -> None:
             f"({c.cpu_ms:.2f} with, {a.cpu_ms:.2f} without; x{c.cpu_ms / a.cpu_ms:.2f}, "
             "target: <= x1.50; the logs' own CPU not counted)"
         )
+        print(result_row(f"{r.client}/{r.server} #{i // per_round + 1}", r))
+    for client in plan.clients:
+        mine = [r for r in results if r.client == client]
+        medians = {n: median_result([r for r in mine if r.server == n]) for n in plan.names}
+        if plan.rounds > 1:
+            for name, r in medians.items():
+                print(result_row(f"{client}/{name} median", r))
+        for ours in ("acmekit", "acmekit-nolint", "acmekit-pg", "acmekit-nolint-pg"):
+            if {ours, "pebble"} <= medians.keys():
+                a, p = medians[ours], medians["pebble"]
+                worst = max(x.cpu_ms for x in mine if x.server == ours) / min(
+                    x.cpu_ms for x in mine if x.server == "pebble"
+                )
+                print(
+                    f"{client}: ratio {ours}/pebble: certs/s {a.per_second / p.per_second:.2f}, "
+                    f"server CPU ms/cert {a.cpu_ms / p.cpu_ms:.2f} (least flattering pair "
+                    f"{worst:.2f}; target <= 0.50), CPU/request "
+                    f"{a.cpu_us_per_request / p.cpu_us_per_request:.2f}"
+                )
+        if {"acmekit", "acmekit-nolint"} <= medians.keys():
+            a, n = medians["acmekit"], medians["acmekit-nolint"]
+            print(
+                f"{client}: lint before signing: server CPU {a.cpu_ms - n.cpu_ms:+.2f} ms/cert "
+                f"({a.cpu_ms:.2f} with, {n.cpu_ms:.2f} without)"
+            )
     for r in results:
         if r.first_error:
-            print(f"{r.server}: {r.failed} failed; first: {r.first_error}")
+            print(f"{r.client}/{r.server}: {r.failed} failed; first: {r.first_error}")
 
 
 def parse_args(argv: list[str] | None = None) -> Plan:
@@ -428,12 +713,16 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     parser.add_argument(
         "--servers", default="acmekit,pebble", help="comma-separated, run in this order"
     )
+    parser.add_argument(
+        "--clients", default="aiohttp,acme", help="load generators: aiohttp, acme [both]"
+    )
     args = parser.parse_args(argv)
     names = [n for n in args.servers.split(",") if n]
-    unknown = set(names) - SERVERS.keys()
+    clients = [c for c in args.clients.split(",") if c]
+    unknown = set(names) - SERVERS.keys() | set(clients) - {"aiohttp", "acme"}
     if unknown or not names or min(args.workers, args.certs, args.rounds) < 1:
         parser.error(f"bad arguments (unknown servers: {sorted(unknown)})")
-    return Plan(names, args.workers, args.certs, args.rounds)
+    return Plan(names, args.workers, args.certs, args.rounds, clients)
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -14,6 +14,11 @@ the parser:
 - refuses a connection, with 503, while its address already holds
   `max_connections_per_address`.
 
+It also hands uvicorn a transport that sends what one turn of the event loop wrote as
+one write (`_Coalescing`): uvicorn writes a response's head and its body separately,
+which under TLS made two records, two send calls and two wake-ups of a waiting client
+per response; see docs/decisions.md.
+
 The keep-alive timeout is uvicorn's own. The per-address count is taken once the TLS
 handshake is done (asyncio gives the protocol its transport only then); the handshake
 itself is bounded by asyncio's 60 seconds. The added work per request is a few
@@ -37,6 +42,38 @@ from acmekit.server.config import ListenerLimits
 log = logging.getLogger(__name__)
 
 LINGER = 1.0  # seconds a refused connection is read (and dropped) before it is closed
+
+
+class _Coalescing:
+    """A transport whose writes within one turn of the loop leave as one write.
+
+    The flush is scheduled with `call_soon`, so it runs before the loop next polls its
+    sockets: nothing waits longer than the handler that wrote it. Everything else is the
+    wrapped transport's."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def bounded_protocol(limits: ListenerLimits) -> type[HttpToolsProtocol]:
@@ -63,6 +100,7 @@ class _Bounded(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _Coalescing(transport, self.loop)  # type: ignore[assignment]
         cap = self.limits.max_connections_per_address
         address = self.client[0] if self.client else None
         if cap and address is not None:

@@ -4,6 +4,7 @@ and the plain-HTTP listener that serves CRLs (a second uvicorn server on the sam
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import socket
@@ -225,6 +226,11 @@ async def serve(
             timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]
         )
         servers.append((uvicorn.Server(plain), crl_sock))
+    # What start-up built (modules, migrations, pkilint's validator tree) lives as long as
+    # the process: frozen out of the collector's sight, a full collection no longer walks
+    # it, which cost tens of milliseconds each (docs/decisions.md, "CPU per certificate").
+    gc.collect()
+    gc.freeze()
     await _serve_together(servers)
 
 
