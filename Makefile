@@ -42,8 +42,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff format src testkit tests bench
 	$(BIN)/ruff check --fix src testkit tests bench
 
+# Test files run in TEST_WORKERS processes (pytest-xdist, a file to a worker: module
+# fixtures are built once); most of a test's time is spent waiting on servers and peers.
+TEST_WORKERS ?= 3
 test: $(STAMP) lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # Unit and component tests that need no server: no PostgreSQL, no third-party peers.
 test-fast: $(STAMP)
