@@ -25,7 +25,7 @@ setup: $(STAMP)
 # The CA logs every certificate in two local CT logs (scripts/with-ct-logs.sh).
 run: $(STAMP)
 	ACMEKIT=$(CURDIR)/$(BIN)/acmekit CT_PORT=$(RUN_CT_PORT) CT_PORT2=$(RUN_CT_PORT2) \
-		scripts/with-ct-logs.sh $(STATE) \
+		$(CURDIR)/scripts/with-ct-logs.sh $(STATE) \
 		$(BIN)/acmekit server --demo --listen $(RUN_LISTEN) --state-dir $(STATE) $(RUN_FLAGS)
 
 demo: $(STAMP)

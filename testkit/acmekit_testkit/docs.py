@@ -168,8 +168,9 @@ def make_run_command(variables: Mapping[str, str]) -> str:
          *(f"{k}={v}" for k, v in variables.items())],
         cwd=REPO, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    (line,) = shown.stdout.strip().splitlines()
-    return line
+    # A recipe continued with backslashes is printed as written: one command, joined.
+    (line,) = shown.stdout.strip().replace("\\\n", " ").splitlines()
+    return " ".join(line.split())
 
 
 def as_run_here(command: str, make_run: Mapping[str, str]) -> str:
@@ -177,7 +178,8 @@ def as_run_here(command: str, make_run: Mapping[str, str]) -> str:
     variables), this virtualenv's acmekit for `.venv/bin/acmekit`."""
     if command.removesuffix("&").strip() == "make run":
         command = make_run_command(make_run) + (" &" if command.endswith("&") else "")
-    return command.replace(".venv/bin/acmekit", ACMEKIT)
+    # `.venv/bin/acmekit` as written in the docs, not inside an absolute path make printed.
+    return re.sub(r"(?<![\w/.])\.venv/bin/acmekit", ACMEKIT, command)
 
 
 def _env() -> dict[str, str]:

@@ -13,8 +13,9 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from acmekit.client.ctlogs import load_log_lists
 from acmekit.fleet.api import api_app
-from acmekit.fleet.ctstatus import CtCompliance, load_log_lists
+from acmekit.fleet.ctstatus import CtCompliance
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, to_us

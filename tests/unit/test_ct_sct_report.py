@@ -12,7 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from acmekit.certbot.ctcheck import issuer_from, load_log_lists, report_lines, sct_report
+from acmekit.certbot.ctcheck import issuer_from, report_lines, sct_report
+from acmekit.client.ctlogs import load_log_lists
 from acmekit.protocol import ct
 from acmekit.protocol.ctpolicy import sct_list_extension
 from acmekit.protocol.messages import Identifier, IdentifierType

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -23,22 +22,9 @@ from acmekit.protocol.ctpolicy import (
     check_embedded,
     embedded_scts,
     judge_checks,
-    merge_log_lists,
 )
 
 MAX_ISSUER_BYTES = 64 * 1024
-
-
-def load_log_lists(paths: Sequence[str | Path]) -> ct.LogList:
-    """The logs of every list given (Chrome's v3 schema), one list; ValueError if one
-    does not parse."""
-    found = []
-    for path in paths:
-        try:
-            found.append(ct.LogList.loads(Path(path).read_bytes()))
-        except (OSError, ct.CtError) as exc:
-            raise ValueError(f"log list {path}: {exc}") from None
-    return merge_log_lists(found)
 
 
 def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -810,7 +810,7 @@ def delete(**args: Any) -> None:
 def certificates(**args: Any) -> None:
     """List the certificates in the config dir, with their SCTs."""
     from acmekit.certbot.certinfo import describe_lineages
-    from acmekit.certbot.ctcheck import load_log_lists
+    from acmekit.client.ctlogs import load_log_lists
 
     try:
         logs = load_log_lists(args["ct_log_lists"]) if args["ct_log_lists"] else None
@@ -965,8 +965,9 @@ def check(
     ct_log_lists: tuple[str, ...],
 ) -> None:
     """Connect with TLS and show the served certificate's validity, verification and SCTs."""
-    from acmekit.certbot.ctcheck import load_log_lists, report_lines
+    from acmekit.certbot.ctcheck import report_lines
     from acmekit.certbot.tlscheck import check_tls, parse_target
+    from acmekit.client.ctlogs import load_log_lists
 
     try:
         logs = load_log_lists(ct_log_lists) if ct_log_lists else None

@@ -158,7 +158,7 @@ def _serve(
         raise click.UsageError(str(exc)) from None
     resolver = options["dns_resolver"]
     if options.get("ct_log_lists"):
-        from acmekit.fleet.ctstatus import load_log_lists
+        from acmekit.client.ctlogs import load_log_lists
 
         try:
             load_log_lists(options["ct_log_lists"])

@@ -12,23 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
-from pathlib import Path
 
 from cryptography import x509
 
 from acmekit.protocol import ct
-from acmekit.protocol.ctpolicy import check_embedded, judge_checks, merge_log_lists
-
-
-def load_log_lists(paths: Sequence[str | Path]) -> ct.LogList:
-    """Every log of the given Chrome v3 log lists; ValueError naming a file that fails."""
-    found = []
-    for path in paths:
-        try:
-            found.append(ct.LogList.loads(Path(path).read_bytes()))
-        except (OSError, ct.CtError) as exc:
-            raise ValueError(f"log list {path}: {exc}") from None
-    return merge_log_lists(found)
+from acmekit.protocol.ctpolicy import check_embedded, judge_checks
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from acmekit.certbot.ctcheck import load_log_lists
+from acmekit.client.ctlogs import load_log_lists
 from acmekit.client.solvers import Solver
 from acmekit.client.solvers.accountbound import DnsPersistSolver
 from acmekit.client.solvers.dns01 import Dns01Solver
