@@ -14,15 +14,19 @@ into 4xx JSON answers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import os
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -41,6 +45,8 @@ KEY_FILE = "ct-log-key.pem"
 MAX_CHAIN = 10  # certificates in one submission
 _SHA256 = hashes.SHA256()
 _BAD_CERTIFICATE = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+T = TypeVar("T")
+R = TypeVar("R")
 MAX_GET_ENTRIES = 1000  # entries per get-entries answer (§4.6 lets a log return fewer)
 
 
@@ -110,6 +116,7 @@ class CtLog:
         self.roots = {r.public_bytes(serialization.Encoding.DER): r for r in settings.roots}
         self.holder = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._verified: set[tuple[bytes, bytes]] = set()
+        self._writer = GroupCommit(store.add_many)
         store.init_tree(self.sign_head, now_ms())
 
     def sign_head(self, head: TreeHead) -> SignedTreeHead:
@@ -119,31 +126,32 @@ class CtLog:
 
     def add_chain(self, chain_der: Sequence[bytes], precert: bool) -> SignedCertificateTimestamp:
         chain = self._check_chain(chain_der, precert)
+        # The DER as submitted (a certificate parsed from it encodes back to the same
+        # bytes), and the root the log added, if any.
+        issuers_der = [*chain_der[1:], *_ders(chain[len(chain_der) :])]
         if precert:
             issuer = chain[1]
             if ct.is_precert_signing_certificate(issuer):
                 raise BadRequest("precertificate signing certificates are not supported")
             entry = SignedEntry.precert(ct.precert_entry(chain[0], issuer))
-            extra = ct.precert_chain_extra_data(chain_der[0], _ders(chain[1:]))
+            extra = ct.precert_chain_extra_data(chain_der[0], issuers_der)
         else:
             entry = SignedEntry.x509(chain_der[0])
-            extra = ct.x509_chain_extra_data(_ders(chain[1:]))
+            extra = ct.x509_chain_extra_data(issuers_der)
         # Signed before it is known to be new: a signature costs less than the lookup
-        # it saves, and a resubmission gets the stored SCT back from `add`.
+        # it saves, and a resubmission gets the stored SCT back from the store.
         stamp = now_ms()
         sct = ct.sign_sct(self.key, stamp, entry)
         leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(stamp, entry))
-        found = self.store.add(
-            StoredEntry(
-                entry.identity(),
-                merkle.leaf_hash(leaf),
-                stamp,
-                leaf,
-                extra,
-                sct.signature.encode(),
-            ),
-            _ders(chain[1:]),
+        stored = StoredEntry(
+            entry.identity(),
+            merkle.leaf_hash(leaf),
+            stamp,
+            leaf,
+            extra,
+            sct.signature.encode(),
         )
+        found = self._writer.submit((stored, issuers_der))
         signature = ct.DigitallySigned.decode(found.sct_signature)
         return SignedCertificateTimestamp(self.log_id, found.timestamp, signature)
 
@@ -173,13 +181,13 @@ class CtLog:
             # §3.1 asks for a valid signature chain: each issuer a CA (RFC 5280 §6.1.4
             # (k)), or any subscriber could log what its own key signed. A root the log
             # accepts is taken as it is (old roots lack basicConstraints).
-            trusted = parent.public_bytes(serialization.Encoding.DER) in self.roots
+            trusted = chain_der[i + 1] in self.roots
             if not trusted and not ct.is_ca(parent):
                 raise BadRequest(f"chain[{i + 1}] is not a CA certificate (basicConstraints)")
-            self._check_signed(child, parent, i)
-        last = chain[-1]
-        if last.public_bytes(serialization.Encoding.DER) not in self.roots:
-            root = self._root_for(last)
+            self._check_signed(child, parent, i, chain_der[i], chain_der[i + 1])
+        if chain_der[-1] not in self.roots:
+            last = chain[-1]
+            root = self._root_for(last, chain_der[-1])
             if root is None:
                 raise BadRequest("the chain does not end in an accepted root")
             chain.append(root)  # §4.1: the log adds the root to the stored chain
@@ -188,10 +196,21 @@ class CtLog:
         self._check_shard(leaf)
         return chain
 
-    def _check_signed(self, child: x509.Certificate, parent: x509.Certificate, i: int) -> None:
+    def _check_signed(
+        self,
+        child: x509.Certificate,
+        parent: x509.Certificate,
+        i: int,
+        child_der: bytes | None = None,
+        parent_der: bytes | None = None,
+    ) -> None:
         """`parent` signed `child`. The CA certificates of a chain come again and again,
-        so a verified (CA certificate, issuer) pair is remembered."""
-        pair = (child.fingerprint(_SHA256), parent.fingerprint(_SHA256))
+        so a verified (CA certificate, issuer) pair is remembered, keyed by the SHA-256
+        of the DER (hashing the bytes at hand saves re-encoding the certificate)."""
+        pair = (
+            hashlib.sha256(child_der).digest() if child_der else child.fingerprint(_SHA256),
+            hashlib.sha256(parent_der).digest() if parent_der else parent.fingerprint(_SHA256),
+        )
         if pair in self._verified:
             return
         try:
@@ -203,12 +222,12 @@ class CtLog:
                 self._verified.clear()
             self._verified.add(pair)
 
-    def _root_for(self, cert: x509.Certificate) -> x509.Certificate | None:
-        for root in self.roots.values():
+    def _root_for(self, cert: x509.Certificate, der: bytes) -> x509.Certificate | None:
+        for root_der, root in self.roots.items():
             if root.subject != cert.issuer:
                 continue
             try:
-                self._check_signed(cert, root, 0)
+                self._check_signed(cert, root, 0, der, root_der)
             except BadRequest:
                 continue
             return root
@@ -316,6 +335,44 @@ class CtLog:
             temporal_end=self.settings.not_after_end,
             usable_since=datetime.now(UTC),
         )
+
+
+class GroupCommit(Generic[T, R]):
+    """Group commit: submissions that arrive while a batch is being written are written
+    together in the next one, in one transaction. No thread of its own: a submitting
+    thread that gets the write turn writes everything queued, its own item included,
+    and hands each waiter its result; every caller returns only after the transaction
+    holding its item has committed (or raises what the write raised)."""
+
+    def __init__(self, write: Callable[[list[T]], Sequence[R]], limit: int = 512) -> None:
+        self._write = write
+        self._limit = limit
+        self._queue: list[tuple[T, Future[R]]] = []
+        self._queue_lock = threading.Lock()
+        self._turn = threading.Lock()
+
+    def submit(self, item: T) -> R:
+        done: Future[R] = Future()
+        with self._queue_lock:
+            self._queue.append((item, done))
+        while not done.done():
+            with self._turn:
+                if done.done():
+                    break  # written by the thread that had the turn before us
+                with self._queue_lock:
+                    batch = self._queue[: self._limit]
+                    del self._queue[: self._limit]
+                if not batch:
+                    continue
+                try:
+                    results = self._write([i for i, _ in batch])
+                except BaseException as exc:
+                    for _, waiter in batch:
+                        waiter.set_exception(exc)
+                else:
+                    for (_, waiter), result in zip(batch, results, strict=True):
+                        waiter.set_result(result)
+        return done.result()
 
 
 def _ders(chain: Sequence[x509.Certificate]) -> list[bytes]:

@@ -57,6 +57,12 @@ class CtStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._known_issuers: set[bytes] = set()  # stored already: no query for them
+        self._insert = (
+            _insert_ignoring_duplicates(engine.dialect.name)
+            .values({c: sa.bindparam(c) for c in _ENTRY_COLUMNS})
+            .returning(entries.c.identity)
+        )
+        # built once: SQLAlchemy's statement cache then skips the compilation
 
     @classmethod
     def from_url(cls, url: str) -> CtStore:
@@ -87,25 +93,52 @@ class CtStore:
     def add(self, entry: StoredEntry, chain: Sequence[bytes]) -> StoredEntry:
         """Store `entry`, or return the entry stored first under its identity (two
         processes may race: the unique identity decides)."""
-        insert = _insert_ignoring_duplicates(self.engine.dialect.name)
+        return self.add_many([(entry, chain)])[0]
+
+    def add_many(self, items: Sequence[tuple[StoredEntry, Sequence[bytes]]]) -> list[StoredEntry]:
+        """Store several submissions in one transaction (group commit): for each, the
+        entry now stored under its identity, which is the one given unless an earlier
+        submission (in this batch, before it, or in any process) won the unique identity.
+        Durable when this returns: the caller answers only then."""
+        if not items:
+            return []
         with self.engine.begin() as conn:
-            done = conn.execute(
-                insert.values(
-                    identity=entry.identity,
-                    leaf_hash=entry.leaf_hash,
-                    timestamp=entry.timestamp,
-                    leaf_input=entry.leaf_input,
-                    extra_data=entry.extra_data,
-                    sct_signature=entry.sct_signature,
-                )
-            )
-        if done.rowcount != 1:
-            found = self.find(entry.identity)
+            # One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the rows it
+            # returns are the new ones; only a duplicate needs another look.
+            inserted = {
+                bytes(identity)
+                for identity in conn.execute(
+                    self._insert,
+                    [{c: getattr(e, c) for c in _ENTRY_COLUMNS} for e, _ in items],
+                ).scalars()
+            }
+            # The rows of duplicates as stored, read in the same transaction: their first SCT.
+            wanted = list({e.identity for e, _ in items} - inserted)
+            stored: dict[bytes, StoredEntry] = {}
+            if wanted:
+                rows = conn.execute(sa.select(entries).where(entries.c.identity.in_(wanted)))
+                for r in rows:
+                    stored[bytes(r.identity)] = StoredEntry(
+                        bytes(r.identity),
+                        bytes(r.leaf_hash),
+                        r.timestamp,
+                        bytes(r.leaf_input),
+                        bytes(r.extra_data),
+                        bytes(r.sct_signature),
+                        r.seq,
+                    )
+        out: list[StoredEntry] = []
+        first: dict[bytes, StoredEntry] = {}  # a duplicate within the batch gets the first
+        for entry, _ in items:
+            if entry.identity in inserted:
+                out.append(first.setdefault(entry.identity, entry))
+                continue
+            found = stored.get(entry.identity)
             if found is None:
                 raise RuntimeError("an entry vanished after a duplicate insert")
-            return found
-        self._remember_issuers(chain)
-        return entry
+            out.append(found)
+        self._remember_issuers([der for _, chain in items for der in chain])
+        return out
 
     def _remember_issuers(self, chain: Sequence[bytes]) -> None:
         keyed = {hashlib.sha256(der).digest(): der for der in chain}
@@ -271,6 +304,9 @@ class CtStore:
         """Leaf hashes [start, end) (the tiles' level 0)."""
         found = self.nodes((0, i) for i in range(start, end))
         return [found[(0, i)] for i in range(start, end)]
+
+
+_ENTRY_COLUMNS = ("identity", "leaf_hash", "timestamp", "leaf_input", "extra_data", "sct_signature")
 
 
 def _insert_ignoring_duplicates(dialect: str) -> sa.Insert:

@@ -1,0 +1,103 @@
+"""Group commit in the log: submissions arriving together are written in one
+transaction, each caller answered only after its own batch is written; duplicates
+(within one batch and across batches) get the first SCT; concurrent submissions
+through the log on SQLite and PostgreSQL all end up stored and sequenced once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from acmekit.ct.log import CtLog, GroupCommit, LogSettings, load_or_create_key
+from acmekit.ct.store import CtStore, StoredEntry
+from acmekit.server.ca import Issuer
+from acmekit_testkit.ctlog import ca_hierarchy, der, leaf_certificate
+from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.tiers import BACKEND_PARAMS
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CtLog, Issuer]]:
+    issuer = ca_hierarchy(tmp_path / "ca")
+    with fresh_database(request.param, tmp_path, "ct.db", prefix="acmekit_ctgc") as url:
+        store = CtStore.from_url(url)
+        settings = LogSettings(roots=(issuer.root_cert,), mmd=1.0)
+        yield CtLog(store, load_or_create_key(tmp_path), settings), issuer
+        store.close()
+
+
+def test_waiting_submissions_are_written_together() -> None:
+    first_started = threading.Event()
+    release = threading.Event()
+    batches: list[list[int]] = []
+
+    def write(items: list[int]) -> Sequence[int]:
+        batches.append(list(items))
+        if len(batches) == 1:
+            first_started.set()
+            release.wait(10)
+        return [i * 10 for i in items]
+
+    group: GroupCommit[int, int] = GroupCommit(write)
+    with ThreadPoolExecutor(9) as pool:
+        head = pool.submit(group.submit, 0)
+        assert first_started.wait(10)
+        rest = [pool.submit(group.submit, i) for i in range(1, 9)]
+        while len(group._queue) < 8:  # all eight queued behind the first write
+            threading.Event().wait(0.01)
+        release.set()
+        assert head.result() == 0
+        assert [f.result() for f in rest] == [i * 10 for i in range(1, 9)]
+    assert batches[0] == [0]
+    assert sorted(batches[1]) == list(range(1, 9))  # the eight in one transaction
+    assert len(batches) == 2
+
+
+def test_a_failed_write_fails_every_submission_of_its_batch() -> None:
+    def write(items: list[int]) -> Sequence[int]:
+        raise ConnectionError("database gone")
+
+    group: GroupCommit[int, int] = GroupCommit(write)
+    with pytest.raises(ConnectionError):
+        group.submit(1)
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(group.submit, i) for i in range(4)]
+        for f in futures:
+            with pytest.raises(ConnectionError):
+                f.result()
+
+
+def entry(identity: bytes, stamp: int) -> StoredEntry:
+    return StoredEntry(identity, identity * 1, stamp, b"leaf" + identity, b"", b"sig%d" % stamp)
+
+
+def test_duplicates_in_and_across_batches_get_the_first(log: tuple[CtLog, Issuer]) -> None:
+    store = log[0].store
+    a1, a2, b1, b2 = (
+        entry(b"a" * 32, 1),
+        entry(b"a" * 32, 2),
+        entry(b"b" * 32, 3),
+        entry(b"b" * 32, 4),
+    )
+    assert store.add_many([(a1, []), (a2, []), (b1, [])]) == [a1, a1, b1]
+    found = store.add_many([(b2, []), (entry(b"c" * 32, 5), [])])
+    assert found[0].timestamp == 3 and found[0].sct_signature == b"sig3"
+    assert found[1].timestamp == 5
+
+
+def test_concurrent_submissions_each_stored_once(log: tuple[CtLog, Issuer]) -> None:
+    ctlog, issuer = log
+    inter = der(issuer.intermediate_cert)
+    certs = [der(leaf_certificate(issuer, f"g{i}.example", precert=True)) for i in range(40)]
+    # every certificate twice, from different threads at once
+    with ThreadPoolExecutor(8) as pool:
+        scts = list(pool.map(lambda c: ctlog.add_chain([c, inter], True), certs + certs))
+    first, again = scts[:40], scts[40:]
+    assert [s.timestamp for s in first] == [s.timestamp for s in again]
+    assert [s.signature for s in first] == [s.signature for s in again]
+    assert ctlog.sequence_once() == 40
+    assert ctlog.sth().head.tree_size == 40
