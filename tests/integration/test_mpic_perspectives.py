@@ -20,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from acmekit.client.persist import make_record
+from acmekit.protocol import dnsaccount
 from acmekit.protocol.challenges import dns01_record_name, dns01_txt_value, key_authorization
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.tlsalpn import tlsalpn01_certificate
@@ -56,6 +58,9 @@ def start_ca(
         # CAA is rechecked at every finalize, and corroborated (BR 3.2.2.9).
         "caa": {"recheck_after": 0},
         "mpic": {"enabled": True, "timeout": 8, "perspectives": perspectives},
+        # The account-bound challenges, corroborated with the account context.
+        "dns_persist_01": True,
+        "dns_account_01": True,
     }
     return stack.enter_context(
         running_acmekit_server(
@@ -315,6 +320,82 @@ async def test_tlsalpn01_is_corroborated(world: World) -> None:
     assert authz["status"] == "valid", authz
     [(quorum, results)] = recorded(world.ca, name)
     assert quorum in ("3/4", "4/4") and not [r for r in results if r["outcome"] == "failed"]
+
+
+@asynccontextmanager
+async def account_bound_order(
+    world: World, name: str, ctype: str
+) -> AsyncIterator[tuple[HttpRawAcme, Flow, dict[str, Any], dict[str, Any]]]:
+    """A new account's order for `name`: (acme, flow, order, the `ctype` challenge)."""
+    acme = HttpRawAcme(world.ca.base_url, str(world.ca.root_path))
+    try:
+        flow = Flow(acme, Http01Responder(), key=new_key())
+        await flow.account()
+        order = (await flow.order(name)).json()
+        authz = (await flow.get(order["authorizations"][0])).json()
+        yield acme, flow, order, next(c for c in authz["challenges"] if c["type"] == ctype)
+    finally:
+        await acme.close()
+
+
+async def persist_record(acme: HttpRawAcme, flow: Flow, name: str) -> tuple[str, str]:
+    """The standing dns-persist-01 record of the flow's account for `name`: (owner, value)."""
+    meta = (await acme.request("GET", f"{acme.base}/directory")).json()["meta"]
+    record = make_record(
+        name, account_url=flow.kid, account_key=flow.key,
+        account_hash_prefix=meta["accountHashPrefix"], issuers=meta["issuerDomainNames"],
+    )  # fmt: skip
+    return f"{record.name}.", record.value
+
+
+def publish_everywhere(world: World, owner: str, value: str) -> None:
+    """In the zone as everyone sees it: the CA's resolver and every perspective's."""
+    for dns in (world.ca_dns, *world.remote_dns.values()):
+        dns.set_txt_sync(owner, value)
+
+
+async def test_dns_persist01_is_corroborated(world: World) -> None:
+    name = "persist.mpic.test"
+    async with account_bound_order(world, name, "dns-persist-01") as (acme, flow, order, ch):
+        publish_everywhere(world, *await persist_record(acme, flow, name))
+        assert (await acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
+        authz = await authz_after(flow, order)
+    assert authz["status"] == "valid", authz
+    [(quorum, results)] = recorded(world.ca, name)
+    assert quorum in ("3/4", "4/4") and not [r for r in results if r["outcome"] == "failed"]
+    for p in world.perspectives.values():
+        assert f"dns-persist-01 for {name}: fail" not in p.log.read_text()
+
+
+async def test_dns_account01_is_corroborated(world: World) -> None:
+    name = "account.mpic.test"
+    async with account_bound_order(world, name, "dns-account-01") as (acme, flow, order, ch):
+        owner = dnsaccount.record_name(name, flow.kid) + "."
+        value = dnsaccount.txt_value(key_authorization(ch["token"], flow.key))
+        publish_everywhere(world, owner, value)
+        assert (await acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
+        authz = await authz_after(flow, order)
+    assert authz["status"] == "valid", authz
+    [(quorum, results)] = recorded(world.ca, name)
+    assert quorum in ("3/4", "4/4") and not [r for r in results if r["outcome"] == "failed"]
+
+
+async def test_a_persist_record_only_the_primary_sees_gets_no_certificate(world: World) -> None:
+    """The attacker's standing record is in the CA's own view alone; the remote
+    perspectives check the same account context against the real zone, without it."""
+    name = "persist-victim.mpic.test"
+    async with account_bound_order(world, name, "dns-persist-01") as (acme, flow, order, ch):
+        world.ca_dns.set_txt_sync(*await persist_record(acme, flow, name))
+        assert (await acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
+        authz = await authz_after(flow, order)
+    assert authz["status"] == "invalid", authz
+    error = next(c["error"] for c in authz["challenges"] if "error" in c)
+    assert error["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert "remote perspectives did not corroborate" in error["detail"], error
+    # They looked and found no record (not: could not read the request).
+    assert "_validation-persist." + name in error["detail"], error
+    [(_, results)] = recorded(world.ca, name)
+    assert all(r["outcome"] in ("failed", "cancelled") for r in results)
 
 
 async def test_one_perspective_down_passes_two_down_fails(

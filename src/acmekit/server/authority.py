@@ -72,7 +72,7 @@ from acmekit.server.ctsubmit import CtSubmitter
 from acmekit.server.lint import Linter
 from acmekit.server.mpic.quorum import Verdict
 from acmekit.server.mpic.remote import Corroborator, refusal
-from acmekit.server.mpic.wire import CorroborationRequest
+from acmekit.server.mpic.wire import ACCOUNT_BOUND, CorroborationRequest
 from acmekit.server.policy import Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
@@ -772,16 +772,17 @@ class Authority:
         error: dict[str, Any] | None = None
         until: int | None = None
         try:
+            context = self._account_context(account, account_uri, authz.wildcard)
             until = await self.validator.validate(
                 ch.type,
                 authz.identifier,
                 ch.token,
                 key_authorization(ch.token, account.jwk),
-                account=self._account_context(account, account_uri, authz.wildcard),
+                account=context,
             )
             await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
             if self.corroborator is not None:
-                await self._corroborate(self.corroborator, ch, authz, account, account_uri)
+                await self._corroborate(self.corroborator, ch, authz, account, context)
         except AcmeError as exc:
             error = exc.problem.to_json()
             error.setdefault("identifier", authz.identifier.to_json())
@@ -812,19 +813,21 @@ class Authority:
         ch: ChallengeRecord,
         authz: AuthorizationRecord,
         account: AccountRecord,
-        account_uri: str,
+        context: AccountContext,
     ) -> None:
         """BR §3.2.2.9: the primary (this CA) validated and checked CAA; the remote
         perspectives must corroborate both. The outcome is recorded on the authorization
-        and logged either way; without a quorum the validation fails."""
+        and logged either way; without a quorum the validation fails. dns-persist-01 and
+        dns-account-01 send the account context the primary checked with (same `now`)."""
         request = CorroborationRequest(
             type=ch.type,
             identifier=authz.identifier,
             wildcard=authz.wildcard,
             token=ch.token,
             key_authorization=key_authorization(ch.token, account.jwk),
-            account_uri=account_uri,
+            account_uri=context.account_url,
             caa_identities=self.config.caa_identities if self.config.caa.enabled else None,
+            account=context if ch.type in ACCOUNT_BOUND else None,
         )
         outcome = await corroborator.corroborate(request)
         self.store.orders.record_mpic(

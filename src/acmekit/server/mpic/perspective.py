@@ -1,6 +1,7 @@
 """A remote validation perspective (`acmekit server perspective`).
 
-It runs the CA's own checks, `validation.Validator` (http-01, dns-01, tls-alpn-01) and
+It runs the CA's own checks, `validation.Validator` (http-01, dns-01, tls-alpn-01, dns-account-01,
+dns-persist-01) and
 `caa.CaaChecker`, from where it stands and with its own resolver, for a CA that asks
 over HTTPS with mutual TLS (`certs.py`): the TLS handshake requires a client certificate
 chaining to the CA's root, and a request whose certificate is not the CA's MPIC client
@@ -81,9 +82,11 @@ class Perspective:
         try:
             self._names.check([req.identifier])
             if req.validate:
+                # The account-bound challenges check what the CA checked (wire.py).
                 await self._validator.validate(
-                    req.type, req.identifier, req.token, req.key_authorization
-                )
+                    req.type, req.identifier, req.token, req.key_authorization,
+                    account=req.account,
+                )  # fmt: skip
         except AcmeError as exc:
             dcv = exc.problem
         # CAA covers dns identifiers only (RFC 8659), as Policy.check_caa.
