@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import dns.resolver
 import pytest
 
 from acmekit_testkit.acme_raw import Http01Responder
 from acmekit_testkit.tiers import require_postgres_or_skip
 
 INTEROP = Path(__file__).parent / "interop"
+
+
+def _no_system_resolver(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a test reached for the machine's DNS resolver: give a loopback one")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test may consult the machine's resolver: a resolver configured from the system
+    (resolv.conf) fails loudly, so code that would fall back to it is caught in tests."""
+    dns.resolver.BaseResolver.read_resolv_conf = _no_system_resolver  # type: ignore[method-assign]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -61,8 +61,8 @@ from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation.dnssec import (
     DnssecMode,
     authenticated,
-    configure_resolver,
     extended_errors,
+    validation_resolver,
 )
 from acmekit.server.validation.resolve import STUB_ATTEMPT, CnameChainTooLong, follow_cnames
 from acmekit.server.validation.stub import Reply, decode_caa, stub_for
@@ -217,15 +217,8 @@ class CaaChecker:
         *,
         dnssec: DnssecMode = DnssecMode.OFF,
     ) -> None:
-        if resolver is None:
-            self._resolver = dns.asyncresolver.Resolver()
-        else:
-            self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.nameservers = [resolver[0]]
-            self._resolver.port = resolver[1]
-        self._resolver.cache = None
+        self._resolver = validation_resolver(resolver, dnssec)
         self._dnssec = dnssec
-        configure_resolver(self._resolver, dnssec)
         self._stub = stub_for(resolver, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._identities = tuple(i.lower().rstrip(".") for i in identities)
         self._timeout = timeout

@@ -62,6 +62,23 @@ def configure_resolver(resolver: dns.resolver.BaseResolver, mode: DnssecMode) ->
     resolver.use_edns(0, 0, EDNS_PAYLOAD)
 
 
+def validation_resolver(
+    server: tuple[str, int] | None, mode: DnssecMode
+) -> dns.asyncresolver.Resolver:
+    """The resolver validation asks: `server` (HOST, PORT), else the system's (the CA's
+    `--dns-resolver` unset, as in production); no cache, so every lookup is asked afresh;
+    the DNSSEC flags of `mode`."""
+    if server is None:
+        resolver = dns.asyncresolver.Resolver()
+    else:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [server[0]]
+        resolver.port = server[1]
+    resolver.cache = None
+    configure_resolver(resolver, mode)
+    return resolver
+
+
 def authenticated(message: dns.message.Message | None) -> bool:
     """Whether the resolver validated this answer as secure (its AD bit)."""
     return message is not None and bool(message.flags & dns.flags.AD)
@@ -94,16 +111,8 @@ async def probe_validating_resolver(
 ) -> None:
     """Raise ResolverNotValidating unless the resolver answers the SOA of `name` (a signed
     zone's apex) with AD=1 within `wait` seconds."""
-    if server is None:
-        resolver = dns.asyncresolver.Resolver()
-        where = "the system's resolver"
-    else:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [server[0]]
-        resolver.port = server[1]
-        where = f"resolver {server[0]}:{server[1]}"
-    resolver.cache = None
-    configure_resolver(resolver, DnssecMode.REQUIRE_VALIDATING_RESOLVER)
+    resolver = validation_resolver(server, DnssecMode.REQUIRE_VALIDATING_RESOLVER)
+    where = "the system's resolver" if server is None else f"resolver {server[0]}:{server[1]}"
     qname = name.rstrip(".") + "."
     try:
         async with asyncio.timeout(wait):

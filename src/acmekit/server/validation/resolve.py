@@ -50,8 +50,8 @@ from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation.dnssec import (
     DnssecMode,
     authenticated,
-    configure_resolver,
     extended_errors,
+    validation_resolver,
 )
 from acmekit.server.validation.reserved import AddressPolicy
 from acmekit.server.validation.stub import decode_a, decode_aaaa, decode_txt, stub_for
@@ -126,14 +126,7 @@ class DnsClient:
     ) -> None:
         self.reachable = reachable or AddressPolicy()
         self.dnssec = dnssec
-        if server is None:
-            self._resolver = dns.asyncresolver.Resolver()
-        else:
-            self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.nameservers = [server[0]]
-            self._resolver.port = server[1]
-        self._resolver.cache = None
-        configure_resolver(self._resolver, dnssec)
+        self._resolver = validation_resolver(server, dnssec)
         self._stub = stub_for(server, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._timeout = timeout
 
