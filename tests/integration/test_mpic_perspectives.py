@@ -61,6 +61,8 @@ def start_ca(
         # The account-bound challenges, corroborated with the account context.
         "dns_persist_01": True,
         "dns_account_01": True,
+        # Just-in-time dns-persist-01 waits for the corroboration too (bounded by [mpic]).
+        "persist_jit_timeout": 8,
     }
     return stack.enter_context(
         running_acmekit_server(
@@ -395,6 +397,32 @@ async def test_a_persist_record_only_the_primary_sees_gets_no_certificate(world:
     # They looked and found no record (not: could not read the request).
     assert "_validation-persist." + name in error["detail"], error
     [(_, results)] = recorded(world.ca, name)
+    assert all(r["outcome"] in ("failed", "cancelled") for r in results)
+
+
+async def test_just_in_time_validation_is_corroborated(world: World) -> None:
+    """draft-ietf-acme-dns-persist-02 §4.4: a standing record makes a new order's
+    authorization valid at once only with the remote perspectives' quorum; a record only
+    the CA's own resolver sees leaves the authorization pending, its challenges open."""
+    first, seen, hidden = "jit-first.mpic.test", "jit-seen.mpic.test", "jit-hidden.mpic.test"
+    async with account_bound_order(world, first, "dns-persist-01") as (acme, flow, order, ch):
+        publish_everywhere(world, *await persist_record(acme, flow, first))
+        assert (await acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
+        assert (await authz_after(flow, order))["status"] == "valid"
+
+        publish_everywhere(world, *await persist_record(acme, flow, seen))
+        resp = await flow.order(seen)
+        assert resp.status == 201 and resp.json()["status"] == "ready", resp.body
+        [(quorum, results)] = recorded(world.ca, seen)
+        assert quorum in ("3/4", "4/4") and not [r for r in results if r["outcome"] == "failed"]
+
+        world.ca_dns.set_txt_sync(*await persist_record(acme, flow, hidden))
+        resp = await flow.order(hidden)
+        assert resp.status == 201 and resp.json()["status"] == "pending", resp.body
+        authz = (await flow.get(resp.json()["authorizations"][0])).json()
+        assert authz["status"] == "pending", authz
+        assert {c["status"] for c in authz["challenges"]} == {"pending"}
+    [(_, results)] = recorded(world.ca, hidden)
     assert all(r["outcome"] in ("failed", "cancelled") for r in results)
 
 

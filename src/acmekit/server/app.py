@@ -332,7 +332,11 @@ class AcmeApp:
     async def new_order(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req)
         payloads.check(payloads.NEW_ORDER, auth.payload, "newOrder payload")
-        view = self.authority.new_order(auth.require_account(), auth.payload)
+        account = auth.require_account()
+        view = self.authority.new_order(account, auth.payload)
+        # draft-ietf-acme-dns-persist-02 §4.4: a standing record may validate at once.
+        uri = req.urls.account(account.id)
+        view = await self.authority.validate_standing(account, view, uri)
         return self._order(req, view, 201)
 
     async def order(self, req: Request, m: re.Match[str]) -> Response:

@@ -90,6 +90,7 @@ from acmekit.server.records import (
     OrderRecord,
 )
 from acmekit.server.signing import ExternalKey, SignerUnavailable
+from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
 from acmekit.server.validation import AccountContext, Validator
 
@@ -233,6 +234,8 @@ class Authority:
         self._tasks: set[asyncio.Task[None]] = set()
         self.finalize_wait = config.finalize_wait
         self.stale_after = timedelta(seconds=config.stale_after)
+        # draft-ietf-acme-dns-persist-02 §4.4 (standing.py).
+        self.standing = StandingCheck(config.persist_jit_timeout)
 
     def _builder(
         self,
@@ -792,12 +795,7 @@ class Authority:
             log.exception("validation of challenge %s failed unexpectedly", ch.id)
             error = Problem(str(ProblemType.SERVER_INTERNAL), str(exc), 500).to_json()
         now = self.now()
-        lifetime = self._profile_of_authz(authz.id).valid_authz_lifetime
-        expires = now + lifetime
-        if until is not None:
-            # draft-ietf-acme-dns-persist-02 §4.1 item 5: not later than persistUntil.
-            expires = min(expires, datetime.fromtimestamp(until, UTC))
-        self.store.orders.finish_challenge(ch.id, now, error, expires)
+        self.store.orders.finish_challenge(ch.id, now, error, self._valid_until(authz, now, until))
         if error is not None and self._counts_failures(authz):
             self.limits.spend(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), now)
         # The outcome's problem type only: a detail may quote the token's URL or a body.
@@ -806,6 +804,75 @@ class Authority:
             "challenge %s %s for %s (account %s): %s",
             ch.id, ch.type, authz.identifier.value, account.id, outcome,
         )  # fmt: skip
+
+    def _valid_until(
+        self, authz: AuthorizationRecord, now: datetime, until: int | None
+    ) -> datetime:
+        expires = now + self._profile_of_authz(authz.id).valid_authz_lifetime
+        if until is not None:
+            # draft-ietf-acme-dns-persist-02 §4.1 item 5: not later than persistUntil.
+            expires = min(expires, datetime.fromtimestamp(until, UTC))
+        return expires
+
+    async def validate_standing(
+        self, account: AccountRecord, view: OrderView, account_uri: str
+    ) -> OrderView:
+        """draft-ietf-acme-dns-persist-02 §4.4: the order's pending authorizations that
+        offer dns-persist-01 and whose record already stands become valid now, after the
+        same checks as an answered challenge (the record, CAA, MPIC), within
+        `persist_jit_timeout`; the others stay pending, untouched (standing.py)."""
+        picked = self.standing.pick(
+            account.id,
+            [(a.record, a.status) for a in view.authzs],
+            lambda: self.store.orders.account_validated(account.id, ChallengeType.DNS_PERSIST_01),
+        )
+        if not picked:
+            return view
+        done = await asyncio.gather(
+            *(self._validate_standing(c, account, account_uri) for c in picked)
+        )
+        return self.order_view(view.record) if any(done) else view
+
+    async def _validate_standing(
+        self, candidate: Candidate, account: AccountRecord, account_uri: str
+    ) -> bool:
+        ch, authz = candidate.challenge, candidate.authz
+        try:
+            async with asyncio.timeout(self.standing.timeout):
+                context = self._account_context(account, account_uri, authz.wildcard)
+                until = await self.validator.validate(
+                    ch.type, authz.identifier, ch.token, "", account=context
+                )
+                await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
+                if self.corroborator is not None:
+                    await self._corroborate(self.corroborator, ch, authz, account, context)
+            now = self.now()
+            # The same steps as an answered challenge: it is recorded as validated now,
+            # under the account URL asked with (a later CAA recheck names it).
+            if not self.store.orders.start_challenge(ch.id, now, account_uri):
+                return False
+            self.store.orders.finish_challenge(
+                ch.id, now, None, self._valid_until(authz, now, until)
+            )
+        except AcmeError as exc:
+            why = exc.problem.type
+        except TimeoutError:
+            why = f"no answer within {self.standing.timeout} s"
+        except Exception as exc:  # a lookup that went wrong leaves the challenge to the client
+            why = type(exc).__name__
+        else:
+            log.info(
+                "dns-persist-01 just-in-time: authorization %s for %s (account %s) valid "
+                "from its standing record",
+                authz.id, authz.identifier.value, account.id,
+            )  # fmt: skip
+            return True
+        log.info(
+            "dns-persist-01 just-in-time: authorization %s for %s (account %s) stays "
+            "pending: %s",
+            authz.id, authz.identifier.value, account.id, why,
+        )  # fmt: skip
+        return False
 
     async def _corroborate(
         self,

@@ -339,6 +339,10 @@ class ServerConfig:
     # and the prefix of hashed account URIs (unset: BASE/acme/account-hash/).
     issuer_domain_names: tuple[str, ...] = ()
     account_hash_prefix: str | None = None
+    # draft-ietf-acme-dns-persist-02 §4.4: how long a new-order request may wait while a
+    # standing dns-persist-01 record is checked for its new authorizations (validation,
+    # CAA, MPIC); past it they stay pending. 0 turns just-in-time validation off.
+    persist_jit_timeout: float = 2.0
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -68,6 +68,11 @@ _PENDING_AUTHZS = (
     "AND a.stored_status = ? AND a.expires > ? AND NOT EXISTS (SELECT 1 FROM challenges c "
     "WHERE c.authz_id = a.id AND c.status IN (?, ?))"
 )
+# Whether an account has met a challenge type (ix_authz_reuse leads with account_id).
+_ACCOUNT_VALIDATED = (
+    "SELECT 1 FROM authorizations a JOIN challenges c ON c.authz_id = a.id "
+    "WHERE a.account_id = ? AND c.type = ? AND c.status = ? LIMIT 1"
+)
 _CHALLENGE_BY_ID = f"SELECT {_CHALLENGE_COLS} FROM challenges WHERE id = ?"
 _INSERT_ORDER = (
     "INSERT INTO orders (id, account_id, identifiers, authz_ids, expires, created, "
@@ -189,6 +194,14 @@ class OrderRepository(Repository):
         with self._raw() as c:
             count, first = c.one(_PENDING_AUTHZS, params)
         return int(count), opt_time(first)
+
+    def account_validated(self, account_id: str, ctype: ChallengeType) -> bool:
+        """Whether any challenge of type `ctype` of the account has ever been met."""
+        with self._raw() as c:
+            return (
+                c.one(_ACCOUNT_VALIDATED, (account_id, str(ctype), str(ChallengeStatus.VALID)))
+                is not None
+            )
 
     def set_authorization_status(self, authz_id: str, status: AuthorizationStatus) -> None:
         with self._tx() as c:

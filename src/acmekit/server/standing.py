@@ -1,0 +1,102 @@
+"""Just-in-time validation of standing dns-persist-01 records (draft-ietf-acme-dns-persist-02
+§4.4).
+
+When new-order hands out an authorization whose profile offers dns-persist-01, the CA
+MAY look for the record at once and, if it stands, answer with the authorization
+already valid. It is an optimization only: the authorization passes through the same
+checks as when the client answers the challenge (the record, CAA, MPIC corroboration;
+authority.py), under a short bound (`persist_jit_timeout`), and on any failure or
+timeout it simply stays pending with its challenges, no failure recorded or counted.
+
+The draft's SHOULDs are kept: just-in-time lookups are limited per identifier whoever
+asks (`JIT_INTERVAL`, so that many accounts cannot turn new-order into a query flood
+against one domain), are made only for accounts that have met a dns-persist-01
+challenge before (the challenge round-trip is the window in which an account's
+compromise could be noticed, and a first validation keeps it), and each is logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from acmekit.protocol.messages import AuthorizationStatus, ChallengeStatus, ChallengeType
+from acmekit.server.records import AuthorizationRecord, ChallengeRecord
+
+# Seconds between two just-in-time lookups for one identifier (§4.4: rate-limited per
+# domain identifier, independent of the requesting account).
+JIT_INTERVAL = 10.0
+# Identifiers and accounts remembered at most; past it the memory starts over (a lookup
+# more, never a wrong answer).
+_REMEMBERED = 10_000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    authz: AuthorizationRecord
+    challenge: ChallengeRecord
+
+
+def _untouched(authz: AuthorizationRecord) -> ChallengeRecord | None:
+    """The authorization's dns-persist-01 challenge if none of its challenges started."""
+    if any(c.status != ChallengeStatus.PENDING for c in authz.challenges):
+        return None
+    return next((c for c in authz.challenges if c.type == ChallengeType.DNS_PERSIST_01), None)
+
+
+class StandingCheck:
+    """Which authorizations of a new order get a just-in-time lookup, and its bound."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self._clock = clock
+        self._last: dict[tuple[str, bool], float] = {}
+        self._known: set[str] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.timeout > 0
+
+    def pick(
+        self,
+        account_id: str,
+        authzs: Sequence[tuple[AuthorizationRecord, AuthorizationStatus]],
+        validated_before: Callable[[], bool],
+    ) -> list[Candidate]:
+        """The pending, untouched authorizations offering dns-persist-01 that may be
+        looked up now (each lookup is counted against its identifier)."""
+        if not self.enabled:
+            return []
+        found = []
+        for authz, status in authzs:
+            ch = _untouched(authz) if status == AuthorizationStatus.PENDING else None
+            if ch is not None:
+                found.append(Candidate(authz, ch))
+        if not found or not self._known_account(account_id, validated_before):
+            return []
+        return [c for c in found if self._take(c.authz)]
+
+    def _known_account(self, account_id: str, validated_before: Callable[[], bool]) -> bool:
+        if account_id in self._known:
+            return True
+        if not validated_before():
+            return False
+        if len(self._known) >= _REMEMBERED:
+            self._known.clear()
+        self._known.add(account_id)
+        return True
+
+    def _take(self, authz: AuthorizationRecord) -> bool:
+        key = (authz.identifier.value.lower(), authz.wildcard)
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < JIT_INTERVAL:
+            return False
+        if len(self._last) >= _REMEMBERED:
+            self._last = {k: t for k, t in self._last.items() if now - t < JIT_INTERVAL}
+        self._last[key] = now
+        return True
+
+
+__all__ = ["JIT_INTERVAL", "Candidate", "StandingCheck"]
