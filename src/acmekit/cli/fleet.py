@@ -397,7 +397,8 @@ def add(
             if backup:
                 inventory.sites.set_options(site.id, OptionsChange(backup=True))
             click.echo(site.id)
-            for record, target in (delegation(site, delegation_zone) or {}).items():
+            accounts = inventory.cas.account_urls()
+            for record, target in (delegation(site, delegation_zone, accounts) or {}).items():
                 click.echo(f"{record} CNAME {target}")
             for txt in site_records(inventory, site) or []:  # dns-persist-01, once known
                 strings = " ".join(f'"{s}"' for s in txt_strings(txt["value"]))

@@ -109,6 +109,7 @@ _METHOD = {
     ChallengeMethod.HTTP_01: ChallengeType.HTTP_01,
     ChallengeMethod.DNS_01: ChallengeType.DNS_01,
     ChallengeMethod.DNS_PERSIST_01: ChallengeType.DNS_PERSIST_01,
+    ChallengeMethod.DNS_ACCOUNT_01: ChallengeType.DNS_ACCOUNT_01,
 }
 
 

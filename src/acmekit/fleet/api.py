@@ -12,7 +12,9 @@
 
 A site as JSON carries its current certificate (with the CA that issued it), its
 backup certificate if it keeps one, its options, and, for a dns-01 site when the fleet
-knows its delegation zone, the CNAME each name needs (`delegation`).
+knows its delegation zone, the CNAME each name needs (`delegation`; a dns-account-01
+site's, one per name and per CA account, at the account's label), and for a
+dns-persist-01 site the TXT records its owner publishes once (`persist_records`).
 
 Errors are problem documents (RFC 7807) with `application/problem+json`. A name
 belongs to one site at most: adding a site with a name that a site not removed has
@@ -24,14 +26,14 @@ to configure (capability.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from acmekit.fleet.capability import refusal
 from acmekit.fleet.ctstatus import CtCompliance, ct_gauges, ct_section
-from acmekit.fleet.delegation import delegation_target
+from acmekit.fleet.delegation import account_delegations, delegation_target
 from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.metrics import (
     FleetFigures,
@@ -83,11 +85,17 @@ def _cert_json(cert: CertVersion | BackupCert | None) -> dict[str, Any] | None:
     return found
 
 
-def delegation(site: Site, zone: str | None) -> dict[str, str] | None:
-    """`_acme-challenge` name -> the CNAME target a customer sets, for a dns-01 site."""
+def delegation(
+    site: Site, zone: str | None, accounts: Mapping[str, str] | None = None
+) -> dict[str, str] | None:
+    """`_acme-challenge` name -> the CNAME target a customer sets, for a dns-01 site;
+    for a dns-account-01 site, one per name and per account (`accounts`: CA -> account
+    URL, those the fleet has registered), each at the account's label."""
     wildcard = any(n.startswith("*.") for n in site.names)
     if site.method == ChallengeMethod.DNS_PERSIST_01:
         return None  # validated from the owner's standing record (persist_records)
+    if site.method == ChallengeMethod.DNS_ACCOUNT_01:
+        return None if zone is None else account_delegations(site.names, zone, accounts or {})
     if zone is None or (site.method != ChallengeMethod.DNS_01 and not wildcard):
         return None
     bases = dict.fromkeys(n.removeprefix("*.") for n in site.names)
@@ -114,7 +122,7 @@ def site_json(inventory: Inventory, site: Site, zone: str | None = None) -> dict
             "next_check": _time(options.next_check),
             "order_ca": options.order_ca,
         },
-        "delegation": delegation(site, zone),
+        "delegation": delegation(site, zone, inventory.cas.account_urls()),
         # dns-persist-01: the standing records the owner publishes once (persist.py).
         "persist_records": site_records(inventory, site),
         "deployments": {

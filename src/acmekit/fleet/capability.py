@@ -39,7 +39,13 @@ def is_own_fault(exc: BaseException) -> bool:
 
 
 def needs_dns01(names: Sequence[str], method: ChallengeMethod) -> bool:
-    return method == ChallengeMethod.DNS_01 or any(n.startswith("*.") for n in names)
+    """Whether the site needs the DNS API: dns-01 and dns-account-01 publish through it,
+    and a wildcard needs one of them, unless its owner publishes a dns-persist-01 record."""
+    if method == ChallengeMethod.DNS_PERSIST_01:
+        return False
+    if method in (ChallengeMethod.DNS_01, ChallengeMethod.DNS_ACCOUNT_01):
+        return True
+    return any(n.startswith("*.") for n in names)
 
 
 def refusal(names: Sequence[str], method: ChallengeMethod, dns01: bool) -> str | None:
@@ -47,5 +53,6 @@ def refusal(names: Sequence[str], method: ChallengeMethod, dns01: bool) -> str |
     if dns01 or not needs_dns01(names, method):
         return None
     wildcard = [n for n in names if n.startswith("*.")]
-    why = f"wildcard {wildcard[0]} needs dns-01" if wildcard else "dns-01 was asked for"
+    asked = "dns-account-01" if method == ChallengeMethod.DNS_ACCOUNT_01 else "dns-01"
+    why = f"wildcard {wildcard[0]} needs dns-01" if wildcard else f"{asked} was asked for"
     return f"{why}, and {DNS01_HINT}"

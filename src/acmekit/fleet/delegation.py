@@ -18,7 +18,7 @@ dns-01 when it does (acme.py), and wildcard sites need it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -26,6 +26,7 @@ import dns.exception
 
 from acmekit.client.solvers.dnslookup import Server, absolute, follow_cname
 from acmekit.client.solvers.errors import SolverError
+from acmekit.protocol import dnsaccount
 from acmekit.protocol.challenges import dns01_record_name
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,29 @@ def delegation_target(name: str, zone: str) -> str:
     name under `zone` (the name's dots become dashes), e.g. `shop-example-com.ZONE.`."""
     base = name.lower().rstrip(".").removeprefix("*.")
     return absolute(f"{base.replace('.', '-')}.{zone}")
+
+
+def account_delegation_target(name: str, zone: str, account_url: str) -> str:
+    """Where a customer points dns-account-01's `_<label>._acme-challenge.NAME`: the
+    account's label under the name's own, e.g. `_ujmmovf2vn55tgye.shop-example-com.ZONE.`
+    Each account (this fleet's at each CA, another CDN's) gets a name of its own in a
+    shared zone, so clearing one account's TXT never clears another's
+    (draft-ietf-acme-dns-account-label-03 §1)."""
+    label = dnsaccount.account_label(account_url)
+    return absolute(f"{label}.{delegation_target(name, zone)}")
+
+
+def account_delegations(
+    names: Sequence[str], zone: str, accounts: Mapping[str, str]
+) -> dict[str, str]:
+    """dns-account-01's CNAMEs for `names`: record -> target, per name and per account
+    (`accounts`: CA -> account URL)."""
+    found: dict[str, str] = {}
+    for base in dict.fromkeys(n.lower().removeprefix("*.") for n in names):
+        for url in accounts.values():
+            record = absolute(dnsaccount.record_name(base, url))
+            found[record] = account_delegation_target(base, zone, url)
+    return found
 
 
 class DelegationCheck:

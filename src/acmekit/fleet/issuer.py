@@ -24,10 +24,10 @@ class OrderRequest:
 
     @property
     def challenge_method(self) -> ChallengeMethod:
-        """dns-01 for any wildcard (the only way to validate one but dns-persist-01),
-        else as asked."""
+        """dns-01 for any wildcard (the only way to validate one but the two draft
+        methods, dns-persist-01 and dns-account-01), else as asked."""
         method = self.method or self.site.method
-        if method == ChallengeMethod.DNS_PERSIST_01:
+        if method in (ChallengeMethod.DNS_PERSIST_01, ChallengeMethod.DNS_ACCOUNT_01):
             return method
         if any(n.startswith("*.") for n in self.site.names):
             return ChallengeMethod.DNS_01

@@ -34,6 +34,10 @@ class ChallengeMethod(StrEnum):
     # draft-ietf-acme-dns-persist-02: the customer publishes one standing record; the
     # fleet never touches their DNS (wildcards too, with policy=wildcard).
     DNS_PERSIST_01 = "dns-persist-01"
+    # draft-ietf-acme-dns-account-label-03: dns-01 at the account's own label, through the
+    # fleet's DNS API and delegation zone; another CDN (another account) validating the
+    # same name through the same zone never touches the fleet's records.
+    DNS_ACCOUNT_01 = "dns-account-01"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from acmekit.client.ctlogs import load_log_lists
 from acmekit.client.solvers import Solver
-from acmekit.client.solvers.accountbound import DnsPersistSolver
+from acmekit.client.solvers.accountbound import DnsAccountSolver, DnsPersistSolver
 from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.client.solvers.dnslookup import Server, system_resolver
 from acmekit.clock import Clock, SystemClock
@@ -88,6 +88,14 @@ def solvers_for(
         # Nameservers are asked on the resolver's port: 53 in the wild; where the whole
         # DNS is one server on another port (a test or demo), that port.
         found[ChallengeType.DNS_01] = Dns01Solver(
+            provider,
+            resolver=resolver,
+            follow_cname=True,
+            clock=clock,
+            nameserver_port=resolver[1],
+        )
+        # dns-account-01: the same, at the account's label (a copy per CA account).
+        found[ChallengeType.DNS_ACCOUNT_01] = DnsAccountSolver(
             provider,
             resolver=resolver,
             follow_cname=True,

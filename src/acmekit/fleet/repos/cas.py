@@ -119,6 +119,14 @@ class CaRepository(Repository):
     def account_url(self, ca: str) -> str | None:
         return self._scalar(sa.select(ca_accounts.c.account_url).where(ca_accounts.c.ca == ca))
 
+    def account_urls(self) -> dict[str, str]:
+        """Every CA's account URL the fleet has registered, by CA name."""
+        query = sa.select(ca_accounts.c.ca, ca_accounts.c.account_url).where(
+            ca_accounts.c.account_url.is_not(None)
+        )
+        with self._tx() as c:
+            return {row.ca: row.account_url for row in c.execute(query.order_by(ca_accounts.c.ca))}
+
     def set_account_url(self, ca: str, url: str) -> None:
         with self._tx() as c:
             c.execute(ca_accounts.update().where(ca_accounts.c.ca == ca).values(account_url=url))

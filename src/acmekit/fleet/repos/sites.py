@@ -102,7 +102,10 @@ def _version(row: Any) -> CertVersion:
 def _new_row(names: Sequence[str], method: ChallengeMethod, now: int) -> dict[str, Any]:
     # A wildcard can only be proved over dns-01 (RFC 8555 §7.1.3): record what will happen.
     wildcard = any(name.startswith("*.") for name in names)
-    if wildcard and method != ChallengeMethod.DNS_PERSIST_01:
+    # The two draft methods validate wildcards too (dns-persist-01 with policy=wildcard,
+    # dns-account-01 as dns-01 does).
+    drafts = (ChallengeMethod.DNS_PERSIST_01, ChallengeMethod.DNS_ACCOUNT_01)
+    if wildcard and method not in drafts:
         method = ChallengeMethod.DNS_01
     return {
         "id": new_site_id(),
