@@ -22,8 +22,10 @@ from acmekit.fleet.api import site_json
 from acmekit.fleet.capability import refusal
 from acmekit.fleet.cas import CaPool, CaSpec, RegisteringIssuer
 from acmekit.fleet.delegation import AcmekitDnsProvider, delegation_target
+from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState
 from acmekit.fleet.service import FleetConfig, solvers_for
+from acmekit.fleet.status import collect, render
 from acmekit.protocol import dnsaccount
 from acmekit.protocol.messages import ChallengeType
 from acmekit_testkit.dnsserver import DnsServerHandle
@@ -115,6 +117,9 @@ async def test_two_fleets_validate_one_name_through_one_zone(
         assert shown[record].endswith(delegation_target(base, ZONE))
         for owner, target in shown.items():  # what the customer does, once per account
             await AcmekitDnsProvider(dns_server.api_url).set_cname(owner, target)
+        # The status page lists the CNAME while the site waits for its certificate.
+        page = render(collect(fleet.inventory, FleetMetrics(), fleet.now(), zone=ZONE))
+        assert f"{record}</td><td>CNAME</td><td><code>{shown[record]}</code>" in page
         pools.append(pool)
         sites.append(site)
         records.append(shown)

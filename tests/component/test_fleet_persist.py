@@ -10,6 +10,7 @@ the exact record to publish, which the API shows too.
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,8 +25,10 @@ from acmekit.fleet.acme import DbHttpSolver
 from acmekit.fleet.api import site_json
 from acmekit.fleet.cas import CaPool, CaSpec, RegisteringIssuer
 from acmekit.fleet.delegation import AcmekitDnsProvider
+from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState
 from acmekit.fleet.persist import site_records
+from acmekit.fleet.status import collect, render
 from acmekit.protocol.messages import ChallengeType
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.fleet_cas import TwoCaFleet, directory, two_ca_fleet
@@ -95,6 +98,11 @@ async def test_wildcard_site_from_one_standing_record(
     assert {r["name"] for r in shown} == {"_validation-persist.customer.persist.test."}
     assert all(r["value"].endswith("; policy=wildcard") for r in shown)
     assert shown == site_records(fleet.inventory, site)
+    # The status page shows them too, while the site waits for them.
+    page = render(collect(fleet.inventory, FleetMetrics(), fleet.now()))
+    assert 'id="to-publish"' in page
+    for record in shown:
+        assert html.escape(record["value"]) in page and record["name"] in page
     for record in shown:  # what the customer does, once
         await dns_server.set_txt(record["name"], record["value"])
 
@@ -104,6 +112,7 @@ async def test_wildcard_site_from_one_standing_record(
     assert done is not None and done.state == SiteState.ACTIVE, done
     [first] = fleet.inventory.sites.versions(site.id)
     assert _sans(first.fullchain_pem) == sorted(names)
+    assert 'id="to-publish"' not in render(collect(fleet.inventory, FleetMetrics(), fleet.now()))
 
     # A renewal: the same standing record, nothing changed in DNS.
     assert fleet.inventory.sites.force_renewal(site.id, fleet.now())

@@ -255,7 +255,7 @@ async def _status(request: web.Request) -> web.Response:
     app = request.app
     cas = app.get(CAS)
     inventory = app[INVENTORY]
-    report = collect(inventory, app[METRICS], app[NOW](), cas or ())
+    report = collect(inventory, app[METRICS], app[NOW](), cas or (), zone=app.get(ZONE))
     extra = [on_demand_section(inventory.on_demand.count(), inventory.on_demand.recent())]
     compliance = app.get(CT)
     if compliance is not None:

@@ -28,18 +28,19 @@ async def remember(client: Client, ca: str, inventory: Inventory) -> None:
     info = await client.account_info()
     if not info.account_hash_prefix or not info.issuer_domain_names:
         return
-    known = _templates(inventory)
+    known = templates(inventory)
     known[ca] = {
         "issuer": dnspersist.normalize_domain(info.issuer_domain_names[0]),
         "account_hash_prefix": info.account_hash_prefix,
         "account_url": info.account_url,
         "thumbprint": thumbprint(info.account_key),
     }
-    if known != _templates(inventory):
+    if known != templates(inventory):
         inventory.settings.store(SETTING, json.dumps(known, sort_keys=True))
 
 
-def _templates(inventory: Inventory) -> dict[str, dict[str, str]]:
+def templates(inventory: Inventory) -> dict[str, dict[str, str]]:
+    """What each CA's records need, by CA name (those the fleet has an account at)."""
     raw = inventory.settings.value(SETTING)
     found = json.loads(raw) if raw else {}
     return found if isinstance(found, dict) else {}
@@ -52,7 +53,7 @@ def site_records(inventory: Inventory, site: Site) -> list[dict[str, Any]] | Non
     if site.method != ChallengeMethod.DNS_PERSIST_01:
         return None
     wildcard = any(n.startswith("*.") for n in site.names)
-    return records_for(site.names, _templates(inventory), wildcard)
+    return records_for(site.names, templates(inventory), wildcard)
 
 
 def records_for(
@@ -69,4 +70,4 @@ def records_for(
     return out
 
 
-__all__ = ["SETTING", "records_for", "remember", "site_records"]
+__all__ = ["SETTING", "records_for", "remember", "site_records", "templates"]

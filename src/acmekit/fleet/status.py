@@ -2,7 +2,9 @@
 
 It shows, from the shared inventory: sites counted by state, the certificates that
 expire soonest, the sites whose last attempts failed (with the problem the CA or the
-worker reported), the edges that refused a deployment, each CA's orders, success rate
+worker reported), the records owners of sites still waiting for one must publish once
+(a dns-persist-01 site's TXT per CA, a dns-account-01 site's CNAME per CA account), the
+edges that refused a deployment, each CA's orders, success rate
 and time to issue by every fleet process over the last 24 hours (the hourly buckets
 workers write), and each configured CA's health (consecutive failures of its own,
 passed over until when); then, from this process's own FleetMetrics, the figures for
@@ -24,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from acmekit.fleet.delegation import account_delegations
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import (
     STATS_WINDOW,
@@ -34,13 +37,15 @@ from acmekit.fleet.metrics import (
     window_label,
     window_start,
 )
-from acmekit.fleet.model import CaHealth, DesiredState, SiteState, from_us
+from acmekit.fleet.model import CaHealth, ChallengeMethod, DesiredState, SiteState, from_us
+from acmekit.fleet.persist import records_for, templates
 from acmekit.fleet.repos.ondemand import OnDemandSite
 from acmekit.fleet.schema import certificates, deployments, sites
 
 EXPIRING_LIMIT = 20
 ON_DEMAND_LIMIT = 20  # on-demand sites listed (OnDemandRepository.recent)
 FAILURE_LIMIT = 50
+WAITING_LIMIT = 50  # sites whose owners have records to publish
 DAY_US = 86_400_000_000
 
 
@@ -77,6 +82,19 @@ class EdgeFailure:
 
 
 @dataclass(frozen=True)
+class ToPublish:
+    """A record the owner of a site with no certificate yet (or failing) publishes once."""
+
+    site_id: str
+    name: str
+    names: tuple[str, ...]
+    ca: str
+    owner: str
+    rtype: str  # TXT (dns-persist-01) or CNAME (dns-account-01)
+    value: str
+
+
+@dataclass(frozen=True)
 class StatusReport:
     now: int
     counts: Mapping[SiteState, int]
@@ -87,6 +105,7 @@ class StatusReport:
     health: Sequence[CaHealth] = ()
     recent: Sequence[CaWindow] = ()  # every process's orders per CA over `window`
     window: int = STATS_WINDOW
+    to_publish: Sequence[ToPublish] = ()
 
 
 # collecting ---------------------------------------------------------------------------
@@ -98,9 +117,11 @@ def collect(
     now: int,
     cas: Sequence[str] = (),
     window: int = STATS_WINDOW,
+    zone: str | None = None,
 ) -> StatusReport:
     """The report; `cas` are the CAs in use, in order, whose health is shown; `window`
-    is how far back the fleet-wide figures per CA reach."""
+    is how far back the fleet-wide figures per CA reach; `zone` is the delegation zone
+    dns-account-01 CNAMEs point into."""
     health = list(inventory.cas.health(cas).values()) if cas else []
     recent = summarize(inventory.cas.stats(window_start(now, window)), cas)
     with inventory.engine.connect() as conn:
@@ -114,6 +135,7 @@ def collect(
             health=health,
             recent=recent,
             window=window,
+            to_publish=_to_publish(inventory, conn.execute(_waiting_query()), zone),
         )
 
 
@@ -149,6 +171,44 @@ def _names(stored: str) -> tuple[str, ...]:
     except ValueError:
         return (stored,)
     return tuple(str(n) for n in found) if isinstance(found, list) else (str(found),)
+
+
+_DRAFTS = (str(ChallengeMethod.DNS_PERSIST_01), str(ChallengeMethod.DNS_ACCOUNT_01))
+
+
+def _waiting_query() -> sa.Select[Any]:
+    """dns-persist-01 and dns-account-01 sites without a certificate, or failing: those
+    whose owners may not have published what the fleet needs yet."""
+    waiting = sa.or_(sites.c.current_version == 0, sites.c.failure_count > 0)
+    return (
+        sa.select(sites.c.id, sites.c.primary_name, sites.c.names, sites.c.method)
+        .where(_ACTIVE, sites.c.method.in_(_DRAFTS), waiting)
+        .order_by(sites.c.id)
+        .limit(WAITING_LIMIT)
+    )
+
+
+def _to_publish(inventory: Inventory, rows: Iterable[Any], zone: str | None) -> list[ToPublish]:
+    known = templates(inventory)
+    accounts = inventory.cas.account_urls()
+    found: list[ToPublish] = []
+    for row in rows:
+        names = _names(row.names)
+        if row.method == ChallengeMethod.DNS_PERSIST_01:
+            wildcard = any(n.startswith("*.") for n in names)
+            for r in records_for(names, known, wildcard):
+                found.append(
+                    ToPublish(
+                        row.id, row.primary_name, names, r["ca"], r["name"], "TXT", r["value"]
+                    )
+                )
+        elif zone is not None:
+            for ca, url in accounts.items():
+                for owner, target in account_delegations(names, zone, {ca: url}).items():
+                    found.append(
+                        ToPublish(row.id, row.primary_name, names, ca, owner, "CNAME", target)
+                    )
+    return found
 
 
 def _failure_query() -> sa.Select[Any]:
@@ -294,6 +354,16 @@ def _failure_table(report: StatusReport) -> str:
     return _table("failures", headers, rows, "No failing sites.")
 
 
+def _publish_table(report: StatusReport) -> str:
+    rows = [
+        _row([("site", _site(p.name, p.names)), ("", _e(p.ca)), ("", _e(p.owner)),
+              ("", _e(p.rtype)), ("", f"<code>{_e(p.value)}</code>")])
+        for p in report.to_publish
+    ]  # fmt: skip
+    headers = ["site", "CA", "name", "type", "value"]
+    return _table("to-publish", headers, rows, "")
+
+
 def _edge_table(report: StatusReport) -> str:
     rows = [
         _row([("site", _site(f.name, f.names)), ("", _e(f.edge)), ("n", str(f.failure_count)),
@@ -371,6 +441,11 @@ def render(report: StatusReport, extra: Sequence[tuple[str, str]] = ()) -> str:
         ("Sites by state", _counts(report)),
         (f"Expiring soonest (first {EXPIRING_LIMIT})", _expiring_table(report)),
         ("Failing sites", _failure_table(report)),
+    ]
+    if report.to_publish:
+        title = f"Records for owners to publish once (first {WAITING_LIMIT} sites waiting)"
+        sections.append((title, _publish_table(report)))
+    sections += [
         ("Edges that failed", _edge_table(report)),
         (
             f"Certificate authorities, whole fleet (last {window_label(report.window)})",
