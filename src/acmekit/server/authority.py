@@ -821,17 +821,27 @@ class Authority:
         offer dns-persist-01 and whose record already stands become valid now, after the
         same checks as an answered challenge (the record, CAA, MPIC), within
         `persist_jit_timeout`; the others stay pending, untouched (standing.py)."""
-        picked = self.standing.pick(
-            account.id,
-            [(a.record, a.status) for a in view.authzs],
-            lambda: self.store.orders.account_validated(account.id, ChallengeType.DNS_PERSIST_01),
-        )
+        try:
+            picked = self.standing.pick(
+                account.id,
+                [(a.record, a.status) for a in view.authzs],
+                lambda: self.store.orders.account_validated(
+                    account.id, ChallengeType.DNS_PERSIST_01
+                ),
+            )
+        except UNAVAILABLE:
+            return view  # the order is stored: answered as it stands
         if not picked:
             return view
         done = await asyncio.gather(
             *(self._validate_standing(c, account, account_uri) for c in picked)
         )
-        return self.order_view(view.record) if any(done) else view
+        if not any(done):
+            return view
+        try:
+            return self.order_view(view.record)
+        except UNAVAILABLE:
+            return view
 
     async def _validate_standing(
         self, candidate: Candidate, account: AccountRecord, account_uri: str
