@@ -15,13 +15,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 
+from acmekit.cli.fleet import fleet as fleet_cli
 from acmekit.client.solvers.accountbound import DnsAccountSolver
 from acmekit.fleet.api import site_json
 from acmekit.fleet.capability import refusal
 from acmekit.fleet.cas import CaPool, CaSpec, RegisteringIssuer
-from acmekit.fleet.delegation import AcmekitDnsProvider, delegation_target
+from acmekit.fleet.delegation import (
+    AcmekitDnsProvider,
+    account_delegation_target,
+    delegation_target,
+)
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState
 from acmekit.fleet.service import FleetConfig, solvers_for
@@ -137,6 +143,18 @@ async def test_two_fleets_validate_one_name_through_one_zone(
         # Every name this fleet wrote or cleared is its own account's target.
         assert provider.written == {t for t in shown.values()}
     assert not providers[0].written & providers[1].written
+
+    # `acmekit fleet add` prints the CNAME for a site added now, at this account's label.
+    added = CliRunner().invoke(
+        fleet_cli,
+        ["add", "--db", f"sqlite:///{fleets[0].tmp_path / 'fleet.db'}", "--method",
+         "dns-account-01", "--delegation-zone", ZONE, f"*.other.{base}"],
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    url = fleets[0].inventory.cas.account_url("ca")
+    assert url is not None
+    target = account_delegation_target(f"other.{base}", ZONE, url)
+    assert f"{dnsaccount.record_name(f'other.{base}', url)}. CNAME {target}" in added.output
 
 
 def test_dns_account_01_sites_need_the_dns_api() -> None:
