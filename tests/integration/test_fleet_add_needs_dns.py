@@ -1,6 +1,7 @@
 """`fleet serve` without `--dns-api` records that it cannot validate dns-01; the API
-and `fleet add` (another process, same inventory) then refuse wildcard and dns-01 sites
-with what to configure, and `--from-file` skips and names their lines."""
+and `fleet add` (another process, same inventory) then refuse wildcard, dns-01 and
+dns-account-01 sites with what to configure (not dns-persist-01 wildcards), and
+`--from-file` skips and names their lines."""
 
 from __future__ import annotations
 
@@ -35,6 +36,15 @@ def test_a_fleet_without_a_dns_api_refuses_wildcards_at_the_api_and_the_cli(
 
         dns = _fleet(fleet.db, "add", "--method", "dns-01", "dns.fleet.test")
         assert dns.returncode == 1 and "dns-01 was asked for" in dns.stderr
+
+        # dns-account-01 publishes through the DNS API too; a dns-persist-01 wildcard
+        # needs none (its owner publishes the standing record).
+        body = {"names": ["acct.fleet.test"], "method": "dns-account-01"}
+        status, problem = fleet.request("POST", "/domains", body)
+        assert status == 422 and "dns-account-01 was asked for" in problem["detail"], problem
+        body = {"names": ["*.persist.fleet.test"], "method": "dns-persist-01"}
+        status, site = fleet.request("POST", "/domains", body)
+        assert status == 201 and site["method"] == "dns-persist-01", site
 
         (tmp_path / "sites.txt").write_text("a.fleet.test\n*.b.fleet.test b.fleet.test\n")
         bulk = _fleet(fleet.db, "add", "--from-file", str(tmp_path / "sites.txt"))
