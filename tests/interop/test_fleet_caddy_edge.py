@@ -121,6 +121,7 @@ def test_an_allowed_unknown_name_is_issued_on_demand_and_served(stack: CaddyFlee
     assert _metric(fleet, re.escape(info)) == 1
     page = fleet.get_text("/status")
     assert "On-demand sites" in page and "<td>shop.od.test</td>" in page
+    assert page.count('id="on-demand-count"') == 1
 
 
 def test_a_name_outside_the_patterns_is_never_issued(stack: CaddyFleet) -> None:

@@ -456,7 +456,6 @@ def render(report: StatusReport, extra: Sequence[tuple[str, str]] = ()) -> str:
         sections.append(("Certificate authorities, in order of preference", _health_table(report)))
     sections.extend(extra)
     sections.append(("Certificate authorities (this process, since start)", _ca_table(report)))
-    sections.extend(extra)
     body = "".join(f"<h2>{_e(title)}</h2>{content}" for title, content in sections)
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
