@@ -5,7 +5,8 @@ A real `acmekit dns` primary (with an API token) is given two secondaries with
 behind as records are set at the primary, and a port where nothing answers. The fleet's
 API (served on loopback) asks the primary's `GET /secondaries` and shows each one's
 serial and lag; a wrong token or a closed port shows as a DNS API that could not be
-asked. (The BIND secondaries in step are in tests/interop/test_dns_secondaries.py.)
+asked; `acmekit fleet serve --dns-api` does the same as a process. (The BIND
+secondaries in step are in tests/interop/test_dns_secondaries.py.)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from acmekit.fleet.dnssecondaries import DnsSecondaries, serial_lag
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
+from acmekit_testkit.fleet_serve import fleet_serve_process
 from acmekit_testkit.ports import free_port, free_tcp_udp_port
 
 ZONE = "sec.test"
@@ -115,3 +117,20 @@ async def test_a_dns_api_that_cannot_be_asked_shows_as_down(tmp_path: Path) -> N
     metrics, page = await fleet_pages(tmp_path / "closed", DnsSecondaries(closed, timeout=2))
     assert "acmekit_dns_api_up 0" in metrics.splitlines()
     assert f"The DNS API {closed} could not be asked: ClientConnectorError" in page
+
+
+def test_fleet_serve_with_a_dns_api_shows_its_secondaries(tmp_path: Path) -> None:
+    with primary_and_secondary(tmp_path) as (primary, secondary, silent):
+        args = ["--server", "https://127.0.0.1:9/directory"]  # never reached: nothing is due
+        args += ["--dns-api", primary.api_url, "--dns-api-token", TOKEN]
+        args += ["--dns-resolver", primary.resolver]
+        with fleet_serve_process(tmp_path, http01_port=free_port(), edges=[], args=args) as fleet:
+            metrics = fleet.get_text("/metrics")
+            page = fleet.get_text("/")
+        primary_serial = soa_serial(primary)
+    follower, gone = f"127.0.0.1:{secondary.dns_port}", f"127.0.0.1:{silent}"
+    assert "acmekit_dns_api_up 1" in metrics.splitlines()
+    assert f"acmekit_dns_primary_serial {primary_serial}" in metrics.splitlines()
+    assert gauge(metrics, "acmekit_dns_secondary_up", follower) == "1"
+    assert gauge(metrics, "acmekit_dns_secondary_up", gone) == "0"
+    assert 'id="dns-secondaries"' in page and follower in page and "not answering" in page
