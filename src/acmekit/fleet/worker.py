@@ -233,16 +233,16 @@ class Worker:
 
     def prune(self) -> None:
         """Forget on-demand sites that came to nothing, every `prune_every`. A failure is
-        logged and tried again next time: the pass must go on."""
+        logged and tried again at the next pass: the pass must go on."""
         now = self.now()
         if self._pruned_at is not None and now - self._pruned_at < self.config.prune_every:
             return
-        self._pruned_at = now
         try:
             pruned = self.inventory.on_demand.prune(now, self.config.on_demand_retention)
         except Exception:
             log.exception("on-demand sites not pruned; tried again at the next pass")
             return
+        self._pruned_at = now
         if pruned.given_up or pruned.forgotten:
             log.info(
                 "on-demand: %d sites without a certificate removed, %d rows forgotten",
