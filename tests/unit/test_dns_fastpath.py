@@ -161,7 +161,9 @@ def same(fast: DnsHandler, general: DnsHandler, wire: bytes, transport: Transpor
 def test_every_shape_matches_the_general_path(kind: str) -> None:
     fast, general = both(STORES[kind]())
     taken = 0
-    for name, qtype, transport in itertools.product(NAMES, QTYPES, Transport):
+    # With a default address the fast path declines everything: one transport shows it.
+    transports = [Transport.UDP] if kind == "default address" else list(Transport)
+    for name, qtype, transport in itertools.product(NAMES, QTYPES, transports):
         for _label, wire in variants(name, qtype):
             taken += same(fast, general, wire, transport)
     if kind == "default address":
