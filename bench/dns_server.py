@@ -14,12 +14,14 @@ With two or more CPUs the server is pinned to CPU 0 and the generator to CPU 1.
 
 Our server keeps a cache of 4096 whole answers (case-insensitive), so a repeated question
 is cheap. `--names 20000` cycles through that many TXT owners, so that every question
-misses the cache and the full parse-resolve-render path is measured; `--mixed-case`
-randomizes the case of each name (DNS 0x20), which the cache absorbs. Ours is loaded from
-a state file written here, so that start-up needs no API calls.
+misses the cache and the uncached path is measured (the fast path of
+`acmekit.dns.fastpath`, as these questions have its shape); `--mixed-case` randomizes
+the case of each name (DNS 0x20); `--absent` asks for names that do not exist
+(NXDOMAIN with the SOA, as a random-subdomain flood gets). Ours is loaded from a state
+file written here, so that start-up needs no API calls.
 
 Run: `.venv/bin/python bench/dns_server.py [--seconds 3] [--window 32] [--names N] [--mixed-case]
-[--servers acmekit,bind]`
+[--absent] [--servers acmekit,bind]`
 """
 
 from __future__ import annotations
@@ -58,11 +60,14 @@ def owner(i: int) -> str:
     return NAME if i == 0 else f"_acme-challenge.h{i}.bench.test."
 
 
-def query_wire(qid: int, names: int = 1, mixed_case: bool = False) -> bytes:
+def query_wire(qid: int, names: int = 1, mixed_case: bool = False, absent: bool = False) -> bytes:
     """A TXT query with EDNS (payload 1232), as resolvers send them, for the owner
-    `qid % names`; with `mixed_case` the name's letters get a case drawn from the ID
-    (DNS 0x20, as Unbound's use-caps-for-id sends)."""
+    `qid % names` (with `absent`, a name next to it that has no records); with
+    `mixed_case` the name's letters get a case drawn from the ID (DNS 0x20, as Unbound's
+    use-caps-for-id sends)."""
     name = owner(qid % names)
+    if absent:
+        name = f"_acme-challenge.none{qid % names}.bench.test."
     if mixed_case:
         rng = random.Random(qid)
         name = "".join(c.upper() if rng.random() < 0.5 else c for c in name)
@@ -165,7 +170,7 @@ def pin(pid: int, cpu: int) -> None:
 def measure(name: str, port: int, pid: int, args: argparse.Namespace) -> Result:
     pin(pid, 0)
     pin(0, 1)
-    wires = [query_wire(i, args.names, args.mixed_case) for i in range(65536)]
+    wires = [query_wire(i, args.names, args.mixed_case, args.absent) for i in range(65536)]
     load(port, 0.5, args.window, wires)  # warm-up
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     answered = load(port, args.seconds, args.window, wires)
@@ -180,6 +185,7 @@ def main() -> None:
     parser.add_argument("--servers", default="acmekit,bind")
     parser.add_argument("--mixed-case", action="store_true", help="random case (DNS 0x20)")
     parser.add_argument("--names", type=int, default=1, help="distinct TXT owners to cycle")
+    parser.add_argument("--absent", action="store_true", help="ask for names with no records")
     args = parser.parse_args()
     starters = {"acmekit": running_acmekit, "bind": running_bind}
     results: dict[str, Result] = {}

@@ -3,7 +3,8 @@ loopback: records set through the API reach both by NOTIFY and TSIG-signed trans
 secondary that was down catches up by IXFR; a transfer without the key is refused; two
 `acmekit dns` processes sharing one PostgreSQL database keep the API and the zone going
 when one of them is killed; and the fleet issues a wildcard by dns-01 through the
-primary's API while the CA resolves through a secondary only.
+primary's API while the CA resolves through a secondary only. The fleet's view of the
+secondaries (its status page and /metrics) is checked against the same BIND pair.
 
 Waits are polls with generous bounds (tests never assert timings); a change usually
 shows at both secondaries well within a second.
@@ -11,6 +12,7 @@ shows at both secondaries well within a second.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -36,7 +38,10 @@ from acmekit.client.solvers.dns01 import Dns01Solver
 from acmekit.dns.tsig import parse_key
 from acmekit.fleet.cas import CaSpec
 from acmekit.fleet.delegation import AcmekitDnsProvider
+from acmekit.fleet.dnssecondaries import DnsSecondaries, SecondariesReport
+from acmekit.fleet.metrics import secondary_gauges
 from acmekit.fleet.model import ChallengeMethod, SiteState
+from acmekit.fleet.status import secondaries_section
 from acmekit.protocol.messages import ChallengeType
 from acmekit_testkit.bind_secondary import BindSecondary
 from acmekit_testkit.databases import fresh_postgres_database
@@ -87,6 +92,14 @@ def _status(handle: DnsServerHandle) -> Any:
         return json.loads(resp.read())
 
 
+async def _fleet_view(api_url: str) -> SecondariesReport:
+    secondaries = DnsSecondaries(api_url)
+    try:
+        return await secondaries.report()
+    finally:
+        await secondaries.close()
+
+
 def _both_answer(name: str, value: str, *secondaries: BindSecondary) -> None:
     wait_until(
         f"{name} TXT {value} at every secondary",
@@ -130,6 +143,16 @@ def test_two_secondaries_follow_the_api_and_catch_up_by_ixfr(tmp_path: Path) -> 
             (f"127.0.0.1:{one.port}", serial, "in step"),
             (f"127.0.0.1:{two.port}", None, "behind"),  # down: no answer
         }
+        # The fleet's view of the same (its status page and /metrics)
+        report = asyncio.run(_fleet_view(api.api_url))
+        assert report.primary_serial == serial
+        lines = secondary_gauges(report)
+        at_one = f'secondary="127.0.0.1:{one.port}",zone="{ZONE}."'
+        at_two = f'secondary="127.0.0.1:{two.port}",zone="{ZONE}."'
+        assert f"acmekit_dns_secondary_serial_lag{{{at_one}}} 0" in lines
+        assert f"acmekit_dns_secondary_in_step{{{at_one}}} 1" in lines
+        assert f"acmekit_dns_secondary_up{{{at_two}}} 0" in lines
+        assert secondaries_section(report)[0] == "DNS secondaries (1 of 2 in step)"
 
         with two.running():  # back, from its zone file: it asks for what it missed
             wait_until("the returning secondary at the primary's serial",

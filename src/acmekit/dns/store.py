@@ -29,11 +29,16 @@ one new serial and kept in a bounded journal of `Delta`s, from which an IXFR (RF
 is answered. With a `writer` set (a store shared by several processes, see
 `acmekit.dns.shared`), a mutation is handed to it instead of applied here: the shared
 store numbers it and every process applies it with `apply`, in serial order.
+
+Beside the records the store keeps `wire`, the same data in wire form (a `WireIndex`),
+kept up to date by every change, so that `acmekit.dns.fastpath` answers a common
+question without building a dnspython object.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -58,6 +63,9 @@ IN = dns.rdataclass.IN
 MAX_CNAME_CHAIN = 8
 NS_LABEL = "ns1"
 HOSTMASTER_LABEL = "hostmaster"
+# The SOA's refresh, retry and expire (RFC 1035 §3.3.13): refresh 60 s and retry 10 s,
+# so a secondary that missed a NOTIFY still catches up within a minute.
+SOA_TIMERS = (60, 10, 600)
 
 
 class RecordType(StrEnum):
@@ -175,6 +183,66 @@ def implicit_zone(name: dns.name.Name) -> dns.name.Name:
     return dns.name.Name(name.labels[-3:])
 
 
+def wire_key(name: dns.name.Name) -> bytes:
+    """A name's uncompressed wire form in lower case: names compare case-insensitively
+    (RFC 4343 §3), and a length octet (at most 63) is never an upper-case letter."""
+    wire = name.to_wire()
+    assert wire is not None
+    return wire.lower()
+
+
+def wire_parents(key: bytes) -> Iterator[bytes]:
+    """The wire forms of a name's ancestors, nearest first, down to the root."""
+    i = 0
+    while key[i]:
+        i += key[i] + 1
+        yield key[i:]
+
+
+@dataclass(frozen=True)
+class WireRRset:
+    """One stored RRset rendered as answer records: `count` records, each owned by a
+    compression pointer to offset 12, the question's name (RFC 1035 §4.1.4)."""
+
+    count: int
+    records: bytes
+
+
+class WireIndex:
+    """The store's data keyed by `wire_key`: RRsets pre-rendered per name and type, and
+    how many stored names lie below each name (its empty non-terminals, RFC 8020)."""
+
+    def __init__(self, ttl: int) -> None:
+        self.ttl = ttl
+        self.rrsets: dict[bytes, dict[int, WireRRset]] = {}
+        self.above: Counter[bytes] = Counter()
+
+    def render(self, rtype: int, rdatas: list[dns.rdata.Rdata]) -> WireRRset:
+        head = b"\xc0\x0c" + struct.pack("!HHI", rtype, IN, self.ttl)
+        parts = []
+        for rdata in rdatas:
+            body = rdata.to_wire()
+            assert body is not None
+            parts.append(head + struct.pack("!H", len(body)) + body)
+        return WireRRset(len(parts), b"".join(parts))
+
+    def put(self, name: dns.name.Name, rrsets: RRsets | None) -> None:
+        """Render `name`'s RRsets again after a change (None: it has no data now)."""
+        key = wire_key(name)
+        had = key in self.rrsets
+        rendered = {int(t): self.render(t, rds) for t, rds in (rrsets or {}).items() if rds}
+        if rendered:
+            self.rrsets[key] = rendered
+            if not had:
+                self.above.update(wire_parents(key))
+        elif had:
+            del self.rrsets[key]
+            for akey in wire_parents(key):
+                self.above[akey] -= 1
+                if not self.above[akey]:
+                    del self.above[akey]
+
+
 class RecordStore:
     """Records, zones and defaults, with the resolution rules. Not thread-safe: one loop."""
 
@@ -208,6 +276,8 @@ class RecordStore:
         # How many stored names lie below each name: the empty non-terminals, kept
         # incrementally so that a change costs the depth of one name, not the whole store.
         self._ancestors: Counter[dns.name.Name] = Counter()
+        self.wire = WireIndex(ttl)
+        self.zone_keys = frozenset(wire_key(z) for z in self.zones)
 
     # ----- zones -----
 
@@ -240,11 +310,12 @@ class RecordStore:
         return dns.name.Name((NS_LABEL.encode(), *zone.labels))
 
     def soa_rrset(self, zone: dns.name.Name, serial: int | None = None) -> dns.rrset.RRset:
-        """The zone's SOA, with the current serial or `serial`. Refresh 60 s and retry
-        10 s, so a secondary that missed a NOTIFY still catches up within a minute."""
+        """The zone's SOA, with the current serial or `serial`; its minimum (the negative
+        caching TTL, RFC 2308 §4) is the records' TTL."""
         hostmaster = dns.name.Name((HOSTMASTER_LABEL.encode(), *zone.labels))
         serial = self.serial if serial is None else serial
-        text = f"{self.ns_host(zone)} {hostmaster} {serial} 60 10 600 {self.ttl}"
+        refresh, retry, expire = SOA_TIMERS
+        text = f"{self.ns_host(zone)} {hostmaster} {serial} {refresh} {retry} {expire} {self.ttl}"
         soa = dns.rdata.from_text(IN, dns.rdatatype.SOA, text)
         return dns.rrset.from_rdata(zone, self.ttl, soa)
 
@@ -382,6 +453,9 @@ class RecordStore:
 
     def _reindex(self) -> None:
         self._ancestors = Counter(a for name in self._data for a in self._above(name))
+        self.wire = WireIndex(self.ttl)
+        for name, rrsets in self._data.items():
+            self.wire.put(name, rrsets)
 
     def _refresh(self) -> None:
         if self.refresh is not None:
@@ -421,12 +495,14 @@ class RecordStore:
         existing = self._data.setdefault(name, {}).setdefault(rdata.rdtype, [])
         if rdata not in existing:
             existing.append(rdata)
+            self.wire.put(name, self._data[name])
 
     def _delete(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> None:
         existing = self._data.get(name, {}).get(rdata.rdtype, [])
         if rdata in existing:
             existing.remove(rdata)
         self._prune(name)
+        self.wire.put(name, self._data.get(name))
 
     def add(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> bool:
         """Add one record (a duplicate is a no-op); a CNAME replaces the previous one."""

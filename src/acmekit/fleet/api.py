@@ -7,7 +7,7 @@
   POST   /domains/{id}/renew     renew now                              -> 202, the site
   GET    /.well-known/acme-challenge/{token}  (edges forward this path to the fleet)
   GET    /metrics                Prometheus text format (fleet-wide figures per CA too,
-                                 on-demand sites)
+                                 on-demand sites, the DNS API's secondaries)
   GET    /  and  /status         the status page: plain HTML (see status.py)
 
 A site as JSON carries its current certificate (with the CA that issued it), its
@@ -34,11 +34,13 @@ from aiohttp import web
 from acmekit.fleet.capability import refusal
 from acmekit.fleet.ctstatus import CtCompliance, ct_gauges, ct_section
 from acmekit.fleet.delegation import account_delegations, delegation_target
+from acmekit.fleet.dnssecondaries import DnsSecondaries
 from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.metrics import (
     FleetFigures,
     FleetMetrics,
     SiteCertificate,
+    secondary_gauges,
     summarize,
     window_start,
 )
@@ -54,7 +56,7 @@ from acmekit.fleet.model import (
 from acmekit.fleet.ondemand import OnDemand, metrics_lines
 from acmekit.fleet.persist import site_records
 from acmekit.fleet.repos.sites import OptionsChange, SiteRepository
-from acmekit.fleet.status import collect, on_demand_section, render
+from acmekit.fleet.status import collect, on_demand_section, render, secondaries_section
 
 INVENTORY = web.AppKey("inventory", Inventory)
 METRICS = web.AppKey("metrics", FleetMetrics)
@@ -64,6 +66,7 @@ ZONE: web.AppKey[str | None] = web.AppKey("delegation_zone")
 DNS01: web.AppKey[bool] = web.AppKey("dns01")
 ON_DEMAND: web.AppKey[OnDemand | None] = web.AppKey("on_demand")
 CT: web.AppKey[CtCompliance | None] = web.AppKey("ct")
+SECONDARIES: web.AppKey[DnsSecondaries | None] = web.AppKey("dns_secondaries")
 MAX_PAGE = 1000
 
 
@@ -248,6 +251,9 @@ async def _metrics(request: web.Request) -> web.Response:
     if compliance is not None:
         sites = compliance.sites(inventory.sites.current_chains())
         text += "\n".join(ct_gauges(sites)) + "\n"
+    secondaries = request.app.get(SECONDARIES)
+    if secondaries is not None:
+        text += "\n".join(secondary_gauges(await secondaries.report())) + "\n"
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
@@ -261,6 +267,9 @@ async def _status(request: web.Request) -> web.Response:
     if compliance is not None:
         sites = compliance.sites(inventory.sites.current_chains())
         extra.append(("Certificate Transparency", ct_section(sites)))
+    secondaries = app.get(SECONDARIES)
+    if secondaries is not None:
+        extra.append(secondaries_section(await secondaries.report()))
     return web.Response(
         text=render(report, extra),
         content_type="text/html",
@@ -287,11 +296,12 @@ def api_app(
     dns01: bool = True,
     on_demand: OnDemand | None = None,
     ct: CtCompliance | None = None,
+    dns_secondaries: DnsSecondaries | None = None,
 ) -> web.Application:
     """The API; `cas` (in order) are shown with their health on the status page,
     `delegation_zone` gives dns-01 sites their CNAME targets, without `dns01` (no DNS
-    API) a site that needs dns-01 is refused with 422, and `on_demand`'s verdicts are
-    counted in /metrics."""
+    API) a site that needs dns-01 is refused with 422, `on_demand`'s verdicts are
+    counted in /metrics, and `dns_secondaries` (the DNS API's) are shown on both."""
     app = challenge_app(inventory)
     app[METRICS] = metrics
     app[NOW] = now
@@ -300,6 +310,7 @@ def api_app(
     app[DNS01] = dns01
     app[ON_DEMAND] = on_demand
     app[CT] = ct
+    app[SECONDARIES] = dns_secondaries
     app.router.add_post("/domains", _add)
     app.router.add_get("/domains", _list)
     app.router.add_get("/domains/{id}", _get)

@@ -14,6 +14,8 @@ Issuance outcomes and latency come twice: as this process's own counters and his
 up the processes), and as gauges over the last `STATS_WINDOW` from the inventory's
 hourly buckets, which every worker writes (`acmekit_fleet_ca_recent_*`), so that any
 one process can show what the whole fleet did.
+With a DNS API, the state of its secondaries (`secondary_gauges`, dnssecondaries.py):
+each one's SOA serial and how many serials it is behind the primary.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from acmekit.fleet.dnssecondaries import SecondariesReport, SecondaryState
 from acmekit.fleet.model import CaStatsBucket, SiteState
 from acmekit.fleet.planner import DAY, HOUR
 
@@ -270,6 +273,38 @@ def recent_gauges(recent: Sequence[CaWindow], window: int) -> list[str]:
         lines.append(f"# HELP {name}_{metric} {what} at each CA {over}.")
         lines.append(f"# TYPE {name}_{metric} gauge")
         lines.extend(f'{name}_{metric}{{ca="{_esc(c.ca)}"}} {value(c):.6g}' for c in recent)
+    return lines
+
+
+def secondary_gauges(report: SecondariesReport) -> list[str]:
+    """The DNS API's reach, its primary's serial, and per secondary and zone: answers
+    or not, its serial, its lag behind the primary (RFC 1982 distance) and in step or
+    not. A secondary that does not answer has no serial and no lag series."""
+    lines = [
+        "# HELP acmekit_dns_api_up 1 if the fleet's DNS API answered GET /secondaries.",
+        "# TYPE acmekit_dns_api_up gauge",
+        f"acmekit_dns_api_up {int(report.reachable)}",
+    ]
+    if report.primary_serial is not None:
+        lines += [
+            "# HELP acmekit_dns_primary_serial The SOA serial of the DNS API's primary.",
+            "# TYPE acmekit_dns_primary_serial gauge",
+            f"acmekit_dns_primary_serial {report.primary_serial}",
+        ]
+    series: list[tuple[str, str, Callable[[SecondaryState], int | None]]] = [
+        ("up", "1 if the secondary answered the zone's SOA query.", lambda s: s.serial is not None),
+        ("serial", "The zone's SOA serial the secondary answers.", lambda s: s.serial),
+        ("serial_lag", "Serials the secondary is behind the primary.", lambda s: s.lag),
+        ("in_step", "1 if the secondary answers the primary's serial.", lambda s: s.in_step),
+    ]  # fmt: skip
+    for metric, what, value in series:
+        name = f"acmekit_dns_secondary_{metric}"
+        lines += [f"# HELP {name} {what}", f"# TYPE {name} gauge"]
+        for s in report.secondaries:
+            found = value(s)
+            if found is not None:
+                labels = f'secondary="{_esc(s.secondary)}",zone="{_esc(s.zone)}"'
+                lines.append(f"{name}{{{labels}}} {int(found)}")
     return lines
 
 

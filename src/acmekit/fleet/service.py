@@ -35,6 +35,7 @@ from acmekit.fleet.certapi import LOOPBACK, CertEndpoint, Network, cert_app
 from acmekit.fleet.ctstatus import CtCompliance
 from acmekit.fleet.delegation import AcmekitDnsProvider, DelegationCheck
 from acmekit.fleet.deploy import Deployer
+from acmekit.fleet.dnssecondaries import DnsSecondaries
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import to_us
@@ -157,6 +158,10 @@ async def run(
             )
             stack.push_async_callback(on_demand.close)
         if serve_api and config.listen is not None:
+            secondaries = None
+            if config.dns_api is not None:  # its GET /secondaries, for the page and /metrics
+                secondaries = DnsSecondaries(config.dns_api, config.dns_api_token)
+                stack.push_async_callback(secondaries.close)
             app = api_app(
                 inventory,
                 metrics,
@@ -166,6 +171,7 @@ async def run(
                 dns01=dns01,
                 on_demand=on_demand,
                 ct=_ct_compliance(config),
+                dns_secondaries=secondaries,
             )
             runner = await start_site(app, config.listen)
             stack.push_async_callback(runner.cleanup)

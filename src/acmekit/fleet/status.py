@@ -8,7 +8,8 @@ edges that refused a deployment, each CA's orders, success rate
 and time to issue by every fleet process over the last 24 hours (the hourly buckets
 workers write), and each configured CA's health (consecutive failures of its own,
 passed over until when); then, from this process's own FleetMetrics, the figures for
-its own orders since it started.
+its own orders since it started. With a DNS API, a table of its secondaries, each in
+step with the primary's serial or behind (`secondaries_section`).
 
 Collecting (`collect`, a few read-only queries) is kept apart from rendering (`render`,
 a pure function of a StatusReport), so the page can be tested without a server. Every
@@ -27,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from acmekit.fleet.delegation import account_delegations
+from acmekit.fleet.dnssecondaries import SecondariesReport, SecondaryState
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import (
     STATS_WINDOW,
@@ -432,6 +434,36 @@ def on_demand_section(count: int, recent: Sequence[OnDemandSite]) -> tuple[str, 
     )  # fmt: skip
     title = f"On-demand sites ({count} kept; the {ON_DEMAND_LIMIT} made last)"
     return title, f'<p id="on-demand-count">{count}</p>{table}'
+
+
+def _secondary_state(s: SecondaryState) -> tuple[str, str]:
+    if s.serial is None:
+        return "failing", "not answering"
+    if s.in_step:
+        return "", "in step"
+    lag = s.lag or 0
+    return "failing", f"behind by {lag}" if lag > 0 else f"ahead by {-lag}"
+
+
+def secondaries_section(report: SecondariesReport) -> tuple[str, str]:
+    """(title, HTML) for the DNS secondaries, as the DNS API's GET /secondaries has them."""
+    title = "DNS secondaries"
+    if not report.reachable:
+        text = f"The DNS API {report.api} could not be asked: {report.error}"
+        return title, f'<p id="dns-secondaries" class="failing">{_e(text)}</p>'
+    rows = []
+    for s in report.secondaries:
+        css, state = _secondary_state(s)
+        lag = "" if s.lag is None else str(s.lag)
+        serial = "" if s.serial is None else str(s.serial)
+        rows.append(_row([("", _e(s.secondary)), ("", _e(s.zone)), ("n", serial),
+                          ("n", str(s.primary_serial)), ("n", lag), (css, _e(state))]))  # fmt: skip
+    table = _table(
+        "dns-secondaries", ["secondary", "zone", "serial", "primary serial", "lag", "state"],
+        rows, "The DNS API names no secondary (acmekit dns --notify).",
+    )  # fmt: skip
+    in_step = sum(s.in_step for s in report.secondaries)
+    return f"{title} ({in_step} of {len(report.secondaries)} in step)", table
 
 
 def render(report: StatusReport, extra: Sequence[tuple[str, str]] = ()) -> str:

@@ -126,6 +126,11 @@ class WorkerConfig:
     slot_wait: float = 120.0  # seconds an order may wait for a CA slot (a quarter of
     # `lease` at most, so that the site is still held when the order starts)
     stats_flush: int = 10 * planner.SECOND  # how often a pass writes its figures per CA
+    # On-demand sites still without a certificate this long after they were made are
+    # removed, and removed ones' rows deleted (repos/ondemand.py `prune`); at least the
+    # on-demand limit's window per domain (7 days), which counts those rows.
+    on_demand_retention: int = 7 * planner.DAY
+    prune_every: int = 10 * planner.MINUTE  # how often a worker prunes them
     policy: planner.Policy = planner.DEFAULT_POLICY
 
 
@@ -208,6 +213,7 @@ class Worker:
         self._stats: dict[tuple[str, int], CaStatsBucket] = {}  # not yet written
         self._woken = asyncio.Event()
         self._stats_written = self.now()
+        self._pruned_at: int | None = None
         self._multi = len(self.pool.entries) > 1
         self._ari = any(isinstance(e.issuer, RenewalInfoSource) for e in self.pool.entries)
 
@@ -221,8 +227,27 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Pass after pass until `stop` is set."""
         while not stop.is_set():
+            self.prune()
             if await self.run_once() == 0:
                 await self._idle()
+
+    def prune(self) -> None:
+        """Forget on-demand sites that came to nothing, every `prune_every`. A failure is
+        logged and tried again at the next pass: the pass must go on."""
+        now = self.now()
+        if self._pruned_at is not None and now - self._pruned_at < self.config.prune_every:
+            return
+        try:
+            pruned = self.inventory.on_demand.prune(now, self.config.on_demand_retention)
+        except Exception:
+            log.exception("on-demand sites not pruned; tried again at the next pass")
+            return
+        self._pruned_at = now
+        if pruned.given_up or pruned.forgotten:
+            log.info(
+                "on-demand: %d sites without a certificate removed, %d rows forgotten",
+                pruned.given_up, pruned.forgotten,
+            )  # fmt: skip
 
     def wake(self) -> None:
         """Cut the idle sleep short: a site was just added (an on-demand site, whose

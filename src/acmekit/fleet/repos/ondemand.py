@@ -3,6 +3,12 @@
 `admit` counts and adds in one transaction, which first takes a lock (PostgreSQL: a
 transaction advisory lock; SQLite: the write lock, BEGIN IMMEDIATE), so processes
 admitting names at once count one after the other and the limits hold fleet-wide.
+
+`prune` forgets what came to nothing: an on-demand site still without a certificate
+`retention` after it was made (its name failed validation, the CA refused it, or no one
+meant it) is removed, and the rows of on-demand sites removed, by that or by the
+operator, are deleted once `retention` has passed since they were made. A row counts
+towards the limits for `Limits.domain_window`, so `retention` must be at least that.
 """
 
 from __future__ import annotations
@@ -49,6 +55,12 @@ class OnDemandSite:
 
 
 _MINUTE = 60_000_000
+
+
+@dataclass(frozen=True)
+class Pruned:
+    given_up: int  # sites removed: no certificate within the retention
+    forgotten: int  # rows deleted: their site is removed (or gone)
 
 
 def _count(c: Connection, *where: sa.ColumnElement[bool]) -> int:
@@ -128,3 +140,43 @@ class OnDemandRepository(Repository):
         )
         with self._tx() as c:
             return [(str(i), str(n)) for i, n in c.execute(query)]
+
+    def prune(self, now: int, retention: int, batch: int = 1000) -> Pruned:
+        """Remove on-demand sites made before `now - retention` that never had a
+        certificate and no worker holds, then delete the rows, made as long ago, of
+        on-demand sites that are removed; at most `batch` of each."""
+        cutoff = now - retention
+        stale = (
+            sa.select(on_demand.c.site_id)
+            .select_from(on_demand.join(sites, sites.c.id == on_demand.c.site_id))
+            .where(
+                on_demand.c.created <= cutoff,
+                sites.c.desired == str(DesiredState.ACTIVE),
+                sites.c.current_version == 0,
+                sa.or_(sites.c.lease_until.is_(None), sites.c.lease_until <= now),
+            )
+            .order_by(on_demand.c.created)
+            .limit(batch)
+        )
+        kept = sa.exists().where(
+            sites.c.id == on_demand.c.site_id, sites.c.desired == str(DesiredState.ACTIVE)
+        )
+        with self._tx() as c:
+            given_up = 0
+            for (site_id,) in c.execute(stale).all():
+                done = c.execute(
+                    sites.update()
+                    .where(sites.c.id == site_id, sites.c.desired == str(DesiredState.ACTIVE))
+                    .values(desired=DesiredState.REMOVED, next_action_at=now)
+                )
+                if done.rowcount == 1:  # a worker removes it from the edges next
+                    name_index.free(c, site_id)
+                    given_up += 1
+            gone = (
+                sa.select(on_demand.c.site_id)
+                .where(on_demand.c.created <= cutoff, ~kept)
+                .limit(batch)
+                .scalar_subquery()
+            )
+            forgotten = c.execute(on_demand.delete().where(on_demand.c.site_id.in_(gone)))
+        return Pruned(given_up, int(forgotten.rowcount))
