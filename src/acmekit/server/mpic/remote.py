@@ -119,6 +119,10 @@ class Corroborator:
         self._idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
         self._stragglers: set[asyncio.Future[PerspectiveResult]] = set()
 
+    def kept(self, name: str) -> int:
+        """How many idle kept-alive connections to perspective `name` wait for reuse."""
+        return len(self._idle.get(name, []))
+
     def _let_finish(self, task: asyncio.Future[PerspectiveResult], when: float) -> None:
         """Leave a request that is not needed to finish (its answer is ignored), and
         cancel it at `when` (loop time) if it has not."""
