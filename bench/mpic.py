@@ -14,11 +14,17 @@ processing, download the certificate); each signed request uses the nonce of the
 previous answer, as real clients do. CPU is utime + stime from /proc/PID/stat of each
 process and its descendants, read around the measured phase.
 
+On a machine shared with other work a server's CPU per certificate moves with the
+neighbours' load, so after the rounds that run one server at a time, as many rounds run
+all three servers at once (each with its own W workers): whatever the neighbours do then
+weighs on the three alike. Each is reported per round and pooled over the rounds.
+
 Validation time is from the challenge POST until the authorization is valid, as the
 client sees it: under load (W workers, 50 ms polls, so it includes up to one poll
 interval) and alone (one worker, polling every 5 ms; `--latency N` certificates).
 
 Run: `python bench/mpic.py [--workers 4] [--certs 60] [--rounds 3] [--latency 20]`
+(`--rounds` of each kind)
 """
 
 from __future__ import annotations
@@ -255,18 +261,44 @@ async def main(workers: int, certs: int, rounds: int, latency: int) -> None:
                     result = await measure(t, responder, workers, certs, 0.05, f"r{r}")
                     results[t.label].append(result)
                     report(result, "loaded")
+            together: dict[str, list[Result]] = {t.label: [] for t in targets}
+            for r in range(rounds):
+                print(f"round {r + 1}, the three at once")
+                found = await asyncio.gather(
+                    *(measure(t, responder, workers, certs, 0.05, f"t{r}") for t in targets)
+                )
+                for result in found:
+                    together[result.label].append(result)
+                    report(result, "at once")
             alone = {
                 t.label: await measure(t, responder, 1, latency, 0.005, "alone") for t in targets
             }
         finally:
             await responder.stop()
-    summarize(results, alone)
-
-
-def summarize(results: dict[str, list[Result]], alone: dict[str, Result]) -> None:
     print("\nvalidation alone (1 worker, 5 ms polls):")
     for result in alone.values():
         report(result, "alone")
+    print("\n== one server at a time")
+    summarize(results, alone)
+    print("\n== the three at once")
+    summarize(together, alone)
+
+
+def pooled(results: list[Result]) -> float:
+    """CPU per certificate over all rounds, in ms."""
+    return 1000 * sum(r.ca_cpu for r in results) / sum(r.certs for r in results)
+
+
+def summarize(results: dict[str, list[Result]], alone: dict[str, Result]) -> None:
+    m, n, p = pooled(results[MPIC]), pooled(results[NONE]), pooled(results[PEBBLE])
+    p_ms = (
+        1000 * sum(r.perspectives_cpu for r in results[MPIC]) / sum(r.certs for r in results[MPIC])
+    )
+    print(
+        f"pooled: CA CPU/cert no perspectives {n:.1f} ms, 3 perspectives {m:.1f} ms "
+        f"({100 * (m / n - 1):+.0f}%), Pebble {p:.1f} ms; 3 perspectives / Pebble "
+        f"{m / p:.2f}, none / Pebble {n / p:.2f}; perspectives {p_ms:.1f} ms/cert"
+    )
     growth = [m.ca_ms / n.ca_ms - 1 for m, n in zip(results[MPIC], results[NONE], strict=True)]
     vs_pebble = [m.ca_ms / p.ca_ms for m, p in zip(results[MPIC], results[PEBBLE], strict=True)]
     none_vs_pebble = [
