@@ -5,7 +5,9 @@ the zones' trust anchors, and our CA asking unbound (`--dns-resolver`) with
 
 Our client publishes its dns-01 records in BIND over RFC 2136 (BIND signs them) and serves
 http-01 itself; its propagation check asks BIND directly, so the record is in place before
-the CA looks. A signed zone passes dns-01, http-01 and CAA; an unsigned one, and an
+the CA looks. A signed zone passes dns-01, http-01 and CAA, and the authorization records
+that the answers were authenticated (and the challenge's log line says so); an unsigned
+one records that they were not; an unsigned one, and an
 unsigned delegation below the signed zone, pass; in the zone whose DNSKEY signatures are
 broken (and in the one whose signatures expired), dns-01, the CAA check and the address lookups of
 http-01 and tls-alpn-01 each end in a `dns` problem, and no certificate is issued. Debian's
@@ -16,6 +18,7 @@ bogus one.
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -138,6 +141,16 @@ def ca_log(ca: CaProcess[DnssecDns]) -> str:
     return ca.server.log.read_text(errors="replace")
 
 
+def recorded_dnssec(ca: CaProcess[DnssecDns], name: str) -> list[tuple[bool | None, bool | None]]:
+    """(dnssec_dcv, dnssec_caa) of every authorization for `name`, as the CA stored them."""
+    with sqlite3.connect(ca.server.state_dir / "acmekit.db") as db:
+        rows = db.execute(
+            "SELECT dnssec_dcv, dnssec_caa FROM authorizations WHERE identifier_value = ?",
+            (name,),
+        ).fetchall()
+    return [(None if d is None else bool(d), None if c is None else bool(c)) for d, c in rows]
+
+
 # --- through the CA: our client against our CA asking unbound
 
 
@@ -151,6 +164,10 @@ async def test_signed_zone_passes_dns01_and_caa(
     log = ca_log(dnssec_ca)
     assert "DNSSEC: TXT _acme-challenge.a.secure.test answer is secure (AD)" in log
     assert "DNSSEC: CAA a.secure.test answer is secure (AD)" in log
+    assert recorded_dnssec(dnssec_ca, "a.secure.test") == [(True, True)]
+    assert re.search(
+        r"dns-01 for a.secure.test \(account [^)]+\): valid; DNSSEC dcv secure, caa secure", log
+    )
 
 
 async def test_signed_zone_passes_http01(dnssec_ca: CaProcess[DnssecDns]) -> None:
@@ -158,6 +175,7 @@ async def test_signed_zone_passes_http01(dnssec_ca: CaProcess[DnssecDns]) -> Non
         chain = await issue(dnssec_ca, ChallengeType.HTTP_01, solver, "web.secure.test")
     assert leaf_names(chain) == {"web.secure.test"}
     assert "DNSSEC: A web.secure.test answer is secure (AD)" in ca_log(dnssec_ca)
+    assert recorded_dnssec(dnssec_ca, "web.secure.test") == [(True, True)]
 
 
 async def test_unsigned_zone_passes(dnssec_ca: CaProcess[DnssecDns], tmp_path: Path) -> None:
@@ -167,6 +185,10 @@ async def test_unsigned_zone_passes(dnssec_ca: CaProcess[DnssecDns], tmp_path: P
     assert leaf_names(chain) == {"a.insecure.test"}
     log = ca_log(dnssec_ca)
     assert "DNSSEC: TXT _acme-challenge.a.insecure.test answer is not authenticated" in log
+    assert recorded_dnssec(dnssec_ca, "a.insecure.test") == [(False, False)]
+    assert re.search(
+        r"a.insecure.test \(account [^)]+\): valid; DNSSEC dcv insecure, caa insecure", log
+    )
 
 
 async def test_unsigned_delegation_from_a_signed_zone_passes(
@@ -184,6 +206,8 @@ async def test_unsigned_delegation_from_a_signed_zone_passes(
     assert "DNSSEC: TXT _acme-challenge.a.plain.secure.test answer is not authenticated" in log
     # Its CAA set is the signed parent's.
     assert "DNSSEC: CAA secure.test answer is secure (AD)" in log
+    # ...but the CAA answers for the names below the unsigned delegation were not signed.
+    assert recorded_dnssec(dnssec_ca, "a.plain.secure.test") == [(False, False)]
 
 
 async def test_broken_signature_fails_dns01(
@@ -204,6 +228,8 @@ async def test_broken_signature_fails_caa(dnssec_ca: CaProcess[DnssecDns], tmp_p
     assert "DNSSEC: TXT _acme-challenge.alias.secure.test answer is secure (AD)" in ca_log(
         dnssec_ca
     )
+    # The challenge's answers were authenticated; the CAA lookup gave no answer to count.
+    assert recorded_dnssec(dnssec_ca, "alias.secure.test") == [(True, None)]
 
 
 async def test_broken_signature_fails_http01_address_lookup(

@@ -71,7 +71,7 @@ from acmekit.server.crl import CrlPublisher
 from acmekit.server.ctsubmit import CtSubmitter
 from acmekit.server.lint import Linter
 from acmekit.server.mpic.quorum import Verdict
-from acmekit.server.mpic.remote import Corroborator, refusal
+from acmekit.server.mpic.remote import Corroboration, Corroborator, refusal
 from acmekit.server.mpic.wire import ACCOUNT_BOUND, CorroborationRequest
 from acmekit.server.policy import Policy
 from acmekit.server.profiles import check_identifiers, select_profile
@@ -88,11 +88,13 @@ from acmekit.server.records import (
     CertificateRecord,
     ChallengeRecord,
     OrderRecord,
+    ValidationEvidence,
 )
 from acmekit.server.signing import ExternalKey, SignerUnavailable
 from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
 from acmekit.server.validation import AccountContext, Validator
+from acmekit.server.validation.dnssec import Tally
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,14 @@ BACKDATE = timedelta(minutes=1)
 
 def new_id() -> str:
     return secrets.token_urlsafe(16)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A standing record that passed: its `persistUntil` and how it was validated."""
+
+    until: int | None
+    record: ValidationEvidence
 
 
 @dataclass(frozen=True)
@@ -774,18 +784,26 @@ class Authority:
     ) -> None:
         error: dict[str, Any] | None = None
         until: int | None = None
+        dcv, caa = Tally(), Tally()  # whether the DNS answers were authenticated (AD)
+        corroboration: Corroboration | None = None
         try:
             context = self._account_context(account, account_uri, authz.wildcard)
-            until = await self.validator.validate(
-                ch.type,
-                authz.identifier,
-                ch.token,
-                key_authorization(ch.token, account.jwk),
-                account=context,
-            )
-            await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
+            with dcv.counting():
+                until = await self.validator.validate(
+                    ch.type,
+                    authz.identifier,
+                    ch.token,
+                    key_authorization(ch.token, account.jwk),
+                    account=context,
+                )
+            with caa.counting():
+                await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
             if self.corroborator is not None:
-                await self._corroborate(self.corroborator, ch, authz, account, context)
+                corroboration = await self._corroborate(
+                    self.corroborator, ch, authz, account, context
+                )
+                if corroboration.verdict != Verdict.PASS:
+                    raise refusal(corroboration, authz.identifier.to_json())
         except AcmeError as exc:
             error = exc.problem.to_json()
             error.setdefault("identifier", authz.identifier.to_json())
@@ -795,14 +813,23 @@ class Authority:
             log.exception("validation of challenge %s failed unexpectedly", ch.id)
             error = Problem(str(ProblemType.SERVER_INTERNAL), str(exc), 500).to_json()
         now = self.now()
-        self.store.orders.finish_challenge(ch.id, now, error, self._valid_until(authz, now, until))
+        evidence = ValidationEvidence(
+            mpic_quorum=corroboration.quorum if corroboration else None,
+            mpic_perspectives=(
+                tuple(r.to_json() for r in corroboration.results) if corroboration else None
+            ),
+            dnssec_dcv=dcv.authenticated,
+            dnssec_caa=caa.authenticated,
+        )
+        expires = self._valid_until(authz, now, until)
+        self.store.orders.finish_challenge(ch.id, now, error, expires, evidence)
         if error is not None and self._counts_failures(authz):
             self.limits.spend(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), now)
         # The outcome's problem type only: a detail may quote the token's URL or a body.
         outcome = "valid" if error is None else f"invalid ({error.get('type')})"
         log.info(
-            "challenge %s %s for %s (account %s): %s",
-            ch.id, ch.type, authz.identifier.value, account.id, outcome,
+            "challenge %s %s for %s (account %s): %s%s",
+            ch.id, ch.type, authz.identifier.value, account.id, outcome, _dnssec_note(evidence),
         )  # fmt: skip
 
     def _valid_until(
@@ -843,27 +870,49 @@ class Authority:
         except UNAVAILABLE:
             return view
 
+    async def _standing_checks(
+        self, candidate: Candidate, account: AccountRecord, account_uri: str
+    ) -> _Checked:
+        """The record, CAA and MPIC for a standing dns-persist-01 record; raises the
+        problem of the first that fails."""
+        ch, authz = candidate.challenge, candidate.authz
+        dcv, caa = Tally(), Tally()
+        context = self._account_context(account, account_uri, authz.wildcard)
+        with dcv.counting():
+            until = await self.validator.validate(
+                ch.type, authz.identifier, ch.token, "", account=context
+            )
+        with caa.counting():
+            await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
+        corroboration: Corroboration | None = None
+        if self.corroborator is not None:
+            corroboration = await self._corroborate(self.corroborator, ch, authz, account, context)
+            if corroboration.verdict != Verdict.PASS:
+                raise refusal(corroboration, authz.identifier.to_json())
+        record = ValidationEvidence(
+            mpic_quorum=corroboration.quorum if corroboration else None,
+            mpic_perspectives=(
+                tuple(r.to_json() for r in corroboration.results) if corroboration else None
+            ),
+            dnssec_dcv=dcv.authenticated,
+            dnssec_caa=caa.authenticated,
+        )
+        return _Checked(until, record)
+
     async def _validate_standing(
         self, candidate: Candidate, account: AccountRecord, account_uri: str
     ) -> bool:
         ch, authz = candidate.challenge, candidate.authz
         try:
             async with asyncio.timeout(self.standing.timeout):
-                context = self._account_context(account, account_uri, authz.wildcard)
-                until = await self.validator.validate(
-                    ch.type, authz.identifier, ch.token, "", account=context
-                )
-                await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
-                if self.corroborator is not None:
-                    await self._corroborate(self.corroborator, ch, authz, account, context)
+                evidence = await self._standing_checks(candidate, account, account_uri)
             now = self.now()
             # The same steps as an answered challenge: it is recorded as validated now,
             # under the account URL asked with (a later CAA recheck names it).
             if not self.store.orders.start_challenge(ch.id, now, account_uri):
                 return False
-            self.store.orders.finish_challenge(
-                ch.id, now, None, self._valid_until(authz, now, until)
-            )
+            expires = self._valid_until(authz, now, evidence.until)
+            self.store.orders.finish_challenge(ch.id, now, None, expires, evidence.record)
         except AcmeError as exc:
             why = exc.problem.type
         except TimeoutError:
@@ -891,11 +940,12 @@ class Authority:
         authz: AuthorizationRecord,
         account: AccountRecord,
         context: AccountContext,
-    ) -> None:
+    ) -> Corroboration:
         """BR §3.2.2.9: the primary (this CA) validated and checked CAA; the remote
-        perspectives must corroborate both. The outcome is recorded on the authorization
-        and logged either way; without a quorum the validation fails. dns-persist-01 and
-        dns-account-01 send the account context the primary checked with (same `now`)."""
+        perspectives must corroborate both. The outcome is logged here and recorded on
+        the authorization with the validation's; without a quorum the validation fails.
+        dns-persist-01 and dns-account-01 send the account context the primary checked
+        with (same `now`)."""
         request = CorroborationRequest(
             type=ch.type,
             identifier=authz.identifier,
@@ -907,15 +957,11 @@ class Authority:
             account=context if ch.type in ACCOUNT_BOUND else None,
         )
         outcome = await corroborator.corroborate(request)
-        self.store.orders.record_mpic(
-            authz.id, outcome.quorum, [r.to_json() for r in outcome.results]
-        )
         log.info(
             "mpic for authorization %s (%s): %s, quorum %s: %s",
             authz.id, authz.identifier.value, outcome.verdict, outcome.quorum, outcome.summary(),
         )  # fmt: skip
-        if outcome.verdict != Verdict.PASS:
-            raise refusal(outcome, authz.identifier.to_json())
+        return outcome
 
     async def _corroborate_caa(
         self,
@@ -1201,3 +1247,14 @@ class Authority:
                 csr = x509.load_der_x509_csr(order.csr)
                 self._spawn(self._issue(order, csr, kept))
                 log.warning("resumed issuance of order %s", order.id)
+
+
+def _dnssec_note(evidence: ValidationEvidence) -> str:
+    """For the challenge's log line: `; DNSSEC dcv secure, caa insecure`, or nothing when
+    DNSSEC was not asked about."""
+    parts = [
+        f"{what} {'secure' if flag else 'insecure'}"
+        for what, flag in (("dcv", evidence.dnssec_dcv), ("caa", evidence.dnssec_caa))
+        if flag is not None
+    ]
+    return f"; DNSSEC {', '.join(parts)}" if parts else ""

@@ -62,6 +62,7 @@ from acmekit.server.validation.dnssec import (
     DnssecMode,
     authenticated,
     extended_errors,
+    note_answers,
     validation_resolver,
 )
 from acmekit.server.validation.resolve import STUB_ATTEMPT, CnameChainTooLong, follow_cnames
@@ -236,8 +237,12 @@ class CaaChecker:
                 raise _lookup_failed(base, owner, result)
             if isinstance(result, BaseException):
                 raise result
-            if result:
-                return owner, result
+            records, secure = result
+            # The answers the decision rests on: from `name` up to the set found.
+            if self._dnssec is not DnssecMode.OFF:
+                note_answers(secure)
+            if records:
+                return owner, records
         return base, []
 
     async def check(self, name: str, *, wildcard: bool, account_uri: str, method: str) -> None:
@@ -265,9 +270,10 @@ class CaaChecker:
             f"CAA record set for {owner} [{shown}] prevents issuance: {reason}",
         )
 
-    async def _lookup(self, owner: str) -> list[CaaRecord]:
-        """CAA at `owner`, CNAMEs followed; `_timeout` bounds the whole chain, not each
-        hop, so answers that each come just in time cannot add up."""
+    async def _lookup(self, owner: str) -> tuple[list[CaaRecord], bool]:
+        """CAA at `owner`, CNAMEs followed, and whether every answer was authenticated;
+        `_timeout` bounds the whole chain, not each hop, so answers that each come just
+        in time cannot add up."""
 
         secure: list[bool] = []
 
@@ -278,10 +284,11 @@ class CaaChecker:
 
         async with asyncio.timeout(self._timeout):
             found = await follow_cnames(ask, owner + ".")
+        authenticated = bool(secure) and all(secure)
         if self._dnssec is not DnssecMode.OFF:
-            state = "secure (AD)" if secure and all(secure) else "not authenticated"
+            state = "secure (AD)" if authenticated else "not authenticated"
             log.info("DNSSEC: CAA %s answer is %s", owner, state)
-        return [CaaRecord(*fields) for fields in found]
+        return [CaaRecord(*fields) for fields in found], authenticated
 
     async def _ask(self, qname: str) -> Reply[tuple[int, str, str]]:
         """CAA at `qname`: the stub's answer, else the resolver's; `_timeout` bounds both."""

@@ -56,6 +56,22 @@ class AuthorizationRecord:
 
 
 @dataclass(frozen=True)
+class ValidationEvidence:
+    """What is recorded with an authorization about how its validation was made.
+
+    `mpic_quorum` ("3/4") and `mpic_perspectives` (each remote's name, RIR, outcome):
+    multi-perspective corroboration (BR §3.2.2.9), None without remote perspectives.
+    `dnssec_dcv` / `dnssec_caa`: whether every DNS answer the challenge's lookups / the
+    CAA lookups relied on was DNSSEC-authenticated (the validating resolver's AD bit);
+    None when not asked (`[validation] dnssec = "off"`) or when no lookup was made."""
+
+    mpic_quorum: str | None = None
+    mpic_perspectives: tuple[dict[str, str], ...] | None = None
+    dnssec_dcv: bool | None = None
+    dnssec_caa: bool | None = None
+
+
+@dataclass(frozen=True)
 class OrderRecord:
     id: str
     account_id: str

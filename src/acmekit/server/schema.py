@@ -71,6 +71,10 @@ authorizations = sa.Table(
     # each remote perspective's name, RIR and outcome; None without remote perspectives.
     sa.Column("mpic_quorum", sa.String(16)),
     sa.Column("mpic_perspectives", sa.Text),
+    # Whether the DNS answers of the challenge's lookups and of the CAA lookups were all
+    # DNSSEC-authenticated (the resolver's AD bit); None when not asked (dnssec "off").
+    sa.Column("dnssec_dcv", sa.Boolean),
+    sa.Column("dnssec_caa", sa.Boolean),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
 )
 

@@ -2,8 +2,12 @@
 
 `Corroborator.corroborate` is called after the primary perspective (the CA itself) has
 validated the challenge and checked CAA. It asks every configured remote at once,
-applies `quorum.decide` as each answer comes in and cancels the remaining requests as
-soon as the outcome is decided. A remote that cannot be reached, fails the TLS
+applies `quorum.decide` as each answer comes in and returns as soon as the outcome is
+decided. The requests still out are not waited for, but they are left to finish (for
+`LINGER` seconds at most, within the round's time) so that their kept-alive connections
+go back to the pool: cancelling one closes its connection, and the next request to that
+perspective would pay a new client-authenticated TLS handshake, which costs the CA more
+than the request itself. A remote that cannot be reached, fails the TLS
 handshake, presents a certificate that is not its own (`certs.py`), answers late
 (`[mpic] timeout` bounds the whole round) or answers something unreadable counts as not
 corroborating, with the reason recorded.
@@ -36,6 +40,7 @@ from acmekit.server.mpic.wire import PATH, CorroborationRequest, PerspectiveAnsw
 log = logging.getLogger(__name__)
 
 MAX_ANSWER = 64 * 1024  # an answer is under 2 KiB (two problem documents at most)
+LINGER = 2.0  # seconds a request not needed any more may take to finish in the background
 
 
 class Outcome(StrEnum):
@@ -112,6 +117,23 @@ class Corroborator:
         self._timeout = timeout
         # Idle kept-alive connections per perspective, on the event loop that made them.
         self._idle: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+        self._stragglers: set[asyncio.Future[PerspectiveResult]] = set()
+
+    def kept(self, name: str) -> int:
+        """How many idle kept-alive connections to perspective `name` wait for reuse."""
+        return len(self._idle.get(name, []))
+
+    def _let_finish(self, task: asyncio.Future[PerspectiveResult], when: float) -> None:
+        """Leave a request that is not needed to finish (its answer is ignored), and
+        cancel it at `when` (loop time) if it has not."""
+        deadline = asyncio.get_running_loop().call_at(when, task.cancel)
+        self._stragglers.add(task)
+
+        def finished(done: asyncio.Future[PerspectiveResult]) -> None:
+            deadline.cancel()
+            self._stragglers.discard(done)
+
+        task.add_done_callback(finished)
 
     async def corroborate(self, req: CorroborationRequest) -> Corroboration:
         answers: dict[str, bool] = {}
@@ -135,11 +157,15 @@ class Corroborator:
                     results[result.name] = result
                     answers[result.name] = result.outcome == Outcome.PASSED
                 verdict = decide(self._quorum, answers)
-        finally:
-            # Stragglers are not needed once the outcome is decided (or time is up).
+        except BaseException:
+            await _cancel(pending)
+            raise
+        if verdict == Verdict.PENDING:
+            await _cancel(pending)  # the round's time is up: they failed
+        else:
+            # Decided: the stragglers are not needed, but may keep their connections.
             for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+                self._let_finish(task, min(end, loop.time() + LINGER))
         for remote in tasks.values():
             if remote.name in results:
                 continue
@@ -231,6 +257,12 @@ class Corroborator:
             writer.close()
             raise _NotThePerspective()
         return reader, writer, False
+
+
+async def _cancel(tasks: set[asyncio.Future[PerspectiveResult]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _NotThePerspective(Exception):

@@ -16,7 +16,12 @@ from acmekit.protocol.messages import (
     ChallengeType,
     Identifier,
 )
-from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.records import (
+    AuthorizationRecord,
+    ChallengeRecord,
+    OrderRecord,
+    ValidationEvidence,
+)
 from acmekit.server.repos.base import (
     Cursor,
     Repository,
@@ -239,15 +244,31 @@ class OrderRepository(Repository):
         now: datetime,
         error: dict[str, Any] | None,
         authz_expires: datetime | None = None,
+        evidence: ValidationEvidence | None = None,
     ) -> None:
-        """processing -> valid or invalid; a success also extends the authorization."""
+        """processing -> valid or invalid; a success also extends the authorization.
+        `evidence` (MPIC, DNSSEC) is recorded on the authorization either way."""
         status = ChallengeStatus.INVALID if error else ChallengeStatus.VALID
+        sets: list[str] = []
+        values: list[Any] = []
+        if authz_expires is not None and not error:
+            sets.append("expires = ?")
+            values.append(to_us(authz_expires))
+        if evidence is not None:
+            perspectives = evidence.mpic_perspectives
+            sets += ["mpic_quorum = ?", "mpic_perspectives = ?", "dnssec_dcv = ?", "dnssec_caa = ?"]
+            values += [
+                evidence.mpic_quorum,
+                None if perspectives is None else json.dumps(perspectives),
+                evidence.dnssec_dcv,
+                evidence.dnssec_caa,
+            ]
         with self._raw() as c:
-            if authz_expires is not None and not error:
+            if sets:
                 c.run(
-                    "UPDATE authorizations SET expires = ? WHERE id = "
+                    f"UPDATE authorizations SET {', '.join(sets)} WHERE id = "
                     "(SELECT authz_id FROM challenges WHERE id = ?)",
-                    (to_us(authz_expires), challenge_id),
+                    (*values, challenge_id),
                 )
             c.run(
                 "UPDATE challenges SET status = ?, validated = ?, error = ? "
@@ -401,22 +422,21 @@ class OrderRepository(Repository):
             )
         return {r[0]: r[1] for r in rows}
 
-    def record_mpic(self, authz_id: str, quorum: str, perspectives: list[dict[str, str]]) -> None:
-        """Which remote perspectives corroborated a validation (BR §3.2.2.9)."""
-        with self._tx() as c:
-            c.execute(
-                authorizations.update()
-                .where(authorizations.c.id == authz_id)
-                .values(mpic_quorum=quorum, mpic_perspectives=json.dumps(perspectives))
-            )
-
-    def mpic(self, authz_id: str) -> tuple[str, list[dict[str, str]]] | None:
-        """(quorum, perspectives) as recorded by `record_mpic`, or None."""
+    def evidence(self, authz_id: str) -> ValidationEvidence | None:
+        """What `finish_challenge` recorded about how the validation was made (MPIC,
+        DNSSEC), or None for no such authorization."""
         with self._raw() as c:
             row = c.one(
-                "SELECT mpic_quorum, mpic_perspectives FROM authorizations WHERE id = ?",
+                "SELECT mpic_quorum, mpic_perspectives, dnssec_dcv, dnssec_caa "
+                "FROM authorizations WHERE id = ?",
                 (authz_id,),
             )
-        if row is None or row[0] is None:
+        if row is None:
             return None
-        return str(row[0]), list(json.loads(row[1] or "[]"))
+        perspectives = None if row[1] is None else tuple(json.loads(row[1]))
+        return ValidationEvidence(row[0], perspectives, _flag(row[2]), _flag(row[3]))
+
+
+def _flag(value: object) -> bool | None:
+    """A nullable boolean column as read (SQLite gives 0/1)."""
+    return None if value is None else bool(value)

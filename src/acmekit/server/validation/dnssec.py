@@ -18,6 +18,12 @@ every mode; the modes say how much the CA checks that its resolver does that job
   resolver that does not validate would otherwise go unnoticed, because its answers look
   the same as a validating resolver's answers for unsigned zones.
 
+In that mode the CA also records, with each authorization, whether the answers its
+validation relied on were authenticated (`Tally`): every answer of the challenge's lookups,
+and every answer of the CAA lookups, each set on its own. A lookup notes its answers in
+the tally of the task that asked (a context variable, so concurrent validations on one
+event loop keep theirs apart).
+
 The CD (checking disabled) bit is never set: it would ask the resolver to hand over bogus
 answers. AD=1 is not required of each answer: an unsigned zone, or one below an unsigned
 delegation, is "insecure" (RFC 4035 §4.3), correctly answered with AD=0, and telling it from a
@@ -27,7 +33,10 @@ stripped signature needs the chain of trust, which is the resolver's job.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 
 import dns.asyncresolver
@@ -37,6 +46,8 @@ import dns.flags
 import dns.message
 import dns.rdatatype
 import dns.resolver
+
+from acmekit.protocol.problems import AcmeError, ProblemType
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +93,46 @@ def validation_resolver(
 def authenticated(message: dns.message.Message | None) -> bool:
     """Whether the resolver validated this answer as secure (its AD bit)."""
     return message is not None and bool(message.flags & dns.flags.AD)
+
+
+# The answers noted by lookups of the current task: True for each authenticated one.
+_answers: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "dnssec_answers", default=None
+)
+
+
+def note_answers(secure: bool) -> None:
+    """A lookup's answers (a CNAME chain, counted as one) were authenticated or not."""
+    found = _answers.get()
+    if found is not None:
+        found.append(secure)
+
+
+class Tally:
+    """Whether the answers noted while it was open were all authenticated: None when
+    none were noted (no DNS lookup, or DNSSEC off) or when the step ended in a `dns`
+    problem (what it relied on was never all there), else True only if every one was."""
+
+    def __init__(self) -> None:
+        self._found: list[bool] = []
+        self._incomplete = False
+
+    @property
+    def authenticated(self) -> bool | None:
+        if self._incomplete or not self._found:
+            return None
+        return all(self._found)
+
+    @contextmanager
+    def counting(self) -> Iterator[Tally]:
+        token = _answers.set(self._found)
+        try:
+            yield self
+        except AcmeError as exc:
+            self._incomplete = exc.problem.type == ProblemType.DNS
+            raise
+        finally:
+            _answers.reset(token)
 
 
 def extended_errors(exc: dns.resolver.NoNameservers) -> str:

@@ -51,6 +51,7 @@ from acmekit.server.validation.dnssec import (
     DnssecMode,
     authenticated,
     extended_errors,
+    note_answers,
     validation_resolver,
 )
 from acmekit.server.validation.reserved import AddressPolicy
@@ -154,6 +155,7 @@ class DnsClient:
             raise dns_problem(f"more than {MAX_CNAME_HOPS} CNAMEs {what}") from None
         found = Lookup(name, values, authenticated=bool(secure) and all(secure))
         if self.dnssec is not DnssecMode.OFF:
+            note_answers(found.authenticated)
             state = "secure (AD)" if found.authenticated else "not authenticated"
             log.info("DNSSEC: %s %s answer is %s", rdtype.name, name.rstrip("."), state)
         return found
