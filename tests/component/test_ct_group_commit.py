@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from acmekit.ct.log import CtLog, GroupCommit, LogSettings, load_or_create_key
-from acmekit.ct.store import CtStore, StoredEntry
+from acmekit.ct.store import CtStore, Pending, StoredEntry
 from acmekit.server.ca import Issuer
 from acmekit_testkit.ctlog import ca_hierarchy, der, leaf_certificate
 from acmekit_testkit.databases import fresh_database
@@ -71,8 +71,13 @@ def test_a_failed_write_fails_every_submission_of_its_batch() -> None:
                 f.result()
 
 
-def entry(identity: bytes, stamp: int) -> StoredEntry:
-    return StoredEntry(identity, identity * 1, stamp, b"leaf" + identity, b"", b"sig%d" % stamp)
+def entry(identity: bytes, stamp: int) -> Pending:
+    def seal(index: int) -> StoredEntry:
+        return StoredEntry(
+            identity, identity * 1, stamp, b"leaf" + identity, b"", b"sig%d" % stamp, index
+        )
+
+    return Pending(identity, seal)
 
 
 def test_duplicates_in_and_across_batches_get_the_first(log: tuple[CtLog, Issuer]) -> None:
@@ -83,10 +88,13 @@ def test_duplicates_in_and_across_batches_get_the_first(log: tuple[CtLog, Issuer
         entry(b"b" * 32, 3),
         entry(b"b" * 32, 4),
     )
-    assert store.add_many([(a1, []), (a2, []), (b1, [])]) == [a1, a1, b1]
-    found = store.add_many([(b2, []), (entry(b"c" * 32, 5), [])])
+    first = store.add_many([a1, a2, b1])
+    assert first == [a1.seal(0), a1.seal(0), b1.seal(1)]
+    found = store.add_many([b2, entry(b"c" * 32, 5)])
     assert found[0].timestamp == 3 and found[0].sct_signature == b"sig3"
-    assert found[1].timestamp == 5
+    assert found[0].seq == 1
+    # a duplicate takes no index: the new entry gets the next one, with no gap
+    assert found[1].timestamp == 5 and found[1].seq == 2
 
 
 def test_concurrent_submissions_each_stored_once(log: tuple[CtLog, Issuer]) -> None:

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.ct import merkle
-from acmekit.ct.store import CtStore, Leaf, StoredEntry
+from acmekit.ct.store import CtStore, Leaf, Pending, StoredEntry
 from acmekit.files import atomic_write
 from acmekit.protocol import ct
 from acmekit.protocol.ct import SignedCertificateTimestamp, SignedEntry, SignedTreeHead, TreeHead
@@ -138,22 +138,38 @@ class CtLog:
         else:
             entry = SignedEntry.x509(chain_der[0])
             extra = ct.x509_chain_extra_data(issuers_der)
-        # Signed before it is known to be new: a signature costs less than the lookup
-        # it saves, and a resubmission gets the stored SCT back from the store.
-        stamp = now_ms()
-        sct = ct.sign_sct(self.key, stamp, entry)
-        leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(stamp, entry))
-        stored = StoredEntry(
-            entry.identity(),
-            merkle.leaf_hash(leaf),
-            stamp,
-            leaf,
-            extra,
-            sct.signature.encode(),
+        identity = entry.identity()
+        found = self._writer.submit(
+            Pending(identity, self._sealer(identity, entry, extra), issuers_der)
         )
-        found = self._writer.submit((stored, issuers_der))
         signature = ct.DigitallySigned.decode(found.sct_signature)
-        return SignedCertificateTimestamp(self.log_id, found.timestamp, signature)
+        extensions = ct.parse_merkle_tree_leaf(found.leaf_input).extensions
+        return SignedCertificateTimestamp(self.log_id, found.timestamp, signature, extensions)
+
+    def _sealer(
+        self, identity: bytes, entry: SignedEntry, extra: bytes
+    ) -> Callable[[int], StoredEntry]:
+        """What the writer calls once it has given the entry its leaf index: the SCT is
+        signed over the index (static-ct-api's `leaf_index` extension), and the Merkle
+        leaf carries the same extensions (RFC 6962 §3.4: the TimestampedEntry's are the
+        SCT's)."""
+
+        def seal(index: int) -> StoredEntry:
+            stamp = now_ms()
+            extensions = ct.leaf_index_extension(index)
+            sct = ct.sign_sct(self.key, stamp, entry, extensions, self.log_id)
+            leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(stamp, entry, extensions))
+            return StoredEntry(
+                identity,
+                merkle.leaf_hash(leaf),
+                stamp,
+                leaf,
+                extra,
+                sct.signature.encode(),
+                index,
+            )
+
+        return seal
 
     def _check_chain(self, chain_der: Sequence[bytes], precert: bool) -> list[x509.Certificate]:
         if not chain_der:
