@@ -313,10 +313,11 @@ def _lock_indices(conn: Connection) -> None:
 def _index_unsequenced(conn: Connection) -> None:
     """Entries a log of an earlier version accepted without an index (it sequenced
     after answering) get the next ones, in the order they came, once at start."""
-    ids = conn.execute(
-        sa.select(entries.c.id).where(entries.c.seq.is_(None)).order_by(entries.c.id)
-    ).scalars()
-    ids = list(ids)
+    ids = list(
+        conn.execute(
+            sa.select(entries.c.id).where(entries.c.seq.is_(None)).order_by(entries.c.id)
+        ).scalars()
+    )
     if not ids:
         return
     nxt = _next_index(conn)
