@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +117,11 @@ class CtSubmitter:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # Loopback or configured log URLs only: no proxy from the environment.
-            self._session = aiohttp.ClientSession(trust_env=False)
+            # Loopback or configured log URLs only: no proxy from the environment. An
+            # https:// log is verified against `ca_bundle` (or the system's roots).
+            tls = ssl.create_default_context(cafile=self.settings.ca_bundle)
+            connector = aiohttp.TCPConnector(ssl=tls)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
     async def close(self) -> None:
