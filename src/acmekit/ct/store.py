@@ -1,9 +1,9 @@
 """The log's storage: entries, complete-subtree hashes, the signed tree head, the lease.
 
 Synchronous SQLAlchemy Core; the HTTP handlers call it in a worker thread. Any process
-may add entries and read; sequencing happens in one transaction that moves the tree from
-its size N to N + k (entries get their `seq`, new complete subtrees their hashes, the
-tree row its new STH) under the condition that the tree row still says N, so two
+may add entries (each gets its leaf index, `seq`, as it is stored) and read; sequencing
+happens in one transaction that moves the tree from its size N to N + k (entries N ..
+N + k - 1 placed, new complete subtrees their hashes, the tree row its new STH) under the condition that the tree row still says N, so two
 sequencers at once cannot both succeed, whatever the lease says.
 
 A proof or a root for any size touches O(log n) rows of `ct_nodes` (one query), and
