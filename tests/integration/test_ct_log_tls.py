@@ -154,7 +154,7 @@ def test_the_cas_submitter_logs_to_an_https_log_from_its_log_list(tls_log: TlsLo
 
 def test_half_a_tls_pair_or_a_bad_one_stops_the_start(tmp_path: Path) -> None:
     issuer = ca_hierarchy(tmp_path / "ca")
-    chain, key = listener_files(issuer, tmp_path)
+    chain, _ = listener_files(issuer, tmp_path)
     base = [sys.executable, "-m", "acmekit", "ct", "--listen", "127.0.0.1:0"]
     base += ["--state-dir", str(tmp_path / "log"), "--roots", str(tmp_path / "ca" / "root.pem")]
     half = subprocess.run([*base, "--tls-cert", str(chain)], capture_output=True, timeout=60)

@@ -117,6 +117,8 @@ class CtLog:
         self.holder = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._verified: set[tuple[bytes, bytes]] = set()
         self._writer = GroupCommit(store.add_many)
+        self._async_writer: AsyncGroupCommit[Pending, StoredEntry] | None = None
+        self._key_hashes: dict[bytes, bytes] = {}
         store.init_tree(self.sign_head, now_ms())
 
     def sign_head(self, head: TreeHead) -> SignedTreeHead:
@@ -125,6 +127,21 @@ class CtLog:
     # ----- submissions (§4.1, §4.2) -----
 
     def add_chain(self, chain_der: Sequence[bytes], precert: bool) -> SignedCertificateTimestamp:
+        """Check, store and answer a submission, from any thread (blocks until durable)."""
+        return self._answer(self._writer.submit(self.prepare(chain_der, precert)))
+
+    async def add_chain_async(
+        self, chain_der: Sequence[bytes], precert: bool
+    ) -> SignedCertificateTimestamp:
+        """The same from the event loop: the checks run here, and only each batch's
+        transaction goes to a worker thread (one hop a batch, not one a request)."""
+        pending = self.prepare(chain_der, precert)
+        if self._async_writer is None:
+            self._async_writer = AsyncGroupCommit(self.store.add_many)
+        return self._answer(await self._async_writer.submit(pending))
+
+    def prepare(self, chain_der: Sequence[bytes], precert: bool) -> Pending:
+        """The checks (§4.1, §4.2) and the entry, waiting for its leaf index."""
         chain = self._check_chain(chain_der, precert)
         # The DER as submitted (a certificate parsed from it encodes back to the same
         # bytes), and the root the log added, if any.
@@ -133,15 +150,32 @@ class CtLog:
             issuer = chain[1]
             if ct.is_precert_signing_certificate(issuer):
                 raise BadRequest("precertificate signing certificates are not supported")
-            entry = SignedEntry.precert(ct.precert_entry(chain[0], issuer))
+            entry = SignedEntry.precert(
+                ct.PrecertEntry(
+                    self._key_hash(issuer, chain_der[1] if len(chain_der) > 1 else None),
+                    ct.strip_extensions(chain[0].tbs_certificate_bytes),
+                )
+            )
             extra = ct.precert_chain_extra_data(chain_der[0], issuers_der)
         else:
             entry = SignedEntry.x509(chain_der[0])
             extra = ct.x509_chain_extra_data(issuers_der)
         identity = entry.identity()
-        found = self._writer.submit(
-            Pending(identity, self._sealer(identity, entry, extra), issuers_der)
-        )
+        return Pending(identity, self._sealer(identity, entry, extra), issuers_der)
+
+    def _key_hash(self, issuer: x509.Certificate, der: bytes | None) -> bytes:
+        """The issuer's key hash (§3.2), remembered by the issuer's DER: the same few
+        intermediates sign nearly every precertificate."""
+        if der is None:
+            return ct.issuer_key_hash(issuer)
+        found = self._key_hashes.get(der)
+        if found is None:
+            if len(self._key_hashes) > 1_000:
+                self._key_hashes.clear()
+            found = self._key_hashes[der] = ct.issuer_key_hash(issuer)
+        return found
+
+    def _answer(self, found: StoredEntry) -> SignedCertificateTimestamp:
         signature = ct.DigitallySigned.decode(found.sct_signature)
         extensions = ct.parse_merkle_tree_leaf(found.leaf_input).extensions
         return SignedCertificateTimestamp(self.log_id, found.timestamp, signature, extensions)
@@ -389,6 +423,46 @@ class GroupCommit(Generic[T, R]):
                     for (_, waiter), result in zip(batch, results, strict=True):
                         waiter.set_result(result)
         return done.result()
+
+
+class AsyncGroupCommit(Generic[T, R]):
+    """Group commit for submissions on the event loop: items queue on the loop; one
+    drain task at a time writes everything queued (up to `limit`) in a worker thread,
+    then resolves each waiter. Each caller returns only after the transaction holding
+    its item has committed (or raises what the write raised)."""
+
+    def __init__(self, write: Callable[[list[T]], Sequence[R]], limit: int = 512) -> None:
+        self._write = write
+        self._limit = limit
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._draining = False
+        self._task: asyncio.Future[None] | None = None  # the drain task, kept referenced
+
+    async def submit(self, item: T) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, done))
+        if not self._draining:
+            self._draining = True
+            self._task = asyncio.ensure_future(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self._limit]
+                del self._queue[: self._limit]
+                try:
+                    results = await asyncio.to_thread(self._write, [i for i, _ in batch])
+                except Exception as exc:
+                    for _, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                else:
+                    for (_, waiter), result in zip(batch, results, strict=True):
+                        if not waiter.done():  # its request may have been cancelled
+                            waiter.set_result(result)
+        finally:
+            self._draining = False
 
 
 def _ders(chain: Sequence[x509.Certificate]) -> list[bytes]:

@@ -3,8 +3,9 @@
 Synchronous SQLAlchemy Core; the HTTP handlers call it in a worker thread. Any process
 may add entries (each gets its leaf index, `seq`, as it is stored) and read; sequencing
 happens in one transaction that moves the tree from its size N to N + k (entries N ..
-N + k - 1 placed, new complete subtrees their hashes, the tree row its new STH) under the condition that the tree row still says N, so two
-sequencers at once cannot both succeed, whatever the lease says.
+N + k - 1 placed, new complete subtrees their hashes, the tree row its new STH) under
+the condition that the tree row still says N, so two sequencers at once cannot both
+succeed, whatever the lease says.
 
 A proof or a root for any size touches O(log n) rows of `ct_nodes` (one query), and
 sequencing a batch reads the old tree's right edge (one query), so neither time nor
@@ -67,8 +68,7 @@ class CtStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._known_issuers: set[bytes] = set()  # stored already: no query for them
-        self._insert = entries.insert().values({c: sa.bindparam(c) for c in _ENTRY_COLUMNS})
-        # built once: SQLAlchemy's statement cache then skips the compilation
+        self._sql = _EntrySql("?" if engine.dialect.paramstyle == "qmark" else "%s")
 
     @classmethod
     def from_url(cls, url: str) -> CtStore:
@@ -102,27 +102,27 @@ class CtStore:
             return []
         with self.engine.begin() as conn:
             _lock_indices(conn)
+            # Plain driver SQL on this path: SQLAlchemy's statement building and result
+            # processing cost more than the database does for a batch (docs/decisions.md).
             wanted = list({p.identity for p in items})
             stored: dict[bytes, StoredEntry] = {}
             for i in range(0, len(wanted), 500):  # bound the IN list
-                rows = conn.execute(
-                    sa.select(entries).where(entries.c.identity.in_(wanted[i : i + 500]))
-                )
-                stored.update({bytes(r.identity): _stored(r) for r in rows})
-            nxt = _next_index(conn)
+                part = wanted[i : i + 500]
+                rows = conn.exec_driver_sql(self._sql.select_in(len(part)), tuple(part))
+                stored.update({bytes(r[0]): _stored_tuple(r) for r in rows})
+            top = conn.exec_driver_sql(_MAX_SEQ).scalar()
+            nxt = 0 if top is None else int(top) + 1
             out: list[StoredEntry] = []
-            fresh: list[StoredEntry] = []
+            fresh: list[tuple[object, ...]] = []
             for pending in items:
                 found = stored.get(pending.identity)
                 if found is None:
                     found = stored[pending.identity] = pending.seal(nxt)
                     nxt += 1
-                    fresh.append(found)
+                    fresh.append(tuple(getattr(found, c) for c in _ENTRY_COLUMNS))
                 out.append(found)
             if fresh:
-                conn.execute(
-                    self._insert, [{c: getattr(e, c) for c in _ENTRY_COLUMNS} for e in fresh]
-                )
+                conn.exec_driver_sql(self._sql.insert, fresh)
         self._remember_issuers([der for p in items for der in p.chain])
         return out
 
@@ -299,6 +299,31 @@ _ENTRY_COLUMNS = (
     "sct_signature",
     "seq",
 )
+_MAX_SEQ = "SELECT max(seq) FROM ct_entries"
+
+
+class _EntrySql:
+    """The submission path's statements, in the driver's own parameter style."""
+
+    def __init__(self, mark: str) -> None:
+        self.mark = mark
+        columns = ", ".join(_ENTRY_COLUMNS)
+        marks = ", ".join([mark] * len(_ENTRY_COLUMNS))
+        self.insert = f"INSERT INTO ct_entries ({columns}) VALUES ({marks})"
+        self._select = f"SELECT {columns} FROM ct_entries WHERE identity IN "
+
+    def select_in(self, n: int) -> str:
+        return self._select + "(" + ", ".join([self.mark] * n) + ")"
+
+
+def _stored_tuple(r: Sequence[Any]) -> StoredEntry:
+    """A row of `_ENTRY_COLUMNS` as the driver gives it (a blob or bytea as bytes or a
+    memoryview)."""
+    return StoredEntry(
+        bytes(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), bytes(r[4]), bytes(r[5]), r[6]
+    )
+
+
 _INDEX_LOCK = 0x6374_6C6F_6701  # the PostgreSQL advisory lock that hands out leaf indices
 
 
