@@ -120,6 +120,7 @@ def tree(url: str, count: int, batch: int) -> None:
                     "leaf_input": leaf,
                     "extra_data": b"",
                     "sct_signature": b"",
+                    "seq": i,  # the index an SCT would carry, given as it is stored
                 }
             )
         t0 = time.perf_counter()
