@@ -535,7 +535,12 @@ def start_acmekit_ct_nofinal(
     """CT with two logs, without the final certificate's best-effort add-chain
     (`[ct] submit_final = false`): what that submission costs the CA."""
     return running_acmekit(
-        workdir, dns_port=dns_port, http_port=http_port, ct_logs=2, ct_submit_final=False
+        workdir,
+        dns_port=dns_port,
+        http_port=http_port,
+        ct_logs=2,
+        ct_submit_final=False,
+        name="acmekit-ct-nofinal",
     )
 
 

@@ -475,10 +475,14 @@ def leaf_index_of(extensions: bytes) -> int | None:
 
 
 def verify_sct(
-    sct: SignedCertificateTimestamp, entry: SignedEntry, key: ec.EllipticCurvePublicKey
+    sct: SignedCertificateTimestamp,
+    entry: SignedEntry,
+    key: ec.EllipticCurvePublicKey,
+    key_log_id: bytes | None = None,
 ) -> bool:
-    """Whether `sct` is `key`'s signature over `entry` (and names `key`'s log)."""
-    if sct.log_id != log_id(key):
+    """Whether `sct` is `key`'s signature over `entry` (and names `key`'s log);
+    `key_log_id` saves hashing the key for a caller that knows its log ID."""
+    if sct.log_id != (key_log_id if key_log_id is not None else log_id(key)):
         return False
     data = sct_signature_input(sct.timestamp, entry, sct.extensions, sct.version)
     return verify(key, data, sct.signature)
