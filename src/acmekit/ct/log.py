@@ -114,6 +114,7 @@ class CtLog:
         self.settings = settings
         self.log_id = ct.log_id(key.public_key())
         self.roots = {r.public_bytes(serialization.Encoding.DER): r for r in settings.roots}
+        self._root_der = {id(r): der for der, r in self.roots.items()}  # a root the log adds
         self.holder = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._verified: set[tuple[bytes, bytes]] = set()
         self._writer = GroupCommit(store.add_many)
@@ -145,7 +146,7 @@ class CtLog:
         chain = self._check_chain(chain_der, precert)
         # The DER as submitted (a certificate parsed from it encodes back to the same
         # bytes), and the root the log added, if any.
-        issuers_der = [*chain_der[1:], *_ders(chain[len(chain_der) :])]
+        issuers_der = [*chain_der[1:], *(self._root_der[id(c)] for c in chain[len(chain_der) :])]
         if precert:
             issuer = chain[1]
             if ct.is_precert_signing_certificate(issuer):
@@ -463,7 +464,3 @@ class AsyncGroupCommit(Generic[T, R]):
                             waiter.set_result(result)
         finally:
             self._draining = False
-
-
-def _ders(chain: Sequence[x509.Certificate]) -> list[bytes]:
-    return [c.public_bytes(serialization.Encoding.DER) for c in chain]

@@ -201,9 +201,9 @@ class CtStore:
             stamp = max(now_ms, old.head.timestamp)  # never older than the last head
             sth = sign(TreeHead(new_size, stamp, root))
             if pending:
-                conn.execute(
-                    nodes.insert(),
-                    [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new.items()],
+                # driver SQL: up to a few thousand rows a batch, no per-row dicts
+                conn.exec_driver_sql(
+                    self._sql.insert_nodes, [(lv, ix, h) for (lv, ix), h in new.items()]
                 )
             done = conn.execute(
                 tree.update().where(tree.c.id == 1, tree.c.size == size).values(**_sth_row(sth))
@@ -310,6 +310,9 @@ class _EntrySql:
         columns = ", ".join(_ENTRY_COLUMNS)
         marks = ", ".join([mark] * len(_ENTRY_COLUMNS))
         self.insert = f"INSERT INTO ct_entries ({columns}) VALUES ({marks})"
+        self.insert_nodes = (
+            f"INSERT INTO ct_nodes (level, idx, hash) VALUES ({mark}, {mark}, {mark})"
+        )
         self._select = f"SELECT {columns} FROM ct_entries WHERE identity IN "
 
     def select_in(self, n: int) -> str:
