@@ -155,6 +155,10 @@ async def serve(config: CtConfig, announce: Callable[[str], None] | None = None)
         lifespan="off",
         log_level="warning",
         access_log=False,
+        # No X-Forwarded-For rewriting (the log never looks at the client's address) and
+        # no Server header: two steps less on every request.
+        proxy_headers=False,
+        server_header=False,
         http=bounded_protocol(limits),
         timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
     )
