@@ -100,13 +100,15 @@ def running_acmekit(
     http_port: int,
     lint: bool = True,
     ct_logs: int = 0,
+    ct_submit_final: bool = True,
     db: str | None = None,
     name: str | None = None,
 ) -> Iterator[Server]:
     """`acmekit server` with a fresh state dir, without debug logging; ready once its
     directory answers over HTTPS. `lint=False` switches linting before signing off;
     `ct_logs` > 0 starts that many `acmekit ct` logs on loopback and the CA logs every
-    certificate in them (RFC 6962 precertificates, SCTs embedded); `db` is a database URL
+    certificate in them (RFC 6962 precertificates, SCTs embedded; `ct_submit_final=False`
+    without the final certificate's add-chain); `db` is a database URL
     (default: SQLite in the state dir)."""
     # One load generator issues hundreds of certificates under one registered domain
     # from one address: Let's Encrypt-sized rate limits would refuse it (Pebble has none).
@@ -127,7 +129,10 @@ def running_acmekit(
                 )
                 for i in range(ct_logs)
             ]
-            settings["ct"] = {"log_lists": [str(log.log_list) for log in logs]}
+            settings["ct"] = {
+                "log_lists": [str(log.log_list) for log in logs],
+                "submit_final": ct_submit_final,
+            }
         ca = stack.enter_context(
             running_acmekit_server(
                 workdir,

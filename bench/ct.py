@@ -3,8 +3,9 @@
     .venv/bin/python bench/ct.py [--submissions 2000] [--entries 100000] [--db sqlite|postgresql]
 
 1. Submissions: `acmekit ct` as a process; precertificates issued beforehand are posted
-   to add-pre-chain from a few threads. Prints entries per second and the log's CPU time
-   per entry (/proc, the process and its children).
+   to add-pre-chain from a few threads, each on a kept-alive connection (`--close`: one
+   per request). Prints entries per second and the log's CPU time per entry (/proc, the
+   process and its children), then the same for get-sth.
 2. Tree: `--entries` synthetic entries are stored and sequenced in batches through the
    log's own store; prints sequencing throughput, the process's peak RSS as the tree
    grows (flat: a batch needs only the right edge of the tree), and the time of a root,
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import random
 import resource
 import statistics
 import tempfile
+import threading
 import time
-import urllib.request
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,7 +41,7 @@ from acmekit.protocol import ct
 from acmekit_testkit.ctlog import ca_hierarchy, chain_json, leaf_certificate, running_ct_log
 
 
-def submissions(base: Path, count: int, threads: int) -> None:
+def submissions(base: Path, count: int, threads: int, close: bool = False) -> None:
     issuer = ca_hierarchy(base / "ca")
     bodies = [
         json.dumps(
@@ -49,19 +52,48 @@ def submissions(base: Path, count: int, threads: int) -> None:
         for i in range(count)
     ]
     with running_ct_log(base / "log", base / "ca" / "root.pem", mmd=5) as log:
-        url = log.url + "ct/v1/add-pre-chain"
+        parts = urllib.parse.urlsplit(log.url)
+        path = parts.path + "ct/v1/add-pre-chain"
+        local = threading.local()
 
         def post(body: bytes) -> None:
-            req = urllib.request.Request(url, data=body, method="POST")
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                resp.read()
+            # One kept-alive connection per client thread, as a CA's HTTP session keeps
+            # them; --close opens one per request.
+            conn = getattr(local, "conn", None)
+            if conn is None or close:
+                conn = local.conn = http.client.HTTPConnection(parts.netloc, timeout=30)
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"add-pre-chain: HTTP {resp.status}")
+            if close:
+                conn.close()
+
+        def get_sth(_: int) -> None:
+            conn = getattr(local, "conn", None)
+            if conn is None or close:
+                conn = local.conn = http.client.HTTPConnection(parts.netloc, timeout=30)
+            conn.request("GET", parts.path + "ct/v1/get-sth")
+            conn.getresponse().read()
+            if close:
+                conn.close()
 
         cpu0, t0 = cpu_seconds(log.process.pid), time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(post, bodies))
         wall, cpu = time.perf_counter() - t0, cpu_seconds(log.process.pid) - cpu0
-    print(f"add-pre-chain: {count} in {wall:.2f} s = {count / wall:.0f}/s, {threads} clients")
+        local = threading.local()
+        cpu0, t0 = cpu_seconds(log.process.pid), time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(get_sth, range(count)))
+        sth_wall, sth_cpu = time.perf_counter() - t0, cpu_seconds(log.process.pid) - cpu0
+    how = "a connection per request" if close else "kept-alive connections"
+    print(
+        f"add-pre-chain: {count} in {wall:.2f} s = {count / wall:.0f}/s, {threads} clients, {how}"
+    )
     print(f"  log CPU per entry: {cpu / count * 1e6:.0f} us (signature, checks, database, HTTP)")
+    print(f"get-sth: {count / sth_wall:.0f}/s, log CPU per request {sth_cpu / count * 1e6:.0f} us")
 
 
 def tree(url: str, count: int, batch: int) -> None:
@@ -88,6 +120,7 @@ def tree(url: str, count: int, batch: int) -> None:
                     "leaf_input": leaf,
                     "extra_data": b"",
                     "sct_signature": b"",
+                    "seq": i,  # the index an SCT would carry, given as it is stored
                 }
             )
         t0 = time.perf_counter()
@@ -133,6 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--submissions", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--close", action="store_true", help="a new connection per request")
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
@@ -140,7 +174,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         if args.submissions:
-            submissions(base, args.submissions, args.threads)
+            submissions(base, args.submissions, args.threads, args.close)
         if args.entries:
             with fresh_database(args.db, base, "tree.db", prefix="acmekit_ctbench") as url:
                 tree(url, args.entries, args.batch)

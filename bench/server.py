@@ -529,6 +529,21 @@ def start_acmekit_ct(
     return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, ct_logs=2)
 
 
+def start_acmekit_ct_nofinal(
+    workdir: Path, dns_port: int, http_port: int
+) -> AbstractContextManager[Server]:
+    """CT with two logs, without the final certificate's best-effort add-chain
+    (`[ct] submit_final = false`): what that submission costs the CA."""
+    return running_acmekit(
+        workdir,
+        dns_port=dns_port,
+        http_port=http_port,
+        ct_logs=2,
+        ct_submit_final=False,
+        name="acmekit-ct-nofinal",
+    )
+
+
 @contextmanager
 def start_acmekit_pg(
     workdir: Path, dns_port: int, http_port: int, lint: bool = True
@@ -554,6 +569,7 @@ SERVERS: dict[str, ServerFactory] = {
     "acmekit": start_acmekit,
     "acmekit-nolint": start_acmekit_nolint,
     "acmekit-ct": start_acmekit_ct,
+    "acmekit-ct-nofinal": start_acmekit_ct_nofinal,
     "acmekit-pg": start_acmekit_pg,
     "acmekit-nolint-pg": start_acmekit_nolint_pg,
     "pebble": start_pebble,
@@ -649,7 +665,7 @@ def report(results: list[Result], plan: Plan) -> None:
     )
     per_round = len(plan.names) * len(plan.clients)
     for i, r in enumerate(results):
-        print(result_row(f"{r.server} #{i // len(plan.names) + 1}", r))
+        print(result_row(f"{r.client}/{r.server} #{i // per_round + 1}", r))
     medians = {n: median_result([r for r in results if r.server == n]) for n in plan.names}
     if plan.rounds > 1:
         for name, r in medians.items():
@@ -673,7 +689,19 @@ def report(results: list[Result], plan: Plan) -> None:
             f"({c.cpu_ms:.2f} with, {a.cpu_ms:.2f} without; x{c.cpu_ms / a.cpu_ms:.2f}, "
             "target: <= x1.50; the logs' own CPU not counted)"
         )
-        print(result_row(f"{r.client}/{r.server} #{i // per_round + 1}", r))
+        ct_cpu = [x.cpu_ms for x in results if x.server == "acmekit-ct"]
+        plain_cpu = [x.cpu_ms for x in results if x.server == "acmekit"]
+        print(
+            "CT with two logs, least flattering pair (most CPU with, least without): "
+            f"x{max(ct_cpu) / min(plain_cpu):.2f}"
+        )
+        if "pebble" in medians:
+            p = medians["pebble"]
+            pebble_cpu = [x.cpu_ms for x in results if x.server == "pebble"]
+            print(
+                f"acmekit-ct/pebble: server CPU ms/cert {c.cpu_ms / p.cpu_ms:.2f} (medians), "
+                f"least flattering pair {max(ct_cpu) / min(pebble_cpu):.2f}"
+            )
     for client in plan.clients:
         mine = [r for r in results if r.client == client]
         medians = {n: median_result([r for r in mine if r.server == n]) for n in plan.names}

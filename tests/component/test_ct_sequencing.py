@@ -5,14 +5,19 @@ without new entries, and the lease kept by one holder until it expires."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from acmekit.ct import merkle
 from acmekit.ct.log import CtLog, LogSettings, load_or_create_key, now_ms
+from acmekit.ct.schema import entries
 from acmekit.ct.store import CtStore
 from acmekit.ct.tiles import TileReader
+from acmekit.database import create_engine
+from acmekit.protocol import ct
 from acmekit.server.ca import Issuer
 from acmekit_testkit.ctlog import ca_hierarchy, der, leaf_certificate
 from acmekit_testkit.databases import fresh_database
@@ -85,3 +90,64 @@ def test_an_idle_log_signs_fresh_heads_and_keeps_its_lease(log: tuple[CtLog, Iss
     assert not ctlog.store.take_lease("b", t + 1800, 1000)
     assert ctlog.store.take_lease("b", t + 2000, 1000)  # expired: taken over
     assert ctlog.store.lease_holder() == "b"
+
+
+def test_two_processes_hand_out_consecutive_indices(
+    log: tuple[CtLog, Issuer], tmp_path: Path
+) -> None:
+    """Two logs on one database (two stores, two pools, as two processes have) submit at
+    once from several threads: every SCT's leaf_index is its entry's `seq`, the indices
+    are 0..n-1 with no gap or repeat, and the sequencer places them all."""
+    first, issuer = log
+    other_store = CtStore(create_engine(str(first.store.engine.url)))
+    second = CtLog(other_store, first.key, first.settings)
+    inter = der(issuer.intermediate_cert)
+    certs = [der(leaf_certificate(issuer, f"two{i}.example")) for i in range(60)]
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            scts = list(
+                pool.map(
+                    lambda ic: (first if ic[0] % 2 else second).add_chain([ic[1], inter], False),
+                    enumerate(certs),
+                )
+            )
+        indices = [ct.leaf_index_of(s.extensions) for s in scts]
+        assert sorted(i for i in indices if i is not None) == list(range(60))
+        assert first.sequence_once() == 60
+        leaves = first.entries(0, 59)
+        for sct, cert, index in zip(scts, certs, indices, strict=True):
+            assert index is not None
+            stamped = ct.parse_merkle_tree_leaf(leaves[index].leaf_input)
+            assert stamped.entry == ct.SignedEntry.x509(cert)
+            assert stamped.extensions == sct.extensions
+    finally:
+        other_store.close()
+
+
+def test_entries_stored_without_an_index_get_the_next_ones_at_start(
+    log: tuple[CtLog, Issuer],
+) -> None:
+    """An entry an earlier version stored unsequenced (no index, no extension) is given
+    the next index when a log starts, and placed after those that had one."""
+    ctlog, issuer = log
+    inter = der(issuer.intermediate_cert)
+    ctlog.add_chain([der(leaf_certificate(issuer, "indexed.example")), inter], False)
+    old = ct.SignedEntry.x509(der(leaf_certificate(issuer, "old.example")))
+    leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(now_ms(), old))
+    with ctlog.store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(entries).values(
+                identity=old.identity(),
+                leaf_hash=merkle.leaf_hash(leaf),
+                timestamp=1,
+                leaf_input=leaf,
+                extra_data=b"\0\0\0",
+                sct_signature=b"",
+                seq=None,
+            )
+        )
+    restarted = CtLog(ctlog.store, ctlog.key, ctlog.settings)
+    assert restarted.store.find(old.identity()).seq == 1  # type: ignore[union-attr]
+    assert restarted.sequence_once() == 2
+    (placed,) = restarted.entries(1, 1)
+    assert placed.leaf_input == leaf

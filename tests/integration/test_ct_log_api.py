@@ -356,3 +356,80 @@ def test_a_missing_roots_file_stops_the_start_with_a_clear_error(tmp_path: Path)
     )  # fmt: skip
     assert done.returncode == 1
     assert "none.pem does not exist" in done.stderr
+
+
+def _tile_leaves(data: bytes) -> list[tuple[ct.TimestampedEntry, bytes, list[bytes]]]:
+    """A data tile read as static-ct-api's `TileLeaf`s: TimestampedEntry, the
+    precertificate for a precert entry, and the chain's fingerprints."""
+    r = ct.Reader(data)
+    out = []
+    while r.pos < len(data):
+        stamp = r.uint(8)
+        kind = r.uint(2)
+        if kind == ct.LogEntryType.X509_ENTRY:
+            entry = ct.SignedEntry.x509(r.opaque(3))
+        else:
+            key_hash = r.take(32)
+            entry = ct.SignedEntry.precert(ct.PrecertEntry(key_hash, r.opaque(3)))
+        extensions = r.opaque(2)
+        precert = r.opaque(3) if kind == ct.LogEntryType.PRECERT_ENTRY else b""
+        chain = r.opaque(2)
+        fingerprints = [chain[i : i + 32] for i in range(0, len(chain), 32)]
+        out.append((ct.TimestampedEntry(stamp, entry, extensions), precert, fingerprints))
+    return out
+
+
+def test_an_sct_names_the_leaf_index_where_tiled_tooling_finds_the_entry(log: Log) -> None:
+    """static-ct-api's `leaf_index` SCT extension: the index the SCT carries is where
+    the entry sits in tile/data and in the RFC 6962 API, and the TimestampedEntry
+    there carries the same extensions."""
+    inter = log.issuer.intermediate_cert
+    precerts = [leaf_certificate(log.issuer, f"indexed{i}.example", precert=True) for i in range(3)]
+    scts = [
+        ct.SignedCertificateTimestamp.from_json(submit(log, [p, inter], pre=True)) for p in precerts
+    ]
+    cert = leaf_certificate(log.issuer, "indexed-final.example")
+    scts.append(ct.SignedCertificateTimestamp.from_json(submit(log, [cert, inter])))
+    entries = [ct.SignedEntry.precert(ct.precert_entry(p, inter)) for p in precerts]
+    entries.append(ct.SignedEntry.x509(der(cert)))
+    indices = []
+    for sct, entry in zip(scts, entries, strict=True):
+        assert len(sct.extensions) == 8  # static-ct-api: only leaf_index, 8 bytes
+        assert ct.verify_sct(sct, entry, log.info.key)  # the signature covers the index
+        index = ct.leaf_index_of(sct.extensions)
+        assert index is not None
+        indices.append(index)
+    assert len(set(indices)) == 4
+
+    head = wait_for_size(log, max(indices) + 1)
+    size = head.head.tree_size
+    tile_no, width = size // 256, size % 256
+    assert tile_no == 0 and width > 0  # a small log: one partial tile
+    status, data = raw(log.running.url + f"tile/data/000.p/{width}")
+    assert status == 200
+    tile_leaves = _tile_leaves(data)
+    assert len(tile_leaves) == width
+    status, tile = raw(log.running.url + f"tile/0/000.p/{width}")
+    assert status == 200
+    for sct, entry, index, precert in zip(scts, entries, indices, [*precerts, None], strict=True):
+        found, pre_der, fingerprints = tile_leaves[index]
+        assert found.entry == entry
+        assert found.timestamp == sct.timestamp
+        assert found.extensions == sct.extensions
+        assert ct.leaf_index_of(found.extensions) == index
+        assert pre_der == (der(precert) if precert is not None else b"")
+        assert hashlib.sha256(der(inter)).digest() in fingerprints
+        # the level-0 tile holds the same leaf's hash
+        leaf_hash = merkle.leaf_hash(ct.merkle_tree_leaf(found))
+        assert tile[32 * index : 32 * index + 32] == leaf_hash
+        # and the RFC 6962 API serves it at the same index, with a proof
+        status, both = call(
+            log.running.url + f"ct/v1/get-entry-and-proof?leaf_index={index}&tree_size={size}"
+        )
+        assert status == 200
+        assert base64.b64decode(both["leaf_input"]) == ct.merkle_tree_leaf(found)
+        path = [base64.b64decode(h) for h in both["audit_path"]]
+        assert merkle.verify_inclusion(leaf_hash, index, size, path, head.head.root_hash)
+    # a resubmission gets the same SCT, index included
+    again = submit(log, [precerts[0], inter], pre=True)
+    assert ct.SignedCertificateTimestamp.from_json(again) == scts[0]

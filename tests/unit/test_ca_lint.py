@@ -247,3 +247,16 @@ def test_the_ca_crls_lint_clean(issuer: Issuer) -> None:
         )  # fmt: skip
         assert lint_crl_der(crl).findings == ()
         assert Linter().crl(crl).errors == ()
+
+
+def test_warming_for_ct_builds_the_precertificate_validator_too() -> None:
+    """With CT on every issuance lints a precertificate first: its validator tree is
+    built at start, not inside the first issuance."""
+    from acmekit.server import lint
+
+    with lint._lock:
+        lint._validators.pop("precertificate", None)
+    Linter().warm()
+    assert "precertificate" not in lint._validators
+    Linter().warm(precert=True)
+    assert {"certificate", "crl", "precertificate"} <= lint._validators.keys()

@@ -143,3 +143,26 @@ def test_tile_paths_and_note_key_ids_follow_c2sp() -> None:
     log_id = b"\x01" * 32
     want = hashlib.sha256(b"example.com/log\n\x05" + log_id).digest()[:4]
     assert note_key_id("example.com/log", log_id) == want
+
+
+def test_the_leaf_index_extension_is_static_ct_apis_eight_bytes() -> None:
+    """extension_type 0, a two-byte length 5, and a big-endian uint40."""
+    assert ct.leaf_index_extension(0x0102030405) == bytes.fromhex("00000501 02030405")
+    assert ct.leaf_index_extension(7) == bytes.fromhex("0000050000000007")
+    assert ct.leaf_index_of(ct.leaf_index_extension(2**40 - 1)) == 2**40 - 1
+    assert ct.leaf_index_of(b"") is None
+    # an unknown extension next to it is skipped; one twice or a wrong length refused
+    assert ct.leaf_index_of(bytes.fromhex("070001ff") + ct.leaf_index_extension(9)) == 9
+    with pytest.raises(ct.CtError):
+        ct.leaf_index_of(ct.leaf_index_extension(1) + ct.leaf_index_extension(2))
+    with pytest.raises(ct.CtError):
+        ct.leaf_index_of(bytes.fromhex("00000400000001"))
+    with pytest.raises(ct.CtError):
+        ct.leaf_index_extension(2**40)
+    key = ec.generate_private_key(ec.SECP256R1())
+    entry = ct.SignedEntry.x509(b"cert")
+    sct = ct.sign_sct(key, 1, entry, ct.leaf_index_extension(3))
+    assert ct.verify_sct(sct, entry, key.public_key())
+    assert ct.SignedCertificateTimestamp.decode(sct.encode()) == sct
+    stripped = ct.SignedCertificateTimestamp(sct.log_id, sct.timestamp, sct.signature)
+    assert not ct.verify_sct(stripped, entry, key.public_key())

@@ -23,6 +23,8 @@ _KEYS = (
     "not_after_start",
     "not_after_end",
     "mmd",
+    "tls_cert",
+    "tls_key",
 )
 
 
@@ -65,6 +67,15 @@ def _file_settings(path: Path | None) -> dict[str, Any]:
 @click.option("--not-after-end", default=None, help="shard: notAfter must be before this")
 @click.option("--mmd", type=click.FloatRange(min=0.1), default=None, help="max merge delay, s [60]")
 @click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="PEM certificate chain: serve HTTPS (with --tls-key)",
+)
+@click.option(
+    "--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None, help="its PEM key"
+)
+@click.option(
     "--config", "config_file", type=click.Path(path_type=Path, exists=True, dir_okay=False)
 )
 def ct(config_file: Path | None, **flags: Any) -> None:
@@ -85,7 +96,11 @@ def ct(config_file: Path | None, **flags: Any) -> None:
         not_after_start=parse_date(str(start), "--not-after-start") if start else None,
         not_after_end=parse_date(str(end), "--not-after-end") if end else None,
         mmd=float(merged.get("mmd", 60.0)),
+        tls_cert=Path(merged["tls_cert"]) if merged.get("tls_cert") else None,
+        tls_key=Path(merged["tls_key"]) if merged.get("tls_key") else None,
     )
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
     start_at, end_at = config.not_after_start, config.not_after_end
     if start_at and end_at and start_at >= end_at:
         raise click.UsageError("--not-after-start must be before --not-after-end")

@@ -5,7 +5,9 @@ problem, `{"error": CODE, "error_message": TEXT}`; a database outage 503 with Re
 nothing a client sends produces a 5xx or a traceback. Bodies are read up to MAX_BODY
 bytes; a larger one is refused with 413 before it is read.
 
-Handlers do the blocking work (database, signatures) in a worker thread.
+Submissions are checked on the event loop and written by the log's group commit, whose
+transactions (with the SCT signatures) run in a worker thread, one hop a batch; reads
+query the database in a worker thread.
 """
 
 from __future__ import annotations
@@ -104,7 +106,9 @@ class CtApp:
                 if method != "POST":
                     raise MethodNotAllowed(f"{name} takes POST")
                 body = await _read_body(scope, receive)
-                return await asyncio.to_thread(self.add_chain, body, name == "add-pre-chain")
+                ders = self.chain_of(body)
+                sct = await self.log.add_chain_async(ders, name == "add-pre-chain")
+                return _json(sct.to_json())
             handler = self.get_routes.get(name)
             if handler is not None:
                 if method not in ("GET", "HEAD"):
@@ -119,7 +123,8 @@ class CtApp:
 
     # ----- §4.1, §4.2 -----
 
-    def add_chain(self, body: bytes, precert: bool) -> Answer:
+    def chain_of(self, body: bytes) -> list[bytes]:
+        """The DER certificates of an add-(pre-)chain body (§4.1)."""
         try:
             doc = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -130,10 +135,9 @@ class CtApp:
         if not isinstance(chain, list):
             raise BadRequest('the body must be {"chain": [base64 DER, ...]}')
         try:
-            ders = [unb64(c) for c in chain]
+            return [unb64(c) for c in chain]
         except CtError as exc:
             raise BadRequest(f"chain: {exc}") from None
-        return _json(self.log.add_chain(ders, precert).to_json())
 
     # ----- §4.3-§4.8 -----
 

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from acmekit.ct import merkle
-from acmekit.ct.store import CtStore, Leaf, StoredEntry
+from acmekit.ct.store import CtStore, Leaf, Pending, StoredEntry
 from acmekit.files import atomic_write
 from acmekit.protocol import ct
 from acmekit.protocol.ct import SignedCertificateTimestamp, SignedEntry, SignedTreeHead, TreeHead
@@ -114,9 +114,12 @@ class CtLog:
         self.settings = settings
         self.log_id = ct.log_id(key.public_key())
         self.roots = {r.public_bytes(serialization.Encoding.DER): r for r in settings.roots}
+        self._root_der = {id(r): der for der, r in self.roots.items()}  # a root the log adds
         self.holder = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._verified: set[tuple[bytes, bytes]] = set()
         self._writer = GroupCommit(store.add_many)
+        self._async_writer: AsyncGroupCommit[Pending, StoredEntry] | None = None
+        self._key_hashes: dict[bytes, bytes] = {}
         store.init_tree(self.sign_head, now_ms())
 
     def sign_head(self, head: TreeHead) -> SignedTreeHead:
@@ -125,35 +128,83 @@ class CtLog:
     # ----- submissions (§4.1, §4.2) -----
 
     def add_chain(self, chain_der: Sequence[bytes], precert: bool) -> SignedCertificateTimestamp:
+        """Check, store and answer a submission, from any thread (blocks until durable)."""
+        return self._answer(self._writer.submit(self.prepare(chain_der, precert)))
+
+    async def add_chain_async(
+        self, chain_der: Sequence[bytes], precert: bool
+    ) -> SignedCertificateTimestamp:
+        """The same from the event loop: the checks run here, and only each batch's
+        transaction goes to a worker thread (one hop a batch, not one a request)."""
+        pending = self.prepare(chain_der, precert)
+        if self._async_writer is None:
+            self._async_writer = AsyncGroupCommit(self.store.add_many)
+        return self._answer(await self._async_writer.submit(pending))
+
+    def prepare(self, chain_der: Sequence[bytes], precert: bool) -> Pending:
+        """The checks (§4.1, §4.2) and the entry, waiting for its leaf index."""
         chain = self._check_chain(chain_der, precert)
         # The DER as submitted (a certificate parsed from it encodes back to the same
         # bytes), and the root the log added, if any.
-        issuers_der = [*chain_der[1:], *_ders(chain[len(chain_der) :])]
+        issuers_der = [*chain_der[1:], *(self._root_der[id(c)] for c in chain[len(chain_der) :])]
         if precert:
             issuer = chain[1]
             if ct.is_precert_signing_certificate(issuer):
                 raise BadRequest("precertificate signing certificates are not supported")
-            entry = SignedEntry.precert(ct.precert_entry(chain[0], issuer))
+            entry = SignedEntry.precert(
+                ct.PrecertEntry(
+                    self._key_hash(issuer, chain_der[1] if len(chain_der) > 1 else None),
+                    ct.strip_extensions(chain[0].tbs_certificate_bytes),
+                )
+            )
             extra = ct.precert_chain_extra_data(chain_der[0], issuers_der)
         else:
             entry = SignedEntry.x509(chain_der[0])
             extra = ct.x509_chain_extra_data(issuers_der)
-        # Signed before it is known to be new: a signature costs less than the lookup
-        # it saves, and a resubmission gets the stored SCT back from the store.
-        stamp = now_ms()
-        sct = ct.sign_sct(self.key, stamp, entry)
-        leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(stamp, entry))
-        stored = StoredEntry(
-            entry.identity(),
-            merkle.leaf_hash(leaf),
-            stamp,
-            leaf,
-            extra,
-            sct.signature.encode(),
-        )
-        found = self._writer.submit((stored, issuers_der))
+        identity = entry.identity()
+        return Pending(identity, self._sealer(identity, entry, extra), issuers_der)
+
+    def _key_hash(self, issuer: x509.Certificate, der: bytes | None) -> bytes:
+        """The issuer's key hash (§3.2), remembered by the issuer's DER: the same few
+        intermediates sign nearly every precertificate."""
+        if der is None:
+            return ct.issuer_key_hash(issuer)
+        found = self._key_hashes.get(der)
+        if found is None:
+            if len(self._key_hashes) > 1_000:
+                self._key_hashes.clear()
+            found = self._key_hashes[der] = ct.issuer_key_hash(issuer)
+        return found
+
+    def _answer(self, found: StoredEntry) -> SignedCertificateTimestamp:
         signature = ct.DigitallySigned.decode(found.sct_signature)
-        return SignedCertificateTimestamp(self.log_id, found.timestamp, signature)
+        extensions = ct.parse_merkle_tree_leaf(found.leaf_input).extensions
+        return SignedCertificateTimestamp(self.log_id, found.timestamp, signature, extensions)
+
+    def _sealer(
+        self, identity: bytes, entry: SignedEntry, extra: bytes
+    ) -> Callable[[int], StoredEntry]:
+        """What the writer calls once it has given the entry its leaf index: the SCT is
+        signed over the index (static-ct-api's `leaf_index` extension), and the Merkle
+        leaf carries the same extensions (RFC 6962 §3.4: the TimestampedEntry's are the
+        SCT's)."""
+
+        def seal(index: int) -> StoredEntry:
+            stamp = now_ms()
+            extensions = ct.leaf_index_extension(index)
+            sct = ct.sign_sct(self.key, stamp, entry, extensions, self.log_id)
+            leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(stamp, entry, extensions))
+            return StoredEntry(
+                identity,
+                merkle.leaf_hash(leaf),
+                stamp,
+                leaf,
+                extra,
+                sct.signature.encode(),
+                index,
+            )
+
+        return seal
 
     def _check_chain(self, chain_der: Sequence[bytes], precert: bool) -> list[x509.Certificate]:
         if not chain_der:
@@ -375,5 +426,41 @@ class GroupCommit(Generic[T, R]):
         return done.result()
 
 
-def _ders(chain: Sequence[x509.Certificate]) -> list[bytes]:
-    return [c.public_bytes(serialization.Encoding.DER) for c in chain]
+class AsyncGroupCommit(Generic[T, R]):
+    """Group commit for submissions on the event loop: items queue on the loop; one
+    drain task at a time writes everything queued (up to `limit`) in a worker thread,
+    then resolves each waiter. Each caller returns only after the transaction holding
+    its item has committed (or raises what the write raised)."""
+
+    def __init__(self, write: Callable[[list[T]], Sequence[R]], limit: int = 512) -> None:
+        self._write = write
+        self._limit = limit
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._draining = False
+        self._task: asyncio.Future[None] | None = None  # the drain task, kept referenced
+
+    async def submit(self, item: T) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, done))
+        if not self._draining:
+            self._draining = True
+            self._task = asyncio.ensure_future(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self._limit]
+                del self._queue[: self._limit]
+                try:
+                    results = await asyncio.to_thread(self._write, [i for i, _ in batch])
+                except Exception as exc:
+                    for _, waiter in batch:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                else:
+                    for (_, waiter), result in zip(batch, results, strict=True):
+                        if not waiter.done():  # its request may have been cancelled
+                            waiter.set_result(result)
+        finally:
+            self._draining = False

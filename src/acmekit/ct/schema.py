@@ -2,7 +2,8 @@
 
 - `ct_entries`: every accepted submission, sequenced or not. `identity` (SHA-256 of the
   entry type and signed entry) makes a resubmission find its first SCT; `seq` is the
-  leaf index once the sequencer has placed it.
+  leaf index, given when the entry is stored (its SCT carries it); the sequencer
+  places entries in the tree in `seq` order.
 - `ct_nodes`: the hash of every complete subtree, (level, index); see `acmekit.ct.merkle`.
 - `ct_tree`: one row, the latest signed tree head.
 - `ct_leases`: who sequences, and until when (a process that dies loses it at `until`).

@@ -1,10 +1,11 @@
 """The log's storage: entries, complete-subtree hashes, the signed tree head, the lease.
 
 Synchronous SQLAlchemy Core; the HTTP handlers call it in a worker thread. Any process
-may add entries and read; sequencing happens in one transaction that moves the tree from
-its size N to N + k (entries get their `seq`, new complete subtrees their hashes, the
-tree row its new STH) under the condition that the tree row still says N, so two
-sequencers at once cannot both succeed, whatever the lease says.
+may add entries (each gets its leaf index, `seq`, as it is stored) and read; sequencing
+happens in one transaction that moves the tree from its size N to N + k (entries N ..
+N + k - 1 placed, new complete subtrees their hashes, the tree row its new STH) under
+the condition that the tree row still says N, so two sequencers at once cannot both
+succeed, whatever the lease says.
 
 A proof or a root for any size touches O(log n) rows of `ct_nodes` (one query), and
 sequencing a batch reads the old tree's right edge (one query), so neither time nor
@@ -16,9 +17,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit import migrate
@@ -44,6 +45,16 @@ class StoredEntry:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A checked submission waiting for its leaf index: `seal(index)` signs its SCT (with
+    the `leaf_index` extension) and builds the row stored for it."""
+
+    identity: bytes
+    seal: Callable[[int], StoredEntry]
+    chain: Sequence[bytes] = ()
+
+
+@dataclass(frozen=True)
 class Leaf:
     seq: int
     leaf_input: bytes
@@ -57,12 +68,7 @@ class CtStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._known_issuers: set[bytes] = set()  # stored already: no query for them
-        self._insert = (
-            _insert_ignoring_duplicates(engine.dialect.name)
-            .values({c: sa.bindparam(c) for c in _ENTRY_COLUMNS})
-            .returning(entries.c.identity)
-        )
-        # built once: SQLAlchemy's statement cache then skips the compilation
+        self._sql = _EntrySql("?" if engine.dialect.paramstyle == "qmark" else "%s")
 
     @classmethod
     def from_url(cls, url: str) -> CtStore:
@@ -78,66 +84,46 @@ class CtStore:
     def find(self, identity: bytes) -> StoredEntry | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(entries).where(entries.c.identity == identity)).first()
-        if row is None:
-            return None
-        return StoredEntry(
-            row.identity,
-            row.leaf_hash,
-            row.timestamp,
-            row.leaf_input,
-            row.extra_data,
-            row.sct_signature,
-            row.seq,
-        )
+        return None if row is None else _stored(row)
 
-    def add(self, entry: StoredEntry, chain: Sequence[bytes]) -> StoredEntry:
-        """Store `entry`, or return the entry stored first under its identity (two
-        processes may race: the unique identity decides)."""
-        return self.add_many([(entry, chain)])[0]
+    def add_many(self, items: Sequence[Pending]) -> list[StoredEntry]:
+        """Store several submissions in one transaction (group commit), each at the next
+        leaf index: for each, the entry now stored under its identity, which is the one
+        it seals unless an earlier submission (in this batch, before it, or in any
+        process) has that identity. Durable when this returns: the caller answers only
+        then.
 
-    def add_many(self, items: Sequence[tuple[StoredEntry, Sequence[bytes]]]) -> list[StoredEntry]:
-        """Store several submissions in one transaction (group commit): for each, the
-        entry now stored under its identity, which is the one given unless an earlier
-        submission (in this batch, before it, or in any process) won the unique identity.
-        Durable when this returns: the caller answers only then."""
+        Indices are handed out under the log's write lock (SQLite's `BEGIN IMMEDIATE`,
+        a PostgreSQL transaction-scoped advisory lock), so that every process's batches
+        take consecutive runs and a committed index never has a gap below it; the
+        sequencer then places entries in index order (static-ct-api: the SCT carries
+        the index, so it is fixed before the SCT exists)."""
         if not items:
             return []
         with self.engine.begin() as conn:
-            # One multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING: the rows it
-            # returns are the new ones; only a duplicate needs another look.
-            inserted = {
-                bytes(identity)
-                for identity in conn.execute(
-                    self._insert,
-                    [{c: getattr(e, c) for c in _ENTRY_COLUMNS} for e, _ in items],
-                ).scalars()
-            }
-            # The rows of duplicates as stored, read in the same transaction: their first SCT.
-            wanted = list({e.identity for e, _ in items} - inserted)
+            _lock_indices(conn)
+            # Plain driver SQL on this path: SQLAlchemy's statement building and result
+            # processing cost more than the database does for a batch (docs/decisions.md).
+            wanted = list({p.identity for p in items})
             stored: dict[bytes, StoredEntry] = {}
-            if wanted:
-                rows = conn.execute(sa.select(entries).where(entries.c.identity.in_(wanted)))
-                for r in rows:
-                    stored[bytes(r.identity)] = StoredEntry(
-                        bytes(r.identity),
-                        bytes(r.leaf_hash),
-                        r.timestamp,
-                        bytes(r.leaf_input),
-                        bytes(r.extra_data),
-                        bytes(r.sct_signature),
-                        r.seq,
-                    )
-        out: list[StoredEntry] = []
-        first: dict[bytes, StoredEntry] = {}  # a duplicate within the batch gets the first
-        for entry, _ in items:
-            if entry.identity in inserted:
-                out.append(first.setdefault(entry.identity, entry))
-                continue
-            found = stored.get(entry.identity)
-            if found is None:
-                raise RuntimeError("an entry vanished after a duplicate insert")
-            out.append(found)
-        self._remember_issuers([der for _, chain in items for der in chain])
+            for i in range(0, len(wanted), 500):  # bound the IN list
+                part = wanted[i : i + 500]
+                rows = conn.exec_driver_sql(self._sql.select_in(len(part)), tuple(part))
+                stored.update({bytes(r[0]): _stored_tuple(r) for r in rows})
+            top = conn.exec_driver_sql(_MAX_SEQ).scalar()
+            nxt = 0 if top is None else int(top) + 1
+            out: list[StoredEntry] = []
+            fresh: list[tuple[object, ...]] = []
+            for pending in items:
+                found = stored.get(pending.identity)
+                if found is None:
+                    found = stored[pending.identity] = pending.seal(nxt)
+                    nxt += 1
+                    fresh.append(tuple(getattr(found, c) for c in _ENTRY_COLUMNS))
+                out.append(found)
+            if fresh:
+                conn.exec_driver_sql(self._sql.insert, fresh)
+        self._remember_issuers([der for p in items for der in p.chain])
         return out
 
     def _remember_issuers(self, chain: Sequence[bytes]) -> None:
@@ -179,10 +165,11 @@ class CtStore:
         """The empty tree's STH, once (§3.5: a log signs a head for size 0 too)."""
         try:
             with self.engine.begin() as conn:
-                _begin_write(conn)
+                _lock_indices(conn)
                 if _sth(conn) is None:
                     sth = sign(TreeHead(0, now_ms, merkle.EMPTY_ROOT))
                     conn.execute(tree.insert().values(id=1, **_sth_row(sth)))
+                _index_unsequenced(conn)
         except sa.exc.IntegrityError:
             pass  # another process starting at the same time made it
 
@@ -196,12 +183,15 @@ class CtStore:
             if old is None:
                 raise RuntimeError("the tree has no head yet")
             size = old.head.tree_size
+            # Indices were given at submission; place the next run of them, in order.
             pending = conn.execute(
-                sa.select(entries.c.id, entries.c.leaf_hash)
-                .where(entries.c.seq.is_(None))
-                .order_by(entries.c.id)
+                sa.select(entries.c.seq, entries.c.leaf_hash)
+                .where(entries.c.seq >= size)
+                .order_by(entries.c.seq)
                 .limit(batch)
             ).all()
+            if pending and pending[-1].seq != size + len(pending) - 1:
+                raise RuntimeError(f"leaf indices from {size} have a gap")
             if not pending and now_ms - old.head.timestamp < refresh_ms:
                 return 0
             edge = _nodes(conn, merkle.right_edge(size))
@@ -211,15 +201,9 @@ class CtStore:
             stamp = max(now_ms, old.head.timestamp)  # never older than the last head
             sth = sign(TreeHead(new_size, stamp, root))
             if pending:
-                conn.execute(
-                    entries.update()
-                    .where(entries.c.id == sa.bindparam("b_id"))
-                    .values(seq=sa.bindparam("b_seq")),
-                    [{"b_id": r.id, "b_seq": size + i} for i, r in enumerate(pending)],
-                )
-                conn.execute(
-                    nodes.insert(),
-                    [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in new.items()],
+                # driver SQL: up to a few thousand rows a batch, no per-row dicts
+                conn.exec_driver_sql(
+                    self._sql.insert_nodes, [(lv, ix, h) for (lv, ix), h in new.items()]
                 )
             done = conn.execute(
                 tree.update().where(tree.c.id == 1, tree.c.size == size).values(**_sth_row(sth))
@@ -306,14 +290,89 @@ class CtStore:
         return [found[(0, i)] for i in range(start, end)]
 
 
-_ENTRY_COLUMNS = ("identity", "leaf_hash", "timestamp", "leaf_input", "extra_data", "sct_signature")
+_ENTRY_COLUMNS = (
+    "identity",
+    "leaf_hash",
+    "timestamp",
+    "leaf_input",
+    "extra_data",
+    "sct_signature",
+    "seq",
+)
+_MAX_SEQ = "SELECT max(seq) FROM ct_entries"
 
 
-def _insert_ignoring_duplicates(dialect: str) -> sa.Insert:
-    """INSERT ... ON CONFLICT DO NOTHING on ct_entries: a resubmission is no error."""
-    if dialect == "postgresql":
-        return postgresql.insert(entries).on_conflict_do_nothing()
-    return sqlite.insert(entries).on_conflict_do_nothing()
+class _EntrySql:
+    """The submission path's statements, in the driver's own parameter style."""
+
+    def __init__(self, mark: str) -> None:
+        self.mark = mark
+        columns = ", ".join(_ENTRY_COLUMNS)
+        marks = ", ".join([mark] * len(_ENTRY_COLUMNS))
+        self.insert = f"INSERT INTO ct_entries ({columns}) VALUES ({marks})"
+        self.insert_nodes = (
+            f"INSERT INTO ct_nodes (level, idx, hash) VALUES ({mark}, {mark}, {mark})"
+        )
+        self._select = f"SELECT {columns} FROM ct_entries WHERE identity IN "
+
+    def select_in(self, n: int) -> str:
+        return self._select + "(" + ", ".join([self.mark] * n) + ")"
+
+
+def _stored_tuple(r: Sequence[Any]) -> StoredEntry:
+    """A row of `_ENTRY_COLUMNS` as the driver gives it (a blob or bytea as bytes or a
+    memoryview)."""
+    return StoredEntry(
+        bytes(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), bytes(r[4]), bytes(r[5]), r[6]
+    )
+
+
+_INDEX_LOCK = 0x6374_6C6F_6701  # the PostgreSQL advisory lock that hands out leaf indices
+
+
+def _lock_indices(conn: Connection) -> None:
+    """The write lock under which leaf indices are handed out, held to commit."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_INDEX_LOCK)))
+
+
+def _index_unsequenced(conn: Connection) -> None:
+    """Entries a log of an earlier version accepted without an index (it sequenced
+    after answering) get the next ones, in the order they came, once at start."""
+    ids = list(
+        conn.execute(
+            sa.select(entries.c.id).where(entries.c.seq.is_(None)).order_by(entries.c.id)
+        ).scalars()
+    )
+    if not ids:
+        return
+    nxt = _next_index(conn)
+    conn.execute(
+        entries.update()
+        .where(entries.c.id == sa.bindparam("b_id"))
+        .values(seq=sa.bindparam("b_seq")),
+        [{"b_id": i, "b_seq": nxt + n} for n, i in enumerate(ids)],
+    )
+
+
+def _next_index(conn: Connection) -> int:
+    """The next leaf index: one past the highest given (read from the unique index)."""
+    top = conn.execute(sa.select(sa.func.max(entries.c.seq))).scalar()
+    return 0 if top is None else int(top) + 1
+
+
+def _stored(r: sa.Row[Any]) -> StoredEntry:
+    return StoredEntry(
+        bytes(r.identity),
+        bytes(r.leaf_hash),
+        r.timestamp,
+        bytes(r.leaf_input),
+        bytes(r.extra_data),
+        bytes(r.sct_signature),
+        r.seq,
+    )
 
 
 def _begin_write(conn: Connection) -> None:

@@ -10,9 +10,9 @@
   precertificate for precert entries, and the SHA-256 fingerprints of the chain.
 - `issuer/<hex sha256>`: a chain certificate, DER.
 
-Differences from a Static CT log: our SCTs carry no `leaf_index` extension (entries are
-sequenced after the SCT is returned, within the MMD), and a partial tile is served at
-any width the tree already has.
+Every SCT carries the `leaf_index` extension (the index is given when the entry is
+stored, before its SCT is signed; see `acmekit.ct.store`). Difference from a Static CT
+log: a partial tile is served at any width the tree already has.
 """
 
 from __future__ import annotations

@@ -425,17 +425,64 @@ def sct_signature_input(
 
 
 def sign_sct(
-    key: ec.EllipticCurvePrivateKey, timestamp: int, entry: SignedEntry
+    key: ec.EllipticCurvePrivateKey,
+    timestamp: int,
+    entry: SignedEntry,
+    extensions: bytes = b"",
+    log_id_: bytes | None = None,
 ) -> SignedCertificateTimestamp:
-    signed = sign(key, sct_signature_input(timestamp, entry))
-    return SignedCertificateTimestamp(log_id(key.public_key()), timestamp, signed)
+    """`log_id_` saves hashing the public key again for a caller that knows it."""
+    signed = sign(key, sct_signature_input(timestamp, entry, extensions))
+    lid = log_id_ if log_id_ is not None else log_id(key.public_key())
+    return SignedCertificateTimestamp(lid, timestamp, signed, extensions=extensions)
+
+
+# ----- C2SP static-ct-api: the `leaf_index` SCT extension -----
+
+EXT_LEAF_INDEX = 0  # ExtensionType leaf_index(0)
+MAX_LEAF_INDEX = (1 << 40) - 1  # uint40
+
+
+def leaf_index_extension(index: int) -> bytes:
+    """`CtExtensions` holding only `leaf_index`: type 0, then `extension_data<0..2^16-1>`
+    around a big-endian uint40 (static-ct-api, "SCT Extension"; 8 bytes in all)."""
+    if not 0 <= index <= MAX_LEAF_INDEX:
+        raise CtError(f"leaf index {index} does not fit in 40 bits")
+    return bytes([EXT_LEAF_INDEX]) + opaque(index.to_bytes(5, "big"), 2)
+
+
+def parse_ct_extensions(data: bytes) -> dict[int, bytes]:
+    """`CtExtensions` as static-ct-api defines it: a list of (uint8 type, opaque data<2>),
+    no type twice."""
+    r = Reader(data)
+    found: dict[int, bytes] = {}
+    while r.pos < len(r.data):
+        kind = r.uint(1)
+        if kind in found:
+            raise CtError(f"extension type {kind} appears twice")
+        found[kind] = r.opaque(2)
+    return found
+
+
+def leaf_index_of(extensions: bytes) -> int | None:
+    """The `leaf_index` an SCT (or TimestampedEntry) carries, or None without one."""
+    value = parse_ct_extensions(extensions).get(EXT_LEAF_INDEX)
+    if value is None:
+        return None
+    if len(value) != 5:
+        raise CtError(f"leaf_index is {len(value)} bytes, not 5")
+    return int.from_bytes(value, "big")
 
 
 def verify_sct(
-    sct: SignedCertificateTimestamp, entry: SignedEntry, key: ec.EllipticCurvePublicKey
+    sct: SignedCertificateTimestamp,
+    entry: SignedEntry,
+    key: ec.EllipticCurvePublicKey,
+    key_log_id: bytes | None = None,
 ) -> bool:
-    """Whether `sct` is `key`'s signature over `entry` (and names `key`'s log)."""
-    if sct.log_id != log_id(key):
+    """Whether `sct` is `key`'s signature over `entry` (and names `key`'s log);
+    `key_log_id` saves hashing the key for a caller that knows its log ID."""
+    if sct.log_id != (key_log_id if key_log_id is not None else log_id(key)):
         return False
     data = sct_signature_input(sct.timestamp, entry, sct.extensions, sct.version)
     return verify(key, data, sct.signature)

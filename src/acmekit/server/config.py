@@ -152,14 +152,16 @@ class CtSettings:
     the CA submits to every log they name. `required_scts`: how many SCTs a certificate
     needs; 0 means Chrome's and Apple's policies (2 for a lifetime up to 180 days, 3
     beyond; always from at least 2 operators when 2 or more are needed). `timeout`:
-    seconds the CA waits for the logs before the order fails. Off (no lists) by
-    default: a private CA logs nothing.
+    seconds the CA waits for the logs before the order fails. `ca_bundle`: PEM roots
+    that an `https://` log's certificate must chain to (default: the system's). Off (no
+    lists) by default: a private CA logs nothing.
     """
 
     log_lists: tuple[str, ...] = ()
     required_scts: int = 0
     timeout: float = 10.0
     submit_final: bool = True  # add-chain of the final certificate, best effort
+    ca_bundle: str | None = None
 
     @property
     def enabled(self) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,13 @@ def _covers(info: ct.LogInfo, cert: x509.Certificate) -> bool:
     return info.temporal_end is None or not_after < info.temporal_end
 
 
-def _chain_body(certs: Sequence[x509.Certificate]) -> dict[str, list[str]]:
-    return {"chain": [ct.b64(c.public_bytes(serialization.Encoding.DER)) for c in certs]}
+def _chain_body(certs: Sequence[x509.Certificate]) -> bytes:
+    """The add-(pre-)chain body, serialized once for every log it goes to."""
+    chain = [ct.b64(c.public_bytes(serialization.Encoding.DER)) for c in certs]
+    return json.dumps({"chain": chain}).encode()
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def _endpoint(info: ct.LogInfo, name: str) -> str:
@@ -105,6 +111,7 @@ class CtSubmitter:
     def __init__(self, settings: CtSettings, logs: Sequence[ct.LogInfo]) -> None:
         self.settings = settings
         self.logs = tuple(logs)
+        self._log_ids = {id(info): info.log_id for info in self.logs}  # hashed once
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -116,8 +123,11 @@ class CtSubmitter:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # Loopback or configured log URLs only: no proxy from the environment.
-            self._session = aiohttp.ClientSession(trust_env=False)
+            # Loopback or configured log URLs only: no proxy from the environment. An
+            # https:// log is verified against `ca_bundle` (or the system's roots).
+            tls = ssl.create_default_context(cafile=self.settings.ca_bundle)
+            connector = aiohttp.TCPConnector(ssl=tls)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
     async def close(self) -> None:
@@ -125,8 +135,8 @@ class CtSubmitter:
             await self._session.close()
             self._session = None
 
-    async def _post(self, info: ct.LogInfo, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with self._client().post(_endpoint(info, name), json=body) as resp:
+    async def _post(self, info: ct.LogInfo, name: str, body: bytes) -> dict[str, Any]:
+        async with self._client().post(_endpoint(info, name), data=body, headers=_JSON) as resp:
             text = await _body(resp)
             if resp.status != 200:
                 shown = text[:200].decode("utf-8", "replace").strip()
@@ -136,14 +146,14 @@ class CtSubmitter:
                 raise ValueError("answer is not a JSON object")
             return doc
 
-    async def _one(self, info: ct.LogInfo, body: dict[str, Any], entry: ct.SignedEntry) -> Outcome:
+    async def _one(self, info: ct.LogInfo, body: bytes, entry: ct.SignedEntry) -> Outcome:
         try:
             sct = ct.SignedCertificateTimestamp.from_json(
                 await self._post(info, "add-pre-chain", body)
             )
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return Outcome(info, None, f"{type(exc).__name__}: {exc}".strip(": "))
-        if not ct.verify_sct(sct, entry, info.key):
+        if not ct.verify_sct(sct, entry, info.key, self._log_ids[id(info)]):
             return Outcome(info, None, "its SCT's signature does not verify")
         return Outcome(info, sct, None)
 

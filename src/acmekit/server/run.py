@@ -89,7 +89,7 @@ def assemble(
     store = Store.from_url(config.db_url, config.auto_upgrade)
     nonces = NonceService(store, now, scope=config.nonces)
     linter = Linter.for_config(config)
-    linter.warm()
+    linter.warm(precert=config.ct.enabled)
     crl = CrlPublisher(config.crl, config.crl_base_url, store, issuer, now, linter)
     validator = Validator(config.validation_config())
     corroborator = _corroborator(config, issuer, now()) if config.mpic.enabled else None
