@@ -10,6 +10,10 @@ for each pending authorization pick a challenge type the solver map can solve, p
 them all, let each solver `wait` once, answer them all, poll each with intervals that
 start short and grow, and always clean up. Authorizations that come back already valid
 (a CA may reuse them) are skipped. Then finalize, poll the order, download the chain.
+A chain is kept only as the certificates it holds, re-encoded (nothing else the server
+sent reaches a file), and its leaf must carry the CSR's key and every ordered name;
+alternate chains are fetched only from the certificate's own origin, at most
+`MAX_ALTERNATES` of them.
 When authorizing fails, the order's authorizations still pending are deactivated.
 A failed authorization raises one AcmeError whose subproblems name each failed
 identifier; what fails on this side raises a ClientError (see `errors`). Many
@@ -24,8 +28,10 @@ import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from acmekit.client.channel import (
@@ -35,7 +41,12 @@ from acmekit.client.channel import (
     json_object,
     location,
 )
-from acmekit.client.errors import NoAccount, NoUsableChallenge, OrderNotValid
+from acmekit.client.errors import (
+    NoAccount,
+    NoUsableChallenge,
+    OrderNotValid,
+    ServerProtocolError,
+)
 from acmekit.client.persist import PersistRecordText, make_record
 from acmekit.client.resources import (
     Account,
@@ -66,6 +77,9 @@ from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Alternate chains (RFC 8555 §7.4.2) fetched at most: a CA offers one or two.
+MAX_ALTERNATES = 8
 
 
 @dataclass(frozen=True)
@@ -318,7 +332,9 @@ class Client(AsyncClosing):
         resp = await self.channel.post(
             url, None, key=self.account_key, kid=self._kid(), accept=PEM_CHAIN
         )
-        return resp.body.decode("ascii"), resp.links("alternate")
+        origin = urlsplit(url)[:2]
+        alternates = [u for u in resp.links("alternate") if urlsplit(u)[:2] == origin]
+        return pem_chain(resp.body, url), tuple(alternates[:MAX_ALTERNATES])
 
     async def download_certificate(self, url: str) -> str:
         """The PEM chain, leaf first, that the server offers by default."""
@@ -376,6 +392,7 @@ class Client(AsyncClosing):
         if order.status != OrderStatus.VALID or order.certificate is None:
             raise order_failure(order)
         pem, alternates = await self._pick_chain(order.certificate, preferred_chain)
+        check_leaf(pem, csr_der, order.identifiers, order.certificate)
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
 
@@ -480,6 +497,39 @@ def order_failure(order: Order) -> AcmeError | OrderNotValid:
     if order.error is not None:
         return AcmeError(order.error)
     return OrderNotValid(order.url, order.status)
+
+
+def pem_chain(body: bytes, url: str) -> str:
+    """The certificates of an application/pem-certificate-chain body (RFC 8555 §9.1),
+    re-encoded one after another: text around them, or blocks of other kinds, from a
+    server that should not have sent them, are not passed on to the files."""
+    try:
+        certs = x509.load_pem_x509_certificates(body)
+    except ValueError:
+        raise ServerProtocolError(f"{url}: the certificate chain holds no certificate") from None
+    return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certs)
+
+
+def check_leaf(pem: str, csr_der: bytes, identifiers: Sequence[Identifier], url: str) -> None:
+    """The issued leaf carries the CSR's public key and every ordered identifier; a
+    server that sends another is not believed (its certificate would not serve)."""
+    leaf = x509.load_pem_x509_certificates(pem.encode())[0]
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    csr = x509.load_der_x509_csr(csr_der)
+    if leaf.public_key().public_bytes(*spki) != csr.public_key().public_bytes(*spki):
+        raise ServerProtocolError(f"{url}: the certificate is not for the CSR's key")
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise ServerProtocolError(f"{url}: the certificate names no identifier") from None
+    names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
+    names |= {str(a) for a in san.get_values_for_type(x509.IPAddress)}
+    for ident in identifiers:
+        value = ident.value.lower()
+        if ident.type == IdentifierType.IP:
+            value = str(ipaddress.ip_address(ident.value))
+        if value not in names:
+            raise ServerProtocolError(f"{url}: the certificate does not name {ident.value}")
 
 
 def select_chain(chains: Sequence[str], preferred_issuer: str) -> str:
