@@ -111,7 +111,10 @@ async def _issue(client: Client, solver: StandaloneHttpSolver, name: str, **kw: 
 async def test_text_around_the_certificates_does_not_reach_the_files(
     client: Client, solver: StandaloneHttpSolver, hostile: Hostile
 ) -> None:
-    junk_key = b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEH\n-----END PRIVATE KEY-----\n"
+    junk_key = (
+        b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEH\n"
+        b"-----END PRIVATE KEY-----\n"
+    )
     hostile.rewrite = lambda body, _: (b"ssl_certificate /etc/shadow;\n" + body + junk_key, [])
     _, issued = await _issue(client, solver, "junk.hostile.test")
     text = issued.fullchain_pem
@@ -136,7 +139,7 @@ async def test_a_leaf_for_other_names_is_refused(
 ) -> None:
     key, csr = make_csr("names.hostile.test")
     hostile.rewrite = lambda body, _: (_self_signed(key, "elsewhere.hostile.test"), [])
-    with pytest.raises(ServerProtocolError, match="does not name names.hostile.test"):
+    with pytest.raises(ServerProtocolError, match=r"does not name names\.hostile\.test"):
         await client.issue(["names.hostile.test"], {ChallengeType.HTTP_01: solver}, csr)
 
 
