@@ -40,7 +40,6 @@ from acmekit.server.config import NonceScope
 from acmekit.server.records import AccountRecord
 from acmekit.server.store import Store
 
-
 # The most two CA processes' clocks may disagree by without a nonce being redeemable
 # twice (see above); NTP keeps them within a second.
 CLOCK_SKEW = timedelta(minutes=10)
