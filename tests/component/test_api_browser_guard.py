@@ -154,3 +154,32 @@ def test_the_fleet_refuses_an_open_api_beyond_loopback() -> None:
         FleetConfig(db="sqlite://", cas=ca, listen=("0.0.0.0", 8080))
     FleetConfig(db="sqlite://", cas=ca, listen=("0.0.0.0", 8080), api_token="t")
     FleetConfig(db="sqlite://", cas=ca, listen=("127.0.0.1", 8080))
+
+
+async def test_a_rebound_name_gets_no_key_from_the_certificate_endpoint(tmp_path: Path) -> None:
+    """The endpoint serves a site's key to loopback clients without a token; a page in
+    the host's browser, rebound to loopback, asks under its own name and is refused.
+    An edge asking at an IP address, or with the token, still gets its answer."""
+    from acmekit.fleet.certapi import CertEndpoint, cert_app
+
+    inventory = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
+    try:
+        open_endpoint = CertEndpoint(inventory)
+        with_token = CertEndpoint(inventory, token="t0k")
+        async for url in _serve(cert_app(open_endpoint)):
+            port = url.rsplit(":", 1)[1]
+            async with aiohttp.ClientSession() as http:
+                query = {"server_name": "shop.guard.test"}
+                rebound = {"Host": f"rebind.evil.test:{port}"}
+                async with http.get(f"{url}/certificate", params=query, headers=rebound) as r:
+                    assert r.status == 421
+                async with http.get(f"{url}/certificate", params=query) as r:
+                    assert r.status == 204  # asked at 127.0.0.1: answered (no such site)
+        async for url in _serve(cert_app(with_token)):
+            async with aiohttp.ClientSession() as http:
+                query = {"server_name": "shop.guard.test", "token": "t0k"}
+                named = {"Host": "fleet.internal:8443"}
+                async with http.get(f"{url}/certificate", params=query, headers=named) as r:
+                    assert r.status == 204
+    finally:
+        inventory.close()

@@ -17,9 +17,10 @@ recent values are kept) and answers `{"txt": value}`; acme-dns's error bodies
 With an API token every call but `/update` and `/health` needs `Authorization: Bearer
 TOKEN` (`/update` has its per-registration credentials). The command line insists on a
 token when the API listens on anything but loopback. Without a token, the API answers
-only a loopback Host and refuses changes asked from another origin, so that a web page
-in the host's browser cannot publish records (acmekit.webguard). Errors in a request are
-problem documents (RFC 8555 §6.7 shape, `application/problem+json`).
+only a Host that is an IP address or `localhost` and refuses changes asked from another
+origin, so that a web page in the host's browser cannot publish records
+(acmekit.webguard). Errors in a request are problem documents (RFC 8555 §6.7 shape,
+`application/problem+json`).
 """
 
 from __future__ import annotations

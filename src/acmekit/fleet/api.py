@@ -311,7 +311,8 @@ def api_app(
     API) a site that needs dns-01 is refused with 422, and `on_demand`'s verdicts are
     counted in /metrics. With `token`, every request but the http-01 responder's needs
     `Authorization: Bearer TOKEN`; without, the API is kept from the host's browser
-    (acmekit.webguard: loopback Hosts only, no changes asked from another origin)."""
+    (acmekit.webguard: Hosts that are IP addresses or localhost only, no changes asked
+    from another origin)."""
     guard = browser_guard(check_host=token is None, exempt=_is_challenge)
     app = web.Application(middlewares=[guard, _token_middleware(token)])
     app[INVENTORY] = inventory
