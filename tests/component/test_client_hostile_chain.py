@@ -1,10 +1,12 @@
-"""A hostile CA's certificate download, seen by our client: our CA in-process, with its
-certificate answers rewritten on the way out. What reaches the client's files is only
-certificates, the leaf must be for the CSR's key and the ordered names, and a flood of
-rel="alternate" links, or links to other hosts, are not followed."""
+"""A hostile CA, seen by our client: our CA in-process, with its answers rewritten on the
+way out. What reaches the client's files is only certificates, the leaf must be for the
+CSR's key and the ordered names, and a flood of rel="alternate" links, or links to
+other hosts, are not followed. Nothing is presented for an authorization of a name
+that was not ordered, or for a token that is not base64url (a path or a hook's file)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +40,7 @@ class Hostile:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.rewrite: Rewrite | None = None
+        self.rewrite_authz: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.hosts: list[str] = []
         self.paths: list[str] = []
 
@@ -59,6 +62,10 @@ class Hostile:
             if self.rewrite and dict(headers).get(b"content-type", b"").startswith(PEM_CHAIN):
                 out, extra = self.rewrite(out, scope["path"])
                 headers = [(k, v) for k, v in headers if k != b"content-length"] + extra
+                headers.append((b"content-length", str(len(out)).encode()))
+            elif self.rewrite_authz and scope["path"].startswith("/acme/authz/"):
+                out = json.dumps(self.rewrite_authz(json.loads(out))).encode()
+                headers = [(k, v) for k, v in headers if k != b"content-length"]
                 headers.append((b"content-length", str(len(out)).encode()))
             await send({**started, "headers": headers})
             await send({"type": "http.response.body", "body": out})
@@ -170,3 +177,67 @@ async def test_alternate_links_are_bounded_and_kept_to_the_origin(
     assert set(later) == {"ca.test"}
     downloads = [p for p in hostile.paths[start:] if "/cert/" in p]
     assert len(downloads) == 1 + MAX_ALTERNATES
+
+
+def _tokens(value: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def rewrite(doc: dict[str, Any]) -> dict[str, Any]:
+        for challenge in doc.get("challenges", []):
+            challenge["token"] = value
+        return doc
+
+    return rewrite
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["../../../../etc/cron.d/owned-by-the-ca-0000000", "x" * 30 + "\n* * * * * root id"],
+)
+async def test_a_malformed_token_is_not_presented(
+    client: Client, solver: StandaloneHttpSolver, hostile: Hostile, token: str
+) -> None:
+    hostile.rewrite_authz = _tokens(token)
+    with pytest.raises(ServerProtocolError, match="malformed token"):
+        await _issue(client, solver, "token.hostile.test")
+    assert solver.presented == 0
+
+
+async def test_an_authorization_for_a_name_not_ordered_is_not_presented(
+    client: Client, solver: StandaloneHttpSolver, hostile: Hostile
+) -> None:
+    def elsewhere(doc: dict[str, Any]) -> dict[str, Any]:
+        doc["identifier"] = {"type": "dns", "value": "victim.elsewhere.test"}
+        return doc
+
+    hostile.rewrite_authz = elsewhere
+    with pytest.raises(ServerProtocolError, match=r"victim\.elsewhere\.test, not ordered"):
+        await _issue(client, solver, "asked.hostile.test")
+    assert solver.presented == 0
+
+
+async def test_an_order_for_other_names_is_refused(
+    client: Client, solver: StandaloneHttpSolver, hostile: Hostile
+) -> None:
+    """The names the client then authorizes are the order's: they must be those asked."""
+    inner = hostile.app
+
+    async def swapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if not scope["path"].endswith("/new-order"):
+            await inner(scope, receive, send)
+            return
+
+        async def altered(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                doc = json.loads(message["body"])
+                doc["identifiers"] = [{"type": "dns", "value": "victim.elsewhere.test"}]
+                message = {**message, "body": json.dumps(doc).encode()}
+            elif message["type"] == "http.response.start":
+                drop = b"content-length"
+                message = {**message, "headers": [h for h in message["headers"] if h[0] != drop]}
+            await send(message)
+
+        await inner(scope, receive, altered)
+
+    hostile.app = swapped
+    with pytest.raises(ServerProtocolError, match="not for the names asked"):
+        await _issue(client, solver, "asked.hostile.test")
+    assert solver.presented == 0

@@ -64,7 +64,7 @@ from acmekit.client.transport import AiohttpTransport, HttpTransport
 from acmekit.clock import Clock, SystemClock
 from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
-from acmekit.protocol.challenges import key_authorization
+from acmekit.protocol.challenges import key_authorization, token_is_wellformed
 from acmekit.protocol.jose import PrivateKey, b64d, b64e, eab_sign, jwk_from_key, sign
 from acmekit.protocol.messages import (
     AuthorizationStatus,
@@ -258,13 +258,18 @@ class Client(AsyncClosing):
         replaces: str | None = None,
     ) -> Order:
         url = (await self.directory()).new_order
-        payload: dict[str, Any] = {"identifiers": [as_identifier(i).to_json() for i in identifiers]}
+        asked = [as_identifier(i) for i in identifiers]
+        payload: dict[str, Any] = {"identifiers": [i.to_json() for i in asked]}
         if profile is not None:
             payload["profile"] = profile
         if replaces is not None:
             payload["replaces"] = replaces
         resp = await self.channel.post(url, payload, key=self.account_key, kid=self._kid())
         order = Order.from_json(location(resp), json_object(resp))
+        if _spelled(order.identifiers) != _spelled(asked):
+            # §7.4: the order is for the identifiers asked; what is authorized, presented
+            # and checked in the certificate is then read from the order
+            raise ServerProtocolError(f"{order.url}: the order is not for the names asked")
         log.info("order %s for %d identifiers", order.url, len(order.identifiers))
         return order
 
@@ -431,6 +436,8 @@ class Client(AsyncClosing):
         _raise_failed([a for a in authzs if a.status not in _USABLE])
         pending = [a for a in authzs if a.status == AuthorizationStatus.PENDING]
         plan = [(a, choose_challenge(a, solvers, preference)) for a in pending]
+        for authz, challenge in plan:
+            check_presentable(order, authz, challenge)
         aware = [s for s in _distinct(solvers.values()) if isinstance(s, AccountAware)]
         if aware and plan:
             info = await self.account_info()
@@ -530,6 +537,38 @@ def check_leaf(pem: str, csr_der: bytes, identifiers: Sequence[Identifier], url:
             value = str(ipaddress.ip_address(ident.value))
         if value not in names:
             raise ServerProtocolError(f"{url}: the certificate does not name {ident.value}")
+
+
+# Challenge types whose token goes into a file name, a URL path or a hook's environment.
+_TOKENED = frozenset(
+    {ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01,
+     ChallengeType.DNS_ACCOUNT_01}
+)  # fmt: skip
+
+
+def check_presentable(order: Order, authz: Authorization, challenge: Challenge) -> None:
+    """Nothing is published for a server that asks for what the order did not: an
+    authorization for another identifier (the solvers' DNS credentials publish what
+    they are told), or a token that is not base64url (RFC 8555 §8.1), which a webroot
+    or a manual hook would put into a path (`../`) or a file (newlines)."""
+    ident = authz.identifier
+    ordered = {(i.type, _same(i.base_name), i.is_wildcard) for i in order.identifiers}
+    if (ident.type, _same(ident.value), authz.wildcard) not in ordered:
+        raise ServerProtocolError(f"{authz.url}: authorization for {ident.value}, not ordered")
+    if challenge.known_type in _TOKENED and not token_is_wellformed(challenge.token or ""):
+        raise ServerProtocolError(f"{challenge.url}: malformed token {challenge.token!r}")
+
+
+def _spelled(identifiers: Iterable[Identifier]) -> set[tuple[str, str]]:
+    return {(i.type, _same(i.value)) for i in identifiers}
+
+
+def _same(value: str) -> str:
+    """One spelling of a name or an address, for comparing them."""
+    try:
+        return ipaddress.ip_address(value).compressed
+    except ValueError:
+        return value.lower().rstrip(".")
 
 
 def select_chain(chains: Sequence[str], preferred_issuer: str) -> str:
