@@ -93,7 +93,7 @@ async def client(hostile: Hostile) -> AsyncIterator[Client]:
         yield c
 
 
-def _self_signed(key: ec.EllipticCurvePrivateKey, name: str) -> bytes:
+def _self_signed(key: ec.EllipticCurvePrivateKey, name: str, *more: str) -> bytes:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.now(UTC)
     cert = (
@@ -104,7 +104,9 @@ def _self_signed(key: ec.EllipticCurvePrivateKey, name: str) -> bytes:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in (name, *more)]), critical=False
+        )
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(Encoding.PEM)
@@ -241,3 +243,15 @@ async def test_an_order_for_other_names_is_refused(
     with pytest.raises(ServerProtocolError, match="not for the names asked"):
         await _issue(client, solver, "asked.hostile.test")
     assert solver.presented == 0
+
+
+async def test_a_leaf_with_names_not_ordered_is_refused(
+    client: Client, solver: StandaloneHttpSolver, hostile: Hostile
+) -> None:
+    """An extra name would be installed (nginx's `server_name`) and renewed: one that
+    carries directives most of all."""
+    key, csr = make_csr("extra.hostile.test")
+    crafted = "x.test;\n\tlocation / { alias /etc/; }"
+    hostile.rewrite = lambda body, _: (_self_signed(key, "extra.hostile.test", crafted), [])
+    with pytest.raises(ServerProtocolError, match="not ordered"):
+        await client.issue(["extra.hostile.test"], {ChallengeType.HTTP_01: solver}, csr)

@@ -531,12 +531,14 @@ def check_leaf(pem: str, csr_der: bytes, identifiers: Sequence[Identifier], url:
         raise ServerProtocolError(f"{url}: the certificate names no identifier") from None
     names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
     names |= {str(a) for a in san.get_values_for_type(x509.IPAddress)}
+    wanted = {_same(i.value) for i in identifiers}
     for ident in identifiers:
-        value = ident.value.lower()
-        if ident.type == IdentifierType.IP:
-            value = str(ipaddress.ip_address(ident.value))
-        if value not in names:
+        if _same(ident.value) not in names:
             raise ServerProtocolError(f"{url}: the certificate does not name {ident.value}")
+    # Names the order did not hold would be installed too (a `server_name`), and renewed.
+    extra = sorted(names - wanted)
+    if extra:
+        raise ServerProtocolError(f"{url}: the certificate names {extra[0]!r}, not ordered")
 
 
 # Challenge types whose token goes into a file name, a URL path or a hook's environment.
