@@ -24,8 +24,10 @@ headers a page cannot send cross-site without asking) are left to their own rule
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -99,3 +101,129 @@ def browser_guard(*, check_host: bool, exempt: Callable[[str], bool]) -> Middlew
         return await handler(request)
 
     return guard
+
+
+# ---------------------------------------------------------------------------------------
+# Slow clients: aiohttp's server has no deadline for a request's head and no bound on one
+# client's connections, so a client trickling header lines (slowloris) holds a connection
+# for as long as it likes, and may open as many as the process has file descriptors.
+
+HEAD_TIMEOUT = 30.0  # seconds a request head may take (from the connection's start)
+MAX_PER_CLIENT = 64  # connections one client address may hold
+
+
+class _Held:
+    """The connections of each client address, shared by one site's protocols."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count: Counter[str] = Counter()
+
+    def take(self, client: str) -> bool:
+        if self.count[client] >= self.limit:
+            return False
+        self.count[client] += 1
+        return True
+
+    def give(self, client: str) -> None:
+        self.count[client] -= 1
+        if self.count[client] <= 0:
+            del self.count[client]
+
+
+class _Deadline(asyncio.Protocol):
+    """aiohttp's protocol, closed when a request head (ended by its blank line) takes
+    longer than `timeout` from its first byte (from the connection's start, for the
+    first), and not served at all past its client's share of connections. Bytes that
+    follow a head in a later read (a body) count as the start of the next head: a
+    kept-alive connection left after such a request is closed at the deadline, which a
+    client's pool takes as any server's closing of an idle connection."""
+
+    def __init__(self, inner: asyncio.Protocol, held: _Held, timeout: float) -> None:
+        self.inner, self.held, self.timeout = inner, held, timeout
+        self.client: str | None = None
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) else ""
+        if not self.held.take(client):
+            transport.abort()
+            return
+        self.client = client
+        self.inner.connection_made(transport)
+        self._arm()  # the first head's deadline runs from the connection's start
+
+    def _arm(self) -> None:
+        self.timer = asyncio.get_running_loop().call_later(self.timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expire(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        seen = self.tail + data
+        if b"\r\n\r\n" in seen:
+            self._disarm()  # a head is complete
+        elif self.timer is None:
+            self._arm()  # a new head (or a late body) starts: its deadline from now
+        self.tail = seen[-3:]
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self.client is not None:
+            self.held.give(self.client)
+            self.client = None
+            self.inner.connection_lost(exc)
+
+
+class GuardedSite(web.TCPSite):
+    """A TCPSite whose connections have a deadline for each request head and a bound
+    per client address (see above)."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        head_timeout: float = HEAD_TIMEOUT,
+        max_per_client: int = MAX_PER_CLIENT,
+    ) -> None:
+        super().__init__(runner, host, port)
+        self.head_timeout = head_timeout
+        self.held = _Held(max_per_client)
+
+    async def start(self) -> None:
+        self._runner._reg_site(self)
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:
+            return _Deadline(server(), self.held, self.head_timeout)
+
+        self._server = await loop.create_server(
+            protocol, self._host, self._port, reuse_address=self._reuse_address
+        )
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port

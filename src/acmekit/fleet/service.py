@@ -41,7 +41,7 @@ from acmekit.fleet.model import to_us
 from acmekit.fleet.ondemand import OnDemand, OnDemandPolicy
 from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit.protocol.messages import ChallengeType
-from acmekit.webguard import loopback_host
+from acmekit.webguard import GuardedSite, loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,9 @@ async def open_fleet_pool(
 async def start_site(app: web.Application, where: tuple[str, int]) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, where[0], where[1]).start()
+    # a deadline for each request head and a bound per client (acmekit.webguard): the
+    # http-01 listener faces the internet
+    await GuardedSite(runner, where[0], where[1]).start()
     return runner
 
 
