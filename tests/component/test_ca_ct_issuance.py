@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from acmekit.ct.app import CtApp
 from acmekit.protocol import ct
 from acmekit.protocol.ctpolicy import check_embedded, corresponds, judge_checks
 from acmekit.protocol.jose import b64e
-from acmekit.server.config import CtSettings, ServerConfig
+from acmekit.server.config import CtSettings, Limit, RateLimits, ServerConfig
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, RawAcme
 from acmekit_testkit.ctlog import LogInLoop, ca_hierarchy, ct_log_in_loop
@@ -225,6 +225,28 @@ async def test_too_few_scts_fail_the_order_naming_the_logs(
     assert "1 verified" in detail
     assert "log-down (down)" in detail and "does not verify" in detail
     assert bad.url in detail
+
+
+async def test_an_issuance_that_fails_gives_its_rate_limit_tokens_back(
+    ca_config: ServerConfig, logs: Logs, stack: AsyncExitStack, responder: Any
+) -> None:
+    """The issuance limits are taken at finalize; with every CT log down the order fails,
+    and the tokens come back: a limit of one certificate per name set still lets the
+    subscriber finalize again, and again, once the logs are back."""
+    logs.hierarchy()
+    await logs.start("log-live")
+    down = logs.down("log-gone")
+    one = Limit(1, timedelta(days=7))
+    limited = replace(
+        ca_config, rate_limits=RateLimits(duplicate_certificates=one, certificates_per_domain=one)
+    )
+    ca = await ca_with(limited, [down], stack)
+    flow = Flow(RawAcme(ca.app), responder)
+    for _ in range(3):
+        url, _ = await ordered(flow, "refund.ct.test")  # finalize answered 200, not 429
+        order = await finished(flow, ca, url)
+        assert order["status"] == "invalid", order
+        assert "refund.ct.test" not in str(order.get("certificate", ""))
 
 
 async def test_a_revoked_precertificate_is_on_the_crl(

@@ -7,7 +7,7 @@ declared ones."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dns.name
 import dns.rdatatype
@@ -104,3 +104,82 @@ def test_the_migrated_tables_match_the_declared_ones(
         context = MigrationContext.configure(conn, opts=opts)
         diff = list(compare_metadata(context, metadata))
     assert diff == []
+
+
+def test_two_processes_adding_the_same_record_at_once_store_it_once(
+    db_url: str, opened: list[SharedStore]
+) -> None:
+    """Both writers decide on a view caught up before either writes (held there by a
+    barrier, the window made wide): both see the record absent and both write it. The
+    unique digest keeps one row, the second write changes nothing and takes no serial,
+    and every store, and one started afterwards, holds the record once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sqlalchemy as sa
+
+    from acmekit.dns.schema import records
+
+    stores = [_open(db_url, opened), _open(db_url, opened)]
+    both_decided = threading.Barrier(2)
+    for shared_store in opened:
+        caught_up = shared_store.refresh
+
+        def refresh(caught_up: Callable[[], None] = caught_up) -> None:
+            caught_up()
+            both_decided.wait(timeout=30)
+
+        shared_store.store.refresh = refresh
+    start = stores[0].serial
+    rdata = make_rdata(RecordType.TXT, "raced")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        added = list(pool.map(lambda s: s.add(NAME, rdata), stores))
+    assert added == [True, True]  # each decided to add it
+    with opened[0].engine.connect() as c:
+        rows = c.execute(sa.select(records).where(records.c.rdata == rdata.to_text())).all()
+    assert len(rows) == 1
+    for shared_store in opened:
+        shared_store.catch_up()
+    assert _txt(stores[0]) == _txt(stores[1]) == ["raced"]
+    assert stores[0].serial == stores[1].serial == start + 1
+    late = _open(db_url, opened)
+    assert _txt(late) == ["raced"]
+    # and a removal by both at once is one change too
+    for shared_store in opened[:2]:
+        shared_store.catch_up()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda s: s.remove(NAME, rdata), stores))
+    opened[2].catch_up()
+    assert _txt(late) == [] and late.serial == start + 2
+
+
+def test_the_unique_records_migration_drops_stored_duplicates(db_url: str) -> None:
+    """Duplicates left by the race before dns revision 0002 are dropped by it (the
+    earliest row kept), and it goes down and up again."""
+    import sqlalchemy as sa
+
+    from acmekit.database import create_engine
+
+    engine = create_engine(db_url)
+    try:
+        migrate.upgrade(engine, migrate.DNS, "0001")
+        old = sa.table(
+            "dns_records",
+            sa.column("seq", sa.BigInteger),
+            sa.column("name", sa.String),
+            sa.column("rtype", sa.String),
+            sa.column("rdata", sa.Text),
+        )
+        row = {"name": "_acme-challenge.a.x.test.", "rtype": "TXT", "rdata": '"twice"'}
+        with engine.begin() as c:
+            c.execute(old.insert(), [{"seq": n, **row} for n in (1, 2)])
+            c.execute(old.insert().values(seq=3, **{**row, "rdata": '"once"'}))
+        migrate.upgrade(engine, migrate.DNS)
+        with engine.connect() as c:
+            kept = c.execute(sa.select(old.c.seq, old.c.rdata).order_by(old.c.seq)).all()
+        assert [tuple(r) for r in kept] == [(1, '"twice"'), (3, '"once"')]
+        migrate.downgrade(engine, migrate.DNS, "0001")
+        migrate.upgrade(engine, migrate.DNS)
+        assert migrate.current(engine, migrate.DNS) == migrate.head(migrate.DNS) == "0002"
+    finally:
+        engine.dispose()

@@ -131,3 +131,66 @@ def test_crl_numbers_only_grow_across_publishers(
     assert numbers == [1, 2, 3, 4, 5, 6]
     assert publishers[0].der(1) == publishers[1].der(1)
     assert publishers[0].der(2) is None  # no such shard
+
+
+def test_a_refund_moves_the_tat_back_never_below_now(stores: tuple[Store, Store]) -> None:
+    """A take given back (its issuance failed) is a take again; a refund of a bucket
+    that has refilled in the meantime leaves it full, not fuller."""
+    limits = RateLimits(duplicate_certificates=Limit(2, timedelta(days=7)))
+    first, second = (RateLimiter(limits, s.buckets) for s in stores)
+    name, subject = LimitName.DUPLICATE_CERTIFICATES, Subject("names")
+    first.take(name, subject, NOW)
+    second.take(name, subject, NOW)
+    with pytest.raises(AcmeError):
+        first.take(name, subject, NOW)
+    second.refund(name, subject, NOW)
+    first.take(name, subject, NOW)  # the refunded one
+    with pytest.raises(AcmeError):
+        second.take(name, subject, NOW)
+    interval = timedelta(days=3.5)
+    assert stores[0].buckets.tat(f"{name}:names") == to_us(NOW + 2 * interval)
+    # much later, refunds do not bank more than the burst
+    later = NOW + timedelta(days=30)
+    for _ in range(3):
+        first.refund(name, subject, later)
+    assert stores[0].buckets.tat(f"{name}:names") == to_us(later)
+    first.take(name, subject, later)
+    first.take(name, subject, later)
+    with pytest.raises(AcmeError):
+        first.take(name, subject, later)
+
+
+def test_skewed_process_clocks_do_not_widen_the_burst(stores: tuple[Store, Store]) -> None:
+    """Two CA processes whose clocks differ by an hour share a limit of 5 an hour: each
+    judging by its own clock would together admit about 5 more (skew / interval); by
+    the database's clock, they admit the burst."""
+    limits = RateLimits(new_orders_per_account=Limit(5, timedelta(hours=1)))
+    fast, slow = (RateLimiter(limits, s.buckets, database_clock=True) for s in stores)
+    real = datetime.now(UTC)
+    granted = 0
+    for n in range(20):
+        limiter, now = (fast, real + timedelta(hours=1)) if n >= 10 else (slow, real)
+        try:
+            limiter.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject("skewed"), now)
+            granted += 1
+        except AcmeError as exc:
+            # Retry-After is reckoned on the database's clock too: one interval at most
+            assert exc.problem.retry_after is not None and exc.problem.retry_after <= 720
+    assert granted == 5
+
+
+def test_skewed_process_clocks_by_their_own_clocks_widen_the_burst(
+    stores: tuple[Store, Store],
+) -> None:
+    """The hole the database's clock closes, shown with each process's own clock."""
+    limits = RateLimits(new_orders_per_account=Limit(5, timedelta(hours=1)))
+    fast, slow = (RateLimiter(limits, s.buckets) for s in stores)
+    granted = 0
+    for n in range(20):
+        limiter, now = (fast, NOW + timedelta(hours=1)) if n >= 10 else (slow, NOW)
+        try:
+            limiter.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject("skewed"), now)
+            granted += 1
+        except AcmeError:
+            pass
+    assert granted == 10  # the fast one sees the slow one's takes an hour old

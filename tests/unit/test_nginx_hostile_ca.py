@@ -72,3 +72,35 @@ async def test_wellformed_answers_are_accepted(tmp_path: Path, identifier: Ident
     solver = _solver(tmp_path)
     await solver.present(identifier, _chall(TOKEN), f"{TOKEN}.{THUMBPRINT}")
     assert solver._answers.get(TOKEN) is not None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a.test;include /etc/shadow",
+        "a.test\n\tlocation / { alias /etc/; }",
+        "a.test}",
+        "a b.test",
+        "::FFFF:127.0.0.1",
+    ],
+)
+async def test_the_installer_refuses_a_crafted_certificate_name(tmp_path: Path, name: str) -> None:
+    """The installer's names are the certificate's, which the CA wrote: none may carry
+    text into a `server_name` line. Refused before nginx or its files are touched."""
+    from acmekit.certbot.nginx.installer import Installation, InstallError, NginxInstaller
+
+    root = tmp_path / "nginx"
+    root.mkdir()
+    (root / "nginx.conf").write_text("events {}\nhttp {}\n")
+    installer = NginxInstaller(NginxControl(root, "nginx", 0), tmp_path / "work")
+    inst = Installation(["ok.test", name], tmp_path / "fullchain.pem", tmp_path / "privkey.pem")
+    with pytest.raises(InstallError, match="malformed name"):
+        await installer.install(inst)
+    assert (root / "nginx.conf").read_text() == "events {}\nhttp {}\n"
+
+
+def test_wellformed_certificate_names_are_installable() -> None:
+    from acmekit.certbot.nginx.installer import installable_name
+
+    for name in ("a.test", "*.a.test", "192.0.2.1", "2001:db8::1", "xn--bcher-kva.test"):
+        assert installable_name(name), name

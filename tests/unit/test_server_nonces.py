@@ -137,3 +137,38 @@ def test_a_respelled_unused_nonce_is_refused(store: Store, scope: NonceScope) ->
     nonce = service.issue()
     assert "not base64url" in refused(service, _respellings(nonce)["spare bit"])
     service.redeem(nonce)
+
+
+def test_a_pruner_with_a_fast_clock_does_not_make_a_used_nonce_good_again(store: Store) -> None:
+    """Database scope, two processes: the one that prunes runs 5 minutes ahead. A nonce
+    used 2 minutes before its expiry must stay used at the slower one."""
+    slow, fast = Clock(), Clock()
+    fast.t += timedelta(minutes=5)
+    acceptor = NonceService(store, slow, scope=NonceScope.DATABASE)
+    pruner = NonceService(store, fast, scope=NonceScope.DATABASE)
+    nonce = acceptor.issue()
+    slow.t += timedelta(minutes=58)
+    fast.t += timedelta(minutes=58)
+    acceptor.redeem(nonce)
+    pruner.prune()
+    assert "already been used" in refused(acceptor, nonce)
+    # and once it has expired everywhere, it is forgotten
+    slow.t += timedelta(minutes=20)
+    fast.t += timedelta(minutes=20)
+    assert pruner.prune() == 1
+    assert "expired" in refused(acceptor, nonce)
+
+
+@pytest.mark.parametrize("scope", list(NonceScope))
+def test_a_nonce_from_the_future_is_refused(store: Store, scope: NonceScope) -> None:
+    """A nonce stamped far ahead (a process whose clock runs fast) would otherwise be
+    good for longer than max_age everywhere else."""
+    now, ahead = Clock(), Clock()
+    ahead.t += timedelta(hours=3)
+    fast = NonceService(store, ahead, scope=scope)
+    service = NonceService(store, now, scope=scope)
+    future = fast.issue()
+    assert "future" in refused(service, future)
+    ahead.t = now.t + timedelta(minutes=1)  # a little ahead is fine
+    if scope == NonceScope.DATABASE:
+        service.redeem(fast.issue())

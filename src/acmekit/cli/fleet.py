@@ -164,10 +164,34 @@ def _serve(
             load_log_lists(options["ct_log_lists"])
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
-    config = FleetConfig(
+    try:
+        config = _config(options, listen, http01_listen, resolver)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(config, deployers, stop, lambda line: click.echo(line), serve_api)
+
+    log_progress_by_default()
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            asyncio.run(main())
+        except SchemaOutOfDate as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _config(
+    options: dict[str, Any], listen: str | None, http01_listen: str | None, resolver: str | None
+) -> FleetConfig:
+    return FleetConfig(
         db=options["db"],
         cas=_cas(options["server"], options["cas"], options["ca_bundle"]),
         listen=_hostport(listen) if listen else None,
+        api_token=options.get("api_token"),
         http01_listen=_hostport(http01_listen) if http01_listen else None,
         dns_api=options["dns_api"],
         dns_api_token=options["dns_api_token"],
@@ -184,20 +208,6 @@ def _serve(
             lease=options["lease_seconds"] * planner.SECOND,
         ),
     )
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run(config, deployers, stop, lambda line: click.echo(line), serve_api)
-
-    log_progress_by_default()
-    with contextlib.suppress(KeyboardInterrupt):
-        try:
-            asyncio.run(main())
-        except SchemaOutOfDate as exc:
-            raise click.ClickException(str(exc)) from None
 
 
 def _edge_api(options: dict[str, Any]) -> dict[str, Any]:
@@ -289,6 +299,11 @@ def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     default="127.0.0.1:8080",
     show_default=True,
     help="HOST:PORT of the JSON API, /metrics and the status page (/).",
+)
+@click.option(
+    "--api-token",
+    envvar="ACMEKIT_FLEET_API_TOKEN",
+    help="Bearer token for the API (all but the http-01 path); needed beyond loopback.",
 )
 @click.option(
     "--http01-listen",

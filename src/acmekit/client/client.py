@@ -10,6 +10,10 @@ for each pending authorization pick a challenge type the solver map can solve, p
 them all, let each solver `wait` once, answer them all, poll each with intervals that
 start short and grow, and always clean up. Authorizations that come back already valid
 (a CA may reuse them) are skipped. Then finalize, poll the order, download the chain.
+A chain is kept only as the certificates it holds, re-encoded (nothing else the server
+sent reaches a file), and its leaf must carry the CSR's key and every ordered name;
+alternate chains are fetched only from the certificate's own origin, at most
+`MAX_ALTERNATES` of them.
 When authorizing fails, the order's authorizations still pending are deactivated.
 A failed authorization raises one AcmeError whose subproblems name each failed
 identifier; what fails on this side raises a ClientError (see `errors`). Many
@@ -24,8 +28,10 @@ import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from acmekit.client.channel import (
@@ -35,7 +41,12 @@ from acmekit.client.channel import (
     json_object,
     location,
 )
-from acmekit.client.errors import NoAccount, NoUsableChallenge, OrderNotValid
+from acmekit.client.errors import (
+    NoAccount,
+    NoUsableChallenge,
+    OrderNotValid,
+    ServerProtocolError,
+)
 from acmekit.client.persist import PersistRecordText, make_record
 from acmekit.client.resources import (
     Account,
@@ -53,7 +64,7 @@ from acmekit.client.transport import AiohttpTransport, HttpTransport
 from acmekit.clock import Clock, SystemClock
 from acmekit.lifecycle import AsyncClosing
 from acmekit.protocol.ari import cert_id_of
-from acmekit.protocol.challenges import key_authorization
+from acmekit.protocol.challenges import key_authorization, token_is_wellformed
 from acmekit.protocol.jose import PrivateKey, b64d, b64e, eab_sign, jwk_from_key, sign
 from acmekit.protocol.messages import (
     AuthorizationStatus,
@@ -66,6 +77,9 @@ from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Alternate chains (RFC 8555 §7.4.2) fetched at most: a CA offers one or two.
+MAX_ALTERNATES = 8
 
 
 @dataclass(frozen=True)
@@ -244,13 +258,18 @@ class Client(AsyncClosing):
         replaces: str | None = None,
     ) -> Order:
         url = (await self.directory()).new_order
-        payload: dict[str, Any] = {"identifiers": [as_identifier(i).to_json() for i in identifiers]}
+        asked = [as_identifier(i) for i in identifiers]
+        payload: dict[str, Any] = {"identifiers": [i.to_json() for i in asked]}
         if profile is not None:
             payload["profile"] = profile
         if replaces is not None:
             payload["replaces"] = replaces
         resp = await self.channel.post(url, payload, key=self.account_key, kid=self._kid())
         order = Order.from_json(location(resp), json_object(resp))
+        if _spelled(order.identifiers) != _spelled(asked):
+            # §7.4: the order is for the identifiers asked; what is authorized, presented
+            # and checked in the certificate is then read from the order
+            raise ServerProtocolError(f"{order.url}: the order is not for the names asked")
         log.info("order %s for %d identifiers", order.url, len(order.identifiers))
         return order
 
@@ -318,7 +337,9 @@ class Client(AsyncClosing):
         resp = await self.channel.post(
             url, None, key=self.account_key, kid=self._kid(), accept=PEM_CHAIN
         )
-        return resp.body.decode("ascii"), resp.links("alternate")
+        origin = urlsplit(url)[:2]
+        alternates = [u for u in resp.links("alternate") if urlsplit(u)[:2] == origin]
+        return pem_chain(resp.body, url), tuple(alternates[:MAX_ALTERNATES])
 
     async def download_certificate(self, url: str) -> str:
         """The PEM chain, leaf first, that the server offers by default."""
@@ -376,6 +397,7 @@ class Client(AsyncClosing):
         if order.status != OrderStatus.VALID or order.certificate is None:
             raise order_failure(order)
         pem, alternates = await self._pick_chain(order.certificate, preferred_chain)
+        check_leaf(pem, csr_der, order.identifiers, order.certificate)
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
 
@@ -414,6 +436,8 @@ class Client(AsyncClosing):
         _raise_failed([a for a in authzs if a.status not in _USABLE])
         pending = [a for a in authzs if a.status == AuthorizationStatus.PENDING]
         plan = [(a, choose_challenge(a, solvers, preference)) for a in pending]
+        for authz, challenge in plan:
+            check_presentable(order, authz, challenge)
         aware = [s for s in _distinct(solvers.values()) if isinstance(s, AccountAware)]
         if aware and plan:
             info = await self.account_info()
@@ -480,6 +504,73 @@ def order_failure(order: Order) -> AcmeError | OrderNotValid:
     if order.error is not None:
         return AcmeError(order.error)
     return OrderNotValid(order.url, order.status)
+
+
+def pem_chain(body: bytes, url: str) -> str:
+    """The certificates of an application/pem-certificate-chain body (RFC 8555 §9.1),
+    re-encoded one after another: text around them, or blocks of other kinds, from a
+    server that should not have sent them, are not passed on to the files."""
+    try:
+        certs = x509.load_pem_x509_certificates(body)
+    except ValueError:
+        raise ServerProtocolError(f"{url}: the certificate chain holds no certificate") from None
+    return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certs)
+
+
+def check_leaf(pem: str, csr_der: bytes, identifiers: Sequence[Identifier], url: str) -> None:
+    """The issued leaf carries the CSR's public key and every ordered identifier; a
+    server that sends another is not believed (its certificate would not serve)."""
+    leaf = x509.load_pem_x509_certificates(pem.encode())[0]
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    csr = x509.load_der_x509_csr(csr_der)
+    if leaf.public_key().public_bytes(*spki) != csr.public_key().public_bytes(*spki):
+        raise ServerProtocolError(f"{url}: the certificate is not for the CSR's key")
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise ServerProtocolError(f"{url}: the certificate names no identifier") from None
+    names = {n.lower() for n in san.get_values_for_type(x509.DNSName)}
+    names |= {str(a) for a in san.get_values_for_type(x509.IPAddress)}
+    wanted = {_same(i.value) for i in identifiers}
+    for ident in identifiers:
+        if _same(ident.value) not in names:
+            raise ServerProtocolError(f"{url}: the certificate does not name {ident.value}")
+    # Names the order did not hold would be installed too (a `server_name`), and renewed.
+    extra = sorted(names - wanted)
+    if extra:
+        raise ServerProtocolError(f"{url}: the certificate names {extra[0]!r}, not ordered")
+
+
+# Challenge types whose token goes into a file name, a URL path or a hook's environment.
+_TOKENED = frozenset(
+    {ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01,
+     ChallengeType.DNS_ACCOUNT_01}
+)  # fmt: skip
+
+
+def check_presentable(order: Order, authz: Authorization, challenge: Challenge) -> None:
+    """Nothing is published for a server that asks for what the order did not: an
+    authorization for another identifier (the solvers' DNS credentials publish what
+    they are told), or a token that is not base64url (RFC 8555 §8.1), which a webroot
+    or a manual hook would put into a path (`../`) or a file (newlines)."""
+    ident = authz.identifier
+    ordered = {(i.type, _same(i.base_name), i.is_wildcard) for i in order.identifiers}
+    if (ident.type, _same(ident.value), authz.wildcard) not in ordered:
+        raise ServerProtocolError(f"{authz.url}: authorization for {ident.value}, not ordered")
+    if challenge.known_type in _TOKENED and not token_is_wellformed(challenge.token or ""):
+        raise ServerProtocolError(f"{challenge.url}: malformed token {challenge.token!r}")
+
+
+def _spelled(identifiers: Iterable[Identifier]) -> set[tuple[str, str]]:
+    return {(i.type, _same(i.value)) for i in identifiers}
+
+
+def _same(value: str) -> str:
+    """One spelling of a name or an address, for comparing them."""
+    try:
+        return ipaddress.ip_address(value).compressed
+    except ValueError:
+        return value.lower().rstrip(".")
 
 
 def select_chain(chains: Sequence[str], preferred_issuer: str) -> str:

@@ -8,6 +8,11 @@ component tests run client and server on one event loop with no socket at all.
 
 Header names in an `HttpResponse` are lower-cased; `links(rel)` parses RFC 8288 Link
 headers, which ACME uses for `rel="alternate"` chains and `rel="up"` (RFC 8555 §7.4.2).
+
+A server is not trusted with the client's memory: `AiohttpTransport` reads at most
+`MAX_RESPONSE` bytes of a body (an ACME answer is a few kilobytes: a chain, an order of
+at most a few hundred identifiers) and asks for, and accepts, no content coding, so a
+small compressed answer cannot inflate to gigabytes.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import aiohttp
 
 from acmekit.client.errors import ClientError
 from acmekit.lifecycle import AsyncClosing
+
+MAX_RESPONSE = 1 << 20  # bytes of one response body
 
 
 class TransportError(ClientError):
@@ -97,7 +104,8 @@ class AiohttpTransport(AsyncClosing):
             self._http = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
-                headers={"User-Agent": self._product},
+                headers={"User-Agent": self._product, "Accept-Encoding": "identity"},
+                auto_decompress=False,
             )
         return self._http
 
@@ -108,7 +116,7 @@ class AiohttpTransport(AsyncClosing):
             async with self._client().request(
                 method, url, headers=dict(headers), data=body, allow_redirects=False
             ) as resp:
-                data = await resp.read()
+                data = await _bounded_body(resp, f"{method} {url}")
                 return HttpResponse(resp.status, _flatten(resp.headers.items()), data, url)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransportError(f"{method} {url}: {exc or type(exc).__name__}") from exc
@@ -117,6 +125,21 @@ class AiohttpTransport(AsyncClosing):
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+
+async def _bounded_body(resp: aiohttp.ClientResponse, what: str) -> bytes:
+    """The body, refused once it passes MAX_RESPONSE or if it is content-coded."""
+    coding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        raise TransportError(f"{what}: the server sent a {coding!r} body; none was accepted")
+    if (resp.content_length or 0) > MAX_RESPONSE:
+        raise TransportError(f"{what}: the body is larger than {MAX_RESPONSE} bytes")
+    data = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) > MAX_RESPONSE:
+            raise TransportError(f"{what}: the body is larger than {MAX_RESPONSE} bytes")
+    return bytes(data)
 
 
 AsgiMessage = MutableMapping[str, Any]

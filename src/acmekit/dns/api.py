@@ -16,8 +16,11 @@ recent values are kept) and answers `{"txt": value}`; acme-dns's error bodies
 
 With an API token every call but `/update` and `/health` needs `Authorization: Bearer
 TOKEN` (`/update` has its per-registration credentials). The command line insists on a
-token when the API listens on anything but loopback. Errors in a request are problem
-documents (RFC 8555 §6.7 shape, `application/problem+json`).
+token when the API listens on anything but loopback. Without a token, the API answers
+only a Host that is an IP address or `localhost` and refuses changes asked from another
+origin, so that a web page in the host's browser cannot publish records
+(acmekit.webguard). Errors in a request are problem documents (RFC 8555 §6.7 shape,
+`application/problem+json`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from acmekit.dns.registry import KEEP_TXT, Registry
 from acmekit.dns.store import RecordStore, RecordType, caa_rdata, make_rdata, parse_name
 from acmekit.protocol import jsontext
 from acmekit.protocol.problems import AcmeError, malformed, unauthorized
+from acmekit.webguard import browser_guard
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +221,9 @@ def make_api(
 ) -> web.Application:
     """The aiohttp application serving `store` and `registry` (and the state of
     `notifier`'s secondaries)."""
-    app = web.Application(middlewares=[_token_middleware(token)], client_max_size=64 * 1024)
+    # Without a token the API is on loopback (DnsService): kept from the host's browser.
+    guard = browser_guard(check_host=token is None, exempt=OPEN_PATHS.__contains__)
+    app = web.Application(middlewares=[guard, _token_middleware(token)], client_max_size=64 * 1024)
     app[STORE_KEY] = store
     app[REGISTRY_KEY] = registry
     if notifier is not None:

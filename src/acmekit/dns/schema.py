@@ -18,7 +18,7 @@ zone_serial = sa.Table(
 )
 
 # The records now, in the order they were added (`seq`), which acme-dns's "keep the
-# latest two" rule needs.
+# latest two" rule needs; one row per record (`digest` of name, type and rdata, unique).
 records = sa.Table(
     "dns_records",
     metadata,
@@ -26,6 +26,8 @@ records = sa.Table(
     sa.Column("name", sa.String(255), nullable=False, index=True),
     sa.Column("rtype", sa.String(16), nullable=False),
     sa.Column("rdata", sa.Text, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.UniqueConstraint("digest", name="uq_dns_records_digest"),
 )
 
 # The changes of the last serials (one row per record added or deleted), read by the

@@ -4,16 +4,20 @@ Both listen on one address and port (RFC 7766: TCP is as much DNS as UDP). With 
 the UDP socket is bound first and TCP is bound to the port the kernel chose, retrying
 with a new port if that one is taken for TCP. TCP carries two-octet length-prefixed
 messages (RFC 1035 §4.2.2), several per connection; an idle or slow connection is
-closed after `idle_timeout` seconds. UDP answers are rate limited per client network
-(acmekit.dns.rrl); TCP answers are not, as a TCP client's address cannot be forged.
+closed after `idle_timeout` seconds, reading or writing (a client that asks and never
+reads its answers holds its connection no longer than one that says nothing), and one
+client address holds at most `max_per_client` connections at once (a further one is
+closed at once; RFC 7766 §6.2.2 asks servers to bound what a client holds). UDP
+answers are rate limited per client network (acmekit.dns.rrl); TCP answers are not, as
+a TCP client's address cannot be forged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
+from collections import Counter
 from typing import Any, cast
 
 from acmekit.dns.handler import DnsHandler, Transport, slipped
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 
 BIND_ATTEMPTS = 20
 IDLE_TIMEOUT = 30.0
+MAX_PER_CLIENT = 64  # TCP connections one client address may hold
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -59,8 +64,11 @@ class DnsListener:
         *,
         idle_timeout: float = IDLE_TIMEOUT,
         rrl: RrlSettings | None = None,
+        max_per_client: int = MAX_PER_CLIENT,
     ) -> None:
         self.handler = handler
+        self.max_per_client = max_per_client
+        self._per_client: Counter[str] = Counter()
         self.limiter = ResponseRateLimiter(rrl) if rrl is not None and rrl.rate else None
         self.idle_timeout = idle_timeout
         self.host = ""
@@ -107,6 +115,13 @@ class DnsListener:
             self._udp = None
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) else ""
+        if self._per_client[client] >= self.max_per_client:
+            log.debug("tcp: %s holds %d connections; closing another", client, self.max_per_client)
+            writer.transport.abort()
+            return
+        self._per_client[client] += 1
         self._connections.add(writer)
         try:
             while True:
@@ -118,14 +133,26 @@ class DnsListener:
                     break
                 for reply in replies:  # a zone transfer's messages, in order
                     writer.write(struct.pack("!H", len(reply)) + reply)
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), self.idle_timeout)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         finally:
             self._connections.discard(writer)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            self._per_client[client] -= 1
+            if not self._per_client[client]:
+                del self._per_client[client]
+            await self._close(writer)
+
+    async def _close(self, writer: asyncio.StreamWriter) -> None:
+        """Close after what is written is sent, waiting no longer than `idle_timeout`
+        for a client that does not read it."""
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), self.idle_timeout)
+        except TimeoutError:
+            writer.transport.abort()
+        except ConnectionError:
+            pass
 
     async def close(self) -> None:
         self._close_udp()

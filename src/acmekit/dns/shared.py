@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Iterable
 from itertools import groupby
@@ -31,6 +32,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from acmekit import migrate
@@ -45,12 +47,21 @@ KEEP = JOURNAL_SIZE
 POLL_SECONDS = 0.2
 
 
+def record_digest(name: str, rtype: str, rdata: str) -> str:
+    """The unique key of a stored record (dns migration 0002)."""
+    return hashlib.sha256(f"{name}\0{rtype}\0{rdata}".encode()).hexdigest()
+
+
 def _key(change: Change) -> dict[str, Any]:
     return {
         "name": change.name.canonicalize().to_text(),
         "rtype": dns.rdatatype.to_text(change.rdata.rdtype),
         "rdata": change.rdata.to_text(),
     }
+
+
+class _Unchanged(Exception):
+    """Every change of a write was made already by another process: nothing to keep."""
 
 
 def _change(row: Any) -> Change:
@@ -127,7 +138,12 @@ class SharedStore:
             log.warning("shared records: catching up after a write: %s", exc)
 
     def _write(self, batch: list[Change]) -> None:
-        with self.engine.begin() as c:
+        """The batch was decided on this process's view, caught up just before; another
+        process may have made the same change since. Under the serial row's lock, each
+        change is made only if it changes something (an add that the unique digest
+        turns away, a delete of nothing, are dropped), and only what was made is kept
+        as the serial's changes; nothing made, nothing is written."""
+        with contextlib.suppress(_Unchanged), self.engine.begin() as c:
             serial = int(
                 c.execute(
                     zone_serial.update()
@@ -136,30 +152,36 @@ class SharedStore:
                     .returning(zone_serial.c.serial)
                 ).scalar_one()
             )
-            self._write_records(c, batch)
+            made = self._write_records(c, batch)
+            if not made:
+                raise _Unchanged  # rolls the serial back
             c.execute(
                 changes.insert(),
                 [{"serial": serial, "position": i, "added": ch.added, **_key(ch)}
-                 for i, ch in enumerate(batch)],
+                 for i, ch in enumerate(made)],
             )  # fmt: skip
             c.execute(changes.delete().where(changes.c.serial <= serial - KEEP))
 
     @staticmethod
-    def _write_records(c: Connection, batch: Iterable[Change]) -> None:
+    def _write_records(c: Connection, batch: Iterable[Change]) -> list[Change]:
+        """Make the changes that change something; those made."""
+        made = []
         for change in batch:
             key = _key(change)
             if change.added:
                 # under the serial row's lock: no other writer is between these two
                 top = c.execute(sa.select(sa.func.max(records.c.seq))).scalar()
-                c.execute(records.insert().values(seq=int(top or 0) + 1, **key))
+                row = {"seq": int(top or 0) + 1, "digest": record_digest(**key), **key}
+                insert = postgresql.insert if c.dialect.name == "postgresql" else sqlite.insert
+                stmt = insert(records).values(**row).on_conflict_do_nothing()
+                done = c.execute(stmt.returning(records.c.seq)).first()
             else:
-                c.execute(
-                    records.delete().where(
-                        records.c.name == key["name"],
-                        records.c.rtype == key["rtype"],
-                        records.c.rdata == key["rdata"],
-                    )
-                )
+                digest = record_digest(**key)
+                gone = records.delete().where(records.c.digest == digest)
+                done = c.execute(gone.returning(records.c.seq)).first()
+            if done is not None:
+                made.append(change)
+        return made
 
     def catch_up(self) -> bool:
         """Apply the changes made since the last look; True if there were any."""

@@ -25,8 +25,9 @@ to configure (capability.py).
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -57,6 +58,7 @@ from acmekit.fleet.ondemand import OnDemand, metrics_lines
 from acmekit.fleet.persist import site_records
 from acmekit.fleet.repos.sites import OptionsChange, SiteRepository
 from acmekit.fleet.status import collect, on_demand_section, render, secondaries_section
+from acmekit.webguard import browser_guard
 
 INVENTORY = web.AppKey("inventory", Inventory)
 METRICS = web.AppKey("metrics", FleetMetrics)
@@ -278,11 +280,34 @@ async def _status(request: web.Request) -> web.Response:
     )
 
 
+CHALLENGE_PATH = "/.well-known/acme-challenge/{token}"
+
+
+def _is_challenge(path: str) -> bool:
+    """The http-01 responder's path: asked by the CA, through edges, under sites' names."""
+    return path.startswith("/.well-known/acme-challenge/")
+
+
+def _token_middleware(token: str | None) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token is not None and not _is_challenge(request.path):
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return _problem(401, "missing or wrong API token")
+        return await handler(request)
+
+    return middleware
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 def challenge_app(inventory: Inventory) -> web.Application:
     """Only the http-01 responder, for its own listener (the CA connects to port 80)."""
     app = web.Application()
     app[INVENTORY] = inventory
-    app.router.add_get("/.well-known/acme-challenge/{token}", _challenge)
+    app.router.add_get(CHALLENGE_PATH, _challenge)
     return app
 
 
@@ -297,12 +322,19 @@ def api_app(
     on_demand: OnDemand | None = None,
     ct: CtCompliance | None = None,
     dns_secondaries: DnsSecondaries | None = None,
+    token: str | None = None,
 ) -> web.Application:
     """The API; `cas` (in order) are shown with their health on the status page,
     `delegation_zone` gives dns-01 sites their CNAME targets, without `dns01` (no DNS
     API) a site that needs dns-01 is refused with 422, `on_demand`'s verdicts are
-    counted in /metrics, and `dns_secondaries` (the DNS API's) are shown on both."""
-    app = challenge_app(inventory)
+    counted in /metrics, and `dns_secondaries` (the DNS API's) are shown on both. With
+    `token`, every request but the http-01 responder's needs `Authorization: Bearer
+    TOKEN`; without, the API is kept from the host's browser (acmekit.webguard: Hosts
+    that are IP addresses or localhost only, no changes asked from another origin)."""
+    guard = browser_guard(check_host=token is None, exempt=_is_challenge)
+    app = web.Application(middlewares=[guard, _token_middleware(token)])
+    app[INVENTORY] = inventory
+    app.router.add_get(CHALLENGE_PATH, _challenge)
     app[METRICS] = metrics
     app[NOW] = now
     app[CAS] = tuple(cas)

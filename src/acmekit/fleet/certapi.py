@@ -32,6 +32,7 @@ from aiohttp import web
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import CertVersion
 from acmekit.fleet.ondemand import OnDemand, host_name
+from acmekit.webguard import browser_guard
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK: tuple[Network, ...] = (
@@ -107,7 +108,11 @@ async def _handle(request: web.Request) -> web.Response:
 
 
 def cert_app(endpoint: CertEndpoint) -> web.Application:
-    app = web.Application()
+    """Without a token, a client on an allowed address is trusted: a browser there, made
+    to ask through a rebound name, would be too, and read private keys. So without a
+    token only an IP address or `localhost` is answered as Host (acmekit.webguard)."""
+    guard = browser_guard(check_host=endpoint.token is None, exempt=lambda _: False)
+    app = web.Application(middlewares=[guard])
     app[ENDPOINT] = endpoint
     app.router.add_get("/certificate", _handle)
     return app

@@ -42,6 +42,7 @@ from acmekit.fleet.model import to_us
 from acmekit.fleet.ondemand import OnDemand, OnDemandPolicy
 from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit.protocol.messages import ChallengeType
+from acmekit.webguard import GuardedSite, loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class FleetConfig:
     db: str
     cas: Sequence[CaSpec]  # in order of preference
     listen: tuple[str, int] | None = None  # the API
+    api_token: str | None = None  # its bearer token; required beyond loopback
     http01_listen: tuple[str, int] | None = None
     dns_api: str | None = None  # `acmekit dns`'s API, for dns-01
     dns_api_token: str | None = None
@@ -68,6 +70,9 @@ class FleetConfig:
     def __post_init__(self) -> None:
         if not self.cas:
             raise ValueError("give at least one CA")
+        if self.listen is not None and not self.api_token and not loopback_host(self.listen[0]):
+            # anyone who reaches it could add sites, or stop their renewals
+            raise ValueError("an API listening beyond loopback needs an API token")
 
     def resolver(self) -> Server:
         return self.dns_resolver or system_resolver()
@@ -130,7 +135,9 @@ async def open_fleet_pool(
 async def start_site(app: web.Application, where: tuple[str, int]) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, where[0], where[1]).start()
+    # a deadline for each request head and a bound per client (acmekit.webguard): the
+    # http-01 listener faces the internet
+    await GuardedSite(runner, where[0], where[1]).start()
     return runner
 
 
@@ -172,6 +179,7 @@ async def run(
                 on_demand=on_demand,
                 ct=_ct_compliance(config),
                 dns_secondaries=secondaries,
+                token=config.api_token,
             )
             runner = await start_site(app, config.listen)
             stack.push_async_callback(runner.cleanup)

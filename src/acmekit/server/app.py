@@ -113,6 +113,7 @@ class AcmeApp:
             (POST, paths.KEY_CHANGE.pattern, self.key_change),
             (POST, paths.ACCOUNT.pattern, self.account),
             (POST, paths.ACCOUNT_ORDERS.pattern, self.orders),
+            (POST, paths.ACCOUNT_ORDERS_PAGE.pattern, self.orders),
             (POST, paths.ORDER.pattern, self.order),
             (POST, paths.FINALIZE.pattern, self.finalize),
             (POST, paths.AUTHZ.pattern, self.authz),
@@ -323,11 +324,20 @@ class AcmeApp:
         return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
 
     async def orders(self, req: Request, m: re.Match[str]) -> Response:
+        """§7.1.2.1: one page of the account's orders, linking the next if there is one."""
         account = self._post_as_get(req).require_account()
-        if account.id != m[1]:
+        account_id, tilde, page = m[1].partition("~")
+        if account.id != account_id:
             raise problem(ProblemType.UNAUTHORIZED, "these orders belong to another account")
-        found = self.authority.account_orders(account)
-        return json_response({"orders": [req.urls.order(o.id) for o in found]})
+        created, _, last = page.partition("-")
+        if tilde and not (created.isascii() and created.isdigit() and len(created) <= 19):
+            raise malformed(f"no such page of orders: {m[1]}")
+        after = (int(created), last) if tilde else None
+        found, more = self.authority.account_orders(account, after)
+        resp = json_response({"orders": [req.urls.order(order_id) for _, order_id in found]})
+        if more:
+            resp.link(req.urls.account_orders_page(account.id, found[-1]), "next")
+        return resp
 
     async def new_order(self, req: Request, _: re.Match[str]) -> Response:
         auth = self._authenticate(req)

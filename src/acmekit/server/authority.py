@@ -26,6 +26,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from acmekit.clock import SystemClock
 from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
 from acmekit.protocol.challenges import key_authorization
@@ -108,6 +109,10 @@ Signer = Callable[
     [x509.CertificateSigningRequest, Sequence[Identifier], int, datetime, datetime, Profile],
     Awaitable[x509.Certificate],
 ]
+
+# Orders in one page of an account's list (§7.1.2.1): a list of 1000 cost about 140
+# times an account fetch (docs/decisions.md), and an account gains 300 orders in 3 hours.
+ORDERS_PAGE_SIZE = 100
 
 # Issued certificates are backdated a little so that clocks running slow accept them.
 BACKDATE = timedelta(minutes=1)
@@ -232,7 +237,10 @@ class Authority:
         self.issuer = issuer
         self.validator = validator
         self.now = now
-        self.limits = RateLimiter(config.rate_limits, store.buckets)
+        # The real clock defers to the database's for rate limits, which every CA
+        # process sharing the database reads alike; an injected clock (tests) rules.
+        real = isinstance(getattr(now, "__self__", None), SystemClock)
+        self.limits = RateLimiter(config.rate_limits, store.buckets, database_clock=real)
         self.policy = Policy(config, store)
         self.profiles = config.all_profiles
         self.crl = crl
@@ -726,8 +734,15 @@ class Authority:
             raise unauthorized("this authorization belongs to another account")
         return authz
 
-    def account_orders(self, account: AccountRecord) -> list[OrderRecord]:
-        return self.store.orders.account_orders(account.id)
+    def account_orders(
+        self, account: AccountRecord, after: tuple[int, str] | None
+    ) -> tuple[list[tuple[int, str]], bool]:
+        """One page of the account's orders, newest first, after `after` (created, id):
+        (created, id) of each, and whether more follow. Orders known to be invalid (an
+        error, or expired unissued) are left out (§7.1.2.1 SHOULD NOT include them)."""
+        size = ORDERS_PAGE_SIZE
+        found = self.store.orders.account_orders(account.id, self.now(), after, size + 1)
+        return found[:size], len(found) > size
 
     # authorizations and challenges --------------------------------------------------
 
@@ -1041,6 +1056,7 @@ class Authority:
             raise signer_unavailable(exc) from None
         self._take_issuance_limits(order)
         if not self.store.orders.claim_finalize(order.id, csr_der, self.now()):
+            self._refund_issuance_limits(order)  # another request claimed it first
             raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         task = self._spawn(self._issue(order, csr))
         await asyncio.wait({task}, timeout=self.finalize_wait)
@@ -1113,6 +1129,7 @@ class Authority:
                 failure = Problem(str(ProblemType.SERVER_INTERNAL), detail, 500)
             self.store.certificates.abandon_reservations(order.id)
             self.store.orders.fail_order(order.id, failure.to_json())
+            self._refund_issuance_limits(order)
             return
         log.info(
             "order %s (account %s) issued serial %s for %s",
@@ -1124,16 +1141,32 @@ class Authority:
     def _take_issuance_limits(self, order: OrderRecord) -> None:
         """The issuance limits, taken before the order is claimed: newOrder only checks
         them (nothing is taken there), so orders opened together would all pass it. One
-        atomic take per bucket; a refusal leaves the order `ready` (429, Retry-After).
-        All are checked first, so that a refusal by the last rarely costs the others."""
+        atomic take per bucket; a refusal leaves the order `ready` (429, Retry-After)
+        and gives back the takes made before it. All are checked first, so that a
+        refusal by the last rarely costs the others."""
         if order.replaces is not None or not self.limits.enabled:
             return
         now = self.now()
         subjects = self._issuance_subjects(order.account_id, order.identifiers)
         for name, subject in subjects:
             self.limits.check(name, subject, now)
-        for name, subject in subjects:
-            self.limits.take(name, subject, now)
+        taken: list[tuple[LimitName, Subject]] = []
+        try:
+            for name, subject in subjects:
+                self.limits.take(name, subject, now)
+                taken.append((name, subject))
+        except AcmeError:
+            for name, subject in taken:
+                self.limits.refund(name, subject, now)
+            raise
+
+    def _refund_issuance_limits(self, order: OrderRecord) -> None:
+        """Give back what `_take_issuance_limits` took: no certificate was issued."""
+        if order.replaces is not None or not self.limits.enabled:
+            return
+        now = self.now()
+        for name, subject in self._issuance_subjects(order.account_id, order.identifiers):
+            self.limits.refund(name, subject, now)
 
     def _profile_of_order(self, order: OrderRecord) -> Profile:
         name = order.profile or self.config.default_profile

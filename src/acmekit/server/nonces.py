@@ -14,6 +14,13 @@ remembered is the scope:
   and the fresh nonce in that answer is good where the client is now talking (§6.5
   lets a server refuse a nonce for any reason, and clients retry). No write per POST.
   Nonces do not survive a restart.
+
+Clocks: in database scope the process that prunes the used nonces may not be the one
+that accepts them. Were the pruner's clock ahead of the acceptor's by D, a nonce used in
+the last D before its expiry would be forgotten while still accepted: replayable. So
+used nonces are kept `CLOCK_SKEW` longer than they are accepted, and a nonce stamped
+more than `CLOCK_SKEW` ahead of this process's clock (issued by a process whose clock
+runs fast) is refused. Processes whose clocks agree within `CLOCK_SKEW` cannot replay.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.config import NonceScope
 from acmekit.server.records import AccountRecord
 from acmekit.server.store import Store
+
+# The most two CA processes' clocks may disagree by without a nonce being redeemable
+# twice (see above); NTP keeps them within a second.
+CLOCK_SKEW = timedelta(minutes=10)
 
 
 def _bad_nonce(detail: str) -> AcmeError:
@@ -122,13 +133,17 @@ class NonceService:
         if len(raw) != 32 or not hmac.compare_digest(self._mac(raw[:16]), raw[16:]):
             raise _bad_nonce("nonce was not issued by this server")
         (issued_us,) = struct.unpack(">Q", raw[:8])
-        if self._now().timestamp() * 1_000_000 - issued_us > self._max_age.total_seconds() * 1e6:
+        age_us = self._now().timestamp() * 1_000_000 - issued_us
+        if age_us > self._max_age.total_seconds() * 1e6:
             raise _bad_nonce("nonce has expired")
+        if -age_us > CLOCK_SKEW.total_seconds() * 1e6:
+            raise _bad_nonce("nonce is stamped in the future; the CA's clocks disagree")
         return raw, issued_us
 
     def prune(self) -> int:
         """Forget used nonces that are too old to be accepted anyway."""
         cutoff = self._now() - self._max_age
         if self.scope == NonceScope.DATABASE:
-            return self._store.accounts.prune_nonces(cutoff)
+            # kept longer than accepted: another process's clock may be behind this one's
+            return self._store.accounts.prune_nonces(cutoff - CLOCK_SKEW)
         return self._used.forget_before(int(cutoff.timestamp() * 1_000_000))

@@ -41,6 +41,9 @@ REVOKE_CERT = Endpoint("/acme/revoke-cert")
 KEY_CHANGE = Endpoint("/acme/key-change")
 ACCOUNT = Endpoint("/acme/acct/{}")
 ACCOUNT_ORDERS = Endpoint("/acme/acct/{}/orders")
+# RFC 8555 §7.1.2.1: the list comes in pages, each linking the next (rel="next"); a page
+# after the first is named by the account and the last order shown: ACCOUNT~CREATED-ID.
+ACCOUNT_ORDERS_PAGE = Endpoint("/acme/acct-orders/{}", r"[\w~-]+")
 ORDER = Endpoint("/acme/order/{}")
 FINALIZE = Endpoint("/acme/order/{}/finalize")
 AUTHZ = Endpoint("/acme/authz/{}")

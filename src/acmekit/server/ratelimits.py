@@ -22,7 +22,8 @@ Limits, named and sized as Let's Encrypt names and sizes them (all configurable)
 - new_orders_per_account: 300 per 3 hours, taken at newOrder.
 - certificates_per_domain: 50 per 7 days per registered domain (eTLD+1 by the Public
   Suffix List), checked at newOrder so a client learns early, taken at finalize (one
-  atomic take: orders opened together cannot all pass a newOrder check).
+  atomic take: orders opened together cannot all pass a newOrder check), and given back
+  when the issuance then fails (CT logs down, a lint refusal) or never starts.
 - duplicate_certificates: 5 per 7 days per exact set of names; checked and taken likewise.
 - failed_validations: 5 per hour per account and hostname; checked when a challenge is
   started, spent when a validation fails.
@@ -178,14 +179,17 @@ _WHAT = {
 
 
 class BucketStore(Protocol):
-    """One TAT per bucket key (microseconds); `take` and `spend` are each one atomic
-    statement, so concurrent processes never admit more than the burst."""
+    """One TAT per bucket key (microseconds); `take`, `spend` and `refund` are each one
+    atomic statement, so concurrent processes never admit more than the burst. A `now`
+    of None is the database's clock, read inside the statement."""
 
-    def tat(self, key: str) -> int | None: ...
+    def read(self, key: str, now: int | None) -> tuple[int | None, int]: ...
 
-    def take(self, key: str, now: int, step: int, tolerance: int) -> bool: ...
+    def take(self, key: str, now: int | None, step: int, tolerance: int) -> bool: ...
 
-    def spend(self, key: str, now: int, step: int, tolerance: int) -> None: ...
+    def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None: ...
+
+    def refund(self, key: str, now: int | None, step: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -197,9 +201,19 @@ class Subject:
 
 
 class RateLimiter:
-    def __init__(self, limits: RateLimits, store: BucketStore) -> None:
+    """`database_clock`: judge by the database's clock, not the `now` passed in, so that
+    CA processes whose clocks disagree by D do not together admit about D / T more than
+    the limit. The `now` passed in still rules when it is not the real clock (tests)."""
+
+    def __init__(
+        self, limits: RateLimits, store: BucketStore, database_clock: bool = False
+    ) -> None:
         self.limits = limits
         self.store = store
+        self.database_clock = database_clock
+
+    def _at(self, now: datetime) -> int | None:
+        return None if self.database_clock else to_us(now)
 
     @property
     def enabled(self) -> bool:
@@ -226,8 +240,9 @@ class RateLimiter:
         rate = self._rate(name, subject)
         if rate.unlimited:
             return
-        at = to_us(now)
-        tat = None if rate.burst <= 0 else self.store.tat(f"{name}:{subject.key}")
+        if rate.burst <= 0:
+            self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
+        tat, at = self.store.read(f"{name}:{subject.key}", self._at(now))
         wait = wait_seconds(tat, at, rate)
         if wait:
             self._refuse(name, rate, wait)
@@ -239,15 +254,15 @@ class RateLimiter:
         rate = self._rate(name, subject)
         if rate.unlimited:
             return
-        at = to_us(now)
         if rate.burst <= 0:
-            self._refuse(name, rate, wait_seconds(None, at, rate))
+            self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
         key = f"{name}:{subject.key}"
-        if self.store.take(key, at, rate.interval_us, rate.tolerance_us):
+        if self.store.take(key, self._at(now), rate.interval_us, rate.tolerance_us):
             return
         # Refused by the statement itself; the TAT is read again only for Retry-After
         # (a concurrent change can move that figure, never the decision).
-        self._refuse(name, rate, max(1, wait_seconds(self.store.tat(key), at, rate)))
+        tat, at = self.store.read(key, self._at(now))
+        self._refuse(name, rate, max(1, wait_seconds(tat, at, rate)))
 
     def spend(self, name: LimitName, subject: Subject, now: datetime) -> None:
         """Count a request already served (an issuance, a failed validation), even if the
@@ -258,4 +273,14 @@ class RateLimiter:
         if rate.unlimited or rate.burst <= 0:
             return
         key = f"{name}:{subject.key}"
-        self.store.spend(key, to_us(now), rate.interval_us, rate.tolerance_us)
+        self.store.spend(key, self._at(now), rate.interval_us, rate.tolerance_us)
+
+    def refund(self, name: LimitName, subject: Subject, now: datetime) -> None:
+        """Give back one take whose work did not happen (an issuance that failed): the
+        TAT moves back by one interval, never below now."""
+        if not self.limits.enabled:
+            return
+        rate = self._rate(name, subject)
+        if rate.unlimited or rate.burst <= 0:
+            return
+        self.store.refund(f"{name}:{subject.key}", self._at(now), rate.interval_us)

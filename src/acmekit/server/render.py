@@ -41,6 +41,10 @@ class Urls:
     def account_orders(self, account_id: str) -> str:
         return self.base + paths.ACCOUNT_ORDERS.path(account_id)
 
+    def account_orders_page(self, account_id: str, after: tuple[int, str]) -> str:
+        page = f"{account_id}~{after[0]}-{after[1]}"
+        return self.base + paths.ACCOUNT_ORDERS_PAGE.path(page)
+
     def order(self, order_id: str) -> str:
         return self.base + paths.ORDER.path(order_id)
 

@@ -50,6 +50,8 @@ orders = sa.Table(
     sa.Column("finalize_started", sa.BigInteger, index=True),
     sa.Column("error", sa.Text),
     sa.Column("certificate_id", sa.String(64)),
+    # an account's order list, in pages, newest first (migration 0007)
+    sa.Index("ix_orders_account_created", "account_id", "created"),
 )
 
 authorizations = sa.Table(

@@ -28,6 +28,7 @@ written; when `nginx -t` refuses the result, all are put back and the error rais
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ from acmekit.certbot.nginx.vhosts import (
     server_blocks,
 )
 from acmekit.client.errors import ClientError
+from acmekit.protocol.messages import parse_dns_name
+from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,20 @@ REDIRECT_VAR = "$acmekit_redirect"
 
 class InstallError(ClientError):
     """The certificate could not be installed; the configuration is as it was."""
+
+
+def installable_name(name: str) -> bool:
+    """A name that may go into a `server_name` directive: a DNS name (RFC 8555 §7.1.4,
+    a wildcard included) or an IP address in its plain form."""
+    try:
+        return ipaddress.ip_address(name).compressed == name
+    except ValueError:
+        pass
+    try:
+        parse_dns_name(name)
+    except AcmeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -245,6 +262,11 @@ class NginxInstaller:
             return await self._install(inst)
 
     async def _install(self, inst: Installation) -> InstallReport:
+        for name in inst.names:
+            if not installable_name(name):
+                # the names are read from the certificate, which the CA wrote: one could
+                # carry `;`, braces or newlines into a `server_name` line
+                raise InstallError(f"refusing to install for a malformed name {name!r}")
         try:
             await self.control.test()
         except NginxError as exc:

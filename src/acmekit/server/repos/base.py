@@ -174,10 +174,11 @@ class Database:
 
 class Repository:
     """A repository's access to the shared `Database`. Methods are short transactions;
-    none reads a clock."""
+    none reads the process's clock (the rate-limit buckets may read the database's)."""
 
     def __init__(self, db: Database) -> None:
         # Bound once here, not forwarded per call: the request path runs several a request.
         self._tx = db.tx
         self._raw = db.raw
+        self._dialect = db.engine.dialect.name
         self._integrity = db.integrity

@@ -8,48 +8,97 @@ Two processes taking from one bucket at once are serialized by the row's lock (o
 SQLite's write lock): neither can act on a TAT the other has already moved, and there is
 nothing to retry. `max(TAT, now)` is written as a CASE: SQLite's `max()` is PostgreSQL's
 `GREATEST()`.
+
+The time a statement judges by is `now`, given by the caller, or, when the caller gives
+None, the database's own clock read inside the statement: processes whose clocks differ
+by D would otherwise each see the bucket D fuller or emptier, and together admit about
+D / T more than the limit (T the emission interval). `now` is evaluated once, in a
+one-row derived table; the upsert's new row carries it (`excluded.tat` is now + step), so
+the conflicting row's test reads the same instant.
 """
 
 from __future__ import annotations
 
 from acmekit.server.repos.base import Repository
 
-_START = "CASE WHEN rate_buckets.tat > ? THEN rate_buckets.tat ELSE ? END"
+# The database's clock in integer microseconds since the epoch, evaluated once per
+# statement. SQLite's 'now' is stable within one statement step (milliseconds).
+_DB_NOW = {
+    "postgresql": "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+    "sqlite": "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+}
+
+# now, as the new row carries it
+_NOW = "(excluded.tat - ?)"
+_START = f"CASE WHEN rate_buckets.tat > {_NOW} THEN rate_buckets.tat ELSE {_NOW} END"
 
 # A new bucket starts full: its TAT after this take is now + step (step <= tolerance, which
 # the limiter makes sure of). An existing one moves to max(TAT, now) + step, only if that
-# stays within the tolerance of now.
+# stays within the tolerance of now. (`WHERE true`: SQLite's parser needs it to tell an
+# INSERT ... SELECT's ON CONFLICT from a join's ON.)
 _TAKE = (
-    "INSERT INTO rate_buckets (key, tat) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-    f"SET tat = {_START} + ? WHERE {_START} + ? <= ? RETURNING tat"
+    "INSERT INTO rate_buckets (key, tat) SELECT ?, n.now + ? FROM (SELECT {now} AS now) n "
+    f"WHERE true ON CONFLICT (key) DO UPDATE SET tat = {_START} + ? "
+    f"WHERE {_START} + ? <= {_NOW} + ? RETURNING tat"
 )
 
 # Work already done counts whatever the bucket holds, but the TAT never runs more than
 # the tolerance ahead of now (a token bucket never below zero).
 _SPEND = (
-    "INSERT INTO rate_buckets (key, tat) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-    f"SET tat = CASE WHEN {_START} + ? > ? THEN ? ELSE {_START} + ? END"
+    "INSERT INTO rate_buckets (key, tat) SELECT ?, n.now + ? FROM (SELECT {now} AS now) n "
+    f"WHERE true ON CONFLICT (key) DO UPDATE SET tat = CASE WHEN {_START} + ? > {_NOW} + ? "
+    f"THEN {_NOW} + ? ELSE {_START} + ? END"
 )
+
+# A take given back (the work it paid for did not happen): the TAT moves back by the
+# cost, never below now (a bucket holds no more than it would if left alone).
+_REFUND = (
+    "UPDATE rate_buckets SET tat = CASE WHEN rate_buckets.tat - ? > n.now "
+    "THEN rate_buckets.tat - ? ELSE n.now END FROM (SELECT {now} AS now) n WHERE key = ?"
+)
+
+_READ = "SELECT (SELECT tat FROM rate_buckets WHERE key = ?), {now}"
 
 
 class BucketRepository(Repository):
     """One row (key, tat) per bucket."""
+
+    def _text(self, template: str, now: int | None) -> tuple[str, tuple[int, ...]]:
+        """The statement with `now` as a parameter, or as the database's clock."""
+        if now is None:
+            return template.format(now=_DB_NOW[self._dialect]), ()
+        return template.format(now="?"), (now,)
 
     def tat(self, key: str) -> int | None:
         with self._raw() as c:
             row = c.one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
         return None if row is None else int(row[0])
 
-    def take(self, key: str, now: int, step: int, tolerance: int) -> bool:
-        """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted."""
-        limit = now + tolerance
+    def read(self, key: str, now: int | None) -> tuple[int | None, int]:
+        """The bucket's TAT and the time it is read at (`now`, or the database's)."""
+        sql, at = self._text(_READ, now)
         with self._raw() as c:
-            rows = c.all(_TAKE, (key, now + step, now, now, step, now, now, step, limit))
+            row = c.one(sql, (key, *at))
+        return (None if row[0] is None else int(row[0])), int(row[1])
+
+    def take(self, key: str, now: int | None, step: int, tolerance: int) -> bool:
+        """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted."""
+        sql, at = self._text(_TAKE, now)
+        params = (key, *at, step, step, step, step, step, step, step, step, tolerance)
+        with self._raw() as c:
+            rows = c.all(sql, params)
         return bool(rows)
 
-    def spend(self, key: str, now: int, step: int, tolerance: int) -> None:
+    def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None:
         """Move the TAT by `step`, at most to `now + tolerance`."""
-        limit = now + tolerance
-        params = (key, min(now + step, limit), now, now, step, limit, limit, now, now, step)
+        sql, at = self._text(_SPEND, now)
+        s = step
+        params = (key, *at, s, s, s, s, s, tolerance, s, tolerance, s, s, s)
         with self._raw() as c:
-            c.run(_SPEND, params)
+            c.run(sql, params)
+
+    def refund(self, key: str, now: int | None, step: int) -> None:
+        """Move the TAT back by `step`, never below `now`."""
+        sql, at = self._text(_REFUND, now)
+        with self._raw() as c:
+            c.run(sql, (step, step, *at, key))

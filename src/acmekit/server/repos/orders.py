@@ -351,15 +351,22 @@ class OrderRepository(Repository):
             row = c.one(_ORDER_BY_ID, (order_id,))
         return None if row is None else self._order(_OrderRow(*row))
 
-    def account_orders(self, account_id: str, limit: int = 1000) -> list[OrderRecord]:
-        with self._tx() as c:
-            rows = c.execute(
-                sa.select(orders)
-                .where(orders.c.account_id == account_id)
-                .order_by(orders.c.created.desc())
-                .limit(limit)
-            ).all()
-        return [self._order(r) for r in rows]
+    def account_orders(
+        self, account_id: str, now: datetime, after: tuple[int, str] | None, limit: int
+    ) -> list[tuple[int, str]]:
+        """(created, id) of up to `limit` of the account's orders that are not known to
+        be invalid, newest first, after the order `after` in that order (keyset
+        pagination on the (account_id, created) index: each page costs its own rows)."""
+        live = "error IS NULL AND (expires > ? OR certificate_id IS NOT NULL)"
+        sql = f"SELECT created, id FROM orders WHERE account_id = ? AND {live}"
+        params: list[Any] = [account_id, to_us(now)]
+        if after is not None:
+            sql += " AND (created < ? OR (created = ? AND id < ?))"
+            params += [after[0], after[0], after[1]]
+        sql += " ORDER BY created DESC, id DESC LIMIT ?"
+        with self._raw() as c:
+            rows = c.all(sql, (*params, limit))
+        return [(int(r[0]), str(r[1])) for r in rows]
 
     def authz_in_renewal(self, authz_id: str) -> bool:
         """Whether an order that carries `replaces` uses this authorization (RFC 9773 §5
