@@ -53,6 +53,9 @@ DATABASE_UNAVAILABLE = Problem(
     str(ProblemType.SERVER_INTERNAL), "the database is unavailable; try again", 503, retry_after=2
 )
 
+NO_STORE = (b"cache-control", b"no-store")
+INDEX_LINKS_KEPT = 16  # Link headers kept, one per base URL
+
 POST = frozenset({"POST"})
 READ = frozenset({"GET", "POST"})  # a plain GET, or POST-as-GET
 
@@ -104,6 +107,7 @@ class AcmeApp:
         # it does not (None: any Host, as in-process tests and a set base_url need).
         self._authorities: frozenset[str] | None = None
         self._misdirected_base = ""
+        self._index_links: dict[str, tuple[bytes, bytes]] = {}
         self.routes: list[tuple[frozenset[str], re.Pattern[str], Handler]] = [
             (READ, paths.DIRECTORY.pattern, self.directory),
             (READ | {"HEAD"}, paths.NEW_NONCE.pattern, self.new_nonce),
@@ -219,11 +223,21 @@ class AcmeApp:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
+    def _index_link(self, urls: Urls) -> tuple[bytes, bytes]:
+        """The Link rel="index" header of every response (§7.1), built once per base."""
+        link = self._index_links.get(urls.base)
+        if link is None:
+            if len(self._index_links) >= INDEX_LINKS_KEPT:  # bases follow Host headers
+                self._index_links.clear()
+            link = (b"link", f'<{urls.directory}>;rel="index"'.encode())
+            self._index_links[urls.base] = link
+        return link
+
     async def _send(self, req: Request, resp: Response, send: Send) -> None:
         headers = [(k.encode(), v.encode()) for k, v in resp.headers]
         headers.append((b"replay-nonce", self.nonces.issue().encode()))
-        headers.append((b"link", f'<{req.urls.directory}>;rel="index"'.encode()))
-        headers.append((b"cache-control", b"no-store"))
+        headers.append(self._index_link(req.urls))
+        headers.append(NO_STORE)
         if resp.content_type:
             headers.append((b"content-type", resp.content_type.encode()))
         headers.append((b"content-length", str(len(resp.body)).encode()))

@@ -802,7 +802,13 @@ class Authority:
         dcv, caa = Tally(), Tally()  # whether the DNS answers were authenticated (AD)
         corroboration: Corroboration | None = None
         try:
-            context = self._account_context(account, account_uri, authz.wildcard)
+            # Only dns-account-01 and dns-persist-01 read the account's keys; the others
+            # skip the lookup of its prior keys (a tenth of the CA's CPU under http-01).
+            context = (
+                self._account_context(account, account_uri, authz.wildcard)
+                if ch.type in ACCOUNT_BOUND
+                else None
+            )
             with dcv.counting():
                 until = await self.validator.validate(
                     ch.type,
@@ -815,7 +821,7 @@ class Authority:
                 await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
             if self.corroborator is not None:
                 corroboration = await self._corroborate(
-                    self.corroborator, ch, authz, account, context
+                    self.corroborator, ch, authz, account, account_uri, context
                 )
                 if corroboration.verdict != Verdict.PASS:
                     raise refusal(corroboration, authz.identifier.to_json())
@@ -901,7 +907,9 @@ class Authority:
             await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
         corroboration: Corroboration | None = None
         if self.corroborator is not None:
-            corroboration = await self._corroborate(self.corroborator, ch, authz, account, context)
+            corroboration = await self._corroborate(
+                self.corroborator, ch, authz, account, account_uri, context
+            )
             if corroboration.verdict != Verdict.PASS:
                 raise refusal(corroboration, authz.identifier.to_json())
         record = ValidationEvidence(
@@ -954,7 +962,8 @@ class Authority:
         ch: ChallengeRecord,
         authz: AuthorizationRecord,
         account: AccountRecord,
-        context: AccountContext,
+        account_uri: str,
+        context: AccountContext | None,
     ) -> Corroboration:
         """BR §3.2.2.9: the primary (this CA) validated and checked CAA; the remote
         perspectives must corroborate both. The outcome is logged here and recorded on
@@ -967,9 +976,9 @@ class Authority:
             wildcard=authz.wildcard,
             token=ch.token,
             key_authorization=key_authorization(ch.token, account.jwk),
-            account_uri=context.account_url,
+            account_uri=account_uri,
             caa_identities=self.config.caa_identities if self.config.caa.enabled else None,
-            account=context if ch.type in ACCOUNT_BOUND else None,
+            account=context,
         )
         outcome = await corroborator.corroborate(request)
         log.info(

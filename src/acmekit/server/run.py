@@ -17,7 +17,9 @@ import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from acmekit import domains
 from acmekit.clock import SystemClock
+from acmekit.server import names
 from acmekit.server.app import AcmeApp
 from acmekit.server.authority import Authority
 from acmekit.server.ca import (
@@ -90,6 +92,11 @@ def assemble(
     nonces = NonceService(store, now, scope=config.nonces)
     linter = Linter.for_config(config)
     linter.warm(precert=config.ct.enabled)
+    # What the first request would otherwise load: the Public Suffix List (every
+    # newOrder's name check; registered domains for rate limits and dns-persist-01).
+    names.load_public_suffixes()
+    if config.rate_limits.enabled or config.offers_dns_persist:
+        domains.load_public_suffixes()
     crl = CrlPublisher(config.crl, config.crl_base_url, store, issuer, now, linter)
     validator = Validator(config.validation_config())
     corroborator = _corroborator(config, issuer, now()) if config.mpic.enabled else None
