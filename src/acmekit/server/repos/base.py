@@ -144,6 +144,34 @@ class Database:
             if held is None:
                 conn.close()
 
+    @contextmanager
+    def once(self) -> Iterator[Cursor]:
+        """For one statement, atomic on its own (or reads that need no common snapshot):
+        on PostgreSQL in autocommit, one round trip instead of three (psycopg sends
+        BEGIN and COMMIT as round trips of their own); on SQLite the same as `raw`, whose
+        held connection commits without a round trip."""
+        if self._sqlite:
+            with self.raw() as held:
+                yield held
+            return
+        conn = self.engine.raw_connection()
+        try:
+            dbapi = conn.dbapi_connection
+            assert dbapi is not None
+            dbapi.autocommit = True
+            cur = conn.cursor()
+            try:
+                yield Cursor(cur, self._sql)
+            finally:
+                cur.close()
+                if not dbapi.closed:  # a lost connection is dropped below, not reset
+                    dbapi.autocommit = False
+        except UNAVAILABLE as exc:
+            self._drop_if_lost(conn, exc)
+            raise
+        finally:
+            conn.close()
+
     def _drop_if_lost(self, conn: Any, exc: Any) -> None:
         """After a disconnect (the server restarted), drop this connection and every idle
         one of the pool, which died with it: the next checkout connects afresh. This, not
@@ -180,4 +208,6 @@ class Repository:
         # Bound once here, not forwarded per call: the request path runs several a request.
         self._tx = db.tx
         self._raw = db.raw
+        self._once = db.once
+        self._postgres = not db._sqlite
         self._integrity = db.integrity

@@ -36,14 +36,14 @@ class BucketRepository(Repository):
     """One row (key, tat) per bucket."""
 
     def tat(self, key: str) -> int | None:
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
         return None if row is None else int(row[0])
 
     def take(self, key: str, now: int, step: int, tolerance: int) -> bool:
         """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted."""
         limit = now + tolerance
-        with self._raw() as c:
+        with self._once() as c:
             rows = c.all(_TAKE, (key, now + step, now, now, step, now, now, step, limit))
         return bool(rows)
 
@@ -51,5 +51,5 @@ class BucketRepository(Repository):
         """Move the TAT by `step`, at most to `now + tolerance`."""
         limit = now + tolerance
         params = (key, min(now + step, limit), now, now, step, limit, limit, now, now, step)
-        with self._raw() as c:
+        with self._once() as c:
             c.run(_SPEND, params)
