@@ -540,8 +540,7 @@ class Authority:
         if not self.limits.enabled:
             return
         self.limits.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject(account.id), now)
-        for subject in self._issuance_subjects(account.id, idents):
-            self.limits.check(subject[0], subject[1], now)
+        self.limits.check_all(self._issuance_subjects(account.id, idents), now)
 
     def _pending_limit(self, account: AccountRecord, fresh: int, now: datetime) -> None:
         """rateLimited when `fresh` more pending authorizations would pass the account's
@@ -923,12 +922,9 @@ class Authority:
             self.issuer.check_signer()
         except SignerUnavailable as exc:
             raise signer_unavailable(exc) from None
-        self._take_issuance_limits(order)
         now = self.now()
-        # The serial is reserved with the claim, in its transaction (one commit).
         rec = self._reservation(order, self._profile_of_order(order), now)
-        if not self.store.orders.claim_finalize(order.id, csr_der, now, rec):
-            raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
+        self._claim(order, csr_der, now, rec)
         task = self._spawn(self._issue(order, csr, rec, reserved=True))
         await asyncio.wait({task}, timeout=self.finalize_wait)
         claimed = replace(order, csr=csr_der, finalize_started=now)
@@ -1028,19 +1024,21 @@ class Authority:
         # False: another process completed the order first, and this serial is abandoned.
         return recorded
 
-    def _take_issuance_limits(self, order: OrderRecord) -> None:
-        """The issuance limits, taken before the order is claimed: newOrder only checks
-        them (nothing is taken there), so orders opened together would all pass it. One
-        atomic take per bucket; a refusal leaves the order `ready` (429, Retry-After).
-        All are checked first, so that a refusal by the last rarely costs the others."""
-        if order.replaces is not None or not self.limits.enabled:
-            return
-        now = self.now()
-        subjects = self._issuance_subjects(order.account_id, order.identifiers)
-        for name, subject in subjects:
-            self.limits.check(name, subject, now)
-        for name, subject in subjects:
-            self.limits.take(name, subject, now)
+    def _claim(
+        self, order: OrderRecord, csr_der: bytes, now: datetime, rec: CertificateRecord
+    ) -> None:
+        """In one transaction: the issuance limits taken, the order claimed and its
+        serial reserved. newOrder only checks the limits (nothing is taken there), so
+        orders opened together would all pass it; here one atomic take per bucket, and a
+        refusal (429, Retry-After) or a lost claim rolls back every take, leaving the
+        order as it was."""
+        limited = order.replaces is None and self.limits.enabled
+        with self.store.transaction() as c:
+            if limited:
+                subjects = self._issuance_subjects(order.account_id, order.identifiers)
+                self.limits.take_all(subjects, now, c)
+            if not self.store.orders.claim_finalize(order.id, csr_der, now, rec, c):
+                raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
 
     def _profile_of_order(self, order: OrderRecord) -> Profile:
         name = order.profile or self.config.default_profile

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from acmekit.database import to_us
 from acmekit.protocol.messages import Identifier, IdentifierType
@@ -181,9 +181,11 @@ class BucketStore(Protocol):
     """One TAT per bucket key (microseconds); `take` and `spend` are each one atomic
     statement, so concurrent processes never admit more than the burst."""
 
-    def tat(self, key: str) -> int | None: ...
+    def tat(self, key: str, within: Any = None) -> int | None: ...
 
-    def take(self, key: str, now: int, step: int, tolerance: int) -> bool: ...
+    def tats(self, keys: Sequence[str]) -> dict[str, int]: ...
+
+    def take(self, key: str, now: int, step: int, tolerance: int, within: Any = None) -> bool: ...
 
     def spend(self, key: str, now: int, step: int, tolerance: int) -> None: ...
 
@@ -248,6 +250,40 @@ class RateLimiter:
         # Refused by the statement itself; the TAT is read again only for Retry-After
         # (a concurrent change can move that figure, never the decision).
         self._refuse(name, rate, max(1, wait_seconds(self.store.tat(key), at, rate)))
+
+    def check_all(self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime) -> None:
+        """`check` for each, the buckets read in one statement."""
+        if not self.limits.enabled:
+            return
+        at = to_us(now)
+        rated = [(name, subject, self._rate(name, subject)) for name, subject in pairs]
+        rated = [r for r in rated if not r[2].unlimited]
+        keyed = [f"{name}:{subject.key}" for name, subject, rate in rated if rate.burst > 0]
+        found = self.store.tats(keyed) if keyed else {}
+        for name, subject, rate in rated:
+            tat = None if rate.burst <= 0 else found.get(f"{name}:{subject.key}")
+            wait = wait_seconds(tat, at, rate)
+            if wait:
+                self._refuse(name, rate, wait)
+
+    def take_all(
+        self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime, within: Any
+    ) -> None:
+        """`take` for each, inside the caller's transaction `within`: a refusal raises,
+        and the caller's rollback returns what the others took, so all are taken or none.
+        Taken in key order, so that two transactions lock shared buckets in one order."""
+        if not self.limits.enabled:
+            return
+        at = to_us(now)
+        rated = [(f"{n}:{s.key}", n, self._rate(n, s)) for n, s in pairs]
+        for key, name, rate in sorted(rated, key=lambda r: r[0]):
+            if rate.unlimited:
+                continue
+            if rate.burst <= 0:
+                self._refuse(name, rate, wait_seconds(None, at, rate))
+            if not self.store.take(key, at, rate.interval_us, rate.tolerance_us, within):
+                tat = self.store.tat(key, within)
+                self._refuse(name, rate, max(1, wait_seconds(tat, at, rate)))
 
     def spend(self, name: LimitName, subject: Subject, now: datetime) -> None:
         """Count a request already served (an issuance, a failed validation), even if the

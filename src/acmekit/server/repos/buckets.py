@@ -12,7 +12,9 @@ nothing to retry. `max(TAT, now)` is written as a CASE: SQLite's `max()` is Post
 
 from __future__ import annotations
 
-from acmekit.server.repos.base import Repository
+from collections.abc import Sequence
+
+from acmekit.server.repos.base import Cursor, Repository, marks
 
 _START = "CASE WHEN rate_buckets.tat > ? THEN rate_buckets.tat ELSE ? END"
 
@@ -35,17 +37,33 @@ _SPEND = (
 class BucketRepository(Repository):
     """One row (key, tat) per bucket."""
 
-    def tat(self, key: str) -> int | None:
-        with self._once() as c:
-            row = c.one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
+    def tat(self, key: str, within: Cursor | None = None) -> int | None:
+        if within is not None:
+            row = within.one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
+        else:
+            with self._once() as c:
+                row = c.one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
         return None if row is None else int(row[0])
 
-    def take(self, key: str, now: int, step: int, tolerance: int) -> bool:
-        """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted."""
-        limit = now + tolerance
+    def tats(self, keys: Sequence[str]) -> dict[str, int]:
+        """The TATs of those of `keys` that have a bucket, in one statement."""
         with self._once() as c:
-            rows = c.all(_TAKE, (key, now + step, now, now, step, now, now, step, limit))
-        return bool(rows)
+            rows = c.all(
+                f"SELECT key, tat FROM rate_buckets WHERE key IN ({marks(len(keys))})", keys
+            )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    def take(
+        self, key: str, now: int, step: int, tolerance: int, within: Cursor | None = None
+    ) -> bool:
+        """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted.
+        `within`: the caller's transaction, else one of its own."""
+        limit = now + tolerance
+        params = (key, now + step, now, now, step, now, now, step, limit)
+        if within is not None:
+            return bool(within.all(_TAKE, params))
+        with self._once() as c:
+            return bool(c.all(_TAKE, params))
 
     def spend(self, key: str, now: int, step: int, tolerance: int) -> None:
         """Move the TAT by `step`, at most to `now + tolerance`."""

@@ -369,18 +369,22 @@ class OrderRepository(Repository):
         csr: bytes,
         now: datetime,
         reservation: CertificateRecord | None = None,
+        within: Cursor | None = None,
     ) -> bool:
         """ready -> processing, once: of two concurrent finalizes exactly one wins. The
         winner's `reservation` (its certificate's serial, pem NULL) is recorded in the
-        same transaction: one commit, and no claimed order without its serial."""
-        with self._raw() as c:
-            changed = c.run(
-                "UPDATE orders SET csr = ?, finalize_started = ? "
-                "WHERE id = ? AND finalize_started IS NULL AND error IS NULL",
-                (csr, to_us(now), order_id),
-            )
-            if changed == 1 and reservation is not None:
-                insert_reservation(c, reservation)
+        same transaction: one commit, and no claimed order without its serial.
+        `within`: the caller's transaction (with the issuance limits), else its own."""
+        if within is None:
+            with self._raw() as c:
+                return self.claim_finalize(order_id, csr, now, reservation, c)
+        changed = within.run(
+            "UPDATE orders SET csr = ?, finalize_started = ? "
+            "WHERE id = ? AND finalize_started IS NULL AND error IS NULL",
+            (csr, to_us(now), order_id),
+        )
+        if changed == 1 and reservation is not None:
+            insert_reservation(within, reservation)
         return changed == 1
 
     def retake_finalize(self, order_id: str, was: datetime, now: datetime) -> bool:
