@@ -33,6 +33,9 @@ class Store:
         self.engine = engine
         migrate.prepare(engine, migrate.SERVER, auto_upgrade)
         self.db = Database(engine)
+        # A database server (PostgreSQL), whose commits are round trips and log flushes,
+        # rather than SQLite's file in this process.
+        self.remote = engine.dialect.name != "sqlite"
         self.accounts = AccountRepository(self.db)
         self.orders = OrderRepository(self.db)
         self.certificates = CertificateRepository(self.db)
