@@ -11,6 +11,11 @@
   SQLAlchemy would send, without building and caching an expression per call, which cost
   about five times the statement itself on SQLite (docs/decisions.md). The rarely used
   statements stay in SQLAlchemy Core (`Database.tx`).
+- A statement that is atomic on its own runs through `Database.once`: on PostgreSQL in
+  autocommit, one round trip where a transaction costs three (BEGIN, the statement,
+  COMMIT). Work of several statements that must commit together runs through `raw`, and
+  a method that can join a caller's transaction takes it as `within` (finalize: the
+  issuance limits, the claim and the serial's reservation in one).
 """
 
 from __future__ import annotations
