@@ -940,11 +940,13 @@ class Authority:
         claimed = replace(order, csr=csr_der, finalize_started=now)
         if not task.done():
             done: OrderRecord | None = claimed  # processing: the client polls
-        elif not task.cancelled() and task.result() is True:
+        elif not task.cancelled() and task.exception() is None and task.result() is True:
             # This issuance recorded its certificate; nothing else writes a claimed
             # order, so the row is known without reading it back.
             done = replace(claimed, certificate_id=rec.id)
         else:  # failed, refused or left for recovery: as stored
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("issuance for order %s failed", order.id, exc_info=exc)
             done = self.store.orders.order(order.id)
         assert done is not None
         return self.order_view(done, [a.record for a in view.authzs])
