@@ -945,8 +945,9 @@ class Authority:
             # order, so the row is known without reading it back.
             done = replace(claimed, certificate_id=rec.id)
         else:  # failed, refused or left for recovery: as stored
-            if not task.cancelled() and (exc := task.exception()) is not None:
-                log.error("issuance for order %s failed", order.id, exc_info=exc)
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                log.error("issuance for order %s failed", order.id, exc_info=failure)
             done = self.store.orders.order(order.id)
         assert done is not None
         return self.order_view(done, [a.record for a in view.authzs])
