@@ -4,6 +4,7 @@ overrides, and the ARI `replaces` exemption."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from acmekit.database import to_us
 from acmekit.server.ari import cert_id_of
 from acmekit.server.config import Limit, RateLimits, ServerConfig
 from acmekit.server.run import Assembly, assemble
@@ -97,6 +99,26 @@ async def test_duplicate_certificates(pflow: Flow, clock: Clock) -> None:
     assert (await pflow.order("dup.test")).status == 201  # another set of names
     clock.advance(7 * 86400 // 5)
     assert (await pflow.order("dup.test", "www.dup.test")).status == 201
+
+
+@pytest.mark.parametrize("limits", [RateLimits(duplicate_certificates=Limit(1, timedelta(days=7)))])
+async def test_finalize_takes_its_limits_all_or_none(pflow: Flow, policy_ca: Assembly) -> None:
+    """Two orders for one set of names pass newOrder's check; the second finalize is
+    refused by duplicate_certificates and takes nothing: certificates_per_domain is as
+    the first left it, and the order stays ready."""
+    await pflow.account()
+    first = await pflow.order("atomic.test")
+    second = await pflow.order("atomic.test")
+    await pflow.solve(first.json())
+    url = first.header("location") or ""
+    assert (await pflow.finalize(url, ("atomic.test",))).status == 200
+    buckets = policy_ca.store.buckets
+    domain_tat = buckets.tat("certificates_per_domain:atomic.test")
+    assert domain_tat is not None
+    again = second.header("location") or ""
+    assert_limited(await pflow.finalize(again, ("atomic.test",)), 7 * 86400)
+    assert buckets.tat("certificates_per_domain:atomic.test") == domain_tat
+    assert (await pflow.get(again)).json()["status"] == "ready"
 
 
 @pytest.mark.parametrize(
@@ -232,3 +254,21 @@ async def test_failed_validations_of_a_renewal_are_exempt(pflow: Flow) -> None:
         started = await pflow.acme.post(ch["url"], {}, pflow.key, pflow.kid)  # 404: fails
         assert started.status == 200, (attempt, started.body)
         await pflow.wait_for_authorizations(created.json())
+
+
+async def test_concurrent_finalizes_take_once(
+    pflow: Flow, policy_ca: Assembly, clock: Clock
+) -> None:
+    """Two finalizes of one order at once: one claims it; the other is refused
+    (orderNotReady) and, if it got as far as the claim, its takes were rolled back with
+    it. The registered domain's bucket moved by exactly one certificate."""
+    await pflow.account()
+    order = await pflow.order("race.finalize.test")
+    await pflow.solve(order.json())
+    url = order.header("location") or ""
+    got = await asyncio.gather(*(pflow.finalize(url, ("race.finalize.test",)) for _ in range(2)))
+    assert sorted(r.status for r in got) == [200, 403], [r.body for r in got]
+    assert next(r for r in got if r.status == 403).problem_type == "orderNotReady"
+    one_step = 7 * 86400 * 1_000_000 // 50  # 50 per week
+    tat = policy_ca.store.buckets.tat("certificates_per_domain:finalize.test")
+    assert tat == to_us(clock.t) + one_step

@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -99,6 +99,8 @@ from acmekit.server.validation.dnssec import Tally
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Seconds a client is asked to wait while the signing key's token is away: a token that
 # is put back is used again within a second (acmekit.server.hsm's retry_interval).
 SIGNER_RETRY_AFTER = 2
@@ -156,16 +158,17 @@ class OrderView:
         return None
 
 
-async def _unless_outage(work: Awaitable[None]) -> None:
+async def _unless_outage(work: Awaitable[T]) -> T | None:
     """Background work (a validation, an issuance) that meets a database outage, or a
     signing key in a token that went away, stops where it is: its claim goes stale and
     `Authority.recover` takes it up again."""
     try:
-        await work
+        return await work
     except UNAVAILABLE as exc:
         log.warning("background work left for recovery, database unavailable: %s", exc)
     except SignerUnavailable as exc:
         log.warning("issuance left for recovery, signing key unavailable: %s", exc)
+    return None
 
 
 def signer_unavailable(exc: SignerUnavailable) -> AcmeError:
@@ -249,7 +252,7 @@ class Authority:
         self.sign: Signer = signer or self._sign
         # With CT on, every certificate is a precertificate first (ctsubmit.py).
         self.ct = ct if ct is not None else CtSubmitter.load(config.ct)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.finalize_wait = config.finalize_wait
         self.stale_after = timedelta(seconds=config.stale_after)
         # draft-ietf-acme-dns-persist-02 §4.4 (standing.py).
@@ -332,7 +335,7 @@ class Authority:
                 sign_builder, precertificate_builder(builder), self.issuer, self.linter
             )
             der = precert.public_bytes(serialization.Encoding.DER)
-            self.store.certificates.record_precert(rec.id, der)
+            await self._off_loop(self.store.certificates.record_precert, rec.id, der)
         else:
             precert = x509.load_der_x509_certificate(rec.precert)
         scts = await ct.scts_for(precert, self._ct_chain)
@@ -346,8 +349,17 @@ class Authority:
         log.debug("issued certificate serial=%s with %d SCTs", rec.serial, len(scts))
         return final
 
-    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(_unless_outage(coro))
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """A write from a coroutine. On PostgreSQL in a worker thread: its commit waits
+        for the server to flush its log (a millisecond or more), and the event loop
+        serves other requests meanwhile. On SQLite on the loop: a commit there is no
+        wait, and the hand-over to a thread would cost more than the statement."""
+        if self.store.remote:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    def _spawn(self, coro: Awaitable[T]) -> asyncio.Task[T | None]:
+        task: asyncio.Task[T | None] = asyncio.ensure_future(_unless_outage(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -546,7 +558,7 @@ class Authority:
             base = Identifier(ident.type, ident.base_name)
             reused = self._reusable(account.id, base, ident.is_wildcard, now, name)
             if reused is None:
-                reused = self._new_authz(account.id, base, ident.is_wildcard, now, profile)
+                reused = self._new_authz(account.id, base, ident.is_wildcard, now, profile, name)
                 fresh.append(reused)
             used.append(reused)
         return used, fresh
@@ -558,8 +570,7 @@ class Authority:
         if not self.limits.enabled:
             return
         self.limits.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject(account.id), now)
-        for subject in self._issuance_subjects(account.id, idents):
-            self.limits.check(subject[0], subject[1], now)
+        self.limits.check_all(self._issuance_subjects(account.id, idents), now)
 
     def _pending_limit(self, account: AccountRecord, fresh: int, now: datetime) -> None:
         """rateLimited when `fresh` more pending authorizations would pass the account's
@@ -642,10 +653,9 @@ class Authority:
         # An authorization must outlive the order by a margin to be worth reusing.
         horizon = now + timedelta(days=1)
         found = self.store.orders.reusable_authorizations(account_id, ident, wildcard, horizon)
-        made_for = self.store.orders.authz_profiles([r.id for r in found])
         reuse = None if profile is None else self.profiles[profile].authz_reuse
         for rec in found:
-            if profile is not None and made_for.get(rec.id, self.config.default_profile) != profile:
+            if profile is not None and (rec.profile or self.config.default_profile) != profile:
                 continue
             status = self._authz_status(rec, now)
             if status == AuthorizationStatus.VALID and reuse is not None:
@@ -656,10 +666,8 @@ class Authority:
                 return rec
         return None
 
-    def _profile_of_authz(self, authz_id: str) -> Profile:
-        name = self.store.orders.authz_profiles([authz_id]).get(
-            authz_id, self.config.default_profile
-        )
+    def _profile_of_authz(self, authz: AuthorizationRecord) -> Profile:
+        name = authz.profile or self.config.default_profile
         return self.profiles.get(name) or self.profiles[self.config.default_profile]
 
     def _new_authz(
@@ -669,6 +677,7 @@ class Authority:
         wildcard: bool,
         now: datetime,
         profile: Profile,
+        name: str | None = None,
     ) -> AuthorizationRecord:
         authz_id = new_id()
         challenges = tuple(
@@ -689,6 +698,7 @@ class Authority:
             stored_status=AuthorizationStatus.PENDING,
             expires=now + profile.pending_authz_lifetime,
             challenges=challenges,
+            profile=name,
         )
 
     def _authz_status(self, rec: AuthorizationRecord, now: datetime) -> AuthorizationStatus:
@@ -766,10 +776,12 @@ class Authority:
         """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads. `account_uri`
         is what a CAA `accounturi` must name (RFC 8657 §3)."""
         account = auth.require_account()
-        ch = self.store.orders.challenge(challenge_id)
-        if ch is None:
+        found = self.store.orders.challenge_and_authorization(challenge_id)
+        if found is None:
             raise not_found(f"no challenge {challenge_id}")
-        authz = self.owned_authz(account, ch.authz_id)
+        ch, authz = found
+        if authz.account_id != account.id:
+            raise unauthorized("this authorization belongs to another account")
         if auth.payload is None:
             return ch, authz
         if not isinstance(auth.payload, dict):
@@ -843,9 +855,11 @@ class Authority:
             dnssec_caa=caa.authenticated,
         )
         expires = self._valid_until(authz, now, until)
-        self.store.orders.finish_challenge(ch.id, now, error, expires, evidence)
+        finish = self.store.orders.finish_challenge
+        await self._off_loop(finish, ch.id, now, error, expires, evidence)
         if error is not None and self._counts_failures(authz):
-            self.limits.spend(LimitName.FAILED_VALIDATIONS, self._failure_subject(authz), now)
+            subject = self._failure_subject(authz)
+            await self._off_loop(self.limits.spend, LimitName.FAILED_VALIDATIONS, subject, now)
         # The outcome's problem type only: a detail may quote the token's URL or a body.
         outcome = "valid" if error is None else f"invalid ({error.get('type')})"
         log.info(
@@ -856,7 +870,7 @@ class Authority:
     def _valid_until(
         self, authz: AuthorizationRecord, now: datetime, until: int | None
     ) -> datetime:
-        expires = now + self._profile_of_authz(authz.id).valid_authz_lifetime
+        expires = now + self._profile_of_authz(authz).valid_authz_lifetime
         if until is not None:
             # draft-ietf-acme-dns-persist-02 §4.1 item 5: not later than persistUntil.
             expires = min(expires, datetime.fromtimestamp(until, UTC))
@@ -1016,13 +1030,14 @@ class Authority:
             raise refusal(outcome, authz.identifier.to_json(), "the CAA recheck")
 
     def _account_context(
-        self, account: AccountRecord, account_uri: str, wildcard: bool
+        self, account: AccountRecord, account_uri: str, wildcard: bool, bound: bool = True
     ) -> AccountContext:
         """What dns-account-01 and dns-persist-01 check against: the current key first,
         then the keys it replaced, the most recent first (draft-ietf-acme-dns-persist-02
-        §4.2; kept since this CA began keeping them)."""
+        §4.2; kept since this CA began keeping them). Other challenges (not `bound`) use
+        only the account URL: the replaced keys are not read for them."""
         base = account_uri.removesuffix(paths.ACCOUNT.path(account.id))
-        prior = self.store.accounts.prior_thumbprints(account.id)
+        prior = self.store.accounts.prior_thumbprints(account.id) if bound else []
         return AccountContext(
             account_url=account_uri,
             thumbprints=(thumbprint(account.jwk), *prior),
@@ -1034,7 +1049,7 @@ class Authority:
 
     def _counts_failures(self, authz: AuthorizationRecord) -> bool:
         """Failed validations are limited, except in a renewal (RFC 9773 §5)."""
-        return self.limits.enabled and not self.store.orders.authz_in_renewal(authz.id)
+        return self.limits.enabled and not authz.in_renewal
 
     @staticmethod
     def _failure_subject(authz: AuthorizationRecord) -> Subject:
@@ -1063,13 +1078,23 @@ class Authority:
             self.issuer.check_signer()
         except SignerUnavailable as exc:
             raise signer_unavailable(exc) from None
-        self._take_issuance_limits(order)
-        if not self.store.orders.claim_finalize(order.id, csr_der, self.now()):
-            self._refund_issuance_limits(order)  # another request claimed it first
-            raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
-        task = self._spawn(self._issue(order, csr))
+        now = self.now()
+        rec = self._reservation(order, self._profile_of_order(order), now)
+        await self._off_loop(self._claim, order, csr_der, now, rec)
+        task = self._spawn(self._issue(order, csr, rec, reserved=True))
         await asyncio.wait({task}, timeout=self.finalize_wait)
-        done = self.store.orders.order(order.id)
+        claimed = replace(order, csr=csr_der, finalize_started=now)
+        if not task.done():
+            done: OrderRecord | None = claimed  # processing: the client polls
+        elif not task.cancelled() and task.exception() is None and task.result() is True:
+            # This issuance recorded its certificate; nothing else writes a claimed
+            # order, so the row is known without reading it back.
+            done = replace(claimed, certificate_id=rec.id)
+        else:  # failed, refused or left for recovery: as stored
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                log.error("issuance for order %s failed", order.id, exc_info=failure)
+            done = self.store.orders.order(order.id)
         assert done is not None
         return self.order_view(done, [a.record for a in view.authzs])
 
@@ -1086,19 +1111,19 @@ class Authority:
                 if self.corroborator is not None and self.config.caa.enabled:
                     await self._corroborate_caa(self.corroborator, rec, valid[0], account_uri)
 
-    async def _issue(
-        self,
-        order: OrderRecord,
-        csr: x509.CertificateSigningRequest,
-        resume: CertificateRecord | None = None,
-    ) -> None:
-        """Sign `order`'s certificate; what issuance reads of the order (names, account,
-        profile, replaces) does not change once it is claimed. `resume`: a reservation
-        whose precertificate is signed already (CT), finished under its own serial."""
-        now = self.now()
+    def _fail(self, order: OrderRecord, failure: Problem) -> None:
+        """The order invalid, its serial abandoned, and the issuance limits taken when it
+        was claimed given back: no certificate was issued."""
+        self.store.certificates.abandon_reservations(order.id)
+        self.store.orders.fail_order(order.id, failure.to_json())
+        self._refund_issuance_limits(order)
+
+    def _reservation(
+        self, order: OrderRecord, profile: Profile, now: datetime
+    ) -> CertificateRecord:
+        """A new serial for `order`'s certificate, not yet signed (pem None)."""
         not_before = now - BACKDATE
-        profile = self._profile_of_order(order)
-        rec = resume or CertificateRecord(
+        return CertificateRecord(
             id=new_id(),
             serial=format(new_serial(), "x"),
             order_id=order.id,
@@ -1109,10 +1134,25 @@ class Authority:
             not_after=not_before + profile.certificate_lifetime,
             issued=now,
         )
+
+    async def _issue(
+        self,
+        order: OrderRecord,
+        csr: x509.CertificateSigningRequest,
+        rec: CertificateRecord | None = None,
+        reserved: bool = False,
+    ) -> bool:
+        """Sign `order`'s certificate; what issuance reads of the order (names, account,
+        profile, replaces) does not change once it is claimed. `rec`, `reserved`: a
+        reservation already recorded (with the claim; or one whose precertificate is
+        signed already (CT), finished under its own serial); otherwise one is reserved
+        here. True if this certificate completed the order."""
+        profile = self._profile_of_order(order)
+        rec = rec or self._reservation(order, profile, self.now())
         ct = self.ct
         try:
-            if resume is None:
-                self.store.certificates.reserve_serial(rec)
+            if not reserved:
+                await self._off_loop(self.store.certificates.reserve_serial, rec)
             if ct is None:
                 cert = await self.sign(
                     csr,
@@ -1124,7 +1164,10 @@ class Authority:
                 )
             else:
                 cert = await self._sign_logged(ct, rec, csr, profile)
-            self.store.certificates.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
+            pem = pem_chain(cert, self.issuer)
+            recorded = await self._off_loop(
+                self.store.certificates.record_issued, rec.id, order.id, pem
+            )
         except _WAITS:
             raise  # the order stays claimed; recovery resumes a signed precertificate, or
             # abandons the serial and issues again
@@ -1136,41 +1179,35 @@ class Authority:
                 log.exception("issuance for order %s failed", order.id)
                 detail = f"issuance failed: {exc}"
                 failure = Problem(str(ProblemType.SERVER_INTERNAL), detail, 500)
-            self.store.certificates.abandon_reservations(order.id)
-            self.store.orders.fail_order(order.id, failure.to_json())
-            self._refund_issuance_limits(order)
-            return
+            await self._off_loop(self._fail, order, failure)
+            return False
         log.info(
             "order %s (account %s) issued serial %s for %s",
             order.id, order.account_id, rec.serial, ", ".join(i.value for i in order.identifiers),
         )  # fmt: skip
         if ct is not None:
             self._spawn(ct.submit_final(cert, self._ct_chain))
+        # False: another process completed the order first, and this serial is abandoned.
+        return recorded
 
-    def _take_issuance_limits(self, order: OrderRecord) -> None:
-        """The issuance limits, taken before the order is claimed: newOrder only checks
-        them (nothing is taken there), so orders opened together would all pass it. One
-        atomic take per bucket; a refusal leaves the order `ready` (429, Retry-After)
-        and gives back the takes made before it. All are checked first, so that a
-        refusal by the last rarely costs the others."""
-        if order.replaces is not None or not self.limits.enabled:
-            return
-        now = self.now()
-        subjects = self._issuance_subjects(order.account_id, order.identifiers)
-        for name, subject in subjects:
-            self.limits.check(name, subject, now)
-        taken: list[tuple[LimitName, Subject]] = []
-        try:
-            for name, subject in subjects:
-                self.limits.take(name, subject, now)
-                taken.append((name, subject))
-        except AcmeError:
-            for name, subject in taken:
-                self.limits.refund(name, subject, now)
-            raise
+    def _claim(
+        self, order: OrderRecord, csr_der: bytes, now: datetime, rec: CertificateRecord
+    ) -> None:
+        """In one transaction: the issuance limits taken, the order claimed and its
+        serial reserved. newOrder only checks the limits (nothing is taken there), so
+        orders opened together would all pass it; here one atomic take per bucket, and a
+        refusal (429, Retry-After) or a lost claim rolls back every take, leaving the
+        order as it was."""
+        limited = order.replaces is None and self.limits.enabled
+        with self.store.transaction() as c:
+            if limited:
+                subjects = self._issuance_subjects(order.account_id, order.identifiers)
+                self.limits.take_all(subjects, now, c)
+            if not self.store.orders.claim_finalize(order.id, csr_der, now, rec, c):
+                raise problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
 
     def _refund_issuance_limits(self, order: OrderRecord) -> None:
-        """Give back what `_take_issuance_limits` took: no certificate was issued."""
+        """Give back what `_claim` took: no certificate was issued."""
         if order.replaces is not None or not self.limits.enabled:
             return
         now = self.now()
@@ -1287,7 +1324,7 @@ class Authority:
                     self.store.certificates.abandon_reservations(order.id)
                     kept = None
                 csr = x509.load_der_x509_csr(order.csr)
-                self._spawn(self._issue(order, csr, kept))
+                self._spawn(self._issue(order, csr, kept, reserved=kept is not None))
                 log.warning("resumed issuance of order %s", order.id)
 
 

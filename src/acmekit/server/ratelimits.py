@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from acmekit.database import to_us
 from acmekit.protocol.messages import Identifier, IdentifierType
@@ -183,9 +183,13 @@ class BucketStore(Protocol):
     atomic statement, so concurrent processes never admit more than the burst. A `now`
     of None is the database's clock, read inside the statement."""
 
-    def read(self, key: str, now: int | None) -> tuple[int | None, int]: ...
+    def read(self, key: str, now: int | None, within: Any = None) -> tuple[int | None, int]: ...
 
-    def take(self, key: str, now: int | None, step: int, tolerance: int) -> bool: ...
+    def reads(self, keys: Sequence[str], now: int | None) -> tuple[dict[str, int], int]: ...
+
+    def take(
+        self, key: str, now: int | None, step: int, tolerance: int, within: Any = None
+    ) -> bool: ...
 
     def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None: ...
 
@@ -263,6 +267,39 @@ class RateLimiter:
         # (a concurrent change can move that figure, never the decision).
         tat, at = self.store.read(key, self._at(now))
         self._refuse(name, rate, max(1, wait_seconds(tat, at, rate)))
+
+    def check_all(self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime) -> None:
+        """`check` for each, the buckets read in one statement."""
+        if not self.limits.enabled:
+            return
+        rated = [(name, subject, self._rate(name, subject)) for name, subject in pairs]
+        rated = [r for r in rated if not r[2].unlimited]
+        keyed = [f"{name}:{subject.key}" for name, subject, rate in rated if rate.burst > 0]
+        found, at = self.store.reads(keyed, self._at(now)) if keyed else ({}, to_us(now))
+        for name, subject, rate in rated:
+            tat = None if rate.burst <= 0 else found.get(f"{name}:{subject.key}")
+            wait = wait_seconds(tat, at, rate)
+            if wait:
+                self._refuse(name, rate, wait)
+
+    def take_all(
+        self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime, within: Any
+    ) -> None:
+        """`take` for each, inside the caller's transaction `within`: a refusal raises,
+        and the caller's rollback returns what the others took, so all are taken or none.
+        Taken in key order, so that two transactions lock shared buckets in one order."""
+        if not self.limits.enabled:
+            return
+        rated = [(f"{n}:{s.key}", n, self._rate(n, s)) for n, s in pairs]
+        for key, name, rate in sorted(rated, key=lambda r: r[0]):
+            if rate.unlimited:
+                continue
+            if rate.burst <= 0:
+                self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
+            at = self._at(now)
+            if not self.store.take(key, at, rate.interval_us, rate.tolerance_us, within):
+                tat, read_at = self.store.read(key, at, within)
+                self._refuse(name, rate, max(1, wait_seconds(tat, read_at, rate)))
 
     def spend(self, name: LimitName, subject: Subject, now: datetime) -> None:
         """Count a request already served (an issuance, a failed validation), even if the

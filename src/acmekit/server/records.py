@@ -53,6 +53,11 @@ class AuthorizationRecord:
     stored_status: AuthorizationStatus
     expires: datetime
     challenges: tuple[ChallengeRecord, ...]
+    # The profile of the order that made it (None: the default profile), read with the
+    # row so that reuse and validation need no second statement.
+    profile: str | None = None
+    # Whether an order carrying `replaces` uses it (RFC 9773 §5: exempt from limits).
+    in_renewal: bool = False
 
 
 @dataclass(frozen=True)

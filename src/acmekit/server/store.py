@@ -11,12 +11,14 @@ abandoned.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from sqlalchemy.engine import Engine
 
 from acmekit import migrate
 from acmekit.database import create_engine
 from acmekit.server.repos.accounts import AccountRepository
-from acmekit.server.repos.base import Database
+from acmekit.server.repos.base import Cursor, Database
 from acmekit.server.repos.buckets import BucketRepository
 from acmekit.server.repos.certificates import CertificateRepository
 from acmekit.server.repos.orders import OrderRepository
@@ -31,10 +33,18 @@ class Store:
         self.engine = engine
         migrate.prepare(engine, migrate.SERVER, auto_upgrade)
         self.db = Database(engine)
+        # A database server (PostgreSQL), whose commits are round trips and log flushes,
+        # rather than SQLite's file in this process.
+        self.remote = engine.dialect.name != "sqlite"
         self.accounts = AccountRepository(self.db)
         self.orders = OrderRepository(self.db)
         self.certificates = CertificateRepository(self.db)
         self.buckets = BucketRepository(self.db)
+
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        """One transaction across repositories (a method given it as `within` runs in
+        it): committed when the block ends, rolled back if it raises."""
+        return self.db.raw()
 
     @classmethod
     def from_url(cls, url: str, auto_upgrade: bool = True) -> Store:

@@ -26,6 +26,10 @@ _ACCOUNT_COLS = cols(accounts)
 _INSERT_NONCE = "INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)"
 _ACCOUNT_BY_ID = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?"
 _ACCOUNT_BY_THUMBPRINT = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE thumbprint = ?"
+# PostgreSQL runs a data-modifying WITH whether or not the query reads it: the nonce is
+# recorded and the account read in one statement, one round trip (a used nonce fails it
+# with a unique violation, as the plain INSERT does). SQLite has no DML in WITH.
+_REDEEM_AND_READ = f"WITH n AS ({_INSERT_NONCE}) SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?"
 
 _account_status = members(AccountStatus)
 
@@ -69,7 +73,7 @@ class AccountRepository(Repository):
     def redeem_nonce(self, nonce: str, issued: datetime) -> bool:
         """Record `nonce` as used; False if it was used before (by any process)."""
         try:
-            with self._raw() as c:
+            with self._once() as c:
                 c.run(_INSERT_NONCE, (nonce, to_us(issued)))
         except self._integrity:
             return False
@@ -80,9 +84,17 @@ class AccountRepository(Repository):
     ) -> tuple[bool, AccountRecord | None]:
         """`redeem_nonce`, and in the same transaction the account `account_id` (if any)."""
         try:
-            with self._raw() as c:
-                c.run(_INSERT_NONCE, (nonce, to_us(issued)))
-                row = None if account_id is None else c.one(_ACCOUNT_BY_ID, (account_id,))
+            if account_id is None:
+                with self._once() as c:
+                    c.run(_INSERT_NONCE, (nonce, to_us(issued)))
+                row = None
+            elif self._postgres:
+                with self._once() as c:
+                    row = c.one(_REDEEM_AND_READ, (nonce, to_us(issued), account_id))
+            else:
+                with self._raw() as c:
+                    c.run(_INSERT_NONCE, (nonce, to_us(issued)))
+                    row = c.one(_ACCOUNT_BY_ID, (account_id,))
         except self._integrity:
             return False, None
         return True, None if row is None else self._account(_AccountRow(*row))
@@ -104,12 +116,12 @@ class AccountRepository(Repository):
         )
 
     def account(self, account_id: str) -> AccountRecord | None:
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one(_ACCOUNT_BY_ID, (account_id,))
         return None if row is None else self._account(_AccountRow(*row))
 
     def account_by_thumbprint(self, thumb: str) -> AccountRecord | None:
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one(_ACCOUNT_BY_THUMBPRINT, (thumb,))
         return None if row is None else self._account(_AccountRow(*row))
 

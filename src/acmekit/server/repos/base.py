@@ -11,6 +11,11 @@
   SQLAlchemy would send, without building and caching an expression per call, which cost
   about five times the statement itself on SQLite (docs/decisions.md). The rarely used
   statements stay in SQLAlchemy Core (`Database.tx`).
+- A statement that is atomic on its own runs through `Database.once`: on PostgreSQL in
+  autocommit, one round trip where a transaction costs three (BEGIN, the statement,
+  COMMIT). Work of several statements that must commit together runs through `raw`, and
+  a method that can join a caller's transaction takes it as `within` (finalize: the
+  issuance limits, the claim and the serial's reservation in one).
 """
 
 from __future__ import annotations
@@ -144,6 +149,34 @@ class Database:
             if held is None:
                 conn.close()
 
+    @contextmanager
+    def once(self) -> Iterator[Cursor]:
+        """For one statement, atomic on its own (or reads that need no common snapshot):
+        on PostgreSQL in autocommit, one round trip instead of three (psycopg sends
+        BEGIN and COMMIT as round trips of their own); on SQLite the same as `raw`, whose
+        held connection commits without a round trip."""
+        if self._sqlite:
+            with self.raw() as held:
+                yield held
+            return
+        conn = self.engine.raw_connection()
+        try:
+            dbapi = conn.dbapi_connection
+            assert dbapi is not None
+            dbapi.autocommit = True
+            cur = conn.cursor()
+            try:
+                yield Cursor(cur, self._sql)
+            finally:
+                cur.close()
+                if not dbapi.closed:  # a lost connection is dropped below, not reset
+                    dbapi.autocommit = False
+        except UNAVAILABLE as exc:
+            self._drop_if_lost(conn, exc)
+            raise
+        finally:
+            conn.close()
+
     def _drop_if_lost(self, conn: Any, exc: Any) -> None:
         """After a disconnect (the server restarted), drop this connection and every idle
         one of the pool, which died with it: the next checkout connects afresh. This, not
@@ -181,4 +214,6 @@ class Repository:
         self._tx = db.tx
         self._raw = db.raw
         self._dialect = db.engine.dialect.name
+        self._once = db.once
+        self._postgres = not db._sqlite
         self._integrity = db.integrity

@@ -19,7 +19,9 @@ the conflicting row's test reads the same instant.
 
 from __future__ import annotations
 
-from acmekit.server.repos.base import Repository
+from collections.abc import Sequence
+
+from acmekit.server.repos.base import Cursor, Repository, marks
 
 # The database's clock in integer microseconds since the epoch, evaluated once per
 # statement. SQLite's 'now' is stable within one statement step (milliseconds).
@@ -69,36 +71,60 @@ class BucketRepository(Repository):
             return template.format(now=_DB_NOW[self._dialect]), ()
         return template.format(now="?"), (now,)
 
-    def tat(self, key: str) -> int | None:
-        with self._raw() as c:
-            row = c.one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
-        return None if row is None else int(row[0])
-
-    def read(self, key: str, now: int | None) -> tuple[int | None, int]:
-        """The bucket's TAT and the time it is read at (`now`, or the database's)."""
+    def read(
+        self, key: str, now: int | None, within: Cursor | None = None
+    ) -> tuple[int | None, int]:
+        """The bucket's TAT and the time it is read at (`now`, or the database's);
+        `within`: the caller's transaction, else a statement of its own."""
         sql, at = self._text(_READ, now)
-        with self._raw() as c:
-            row = c.one(sql, (key, *at))
+        if within is not None:
+            row = within.one(sql, (key, *at))
+        else:
+            with self._once() as c:
+                row = c.one(sql, (key, *at))
+        assert row is not None
         return (None if row[0] is None else int(row[0])), int(row[1])
 
-    def take(self, key: str, now: int | None, step: int, tolerance: int) -> bool:
-        """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted."""
+    def reads(self, keys: Sequence[str], now: int | None) -> tuple[dict[str, int], int]:
+        """The TATs of those of `keys` that have a bucket, and the time they are read
+        at, in one statement (the left join gives the time a row when no bucket is)."""
+        sql, at = self._text(
+            "SELECT n.now, b.key, b.tat FROM (SELECT {now} AS now) n LEFT JOIN "
+            f"rate_buckets b ON b.key IN ({marks(len(keys))})",
+            now,
+        )
+        with self._once() as c:
+            rows = c.all(sql, (*at, *keys))
+        found = {str(r[1]): int(r[2]) for r in rows if r[1] is not None}
+        return found, int(rows[0][0])
+
+    def take(
+        self,
+        key: str,
+        now: int | None,
+        step: int,
+        tolerance: int,
+        within: Cursor | None = None,
+    ) -> bool:
+        """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted.
+        `within`: the caller's transaction, else a statement of its own."""
         sql, at = self._text(_TAKE, now)
         params = (key, *at, step, step, step, step, step, step, step, step, tolerance)
-        with self._raw() as c:
-            rows = c.all(sql, params)
-        return bool(rows)
+        if within is not None:
+            return bool(within.all(sql, params))
+        with self._once() as c:
+            return bool(c.all(sql, params))
 
     def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None:
         """Move the TAT by `step`, at most to `now + tolerance`."""
         sql, at = self._text(_SPEND, now)
         s = step
         params = (key, *at, s, s, s, s, s, tolerance, s, tolerance, s, s, s)
-        with self._raw() as c:
+        with self._once() as c:
             c.run(sql, params)
 
     def refund(self, key: str, now: int | None, step: int) -> None:
         """Move the TAT back by `step`, never below `now`."""
         sql, at = self._text(_REFUND, now)
-        with self._raw() as c:
+        with self._once() as c:
             c.run(sql, (step, step, *at, key))

@@ -9,7 +9,15 @@ import sqlalchemy as sa
 
 from acmekit.database import from_us, to_us
 from acmekit.server.records import CertificateRecord, CrlRecord
-from acmekit.server.repos.base import Repository, cols, ids_json, ids_load, opt_time, row_type
+from acmekit.server.repos.base import (
+    Cursor,
+    Repository,
+    cols,
+    ids_json,
+    ids_load,
+    opt_time,
+    row_type,
+)
 from acmekit.server.schema import blocked_keys, certificates, crls
 
 _CertificateRow = row_type(certificates)
@@ -18,28 +26,33 @@ _CERTIFICATE_BY_ID = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE id = ?
 _CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE serial = ?"
 
 
+def insert_reservation(c: Cursor, rec: CertificateRecord) -> None:
+    """The serial's row before signing (pem NULL): no signed certificate goes unrecorded."""
+    c.run(
+        "INSERT INTO certificates (id, serial, order_id, account_id, pem, identifiers, "
+        "not_before, not_after, issued, abandoned) "
+        "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+        (
+            rec.id,
+            rec.serial,
+            rec.order_id,
+            rec.account_id,
+            ids_json(rec.identifiers),
+            to_us(rec.not_before),
+            to_us(rec.not_after),
+            to_us(rec.issued),
+            False,
+        ),
+    )
+
+
 class CertificateRepository(Repository):
     """Certificates from reservation to revocation, and what is published about them."""
 
     def reserve_serial(self, rec: CertificateRecord) -> None:
         """Record the serial before signing (pem NULL): no signed certificate goes unrecorded."""
-        with self._raw() as c:
-            c.run(
-                "INSERT INTO certificates (id, serial, order_id, account_id, pem, identifiers, "
-                "not_before, not_after, issued, abandoned) "
-                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
-                (
-                    rec.id,
-                    rec.serial,
-                    rec.order_id,
-                    rec.account_id,
-                    ids_json(rec.identifiers),
-                    to_us(rec.not_before),
-                    to_us(rec.not_after),
-                    to_us(rec.issued),
-                    False,
-                ),
-            )
+        with self._once() as c:
+            insert_reservation(c, rec)
 
     def record_issued(self, cert_id: str, order_id: str, pem: str) -> bool:
         """Store the signed PEM and complete the order in one transaction."""
@@ -100,12 +113,12 @@ class CertificateRepository(Repository):
         )
 
     def certificate(self, cert_id: str) -> CertificateRecord | None:
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one(_CERTIFICATE_BY_ID, (cert_id,))
         return None if row is None else self._certificate(_CertificateRow(*row))
 
     def certificate_by_serial(self, serial: str) -> CertificateRecord | None:
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one(_CERTIFICATE_BY_SERIAL, (serial,))
         return None if row is None else self._certificate(_CertificateRow(*row))
 
@@ -132,7 +145,7 @@ class CertificateRepository(Repository):
             pass
 
     def key_blocked(self, spki_sha256: str) -> bool:
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one(
                 "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?",
                 (spki_sha256.lower(),),
@@ -180,7 +193,7 @@ class CertificateRepository(Repository):
 
     def replacement(self, cert_id: str) -> str | None:
         """The order that replaces this certificate, if any."""
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one("SELECT replaced_by FROM certificates WHERE id = ?", (cert_id,))
         return None if row is None or row[0] is None else str(row[0])
 
@@ -188,7 +201,7 @@ class CertificateRepository(Repository):
         """Record `order_id` as the certificate's replacement; `previous` is the failed
         order that held the claim before (compare-and-set), or None for the first."""
         held = "replaced_by IS NULL" if previous is None else "replaced_by = ?"
-        with self._raw() as c:
+        with self._once() as c:
             changed = c.run(
                 f"UPDATE certificates SET replaced_by = ? WHERE id = ? AND {held}",
                 (order_id, cert_id) if previous is None else (order_id, cert_id, previous),
@@ -196,12 +209,12 @@ class CertificateRepository(Repository):
         return changed == 1
 
     def ari_window_start(self, cert_id: str) -> datetime | None:
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one("SELECT ari_window_start FROM certificates WHERE id = ?", (cert_id,))
         return None if row is None else opt_time(row[0])
 
     def move_ari_window(self, cert_id: str, start: datetime) -> None:
-        with self._raw() as c:
+        with self._once() as c:
             c.run(
                 "UPDATE certificates SET ari_window_start = ? WHERE id = ?",
                 (to_us(start), cert_id),

@@ -18,6 +18,7 @@ from acmekit.protocol.messages import (
 )
 from acmekit.server.records import (
     AuthorizationRecord,
+    CertificateRecord,
     ChallengeRecord,
     OrderRecord,
     ValidationEvidence,
@@ -35,6 +36,7 @@ from acmekit.server.repos.base import (
     opt_time,
     row_type,
 )
+from acmekit.server.repos.certificates import insert_reservation
 from acmekit.server.schema import authorizations, challenges, orders
 
 _OrderRow = row_type(orders)
@@ -50,9 +52,7 @@ _INSERT_AUTHZ = (
     "INSERT INTO authorizations (id, account_id, identifier_type, identifier_value, "
     "wildcard, stored_status, expires, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_CHALLENGE = (
-    "INSERT INTO challenges (id, authz_id, type, token, status) VALUES (?, ?, ?, ?, ?)"
-)
+_INSERT_CHALLENGES = "INSERT INTO challenges (id, authz_id, type, token, status) VALUES "
 _RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM authorizations WHERE id = ? AND renewal_order_id IS NOT NULL"
 # An authorization may already serve an earlier renewal order: that one stays.
 _MARK_RENEWAL_AUTHZS = (
@@ -62,10 +62,19 @@ _AUTHZ_JOIN = (
     f"SELECT {_AUTHZ_JOIN_COLS} FROM authorizations a "
     "LEFT JOIN challenges c ON c.authz_id = a.id WHERE a.id IN "
 )
+# The candidates and their challenges in one statement, newest first.
 _REUSABLE_AUTHZ = (
+    f"SELECT {_AUTHZ_JOIN_COLS} FROM authorizations a "
+    "LEFT JOIN challenges c ON c.authz_id = a.id WHERE a.id IN ("
     "SELECT id FROM authorizations WHERE account_id = ? AND identifier_value = ? "
     "AND identifier_type = ? AND wildcard = ? AND stored_status = ? AND expires > ? "
-    "ORDER BY expires DESC LIMIT 5"
+    "ORDER BY expires DESC LIMIT 5) ORDER BY a.expires DESC, a.id"
+)
+# A challenge's authorization with all its challenges, by the challenge's id.
+_AUTHZ_OF_CHALLENGE = (
+    f"SELECT {_AUTHZ_JOIN_COLS} FROM authorizations a "
+    "JOIN challenges c ON c.authz_id = a.id "
+    "WHERE a.id = (SELECT authz_id FROM challenges WHERE id = ?)"
 )
 # Pending as §7.1.6 derives it: stored pending, not expired, no challenge valid or invalid.
 _PENDING_AUTHZS = (
@@ -114,10 +123,15 @@ class OrderRepository(Repository):
                 profile,
             ),
         )
-        c.many(
-            _INSERT_CHALLENGE,
-            [(ch.id, authz.id, str(ch.type), ch.token, str(ch.status)) for ch in authz.challenges],
-        )
+        if authz.challenges:  # one multi-row INSERT: one statement, one round trip
+            c.run(
+                _INSERT_CHALLENGES + ", ".join(["(?, ?, ?, ?, ?)"] * len(authz.challenges)),
+                [
+                    value
+                    for ch in authz.challenges
+                    for value in (ch.id, authz.id, str(ch.type), ch.token, str(ch.status))
+                ],
+            )
 
     def _challenge(self, row: Any) -> ChallengeRecord:
         return ChallengeRecord(
@@ -136,14 +150,13 @@ class OrderRepository(Repository):
         """The authorizations with these ids, in the order given (missing ones skipped)."""
         if not ids:
             return []
-        with self._raw() as c:
-            return self._authorizations(c, ids)
+        with self._once() as c:
+            rows = c.all(_AUTHZ_JOIN + f"({marks(len(ids))})", tuple(ids))
+        by_id = {r.id: r for r in self._from_join(rows)}
+        return [by_id[i] for i in ids if i in by_id]
 
-    def _authorizations(self, c: Cursor, ids: Sequence[str]) -> list[AuthorizationRecord]:
-        """Authorizations and their challenges in one statement (a join)."""
-        if not ids:
-            return []
-        rows = c.all(_AUTHZ_JOIN + f"({marks(len(ids))})", tuple(ids))
+    def _from_join(self, rows: Sequence[Any]) -> list[AuthorizationRecord]:
+        """Authorizations from rows of `_AUTHZ_JOIN_COLS`, in the order they first appear."""
         heads: dict[str, Any] = {}
         chs: dict[str, list[ChallengeRecord]] = {}
         for row in rows:
@@ -153,8 +166,8 @@ class OrderRepository(Repository):
             if row[_AUTHZ_WIDTH] is not None:
                 ch = self._challenge(_ChallengeRow(*row[_AUTHZ_WIDTH:]))
                 chs.setdefault(head.id, []).append(ch)
-        by_id = {
-            r.id: AuthorizationRecord(
+        return [
+            AuthorizationRecord(
                 id=r.id,
                 account_id=r.account_id,
                 identifier=Identifier(identifier_type(r.identifier_type), r.identifier_value),
@@ -162,10 +175,11 @@ class OrderRepository(Repository):
                 stored_status=_authz_status(r.stored_status),
                 expires=from_us(r.expires),
                 challenges=tuple(sorted(chs.get(r.id, []), key=lambda ch: ch.type)),
+                profile=r.profile,
+                in_renewal=r.renewal_order_id is not None,
             )
             for r in heads.values()
-        }
-        return [by_id[i] for i in ids if i in by_id]
+        ]
 
     def authorization(self, authz_id: str) -> AuthorizationRecord | None:
         found = self.authorizations([authz_id])
@@ -183,9 +197,9 @@ class OrderRepository(Repository):
             str(AuthorizationStatus.PENDING),
             to_us(valid_after),
         )
-        with self._raw() as c:
+        with self._once() as c:
             rows = c.all(_REUSABLE_AUTHZ, params)
-            return self._authorizations(c, [r[0] for r in rows])
+        return self._from_join(rows)
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
         """How many authorizations of the account are pending, and when the first expires."""
@@ -196,7 +210,7 @@ class OrderRepository(Repository):
             str(ChallengeStatus.VALID),
             str(ChallengeStatus.INVALID),
         )
-        with self._raw() as c:
+        with self._once() as c:
             count, first = c.one(_PENDING_AUTHZS, params)
         return int(count), opt_time(first)
 
@@ -217,14 +231,26 @@ class OrderRepository(Repository):
             )
 
     def challenge(self, challenge_id: str) -> ChallengeRecord | None:
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one(_CHALLENGE_BY_ID, (challenge_id,))
         return None if row is None else self._challenge(_ChallengeRow(*row))
+
+    def challenge_and_authorization(
+        self, challenge_id: str
+    ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
+        """The challenge and its authorization (with every challenge), in one statement."""
+        with self._once() as c:
+            rows = c.all(_AUTHZ_OF_CHALLENGE, (challenge_id,))
+        found = self._from_join(rows)
+        if not found:
+            return None
+        ch = next((ch for ch in found[0].challenges if ch.id == challenge_id), None)
+        return None if ch is None else (ch, found[0])
 
     def start_challenge(self, challenge_id: str, now: datetime, account_uri: str) -> bool:
         """pending -> processing, noting the account URL the client asked under (for a
         resumed validation's CAA check); False if it was not pending."""
-        with self._raw() as c:
+        with self._once() as c:
             changed = c.run(
                 "UPDATE challenges SET status = ?, started = ?, account_uri = ? "
                 "WHERE id = ? AND status = ?",
@@ -347,7 +373,7 @@ class OrderRepository(Repository):
         )
 
     def order(self, order_id: str) -> OrderRecord | None:
-        with self._raw() as c:
+        with self._once() as c:
             row = c.one(_ORDER_BY_ID, (order_id,))
         return None if row is None else self._order(_OrderRow(*row))
 
@@ -371,17 +397,31 @@ class OrderRepository(Repository):
     def authz_in_renewal(self, authz_id: str) -> bool:
         """Whether an order that carries `replaces` uses this authorization (RFC 9773 §5
         renewals are exempt from rate limits, failed validations included)."""
-        with self._raw() as c:
+        with self._once() as c:
             return c.one(_RENEWAL_AUTHZ_EXISTS, (authz_id,)) is not None
 
-    def claim_finalize(self, order_id: str, csr: bytes, now: datetime) -> bool:
-        """ready -> processing, once: of two concurrent finalizes exactly one wins."""
-        with self._raw() as c:
-            changed = c.run(
-                "UPDATE orders SET csr = ?, finalize_started = ? "
-                "WHERE id = ? AND finalize_started IS NULL AND error IS NULL",
-                (csr, to_us(now), order_id),
-            )
+    def claim_finalize(
+        self,
+        order_id: str,
+        csr: bytes,
+        now: datetime,
+        reservation: CertificateRecord | None = None,
+        within: Cursor | None = None,
+    ) -> bool:
+        """ready -> processing, once: of two concurrent finalizes exactly one wins. The
+        winner's `reservation` (its certificate's serial, pem NULL) is recorded in the
+        same transaction: one commit, and no claimed order without its serial.
+        `within`: the caller's transaction (with the issuance limits), else its own."""
+        if within is None:
+            with self._raw() as c:
+                return self.claim_finalize(order_id, csr, now, reservation, c)
+        changed = within.run(
+            "UPDATE orders SET csr = ?, finalize_started = ? "
+            "WHERE id = ? AND finalize_started IS NULL AND error IS NULL",
+            (csr, to_us(now), order_id),
+        )
+        if changed == 1 and reservation is not None:
+            insert_reservation(within, reservation)
         return changed == 1
 
     def retake_finalize(self, order_id: str, was: datetime, now: datetime) -> bool:
@@ -421,7 +461,7 @@ class OrderRepository(Repository):
         """The profile each authorization was made for (absent: the default profile)."""
         if not ids:
             return {}
-        with self._raw() as c:
+        with self._once() as c:
             rows = c.all(
                 f"SELECT id, profile FROM authorizations "
                 f"WHERE profile IS NOT NULL AND id IN ({marks(len(ids))})",

@@ -1,0 +1,94 @@
+"""Counting the SQL a piece of work sends, on either database, at the driver.
+
+The CA's request path runs its statements on the driver's own cursor (repos/base.py),
+past SQLAlchemy's statement events, so the count is taken below it: every connection a
+pool opens while `counting()` is active is instrumented as it connects. On SQLite the
+library's trace callback sees each statement the engine runs, `BEGIN` and `COMMIT`
+included (one `BEGIN` is one transaction); on PostgreSQL (psycopg 3) a cursor class
+counts `execute` and `executemany` (one per row, as the server runs them) and the
+connection counts its commits. Connections opened before `counting()` began are not
+seen: call it before the store is made.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+
+
+@dataclass
+class SqlCount:
+    """Statements (without BEGIN/COMMIT/ROLLBACK) and transactions (commits) so far."""
+
+    statements: int = 0
+    transactions: int = 0
+    texts: list[str] = field(default_factory=list)
+
+    def mark(self) -> tuple[int, int]:
+        return self.statements, self.transactions
+
+    def since(self, mark: tuple[int, int]) -> tuple[int, int]:
+        return self.statements - mark[0], self.transactions - mark[1]
+
+    def _seen(self, text: str) -> None:
+        word = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
+        if word in ("BEGIN", "ROLLBACK", "PRAGMA", "SAVEPOINT", "RELEASE"):
+            return
+        if word == "COMMIT":
+            self.transactions += 1
+            return
+        self.statements += 1
+        self.texts.append(" ".join(text.split())[:120])
+
+
+def _counting_cursor(count: SqlCount) -> type[psycopg.Cursor[Any]]:
+    class Counting(psycopg.Cursor[Any]):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            count._seen(str(query))
+            return super().execute(query, params, **kwargs)
+
+        def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+            rows = list(params_seq)
+            for _ in rows:
+                count._seen(str(query))
+            super().executemany(query, rows, **kwargs)
+
+    return Counting
+
+
+def _instrument(count: SqlCount, dbapi_conn: Any) -> None:
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        dbapi_conn.set_trace_callback(count._seen)
+        return
+    if isinstance(dbapi_conn, psycopg.Connection):
+        dbapi_conn.cursor_factory = _counting_cursor(count)
+        commit = dbapi_conn.commit
+
+        def counted_commit() -> None:
+            # A commit with no transaction open sends nothing to the server.
+            if dbapi_conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                count.transactions += 1
+            commit()
+
+        dbapi_conn.commit = counted_commit  # type: ignore[method-assign]
+
+
+@contextmanager
+def counting() -> Iterator[SqlCount]:
+    """Count the SQL of every connection any pool opens meanwhile."""
+    count = SqlCount()
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        _instrument(count, dbapi_conn)
+
+    sa.event.listen(sa.pool.Pool, "connect", on_connect)
+    try:
+        yield count
+    finally:
+        sa.event.remove(sa.pool.Pool, "connect", on_connect)

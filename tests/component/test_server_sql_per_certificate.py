@@ -1,0 +1,74 @@
+"""How much SQL one certificate costs the CA: a structural bound, not a timing.
+
+One full in-process issuance (newOrder, the authorization, the http-01 challenge and its
+validation, a poll, finalize and the issuance, the order, the certificate download),
+counted at the driver (acmekit_testkit.sqlcount), on both databases, with the default
+configuration (rate limits on; nonces in process scope on SQLite, in the database on
+PostgreSQL). The bounds are what the store sends now (docs/decisions.md, "SQL per
+certificate"); a change that adds round trips to the request path fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from acmekit.protocol.challenges import key_authorization
+from acmekit.server.config import ServerConfig
+from acmekit.server.run import Assembly, assemble
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.sqlcount import SqlCount, counting
+
+# (statements, transactions) per certificate, at most.
+BOUNDS = {"sqlite": (39, 8), "postgresql": (39, 4)}
+
+
+@pytest.fixture
+async def counted(ca_config: ServerConfig) -> AsyncIterator[tuple[Assembly, SqlCount]]:
+    with counting() as count:
+        assembly = assemble(ca_config)
+        yield assembly, count
+        await assembly.app.close()
+        assembly.store.engine.dispose()
+
+
+async def _one_certificate(flow: Flow, name: str) -> None:
+    resp = await flow.order(name)
+    assert resp.status == 201, resp.body
+    order_url = resp.header("location") or ""
+    order = resp.json()
+    authz_url = order["authorizations"][0]
+    authz = (await flow.get(authz_url)).json()
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
+    assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
+    await flow.acme.app.authority.drain()
+    assert (await flow.get(authz_url)).json()["status"] == "valid"
+    done = await flow.finalize(order_url, (name,))
+    assert done.status == 200, done.body
+    await flow.acme.app.authority.drain()
+    final = (await flow.get(order_url)).json()
+    assert final["status"] == "valid", final
+    cert = await flow.get(final["certificate"])
+    assert cert.status == 200 and b"BEGIN CERTIFICATE" in cert.body
+
+
+async def test_sql_per_certificate(
+    counted: tuple[Assembly, SqlCount], responder: Http01Responder, db_url: str
+) -> None:
+    assembly, count = counted
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    await _one_certificate(flow, "warm.example.test")  # first-use reads (settings) settle
+    mark = count.mark()
+    start = len(count.texts)
+    await _one_certificate(flow, "counted.example.test")
+    statements, transactions = count.since(mark)
+    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    most = BOUNDS[backend]
+    sent = "\n".join(count.texts[start:])
+    print(f"{backend}: {statements} statements, {transactions} transactions\n{sent}")
+    assert statements > 0 and transactions > 0  # the counting sees the store at all
+    assert statements <= most[0], sent
+    assert transactions <= most[1], sent
