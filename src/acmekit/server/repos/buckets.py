@@ -71,6 +71,11 @@ class BucketRepository(Repository):
             return template.format(now=_DB_NOW[self._dialect]), ()
         return template.format(now="?"), (now,)
 
+    def tat(self, key: str) -> int | None:
+        with self._once() as c:
+            row = c.one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
+        return None if row is None else int(row[0])
+
     def read(
         self, key: str, now: int | None, within: Cursor | None = None
     ) -> tuple[int | None, int]:
