@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from _common import cpu_seconds, free_port, running_acmekit, running_challtestsrv, stop_process
 
 ACMEKIT = str(Path(sys.executable).with_name("acmekit"))
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 DEADLINE_PER_SITE = 2.0  # seconds; generous, only to stop a run that cannot finish
 NOTE_FIRST = 10_000  # the size the figures are extrapolated to when fewer ran
 
@@ -66,6 +67,14 @@ class E2eResult:
         return "\n".join(lines)
 
 
+def _wait_for(spy: subprocess.Popen[bytes]) -> None:
+    """py-spy writes its flame graph when the process it samples ends."""
+    try:
+        spy.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        stop_process(spy)
+
+
 def _states(engine: sa.Engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT state, count(*) FROM fleet_sites GROUP BY state"))
@@ -82,8 +91,13 @@ def _add_sites(db: str, count: int, workdir: Path) -> None:
     )
 
 
-def run_e2e(count: int, workdir: Path, db: str, engine: sa.Engine) -> E2eResult:
-    """Provision `count` sites into the empty inventory at `db` (read through `engine`)."""
+def run_e2e(
+    count: int, workdir: Path, db: str, engine: sa.Engine, profile: Path | None = None
+) -> E2eResult:
+    """Provision `count` sites into the empty inventory at `db` (read through `engine`).
+    With `profile`, py-spy samples the fleet process from outside (its own CPU is not
+    counted in the fleet's) into that file: a flame graph if it ends in .svg, else
+    collapsed stacks."""
     http_port = free_port()
     edge = workdir / "edge"
     edge.mkdir()
@@ -107,6 +121,14 @@ def run_e2e(count: int, workdir: Path, db: str, engine: sa.Engine) -> E2eResult:
         started = time.perf_counter()
         with log.open("wb") as out:
             fleet = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        if profile is not None:
+            spy = subprocess.Popen(
+                [PY_SPY, "record", "--pid", str(fleet.pid), "--output", str(profile),
+                 "--rate", "200", "--nonblocking",
+                 "--format", "flamegraph" if profile.suffix == ".svg" else "raw"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            stack.callback(_wait_for, spy)  # after the fleet stops (callbacks run last first)
         stack.callback(stop_process, fleet)
         deadline = started + 30 + DEADLINE_PER_SITE * count
         states: dict[str, int] = {}

@@ -392,6 +392,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--caddy", type=int, default=0, help="names issued on demand at a Caddy edge [0]"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="with --e2e: py-spy flame graph (SVG) of the fleet"
+    )
     args = parser.parse_args(argv)
     args.size_list = [int(s) for s in args.sizes.split(",") if s]
     args.backend_list = [b for b in args.backends.split(",") if b]
@@ -415,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             with fresh_database("postgresql", workdir) as url:
                 engine = engine_for(url)
                 try:
-                    e2e = run_e2e(args.e2e, workdir, url, engine)
+                    e2e = run_e2e(args.e2e, workdir, url, engine, args.profile)
                 finally:
                     engine.dispose()
         caddy = run_caddy(args.caddy, workdir) if args.caddy else None

@@ -97,6 +97,7 @@ from acmekit.fleet.model import (
     SiteState,
     to_us,
 )
+from acmekit.fleet.repos.base import KEEP, Keep
 from acmekit.fleet.repos.sites import OptionsChange, SiteChange
 from acmekit.protocol.csr import make_csr
 from acmekit.protocol.problems import AcmeError
@@ -301,7 +302,7 @@ class Worker:
         current = self.inventory.sites.current(site)
         due = planner.is_due(self.now(), site.renew_at)
         if not due and self._ari:
-            site, due = await self._check(site, current)
+            site, due, _ = await self._check(site, current)
             current = self._current(site, current)
         if due:
             outcome = await self._renew(site, current)
@@ -312,17 +313,21 @@ class Worker:
             if outcome.problem is not None and self._promote(site, current, "issuance failed"):
                 site = self.inventory.sites.site(site.id) or site
                 current = self._current(site, current)
-        edges = await self._deploy(site, current)
+        edges = await self._deploy(site, current, fresh=outcome.site is not None)
+        checked: int | None = None
         if outcome.site is not None and self._ari:
             # A fresh certificate follows its CA's window from the start; asked once it
-            # is on the edges, so that asking never delays a deployment.
-            site, _ = await self._check(site, current)
+            # is on the edges, so that asking never delays a deployment. Its next check
+            # was cleared with the new version: no need to read it.
+            site, _, checked = await self._check(site, current, stored_check=None)
             fresh, current = current, self._current(site, current)
             if current is not fresh:  # the CA asked for renewal now: the backup went in
                 edges = await self._deploy(site, current)
+                checked = None
         if self._multi and self.inventory.sites.options(site.id).backup:
             await self._keep_backup(site, current)
-        alert = self._finish(site, current, outcome, edges)
+            checked = None
+        alert = self._finish(site, current, outcome, edges, checked)
         if alert is not None:
             await self._raise_alert(alert)
 
@@ -351,32 +356,38 @@ class Worker:
         source = None if entry is None else entry.issuer
         return source if isinstance(source, RenewalInfoSource) else None
 
-    async def _check(self, site: Site, current: CertVersion | None) -> tuple[Site, bool]:
-        """Ask the CA about the current certificate if a check is due: (site, due now)."""
-        now, options = self.now(), self.inventory.sites.options(site.id)
-        if current is None or (options.next_check is not None and now < options.next_check):
-            return site, False
+    async def _check(
+        self, site: Site, current: CertVersion | None, stored_check: int | Keep | None = KEEP
+    ) -> tuple[Site, bool, int | None]:
+        """Ask the CA about the current certificate if a check is due: (site, due now,
+        the next check as now stored, if this wrote it). `stored_check` is the site's
+        next check when the caller knows it (`KEEP`: read it)."""
+        now = self.now()
+        if isinstance(stored_check, Keep):
+            stored_check = self.inventory.sites.options(site.id).next_check
+        if current is None or (stored_check is not None and now < stored_check):
+            return site, False, None
         source = self._ari_source(current.ca)
         if source is None:
-            return site, False
+            return site, False, None
         try:
             window = await source.renewal_window(current.fullchain_pem)
         except Exception as exc:
             log.info("site %s: renewal information from %s: %s", site.id, current.ca, exc)
             window = None
-        self.inventory.sites.update_options_leased(
-            site.id, self.owner, OptionsChange(next_check=self._next_check(now, window))
-        )
+        next_check = self._next_check(now, window)
+        check = OptionsChange(next_check=next_check)
         if window is not None and window.end <= now:
+            self.inventory.sites.update_options_leased(site.id, self.owner, check)
             log.warning("site %s: %s says renew now (revoked?)", site.id, current.ca)
             if self._promote(site, current, "the CA asks for renewal now"):
-                return self.inventory.sites.site(site.id) or site, False
-            return site, True
+                return self.inventory.sites.site(site.id) or site, False, None
+            return site, True, next_check
         renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
-        if renew_at != site.renew_at:
-            self.inventory.sites.update_leased(site.id, self.owner, SiteChange(renew_at=renew_at))
-            site = replace(site, renew_at=renew_at)
-        return site, planner.is_due(now, site.renew_at)
+        change = SiteChange(renew_at=renew_at) if renew_at != site.renew_at else SiteChange()
+        self.inventory.sites.update_leased(site.id, self.owner, change, check)
+        site = replace(site, renew_at=renew_at)
+        return site, planner.is_due(now, site.renew_at), next_check
 
     def _next_check(self, now: int, window: RenewalWindow | None) -> int:
         interval = self.config.ari_interval
@@ -552,8 +563,7 @@ class Worker:
                 self.pool.record_failure(self.inventory, entry, exc, self.now())
             raise
         self._count(name, True, time.perf_counter() - began)
-        self._settle(entry, site.id, issued=True)
-        self.inventory.cas.succeeded(name)
+        self._settle(entry, site.id, issued=True, succeeded=True)
         return pem
 
     def _count(self, ca: str, issued: bool, seconds: float) -> None:
@@ -562,9 +572,15 @@ class Worker:
         self.metrics.issuance(ca, issued, seconds)
         add_attempt(self._stats, attempt_bucket(ca, self.now(), issued, seconds))
 
-    def _settle(self, entry: CaEntry, site_id: str, issued: bool) -> None:
+    def _settle(self, entry: CaEntry, site_id: str, issued: bool, succeeded: bool = False) -> None:
+        """End the order's reservation (if one was made); with `succeeded`, the CA's run
+        of failures too, in the same transaction."""
         if entry.spec.certificates_per_domain is not None:  # else nothing was reserved
-            self.inventory.cas.settle(entry.name, site_id, self.now(), issued=issued)
+            self.inventory.cas.settle(
+                entry.name, site_id, self.now(), issued=issued, succeeded=succeeded
+            )
+        elif succeeded:
+            self.inventory.cas.succeeded(entry.name)
 
     def _renew_at(
         self, seed: str, not_before: int, not_after: int, window: RenewalWindow | None = None
@@ -589,13 +605,12 @@ class Worker:
             ca=issued.ca,
         )
         renew_at = self._renew_at(site.id, version.not_before, version.not_after)
-        if not self.inventory.sites.store_version(self.owner, version, renew_at):
+        options = None
+        if self._multi or self._ari:  # no next check: handle() asks the CA at once
+            options = OptionsChange(order_ca=None, next_check=None)
+        if not self.inventory.sites.store_version(self.owner, version, renew_at, options):
             log.warning("site %s: version %d lost a race; discarded", site.id, version.version)
             return Outcome(lost=True)
-        if self._multi or self._ari:  # no next check: handle() asks the CA at once
-            self.inventory.sites.update_options_leased(
-                site.id, self.owner, OptionsChange(order_ca=None, next_check=None)
-            )
         log.info(
             "site %s: issued version %d from %s, serial %s, for %s",
             site.id, version.version, issued.ca, version.serial, ", ".join(site.names),
@@ -609,16 +624,23 @@ class Worker:
 
     # edges ----------------------------------------------------------------------------
 
-    async def _deploy(self, site: Site, current: CertVersion | None) -> EdgeReport:
-        """Put the current version on every edge lacking it."""
+    async def _deploy(
+        self, site: Site, current: CertVersion | None, fresh: bool = False
+    ) -> EdgeReport:
+        """Put the current version on every edge lacking it. A `fresh` version (just
+        stored by this worker) is on none yet: what the edges have is read only if one
+        of them fails (for its count of failures)."""
         if current is None:
             return EdgeReport(0, len(self.deployers))
-        have = self.inventory.sites.deployments(site.id)
-        todo = [
-            d
-            for d in self.deployers
-            if d.name not in have or have[d.name].version != current.version
-        ]
+        if fresh:
+            todo = list(self.deployers)
+        else:
+            have = self.inventory.sites.deployments(site.id)
+            todo = [
+                d
+                for d in self.deployers
+                if d.name not in have or have[d.name].version != current.version
+            ]
         results = await asyncio.gather(
             *(
                 d.deploy(site, current.fullchain_pem.encode(), current.key_pem.encode())
@@ -634,6 +656,8 @@ class Worker:
                 log.info("site %s: version %d deployed to edge %s",
                          site.id, current.version, deployer.name)  # fmt: skip
             else:
+                if fresh:
+                    have, fresh = self.inventory.sites.deployments(site.id), False
                 self.metrics.deploy_failed[deployer.name] += 1
                 log.warning("site %s: edge %s: %s", site.id, deployer.name, error)
                 worst = max(
@@ -672,56 +696,60 @@ class Worker:
     # planning -------------------------------------------------------------------------
 
     def _finish(
-        self, site: Site, current: CertVersion | None, outcome: Outcome, edges: EdgeReport
+        self,
+        site: Site,
+        current: CertVersion | None,
+        outcome: Outcome,
+        edges: EdgeReport,
+        checked: int | None = None,
     ) -> Alert | None:
-        """Record the outcome and release the lease; the alert to raise if the site has
-        just entered the failing state."""
+        """Record the outcome and release the lease, in one statement; the alert to
+        raise if the site has just entered the failing state. `checked` is the next
+        renewal-information check if this turn stored it."""
         now, policy = self.now(), self.config.policy
         not_after = None if current is None else current.not_after
-        failure, alert = outcome.problem, None
+        failure, count = outcome.problem, site.failure_count
         if failure is not None:
-            count = site.failure_count + 1
-            recorded = self.inventory.sites.update_leased(
-                site.id,
-                self.owner,
-                SiteChange(
-                    failure_count=count,
-                    last_problem=failure,
-                    state=settled_state(count, current is not None, edges, policy),
-                ),
+            count += 1
+            change = SiteChange(
+                failure_count=count,
+                last_problem=failure,
+                state=settled_state(count, current is not None, edges, policy),
             )
             when = planner.next_action_at(now, site.renew_at, count, not_after, policy)
-            if recorded and count == policy.failing_after:
-                alert = Alert(site.id, site.names, count, failure)
         elif outcome.wait_until is not None:
-            self._defer(site, current is not None, edges, outcome.note)
+            change = self._deferred(site, current is not None, edges, outcome.note)
             when = outcome.wait_until
         else:
             state = settled_state(site.failure_count, current is not None, edges, policy)
-            if state != site.state:
-                self.inventory.sites.update_leased(site.id, self.owner, SiteChange(state=state))
+            change = SiteChange(state=state) if state != site.state else SiteChange()
             when = planner.next_action_at(now, site.renew_at, 0, not_after, policy)
         if edges.worst:
             when = min(when, now + planner.retry_delay(edges.worst, now, not_after, policy))
-        when = min([when, *self._other_times(site)])
-        self.inventory.sites.release(site.id, self.owner, when, now)
-        return alert
+        when = min([when, *self._other_times(site, checked)])
+        recorded = self.inventory.sites.release(site.id, self.owner, when, now, change)
+        if failure is not None and recorded and count == policy.failing_after:
+            return Alert(site.id, site.names, count, failure)
+        return None
 
-    def _defer(self, site: Site, has_certificate: bool, edges: EdgeReport, why: str | None) -> None:
+    def _deferred(
+        self, site: Site, has_certificate: bool, edges: EdgeReport, why: str | None
+    ) -> SiteChange:
         """No CA may take the site now (none reachable, or none with room or a free
         slot): it waits, and that is no failure; nor does it end one, so a site that
         was failing still shows as failing."""
         detail = why or "waiting for room under the CAs' limits"
         note = {"type": "about:blank", "detail": detail}
         state = settled_state(site.failure_count, has_certificate, edges, self.config.policy)
-        self.inventory.sites.update_leased(
-            site.id, self.owner, SiteChange(last_problem=note, state=state)
-        )
+        return SiteChange(last_problem=note, state=state)
 
-    def _other_times(self, site: Site) -> list[int]:
-        """When the next ARI check and the backup's renewal (or retry) are due."""
+    def _other_times(self, site: Site, checked: int | None = None) -> list[int]:
+        """When the next ARI check and the backup's renewal (or retry) are due;
+        `checked`, the next check if this turn stored it, saves reading it."""
         if not self._multi and not self._ari:
             return []
+        if checked is not None and not self._multi:
+            return [checked]
         options, times = self.inventory.sites.options(site.id), []
         if options.next_check is not None:
             times.append(options.next_check)

@@ -19,9 +19,10 @@ older than a week are deleted as new ones are written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from acmekit.fleet.metrics import STATS_KEEP
 from acmekit.fleet.model import CaHealth, CaSlot, CaStatsBucket
@@ -81,6 +82,15 @@ def _add_bucket(c: Connection, bucket: CaStatsBucket) -> None:
     )
 
 
+def _reset_health(c: Connection, ca: str) -> None:
+    """The CA answered: its run of failures is over."""
+    c.execute(
+        ca_health.update()
+        .where(ca_health.c.ca == ca, ca_health.c.failures != 0)
+        .values(failures=0, down_until=None, last_error=None)
+    )
+
+
 def _drop_reservations(ca: str, site_id: str) -> sa.Delete:
     return ca_issuances.delete().where(
         ca_issuances.c.ca == ca, ca_issuances.c.site_id == site_id, ~ca_issuances.c.final
@@ -88,16 +98,39 @@ def _drop_reservations(ca: str, site_id: str) -> sa.Delete:
 
 
 def _usage(
-    c: Connection, ca: str, domains: list[str], since: int, stale_before: int
+    c: Connection,
+    ca: str,
+    domains: list[str],
+    since: int,
+    stale_before: int,
+    latest: int | None = None,
 ) -> dict[str, list[int]]:
+    """Times counted per domain (see `CaRepository.usage`); with `latest`, only that many
+    of the most recent per domain, each read backwards along the (ca, domain, at)
+    index, so the cost does not grow with the certificates already counted."""
     counted = sa.or_(
         sa.and_(ca_issuances.c.final, ca_issuances.c.at > since),
         sa.and_(~ca_issuances.c.final, ca_issuances.c.at > stale_before),
     )
-    query = sa.select(ca_issuances.c.domain, ca_issuances.c.at).where(
-        ca_issuances.c.ca == ca, ca_issuances.c.domain.in_(domains), counted
-    )
     usage: dict[str, list[int]] = {d: [] for d in domains}
+    if not domains:
+        return usage
+    query: sa.Select[Any] | sa.CompoundSelect[Any]
+    if latest is None:
+        query = sa.select(ca_issuances.c.domain, ca_issuances.c.at).where(
+            ca_issuances.c.ca == ca, ca_issuances.c.domain.in_(domains), counted
+        )
+    else:
+        parts = [
+            sa.select(ca_issuances.c.domain, ca_issuances.c.at)
+            .where(ca_issuances.c.ca == ca, ca_issuances.c.domain == domain, counted)
+            .order_by(ca_issuances.c.at.desc())
+            .limit(latest)
+            .subquery()
+            for domain in domains
+        ]
+        selects = [sa.select(part.c.domain, part.c.at) for part in parts]
+        query = selects[0] if len(selects) == 1 else sa.union_all(*selects)
     for domain, at in c.execute(query):
         usage[domain].append(int(at))
     return usage
@@ -105,6 +138,10 @@ def _usage(
 
 class CaRepository(Repository):
     """CA accounts, health, issuance counts and reservations, slots, figures."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._has_health: set[str] = set()  # CAs whose health row is known to exist
 
     def account_key(self, ca: str, default_key_pem: str) -> str:
         """The account key for `ca`, storing `default_key_pem` first if there is none."""
@@ -133,8 +170,34 @@ class CaRepository(Repository):
             }
         return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}
 
+    def standing(
+        self, names: Iterable[str], usage: dict[str, tuple[Sequence[str], int, int, int | None]]
+    ) -> tuple[dict[str, CaHealth], dict[str, dict[str, list[int]]]]:
+        """`health(names)`, and `usage(ca, *args)` for each `ca: args` of `usage`, read in
+        one transaction."""
+        wanted = list(names)
+        query = sa.select(ca_health).where(ca_health.c.ca.in_(wanted))
+        with self._tx() as c:
+            found = {
+                r.ca: CaHealth(r.ca, r.failures, r.down_until, r.last_error)
+                for r in c.execute(query)
+            }
+            counted = {
+                ca: _usage(c, ca, list(domains), since, stale, latest)
+                for ca, (domains, since, stale, latest) in usage.items()
+            }
+        return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}, counted
+
     def _ensure_health(self, ca: str) -> None:
-        self._insert_new(ca_health.insert().values(ca=ca, failures=0))
+        """The CA's health row, made if missing; asked once per process (rows are never
+        deleted), so the statements that lock it do not pay a round trip each."""
+        if ca in self._has_health:
+            return
+        with self._tx() as c:
+            c.execute(
+                conflict_insert(c, ca_health).values(ca=ca, failures=0).on_conflict_do_nothing()
+            )
+        self._has_health.add(ca)
 
     def failed(self, ca: str, error: str, down_until: Callable[[int], int | None]) -> int:
         """One more consecutive failure of `ca`; `down_until(failures)` says until when it
@@ -156,20 +219,22 @@ class CaRepository(Repository):
 
     def succeeded(self, ca: str) -> None:
         with self._tx() as c:
-            c.execute(
-                ca_health.update()
-                .where(ca_health.c.ca == ca, ca_health.c.failures != 0)
-                .values(failures=0, down_until=None, last_error=None)
-            )
+            _reset_health(c, ca)
 
     def usage(
-        self, ca: str, domains: Iterable[str], since: int, stale_before: int
+        self,
+        ca: str,
+        domains: Iterable[str],
+        since: int,
+        stale_before: int,
+        latest: int | None = None,
     ) -> dict[str, list[int]]:
         """Times counted against `ca` per domain: certificates issued after `since`, and
-        reservations of orders in flight made after `stale_before`."""
+        reservations of orders in flight made after `stale_before`; with `latest`, only
+        the most recent `latest` of them per domain (all a limit of `latest` needs)."""
         wanted = list(domains)
         with self._tx() as c:
-            return _usage(c, ca, wanted, since, stale_before)
+            return _usage(c, ca, wanted, since, stale_before, latest)
 
     def reserve(
         self,
@@ -177,20 +242,22 @@ class CaRepository(Repository):
         site_id: str,
         domains: Sequence[str],
         now: int,
-        room: Callable[[dict[str, list[int]]], bool],
+        room: Callable[[dict[str, list[int]]], bool] | None,
         window: tuple[int, int],
+        latest: int | None = None,
     ) -> bool:
         """Count one certificate for each of `domains` against `ca` for an order about to
         start, if `room(usage)` still says there is room. Serialized per CA: the first
         statement updates the CA's health row (a row lock on PostgreSQL, the write lock
         on SQLite), so two workers cannot both take the last slot. `window` is
-        (since, stale_before) as for `usage`."""
+        (since, stale_before) and `latest` as for `usage`; `room` None counts the order
+        whatever the room (an exempt one), without reading the usage."""
         self._ensure_health(ca)
 
         def work(c: Connection) -> None:
             c.execute(ca_health.update().where(ca_health.c.ca == ca).values(ca=ca))
             c.execute(_drop_reservations(ca, site_id))
-            if not room(_usage(c, ca, list(domains), *window)):
+            if room is not None and not room(_usage(c, ca, list(domains), *window, latest)):
                 raise Lost
             rows = [
                 {"ca": ca, "domain": d, "site_id": site_id, "at": now, "final": False}
@@ -201,9 +268,14 @@ class CaRepository(Repository):
 
         return self._committed(work)
 
-    def settle(self, ca: str, site_id: str, now: int, issued: bool) -> None:
-        """The order the reservation was for ended: count it as issued at `now`, or not."""
+    def settle(
+        self, ca: str, site_id: str, now: int, issued: bool, succeeded: bool = False
+    ) -> None:
+        """The order the reservation was for ended: count it as issued at `now`, or not;
+        with `succeeded`, also what `succeeded(ca)` does, in the same transaction."""
         with self._tx() as c:
+            if succeeded:
+                _reset_health(c, ca)
             if issued:
                 c.execute(
                     ca_issuances.update()

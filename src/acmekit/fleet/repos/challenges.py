@@ -4,28 +4,44 @@ settings."""
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
-from acmekit.fleet.repos.base import Repository
+from acmekit.fleet.repos.base import Repository, conflict_insert
 from acmekit.fleet.schema import challenges, settings
 
 
 class ChallengeRepository(Repository):
-    """Key authorizations by token."""
+    """Key authorizations by token. What this process put is also kept in memory until
+    it drops it, so that the CA's request for it, which usually reaches the process
+    whose worker asked for the validation, costs no query; any other process reads
+    the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._mine: dict[str, str] = {}
 
     def put(self, token: str, key_authorization: str, now: int) -> None:
         with self._tx() as c:
-            c.execute(challenges.delete().where(challenges.c.token == token))
+            insert = conflict_insert(c, challenges).values(
+                token=token, key_authorization=key_authorization, created=now
+            )
             c.execute(
-                challenges.insert().values(
-                    token=token, key_authorization=key_authorization, created=now
+                insert.on_conflict_do_update(
+                    index_elements=[challenges.c.token],
+                    set_={"key_authorization": key_authorization, "created": now},
                 )
             )
+        self._mine[token] = key_authorization
 
     def drop(self, token: str) -> None:
+        self._mine.pop(token, None)
         with self._tx() as c:
             c.execute(challenges.delete().where(challenges.c.token == token))
 
     def key_authorization(self, token: str) -> str | None:
+        found = self._mine.get(token)
+        if found is not None:
+            return found
         return self._scalar(
             sa.select(challenges.c.key_authorization).where(challenges.c.token == token)
         )

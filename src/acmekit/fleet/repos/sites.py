@@ -39,7 +39,7 @@ from acmekit.fleet.model import (
     name_key,
 )
 from acmekit.fleet.repos import names as name_index
-from acmekit.fleet.repos.base import KEEP, Keep, Lost, Repository, changed
+from acmekit.fleet.repos.base import KEEP, Keep, Lost, Repository, changed, conflict_insert
 from acmekit.fleet.repos.names import NameRepository, NameTaken
 from acmekit.fleet.schema import backups, certificates, deployments, sites
 
@@ -149,7 +149,14 @@ def _add_batch(
     return Added([r["id"] for r in rows], conflicts)
 
 
-def _store_version(c: Connection, owner: str, cert: CertVersion, renew_at: int) -> None:
+def _store_version(
+    c: Connection,
+    owner: str,
+    cert: CertVersion,
+    renew_at: int,
+    options: OptionsChange | None = None,
+) -> None:
+    extra = {} if options is None else changed(options)
     res = c.execute(
         sites.update()
         .where(
@@ -167,6 +174,7 @@ def _store_version(c: Connection, owner: str, cert: CertVersion, renew_at: int) 
             last_problem=None,
             order_url=None,
             order_key_pem=None,
+            **extra,
         )
     )
     if res.rowcount != 1:
@@ -177,30 +185,35 @@ def _store_version(c: Connection, owner: str, cert: CertVersion, renew_at: int) 
 def _record_deployment(
     c: Connection, site_id: str, edge: str, version: int, now: int, error: str | None
 ) -> None:
-    """An update that needs no read first (the count is incremented in SQL); the row is
-    inserted the first time. Only the site's lease holder deploys it, so two inserts
-    for one (site, edge) do not race."""
+    """One upsert, which needs no read first (the count is incremented in SQL)."""
+    insert = conflict_insert(c, deployments).values(
+        site_id=site_id,
+        edge=edge,
+        version=0 if error else version,
+        updated=now,
+        failure_count=1 if error else 0,
+        last_error=error,
+    )
     values: dict[str, Any] = {"updated": now, "last_error": error}
     if error is None:
         values.update(version=version, failure_count=0)
     else:
         values["failure_count"] = deployments.c.failure_count + 1
-    res = c.execute(
-        deployments.update()
-        .where(deployments.c.site_id == site_id, deployments.c.edge == edge)
-        .values(**values)
-    )
-    if res.rowcount == 0:
-        c.execute(
-            deployments.insert().values(
-                site_id=site_id,
-                edge=edge,
-                version=0 if error else version,
-                updated=now,
-                failure_count=1 if error else 0,
-                last_error=error,
-            )
+    c.execute(
+        insert.on_conflict_do_update(
+            index_elements=[deployments.c.site_id, deployments.c.edge], set_=values
         )
+    )
+
+
+def _values(change: SiteChange | None, options: OptionsChange | None = None) -> dict[str, Any]:
+    """The columns `change` and `options` set (a site's options are columns of its row)."""
+    values = {} if change is None else changed(change)
+    if isinstance(values.get("last_problem"), dict):
+        values["last_problem"] = json.dumps(values["last_problem"])
+    if options is not None:
+        values.update(changed(options))
+    return values
 
 
 def _set_options(c: Connection, site_id: str, change: OptionsChange) -> None:
@@ -364,12 +377,16 @@ class SiteRepository(Repository):
         """The earliest `next_action_at` of any site (None when nothing is planned)."""
         return self._scalar(sa.select(sa.func.min(sites.c.next_action_at)))
 
-    def update_leased(self, site_id: str, owner: str, change: SiteChange) -> bool:
-        """Apply `change` to the site only while `owner` holds it (compare-and-set)."""
-        values = changed(change)
-        if isinstance(values.get("last_problem"), dict):
-            values["last_problem"] = json.dumps(values["last_problem"])
-        return self._update_leased(site_id, owner, values)
+    def update_leased(
+        self,
+        site_id: str,
+        owner: str,
+        change: SiteChange,
+        options: OptionsChange | None = None,
+    ) -> bool:
+        """Apply `change` (and `options`) to the site only while `owner` holds it
+        (compare-and-set), in one statement."""
+        return self._update_leased(site_id, owner, _values(change, options))
 
     def defer(self, site_id: str, owner: str, next_action_at: int, failure_count: int) -> bool:
         """End the lease after a failed step: the site comes due again at
@@ -413,20 +430,31 @@ class SiteRepository(Repository):
     def order_key(self, site_id: str) -> str | None:
         return self._scalar(sa.select(sites.c.order_key_pem).where(sites.c.id == site_id))
 
-    def release(self, site_id: str, owner: str, next_action_at: int | None, now: int) -> bool:
-        """End the lease. A site removed meanwhile comes due at once instead."""
+    def release(
+        self,
+        site_id: str,
+        owner: str,
+        next_action_at: int | None,
+        now: int,
+        change: SiteChange | None = None,
+    ) -> bool:
+        """End the lease, setting `change` in the same statement. A site removed
+        meanwhile comes due at once instead."""
         removed = sites.c.desired == str(DesiredState.REMOVED)
         state_removed = sites.c.state == str(SiteState.REMOVED)
         when = sa.case((sa.and_(removed, ~state_removed), now), else_=next_action_at)
-        return self._update_leased(
-            site_id, owner, {"lease_owner": None, "lease_until": None, "next_action_at": when}
-        )
+        values = _values(change)
+        values.update(lease_owner=None, lease_until=None, next_action_at=when)
+        return self._update_leased(site_id, owner, values)
 
-    def store_version(self, owner: str, cert: CertVersion, renew_at: int) -> bool:
+    def store_version(
+        self, owner: str, cert: CertVersion, renew_at: int, options: OptionsChange | None = None
+    ) -> bool:
         """Make `cert` the site's current certificate if its current version is still
-        `cert.version - 1` and `owner` still holds the lease; False otherwise."""
+        `cert.version - 1` and `owner` still holds the lease, setting `options` in the
+        same statement; False otherwise."""
         return self._committed(
-            lambda c: _store_version(c, owner, cert, renew_at),
+            lambda c: _store_version(c, owner, cert, renew_at, options),
             lost=(Lost, sa.exc.IntegrityError),
         )
 
@@ -506,8 +534,9 @@ class SiteRepository(Repository):
                 _set_options(c, site_id, change)
 
     def update_options_leased(self, site_id: str, owner: str, change: OptionsChange) -> bool:
-        """Change a site's options only while `owner` holds the site."""
-        return self._while_holding(site_id, owner, lambda c: _set_options(c, site_id, change))
+        """Change a site's options only while `owner` holds the site (one conditional
+        UPDATE: the options are columns of the site's row)."""
+        return self._update_leased(site_id, owner, changed(change))
 
     def backup(self, site_id: str) -> BackupCert | None:
         with self._tx() as c:
