@@ -41,6 +41,7 @@ class E2eResult:
     dns_cpu: float
     states: dict[str, int]
     on_edge: int
+    transactions: int  # committed and rolled back in the inventory's database
 
     @property
     def per_second(self) -> float:
@@ -55,7 +56,8 @@ class E2eResult:
             f"  CPU ms per site: fleet {self.fleet_cpu * 1000 / per:.1f},"
             f" CA {self.ca_cpu * 1000 / per:.1f}, DNS {self.dns_cpu * 1000 / per:.1f}"
             f" (cores: {os.cpu_count()}, shared by all three)",
-            f"  final states: {self.states}; sites with a certificate on the edge: {self.on_edge}",
+            f"  final states: {self.states}; sites with a certificate on the edge: {self.on_edge};"
+            f" inventory transactions per site: {self.transactions / per:.1f}",
         ]
         if self.sites < NOTE_FIRST and self.per_second:
             lines.append(
@@ -73,6 +75,19 @@ def _wait_for(spy: subprocess.Popen[bytes]) -> None:
         spy.wait(timeout=60)
     except subprocess.TimeoutExpired:
         stop_process(spy)
+
+
+def _transactions(engine: sa.Engine) -> int:
+    """Transactions the inventory's database has seen so far (the statistics collector's
+    count, committed and rolled back; it lags by up to a second)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                " WHERE datname = current_database()"
+            )
+        )
+        return int(found.scalar_one())
 
 
 def _states(engine: sa.Engine) -> dict[str, int]:
@@ -118,13 +133,14 @@ def run_e2e(
         ]  # fmt: skip
         log = workdir / "fleet.log"
         cpu_ca, cpu_dns = cpu_seconds(ca.pid), cpu_seconds(dns.pid)
+        transactions = _transactions(engine)
         started = time.perf_counter()
         with log.open("wb") as out:
             fleet = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         if profile is not None:
             spy = subprocess.Popen(
                 [PY_SPY, "record", "--pid", str(fleet.pid), "--output", str(profile),
-                 "--rate", "200", "--nonblocking",
+                 "--rate", "200", "--nonblocking", "--gil",
                  "--format", "flamegraph" if profile.suffix == ".svg" else "raw"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
@@ -144,6 +160,8 @@ def run_e2e(
         wall = time.perf_counter() - started
         ca_cpu = cpu_seconds(ca.pid) - cpu_ca
         dns_cpu = cpu_seconds(dns.pid) - cpu_dns
+        time.sleep(1.0)  # the statistics collector's lag
+        transactions = _transactions(engine) - transactions
     on_edge = sum(1 for site in edge.iterdir() if site.is_dir())
     active = states.get("active", 0)
-    return E2eResult(count, active, wall, fleet_cpu, ca_cpu, dns_cpu, states, on_edge)
+    return E2eResult(count, active, wall, fleet_cpu, ca_cpu, dns_cpu, states, on_edge, transactions)

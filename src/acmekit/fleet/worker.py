@@ -162,6 +162,8 @@ class EdgeReport:
 
     worst: int  # the worst failing edge's failure count (0: none failed)
     missing: int  # edges without the current version
+    # (edge, version, error) not yet recorded: written with the lease's release
+    outcomes: tuple[tuple[str, int, str | None], ...] = ()
 
 
 def settled_state(
@@ -318,15 +320,16 @@ class Worker:
         if outcome.site is not None and self._ari:
             # A fresh certificate follows its CA's window from the start; asked once it
             # is on the edges, so that asking never delays a deployment. Its next check
-            # was cleared with the new version: no need to read it.
-            site, _, checked = await self._check(site, current, stored_check=None)
+            # was cleared with the new version (no need to read it), and what the answer
+            # sets is written with the release.
+            site, checked = await self._check_fresh(site, current, edges)
             fresh, current = current, self._current(site, current)
             if current is not fresh:  # the CA asked for renewal now: the backup went in
                 edges = await self._deploy(site, current)
-                checked = None
         if self._multi and self.inventory.sites.options(site.id).backup:
+            self._record(site, edges)
+            edges = replace(edges, outcomes=())
             await self._keep_backup(site, current)
-            checked = None
         alert = self._finish(site, current, outcome, edges, checked)
         if alert is not None:
             await self._raise_alert(alert)
@@ -357,11 +360,16 @@ class Worker:
         return source if isinstance(source, RenewalInfoSource) else None
 
     async def _check(
-        self, site: Site, current: CertVersion | None, stored_check: int | Keep | None = KEEP
+        self,
+        site: Site,
+        current: CertVersion | None,
+        stored_check: int | Keep | None = KEEP,
+        window: RenewalWindow | None = None,
     ) -> tuple[Site, bool, int | None]:
         """Ask the CA about the current certificate if a check is due: (site, due now,
         the next check as now stored, if this wrote it). `stored_check` is the site's
-        next check when the caller knows it (`KEEP`: read it)."""
+        next check when the caller knows it (`KEEP`: read it); `window`, the CA's
+        answer if the caller has it already."""
         now = self.now()
         if isinstance(stored_check, Keep):
             stored_check = self.inventory.sites.options(site.id).next_check
@@ -370,11 +378,11 @@ class Worker:
         source = self._ari_source(current.ca)
         if source is None:
             return site, False, None
-        try:
-            window = await source.renewal_window(current.fullchain_pem)
-        except Exception as exc:
-            log.info("site %s: renewal information from %s: %s", site.id, current.ca, exc)
-            window = None
+        if window is None:
+            try:
+                window = await source.renewal_window(current.fullchain_pem)
+            except Exception as exc:
+                log.info("site %s: renewal information from %s: %s", site.id, current.ca, exc)
         next_check = self._next_check(now, window)
         check = OptionsChange(next_check=next_check)
         if window is not None and window.end <= now:
@@ -388,6 +396,33 @@ class Worker:
         self.inventory.sites.update_leased(site.id, self.owner, change, check)
         site = replace(site, renew_at=renew_at)
         return site, planner.is_due(now, site.renew_at), next_check
+
+    async def _check_fresh(
+        self, site: Site, current: CertVersion | None, edges: EdgeReport
+    ) -> tuple[Site, int | None]:
+        """`_check` of a certificate this turn stored: (site, its next check), which
+        `_finish` writes with the release. A CA that asks for renewal at once sends it
+        to `_check`, which writes at once (and may promote the backup)."""
+        source = None if current is None else self._ari_source(current.ca)
+        if current is None or source is None:
+            return site, None
+        now = self.now()
+        try:
+            window = await source.renewal_window(current.fullchain_pem)
+        except Exception as exc:
+            log.info("site %s: renewal information from %s: %s", site.id, current.ca, exc)
+            window = None
+        if window is not None and window.end <= now:
+            self._record(site, edges)
+            site, _, _ = await self._check(site, current, stored_check=None, window=window)
+            return site, None
+        renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
+        return replace(site, renew_at=renew_at), self._next_check(now, window)
+
+    def _record(self, site: Site, edges: EdgeReport) -> None:
+        """Write the deployments of `edges` now rather than with the release."""
+        if edges.outcomes:
+            self.inventory.sites.record_deployments(site.id, edges.outcomes, self.now())
 
     def _next_check(self, now: int, window: RenewalWindow | None) -> int:
         interval = self.config.ari_interval
@@ -486,10 +521,14 @@ class Worker:
         (`exclude` None); a backup's are not."""
         now, domains = self.now(), registered_domains(site.names)
         exempt = None if current is None else current.ca
-        plan = self.pool.plan(self.inventory, domains, now, exempt)
-        order = [n for n in plan.order if n != exclude]
-        if resume_ca is not None and self.pool.get(resume_ca) is not None:
-            order = [resume_ca, *(n for n in order if n != resume_ca)]
+        plan: planner.CaPlan | None = None
+        if resume_ca is not None and resume_ca == self._only_ca() and exclude is None:
+            order = [resume_ca]  # the one CA goes first whatever the plan: not read
+        else:
+            plan = self.pool.plan(self.inventory, domains, now, exempt)
+            order = [n for n in plan.order if n != exclude]
+            if resume_ca is not None and self.pool.get(resume_ca) is not None:
+                order = [resume_ca, *(n for n in order if n != resume_ca)]
         last: BaseException | None = None
         for name in order:
             entry = self.pool.get(name)
@@ -517,6 +556,8 @@ class Worker:
             return Issued(pem, name), Outcome()
         if last is not None:
             return None, Outcome(problem=problem_of(last))
+        if plan is None:
+            plan = self.pool.plan(self.inventory, domains, now, exempt)
         if plan.wait_until is not None or not order:
             note = NO_CA_REACHABLE if plan.unreachable else None
             return None, Outcome(wait_until=plan.wait_until or now + planner.MINUTE, note=note)
@@ -663,10 +704,8 @@ class Worker:
                 worst = max(
                     worst, have[deployer.name].failure_count + 1 if deployer.name in have else 1
                 )
-        if outcomes:
-            self.inventory.sites.record_deployments(site.id, outcomes, self.now())
         missing = sum(1 for _, _, error in outcomes if error is not None)
-        return EdgeReport(worst, missing)
+        return EdgeReport(worst, missing, tuple(outcomes))
 
     async def _remove(self, site: Site) -> None:
         # A removed site's names are free at once: a site added since with the same first
@@ -727,7 +766,13 @@ class Worker:
         if edges.worst:
             when = min(when, now + planner.retry_delay(edges.worst, now, not_after, policy))
         when = min([when, *self._other_times(site, checked)])
-        recorded = self.inventory.sites.release(site.id, self.owner, when, now, change)
+        options = None
+        if checked is not None:  # the answer of _check_fresh, with the renewal time
+            change = replace(change, renew_at=site.renew_at)
+            options = OptionsChange(next_check=checked)
+        recorded = self.inventory.sites.release(
+            site.id, self.owner, when, now, change, options, edges.outcomes
+        )
         if failure is not None and recorded and count == policy.failing_after:
             return Alert(site.id, site.names, count, failure)
         return None
@@ -745,13 +790,15 @@ class Worker:
 
     def _other_times(self, site: Site, checked: int | None = None) -> list[int]:
         """When the next ARI check and the backup's renewal (or retry) are due;
-        `checked`, the next check if this turn stored it, saves reading it."""
+        `checked`, the next check if this turn is to store it (the stored one is
+        older)."""
         if not self._multi and not self._ari:
             return []
+        times = [] if checked is None else [checked]
         if checked is not None and not self._multi:
-            return [checked]
-        options, times = self.inventory.sites.options(site.id), []
-        if options.next_check is not None:
+            return times
+        options = self.inventory.sites.options(site.id)
+        if checked is None and options.next_check is not None:
             times.append(options.next_check)
         if options.backup and self._multi:
             backup = self.inventory.sites.backup(site.id)

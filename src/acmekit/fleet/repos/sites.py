@@ -437,15 +437,26 @@ class SiteRepository(Repository):
         next_action_at: int | None,
         now: int,
         change: SiteChange | None = None,
+        options: OptionsChange | None = None,
+        deployed: Iterable[tuple[str, int, str | None]] = (),
     ) -> bool:
-        """End the lease, setting `change` in the same statement. A site removed
-        meanwhile comes due at once instead."""
+        """End the lease, setting `change` and `options` in the same statement, and
+        recording `deployed` (as `record_deployments`) in the same transaction. A site
+        removed meanwhile comes due at once instead."""
         removed = sites.c.desired == str(DesiredState.REMOVED)
         state_removed = sites.c.state == str(SiteState.REMOVED)
         when = sa.case((sa.and_(removed, ~state_removed), now), else_=next_action_at)
-        values = _values(change)
+        values = _values(change, options)
         values.update(lease_owner=None, lease_until=None, next_action_at=when)
-        return self._update_leased(site_id, owner, values)
+        with self._tx() as c:
+            for edge, version, error in deployed:
+                _record_deployment(c, site_id, edge, version, now, error)
+            res = c.execute(
+                sites.update()
+                .where(sites.c.id == site_id, sites.c.lease_owner == owner)
+                .values(**values)
+            )
+        return bool(res.rowcount == 1)
 
     def store_version(
         self, owner: str, cert: CertVersion, renew_at: int, options: OptionsChange | None = None
