@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit.fleet.model import (
@@ -39,7 +40,7 @@ from acmekit.fleet.model import (
     name_key,
 )
 from acmekit.fleet.repos import names as name_index
-from acmekit.fleet.repos.base import KEEP, Keep, Lost, Repository, changed, conflict_insert
+from acmekit.fleet.repos.base import KEEP, Keep, Lost, Repository, changed
 from acmekit.fleet.repos.names import NameRepository, NameTaken
 from acmekit.fleet.schema import backups, certificates, deployments, sites
 
@@ -182,28 +183,95 @@ def _store_version(
     c.execute(certificates.insert().values(**cert.__dict__))
 
 
+def _deployment_upsert(dialect: str, failed: bool) -> sa.Insert:
+    """The upsert `_record_deployment` sends, with bound parameters: built once per
+    dialect and outcome (building a statement costs more CPU than sending it)."""
+    key = (dialect, failed)
+    found = _DEPLOYMENT_UPSERTS.get(key)
+    if found is not None:
+        return found
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(deployments)
+    insert = insert.values(
+        site_id=sa.bindparam("p_site"),
+        edge=sa.bindparam("p_edge"),
+        version=sa.bindparam("p_first_version"),
+        updated=sa.bindparam("p_now"),
+        failure_count=sa.bindparam("p_first_failures"),
+        last_error=sa.bindparam("p_error"),
+    )
+    new = insert.excluded
+    values: dict[str, Any] = {"updated": new.updated, "last_error": new.last_error}
+    if failed:
+        values["failure_count"] = deployments.c.failure_count + 1
+    else:
+        values.update(version=new.version, failure_count=0)
+    found = insert.on_conflict_do_update(
+        index_elements=[deployments.c.site_id, deployments.c.edge], set_=values
+    )
+    _DEPLOYMENT_UPSERTS[key] = found
+    return found
+
+
+_DEPLOYMENT_UPSERTS: dict[tuple[str, bool], sa.Insert] = {}
+
+
 def _record_deployment(
     c: Connection, site_id: str, edge: str, version: int, now: int, error: str | None
 ) -> None:
     """One upsert, which needs no read first (the count is incremented in SQL)."""
-    insert = conflict_insert(c, deployments).values(
-        site_id=site_id,
-        edge=edge,
-        version=0 if error else version,
-        updated=now,
-        failure_count=1 if error else 0,
-        last_error=error,
-    )
-    values: dict[str, Any] = {"updated": now, "last_error": error}
-    if error is None:
-        values.update(version=version, failure_count=0)
-    else:
-        values["failure_count"] = deployments.c.failure_count + 1
+    failed = error is not None
     c.execute(
-        insert.on_conflict_do_update(
-            index_elements=[deployments.c.site_id, deployments.c.edge], set_=values
-        )
+        _deployment_upsert(c.dialect.name, failed),
+        {
+            "p_site": site_id,
+            "p_edge": edge,
+            "p_first_version": 0 if failed else version,
+            "p_now": now,
+            "p_first_failures": 1 if failed else 0,
+            "p_error": error,
+        },
     )
+
+
+def _leased_update(columns: tuple[str, ...], release: bool) -> sa.Update:
+    """UPDATE of `columns` (bound as `v_NAME`) of the site `p_site` while `p_owner`
+    holds it; with `release`, also the end of the lease (`p_now`, `p_next`: see
+    `SiteRepository.release`). Built once per set of columns."""
+    key = (columns, release)
+    found = _LEASED_UPDATES.get(key)
+    if found is not None:
+        return found
+    values: dict[str, Any] = {c: sa.bindparam(f"v_{c}", type_=sites.c[c].type) for c in columns}
+    if release:
+        removed = sites.c.desired == str(DesiredState.REMOVED)
+        state_removed = sites.c.state == str(SiteState.REMOVED)
+        values.update(
+            lease_owner=None,
+            lease_until=None,
+            next_action_at=sa.case(
+                (sa.and_(removed, ~state_removed), sa.bindparam("p_now", type_=sa.BigInteger)),
+                else_=sa.bindparam("p_next", type_=sa.BigInteger),
+            ),
+        )
+    found = (
+        sites.update()
+        .where(
+            sites.c.id == sa.bindparam("p_site", type_=sites.c.id.type),
+            sites.c.lease_owner == sa.bindparam("p_owner", type_=sites.c.lease_owner.type),
+        )
+        .values(values)
+    )
+    _LEASED_UPDATES[key] = found
+    return found
+
+
+_LEASED_UPDATES: dict[tuple[tuple[str, ...], bool], sa.Update] = {}
+
+
+def _leased_params(site_id: str, owner: str, values: dict[str, Any]) -> dict[str, Any]:
+    params = {f"v_{c}": v for c, v in values.items()}
+    params.update(p_site=site_id, p_owner=owner)
+    return params
 
 
 def _values(change: SiteChange | None, options: OptionsChange | None = None) -> dict[str, Any]:
@@ -419,11 +487,17 @@ class SiteRepository(Repository):
 
     def _update_leased(self, site_id: str, owner: str, values: dict[str, Any]) -> bool:
         """Change the site only while `owner` holds it (compare-and-set)."""
+        if not values:
+            return (
+                self._scalar(
+                    sa.select(sites.c.id).where(sites.c.id == site_id, sites.c.lease_owner == owner)
+                )
+                is not None
+            )
         with self._tx() as c:
             res = c.execute(
-                sites.update()
-                .where(sites.c.id == site_id, sites.c.lease_owner == owner)
-                .values(**values)
+                _leased_update(tuple(sorted(values)), release=False),
+                _leased_params(site_id, owner, values),
             )
         return bool(res.rowcount == 1)
 
@@ -443,19 +517,15 @@ class SiteRepository(Repository):
         """End the lease, setting `change` and `options` in the same statement, and
         recording `deployed` (as `record_deployments`) in the same transaction. A site
         removed meanwhile comes due at once instead."""
-        removed = sites.c.desired == str(DesiredState.REMOVED)
-        state_removed = sites.c.state == str(SiteState.REMOVED)
-        when = sa.case((sa.and_(removed, ~state_removed), now), else_=next_action_at)
         values = _values(change, options)
-        values.update(lease_owner=None, lease_until=None, next_action_at=when)
+        for ended in ("lease_owner", "lease_until", "next_action_at"):
+            values.pop(ended, None)
+        params = _leased_params(site_id, owner, values)
+        params.update(p_now=now, p_next=next_action_at)
         with self._tx() as c:
             for edge, version, error in deployed:
                 _record_deployment(c, site_id, edge, version, now, error)
-            res = c.execute(
-                sites.update()
-                .where(sites.c.id == site_id, sites.c.lease_owner == owner)
-                .values(**values)
-            )
+            res = c.execute(_leased_update(tuple(sorted(values)), release=True), params)
         return bool(res.rowcount == 1)
 
     def store_version(
