@@ -180,7 +180,7 @@ def _store_version(
     )
     if res.rowcount != 1:
         raise Lost
-    c.execute(certificates.insert().values(**cert.__dict__))
+    c.execute(certificates.insert(), cert.__dict__)  # parameters, no statement to build
 
 
 def _deployment_upsert(dialect: str, failed: bool) -> sa.Insert:
