@@ -5,8 +5,8 @@ The CA runs with rate limits off (bench/_common.running_acmekit writes
 `[rate_limits] enabled = false` into its --config) and resolves every name to 127.0.0.1
 through pebble-challtestsrv; it validates http-01 against the fleet's own responder
 (`--http01-listen`), which answers from the inventory. The fleet deploys to one edge
-directory. The inventory is a fresh PostgreSQL database; the names share 20 registered
-domains. The clock starts when `fleet serve` is started (after the sites were added)
+directory. The inventory is a fresh PostgreSQL database; the names share one registered
+domain (e2e.test). The clock starts when `fleet serve` is started (after the sites were added)
 and stops when every site is active with its certificate on the edge; CPU is utime +
 stime of each process and its children from /proc, read at both ends.
 """
