@@ -150,6 +150,39 @@ def _add_batch(
     return Added([r["id"] for r in rows], conflicts)
 
 
+def _version_update(columns: tuple[str, ...]) -> sa.Update:
+    """The UPDATE that makes a version current (see `_store_version`), with the option
+    `columns` too (bound as `v_NAME`); built once per set of columns."""
+    found = _VERSION_UPDATES.get(columns)
+    if found is not None:
+        return found
+    found = (
+        sites.update()
+        .where(
+            sites.c.id == sa.bindparam("p_site"),
+            sites.c.lease_owner == sa.bindparam("p_owner"),
+            sites.c.current_version == sa.bindparam("p_previous"),
+        )
+        .values(
+            current_version=sa.bindparam("p_version"),
+            renew_at=sa.bindparam("p_renew_at", type_=sa.BigInteger),
+            # not active yet: `active` means on every edge, which the worker says after
+            # deploying (worker._settled_state)
+            state=str(SiteState.ISSUING),
+            failure_count=0,
+            last_problem=None,
+            order_url=None,
+            order_key_pem=None,
+            **{c: sa.bindparam(f"v_{c}", type_=sites.c[c].type) for c in columns},
+        )
+    )
+    _VERSION_UPDATES[columns] = found
+    return found
+
+
+_VERSION_UPDATES: dict[tuple[str, ...], sa.Update] = {}
+
+
 def _store_version(
     c: Connection,
     owner: str,
@@ -158,26 +191,15 @@ def _store_version(
     options: OptionsChange | None = None,
 ) -> None:
     extra = {} if options is None else changed(options)
-    res = c.execute(
-        sites.update()
-        .where(
-            sites.c.id == cert.site_id,
-            sites.c.lease_owner == owner,
-            sites.c.current_version == cert.version - 1,
-        )
-        .values(
-            current_version=cert.version,
-            renew_at=renew_at,
-            # not active yet: `active` means on every edge, which the worker says after
-            # deploying (worker._settled_state)
-            state=SiteState.ISSUING,
-            failure_count=0,
-            last_problem=None,
-            order_url=None,
-            order_key_pem=None,
-            **extra,
-        )
+    params = {f"v_{k}": v for k, v in extra.items()}
+    params.update(
+        p_site=cert.site_id,
+        p_owner=owner,
+        p_previous=cert.version - 1,
+        p_version=cert.version,
+        p_renew_at=renew_at,
     )
+    res = c.execute(_version_update(tuple(sorted(extra))), params)
     if res.rowcount != 1:
         raise Lost
     c.execute(certificates.insert(), cert.__dict__)  # parameters, no statement to build
