@@ -31,8 +31,12 @@ whatever statistics the database has gathered by then, as a worker would meet it
 Optionally (`--e2e N`), N sites are provisioned end to end: `acmekit server` (rate limits
 off, via `[rate_limits] enabled = false` in its --config) validating http-01 against
 `acmekit fleet serve` on loopback, with pebble-challtestsrv answering every name with
-127.0.0.1. All N names share 20 registered domains. Sites per second, and CPU ms per
-site of the fleet process and of the CA (each process and its children, from /proc).
+127.0.0.1. The N names (`eI.dK.e2e.test`) share one registered domain. Sites per
+second; CPU ms per site of the fleet process, of the CA and of the DNS server (each
+process and its children, from /proc); the inventory's transactions per site (from
+pg_stat_database). `--profile FILE` samples the fleet process with py-spy meanwhile
+(the GIL holder only, so CPU rather than waiting): a flame graph if FILE ends in .svg,
+else collapsed stacks.
 
 Optionally (`--caddy N`), N names are issued on demand at a Caddy edge, one after
 another: the time from a name's first handshake at Caddy to a handshake that verifies
@@ -42,7 +46,8 @@ Every database is created for the run and dropped at the end; every process is s
 here on 127.0.0.1 and stopped by its PID.
 
 Run: `.venv/bin/python bench/fleet.py [--sizes 10000,100000,1000000] [--batch 100]
-[--calls 1000] [--backends postgresql,sqlite] [--no-copy] [--e2e 500] [--caddy 10]`
+[--calls 1000] [--backends postgresql,sqlite] [--no-copy] [--e2e 500] [--profile FILE]
+[--caddy 10]`
 """
 
 from __future__ import annotations
@@ -392,6 +397,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--caddy", type=int, default=0, help="names issued on demand at a Caddy edge [0]"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="with --e2e: py-spy profile of the fleet (.svg: flame graph)"
+    )
     args = parser.parse_args(argv)
     args.size_list = [int(s) for s in args.sizes.split(",") if s]
     args.backend_list = [b for b in args.backends.split(",") if b]
@@ -415,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             with fresh_database("postgresql", workdir) as url:
                 engine = engine_for(url)
                 try:
-                    e2e = run_e2e(args.e2e, workdir, url, engine)
+                    e2e = run_e2e(args.e2e, workdir, url, engine, args.profile)
                 finally:
                     engine.dispose()
         caddy = run_caddy(args.caddy, workdir) if args.caddy else None

@@ -34,14 +34,20 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
-def create_engine(url: str, *, pre_ping: bool = True) -> Engine:
+def create_engine(url: str, *, pre_ping: bool = True, ping_idle: float | None = None) -> Engine:
     """An engine for `sqlite:///FILE` (WAL, busy timeout) or `postgresql://...`.
     `pre_ping=False` saves a round trip per checkout for a caller that drops the pool
-    itself on a disconnect (the CA's store)."""
+    itself on a disconnect (the CA's store). `ping_idle` (seconds, with `pre_ping`
+    False) pings only a connection that sat in the pool that long: a busy process pays
+    no round trip per checkout, and one that was idle through a database restart still
+    finds its dead connections before using them."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
+        engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
+        if ping_idle is not None and not pre_ping:
+            _ping_when_idle(engine, ping_idle)
+        return engine
     engine = sa.create_engine(url, connect_args={"timeout": 30})
 
     @sa.event.listens_for(engine, "connect")
@@ -52,6 +58,28 @@ def create_engine(url: str, *, pre_ping: bool = True) -> Engine:
         cur.close()
 
     return engine
+
+
+def _ping_when_idle(engine: Engine, after: float) -> None:
+    """SQLAlchemy's custom pessimistic disconnect handling: a checkout listener that
+    raises DisconnectionError makes the pool drop that connection and take another."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < after:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+        if not alive:
+            raise sa.exc.DisconnectionError("the connection did not answer a ping")
 
 
 def _enter_wal(cur: Any, attempts: int = 200) -> None:

@@ -163,25 +163,23 @@ class CaPool:
         return self._by_name.get(name)
 
     def views(self, inventory: Inventory, domains: Sequence[str], now: int) -> list[planner.CaView]:
-        health = inventory.cas.health(self._by_name)
-        views = []
+        asks: dict[str, tuple[Sequence[str], int, int, int | None]] = {}
         for entry in self.entries:
-            spec, state = entry.spec, health[entry.name]
-            usage = {}
+            spec = entry.spec
             if spec.certificates_per_domain is not None and domains:
-                usage = inventory.cas.usage(
-                    spec.name, domains, now - spec.limit_period, now - RESERVATION_TTL
-                )
-            views.append(
-                planner.CaView(
-                    spec.name,
-                    state.down_until,
-                    spec.certificates_per_domain,
-                    spec.limit_period,
-                    usage,
-                )
+                since, stale = now - spec.limit_period, now - RESERVATION_TTL
+                asks[spec.name] = (domains, since, stale, spec.certificates_per_domain)
+        health, usage = inventory.cas.standing(self._by_name, asks)
+        return [
+            planner.CaView(
+                e.name,
+                health[e.name].down_until,
+                e.spec.certificates_per_domain,
+                e.spec.limit_period,
+                usage.get(e.name, {}),
             )
-        return views
+            for e in self.entries
+        ]
 
     def plan(
         self, inventory: Inventory, domains: Sequence[str], now: int, exempt: str | None = None
@@ -206,12 +204,12 @@ class CaPool:
         limit, period = spec.certificates_per_domain, spec.limit_period
 
         def room(usage: dict[str, list[int]]) -> bool:
-            return exempt or all(
-                planner.refill_time(t, limit, period, now) <= now for t in usage.values()
-            )
+            return all(planner.refill_time(t, limit, period, now) <= now for t in usage.values())
 
         window = (now - period, now - RESERVATION_TTL)
-        return inventory.cas.reserve(spec.name, site_id, domains, now, room, window)
+        return inventory.cas.reserve(
+            spec.name, site_id, domains, now, None if exempt else room, window, latest=limit
+        )
 
     def record_failure(
         self, inventory: Inventory, entry: CaEntry, exc: BaseException, now: int

@@ -18,6 +18,8 @@ from acmekit.fleet.repos.names import NameTaken as NameTaken
 from acmekit.fleet.repos.ondemand import OnDemandRepository
 from acmekit.fleet.repos.sites import SiteRepository
 
+PING_IDLE = 1.0  # seconds a pooled connection may sit unused before it is pinged
+
 
 class Inventory:
     """The fleet's repositories over one database: `sites`, `names`, `cas`,
@@ -37,7 +39,9 @@ class Inventory:
 
     @classmethod
     def from_url(cls, url: str, auto_upgrade: bool = True) -> Inventory:
-        return cls(create_engine(url), auto_upgrade)
+        # A worker checks out a connection for each of a dozen short transactions per
+        # site: a ping on each was a third of them (docs/decisions.md).
+        return cls(create_engine(url, pre_ping=False, ping_idle=PING_IDLE), auto_upgrade)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -117,6 +117,7 @@ ca_issuances = sa.Table(
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Column("final", sa.Boolean, nullable=False),
     sa.Index("fleet_ca_issuances_ca_domain_at", "ca", "domain", "at"),
+    sa.Index("fleet_ca_issuances_site_id", "site_id"),  # revision 0004
 )
 
 # Added with unique names: a site's names (lower-cased), while the site is not removed.

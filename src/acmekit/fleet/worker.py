@@ -97,6 +97,7 @@ from acmekit.fleet.model import (
     SiteState,
     to_us,
 )
+from acmekit.fleet.repos.base import KEEP, Keep
 from acmekit.fleet.repos.sites import OptionsChange, SiteChange
 from acmekit.protocol.csr import make_csr
 from acmekit.protocol.problems import AcmeError
@@ -166,6 +167,8 @@ class EdgeReport:
 
     worst: int  # the worst failing edge's failure count (0: none failed)
     missing: int  # edges without the current version
+    # (edge, version, error) not yet recorded: written with the lease's release
+    outcomes: tuple[tuple[str, int, str | None], ...] = ()
 
 
 def settled_state(
@@ -326,7 +329,7 @@ class Worker:
         current = self.inventory.sites.current(site)
         due = planner.is_due(self.now(), site.renew_at)
         if not due and self._ari:
-            site, due = await self._check(site, current)
+            site, due, _ = await self._check(site, current)
             current = self._current(site, current)
         if due:
             outcome = await self._renew(site, current)
@@ -337,17 +340,22 @@ class Worker:
             if outcome.problem is not None and self._promote(site, current, "issuance failed"):
                 site = self.inventory.sites.site(site.id) or site
                 current = self._current(site, current)
-        edges = await self._deploy(site, current)
+        edges = await self._deploy(site, current, fresh=outcome.site is not None)
+        checked: int | None = None
         if outcome.site is not None and self._ari:
             # A fresh certificate follows its CA's window from the start; asked once it
-            # is on the edges, so that asking never delays a deployment.
-            site, _ = await self._check(site, current)
+            # is on the edges, so that asking never delays a deployment. Its next check
+            # was cleared with the new version (no need to read it), and what the answer
+            # sets is written with the release.
+            site, checked = await self._check_fresh(site, current, edges)
             fresh, current = current, self._current(site, current)
             if current is not fresh:  # the CA asked for renewal now: the backup went in
                 edges = await self._deploy(site, current)
         if self._multi and self.inventory.sites.options(site.id).backup:
+            self._record(site, edges)
+            edges = replace(edges, outcomes=())
             await self._keep_backup(site, current)
-        alert = self._finish(site, current, outcome, edges)
+        alert = self._finish(site, current, outcome, edges, checked)
         if alert is not None:
             await self._raise_alert(alert)
 
@@ -376,32 +384,70 @@ class Worker:
         source = None if entry is None else entry.issuer
         return source if isinstance(source, RenewalInfoSource) else None
 
-    async def _check(self, site: Site, current: CertVersion | None) -> tuple[Site, bool]:
-        """Ask the CA about the current certificate if a check is due: (site, due now)."""
-        now, options = self.now(), self.inventory.sites.options(site.id)
-        if current is None or (options.next_check is not None and now < options.next_check):
-            return site, False
+    async def _check(
+        self,
+        site: Site,
+        current: CertVersion | None,
+        stored_check: int | Keep | None = KEEP,
+        window: RenewalWindow | None = None,
+    ) -> tuple[Site, bool, int | None]:
+        """Ask the CA about the current certificate if a check is due: (site, due now,
+        the next check as now stored, if this wrote it). `stored_check` is the site's
+        next check when the caller knows it (`KEEP`: read it); `window`, the CA's
+        answer if the caller has it already."""
+        now = self.now()
+        if isinstance(stored_check, Keep):
+            stored_check = self.inventory.sites.options(site.id).next_check
+        if current is None or (stored_check is not None and now < stored_check):
+            return site, False, None
         source = self._ari_source(current.ca)
         if source is None:
-            return site, False
+            return site, False, None
+        if window is None:
+            try:
+                window = await source.renewal_window(current.fullchain_pem)
+            except Exception as exc:
+                log.info("site %s: renewal information from %s: %s", site.id, current.ca, exc)
+        next_check = self._next_check(now, window)
+        check = OptionsChange(next_check=next_check)
+        if window is not None and window.end <= now:
+            self.inventory.sites.update_options_leased(site.id, self.owner, check)
+            log.warning("site %s: %s says renew now (revoked?)", site.id, current.ca)
+            if self._promote(site, current, "the CA asks for renewal now"):
+                return self.inventory.sites.site(site.id) or site, False, None
+            return site, True, next_check
+        renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
+        change = SiteChange(renew_at=renew_at) if renew_at != site.renew_at else SiteChange()
+        self.inventory.sites.update_leased(site.id, self.owner, change, check)
+        site = replace(site, renew_at=renew_at)
+        return site, planner.is_due(now, site.renew_at), next_check
+
+    async def _check_fresh(
+        self, site: Site, current: CertVersion | None, edges: EdgeReport
+    ) -> tuple[Site, int | None]:
+        """`_check` of a certificate this turn stored: (site, its next check), which
+        `_finish` writes with the release. A CA that asks for renewal at once sends it
+        to `_check`, which writes at once (and may promote the backup)."""
+        source = None if current is None else self._ari_source(current.ca)
+        if current is None or source is None:
+            return site, None
+        now = self.now()
         try:
             window = await source.renewal_window(current.fullchain_pem)
         except Exception as exc:
             log.info("site %s: renewal information from %s: %s", site.id, current.ca, exc)
             window = None
-        self.inventory.sites.update_options_leased(
-            site.id, self.owner, OptionsChange(next_check=self._next_check(now, window))
-        )
         if window is not None and window.end <= now:
-            log.warning("site %s: %s says renew now (revoked?)", site.id, current.ca)
-            if self._promote(site, current, "the CA asks for renewal now"):
-                return self.inventory.sites.site(site.id) or site, False
-            return site, True
+            self._record(site, edges)
+            site, _, _ = await self._check(site, current, stored_check=None, window=window)
+            return site, None
         renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
-        if renew_at != site.renew_at:
-            self.inventory.sites.update_leased(site.id, self.owner, SiteChange(renew_at=renew_at))
-            site = replace(site, renew_at=renew_at)
-        return site, planner.is_due(now, site.renew_at)
+        return replace(site, renew_at=renew_at), self._next_check(now, window)
+
+    def _record(self, site: Site, edges: EdgeReport) -> None:
+        """Write the deployments of `edges` now rather than with the release."""
+        if edges.outcomes:
+            self.inventory.sites.record_deployments(site.id, edges.outcomes, self.now())
 
     def _next_check(self, now: int, window: RenewalWindow | None) -> int:
         interval = self.config.ari_interval
@@ -500,10 +546,14 @@ class Worker:
         (`exclude` None); a backup's are not."""
         now, domains = self.now(), registered_domains(site.names)
         exempt = None if current is None else current.ca
-        plan = self.pool.plan(self.inventory, domains, now, exempt)
-        order = [n for n in plan.order if n != exclude]
-        if resume_ca is not None and self.pool.get(resume_ca) is not None:
-            order = [resume_ca, *(n for n in order if n != resume_ca)]
+        plan: planner.CaPlan | None = None
+        if resume_ca is not None and resume_ca == self._only_ca() and exclude is None:
+            order = [resume_ca]  # the one CA goes first whatever the plan: not read
+        else:
+            plan = self.pool.plan(self.inventory, domains, now, exempt)
+            order = [n for n in plan.order if n != exclude]
+            if resume_ca is not None and self.pool.get(resume_ca) is not None:
+                order = [resume_ca, *(n for n in order if n != resume_ca)]
         last: BaseException | None = None
         for name in order:
             entry = self.pool.get(name)
@@ -531,6 +581,8 @@ class Worker:
             return Issued(pem, name), Outcome()
         if last is not None:
             return None, Outcome(problem=problem_of(last))
+        if plan is None:
+            plan = self.pool.plan(self.inventory, domains, now, exempt)
         if plan.wait_until is not None or not order:
             note = NO_CA_REACHABLE if plan.unreachable else None
             return None, Outcome(wait_until=plan.wait_until or now + planner.MINUTE, note=note)
@@ -577,8 +629,7 @@ class Worker:
                 self.pool.record_failure(self.inventory, entry, exc, self.now())
             raise
         self._count(name, True, time.perf_counter() - began)
-        self._settle(entry, site.id, issued=True)
-        self.inventory.cas.succeeded(name)
+        self._settle(entry, site.id, issued=True, succeeded=True)
         return pem
 
     def _count(self, ca: str, issued: bool, seconds: float) -> None:
@@ -587,9 +638,15 @@ class Worker:
         self.metrics.issuance(ca, issued, seconds)
         add_attempt(self._stats, attempt_bucket(ca, self.now(), issued, seconds))
 
-    def _settle(self, entry: CaEntry, site_id: str, issued: bool) -> None:
+    def _settle(self, entry: CaEntry, site_id: str, issued: bool, succeeded: bool = False) -> None:
+        """End the order's reservation (if one was made); with `succeeded`, the CA's run
+        of failures too, in the same transaction."""
         if entry.spec.certificates_per_domain is not None:  # else nothing was reserved
-            self.inventory.cas.settle(entry.name, site_id, self.now(), issued=issued)
+            self.inventory.cas.settle(
+                entry.name, site_id, self.now(), issued=issued, succeeded=succeeded
+            )
+        elif succeeded:
+            self.inventory.cas.succeeded(entry.name)
 
     def _renew_at(
         self, seed: str, not_before: int, not_after: int, window: RenewalWindow | None = None
@@ -614,13 +671,12 @@ class Worker:
             ca=issued.ca,
         )
         renew_at = self._renew_at(site.id, version.not_before, version.not_after)
-        if not self.inventory.sites.store_version(self.owner, version, renew_at):
+        options = None
+        if self._multi or self._ari:  # no next check: handle() asks the CA at once
+            options = OptionsChange(order_ca=None, next_check=None)
+        if not self.inventory.sites.store_version(self.owner, version, renew_at, options):
             log.warning("site %s: version %d lost a race; discarded", site.id, version.version)
             return Outcome(lost=True)
-        if self._multi or self._ari:  # no next check: handle() asks the CA at once
-            self.inventory.sites.update_options_leased(
-                site.id, self.owner, OptionsChange(order_ca=None, next_check=None)
-            )
         log.info(
             "site %s: issued version %d from %s, serial %s, for %s",
             site.id, version.version, issued.ca, version.serial, ", ".join(site.names),
@@ -634,16 +690,23 @@ class Worker:
 
     # edges ----------------------------------------------------------------------------
 
-    async def _deploy(self, site: Site, current: CertVersion | None) -> EdgeReport:
-        """Put the current version on every edge lacking it."""
+    async def _deploy(
+        self, site: Site, current: CertVersion | None, fresh: bool = False
+    ) -> EdgeReport:
+        """Put the current version on every edge lacking it. A `fresh` version (just
+        stored by this worker) is on none yet: what the edges have is read only if one
+        of them fails (for its count of failures)."""
         if current is None:
             return EdgeReport(0, len(self.deployers))
-        have = self.inventory.sites.deployments(site.id)
-        todo = [
-            d
-            for d in self.deployers
-            if d.name not in have or have[d.name].version != current.version
-        ]
+        if fresh:
+            todo = list(self.deployers)
+        else:
+            have = self.inventory.sites.deployments(site.id)
+            todo = [
+                d
+                for d in self.deployers
+                if d.name not in have or have[d.name].version != current.version
+            ]
         results = await asyncio.gather(
             *(
                 d.deploy(site, current.fullchain_pem.encode(), current.key_pem.encode())
@@ -659,15 +722,15 @@ class Worker:
                 log.info("site %s: version %d deployed to edge %s",
                          site.id, current.version, deployer.name)  # fmt: skip
             else:
+                if fresh:
+                    have, fresh = self.inventory.sites.deployments(site.id), False
                 self.metrics.deploy_failed[deployer.name] += 1
                 log.warning("site %s: edge %s: %s", site.id, deployer.name, error)
                 worst = max(
                     worst, have[deployer.name].failure_count + 1 if deployer.name in have else 1
                 )
-        if outcomes:
-            self.inventory.sites.record_deployments(site.id, outcomes, self.now())
         missing = sum(1 for _, _, error in outcomes if error is not None)
-        return EdgeReport(worst, missing)
+        return EdgeReport(worst, missing, tuple(outcomes))
 
     async def _remove(self, site: Site) -> None:
         # A removed site's names are free at once: a site added since with the same first
@@ -697,58 +760,70 @@ class Worker:
     # planning -------------------------------------------------------------------------
 
     def _finish(
-        self, site: Site, current: CertVersion | None, outcome: Outcome, edges: EdgeReport
+        self,
+        site: Site,
+        current: CertVersion | None,
+        outcome: Outcome,
+        edges: EdgeReport,
+        checked: int | None = None,
     ) -> Alert | None:
-        """Record the outcome and release the lease; the alert to raise if the site has
-        just entered the failing state."""
+        """Record the outcome and release the lease, in one statement; the alert to
+        raise if the site has just entered the failing state. `checked` is the next
+        renewal-information check if this turn stored it."""
         now, policy = self.now(), self.config.policy
         not_after = None if current is None else current.not_after
-        failure, alert = outcome.problem, None
+        failure, count = outcome.problem, site.failure_count
         if failure is not None:
-            count = site.failure_count + 1
-            recorded = self.inventory.sites.update_leased(
-                site.id,
-                self.owner,
-                SiteChange(
-                    failure_count=count,
-                    last_problem=failure,
-                    state=settled_state(count, current is not None, edges, policy),
-                ),
+            count += 1
+            change = SiteChange(
+                failure_count=count,
+                last_problem=failure,
+                state=settled_state(count, current is not None, edges, policy),
             )
             when = planner.next_action_at(now, site.renew_at, count, not_after, policy)
-            if recorded and count == policy.failing_after:
-                alert = Alert(site.id, site.names, count, failure)
         elif outcome.wait_until is not None:
-            self._defer(site, current is not None, edges, outcome.note)
+            change = self._deferred(site, current is not None, edges, outcome.note)
             when = outcome.wait_until
         else:
             state = settled_state(site.failure_count, current is not None, edges, policy)
-            if state != site.state:
-                self.inventory.sites.update_leased(site.id, self.owner, SiteChange(state=state))
+            change = SiteChange(state=state) if state != site.state else SiteChange()
             when = planner.next_action_at(now, site.renew_at, 0, not_after, policy)
         if edges.worst:
             when = min(when, now + planner.retry_delay(edges.worst, now, not_after, policy))
-        when = min([when, *self._other_times(site)])
-        self.inventory.sites.release(site.id, self.owner, when, now)
-        return alert
+        when = min([when, *self._other_times(site, checked)])
+        options = None
+        if checked is not None:  # the answer of _check_fresh, with the renewal time
+            change = replace(change, renew_at=site.renew_at)
+            options = OptionsChange(next_check=checked)
+        recorded = self.inventory.sites.release(
+            site.id, self.owner, when, now, change, options, edges.outcomes
+        )
+        if failure is not None and recorded and count == policy.failing_after:
+            return Alert(site.id, site.names, count, failure)
+        return None
 
-    def _defer(self, site: Site, has_certificate: bool, edges: EdgeReport, why: str | None) -> None:
+    def _deferred(
+        self, site: Site, has_certificate: bool, edges: EdgeReport, why: str | None
+    ) -> SiteChange:
         """No CA may take the site now (none reachable, or none with room or a free
         slot): it waits, and that is no failure; nor does it end one, so a site that
         was failing still shows as failing."""
         detail = why or "waiting for room under the CAs' limits"
         note = {"type": "about:blank", "detail": detail}
         state = settled_state(site.failure_count, has_certificate, edges, self.config.policy)
-        self.inventory.sites.update_leased(
-            site.id, self.owner, SiteChange(last_problem=note, state=state)
-        )
+        return SiteChange(last_problem=note, state=state)
 
-    def _other_times(self, site: Site) -> list[int]:
-        """When the next ARI check and the backup's renewal (or retry) are due."""
+    def _other_times(self, site: Site, checked: int | None = None) -> list[int]:
+        """When the next ARI check and the backup's renewal (or retry) are due;
+        `checked`, the next check if this turn is to store it (the stored one is
+        older)."""
         if not self._multi and not self._ari:
             return []
-        options, times = self.inventory.sites.options(site.id), []
-        if options.next_check is not None:
+        times = [] if checked is None else [checked]
+        if checked is not None and not self._multi:
+            return times
+        options = self.inventory.sites.options(site.id)
+        if checked is None and options.next_check is not None:
             times.append(options.next_check)
         if options.backup and self._multi:
             backup = self.inventory.sites.backup(site.id)

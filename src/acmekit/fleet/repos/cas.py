@@ -19,9 +19,10 @@ older than a week are deleted as new ones are written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from acmekit.fleet.metrics import STATS_KEEP
 from acmekit.fleet.model import CaHealth, CaSlot, CaStatsBucket
@@ -53,6 +54,26 @@ def _take_slot(ca: str, cap: int, holder: str, site_id: str, now: int, until: in
     )
 
 
+# Built once with bound parameters: building a statement costs more CPU than sending it.
+_TAKE_SLOT = _take_slot(
+    sa.bindparam("p_ca", type_=ca_slots.c.ca.type),  # type: ignore[arg-type]
+    sa.bindparam("p_cap", type_=sa.Integer),  # type: ignore[arg-type]
+    sa.bindparam("p_holder", type_=ca_slots.c.holder.type),  # type: ignore[arg-type]
+    sa.bindparam("p_site", type_=ca_slots.c.site_id.type),  # type: ignore[arg-type]
+    sa.bindparam("p_now", type_=sa.BigInteger),  # type: ignore[arg-type]
+    sa.bindparam("p_until", type_=sa.BigInteger),  # type: ignore[arg-type]
+)
+_RELEASE_SLOT = (
+    ca_slots.update()
+    .where(
+        ca_slots.c.ca == sa.bindparam("p_ca"),
+        ca_slots.c.slot == sa.bindparam("p_slot"),
+        ca_slots.c.holder == sa.bindparam("p_holder"),
+    )
+    .values(holder=None, site_id=None, until=None)
+)
+
+
 def _held(slot: CaSlot) -> sa.ColumnElement[bool]:
     return sa.and_(
         ca_slots.c.ca == slot.ca, ca_slots.c.slot == slot.number, ca_slots.c.holder == slot.holder
@@ -81,23 +102,71 @@ def _add_bucket(c: Connection, bucket: CaStatsBucket) -> None:
     )
 
 
-def _drop_reservations(ca: str, site_id: str) -> sa.Delete:
-    return ca_issuances.delete().where(
-        ca_issuances.c.ca == ca, ca_issuances.c.site_id == site_id, ~ca_issuances.c.final
-    )
+# Statements of every order, built once with bound parameters (`p_ca`, `p_site`,
+# `p_now`): building a statement costs more CPU than sending it.
+_RESET_HEALTH = (
+    ca_health.update()
+    .where(ca_health.c.ca == sa.bindparam("p_ca"), ca_health.c.failures != 0)
+    .values(failures=0, down_until=None, last_error=None)
+)
+# The CA's health row written (to itself): the lock that serializes reservations.
+_LOCK_CA = (
+    ca_health.update()
+    .where(ca_health.c.ca == sa.bindparam("p_ca"))
+    .values(ca=sa.bindparam("p_lock_ca"))
+)
+_RESERVED = sa.and_(
+    ca_issuances.c.ca == sa.bindparam("p_ca"),
+    ca_issuances.c.site_id == sa.bindparam("p_site"),
+    ~ca_issuances.c.final,
+)
+_DROP_RESERVATIONS = ca_issuances.delete().where(_RESERVED)
+_FINAL = ca_issuances.update().where(_RESERVED).values(final=True, at=sa.bindparam("p_now"))
+
+
+def _reset_health(c: Connection, ca: str) -> None:
+    """The CA answered: its run of failures is over."""
+    c.execute(_RESET_HEALTH, {"p_ca": ca})
+
+
+def _drop_reservations(c: Connection, ca: str, site_id: str) -> None:
+    c.execute(_DROP_RESERVATIONS, {"p_ca": ca, "p_site": site_id})
 
 
 def _usage(
-    c: Connection, ca: str, domains: list[str], since: int, stale_before: int
+    c: Connection,
+    ca: str,
+    domains: list[str],
+    since: int,
+    stale_before: int,
+    latest: int | None = None,
 ) -> dict[str, list[int]]:
+    """Times counted per domain (see `CaRepository.usage`); with `latest`, only that many
+    of the most recent per domain, each read backwards along the (ca, domain, at)
+    index, so the cost does not grow with the certificates already counted."""
     counted = sa.or_(
         sa.and_(ca_issuances.c.final, ca_issuances.c.at > since),
         sa.and_(~ca_issuances.c.final, ca_issuances.c.at > stale_before),
     )
-    query = sa.select(ca_issuances.c.domain, ca_issuances.c.at).where(
-        ca_issuances.c.ca == ca, ca_issuances.c.domain.in_(domains), counted
-    )
     usage: dict[str, list[int]] = {d: [] for d in domains}
+    if not domains:
+        return usage
+    query: sa.Select[Any] | sa.CompoundSelect[Any]
+    if latest is None:
+        query = sa.select(ca_issuances.c.domain, ca_issuances.c.at).where(
+            ca_issuances.c.ca == ca, ca_issuances.c.domain.in_(domains), counted
+        )
+    else:
+        parts = [
+            sa.select(ca_issuances.c.domain, ca_issuances.c.at)
+            .where(ca_issuances.c.ca == ca, ca_issuances.c.domain == domain, counted)
+            .order_by(ca_issuances.c.at.desc())
+            .limit(latest)
+            .subquery()
+            for domain in domains
+        ]
+        selects = [sa.select(part.c.domain, part.c.at) for part in parts]
+        query = selects[0] if len(selects) == 1 else sa.union_all(*selects)
     for domain, at in c.execute(query):
         usage[domain].append(int(at))
     return usage
@@ -105,6 +174,10 @@ def _usage(
 
 class CaRepository(Repository):
     """CA accounts, health, issuance counts and reservations, slots, figures."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._has_health: set[str] = set()  # CAs whose health row is known to exist
 
     def account_key(self, ca: str, default_key_pem: str) -> str:
         """The account key for `ca`, storing `default_key_pem` first if there is none."""
@@ -141,8 +214,34 @@ class CaRepository(Repository):
             }
         return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}
 
+    def standing(
+        self, names: Iterable[str], usage: dict[str, tuple[Sequence[str], int, int, int | None]]
+    ) -> tuple[dict[str, CaHealth], dict[str, dict[str, list[int]]]]:
+        """`health(names)`, and `usage(ca, *args)` for each `ca: args` of `usage`, read in
+        one transaction."""
+        wanted = list(names)
+        query = sa.select(ca_health).where(ca_health.c.ca.in_(wanted))
+        with self._tx() as c:
+            found = {
+                r.ca: CaHealth(r.ca, r.failures, r.down_until, r.last_error)
+                for r in c.execute(query)
+            }
+            counted = {
+                ca: _usage(c, ca, list(domains), since, stale, latest)
+                for ca, (domains, since, stale, latest) in usage.items()
+            }
+        return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}, counted
+
     def _ensure_health(self, ca: str) -> None:
-        self._insert_new(ca_health.insert().values(ca=ca, failures=0))
+        """The CA's health row, made if missing; asked once per process (rows are never
+        deleted), so the statements that lock it do not pay a round trip each."""
+        if ca in self._has_health:
+            return
+        with self._tx() as c:
+            c.execute(
+                conflict_insert(c, ca_health).values(ca=ca, failures=0).on_conflict_do_nothing()
+            )
+        self._has_health.add(ca)
 
     def failed(self, ca: str, error: str, down_until: Callable[[int], int | None]) -> int:
         """One more consecutive failure of `ca`; `down_until(failures)` says until when it
@@ -164,20 +263,22 @@ class CaRepository(Repository):
 
     def succeeded(self, ca: str) -> None:
         with self._tx() as c:
-            c.execute(
-                ca_health.update()
-                .where(ca_health.c.ca == ca, ca_health.c.failures != 0)
-                .values(failures=0, down_until=None, last_error=None)
-            )
+            _reset_health(c, ca)
 
     def usage(
-        self, ca: str, domains: Iterable[str], since: int, stale_before: int
+        self,
+        ca: str,
+        domains: Iterable[str],
+        since: int,
+        stale_before: int,
+        latest: int | None = None,
     ) -> dict[str, list[int]]:
         """Times counted against `ca` per domain: certificates issued after `since`, and
-        reservations of orders in flight made after `stale_before`."""
+        reservations of orders in flight made after `stale_before`; with `latest`, only
+        the most recent `latest` of them per domain (all a limit of `latest` needs)."""
         wanted = list(domains)
         with self._tx() as c:
-            return _usage(c, ca, wanted, since, stale_before)
+            return _usage(c, ca, wanted, since, stale_before, latest)
 
     def reserve(
         self,
@@ -185,20 +286,22 @@ class CaRepository(Repository):
         site_id: str,
         domains: Sequence[str],
         now: int,
-        room: Callable[[dict[str, list[int]]], bool],
+        room: Callable[[dict[str, list[int]]], bool] | None,
         window: tuple[int, int],
+        latest: int | None = None,
     ) -> bool:
         """Count one certificate for each of `domains` against `ca` for an order about to
         start, if `room(usage)` still says there is room. Serialized per CA: the first
         statement updates the CA's health row (a row lock on PostgreSQL, the write lock
         on SQLite), so two workers cannot both take the last slot. `window` is
-        (since, stale_before) as for `usage`."""
+        (since, stale_before) and `latest` as for `usage`; `room` None counts the order
+        whatever the room (an exempt one), without reading the usage."""
         self._ensure_health(ca)
 
         def work(c: Connection) -> None:
-            c.execute(ca_health.update().where(ca_health.c.ca == ca).values(ca=ca))
-            c.execute(_drop_reservations(ca, site_id))
-            if not room(_usage(c, ca, list(domains), *window)):
+            c.execute(_LOCK_CA, {"p_ca": ca, "p_lock_ca": ca})
+            _drop_reservations(c, ca, site_id)
+            if room is not None and not room(_usage(c, ca, list(domains), *window, latest)):
                 raise Lost
             rows = [
                 {"ca": ca, "domain": d, "site_id": site_id, "at": now, "final": False}
@@ -209,21 +312,18 @@ class CaRepository(Repository):
 
         return self._committed(work)
 
-    def settle(self, ca: str, site_id: str, now: int, issued: bool) -> None:
-        """The order the reservation was for ended: count it as issued at `now`, or not."""
+    def settle(
+        self, ca: str, site_id: str, now: int, issued: bool, succeeded: bool = False
+    ) -> None:
+        """The order the reservation was for ended: count it as issued at `now`, or not;
+        with `succeeded`, also what `succeeded(ca)` does, in the same transaction."""
         with self._tx() as c:
+            if succeeded:
+                _reset_health(c, ca)
             if issued:
-                c.execute(
-                    ca_issuances.update()
-                    .where(
-                        ca_issuances.c.ca == ca,
-                        ca_issuances.c.site_id == site_id,
-                        ~ca_issuances.c.final,
-                    )
-                    .values(final=True, at=now)
-                )
+                c.execute(_FINAL, {"p_ca": ca, "p_site": site_id, "p_now": now})
             else:
-                c.execute(_drop_reservations(ca, site_id))
+                _drop_reservations(c, ca, site_id)
 
     def count_issued(self, ca: str, domain: str) -> int:
         """How many certificates the fleet counted against `ca` for `domain` (any time)."""
@@ -250,8 +350,12 @@ class CaRepository(Repository):
     ) -> CaSlot | None:
         """A free slot of `ca` below `cap` (one whose lease expired counts as free), held
         by `holder` until `until`; None when all are held. `ensure_slots` first."""
+        params = {
+            "p_ca": ca, "p_cap": cap, "p_holder": holder, "p_site": site_id,
+            "p_now": now, "p_until": until,
+        }  # fmt: skip
         with self._tx() as c:
-            number = c.execute(_take_slot(ca, cap, holder, site_id, now, until)).scalar()
+            number = c.execute(_TAKE_SLOT, params).scalar()
         return None if number is None else CaSlot(ca, int(number), holder)
 
     def refresh_slot(self, slot: CaSlot, until: int) -> bool:
@@ -262,10 +366,9 @@ class CaRepository(Repository):
 
     def release_slot(self, slot: CaSlot) -> bool:
         """Free `slot` if its holder still holds it."""
+        params = {"p_ca": slot.ca, "p_slot": slot.number, "p_holder": slot.holder}
         with self._tx() as c:
-            res = c.execute(
-                ca_slots.update().where(_held(slot)).values(holder=None, site_id=None, until=None)
-            )
+            res = c.execute(_RELEASE_SLOT, params)
         return bool(res.rowcount == 1)
 
     def slots_held(self, ca: str, now: int) -> dict[int, str]:

@@ -4,28 +4,59 @@ settings."""
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
-from acmekit.fleet.repos.base import Repository
+from acmekit.fleet.repos.base import Repository, conflict_insert
 from acmekit.fleet.schema import challenges, settings
+
+_DROP = challenges.delete().where(challenges.c.token == sa.bindparam("p_token"))
+_PUTS: dict[str, sa.Insert] = {}
+
+
+def _put(c: Connection) -> sa.Insert:
+    """The upsert of a key authorization, with bound parameters, built once per dialect
+    (building a statement costs more CPU than sending it)."""
+    found = _PUTS.get(c.dialect.name)
+    if found is None:
+        insert = conflict_insert(c, challenges).values(
+            token=sa.bindparam("p_token"),
+            key_authorization=sa.bindparam("p_ka"),
+            created=sa.bindparam("p_now"),
+        )
+        found = insert.on_conflict_do_update(
+            index_elements=[challenges.c.token],
+            set_={"key_authorization": insert.excluded.key_authorization,
+                  "created": insert.excluded.created},
+        )  # fmt: skip
+        _PUTS[c.dialect.name] = found
+    return found
 
 
 class ChallengeRepository(Repository):
-    """Key authorizations by token."""
+    """Key authorizations by token. What this process put is also kept in memory until
+    it drops it, so that the CA's request for it, which usually reaches the process
+    whose worker asked for the validation, costs no query; any other process reads
+    the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._mine: dict[str, str] = {}
 
     def put(self, token: str, key_authorization: str, now: int) -> None:
+        params = {"p_token": token, "p_ka": key_authorization, "p_now": now}
         with self._tx() as c:
-            c.execute(challenges.delete().where(challenges.c.token == token))
-            c.execute(
-                challenges.insert().values(
-                    token=token, key_authorization=key_authorization, created=now
-                )
-            )
+            c.execute(_put(c), params)
+        self._mine[token] = key_authorization
 
     def drop(self, token: str) -> None:
+        self._mine.pop(token, None)
         with self._tx() as c:
-            c.execute(challenges.delete().where(challenges.c.token == token))
+            c.execute(_DROP, {"p_token": token})
 
     def key_authorization(self, token: str) -> str | None:
+        found = self._mine.get(token)
+        if found is not None:
+            return found
         return self._scalar(
             sa.select(challenges.c.key_authorization).where(challenges.c.token == token)
         )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit.fleet.model import (
@@ -152,58 +153,160 @@ def _add_batch(
     return Added([r["id"] for r in rows], conflicts)
 
 
-def _store_version(c: Connection, owner: str, cert: CertVersion, renew_at: int) -> None:
-    res = c.execute(
+def _version_update(columns: tuple[str, ...]) -> sa.Update:
+    """The UPDATE that makes a version current (see `_store_version`), with the option
+    `columns` too (bound as `v_NAME`); built once per set of columns."""
+    found = _VERSION_UPDATES.get(columns)
+    if found is not None:
+        return found
+    found = (
         sites.update()
         .where(
-            sites.c.id == cert.site_id,
-            sites.c.lease_owner == owner,
-            sites.c.current_version == cert.version - 1,
+            sites.c.id == sa.bindparam("p_site"),
+            sites.c.lease_owner == sa.bindparam("p_owner"),
+            sites.c.current_version == sa.bindparam("p_previous"),
         )
         .values(
-            current_version=cert.version,
-            renew_at=renew_at,
+            current_version=sa.bindparam("p_version"),
+            renew_at=sa.bindparam("p_renew_at", type_=sa.BigInteger),
             # not active yet: `active` means on every edge, which the worker says after
             # deploying (worker._settled_state)
-            state=SiteState.ISSUING,
+            state=str(SiteState.ISSUING),
             failure_count=0,
             last_problem=None,
             order_url=None,
             order_key_pem=None,
+            **{c: sa.bindparam(f"v_{c}", type_=sites.c[c].type) for c in columns},
         )
     )
+    _VERSION_UPDATES[columns] = found
+    return found
+
+
+_VERSION_UPDATES: dict[tuple[str, ...], sa.Update] = {}
+
+
+def _store_version(
+    c: Connection,
+    owner: str,
+    cert: CertVersion,
+    renew_at: int,
+    options: OptionsChange | None = None,
+) -> None:
+    extra = {} if options is None else changed(options)
+    params = {f"v_{k}": v for k, v in extra.items()}
+    params.update(
+        p_site=cert.site_id,
+        p_owner=owner,
+        p_previous=cert.version - 1,
+        p_version=cert.version,
+        p_renew_at=renew_at,
+    )
+    res = c.execute(_version_update(tuple(sorted(extra))), params)
     if res.rowcount != 1:
         raise Lost
-    c.execute(certificates.insert().values(**cert.__dict__))
+    c.execute(certificates.insert(), cert.__dict__)  # parameters, no statement to build
+
+
+def _deployment_upsert(dialect: str, failed: bool) -> sa.Insert:
+    """The upsert `_record_deployment` sends, with bound parameters: built once per
+    dialect and outcome (building a statement costs more CPU than sending it)."""
+    key = (dialect, failed)
+    found = _DEPLOYMENT_UPSERTS.get(key)
+    if found is not None:
+        return found
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(deployments)
+    insert = insert.values(
+        site_id=sa.bindparam("p_site"),
+        edge=sa.bindparam("p_edge"),
+        version=sa.bindparam("p_first_version"),
+        updated=sa.bindparam("p_now"),
+        failure_count=sa.bindparam("p_first_failures"),
+        last_error=sa.bindparam("p_error"),
+    )
+    new = insert.excluded
+    values: dict[str, Any] = {"updated": new.updated, "last_error": new.last_error}
+    if failed:
+        values["failure_count"] = deployments.c.failure_count + 1
+    else:
+        values.update(version=new.version, failure_count=0)
+    found = insert.on_conflict_do_update(
+        index_elements=[deployments.c.site_id, deployments.c.edge], set_=values
+    )
+    _DEPLOYMENT_UPSERTS[key] = found
+    return found
+
+
+_DEPLOYMENT_UPSERTS: dict[tuple[str, bool], sa.Insert] = {}
 
 
 def _record_deployment(
     c: Connection, site_id: str, edge: str, version: int, now: int, error: str | None
 ) -> None:
-    """An update that needs no read first (the count is incremented in SQL); the row is
-    inserted the first time. Only the site's lease holder deploys it, so two inserts
-    for one (site, edge) do not race."""
-    values: dict[str, Any] = {"updated": now, "last_error": error}
-    if error is None:
-        values.update(version=version, failure_count=0)
-    else:
-        values["failure_count"] = deployments.c.failure_count + 1
-    res = c.execute(
-        deployments.update()
-        .where(deployments.c.site_id == site_id, deployments.c.edge == edge)
-        .values(**values)
+    """One upsert, which needs no read first (the count is incremented in SQL)."""
+    failed = error is not None
+    c.execute(
+        _deployment_upsert(c.dialect.name, failed),
+        {
+            "p_site": site_id,
+            "p_edge": edge,
+            "p_first_version": 0 if failed else version,
+            "p_now": now,
+            "p_first_failures": 1 if failed else 0,
+            "p_error": error,
+        },
     )
-    if res.rowcount == 0:
-        c.execute(
-            deployments.insert().values(
-                site_id=site_id,
-                edge=edge,
-                version=0 if error else version,
-                updated=now,
-                failure_count=1 if error else 0,
-                last_error=error,
-            )
+
+
+def _leased_update(columns: tuple[str, ...], release: bool) -> sa.Update:
+    """UPDATE of `columns` (bound as `v_NAME`) of the site `p_site` while `p_owner`
+    holds it; with `release`, also the end of the lease (`p_now`, `p_next`: see
+    `SiteRepository.release`). Built once per set of columns."""
+    key = (columns, release)
+    found = _LEASED_UPDATES.get(key)
+    if found is not None:
+        return found
+    values: dict[str, Any] = {c: sa.bindparam(f"v_{c}", type_=sites.c[c].type) for c in columns}
+    if release:
+        removed = sites.c.desired == str(DesiredState.REMOVED)
+        state_removed = sites.c.state == str(SiteState.REMOVED)
+        values.update(
+            lease_owner=None,
+            lease_until=None,
+            next_action_at=sa.case(
+                (sa.and_(removed, ~state_removed), sa.bindparam("p_now", type_=sa.BigInteger)),
+                else_=sa.bindparam("p_next", type_=sa.BigInteger),
+            ),
         )
+    found = (
+        sites.update()
+        .where(
+            sites.c.id == sa.bindparam("p_site", type_=sites.c.id.type),
+            sites.c.lease_owner == sa.bindparam("p_owner", type_=sites.c.lease_owner.type),
+        )
+        .values(values)
+    )
+    _LEASED_UPDATES[key] = found
+    return found
+
+
+_LEASED_UPDATES: dict[tuple[tuple[str, ...], bool], sa.Update] = {}
+
+
+def _leased_params(site_id: str, owner: str, values: dict[str, Any]) -> dict[str, Any]:
+    params = {f"v_{c}": v for c, v in values.items()}
+    params.update(p_site=site_id, p_owner=owner)
+    return params
+
+
+def _values(change: SiteChange | None, options: OptionsChange | None = None) -> dict[str, Any]:
+    """The columns `change` and `options` set (a site's options are columns of its row)."""
+    values = {} if change is None else changed(change)
+    if isinstance(values.get("last_problem"), dict):
+        values["last_problem"] = json.dumps(values["last_problem"])
+    if options is not None:
+        values.update(changed(options))
+    return values
 
 
 def _set_options(c: Connection, site_id: str, change: OptionsChange) -> None:
@@ -367,12 +470,16 @@ class SiteRepository(Repository):
         """The earliest `next_action_at` of any site (None when nothing is planned)."""
         return self._scalar(sa.select(sa.func.min(sites.c.next_action_at)))
 
-    def update_leased(self, site_id: str, owner: str, change: SiteChange) -> bool:
-        """Apply `change` to the site only while `owner` holds it (compare-and-set)."""
-        values = changed(change)
-        if isinstance(values.get("last_problem"), dict):
-            values["last_problem"] = json.dumps(values["last_problem"])
-        return self._update_leased(site_id, owner, values)
+    def update_leased(
+        self,
+        site_id: str,
+        owner: str,
+        change: SiteChange,
+        options: OptionsChange | None = None,
+    ) -> bool:
+        """Apply `change` (and `options`) to the site only while `owner` holds it
+        (compare-and-set), in one statement."""
+        return self._update_leased(site_id, owner, _values(change, options))
 
     def defer(self, site_id: str, owner: str, next_action_at: int, failure_count: int) -> bool:
         """End the lease after a failed step: the site comes due again at
@@ -405,31 +512,55 @@ class SiteRepository(Repository):
 
     def _update_leased(self, site_id: str, owner: str, values: dict[str, Any]) -> bool:
         """Change the site only while `owner` holds it (compare-and-set)."""
+        if not values:
+            return (
+                self._scalar(
+                    sa.select(sites.c.id).where(sites.c.id == site_id, sites.c.lease_owner == owner)
+                )
+                is not None
+            )
         with self._tx() as c:
             res = c.execute(
-                sites.update()
-                .where(sites.c.id == site_id, sites.c.lease_owner == owner)
-                .values(**values)
+                _leased_update(tuple(sorted(values)), release=False),
+                _leased_params(site_id, owner, values),
             )
         return bool(res.rowcount == 1)
 
     def order_key(self, site_id: str) -> str | None:
         return self._scalar(sa.select(sites.c.order_key_pem).where(sites.c.id == site_id))
 
-    def release(self, site_id: str, owner: str, next_action_at: int | None, now: int) -> bool:
-        """End the lease. A site removed meanwhile comes due at once instead."""
-        removed = sites.c.desired == str(DesiredState.REMOVED)
-        state_removed = sites.c.state == str(SiteState.REMOVED)
-        when = sa.case((sa.and_(removed, ~state_removed), now), else_=next_action_at)
-        return self._update_leased(
-            site_id, owner, {"lease_owner": None, "lease_until": None, "next_action_at": when}
-        )
+    def release(
+        self,
+        site_id: str,
+        owner: str,
+        next_action_at: int | None,
+        now: int,
+        change: SiteChange | None = None,
+        options: OptionsChange | None = None,
+        deployed: Iterable[tuple[str, int, str | None]] = (),
+    ) -> bool:
+        """End the lease, setting `change` and `options` in the same statement, and
+        recording `deployed` (as `record_deployments`) in the same transaction. A site
+        removed meanwhile comes due at once instead."""
+        values = _values(change, options)
+        for ended in ("lease_owner", "lease_until", "next_action_at"):
+            values.pop(ended, None)
+        params = _leased_params(site_id, owner, values)
+        params.update(p_now=now, p_next=next_action_at)
+        with self._tx() as c:
+            for edge, version, error in deployed:
+                _record_deployment(c, site_id, edge, version, now, error)
+            res = c.execute(_leased_update(tuple(sorted(values)), release=True), params)
+        return bool(res.rowcount == 1)
 
-    def store_version(self, owner: str, cert: CertVersion, renew_at: int) -> bool:
+    def store_version(
+        self, owner: str, cert: CertVersion, renew_at: int, options: OptionsChange | None = None
+    ) -> bool:
         """Make `cert` the site's current certificate if its current version is still
-        `cert.version - 1` and `owner` still holds the lease; False otherwise."""
+        `cert.version - 1` and `owner` still holds the lease, setting `options` in the
+        same statement; False otherwise."""
         return self._committed(
-            lambda c: _store_version(c, owner, cert, renew_at),
+            lambda c: _store_version(c, owner, cert, renew_at, options),
             lost=(Lost, sa.exc.IntegrityError),
         )
 
@@ -509,8 +640,9 @@ class SiteRepository(Repository):
                 _set_options(c, site_id, change)
 
     def update_options_leased(self, site_id: str, owner: str, change: OptionsChange) -> bool:
-        """Change a site's options only while `owner` holds the site."""
-        return self._while_holding(site_id, owner, lambda c: _set_options(c, site_id, change))
+        """Change a site's options only while `owner` holds the site (one conditional
+        UPDATE: the options are columns of the site's row)."""
+        return self._update_leased(site_id, owner, changed(change))
 
     def backup(self, site_id: str) -> BackupCert | None:
         with self._tx() as c:
