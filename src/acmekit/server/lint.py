@@ -179,6 +179,96 @@ def _index(container: Any) -> None:
     container._validate_rec = validate_rec
 
 
+_DECODED_LIMIT = 4_096  # substrates the decode memo remembers before starting over
+_decoded: dict[tuple[int, bytes], tuple[Any, Any]] = {}
+
+
+def _memoize_decoding() -> None:
+    """Make pkilint's DER decoding (`pkilint.document.decode_der`, which every document
+    and every extension or attribute value goes through) remember what it decoded.
+
+    Most of a subscriber certificate is the same from one to the next: the issuer's name,
+    the AKI, AIA, CRL distribution point, policies, key usage, EKU and basic constraints
+    values. Decoding is a pure function of the substrate and the schema object, and no
+    validator changes a decoded value, so an earlier decoding of the same bytes with the
+    same schema is as good as a new one; each document still gets its own node tree.
+    Whole certificates and CRLs (new every time) are decoded as before; failures are not
+    remembered (the next call fails the same way)."""
+    from pkilint import document
+    from pyasn1_alt_modules import rfc5280  # type: ignore[import-untyped]
+
+    plain = document.decode_der
+    if getattr(plain, "memoized", False):
+        return
+    unique = (rfc5280.Certificate, rfc5280.CertificateList)
+
+    def decode_der(substrate: Any, asn1Spec: Any) -> tuple[Any, bytes]:
+        if isinstance(asn1Spec, unique):
+            return plain(substrate, asn1Spec=asn1Spec)  # type: ignore[no-any-return]
+        key = (id(asn1Spec), bytes(substrate))
+        found = _decoded.get(key)
+        if found is not None and found[0] is asn1Spec:  # the id is the same live object's
+            return found[1], b""
+        decoded, rest = plain(substrate, asn1Spec=asn1Spec)
+        if len(_decoded) >= _DECODED_LIMIT:
+            _decoded.clear()
+        _decoded[key] = (asn1Spec, decoded)
+        return decoded, rest
+
+    decode_der.memoized = True  # type: ignore[attr-defined]
+    document.decode_der = decode_der
+
+
+_PURE_LIMIT = 4_096  # strings each pure check remembers before starting over
+
+
+def _bounded_memo(func: Any) -> Any:
+    """`func` (a pure function of hashable arguments) remembering its answers."""
+    answers: dict[Any, Any] = {}
+
+    def memo(*args: Any) -> Any:
+        try:
+            return answers[args]
+        except KeyError:
+            pass
+        answer = func(*args)
+        if len(answers) >= _PURE_LIMIT:
+            answers.clear()
+        answers[args] = answer
+        return answer
+
+    return memo
+
+
+class _MemoSuffixes:
+    """A public suffix list whose `publicsuffix` (a pure function of the name, for the
+    list loaded once at start) remembers its answers."""
+
+    def __init__(self, psl: Any) -> None:
+        self._psl = psl
+        self.publicsuffix = _bounded_memo(psl.publicsuffix)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._psl, name)
+
+
+def _memoize_string_checks(container: Any) -> None:
+    """Let the string checks pkilint repeats on every certificate for the same values
+    (URI and domain syntax of the CRL and AIA URLs, the public suffix of each name)
+    remember their answers: pure functions of the string, so the same findings."""
+    from pkilint.pkix import general_name
+
+    if not getattr(general_name.validators_predicate, "memoized", False):
+        predicate = _bounded_memo(general_name.validators_predicate)
+        predicate.memoized = True
+        general_name.validators_predicate = predicate
+    for validator in getattr(container, "validators", ()):
+        _memoize_string_checks(validator)
+    psl = getattr(container, "_psl", None)
+    if psl is not None and not isinstance(psl, _MemoSuffixes):
+        container._psl = _MemoSuffixes(psl)
+
+
 def _certificate_validator(precert: bool = False) -> tuple[Any, Any]:
     """(validator container, finding filters) for a DV subscriber certificate, or for
     its precertificate (RFC 6962 §3.1: the same rules and the poison extension)."""
@@ -187,6 +277,8 @@ def _certificate_validator(precert: bool = False) -> tuple[Any, Any]:
         if name not in _validators:
             container, filters = build_certificate_validator(precert)
             _index(container)
+            _memoize_decoding()
+            _memoize_string_checks(container)
             _validators[name] = (container, filters)
         found: tuple[Any, Any] = _validators[name]
         return found
@@ -230,6 +322,7 @@ def _crl_validator() -> Any:
                 ],
             )
             _index(container)
+            _memoize_decoding()
         return _validators["crl"]
 
 
@@ -328,6 +421,34 @@ _INTERNAL = frozenset({"cabf.internal_domain_name", "cabf.internal_ip_address"})
 _QUOTED = re.compile(r'"([^"]*)"')
 
 
+_warned: dict[str, int] = {}  # warning code: how many certificates had it
+_warned_lock = threading.Lock()
+
+
+def _log_warnings(serial: str, warnings: tuple[Finding, ...]) -> None:
+    """Log a lint warning at WARNING the first time its code is seen in this process,
+    and at DEBUG after that with the running count: every certificate of a profile
+    shares the profile's warnings, and logging them all again each time cost a few
+    per cent of the CA's CPU (docs/decisions.md, "Lint CPU per certificate")."""
+    new: list[Finding] = []
+    with _warned_lock:
+        for finding in warnings:
+            seen = _warned.get(finding.code, 0)
+            _warned[finding.code] = seen + 1
+            if seen == 0:
+                new.append(finding)
+    if new:
+        shown = "; ".join(str(f) for f in new)
+        log.warning(
+            "lint warnings for serial %s: %s (logged once per code; later at debug)",
+            serial,
+            shown,
+        )
+    if log.isEnabledFor(logging.DEBUG):
+        shown = "; ".join(f"{f} [#{_warned[f.code]}]" for f in warnings)
+        log.debug("lint warnings for serial %s: %s", serial, shown)
+
+
 @dataclass(frozen=True)
 class Linter:
     """What the CA's signing path calls: lint a to-be-signed certificate, then sign it."""
@@ -390,8 +511,7 @@ class Linter:
         report = self.lint(copy.public_bytes(serialization.Encoding.DER), precert)
         serial = format(copy.serial_number, "x")
         if report.warnings:
-            shown = "; ".join(str(f) for f in report.warnings)
-            log.warning("lint warnings for serial %s: %s", serial, shown)
+            _log_warnings(serial, report.warnings)
         if report.errors:
             shown = "; ".join(str(f) for f in report.errors)
             log.error("lint refused serial %s: %s", serial, shown)
