@@ -338,13 +338,40 @@ def _findings(results: Iterable[Any], ignored: frozenset[str]) -> Report:
     return Report(tuple(found))
 
 
+_loader: Any = None
+
+
+def _certificate_loader() -> Any:
+    """pkilint's certificate loader, for documents that parse their validity times once.
+
+    pkilint's `RFC5280Certificate.not_before`/`not_after` parse the time node again at
+    every call, and a validator such as the IP reverse zone check asks for `not_before`
+    once per DNS name. The time nodes are fixed once the document is decoded, so the
+    parsed time is too; an attempt that raises is not remembered."""
+    global _loader
+    if _loader is None:
+        from functools import cached_property
+
+        from pkilint import loader
+        from pkilint.pkix.certificate import RFC5280Certificate
+
+        class Certificate(RFC5280Certificate):  # type: ignore[misc]
+            not_before = cached_property(RFC5280Certificate.not_before.fget)
+            not_after = cached_property(RFC5280Certificate.not_after.fget)
+
+        made = loader.RFC5280CertificateDocumentLoader()
+        made._document_cls = Certificate
+        _loader = made
+    return _loader
+
+
 def lint_certificate_der(der: bytes, ignored: Iterable[str] = (), precert: bool = False) -> Report:
     """pkilint's CA/Browser Forum TLS findings (DV subscriber certificate, or its
     precertificate) for `der`."""
-    from pkilint import finding_filter, loader
+    from pkilint import finding_filter
 
     container, filters = _certificate_validator(precert)
-    doc = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
+    doc = _certificate_loader().load_der_document(der, "tbs")
     with _running:  # one validation at a time: pkilint does not promise thread safety
         results, _ = finding_filter.filter_results(filters, container.validate(doc.root))
     return _findings(results, frozenset(ignored))
