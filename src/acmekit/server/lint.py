@@ -142,10 +142,25 @@ def _statically_matches(visitor: Any, path: str, pdu_type: type) -> bool:
     return cls is None or issubclass(pdu_type, cls)
 
 
+def _match_is_static(visitor: Any) -> bool:
+    """True when `visitor.match` is pkilint's `NodeVisitor.match` with nothing but the
+    criteria `_statically_matches` checks (no supertype, no predicate): then a node that
+    passed those needs no second asking."""
+    from pkilint.document import NodeVisitor
+
+    return (
+        type(visitor).match is NodeVisitor.match
+        and "match" not in vars(visitor)
+        and getattr(visitor, "_pdu_supertype", None) is None
+        and getattr(visitor, "_predicate", None) is None
+    )
+
+
 def _index(container: Any) -> None:
     """Give `container` and every container under it a `_validate_rec` that offers a node
     only to the validators that can match its path and type, each still asked through
-    its own `match` (predicates, supertypes and OID checks are per node). Same results,
+    its own `match` where that checks more than path and type (predicates, supertypes and
+    OID checks are per node). Same results,
     in the same order, as pkilint's loop over all validators."""
     from pkilint.validation import ValidatorContainer
 
@@ -156,7 +171,7 @@ def _index(container: Any) -> None:
     if type(container)._validate_rec is not ValidatorContainer._validate_rec:
         return  # a container with its own walk keeps it
     validators = tuple(container.validators)
-    candidates: dict[tuple[str, type], tuple[Any, ...]] = {}
+    candidates: dict[tuple[str, type], tuple[tuple[Any, bool], ...]] = {}
 
     def validate_rec(node: Any, results: list[Any]) -> None:
         key = (node.path, type(node.pdu))
@@ -164,10 +179,12 @@ def _index(container: Any) -> None:
         if found is None:
             if len(candidates) >= _INDEX_LIMIT:
                 candidates.clear()
-            found = tuple(v for v in validators if _statically_matches(v, *key))
+            found = tuple(
+                (v, not _match_is_static(v)) for v in validators if _statically_matches(v, *key)
+            )
             candidates[key] = found
-        for v in found:
-            if v.match(node):
+        for v, ask in found:
+            if not ask or v.match(node):
                 result = v.validate_wrapper(node)
                 if isinstance(result, list):
                     results += result
