@@ -249,6 +249,7 @@ def test_fast_lint_gives_plain_pkilints_findings(issuer: Issuer) -> None:
         "cabf.serverauth.subscriber_common_name_unknown_source",
     } <= codes
 
+
 def test_a_warning_code_is_logged_once_then_at_debug(
     issuer: Issuer, caplog: pytest.LogCaptureFixture
 ) -> None:
