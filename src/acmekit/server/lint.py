@@ -11,7 +11,8 @@ How it works:
 - That copy's DER goes through pkilint's CA/Browser Forum TLS linter (DigiCert's
   pkilint: RFC 5280 and the TLS Baseline Requirements, including the SC-081 schedule
   of maximum validity periods). Any ERROR or FATAL finding refuses issuance with a
-  `serverInternal` problem naming the lint, and is logged; WARNING findings are logged.
+  `serverInternal` problem naming the lint, and is logged; a WARNING finding is logged
+  the first time its code is seen, at debug after that (`_log_warnings`).
   The real key is never used on a certificate that failed.
 - After the real signature, the final TBSCertificate must equal the linted one byte for
   byte; if not, the certificate is dropped (Boulder's correspondence check), so what is
@@ -22,6 +23,12 @@ How it works:
   per (node path, node type), which validators can match at all (`_index`), so a
   node is offered only to those: the same validators run on the same nodes, at
   about half the CPU.
+- What repeats from one certificate to the next is worked out once: pkilint's DER
+  decoding (`_memoize_decoding`), its URI/domain syntax and public suffix checks
+  (`_memoize_string_checks`), and a document's validity times (`_certificate_loader`);
+  pure functions, so the same findings (tests/unit/test_lint_fast_same_findings.py
+  compares them with plain pkilint's), at about half the CPU again
+  (docs/decisions.md, "Lint CPU per certificate").
 
 CRLs are linted with pkilint's RFC 5280 and CA/Browser Forum CRL rules (`Linter.crl`),
 after signing: a CRL is no statement about a subscriber, and a shard left past its
