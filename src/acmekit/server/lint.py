@@ -27,7 +27,7 @@ How it works:
   decoding (`_memoize_decoding`), its URI/domain syntax and public suffix checks
   (`_memoize_string_checks`), and a document's validity times (`_certificate_loader`);
   pure functions, so the same findings (tests/unit/test_lint_fast_same_findings.py
-  compares them with plain pkilint's), at about half the CPU again
+  compares them with plain pkilint's), for 0.7-0.8 of the indexed walk's CPU
   (docs/decisions.md, "Lint CPU per certificate").
 
 CRLs are linted with pkilint's RFC 5280 and CA/Browser Forum CRL rules (`Linter.crl`),
