@@ -203,7 +203,7 @@ def _index(container: Any) -> None:
     container._validate_rec = validate_rec
 
 
-_DECODED_LIMIT = 4_096  # substrates the decode memo remembers before starting over
+_DECODED_LIMIT = 1_024  # decoded values kept (a few kB each) before starting over
 _decoded: dict[tuple[int, bytes], tuple[Any, Any]] = {}
 
 
