@@ -11,7 +11,8 @@ How it works:
 - That copy's DER goes through pkilint's CA/Browser Forum TLS linter (DigiCert's
   pkilint: RFC 5280 and the TLS Baseline Requirements, including the SC-081 schedule
   of maximum validity periods). Any ERROR or FATAL finding refuses issuance with a
-  `serverInternal` problem naming the lint, and is logged; WARNING findings are logged.
+  `serverInternal` problem naming the lint, and is logged; a WARNING finding is logged
+  the first time its code is seen, at debug after that (`_log_warnings`).
   The real key is never used on a certificate that failed.
 - After the real signature, the final TBSCertificate must equal the linted one byte for
   byte; if not, the certificate is dropped (Boulder's correspondence check), so what is
@@ -22,6 +23,12 @@ How it works:
   per (node path, node type), which validators can match at all (`_index`), so a
   node is offered only to those: the same validators run on the same nodes, at
   about half the CPU.
+- What repeats from one certificate to the next is worked out once: pkilint's DER
+  decoding (`_memoize_decoding`), its URI/domain syntax and public suffix checks
+  (`_memoize_string_checks`), and a document's validity times (`_certificate_loader`);
+  pure functions, so the same findings (tests/unit/test_lint_fast_same_findings.py
+  compares them with plain pkilint's), for 0.7-0.8 of the indexed walk's CPU
+  (docs/decisions.md, "Lint CPU per certificate").
 
 CRLs are linted with pkilint's RFC 5280 and CA/Browser Forum CRL rules (`Linter.crl`),
 after signing: a CRL is no statement about a subscriber, and a shard left past its
@@ -142,10 +149,25 @@ def _statically_matches(visitor: Any, path: str, pdu_type: type) -> bool:
     return cls is None or issubclass(pdu_type, cls)
 
 
+def _match_is_static(visitor: Any) -> bool:
+    """True when `visitor.match` is pkilint's `NodeVisitor.match` with nothing but the
+    criteria `_statically_matches` checks (no supertype, no predicate): then a node that
+    passed those needs no second asking."""
+    from pkilint.document import NodeVisitor
+
+    return (
+        type(visitor).match is NodeVisitor.match
+        and "match" not in vars(visitor)
+        and getattr(visitor, "_pdu_supertype", None) is None
+        and getattr(visitor, "_predicate", None) is None
+    )
+
+
 def _index(container: Any) -> None:
     """Give `container` and every container under it a `_validate_rec` that offers a node
     only to the validators that can match its path and type, each still asked through
-    its own `match` (predicates, supertypes and OID checks are per node). Same results,
+    its own `match` where that checks more than path and type (predicates, supertypes and
+    OID checks are per node). Same results,
     in the same order, as pkilint's loop over all validators."""
     from pkilint.validation import ValidatorContainer
 
@@ -156,7 +178,7 @@ def _index(container: Any) -> None:
     if type(container)._validate_rec is not ValidatorContainer._validate_rec:
         return  # a container with its own walk keeps it
     validators = tuple(container.validators)
-    candidates: dict[tuple[str, type], tuple[Any, ...]] = {}
+    candidates: dict[tuple[str, type], tuple[tuple[Any, bool], ...]] = {}
 
     def validate_rec(node: Any, results: list[Any]) -> None:
         key = (node.path, type(node.pdu))
@@ -164,10 +186,12 @@ def _index(container: Any) -> None:
         if found is None:
             if len(candidates) >= _INDEX_LIMIT:
                 candidates.clear()
-            found = tuple(v for v in validators if _statically_matches(v, *key))
+            found = tuple(
+                (v, not _match_is_static(v)) for v in validators if _statically_matches(v, *key)
+            )
             candidates[key] = found
-        for v in found:
-            if v.match(node):
+        for v, ask in found:
+            if not ask or v.match(node):
                 result = v.validate_wrapper(node)
                 if isinstance(result, list):
                     results += result
@@ -179,6 +203,96 @@ def _index(container: Any) -> None:
     container._validate_rec = validate_rec
 
 
+_DECODED_LIMIT = 1_024  # decoded values kept (a few kB each) before starting over
+_decoded: dict[tuple[int, bytes], tuple[Any, Any]] = {}
+
+
+def _memoize_decoding() -> None:
+    """Make pkilint's DER decoding (`pkilint.document.decode_der`, which every document
+    and every extension or attribute value goes through) remember what it decoded.
+
+    Most of a subscriber certificate is the same from one to the next: the issuer's name,
+    the AKI, AIA, CRL distribution point, policies, key usage, EKU and basic constraints
+    values. Decoding is a pure function of the substrate and the schema object, and no
+    validator changes a decoded value, so an earlier decoding of the same bytes with the
+    same schema is as good as a new one; each document still gets its own node tree.
+    Whole certificates and CRLs (new every time) are decoded as before; failures are not
+    remembered (the next call fails the same way)."""
+    from pkilint import document
+    from pyasn1_alt_modules import rfc5280  # type: ignore[import-untyped]
+
+    plain = document.decode_der
+    if getattr(plain, "memoized", False):
+        return
+    unique = (rfc5280.Certificate, rfc5280.CertificateList)
+
+    def decode_der(substrate: Any, asn1Spec: Any) -> tuple[Any, bytes]:
+        if isinstance(asn1Spec, unique):
+            return plain(substrate, asn1Spec=asn1Spec)  # type: ignore[no-any-return]
+        key = (id(asn1Spec), bytes(substrate))
+        found = _decoded.get(key)
+        if found is not None and found[0] is asn1Spec:  # the id is the same live object's
+            return found[1], b""
+        decoded, rest = plain(substrate, asn1Spec=asn1Spec)
+        if len(_decoded) >= _DECODED_LIMIT:
+            _decoded.clear()
+        _decoded[key] = (asn1Spec, decoded)
+        return decoded, rest
+
+    decode_der.memoized = True  # type: ignore[attr-defined]
+    document.decode_der = decode_der
+
+
+_PURE_LIMIT = 4_096  # strings each pure check remembers before starting over
+
+
+def _bounded_memo(func: Any) -> Any:
+    """`func` (a pure function of hashable arguments) remembering its answers."""
+    answers: dict[Any, Any] = {}
+
+    def memo(*args: Any) -> Any:
+        try:
+            return answers[args]
+        except KeyError:
+            pass
+        answer = func(*args)
+        if len(answers) >= _PURE_LIMIT:
+            answers.clear()
+        answers[args] = answer
+        return answer
+
+    return memo
+
+
+class _MemoSuffixes:
+    """A public suffix list whose `publicsuffix` (a pure function of the name, for the
+    list loaded once at start) remembers its answers."""
+
+    def __init__(self, psl: Any) -> None:
+        self._psl = psl
+        self.publicsuffix = _bounded_memo(psl.publicsuffix)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._psl, name)
+
+
+def _memoize_string_checks(container: Any) -> None:
+    """Let the string checks pkilint repeats on every certificate for the same values
+    (URI and domain syntax of the CRL and AIA URLs, the public suffix of each name)
+    remember their answers: pure functions of the string, so the same findings."""
+    from pkilint.pkix import general_name
+
+    if not getattr(general_name.validators_predicate, "memoized", False):
+        predicate = _bounded_memo(general_name.validators_predicate)
+        predicate.memoized = True
+        general_name.validators_predicate = predicate
+    for validator in getattr(container, "validators", ()):
+        _memoize_string_checks(validator)
+    psl = getattr(container, "_psl", None)
+    if psl is not None and not isinstance(psl, _MemoSuffixes):
+        container._psl = _MemoSuffixes(psl)
+
+
 def _certificate_validator(precert: bool = False) -> tuple[Any, Any]:
     """(validator container, finding filters) for a DV subscriber certificate, or for
     its precertificate (RFC 6962 §3.1: the same rules and the poison extension)."""
@@ -187,6 +301,8 @@ def _certificate_validator(precert: bool = False) -> tuple[Any, Any]:
         if name not in _validators:
             container, filters = build_certificate_validator(precert)
             _index(container)
+            _memoize_decoding()
+            _memoize_string_checks(container)
             _validators[name] = (container, filters)
         found: tuple[Any, Any] = _validators[name]
         return found
@@ -230,6 +346,7 @@ def _crl_validator() -> Any:
                 ],
             )
             _index(container)
+            _memoize_decoding()
         return _validators["crl"]
 
 
@@ -245,13 +362,40 @@ def _findings(results: Iterable[Any], ignored: frozenset[str]) -> Report:
     return Report(tuple(found))
 
 
+_loader: Any = None
+
+
+def _certificate_loader() -> Any:
+    """pkilint's certificate loader, for documents that parse their validity times once.
+
+    pkilint's `RFC5280Certificate.not_before`/`not_after` parse the time node again at
+    every call, and a validator such as the IP reverse zone check asks for `not_before`
+    once per DNS name. The time nodes are fixed once the document is decoded, so the
+    parsed time is too; an attempt that raises is not remembered."""
+    global _loader
+    if _loader is None:
+        from functools import cached_property
+
+        from pkilint import loader
+        from pkilint.pkix.certificate import RFC5280Certificate
+
+        class Certificate(RFC5280Certificate):  # type: ignore[misc]
+            not_before = cached_property(RFC5280Certificate.not_before.fget)
+            not_after = cached_property(RFC5280Certificate.not_after.fget)
+
+        made = loader.RFC5280CertificateDocumentLoader()
+        made._document_cls = Certificate
+        _loader = made
+    return _loader
+
+
 def lint_certificate_der(der: bytes, ignored: Iterable[str] = (), precert: bool = False) -> Report:
     """pkilint's CA/Browser Forum TLS findings (DV subscriber certificate, or its
     precertificate) for `der`."""
-    from pkilint import finding_filter, loader
+    from pkilint import finding_filter
 
     container, filters = _certificate_validator(precert)
-    doc = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "tbs")
+    doc = _certificate_loader().load_der_document(der, "tbs")
     with _running:  # one validation at a time: pkilint does not promise thread safety
         results, _ = finding_filter.filter_results(filters, container.validate(doc.root))
     return _findings(results, frozenset(ignored))
@@ -328,6 +472,34 @@ _INTERNAL = frozenset({"cabf.internal_domain_name", "cabf.internal_ip_address"})
 _QUOTED = re.compile(r'"([^"]*)"')
 
 
+_warned: dict[str, int] = {}  # warning code: how many certificates had it
+_warned_lock = threading.Lock()
+
+
+def _log_warnings(serial: str, warnings: tuple[Finding, ...]) -> None:
+    """Log a lint warning at WARNING the first time its code is seen in this process,
+    and at DEBUG after that with the running count: every certificate of a profile
+    shares the profile's warnings, and logging them all again each time cost a few
+    per cent of the CA's CPU (docs/decisions.md, "Lint CPU per certificate")."""
+    new: list[Finding] = []
+    with _warned_lock:
+        for finding in warnings:
+            seen = _warned.get(finding.code, 0)
+            _warned[finding.code] = seen + 1
+            if seen == 0:
+                new.append(finding)
+    if new:
+        shown = "; ".join(str(f) for f in new)
+        log.warning(
+            "lint warnings for serial %s: %s (logged once per code; later at debug)",
+            serial,
+            shown,
+        )
+    if log.isEnabledFor(logging.DEBUG):
+        shown = "; ".join(f"{f} [#{_warned[f.code]}]" for f in warnings)
+        log.debug("lint warnings for serial %s: %s", serial, shown)
+
+
 @dataclass(frozen=True)
 class Linter:
     """What the CA's signing path calls: lint a to-be-signed certificate, then sign it."""
@@ -390,8 +562,7 @@ class Linter:
         report = self.lint(copy.public_bytes(serialization.Encoding.DER), precert)
         serial = format(copy.serial_number, "x")
         if report.warnings:
-            shown = "; ".join(str(f) for f in report.warnings)
-            log.warning("lint warnings for serial %s: %s", serial, shown)
+            _log_warnings(serial, report.warnings)
         if report.errors:
             shown = "; ".join(str(f) for f in report.errors)
             log.error("lint refused serial %s: %s", serial, shown)
