@@ -30,7 +30,8 @@ from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr
-from acmekit.protocol.ctpolicy import corresponds, sct_list_extension
+from acmekit.protocol.ct import SignedCertificateTimestamp
+from acmekit.protocol.ctpolicy import corresponds
 from acmekit.protocol.jose import Jws, b64d, eab_verify, key_from_jwk, thumbprint
 from acmekit.protocol.messages import (
     AccountStatus,
@@ -59,7 +60,7 @@ from acmekit.server.auth import Authenticated, KeyChange
 from acmekit.server.ca import (
     Issuer,
     LeafShape,
-    final_builder,
+    final_certificate,
     new_serial,
     pem_chain,
     precertificate_builder,
@@ -308,7 +309,7 @@ class Authority:
         rec: CertificateRecord,
         csr: x509.CertificateSigningRequest,
         profile: Profile,
-    ) -> x509.Certificate:
+    ) -> tuple[x509.Certificate, list[SignedCertificateTimestamp]]:
         """RFC 6962 §3: the precertificate (signed and linted as any certificate, and kept
         before any log sees it), its SCTs from the logs, then the final certificate made
         from the precertificate with the SCT list in place of the poison, released only if
@@ -320,7 +321,7 @@ class Authority:
             builder = self._builder(
                 csr, rec.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after, profile
             )
-            precert = await asyncio.to_thread(
+            precert = await self._signing(
                 sign_builder, precertificate_builder(builder), self.issuer, self.linter
             )
             der = precert.public_bytes(serialization.Encoding.DER)
@@ -328,15 +329,22 @@ class Authority:
         else:
             precert = x509.load_der_x509_certificate(rec.precert)
         scts = await ct.scts_for(precert, self._ct_chain)
-        final = await asyncio.to_thread(
-            sign_builder, final_builder(precert, sct_list_extension(scts)), self.issuer, self.linter
-        )
+        final = await self._signing(final_certificate, precert, scts, self.issuer, self.linter)
+        # Checked apart from how it was made (RFC 6962 §3.3): the TBS is the
+        # precertificate's once the poison and the SCT list are removed.
         if not corresponds(precert, final):
             raise RuntimeError(
                 f"serial {rec.serial}: the certificate differs from its precertificate"
             )
         log.debug("issued certificate serial=%s with %d SCTs", rec.serial, len(scts))
-        return final
+        return final, scts
+
+    async def _signing(self, sign: Callable[..., x509.Certificate], *args: Any) -> x509.Certificate:
+        """`sign(*args)` in a worker thread when it lints or signs with a token (see
+        `_sign`), else here: without either, the hand-over costs more than the signature."""
+        if not self.linter.enabled and not isinstance(self.issuer.intermediate_key, ExternalKey):
+            return sign(*args)
+        return await asyncio.to_thread(sign, *args)
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(_unless_outage(coro))
@@ -1085,6 +1093,7 @@ class Authority:
             issued=now,
         )
         ct = self.ct
+        scts: list[SignedCertificateTimestamp] = []
         try:
             if resume is None:
                 self.store.certificates.reserve_serial(rec)
@@ -1098,7 +1107,7 @@ class Authority:
                     profile,
                 )
             else:
-                cert = await self._sign_logged(ct, rec, csr, profile)
+                cert, scts = await self._sign_logged(ct, rec, csr, profile)
             self.store.certificates.record_issued(rec.id, order.id, pem_chain(cert, self.issuer))
         except _WAITS:
             raise  # the order stays claimed; recovery resumes a signed precertificate, or
@@ -1119,7 +1128,7 @@ class Authority:
             order.id, order.account_id, rec.serial, ", ".join(i.value for i in order.identifiers),
         )  # fmt: skip
         if ct is not None:
-            self._spawn(ct.submit_final(cert, self._ct_chain))
+            self._spawn(ct.submit_final(cert, self._ct_chain, scts))
 
     def _take_issuance_limits(self, order: OrderRecord) -> None:
         """The issuance limits, taken before the order is claimed: newOrder only checks

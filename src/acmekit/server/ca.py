@@ -43,7 +43,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
@@ -51,9 +51,18 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from acmekit.files import atomic_write
+from acmekit.protocol import ct
 from acmekit.protocol.messages import Identifier, IdentifierType
-from acmekit.server.lint import Linter
-from acmekit.server.signing import ExternalKey, ExternalPublicKey, sign_certificate, sign_crl
+from acmekit.server.lint import Linter, LintMismatch, LintRefused
+from acmekit.server.signing import (
+    ExternalKey,
+    ExternalPublicKey,
+    assemble_signed,
+    external_signature,
+    sign_certificate,
+    sign_crl,
+    signed_parts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +357,61 @@ def final_builder(
         if ext.oid != x509.oid.ExtensionOID.PRECERT_POISON:
             builder = builder.add_extension(ext.value, critical=ext.critical)
     return builder.add_extension(sct_list, critical=False)
+
+
+def final_certificate(
+    precert: x509.Certificate,
+    scts: Sequence[ct.SignedCertificateTimestamp],
+    issuer: Issuer,
+    linter: Linter | None = None,
+) -> x509.Certificate:
+    """RFC 6962 §3.3: the certificate that `precert` promised, with `scts` embedded; the
+    same TBS as `final_builder` gives, cut from the precertificate's DER (ct.final_tbs)
+    instead of parsing every extension into objects and encoding them all again.
+
+    As any certificate: linted before the real key signs (the linted copy carries the
+    precertificate's signature bytes in place of one, which no lint reads), then signed
+    under the precertificate's signatureAlgorithm by the same key, parsed back, and
+    checked: the same TBS to the byte, and a signature the intermediate's key verifies."""
+    tbs = ct.final_tbs(precert.tbs_certificate_bytes, scts)
+    _, algorithm, placeholder = signed_parts(precert.public_bytes(serialization.Encoding.DER))
+    if linter is not None and linter.enabled:
+        _lint_final(linter, assemble_signed(tbs, algorithm, placeholder), precert.serial_number)
+    cert = x509.load_der_x509_certificate(
+        assemble_signed(tbs, algorithm, _signature(tbs, issuer.intermediate_key))
+    )
+    if cert.tbs_certificate_bytes != tbs:
+        raise LintMismatch(f"serial {cert.serial_number:x}: the TBSCertificate does not round-trip")
+    cert.verify_directly_issued_by(issuer.intermediate_cert)
+    return cert
+
+
+def _lint_final(linter: Linter, der: bytes, serial: int) -> None:
+    """LintRefused unless the certificate's lint passes (warnings are logged), as
+    Linter.sign does for a builder."""
+    report = linter.lint(der)
+    if report.warnings:
+        shown = "; ".join(str(f) for f in report.warnings)
+        log.warning("lint warnings for serial %x: %s", serial, shown)
+    if report.errors:
+        shown = "; ".join(str(f) for f in report.errors)
+        log.error("lint refused serial %x: %s", serial, shown)
+        raise LintRefused(report)
+
+
+def _signature(tbs: bytes, key: PrivateKeyTypes | ExternalKey) -> bytes:
+    """The intermediate's signature over `tbs`, as its certificates' builder makes it:
+    ECDSA with the curve's hash, RSA PKCS#1 v1.5 with SHA-256, Ed25519 (_digest);
+    a token's key through signing.py."""
+    if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
+        return external_signature(key, tbs)
+    signer = _signing_key(key)
+    if isinstance(signer, ed25519.Ed25519PrivateKey):
+        return signer.sign(tbs)
+    digest = _digest(signer) or hashes.SHA256()
+    if isinstance(signer, rsa.RSAPrivateKey):
+        return signer.sign(tbs, padding.PKCS1v15(), digest)
+    return signer.sign(tbs, ec.ECDSA(digest))
 
 
 def pem_chain(cert: x509.Certificate, issuer: Issuer) -> str:
