@@ -3,6 +3,7 @@ precertificate / certificate pair the CA builds (acmekit.server.ca)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from acmekit.server.ca import (
     final_builder,
     final_certificate,
     load_or_create_issuer,
+    precertificate,
     precertificate_builder,
     sign_builder,
     subscriber_builder,
@@ -161,6 +163,29 @@ def test_the_final_certificate_cut_from_the_precertificate_is_the_builders(
         ct.final_tbs(final.tbs_certificate_bytes, scts)
     with pytest.raises(ct.CtError):
         ct.final_tbs(built.tbs_certificate_bytes, scts)
+
+
+def test_the_precertificate_signed_from_its_linted_copy_is_the_builders(
+    issuer_and_builder: tuple[Issuer, x509.CertificateBuilder], caplog: pytest.LogCaptureFixture
+) -> None:
+    issuer, builder = issuer_and_builder
+    caplog.set_level(logging.WARNING, logger="acmekit.server.ca")
+    precert, warned = precertificate(builder, issuer, Linter())
+    built = sign_builder(precertificate_builder(builder), issuer)
+    assert precert.tbs_certificate_bytes == built.tbs_certificate_bytes
+    assert precert.signature_algorithm_oid == built.signature_algorithm_oid
+    precert.verify_directly_issued_by(issuer.intermediate_cert)
+    # The profile's subject CN and SKI draw pkilint warnings, logged once: the final
+    # certificate has the same ones and does not log them again.
+    assert warned and all(code.startswith("cabf.") for code, _ in warned)
+    assert len([r for r in caplog.records if "lint warnings" in r.message]) == 1
+    key, _ = _log("a", "op1")
+    entry = ct.SignedEntry.precert(ct.precert_entry(precert, issuer.intermediate_cert))
+    final = final_certificate(precert, [ct.sign_sct(key, 1, entry)], issuer, Linter(), warned)
+    final.verify_directly_issued_by(issuer.intermediate_cert)
+    assert len([r for r in caplog.records if "lint warnings" in r.message]) == 1
+    final_certificate(precert, [ct.sign_sct(key, 1, entry)], issuer, Linter())
+    assert len([r for r in caplog.records if "lint warnings" in r.message]) == 2
 
 
 def test_the_final_certificate_is_linted_before_the_key_signs(

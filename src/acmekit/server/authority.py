@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -63,7 +63,7 @@ from acmekit.server.ca import (
     final_certificate,
     new_serial,
     pem_chain,
-    precertificate_builder,
+    precertificate,
     sign_builder,
     subscriber_builder,
 )
@@ -98,6 +98,7 @@ from acmekit.server.validation import AccountContext, Validator
 from acmekit.server.validation.dnssec import Tally
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Seconds a client is asked to wait while the signing key's token is away: a token that
 # is put back is used again within a second (acmekit.server.hsm's retry_interval).
@@ -321,15 +322,15 @@ class Authority:
             builder = self._builder(
                 csr, rec.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after, profile
             )
-            precert = await self._signing(
-                sign_builder, precertificate_builder(builder), self.issuer, self.linter
-            )
+            precert, warned = await self._signing(precertificate, builder, self.issuer, self.linter)
             der = precert.public_bytes(serialization.Encoding.DER)
             self.store.certificates.record_precert(rec.id, der)
         else:
-            precert = x509.load_der_x509_certificate(rec.precert)
+            precert, warned = x509.load_der_x509_certificate(rec.precert), frozenset()
         scts = await ct.scts_for(precert, self._ct_chain)
-        final = await self._signing(final_certificate, precert, scts, self.issuer, self.linter)
+        final = await self._signing(
+            final_certificate, precert, scts, self.issuer, self.linter, warned
+        )
         # Checked apart from how it was made (RFC 6962 §3.3): the TBS is the
         # precertificate's once the poison and the SCT list are removed.
         if not corresponds(precert, final):
@@ -339,7 +340,7 @@ class Authority:
         log.debug("issued certificate serial=%s with %d SCTs", rec.serial, len(scts))
         return final, scts
 
-    async def _signing(self, sign: Callable[..., x509.Certificate], *args: Any) -> x509.Certificate:
+    async def _signing(self, sign: Callable[..., _T], *args: Any) -> _T:
         """`sign(*args)` in a worker thread when it lints or signs with a token (see
         `_sign`), else here: without either, the hand-over costs more than the signature."""
         if not self.linter.enabled and not isinstance(self.issuer.intermediate_key, ExternalKey):
