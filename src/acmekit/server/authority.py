@@ -341,11 +341,16 @@ class Authority:
         return final, scts
 
     async def _signing(self, sign: Callable[..., _T], *args: Any) -> _T:
-        """`sign(*args)` in a worker thread when it lints or signs with a token (see
-        `_sign`), else here: without either, the hand-over costs more than the signature."""
-        if not self.linter.enabled and not isinstance(self.issuer.intermediate_key, ExternalKey):
-            return sign(*args)
-        return await asyncio.to_thread(sign, *args)
+        """`sign(*args)` for the precertificate and the certificate: in a worker thread
+        only with a token's key (whose signature waits outside the GIL). The lint runs
+        here, on the loop: it is pure Python of 2-3 ms, under the interpreter's 5 ms
+        switch interval, so a thread would hold the loop up as long while adding two
+        hand-overs and the GIL's contention per certificate (context switches per
+        request 6.9 through threads, 2.3 here, under bench/server.py; docs/decisions.md,
+        "CT's cost to the CA, cut")."""
+        if isinstance(self.issuer.intermediate_key, ExternalKey):
+            return await asyncio.to_thread(sign, *args)
+        return sign(*args)
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(_unless_outage(coro))
