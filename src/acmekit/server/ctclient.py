@@ -3,8 +3,9 @@
 The CA posts two small bodies per log and certificate (RFC 6962 §4.1 add-pre-chain, then
 add-chain) to a handful of fixed URLs. A general client (aiohttp) spends most of its CPU
 on what this traffic never needs (cookies, redirects, proxies, multipart, tracing,
-header multidicts); measured under bench/server.py, that was a large part of CT's cost
-per certificate (docs/decisions.md, "CT's cost to the CA"). So, per log, a pool of
+header multidicts): against an `acmekit ct` log on loopback it took 140-160 µs of the
+CA's CPU a request, this client 45-60 µs (docs/decisions.md, "CT's cost to the CA,
+cut"). So, per log, a pool of
 kept-alive connections (asyncio streams, TLS for `https://`), a request written as one
 buffer, and an answer read as RFC 9112 gives it:
 
