@@ -191,7 +191,6 @@ def final_certificate_entry(cert: x509.Certificate, issuer: x509.Certificate) ->
 # A precertificate's TBS and the final certificate's differ only in these extensions
 # (§3.1, §3.3); the log signs over the TBS without them. Done on the DER directly: the
 # rest of the TBS must stay byte for byte what the CA signed.
-_STRIPPED_OIDS = (POISON_OID, SCT_LIST_OID)
 
 
 def _der_oid(oid: x509.ObjectIdentifier) -> bytes:
@@ -240,27 +239,104 @@ def _der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
     return out
 
 
+_POISON_DER = _der_oid(POISON_OID)
+_SCT_LIST_DER = _der_oid(SCT_LIST_OID)
+_DROPPED = frozenset({_POISON_DER, _SCT_LIST_DER})
+
+
+@dataclass(frozen=True)
+class TbsParts:
+    """A TBSCertificate's DER cut once: its fields before and after `[3] extensions`
+    (each as it was encoded), the SEQUENCE tag of the extensions, and each extension as
+    (extnID's DER, the whole Extension's DER)."""
+
+    before: tuple[bytes, ...]
+    after: tuple[bytes, ...]
+    extensions: tuple[tuple[bytes, bytes], ...]
+    has_extensions: bool
+
+    @classmethod
+    def parse(cls, tbs_der: bytes) -> TbsParts:
+        items = _der_items(tbs_der)
+        if len(items) != 1 or items[0][0] != 0x30:
+            raise CtError("the TBSCertificate is not one SEQUENCE")
+        before: list[bytes] = []
+        after: list[bytes] = []
+        exts: list[tuple[bytes, bytes]] = []
+        found = False
+        for ftag, value, whole in _der_items(items[0][1]):
+            if ftag != 0xA3:  # [3] EXPLICIT Extensions
+                (after if found else before).append(whole)
+                continue
+            if found:
+                raise CtError("the TBSCertificate has two extensions fields")
+            found = True
+            ((stag, ext_list, _),) = _der_items(value)
+            if stag != 0x30:
+                raise CtError("the extensions are not a SEQUENCE")
+            for _, ext_value, ext in _der_items(ext_list):
+                exts.append((_der_items(ext_value)[0][2], ext))
+        return cls(tuple(before), tuple(after), tuple(exts), found)
+
+    def oids(self) -> list[bytes]:
+        return [oid for oid, _ in self.extensions]
+
+    def encode(self, extensions: Sequence[bytes]) -> bytes:
+        """The TBS with these Extension DERs (no extensions field if there are none)."""
+        fields = list(self.before)
+        if extensions:
+            fields.append(_tlv(0xA3, _tlv(0x30, b"".join(extensions))))
+        return _tlv(0x30, b"".join([*fields, *self.after]))
+
+    def stripped(self) -> bytes:
+        """The TBS without the poison and SCT list extensions (§3.2)."""
+        return self.encode([ext for oid, ext in self.extensions if oid not in _DROPPED])
+
+
 def strip_extensions(tbs_der: bytes) -> bytes:
     """`tbs_der` without the poison and SCT list extensions (and without the
     extensions field altogether if nothing else is left in it)."""
-    ((tag, tbs, _),) = _der_items(tbs_der)
-    if tag != 0x30:
-        raise CtError("the TBSCertificate is not a SEQUENCE")
-    dropped = {_der_oid(o) for o in _STRIPPED_OIDS}
-    fields = []
-    for ftag, value, whole in _der_items(tbs):
-        if ftag != 0xA3:  # [3] EXPLICIT Extensions
-            fields.append(whole)
-            continue
-        ((stag, exts, _),) = _der_items(value)
-        kept = [
-            ext
-            for _, ext_value, ext in _der_items(exts)
-            if _der_items(ext_value)[0][2] not in dropped
-        ]
-        if kept:
-            fields.append(_tlv(0xA3, _tlv(stag, b"".join(kept))))
-    return _tlv(0x30, b"".join(fields))
+    return TbsParts.parse(tbs_der).stripped()
+
+
+def sct_list_extension_der(scts: Sequence[SignedCertificateTimestamp]) -> bytes:
+    """The DER `Extension` of the embedded SCT list (§3.3), not critical: extnID, then
+    extnValue, an OCTET STRING around the DER of `SignedCertificateTimestampList`, itself
+    an OCTET STRING (the same bytes as `x509.UnrecognizedExtension` with
+    ctpolicy.sct_list_extension encodes)."""
+    inner = _tlv(0x04, encode_sct_list(scts))
+    return _tlv(0x30, _SCT_LIST_DER + _tlv(0x04, inner))
+
+
+def final_tbs(precert_tbs: bytes, scts: Sequence[SignedCertificateTimestamp]) -> bytes:
+    """§3.3: the final certificate's TBSCertificate, cut from the precertificate's DER
+    as signed: every field and extension byte for byte and in order, the poison left
+    out, the SCT list extension added last. CtError unless `precert_tbs` has the poison
+    and no SCT list."""
+    parts = TbsParts.parse(precert_tbs)
+    oids = parts.oids()
+    if oids.count(_POISON_DER) != 1 or _SCT_LIST_DER in oids:
+        raise CtError("not a precertificate's TBS (one poison, no SCT list)")
+    kept = [ext for oid, ext in parts.extensions if oid != _POISON_DER]
+    return parts.encode([*kept, sct_list_extension_der(scts)])
+
+
+def tbs_corresponds(precert_tbs: bytes, final_tbs_: bytes) -> bool:
+    """§3.1/§3.3 on the DER alone, each TBS cut once: the first carries the poison (and no
+    SCT list), the second the SCT list (and no poison), and they are the same once both
+    are removed."""
+    try:
+        pre, fin = TbsParts.parse(precert_tbs), TbsParts.parse(final_tbs_)
+    except CtError:
+        return False
+    pre_oids, fin_oids = pre.oids(), fin.oids()
+    return (
+        pre_oids.count(_POISON_DER) == 1
+        and _SCT_LIST_DER not in pre_oids
+        and fin_oids.count(_SCT_LIST_DER) == 1
+        and _POISON_DER not in fin_oids
+        and pre.stripped() == fin.stripped()
+    )
 
 
 @dataclass(frozen=True)

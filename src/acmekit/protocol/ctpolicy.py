@@ -21,7 +21,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from acmekit.protocol.ct import (
-    POISON_OID,
     SCT_LIST_OID,
     CtError,
     LogInfo,
@@ -31,7 +30,7 @@ from acmekit.protocol.ct import (
     decode_sct_list,
     encode_sct_list,
     final_certificate_entry,
-    strip_extensions,
+    tbs_corresponds,
     verify_sct,
 )
 
@@ -181,17 +180,11 @@ def choose(
 
 def corresponds(precert: x509.Certificate, final: x509.Certificate) -> bool:
     """RFC 6962 §3.1/§3.3: the final certificate is the precertificate's TBS with the
-    poison replaced by the SCT list, same issuer and same serial; nothing else differs."""
-    poisoned = any(e.oid == POISON_OID for e in precert.extensions)
-    has_list = any(e.oid == SCT_LIST_OID for e in final.extensions)
-    unpoisoned_final = all(e.oid != POISON_OID for e in final.extensions)
-    return (
-        poisoned
-        and has_list
-        and unpoisoned_final
-        and strip_extensions(precert.tbs_certificate_bytes)
-        == strip_extensions(final.tbs_certificate_bytes)
-        and precert.signature_algorithm_oid == final.signature_algorithm_oid
+    poison replaced by the SCT list, same issuer and same serial; nothing else differs.
+    Read from the two TBS DERs, each cut once (ct.tbs_corresponds), not from the
+    certificates' parsed extensions."""
+    return precert.signature_algorithm_oid == final.signature_algorithm_oid and tbs_corresponds(
+        precert.tbs_certificate_bytes, final.tbs_certificate_bytes
     )
 
 

@@ -31,7 +31,8 @@ from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr
-from acmekit.protocol.ctpolicy import corresponds, sct_list_extension
+from acmekit.protocol.ct import SignedCertificateTimestamp
+from acmekit.protocol.ctpolicy import corresponds
 from acmekit.protocol.jose import Jws, b64d, eab_verify, key_from_jwk, thumbprint
 from acmekit.protocol.messages import (
     AccountStatus,
@@ -60,10 +61,10 @@ from acmekit.server.auth import Authenticated, KeyChange
 from acmekit.server.ca import (
     Issuer,
     LeafShape,
-    final_builder,
+    final_certificate,
     new_serial,
     pem_chain,
-    precertificate_builder,
+    precertificate,
     sign_builder,
     subscriber_builder,
 )
@@ -319,7 +320,7 @@ class Authority:
         rec: CertificateRecord,
         csr: x509.CertificateSigningRequest,
         profile: Profile,
-    ) -> x509.Certificate:
+    ) -> tuple[x509.Certificate, list[SignedCertificateTimestamp]]:
         """RFC 6962 §3: the precertificate (signed and linted as any certificate, and kept
         before any log sees it), its SCTs from the logs, then the final certificate made
         from the precertificate with the SCT list in place of the poison, released only if
@@ -331,23 +332,35 @@ class Authority:
             builder = self._builder(
                 csr, rec.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after, profile
             )
-            precert = await asyncio.to_thread(
-                sign_builder, precertificate_builder(builder), self.issuer, self.linter
-            )
+            precert, warned = await self._signing(precertificate, builder, self.issuer, self.linter)
             der = precert.public_bytes(serialization.Encoding.DER)
             await self._off_loop(self.store.certificates.record_precert, rec.id, der)
         else:
-            precert = x509.load_der_x509_certificate(rec.precert)
+            precert, warned = x509.load_der_x509_certificate(rec.precert), frozenset()
         scts = await ct.scts_for(precert, self._ct_chain)
-        final = await asyncio.to_thread(
-            sign_builder, final_builder(precert, sct_list_extension(scts)), self.issuer, self.linter
+        final = await self._signing(
+            final_certificate, precert, scts, self.issuer, self.linter, warned
         )
+        # Checked apart from how it was made (RFC 6962 §3.3): the TBS is the
+        # precertificate's once the poison and the SCT list are removed.
         if not corresponds(precert, final):
             raise RuntimeError(
                 f"serial {rec.serial}: the certificate differs from its precertificate"
             )
         log.debug("issued certificate serial=%s with %d SCTs", rec.serial, len(scts))
-        return final
+        return final, scts
+
+    async def _signing(self, sign: Callable[..., T], *args: Any) -> T:
+        """`sign(*args)` for the precertificate and the certificate: in a worker thread
+        only with a token's key (whose signature waits outside the GIL). The lint runs
+        here, on the loop: it is pure Python of 2-3 ms, under the interpreter's 5 ms
+        switch interval, so a thread would hold the loop up as long while adding two
+        hand-overs and the GIL's contention per certificate (context switches per
+        request 6.9 through threads, 2.3 here, under bench/server.py; docs/decisions.md,
+        "CT's cost to the CA, cut")."""
+        if isinstance(self.issuer.intermediate_key, ExternalKey):
+            return await asyncio.to_thread(sign, *args)
+        return sign(*args)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """A write from a coroutine. On PostgreSQL in a worker thread: its commit waits
@@ -1150,6 +1163,7 @@ class Authority:
         profile = self._profile_of_order(order)
         rec = rec or self._reservation(order, profile, self.now())
         ct = self.ct
+        scts: list[SignedCertificateTimestamp] = []
         try:
             if not reserved:
                 await self._off_loop(self.store.certificates.reserve_serial, rec)
@@ -1163,7 +1177,7 @@ class Authority:
                     profile,
                 )
             else:
-                cert = await self._sign_logged(ct, rec, csr, profile)
+                cert, scts = await self._sign_logged(ct, rec, csr, profile)
             pem = pem_chain(cert, self.issuer)
             recorded = await self._off_loop(
                 self.store.certificates.record_issued, rec.id, order.id, pem
@@ -1186,7 +1200,7 @@ class Authority:
             order.id, order.account_id, rec.serial, ", ".join(i.value for i in order.identifiers),
         )  # fmt: skip
         if ct is not None:
-            self._spawn(ct.submit_final(cert, self._ct_chain))
+            self._spawn(ct.submit_final(cert, self._ct_chain, scts))
         # False: another process completed the order first, and this serial is abandoned.
         return recorded
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
@@ -51,9 +51,19 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from acmekit.files import atomic_write
+from acmekit.protocol import ct
 from acmekit.protocol.messages import Identifier, IdentifierType
-from acmekit.server.lint import Linter
-from acmekit.server.signing import ExternalKey, ExternalPublicKey, sign_certificate, sign_crl
+from acmekit.server.lint import Linter, LintMismatch, LintRefused
+from acmekit.server.signing import (
+    ExternalKey,
+    ExternalPublicKey,
+    assemble_signed,
+    digest_for,
+    external_signature,
+    sign_certificate,
+    sign_crl,
+    signed_parts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +112,25 @@ class Issuer:
     @cached_property
     def _intermediate_pem(self) -> bytes:
         return self.intermediate_cert.public_bytes(serialization.Encoding.PEM)
+
+    @cached_property
+    def signature_algorithm(self) -> bytes:
+        """The DER AlgorithmIdentifier of what the intermediate's file key signs (as the
+        builder writes it); found once by signing a throwaway TBS, the first time a
+        certificate is signed from its TBS (final_certificate)."""
+        key = _signing_key(self.intermediate_key)
+        cert = self.intermediate_cert
+        sample = (
+            x509.CertificateBuilder()
+            .subject_name(cert.subject)
+            .issuer_name(cert.subject)
+            .public_key(cert.public_key())
+            .serial_number(1)
+            .not_valid_before(cert.not_valid_before_utc)
+            .not_valid_after(cert.not_valid_after_utc)
+            .sign(key, _digest(key))
+        )
+        return signed_parts(sample.public_bytes(serialization.Encoding.DER))[1]
 
     @property
     def authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
@@ -348,6 +377,105 @@ def final_builder(
         if ext.oid != x509.oid.ExtensionOID.PRECERT_POISON:
             builder = builder.add_extension(ext.value, critical=ext.critical)
     return builder.add_extension(sct_list, critical=False)
+
+
+# What a linted certificate's warnings are compared by: (code, message).
+Warnings = frozenset[tuple[str, str | None]]
+
+
+def precertificate(
+    builder: x509.CertificateBuilder, issuer: Issuer, linter: Linter | None = None
+) -> tuple[x509.Certificate, Warnings]:
+    """RFC 6962 §3.1: `builder`'s TBS plus the critical poison, linted (pkilint's
+    precertificate rules) and signed; with its lint's warnings, which the final
+    certificate shares (`final_certificate`). With a file key, the real key signs the
+    linted copy's TBS itself (one encoding of the builder, not two); with a token's key,
+    Linter.sign as for any certificate."""
+    pre = precertificate_builder(builder)
+    key = issuer.intermediate_key
+    if linter is None or not linter.enabled or not isinstance(key, _FILE_KEYS):
+        return sign_builder(pre, issuer, linter), frozenset()
+    signer = _signing_key(key)
+    copy = pre.sign(linter.keys.like(signer), _digest(signer))
+    der = copy.public_bytes(serialization.Encoding.DER)
+    report = _lint(linter, der, copy.serial_number, frozenset(), precert=True)
+    tbs, algorithm, _ = signed_parts(der)
+    return _signed(tbs, algorithm, issuer), report
+
+
+def final_certificate(
+    precert: x509.Certificate,
+    scts: Sequence[ct.SignedCertificateTimestamp],
+    issuer: Issuer,
+    linter: Linter | None = None,
+    known: Warnings = frozenset(),
+) -> x509.Certificate:
+    """RFC 6962 §3.3: the certificate that `precert` promised, with `scts` embedded; the
+    same TBS as `final_builder` gives, cut from the precertificate's DER (ct.final_tbs)
+    instead of parsing every extension into objects and encoding them all again.
+
+    As any certificate: linted before the real key signs (the linted copy carries the
+    precertificate's signature bytes in place of one, which no lint reads; its warnings
+    that the precertificate's lint logged already, `known`, are not logged again), then
+    signed under the precertificate's signatureAlgorithm by the same key (`_signed`)."""
+    tbs = ct.final_tbs(precert.tbs_certificate_bytes, scts)
+    _, algorithm, placeholder = signed_parts(precert.public_bytes(serialization.Encoding.DER))
+    if linter is not None and linter.enabled:
+        copy = assemble_signed(tbs, algorithm, placeholder)
+        _lint(linter, copy, precert.serial_number, known, precert=False)
+    return _signed(tbs, algorithm, issuer)
+
+
+def _lint(linter: Linter, der: bytes, serial: int, known: Warnings, precert: bool) -> Warnings:
+    """LintRefused unless the lint of `der` passes; its warnings not in `known` are
+    logged (as Linter.sign does), all of them returned."""
+    report = linter.lint(der, precert)
+    fresh = [f for f in report.warnings if (f.code, f.message) not in known]
+    if fresh:
+        shown = "; ".join(str(f) for f in fresh)
+        log.warning("lint warnings for serial %x: %s", serial, shown)
+    if report.errors:
+        shown = "; ".join(str(f) for f in report.errors)
+        log.error("lint refused serial %x: %s", serial, shown)
+        raise LintRefused(report)
+    return frozenset((f.code, f.message) for f in report.warnings)
+
+
+def _signed(tbs: bytes, algorithm: bytes, issuer: Issuer) -> x509.Certificate:
+    """`tbs` signed by the intermediate's key under `algorithm` (DER), parsed back.
+
+    Checked before it is returned: `algorithm` is the one the builder gives this key (a
+    token's signature is verified against its public key in signing.py), and the parsed
+    certificate's TBS is `tbs` to the byte."""
+    key = issuer.intermediate_key
+    if isinstance(key, _FILE_KEYS) and algorithm != issuer.signature_algorithm:
+        raise LintMismatch("the TBS's signature algorithm is not the intermediate key's")
+    cert = x509.load_der_x509_certificate(assemble_signed(tbs, algorithm, _signature(tbs, key)))
+    if cert.tbs_certificate_bytes != tbs:
+        raise LintMismatch(f"serial {cert.serial_number:x}: the TBSCertificate does not round-trip")
+    if not isinstance(key, _FILE_KEYS):
+        public = issuer.intermediate_cert.public_key()
+        expected = digest_for(public) if isinstance(public, ExternalPublicKey) else None
+        if expected is None or cert.signature_hash_algorithm is None:
+            raise LintMismatch("a token's certificate without a hash in its signature")
+        if cert.signature_hash_algorithm.name != expected.name:
+            raise LintMismatch("the TBS's signature algorithm is not the token key's")
+    return cert
+
+
+def _signature(tbs: bytes, key: PrivateKeyTypes | ExternalKey) -> bytes:
+    """The intermediate's signature over `tbs`, as its certificates' builder makes it:
+    ECDSA with the curve's hash, RSA PKCS#1 v1.5 with SHA-256, Ed25519 (_digest);
+    a token's key through signing.py (verified there)."""
+    if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
+        return external_signature(key, tbs)
+    signer = _signing_key(key)
+    if isinstance(signer, ed25519.Ed25519PrivateKey):
+        return signer.sign(tbs)
+    digest = _digest(signer) or hashes.SHA256()
+    if isinstance(signer, rsa.RSAPrivateKey):
+        return signer.sign(tbs, padding.PKCS1v15(), digest)
+    return signer.sign(tbs, ec.ECDSA(digest))
 
 
 def pem_chain(cert: x509.Certificate, issuer: Issuer) -> str:

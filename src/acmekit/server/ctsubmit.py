@@ -11,17 +11,21 @@ back, verified, judged against the policy, and the final certificate after them.
   they meet the policy (acmekit.protocol.ctpolicy); else `CtUnavailable` names each log
   and what went wrong, and the order fails with that problem: no certificate leaves the
   CA without a compliant set of SCTs.
-- `submit_final` posts the final certificate (`add-chain`), best effort: a log that
+- `submit_final` posts the final certificate (`add-chain`) to the logs whose SCTs it
+  carries, after the certificate is issued, best effort: a log that
   refuses it or is down is logged and forgotten; the embedded SCTs already prove the
   precertificate's inclusion promise.
 
-Outbound HTTP with aiohttp, one session per CA process, made on first use in the event
-loop and closed with the app.
+Outbound HTTP with acmekit.server.ctclient: per log, a pool of kept-alive connections,
+made on first use in the event loop and closed with the app. What every submission under
+the same chain shares (the issuer's key hash, the chain's base64 in the body) is computed
+once; each SCT is verified with the log's key object, loaded once with the log list.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import ssl
@@ -30,14 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from acmekit.protocol import ct
-from acmekit.protocol.ctpolicy import choose, embedded_scts, lifetime_of
+from acmekit.protocol.ctpolicy import choose, lifetime_of
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 from acmekit.server.config import CtSettings
+from acmekit.server.ctclient import ANSWER_ERRORS, LogClient
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +80,6 @@ def _covers(info: ct.LogInfo, cert: x509.Certificate) -> bool:
     return info.temporal_end is None or not_after < info.temporal_end
 
 
-def _chain_body(certs: Sequence[x509.Certificate]) -> bytes:
-    """The add-(pre-)chain body, serialized once for every log it goes to."""
-    chain = [ct.b64(c.public_bytes(serialization.Encoding.DER)) for c in certs]
-    return json.dumps({"chain": chain}).encode()
-
-
-_JSON = {"Content-Type": "application/json"}
-
-
-def _endpoint(info: ct.LogInfo, name: str) -> str:
-    base = info.url if info.url.endswith("/") else info.url + "/"
-    return f"{base}ct/v1/{name}"
-
-
 @dataclass(frozen=True)
 class Outcome:
     info: ct.LogInfo
@@ -97,14 +87,20 @@ class Outcome:
     failure: str | None
 
 
-async def _body(resp: aiohttp.ClientResponse) -> bytes:
-    """The answer's body, read to its end but never past _MAX_ANSWER bytes."""
-    buf = bytearray()
-    while chunk := await resp.content.read(_MAX_ANSWER + 1 - len(buf)):
-        buf += chunk
-        if len(buf) > _MAX_ANSWER:
-            raise ValueError(f"answer larger than {_MAX_ANSWER} bytes")
-    return bytes(buf)
+class _Chain:
+    """What every submission under one issuing chain shares, computed once: the issuer's
+    key hash (§3.2) and the chain's part of the add-(pre-)chain body, which base64 needs
+    no JSON escaping for."""
+
+    def __init__(self, chain: Sequence[x509.Certificate]) -> None:
+        self.certs = tuple(chain)
+        self.issuer_key_hash = ct.issuer_key_hash(chain[0])
+        tail = "".join(f',"{ct.b64(c.public_bytes(serialization.Encoding.DER))}"' for c in chain)
+        self._tail = f"{tail}]}}".encode("ascii")
+
+    def body(self, leaf_der: bytes) -> bytes:
+        """`{"chain":[leaf, chain...]}` (§4.1)."""
+        return b'{"chain":["' + base64.b64encode(leaf_der) + b'"' + self._tail
 
 
 class CtSubmitter:
@@ -112,7 +108,8 @@ class CtSubmitter:
         self.settings = settings
         self.logs = tuple(logs)
         self._log_ids = {id(info): info.log_id for info in self.logs}  # hashed once
-        self._session: aiohttp.ClientSession | None = None
+        self._clients: dict[int, LogClient] | None = None
+        self._chain: _Chain | None = None
 
     @classmethod
     def load(cls, settings: CtSettings) -> CtSubmitter | None:
@@ -121,38 +118,45 @@ class CtSubmitter:
             return None
         return cls(settings, load_log_lists(settings.log_lists))
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Loopback or configured log URLs only: no proxy from the environment. An
+    def _client(self, info: ct.LogInfo) -> LogClient:
+        if self._clients is None:
+            # The configured log URLs only, never a proxy from the environment. An
             # https:// log is verified against `ca_bundle` (or the system's roots).
-            tls = ssl.create_default_context(cafile=self.settings.ca_bundle)
-            connector = aiohttp.TCPConnector(ssl=tls)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
-        return self._session
+            tls = None
+            if any(i.url.startswith("https:") for i in self.logs):
+                tls = ssl.create_default_context(cafile=self.settings.ca_bundle)
+            self._clients = {id(i): LogClient(i.url, tls) for i in self.logs}
+        return self._clients[id(info)]
+
+    def _chain_for(self, chain: Sequence[x509.Certificate]) -> _Chain:
+        known = self._chain
+        if known is None or known.certs != tuple(chain):
+            known = self._chain = _Chain(chain)
+        return known
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._clients is not None:
+            for client in self._clients.values():
+                client.close()
+            self._clients = None
 
     async def _post(self, info: ct.LogInfo, name: str, body: bytes) -> dict[str, Any]:
-        async with self._client().post(_endpoint(info, name), data=body, headers=_JSON) as resp:
-            text = await _body(resp)
-            if resp.status != 200:
-                shown = text[:200].decode("utf-8", "replace").strip()
-                raise ValueError(f"HTTP {resp.status} {shown}")
-            doc = json.loads(text)
-            if not isinstance(doc, dict):
-                raise ValueError("answer is not a JSON object")
-            return doc
+        answer = await self._client(info).post(f"ct/v1/{name}", body, _MAX_ANSWER)
+        if answer.status != 200:
+            shown = answer.body[:200].decode("utf-8", "replace").strip()
+            raise ValueError(f"HTTP {answer.status} {shown}")
+        doc = json.loads(answer.body)
+        if not isinstance(doc, dict):
+            raise ValueError("answer is not a JSON object")
+        return doc
 
     async def _one(self, info: ct.LogInfo, body: bytes, entry: ct.SignedEntry) -> Outcome:
         try:
             sct = ct.SignedCertificateTimestamp.from_json(
                 await self._post(info, "add-pre-chain", body)
             )
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return Outcome(info, None, f"{type(exc).__name__}: {exc}".strip(": "))
+        except (*ANSWER_ERRORS, ValueError) as exc:
+            return Outcome(info, None, _failure(exc))
         if not ct.verify_sct(sct, entry, info.key, self._log_ids[id(info)]):
             return Outcome(info, None, "its SCT's signature does not verify")
         return Outcome(info, sct, None)
@@ -162,9 +166,11 @@ class CtSubmitter:
     ) -> list[ct.SignedCertificateTimestamp]:
         """The verified SCTs to embed for `precert` (issued by chain[0]); CtUnavailable
         unless they meet the policy within the timeout."""
-        issuer = chain[0]
-        entry = ct.SignedEntry.precert(ct.precert_entry(precert, issuer))
-        body = _chain_body([precert, *chain])
+        shared = self._chain_for(chain)
+        precert_der = precert.public_bytes(serialization.Encoding.DER)
+        tbs = ct.strip_extensions(precert.tbs_certificate_bytes)
+        entry = ct.SignedEntry.precert(ct.PrecertEntry(shared.issuer_key_hash, tbs))
+        body = shared.body(precert_der)
         logs = [info for info in self.logs if _covers(info, precert)]
         tasks = {asyncio.ensure_future(self._one(info, body, entry)): info for info in logs}
         outcomes: list[Outcome] = []
@@ -195,24 +201,37 @@ class CtSubmitter:
             raise CtUnavailable(detail)
         return [sct for _, sct in chosen]
 
-    async def submit_final(self, cert: x509.Certificate, chain: Sequence[x509.Certificate]) -> None:
-        """add-chain of the final certificate to the logs that gave SCTs, best effort."""
+    async def submit_final(
+        self,
+        cert: x509.Certificate,
+        chain: Sequence[x509.Certificate],
+        scts: Sequence[ct.SignedCertificateTimestamp],
+    ) -> None:
+        """add-chain of the final certificate to the logs whose SCTs it embeds (`scts`),
+        best effort."""
         if not self.settings.submit_final:
             return
-        wanted = {sct.log_id for sct in embedded_scts(cert)}
-        body = _chain_body([cert, *chain])
+        wanted = {sct.log_id for sct in scts}
+        body = self._chain_for(chain).body(cert.public_bytes(serialization.Encoding.DER))
 
         async def one(info: ct.LogInfo) -> None:
             try:
                 await self._post(info, "add-chain", body)
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
+            except (*ANSWER_ERRORS, ValueError) as exc:
                 log.info(
-                    "CT log %s did not take final serial %x: %s", info.url, cert.serial_number, exc
-                )
+                    "CT log %s did not take final serial %x: %s",
+                    info.url, cert.serial_number, _failure(exc),
+                )  # fmt: skip
 
-        logs = [info for info in self.logs if info.log_id in wanted]
+        logs = [info for info in self.logs if self._log_ids[id(info)] in wanted]
         if logs:
             tasks = [asyncio.ensure_future(one(info)) for info in logs]
             _, pending = await asyncio.wait(tasks, timeout=self.settings.timeout)
             for task in pending:
                 task.cancel()
+
+
+def _failure(exc: BaseException) -> str:
+    """What a log's failure is called in a problem and in the log: its kind, and what it
+    says (a refused connection names the address)."""
+    return f"{type(exc).__name__}: {exc}".strip(": ")

@@ -35,8 +35,10 @@ after signing: a CRL is no statement about a subscriber, and a shard left past i
 nextUpdate would be worse than one with a finding, so findings are logged and the CRL
 is still published.
 
-Each lint runs in the issuing coroutine's worker thread (authority.py), one at a time
-(`_running`): pkilint does not promise that its validator tree is thread safe.
+A lint runs on the event loop with a key in a file (2-3 ms of pure Python: a thread would
+hold the loop as long) and in a worker thread with a token's key (authority.py,
+`_signing`), one at a time either way (`_running`): pkilint does not promise that its
+validator tree is thread safe.
 """
 
 from __future__ import annotations

@@ -148,6 +148,12 @@ def signed_parts(signed: bytes) -> tuple[bytes, bytes, bytes]:
 def with_signature(signed: bytes, signature: bytes) -> bytes:
     """`signed` (DER) with its signatureValue replaced by `signature`."""
     tbs, algorithm, _ = signed_parts(signed)
+    return assemble_signed(tbs, algorithm, signature)
+
+
+def assemble_signed(tbs: bytes, algorithm: bytes, signature: bytes) -> bytes:
+    """The signed document's DER: TBS, signatureAlgorithm (DER), signature in a BIT
+    STRING with no unused bits (RFC 5280 §4.1)."""
     bit_string = der_tlv(_BIT_STRING, b"\x00" + signature)
     return der_tlv(_SEQUENCE, tbs + algorithm + bit_string)
 
@@ -191,6 +197,11 @@ def verify_signature(public: ExternalPublicKey, signature: bytes, data: bytes) -
         public.verify(signature, data, padding.PKCS1v15(), digest_for(public))
     else:
         public.verify(signature, data, ec.ECDSA(digest_for(public)))
+
+
+def external_signature(key: ExternalKey, tbs: bytes) -> bytes:
+    """`key`'s signature over `tbs`, checked against its public key."""
+    return _external_signature(key, key.public_key(), tbs)
 
 
 def _external_signature(key: ExternalKey, public: ExternalPublicKey, tbs: bytes) -> bytes:
