@@ -18,9 +18,8 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from acmekit.database import UNAVAILABLE
 from acmekit.protocol import payloads
@@ -33,16 +32,8 @@ from acmekit.server.auth import (
     external_account_binding,
     key_change,
 )
-from acmekit.server.authority import (
-    Authority,
-    AuthzView,
-    Begun,
-    Finalizing,
-    OrderView,
-    signer_unavailable,
-)
+from acmekit.server.authority import Authority, OrderView, signer_unavailable
 from acmekit.server.nonces import NonceService
-from acmekit.server.records import AccountRecord
 from acmekit.server.render import Urls
 from acmekit.server.signing import SignerUnavailable
 
@@ -103,7 +94,6 @@ def json_response(doc: Any, status: int = 200, location: str | None = None) -> R
 
 
 Handler = Callable[[Request, "re.Match[str]"], Awaitable[Response]]
-T = TypeVar("T")
 
 
 class AcmeApp:
@@ -113,15 +103,6 @@ class AcmeApp:
         self.auth = Authenticator(authority.store, nonces)
         self.config = authority.config
         self._background: list[asyncio.Task[None]] = []
-        # On PostgreSQL a request's storage work (the nonce, the account, the rule's reads
-        # and writes) runs in this one thread, so the event loop serves other requests
-        # while it waits on the database; one thread keeps requests' storage work in turn,
-        # as on the loop. None on SQLite: there it stays on the loop (see `_storage`).
-        self._worker = (
-            ThreadPoolExecutor(1, thread_name_prefix="acmekit-storage")
-            if authority.store.remote
-            else None
-        )
         # Host headers this listener answers to, and the base URL for the answer to one
         # it does not (None: any Host, as in-process tests and a set base_url need).
         self._authorities: frozenset[str] | None = None
@@ -180,8 +161,6 @@ class AcmeApp:
                 await task
         self._background.clear()
         await self.authority.close()
-        if self._worker is not None:
-            self._worker.shutdown(wait=False)
 
     async def _housekeeping(self) -> None:
         """Recover stale work now and then; prune used nonces."""
@@ -306,15 +285,6 @@ class AcmeApp:
             resp.headers.append(("Retry-After", str(prob.retry_after)))
         return resp
 
-    async def _storage(self, work: Callable[[], T]) -> T:
-        """A request's synchronous work (authentication and the rule it asks for) in one
-        hand-over to the storage thread on PostgreSQL, whose round trips and commits would
-        otherwise hold the loop; on SQLite on the loop, where a statement costs less than
-        the hand-over (docs/decisions.md)."""
-        if self._worker is None:
-            return work()
-        return await asyncio.get_running_loop().run_in_executor(self._worker, work)
-
     def _authenticate(self, req: Request, signer: Signer = "kid") -> Authenticated:
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
@@ -336,100 +306,75 @@ class AcmeApp:
 
     # handlers -----------------------------------------------------------------------
 
-    async def _read_stored(self, req: Request) -> None:
-        if req.method == "POST":
-            await self._storage(lambda: self._read(req))
-
     async def directory(self, req: Request, _: re.Match[str]) -> Response:
-        await self._read_stored(req)
+        self._read(req)
         return json_response(render.directory(req.urls, self.config))
 
     async def new_nonce(self, req: Request, _: re.Match[str]) -> Response:
         """§7.2: 204 to GET, 200 to HEAD (and to POST-as-GET, §6.3)."""
-        await self._read_stored(req)
+        self._read(req)
         return Response(204 if req.method == "GET" else 200)
 
     async def new_account(self, req: Request, _: re.Match[str]) -> Response:
-        def work() -> tuple[AccountRecord, bool]:
-            auth = self._authenticate(req, "jwk")
-            payloads.check(payloads.NEW_ACCOUNT, auth.payload, "newAccount payload")
-            eab = external_account_binding(auth.payload, req.url)
-            return self.authority.new_account(auth, eab, req.client)
-
-        rec, created = await self._storage(work)
+        auth = self._authenticate(req, "jwk")
+        payloads.check(payloads.NEW_ACCOUNT, auth.payload, "newAccount payload")
+        eab = external_account_binding(auth.payload, req.url)
+        rec, created = self.authority.new_account(auth, eab, req.client)
         doc = render.account(req.urls, rec)
         return json_response(doc, 201 if created else 200, req.urls.account(rec.id))
 
     async def account(self, req: Request, m: re.Match[str]) -> Response:
-        def work() -> AccountRecord:
-            auth = self._authenticate(req)
-            if not auth.is_post_as_get:
-                payloads.check(payloads.ACCOUNT_UPDATE, auth.payload, "account update")
-            return self.authority.update_account(auth, m[1])
-
-        rec = await self._storage(work)
+        auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            payloads.check(payloads.ACCOUNT_UPDATE, auth.payload, "account update")
+        rec = self.authority.update_account(auth, m[1])
         return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
 
     async def key_change(self, req: Request, _: re.Match[str]) -> Response:
-        def work() -> AccountRecord:
-            auth = self._authenticate(req)
-            payloads.check(payloads.KEY_CHANGE, auth.payload, "keyChange payload")
-            change = key_change(auth, req.url, req.urls.account_prefix)
-            return self.authority.key_change(auth.require_account(), change)
-
-        rec = await self._storage(work)
+        auth = self._authenticate(req)
+        payloads.check(payloads.KEY_CHANGE, auth.payload, "keyChange payload")
+        change = key_change(auth, req.url, req.urls.account_prefix)
+        rec = self.authority.key_change(auth.require_account(), change)
         return json_response(render.account(req.urls, rec), location=req.urls.account(rec.id))
 
     async def orders(self, req: Request, m: re.Match[str]) -> Response:
         """§7.1.2.1: one page of the account's orders, linking the next if there is one."""
+        account = self._post_as_get(req).require_account()
         account_id, tilde, page = m[1].partition("~")
-
-        def work() -> tuple[AccountRecord, list[tuple[int, str]], bool]:
-            account = self._post_as_get(req).require_account()
-            if account.id != account_id:
-                raise problem(ProblemType.UNAUTHORIZED, "these orders belong to another account")
-            created, _, last = page.partition("-")
-            if tilde and not (created.isascii() and created.isdigit() and len(created) <= 19):
-                raise malformed(f"no such page of orders: {m[1]}")
-            after = (int(created), last) if tilde else None
-            return (account, *self.authority.account_orders(account, after))
-
-        account, found, more = await self._storage(work)
+        if account.id != account_id:
+            raise problem(ProblemType.UNAUTHORIZED, "these orders belong to another account")
+        created, _, last = page.partition("-")
+        if tilde and not (created.isascii() and created.isdigit() and len(created) <= 19):
+            raise malformed(f"no such page of orders: {m[1]}")
+        after = (int(created), last) if tilde else None
+        found, more = self.authority.account_orders(account, after)
         resp = json_response({"orders": [req.urls.order(order_id) for _, order_id in found]})
         if more:
             resp.link(req.urls.account_orders_page(account.id, found[-1]), "next")
         return resp
 
     async def new_order(self, req: Request, _: re.Match[str]) -> Response:
-        def work() -> tuple[AccountRecord, OrderView]:
-            auth = self._authenticate(req)
-            payloads.check(payloads.NEW_ORDER, auth.payload, "newOrder payload")
-            account = auth.require_account()
-            return account, self.authority.new_order(account, auth.payload)
-
-        account, view = await self._storage(work)
+        auth = self._authenticate(req)
+        payloads.check(payloads.NEW_ORDER, auth.payload, "newOrder payload")
+        account = auth.require_account()
+        view = self.authority.new_order(account, auth.payload)
         # draft-ietf-acme-dns-persist-02 §4.4: a standing record may validate at once.
         uri = req.urls.account(account.id)
         view = await self.authority.validate_standing(account, view, uri)
         return self._order(req, view, 201)
 
     async def order(self, req: Request, m: re.Match[str]) -> Response:
-        def work() -> OrderView:
-            account = self._post_as_get(req).require_account()
-            return self.authority.order_view(self.authority.owned_order(account, m[1]))
-
-        return self._order(req, await self._storage(work))
+        account = self._post_as_get(req).require_account()
+        return self._order(
+            req, self.authority.order_view(self.authority.owned_order(account, m[1]))
+        )
 
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
-        def work() -> tuple[AccountRecord, Finalizing]:
-            auth = self._authenticate(req)
-            account = auth.require_account()
-            payloads.check(payloads.FINALIZE, auth.payload, "finalize payload")
-            return account, self.authority.check_finalize(account, m[1], auth.payload)
-
-        account, checked = await self._storage(work)
+        auth = self._authenticate(req)
+        account = auth.require_account()
+        payloads.check(payloads.FINALIZE, auth.payload, "finalize payload")
         uri = req.urls.account(account.id)
-        view = await self.authority.finalize_checked(checked, uri)
+        view = await self.authority.finalize(account, m[1], auth.payload, uri)
         return self._order(req, view)
 
     def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:
@@ -439,60 +384,46 @@ class AcmeApp:
         return resp
 
     async def authz(self, req: Request, m: re.Match[str]) -> Response:
-        def work() -> AuthzView:
-            auth = self._authenticate(req)
-            if not auth.is_post_as_get:
-                payloads.check(payloads.AUTHZ_UPDATE, auth.payload, "authorization update")
-            return self.authority.update_authz(auth, m[1])
-
-        view = await self._storage(work)
+        auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            payloads.check(payloads.AUTHZ_UPDATE, auth.payload, "authorization update")
+        view = self.authority.update_authz(auth, m[1])
         return json_response(
             render.authorization(req.urls, view, self.config.persist_issuers),
             location=req.urls.authz(m[1]),
         )
 
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
-        def work() -> tuple[Authenticated, str, Begun]:
-            auth = self._authenticate(req)
-            if not auth.is_post_as_get:
-                payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
-            uri = req.urls.account(auth.require_account().id)
-            return auth, uri, self.authority.begin_challenge(auth, m[1], uri)
-
-        auth, uri, (ch, authz, started) = await self._storage(work)
-        if started is not None:  # its validation runs on the loop, as every one does
-            self.authority.validate_started(started, authz, auth.require_account(), uri)
+        auth = self._authenticate(req)
+        if not auth.is_post_as_get:
+            payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
+        uri = req.urls.account(auth.require_account().id)
+        ch, authz = self.authority.start_challenge(auth, m[1], uri)
         # No Retry-After while processing: validation takes milliseconds here, and a
         # client's own short-then-growing polling serves it better than a fixed second.
         resp = json_response(render.challenge(req.urls, ch, self.config.persist_issuers))
         return resp.link(req.urls.authz(authz.id), "up")
 
     async def certificate(self, req: Request, m: re.Match[str]) -> Response:
-        def work() -> str:
-            self._read(req)
-            return self.authority.certificate_pem(m[1])
-
-        pem = await self._storage(work)
+        self._read(req)
+        pem = self.authority.certificate_pem(m[1])
         resp = Response(200, pem.encode(), PEM_CHAIN)
         return resp.link(req.urls.resource(paths.ISSUER_CERT), "up")
 
     async def issuer_cert(self, req: Request, _: re.Match[str]) -> Response:
         """The target of a certificate's Link rel="up" (§7.4.2): the intermediate."""
-        await self._read_stored(req)
+        self._read(req)
         return Response(200, self.authority.issuer.chain_pem(), PEM_CHAIN)
 
     async def revoke(self, req: Request, _: re.Match[str]) -> Response:
-        def work() -> None:
-            auth = self._authenticate(req, "either")
-            payloads.check(payloads.REVOKE_CERT, auth.payload, "revokeCert payload")
-            self.authority.revoke(auth, auth.payload)
-
-        await self._storage(work)
+        auth = self._authenticate(req, "either")
+        payloads.check(payloads.REVOKE_CERT, auth.payload, "revokeCert payload")
+        self.authority.revoke(auth, auth.payload)
         return Response(200)
 
     async def renewal_info(self, req: Request, m: re.Match[str]) -> Response:
         """RFC 9773 §4.2: unauthenticated GET; Retry-After says when to ask again."""
-        window = await self._storage(lambda: self.authority.renewal_info(m[1]))
+        window = self.authority.renewal_info(m[1])
         resp = json_response(render.renewal_info(window))
         resp.headers.append(("Retry-After", str(int(self.config.ari.retry_after.total_seconds()))))
         return resp

@@ -219,21 +219,6 @@ def check_contacts(contact: object) -> tuple[str, ...]:
     return tuple(contact)
 
 
-# begin_challenge's answer: the challenge and authorization to show, and the challenge
-# the request started (None if none), for validate_started.
-Begun = tuple[ChallengeRecord, AuthorizationRecord, ChallengeRecord | None]
-
-
-@dataclass(frozen=True)
-class Finalizing:
-    """A finalize request whose order is ready and whose CSR fits it (§7.4)."""
-
-    order: OrderRecord
-    view: OrderView
-    csr_der: bytes
-    csr: x509.CertificateSigningRequest
-
-
 class Authority:
     def __init__(
         self,
@@ -790,25 +775,6 @@ class Authority:
     ) -> tuple[ChallengeRecord, AuthorizationRecord]:
         """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads. `account_uri`
         is what a CAA `accounturi` must name (RFC 8657 §3)."""
-        ch, authz, started = self.begin_challenge(auth, challenge_id, account_uri)
-        if started is not None:
-            self.validate_started(started, authz, auth.require_account(), account_uri)
-        return ch, authz
-
-    def validate_started(
-        self,
-        ch: ChallengeRecord,
-        authz: AuthorizationRecord,
-        account: AccountRecord,
-        account_uri: str,
-    ) -> None:
-        """Validate a challenge `begin_challenge` started, in the background (on the loop)."""
-        self._spawn(self._validate(ch, authz, account, account_uri))
-
-    def begin_challenge(self, auth: Authenticated, challenge_id: str, account_uri: str) -> Begun:
-        """`start_challenge`'s storage work, which needs no event loop (a worker thread may
-        run it): the challenge and authorization to answer with, and the challenge this
-        request started (None if none), which `validate_started` must then validate."""
         account = auth.require_account()
         found = self.store.orders.challenge_and_authorization(challenge_id)
         if found is None:
@@ -817,13 +783,13 @@ class Authority:
         if authz.account_id != account.id:
             raise unauthorized("this authorization belongs to another account")
         if auth.payload is None:
-            return ch, authz, None
+            return ch, authz
         if not isinstance(auth.payload, dict):
             raise malformed("a challenge response is a JSON object, usually {}")
         status = self.authz_view(authz).status
         if ch.status != ChallengeStatus.PENDING or status != AuthorizationStatus.PENDING:
             # Idempotent: answering a challenge twice reports where it stands.
-            return ch, authz, None
+            return ch, authz
         if self._counts_failures(authz):
             subject = self._failure_subject(authz)
             self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
@@ -832,8 +798,9 @@ class Authority:
         if not self.store.orders.start_challenge(ch.id, now, account_uri):  # started already
             started = self.store.orders.challenge(ch.id)
             assert started is not None
-            return started, authz, None
-        return replace(ch, status=ChallengeStatus.PROCESSING, started=now), authz, ch
+            return started, authz
+        self._spawn(self._validate(ch, authz, account, account_uri))
+        return replace(ch, status=ChallengeStatus.PROCESSING, started=now), authz
 
     async def _validate(
         self,
@@ -1095,13 +1062,6 @@ class Authority:
         self, account: AccountRecord, order_id: str, payload: object, account_uri: str
     ) -> OrderView:
         """§7.4: check the CSR against the order, claim it once, issue."""
-        return await self.finalize_checked(
-            self.check_finalize(account, order_id, payload), account_uri
-        )
-
-    def check_finalize(self, account: AccountRecord, order_id: str, payload: object) -> Finalizing:
-        """`finalize`'s reads and CSR checks, which need no event loop (a worker thread
-        may run them with the request's authentication)."""
         order = self.owned_order(account, order_id)
         view = self.order_view(order)
         if view.status != OrderStatus.READY:
@@ -1111,11 +1071,6 @@ class Authority:
         csr_der = b64d(payload["csr"])
         account_key = key_from_jwk(account.jwk)
         csr = check_csr(csr_der, order.identifiers, account_key, self.policy.check_certificate_key)
-        return Finalizing(order, view, csr_der, csr)
-
-    async def finalize_checked(self, checked: Finalizing, account_uri: str) -> OrderView:
-        """`finalize` after `check_finalize`: CAA again, claim once, issue."""
-        order, view, csr_der, csr = checked.order, checked.view, checked.csr_der, checked.csr
         await self._recheck_caa(view, account_uri)
         try:
             # The order is claimed only when its certificate can be signed now: with the
