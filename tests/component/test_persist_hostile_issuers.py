@@ -8,9 +8,7 @@ name passes through the same rewriting and the order is issued."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -33,58 +31,14 @@ from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import new_key
 from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.hostile_ca import RewritingCa
 
 DIRECTORY = "https://ca.test/directory"
 _serial = itertools.count()
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-
 
 def _zone(tag: str) -> str:
     return f"{tag}{next(_serial)}-{int(time.time() * 1000) % 10**8}.persist.test"
-
-
-class HostileCa:
-    """An ASGI app in front of `inner` that sets `issuerDomainNames` in every JSON
-    object of its answers (the directory's meta, each challenge) to `names`."""
-
-    def __init__(self, inner: Any, names: list[Any]) -> None:
-        self.inner, self.names = inner, names
-
-    def _rewrite(self, doc: Any) -> Any:
-        if isinstance(doc, dict):
-            return {
-                k: self.names if k == "issuerDomainNames" else self._rewrite(v)
-                for k, v in doc.items()
-            }
-        if isinstance(doc, list):
-            return [self._rewrite(v) for v in doc]
-        return doc
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.inner(scope, receive, send)
-            return
-        start: Message = {}
-        body = bytearray()
-
-        async def hold(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            body.extend(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            data = bytes(body)
-            with contextlib.suppress(ValueError):  # not JSON (a certificate): as it is
-                data = json.dumps(self._rewrite(json.loads(data))).encode()
-            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
-            headers.append((b"content-length", str(len(data)).encode()))
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": data})
-
-        await self.inner(scope, receive, hold)
 
 
 @pytest.fixture
@@ -114,7 +68,7 @@ async def _txt(server: DnsServerHandle, name: str) -> list[bytes]:
 async def _issue_through(
     pca: Assembly, server: DnsServerHandle, names: list[Any], name: str
 ) -> None:
-    app = HostileCa(pca.app, names)
+    app = RewritingCa(pca.app, "issuerDomainNames", names)
     publisher = Dns01Solver(
         AcmekitDnsProvider(server.api_url),
         resolver=(server.host, server.dns_port),
