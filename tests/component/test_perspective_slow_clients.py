@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from acmekit.server.ca import load_or_create_issuer
 from acmekit.server.mpic.certs import ensure_client_credentials, issue_perspective_credentials
-from acmekit.server.mpic.perspective import PerspectiveConfig, serve
+from acmekit.server.mpic.perspective import PerspectiveConfig, serve, server_context
 from acmekit.server.mpic.quorum import Rir
 from acmekit.server.mpic.remote import client_context
 from acmekit.server.mpic.wire import PATH
 from acmekit.server.validation import ValidationConfig
-from acmekit.webguard import MAX_PER_CLIENT, ClientLimits
+from acmekit.webguard import MAX_PER_CLIENT, ClientLimits, GuardedSite
 
 SHORT = ClientLimits(head_timeout=1.0, handshake_timeout=1.0)
 SMALL = ClientLimits(head_timeout=1.0, max_per_client=2, handshake_timeout=1.0)
@@ -163,3 +164,35 @@ async def test_the_ca_is_served_across_the_deadlines(tmp_path: Path) -> None:
                 assert resp.status == 400
                 assert await resp.json() == {"detail": "not JSON"}
             await asyncio.sleep(1.3)
+
+
+async def test_a_tls_site_bound_by_host_and_port(tmp_path: Path) -> None:
+    """GuardedSite with TLS binds its own socket when given no socket."""
+    now = datetime.now(UTC)
+    issuer = load_or_create_issuer(tmp_path / "ca", now)
+    files = issue_perspective_credentials(
+        issuer, tmp_path / "ca" / "root.pem", tmp_path / "p", "p1", ["127.0.0.1"], now
+    )
+    app = web.Application()
+    app.router.add_get("/", _hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = GuardedSite(runner, "127.0.0.1", 0, ssl_context=server_context(files), limits=SMALL)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        cert, key = ensure_client_credentials(issuer, tmp_path / "ca", now)
+        ctx = client_context(tmp_path / "ca" / "root.pem", cert, key)
+        url = f"https://127.0.0.1:{port}/"
+        async with aiohttp.ClientSession() as http, http.get(url, ssl=ctx) as resp:
+            assert await resp.text() == "hello"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await _closed(reader)  # a handshake never started is cut here too
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert not site.held.count and not site.handshakes
+
+
+async def _hello(_: web.Request) -> web.Response:
+    return web.Response(text="hello")
