@@ -20,7 +20,7 @@ def test_record_matches_what_the_ca_accepts() -> None:
     key = new_key()
     rec = make_record(
         "*.Example.COM", account_url=ACCT, account_key=key, account_hash_prefix=PREFIX,
-        issuers=["Authority.example."], persist_until=1721952000,
+        issuers=["authority.example"], persist_until=1721952000,
     )  # fmt: skip
     assert rec.name == "_validation-persist.example.com" and rec.wildcard
     parsed = dnspersist.parse_record(rec.value)

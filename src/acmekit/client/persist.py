@@ -18,7 +18,8 @@ from acmekit.protocol.jose import PrivateKey, thumbprint
 
 
 class PersistUnavailable(Exception):
-    """The CA does not say what dns-persist-01 needs (no issuer names or hash prefix)."""
+    """The CA does not say what dns-persist-01 needs (no issuer names or hash prefix), or
+    says it in a form the client will not publish."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,16 @@ class PersistRecordText:
 
 
 def choose_issuer(offered: Sequence[str], wanted: str | None = None) -> str:
-    """`wanted` if the CA offers it, else the CA's first name (§3.1: 1 to 10 names)."""
-    names = [dnspersist.normalize_domain(n) for n in offered]
-    if not names or len(names) > dnspersist.MAX_ISSUER_DOMAIN_NAMES:
-        raise PersistUnavailable(f"the CA offers {len(names)} issuer domain names (1 to 10)")
+    """`wanted` if the CA offers it, else the CA's first name (§3.1: 1 to 10 names).
+
+    The CA's names go into the record as they are, so each must be a DNS name as §3.1
+    has it (lowercase LDH labels, no trailing dot): from a CA that sends `ca.test;
+    policy=wildcard` or a name with spaces or control characters, the client would
+    publish parameters of the CA's making. Such a CA is refused, not repaired."""
+    try:
+        names = list(dnspersist.check_issuer_domain_names(offered))
+    except ValueError as exc:
+        raise PersistUnavailable(str(exc)) from None
     if wanted is None:
         return names[0]
     if dnspersist.normalize_domain(wanted) not in names:

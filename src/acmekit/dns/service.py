@@ -28,6 +28,7 @@ from acmekit.dns.state import load_state, save_state
 from acmekit.dns.store import RecordStore, parse_name
 from acmekit.dns.tsig import make_keyring, parse_key
 from acmekit.hostport import parse_host_port
+from acmekit.webguard import ClientLimits, GuardedSite
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class DnsConfig:
     notify: tuple[str, ...] = ()  # "HOST:PORT" of secondaries to send NOTIFY to
     allow_transfer: tuple[str, ...] = ()  # TSIG key names that may AXFR/IXFR
     db: str | None = None  # a database shared with other `acmekit dns` processes
+    # the API's deadline for a request head and its bound per client (acmekit.webguard)
+    api_limits: ClientLimits = field(default_factory=ClientLimits)
 
     def nameserver_ipv4(self) -> str:
         if self.ns_ipv4:
@@ -150,7 +153,9 @@ class DnsService:
             access_log=None,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.api_host, cfg.api_port)
+        # a client trickling a request head, or holding many connections, would keep
+        # the API from the programs it serves (acmekit.webguard)
+        site = GuardedSite(self._runner, cfg.api_host, cfg.api_port, limits=cfg.api_limits)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.api_url = f"http://{_bracket(host)}:{port}"

@@ -11,6 +11,7 @@ order, one record per CA at `_validation-persist.NAME` (§4.3: several CAs side 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from acmekit.fleet.model import ChallengeMethod, Site
 from acmekit.protocol import dnspersist
 from acmekit.protocol.jose import thumbprint
 
+log = logging.getLogger(__name__)
+
 SETTING = "dns-persist-01"
 
 
@@ -28,9 +31,16 @@ async def remember(client: Client, ca: str, inventory: Inventory) -> None:
     info = await client.account_info()
     if not info.account_hash_prefix or not info.issuer_domain_names:
         return
+    # The name goes as it is into the record customers are told to publish: a CA's
+    # `ca.example; policy=wildcard` would be a parameter of the CA's making (§3.1).
+    try:
+        issuer = dnspersist.check_issuer_domain_names(info.issuer_domain_names)[0]
+    except ValueError as exc:
+        log.warning("%s: no dns-persist-01 records: %s", ca, exc)
+        return
     known = templates(inventory)
     known[ca] = {
-        "issuer": dnspersist.normalize_domain(info.issuer_domain_names[0]),
+        "issuer": issuer,
         "account_hash_prefix": info.account_hash_prefix,
         "account_url": info.account_url,
         "thumbprint": thumbprint(info.account_key),
@@ -62,6 +72,8 @@ def records_for(
     out: list[dict[str, Any]] = []
     for base in dict.fromkeys(dnspersist.normalize_domain(n.removeprefix("*.")) for n in names):
         for ca, t in sorted(templates.items()):
+            if not dnspersist.is_issuer_domain_name(t.get("issuer")):
+                continue  # kept before the names were checked (remember)
             uri = dnspersist.hashed_account_uri(
                 t["account_hash_prefix"], t["account_url"], t["thumbprint"], base
             )

@@ -52,6 +52,10 @@ _ISSUER = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _TAG = re.compile(_LABEL)
 _VALUE = re.compile(r"[\x21-\x3a\x3c-\x7e]*")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+# §3.1: an issuer domain name the CA offers is lowercase, in A-labels, without a trailing
+# dot: LDH labels of 1 to 63 octets (RFC 1035 §2.3.1, RFC 5890 §2.3.1), 253 octets at most.
+_LDH_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_ISSUER_DOMAIN_NAME = re.compile(rf"{_LDH_LABEL}(?:\.{_LDH_LABEL})*")
 
 
 class MalformedRecord(ValueError):
@@ -67,6 +71,36 @@ def normalize_domain(name: str) -> str:
         label.encode("idna").decode() if not label.isascii() else label
         for label in folded.split(".")
     )
+
+
+def is_issuer_domain_name(name: object) -> bool:
+    """§3.1: True for a string that may stand as a record's issuer-domain-name as it is.
+
+    The client puts the CA's names into the record it publishes: anything else (a `;`
+    that would start a parameter of the CA's choosing, spaces, control characters,
+    upper case, a trailing dot, an over-long label) is refused, not repaired."""
+    return (
+        isinstance(name, str)
+        and len(name) <= MAX_DOMAIN_OCTETS
+        and _ISSUER_DOMAIN_NAME.fullmatch(name) is not None
+    )
+
+
+def check_issuer_domain_names(names: Sequence[object]) -> tuple[str, ...]:
+    """§3.1: 1 to 10 issuer domain names, each one as `is_issuer_domain_name` says;
+    ValueError (naming the first bad one, shown safely) otherwise."""
+    if not 1 <= len(names) <= MAX_ISSUER_DOMAIN_NAMES:
+        raise ValueError(
+            f"the CA offers {len(names)} issuer domain names (1 to {MAX_ISSUER_DOMAIN_NAMES})"
+        )
+    for name in names:
+        if not is_issuer_domain_name(name):
+            shown = repr(name[:64] if isinstance(name, str) else name)
+            raise ValueError(
+                f"the CA's issuer domain name {shown} is not a lowercase DNS name without "
+                f"a trailing dot (draft-ietf-acme-dns-persist-02 §3.1)"
+            )
+    return tuple(str(n) for n in names)
 
 
 def record_name(name: str) -> str:
@@ -290,8 +324,10 @@ __all__ = [
     "Verdict",
     "account_hash",
     "check_account_uri_form",
+    "check_issuer_domain_names",
     "evaluate",
     "hashed_account_uri",
+    "is_issuer_domain_name",
     "normalize_domain",
     "parse_record",
     "record_name",

@@ -18,7 +18,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +32,7 @@ from acmekit.server.mpic.wire import PATH, CorroborationRequest, PerspectiveAnsw
 from acmekit.server.names import NamePolicy
 from acmekit.server.validation import ValidationConfig, Validator
 from acmekit.server.validation.reserved import AddressPolicy
+from acmekit.webguard import ClientLimits, GuardedSite
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class PerspectiveConfig:
     validation: ValidationConfig
     allowed_special_names: tuple[str, ...] = ()
     caa_timeout: float = 5.0
+    # the handshake, each request head and one address's connections (acmekit.webguard)
+    limits: ClientLimits = field(default_factory=ClientLimits)
 
 
 def server_context(files: PerspectiveFiles) -> ssl.SSLContext:
@@ -149,7 +152,11 @@ async def serve(
     runner = web.AppRunner(Perspective(config).app(), access_log=None)
     await runner.setup()
     sock = _bind(host, port)
-    site = web.SockSite(runner, sock, ssl_context=server_context(config.files))
+    # A deadline for the TLS handshake and each request head, and a bound per client
+    # address counted from TCP's accept: anyone may connect before the handshake asks
+    # for the CA's certificate (acmekit.webguard).
+    tls = server_context(config.files)
+    site = GuardedSite(runner, None, None, sock=sock, ssl_context=tls, limits=config.limits)
     await site.start()
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
