@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from cryptography import x509
 
 from acmekit.database import to_us
+from acmekit.protocol.problems import Problem
 from acmekit.server.ari import cert_id_of
 from acmekit.server.config import Limit, RateLimits, ServerConfig
 from acmekit.server.run import Assembly, assemble
@@ -272,3 +274,38 @@ async def test_concurrent_finalizes_take_once(
     one_step = 7 * 86400 * 1_000_000 // 50  # 50 per week
     tat = policy_ca.store.buckets.tat("certificates_per_domain:finalize.test")
     assert tat == to_us(clock.t) + one_step
+
+
+@pytest.mark.parametrize("limits", [RateLimits(duplicate_certificates=Limit(1, timedelta(days=7)))])
+async def test_a_failure_refunds_once_and_never_after_issuance(
+    pflow: Flow, policy_ca: Assembly
+) -> None:
+    """An issuance that fails after another one completed the order (a retaken, stale
+    finalize) or fails an order already failed gives nothing back: only the failure
+    that makes the order invalid refunds what its claim took. Otherwise each extra
+    failure is one more certificate beyond the limit."""
+    await pflow.account()
+    first = await pflow.order("refund.test")
+    await pflow.solve(first.json())
+    url = first.header("location") or ""
+    assert (await pflow.finalize(url, ("refund.test",))).status == 200
+    buckets = policy_ca.store.buckets
+    tat = buckets.tat("duplicate_certificates:" + _dup_key(policy_ca))
+    order_id = url.rstrip("/").rsplit("/", 1)[-1]
+    record = policy_ca.store.orders.order(order_id)
+    assert record is not None and record.certificate_id is not None
+    failure = Problem("urn:ietf:params:acme:error:serverInternal", "late failure", 500)
+    authority = policy_ca.app.authority
+    authority._fail(record, failure)  # the retaken issuance failing after the first won
+    authority._fail(record, failure)
+    assert buckets.tat("duplicate_certificates:" + _dup_key(policy_ca)) == tat
+    assert policy_ca.store.orders.order(order_id) == record
+    assert_limited(await pflow.order("refund.test"), 7 * 86400)
+
+
+def _dup_key(assembly: Assembly) -> str:
+    with assembly.store.engine.connect() as c:
+        rows = c.execute(sa.text("SELECT key FROM rate_buckets")).all()
+    keys = [r[0] for r in rows if str(r[0]).startswith("duplicate_certificates:")]
+    assert len(keys) == 1, keys
+    return str(keys[0]).split(":", 1)[1]

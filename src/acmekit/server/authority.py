@@ -1128,8 +1128,11 @@ class Authority:
         """The order invalid, its serial abandoned, and the issuance limits taken when it
         was claimed given back: no certificate was issued."""
         self.store.certificates.abandon_reservations(order.id)
-        self.store.orders.fail_order(order.id, failure.to_json())
-        self._refund_issuance_limits(order)
+        # Refunded only by the failure that made the order invalid: an issuance retaken
+        # by recovery may fail after another completed the order, or after another
+        # failed it, and each extra refund would be a certificate beyond the limits.
+        if self.store.orders.fail_order(order.id, failure.to_json()):
+            self._refund_issuance_limits(order)
 
     def _reservation(
         self, order: OrderRecord, profile: Profile, now: datetime

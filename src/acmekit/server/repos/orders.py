@@ -449,13 +449,20 @@ class OrderRepository(Repository):
             ).all()
         return [self._order(r) for r in rows]
 
-    def fail_order(self, order_id: str, error: dict[str, Any]) -> None:
+    def fail_order(self, order_id: str, error: dict[str, Any]) -> bool:
+        """The order invalid with `error`; True only if this call made it so (it had
+        neither a certificate nor an error): only that failure may refund its limits."""
         with self._tx() as c:
-            c.execute(
+            res = c.execute(
                 orders.update()
-                .where(orders.c.id == order_id, orders.c.certificate_id.is_(None))
+                .where(
+                    orders.c.id == order_id,
+                    orders.c.certificate_id.is_(None),
+                    orders.c.error.is_(None),
+                )
                 .values(error=json.dumps(error))
             )
+            return bool(res.rowcount == 1)
 
     def authz_profiles(self, ids: Sequence[str]) -> dict[str, str]:
         """The profile each authorization was made for (absent: the default profile)."""
