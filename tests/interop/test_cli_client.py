@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -237,3 +238,21 @@ def test_concurrent_certonly_for_different_and_same_names(
     # The second run for the same name waited for the first, looked again and kept it.
     assert not (etc / "archive" / "same.cli.test" / "cert2.pem").exists()
     assert sum("not yet due" in r.stdout for r in results) == 1
+
+
+def test_revoke_trusts_the_roots_the_lineage_was_obtained_with(ca: Ca, tmp_path: Path) -> None:
+    """`--ca-bundle` given to certonly alone, then `revoke --cert-name` with no roots on
+    its command line nor in REQUESTS_CA_BUNDLE: the renewal conf's `ca_bundle` is used,
+    as `renew` uses it."""
+    env = {k: v for k, v in os.environ.items() if k != "REQUESTS_CA_BUNDLE"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "acmekit", *args, *certbot_dirs(tmp_path)]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180)
+
+    _ok(run("certonly", "-n", "--agree-tos", "-m", "ops@cli.test",
+            "--server", ca.server.directory_url, "--ca-bundle", str(ca.server.root_path),
+            *standalone(ca), "-d", "revoke-bundle.cli.test"))  # fmt: skip
+    revoked = run("revoke", "--cert-name", "revoke-bundle.cli.test", "-n")
+    _ok(revoked)
+    assert not (tmp_path / "etc" / "renewal" / "revoke-bundle.cli.test.conf").exists()

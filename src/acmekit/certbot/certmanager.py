@@ -701,7 +701,12 @@ class CertManager(AsyncClosing):
         url = server or (params.server if params else None)
         if url is None:
             raise ClientError("--server is needed for a certificate outside any lineage")
-        client, _ = await self.account_client(url, register=False)
+        if params is not None and url == params.server:
+            # The lineage's account and the roots it was obtained with (`ca_bundle`), as
+            # `renew` uses them: revoking from the same shell works as renewing does.
+            client, _ = self._lineage_client(params)
+        else:
+            client, _ = await self.account_client(url, register=False)
         await client.revoke(_cert_der(cert_path), reason)
         if lineage is not None and delete_after:
             await self.delete(lineage.name)
