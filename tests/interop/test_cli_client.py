@@ -76,6 +76,13 @@ def test_certonly_standalone_writes_certbots_layout(ca: Ca, tmp_path: Path) -> N
     assert "authenticator = standalone" in conf and f"http01_port = {ca.http01_port}" in conf
     accounts = list((tmp_path / "etc" / "accounts").glob("*/directory/*/regr.json"))
     assert len(accounts) == 1
+    # certbot's modes: every account folder 0700, the account key 0400.
+    account = accounts[0].parent
+    for folder in (account, *account.parents[:3]):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE((account / "private_key.json").stat().st_mode) == 0o400
+    for kind in ("pre", "deploy", "post"):
+        assert (tmp_path / "etc" / "renewal-hooks" / kind).is_dir()
     # The same names again: kept, not reissued (certbot's --keep-until-expiring).
     again = certonly(ca, tmp_path, *standalone(ca), *names, *hooks)
     _ok(again)
