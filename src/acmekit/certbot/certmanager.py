@@ -696,6 +696,7 @@ class CertManager(AsyncClosing):
     ) -> Lineage | None:
         """Revoke with the account that holds the lineage (or the first for the server);
         then delete the lineage unless told not to, as certbot does. The lineage, if any."""
+        der = _cert_der(cert_path)  # a path that is no certificate is said first, as such
         lineage = self.lineage_of(cert_path)
         params = params_from_conf(lineage.conf) if lineage else None
         url = server or (params.server if params else None)
@@ -707,7 +708,7 @@ class CertManager(AsyncClosing):
             client, _ = self._lineage_client(params)
         else:
             client, _ = await self.account_client(url, register=False)
-        await client.revoke(_cert_der(cert_path), reason)
+        await client.revoke(der, reason)
         if lineage is not None and delete_after:
             await self.delete(lineage.name)
         return lineage
