@@ -28,6 +28,8 @@ CASES = [
     (["check", "127.0.0.1:9", "--ct-log-list", "missing.json"], "log list missing.json"),
     (["certonly", "--server", "https://127.0.0.1:9/directory", "--standalone", "-d", "a.test",
       "--http-01-port", "70000"], "70000"),
+    (["revoke", "--cert-path", "missing.pem", "-n", "--config-dir", "etc", "--work-dir", "work",
+      "--logs-dir", "logs"], "cannot read certificate missing.pem"),
 ]  # fmt: skip
 
 

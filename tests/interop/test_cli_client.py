@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +76,13 @@ def test_certonly_standalone_writes_certbots_layout(ca: Ca, tmp_path: Path) -> N
     assert "authenticator = standalone" in conf and f"http01_port = {ca.http01_port}" in conf
     accounts = list((tmp_path / "etc" / "accounts").glob("*/directory/*/regr.json"))
     assert len(accounts) == 1
+    # certbot's modes: every account folder 0700, the account key 0400.
+    account = accounts[0].parent
+    for folder in (account, *account.parents[:3]):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE((account / "private_key.json").stat().st_mode) == 0o400
+    for kind in ("pre", "deploy", "post"):
+        assert (tmp_path / "etc" / "renewal-hooks" / kind).is_dir()
     # The same names again: kept, not reissued (certbot's --keep-until-expiring).
     again = certonly(ca, tmp_path, *standalone(ca), *names, *hooks)
     _ok(again)
@@ -237,3 +245,21 @@ def test_concurrent_certonly_for_different_and_same_names(
     # The second run for the same name waited for the first, looked again and kept it.
     assert not (etc / "archive" / "same.cli.test" / "cert2.pem").exists()
     assert sum("not yet due" in r.stdout for r in results) == 1
+
+
+def test_revoke_trusts_the_roots_the_lineage_was_obtained_with(ca: Ca, tmp_path: Path) -> None:
+    """`--ca-bundle` given to certonly alone, then `revoke --cert-name` with no roots on
+    its command line nor in REQUESTS_CA_BUNDLE: the renewal conf's `ca_bundle` is used,
+    as `renew` uses it."""
+    env = {k: v for k, v in os.environ.items() if k != "REQUESTS_CA_BUNDLE"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "acmekit", *args, *certbot_dirs(tmp_path)]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=180)
+
+    _ok(run("certonly", "-n", "--agree-tos", "-m", "ops@cli.test",
+            "--server", ca.server.directory_url, "--ca-bundle", str(ca.server.root_path),
+            *standalone(ca), "-d", "revoke-bundle.cli.test"))  # fmt: skip
+    revoked = run("revoke", "--cert-name", "revoke-bundle.cli.test", "-n")
+    _ok(revoked)
+    assert not (tmp_path / "etc" / "renewal" / "revoke-bundle.cli.test.conf").exists()

@@ -236,7 +236,7 @@ def test_account_store_round_trip(tmp_path: Path, key: ec.EllipticCurvePrivateKe
         "private_key.json",
         "regr.json",
     ]
-    assert stat.S_IMODE((folder / "private_key.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((folder / "private_key.json").stat().st_mode) == 0o400  # certbot's mode
     assert (folder / "regr.json").read_text() == '{"body": {}, "uri": "https://ca/acct/1"}'
     loaded = store.find(server)
     assert loaded is not None and loaded.uri == "https://ca/acct/1"

@@ -139,3 +139,18 @@ def test_refusal_names_every_failed_perspective() -> None:
         "b (RIPE): unreachable: refused; c (APNIC): validation: dns: no TXT" in err.problem.detail
     )
     assert outcome.summary() == "passed a (ARIN); failed b (RIPE), c (APNIC); cancelled d (LACNIC)"
+
+
+def test_refusal_of_two_remotes_says_both_must_agree() -> None:
+    """With two remotes the table lets one fail, but one perspective spans one RIR: the
+    detail says the two that the rule in fact needs."""
+    outcome = Corroboration(
+        Verdict.FAIL,
+        "1/2",
+        (
+            PerspectiveResult("a", "ARIN", Outcome.PASSED),
+            PerspectiveResult("b", "RIPE", Outcome.FAILED, "unreachable: refused"),
+        ),
+    )
+    err = refusal(outcome, {"type": "dns", "value": "a.test"})
+    assert "1 of 2 failed, 2 must agree from at least 2 RIRs" in err.problem.detail

@@ -27,6 +27,13 @@ from acmekit.cli.main import cli, with_default_command
         (["--cert-name", "install", "--nginx"], ["run", "--cert-name", "install", "--nginx"]),
         (["--help"], ["--help"]),
         (["--version"], ["--version"]),
+        # certbot's -v anywhere: `certbot renew -v`, unless it is an option's value.
+        (["renew", "-v", "-n"], ["-v", "renew", "-n"]),
+        (
+            ["certonly", "-vv", "--nginx", "-d", "a.test"],
+            ["-vv", "certonly", "--nginx", "-d", "a.test"],
+        ),
+        (["renew", "--pre-hook", "-v"], ["renew", "--pre-hook", "-v"]),
         ([], []),
     ],
 )

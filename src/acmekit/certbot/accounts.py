@@ -137,10 +137,16 @@ class AccountStore:
     def save(self, server: str, key: PrivateKey, uri: str, now: datetime) -> StoredAccount:
         ident = account_id(key)
         directory = self.server_dir(server) / ident
-        make_dirs(self.config_dir / "accounts", 0o700)
-        make_dirs(directory, 0o700)
+        # Every level 0700 as certbot makes them (accounts/HOST/PATH/ID): mkdir's parents
+        # would take the umask's mode instead.
+        level = self.config_dir / "accounts"
+        make_dirs(level, 0o700)
+        for part in directory.relative_to(level).parts:
+            level /= part
+            make_dirs(level, 0o700)
         meta = {"creation_dt": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "creation_host": _host()}
-        atomic_write(directory / "private_key.json", json.dumps(private_jwk(key)).encode(), 0o600)
+        # certbot's mode for the key: read-only to its owner.
+        atomic_write(directory / "private_key.json", json.dumps(private_jwk(key)).encode(), 0o400)
         atomic_write(directory / "meta.json", json.dumps(meta).encode())
         self.write_regr(directory, uri)
         return StoredAccount(ident, server, uri, key, meta["creation_dt"], directory)

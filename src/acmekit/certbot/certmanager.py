@@ -696,13 +696,19 @@ class CertManager(AsyncClosing):
     ) -> Lineage | None:
         """Revoke with the account that holds the lineage (or the first for the server);
         then delete the lineage unless told not to, as certbot does. The lineage, if any."""
+        der = _cert_der(cert_path)  # a path that is no certificate is said first, as such
         lineage = self.lineage_of(cert_path)
         params = params_from_conf(lineage.conf) if lineage else None
         url = server or (params.server if params else None)
         if url is None:
             raise ClientError("--server is needed for a certificate outside any lineage")
-        client, _ = await self.account_client(url, register=False)
-        await client.revoke(_cert_der(cert_path), reason)
+        if params is not None and url == params.server:
+            # The lineage's account and the roots it was obtained with (`ca_bundle`), as
+            # `renew` uses them: revoking from the same shell works as renewing does.
+            client, _ = self._lineage_client(params)
+        else:
+            client, _ = await self.account_client(url, register=False)
+        await client.revoke(der, reason)
         if lineage is not None and delete_after:
             await self.delete(lineage.name)
         return lineage

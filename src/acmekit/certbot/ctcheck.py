@@ -2,9 +2,9 @@
 judged against the CT policy (acmekit.protocol.ctpolicy): for `check` and `certificates`.
 
 An embedded SCT signs over the issuer's key hash, so verifying needs the issuer: the
-lineage's chain.pem for `certificates`; for `check`, a certificate of the `--ca-bundle`
-that issued it, else the one its AIA caIssuers URL (RFC 5280 §4.2.2.1) serves over
-plain HTTP.
+lineage's chain.pem for `certificates`; for `check`, the chain the server sent, else a
+certificate of the `--ca-bundle` that issued it, else the one its AIA caIssuers URL
+(RFC 5280 §4.2.2.1) serves over plain HTTP.
 """
 
 from __future__ import annotations

@@ -246,6 +246,10 @@ class LineageStore:
         make_dirs(archive.parent, 0o700)
         make_dirs(live.parent, 0o700)
         make_dirs(self.config_dir / "renewal")
+        # certbot makes the hook folders `renew` runs (acmekit.certbot.hooks), so that
+        # they are there to drop scripts into.
+        for kind in ("pre", "deploy", "post"):
+            make_dirs(self.config_dir / "renewal-hooks" / kind)
         top_readme = live.parent / "README"
         if not top_readme.exists():
             atomic_write(top_readme, LIVE_TOP_README.encode())

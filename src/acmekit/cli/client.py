@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -989,7 +989,7 @@ def check(
     click.echo(f"days left: {result.days_left}")
     click.echo(f"verify: {'ok' if result.verified else 'failed: ' + result.verify_error}")
     if result.certificate is not None:
-        report = _sct_report(result.certificate, bundle, logs, timeout)
+        report = _sct_report(result.certificate, result.chain, bundle, logs, timeout)
         for line in report_lines(report):
             click.echo(line)
         policy = report["ct_policy"]
@@ -999,15 +999,19 @@ def check(
         sys.exit(1)
 
 
-def _sct_report(cert: Any, bundle: str | None, logs: Any, timeout: float) -> dict[str, Any]:
-    """SCTs of a served certificate: its issuer from the bundle, else from its AIA."""
+def _sct_report(
+    cert: Any, sent: Sequence[Any], bundle: str | None, logs: Any, timeout: float
+) -> dict[str, Any]:
+    """SCTs of a served certificate: its issuer from the chain the server sent, else from
+    the bundle, else from its AIA."""
     from cryptography import x509
 
     from acmekit.certbot.ctcheck import fetch_issuer, issuer_from, sct_report
 
     issuer = None
     if logs is not None:
-        if bundle:
+        issuer = issuer_from(cert, sent)
+        if issuer is None and bundle:
             try:
                 issuer = issuer_from(
                     cert, x509.load_pem_x509_certificates(Path(bundle).read_bytes())

@@ -42,6 +42,7 @@ def with_default_command(argv: list[str]) -> list[str]:
     """certbot's rules for where the command goes: flags with no command mean `run`
     (`acmekit --nginx -d NAME` is `acmekit run --nginx -d NAME`), and a client command
     may come after flags (`acmekit --nginx rollback`) where no flag takes it as its value."""
+    argv = _verbosity_first(argv)
     i = 0
     while i < len(argv) and argv[i] in _GROUP_OPTIONS:
         i += 1
@@ -55,6 +56,22 @@ def with_default_command(argv: list[str]) -> list[str]:
     if j < len(rest) and rest[j] in _CLIENT_COMMANDS:
         return [*head, rest[j], *rest[:j], *rest[j + 1 :]]
     return [*head, "run", *rest]
+
+
+def _verbosity_first(argv: list[str]) -> list[str]:
+    """certbot takes `-v` anywhere (`certbot renew -v`); click only before the command. A
+    client command's `-v`s move to the front, unless one is another option's value."""
+    if not any(a in _GROUP_OPTIONS for a in argv) or not _CLIENT_COMMANDS & set(argv):
+        return argv
+    with_value = _options_with_values()
+    moved: list[str] = []
+    kept: list[str] = []
+    for arg in argv:
+        if arg in _GROUP_OPTIONS and not (kept and kept[-1] in with_value):
+            moved.append(arg)
+        else:
+            kept.append(arg)
+    return [*moved, *kept]
 
 
 _CLIENT_COMMANDS = {
