@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -31,7 +33,7 @@ from acmekit.fleet.issuer import OrderRequest, OrderStarted
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
-from acmekit.protocol.messages import ChallengeType
+from acmekit.protocol.messages import ChallengeType, OrderStatus
 from acmekit.server.admin import move_ari_window
 from acmekit.server.run import Assembly
 from acmekit_testkit.acme_raw import Http01Responder
@@ -274,3 +276,24 @@ async def test_issuance_and_each_deployment_are_logged(
         assert any(f"version 1 deployed to edge {tmp_path / edge}" in line for line in lines)
     key = (tmp_path / "edge-a" / "logged.fleet.test" / "privkey.pem").read_text()
     assert key.splitlines()[1] not in caplog.text
+
+
+async def test_finalize_of_an_order_not_ready_polls_it_instead(
+    fleet: tuple[Fleet, str],
+) -> None:
+    """The issuer finalizes without polling once its authorizations are valid; were the
+    CA to find the order not ready after all (orderNotReady, RFC 8555 §7.4), the order
+    is polled and left as it is, not finalized blindly."""
+    f, _ = fleet
+    order = await f.client.new_order(["notready.fleet.test"])
+    assert order.status == OrderStatus.PENDING
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("notready.fleet.test")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    ready = replace(order, status=OrderStatus.READY)
+    after = await f.issuer._finalize(ready, csr.public_bytes(serialization.Encoding.DER))
+    assert after.status == OrderStatus.PENDING and after.certificate is None

@@ -84,3 +84,19 @@ async def test_poll_gives_up_at_the_deadline_and_never_sleeps_past_it() -> None:
         await poll(fetch, lambda s: False, clock=clock, max_wait=120, what="order X")
     assert clock.sleeps == [50.0, 50.0, 20.0]
     assert clock.now() - NOW == timedelta(seconds=120)
+
+
+async def test_poll_wait_first_waits_one_step_before_the_first_fetch() -> None:
+    clock = FakeClock()
+    fetched_at: list[datetime] = []
+    answers = iter(["processing", "valid"])
+
+    async def fetch() -> tuple[str, float | None]:
+        fetched_at.append(clock.now())
+        return next(answers), None
+
+    result = await poll(fetch, lambda s: s == "valid", clock=clock, max_wait=60, wait_first=True)
+    assert result == "valid"
+    # The first step before the first fetch, then the backoff goes on from the second.
+    assert clock.sleeps == [0.1, 0.2]
+    assert fetched_at == [NOW + timedelta(seconds=0.1), NOW + timedelta(seconds=0.3)]

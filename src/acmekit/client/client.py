@@ -300,9 +300,14 @@ class Client(AsyncClosing):
         return Authorization.from_json(authz.url, doc)
 
     async def poll_authorization(
-        self, authz: Authorization | str, *, max_wait: float | None = None
+        self,
+        authz: Authorization | str,
+        *,
+        max_wait: float | None = None,
+        wait_first: bool = False,
     ) -> Authorization:
-        """Poll until the authorization is no longer pending (§7.5.1)."""
+        """Poll until the authorization is no longer pending (§7.5.1); with
+        `wait_first` (just after answering its challenge), wait one backoff step first."""
         url = authz if isinstance(authz, str) else authz.url
         return await poll(
             lambda: self._fetch_authorization(url),
@@ -311,6 +316,7 @@ class Client(AsyncClosing):
             max_wait=self.poll_timeout if max_wait is None else max_wait,
             backoff=self.backoff,
             what=f"authorization {url}",
+            wait_first=wait_first,
         )
 
     async def finalize(self, order: Order, csr_der: bytes) -> Order:

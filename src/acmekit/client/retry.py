@@ -68,15 +68,21 @@ async def poll(
     max_wait: float,
     backoff: Backoff = DEFAULT_BACKOFF,
     what: str = "resource",
+    wait_first: bool = False,
 ) -> T:
     """Call `fetch` until `done(result)`; between calls wait Retry-After or the backoff.
 
     `fetch` returns the result and the server's Retry-After in seconds (or None). A
     Retry-After shorter than the first backoff step is raised to it, so a server saying
     "0" cannot spin us; every wait is cut to what remains of `max_wait` seconds.
+    With `wait_first`, the first backoff step is waited before the first fetch: right
+    after the request that started the work (a challenge answered), the resource is
+    still in progress, and asking at once only costs a signed request on both sides.
     """
     deadline = clock.now() + timedelta(seconds=max_wait)
     steps = backoff.intervals()
+    if wait_first:
+        await clock.sleep(min(next(steps), max_wait))
     while True:
         result, retry_after = await fetch()
         if done(result):

@@ -186,15 +186,33 @@ class AcmeIssuer:
             await self._check_persist(request.site.names)
         order = await self._order(request, started)
         if order.status == OrderStatus.PENDING:
-            await self._authorize(order, _METHOD[request.challenge_method])
-            order = await self.client.poll_order(order)
+            if await self._authorize(order, _METHOD[request.challenge_method]):
+                # §7.1.6: every authorization valid makes the order ready; finalize
+                # without asking (one signed request less per site).
+                order = replace(order, status=OrderStatus.READY)
+            else:
+                order = await self.client.poll_order(order)
         if order.status == OrderStatus.READY:
-            order = await self.client.finalize(order, request.csr_der)
+            order = await self._finalize(order, request.csr_der)
         if order.status in (OrderStatus.PENDING, OrderStatus.PROCESSING):
             order = await self.client.poll_order(order)
         if order.status != OrderStatus.VALID or order.certificate is None:
             raise order_failure(order)
         return await self.client.download_certificate(order.certificate)
+
+    async def _finalize(self, order: Order, csr_der: bytes) -> Order:
+        """Finalize; if the CA says the order is not ready after all (RFC 8555 §7.4:
+        orderNotReady), fetch it once and finalize only if it then is (processing is
+        polled by the caller; anything else fails the attempt, to be resumed)."""
+        try:
+            return await self.client.finalize(order, csr_der)
+        except AcmeError as exc:
+            if exc.problem.type != ProblemType.ORDER_NOT_READY:
+                raise
+        order = await self.client.order(order.url)
+        if order.status == OrderStatus.READY:
+            return await self.client.finalize(order, csr_der)
+        return order
 
     async def _order(self, request: OrderRequest, started: OrderStarted) -> Order:
         if request.resume_url is not None:
@@ -232,7 +250,9 @@ class AcmeIssuer:
                 f"{', '.join(absent)}; publish: {' | '.join(records)}",
             )
 
-    async def _authorize(self, order: Order, kind: ChallengeType) -> None:
+    async def _authorize(self, order: Order, kind: ChallengeType) -> bool:
+        """Solve the order's pending authorizations; True when every authorization of
+        the order is then valid."""
         authzs = await self.client.authorizations(order)
         pending = [a for a in authzs if a.status == AuthorizationStatus.PENDING]
         chosen = [(a, choose_challenge(a, self.solvers, (kind,))) for a in pending]
@@ -254,13 +274,25 @@ class AcmeIssuer:
         finally:
             for (a, c), ka in zip(chosen, key_auths, strict=True):
                 await solver.cleanup(a.identifier, c, ka)
+        # Those not pending before were valid (reused) or failed; _answer raised for
+        # any pending one that did not become valid.
+        return all(
+            a.status in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID) for a in authzs
+        )
 
     def _key_authorization(self, challenge: Challenge) -> str:
         return key_authorization(challenge.token or "", self.client.account_key)
 
     async def _answer(self, authz: Authorization, challenge: Challenge) -> None:
+        answered = challenge
         if challenge.status == ChallengeStatus.PENDING:
-            await self.client.answer_challenge(challenge)
-        done = await self.client.poll_authorization(authz)
+            answered = await self.client.answer_challenge(challenge)
+        if answered.status == ChallengeStatus.VALID:
+            # §7.1.6: one valid challenge makes its authorization valid.
+            return
+        # Just answered, the CA is validating: wait one backoff step before asking.
+        done = await self.client.poll_authorization(
+            authz, wait_first=challenge.status == ChallengeStatus.PENDING
+        )
         if done.status != AuthorizationStatus.VALID:
             raise AcmeError(done.failure())
