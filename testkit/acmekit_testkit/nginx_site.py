@@ -105,13 +105,17 @@ class NginxSite:
     def wait_for(
         self, host: str, path: str, expected: tuple[int, str | None], timeout: float = 20
     ) -> tuple[int, str]:
-        """Poll until GET answers `expected` (status, and body unless None): a reload is
-        done once the new workers answer. The last answer is returned either way."""
+        """Poll until GET answers `expected` (status, and body unless None) five times in
+        a row: during a reload old and new workers both accept for a while, so one answer
+        from a new worker does not mean the old ones are gone. The last answer is
+        returned either way."""
         deadline = time.monotonic() + timeout
         want_status, want_body = expected
+        in_a_row = 0
         while True:
             status, _, body = self.get(host, path)
-            if status == want_status and want_body in (None, body):
+            in_a_row = in_a_row + 1 if status == want_status and want_body in (None, body) else 0
+            if in_a_row >= 5:
                 return status, body
             if time.monotonic() > deadline:
                 return status, body
