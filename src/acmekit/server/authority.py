@@ -859,14 +859,7 @@ class Authority:
             log.exception("validation of challenge %s failed unexpectedly", ch.id)
             error = Problem(str(ProblemType.SERVER_INTERNAL), str(exc), 500).to_json()
         now = self.now()
-        evidence = ValidationEvidence(
-            mpic_quorum=corroboration.quorum if corroboration else None,
-            mpic_perspectives=(
-                tuple(r.to_json() for r in corroboration.results) if corroboration else None
-            ),
-            dnssec_dcv=dcv.authenticated,
-            dnssec_caa=caa.authenticated,
-        )
+        evidence = _evidence(corroboration, dcv, caa)
         expires = self._valid_until(authz, now, until)
         finish = self.store.orders.finish_challenge
         await self._off_loop(finish, ch.id, now, error, expires, evidence)
@@ -939,14 +932,7 @@ class Authority:
             )
             if corroboration.verdict != Verdict.PASS:
                 raise refusal(corroboration, authz.identifier.to_json())
-        record = ValidationEvidence(
-            mpic_quorum=corroboration.quorum if corroboration else None,
-            mpic_perspectives=(
-                tuple(r.to_json() for r in corroboration.results) if corroboration else None
-            ),
-            dnssec_dcv=dcv.authenticated,
-            dnssec_caa=caa.authenticated,
-        )
+        record = _evidence(corroboration, dcv, caa)
         return _Checked(until, record)
 
     async def _validate_standing(
@@ -1343,6 +1329,19 @@ class Authority:
                 csr = x509.load_der_x509_csr(order.csr)
                 self._spawn(self._issue(order, csr, kept, reserved=kept is not None))
                 log.warning("resumed issuance of order %s", order.id)
+
+
+def _evidence(corroboration: Corroboration | None, dcv: Tally, caa: Tally) -> ValidationEvidence:
+    """How a validation was made, as stored on its authorization: the perspectives'
+    quorum and answers (BR §3.2.2.9), and whether its DNS answers were authenticated."""
+    return ValidationEvidence(
+        mpic_quorum=corroboration.quorum if corroboration else None,
+        mpic_perspectives=(
+            tuple(r.to_json() for r in corroboration.results) if corroboration else None
+        ),
+        dnssec_dcv=dcv.authenticated,
+        dnssec_caa=caa.authenticated,
+    )
 
 
 def _dnssec_note(evidence: ValidationEvidence) -> str:
