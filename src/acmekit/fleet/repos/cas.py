@@ -133,6 +133,13 @@ def _drop_reservations(c: Connection, ca: str, site_id: str) -> None:
     c.execute(_DROP_RESERVATIONS, {"p_ca": ca, "p_site": site_id})
 
 
+def _health(c: Connection, wanted: list[str]) -> dict[str, CaHealth]:
+    """The health of each of `wanted`: a CA with no row yet has never failed."""
+    query = sa.select(ca_health).where(ca_health.c.ca.in_(wanted))
+    found = {r.ca: CaHealth(r.ca, r.failures, r.down_until, r.last_error) for r in c.execute(query)}
+    return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}
+
+
 def _usage(
     c: Connection,
     ca: str,
@@ -205,32 +212,21 @@ class CaRepository(Repository):
             c.execute(ca_accounts.update().where(ca_accounts.c.ca == ca).values(account_url=url))
 
     def health(self, names: Iterable[str]) -> dict[str, CaHealth]:
-        wanted = list(names)
-        query = sa.select(ca_health).where(ca_health.c.ca.in_(wanted))
         with self._tx() as c:
-            found = {
-                r.ca: CaHealth(r.ca, r.failures, r.down_until, r.last_error)
-                for r in c.execute(query)
-            }
-        return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}
+            return _health(c, list(names))
 
     def standing(
         self, names: Iterable[str], usage: dict[str, tuple[Sequence[str], int, int, int | None]]
     ) -> tuple[dict[str, CaHealth], dict[str, dict[str, list[int]]]]:
         """`health(names)`, and `usage(ca, *args)` for each `ca: args` of `usage`, read in
         one transaction."""
-        wanted = list(names)
-        query = sa.select(ca_health).where(ca_health.c.ca.in_(wanted))
         with self._tx() as c:
-            found = {
-                r.ca: CaHealth(r.ca, r.failures, r.down_until, r.last_error)
-                for r in c.execute(query)
-            }
+            health = _health(c, list(names))
             counted = {
                 ca: _usage(c, ca, list(domains), since, stale, latest)
                 for ca, (domains, since, stale, latest) in usage.items()
             }
-        return {n: found.get(n, CaHealth(n, 0, None, None)) for n in wanted}, counted
+        return health, counted
 
     def _ensure_health(self, ca: str) -> None:
         """The CA's health row, made if missing; asked once per process (rows are never
