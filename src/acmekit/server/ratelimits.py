@@ -239,34 +239,12 @@ class RateLimiter:
 
     def check(self, name: LimitName, subject: Subject, now: datetime) -> None:
         """Refuse (rateLimited) if a take would be refused now; take nothing."""
-        if not self.limits.enabled:
-            return
-        rate = self._rate(name, subject)
-        if rate.unlimited:
-            return
-        if rate.burst <= 0:
-            self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
-        tat, at = self.store.read(f"{name}:{subject.key}", self._at(now))
-        wait = wait_seconds(tat, at, rate)
-        if wait:
-            self._refuse(name, rate, wait)
+        self.check_all([(name, subject)], now)
 
     def take(self, name: LimitName, subject: Subject, now: datetime) -> None:
-        """Let one request through or refuse it (rateLimited with Retry-After)."""
-        if not self.limits.enabled:
-            return
-        rate = self._rate(name, subject)
-        if rate.unlimited:
-            return
-        if rate.burst <= 0:
-            self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
-        key = f"{name}:{subject.key}"
-        if self.store.take(key, self._at(now), rate.interval_us, rate.tolerance_us):
-            return
-        # Refused by the statement itself; the TAT is read again only for Retry-After
-        # (a concurrent change can move that figure, never the decision).
-        tat, at = self.store.read(key, self._at(now))
-        self._refuse(name, rate, max(1, wait_seconds(tat, at, rate)))
+        """Let one request through or refuse it (rateLimited with Retry-After), in a
+        statement of its own."""
+        self.take_all([(name, subject)], now, None)
 
     def check_all(self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime) -> None:
         """`check` for each, the buckets read in one statement."""
@@ -285,9 +263,10 @@ class RateLimiter:
     def take_all(
         self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime, within: Any
     ) -> None:
-        """`take` for each, inside the caller's transaction `within`: a refusal raises,
-        and the caller's rollback returns what the others took, so all are taken or none.
-        Taken in key order, so that two transactions lock shared buckets in one order."""
+        """`take` for each, inside the caller's transaction `within` (None: each in a
+        statement of its own): a refusal raises, and the caller's rollback returns what
+        the others took, so all are taken or none. Taken in key order, so that two
+        transactions lock shared buckets in one order."""
         if not self.limits.enabled:
             return
         rated = [(f"{n}:{s.key}", n, self._rate(n, s)) for n, s in pairs]
@@ -298,6 +277,8 @@ class RateLimiter:
                 self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
             at = self._at(now)
             if not self.store.take(key, at, rate.interval_us, rate.tolerance_us, within):
+                # Refused by the statement itself; the TAT is read again only for
+                # Retry-After (a concurrent change can move that figure, never the decision).
                 tat, read_at = self.store.read(key, at, within)
                 self._refuse(name, rate, max(1, wait_seconds(tat, read_at, rate)))
 
