@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,19 +273,32 @@ class MakeRun:
     def on_free_ports(cls, state: Path) -> MakeRun:
         from acmekit_testkit.ports import free_port
 
-        return cls(state, free_port(), free_port())
+        ca = free_port()
+        while (http01 := free_port()) == ca:
+            pass
+        return cls(state, ca, http01)
 
     def variables(self) -> dict[str, str]:
         from acmekit_testkit.ports import free_port, free_tcp_udp_port
 
+        # A port found free is not held, and the kernel may offer it again: every port
+        # here must differ from the others, the CA's and http-01's included.
+        taken = {self.ca, self.http01}
+
+        def fresh(pick: Callable[[], int] = free_port) -> int:
+            while (port := pick()) in taken:
+                pass
+            taken.add(port)
+            return port
+
         return {
             "STATE": str(self.state),
             "RUN_LISTEN": f"127.0.0.1:{self.ca}",
-            "RUN_CT_PORT": str(free_port()),
-            "RUN_CT_PORT2": str(free_port()),
+            "RUN_CT_PORT": str(fresh()),
+            "RUN_CT_PORT2": str(fresh()),
             "RUN_FLAGS": (
-                f"--demo-dns 127.0.0.1:{free_tcp_udp_port()} "
-                f"--demo-dns-api 127.0.0.1:{free_port()} --http01-port {self.http01} "
-                f"--tlsalpn01-port {free_port()} --crl-listen 127.0.0.1:{free_port()}"
+                f"--demo-dns 127.0.0.1:{fresh(free_tcp_udp_port)} "
+                f"--demo-dns-api 127.0.0.1:{fresh()} --http01-port {self.http01} "
+                f"--tlsalpn01-port {fresh()} --crl-listen 127.0.0.1:{fresh()}"
             ),
         }
