@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acmekit.server.lint import Linter
@@ -124,12 +123,16 @@ def lego_dns01(ca: AllOnCa, base: Path, *names: str) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-def passes_the_linter(cert: x509.Certificate) -> bool:
-    """No error from the linter the CA ran before signing (its configuration here: the
-    test names and loopback addresses allowed as the CA allows them)."""
+def issued_names(ca: AllOnCa, chain: Path, base: Path) -> list[str]:
+    """The names of the certificate in `chain`, after openssl verified the chain up to the
+    CA's root and the certificate passed the linter the CA runs before signing (configured
+    as the CA is here: the test names and loopback addresses allowed)."""
+    cert = openssl_verify(ca.server.root_path, chain, base)
     networks = parse_networks(LOOPBACK_NETWORKS)
     linter = Linter(allowed_names=TEST_SPECIAL_NAMES, allowed_networks=networks)
-    return not linter.lint(cert.public_bytes(Encoding.DER)).errors
+    report = linter.lint(cert.public_bytes(Encoding.DER))
+    assert not report.errors, report.errors
+    return dns_names(cert)
 
 
 def assert_all_on(ca: AllOnCa, name: str, records: tuple[str, ...], authorizations: int) -> None:
@@ -155,9 +158,7 @@ def test_lego_gets_a_wildcard_in_the_signed_zone(allon_ca: AllOnCa, tmp_path: Pa
     code, said = lego_dns01(allon_ca, tmp_path, "lw.secure.test", "*.lw.secure.test")
     assert code == 0, said[-3000:]
     crt = lego_certificate(tmp_path, "lw.secure.test")
-    cert = openssl_verify(allon_ca.server.root_path, crt, tmp_path)
-    assert dns_names(cert) == ["*.lw.secure.test", "lw.secure.test"]
-    assert passes_the_linter(cert)
+    assert issued_names(allon_ca, crt, tmp_path) == ["*.lw.secure.test", "lw.secure.test"]
     # Two authorizations (the name and its wildcard), one TXT record name for both.
     records = ("TXT _acme-challenge.lw.secure.test", "CAA secure.test")
     assert_all_on(allon_ca, "lw.secure.test", records, authorizations=2)
@@ -167,10 +168,8 @@ def test_certbot_gets_a_name_by_dns01_in_the_signed_zone(allon_ca: AllOnCa, tmp_
     ini = write_rfc2136_ini(tmp_path / "rfc2136.ini", allon_ca.dns.named.port)
     done = certbot_rfc2136(allon_ca.server, tmp_path, ini, "cd.secure.test")
     assert done.returncode == 0, done.stderr[-3000:]
-    live = tmp_path / "etc" / "live" / "cd.secure.test"
-    cert = openssl_verify(allon_ca.server.root_path, live / "fullchain.pem", tmp_path)
-    assert dns_names(cert) == ["cd.secure.test"]
-    assert passes_the_linter(cert)
+    chain = tmp_path / "etc" / "live" / "cd.secure.test" / "fullchain.pem"
+    assert issued_names(allon_ca, chain, tmp_path) == ["cd.secure.test"]
     records = ("TXT _acme-challenge.cd.secure.test", "CAA secure.test")
     assert_all_on(allon_ca, "cd.secure.test", records, authorizations=1)
 
@@ -180,10 +179,8 @@ def test_certbot_gets_a_name_by_http01_in_the_signed_zone(
 ) -> None:
     done = certbot_standalone(allon_ca.server, tmp_path, allon_ca.http01_port, "ch.secure.test")
     assert done.returncode == 0, done.stderr[-3000:]
-    live = tmp_path / "etc" / "live" / "ch.secure.test"
-    cert = openssl_verify(allon_ca.server.root_path, live / "fullchain.pem", tmp_path)
-    assert dns_names(cert) == ["ch.secure.test"]
-    assert passes_the_linter(cert)
+    chain = tmp_path / "etc" / "live" / "ch.secure.test" / "fullchain.pem"
+    assert issued_names(allon_ca, chain, tmp_path) == ["ch.secure.test"]
     # The perspectives looked the name's address up through their validating resolvers.
     records = ("A ch.secure.test", "CAA secure.test")
     assert_all_on(allon_ca, "ch.secure.test", records, authorizations=1)
