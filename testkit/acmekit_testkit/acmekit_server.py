@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from acmekit.server.config import ValidationSettings
+from acmekit.server.records import ValidationEvidence
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.processes import logged_process, wait_for_lines
 
@@ -105,6 +108,27 @@ def running_acmekit_server(
     with logged_process(argv, log) as proc:
         found = wait_for_lines(proc, log, ("directory: ", "root: "), "acmekit server")
         yield ServerHandle(found["directory: "], Path(found["root: "]), state, proc, log)
+
+
+def recorded_evidence(state_dir: Path, name: str) -> list[ValidationEvidence]:
+    """What the CA whose state directory is `state_dir` (SQLite, its default database)
+    stored on every authorization for `name` about how it was validated: the remote
+    perspectives' quorum and answers, and whether the DNS answers were authenticated."""
+    with sqlite3.connect(state_dir / "acmekit.db") as db:
+        rows = db.execute(
+            "SELECT mpic_quorum, mpic_perspectives, dnssec_dcv, dnssec_caa "
+            "FROM authorizations WHERE identifier_value = ?",
+            (name,),
+        ).fetchall()
+    return [
+        ValidationEvidence(
+            quorum,
+            None if answers is None else tuple(json.loads(answers)),
+            None if dcv is None else bool(dcv),
+            None if caa is None else bool(caa),
+        )
+        for quorum, answers, dcv, caa in rows
+    ]
 
 
 class _AnswersDns(Protocol):

@@ -45,6 +45,7 @@ import dns.exception
 import dns.message
 import dns.query
 
+from acmekit_testkit.acmekit_server import recorded_evidence
 from acmekit_testkit.bind import Named, running_named
 from acmekit_testkit.ports import free_tcp_udp_port
 from acmekit_testkit.processes import logged_process, wait_ready
@@ -54,6 +55,15 @@ DNSSEC_KEYGEN = "/usr/bin/dnssec-keygen"
 DNSSEC_SIGNZONE = "/usr/bin/dnssec-signzone"
 UPDATE_KEY_NAME = "dnssec-update"
 UPDATE_KEY_SECRET = base64.b64encode(b"TSIG key for the DNSSEC test zones").decode()
+# The CA's [validation] settings for these zones: refuse to start unless the resolver
+# validates (secure.test must come back with the AD bit).
+DNSSEC_SETTINGS = {
+    "validation": {"dnssec": "require-validating-resolver", "dnssec_probe": "secure.test"}
+}
+# unbound's Extended DNS Error for a bogus answer: "DNSKEY Missing" (or "Signature
+# Expired") for the question that first meets the broken keys, "DNSSEC Bogus" once it has
+# marked them bad.
+BOGUS = r"\((DNSSEC Bogus|DNSKEY Missing|Signature Expired)[^)]*\)"
 
 # TTLs of one second (and a negative TTL of one second in the SOA): unbound's cache must not
 # hide a TXT record added a moment after a question about it.
@@ -323,6 +333,7 @@ def running_dnssec_dns(directory: Path) -> Iterator[DnssecDns]:
         "bogus.test": bogus.file,
         "expired.test": expired.file,
     }
+    zones = (secure, bogus, expired)
     with (
         running_named(
             bind_dir,
@@ -330,11 +341,58 @@ def running_dnssec_dns(directory: Path) -> Iterator[DnssecDns]:
             plain,
             ready=_named_answers,
         ) as named,
-        running_unbound(
-            unbound_dir,
-            stubs={"test": named.port},
-            trust_anchors=(secure.trust_anchor, bogus.trust_anchor, expired.trust_anchor),
-            insecure=("insecure.test",),
-        ) as unbound,
+        running_test_zone_resolver(unbound_dir, named.port, zones) as unbound,
     ):
-        yield DnssecDns(named, unbound, (secure, bogus, expired))
+        yield DnssecDns(named, unbound, zones)
+
+
+@contextmanager
+def running_test_zone_resolver(
+    directory: Path, named_port: int, zones: Sequence[SignedZone]
+) -> Iterator[Unbound]:
+    """An unbound validating the zones of this module (served by BIND on `named_port`)
+    with their trust anchors; several may run side by side, each with its own cache, as
+    resolvers in different places do (e.g. one per remote validation perspective)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with running_unbound(
+        directory,
+        stubs={"test": named_port},
+        trust_anchors=tuple(zone.trust_anchor for zone in zones),
+        insecure=("insecure.test",),
+    ) as unbound:
+        yield unbound
+
+
+def write_rfc2136_ini(path: Path, named_port: int) -> Path:
+    """certbot's dns-rfc2136 credentials (mode 600) for BIND's test zones on `named_port`."""
+    path.write_text(
+        "dns_rfc2136_server = 127.0.0.1\n"
+        f"dns_rfc2136_port = {named_port}\n"
+        f"dns_rfc2136_name = {UPDATE_KEY_NAME}\n"
+        f"dns_rfc2136_secret = {UPDATE_KEY_SECRET}\n"
+        "dns_rfc2136_algorithm = HMAC-SHA256\n"
+    )
+    path.chmod(0o600)
+    return path
+
+
+def lego_rfc2136_env(named_port: int) -> dict[str, str]:
+    """lego's `--dns rfc2136` settings for BIND's test zones on `named_port` (TSIG
+    hmac-sha256; one second between a name's sequential challenges, not lego's 60). The
+    TTL is the zones' one second, not lego's 120: lego solves a name's wildcard and apex
+    one after the other with one TXT record name, and a validating resolver in front
+    would otherwise answer the second validation with the first value from its cache."""
+    return {
+        "RFC2136_TTL": "1",
+        "RFC2136_NAMESERVER": f"127.0.0.1:{named_port}",
+        "RFC2136_TSIG_KEY": UPDATE_KEY_NAME,
+        "RFC2136_TSIG_SECRET": UPDATE_KEY_SECRET,
+        "RFC2136_TSIG_ALGORITHM": "hmac-sha256.",
+        "RFC2136_SEQUENCE_INTERVAL": "1",
+    }
+
+
+def recorded_dnssec(ca_state: Path, name: str) -> list[tuple[bool | None, bool | None]]:
+    """(dnssec_dcv, dnssec_caa) of every authorization for `name` as the CA whose state
+    directory is `ca_state` stored them (migration 0007)."""
+    return [(e.dnssec_dcv, e.dnssec_caa) for e in recorded_evidence(ca_state, name)]

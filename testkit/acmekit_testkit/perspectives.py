@@ -15,13 +15,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from acmekit_testkit.acmekit_server import LOOPBACK_NETWORKS, TEST_SPECIAL_NAMES
 from acmekit_testkit.processes import logged_process, wait_for_lines
+
+# Three perspectives in three RIRs' regions: the fewest the quorum rule (BR 3.2.2.9) lets
+# one of fail.
+RIRS = {"i-arin": "ARIN", "i-ripe": "RIPE", "i-apnic": "APNIC"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,10 @@ def running_perspective(
     tlsalpn01_port: int = 443,
     certs_dir: Path | None = None,
     host: str = "127.0.0.1",
+    dnssec_probe: str | None = None,
 ) -> Iterator[PerspectiveHandle]:
+    """With `dnssec_probe`, `--dnssec require-validating-resolver`: the perspective starts
+    only if its resolver authenticates that name, and refuses what does not validate."""
     state = certs_dir or issue_certs(ca_state, name, workdir / f"perspective-{name}", (host,))
     argv: list[Any] = [
         sys.executable, "-m", "acmekit", "-v", "server", "perspective",
@@ -75,6 +82,8 @@ def running_perspective(
         "--http01-port", str(http01_port), "--tlsalpn01-port", str(tlsalpn01_port),
         "--timeout", "5", *perspective_flags(),
     ]  # fmt: skip
+    if dnssec_probe is not None:
+        argv += ["--dnssec", "require-validating-resolver", "--dnssec-probe", dnssec_probe]
     log = workdir / f"perspective-{name}-{time.monotonic_ns()}.log"
     with logged_process([str(a) for a in argv], log) as proc:
         prefix = f"perspective {name} ({rir}): "
@@ -82,4 +91,49 @@ def running_perspective(
         yield PerspectiveHandle(name, rir, found[prefix], state, proc, log)
 
 
-__all__ = ["PerspectiveHandle", "issue_certs", "perspective_flags", "running_perspective"]
+@contextmanager
+def running_perspectives(
+    workdir: Path,
+    ca_state: Path,
+    *,
+    dns_ports: Sequence[int],
+    http01_port: int,
+    dnssec_probe: str | None = None,
+) -> Iterator[tuple[PerspectiveHandle, ...]]:
+    """The perspectives of RIRS, the first asking the resolver on `dns_ports[0]`, and so
+    on (give the same port thrice for one shared resolver)."""
+    with ExitStack() as stack:
+        started = []
+        for (name, rir), port in zip(RIRS.items(), dns_ports, strict=True):
+            each = running_perspective(
+                workdir, ca_state, name, rir, dns_port=port, http01_port=http01_port,
+                dnssec_probe=dnssec_probe,
+            )  # fmt: skip
+            started.append(stack.enter_context(each))
+        yield tuple(started)
+
+
+def mpic_settings(perspectives: Sequence[PerspectiveHandle]) -> dict[str, Any]:
+    """The CA's `[mpic]` table asking `perspectives`."""
+    return {"enabled": True, "perspectives": [p.settings() for p in perspectives]}
+
+
+def corroborated(ca_log: Path, name: str) -> bool:
+    """Whether the CA's log (`ServerHandle.log`) says that the remote perspectives
+    corroborated a validation for `name` (the line the authority writes per round)."""
+    return any(
+        "mpic for authorization" in line and f"({name}): pass" in line
+        for line in ca_log.read_text(errors="replace").splitlines()
+    )
+
+
+__all__ = [
+    "RIRS",
+    "PerspectiveHandle",
+    "corroborated",
+    "issue_certs",
+    "mpic_settings",
+    "perspective_flags",
+    "running_perspective",
+    "running_perspectives",
+]

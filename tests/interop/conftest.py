@@ -1,4 +1,5 @@
-"""Shared pieces for interop tests: `acmekit dns` on loopback and our CA as a real process."""
+"""Shared pieces for interop tests: `acmekit dns` on loopback, our CA as a real process, and
+BIND's signed test zones behind a validating unbound (acmekit_testkit.dnssec)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from acmekit_testkit.acmekit_server import CaProcess, running_ca_process
+from acmekit_testkit.dnssec import DnssecDns, running_dnssec_dns
 from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
 
 CaUnderTest = CaProcess[DnsServerHandle]
@@ -24,3 +26,9 @@ def acmekit_ca(
 ) -> Iterator[CaUnderTest]:
     with running_ca_process(tmp_path_factory.mktemp("acmekit-ca"), interop_dns) as ca:
         yield ca
+
+
+@pytest.fixture(scope="module")
+def dnssec_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnssecDns]:
+    with running_dnssec_dns(tmp_path_factory.mktemp("dnssec-dns")) as peers:
+        yield peers

@@ -18,7 +18,6 @@ bogus one.
 from __future__ import annotations
 
 import re
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,33 +47,22 @@ from acmekit_testkit.acmekit_server import (
     running_acmekit_server,
     validation_flags,
 )
-from acmekit_testkit.cli import certbot_dirs, run_trusting
+from acmekit_testkit.cli import certbot_rfc2136
 from acmekit_testkit.csr import leaf_names, make_csr
 from acmekit_testkit.dnssec import (
-    UPDATE_KEY_NAME,
-    UPDATE_KEY_SECRET,
+    BOGUS,
+    DNSSEC_SETTINGS,
     DnssecDns,
-    running_dnssec_dns,
+    recorded_dnssec,
+    write_rfc2136_ini,
 )
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.verify import dns_names, openssl_verify
 
 pytestmark = pytest.mark.interop
 
-CERTBOT = "/usr/bin/certbot"
 REQUIRE = DnssecMode.REQUIRE_VALIDATING_RESOLVER
-# unbound's Extended DNS Error for a bogus answer: "DNSKEY Missing" (or "Signature
-# Expired") for the question that first meets the broken keys, "DNSSEC Bogus" once it has
-# marked them bad.
-BOGUS = r"\((DNSSEC Bogus|DNSKEY Missing|Signature Expired)[^)]*\)"
 ACCOUNT_KEY = ec.generate_private_key(ec.SECP256R1())
-DNSSEC_SETTINGS = {"validation": {"dnssec": str(REQUIRE), "dnssec_probe": "secure.test"}}
-
-
-@pytest.fixture(scope="module")
-def dnssec_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnssecDns]:
-    with running_dnssec_dns(tmp_path_factory.mktemp("dnssec-dns")) as peers:
-        yield peers
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +81,7 @@ def dnssec_ca(
 
 
 def dns01_solver(peers: DnssecDns, tmp_path: Path) -> Dns01Solver:
-    ini = tmp_path / "rfc2136.ini"
-    ini.write_text(
-        "dns_rfc2136_server = 127.0.0.1\n"
-        f"dns_rfc2136_port = {peers.named.port}\n"
-        f"dns_rfc2136_name = {UPDATE_KEY_NAME}\n"
-        f"dns_rfc2136_secret = {UPDATE_KEY_SECRET}\n"
-        "dns_rfc2136_algorithm = HMAC-SHA256\n"
-    )
-    ini.chmod(0o600)
+    ini = write_rfc2136_ini(tmp_path / "rfc2136.ini", peers.named.port)
     return Dns01Solver(
         Rfc2136DnsProvider.from_certbot_ini(ini),
         resolver=("127.0.0.1", peers.named.port),
@@ -141,16 +121,6 @@ def ca_log(ca: CaProcess[DnssecDns]) -> str:
     return ca.server.log.read_text(errors="replace")
 
 
-def recorded_dnssec(ca: CaProcess[DnssecDns], name: str) -> list[tuple[bool | None, bool | None]]:
-    """(dnssec_dcv, dnssec_caa) of every authorization for `name`, as the CA stored them."""
-    with sqlite3.connect(ca.server.state_dir / "acmekit.db") as db:
-        rows = db.execute(
-            "SELECT dnssec_dcv, dnssec_caa FROM authorizations WHERE identifier_value = ?",
-            (name,),
-        ).fetchall()
-    return [(None if d is None else bool(d), None if c is None else bool(c)) for d, c in rows]
-
-
 # --- through the CA: our client against our CA asking unbound
 
 
@@ -164,7 +134,7 @@ async def test_signed_zone_passes_dns01_and_caa(
     log = ca_log(dnssec_ca)
     assert "DNSSEC: TXT _acme-challenge.a.secure.test answer is secure (AD)" in log
     assert "DNSSEC: CAA a.secure.test answer is secure (AD)" in log
-    assert recorded_dnssec(dnssec_ca, "a.secure.test") == [(True, True)]
+    assert recorded_dnssec(dnssec_ca.server.state_dir, "a.secure.test") == [(True, True)]
     assert re.search(
         r"dns-01 for a.secure.test \(account [^)]+\): valid; DNSSEC dcv secure, caa secure", log
     )
@@ -175,7 +145,7 @@ async def test_signed_zone_passes_http01(dnssec_ca: CaProcess[DnssecDns]) -> Non
         chain = await issue(dnssec_ca, ChallengeType.HTTP_01, solver, "web.secure.test")
     assert leaf_names(chain) == {"web.secure.test"}
     assert "DNSSEC: A web.secure.test answer is secure (AD)" in ca_log(dnssec_ca)
-    assert recorded_dnssec(dnssec_ca, "web.secure.test") == [(True, True)]
+    assert recorded_dnssec(dnssec_ca.server.state_dir, "web.secure.test") == [(True, True)]
 
 
 async def test_unsigned_zone_passes(dnssec_ca: CaProcess[DnssecDns], tmp_path: Path) -> None:
@@ -185,7 +155,7 @@ async def test_unsigned_zone_passes(dnssec_ca: CaProcess[DnssecDns], tmp_path: P
     assert leaf_names(chain) == {"a.insecure.test"}
     log = ca_log(dnssec_ca)
     assert "DNSSEC: TXT _acme-challenge.a.insecure.test answer is not authenticated" in log
-    assert recorded_dnssec(dnssec_ca, "a.insecure.test") == [(False, False)]
+    assert recorded_dnssec(dnssec_ca.server.state_dir, "a.insecure.test") == [(False, False)]
     assert re.search(
         r"a.insecure.test \(account [^)]+\): valid; DNSSEC dcv insecure, caa insecure", log
     )
@@ -207,7 +177,7 @@ async def test_unsigned_delegation_from_a_signed_zone_passes(
     # Its CAA set is the signed parent's.
     assert "DNSSEC: CAA secure.test answer is secure (AD)" in log
     # ...but the CAA answers for the names below the unsigned delegation were not signed.
-    assert recorded_dnssec(dnssec_ca, "a.plain.secure.test") == [(False, False)]
+    assert recorded_dnssec(dnssec_ca.server.state_dir, "a.plain.secure.test") == [(False, False)]
 
 
 async def test_broken_signature_fails_dns01(
@@ -229,7 +199,7 @@ async def test_broken_signature_fails_caa(dnssec_ca: CaProcess[DnssecDns], tmp_p
         dnssec_ca
     )
     # The challenge's answers were authenticated; the CAA lookup gave no answer to count.
-    assert recorded_dnssec(dnssec_ca, "alias.secure.test") == [(True, None)]
+    assert recorded_dnssec(dnssec_ca.server.state_dir, "alias.secure.test") == [(True, None)]
 
 
 async def test_broken_signature_fails_http01_address_lookup(
@@ -292,23 +262,8 @@ def test_ca_refuses_to_start_behind_a_resolver_that_does_not_validate(
 def certbot_dns01(
     ca: CaProcess[DnssecDns], tmp_path: Path, *names: str
 ) -> subprocess.CompletedProcess[str]:
-    ini = tmp_path / "certbot-rfc2136.ini"
-    ini.write_text(
-        "dns_rfc2136_server = 127.0.0.1\n"
-        f"dns_rfc2136_port = {ca.dns.named.port}\n"
-        f"dns_rfc2136_name = {UPDATE_KEY_NAME}\n"
-        f"dns_rfc2136_secret = {UPDATE_KEY_SECRET}\n"
-        "dns_rfc2136_algorithm = HMAC-SHA256\n"
-    )
-    ini.chmod(0o600)
-    argv = [
-        CERTBOT, "certonly", "--non-interactive", "--agree-tos", "-m", "ops@dnssec.test",
-        "--server", ca.server.directory_url, *certbot_dirs(tmp_path), "--key-type", "ecdsa",
-        "--authenticator", "dns-rfc2136", "--dns-rfc2136-credentials", str(ini),
-        "--dns-rfc2136-propagation-seconds", "1",
-        *(arg for name in names for arg in ("-d", name)),
-    ]  # fmt: skip
-    return run_trusting(argv, ca.server.root_path)
+    ini = write_rfc2136_ini(tmp_path / "certbot-rfc2136.ini", ca.dns.named.port)
+    return certbot_rfc2136(ca.server, tmp_path, ini, *names)
 
 
 def test_certbot_gets_a_wildcard_in_the_signed_zone(
