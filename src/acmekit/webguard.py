@@ -160,7 +160,21 @@ class _Held:
 
 
 def _client_of(peer: object) -> str:
-    return str(peer[0]) if isinstance(peer, tuple) else ""
+    """The client a peer address counts as: an IPv6 address by its /64, the least one
+    subscriber is given (RFC 6177), or one client would hold 2^64 shares; an IPv4
+    address (also as `::ffff:a.b.c.d`) as it is."""
+    if not isinstance(peer, tuple):
+        return ""
+    text = str(peer[0]).split("%")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return text
 
 
 class _Deadline(asyncio.Protocol):
