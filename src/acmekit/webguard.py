@@ -159,7 +159,7 @@ class _Held:
             del self.count[client]
 
 
-def _client_of(peer: object) -> str:
+def client_of(peer: object) -> str:
     """The client a peer address counts as: an IPv6 address by its /64, the least one
     subscriber is given (RFC 6177), or one client would hold 2^64 shares; an IPv4
     address (also as `::ffff:a.b.c.d`) as it is."""
@@ -201,7 +201,7 @@ class _Deadline(asyncio.Protocol):
         # a stream transport (uvloop's is no asyncio.Transport subclass: no isinstance)
         transport = cast(asyncio.Transport, base)
         if self.client is None:
-            client = _client_of(transport.get_extra_info("peername"))
+            client = client_of(transport.get_extra_info("peername"))
             if not self.held.take(client):
                 transport.abort()
                 return
@@ -358,7 +358,7 @@ class GuardedSite(web.TCPSite):
                 log.warning("accept failed: %s", exc)
                 await asyncio.sleep(ACCEPT_PAUSE)
                 continue
-            client = _client_of(peer)
+            client = client_of(peer)
             if not self.held.take(client):
                 conn.close()  # past its share: closed before any handshake
                 continue

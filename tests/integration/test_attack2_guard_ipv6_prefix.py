@@ -1,5 +1,6 @@
 """The per-client bound of guarded listeners (`acmekit.webguard`: the MPIC perspective,
-the DNS server's API, the fleet's sites) counts an IPv6 client by its /64.
+the DNS server's API, the fleet's sites) and of `acmekit dns`'s TCP connections counts
+an IPv6 client by its /64.
 
 Counted by its full address, one client holding a /64 (what an ISP or a cloud gives one
 subscriber, RFC 6177) had 2^64 shares of 64 connections: it could hold a perspective's
@@ -12,6 +13,7 @@ that connections come from many source addresses (IPV6_FREEBIND).
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -22,6 +24,9 @@ DRIVER = textwrap.dedent(
     """
     import asyncio, json, socket
     from aiohttp import web
+    from acmekit.dns.handler import DnsHandler
+    from acmekit.dns.server import DnsListener
+    from acmekit.dns.store import RecordStore
     from acmekit.webguard import ClientLimits, GuardedSite
 
     IPV6_FREEBIND = 78  # linux/in6.h
@@ -42,19 +47,28 @@ DRIVER = textwrap.dedent(
         except OSError:
             return False  # reset
 
+    async def held(port):
+        one = [await connect(f"2001:db8:1::{0x100 + i:x}", port) for i in range(12)]
+        other = [await connect(f"2001:db8:1:1::{0x100 + i:x}", port) for i in range(4)]
+        await asyncio.sleep(1.0)
+        found = {"one": sum(map(still_open, one)), "other": sum(map(still_open, other))}
+        for s in one + other:
+            s.close()
+        return found
+
     async def main():
         runner = web.AppRunner(web.Application())
         await runner.setup()
         limits = ClientLimits(head_timeout=60, max_per_client=4)
         site = GuardedSite(runner, "2001:db8:1::1", 0, limits=limits)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        one = [await connect(f"2001:db8:1::{0x100 + i:x}", port) for i in range(12)]
-        other = [await connect(f"2001:db8:1:1::{0x100 + i:x}", port) for i in range(4)]
-        await asyncio.sleep(1.0)
-        print(json.dumps({"one": sum(map(still_open, one)),
-                          "other": sum(map(still_open, other))}))
+        http = await held(site._server.sockets[0].getsockname()[1])
         await runner.cleanup()
+        dns = DnsListener(DnsHandler(RecordStore(["a.test"])), idle_timeout=60, max_per_client=4)
+        port = await dns.start("2001:db8:1::1", 0)
+        tcp = await held(port)
+        await dns.close()
+        print(json.dumps({"http": http, "dns": tcp}))
 
     asyncio.run(main())
     """
@@ -75,4 +89,5 @@ def test_one_ipv6_64_holds_one_share(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     counts = done.stdout.decode().strip().splitlines()[-1]
     # Twelve addresses of one /64 hold its four places; another /64 has its own four.
-    assert counts == '{"one": 4, "other": 4}', counts
+    share = {"one": 4, "other": 4}
+    assert json.loads(counts) == {"http": share, "dns": share}, counts
