@@ -159,8 +159,22 @@ class _Held:
             del self.count[client]
 
 
-def _client_of(peer: object) -> str:
-    return str(peer[0]) if isinstance(peer, tuple) else ""
+def client_of(peer: object) -> str:
+    """The client a peer address counts as: an IPv6 address by its /64, the least one
+    subscriber is given (RFC 6177), or one client would hold 2^64 shares; an IPv4
+    address (also as `::ffff:a.b.c.d`) as it is."""
+    if not isinstance(peer, tuple):
+        return ""
+    text = str(peer[0]).split("%")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return text
 
 
 class _Deadline(asyncio.Protocol):
@@ -178,6 +192,7 @@ class _Deadline(asyncio.Protocol):
     ) -> None:
         self.inner, self.held, self.limits = inner, held, limits
         self.client = counted
+        self.served = False  # connection_made reached the inner protocol
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.tail = b""
@@ -186,12 +201,13 @@ class _Deadline(asyncio.Protocol):
         # a stream transport (uvloop's is no asyncio.Transport subclass: no isinstance)
         transport = cast(asyncio.Transport, base)
         if self.client is None:
-            client = _client_of(transport.get_extra_info("peername"))
+            client = client_of(transport.get_extra_info("peername"))
             if not self.held.take(client):
                 transport.abort()
                 return
             self.client = client
         self.transport = transport
+        self.served = True
         self.inner.connection_made(transport)
         self._arm()  # the first head's deadline runs from here
 
@@ -228,14 +244,17 @@ class _Deadline(asyncio.Protocol):
     def release(self) -> None:
         """Give the client's place back (once)."""
         self._disarm()
+        self.uncount()
+
+    def uncount(self) -> None:
+        """Give the client's place back (once), the connection served on."""
         if self.client is not None:
             self.held.give(self.client)
             self.client = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        served = self.transport is not None and self.client is not None
         self.release()
-        if served:
+        if self.served:
             self.inner.connection_lost(exc)
 
 
@@ -274,7 +293,10 @@ class GuardedSite(web.TCPSite):
     """A TCPSite whose connections have a deadline for each request head and a bound
     per client address, and with `ssl_context` a deadline for the TLS handshake, the
     connections in their handshake counted too (see above). `sock`: an already bound
-    listening socket, served instead of `host` and `port`."""
+    listening socket, served instead of `host` and `port`. `uncounted`: a TLS peer
+    certificate (as `getpeercert()` gives it) whose connections give their place back
+    once the handshake has proved it: a trusted client whose load others can cause (the
+    CA asking a perspective) is not refused for what they made it hold."""
 
     def __init__(
         self,
@@ -287,6 +309,7 @@ class GuardedSite(web.TCPSite):
         limits: ClientLimits | None = None,
         ssl_context: ssl.SSLContext | None = None,
         sock: socket.socket | None = None,
+        uncounted: Callable[[object], bool] | None = None,
     ) -> None:
         if sock is not None:
             host, port = sock.getsockname()[:2]
@@ -295,6 +318,7 @@ class GuardedSite(web.TCPSite):
         self.held = _Held(self.limits.max_per_client)
         self.handshakes: set[asyncio.Task[None]] = set()
         self.sock = sock
+        self.uncounted = uncounted
 
     @property
     def head_timeout(self) -> float:
@@ -334,7 +358,7 @@ class GuardedSite(web.TCPSite):
                 log.warning("accept failed: %s", exc)
                 await asyncio.sleep(ACCEPT_PAUSE)
                 continue
-            client = _client_of(peer)
+            client = client_of(peer)
             if not self.held.take(client):
                 conn.close()  # past its share: closed before any handshake
                 continue
@@ -347,7 +371,7 @@ class GuardedSite(web.TCPSite):
         protocol = self._protocol(client)
         timeout = self.limits.handshake_timeout
         try:
-            await asyncio.get_running_loop().connect_accepted_socket(
+            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
                 lambda: protocol, conn, ssl=tls,
                 ssl_handshake_timeout=timeout, ssl_shutdown_timeout=timeout,
             )  # fmt: skip
@@ -358,6 +382,9 @@ class GuardedSite(web.TCPSite):
         except Exception as exc:  # a timeout, a failed handshake: this connection ends
             log.debug("TLS handshake from %s failed: %r", client, exc)
             protocol.release()
+            return
+        if self.uncounted is not None and self.uncounted(transport.get_extra_info("peercert")):
+            protocol.uncount()
 
     async def stop(self) -> None:
         await super().stop()

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from acmekit.dns.handler import DnsHandler, Transport, slipped
 from acmekit.dns.rrl import ResponseRateLimiter, RrlSettings, Verdict
+from acmekit.webguard import client_of
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ class DnsListener:
             self._udp = None
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) else ""
+        # an IPv6 client by its /64, as the HTTP listeners count it (RFC 6177)
+        client = client_of(writer.get_extra_info("peername"))
         if self._per_client[client] >= self.max_per_client:
             log.debug("tcp: %s holds %d connections; closing another", client, self.max_per_client)
             writer.transport.abort()

@@ -9,8 +9,11 @@ authority.py), under a short bound (`persist_jit_timeout`), and on any failure o
 timeout it simply stays pending with its challenges, no failure recorded or counted.
 
 The draft's SHOULDs are kept: just-in-time lookups are limited per identifier whoever
-asks (`JIT_INTERVAL`, so that many accounts cannot turn new-order into a query flood
-against one domain), are made only for accounts that have met a dns-persist-01
+asks (`JIT_INTERVAL`), and per registered domain (`JIT_PER_DOMAIN` in each interval),
+so that many accounts, or one order naming many subdomains, cannot turn new-order into
+a query flood against one domain; one new-order looks up at most `JIT_PER_ORDER`
+authorizations (it is one request: the challenge path costs a request a lookup, and
+counts failures); they are made only for accounts that have met a dns-persist-01
 challenge before (the challenge round-trip is the window in which an account's
 compromise could be noticed, and a first validation keeps it), and each is logged.
 """
@@ -21,12 +24,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from acmekit.domains import registered_domain
 from acmekit.protocol.messages import AuthorizationStatus, ChallengeStatus, ChallengeType
 from acmekit.server.records import AuthorizationRecord, ChallengeRecord
 
 # Seconds between two just-in-time lookups for one identifier (§4.4: rate-limited per
 # domain identifier, independent of the requesting account).
 JIT_INTERVAL = 10.0
+# Lookups per registered domain in each JIT_INTERVAL, whatever the identifiers and
+# accounts: without it, distinct subdomains (one order may name 100) each had their own.
+JIT_PER_DOMAIN = 10
+# Lookups one new-order may cause; the others stay pending for the client to answer.
+JIT_PER_ORDER = 10
 # Identifiers and accounts remembered at most; past it the memory starts over (a lookup
 # more, never a wrong answer).
 _REMEMBERED = 10_000
@@ -52,6 +61,8 @@ class StandingCheck:
         self.timeout = timeout
         self._clock = clock
         self._last: dict[tuple[str, bool], float] = {}
+        # registered domain -> (start of its current interval, lookups in it)
+        self._domains: dict[str, tuple[float, int]] = {}
         self._known: set[str] = set()
 
     @property
@@ -75,7 +86,13 @@ class StandingCheck:
                 found.append(Candidate(authz, ch))
         if not found or not self._known_account(account_id, validated_before):
             return []
-        return [c for c in found if self._take(c.authz)]
+        picked: list[Candidate] = []
+        for c in found:
+            if len(picked) >= JIT_PER_ORDER:
+                break
+            if self._take(c.authz):
+                picked.append(c)
+        return picked
 
     def _known_account(self, account_id: str, validated_before: Callable[[], bool]) -> bool:
         if account_id in self._known:
@@ -93,10 +110,19 @@ class StandingCheck:
         last = self._last.get(key)
         if last is not None and now - last < JIT_INTERVAL:
             return False
+        domain = registered_domain(key[0])
+        start, count = self._domains.get(domain, (now, 0))
+        if now - start >= JIT_INTERVAL:
+            start, count = now, 0
+        if count >= JIT_PER_DOMAIN:
+            return False
         if len(self._last) >= _REMEMBERED:
             self._last = {k: t for k, t in self._last.items() if now - t < JIT_INTERVAL}
+        if len(self._domains) >= _REMEMBERED:
+            self._domains = {d: w for d, w in self._domains.items() if now - w[0] < JIT_INTERVAL}
         self._last[key] = now
+        self._domains[domain] = (start, count + 1)
         return True
 
 
-__all__ = ["JIT_INTERVAL", "Candidate", "StandingCheck"]
+__all__ = ["JIT_INTERVAL", "JIT_PER_DOMAIN", "JIT_PER_ORDER", "Candidate", "StandingCheck"]

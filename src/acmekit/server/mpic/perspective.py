@@ -139,10 +139,14 @@ async def _only_the_ca(request: web.Request, handler: Handler) -> web.StreamResp
     """The handshake proved the peer holds a certificate of the CA's hierarchy; only the
     CA's MPIC client certificate may ask (a subscriber's certificate chains there too)."""
     peercert: Any = request.transport.get_extra_info("peercert") if request.transport else None
-    if CLIENT_URI not in peer_uris(peercert):
+    if not _is_the_ca(peercert):
         log.warning("refused a request from %s: not the CA's client certificate", request.remote)
         return web.json_response({"detail": "the CA's client certificate is required"}, status=403)
     return await handler(request)
+
+
+def _is_the_ca(peercert: object) -> bool:
+    return CLIENT_URI in peer_uris(peercert)
 
 
 async def serve(
@@ -156,7 +160,13 @@ async def serve(
     # address counted from TCP's accept: anyone may connect before the handshake asks
     # for the CA's certificate (acmekit.webguard).
     tls = server_context(config.files)
-    site = GuardedSite(runner, None, None, sock=sock, ssl_context=tls, limits=config.limits)
+    # The CA's own connections are not counted once its certificate is proved: a
+    # subscriber whose targets answer slowly makes the CA hold many, and the CA's
+    # further requests (other subscribers') must not be refused for it.
+    site = GuardedSite(
+        runner, None, None, sock=sock, ssl_context=tls, limits=config.limits,
+        uncounted=_is_the_ca,
+    )  # fmt: skip
     await site.start()
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host

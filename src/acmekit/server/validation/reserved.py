@@ -50,6 +50,10 @@ RESERVED: tuple[tuple[str, str], ...] = (
     # IPv6 Special-Purpose Address Registry
     ("::/128", "unspecified address (RFC 4291)"),
     ("::1/128", "loopback (RFC 4291)"),
+    # Not in the registry, but an IPv4 address inside, as NAT64's: automatic tunnels
+    # (Linux's sit0 routes ::/96) and SIIT translators carry them on to that address.
+    ("::/96", "IPv4-compatible, deprecated (RFC 4291 section 2.5.5.1)"),
+    ("::ffff:0:0:0/96", "IPv4-translated, SIIT (RFC 2765)"),
     ("64:ff9b::/96", "IPv4/IPv6 translation, NAT64 (RFC 6052)"),
     ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation (RFC 8215)"),
     ("100::/64", "discard-only (RFC 6666)"),
