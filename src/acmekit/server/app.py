@@ -374,7 +374,7 @@ class AcmeApp:
         account = auth.require_account()
         payloads.check(payloads.FINALIZE, auth.payload, "finalize payload")
         uri = req.urls.account(account.id)
-        view = await self.authority.finalize(account, m[1], auth.payload, uri)
+        view = await self.authority.finalize(auth, m[1], uri)
         return self._order(req, view)
 
     def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:

@@ -1079,10 +1079,9 @@ class Authority:
 
     # finalize and certificates ------------------------------------------------------
 
-    async def finalize(
-        self, account: AccountRecord, order_id: str, payload: object, account_uri: str
-    ) -> OrderView:
+    async def finalize(self, auth: Authenticated, order_id: str, account_uri: str) -> OrderView:
         """§7.4: check the CSR against the order, claim it once, issue."""
+        account, payload = auth.require_account(), auth.payload
         order = self.owned_order(account, order_id)
         view = self.order_view(order)
         if view.status != OrderStatus.READY:
@@ -1090,8 +1089,8 @@ class Authority:
         if not isinstance(payload, dict) or not isinstance(payload.get("csr"), str):
             raise malformed("finalize needs a payload with a base64url csr")
         csr_der = b64d(payload["csr"])
-        account_key = key_from_jwk(account.jwk)
-        csr = check_csr(csr_der, order.identifiers, account_key, self.policy.check_certificate_key)
+        # The account key as authentication parsed it (cached per key), not parsed again.
+        csr = check_csr(csr_der, order.identifiers, auth.key, self.policy.check_certificate_key)
         await self._recheck_caa(view, account_uri)
         try:
             # The order is claimed only when its certificate can be signed now: with the
