@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 
 from acmekit.protocol import jose
+from acmekit.protocol.challenges import key_authorization
 from acmekit.server import paths
 from acmekit_testkit.acme_raw import Flow, RawAcme, Resp, new_key
 from acmekit_testkit.csr import make_csr
@@ -159,6 +160,62 @@ async def test_failed_validation_makes_order_invalid(flow: Flow, acme: RawAcme) 
     assert order["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
     failed = (await flow.get(ch["url"])).json()
     assert failed["status"] == "invalid" and "404" in failed["error"]["detail"]
+
+
+async def test_challenge_answer_carries_a_fast_validations_outcome(flow: Flow) -> None:
+    """§7.5.1: the answer is the updated challenge; a validation that ends within
+    challenge_wait is answered valid (or invalid), and the authorization is final at once."""
+    await flow.account()
+    order = (await flow.order("quick.flow.test", "quick-fails.flow.test")).json()
+    outcomes = {}
+    for authz_url in order["authorizations"]:
+        authz = (await flow.get(authz_url)).json()
+        name = authz["identifier"]["value"]
+        ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        if name == "quick.flow.test":
+            flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
+        answer = await flow.acme.post(ch["url"], {}, flow.key, flow.kid)
+        assert answer.status == 200 and 'rel="up"' in (answer.header("link") or "")
+        outcomes[name] = (answer.json(), (await flow.get(authz_url)).json()["status"])
+    (ok, ok_authz), (bad, bad_authz) = (
+        outcomes["quick.flow.test"],
+        outcomes["quick-fails.flow.test"],
+    )
+    assert (ok["status"], ok_authz) == ("valid", "valid") and "validated" in ok
+    assert (bad["status"], bad_authz) == ("invalid", "invalid")
+    assert bad["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert "404" in bad["error"]["detail"]
+    again = (await flow.get(ok["url"])).json()
+    assert again == ok  # the answer is the challenge as recorded
+
+
+async def test_challenge_answer_is_processing_when_validation_is_slow(
+    flow: Flow, acme: RawAcme
+) -> None:
+    """A validation still going after challenge_wait is answered `processing` and ends
+    in the background."""
+    authority = acme.app.authority
+    gate = asyncio.Event()
+    real_validate = authority.validator.validate
+
+    async def slow_validate(*args: Any, **kwargs: Any) -> int | None:
+        await gate.wait()
+        return await real_validate(*args, **kwargs)
+
+    authority.validator.validate = slow_validate  # type: ignore[method-assign]
+    authority.challenge_wait = 0.05
+    await flow.account()
+    order = (await flow.order("slow-ch.flow.test")).json()
+    authz_url = order["authorizations"][0]
+    authz = (await flow.get(authz_url)).json()
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
+    answer = await acme.post(ch["url"], {}, flow.key, flow.kid)
+    assert answer.json()["status"] == "processing"
+    assert (await flow.get(authz_url)).json()["status"] == "pending"
+    gate.set()
+    await authority.drain()
+    assert (await flow.get(authz_url)).json()["status"] == "valid"
 
 
 async def test_two_concurrent_finalizes_issue_one_certificate(flow: Flow, ca: object) -> None:

@@ -1,5 +1,6 @@
 """lego (Debian's, unchanged) obtains certificates from `acmekit server`: http-01,
-tls-alpn-01, and a wildcard over dns-01 through its `exec` provider."""
+tls-alpn-01, and a wildcard over dns-01 through its `exec` provider; a failed validation
+answered `invalid` is reported."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from acmekit_testkit.ports import free_port
 from acmekit_testkit.verify import dns_names, openssl_verify
 
 from .conftest import CaUnderTest
@@ -17,16 +19,22 @@ pytestmark = pytest.mark.interop
 LEGO = "/usr/bin/lego"
 
 
-def _lego(
+def _lego_run(
     ca: CaUnderTest, tmp: Path, names: list[str], *args: str, env: dict[str, str] | None = None
-) -> Path:
+) -> subprocess.CompletedProcess[str]:
     argv = [
         LEGO, "--server", ca.server.directory_url, "--accept-tos", "--email", "ops@interop.test",
         "--path", str(tmp / "lego"), "--key-type", "ec256",
         *(f"--domains={n}" for n in names), *args, "run",
     ]  # fmt: skip
     full_env = {**os.environ, "LEGO_CA_CERTIFICATES": str(ca.server.root_path), **(env or {})}
-    result = subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=180)
+    return subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=180)
+
+
+def _lego(
+    ca: CaUnderTest, tmp: Path, names: list[str], *args: str, env: dict[str, str] | None = None
+) -> Path:
+    result = _lego_run(ca, tmp, names, *args, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp / "lego" / "certificates" / f"{names[0].replace('*', '_')}.crt"
 
@@ -71,3 +79,17 @@ def test_lego_dns01_wildcard(acmekit_ca: CaUnderTest, tmp_path: Path) -> None:
     )  # fmt: skip
     cert = openssl_verify(acmekit_ca.server.root_path, crt, tmp_path)
     assert dns_names(cert) == ["*.wild.lego.test", "wild.lego.test"]
+
+
+def test_lego_reads_an_invalid_challenge_answer(acmekit_ca: CaUnderTest, tmp_path: Path) -> None:
+    """The CA answers a quickly failed validation `invalid`, with its error, in the
+    challenge's answer (RFC 8555 §7.5.1); lego takes it as final, reports the CA's error
+    and issues nothing."""
+    elsewhere = free_port()  # lego serves http-01 where the CA does not look
+    result = _lego_run(
+        acmekit_ca, tmp_path, ["refused.lego.test"],
+        "--http", "--http.port", f"127.0.0.1:{elsewhere}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "urn:ietf:params:acme:error:connection" in result.stderr, result.stderr[-3000:]
+    assert not (tmp_path / "lego" / "certificates" / "refused.lego.test.crt").exists()

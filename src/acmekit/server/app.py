@@ -374,7 +374,7 @@ class AcmeApp:
         account = auth.require_account()
         payloads.check(payloads.FINALIZE, auth.payload, "finalize payload")
         uri = req.urls.account(account.id)
-        view = await self.authority.finalize(account, m[1], auth.payload, uri)
+        view = await self.authority.finalize(auth, m[1], uri)
         return self._order(req, view)
 
     def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:
@@ -398,9 +398,10 @@ class AcmeApp:
         if not auth.is_post_as_get:
             payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
         uri = req.urls.account(auth.require_account().id)
-        ch, authz = self.authority.start_challenge(auth, m[1], uri)
-        # No Retry-After while processing: validation takes milliseconds here, and a
-        # client's own short-then-growing polling serves it better than a fixed second.
+        ch, authz = await self.authority.start_challenge(auth, m[1], uri)
+        # Most validations end before the answer (challenge_wait); no Retry-After on one
+        # still processing: a client's own short-then-growing polling serves it better
+        # than a fixed second.
         resp = json_response(render.challenge(req.urls, ch, self.config.persist_issuers))
         return resp.link(req.urls.authz(authz.id), "up")
 

@@ -255,6 +255,7 @@ class Authority:
         self.ct = ct if ct is not None else CtSubmitter.load(config.ct)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.finalize_wait = config.finalize_wait
+        self.challenge_wait = config.challenge_wait
         self.stale_after = timedelta(seconds=config.stale_after)
         # draft-ietf-acme-dns-persist-02 §4.4 (standing.py).
         self.standing = StandingCheck(config.persist_jit_timeout)
@@ -783,11 +784,18 @@ class Authority:
         self.store.orders.set_authorization_status(authz.id, AuthorizationStatus.DEACTIVATED)
         return self.authz_view(replace(authz, stored_status=AuthorizationStatus.DEACTIVATED))
 
-    def start_challenge(
+    async def start_challenge(
         self, auth: Authenticated, challenge_id: str, account_uri: str
     ) -> tuple[ChallengeRecord, AuthorizationRecord]:
         """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads. `account_uri`
-        is what a CAA `accounturi` must name (RFC 8657 §3)."""
+        is what a CAA `accounturi` must name (RFC 8657 §3).
+
+        The answer is "the updated challenge object" (§7.5.1). A validation that ends
+        within `challenge_wait` is answered with its outcome, valid or invalid (§7.1.6
+        lets a challenge move from processing to either), so a client's next look at
+        the authorization finds it final instead of polling again; a slower one is
+        answered `processing` and finishes in the background, as before. lego reads a
+        valid or invalid answer as final; certbot polls the authorization either way."""
         account = auth.require_account()
         found = self.store.orders.challenge_and_authorization(challenge_id)
         if found is None:
@@ -812,8 +820,17 @@ class Authority:
             started = self.store.orders.challenge(ch.id)
             assert started is not None
             return started, authz
-        self._spawn(self._validate(ch, authz, account, account_uri))
-        return replace(ch, status=ChallengeStatus.PROCESSING, started=now), authz
+        processing = replace(
+            ch, status=ChallengeStatus.PROCESSING, started=now, account_uri=account_uri
+        )
+        task = self._spawn(self._validate(processing, authz, account, account_uri))
+        await asyncio.wait({task}, timeout=self.challenge_wait)
+        if not task.done() or task.cancelled():
+            return processing, authz  # the client polls the authorization
+        if (failure := task.exception()) is not None:  # a bug, after the outcome's record
+            log.error("validation of challenge %s failed", ch.id, exc_info=failure)
+            return processing, authz
+        return task.result() or processing, authz  # None: left for recovery
 
     async def _validate(
         self,
@@ -821,7 +838,9 @@ class Authority:
         authz: AuthorizationRecord,
         account: AccountRecord,
         account_uri: str,
-    ) -> None:
+    ) -> ChallengeRecord:
+        """Validate `ch` (processing) and record the outcome; returns the challenge as
+        recorded."""
         error: dict[str, Any] | None = None
         until: int | None = None
         dcv, caa = Tally(), Tally()  # whether the DNS answers were authenticated (AD)
@@ -872,6 +891,9 @@ class Authority:
             "challenge %s %s for %s (account %s): %s%s",
             ch.id, ch.type, authz.identifier.value, account.id, outcome, _dnssec_note(evidence),
         )  # fmt: skip
+        if error is None:
+            return replace(ch, status=ChallengeStatus.VALID, validated=now, error=None)
+        return replace(ch, status=ChallengeStatus.INVALID, validated=None, error=error)
 
     def _valid_until(
         self, authz: AuthorizationRecord, now: datetime, until: int | None
@@ -1057,10 +1079,9 @@ class Authority:
 
     # finalize and certificates ------------------------------------------------------
 
-    async def finalize(
-        self, account: AccountRecord, order_id: str, payload: object, account_uri: str
-    ) -> OrderView:
+    async def finalize(self, auth: Authenticated, order_id: str, account_uri: str) -> OrderView:
         """§7.4: check the CSR against the order, claim it once, issue."""
+        account, payload = auth.require_account(), auth.payload
         order = self.owned_order(account, order_id)
         view = self.order_view(order)
         if view.status != OrderStatus.READY:
@@ -1068,8 +1089,8 @@ class Authority:
         if not isinstance(payload, dict) or not isinstance(payload.get("csr"), str):
             raise malformed("finalize needs a payload with a base64url csr")
         csr_der = b64d(payload["csr"])
-        account_key = key_from_jwk(account.jwk)
-        csr = check_csr(csr_der, order.identifiers, account_key, self.policy.check_certificate_key)
+        # The account key as authentication parsed it (cached per key), not parsed again.
+        csr = check_csr(csr_der, order.identifiers, auth.key, self.policy.check_certificate_key)
         await self._recheck_caa(view, account_uri)
         try:
             # The order is claimed only when its certificate can be signed now: with the

@@ -315,6 +315,9 @@ class ServerConfig:
     listener_hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
     # How long finalize waits for issuance before answering `processing` (§7.4).
     finalize_wait: float = 5.0
+    # How long a challenge's answer waits for its validation before answering
+    # `processing` (§7.5.1); a validation done by then is answered valid or invalid.
+    challenge_wait: float = 1.0
     # Validations and issuances without an outcome after this many seconds are taken
     # over by any server process (after a crash or a SIGKILL).
     stale_after: float = 30.0
