@@ -18,6 +18,7 @@ from acmekit.client.transport import AsgiTransport
 from acmekit.protocol import jose
 from acmekit.protocol.messages import ChallengeType, Identifier
 from acmekit.protocol.problems import AcmeError
+from acmekit.server.app import Receive, Scope, Send
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Http01Responder, new_key
@@ -162,3 +163,25 @@ async def test_external_account_binding_required(ca_config: ServerConfig) -> Non
     finally:
         await assembly.app.close()
         assembly.store.engine.dispose()
+
+
+async def test_client_takes_a_valid_challenge_answer_as_final(
+    ca: Assembly, solver: StandaloneHttpSolver
+) -> None:
+    """The CA answers the challenge with its outcome when validation is quick (§7.5.1):
+    a `valid` answer makes the authorization valid (§7.1.6), so the client does not
+    fetch the authorization again before it finalizes."""
+    paths: list[str] = []
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            paths.append(scope["path"])
+        await ca.app(scope, receive, send)
+
+    async with Client(DIRECTORY, new_key(), transport=AsgiTransport(recording)) as client:
+        await client.register()
+        csr = make_csr("final.client.test")[1]
+        await client.issue(["final.client.test"], {ChallengeType.HTTP_01: solver}, csr)
+    authz = [p for p in paths if "/authz/" in p]
+    answered = next(i for i, p in enumerate(paths) if "/chall/" in p)
+    assert len(authz) == 1 and paths.index(authz[0]) < answered  # fetched once, before

@@ -68,6 +68,7 @@ from acmekit.protocol.challenges import key_authorization, token_is_wellformed
 from acmekit.protocol.jose import PrivateKey, b64d, b64e, eab_sign, jwk_from_key, sign
 from acmekit.protocol.messages import (
     AuthorizationStatus,
+    ChallengeStatus,
     ChallengeType,
     Identifier,
     IdentifierType,
@@ -453,8 +454,7 @@ class Client(AsyncClosing):
         try:
             await _all(self._present(a, c, solvers, presented) for a, c in plan)
             await _all(_wait(s) for s in _distinct(s for s, *_ in presented))
-            await _all(self._answer(a, c) for a, c in plan)
-            done = await _all(self.poll_authorization(a) for a, _ in plan)
+            done = await _all(self._answer(a, c) for a, c in plan)
         finally:
             await _cleanup(presented)
         _raise_failed([a for a in done if a.status != AuthorizationStatus.VALID])
@@ -476,13 +476,21 @@ class Client(AsyncClosing):
         await solvers[kind].present(ident, challenge, key_auth)
         presented.append((solvers[kind], ident, challenge, key_auth))
 
-    async def _answer(self, authz: Authorization, challenge: Challenge) -> None:
+    async def _answer(self, authz: Authorization, challenge: Challenge) -> Authorization:
+        """Answer the challenge and poll its authorization until it is decided; no poll
+        when the answer is already `valid` (a CA may validate before it answers, §7.5.1,
+        and one valid challenge makes its authorization valid, §7.1.6)."""
         try:
-            await self.answer_challenge(challenge)
+            answered = await self.answer_challenge(challenge)
         except AcmeError:
             # Another order sharing this authorization may have answered it first.
-            if (await self.authorization(authz.url)).status == AuthorizationStatus.PENDING:
+            again = await self.authorization(authz.url)
+            if again.status == AuthorizationStatus.PENDING:
                 raise
+            return again
+        if answered.status == ChallengeStatus.VALID:
+            return replace(authz, status=AuthorizationStatus.VALID)
+        return await self.poll_authorization(authz)
 
 
 _USABLE = (AuthorizationStatus.PENDING, AuthorizationStatus.VALID)
