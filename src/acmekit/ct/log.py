@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import logging
 import os
 import secrets
@@ -121,6 +122,7 @@ class CtLog:
         self._async_writer: AsyncGroupCommit[Pending, StoredEntry] | None = None
         self._key_hashes: dict[bytes, bytes] = {}
         store.init_tree(self.sign_head, now_ms())
+        self.head = PublishedHead()
 
     def sign_head(self, head: TreeHead) -> SignedTreeHead:
         return ct.sign_tree_head(self.key, head)
@@ -300,6 +302,17 @@ class CtLog:
             raise Unavailable("the log has no tree head yet")
         return found
 
+    def refresh_head(self) -> bytes:
+        """Read the stored tree head into `head` (the get-sth answer); its JSON."""
+        return self.head.publish(self.sth())
+
+    def sth_answer(self) -> bytes | None:
+        """get-sth's body from memory, or None once it is older than two sequencer
+        passes (then `refresh_head` reads the store). Each pass of the sequencer loop
+        refreshes it, in every process, so a head is served at most about `interval`
+        after it is stored (RFC 6962 §4.3 asks for a head, not the newest one)."""
+        return self.head.fresh(2 * self.interval)
+
     def consistency(self, first: int, second: int) -> list[bytes]:
         size = self.sth().head.tree_size
         if not 0 <= first <= second:
@@ -349,9 +362,14 @@ class CtLog:
         return int(max(2.0, min(30.0, self.settings.mmd / 3)) * 1000)
 
     def sequence_once(self) -> int:
-        """One pass: hold the lease, then place what is pending. Entries placed."""
-        if not self.store.take_lease(self.holder, now_ms(), self.lease_ms):
-            return 0
+        """One pass: hold the lease, then place what is pending; then read the head
+        (signed here, or by the process holding the lease) for get-sth to serve.
+        Entries placed."""
+        placed = self._sequence() if self.store.take_lease(self.holder, now_ms(), self.lease_ms) else 0
+        self.refresh_head()
+        return placed
+
+    def _sequence(self) -> int:
         placed = 0
         refresh = int(self.settings.mmd * 1000 / 2)  # heads stay fresher than the MMD
         while True:
@@ -386,6 +404,30 @@ class CtLog:
             temporal_end=self.settings.not_after_end,
             usable_since=datetime.now(UTC),
         )
+
+
+class PublishedHead:
+    """The signed tree head get-sth serves, kept rendered: answering it is a lookup,
+    with no database read, thread hop or signature per request. Replaced whole (one
+    attribute store, atomic under the GIL) by whichever thread read the store last."""
+
+    def __init__(self) -> None:
+        self._current: tuple[float, SignedTreeHead, bytes] | None = None
+
+    def publish(self, sth: SignedTreeHead) -> bytes:
+        current = self._current
+        if current is not None and current[1] == sth:
+            body = current[2]  # the same head: keep its rendering
+        else:
+            body = json.dumps(sth.to_json()).encode()
+        self._current = (time.monotonic(), sth, body)
+        return body
+
+    def fresh(self, max_age: float) -> bytes | None:
+        current = self._current
+        if current is None or time.monotonic() - current[0] > max_age:
+            return None
+        return current[2]
 
 
 class GroupCommit(Generic[T, R]):
