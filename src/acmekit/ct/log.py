@@ -203,7 +203,7 @@ class CtLog:
 
     def prepare(self, chain_der: Sequence[bytes], precert: bool) -> Pending:
         """The checks (§4.1, §4.2) and the entry, waiting for its leaf index."""
-        leaf, tbs, issuers = self._check_chain(chain_der, precert)
+        tbs, issuers = self._check_chain(chain_der, precert)
         if precert:
             if issuers.precert_signing:
                 raise BadRequest("precertificate signing certificates are not supported")
@@ -247,8 +247,8 @@ class CtLog:
 
     def _check_chain(
         self, chain_der: Sequence[bytes], precert: bool
-    ) -> tuple[x509.Certificate, ct.TbsParts, Issuers]:
-        """The first certificate, its TBS cut into fields, and what follows it, all
+    ) -> tuple[ct.TbsParts, Issuers]:
+        """The first certificate's TBS cut into fields, and what follows it, all
         checked. The certificates after the first are checked once and then known by
         their DER (`_issuers`), so a submission from a known CA costs one certificate
         parsed and one signature verified."""
@@ -265,11 +265,11 @@ class CtLog:
         tbs = _tbs_parts(leaf)
         self._check_first_signed(leaf, tbs, known)
         self._check_shard(leaf)
-        return leaf, tbs, known
+        return tbs, known
 
     def _check_new_chain(
         self, chain_der: Sequence[bytes], precert: bool
-    ) -> tuple[x509.Certificate, ct.TbsParts, Issuers]:
+    ) -> tuple[ct.TbsParts, Issuers]:
         chain = [_load(i, der) for i, der in enumerate(chain_der)]
         leaf = chain[0]
         self._check_poison(leaf, precert)
@@ -296,7 +296,7 @@ class CtLog:
             if len(self._issuers) >= MAX_KNOWN_ISSUERS:
                 self._issuers.clear()
             self._issuers[tuple(chain_der[1:])] = issuers
-        return leaf, _tbs_parts(leaf), issuers
+        return _tbs_parts(leaf), issuers
 
     def _check_poison(self, leaf: x509.Certificate, precert: bool) -> None:
         poisoned = ct.is_precertificate(leaf)
@@ -441,7 +441,8 @@ class CtLog:
         """One pass: hold the lease, then place what is pending; then read the head
         (signed here, or by the process holding the lease) for get-sth to serve.
         Entries placed."""
-        placed = self._sequence() if self.store.take_lease(self.holder, now_ms(), self.lease_ms) else 0
+        held = self.store.take_lease(self.holder, now_ms(), self.lease_ms)
+        placed = self._sequence() if held else 0
         self.refresh_head()
         return placed
 
