@@ -131,9 +131,10 @@ def _load(i: int, der: bytes) -> x509.Certificate:
     return cert
 
 
-def _tbs_parts(cert: x509.Certificate) -> ct.TbsParts:
+def _tbs_parts(der: bytes) -> ct.TbsParts:
+    """The TBS of a certificate cryptography has parsed (so strictly DER), as submitted."""
     try:
-        return ct.TbsParts.parse(cert.tbs_certificate_bytes)
+        return ct.TbsParts.parse(ct.tbs_certificate_der(der))
     except ct.CtError as exc:
         raise BadRequest(f"chain[0]: {exc}") from None
 
@@ -217,7 +218,7 @@ class CtLog:
 
     def _answer(self, found: StoredEntry) -> SignedCertificateTimestamp:
         signature = ct.DigitallySigned.decode(found.sct_signature)
-        extensions = ct.parse_merkle_tree_leaf(found.leaf_input).extensions
+        extensions = ct.leaf_extensions(found.leaf_input)
         return SignedCertificateTimestamp(self.log_id, found.timestamp, signature, extensions)
 
     def _sealer(
@@ -262,7 +263,7 @@ class CtLog:
         # The order of the checks below is _check_new_chain's for the first certificate.
         leaf = _load(0, chain_der[0])
         self._check_poison(leaf, precert)
-        tbs = _tbs_parts(leaf)
+        tbs = _tbs_parts(chain_der[0])
         self._check_first_signed(leaf, tbs, known)
         self._check_shard(leaf)
         return tbs, known
@@ -296,7 +297,7 @@ class CtLog:
             if len(self._issuers) >= MAX_KNOWN_ISSUERS:
                 self._issuers.clear()
             self._issuers[tuple(chain_der[1:])] = issuers
-        return _tbs_parts(leaf), issuers
+        return _tbs_parts(chain_der[0]), issuers
 
     def _check_poison(self, leaf: x509.Certificate, precert: bool) -> None:
         poisoned = ct.is_precertificate(leaf)

@@ -234,6 +234,19 @@ def _tlv_at(data: bytes, pos: int, limit: int) -> tuple[int, int, int]:
     return tag, start, end
 
 
+def tbs_certificate_der(cert_der: bytes) -> bytes:
+    """The TBSCertificate inside a certificate's DER (RFC 5280 §4.1.1.1), sliced out as
+    it came: the bytes its signature covers. (cryptography's `tbs_certificate_bytes`
+    encodes the parsed structure again, which costs more than a signature's hashing.)"""
+    tag, start, end = _tlv_at(cert_der, 0, len(cert_der))
+    if tag != 0x30 or end != len(cert_der):
+        raise CtError("the certificate is not one SEQUENCE")
+    tag, _, tbs_end = _tlv_at(cert_der, start, end)
+    if tag != 0x30:
+        raise CtError("the certificate does not begin with a TBSCertificate")
+    return cert_der[start:tbs_end]
+
+
 _POISON_DER = _der_oid(POISON_OID)
 _SCT_LIST_DER = _der_oid(SCT_LIST_OID)
 _DROPPED = frozenset({_POISON_DER, _SCT_LIST_DER})
@@ -393,6 +406,25 @@ def parse_merkle_tree_leaf(data: bytes) -> TimestampedEntry:
     return TimestampedEntry(timestamp, entry, extensions)
 
 
+def leaf_extensions(data: bytes) -> bytes:
+    """The `extensions` of a MerkleTreeLeaf (§3.4), found by the lengths alone: what
+    `parse_merkle_tree_leaf(data).extensions` is, without copying out the entry."""
+    if len(data) < 12 or data[0] != Version.V1 or data[1] != MerkleLeafType.TIMESTAMPED_ENTRY:
+        raise CtError("not a v1 timestamped_entry leaf")
+    kind = int.from_bytes(data[10:12], "big")
+    if kind == LogEntryType.X509_ENTRY:
+        pos = 12
+    elif kind == LogEntryType.PRECERT_ENTRY:
+        pos = 44  # after the issuer key hash
+    else:
+        raise CtError(f"unknown entry type {kind}")
+    pos += 3 + int.from_bytes(data[pos : pos + 3], "big")
+    end = pos + 2 + int.from_bytes(data[pos : pos + 2], "big")
+    if pos + 2 > len(data) or end != len(data):
+        raise CtError("not a v1 timestamped_entry leaf")
+    return data[pos + 2 : end]
+
+
 def x509_chain_extra_data(chain: Sequence[bytes]) -> bytes:
     """extra_data of an X.509 entry: `ASN.1Cert certificate_chain<0..2^24-1>` (§4.6)."""
     return opaque(b"".join(opaque(c, 3) for c in chain), 3)
@@ -428,8 +460,11 @@ class DigitallySigned:
         return cls(r.opaque(2), hash_alg, sig_alg)
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # immutable: made once, not per signature
+
+
 def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> DigitallySigned:
-    return DigitallySigned(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    return DigitallySigned(key.sign(data, _ECDSA_SHA256))
 
 
 def verify(key: ec.EllipticCurvePublicKey, data: bytes, signed: DigitallySigned) -> bool:
@@ -439,7 +474,7 @@ def verify(key: ec.EllipticCurvePublicKey, data: bytes, signed: DigitallySigned)
     ):
         return False
     try:
-        key.verify(signed.signature, data, ec.ECDSA(hashes.SHA256()))
+        key.verify(signed.signature, data, _ECDSA_SHA256)
     except InvalidSignature:
         return False
     return True
