@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from acmekit import migrate
 from acmekit.ct import merkle
 from acmekit.ct.schema import entries, issuers, leases, nodes, tree
-from acmekit.database import create_engine
+from acmekit.database import UNAVAILABLE, create_engine
 from acmekit.protocol.ct import DigitallySigned, SignedTreeHead, TreeHead
 
 SEQUENCER_LEASE = "sequencer"
@@ -357,27 +357,53 @@ class _Writer:
         self.engine = engine
         self._conn: Any = None  # SQLAlchemy's pooled DBAPI connection proxy
         self._lock = threading.Lock()
+        sqlite = engine.dialect.name == "sqlite"
+        self._lock_sql = (
+            "BEGIN IMMEDIATE" if sqlite else f"SELECT pg_advisory_xact_lock({_INDEX_LOCK})"
+        )
+        # A PostgreSQL connection kept idle may have been closed by the server meanwhile
+        # (a restart, an idle timeout), which the pool's ping would have caught: it is
+        # found at the transaction's first statement, before anything is written, and
+        # replaced once. SQLite's only failure there is a lock held past the busy timeout.
+        self._retry = not sqlite
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         with self._lock:
-            if self._conn is None:
-                self._conn = self.engine.raw_connection()
-            conn = self._conn
+            conn, cur = self._begin()
             try:
-                cur = conn.cursor()
-                if self.engine.dialect.name == "sqlite":
-                    cur.execute("BEGIN IMMEDIATE")
-                else:
-                    cur.execute(f"SELECT pg_advisory_xact_lock({_INDEX_LOCK})")
                 yield cur
                 cur.close()
                 conn.commit()
             except BaseException:
-                self._conn = None
-                with contextlib.suppress(Exception):
-                    conn.invalidate()  # rolled back and closed; never reused
+                self._drop()
                 raise
+
+    def _begin(self) -> tuple[Any, Any]:
+        """The connection and a cursor in a transaction holding the index lock."""
+        while True:
+            kept = self._conn is not None
+            if not kept:
+                self._conn = self.engine.raw_connection()
+            conn = self._conn
+            try:
+                cur = conn.cursor()
+                cur.execute(self._lock_sql)
+            except UNAVAILABLE:
+                self._drop()
+                if kept and self._retry:
+                    continue
+                raise
+            except BaseException:
+                self._drop()
+                raise
+            return conn, cur
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()  # rolled back and closed; never reused
 
     def close(self) -> None:
         with self._lock:
