@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from acmekit.ct.app import CtApp
-from acmekit.ct.log import BadRequest, CtLog, LogSettings, load_or_create_key
+from acmekit.ct.log import BadRequest, CtLog, LogSettings, PublishedHead, load_or_create_key
 from acmekit.ct.store import CtStore
 from acmekit.protocol import ct
 from acmekit.server.ca import Issuer
@@ -219,3 +219,14 @@ def test_get_sth_serves_the_head_another_process_signed_after_a_pass(
         assert _get_sth(app)["tree_size"] == 2
     finally:
         other.store.close()
+
+
+def test_the_served_head_never_goes_back(log: tuple[CtLog, Issuer, Path]) -> None:
+    """A head read before another thread published a newer one does not replace it."""
+    ctlog, _, _ = log
+    head = PublishedHead()
+    newer = ctlog.sign_head(ct.TreeHead(2, 2_000, b"\x02" * 32))
+    older = ctlog.sign_head(ct.TreeHead(1, 1_000, b"\x01" * 32))
+    assert head.publish(newer) == head.publish(older)
+    body = head.fresh(60.0)
+    assert body is not None and json.loads(body)["tree_size"] == 2
