@@ -53,10 +53,10 @@ MAX_GET_ENTRIES = 1000  # entries per get-entries answer (§4.6 lets a log retur
 MAX_KNOWN_ISSUERS = 1000  # checked issuer chains remembered (a CA has a handful)
 # Signature algorithms checked with the issuer's key object kept (RFC 5758 §3.2, RFC
 # 4055 §5); any other goes through cryptography's verify_directly_issued_by.
-_ECDSA_HASHES: dict[x509.ObjectIdentifier, hashes.HashAlgorithm] = {
-    SignatureAlgorithmOID.ECDSA_WITH_SHA256: hashes.SHA256(),
-    SignatureAlgorithmOID.ECDSA_WITH_SHA384: hashes.SHA384(),
-    SignatureAlgorithmOID.ECDSA_WITH_SHA512: hashes.SHA512(),
+_ECDSA: dict[x509.ObjectIdentifier, ec.ECDSA] = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: ec.ECDSA(hashes.SHA256()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
 }
 _RSA_HASHES: dict[x509.ObjectIdentifier, hashes.HashAlgorithm] = {
     SignatureAlgorithmOID.RSA_WITH_SHA256: hashes.SHA256(),
@@ -318,8 +318,8 @@ class CtLog:
             raise BadRequest("chain[0] is not signed by chain[1]: its issuer is not chain[1]")
         key, oid = issuers.key, leaf.signature_algorithm_oid
         try:
-            if isinstance(key, ec.EllipticCurvePublicKey) and oid in _ECDSA_HASHES:
-                key.verify(leaf.signature, tbs.der, ec.ECDSA(_ECDSA_HASHES[oid]))
+            if isinstance(key, ec.EllipticCurvePublicKey) and oid in _ECDSA:
+                key.verify(leaf.signature, tbs.der, _ECDSA[oid])
             elif isinstance(key, rsa.RSAPublicKey) and oid in _RSA_HASHES:
                 key.verify(leaf.signature, tbs.der, padding.PKCS1v15(), _RSA_HASHES[oid])
             elif issuers.first is not None:  # other algorithms (RSA-PSS, EdDSA): as before
