@@ -2,10 +2,13 @@
 
     .venv/bin/python bench/ct.py [--submissions 2000] [--entries 100000] [--db sqlite|postgresql]
 
-1. Submissions: `acmekit ct` as a process; precertificates issued beforehand are posted
+1. Submissions: `acmekit ct` as a process (on `--db`); precertificates issued beforehand are posted
    to add-pre-chain from a few threads, each on a kept-alive connection (`--close`: one
    per request). Prints entries per second and the log's CPU time per entry (/proc, the
    process and its children), then the same for get-sth.
+   `--callgrind` runs the log under valgrind's callgrind, counting only while the
+   requests run, and prints the log's instructions per request: load independent, so
+   two versions compare on a busy machine (rates and CPU times then mean nothing).
 2. Tree: `--entries` synthetic entries are stored and sequenced in batches through the
    log's own store; prints sequencing throughput, the process's peak RSS as the tree
    grows (flat: a batch needs only the right edge of the tree), and the time of a root,
@@ -15,17 +18,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import json
 import random
 import resource
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,10 +43,117 @@ from acmekit.ct.log import now_ms
 from acmekit.ct.schema import entries
 from acmekit.ct.store import CtStore
 from acmekit.protocol import ct
-from acmekit_testkit.ctlog import ca_hierarchy, chain_json, leaf_certificate, running_ct_log
+from acmekit_testkit.ctlog import (
+    RunningLog,
+    ca_hierarchy,
+    chain_json,
+    ct_log_argv,
+    leaf_certificate,
+    running_ct_log,
+)
+from acmekit_testkit.processes import logged_process, wait_for_lines
 
 
-def submissions(base: Path, count: int, threads: int, close: bool = False) -> None:
+@contextlib.contextmanager
+def under_callgrind(state_dir: Path, roots: Path, out: Path) -> Iterator[RunningLog]:
+    """`acmekit ct` under callgrind, instrumentation off until `counting` turns it on."""
+    argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    output = state_dir.parent / "log.txt"
+    with logged_process([*argv, *ct_log_argv(state_dir, roots, mmd=5)], output) as proc:
+        # valgrind starts Python slowly (and slower on a busy machine)
+        lines = wait_for_lines(proc, output, ["ct log:", "log id:"], "acmekit ct", timeout=600)
+        yield RunningLog(lines["ct log:"], lines["log id:"], Path(), state_dir, output, proc)
+
+
+@contextlib.contextmanager
+def counting(pid: int | None) -> Iterator[None]:
+    if pid is None:
+        yield
+        return
+    subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(
+            ["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True
+        )
+        subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+
+
+def instructions(out: Path) -> int:
+    """The instructions counted so far: the totals of every dump callgrind wrote."""
+    total = 0
+    for dump in out.parent.glob(out.name + "*"):
+        for line in dump.read_text().splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+    return total
+
+
+def callgrind(base: Path, count: int, threads: int) -> None:
+    """Instructions of the log per add-pre-chain and per get-sth (SQLite)."""
+    issuer = ca_hierarchy(base / "ca")
+    bodies = [
+        json.dumps(
+            chain_json(
+                [leaf_certificate(issuer, f"c{i}.example", precert=True), issuer.intermediate_cert]
+            )
+        ).encode()
+        for i in range(count + threads)
+    ]
+    out = base / "callgrind.out"
+    with under_callgrind(base / "log", base / "ca" / "root.pem", out) as log:
+        client = Client(log.url)
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(client.add, bodies[:threads]))  # connections, issuers: known
+            with counting(log.process.pid):
+                list(pool.map(client.add, bodies[threads:]))
+            added = instructions(out)
+            with counting(log.process.pid):
+                list(pool.map(client.sth, range(count)))
+            sth = instructions(out) - added
+    print(f"callgrind: add-pre-chain {added / count / 1e3:.0f} k instructions per entry")
+    print(f"callgrind: get-sth {sth / count / 1e3:.0f} k instructions per request")
+
+
+class Client:
+    """One kept-alive connection per client thread, as a CA's HTTP session keeps them."""
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.netloc, self.path = parts.netloc, parts.path
+        self.local = threading.local()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection(self.netloc, timeout=300)
+        return conn
+
+    def add(self, body: bytes) -> None:
+        conn = self._conn()
+        conn.request(
+            "POST", self.path + "ct/v1/add-pre-chain", body, {"Content-Type": "application/json"}
+        )
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"add-pre-chain: HTTP {resp.status}")
+
+    def sth(self, _: int) -> None:
+        conn = self._conn()
+        conn.request("GET", self.path + "ct/v1/get-sth")
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"get-sth: HTTP {resp.status}")
+
+
+def submissions(
+    base: Path, count: int, threads: int, close: bool = False, db: str | None = None
+) -> tuple[float, float, float, float]:
+    """One run on a new log: add-pre-chain per second, the log's CPU seconds per entry,
+    get-sth per second, the log's CPU seconds per get-sth."""
     issuer = ca_hierarchy(base / "ca")
     bodies = [
         json.dumps(
@@ -51,7 +163,7 @@ def submissions(base: Path, count: int, threads: int, close: bool = False) -> No
         ).encode()
         for i in range(count)
     ]
-    with running_ct_log(base / "log", base / "ca" / "root.pem", mmd=5) as log:
+    with running_ct_log(base / "log", base / "ca" / "root.pem", mmd=5, db=db) as log:
         parts = urllib.parse.urlsplit(log.url)
         path = parts.path + "ct/v1/add-pre-chain"
         local = threading.local()
@@ -94,6 +206,22 @@ def submissions(base: Path, count: int, threads: int, close: bool = False) -> No
     )
     print(f"  log CPU per entry: {cpu / count * 1e6:.0f} us (signature, checks, database, HTTP)")
     print(f"get-sth: {count / sth_wall:.0f}/s, log CPU per request {sth_cpu / count * 1e6:.0f} us")
+    return count / wall, cpu / count, count / sth_wall, sth_cpu / count
+
+
+def least_flattering(runs: list[tuple[float, float, float, float]]) -> None:
+    """Of several runs, the lowest rates and the highest CPU figures."""
+    rate, cpu, sth_rate, sth_cpu = (
+        min(r[0] for r in runs),
+        max(r[1] for r in runs),
+        min(r[2] for r in runs),
+        max(r[3] for r in runs),
+    )
+    print(
+        f"least flattering of {len(runs)} runs: add-pre-chain {rate:.0f}/s, "
+        f"{cpu * 1e6:.0f} us of log CPU per entry; get-sth {sth_rate:.0f}/s, "
+        f"{sth_cpu * 1e6:.0f} us per request (the database server's CPU not counted)"
+    )
 
 
 def tree(url: str, count: int, batch: int) -> None:
@@ -170,11 +298,28 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--runs", type=int, default=1, help="submission runs, each on a new log")
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instructions per request over N requests, the log under callgrind (SQLite)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
+        if args.callgrind:
+            callgrind(base / "callgrind", args.callgrind, args.threads)
         if args.submissions:
-            submissions(base, args.submissions, args.threads, args.close)
+            runs = []
+            for i in range(args.runs):
+                with fresh_database(args.db, base, f"ct{i}.db", prefix="acmekit_ctbench") as url:
+                    run = submissions(
+                        base / f"run{i}", args.submissions, args.threads, args.close, url
+                    )
+                    runs.append(run)
+            least_flattering(runs)
         if args.entries:
             with fresh_database(args.db, base, "tree.db", prefix="acmekit_ctbench") as url:
                 tree(url, args.entries, args.batch)

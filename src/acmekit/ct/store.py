@@ -14,8 +14,11 @@ memory grows with the tree beyond the logarithm.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from acmekit import migrate
 from acmekit.ct import merkle
 from acmekit.ct.schema import entries, issuers, leases, nodes, tree
-from acmekit.database import create_engine
+from acmekit.database import UNAVAILABLE, create_engine
 from acmekit.protocol.ct import DigitallySigned, SignedTreeHead, TreeHead
 
 SEQUENCER_LEASE = "sequencer"
@@ -51,7 +54,7 @@ class Pending:
 
     identity: bytes
     seal: Callable[[int], StoredEntry]
-    chain: Sequence[bytes] = ()
+    chain: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ class CtStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._known_issuers: set[bytes] = set()  # stored already: no query for them
+        # The chains (as the Pending entries hold them) whose issuers are stored: most
+        # submissions bring the very tuple another did, hashed once.
+        self._known_chains: set[tuple[bytes, ...]] = set()
+        self._writer = _Writer(engine)
         self._sql = _EntrySql("?" if engine.dialect.paramstyle == "qmark" else "%s")
 
     @classmethod
@@ -77,6 +84,7 @@ class CtStore:
         return cls(engine)
 
     def close(self) -> None:
+        self._writer.close()
         self.engine.dispose()
 
     # ----- submissions -----
@@ -100,17 +108,18 @@ class CtStore:
         the index, so it is fixed before the SCT exists)."""
         if not items:
             return []
-        with self.engine.begin() as conn:
-            _lock_indices(conn)
-            # Plain driver SQL on this path: SQLAlchemy's statement building and result
-            # processing cost more than the database does for a batch (docs/decisions.md).
+        with self._writer.transaction() as cur:
+            # The driver's own cursor on this path: SQLAlchemy's statement building and
+            # result processing cost more than the database does for a batch
+            # (docs/decisions.md).
             wanted = list({p.identity for p in items})
             stored: dict[bytes, StoredEntry] = {}
             for i in range(0, len(wanted), 500):  # bound the IN list
                 part = wanted[i : i + 500]
-                rows = conn.exec_driver_sql(self._sql.select_in(len(part)), tuple(part))
-                stored.update({bytes(r[0]): _stored_tuple(r) for r in rows})
-            top = conn.exec_driver_sql(_MAX_SEQ).scalar()
+                cur.execute(self._sql.select_in(len(part)), tuple(part))
+                stored.update({bytes(r[0]): _stored_tuple(r) for r in cur.fetchall()})
+            cur.execute(_MAX_SEQ)
+            top = cur.fetchone()[0]
             nxt = 0 if top is None else int(top) + 1
             out: list[StoredEntry] = []
             fresh: list[tuple[object, ...]] = []
@@ -119,14 +128,19 @@ class CtStore:
                 if found is None:
                     found = stored[pending.identity] = pending.seal(nxt)
                     nxt += 1
-                    fresh.append(tuple(getattr(found, c) for c in _ENTRY_COLUMNS))
+                    fresh.append(_entry_row(found))
                 out.append(found)
             if fresh:
-                conn.exec_driver_sql(self._sql.insert, fresh)
-        self._remember_issuers([der for p in items for der in p.chain])
+                cur.executemany(self._sql.insert, fresh)
+        chains = {p.chain for p in items}
+        for chain in chains - self._known_chains:
+            self._remember_issuers(chain)
+        if len(self._known_chains) > 1_000:
+            self._known_chains.clear()
+        self._known_chains |= chains
         return out
 
-    def _remember_issuers(self, chain: Sequence[bytes]) -> None:
+    def _remember_issuers(self, chain: Iterable[bytes]) -> None:
         keyed = {hashlib.sha256(der).digest(): der for der in chain}
         keyed = {h: d for h, d in keyed.items() if h not in self._known_issuers}
         if not keyed:
@@ -317,6 +331,86 @@ class _EntrySql:
 
     def select_in(self, n: int) -> str:
         return self._select + "(" + ", ".join([self.mark] * n) + ")"
+
+
+def _entry_row(e: StoredEntry) -> tuple[object, ...]:
+    """The row of `_ENTRY_COLUMNS` for an entry."""
+    return (
+        e.identity,
+        e.leaf_hash,
+        e.timestamp,
+        e.leaf_input,
+        e.extra_data,
+        e.sct_signature,
+        e.seq,
+    )
+
+
+class _Writer:
+    """One driver connection kept for the submission path's transactions, one at a time
+    in each process: no pool checkout, ping or reset per batch. Each transaction holds
+    the log's index lock (SQLite's `BEGIN IMMEDIATE`, the PostgreSQL advisory lock) to
+    its commit. A transaction that fails drops the connection (it may be the one the
+    database closed); the next takes a fresh one from the pool."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None  # SQLAlchemy's pooled DBAPI connection proxy
+        self._lock = threading.Lock()
+        sqlite = engine.dialect.name == "sqlite"
+        self._lock_sql = (
+            "BEGIN IMMEDIATE" if sqlite else f"SELECT pg_advisory_xact_lock({_INDEX_LOCK})"
+        )
+        # A PostgreSQL connection kept idle may have been closed by the server meanwhile
+        # (a restart, an idle timeout), which the pool's ping would have caught: it is
+        # found at the transaction's first statement, before anything is written, and
+        # replaced once. SQLite's only failure there is a lock held past the busy timeout.
+        self._retry = not sqlite
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self._lock:
+            conn, cur = self._begin()
+            try:
+                yield cur
+                cur.close()
+                conn.commit()
+            except BaseException:
+                self._drop()
+                raise
+
+    def _begin(self) -> tuple[Any, Any]:
+        """The connection and a cursor in a transaction holding the index lock."""
+        while True:
+            kept = self._conn is not None
+            if not kept:
+                self._conn = self.engine.raw_connection()
+            conn = self._conn
+            try:
+                cur = conn.cursor()
+                cur.execute(self._lock_sql)
+            except UNAVAILABLE:
+                self._drop()
+                if kept and self._retry:
+                    continue
+                raise
+            except BaseException:
+                self._drop()
+                raise
+            return conn, cur
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()  # rolled back and closed; never reused
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
 
 
 def _stored_tuple(r: Sequence[Any]) -> StoredEntry:

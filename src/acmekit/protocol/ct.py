@@ -214,29 +214,37 @@ def _tlv(tag: int, value: bytes) -> bytes:
     return bytes([tag, 0x80 | len(size)]) + size + value
 
 
-def _der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
-    """The TLVs of a DER constructed value's contents: (tag, value, whole encoding)."""
-    out = []
-    pos = 0
-    while pos < len(data):
-        if pos + 2 > len(data):
-            raise CtError("truncated DER")
-        tag, first = data[pos], data[pos + 1]
-        head = 2
-        if first & 0x80:
-            count = first & 0x7F
-            if count == 0 or count > 4 or pos + 2 + count > len(data):
-                raise CtError("bad DER length")
-            length = int.from_bytes(data[pos + 2 : pos + 2 + count], "big")
-            head += count
-        else:
-            length = first
-        end = pos + head + length
-        if end > len(data):
-            raise CtError("truncated DER")
-        out.append((tag, data[pos + head : end], data[pos:end]))
-        pos = end
-    return out
+def _tlv_at(data: bytes, pos: int, limit: int) -> tuple[int, int, int]:
+    """The DER TLV at `pos`, which must end by `limit`: its tag, where its value starts
+    and where it ends (offsets, no copies: a TBS is cut once per submission)."""
+    if pos + 2 > limit:
+        raise CtError("truncated DER")
+    tag, first = data[pos], data[pos + 1]
+    if first & 0x80:
+        count = first & 0x7F
+        start = pos + 2 + count
+        if count == 0 or count > 4 or start > limit:
+            raise CtError("bad DER length")
+        end = start + int.from_bytes(data[pos + 2 : start], "big")
+    else:
+        start = pos + 2
+        end = start + first
+    if end > limit:
+        raise CtError("truncated DER")
+    return tag, start, end
+
+
+def tbs_certificate_der(cert_der: bytes) -> bytes:
+    """The TBSCertificate inside a certificate's DER (RFC 5280 §4.1.1.1), sliced out as
+    it came: the bytes its signature covers. (cryptography's `tbs_certificate_bytes`
+    encodes the parsed structure again, which costs more than a signature's hashing.)"""
+    tag, start, end = _tlv_at(cert_der, 0, len(cert_der))
+    if tag != 0x30 or end != len(cert_der):
+        raise CtError("the certificate is not one SEQUENCE")
+    tag, _, tbs_end = _tlv_at(cert_der, start, end)
+    if tag != 0x30:
+        raise CtError("the certificate does not begin with a TBSCertificate")
+    return cert_der[start:tbs_end]
 
 
 _POISON_DER = _der_oid(POISON_OID)
@@ -254,29 +262,55 @@ class TbsParts:
     after: tuple[bytes, ...]
     extensions: tuple[tuple[bytes, bytes], ...]
     has_extensions: bool
+    der: bytes = b""  # the TBSCertificate as parsed
 
     @classmethod
     def parse(cls, tbs_der: bytes) -> TbsParts:
-        items = _der_items(tbs_der)
-        if len(items) != 1 or items[0][0] != 0x30:
+        tag, pos, end = _tlv_at(tbs_der, 0, len(tbs_der))
+        if tag != 0x30 or end != len(tbs_der):
             raise CtError("the TBSCertificate is not one SEQUENCE")
         before: list[bytes] = []
         after: list[bytes] = []
         exts: list[tuple[bytes, bytes]] = []
         found = False
-        for ftag, value, whole in _der_items(items[0][1]):
+        while pos < end:
+            ftag, value, field_end = _tlv_at(tbs_der, pos, end)
             if ftag != 0xA3:  # [3] EXPLICIT Extensions
-                (after if found else before).append(whole)
+                (after if found else before).append(tbs_der[pos:field_end])
+                pos = field_end
                 continue
             if found:
                 raise CtError("the TBSCertificate has two extensions fields")
             found = True
-            ((stag, ext_list, _),) = _der_items(value)
-            if stag != 0x30:
-                raise CtError("the extensions are not a SEQUENCE")
-            for _, ext_value, ext in _der_items(ext_list):
-                exts.append((_der_items(ext_value)[0][2], ext))
-        return cls(tuple(before), tuple(after), tuple(exts), found)
+            stag, ext, list_end = _tlv_at(tbs_der, value, field_end)
+            if stag != 0x30 or list_end != field_end:
+                raise CtError("the extensions are not one SEQUENCE")
+            while ext < list_end:
+                _, inner, ext_end = _tlv_at(tbs_der, ext, list_end)
+                _, _, oid_end = _tlv_at(tbs_der, inner, ext_end)  # extnID, first
+                exts.append((tbs_der[inner:oid_end], tbs_der[ext:ext_end]))
+                ext = ext_end
+            pos = field_end
+        return cls(tuple(before), tuple(after), tuple(exts), found, tbs_der)
+
+    @property
+    def issuer(self) -> bytes:
+        """The issuer Name's DER (RFC 5280 §4.1: after the optional [0] version, the
+        serial number and the signature algorithm)."""
+        return self._field(2)
+
+    @property
+    def subject(self) -> bytes:
+        """The subject Name's DER (after the issuer and the validity)."""
+        return self._field(4)
+
+    def _field(self, n: int) -> bytes:
+        fields = self.before
+        if fields and fields[0][0] == 0xA0:  # [0] EXPLICIT version
+            n += 1
+        if n >= len(fields):
+            raise CtError("the TBSCertificate is missing fields")
+        return fields[n]
 
     def oids(self) -> list[bytes]:
         return [oid for oid, _ in self.extensions]
@@ -372,6 +406,25 @@ def parse_merkle_tree_leaf(data: bytes) -> TimestampedEntry:
     return TimestampedEntry(timestamp, entry, extensions)
 
 
+def leaf_extensions(data: bytes) -> bytes:
+    """The `extensions` of a MerkleTreeLeaf (§3.4), found by the lengths alone: what
+    `parse_merkle_tree_leaf(data).extensions` is, without copying out the entry."""
+    if len(data) < 12 or data[0] != Version.V1 or data[1] != MerkleLeafType.TIMESTAMPED_ENTRY:
+        raise CtError("not a v1 timestamped_entry leaf")
+    kind = int.from_bytes(data[10:12], "big")
+    if kind == LogEntryType.X509_ENTRY:
+        pos = 12
+    elif kind == LogEntryType.PRECERT_ENTRY:
+        pos = 44  # after the issuer key hash
+    else:
+        raise CtError(f"unknown entry type {kind}")
+    pos += 3 + int.from_bytes(data[pos : pos + 3], "big")
+    end = pos + 2 + int.from_bytes(data[pos : pos + 2], "big")
+    if pos + 2 > len(data) or end != len(data):
+        raise CtError("not a v1 timestamped_entry leaf")
+    return data[pos + 2 : end]
+
+
 def x509_chain_extra_data(chain: Sequence[bytes]) -> bytes:
     """extra_data of an X.509 entry: `ASN.1Cert certificate_chain<0..2^24-1>` (§4.6)."""
     return opaque(b"".join(opaque(c, 3) for c in chain), 3)
@@ -407,8 +460,11 @@ class DigitallySigned:
         return cls(r.opaque(2), hash_alg, sig_alg)
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())  # immutable: made once, not per signature
+
+
 def sign(key: ec.EllipticCurvePrivateKey, data: bytes) -> DigitallySigned:
-    return DigitallySigned(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    return DigitallySigned(key.sign(data, _ECDSA_SHA256))
 
 
 def verify(key: ec.EllipticCurvePublicKey, data: bytes, signed: DigitallySigned) -> bool:
@@ -418,7 +474,7 @@ def verify(key: ec.EllipticCurvePublicKey, data: bytes, signed: DigitallySigned)
     ):
         return False
     try:
-        key.verify(signed.signature, data, ec.ECDSA(hashes.SHA256()))
+        key.verify(signed.signature, data, _ECDSA_SHA256)
     except InvalidSignature:
         return False
     return True
