@@ -64,6 +64,21 @@ RENEW_MAX_SLEEP = 480.0  # certbot sleeps up to 8 minutes before a non-interacti
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _directory_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--server is an absolute http(s) URL (RFC 8555 §7.1.1: the client starts from the
+    directory's URL); anything else would surface only as a transport's bare message."""
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise click.BadParameter(
+            f"{value!r} is not an ACME directory URL (https://HOST[:PORT]/PATH)"
+        )
+    return value
+
+
 # -- shared options ---------------------------------------------------------------------
 
 
@@ -439,7 +454,13 @@ def _domains(args: dict[str, Any]) -> list[str]:
 
 
 @click.command(cls=_InOrder)
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
 @click.option("--cert-name", default=None)
@@ -538,7 +559,7 @@ def _install_options(func: F) -> F:
 
 
 @click.command(cls=_InOrder)
-@click.option("--server", required=True, help="ACME directory URL")
+@click.option("--server", required=True, help="ACME directory URL", callback=_directory_url)
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
 @click.option("--cert-name", default=None)
@@ -640,7 +661,12 @@ def rollback(**args: Any) -> None:
 
 @click.command()
 @click.option("--cert-name", default=None)
-@click.option("--server", default=None, help="use this server instead of the saved one")
+@click.option(
+    "--server",
+    default=None,
+    help="use this server instead of the saved one",
+    callback=_directory_url,
+)
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @_obtain_options
@@ -748,7 +774,7 @@ def _report_renew(report: RenewReport) -> None:
 @click.command()
 @click.option("--cert-path", type=click.Path(path_type=Path), default=None)
 @click.option("--cert-name", default=None)
-@click.option("--server", default=None)
+@click.option("--server", default=None, callback=_directory_url)
 @click.option(
     "--reason",
     type=click.Choice(
@@ -798,6 +824,7 @@ def delete(**args: Any) -> None:
 
 @click.command()
 @click.option("--cert-name", default=None)
+@click.option("-d", "--domains", "domains", multiple=True, help="only certificates for these names")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (see module docs)")
 @click.option(
     "--ct-log-list",
@@ -818,20 +845,23 @@ def certificates(**args: Any) -> None:
         _fail(str(exc))
         return
     manager = _manager(args)
-    report = describe_lineages(manager.lineages, datetime.now(UTC), args["cert_name"], logs)
+    domains = [n.strip() for d in args["domains"] for n in d.split(",") if n.strip()]
+    report = describe_lineages(
+        manager.lineages, datetime.now(UTC), args["cert_name"], logs, domains
+    )
     if args["as_json"]:
         click.echo(json.dumps(report, indent=2))
         return
-    _print_certificates(report)
+    _print_certificates(report, bool(args["cert_name"] or domains))
 
 
-def _print_certificates(report: dict[str, Any]) -> None:
+def _print_certificates(report: dict[str, Any], filtered: bool) -> None:
     from acmekit.certbot.ctcheck import report_lines
 
     if not report["certificates"] and not report["errors"]:
         click.echo("No certificates found.")
     else:
-        click.echo("Found the following certs:")
+        click.echo(f"Found the following {'matching ' if filtered else ''}certs:")
     for c in report["certificates"]:
         state = f"VALID: {c['days_left']} days" if c["valid"] else "INVALID: EXPIRED"
         click.echo(f"  Certificate Name: {c['name']}")
@@ -853,7 +883,13 @@ def _print_certificates(report: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @_account_options
 @_dir_options
 def register(**args: Any) -> None:
@@ -863,7 +899,13 @@ def register(**args: Any) -> None:
 
 
 @click.command("show_account")
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @_account_options
 @_dir_options
 def show_account(**args: Any) -> None:
@@ -877,7 +919,7 @@ def show_account(**args: Any) -> None:
 
 
 @click.command("persist-record")
-@click.option("--server", required=True)
+@click.option("--server", required=True, callback=_directory_url)
 @click.option("-d", "--domains", "domains", multiple=True, required=True)
 @click.option("--wildcard", is_flag=True, help="add policy=wildcard (wildcards, subdomains)")
 @click.option("--persist-until", default=None, help="date (YYYY-MM-DD or RFC 3339) or UNIX seconds")
@@ -922,7 +964,13 @@ def _unix_time(text: str) -> int:
 
 
 @click.command("update_account")
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @_account_options
 @_dir_options
 def update_account(**args: Any) -> None:
@@ -933,7 +981,13 @@ def update_account(**args: Any) -> None:
 
 
 @click.command()
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @_account_options
 @_dir_options
 def unregister(**args: Any) -> None:
@@ -968,6 +1022,7 @@ def check(
     from acmekit.certbot.ctcheck import report_lines
     from acmekit.certbot.tlscheck import check_tls, parse_target
     from acmekit.client.ctlogs import load_log_lists
+    from acmekit.client.transport import RootsError, trust_store
 
     try:
         logs = load_log_lists(ct_log_lists) if ct_log_lists else None
@@ -978,7 +1033,11 @@ def check(
     host, port = parse_target(target)
     bundle = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or None
     try:
+        trust_store(bundle)  # a bad bundle is named before any connection is blamed
         result = check_tls(host, port, servername or host, bundle, timeout, datetime.now(UTC))
+    except RootsError as exc:
+        _fail(str(exc))
+        return
     except OSError as exc:
         _fail(f"{target}: {exc}")
         return

@@ -36,6 +36,23 @@ class TransportError(ClientError):
     """The request never got an HTTP answer: connection refused, TLS failure, timeout."""
 
 
+class RootsError(ClientError):
+    """The PEM file of roots to trust cannot be read or holds no certificate."""
+
+
+def trust_store(ca_bundle: str | None) -> ssl.SSLContext:
+    """A verifying context trusting `ca_bundle` (else the system's roots); a file that
+    cannot be used is a `RootsError` naming it, not OpenSSL's bare reason."""
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            reason = "it holds no PEM certificate"
+        else:
+            reason = exc.strerror or str(exc)
+        raise RootsError(f"cannot use the roots in {ca_bundle}: {reason}") from None
+
+
 @dataclass(frozen=True)
 class HttpResponse:
     status: int
@@ -92,7 +109,7 @@ class AiohttpTransport(AsyncClosing):
         connection_limit: int = 100,
         product: str = "acmekit",
     ) -> None:
-        self._ssl = ssl.create_default_context(cafile=ca_bundle)
+        self._ssl = trust_store(ca_bundle)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = connection_limit
         self._product = product

@@ -1,0 +1,152 @@
+"""What a newcomer from certbot, Pebble or step-ca types wrong, or types as certbot takes
+it: each mistake is one line naming what is wrong (the file, the setting, the flag) and a
+non-zero exit, and `certificates` filters as certbot's does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from acmekit.certbot.lineage import CertFiles, LineageStore
+from acmekit.certbot.renewalparams import Authenticator, RenewalParams
+
+DIRS = ["--config-dir", "etc", "--work-dir", "work", "--logs-dir", "logs"]
+
+
+def _acmekit(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "acmekit", *argv],
+        capture_output=True, text=True, timeout=60, cwd=cwd,
+    )  # fmt: skip
+
+
+def _one_line_error(argv: list[str], cwd: Path) -> str:
+    """Run `acmekit ARGV`: it must fail without a traceback; its one error line."""
+    result = _acmekit(argv, cwd)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "rror" in line or "acmekit:" in line]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ('mmd = "x"', "setting mmd = 'x' must be a number of seconds"),
+        ("mmd = 0", "setting mmd = 0 must be a number of seconds (at least 0.1)"),
+        ("listen = 5", "setting listen = 5 must be a string"),
+        ("not_after_start = 3", "setting not_after_start = 3 must be a date"),
+    ],
+)
+def test_a_ct_config_value_of_the_wrong_type_names_the_file_and_setting(
+    setting: str, words: str, tmp_path: Path
+) -> None:
+    (tmp_path / "ct.toml").write_text(f"{setting}\n")
+    line = _one_line_error(["ct", "--config", "ct.toml", "--state-dir", "ct"], tmp_path)
+    assert line.startswith(f"acmekit: ct.toml: {words}")
+    assert not (tmp_path / "ct").exists()  # refused before anything was made
+
+
+BAD_BUNDLES = [("missing.pem", "No such file or directory"),
+               ("notpem.json", "it holds no PEM certificate")]  # fmt: skip
+
+
+CERTONLY = ["certonly", "--standalone", "-d", "a.test", "-n", "--agree-tos",
+            "--register-unsafely-without-email", "--server", "https://127.0.0.1:9/directory",
+            *DIRS]  # fmt: skip
+
+
+@pytest.mark.parametrize(("bundle", "reason"), BAD_BUNDLES, ids=["missing", "not PEM"])
+@pytest.mark.parametrize("argv", [["check", "127.0.0.1:9"], CERTONLY], ids=["check", "certonly"])
+def test_an_unusable_ca_bundle_is_named_not_the_server(
+    argv: list[str], bundle: str, reason: str, tmp_path: Path
+) -> None:
+    (tmp_path / "notpem.json").write_text('{"operators": []}\n')
+    line = _one_line_error([*argv, "--ca-bundle", bundle], tmp_path)
+    assert line == f"acmekit: cannot use the roots in {bundle}: {reason}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["certonly", "--standalone", "-d", "a.test", *DIRS],
+        ["renew", *DIRS],
+        ["revoke", "--cert-name", "a.test", *DIRS],
+        ["register", *DIRS],
+    ],
+    ids=["certonly", "renew", "revoke", "register"],
+)
+def test_a_server_that_is_not_a_url_is_a_usage_error(argv: list[str], tmp_path: Path) -> None:
+    result = _acmekit([*argv, "--server", "acme.example"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "'acme.example' is not an ACME directory URL" in result.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+def _lineage(store: LineageStore, *names: str) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    params = RenewalParams(Authenticator.STANDALONE, "https://127.0.0.1:9/directory")
+    store.create(names[0], CertFiles(pem, pem, pem + pem, private), params.to_section(), "0.1.0")
+
+
+@pytest.fixture
+def two_lineages(tmp_path: Path) -> Path:
+    store = LineageStore(tmp_path / "etc")
+    _lineage(store, "a.test", "www.a.test")
+    _lineage(store, "b.test")
+    return tmp_path
+
+
+def _names(stdout: str) -> list[str]:
+    return [ln.split(": ", 1)[1] for ln in stdout.splitlines() if "Certificate Name:" in ln]
+
+
+def test_certificates_for_a_name_no_lineage_has_finds_none(two_lineages: Path) -> None:
+    result = _acmekit(["certificates", "--cert-name", "nope.test", *DIRS], two_lineages)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "No certificates found.\n"
+
+
+@pytest.mark.parametrize(
+    ("filters", "found"),
+    [
+        (["-d", "www.a.test"], ["a.test"]),
+        (["-d", "a.test", "-d", "www.a.test"], ["a.test"]),
+        (["-d", "b.test,a.test"], []),
+        (["--cert-name", "b.test", "-d", "b.test"], ["b.test"]),
+    ],
+)
+def test_certificates_filters_by_domain_as_certbot_does(
+    filters: list[str], found: list[str], two_lineages: Path
+) -> None:
+    result = _acmekit(["certificates", *filters, *DIRS], two_lineages)
+    assert result.returncode == 0, result.stderr
+    assert _names(result.stdout) == found
+    header = "Found the following matching certs:" if found else "No certificates found."
+    assert result.stdout.splitlines()[0] == header
