@@ -4,8 +4,10 @@ non-zero exit, and `certificates` filters as certbot's does."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from cryptography.x509.oid import NameOID
 
 from acmekit.certbot.lineage import CertFiles, LineageStore
 from acmekit.certbot.renewalparams import Authenticator, RenewalParams
+from acmekit_testkit.acmekit_server import CaProcess, running_ca_process
+from acmekit_testkit.dnsserver import DnsServerHandle
 
 DIRS = ["--config-dir", "etc", "--work-dir", "work", "--logs-dir", "logs"]
 
@@ -150,3 +154,71 @@ def test_certificates_filters_by_domain_as_certbot_does(
     assert _names(result.stdout) == found
     header = "Found the following matching certs:" if found else "No certificates found."
     assert result.stdout.splitlines()[0] == header
+
+
+@pytest.fixture(scope="module")
+def ca(
+    tmp_path_factory: pytest.TempPathFactory, dns: DnsServerHandle
+) -> Iterator[CaProcess[DnsServerHandle]]:
+    with running_ca_process(tmp_path_factory.mktemp("newuser-ca"), dns) as found:
+        yield found
+
+
+def _without_env_bundle(
+    argv: list[str], cwd: Path, bundle: Path | None = None, status: int = 1
+) -> list[str]:
+    """`acmekit ARGV` with no terminal and REQUESTS_CA_BUNDLE `bundle` or unset, ending in
+    `status`: its stderr's `acmekit:` lines."""
+    env = {k: v for k, v in os.environ.items() if k != "REQUESTS_CA_BUNDLE"}
+    if bundle is not None:
+        env["REQUESTS_CA_BUNDLE"] = str(bundle)
+    result = subprocess.run(
+        [sys.executable, "-m", "acmekit", *argv, *DIRS],
+        capture_output=True, text=True, timeout=120, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr
+    assert result.returncode == status, result.stderr
+    return [line for line in result.stderr.splitlines() if line.startswith("acmekit: ")]
+
+
+def test_an_untrusted_ca_names_the_roots_it_was_checked_against(
+    ca: CaProcess[DnsServerHandle], tmp_path: Path
+) -> None:
+    """The trap of a certbot user whose environment sets REQUESTS_CA_BUNDLE for other
+    programs: it replaces the renewal conf's ca_bundle, and the error says so."""
+    (tmp_path / "other-roots.pem").write_bytes(_self_signed("other root"))
+    name = "roots.newuser.test"
+    obtain = ["certonly", "-n", "--agree-tos", "--register-unsafely-without-email",
+              "--server", ca.server.directory_url, "--ca-bundle", str(ca.server.root_path),
+              "--standalone", "--http-01-address", "127.0.0.1",
+              "--http-01-port", str(ca.http01_port), "-d", name]  # fmt: skip
+    assert _without_env_bundle(obtain, tmp_path, status=0) == []
+
+    renew = ["renew", "--force-renewal", "--no-random-sleep-on-renew"]
+    (line,) = _without_env_bundle(renew, tmp_path, tmp_path / "other-roots.pem")
+    assert line.startswith(f"acmekit: {name}: renewal failed: GET {ca.server.directory_url}: ")
+    assert (
+        f"not trusted by the roots in {tmp_path / 'other-roots.pem'} (named by "
+        "REQUESTS_CA_BUNDLE): unable to get local issuer certificate; give its root" in line
+    )
+
+    (line,) = _without_env_bundle([*obtain[:6], "--standalone", "-d", "sys.newuser.test"], tmp_path)
+    assert "not trusted by the system's roots: unable to get local issuer certificate" in line
+
+
+def _self_signed(common_name: str) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)

@@ -307,14 +307,25 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, TransportError) and any(m in text for m in _UNTRUSTED):
         request = text.split(": ", 1)[0]  # "GET URL"
         found = re.search(r"certificate verify failed: ([^(')\]]+)", text)
-        reason = f" ({found[1].strip()})" if found else ""
+        reason = f": {found[1].strip()}" if found else ""
         return (
-            f"{request}: the ACME server's certificate is not trusted{reason}; give its "
-            "root with --ca-bundle FILE or REQUESTS_CA_BUNDLE=FILE"
+            f"{request}: the ACME server's certificate is not trusted by "
+            f"{_roots_named(exc.roots)}{reason}; give its root with --ca-bundle FILE or "
+            "REQUESTS_CA_BUNDLE=FILE"
         )
     if isinstance(exc, DeadlineExceeded | ServerProtocolError):
         return f"{type(exc).__name__}: {text}"  # the kind says what the server did
     return text
+
+
+def _roots_named(roots: str | None) -> str:
+    """Which roots were trusted, saying when REQUESTS_CA_BUNDLE names them: set for
+    other programs, it also replaces the ca_bundle a renewal conf keeps."""
+    if roots is None:
+        return "the system's roots"
+    env = os.environ.get("REQUESTS_CA_BUNDLE")
+    named = env is not None and Path(env).absolute() == Path(roots).absolute()
+    return f"the roots in {roots}{' (named by REQUESTS_CA_BUNDLE)' if named else ''}"
 
 
 async def _with(manager: CertManager, work: Callable[[CertManager], Awaitable[T]]) -> T:

@@ -33,7 +33,13 @@ MAX_RESPONSE = 1 << 20  # bytes of one response body
 
 
 class TransportError(ClientError):
-    """The request never got an HTTP answer: connection refused, TLS failure, timeout."""
+    """The request never got an HTTP answer: connection refused, TLS failure, timeout.
+    `roots` is the PEM file the server's certificate was checked against (None: the
+    system's), so that an untrusted server can be explained."""
+
+    def __init__(self, message: str, *, roots: str | None = None) -> None:
+        super().__init__(message)
+        self.roots = roots
 
 
 class RootsError(ClientError):
@@ -110,6 +116,7 @@ class AiohttpTransport(AsyncClosing):
         product: str = "acmekit",
     ) -> None:
         self._ssl = trust_store(ca_bundle)
+        self._roots = ca_bundle
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = connection_limit
         self._product = product
@@ -136,7 +143,8 @@ class AiohttpTransport(AsyncClosing):
                 data = await _bounded_body(resp, f"{method} {url}")
                 return HttpResponse(resp.status, _flatten(resp.headers.items()), data, url)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransportError(f"{method} {url}: {exc or type(exc).__name__}") from exc
+            message = f"{method} {url}: {exc or type(exc).__name__}"
+            raise TransportError(message, roots=self._roots) from exc
 
     async def close(self) -> None:
         if self._http is not None:
