@@ -222,3 +222,22 @@ def _self_signed(common_name: str) -> bytes:
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_expand_grows_the_lineage_whose_names_are_all_asked_for(
+    ca: CaProcess[DnsServerHandle], tmp_path: Path
+) -> None:
+    """certbot's --expand: the existing lineage gets a new version with the added names,
+    in place, instead of a second lineage `NAME-0001`."""
+    base = ["certonly", "-n", "--agree-tos", "--register-unsafely-without-email",
+            "--server", ca.server.directory_url, "--ca-bundle", str(ca.server.root_path),
+            "--standalone", "--http-01-address", "127.0.0.1",
+            "--http-01-port", str(ca.http01_port)]  # fmt: skip
+    assert _without_env_bundle([*base, "-d", "grow.newuser.test"], tmp_path, status=0) == []
+    more = ["-d", "grow.newuser.test", "-d", "www.grow.newuser.test"]
+    assert _without_env_bundle([*base, "--expand", *more], tmp_path, status=0) == []
+    store = LineageStore(tmp_path / "etc")
+    assert store.names() == ["grow.newuser.test"]
+    lineage = store.load("grow.newuser.test")
+    assert sorted(lineage.names) == ["grow.newuser.test", "www.grow.newuser.test"]
+    assert os.readlink(lineage.live_dir / "cert.pem") == "../../archive/grow.newuser.test/cert2.pem"

@@ -415,8 +415,13 @@ class CertManager(AsyncClosing):
         cert_name: str | None = None,
         dry_run: bool = False,
         force: bool = False,
+        expand: bool = False,
     ) -> Outcome:
-        """certonly: a new lineage, or a new version of the one with these names."""
+        """certonly: a new lineage, or a new version of the one with these names (with
+        `expand`, of one whose names are all among them, as certbot's --expand)."""
+        if expand and cert_name is None:
+            grown = self.lineages.find_expandable(list(names))
+            cert_name = grown.name if grown is not None else None
         client, account = await self.account_client(params.server)
         params = dataclasses.replace(params, account=account)
         hooks = HookRunner(self.paths.config_dir, use_directories=False)

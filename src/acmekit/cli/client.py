@@ -483,6 +483,7 @@ def _domains(args: dict[str, Any]) -> list[str]:
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
+@click.option("--expand", is_flag=True, help="grow the lineage whose names are all among -d")
 @_account_options
 @_dir_options
 def certonly(**args: Any) -> None:
@@ -513,6 +514,7 @@ async def _certonly(args: dict[str, Any], domains: list[str], params: RenewalPar
             cert_name=args["cert_name"],
             dry_run=args["dry_run"],
             force=args["force_renewal"],
+            expand=args["expand"],
         )
 
 
@@ -579,6 +581,7 @@ def _install_options(func: F) -> F:
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
+@click.option("--expand", is_flag=True, help="grow the lineage whose names are all among -d")
 @_account_options
 @_dir_options
 def run(**args: Any) -> None:
