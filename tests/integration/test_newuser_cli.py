@@ -5,6 +5,7 @@ non-zero exit, and `certificates` filters as certbot's does."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -241,3 +242,20 @@ def test_expand_grows_the_lineage_whose_names_are_all_asked_for(
     lineage = store.load("grow.newuser.test")
     assert sorted(lineage.names) == ["grow.newuser.test", "www.grow.newuser.test"]
     assert os.readlink(lineage.live_dir / "cert.pem") == "../../archive/grow.newuser.test/cert2.pem"
+
+
+def test_a_silent_dns_resolver_is_named(ca: CaProcess[DnsServerHandle], tmp_path: Path) -> None:
+    """A --dns-resolver that never answers: the line says which resolver and what was
+    asked, not only dnspython's "Timeout: The DNS operation timed out"."""
+    with socket.socket(type=socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        argv = ["certonly", "-n", "--agree-tos", "--register-unsafely-without-email",
+                "--server", ca.server.directory_url, "--ca-bundle", str(ca.server.root_path),
+                "--dns-hook", "true", "--dns-resolver", f"127.0.0.1:{port}",
+                "-d", "quiet.newuser.test"]  # fmt: skip
+        (line,) = _without_env_bundle(argv, tmp_path)
+    assert line.startswith(
+        "acmekit: cannot look up CNAME _acme-challenge.quiet.newuser.test. at the resolver "
+        f"127.0.0.1:{port}: "
+    )
