@@ -259,3 +259,10 @@ def test_a_silent_dns_resolver_is_named(ca: CaProcess[DnsServerHandle], tmp_path
         "acmekit: cannot look up CNAME _acme-challenge.quiet.newuser.test. at the resolver "
         f"127.0.0.1:{port}: "
     )
+
+
+def test_a_dns_state_file_that_is_not_json_is_named(tmp_path: Path) -> None:
+    (tmp_path / "records.json").write_text("{not json\n")
+    argv = ["dns", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--state", "records.json"]
+    line = _one_line_error(argv, tmp_path)
+    assert line.startswith("Error: records.json is not a state file: not JSON (")

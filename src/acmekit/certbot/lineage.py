@@ -241,11 +241,10 @@ class LineageStore:
         exact = self.find_by_names(names)
         if exact is not None:
             return exact
-        wanted = {n.lower() for n in names}
+        wanted = _lower(names)
         for found in self.load_all():
-            if isinstance(found, Lineage) and found.names:
-                if {n.lower() for n in found.names} <= wanted:
-                    return found
+            if isinstance(found, Lineage) and found.names and _lower(found.names) <= wanted:
+                return found
         return None
 
     def create(self, name: str, files: CertFiles, params: Section, version: str) -> Lineage:
@@ -371,3 +370,7 @@ def _read_cert(path: Path) -> x509.Certificate | None:
         return x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         return None
+
+
+def _lower(names: list[str]) -> set[str]:
+    return {n.lower() for n in names}
