@@ -266,3 +266,18 @@ def test_a_dns_state_file_that_is_not_json_is_named(tmp_path: Path) -> None:
     argv = ["dns", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--state", "records.json"]
     line = _one_line_error(argv, tmp_path)
     assert line.startswith("Error: records.json is not a state file: not JSON (")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["server", "--listen", "127.0.0.1:0", "--crl-listen", "127.0.0.1:0"],
+        ["ct", "--listen", "127.0.0.1:0", "--roots", "roots.pem"],
+    ],
+    ids=["server", "ct"],
+)
+def test_a_state_dir_that_is_a_file_is_named(argv: list[str], tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file, not a directory\n")
+    (tmp_path / "roots.pem").write_bytes(_self_signed("a root"))
+    line = _one_line_error([*argv, "--state-dir", "state"], tmp_path)
+    assert line == "acmekit: --state-dir state is not a directory"

@@ -114,6 +114,8 @@ def ct(config_file: Path | None, **flags: Any) -> None:
         tls_cert=Path(merged["tls_cert"]) if merged.get("tls_cert") else None,
         tls_key=Path(merged["tls_key"]) if merged.get("tls_key") else None,
     )
+    if config.state_dir.exists() and not config.state_dir.is_dir():
+        raise click.ClickException(f"--state-dir {config.state_dir} is not a directory")
     if (config.tls_cert is None) != (config.tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     start_at, end_at = config.not_after_start, config.not_after_end
