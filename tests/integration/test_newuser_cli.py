@@ -281,3 +281,19 @@ def test_a_state_dir_that_is_a_file_is_named(argv: list[str], tmp_path: Path) ->
     (tmp_path / "roots.pem").write_bytes(_self_signed("a root"))
     line = _one_line_error([*argv, "--state-dir", "state"], tmp_path)
     assert line == "acmekit: --state-dir state is not a directory"
+
+
+def test_update_account_reports_as_certbot_does(
+    ca: CaProcess[DnsServerHandle], tmp_path: Path
+) -> None:
+    """certbot prints the addresses as typed (no `mailto:`), and says when none is left."""
+    server = ["--server", ca.server.directory_url, "--ca-bundle", str(ca.server.root_path)]
+    done = _acmekit(["register", "-n", "--agree-tos", "-m", "a@newuser.test", *server, *DIRS],
+                    tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    two = _acmekit(["update_account", "-m", "b@newuser.test,c@newuser.test", *server, *DIRS],
+                   tmp_path)  # fmt: skip
+    assert two.stdout == "Your e-mail address was updated to b@newuser.test,c@newuser.test.\n"
+    none = _acmekit(["update_account", "-m", "", *server, *DIRS], tmp_path)
+    assert none.returncode == 0, none.stderr
+    assert none.stdout == "Any contact information associated with this account has been removed.\n"

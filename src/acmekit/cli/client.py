@@ -991,7 +991,11 @@ def update_account(**args: Any) -> None:
     """Replace the account's contacts with -m (empty to remove them)."""
     contact = [f"mailto:{e}" for e in _account(args).email]
     account = _run(_with(_manager(args), lambda m: m.update_account(args["server"], contact)))
-    click.echo(f"Your e-mail address was updated to {', '.join(account.contact) or 'none'}.")
+    emails = [c.removeprefix("mailto:") for c in account.contact]
+    if not emails:  # certbot's words for both cases
+        click.echo("Any contact information associated with this account has been removed.")
+    else:
+        click.echo(f"Your e-mail address was updated to {','.join(emails)}.")
 
 
 @click.command()
