@@ -195,6 +195,21 @@ def test_an_untrusted_ca_names_the_roots_it_was_checked_against(
               "--http-01-port", str(ca.http01_port), "-d", name]  # fmt: skip
     assert _without_env_bundle(obtain, tmp_path, status=0) == []
 
+    # Not due: the CA is asked only for its renewal window, and says why it cannot answer.
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(tmp_path / "other-roots.pem")}
+    quiet = subprocess.run(
+        [sys.executable, "-m", "acmekit", "renew", "--no-random-sleep-on-renew", *DIRS],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr
+    assert (
+        f"no renewal information for {name}: GET {ca.server.directory_url}: the server's "
+        f"certificate is not trusted by the roots in {tmp_path / 'other-roots.pem'} "
+        "(certificate verify failed: unable to get local issuer certificate)\n" in quiet.stderr
+    )
+    assert "SSLCertVerificationError" not in quiet.stderr
+
     renew = ["renew", "--force-renewal", "--no-random-sleep-on-renew"]
     (line,) = _without_env_bundle(renew, tmp_path, tmp_path / "other-roots.pem")
     assert line.startswith(f"acmekit: {name}: renewal failed: GET {ca.server.directory_url}: ")

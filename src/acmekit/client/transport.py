@@ -142,6 +142,17 @@ class AiohttpTransport(AsyncClosing):
             ) as resp:
                 data = await _bounded_body(resp, f"{method} {url}")
                 return HttpResponse(resp.status, _flatten(resp.headers.items()), data, url)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # aiohttp's text repeats the connection key and OpenSSL's tuple; the reason
+            # (RFC 5280 path validation's verdict) and the roots used are what matter.
+            cause = exc.certificate_error
+            reason = getattr(cause, "verify_message", None) or str(cause)
+            roots = f"the roots in {self._roots}" if self._roots else "the system's roots"
+            message = (
+                f"{method} {url}: the server's certificate is not trusted by {roots} "
+                f"(certificate verify failed: {reason})"
+            )
+            raise TransportError(message, roots=self._roots) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             message = f"{method} {url}: {exc or type(exc).__name__}"
             raise TransportError(message, roots=self._roots) from exc
