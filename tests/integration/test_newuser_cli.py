@@ -312,3 +312,33 @@ def test_update_account_reports_as_certbot_does(
     none = _acmekit(["update_account", "-m", "", *server, *DIRS], tmp_path)
     assert none.returncode == 0, none.stderr
     assert none.stdout == "Any contact information associated with this account has been removed.\n"
+
+
+def test_quiet_renew_prints_only_errors_as_certbots_does(
+    ca: CaProcess[DnsServerHandle], tmp_path: Path
+) -> None:
+    """`certbot -q renew` (Debian's cron line) and `certbot renew -q`: silence unless
+    something fails, and then only the failure."""
+    obtain = ["certonly", "-n", "--agree-tos", "--register-unsafely-without-email",
+              "--server", ca.server.directory_url, "--ca-bundle", str(ca.server.root_path),
+              "--standalone", "--http-01-address", "127.0.0.1",
+              "--http-01-port", str(ca.http01_port), "-d", "hush.newuser.test"]  # fmt: skip
+    assert _without_env_bundle(obtain, tmp_path, status=0) == []
+
+    def run(argv: list[str], roots: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "REQUESTS_CA_BUNDLE"}
+        env |= {"REQUESTS_CA_BUNDLE": str(roots)} if roots else {}
+        return subprocess.run(
+            [sys.executable, "-m", "acmekit", *argv, "--no-random-sleep-on-renew", *DIRS],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    for argv in (["-q", "renew"], ["renew", "-q"], ["renew", "--quiet", "--force-renewal"]):
+        done = run(argv)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), argv
+    (tmp_path / "other-roots.pem").write_bytes(_self_signed("other root"))
+    failed = run(["renew", "-q", "--force-renewal"], tmp_path / "other-roots.pem")
+    assert failed.returncode == 1 and failed.stdout == ""
+    (line,) = failed.stderr.splitlines()
+    assert line.startswith("acmekit: hush.newuser.test: renewal failed: GET ")

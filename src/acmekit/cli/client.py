@@ -759,7 +759,10 @@ def _overrides(args: dict[str, Any]) -> Overrides | None:
 
 
 def _say_delay(seconds: float) -> None:
-    """certbot's words, so that a cron mail or a timer's journal says why it waits."""
+    """certbot's words, so that a cron mail or a timer's journal says why it waits
+    (an INFO line in certbot's log: -q, which leaves only errors, silences it)."""
+    if logging.getLogger().getEffectiveLevel() >= logging.ERROR:
+        return
     click.echo(f"Non-interactive renewal: random delay of {seconds:.2f} seconds", err=True)
 
 
