@@ -342,3 +342,14 @@ def test_quiet_renew_prints_only_errors_as_certbots_does(
     assert failed.returncode == 1 and failed.stdout == ""
     (line,) = failed.stderr.splitlines()
     assert line.startswith("acmekit: hush.newuser.test: renewal failed: GET ")
+
+
+def test_a_lineage_without_an_account_says_so(two_lineages: Path) -> None:
+    """A renewal conf naming no account (written by hand, or its account removed) and no
+    account on disk: the line says which server has none, not 'no account None'."""
+    result = _acmekit(["renew", "--no-random-sleep-on-renew", *DIRS], two_lineages)
+    assert result.returncode == 1 and "None" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"acmekit: {name}: renewal failed: no account for https://127.0.0.1:9/directory in etc"
+        for name in ("a.test", "b.test")
+    ]

@@ -626,7 +626,8 @@ class CertManager(AsyncClosing):
         """The client for the lineage's server, and its params naming the account used."""
         found = self.stored_account(params.server, params.account)
         if found is None:
-            raise ClientError(f"no account {params.account} for {params.server}")
+            which = f"account {params.account}" if params.account else "account"
+            raise ClientError(f"no {which} for {params.server} in {self.paths.config_dir}")
         client = self._client(params.server, found, found.key, params.ca_bundle)
         return client, dataclasses.replace(params, account=found.id)
 
