@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,14 +50,26 @@ def _issuer(lineage: Lineage, cert: x509.Certificate) -> x509.Certificate | None
 
 
 def describe_lineages(
-    store: LineageStore, now: datetime, only: str | None = None, logs: LogList | None = None
+    store: LineageStore,
+    now: datetime,
+    only: str | None = None,
+    logs: LogList | None = None,
+    domains: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """{"certificates": [...], "errors": [...]} for every lineage (or just `only`)."""
+    """{"certificates": [...], "errors": [...]} for every lineage, or as certbot filters
+    them: the one named `only`, those whose names include every one of `domains`. A name
+    no lineage has matches nothing (certbot's "No certificates found."), not an error."""
     certs: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
-    for name in [only] if only else store.names():
+    wanted = {d.lower() for d in domains}
+    for name in store.names():
+        if only is not None and name != only:
+            continue
         try:
-            certs.append(describe(store.load(name), now, logs))
+            info = describe(store.load(name), now, logs)
         except LineageError as exc:
             errors.append({"name": name, "error": str(exc)})
+            continue
+        if wanted <= set(info["domains"]):
+            certs.append(info)
     return {"certificates": certs, "errors": errors}

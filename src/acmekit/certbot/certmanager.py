@@ -415,8 +415,13 @@ class CertManager(AsyncClosing):
         cert_name: str | None = None,
         dry_run: bool = False,
         force: bool = False,
+        expand: bool = False,
     ) -> Outcome:
-        """certonly: a new lineage, or a new version of the one with these names."""
+        """certonly: a new lineage, or a new version of the one with these names (with
+        `expand`, of one whose names are all among them, as certbot's --expand)."""
+        if expand and cert_name is None:
+            grown = self.lineages.find_expandable(list(names))
+            cert_name = grown.name if grown is not None else None
         client, account = await self.account_client(params.server)
         params = dataclasses.replace(params, account=account)
         hooks = HookRunner(self.paths.config_dir, use_directories=False)
@@ -621,7 +626,8 @@ class CertManager(AsyncClosing):
         """The client for the lineage's server, and its params naming the account used."""
         found = self.stored_account(params.server, params.account)
         if found is None:
-            raise ClientError(f"no account {params.account} for {params.server}")
+            which = f"account {params.account}" if params.account else "account"
+            raise ClientError(f"no {which} for {params.server} in {self.paths.config_dir}")
         client = self._client(params.server, found, found.key, params.ca_bundle)
         return client, dataclasses.replace(params, account=found.id)
 

@@ -235,6 +235,18 @@ class LineageStore:
                 return found
         return None
 
+    def find_expandable(self, names: list[str]) -> Lineage | None:
+        """The lineage with exactly these names, else the first (by name) whose names are
+        all among them: the one certbot's --expand grows to `names`."""
+        exact = self.find_by_names(names)
+        if exact is not None:
+            return exact
+        wanted = _lower(names)
+        for found in self.load_all():
+            if isinstance(found, Lineage) and found.names and _lower(found.names) <= wanted:
+                return found
+        return None
+
     def create(self, name: str, files: CertFiles, params: Section, version: str) -> Lineage:
         """A new lineage at version 1; invisible until its renewal conf is in place."""
         if self.exists(name):
@@ -358,3 +370,7 @@ def _read_cert(path: Path) -> x509.Certificate | None:
         return x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
         return None
+
+
+def _lower(names: list[str]) -> set[str]:
+    return {n.lower() for n in names}

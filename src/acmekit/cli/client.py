@@ -64,6 +64,21 @@ RENEW_MAX_SLEEP = 480.0  # certbot sleeps up to 8 minutes before a non-interacti
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _directory_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--server is an absolute http(s) URL (RFC 8555 §7.1.1: the client starts from the
+    directory's URL); anything else would surface only as a transport's bare message."""
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise click.BadParameter(
+            f"{value!r} is not an ACME directory URL (https://HOST[:PORT]/PATH)"
+        )
+    return value
+
+
 # -- shared options ---------------------------------------------------------------------
 
 
@@ -292,14 +307,25 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, TransportError) and any(m in text for m in _UNTRUSTED):
         request = text.split(": ", 1)[0]  # "GET URL"
         found = re.search(r"certificate verify failed: ([^(')\]]+)", text)
-        reason = f" ({found[1].strip()})" if found else ""
+        reason = f": {found[1].strip()}" if found else ""
         return (
-            f"{request}: the ACME server's certificate is not trusted{reason}; give its "
-            "root with --ca-bundle FILE or REQUESTS_CA_BUNDLE=FILE"
+            f"{request}: the ACME server's certificate is not trusted by "
+            f"{_roots_named(exc.roots)}{reason}; give its root with --ca-bundle FILE or "
+            "REQUESTS_CA_BUNDLE=FILE"
         )
     if isinstance(exc, DeadlineExceeded | ServerProtocolError):
         return f"{type(exc).__name__}: {text}"  # the kind says what the server did
     return text
+
+
+def _roots_named(roots: str | None) -> str:
+    """Which roots were trusted, saying when REQUESTS_CA_BUNDLE names them: set for
+    other programs, it also replaces the ca_bundle a renewal conf keeps."""
+    if roots is None:
+        return "the system's roots"
+    env = os.environ.get("REQUESTS_CA_BUNDLE")
+    named = env is not None and Path(env).absolute() == Path(roots).absolute()
+    return f"the roots in {roots}{' (named by REQUESTS_CA_BUNDLE)' if named else ''}"
 
 
 async def _with(manager: CertManager, work: Callable[[CertManager], Awaitable[T]]) -> T:
@@ -439,7 +465,13 @@ def _domains(args: dict[str, Any]) -> list[str]:
 
 
 @click.command(cls=_InOrder)
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
 @click.option("--cert-name", default=None)
@@ -451,6 +483,7 @@ def _domains(args: dict[str, Any]) -> list[str]:
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
+@click.option("--expand", is_flag=True, help="grow the lineage whose names are all among -d")
 @_account_options
 @_dir_options
 def certonly(**args: Any) -> None:
@@ -481,6 +514,7 @@ async def _certonly(args: dict[str, Any], domains: list[str], params: RenewalPar
             cert_name=args["cert_name"],
             dry_run=args["dry_run"],
             force=args["force_renewal"],
+            expand=args["expand"],
         )
 
 
@@ -538,7 +572,7 @@ def _install_options(func: F) -> F:
 
 
 @click.command(cls=_InOrder)
-@click.option("--server", required=True, help="ACME directory URL")
+@click.option("--server", required=True, help="ACME directory URL", callback=_directory_url)
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
 @click.option("--cert-name", default=None)
@@ -547,6 +581,7 @@ def _install_options(func: F) -> F:
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
+@click.option("--expand", is_flag=True, help="grow the lineage whose names are all among -d")
 @_account_options
 @_dir_options
 def run(**args: Any) -> None:
@@ -640,7 +675,12 @@ def rollback(**args: Any) -> None:
 
 @click.command()
 @click.option("--cert-name", default=None)
-@click.option("--server", default=None, help="use this server instead of the saved one")
+@click.option(
+    "--server",
+    default=None,
+    help="use this server instead of the saved one",
+    callback=_directory_url,
+)
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @_obtain_options
@@ -719,7 +759,10 @@ def _overrides(args: dict[str, Any]) -> Overrides | None:
 
 
 def _say_delay(seconds: float) -> None:
-    """certbot's words, so that a cron mail or a timer's journal says why it waits."""
+    """certbot's words, so that a cron mail or a timer's journal says why it waits
+    (an INFO line in certbot's log: -q, which leaves only errors, silences it)."""
+    if logging.getLogger().getEffectiveLevel() >= logging.ERROR:
+        return
     click.echo(f"Non-interactive renewal: random delay of {seconds:.2f} seconds", err=True)
 
 
@@ -748,7 +791,7 @@ def _report_renew(report: RenewReport) -> None:
 @click.command()
 @click.option("--cert-path", type=click.Path(path_type=Path), default=None)
 @click.option("--cert-name", default=None)
-@click.option("--server", default=None)
+@click.option("--server", default=None, callback=_directory_url)
 @click.option(
     "--reason",
     type=click.Choice(
@@ -798,6 +841,7 @@ def delete(**args: Any) -> None:
 
 @click.command()
 @click.option("--cert-name", default=None)
+@click.option("-d", "--domains", "domains", multiple=True, help="only certificates for these names")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (see module docs)")
 @click.option(
     "--ct-log-list",
@@ -818,20 +862,23 @@ def certificates(**args: Any) -> None:
         _fail(str(exc))
         return
     manager = _manager(args)
-    report = describe_lineages(manager.lineages, datetime.now(UTC), args["cert_name"], logs)
+    domains = [n.strip() for d in args["domains"] for n in d.split(",") if n.strip()]
+    report = describe_lineages(
+        manager.lineages, datetime.now(UTC), args["cert_name"], logs, domains
+    )
     if args["as_json"]:
         click.echo(json.dumps(report, indent=2))
         return
-    _print_certificates(report)
+    _print_certificates(report, bool(args["cert_name"] or domains))
 
 
-def _print_certificates(report: dict[str, Any]) -> None:
+def _print_certificates(report: dict[str, Any], filtered: bool) -> None:
     from acmekit.certbot.ctcheck import report_lines
 
     if not report["certificates"] and not report["errors"]:
         click.echo("No certificates found.")
     else:
-        click.echo("Found the following certs:")
+        click.echo(f"Found the following {'matching ' if filtered else ''}certs:")
     for c in report["certificates"]:
         state = f"VALID: {c['days_left']} days" if c["valid"] else "INVALID: EXPIRED"
         click.echo(f"  Certificate Name: {c['name']}")
@@ -853,7 +900,13 @@ def _print_certificates(report: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @_account_options
 @_dir_options
 def register(**args: Any) -> None:
@@ -863,7 +916,13 @@ def register(**args: Any) -> None:
 
 
 @click.command("show_account")
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @_account_options
 @_dir_options
 def show_account(**args: Any) -> None:
@@ -877,7 +936,7 @@ def show_account(**args: Any) -> None:
 
 
 @click.command("persist-record")
-@click.option("--server", required=True)
+@click.option("--server", required=True, callback=_directory_url)
 @click.option("-d", "--domains", "domains", multiple=True, required=True)
 @click.option("--wildcard", is_flag=True, help="add policy=wildcard (wildcards, subdomains)")
 @click.option("--persist-until", default=None, help="date (YYYY-MM-DD or RFC 3339) or UNIX seconds")
@@ -922,18 +981,34 @@ def _unix_time(text: str) -> int:
 
 
 @click.command("update_account")
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @_account_options
 @_dir_options
 def update_account(**args: Any) -> None:
     """Replace the account's contacts with -m (empty to remove them)."""
     contact = [f"mailto:{e}" for e in _account(args).email]
     account = _run(_with(_manager(args), lambda m: m.update_account(args["server"], contact)))
-    click.echo(f"Your e-mail address was updated to {', '.join(account.contact) or 'none'}.")
+    emails = [c.removeprefix("mailto:") for c in account.contact]
+    if not emails:  # certbot's words for both cases
+        click.echo("Any contact information associated with this account has been removed.")
+    else:
+        click.echo(f"Your e-mail address was updated to {','.join(emails)}.")
 
 
 @click.command()
-@click.option("--server", default=LETS_ENCRYPT, show_default=True, help="ACME directory URL")
+@click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
 @_account_options
 @_dir_options
 def unregister(**args: Any) -> None:
@@ -968,6 +1043,7 @@ def check(
     from acmekit.certbot.ctcheck import report_lines
     from acmekit.certbot.tlscheck import check_tls, parse_target
     from acmekit.client.ctlogs import load_log_lists
+    from acmekit.client.transport import RootsError, trust_store
 
     try:
         logs = load_log_lists(ct_log_lists) if ct_log_lists else None
@@ -978,7 +1054,11 @@ def check(
     host, port = parse_target(target)
     bundle = ca_bundle or os.environ.get("REQUESTS_CA_BUNDLE") or None
     try:
+        trust_store(bundle)  # a bad bundle is named before any connection is blamed
         result = check_tls(host, port, servername or host, bundle, timeout, datetime.now(UTC))
+    except RootsError as exc:
+        _fail(str(exc))
+        return
     except OSError as exc:
         _fail(f"{target}: {exc}")
         return

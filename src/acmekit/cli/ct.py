@@ -5,7 +5,7 @@ file's keys, which have the flags' names with underscores (`state_dir`, `not_aft
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,23 @@ def _file_settings(path: Path | None) -> dict[str, Any]:
     section = doc.get("ct", doc)
     unknown = sorted(set(section) - set(_KEYS))
     if unknown:
-        raise click.ClickException(f"{path}: unknown settings {', '.join(unknown)}")
+        raise click.ClickException(f"{path}: unknown settings: {', '.join(unknown)}")
+    for key, value in section.items():
+        wrong = _wrong_type(key, value)
+        if wrong:
+            raise click.ClickException(f"{path}: setting {key} = {value!r} {wrong}")
     return dict(section)
+
+
+def _wrong_type(key: str, value: Any) -> str | None:
+    """What is wrong with a TOML value for `key`, or None: the file's values get the
+    checks the flags get from click, so a mistake names its setting."""
+    if key == "mmd":
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if number and value >= 0.1 else "must be a number of seconds (at least 0.1)"
+    if key in ("not_after_start", "not_after_end"):
+        return None if isinstance(value, str | date) else "must be a date (YYYY-MM-DD)"
+    return None if isinstance(value, str) else "must be a string"
 
 
 @click.command("ct")
@@ -99,6 +114,8 @@ def ct(config_file: Path | None, **flags: Any) -> None:
         tls_cert=Path(merged["tls_cert"]) if merged.get("tls_cert") else None,
         tls_key=Path(merged["tls_key"]) if merged.get("tls_key") else None,
     )
+    if config.state_dir.exists() and not config.state_dir.is_dir():
+        raise click.ClickException(f"--state-dir {config.state_dir} is not a directory")
     if (config.tls_cert is None) != (config.tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     start_at, end_at = config.not_after_start, config.not_after_end

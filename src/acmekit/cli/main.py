@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -34,7 +35,7 @@ _COMMANDS: dict[str, str] = {
     "rollback": "acmekit.cli.client:rollback",
     "schedule": "acmekit.cli.schedule:schedule",
 }
-_GROUP_OPTIONS = {"-v", "-vv", "-vvv", "--verbose"}
+_GROUP_OPTIONS = {"-v", "-vv", "-vvv", "--verbose", "-q", "--quiet"}
 _GROUP_FLAGS = {"--help", "-h", "--version"}
 
 
@@ -107,10 +108,18 @@ class _LazyGroup(click.Group):
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="acmekit")
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
-def cli(verbose: int) -> None:
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Only errors, and no questions (certbot's -q, for cron)."
+)
+def cli(verbose: int, quiet: bool) -> None:
     """ACME end to end: certificate authority, client, DNS server and fleet manager."""
-    level = logging.WARNING - 10 * min(verbose, 2)
+    level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if quiet:
+        # certbot's -q: what a command reports goes nowhere and nothing waits for a
+        # person; its errors (standard error, `acmekit: ...`) still show.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's lifetime
+        sys.stdin = open(os.devnull)  # noqa: SIM115
 
 
 def log_progress_by_default() -> None:

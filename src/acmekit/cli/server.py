@@ -162,6 +162,8 @@ def server(
             },
         )
         config.host_port  # noqa: B018 - validates the listen address early
+        if config.state_dir.exists() and not config.state_dir.is_dir():
+            raise ValueError(f"--state-dir {config.state_dir} is not a directory")
         # The Baseline Requirements' schedule on today's date (schedule.py): one line.
         check_profiles(config.all_profiles, datetime.now(UTC))
         if config.ct.enabled:  # a log list that does not load stops the start at once

@@ -7,6 +7,7 @@ side found or decided is a `ClientError`, so a caller can tell the two apart:
 
     ClientError
     ├── TransportError        no HTTP answer: refused, TLS failure, timeout (transport.py)
+    ├── RootsError            the PEM roots to trust cannot be read (transport.py)
     ├── ServerProtocolError   an answer that breaks RFC 8555: no nonce, no Location, not
     │                         JSON, an error status without a problem document
     ├── DeadlineExceeded      still in progress when polling ran out of time (retry.py)

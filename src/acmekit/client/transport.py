@@ -33,7 +33,30 @@ MAX_RESPONSE = 1 << 20  # bytes of one response body
 
 
 class TransportError(ClientError):
-    """The request never got an HTTP answer: connection refused, TLS failure, timeout."""
+    """The request never got an HTTP answer: connection refused, TLS failure, timeout.
+    `roots` is the PEM file the server's certificate was checked against (None: the
+    system's), so that an untrusted server can be explained."""
+
+    def __init__(self, message: str, *, roots: str | None = None) -> None:
+        super().__init__(message)
+        self.roots = roots
+
+
+class RootsError(ClientError):
+    """The PEM file of roots to trust cannot be read or holds no certificate."""
+
+
+def trust_store(ca_bundle: str | None) -> ssl.SSLContext:
+    """A verifying context trusting `ca_bundle` (else the system's roots); a file that
+    cannot be used is a `RootsError` naming it, not OpenSSL's bare reason."""
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            reason = "it holds no PEM certificate"
+        else:
+            reason = exc.strerror or str(exc)
+        raise RootsError(f"cannot use the roots in {ca_bundle}: {reason}") from None
 
 
 @dataclass(frozen=True)
@@ -92,7 +115,8 @@ class AiohttpTransport(AsyncClosing):
         connection_limit: int = 100,
         product: str = "acmekit",
     ) -> None:
-        self._ssl = ssl.create_default_context(cafile=ca_bundle)
+        self._ssl = trust_store(ca_bundle)
+        self._roots = ca_bundle
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = connection_limit
         self._product = product
@@ -118,8 +142,20 @@ class AiohttpTransport(AsyncClosing):
             ) as resp:
                 data = await _bounded_body(resp, f"{method} {url}")
                 return HttpResponse(resp.status, _flatten(resp.headers.items()), data, url)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            # aiohttp's text repeats the connection key and OpenSSL's tuple; the reason
+            # (RFC 5280 path validation's verdict) and the roots used are what matter.
+            cause = exc.certificate_error
+            reason = getattr(cause, "verify_message", None) or str(cause)
+            roots = f"the roots in {self._roots}" if self._roots else "the system's roots"
+            message = (
+                f"{method} {url}: the server's certificate is not trusted by {roots} "
+                f"(certificate verify failed: {reason})"
+            )
+            raise TransportError(message, roots=self._roots) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransportError(f"{method} {url}: {exc or type(exc).__name__}") from exc
+            message = f"{method} {url}: {exc or type(exc).__name__}"
+            raise TransportError(message, roots=self._roots) from exc
 
     async def close(self) -> None:
         if self._http is not None:

@@ -23,7 +23,10 @@ def load_state(path: Path) -> dict[str, Any] | None:
         text = path.read_text()
     except FileNotFoundError:
         return None
-    doc = json.loads(text)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not a state file: not JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
         raise ValueError(f"{path} is not a state file of this version")
     return doc

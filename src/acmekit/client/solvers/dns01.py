@@ -52,7 +52,7 @@ from acmekit.client.solvers.dnslookup import (
     system_resolver,
     txt_values,
 )
-from acmekit.client.solvers.errors import PropagationError
+from acmekit.client.solvers.errors import PropagationError, SolverError
 from acmekit.client.solvers.presented import Presented
 from acmekit.clock import Clock, SystemClock
 from acmekit.protocol.challenges import dns01_record_name, dns01_txt_value
@@ -119,7 +119,16 @@ class Dns01Solver:
         name = absolute(self.record_name(identifier.value))
         if not self.follow_cname:
             return name
-        return await follow_cname(self._server(), name)
+        server = self._server()
+        try:
+            return await follow_cname(server, name)
+        except (OSError, dns.exception.DNSException) as exc:
+            # The resolver is the one the user named (--dns-resolver) or the system's:
+            # say which, not only dnspython's "The DNS operation timed out".
+            host, port = server
+            raise SolverError(
+                f"cannot look up CNAME {name} at the resolver {host}:{port}: {exc}"
+            ) from exc
 
     async def present(
         self, identifier: Identifier, challenge: Challenge, key_authorization: str
