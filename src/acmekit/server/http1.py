@@ -167,6 +167,12 @@ class Http1Server:
 class _Exchange:
     """One request and its response: the app's `receive` and `send`."""
 
+    __slots__ = (
+        "body_done", "body_given", "chunked", "chunks", "conn", "disconnected",
+        "expect_continue", "finished", "head_only", "headers", "headers_sent",
+        "keep_alive", "refusal", "scope", "started", "status", "waiter",
+    )  # fmt: skip
+
     def __init__(self, conn: _Connection, scope: Scope, keep_alive: bool, expect: bool) -> None:
         self.conn = conn
         self.scope = scope
