@@ -394,11 +394,43 @@ def test_the_app_waits_while_the_client_does_not_read(tls_server: Running) -> No
 
 
 @pytest.mark.parametrize("plain_server", [ListenerLimits(max_header_bytes=4096)], indirect=True)
-def test_a_header_over_the_cap_gets_431(plain_server: Running) -> None:
+@pytest.mark.parametrize("size", [4097, 100_000])
+def test_a_whole_head_over_the_cap_gets_431(plain_server: Running, size: int) -> None:
+    """Measured as parsed, however it was split into reads."""
     with plain_server.connect() as sock, sock.makefile("rb") as f:
+        head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * size + b"\r\n\r\n"
         with contextlib.suppress(OSError):
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 100_000)
+            sock.sendall(head)
         assert read_answer(f).status == 431
+    assert not plain_server.app.started.is_set()
+
+
+@pytest.mark.parametrize("plain_server", [ListenerLimits(max_header_bytes=4096)], indirect=True)
+def test_a_head_that_grows_without_end_gets_431(plain_server: Running) -> None:
+    with plain_server.connect() as sock, sock.makefile("rb") as f:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ")
+        sender = threading.Thread(target=_send_ignoring_reset, args=(sock, b"a" * 2**21))
+        sender.start()
+        assert read_answer(f).status == 431
+        sender.join(10)
+
+
+@pytest.mark.parametrize("plain_server", [ListenerLimits(max_header_bytes=4096)], indirect=True)
+def test_pipelined_requests_past_the_header_cap_in_all_are_served(plain_server: Running) -> None:
+    """The cap is per head: many small heads in one read are not one big one."""
+    with plain_server.connect() as sock, sock.makefile("rb") as f:
+        burst = b"".join(
+            request(f"/{n:04}", extra="X-Pad: " + "p" * 200 + "\r\n") for n in range(100)
+        )
+        sock.sendall(burst + b"GET /last HTTP/1.1\r\nHost: t\r\n")
+        assert [read_answer(f).status for _ in range(100)] == [200] * 100
+        sock.sendall(b"\r\n")
+        assert read_answer(f).body == b"GET /last "
+
+
+def _send_ignoring_reset(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        sock.sendall(data)
 
 
 @pytest.mark.parametrize("tls_server", [ListenerLimits(header_timeout=0.5)], indirect=True)

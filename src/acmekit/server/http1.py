@@ -313,7 +313,9 @@ class _Connection(asyncio.Protocol):
         self.length = 0  # the Content-Length of the request being parsed
         self.body_bytes = 0  # of its body, so far
         self.in_head = False  # a request's head has begun and is not complete
-        self.head_bytes = 0
+        self.began = False  # ... in the chunk being parsed
+        self.head_bytes = 0  # read while the head was unfinished
+        self.head_size = 0  # of the head, as parsed (request line and header lines)
         # deadlines: one timer for all
         self.head_since: float | None = None
         self.idle_since: float | None = None
@@ -393,9 +395,13 @@ class _Connection(asyncio.Protocol):
         if self.server.stopping:
             self.transport.close()
             return
+        now = self.loop.time()
         if self.limits.header_timeout:  # a connection that never sends is closed
-            self.head_since = self.loop.time()
-            self._want(self.head_since + self.limits.header_timeout)
+            self.head_since = now
+            self._want(now + self.limits.header_timeout)
+        self.idle_since = now
+        if self.limits.keepalive_timeout:
+            self._want(now + self.limits.keepalive_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
@@ -475,6 +481,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.ignoring or self.closed:
             return
+        self.began = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -484,8 +491,11 @@ class _Connection(asyncio.Protocol):
             self.fail(HTTPStatus.BAD_REQUEST, "the request is not HTTP/1.1 as we read it")
             return
         if self.in_head and not self.ignoring:
-            # Counted after parsing: a chunk that completed the head is the body's business.
-            self.head_bytes += len(data)
+            # An unfinished head: a chunk it began in is counted from the next one (what
+            # came before it in the chunk, whole requests, is not its size), so this cap
+            # holds to within one read; a finished head is measured exactly (`head_size`).
+            if not self.began:
+                self.head_bytes += len(data)
             cap = self.limits.max_header_bytes
             if cap and self.head_bytes > cap:
                 self.fail(
@@ -502,6 +512,9 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.in_head = True
+        self.began = True
+        self.head_bytes = 0
+        self.head_size = 18  # the request line but its target: "OPTIONS", " HTTP/1.1\r\n"
         self.url = b""
         self.headers = []
         self.expect = False
@@ -510,6 +523,7 @@ class _Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -518,6 +532,7 @@ class _Connection(asyncio.Protocol):
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect = True
         self.headers.append((name, value))
+        self.head_size += len(name) + len(value) + 4  # ": " and CRLF
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -525,6 +540,13 @@ class _Connection(asyncio.Protocol):
         self.body_bytes = 0
         self.head_since = None
         if self.ignoring:
+            return
+        cap = self.limits.max_header_bytes
+        if cap and self.head_size > cap:
+            self.fail(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"request headers larger than {cap} bytes",
+            )
             return
         scope = self._scope()
         if scope is None:
@@ -668,8 +690,7 @@ class _Connection(asyncio.Protocol):
             return
         ex = _Exchange(self, {"method": "-", "path": "-"}, False, False)
         ex.refusal = problem_response(status, detail)
-        self.queue.clear()
-        self._enqueue(ex)
+        self._enqueue(ex)  # after the requests read before it
 
     def _refuse_body(self, ex: _Exchange, cap: int) -> None:
         refusal = _Exchange(self, ex.scope, False, False)
@@ -691,7 +712,6 @@ class _Connection(asyncio.Protocol):
             with contextlib.suppress(ValueError):
                 self.queue.remove(ex)
         self.ignoring = True
-        self.queue.clear()
         self._enqueue(refusal)
 
     # deadlines ----------------------------------------------------------------------
@@ -713,7 +733,7 @@ class _Connection(asyncio.Protocol):
             due = self.head_since + self.limits.header_timeout
             if now < due:
                 self._want(due)
-            elif self.in_head and self.head_bytes:
+            elif self.in_head:
                 self.fail(HTTPStatus.REQUEST_TIMEOUT, "request headers took too long")
             elif self.current is None:
                 self.transport.close()  # nothing came: nothing to answer
