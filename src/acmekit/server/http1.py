@@ -648,6 +648,7 @@ class _Connection(asyncio.Protocol):
         """`ex` has been answered: close, or take the next request."""
         if ex is not self.current:
             return
+        ex.wake()  # a `receive` waiting past the body learns that it is over
         self.current = None
         self.task = None
         if self.parsing is ex:  # answered before its body was read: not reusable
@@ -701,8 +702,8 @@ class _Connection(asyncio.Protocol):
             self._no_more()  # already answering: that answer is the last
             return
         if ex is self.current:
-            # Its app is still reading: the refusal takes its turn, the app's writes go
-            # nowhere (it has been told the client is gone).
+            # Its app is still reading the body, so has done nothing yet: it is cancelled
+            # and the refusal takes its turn.
             self.current = None
             ex.finished = True
             if self.task is not None:
