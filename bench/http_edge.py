@@ -12,8 +12,14 @@ counted. Rounds alternate the servers (A B B A ...), and the report gives every 
 the medians, and the least flattering ratio (ours at its worst against uvicorn at its
 best).
 
+With `--callgrind` each server runs under valgrind's callgrind instead, its counters
+zeroed after the warm-up and dumped after the measured requests: instructions per
+request in user space (the kernel's part, the system calls, is not counted), which do not
+move with the machine's load as CPU time does.
+
 Run: `python bench/http_edge.py [--requests 20000] [--connections 4] [--rounds 3]
-[--pipeline 1]` (with `--pipeline N` each connection sends N requests before reading).
+[--pipeline 1] [--callgrind]` (with `--pipeline N` each connection sends N requests
+before reading).
 """
 
 from __future__ import annotations
@@ -130,12 +136,17 @@ async def _load(port: int, root: Path, total: int, connections: int, pipeline: i
 
 
 def _round(kind: str, args: argparse.Namespace) -> float:
-    """Server CPU µs per request for one run of `kind`."""
+    """Server CPU µs (or, with --callgrind, instructions) per request for one run."""
     import uvloop
 
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
         argv = [sys.executable, __file__, "serve", kind, str(state)]
+        if args.callgrind:
+            argv = [
+                "valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
+                "--dump-instr=no", "--dump-line=no", *argv,
+            ]  # fmt: skip
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, env=os.environ | {"PYTHONHASHSEED": "0"}
         )
@@ -145,14 +156,32 @@ def _round(kind: str, args: argparse.Namespace) -> float:
             _wait_listening(port)
             warm = max(200, args.requests // 20)
             uvloop.run(_load(port, state / "root.pem", warm, args.connections, args.pipeline))
+            if args.callgrind:
+                _callgrind_control("--zero", proc.pid)
             before = cpu_seconds(proc.pid)
             uvloop.run(
                 _load(port, state / "root.pem", args.requests, args.connections, args.pipeline)
             )
             used = cpu_seconds(proc.pid) - before
+            if args.callgrind:
+                _callgrind_control("--dump", proc.pid)
+                return _instructions(state) / args.requests
         finally:
-            stop_process(proc)
+            stop_process(proc, timeout=60)
     return used / args.requests * 1e6
+
+
+def _callgrind_control(what: str, pid: int) -> None:
+    subprocess.run(["callgrind_control", what, str(pid)], check=True, capture_output=True)
+
+
+def _instructions(state: Path) -> int:
+    """Instructions in the (one) dump taken after the counters were zeroed."""
+    dumps = [p for p in state.glob("cg.out.*") if p.suffix != ".out"]
+    for line in max(dumps, key=lambda p: p.stat().st_mtime).read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError("no totals in the callgrind dump")
 
 
 def _wait_listening(port: int) -> None:
@@ -174,21 +203,24 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pipeline", type=int, default=1)
+    parser.add_argument("--callgrind", action="store_true", help="count instructions")
     args = parser.parse_args()
+    unit = "instructions" if args.callgrind else "µs"
     results: dict[str, list[float]] = {kind: [] for kind in SERVERS}
     for n in range(args.rounds):
         order = SERVERS if n % 2 == 0 else SERVERS[::-1]
         for kind in order:
             results[kind].append(_round(kind, args))
-            print(f"round {n + 1} {kind}: {results[kind][-1]:.1f} µs/request", flush=True)
+            print(f"round {n + 1} {kind}: {results[kind][-1]:.1f} {unit}/request", flush=True)
     print(
-        f"\nserver CPU per request, {args.requests} requests over {args.connections} "
+        f"\nserver {'instructions' if args.callgrind else 'CPU'} per request, "
+        f"{args.requests} requests over {args.connections} "
         f"kept-alive TLS connections (pipeline {args.pipeline}), HEAD newNonce and GET "
         f"directory alternating; load average {os.getloadavg()[0]:.1f} at the end"
     )
     for kind in SERVERS:
         runs = ", ".join(f"{v:.1f}" for v in results[kind])
-        print(f"{kind:8} median {statistics.median(results[kind]):6.1f} µs  (rounds: {runs})")
+        print(f"{kind:8} median {statistics.median(results[kind]):6.1f} {unit}  (rounds: {runs})")
     ours, theirs = results["http1"], results["uvicorn"]
     print(
         f"ratio http1/uvicorn: median {statistics.median(ours) / statistics.median(theirs):.2f}, "
