@@ -1,5 +1,6 @@
-"""A response leaves the CA's listener as one write (listener._Coalescing): its head and
-body arrive in one TLS record, on every request of a kept-alive connection.
+"""A response leaves the CA's listener as one write (http1: head and body in one
+`transport.write`): they arrive in one TLS record, on every request of a kept-alive
+connection.
 
 An SSL read returns the plaintext of at most one record, so the first read after a
 request holds the whole response only if the server wrote head and body together."""

@@ -211,3 +211,39 @@ def test_connections_beyond_the_cap_per_address_are_refused(bounded_ca: ServerHa
         pytest.fail("a freed place was not given to a new connection")
     for sock in held:
         sock.close()
+
+
+@pytest.mark.parametrize(
+    "bounded_ca", [{"max_connections_per_address": 2, "handshake_timeout": 1.0}], indirect=True
+)
+def test_connections_that_never_finish_a_handshake_count_and_are_cut_off(
+    bounded_ca: ServerHandle,
+) -> None:
+    """The count is taken before TLS, and the handshake has its own bound: two silent
+    TCP connections hold the address's places for a second, not asyncio's 60."""
+    url = urlsplit(bounded_ca.directory_url)
+    silent = [socket.create_connection((url.hostname, url.port), timeout=10) for _ in range(2)]
+    with _tls(bounded_ca) as extra:
+        assert _status(_get_directory(extra, bounded_ca)) == 503
+    for sock in silent:
+        assert sock.recv(1) == b""  # the server closed it: no handshake in time
+        sock.close()
+    for _ in range(50):  # the server sees its own closes a moment later
+        with _tls(bounded_ca) as again:
+            if _status(_get_directory(again, bounded_ca)) == 200:
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail("places held by unfinished handshakes were not freed")
+
+
+def test_sigterm_closes_kept_alive_connections_and_the_ca_exits_cleanly(
+    tmp_path: Path, dns: DnsServerHandle
+) -> None:
+    with running_acmekit_server(tmp_path, dns_port=dns.dns_port) as server:
+        kept = _tls(server)
+        assert _status(_get_directory(kept, server)) == 200
+        server.proc.terminate()
+        _read_all(kept)  # returns once the CA closes the idle connection
+        kept.close()
+        assert server.proc.wait(timeout=30) == 0

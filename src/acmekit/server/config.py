@@ -216,6 +216,10 @@ class ListenerLimits:
     header_timeout: float = 60.0  # seconds to send a request's headers; then 408
     keepalive_timeout: float = 75.0  # seconds an idle connection is kept open
     max_connections_per_address: int = 256  # more at once from one IP address: 503
+    # The CA's listeners (acmekit.server.http1) only:
+    handshake_timeout: float = 10.0  # seconds for a TLS handshake, counted in the cap above
+    max_body_bytes: int = 1024 * 1024  # a request body (nginx's client_max_body_size); 413
+    shutdown_timeout: float = 10.0  # seconds requests in flight have after SIGTERM
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Bounds on what one client may hold of the HTTPS listener, as a production web server
-sets them (nginx's `large_client_header_buffers`, `client_header_timeout`,
+"""Bounds on what one client may hold of a uvicorn listener (the CT log's; the CA's own
+listeners are `acmekit.server.http1`, which has these bounds and more), as a production
+web server sets them (nginx's `large_client_header_buffers`, `client_header_timeout`,
 `keepalive_timeout`, `limit_conn`).
 
 uvicorn's httptools protocol has none of the first two: a header may grow without end

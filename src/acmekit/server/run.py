@@ -1,5 +1,5 @@
 """Assemble and run the CA: state directory, issuer, store, validator, HTTPS listener,
-and the plain-HTTP listener that serves CRLs (a second uvicorn server on the same loop)."""
+and the plain-HTTP listener that serves CRLs (both `http1.Http1Server`s on one loop)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import signal
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -30,8 +31,8 @@ from acmekit.server.ca import (
 )
 from acmekit.server.config import ServerConfig, split_host_port
 from acmekit.server.crl import CrlApp, CrlPublisher
+from acmekit.server.http1 import App, Http1Server, Message
 from acmekit.server.lint import Linter
-from acmekit.server.listener import bounded_protocol
 from acmekit.server.mpic.certs import ensure_client_credentials
 from acmekit.server.mpic.remote import Corroborator, RemotePerspective, client_context
 from acmekit.server.nonces import NonceService
@@ -209,45 +210,82 @@ async def serve(
     if ct is not None:
         need = config.ct.required_scts or "policy"
         say(f"ct: {len(ct.logs)} log(s), SCTs required: {need}")
-    uv = uvicorn.Config(
-        assembly.app,
-        ssl_certfile=str(cert),
-        ssl_keyfile=str(key),
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http=bounded_protocol(config.limits),
-        timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]
-    )
-    servers = [(uvicorn.Server(uv), sock)]
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    tls.set_alpn_protocols(["http/1.1"])
+    servers = [(Http1Server(assembly.app, config.limits, tls), sock)]
     if crl_sock is not None:
         say(f"crl: {config.crl_base_url}/crl/")
         # CRLs are fetched by anyone, so this listener has the same bounds.
-        plain = uvicorn.Config(
-            CrlApp(assembly.crl),
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            http=bounded_protocol(config.limits),
-            timeout_keep_alive=config.limits.keepalive_timeout,  # type: ignore[arg-type]
-        )
-        servers.append((uvicorn.Server(plain), crl_sock))
+        servers.append((Http1Server(CrlApp(assembly.crl), config.limits), crl_sock))
     # What start-up built (modules, migrations, pkilint's validator tree) lives as long as
     # the process: frozen out of the collector's sight, a full collection no longer walks
     # it, which cost tens of milliseconds each (docs/decisions.md, "CPU per certificate").
     gc.collect()
     gc.freeze()
-    await _serve_together(servers)
+    await _serve_together(assembly.app, servers, config.limits.shutdown_timeout)
 
 
-async def _serve_together(servers: list[tuple[uvicorn.Server, socket.socket]]) -> None:
-    """Run the servers on one loop; when one stops (a signal, an error), stop the rest."""
-    tasks = [asyncio.ensure_future(server.serve(sockets=[s])) for server, s in servers]
-    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for server, _ in servers:
-        server.should_exit = True
-    await asyncio.gather(*tasks)
+async def _serve_together(
+    app: App, servers: list[tuple[Http1Server, socket.socket]], shutdown_timeout: float
+) -> None:
+    """The app's lifespan around the listeners, until SIGTERM or SIGINT; then requests in
+    flight get `shutdown_timeout` seconds to be answered."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    lifespan = Lifespan(app)
+    await lifespan.startup()
+    try:
+        for server, sock in servers:
+            await server.start(sock)
+        await stop.wait()
+        log.info("stopping: answering requests in flight")
+        await asyncio.gather(*(server.shutdown(shutdown_timeout) for server, _ in servers))
+    finally:
+        await lifespan.shutdown()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+class Lifespan:
+    """The ASGI lifespan protocol, from the server's side: startup before the first
+    request, shutdown after the last."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Message] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _receive(self) -> Message:
+        return await self._inbox.get()
+
+    async def _send(self, message: Message) -> None:
+        await self._outbox.put(message)
+
+    async def startup(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}}
+        self._task = asyncio.create_task(self._app(scope, self._receive, self._send))
+        await self._step("lifespan.startup")
+
+    async def shutdown(self) -> None:
+        if self._task is not None and not self._task.done():
+            await self._step("lifespan.shutdown")
+            await self._task
+
+    async def _step(self, kind: str) -> None:
+        assert self._task is not None
+        await self._inbox.put({"type": kind})
+        answer = asyncio.ensure_future(self._outbox.get())
+        await asyncio.wait([answer, self._task], return_when=asyncio.FIRST_COMPLETED)
+        if not answer.done():
+            answer.cancel()
+            self._task.result()  # the app's error, if it raised
+            raise RuntimeError(f"the app ended without answering {kind}")
+        if answer.result()["type"] != f"{kind}.complete":
+            raise RuntimeError(f"{kind} failed: {answer.result().get('message', '')}")
 
 
 def _bind_crl(config: ServerConfig) -> socket.socket | None:

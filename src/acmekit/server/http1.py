@@ -1,0 +1,748 @@
+"""The CA's HTTP/1.1 server: an asyncio protocol over httptools' parser, serving an
+ASGI 3 app (RFC 9112 message syntax, RFC 9110 semantics), with the bounds a production
+server sets on what one client may hold (nginx's `client_header_timeout`,
+`large_client_header_buffers`, `client_max_body_size`, `keepalive_timeout`,
+`limit_conn`, `ssl_handshake_timeout`). Why not uvicorn: docs/decisions.md.
+
+How it works. `Http1Server` accepts plain TCP. A connection's address is counted before
+anything else, then (on the HTTPS listener) the TLS handshake runs through
+`loop.start_tls` with its own bound, so connections that never finish a handshake count
+against their address and hold the listener for `handshake_timeout` seconds at most.
+Past `max_connections_per_address` a connection is answered 503 (after its handshake);
+past twice that it is closed at once, before any TLS.
+
+A `_Connection` feeds what it reads to the parser. Each request, once its head is
+complete, becomes an `_Exchange`: the app's `receive` and `send` for that request. One
+exchange is answered at a time, in order; requests a client pipelines behind it wait in
+a queue, and reading pauses while they do (RFC 9112 §9.3.2). A response leaves as one
+`transport.write` (head and body together: one TLS record, one send call), framed by
+Content-Length, or chunked when the app streams it (§7.1). While the transport asks us
+to pause writing, the app's `send` waits and no queued exchange starts.
+
+One timer per connection serves every deadline (the head's, the idle keep-alive's): it
+is moved only when a deadline comes earlier than the one it is set for, and when it
+fires it looks at what is due, so a kept-alive request costs no timer of its own.
+
+Refusals (400 for what the parser rejects, 408, 413, 431, 503) are problem documents
+(RFC 8555 §6.7 shape) sent in their turn after any response in flight; the connection
+is then read and dropped for `LINGER` seconds and closed: closing a socket with unread
+input sends a reset, which can reach the client before the answer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Coroutine
+from email.utils import formatdate
+from enum import Enum
+from http import HTTPStatus
+from typing import Any, cast
+from urllib.parse import unquote
+
+import httptools
+
+from acmekit.protocol.problems import ProblemType
+from acmekit.server.config import ListenerLimits
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
+
+LINGER = 1.0  # seconds a refused connection is read (and dropped) before it is closed
+ASGI = {"version": "3.0", "spec_version": "2.3"}
+STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # RFC 9110 §10.1.1
+NO_BODY_STATUSES = frozenset({204, 304})  # and 1xx: RFC 9112 §6.3
+
+
+class Admission(Enum):
+    SERVE = "serve"
+    REFUSE = "refuse"  # answered 503
+    DROP = "drop"  # closed at once
+
+
+class _Date:
+    """The Date header (RFC 9110 §6.6.1), formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._line = b""
+
+    def line(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._line = f"date: {formatdate(now, usegmt=True)}\r\n".encode()
+        return self._line
+
+
+DATE = _Date()
+
+
+def problem_response(status: HTTPStatus, detail: str) -> bytes:
+    """A whole response, closing the connection, for a refusal made by the server."""
+    body = json.dumps(
+        {"type": str(ProblemType.MALFORMED), "detail": detail, "status": int(status)}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {int(status)} {status.phrase}\r\n"
+        "content-type: application/problem+json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n"
+    ).encode()
+    return head + DATE.line() + b"\r\n" + body
+
+
+class Http1Server:
+    """One listener: `start` on a bound socket, `shutdown` to stop (in-flight requests
+    are answered, within a bound). `tls` makes it HTTPS."""
+
+    def __init__(self, app: App, limits: ListenerLimits, tls: ssl.SSLContext | None = None):
+        self.app = app
+        self.limits = limits
+        self.tls = tls
+        self.per_address: Counter[str] = Counter()
+        self.connections: set[_Connection] = set()
+        self.stopping = False
+        self._server: asyncio.Server | None = None
+        self._gone: asyncio.Event | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self, loop), sock=sock)
+
+    def admit(self, address: str | None) -> Admission:
+        """Count a new connection from `address` (RFC 9112 §9.7 asks nothing here; this is
+        nginx's `limit_conn`). Refused ones are counted too, while they are open."""
+        cap = self.limits.max_connections_per_address
+        if not cap or address is None:
+            return Admission.SERVE
+        held = self.per_address[address]
+        if held >= 2 * cap:
+            return Admission.DROP
+        self.per_address[address] = held + 1
+        return Admission.SERVE if held < cap else Admission.REFUSE
+
+    def release(self, address: str) -> None:
+        left = self.per_address[address] - 1
+        if left > 0:
+            self.per_address[address] = left
+        else:
+            del self.per_address[address]
+
+    def forget(self, conn: _Connection) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._gone is not None:
+            self._gone.set()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; close idle connections; let requests in flight be answered for
+        up to `grace` seconds, then close whatever is left."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        self._gone = asyncio.Event()
+        for conn in list(self.connections):
+            conn.shut()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._gone.wait(), grace)
+            except TimeoutError:
+                log.warning("%d connection(s) cut at shutdown", len(self.connections))
+        for conn in list(self.connections):
+            conn.abort()
+
+
+class _Exchange:
+    """One request and its response: the app's `receive` and `send`."""
+
+    __slots__ = (
+        "body_done", "body_given", "chunked", "chunks", "conn", "disconnected",
+        "expect_continue", "finished", "head_only", "headers", "headers_sent",
+        "keep_alive", "refusal", "scope", "started", "status", "waiter",
+    )  # fmt: skip
+
+    def __init__(self, conn: _Connection, scope: Scope, keep_alive: bool, expect: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_continue = expect
+        self.head_only = scope["method"] == "HEAD"
+        self.chunks: list[bytes] = []
+        self.body_done = False  # the parser has the whole body
+        self.body_given = False  # ... and the app has had it
+        self.disconnected = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.refusal: bytes | None = None  # answered by the server, not the app
+        self.started = False
+        self.finished = False
+        self.chunked = False
+        self.headers_sent = False
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def receive(self) -> Message:
+        if self.expect_continue and not self.body_done and not self.started:
+            self.expect_continue = False
+            self.conn.write(CONTINUE)
+        while not self.chunks and not self.body_done and not self.disconnected:
+            self.waiter = self.conn.loop.create_future()
+            await self.waiter
+        if self.disconnected:
+            return {"type": "http.disconnect"}
+        if self.chunks or not self.body_given:
+            body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            self.chunks = []
+            self.body_given = self.body_done
+            return {"type": "http.request", "body": body, "more_body": not self.body_done}
+        while not self.disconnected and not self.finished:  # ASGI: then only disconnect
+            self.waiter = self.conn.loop.create_future()
+            await self.waiter
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("the response has started already")
+            self.started = True
+            self.status = message["status"]
+            self.headers = message.get("headers", [])
+        elif kind == "http.response.body":
+            if not self.started or self.finished:
+                raise RuntimeError("a response body out of turn")
+            more = bool(message.get("more_body", False))
+            body = bytes(message.get("body", b""))
+            data = self._framed(body) if self.headers_sent else self._head(body, more)
+            if not more:
+                self.finished = True
+                if self.chunked:
+                    data += b"0\r\n\r\n"
+            self.conn.write(data)
+            if not more:
+                self.conn.finished(self)
+            elif self.conn.write_paused:
+                await self.conn.drained()
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+
+    def _framed(self, body: bytes) -> bytes:
+        if self.head_only or not body:
+            return b""
+        if self.chunked:
+            return b"%x\r\n%b\r\n" % (len(body), body)
+        return body
+
+    def _head(self, body: bytes, more: bool) -> bytes:
+        """The status line and headers, with the first (or only) piece of the body."""
+        self.headers_sent = True
+        status = self.status
+        line = STATUS_LINES.get(status) or f"HTTP/1.1 {status} \r\n".encode()
+        parts = [line]
+        length = False
+        for name, value in self.headers:
+            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+                raise ValueError("a header with a line break")  # RFC 9110 §5.5
+            lower = name.lower()
+            if lower == b"content-length":
+                length = True
+            elif lower == b"connection":
+                if value.lower() == b"close":
+                    self.keep_alive = False
+                continue  # ours to say, below
+            elif lower == b"transfer-encoding":
+                continue  # the framing is ours (RFC 9112 §6.1)
+            parts += (name, b": ", value, b"\r\n")
+        bodiless = status < 200 or status in NO_BODY_STATUSES
+        if not length and not bodiless and not self.head_only:
+            if not more:
+                parts.append(b"content-length: %d\r\n" % len(body))
+            elif self.scope["http_version"] == "1.1":
+                self.chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # the body ends where the connection does
+        if not self.keep_alive or self.conn.server.stopping:
+            self.keep_alive = False
+            parts.append(b"connection: close\r\n")
+        parts += (DATE.line(), b"\r\n")
+        head = b"".join(parts)
+        return head if bodiless else head + self._framed(body)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parser callbacks, the exchanges, the deadlines."""
+
+    transport: asyncio.Transport
+
+    def __init__(self, server: Http1Server, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.loop = loop
+        self.limits = server.limits
+        self.parser = httptools.HttpRequestParser(self)
+        self.client: tuple[str, int] | None = None
+        self.local: tuple[str, int] | None = None
+        self.counted: str | None = None
+        self.handshake: Coroutine[Any, Any, asyncio.Transport | None] | None = None
+        self._refuse_after_tls = False
+        self.ready = False  # TLS, if any, is up
+        self.closed = False
+        self.ignoring = False  # input is read and dropped (after a refusal)
+        self.read_paused = False
+        self.write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        # the head being parsed
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.expect = False
+        self.length = 0  # the Content-Length of the request being parsed
+        self.body_bytes = 0  # of its body, so far
+        self.in_head = False  # a request's head has begun and is not complete
+        self.began = False  # ... in the chunk being parsed
+        self.head_bytes = 0  # read while the head was unfinished
+        self.head_size = 0  # of the head, as parsed (request line and header lines)
+        # deadlines: one timer for all
+        self.head_since: float | None = None
+        self.idle_since: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        # exchanges
+        self.current: _Exchange | None = None  # being answered
+        self.parsing: _Exchange | None = None  # its body being read
+        self.queue: deque[_Exchange] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    # the connection ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.server.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        here = transport.get_extra_info("sockname")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        self.local = (str(here[0]), int(here[1])) if isinstance(here, tuple) else None
+        address = self.client[0] if self.client else None
+        verdict = self.server.admit(address)
+        if verdict is Admission.DROP:
+            log.warning("closed a connection from %s before TLS: far over the cap", address)
+            self.transport.abort()
+            return
+        if address is not None and self.limits.max_connections_per_address:
+            self.counted = address
+        refuse = verdict is Admission.REFUSE
+        if self.server.tls is None:
+            self._ready(refuse)
+        else:
+            self._refuse_after_tls = refuse
+            bound = self.limits.handshake_timeout or None  # 0: asyncio's own 60 s
+            self.handshake = self.loop.start_tls(
+                self.transport,
+                self,
+                self.server.tls,
+                server_side=True,
+                ssl_handshake_timeout=bound,
+                ssl_shutdown_timeout=bound,
+            )
+            self._handshake_step(None)
+
+    def _handshake_step(self, _: object) -> None:
+        """Drive `start_tls` as a task would. Its first step (which hands the transport to
+        the TLS protocol) must run here, inside `connection_made`: uvloop starts reading
+        as soon as that returns, and a task's first step would run a loop turn later,
+        after the ClientHello may have reached this (HTTP) protocol."""
+        assert self.handshake is not None
+        try:
+            waiting = self.handshake.send(None)
+        except StopIteration as done:
+            self._handshake_done(done.value, None)
+        except Exception as exc:  # a reset, a timeout, what the TLS stack refused
+            self._handshake_done(None, exc)
+        else:
+            waiting.add_done_callback(self._handshake_step)
+
+    def _handshake_done(self, tls: asyncio.Transport | None, exc: Exception | None) -> None:
+        self.handshake = None
+        if tls is None or self.closed:
+            log.debug("TLS handshake with %s failed: %s", self.client, exc)
+            self.transport.abort()
+            self._forget()
+            return
+        self.transport = tls
+        self._ready(self._refuse_after_tls)
+
+    def _ready(self, refuse: bool) -> None:
+        self.ready = True
+        if refuse:
+            cap = self.limits.max_connections_per_address
+            log.warning("refused a connection from %s: %d already open", self.counted, cap)
+            self.fail(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections from you")
+            return
+        if self.server.stopping:
+            self.transport.close()
+            return
+        now = self.loop.time()
+        if self.limits.header_timeout:  # a connection that never sends is closed
+            self.head_since = now
+            self._want(now + self.limits.header_timeout)
+        self.idle_since = now
+        if self.limits.keepalive_timeout:
+            self._want(now + self.limits.keepalive_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+        for ex in (self.current, *self.queue):
+            if ex is not None:
+                ex.disconnected = True
+                ex.wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _forget(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.counted is not None:
+            self.server.release(self.counted)
+            self.counted = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.server.forget(self)
+
+    def eof_received(self) -> bool | None:
+        # A client may half-close after its request (RFC 9112 §9.6): answer, then close.
+        if self.current is not None and self.server.tls is None:
+            self._no_more()
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        self._drain = None
+        if self.current is None:
+            self._next()
+
+    async def drained(self) -> None:
+        if self.write_paused and not self.closed:
+            if self._drain is None:
+                self._drain = self.loop.create_future()
+            await self._drain
+
+    def write(self, data: bytes) -> None:
+        if data and not self.closed and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def shut(self) -> None:
+        """Shutdown: close once what is in flight is answered."""
+        if self.handshake is not None:
+            self.transport.abort()  # its waiter fails: start_tls cleans up
+            self._forget()
+        elif self.current is None:
+            self.transport.close()
+        else:
+            self.queue.clear()  # pipelined, not begun: the client asks again elsewhere
+            self._no_more()
+
+    def abort(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.transport.abort()
+        self._forget()
+
+    def _no_more(self) -> None:
+        """Answer the requests read so far, then close: nothing more is read."""
+        self.ignoring = True
+        last = self.queue[-1] if self.queue else self.current
+        if last is not None:
+            last.keep_alive = False
+
+    # reading ------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.ignoring or self.closed:
+            return
+        self.began = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._no_more()  # no protocol switch here: answer what came, then close
+        except httptools.HttpParserError as exc:
+            log.debug("bad request from %s: %s", self.client, exc, exc_info=exc.__context__)
+            self.fail(HTTPStatus.BAD_REQUEST, "the request is not HTTP/1.1 as we read it")
+            return
+        if self.in_head and not self.ignoring:
+            # An unfinished head: a chunk it began in is counted from the next one (what
+            # came before it in the chunk, whole requests, is not its size), so this cap
+            # holds to within one read; a finished head is measured exactly (`head_size`).
+            if not self.began:
+                self.head_bytes += len(data)
+            cap = self.limits.max_header_bytes
+            if cap and self.head_bytes > cap:
+                self.fail(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    f"request headers larger than {cap} bytes",
+                )
+                return
+            if self.head_since is None and self.limits.header_timeout:
+                self.head_since = self.loop.time()
+                self._want(self.head_since + self.limits.header_timeout)
+        if self.queue and not self.read_paused:
+            self.read_paused = True  # requests pipelined behind the one in flight
+            self.transport.pause_reading()
+
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self.began = True
+        self.head_bytes = 0
+        self.head_size = 18  # the request line but its target: "OPTIONS", " HTTP/1.1\r\n"
+        self.url = b""
+        self.headers = []
+        self.expect = False
+        self.length = 0
+        self.idle_since = None
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            self.length = int(value)  # the parser has checked it is digits
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect = True
+        self.headers.append((name, value))
+        self.head_size += len(name) + len(value) + 4  # ": " and CRLF
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        self.body_bytes = 0
+        self.head_since = None
+        if self.ignoring:
+            return
+        cap = self.limits.max_header_bytes
+        if cap and self.head_size > cap:
+            self.fail(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"request headers larger than {cap} bytes",
+            )
+            return
+        scope = self._scope()
+        if scope is None:
+            self.fail(HTTPStatus.BAD_REQUEST, "the request target is not a path we can read")
+            return
+        keep_alive = self.parser.should_keep_alive() and not self.server.stopping
+        ex = _Exchange(self, scope, keep_alive, self.expect and scope["http_version"] == "1.1")
+        cap = self.limits.max_body_bytes
+        if cap and self.length > cap:
+            self._refuse_body(ex, cap)  # before 100-continue: the body need not come
+            return
+        self.parsing = ex
+        self._enqueue(ex)
+
+    def _scope(self) -> Scope | None:
+        url = self.url
+        if url[:1] == b"/":
+            raw_path, _, query = url.partition(b"?")
+        else:  # absolute form (RFC 9112 §3.2.2) or `*`
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                return None
+            raw_path, query = parsed.path or b"*", parsed.query or b""
+        try:
+            text = raw_path.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        return {
+            "type": "http",
+            "asgi": ASGI,
+            "http_version": self.parser.get_http_version(),
+            "server": self.local,
+            "client": self.client,
+            "scheme": "https" if self.server.tls is not None else "http",
+            "method": self.parser.get_method().decode("ascii"),
+            "root_path": "",
+            "path": unquote(text) if "%" in text else text,
+            "raw_path": raw_path,
+            "query_string": query,
+            "headers": self.headers,
+        }
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        if ex is None or ex.finished:  # answered already: the rest is dropped
+            return
+        ex.chunks.append(body)
+        cap = self.limits.max_body_bytes
+        if cap:
+            self.body_bytes += len(body)
+            if self.body_bytes > cap:  # a chunked body (RFC 9112 §7.1) past the cap
+                ex.disconnected = True
+                ex.wake()
+                self.parsing = None
+                self._refuse_body(ex, cap)
+                return
+        ex.wake()
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        self.parsing = None
+        if ex is not None:
+            ex.body_done = True
+            ex.wake()
+
+    # exchanges ------------------------------------------------------------------------
+
+    def _enqueue(self, ex: _Exchange) -> None:
+        if self.current is None and not self.write_paused:
+            self._start(ex)
+        else:
+            self.queue.append(ex)
+
+    def _start(self, ex: _Exchange) -> None:
+        self.current = ex
+        self.idle_since = None
+        self.task = self.loop.create_task(self._run(ex))
+
+    async def _run(self, ex: _Exchange) -> None:
+        if ex.refusal is not None:
+            self.write(ex.refusal)
+            ex.finished = True
+            self.finished(ex)
+            return
+        try:
+            await self.server.app(ex.scope, ex.receive, ex.send)
+        except Exception:
+            log.exception("the app failed on %s %s", ex.scope["method"], ex.scope["path"])
+        if ex.finished:
+            return
+        if not ex.started and not self.closed:
+            self.write(problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
+        ex.keep_alive = False  # a response cut short ends the connection
+        ex.finished = True
+        self.finished(ex)
+
+    def finished(self, ex: _Exchange) -> None:
+        """`ex` has been answered: close, or take the next request."""
+        if ex is not self.current:
+            return
+        ex.wake()  # a `receive` waiting past the body learns that it is over
+        self.current = None
+        self.task = None
+        if self.parsing is ex:  # answered before its body was read: not reusable
+            ex.keep_alive = False
+        if ex.refusal is not None:
+            self.loop.call_later(LINGER, self.transport.close)
+            return
+        if not ex.keep_alive or self.server.stopping:
+            if self.parsing is ex or self.in_head:  # unread input: close after a while
+                self.ignoring = True
+                self.loop.call_later(LINGER, self.transport.close)
+            else:
+                self.transport.close()
+            return
+        self._next()
+
+    def _next(self) -> None:
+        if self.queue:
+            if not self.write_paused:
+                self._start(self.queue.popleft())
+            return
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.ignoring or self.closed:
+            return
+        self.idle_since = self.loop.time()
+        if self.limits.keepalive_timeout and not self.in_head:
+            self._want(self.idle_since + self.limits.keepalive_timeout)
+
+    # refusals ---------------------------------------------------------------------
+
+    def fail(self, status: HTTPStatus, detail: str) -> None:
+        """Answer `status` in turn (after what is in flight), then close."""
+        self.ignoring = True
+        self.in_head = False
+        self.head_since = None
+        self.parsing = None
+        if not self.ready:
+            return
+        ex = _Exchange(self, {"method": "-", "path": "-"}, False, False)
+        ex.refusal = problem_response(status, detail)
+        self._enqueue(ex)  # after the requests read before it
+
+    def _refuse_body(self, ex: _Exchange, cap: int) -> None:
+        refusal = _Exchange(self, ex.scope, False, False)
+        refusal.refusal = problem_response(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {cap} bytes"
+        )
+        if ex is self.current and ex.started:
+            self._no_more()  # already answering: that answer is the last
+            return
+        if ex is self.current:
+            # Its app is still reading the body, so has done nothing yet: it is cancelled
+            # and the refusal takes its turn.
+            self.current = None
+            ex.finished = True
+            if self.task is not None:
+                self.task.cancel()
+            self.task = None
+        else:
+            with contextlib.suppress(ValueError):
+                self.queue.remove(ex)
+        self.ignoring = True
+        self._enqueue(refusal)
+
+    # deadlines ----------------------------------------------------------------------
+
+    def _want(self, due: float) -> None:
+        """Have the timer fire by `due`."""
+        if self.timer is None or due < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(due, self._tick)
+            self.timer_at = due
+
+    def _tick(self) -> None:
+        self.timer = None
+        if self.closed:
+            return
+        now = self.loop.time()
+        if self.head_since is not None and self.limits.header_timeout:
+            due = self.head_since + self.limits.header_timeout
+            if now < due:
+                self._want(due)
+            elif self.in_head:
+                self.fail(HTTPStatus.REQUEST_TIMEOUT, "request headers took too long")
+            elif self.current is None:
+                self.transport.close()  # nothing came: nothing to answer
+            else:
+                self.head_since = None
+        elif self.idle_since is not None and self.limits.keepalive_timeout:
+            due = self.idle_since + self.limits.keepalive_timeout
+            if now < due:
+                self._want(due)
+            elif self.current is None:
+                self.transport.close()
