@@ -15,6 +15,13 @@ handed to a worker thread are not counted).
 
     .venv/bin/python bench/store_per_cert.py [--certs 200] [--backends sqlite,postgresql]
 
+`--split` also times, on every thread, the repositories' public methods (the store's CPU
+as its callers pay it: SQL, row decoding, records), and within them the driver's calls
+(execute, fetch, commit and rollback on the DBAPI cursor and connection) and SQLAlchemy's
+pool (checkout and checkin of `engine.raw_connection()`); the rest of the repositories'
+time is our code. The timers cost a few µs a call themselves, so compare split runs with
+split runs.
+
 Side by side with no peer: it compares revisions of this CA with each other (run it on
 each), not with Pebble; `bench/server.py` does that.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import tempfile
 import threading
 import time
@@ -87,6 +95,122 @@ def timing_store() -> Iterator[Spent]:
             setattr(base.Database, n, saved[n])
 
 
+@dataclass
+class Split:
+    """CPU on every thread: in the repositories' public methods (outermost calls), in the
+    driver's calls within them, and in SQLAlchemy's pool checkouts and checkins."""
+
+    repos: float = 0.0
+    driver: float = 0.0
+    pool: float = 0.0
+
+
+class _Depth(threading.local):
+    repos = 0
+
+
+def _clocked(split: Split, field: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        c = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            setattr(split, field, getattr(split, field) + time.thread_time() - c)
+
+    return call
+
+
+class _TimedCursor:
+    """The DBAPI cursor with its calls timed as the driver's."""
+
+    def __init__(self, cur: Any, split: Split) -> None:
+        self._cur = cur
+        for name in ("execute", "executemany", "fetchone", "fetchall"):
+            setattr(self, name, _clocked(split, "driver", getattr(cur, name)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+class _TimedConnection:
+    """A pooled connection: commit and rollback are the driver's, close the pool's."""
+
+    def __init__(self, conn: Any, split: Split) -> None:
+        self._conn = conn
+        self._split = split
+        self.commit = _clocked(split, "driver", conn.commit)
+        self.rollback = _clocked(split, "driver", conn.rollback)
+        self.close = _clocked(split, "pool", conn.close)
+
+    def cursor(self) -> _TimedCursor:
+        return _TimedCursor(self._conn.cursor(), self._split)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def _repo_method(split: Split, depth: _Depth, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        depth.repos += 1
+        c = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            depth.repos -= 1
+            if depth.repos == 0:
+                split.repos += time.thread_time() - c
+
+    return call
+
+
+@contextmanager
+def splitting(enabled: bool) -> Iterator[Split]:
+    """Time the repositories, the driver and the pool (see the module's docstring)."""
+    split = Split()
+    if not enabled:
+        yield split
+        return
+    from acmekit.server.repos import accounts, buckets, certificates, orders
+
+    depth = _Depth()
+    saved: list[tuple[type, str, Any]] = []
+    for cls in (
+        accounts.AccountRepository,
+        orders.OrderRepository,
+        certificates.CertificateRepository,
+        buckets.BucketRepository,
+    ):
+        for name, fn in list(vars(cls).items()):
+            if inspect.isfunction(fn) and not name.startswith("_"):
+                saved.append((cls, name, fn))
+                setattr(cls, name, _repo_method(split, depth, fn))
+    made = base.Database.__init__
+
+    def init(self: Any, engine: Any) -> None:
+        made(self, engine)
+        checkout = _clocked(split, "pool", engine.raw_connection)
+        self.engine = _EngineView(engine, lambda: _TimedConnection(checkout(), split))
+
+    base.Database.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield split
+    finally:
+        base.Database.__init__ = made  # type: ignore[method-assign]
+        for cls, name, fn in saved:
+            setattr(cls, name, fn)
+
+
+class _EngineView:
+    """The engine, with `raw_connection` handing out timed connections."""
+
+    def __init__(self, engine: Any, raw_connection: Callable[[], Any]) -> None:
+        self._engine = engine
+        self.raw_connection = raw_connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
 async def one_certificate(flow: Flow, name: str) -> None:
     resp = await flow.order(name)
     assert resp.status == 201, resp.body
@@ -106,20 +230,27 @@ async def one_certificate(flow: Flow, name: str) -> None:
     assert (await flow.get(final["certificate"])).status == 200
 
 
-async def measure(config: ServerConfig, responder: Http01Responder, certs: int) -> dict[str, float]:
-    with counting() as count, timing_store() as spent:
+async def measure(
+    config: ServerConfig, responder: Http01Responder, certs: int, split_on: bool
+) -> dict[str, float]:
+    with counting() as count, timing_store() as spent, splitting(split_on) as split:
         assembly = assemble(config)
         try:
             flow = Flow(RawAcme(assembly.app), responder)
             assert (await flow.account()).status == 201
             await one_certificate(flow, "warm.example.test")
             mark, wall0, cpu0 = count.mark(), spent.wall, spent.cpu
+            parts0 = (split.repos, split.driver, split.pool)
             p0 = time.process_time()
             for i in range(certs):
                 await one_certificate(flow, f"c{i}.example.test")
             cpu = time.process_time() - p0
             statements, transactions = count.since(mark)
             store_wall, store_cpu = spent.wall - wall0, spent.cpu - cpu0
+            repos, driver, pool = (
+                now - then
+                for now, then in zip((split.repos, split.driver, split.pool), parts0, strict=True)
+            )
         finally:
             await assembly.app.close()
             assembly.store.engine.dispose()
@@ -129,15 +260,21 @@ async def measure(config: ServerConfig, responder: Http01Responder, certs: int) 
         "cpu_ms": 1000 * cpu / certs,
         "store_wall_ms": 1000 * store_wall / certs,
         "store_cpu_ms": 1000 * store_cpu / certs,
+        "repos_ms": 1000 * repos / certs,
+        "driver_ms": 1000 * driver / certs,
+        "pool_ms": 1000 * pool / certs,
     }
 
 
-async def run(backends: list[str], certs: int, tmp: Path) -> None:
+async def run(backends: list[str], certs: int, tmp: Path, split_on: bool) -> None:
     print(f"{certs} certificates, one after another, in process; rate limits off, lint off")
-    print(
+    head = (
         f"{'backend':<12}{'stmts/cert':>11}{'tx/cert':>9}{'CPU ms/cert':>13}"
         f"{'store wall ms':>15}{'store CPU ms':>14}"
     )
+    if split_on:  # all threads: the repositories, the driver, SQLAlchemy's pool, the rest
+        head += f"{'repos CPU ms':>14}{'driver ms':>11}{'pool ms':>9}{'ours ms':>9}"
+    print(head)
     responder = Http01Responder()
     await responder.start()
     try:
@@ -155,11 +292,18 @@ async def run(backends: list[str], certs: int, tmp: Path) -> None:
                         rate_limits=RateLimits(enabled=False),
                         lint=LintSettings(enabled=False),
                     )
-                    r = await measure(config, responder, certs)
-                print(
+                    r = await measure(config, responder, certs, split_on)
+                line = (
                     f"{backend:<12}{r['statements']:>11.1f}{r['transactions']:>9.1f}"
                     f"{r['cpu_ms']:>13.2f}{r['store_wall_ms']:>15.2f}{r['store_cpu_ms']:>14.2f}"
                 )
+                if split_on:
+                    ours = r["repos_ms"] - r["driver_ms"] - r["pool_ms"]
+                    line += (
+                        f"{r['repos_ms']:>14.2f}{r['driver_ms']:>11.2f}{r['pool_ms']:>9.2f}"
+                        f"{ours:>9.2f}"
+                    )
+                print(line)
     finally:
         await responder.stop()
 
@@ -168,9 +312,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--certs", type=int, default=200)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--split", action="store_true", help="time repositories, driver, pool")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="acmekit-store-bench-") as tmp:
-        asyncio.run(run(args.backends.split(","), args.certs, Path(tmp)))
+        asyncio.run(run(args.backends.split(","), args.certs, Path(tmp), args.split))
 
 
 if __name__ == "__main__":
