@@ -132,21 +132,37 @@ class _TimedCursor:
         return getattr(self._cur, name)
 
 
-class _TimedConnection:
-    """A pooled connection: commit and rollback are the driver's, close the pool's."""
+class _TimedDriverConnection:
+    """The driver's connection: commit and rollback timed, its cursors timed."""
 
     def __init__(self, conn: Any, split: Split) -> None:
-        self._conn = conn
-        self._split = split
-        self.commit = _clocked(split, "driver", conn.commit)
-        self.rollback = _clocked(split, "driver", conn.rollback)
-        self.close = _clocked(split, "pool", conn.close)
+        vars(self).update(
+            _conn=conn,
+            _split=split,
+            commit=_clocked(split, "driver", conn.commit),
+            rollback=_clocked(split, "driver", conn.rollback),
+        )
 
     def cursor(self) -> _TimedCursor:
         return _TimedCursor(self._conn.cursor(), self._split)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # autocommit
+        setattr(self._conn, name, value)
+
+
+class _TimedConnection(_TimedDriverConnection):
+    """A pooled connection (the pool's proxy): the driver's calls timed as the driver's,
+    its checkin (close) as the pool's."""
+
+    def __init__(self, conn: Any, split: Split) -> None:
+        super().__init__(conn, split)
+        vars(self).update(
+            close=_clocked(split, "pool", conn.close),
+            dbapi_connection=_TimedDriverConnection(conn.dbapi_connection, split),
+        )
 
 
 def _repo_method(split: Split, depth: _Depth, fn: Callable[..., Any]) -> Callable[..., Any]:

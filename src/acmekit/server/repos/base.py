@@ -362,3 +362,18 @@ class Repository:
         self._once = db.once
         self._postgres = not db._sqlite
         self._integrity = db.integrity
+
+    def _together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Writes that commit together, none reading what another writes. On PostgreSQL
+        one statement, each but the last a data-modifying WITH (all run, on one
+        snapshot), in autocommit: one round trip where a transaction takes one for
+        BEGIN, one a statement and one for COMMIT. On SQLite one transaction."""
+        if self._postgres and len(statements) > 1:
+            head = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+            params = [value for _, values in statements for value in values]
+            with self._once() as c:
+                c.run(f"WITH {head} {statements[-1][0]}", params)
+            return
+        with self._raw() as c:
+            for sql, values in statements:
+                c.run(sql, values)

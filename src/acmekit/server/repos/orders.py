@@ -36,7 +36,11 @@ from acmekit.server.repos.base import (
     members,
     opt_time,
 )
-from acmekit.server.repos.certificates import insert_reservation
+from acmekit.server.repos.certificates import (
+    CLAIM_AND_RESERVE,
+    insert_reservation,
+    reservation_values,
+)
 from acmekit.server.schema import authorizations, challenges, orders
 
 _ORDER_COLS = cols(orders)
@@ -180,31 +184,10 @@ class OrderRepository(Repository):
     ) -> None:
         """Store `authz`, made for an order of `profile` (None: the default profile)."""
         if c is None:
-            with self._raw() as cur:
-                self.add_authorization(authz, cur, profile)
+            self._together(_authorization_inserts(authz, profile))
             return
-        c.run(
-            _INSERT_AUTHZ,
-            (
-                authz.id,
-                authz.account_id,
-                str(authz.identifier.type),
-                authz.identifier.value,
-                authz.wildcard,
-                str(authz.stored_status),
-                to_us(authz.expires),
-                profile,
-            ),
-        )
-        if authz.challenges:  # one multi-row INSERT: one statement, one round trip
-            c.run(
-                _INSERT_CHALLENGES + ", ".join(["(?, ?, ?, ?, ?)"] * len(authz.challenges)),
-                [
-                    value
-                    for ch in authz.challenges
-                    for value in (ch.id, authz.id, str(ch.type), ch.token, str(ch.status))
-                ],
-            )
+        for sql, values in _authorization_inserts(authz, profile):
+            c.run(sql, values)
 
     def _challenge(self, row: Any) -> ChallengeRecord:
         return _challenge_from(tuple(row))
@@ -343,14 +326,17 @@ class OrderRepository(Repository):
                 evidence.dnssec_dcv,
                 evidence.dnssec_caa,
             ]
-        with self._raw() as c:
-            if sets:
-                c.run(
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if sets:  # the authorization's row; the challenge's row below, not read here
+            statements.append(
+                (
                     f"UPDATE authorizations SET {', '.join(sets)} WHERE id = "
                     "(SELECT authz_id FROM challenges WHERE id = ?)",
                     (*values, challenge_id),
                 )
-            c.run(
+            )
+        statements.append(
+            (
                 "UPDATE challenges SET status = ?, validated = ?, error = ? "
                 "WHERE id = ? AND status = ?",
                 (
@@ -361,6 +347,8 @@ class OrderRepository(Repository):
                     str(ChallengeStatus.PROCESSING),
                 ),
             )
+        )
+        self._together(statements)
 
     def stale_challenges(self, started_before: datetime) -> list[ChallengeRecord]:
         """Challenges left processing by a process that stopped: recovery re-runs them."""
@@ -384,29 +372,22 @@ class OrderRepository(Repository):
             return bool(res.rowcount == 1)
 
     def add_order(self, order: OrderRecord, new_authzs: Sequence[AuthorizationRecord]) -> None:
+        """The order and its new authorizations, committed together."""
+        statements = [
+            w for authz in new_authzs for w in _authorization_inserts(authz, order.profile)
+        ]
+        statements.append((_INSERT_ORDER, _order_values(order)))
+        if order.replaces is None or not order.authz_ids:
+            self._together(statements)
+            return
+        # Marking reads the authorizations inserted before it: in sequence.
         with self._raw() as c:
-            for authz in new_authzs:
-                self.add_authorization(authz, c, order.profile)
+            for sql, values in statements:
+                c.run(sql, values)
             c.run(
-                _INSERT_ORDER,
-                (
-                    order.id,
-                    order.account_id,
-                    ids_json(order.identifiers),
-                    json.dumps(list(order.authz_ids)),
-                    to_us(order.expires),
-                    to_us(order.created),
-                    None if order.not_before is None else to_us(order.not_before),
-                    None if order.not_after is None else to_us(order.not_after),
-                    order.profile,
-                    order.replaces,
-                ),
+                _MARK_RENEWAL_AUTHZS + f"({marks(len(order.authz_ids))})",
+                (order.id, *order.authz_ids),
             )
-            if order.replaces is not None and order.authz_ids:
-                c.run(
-                    _MARK_RENEWAL_AUTHZS + f"({marks(len(order.authz_ids))})",
-                    (order.id, *order.authz_ids),
-                )
 
     def _order(self, row: Any) -> OrderRecord:
         return _order_from(tuple(row[:_ORDER_WIDTH]))
@@ -465,6 +446,11 @@ class OrderRepository(Repository):
         if within is None:
             with self._raw() as c:
                 return self.claim_finalize(order_id, csr, now, reservation, c)
+        if self._postgres and reservation is not None:
+            claimed = within.one(
+                CLAIM_AND_RESERVE, (csr, to_us(now), order_id, *reservation_values(reservation))
+            )
+            return bool(claimed[0] == 1)
         changed = within.run(
             "UPDATE orders SET csr = ?, finalize_started = ? "
             "WHERE id = ? AND finalize_started IS NULL AND error IS NULL",
@@ -544,3 +530,47 @@ class OrderRepository(Repository):
 def _flag(value: object) -> bool | None:
     """A nullable boolean column as read (SQLite gives 0/1)."""
     return None if value is None else bool(value)
+
+
+def _authorization_inserts(
+    authz: AuthorizationRecord, profile: str | None
+) -> list[tuple[str, Sequence[Any]]]:
+    """The authorization's row, and its challenges' in one multi-row INSERT."""
+    head = (
+        authz.id,
+        authz.account_id,
+        str(authz.identifier.type),
+        authz.identifier.value,
+        authz.wildcard,
+        str(authz.stored_status),
+        to_us(authz.expires),
+        profile,
+    )
+    statements: list[tuple[str, Sequence[Any]]] = [(_INSERT_AUTHZ, head)]
+    if authz.challenges:
+        statements.append(
+            (
+                _INSERT_CHALLENGES + ", ".join(["(?, ?, ?, ?, ?)"] * len(authz.challenges)),
+                [
+                    value
+                    for ch in authz.challenges
+                    for value in (ch.id, authz.id, str(ch.type), ch.token, str(ch.status))
+                ],
+            )
+        )
+    return statements
+
+
+def _order_values(order: OrderRecord) -> tuple[Any, ...]:
+    return (
+        order.id,
+        order.account_id,
+        ids_json(order.identifiers),
+        json.dumps(list(order.authz_ids)),
+        to_us(order.expires),
+        to_us(order.created),
+        None if order.not_before is None else to_us(order.not_before),
+        None if order.not_after is None else to_us(order.not_after),
+        order.profile,
+        order.replaces,
+    )
