@@ -22,6 +22,15 @@ pool (checkout and checkin of `engine.raw_connection()`); the rest of the reposi
 time is our code. The timers cost a few µs a call themselves, so compare split runs with
 split runs.
 
+`--replay N` runs no CA: it makes the repository calls one certificate's flow makes
+(the account read with each request, or on PostgreSQL the nonce's statement that reads
+it; newOrder's; the challenge's; finalize's claim; the issued certificate; the polls and
+the download), N times over one store, and prints the CPU per certificate. Under
+`valgrind --tool=callgrind` two N give the store's instructions per certificate by their
+difference: a count that does not move with the machine's load. A revision without
+`order_with_authorizations` reads the order and its authorizations as its CA does, in
+two calls.
+
 Side by side with no peer: it compares revisions of this CA with each other (run it on
 each), not with Pebble; `bench/server.py` does that.
 """
@@ -324,12 +333,124 @@ async def run(backends: list[str], certs: int, tmp: Path, split_on: bool) -> Non
         await responder.stop()
 
 
+def replay(url: str, certs: int) -> float:
+    """The store's calls of `certs` certificates (see the module's docstring); CPU
+    seconds per certificate."""
+    from datetime import UTC, datetime, timedelta
+
+    from acmekit.protocol.messages import (
+        AccountStatus,
+        AuthorizationStatus,
+        ChallengeStatus,
+        ChallengeType,
+        Identifier,
+        IdentifierType,
+    )
+    from acmekit.server import records
+    from acmekit.server.store import Store
+
+    store = Store.from_url(url)
+    now = datetime.now(UTC)
+    database_nonces = store.remote  # as the CA's default nonce scope is
+    acct = store.accounts.add_account(
+        records.AccountRecord(
+            id="acct",
+            thumbprint="t" * 43,
+            jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
+            contact=("mailto:ops@example.test",),
+            status=AccountStatus.VALID,
+            created=now,
+        )
+    )
+    orders, certificates = store.orders, store.certificates
+    joined = getattr(orders, "order_with_authorizations", None)
+    nonces = iter(range(10**9))
+
+    def account() -> None:
+        if database_nonces:
+            store.accounts.redeem_nonce_for(f"n{next(nonces)}-{now.timestamp()}", now, acct.id)
+        else:
+            store.accounts.account(acct.id)
+
+    def order_and_authorizations(order_id: str) -> None:
+        if joined is not None:
+            joined(order_id)
+            return
+        order = orders.order(order_id)
+        assert order is not None
+        orders.authorizations(order.authz_ids)
+
+    def one(i: int) -> None:
+        name = Identifier(IdentifierType.DNS, f"r{i}.example.test")
+        authz_id, order_id, cert_id = f"a{i}", f"o{i}", f"c{i}"
+        chs = tuple(
+            records.ChallengeRecord(
+                f"{authz_id}{t}", authz_id, t, f"tok{i}{t}", ChallengeStatus.PENDING
+            )
+            for t in (ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01)
+        )
+        authz = records.AuthorizationRecord(
+            authz_id, acct.id, name, False, AuthorizationStatus.PENDING,
+            now + timedelta(days=7), chs,
+        )  # fmt: skip
+        order = records.OrderRecord(
+            order_id, acct.id, (name,), (authz_id,), now + timedelta(days=1), now
+        )
+        account()  # newOrder
+        orders.reusable_authorizations(acct.id, name, False, now)
+        orders.add_order(order, [authz])
+        account()  # the authorization
+        orders.authorization(authz_id)
+        account()  # the challenge, and its validation
+        http = chs[0].id
+        orders.challenge_and_authorization(http)
+        orders.start_challenge(http, now, "https://ca.example.test/acct/acct")
+        evidence = records.ValidationEvidence()
+        orders.finish_challenge(http, now, None, now + timedelta(days=30), evidence)
+        account()  # the poll
+        orders.authorization(authz_id)
+        account()  # the order, before finalize
+        order_and_authorizations(order_id)
+        account()  # finalize, its claim and the issued certificate
+        order_and_authorizations(order_id)
+        certificates.key_blocked("ab" * 32)
+        rec = records.CertificateRecord(
+            cert_id, f"{i:x}", order_id, acct.id, None, (name,),
+            now, now + timedelta(days=90), now,
+        )  # fmt: skip
+        with store.transaction() as c:
+            assert orders.claim_finalize(order_id, b"csr" * 100, now, rec, c)
+        assert certificates.record_issued(cert_id, order_id, "PEM" * 300)
+        account()  # the order's poll
+        order_and_authorizations(order_id)
+        account()  # the download
+        certificates.certificate(cert_id)
+
+    one(-1)  # first-use costs settle
+    start = time.process_time()
+    for i in range(certs):
+        one(i)
+    spent = time.process_time() - start
+    store.engine.dispose()
+    return spent / certs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--certs", type=int, default=200)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--split", action="store_true", help="time repositories, driver, pool")
+    parser.add_argument("--replay", type=int, default=0, help="the store's calls alone, N times")
     args = parser.parse_args()
+    if args.replay:
+        with tempfile.TemporaryDirectory(prefix="acmekit-store-bench-") as tmp:
+            for backend in args.backends.split(","):
+                with fresh_database(backend, Path(tmp), f"{backend}.db") as url:
+                    cpu = replay(url, args.replay)
+                print(
+                    f"{backend}: {args.replay} certificates replayed, {1e6 * cpu:.0f} µs CPU each"
+                )
+        return
     with tempfile.TemporaryDirectory(prefix="acmekit-store-bench-") as tmp:
         asyncio.run(run(args.backends.split(","), args.certs, Path(tmp), args.split))
 

@@ -118,8 +118,10 @@ _challenge_status = members(ChallengeStatus)
 _challenge_type = members(ChallengeType)
 
 
+@lru_cache(maxsize=1024)
 def _order_from(row: tuple[Any, ...]) -> OrderRecord:
-    """An order from a row of `orders`' columns, in order."""
+    """An order from a row of `orders`' columns, in order (decoded once per distinct row,
+    as the authorizations below: finalize reads what the client's poll just read)."""
     return OrderRecord(
         id=row[0],
         account_id=row[1],
@@ -395,7 +397,7 @@ class OrderRepository(Repository):
     def order(self, order_id: str) -> OrderRecord | None:
         with self._once() as c:
             row = c.one(_ORDER_BY_ID, (order_id,))
-        return None if row is None else _order_from(row)
+        return None if row is None else _order_from(tuple(row))
 
     def order_with_authorizations(
         self, order_id: str
