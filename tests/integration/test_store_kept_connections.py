@@ -170,3 +170,22 @@ def test_an_order_whose_authorization_is_gone_reads_without_it(store: Store) -> 
     assert found is not None
     assert found[0] == order
     assert [a.id for a in found[1]] == ["only"]
+
+
+def test_an_order_naming_an_authorization_twice_reads_it_as_the_two_reads_did(
+    store: Store,
+) -> None:
+    authz = _authz("twice", "e.example")
+    order = OrderRecord(
+        id="order-3",
+        account_id="acct",
+        identifiers=(authz.identifier,),
+        authz_ids=("twice", "twice"),
+        expires=NOW + timedelta(days=1),
+        created=NOW,
+    )
+    store.orders.add_order(order, [authz])
+    found = store.orders.order_with_authorizations("order-3")
+    assert found is not None
+    assert found[1] == store.orders.authorizations(order.authz_ids)
+    assert [len(a.challenges) for a in found[1]] == [2, 2]

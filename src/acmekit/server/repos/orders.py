@@ -99,7 +99,7 @@ _ORDER_WIDTH = len(orders.columns)
 # json_array_elements_text give its elements with their positions.
 _ORDER_JOIN_TAIL = (
     "LEFT JOIN authorizations a ON a.id = j.value "
-    "LEFT JOIN challenges c ON c.authz_id = a.id WHERE o.id = ? ORDER BY j.key, c.type"
+    "LEFT JOIN challenges c ON c.authz_id = a.id WHERE o.id = ? ORDER BY j.key"
 )
 _ORDER_WITH_AUTHZS = {
     "sqlite": (
@@ -208,6 +208,7 @@ class OrderRepository(Repository):
         the order they first appear; rows without an authorization are skipped."""
         heads: dict[str, tuple[Any, ...]] = {}
         chs: dict[str, list[tuple[Any, ...]]] = {}
+        seen: set[str] = set()
         cut = offset + _AUTHZ_WIDTH
         for row in rows:
             authz_id = row[offset]
@@ -216,7 +217,8 @@ class OrderRepository(Repository):
             if authz_id not in heads:
                 heads[authz_id] = tuple(row[offset:cut])
                 chs[authz_id] = []
-            if row[cut] is not None:
+            if row[cut] is not None and row[cut] not in seen:
+                seen.add(row[cut])  # an order naming one authorization twice joins it twice
                 chs[authz_id].append(tuple(row[cut:]))
         return [_authorization_from(head, tuple(chs[i])) for i, head in heads.items()]
 
@@ -408,7 +410,9 @@ class OrderRepository(Repository):
             rows = c.all(_ORDER_WITH_AUTHZS[self._dialect], (order_id,))
         if not rows:
             return None
-        return _order_from(tuple(rows[0][:_ORDER_WIDTH])), self._from_join(rows, _ORDER_WIDTH)
+        order = _order_from(tuple(rows[0][:_ORDER_WIDTH]))
+        by_id = {a.id: a for a in self._from_join(rows, _ORDER_WIDTH)}
+        return order, [by_id[i] for i in order.authz_ids if i in by_id]
 
     def account_orders(
         self, account_id: str, now: datetime, after: tuple[int, str] | None, limit: int
