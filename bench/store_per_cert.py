@@ -15,6 +15,22 @@ handed to a worker thread are not counted).
 
     .venv/bin/python bench/store_per_cert.py [--certs 200] [--backends sqlite,postgresql]
 
+`--split` also times, on every thread, the repositories' public methods (the store's CPU
+as its callers pay it: SQL, row decoding, records), and within them the driver's calls
+(execute, fetch, commit and rollback on the DBAPI cursor and connection) and SQLAlchemy's
+pool (checkout and checkin of `engine.raw_connection()`); the rest of the repositories'
+time is our code. The timers cost a few µs a call themselves, so compare split runs with
+split runs.
+
+`--replay N` runs no CA: it makes the repository calls one certificate's flow makes
+(the account read with each request, or on PostgreSQL the nonce's statement that reads
+it; newOrder's; the challenge's; finalize's claim; the issued certificate; the polls and
+the download), N times over one store, and prints the CPU per certificate. Under
+`valgrind --tool=callgrind` two N give the store's instructions per certificate by their
+difference: a count that does not move with the machine's load. A revision without
+`order_with_authorizations` reads the order and its authorizations as its CA does, in
+two calls.
+
 Side by side with no peer: it compares revisions of this CA with each other (run it on
 each), not with Pebble; `bench/server.py` does that.
 """
@@ -23,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import tempfile
 import threading
 import time
@@ -87,6 +104,138 @@ def timing_store() -> Iterator[Spent]:
             setattr(base.Database, n, saved[n])
 
 
+@dataclass
+class Split:
+    """CPU on every thread: in the repositories' public methods (outermost calls), in the
+    driver's calls within them, and in SQLAlchemy's pool checkouts and checkins."""
+
+    repos: float = 0.0
+    driver: float = 0.0
+    pool: float = 0.0
+
+
+class _Depth(threading.local):
+    repos = 0
+
+
+def _clocked(split: Split, field: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        c = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            setattr(split, field, getattr(split, field) + time.thread_time() - c)
+
+    return call
+
+
+class _TimedCursor:
+    """The DBAPI cursor with its calls timed as the driver's."""
+
+    def __init__(self, cur: Any, split: Split) -> None:
+        self._cur = cur
+        for name in ("execute", "executemany", "fetchone", "fetchall"):
+            setattr(self, name, _clocked(split, "driver", getattr(cur, name)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+
+class _TimedDriverConnection:
+    """The driver's connection: commit and rollback timed, its cursors timed."""
+
+    def __init__(self, conn: Any, split: Split) -> None:
+        vars(self).update(
+            _conn=conn,
+            _split=split,
+            commit=_clocked(split, "driver", conn.commit),
+            rollback=_clocked(split, "driver", conn.rollback),
+        )
+
+    def cursor(self) -> _TimedCursor:
+        return _TimedCursor(self._conn.cursor(), self._split)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # autocommit
+        setattr(self._conn, name, value)
+
+
+class _TimedConnection(_TimedDriverConnection):
+    """A pooled connection (the pool's proxy): the driver's calls timed as the driver's,
+    its checkin (close) as the pool's."""
+
+    def __init__(self, conn: Any, split: Split) -> None:
+        super().__init__(conn, split)
+        vars(self).update(
+            close=_clocked(split, "pool", conn.close),
+            dbapi_connection=_TimedDriverConnection(conn.dbapi_connection, split),
+        )
+
+
+def _repo_method(split: Split, depth: _Depth, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        depth.repos += 1
+        c = time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            depth.repos -= 1
+            if depth.repos == 0:
+                split.repos += time.thread_time() - c
+
+    return call
+
+
+@contextmanager
+def splitting(enabled: bool) -> Iterator[Split]:
+    """Time the repositories, the driver and the pool (see the module's docstring)."""
+    split = Split()
+    if not enabled:
+        yield split
+        return
+    from acmekit.server.repos import accounts, buckets, certificates, orders
+
+    depth = _Depth()
+    saved: list[tuple[type, str, Any]] = []
+    for cls in (
+        accounts.AccountRepository,
+        orders.OrderRepository,
+        certificates.CertificateRepository,
+        buckets.BucketRepository,
+    ):
+        for name, fn in list(vars(cls).items()):
+            if inspect.isfunction(fn) and not name.startswith("_"):
+                saved.append((cls, name, fn))
+                setattr(cls, name, _repo_method(split, depth, fn))
+    made = base.Database.__init__
+
+    def init(self: Any, engine: Any) -> None:
+        made(self, engine)
+        checkout = _clocked(split, "pool", engine.raw_connection)
+        self.engine = _EngineView(engine, lambda: _TimedConnection(checkout(), split))
+
+    base.Database.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield split
+    finally:
+        base.Database.__init__ = made  # type: ignore[method-assign]
+        for cls, name, fn in saved:
+            setattr(cls, name, fn)
+
+
+class _EngineView:
+    """The engine, with `raw_connection` handing out timed connections."""
+
+    def __init__(self, engine: Any, raw_connection: Callable[[], Any]) -> None:
+        self._engine = engine
+        self.raw_connection = raw_connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
 async def one_certificate(flow: Flow, name: str) -> None:
     resp = await flow.order(name)
     assert resp.status == 201, resp.body
@@ -106,20 +255,27 @@ async def one_certificate(flow: Flow, name: str) -> None:
     assert (await flow.get(final["certificate"])).status == 200
 
 
-async def measure(config: ServerConfig, responder: Http01Responder, certs: int) -> dict[str, float]:
-    with counting() as count, timing_store() as spent:
+async def measure(
+    config: ServerConfig, responder: Http01Responder, certs: int, split_on: bool
+) -> dict[str, float]:
+    with counting() as count, timing_store() as spent, splitting(split_on) as split:
         assembly = assemble(config)
         try:
             flow = Flow(RawAcme(assembly.app), responder)
             assert (await flow.account()).status == 201
             await one_certificate(flow, "warm.example.test")
             mark, wall0, cpu0 = count.mark(), spent.wall, spent.cpu
+            parts0 = (split.repos, split.driver, split.pool)
             p0 = time.process_time()
             for i in range(certs):
                 await one_certificate(flow, f"c{i}.example.test")
             cpu = time.process_time() - p0
             statements, transactions = count.since(mark)
             store_wall, store_cpu = spent.wall - wall0, spent.cpu - cpu0
+            repos, driver, pool = (
+                now - then
+                for now, then in zip((split.repos, split.driver, split.pool), parts0, strict=True)
+            )
         finally:
             await assembly.app.close()
             assembly.store.engine.dispose()
@@ -129,15 +285,21 @@ async def measure(config: ServerConfig, responder: Http01Responder, certs: int) 
         "cpu_ms": 1000 * cpu / certs,
         "store_wall_ms": 1000 * store_wall / certs,
         "store_cpu_ms": 1000 * store_cpu / certs,
+        "repos_ms": 1000 * repos / certs,
+        "driver_ms": 1000 * driver / certs,
+        "pool_ms": 1000 * pool / certs,
     }
 
 
-async def run(backends: list[str], certs: int, tmp: Path) -> None:
+async def run(backends: list[str], certs: int, tmp: Path, split_on: bool) -> None:
     print(f"{certs} certificates, one after another, in process; rate limits off, lint off")
-    print(
+    head = (
         f"{'backend':<12}{'stmts/cert':>11}{'tx/cert':>9}{'CPU ms/cert':>13}"
         f"{'store wall ms':>15}{'store CPU ms':>14}"
     )
+    if split_on:  # all threads: the repositories, the driver, SQLAlchemy's pool, the rest
+        head += f"{'repos CPU ms':>14}{'driver ms':>11}{'pool ms':>9}{'ours ms':>9}"
+    print(head)
     responder = Http01Responder()
     await responder.start()
     try:
@@ -155,22 +317,142 @@ async def run(backends: list[str], certs: int, tmp: Path) -> None:
                         rate_limits=RateLimits(enabled=False),
                         lint=LintSettings(enabled=False),
                     )
-                    r = await measure(config, responder, certs)
-                print(
+                    r = await measure(config, responder, certs, split_on)
+                line = (
                     f"{backend:<12}{r['statements']:>11.1f}{r['transactions']:>9.1f}"
                     f"{r['cpu_ms']:>13.2f}{r['store_wall_ms']:>15.2f}{r['store_cpu_ms']:>14.2f}"
                 )
+                if split_on:
+                    ours = r["repos_ms"] - r["driver_ms"] - r["pool_ms"]
+                    line += (
+                        f"{r['repos_ms']:>14.2f}{r['driver_ms']:>11.2f}{r['pool_ms']:>9.2f}"
+                        f"{ours:>9.2f}"
+                    )
+                print(line)
     finally:
         await responder.stop()
+
+
+def replay(url: str, certs: int) -> float:
+    """The store's calls of `certs` certificates (see the module's docstring); CPU
+    seconds per certificate."""
+    from datetime import UTC, datetime, timedelta
+
+    from acmekit.protocol.messages import (
+        AccountStatus,
+        AuthorizationStatus,
+        ChallengeStatus,
+        ChallengeType,
+        Identifier,
+        IdentifierType,
+    )
+    from acmekit.server import records
+    from acmekit.server.store import Store
+
+    store = Store.from_url(url)
+    now = datetime.now(UTC)
+    database_nonces = store.remote  # as the CA's default nonce scope is
+    acct = store.accounts.add_account(
+        records.AccountRecord(
+            id="acct",
+            thumbprint="t" * 43,
+            jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
+            contact=("mailto:ops@example.test",),
+            status=AccountStatus.VALID,
+            created=now,
+        )
+    )
+    orders, certificates = store.orders, store.certificates
+    joined = getattr(orders, "order_with_authorizations", None)
+    nonces = iter(range(10**9))
+
+    def account() -> None:
+        if database_nonces:
+            store.accounts.redeem_nonce_for(f"n{next(nonces)}-{now.timestamp()}", now, acct.id)
+        else:
+            store.accounts.account(acct.id)
+
+    def order_and_authorizations(order_id: str) -> None:
+        if joined is not None:
+            joined(order_id)
+            return
+        order = orders.order(order_id)
+        assert order is not None
+        orders.authorizations(order.authz_ids)
+
+    def one(i: int) -> None:
+        name = Identifier(IdentifierType.DNS, f"r{i}.example.test")
+        authz_id, order_id, cert_id = f"a{i}", f"o{i}", f"c{i}"
+        chs = tuple(
+            records.ChallengeRecord(
+                f"{authz_id}{t}", authz_id, t, f"tok{i}{t}", ChallengeStatus.PENDING
+            )
+            for t in (ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01)
+        )
+        authz = records.AuthorizationRecord(
+            authz_id, acct.id, name, False, AuthorizationStatus.PENDING,
+            now + timedelta(days=7), chs,
+        )  # fmt: skip
+        order = records.OrderRecord(
+            order_id, acct.id, (name,), (authz_id,), now + timedelta(days=1), now
+        )
+        account()  # newOrder
+        orders.reusable_authorizations(acct.id, name, False, now)
+        orders.add_order(order, [authz])
+        account()  # the authorization
+        orders.authorization(authz_id)
+        account()  # the challenge, and its validation
+        http = chs[0].id
+        orders.challenge_and_authorization(http)
+        orders.start_challenge(http, now, "https://ca.example.test/acct/acct")
+        evidence = records.ValidationEvidence()
+        orders.finish_challenge(http, now, None, now + timedelta(days=30), evidence)
+        account()  # the poll
+        orders.authorization(authz_id)
+        account()  # the order, before finalize
+        order_and_authorizations(order_id)
+        account()  # finalize, its claim and the issued certificate
+        order_and_authorizations(order_id)
+        certificates.key_blocked("ab" * 32)
+        rec = records.CertificateRecord(
+            cert_id, f"{i:x}", order_id, acct.id, None, (name,),
+            now, now + timedelta(days=90), now,
+        )  # fmt: skip
+        with store.transaction() as c:
+            assert orders.claim_finalize(order_id, b"csr" * 100, now, rec, c)
+        assert certificates.record_issued(cert_id, order_id, "PEM" * 300)
+        account()  # the order's poll
+        order_and_authorizations(order_id)
+        account()  # the download
+        certificates.certificate(cert_id)
+
+    one(-1)  # first-use costs settle
+    start = time.process_time()
+    for i in range(certs):
+        one(i)
+    spent = time.process_time() - start
+    store.engine.dispose()
+    return spent / certs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--certs", type=int, default=200)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--split", action="store_true", help="time repositories, driver, pool")
+    parser.add_argument("--replay", type=int, default=0, help="the store's calls alone, N times")
     args = parser.parse_args()
+    if args.replay:
+        with tempfile.TemporaryDirectory(prefix="acmekit-store-bench-") as tmp:
+            for backend in args.backends.split(","):
+                with fresh_database(backend, Path(tmp), f"{backend}.db") as url:
+                    cpu = replay(url, args.replay)
+                print(
+                    f"{backend}: {args.replay} certificates replayed, {1e6 * cpu:.0f} µs CPU each"
+                )
+        return
     with tempfile.TemporaryDirectory(prefix="acmekit-store-bench-") as tmp:
-        asyncio.run(run(args.backends.split(","), args.certs, Path(tmp)))
+        asyncio.run(run(args.backends.split(","), args.certs, Path(tmp), args.split))
 
 
 if __name__ == "__main__":

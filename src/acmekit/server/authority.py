@@ -742,13 +742,16 @@ class Authority:
         )
         return OrderView(order, status, authzs)
 
-    def owned_order(self, account: AccountRecord, order_id: str) -> OrderRecord:
-        order = self.store.orders.order(order_id)
-        if order is None:
+    def owned_order_view(self, account: AccountRecord, order_id: str) -> OrderView:
+        """The account's order with its status (one statement reads it and its
+        authorizations)."""
+        found = self.store.orders.order_with_authorizations(order_id)
+        if found is None:
             raise not_found(f"no order {order_id}")
+        order, records = found
         if order.account_id != account.id:
             raise unauthorized("this order belongs to another account")
-        return order
+        return self.order_view(order, records)
 
     def owned_authz(self, account: AccountRecord, authz_id: str) -> AuthorizationRecord:
         authz = self.store.orders.authorization(authz_id)
@@ -1082,8 +1085,8 @@ class Authority:
     async def finalize(self, auth: Authenticated, order_id: str, account_uri: str) -> OrderView:
         """§7.4: check the CSR against the order, claim it once, issue."""
         account, payload = auth.require_account(), auth.payload
-        order = self.owned_order(account, order_id)
-        view = self.order_view(order)
+        view = self.owned_order_view(account, order_id)
+        order = view.record
         if view.status != OrderStatus.READY:
             raise problem(ProblemType.ORDER_NOT_READY, f"order is {view.status}, not ready")
         if not isinstance(payload, dict) or not isinstance(payload.get("csr"), str):

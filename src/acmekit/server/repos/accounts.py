@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from acmekit.database import from_us, to_us
 from acmekit.protocol.messages import AccountStatus
 from acmekit.server.records import AccountRecord, EabKey
-from acmekit.server.repos.base import Repository, cols, members, opt_time, row_type
+from acmekit.server.repos.base import Repository, cols, members, opt_time
 from acmekit.server.schema import (
     account_prior_keys,
     accounts,
@@ -21,7 +22,6 @@ from acmekit.server.schema import (
     used_nonces,
 )
 
-_AccountRow = row_type(accounts)
 _ACCOUNT_COLS = cols(accounts)
 _INSERT_NONCE = "INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)"
 _ACCOUNT_BY_ID = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?"
@@ -32,6 +32,22 @@ _ACCOUNT_BY_THUMBPRINT = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE thumbprint
 _REDEEM_AND_READ = f"WITH n AS ({_INSERT_NONCE}) SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?"
 
 _account_status = members(AccountStatus)
+
+
+# Every authenticated request reads its account, and decoding the row (two JSON texts, a
+# time, the record) costs more than SQLite's SELECT: rows seen before are decoded once.
+# Keyed by the whole row as read now, so what another process changed is a new row.
+@lru_cache(maxsize=1024)
+def _account_from(row: tuple[Any, ...]) -> AccountRecord:
+    return AccountRecord(
+        id=row[0],
+        thumbprint=row[1],
+        jwk=json.loads(row[2]),
+        contact=tuple(json.loads(row[3])),
+        status=_account_status(row[4]),
+        created=from_us(row[5]),
+        eab_kid=row[6],
+    )
 
 
 class AccountRepository(Repository):
@@ -97,33 +113,22 @@ class AccountRepository(Repository):
                     row = c.one(_ACCOUNT_BY_ID, (account_id,))
         except self._integrity:
             return False, None
-        return True, None if row is None else self._account(_AccountRow(*row))
+        return True, None if row is None else _account_from(row)
 
     def prune_nonces(self, issued_before: datetime) -> int:
         with self._tx() as c:
             res = c.execute(used_nonces.delete().where(used_nonces.c.issued < to_us(issued_before)))
             return int(res.rowcount)
 
-    def _account(self, row: Any) -> AccountRecord:
-        return AccountRecord(
-            id=row.id,
-            thumbprint=row.thumbprint,
-            jwk=json.loads(row.jwk),
-            contact=tuple(json.loads(row.contact)),
-            status=_account_status(row.status),
-            created=from_us(row.created),
-            eab_kid=row.eab_kid,
-        )
-
     def account(self, account_id: str) -> AccountRecord | None:
         with self._once() as c:
             row = c.one(_ACCOUNT_BY_ID, (account_id,))
-        return None if row is None else self._account(_AccountRow(*row))
+        return None if row is None else _account_from(row)
 
     def account_by_thumbprint(self, thumb: str) -> AccountRecord | None:
         with self._once() as c:
             row = c.one(_ACCOUNT_BY_THUMBPRINT, (thumb,))
-        return None if row is None else self._account(_AccountRow(*row))
+        return None if row is None else _account_from(row)
 
     def add_account(self, rec: AccountRecord) -> AccountRecord:
         """Insert; if another request registered the same key first, return that one."""

@@ -24,7 +24,7 @@ import json
 import threading
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -84,125 +84,270 @@ def json_or_none(text: str | None) -> dict[str, Any] | None:
 
 
 class Cursor:
-    """A DBAPI cursor that takes SQL written with ? placeholders."""
+    """A DBAPI cursor that takes SQL written with ? placeholders (the driver's own style
+    on SQLite; `_FormatCursor` translates for PostgreSQL)."""
 
-    __slots__ = ("_cur", "_sql")
+    __slots__ = ("_cur",)
 
-    def __init__(self, cur: Any, sql: Callable[[str], str]) -> None:
+    def __init__(self, cur: Any) -> None:
         self._cur = cur
-        self._sql = sql
 
     def run(self, text: str, params: Sequence[Any] = ()) -> int:
         """Execute; the number of rows changed."""
-        self._cur.execute(self._sql(text), params)
-        return int(self._cur.rowcount)
+        cur = self._cur
+        cur.execute(text, params)
+        return int(cur.rowcount)
 
     def many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._cur.executemany(self._sql(text), rows)
+        self._cur.executemany(text, rows)
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
-        self._cur.execute(self._sql(text), params)
-        return self._cur.fetchone()
+        cur = self._cur
+        cur.execute(text, params)
+        return cur.fetchone()
 
     def all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
-        self._cur.execute(self._sql(text), params)
-        return list(self._cur.fetchall())
+        cur = self._cur
+        cur.execute(text, params)
+        return list(cur.fetchall())
+
+
+class _FormatCursor(Cursor):
+    """For a driver whose placeholders are %s (psycopg): each text translated once."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self, cur: Any, texts: dict[str, str]) -> None:
+        super().__init__(cur)
+        self._texts = texts
+
+    def _sql(self, text: str) -> str:
+        found = self._texts.get(text)
+        if found is None:
+            found = self._texts[text] = text.replace("?", "%s")
+        return found
+
+    def run(self, text: str, params: Sequence[Any] = ()) -> int:
+        return super().run(self._sql(text), params)
+
+    def many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        super().many(self._sql(text), rows)
+
+    def one(self, text: str, params: Sequence[Any] = ()) -> Any:
+        return super().one(self._sql(text), params)
+
+    def all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        return super().all(self._sql(text), params)
+
+
+class _Held(threading.local):
+    """A thread's own connection: the pool's record of it, the driver's connection, the
+    pool generation it came from, and whether a block of this thread is using it."""
+
+    fairy: Any = None
+    dbapi: Any = None
+    cursor: Any = None  # PostgreSQL's: one a thread, reused (psycopg's are Python objects)
+    generation = -1
+    busy = False
+
+
+class _SqliteUse:
+    """A transaction (or a lone statement) on this thread's SQLite connection: committed
+    at the end of the block, rolled back if it raises. A class, not a generator: it runs
+    several times a request."""
+
+    __slots__ = ("_conn", "_cur", "_db")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def __enter__(self) -> Cursor:
+        conn = self._conn = self._db._sqlite_conn()
+        cur = self._cur = conn.cursor()
+        return Cursor(cur)
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        conn = self._conn
+        try:
+            if kind is None:
+                try:
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            else:
+                conn.rollback()
+        finally:
+            self._cur.close()
+
+
+class _PostgresUse:
+    """On this thread's PostgreSQL connection, kept in autocommit: a lone statement as
+    it is (one round trip), a transaction between BEGIN and COMMIT sent on the cursor.
+    While a block of this thread uses that connection, a nested block takes one from
+    the pool, so that it stays a transaction of its own as it always was."""
+
+    __slots__ = ("_cur", "_db", "_fairy", "_own", "_tx")
+
+    def __init__(self, db: Database, tx: bool) -> None:
+        self._db = db
+        self._tx = tx
+
+    def __enter__(self) -> Cursor:
+        db = self._db
+        held = db._local
+        if held.busy:  # nested: a pooled connection of its own
+            fairy: Any = db.engine.raw_connection()
+            self._fairy = fairy
+            self._own = True
+            dbapi = fairy.dbapi_connection
+            dbapi.autocommit = True
+            self._cur = dbapi.cursor()
+        else:
+            fairy = self._fairy = db._postgres_conn()
+            self._own = False
+            held.busy = True
+            self._cur = held.cursor
+        cur = self._cur
+        try:
+            if self._tx:
+                cur.execute("BEGIN")
+        except BaseException as exc:
+            self._release(exc)
+            raise
+        return _FormatCursor(cur, db._texts)
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        cur = self._cur
+        try:
+            if self._tx:
+                if kind is None:
+                    cur.execute("COMMIT")
+                else:
+                    self._quiet_rollback(cur)
+            if self._own:
+                cur.close()
+        except BaseException as failed:
+            if exc is None:  # the commit failed
+                self._quiet_rollback(cur)
+                self._release(failed)
+                raise
+        self._release(exc)
+
+    def _quiet_rollback(self, cur: Any) -> None:
+        """ROLLBACK, unless the connection is gone (then there is nothing to roll back)."""
+        with suppress(*UNAVAILABLE):
+            cur.execute("ROLLBACK")
+
+    def _release(self, exc: BaseException | None) -> None:
+        db, fairy = self._db, self._fairy
+        lost = isinstance(exc, UNAVAILABLE) and db._is_disconnect(fairy, exc)
+        if self._own:
+            if lost:
+                fairy.invalidate(exc)
+                db._renew_pool()
+            elif not fairy.dbapi_connection.closed:
+                fairy.dbapi_connection.autocommit = False
+            fairy.close()
+            return
+        db._local.busy = False
+        if lost:
+            db._drop_held()
+            db._renew_pool()
 
 
 class Database:
     """Short transactions over one engine, in SQLAlchemy Core (`tx`) or on the driver's
-    cursor (`raw`). All repositories of a store share one, and so its connections."""
+    cursor (`raw`, `once`). All repositories of a store share one, and so its connections.
+
+    The driver's path keeps one connection per thread, checked out of the pool once: a
+    checkout and checkin cost more than a short statement (SQLite: three times; on
+    PostgreSQL about 25 µs of SQLAlchemy's Python each way, docs/decisions.md). After a
+    disconnect (the server restarted) the pool is renewed and every thread's kept
+    connection is replaced at its next use."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._qmark = engine.dialect.paramstyle == "qmark"
         self._sqlite = engine.dialect.name == "sqlite"
-        self._local = threading.local()
+        self._local = _Held()
+        self._generation = 0
         self.integrity: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         self._texts: dict[str, str] = {}
+        if not self._sqlite:
+            sa.event.listen(engine, "engine_disposed", self._disposed)
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
 
-    @contextmanager
-    def raw(self) -> Iterator[Cursor]:
-        """One transaction through the driver's own cursor."""
-        held = self._held()
-        conn = held if held is not None else self.engine.raw_connection()
-        try:
-            cur = conn.cursor()
-            try:
-                yield Cursor(cur, self._sql)
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
-            finally:
-                cur.close()
-        except UNAVAILABLE as exc:
-            if held is None:
-                self._drop_if_lost(conn, exc)
-            raise
-        finally:
-            if held is None:
-                conn.close()
+    def raw(self) -> AbstractContextManager[Cursor]:
+        """One transaction through the driver's own cursor: committed when the block
+        ends, rolled back if it raises."""
+        if self._sqlite:
+            return _SqliteUse(self)
+        return _PostgresUse(self, tx=True)
 
-    @contextmanager
-    def once(self) -> Iterator[Cursor]:
+    def once(self) -> AbstractContextManager[Cursor]:
         """For one statement, atomic on its own (or reads that need no common snapshot):
         on PostgreSQL in autocommit, one round trip instead of three (psycopg sends
         BEGIN and COMMIT as round trips of their own); on SQLite the same as `raw`, whose
-        held connection commits without a round trip."""
+        kept connection commits without a round trip."""
         if self._sqlite:
-            with self.raw() as held:
-                yield held
-            return
-        conn = self.engine.raw_connection()
-        try:
-            dbapi = conn.dbapi_connection
-            assert dbapi is not None
-            dbapi.autocommit = True
-            cur = conn.cursor()
+            return _SqliteUse(self)
+        return _PostgresUse(self, tx=False)
+
+    def _sqlite_conn(self) -> Any:
+        """This thread's SQLite connection (the driver's), kept: SQLite's connections
+        live in this process and nothing renews them."""
+        held = self._local
+        if held.dbapi is None:
+            held.fairy = self.engine.raw_connection()
+            held.dbapi = held.fairy.dbapi_connection
+        return held.dbapi
+
+    def _postgres_conn(self) -> Any:
+        """This thread's PostgreSQL connection (the pool's record of it), in autocommit;
+        a new one if the pool was renewed since it was taken."""
+        held = self._local
+        if held.fairy is not None and held.generation != self._generation:
+            self._drop_held()
+        if held.fairy is None:
+            fairy: Any = self.engine.raw_connection()
             try:
-                yield Cursor(cur, self._sql)
-            finally:
-                cur.close()
-                if not dbapi.closed:  # a lost connection is dropped below, not reset
-                    dbapi.autocommit = False
-        except UNAVAILABLE as exc:
-            self._drop_if_lost(conn, exc)
-            raise
-        finally:
-            conn.close()
+                fairy.dbapi_connection.autocommit = True
+            except BaseException:
+                fairy.close()
+                raise
+            held.fairy, held.dbapi = fairy, fairy.dbapi_connection
+            held.cursor = held.dbapi.cursor()
+            held.generation = self._generation
+        return held.fairy
 
-    def _drop_if_lost(self, conn: Any, exc: Any) -> None:
-        """After a disconnect (the server restarted), drop this connection and every idle
-        one of the pool, which died with it: the next checkout connects afresh. This, not
-        a ping per checkout, is how the pool recovers (docs/decisions.md)."""
-        if self.engine.dialect.is_disconnect(exc, conn.dbapi_connection, None):
-            conn.invalidate(exc)
-            self.engine.dispose()
+    def _drop_held(self) -> None:
+        """Give this thread's kept connection up (closed: it may be dead or stale)."""
+        held = self._local
+        fairy, held.fairy, held.dbapi, held.cursor = held.fairy, None, None, None
+        if fairy is not None:
+            with suppress(*UNAVAILABLE):
+                fairy.invalidate()
 
-    def _held(self) -> Any:
-        """On SQLite, this thread's own connection, kept: a pool checkout costs three times
-        a short statement there (docs/decisions.md). PostgreSQL's come from the pool."""
-        if not self._sqlite:
-            return None
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self.engine.raw_connection()
-        return conn
+    def _is_disconnect(self, fairy: Any, exc: BaseException) -> bool:
+        dialect = self.engine.dialect
+        return bool(dialect.is_disconnect(exc, fairy.dbapi_connection, None))  # type: ignore[arg-type]
 
-    def _sql(self, text: str) -> str:
-        """`text` (written with ? placeholders) in the driver's parameter style."""
-        if self._qmark:
-            return text
-        found = self._texts.get(text)
-        if found is None:
-            found = self._texts[text] = text.replace("?", "%s")
-        return found
+    def _renew_pool(self) -> None:
+        """After a disconnect, drop every idle connection of the pool, which died with
+        it: the next checkout connects afresh. This, not a ping per checkout, is how the
+        pool recovers (docs/decisions.md)."""
+        self.engine.dispose()
+
+    def _disposed(self, _engine: Engine) -> None:
+        """The pool was renewed (a disconnect, or the store closing): every thread's kept
+        connection is replaced at its next use; this thread's, if idle, goes now."""
+        self._generation += 1
+        if not self._local.busy:
+            self._drop_held()
 
 
 class Repository:
@@ -217,3 +362,18 @@ class Repository:
         self._once = db.once
         self._postgres = not db._sqlite
         self._integrity = db.integrity
+
+    def _together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Writes that commit together, none reading what another writes. On PostgreSQL
+        one statement, each but the last a data-modifying WITH (all run, on one
+        snapshot), in autocommit: one round trip where a transaction takes one for
+        BEGIN, one a statement and one for COMMIT. On SQLite one transaction."""
+        if self._postgres and len(statements) > 1:
+            head = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+            params = [value for _, values in statements for value in values]
+            with self._once() as c:
+                c.run(f"WITH {head} {statements[-1][0]}", params)
+            return
+        with self._raw() as c:
+            for sql, values in statements:
+                c.run(sql, values)

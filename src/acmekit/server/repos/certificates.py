@@ -24,26 +24,50 @@ _CertificateRow = row_type(certificates)
 _CERTIFICATE_COLS = cols(certificates)
 _CERTIFICATE_BY_ID = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE id = ?"
 _CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE serial = ?"
+# PostgreSQL: the order completed and the certificate's PEM stored (or, when the order had
+# a certificate already, the serial abandoned) in one statement; the count says which.
+_RECORD_ISSUED = (
+    "WITH o AS (UPDATE orders SET certificate_id = ? WHERE id = ? AND certificate_id IS NULL "
+    "RETURNING id), c AS (UPDATE certificates SET "
+    "pem = CASE WHEN EXISTS (SELECT 1 FROM o) THEN ? ELSE pem END, "
+    "abandoned = CASE WHEN EXISTS (SELECT 1 FROM o) THEN abandoned ELSE ? END WHERE id = ?) "
+    "SELECT COUNT(*) FROM o"
+)
+
+
+_RESERVATION_COLUMNS = (
+    "certificates (id, serial, order_id, account_id, pem, identifiers, "
+    "not_before, not_after, issued, abandoned)"
+)
+_INSERT_RESERVATION = f"INSERT INTO {_RESERVATION_COLUMNS} VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)"
+# PostgreSQL: a finalize's claim (ready -> processing, once) and, only if it won, its
+# serial's reservation, in one statement; the count of claimed rows says who won.
+CLAIM_AND_RESERVE = (
+    "WITH o AS (UPDATE orders SET csr = ?, finalize_started = ? "
+    "WHERE id = ? AND finalize_started IS NULL AND error IS NULL RETURNING id), "
+    f"r AS (INSERT INTO {_RESERVATION_COLUMNS} "
+    "SELECT ?, ?, ?, ?, NULL, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM o)) "
+    "SELECT COUNT(*) FROM o"
+)
+
+
+def reservation_values(rec: CertificateRecord) -> tuple[Any, ...]:
+    return (
+        rec.id,
+        rec.serial,
+        rec.order_id,
+        rec.account_id,
+        ids_json(rec.identifiers),
+        to_us(rec.not_before),
+        to_us(rec.not_after),
+        to_us(rec.issued),
+        False,
+    )
 
 
 def insert_reservation(c: Cursor, rec: CertificateRecord) -> None:
     """The serial's row before signing (pem NULL): no signed certificate goes unrecorded."""
-    c.run(
-        "INSERT INTO certificates (id, serial, order_id, account_id, pem, identifiers, "
-        "not_before, not_after, issued, abandoned) "
-        "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
-        (
-            rec.id,
-            rec.serial,
-            rec.order_id,
-            rec.account_id,
-            ids_json(rec.identifiers),
-            to_us(rec.not_before),
-            to_us(rec.not_after),
-            to_us(rec.issued),
-            False,
-        ),
-    )
+    c.run(_INSERT_RESERVATION, reservation_values(rec))
 
 
 class CertificateRepository(Repository):
@@ -55,7 +79,12 @@ class CertificateRepository(Repository):
             insert_reservation(c, rec)
 
     def record_issued(self, cert_id: str, order_id: str, pem: str) -> bool:
-        """Store the signed PEM and complete the order in one transaction."""
+        """Store the signed PEM and complete the order in one transaction (on PostgreSQL
+        one statement); False, and the serial abandoned, if the order had another."""
+        if self._postgres:
+            with self._once() as c:
+                row = c.one(_RECORD_ISSUED, (cert_id, order_id, pem, True, cert_id))
+            return bool(row[0])
         with self._raw() as c:
             changed = c.run(
                 "UPDATE orders SET certificate_id = ? WHERE id = ? AND certificate_id IS NULL",

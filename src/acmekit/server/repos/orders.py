@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,14 +35,13 @@ from acmekit.server.repos.base import (
     marks,
     members,
     opt_time,
-    row_type,
 )
-from acmekit.server.repos.certificates import insert_reservation
+from acmekit.server.repos.certificates import (
+    CLAIM_AND_RESERVE,
+    insert_reservation,
+    reservation_values,
+)
 from acmekit.server.schema import authorizations, challenges, orders
-
-_OrderRow = row_type(orders)
-_AuthzRow = row_type(authorizations)
-_ChallengeRow = row_type(challenges)
 
 _ORDER_COLS = cols(orders)
 _CHALLENGE_COLS = cols(challenges)
@@ -93,10 +93,89 @@ _INSERT_ORDER = (
     "not_before, not_after, profile, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _ORDER_BY_ID = f"SELECT {_ORDER_COLS} FROM orders WHERE id = ?"
+_ORDER_WIDTH = len(orders.columns)
+# The order's row on each of its authorizations' rows (with their challenges), in the
+# order of `authz_ids` (a JSON array): SQLite's json_each and PostgreSQL's
+# json_array_elements_text give its elements with their positions.
+_ORDER_JOIN_TAIL = (
+    "LEFT JOIN authorizations a ON a.id = j.value "
+    "LEFT JOIN challenges c ON c.authz_id = a.id WHERE o.id = ? ORDER BY j.key"
+)
+_ORDER_WITH_AUTHZS = {
+    "sqlite": (
+        f"SELECT {cols(orders, 'o')}, {_AUTHZ_JOIN_COLS} FROM orders o "
+        f"LEFT JOIN json_each(o.authz_ids) j ON true {_ORDER_JOIN_TAIL}"
+    ),
+    "postgresql": (
+        f"SELECT {cols(orders, 'o')}, {_AUTHZ_JOIN_COLS} FROM orders o "
+        "LEFT JOIN LATERAL json_array_elements_text(CAST(o.authz_ids AS json)) "
+        f"WITH ORDINALITY AS j(value, key) ON true {_ORDER_JOIN_TAIL}"
+    ),
+}
 
 _authz_status = members(AuthorizationStatus)
 _challenge_status = members(ChallengeStatus)
 _challenge_type = members(ChallengeType)
+
+
+@lru_cache(maxsize=1024)
+def _order_from(row: tuple[Any, ...]) -> OrderRecord:
+    """An order from a row of `orders`' columns, in order (decoded once per distinct row,
+    as the authorizations below: finalize reads what the client's poll just read)."""
+    return OrderRecord(
+        id=row[0],
+        account_id=row[1],
+        identifiers=ids_load(row[2]),
+        authz_ids=tuple(json.loads(row[3])),
+        expires=from_us(row[4]),
+        created=from_us(row[5]),
+        not_before=opt_time(row[6]),
+        not_after=opt_time(row[7]),
+        profile=row[8],
+        replaces=row[9],
+        csr=row[10],
+        finalize_started=opt_time(row[11]),
+        error=json_or_none(row[12]),
+        certificate_id=row[13],
+    )
+
+
+# An authorization is read several times a certificate (its GET, the challenge, the polls,
+# finalize), and decoding its rows (times, JSON, a record per challenge) costs more than
+# SQLite's SELECT: rows seen before are decoded once. Keyed by the rows as read now, so a
+# change made by any process is a new key.
+@lru_cache(maxsize=2048)
+def _challenge_from(row: tuple[Any, ...]) -> ChallengeRecord:
+    """A challenge from a row of `challenges`' columns, in order."""
+    return ChallengeRecord(
+        id=row[0],
+        authz_id=row[1],
+        type=_challenge_type(row[2]),
+        token=row[3],
+        status=_challenge_status(row[4]),
+        validated=opt_time(row[5]),
+        error=json_or_none(row[7]),
+        started=opt_time(row[6]),
+        account_uri=row[8],
+    )
+
+
+@lru_cache(maxsize=1024)
+def _authorization_from(
+    head: tuple[Any, ...], chs: tuple[tuple[Any, ...], ...]
+) -> AuthorizationRecord:
+    """An authorization from a row of `authorizations`' columns and its challenges' rows."""
+    return AuthorizationRecord(
+        id=head[0],
+        account_id=head[1],
+        identifier=Identifier(identifier_type(head[2]), head[3]),
+        wildcard=bool(head[4]),
+        stored_status=_authz_status(head[5]),
+        expires=from_us(head[6]),
+        challenges=tuple(sorted((_challenge_from(c) for c in chs), key=lambda ch: ch.type)),
+        profile=head[7],
+        in_renewal=head[8] is not None,
+    )
 
 
 class OrderRepository(Repository):
@@ -107,44 +186,13 @@ class OrderRepository(Repository):
     ) -> None:
         """Store `authz`, made for an order of `profile` (None: the default profile)."""
         if c is None:
-            with self._raw() as cur:
-                self.add_authorization(authz, cur, profile)
+            self._together(_authorization_inserts(authz, profile))
             return
-        c.run(
-            _INSERT_AUTHZ,
-            (
-                authz.id,
-                authz.account_id,
-                str(authz.identifier.type),
-                authz.identifier.value,
-                authz.wildcard,
-                str(authz.stored_status),
-                to_us(authz.expires),
-                profile,
-            ),
-        )
-        if authz.challenges:  # one multi-row INSERT: one statement, one round trip
-            c.run(
-                _INSERT_CHALLENGES + ", ".join(["(?, ?, ?, ?, ?)"] * len(authz.challenges)),
-                [
-                    value
-                    for ch in authz.challenges
-                    for value in (ch.id, authz.id, str(ch.type), ch.token, str(ch.status))
-                ],
-            )
+        for sql, values in _authorization_inserts(authz, profile):
+            c.run(sql, values)
 
     def _challenge(self, row: Any) -> ChallengeRecord:
-        return ChallengeRecord(
-            id=row.id,
-            authz_id=row.authz_id,
-            type=_challenge_type(row.type),
-            token=row.token,
-            status=_challenge_status(row.status),
-            validated=opt_time(row.validated),
-            error=json_or_none(row.error),
-            started=opt_time(row.started),
-            account_uri=row.account_uri,
-        )
+        return _challenge_from(tuple(row))
 
     def authorizations(self, ids: Sequence[str]) -> list[AuthorizationRecord]:
         """The authorizations with these ids, in the order given (missing ones skipped)."""
@@ -155,31 +203,24 @@ class OrderRepository(Repository):
         by_id = {r.id: r for r in self._from_join(rows)}
         return [by_id[i] for i in ids if i in by_id]
 
-    def _from_join(self, rows: Sequence[Any]) -> list[AuthorizationRecord]:
-        """Authorizations from rows of `_AUTHZ_JOIN_COLS`, in the order they first appear."""
-        heads: dict[str, Any] = {}
-        chs: dict[str, list[ChallengeRecord]] = {}
+    def _from_join(self, rows: Sequence[Any], offset: int = 0) -> list[AuthorizationRecord]:
+        """Authorizations from rows of `_AUTHZ_JOIN_COLS` (from column `offset` on), in
+        the order they first appear; rows without an authorization are skipped."""
+        heads: dict[str, tuple[Any, ...]] = {}
+        chs: dict[str, list[tuple[Any, ...]]] = {}
+        seen: set[str] = set()
+        cut = offset + _AUTHZ_WIDTH
         for row in rows:
-            head = heads.get(row[0])
-            if head is None:
-                head = heads[row[0]] = _AuthzRow(*row[:_AUTHZ_WIDTH])
-            if row[_AUTHZ_WIDTH] is not None:
-                ch = self._challenge(_ChallengeRow(*row[_AUTHZ_WIDTH:]))
-                chs.setdefault(head.id, []).append(ch)
-        return [
-            AuthorizationRecord(
-                id=r.id,
-                account_id=r.account_id,
-                identifier=Identifier(identifier_type(r.identifier_type), r.identifier_value),
-                wildcard=bool(r.wildcard),
-                stored_status=_authz_status(r.stored_status),
-                expires=from_us(r.expires),
-                challenges=tuple(sorted(chs.get(r.id, []), key=lambda ch: ch.type)),
-                profile=r.profile,
-                in_renewal=r.renewal_order_id is not None,
-            )
-            for r in heads.values()
-        ]
+            authz_id = row[offset]
+            if authz_id is None:
+                continue
+            if authz_id not in heads:
+                heads[authz_id] = tuple(row[offset:cut])
+                chs[authz_id] = []
+            if row[cut] is not None and row[cut] not in seen:
+                seen.add(row[cut])  # an order naming one authorization twice joins it twice
+                chs[authz_id].append(tuple(row[cut:]))
+        return [_authorization_from(head, tuple(chs[i])) for i, head in heads.items()]
 
     def authorization(self, authz_id: str) -> AuthorizationRecord | None:
         found = self.authorizations([authz_id])
@@ -233,7 +274,7 @@ class OrderRepository(Repository):
     def challenge(self, challenge_id: str) -> ChallengeRecord | None:
         with self._once() as c:
             row = c.one(_CHALLENGE_BY_ID, (challenge_id,))
-        return None if row is None else self._challenge(_ChallengeRow(*row))
+        return None if row is None else _challenge_from(row)
 
     def challenge_and_authorization(
         self, challenge_id: str
@@ -289,14 +330,17 @@ class OrderRepository(Repository):
                 evidence.dnssec_dcv,
                 evidence.dnssec_caa,
             ]
-        with self._raw() as c:
-            if sets:
-                c.run(
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if sets:  # the authorization's row; the challenge's row below, not read here
+            statements.append(
+                (
                     f"UPDATE authorizations SET {', '.join(sets)} WHERE id = "
                     "(SELECT authz_id FROM challenges WHERE id = ?)",
                     (*values, challenge_id),
                 )
-            c.run(
+            )
+        statements.append(
+            (
                 "UPDATE challenges SET status = ?, validated = ?, error = ? "
                 "WHERE id = ? AND status = ?",
                 (
@@ -307,6 +351,8 @@ class OrderRepository(Repository):
                     str(ChallengeStatus.PROCESSING),
                 ),
             )
+        )
+        self._together(statements)
 
     def stale_challenges(self, started_before: datetime) -> list[ChallengeRecord]:
         """Challenges left processing by a process that stopped: recovery re-runs them."""
@@ -330,52 +376,43 @@ class OrderRepository(Repository):
             return bool(res.rowcount == 1)
 
     def add_order(self, order: OrderRecord, new_authzs: Sequence[AuthorizationRecord]) -> None:
+        """The order and its new authorizations, committed together."""
+        statements = [
+            w for authz in new_authzs for w in _authorization_inserts(authz, order.profile)
+        ]
+        statements.append((_INSERT_ORDER, _order_values(order)))
+        if order.replaces is None or not order.authz_ids:
+            self._together(statements)
+            return
+        # Marking reads the authorizations inserted before it: in sequence.
         with self._raw() as c:
-            for authz in new_authzs:
-                self.add_authorization(authz, c, order.profile)
+            for sql, values in statements:
+                c.run(sql, values)
             c.run(
-                _INSERT_ORDER,
-                (
-                    order.id,
-                    order.account_id,
-                    ids_json(order.identifiers),
-                    json.dumps(list(order.authz_ids)),
-                    to_us(order.expires),
-                    to_us(order.created),
-                    None if order.not_before is None else to_us(order.not_before),
-                    None if order.not_after is None else to_us(order.not_after),
-                    order.profile,
-                    order.replaces,
-                ),
+                _MARK_RENEWAL_AUTHZS + f"({marks(len(order.authz_ids))})",
+                (order.id, *order.authz_ids),
             )
-            if order.replaces is not None and order.authz_ids:
-                c.run(
-                    _MARK_RENEWAL_AUTHZS + f"({marks(len(order.authz_ids))})",
-                    (order.id, *order.authz_ids),
-                )
 
     def _order(self, row: Any) -> OrderRecord:
-        return OrderRecord(
-            id=row.id,
-            account_id=row.account_id,
-            identifiers=ids_load(row.identifiers),
-            authz_ids=tuple(json.loads(row.authz_ids)),
-            expires=from_us(row.expires),
-            created=from_us(row.created),
-            not_before=opt_time(row.not_before),
-            not_after=opt_time(row.not_after),
-            profile=row.profile,
-            replaces=row.replaces,
-            csr=row.csr,
-            finalize_started=opt_time(row.finalize_started),
-            error=json_or_none(row.error),
-            certificate_id=row.certificate_id,
-        )
+        return _order_from(tuple(row[:_ORDER_WIDTH]))
 
     def order(self, order_id: str) -> OrderRecord | None:
         with self._once() as c:
             row = c.one(_ORDER_BY_ID, (order_id,))
-        return None if row is None else self._order(_OrderRow(*row))
+        return None if row is None else _order_from(tuple(row))
+
+    def order_with_authorizations(
+        self, order_id: str
+    ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
+        """The order and its authorizations (in its order, missing ones skipped) in one
+        statement, where `order` and `authorizations` took two: a poll and finalize."""
+        with self._once() as c:
+            rows = c.all(_ORDER_WITH_AUTHZS[self._dialect], (order_id,))
+        if not rows:
+            return None
+        order = _order_from(tuple(rows[0][:_ORDER_WIDTH]))
+        by_id = {a.id: a for a in self._from_join(rows, _ORDER_WIDTH)}
+        return order, [by_id[i] for i in order.authz_ids if i in by_id]
 
     def account_orders(
         self, account_id: str, now: datetime, after: tuple[int, str] | None, limit: int
@@ -415,6 +452,11 @@ class OrderRepository(Repository):
         if within is None:
             with self._raw() as c:
                 return self.claim_finalize(order_id, csr, now, reservation, c)
+        if self._postgres and reservation is not None:
+            claimed = within.one(
+                CLAIM_AND_RESERVE, (csr, to_us(now), order_id, *reservation_values(reservation))
+            )
+            return bool(claimed[0] == 1)
         changed = within.run(
             "UPDATE orders SET csr = ?, finalize_started = ? "
             "WHERE id = ? AND finalize_started IS NULL AND error IS NULL",
@@ -494,3 +536,47 @@ class OrderRepository(Repository):
 def _flag(value: object) -> bool | None:
     """A nullable boolean column as read (SQLite gives 0/1)."""
     return None if value is None else bool(value)
+
+
+def _authorization_inserts(
+    authz: AuthorizationRecord, profile: str | None
+) -> list[tuple[str, Sequence[Any]]]:
+    """The authorization's row, and its challenges' in one multi-row INSERT."""
+    head = (
+        authz.id,
+        authz.account_id,
+        str(authz.identifier.type),
+        authz.identifier.value,
+        authz.wildcard,
+        str(authz.stored_status),
+        to_us(authz.expires),
+        profile,
+    )
+    statements: list[tuple[str, Sequence[Any]]] = [(_INSERT_AUTHZ, head)]
+    if authz.challenges:
+        statements.append(
+            (
+                _INSERT_CHALLENGES + ", ".join(["(?, ?, ?, ?, ?)"] * len(authz.challenges)),
+                [
+                    value
+                    for ch in authz.challenges
+                    for value in (ch.id, authz.id, str(ch.type), ch.token, str(ch.status))
+                ],
+            )
+        )
+    return statements
+
+
+def _order_values(order: OrderRecord) -> tuple[Any, ...]:
+    return (
+        order.id,
+        order.account_id,
+        ids_json(order.identifiers),
+        json.dumps(list(order.authz_ids)),
+        to_us(order.expires),
+        to_us(order.created),
+        None if order.not_before is None else to_us(order.not_before),
+        None if order.not_after is None else to_us(order.not_after),
+        order.profile,
+        order.replaces,
+    )
