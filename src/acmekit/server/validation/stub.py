@@ -27,7 +27,7 @@ import os
 import re
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
@@ -142,6 +142,12 @@ class _Channel(asyncio.DatagramProtocol):
             pass
         return ident
 
+    def retire(self) -> None:
+        """Take no more questions; close once the last one waiting is over."""
+        self.retired = True
+        if not self.waiting:
+            self.transport.close()
+
     def done_with(self, ident: int) -> None:
         """The question `ident` is over; a retired socket closes with its last question."""
         self.waiting.pop(ident, None)
@@ -149,10 +155,11 @@ class _Channel(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-def _expire(answer: asyncio.Future[bytes]) -> None:
-    """The stub's wait is over: its question goes to the full resolver."""
-    if not answer.done():
-        answer.set_exception(TimeoutError())
+def _expire(answers: list[asyncio.Future[bytes]]) -> None:
+    """The stub's wait is over: questions unanswered go to the full resolver."""
+    for answer in answers:
+        if not answer.done():
+            answer.set_exception(TimeoutError())
 
 
 class StubClient:
@@ -188,37 +195,65 @@ class StubClient:
         `qname` is absolute ("name."); `decode` turns one record's rdata into a value and
         raises ValueError when it cannot.
         """
-        try:
-            question = _question(qname, rdtype)
-        except _Unusual:
-            return None
-        loop = asyncio.get_running_loop()
-        try:
-            channel = await self._take(loop)
-        except OSError:
-            return None
-        ident = channel.new_ident()
-        answer: asyncio.Future[bytes] = loop.create_future()
-        channel.waiting[ident] = answer
-        try:
-            channel.transport.sendto(_HEADER.pack(ident, self._flags, 1, 0, 0, 0) + question)
-            timer = loop.call_later(wait, _expire, answer)
-            try:
-                data = await answer
-            finally:
-                timer.cancel()
-            return _read(data, question, qname, rdtype, decode)
-        except (_Unusual, ValueError, OSError, TimeoutError):
-            return None
-        finally:
-            channel.done_with(ident)
+        return (await self.ask_all((qname,), rdtype, decode, wait))[0]
 
-    async def _take(self, loop: asyncio.AbstractEventLoop) -> _Channel:
-        """The socket for the next question: a new one when the current one has served
-        `UDP_MAX_QUERIES` questions (it closes once its last answer is in)."""
+    async def ask_all(
+        self, qnames: Sequence[str], rdtype: int, decode: Callable[[bytes], T], wait: float
+    ) -> list[Reply[T] | None]:
+        """`ask` for each name, the questions sent at once on one socket and all waited
+        for within `wait`; the replies in the order of `qnames`. (For CAA's tree
+        climbing: one coroutine, where a task per name cost more than a question.)"""
+        questions: list[bytes | None] = []
+        for qname in qnames:
+            try:
+                questions.append(_question(qname, rdtype))
+            except _Unusual:
+                questions.append(None)
+        replies: list[Reply[T] | None] = [None] * len(questions)
+        count = sum(q is not None for q in questions)
+        if not count:
+            return replies
+        loop = asyncio.get_running_loop()
+        expires = loop.time() + wait  # opening a socket counts against the wait too
+        try:
+            channel = await self._take(loop, count)
+        except OSError:
+            return replies
+        sent: list[tuple[int, int, bytes, asyncio.Future[bytes]]] = []
+        for index, question in enumerate(questions):
+            if question is not None:
+                ident = channel.new_ident()
+                answer: asyncio.Future[bytes] = loop.create_future()
+                channel.waiting[ident] = answer
+                sent.append((index, ident, question, answer))
+        timer = loop.call_at(expires, _expire, [answer for *_, answer in sent])
+        try:
+            for _, ident, question, _ in sent:
+                channel.transport.sendto(_HEADER.pack(ident, self._flags, 1, 0, 0, 0) + question)
+            for index, _, question, answer in sent:
+                try:
+                    data = await answer
+                    replies[index] = _read(data, question, qnames[index], rdtype, decode)
+                except (_Unusual, ValueError, OSError, TimeoutError):
+                    pass  # None: left to the resolver
+        finally:
+            timer.cancel()
+            for _, ident, _, answer in sent:
+                if answer.done() and not answer.cancelled():
+                    answer.exception()  # retrieved: an answer left unread is no error
+                answer.cancel()
+                channel.done_with(ident)
+        return replies
+
+    async def _take(self, loop: asyncio.AbstractEventLoop, count: int) -> _Channel:
+        """The socket for the next `count` questions: a new one when the current one
+        would serve more than `UDP_MAX_QUERIES` (it closes once its last answer is in).
+        A batch larger than that gets a socket of its own."""
         if self._loop is not loop:  # sockets and locks belong to one event loop
             self._loop, self._channel, self._opening = loop, None, asyncio.Lock()
         channel = self._channel
+        if channel is not None and channel.asked and channel.asked + count > UDP_MAX_QUERIES:
+            channel.retire()
         if channel is None or channel.retired:
             async with self._opening:  # questions asked meanwhile wait for this socket
                 channel = self._channel
@@ -228,10 +263,9 @@ class StubClient:
                     )
                     channel.transport = transport
                     self._channel = channel
-        channel.asked += 1
+        channel.asked += count
         if channel.asked >= UDP_MAX_QUERIES:
-            channel.retired = True  # done_with closes it after this question
-            self._channel = None
+            channel.retired = True  # done_with closes it after these questions
         return channel
 
 
