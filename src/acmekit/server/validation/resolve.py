@@ -165,20 +165,21 @@ class DnsClient:
     ) -> tuple[tuple[str, ...] | None, str, bool]:
         """The values at the end of the answer's CNAME chain, or None and that chain's end;
         and whether the answer was authenticated (AD)."""
-        what = f"looking up {rdtype.name} for {qname.rstrip('.')}"
         lifetime = self._lifetime()
         decode = _DECODERS.get(rdtype)
         if self._stub is not None and decode is not None:
             loop = asyncio.get_running_loop()
             started = loop.time()
             reply = await self._stub.ask(qname, rdtype, decode, min(STUB_ATTEMPT, lifetime))
-            if reply is not None:
-                if reply.nxdomain:
-                    raise dns_problem(f"NXDOMAIN {what}")
+            if reply is not None and not reply.nxdomain:
                 return reply.values, reply.canonical, reply.authenticated
+            what = f"looking up {rdtype.name} for {qname.rstrip('.')}"  # only for problems
+            if reply is not None:
+                raise dns_problem(f"NXDOMAIN {what}")
             lifetime -= loop.time() - started
             if lifetime < 0.05:
                 raise dns_problem(f"query timed out {what}")
+        what = f"looking up {rdtype.name} for {qname.rstrip('.')}"
         try:
             # dnspython may overrun its lifetime a little; this bound does not.
             async with asyncio.timeout(lifetime):
