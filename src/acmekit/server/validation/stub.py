@@ -92,6 +92,7 @@ def stub_for(
 
 
 _IDENTS: list[int] = []
+os.register_at_fork(after_in_child=_IDENTS.clear)  # a child draws its own, never the parent's
 
 
 def _random_ident() -> int:
