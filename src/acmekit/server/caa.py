@@ -231,8 +231,31 @@ class CaaChecker:
         """
         base = _base_name(name)
         chain = _climb(base)
-        results = await asyncio.gather(*(self._lookup(n) for n in chain), return_exceptions=True)
-        for owner, result in zip(chain, results, strict=True):
+        end = asyncio.get_running_loop().time() + self._timeout
+        first = await self._first_answers(chain, end)
+        found: list[tuple[list[CaaRecord], bool] | BaseException] = []
+        for owner, reply in zip(chain, first, strict=True):
+            if reply is None or not _final(reply, owner):
+                # A failure or a CNAME: the chain from here goes the long way, at once.
+                rest = zip(chain[len(found) :], first[len(found) :], strict=True)
+                lookups = (self._lookup(name, answer, end) for name, answer in rest)
+                found += await asyncio.gather(*lookups, return_exceptions=True)
+                break
+            records = [CaaRecord(*fields) for fields in reply.values or ()]
+            found.append((records, reply.authenticated))
+            if records:
+                break
+        return self._relevant(base, chain, found)
+
+    def _relevant(
+        self,
+        base: str,
+        chain: list[str],
+        results: list[tuple[list[CaaRecord], bool] | BaseException],
+    ) -> tuple[str, list[CaaRecord]]:
+        """The first non-empty set of `results` (in the order of `chain`), unless a
+        lookup failed before it was reached."""
+        for owner, result in zip(chain, results, strict=False):
             if isinstance(result, _LOOKUP_FAILURES):
                 raise _lookup_failed(base, owner, result)
             if isinstance(result, BaseException):
@@ -240,10 +263,24 @@ class CaaChecker:
             records, secure = result
             # The answers the decision rests on: from `name` up to the set found.
             if self._dnssec is not DnssecMode.OFF:
+                state = "secure (AD)" if secure else "not authenticated"
+                log.info("DNSSEC: CAA %s answer is %s", owner, state)
                 note_answers(secure)
             if records:
                 return owner, records
         return base, []
+
+    async def _first_answers(
+        self, chain: list[str], end: float
+    ) -> list[Reply[tuple[int, str, str]] | None]:
+        """CAA at every name of `chain`, asked at once through the stub, in one coroutine
+        (a task per name cost more than its question); None where the stub had no answer
+        (a failure, an odd answer), which the resolver is then asked for."""
+        if self._stub is None:
+            return [None] * len(chain)
+        attempt = min(STUB_ATTEMPT, end - asyncio.get_running_loop().time())
+        qnames = [owner + "." for owner in chain]
+        return await self._stub.ask_all(qnames, dns.rdatatype.CAA, decode_caa, attempt)
 
     async def check(self, name: str, *, wildcard: bool, account_uri: str, method: str) -> None:
         """Raise a caa problem (403) unless CAA lets us issue for `name` (`*.name` if wildcard);
@@ -270,36 +307,41 @@ class CaaChecker:
             f"CAA record set for {owner} [{shown}] prevents issuance: {reason}",
         )
 
-    async def _lookup(self, owner: str) -> tuple[list[CaaRecord], bool]:
-        """CAA at `owner`, CNAMEs followed, and whether every answer was authenticated;
-        `_timeout` bounds the whole chain, not each hop, so answers that each come just
-        in time cannot add up."""
+    async def _lookup(
+        self, owner: str, first: Reply[tuple[int, str, str]] | None, end: float
+    ) -> tuple[list[CaaRecord], bool]:
+        """CAA at `owner`, CNAMEs followed, and whether every answer was authenticated.
+        `first` is the stub's answer at `owner` (None: it had none, so the resolver is
+        asked). `end` bounds the whole chain, not each hop, so answers that each come
+        just in time cannot add up."""
 
         secure: list[bool] = []
+        start = owner + "."
 
         async def ask(qname: str) -> tuple[tuple[tuple[int, str, str], ...] | None, str]:
-            reply = await self._ask(qname)
+            if qname == start and not secure:  # the first hop: the stub was asked already
+                reply = first if first is not None else await self._resolve(qname, end)
+            else:
+                reply = await self._ask(qname, end)
             secure.append(reply.authenticated)
             return ((), qname) if reply.nxdomain else (reply.values, reply.canonical)
 
-        async with asyncio.timeout(self._timeout):
-            found = await follow_cnames(ask, owner + ".")
-        authenticated = bool(secure) and all(secure)
-        if self._dnssec is not DnssecMode.OFF:
-            state = "secure (AD)" if authenticated else "not authenticated"
-            log.info("DNSSEC: CAA %s answer is %s", owner, state)
-        return [CaaRecord(*fields) for fields in found], authenticated
+        async with asyncio.timeout_at(end):
+            found = await follow_cnames(ask, start)
+        return [CaaRecord(*fields) for fields in found], bool(secure) and all(secure)
 
-    async def _ask(self, qname: str) -> Reply[tuple[int, str, str]]:
-        """CAA at `qname`: the stub's answer, else the resolver's; `_timeout` bounds both."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+    async def _ask(self, qname: str, end: float) -> Reply[tuple[int, str, str]]:
+        """CAA at `qname`: the stub's answer, else the resolver's, by loop time `end`."""
         if self._stub is not None:
-            attempt = min(STUB_ATTEMPT, self._timeout)
+            attempt = min(STUB_ATTEMPT, end - asyncio.get_running_loop().time())
             reply = await self._stub.ask(qname, dns.rdatatype.CAA, decode_caa, attempt)
             if reply is not None:
                 return reply
-        left = self._timeout - (loop.time() - started)
+        return await self._resolve(qname, end)
+
+    async def _resolve(self, qname: str, end: float) -> Reply[tuple[int, str, str]]:
+        """CAA at `qname` through dnspython's resolver, by loop time `end`."""
+        left = end - asyncio.get_running_loop().time()
         if left <= 0:
             raise TimeoutError
         async with asyncio.timeout(left):
@@ -315,6 +357,12 @@ class CaaChecker:
         if answer.rrset is not None:
             return Reply(False, tuple(_fields(rdata) for rdata in answer.rrset), qname, ad)
         return Reply(False, None, answer.canonical_name.to_text(), ad)
+
+
+def _final(reply: Reply[tuple[int, str, str]], owner: str) -> bool:
+    """Whether the stub's `reply` at `owner` ends the lookup there: NXDOMAIN, the
+    records, or none at the name itself (no CNAME to follow)."""
+    return reply.nxdomain or reply.values is not None or reply.canonical == owner + "."
 
 
 def _base_name(name: str) -> str:

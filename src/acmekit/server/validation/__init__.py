@@ -8,7 +8,8 @@ Each validation runs under one deadline (`timeout` seconds); every step checks i
 reports a timeout as the problem of that step (a silent resolver is `dns`, a silent web
 server `connection`). A Validator owns the costly shared pieces, made once: the DNS client
 and the TLS contexts (tls-alpn-01, and https redirect targets of http-01). It holds no
-connection between validations, so there is nothing to close.
+TCP connection between validations; the DNS stub keeps one UDP socket for its next few
+questions (`stub.py`), which closes when it has served them, so there is nothing to close.
 
 http-01: `http01.py` (§8.3); dns-01: `dns01.py` (§8.4); tls-alpn-01: `tlsalpn01.py`
 (RFC 8737); name resolution: `resolve.py`, over the lean UDP stub of `stub.py`; DNSSEC

@@ -165,20 +165,21 @@ class DnsClient:
     ) -> tuple[tuple[str, ...] | None, str, bool]:
         """The values at the end of the answer's CNAME chain, or None and that chain's end;
         and whether the answer was authenticated (AD)."""
-        what = f"looking up {rdtype.name} for {qname.rstrip('.')}"
         lifetime = self._lifetime()
         decode = _DECODERS.get(rdtype)
         if self._stub is not None and decode is not None:
             loop = asyncio.get_running_loop()
             started = loop.time()
             reply = await self._stub.ask(qname, rdtype, decode, min(STUB_ATTEMPT, lifetime))
-            if reply is not None:
-                if reply.nxdomain:
-                    raise dns_problem(f"NXDOMAIN {what}")
+            if reply is not None and not reply.nxdomain:
                 return reply.values, reply.canonical, reply.authenticated
+            what = f"looking up {rdtype.name} for {qname.rstrip('.')}"  # only for problems
+            if reply is not None:
+                raise dns_problem(f"NXDOMAIN {what}")
             lifetime -= loop.time() - started
             if lifetime < 0.05:
                 raise dns_problem(f"query timed out {what}")
+        what = f"looking up {rdtype.name} for {qname.rstrip('.')}"
         try:
             # dnspython may overrun its lifetime a little; this bound does not.
             async with asyncio.timeout(lifetime):
@@ -276,7 +277,9 @@ def permitted(policy: AddressPolicy, host: str, found: Addresses) -> Addresses:
     return Addresses(kept, found.ipv6_asked)
 
 
-def peer_refusal(policy: AddressPolicy, writer: asyncio.StreamWriter) -> str | None:
+def peer_refusal(
+    policy: AddressPolicy, writer: asyncio.StreamWriter | asyncio.BaseTransport
+) -> str | None:
     """Why the CA must not talk to the peer this socket is connected to (its
     getpeername), or None. A scope (`fe80::1%eth0`) is not part of the address."""
     peer = writer.get_extra_info("peername")
@@ -311,6 +314,38 @@ async def connect_checked(
         writer.transport.abort()
         raise
     return reader, writer
+
+
+async def open_checked(
+    policy: AddressPolicy,
+    host: str,
+    address: str,
+    port: int,
+    protocol: asyncio.Protocol,
+    *,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> asyncio.Transport:
+    """`connect_checked` for a protocol of the caller's (no stream objects): the same
+    judgement of the socket's peer, before a byte is sent and before the TLS handshake.
+    The transport returned delivers to `protocol` (over TLS, if `tls`)."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(lambda: protocol, address, port)
+    try:
+        why = peer_refusal(policy, transport)
+        if why is not None:
+            raise problem(ProblemType.CONNECTION, f"{host}: refusing the connection: {why}")
+        if tls is not None:
+            secured = await loop.start_tls(
+                transport, protocol, tls, server_hostname=server_hostname
+            )
+            if secured is None:  # the connection ended during the handshake
+                raise ConnectionResetError("the connection closed during the TLS handshake")
+            transport = secured
+    except BaseException:
+        transport.abort()
+        raise
+    return transport
 
 
 async def first_accepting(

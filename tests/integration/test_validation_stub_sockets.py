@@ -1,0 +1,120 @@
+"""The validation stub's shared UDP sockets, against a real resolver on loopback.
+
+Questions share a socket, at most UDP_MAX_QUERIES of them, then a new socket (a new
+source port) takes over; concurrent questions on one socket get their own answers,
+matched by message ID; an answer with an ID nobody waits for is ignored; a retired
+socket is closed once its last answer is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import cast
+
+import dns.message
+import dns.rdatatype
+import dns.rrset
+
+from acmekit.server.validation.stub import UDP_MAX_QUERIES, StubClient, decode_a
+
+
+def _address(qname: str) -> str:
+    """Each name its own address, so that a mixed-up answer shows."""
+    return f"192.0.2.{sum(qname.encode()) % 250 + 1}"
+
+
+class _Recorder(asyncio.DatagramProtocol):
+    """Answers A questions; records each query's source port. With `hold`, keeps the
+    first `hold` queries and answers them in reverse order, each preceded by a copy
+    whose ID is off by one."""
+
+    def __init__(self, hold: int = 0) -> None:
+        self.ports: list[int] = []
+        self.hold = hold
+        self.held: list[tuple[bytes, tuple[str, int]]] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.ports.append(addr[1])
+        query = dns.message.from_wire(data)
+        reply = dns.message.make_response(query)
+        qname = query.question[0].name.to_text()
+        reply.answer.append(dns.rrset.from_text(qname, 0, "IN", "A", _address(qname)))
+        if len(self.held) < self.hold:
+            self.held.append((reply.to_wire(), addr))
+            if len(self.held) == self.hold:
+                for wire, to in reversed(self.held):
+                    wrong = bytes([wire[0], wire[1] ^ 1]) + wire[2:]
+                    self.send(wrong, to)
+                    self.send(wire, to)
+            return
+        self.send(reply.to_wire(), addr)
+
+    def send(self, wire: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(wire, addr)
+
+
+@asynccontextmanager
+async def recorder(hold: int = 0) -> AsyncIterator[tuple[_Recorder, tuple[str, int]]]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: _Recorder(hold), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield protocol, ("127.0.0.1", transport.get_extra_info("sockname")[1])
+    finally:
+        transport.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_socket_serves_at_most_udp_max_queries_questions() -> None:
+    async with recorder() as (server, address):
+        stub = StubClient(address)
+        before = _open_fds()
+        asked = 3 * UDP_MAX_QUERIES + 1
+        for i in range(asked):
+            name = f"n{i}.test."
+            reply = await stub.ask(name, dns.rdatatype.A, decode_a, 2.0)
+            assert reply is not None and reply.values == (_address(name),)
+        assert len(server.ports) == asked
+        counts = {port: server.ports.count(port) for port in server.ports}
+        assert len(counts) == 4
+        assert max(counts.values()) == UDP_MAX_QUERIES
+        # Each port's questions came one after another, then it was never used again.
+        firsts = sorted(server.ports.index(port) for port in counts)
+        assert firsts == [0, UDP_MAX_QUERIES, 2 * UDP_MAX_QUERIES, 3 * UDP_MAX_QUERIES]
+        assert _open_fds() <= before + 1  # the retired sockets were closed
+
+
+async def test_concurrent_questions_get_their_own_answers() -> None:
+    names = [f"c{i}.example.test." for i in range(8)]
+    async with recorder(hold=len(names)) as (server, address):
+        stub = StubClient(address)
+        replies = await asyncio.gather(
+            *(stub.ask(name, dns.rdatatype.A, decode_a, 2.0) for name in names)
+        )
+        for name, reply in zip(names, replies, strict=True):
+            assert reply is not None and reply.values == (_address(name),)
+        assert len(set(server.ports)) == 1  # all in flight on one socket
+
+
+async def test_a_silent_server_leaves_the_question_to_the_resolver() -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        stub = StubClient(("127.0.0.1", transport.get_extra_info("sockname")[1]))
+        assert await stub.ask("quiet.test.", dns.rdatatype.A, decode_a, 0.2) is None
+    finally:
+        transport.close()
