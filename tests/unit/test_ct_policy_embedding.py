@@ -170,18 +170,18 @@ def test_the_precertificate_signed_from_its_linted_copy_is_the_builders(
 ) -> None:
     issuer, builder = issuer_and_builder
     caplog.set_level(logging.WARNING, logger="acmekit.server.ca")
-    precert, warned = precertificate(builder, issuer, Linter())
+    precert, linted = precertificate(builder, issuer, Linter())
     built = sign_builder(precertificate_builder(builder), issuer)
     assert precert.tbs_certificate_bytes == built.tbs_certificate_bytes
     assert precert.signature_algorithm_oid == built.signature_algorithm_oid
     precert.verify_directly_issued_by(issuer.intermediate_cert)
     # The profile's subject CN and SKI draw pkilint warnings, logged once: the final
     # certificate has the same ones and does not log them again.
-    assert warned and all(code.startswith("cabf.") for code, _ in warned)
+    assert linted.warnings and all(code.startswith("cabf.") for code, _ in linted.warnings)
     assert len([r for r in caplog.records if "lint warnings" in r.message]) == 1
     key, _ = _log("a", "op1")
     entry = ct.SignedEntry.precert(ct.precert_entry(precert, issuer.intermediate_cert))
-    final = final_certificate(precert, [ct.sign_sct(key, 1, entry)], issuer, Linter(), warned)
+    final = final_certificate(precert, [ct.sign_sct(key, 1, entry)], issuer, Linter(), linted)
     final.verify_directly_issued_by(issuer.intermediate_cert)
     assert len([r for r in caplog.records if "lint warnings" in r.message]) == 1
     final_certificate(precert, [ct.sign_sct(key, 1, entry)], issuer, Linter())

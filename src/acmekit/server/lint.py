@@ -43,6 +43,7 @@ validator tree is thread safe.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -58,9 +59,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
+from acmekit.protocol.ct import POISON_OID_DER, SCT_LIST_OID_DER, CtError, TbsParts
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 from acmekit.server.config import LintSettings, ServerConfig
-from acmekit.server.signing import ExternalKey, sign_certificate, throwaway_like
+from acmekit.server.signing import ExternalKey, sign_certificate, signed_parts, throwaway_like
 from acmekit.server.validation.reserved import IPNetwork, parse_networks
 
 log = logging.getLogger(__name__)
@@ -403,6 +405,158 @@ def lint_certificate_der(der: bytes, ignored: Iterable[str] = (), precert: bool 
     return _findings(results, frozenset(ignored))
 
 
+# ---------------------------------------------------------------------------------------
+# The final certificate's lint from its precertificate's decoded document (RFC 6962 §3.3)
+
+
+class Decoded:
+    """A precertificate's lint copy and pkilint's decoded document of it, kept for the
+    final certificate's lint and used by it at most once (`document_for` makes the
+    precertificate's document into the final certificate's, in place).
+
+    Why this is the final certificate's document: the final certificate's TBS is the
+    precertificate's with one Extension replaced, the poison by the SCT list at the same
+    position (ct.final_tbs), and its lint copy carries the same signatureAlgorithm and
+    signature bytes; `document_for` checks exactly that on the two DERs before anything
+    is reused. DER decoding is compositional (a SEQUENCE's value is its components'
+    values, each decoded from its own TLV), so decoding the final certificate gives the
+    precertificate's value with that one Extension replaced, which is what is built
+    here: the new Extension decoded, set at its position in the pyasn1 value and given a
+    new node subtree. Everything else pkilint keeps on a document is a decoded child that
+    its decoding validators append under a node (`document.decode_substrate`, which
+    leaves a node that has one alone): a function of that node's own bytes, which are
+    the same in both certificates, and the new Extension's node has none yet; and the
+    document's cached properties, dropped here. Then the final certificate's validators,
+    all of them, run over the whole document as on a freshly decoded one: the same
+    findings in the same order (tests/unit/test_lint_final_reuse.py), without decoding
+    the certificate, building its node tree and decoding each extension value again."""
+
+    def __init__(self, der: bytes, document: Any) -> None:
+        self.der = der
+        self._document: Any = document
+        self._taken = threading.Lock()
+
+    @property
+    def signature(self) -> bytes:
+        """The lint copy's signature bytes: the final certificate's lint copy carries
+        them too (no lint reads them; `document_for` wants them equal)."""
+        return signed_parts(self.der)[2]
+
+    def document_for(self, final_der: bytes) -> Any:
+        """The precertificate's document, made the final certificate's `final_der`; None
+        (lint it afresh) unless the two differ only by the poison's Extension replaced by
+        the SCT list's at the same position, or once the document was used already."""
+        position = _swapped_extension(self.der, final_der)
+        if position is None or not self._taken.acquire(blocking=False):
+            return None
+        doc, self._document = self._document, None
+        index, extension_der = position
+        try:
+            extension, rest = _plain_decode_der(extension_der, asn1Spec=_extension_spec())
+        except Exception:  # pyasn1's errors: the fresh lint reports the encoding
+            return None
+        if rest:
+            return None
+        _replace_extension(doc, index, extension)
+        doc.substrate = final_der
+        for name in _cached_properties(type(doc)):
+            doc.__dict__.pop(name, None)
+        return doc
+
+
+def _swapped_extension(pre_der: bytes, final_der: bytes) -> tuple[int, bytes] | None:
+    """(position, the final certificate's Extension DER) when `final_der` is `pre_der`
+    with its poison Extension replaced by an SCT list Extension at the same position and
+    nothing else changed, to the byte (RFC 6962 §3.1, §3.3); None otherwise."""
+    try:
+        pre_tbs, pre_alg, pre_sig = signed_parts(pre_der)
+        fin_tbs, fin_alg, fin_sig = signed_parts(final_der)
+        pre, fin = TbsParts.parse(pre_tbs), TbsParts.parse(fin_tbs)
+    except (ValueError, CtError):
+        return None
+    if (pre_alg, pre_sig, pre.before, pre.after) != (fin_alg, fin_sig, fin.before, fin.after):
+        return None
+    if len(pre.extensions) != len(fin.extensions):
+        return None
+    pairs = enumerate(zip(pre.extensions, fin.extensions, strict=True))
+    changed = [i for i, (old, new) in pairs if old != new]
+    if len(changed) != 1:
+        return None
+    index = changed[0]
+    (pre_oid, _), (fin_oid, fin_ext) = pre.extensions[index], fin.extensions[index]
+    if pre_oid != POISON_OID_DER or fin_oid != SCT_LIST_OID_DER:
+        return None
+    return index, fin_ext
+
+
+def _plain_decode_der(substrate: bytes, asn1Spec: Any) -> tuple[Any, bytes]:
+    from pyasn1_fasder import decode_der  # type: ignore[import-untyped]
+
+    return decode_der(substrate, asn1Spec=asn1Spec)  # type: ignore[no-any-return]
+
+
+def _extension_spec() -> Any:
+    from pyasn1_alt_modules import rfc5280
+
+    return rfc5280.Extension()
+
+
+def _replace_extension(doc: Any, index: int, extension: Any) -> None:
+    """Extension `index` of `doc` replaced by `extension` (a decoded rfc5280.Extension):
+    in the pyasn1 value the validators read through `node.pdu`, and as a new node
+    subtree (no decoded children yet, as in a fresh document)."""
+    from pkilint.document import PDUNode
+
+    extensions = doc.root.children["tbsCertificate"].children["extensions"]
+    extensions.pdu.setComponentByPosition(index, extension)
+    name = str(index)
+    extensions.children[name] = PDUNode(doc, name, extensions.pdu[index], extensions)
+
+
+_cached_names: dict[type, tuple[str, ...]] = {}
+
+
+def _cached_properties(cls: type) -> tuple[str, ...]:
+    """The names of a document class's cached properties (pkilint's `is_ca`,
+    `cryptography_object`, ..., and our validity times)."""
+    names = _cached_names.get(cls)
+    if names is None:
+        names = _cached_names[cls] = tuple(
+            name
+            for klass in cls.__mro__
+            for name, value in vars(klass).items()
+            if isinstance(value, functools.cached_property)
+        )
+    return names
+
+
+def lint_final_der(der: bytes, decoded: Decoded | None, ignored: Iterable[str] = ()) -> Report:
+    """pkilint's findings for the final certificate `der` (DV subscriber), as
+    `lint_certificate_der` gives them, from its precertificate's `decoded` document
+    where that is the final certificate's (Decoded); else decoded afresh."""
+    from pkilint import finding_filter
+
+    container, filters = _certificate_validator(precert=False)
+    with _running:
+        doc = decoded.document_for(der) if decoded is not None else None
+        if doc is None:
+            doc = _certificate_loader().load_der_document(der, "tbs")
+        results, _ = finding_filter.filter_results(filters, container.validate(doc.root))
+    return _findings(results, frozenset(ignored))
+
+
+def lint_precertificate_der(der: bytes, ignored: Iterable[str] = ()) -> tuple[Report, Decoded]:
+    """`lint_certificate_der(der, precert=True)`, and the decoded document kept for
+    the final certificate's lint (lint_final_der)."""
+    from pkilint import finding_filter
+
+    container, filters = _certificate_validator(precert=True)
+    doc = _certificate_loader().load_der_document(der, "tbs")
+    with _running:
+        results, _ = finding_filter.filter_results(filters, container.validate(doc.root))
+    return _findings(results, frozenset(ignored)), Decoded(der, doc)
+
+
 def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
     """pkilint's RFC 5280 and CA/Browser Forum findings for a CRL."""
     from pkilint import loader
@@ -547,7 +701,19 @@ class Linter:
 
     def lint(self, der: bytes, precert: bool = False) -> Report:
         """The findings for a certificate's DER, less the ignored and the allowed ones."""
-        report = lint_certificate_der(der, self.ignored, precert)
+        return self._judged(lint_certificate_der(der, self.ignored, precert))
+
+    def lint_precertificate(self, der: bytes) -> tuple[Report, Decoded]:
+        """`lint(der, precert=True)`, and its decoded document for `lint_final`."""
+        report, decoded = lint_precertificate_der(der, self.ignored)
+        return self._judged(report), decoded
+
+    def lint_final(self, der: bytes, decoded: Decoded | None) -> Report:
+        """`lint(der)` for a final certificate, from its precertificate's `decoded`
+        document where that is the final certificate's (lint.Decoded)."""
+        return self._judged(lint_final_der(der, decoded, self.ignored))
+
+    def _judged(self, report: Report) -> Report:
         kept = (f for f in report.findings if not self._allowed(f))
         return Report(tuple(self._promoted(f) for f in kept))
 
