@@ -53,7 +53,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from acmekit.files import atomic_write
 from acmekit.protocol import ct
 from acmekit.protocol.messages import Identifier, IdentifierType
-from acmekit.server.lint import Decoded, Linter, LintMismatch, LintRefused, Report
+from acmekit.server.lint import Decoded, Linter, LintMismatch, LintRefused, Report, log_warnings
 from acmekit.server.signing import (
     ExternalKey,
     ExternalPublicKey,
@@ -444,12 +444,12 @@ def final_certificate(
 
 
 def _judge(report: Report, serial: int, known: Warnings) -> Warnings:
-    """LintRefused unless `report` passes; its warnings not in `known` are logged (as
-    Linter.sign does), all of them returned."""
-    fresh = [f for f in report.warnings if (f.code, f.message) not in known]
+    """LintRefused unless `report` passes; its warnings not in `known` are logged as
+    Linter.sign logs them (lint.log_warnings: at WARNING the first time a code is seen),
+    all of them returned."""
+    fresh = tuple(f for f in report.warnings if (f.code, f.message) not in known)
     if fresh:
-        shown = "; ".join(str(f) for f in fresh)
-        log.warning("lint warnings for serial %x: %s", serial, shown)
+        log_warnings(format(serial, "x"), fresh)
     if report.errors:
         shown = "; ".join(str(f) for f in report.errors)
         log.error("lint refused serial %x: %s", serial, shown)

@@ -12,7 +12,7 @@ How it works:
   pkilint: RFC 5280 and the TLS Baseline Requirements, including the SC-081 schedule
   of maximum validity periods). Any ERROR or FATAL finding refuses issuance with a
   `serverInternal` problem naming the lint, and is logged; a WARNING finding is logged
-  the first time its code is seen, at debug after that (`_log_warnings`).
+  the first time its code is seen, at debug after that (`log_warnings`).
   The real key is never used on a certificate that failed.
 - After the real signature, the final TBSCertificate must equal the linted one byte for
   byte; if not, the certificate is dropped (Boulder's correspondence check), so what is
@@ -431,8 +431,9 @@ class Decoded:
     findings in the same order (tests/unit/test_lint_final_reuse.py), without decoding
     the certificate, building its node tree and decoding each extension value again."""
 
-    def __init__(self, der: bytes, document: Any) -> None:
+    def __init__(self, der: bytes, document: Any, decoding_clean: bool = False) -> None:
         self.der = der
+        self.decoding_clean = decoding_clean  # pkilint's decoders found nothing in it
         self._document: Any = document
         self._taken = threading.Lock()
 
@@ -442,10 +443,11 @@ class Decoded:
         them too (no lint reads them; `document_for` wants them equal)."""
         return signed_parts(self.der)[2]
 
-    def document_for(self, final_der: bytes) -> Any:
-        """The precertificate's document, made the final certificate's `final_der`; None
-        (lint it afresh) unless the two differ only by the poison's Extension replaced by
-        the SCT list's at the same position, or once the document was used already."""
+    def document_for(self, final_der: bytes) -> tuple[Any, int] | None:
+        """The precertificate's document, made the final certificate's `final_der`, and
+        the position of the Extension replaced; None (lint it afresh) unless the two
+        differ only by the poison's Extension replaced by the SCT list's at the same
+        position, or once the document was used already."""
         position = _swapped_extension(self.der, final_der)
         if position is None or not self._taken.acquire(blocking=False):
             return None
@@ -461,7 +463,7 @@ class Decoded:
         doc.substrate = final_der
         for name in _cached_properties(type(doc)):
             doc.__dict__.pop(name, None)
-        return doc
+        return doc, index
 
 
 def _swapped_extension(pre_der: bytes, final_der: bytes) -> tuple[int, bytes] | None:
@@ -530,31 +532,87 @@ def _cached_properties(cls: type) -> tuple[str, ...]:
     return names
 
 
+def _decoding_part(container: Any) -> tuple[Any, Any, frozenset[int]] | None:
+    """pkilint's certificate container is [decoding container (path "certificate"),
+    validators...] (`create_pkix_certificate_validator_container`): (the decoding
+    container, a container of the rest, the ids of every validator under the decoding
+    container); None if the tree is not built that way."""
+    from pkilint.validation import ValidatorContainer
+
+    first, *rest = container.validators
+    if not isinstance(first, ValidatorContainer) or getattr(first, "_path", None) != "certificate":
+        return None
+    others = ValidatorContainer(validators=rest)
+    _index(others)
+    ids: set[int] = set()
+
+    def collect(v: Any) -> None:
+        ids.add(id(v))
+        for child in getattr(v, "validators", ()):
+            collect(child)
+
+    collect(first)
+    return first, others, frozenset(ids)
+
+
+def _split(precert: bool) -> tuple[Any, Any, frozenset[int]] | None:
+    container, _ = _certificate_validator(precert)
+    name = f"split-{precert}"
+    with _lock:
+        if name not in _validators:
+            _validators[name] = _decoding_part(container)
+        found: tuple[Any, Any, frozenset[int]] | None = _validators[name]
+        return found
+
+
 def lint_final_der(der: bytes, decoded: Decoded | None, ignored: Iterable[str] = ()) -> Report:
     """pkilint's findings for the final certificate `der` (DV subscriber), as
     `lint_certificate_der` gives them, from its precertificate's `decoded` document
-    where that is the final certificate's (Decoded); else decoded afresh."""
+    where that is the final certificate's (Decoded); else decoded afresh.
+
+    With the document reused, pkilint's decoding validators run only on the new SCT
+    list Extension when they found nothing in the precertificate: everywhere else they
+    would meet the same bytes already decoded (`document.decode_substrate` leaves a node
+    that has a decoded child alone), so they would again find nothing; and the decoding
+    container comes first in pkilint's tree and matches only at the root, so its
+    findings come first either way. The other validators all run on the whole document."""
     from pkilint import finding_filter
 
     container, filters = _certificate_validator(precert=False)
+    split = _split(precert=False)
     with _running:
-        doc = decoded.document_for(der) if decoded is not None else None
-        if doc is None:
+        reused = decoded.document_for(der) if decoded is not None else None
+        if reused is None:
             doc = _certificate_loader().load_der_document(der, "tbs")
-        results, _ = finding_filter.filter_results(filters, container.validate(doc.root))
+            results = container.validate(doc.root)
+        elif split is None or decoded is None or not decoded.decoding_clean:
+            results = container.validate(reused[0].root)
+        else:
+            doc, index = reused
+            decoding, others, _ = split
+            extensions = doc.root.children["tbsCertificate"].children["extensions"]
+            results = decoding.validate(extensions.children[str(index)])
+            results += others.validate(doc.root)
+        results, _ = finding_filter.filter_results(filters, results)
     return _findings(results, frozenset(ignored))
 
 
 def lint_precertificate_der(der: bytes, ignored: Iterable[str] = ()) -> tuple[Report, Decoded]:
     """`lint_certificate_der(der, precert=True)`, and the decoded document kept for
-    the final certificate's lint (lint_final_der)."""
+    the final certificate's lint (lint_final_der), with whether pkilint's decoding
+    validators found nothing in it."""
     from pkilint import finding_filter
 
     container, filters = _certificate_validator(precert=True)
+    split = _split(precert=True)
     doc = _certificate_loader().load_der_document(der, "tbs")
     with _running:
-        results, _ = finding_filter.filter_results(filters, container.validate(doc.root))
-    return _findings(results, frozenset(ignored)), Decoded(der, doc)
+        raw = container.validate(doc.root)
+        results, _ = finding_filter.filter_results(filters, raw)
+    clean = split is not None and not any(
+        r.finding_descriptions for r in raw if id(r.validator) in split[2]
+    )
+    return _findings(results, frozenset(ignored)), Decoded(der, doc, clean)
 
 
 def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
@@ -632,7 +690,7 @@ _warned: dict[str, int] = {}  # warning code: how many certificates had it
 _warned_lock = threading.Lock()
 
 
-def _log_warnings(serial: str, warnings: tuple[Finding, ...]) -> None:
+def log_warnings(serial: str, warnings: tuple[Finding, ...]) -> None:
     """Log a lint warning at WARNING the first time its code is seen in this process,
     and at DEBUG after that with the running count: every certificate of a profile
     shares the profile's warnings, and logging them all again each time cost a few
@@ -730,7 +788,7 @@ class Linter:
         report = self.lint(copy.public_bytes(serialization.Encoding.DER), precert)
         serial = format(copy.serial_number, "x")
         if report.warnings:
-            _log_warnings(serial, report.warnings)
+            log_warnings(serial, report.warnings)
         if report.errors:
             shown = "; ".join(str(f) for f in report.errors)
             log.error("lint refused serial %s: %s", serial, shown)
