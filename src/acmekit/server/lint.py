@@ -30,6 +30,14 @@ How it works:
   compares them with plain pkilint's), for 0.7-0.8 of the indexed walk's CPU
   (docs/decisions.md, "Lint CPU per certificate").
 
+- With CT on, the final certificate is linted from its precertificate's decoded document
+  (`Decoded`, `lint_final_der`): the two TBSs differ only by the poison's Extension
+  replaced by the SCT list's (checked on the DERs first), so the precertificate's
+  document, with that Extension replaced, is the final certificate's; every validator of
+  the final certificate's rules then runs on it, for the same findings as a fresh lint
+  (tests/unit/test_lint_final_reuse.py) at a little over half its CPU
+  (docs/decisions.md, "The final certificate's lint from its precertificate's document").
+
 CRLs are linted with pkilint's RFC 5280 and CA/Browser Forum CRL rules (`Linter.crl`),
 after signing: a CRL is no statement about a subscriber, and a shard left past its
 nextUpdate would be worse than one with a finding, so findings are logged and the CRL
