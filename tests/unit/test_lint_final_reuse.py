@@ -180,3 +180,24 @@ def test_the_ca_refuses_a_final_certificate_whose_sct_list_fails_its_lint(issuer
     final_certificate(precert, scts, issuer, linter, linted).verify_directly_issued_by(
         issuer.intermediate_cert
     )
+
+
+def test_a_rebuilt_validator_tree_still_finds_the_precertificates_decoding_failures(
+    issuer: Issuer,
+) -> None:
+    """Whether pkilint's decoders found something in the precertificate is judged by the
+    tree that linted it, also after that tree was built again."""
+    from acmekit.server import lint
+
+    for name in ("precertificate", "certificate"):
+        lint_precertificate_der(lint_copy(issuer, precertificate_builder(leaf(issuer, "a.test"))))
+        with lint._lock:
+            lint._validators.pop(name, None)
+    pre_der = lint_copy(issuer, precertificate_builder(CASES["no eku"](issuer)))
+    tbs = x509.load_der_x509_certificate(pre_der).tbs_certificate_bytes
+    final_der = final_copy(pre_der, ct.final_tbs(tbs, scts_for(pre_der, issuer)))
+    _, decoded = lint_precertificate_der(pre_der)
+    assert not decoded.decoding_clean  # the empty EKU does not decode
+    report = lint_final_der(final_der, decoded)
+    assert findings(report) == findings(lint_certificate_der(final_der))
+    assert "itu.invalid_asn1_syntax" in [f.code for f in report.errors]

@@ -564,12 +564,13 @@ def _decoding_part(container: Any) -> tuple[Any, Any, frozenset[int]] | None:
 
 
 def _split(precert: bool) -> tuple[Any, Any, frozenset[int]] | None:
+    """`_decoding_part` of the current tree (made again if the tree was)."""
     container, _ = _certificate_validator(precert)
     name = f"split-{precert}"
     with _lock:
-        if name not in _validators:
-            _validators[name] = _decoding_part(container)
-        found: tuple[Any, Any, frozenset[int]] | None = _validators[name]
+        found: tuple[Any, Any, frozenset[int]] | None = _validators.get(name)
+        if found is None or found[0] is not container.validators[0]:
+            found = _validators[name] = _decoding_part(container)
         return found
 
 
