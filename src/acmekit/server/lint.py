@@ -568,10 +568,10 @@ def _split(precert: bool) -> tuple[Any, Any, frozenset[int]] | None:
     container, _ = _certificate_validator(precert)
     name = f"split-{precert}"
     with _lock:
-        found: tuple[Any, Any, frozenset[int]] | None = _validators.get(name)
+        found: tuple[Any, tuple[Any, Any, frozenset[int]] | None] | None = _validators.get(name)
         if found is None or found[0] is not container.validators[0]:
-            found = _validators[name] = _decoding_part(container)
-        return found
+            found = _validators[name] = (container.validators[0], _decoding_part(container))
+        return found[1]
 
 
 def lint_final_der(der: bytes, decoded: Decoded | None, ignored: Iterable[str] = ()) -> Report:
