@@ -80,7 +80,7 @@ def der(cert: x509.Certificate) -> bytes:
 def test_the_default_shape_has_no_errors_and_two_logged_warnings(
     issuer: Issuer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # at WARNING the first time in the process, at DEBUG always (lint._log_warnings)
+    # at WARNING the first time in the process, at DEBUG always (lint.log_warnings)
     with caplog.at_level(logging.DEBUG, "acmekit.server.lint"):
         cert = Linter().sign(builder(issuer), real_key(issuer))
     report = lint_certificate_der(der(cert))

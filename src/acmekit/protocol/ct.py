@@ -250,6 +250,9 @@ def tbs_certificate_der(cert_der: bytes) -> bytes:
 _POISON_DER = _der_oid(POISON_OID)
 _SCT_LIST_DER = _der_oid(SCT_LIST_OID)
 _DROPPED = frozenset({_POISON_DER, _SCT_LIST_DER})
+# The two extnIDs as DER, as TbsParts gives them (Extension by Extension)
+POISON_OID_DER = _POISON_DER
+SCT_LIST_OID_DER = _SCT_LIST_DER
 
 
 @dataclass(frozen=True)

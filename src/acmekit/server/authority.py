@@ -61,6 +61,7 @@ from acmekit.server.auth import Authenticated, KeyChange
 from acmekit.server.ca import (
     Issuer,
     LeafShape,
+    Linted,
     final_certificate,
     new_serial,
     pem_chain,
@@ -333,14 +334,14 @@ class Authority:
             builder = self._builder(
                 csr, rec.identifiers, int(rec.serial, 16), rec.not_before, rec.not_after, profile
             )
-            precert, warned = await self._signing(precertificate, builder, self.issuer, self.linter)
+            precert, linted = await self._signing(precertificate, builder, self.issuer, self.linter)
             der = precert.public_bytes(serialization.Encoding.DER)
             await self._off_loop(self.store.certificates.record_precert, rec.id, der)
         else:
-            precert, warned = x509.load_der_x509_certificate(rec.precert), frozenset()
+            precert, linted = x509.load_der_x509_certificate(rec.precert), Linted()
         scts = await ct.scts_for(precert, self._ct_chain)
         final = await self._signing(
-            final_certificate, precert, scts, self.issuer, self.linter, warned
+            final_certificate, precert, scts, self.issuer, self.linter, linted
         )
         # Checked apart from how it was made (RFC 6962 §3.3): the TBS is the
         # precertificate's once the poison and the SCT list are removed.

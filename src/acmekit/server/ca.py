@@ -53,7 +53,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 from acmekit.files import atomic_write
 from acmekit.protocol import ct
 from acmekit.protocol.messages import Identifier, IdentifierType
-from acmekit.server.lint import Linter, LintMismatch, LintRefused
+from acmekit.server.lint import Decoded, Linter, LintMismatch, LintRefused, Report, log_warnings
 from acmekit.server.signing import (
     ExternalKey,
     ExternalPublicKey,
@@ -383,24 +383,36 @@ def final_builder(
 Warnings = frozenset[tuple[str, str | None]]
 
 
+@dataclass(frozen=True)
+class Linted:
+    """What a precertificate's lint hands to its final certificate's: its warnings (the
+    final certificate shares them: logged once) and its decoded document, which the
+    final certificate's lint reuses (lint.Decoded). Empty for a precertificate that was
+    not linted here (lint off, a token's key, a resumed issuance)."""
+
+    warnings: Warnings = frozenset()
+    decoded: Decoded | None = None
+
+
 def precertificate(
     builder: x509.CertificateBuilder, issuer: Issuer, linter: Linter | None = None
-) -> tuple[x509.Certificate, Warnings]:
+) -> tuple[x509.Certificate, Linted]:
     """RFC 6962 §3.1: `builder`'s TBS plus the critical poison, linted (pkilint's
-    precertificate rules) and signed; with its lint's warnings, which the final
-    certificate shares (`final_certificate`). With a file key, the real key signs the
+    precertificate rules) and signed; with what its lint leaves for the final
+    certificate's (`final_certificate`). With a file key, the real key signs the
     linted copy's TBS itself (one encoding of the builder, not two); with a token's key,
     Linter.sign as for any certificate."""
     pre = precertificate_builder(builder)
     key = issuer.intermediate_key
     if linter is None or not linter.enabled or not isinstance(key, _FILE_KEYS):
-        return sign_builder(pre, issuer, linter), frozenset()
+        return sign_builder(pre, issuer, linter), Linted()
     signer = _signing_key(key)
     copy = pre.sign(linter.keys.like(signer), _digest(signer))
     der = copy.public_bytes(serialization.Encoding.DER)
-    report = _lint(linter, der, copy.serial_number, frozenset(), precert=True)
+    report, decoded = linter.lint_precertificate(der)
+    warnings = _judge(report, copy.serial_number, frozenset())
     tbs, algorithm, _ = signed_parts(der)
-    return _signed(tbs, algorithm, issuer), report
+    return _signed(tbs, algorithm, issuer), Linted(warnings, decoded)
 
 
 def final_certificate(
@@ -408,32 +420,36 @@ def final_certificate(
     scts: Sequence[ct.SignedCertificateTimestamp],
     issuer: Issuer,
     linter: Linter | None = None,
-    known: Warnings = frozenset(),
+    linted: Linted = Linted(),
 ) -> x509.Certificate:
     """RFC 6962 §3.3: the certificate that `precert` promised, with `scts` embedded; the
     same TBS as `final_builder` gives, cut from the precertificate's DER (ct.final_tbs)
     instead of parsing every extension into objects and encoding them all again.
 
     As any certificate: linted before the real key signs (the linted copy carries the
-    precertificate's signature bytes in place of one, which no lint reads; its warnings
-    that the precertificate's lint logged already, `known`, are not logged again), then
-    signed under the precertificate's signatureAlgorithm by the same key (`_signed`)."""
+    signature bytes of the precertificate's linted copy, which no lint reads), from the
+    precertificate's decoded document where `linted` has it (lint.Decoded: the same
+    findings as a fresh lint); its warnings that the precertificate's lint logged
+    already are not logged again. Then signed under the precertificate's
+    signatureAlgorithm by the same key (`_signed`)."""
     tbs = ct.final_tbs(precert.tbs_certificate_bytes, scts)
     _, algorithm, placeholder = signed_parts(precert.public_bytes(serialization.Encoding.DER))
     if linter is not None and linter.enabled:
+        if linted.decoded is not None:
+            placeholder = linted.decoded.signature
         copy = assemble_signed(tbs, algorithm, placeholder)
-        _lint(linter, copy, precert.serial_number, known, precert=False)
+        report = linter.lint_final(copy, linted.decoded)
+        _judge(report, precert.serial_number, linted.warnings)
     return _signed(tbs, algorithm, issuer)
 
 
-def _lint(linter: Linter, der: bytes, serial: int, known: Warnings, precert: bool) -> Warnings:
-    """LintRefused unless the lint of `der` passes; its warnings not in `known` are
-    logged (as Linter.sign does), all of them returned."""
-    report = linter.lint(der, precert)
-    fresh = [f for f in report.warnings if (f.code, f.message) not in known]
+def _judge(report: Report, serial: int, known: Warnings) -> Warnings:
+    """LintRefused unless `report` passes; its warnings not in `known` are logged as
+    Linter.sign logs them (lint.log_warnings: at WARNING the first time a code is seen),
+    all of them returned."""
+    fresh = tuple(f for f in report.warnings if (f.code, f.message) not in known)
     if fresh:
-        shown = "; ".join(str(f) for f in fresh)
-        log.warning("lint warnings for serial %x: %s", serial, shown)
+        log_warnings(format(serial, "x"), fresh)
     if report.errors:
         shown = "; ".join(str(f) for f in report.errors)
         log.error("lint refused serial %x: %s", serial, shown)

@@ -12,7 +12,7 @@ How it works:
   pkilint: RFC 5280 and the TLS Baseline Requirements, including the SC-081 schedule
   of maximum validity periods). Any ERROR or FATAL finding refuses issuance with a
   `serverInternal` problem naming the lint, and is logged; a WARNING finding is logged
-  the first time its code is seen, at debug after that (`_log_warnings`).
+  the first time its code is seen, at debug after that (`log_warnings`).
   The real key is never used on a certificate that failed.
 - After the real signature, the final TBSCertificate must equal the linted one byte for
   byte; if not, the certificate is dropped (Boulder's correspondence check), so what is
@@ -30,6 +30,14 @@ How it works:
   compares them with plain pkilint's), for 0.7-0.8 of the indexed walk's CPU
   (docs/decisions.md, "Lint CPU per certificate").
 
+- With CT on, the final certificate is linted from its precertificate's decoded document
+  (`Decoded`, `lint_final_der`): the two TBSs differ only by the poison's Extension
+  replaced by the SCT list's (checked on the DERs first), so the precertificate's
+  document, with that Extension replaced, is the final certificate's; every validator of
+  the final certificate's rules then runs on it, for the same findings as a fresh lint
+  (tests/unit/test_lint_final_reuse.py) at a little over half its CPU
+  (docs/decisions.md, "The final certificate's lint from its precertificate's document").
+
 CRLs are linted with pkilint's RFC 5280 and CA/Browser Forum CRL rules (`Linter.crl`),
 after signing: a CRL is no statement about a subscriber, and a shard left past its
 nextUpdate would be worse than one with a finding, so findings are logged and the CRL
@@ -43,6 +51,7 @@ validator tree is thread safe.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -58,9 +67,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
+from acmekit.protocol.ct import POISON_OID_DER, SCT_LIST_OID_DER, CtError, TbsParts
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 from acmekit.server.config import LintSettings, ServerConfig
-from acmekit.server.signing import ExternalKey, sign_certificate, throwaway_like
+from acmekit.server.signing import ExternalKey, sign_certificate, signed_parts, throwaway_like
 from acmekit.server.validation.reserved import IPNetwork, parse_networks
 
 log = logging.getLogger(__name__)
@@ -403,6 +413,217 @@ def lint_certificate_der(der: bytes, ignored: Iterable[str] = (), precert: bool 
     return _findings(results, frozenset(ignored))
 
 
+# ---------------------------------------------------------------------------------------
+# The final certificate's lint from its precertificate's decoded document (RFC 6962 §3.3)
+
+
+class Decoded:
+    """A precertificate's lint copy and pkilint's decoded document of it, kept for the
+    final certificate's lint and used by it at most once (`document_for` makes the
+    precertificate's document into the final certificate's, in place).
+
+    Why this is the final certificate's document: the final certificate's TBS is the
+    precertificate's with one Extension replaced, the poison by the SCT list at the same
+    position (ct.final_tbs), and its lint copy carries the same signatureAlgorithm and
+    signature bytes; `document_for` checks exactly that on the two DERs before anything
+    is reused. DER decoding is compositional (a SEQUENCE's value is its components'
+    values, each decoded from its own TLV), so decoding the final certificate gives the
+    precertificate's value with that one Extension replaced, which is what is built
+    here: the new Extension decoded, set at its position in the pyasn1 value and given a
+    new node subtree. Everything else pkilint keeps on a document is a decoded child that
+    its decoding validators append under a node (`document.decode_substrate`, which
+    leaves a node that has one alone): a function of that node's own bytes, which are
+    the same in both certificates, and the new Extension's node has none yet; and the
+    document's cached properties, dropped here. Then the final certificate's validators,
+    all of them, run over the whole document as on a freshly decoded one: the same
+    findings in the same order (tests/unit/test_lint_final_reuse.py), without decoding
+    the certificate, building its node tree and decoding each extension value again."""
+
+    def __init__(self, der: bytes, document: Any, decoding_clean: bool = False) -> None:
+        self.der = der
+        self.decoding_clean = decoding_clean  # pkilint's decoders found nothing in it
+        self._document: Any = document
+        self._taken = threading.Lock()
+
+    @property
+    def signature(self) -> bytes:
+        """The lint copy's signature bytes: the final certificate's lint copy carries
+        them too (no lint reads them; `document_for` wants them equal)."""
+        return signed_parts(self.der)[2]
+
+    def document_for(self, final_der: bytes) -> tuple[Any, int] | None:
+        """The precertificate's document, made the final certificate's `final_der`, and
+        the position of the Extension replaced; None (lint it afresh) unless the two
+        differ only by the poison's Extension replaced by the SCT list's at the same
+        position, or once the document was used already."""
+        position = _swapped_extension(self.der, final_der)
+        if position is None or not self._taken.acquire(blocking=False):
+            return None
+        doc, self._document = self._document, None
+        index, extension_der = position
+        try:
+            extension, rest = _plain_decode_der(extension_der, asn1Spec=_extension_spec())
+        except Exception:  # pyasn1's errors: the fresh lint reports the encoding
+            return None
+        if rest:
+            return None
+        _replace_extension(doc, index, extension)
+        doc.substrate = final_der
+        for name in _cached_properties(type(doc)):
+            doc.__dict__.pop(name, None)
+        return doc, index
+
+
+def _swapped_extension(pre_der: bytes, final_der: bytes) -> tuple[int, bytes] | None:
+    """(position, the final certificate's Extension DER) when `final_der` is `pre_der`
+    with its poison Extension replaced by an SCT list Extension at the same position and
+    nothing else changed, to the byte (RFC 6962 §3.1, §3.3); None otherwise."""
+    try:
+        pre_tbs, pre_alg, pre_sig = signed_parts(pre_der)
+        fin_tbs, fin_alg, fin_sig = signed_parts(final_der)
+        pre, fin = TbsParts.parse(pre_tbs), TbsParts.parse(fin_tbs)
+    except (ValueError, CtError):
+        return None
+    if (pre_alg, pre_sig, pre.before, pre.after) != (fin_alg, fin_sig, fin.before, fin.after):
+        return None
+    if len(pre.extensions) != len(fin.extensions):
+        return None
+    pairs = enumerate(zip(pre.extensions, fin.extensions, strict=True))
+    changed = [i for i, (old, new) in pairs if old != new]
+    if len(changed) != 1:
+        return None
+    index = changed[0]
+    (pre_oid, _), (fin_oid, fin_ext) = pre.extensions[index], fin.extensions[index]
+    if pre_oid != POISON_OID_DER or fin_oid != SCT_LIST_OID_DER:
+        return None
+    return index, fin_ext
+
+
+def _plain_decode_der(substrate: bytes, asn1Spec: Any) -> tuple[Any, bytes]:
+    from pyasn1_fasder import decode_der  # type: ignore[import-untyped]
+
+    return decode_der(substrate, asn1Spec=asn1Spec)  # type: ignore[no-any-return]
+
+
+def _extension_spec() -> Any:
+    from pyasn1_alt_modules import rfc5280
+
+    return rfc5280.Extension()
+
+
+def _replace_extension(doc: Any, index: int, extension: Any) -> None:
+    """Extension `index` of `doc` replaced by `extension` (a decoded rfc5280.Extension):
+    in the pyasn1 value the validators read through `node.pdu`, and as a new node
+    subtree (no decoded children yet, as in a fresh document)."""
+    from pkilint.document import PDUNode
+
+    extensions = doc.root.children["tbsCertificate"].children["extensions"]
+    extensions.pdu.setComponentByPosition(index, extension)
+    name = str(index)
+    extensions.children[name] = PDUNode(doc, name, extensions.pdu[index], extensions)
+
+
+_cached_names: dict[type, tuple[str, ...]] = {}
+
+
+def _cached_properties(cls: type) -> tuple[str, ...]:
+    """The names of a document class's cached properties (pkilint's `is_ca`,
+    `cryptography_object`, ..., and our validity times)."""
+    names = _cached_names.get(cls)
+    if names is None:
+        names = _cached_names[cls] = tuple(
+            name
+            for klass in cls.__mro__
+            for name, value in vars(klass).items()
+            if isinstance(value, functools.cached_property)
+        )
+    return names
+
+
+def _decoding_part(container: Any) -> tuple[Any, Any, frozenset[int]] | None:
+    """pkilint's certificate container is [decoding container (path "certificate"),
+    validators...] (`create_pkix_certificate_validator_container`): (the decoding
+    container, a container of the rest, the ids of every validator under the decoding
+    container); None if the tree is not built that way."""
+    from pkilint.validation import ValidatorContainer
+
+    first, *rest = container.validators
+    if not isinstance(first, ValidatorContainer) or getattr(first, "_path", None) != "certificate":
+        return None
+    others = ValidatorContainer(validators=rest)
+    _index(others)
+    ids: set[int] = set()
+
+    def collect(v: Any) -> None:
+        ids.add(id(v))
+        for child in getattr(v, "validators", ()):
+            collect(child)
+
+    collect(first)
+    return first, others, frozenset(ids)
+
+
+def _split(precert: bool) -> tuple[Any, Any, frozenset[int]] | None:
+    """`_decoding_part` of the current tree (made again if the tree was)."""
+    container, _ = _certificate_validator(precert)
+    name = f"split-{precert}"
+    with _lock:
+        found: tuple[Any, tuple[Any, Any, frozenset[int]] | None] | None = _validators.get(name)
+        if found is None or found[0] is not container.validators[0]:
+            found = _validators[name] = (container.validators[0], _decoding_part(container))
+        return found[1]
+
+
+def lint_final_der(der: bytes, decoded: Decoded | None, ignored: Iterable[str] = ()) -> Report:
+    """pkilint's findings for the final certificate `der` (DV subscriber), as
+    `lint_certificate_der` gives them, from its precertificate's `decoded` document
+    where that is the final certificate's (Decoded); else decoded afresh.
+
+    With the document reused, pkilint's decoding validators run only on the new SCT
+    list Extension when they found nothing in the precertificate: everywhere else they
+    would meet the same bytes already decoded (`document.decode_substrate` leaves a node
+    that has a decoded child alone), so they would again find nothing; and the decoding
+    container comes first in pkilint's tree and matches only at the root, so its
+    findings come first either way. The other validators all run on the whole document."""
+    from pkilint import finding_filter
+
+    container, filters = _certificate_validator(precert=False)
+    split = _split(precert=False)
+    with _running:
+        reused = decoded.document_for(der) if decoded is not None else None
+        if reused is None:
+            doc = _certificate_loader().load_der_document(der, "tbs")
+            results = container.validate(doc.root)
+        elif split is None or decoded is None or not decoded.decoding_clean:
+            results = container.validate(reused[0].root)
+        else:
+            doc, index = reused
+            decoding, others, _ = split
+            extensions = doc.root.children["tbsCertificate"].children["extensions"]
+            results = decoding.validate(extensions.children[str(index)])
+            results += others.validate(doc.root)
+        results, _ = finding_filter.filter_results(filters, results)
+    return _findings(results, frozenset(ignored))
+
+
+def lint_precertificate_der(der: bytes, ignored: Iterable[str] = ()) -> tuple[Report, Decoded]:
+    """`lint_certificate_der(der, precert=True)`, and the decoded document kept for
+    the final certificate's lint (lint_final_der), with whether pkilint's decoding
+    validators found nothing in it."""
+    from pkilint import finding_filter
+
+    container, filters = _certificate_validator(precert=True)
+    split = _split(precert=True)
+    doc = _certificate_loader().load_der_document(der, "tbs")
+    with _running:
+        raw = container.validate(doc.root)
+        results, _ = finding_filter.filter_results(filters, raw)
+    clean = split is not None and not any(
+        r.finding_descriptions for r in raw if id(r.validator) in split[2]
+    )
+    return _findings(results, frozenset(ignored)), Decoded(der, doc, clean)
+
+
 def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
     """pkilint's RFC 5280 and CA/Browser Forum findings for a CRL."""
     from pkilint import loader
@@ -478,7 +699,7 @@ _warned: dict[str, int] = {}  # warning code: how many certificates had it
 _warned_lock = threading.Lock()
 
 
-def _log_warnings(serial: str, warnings: tuple[Finding, ...]) -> None:
+def log_warnings(serial: str, warnings: tuple[Finding, ...]) -> None:
     """Log a lint warning at WARNING the first time its code is seen in this process,
     and at DEBUG after that with the running count: every certificate of a profile
     shares the profile's warnings, and logging them all again each time cost a few
@@ -547,7 +768,19 @@ class Linter:
 
     def lint(self, der: bytes, precert: bool = False) -> Report:
         """The findings for a certificate's DER, less the ignored and the allowed ones."""
-        report = lint_certificate_der(der, self.ignored, precert)
+        return self._judged(lint_certificate_der(der, self.ignored, precert))
+
+    def lint_precertificate(self, der: bytes) -> tuple[Report, Decoded]:
+        """`lint(der, precert=True)`, and its decoded document for `lint_final`."""
+        report, decoded = lint_precertificate_der(der, self.ignored)
+        return self._judged(report), decoded
+
+    def lint_final(self, der: bytes, decoded: Decoded | None) -> Report:
+        """`lint(der)` for a final certificate, from its precertificate's `decoded`
+        document where that is the final certificate's (lint.Decoded)."""
+        return self._judged(lint_final_der(der, decoded, self.ignored))
+
+    def _judged(self, report: Report) -> Report:
         kept = (f for f in report.findings if not self._allowed(f))
         return Report(tuple(self._promoted(f) for f in kept))
 
@@ -564,7 +797,7 @@ class Linter:
         report = self.lint(copy.public_bytes(serialization.Encoding.DER), precert)
         serial = format(copy.serial_number, "x")
         if report.warnings:
-            _log_warnings(serial, report.warnings)
+            log_warnings(serial, report.warnings)
         if report.errors:
             shown = "; ".join(str(f) for f in report.errors)
             log.error("lint refused serial %s: %s", serial, shown)
