@@ -159,22 +159,25 @@ class _Held:
             del self.count[client]
 
 
-def client_of(peer: object) -> str:
-    """The client a peer address counts as: an IPv6 address by its /64, the least one
-    subscriber is given (RFC 6177), or one client would hold 2^64 shares; an IPv4
-    address (also as `::ffff:a.b.c.d`) as it is."""
-    if not isinstance(peer, tuple):
-        return ""
-    text = str(peer[0]).split("%")[0]
+def client_key(address: str) -> str:
+    """The client an address counts as, for connection caps and rate limits alike: an
+    IPv4 address as it is (also when a dual-stack listener shows it as `::ffff:a.b.c.d`),
+    an IPv6 one by its /64, the least a subscriber is given (RFC 6177), or one client
+    would hold 2^64 shares. Anything else (a unix socket's name) as it is."""
     try:
-        address = ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(address.split("%")[0])
     except ValueError:
-        return text
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return text
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def client_of(peer: object) -> str:
+    """`client_key` of a transport's peername ("" when there is none)."""
+    return client_key(str(peer[0])) if isinstance(peer, tuple) else ""
 
 
 class _Deadline(asyncio.Protocol):

@@ -82,7 +82,6 @@ from acmekit.server.ratelimits import (
     LimitName,
     RateLimiter,
     Subject,
-    client_key,
     name_set_key,
 )
 from acmekit.server.records import (
@@ -98,6 +97,7 @@ from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
 from acmekit.server.validation import AccountContext, Validator
 from acmekit.server.validation.dnssec import Tally
+from acmekit.webguard import client_key
 
 log = logging.getLogger(__name__)
 

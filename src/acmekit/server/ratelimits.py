@@ -18,7 +18,7 @@ configuration: a changed `count` applies to a bucket from its next take.
 Limits, named and sized as Let's Encrypt names and sizes them (all configurable):
 
 - new_accounts_per_ip: 10 per 3 hours, taken at newAccount (client IP from ASGI scope;
-  an IPv6 client counted by its /64, `client_key`).
+  an IPv6 client counted by its /64, `acmekit.webguard.client_key`).
 - new_orders_per_account: 300 per 3 hours, taken at newOrder.
 - certificates_per_domain: 50 per 7 days per registered domain (eTLD+1 by the Public
   Suffix List), checked at newOrder so a client learns early, taken at finalize (one
@@ -34,7 +34,6 @@ An order that replaces a certificate (RFC 9773 §5, `replaces`) is exempt from a
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -135,22 +134,6 @@ def name_set_key(identifiers: Iterable[Identifier]) -> str:
     """One short key for an exact set of names (case and order do not matter)."""
     names = sorted({f"{i.type}:{i.value.lower()}" for i in identifiers})
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:32]
-
-
-def client_key(address: str) -> str:
-    """What new_accounts_per_ip counts for a client address: an IPv4 address as it is
-    (also when a dual-stack listener shows it as `::ffff:a.b.c.d`), an IPv6 one by its
-    /64, the least a subscriber is given (RFC 6177), or 2^64 addresses would be 2^64
-    buckets. Anything else (a unix socket's name) as it is."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 def ip_key(ident: Identifier) -> str:
