@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from acmekit.hostport import client_of
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -157,24 +159,6 @@ class _Held:
         self.count[client] -= 1
         if self.count[client] <= 0:
             del self.count[client]
-
-
-def client_of(peer: object) -> str:
-    """The client a peer address counts as: an IPv6 address by its /64, the least one
-    subscriber is given (RFC 6177), or one client would hold 2^64 shares; an IPv4
-    address (also as `::ffff:a.b.c.d`) as it is."""
-    if not isinstance(peer, tuple):
-        return ""
-    text = str(peer[0]).split("%")[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return text
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return text
 
 
 class _Deadline(asyncio.Protocol):
