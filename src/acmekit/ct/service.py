@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from acmekit.ct.app import CtApp
+from acmekit.ct.app import DRAIN_LIMIT, CtApp
 from acmekit.ct.log import CtLog, LogSettings, load_or_create_key
 from acmekit.ct.store import CtStore
 from acmekit.ct.tiles import TileReader
@@ -150,8 +150,10 @@ async def serve(config: CtConfig, announce: Callable[[str], None] | None = None)
     say(f"log id: {b64(app.log.log_id)}")
     say(f"log list: {path.absolute()}")
     # The CA's listener, with its default bounds: a client (an IPv6 one by its /64) is
-    # counted at accept, before TLS, and a handshake has `handshake_timeout` seconds.
-    limits = ListenerLimits()
+    # counted at accept, before TLS, and a handshake has `handshake_timeout` seconds. A
+    # body is the app's to refuse (413 in the log's own error document, after reading
+    # up to DRAIN_LIMIT); past that the listener refuses it unread.
+    limits = ListenerLimits(max_body_bytes=DRAIN_LIMIT)
     server = Http1Server(app, limits, server_tls(config))
     sequencer = asyncio.ensure_future(app.log.run_sequencer())
     try:
