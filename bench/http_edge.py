@@ -1,6 +1,6 @@
 """The CA's HTTP edge alone: server CPU per request with its own HTTP/1.1 server
-(`acmekit.server.http1`) against uvicorn's httptools protocol with the listener's bounds
-(`acmekit.server.listener.bounded_protocol`, what the CA ran on before), side by side.
+(`acmekit.http1`) against uvicorn's httptools protocol with the listener's bounds
+(`bench/_bounded_uvicorn.py`, what the CA and the CT log ran on before), side by side.
 
 What it measures: the same `AcmeApp` (a fresh CA, SQLite, lint off) served over TLS by
 each server in its own process; a client in this process keeps `--connections`
@@ -72,7 +72,7 @@ async def _serve(kind: str, state: Path) -> None:
     if kind == "uvicorn":
         import uvicorn
 
-        from acmekit.server.listener import bounded_protocol
+        from _bounded_uvicorn import bounded_protocol
 
         uv = uvicorn.Config(
             assembly.app,
@@ -87,7 +87,7 @@ async def _serve(kind: str, state: Path) -> None:
         )
         await uvicorn.Server(uv).serve(sockets=[sock])
     else:
-        from acmekit.server.http1 import Http1Server
+        from acmekit.http1 import Http1Server
         from acmekit.server.run import _serve_together
 
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from acmekit.hostport import client_of
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -157,27 +159,6 @@ class _Held:
         self.count[client] -= 1
         if self.count[client] <= 0:
             del self.count[client]
-
-
-def client_key(address: str) -> str:
-    """The client an address counts as, for connection caps and rate limits alike: an
-    IPv4 address as it is (also when a dual-stack listener shows it as `::ffff:a.b.c.d`),
-    an IPv6 one by its /64, the least a subscriber is given (RFC 6177), or one client
-    would hold 2^64 shares. Anything else (a unix socket's name) as it is."""
-    try:
-        ip = ipaddress.ip_address(address.split("%")[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
-
-
-def client_of(peer: object) -> str:
-    """`client_key` of a transport's peername ("" when there is none)."""
-    return client_key(str(peer[0])) if isinstance(peer, tuple) else ""
 
 
 class _Deadline(asyncio.Protocol):

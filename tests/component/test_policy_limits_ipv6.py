@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from acmekit.hostport import client_key
 from acmekit.server.config import Limit, RateLimits, ServerConfig
 from acmekit.server.run import Assembly, assemble
-from acmekit.webguard import client_key
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, Resp
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -1,7 +1,8 @@
 """`acmekit ct --tls-cert --tls-key`: the log served over HTTPS on loopback. Real
 clients reach it with the CA bundle that its certificate chains to (curl, the standard
 library's TLS, and the CA's own submitter reading the log list the log wrote), and
-refuse it without."""
+refuse it without. Its listener (`acmekit.http1`, the CA's) counts a connection before TLS
+and bounds the handshake."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import asyncio
 import ipaddress
 import json
 import secrets
+import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
@@ -24,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from acmekit.http1 import ListenerLimits
 from acmekit.protocol import ct
 from acmekit.server.ca import Issuer
 from acmekit.server.config import CtSettings
@@ -174,3 +179,50 @@ def test_half_a_tls_pair_or_a_bad_one_stops_the_start(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert b"not a TLS certificate and its key" in bad.stderr
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_silent_connections_count_before_tls_and_their_handshakes_are_cut_off(
+    tls_log: TlsLog,
+) -> None:
+    """Connections that never start a handshake count against their address at accept
+    (the default bounds: 256 a client, 10 s a handshake): past twice the cap one is
+    closed before any TLS, and the silent ones are closed when their handshake's time is
+    up, not after asyncio's 60 s. Last in this module: it fills the log's places."""
+    url = urlsplit(tls_log.running.url)
+    where = (url.hostname or "", url.port or 443)
+    limits = ListenerLimits()
+    context = ssl.create_default_context(cafile=str(tls_log.bundle))
+
+    def get_sth() -> int:
+        with urllib.request.urlopen(
+            url.geturl() + "ct/v1/get-sth", timeout=10, context=context
+        ) as resp:
+            return int(resp.status)
+
+    silent = [
+        socket.create_connection(where, timeout=limits.handshake_timeout + 20)
+        for _ in range(2 * limits.max_connections_per_address)
+    ]
+    try:
+        with pytest.raises(OSError), socket.create_connection(where, timeout=10) as raw:
+            context.wrap_socket(raw, server_hostname=url.hostname).close()
+        assert all(_closed_by_server(sock) for sock in silent)
+    finally:
+        for sock in silent:
+            sock.close()
+    for _ in range(50):  # the server sees its own closes a moment later
+        try:
+            if get_sth() == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    else:
+        pytest.fail("places held by unfinished handshakes were not freed")

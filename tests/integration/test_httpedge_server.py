@@ -1,4 +1,4 @@
-"""The CA's HTTP/1.1 server (acmekit.server.http1) over real sockets on 127.0.0.1: each
+"""The CA's HTTP/1.1 server (acmekit.http1) over real sockets on 127.0.0.1: each
 behaviour a production server owes its clients, one test each, against a small ASGI app
 that echoes what it is sent (and can be told to wait or to stream)."""
 
@@ -23,8 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from acmekit.server.config import ListenerLimits
-from acmekit.server.http1 import Http1Server
+from acmekit.http1 import Http1Server, ListenerLimits
 
 BIG_CHUNK = 256 * 1024
 BIG_CHUNKS = 256  # 64 MiB: more than loopback's socket buffers and the transport's

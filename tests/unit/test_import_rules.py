@@ -24,6 +24,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "fleet": frozenset({"certbot", "cli", "server"}),
     "certbot": frozenset({"server", "fleet", "cli", "dns"}),
     "dns": frozenset({"client", "server", "certbot", "fleet", "cli"}),
+    "ct": frozenset({"client", "server", "certbot", "fleet", "dns", "cli"}),
     TOP: PACKAGES,
 }
 MAY_IMPORT_CLI = frozenset({"cli", "__main__"})

@@ -13,20 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import uvicorn
 from cryptography import x509
 
-from acmekit.ct.app import CtApp
+from acmekit.ct.app import DRAIN_LIMIT, CtApp
 from acmekit.ct.log import CtLog, LogSettings, load_or_create_key
 from acmekit.ct.store import CtStore
 from acmekit.ct.tiles import TileReader
 from acmekit.files import atomic_write
 from acmekit.hostport import parse_host_port
+from acmekit.http1 import Http1Server, ListenerLimits, serve_until, stop_on_signals
 from acmekit.protocol.ct import LogList, b64
-from acmekit.server.config import ListenerLimits
-from acmekit.server.listener import bounded_protocol
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +105,21 @@ def check_tls_files(config: CtConfig) -> None:
     is a clear error at start, not a failed handshake for every client."""
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
+    server_tls(config)
+
+
+def server_tls(config: CtConfig) -> ssl.SSLContext | None:
+    """The listener's TLS context (HTTP/1.1 by ALPN), or None for plain HTTP."""
     if config.tls_cert is None or config.tls_key is None:
-        return
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         ctx.load_cert_chain(str(config.tls_cert), str(config.tls_key))
     except (OSError, ssl.SSLError) as exc:
         shown = f"{config.tls_cert}, {config.tls_key}"
         raise ValueError(f"{shown}: not a TLS certificate and its key: {exc}") from None
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
 
 
 def origin_of(url: str) -> str:
@@ -145,27 +149,16 @@ async def serve(config: CtConfig, announce: Callable[[str], None] | None = None)
     say(f"ct log: {url}")
     say(f"log id: {b64(app.log.log_id)}")
     say(f"log list: {path.absolute()}")
-    limits = ListenerLimits()
-    tls: dict[str, Any] = {}
-    if config.tls_cert is not None and config.tls_key is not None:
-        tls = {"ssl_certfile": str(config.tls_cert), "ssl_keyfile": str(config.tls_key)}
-    uv = uvicorn.Config(
-        app,
-        **tls,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        # No X-Forwarded-For rewriting (the log never looks at the client's address) and
-        # no Server header: two steps less on every request.
-        proxy_headers=False,
-        server_header=False,
-        http=bounded_protocol(limits),
-        timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
-    )
-    server = uvicorn.Server(uv)
+    # The CA's listener, with its default bounds: a client (an IPv6 one by its /64) is
+    # counted at accept, before TLS, and a handshake has `handshake_timeout` seconds. A
+    # body is the app's to refuse (413 in the log's own error document, after reading
+    # up to DRAIN_LIMIT); past that the listener refuses it unread.
+    limits = ListenerLimits(max_body_bytes=DRAIN_LIMIT)
+    server = Http1Server(app, limits, server_tls(config))
     sequencer = asyncio.ensure_future(app.log.run_sequencer())
     try:
-        await server.serve(sockets=[sock])
+        with stop_on_signals() as stop:
+            await serve_until(stop, [(server, sock)], limits.shutdown_timeout)
     finally:
         sequencer.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from acmekit.dns.handler import DnsHandler, Transport, slipped
 from acmekit.dns.rrl import ResponseRateLimiter, RrlSettings, Verdict
-from acmekit.webguard import client_of
+from acmekit.hostport import client_of
 
 log = logging.getLogger(__name__)
 

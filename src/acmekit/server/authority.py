@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from acmekit.clock import SystemClock
 from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
+from acmekit.hostport import client_key
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr
 from acmekit.protocol.ct import SignedCertificateTimestamp
@@ -97,7 +98,6 @@ from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
 from acmekit.server.validation import AccountContext, Validator
 from acmekit.server.validation.dnssec import Tally
-from acmekit.webguard import client_key
 
 log = logging.getLogger(__name__)
 

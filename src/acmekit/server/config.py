@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from acmekit.hostport import parse_host_port
+
+# the [limits] table; the listeners' own, shared with the CT log
+from acmekit.http1 import ListenerLimits as ListenerLimits
 from acmekit.protocol.jose import b64d
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.mpic.quorum import Remote, Rir, check_remotes
@@ -208,21 +211,6 @@ class ValidationSettings:
 
 
 @dataclass(frozen=True)
-class ListenerLimits:
-    """What one client may hold of the HTTPS listener (defaults as nginx's; see
-    acmekit.server.listener). 0 switches a bound off."""
-
-    max_header_bytes: int = 32 * 1024  # request line and headers; more is 431
-    header_timeout: float = 60.0  # seconds to send a request's headers; then 408
-    keepalive_timeout: float = 75.0  # seconds an idle connection is kept open
-    max_connections_per_address: int = 256  # more at once from one IP address: 503
-    # The CA's listeners (acmekit.server.http1) only:
-    handshake_timeout: float = 10.0  # seconds for a TLS handshake, counted in the cap above
-    max_body_bytes: int = 1024 * 1024  # a request body (nginx's client_max_body_size); 413
-    shutdown_timeout: float = 10.0  # seconds requests in flight have after SIGTERM
-
-
-@dataclass(frozen=True)
 class CaaSettings:
     """CAA (RFC 8659, RFC 8657): checked at validation and again at finalize."""
 
@@ -335,7 +323,7 @@ class ServerConfig:
     keys: KeySettings = KeySettings()
     caa: CaaSettings = CaaSettings()
     validation: ValidationSettings = ValidationSettings()
-    limits: ListenerLimits = ListenerLimits()
+    limits: ListenerLimits = field(default_factory=ListenerLimits)
     lint: LintSettings = LintSettings()
     hsm: HsmSettings | None = None  # the intermediate's key in a token; None: a file key
     mpic: MpicSettings = MpicSettings()

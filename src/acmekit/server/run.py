@@ -7,7 +7,6 @@ import asyncio
 import gc
 import ipaddress
 import logging
-import signal
 import socket
 import ssl
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acmekit import domains
 from acmekit.clock import SystemClock
+from acmekit.http1 import App, Http1Server, Message, serve_until, stop_on_signals
 from acmekit.server import names
 from acmekit.server.app import AcmeApp
 from acmekit.server.authority import Authority
@@ -31,7 +31,6 @@ from acmekit.server.ca import (
 )
 from acmekit.server.config import ServerConfig, split_host_port
 from acmekit.server.crl import CrlApp, CrlPublisher
-from acmekit.server.http1 import App, Http1Server, Message
 from acmekit.server.lint import Linter
 from acmekit.server.mpic.certs import ensure_client_credentials
 from acmekit.server.mpic.remote import Corroborator, RemotePerspective, client_context
@@ -231,22 +230,13 @@ async def _serve_together(
 ) -> None:
     """The app's lifespan around the listeners, until SIGTERM or SIGINT; then requests in
     flight get `shutdown_timeout` seconds to be answered."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    lifespan = Lifespan(app)
-    await lifespan.startup()
-    try:
-        for server, sock in servers:
-            await server.start(sock)
-        await stop.wait()
-        log.info("stopping: answering requests in flight")
-        await asyncio.gather(*(server.shutdown(shutdown_timeout) for server, _ in servers))
-    finally:
-        await lifespan.shutdown()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+    with stop_on_signals() as stop:
+        lifespan = Lifespan(app)
+        await lifespan.startup()
+        try:
+            await serve_until(stop, servers, shutdown_timeout)
+        finally:
+            await lifespan.shutdown()
 
 
 class Lifespan:

@@ -1,7 +1,8 @@
-"""Bounds on what one client may hold of a uvicorn listener (the CT log's; the CA's own
-listeners are `acmekit.server.http1`, which has these bounds and more), as a production
-web server sets them (nginx's `large_client_header_buffers`, `client_header_timeout`,
-`keepalive_timeout`, `limit_conn`).
+"""bench/http_edge.py's peer: uvicorn's httptools protocol with the bounds that
+`acmekit.http1` has (the CA's and the CT log's listeners were served this way before
+http1), so the two are compared doing the same work. nginx's
+`large_client_header_buffers`, `client_header_timeout`, `keepalive_timeout`,
+`limit_conn`.
 
 uvicorn's httptools protocol has none of the first two: a header may grow without end
 (httptools gathers it by concatenation, so a 48 MB one cost seconds of CPU) and a
@@ -37,8 +38,8 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from acmekit.http1 import ListenerLimits
 from acmekit.protocol.problems import ProblemType
-from acmekit.server.config import ListenerLimits
 
 log = logging.getLogger(__name__)
 

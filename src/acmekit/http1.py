@@ -1,13 +1,15 @@
-"""The CA's HTTP/1.1 server: an asyncio protocol over httptools' parser, serving an
-ASGI 3 app (RFC 9112 message syntax, RFC 9110 semantics), with the bounds a production
-server sets on what one client may hold (nginx's `client_header_timeout`,
-`large_client_header_buffers`, `client_max_body_size`, `keepalive_timeout`,
-`limit_conn`, `ssl_handshake_timeout`). Why not uvicorn: docs/decisions.md.
+"""The HTTP/1.1 server of the CA's listeners and of the CT log: an asyncio protocol over
+httptools' parser, serving an ASGI 3 app (RFC 9112 message syntax, RFC 9110 semantics),
+with the bounds a production server sets on what one client may hold (nginx's
+`client_header_timeout`, `large_client_header_buffers`, `client_max_body_size`,
+`keepalive_timeout`, `limit_conn`, `ssl_handshake_timeout`). Why not uvicorn:
+docs/decisions.md.
 
-How it works. `Http1Server` accepts plain TCP. A connection's address is counted before
-anything else, then (on the HTTPS listener) the TLS handshake runs through
-`loop.start_tls` with its own bound, so connections that never finish a handshake count
-against their address and hold the listener for `handshake_timeout` seconds at most.
+How it works. `Http1Server` accepts plain TCP. A connection's client (its address; an
+IPv6 one by its /64, `hostport.client_of`) is counted before anything else, then (on
+the HTTPS listener) the TLS handshake runs through `loop.start_tls` with its own bound,
+so connections that never finish a handshake count against their client and hold the
+listener for `handshake_timeout` seconds at most.
 Past `max_connections_per_address` a connection is answered 503 (after its handshake);
 past twice that it is closed at once, before any TLS.
 
@@ -35,11 +37,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import socket
 import ssl
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from email.utils import formatdate
 from enum import Enum
 from http import HTTPStatus
@@ -48,8 +52,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from acmekit.protocol.problems import ProblemType
-from acmekit.server.config import ListenerLimits
+from acmekit.hostport import client_of
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,28 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
 
+# RFC 8555 §6.7's type, the same on every listener (the CT log's too); spelled out since
+# a top-level module imports no package of ours
+MALFORMED = "urn:ietf:params:acme:error:malformed"
 LINGER = 1.0  # seconds a refused connection is read (and dropped) before it is closed
 ASGI = {"version": "3.0", "spec_version": "2.3"}
 STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # RFC 9110 §10.1.1
 NO_BODY_STATUSES = frozenset({204, 304})  # and 1xx: RFC 9112 §6.3
+
+
+@dataclass(frozen=True)
+class ListenerLimits:
+    """What one client may hold of a listener (defaults as nginx's); 0 switches a bound
+    off. The CA's `[limits]` table; the CT log's listener has the defaults."""
+
+    max_header_bytes: int = 32 * 1024  # request line and headers; more is 431
+    header_timeout: float = 60.0  # seconds to send a request's headers; then 408
+    keepalive_timeout: float = 75.0  # seconds an idle connection is kept open
+    max_connections_per_address: int = 256  # more at once from one client: 503
+    handshake_timeout: float = 10.0  # seconds for a TLS handshake, counted in the cap above
+    max_body_bytes: int = 1024 * 1024  # a request body (nginx's client_max_body_size); 413
+    shutdown_timeout: float = 10.0  # seconds requests in flight have after SIGTERM
 
 
 class Admission(Enum):
@@ -92,9 +112,7 @@ DATE = _Date()
 
 def problem_response(status: HTTPStatus, detail: str) -> bytes:
     """A whole response, closing the connection, for a refusal made by the server."""
-    body = json.dumps(
-        {"type": str(ProblemType.MALFORMED), "detail": detail, "status": int(status)}
-    ).encode()
+    body = json.dumps({"type": MALFORMED, "detail": detail, "status": int(status)}).encode()
     head = (
         f"HTTP/1.1 {int(status)} {status.phrase}\r\n"
         "content-type: application/problem+json\r\n"
@@ -162,6 +180,32 @@ class Http1Server:
                 log.warning("%d connection(s) cut at shutdown", len(self.connections))
         for conn in list(self.connections):
             conn.abort()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGTERM or SIGINT sets, while the block runs."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield stop
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def serve_until(
+    stop: asyncio.Event, servers: list[tuple[Http1Server, socket.socket]], grace: float
+) -> None:
+    """Each listener on its socket until `stop` is set; then requests in flight get
+    `grace` seconds to be answered."""
+    for server, sock in servers:
+        await server.start(sock)
+    await stop.wait()
+    log.info("stopping: answering requests in flight")
+    await asyncio.gather(*(server.shutdown(grace) for server, _ in servers))
 
 
 class _Exchange:
@@ -336,7 +380,8 @@ class _Connection(asyncio.Protocol):
         here = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.local = (str(here[0]), int(here[1])) if isinstance(here, tuple) else None
-        address = self.client[0] if self.client else None
+        # an IPv6 client by its /64 (RFC 6177): one subscriber's addresses count as one
+        address = client_of(peer) or None
         verdict = self.server.admit(address)
         if verdict is Admission.DROP:
             log.warning("closed a connection from %s before TLS: far over the cap", address)
