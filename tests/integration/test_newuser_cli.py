@@ -353,3 +353,30 @@ def test_a_lineage_without_an_account_says_so(two_lineages: Path) -> None:
         f"acmekit: {name}: renewal failed: no account for https://127.0.0.1:9/directory in etc"
         for name in ("a.test", "b.test")
     ]
+
+
+def test_more_names_without_expand_is_refused_as_certbot_does(
+    ca: CaProcess[DnsServerHandle], tmp_path: Path
+) -> None:
+    """certbot -n with names that are a superset of a lineage's, without --expand: an
+    error naming --expand and --duplicate, not a quiet `NAME-0001`; --duplicate makes it."""
+    base = ["certonly", "-n", "--agree-tos", "--register-unsafely-without-email",
+            "--server", ca.server.directory_url, "--ca-bundle", str(ca.server.root_path),
+            "--standalone", "--http-01-address", "127.0.0.1",
+            "--http-01-port", str(ca.http01_port)]  # fmt: skip
+    assert _without_env_bundle([*base, "-d", "sup.newuser.test"], tmp_path, status=0) == []
+    more = ["-d", "sup.newuser.test", "-d", "www.sup.newuser.test"]
+    (line,) = _without_env_bundle([*base, *more], tmp_path)
+    conf = tmp_path / "etc" / "renewal" / "sup.newuser.test.conf"
+    assert line == (
+        f"acmekit: an existing certificate ({conf}) contains a "
+        "portion of the names requested: sup.newuser.test; give --expand to expand and "
+        "replace it, or --duplicate for a new certificate beside it"
+    )
+    store = LineageStore(tmp_path / "etc")
+    assert store.names() == ["sup.newuser.test"]
+    assert _without_env_bundle([*base, "--duplicate", *more], tmp_path, status=0) == []
+    assert store.names() == ["sup.newuser.test", "sup.newuser.test-0001"]
+    assert sorted(store.load("sup.newuser.test-0001").names) == [
+        "sup.newuser.test", "www.sup.newuser.test"
+    ]  # fmt: skip

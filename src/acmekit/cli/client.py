@@ -484,6 +484,7 @@ def _domains(args: dict[str, Any]) -> list[str]:
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
 @click.option("--expand", is_flag=True, help="grow the lineage whose names are all among -d")
+@click.option("--duplicate", is_flag=True, help="a new lineage even if one has these names")
 @_account_options
 @_dir_options
 def certonly(**args: Any) -> None:
@@ -515,6 +516,7 @@ async def _certonly(args: dict[str, Any], domains: list[str], params: RenewalPar
             dry_run=args["dry_run"],
             force=args["force_renewal"],
             expand=args["expand"],
+            duplicate=args.get("duplicate", False),
         )
 
 
@@ -582,6 +584,7 @@ def _install_options(func: F) -> F:
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
 @click.option("--expand", is_flag=True, help="grow the lineage whose names are all among -d")
+@click.option("--duplicate", is_flag=True, help="a new lineage even if one has these names")
 @_account_options
 @_dir_options
 def run(**args: Any) -> None:
