@@ -380,3 +380,22 @@ def test_more_names_without_expand_is_refused_as_certbot_does(
     assert sorted(store.load("sup.newuser.test-0001").names) == [
         "sup.newuser.test", "www.sup.newuser.test"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("http01_port = 'x'", "setting http01_port = 'x' must be a number"),
+        ("[caa]\nrecheck_after = '8h'", "setting caa.recheck_after = '8h' must be a number of "
+         "seconds"),
+        ("[rate_limits]\nenabled = 'yes'", "setting rate_limits.enabled = 'yes' must be true or "
+         "false"),
+    ],
+)  # fmt: skip
+def test_a_server_config_value_of_the_wrong_type_names_the_file_and_setting(
+    setting: str, words: str, tmp_path: Path
+) -> None:
+    (tmp_path / "ca.toml").write_text(f"{setting}\n")
+    argv = ["server", "--config", "ca.toml", "--state-dir", "ca", "--listen", "127.0.0.1:0"]
+    assert _one_line_error(argv, tmp_path) == f"acmekit: ca.toml: {words}"
+    assert not (tmp_path / "ca").exists()
