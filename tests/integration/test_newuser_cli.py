@@ -399,3 +399,15 @@ def test_a_server_config_value_of_the_wrong_type_names_the_file_and_setting(
     argv = ["server", "--config", "ca.toml", "--state-dir", "ca", "--listen", "127.0.0.1:0"]
     assert _one_line_error(argv, tmp_path) == f"acmekit: ca.toml: {words}"
     assert not (tmp_path / "ca").exists()
+
+
+def test_an_rsa_key_size_too_small_names_the_flag(tmp_path: Path) -> None:
+    """certbot refuses fewer than 1024 bits; the line names the flag and the sizes, not
+    the crypto library's "key_size must be at least 1024-bits."."""
+    result = _acmekit([*CERTONLY, "--key-type", "rsa", "--rsa-key-size", "100"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--rsa-key-size': 100 bits is too small: give 2048, 3072 "
+        "or 4096 (at least 1024)"
+    )
+    assert not (tmp_path / "etc").exists()  # refused before any account or order

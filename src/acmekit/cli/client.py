@@ -110,6 +110,16 @@ def _account_options(func: F) -> F:
     return func
 
 
+def _rsa_key_size(ctx: click.Context, param: click.Parameter, bits: int | None) -> int | None:
+    """certbot's rule (crypto_util.make_key): at least 1024 bits, checked before any
+    account or order is made."""
+    if bits is not None and bits < 1024:
+        raise click.BadParameter(
+            f"{bits} bits is too small: give 2048, 3072 or 4096 (at least 1024)", ctx, param
+        )
+    return bits
+
+
 def _obtain_options(func: F) -> F:
     """How to obtain a certificate: what `certonly` records in the renewal conf, and
     what `renew` takes over it, as certbot's `renew` accepts every `certonly` flag."""
@@ -156,7 +166,7 @@ def _obtain_options(func: F) -> F:
         click.option(
             "--elliptic-curve", type=click.Choice(["secp256r1", "secp384r1"]), default=None
         ),
-        click.option("--rsa-key-size", type=int, default=None),
+        click.option("--rsa-key-size", type=int, default=None, callback=_rsa_key_size),
         click.option("--reuse-key", is_flag=True),
         click.option("--preferred-chain", default=None),
         click.option("--preferred-profile", default=None),
