@@ -411,3 +411,20 @@ def test_an_rsa_key_size_too_small_names_the_flag(tmp_path: Path) -> None:
         "or 4096 (at least 1024)"
     )
     assert not (tmp_path / "etc").exists()  # refused before any account or order
+
+
+@pytest.mark.parametrize(
+    ("hook", "why"),
+    [
+        ("./nohook.sh", "./nohook.sh does not exist"),
+        ("./plain.sh --zone x", "./plain.sh is not an executable file"),
+        ("no-such-hook-program", "no-such-hook-program is not found on PATH"),
+    ],
+)
+def test_a_missing_dns_hook_names_the_flag_and_path(hook: str, why: str, tmp_path: Path) -> None:
+    (tmp_path / "plain.sh").write_text("#!/bin/sh\n")  # not executable
+    argv = [*CERTONLY[:1], *CERTONLY[2:], "--dns-hook", hook]  # without --standalone
+    result = _acmekit(argv, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"Error: Invalid value for '--dns-hook': {why}"
+    assert not (tmp_path / "etc").exists()  # refused before any account or order

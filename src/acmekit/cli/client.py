@@ -29,6 +29,8 @@ import json
 import logging
 import os
 import re
+import shlex
+import shutil
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -110,6 +112,24 @@ def _account_options(func: F) -> F:
     return func
 
 
+def _dns_hook(ctx: click.Context, param: click.Parameter, command: str | None) -> str | None:
+    """The hook's program must be there before any account or order is made, not found
+    missing when the first challenge is to be presented."""
+    if command is None:
+        return None
+    try:
+        program = shlex.split(command)[0]
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{command!r} is not a command", ctx, param) from None
+    if shutil.which(program) is None:
+        if "/" not in program:
+            why = "is not found on PATH"
+        else:
+            why = "is not an executable file" if Path(program).exists() else "does not exist"
+        raise click.BadParameter(f"{program} {why}", ctx, param)
+    return command
+
+
 def _rsa_key_size(ctx: click.Context, param: click.Parameter, bits: int | None) -> int | None:
     """certbot's rule (crypto_util.make_key): at least 1024 bits, checked before any
     account or order is made."""
@@ -133,7 +153,10 @@ def _obtain_options(func: F) -> F:
         click.option("--dns-rfc2136", is_flag=True),
         click.option("--dns-rfc2136-credentials", default=None),
         click.option(
-            "--dns-hook", default=None, help="command run as CMD present|cleanup FQDN VALUE"
+            "--dns-hook",
+            default=None,
+            callback=_dns_hook,
+            help="command run as CMD present|cleanup FQDN VALUE",
         ),
         click.option(
             "--dns-propagation-seconds",
