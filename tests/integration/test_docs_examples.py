@@ -95,6 +95,29 @@ def test_the_fleet_quick_start_runs(tmp_path: Path) -> None:
     assert (tmp_path / "edge" / "www.shop.test" / "privkey.pem").stat().st_mode & 0o777 == 0o600
 
 
+def test_the_readme_quick_start_with_its_own_dns_runs(tmp_path: Path) -> None:
+    """The CA, `acmekit dns` and certonly --standalone as three programs: the DNS server
+    must answer the name with loopback (`--default-ipv4`), or http-01 gets NXDOMAIN."""
+    dns, api, ca, crl, http01 = (
+        free_tcp_udp_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    )
+    moves = {
+        "127.0.0.1:8053": f"127.0.0.1:{dns}",
+        "127.0.0.1:8055": f"127.0.0.1:{api}",
+        "127.0.0.1:14000": f"127.0.0.1:{ca}",
+        "127.0.0.1:14080": f"127.0.0.1:{crl}",
+        "port 5002": f"port {http01}",
+    }
+    block = _block("README.md", ".venv/bin/acmekit dns")
+    outputs = run_block(block, tmp_path, moves, {})
+    assert "Successfully received certificate." in outputs[-1]
+    assert (tmp_path / "client" / "etc" / "live" / "www.example.test" / "cert.pem").exists()
+
+
 _ID = re.compile(r"^[0-9a-f]{16}$")  # a site's id: new at every run
 
 

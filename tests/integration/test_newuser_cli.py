@@ -353,3 +353,78 @@ def test_a_lineage_without_an_account_says_so(two_lineages: Path) -> None:
         f"acmekit: {name}: renewal failed: no account for https://127.0.0.1:9/directory in etc"
         for name in ("a.test", "b.test")
     ]
+
+
+def test_more_names_without_expand_is_refused_as_certbot_does(
+    ca: CaProcess[DnsServerHandle], tmp_path: Path
+) -> None:
+    """certbot -n with names that are a superset of a lineage's, without --expand: an
+    error naming --expand and --duplicate, not a quiet `NAME-0001`; --duplicate makes it."""
+    base = ["certonly", "-n", "--agree-tos", "--register-unsafely-without-email",
+            "--server", ca.server.directory_url, "--ca-bundle", str(ca.server.root_path),
+            "--standalone", "--http-01-address", "127.0.0.1",
+            "--http-01-port", str(ca.http01_port)]  # fmt: skip
+    assert _without_env_bundle([*base, "-d", "sup.newuser.test"], tmp_path, status=0) == []
+    more = ["-d", "sup.newuser.test", "-d", "www.sup.newuser.test"]
+    (line,) = _without_env_bundle([*base, *more], tmp_path)
+    conf = tmp_path / "etc" / "renewal" / "sup.newuser.test.conf"
+    assert line == (
+        f"acmekit: an existing certificate ({conf}) contains a "
+        "portion of the names requested: sup.newuser.test; give --expand to expand and "
+        "replace it, or --duplicate for a new certificate beside it"
+    )
+    store = LineageStore(tmp_path / "etc")
+    assert store.names() == ["sup.newuser.test"]
+    assert _without_env_bundle([*base, "--duplicate", *more], tmp_path, status=0) == []
+    assert store.names() == ["sup.newuser.test", "sup.newuser.test-0001"]
+    assert sorted(store.load("sup.newuser.test-0001").names) == [
+        "sup.newuser.test", "www.sup.newuser.test"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("setting", "words"),
+    [
+        ("http01_port = 'x'", "setting http01_port = 'x' must be a number"),
+        ("[caa]\nrecheck_after = '8h'", "setting caa.recheck_after = '8h' must be a number of "
+         "seconds"),
+        ("[rate_limits]\nenabled = 'yes'", "setting rate_limits.enabled = 'yes' must be true or "
+         "false"),
+    ],
+)  # fmt: skip
+def test_a_server_config_value_of_the_wrong_type_names_the_file_and_setting(
+    setting: str, words: str, tmp_path: Path
+) -> None:
+    (tmp_path / "ca.toml").write_text(f"{setting}\n")
+    argv = ["server", "--config", "ca.toml", "--state-dir", "ca", "--listen", "127.0.0.1:0"]
+    assert _one_line_error(argv, tmp_path) == f"acmekit: ca.toml: {words}"
+    assert not (tmp_path / "ca").exists()
+
+
+def test_an_rsa_key_size_too_small_names_the_flag(tmp_path: Path) -> None:
+    """certbot refuses fewer than 1024 bits; the line names the flag and the sizes, not
+    the crypto library's "key_size must be at least 1024-bits."."""
+    result = _acmekit([*CERTONLY, "--key-type", "rsa", "--rsa-key-size", "100"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--rsa-key-size': 100 bits is too small: give 2048, 3072 "
+        "or 4096 (at least 1024)"
+    )
+    assert not (tmp_path / "etc").exists()  # refused before any account or order
+
+
+@pytest.mark.parametrize(
+    ("hook", "why"),
+    [
+        ("./nohook.sh", "./nohook.sh does not exist"),
+        ("./plain.sh --zone x", "./plain.sh is not an executable file"),
+        ("no-such-hook-program", "no-such-hook-program is not found on PATH"),
+    ],
+)
+def test_a_missing_dns_hook_names_the_flag_and_path(hook: str, why: str, tmp_path: Path) -> None:
+    (tmp_path / "plain.sh").write_text("#!/bin/sh\n")  # not executable
+    argv = [*CERTONLY[:1], *CERTONLY[2:], "--dns-hook", hook]  # without --standalone
+    result = _acmekit(argv, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"Error: Invalid value for '--dns-hook': {why}"
+    assert not (tmp_path / "etc").exists()  # refused before any account or order

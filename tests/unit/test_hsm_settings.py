@@ -33,7 +33,7 @@ def test_the_table_is_read(tmp_path: Path) -> None:
         ("", "exactly one of pin_file and pin_env"),
         ('pin_env = "A"\npin_file = "/p"\n', "exactly one of pin_file and pin_env"),
         ('pin_env = "A"\npin = "1234"\n', "unknown settings in hsm: pin"),
-        ("pin_env = 5\n", "wrong type"),
+        ("pin_env = 5\n", r"ca\.toml: setting hsm\.pin_env = 5 must be a string$"),
     ],
 )
 def test_a_table_that_does_not_name_one_pin_source_is_refused(

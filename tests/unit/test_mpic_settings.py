@@ -59,7 +59,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         (("https://10.0.0.2", "http://10.0.0.2"), "over https"),
         (('name = "b"', 'name = "a"'), "unique"),
         (('name = "b", ', ""), "exactly url, name and rir"),
-        (("timeout = 3", 'timeout = "3"'), "wrong type"),
+        (("timeout = 3", 'timeout = "3"'), "setting mpic.timeout = '3' must be a number"),
     ],
 )
 def test_settings_that_cannot_work_are_refused(

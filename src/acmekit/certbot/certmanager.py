@@ -416,16 +416,18 @@ class CertManager(AsyncClosing):
         dry_run: bool = False,
         force: bool = False,
         expand: bool = False,
+        duplicate: bool = False,
     ) -> Outcome:
         """certonly: a new lineage, or a new version of the one with these names (with
-        `expand`, of one whose names are all among them, as certbot's --expand)."""
-        if expand and cert_name is None:
-            grown = self.lineages.find_expandable(list(names))
+        `expand`, of one whose names are all among them, as certbot's --expand; with
+        `duplicate`, always a new lineage, as certbot's --duplicate)."""
+        if cert_name is None and not duplicate:
+            grown = await self._expandable(names, expand)
             cert_name = grown.name if grown is not None else None
         client, account = await self.account_client(params.server)
         params = dataclasses.replace(params, account=account)
         hooks = HookRunner(self.paths.config_dir, use_directories=False)
-        work = self._obtain(client, names, params, cert_name, dry_run, force, hooks)
+        work = self._obtain(client, names, params, cert_name, dry_run, force, hooks, duplicate)
         return await _then_post_hooks(hooks, names, work)
 
     async def _obtain(
@@ -437,10 +439,11 @@ class CertManager(AsyncClosing):
         dry_run: bool,
         force: bool,
         hooks: HookRunner,
+        duplicate: bool = False,
     ) -> Outcome:
         base = cert_name or names[0].removeprefix("*.")
         async with lineage_lock(self.paths.work_dir, base, self.lock_timeout):
-            existing = self._existing(names, cert_name)
+            existing = None if duplicate else self._existing(names, cert_name)
             if existing is not None:
                 return await self._replace(client, existing, names, params, dry_run, force, hooks)
             name = cert_name or self.lineages.free_name(base)
@@ -448,6 +451,28 @@ class CertManager(AsyncClosing):
                 return await self._create(client, name, names, params, dry_run, hooks)
             async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
                 return await self._create(client, name, names, params, dry_run, hooks)
+
+    async def _expandable(self, names: Sequence[str], expand: bool) -> Lineage | None:
+        """The lineage with these names, else one whose names are all among them, which
+        only --expand (or a "yes" at the terminal) may grow: certbot's
+        `_handle_subset_cert_request`, which refuses rather than quietly make NAME-0001."""
+        found = self.lineages.find_expandable(list(names))
+        if found is None or expand or _same_names(found.names, names):
+            return found
+        question = (
+            f"You have an existing certificate that contains a portion of the domains you "
+            f"requested (ref: {found.conf_path}). It contains these names: "
+            f"{', '.join(found.names)}. You requested these names for the new certificate: "
+            f"{', '.join(names)}. Do you want to expand and replace this existing certificate "
+            "with the new certificate? (E)xpand/(C)ancel: "
+        )
+        if self.question is not None and (await self.question(question)).lower() in ("e", "y"):
+            return found
+        raise ClientError(
+            f"an existing certificate ({found.conf_path}) contains a portion of the names "
+            f"requested: {', '.join(found.names)}; give --expand to expand and replace it, "
+            "or --duplicate for a new certificate beside it"
+        )
 
     def _existing(self, names: Sequence[str], cert_name: str | None) -> Lineage | None:
         if cert_name is not None:
@@ -755,6 +780,10 @@ async def _then_post_hooks(hooks: HookRunner, names: Sequence[str], work: Awaita
         raise
     await hooks.post(names, [])
     return result
+
+
+def _same_names(ours: Sequence[str], names: Sequence[str]) -> bool:
+    return {n.lower() for n in ours} == {n.lower() for n in names}
 
 
 def _files(issued: IssuedCertificate, privkey: str) -> CertFiles:

@@ -29,6 +29,8 @@ import json
 import logging
 import os
 import re
+import shlex
+import shutil
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -110,6 +112,34 @@ def _account_options(func: F) -> F:
     return func
 
 
+def _dns_hook(ctx: click.Context, param: click.Parameter, command: str | None) -> str | None:
+    """The hook's program must be there before any account or order is made, not found
+    missing when the first challenge is to be presented."""
+    if command is None:
+        return None
+    try:
+        program = shlex.split(command)[0]
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{command!r} is not a command", ctx, param) from None
+    if shutil.which(program) is None:
+        if "/" not in program:
+            why = "is not found on PATH"
+        else:
+            why = "is not an executable file" if Path(program).exists() else "does not exist"
+        raise click.BadParameter(f"{program} {why}", ctx, param)
+    return command
+
+
+def _rsa_key_size(ctx: click.Context, param: click.Parameter, bits: int | None) -> int | None:
+    """certbot's rule (crypto_util.make_key): at least 1024 bits, checked before any
+    account or order is made."""
+    if bits is not None and bits < 1024:
+        raise click.BadParameter(
+            f"{bits} bits is too small: give 2048, 3072 or 4096 (at least 1024)", ctx, param
+        )
+    return bits
+
+
 def _obtain_options(func: F) -> F:
     """How to obtain a certificate: what `certonly` records in the renewal conf, and
     what `renew` takes over it, as certbot's `renew` accepts every `certonly` flag."""
@@ -123,7 +153,10 @@ def _obtain_options(func: F) -> F:
         click.option("--dns-rfc2136", is_flag=True),
         click.option("--dns-rfc2136-credentials", default=None),
         click.option(
-            "--dns-hook", default=None, help="command run as CMD present|cleanup FQDN VALUE"
+            "--dns-hook",
+            default=None,
+            callback=_dns_hook,
+            help="command run as CMD present|cleanup FQDN VALUE",
         ),
         click.option(
             "--dns-propagation-seconds",
@@ -156,7 +189,7 @@ def _obtain_options(func: F) -> F:
         click.option(
             "--elliptic-curve", type=click.Choice(["secp256r1", "secp384r1"]), default=None
         ),
-        click.option("--rsa-key-size", type=int, default=None),
+        click.option("--rsa-key-size", type=int, default=None, callback=_rsa_key_size),
         click.option("--reuse-key", is_flag=True),
         click.option("--preferred-chain", default=None),
         click.option("--preferred-profile", default=None),
@@ -484,6 +517,7 @@ def _domains(args: dict[str, Any]) -> list[str]:
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
 @click.option("--expand", is_flag=True, help="grow the lineage whose names are all among -d")
+@click.option("--duplicate", is_flag=True, help="a new lineage even if one has these names")
 @_account_options
 @_dir_options
 def certonly(**args: Any) -> None:
@@ -515,6 +549,7 @@ async def _certonly(args: dict[str, Any], domains: list[str], params: RenewalPar
             dry_run=args["dry_run"],
             force=args["force_renewal"],
             expand=args["expand"],
+            duplicate=args.get("duplicate", False),
         )
 
 
@@ -582,6 +617,7 @@ def _install_options(func: F) -> F:
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @click.option("--keep-until-expiring", "--keep", is_flag=True, help="(the default)")
 @click.option("--expand", is_flag=True, help="grow the lineage whose names are all among -d")
+@click.option("--duplicate", is_flag=True, help="a new lineage even if one has these names")
 @_account_options
 @_dir_options
 def run(**args: Any) -> None:

@@ -13,6 +13,7 @@ import click
 
 from acmekit.cli.errors import plain_errors
 from acmekit.cli.main import log_progress_by_default
+from acmekit.settings import SettingTypeError, check_type, in_file
 
 _KEYS = (
     "listen",
@@ -49,22 +50,25 @@ def _file_settings(path: Path | None) -> dict[str, Any]:
     unknown = sorted(set(section) - set(_KEYS))
     if unknown:
         raise click.ClickException(f"{path}: unknown settings: {', '.join(unknown)}")
-    for key, value in section.items():
-        wrong = _wrong_type(key, value)
-        if wrong:
-            raise click.ClickException(f"{path}: setting {key} = {value!r} {wrong}")
+    try:
+        for key, value in section.items():
+            _check_type(key, value)
+    except SettingTypeError as exc:
+        raise click.ClickException(in_file(path, exc)) from None
     return dict(section)
 
 
-def _wrong_type(key: str, value: Any) -> str | None:
-    """What is wrong with a TOML value for `key`, or None: the file's values get the
-    checks the flags get from click, so a mistake names its setting."""
+def _check_type(key: str, value: Any) -> None:
+    """The file's values get the checks the flags get from click, so a mistake names
+    its setting."""
     if key == "mmd":
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if number and value >= 0.1 else "must be a number of seconds (at least 0.1)"
-    if key in ("not_after_start", "not_after_end"):
-        return None if isinstance(value, str | date) else "must be a date (YYYY-MM-DD)"
-    return None if isinstance(value, str) else "must be a string"
+        check_type(key, value, 60.0, seconds=True)
+        if value < 0.1:
+            raise SettingTypeError(key, value, "a number of seconds (at least 0.1)")
+    elif key in ("not_after_start", "not_after_end"):
+        check_type(key, value, date.min)
+    else:
+        check_type(key, value, "")
 
 
 @click.command("ct")

@@ -27,6 +27,7 @@ from acmekit.server.mpic.quorum import Remote, Rir, check_remotes
 from acmekit.server.validation import ValidationConfig
 from acmekit.server.validation.dnssec import DnssecMode
 from acmekit.server.validation.reserved import parse_networks
+from acmekit.settings import SettingTypeError, check_type, in_file
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -243,8 +244,8 @@ def _hsm(doc: Any, where: str) -> HsmSettings:
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise ValueError(f"{where}.{key} must be set (a string)")
     for key in ("pin_file", "pin_env"):
-        if doc.get(key) is not None and not isinstance(doc[key], str):
-            raise ValueError(f"setting {where}.{key} = {doc[key]!r} has the wrong type")
+        if doc.get(key) is not None:
+            check_type(f"{where}.{key}", doc[key], "")
     if (doc.get("pin_file") is None) == (doc.get("pin_env") is None):
         raise ValueError(f"{where}: set exactly one of pin_file and pin_env")
     return HsmSettings(**doc)
@@ -549,18 +550,7 @@ def _validation(settings: ValidationSettings) -> ValidationSettings:
 def _check_type(where: str, value: Any, default: Any) -> None:
     """A setting must have its default's type (a number where seconds are meant): a typo
     is refused at start, not discovered as a failure on the first request."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int | float | timedelta) or where.rsplit(".")[-1] in _DURATIONS:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif isinstance(default, str | Path) or default is None:
-        ok = isinstance(value, str | Path)
-    elif isinstance(default, tuple):
-        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-    else:
-        ok = True  # tables are checked by their own readers
-    if not ok:
-        raise ValueError(f"setting {where} = {value!r} has the wrong type")
+    check_type(where, value, default, seconds=where.rsplit(".")[-1] in _DURATIONS)
 
 
 def _coerce(name: str, value: Any, default: ServerConfig) -> Any:
@@ -626,7 +616,10 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     extra = {k: tuple(overrides.pop(k, None) or ()) for k in _VALIDATION_FLAGS}
     values.update({k: v for k, v in overrides.items() if v is not None})
     base = ServerConfig()
-    config = replace(base, **{k: _coerce(k, v, base) for k, v in values.items()})
+    try:
+        config = replace(base, **{k: _coerce(k, v, base) for k, v in values.items()})
+    except SettingTypeError as exc:  # only the file's values can be of the wrong type
+        raise ValueError(in_file(path or "flags", exc)) from None
     if crl_listen is not None:
         config = replace(config, crl=replace(config.crl, listen=crl_listen or None))
     if ct_log_lists or ct_required is not None:

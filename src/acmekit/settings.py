@@ -1,0 +1,45 @@
+"""Type checks of the settings in a TOML config file, shared by every command that reads
+one (`server`, `ct`), so that a mistake reads alike everywhere, in one line:
+`FILE: setting SECTION.KEY = VALUE must be WHAT`."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+
+class SettingTypeError(ValueError):
+    """A setting whose value is not of the type it must be; `in_file` names the file."""
+
+    def __init__(self, where: str, value: Any, expected: str) -> None:
+        super().__init__(f"setting {where} = {value!r} must be {expected}")
+
+
+def in_file(path: Path | str, exc: ValueError) -> str:
+    return f"{path}: {exc}"
+
+
+def expected_type(value: Any, default: Any, *, seconds: bool = False) -> str | None:
+    """What `value` must be, judged by the setting's default, or None when it is right."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if seconds or isinstance(default, timedelta):
+        return None if number else "a number of seconds"
+    if isinstance(default, int | float):
+        return None if number else "a number"
+    if isinstance(default, date):
+        return None if isinstance(value, str | date) else "a date (YYYY-MM-DD)"
+    if isinstance(default, str | Path) or default is None:
+        return None if isinstance(value, str | Path) else "a string"
+    if isinstance(default, tuple):
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        return None if ok else "a list of strings"
+    return None  # tables are checked by their own readers
+
+
+def check_type(where: str, value: Any, default: Any, *, seconds: bool = False) -> None:
+    expected = expected_type(value, default, seconds=seconds)
+    if expected is not None:
+        raise SettingTypeError(where, value, expected)
