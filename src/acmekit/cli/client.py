@@ -81,6 +81,16 @@ def _directory_url(_ctx: click.Context, _param: click.Parameter, value: str | No
     return value
 
 
+# The ACME server a command talks to, Let's Encrypt's by default as in certbot.
+_server_option = click.option(
+    "--server",
+    default=LETS_ENCRYPT,
+    show_default=True,
+    help="ACME directory URL",
+    callback=_directory_url,
+)
+
+
 # -- shared options ---------------------------------------------------------------------
 
 
@@ -498,13 +508,7 @@ def _domains(args: dict[str, Any]) -> list[str]:
 
 
 @click.command(cls=_InOrder)
-@click.option(
-    "--server",
-    default=LETS_ENCRYPT,
-    show_default=True,
-    help="ACME directory URL",
-    callback=_directory_url,
-)
+@_server_option
 @click.option("-d", "--domains", "domains", multiple=True, help="a name (repeat, or commas)")
 @click.option("--ip-address", "ip_addresses", multiple=True, help="an IP address to certify")
 @click.option("--cert-name", default=None)
@@ -936,13 +940,7 @@ def _print_certificates(report: dict[str, Any], filtered: bool) -> None:
 
 
 @click.command()
-@click.option(
-    "--server",
-    default=LETS_ENCRYPT,
-    show_default=True,
-    help="ACME directory URL",
-    callback=_directory_url,
-)
+@_server_option
 @_account_options
 @_dir_options
 def register(**args: Any) -> None:
@@ -952,13 +950,7 @@ def register(**args: Any) -> None:
 
 
 @click.command("show_account")
-@click.option(
-    "--server",
-    default=LETS_ENCRYPT,
-    show_default=True,
-    help="ACME directory URL",
-    callback=_directory_url,
-)
+@_server_option
 @_account_options
 @_dir_options
 def show_account(**args: Any) -> None:
@@ -1017,13 +1009,7 @@ def _unix_time(text: str) -> int:
 
 
 @click.command("update_account")
-@click.option(
-    "--server",
-    default=LETS_ENCRYPT,
-    show_default=True,
-    help="ACME directory URL",
-    callback=_directory_url,
-)
+@_server_option
 @_account_options
 @_dir_options
 def update_account(**args: Any) -> None:
@@ -1038,13 +1024,7 @@ def update_account(**args: Any) -> None:
 
 
 @click.command()
-@click.option(
-    "--server",
-    default=LETS_ENCRYPT,
-    show_default=True,
-    help="ACME directory URL",
-    callback=_directory_url,
-)
+@_server_option
 @_account_options
 @_dir_options
 def unregister(**args: Any) -> None:
