@@ -13,31 +13,20 @@ that connections come from many source addresses (IPV6_FREEBIND).
 
 from __future__ import annotations
 
-import json
-import sys
 import textwrap
 from pathlib import Path
 
-from acmekit_testkit.netns import network_namespace
+from acmekit_testkit.anyip import run_anyip_driver
 
 DRIVER = textwrap.dedent(
     """
     import asyncio, json, socket
+    from acmekit_testkit.anyip import connect_from
     from aiohttp import web
     from acmekit.dns.handler import DnsHandler
     from acmekit.dns.server import DnsListener
     from acmekit.dns.store import RecordStore
     from acmekit.webguard import ClientLimits, GuardedSite
-
-    IPV6_FREEBIND = 78  # linux/in6.h
-
-    async def connect(source, port):
-        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        s.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
-        s.bind((source, 0))
-        s.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(s, ("2001:db8:1::1", port))
-        return s
 
     def still_open(s):
         try:
@@ -48,8 +37,8 @@ DRIVER = textwrap.dedent(
             return False  # reset
 
     async def held(port):
-        one = [await connect(f"2001:db8:1::{0x100 + i:x}", port) for i in range(12)]
-        other = [await connect(f"2001:db8:1:1::{0x100 + i:x}", port) for i in range(4)]
+        one = [await connect_from(f"2001:db8:1::{0x100 + i:x}", port) for i in range(12)]
+        other = [await connect_from(f"2001:db8:1:1::{0x100 + i:x}", port) for i in range(4)]
         await asyncio.sleep(1.0)
         found = {"one": sum(map(still_open, one)), "other": sum(map(still_open, other))}
         for s in one + other:
@@ -76,18 +65,7 @@ DRIVER = textwrap.dedent(
 
 
 def test_one_ipv6_64_holds_one_share(tmp_path: Path) -> None:
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    with network_namespace() as ns:
-        for argv in (
-            ["ip", "-6", "addr", "add", "2001:db8:1::1/48", "dev", "lo"],
-            ["ip", "-6", "route", "add", "local", "2001:db8:1::/48", "dev", "lo"],
-        ):
-            done = ns.run(argv, capture_output=True)
-            assert done.returncode == 0, done.stderr
-        done = ns.run([sys.executable, str(driver)], capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    counts = done.stdout.decode().strip().splitlines()[-1]
+    found = run_anyip_driver(DRIVER, tmp_path)
     # Twelve addresses of one /64 hold its four places; another /64 has its own four.
     share = {"one": 4, "other": 4}
-    assert json.loads(counts) == {"http": share, "dns": share}, counts
+    assert found == {"http": share, "dns": share}, found

@@ -11,31 +11,20 @@ that connections come from many source addresses (IPV6_FREEBIND).
 
 from __future__ import annotations
 
-import json
-import sys
 import textwrap
 from pathlib import Path
 
-from acmekit_testkit.netns import network_namespace
+from acmekit_testkit.anyip import run_anyip_driver
 
 DRIVER = textwrap.dedent(
     """
     import asyncio, json, socket
+    from acmekit_testkit.anyip import connect_from
     from acmekit.http1 import Http1Server, ListenerLimits
-
-    IPV6_FREEBIND = 78  # linux/in6.h
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
-
-    async def connect(source, port):
-        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        s.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
-        s.bind((source, 0))
-        s.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(s, ("2001:db8:1::1", port))
-        return s
 
     def fate(s):
         try:
@@ -49,8 +38,8 @@ DRIVER = textwrap.dedent(
         return "dropped" if data == b"" else "other"
 
     async def held(server, port):
-        one = [await connect(f"2001:db8:1::{0x100 + i:x}", port) for i in range(12)]
-        other = [await connect(f"2001:db8:1:1::{0x100 + i:x}", port) for i in range(4)]
+        one = [await connect_from(f"2001:db8:1::{0x100 + i:x}", port) for i in range(12)]
+        other = [await connect_from(f"2001:db8:1:1::{0x100 + i:x}", port) for i in range(4)]
         await asyncio.sleep(1.5)  # past LINGER: a refused connection has its answer
         found = {}
         for name, socks in (("one", one), ("other", other)):
@@ -78,18 +67,7 @@ DRIVER = textwrap.dedent(
 
 
 def test_one_ipv6_64_holds_one_share_of_the_listener(tmp_path: Path) -> None:
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    with network_namespace() as ns:
-        for argv in (
-            ["ip", "-6", "addr", "add", "2001:db8:1::1/48", "dev", "lo"],
-            ["ip", "-6", "route", "add", "local", "2001:db8:1::/48", "dev", "lo"],
-        ):
-            done = ns.run(argv, capture_output=True)
-            assert done.returncode == 0, done.stderr
-        done = ns.run([sys.executable, str(driver)], capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    found = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    found = run_anyip_driver(DRIVER, tmp_path)
     # Twelve addresses of one /64: its four places served, four more answered 503, the
     # rest (twice the cap and beyond) closed at once. Another /64 has its own four.
     assert found["one"] == {"served": 4, "refused": 4, "dropped": 4}, found
