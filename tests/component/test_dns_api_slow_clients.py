@@ -13,6 +13,7 @@ import aiohttp
 
 from acmekit.dns.service import DnsConfig, DnsService
 from acmekit.webguard import MAX_PER_CLIENT, ClientLimits
+from acmekit_testkit.slowclient import trickle_until_closed
 
 SHORT = ClientLimits(head_timeout=1.0)
 LONG = ClientLimits(head_timeout=600.0)  # only the bound acts
@@ -38,20 +39,9 @@ def _port(url: str) -> int:
 async def test_a_trickled_head_is_cut_off() -> None:
     async with dns_api(SHORT) as url:
         reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
-        writer.write(b"POST /set-txt HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-        closed = False
-        for _ in range(400):  # a byte of a header every 50 ms, for up to 20 s
-            await asyncio.sleep(0.05)
-            if reader.at_eof() or writer.is_closing():
-                closed = True
-                break
-            try:
-                writer.write(b"1")
-                await writer.drain()
-            except ConnectionError:
-                closed = True
-                break
-        assert closed
+        assert await trickle_until_closed(
+            reader, writer, b"POST /set-txt HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+        )
         writer.close()
 
 

@@ -25,6 +25,7 @@ from acmekit.server.mpic.remote import client_context
 from acmekit.server.mpic.wire import PATH
 from acmekit.server.validation import ValidationConfig
 from acmekit.webguard import MAX_PER_CLIENT, ClientLimits, GuardedSite
+from acmekit_testkit.slowclient import trickle_until_closed
 
 SHORT = ClientLimits(head_timeout=1.0, handshake_timeout=1.0)
 SMALL = ClientLimits(head_timeout=1.0, max_per_client=2, handshake_timeout=1.0)
@@ -111,20 +112,9 @@ async def test_a_silent_connection_is_cut(tmp_path: Path) -> None:
 async def test_a_trickled_head_after_the_handshake_is_cut(tmp_path: Path) -> None:
     async with perspective(tmp_path, SHORT) as (port, ctx):
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
-        writer.write(f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode())
-        closed = False
-        for _ in range(400):  # a byte of a header every 50 ms, for up to 20 s
-            await asyncio.sleep(0.05)
-            if reader.at_eof() or writer.is_closing():
-                closed = True
-                break
-            try:
-                writer.write(b"1")
-                await writer.drain()
-            except (ConnectionError, ssl.SSLError):
-                closed = True
-                break
-        assert closed
+        assert await trickle_until_closed(
+            reader, writer, f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode()
+        )
         writer.close()
 
 
