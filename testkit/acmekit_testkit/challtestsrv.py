@@ -45,10 +45,13 @@ class ChalltestsrvHandle:
 
 
 def _dns_answers(port: int) -> bool:
+    """True once the port answers our question. Anything else (no answer, or an answer
+    to another question from whatever else briefly held a port found free) is "not
+    yet": `wait_ready` then tells a server that never came up from one still starting."""
     query = dns.message.make_query("ready.test.", "A")
     try:
         dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5)
-    except (OSError, dns.exception.Timeout):
+    except (OSError, dns.exception.DNSException):
         return False
     return True
 
