@@ -278,6 +278,32 @@ def test_revoke_then_the_lineage_is_gone(ca: AcmeCa, tmp_path: Path) -> None:
     assert not (tmp_path / "etc" / "live" / name).exists()
 
 
+def test_revoke_with_the_certificates_key_needs_no_account(ca: AcmeCa, tmp_path: Path) -> None:
+    """certbot's `revoke --cert-path C --key-path K`: signed with the certificate's own key
+    (RFC 8555 §7.6), from a config dir that holds no account and no lineage."""
+    name = _name(ca, "revkey")
+    _ok(certonly(ca, tmp_path / "issued", *_standalone(ca), "-d", name))
+    cert = _verified(ca, tmp_path / "issued", name)
+    live = tmp_path / "issued" / "etc" / "live" / name
+    elsewhere = tmp_path / "elsewhere"
+    flags = ["revoke", "-n", "--server", ca.directory_url, "--cert-path",
+             str(live / "cert.pem"), *certbot_dirs(elsewhere)]  # fmt: skip
+    # Another certificate's key is refused before the CA is asked, in one line.
+    _ok(certonly(ca, tmp_path / "other", *_standalone(ca), "-d", _name(ca, "other-revkey")))
+    other_key = tmp_path / "other" / "etc" / "live" / _name(ca, "other-revkey") / "privkey.pem"
+    wrong = acmekit(ca, *flags, "--key-path", str(other_key))
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert wrong.stderr.startswith("acmekit: the private key ")
+    assert "is not the key of certificate" in wrong.stderr
+    unreadable = acmekit(ca, *flags, "--key-path", str(live / "cert.pem"))
+    assert unreadable.returncode != 0 and "Traceback" not in unreadable.stderr
+    assert unreadable.stderr.startswith("acmekit: cannot read private key ")
+    assert ca.revoked(cert.serial_number) is False
+    _ok(acmekit(ca, *flags, "--reason", "keycompromise", "--key-path", str(live / "privkey.pem")))
+    assert ca.revoked(cert.serial_number) is True
+    assert not (elsewhere / "etc" / "accounts").exists()  # no account was made for it
+
+
 def test_eab_is_required_and_then_used(eab_ca: AcmeCa, tmp_path: Path) -> None:
     name = _name(eab_ca, "eab")
     flags = [*_standalone(eab_ca), "-d", name]

@@ -723,9 +723,16 @@ class CertManager(AsyncClosing):
     # -- revoke --------------------------------------------------------------------
 
     async def revoke(
-        self, cert_path: Path, reason: int, server: str | None, *, delete_after: bool = True
+        self,
+        cert_path: Path,
+        reason: int,
+        server: str | None,
+        *,
+        delete_after: bool = True,
+        key_path: Path | None = None,
     ) -> Lineage | None:
-        """Revoke with the account that holds the lineage (or the first for the server);
+        """Revoke with the account that holds the lineage (or the first for the server),
+        or with the certificate's own key (`key_path`, RFC 8555 §7.6: no account needed);
         then delete the lineage unless told not to, as certbot does. The lineage, if any."""
         der = _cert_der(cert_path)  # a path that is no certificate is said first, as such
         lineage = self.lineage_of(cert_path)
@@ -733,13 +740,17 @@ class CertManager(AsyncClosing):
         url = server or (params.server if params else None)
         if url is None:
             raise ClientError("--server is needed for a certificate outside any lineage")
-        if params is not None and url == params.server:
+        if key_path is not None:
+            key = _certificate_key(key_path, der, cert_path)
+            saved = params.ca_bundle if params else None
+            await self._client(url, None, key, saved).revoke(der, reason, key=key)
+        elif params is not None and url == params.server:
             # The lineage's account and the roots it was obtained with (`ca_bundle`), as
             # `renew` uses them: revoking from the same shell works as renewing does.
-            client, _ = self._lineage_client(params)
+            await self._lineage_client(params)[0].revoke(der, reason)
         else:
             client, _ = await self.account_client(url, register=False)
-        await client.revoke(der, reason)
+            await client.revoke(der, reason)
         if lineage is not None and delete_after:
             await self.delete(lineage.name)
         return lineage
@@ -800,6 +811,20 @@ def _cert_der(path: Path) -> bytes:
     except (OSError, ValueError) as exc:
         raise ClientError(f"cannot read certificate {path}: {exc}") from exc
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _certificate_key(key_path: Path, cert_der: bytes, cert_path: Path) -> PrivateKey:
+    """The private key at `key_path`, which must be the certificate's own: certbot checks
+    the pair before it asks the CA, so a wrong file is named here, not as a CA's refusal."""
+    try:
+        key = load_key(key_path.read_bytes())
+    except (OSError, ValueError, TypeError) as exc:  # TypeError: encrypted, no password
+        raise ClientError(f"cannot read private key {key_path}: {_one_line(exc)}") from exc
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    cert_key = x509.load_der_x509_certificate(cert_der).public_key()
+    if key.public_key().public_bytes(*spki) != cert_key.public_bytes(*spki):
+        raise ClientError(f"the private key {key_path} is not the key of certificate {cert_path}")
+    return key
 
 
 def _one_line(exc: BaseException) -> str:

@@ -846,6 +846,12 @@ def _report_renew(report: RenewReport) -> None:
     ),
     default="unspecified",
 )
+@click.option(
+    "--key-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="revoke with the certificate's private key instead of the account's",
+)
 @click.option("--delete-after-revoke/--no-delete-after-revoke", default=None)
 @_account_options
 @_dir_options
@@ -866,7 +872,9 @@ async def _revoke(
 ) -> tuple[Path, Lineage | None]:
     async with _manager(args) as manager:
         path = args["cert_path"] or manager.cert_path(args["cert_name"])
-        lineage = await manager.revoke(path, reason, args["server"], delete_after=delete_after)
+        lineage = await manager.revoke(
+            path, reason, args["server"], delete_after=delete_after, key_path=args["key_path"]
+        )
     return path, lineage
 
 
