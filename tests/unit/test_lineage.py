@@ -123,7 +123,7 @@ def test_atomic_symlink_switches_target(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "link"]
 
 
-def _files(name: str, days: int = 90) -> CertFiles:
+def _files(name: str, days: int = 90, *more: str) -> CertFiles:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -135,7 +135,9 @@ def _files(name: str, days: int = 90) -> CertFiles:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
         .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in (name, *more)]), critical=False
+        )
         .sign(key, hashes.SHA256())
     )
     pem = cert.public_bytes(serialization.Encoding.PEM).decode()
@@ -201,6 +203,20 @@ def test_leftovers_of_a_crashed_creation_are_replaced(tmp_path: Path) -> None:
     assert not store.exists("a.test") and store.free_name("a.test") == "a.test"
     store.create("a.test", _files("a.test"), PARAMS, "0.1.0")
     assert store.load("a.test").names == ["a.test"]
+
+
+def test_expand_grows_the_largest_lineage_among_the_names(tmp_path: Path) -> None:
+    """certbot's find_duplicative_certs: of the lineages whose names are all requested,
+    the one with the most names is the one --expand grows, not the first by name."""
+    store = LineageStore(tmp_path)
+    store.create("a.test", _files("a.test"), PARAMS, "0.1.0")
+    store.create("b.test", _files("b.test", 90, "a.test"), PARAMS, "0.1.0")
+    store.create("c.test", _files("c.test"), PARAMS, "0.1.0")
+    found = store.find_expandable(["a.test", "b.test", "c.test", "d.test"])
+    assert found is not None and found.name == "b.test"
+    exact = store.find_expandable(["c.test"])
+    assert exact is not None and exact.name == "c.test"
+    assert store.find_expandable(["e.test"]) is None
 
 
 def test_names_conflict_gets_certbots_suffix_and_delete_removes_all(tmp_path: Path) -> None:

@@ -236,16 +236,19 @@ class LineageStore:
         return None
 
     def find_expandable(self, names: list[str]) -> Lineage | None:
-        """The lineage with exactly these names, else the first (by name) whose names are
-        all among them: the one certbot's --expand grows to `names`."""
+        """The lineage with exactly these names, else the one with the most names that
+        are all among them (the first by name of those): the one certbot's --expand grows
+        to `names` (its `find_duplicative_certs` keeps the largest subset)."""
         exact = self.find_by_names(names)
         if exact is not None:
             return exact
         wanted = _lower(names)
+        best: Lineage | None = None
         for found in self.load_all():
             if isinstance(found, Lineage) and found.names and _lower(found.names) <= wanted:
-                return found
-        return None
+                if best is None or len(found.names) > len(best.names):
+                    best = found
+        return best
 
     def create(self, name: str, files: CertFiles, params: Section, version: str) -> Lineage:
         """A new lineage at version 1; invisible until its renewal conf is in place."""
