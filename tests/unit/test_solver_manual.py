@@ -108,6 +108,19 @@ async def test_hooks_run_in_order_with_certbot_environment(tmp_path: Path) -> No
     assert runs[2]["CERTBOT_AUTH_OUTPUT"] == "auth-said-a.x.test\n"
 
 
+async def test_a_name_and_its_wildcard_are_two_domains_in_all_domains(tmp_path: Path) -> None:
+    """certbot's CERTBOT_ALL_DOMAINS is one domain per challenge: NAME and *.NAME are both
+    challenged as NAME, so it is listed twice."""
+    log = tmp_path / "hooks.log"
+    solver = ManualSolver(recorder(log, "auth"), None)
+    for name, token in (("x.test", "t1_" + "c" * 30), ("*.x.test", "t2_" + "d" * 30)):
+        await solver.present(ident(name), challenge(ChallengeType.DNS_01, token), f"{token}.k")
+    await solver.wait()
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["CERTBOT_DOMAIN"] for r in runs] == ["x.test", "x.test"]
+    assert {r["CERTBOT_ALL_DOMAINS"] for r in runs} == {"x.test,x.test"}
+
+
 async def test_failing_auth_hook_names_hook_and_status(tmp_path: Path) -> None:
     solver = ManualSolver("echo nope >&2; exit 3", None)
     await solver.present(ident("a.x.test"), challenge(ChallengeType.HTTP_01), KEY_AUTH)

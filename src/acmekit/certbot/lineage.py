@@ -243,12 +243,12 @@ class LineageStore:
         if exact is not None:
             return exact
         wanted = _lower(names)
-        best: Lineage | None = None
-        for found in self.load_all():
-            if isinstance(found, Lineage) and found.names and _lower(found.names) <= wanted:
-                if best is None or len(found.names) > len(best.names):
-                    best = found
-        return best
+        among = [
+            found
+            for found in self.load_all()
+            if isinstance(found, Lineage) and found.names and _lower(found.names) <= wanted
+        ]
+        return max(among, key=lambda found: len(found.names), default=None)
 
     def create(self, name: str, files: CertFiles, params: Section, version: str) -> Lineage:
         """A new lineage at version 1; invisible until its renewal conf is in place."""

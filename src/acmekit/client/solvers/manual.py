@@ -8,8 +8,9 @@ handles the list of challenges it is given:
   environment: CERTBOT_DOMAIN, CERTBOT_VALIDATION (the key authorization for http-01,
   the TXT value for dns-01, RFC 8555 §8.3/§8.4), CERTBOT_TOKEN (http-01 only),
   CERTBOT_REMAINING_CHALLENGES (how many follow this one) and CERTBOT_ALL_DOMAINS (the
-  comma-separated names of the whole batch). Its standard output is kept and given to
-  the cleanup hook as CERTBOT_AUTH_OUTPUT. A hook that exits non-zero raises HookError.
+  comma-separated domains of the whole batch, one per challenge as certbot gives them).
+  Its standard output is kept and given to the cleanup hook as CERTBOT_AUTH_OUTPUT. A
+  hook that exits non-zero raises HookError.
 - Without an auth hook, `prompt(text)` is awaited with instructions: the URL and file
   content for http-01, the TXT record's name and value for dns-01. The command line
   passes a prompt that prints the text and waits for Enter.
@@ -173,7 +174,9 @@ class ManualSolver:
     async def wait(self) -> None:
         async with self._lock:
             batch, self._queue = self._queue, []
-            domains = list(dict.fromkeys(item.domain for item in batch))
+            # certbot joins every challenge's domain, so NAME and *.NAME (both
+            # challenged as NAME, RFC 8555 §7.1.3) give NAME twice.
+            domains = [item.domain for item in batch]
             for index, item in enumerate(batch):
                 env = hook_env(item, len(batch) - index - 1, domains)
                 await self._perform(item, env)
