@@ -97,6 +97,30 @@ def test_a_server_that_is_not_a_url_is_a_usage_error(argv: list[str], tmp_path: 
     assert not (tmp_path / "etc").exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "given", "said"),
+    [
+        ("-d", "https://a.test", "https://a.test is a URL, not a domain name"),
+        ("-d", "a.test,127.0.0.1", "127.0.0.1 is an IP address; give it with --ip-address"),
+        ("-d", "a..test", "a..test has an empty label"),
+        ("-d", "bücher.test", "use its Punycode (xn--) form"),
+        ("--ip-address", "a.test", "a.test is not an IP address"),
+    ],
+    ids=["url", "address", "empty-label", "non-ascii", "not-an-address"],
+)
+def test_a_name_certbot_would_refuse_is_refused_before_any_account(
+    flag: str, given: str, said: str, tmp_path: Path
+) -> None:
+    """certbot checks each requested name before it talks to the CA: nothing is
+    registered or written for a name no CA would take."""
+    argv = ["certonly", "--standalone", "-n", "--agree-tos", "--register-unsafely-without-email",
+            "--server", "https://127.0.0.1:9/directory", *DIRS, flag, given]  # fmt: skip
+    result = _acmekit(argv, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert said in result.stderr
+    assert not (tmp_path / "etc").exists()
+
+
 def _lineage(store: LineageStore, *names: str) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)

@@ -426,8 +426,10 @@ def _webroot_map(args: dict[str, Any]) -> dict[str, str]:
     for key in click.get_current_context().meta.get(_ORDER, ()):
         if key == "webroot_path":
             found.append(("-w", str(Path(next(roots)).absolute())))
-        elif key in given:
-            found += [("-d", n.strip().lower()) for n in next(given[key]).split(",") if n.strip()]
+        elif key == "domains":
+            found += [("-d", n) for n in _split_domains(next(given[key]))]
+        elif key == "ip_addresses":
+            found += [("-d", a) for a in _addresses([next(given[key])])]
     try:
         return map_webroots(found)
     except ValueError as exc:
@@ -501,10 +503,29 @@ def _ca_bundle(args: dict[str, Any]) -> str | None:
     return str(Path(given).absolute()) if given else None
 
 
+def _split_domains(value: str) -> list[str]:
+    """One -d value's names (comma-separated), each checked as certbot checks it."""
+    from acmekit.certbot.requested import BadName, requested_domain
+
+    try:
+        return [requested_domain(n.strip()) for n in value.split(",") if n.strip()]
+    except BadName as exc:
+        raise click.BadParameter(str(exc), param_hint="'-d' / '--domains'") from None
+
+
+def _addresses(values: Sequence[str]) -> list[str]:
+    from acmekit.certbot.requested import BadName, requested_address
+
+    try:
+        return [requested_address(a) for a in values]
+    except BadName as exc:
+        raise click.BadParameter(str(exc), param_hint="'--ip-address'") from None
+
+
 def _domains(args: dict[str, Any]) -> list[str]:
-    names = [n.strip() for d in args["domains"] for n in d.split(",") if n.strip()]
-    names += list(args.get("ip_addresses") or ())
-    return list(dict.fromkeys(n.lower() for n in names))
+    names = [n for d in args["domains"] for n in _split_domains(d)]
+    names += _addresses(args.get("ip_addresses") or ())
+    return list(dict.fromkeys(names))
 
 
 @click.command(cls=_InOrder)
