@@ -152,6 +152,34 @@ def two_lineages(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def test_update_symlinks_follows_an_archive_moved_by_hand(two_lineages: Path) -> None:
+    """certbot's update_symlinks: after archive_dir is edited in a renewal conf (the
+    archive moved), the live links point into the new place; a lineage whose archive is
+    gone is named and the command fails, the others are still repointed."""
+    etc = two_lineages / "etc"
+    moved = two_lineages / "elsewhere" / "a.test"
+    moved.parent.mkdir()
+    (etc / "archive" / "a.test").rename(moved)
+    conf = etc / "renewal" / "a.test.conf"
+    conf.write_text(conf.read_text().replace(str(etc / "archive" / "a.test"), str(moved)))
+    live = etc / "live" / "a.test"
+    assert not (live / "cert.pem").exists()  # dangling until repointed
+    ok = _acmekit(["update_symlinks", *DIRS], two_lineages)
+    assert ok.returncode == 0, ok.stderr
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        link = live / f"{kind}.pem"
+        assert os.readlink(link) == f"../../../elsewhere/a.test/{kind}1.pem"
+        assert link.read_bytes() == (moved / f"{kind}1.pem").read_bytes()
+    assert os.readlink(etc / "live" / "b.test" / "cert.pem") == "../../archive/b.test/cert1.pem"
+    for path in sorted((etc / "archive" / "b.test").iterdir()):
+        path.unlink()
+    failed = _acmekit(["update_symlinks", *DIRS], two_lineages)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.stderr.startswith("acmekit: lineage b.test: ")
+    assert "cert1.pem does not exist" in failed.stderr
+    assert (live / "cert.pem").is_file()  # a.test is untouched by b.test's failure
+
+
 def _names(stdout: str) -> list[str]:
     return [ln.split(": ", 1)[1] for ln in stdout.splitlines() if "Certificate Name:" in ln]
 

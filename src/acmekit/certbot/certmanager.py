@@ -760,6 +760,21 @@ class CertManager(AsyncClosing):
         async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
             self.lineages.delete(name)
 
+    async def update_symlinks(self) -> list[str]:
+        """Every lineage's live links repointed at its conf's archive_dir, each under its
+        lock; what could not be done, one line per lineage (the others are still done)."""
+        failed: list[str] = []
+        for found in self.lineages.load_all():
+            if isinstance(found, LineageError):
+                failed.append(str(found))
+                continue
+            try:
+                async with lineage_lock(self.paths.work_dir, found.name, self.lock_timeout):
+                    self.lineages.update_symlinks(found)
+            except (LineageError, OSError) as exc:
+                failed.append(_one_line(exc))
+        return failed
+
     def cert_path(self, name: str) -> Path:
         return self.lineages.load(name).path("cert")
 

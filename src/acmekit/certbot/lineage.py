@@ -311,6 +311,27 @@ class LineageStore:
             target = lineage.archive_dir / f"{kind}{best}.pem"
             atomic_symlink(os.path.relpath(target, link.parent), link)
 
+    def update_symlinks(self, lineage: Lineage) -> None:
+        """certbot's `update_symlinks`: point each live link (at the path its renewal conf
+        gives) at the same file name in the conf's archive_dir, for a conf edited by hand
+        or an archive moved. A missing link takes the newest complete version."""
+        complete = complete_versions(lineage.archive_dir)
+        for kind in KINDS:
+            link = lineage.path(kind)
+            try:
+                file_name = os.path.basename(os.readlink(link))
+            except OSError:
+                if not complete:
+                    raise LineageError(
+                        f"lineage {lineage.name}: {link} is no link and "
+                        f"{lineage.archive_dir} has no complete version"
+                    ) from None
+                file_name = f"{kind}{max(complete)}.pem"
+            target = lineage.archive_dir / file_name
+            if not target.is_file():
+                raise LineageError(f"lineage {lineage.name}: {target} does not exist")
+            atomic_symlink(os.path.relpath(target, link.parent), link)
+
     def write_conf(self, name: str, conf: Section, comment: tuple[str, ...]) -> None:
         path = self.conf_path(name)
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o644

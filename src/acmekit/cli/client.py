@@ -908,6 +908,18 @@ def delete(**args: Any) -> None:
     click.echo(f"Deleted all files relating to certificate {args['cert_name']}.")
 
 
+@click.command("update_symlinks")
+@_dir_options
+def update_symlinks(**args: Any) -> None:
+    """Point every lineage's live links at its renewal conf's archive_dir (certbot's
+    update_symlinks, after a conf was edited by hand)."""
+    failed = _run(_with(_manager(args), lambda m: m.update_symlinks()))
+    for line in failed:
+        click.echo(f"acmekit: {line}", err=True)
+    if failed:
+        sys.exit(1)
+
+
 @click.command()
 @click.option("--cert-name", default=None)
 @click.option("-d", "--domains", "domains", multiple=True, help="only certificates for these names")

@@ -24,6 +24,7 @@ _COMMANDS: dict[str, str] = {
     "revoke": "acmekit.cli.client:revoke",
     "certificates": "acmekit.cli.client:certificates",
     "delete": "acmekit.cli.client:delete",
+    "update_symlinks": "acmekit.cli.client:update_symlinks",
     "register": "acmekit.cli.client:register",
     "show_account": "acmekit.cli.client:show_account",
     "update_account": "acmekit.cli.client:update_account",
