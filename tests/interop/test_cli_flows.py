@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -303,6 +304,34 @@ def test_revoke_with_the_certificates_key_needs_no_account(ca: AcmeCa, tmp_path:
     _ok(acmekit(ca, *flags, "--reason", "keycompromise", "--key-path", str(live / "privkey.pem")))
     assert ca.revoked(cert.serial_number) is True
     assert not (elsewhere / "etc" / "accounts").exists()  # no account was made for it
+
+
+def test_reconfigure_saves_settings_only_after_a_test_run_passes(
+    ca: AcmeCa, tmp_path: Path
+) -> None:
+    """certbot's reconfigure: the changed settings get a dry-run renewal first; only one
+    that passes is written to the renewal conf, and no certificate is saved by it."""
+    name = _name(ca, "reconf")
+    _ok(certonly(ca, tmp_path, *_standalone(ca), "-d", name))
+    before = _conf(tmp_path, name)
+    nothing = acmekit(ca, "reconfigure", "--cert-name", name, *certbot_dirs(tmp_path))
+    assert nothing.returncode == 2 and "give at least one setting to change" in nothing.stderr
+    served, deployed = tmp_path / "www", tmp_path / "deployed"
+    reconfigure = ["reconfigure", "--cert-name", name, "--webroot", "-w", str(served),
+                   "--deploy-hook", f"touch {deployed}", *certbot_dirs(tmp_path)]  # fmt: skip
+    failed = acmekit(ca, *reconfigure)  # nobody serves the webroot yet
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.stderr.startswith("acmekit: ")
+    assert _conf(tmp_path, name) == before  # a failed test run changes nothing
+    with serving_webroot(served, ca.http_port):
+        moved = acmekit(ca, *reconfigure)
+    _ok(moved)
+    assert "Successfully updated configuration" in moved.stdout
+    conf = _conf(tmp_path, name)
+    assert "authenticator = webroot" in conf and f"webroot_path = {served}," in conf
+    assert f"renew_hook = touch {deployed}" in conf
+    assert os.readlink(tmp_path / "etc" / "live" / name / "cert.pem").endswith("cert1.pem")
+    assert not deployed.exists()  # a test run deploys nothing
 
 
 def test_eab_is_required_and_then_used(eab_ca: AcmeCa, tmp_path: Path) -> None:

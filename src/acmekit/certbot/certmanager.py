@@ -386,6 +386,7 @@ class CertManager(AsyncClosing):
         csr_der: bytes,
         hooks: HookRunner,
         replacing: Lineage | None = None,
+        dry_run: bool = False,
     ) -> IssuedCertificate:
         """The one place a certificate is requested, for certonly (with or without a
         CSR) and renew alike: pre hooks first, post hooks scheduled for the end of the
@@ -403,6 +404,7 @@ class CertManager(AsyncClosing):
                 profile=await choose_profile(client, params),
                 preferred_chain=params.preferred_chain,
                 replaces=replaces,
+                fresh=dry_run,
             )
         finally:
             await close_solvers(solvers.values())
@@ -489,7 +491,9 @@ class CertManager(AsyncClosing):
         hooks: HookRunner,
     ) -> Outcome:
         key = params.new_key()
-        issued = await self._issue(client, params, names, make_csr(key, names), hooks)
+        issued = await self._issue(
+            client, params, names, make_csr(key, names), hooks, None, dry_run
+        )
         if dry_run:
             return Outcome(name, tuple(names), "simulated")
         files = _files(issued, key_pem(key))
@@ -513,7 +517,8 @@ class CertManager(AsyncClosing):
             return Outcome(lineage.name, tuple(names), "kept", lineage.live_dir, lineage.not_after)
         key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
         csr = make_csr(key, names)
-        issued = await self._issue(client, params, names, csr, hooks, lineage if same else None)
+        replacing = lineage if same else None
+        issued = await self._issue(client, params, names, csr, hooks, replacing, dry_run)
         if dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
@@ -667,7 +672,8 @@ class CertManager(AsyncClosing):
         names = lineage.names
         key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
         replacing = None if options.dry_run else lineage
-        issued = await self._issue(client, params, names, make_csr(key, names), hooks, replacing)
+        csr = make_csr(key, names)
+        issued = await self._issue(client, params, names, csr, hooks, replacing, options.dry_run)
         if options.dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
@@ -675,6 +681,31 @@ class CertManager(AsyncClosing):
             self._save_params(lineage, params)
         log.info("lineage %s renewed", lineage.name)
         return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
+
+    # -- reconfigure -----------------------------------------------------------------
+
+    async def reconfigure(self, name: str, overrides: Overrides) -> RenewalParams:
+        """certbot's `reconfigure`: the lineage's renewal parameters with `overrides`,
+        tried first in a test run (a dry-run renewal: nothing is saved, no deploy hook
+        runs) and written to its renewal conf only when the test run succeeds."""
+        async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
+            lineage = self.lineages.load(name)
+            self.lineages.repair(lineage)
+            wanted = params_from_conf(lineage.conf).overridden(overrides)
+            if "webroot_path" in overrides.fields:
+                # The new -w serves every name; an old map would still send them to
+                # the old folders.
+                wanted = dataclasses.replace(wanted, webroot_map={})
+            client, params = self._lineage_client(wanted)
+            runner = HookRunner(self.paths.config_dir, use_directories=False)
+            options = RenewOptions(cert_name=name, dry_run=True)
+            work = self._renew_lineage(client, lineage, params, options, runner)
+            await _then_post_hooks(runner, [name], work)
+            if runner.failures:
+                hooks = ", ".join(f"{f.kind} hook {f.command!r}" for f in runner.failures)
+                raise ClientError(f"the test run succeeded, but its {hooks} failed")
+            self._save_params(lineage, params)
+        return params
 
     # -- install ---------------------------------------------------------------------
 

@@ -778,6 +778,30 @@ def renew(**args: Any) -> None:
         sys.exit(1)
 
 
+@click.command()
+@click.option("--cert-name", required=True)
+@click.option(
+    "--server",
+    default=None,
+    help="use this server from now on instead of the saved one",
+    callback=_directory_url,
+)
+@_obtain_options
+@_dir_options
+def reconfigure(**args: Any) -> None:
+    """Change a certificate's renewal settings (certbot's reconfigure): they are tried in
+    a test run first, and saved only if it succeeds."""
+    overrides = _overrides(args)
+    if overrides is None:
+        raise click.UsageError("give at least one setting to change (e.g. --webroot -w DIR)")
+    name = args["cert_name"]
+    _run(_with(_manager(args), lambda m: m.reconfigure(name, overrides)))
+    click.echo(
+        f"Successfully updated configuration of {name}. "
+        "Changes will apply when the certificate renews."
+    )
+
+
 # Options whose RenewalParams field has another name.
 _FIELD_OF = {
     "standalone": "authenticator",

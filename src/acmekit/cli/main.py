@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "fleet": "acmekit.cli.fleet:fleet",
     "certonly": "acmekit.cli.client:certonly",
     "renew": "acmekit.cli.client:renew",
+    "reconfigure": "acmekit.cli.client:reconfigure",
     "revoke": "acmekit.cli.client:revoke",
     "certificates": "acmekit.cli.client:certificates",
     "delete": "acmekit.cli.client:delete",

@@ -388,11 +388,17 @@ class Client(AsyncClosing):
         profile: str | None = None,
         replaces: str | None = None,
         preferred_chain: str | None = None,
+        fresh: bool = False,
     ) -> IssuedCertificate:
         """Order, authorize, finalize, download. `preference` orders challenge types
         (default: the order of `solvers`); `preferred_chain` picks, by issuer common
-        name of its topmost certificate, among the server's alternate chains."""
+        name of its topmost certificate, among the server's alternate chains. `fresh`
+        (a test run) has every name proven anew, as certbot's --dry-run does: valid
+        authorizations the CA reused are deactivated (§7.5.2) and the order made again."""
+        identifiers = list(identifiers)
         order = await self.new_order(identifiers, profile=profile, replaces=replaces)
+        if fresh and await self._deactivate_valid(order):
+            order = await self.new_order(identifiers, profile=profile, replaces=replaces)
         try:
             await self._authorize(order, solvers, preference or tuple(solvers))
         except Exception:
@@ -407,6 +413,16 @@ class Client(AsyncClosing):
         check_leaf(pem, csr_der, order.identifiers, order.certificate)
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
+
+    async def _deactivate_valid(self, order: Order) -> bool:
+        """Deactivate the order's valid authorizations; whether there were any."""
+        authzs = await self.authorizations(order)
+        valid = [a for a in authzs if a.status == AuthorizationStatus.VALID]
+        for authz in valid:
+            await self.deactivate_authorization(authz)
+        if valid:
+            log.info("order %s: %d reused authorization(s) deactivated", order.url, len(valid))
+        return bool(valid)
 
     async def _relinquish(self, order: Order) -> None:
         """§7.5.2: deactivate what a failed order left pending, as acmez does, so that no
