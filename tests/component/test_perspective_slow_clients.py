@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +31,11 @@ from acmekit_testkit.slowclient import trickle_until_closed
 SHORT = ClientLimits(head_timeout=1.0, handshake_timeout=1.0)
 SMALL = ClientLimits(head_timeout=1.0, max_per_client=2, handshake_timeout=1.0)
 LONG = ClientLimits(head_timeout=600.0, handshake_timeout=600.0)  # only the bound acts
+NOT_JSON = {
+    "type": "urn:ietf:params:acme:error:malformed",
+    "detail": "corroboration request is not valid JSON",
+    "status": 400,
+}
 
 
 @asynccontextmanager
@@ -70,12 +76,12 @@ async def _closed(reader: asyncio.StreamReader, within: float = 20.0) -> bool:
     return True
 
 
-async def _ask(port: int, ctx: ssl.SSLContext) -> tuple[int, object]:
+async def _ask(port: int, ctx: ssl.SSLContext, body: bytes = b"x") -> tuple[int, Any]:
     """One request as the CA makes it; a body that is not JSON is answered 400, which
     needs the handshake with the CA's certificate and the request served."""
     async with aiohttp.ClientSession() as http:
         url = f"https://127.0.0.1:{port}{PATH}"
-        async with http.post(url, data=b"x", ssl=ctx) as resp:
+        async with http.post(url, data=body, ssl=ctx) as resp:
             return resp.status, await resp.json()
 
 
@@ -99,7 +105,15 @@ async def test_unfinished_handshakes_are_cut_and_their_places_given_back(
                 break
             except (aiohttp.ClientError, ssl.SSLError, ConnectionError):
                 await asyncio.sleep(0.1)  # the server has yet to see the last close
-        assert (status, doc) == (400, {"detail": "not JSON"})
+        assert (status, doc) == (400, NOT_JSON)
+
+
+async def test_a_deeply_nested_body_is_a_400_not_a_500(tmp_path: Path) -> None:
+    """json.loads recurses per bracket; the perspective parses with the bounded loader."""
+    async with perspective(tmp_path, SHORT) as (port, ctx):
+        status, doc = await _ask(port, ctx, b"[" * 3_000 + b"]" * 3_000)
+        assert status == 400
+        assert doc["detail"] == "corroboration request is nested deeper than 32 levels"
 
 
 async def test_a_silent_connection_is_cut(tmp_path: Path) -> None:
@@ -141,7 +155,7 @@ async def test_one_address_holds_at_most_its_share(tmp_path: Path) -> None:
                 break
             except (aiohttp.ClientError, ssl.SSLError, ConnectionError):
                 await asyncio.sleep(0.1)  # the server has yet to see the close
-        assert (status, doc) == (400, {"detail": "not JSON"})
+        assert (status, doc) == (400, NOT_JSON)
         for _, w in held:
             w.close()
 
@@ -152,7 +166,7 @@ async def test_the_ca_is_served_across_the_deadlines(tmp_path: Path) -> None:
         for _ in range(3):  # one kept-alive connection, past both deadlines
             async with http.post(url, data=b"x", ssl=ctx) as resp:
                 assert resp.status == 400
-                assert await resp.json() == {"detail": "not JSON"}
+                assert (await resp.json())["detail"] == NOT_JSON["detail"]
             await asyncio.sleep(1.3)
 
 

@@ -13,7 +13,6 @@ refuses the names and addresses the CA refuses (`names.NamePolicy`, with the sam
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import ssl
@@ -23,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from acmekit.protocol import jsontext
 from acmekit.protocol.messages import IdentifierType
 from acmekit.protocol.problems import AcmeError, Problem
 from acmekit.server.caa import CaaChecker
@@ -121,12 +121,11 @@ class Perspective:
 
     async def _handle(self, request: web.Request) -> web.Response:
         try:
-            doc = json.loads(await request.read())
+            # The bounded loader: a deeply nested body is a 400, not a RecursionError's 500.
+            doc = jsontext.loads(await request.read(), "corroboration request")
             req = CorroborationRequest.from_json(doc)
         except AcmeError as exc:
             return web.json_response(exc.problem.to_json(), status=400)
-        except ValueError:
-            return web.json_response({"detail": "not JSON"}, status=400)
         answer = await self.corroborate(req)
         return web.json_response(answer.to_json())
 
