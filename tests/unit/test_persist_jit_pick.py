@@ -85,6 +85,32 @@ def test_a_known_account_is_asked_of_the_store_once() -> None:
     assert len(asked) == 1
 
 
+def test_an_account_that_never_passed_is_asked_again_only_after_the_interval() -> None:
+    clock = Clock()
+    check = StandingCheck(2.0, clock)
+    asked: list[bool] = []
+    answer = False
+
+    def validated() -> bool:
+        asked.append(answer)
+        return answer
+
+    for name in ("r.test", "s.test", "t.test"):  # three new-orders in the interval
+        assert check.pick("acct", [(_authz(name), PENDING)], validated) == []
+    assert asked == [False]
+    clock.t += JIT_INTERVAL
+    answer = True  # it has passed dns-persist-01 since
+    assert len(check.pick("acct", [(_authz("u.test"), PENDING)], validated)) == 1
+    assert asked == [False, True]
+
+
+def test_a_challenge_passed_here_makes_the_account_known_at_once() -> None:
+    check = StandingCheck(2.0, Clock())
+    assert check.pick("acct", [(_authz("v.test"), PENDING)], lambda: False) == []
+    check.passed("acct")  # within the interval: the store is not asked again
+    assert len(check.pick("acct", [(_authz("w.test"), PENDING)], lambda: False)) == 1
+
+
 def test_off_when_the_bound_is_zero() -> None:
     check = StandingCheck(0.0, Clock())
     assert not check.enabled

@@ -896,6 +896,8 @@ class Authority:
             ch.id, ch.type, authz.identifier.value, account.id, outcome, _dnssec_note(evidence),
         )  # fmt: skip
         if error is None:
+            if ch.type == ChallengeType.DNS_PERSIST_01:
+                self.standing.passed(account.id)  # its next new-order may look at once
             return replace(ch, status=ChallengeStatus.VALID, validated=now, error=None)
         return replace(ch, status=ChallengeStatus.INVALID, validated=None, error=error)
 

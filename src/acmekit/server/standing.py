@@ -15,7 +15,9 @@ a query flood against one domain; one new-order looks up at most `JIT_PER_ORDER`
 authorizations (it is one request: the challenge path costs a request a lookup, and
 counts failures); they are made only for accounts that have met a dns-persist-01
 challenge before (the challenge round-trip is the window in which an account's
-compromise could be noticed, and a first validation keeps it), and each is logged.
+compromise could be noticed, and a first validation keeps it), and each is logged. An
+account found never to have met one is asked of the store again only after
+`JIT_INTERVAL`, not at each of its new-orders.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class StandingCheck:
         # registered domain -> (start of its current interval, lookups in it)
         self._domains: dict[str, tuple[float, int]] = {}
         self._known: set[str] = set()
+        # account -> when the store last said it never passed dns-persist-01: asked again
+        # only after JIT_INTERVAL, not at every new-order (a first pass shows then).
+        self._unknown: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -94,14 +99,26 @@ class StandingCheck:
                 picked.append(c)
         return picked
 
-    def _known_account(self, account_id: str, validated_before: Callable[[], bool]) -> bool:
-        if account_id in self._known:
-            return True
-        if not validated_before():
-            return False
+    def passed(self, account_id: str) -> None:
+        """`account_id` has just passed a dns-persist-01 challenge at this process."""
+        self._unknown.pop(account_id, None)
         if len(self._known) >= _REMEMBERED:
             self._known.clear()
         self._known.add(account_id)
+
+    def _known_account(self, account_id: str, validated_before: Callable[[], bool]) -> bool:
+        if account_id in self._known:
+            return True
+        now = self._clock()
+        asked = self._unknown.get(account_id)
+        if asked is not None and now - asked < JIT_INTERVAL:
+            return False
+        if not validated_before():
+            if len(self._unknown) >= _REMEMBERED:
+                self._unknown = {a: t for a, t in self._unknown.items() if now - t < JIT_INTERVAL}
+            self._unknown[account_id] = now
+            return False
+        self.passed(account_id)
         return True
 
     def _take(self, authz: AuthorizationRecord) -> bool:
