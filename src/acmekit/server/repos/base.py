@@ -146,7 +146,9 @@ class _Held(threading.local):
 
     fairy: Any = None
     dbapi: Any = None
-    cursor: Any = None  # PostgreSQL's: one a thread, reused (psycopg's are Python objects)
+    # One a thread, reused: on PostgreSQL psycopg's (Python objects), on SQLite our
+    # `Cursor` over the driver's.
+    cursor: Any = None
     generation = -1
     busy = False
 
@@ -154,31 +156,34 @@ class _Held(threading.local):
 class _SqliteUse:
     """A transaction (or a lone statement) on this thread's SQLite connection: committed
     at the end of the block, rolled back if it raises. A class, not a generator: it runs
-    several times a request."""
+    several times a request. The thread's cursor is kept with its connection: a new
+    cursor a block cost an allocation, a weak reference the connection keeps, and a
+    close (the statements a cursor ran are reset when they finish, or by its next one)."""
 
-    __slots__ = ("_conn", "_cur", "_db")
+    __slots__ = ("_conn", "_db")
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     def __enter__(self) -> Cursor:
-        conn = self._conn = self._db._sqlite_conn()
-        cur = self._cur = conn.cursor()
-        return Cursor(cur)
+        held = self._db._local
+        if held.dbapi is None:
+            self._db._sqlite_conn()
+        self._conn = held.dbapi
+        return held.cursor  # type: ignore[no-any-return]
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         conn = self._conn
-        try:
-            if kind is None:
-                try:
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
-            else:
+        if not conn.in_transaction:  # reads only: nothing to commit or roll back
+            return
+        if kind is None:
+            try:
+                conn.commit()
+            except BaseException:
                 conn.rollback()
-        finally:
-            self._cur.close()
+                raise
+        else:
+            conn.rollback()
 
 
 class _PostgresUse:
@@ -304,6 +309,7 @@ class Database:
         if held.dbapi is None:
             held.fairy = self.engine.raw_connection()
             held.dbapi = held.fairy.dbapi_connection
+            held.cursor = Cursor(held.dbapi.cursor())
         return held.dbapi
 
     def _postgres_conn(self) -> Any:
