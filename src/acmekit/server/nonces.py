@@ -25,7 +25,6 @@ runs fast) is refused. Processes whose clocks agree within `CLOCK_SKEW` cannot r
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -107,7 +106,8 @@ class NonceService:
         return self._pool[start : start + 4]
 
     def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+        # The one-shot digest: no HMAC object a call (twice a request: issue and redeem).
+        return hmac.digest(self._key, body, "sha256")[:16]
 
     def issue(self) -> str:
         stamp = struct.pack(">Q", int(self._now().timestamp() * 1_000_000))

@@ -147,6 +147,8 @@ class _Held(threading.local):
     fairy: Any = None
     dbapi: Any = None
     cursor: Any = None  # PostgreSQL's: one a thread, reused (psycopg's are Python objects)
+    wrapped: Any = None  # and our `_FormatCursor` over it
+    sqlite: _SqliteUse | None = None  # SQLite's connection and cursor, as one block
     generation = -1
     busy = False
 
@@ -154,31 +156,33 @@ class _Held(threading.local):
 class _SqliteUse:
     """A transaction (or a lone statement) on this thread's SQLite connection: committed
     at the end of the block, rolled back if it raises. A class, not a generator: it runs
-    several times a request."""
+    several times a request. One a thread, with the connection's one cursor, both kept:
+    a new cursor a block cost an allocation, a weak reference the connection keeps, and
+    a close (the statements a cursor ran are reset when they finish, or by its next).
+    Blocks nested on one thread share the connection, and so its transaction, as they
+    always did on SQLite."""
 
-    __slots__ = ("_conn", "_cur", "_db")
+    __slots__ = ("_conn", "_cursor")
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._cursor = Cursor(conn.cursor())
 
     def __enter__(self) -> Cursor:
-        conn = self._conn = self._db._sqlite_conn()
-        cur = self._cur = conn.cursor()
-        return Cursor(cur)
+        return self._cursor
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         conn = self._conn
-        try:
-            if kind is None:
-                try:
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
-            else:
+        if not conn.in_transaction:  # reads only: nothing to commit or roll back
+            return
+        if kind is None:
+            try:
+                conn.commit()
+            except BaseException:
                 conn.rollback()
-        finally:
-            self._cur.close()
+                raise
+        else:
+            conn.rollback()
 
 
 class _PostgresUse:
@@ -203,11 +207,13 @@ class _PostgresUse:
             dbapi = fairy.dbapi_connection
             dbapi.autocommit = True
             self._cur = dbapi.cursor()
+            wrapped = _FormatCursor(self._cur, db._texts)
         else:
             fairy = self._fairy = db._postgres_conn()
             self._own = False
             held.busy = True
             self._cur = held.cursor
+            wrapped = held.wrapped
         cur = self._cur
         try:
             if self._tx:
@@ -215,7 +221,7 @@ class _PostgresUse:
         except BaseException as exc:
             self._release(exc)
             raise
-        return _FormatCursor(cur, db._texts)
+        return wrapped
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         cur = self._cur
@@ -285,7 +291,7 @@ class Database:
         """One transaction through the driver's own cursor: committed when the block
         ends, rolled back if it raises."""
         if self._sqlite:
-            return _SqliteUse(self)
+            return self._local.sqlite or self._sqlite_use()
         return _PostgresUse(self, tx=True)
 
     def once(self) -> AbstractContextManager[Cursor]:
@@ -294,17 +300,17 @@ class Database:
         BEGIN and COMMIT as round trips of their own); on SQLite the same as `raw`, whose
         kept connection commits without a round trip."""
         if self._sqlite:
-            return _SqliteUse(self)
+            return self._local.sqlite or self._sqlite_use()
         return _PostgresUse(self, tx=False)
 
-    def _sqlite_conn(self) -> Any:
-        """This thread's SQLite connection (the driver's), kept: SQLite's connections
-        live in this process and nothing renews them."""
+    def _sqlite_use(self) -> _SqliteUse:
+        """This thread's SQLite connection (the driver's) with its cursor, kept: SQLite's
+        connections live in this process and nothing renews them."""
         held = self._local
-        if held.dbapi is None:
-            held.fairy = self.engine.raw_connection()
-            held.dbapi = held.fairy.dbapi_connection
-        return held.dbapi
+        held.fairy = self.engine.raw_connection()
+        held.dbapi = held.fairy.dbapi_connection
+        held.sqlite = _SqliteUse(held.dbapi)
+        return held.sqlite
 
     def _postgres_conn(self) -> Any:
         """This thread's PostgreSQL connection (the pool's record of it), in autocommit;
@@ -321,13 +327,15 @@ class Database:
                 raise
             held.fairy, held.dbapi = fairy, fairy.dbapi_connection
             held.cursor = held.dbapi.cursor()
+            held.wrapped = _FormatCursor(held.cursor, self._texts)
             held.generation = self._generation
         return held.fairy
 
     def _drop_held(self) -> None:
         """Give this thread's kept connection up (closed: it may be dead or stale)."""
         held = self._local
-        fairy, held.fairy, held.dbapi, held.cursor = held.fairy, None, None, None
+        fairy, held.fairy, held.dbapi = held.fairy, None, None
+        held.cursor = held.wrapped = None
         if fairy is not None:
             with suppress(*UNAVAILABLE):
                 fairy.invalidate()

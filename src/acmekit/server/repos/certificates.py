@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from acmekit.database import from_us, to_us
 from acmekit.server.records import CertificateRecord, CrlRecord
 from acmekit.server.repos.base import (
     Cursor,
+    Database,
     Repository,
     cols,
     ids_json,
@@ -24,6 +26,10 @@ _CertificateRow = row_type(certificates)
 _CERTIFICATE_COLS = cols(certificates)
 _CERTIFICATE_BY_ID = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE id = ?"
 _CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE serial = ?"
+_PEM_BY_ID = "SELECT pem FROM certificates WHERE id = ?"
+# Certificates this process recorded, kept for their download: a client fetches its
+# certificate right after finalize says where. About 3 KB each (with the chain).
+ISSUED_KEPT = 512
 # PostgreSQL: the order completed and the certificate's PEM stored (or, when the order had
 # a certificate already, the serial abandoned) in one statement; the count says which.
 _RECORD_ISSUED = (
@@ -73,6 +79,14 @@ def insert_reservation(c: Cursor, rec: CertificateRecord) -> None:
 class CertificateRepository(Repository):
     """Certificates from reservation to revocation, and what is published about them."""
 
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        # PEMs this process stored (`record_issued`), by certificate id. A recorded PEM
+        # never changes (nothing writes `pem` once it is set, in any process, and no row
+        # is deleted), so serving it from here cannot go stale.
+        self._issued: dict[str, str] = {}
+        self._issued_lock = threading.Lock()  # issuance may record from a worker thread
+
     def reserve_serial(self, rec: CertificateRecord) -> None:
         """Record the serial before signing (pem NULL): no signed certificate goes unrecorded."""
         with self._once() as c:
@@ -84,7 +98,10 @@ class CertificateRepository(Repository):
         if self._postgres:
             with self._once() as c:
                 row = c.one(_RECORD_ISSUED, (cert_id, order_id, pem, True, cert_id))
-            return bool(row[0])
+            if not row[0]:
+                return False
+            self._keep_issued(cert_id, pem)
+            return True
         with self._raw() as c:
             changed = c.run(
                 "UPDATE orders SET certificate_id = ? WHERE id = ? AND certificate_id IS NULL",
@@ -94,7 +111,26 @@ class CertificateRepository(Repository):
                 c.run("UPDATE certificates SET abandoned = ? WHERE id = ?", (True, cert_id))
                 return False
             c.run("UPDATE certificates SET pem = ? WHERE id = ?", (pem, cert_id))
-            return True
+        self._keep_issued(cert_id, pem)
+        return True
+
+    def _keep_issued(self, cert_id: str, pem: str) -> None:
+        """After its commit: `pem` is what the database holds for `cert_id` from now on."""
+        with self._issued_lock:
+            if len(self._issued) >= ISSUED_KEPT:
+                del self._issued[next(iter(self._issued))]  # the oldest
+            self._issued[cert_id] = pem
+
+    def pem(self, cert_id: str) -> str | None:
+        """The certificate's PEM chain; None if there is no such certificate or it is not
+        signed yet. One this process recorded is served from memory (the download
+        follows finalize), others read by one column."""
+        found = self._issued.get(cert_id)
+        if found is not None:
+            return found
+        with self._once() as c:
+            row = c.one(_PEM_BY_ID, (cert_id,))
+        return None if row is None else row[0]
 
     def record_precert(self, cert_id: str, der: bytes) -> None:
         """Keep the precertificate signed for a reserved serial, before any log sees it."""

@@ -448,9 +448,11 @@ class OrderRepository(Repository):
         """ready -> processing, once: of two concurrent finalizes exactly one wins. The
         winner's `reservation` (its certificate's serial, pem NULL) is recorded in the
         same transaction: one commit, and no claimed order without its serial.
-        `within`: the caller's transaction (with the issuance limits), else its own."""
+        `within`: the caller's transaction (with the issuance limits), else its own (on
+        PostgreSQL, with a reservation, the one statement in autocommit)."""
         if within is None:
-            with self._raw() as c:
+            use = self._once if self._postgres and reservation is not None else self._raw
+            with use() as c:
                 return self.claim_finalize(order_id, csr, now, reservation, c)
         if self._postgres and reservation is not None:
             claimed = within.one(
