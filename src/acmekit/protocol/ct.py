@@ -745,8 +745,9 @@ class LogInfo:
     temporal_end: datetime | None = None  # exclusive
     usable_since: datetime | None = None
 
-    @property
+    @functools.cached_property
     def log_id(self) -> bytes:
+        """Hashed once per LogInfo: the CA's policy check asks for it per SCT."""
         return log_id(self.key)
 
     def to_json(self) -> dict[str, Any]:
