@@ -182,6 +182,7 @@ def _instrument(state: str) -> None:
     while proc.poll() is None:
         pass
 
+
 _TOTALS = re.compile(rb"^totals:\s+(\d+)", re.MULTILINE)
 
 
