@@ -19,10 +19,13 @@ by round, and CT's ratio per pair (the least flattering pair across rounds too).
     .venv/bin/python bench/ct_cost.py --callgrind 4,12 [--jobs 2] [--variants ...]
 
 runs each variant under `valgrind --tool=callgrind` twice, with N1 and N2 certificates
-after the same warm-up, and prints the instructions per certificate as the difference of
-the two totals over N2 - N1 (start-up, imports and the warm-up cancel out): a count
+after the same warm-up, instrumentation switched on only around the measured
+certificates (`callgrind_control -i`; start-up, imports and the warm-up run uncounted at
+valgrind's base speed), and prints the instructions per certificate as the difference
+of the two totals over N2 - N1 (what the switching itself costs cancels out): a count
 that does not move with the machine's load, which is what decisions about CT's cost are
-made by. `--profile FILE` (with one variant) writes cProfile's statistics of the
+made by. Only the CA's process is counted, with the client's side of the flow in it,
+so compare what CT adds between revisions rather than the ratios with the server's. `--profile FILE` (with one variant) writes cProfile's statistics of the
 measured phase, to find where the CPU goes.
 """
 
