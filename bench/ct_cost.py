@@ -25,7 +25,9 @@ valgrind's base speed), and prints the instructions per certificate as the diffe
 of the two totals over N2 - N1 (what the switching itself costs cancels out): a count
 that does not move with the machine's load, which is what decisions about CT's cost are
 made by. Only the CA's process is counted, with the client's side of the flow in it,
-so compare what CT adds between revisions rather than the ratios with the server's. `--profile FILE` (with one variant) writes cProfile's statistics of the
+so compare what CT adds between revisions rather than the ratios with the server's.
+
+`--profile FILE` (with one variant) writes cProfile's statistics (thread CPU time) of the
 measured phase, to find where the CPU goes.
 """
 
