@@ -122,10 +122,12 @@ def logs(tmp_path: Path, stack: AsyncExitStack) -> Logs:
     return Logs(tmp_path, stack)
 
 
-async def ca_with(config: ServerConfig, lists: list[Path], stack: AsyncExitStack) -> Assembly:
+async def ca_with(
+    config: ServerConfig, lists: list[Path], stack: AsyncExitStack, ct_timeout: float = 5.0
+) -> Assembly:
     ct_on = replace(
         config,
-        ct=CtSettings(log_lists=tuple(str(p) for p in lists), timeout=5.0),
+        ct=CtSettings(log_lists=tuple(str(p) for p in lists), timeout=ct_timeout),
         finalize_wait=0.5,
     )
     assembly = assemble(ct_on)
@@ -206,6 +208,31 @@ async def test_bad_signature_is_not_counted(
     leaf, _ = chain_of((await flow.get(order["certificate"])).body)
     embedded = {sct.log_id for sct in _scts(leaf)}
     assert embedded == {a.app.log.log_id, c.app.log.log_id}
+
+
+async def test_a_log_that_does_not_answer_in_time_leaves_the_others_counted(
+    ca_config: ServerConfig, logs: Logs, stack: AsyncExitStack, responder: Any
+) -> None:
+    """The logs' answers are read in turn by one deadline: the first log listed holds its
+    answer past the timeout, and the two after it, which answered meanwhile, still count
+    (and, at the timeout, a log that has not answered is failed by name)."""
+    logs.hierarchy()
+    holding = Holding()
+    held = await logs.start("log-held", wrap=holding)
+    a = await logs.start("log-a")
+    c = await logs.start("log-c")
+    lists = [held.log_list, a.log_list, c.log_list]
+    ca = await ca_with(ca_config, lists, stack, ct_timeout=1.0)
+    flow = Flow(RawAcme(ca.app), responder)
+    try:
+        url, _ = await ordered(flow, "slow-log.ct.test")
+        order = await finished(flow, ca, url)
+    finally:
+        holding.release.set()
+    assert holding.asked.is_set()
+    assert order["status"] == "valid", order
+    leaf, _ = chain_of((await flow.get(order["certificate"])).body)
+    assert {sct.log_id for sct in _scts(leaf)} == {a.app.log.log_id, c.app.log.log_id}
 
 
 async def test_too_few_scts_fail_the_order_naming_the_logs(

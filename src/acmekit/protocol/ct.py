@@ -18,6 +18,7 @@ hash algorithm byte, signature algorithm byte, 2-byte length, signature.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -330,10 +331,19 @@ class TbsParts:
         return self.encode([ext for oid, ext in self.extensions if oid not in _DROPPED])
 
 
+@functools.lru_cache(maxsize=8)
+def parse_tbs(tbs_der: bytes) -> TbsParts:
+    """`TbsParts.parse`, remembered for the last few TBSs (a pure function of the bytes,
+    and TbsParts is immutable): the CA cuts one precertificate's TBS for its log entry,
+    for its final certificate, for the final certificate's lint and for the
+    correspondence check, each a parse of the same bytes."""
+    return TbsParts.parse(tbs_der)
+
+
 def strip_extensions(tbs_der: bytes) -> bytes:
     """`tbs_der` without the poison and SCT list extensions (and without the
     extensions field altogether if nothing else is left in it)."""
-    return TbsParts.parse(tbs_der).stripped()
+    return parse_tbs(tbs_der).stripped()
 
 
 def sct_list_extension_der(scts: Sequence[SignedCertificateTimestamp]) -> bytes:
@@ -350,7 +360,7 @@ def final_tbs(precert_tbs: bytes, scts: Sequence[SignedCertificateTimestamp]) ->
     as signed: every field and extension byte for byte and in order, the poison left
     out, the SCT list extension added last. CtError unless `precert_tbs` has the poison
     and no SCT list."""
-    parts = TbsParts.parse(precert_tbs)
+    parts = parse_tbs(precert_tbs)
     oids = parts.oids()
     if oids.count(_POISON_DER) != 1 or _SCT_LIST_DER in oids:
         raise CtError("not a precertificate's TBS (one poison, no SCT list)")
@@ -363,7 +373,7 @@ def tbs_corresponds(precert_tbs: bytes, final_tbs_: bytes) -> bool:
     SCT list), the second the SCT list (and no poison), and they are the same once both
     are removed."""
     try:
-        pre, fin = TbsParts.parse(precert_tbs), TbsParts.parse(final_tbs_)
+        pre, fin = parse_tbs(precert_tbs), parse_tbs(final_tbs_)
     except CtError:
         return False
     pre_oids, fin_oids = pre.oids(), fin.oids()
@@ -735,8 +745,9 @@ class LogInfo:
     temporal_end: datetime | None = None  # exclusive
     usable_since: datetime | None = None
 
-    @property
+    @functools.cached_property
     def log_id(self) -> bytes:
+        """Hashed once per LogInfo: the CA's policy check asks for it per SCT."""
         return log_id(self.key)
 
     def to_json(self) -> dict[str, Any]:

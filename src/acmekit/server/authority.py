@@ -342,10 +342,11 @@ class Authority:
             der = precert.public_bytes(serialization.Encoding.DER)
             await self._off_loop(self.store.certificates.record_precert, rec.id, der)
         else:
-            precert, linted = x509.load_der_x509_certificate(rec.precert), Linted()
-        scts = await ct.scts_for(precert, self._ct_chain)
+            der = rec.precert
+            precert, linted = x509.load_der_x509_certificate(der), Linted()
+        scts = await ct.scts_for(precert, self._ct_chain, der)
         final = await self._signing(
-            final_certificate, precert, scts, self.issuer, self.linter, linted
+            final_certificate, precert, scts, self.issuer, self.linter, linted, der
         )
         # Checked apart from how it was made (RFC 6962 §3.3): the TBS is the
         # precertificate's once the poison and the SCT list are removed.

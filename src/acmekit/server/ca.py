@@ -421,8 +421,10 @@ def final_certificate(
     issuer: Issuer,
     linter: Linter | None = None,
     linted: Linted = Linted(),
+    precert_der: bytes | None = None,
 ) -> x509.Certificate:
-    """RFC 6962 §3.3: the certificate that `precert` promised, with `scts` embedded; the
+    """RFC 6962 §3.3: the certificate that `precert` (`precert_der` its DER where the
+    caller has it) promised, with `scts` embedded; the
     same TBS as `final_builder` gives, cut from the precertificate's DER (ct.final_tbs)
     instead of parsing every extension into objects and encoding them all again.
 
@@ -432,8 +434,9 @@ def final_certificate(
     findings as a fresh lint); its warnings that the precertificate's lint logged
     already are not logged again. Then signed under the precertificate's
     signatureAlgorithm by the same key (`_signed`)."""
-    tbs = ct.final_tbs(precert.tbs_certificate_bytes, scts)
-    _, algorithm, placeholder = signed_parts(precert.public_bytes(serialization.Encoding.DER))
+    der = precert_der or precert.public_bytes(serialization.Encoding.DER)
+    precert_tbs, algorithm, placeholder = signed_parts(der)
+    tbs = ct.final_tbs(precert_tbs, scts)
     if linter is not None and linter.enabled:
         if linted.decoded is not None:
             placeholder = linted.decoded.signature

@@ -19,6 +19,11 @@ A kept connection the log closed meanwhile fails before any byte of the answer; 
 request is then sent once more on a new connection. add-chain and add-pre-chain may be
 repeated: a log answers the same entry with the same SCT (RFC 6962 §4.1, and
 docs/ct.md). A request cancelled half way (the CA's timeout) closes its connection.
+
+A request is written and its answer read in two steps (`send`, `Exchange.answer`), so
+that one coroutine can write to every log before it reads the first answer: the logs
+work at once without a task per log. On a kept connection the write is immediate
+(`send_kept`: no await at all).
 """
 
 from __future__ import annotations
@@ -47,6 +52,39 @@ class _Stale(Exception):
     """A kept connection that ended before any byte of the answer."""
 
 
+class Exchange:
+    """A request written on a connection, its answer not read yet. Every exchange is
+    either answered (`answer`) or dropped (`drop`), which closes its connection."""
+
+    def __init__(
+        self,
+        client: LogClient,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: bytes,
+        kept: bool,
+    ) -> None:
+        self._client = client
+        self._reader = reader
+        self._writer = writer
+        self._request = request
+        self._kept = kept
+
+    async def answer(self, limit: int) -> Answer:
+        """The answer's status and body (at most `limit` bytes); a kept connection that
+        the log closed while idle is replaced and the request sent again on it."""
+        client = self._client
+        try:
+            return await client._receive(self._reader, self._writer, limit, self._kept)
+        except _Stale:
+            pass  # closed by the log while idle: the request was not taken
+        fresh = await client._send_new(self._request)
+        return await fresh.answer(limit)
+
+    def drop(self) -> None:
+        self._writer.close()
+
+
 class LogClient:
     """One log's base URL and its pool of kept-alive connections."""
 
@@ -72,32 +110,44 @@ class LogClient:
 
     async def post(self, name: str, body: bytes, limit: int) -> Answer:
         """POST `body` (JSON) to `<url>/<name>`; the answer's status and body."""
+        return await (await self.send(name, body)).answer(limit)
+
+    def send_kept(self, name: str, body: bytes) -> Exchange | None:
+        """The request written now on a kept-alive connection (no await: no task and no
+        turn of the event loop), or None when the pool has none open."""
         request = self._head(name, len(body)) + body
         while self._idle:
             reader, writer = self._idle.pop()
             if reader.at_eof() or writer.is_closing():
                 writer.close()
                 continue
-            try:
-                return await self._exchange(reader, writer, request, limit, kept=True)
-            except _Stale:
-                continue  # closed by the log while idle: the request was not taken
+            writer.write(request)
+            return Exchange(self, reader, writer, request, kept=True)
+        return None
+
+    async def send(self, name: str, body: bytes) -> Exchange:
+        """The request written, on a kept connection or a new one; its answer is read
+        with `Exchange.answer`."""
+        return self.send_kept(name, body) or await self._send_new(
+            self._head(name, len(body)) + body
+        )
+
+    async def _send_new(self, request: bytes) -> Exchange:
         reader, writer = await asyncio.open_connection(
             self.host, self.port, ssl=self.tls, server_hostname=self.host if self.tls else None
         )
-        return await self._exchange(reader, writer, request, limit, kept=False)
+        writer.write(request)
+        return Exchange(self, reader, writer, request, kept=False)
 
-    async def _exchange(
+    async def _receive(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        request: bytes,
         limit: int,
         kept: bool,
     ) -> Answer:
         reusable = False
         try:
-            writer.write(request)
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError as exc:

@@ -41,7 +41,7 @@ from acmekit.protocol import ct
 from acmekit.protocol.ctpolicy import choose, lifetime_of
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 from acmekit.server.config import CtSettings
-from acmekit.server.ctclient import ANSWER_ERRORS, LogClient
+from acmekit.server.ctclient import ANSWER_ERRORS, Answer, Exchange, LogClient
 
 log = logging.getLogger(__name__)
 
@@ -140,48 +140,83 @@ class CtSubmitter:
                 client.close()
             self._clients = None
 
-    async def _post(self, info: ct.LogInfo, name: str, body: bytes) -> dict[str, Any]:
-        answer = await self._client(info).post(f"ct/v1/{name}", body, _MAX_ANSWER)
-        if answer.status != 200:
-            shown = answer.body[:200].decode("utf-8", "replace").strip()
-            raise ValueError(f"HTTP {answer.status} {shown}")
-        doc = json.loads(answer.body)
-        if not isinstance(doc, dict):
-            raise ValueError("answer is not a JSON object")
-        return doc
+    async def _exchanges(
+        self, logs: Sequence[ct.LogInfo], name: str, body: bytes
+    ) -> list[tuple[ct.LogInfo, Answer | str]]:
+        """`body` POSTed to `ct/v1/<name>` of every log in `logs` at once, their answers
+        read in turn within `[ct] timeout`: per log, its answer or what went wrong.
 
-    async def _one(self, info: ct.LogInfo, body: bytes, entry: ct.SignedEntry) -> Outcome:
-        try:
-            sct = ct.SignedCertificateTimestamp.from_json(
-                await self._post(info, "add-pre-chain", body)
+        One coroutine for all the logs: each request is written before the first answer
+        is read (on a kept connection with no await; a new connection is opened in a
+        task of its own, so that a log slow to connect holds no other log up), then the
+        answers are read in order, each by the same deadline. While one answer is
+        awaited the others arrive in their connections' buffers, and one that is there
+        by then is read even past the deadline, as a log that answered in time. No task
+        per log and no `asyncio.wait` per certificate (docs/decisions.md, "CT's cost to
+        the CA: instructions")."""
+        deadline = asyncio.get_running_loop().time() + self.settings.timeout
+        path = f"ct/v1/{name}"
+        sent: list[Exchange | asyncio.Task[Exchange]] = []
+        for info in logs:
+            client = self._client(info)
+            kept = client.send_kept(path, body)
+            sent.append(
+                kept if kept is not None else asyncio.ensure_future(client.send(path, body))
             )
+        answers: list[tuple[ct.LogInfo, Answer | str]] = []
+        try:
+            for info, pending in zip(logs, sent, strict=True):
+                answers.append((info, await self._answer(pending, deadline)))
+        finally:
+            for pending in sent[len(answers) :]:  # cancelled half way: nothing left open
+                if isinstance(pending, Exchange):
+                    pending.drop()
+                else:
+                    pending.cancel()
+        return answers
+
+    async def _answer(
+        self, pending: Exchange | asyncio.Task[Exchange], deadline: float
+    ) -> Answer | str:
+        timeout = asyncio.timeout_at(deadline)
+        try:
+            async with timeout:
+                exchange = pending if isinstance(pending, Exchange) else await pending
+                return await exchange.answer(_MAX_ANSWER)
         except (*ANSWER_ERRORS, ValueError) as exc:
+            if timeout.expired():
+                return f"no answer within {self.settings.timeout:g} s"
+            return _failure(exc)
+
+    def _outcome(self, info: ct.LogInfo, got: Answer | str, entry: ct.SignedEntry) -> Outcome:
+        """The log's SCT, verified against its key over `entry` (§3.2) before it counts."""
+        if isinstance(got, str):
+            return Outcome(info, None, got)
+        try:
+            sct = ct.SignedCertificateTimestamp.from_json(_document(got))
+        except ValueError as exc:
             return Outcome(info, None, _failure(exc))
         if not ct.verify_sct(sct, entry, info.key, self._log_ids[id(info)]):
             return Outcome(info, None, "its SCT's signature does not verify")
         return Outcome(info, sct, None)
 
     async def scts_for(
-        self, precert: x509.Certificate, chain: Sequence[x509.Certificate]
+        self,
+        precert: x509.Certificate,
+        chain: Sequence[x509.Certificate],
+        precert_der: bytes | None = None,
     ) -> list[ct.SignedCertificateTimestamp]:
-        """The verified SCTs to embed for `precert` (issued by chain[0]); CtUnavailable
-        unless they meet the policy within the timeout."""
+        """The verified SCTs to embed for `precert` (issued by chain[0]; `precert_der`
+        its DER where the caller has it); CtUnavailable unless they meet the policy
+        within the timeout."""
         shared = self._chain_for(chain)
-        precert_der = precert.public_bytes(serialization.Encoding.DER)
-        tbs = ct.strip_extensions(precert.tbs_certificate_bytes)
+        if precert_der is None:
+            precert_der = precert.public_bytes(serialization.Encoding.DER)
+        tbs = ct.strip_extensions(ct.tbs_certificate_der(precert_der))
         entry = ct.SignedEntry.precert(ct.PrecertEntry(shared.issuer_key_hash, tbs))
-        body = shared.body(precert_der)
         logs = [info for info in self.logs if _covers(info, precert)]
-        tasks = {asyncio.ensure_future(self._one(info, body, entry)): info for info in logs}
-        outcomes: list[Outcome] = []
-        if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=self.settings.timeout)
-            for task in pending:
-                task.cancel()
-                outcomes.append(
-                    Outcome(tasks[task], None, f"no answer within {self.settings.timeout:g} s")
-                )
-            outcomes.extend(task.result() for task in done)
+        answers = await self._exchanges(logs, "add-pre-chain", shared.body(precert_der))
+        outcomes = [self._outcome(info, got, entry) for info, got in answers]
         valid = [(o.info, o.sct) for o in outcomes if o.sct is not None]
         chosen = choose(valid, lifetime_of(precert), self.settings.required_scts)
         failed = [o for o in outcomes if o.failure is not None]
@@ -208,27 +243,37 @@ class CtSubmitter:
         scts: Sequence[ct.SignedCertificateTimestamp],
     ) -> None:
         """add-chain of the final certificate to the logs whose SCTs it embeds (`scts`),
-        best effort."""
+        best effort: a log that refuses it or does not answer is logged and forgotten."""
         if not self.settings.submit_final:
             return
         wanted = {sct.log_id for sct in scts}
-        body = self._chain_for(chain).body(cert.public_bytes(serialization.Encoding.DER))
-
-        async def one(info: ct.LogInfo) -> None:
-            try:
-                await self._post(info, "add-chain", body)
-            except (*ANSWER_ERRORS, ValueError) as exc:
-                log.info(
-                    "CT log %s did not take final serial %x: %s",
-                    info.url, cert.serial_number, _failure(exc),
-                )  # fmt: skip
-
         logs = [info for info in self.logs if self._log_ids[id(info)] in wanted]
-        if logs:
-            tasks = [asyncio.ensure_future(one(info)) for info in logs]
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.timeout)
-            for task in pending:
-                task.cancel()
+        if not logs:
+            return
+        body = self._chain_for(chain).body(cert.public_bytes(serialization.Encoding.DER))
+        for info, got in await self._exchanges(logs, "add-chain", body):
+            if isinstance(got, Answer) and got.status == 200:
+                continue  # taken (its SCT is not needed: the certificate embeds the others)
+            log.info(
+                "CT log %s did not take final serial %x: %s",
+                info.url, cert.serial_number, got if isinstance(got, str) else _status(got),
+            )  # fmt: skip
+
+
+def _status(answer: Answer) -> str:
+    shown = answer.body[:200].decode("utf-8", "replace").strip()
+    return f"HTTP {answer.status} {shown}"
+
+
+def _document(answer: Answer) -> dict[str, Any]:
+    """A log's JSON answer (§4.1); ValueError for another status or anything but an
+    object."""
+    if answer.status != 200:
+        raise ValueError(_status(answer))
+    doc = json.loads(answer.body)
+    if not isinstance(doc, dict):
+        raise ValueError("answer is not a JSON object")
+    return doc
 
 
 def _failure(exc: BaseException) -> str:

@@ -67,7 +67,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
-from acmekit.protocol.ct import POISON_OID_DER, SCT_LIST_OID_DER, CtError, TbsParts
+from acmekit.protocol.ct import POISON_OID_DER, SCT_LIST_OID_DER, CtError, parse_tbs
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 from acmekit.server.config import LintSettings, ServerConfig
 from acmekit.server.signing import ExternalKey, sign_certificate, signed_parts, throwaway_like
@@ -481,7 +481,7 @@ def _swapped_extension(pre_der: bytes, final_der: bytes) -> tuple[int, bytes] | 
     try:
         pre_tbs, pre_alg, pre_sig = signed_parts(pre_der)
         fin_tbs, fin_alg, fin_sig = signed_parts(final_der)
-        pre, fin = TbsParts.parse(pre_tbs), TbsParts.parse(fin_tbs)
+        pre, fin = parse_tbs(pre_tbs), parse_tbs(fin_tbs)
     except (ValueError, CtError):
         return None
     if (pre_alg, pre_sig, pre.before, pre.after) != (fin_alg, fin_sig, fin.before, fin.after):
