@@ -1,0 +1,288 @@
+"""The CA's instructions per certificate on its request path, in process, and the client's.
+
+The CA runs in this process as `bench/store_per_cert.py` runs it (the ASGI app called
+directly, no listener or TLS; SQLite, rate limits off, lint off, CAA on; a real
+`acmekit dns` on loopback). The http-01 responder is a process of its own (it answers
+any token with the key authorization of the one account), so its CPU is not counted.
+The driver behaves as the benchmarks' clients do: it keeps the Replay-Nonce of each
+response for its next request (no newNonce per POST), and per certificate sends
+newOrder, the authorization, the http-01 challenge, a poll of the authorization,
+finalize, a poll of the order and the download: seven requests. Validation and
+issuance are awaited with `authority.drain()`, so every run makes the same requests.
+
+    .venv/bin/python bench/request_path_cpu.py [--certs 200]          CPU per certificate
+    .venv/bin/python bench/request_path_cpu.py --profile [--certs 200]  cProfile, top 40
+    .venv/bin/python bench/request_path_cpu.py --callgrind 10,40       instructions
+
+`--callgrind A,B` runs this script under `valgrind --tool=callgrind` with A and with B
+certificates, and once more each with `--client-only`: the same driver against a stand-in
+app that replays one certificate's recorded responses (the client's signatures, CSRs,
+JSON and the driver's own work; the stand-in costs next to nothing). The difference of
+the two runs divided by B - A is instructions per certificate, a count the machine's load
+does not move; the CA's share is the whole flow's less the client's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import json
+import os
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from _common import free_port, fresh_database
+from acmekit.protocol import jose
+from acmekit.server.config import LintSettings, RateLimits, ServerConfig
+from acmekit.server.run import assemble
+from acmekit_testkit.acme_raw import BASE, RawAcme, Resp, new_key
+from acmekit_testkit.acmekit_server import TEST_VALIDATION
+from acmekit_testkit.csr import make_csr
+from acmekit_testkit.dnsserver import dns_server_process
+
+REQUESTS_PER_CERT = 7
+
+
+class Driver:
+    """One account's client: the Replay-Nonce of each answer signs the next request."""
+
+    def __init__(self, acme: RawAcme, key: jose.PrivateKey) -> None:
+        self.acme = acme
+        self.key = key
+        self.kid: str | None = None
+        self.nonce: str | None = None
+        self.requests = 0
+
+    async def post(self, url: str, payload: Any) -> Resp:
+        nonce = self.nonce or await self.acme.nonce()
+        resp = await self.acme.post(url, payload, self.key, self.kid, nonce=nonce)
+        self.nonce = resp.header("replay-nonce")
+        self.requests += 1
+        return resp
+
+    async def register(self) -> None:
+        resp = await self.post(f"{BASE}/acme/new-account", {"termsOfServiceAgreed": True})
+        assert resp.status == 201, resp.body
+        self.kid = resp.header("location")
+
+    async def certificate(self, name: str, drain: Callable[[], Awaitable[None]]) -> None:
+        resp = await self.post(
+            f"{BASE}/acme/new-order", {"identifiers": [{"type": "dns", "value": name}]}
+        )
+        assert resp.status == 201, resp.body
+        order_url, order = resp.header("location") or "", resp.json()
+        authz_url = order["authorizations"][0]
+        authz = (await self.post(authz_url, None)).json()
+        ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        assert (await self.post(ch["url"], {})).status == 200
+        await drain()
+        assert (await self.post(authz_url, None)).json()["status"] == "valid"
+        _, csr = make_csr(name)
+        done = await self.post(order["finalize"], {"csr": jose.b64e(csr)})
+        assert done.status == 200, done.body
+        await drain()
+        final = (await self.post(order_url, None)).json()
+        assert final["status"] == "valid", final
+        assert (await self.post(final["certificate"], None)).status == 200
+
+
+class Replayer:
+    """A stand-in for the CA: answers each request with the next recorded response (the
+    same answers the driver got from the CA), in a cycle; the client's costs alone."""
+
+    def __init__(self, recorded: list[Resp]) -> None:
+        self.recorded = recorded
+        self.served = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        resp = self.recorded[self.served % len(self.recorded)]
+        self.served += 1
+        headers = [(k.encode(), v.encode()) for k, vs in resp.headers.items() for v in vs]
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        await send({"type": "http.response.body", "body": resp.body})
+
+
+class Recording(RawAcme):
+    """The driver's transport, keeping what the CA answered."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self.kept: list[Resp] | None = None
+
+    async def request(
+        self, method: str, url: str, body: bytes = b"", content_type: str | None = None
+    ) -> Resp:
+        resp = await super().request(method, url, body, content_type)
+        if self.kept is not None:
+            self.kept.append(resp)
+        return resp
+
+
+RESPONDER = """
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+thumb = sys.argv[2]
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (self.path.rsplit("/", 1)[-1] + "." + thumb).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+@asynccontextmanager
+async def responder(thumb: str) -> Any:
+    """The http-01 responder as its own process (not valgrind's: it does not follow)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", RESPONDER, str(port), thumb])
+    try:
+        for _ in range(500):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def flow(certs: int, client_only: bool, profile: cProfile.Profile | None) -> float:
+    """CPU seconds per certificate of `certs` certificates after a warm one."""
+    key = new_key()
+    with tempfile.TemporaryDirectory(prefix="acmekit-path-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "dns").mkdir()
+        async with responder(jose.thumbprint(key)) as http_port:
+            with (
+                dns_server_process(tmp / "dns") as dns,
+                fresh_database("sqlite", tmp, "ca.db") as url,
+            ):
+                config = ServerConfig(
+                    state_dir=tmp / "ca",
+                    db=url,
+                    dns_resolver=f"127.0.0.1:{dns.dns_port}",
+                    http01_port=http_port,
+                    validation_timeout=5.0,
+                    validation=TEST_VALIDATION,
+                    rate_limits=RateLimits(enabled=False),
+                    lint=LintSettings(enabled=False),
+                )
+                assembly = assemble(config)
+                gc.collect()
+                gc.freeze()  # as `acmekit server` does after start-up
+                try:
+                    return await _measure(assembly.app, key, certs, client_only, profile)
+                finally:
+                    await assembly.app.close()
+                    assembly.store.engine.dispose()
+
+
+async def _measure(
+    app: Any, key: jose.PrivateKey, certs: int, client_only: bool, profile: cProfile.Profile | None
+) -> float:
+    acme = Recording(app)
+    driver = Driver(acme, key)
+    await driver.register()
+    await driver.certificate("warm.example.test", app.authority.drain)
+    drain = app.authority.drain
+    if client_only:
+        acme.kept = []
+        await driver.certificate("kept.example.test", drain)
+        acme.app = Replayer(acme.kept)  # type: ignore[assignment]
+        acme.kept = None
+
+        async def drain() -> None:
+            return None
+
+    start = time.process_time()
+    if profile is not None:
+        profile.enable()
+    for i in range(certs):
+        await driver.certificate(f"c{i}.example.test", drain)
+    if profile is not None:
+        profile.disable()
+    return (time.process_time() - start) / certs
+
+
+def run(certs: int, client_only: bool, profile: cProfile.Profile | None = None) -> float:
+    loop_factory = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop  # as `acmekit server` runs
+    except ImportError:
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(flow(certs, client_only, profile))
+
+
+def callgrind(counts: tuple[int, int], client_only: bool, tmp: Path) -> float:
+    """Instructions per certificate: two runs under callgrind, their difference."""
+    totals = []
+    for n in counts:
+        out = tmp / f"callgrind.{n}.{int(client_only)}.out"
+        argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        argv += [sys.executable, __file__, "--certs", str(n)]
+        argv += ["--client-only"] if client_only else []
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
+        assert found, out
+        totals.append(int(found[1]))
+    return (totals[1] - totals[0]) / (counts[1] - counts[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--certs", type=int, default=200)
+    parser.add_argument("--client-only", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="cProfile, top 40 by own time")
+    parser.add_argument("--callgrind", help="A,B: instructions per certificate, two runs")
+    args = parser.parse_args()
+    if args.callgrind:
+        a, b = (int(n) for n in args.callgrind.split(","))
+        with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
+            whole = callgrind((a, b), False, Path(tmp))
+            client = callgrind((a, b), True, Path(tmp))
+        print(
+            json.dumps(
+                {
+                    "certs": [a, b],
+                    "whole_per_cert": round(whole),
+                    "client_per_cert": round(client),
+                    "ca_per_cert": round(whole - client),
+                    "ca_per_request": round((whole - client) / REQUESTS_PER_CERT),
+                }
+            )
+        )
+        return
+    profile = cProfile.Profile() if args.profile else None
+    cpu = run(args.certs, args.client_only, profile)
+    what = "client alone" if args.client_only else "CA and client"
+    print(f"{args.certs} certificates, {what}: {1e3 * cpu:.3f} ms CPU each (pid {os.getpid()})")
+    if profile is not None:
+        stats = pstats.Stats(profile)
+        stats.sort_stats("tottime").print_stats(40)
+        stats.sort_stats("cumulative").print_stats(60)
+
+
+if __name__ == "__main__":
+    main()
