@@ -12,14 +12,16 @@ issuance are awaited with `authority.drain()`, so every run makes the same reque
 
     .venv/bin/python bench/request_path_cpu.py [--certs 200]          CPU per certificate
     .venv/bin/python bench/request_path_cpu.py --profile [--certs 200]  cProfile, top 40
-    .venv/bin/python bench/request_path_cpu.py --callgrind 10,40       instructions
+    .venv/bin/python bench/request_path_cpu.py --callgrind 30          instructions
 
-`--callgrind A,B` runs this script under `valgrind --tool=callgrind` with A and with B
-certificates, and once more each with `--client-only`: the same driver against a stand-in
-app that replays one certificate's recorded responses (the client's signatures, CSRs,
-JSON and the driver's own work; the stand-in costs next to nothing). The difference of
-the two runs divided by B - A is instructions per certificate, a count the machine's load
-does not move; the CA's share is the whole flow's less the client's.
+`--callgrind N` runs this script under `valgrind --tool=callgrind --instr-atstart=no`:
+start-up runs uninstrumented, and the script itself switches instrumentation on for the
+N measured certificates only (callgrind's client requests, through a tiny C helper built
+with the system's gcc and valgrind headers), then once more with `--client-only`: the
+same driver against a stand-in app that replays one certificate's recorded responses
+(the client's signatures, CSRs, JSON and the driver's own work; the stand-in costs next
+to nothing). Instructions / N is a count per certificate the machine's load does not
+move; the CA's share is the whole flow's less the client's.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ import json
 import os
 import pstats
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,8 @@ from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import dns_server_process
 
 REQUESTS_PER_CERT = 7
+# callgrind's start and stop of instrumentation, when under it
+Toggles = tuple[Callable[[], None], Callable[[], None]] | None
 
 
 class Driver:
@@ -146,58 +151,64 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
 
-@asynccontextmanager
-async def responder(thumb: str) -> Any:
+@contextmanager
+def responder(thumb: str) -> Iterator[int]:
     """The http-01 responder as its own process (not valgrind's: it does not follow)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", RESPONDER, str(port), thumb])
     try:
         for _ in range(500):
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
+                socket.create_connection(("127.0.0.1", port)).close()
                 break
             except OSError:
-                await asyncio.sleep(0.02)
+                time.sleep(0.02)
         yield port
     finally:
         proc.terminate()
         proc.wait()
 
 
-async def flow(certs: int, client_only: bool, profile: cProfile.Profile | None) -> float:
+async def flow(
+    certs: int, client_only: bool, profile: cProfile.Profile | None, marks: Toggles
+) -> float:
     """CPU seconds per certificate of `certs` certificates after a warm one."""
     key = new_key()
     with tempfile.TemporaryDirectory(prefix="acmekit-path-bench-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "dns").mkdir()
-        async with responder(jose.thumbprint(key)) as http_port:
-            with (
-                dns_server_process(tmp / "dns") as dns,
-                fresh_database("sqlite", tmp, "ca.db") as url,
-            ):
-                config = ServerConfig(
-                    state_dir=tmp / "ca",
-                    db=url,
-                    dns_resolver=f"127.0.0.1:{dns.dns_port}",
-                    http01_port=http_port,
-                    validation_timeout=5.0,
-                    validation=TEST_VALIDATION,
-                    rate_limits=RateLimits(enabled=False),
-                    lint=LintSettings(enabled=False),
-                )
-                assembly = assemble(config)
-                gc.collect()
-                gc.freeze()  # as `acmekit server` does after start-up
-                try:
-                    return await _measure(assembly.app, key, certs, client_only, profile)
-                finally:
-                    await assembly.app.close()
-                    assembly.store.engine.dispose()
+        with (
+            responder(jose.thumbprint(key)) as http_port,
+            dns_server_process(tmp / "dns") as dns,
+            fresh_database("sqlite", tmp, "ca.db") as url,
+        ):
+            config = ServerConfig(
+                state_dir=tmp / "ca",
+                db=url,
+                dns_resolver=f"127.0.0.1:{dns.dns_port}",
+                http01_port=http_port,
+                validation_timeout=5.0,
+                validation=TEST_VALIDATION,
+                rate_limits=RateLimits(enabled=False),
+                lint=LintSettings(enabled=False),
+            )
+            assembly = assemble(config)
+            gc.collect()
+            gc.freeze()  # as `acmekit server` does after start-up
+            try:
+                return await _measure(assembly.app, key, certs, client_only, profile, marks)
+            finally:
+                await assembly.app.close()
+                assembly.store.engine.dispose()
 
 
 async def _measure(
-    app: Any, key: jose.PrivateKey, certs: int, client_only: bool, profile: cProfile.Profile | None
+    app: Any,
+    key: jose.PrivateKey,
+    certs: int,
+    client_only: bool,
+    profile: cProfile.Profile | None,
+    marks: Toggles,
 ) -> float:
     acme = Recording(app)
     driver = Driver(acme, key)
@@ -216,14 +227,18 @@ async def _measure(
     start = time.process_time()
     if profile is not None:
         profile.enable()
+    if marks is not None:
+        marks[0]()
     for i in range(certs):
         await driver.certificate(f"c{i}.example.test", drain)
+    if marks is not None:
+        marks[1]()
     if profile is not None:
         profile.disable()
     return (time.process_time() - start) / certs
 
 
-def run(certs: int, client_only: bool, profile: cProfile.Profile | None = None) -> float:
+def run(certs: int, client_only: bool, profile: cProfile.Profile | None, marks: Toggles) -> float:
     loop_factory = None
     try:
         import uvloop
@@ -232,22 +247,42 @@ def run(certs: int, client_only: bool, profile: cProfile.Profile | None = None) 
     except ImportError:
         pass
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(flow(certs, client_only, profile))
+        return runner.run(flow(certs, client_only, profile, marks))
 
 
-def callgrind(counts: tuple[int, int], client_only: bool, tmp: Path) -> float:
-    """Instructions per certificate: two runs under callgrind, their difference."""
-    totals = []
-    for n in counts:
-        out = tmp / f"callgrind.{n}.{int(client_only)}.out"
-        argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-        argv += [sys.executable, __file__, "--certs", str(n)]
-        argv += ["--client-only"] if client_only else []
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        found = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
-        assert found, out
-        totals.append(int(found[1]))
-    return (totals[1] - totals[0]) / (counts[1] - counts[0])
+TOGGLES = r"""
+#include <valgrind/callgrind.h>
+void start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
+void stop(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS_AT("measured"); }
+"""
+
+
+def toggles() -> tuple[Callable[[], None], Callable[[], None]]:
+    """Callgrind's start and stop of instrumentation (no-ops outside valgrind)."""
+    import ctypes
+
+    tmp = Path(tempfile.mkdtemp(prefix="acmekit-cg-toggles-"))
+    (tmp / "t.c").write_text(TOGGLES)
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", tmp / "t.so", tmp / "t.c"], check=True)
+    lib = ctypes.CDLL(str(tmp / "t.so"))
+    return lib.start, lib.stop
+
+
+def callgrind(certs: int, client_only: bool, tmp: Path) -> float:
+    """Instructions per certificate, counted over the measured certificates only."""
+    out = tmp / f"callgrind.{int(client_only)}.out"
+    argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+    argv += [f"--callgrind-out-file={out}", sys.executable, __file__, "--certs", str(certs)]
+    argv += ["--client-only", "--toggles"] if client_only else ["--toggles"]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    total = 0
+    for part in tmp.glob(f"callgrind.{int(client_only)}.out*"):
+        text = part.read_text()
+        if "measured" in text.split("\nevents:", 1)[0]:
+            found = re.findall(r"^totals: (\d+)", text, re.M)  # the header's summary is 0
+            assert found, part
+            total += int(found[-1])
+    return total / certs
 
 
 def main() -> None:
@@ -255,17 +290,17 @@ def main() -> None:
     parser.add_argument("--certs", type=int, default=200)
     parser.add_argument("--client-only", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile, top 40 by own time")
-    parser.add_argument("--callgrind", help="A,B: instructions per certificate, two runs")
+    parser.add_argument("--callgrind", type=int, help="N: instructions per certificate")
+    parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.callgrind:
-        a, b = (int(n) for n in args.callgrind.split(","))
         with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
-            whole = callgrind((a, b), False, Path(tmp))
-            client = callgrind((a, b), True, Path(tmp))
+            whole = callgrind(args.callgrind, False, Path(tmp))
+            client = callgrind(args.callgrind, True, Path(tmp))
         print(
             json.dumps(
                 {
-                    "certs": [a, b],
+                    "certs": args.callgrind,
                     "whole_per_cert": round(whole),
                     "client_per_cert": round(client),
                     "ca_per_cert": round(whole - client),
@@ -274,8 +309,8 @@ def main() -> None:
             )
         )
         return
-    profile = cProfile.Profile() if args.profile else None
-    cpu = run(args.certs, args.client_only, profile)
+    profile = cProfile.Profile(time.thread_time) if args.profile else None
+    cpu = run(args.certs, args.client_only, profile, toggles() if args.toggles else None)
     what = "client alone" if args.client_only else "CA and client"
     print(f"{args.certs} certificates, {what}: {1e3 * cpu:.3f} ms CPU each (pid {os.getpid()})")
     if profile is not None:

@@ -93,7 +93,7 @@ from acmekit.server.records import (
     OrderRecord,
     ValidationEvidence,
 )
-from acmekit.server.signing import ExternalKey, SignerUnavailable
+from acmekit.server.signing import SignerUnavailable, is_external
 from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
 from acmekit.server.validation import AccountContext, Validator
@@ -302,9 +302,7 @@ class Authority:
         # to the event loop every switch interval instead of holding up every request,
         # and a token's signature waits there. Without either, the signature is a tenth
         # of a millisecond of C and the hand-over to a thread costs more than it does.
-        inline = not self.linter.enabled and not isinstance(
-            self.issuer.intermediate_key, ExternalKey
-        )
+        inline = not self.linter.enabled and not is_external(self.issuer.intermediate_key)
         if inline:
             cert = sign_builder(builder, self.issuer, self.linter)
         else:
@@ -360,7 +358,7 @@ class Authority:
         hand-overs and the GIL's contention per certificate (context switches per
         request 6.9 through threads, 2.3 here, under bench/server.py; docs/decisions.md,
         "CT's cost to the CA, cut")."""
-        if isinstance(self.issuer.intermediate_key, ExternalKey):
+        if is_external(self.issuer.intermediate_key):
             return await asyncio.to_thread(sign, *args)
         return sign(*args)
 
