@@ -855,13 +855,11 @@ class Authority:
                 if ch.type in ACCOUNT_BOUND
                 else None
             )
+            # §8.1, with the thumbprint the account keeps beside its key (not hashed again)
+            key_auth = f"{ch.token}.{account.thumbprint}"
             with dcv.counting():
                 until = await self.validator.validate(
-                    ch.type,
-                    authz.identifier,
-                    ch.token,
-                    key_authorization(ch.token, account.jwk),
-                    account=context,
+                    ch.type, authz.identifier, ch.token, key_auth, account=context
                 )
             with caa.counting():
                 await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)
