@@ -138,16 +138,20 @@ def alg_for_key(key: PublicKey | PrivateKey) -> Alg:
     return Alg.EDDSA
 
 
-def _ec_hash(alg: str) -> tuple[hashes.HashAlgorithm, int, str]:
-    if alg == Alg.ES256:
-        return hashes.SHA256(), 32, "secp256r1"
-    return hashes.SHA384(), 48, "secp384r1"
+# ES256 and ES384 (RFC 7518 §3.4): the signature scheme, the width of r and of s, and the
+# curve. The schemes are immutable, so made once rather than with every signature.
+_ES256 = (ec.ECDSA(hashes.SHA256()), 32, "secp256r1")
+_ES384 = (ec.ECDSA(hashes.SHA384()), 48, "secp384r1")
+
+
+def _ec_scheme(alg: str) -> tuple[ec.ECDSA, int, str]:
+    return _ES256 if alg == Alg.ES256 else _ES384
 
 
 def raw_sign(key: PrivateKey, alg: str, data: bytes) -> bytes:
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        digest, size, _ = _ec_hash(alg)
-        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(digest)))
+        scheme, size, _ = _ec_scheme(alg)
+        r, s = decode_dss_signature(key.sign(data, scheme))
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
@@ -160,11 +164,11 @@ def raw_verify(key: PublicKey, alg: str, data: bytes, sig: bytes) -> bool:
         if isinstance(key, ec.EllipticCurvePublicKey):
             if alg not in (Alg.ES256, Alg.ES384):
                 return False
-            digest, size, curve = _ec_hash(alg)
+            scheme, size, curve = _ec_scheme(alg)
             if key.curve.name != curve or len(sig) != 2 * size:
                 return False
             r, s = int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
-            key.verify(encode_dss_signature(r, s), data, ec.ECDSA(digest))
+            key.verify(encode_dss_signature(r, s), data, scheme)
         elif isinstance(key, rsa.RSAPublicKey):
             if alg != Alg.RS256:
                 return False

@@ -93,7 +93,7 @@ from acmekit.server.records import (
     OrderRecord,
     ValidationEvidence,
 )
-from acmekit.server.signing import ExternalKey, SignerUnavailable
+from acmekit.server.signing import SignerUnavailable, is_external
 from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
 from acmekit.server.validation import AccountContext, Validator
@@ -306,9 +306,7 @@ class Authority:
         # to the event loop every switch interval instead of holding up every request,
         # and a token's signature waits there. Without either, the signature is a tenth
         # of a millisecond of C and the hand-over to a thread costs more than it does.
-        inline = not self.linter.enabled and not isinstance(
-            self.issuer.intermediate_key, ExternalKey
-        )
+        inline = not self.linter.enabled and not is_external(self.issuer.intermediate_key)
         if inline:
             cert = sign_builder(builder, self.issuer, self.linter)
         else:
@@ -365,7 +363,7 @@ class Authority:
         hand-overs and the GIL's contention per certificate (context switches per
         request 6.9 through threads, 2.3 here, under bench/server.py; docs/decisions.md,
         "CT's cost to the CA, cut")."""
-        if isinstance(self.issuer.intermediate_key, ExternalKey):
+        if is_external(self.issuer.intermediate_key):
             return await asyncio.to_thread(sign, *args)
         return sign(*args)
 
@@ -862,13 +860,11 @@ class Authority:
                 if ch.type in ACCOUNT_BOUND
                 else None
             )
+            # §8.1, with the thumbprint the account keeps beside its key (not hashed again)
+            key_auth = f"{ch.token}.{account.thumbprint}"
             with dcv.counting():
                 until = await self.validator.validate(
-                    ch.type,
-                    authz.identifier,
-                    ch.token,
-                    key_authorization(ch.token, account.jwk),
-                    account=context,
+                    ch.type, authz.identifier, ch.token, key_auth, account=context
                 )
             with caa.counting():
                 await self.policy.check_caa(authz.identifier, authz.wildcard, account_uri, ch.type)

@@ -70,7 +70,13 @@ from cryptography.x509.oid import ExtensionOID
 from acmekit.protocol.ct import POISON_OID_DER, SCT_LIST_OID_DER, CtError, parse_tbs
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 from acmekit.server.config import LintSettings, ServerConfig
-from acmekit.server.signing import ExternalKey, sign_certificate, signed_parts, throwaway_like
+from acmekit.server.signing import (
+    FILE_KEYS,
+    ExternalKey,
+    sign_certificate,
+    signed_parts,
+    throwaway_like,
+)
 from acmekit.server.validation.reserved import IPNetwork, parse_networks
 
 log = logging.getLogger(__name__)
@@ -639,7 +645,7 @@ def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
 # Throwaway keys and the lint-then-sign step
 
 
-def _signing_key(key: PrivateKeyTypes) -> SigningKey:
+def _signing_key(key: PrivateKeyTypes | ExternalKey) -> SigningKey:
     if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
         return key
     raise ValueError(f"cannot sign certificates with a {type(key).__name__}")
@@ -809,7 +815,7 @@ class Linter:
     ) -> x509.Certificate:
         """Lint `builder`'s certificate, then sign it with `key` (a file key, or one in a
         token: signing.py), and check that what was signed is what was linted."""
-        if isinstance(key, ExternalKey):
+        if not isinstance(key, FILE_KEYS) and isinstance(key, ExternalKey):
             if not self.enabled:
                 return sign_certificate(builder, key)
             linted = self.check(builder, throwaway_like(key.public_key()))

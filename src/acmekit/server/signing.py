@@ -29,7 +29,7 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 ExternalPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
@@ -58,6 +58,17 @@ class ExternalKey(Protocol):
     def check(self) -> None:
         """Raise SignerUnavailable unless the key can sign now."""
         ...
+
+
+# What a key file loads: cryptography's private keys, never an ExternalKey. Tested first,
+# because `isinstance(x, ExternalKey)` is a runtime Protocol check that looks up each of
+# the Protocol's members: 100-200 µs on Python 3.11, against about 1 µs for these.
+FILE_KEYS = (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
+
+
+def is_external(key: object) -> bool:
+    """Whether `key` is held outside the process (an ExternalKey), cheaply for a file key."""
+    return not isinstance(key, FILE_KEYS) and isinstance(key, ExternalKey)
 
 
 # ---------------------------------------------------------------------------------------
