@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from acmekit.protocol.messages import looks_like_ip
+
 MAX_NAME = 255  # octets, RFC 2181 §11 (certbot's bound)
 MAX_LABEL = 63
 
@@ -28,7 +30,7 @@ def requested_domain(text: str) -> str:
     for scheme in ("http://", "https://"):
         if name.startswith(scheme):
             raise BadName(f"{name} is a URL, not a domain name; give it without {scheme!r}")
-    if _is_address(name):
+    if looks_like_ip(name):
         raise BadName(f"{name} is an IP address; give it with --ip-address")
     if len(name) > MAX_NAME:
         raise BadName(f"{name[:40]}... is longer than {MAX_NAME} octets")
@@ -46,11 +48,3 @@ def requested_address(text: str) -> str:
         return ipaddress.ip_address(text.strip()).compressed
     except ValueError:
         raise BadName(f"{text} is not an IP address") from None
-
-
-def _is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True

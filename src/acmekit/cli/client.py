@@ -734,14 +734,18 @@ def rollback(**args: Any) -> None:
 # -- renew --------------------------------------------------------------------------------
 
 
-@click.command()
-@click.option("--cert-name", default=None)
-@click.option(
+# `renew` and `reconfigure`: a server given replaces the one each renewal conf saved.
+_saved_server_option = click.option(
     "--server",
     default=None,
     help="use this server instead of the saved one",
     callback=_directory_url,
 )
+
+
+@click.command()
+@click.option("--cert-name", default=None)
+@_saved_server_option
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @_obtain_options
@@ -780,12 +784,7 @@ def renew(**args: Any) -> None:
 
 @click.command()
 @click.option("--cert-name", required=True)
-@click.option(
-    "--server",
-    default=None,
-    help="use this server from now on instead of the saved one",
-    callback=_directory_url,
-)
+@_saved_server_option
 @_obtain_options
 @_dir_options
 def reconfigure(**args: Any) -> None:

@@ -131,14 +131,14 @@ def parse_dns_name(value: str) -> str:
         _check_label(label, value)
     if len(labels) < 2:
         raise _rejected(value, "name must have at least two labels")
-    if _looks_like_ip(".".join(labels)):
+    if looks_like_ip(".".join(labels)):
         raise _rejected(value, "an IP address must be sent as an ip identifier (RFC 8738)")
     if labels[-1].isdigit():
         raise _rejected(value, "top-level label is all digits")
     return value.lower()
 
 
-def _looks_like_ip(text: str) -> bool:
+def looks_like_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
