@@ -55,11 +55,13 @@ from acmekit.protocol import ct
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.server.lint import Decoded, Linter, LintMismatch, LintRefused, Report, log_warnings
 from acmekit.server.signing import (
+    FILE_KEYS,
     ExternalKey,
     ExternalPublicKey,
     assemble_signed,
     digest_for,
     external_signature,
+    is_external,
     sign_certificate,
     sign_crl,
     signed_parts,
@@ -82,7 +84,6 @@ _CERT_MODE = 0o644
 _DIR_MODE = 0o700
 
 SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-_FILE_KEYS = (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Issuer:
     def check_signer(self) -> None:
         """SignerUnavailable unless the intermediate's key can sign now (a file key can)."""
         key = self.intermediate_key
-        if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
+        if is_external(key):
             key.check()
 
     def chain_pem(self) -> bytes:
@@ -156,7 +157,7 @@ def new_serial(random_bytes: Callable[[int], bytes] = os.urandom) -> int:
 
 
 def _signing_key(key: PrivateKeyTypes | ExternalKey) -> SigningKey:
-    if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+    if isinstance(key, FILE_KEYS):
         return key
     raise ValueError(f"cannot sign certificates with a {type(key).__name__}")
 
@@ -171,7 +172,7 @@ def _digest(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
 
 
 def _sign(builder: x509.CertificateBuilder, key: PrivateKeyTypes | ExternalKey) -> x509.Certificate:
-    if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
+    if is_external(key):
         return sign_certificate(builder, key)
     signer = _signing_key(key)
     return builder.sign(signer, _digest(signer))
@@ -182,7 +183,7 @@ def sign_crl_with(
 ) -> x509.CertificateRevocationList:
     """A CRL signed by the intermediate's key, a file key or one in a token (SHA-256,
     none with Ed25519, as before)."""
-    if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
+    if is_external(key):
         return sign_crl(builder, key)
     signer = _signing_key(key)
     digest = None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256()
@@ -404,7 +405,7 @@ def precertificate(
     Linter.sign as for any certificate."""
     pre = precertificate_builder(builder)
     key = issuer.intermediate_key
-    if linter is None or not linter.enabled or not isinstance(key, _FILE_KEYS):
+    if linter is None or not linter.enabled or not isinstance(key, FILE_KEYS):
         return sign_builder(pre, issuer, linter), Linted()
     signer = _signing_key(key)
     copy = pre.sign(linter.keys.like(signer), _digest(signer))
@@ -467,12 +468,12 @@ def _signed(tbs: bytes, algorithm: bytes, issuer: Issuer) -> x509.Certificate:
     token's signature is verified against its public key in signing.py), and the parsed
     certificate's TBS is `tbs` to the byte."""
     key = issuer.intermediate_key
-    if isinstance(key, _FILE_KEYS) and algorithm != issuer.signature_algorithm:
+    if isinstance(key, FILE_KEYS) and algorithm != issuer.signature_algorithm:
         raise LintMismatch("the TBS's signature algorithm is not the intermediate key's")
     cert = x509.load_der_x509_certificate(assemble_signed(tbs, algorithm, _signature(tbs, key)))
     if cert.tbs_certificate_bytes != tbs:
         raise LintMismatch(f"serial {cert.serial_number:x}: the TBSCertificate does not round-trip")
-    if not isinstance(key, _FILE_KEYS):
+    if not isinstance(key, FILE_KEYS):
         public = issuer.intermediate_cert.public_key()
         expected = digest_for(public) if isinstance(public, ExternalPublicKey) else None
         if expected is None or cert.signature_hash_algorithm is None:
@@ -486,7 +487,7 @@ def _signature(tbs: bytes, key: PrivateKeyTypes | ExternalKey) -> bytes:
     """The intermediate's signature over `tbs`, as its certificates' builder makes it:
     ECDSA with the curve's hash, RSA PKCS#1 v1.5 with SHA-256, Ed25519 (_digest);
     a token's key through signing.py (verified there)."""
-    if not isinstance(key, _FILE_KEYS) and isinstance(key, ExternalKey):
+    if is_external(key):
         return external_signature(key, tbs)
     signer = _signing_key(key)
     if isinstance(signer, ed25519.Ed25519PrivateKey):

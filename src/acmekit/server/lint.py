@@ -73,6 +73,7 @@ from acmekit.server.config import LintSettings, ServerConfig
 from acmekit.server.signing import (
     FILE_KEYS,
     ExternalKey,
+    is_external,
     sign_certificate,
     signed_parts,
     throwaway_like,
@@ -646,7 +647,7 @@ def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
 
 
 def _signing_key(key: PrivateKeyTypes | ExternalKey) -> SigningKey:
-    if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+    if isinstance(key, FILE_KEYS):
         return key
     raise ValueError(f"cannot sign certificates with a {type(key).__name__}")
 
@@ -815,7 +816,7 @@ class Linter:
     ) -> x509.Certificate:
         """Lint `builder`'s certificate, then sign it with `key` (a file key, or one in a
         token: signing.py), and check that what was signed is what was linted."""
-        if not isinstance(key, FILE_KEYS) and isinstance(key, ExternalKey):
+        if is_external(key):
             if not self.enabled:
                 return sign_certificate(builder, key)
             linted = self.check(builder, throwaway_like(key.public_key()))

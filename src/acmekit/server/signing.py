@@ -24,7 +24,7 @@ top-level SEQUENCE of three elements. Anything else is refused.
 from __future__ import annotations
 
 import functools
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -66,7 +66,7 @@ class ExternalKey(Protocol):
 FILE_KEYS = (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
 
 
-def is_external(key: object) -> bool:
+def is_external(key: object) -> TypeGuard[ExternalKey]:
     """Whether `key` is held outside the process (an ExternalKey), cheaply for a file key."""
     return not isinstance(key, FILE_KEYS) and isinstance(key, ExternalKey)
 
