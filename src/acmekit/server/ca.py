@@ -61,6 +61,8 @@ from acmekit.server.signing import (
     assemble_signed,
     digest_for,
     external_signature,
+    file_digest,
+    file_key,
     is_external,
     sign_certificate,
     sign_crl,
@@ -82,8 +84,6 @@ LISTENER_DEFAULT_HOSTS = ("localhost", "127.0.0.1")
 _KEY_MODE = 0o600
 _CERT_MODE = 0o644
 _DIR_MODE = 0o700
-
-SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class Issuer:
         """The DER AlgorithmIdentifier of what the intermediate's file key signs (as the
         builder writes it); found once by signing a throwaway TBS, the first time a
         certificate is signed from its TBS (final_certificate)."""
-        key = _signing_key(self.intermediate_key)
+        key = file_key(self.intermediate_key)
         cert = self.intermediate_cert
         sample = (
             x509.CertificateBuilder()
@@ -129,7 +129,7 @@ class Issuer:
             .serial_number(1)
             .not_valid_before(cert.not_valid_before_utc)
             .not_valid_after(cert.not_valid_after_utc)
-            .sign(key, _digest(key))
+            .sign(key, file_digest(key))
         )
         return signed_parts(sample.public_bytes(serialization.Encoding.DER))[1]
 
@@ -156,26 +156,11 @@ def new_serial(random_bytes: Callable[[int], bytes] = os.urandom) -> int:
     return (int.from_bytes(raw, "big") & ((1 << 126) - 1)) | (1 << 126)
 
 
-def _signing_key(key: PrivateKeyTypes | ExternalKey) -> SigningKey:
-    if isinstance(key, FILE_KEYS):
-        return key
-    raise ValueError(f"cannot sign certificates with a {type(key).__name__}")
-
-
-def _digest(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
-    """The hash that goes with a signing key: P-384 uses SHA-384, Ed25519 none."""
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return None
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
-        return hashes.SHA384()
-    return hashes.SHA256()
-
-
 def _sign(builder: x509.CertificateBuilder, key: PrivateKeyTypes | ExternalKey) -> x509.Certificate:
     if is_external(key):
         return sign_certificate(builder, key)
-    signer = _signing_key(key)
-    return builder.sign(signer, _digest(signer))
+    signer = file_key(key)
+    return builder.sign(signer, file_digest(signer))
 
 
 def sign_crl_with(
@@ -185,7 +170,7 @@ def sign_crl_with(
     none with Ed25519, as before)."""
     if is_external(key):
         return sign_crl(builder, key)
-    signer = _signing_key(key)
+    signer = file_key(key)
     digest = None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return builder.sign(signer, digest)
 
@@ -407,8 +392,8 @@ def precertificate(
     key = issuer.intermediate_key
     if linter is None or not linter.enabled or not isinstance(key, FILE_KEYS):
         return sign_builder(pre, issuer, linter), Linted()
-    signer = _signing_key(key)
-    copy = pre.sign(linter.keys.like(signer), _digest(signer))
+    signer = file_key(key)
+    copy = pre.sign(linter.keys.like(signer), file_digest(signer))
     der = copy.public_bytes(serialization.Encoding.DER)
     report, decoded = linter.lint_precertificate(der)
     warnings = _judge(report, copy.serial_number, frozenset())
@@ -485,14 +470,14 @@ def _signed(tbs: bytes, algorithm: bytes, issuer: Issuer) -> x509.Certificate:
 
 def _signature(tbs: bytes, key: PrivateKeyTypes | ExternalKey) -> bytes:
     """The intermediate's signature over `tbs`, as its certificates' builder makes it:
-    ECDSA with the curve's hash, RSA PKCS#1 v1.5 with SHA-256, Ed25519 (_digest);
+    ECDSA with the curve's hash, RSA PKCS#1 v1.5 with SHA-256, Ed25519 (file_digest);
     a token's key through signing.py (verified there)."""
     if is_external(key):
         return external_signature(key, tbs)
-    signer = _signing_key(key)
+    signer = file_key(key)
     if isinstance(signer, ed25519.Ed25519PrivateKey):
         return signer.sign(tbs)
-    digest = _digest(signer) or hashes.SHA256()
+    digest = file_digest(signer) or hashes.SHA256()
     if isinstance(signer, rsa.RSAPrivateKey):
         return signer.sign(tbs, padding.PKCS1v15(), digest)
     return signer.sign(tbs, ec.ECDSA(digest))
@@ -536,7 +521,7 @@ def _load_pair(state_dir: Path, stem: str) -> tuple[x509.Certificate, PrivateKey
         return None
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    if _spki(cert.public_key()) != _spki(_signing_key(key).public_key()):
+    if _spki(cert.public_key()) != _spki(file_key(key).public_key()):
         raise ValueError(f"{key_path.name} does not hold the key of {cert_path.name}")
     return cert, key
 
@@ -711,7 +696,7 @@ def create_external_hierarchy(
             loaded = serialization.load_pem_private_key(root_key_path.read_bytes(), password=None)
         except FileNotFoundError:
             raise ValueError(f"the root's key {root_key_path} is missing") from None
-        if _spki(root_cert.public_key()) != _spki(_signing_key(loaded).public_key()):
+        if _spki(root_cert.public_key()) != _spki(file_key(loaded).public_key()):
             raise ValueError(f"{root_key_path} does not hold the key of {root_pem}")
         root_key = loaded
     intermediate = intermediate_certificate(root_cert, root_key, public, name, now)
@@ -772,7 +757,7 @@ def _listener_usable(
         log.info("listener certificate unusable, reissuing: %s", exc)
         return False
     return (
-        _spki(leaf.public_key()) == _spki(_signing_key(key).public_key())
+        _spki(leaf.public_key()) == _spki(file_key(key).public_key())
         and wanted <= _cert_identifiers(leaf)
         and leaf.not_valid_after_utc - now > LISTENER_RENEW_BEFORE
         and certs[1:] == [issuer.intermediate_cert]

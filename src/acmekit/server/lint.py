@@ -62,7 +62,7 @@ from enum import StrEnum
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtensionOID
@@ -71,8 +71,10 @@ from acmekit.protocol.ct import POISON_OID_DER, SCT_LIST_OID_DER, CtError, parse
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 from acmekit.server.config import LintSettings, ServerConfig
 from acmekit.server.signing import (
-    FILE_KEYS,
     ExternalKey,
+    SigningKey,
+    file_digest,
+    file_key,
     is_external,
     sign_certificate,
     signed_parts,
@@ -81,8 +83,6 @@ from acmekit.server.signing import (
 from acmekit.server.validation.reserved import IPNetwork, parse_networks
 
 log = logging.getLogger(__name__)
-
-SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
 class Severity(StrEnum):
@@ -646,21 +646,6 @@ def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
 # Throwaway keys and the lint-then-sign step
 
 
-def _signing_key(key: PrivateKeyTypes | ExternalKey) -> SigningKey:
-    if isinstance(key, FILE_KEYS):
-        return key
-    raise ValueError(f"cannot sign certificates with a {type(key).__name__}")
-
-
-def digest_for(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
-    """The hash that goes with a signing key: P-384 uses SHA-384, Ed25519 none."""
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return None
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
-        return hashes.SHA384()
-    return hashes.SHA256()
-
-
 class LintKeys:
     """One throwaway key per key type (curve, or RSA size), made on first use."""
 
@@ -799,7 +784,7 @@ class Linter:
     def check(self, builder: x509.CertificateBuilder, throwaway: SigningKey) -> x509.Certificate:
         """The copy of `builder` signed by `throwaway` (a key of the real key's type), after
         its lint passed (LintRefused if it did not; warnings are logged)."""
-        copy = builder.sign(throwaway, digest_for(throwaway))
+        copy = builder.sign(throwaway, file_digest(throwaway))
         precert = any(e.oid == ExtensionOID.PRECERT_POISON for e in copy.extensions)
         report = self.lint(copy.public_bytes(serialization.Encoding.DER), precert)
         serial = format(copy.serial_number, "x")
@@ -822,11 +807,11 @@ class Linter:
             linted = self.check(builder, throwaway_like(key.public_key()))
             final = sign_certificate(builder, key)
         else:
-            signer = _signing_key(key)
+            signer = file_key(key)
             if not self.enabled:
-                return builder.sign(signer, digest_for(signer))
+                return builder.sign(signer, file_digest(signer))
             linted = self.check(builder, self.keys.like(signer))
-            final = builder.sign(signer, digest_for(signer))
+            final = builder.sign(signer, file_digest(signer))
         if final.tbs_certificate_bytes != linted.tbs_certificate_bytes:
             raise LintMismatch(
                 f"serial {final.serial_number:x}: the signed TBSCertificate differs from the "

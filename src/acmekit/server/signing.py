@@ -71,6 +71,26 @@ def is_external(key: object) -> TypeGuard[ExternalKey]:
     return not isinstance(key, FILE_KEYS) and isinstance(key, ExternalKey)
 
 
+# A key the builders of `cryptography` sign with themselves (one of FILE_KEYS).
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+def file_key(key: object) -> SigningKey:
+    """`key` as a file key; a key held elsewhere cannot go to a builder's `sign`."""
+    if isinstance(key, FILE_KEYS):
+        return key
+    raise ValueError(f"cannot sign certificates with a {type(key).__name__}")
+
+
+def file_digest(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
+    """The hash that goes with a file key: P-384 uses SHA-384, Ed25519 none."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
 # ---------------------------------------------------------------------------------------
 # DER (X.690 §8.1): just what the assembly needs
 
