@@ -11,6 +11,8 @@ peers the same way.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -25,6 +27,18 @@ from acmekit_testkit.ctlog import ca_hierarchy, running_ct_log
 from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.ports import free_port, free_tcp_udp_port
 from acmekit_testkit.processes import stop_process, wait_https
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+# A benchmark stopped by `kill PID` would otherwise die at once, skipping the `finally`
+# blocks that stop the peers it started (DNS server, responder, logs): they would be left
+# running. As SystemExit, the stop unwinds every `with` block as Ctrl-C does.
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
 
 __all__ = [
     "Server",
