@@ -208,6 +208,15 @@ async def serve_until(
     await asyncio.gather(*(server.shutdown(grace) for server, _ in servers))
 
 
+def _no_line_break(fields: bytes, lines: int = 0) -> None:
+    """Refuse a response header with CR or LF in its name or value (RFC 9110 §5.5): in
+    `fields`, header lines each ending in CRLF, only those. Counted, not searched with
+    `in`: `b"\n" in value` first tries the needle as an integer, and CPython formats and
+    drops a TypeError each time (over 2,000 instructions a test)."""
+    if fields.count(b"\n") != lines or fields.count(b"\r") != lines:
+        raise ValueError("a header with a line break")
+
+
 class _Exchange:
     """One request and its response: the app's `receive` and `send`."""
 
@@ -300,18 +309,19 @@ class _Exchange:
         parts = [line]
         length = False
         for name, value in self.headers:
-            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-                raise ValueError("a header with a line break")  # RFC 9110 §5.5
             lower = name.lower()
             if lower == b"content-length":
                 length = True
             elif lower == b"connection":
+                _no_line_break(name + value)
                 if value.lower() == b"close":
                     self.keep_alive = False
                 continue  # ours to say, below
             elif lower == b"transfer-encoding":
+                _no_line_break(name + value)
                 continue  # the framing is ours (RFC 9112 §6.1)
             parts += (name, b": ", value, b"\r\n")
+        _no_line_break(b"".join(parts[1:]), (len(parts) - 1) // 4)
         bodiless = status < 200 or status in NO_BODY_STATUSES
         if not length and not bodiless and not self.head_only:
             if not more:
