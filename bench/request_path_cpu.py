@@ -279,7 +279,14 @@ async def _measure(
     return (time.process_time() - start) / certs
 
 
-async def listener_flow(certs: int, marks: Toggles) -> tuple[float, int]:
+def io_calls() -> int:
+    """This process's read- and write-family system calls so far (syscr + syscw of
+    /proc/self/io, every thread): the kernel's part, as a count."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["syscr"]) + int(fields["syscw"])
+
+
+async def listener_flow(certs: int, marks: Toggles, settle: float) -> tuple[float, int, int]:
     """The same certificates through the CA's listener (`Http1Server` over TLS on
     loopback, as `acmekit server` serves) from a driver in a process of its own: CPU
     seconds per certificate in this process, and the driver's requests, in the window the
@@ -302,18 +309,21 @@ async def listener_flow(certs: int, marks: Toggles) -> tuple[float, int]:
         key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
         argv = [__file__, "--drive", base, str(state / "root.pem"), str(key_file)]
         driver = await asyncio.create_subprocess_exec(
-            sys.executable, *argv, "--certs", str(certs), stdout=asyncio.subprocess.PIPE
+            sys.executable,
+            *argv,
+            *("--certs", str(certs), "--settle", str(settle)),
+            stdout=asyncio.subprocess.PIPE,
         )
         assert driver.stdout is not None
         try:
             assert await driver.stdout.readline() == b"start\n"
-            start = time.process_time()
+            start, calls = time.process_time(), io_calls()
             if marks is not None:
                 marks[0]()
             stop = await driver.stdout.readline()
             if marks is not None:
                 marks[1]()
-            used = time.process_time() - start
+            used, calls = time.process_time() - start, io_calls() - calls
             assert stop.startswith(b"stop "), stop
             assert await driver.wait() == 0
         finally:
@@ -321,17 +331,17 @@ async def listener_flow(certs: int, marks: Toggles) -> tuple[float, int]:
                 driver.kill()
                 await driver.wait()
             await server.shutdown(5.0)
-        return used / certs, int(stop.split()[1])
+        return used / certs, int(stop.split()[1]), calls
 
 
-async def drive(base: str, root: str, key: jose.PrivateKey, certs: int) -> None:
+async def drive(base: str, root: str, key: jose.PrivateKey, certs: int, wait: float) -> None:
     """The listener variant's driver, in its own process: an account and a warm
     certificate, then `start`, the measured certificates, and `stop REQUESTS`."""
     acme = HttpRawAcme(base, root)
     driver = Driver(acme, key)
 
     async def settle() -> None:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(wait)
 
     try:
         await driver.register()
@@ -376,25 +386,28 @@ def toggles() -> tuple[Callable[[], None], Callable[[], None]]:
     return lib.start, lib.stop
 
 
-def callgrind(certs: int, variant: list[str], tmp: Path, keep: Path | None = None) -> list[str]:
+def callgrind(
+    certs: int, variant: list[str], tmp: Path, keep: Path | None = None
+) -> tuple[list[str], str]:
     """The measured window's dump(s) of one run under callgrind (copied into `keep`, for
     callgrind_annotate)."""
     out = tmp / f"callgrind.{'-'.join(variant) or 'whole'}.out"
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     argv += [f"--callgrind-out-file={out}", sys.executable, __file__, "--certs", str(certs)]
-    subprocess.run(
+    said = subprocess.run(
         [*argv, *variant, "--toggles"],
         check=True,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-    )
+        text=True,
+    ).stdout
     dumps = [part.read_text() for part in tmp.glob(f"{out.name}*")]
     measured = [text for text in dumps if "measured" in text.split("\nevents:", 1)[0]]
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         for n, text in enumerate(measured):
             (keep / f"{out.name}.{n}").write_text(text)
-    return measured
+    return measured, said
 
 
 def instructions(dumps: list[str]) -> int:
@@ -448,17 +461,23 @@ def by_object(cost: Counter[tuple[str, str]]) -> Counter[str]:
 
 def report_callgrind(certs: int, listener: bool, top: int, keep: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
+        requests = REQUESTS_PER_CERT * certs
         if listener:
-            ca, client = callgrind(certs, ["--listener"], Path(tmp), keep), []
+            # polls far enough apart that, under valgrind too, one finds each settled
+            ca, said = callgrind(certs, ["--listener", "--settle", "0.5"], Path(tmp), keep)
+            client: list[str] = []
+            found = re.search(r"(\d+) requests", said)
+            assert found, said
+            requests = int(found[1])
         else:
-            ca = callgrind(certs, [], Path(tmp), keep)
-            client = callgrind(certs, ["--client-only"], Path(tmp), keep)
+            ca = callgrind(certs, [], Path(tmp), keep)[0]
+            client = callgrind(certs, ["--client-only"], Path(tmp), keep)[0]
     whole, theirs = instructions(ca), instructions(client)
-    requests = REQUESTS_PER_CERT * certs
     print(
         json.dumps(
             {
                 "certs": certs,
+                "requests": requests,
                 "variant": "listener" if listener else "in process",
                 "whole_per_cert": round(whole / certs),
                 "client_per_cert": round(theirs / certs),
@@ -489,12 +508,15 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="with --callgrind: keep the dumps here")
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--settle", type=float, default=0.05, help="--listener: seconds between polls"
+    )
     args = parser.parse_args()
     if args.drive:
         base, root, key_file = args.drive
         key = load_pem_private_key(Path(key_file).read_bytes(), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
-        asyncio.run(drive(base, root, key, args.certs))
+        asyncio.run(drive(base, root, key, args.certs, args.settle))
         return
     if args.callgrind:
         report_callgrind(args.callgrind, args.listener, args.top, args.keep)
@@ -502,10 +524,11 @@ def main() -> None:
     marks = toggles() if args.toggles else None
     if args.listener:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            cpu, requests = runner.run(listener_flow(args.certs, marks))
+            cpu, requests, calls = runner.run(listener_flow(args.certs, marks, args.settle))
         print(
             f"{args.certs} certificates through the listener, {requests} requests: "
-            f"{1e3 * cpu:.3f} ms CPU each in the CA (pid {os.getpid()})"
+            f"{1e3 * cpu:.3f} ms CPU each in the CA, {calls / requests:.1f} read/write "
+            f"system calls per request (pid {os.getpid()})"
         )
         return
     profile = cProfile.Profile(time.thread_time) if args.profile else None
