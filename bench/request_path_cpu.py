@@ -22,6 +22,18 @@ same driver against a stand-in app that replays one certificate's recorded respo
 (the client's signatures, CSRs, JSON and the driver's own work; the stand-in costs next
 to nothing). Instructions / N is a count per certificate the machine's load does not
 move; the CA's share is the whole flow's less the client's.
+
+`--listener` serves the same CA as `acmekit server` does, through its own listener
+(`Http1Server` with TLS on loopback, under uvloop), to the same driver run in a process
+of its own (aiohttp, one kept-alive connection; it polls until the authorization and
+the order are settled, and says how many requests it made). Everything this process
+runs is then the CA's: the TLS records (the system's libssl and libcrypto), uvloop,
+httptools, `http1` and the ASGI exchange, and the app. With `--callgrind N` the driver
+marks its measured window, and `--top K` splits the count by shared object and by
+function (each function's own instructions); `--keep DIR` keeps the dumps for
+`callgrind_annotate --tree=caller`, which names who calls what.
+
+    .venv/bin/python bench/request_path_cpu.py --listener --callgrind 10 --top 40
 """
 
 from __future__ import annotations
@@ -35,20 +47,32 @@ import os
 import pstats
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+
 from _common import free_port, fresh_database
+from acmekit.http1 import Http1Server
 from acmekit.protocol import jose
+from acmekit.server.ca import listener_credentials
 from acmekit.server.config import LintSettings, RateLimits, ServerConfig
-from acmekit.server.run import assemble
-from acmekit_testkit.acme_raw import BASE, RawAcme, Resp, new_key
+from acmekit.server.run import SYSTEM_CLOCK, assemble
+from acmekit_testkit.acme_raw import HttpRawAcme, RawAcme, Resp, new_key
 from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import dns_server_process
@@ -76,13 +100,13 @@ class Driver:
         return resp
 
     async def register(self) -> None:
-        resp = await self.post(f"{BASE}/acme/new-account", {"termsOfServiceAgreed": True})
+        resp = await self.post(f"{self.acme.base}/acme/new-account", {"termsOfServiceAgreed": True})
         assert resp.status == 201, resp.body
         self.kid = resp.header("location")
 
-    async def certificate(self, name: str, drain: Callable[[], Awaitable[None]]) -> None:
+    async def certificate(self, name: str, settle: Callable[[], Awaitable[None]]) -> None:
         resp = await self.post(
-            f"{BASE}/acme/new-order", {"identifiers": [{"type": "dns", "value": name}]}
+            f"{self.acme.base}/acme/new-order", {"identifiers": [{"type": "dns", "value": name}]}
         )
         assert resp.status == 201, resp.body
         order_url, order = resp.header("location") or "", resp.json()
@@ -90,15 +114,22 @@ class Driver:
         authz = (await self.post(authz_url, None)).json()
         ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
         assert (await self.post(ch["url"], {})).status == 200
-        await drain()
-        assert (await self.post(authz_url, None)).json()["status"] == "valid"
+        assert (await self.settled(authz_url, settle))["status"] == "valid"
         _, csr = make_csr(name)
         done = await self.post(order["finalize"], {"csr": jose.b64e(csr)})
         assert done.status == 200, done.body
-        await drain()
-        final = (await self.post(order_url, None)).json()
+        final = await self.settled(order_url, settle)
         assert final["status"] == "valid", final
         assert (await self.post(final["certificate"], None)).status == 200
+
+    async def settled(self, url: str, settle: Callable[[], Awaitable[None]]) -> Any:
+        """Poll `url` after each `settle` until it is no longer pending or processing (in
+        process `settle` drains the authority, so the first poll finds it settled)."""
+        while True:
+            await settle()
+            doc = (await self.post(url, None)).json()
+            if doc["status"] not in ("pending", "processing"):
+                return doc
 
 
 class Replayer:
@@ -169,11 +200,11 @@ def responder(thumb: str) -> Iterator[int]:
         proc.wait()
 
 
-async def flow(
-    certs: int, client_only: bool, profile: cProfile.Profile | None, marks: Toggles
-) -> float:
-    """CPU seconds per certificate of `certs` certificates after a warm one."""
-    key = new_key()
+@asynccontextmanager
+async def running_ca(key: jose.PrivateKey, base_url: str | None = None) -> AsyncIterator[Any]:
+    """The CA's assembly (SQLite, lint and rate limits off, CAA on, a real `acmekit
+    dns`, the http-01 responder in a process of its own), frozen as `acmekit server`
+    freezes it after start-up."""
     with tempfile.TemporaryDirectory(prefix="acmekit-path-bench-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "dns").mkdir()
@@ -185,6 +216,7 @@ async def flow(
             config = ServerConfig(
                 state_dir=tmp / "ca",
                 db=url,
+                base_url=base_url,
                 dns_resolver=f"127.0.0.1:{dns.dns_port}",
                 http01_port=http_port,
                 validation_timeout=5.0,
@@ -196,10 +228,19 @@ async def flow(
             gc.collect()
             gc.freeze()  # as `acmekit server` does after start-up
             try:
-                return await _measure(assembly.app, key, certs, client_only, profile, marks)
+                yield assembly
             finally:
                 await assembly.app.close()
                 assembly.store.engine.dispose()
+
+
+async def flow(
+    certs: int, client_only: bool, profile: cProfile.Profile | None, marks: Toggles
+) -> float:
+    """CPU seconds per certificate of `certs` certificates after a warm one."""
+    key = new_key()
+    async with running_ca(key) as assembly:
+        return await _measure(assembly.app, key, certs, client_only, profile, marks)
 
 
 async def _measure(
@@ -238,15 +279,92 @@ async def _measure(
     return (time.process_time() - start) / certs
 
 
-def run(certs: int, client_only: bool, profile: cProfile.Profile | None, marks: Toggles) -> float:
-    loop_factory = None
+def io_calls() -> int:
+    """This process's read- and write-family system calls so far (syscr + syscw of
+    /proc/self/io, every thread): the kernel's part, as a count."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["syscr"]) + int(fields["syscw"])
+
+
+async def listener_flow(certs: int, marks: Toggles, settle: float) -> tuple[float, int, int]:
+    """The same certificates through the CA's listener (`Http1Server` over TLS on
+    loopback, as `acmekit server` serves) from a driver in a process of its own: CPU
+    seconds per certificate in this process, and the driver's requests, in the window the
+    driver marks (after its account and a warm certificate). The app's lifespan is not
+    started: its housekeeping is no part of a request, and the in-process flow has none."""
+    key = new_key()
+    sock = socket.create_server(("127.0.0.1", 0))
+    base = f"https://127.0.0.1:{sock.getsockname()[1]}"
+    async with running_ca(key, base) as assembly:
+        state = assembly.app.config.state_dir
+        chain, tls_key = listener_credentials(
+            assembly.issuer, state, ["127.0.0.1"], SYSTEM_CLOCK.now()
+        )
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(chain, tls_key)
+        tls.set_alpn_protocols(["http/1.1"])
+        server = Http1Server(assembly.app, assembly.app.config.limits, tls)
+        await server.start(sock)
+        key_file = state / "driver.key"
+        key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        argv = [__file__, "--drive", base, str(state / "root.pem"), str(key_file)]
+        driver = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *argv,
+            *("--certs", str(certs), "--settle", str(settle)),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert driver.stdout is not None
+        try:
+            assert await driver.stdout.readline() == b"start\n"
+            start, calls = time.process_time(), io_calls()
+            if marks is not None:
+                marks[0]()
+            stop = await driver.stdout.readline()
+            if marks is not None:
+                marks[1]()
+            used, calls = time.process_time() - start, io_calls() - calls
+            assert stop.startswith(b"stop "), stop
+            assert await driver.wait() == 0
+        finally:
+            if driver.returncode is None:
+                driver.kill()
+                await driver.wait()
+            await server.shutdown(5.0)
+        return used / certs, int(stop.split()[1]), calls
+
+
+async def drive(base: str, root: str, key: jose.PrivateKey, certs: int, wait: float) -> None:
+    """The listener variant's driver, in its own process: an account and a warm
+    certificate, then `start`, the measured certificates, and `stop REQUESTS`."""
+    acme = HttpRawAcme(base, root)
+    driver = Driver(acme, key)
+
+    async def settle() -> None:
+        await asyncio.sleep(wait)
+
+    try:
+        await driver.register()
+        await driver.certificate("warm.example.test", settle)
+        print("start", flush=True)
+        before = driver.requests
+        for i in range(certs):
+            await driver.certificate(f"c{i}.example.test", settle)
+        print(f"stop {driver.requests - before}", flush=True)
+    finally:
+        await acme.close()
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
-
-        loop_factory = uvloop.new_event_loop  # as `acmekit server` runs
     except ImportError:
-        pass
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return None
+    return uvloop.new_event_loop  # as `acmekit server` runs
+
+
+def run(certs: int, client_only: bool, profile: cProfile.Profile | None, marks: Toggles) -> float:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(flow(certs, client_only, profile, marks))
 
 
@@ -268,49 +386,153 @@ def toggles() -> tuple[Callable[[], None], Callable[[], None]]:
     return lib.start, lib.stop
 
 
-def callgrind(certs: int, client_only: bool, tmp: Path) -> float:
-    """Instructions per certificate, counted over the measured certificates only."""
-    out = tmp / f"callgrind.{int(client_only)}.out"
+def callgrind(
+    certs: int, variant: list[str], tmp: Path, keep: Path | None = None
+) -> tuple[list[str], str]:
+    """The measured window's dump(s) of one run under callgrind (copied into `keep`, for
+    callgrind_annotate)."""
+    out = tmp / f"callgrind.{'-'.join(variant) or 'whole'}.out"
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     argv += [f"--callgrind-out-file={out}", sys.executable, __file__, "--certs", str(certs)]
-    argv += ["--client-only", "--toggles"] if client_only else ["--toggles"]
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    said = subprocess.run(
+        [*argv, *variant, "--toggles"],
+        check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ).stdout
+    dumps = [part.read_text() for part in tmp.glob(f"{out.name}*")]
+    measured = [text for text in dumps if "measured" in text.split("\nevents:", 1)[0]]
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for n, text in enumerate(measured):
+            (keep / f"{out.name}.{n}").write_text(text)
+    return measured, said
+
+
+def instructions(dumps: list[str]) -> int:
     total = 0
-    for part in tmp.glob(f"callgrind.{int(client_only)}.out*"):
-        text = part.read_text()
-        if "measured" in text.split("\nevents:", 1)[0]:
-            found = re.findall(r"^totals: (\d+)", text, re.M)  # the header's summary is 0
-            assert found, part
-            total += int(found[-1])
-    return total / certs
+    for text in dumps:
+        found = re.findall(r"^totals: (\d+)", text, re.M)  # the header's summary is 0
+        assert found
+        total += int(found[-1])
+    return total
+
+
+def self_cost(dumps: list[str]) -> Counter[tuple[str, str]]:
+    """Instructions by (shared object, function), each function's own (not its callees')."""
+    cost: Counter[tuple[str, str]] = Counter()
+    names: dict[str, str] = {}
+    for text in dumps:
+        ob = fn = "?"
+        after_call = False
+        for line in text.splitlines():
+            head = line[:1]
+            if head.isdigit() or head in "+-*":
+                fields = line.split()
+                if after_call:  # a call's inclusive cost, not the caller's own
+                    after_call = False
+                elif len(fields) > 1:  # a position alone costs nothing
+                    cost[ob, fn] += int(fields[1])
+            elif line.startswith(("ob=", "fn=")):
+                ref, _, name = line[3:].partition(" ")
+                if name:
+                    names[line[:3] + ref] = name
+                value = names.get(line[:3] + ref, ref) if ref.startswith("(") else line[3:]
+                if line.startswith("ob="):
+                    ob = value
+                else:
+                    fn = value
+            elif line.startswith("calls="):
+                after_call = True
+            elif line.startswith(("cob=", "cfn=")):
+                ref, _, name = line[4:].partition(" ")
+                if name:
+                    names[line[1:4] + ref] = name
+    return cost
+
+
+def by_object(cost: Counter[tuple[str, str]]) -> Counter[str]:
+    objects: Counter[str] = Counter()
+    for (ob, _), n in cost.items():
+        objects[Path(ob).name] += n
+    return objects
+
+
+def report_callgrind(certs: int, listener: bool, top: int, keep: Path | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
+        requests = REQUESTS_PER_CERT * certs
+        if listener:
+            # polls far enough apart that, under valgrind too, one finds each settled
+            ca, said = callgrind(certs, ["--listener", "--settle", "0.5"], Path(tmp), keep)
+            client: list[str] = []
+            found = re.search(r"(\d+) requests", said)
+            assert found, said
+            requests = int(found[1])
+        else:
+            ca = callgrind(certs, [], Path(tmp), keep)[0]
+            client = callgrind(certs, ["--client-only"], Path(tmp), keep)[0]
+    whole, theirs = instructions(ca), instructions(client)
+    print(
+        json.dumps(
+            {
+                "certs": certs,
+                "requests": requests,
+                "variant": "listener" if listener else "in process",
+                "whole_per_cert": round(whole / certs),
+                "client_per_cert": round(theirs / certs),
+                "ca_per_cert": round((whole - theirs) / certs),
+                "ca_per_request": round((whole - theirs) / requests),
+            }
+        )
+    )
+    if top:
+        mine, other = self_cost(ca), self_cost(client)
+        mine.subtract(other)
+        print("\nper request, by shared object (the client's subtracted in process):")
+        for name, n in by_object(mine).most_common(top):
+            print(f"{n / requests:12,.0f}  {name}")
+        print("\nper request, by function:")
+        for (ob, fn), n in mine.most_common(top):
+            print(f"{n / requests:12,.0f}  {Path(ob).name}  {fn}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--certs", type=int, default=200)
     parser.add_argument("--client-only", action="store_true")
+    parser.add_argument("--listener", action="store_true", help="through Http1Server and TLS")
     parser.add_argument("--profile", action="store_true", help="cProfile, top 40 by own time")
     parser.add_argument("--callgrind", type=int, help="N: instructions per certificate")
+    parser.add_argument("--top", type=int, default=0, help="with --callgrind: the split")
+    parser.add_argument("--keep", type=Path, help="with --callgrind: keep the dumps here")
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--settle", type=float, default=0.05, help="--listener: seconds between polls"
+    )
     args = parser.parse_args()
+    if args.drive:
+        base, root, key_file = args.drive
+        key = load_pem_private_key(Path(key_file).read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        asyncio.run(drive(base, root, key, args.certs, args.settle))
+        return
     if args.callgrind:
-        with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
-            whole = callgrind(args.callgrind, False, Path(tmp))
-            client = callgrind(args.callgrind, True, Path(tmp))
+        report_callgrind(args.callgrind, args.listener, args.top, args.keep)
+        return
+    marks = toggles() if args.toggles else None
+    if args.listener:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            cpu, requests, calls = runner.run(listener_flow(args.certs, marks, args.settle))
         print(
-            json.dumps(
-                {
-                    "certs": args.callgrind,
-                    "whole_per_cert": round(whole),
-                    "client_per_cert": round(client),
-                    "ca_per_cert": round(whole - client),
-                    "ca_per_request": round((whole - client) / REQUESTS_PER_CERT),
-                }
-            )
+            f"{args.certs} certificates through the listener, {requests} requests: "
+            f"{1e3 * cpu:.3f} ms CPU each in the CA, {calls / requests:.1f} read/write "
+            f"system calls per request (pid {os.getpid()})"
         )
         return
     profile = cProfile.Profile(time.thread_time) if args.profile else None
-    cpu = run(args.certs, args.client_only, profile, toggles() if args.toggles else None)
+    cpu = run(args.certs, args.client_only, profile, marks)
     what = "client alone" if args.client_only else "CA and client"
     print(f"{args.certs} certificates, {what}: {1e3 * cpu:.3f} ms CPU each (pid {os.getpid()})")
     if profile is not None:
