@@ -50,11 +50,11 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -63,6 +63,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from _callgrind import Counts, Phase, wrapper
 from _common import (
     Server,
     cpu_seconds,
@@ -80,6 +81,7 @@ POLL_INTERVAL = 0.05
 CERT_DEADLINE = 60.0  # seconds one certificate may take before it counts as failed
 MAX_TRIES = 10  # attempts per request when the server answers badNonce
 BAD_NONCE = "urn:ietf:params:acme:error:badNonce"
+SERVER_CPU = max(os.sched_getaffinity(0))  # where --pin puts the servers (before it pins)
 
 
 class BenchError(Exception):
@@ -324,6 +326,7 @@ class Result:
     first_error: str | None
     syscalls: int = 0
     switches: int = 0
+    counts: Counts | None = None  # under callgrind: the measured phase's instructions
 
     @property
     def per_second(self) -> float:
@@ -338,8 +341,11 @@ class Result:
         return 1e6 * self.server_cpu / self.requests if self.requests else float("nan")
 
 
-async def measure(server: Server, workers: list[Worker], tokens: dict[str, str]) -> Result:
-    """Register every worker's account, then time and meter the certificates."""
+async def measure(
+    server: Server, workers: list[Worker], tokens: dict[str, str], phase: Phase | None = None
+) -> Result:
+    """Register every worker's account, then time and meter the certificates (and count
+    the server's instructions when it runs under callgrind: `phase`)."""
     ctx = ssl.create_default_context(cafile=str(server.root_path))
     connector = aiohttp.TCPConnector(ssl=ctx, limit=4 * len(workers))
     timeout = aiohttp.ClientTimeout(total=30)
@@ -348,6 +354,8 @@ async def measure(server: Server, workers: list[Worker], tokens: dict[str, str])
             acme = Acme(session, await resp.json())
         await asyncio.gather(*(register(acme, w) for w in workers))
         acme.requests = 0
+        if phase is not None:
+            phase.start()
         cpu0, client0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
         io0, sw0 = io_calls(server.pid), switches(server.pid)
         await asyncio.gather(*(run_worker(acme, w, tokens) for w in workers))
@@ -355,11 +363,12 @@ async def measure(server: Server, workers: list[Worker], tokens: dict[str, str])
         server_cpu = cpu_seconds(server.pid) - cpu0
         io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
         client_cpu = time.process_time() - client0
+        counts = await asyncio.to_thread(phase.stop) if phase is not None else None
     errors = [e for w in workers for e in w.errors]
     done = sum(w.done for w in workers)
     return Result(
         server.name, "aiohttp", done, len(errors), wall, server_cpu, client_cpu, acme.requests,
-        errors[0] if errors else None, io, sw,
+        errors[0] if errors else None, io, sw, counts,
     )  # fmt: skip
 
 
@@ -460,7 +469,9 @@ def acme_worker(job: AcmeJob, tokens: Any, ready: Any, go: Any, out: Any) -> Non
     out.put((done, errors, net.requests, time.process_time() - cpu0))
 
 
-async def measure_acme(server: Server, certs: int, tokens: Any, manager: Any) -> Result:
+async def measure_acme(
+    server: Server, certs: int, tokens: Any, manager: Any, phase: Phase | None = None
+) -> Result:
     """The acme generator against `server`: ACME_PROCESSES processes sharing `certs` names."""
     ctx = multiprocessing.get_context("spawn")
     ready, go, out = manager.Barrier(ACME_PROCESSES + 1), manager.Event(), manager.Queue()
@@ -486,54 +497,93 @@ async def measure_acme(server: Server, certs: int, tokens: Any, manager: Any) ->
         proc = ctx.Process(target=acme_worker, args=(job, tokens, ready, go, out), daemon=True)
         proc.start()
         procs.append(proc)
-    await asyncio.to_thread(ready.wait, 120)
+    await asyncio.to_thread(ready.wait, 600 if phase else 120)
+    if phase is not None:
+        phase.start()
     cpu0, t0, io0 = cpu_seconds(server.pid), time.monotonic(), io_calls(server.pid)
     sw0 = switches(server.pid)
     go.set()
-    outcomes = [await asyncio.to_thread(out.get, True, 600) for _ in procs]
+    outcomes = [await asyncio.to_thread(out.get, True, 3600 if phase else 600) for _ in procs]
     wall = time.monotonic() - t0
     server_cpu = cpu_seconds(server.pid) - cpu0
     io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
+    counts = await asyncio.to_thread(phase.stop) if phase is not None else None
     for proc in procs:
         await asyncio.to_thread(proc.join, 30)
     errors = [e for o in outcomes for e in o[1]]
     return Result(
         server.name, "acme", sum(o[0] for o in outcomes), len(errors), wall, server_cpu,
         sum(o[3] for o in outcomes), sum(o[2] for o in outcomes), errors[0] if errors else None,
-        io, sw,
+        io, sw, counts,
     )  # fmt: skip
 
 
 # ---------------------------------------------------------------- the whole run
 
-ServerFactory = Callable[[Path, int, int], AbstractContextManager[Server]]
+
+class ServerFactory(Protocol):
+    """Starts one server; `wrapper` is a command to run it under (acmekit's only: Pebble
+    ignores it)."""
+
+    def __call__(
+        self, workdir: Path, dns_port: int, http_port: int, *, wrapper: Sequence[str] = ()
+    ) -> AbstractContextManager[Server]: ...
 
 
-def start_acmekit(workdir: Path, dns_port: int, http_port: int) -> AbstractContextManager[Server]:
-    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port)
+def start_acmekit(
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
+) -> AbstractContextManager[Server]:
+    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, wrapper=wrapper)
 
 
-def start_pebble(workdir: Path, dns_port: int, http_port: int) -> AbstractContextManager[Server]:
+def start_pebble(
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
+) -> AbstractContextManager[Server]:
+    del wrapper  # Pebble runs as it is
     return _running_pebble(workdir, dns_port=dns_port, http_port=http_port, env=PEBBLE_ENV)
 
 
 def start_acmekit_nolint(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
     """The same CA with linting before signing off: what the lint costs per certificate."""
-    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, lint=False)
+    return running_acmekit(
+        workdir, dns_port=dns_port, http_port=http_port, lint=False, wrapper=wrapper
+    )
 
 
 def start_acmekit_ct(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
     """The same CA logging every certificate in two `acmekit ct` logs on loopback
     (precertificate, two SCTs verified and embedded, the final certificate submitted)."""
-    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, ct_logs=2)
+    return running_acmekit(
+        workdir, dns_port=dns_port, http_port=http_port, ct_logs=2, wrapper=wrapper
+    )
 
 
 def start_acmekit_ct_nofinal(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
     """CT with two logs, without the final certificate's best-effort add-chain
     (`[ct] submit_final = false`): what that submission costs the CA."""
@@ -544,11 +594,16 @@ def start_acmekit_ct_nofinal(
         ct_logs=2,
         ct_submit_final=False,
         name="acmekit-ct-nofinal",
+        wrapper=wrapper,
     )
 
 
 def start_acmekit_ct_nolint(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
     """CT with two logs, linting off: against `acmekit-nolint`, what CT costs the CA
     apart from the second lint."""
@@ -559,28 +614,44 @@ def start_acmekit_ct_nolint(
         lint=False,
         ct_logs=2,
         name="acmekit-ct-nolint",
+        wrapper=wrapper,
     )
 
 
 @contextmanager
 def start_acmekit_pg(
-    workdir: Path, dns_port: int, http_port: int, lint: bool = True
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    lint: bool = True,
+    wrapper: Sequence[str] = (),
 ) -> Iterator[Server]:
     """The same CA on a fresh PostgreSQL database (127.0.0.1:5432), nonces in the database."""
     name = "acmekit-pg" if lint else "acmekit-nolint-pg"
     with (
         fresh_database("postgresql", workdir, "unused") as url,
         running_acmekit(
-            workdir, dns_port=dns_port, http_port=http_port, lint=lint, db=url, name=name
+            workdir,
+            dns_port=dns_port,
+            http_port=http_port,
+            lint=lint,
+            db=url,
+            name=name,
+            wrapper=wrapper,
         ) as server,
     ):
         yield server
 
 
 def start_acmekit_nolint_pg(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
-    return start_acmekit_pg(workdir, dns_port, http_port, lint=False)
+    return start_acmekit_pg(workdir, dns_port, http_port, lint=False, wrapper=wrapper)
 
 
 SERVERS: dict[str, ServerFactory] = {
@@ -602,6 +673,8 @@ class Plan:
     certs: int
     rounds: int
     clients: list[str] = field(default_factory=lambda: ["aiohttp"])
+    callgrind: Path | None = None  # run the acmekit servers under callgrind, dumps here
+    pin: bool = False  # the server alone on the last CPU, all else on the others
 
     def order(self, round_no: int) -> list[str]:
         """The servers of one round; the order flips every round so neither always goes first."""
@@ -620,14 +693,24 @@ async def run_all(plan: Plan, workdir: Path) -> list[Result]:
                 for round_no in range(plan.rounds):
                     for client in plan.clients:
                         for name in plan.order(round_no):
-                            own = workdir / f"{name}-{client}-{round_no}"
+                            label = f"{name}-{client}-{round_no}"
+                            own = workdir / label
                             own.mkdir()
-                            with SERVERS[name](own, dns.dns_port, http_port) as server:
+                            out = plan.callgrind if name != "pebble" else None
+                            wrap = wrapper(out, label) if out else ()
+                            with SERVERS[name](
+                                own, dns.dns_port, http_port, wrapper=wrap
+                            ) as server:
+                                phase = Phase(out, label, server.pid) if out else None
+                                if plan.pin:
+                                    pin_threads(server.pid, {SERVER_CPU})
                                 if client == "acme":
-                                    got = await measure_acme(server, plan.certs, shared, manager)
+                                    got = await measure_acme(
+                                        server, plan.certs, shared, manager, phase
+                                    )
                                 else:
                                     pool = make_workers(plan.workers, plan.certs)
-                                    got = await measure(server, pool, tokens)
+                                    got = await measure(server, pool, tokens, phase)
                                 results.append(got)
                             print(
                                 f"round {round_no + 1} {client} {name}: done",
@@ -635,6 +718,14 @@ async def run_all(plan: Plan, workdir: Path) -> list[Result]:
                                 flush=True,
                             )
     return results
+
+
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus` (threads it starts later inherit the mask of the
+    thread that starts them)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task), cpus)
 
 
 def _row(label: str, r: Result) -> str:
@@ -649,6 +740,16 @@ def _row(label: str, r: Result) -> str:
 
 def result_row(label: str, r: Result) -> str:
     return _row(label, r)
+
+
+def instructions_row(label: str, r: Result) -> str:
+    assert r.counts is not None
+    certs, requests = max(r.certs, 1), max(r.requests, 1)
+    return (
+        f"{label:<26} {r.counts.instructions / certs:>12,.0f} "
+        f"{r.counts.instructions / requests:>11,.0f} {r.requests / certs:>9.2f} "
+        f"{r.counts.calls['accept4'] / certs:>12.3f} {r.counts.calls['SSL_new'] / certs:>14.3f}"
+    )
 
 
 def median_result(results: list[Result]) -> Result:
@@ -682,7 +783,7 @@ def _worst_round(results: list[Result], ours: str, base: str) -> float:
 
 
 def report(results: list[Result], plan: Plan) -> None:
-    cores = len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) + (1 if plan.pin else 0)  # --pin took one
     print(f"\nCA server benchmark: {plan.certs} distinct-name certificates per server, generator")
     print(f"and round, {plan.rounds} round(s), http-01, P-256 CSRs. Generators: aiohttp")
     print(
@@ -700,7 +801,11 @@ def report(results: list[Result], plan: Plan) -> None:
         "bounded by the machine; server CPU is utime+stime from /proc of the server "
         "and its children."
     )
-    print("Pebble: " + " ".join(f"{k}={v}" for k, v in PEBBLE_ENV.items()) + "\n")
+    print("Pebble: " + " ".join(f"{k}={v}" for k, v in PEBBLE_ENV.items()))
+    if plan.pin:
+        others = sorted(os.sched_getaffinity(0))
+        print(f"Pinned: each server on CPU {SERVER_CPU}, everything else on CPU(s) {others}")
+    print()
     head = f"{'generator/server':<26} {'certs':>6} {'failed':>6} {'wall s':>7} {'certs/s':>8} "
     print(
         head + f"{'CPU ms/cert':>11} {'CPU us/req':>10} {'client ms/c':>11} {'req/cert':>9} "
@@ -778,6 +883,15 @@ def report(results: list[Result], plan: Plan) -> None:
                 f"{client}: lint before signing: server CPU {a.cpu_ms - n.cpu_ms:+.2f} ms/cert "
                 f"({a.cpu_ms:.2f} with, {n.cpu_ms:.2f} without)"
             )
+    counted = [r for r in results if r.counts is not None]
+    if counted:
+        print("\nunder callgrind (instructions do not move with load; CPU times above do):")
+        print(
+            f"{'generator/server':<26} {'Ir/cert':>12} {'Ir/request':>11} {'req/cert':>9} "
+            f"{'accepts/cert':>12} {'TLS conns/cert':>14}"
+        )
+        for r in counted:
+            print(instructions_row(f"{r.client}/{r.server}", r))
     for r in results:
         if r.first_error:
             print(f"{r.client}/{r.server}: {r.failed} failed; first: {r.first_error}")
@@ -796,13 +910,32 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     parser.add_argument(
         "--clients", default="aiohttp,acme", help="load generators: aiohttp, acme [both]"
     )
+    parser.add_argument(
+        "--callgrind",
+        type=Path,
+        metavar="DIR",
+        help="run the acmekit servers under callgrind (dumps in DIR) and count their "
+        "instructions over the measured phase (use few certificates: ~50x slower)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="each server alone on the last CPU, the generators, the http-01 responder "
+        "and the DNS server on the others: does sharing cores with the clients move the "
+        "server's CPU?",
+    )
     args = parser.parse_args(argv)
     names = [n for n in args.servers.split(",") if n]
     clients = [c for c in args.clients.split(",") if c]
     unknown = set(names) - SERVERS.keys() | set(clients) - {"aiohttp", "acme"}
     if unknown or not names or min(args.workers, args.certs, args.rounds) < 1:
         parser.error(f"bad arguments (unknown servers: {sorted(unknown)})")
-    return Plan(names, args.workers, args.certs, args.rounds, clients)
+    if args.callgrind is not None:
+        args.callgrind.mkdir(parents=True, exist_ok=True)
+        args.callgrind = args.callgrind.resolve()
+    if args.pin and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--pin needs two CPUs")
+    return Plan(names, args.workers, args.certs, args.rounds, clients, args.callgrind, args.pin)
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -816,6 +949,8 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: list[str] | None = None) -> int:
     plan = parse_args(argv)
+    if plan.pin:  # before any helper process starts: they inherit this mask
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - {SERVER_CPU})
     with (
         tempfile.TemporaryDirectory(prefix="acmekit-bench-") as tmp,
         asyncio.Runner(loop_factory=loop_factory()) as runner,
