@@ -27,6 +27,7 @@ from acmekit_testkit.ports import free_port, free_tcp_udp_port
 from acmekit_testkit.processes import stop_process, wait_https
 
 __all__ = [
+    "CLK_TCK",
     "Server",
     "certbot_dirs",
     "cpu_seconds",

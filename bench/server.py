@@ -65,6 +65,7 @@ from cryptography.x509.oid import NameOID
 
 from _callgrind import Counts, Phase, wrapper
 from _common import (
+    CLK_TCK,
     Server,
     cpu_seconds,
     free_port,
@@ -127,6 +128,39 @@ def switches(pid: int) -> int:
             if "ctxt_switches:" in line:
                 total += int(line.split()[-1])
     return total
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """What the kernel did for `pid` (every thread) so far, none of it in user-space
+    instruction counts: its system CPU time, minor page faults, and moves between CPUs."""
+
+    system: float  # seconds of stime
+    faults: int
+    migrations: int
+
+    @classmethod
+    def of(cls, pid: int) -> Kernel:
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return cls(0.0, 0, 0)
+        fields = text[text.rindex(")") + 2 :].split()  # fields[0] is field 3, `state`
+        moves = 0
+        for task in tasks:
+            with suppress(OSError):
+                for line in Path(f"/proc/{pid}/task/{task}/sched").read_text().splitlines():
+                    if line.startswith("se.nr_migrations"):
+                        moves += int(line.split(":")[1])
+        return cls(int(fields[12]) / CLK_TCK, int(fields[7]), moves)
+
+    def __sub__(self, before: Kernel) -> Kernel:
+        return Kernel(
+            self.system - before.system,
+            self.faults - before.faults,
+            self.migrations - before.migrations,
+        )
 
 
 # ---------------------------------------------------------------- the ACME wire
@@ -327,6 +361,7 @@ class Result:
     syscalls: int = 0
     switches: int = 0
     counts: Counts | None = None  # under callgrind: the measured phase's instructions
+    kernel: Kernel = Kernel(0.0, 0, 0)
 
     @property
     def per_second(self) -> float:
@@ -357,18 +392,19 @@ async def measure(
         if phase is not None:
             phase.start()
         cpu0, client0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
-        io0, sw0 = io_calls(server.pid), switches(server.pid)
+        io0, sw0, kernel0 = io_calls(server.pid), switches(server.pid), Kernel.of(server.pid)
         await asyncio.gather(*(run_worker(acme, w, tokens) for w in workers))
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(server.pid) - cpu0
         io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
+        kernel = Kernel.of(server.pid) - kernel0
         client_cpu = time.process_time() - client0
         counts = await asyncio.to_thread(phase.stop) if phase is not None else None
     errors = [e for w in workers for e in w.errors]
     done = sum(w.done for w in workers)
     return Result(
         server.name, "aiohttp", done, len(errors), wall, server_cpu, client_cpu, acme.requests,
-        errors[0] if errors else None, io, sw, counts,
+        errors[0] if errors else None, io, sw, counts, kernel,
     )  # fmt: skip
 
 
@@ -501,12 +537,13 @@ async def measure_acme(
     if phase is not None:
         phase.start()
     cpu0, t0, io0 = cpu_seconds(server.pid), time.monotonic(), io_calls(server.pid)
-    sw0 = switches(server.pid)
+    sw0, kernel0 = switches(server.pid), Kernel.of(server.pid)
     go.set()
     outcomes = [await asyncio.to_thread(out.get, True, 3600 if phase else 600) for _ in procs]
     wall = time.monotonic() - t0
     server_cpu = cpu_seconds(server.pid) - cpu0
     io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
+    kernel = Kernel.of(server.pid) - kernel0
     counts = await asyncio.to_thread(phase.stop) if phase is not None else None
     for proc in procs:
         await asyncio.to_thread(proc.join, 30)
@@ -514,7 +551,7 @@ async def measure_acme(
     return Result(
         server.name, "acme", sum(o[0] for o in outcomes), len(errors), wall, server_cpu,
         sum(o[3] for o in outcomes), sum(o[2] for o in outcomes), errors[0] if errors else None,
-        io, sw, counts,
+        io, sw, counts, kernel,
     )  # fmt: skip
 
 
@@ -675,6 +712,7 @@ class Plan:
     clients: list[str] = field(default_factory=lambda: ["aiohttp"])
     callgrind: Path | None = None  # run the acmekit servers under callgrind, dumps here
     pin: bool = False  # the server alone on the last CPU, all else on the others
+    burn: int = 0  # processes at nice 19 writing over memory (with pin: off the server's CPU)
 
     def order(self, round_no: int) -> list[str]:
         """The servers of one round; the order flips every round so neither always goes first."""
@@ -742,6 +780,14 @@ def result_row(label: str, r: Result) -> str:
     return _row(label, r)
 
 
+def kernel_row(label: str, r: Result) -> str:
+    requests, k = max(r.requests, 1), r.kernel
+    share = k.system / r.server_cpu if r.server_cpu else float("nan")
+    return (
+        f"{label:<26} {share:>13.0%} {k.faults / requests:>10.1f} {k.migrations / requests:>13.2f}"
+    )
+
+
 def instructions_row(label: str, r: Result) -> str:
     assert r.counts is not None
     certs, requests = max(r.certs, 1), max(r.requests, 1)
@@ -805,6 +851,8 @@ def report(results: list[Result], plan: Plan) -> None:
     if plan.pin:
         others = sorted(os.sched_getaffinity(0))
         print(f"Pinned: each server on CPU {SERVER_CPU}, everything else on CPU(s) {others}")
+    if plan.burn:
+        print(f"{plan.burn} process(es) at nice 19 writing over 32 MB in a loop throughout")
     print()
     head = f"{'generator/server':<26} {'certs':>6} {'failed':>6} {'wall s':>7} {'certs/s':>8} "
     print(
@@ -883,6 +931,12 @@ def report(results: list[Result], plan: Plan) -> None:
                 f"{client}: lint before signing: server CPU {a.cpu_ms - n.cpu_ms:+.2f} ms/cert "
                 f"({a.cpu_ms:.2f} with, {n.cpu_ms:.2f} without)"
             )
+    print("\nthe server's kernel side (its own process; not in instruction counts):")
+    print(
+        f"{'generator/server':<26} {'sys CPU share':>13} {'faults/req':>10} {'CPU moves/req':>13}"
+    )
+    for r in results:
+        print(kernel_row(f"{r.client}/{r.server}", r))
     counted = [r for r in results if r.counts is not None]
     if counted:
         print("\nunder callgrind (instructions do not move with load; CPU times above do):")
@@ -924,6 +978,14 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         "and the DNS server on the others: does sharing cores with the clients move the "
         "server's CPU?",
     )
+    parser.add_argument(
+        "--burn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N processes at nice 19 that write over 32 MB in a loop (with --pin, off the "
+        "server's CPU): does a server's CPU per request move when its caches are cold?",
+    )
     args = parser.parse_args(argv)
     names = [n for n in args.servers.split(",") if n]
     clients = [c for c in args.clients.split(",") if c]
@@ -935,7 +997,9 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         args.callgrind = args.callgrind.resolve()
     if args.pin and len(os.sched_getaffinity(0)) < 2:
         parser.error("--pin needs two CPUs")
-    return Plan(names, args.workers, args.certs, args.rounds, clients, args.callgrind, args.pin)
+    return Plan(
+        names, args.workers, args.certs, args.rounds, clients, args.callgrind, args.pin, args.burn
+    )
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -947,12 +1011,43 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+BURN_BYTES = 32 << 20  # as large as the last-level cache
+LINE = 64  # bytes in a cache line
+
+
+def burn() -> None:
+    """At the lowest priority, write over BURN_BYTES a cache line at a time, for ever:
+    the cores' idle moments are filled and whatever ran before finds its caches cold, as
+    CPU-bound clients leave them (without taking CPU the server or generators want)."""
+    os.nice(19)
+    buf = bytearray(BURN_BYTES)
+    value = 0
+    while True:
+        value ^= 1
+        buf[::LINE] = bytes([value]) * (BURN_BYTES // LINE)
+
+
+@contextmanager
+def burning(count: int) -> Iterator[None]:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=burn, daemon=True) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.join(10)
+
+
 def main(argv: list[str] | None = None) -> int:
     plan = parse_args(argv)
     if plan.pin:  # before any helper process starts: they inherit this mask
         os.sched_setaffinity(0, os.sched_getaffinity(0) - {SERVER_CPU})
     with (
         tempfile.TemporaryDirectory(prefix="acmekit-bench-") as tmp,
+        burning(plan.burn),
         asyncio.Runner(loop_factory=loop_factory()) as runner,
     ):
         results = runner.run(run_all(plan, Path(tmp)))
