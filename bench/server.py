@@ -30,8 +30,21 @@ Server CPU is utime + stime from /proc/PID/stat of the server process and its de
 read just before and just after the measured phase. Pebble runs with PEBBLE_VA_NOSLEEP=1,
 PEBBLE_WFE_NONCEREJECT=0 and PEBBLE_AUTHZREUSE=0; each server gets a fresh state.
 
+Also printed: the server's kernel side per request (its system share of the CPU, minor
+page faults, moves between CPUs), none of which shows in instruction counts.
+
+Three ways to ask why a server's CPU per request differs between the generators:
+`--callgrind DIR` runs the acmekit servers under `valgrind --tool=callgrind
+--instr-atstart=no` and switches instrumentation on for the measured phase only
+(`callgrind_control`), so each row gets the CA's instructions per certificate and per
+request, and the TCP connections it accepted and TLS connections it set up per
+certificate (calls to `accept4` and `SSL_new`); the dumps stay in DIR for
+`callgrind_annotate`. `--pin` puts each server alone on the last CPU and everything
+else on the others. `--burn N` runs N processes at nice 19 that write over 32 MB in a
+loop (the cores' idle moments filled, caches left cold).
+
 Run: `python bench/server.py [--workers 8] [--certs 200] [--rounds 3] [--servers acmekit,pebble]
-[--clients aiohttp,acme]`
+[--clients aiohttp,acme] [--callgrind DIR] [--pin] [--burn N]`
 (`acmekit-nolint` is the same CA with linting before signing off; `acmekit-pg` and
 `acmekit-nolint-pg` the same on a fresh PostgreSQL database at 127.0.0.1:5432;
 `acmekit-ct` logs every certificate in two `acmekit ct` logs on loopback,
