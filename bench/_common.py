@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,7 @@ if threading.current_thread() is threading.main_thread():
 
 
 __all__ = [
+    "CLK_TCK",
     "Server",
     "certbot_dirs",
     "cpu_seconds",
@@ -117,9 +118,12 @@ def running_acmekit(
     ct_submit_final: bool = True,
     db: str | None = None,
     name: str | None = None,
+    wrapper: Sequence[str] = (),
 ) -> Iterator[Server]:
     """`acmekit server` with a fresh state dir, without debug logging; ready once its
-    directory answers over HTTPS. `lint=False` switches linting before signing off;
+    directory answers over HTTPS. `wrapper` is a command to run it under (valgrind:
+    start-up then takes minutes, and is waited for). `lint=False` switches linting
+    before signing off;
     `ct_logs` > 0 starts that many `acmekit ct` logs on loopback and the CA logs every
     certificate in them (RFC 6962 precertificates, SCTs embedded; `ct_submit_final=False`
     without the final certificate's add-chain); `db` is a database URL
@@ -156,9 +160,18 @@ def running_acmekit(
                 state_dir=state,
                 settings=settings,
                 verbose=False,
+                wrapper=wrapper,
+                start_timeout=600 if wrapper else 30,
             )
         )
-        wait_https(ca.proc, ca.directory_url, ca.root_path, ca.log, "acmekit server")
+        wait_https(
+            ca.proc,
+            ca.directory_url,
+            ca.root_path,
+            ca.log,
+            "acmekit server",
+            timeout=600 if wrapper else 20,
+        )
         if name is None:
             name = "acmekit" if lint else "acmekit-nolint"
             if ct_logs:

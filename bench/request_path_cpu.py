@@ -13,6 +13,14 @@ issuance are awaited with `authority.drain()`, so every run makes the same reque
     .venv/bin/python bench/request_path_cpu.py [--certs 200]          CPU per certificate
     .venv/bin/python bench/request_path_cpu.py --profile [--certs 200]  cProfile, top 40
     .venv/bin/python bench/request_path_cpu.py --callgrind 30          instructions
+    .venv/bin/python bench/request_path_cpu.py --evict 32 [--certs 200]  warm against cold
+
+`--evict MB` asks what the CA's own CPU per certificate (its time handling the requests
+and draining validation and issuance; the client's signing left out) becomes when every
+request finds the caches as another process would leave them: before each request the
+driver writes over MB of memory (a cache line at a time), outside the timed part. The
+same certificates are run warm and cold in turn, three times each, so that the
+machine's load falls on both alike; the instructions are the same either way.
 
 `--callgrind N` runs this script under `valgrind --tool=callgrind --instr-atstart=no`:
 start-up runs uninstrumented, and the script itself switches instrumentation on for the
@@ -150,19 +158,46 @@ class Replayer:
 
 
 class Recording(RawAcme):
-    """The driver's transport, keeping what the CA answered."""
+    """The driver's transport, keeping what the CA answered; with `evict` set, it writes
+    over that buffer before each request, and `ca_time` adds up the thread's CPU in the
+    CA (the requests, and the drains the driver times through `timed`)."""
 
     def __init__(self, app: Any) -> None:
         super().__init__(app)
         self.kept: list[Resp] | None = None
+        self.evict: bytearray | None = None
+        self.ca_time = 0.0
 
     async def request(
         self, method: str, url: str, body: bytes = b"", content_type: str | None = None
     ) -> Resp:
+        if self.evict is not None:
+            touch(self.evict)
+        start = time.thread_time()
         resp = await super().request(method, url, body, content_type)
+        self.ca_time += time.thread_time() - start
         if self.kept is not None:
             self.kept.append(resp)
         return resp
+
+    def timed(self, drain: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            if self.evict is not None:
+                touch(self.evict)
+            start = time.thread_time()
+            await drain()
+            self.ca_time += time.thread_time() - start
+
+        return run
+
+
+LINE = 64  # bytes in a cache line
+
+
+def touch(buf: bytearray) -> None:
+    """Write one byte in every cache line of `buf`: what was cached before is gone from
+    every level `buf` is larger than, as after another process ran on this core."""
+    buf[::LINE] = bytes([buf[0] ^ 1]) * len(range(0, len(buf), LINE))
 
 
 RESPONDER = """
@@ -277,6 +312,35 @@ async def _measure(
     if profile is not None:
         profile.disable()
     return (time.process_time() - start) / certs
+
+
+async def warm_and_cold(certs: int, evict_mb: int) -> None:
+    """The CA's CPU per certificate with warm caches and with each request's caches
+    written over (`--evict`), in turn, three times each, on one CA."""
+    key = new_key()
+    async with running_ca(key) as assembly:
+        app = assembly.app
+        acme = Recording(app)
+        driver = Driver(acme, key)
+        await driver.register()
+        drain = acme.timed(app.authority.drain)
+        await driver.certificate("warm.example.test", drain)
+        buf = bytearray(evict_mb << 20)
+        results: dict[str, list[float]] = {"warm": [], "cold": []}
+        for n in range(6):
+            label = "cold" if n % 2 else "warm"
+            acme.evict, acme.ca_time = (buf if label == "cold" else None), 0.0
+            for i in range(certs):
+                await driver.certificate(f"{label}{n}-{i}.example.test", drain)
+            results[label].append(1e3 * acme.ca_time / certs)
+    warm, cold = sorted(results["warm"]), sorted(results["cold"])
+    print(
+        f"CA CPU per certificate ({certs} per run, ms): warm {warm[1]:.2f} "
+        f"(runs {', '.join(f'{x:.2f}' for x in results['warm'])}); "
+        f"caches written over ({evict_mb} MB) before each request {cold[1]:.2f} "
+        f"(runs {', '.join(f'{x:.2f}' for x in results['cold'])}); "
+        f"x{cold[1] / warm[1]:.2f}; load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def io_calls() -> int:
@@ -509,6 +573,9 @@ def main() -> None:
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument(
+        "--evict", type=int, metavar="MB", help="the CA warm, and with MB written over"
+    )
+    parser.add_argument(
         "--settle", type=float, default=0.05, help="--listener: seconds between polls"
     )
     args = parser.parse_args()
@@ -517,6 +584,10 @@ def main() -> None:
         key = load_pem_private_key(Path(key_file).read_bytes(), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         asyncio.run(drive(base, root, key, args.certs, args.settle))
+        return
+    if args.evict:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(warm_and_cold(args.certs, args.evict))
         return
     if args.callgrind:
         report_callgrind(args.callgrind, args.listener, args.top, args.keep)

@@ -30,8 +30,21 @@ Server CPU is utime + stime from /proc/PID/stat of the server process and its de
 read just before and just after the measured phase. Pebble runs with PEBBLE_VA_NOSLEEP=1,
 PEBBLE_WFE_NONCEREJECT=0 and PEBBLE_AUTHZREUSE=0; each server gets a fresh state.
 
+Also printed: the server's kernel side per request (its system share of the CPU, minor
+page faults, moves between CPUs), none of which shows in instruction counts.
+
+Three ways to ask why a server's CPU per request differs between the generators:
+`--callgrind DIR` runs the acmekit servers under `valgrind --tool=callgrind
+--instr-atstart=no` and switches instrumentation on for the measured phase only
+(`callgrind_control`), so each row gets the CA's instructions per certificate and per
+request, and the TCP connections it accepted and TLS connections it set up per
+certificate (calls to `accept4` and `SSL_new`); the dumps stay in DIR for
+`callgrind_annotate`. `--pin` puts each server alone on the last CPU and everything
+else on the others. `--burn N` runs N processes at nice 19 that write over 32 MB in a
+loop (the cores' idle moments filled, caches left cold).
+
 Run: `python bench/server.py [--workers 8] [--certs 200] [--rounds 3] [--servers acmekit,pebble]
-[--clients aiohttp,acme]`
+[--clients aiohttp,acme] [--callgrind DIR] [--pin] [--burn N]`
 (`acmekit-nolint` is the same CA with linting before signing off; `acmekit-pg` and
 `acmekit-nolint-pg` the same on a fresh PostgreSQL database at 127.0.0.1:5432;
 `acmekit-ct` logs every certificate in two `acmekit ct` logs on loopback,
@@ -50,11 +63,11 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -63,7 +76,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from _callgrind import Counts, Phase, wrapper
 from _common import (
+    CLK_TCK,
     Server,
     cpu_seconds,
     free_port,
@@ -80,6 +95,7 @@ POLL_INTERVAL = 0.05
 CERT_DEADLINE = 60.0  # seconds one certificate may take before it counts as failed
 MAX_TRIES = 10  # attempts per request when the server answers badNonce
 BAD_NONCE = "urn:ietf:params:acme:error:badNonce"
+SERVER_CPU = max(os.sched_getaffinity(0))  # where --pin puts the servers (before it pins)
 
 
 class BenchError(Exception):
@@ -125,6 +141,39 @@ def switches(pid: int) -> int:
             if "ctxt_switches:" in line:
                 total += int(line.split()[-1])
     return total
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """What the kernel did for `pid` (every thread) so far, none of it in user-space
+    instruction counts: its system CPU time, minor page faults, and moves between CPUs."""
+
+    system: float  # seconds of stime
+    faults: int
+    migrations: int
+
+    @classmethod
+    def of(cls, pid: int) -> Kernel:
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return cls(0.0, 0, 0)
+        fields = text[text.rindex(")") + 2 :].split()  # fields[0] is field 3, `state`
+        moves = 0
+        for task in tasks:
+            with suppress(OSError):
+                for line in Path(f"/proc/{pid}/task/{task}/sched").read_text().splitlines():
+                    if line.startswith("se.nr_migrations"):
+                        moves += int(line.split(":")[1])
+        return cls(int(fields[12]) / CLK_TCK, int(fields[7]), moves)
+
+    def __sub__(self, before: Kernel) -> Kernel:
+        return Kernel(
+            self.system - before.system,
+            self.faults - before.faults,
+            self.migrations - before.migrations,
+        )
 
 
 # ---------------------------------------------------------------- the ACME wire
@@ -324,6 +373,8 @@ class Result:
     first_error: str | None
     syscalls: int = 0
     switches: int = 0
+    counts: Counts | None = None  # under callgrind: the measured phase's instructions
+    kernel: Kernel = Kernel(0.0, 0, 0)
 
     @property
     def per_second(self) -> float:
@@ -338,8 +389,11 @@ class Result:
         return 1e6 * self.server_cpu / self.requests if self.requests else float("nan")
 
 
-async def measure(server: Server, workers: list[Worker], tokens: dict[str, str]) -> Result:
-    """Register every worker's account, then time and meter the certificates."""
+async def measure(
+    server: Server, workers: list[Worker], tokens: dict[str, str], phase: Phase | None = None
+) -> Result:
+    """Register every worker's account, then time and meter the certificates (and count
+    the server's instructions when it runs under callgrind: `phase`)."""
     ctx = ssl.create_default_context(cafile=str(server.root_path))
     connector = aiohttp.TCPConnector(ssl=ctx, limit=4 * len(workers))
     timeout = aiohttp.ClientTimeout(total=30)
@@ -348,18 +402,22 @@ async def measure(server: Server, workers: list[Worker], tokens: dict[str, str])
             acme = Acme(session, await resp.json())
         await asyncio.gather(*(register(acme, w) for w in workers))
         acme.requests = 0
+        if phase is not None:
+            phase.start()
         cpu0, client0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
-        io0, sw0 = io_calls(server.pid), switches(server.pid)
+        io0, sw0, kernel0 = io_calls(server.pid), switches(server.pid), Kernel.of(server.pid)
         await asyncio.gather(*(run_worker(acme, w, tokens) for w in workers))
         wall = time.monotonic() - t0
         server_cpu = cpu_seconds(server.pid) - cpu0
         io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
+        kernel = Kernel.of(server.pid) - kernel0
         client_cpu = time.process_time() - client0
+        counts = await asyncio.to_thread(phase.stop) if phase is not None else None
     errors = [e for w in workers for e in w.errors]
     done = sum(w.done for w in workers)
     return Result(
         server.name, "aiohttp", done, len(errors), wall, server_cpu, client_cpu, acme.requests,
-        errors[0] if errors else None, io, sw,
+        errors[0] if errors else None, io, sw, counts, kernel,
     )  # fmt: skip
 
 
@@ -460,7 +518,9 @@ def acme_worker(job: AcmeJob, tokens: Any, ready: Any, go: Any, out: Any) -> Non
     out.put((done, errors, net.requests, time.process_time() - cpu0))
 
 
-async def measure_acme(server: Server, certs: int, tokens: Any, manager: Any) -> Result:
+async def measure_acme(
+    server: Server, certs: int, tokens: Any, manager: Any, phase: Phase | None = None
+) -> Result:
     """The acme generator against `server`: ACME_PROCESSES processes sharing `certs` names."""
     ctx = multiprocessing.get_context("spawn")
     ready, go, out = manager.Barrier(ACME_PROCESSES + 1), manager.Event(), manager.Queue()
@@ -486,54 +546,94 @@ async def measure_acme(server: Server, certs: int, tokens: Any, manager: Any) ->
         proc = ctx.Process(target=acme_worker, args=(job, tokens, ready, go, out), daemon=True)
         proc.start()
         procs.append(proc)
-    await asyncio.to_thread(ready.wait, 120)
+    await asyncio.to_thread(ready.wait, 600 if phase else 120)
+    if phase is not None:
+        phase.start()
     cpu0, t0, io0 = cpu_seconds(server.pid), time.monotonic(), io_calls(server.pid)
-    sw0 = switches(server.pid)
+    sw0, kernel0 = switches(server.pid), Kernel.of(server.pid)
     go.set()
-    outcomes = [await asyncio.to_thread(out.get, True, 600) for _ in procs]
+    outcomes = [await asyncio.to_thread(out.get, True, 3600 if phase else 600) for _ in procs]
     wall = time.monotonic() - t0
     server_cpu = cpu_seconds(server.pid) - cpu0
     io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
+    kernel = Kernel.of(server.pid) - kernel0
+    counts = await asyncio.to_thread(phase.stop) if phase is not None else None
     for proc in procs:
         await asyncio.to_thread(proc.join, 30)
     errors = [e for o in outcomes for e in o[1]]
     return Result(
         server.name, "acme", sum(o[0] for o in outcomes), len(errors), wall, server_cpu,
         sum(o[3] for o in outcomes), sum(o[2] for o in outcomes), errors[0] if errors else None,
-        io, sw,
+        io, sw, counts, kernel,
     )  # fmt: skip
 
 
 # ---------------------------------------------------------------- the whole run
 
-ServerFactory = Callable[[Path, int, int], AbstractContextManager[Server]]
+
+class ServerFactory(Protocol):
+    """Starts one server; `wrapper` is a command to run it under (acmekit's only: Pebble
+    ignores it)."""
+
+    def __call__(
+        self, workdir: Path, dns_port: int, http_port: int, *, wrapper: Sequence[str] = ()
+    ) -> AbstractContextManager[Server]: ...
 
 
-def start_acmekit(workdir: Path, dns_port: int, http_port: int) -> AbstractContextManager[Server]:
-    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port)
+def start_acmekit(
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
+) -> AbstractContextManager[Server]:
+    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, wrapper=wrapper)
 
 
-def start_pebble(workdir: Path, dns_port: int, http_port: int) -> AbstractContextManager[Server]:
+def start_pebble(
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
+) -> AbstractContextManager[Server]:
+    del wrapper  # Pebble runs as it is
     return _running_pebble(workdir, dns_port=dns_port, http_port=http_port, env=PEBBLE_ENV)
 
 
 def start_acmekit_nolint(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
     """The same CA with linting before signing off: what the lint costs per certificate."""
-    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, lint=False)
+    return running_acmekit(
+        workdir, dns_port=dns_port, http_port=http_port, lint=False, wrapper=wrapper
+    )
 
 
 def start_acmekit_ct(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
     """The same CA logging every certificate in two `acmekit ct` logs on loopback
     (precertificate, two SCTs verified and embedded, the final certificate submitted)."""
-    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, ct_logs=2)
+    return running_acmekit(
+        workdir, dns_port=dns_port, http_port=http_port, ct_logs=2, wrapper=wrapper
+    )
 
 
 def start_acmekit_ct_nofinal(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
     """CT with two logs, without the final certificate's best-effort add-chain
     (`[ct] submit_final = false`): what that submission costs the CA."""
@@ -544,11 +644,16 @@ def start_acmekit_ct_nofinal(
         ct_logs=2,
         ct_submit_final=False,
         name="acmekit-ct-nofinal",
+        wrapper=wrapper,
     )
 
 
 def start_acmekit_ct_nolint(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
     """CT with two logs, linting off: against `acmekit-nolint`, what CT costs the CA
     apart from the second lint."""
@@ -559,28 +664,44 @@ def start_acmekit_ct_nolint(
         lint=False,
         ct_logs=2,
         name="acmekit-ct-nolint",
+        wrapper=wrapper,
     )
 
 
 @contextmanager
 def start_acmekit_pg(
-    workdir: Path, dns_port: int, http_port: int, lint: bool = True
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    lint: bool = True,
+    wrapper: Sequence[str] = (),
 ) -> Iterator[Server]:
     """The same CA on a fresh PostgreSQL database (127.0.0.1:5432), nonces in the database."""
     name = "acmekit-pg" if lint else "acmekit-nolint-pg"
     with (
         fresh_database("postgresql", workdir, "unused") as url,
         running_acmekit(
-            workdir, dns_port=dns_port, http_port=http_port, lint=lint, db=url, name=name
+            workdir,
+            dns_port=dns_port,
+            http_port=http_port,
+            lint=lint,
+            db=url,
+            name=name,
+            wrapper=wrapper,
         ) as server,
     ):
         yield server
 
 
 def start_acmekit_nolint_pg(
-    workdir: Path, dns_port: int, http_port: int
+    workdir: Path,
+    dns_port: int,
+    http_port: int,
+    *,
+    wrapper: Sequence[str] = (),
 ) -> AbstractContextManager[Server]:
-    return start_acmekit_pg(workdir, dns_port, http_port, lint=False)
+    return start_acmekit_pg(workdir, dns_port, http_port, lint=False, wrapper=wrapper)
 
 
 SERVERS: dict[str, ServerFactory] = {
@@ -602,6 +723,9 @@ class Plan:
     certs: int
     rounds: int
     clients: list[str] = field(default_factory=lambda: ["aiohttp"])
+    callgrind: Path | None = None  # run the acmekit servers under callgrind, dumps here
+    pin: bool = False  # the server alone on the last CPU, all else on the others
+    burn: int = 0  # processes at nice 19 writing over memory (with pin: off the server's CPU)
 
     def order(self, round_no: int) -> list[str]:
         """The servers of one round; the order flips every round so neither always goes first."""
@@ -620,14 +744,24 @@ async def run_all(plan: Plan, workdir: Path) -> list[Result]:
                 for round_no in range(plan.rounds):
                     for client in plan.clients:
                         for name in plan.order(round_no):
-                            own = workdir / f"{name}-{client}-{round_no}"
+                            label = f"{name}-{client}-{round_no}"
+                            own = workdir / label
                             own.mkdir()
-                            with SERVERS[name](own, dns.dns_port, http_port) as server:
+                            out = plan.callgrind if name != "pebble" else None
+                            wrap = wrapper(out, label) if out else ()
+                            with SERVERS[name](
+                                own, dns.dns_port, http_port, wrapper=wrap
+                            ) as server:
+                                phase = Phase(out, label, server.pid) if out else None
+                                if plan.pin:
+                                    pin_threads(server.pid, {SERVER_CPU})
                                 if client == "acme":
-                                    got = await measure_acme(server, plan.certs, shared, manager)
+                                    got = await measure_acme(
+                                        server, plan.certs, shared, manager, phase
+                                    )
                                 else:
                                     pool = make_workers(plan.workers, plan.certs)
-                                    got = await measure(server, pool, tokens)
+                                    got = await measure(server, pool, tokens, phase)
                                 results.append(got)
                             print(
                                 f"round {round_no + 1} {client} {name}: done",
@@ -635,6 +769,14 @@ async def run_all(plan: Plan, workdir: Path) -> list[Result]:
                                 flush=True,
                             )
     return results
+
+
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus` (threads it starts later inherit the mask of the
+    thread that starts them)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task), cpus)
 
 
 def _row(label: str, r: Result) -> str:
@@ -649,6 +791,24 @@ def _row(label: str, r: Result) -> str:
 
 def result_row(label: str, r: Result) -> str:
     return _row(label, r)
+
+
+def kernel_row(label: str, r: Result) -> str:
+    requests, k = max(r.requests, 1), r.kernel
+    share = k.system / r.server_cpu if r.server_cpu else float("nan")
+    return (
+        f"{label:<26} {share:>13.0%} {k.faults / requests:>10.1f} {k.migrations / requests:>13.2f}"
+    )
+
+
+def instructions_row(label: str, r: Result) -> str:
+    assert r.counts is not None
+    certs, requests = max(r.certs, 1), max(r.requests, 1)
+    return (
+        f"{label:<26} {r.counts.instructions / certs:>12,.0f} "
+        f"{r.counts.instructions / requests:>11,.0f} {r.requests / certs:>9.2f} "
+        f"{r.counts.calls['accept4'] / certs:>12.3f} {r.counts.calls['SSL_new'] / certs:>14.3f}"
+    )
 
 
 def median_result(results: list[Result]) -> Result:
@@ -682,7 +842,7 @@ def _worst_round(results: list[Result], ours: str, base: str) -> float:
 
 
 def report(results: list[Result], plan: Plan) -> None:
-    cores = len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) + (1 if plan.pin else 0)  # --pin took one
     print(f"\nCA server benchmark: {plan.certs} distinct-name certificates per server, generator")
     print(f"and round, {plan.rounds} round(s), http-01, P-256 CSRs. Generators: aiohttp")
     print(
@@ -700,7 +860,13 @@ def report(results: list[Result], plan: Plan) -> None:
         "bounded by the machine; server CPU is utime+stime from /proc of the server "
         "and its children."
     )
-    print("Pebble: " + " ".join(f"{k}={v}" for k, v in PEBBLE_ENV.items()) + "\n")
+    print("Pebble: " + " ".join(f"{k}={v}" for k, v in PEBBLE_ENV.items()))
+    if plan.pin:
+        others = sorted(os.sched_getaffinity(0))
+        print(f"Pinned: each server on CPU {SERVER_CPU}, everything else on CPU(s) {others}")
+    if plan.burn:
+        print(f"{plan.burn} process(es) at nice 19 writing over 32 MB in a loop throughout")
+    print()
     head = f"{'generator/server':<26} {'certs':>6} {'failed':>6} {'wall s':>7} {'certs/s':>8} "
     print(
         head + f"{'CPU ms/cert':>11} {'CPU us/req':>10} {'client ms/c':>11} {'req/cert':>9} "
@@ -778,6 +944,21 @@ def report(results: list[Result], plan: Plan) -> None:
                 f"{client}: lint before signing: server CPU {a.cpu_ms - n.cpu_ms:+.2f} ms/cert "
                 f"({a.cpu_ms:.2f} with, {n.cpu_ms:.2f} without)"
             )
+    print("\nthe server's kernel side (its own process; not in instruction counts):")
+    print(
+        f"{'generator/server':<26} {'sys CPU share':>13} {'faults/req':>10} {'CPU moves/req':>13}"
+    )
+    for r in results:
+        print(kernel_row(f"{r.client}/{r.server}", r))
+    counted = [r for r in results if r.counts is not None]
+    if counted:
+        print("\nunder callgrind (instructions do not move with load; CPU times above do):")
+        print(
+            f"{'generator/server':<26} {'Ir/cert':>12} {'Ir/request':>11} {'req/cert':>9} "
+            f"{'accepts/cert':>12} {'TLS conns/cert':>14}"
+        )
+        for r in counted:
+            print(instructions_row(f"{r.client}/{r.server}", r))
     for r in results:
         if r.first_error:
             print(f"{r.client}/{r.server}: {r.failed} failed; first: {r.first_error}")
@@ -796,13 +977,42 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     parser.add_argument(
         "--clients", default="aiohttp,acme", help="load generators: aiohttp, acme [both]"
     )
+    parser.add_argument(
+        "--callgrind",
+        type=Path,
+        metavar="DIR",
+        help="run the acmekit servers under callgrind (dumps in DIR) and count their "
+        "instructions over the measured phase (use few certificates: ~50x slower)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="each server alone on the last CPU, the generators, the http-01 responder "
+        "and the DNS server on the others: does sharing cores with the clients move the "
+        "server's CPU?",
+    )
+    parser.add_argument(
+        "--burn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N processes at nice 19 that write over 32 MB in a loop (with --pin, off the "
+        "server's CPU): does a server's CPU per request move when its caches are cold?",
+    )
     args = parser.parse_args(argv)
     names = [n for n in args.servers.split(",") if n]
     clients = [c for c in args.clients.split(",") if c]
     unknown = set(names) - SERVERS.keys() | set(clients) - {"aiohttp", "acme"}
     if unknown or not names or min(args.workers, args.certs, args.rounds) < 1:
         parser.error(f"bad arguments (unknown servers: {sorted(unknown)})")
-    return Plan(names, args.workers, args.certs, args.rounds, clients)
+    if args.callgrind is not None:
+        args.callgrind.mkdir(parents=True, exist_ok=True)
+        args.callgrind = args.callgrind.resolve()
+    if args.pin and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--pin needs two CPUs")
+    return Plan(
+        names, args.workers, args.certs, args.rounds, clients, args.callgrind, args.pin, args.burn
+    )
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -814,10 +1024,43 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+BURN_BYTES = 32 << 20  # as large as the last-level cache
+LINE = 64  # bytes in a cache line
+
+
+def burn() -> None:
+    """At the lowest priority, write over BURN_BYTES a cache line at a time, for ever:
+    the cores' idle moments are filled and whatever ran before finds its caches cold, as
+    CPU-bound clients leave them (without taking CPU the server or generators want)."""
+    os.nice(19)
+    buf = bytearray(BURN_BYTES)
+    value = 0
+    while True:
+        value ^= 1
+        buf[::LINE] = bytes([value]) * (BURN_BYTES // LINE)
+
+
+@contextmanager
+def burning(count: int) -> Iterator[None]:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=burn, daemon=True) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.join(10)
+
+
 def main(argv: list[str] | None = None) -> int:
     plan = parse_args(argv)
+    if plan.pin:  # before any helper process starts: they inherit this mask
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - {SERVER_CPU})
     with (
         tempfile.TemporaryDirectory(prefix="acmekit-bench-") as tmp,
+        burning(plan.burn),
         asyncio.Runner(loop_factory=loop_factory()) as runner,
     ):
         results = runner.run(run_all(plan, Path(tmp)))

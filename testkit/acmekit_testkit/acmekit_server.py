@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,14 +88,17 @@ def running_acmekit_server(
     settings: dict[str, Any] | None = None,
     port: int | None = None,
     verbose: bool = True,
+    wrapper: Sequence[str] = (),
+    start_timeout: float = 30,
 ) -> Iterator[ServerHandle]:
     """Start the CA; stop it by PID on exit (unless the test killed it already).
-    `verbose` passes `-v` (debug logging)."""
+    `verbose` passes `-v` (debug logging); `wrapper` is a command the CA runs under (a
+    benchmark's `valgrind --tool=callgrind ...`), which may need a longer `start_timeout`."""
     state = state_dir or workdir / "ca-state"
     config = workdir / f"ca-{time.monotonic_ns()}.toml"
     config.write_text(_toml(settings or {}))
     argv = [
-        sys.executable, "-m", "acmekit", *(["-v"] if verbose else []), "server",
+        *wrapper, sys.executable, "-m", "acmekit", *(["-v"] if verbose else []), "server",
         "--listen", f"127.0.0.1:{port or free_port()}",
         "--state-dir", str(state),
         "--dns-resolver", f"127.0.0.1:{dns_port}",
@@ -106,7 +109,9 @@ def running_acmekit_server(
     ]  # fmt: skip
     log = workdir / f"ca-{time.monotonic_ns()}.log"
     with logged_process(argv, log) as proc:
-        found = wait_for_lines(proc, log, ("directory: ", "root: "), "acmekit server")
+        found = wait_for_lines(
+            proc, log, ("directory: ", "root: "), "acmekit server", timeout=start_timeout
+        )
         yield ServerHandle(found["directory: "], Path(found["root: "]), state, proc, log)
 
 

@@ -89,7 +89,15 @@ def wait_for_lines(
     return found
 
 
-def wait_https(proc: subprocess.Popen[bytes], url: str, cafile: Path, log: Path, what: str) -> None:
+def wait_https(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    cafile: Path,
+    log: Path,
+    what: str,
+    *,
+    timeout: float = 20,
+) -> None:
     """Wait until `url` answers over HTTPS, trusting `cafile`."""
     ctx = ssl.create_default_context(cafile=str(cafile))
 
@@ -100,7 +108,7 @@ def wait_https(proc: subprocess.Popen[bytes], url: str, cafile: Path, log: Path,
         except OSError:
             return False
 
-    wait_ready(proc, answers, log, what)
+    wait_ready(proc, answers, log, what, timeout=timeout)
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float, logs: Sequence[Path]) -> None:
