@@ -141,6 +141,41 @@ def test_the_document_is_reused_only_for_the_poison_replaced_by_the_sct_list(
     assert decoded.document_for(final_copy(pre_der, final_tbs)) is None
 
 
+def _long_form(tag: int, content: bytes) -> bytes:
+    """A TLV with its length in four octets: valid BER, not DER (X.690 §10.1)."""
+    return bytes([tag, 0x84]) + len(content).to_bytes(4, "big") + content
+
+
+@pytest.mark.parametrize("where", ["certificate", "tbs", "extensions field", "extensions"])
+def test_a_final_certificate_with_a_length_not_in_der_form_is_linted_afresh(
+    issuer: Issuer, where: str
+) -> None:
+    """Every field and Extension equal, but a length around them written long: not DER,
+    so pkilint's decoder refuses it; the reused document must not lint it clean. (Around
+    the TBS `signed_parts` refuses such a length; inside it `parse_tbs` reads it.)"""
+    pre_der = lint_copy(issuer, precertificate_builder(leaf(issuer, "ber.example.com")))
+    tbs = x509.load_der_x509_certificate(pre_der).tbs_certificate_bytes
+    parts = ct.TbsParts.parse(ct.final_tbs(tbs, scts_for(pre_der, issuer)))
+    extensions = b"".join(e for _, e in parts.extensions)
+    field = ct._tlv(0xA3, ct._tlv(0x30, extensions))
+    if where == "extensions field":
+        field = _long_form(0xA3, ct._tlv(0x30, extensions))
+    elif where == "extensions":
+        field = ct._tlv(0xA3, _long_form(0x30, extensions))
+    inner = b"".join([*parts.before, field, *parts.after])
+    final_tbs = _long_form(0x30, inner) if where == "tbs" else ct._tlv(0x30, inner)
+    final_der = final_copy(pre_der, final_tbs)
+    if where == "certificate":
+        _, start, end = ct._tlv_at(final_der, 0, len(final_der))
+        final_der = _long_form(0x30, final_der[start:end])
+    _, decoded = lint_precertificate_der(pre_der)
+    assert decoded.document_for(final_der) is None
+    with pytest.raises(Exception) as fresh:
+        lint_certificate_der(final_der)
+    with pytest.raises(type(fresh.value)):
+        lint_final_der(final_der, decoded)  # as the fresh lint: not reused
+
+
 def test_a_malformed_sct_list_is_found_by_the_final_lint(issuer: Issuer) -> None:
     builder = leaf(issuer, "bad-sct.example.com")
     pre_der = lint_copy(issuer, precertificate_builder(builder))

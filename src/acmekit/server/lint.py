@@ -493,6 +493,12 @@ def _swapped_extension(pre_der: bytes, final_der: bytes) -> tuple[int, bytes] | 
         return None
     if (pre_alg, pre_sig, pre.before, pre.after) != (fin_alg, fin_sig, fin.before, fin.after):
         return None
+    # `[3]` and the extensions' SEQUENCE hold lengths that no comparison above covers
+    # (`signed_parts` refuses a length not in DER's shortest form, X.690 §10.1, around
+    # the TBS; `parse_tbs` does not inside it). pkilint's decoder refuses them, so the
+    # final certificate is reused only when its TBS is exactly what its parts make.
+    if fin.encode([ext for _, ext in fin.extensions]) != fin_tbs:
+        return None
     if len(pre.extensions) != len(fin.extensions):
         return None
     pairs = enumerate(zip(pre.extensions, fin.extensions, strict=True))
