@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -124,14 +125,19 @@ def fleet_http01_responder(db: str) -> Iterator[int]:
 
 
 @contextmanager
-def worker_peers(workdir: Path) -> Iterator[tuple[str, ServerHandle]]:
+def worker_peers(
+    workdir: Path, ca_settings: dict[str, Any] | None = None
+) -> Iterator[tuple[str, ServerHandle]]:
     """What fleet workers work with: a fresh PostgreSQL inventory, the fleet's http-01
-    responder answering from it, and `acmekit server` validating through that responder
-    and `acmekit dns`; yields (the inventory's URL, the CA)."""
+    responder answering from it, and `acmekit server` (with `ca_settings` in its config)
+    validating through that responder and `acmekit dns`; yields (the inventory's URL,
+    the CA)."""
     with (
         fresh_postgres_database() as db,
         fleet_http01_responder(db) as http01,
         dns_server_process(workdir) as dns,
-        running_acmekit_server(workdir, dns_port=dns.dns_port, http01_port=http01) as ca,
+        running_acmekit_server(
+            workdir, dns_port=dns.dns_port, http01_port=http01, settings=ca_settings
+        ) as ca,
     ):
         yield db, ca

@@ -32,6 +32,12 @@ pytestmark = pytest.mark.postgres
 CA = "capped"
 CAP = 2
 SITES = 24
+# Each signature held back this long: CAP slots then issue at most CAP / ISSUANCE_DELAY
+# sites a second. A worker that found nothing due sleeps 2 s (WorkerConfig.idle_sleep)
+# and holds at most its batch (8), so by the time the second worker looks, the first
+# has issued at most 2 * 2 / 0.3 = 13 sites and holds 8: some are left due for the
+# second. Without it a fast machine let the first worker issue all 24 alone.
+ISSUANCE_DELAY = 0.3
 
 
 def _now() -> int:
@@ -78,7 +84,7 @@ def test_most_open_at_once() -> None:
 def test_two_worker_processes_keep_one_cap_at_the_ca(tmp_path: Path) -> None:
     names = [(f"s{i}.cap{i}.test", f"www.s{i}.cap{i}.test") for i in range(SITES)]
     with (
-        worker_peers(tmp_path) as (db, ca),
+        worker_peers(tmp_path, {"issuance_delay": ISSUANCE_DELAY}) as (db, ca),
         capped_worker(tmp_path, db, ca) as one,
         capped_worker(tmp_path, db, ca) as two,
     ):
