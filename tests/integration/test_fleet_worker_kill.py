@@ -27,6 +27,10 @@ pytestmark = pytest.mark.postgres
 
 SITES = 40
 WORKER_ARGS = ["--batch", "6", "--concurrency", "3", "--lease-seconds", "20"]
+# Each signature held back this long, so that an order seen in flight is still in flight
+# when the worker is killed a moment later; on a fast machine the orders seen had all
+# finished in between.
+ISSUANCE_DELAY = 0.5
 
 
 def _in_flight(inventory: Inventory, worker: WorkerProcess) -> list[Site]:
@@ -56,7 +60,7 @@ def _names(cert: x509.Certificate) -> tuple[str, ...]:
 def test_a_killed_worker_leaves_every_site_with_one_certificate(tmp_path: Path) -> None:
     edge = tmp_path / "edge"
     names = [(f"s{i}.kill{i}.test", f"www.s{i}.kill{i}.test") for i in range(SITES)]
-    with worker_peers(tmp_path) as (db, ca):
+    with worker_peers(tmp_path, {"issuance_delay": ISSUANCE_DELAY}) as (db, ca):
         inventory = Inventory.from_url(db)
         ids = inventory.sites.add_sites(names, ChallengeMethod.HTTP_01, to_us(datetime.now(UTC)))
 
