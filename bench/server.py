@@ -64,10 +64,10 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
+from contextlib import ExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -571,149 +571,52 @@ async def measure_acme(
 # ---------------------------------------------------------------- the whole run
 
 
-class ServerFactory(Protocol):
-    """Starts one server; `wrapper` is a command to run it under (acmekit's only: Pebble
-    ignores it)."""
-
-    def __call__(
-        self, workdir: Path, dns_port: int, http_port: int, *, wrapper: Sequence[str] = ()
-    ) -> AbstractContextManager[Server]: ...
-
-
-def start_acmekit(
-    workdir: Path,
-    dns_port: int,
-    http_port: int,
-    *,
-    wrapper: Sequence[str] = (),
-) -> AbstractContextManager[Server]:
-    return running_acmekit(workdir, dns_port=dns_port, http_port=http_port, wrapper=wrapper)
-
-
-def start_pebble(
-    workdir: Path,
-    dns_port: int,
-    http_port: int,
-    *,
-    wrapper: Sequence[str] = (),
-) -> AbstractContextManager[Server]:
-    del wrapper  # Pebble runs as it is
-    return _running_pebble(workdir, dns_port=dns_port, http_port=http_port, env=PEBBLE_ENV)
-
-
-def start_acmekit_nolint(
-    workdir: Path,
-    dns_port: int,
-    http_port: int,
-    *,
-    wrapper: Sequence[str] = (),
-) -> AbstractContextManager[Server]:
-    """The same CA with linting before signing off: what the lint costs per certificate."""
-    return running_acmekit(
-        workdir, dns_port=dns_port, http_port=http_port, lint=False, wrapper=wrapper
-    )
-
-
-def start_acmekit_ct(
-    workdir: Path,
-    dns_port: int,
-    http_port: int,
-    *,
-    wrapper: Sequence[str] = (),
-) -> AbstractContextManager[Server]:
-    """The same CA logging every certificate in two `acmekit ct` logs on loopback
-    (precertificate, two SCTs verified and embedded, the final certificate submitted)."""
-    return running_acmekit(
-        workdir, dns_port=dns_port, http_port=http_port, ct_logs=2, wrapper=wrapper
-    )
-
-
-def start_acmekit_ct_nofinal(
-    workdir: Path,
-    dns_port: int,
-    http_port: int,
-    *,
-    wrapper: Sequence[str] = (),
-) -> AbstractContextManager[Server]:
-    """CT with two logs, without the final certificate's best-effort add-chain
-    (`[ct] submit_final = false`): what that submission costs the CA."""
-    return running_acmekit(
-        workdir,
-        dns_port=dns_port,
-        http_port=http_port,
-        ct_logs=2,
-        ct_submit_final=False,
-        name="acmekit-ct-nofinal",
-        wrapper=wrapper,
-    )
-
-
-def start_acmekit_ct_nolint(
-    workdir: Path,
-    dns_port: int,
-    http_port: int,
-    *,
-    wrapper: Sequence[str] = (),
-) -> AbstractContextManager[Server]:
-    """CT with two logs, linting off: against `acmekit-nolint`, what CT costs the CA
-    apart from the second lint."""
-    return running_acmekit(
-        workdir,
-        dns_port=dns_port,
-        http_port=http_port,
-        lint=False,
-        ct_logs=2,
-        name="acmekit-ct-nolint",
-        wrapper=wrapper,
-    )
+# The CA's variants: `running_acmekit`'s options for each name (`pg`: on a fresh
+# PostgreSQL database at 127.0.0.1:5432, nonces in the database). Pebble is the peer.
+ACMEKIT_VARIANTS: dict[str, dict[str, Any]] = {
+    "acmekit": {},
+    # linting before signing off: what the lint costs per certificate
+    "acmekit-nolint": {"lint": False},
+    # two `acmekit ct` logs on loopback (precertificate, two SCTs verified and embedded,
+    # the final certificate submitted)
+    "acmekit-ct": {"ct_logs": 2},
+    # without the final certificate's best-effort add-chain (`[ct] submit_final = false`):
+    # what that submission costs the CA
+    "acmekit-ct-nofinal": {"ct_logs": 2, "ct_submit_final": False},
+    # linting off: against `acmekit-nolint`, what CT costs the CA apart from the second lint
+    "acmekit-ct-nolint": {"ct_logs": 2, "lint": False},
+    "acmekit-pg": {"pg": True},
+    "acmekit-nolint-pg": {"pg": True, "lint": False},
+}
+SERVERS = frozenset({*ACMEKIT_VARIANTS, "pebble"})
 
 
 @contextmanager
-def start_acmekit_pg(
-    workdir: Path,
-    dns_port: int,
-    http_port: int,
-    *,
-    lint: bool = True,
-    wrapper: Sequence[str] = (),
+def start_server(
+    name: str, workdir: Path, dns_port: int, http_port: int, wrapper: Sequence[str] = ()
 ) -> Iterator[Server]:
-    """The same CA on a fresh PostgreSQL database (127.0.0.1:5432), nonces in the database."""
-    name = "acmekit-pg" if lint else "acmekit-nolint-pg"
-    with (
-        fresh_database("postgresql", workdir, "unused") as url,
-        running_acmekit(
-            workdir,
-            dns_port=dns_port,
-            http_port=http_port,
-            lint=lint,
-            db=url,
-            name=name,
-            wrapper=wrapper,
-        ) as server,
-    ):
-        yield server
-
-
-def start_acmekit_nolint_pg(
-    workdir: Path,
-    dns_port: int,
-    http_port: int,
-    *,
-    wrapper: Sequence[str] = (),
-) -> AbstractContextManager[Server]:
-    return start_acmekit_pg(workdir, dns_port, http_port, lint=False, wrapper=wrapper)
-
-
-SERVERS: dict[str, ServerFactory] = {
-    "acmekit": start_acmekit,
-    "acmekit-nolint": start_acmekit_nolint,
-    "acmekit-ct": start_acmekit_ct,
-    "acmekit-ct-nofinal": start_acmekit_ct_nofinal,
-    "acmekit-ct-nolint": start_acmekit_ct_nolint,
-    "acmekit-pg": start_acmekit_pg,
-    "acmekit-nolint-pg": start_acmekit_nolint_pg,
-    "pebble": start_pebble,
-}
+    """Server `name` with a fresh state; `wrapper` is a command to run acmekit under
+    (Pebble runs as it is)."""
+    if name == "pebble":
+        with _running_pebble(
+            workdir, dns_port=dns_port, http_port=http_port, env=PEBBLE_ENV
+        ) as server:
+            yield server
+        return
+    options = dict(ACMEKIT_VARIANTS[name])
+    with ExitStack() as stack:
+        if options.pop("pg", False):
+            options["db"] = stack.enter_context(fresh_database("postgresql", workdir, "unused"))
+        yield stack.enter_context(
+            running_acmekit(
+                workdir,
+                dns_port=dns_port,
+                http_port=http_port,
+                name=name,
+                wrapper=wrapper,
+                **options,
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -749,9 +652,7 @@ async def run_all(plan: Plan, workdir: Path) -> list[Result]:
                             own.mkdir()
                             out = plan.callgrind if name != "pebble" else None
                             wrap = wrapper(out, label) if out else ()
-                            with SERVERS[name](
-                                own, dns.dns_port, http_port, wrapper=wrap
-                            ) as server:
+                            with start_server(name, own, dns.dns_port, http_port, wrap) as server:
                                 phase = Phase(out, label, server.pid) if out else None
                                 if plan.pin:
                                     pin_threads(server.pid, {SERVER_CPU})
@@ -1002,7 +903,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     args = parser.parse_args(argv)
     names = [n for n in args.servers.split(",") if n]
     clients = [c for c in args.clients.split(",") if c]
-    unknown = set(names) - SERVERS.keys() | set(clients) - {"aiohttp", "acme"}
+    unknown = set(names) - SERVERS | set(clients) - {"aiohttp", "acme"}
     if unknown or not names or min(args.workers, args.certs, args.rounds) < 1:
         parser.error(f"bad arguments (unknown servers: {sorted(unknown)})")
     if args.callgrind is not None:

@@ -83,12 +83,10 @@ def file_key(key: object) -> SigningKey:
 
 
 def file_digest(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | None:
-    """The hash that goes with a file key: P-384 uses SHA-384, Ed25519 none."""
+    """The hash that goes with a file key: as `digest_for` gives it, none with Ed25519."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return None
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1":
-        return hashes.SHA384()
-    return hashes.SHA256()
+    return digest_for(key.public_key())
 
 
 # ---------------------------------------------------------------------------------------
