@@ -42,14 +42,8 @@ from acmekit.server.ca import (
     precertificate_builder,
     subscriber_builder,
 )
-from acmekit.server.lint import (
-    Linter,
-    SigningKey,
-    build_certificate_validator,
-    digest_for,
-    lint_certificate_der,
-)
-from acmekit.server.signing import assemble_signed, signed_parts
+from acmekit.server.lint import Linter, build_certificate_validator, lint_certificate_der
+from acmekit.server.signing import SigningKey, assemble_signed, file_digest, signed_parts
 
 # pkilint's own functions, before the linter's memos replace them (Linter.warm)
 PLAIN_PREDICATE = general_name.validators_predicate
@@ -108,7 +102,7 @@ def ct_pair(
     precertificate, then the final certificate (RFC 6962 §3.3: its TBS less the poison,
     plus the SCT list), from the precertificate's decoded document (lint.Decoded), or
     decoded afresh (`reuse` False: as before)."""
-    copy = precertificate_builder(builder).sign(throwaway, digest_for(throwaway))
+    copy = precertificate_builder(builder).sign(throwaway, file_digest(throwaway))
     der = copy.public_bytes(Encoding.DER)
     _, decoded = linter.lint_precertificate(der)
     _, algorithm, signature = signed_parts(der)
@@ -138,7 +132,7 @@ def plain_pkilint_ms(issuer: Issuer, throwaway: SigningKey, count: int, rounds: 
             ders: list[tuple[bytes, bool]] = []
             for b in builders(issuer, max(count // 5, 2)):
                 for pre, made in ((False, b), (True, precertificate_builder(b))):
-                    signed = made.sign(throwaway, digest_for(throwaway))
+                    signed = made.sign(throwaway, file_digest(throwaway))
                     ders.append((signed.public_bytes(Encoding.DER), pre))
             document.decode_der, general_name.validators_predicate = funcs
             try:
@@ -195,7 +189,7 @@ def main() -> None:
         rows["CT pair, final afresh"].append(
             cpu_ms(lambda b: ct_pair(linter, b, throwaway, reuse=False), fresh)
         )
-        rows["signature"].append(cpu_ms(lambda b: b.sign(key, digest_for(key)), finals))
+        rows["signature"].append(cpu_ms(lambda b: b.sign(key, file_digest(key)), finals))
     for name, figures in rows.items():
         shown = " ".join(f"{f:.2f}" for f in figures)
         print(
