@@ -17,7 +17,7 @@ import os
 import socket
 from pathlib import Path
 
-LOWEST = 10_000  # the well-known services of a machine (databases, brokers) sit below
+LOWEST = 20_000  # below: the defaults of the machine's services, ours (14000, 14080) and the peers'
 EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
