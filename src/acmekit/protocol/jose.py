@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from acmekit.protocol import jsontext
+from acmekit.protocol.keykinds import is_ec_public, is_rsa_public
 from acmekit.protocol.problems import ProblemType, malformed, problem
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -161,7 +162,7 @@ def raw_sign(key: PrivateKey, alg: str, data: bytes) -> bytes:
 def raw_verify(key: PublicKey, alg: str, data: bytes, sig: bytes) -> bool:
     """True when `sig` is a valid `alg` signature by `key`; the alg must fit the key."""
     try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
+        if is_ec_public(key):
             if alg not in (Alg.ES256, Alg.ES384):
                 return False
             scheme, size, curve = _ec_scheme(alg)
@@ -169,7 +170,7 @@ def raw_verify(key: PublicKey, alg: str, data: bytes, sig: bytes) -> bool:
                 return False
             r, s = int.from_bytes(sig[:size], "big"), int.from_bytes(sig[size:], "big")
             key.verify(encode_dss_signature(r, s), data, scheme)
-        elif isinstance(key, rsa.RSAPublicKey):
+        elif is_rsa_public(key):
             if alg != Alg.RS256:
                 return False
             key.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
