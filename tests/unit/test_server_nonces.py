@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,6 +54,27 @@ def test_expired_and_forged_nonces_are_refused(store: Store, scope: NonceScope) 
     raw = bytearray(b64d(service.issue()))
     raw[-1] ^= 1
     assert "not issued by this server" in refused(service, b64e(bytes(raw)))
+
+
+def _macs(key: bytes, body: bytes) -> dict[str, bytes]:
+    """MACs of a nonce's body that this CA must not take for its own."""
+    return {
+        "another key": hashlib.blake2b(body, key=bytes(32), digest_size=16).digest(),
+        "another size": hashlib.blake2b(body, key=key, digest_size=32).digest()[:16],
+        "hmac-sha256": hmac.digest(key, body, "sha256")[:16],
+        "unkeyed": hashlib.blake2b(body, digest_size=16).digest(),
+    }
+
+
+@pytest.mark.parametrize("scope", list(NonceScope))
+@pytest.mark.parametrize("how", sorted(_macs(b"", b"")))
+def test_a_nonce_with_another_mac_is_refused(store: Store, scope: NonceScope, how: str) -> None:
+    """The body of a good nonce, MACed with another key or algorithm, is badNonce."""
+    service = NonceService(store, Clock(), scope=scope)
+    key = bytes.fromhex(store.accounts.setting("nonce_key", ""))
+    body = b64d(service.issue())[:16]
+    assert "not issued by this server" in refused(service, b64e(body + _macs(key, body)[how]))
+    service.redeem(b64e(body + hashlib.blake2b(body, key=key, digest_size=16).digest()))
 
 
 def test_process_scope_refuses_another_process_nonce(store: Store) -> None:

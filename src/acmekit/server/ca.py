@@ -52,10 +52,10 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from acmekit.files import atomic_write
 from acmekit.protocol import ct
+from acmekit.protocol.keykinds import is_file_key, is_rsa_public
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.server.lint import Decoded, Linter, LintMismatch, LintRefused, Report, log_warnings
 from acmekit.server.signing import (
-    FILE_KEYS,
     ExternalKey,
     ExternalPublicKey,
     assemble_signed,
@@ -211,7 +211,7 @@ def _key_usage(key: CertificatePublicKeyTypes) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
-        key_encipherment=isinstance(key, rsa.RSAPublicKey),
+        key_encipherment=is_rsa_public(key),
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=False,
@@ -390,7 +390,7 @@ def precertificate(
     Linter.sign as for any certificate."""
     pre = precertificate_builder(builder)
     key = issuer.intermediate_key
-    if linter is None or not linter.enabled or not isinstance(key, FILE_KEYS):
+    if linter is None or not linter.enabled or not is_file_key(key):
         return sign_builder(pre, issuer, linter), Linted()
     signer = file_key(key)
     copy = pre.sign(linter.keys.like(signer), file_digest(signer))
@@ -453,12 +453,12 @@ def _signed(tbs: bytes, algorithm: bytes, issuer: Issuer) -> x509.Certificate:
     token's signature is verified against its public key in signing.py), and the parsed
     certificate's TBS is `tbs` to the byte."""
     key = issuer.intermediate_key
-    if isinstance(key, FILE_KEYS) and algorithm != issuer.signature_algorithm:
+    if is_file_key(key) and algorithm != issuer.signature_algorithm:
         raise LintMismatch("the TBS's signature algorithm is not the intermediate key's")
     cert = x509.load_der_x509_certificate(assemble_signed(tbs, algorithm, _signature(tbs, key)))
     if cert.tbs_certificate_bytes != tbs:
         raise LintMismatch(f"serial {cert.serial_number:x}: the TBSCertificate does not round-trip")
-    if not isinstance(key, FILE_KEYS):
+    if not is_file_key(key):
         public = issuer.intermediate_cert.public_key()
         expected = digest_for(public) if isinstance(public, ExternalPublicKey) else None
         if expected is None or cert.signature_hash_algorithm is None:

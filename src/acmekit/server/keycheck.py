@@ -27,9 +27,10 @@ from enum import StrEnum
 from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from acmekit.protocol.keykinds import is_ec_public, is_ed25519_public, is_rsa_public
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 
 RSA_EXPONENT = 65537
@@ -92,7 +93,7 @@ def check_key(
         raise _bad_key(
             f"{use} key is blocked: it belongs to a certificate revoked for keyCompromise"
         )
-    if isinstance(key, rsa.RSAPublicKey):
+    if is_rsa_public(key):
         _check_rsa_modulus(key.public_numbers().n, policy)
 
 
@@ -101,13 +102,13 @@ def _bad_key(detail: str) -> AcmeError:
 
 
 def _check_kind(key: CertificatePublicKeyTypes, policy: KeyPolicy, use: KeyPurpose) -> None:
-    if isinstance(key, rsa.RSAPublicKey):
+    if is_rsa_public(key):
         _check_rsa_shape(key, policy)
-    elif isinstance(key, ec.EllipticCurvePublicKey):
+    elif is_ec_public(key):
         if key.curve.name not in policy.ec_curves:
             allowed = ", ".join(_NIST.get(c, c) for c in sorted(policy.ec_curves))
             raise _bad_key(f"ECDSA curve {key.curve.name} is not accepted: use one of {allowed}")
-    elif isinstance(key, ed25519.Ed25519PublicKey):
+    elif is_ed25519_public(key):
         if use is not KeyPurpose.ACCOUNT or not policy.allow_ed25519_accounts:
             raise _bad_key(f"Ed25519 keys are not accepted as {use} keys")
     else:
