@@ -21,6 +21,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID, Object
 from pkilint import loader, validation
 from pkilint.cabf import serverauth
 from pkilint.pkix import certificate, general_name
+from pkilint.pkix.extension import ExtensionCriticalityValidator
 from pyasn1_alt_modules import rfc5280  # type: ignore[import-untyped]
 
 from acmekit.server.lint import (
@@ -86,6 +87,38 @@ class OwnWrapper(validation.Validator):
         return validation.ValidationResult(self, node, [found])
 
 
+SAN, CRLDP = rfc5280.id_ce_subjectAltName, rfc5280.id_ce_cRLDistributionPoints
+
+
+class Criticality(ExtensionCriticalityValidator):
+    """pkilint's match on the extension's OID; reports at every node it is run on."""
+
+    def __init__(self, oid: Any) -> None:
+        super().__init__(oid, False, FINDING)
+
+    def validate(self, node: Any) -> None:
+        raise validation.ValidationFindingEncountered(FINDING, f"criticality {self._type_oid}")
+
+
+class TypeMatching(validation.TypeMatchingValidator):
+    def __init__(self, oid: Any) -> None:
+        super().__init__(
+            type_path="extnID", type_oid=oid, value_path="extnValue", pdu_class=rfc5280.Extension
+        )
+
+    def validate_with_value(self, node: Any, value_node: Any) -> None:
+        raise validation.ValidationFindingEncountered(FINDING, f"type {self.type_oid}")
+
+
+class Mixin(validation.Validator):
+    def match(self, node: Any) -> bool:
+        return bool(super().match(node)) and node.path.endswith("0")
+
+
+class MixedCriticality(Criticality, Mixin):
+    """`super().match` in pkilint's class is the mixin's here: no shortcut."""
+
+
 def validators() -> list[Any]:
     name_types = [
         Seen(f"type {t}", predicate=general_name.create_generalname_type_predicate(t))
@@ -104,6 +137,11 @@ def validators() -> list[Any]:
             predicate=lambda n: n.pdu.getName() != "dNSName",
         ),
         Seen("class and predicate", pdu_class=rfc5280.Extension, predicate=lambda n: True),
+        Criticality(SAN),
+        Criticality(CRLDP),
+        TypeMatching(SAN),
+        TypeMatching(rfc5280.id_pe_authorityInfoAccess),
+        MixedCriticality(CRLDP),
         Quiet(pdu_class=rfc5280.GeneralName),
         ExplicitEmpty(pdu_class=rfc5280.GeneralName),
         Broken(pdu_class=rfc5280.GeneralNames),
@@ -203,6 +241,9 @@ def test_the_shortcuts_give_pkilints_results_with_the_empty_ones(
         if t not in ("otherName", "x400Address", "ediPartyName"):
             assert any(f"type {t}" in f for f in seen), t
     assert any("lookalike" in f for f in seen)
+    assert sum(f"criticality {CRLDP}" in f for f in seen) == 1  # the mixin ruled out one
+    assert any(f"criticality {SAN}" in f for f in seen)
+    assert any(f"type {SAN}" in f for f in seen)
     assert any("base.unhandled_exception" in f for f in seen)
     assert any(name == "ExplicitEmpty" and not found for name, _, found in expected)
     assert any(name == "Quiet" for name, _, _ in expected)
@@ -227,6 +268,18 @@ def test_a_generalname_predicate_is_recognized_only_when_it_is_pkilints() -> Non
     assert _generalname_type(len) is None
 
 
+def test_an_oid_check_is_asked_alone_only_below_pkilints_own_match() -> None:
+    path = "certificate.tbsCertificate.extensions.0"
+    for shortcut in (Criticality(SAN), TypeMatching(SAN)):
+        ask = _asking(shortcut, path)
+        assert ask is not None and ask is not _NEVER and ask != shortcut.match
+    mixed = MixedCriticality(SAN)
+    assert _asking(mixed, path) == mixed.match
+    with_predicate = Criticality(SAN)
+    with_predicate._predicate = lambda n: False
+    assert _asking(with_predicate, path) == with_predicate.match
+
+
 def test_the_cas_tree_takes_each_shortcut() -> None:
     """The shortcuts above are the ones the CA's own tree (pkilint's rules) runs through."""
     from pkilint.validation import ValidatorContainer
@@ -248,3 +301,10 @@ def test_the_cas_tree_takes_each_shortcut() -> None:
     assert len(left_out) >= 10 and len(predicates) > len(left_out)
     dns = [v for v in every if _generalname_type(getattr(v, "_predicate", None)) == "dNSName"]
     assert dns and all(_asking(v, path + ".dNSName") is v._predicate for v in dns)
+    oid_checks = [
+        v
+        for v in every
+        if isinstance(v, ExtensionCriticalityValidator | validation.TypeMatchingValidator)
+    ]
+    assert len(oid_checks) >= 10
+    assert all(_asking(v, path) != v.match for v in oid_checks)

@@ -165,6 +165,12 @@ _PINNED = {
         "26a1748d83f176cf9158f6e26295b71ce5a78052f89712898795829a41658636"
     ),
     "PDUNode.__init__": "6ab26551ffb11db131b849e82d00f9d830fdcbcf56827ee22bb6da323a30abf5",
+    "ExtensionCriticalityValidator.match": (
+        "0d85b6a68329179b65029d4eefd487d847fdbe412e1292b79e4fd19bdf0811c4"
+    ),
+    "TypeMatchingValidator.match": (
+        "6f79d1f2c5a6f60ecb8a54d097fdb8e6c5eb8ca81f1289d27819760d82d0a23f"
+    ),
 }
 
 
@@ -177,9 +183,12 @@ def _pinned(name: str) -> bool:
 
     from pkilint.document import NodeVisitor, PDUNode
     from pkilint.pkix import general_name
-    from pkilint.validation import Validator
+    from pkilint.pkix.extension import ExtensionCriticalityValidator
+    from pkilint.validation import TypeMatchingValidator, Validator
 
     functions = {
+        "ExtensionCriticalityValidator.match": ExtensionCriticalityValidator.match,
+        "TypeMatchingValidator.match": TypeMatchingValidator.match,
         "NodeVisitor.match": NodeVisitor.match,
         "Validator.validate_wrapper": Validator.validate_wrapper,
         "create_generalname_type_predicate": general_name.create_generalname_type_predicate,
@@ -247,6 +256,38 @@ def _generalname_type(predicate: Any) -> str | None:
     return chosen if type(chosen) is str else None
 
 
+def _oid_check(visitor: Any) -> Any:
+    """For pkilint's `ExtensionCriticalityValidator` and `TypeMatchingValidator`, whose
+    `match` is `super().match(node)` and then an OID comparison (sources pinned): the
+    comparison alone, when `super()` is pkilint's `NodeVisitor.match` with no supertype
+    or predicate (what it checks is then proved by the index). None otherwise."""
+    from pkilint.document import NodeVisitor
+    from pkilint.pkix.extension import ExtensionCriticalityValidator
+    from pkilint.validation import TypeMatchingValidator
+
+    cls = type(visitor)
+    if cls.match is ExtensionCriticalityValidator.match:
+        definer, name = ExtensionCriticalityValidator, "ExtensionCriticalityValidator.match"
+    elif cls.match is TypeMatchingValidator.match:
+        definer, name = TypeMatchingValidator, "TypeMatchingValidator.match"
+    else:
+        return None
+    mro = cls.__mro__
+    above = next(k for k in mro[mro.index(definer) + 1 :] if "match" in vars(k))
+    if (
+        "match" in vars(visitor)
+        or above is not NodeVisitor
+        or not _pinned(name)
+        or not _pinned("NodeVisitor.match")
+        or getattr(visitor, "_pdu_supertype", None) is not None
+        or getattr(visitor, "_predicate", None) is not None
+    ):
+        return None
+    if definer is ExtensionCriticalityValidator:
+        return lambda node: visitor._type_oid == node.children["extnID"].pdu
+    return lambda node: node.navigate(visitor.type_path).pdu == visitor.type_oid
+
+
 _NEVER = object()  # a validator that cannot match any node of a (path, type)
 
 
@@ -263,7 +304,7 @@ def _asking(visitor: Any, path: str) -> Any:
     if _match_is_static(visitor):
         return None
     if not _plain_match(visitor):
-        return visitor.match
+        return _oid_check(visitor) or visitor.match
     supertype, predicate = visitor._pdu_supertype, visitor._predicate
     if predicate is not None:
         chosen = _generalname_type(predicate)
