@@ -22,7 +22,13 @@ How it works:
   Each of its containers offers every node to every validator it holds; ours remember,
   per (node path, node type), which validators can match at all (`_index`), so a
   node is offered only to those: the same validators run on the same nodes, at
-  about half the CPU.
+  about half the CPU. Of a validator's `match` only what the index has not proved is
+  asked (`_asking`: a predicate, a supertype, an extension's OID; a GeneralName type
+  predicate not at all where the path rules it out), and pkilint's `validate_wrapper`
+  is reproduced inline, less the empty results it makes for every validator that
+  found nothing; each shortcut leans on pkilint code pinned by the SHA-256 of its
+  source (`_PINNED`), and is off, pkilint's own code running, with any other source
+  (docs/decisions.md, "The validator walk: asking only what the index has not proved").
 - What repeats from one certificate to the next is worked out once: pkilint's DER
   decoding (`_memoize_decoding`), its URI/domain syntax and public suffix checks
   (`_memoize_string_checks`), and a document's validity times (`_certificate_loader`);
@@ -300,7 +306,9 @@ def _asking(visitor: Any, path: str) -> Any:
     so what is left is its supertype and predicate, in that order. A GeneralName type
     predicate (`_generalname_type`) is false at every node whose path does not end with
     the type's name: `PDUNode` makes a node's path its parent's path, a dot and its name
-    (pinned), so a node named `dNSName` has a path ending in `dNSName`."""
+    (pinned), so a node named `dNSName` has a path ending in `dNSName`. Of pkilint's
+    extension criticality and type matching validators only the OID comparison is
+    asked (`_oid_check`)."""
     if _match_is_static(visitor):
         return None
     if not _plain_match(visitor):
