@@ -22,7 +22,13 @@ How it works:
   Each of its containers offers every node to every validator it holds; ours remember,
   per (node path, node type), which validators can match at all (`_index`), so a
   node is offered only to those: the same validators run on the same nodes, at
-  about half the CPU.
+  about half the CPU. Of a validator's `match` only what the index has not proved is
+  asked (`_asking`: a predicate, a supertype, an extension's OID; a GeneralName type
+  predicate not at all where the path rules it out), and pkilint's `validate_wrapper`
+  is reproduced inline, less the empty results it makes for every validator that
+  found nothing; each shortcut leans on pkilint code pinned by the SHA-256 of its
+  source (`_PINNED`), and is off, pkilint's own code running, with any other source
+  (docs/decisions.md, "The validator walk: asking only what the index has not proved").
 - What repeats from one certificate to the next is worked out once: pkilint's DER
   decoding (`_memoize_decoding`), its URI/domain syntax and public suffix checks
   (`_memoize_string_checks`), and a document's validity times (`_certificate_loader`);
@@ -153,6 +159,53 @@ _validators: dict[str, Any] = {}
 
 _INDEX_LIMIT = 20_000  # (path, type) pairs a container remembers before starting over
 
+# The pkilint code whose behaviour the walk below reproduces or relies on, pinned by the
+# SHA-256 of its source: with any other source (another pkilint release) every shortcut
+# that leans on it is off and pkilint's own code runs instead (`_pinned`).
+_PINNED = {
+    "NodeVisitor.match": "ad59057d44064912b1943a03dd2ae9efd297484796d98801e49e9343c9c3bde3",
+    "Validator.validate_wrapper": (
+        "5553aaf3d216bf7a1ce8c31bc7268a41dc6181d3e83874970d846621afa5129b"
+    ),
+    "create_generalname_type_predicate": (
+        "26a1748d83f176cf9158f6e26295b71ce5a78052f89712898795829a41658636"
+    ),
+    "PDUNode.__init__": "6ab26551ffb11db131b849e82d00f9d830fdcbcf56827ee22bb6da323a30abf5",
+    "ExtensionCriticalityValidator.match": (
+        "0d85b6a68329179b65029d4eefd487d847fdbe412e1292b79e4fd19bdf0811c4"
+    ),
+    "TypeMatchingValidator.match": (
+        "6f79d1f2c5a6f60ecb8a54d097fdb8e6c5eb8ca81f1289d27819760d82d0a23f"
+    ),
+}
+
+
+@functools.cache
+def _pinned(name: str) -> bool:
+    """True when pkilint's `name` (a key of `_PINNED`) has the source the shortcuts that
+    lean on it were checked against."""
+    import hashlib
+    import inspect
+
+    from pkilint.document import NodeVisitor, PDUNode
+    from pkilint.pkix import general_name
+    from pkilint.pkix.extension import ExtensionCriticalityValidator
+    from pkilint.validation import TypeMatchingValidator, Validator
+
+    functions = {
+        "ExtensionCriticalityValidator.match": ExtensionCriticalityValidator.match,
+        "TypeMatchingValidator.match": TypeMatchingValidator.match,
+        "NodeVisitor.match": NodeVisitor.match,
+        "Validator.validate_wrapper": Validator.validate_wrapper,
+        "create_generalname_type_predicate": general_name.create_generalname_type_predicate,
+        "PDUNode.__init__": PDUNode.__init__,
+    }
+    try:
+        source = inspect.getsource(functions[name])
+    except (OSError, TypeError):
+        return False
+    return hashlib.sha256(source.encode()).hexdigest() == _PINNED[name]
+
 
 def _statically_matches(visitor: Any, path: str, pdu_type: type) -> bool:
     """What of pkilint's `NodeVisitor.match` depends only on a node's path and type: its
@@ -168,54 +221,204 @@ def _statically_matches(visitor: Any, path: str, pdu_type: type) -> bool:
     return cls is None or issubclass(pdu_type, cls)
 
 
-def _match_is_static(visitor: Any) -> bool:
-    """True when `visitor.match` is pkilint's `NodeVisitor.match` with nothing but the
-    criteria `_statically_matches` checks (no supertype, no predicate): then a node that
-    passed those needs no second asking."""
+def _plain_match(visitor: Any) -> bool:
+    """True when `visitor.match` is pkilint's `NodeVisitor.match` (path, path_re,
+    pdu_class, supertype, predicate, in that order; pinned)."""
     from pkilint.document import NodeVisitor
 
     return (
         type(visitor).match is NodeVisitor.match
         and "match" not in vars(visitor)
+        and _pinned("NodeVisitor.match")
+    )
+
+
+def _match_is_static(visitor: Any) -> bool:
+    """True when `visitor.match` is pkilint's `NodeVisitor.match` with nothing but the
+    criteria `_statically_matches` checks (no supertype, no predicate): then a node that
+    passed those needs no second asking."""
+    return (
+        _plain_match(visitor)
         and getattr(visitor, "_pdu_supertype", None) is None
         and getattr(visitor, "_predicate", None) is None
     )
 
 
-def _index(container: Any) -> None:
+def _generalname_type(predicate: Any) -> str | None:
+    """The GeneralName alternative (`"dNSName"`, ...) that `predicate` selects, when it is
+    a predicate made by pkilint's `create_generalname_type_predicate` (the same code
+    object, source pinned): `n.name == type and n.parent ... is a GeneralName`. None for
+    any other callable."""
+    from pkilint.pkix import general_name
+
+    if not _pinned("create_generalname_type_predicate") or not _pinned("PDUNode.__init__"):
+        return None
+    probe = general_name.create_generalname_type_predicate("dNSName")
+    code = getattr(predicate, "__code__", None)
+    if code is None or code is not probe.__code__ or predicate.__closure__ is None:
+        return None
+    cells = dict(zip(code.co_freevars, predicate.__closure__, strict=True))
+    chosen = cells["generalname_type"].cell_contents if "generalname_type" in cells else None
+    return chosen if type(chosen) is str else None
+
+
+def _oid_check(visitor: Any) -> Any:
+    """For pkilint's `ExtensionCriticalityValidator` and `TypeMatchingValidator`, whose
+    `match` is `super().match(node)` and then an OID comparison (sources pinned): the
+    comparison alone, when `super()` is pkilint's `NodeVisitor.match` with no supertype
+    or predicate (what it checks is then proved by the index). None otherwise."""
+    from pkilint.document import NodeVisitor
+    from pkilint.pkix.extension import ExtensionCriticalityValidator
+    from pkilint.validation import TypeMatchingValidator
+
+    cls = type(visitor)
+    if cls.match is ExtensionCriticalityValidator.match:
+        definer, name = ExtensionCriticalityValidator, "ExtensionCriticalityValidator.match"
+    elif cls.match is TypeMatchingValidator.match:
+        definer, name = TypeMatchingValidator, "TypeMatchingValidator.match"
+    else:
+        return None
+    mro = cls.__mro__
+    above = next(k for k in mro[mro.index(definer) + 1 :] if "match" in vars(k))
+    if (
+        "match" in vars(visitor)
+        or above is not NodeVisitor
+        or not _pinned(name)
+        or not _pinned("NodeVisitor.match")
+        or getattr(visitor, "_pdu_supertype", None) is not None
+        or getattr(visitor, "_predicate", None) is not None
+    ):
+        return None
+    if definer is ExtensionCriticalityValidator:
+        return lambda node: visitor._type_oid == node.children["extnID"].pdu
+    return lambda node: node.navigate(visitor.type_path).pdu == visitor.type_oid
+
+
+_NEVER = object()  # a validator that cannot match any node of a (path, type)
+
+
+def _asking(visitor: Any, path: str) -> Any:
+    """How `visitor` is asked at a node of `path` that passed `_statically_matches`:
+    None (it matches without asking), `_NEVER` (it cannot match), or a callable of the
+    node that answers as `visitor.match` would.
+
+    For pkilint's `NodeVisitor.match`, path, path_re and pdu_class are proved already,
+    so what is left is its supertype and predicate, in that order. A GeneralName type
+    predicate (`_generalname_type`) is false at every node whose path does not end with
+    the type's name: `PDUNode` makes a node's path its parent's path, a dot and its name
+    (pinned), so a node named `dNSName` has a path ending in `dNSName`. Of pkilint's
+    extension criticality and type matching validators only the OID comparison is
+    asked (`_oid_check`)."""
+    if _match_is_static(visitor):
+        return None
+    if not _plain_match(visitor):
+        return _oid_check(visitor) or visitor.match
+    supertype, predicate = visitor._pdu_supertype, visitor._predicate
+    if predicate is not None:
+        chosen = _generalname_type(predicate)
+        if chosen is not None and not path.endswith(chosen):
+            return _NEVER
+    if supertype is None:
+        return predicate
+    if predicate is None:
+        return lambda node: supertype.isSuperTypeOf(node.pdu)
+    return lambda node: supertype.isSuperTypeOf(node.pdu) and predicate(node)
+
+
+def _wrapper_is_plain(visitor: Any) -> bool:
+    """True when `visitor.validate_wrapper` is pkilint's own (source pinned), which the
+    walk reproduces inline (`_index`)."""
+    from pkilint.validation import Validator
+
+    return (
+        type(visitor).validate_wrapper is Validator.validate_wrapper
+        and "validate_wrapper" not in vars(visitor)
+        and _pinned("Validator.validate_wrapper")
+    )
+
+
+def _unhandled(visitor: Any, node: Any, error: Exception) -> Any:
+    """pkilint's `validate_wrapper` on an exception that is not a finding: logged, and
+    reported as `base.unhandled_exception`. Called inside the `except` block."""
+    from pkilint import validation
+
+    validation.logger.exception(
+        "Unhandled exception occurred when executing validator %s on node %s",
+        visitor.name,
+        node.path,
+    )
+    described = validation.ValidationFindingDescription(
+        visitor.VALIDATION_FINDING_UNHANDLED_EXCEPTION, str(error)
+    )
+    return validation.ValidationResult(visitor, node, [described])
+
+
+def _index(container: Any, empty_results: bool = False) -> None:
     """Give `container` and every container under it a `_validate_rec` that offers a node
-    only to the validators that can match its path and type, each still asked through
-    its own `match` where that checks more than path and type (predicates, supertypes and
-    OID checks are per node). Same results,
-    in the same order, as pkilint's loop over all validators."""
-    from pkilint.validation import ValidatorContainer
+    only to the validators that can match its path and type, each still asked where its
+    `match` checks more than that (`_asking`: predicates, supertypes and OID checks are
+    per node). Same results, in the same order, as pkilint's loop over all validators;
+    but for a validator whose `validate_wrapper` is pkilint's own, `validate` is called
+    inline under the same exception handling, and the empty result pkilint's wrapper
+    makes when `validate` returns None is left out unless `empty_results` (no finding
+    is in it: `finding_filter.filter_results` passes such a result through unchanged
+    and `_findings` reads only findings)."""
+    from pkilint.validation import (
+        ValidationFindingDescription,
+        ValidationFindingEncountered,
+        ValidationResult,
+        ValidatorContainer,
+    )
 
     if not isinstance(container, ValidatorContainer):
         return
     for child in container.validators:
-        _index(child)
+        _index(child, empty_results)
     if type(container)._validate_rec is not ValidatorContainer._validate_rec:
         return  # a container with its own walk keeps it
     validators = tuple(container.validators)
-    candidates: dict[tuple[str, type], tuple[tuple[Any, bool], ...]] = {}
+    candidates: dict[tuple[str, type], tuple[tuple[Any, Any, bool], ...]] = {}
+
+    def offered(key: tuple[str, type]) -> tuple[tuple[Any, Any, bool], ...]:
+        if len(candidates) >= _INDEX_LIMIT:
+            candidates.clear()
+        found = []
+        for v in validators:
+            if _statically_matches(v, *key):
+                ask = _asking(v, key[0])
+                if ask is not _NEVER:
+                    found.append((v, ask, _wrapper_is_plain(v)))
+        candidates[key] = tuple(found)
+        return candidates[key]
 
     def validate_rec(node: Any, results: list[Any]) -> None:
         key = (node.path, type(node.pdu))
         found = candidates.get(key)
         if found is None:
-            if len(candidates) >= _INDEX_LIMIT:
-                candidates.clear()
-            found = tuple(
-                (v, not _match_is_static(v)) for v in validators if _statically_matches(v, *key)
-            )
-            candidates[key] = found
-        for v, ask in found:
-            if not ask or v.match(node):
+            found = offered(key)
+        for v, ask, inline in found:
+            if ask is not None and not ask(node):
+                continue
+            if not inline:
                 result = v.validate_wrapper(node)
-                if isinstance(result, list):
-                    results += result
-                else:
-                    results.append(result)
+            else:
+                try:
+                    result = v.validate(node)
+                except ValidationFindingEncountered as e:
+                    described = ValidationFindingDescription(e.finding, e.message)
+                    results.append(ValidationResult(v, node, [described]))
+                    continue
+                except Exception as e:
+                    results.append(_unhandled(v, node, e))
+                    continue
+                if result is None:
+                    if empty_results:
+                        results.append(ValidationResult(v, node, []))
+                    continue
+            if isinstance(result, list):
+                results += result
+            else:
+                results.append(result)
         for child_node in node.children.values():
             validate_rec(child_node, results)
 
