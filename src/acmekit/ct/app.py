@@ -106,8 +106,8 @@ class CtApp:
                     raise MethodNotAllowed(f"{name} takes POST")
                 body = await _read_body(scope, receive)
                 ders = self.chain_of(body)
-                sct = await self.log.add_chain_async(ders, name == "add-pre-chain")
-                return _json(sct.to_json())
+                body = await self.log.add_chain_body_async(ders, name == "add-pre-chain")
+                return 200, "application/json", body
             if name == "get-sth":
                 if method not in ("GET", "HEAD"):
                     raise MethodNotAllowed(f"{name} takes GET")
