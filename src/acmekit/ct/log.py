@@ -196,8 +196,9 @@ class CtLog:
     async def add_chain_async(
         self, chain_der: Sequence[bytes], precert: bool
     ) -> SignedCertificateTimestamp:
-        """The same from the event loop: the checks run here, and only each batch's
-        transaction goes to a worker thread (one hop a batch, not one a request)."""
+        """The same from the event loop: the checks run here, and each batch's
+        transaction too when SQLite's write lock is free at once; otherwise (and on
+        PostgreSQL) it goes to a worker thread (one hop a batch, not one a request)."""
         return self._answer(await self._stored_async(chain_der, precert))
 
     async def add_chain_body_async(self, chain_der: Sequence[bytes], precert: bool) -> bytes:
