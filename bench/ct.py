@@ -5,7 +5,8 @@
 1. Submissions: `acmekit ct` as a process (on `--db`); precertificates issued beforehand are posted
    to add-pre-chain from a few threads, each on a kept-alive connection (`--close`: one
    per request). Prints entries per second and the log's CPU time per entry (/proc, the
-   process and its children), then the same for get-sth.
+   process and its children), then the same for get-sth; also the log's context switches
+   and read/write system calls per entry (/proc: the kernel's side of the work).
    `--callgrind` runs the log under valgrind's callgrind, counting only while the
    requests run, and prints the log's instructions per request: load independent, so
    two versions compare on a busy machine (rates and CPU times then mean nothing).
@@ -191,10 +192,12 @@ def submissions(
             if close:
                 conn.close()
 
+        kernel0 = kernel_counts(log.process.pid)
         cpu0, t0 = cpu_seconds(log.process.pid), time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(post, bodies))
         wall, cpu = time.perf_counter() - t0, cpu_seconds(log.process.pid) - cpu0
+        kernel = {k: v - kernel0[k] for k, v in kernel_counts(log.process.pid).items()}
         local = threading.local()
         cpu0, t0 = cpu_seconds(log.process.pid), time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
@@ -205,8 +208,32 @@ def submissions(
         f"add-pre-chain: {count} in {wall:.2f} s = {count / wall:.0f}/s, {threads} clients, {how}"
     )
     print(f"  log CPU per entry: {cpu / count * 1e6:.0f} us (signature, checks, database, HTTP)")
+    print(
+        f"  per entry: {kernel['voluntary'] / count:.2f} voluntary and "
+        f"{kernel['involuntary'] / count:.2f} involuntary context switches, "
+        f"{kernel['syscr'] / count:.2f} read and {kernel['syscw'] / count:.2f} write system calls"
+    )
     print(f"get-sth: {count / sth_wall:.0f}/s, log CPU per request {sth_cpu / count * 1e6:.0f} us")
     return count / wall, cpu / count, count / sth_wall, sth_cpu / count
+
+
+def kernel_counts(pid: int) -> dict[str, int]:
+    """The log process's context switches (all its threads) and read/write system calls
+    so far, from /proc."""
+    counts = {"voluntary": 0, "involuntary": 0, "syscr": 0, "syscw": 0}
+    for tid in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for line in (tid / "status").read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name == "voluntary_ctxt_switches":
+                    counts["voluntary"] += int(value)
+                elif name == "nonvoluntary_ctxt_switches":
+                    counts["involuntary"] += int(value)
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("syscr", "syscw"):
+            counts[name] = int(value)
+    return counts
 
 
 def least_flattering(runs: list[tuple[float, float, float, float]]) -> None:

@@ -166,3 +166,26 @@ def test_the_leaf_index_extension_is_static_ct_apis_eight_bytes() -> None:
     assert ct.SignedCertificateTimestamp.decode(sct.encode()) == sct
     stripped = ct.SignedCertificateTimestamp(sct.log_id, sct.timestamp, sct.signature)
     assert not ct.verify_sct(stripped, entry, key.public_key())
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ct.SignedEntry.x509(b"CERT" * 70),
+        ct.SignedEntry.precert(ct.PrecertEntry(b"k" * 32, b"TBS" * 90)),
+    ],
+    ids=["x509", "precert"],
+)
+def test_one_encoding_is_both_the_sct_signature_input_and_the_merkle_leaf(
+    entry: ct.SignedEntry,
+) -> None:
+    # The log builds these bytes once per entry, signs them and stores them as the leaf.
+    extensions = ct.leaf_index_extension(0x0102030405)
+    built = ct.signed_leaf(0x0A0B0C0D0E0F, entry.encode(), extensions)
+    assert built == ct.sct_signature_input(0x0A0B0C0D0E0F, entry, extensions)
+    assert built == ct.merkle_tree_leaf(ct.TimestampedEntry(0x0A0B0C0D0E0F, entry, extensions))
+    assert ct.parse_merkle_tree_leaf(built).extensions == extensions
+    sct = ct.SignedCertificateTimestamp(
+        ct.log_id(KEY.public_key()), 0x0A0B0C0D0E0F, ct.sign(KEY, built), extensions
+    )
+    assert ct.verify_sct(sct, entry, KEY.public_key())

@@ -6,8 +6,9 @@ nothing a client sends produces a 5xx or a traceback. Bodies are read up to MAX_
 bytes; a larger one is refused with 413 before it is read.
 
 Submissions are checked on the event loop and written by the log's group commit, whose
-transactions (with the SCT signatures) run in a worker thread, one hop a batch; reads
-query the database in a worker thread.
+transactions (with the SCT signatures) run on the loop when SQLite's write lock is free
+at that instant, else (and always on PostgreSQL) in a worker thread, one hop a batch;
+reads query the database in a worker thread.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ class CtApp:
                     raise MethodNotAllowed(f"{name} takes POST")
                 body = await _read_body(scope, receive)
                 ders = self.chain_of(body)
-                sct = await self.log.add_chain_async(ders, name == "add-pre-chain")
-                return _json(sct.to_json())
+                body = await self.log.add_chain_body_async(ders, name == "add-pre-chain")
+                return 200, "application/json", body
             if name == "get-sth":
                 if method not in ("GET", "HEAD"):
                     raise MethodNotAllowed(f"{name} takes GET")

@@ -14,6 +14,7 @@ into 4xx JSON answers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 import json
@@ -173,6 +174,7 @@ class CtLog:
         self.key = key
         self.settings = settings
         self.log_id = ct.log_id(key.public_key())
+        self._log_id_b64 = base64.b64encode(self.log_id)
         self.roots = {r.public_bytes(serialization.Encoding.DER): r for r in settings.roots}
         self._issuers: dict[tuple[bytes, ...], Issuers] = {}
         self.holder = f"{os.getpid()}-{secrets.token_hex(6)}"
@@ -194,12 +196,22 @@ class CtLog:
     async def add_chain_async(
         self, chain_der: Sequence[bytes], precert: bool
     ) -> SignedCertificateTimestamp:
-        """The same from the event loop: the checks run here, and only each batch's
-        transaction goes to a worker thread (one hop a batch, not one a request)."""
+        """The same from the event loop: the checks run here, and each batch's
+        transaction too when SQLite's write lock is free at once; otherwise (and on
+        PostgreSQL) it goes to a worker thread (one hop a batch, not one a request)."""
+        return self._answer(await self._stored_async(chain_der, precert))
+
+    async def add_chain_body_async(self, chain_der: Sequence[bytes], precert: bool) -> bytes:
+        """The same, answered as add-chain's JSON body (§4.1): what
+        `json.dumps(sct.to_json())` gives, rendered from the stored entry directly."""
+        return self._sct_body(await self._stored_async(chain_der, precert))
+
+    async def _stored_async(self, chain_der: Sequence[bytes], precert: bool) -> StoredEntry:
         pending = self.prepare(chain_der, precert)
         if self._async_writer is None:
-            self._async_writer = AsyncGroupCommit(self.store.add_many)
-        return self._answer(await self._async_writer.submit(pending))
+            now = self.store.add_many_now if self.store.writes_without_waiting else None
+            self._async_writer = AsyncGroupCommit(self.store.add_many, now)
+        return await self._async_writer.submit(pending)
 
     def prepare(self, chain_der: Sequence[bytes], precert: bool) -> Pending:
         """The checks (§4.1, §4.2) and the entry, waiting for its leaf index."""
@@ -212,34 +224,52 @@ class CtLog:
         else:
             entry = SignedEntry.x509(chain_der[0])
             extra = ct.x509_chain_extra_data(issuers.der)
-        identity = entry.identity()
-        return Pending(identity, self._sealer(identity, entry, extra), issuers.der)
+        encoded = entry.encode()  # once: the identity, the SCT and the leaf share it
+        identity = hashlib.sha256(encoded).digest()  # SignedEntry.identity()
+        return Pending(identity, self._sealer(identity, encoded, extra), issuers.der)
 
     def _answer(self, found: StoredEntry) -> SignedCertificateTimestamp:
         signature = ct.DigitallySigned.decode(found.sct_signature)
         extensions = ct.leaf_extensions(found.leaf_input)
         return SignedCertificateTimestamp(self.log_id, found.timestamp, signature, extensions)
 
-    def _sealer(
-        self, identity: bytes, entry: SignedEntry, extra: bytes
-    ) -> Callable[[int], StoredEntry]:
-        """What the writer calls once it has given the entry its leaf index: the SCT is
-        signed over the index (static-ct-api's `leaf_index` extension), and the Merkle
-        leaf carries the same extensions (RFC 6962 §3.4: the TimestampedEntry's are the
-        SCT's)."""
+    def _sct_body(self, found: StoredEntry) -> bytes:
+        """`json.dumps(self._answer(found).to_json()).encode()`, without the objects in
+        between: the keys in to_json's order, json.dumps's separators, base64 as `b64`.
+        The stored signature is checked to be a `DigitallySigned` as `_answer` checks it."""
+        signature = found.sct_signature
+        if len(signature) < 4 or int.from_bytes(signature[2:4], "big") != len(signature) - 4:
+            raise ct.CtError("the stored SCT signature is not a DigitallySigned")
+        extensions = ct.leaf_extensions(found.leaf_input)
+        return b"".join(
+            (
+                b'{"sct_version": %d, "id": "' % ct.Version.V1,
+                self._log_id_b64,
+                b'", "timestamp": %d, "extensions": "' % found.timestamp,
+                base64.b64encode(extensions),
+                b'", "signature": "',
+                base64.b64encode(signature),
+                b'"}',
+            )
+        )
+
+    def _sealer(self, identity: bytes, entry: bytes, extra: bytes) -> Callable[[int], StoredEntry]:
+        """What the writer calls once it has given the entry (`entry`: the SignedEntry
+        encoded) its leaf index: the SCT is signed over the index (static-ct-api's
+        `leaf_index` extension), and the Merkle leaf carries the same extensions (RFC
+        6962 §3.4: the TimestampedEntry's are the SCT's). The leaf is also the input
+        the SCT's signature covers (`ct.signed_leaf`): built once for both."""
 
         def seal(index: int) -> StoredEntry:
             stamp = now_ms()
-            extensions = ct.leaf_index_extension(index)
-            sct = ct.sign_sct(self.key, stamp, entry, extensions, self.log_id)
-            leaf = ct.merkle_tree_leaf(ct.TimestampedEntry(stamp, entry, extensions))
+            leaf = ct.signed_leaf(stamp, entry, ct.leaf_index_extension(index))
             return StoredEntry(
                 identity,
                 merkle.leaf_hash(leaf),
                 stamp,
                 leaf,
                 extra,
-                sct.signature.encode(),
+                ct.sign(self.key, leaf).encode(),
                 index,
             )
 
@@ -554,10 +584,22 @@ class AsyncGroupCommit(Generic[T, R]):
     """Group commit for submissions on the event loop: items queue on the loop; one
     drain task at a time writes everything queued (up to `limit`) in a worker thread,
     then resolves each waiter. Each caller returns only after the transaction holding
-    its item has committed (or raises what the write raised)."""
+    its item has committed (or raises what the write raised).
 
-    def __init__(self, write: Callable[[list[T]], Sequence[R]], limit: int = 512) -> None:
+    `write_now`, if given, is tried first, on the loop: it writes the batch if it can
+    without waiting (None: it could not, and did nothing), which spares the hop to a
+    worker thread and back (docs/decisions.md: on a busy machine the hop, with the GIL
+    passed back and forth while the batch's SCTs are signed, cost more than the
+    batch's database work)."""
+
+    def __init__(
+        self,
+        write: Callable[[list[T]], Sequence[R]],
+        write_now: Callable[[list[T]], Sequence[R] | None] | None = None,
+        limit: int = 512,
+    ) -> None:
         self._write = write
+        self._write_now = write_now
         self._limit = limit
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._draining = False
@@ -576,8 +618,11 @@ class AsyncGroupCommit(Generic[T, R]):
             while self._queue:
                 batch = self._queue[: self._limit]
                 del self._queue[: self._limit]
+                items = [i for i, _ in batch]
                 try:
-                    results = await asyncio.to_thread(self._write, [i for i, _ in batch])
+                    results = self._write_now(items) if self._write_now is not None else None
+                    if results is None:
+                        results = await asyncio.to_thread(self._write, items)
                 except Exception as exc:
                     for _, waiter in batch:
                         if not waiter.done():

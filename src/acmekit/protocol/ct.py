@@ -401,6 +401,21 @@ def merkle_tree_leaf(entry: TimestampedEntry) -> bytes:
     return bytes([Version.V1, MerkleLeafType.TIMESTAMPED_ENTRY]) + entry.encode()
 
 
+def signed_leaf(timestamp: int, signed_entry: bytes, extensions: bytes) -> bytes:
+    """For a v1 SCT, the bytes its signature covers (§3.2) and the MerkleTreeLeaf of
+    its entry (§3.4) are the same: version v1 (0), then signature_type
+    certificate_timestamp (0) for the one and leaf_type timestamped_entry (0) for the
+    other, then timestamp, entry and extensions alike. Built once for both, from
+    `signed_entry` as `SignedEntry.encode` gives it."""
+    return (
+        b"\x00\x00"
+        + timestamp.to_bytes(8, "big")
+        + signed_entry
+        + len(extensions).to_bytes(2, "big")
+        + extensions
+    )
+
+
 def parse_merkle_tree_leaf(data: bytes) -> TimestampedEntry:
     r = Reader(data)
     if r.uint(1) != Version.V1 or r.uint(1) != MerkleLeafType.TIMESTAMPED_ENTRY:
