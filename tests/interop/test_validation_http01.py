@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
+from acmekit.server import validation
 from acmekit.server.validation import ValidationConfig, Validator
 from acmekit_testkit.acmekit_server import LOOPBACK_NETWORKS
 from acmekit_testkit.challtestsrv import ChalltestsrvHandle, running_challtestsrv
@@ -222,6 +223,18 @@ async def test_silent_resolver_is_dns() -> None:
         err = await failure(config(resolver, free_port(), timeout=1.0))
     assert err.problem.type == ProblemType.DNS
     assert "timed out" in err.problem.detail
+
+
+async def test_a_lookup_cut_off_by_the_last_bound_is_still_dns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On a busy machine the validation's last bound can fire before the lookup's own
+    # timeout does; what was running then is what failed.
+    monkeypatch.setattr(validation, "_GRACE", -0.6)
+    async with stub_dns(None) as resolver:
+        err = await failure(config(resolver, free_port(), timeout=1.0))
+    assert err.problem.type == ProblemType.DNS
+    assert "query timed out looking up A for " in err.problem.detail
 
 
 def post(handle: ChalltestsrvHandle, path: str, doc: dict[str, str]) -> None:

@@ -112,6 +112,8 @@ class Validator:
         outlive (draft-ietf-acme-dns-persist-02 §4.1 item 5)."""
         end = asyncio.get_running_loop().time() + self._config.timeout
         saved = resolve.deadline.set(end)
+        lookups: set[str] = set()
+        saved_lookups = resolve.in_flight.set(lookups)
         until: int | None = None
         try:
             async with asyncio.timeout_at(end + _GRACE):
@@ -124,8 +126,7 @@ class Validator:
         except AcmeError as err:
             raise self._failed(challenge_type, identifier, err) from None
         except TimeoutError:
-            late = problem(_FALLBACK.get(challenge_type, ProblemType.CONNECTION), "timeout")
-            raise self._failed(challenge_type, identifier, late) from None
+            raise self._failed(challenge_type, identifier, _late(challenge_type, lookups)) from None
         except Exception as exc:
             log.warning("%s for %s failed: %s", challenge_type, identifier.value, type(exc))
             ptype = _FALLBACK.get(challenge_type, ProblemType.CONNECTION)
@@ -133,6 +134,7 @@ class Validator:
             raise self._failed(challenge_type, identifier, odd) from None
         finally:
             resolve.deadline.reset(saved)
+            resolve.in_flight.reset(saved_lookups)
         log.debug("%s for %s: valid", challenge_type, identifier.value)
         return until
 
@@ -176,6 +178,14 @@ class Validator:
     def _failed(ctype: ChallengeType, identifier: Identifier, err: AcmeError) -> AcmeError:
         log.debug("%s for %s: %s", ctype, identifier.value, err.problem.type)
         return AcmeError(dataclasses.replace(err.problem, identifier=identifier.to_json()))
+
+
+def _late(challenge_type: ChallengeType, lookups: set[str]) -> AcmeError:
+    """The problem when the last bound fires: a DNS lookup still in flight is a dns
+    problem whatever the challenge (RFC 8555 §6.7), as its own timeout would have said."""
+    if lookups:
+        return resolve.dns_problem(f"query timed out {min(lookups)}")
+    return problem(_FALLBACK.get(challenge_type, ProblemType.CONNECTION), "timeout")
 
 
 __all__ = ["AccountContext", "ValidationConfig", "Validator"]

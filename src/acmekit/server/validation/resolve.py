@@ -71,6 +71,12 @@ _DECODERS: dict[int, Callable[[bytes], str]] = {
 deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "validation_deadline", default=None
 )
+# The lookups in flight for the current validation, by what they look up. One set per
+# validation, shared with the tasks it starts (they copy the context, not the set): when
+# the Validator's last bound fires during a lookup, the problem is a dns one.
+in_flight: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "validation_lookups", default=None
+)
 
 
 class CnameChainTooLong(Exception):
@@ -148,11 +154,20 @@ class DnsClient:
             secure.append(ad)
             return values, canonical
 
+        what = f"looking up {rdtype.name} for {name.rstrip('.')}"
+        lookups = in_flight.get()
+        if lookups is not None:
+            lookups.add(what)
         try:
             values = await follow_cnames(ask, name.rstrip(".") + ".")
         except CnameChainTooLong:
-            what = f"looking up {rdtype.name} for {name}"
             raise dns_problem(f"more than {MAX_CNAME_HOPS} CNAMEs {what}") from None
+        except asyncio.CancelledError:
+            lookups = None  # cut off: left in the set, for the Validator to name
+            raise
+        finally:
+            if lookups is not None:
+                lookups.discard(what)
         found = Lookup(name, values, authenticated=bool(secure) and all(secure))
         if self.dnssec is not DnssecMode.OFF:
             note_answers(found.authenticated)
