@@ -415,6 +415,10 @@ class _Writer:
         """The connection and a cursor in a transaction holding the index lock."""
         while True:
             kept = self._conn is not None
+            if not kept and not wait:
+                # A new connection's set-up (pool checkout, `PRAGMA journal_mode` under
+                # the busy timeout) may wait: made in a worker thread instead.
+                raise WouldWait
             if not kept:
                 self._conn = self.engine.raw_connection()
             conn = self._conn

@@ -200,8 +200,11 @@ def _pinned(name: str) -> bool:
         "create_generalname_type_predicate": general_name.create_generalname_type_predicate,
         "PDUNode.__init__": PDUNode.__init__,
     }
+    function = functions[name]
+    if hasattr(function, "__wrapped__"):
+        return False  # getsource would read the wrapped function's source, not this one's
     try:
-        source = inspect.getsource(functions[name])
+        source = inspect.getsource(function)
     except (OSError, TypeError):
         return False
     return hashlib.sha256(source.encode()).hexdigest() == _PINNED[name]
