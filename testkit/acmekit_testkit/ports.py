@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 LOWEST = 20_000  # below: the defaults of the machine's services, ours (14000, 14080) and the peers'
@@ -57,18 +58,28 @@ def _bindable(port: int, kinds: tuple[int, ...]) -> bool:
     return True
 
 
-def _take(kinds: tuple[int, ...]) -> int:
+def _kernel_choice() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _candidates() -> Iterator[int]:
+    """This process's slice in turn, once round; with no slice, ports the kernel picks."""
     global _next
+    if not _ports:
+        yield from (_kernel_choice() for _ in range(50))
+        return
     for _ in range(len(_ports)):
-        port = _ports[_next % len(_ports)]
         _next += 1
+        yield _ports[(_next - 1) % len(_ports)]
+
+
+def _take(kinds: tuple[int, ...]) -> int:
+    for port in _candidates():
         if _bindable(port, kinds):
             return port
-    if len(kinds) == 1 and not _ports:
-        with socket.socket(socket.AF_INET, kinds[0]) as sock:
-            sock.bind(("127.0.0.1", 0))
-            chosen: int = sock.getsockname()[1]
-            return chosen
     raise RuntimeError(f"no free port for {kinds} in {_ports}")
 
 
@@ -79,10 +90,4 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 def free_tcp_udp_port() -> int:
     """A port free for both TCP and UDP, as a DNS server needs."""
-    if not _ports:
-        for _ in range(50):
-            port = _take((socket.SOCK_STREAM,))
-            if _bindable(port, (socket.SOCK_DGRAM,)):
-                return port
-        raise RuntimeError("no port free for both TCP and UDP")
     return _take((socket.SOCK_STREAM, socket.SOCK_DGRAM))

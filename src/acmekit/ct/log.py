@@ -193,25 +193,16 @@ class CtLog:
         """Check, store and answer a submission, from any thread (blocks until durable)."""
         return self._answer(self._writer.submit(self.prepare(chain_der, precert)))
 
-    async def add_chain_async(
-        self, chain_der: Sequence[bytes], precert: bool
-    ) -> SignedCertificateTimestamp:
-        """The same from the event loop: the checks run here, and each batch's
-        transaction too when SQLite's write lock is free at once; otherwise (and on
-        PostgreSQL) it goes to a worker thread (one hop a batch, not one a request)."""
-        return self._answer(await self._stored_async(chain_der, precert))
-
     async def add_chain_body_async(self, chain_der: Sequence[bytes], precert: bool) -> bytes:
-        """The same, answered as add-chain's JSON body (§4.1): what
-        `json.dumps(sct.to_json())` gives, rendered from the stored entry directly."""
-        return self._sct_body(await self._stored_async(chain_der, precert))
-
-    async def _stored_async(self, chain_der: Sequence[bytes], precert: bool) -> StoredEntry:
+        """The same from the event loop, answered as add-chain's JSON body (§4.1): what
+        `json.dumps(sct.to_json())` gives, rendered from the stored entry directly. The
+        checks run here, and each batch's transaction too when SQLite's write lock is
+        free at once; otherwise (and on PostgreSQL) it goes to a worker thread (one hop a
+        batch, not one a request)."""
         pending = self.prepare(chain_der, precert)
         if self._async_writer is None:
-            now = self.store.add_many_now if self.store.writes_without_waiting else None
-            self._async_writer = AsyncGroupCommit(self.store.add_many, now)
-        return await self._async_writer.submit(pending)
+            self._async_writer = AsyncGroupCommit(self.store.add_many, self.store.add_many_now)
+        return self._sct_body(await self._async_writer.submit(pending))
 
     def prepare(self, chain_der: Sequence[bytes], precert: bool) -> Pending:
         """The checks (§4.1, §4.2) and the entry, waiting for its leaf index."""

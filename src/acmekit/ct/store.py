@@ -95,18 +95,14 @@ class CtStore:
             row = conn.execute(sa.select(entries).where(entries.c.identity == identity)).first()
         return None if row is None else _stored(row)
 
-    @property
-    def writes_without_waiting(self) -> bool:
-        """Whether `add_many_now` can ever write (SQLite: a local file, no fsync at
-        commit in WAL mode with synchronous=NORMAL, no round trip to a server)."""
-        return self._writer.sqlite
-
     def add_many_now(self, items: Sequence[Pending]) -> list[StoredEntry] | None:
         """`add_many` if it can run at once, on the calling thread (the event loop): the
         log's write lock free this instant and every chain's issuers already stored;
         else None, and nothing was done (`add_many` in a worker thread then waits its
         turn). A batch written this way costs no thread hop: no wake-up of a worker,
-        none of the loop, no GIL handed back and forth while its SCTs are signed."""
+        none of the loop, no GIL handed back and forth while its SCTs are signed. Only
+        on SQLite (a local file, no fsync at commit in WAL mode with synchronous=NORMAL);
+        PostgreSQL's round trips always go to the thread."""
         if not self._writer.sqlite or {p.chain for p in items} - self._known_chains:
             return None
         try:

@@ -2,9 +2,9 @@
 
 A nonce is self-authenticating: 8 bytes of issue time, 4 bytes naming the issuing
 process, 4 random bytes and a 16-byte MAC (keyed BLAKE2b) under a secret kept in the
-database, so issuing one costs no write. Nonces older than `max_age` are refused without a lookup,
-so what remembers the used ones can forget them after that. Where the used ones are
-remembered is the scope:
+database, so issuing one costs no write. Nonces older than `max_age` are refused without
+a lookup, so what remembers the used ones can forget them after that. Where the used
+ones are remembered is the scope:
 
 - `database`: in `used_nonces`, whose primary key lets exactly one request win, so a
   nonce from any process of the CA is good at any other (several processes on one
