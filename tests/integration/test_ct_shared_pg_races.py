@@ -1,0 +1,330 @@
+"""Several `acmekit ct` processes on one PostgreSQL database, attacked from outside: the
+same entries submitted to every process at once, the sequencer killed (SIGKILL) while
+submissions go on, and processes with their own state directories started together on a
+fresh database. What must hold (RFC 6962 §3, §4; the issue's "one log"): one SCT per
+entry, whichever process answers; one log key; every entry in the tree once and within
+the maximum merge delay of its SCT's timestamp; the heads every process serves signed by
+that key and consistent with each other."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from acmekit.ct import merkle
+from acmekit.ct.schema import leases
+from acmekit.database import create_engine
+from acmekit.protocol import ct
+from acmekit_testkit.ctlog import (
+    RunningLog,
+    ca_hierarchy,
+    chain_json,
+    ct_log_argv,
+    der,
+    leaf_certificate,
+    started_log,
+)
+from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.processes import logged_process, wait_until
+from acmekit_testkit.tiers import require_postgres_or_skip
+
+pytestmark = pytest.mark.postgres
+
+MMD = 1.0  # seconds: the log's maximum merge delay in these tests
+
+
+def get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        doc: dict[str, Any] = json.loads(resp.read())
+        return doc
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        doc: dict[str, Any] = json.loads(resp.read())
+        return doc
+
+
+def log_key(log: RunningLog) -> ec.EllipticCurvePublicKey:
+    (info,) = ct.LogList.loads(log.log_list.read_text()).logs
+    return info.key
+
+
+def sth_of(log: RunningLog) -> ct.SignedTreeHead:
+    return ct.SignedTreeHead.from_json(get(log.url + "ct/v1/get-sth"))
+
+
+def mth(leaves: Sequence[bytes]) -> bytes:
+    """RFC 6962 §2.1's MTH, written out as the RFC defines it (recursion on the largest
+    power of two below n), apart from the log's own tree code."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A chain to log and the SignedEntry its SCT must cover."""
+
+    path: str  # "add-chain" or "add-pre-chain"
+    body: dict[str, Any]
+    entry: ct.SignedEntry
+
+
+def submissions(issuer: Any, prefix: str, n: int) -> list[Submission]:
+    """`n` certificates and `n` precertificates (RFC 6962 §3.1, §3.2)."""
+    inter = issuer.intermediate_cert
+    out = []
+    for i in range(n):
+        cert = leaf_certificate(issuer, f"{prefix}{i}.example")
+        out.append(
+            Submission("add-chain", chain_json([cert, inter]), ct.SignedEntry.x509(der(cert)))
+        )
+        pre = leaf_certificate(issuer, f"{prefix}-pre{i}.example", precert=True)
+        entry = ct.SignedEntry.precert(ct.precert_entry(pre, inter))
+        out.append(Submission("add-pre-chain", chain_json([pre, inter]), entry))
+    return out
+
+
+def leaf_hash(sct: ct.SignedCertificateTimestamp, entry: ct.SignedEntry) -> bytes:
+    """The Merkle leaf hash of the entry an SCT promises (§3.4: the TimestampedEntry
+    carries the SCT's timestamp and extensions)."""
+    return merkle.leaf_hash(ct.signed_leaf(sct.timestamp, entry.encode(), sct.extensions))
+
+
+def proved(log: RunningLog, h: bytes, sth: ct.SignedTreeHead) -> int:
+    """The leaf index get-proof-by-hash gives for `h` in `sth`'s tree, its audit path
+    checked against `sth`'s root (RFC 9162 §2.1.3.2)."""
+    size = sth.head.tree_size
+    doc = get(f"{log.url}ct/v1/get-proof-by-hash?hash={quote(ct.b64(h))}&tree_size={size}")
+    path = [ct.unb64(p) for p in doc["audit_path"]]
+    index = int(doc["leaf_index"])
+    assert merkle.verify_inclusion(h, index, size, path, sth.head.root_hash)
+    return index
+
+
+def all_leaves(log: RunningLog, size: int) -> list[bytes]:
+    out: list[bytes] = []
+    while len(out) < size:
+        doc = get(f"{log.url}ct/v1/get-entries?start={len(out)}&end={size - 1}")
+        out += [ct.unb64(e["leaf_input"]) for e in doc["entries"]]
+    return out
+
+
+@pytest.fixture
+def shared_db() -> Iterator[str]:
+    require_postgres_or_skip()
+    with fresh_postgres_database("acmekit_ctrace") as url:
+        yield url
+
+
+def start_logs(stack: ExitStack, tmp: Path, states: Sequence[Path], url: str) -> list[RunningLog]:
+    """`acmekit ct` processes, all started before any is waited for."""
+    roots = tmp / "ca" / "root.pem"
+    outs = [tmp / f"p{i}.log" for i in range(len(states))]
+    procs = [
+        stack.enter_context(logged_process(ct_log_argv(s, roots, db=url, mmd=MMD), out))
+        for s, out in zip(states, outs, strict=True)
+    ]
+    return [started_log(p, s, o) for p, s, o in zip(procs, states, outs, strict=True)]
+
+
+def test_one_entry_sent_to_every_process_at_once_gets_one_sct(
+    tmp_path: Path, shared_db: str
+) -> None:
+    """Each chain (add-chain and add-pre-chain) is sent three times to each of three
+    processes, the nine requests released together: all nine answers are one SCT
+    (timestamp, leaf index, signature), it verifies against the log's key, the entry is
+    in the tree once, at that index, provable from every process."""
+    issuer = ca_hierarchy(tmp_path / "ca")
+    state = tmp_path / "log"
+    subs = submissions(issuer, "same", 8)
+    with ExitStack() as stack:
+        logs = start_logs(stack, tmp_path, [state] * 3, shared_db)
+        key = log_key(logs[0])
+        fan = [(s, log) for s in subs for log in logs for _ in range(3)]
+        barriers = {id(s): threading.Barrier(9, timeout=30) for s in subs}
+
+        def submit(job: tuple[Submission, RunningLog]) -> tuple[Submission, dict[str, Any]]:
+            sub, log = job
+            barriers[id(sub)].wait()
+            return sub, post(log.url + "ct/v1/" + sub.path, sub.body)
+
+        with ThreadPoolExecutor(27) as pool:
+            answers = list(pool.map(submit, fan))
+        by_entry: dict[int, list[dict[str, Any]]] = {}
+        for sub, doc in answers:
+            by_entry.setdefault(id(sub), []).append(doc)
+        indices = []
+        for sub in subs:
+            docs = by_entry[id(sub)]
+            assert all(d == docs[0] for d in docs), docs
+            sct = ct.SignedCertificateTimestamp.from_json(docs[0])
+            assert ct.verify_sct(sct, sub.entry, key)
+            indices.append(ct.leaf_index_of(sct.extensions))
+        assert sorted(i for i in indices if i is not None) == list(range(len(subs)))
+
+        wait_until(
+            "every process serves the whole tree",
+            lambda: all(sth_of(log).head.tree_size == len(subs) for log in logs),
+            30,
+            [log.output for log in logs],
+        )
+        heads = [sth_of(log) for log in logs]
+        assert all(h.verify(key) for h in heads)
+        leaves = all_leaves(logs[1], len(subs))
+        assert mth(leaves) == heads[0].head.root_hash
+        for sub, index in zip(subs, indices, strict=True):
+            sct = ct.SignedCertificateTimestamp.from_json(by_entry[id(sub)][0])
+            h = leaf_hash(sct, sub.entry)
+            assert [merkle.leaf_hash(leaf) for leaf in leaves].count(h) == 1
+            assert {proved(log, h, head) for log, head in zip(logs, heads, strict=True)} == {index}
+
+
+@dataclass
+class Seen:
+    """What the watcher saw: every distinct head, with the process that served it."""
+
+    heads: dict[tuple[int, bytes], tuple[ct.SignedTreeHead, RunningLog]]
+    accepted: list[tuple[Submission, ct.SignedCertificateTimestamp]]
+
+
+def test_the_sequencer_killed_mid_stream_hands_over_within_the_mmd(
+    tmp_path: Path, shared_db: str
+) -> None:
+    """Submissions go to three processes while the one holding the sequencer lease is
+    killed with SIGKILL: another takes the lease, every SCT any process gave (the dead
+    one's included) is in the tree with a head signed within the MMD of the SCT's
+    timestamp, provable from each survivor, and the heads served by all processes are
+    consistent with each other (get-sth-consistency, asked of another process)."""
+    issuer = ca_hierarchy(tmp_path / "ca")
+    state = tmp_path / "log"
+    subs = submissions(issuer, "flow", 150)
+    random.Random(7).shuffle(subs)
+    engine = create_engine(shared_db)
+    with ExitStack() as stack:
+        stack.callback(engine.dispose)
+        logs = start_logs(stack, tmp_path, [state] * 3, shared_db)
+        key = log_key(logs[0])
+        seen = Seen({}, [])
+        stop = threading.Event()
+        live = list(logs)
+
+        def watch() -> None:
+            while not stop.is_set():
+                for log in list(live):
+                    try:
+                        sth = sth_of(log)
+                    except OSError:
+                        continue
+                    seen.heads.setdefault((sth.head.tree_size, sth.head.root_hash), (sth, log))
+                time.sleep(0.01)
+
+        fed = threading.Event()  # set: stop submitting
+
+        def feed(part: list[Submission], n: int) -> None:
+            for i, sub in enumerate(part):
+                if fed.is_set():
+                    return
+                log = logs[(i + n) % len(logs)]
+                try:
+                    doc = post(log.url + "ct/v1/" + sub.path, sub.body)
+                except (OSError, urllib.error.HTTPError):
+                    continue  # the killed process: the submission goes unanswered
+                seen.accepted.append((sub, ct.SignedCertificateTimestamp.from_json(doc)))
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        feeders = [threading.Thread(target=feed, args=(subs[n::2], n)) for n in range(2)]
+        watcher.start()
+        for t in feeders:
+            t.start()
+        try:
+            wait_until("some entries sequenced", lambda: len(seen.heads) > 2, 30, [])
+            with engine.connect() as conn:
+                holder = conn.execute(sa.select(leases.c.holder)).scalar_one()
+            by_pid = {log.process.pid: log for log in logs}
+            dead = by_pid[int(holder.split("-")[0])]
+            live.remove(dead)
+            dead.process.kill()  # SIGKILL: no release of the lease, no goodbye
+            dead.process.wait(10)
+            killed_ms = time.time_ns() // 1_000_000
+            time.sleep(3 * MMD)  # submissions go on past the lease's end and the MMD
+            fed.set()
+            for t in feeders:
+                t.join(60)
+            wanted = 1 + max(ct.leaf_index_of(s.extensions) or 0 for _, s in seen.accepted)
+            wait_until(
+                "the survivors sequence every accepted entry",
+                lambda: all(sth_of(log).head.tree_size >= wanted for log in live),
+                30,
+                [log.output for log in logs],
+            )
+            time.sleep(3 * 0.1)  # the watcher sees the last heads
+        finally:
+            fed.set()
+            stop.set()
+            watcher.join(10)
+            for t in feeders:
+                t.join(60)
+        with engine.connect() as conn:
+            new_holder = conn.execute(sa.select(leases.c.holder)).scalar_one()
+        assert int(new_holder.split("-")[0]) in {log.process.pid for log in live}
+
+        heads = sorted(seen.heads.values(), key=lambda s: s[0].head.tree_size)
+        assert all(sth.verify(key) for sth, _ in heads)
+        assert len({sth.head.tree_size for sth, _ in heads}) == len(heads), "a fork"
+        final = sth_of(live[0])
+        assert final.head.tree_size >= wanted
+        for sub, sct in seen.accepted:
+            assert ct.verify_sct(sct, sub.entry, key)
+            index = ct.leaf_index_of(sct.extensions)
+            assert index is not None
+            for log in live:
+                assert proved(log, leaf_hash(sct, sub.entry), final) == index
+            first = next(sth for sth, _ in heads if sth.head.tree_size > index)
+            # §3: the entry is in a head signed at most the MMD after its SCT's timestamp
+            late = first.head.timestamp - sct.timestamp
+            assert late <= MMD * 1000, f"entry {index} merged {late} ms after its SCT"
+        stamps = [sct.timestamp for _, sct in seen.accepted]
+        assert any(killed_ms - 1000 * MMD < t < killed_ms for t in stamps), "none pending"
+        assert any(t > killed_ms + 1000 * MMD for t in stamps), "none after the kill"
+
+        # Every head any process served is consistent with the next and the last, the
+        # proof asked of a process other than the one that served the older head.
+        for (old, by), (new, _) in zip(heads, [*heads[1:], heads[-1]], strict=True):
+            for target in {new, heads[-1][0]}:
+                if old.head.tree_size == 0 or old.head.tree_size == target.head.tree_size:
+                    continue
+                asked = next(log for log in live if log is not by)
+                first_size, second_size = old.head.tree_size, target.head.tree_size
+                doc = get(
+                    f"{asked.url}ct/v1/get-sth-consistency?first={first_size}&second={second_size}"
+                )
+                proof = [ct.unb64(p) for p in doc["consistency"]]
+                assert merkle.verify_consistency(
+                    first_size, second_size, proof, old.head.root_hash, target.head.root_hash
+                )
+        assert mth(all_leaves(live[0], final.head.tree_size)) == final.head.root_hash
