@@ -41,7 +41,7 @@ from acmekit_testkit.ctlog import (
     started_log,
 )
 from acmekit_testkit.databases import fresh_postgres_database
-from acmekit_testkit.processes import logged_process, wait_until
+from acmekit_testkit.processes import log_tail, logged_process, wait_until
 from acmekit_testkit.tiers import require_postgres_or_skip
 
 pytestmark = pytest.mark.postgres
@@ -328,3 +328,45 @@ def test_the_sequencer_killed_mid_stream_hands_over_within_the_mmd(
                     first_size, second_size, proof, old.head.root_hash, target.head.root_hash
                 )
         assert mth(all_leaves(live[0], final.head.tree_size)) == final.head.root_hash
+
+
+def test_processes_with_their_own_keys_starting_together_serve_one_log(
+    tmp_path: Path, shared_db: str
+) -> None:
+    """Three processes, each with its own state directory (so its own key unless the
+    operator copied one), start at the same moment on a fresh database: the schema is
+    made once, and however the key race ends, the database holds one log: every process
+    that serves names one log ID, signs with that key, and any other refuses to start
+    and says why (two keys on one tree would give SCTs that verify against neither)."""
+    issuer = ca_hierarchy(tmp_path / "ca")
+    states = [tmp_path / f"log{i}" for i in range(3)]
+    roots = tmp_path / "ca" / "root.pem"
+    outs = [tmp_path / f"p{i}.log" for i in range(3)]
+    with ExitStack() as stack:
+        procs = [
+            stack.enter_context(logged_process(ct_log_argv(s, roots, db=shared_db, mmd=MMD), o))
+            for s, o in zip(states, outs, strict=True)
+        ]
+        serving: list[RunningLog] = []
+        for proc, state, out in zip(procs, states, outs, strict=True):
+            try:
+                serving.append(started_log(proc, state, out))
+            except RuntimeError:
+                assert proc.wait(10) != 0
+                assert "not signed by this log's key" in log_tail(out), log_tail(out)
+        # Three keys made apart: exactly one of them is the log's.
+        assert len(serving) == 1, [log.log_id for log in serving]
+        key = log_key(serving[0])
+        cert = leaf_certificate(issuer, "own-keys.example")
+        body = chain_json([cert, issuer.intermediate_cert])
+        answers = [post(log.url + "ct/v1/add-chain", body) for log in serving]
+        assert all(a == answers[0] for a in answers)
+        sct = ct.SignedCertificateTimestamp.from_json(answers[0])
+        assert ct.verify_sct(sct, ct.SignedEntry.x509(der(cert)), key)
+        wait_until(
+            "the entry sequenced",
+            lambda: all(sth_of(log).head.tree_size == 1 for log in serving),
+            30,
+            outs,
+        )
+        assert all(sth_of(log).verify(key) for log in serving)

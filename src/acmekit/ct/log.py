@@ -182,7 +182,25 @@ class CtLog:
         self._writer = GroupCommit(store.add_many)
         self._async_writer: AsyncGroupCommit[Pending, StoredEntry] | None = None
         store.init_tree(self.sign_head, now_ms())
+        self._check_key_is_the_trees()
         self.head = PublishedHead()
+
+    def _check_key_is_the_trees(self) -> None:
+        """Refuse to serve a database whose tree head another key signed. Processes of
+        one log share its database and its key; one started with a key of its own (a
+        state directory of its own, with no key copied in) would sign heads and SCTs
+        under a second log ID over the same tree, and answer a resubmission with an SCT
+        another key signed, which verifies against neither (RFC 6962 §3.2: the log ID
+        is the key's hash). The first head is stored under the index lock, so of
+        processes starting together the first one's key wins and the others stop here."""
+        stored = self.store.sth()
+        if stored is not None and not stored.verify(self.key.public_key()):
+            raise ValueError(
+                f"the database's tree head is not signed by this log's key ({KEY_FILE}): "
+                "the database belongs to another log; processes sharing a database share "
+                f"its key (copy {KEY_FILE} from a process of that log into this state "
+                "directory, in place of the one here)"
+            )
 
     def sign_head(self, head: TreeHead) -> SignedTreeHead:
         return ct.sign_tree_head(self.key, head)
