@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import signal
 import threading
 import time
 import urllib.error
@@ -370,3 +371,91 @@ def test_processes_with_their_own_keys_starting_together_serve_one_log(
             outs,
         )
         assert all(sth_of(log).verify(key) for log in serving)
+
+
+def stalled_in_transaction(engine: sa.Engine) -> int:
+    """Sessions of the log's database idle inside a transaction (a client that began
+    one and sends nothing more), as PostgreSQL sees them."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    return int(found)
+
+
+def test_a_process_frozen_inside_a_transaction_does_not_stop_the_log(
+    tmp_path: Path, shared_db: str
+) -> None:
+    """A process that stops answering inside one of its transactions (SIGSTOP here; a
+    host that loses power or its network looks the same to PostgreSQL: no FIN, the
+    session stays) must not stop the log: the others keep accepting submissions and
+    sequence them within a bounded time, once its lease runs out."""
+    issuer = ca_hierarchy(tmp_path / "ca")
+    state = tmp_path / "log"
+    engine = create_engine(shared_db)
+    flood = submissions(issuer, "flood", 400)
+    after = submissions(issuer, "after", 2)
+    with ExitStack() as stack:
+        stack.callback(engine.dispose)
+        a, b = start_logs(stack, tmp_path, [state] * 2, shared_db)
+        done = threading.Event()
+
+        def push(part: list[Submission]) -> None:
+            for sub in part:
+                if done.is_set():
+                    return
+                try:
+                    post(a.url + "ct/v1/" + sub.path, sub.body)
+                except OSError:
+                    return
+
+        pushers = [threading.Thread(target=push, args=(flood[n::4],)) for n in range(4)]
+        for t in pushers:
+            t.start()
+        caught = False
+        try:
+            for _ in range(200):
+                a.process.send_signal(signal.SIGSTOP)
+                time.sleep(0.3)
+                if stalled_in_transaction(engine) and stalled_in_transaction(engine):
+                    caught = True
+                    break
+                a.process.send_signal(signal.SIGCONT)
+                time.sleep(0.05)
+            assert caught, "never froze inside a transaction"
+            started = time.monotonic()
+            for sub in after:
+                doc = post(b.url + "ct/v1/" + sub.path, sub.body)
+            index = ct.leaf_index_of(ct.SignedCertificateTimestamp.from_json(doc).extensions)
+            assert index is not None
+            wait_until(
+                "the live process sequences while the other is frozen",
+                lambda: sth_of(b).head.tree_size > index,
+                20,
+                [b.output],
+            )
+            # bounded: the frozen session goes, then the lease lapses, then one pass
+            assert time.monotonic() - started < 15
+        finally:
+            done.set()
+            a.process.send_signal(signal.SIGCONT)
+            for t in pushers:
+                t.join(30)
+        # Thawed, the process finds its session gone and carries on with a new one.
+        late = submissions(issuer, "thawed", 1)[0]
+
+        def accepted() -> bool:
+            try:
+                post(a.url + "ct/v1/" + late.path, late.body)
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503, exc.read()  # its dropped session: try again
+                return False
+            return True
+
+        wait_until("the thawed process accepts again", accepted, 20, [a.output])
+        assert post(b.url + "ct/v1/" + late.path, late.body) == post(
+            a.url + "ct/v1/" + late.path, late.body
+        )

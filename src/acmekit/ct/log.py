@@ -181,6 +181,7 @@ class CtLog:
         self._verified: set[tuple[bytes, bytes]] = set()
         self._writer = GroupCommit(store.add_many)
         self._async_writer: AsyncGroupCommit[Pending, StoredEntry] | None = None
+        store.end_stalled_sessions(self.lease_ms)
         store.init_tree(self.sign_head, now_ms())
         self._check_key_is_the_trees()
         self.head = PublishedHead()
