@@ -459,3 +459,37 @@ def test_a_process_frozen_inside_a_transaction_does_not_stop_the_log(
         assert post(b.url + "ct/v1/" + late.path, late.body) == post(
             a.url + "ct/v1/" + late.path, late.body
         )
+
+
+def checkpoint(log: RunningLog) -> str:
+    with urllib.request.urlopen(log.url + "checkpoint", timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def test_processes_of_one_log_serve_one_checkpoint_origin(tmp_path: Path, shared_db: str) -> None:
+    """static-ct-api names a log by its origin (the submission prefix without its
+    scheme) in every checkpoint, and a tiled client checks it: the processes of one log,
+    each on its own address, serve the same checkpoint under the URL given them, and
+    their log lists name that URL."""
+    issuer = ca_hierarchy(tmp_path / "ca")
+    state, roots = tmp_path / "log", tmp_path / "ca" / "root.pem"
+    public = "https://ct.example/shared/"
+    with ExitStack() as stack:
+        outs = [tmp_path / f"p{i}.log" for i in range(2)]
+        argv = [ct_log_argv(state, roots, db=shared_db, mmd=MMD, extra=["--url", public])]
+        argv.append(ct_log_argv(state, roots, db=shared_db, mmd=MMD, extra=["--url", public]))
+        procs = [stack.enter_context(logged_process(a, o)) for a, o in zip(argv, outs, strict=True)]
+        logs = [started_log(p, state, o) for p, o in zip(procs, outs, strict=True)]
+        cert = leaf_certificate(issuer, "origin.example")
+        post(logs[0].url + "ct/v1/add-chain", chain_json([cert, issuer.intermediate_cert]))
+        wait_until(
+            "both serve the entry",
+            lambda: all(sth_of(log).head.tree_size == 1 for log in logs),
+            30,
+            outs,
+        )
+        notes = [checkpoint(log) for log in logs]
+        assert notes[0] == notes[1]
+        assert notes[0].splitlines()[0] == "ct.example/shared"
+        (info,) = ct.LogList.loads(logs[1].log_list.read_text()).logs
+        assert info.url == public
