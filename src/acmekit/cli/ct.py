@@ -26,6 +26,7 @@ _KEYS = (
     "mmd",
     "tls_cert",
     "tls_key",
+    "url",
 )
 
 
@@ -71,6 +72,14 @@ def _check_type(key: str, value: Any) -> None:
         check_type(key, value, "")
 
 
+def _public_url(text: str) -> str:
+    """An http(s) URL with a host, ending in "/" as the log list's URLs do."""
+    scheme, _, rest = text.partition("://")
+    if scheme not in ("http", "https") or not rest.strip("/"):
+        raise click.BadParameter(f"{text!r} is not an http(s) URL", param_hint="--url")
+    return text if text.endswith("/") else text + "/"
+
+
 @click.command("ct")
 @click.option("--listen", default=None, help="HOST:PORT for HTTP [127.0.0.1:6962]")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="log state [ct]")
@@ -85,6 +94,11 @@ def _check_type(key: str, value: Any) -> None:
 @click.option("--not-after-start", default=None, help="shard: earliest notAfter accepted")
 @click.option("--not-after-end", default=None, help="shard: notAfter must be before this")
 @click.option("--mmd", type=click.FloatRange(min=0.1), default=None, help="max merge delay, s [60]")
+@click.option(
+    "--url",
+    default=None,
+    help="the log's URL for clients (log list, checkpoint origin) [the listener's]",
+)
 @click.option(
     "--tls-cert",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -117,6 +131,7 @@ def ct(config_file: Path | None, **flags: Any) -> None:
         mmd=float(merged.get("mmd", 60.0)),
         tls_cert=Path(merged["tls_cert"]) if merged.get("tls_cert") else None,
         tls_key=Path(merged["tls_key"]) if merged.get("tls_key") else None,
+        url=_public_url(merged["url"]) if merged.get("url") else None,
     )
     if config.state_dir.exists() and not config.state_dir.is_dir():
         raise click.ClickException(f"--state-dir {config.state_dir} is not a directory")

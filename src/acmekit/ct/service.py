@@ -41,6 +41,10 @@ class CtConfig:
     not_after_start: datetime | None = None
     not_after_end: datetime | None = None
     mmd: float = 60.0
+    # The log's URL as clients know it (the log list's `url`, the checkpoint's origin);
+    # None: the listener's. Processes of one log each listen on an address of their own
+    # but are one log: static-ct-api's origin names the log in every checkpoint.
+    url: str | None = None
     # HTTPS on the listener: a PEM certificate chain (the server's first) and its key
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -144,8 +148,9 @@ async def serve(config: CtConfig, announce: Callable[[str], None] | None = None)
     app = assemble(config)
     sock = bind(config.listen)
     url = log_url(sock, config.tls)
-    app.tiles = TileReader(app.log, origin_of(url))
-    path = write_log_list(app, config, url)
+    public = config.url or url
+    app.tiles = TileReader(app.log, origin_of(public))
+    path = write_log_list(app, config, public)
     say(f"ct log: {url}")
     say(f"log id: {b64(app.log.log_id)}")
     say(f"log list: {path.absolute()}")

@@ -84,6 +84,27 @@ class CtStore:
         migrate.upgrade(engine, migrate.CT)
         return cls(engine)
 
+    def end_stalled_sessions(self, after_ms: int) -> None:
+        """PostgreSQL: the server ends any session of this store that sits idle inside a
+        transaction for `after_ms`, releasing its locks. A process that stops there (a
+        host gone without closing its connections, a frozen process: the server sees no
+        end of the connection for as long as TCP keepalive takes, hours by default)
+        would otherwise keep the index lock, which every process's submissions wait for,
+        or the rows a sequencing pass writes, which the next holder of the lease waits
+        for: the whole log would stop with it. The log passes its lease time, so a
+        takeover still comes within the MMD. Made before any connection is used for
+        the log; the migration's pooled ones are dropped."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        setting = f"SET idle_in_transaction_session_timeout = {int(after_ms)}"
+
+        @sa.event.listens_for(self.engine, "connect")
+        def _bounded(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute(setting)
+            dbapi_conn.commit()  # a session setting, kept past the pool's rollbacks
+
+        self.engine.dispose()
+
     def close(self) -> None:
         self._writer.close()
         self.engine.dispose()
@@ -146,8 +167,14 @@ class CtStore:
                     nxt += 1
                     fresh.append(_entry_row(found))
                 out.append(found)
-            if fresh:
+            if fresh and self._writer.sqlite:
                 cur.executemany(self._sql.insert, fresh)
+            elif fresh:
+                # One multi-row statement, not executemany: psycopg pipelines that, and
+                # after a pipeline PostgreSQL (15) leaves the idle-in-transaction timeout
+                # unarmed until the next statement, so a process stopped between it
+                # and COMMIT would hold the index lock for good (end_stalled_sessions).
+                cur.execute(self._sql.entry_rows(len(fresh)), [v for r in fresh for v in r])
         chains = {p.chain for p in items}
         for chain in chains - self._known_chains:
             self._remember_issuers(chain)
@@ -171,7 +198,8 @@ class CtStore:
             if fresh:
                 try:
                     with conn.begin_nested():
-                        conn.execute(issuers.insert(), fresh)
+                        # one statement (not executemany): see add_many
+                        conn.execute(issuers.insert().values(fresh))
                 except sa.exc.IntegrityError:
                     pass  # another process stored the same certificate meanwhile
         if len(self._known_issuers) > 10_000:
@@ -232,15 +260,25 @@ class CtStore:
             sth = sign(TreeHead(new_size, stamp, root))
             if pending:
                 # driver SQL: up to a few thousand rows a batch, no per-row dicts
-                conn.exec_driver_sql(
-                    self._sql.insert_nodes, [(lv, ix, h) for (lv, ix), h in new.items()]
-                )
+                self._insert_nodes(conn, [(lv, ix, h) for (lv, ix), h in new.items()])
             done = conn.execute(
                 tree.update().where(tree.c.id == 1, tree.c.size == size).values(**_sth_row(sth))
             )
             if done.rowcount != 1:
                 raise RuntimeError("another sequencer moved the tree")
             return len(pending)
+
+    def _insert_nodes(self, conn: Connection, rows: list[tuple[int, int, bytes]]) -> None:
+        """SQLite: executemany. PostgreSQL: multi-row statements, as in add_many, so that
+        a sequencer stopped before its COMMIT does not keep the rows the next one
+        writes for good (end_stalled_sessions)."""
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(self._sql.insert_nodes, rows)
+            return
+        for i in range(0, len(rows), 1000):  # 3 parameters a row; PostgreSQL takes 65,535
+            part = rows[i : i + 1000]
+            flat = tuple(v for r in part for v in r)
+            conn.exec_driver_sql(self._sql.node_rows(len(part)), flat)
 
     def take_lease(self, holder: str, now_ms: int, ttl_ms: int) -> bool:
         """Hold (or keep) the sequencer lease: free, expired, or already ours."""
@@ -344,6 +382,16 @@ class _EntrySql:
             f"INSERT INTO ct_nodes (level, idx, hash) VALUES ({mark}, {mark}, {mark})"
         )
         self._select = f"SELECT {columns} FROM ct_entries WHERE identity IN "
+
+    def entry_rows(self, n: int) -> str:
+        """INSERT of `n` entries in one statement."""
+        row = "(" + ", ".join([self.mark] * len(_ENTRY_COLUMNS)) + ")"
+        return self.insert.split(" VALUES ")[0] + " VALUES " + ", ".join([row] * n)
+
+    def node_rows(self, n: int) -> str:
+        """INSERT of `n` nodes in one statement."""
+        row = f"({self.mark}, {self.mark}, {self.mark})"
+        return "INSERT INTO ct_nodes (level, idx, hash) VALUES " + ", ".join([row] * n)
 
     def select_in(self, n: int) -> str:
         return self._select + "(" + ", ".join([self.mark] * n) + ")"
