@@ -361,8 +361,12 @@ class ServerConfig:
     def all_profiles(self) -> dict[str, Profile]:
         """`classic` (from the top-level lifetimes), `shortlived`, `tlsserver`, then the
         configured ones."""
+        # The description follows the settings: an operator who shortens the lifetime or
+        # makes another profile the default must not see the directory say otherwise.
+        default = " (the default)" if self.default_profile == "classic" else ""
         classic = Profile(
-            description="Certificates valid for 90 days for DNS names (the default)",
+            description=f"Certificates valid for {_span(self.certificate_lifetime)}"
+            f" for DNS names{default}",
             certificate_lifetime=self.certificate_lifetime,
             order_lifetime=self.order_lifetime,
             pending_authz_lifetime=self.pending_authz_lifetime,
@@ -413,6 +417,16 @@ class ServerConfig:
             allow_networks=self.validation.allow_networks,
             dnssec=DnssecMode(self.validation.dnssec),
         )
+
+
+def _span(lifetime: timedelta) -> str:
+    """A lifetime in the largest whole unit that states it exactly: `90 days`, `160 hours`."""
+    seconds = int(lifetime.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
 
 
 def split_host_port(text: str) -> tuple[str, int]:
@@ -474,7 +488,9 @@ def _rate_limits(default: RateLimits, doc: Any, where: str) -> RateLimits:
 def _profiles(default: Mapping[str, Profile], doc: Any, where: str) -> dict[str, Profile]:
     if not isinstance(doc, dict):
         raise ValueError(f"{where} must be a table of profiles")
-    base = Profile(description="")
+    # A new profile starts from `classic`'s defaults (docs/server.md), IP identifiers
+    # refused included: a bare Profile() would allow them (RFC 8738) unasked.
+    base = replace(ServerConfig().all_profiles["classic"], description="")
     out = dict(default)
     for name, table in doc.items():
         start = out.get(name) or ServerConfig().all_profiles.get(name) or base
