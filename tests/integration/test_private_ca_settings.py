@@ -1,13 +1,17 @@
 """A private CA's operator settings against `acmekit server` as a process on loopback: a
 profile of its own starts from `classic` (IP identifiers refused), the directory describes
-`classic` as configured."""
+`classic` as configured, and settings that would fail every issuance stop the start."""
 
 from __future__ import annotations
 
 import json
 import ssl
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.cli import certbot_dirs, run_acmekit
@@ -48,3 +52,28 @@ def test_a_profile_of_its_own_refuses_ip_identifiers_as_classic_does(tmp_path: P
     assert result.returncode != 0, result.stdout
     assert "rejectedIdentifier" in result.stderr, result.stderr
     assert "profile 'corp' does not allow IP address identifiers" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ("[crl]\nshards = 0\n", "crl.shards = 0"),
+        ("[profiles.corp]\ncertificate_lifetime = -5\n", "profiles.corp.certificate_lifetime"),
+        ("certificate_lifetime = 0\n", "certificate_lifetime must be more than 0"),
+        ("[profiles.classic]\norder_lifetime = 0\n", "profiles.classic.order_lifetime"),
+    ],
+)
+def test_settings_that_would_fail_every_issuance_stop_the_start(
+    toml: str, named: str, tmp_path: Path
+) -> None:
+    (tmp_path / "ca.toml").write_text(toml)
+    result = subprocess.run(
+        [sys.executable, "-m", "acmekit", "server", "--config", "ca.toml", "--state-dir", "st",
+         "--listen", f"127.0.0.1:{free_port()}", "--crl-listen", ""],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("acmekit: ") and named in lines[0], lines[0]
+    assert not (tmp_path / "st").exists()  # refused before anything was made

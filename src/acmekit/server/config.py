@@ -419,6 +419,32 @@ class ServerConfig:
         )
 
 
+_LIFETIMES = (
+    "certificate_lifetime",
+    "order_lifetime",
+    "pending_authz_lifetime",
+    "valid_authz_lifetime",
+)
+
+
+def _check_ranges(config: ServerConfig) -> None:
+    """Refuse at start, in one line, what would otherwise fail every issuance later: a
+    lifetime of zero or less gives notAfter before notBefore (RFC 5280 §4.1.2.5), and no
+    CRL shard leaves no CRL to name in a certificate (`serial % shards`)."""
+    for name, profile in config.all_profiles.items():
+        for setting in _LIFETIMES:
+            if getattr(profile, setting) <= timedelta(0):
+                top = name == "classic" and name not in config.profiles
+                where = setting if top else f"profiles.{name}.{setting}"
+                raise ValueError(f"{where} must be more than 0 seconds")
+        if profile.authz_reuse is not None and profile.authz_reuse < timedelta(0):
+            raise ValueError(f"profiles.{name}.authz_reuse must be 0 seconds or more")
+    if config.crl.shards < 1:
+        raise ValueError(f"crl.shards = {config.crl.shards}: there must be at least 1 shard")
+    if config.crl.next_update <= timedelta(0):
+        raise ValueError("crl.next_update must be more than 0 seconds")
+
+
 def _span(lifetime: timedelta) -> str:
     """A lifetime in the largest whole unit that states it exactly: `90 days`, `160 hours`."""
     seconds = int(lifetime.total_seconds())
@@ -652,6 +678,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
         config = replace(config, validation=_NESTED["validation"](given, doc, "flags"))
     if config.default_profile not in config.all_profiles:
         raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
+    _check_ranges(config)
     for kid, key in config.eab_keys.items():
         _check_eab_key(kid, key)
     _check_persist(config)
