@@ -9,9 +9,11 @@ import ssl
 import subprocess
 import sys
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.cli import certbot_dirs, run_acmekit
@@ -52,6 +54,34 @@ def test_a_profile_of_its_own_refuses_ip_identifiers_as_classic_does(tmp_path: P
     assert result.returncode != 0, result.stdout
     assert "rejectedIdentifier" in result.stderr, result.stderr
     assert "profile 'corp' does not allow IP address identifiers" in result.stderr
+
+
+def test_a_classic_table_keeps_the_top_level_lifetime_it_does_not_set(tmp_path: Path) -> None:
+    http01 = free_port()
+    settings = {
+        "certificate_lifetime": 30 * 86400,
+        "profiles.classic": {"authz_reuse": 3600},  # changes one field, not the lifetime
+    }
+    with (
+        dns_server_process(tmp_path) as dns,
+        running_acmekit_server(
+            tmp_path, dns_port=dns.dns_port, http01_port=http01, settings=settings
+        ) as ca,
+    ):
+        meta = _directory(ca.directory_url, ca.root_path)["meta"]
+        assert isinstance(meta, dict)
+        described = meta["profiles"]["classic"]
+        assert described == "Certificates valid for 30 days for DNS names (the default)"
+        result = run_acmekit(
+            ca.root_path, "certonly", "-n", "--agree-tos", "-m", "ops@corp.test",
+            "--server", ca.directory_url, *certbot_dirs(tmp_path / "client"),
+            "--standalone", "--http-01-port", str(http01), "--http-01-address", "127.0.0.1",
+            "-d", "app.corp.test",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    live = tmp_path / "client" / "etc" / "live" / "app.corp.test" / "cert.pem"
+    leaf = x509.load_pem_x509_certificate(live.read_bytes())
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=30)
 
 
 @pytest.mark.parametrize(

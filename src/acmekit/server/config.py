@@ -361,12 +361,8 @@ class ServerConfig:
     def all_profiles(self) -> dict[str, Profile]:
         """`classic` (from the top-level lifetimes), `shortlived`, `tlsserver`, then the
         configured ones."""
-        # The description follows the settings: an operator who shortens the lifetime or
-        # makes another profile the default must not see the directory say otherwise.
-        default = " (the default)" if self.default_profile == "classic" else ""
         classic = Profile(
-            description=f"Certificates valid for {_span(self.certificate_lifetime)}"
-            f" for DNS names{default}",
+            description=_classic_description(self.certificate_lifetime, self.default_profile),
             certificate_lifetime=self.certificate_lifetime,
             order_lifetime=self.order_lifetime,
             pending_authz_lifetime=self.pending_authz_lifetime,
@@ -445,6 +441,13 @@ def _check_ranges(config: ServerConfig) -> None:
         raise ValueError("crl.next_update must be more than 0 seconds")
 
 
+def _classic_description(lifetime: timedelta, default_profile: str) -> str:
+    """The description follows the settings: an operator who shortens the lifetime or
+    makes another profile the default must not see the directory say otherwise."""
+    default = " (the default)" if default_profile == "classic" else ""
+    return f"Certificates valid for {_span(lifetime)} for DNS names{default}"
+
+
 def _span(lifetime: timedelta) -> str:
     """A lifetime in the largest whole unit that states it exactly: `90 days`, `160 hours`."""
     seconds = int(lifetime.total_seconds())
@@ -511,22 +514,30 @@ def _rate_limits(default: RateLimits, doc: Any, where: str) -> RateLimits:
     return limits
 
 
-def _profiles(default: Mapping[str, Profile], doc: Any, where: str) -> dict[str, Profile]:
+def _profiles(config: ServerConfig, doc: Any, where: str) -> dict[str, Profile]:
+    """The `[profiles.NAME]` tables over the built-in profiles of `config`, whose
+    top-level settings are already read: a table changes only the fields it names, so
+    `[profiles.classic]` keeps the top-level lifetimes it does not set."""
     if not isinstance(doc, dict):
         raise ValueError(f"{where} must be a table of profiles")
+    builtin = config.all_profiles
     # A new profile starts from `classic`'s defaults (docs/server.md), IP identifiers
     # refused included: a bare Profile() would allow them (RFC 8738) unasked.
     base = replace(ServerConfig().all_profiles["classic"], description="")
-    out = dict(default)
+    out: dict[str, Profile] = {}
     for name, table in doc.items():
-        start = out.get(name) or ServerConfig().all_profiles.get(name) or base
-        out[name] = _table(Profile, start, table, f"{where}.{name}")
+        profile = _table(Profile, builtin.get(name) or base, table, f"{where}.{name}")
+        if name == "classic" and "description" not in table:
+            lifetime = profile.certificate_lifetime
+            profile = replace(
+                profile, description=_classic_description(lifetime, config.default_profile)
+            )
+        out[name] = profile
     return out
 
 
 _NESTED: dict[str, Callable[..., Any]] = {
     "rate_limits": _rate_limits,
-    "profiles": _profiles,
     "crl": lambda d, doc, w: _table(CrlSettings, d, doc, w),
     "ari": lambda d, doc, w: _table(AriSettings, d, doc, w),
     "keys": lambda d, doc, w: replace(
@@ -657,9 +668,12 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     ct_required = overrides.pop("ct_required_scts", None)
     extra = {k: tuple(overrides.pop(k, None) or ()) for k in _VALIDATION_FLAGS}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    profiles = values.pop("profiles", None)
     base = ServerConfig()
     try:
         config = replace(base, **{k: _coerce(k, v, base) for k, v in values.items()})
+        if profiles is not None:  # after the top-level settings that `classic` is made of
+            config = replace(config, profiles=_profiles(config, profiles, "profiles"))
     except SettingTypeError as exc:  # only the file's values can be of the wrong type
         raise ValueError(in_file(path or "flags", exc)) from None
     if crl_listen is not None:
