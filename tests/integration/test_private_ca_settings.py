@@ -84,6 +84,29 @@ def test_a_classic_table_keeps_the_top_level_lifetime_it_does_not_set(tmp_path: 
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=30)
 
 
+def test_a_refusal_states_the_limit_as_it_was_set(tmp_path: Path) -> None:
+    settings = {"rate_limits.failed_validations": {"count": 1, "period": 3600}}
+    listening = free_port()  # the client answers here; the CA looks at a port with nothing
+    with (
+        dns_server_process(tmp_path) as dns,
+        running_acmekit_server(
+            tmp_path, dns_port=dns.dns_port, http01_port=free_port(), settings=settings
+        ) as ca,
+    ):
+        details = []
+        for _ in range(2):
+            result = run_acmekit(
+                ca.root_path, "certonly", "-n", "--agree-tos", "-m", "ops@corp.test",
+                "--server", ca.directory_url, *certbot_dirs(tmp_path / "client"),
+                "--standalone", "--http-01-port", str(listening),
+                "--http-01-address", "127.0.0.1", "-d", "down.corp.test",
+            )  # fmt: skip
+            assert result.returncode != 0
+            details.append(result.stderr.strip())
+    assert "connection" in details[0], details
+    assert "rateLimited" in details[1] and "(failed_validations: 1 per hour)" in details[1]
+
+
 @pytest.mark.parametrize(
     ("toml", "named"),
     [
