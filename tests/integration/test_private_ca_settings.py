@@ -107,6 +107,26 @@ def test_a_refusal_states_the_limit_as_it_was_set(tmp_path: Path) -> None:
     assert "rateLimited" in details[1] and "(failed_validations: 1 per hour)" in details[1]
 
 
+def test_the_crl_address_the_banner_prints_lists_every_shard(tmp_path: Path) -> None:
+    crl_listen = f"127.0.0.1:{free_port()}"
+    settings = {"crl": {"listen": crl_listen, "shards": 3}}
+    with (
+        dns_server_process(tmp_path) as dns,
+        running_acmekit_server(tmp_path, dns_port=dns.dns_port, settings=settings) as ca,
+    ):
+        banner = [line for line in ca.log.read_text().splitlines() if line.startswith("crl: ")]
+        assert banner == [f"crl: http://{crl_listen}/crl/"]
+        with urllib.request.urlopen(banner[0].removeprefix("crl: "), timeout=10) as resp:
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            urls = resp.read().decode().splitlines()
+        assert urls == [f"http://{crl_listen}/crl/{shard}.crl" for shard in range(3)]
+        for url in urls:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.headers["Content-Type"] == "application/pkix-crl"
+                crl = x509.load_der_x509_crl(resp.read())
+            assert len(list(crl)) == 0
+
+
 @pytest.mark.parametrize(
     ("toml", "named"),
     [
