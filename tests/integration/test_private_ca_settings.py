@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from acmekit.server.keycheck import spki_sha256
+from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme, new_key
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.cli import certbot_dirs, run_acmekit
-from acmekit_testkit.dnsserver import dns_server_process
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
 from acmekit_testkit.ports import free_port
 
 CORP = {
@@ -125,6 +127,24 @@ def test_the_crl_address_the_banner_prints_lists_every_shard(tmp_path: Path) -> 
                 assert resp.headers["Content-Type"] == "application/pkix-crl"
                 crl = x509.load_der_x509_crl(resp.read())
             assert len(list(crl)) == 0
+
+
+async def test_a_key_the_operator_blocked_is_refused_as_such(
+    tmp_path: Path, dns: DnsServerHandle, responder: Http01Responder
+) -> None:
+    key = new_key()
+    settings = {"keys": {"blocked": [spki_sha256(key.public_key()).upper()]}}
+    with running_acmekit_server(
+        tmp_path, dns_port=dns.dns_port, http01_port=responder.port, settings=settings
+    ) as ca:
+        acme = HttpRawAcme(ca.base_url, str(ca.root_path))
+        try:
+            refused = await Flow(acme, responder, key).account()
+        finally:
+            await acme.close()
+    assert (refused.status, refused.problem_type) == (400, "badPublicKey")
+    detail = refused.json()["detail"]
+    assert detail == "account key is blocked: the CA's configuration blocks it ([keys] blocked)"
 
 
 @pytest.mark.parametrize(
