@@ -154,6 +154,14 @@ async def test_a_key_the_operator_blocked_is_refused_as_such(
         ("[profiles.corp]\ncertificate_lifetime = -5\n", "profiles.corp.certificate_lifetime"),
         ("certificate_lifetime = 0\n", "certificate_lifetime must be more than 0"),
         ("[profiles.classic]\norder_lifetime = 0\n", "profiles.classic.order_lifetime"),
+        (
+            '[rate_limits.new_orders_per_account]\noverrides = { "x" = "y" }\n',
+            """new_orders_per_account.overrides: "x" = 'y' must be a whole number""",
+        ),
+        (
+            "[rate_limits.duplicate_certificates]\noverrides = 5\n",
+            "duplicate_certificates.overrides must be a table",
+        ),
     ],
 )
 def test_settings_that_would_fail_every_issuance_stop_the_start(

@@ -497,10 +497,20 @@ def _table(cls: type[Any], default: Any, doc: Any, where: str, **nested: Callabl
         elif key in _DURATIONS:
             values[key] = _seconds(value)
         elif key == "overrides":
-            values[key] = {str(k): int(v) for k, v in dict(value).items()}
+            values[key] = _overrides(value, f"{where}.overrides")
         else:
             values[key] = value
     return replace(default, **values)
+
+
+def _overrides(doc: Any, where: str) -> dict[str, int]:
+    """A limit's overrides: key (account ID, registered domain, IP) to a whole `count`."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} must be a table of KEY = COUNT")
+    for key, count in doc.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f'{where}: "{key}" = {count!r} must be a whole number, 0 or more')
+    return {str(k): int(v) for k, v in doc.items()}
 
 
 def _limit(default: Limit, doc: Any, where: str) -> Limit:
