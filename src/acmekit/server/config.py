@@ -362,7 +362,7 @@ class ServerConfig:
         """`classic` (from the top-level lifetimes), `shortlived`, `tlsserver`, then the
         configured ones."""
         classic = Profile(
-            description="Certificates valid for 90 days for DNS names (the default)",
+            description=_classic_description(self.certificate_lifetime, self.default_profile),
             certificate_lifetime=self.certificate_lifetime,
             order_lifetime=self.order_lifetime,
             pending_authz_lifetime=self.pending_authz_lifetime,
@@ -415,6 +415,49 @@ class ServerConfig:
         )
 
 
+_LIFETIMES = (
+    "certificate_lifetime",
+    "order_lifetime",
+    "pending_authz_lifetime",
+    "valid_authz_lifetime",
+)
+
+
+def _check_ranges(config: ServerConfig) -> None:
+    """Refuse at start, in one line, what would otherwise fail every issuance later: a
+    lifetime of zero or less gives notAfter before notBefore (RFC 5280 §4.1.2.5), and no
+    CRL shard leaves no CRL to name in a certificate (`serial % shards`)."""
+    for name, profile in config.all_profiles.items():
+        for setting in _LIFETIMES:
+            if getattr(profile, setting) <= timedelta(0):
+                top = name == "classic" and name not in config.profiles
+                where = setting if top else f"profiles.{name}.{setting}"
+                raise ValueError(f"{where} must be more than 0 seconds")
+        if profile.authz_reuse is not None and profile.authz_reuse < timedelta(0):
+            raise ValueError(f"profiles.{name}.authz_reuse must be 0 seconds or more")
+    if config.crl.shards < 1:
+        raise ValueError(f"crl.shards = {config.crl.shards}: there must be at least 1 shard")
+    if config.crl.next_update <= timedelta(0):
+        raise ValueError("crl.next_update must be more than 0 seconds")
+
+
+def _classic_description(lifetime: timedelta, default_profile: str) -> str:
+    """The description follows the settings: an operator who shortens the lifetime or
+    makes another profile the default must not see the directory say otherwise."""
+    default = " (the default)" if default_profile == "classic" else ""
+    return f"Certificates valid for {_span(lifetime)} for DNS names{default}"
+
+
+def _span(lifetime: timedelta) -> str:
+    """A lifetime in the largest whole unit that states it exactly: `90 days`, `160 hours`."""
+    seconds = int(lifetime.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
 def split_host_port(text: str) -> tuple[str, int]:
     return parse_host_port(text)
 
@@ -454,10 +497,20 @@ def _table(cls: type[Any], default: Any, doc: Any, where: str, **nested: Callabl
         elif key in _DURATIONS:
             values[key] = _seconds(value)
         elif key == "overrides":
-            values[key] = {str(k): int(v) for k, v in dict(value).items()}
+            values[key] = _overrides(value, f"{where}.overrides")
         else:
             values[key] = value
     return replace(default, **values)
+
+
+def _overrides(doc: Any, where: str) -> dict[str, int]:
+    """A limit's overrides: key (account ID, registered domain, IP) to a whole `count`."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} must be a table of KEY = COUNT")
+    for key, count in doc.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f'{where}: "{key}" = {count!r} must be a whole number, 0 or more')
+    return {str(k): int(v) for k, v in doc.items()}
 
 
 def _limit(default: Limit, doc: Any, where: str) -> Limit:
@@ -471,20 +524,30 @@ def _rate_limits(default: RateLimits, doc: Any, where: str) -> RateLimits:
     return limits
 
 
-def _profiles(default: Mapping[str, Profile], doc: Any, where: str) -> dict[str, Profile]:
+def _profiles(config: ServerConfig, doc: Any, where: str) -> dict[str, Profile]:
+    """The `[profiles.NAME]` tables over the built-in profiles of `config`, whose
+    top-level settings are already read: a table changes only the fields it names, so
+    `[profiles.classic]` keeps the top-level lifetimes it does not set."""
     if not isinstance(doc, dict):
         raise ValueError(f"{where} must be a table of profiles")
-    base = Profile(description="")
-    out = dict(default)
+    builtin = config.all_profiles
+    # A new profile starts from `classic`'s defaults (docs/server.md), IP identifiers
+    # refused included: a bare Profile() would allow them (RFC 8738) unasked.
+    base = replace(ServerConfig().all_profiles["classic"], description="")
+    out: dict[str, Profile] = {}
     for name, table in doc.items():
-        start = out.get(name) or ServerConfig().all_profiles.get(name) or base
-        out[name] = _table(Profile, start, table, f"{where}.{name}")
+        profile = _table(Profile, builtin.get(name) or base, table, f"{where}.{name}")
+        if name == "classic" and "description" not in table:
+            lifetime = profile.certificate_lifetime
+            profile = replace(
+                profile, description=_classic_description(lifetime, config.default_profile)
+            )
+        out[name] = profile
     return out
 
 
 _NESTED: dict[str, Callable[..., Any]] = {
     "rate_limits": _rate_limits,
-    "profiles": _profiles,
     "crl": lambda d, doc, w: _table(CrlSettings, d, doc, w),
     "ari": lambda d, doc, w: _table(AriSettings, d, doc, w),
     "keys": lambda d, doc, w: replace(
@@ -615,9 +678,12 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     ct_required = overrides.pop("ct_required_scts", None)
     extra = {k: tuple(overrides.pop(k, None) or ()) for k in _VALIDATION_FLAGS}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    profiles = values.pop("profiles", None)
     base = ServerConfig()
     try:
         config = replace(base, **{k: _coerce(k, v, base) for k, v in values.items()})
+        if profiles is not None:  # after the top-level settings that `classic` is made of
+            config = replace(config, profiles=_profiles(config, profiles, "profiles"))
     except SettingTypeError as exc:  # only the file's values can be of the wrong type
         raise ValueError(in_file(path or "flags", exc)) from None
     if crl_listen is not None:
@@ -636,6 +702,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
         config = replace(config, validation=_NESTED["validation"](given, doc, "flags"))
     if config.default_profile not in config.all_profiles:
         raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
+    _check_ranges(config)
     for kid, key in config.eab_keys.items():
         _check_eab_key(kid, key)
     _check_persist(config)

@@ -179,6 +179,11 @@ class CrlPublisher:
                 self.regenerate(shard)
                 self._behind.discard(shard)
 
+    def index(self) -> str:
+        """Every shard's CRL URL, one a line: where a certificate's CDP may point."""
+        urls = (crl_url(self.base_url, shard) for shard in range(self.settings.shards))
+        return "".join(f"{url}\n" for url in urls)
+
     def der(self, shard: int) -> bytes | None:
         if not 0 <= shard < self.settings.shards:
             return None
@@ -191,8 +196,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class CrlApp:
-    """ASGI app for the plain-HTTP CRL listener: GET /crl/{shard}.crl, and the
-    intermediate at /issuer.der (the certificates' caIssuers), nothing else."""
+    """ASGI app for the plain-HTTP CRL listener: GET /crl/{shard}.crl, the list of them
+    at /crl/, and the intermediate at /issuer.der (the certificates' caIssuers)."""
 
     def __init__(self, publisher: CrlPublisher) -> None:
         self.publisher = publisher
@@ -213,6 +218,8 @@ class CrlApp:
         if path == ISSUER_PATH:
             cert = self.publisher.issuer.intermediate_cert
             return 200, b"application/pkix-cert", cert.public_bytes(serialization.Encoding.DER)
+        if path == "/crl/":  # the address the server's banner prints: say what is under it
+            return 200, b"text/plain; charset=utf-8", self.publisher.index().encode()
         name = path.removeprefix("/crl/").removesuffix(".crl")
         der = None
         # ASCII digits only, and few: `int` reads other scripts' digits too (one CRL

@@ -60,6 +60,10 @@ class KeyBlocklist(Protocol):
 
     def contains(self, spki_hash: str) -> bool: ...
 
+    def reason(self, spki_hash: str) -> str | None:
+        """Why the key is blocked, for the badPublicKey detail; None when it is not."""
+        ...
+
 
 @dataclass(frozen=True)
 class StaticBlocklist:
@@ -69,6 +73,9 @@ class StaticBlocklist:
 
     def contains(self, spki_hash: str) -> bool:
         return spki_hash.lower() in self.hashes
+
+    def reason(self, spki_hash: str) -> str | None:
+        return "it is on the CA's list of blocked keys" if self.contains(spki_hash) else None
 
 
 def spki_sha256(key: CertificatePublicKeyTypes) -> str:
@@ -89,10 +96,9 @@ def check_key(
     """Raise badPublicKey unless `key` is acceptable for `purpose` under `policy`."""
     use = KeyPurpose(purpose)
     _check_kind(key, policy, use)
-    if blocklist is not None and blocklist.contains(spki_sha256(key)):
-        raise _bad_key(
-            f"{use} key is blocked: it belongs to a certificate revoked for keyCompromise"
-        )
+    why = blocklist.reason(spki_sha256(key)) if blocklist is not None else None
+    if why is not None:
+        raise _bad_key(f"{use} key is blocked: {why}")
     if is_rsa_public(key):
         _check_rsa_modulus(key.public_numbers().n, policy)
 

@@ -39,9 +39,16 @@ class StoredBlocklist:
         self._configured = frozenset(h.lower() for h in configured)
 
     def contains(self, spki_hash: str) -> bool:
-        return spki_hash.lower() in self._configured or self._store.certificates.key_blocked(
-            spki_hash
-        )
+        return self.reason(spki_hash) is not None
+
+    def reason(self, spki_hash: str) -> str | None:
+        # Say which list holds it: an operator who blocked a key in the TOML file must not
+        # be told a certificate of it was revoked for keyCompromise, nor the reverse.
+        if spki_hash.lower() in self._configured:
+            return "the CA's configuration blocks it ([keys] blocked)"
+        if self._store.certificates.key_blocked(spki_hash):
+            return "it belongs to a certificate revoked for keyCompromise"
+        return None
 
 
 class Policy:
