@@ -43,3 +43,13 @@ def check_type(where: str, value: Any, default: Any, *, seconds: bool = False) -
     expected = expected_type(value, default, seconds=seconds)
     if expected is not None:
         raise SettingTypeError(where, value, expected)
+
+
+def span(seconds: float) -> str:
+    """A duration in the largest whole unit that states it exactly, as a setting would be
+    meant: `90 days`, `160 hours`, `1 hour`, `90 seconds`."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        count = seconds / size
+        if count >= 1 and count == int(count):
+            return f"{int(count)} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"

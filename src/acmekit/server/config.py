@@ -27,7 +27,7 @@ from acmekit.server.mpic.quorum import Remote, Rir, check_remotes
 from acmekit.server.validation import ValidationConfig
 from acmekit.server.validation.dnssec import DnssecMode
 from acmekit.server.validation.reserved import parse_networks
-from acmekit.settings import SettingTypeError, check_type, in_file
+from acmekit.settings import SettingTypeError, check_type, in_file, span
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -445,17 +445,7 @@ def _classic_description(lifetime: timedelta, default_profile: str) -> str:
     """The description follows the settings: an operator who shortens the lifetime or
     makes another profile the default must not see the directory say otherwise."""
     default = " (the default)" if default_profile == "classic" else ""
-    return f"Certificates valid for {_span(lifetime)} for DNS names{default}"
-
-
-def _span(lifetime: timedelta) -> str:
-    """A lifetime in the largest whole unit that states it exactly: `90 days`, `160 hours`."""
-    seconds = int(lifetime.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    return f"{seconds} seconds"
+    return f"Certificates valid for {span(lifetime.total_seconds())} for DNS names{default}"
 
 
 def split_host_port(text: str) -> tuple[str, int]:

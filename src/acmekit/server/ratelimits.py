@@ -45,6 +45,7 @@ from acmekit.database import to_us
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import ProblemType, problem
 from acmekit.server.config import Limit, RateLimits
+from acmekit.settings import span
 
 SECOND_US = 1_000_000
 
@@ -144,16 +145,6 @@ def ip_key(ident: Identifier) -> str:
 # Buckets in the database
 
 
-def _period(seconds: float) -> str:
-    """`7 days`, `3 hours`, `hour`: the largest unit that states the period exactly, so
-    that a refusal reads as the setting was meant ("5 per hour", not "5 per 1 hours")."""
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        count = seconds / size
-        if count >= 1 and count == int(count):
-            return unit if count == 1 else f"{int(count)} {unit}s"
-    return f"{seconds:g} seconds"
-
-
 class LimitName(StrEnum):
     NEW_ACCOUNTS_PER_IP = "new_accounts_per_ip"
     NEW_ORDERS_PER_ACCOUNT = "new_orders_per_account"
@@ -224,7 +215,8 @@ class RateLimiter:
         return Rate.of(limit)
 
     def _refuse(self, name: LimitName, rate: Rate, wait: int) -> None:
-        period = _period(rate.period_seconds)
+        # "5 per hour", not "5 per 1 hours"
+        period = span(rate.period_seconds).removeprefix("1 ")
         detail = f"too many {_WHAT[name]} ({name}: {rate.burst} per {period}); "
         detail += f"retry after {wait} seconds"
         raise problem(ProblemType.RATE_LIMITED, detail, retry_after=wait)
