@@ -21,9 +21,13 @@ MAX_DEPTH = 32
 
 
 def loads(text: bytes | str, what: str = "request body") -> Any:
-    """Parse `text` as JSON; malformed (naming `what`) if invalid or nested too deep."""
+    """Parse `text` as JSON; malformed (naming `what`) if invalid or nested too deep.
+
+    Bytes must be UTF-8 (RFC 8259 §8.1; RFC 7515 §5.2 reads the protected header as
+    UTF-8): `json.loads` would also take UTF-16 and UTF-32, which another reader of the
+    same bytes (a proxy, a log, an audit) would not see as this JSON."""
     try:
-        value = json.loads(text)
+        value = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise malformed(f"{what} is not valid JSON") from exc
     except RecursionError:

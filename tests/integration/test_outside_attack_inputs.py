@@ -1,0 +1,93 @@
+"""An outside attacker's malformed input to the CA as a process, over HTTPS on loopback:
+each gets a problem document of the right type (RFC 8555 §6.7, RFC 7807), never a 500
+and never an answer to a request the CA should not have taken as it was."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from acmekit.protocol import jose
+from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme
+from acmekit_testkit.acmekit_server import ServerHandle, running_acmekit_server
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.ports import free_port
+
+HTTP01_PORT = free_port()
+JOSE = "application/jose+json"
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory, dns: DnsServerHandle) -> Iterator[ServerHandle]:
+    work = tmp_path_factory.mktemp("outside-inputs")
+    with running_acmekit_server(work, dns_port=dns.dns_port, http01_port=HTTP01_PORT) as server:
+        yield server
+
+
+@pytest.fixture
+async def flow(ca: ServerHandle) -> AsyncIterator[Flow]:
+    acme = HttpRawAcme(ca.base_url, str(ca.root_path))
+    flow = Flow(acme, Http01Responder(port=HTTP01_PORT))
+    assert (await flow.account()).status == 201
+    yield flow
+    await acme.close()
+
+
+async def test_an_orders_page_past_int64_is_malformed_not_a_500(flow: Flow) -> None:
+    """§7.1.2.1's page URL names a creation time; one past the BIGINT column's range
+    made the database driver raise (OverflowError on SQLite)."""
+    account_id = flow.kid.rsplit("/", 1)[1]
+    for created in ("9999999999999999999", "9223372036854775808"):
+        url = f"{flow.acme.base}/acme/acct-orders/{account_id}~{created}-x"
+        resp = await flow.get(url)
+        assert (resp.status, resp.problem_type) == (400, "malformed"), resp.body
+    largest = f"{flow.acme.base}/acme/acct-orders/{account_id}~9223372036854775807-x"
+    resp = await flow.get(largest)
+    assert resp.status == 200 and resp.json() == {"orders": []}
+
+
+async def test_a_jws_url_must_name_the_query_too(flow: Flow) -> None:
+    """§6.4: the `url` header is the exact URL the request went to; a JWS signed for
+    newOrder is not good at newOrder with a query the signer never saw."""
+    base = flow.acme.base
+    payload = {"identifiers": [{"type": "dns", "value": "query.outside.test"}]}
+    signed = jose.sign(
+        flow.key, payload, url=f"{base}/acme/new-order", nonce=await flow.acme.nonce(), kid=flow.kid
+    )
+    body = json.dumps(signed).encode()
+    resp = await flow.acme.request("POST", f"{base}/acme/new-order?x=1", body, JOSE)
+    assert (resp.status, resp.problem_type) == (403, "unauthorized"), resp.body
+    exact = await flow.acme.post(f"{base}/acme/new-order?x=1", payload, flow.key, flow.kid)
+    assert exact.status == 201, exact.body
+
+
+@pytest.mark.parametrize("part", ["body", "protected", "payload"])
+async def test_json_that_is_not_utf8_is_malformed(flow: Flow, part: str) -> None:
+    """RFC 8259 §8.1: JSON between systems is UTF-8; Python's parser also reads UTF-16
+    and UTF-32, which no other reader of the same bytes would take for this JSON."""
+    base = flow.acme.base
+    url = f"{base}/acme/new-order"
+    payload = json.dumps({"identifiers": [{"type": "dns", "value": "utf16.outside.test"}]})
+    header = {"alg": "ES256", "kid": flow.kid, "nonce": await flow.acme.nonce(), "url": url}
+    protected = json.dumps(header).encode("utf-16" if part == "protected" else "utf-8")
+    body_payload = payload.encode("utf-16" if part == "payload" else "utf-8")
+    p64, b64 = jose.b64e(protected), jose.b64e(body_payload)
+    sig = jose.raw_sign(flow.key, "ES256", f"{p64}.{b64}".encode())
+    doc = json.dumps({"protected": p64, "payload": b64, "signature": jose.b64e(sig)})
+    body = doc.encode("utf-16" if part == "body" else "utf-8")
+    resp = await flow.acme.request("POST", url, body, JOSE)
+    assert (resp.status, resp.problem_type) == (400, "malformed"), resp.body
+    assert "JSON" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("value", ["::1%1", "::1%lo", "2606:4700::1%eth0"])
+async def test_an_ip_identifier_with_a_zone_is_malformed(flow: Flow, value: str) -> None:
+    """RFC 8738 §3: an IP identifier is an address in RFC 1123 / RFC 5952 text, which has
+    no zone index; "::1%1" was taken as an identifier of its own, apart from "::1"."""
+    resp = await flow.order(value, profile="shortlived")
+    assert (resp.status, resp.problem_type) == (400, "malformed"), resp.body
+    assert resp.json()["identifier"] == {"type": "ip", "value": value}
+    plain = await flow.order("::1", profile="shortlived")
+    assert plain.status == 201, plain.body
