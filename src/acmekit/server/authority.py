@@ -177,6 +177,22 @@ def _finalizing_already() -> AcmeError:
     return problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
 
 
+def _one_attempt(ch: ChallengeRecord, challenges: Sequence[ChallengeRecord]) -> None:
+    """RFC 8555 §7.1.6: an authorization is decided by the challenge the client answers;
+    one that failed leaves it invalid for good. Were a second challenge of a pending
+    authorization started beside the first, a failure seen by the client (authorization
+    and order invalid) could turn valid when the other passed, and every authorization
+    would give as many tries as it offers challenges."""
+    if ch.status != ChallengeStatus.PENDING:
+        return
+    other = next((c for c in challenges if c.id != ch.id and c.status != ch.status), None)
+    if other is not None:
+        raise malformed(
+            f"the {other.type} challenge of this authorization was answered already; "
+            "an authorization is validated by one challenge"
+        )
+
+
 def signer_unavailable(exc: SignerUnavailable) -> AcmeError:
     """Not the client's fault and passing, as a database outage: 503 and Retry-After
     (RFC 8555 §6.6); what the client asked for is untouched and can be asked again."""
@@ -818,15 +834,17 @@ class Authority:
         if ch.status != ChallengeStatus.PENDING or status != AuthorizationStatus.PENDING:
             # Idempotent: answering a challenge twice reports where it stands.
             return ch, authz
+        _one_attempt(ch, authz.challenges)
         if self._counts_failures(authz):
             subject = self._failure_subject(authz)
             self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
         now = self.now()
         # The URL is kept so that a validation resumed elsewhere names it (RFC 8657 §3).
         if not self.store.orders.start_challenge(ch.id, now, account_uri):  # started already
-            started = self.store.orders.challenge(ch.id)
-            assert started is not None
-            return started, authz
+            found = self.store.orders.challenge_and_authorization(ch.id)
+            assert found is not None
+            _one_attempt(found[0], found[1].challenges)  # another process started one
+            return found[0], authz
         processing = replace(
             ch, status=ChallengeStatus.PROCESSING, started=now, account_uri=account_uri
         )

@@ -290,17 +290,23 @@ class OrderRepository(Repository):
 
     def start_challenge(self, challenge_id: str, now: datetime, account_uri: str) -> bool:
         """pending -> processing, noting the account URL the client asked under (for a
-        resumed validation's CAA check); False if it was not pending."""
+        resumed validation's CAA check); False if it was not pending, or if another
+        challenge of its authorization was started already (RFC 8555 §7.1.6: one attempt
+        decides an authorization, and an invalid one stays invalid)."""
+        pending = str(ChallengeStatus.PENDING)
         with self._once() as c:
             changed = c.run(
                 "UPDATE challenges SET status = ?, started = ?, account_uri = ? "
-                "WHERE id = ? AND status = ?",
+                "WHERE id = ? AND status = ? AND NOT EXISTS (SELECT 1 FROM challenges AS o "
+                "WHERE o.authz_id = challenges.authz_id AND o.id <> challenges.id "
+                "AND o.status <> ?)",
                 (
                     str(ChallengeStatus.PROCESSING),
                     to_us(now),
                     account_uri,
                     challenge_id,
-                    str(ChallengeStatus.PENDING),
+                    pending,
+                    pending,
                 ),
             )
         return changed == 1
