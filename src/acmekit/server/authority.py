@@ -77,7 +77,7 @@ from acmekit.server.lint import Linter
 from acmekit.server.mpic.quorum import Verdict
 from acmekit.server.mpic.remote import Corroboration, Corroborator, refusal
 from acmekit.server.mpic.wire import ACCOUNT_BOUND, CorroborationRequest
-from acmekit.server.policy import Policy
+from acmekit.server.policy import KEY_COMPROMISE, Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
     LimitName,
@@ -1305,6 +1305,21 @@ class Authority:
         if not isinstance(reason, int) or reason not in RevocationReason.ALLOWED:
             raise problem(ProblemType.BAD_REVOCATION_REASON, f"reason {reason!r} is not allowed")
         self._check_revoker(auth, rec, cert)
+        if (
+            reason == KEY_COMPROMISE
+            and auth.account is not None
+            and rec.account_id != auth.account.id
+        ):
+            # §7.6 lets the CA refuse reasons. An account that holds authorizations for
+            # the names, but did not order the certificate, proves nothing about its key,
+            # and keyCompromise puts that key on the blocklist for every certificate and
+            # account: the subscriber's other certificates' key too (as Let's Encrypt,
+            # only a request signed by the key itself may say the key is compromised).
+            raise problem(
+                ProblemType.BAD_REVOCATION_REASON,
+                "keyCompromise of a certificate another account ordered needs a request "
+                "signed by the certificate's key",
+            )
         if not self.store.certificates.revoke(rec.id, reason, self.now()):
             raise problem(ProblemType.ALREADY_REVOKED, "certificate is already revoked")
         log.info("revoked serial %s reason %d", rec.serial, reason)
