@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from acmekit.protocol import jose
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme
@@ -91,3 +92,28 @@ async def test_an_ip_identifier_with_a_zone_is_malformed(flow: Flow, value: str)
     assert resp.json()["identifier"] == {"type": "ip", "value": value}
     plain = await flow.order("::1", profile="shortlived")
     assert plain.status == 201, plain.body
+
+
+@pytest.mark.parametrize("resource", ["new-account", "revoke-cert"])
+async def test_an_rsa_jwk_with_a_costly_exponent_is_refused_before_verifying(
+    flow: Flow, resource: str
+) -> None:
+    """Anyone may send a JWS with a `jwk`. An RSA key of 3072 bits whose exponent is
+    nearly as long made the verification a 3072-bit exponentiation (8.9 ms of the CA's
+    event loop against 0.11 ms with 65537): a cheap request, from anyone, that cost the
+    CA 80 times another. The CA's key rule refuses that exponent for every purpose,
+    now before the signature is looked at."""
+    n = rsa.generate_private_key(65537, 3072).public_key().public_numbers().n
+    jwk = {
+        "kty": "RSA",
+        "n": jose.b64e(n.to_bytes(384, "big")),
+        "e": jose.b64e(((n - 2) | 1).to_bytes(384, "big")),
+    }
+    url = f"{flow.acme.base}/acme/{resource}"
+    header = {"alg": "RS256", "jwk": jwk, "nonce": await flow.acme.nonce(), "url": url}
+    p64 = jose.b64e(json.dumps(header).encode())
+    b64 = jose.b64e(b'{"termsOfServiceAgreed": true, "certificate": "AA"}')
+    doc = {"protected": p64, "payload": b64, "signature": jose.b64e(b"\x01" * 384)}
+    resp = await flow.acme.request("POST", url, json.dumps(doc).encode(), JOSE)
+    assert (resp.status, resp.problem_type) == (400, "badPublicKey"), resp.body
+    assert "exponent" in resp.json()["detail"]

@@ -112,7 +112,7 @@ class AcmeApp:
     def __init__(self, authority: Authority, nonces: NonceService) -> None:
         self.authority = authority
         self.nonces = nonces
-        self.auth = Authenticator(authority.store, nonces)
+        self.auth = Authenticator(authority.store, nonces, authority.policy.check_signing_key)
         self.config = authority.config
         self._background: list[asyncio.Task[None]] = []
         # Host headers this listener answers to, and the base URL for the answer to one

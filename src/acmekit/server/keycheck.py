@@ -97,6 +97,16 @@ def check_key(
         _check_rsa_modulus(key.public_numbers().n, policy)
 
 
+def check_rsa_shape(key: CertificatePublicKeyTypes, policy: KeyPolicy) -> None:
+    """badPublicKey for an RSA key whose size or exponent the policy refuses for every
+    purpose; other keys pass. Cheap (no arithmetic on the modulus), so it can run before
+    a signature by the key is verified: verifying costs a modular exponentiation by the
+    exponent, and a 3072-bit one (OpenSSL allows any below the modulus up to 3072 bits)
+    made one verification 80 times that with 65537."""
+    if is_rsa_public(key):
+        _check_rsa_shape(key, policy)
+
+
 def _bad_key(detail: str) -> AcmeError:
     return problem(ProblemType.BAD_PUBLIC_KEY, detail)
 
