@@ -571,9 +571,17 @@ class Authority:
             profile=name,
             replaces=None if replaced is None else str(payload["replaces"]),
         )
+        renewed: list[str] = []
         if replaced is not None:
             self._claim_replacement(replaced, order_id)
-        self.store.orders.add_order(order, fresh)
+            # RFC 9773 §5 asks only that a replacement share one identifier. The names
+            # the certificate held are renewed, and their failed validations are not
+            # limited; a name added beside them is a new one, limited as in any order
+            # (else one certificate exempted any names, without end, from the limit that
+            # keeps an account from aiming failing validations at others' hosts).
+            held = set(replaced.identifiers)
+            renewed = [a.id for a, i in zip(authzs, idents, strict=True) if i in held]
+        self.store.orders.add_order(order, fresh, renewed)
         return self.order_view(order, authzs)
 
     def _order_authorizations(
