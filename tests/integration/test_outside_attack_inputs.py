@@ -23,7 +23,11 @@ JOSE = "application/jose+json"
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory, dns: DnsServerHandle) -> Iterator[ServerHandle]:
     work = tmp_path_factory.mktemp("outside-inputs")
-    with running_acmekit_server(work, dns_port=dns.dns_port, http01_port=HTTP01_PORT) as server:
+    # An account per test, all from 127.0.0.1: more than new_accounts_per_ip's 10.
+    accounts = {"new_accounts_per_ip": {"count": 1000, "period": 10800}}
+    with running_acmekit_server(
+        work, dns_port=dns.dns_port, http01_port=HTTP01_PORT, settings={"rate_limits": accounts}
+    ) as server:
         yield server
 
 
@@ -117,3 +121,18 @@ async def test_an_rsa_jwk_with_a_costly_exponent_is_refused_before_verifying(
     resp = await flow.acme.request("POST", url, json.dumps(doc).encode(), JOSE)
     assert (resp.status, resp.problem_type) == (400, "badPublicKey"), resp.body
     assert "exponent" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("tail", ["\r\nBcc: victim@outside.test", "\n", "\t", "\x00", "\x7f"])
+async def test_a_contact_with_control_characters_is_an_invalid_contact(
+    flow: Flow, tail: str
+) -> None:
+    """RFC 8555 §7.3: a contact the CA cannot use is invalidContact; a URI has no control
+    characters (RFC 3986 §2), and one with CR LF would be a mail header to whoever reads
+    the contacts."""
+    contact = [f"mailto:admin@outside.test{tail}"]
+    resp = await flow.acme.post(flow.kid, {"contact": contact}, flow.key, flow.kid)
+    assert (resp.status, resp.problem_type) == (400, "invalidContact"), resp.body
+    fresh = Flow(flow.acme, flow.responder)
+    created = await fresh.account(contact=contact)
+    assert (created.status, created.problem_type) == (400, "invalidContact"), created.body

@@ -236,6 +236,10 @@ def check_contacts(contact: object) -> tuple[str, ...]:
         addr = url.removeprefix("mailto:")
         local, at, domain = addr.partition("@")
         bad = not at or not local or "." not in domain or any(c in addr for c in "?,; <>")
+        # A URI has no control characters or whitespace (RFC 3986 §2; RFC 6068 §2 has
+        # them percent-encoded): "x@y.test\r\nBcc: z@w.test" is a header for whatever
+        # mails or logs the contacts, not an address.
+        bad = bad or any(ord(c) < 0x21 or ord(c) == 0x7F for c in addr)
         if bad or domain.startswith(".") or domain.endswith("."):
             raise problem(ProblemType.INVALID_CONTACT, f"{url!r} is not a valid email address")
     return tuple(contact)
