@@ -34,7 +34,7 @@ from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr
 from acmekit.protocol.ct import SignedCertificateTimestamp
 from acmekit.protocol.ctpolicy import corresponds
-from acmekit.protocol.jose import Jws, b64d, eab_verify, key_from_jwk, thumbprint
+from acmekit.protocol.jose import Jws, b64d, eab_verify, jwk_from_key, key_from_jwk, thumbprint
 from acmekit.protocol.messages import (
     AccountStatus,
     AuthorizationStatus,
@@ -441,7 +441,11 @@ class Authority:
         rec = AccountRecord(
             id=new_id(),
             thumbprint=thumbprint(auth.key),
-            jwk={k: str(v) for k, v in jwk.items()},
+            # The key's own JWK, not the client's spelling of it: a modulus with leading
+            # zero octets (RFC 7518 §6.3.1.1 forbids them) or extra members would give
+            # the stored JWK another thumbprint (RFC 7638) than the key's, and the
+            # account's dns-persist-01 hashes and MPIC key authorizations are made from it.
+            jwk=jwk_from_key(auth.key),
             contact=contact,
             status=AccountStatus.VALID,
             created=self.now(),
@@ -533,7 +537,7 @@ class Authority:
         new_thumb = thumbprint(new_key)
         other = self.store.accounts.account_by_thumbprint(new_thumb)
         if other is not None or not self.store.accounts.change_account_key(
-            account.id, {k: str(v) for k, v in header["jwk"].items()}, new_thumb, self.now()
+            account.id, jwk_from_key(new_key), new_thumb, self.now()
         ):
             holder = other.id if other else "another account"
             raise problem(
