@@ -372,6 +372,7 @@ class _Connection(asyncio.Protocol):
         self.head_size = 0  # of the head, as parsed (request line and header lines)
         # deadlines: one timer for all
         self.head_since: float | None = None
+        self.body_since: float | None = None  # the end of the head whose body is awaited
         self.idle_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
@@ -614,6 +615,13 @@ class _Connection(asyncio.Protocol):
             self._refuse_body(ex, cap)  # before 100-continue: the body need not come
             return
         self.parsing = ex
+        if self.limits.header_timeout:
+            # The body is bounded in time as the head is: without it, headers that
+            # promise a body that never comes held the connection, and its request's
+            # task, for as long as the client kept the socket open (nginx bounds it as
+            # client_body_timeout). A request without a body completes at once.
+            self.body_since = self.loop.time()
+            self._want(self.body_since + self.limits.header_timeout)
         self._enqueue(ex)
 
     def _scope(self) -> Scope | None:
@@ -664,6 +672,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         ex = self.parsing
         self.parsing = None
+        self.body_since = None
         if ex is not None:
             ex.body_done = True
             ex.wake()
@@ -741,18 +750,36 @@ class _Connection(asyncio.Protocol):
         self.ignoring = True
         self.in_head = False
         self.head_since = None
-        self.parsing = None
+        self.body_since = None
+        reading, self.parsing = self.parsing, None
         if not self.ready:
+            return
+        if reading is not None and not reading.finished:
+            # Input gone wrong inside a body (a bad chunk, RFC 9112 §7.1): its request
+            # gets the refusal, instead of waiting for a body that can no longer come
+            # (with the refusal queued behind it, never sent).
+            self._refuse(reading, status, detail)
             return
         ex = _Exchange(self, {"method": "-", "path": "-"}, False, False)
         ex.refusal = problem_response(status, detail)
         self._enqueue(ex)  # after the requests read before it
 
     def _refuse_body(self, ex: _Exchange, cap: int) -> None:
+        self._refuse(ex, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {cap} bytes")
+
+    def _body_late(self) -> None:
+        """The body of the request being read did not come in time: 408, then close."""
+        ex, self.parsing = self.parsing, None
+        self.body_since = None
+        if ex is None or ex.finished:
+            return
+        self._refuse(ex, HTTPStatus.REQUEST_TIMEOUT, "request body took too long")
+
+    def _refuse(self, ex: _Exchange, status: HTTPStatus, detail: str) -> None:
+        """Answer `ex`, whose body is being read, with `status` instead of its app's
+        answer (unless that has begun), then close."""
         refusal = _Exchange(self, ex.scope, False, False)
-        refusal.refusal = problem_response(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {cap} bytes"
-        )
+        refusal.refusal = problem_response(status, detail)
         if ex is self.current and ex.started:
             self._no_more()  # already answering: that answer is the last
             return
@@ -785,6 +812,12 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         now = self.loop.time()
+        if self.body_since is not None and self.limits.header_timeout:
+            due = self.body_since + self.limits.header_timeout
+            if now < due:
+                self._want(due)
+            else:
+                self._body_late()
         if self.head_since is not None and self.limits.header_timeout:
             due = self.head_since + self.limits.header_timeout
             if now < due:
