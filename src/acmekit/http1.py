@@ -604,6 +604,11 @@ class _Connection(asyncio.Protocol):
                 f"request headers larger than {cap} bytes",
             )
             return
+        if sum(name == b"host" for name, _ in self.headers) > 1:
+            # RFC 9112 §3.2: a server MUST answer 400. Which one counts would be this
+            # server's guess (it took the last), and a proxy in front may guess the other.
+            self.fail(HTTPStatus.BAD_REQUEST, "more than one Host header")
+            return
         scope = self._scope()
         if scope is None:
             self.fail(HTTPStatus.BAD_REQUEST, "the request target is not a path we can read")
@@ -634,6 +639,13 @@ class _Connection(asyncio.Protocol):
             except httptools.HttpParserInvalidURLError:
                 return None
             raw_path, query = parsed.path or b"*", parsed.query or b""
+            if parsed.host:
+                # RFC 9112 §3.2.2: the target's authority, not the Host header, names
+                # the host (the app answers only its own names, and builds URLs on it).
+                host = b"[%s]" % parsed.host if b":" in parsed.host else parsed.host
+                authority = host + (b":%d" % parsed.port if parsed.port else b"")
+                self.headers = [h for h in self.headers if h[0] != b"host"]
+                self.headers.append((b"host", authority))
         try:
             text = raw_path.decode("ascii")
         except UnicodeDecodeError:

@@ -84,3 +84,27 @@ async def test_others_are_served_meanwhile(ca: ServerHandle) -> None:
 
 def test_nothing_was_left_to_the_log_as_an_error(ca: ServerHandle) -> None:
     assert "Traceback" not in Path(ca.log).read_text()
+
+
+@pytest.mark.parametrize("order", ["evil first", "evil last"])
+async def test_two_host_headers_are_400(ca: ServerHandle, order: str) -> None:
+    """RFC 9112 §3.2: a server MUST answer 400 to more than one Host. The CA took the
+    last, and served `Host: evil.test` followed by its own name; a proxy in front may
+    take the first."""
+    hosts = ["evil.test", "{host}"] if order == "evil first" else ["{host}", "evil.test"]
+    head = "GET /directory HTTP/1.1\n" + "".join(f"Host: {h}\n" for h in hosts) + "\n"
+    answer, _ = await _exchange(ca, head, b"")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"more than one Host header" in answer
+
+
+async def test_an_absolute_target_names_the_host(ca: ServerHandle) -> None:
+    """RFC 9112 §3.2.2: with an absolute-form target the server uses its authority and
+    ignores Host. The CA read Host, and answered `GET https://evil.test/directory` with
+    its directory; the target's authority is not one of its names: 421."""
+    head = "GET https://evil.test/directory HTTP/1.1\nHost: {host}\nConnection: close\n\n"
+    answer, _ = await _exchange(ca, head, b"")
+    assert answer.startswith(b"HTTP/1.1 421 "), answer[:200]
+    own = "GET https://{host}/directory HTTP/1.1\nHost: evil.test\nConnection: close\n\n"
+    answer, _ = await _exchange(ca, own, b"")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
