@@ -279,6 +279,8 @@ class Authority:
         # With CT on, every certificate is a precertificate first (ctsubmit.py).
         self.ct = ct if ct is not None else CtSubmitter.load(config.ct)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Validations this process runs for each account now (see _spawn_validation).
+        self._validating: dict[str, int] = {}
         self.finalize_wait = config.finalize_wait
         self.challenge_wait = config.challenge_wait
         self.stale_after = timedelta(seconds=config.stale_after)
@@ -854,6 +856,7 @@ class Authority:
         if self._counts_failures(authz):
             subject = self._failure_subject(authz)
             self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
+        self._validation_room(account)
         now = self.now()
         # The URL is kept so that a validation resumed elsewhere names it (RFC 8657 §3).
         if not self.store.orders.start_challenge(ch.id, now, account_uri):  # started already
@@ -864,7 +867,7 @@ class Authority:
         processing = replace(
             ch, status=ChallengeStatus.PROCESSING, started=now, account_uri=account_uri
         )
-        task = self._spawn(self._validate(processing, authz, account, account_uri))
+        task = self._spawn_validation(processing, authz, account, account_uri)
         await asyncio.wait({task}, timeout=self.challenge_wait)
         if not task.done() or task.cancelled():
             return processing, authz  # the client polls the authorization
@@ -872,6 +875,45 @@ class Authority:
             log.error("validation of challenge %s failed", ch.id, exc_info=failure)
             return processing, authz
         return task.result() or processing, authz  # None: left for recovery
+
+    def _validation_room(self, account: AccountRecord) -> None:
+        """rateLimited when the account has as many validations running here as one
+        order may have identifiers. Each holds sockets for up to `validation_timeout`
+        against a target the client chose, and an account could hold 1,000 pending
+        authorizations (more with more accounts) and answer all at once: as many
+        connections held open towards targets that never answer, until the process
+        ran out of file descriptors and served no one (RFC 8555 §6.6, rateLimited)."""
+        cap = self.config.max_identifiers
+        if self._validating.get(account.id, 0) >= cap:
+            wait = max(1, math.ceil(self.config.validation_timeout))
+            raise problem(
+                ProblemType.RATE_LIMITED,
+                f"the account has {cap} validations under way, the most at once; "
+                "answer this challenge when one has ended",
+                retry_after=wait,
+            )
+
+    def _spawn_validation(
+        self,
+        ch: ChallengeRecord,
+        authz: AuthorizationRecord,
+        account: AccountRecord,
+        account_uri: str,
+    ) -> asyncio.Task[ChallengeRecord | None]:
+        """`_validate` as a task, counted against its account until it ends."""
+        held = self._validating
+        held[account.id] = held.get(account.id, 0) + 1
+
+        def release(_: object) -> None:
+            left = held.get(account.id, 1) - 1
+            if left > 0:
+                held[account.id] = left
+            else:
+                held.pop(account.id, None)
+
+        task = self._spawn(self._validate(ch, authz, account, account_uri))
+        task.add_done_callback(release)
+        return task
 
     async def _validate(
         self,
@@ -1390,7 +1432,7 @@ class Authority:
                 and self.store.orders.restart_challenge(ch.id, ch.started, now)
             ):
                 uri = ch.account_uri or account_uri(account.id)
-                self._spawn(self._validate(ch, authz, account, uri))
+                self._spawn_validation(ch, authz, account, uri)
         stale = self.store.orders.stale_finalizations(cutoff)
         if stale:
             try:
