@@ -82,3 +82,21 @@ async def test_an_account_runs_at_most_an_orders_worth_of_validations(
             again = await acme.post(waiting, {}, flow.key, flow.kid)
         assert again.status == 200 and again.json()["status"] != "pending", again.body
         await acme.close()
+
+
+def _open_files_limit(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open files limit")
+
+
+def test_the_ca_raises_its_open_files_limit(tmp_path: Path, dns: DnsServerHandle) -> None:
+    """Each connection and each validation is a descriptor. Started with the common
+    soft limit (here 256) under a higher hard one, the CA takes the hard one, as Go's
+    runtime does: ten accounts' validations held by silent targets no longer use up
+    the descriptors the CA needs to accept anyone."""
+    wrapper = ("prlimit", "--nofile=256:4096", "--")
+    with running_acmekit_server(tmp_path, dns_port=dns.dns_port, wrapper=wrapper) as ca:
+        assert _open_files_limit(ca.proc.pid) == (4096, 4096)
