@@ -546,6 +546,8 @@ class _Connection(asyncio.Protocol):
             log.debug("bad request from %s: %s", self.client, exc, exc_info=exc.__context__)
             self.fail(HTTPStatus.BAD_REQUEST, "the request is not HTTP/1.1 as we read it")
             return
+        if self.body_since is not None and self.limits.header_timeout:
+            self._want(self.body_since + self.limits.header_timeout)
         if self.in_head and not self.ignoring:
             # An unfinished head: a chunk it began in is counted from the next one (what
             # came before it in the chunk, whole requests, is not its size), so this cap
@@ -624,9 +626,9 @@ class _Connection(asyncio.Protocol):
             # The body is bounded in time as the head is: without it, headers that
             # promise a body that never comes held the connection, and its request's
             # task, for as long as the client kept the socket open (nginx bounds it as
-            # client_body_timeout). A request without a body completes at once.
+            # client_body_timeout). Armed in data_received only if the body is still
+            # unfinished there: most requests end in the read their head ends in.
             self.body_since = self.loop.time()
-            self._want(self.body_since + self.limits.header_timeout)
         self._enqueue(ex)
 
     def _scope(self) -> Scope | None:
