@@ -61,3 +61,28 @@ async def test_another_account_cannot_block_a_subscribers_key(
         stated = await acme.post(url, {"certificate": der, "reason": 5}, other.key, other.kid)
         assert stated.status == 200, stated.body
         await acme.close()
+
+
+async def test_a_subscriber_cannot_put_a_hold_on_the_cas_crl(
+    tmp_path: Path, dns: DnsServerHandle, responder: Http01Responder
+) -> None:
+    """RFC 8555 §7.6 lets the CA refuse reasons; the Baseline Requirements (§7.2.2) allow
+    a subscriber's certificate on a CRL only as keyCompromise, affiliationChanged,
+    superseded, cessationOfOperation, privilegeWithdrawn or no reason. certificateHold
+    (a suspension, §4.9.13), removeFromCRL (delta CRLs only, RFC 5280 §5.3.1) and the
+    authorities' cACompromise and aACompromise were taken from anyone's request."""
+    with running_acmekit_server(tmp_path, dns_port=dns.dns_port, http01_port=responder.port) as ca:
+        acme = HttpRawAcme(ca.base_url, str(ca.root_path))
+        subscriber = Flow(acme, responder)
+        _, done = await subscriber.issue("hold.revoke.outside.test")
+        pem = (await subscriber.get(done["certificate"])).body
+        leaf = x509.load_pem_x509_certificates(pem)[0]
+        der = jose.b64e(leaf.public_bytes(serialization.Encoding.DER))
+        url = f"{acme.base}/acme/revoke-cert"
+        for reason in (2, 6, 8, 10):
+            body = {"certificate": der, "reason": reason}
+            resp = await acme.post(url, body, subscriber.key, subscriber.kid)
+            assert (resp.status, resp.problem_type) == (400, "badRevocationReason"), resp.body
+        ok = await acme.post(url, {"certificate": der, "reason": 4}, subscriber.key, subscriber.kid)
+        assert ok.status == 200, ok.body
+        await acme.close()

@@ -43,7 +43,6 @@ from acmekit.protocol.messages import (
     Identifier,
     IdentifierType,
     OrderStatus,
-    RevocationReason,
     authorization_status,
     order_status,
     parse_identifiers,
@@ -117,6 +116,14 @@ Signer = Callable[
 # Orders in one page of an account's list (§7.1.2.1): a list of 1000 cost about 140
 # times an account fetch (docs/decisions.md), and an account gains 300 orders in 3 hours.
 ORDERS_PAGE_SIZE = 100
+
+# The reasons a revocation request may give (RFC 8555 §7.6 lets the CA refuse others):
+# the CRL reason codes the Baseline Requirements (§7.2.2) allow for a subscriber's
+# certificate, and unspecified. Of RFC 5280's others, certificateHold (6) is suspension,
+# which the BRs forbid (§4.9.13), removeFromCRL (8) belongs in delta CRLs only, and
+# cACompromise (2) and aACompromise (10) speak of authorities: a subscriber's request put
+# each, as it came, on the CA's CRL.
+SUBSCRIBER_REASONS = frozenset({0, 1, 3, 4, 5, 9})
 
 # Issued certificates are backdated a little so that clocks running slow accept them.
 BACKDATE = timedelta(minutes=1)
@@ -1360,8 +1367,12 @@ class Authority:
         if rec is None or not issued:
             raise not_found("this CA did not issue that certificate")
         reason = payload.get("reason", 0)
-        if not isinstance(reason, int) or reason not in RevocationReason.ALLOWED:
-            raise problem(ProblemType.BAD_REVOCATION_REASON, f"reason {reason!r} is not allowed")
+        if not isinstance(reason, int) or reason not in SUBSCRIBER_REASONS:
+            allowed = ", ".join(str(r) for r in sorted(SUBSCRIBER_REASONS))
+            raise problem(
+                ProblemType.BAD_REVOCATION_REASON,
+                f"reason {reason!r} is not allowed; use one of {allowed}",
+            )
         self._check_revoker(auth, rec, cert)
         if (
             reason == KEY_COMPROMISE
