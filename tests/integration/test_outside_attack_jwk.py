@@ -56,3 +56,24 @@ async def test_a_zero_padded_rsa_modulus_is_kept_as_the_keys_own_jwk(
         answer = await acme.post(ch["url"], {}, key, kid)
         assert answer.status == 200 and answer.json()["status"] == "valid", answer.body
         await acme.close()
+
+
+async def test_an_ed25519_key_of_small_order_is_refused(
+    tmp_path: Path, dns: DnsServerHandle
+) -> None:
+    """With the identity point as the public key, the signature R = identity, S = 0
+    verifies for every message (OpenSSL does not refuse small-order keys): an account
+    anyone could sign for, whoever registered it. The key rule refuses such points."""
+    identity = bytes([1]) + bytes(31)
+    with running_acmekit_server(tmp_path, dns_port=dns.dns_port) as ca:
+        acme = HttpRawAcme(ca.base_url, str(ca.root_path))
+        url = f"{acme.base}/acme/new-account"
+        jwk = {"kty": "OKP", "crv": "Ed25519", "x": jose.b64e(identity)}
+        header = {"alg": "EdDSA", "jwk": jwk, "nonce": await acme.nonce(), "url": url}
+        p64 = jose.b64e(json.dumps(header).encode())
+        b64 = jose.b64e(b'{"termsOfServiceAgreed": true}')
+        doc = {"protected": p64, "payload": b64, "signature": jose.b64e(identity + bytes(32))}
+        resp = await acme.request("POST", url, json.dumps(doc).encode(), "application/jose+json")
+        assert (resp.status, resp.problem_type) == (400, "badPublicKey"), resp.body
+        assert "small order" in resp.json()["detail"]
+        await acme.close()
