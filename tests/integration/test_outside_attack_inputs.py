@@ -136,3 +136,48 @@ async def test_a_contact_with_control_characters_is_an_invalid_contact(
     fresh = Flow(flow.acme, flow.responder)
     created = await fresh.account(contact=contact)
     assert (created.status, created.problem_type) == (400, "invalidContact"), created.body
+
+
+@pytest.mark.parametrize("where", ["kid", "eab kid", "contact"])
+async def test_an_unpaired_surrogate_is_malformed(flow: Flow, where: str) -> None:
+    """RFC 8259 §8.2, RFC 7493 §2.1: a \\ud800 escape with no pair is not text. Python's
+    parser keeps it, and the database driver cannot encode it: a kid or an EAB kid
+    holding one answered 500 (the account, or the EAB key, looked up by it)."""
+    base = flow.acme.base
+    lone = "\\ud800"
+    if where == "kid":
+        url = f"{base}/acme/new-order"
+        header = (
+            f'{{"alg": "ES256", "kid": "{flow.kid}{lone}", '
+            f'"nonce": "{await flow.acme.nonce()}", "url": "{url}"}}'
+        )
+        payload = b'{"identifiers": [{"type": "dns", "value": "s.outside.test"}]}'
+        key = flow.key
+    elif where == "eab kid":
+        url = f"{base}/acme/new-account"
+        key = rsa.generate_private_key(65537, 2048)
+        eab_header = f'{{"alg": "HS256", "kid": "{lone}", "url": "{url}"}}'
+        eab = {
+            "protected": jose.b64e(eab_header.encode()),
+            "payload": jose.b64e(json.dumps(jose.jwk_from_key(key)).encode()),
+            "signature": jose.b64e(bytes(32)),
+        }
+        nonce = await flow.acme.nonce()
+        header = json.dumps(
+            {"alg": "RS256", "jwk": jose.jwk_from_key(key), "nonce": nonce, "url": url}
+        )
+        payload = json.dumps({"termsOfServiceAgreed": True, "externalAccountBinding": eab}).encode()
+    else:
+        url = flow.kid
+        header = json.dumps(
+            {"alg": "ES256", "kid": flow.kid, "nonce": await flow.acme.nonce(), "url": url}
+        )
+        payload = b'{"contact": ["mailto:a' + lone.encode() + b'@outside.test"]}'
+        key = flow.key
+    p64, b64 = jose.b64e(header.encode()), jose.b64e(payload)
+    alg = "RS256" if where == "eab kid" else "ES256"
+    sig = jose.raw_sign(key, alg, f"{p64}.{b64}".encode())
+    doc = {"protected": p64, "payload": b64, "signature": jose.b64e(sig)}
+    resp = await flow.acme.request("POST", url, json.dumps(doc).encode(), JOSE)
+    assert (resp.status, resp.problem_type) == (400, "malformed"), resp.body
+    assert "surrogate" in resp.json()["detail"]

@@ -13,11 +13,16 @@ brackets has its parsed value walked once to measure its depth.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from acmekit.protocol.problems import malformed
 
 MAX_DEPTH = 32
+# A \u escape of a UTF-16 surrogate: the only way a lone one gets into a parsed string,
+# the text itself being UTF-8.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def loads(text: bytes | str, what: str = "request body") -> Any:
@@ -34,6 +39,12 @@ def loads(text: bytes | str, what: str = "request body") -> Any:
         raise malformed(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
     if _brackets(text) > MAX_DEPTH and depth(value) > MAX_DEPTH:
         raise malformed(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    escape = _SURROGATE_ESCAPE_BYTES if isinstance(text, bytes) else _SURROGATE_ESCAPE
+    if escape.search(text) and _lone_surrogate(value):  # type: ignore[arg-type]
+        # RFC 8259 §8.2 leaves such strings' meaning open and RFC 7493 §2.1 forbids
+        # them; Python keeps them, and the database driver cannot encode them (a 500
+        # on a kid or an EAB kid holding one).
+        raise malformed(f"{what} has a string with an unpaired UTF-16 surrogate")
     return value
 
 
@@ -41,6 +52,24 @@ def _brackets(text: bytes | str) -> int:
     if isinstance(text, str):
         return text.count("[") + text.count("{")
     return text.count(b"[") + text.count(b"{")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether any string in `value` (object keys included) is not valid Unicode text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def depth(value: Any) -> int:
