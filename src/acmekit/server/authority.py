@@ -499,8 +499,8 @@ class Authority:
 
     def _eab_secret(self, kid: object) -> str | None:
         """A key from the configuration file, else an unrevoked one from the database."""
-        if not isinstance(kid, str):
-            return None
+        if not isinstance(kid, str) or "\x00" in kid:
+            return None  # no key has a NUL in its id, and PostgreSQL text cannot hold one
         if kid in self.config.eab_keys:
             return self.config.eab_keys[kid]
         key = self.store.accounts.eab_key(kid)
