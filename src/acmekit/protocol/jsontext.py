@@ -39,8 +39,7 @@ def loads(text: bytes | str, what: str = "request body") -> Any:
         raise malformed(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
     if _brackets(text) > MAX_DEPTH and depth(value) > MAX_DEPTH:
         raise malformed(f"{what} is nested deeper than {MAX_DEPTH} levels")
-    escape = _SURROGATE_ESCAPE_BYTES if isinstance(text, bytes) else _SURROGATE_ESCAPE
-    if escape.search(text) and _lone_surrogate(value):  # type: ignore[arg-type]
+    if _has_surrogate_escape(text) and _lone_surrogate(value):
         # RFC 8259 §8.2 leaves such strings' meaning open and RFC 7493 §2.1 forbids
         # them; Python keeps them, and the database driver cannot encode them (a 500
         # on a kid or an EAB kid holding one).
@@ -52,6 +51,14 @@ def _brackets(text: bytes | str) -> int:
     if isinstance(text, str):
         return text.count("[") + text.count("{")
     return text.count(b"[") + text.count(b"{")
+
+
+def _has_surrogate_escape(text: bytes | str) -> bool:
+    """Whether `text` has a \\u escape of a surrogate; most bodies have no \\u at all,
+    which a plain substring search (faster than the pattern's) tells."""
+    if isinstance(text, bytes):
+        return b"\\u" in text and _SURROGATE_ESCAPE_BYTES.search(text) is not None
+    return "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
 
 
 def _lone_surrogate(value: Any) -> bool:
