@@ -372,6 +372,7 @@ class _Connection(asyncio.Protocol):
         self.head_size = 0  # of the head, as parsed (request line and header lines)
         # deadlines: one timer for all
         self.head_since: float | None = None
+        self.body_since: float | None = None  # the end of the head whose body is awaited
         self.idle_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
@@ -545,6 +546,8 @@ class _Connection(asyncio.Protocol):
             log.debug("bad request from %s: %s", self.client, exc, exc_info=exc.__context__)
             self.fail(HTTPStatus.BAD_REQUEST, "the request is not HTTP/1.1 as we read it")
             return
+        if self.body_since is not None and self.limits.header_timeout:
+            self._want(self.body_since + self.limits.header_timeout)
         if self.in_head and not self.ignoring:
             # An unfinished head: a chunk it began in is counted from the next one (what
             # came before it in the chunk, whole requests, is not its size), so this cap
@@ -603,6 +606,11 @@ class _Connection(asyncio.Protocol):
                 f"request headers larger than {cap} bytes",
             )
             return
+        if sum(name == b"host" for name, _ in self.headers) > 1:
+            # RFC 9112 §3.2: a server MUST answer 400. Which one counts would be this
+            # server's guess (it took the last), and a proxy in front may guess the other.
+            self.fail(HTTPStatus.BAD_REQUEST, "more than one Host header")
+            return
         scope = self._scope()
         if scope is None:
             self.fail(HTTPStatus.BAD_REQUEST, "the request target is not a path we can read")
@@ -614,6 +622,13 @@ class _Connection(asyncio.Protocol):
             self._refuse_body(ex, cap)  # before 100-continue: the body need not come
             return
         self.parsing = ex
+        if self.limits.header_timeout:
+            # The body is bounded in time as the head is: without it, headers that
+            # promise a body that never comes held the connection, and its request's
+            # task, for as long as the client kept the socket open (nginx bounds it as
+            # client_body_timeout). Armed in data_received only if the body is still
+            # unfinished there: most requests end in the read their head ends in.
+            self.body_since = self.loop.time()
         self._enqueue(ex)
 
     def _scope(self) -> Scope | None:
@@ -626,6 +641,13 @@ class _Connection(asyncio.Protocol):
             except httptools.HttpParserInvalidURLError:
                 return None
             raw_path, query = parsed.path or b"*", parsed.query or b""
+            if parsed.host:
+                # RFC 9112 §3.2.2: the target's authority, not the Host header, names
+                # the host (the app answers only its own names, and builds URLs on it).
+                host = b"[%s]" % parsed.host if b":" in parsed.host else parsed.host
+                authority = host + (b":%d" % parsed.port if parsed.port else b"")
+                self.headers = [h for h in self.headers if h[0] != b"host"]
+                self.headers.append((b"host", authority))
         try:
             text = raw_path.decode("ascii")
         except UnicodeDecodeError:
@@ -664,6 +686,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         ex = self.parsing
         self.parsing = None
+        self.body_since = None
         if ex is not None:
             ex.body_done = True
             ex.wake()
@@ -741,18 +764,36 @@ class _Connection(asyncio.Protocol):
         self.ignoring = True
         self.in_head = False
         self.head_since = None
-        self.parsing = None
+        self.body_since = None
+        reading, self.parsing = self.parsing, None
         if not self.ready:
+            return
+        if reading is not None and not reading.finished:
+            # Input gone wrong inside a body (a bad chunk, RFC 9112 §7.1): its request
+            # gets the refusal, instead of waiting for a body that can no longer come
+            # (with the refusal queued behind it, never sent).
+            self._refuse(reading, status, detail)
             return
         ex = _Exchange(self, {"method": "-", "path": "-"}, False, False)
         ex.refusal = problem_response(status, detail)
         self._enqueue(ex)  # after the requests read before it
 
     def _refuse_body(self, ex: _Exchange, cap: int) -> None:
+        self._refuse(ex, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {cap} bytes")
+
+    def _body_late(self) -> None:
+        """The body of the request being read did not come in time: 408, then close."""
+        ex, self.parsing = self.parsing, None
+        self.body_since = None
+        if ex is None or ex.finished:
+            return
+        self._refuse(ex, HTTPStatus.REQUEST_TIMEOUT, "request body took too long")
+
+    def _refuse(self, ex: _Exchange, status: HTTPStatus, detail: str) -> None:
+        """Answer `ex`, whose body is being read, with `status` instead of its app's
+        answer (unless that has begun), then close."""
         refusal = _Exchange(self, ex.scope, False, False)
-        refusal.refusal = problem_response(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {cap} bytes"
-        )
+        refusal.refusal = problem_response(status, detail)
         if ex is self.current and ex.started:
             self._no_more()  # already answering: that answer is the last
             return
@@ -785,6 +826,12 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         now = self.loop.time()
+        if self.body_since is not None and self.limits.header_timeout:
+            due = self.body_since + self.limits.header_timeout
+            if now < due:
+                self._want(due)
+            else:
+                self._body_late()
         if self.head_since is not None and self.limits.header_timeout:
             due = self.head_since + self.limits.header_timeout
             if now < due:

@@ -13,23 +13,37 @@ brackets has its parsed value walked once to measure its depth.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from acmekit.protocol.problems import malformed
 
 MAX_DEPTH = 32
+# A \u escape of a UTF-16 surrogate: the only way a lone one gets into a parsed string,
+# the text itself being UTF-8.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def loads(text: bytes | str, what: str = "request body") -> Any:
-    """Parse `text` as JSON; malformed (naming `what`) if invalid or nested too deep."""
+    """Parse `text` as JSON; malformed (naming `what`) if invalid or nested too deep.
+
+    Bytes must be UTF-8 (RFC 8259 §8.1; RFC 7515 §5.2 reads the protected header as
+    UTF-8): `json.loads` would also take UTF-16 and UTF-32, which another reader of the
+    same bytes (a proxy, a log, an audit) would not see as this JSON."""
     try:
-        value = json.loads(text)
+        value = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise malformed(f"{what} is not valid JSON") from exc
     except RecursionError:
         raise malformed(f"{what} is nested deeper than {MAX_DEPTH} levels") from None
     if _brackets(text) > MAX_DEPTH and depth(value) > MAX_DEPTH:
         raise malformed(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    if _has_surrogate_escape(text) and _lone_surrogate(value):
+        # RFC 8259 §8.2 leaves such strings' meaning open and RFC 7493 §2.1 forbids
+        # them; Python keeps them, and the database driver cannot encode them (a 500
+        # on a kid or an EAB kid holding one).
+        raise malformed(f"{what} has a string with an unpaired UTF-16 surrogate")
     return value
 
 
@@ -37,6 +51,34 @@ def _brackets(text: bytes | str) -> int:
     if isinstance(text, str):
         return text.count("[") + text.count("{")
     return text.count(b"[") + text.count(b"{")
+
+
+def _has_surrogate_escape(text: bytes | str) -> bool:
+    """Whether `text` has a \\u escape of a surrogate. Most bodies have no backslash at
+    all (base64url and plain names): a one-character search (memchr) tells, in a quarter
+    of the time a search for the two characters of "\\u" took (0.23 µs against 0.89 µs
+    on a JWS body of 850 bytes)."""
+    if isinstance(text, bytes):
+        return b"\\" in text and _SURROGATE_ESCAPE_BYTES.search(text) is not None
+    return "\\" in text and _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether any string in `value` (object keys included) is not valid Unicode text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def depth(value: Any) -> int:

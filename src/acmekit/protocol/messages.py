@@ -155,6 +155,11 @@ def parse_identifier(doc: object) -> Identifier:
         return Identifier(IdentifierType.DNS, parse_dns_name(value))
     if kind == IdentifierType.IP:
         try:
+            # RFC 8738 §3: the address's text form of RFC 1123 / RFC 5952, which has no
+            # zone: "::1%1" would be one more spelling (another authorization, another
+            # rate-limit key) of an address the certificate carries without it.
+            if "%" in value:
+                raise ValueError("an IP identifier has no zone index")
             ip = ipaddress.ip_address(value)
         except ValueError as exc:
             raise problem(

@@ -55,6 +55,7 @@ DATABASE_UNAVAILABLE = Problem(
 
 NO_STORE = (b"cache-control", b"no-store")
 INDEX_LINKS_KEPT = 16  # Link headers kept, one per base URL
+MAX_BIGINT = 2**63 - 1  # the largest value of the database's BIGINT (orders.created)
 
 POST = frozenset({"POST"})
 READ = frozenset({"GET", "POST"})  # a plain GET, or POST-as-GET
@@ -68,10 +69,15 @@ class Request:
     body: bytes
     urls: Urls
     client: str | None = None  # the peer's IP address, when the server knows it
+    query: str = ""  # the request target's query, without its "?"
 
     @property
     def url(self) -> str:
-        return self.urls.base + self.path
+        """The URL the request was sent to, query included: a JWS's `url` must be this
+        exact URL (RFC 8555 §6.4), so one signed for a resource is not good at another
+        spelling of it."""
+        url = self.urls.base + self.path
+        return f"{url}?{self.query}" if self.query else url
 
 
 @dataclass
@@ -106,7 +112,7 @@ class AcmeApp:
     def __init__(self, authority: Authority, nonces: NonceService) -> None:
         self.authority = authority
         self.nonces = nonces
-        self.auth = Authenticator(authority.store, nonces)
+        self.auth = Authenticator(authority.store, nonces, authority.policy.check_signing_key)
         self.config = authority.config
         self._background: list[asyncio.Task[None]] = []
         # Host headers this listener answers to, and the base URL for the answer to one
@@ -217,7 +223,8 @@ class AcmeApp:
         urls = Urls(self.config.base_url or f"https://{host or 'localhost'}")
         client = scope.get("client")
         peer = str(client[0]) if client else None
-        req = Request(scope["method"], scope["path"], headers, body, urls, peer)
+        query = bytes(scope.get("query_string", b"")).decode("latin-1")
+        req = Request(scope["method"], scope["path"], headers, body, urls, peer, query)
         resp = self._problem(early.problem) if early else await self.handle(req)
         await self._send(req, resp, send)
 
@@ -357,7 +364,15 @@ class AcmeApp:
         if account.id != account_id:
             raise problem(ProblemType.UNAUTHORIZED, "these orders belong to another account")
         created, _, last = page.partition("-")
-        if tilde and not (created.isascii() and created.isdigit() and len(created) <= 19):
+        # A page names its last order's creation time, a BIGINT column: a number past
+        # int64 cannot be one, and the database driver would fail on it (a 500 instead
+        # of the problem document RFC 8555 §6.7 asks for).
+        if tilde and not (
+            created.isascii()
+            and created.isdigit()
+            and len(created) <= 19
+            and int(created) <= MAX_BIGINT
+        ):
             raise malformed(f"no such page of orders: {m[1]}")
         after = (int(created), last) if tilde else None
         found, more = self.authority.account_orders(account, after)

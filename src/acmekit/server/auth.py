@@ -11,6 +11,7 @@ name URLs too; they are checked here against the request, so the rules never see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -88,10 +89,17 @@ def key_change(auth: Authenticated, url: str, account_prefix: str) -> KeyChange:
 
 
 class Authenticator:
-    def __init__(self, store: Store, nonces: NonceService) -> None:
+    def __init__(
+        self,
+        store: Store,
+        nonces: NonceService,
+        check_jwk: Callable[[PublicKey], None] | None = None,
+    ) -> None:
         self._store = store
         self._nonces = nonces
         self._keys: dict[str, PublicKey] = {}
+        # Run on an embedded jwk before its signature is verified (Policy.check_signing_key).
+        self._check_jwk = check_jwk
 
     def authenticate(
         self, body: bytes, url: str, account_prefix: str, *, signer: Signer = "kid"
@@ -112,6 +120,10 @@ class Authenticator:
         # The account row is read in the nonce's transaction (one round trip, not two);
         # a kid that names no account is refused below, after the nonce, as before.
         wanted = kid.removeprefix(account_prefix) if isinstance(kid, str) else None
+        if wanted is not None and "\x00" in wanted:
+            # No id of the CA's making has a NUL: nothing to read. PostgreSQL refused
+            # the statement (a 500 where §6.2 has accountDoesNotExist).
+            wanted = None
         found = self._nonces.redeem(header.get("nonce"), account_id=wanted)
         account = None
         given = "jwk" if "jwk" in header else "kid"
@@ -119,6 +131,10 @@ class Authenticator:
             raise malformed(f"this resource needs a JWS with {signer}, not {given}")
         if given == "jwk":
             key = key_from_jwk(header["jwk"])
+            if self._check_jwk is not None:
+                # Anyone may send a jwk: a key the CA refuses anyway is refused before the
+                # verification, whose cost the key's RSA exponent sets (RFC 8555 §6.2).
+                self._check_jwk(key)
         else:
             account = self._account(kid, account_prefix, found)
             key = self._account_key(account)

@@ -34,7 +34,7 @@ from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr
 from acmekit.protocol.ct import SignedCertificateTimestamp
 from acmekit.protocol.ctpolicy import corresponds
-from acmekit.protocol.jose import Jws, b64d, eab_verify, key_from_jwk, thumbprint
+from acmekit.protocol.jose import Jws, b64d, eab_verify, jwk_from_key, key_from_jwk, thumbprint
 from acmekit.protocol.messages import (
     AccountStatus,
     AuthorizationStatus,
@@ -43,7 +43,6 @@ from acmekit.protocol.messages import (
     Identifier,
     IdentifierType,
     OrderStatus,
-    RevocationReason,
     authorization_status,
     order_status,
     parse_identifiers,
@@ -77,7 +76,7 @@ from acmekit.server.lint import Linter
 from acmekit.server.mpic.quorum import Verdict
 from acmekit.server.mpic.remote import Corroboration, Corroborator, refusal
 from acmekit.server.mpic.wire import ACCOUNT_BOUND, CorroborationRequest
-from acmekit.server.policy import Policy
+from acmekit.server.policy import KEY_COMPROMISE, Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
     LimitName,
@@ -117,6 +116,14 @@ Signer = Callable[
 # Orders in one page of an account's list (§7.1.2.1): a list of 1000 cost about 140
 # times an account fetch (docs/decisions.md), and an account gains 300 orders in 3 hours.
 ORDERS_PAGE_SIZE = 100
+
+# The reasons a revocation request may give (RFC 8555 §7.6 lets the CA refuse others):
+# the CRL reason codes the Baseline Requirements (§7.2.2) allow for a subscriber's
+# certificate, and unspecified. Of RFC 5280's others, certificateHold (6) is suspension,
+# which the BRs forbid (§4.9.13), removeFromCRL (8) belongs in delta CRLs only, and
+# cACompromise (2) and aACompromise (10) speak of authorities: a subscriber's request put
+# each, as it came, on the CA's CRL.
+SUBSCRIBER_REASONS = frozenset({0, 1, 3, 4, 5, 9})
 
 # Issued certificates are backdated a little so that clocks running slow accept them.
 BACKDATE = timedelta(minutes=1)
@@ -177,6 +184,22 @@ def _finalizing_already() -> AcmeError:
     return problem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
 
 
+def _one_attempt(ch: ChallengeRecord, challenges: Sequence[ChallengeRecord]) -> None:
+    """RFC 8555 §7.1.6: an authorization is decided by the challenge the client answers;
+    one that failed leaves it invalid for good. Were a second challenge of a pending
+    authorization started beside the first, a failure seen by the client (authorization
+    and order invalid) could turn valid when the other passed, and every authorization
+    would give as many tries as it offers challenges."""
+    if ch.status != ChallengeStatus.PENDING:
+        return
+    other = next((c for c in challenges if c.id != ch.id and c.status != ch.status), None)
+    if other is not None:
+        raise malformed(
+            f"the {other.type} challenge of this authorization was answered already; "
+            "an authorization is validated by one challenge"
+        )
+
+
 def signer_unavailable(exc: SignerUnavailable) -> AcmeError:
     """Not the client's fault and passing, as a database outage: 503 and Retry-After
     (RFC 8555 §6.6); what the client asked for is untouched and can be asked again."""
@@ -220,6 +243,10 @@ def check_contacts(contact: object) -> tuple[str, ...]:
         addr = url.removeprefix("mailto:")
         local, at, domain = addr.partition("@")
         bad = not at or not local or "." not in domain or any(c in addr for c in "?,; <>")
+        # A URI has no control characters or whitespace (RFC 3986 §2; RFC 6068 §2 has
+        # them percent-encoded): "x@y.test\r\nBcc: z@w.test" is a header for whatever
+        # mails or logs the contacts, not an address.
+        bad = bad or any(ord(c) < 0x21 or ord(c) == 0x7F for c in addr)
         if bad or domain.startswith(".") or domain.endswith("."):
             raise problem(ProblemType.INVALID_CONTACT, f"{url!r} is not a valid email address")
     return tuple(contact)
@@ -259,6 +286,8 @@ class Authority:
         # With CT on, every certificate is a precertificate first (ctsubmit.py).
         self.ct = ct if ct is not None else CtSubmitter.load(config.ct)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Validations this process runs for each account now (see _spawn_validation).
+        self._validating: dict[str, int] = {}
         self.finalize_wait = config.finalize_wait
         self.challenge_wait = config.challenge_wait
         self.stale_after = timedelta(seconds=config.stale_after)
@@ -421,7 +450,11 @@ class Authority:
         rec = AccountRecord(
             id=new_id(),
             thumbprint=thumbprint(auth.key),
-            jwk={k: str(v) for k, v in jwk.items()},
+            # The key's own JWK, not the client's spelling of it: a modulus with leading
+            # zero octets (RFC 7518 §6.3.1.1 forbids them) or extra members would give
+            # the stored JWK another thumbprint (RFC 7638) than the key's, and the
+            # account's dns-persist-01 hashes and MPIC key authorizations are made from it.
+            jwk=jwk_from_key(auth.key),
             contact=contact,
             status=AccountStatus.VALID,
             created=self.now(),
@@ -466,8 +499,8 @@ class Authority:
 
     def _eab_secret(self, kid: object) -> str | None:
         """A key from the configuration file, else an unrevoked one from the database."""
-        if not isinstance(kid, str):
-            return None
+        if not isinstance(kid, str) or "\x00" in kid:
+            return None  # no key has a NUL in its id, and PostgreSQL text cannot hold one
         if kid in self.config.eab_keys:
             return self.config.eab_keys[kid]
         key = self.store.accounts.eab_key(kid)
@@ -513,7 +546,7 @@ class Authority:
         new_thumb = thumbprint(new_key)
         other = self.store.accounts.account_by_thumbprint(new_thumb)
         if other is not None or not self.store.accounts.change_account_key(
-            account.id, {k: str(v) for k, v in header["jwk"].items()}, new_thumb, self.now()
+            account.id, jwk_from_key(new_key), new_thumb, self.now()
         ):
             holder = other.id if other else "another account"
             raise problem(
@@ -555,9 +588,17 @@ class Authority:
             profile=name,
             replaces=None if replaced is None else str(payload["replaces"]),
         )
+        renewed: list[str] = []
         if replaced is not None:
             self._claim_replacement(replaced, order_id)
-        self.store.orders.add_order(order, fresh)
+            # RFC 9773 §5 asks only that a replacement share one identifier. The names
+            # the certificate held are renewed, and their failed validations are not
+            # limited; a name added beside them is a new one, limited as in any order
+            # (else one certificate exempted any names, without end, from the limit that
+            # keeps an account from aiming failing validations at others' hosts).
+            held = set(replaced.identifiers)
+            renewed = [a.id for a, i in zip(authzs, idents, strict=True) if i in held]
+        self.store.orders.add_order(order, fresh, renewed)
         return self.order_view(order, authzs)
 
     def _order_authorizations(
@@ -818,19 +859,22 @@ class Authority:
         if ch.status != ChallengeStatus.PENDING or status != AuthorizationStatus.PENDING:
             # Idempotent: answering a challenge twice reports where it stands.
             return ch, authz
+        _one_attempt(ch, authz.challenges)
         if self._counts_failures(authz):
             subject = self._failure_subject(authz)
             self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
+        self._validation_room(account)
         now = self.now()
         # The URL is kept so that a validation resumed elsewhere names it (RFC 8657 §3).
         if not self.store.orders.start_challenge(ch.id, now, account_uri):  # started already
-            started = self.store.orders.challenge(ch.id)
-            assert started is not None
-            return started, authz
+            found = self.store.orders.challenge_and_authorization(ch.id)
+            assert found is not None
+            _one_attempt(found[0], found[1].challenges)  # another process started one
+            return found[0], authz
         processing = replace(
             ch, status=ChallengeStatus.PROCESSING, started=now, account_uri=account_uri
         )
-        task = self._spawn(self._validate(processing, authz, account, account_uri))
+        task = self._spawn_validation(processing, authz, account, account_uri)
         await asyncio.wait({task}, timeout=self.challenge_wait)
         if not task.done() or task.cancelled():
             return processing, authz  # the client polls the authorization
@@ -838,6 +882,45 @@ class Authority:
             log.error("validation of challenge %s failed", ch.id, exc_info=failure)
             return processing, authz
         return task.result() or processing, authz  # None: left for recovery
+
+    def _validation_room(self, account: AccountRecord) -> None:
+        """rateLimited when the account has as many validations running here as one
+        order may have identifiers. Each holds sockets for up to `validation_timeout`
+        against a target the client chose, and an account could hold 1,000 pending
+        authorizations (more with more accounts) and answer all at once: as many
+        connections held open towards targets that never answer, until the process
+        ran out of file descriptors and served no one (RFC 8555 §6.6, rateLimited)."""
+        cap = self.config.max_identifiers
+        if self._validating.get(account.id, 0) >= cap:
+            wait = max(1, math.ceil(self.config.validation_timeout))
+            raise problem(
+                ProblemType.RATE_LIMITED,
+                f"the account has {cap} validations under way, the most at once; "
+                "answer this challenge when one has ended",
+                retry_after=wait,
+            )
+
+    def _spawn_validation(
+        self,
+        ch: ChallengeRecord,
+        authz: AuthorizationRecord,
+        account: AccountRecord,
+        account_uri: str,
+    ) -> asyncio.Task[ChallengeRecord | None]:
+        """`_validate` as a task, counted against its account until it ends."""
+        held = self._validating
+        held[account.id] = held.get(account.id, 0) + 1
+
+        def release(_: object) -> None:
+            left = held.get(account.id, 1) - 1
+            if left > 0:
+                held[account.id] = left
+            else:
+                held.pop(account.id, None)
+
+        task = self._spawn(self._validate(ch, authz, account, account_uri))
+        task.add_done_callback(release)
+        return task
 
     async def _validate(
         self,
@@ -1284,9 +1367,28 @@ class Authority:
         if rec is None or not issued:
             raise not_found("this CA did not issue that certificate")
         reason = payload.get("reason", 0)
-        if not isinstance(reason, int) or reason not in RevocationReason.ALLOWED:
-            raise problem(ProblemType.BAD_REVOCATION_REASON, f"reason {reason!r} is not allowed")
+        if not isinstance(reason, int) or reason not in SUBSCRIBER_REASONS:
+            allowed = ", ".join(str(r) for r in sorted(SUBSCRIBER_REASONS))
+            raise problem(
+                ProblemType.BAD_REVOCATION_REASON,
+                f"reason {reason!r} is not allowed; use one of {allowed}",
+            )
         self._check_revoker(auth, rec, cert)
+        if (
+            reason == KEY_COMPROMISE
+            and auth.account is not None
+            and rec.account_id != auth.account.id
+        ):
+            # §7.6 lets the CA refuse reasons. An account that holds authorizations for
+            # the names, but did not order the certificate, proves nothing about its key,
+            # and keyCompromise puts that key on the blocklist for every certificate and
+            # account: the subscriber's other certificates' key too (as Let's Encrypt,
+            # only a request signed by the key itself may say the key is compromised).
+            raise problem(
+                ProblemType.BAD_REVOCATION_REASON,
+                "keyCompromise of a certificate another account ordered needs a request "
+                "signed by the certificate's key",
+            )
         if not self.store.certificates.revoke(rec.id, reason, self.now()):
             raise problem(ProblemType.ALREADY_REVOKED, "certificate is already revoked")
         log.info("revoked serial %s reason %d", rec.serial, reason)
@@ -1341,7 +1443,7 @@ class Authority:
                 and self.store.orders.restart_challenge(ch.id, ch.started, now)
             ):
                 uri = ch.account_uri or account_uri(account.id)
-                self._spawn(self._validate(ch, authz, account, uri))
+                self._spawn_validation(ch, authz, account, uri)
         stale = self.store.orders.stale_finalizations(cutoff)
         if stale:
             try:

@@ -22,7 +22,13 @@ from acmekit.protocol.jose import PublicKey
 from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
 from acmekit.server.caa import CaaChecker
 from acmekit.server.config import ServerConfig, split_host_port
-from acmekit.server.keycheck import KeyPolicy, KeyPurpose, check_key, spki_sha256
+from acmekit.server.keycheck import (
+    KeyPolicy,
+    KeyPurpose,
+    check_key,
+    check_rsa_shape,
+    spki_sha256,
+)
 from acmekit.server.names import NamePolicy
 from acmekit.server.store import Store
 from acmekit.server.validation.dnssec import DnssecMode
@@ -73,6 +79,13 @@ class Policy:
                 config.caa.timeout,
                 dnssec=DnssecMode(config.validation.dnssec),
             )
+
+    def check_signing_key(self, key: PublicKey) -> None:
+        """What every key the CA accepts meets, checked before a JWS's signature by an
+        embedded `jwk` is verified (an account key, or a certificate's key revoking it):
+        a key that fails can be neither, and an RSA exponent the policy refuses would
+        make the verification itself costly (keycheck.check_rsa_shape)."""
+        check_rsa_shape(key, self._keys)
 
     def check_account_key(self, key: PublicKey) -> None:
         check_key(key, self._keys, self._blocklist, purpose=KeyPurpose.ACCOUNT)

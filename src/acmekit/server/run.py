@@ -290,7 +290,25 @@ def _bind_crl(config: ServerConfig) -> socket.socket | None:
         return None
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (as Go's runtime
+    does at start); the limit now in force. Every client connection, and every
+    validation's connection towards a target a client chose, is a descriptor: the
+    common soft limit of 1,024 was ten accounts' worth of validations held open by
+    targets that never answer, after which the CA accepted no one."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to raise
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
 def run(config: ServerConfig, *, hsm_pin: str | None = None) -> None:
+    raise_open_files_limit()
     try:
         import uvloop
 
@@ -299,4 +317,4 @@ def run(config: ServerConfig, *, hsm_pin: str | None = None) -> None:
         asyncio.run(serve(config, hsm_pin=hsm_pin))
 
 
-__all__ = ["Assembly", "Path", "assemble", "run", "serve"]
+__all__ = ["Assembly", "Path", "assemble", "raise_open_files_limit", "run", "serve"]

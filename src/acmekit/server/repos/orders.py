@@ -290,17 +290,23 @@ class OrderRepository(Repository):
 
     def start_challenge(self, challenge_id: str, now: datetime, account_uri: str) -> bool:
         """pending -> processing, noting the account URL the client asked under (for a
-        resumed validation's CAA check); False if it was not pending."""
+        resumed validation's CAA check); False if it was not pending, or if another
+        challenge of its authorization was started already (RFC 8555 §7.1.6: one attempt
+        decides an authorization, and an invalid one stays invalid)."""
+        pending = str(ChallengeStatus.PENDING)
         with self._once() as c:
             changed = c.run(
                 "UPDATE challenges SET status = ?, started = ?, account_uri = ? "
-                "WHERE id = ? AND status = ?",
+                "WHERE id = ? AND status = ? AND NOT EXISTS (SELECT 1 FROM challenges AS o "
+                "WHERE o.authz_id = challenges.authz_id AND o.id <> challenges.id "
+                "AND o.status <> ?)",
                 (
                     str(ChallengeStatus.PROCESSING),
                     to_us(now),
                     account_uri,
                     challenge_id,
-                    str(ChallengeStatus.PENDING),
+                    pending,
+                    pending,
                 ),
             )
         return changed == 1
@@ -375,23 +381,28 @@ class OrderRepository(Repository):
             )
             return bool(res.rowcount == 1)
 
-    def add_order(self, order: OrderRecord, new_authzs: Sequence[AuthorizationRecord]) -> None:
-        """The order and its new authorizations, committed together."""
+    def add_order(
+        self,
+        order: OrderRecord,
+        new_authzs: Sequence[AuthorizationRecord],
+        renewed: Sequence[str] | None = None,
+    ) -> None:
+        """The order and its new authorizations, committed together. An order with
+        `replaces` marks as in renewal the authorizations `renewed` names (by default all
+        of the order's)."""
         statements = [
             w for authz in new_authzs for w in _authorization_inserts(authz, order.profile)
         ]
         statements.append((_INSERT_ORDER, _order_values(order)))
-        if order.replaces is None or not order.authz_ids:
+        marked = order.authz_ids if renewed is None else tuple(renewed)
+        if order.replaces is None or not marked:
             self._together(statements)
             return
         # Marking reads the authorizations inserted before it: in sequence.
         with self._raw() as c:
             for sql, values in statements:
                 c.run(sql, values)
-            c.run(
-                _MARK_RENEWAL_AUTHZS + f"({marks(len(order.authz_ids))})",
-                (order.id, *order.authz_ids),
-            )
+            c.run(_MARK_RENEWAL_AUTHZS + f"({marks(len(marked))})", (order.id, *marked))
 
     def _order(self, row: Any) -> OrderRecord:
         return _order_from(tuple(row[:_ORDER_WIDTH]))
