@@ -57,9 +57,10 @@ def _has_surrogate_escape(text: bytes | str) -> bool:
     """Whether `text` has a \\u escape of a surrogate. Most bodies have no backslash at
     all (base64url and plain names): a one-character search (memchr) tells, in a quarter
     of the time a search for the two characters of "\\u" took (0.23 µs against 0.89 µs
-    on a JWS body of 850 bytes)."""
+    on a JWS body of 850 bytes). For bytes it is `find`: `in` first tries its operand as
+    an integer, and the TypeError it raises and clears costs several times the search."""
     if isinstance(text, bytes):
-        return b"\\" in text and _SURROGATE_ESCAPE_BYTES.search(text) is not None
+        return text.find(b"\\") != -1 and _SURROGATE_ESCAPE_BYTES.search(text) is not None
     return "\\" in text and _SURROGATE_ESCAPE.search(text) is not None
 
 
