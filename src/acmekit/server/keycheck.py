@@ -103,14 +103,24 @@ def check_key(
         _check_rsa_modulus(key.public_numbers().n, policy)
 
 
-def check_rsa_shape(key: CertificatePublicKeyTypes, policy: KeyPolicy) -> None:
-    """badPublicKey for an RSA key whose size or exponent the policy refuses for every
-    purpose; other keys pass. Cheap (no arithmetic on the modulus), so it can run before
-    a signature by the key is verified: verifying costs a modular exponentiation by the
-    exponent, and a 3072-bit one (OpenSSL allows any below the modulus up to 3072 bits)
-    made one verification 80 times that with 65537."""
-    if is_rsa_public(key):
-        _check_rsa_shape(key, policy)
+def check_rsa_cost(key: CertificatePublicKeyTypes, policy: KeyPolicy) -> None:
+    """badPublicKey for an RSA key whose exponent or size would make verifying a
+    signature by it costly; other keys pass. Cheap (no arithmetic on the modulus), so it
+    runs before a signature by the key is verified: verifying costs a modular
+    exponentiation by the exponent, and a 3072-bit one (OpenSSL allows any below the
+    modulus up to 3072 bits) made one verification 80 times that with 65537. The
+    policy's smallest size is not checked here: it costs nothing to verify, and a key the
+    CA once certified may revoke its certificate (RFC 8555 §7.6) after the policy's
+    minimum has risen."""
+    if not is_rsa_public(key):
+        return
+    if key.key_size > policy.rsa_max_bits:
+        raise _bad_key(
+            f"RSA key size {key.key_size} bits is not accepted: at most {policy.rsa_max_bits}"
+        )
+    exponent = key.public_numbers().e
+    if exponent != RSA_EXPONENT:
+        raise _bad_key(f"RSA public exponent {exponent} is not accepted: it must be 65537")
 
 
 def _bad_key(detail: str) -> AcmeError:

@@ -26,7 +26,7 @@ from acmekit.server.keycheck import (
     KeyPolicy,
     KeyPurpose,
     check_key,
-    check_rsa_shape,
+    check_rsa_cost,
     spki_sha256,
 )
 from acmekit.server.names import NamePolicy
@@ -83,9 +83,10 @@ class Policy:
     def check_signing_key(self, key: PublicKey) -> None:
         """What every key the CA accepts meets, checked before a JWS's signature by an
         embedded `jwk` is verified (an account key, or a certificate's key revoking it):
-        a key that fails can be neither, and an RSA exponent the policy refuses would
-        make the verification itself costly (keycheck.check_rsa_shape)."""
-        check_rsa_shape(key, self._keys)
+        an RSA exponent or size the policy refuses would make the verification itself
+        costly (keycheck.check_rsa_cost); the rest of the key's checks follow, for its
+        purpose."""
+        check_rsa_cost(key, self._keys)
 
     def check_account_key(self, key: PublicKey) -> None:
         check_key(key, self._keys, self._blocklist, purpose=KeyPurpose.ACCOUNT)
