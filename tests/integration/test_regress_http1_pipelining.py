@@ -1,0 +1,99 @@
+"""Requests pipelined behind a slow one (acmekit.http1, over a real socket on
+127.0.0.1). Reading pauses while a request is answered and others wait behind it (RFC
+9112 §9.3.2). A waiting request whose body, or the rest of whose head, came in a later
+packet was never read: it waited for ever, and with the body deadline it was answered
+408 after `header_timeout`, for the server's own slowness (a finalize that waits, say)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from acmekit.http1 import Http1Server, ListenerLimits
+
+TIMEOUT = 0.3  # header_timeout here, seconds
+SLOW = 0.8  # seconds the first request takes to answer: past TIMEOUT
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        body += message["body"]
+        if not message.get("more_body"):
+            break
+    if scope["path"] == "/slow":
+        await asyncio.sleep(SLOW)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"<" + body + b">"})
+
+
+@asynccontextmanager
+async def serving(deadline: float) -> AsyncIterator[int]:
+    server = Http1Server(app, ListenerLimits(header_timeout=deadline))
+    sock = socket.create_server(("127.0.0.1", 0))
+    await server.start(sock)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        await server.shutdown(1.0)
+
+
+async def _pipeline(port: int, first: bytes, later: bytes) -> bytes:
+    """Send `first`, then `later` 0.2 s on; all that comes back until the server
+    closes (the last request says Connection: close), or 10 s."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    got = b""
+    try:
+        writer.write(first)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(later)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while data := await reader.read(65536):
+                got += data
+    except (ConnectionError, TimeoutError):
+        pass
+    finally:
+        writer.close()
+    return got
+
+
+SLOW_REQUEST = b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"
+LAST = b"Host: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize("deadline", [TIMEOUT, 0.0], ids=["deadline", "no-deadline"])
+async def test_a_pipelined_body_in_a_later_packet_is_read(deadline: float) -> None:
+    first = SLOW_REQUEST + b"POST /next HTTP/1.1\r\n" + LAST
+    async with serving(deadline) as port:
+        got = await _pipeline(port, first, b"cdef")
+    assert got.count(b"HTTP/1.1 200 OK") == 2, got
+    assert got.endswith(b"<cdef>"), got
+
+
+async def test_a_pipelined_head_ended_in_a_later_packet_is_read() -> None:
+    queued = b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
+    first = SLOW_REQUEST + queued + b"POST /third HTTP/1.1\r\nHost"
+    async with serving(TIMEOUT) as port:
+        got = await _pipeline(port, first, b": x\r\n" + LAST.removeprefix(b"Host: x\r\n") + b"ghij")
+    assert got.count(b"HTTP/1.1 200 OK") == 3, got
+    assert got.endswith(b"<ghij>"), got
+
+
+async def test_a_pipelined_body_that_never_comes_is_still_408() -> None:
+    """The deadline stops only while the server does not read: once the request is
+    reached, its body has `header_timeout` to come."""
+    first = SLOW_REQUEST + b"POST /next HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
+    async with serving(TIMEOUT) as port:
+        got = await _pipeline(port, first, b"c")
+    assert got.count(b"HTTP/1.1 200 OK") == 1, got
+    assert b"HTTP/1.1 408 " in got and b"request body took too long" in got, got
