@@ -9,9 +9,7 @@ when the Retry-After says, and every order is issued."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,33 +22,10 @@ from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.ports import free_port
+from acmekit_testkit.slowrelay import slow_relay
 
 CAP = 2  # max_identifiers here
 DELAY = 0.5  # seconds each http-01 fetch is held on its way: validations overlap
-
-
-@contextlib.asynccontextmanager
-async def slow_relay(port: int, target: int) -> AsyncIterator[None]:
-    """A TCP relay on 127.0.0.1:`port` to `target` that holds each connection DELAY s
-    before passing it on: a target that answers slowly, as one far away does."""
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(DELAY)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    server = await asyncio.start_server(relay, "127.0.0.1", port)
-    try:
-        yield
-    finally:
-        server.close()
 
 
 async def test_orders_of_one_account_past_the_cap_are_all_issued(
@@ -62,7 +37,7 @@ async def test_orders_of_one_account_past_the_cap_are_all_issued(
     kw = {"dns_port": dns.dns_port, "http01_port": relay_port, "settings": settings}
     with running_acmekit_server(tmp_path, **kw) as ca:  # type: ignore[arg-type]
         async with (
-            slow_relay(relay_port, solver_port),
+            slow_relay(relay_port, solver_port, DELAY),
             StandaloneHttpSolver("127.0.0.1", solver_port) as solver,
             Client(
                 ca.directory_url,

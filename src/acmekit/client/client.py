@@ -523,9 +523,15 @@ class Client(AsyncClosing):
         except AcmeError:
             # Another order sharing this authorization may have answered it first.
             again = await self.authorization(authz.url)
-            if again.status == AuthorizationStatus.PENDING:
+            if again.status != AuthorizationStatus.PENDING:
+                return again
+            if not any(c.status == ChallengeStatus.PROCESSING for c in again.challenges):
                 raise
-            return again
+            # ... with another of its challenges, still being validated: that one decides
+            # it (§7.1.6; a CA may refuse a second, as ours does). Raised, the order
+            # failed, and its relinquishing deactivated the authorization under the
+            # other order too.
+            return await self.poll_authorization(again)
         if answered.status == ChallengeStatus.VALID:
             return replace(authz, status=AuthorizationStatus.VALID)
         return await self.poll_authorization(authz)
