@@ -3,7 +3,9 @@ naming the setting, as a lifetime of 0 does. Each was taken: max_identifiers = 0
 every order and, as the cap on an account's validations at once, every challenge
 (rateLimited); a negative [limits] bound is not off (0 is) but always passed, so
 header_timeout = -1 closed every connection before its request and max_body_bytes = -1
-answered every request 413; validation_timeout = 0 failed every validation."""
+answered every request 413; validation_timeout = 0 failed every validation. A top-level
+lifetime of 0 beside a [profiles.classic] table that does not set it was reported
+under the table's name."""
 
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ from acmekit_testkit.ports import free_port
         ("validation_timeout = 0\n", "validation_timeout must be more than 0"),
         ("[limits]\nheader_timeout = -1\n", "limits.header_timeout must be 0 or more"),
         ("[limits]\nmax_body_bytes = -1\n", "limits.max_body_bytes must be 0 or more"),
+        # the top-level setting, not the [profiles.classic] table that did not set it
+        (
+            'certificate_lifetime = 0\n[profiles.classic]\ndescription = "ours"\n',
+            "acmekit: certificate_lifetime must be more than 0",
+        ),
     ],
 )
 def test_settings_that_would_refuse_every_client_stop_the_start(

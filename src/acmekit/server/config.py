@@ -429,8 +429,12 @@ def _check_ranges(config: ServerConfig) -> None:
     CRL shard leaves no CRL to name in a certificate (`serial % shards`)."""
     for name, profile in config.all_profiles.items():
         for setting in _LIFETIMES:
-            if getattr(profile, setting) <= timedelta(0):
-                top = name == "classic" and name not in config.profiles
+            value = getattr(profile, setting)
+            if value <= timedelta(0):
+                # `classic` holds the top-level value unless its table set another: name
+                # what the operator wrote (a [profiles.classic] with only a description
+                # was reported as profiles.classic.certificate_lifetime)
+                top = name == "classic" and value == getattr(config, setting)
                 where = setting if top else f"profiles.{name}.{setting}"
                 raise ValueError(f"{where} must be more than 0 seconds")
         if profile.authz_reuse is not None and profile.authz_reuse < timedelta(0):
