@@ -438,7 +438,14 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
             self._forget()
             return
-        self.transport = tls
+        raw, self.transport = self.transport, tls
+        if self.read_paused:
+            # asyncio's TLS hands requests that came with the handshake's last flight to
+            # data_received before start_tls returns: pipelined ones paused reading on
+            # the TCP transport, under TLS, and resuming the TLS one never undid it (the
+            # connection read nothing more). The pause moves to the TLS transport.
+            raw.resume_reading()
+            tls.pause_reading()
         self._ready(self._refuse_after_tls)
 
     def _ready(self, refuse: bool) -> None:
