@@ -801,8 +801,12 @@ class _Connection(asyncio.Protocol):
         self.head_since = None
         self.body_since = None
         reading, self.parsing = self.parsing, None
-        if not self.ready:
+        if not self.ready and self.handshake is None:
             return
+        # (A handshake still pending here is asyncio's TLS handing over what came with
+        # its last flight before start_tls returns: the refusal is answered, written
+        # after the transport is the TLS one. Dropped, the client got nothing, and the
+        # connection closed after header_timeout.)
         if reading is not None and not reading.finished:
             # Input gone wrong inside a body (a bad chunk, RFC 9112 §7.1): its request
             # gets the refusal, instead of waiting for a body that can no longer come

@@ -149,3 +149,16 @@ async def test_a_pipelined_body_that_never_comes_is_still_408() -> None:
         got = await _pipeline(port, first, b"c")
     assert got.count(b"HTTP/1.1 200 OK") == 1, got
     assert b"HTTP/1.1 408 " in got and b"request body took too long" in got, got
+
+
+async def test_a_refusal_in_the_first_flight_over_tls_is_answered(tmp_path: Path) -> None:
+    """A request refused as it came with the handshake's last flight (two Hosts here) was
+    dropped unanswered on asyncio's loop, and the connection closed after the head
+    deadline."""
+    server_tls, client_tls = _tls(tmp_path)
+    async with serving(5.0, server_tls) as port:
+        got = await _pipeline(
+            port, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"", client_tls
+        )
+    assert got.startswith(b"HTTP/1.1 400 "), got
+    assert b"more than one Host header" in got, got
