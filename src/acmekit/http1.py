@@ -438,7 +438,14 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
             self._forget()
             return
-        self.transport = tls
+        raw, self.transport = self.transport, tls
+        if self.read_paused:
+            # asyncio's TLS hands requests that came with the handshake's last flight to
+            # data_received before start_tls returns: pipelined ones paused reading on
+            # the TCP transport, under TLS, and resuming the TLS one never undid it (the
+            # connection read nothing more). The pause moves to the TLS transport.
+            raw.resume_reading()
+            tls.pause_reading()
         self._ready(self._refuse_after_tls)
 
     def _ready(self, refuse: bool) -> None:
@@ -565,8 +572,7 @@ class _Connection(asyncio.Protocol):
                 self.head_since = self.loop.time()
                 self._want(self.head_since + self.limits.header_timeout)
         if self.queue and not self.read_paused:
-            self.read_paused = True  # requests pipelined behind the one in flight
-            self.transport.pause_reading()
+            self._pause_reading()  # requests pipelined behind the one in flight
 
     def on_message_begin(self) -> None:
         self.in_head = True
@@ -745,17 +751,46 @@ class _Connection(asyncio.Protocol):
 
     def _next(self) -> None:
         if self.queue:
-            if not self.write_paused:
-                self._start(self.queue.popleft())
+            if self.write_paused:
+                return
+            self._start(self.queue.popleft())
+            if not self.queue:
+                # The request just started may be pipelined with its body still to
+                # come: read it (it was never read while reading was paused, and the
+                # request waited for ever, or its body deadline ran out).
+                self._resume_reading()
             return
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
+        self._resume_reading()
         if self.ignoring or self.closed:
             return
         self.idle_since = self.loop.time()
         if self.limits.keepalive_timeout and not self.in_head:
             self._want(self.idle_since + self.limits.keepalive_timeout)
+
+    def _pause_reading(self) -> None:
+        """Stop reading while pipelined requests wait (RFC 9112 §9.3.2). What is not read
+        cannot be late: the deadlines of a head or body being read stop, and start
+        afresh when reading resumes (else a request pipelined behind a slow one, its
+        body in a later packet, was answered 408 for the server's own slowness)."""
+        self.read_paused = True
+        self.transport.pause_reading()
+        self.head_since = None
+        self.body_since = None
+
+    def _resume_reading(self) -> None:
+        if not self.read_paused:
+            return
+        self.read_paused = False
+        self.transport.resume_reading()
+        if not self.limits.header_timeout or self.ignoring or self.closed:
+            return
+        now = self.loop.time()
+        if self.in_head:
+            self.head_since = now
+            self._want(now + self.limits.header_timeout)
+        if self.parsing is not None:
+            self.body_since = now
+            self._want(now + self.limits.header_timeout)
 
     # refusals ---------------------------------------------------------------------
 
@@ -766,8 +801,12 @@ class _Connection(asyncio.Protocol):
         self.head_since = None
         self.body_since = None
         reading, self.parsing = self.parsing, None
-        if not self.ready:
+        if not self.ready and self.handshake is None:
             return
+        # (A handshake still pending here is asyncio's TLS handing over what came with
+        # its last flight before start_tls returns: the refusal is answered, written
+        # after the transport is the TLS one. Dropped, the client got nothing, and the
+        # connection closed after header_timeout.)
         if reading is not None and not reading.finished:
             # Input gone wrong inside a body (a bad chunk, RFC 9112 §7.1): its request
             # gets the refusal, instead of waiting for a body that can no longer come

@@ -27,6 +27,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -37,6 +38,7 @@ from cryptography.x509.oid import NameOID
 from acmekit.client.channel import (
     BAD_NONCE_RETRIES,
     PEM_CHAIN,
+    UNAVAILABLE_MAX_WAIT,
     AcmeChannel,
     json_object,
     location,
@@ -292,9 +294,29 @@ class Client(AsyncClosing):
         return await _all(self.authorization(u) for u in order.authorizations)
 
     async def answer_challenge(self, challenge: Challenge) -> Challenge:
-        """§7.5.1: tell the server to validate (an empty JSON object)."""
-        doc, _ = await self._post(challenge.url, {})
-        return Challenge.from_json(doc)
+        """§7.5.1: tell the server to validate (an empty JSON object).
+
+        A `rateLimited` answer with a short Retry-After (§6.6) is sent again when it
+        says, within `poll_timeout`: a CA may cap the validations one account runs at
+        once (ours at an order's worth), so orders of one account answered together
+        (a fleet's) find the cap full for a few seconds. Raised at once, that failed
+        the order, and its solver's cleanup then failed the validations already
+        under way beside it. A longer wait (a failed-validations limit) is raised."""
+        deadline = self.channel.clock.now() + timedelta(seconds=self.poll_timeout)
+        while True:
+            try:
+                doc, _ = await self._post(challenge.url, {})
+            except AcmeError as exc:
+                wait = exc.problem.retry_after
+                if exc.problem.type != ProblemType.RATE_LIMITED or wait is None:
+                    raise
+                remaining = (deadline - self.channel.clock.now()).total_seconds()
+                if wait > min(UNAVAILABLE_MAX_WAIT, remaining):
+                    raise
+                log.info("challenge %s: rate limited, answered again in %d s", challenge.url, wait)
+                await self.channel.clock.sleep(max(wait, 1))
+                continue
+            return Challenge.from_json(doc)
 
     async def deactivate_authorization(self, authz: Authorization) -> Authorization:
         doc, _ = await self._post(authz.url, {"status": "deactivated"})
@@ -501,9 +523,15 @@ class Client(AsyncClosing):
         except AcmeError:
             # Another order sharing this authorization may have answered it first.
             again = await self.authorization(authz.url)
-            if again.status == AuthorizationStatus.PENDING:
+            if again.status != AuthorizationStatus.PENDING:
+                return again
+            if not any(c.status == ChallengeStatus.PROCESSING for c in again.challenges):
                 raise
-            return again
+            # ... with another of its challenges, still being validated: that one decides
+            # it (§7.1.6; a CA may refuse a second, as ours does). Raised, the order
+            # failed, and its relinquishing deactivated the authorization under the
+            # other order too.
+            return await self.poll_authorization(again)
         if answered.status == ChallengeStatus.VALID:
             return replace(authz, status=AuthorizationStatus.VALID)
         return await self.poll_authorization(authz)

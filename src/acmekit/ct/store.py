@@ -174,7 +174,11 @@ class CtStore:
                 # after a pipeline PostgreSQL (15) leaves the idle-in-transaction timeout
                 # unarmed until the next statement, so a process stopped between it
                 # and COMMIT would hold the index lock for good (end_stalled_sessions).
-                cur.execute(self._sql.entry_rows(len(fresh)), [v for r in fresh for v in r])
+                # In parts: PostgreSQL takes at most 65,535 parameters a statement, and
+                # a larger batch (9,363 entries of 7) failed whole.
+                for i in range(0, len(fresh), 1000):
+                    rows = fresh[i : i + 1000]
+                    cur.execute(self._sql.entry_rows(len(rows)), [v for r in rows for v in r])
         chains = {p.chain for p in items}
         for chain in chains - self._known_chains:
             self._remember_issuers(chain)

@@ -429,8 +429,12 @@ def _check_ranges(config: ServerConfig) -> None:
     CRL shard leaves no CRL to name in a certificate (`serial % shards`)."""
     for name, profile in config.all_profiles.items():
         for setting in _LIFETIMES:
-            if getattr(profile, setting) <= timedelta(0):
-                top = name == "classic" and name not in config.profiles
+            value = getattr(profile, setting)
+            if value <= timedelta(0):
+                # `classic` holds the top-level value unless its table set another: name
+                # what the operator wrote (a [profiles.classic] with only a description
+                # was reported as profiles.classic.certificate_lifetime)
+                top = name == "classic" and value == getattr(config, setting)
                 where = setting if top else f"profiles.{name}.{setting}"
                 raise ValueError(f"{where} must be more than 0 seconds")
         if profile.authz_reuse is not None and profile.authz_reuse < timedelta(0):
@@ -439,6 +443,25 @@ def _check_ranges(config: ServerConfig) -> None:
         raise ValueError(f"crl.shards = {config.crl.shards}: there must be at least 1 shard")
     if config.crl.next_update <= timedelta(0):
         raise ValueError("crl.next_update must be more than 0 seconds")
+    _check_service_ranges(config)
+
+
+def _check_service_ranges(config: ServerConfig) -> None:
+    """As `_check_ranges`, for what would refuse every client: max_identifiers below 1
+    refused every order and, as the validations cap, every challenge (rateLimited); a
+    negative [limits] bound is not off (0 is) but always passed: header_timeout -1
+    closed every connection at once, max_body_bytes -1 answered every request 413."""
+    if config.max_identifiers < 1:
+        raise ValueError(f"max_identifiers = {config.max_identifiers}: it must be 1 or more")
+    for name in ("validation_timeout", "stale_after"):
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be more than 0 seconds")
+    for name in ("challenge_wait", "finalize_wait"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be 0 seconds or more")
+    for f in fields(config.limits):
+        if getattr(config.limits, f.name) < 0:
+            raise ValueError(f"limits.{f.name} must be 0 or more (0 switches it off)")
 
 
 def _classic_description(lifetime: timedelta, default_profile: str) -> str:

@@ -178,6 +178,18 @@ def _authorization_from(
     )
 
 
+# pending -> processing if no other challenge of its authorization left pending
+_START_CHALLENGE = (
+    "UPDATE challenges SET status = ?, started = ?, account_uri = ? "
+    "WHERE id = ? AND status = ? AND NOT EXISTS (SELECT 1 FROM challenges AS o "
+    "WHERE o.authz_id = challenges.authz_id AND o.id <> challenges.id AND o.status <> ?)"
+)
+_LOCK_AUTHZ_OF_CHALLENGE = (
+    "SELECT 1 FROM authorizations WHERE id = "
+    "(SELECT authz_id FROM challenges WHERE id = ?) FOR UPDATE"
+)
+
+
 class OrderRepository(Repository):
     """Orders, their authorizations and challenges, and who finalizes an order."""
 
@@ -294,22 +306,18 @@ class OrderRepository(Repository):
         challenge of its authorization was started already (RFC 8555 §7.1.6: one attempt
         decides an authorization, and an invalid one stays invalid)."""
         pending = str(ChallengeStatus.PENDING)
-        with self._once() as c:
-            changed = c.run(
-                "UPDATE challenges SET status = ?, started = ?, account_uri = ? "
-                "WHERE id = ? AND status = ? AND NOT EXISTS (SELECT 1 FROM challenges AS o "
-                "WHERE o.authz_id = challenges.authz_id AND o.id <> challenges.id "
-                "AND o.status <> ?)",
-                (
-                    str(ChallengeStatus.PROCESSING),
-                    to_us(now),
-                    account_uri,
-                    challenge_id,
-                    pending,
-                    pending,
-                ),
-            )
-        return changed == 1
+        values = (str(ChallengeStatus.PROCESSING), to_us(now), account_uri, challenge_id)
+        if not self._postgres:  # SQLite's writers take turns: the UPDATE sees the last
+            with self._once() as c:
+                return c.run(_START_CHALLENGE, (*values, pending, pending)) == 1
+        # On PostgreSQL (READ COMMITTED) two processes starting two challenges of one
+        # authorization at once each ran the UPDATE on a snapshot without the other's
+        # change, on rows of their own: both started. The authorization's row, locked
+        # first, makes them take turns, and the UPDATE, a statement of its own after
+        # the lock, reads what the other committed.
+        with self._raw() as c:
+            c.run(_LOCK_AUTHZ_OF_CHALLENGE, (challenge_id,))
+            return c.run(_START_CHALLENGE, (*values, pending, pending)) == 1
 
     def finish_challenge(
         self,
