@@ -162,6 +162,20 @@ async def test_a_key_the_operator_blocked_is_refused_as_such(
             "[rate_limits.duplicate_certificates]\noverrides = 5\n",
             "duplicate_certificates.overrides must be a table",
         ),
+        # Each of these was taken and then refused every client: max_identifiers = 0
+        # every order and (the cap on an account's validations at once) every challenge;
+        # a negative [limits] bound is not off (0 is) but always passed, so
+        # header_timeout = -1 closed every connection and max_body_bytes = -1 answered
+        # every request 413; validation_timeout = 0 failed every validation.
+        ("max_identifiers = 0\n", "max_identifiers = 0"),
+        ("validation_timeout = 0\n", "validation_timeout must be more than 0"),
+        ("[limits]\nheader_timeout = -1\n", "limits.header_timeout must be 0 or more"),
+        ("[limits]\nmax_body_bytes = -1\n", "limits.max_body_bytes must be 0 or more"),
+        # the top-level setting is named, not the [profiles.classic] table beside it
+        (
+            'certificate_lifetime = 0\n[profiles.classic]\ndescription = "ours"\n',
+            "acmekit: certificate_lifetime must be more than 0",
+        ),
     ],
 )
 def test_settings_that_would_fail_every_issuance_stop_the_start(
