@@ -318,6 +318,21 @@ class Client(AsyncClosing):
                 continue
             return Challenge.from_json(doc)
 
+    async def decided_elsewhere(self, authz: Authorization) -> Authorization | None:
+        """After the CA refused an answer to one of `authz`'s challenges: the
+        authorization as another answer decides it, or None when none does (the refusal
+        stands). Another order sharing the authorization may have answered it first:
+        it is decided already, or another of its challenges is being validated, which
+        then decides it (§7.1.6; a CA may refuse a second, as ours does), polled until
+        it has. Raised instead, the order failed, and its relinquishing deactivated the
+        authorization under the other order too."""
+        again = await self.authorization(authz.url)
+        if again.status != AuthorizationStatus.PENDING:
+            return again
+        if not any(c.status == ChallengeStatus.PROCESSING for c in again.challenges):
+            return None
+        return await self.poll_authorization(again)
+
     async def deactivate_authorization(self, authz: Authorization) -> Authorization:
         doc, _ = await self._post(authz.url, {"status": "deactivated"})
         return Authorization.from_json(authz.url, doc)
@@ -521,17 +536,10 @@ class Client(AsyncClosing):
         try:
             answered = await self.answer_challenge(challenge)
         except AcmeError:
-            # Another order sharing this authorization may have answered it first.
-            again = await self.authorization(authz.url)
-            if again.status != AuthorizationStatus.PENDING:
-                return again
-            if not any(c.status == ChallengeStatus.PROCESSING for c in again.challenges):
+            decided = await self.decided_elsewhere(authz)
+            if decided is None:
                 raise
-            # ... with another of its challenges, still being validated: that one decides
-            # it (§7.1.6; a CA may refuse a second, as ours does). Raised, the order
-            # failed, and its relinquishing deactivated the authorization under the
-            # other order too.
-            return await self.poll_authorization(again)
+            return decided
         if answered.status == ChallengeStatus.VALID:
             return replace(authz, status=AuthorizationStatus.VALID)
         return await self.poll_authorization(authz)

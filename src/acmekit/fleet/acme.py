@@ -286,7 +286,17 @@ class AcmeIssuer:
     async def _answer(self, authz: Authorization, challenge: Challenge) -> None:
         answered = challenge
         if challenge.status == ChallengeStatus.PENDING:
-            answered = await self.client.answer_challenge(challenge)
+            try:
+                answered = await self.client.answer_challenge(challenge)
+            except AcmeError:
+                # another site's order may share the authorization and have answered
+                # another of its challenges (Client.decided_elsewhere)
+                decided = await self.client.decided_elsewhere(authz)
+                if decided is None:
+                    raise
+                if decided.status != AuthorizationStatus.VALID:
+                    raise AcmeError(decided.failure()) from None
+                return
         if answered.status == ChallengeStatus.VALID:
             # §7.1.6: one valid challenge makes its authorization valid.
             return
