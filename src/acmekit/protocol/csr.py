@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import NameOID
 
 from acmekit.protocol.jose import PrivateKey, PublicKey
-from acmekit.protocol.messages import Identifier, IdentifierType
+from acmekit.protocol.messages import Identifier, IdentifierType, looks_like_ip
 from acmekit.protocol.problems import ProblemType, problem
 
 _CSR_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
@@ -101,10 +101,9 @@ def _check_extensions(extensions: x509.Extensions) -> None:
 
 def _name_identifier(text: str) -> Identifier:
     """A CN or dNSName as an Identifier: IP text becomes an ip identifier, else dns."""
-    try:
+    if looks_like_ip(text):
         return Identifier(IdentifierType.IP, ipaddress.ip_address(text).compressed)
-    except ValueError:
-        return Identifier(IdentifierType.DNS, text.lower())
+    return Identifier(IdentifierType.DNS, text.lower())
 
 
 def _san_names(extensions: x509.Extensions) -> tuple[set[Identifier], list[str]]:

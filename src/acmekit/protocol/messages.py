@@ -139,6 +139,10 @@ def parse_dns_name(value: str) -> str:
 
 
 def looks_like_ip(text: str) -> bool:
+    # An IPv6 address has a colon and an IPv4 one ends in a digit; anything else is not
+    # one, known without the two parse attempts and the exception (every newOrder name).
+    if ":" not in text and not text[-1:].isdigit():
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acmekit.database import UNAVAILABLE
-from acmekit.protocol import payloads
+from acmekit.protocol import jsontext, payloads
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import paths, render
 from acmekit.server.auth import (
@@ -93,7 +92,7 @@ class Response:
 
 
 def json_response(doc: Any, status: int = 200, location: str | None = None) -> Response:
-    resp = Response(status, json.dumps(doc).encode(), "application/json")
+    resp = Response(status, jsontext.dumps(doc), "application/json")
     if location:
         resp.headers.append(("Location", location))
     return resp
@@ -298,9 +297,7 @@ class AcmeApp:
 
     @staticmethod
     def _problem(prob: Problem) -> Response:
-        resp = Response(
-            prob.status, json.dumps(prob.to_json()).encode(), "application/problem+json"
-        )
+        resp = Response(prob.status, jsontext.dumps(prob.to_json()), "application/problem+json")
         if prob.retry_after is not None:
             resp.headers.append(("Retry-After", str(prob.retry_after)))
         return resp
