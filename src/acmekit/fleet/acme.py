@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from cryptography import x509
@@ -270,7 +270,7 @@ class AcmeIssuer:
                 await solver.present(ident, c, ka)
             if isinstance(solver, Waiter) and chosen:
                 await solver.wait()
-            await asyncio.gather(*(self._answer(a, c) for a, c in chosen))
+            await _settled(self._answer(a, c) for a, c in chosen)
         finally:
             for (a, c), ka in zip(chosen, key_auths, strict=True):
                 await solver.cleanup(a.identifier, c, ka)
@@ -306,3 +306,15 @@ class AcmeIssuer:
         )
         if done.status != AuthorizationStatus.VALID:
             raise AcmeError(done.failure())
+
+
+async def _settled(answers: Iterable[Awaitable[None]]) -> None:
+    """Await every answer, then raise the first failure. The tokens are cleaned up only
+    after this returns: an answer that failed early must not take away the tokens of
+    validations the CA is still making, which would then fail too (invalid
+    authorizations, not reusable next attempt, and failed validations counted against
+    the account's limit for those names)."""
+    results = await asyncio.gather(*answers, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
