@@ -616,6 +616,18 @@ def _ensure_dir(state_dir: Path) -> None:
         os.chmod(state_dir, _DIR_MODE)  # mkdir's mode is filtered by the umask
 
 
+def _warn_if_renamed(root: x509.Certificate, name: str) -> None:
+    """The name applies when the hierarchy is made; a kept root keeps its own."""
+    held = root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    if held and held[0].value != name:
+        log.warning(
+            "the stored root is named %r, not %r: the name applies only to a new "
+            "hierarchy (acmekit server keys --name makes one)",
+            held[0].value,
+            name,
+        )
+
+
 def load_or_create_issuer(state_dir: Path, now: datetime, *, name: str = "acmekit") -> Issuer:
     """Load the root and intermediate from `state_dir`, creating what is missing.
 
@@ -624,6 +636,8 @@ def load_or_create_issuer(state_dir: Path, now: datetime, *, name: str = "acmeki
     _ensure_dir(state_dir)
     root = _load_pair(state_dir, "root")
     intermediate = _load_pair(state_dir, "intermediate") if root is not None else None
+    if root is not None:
+        _warn_if_renamed(root[0], name)
     if root is None:
         root = _create_root(name, now)
         _save_pair(state_dir, "root", *root)

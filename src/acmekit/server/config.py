@@ -291,6 +291,9 @@ class ServerConfig:
     base_url: str | None = None  # default: https://<Host header>
     terms_of_service: str | None = None
     website: str | None = None
+    # The organization in the root's and the intermediate's names ("NAME root" and "NAME
+    # intermediate" their common names), when the CA makes its hierarchy on first start.
+    ca_name: str = "acmekit"
     caa_identities: tuple[str, ...] = ("acmekit",)
     eab_required: bool = False
     eab_keys: dict[str, str] = field(default_factory=dict)  # kid -> base64url HMAC key
@@ -446,11 +449,18 @@ def _check_ranges(config: ServerConfig) -> None:
     _check_service_ranges(config)
 
 
+CA_NAME_MAX = 64 - len(" intermediate")
+
+
 def _check_service_ranges(config: ServerConfig) -> None:
     """As `_check_ranges`, for what would refuse every client: max_identifiers below 1
     refused every order and, as the validations cap, every challenge (rateLimited); a
     negative [limits] bound is not off (0 is) but always passed: header_timeout -1
     closed every connection at once, max_body_bytes -1 answered every request 413."""
+    if not 0 < len(config.ca_name.strip()) <= CA_NAME_MAX or not config.ca_name.isprintable():
+        # RFC 5280 Appendix A: an organizationName or commonName holds at most 64
+        # characters, and the common names add " intermediate" to this name.
+        raise ValueError(f"ca_name must be 1 to {CA_NAME_MAX} printable characters")
     if config.max_identifiers < 1:
         raise ValueError(f"max_identifiers = {config.max_identifiers}: it must be 1 or more")
     for name in ("validation_timeout", "stale_after"):

@@ -57,7 +57,7 @@ def _issuer(config: ServerConfig, now: datetime, hsm_pin: str | None) -> Issuer:
     """The file hierarchy (made on first start), or the one whose intermediate's key is
     in a token ([hsm]; made by `acmekit server keys`)."""
     if config.hsm is None:
-        return load_or_create_issuer(config.state_dir, now)
+        return load_or_create_issuer(config.state_dir, now, name=config.ca_name)
     from acmekit.server.hsm import Pkcs11Key, TokenAddress
 
     if hsm_pin is None:
