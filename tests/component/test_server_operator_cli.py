@@ -7,8 +7,10 @@ a deactivated account's next request is refused."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +24,15 @@ from acmekit.server.crl import CrlApp
 from acmekit.server.run import Assembly
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, new_key
 from acmekit_testkit.csr import make_csr
+
+# The CA's CRLs under a URL of their own, as a CA whose listener is given on its command
+# line: the command line's CRL names the URL the CA's own CRLs name.
+CRL_BASE = "http://crl.operator.test:8080"
+
+
+@pytest.fixture
+def ca_config(ca_config: ServerConfig) -> ServerConfig:
+    return replace(ca_config, crl=replace(ca_config.crl, base_url=CRL_BASE))
 
 
 def _run(config: ServerConfig, *args: str) -> tuple[int, str, str]:
@@ -100,6 +111,12 @@ async def test_certificates_listed_shown_and_revoked_onto_the_crl(
     assert entry is not None
     reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
     assert reason == x509.ReasonFlags.privilege_withdrawn
+    assert crl_after.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == (
+        crl_before.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1
+    )
+    idp = crl_after.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+    shard = first.serial_number % ca_config.crl.shards
+    assert [n.value for n in idp.full_name or ()] == [f"{CRL_BASE}/crl/{shard}.crl"]
     directory = await acme.directory()
     info = await acme.request("GET", f"{directory['renewalInfo']}/{cert_id_of(first)}")
     window = info.json()["suggestedWindow"]

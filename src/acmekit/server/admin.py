@@ -260,8 +260,10 @@ def revoke_certificate(
 def remake_crl(config: ServerConfig, store: Store, serial: str, now: datetime) -> int:
     """Sign and store a new CRL for the shard that lists `serial`, as the CA does right
     after a revocation (the CA's processes serve the stored one); the shard's number.
-    AdminError if the CA's signing key cannot be used from here (then the CA's next
-    scheduled CRL lists it, within `[crl] regenerate_every`)."""
+    The shard's URL is the one its stored CRL names (the CA's listener may have been
+    given on its command line rather than in the TOML file). AdminError if the CA's
+    signing key cannot be used from here: the CA's next scheduled CRL lists it then,
+    within `[crl] regenerate_every`."""
     from acmekit.clock import SystemClock
     from acmekit.server.crl import CrlPublisher, shard_of
     from acmekit.server.lint import Linter
@@ -269,14 +271,31 @@ def remake_crl(config: ServerConfig, store: Store, serial: str, now: datetime) -
 
     shard = shard_of(int(serial, 16), config.crl.shards)
     issuer = _existing_issuer(config, now)
-    publisher = CrlPublisher(
-        config.crl, config.crl_base_url, store, issuer, SystemClock().now, Linter.for_config(config)
-    )
+    base = _stored_crl_base(store, shard) or config.crl_base_url
+    linter = Linter.for_config(config)
+    publisher = CrlPublisher(config.crl, base, store, issuer, SystemClock().now, linter)
     try:
         publisher.regenerate(shard)
     except (SignerUnavailable, RuntimeError) as exc:
         raise AdminError(f"CRL shard {shard} not remade: {exc}") from None
     return shard
+
+
+def _stored_crl_base(store: Store, shard: int) -> str | None:
+    """The base URL in the Issuing Distribution Point of the shard's stored CRL."""
+    from acmekit.server.crl import crl_url
+
+    stored = store.certificates.crl(shard)
+    if stored is None:
+        return None
+    try:
+        crl = x509.load_der_x509_crl(stored.der)
+        idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+        url = str(idp.full_name[0].value) if idp.full_name else ""
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    tail = crl_url("", shard)
+    return url.removesuffix(tail) if url.endswith(tail) else None
 
 
 def _existing_issuer(config: ServerConfig, now: datetime) -> Issuer:

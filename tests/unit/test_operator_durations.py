@@ -1,0 +1,41 @@
+"""The durations and serial numbers the operator's commands read (`certs list
+--expiring-within 7d`, `certs show 0A:1B:...`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from acmekit.server.admin import AdminError, stored_serial
+from acmekit.settings import parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("7d", timedelta(days=7)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("90s", timedelta(seconds=90)),
+        ("2w", timedelta(weeks=2)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        (" 7D ", timedelta(days=7)),
+    ],
+)
+def test_durations_read(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "7", "d", "7x", "-7d", "7d garbage", "1.5d", "7 days"])
+def test_other_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_serials_as_operators_type_them() -> None:
+    assert stored_serial("0A:1B:ff") == "a1bff"
+    assert stored_serial("00") == "0"
+    for bad in ("", "xyz", "12-34"):
+        with pytest.raises(AdminError, match="not a serial number"):
+            stored_serial(bad)
