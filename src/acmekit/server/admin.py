@@ -305,6 +305,7 @@ def _existing_issuer(config: ServerConfig, now: datetime) -> Issuer:
 
     from acmekit.server.hsm import read_pin
     from acmekit.server.run import _issuer
+    from acmekit.server.signing import SignerUnavailable
 
     state = config.state_dir
     needed: tuple[str, ...] = ("root.pem", "intermediate.pem")
@@ -318,7 +319,7 @@ def _existing_issuer(config: ServerConfig, now: datetime) -> Issuer:
         if config.hsm is not None:
             pin = read_pin(config.hsm.pin_file, config.hsm.pin_env, os.environ)
         return _issuer(config, now, pin)
-    except (ValueError, OSError) as exc:  # HsmError is a ValueError
+    except (ValueError, OSError, SignerUnavailable) as exc:  # HsmError is a ValueError
         raise AdminError(str(exc)) from None
 
 
