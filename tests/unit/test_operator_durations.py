@@ -1,4 +1,4 @@
-"""The durations and serial numbers the operator's commands read (`certs list
+"""The durations, serial numbers and reasons the operator's commands read (`certs list
 --expiring-within 7d`, `certs show 0A:1B:...`)."""
 
 from __future__ import annotations
@@ -39,3 +39,13 @@ def test_serials_as_operators_type_them() -> None:
     for bad in ("", "xyz", "12-34"):
         with pytest.raises(AdminError, match="not a serial number"):
             stored_serial(bad)
+
+
+def test_the_operator_reasons_are_the_ones_the_acme_path_accepts() -> None:
+    from acmekit.cli.server import certs_revoke
+    from acmekit.server.admin import OPERATOR_REASONS, REASON_CODES
+    from acmekit.server.authority import SUBSCRIBER_REASONS
+
+    reason = next(p for p in certs_revoke.params if p.name == "reason")
+    assert list(reason.type.choices) == list(OPERATOR_REASONS)  # type: ignore[attr-defined]
+    assert {REASON_CODES[r] for r in OPERATOR_REASONS} == SUBSCRIBER_REASONS

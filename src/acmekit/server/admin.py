@@ -118,9 +118,9 @@ REASON_CODES = {
 REASON_NAMES = {code: name for name, code in REASON_CODES.items()}
 KEY_COMPROMISE = REASON_CODES["keyCompromise"]
 # What a CA may put on a subscriber certificate's CRL entry (Baseline Requirements
-# §7.2.2): the reasons a subscriber may give, and privilegeWithdrawn, which only the CA
-# sets. Suspension (certificateHold), delta-CRL (removeFromCRL) and the authority
-# reasons are not for a subscriber certificate.
+# §7.2.2), privilegeWithdrawn included: the reasons the ACME path accepts too
+# (authority.SUBSCRIBER_REASONS). Suspension (certificateHold), delta CRLs
+# (removeFromCRL) and the authority reasons are not for a subscriber certificate.
 OPERATOR_REASONS = (
     "unspecified",
     "keyCompromise",
