@@ -39,7 +39,16 @@ def _run(config: ServerConfig, *args: str) -> tuple[int, str, str]:
     """`acmekit server ARGS` on the CA's database: (exit code, stdout, stderr)."""
     argv = ["server", *args, "--state-dir", str(config.state_dir), "--db", str(config.db)]
     result = CliRunner().invoke(cli, argv)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a crash, not an error the command reports
     return result.exit_code, result.stdout, result.stderr
+
+
+def _ok(config: ServerConfig, *args: str) -> str:
+    """`acmekit server ARGS`, which must succeed: its standard output."""
+    code, out, err = _run(config, *args)
+    assert code == 0, (args, err)
+    return out
 
 
 async def _issue(flow: Flow, name: str) -> tuple[Any, x509.Certificate, str]:
@@ -79,8 +88,7 @@ async def test_certificates_listed_shown_and_revoked_onto_the_crl(
     crl_before = _served_crl(ca, ca_config, first.serial_number)
     assert crl_before.get_revoked_certificate_by_serial_number(first.serial_number) is None
 
-    code, out, _ = _run(ca_config, "certs", "list")
-    assert code == 0, out
+    out = _ok(ca_config, "certs", "list")
     lines = [line.split("\t") for line in out.splitlines()]
     assert [fields[0] for fields in lines] == serials[::-1]  # newest first
     assert lines[-1] == [
@@ -90,13 +98,13 @@ async def test_certificates_listed_shown_and_revoked_onto_the_crl(
         account,
         "one.operator.test",
     ]
-    code, out, _ = _run(ca_config, "certs", "list", "--name", "two.operator.test")
+    out = _ok(ca_config, "certs", "list", "--name", "two.operator.test")
     assert [line.split("\t")[0] for line in out.splitlines()] == [serials[1]]
-    code, out, _ = _run(ca_config, "certs", "list", "--account", account, "--limit", "1")
+    out = _ok(ca_config, "certs", "list", "--account", account, "--limit", "1")
     assert [line.split("\t")[0] for line in out.splitlines()] == [serials[1]]
-    code, out, _ = _run(ca_config, "certs", "list", "--expiring-within", "1d")
-    assert code == 0 and out == ""  # the default profile's certificates live 90 days
-    code, out, _ = _run(ca_config, "certs", "list", "--expiring-within", "91d")
+    out = _ok(ca_config, "certs", "list", "--expiring-within", "1d")
+    assert out == ""  # the default profile's certificates live 90 days
+    out = _ok(ca_config, "certs", "list", "--expiring-within", "91d")
     assert len(out.splitlines()) == 3
 
     # Colons and upper case, as a certificate viewer prints a serial.
@@ -124,8 +132,7 @@ async def test_certificates_listed_shown_and_revoked_onto_the_crl(
     assert revoked_at is not None and revoked_at.revoked_at is not None
     assert window["end"] <= revoked_at.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    code, out, _ = _run(ca_config, "certs", "show", serials[0], "--pem")
-    assert code == 0
+    out = _ok(ca_config, "certs", "show", serials[0], "--pem")
     shown = dict(line.split(": ", 1) for line in out.split("-----BEGIN")[0].splitlines())
     assert shown["status"] == "revoked:privilegeWithdrawn"
     assert shown["reason"] == "privilegeWithdrawn" and shown["revoked"] != "-"
@@ -133,7 +140,7 @@ async def test_certificates_listed_shown_and_revoked_onto_the_crl(
     assert shown["key blocked"] == "no"
     assert first.public_bytes(serialization.Encoding.PEM).decode() in out
 
-    code, out, _ = _run(ca_config, "certs", "list", "--json", "--revoked")
+    out = _ok(ca_config, "certs", "list", "--json", "--revoked")
     listed = json.loads(out)
     assert [c["serial"] for c in listed] == [serials[0]]
     assert listed[0]["status"] == "revoked:privilegeWithdrawn"
@@ -141,7 +148,7 @@ async def test_certificates_listed_shown_and_revoked_onto_the_crl(
         "account_id", "issued", "names", "not_after", "not_before", "order_id",
         "revocation_reason", "revoked_at", "serial", "status",
     ]  # fmt: skip
-    code, out, _ = _run(ca_config, "certs", "list", "--unrevoked")
+    out = _ok(ca_config, "certs", "list", "--unrevoked")
     assert [line.split("\t")[0] for line in out.splitlines()] == serials[:0:-1]
 
     code, out, err = _run(ca_config, "certs", "revoke", serials[0], "--reason", "superseded")
@@ -160,7 +167,7 @@ async def test_key_compromise_from_the_command_line_blocks_the_key(
     code, out, err = _run(ca_config, "certs", "revoke", serial, "--reason", "keyCompromise")
     assert code == 0, err
     assert "key blocked" in out
-    code, out, _ = _run(ca_config, "certs", "show", serial)
+    out = _ok(ca_config, "certs", "show", serial)
     assert "key blocked: yes" in out.splitlines()
 
     again = await flow.order("compromised.operator.test")
@@ -185,22 +192,21 @@ async def test_accounts_and_orders_listed_and_an_account_deactivated(
     authz_id = pending.json()["authorizations"][0].rsplit("/", 1)[1]
     account = flow.kid.rsplit("/", 1)[1]
 
-    code, out, _ = _run(ca_config, "accounts", "list")
-    assert code == 0
+    out = _ok(ca_config, "accounts", "list")
     listed = [line.split("\t") for line in out.splitlines()]
     assert [fields[0] for fields in listed] == [other.kid.rsplit("/", 1)[1], account]
     assert listed[1][1:2] == ["valid"] and listed[1][3] == "mailto:ops@operator.test"
-    code, out, _ = _run(ca_config, "accounts", "list", "--contact", "OPS@operator")
+    out = _ok(ca_config, "accounts", "list", "--contact", "OPS@operator")
     assert [line.split("\t")[0] for line in out.splitlines()] == [account]
 
-    code, out, _ = _run(ca_config, "orders", "list", "--account", account)
+    out = _ok(ca_config, "orders", "list", "--account", account)
     rows = [line.split("\t") for line in out.splitlines()]
     assert [(r[0], r[1], r[4]) for r in rows] == [
         (pending_url.rsplit("/", 1)[1], "pending", "pending.operator.test"),
         (issued_url.rsplit("/", 1)[1], "valid", "kept.operator.test"),
     ]
 
-    code, out, _ = _run(ca_config, "accounts", "show", account)
+    out = _ok(ca_config, "accounts", "show", account)
     shown = dict(line.split(": ", 1) for line in out.splitlines())
     assert shown["status"] == "valid" and shown["contact"] == "mailto:ops@operator.test"
     assert shown["orders"] == "2" and shown["certificates"] == "1 (0 revoked)"
@@ -216,12 +222,12 @@ async def test_accounts_and_orders_listed_and_an_account_deactivated(
     assert "deactivated" in refused.json()["detail"]
     authz = ca.store.orders.authorization(authz_id)
     assert authz is not None and authz.stored_status == AuthorizationStatus.DEACTIVATED
-    code, out, _ = _run(ca_config, "orders", "list", "--account", account)
+    out = _ok(ca_config, "orders", "list", "--account", account)
     assert [line.split("\t")[1] for line in out.splitlines()] == ["invalid", "valid"]
-    code, out, _ = _run(ca_config, "accounts", "show", account)
+    out = _ok(ca_config, "accounts", "show", account)
     assert "status: deactivated" in out.splitlines()
     # Its certificate stays valid: deactivation is not revocation (RFC 8555 §7.3.6).
-    code, out, _ = _run(ca_config, "certs", "list", "--account", account)
+    out = _ok(ca_config, "certs", "list", "--account", account)
     assert out.split("\t")[:3][2] == "valid" and format(leaf.serial_number, "x") in out
 
     code, _, err = _run(ca_config, "accounts", "deactivate", account)
