@@ -1,9 +1,11 @@
-"""The durations, serial numbers and reasons the operator's commands read (`certs list
---expiring-within 7d`, `certs show 0A:1B:...`)."""
+"""What the operator's commands read: durations (`certs list --expiring-within 7d`),
+serial numbers (`certs show 0A:1B:...`), revocation reasons, and a state directory that
+holds no CA database (refused, never made)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,24 @@ def test_the_operator_reasons_are_the_ones_the_acme_path_accepts() -> None:
     reason = next(p for p in certs_revoke.params if p.name == "reason")
     assert list(reason.type.choices) == list(OPERATOR_REASONS)  # type: ignore[attr-defined]
     assert {REASON_CODES[r] for r in OPERATOR_REASONS} == SUBSCRIBER_REASONS
+
+
+def test_the_commands_refuse_a_missing_database(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from acmekit.cli.main import cli
+
+    typo = str(tmp_path / "typo")
+    for argv in (
+        ["certs", "list"],
+        ["certs", "show", "1"],
+        ["certs", "revoke", "1", "--reason", "superseded"],
+        ["accounts", "list"],
+        ["accounts", "show", "a"],
+        ["accounts", "deactivate", "a"],
+        ["orders", "list", "--account", "a"],
+    ):
+        result = CliRunner().invoke(cli, ["server", *argv, "--state-dir", typo])
+        assert result.exit_code == 1, argv
+        assert "no CA database" in result.stderr
+    assert not (tmp_path / "typo").exists()
