@@ -4,6 +4,7 @@ one (`server`, `ct`), so that a mistake reads alike everywhere, in one line:
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,3 +54,16 @@ def span(seconds: float) -> str:
         if count >= 1 and count == int(count):
             return f"{int(count)} {unit}{'s' if count != 1 else ''}"
     return f"{seconds:g} second{'s' if seconds != 1 else ''}"
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration as a command-line option gives it: a whole number with a unit, `90s`,
+    `30m`, `12h`, `7d` or `2w`, or several summed (`1d12h`); ValueError otherwise."""
+    compact = text.strip().lower()
+    parts = re.findall(r"(\d{1,9})([smhdw])", compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 12h, 7d or 2w")
+    return timedelta(seconds=sum(int(n) * _DURATION_UNITS[u] for n, u in parts))

@@ -1,6 +1,7 @@
 """`acmekit server`: run the CA (flags override the TOML file), and operate on its
-database: `eab add / list / revoke`, `ari move`, `db upgrade / current`; `keys` makes a
-hierarchy whose intermediate's key is in a PKCS#11 token."""
+database: `eab add / list / revoke`, `ari move`, `certs list / show / revoke`,
+`accounts list / show / deactivate`, `orders list`, `db upgrade / current`; `keys` makes
+a hierarchy whose intermediate's key is in a PKCS#11 token."""
 
 from __future__ import annotations
 
@@ -267,6 +268,14 @@ def _database_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _db_url(
     state_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
 ) -> str:
+    return _operator_config(state_dir, db, config_file, create=create).db_url
+
+
+def _operator_config(
+    state_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
+) -> ServerConfig:
+    """The server's configuration as these options (given before or after the
+    subcommand's name) and its TOML file make it, for a CA database that exists."""
     from acmekit.server.config import load_config
 
     given = click.get_current_context().find_object(dict) or {}
@@ -285,7 +294,7 @@ def _db_url(
                 f"no CA database in {config.state_dir} (is --state-dir right?)"
             )
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return config.db_url
+    return config
 
 
 @contextmanager
@@ -396,6 +405,211 @@ def ari_move(
     with _store(state_dir, db, config_file) as store, _admin_errors():
         rec = move_ari_window(store, serial, start)
     click.echo(f"moved: {rec.serial} window starts {start.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+
+
+_LIMIT = click.option(
+    "--limit", type=click.IntRange(1), default=100, show_default=True, help="at most this many"
+)
+
+
+def _echo_json(value: Any) -> None:
+    import json
+
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@server.group()
+def certs() -> None:
+    """Issued certificates: list, show, revoke (the next CRL lists a revocation)."""
+
+
+@certs.command("list")
+@click.option("--name", default=None, help="only certificates with this name (exact)")
+@click.option("--account", "account_id", default=None, help="only this account's")
+@click.option(
+    "--expiring-within",
+    default=None,
+    metavar="DURATION",
+    help="only unexpired ones that expire within this long, e.g. 7d, 12h",
+)
+@click.option(
+    "--revoked/--unrevoked", "revoked", default=None, help="only revoked, or only unrevoked"
+)
+@_LIMIT
+@click.option("--json", "as_json", is_flag=True, help="a JSON array instead of lines")
+@_database_options
+def certs_list(
+    name: str | None,
+    account_id: str | None,
+    expiring_within: str | None,
+    revoked: bool | None,
+    limit: int,
+    as_json: bool,
+    state_dir: Path | None,
+    db: str | None,
+    config_file: Path | None,
+) -> None:
+    """Newest first, one a line: serial (hex), notAfter, status (valid, revoked:REASON
+    or expired), account, names; separated by tabs."""
+    from acmekit.server.admin import certificate_json, certificate_line, list_certificates
+    from acmekit.server.repos.inspect import CertificateFilter
+    from acmekit.settings import parse_duration
+
+    now = datetime.now(UTC)
+    try:
+        within = None if expiring_within is None else parse_duration(expiring_within)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--expiring-within") from None
+    where = CertificateFilter(
+        name=None if name is None else name.strip().rstrip(".").lower(),
+        account_id=account_id,
+        expiring_before=None if within is None else now + within,
+        revoked=revoked,
+        limit=limit,
+    )
+    with _store(state_dir, db, config_file) as store:
+        found = list_certificates(store, where, now)
+    if as_json:
+        _echo_json([certificate_json(rec, now) for rec in found])
+        return
+    for rec in found:
+        click.echo(certificate_line(rec, now))
+
+
+@certs.command("show")
+@click.argument("serial")
+@click.option("--pem", "with_pem", is_flag=True, help="and the certificate chain in PEM")
+@_database_options
+def certs_show(
+    serial: str, with_pem: bool, state_dir: Path | None, db: str | None, config_file: Path | None
+) -> None:
+    """Every field of the certificate with this serial (hex; colons allowed)."""
+    from acmekit.server.admin import certificate_pem, describe_certificate, find_certificate
+
+    with _store(state_dir, db, config_file) as store, _admin_errors():
+        rec = find_certificate(store, serial)
+        lines = describe_certificate(store, rec, datetime.now(UTC))
+    for line in lines:
+        click.echo(line)
+    if with_pem:
+        click.echo(certificate_pem(rec).rstrip("\n"))
+
+
+@certs.command("revoke")
+@click.argument("serial")
+@click.option(
+    "--reason",
+    required=True,
+    type=click.Choice(
+        [
+            "unspecified",
+            "keyCompromise",
+            "superseded",
+            "cessationOfOperation",
+            "affiliationChanged",
+            "privilegeWithdrawn",
+        ]
+    ),
+    help="RFC 5280 reason; keyCompromise also blocks the certificate's key",
+)
+@_database_options
+def certs_revoke(
+    serial: str, reason: str, state_dir: Path | None, db: str | None, config_file: Path | None
+) -> None:
+    """Revoke a certificate as an ACME revocation does, and remake its CRL shard."""
+    from acmekit.server.admin import AdminError, remake_crl, revoke_certificate
+
+    config = _operator_config(state_dir, db, config_file)
+    with _store(state_dir, db, config_file) as store:
+        with _admin_errors():
+            rec = revoke_certificate(store, serial, reason, datetime.now(UTC))
+        click.echo(f"revoked: {rec.serial} ({reason})")
+        if reason == "keyCompromise":
+            click.echo("key blocked: no order may use it again")
+        try:
+            shard = remake_crl(config, store, rec.serial, datetime.now(UTC))
+        except AdminError as exc:
+            every = int(config.crl.regenerate_every.total_seconds())
+            click.echo(f"warning: {exc}; the CA's next CRL lists it (within {every} s)", err=True)
+        else:
+            click.echo(f"crl: shard {shard} remade")
+
+
+@server.group()
+def accounts() -> None:
+    """ACME accounts: list, show, deactivate."""
+
+
+@accounts.command("list")
+@click.option("--contact", default=None, help="only accounts whose contact holds this text")
+@_LIMIT
+@_database_options
+def accounts_list(
+    contact: str | None,
+    limit: int,
+    state_dir: Path | None,
+    db: str | None,
+    config_file: Path | None,
+) -> None:
+    """Newest first, one a line: id, status, created, contacts; separated by tabs."""
+    from acmekit.server.admin import account_line
+    from acmekit.server.repos.inspect import list_accounts
+
+    with _store(state_dir, db, config_file) as store:
+        found = list_accounts(store.db, contact, limit)
+    for account in found:
+        click.echo(account_line(account))
+
+
+@accounts.command("show")
+@click.argument("account_id", metavar="ID")
+@_database_options
+def accounts_show(
+    account_id: str, state_dir: Path | None, db: str | None, config_file: Path | None
+) -> None:
+    """Status, contact, creation, key thumbprint, and counts of orders and certificates."""
+    from acmekit.server.admin import describe_account, find_account
+
+    with _store(state_dir, db, config_file) as store, _admin_errors():
+        lines = describe_account(store, find_account(store, account_id), datetime.now(UTC))
+    for line in lines:
+        click.echo(line)
+
+
+@accounts.command("deactivate")
+@click.argument("account_id", metavar="ID")
+@_database_options
+def accounts_deactivate(
+    account_id: str, state_dir: Path | None, db: str | None, config_file: Path | None
+) -> None:
+    """Deactivate an account (RFC 8555 §7.3.6): its key's requests are refused from then
+    on, and its pending authorizations are deactivated."""
+    from acmekit.server.admin import deactivate_account
+
+    with _store(state_dir, db, config_file) as store, _admin_errors():
+        count = deactivate_account(store, account_id, datetime.now(UTC))
+    click.echo(f"deactivated: {account_id} ({count} pending authorizations deactivated)")
+
+
+@server.group()
+def orders() -> None:
+    """An account's orders."""
+
+
+@orders.command("list")
+@click.option("--account", "account_id", required=True, help="the account's id")
+@_LIMIT
+@_database_options
+def orders_list(
+    account_id: str, limit: int, state_dir: Path | None, db: str | None, config_file: Path | None
+) -> None:
+    """Newest first, one a line: id, status, created, expires, names; separated by tabs."""
+    from acmekit.server.admin import list_orders
+
+    with _store(state_dir, db, config_file) as store, _admin_errors():
+        found = list_orders(store, account_id, limit, datetime.now(UTC))
+    for line in found:
+        click.echo(line.text())
 
 
 @server.group("db")

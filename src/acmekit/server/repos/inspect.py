@@ -1,0 +1,199 @@
+"""Read-only queries for the operator's commands (`acmekit server certs / accounts /
+orders`): lists and counts over the CA's tables, in SQLAlchemy Core through the store's
+`Database.tx`. Nothing here is on the request path, and nothing writes: the changes an
+operator makes (revocation, deactivation) go through the repositories' own methods.
+
+Listing by name reads each candidate's identifiers (a JSON text): no index serves it,
+so it scans the certificates table (narrowed first by any other filter given).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from acmekit.database import from_us, to_us
+from acmekit.protocol.messages import AccountStatus, AuthorizationStatus, ChallengeStatus
+from acmekit.server.records import AccountRecord, CertificateRecord, OrderRecord
+from acmekit.server.repos.base import Database, ids_load, json_or_none, opt_time
+from acmekit.server.schema import accounts, authorizations, certificates, challenges, orders
+
+
+def _like_escaped(text: str) -> str:
+    """`text` as a LIKE pattern matching itself (with `\\` as the escape character)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# A certificate counts as issued once its PEM is stored, or its precertificate signed
+# (RFC 6962 §3.1; Baseline Requirements §7.1.2.9): a bare reservation does not.
+_ISSUED = sa.or_(certificates.c.pem.is_not(None), certificates.c.precert.is_not(None))
+
+
+@dataclass(frozen=True)
+class CertificateFilter:
+    """What `certs list` selects: every given condition holds."""
+
+    name: str | None = None  # a SAN, exactly (lower case)
+    account_id: str | None = None
+    expiring_before: datetime | None = None  # unexpired at `now`, expiring by then
+    revoked: bool | None = None  # True: revoked only; False: unrevoked only
+    limit: int = 100
+
+
+def _certificate(row: Any) -> CertificateRecord:
+    return CertificateRecord(
+        id=row.id,
+        serial=row.serial,
+        order_id=row.order_id,
+        account_id=row.account_id,
+        pem=row.pem,
+        identifiers=ids_load(row.identifiers),
+        not_before=from_us(row.not_before),
+        not_after=from_us(row.not_after),
+        issued=from_us(row.issued),
+        revoked_at=opt_time(row.revoked_at),
+        revocation_reason=row.revocation_reason,
+        abandoned=bool(row.abandoned),
+        precert=None if row.precert is None else bytes(row.precert),
+    )
+
+
+def list_certificates(
+    db: Database, where: CertificateFilter, now: datetime
+) -> list[CertificateRecord]:
+    """Issued certificates matching `where`, newest first, at most `where.limit`."""
+    query = sa.select(certificates).where(_ISSUED)
+    if where.account_id is not None:
+        query = query.where(certificates.c.account_id == where.account_id)
+    if where.expiring_before is not None:
+        query = query.where(
+            certificates.c.not_after > to_us(now),
+            certificates.c.not_after <= to_us(where.expiring_before),
+        )
+    if where.revoked is True:
+        query = query.where(certificates.c.revoked_at.is_not(None))
+    elif where.revoked is False:
+        query = query.where(certificates.c.revoked_at.is_(None))
+    if where.name is not None:
+        # The identifiers as `ids_json` writes them: the value is a JSON string, closed
+        # by its quote, so the pattern matches that value exactly (LIKE ignores case on
+        # SQLite; names are stored in lower case, and the check below is exact anyway).
+        value = _like_escaped(json.dumps(where.name))
+        query = query.where(certificates.c.identifiers.like(f'%"value": {value}%', escape="\\"))
+    query = query.order_by(certificates.c.issued.desc(), certificates.c.id.desc())
+    query = query.limit(where.limit)
+    with db.tx() as conn:
+        rows = conn.execute(query).all()
+    found = [_certificate(r) for r in rows]
+    if where.name is not None:
+        found = [c for c in found if any(i.value == where.name for i in c.identifiers)]
+    return found
+
+
+def list_accounts(db: Database, contact: str | None, limit: int) -> list[AccountRecord]:
+    """Accounts, newest first; with `contact`, those one of whose contact URLs holds it
+    (ignoring case)."""
+    query = sa.select(accounts)
+    if contact is not None:
+        pattern = f"%{_like_escaped(contact.lower())}%"
+        query = query.where(sa.func.lower(accounts.c.contact).like(pattern, escape="\\"))
+    query = query.order_by(accounts.c.created.desc(), accounts.c.id.desc()).limit(limit)
+    with db.tx() as conn:
+        rows = conn.execute(query).all()
+    found = [_account(r) for r in rows]
+    if contact is not None:  # the JSON text may escape what the URL holds as it is
+        found = [a for a in found if any(contact.lower() in c.lower() for c in a.contact)]
+    return found
+
+
+def _account(row: Any) -> AccountRecord:
+    return AccountRecord(
+        id=row.id,
+        thumbprint=row.thumbprint,
+        jwk=json.loads(row.jwk),
+        contact=tuple(json.loads(row.contact)),
+        status=AccountStatus(row.status),
+        created=from_us(row.created),
+        eab_kid=row.eab_kid,
+    )
+
+
+@dataclass(frozen=True)
+class AccountCounts:
+    orders: int
+    certificates: int  # issued (a PEM stored, or a precertificate signed)
+    revoked: int  # of those, revoked
+
+
+def account_counts(db: Database, account_id: str) -> AccountCounts:
+    with db.tx() as conn:
+        n_orders = conn.execute(
+            sa.select(sa.func.count()).select_from(orders).where(orders.c.account_id == account_id)
+        ).scalar_one()
+        issued = sa.and_(certificates.c.account_id == account_id, _ISSUED)
+        n_certs = conn.execute(
+            sa.select(sa.func.count()).select_from(certificates).where(issued)
+        ).scalar_one()
+        n_revoked = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(certificates)
+            .where(issued, certificates.c.revoked_at.is_not(None))
+        ).scalar_one()
+    return AccountCounts(int(n_orders), int(n_certs), int(n_revoked))
+
+
+def list_orders(db: Database, account_id: str, limit: int) -> list[OrderRecord]:
+    """The account's orders, newest first (the (account_id, created) index serves it)."""
+    query = (
+        sa.select(orders)
+        .where(orders.c.account_id == account_id)
+        .order_by(orders.c.created.desc(), orders.c.id.desc())
+        .limit(limit)
+    )
+    with db.tx() as conn:
+        rows = conn.execute(query).all()
+    return [
+        OrderRecord(
+            id=r.id,
+            account_id=r.account_id,
+            identifiers=ids_load(r.identifiers),
+            authz_ids=tuple(json.loads(r.authz_ids)),
+            expires=from_us(r.expires),
+            created=from_us(r.created),
+            not_before=opt_time(r.not_before),
+            not_after=opt_time(r.not_after),
+            profile=r.profile,
+            replaces=r.replaces,
+            csr=None if r.csr is None else bytes(r.csr),
+            finalize_started=opt_time(r.finalize_started),
+            error=json_or_none(r.error),
+            certificate_id=r.certificate_id,
+        )
+        for r in rows
+    ]
+
+
+def pending_authorization_ids(db: Database, account_id: str, now: datetime) -> Sequence[str]:
+    """The account's authorizations that are pending as RFC 8555 §7.1.6 derives it:
+    stored pending, unexpired, and no challenge valid or invalid."""
+    decided = (
+        sa.select(challenges.c.id)
+        .where(
+            challenges.c.authz_id == authorizations.c.id,
+            challenges.c.status.in_([str(ChallengeStatus.VALID), str(ChallengeStatus.INVALID)]),
+        )
+        .exists()
+    )
+    query = sa.select(authorizations.c.id).where(
+        authorizations.c.account_id == account_id,
+        authorizations.c.stored_status == str(AuthorizationStatus.PENDING),
+        authorizations.c.expires > to_us(now),
+        ~decided,
+    )
+    with db.tx() as conn:
+        return [str(i) for i in conn.execute(query).scalars()]
