@@ -222,7 +222,7 @@ class _Exchange:
     """One request and its response: the app's `receive` and `send`."""
 
     __slots__ = (
-        "body_done", "body_given", "chunked", "chunks", "conn", "disconnected",
+        "body_done", "body_given", "chunked", "chunks", "conn", "cut", "disconnected",
         "expect_continue", "finished", "head_only", "headers", "headers_sent",
         "keep_alive", "refusal", "scope", "started", "status", "waiter",
     )  # fmt: skip
@@ -239,6 +239,7 @@ class _Exchange:
         self.disconnected = False
         self.waiter: asyncio.Future[None] | None = None
         self.refusal: bytes | None = None  # answered by the server, not the app
+        self.cut = False  # its app is cancelled: the server answers instead
         self.started = False
         self.finished = False
         self.chunked = False
@@ -380,7 +381,9 @@ class _Connection(asyncio.Protocol):
         self.current: _Exchange | None = None  # being answered
         self.parsing: _Exchange | None = None  # its body being read
         self.queue: deque[_Exchange] = deque()
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # runs the exchanges: `_serve`
+        self.running: _Exchange | None = None  # whose app the task is in
+        self.idle: asyncio.Future[None] | None = None  # the task waits for an exchange
 
     # the connection ---------------------------------------------------------------
 
@@ -474,6 +477,8 @@ class _Connection(asyncio.Protocol):
                 ex.wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        if self.idle is not None and not self.idle.done():
+            self.idle.set_result(None)  # the task ends
 
     def _forget(self) -> None:
         if self.closed:
@@ -708,25 +713,49 @@ class _Connection(asyncio.Protocol):
     def _start(self, ex: _Exchange) -> None:
         self.current = ex
         self.idle_since = None
-        self.task = self.loop.create_task(self._run(ex))
+        if self.task is None:
+            self.task = self.loop.create_task(self._serve())
+        elif self.idle is not None and not self.idle.done():
+            self.idle.set_result(None)
 
-    async def _run(self, ex: _Exchange) -> None:
-        if ex.refusal is not None:
-            self.write(ex.refusal)
+    async def _serve(self) -> None:
+        """The connection's one task: each exchange in turn, as `_start` makes it current
+        (a task per request cost its creation and asyncio's WeakSet of tasks, about 9,000
+        instructions). An exchange refused while its app runs (413 or 408 in its body) is
+        cancelled alone: the cancellation is taken back and the loop goes on."""
+        while True:
+            ex = self.current
+            if ex is None:
+                if self.closed:
+                    return
+                self.idle = self.loop.create_future()
+                await self.idle
+                self.idle = None
+                continue
+            if ex.refusal is not None:
+                self.write(ex.refusal)
+                ex.finished = True
+                self.finished(ex)
+                continue
+            self.running = ex
+            try:
+                await self.server.app(ex.scope, ex.receive, ex.send)
+            except asyncio.CancelledError:
+                if not ex.cut:
+                    raise  # the connection is aborted, or the loop ends
+            except Exception:
+                log.exception("the app failed on %s %s", ex.scope["method"], ex.scope["path"])
+            self.running = None
+            if ex.cut:  # `_refuse` cancelled it, and answers in its place
+                ex.cut = False
+                cast(asyncio.Task[None], self.task).uncancel()
+            if ex.finished:
+                continue
+            if not ex.started and not self.closed:
+                self.write(problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
+            ex.keep_alive = False  # a response cut short ends the connection
             ex.finished = True
             self.finished(ex)
-            return
-        try:
-            await self.server.app(ex.scope, ex.receive, ex.send)
-        except Exception:
-            log.exception("the app failed on %s %s", ex.scope["method"], ex.scope["path"])
-        if ex.finished:
-            return
-        if not ex.started and not self.closed:
-            self.write(problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
-        ex.keep_alive = False  # a response cut short ends the connection
-        ex.finished = True
-        self.finished(ex)
 
     def finished(self, ex: _Exchange) -> None:
         """`ex` has been answered: close, or take the next request."""
@@ -734,7 +763,6 @@ class _Connection(asyncio.Protocol):
             return
         ex.wake()  # a `receive` waiting past the body learns that it is over
         self.current = None
-        self.task = None
         if self.parsing is ex:  # answered before its body was read: not reusable
             ex.keep_alive = False
         if ex.refusal is not None:
@@ -838,12 +866,12 @@ class _Connection(asyncio.Protocol):
             return
         if ex is self.current:
             # Its app is still reading the body, so has done nothing yet: it is cancelled
-            # and the refusal takes its turn.
+            # (if it has begun) and the refusal takes its turn.
             self.current = None
             ex.finished = True
-            if self.task is not None:
+            if self.running is ex and self.task is not None:
+                ex.cut = True
                 self.task.cancel()
-            self.task = None
         else:
             with contextlib.suppress(ValueError):
                 self.queue.remove(ex)
