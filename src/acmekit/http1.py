@@ -371,7 +371,7 @@ class _Connection(asyncio.Protocol):
         self.in_head = False  # a request's head has begun and is not complete
         self.began = False  # ... in the chunk being parsed
         self.head_bytes = 0  # read while the head was unfinished
-        self.head_size = 0  # of the head, as parsed (request line and header lines)
+        self.read_size = 0  # of the chunk being parsed
         # deadlines: one timer for all
         self.head_since: float | None = None
         self.body_since: float | None = None  # the end of the head whose body is awaited
@@ -551,6 +551,7 @@ class _Connection(asyncio.Protocol):
         if self.ignoring or self.closed:
             return
         self.began = False
+        self.read_size = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -564,7 +565,7 @@ class _Connection(asyncio.Protocol):
         if self.in_head and not self.ignoring:
             # An unfinished head: a chunk it began in is counted from the next one (what
             # came before it in the chunk, whole requests, is not its size), so this cap
-            # holds to within one read; a finished head is measured exactly (`head_size`).
+            # holds to within one read; a finished head is measured exactly (`_head_size`).
             if not self.began:
                 self.head_bytes += len(data)
             cap = self.limits.max_header_bytes
@@ -584,7 +585,6 @@ class _Connection(asyncio.Protocol):
         self.in_head = True
         self.began = True
         self.head_bytes = 0
-        self.head_size = 18  # the request line but its target: "OPTIONS", " HTTP/1.1\r\n"
         self.url = b""
         self.headers = []
         self.expect = False
@@ -594,7 +594,6 @@ class _Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -605,7 +604,6 @@ class _Connection(asyncio.Protocol):
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect = True
         self.headers.append((name, value))
-        self.head_size += len(name) + len(value) + 4  # ": " and CRLF
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -615,7 +613,9 @@ class _Connection(asyncio.Protocol):
         if self.ignoring:
             return
         cap = self.limits.max_header_bytes
-        if cap and self.head_size > cap:
+        # A head begun and ended in one read is no larger than the read: measured only
+        # if it may be over the cap (adding up its size in each callback cost more).
+        if cap and (not self.began or self.read_size > cap) and self._head_size() > cap:
             self.fail(
                 HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
                 f"request headers larger than {cap} bytes",
@@ -645,6 +645,13 @@ class _Connection(asyncio.Protocol):
             # unfinished there: most requests end in the read their head ends in.
             self.body_since = self.loop.time()
         self._enqueue(ex)
+
+    def _head_size(self) -> int:
+        """The head's size as parsed: the request line and the header lines."""
+        size = 18 + len(self.url)  # "OPTIONS", " HTTP/1.1\r\n" and the target
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4  # ": " and CRLF
+        return size
 
     def _scope(self) -> Scope | None:
         url = self.url
