@@ -84,6 +84,9 @@ class ListenerLimits:
     max_connections_per_address: int = 256  # more at once from one client: 503
     handshake_timeout: float = 10.0  # seconds for a TLS handshake, counted in the cap above
     max_body_bytes: int = 1024 * 1024  # a request body (nginx's client_max_body_size); 413
+    # A body has header_timeout between reads, and must average this many bytes a second
+    # (after a first header_timeout of grace: Apache's mod_reqtimeout MinRate); then 408
+    min_body_rate: int = 1024
     shutdown_timeout: float = 10.0  # seconds requests in flight have after SIGTERM
 
 
@@ -375,6 +378,8 @@ class _Connection(asyncio.Protocol):
         # deadlines: one timer for all
         self.head_since: float | None = None
         self.body_since: float | None = None  # the end of the head whose body is awaited
+        self.body_last = 0.0  # the last read while that body is awaited
+        self.body_base = 0  # its bytes read before body_since (when reading resumed)
         self.idle_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
@@ -561,7 +566,10 @@ class _Connection(asyncio.Protocol):
             self.fail(HTTPStatus.BAD_REQUEST, "the request is not HTTP/1.1 as we read it")
             return
         if self.body_since is not None and self.limits.header_timeout:
-            self._want(self.body_since + self.limits.header_timeout)
+            # A body's deadline is one of progress: each read moves it on (`_tick` holds
+            # the body to its minimum rate too).
+            self.body_last = now = self.loop.time()
+            self._want(now + self.limits.header_timeout)
         if self.in_head and not self.ignoring:
             # An unfinished head: a chunk it began in is counted from the next one (what
             # came before it in the chunk, whole requests, is not its size), so this cap
@@ -644,6 +652,7 @@ class _Connection(asyncio.Protocol):
             # client_body_timeout). Armed in data_received only if the body is still
             # unfinished there: most requests end in the read their head ends in.
             self.body_since = self.loop.time()
+            self.body_base = 0
         self._enqueue(ex)
 
     def _head_size(self) -> int:
@@ -694,15 +703,14 @@ class _Connection(asyncio.Protocol):
         if ex is None or ex.finished:  # answered already: the rest is dropped
             return
         ex.chunks.append(body)
+        self.body_bytes += len(body)
         cap = self.limits.max_body_bytes
-        if cap:
-            self.body_bytes += len(body)
-            if self.body_bytes > cap:  # a chunked body (RFC 9112 §7.1) past the cap
-                ex.disconnected = True
-                ex.wake()
-                self.parsing = None
-                self._refuse_body(ex, cap)
-                return
+        if cap and self.body_bytes > cap:  # a chunked body (RFC 9112 §7.1) past the cap
+            ex.disconnected = True
+            ex.wake()
+            self.parsing = None
+            self._refuse_body(ex, cap)
+            return
         ex.wake()
 
     def on_message_complete(self) -> None:
@@ -828,7 +836,8 @@ class _Connection(asyncio.Protocol):
             self.head_since = now
             self._want(now + self.limits.header_timeout)
         if self.parsing is not None:
-            self.body_since = now
+            self.body_since = self.body_last = now
+            self.body_base = self.body_bytes
             self._want(now + self.limits.header_timeout)
 
     # refusals ---------------------------------------------------------------------
@@ -905,7 +914,11 @@ class _Connection(asyncio.Protocol):
             return
         now = self.loop.time()
         if self.body_since is not None and self.limits.header_timeout:
-            due = self.body_since + self.limits.header_timeout
+            due = self.body_last + self.limits.header_timeout  # since the last read ...
+            rate = self.limits.min_body_rate
+            if rate:  # ... and at the minimum rate since the body began
+                got = self.body_bytes - self.body_base
+                due = min(due, self.body_since + self.limits.header_timeout + got / rate)
             if now < due:
                 self._want(due)
             else:
