@@ -87,6 +87,7 @@ class ListenerLimits:
     # A body has header_timeout between reads, and must average this many bytes a second
     # (after a first header_timeout of grace: Apache's mod_reqtimeout MinRate); then 408
     min_body_rate: int = 1024
+    send_timeout: float = 60.0  # seconds a response may wait on a client that reads nothing
     shutdown_timeout: float = 10.0  # seconds requests in flight have after SIGTERM
 
 
@@ -380,6 +381,7 @@ class _Connection(asyncio.Protocol):
         self.body_since: float | None = None  # the end of the head whose body is awaited
         self.body_last = 0.0  # the last read while that body is awaited
         self.body_base = 0  # its bytes read before body_since (when reading resumed)
+        self.write_since: float | None = None  # the transport asked us to pause writing
         self.idle_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
@@ -507,9 +509,16 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        # A client that asks and never reads (pipelining, or a streamed answer) would hold
+        # the connection, its task and what is buffered for as long as it kept the socket
+        # open: the wait for the transport to drain is bounded (nginx's send_timeout).
+        if self.limits.send_timeout and not self.closed:
+            self.write_since = self.loop.time()
+            self._want(self.write_since + self.limits.send_timeout)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_since = None
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self._drain = None
@@ -913,6 +922,15 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         now = self.loop.time()
+        if self.write_since is not None and self.limits.send_timeout:
+            due = self.write_since + self.limits.send_timeout
+            if now < due:
+                self._want(due)
+            else:
+                log.info("closed a connection from %s: it read nothing for a while", self.client)
+                self.queue.clear()  # pipelined, not begun: nobody reads their answers
+                self.transport.abort()  # closing would wait for the buffer to drain
+                return
         if self.body_since is not None and self.limits.header_timeout:
             due = self.body_last + self.limits.header_timeout  # since the last read ...
             rate = self.limits.min_body_rate
