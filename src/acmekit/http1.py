@@ -680,7 +680,8 @@ class _Connection(asyncio.Protocol):
                 parsed = httptools.parse_url(url)
             except httptools.HttpParserInvalidURLError:
                 return None
-            raw_path, query = parsed.path or b"*", parsed.query or b""
+            # `*` is its own path; an absolute target with none is `/` (RFC 9112 §3.2.2)
+            raw_path, query = parsed.path or b"/", parsed.query or b""
             if parsed.host:
                 # RFC 9112 §3.2.2: the target's authority, not the Host header, names
                 # the host (the app answers only its own names, and builds URLs on it).
