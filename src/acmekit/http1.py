@@ -71,6 +71,7 @@ STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # RFC 9110 §10.1.1
 NO_BODY_STATUSES = frozenset({204, 304})  # and 1xx: RFC 9112 §6.3
 FRAMING = frozenset({b"content-length", b"connection", b"transfer-encoding"})
+FRAMING_SIZES = frozenset(map(len, FRAMING))
 
 
 @dataclass(frozen=True)
@@ -315,15 +316,16 @@ class _Exchange:
         parts = [line]
         length = False
         for name, value in self.headers:
-            lower = name.lower()
-            if lower in FRAMING:
-                if lower == b"content-length":
-                    length = True
-                else:  # ours to say, below (RFC 9112 §6.1, §9.6)
-                    _no_line_break(name + value)
-                    if lower == b"connection" and value.lower() == b"close":
-                        self.keep_alive = False
-                    continue
+            if len(name) in FRAMING_SIZES:  # else not one: lowered only if it may be
+                lower = name.lower()
+                if lower in FRAMING:
+                    if lower == b"content-length":
+                        length = True
+                    else:  # ours to say, below (RFC 9112 §6.1, §9.6)
+                        _no_line_break(name + value)
+                        if lower == b"connection" and value.lower() == b"close":
+                            self.keep_alive = False
+                        continue
             parts += (name, b": ", value, b"\r\n")
         theirs = len(parts)  # the status line, then four parts to each line of the app's
         bodiless = status < 200 or status in NO_BODY_STATUSES
