@@ -286,8 +286,10 @@ class _Exchange:
         elif kind == "http.response.body":
             if not self.started or self.finished:
                 raise RuntimeError("a response body out of turn")
-            more = bool(message.get("more_body", False))
-            body = bytes(message.get("body", b""))
+            more = message.get("more_body", False)
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = bytes(body)
             data = self._framed(body) if self.headers_sent else self._head(body, more)
             if not more:
                 self.finished = True
