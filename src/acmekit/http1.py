@@ -406,6 +406,20 @@ class _Connection(asyncio.Protocol):
         here = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.local = (str(here[0]), int(here[1])) if isinstance(here, tuple) else None
+        self.shared_scope: Scope = {  # what every request of the connection shares
+            "type": "http",
+            "asgi": ASGI,
+            "http_version": "1.1",
+            "server": self.local,
+            "client": self.client,
+            "scheme": "https" if self.server.tls is not None else "http",
+            "method": "GET",
+            "root_path": "",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "headers": [],
+        }
         # an IPv6 client by its /64 (RFC 6177): one subscriber's addresses count as one
         address = client_of(peer) or None
         verdict = self.server.admit(address)
@@ -697,20 +711,14 @@ class _Connection(asyncio.Protocol):
             text = raw_path.decode("ascii")
         except UnicodeDecodeError:
             return None
-        return {
-            "type": "http",
-            "asgi": ASGI,
-            "http_version": self.parser.get_http_version(),
-            "server": self.local,
-            "client": self.client,
-            "scheme": "https" if self.server.tls is not None else "http",
-            "method": self.parser.get_method().decode("ascii"),
-            "root_path": "",
-            "path": unquote(text) if "%" in text else text,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": self.headers,
-        }
+        scope = self.shared_scope.copy()
+        scope["http_version"] = self.parser.get_http_version()
+        scope["method"] = self.parser.get_method().decode("ascii")
+        scope["path"] = unquote(text) if "%" in text else text
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["headers"] = self.headers
+        return scope
 
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
