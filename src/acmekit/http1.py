@@ -496,6 +496,8 @@ class _Connection(asyncio.Protocol):
             self._want(now + self.limits.keepalive_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None and not self.idle.done():
+            self.idle.set_result(None)  # the task ends (woken first: before shutdown's)
         self._forget()
         for ex in (self.current, *self.queue):
             if ex is not None:
@@ -503,8 +505,6 @@ class _Connection(asyncio.Protocol):
                 ex.wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
-        if self.idle is not None and not self.idle.done():
-            self.idle.set_result(None)  # the task ends
 
     def _forget(self) -> None:
         if self.closed:
@@ -761,42 +761,47 @@ class _Connection(asyncio.Protocol):
 
     async def _serve(self) -> None:
         """The connection's one task: each exchange in turn, as `_start` makes it current
-        (a task per request cost its creation and asyncio's WeakSet of tasks, about 9,000
-        instructions). An exchange refused while its app runs (413 or 408 in its body) is
-        cancelled alone: the cancellation is taken back and the loop goes on."""
-        while True:
-            ex = self.current
-            if ex is None:
-                if self.closed:
-                    return
-                self.idle = self.loop.create_future()
-                await self.idle
-                self.idle = None
-                continue
-            if ex.refusal is not None:
-                self.write(ex.refusal)
+        (a task per request cost its creation and asyncio's registration of it, about
+        4,800 instructions a request). An exchange refused while its app runs (413 or 408
+        in its body) is cancelled alone: the cancellation is taken back and the loop goes
+        on. The task ends when the connection has closed and nothing is left to answer."""
+        try:
+            while True:
+                ex = self.current
+                if ex is None:
+                    if self.closed:
+                        return
+                    self.idle = self.loop.create_future()
+                    await self.idle
+                    self.idle = None
+                    continue
+                if ex.refusal is not None:
+                    self.write(ex.refusal)
+                    ex.finished = True
+                    self.finished(ex)
+                    continue
+                self.running = ex
+                try:
+                    await self.server.app(ex.scope, ex.receive, ex.send)
+                except asyncio.CancelledError:
+                    if not ex.cut:
+                        raise  # the connection is aborted, or the loop ends
+                except Exception:
+                    log.exception("the app failed on %s %s", ex.scope["method"], ex.scope["path"])
+                self.running = None
+                if ex.cut:  # `_refuse` cancelled it, and answers in its place
+                    ex.cut = False
+                    cast(asyncio.Task[None], self.task).uncancel()
+                if ex.finished:
+                    continue
+                if not ex.started and not self.closed:
+                    self.write(problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
+                ex.keep_alive = False  # a response cut short ends the connection
                 ex.finished = True
                 self.finished(ex)
-                continue
-            self.running = ex
-            try:
-                await self.server.app(ex.scope, ex.receive, ex.send)
-            except asyncio.CancelledError:
-                if not ex.cut:
-                    raise  # the connection is aborted, or the loop ends
-            except Exception:
-                log.exception("the app failed on %s %s", ex.scope["method"], ex.scope["path"])
-            self.running = None
-            if ex.cut:  # `_refuse` cancelled it, and answers in its place
-                ex.cut = False
-                cast(asyncio.Task[None], self.task).uncancel()
-            if ex.finished:
-                continue
-            if not ex.started and not self.closed:
-                self.write(problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
-            ex.keep_alive = False  # a response cut short ends the connection
-            ex.finished = True
-            self.finished(ex)
+        finally:
+            if not self.closed:  # the task was cancelled, or failed: nothing would answer
+                self.transport.abort()
 
     def finished(self, ex: _Exchange) -> None:
         """`ex` has been answered: close, or take the next request."""
