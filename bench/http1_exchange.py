@@ -69,6 +69,9 @@ class Transport:
     def close(self) -> None:
         return None
 
+    def abort(self) -> None:
+        return None
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000)
 

@@ -807,7 +807,8 @@ class _Connection(asyncio.Protocol):
         """`ex` has been answered: close, or take the next request."""
         if ex is not self.current:
             return
-        ex.wake()  # a `receive` waiting past the body learns that it is over
+        if ex.waiter is not None:
+            ex.wake()  # a `receive` waiting past the body learns that it is over
         self.current = None
         if self.parsing is ex:  # answered before its body was read: not reusable
             ex.keep_alive = False
@@ -834,12 +835,15 @@ class _Connection(asyncio.Protocol):
                 # request waited for ever, or its body deadline ran out).
                 self._resume_reading()
             return
-        self._resume_reading()
+        if self.read_paused:
+            self._resume_reading()
         if self.ignoring or self.closed:
             return
-        self.idle_since = self.loop.time()
+        self.idle_since = now = self.loop.time()
         if self.limits.keepalive_timeout and not self.in_head:
-            self._want(self.idle_since + self.limits.keepalive_timeout)
+            due = now + self.limits.keepalive_timeout
+            if self.timer is None or due < self.timer_at:  # else `_tick` moves it on
+                self._want(due)
 
     def _pause_reading(self) -> None:
         """Stop reading while pipelined requests wait (RFC 9112 §9.3.2). What is not read
