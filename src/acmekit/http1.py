@@ -733,7 +733,8 @@ class _Connection(asyncio.Protocol):
             self.parsing = None
             self._refuse_body(ex, cap)
             return
-        ex.wake()
+        if ex.waiter is not None:
+            ex.wake()
 
     def on_message_complete(self) -> None:
         ex = self.parsing
@@ -741,7 +742,8 @@ class _Connection(asyncio.Protocol):
         self.body_since = None
         if ex is not None:
             ex.body_done = True
-            ex.wake()
+            if ex.waiter is not None:
+                ex.wake()
 
     # exchanges ------------------------------------------------------------------------
 
