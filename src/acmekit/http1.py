@@ -15,15 +15,18 @@ past twice that it is closed at once, before any TLS.
 
 A `_Connection` feeds what it reads to the parser. Each request, once its head is
 complete, becomes an `_Exchange`: the app's `receive` and `send` for that request. One
-exchange is answered at a time, in order; requests a client pipelines behind it wait in
-a queue, and reading pauses while they do (RFC 9112 §9.3.2). A response leaves as one
+exchange is answered at a time, in order, by the connection's one task; requests a
+client pipelines behind it wait in a queue, and reading pauses while they do (RFC 9112
+§9.3.2). A response leaves as one
 `transport.write` (head and body together: one TLS record, one send call), framed by
 Content-Length, or chunked when the app streams it (§7.1). While the transport asks us
 to pause writing, the app's `send` waits and no queued exchange starts.
 
-One timer per connection serves every deadline (the head's, the idle keep-alive's): it
-is moved only when a deadline comes earlier than the one it is set for, and when it
-fires it looks at what is due, so a kept-alive request costs no timer of its own.
+One timer per connection serves every deadline (the head's; the body's, from one read
+of it to the next and at a minimum rate; the idle keep-alive's; the wait on a client
+that reads nothing): it is moved only when a deadline comes earlier than the one it is
+set for, and when it fires it looks at what is due, so a kept-alive request costs no
+timer of its own.
 
 Refusals (400 for what the parser rejects, 408, 413, 431, 503) are problem documents
 (RFC 8555 §6.7 shape) sent in their turn after any response in flight; the connection
