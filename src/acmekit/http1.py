@@ -17,9 +17,9 @@ A `_Connection` feeds what it reads to the parser. Each request, once its head i
 complete, becomes an `_Exchange`: the app's `receive` and `send` for that request. One
 exchange is answered at a time, in order, by the connection's one task; requests a
 client pipelines behind it wait in a queue, and reading pauses while they do (RFC 9112
-§9.3.2). A response leaves as one
-`transport.write` (head and body together: one TLS record, one send call), framed by
-Content-Length, or chunked when the app streams it (§7.1). While the transport asks us
+§9.3.2). A response leaves as one `transport.write` (head and body together: one TLS
+record, one send call), framed by Content-Length, or chunked when the app streams it
+(§7.1). While the transport asks us
 to pause writing, the app's `send` waits and no queued exchange starts.
 
 One timer per connection serves every deadline (the head's; the body's, from one read
@@ -769,7 +769,9 @@ class _Connection(asyncio.Protocol):
         (a task per request cost its creation and asyncio's registration of it, about
         4,800 instructions a request). An exchange refused while its app runs (413 or 408
         in its body) is cancelled alone: the cancellation is taken back and the loop goes
-        on. The task ends when the connection has closed and nothing is left to answer."""
+        on. The next exchange begins when an app returns (this server's apps return with
+        their last `send`). The task ends when the connection has closed and nothing is
+        left to answer."""
         try:
             while True:
                 ex = self.current
