@@ -19,8 +19,8 @@ exchange is answered at a time, in order, by the connection's one task; requests
 client pipelines behind it wait in a queue, and reading pauses while they do (RFC 9112
 §9.3.2). A response leaves as one `transport.write` (head and body together: one TLS
 record, one send call), framed by Content-Length, or chunked when the app streams it
-(§7.1). While the transport asks us
-to pause writing, the app's `send` waits and no queued exchange starts.
+(§7.1). While the transport asks us to pause writing, the app's `send` waits and no
+queued exchange starts, for `send_timeout` at most.
 
 One timer per connection serves every deadline (the head's; the body's, from one read
 of it to the next and at a minimum rate; the idle keep-alive's; the wait on a client
