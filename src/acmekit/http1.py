@@ -43,13 +43,13 @@ import logging
 import signal
 import socket
 import ssl
-import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from enum import Enum
 from http import HTTPStatus
+from time import time
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -102,17 +102,19 @@ class Admission(Enum):
 
 
 class _Date:
-    """The Date header (RFC 9110 §6.6.1), formatted once per second."""
+    """The Date header (RFC 9110 §6.6.1), formatted once per second: the clock is read as
+    a float and compared with the next second's start (an `int()` a response fewer)."""
 
     def __init__(self) -> None:
-        self._second = 0
+        self._next = 0.0  # when the line is next due
         self._line = b""
 
     def line(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._line = f"date: {formatdate(now, usegmt=True)}\r\n".encode()
+        now = time()
+        if now >= self._next or now < self._next - 1.0:  # a second on, or set back
+            second = int(now)
+            self._next = second + 1.0
+            self._line = f"date: {formatdate(second, usegmt=True)}\r\n".encode()
         return self._line
 
 
