@@ -772,8 +772,9 @@ class _Connection(asyncio.Protocol):
         4,800 instructions a request). An exchange refused while its app runs (413 or 408
         in its body) is cancelled alone: the cancellation is taken back and the loop goes
         on. The next exchange begins when an app returns (this server's apps return with
-        their last `send`). The task ends when the connection has closed and nothing is
-        left to answer."""
+        their last `send`), in the same context (contextvars): an app must reset what it
+        sets. The task ends when the connection has closed and nothing is left to
+        answer."""
         try:
             while True:
                 ex = self.current
