@@ -15,15 +15,18 @@ past twice that it is closed at once, before any TLS.
 
 A `_Connection` feeds what it reads to the parser. Each request, once its head is
 complete, becomes an `_Exchange`: the app's `receive` and `send` for that request. One
-exchange is answered at a time, in order; requests a client pipelines behind it wait in
-a queue, and reading pauses while they do (RFC 9112 §9.3.2). A response leaves as one
-`transport.write` (head and body together: one TLS record, one send call), framed by
-Content-Length, or chunked when the app streams it (§7.1). While the transport asks us
-to pause writing, the app's `send` waits and no queued exchange starts.
+exchange is answered at a time, in order, by the connection's one task; requests a
+client pipelines behind it wait in a queue, and reading pauses while they do (RFC 9112
+§9.3.2). A response leaves as one `transport.write` (head and body together: one TLS
+record, one send call), framed by Content-Length, or chunked when the app streams it
+(§7.1). While the transport asks us to pause writing, the app's `send` waits and no
+queued exchange starts, for `send_timeout` at most.
 
-One timer per connection serves every deadline (the head's, the idle keep-alive's): it
-is moved only when a deadline comes earlier than the one it is set for, and when it
-fires it looks at what is due, so a kept-alive request costs no timer of its own.
+One timer per connection serves every deadline (the head's; the body's, from one read
+of it to the next and at a minimum rate; the idle keep-alive's; the wait on a client
+that reads nothing): it is moved only when a deadline comes earlier than the one it is
+set for, and when it fires it looks at what is due, so a kept-alive request costs no
+timer of its own.
 
 Refusals (400 for what the parser rejects, 408, 413, 431, 503) are problem documents
 (RFC 8555 §6.7 shape) sent in their turn after any response in flight; the connection
@@ -40,13 +43,13 @@ import logging
 import signal
 import socket
 import ssl
-import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from enum import Enum
 from http import HTTPStatus
+from time import time
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -71,6 +74,7 @@ STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # RFC 9110 §10.1.1
 NO_BODY_STATUSES = frozenset({204, 304})  # and 1xx: RFC 9112 §6.3
 FRAMING = frozenset({b"content-length", b"connection", b"transfer-encoding"})
+FRAMING_SIZES = frozenset(map(len, FRAMING))
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,10 @@ class ListenerLimits:
     max_connections_per_address: int = 256  # more at once from one client: 503
     handshake_timeout: float = 10.0  # seconds for a TLS handshake, counted in the cap above
     max_body_bytes: int = 1024 * 1024  # a request body (nginx's client_max_body_size); 413
+    # A body has header_timeout between reads, and must average this many bytes a second
+    # (after a first header_timeout of grace: Apache's mod_reqtimeout MinRate); then 408
+    min_body_rate: int = 1024
+    send_timeout: float = 60.0  # seconds a response may wait on a client that reads nothing
     shutdown_timeout: float = 10.0  # seconds requests in flight have after SIGTERM
 
 
@@ -94,17 +102,19 @@ class Admission(Enum):
 
 
 class _Date:
-    """The Date header (RFC 9110 §6.6.1), formatted once per second."""
+    """The Date header (RFC 9110 §6.6.1), formatted once per second: the clock is read as
+    a float and compared with the next second's start (an `int()` a response fewer)."""
 
     def __init__(self) -> None:
-        self._second = 0
+        self._next = 0.0  # when the line is next due
         self._line = b""
 
     def line(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._line = f"date: {formatdate(now, usegmt=True)}\r\n".encode()
+        now = time()
+        if now >= self._next or now < self._next - 1.0:  # a second on, or set back
+            second = int(now)
+            self._next = second + 1.0
+            self._line = f"date: {formatdate(second, usegmt=True)}\r\n".encode()
         return self._line
 
 
@@ -222,7 +232,7 @@ class _Exchange:
     """One request and its response: the app's `receive` and `send`."""
 
     __slots__ = (
-        "body_done", "body_given", "chunked", "chunks", "conn", "disconnected",
+        "body_done", "body_given", "chunked", "chunks", "conn", "cut", "disconnected",
         "expect_continue", "finished", "head_only", "headers", "headers_sent",
         "keep_alive", "refusal", "scope", "started", "status", "waiter",
     )  # fmt: skip
@@ -239,6 +249,7 @@ class _Exchange:
         self.disconnected = False
         self.waiter: asyncio.Future[None] | None = None
         self.refusal: bytes | None = None  # answered by the server, not the app
+        self.cut = False  # its app is cancelled: the server answers instead
         self.started = False
         self.finished = False
         self.chunked = False
@@ -280,8 +291,10 @@ class _Exchange:
         elif kind == "http.response.body":
             if not self.started or self.finished:
                 raise RuntimeError("a response body out of turn")
-            more = bool(message.get("more_body", False))
-            body = bytes(message.get("body", b""))
+            more = message.get("more_body", False)
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = bytes(body)
             data = self._framed(body) if self.headers_sent else self._head(body, more)
             if not more:
                 self.finished = True
@@ -310,15 +323,16 @@ class _Exchange:
         parts = [line]
         length = False
         for name, value in self.headers:
-            lower = name.lower()
-            if lower in FRAMING:
-                if lower == b"content-length":
-                    length = True
-                else:  # ours to say, below (RFC 9112 §6.1, §9.6)
-                    _no_line_break(name + value)
-                    if lower == b"connection" and value.lower() == b"close":
-                        self.keep_alive = False
-                    continue
+            if len(name) in FRAMING_SIZES:  # else not one: lowered only if it may be
+                lower = name.lower()
+                if lower in FRAMING:
+                    if lower == b"content-length":
+                        length = True
+                    else:  # ours to say, below (RFC 9112 §6.1, §9.6)
+                        _no_line_break(name + value)
+                        if lower == b"connection" and value.lower() == b"close":
+                            self.keep_alive = False
+                        continue
             parts += (name, b": ", value, b"\r\n")
         theirs = len(parts)  # the status line, then four parts to each line of the app's
         bodiless = status < 200 or status in NO_BODY_STATUSES
@@ -364,15 +378,19 @@ class _Connection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect = False
+        self.hosts = 0  # Host headers in it
         self.length = 0  # the Content-Length of the request being parsed
         self.body_bytes = 0  # of its body, so far
         self.in_head = False  # a request's head has begun and is not complete
         self.began = False  # ... in the chunk being parsed
         self.head_bytes = 0  # read while the head was unfinished
-        self.head_size = 0  # of the head, as parsed (request line and header lines)
+        self.read_size = 0  # of the chunk being parsed
         # deadlines: one timer for all
         self.head_since: float | None = None
         self.body_since: float | None = None  # the end of the head whose body is awaited
+        self.body_last = 0.0  # the last read while that body is awaited
+        self.body_base = 0  # its bytes read before body_since (when reading resumed)
+        self.write_since: float | None = None  # the transport asked us to pause writing
         self.idle_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
@@ -380,7 +398,9 @@ class _Connection(asyncio.Protocol):
         self.current: _Exchange | None = None  # being answered
         self.parsing: _Exchange | None = None  # its body being read
         self.queue: deque[_Exchange] = deque()
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # runs the exchanges: `_serve`
+        self.running: _Exchange | None = None  # whose app the task is in
+        self.idle: asyncio.Future[None] | None = None  # the task waits for an exchange
 
     # the connection ---------------------------------------------------------------
 
@@ -391,6 +411,20 @@ class _Connection(asyncio.Protocol):
         here = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.local = (str(here[0]), int(here[1])) if isinstance(here, tuple) else None
+        self.shared_scope: Scope = {  # what every request of the connection shares
+            "type": "http",
+            "asgi": ASGI,
+            "http_version": "1.1",
+            "server": self.local,
+            "client": self.client,
+            "scheme": "https" if self.server.tls is not None else "http",
+            "method": "GET",
+            "root_path": "",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "headers": [],
+        }
         # an IPv6 client by its /64 (RFC 6177): one subscriber's addresses count as one
         address = client_of(peer) or None
         verdict = self.server.admit(address)
@@ -467,6 +501,8 @@ class _Connection(asyncio.Protocol):
             self._want(now + self.limits.keepalive_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None and not self.idle.done():
+            self.idle.set_result(None)  # the task ends (woken first: before shutdown's)
         self._forget()
         for ex in (self.current, *self.queue):
             if ex is not None:
@@ -496,9 +532,16 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        # A client that asks and never reads (pipelining, or a streamed answer) would hold
+        # the connection, its task and what is buffered for as long as it kept the socket
+        # open: the wait for the transport to drain is bounded (nginx's send_timeout).
+        if self.limits.send_timeout and not self.closed:
+            self.write_since = self.loop.time()
+            self._want(self.write_since + self.limits.send_timeout)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_since = None
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self._drain = None
@@ -545,6 +588,7 @@ class _Connection(asyncio.Protocol):
         if self.ignoring or self.closed:
             return
         self.began = False
+        self.read_size = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -554,11 +598,14 @@ class _Connection(asyncio.Protocol):
             self.fail(HTTPStatus.BAD_REQUEST, "the request is not HTTP/1.1 as we read it")
             return
         if self.body_since is not None and self.limits.header_timeout:
-            self._want(self.body_since + self.limits.header_timeout)
+            # A body's deadline is one of progress: each read moves it on (`_tick` holds
+            # the body to its minimum rate too).
+            self.body_last = now = self.loop.time()
+            self._want(now + self.limits.header_timeout)
         if self.in_head and not self.ignoring:
             # An unfinished head: a chunk it began in is counted from the next one (what
             # came before it in the chunk, whole requests, is not its size), so this cap
-            # holds to within one read; a finished head is measured exactly (`head_size`).
+            # holds to within one read; a finished head is measured exactly (`_head_size`).
             if not self.began:
                 self.head_bytes += len(data)
             cap = self.limits.max_header_bytes
@@ -578,25 +625,25 @@ class _Connection(asyncio.Protocol):
         self.in_head = True
         self.began = True
         self.head_bytes = 0
-        self.head_size = 18  # the request line but its target: "OPTIONS", " HTTP/1.1\r\n"
         self.url = b""
         self.headers = []
         self.expect = False
+        self.hosts = 0
         self.length = 0
         self.idle_since = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"content-length":
             self.length = int(value)  # the parser has checked it is digits
+        elif name == b"host":
+            self.hosts += 1
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect = True
         self.headers.append((name, value))
-        self.head_size += len(name) + len(value) + 4  # ": " and CRLF
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -606,13 +653,15 @@ class _Connection(asyncio.Protocol):
         if self.ignoring:
             return
         cap = self.limits.max_header_bytes
-        if cap and self.head_size > cap:
+        # A head begun and ended in one read is no larger than the read: measured only
+        # if it may be over the cap (adding up its size in each callback cost more).
+        if cap and (not self.began or self.read_size > cap) and self._head_size() > cap:
             self.fail(
                 HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
                 f"request headers larger than {cap} bytes",
             )
             return
-        if sum(name == b"host" for name, _ in self.headers) > 1:
+        if self.hosts > 1:
             # RFC 9112 §3.2: a server MUST answer 400. Which one counts would be this
             # server's guess (it took the last), and a proxy in front may guess the other.
             self.fail(HTTPStatus.BAD_REQUEST, "more than one Host header")
@@ -635,7 +684,15 @@ class _Connection(asyncio.Protocol):
             # client_body_timeout). Armed in data_received only if the body is still
             # unfinished there: most requests end in the read their head ends in.
             self.body_since = self.loop.time()
+            self.body_base = 0
         self._enqueue(ex)
+
+    def _head_size(self) -> int:
+        """The head's size as parsed: the request line and the header lines."""
+        size = 18 + len(self.url)  # "OPTIONS", " HTTP/1.1\r\n" and the target
+        for name, value in self.headers:
+            size += len(name) + len(value) + 4  # ": " and CRLF
+        return size
 
     def _scope(self) -> Scope | None:
         url = self.url
@@ -646,7 +703,8 @@ class _Connection(asyncio.Protocol):
                 parsed = httptools.parse_url(url)
             except httptools.HttpParserInvalidURLError:
                 return None
-            raw_path, query = parsed.path or b"*", parsed.query or b""
+            # `*` is its own path; an absolute target with none is `/` (RFC 9112 §3.2.2)
+            raw_path, query = parsed.path or b"/", parsed.query or b""
             if parsed.host:
                 # RFC 9112 §3.2.2: the target's authority, not the Host header, names
                 # the host (the app answers only its own names, and builds URLs on it).
@@ -658,36 +716,30 @@ class _Connection(asyncio.Protocol):
             text = raw_path.decode("ascii")
         except UnicodeDecodeError:
             return None
-        return {
-            "type": "http",
-            "asgi": ASGI,
-            "http_version": self.parser.get_http_version(),
-            "server": self.local,
-            "client": self.client,
-            "scheme": "https" if self.server.tls is not None else "http",
-            "method": self.parser.get_method().decode("ascii"),
-            "root_path": "",
-            "path": unquote(text) if "%" in text else text,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": self.headers,
-        }
+        scope = self.shared_scope.copy()
+        scope["http_version"] = self.parser.get_http_version()
+        scope["method"] = self.parser.get_method().decode("ascii")
+        scope["path"] = unquote(text) if "%" in text else text
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["headers"] = self.headers
+        return scope
 
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
         if ex is None or ex.finished:  # answered already: the rest is dropped
             return
         ex.chunks.append(body)
+        self.body_bytes += len(body)
         cap = self.limits.max_body_bytes
-        if cap:
-            self.body_bytes += len(body)
-            if self.body_bytes > cap:  # a chunked body (RFC 9112 §7.1) past the cap
-                ex.disconnected = True
-                ex.wake()
-                self.parsing = None
-                self._refuse_body(ex, cap)
-                return
-        ex.wake()
+        if cap and self.body_bytes > cap:  # a chunked body (RFC 9112 §7.1) past the cap
+            ex.disconnected = True
+            ex.wake()
+            self.parsing = None
+            self._refuse_body(ex, cap)
+            return
+        if ex.waiter is not None:
+            ex.wake()
 
     def on_message_complete(self) -> None:
         ex = self.parsing
@@ -695,7 +747,8 @@ class _Connection(asyncio.Protocol):
         self.body_since = None
         if ex is not None:
             ex.body_done = True
-            ex.wake()
+            if ex.waiter is not None:
+                ex.wake()
 
     # exchanges ------------------------------------------------------------------------
 
@@ -708,33 +761,65 @@ class _Connection(asyncio.Protocol):
     def _start(self, ex: _Exchange) -> None:
         self.current = ex
         self.idle_since = None
-        self.task = self.loop.create_task(self._run(ex))
+        if self.task is None:
+            self.task = self.loop.create_task(self._serve())
+        elif self.idle is not None and not self.idle.done():
+            self.idle.set_result(None)
 
-    async def _run(self, ex: _Exchange) -> None:
-        if ex.refusal is not None:
-            self.write(ex.refusal)
-            ex.finished = True
-            self.finished(ex)
-            return
+    async def _serve(self) -> None:
+        """The connection's one task: each exchange in turn, as `_start` makes it current
+        (a task per request cost its creation and asyncio's registration of it, about
+        4,800 instructions a request). An exchange refused while its app runs (413 or 408
+        in its body) is cancelled alone: the cancellation is taken back and the loop goes
+        on. The next exchange begins when an app returns (this server's apps return with
+        their last `send`), in the same context (contextvars): an app must reset what it
+        sets. The task ends when the connection has closed and nothing is left to
+        answer."""
         try:
-            await self.server.app(ex.scope, ex.receive, ex.send)
-        except Exception:
-            log.exception("the app failed on %s %s", ex.scope["method"], ex.scope["path"])
-        if ex.finished:
-            return
-        if not ex.started and not self.closed:
-            self.write(problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
-        ex.keep_alive = False  # a response cut short ends the connection
-        ex.finished = True
-        self.finished(ex)
+            while True:
+                ex = self.current
+                if ex is None:
+                    if self.closed:
+                        return
+                    self.idle = self.loop.create_future()
+                    await self.idle
+                    self.idle = None
+                    continue
+                if ex.refusal is not None:
+                    self.write(ex.refusal)
+                    ex.finished = True
+                    self.finished(ex)
+                    continue
+                self.running = ex
+                try:
+                    await self.server.app(ex.scope, ex.receive, ex.send)
+                except asyncio.CancelledError:
+                    if not ex.cut:
+                        raise  # the connection is aborted, or the loop ends
+                except Exception:
+                    log.exception("the app failed on %s %s", ex.scope["method"], ex.scope["path"])
+                self.running = None
+                if ex.cut:  # `_refuse` cancelled it, and answers in its place
+                    ex.cut = False
+                    cast(asyncio.Task[None], self.task).uncancel()
+                if ex.finished:
+                    continue
+                if not ex.started and not self.closed:
+                    self.write(problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
+                ex.keep_alive = False  # a response cut short ends the connection
+                ex.finished = True
+                self.finished(ex)
+        finally:
+            if not self.closed:  # the task was cancelled, or failed: nothing would answer
+                self.transport.abort()
 
     def finished(self, ex: _Exchange) -> None:
         """`ex` has been answered: close, or take the next request."""
         if ex is not self.current:
             return
-        ex.wake()  # a `receive` waiting past the body learns that it is over
+        if ex.waiter is not None:
+            ex.wake()  # a `receive` waiting past the body learns that it is over
         self.current = None
-        self.task = None
         if self.parsing is ex:  # answered before its body was read: not reusable
             ex.keep_alive = False
         if ex.refusal is not None:
@@ -760,12 +845,15 @@ class _Connection(asyncio.Protocol):
                 # request waited for ever, or its body deadline ran out).
                 self._resume_reading()
             return
-        self._resume_reading()
+        if self.read_paused:
+            self._resume_reading()
         if self.ignoring or self.closed:
             return
-        self.idle_since = self.loop.time()
+        self.idle_since = now = self.loop.time()
         if self.limits.keepalive_timeout and not self.in_head:
-            self._want(self.idle_since + self.limits.keepalive_timeout)
+            due = now + self.limits.keepalive_timeout
+            if self.timer is None or due < self.timer_at:  # else `_tick` moves it on
+                self._want(due)
 
     def _pause_reading(self) -> None:
         """Stop reading while pipelined requests wait (RFC 9112 §9.3.2). What is not read
@@ -789,7 +877,8 @@ class _Connection(asyncio.Protocol):
             self.head_since = now
             self._want(now + self.limits.header_timeout)
         if self.parsing is not None:
-            self.body_since = now
+            self.body_since = self.body_last = now
+            self.body_base = self.body_bytes
             self._want(now + self.limits.header_timeout)
 
     # refusals ---------------------------------------------------------------------
@@ -838,12 +927,12 @@ class _Connection(asyncio.Protocol):
             return
         if ex is self.current:
             # Its app is still reading the body, so has done nothing yet: it is cancelled
-            # and the refusal takes its turn.
+            # (if it has begun) and the refusal takes its turn.
             self.current = None
             ex.finished = True
-            if self.task is not None:
+            if self.running is ex and self.task is not None:
+                ex.cut = True
                 self.task.cancel()
-            self.task = None
         else:
             with contextlib.suppress(ValueError):
                 self.queue.remove(ex)
@@ -865,8 +954,21 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return
         now = self.loop.time()
+        if self.write_since is not None and self.limits.send_timeout:
+            due = self.write_since + self.limits.send_timeout
+            if now < due:
+                self._want(due)
+            else:
+                log.info("closed a connection from %s: it read nothing for a while", self.client)
+                self.queue.clear()  # pipelined, not begun: nobody reads their answers
+                self.transport.abort()  # closing would wait for the buffer to drain
+                return
         if self.body_since is not None and self.limits.header_timeout:
-            due = self.body_since + self.limits.header_timeout
+            due = self.body_last + self.limits.header_timeout  # since the last read ...
+            rate = self.limits.min_body_rate
+            if rate:  # ... and at the minimum rate since the body began
+                got = self.body_bytes - self.body_base
+                due = min(due, self.body_since + self.limits.header_timeout + got / rate)
             if now < due:
                 self._want(due)
             else:
