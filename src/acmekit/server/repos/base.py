@@ -48,6 +48,46 @@ def cols(table: sa.Table, alias: str = "") -> str:
     return ", ".join(prefix + c.name for c in table.columns)
 
 
+class RowJson:
+    """A row read as one JSON text, built by the database: `SELECT json_array(a, b, ...)`
+    where `SELECT a, b, ...` was. The driver's per-column work (on SQLite each column is
+    a call that gives up and takes back the GIL, a type check, a string decoded, and a
+    column name and a 7-tuple for the cursor's description) cost far more than the
+    database's JSON: a read of one row of 36 columns took 107,000 instructions, the same
+    row as one JSON text 58,000 (docs/decisions.md). The text is also the cheapest key
+    for the decoded-record caches: one string hashed and compared, not a tuple of them.
+
+    Values keep their JSON types: text as strings (the JSON-text columns too, decoded by
+    their readers), integers as numbers, NULL as null; a boolean is 0/1 on SQLite and
+    true/false on PostgreSQL."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+
+    def array(self, exprs: Sequence[str]) -> str:
+        """The JSON array of `exprs`, as a JSON value (to nest)."""
+        fn = "json_array" if self.sqlite else "json_build_array"
+        return f"{fn}({', '.join(exprs)})"
+
+    def text(self, exprs: Sequence[str]) -> str:
+        """The JSON array of `exprs` as text: what a statement returns."""
+        found = self.array(exprs)
+        return found if self.sqlite else f"CAST({found} AS text)"
+
+    def rows(self, exprs: Sequence[str], tail: str) -> str:
+        """A scalar subquery: the JSON array of `exprs` of each row `FROM ... WHERE ...`
+        (`tail`) in no set order, `[]` for none, as a JSON value."""
+        if self.sqlite:  # a subquery's value loses its JSON subtype: json() gives it back
+            return f"json((SELECT json_group_array({self.array(exprs)}) {tail}))"
+        return f"(SELECT COALESCE(json_agg({self.array(exprs)}), '[]') {tail})"
+
+
+def col_list(table: sa.Table, alias: str = "", skip: Sequence[str] = ()) -> list[str]:
+    """The table's columns in order, as `alias.name` (NULL in place of those `skip`s)."""
+    prefix = f"{alias}." if alias else ""
+    return ["NULL" if c.name in skip else prefix + c.name for c in table.columns]
+
+
 def members(enum: type[E]) -> Callable[[str], E]:
     """`enum(value)` as a dict lookup: rows are read on every request, and Enum's own
     call costs several times a lookup (a bad value still raises)."""
