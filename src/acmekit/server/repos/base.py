@@ -76,9 +76,11 @@ class RowJson:
 
     def rows(self, exprs: Sequence[str], tail: str) -> str:
         """A scalar subquery: the JSON array of `exprs` of each row `FROM ... WHERE ...`
-        (`tail`) in no set order, `[]` for none, as a JSON value."""
-        if self.sqlite:  # a subquery's value loses its JSON subtype: json() gives it back
-            return f"json((SELECT json_group_array({self.array(exprs)}) {tail}))"
+        (`tail`) in no set order, `[]` for none. Nested, a JSON array; or a JSON string
+        of one where the database loses a subquery's JSON type (SQLite may: json() would
+        keep it, but parses the text again on every read), so a reader takes both."""
+        if self.sqlite:
+            return f"(SELECT json_group_array({self.array(exprs)}) {tail})"
         return f"(SELECT COALESCE(json_agg({self.array(exprs)}), '[]') {tail})"
 
 

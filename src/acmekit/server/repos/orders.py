@@ -109,12 +109,11 @@ class _Reads:
         authz = j.text([*_AUTHZ_FIELDS, chs])
         order = j.text(col_list(orders, "o", skip=("csr",)))  # the CSR as its own column
         self.authzs = f"SELECT {authz} FROM authorizations a WHERE a.id IN "
-        # The candidates, newest first.
+        # The candidates, newest first (their challenges nested: no join to order).
         self.reusable = (
-            f"SELECT {authz} FROM authorizations a WHERE a.id IN ("
-            "SELECT id FROM authorizations WHERE account_id = ? AND identifier_value = ? "
-            "AND identifier_type = ? AND wildcard = ? AND stored_status = ? AND expires > ? "
-            "ORDER BY expires DESC LIMIT 5) ORDER BY a.expires DESC, a.id"
+            f"SELECT {authz} FROM authorizations a WHERE a.account_id = ? "
+            "AND a.identifier_value = ? AND a.identifier_type = ? AND a.wildcard = ? "
+            "AND a.stored_status = ? AND a.expires > ? ORDER BY a.expires DESC, a.id LIMIT 5"
         )
         # A challenge's authorization, by the challenge's id.
         self.of_challenge = (
@@ -122,19 +121,19 @@ class _Reads:
             "WHERE a.id = (SELECT authz_id FROM challenges WHERE id = ?)"
         )
         self.order = f"SELECT {order}, o.csr FROM orders o WHERE o.id = ?"
-        # The order's row on each of its authorizations' rows, in the order of
-        # `authz_ids` (a JSON array): SQLite's json_each and PostgreSQL's
-        # json_array_elements_text give its elements with their positions.
+        # The order's row on each of its authorizations' rows (`authz_ids`, a JSON
+        # array: SQLite's json_each and PostgreSQL's json_array_elements_text give its
+        # elements), in no set order: the caller puts them in the order's (a sort here
+        # cost SQLite a temporary B-tree a read).
         elements = (
             "json_each(o.authz_ids) j"
             if j.sqlite
-            else "LATERAL json_array_elements_text(CAST(o.authz_ids AS json)) "
-            "WITH ORDINALITY AS j(value, key)"
+            else "LATERAL json_array_elements_text(CAST(o.authz_ids AS json)) j(value)"
         )
         self.order_with_authzs = (
             f"SELECT {order}, o.csr, CASE WHEN a.id IS NULL THEN NULL ELSE {authz} END "
             f"FROM orders o LEFT JOIN {elements} ON true "
-            "LEFT JOIN authorizations a ON a.id = j.value WHERE o.id = ? ORDER BY j.key"
+            "LEFT JOIN authorizations a ON a.id = j.value WHERE o.id = ?"
         )
 
 
@@ -194,7 +193,7 @@ def _challenge_from(row: Sequence[Any]) -> ChallengeRecord:
 def _authorization_from(text: str) -> AuthorizationRecord:
     """An authorization from its JSON text: `_AUTHZ_FIELDS` and its challenges'."""
     head = json.loads(text)
-    authz_id = head[0]
+    authz_id, nested = head[0], head[9]
     chs = (
         ChallengeRecord(
             id=c[0],
@@ -207,7 +206,7 @@ def _authorization_from(text: str) -> AuthorizationRecord:
             started=opt_time(c[5]),
             account_uri=c[7],
         )
-        for c in head[9]
+        for c in (json.loads(nested) if isinstance(nested, str) else nested)
     )
     return AuthorizationRecord(
         id=authz_id,
