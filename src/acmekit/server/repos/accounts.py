@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from acmekit.database import from_us, to_us
 from acmekit.protocol.messages import AccountStatus
-from acmekit.server.records import AccountRecord, EabKey
+from acmekit.server.records import AccountRecord, EabKey, positional
 from acmekit.server.repos.base import Database, Repository, RowJson, col_list, members, opt_time
 from acmekit.server.schema import (
     account_prior_keys,
@@ -25,6 +25,7 @@ from acmekit.server.schema import (
 _INSERT_NONCE = "INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)"
 
 _account_status = members(AccountStatus)
+_make_account = positional(AccountRecord)
 
 
 # Every authenticated request reads its account, and decoding the row (two JSON texts, a
@@ -34,14 +35,14 @@ _account_status = members(AccountStatus)
 @lru_cache(maxsize=1024)
 def _account_from(text: str) -> AccountRecord:
     row = json.loads(text)
-    return AccountRecord(
-        id=row[0],
-        thumbprint=row[1],
-        jwk=json.loads(row[2]),
-        contact=tuple(json.loads(row[3])),
-        status=_account_status(row[4]),
-        created=from_us(row[5]),
-        eab_kid=row[6],
+    return _make_account(
+        row[0],
+        row[1],
+        json.loads(row[2]),
+        tuple(json.loads(row[3])),
+        _account_status(row[4]),
+        from_us(row[5]),
+        row[6],
     )
 
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ from acmekit.server.records import (
     ChallengeRecord,
     OrderRecord,
     ValidationEvidence,
+    positional,
 )
 from acmekit.server.repos.base import (
     Cursor,
@@ -144,23 +146,29 @@ _challenge_status = members(ChallengeStatus)
 _challenge_type = members(ChallengeType)
 
 
+_make_order = positional(OrderRecord)
+_make_authorization = positional(AuthorizationRecord)
+_make_challenge = positional(ChallengeRecord)
+_by_type = itemgetter(1)
+
+
 def _order_of(row: Sequence[Any], csr: bytes | None) -> OrderRecord:
     """An order from `orders`' columns, in order (`csr` given apart)."""
-    return OrderRecord(
-        id=row[0],
-        account_id=row[1],
-        identifiers=ids_load(row[2]),
-        authz_ids=tuple(json.loads(row[3])),
-        expires=from_us(row[4]),
-        created=from_us(row[5]),
-        not_before=opt_time(row[6]),
-        not_after=opt_time(row[7]),
-        profile=row[8],
-        replaces=row[9],
-        csr=csr,
-        finalize_started=opt_time(row[11]),
-        error=json_or_none(row[12]),
-        certificate_id=row[13],
+    return _make_order(
+        row[0],
+        row[1],
+        ids_load(row[2]),
+        tuple(json.loads(row[3])),
+        from_us(row[4]),
+        from_us(row[5]),
+        opt_time(row[6]),
+        opt_time(row[7]),
+        row[8],
+        row[9],
+        csr,
+        opt_time(row[11]),
+        json_or_none(row[12]),
+        row[13],
     )
 
 
@@ -176,48 +184,52 @@ def _order_from(text: str, csr: bytes | None) -> OrderRecord:
 
 def _challenge_from(row: Sequence[Any]) -> ChallengeRecord:
     """A challenge from a row of `challenges`' columns, in order."""
-    return ChallengeRecord(
-        id=row[0],
-        authz_id=row[1],
-        type=_challenge_type(row[2]),
-        token=row[3],
-        status=_challenge_status(row[4]),
-        validated=opt_time(row[5]),
-        error=json_or_none(row[7]),
-        started=opt_time(row[6]),
-        account_uri=row[8],
+    return _make_challenge(
+        row[0],
+        row[1],
+        _challenge_type(row[2]),
+        row[3],
+        _challenge_status(row[4]),
+        opt_time(row[5]),
+        json_or_none(row[7]),
+        opt_time(row[6]),
+        row[8],
     )
 
 
 @lru_cache(maxsize=2048)
 def _authorization_from(text: str) -> AuthorizationRecord:
-    """An authorization from its JSON text: `_AUTHZ_FIELDS` and its challenges'."""
+    """An authorization from its JSON text: `_AUTHZ_FIELDS` and its challenges', these
+    in the order of their types (as the type enum sorts: by value)."""
     head = json.loads(text)
     authz_id, nested = head[0], head[9]
-    chs = (
-        ChallengeRecord(
-            id=c[0],
-            authz_id=authz_id,
-            type=_challenge_type(c[1]),
-            token=c[2],
-            status=_challenge_status(c[3]),
-            validated=opt_time(c[4]),
-            error=json_or_none(c[6]),
-            started=opt_time(c[5]),
-            account_uri=c[7],
+    if isinstance(nested, str):
+        nested = json.loads(nested)
+    nested.sort(key=_by_type)
+    chs = tuple(
+        _make_challenge(
+            c[0],
+            authz_id,
+            _challenge_type(c[1]),
+            c[2],
+            _challenge_status(c[3]),
+            opt_time(c[4]),
+            json_or_none(c[6]),
+            opt_time(c[5]),
+            c[7],
         )
-        for c in (json.loads(nested) if isinstance(nested, str) else nested)
+        for c in nested
     )
-    return AuthorizationRecord(
-        id=authz_id,
-        account_id=head[1],
-        identifier=Identifier(identifier_type(head[2]), head[3]),
-        wildcard=bool(head[4]),
-        stored_status=_authz_status(head[5]),
-        expires=from_us(head[6]),
-        challenges=tuple(sorted(chs, key=lambda ch: ch.type)),
-        profile=head[7],
-        in_renewal=head[8] is not None,
+    return _make_authorization(
+        authz_id,
+        head[1],
+        Identifier(identifier_type(head[2]), head[3]),
+        bool(head[4]),
+        _authz_status(head[5]),
+        from_us(head[6]),
+        chs,
+        head[7],
+        head[8] is not None,
     )
 
 
