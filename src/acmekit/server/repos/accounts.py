@@ -13,7 +13,15 @@ import sqlalchemy as sa
 from acmekit.database import from_us, to_us
 from acmekit.protocol.messages import AccountStatus
 from acmekit.server.records import AccountRecord, EabKey, positional
-from acmekit.server.repos.base import Database, Repository, RowJson, col_list, members, opt_time
+from acmekit.server.repos.base import (
+    Database,
+    Repository,
+    RowJson,
+    col_list,
+    loads,
+    members,
+    opt_time,
+)
 from acmekit.server.schema import (
     account_prior_keys,
     accounts,
@@ -34,12 +42,12 @@ _make_account = positional(AccountRecord)
 # RowJson), so what another process changed is a new key.
 @lru_cache(maxsize=1024)
 def _account_from(text: str) -> AccountRecord:
-    row = json.loads(text)
+    row = loads(text)
     return _make_account(
         row[0],
         row[1],
-        json.loads(row[2]),
-        tuple(json.loads(row[3])),
+        loads(row[2]),
+        tuple(loads(row[3])),
         _account_status(row[4]),
         from_us(row[5]),
         row[6],

@@ -37,6 +37,7 @@ from acmekit.server.repos.base import (
     ids_json,
     ids_load,
     json_or_none,
+    loads,
     marks,
     members,
     opt_time,
@@ -158,7 +159,7 @@ def _order_of(row: Sequence[Any], csr: bytes | None) -> OrderRecord:
         row[0],
         row[1],
         ids_load(row[2]),
-        tuple(json.loads(row[3])),
+        tuple(loads(row[3])),
         from_us(row[4]),
         from_us(row[5]),
         opt_time(row[6]),
@@ -179,7 +180,7 @@ def _order_of(row: Sequence[Any], csr: bytes | None) -> OrderRecord:
 @lru_cache(maxsize=1024)
 def _order_from(text: str, csr: bytes | None) -> OrderRecord:
     """An order from its JSON text (`_Reads.order`)."""
-    return _order_of(json.loads(text), csr)
+    return _order_of(loads(text), csr)
 
 
 def _challenge_from(row: Sequence[Any]) -> ChallengeRecord:
@@ -201,10 +202,10 @@ def _challenge_from(row: Sequence[Any]) -> ChallengeRecord:
 def _authorization_from(text: str) -> AuthorizationRecord:
     """An authorization from its JSON text: `_AUTHZ_FIELDS` and its challenges', these
     in the order of their types (as the type enum sorts: by value)."""
-    head = json.loads(text)
+    head = loads(text)
     authz_id, nested = head[0], head[9]
     if isinstance(nested, str):
-        nested = json.loads(nested)
+        nested = loads(nested)
     nested.sort(key=_by_type)
     chs = tuple(
         _make_challenge(
@@ -597,7 +598,7 @@ class OrderRepository(Repository):
             )
         if row is None:
             return None
-        perspectives = None if row[1] is None else tuple(json.loads(row[1]))
+        perspectives = None if row[1] is None else tuple(loads(row[1]))
         return ValidationEvidence(row[0], perspectives, _flag(row[2]), _flag(row[3]))
 
 
