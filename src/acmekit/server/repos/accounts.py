@@ -104,8 +104,7 @@ class AccountRepository(Repository):
     def redeem_nonce(self, nonce: str, issued: datetime) -> bool:
         """Record `nonce` as used; False if it was used before (by any process)."""
         try:
-            with self._once() as c:
-                c.run(_INSERT_NONCE, (nonce, to_us(issued)))
+            self._run(_INSERT_NONCE, (nonce, to_us(issued)))
         except self._integrity:
             return False
         return True
@@ -116,12 +115,10 @@ class AccountRepository(Repository):
         """`redeem_nonce`, and in the same transaction the account `account_id` (if any)."""
         try:
             if account_id is None:
-                with self._once() as c:
-                    c.run(_INSERT_NONCE, (nonce, to_us(issued)))
+                self._run(_INSERT_NONCE, (nonce, to_us(issued)))
                 row = None
             elif self._postgres:
-                with self._once() as c:
-                    row = c.one(self._redeem_and_read, (nonce, to_us(issued), account_id))
+                row = self._one(self._redeem_and_read, (nonce, to_us(issued), account_id))
             else:
                 with self._raw() as c:
                     c.run(_INSERT_NONCE, (nonce, to_us(issued)))
@@ -136,13 +133,11 @@ class AccountRepository(Repository):
             return int(res.rowcount)
 
     def account(self, account_id: str) -> AccountRecord | None:
-        with self._once() as c:
-            row = c.one(self._by_id, (account_id,))
+        row = self._one(self._by_id, (account_id,))
         return None if row is None else _account_from(row[0])
 
     def account_by_thumbprint(self, thumb: str) -> AccountRecord | None:
-        with self._once() as c:
-            row = c.one(self._by_thumbprint, (thumb,))
+        row = self._one(self._by_thumbprint, (thumb,))
         return None if row is None else _account_from(row[0])
 
     def add_account(self, rec: AccountRecord) -> AccountRecord:

@@ -280,8 +280,7 @@ class OrderRepository(Repository):
         """The authorizations with these ids, in the order given (missing ones skipped)."""
         if not ids:
             return []
-        with self._once() as c:
-            rows = c.all(self._reads.authzs + f"({marks(len(ids))})", tuple(ids))
+        rows = self._all(self._reads.authzs + f"({marks(len(ids))})", tuple(ids))
         by_id = {r.id: r for r in _authorizations_of(rows)}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -301,8 +300,7 @@ class OrderRepository(Repository):
             str(AuthorizationStatus.PENDING),
             to_us(valid_after),
         )
-        with self._once() as c:
-            rows = c.all(self._reads.reusable, params)
+        rows = self._all(self._reads.reusable, params)
         return _authorizations_of(rows)
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
@@ -314,8 +312,7 @@ class OrderRepository(Repository):
             str(ChallengeStatus.VALID),
             str(ChallengeStatus.INVALID),
         )
-        with self._once() as c:
-            count, first = c.one(_PENDING_AUTHZS, params)
+        count, first = self._one(_PENDING_AUTHZS, params)
         return int(count), opt_time(first)
 
     def account_validated(self, account_id: str, ctype: ChallengeType) -> bool:
@@ -335,16 +332,14 @@ class OrderRepository(Repository):
             )
 
     def challenge(self, challenge_id: str) -> ChallengeRecord | None:
-        with self._once() as c:
-            row = c.one(_CHALLENGE_BY_ID, (challenge_id,))
+        row = self._one(_CHALLENGE_BY_ID, (challenge_id,))
         return None if row is None else _challenge_from(row)
 
     def challenge_and_authorization(
         self, challenge_id: str
     ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
         """The challenge and its authorization (with every challenge), in one statement."""
-        with self._once() as c:
-            rows = c.all(self._reads.of_challenge, (challenge_id,))
+        rows = self._all(self._reads.of_challenge, (challenge_id,))
         found = _authorizations_of(rows)
         if not found:
             return None
@@ -359,8 +354,7 @@ class OrderRepository(Repository):
         pending = str(ChallengeStatus.PENDING)
         values = (str(ChallengeStatus.PROCESSING), to_us(now), account_uri, challenge_id)
         if not self._postgres:  # SQLite's writers take turns: the UPDATE sees the last
-            with self._once() as c:
-                return c.run(_START_CHALLENGE, (*values, pending, pending)) == 1
+            return self._run(_START_CHALLENGE, (*values, pending, pending)) == 1
         # On PostgreSQL (READ COMMITTED) two processes starting two challenges of one
         # authorization at once each ran the UPDATE on a snapshot without the other's
         # change, on rows of their own: both started. The authorization's row, locked
@@ -464,8 +458,7 @@ class OrderRepository(Repository):
             c.run(_MARK_RENEWAL_AUTHZS + f"({marks(len(marked))})", (order.id, *marked))
 
     def order(self, order_id: str) -> OrderRecord | None:
-        with self._once() as c:
-            row = c.one(self._reads.order, (order_id,))
+        row = self._one(self._reads.order, (order_id,))
         return None if row is None else _order_from(row[0], row[1])
 
     def order_with_authorizations(
@@ -473,8 +466,7 @@ class OrderRepository(Repository):
     ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
         """The order and its authorizations (in its order, missing ones skipped) in one
         statement, where `order` and `authorizations` took two: a poll and finalize."""
-        with self._once() as c:
-            rows = c.all(self._reads.order_with_authzs, (order_id,))
+        rows = self._all(self._reads.order_with_authzs, (order_id,))
         if not rows:
             return None
         order = _order_from(rows[0][0], rows[0][1])
@@ -501,8 +493,7 @@ class OrderRepository(Repository):
     def authz_in_renewal(self, authz_id: str) -> bool:
         """Whether an order that carries `replaces` uses this authorization (RFC 9773 §5
         renewals are exempt from rate limits, failed validations included)."""
-        with self._once() as c:
-            return c.one(_RENEWAL_AUTHZ_EXISTS, (authz_id,)) is not None
+        return self._one(_RENEWAL_AUTHZ_EXISTS, (authz_id,)) is not None
 
     def claim_finalize(
         self,
