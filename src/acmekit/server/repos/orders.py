@@ -214,9 +214,9 @@ def _authorization_from(text: str) -> AuthorizationRecord:
             _challenge_type(c[1]),
             c[2],
             _challenge_status(c[3]),
-            opt_time(c[4]),
-            json_or_none(c[6]),
-            opt_time(c[5]),
+            None if c[4] is None else from_us(c[4]),  # opt_time, without the call
+            None if c[6] is None else json_or_none(c[6]),
+            None if c[5] is None else from_us(c[5]),
             c[7],
         )
         for c in nested
