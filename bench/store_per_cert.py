@@ -10,7 +10,8 @@ driver (acmekit_testkit.sqlcount): statements and transactions (SQLite: write
 transactions, its BEGIN; PostgreSQL: commits of explicit transactions; a statement in
 autocommit is its own). Timed: process CPU per certificate of the whole flow, and the
 wall and CPU time inside the store's transactions (`Database.raw`, `Database.once` and
-`Database.tx`) on the event loop's thread: the time the loop is held by SQL (writes
+`Database.tx`, and the lone statements of `Repository._one`, `_all` and `_run`) on the
+event loop's thread: the time the loop is held by SQL (writes
 handed to a worker thread are not counted).
 
     .venv/bin/python bench/store_per_cert.py [--certs 200] [--backends sqlite,postgresql]
@@ -90,6 +91,25 @@ def _timed(spent: Spent, method: Callable[..., AbstractContextManager[Any]]) -> 
     return wrapper
 
 
+def _timed_call(spent: Spent, method: Callable[..., Any]) -> Any:
+    """A lone statement run without a block (`Repository._one`, `_all`, `_run`)."""
+
+    def wrapper(*args: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return method(*args)
+        spent.depth += 1
+        w, c = time.perf_counter(), time.thread_time()
+        try:
+            return method(*args)
+        finally:
+            spent.depth -= 1
+            if spent.depth == 0:
+                spent.wall += time.perf_counter() - w
+                spent.cpu += time.thread_time() - c
+
+    return wrapper
+
+
 @contextmanager
 def timing_store() -> Iterator[Spent]:
     spent = Spent()
@@ -97,11 +117,17 @@ def timing_store() -> Iterator[Spent]:
     saved = {n: getattr(base.Database, n) for n in names}
     for n in names:
         setattr(base.Database, n, _timed(spent, saved[n]))
+    lone = [n for n in ("_one", "_all", "_run") if hasattr(base.Repository, n)]
+    saved_lone = {n: getattr(base.Repository, n) for n in lone}
+    for n in lone:
+        setattr(base.Repository, n, _timed_call(spent, saved_lone[n]))
     try:
         yield spent
     finally:
         for n in names:
             setattr(base.Database, n, saved[n])
+        for n in lone:
+            setattr(base.Repository, n, saved_lone[n])
 
 
 @dataclass

@@ -104,5 +104,6 @@ def to_us(t: datetime) -> int:
     return int(t.timestamp() * 1_000_000)
 
 
-def from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+def from_us(us: int, _at: Any = datetime.fromtimestamp, _utc: Any = UTC) -> datetime:
+    made: datetime = _at(us / 1_000_000, _utc)  # bound, positional: several a read
+    return made

@@ -12,8 +12,16 @@ import sqlalchemy as sa
 
 from acmekit.database import from_us, to_us
 from acmekit.protocol.messages import AccountStatus
-from acmekit.server.records import AccountRecord, EabKey
-from acmekit.server.repos.base import Repository, cols, members, opt_time
+from acmekit.server.records import AccountRecord, EabKey, positional
+from acmekit.server.repos.base import (
+    Database,
+    Repository,
+    RowJson,
+    col_list,
+    loads,
+    members,
+    opt_time,
+)
 from acmekit.server.schema import (
     account_prior_keys,
     accounts,
@@ -22,36 +30,43 @@ from acmekit.server.schema import (
     used_nonces,
 )
 
-_ACCOUNT_COLS = cols(accounts)
 _INSERT_NONCE = "INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)"
-_ACCOUNT_BY_ID = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?"
-_ACCOUNT_BY_THUMBPRINT = f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE thumbprint = ?"
-# PostgreSQL runs a data-modifying WITH whether or not the query reads it: the nonce is
-# recorded and the account read in one statement, one round trip (a used nonce fails it
-# with a unique violation, as the plain INSERT does). SQLite has no DML in WITH.
-_REDEEM_AND_READ = f"WITH n AS ({_INSERT_NONCE}) SELECT {_ACCOUNT_COLS} FROM accounts WHERE id = ?"
 
 _account_status = members(AccountStatus)
+_make_account = positional(AccountRecord)
 
 
 # Every authenticated request reads its account, and decoding the row (two JSON texts, a
 # time, the record) costs more than SQLite's SELECT: rows seen before are decoded once.
-# Keyed by the whole row as read now, so what another process changed is a new row.
+# Keyed by the whole row as read now (one JSON text of `accounts`' columns, in order:
+# RowJson), so what another process changed is a new key.
 @lru_cache(maxsize=1024)
-def _account_from(row: tuple[Any, ...]) -> AccountRecord:
-    return AccountRecord(
-        id=row[0],
-        thumbprint=row[1],
-        jwk=json.loads(row[2]),
-        contact=tuple(json.loads(row[3])),
-        status=_account_status(row[4]),
-        created=from_us(row[5]),
-        eab_kid=row[6],
+def _account_from(text: str) -> AccountRecord:
+    row = loads(text)
+    return _make_account(
+        row[0],
+        row[1],
+        loads(row[2]),
+        tuple(loads(row[3])),
+        _account_status(row[4]),
+        from_us(row[5]),
+        row[6],
     )
 
 
 class AccountRepository(Repository):
     """Accounts, the nonces their requests redeem, EAB keys, and settings."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        row = RowJson(self._dialect).text(col_list(accounts))
+        self._by_id = f"SELECT {row} FROM accounts WHERE id = ?"
+        self._by_thumbprint = f"SELECT {row} FROM accounts WHERE thumbprint = ?"
+        # PostgreSQL runs a data-modifying WITH whether or not the query reads it: the
+        # nonce is recorded and the account read in one statement, one round trip (a
+        # used nonce fails it with a unique violation, as the plain INSERT does). SQLite
+        # has no DML in WITH.
+        self._redeem_and_read = f"WITH n AS ({_INSERT_NONCE}) {self._by_id}"
 
     def setting(self, name: str, default: str) -> str:
         """The stored value of `name`, storing `default` first if there is none (race-safe)."""
@@ -89,8 +104,7 @@ class AccountRepository(Repository):
     def redeem_nonce(self, nonce: str, issued: datetime) -> bool:
         """Record `nonce` as used; False if it was used before (by any process)."""
         try:
-            with self._once() as c:
-                c.run(_INSERT_NONCE, (nonce, to_us(issued)))
+            self._run(_INSERT_NONCE, (nonce, to_us(issued)))
         except self._integrity:
             return False
         return True
@@ -101,19 +115,17 @@ class AccountRepository(Repository):
         """`redeem_nonce`, and in the same transaction the account `account_id` (if any)."""
         try:
             if account_id is None:
-                with self._once() as c:
-                    c.run(_INSERT_NONCE, (nonce, to_us(issued)))
+                self._run(_INSERT_NONCE, (nonce, to_us(issued)))
                 row = None
             elif self._postgres:
-                with self._once() as c:
-                    row = c.one(_REDEEM_AND_READ, (nonce, to_us(issued), account_id))
+                row = self._one(self._redeem_and_read, (nonce, to_us(issued), account_id))
             else:
                 with self._raw() as c:
                     c.run(_INSERT_NONCE, (nonce, to_us(issued)))
-                    row = c.one(_ACCOUNT_BY_ID, (account_id,))
+                    row = c.one(self._by_id, (account_id,))
         except self._integrity:
             return False, None
-        return True, None if row is None else _account_from(row)
+        return True, None if row is None else _account_from(row[0])
 
     def prune_nonces(self, issued_before: datetime) -> int:
         with self._tx() as c:
@@ -121,14 +133,12 @@ class AccountRepository(Repository):
             return int(res.rowcount)
 
     def account(self, account_id: str) -> AccountRecord | None:
-        with self._once() as c:
-            row = c.one(_ACCOUNT_BY_ID, (account_id,))
-        return None if row is None else _account_from(row)
+        row = self._one(self._by_id, (account_id,))
+        return None if row is None else _account_from(row[0])
 
     def account_by_thumbprint(self, thumb: str) -> AccountRecord | None:
-        with self._once() as c:
-            row = c.one(_ACCOUNT_BY_THUMBPRINT, (thumb,))
-        return None if row is None else _account_from(row)
+        row = self._one(self._by_thumbprint, (thumb,))
+        return None if row is None else _account_from(row[0])
 
     def add_account(self, rec: AccountRecord) -> AccountRecord:
         """Insert; if another request registered the same key first, return that one."""

@@ -48,6 +48,48 @@ def cols(table: sa.Table, alias: str = "") -> str:
     return ", ".join(prefix + c.name for c in table.columns)
 
 
+class RowJson:
+    """A row read as one JSON text, built by the database: `SELECT json_array(a, b, ...)`
+    where `SELECT a, b, ...` was. The driver's per-column work (on SQLite each column is
+    a call that gives up and takes back the GIL, a type check, a string decoded, and a
+    column name and a 7-tuple for the cursor's description) cost far more than the
+    database's JSON: a read of one row of 36 columns took 107,000 instructions, the same
+    row as one JSON text 58,000 (docs/decisions.md). The text is also the cheapest key
+    for the decoded-record caches: one string hashed and compared, not a tuple of them.
+
+    Values keep their JSON types: text as strings (the JSON-text columns too, decoded by
+    their readers), integers as numbers, NULL as null; a boolean is 0/1 on SQLite and
+    true/false on PostgreSQL."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+
+    def array(self, exprs: Sequence[str]) -> str:
+        """The JSON array of `exprs`, as a JSON value (to nest)."""
+        fn = "json_array" if self.sqlite else "json_build_array"
+        return f"{fn}({', '.join(exprs)})"
+
+    def text(self, exprs: Sequence[str]) -> str:
+        """The JSON array of `exprs` as text: what a statement returns."""
+        found = self.array(exprs)
+        return found if self.sqlite else f"CAST({found} AS text)"
+
+    def rows(self, exprs: Sequence[str], tail: str) -> str:
+        """A scalar subquery: the JSON array of `exprs` of each row `FROM ... WHERE ...`
+        (`tail`) in no set order, `[]` for none. Nested, a JSON array; or a JSON string
+        of one where the database loses a subquery's JSON type (SQLite may: json() would
+        keep it, but parses the text again on every read), so a reader takes both."""
+        if self.sqlite:
+            return f"(SELECT json_group_array({self.array(exprs)}) {tail})"
+        return f"(SELECT COALESCE(json_agg({self.array(exprs)}), '[]') {tail})"
+
+
+def col_list(table: sa.Table, alias: str = "", skip: Sequence[str] = ()) -> list[str]:
+    """The table's columns in order, as `alias.name` (NULL in place of those `skip`s)."""
+    prefix = f"{alias}." if alias else ""
+    return ["NULL" if c.name in skip else prefix + c.name for c in table.columns]
+
+
 def members(enum: type[E]) -> Callable[[str], E]:
     """`enum(value)` as a dict lookup: rows are read on every request, and Enum's own
     call costs several times a lookup (a bad value still raises)."""
@@ -71,16 +113,31 @@ def opt_time(us: int | None) -> datetime | None:
     return None if us is None else from_us(us)
 
 
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json's C scanner
+
+
+def loads(text: str) -> Any:
+    """`json.loads` for the texts the store reads (written by it, or made by its database:
+    no space around them): json's C scanner called directly, without the Python layers
+    of `json.loads` (two regular-expression matches and three calls a text, more than
+    the scan of a short text). Any other text takes `json.loads`, and fails as it does."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
 def ids_json(ids: Sequence[Identifier]) -> str:
     return json.dumps([i.to_json() for i in ids])
 
 
 def ids_load(text: str) -> tuple[Identifier, ...]:
-    return tuple(Identifier(identifier_type(d["type"]), d["value"]) for d in json.loads(text))
+    return tuple(Identifier(identifier_type(d["type"]), d["value"]) for d in loads(text))
 
 
 def json_or_none(text: str | None) -> dict[str, Any] | None:
-    return None if text is None else dict(json.loads(text))
+    return None if text is None else dict(loads(text))
 
 
 class Cursor:
@@ -162,11 +219,12 @@ class _SqliteUse:
     Blocks nested on one thread share the connection, and so its transaction, as they
     always did on SQLite."""
 
-    __slots__ = ("_conn", "_cursor")
+    __slots__ = ("_conn", "_cur", "_cursor")
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
-        self._cursor = Cursor(conn.cursor())
+        self._cur = conn.cursor()
+        self._cursor = Cursor(self._cur)
 
     def __enter__(self) -> Cursor:
         return self._cursor
@@ -183,6 +241,44 @@ class _SqliteUse:
                 raise
         else:
             conn.rollback()
+
+    # A lone statement as a block of its own would run it (`with db.once() as c`), in
+    # one call: the block's protocol and the wrapper's calls cost a read about a sixth.
+
+    def one(self, text: str, params: Sequence[Any]) -> Any:
+        cur = self._cur
+        try:
+            cur.execute(text, params)
+            row = cur.fetchone()
+        except BaseException:
+            self.__exit__(True, None, None)
+            raise
+        if self._conn.in_transaction:
+            self.__exit__(None, None, None)
+        return row
+
+    def all(self, text: str, params: Sequence[Any]) -> list[Any]:
+        cur = self._cur
+        try:
+            cur.execute(text, params)
+            rows: list[Any] = cur.fetchall()
+        except BaseException:
+            self.__exit__(True, None, None)
+            raise
+        if self._conn.in_transaction:
+            self.__exit__(None, None, None)
+        return rows
+
+    def run(self, text: str, params: Sequence[Any]) -> int:
+        cur = self._cur
+        try:
+            cur.execute(text, params)
+        except BaseException:
+            self.__exit__(True, None, None)
+            raise
+        if self._conn.in_transaction:
+            self.__exit__(None, None, None)
+        return int(cur.rowcount)
 
 
 class _PostgresUse:
@@ -370,6 +466,31 @@ class Repository:
         self._once = db.once
         self._postgres = not db._sqlite
         self._integrity = db.integrity
+        self._held = db._local
+
+    # One statement, atomic on its own, as `with self._once() as c: c.one(...)` (`all`,
+    # `run`) would run it: on SQLite's kept block without the block's protocol.
+
+    def _one(self, text: str, params: Sequence[Any] = ()) -> Any:
+        use = self._held.sqlite
+        if use is not None:
+            return use.one(text, params)
+        with self._once() as c:
+            return c.one(text, params)
+
+    def _all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        use = self._held.sqlite
+        if use is not None:
+            return use.all(text, params)
+        with self._once() as c:
+            return c.all(text, params)
+
+    def _run(self, text: str, params: Sequence[Any] = ()) -> int:
+        use = self._held.sqlite
+        if use is not None:
+            return use.run(text, params)
+        with self._once() as c:
+            return c.run(text, params)
 
     def _together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Writes that commit together, none reading what another writes. On PostgreSQL

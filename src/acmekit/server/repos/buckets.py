@@ -72,8 +72,7 @@ class BucketRepository(Repository):
         return template.format(now="?"), (now,)
 
     def tat(self, key: str) -> int | None:
-        with self._once() as c:
-            row = c.one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
+        row = self._one("SELECT tat FROM rate_buckets WHERE key = ?", (key,))
         return None if row is None else int(row[0])
 
     def read(
@@ -82,11 +81,7 @@ class BucketRepository(Repository):
         """The bucket's TAT and the time it is read at (`now`, or the database's);
         `within`: the caller's transaction, else a statement of its own."""
         sql, at = self._text(_READ, now)
-        if within is not None:
-            row = within.one(sql, (key, *at))
-        else:
-            with self._once() as c:
-                row = c.one(sql, (key, *at))
+        row = within.one(sql, (key, *at)) if within is not None else self._one(sql, (key, *at))
         assert row is not None
         return (None if row[0] is None else int(row[0])), int(row[1])
 
@@ -98,8 +93,7 @@ class BucketRepository(Repository):
             f"rate_buckets b ON b.key IN ({marks(len(keys))})",
             now,
         )
-        with self._once() as c:
-            rows = c.all(sql, (*at, *keys))
+        rows = self._all(sql, (*at, *keys))
         found = {str(r[1]): int(r[2]) for r in rows if r[1] is not None}
         return found, int(rows[0][0])
 
@@ -117,19 +111,16 @@ class BucketRepository(Repository):
         params = (key, *at, step, step, step, step, step, step, step, step, tolerance)
         if within is not None:
             return bool(within.all(sql, params))
-        with self._once() as c:
-            return bool(c.all(sql, params))
+        return bool(self._all(sql, params))
 
     def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None:
         """Move the TAT by `step`, at most to `now + tolerance`."""
         sql, at = self._text(_SPEND, now)
         s = step
         params = (key, *at, s, s, s, s, s, tolerance, s, tolerance, s, s, s)
-        with self._once() as c:
-            c.run(sql, params)
+        self._run(sql, params)
 
     def refund(self, key: str, now: int | None, step: int) -> None:
         """Move the TAT back by `step`, never below `now`."""
         sql, at = self._text(_REFUND, now)
-        with self._once() as c:
-            c.run(sql, (step, step, *at, key))
+        self._run(sql, (step, step, *at, key))

@@ -89,15 +89,13 @@ class CertificateRepository(Repository):
 
     def reserve_serial(self, rec: CertificateRecord) -> None:
         """Record the serial before signing (pem NULL): no signed certificate goes unrecorded."""
-        with self._once() as c:
-            insert_reservation(c, rec)
+        self._run(_INSERT_RESERVATION, reservation_values(rec))
 
     def record_issued(self, cert_id: str, order_id: str, pem: str) -> bool:
         """Store the signed PEM and complete the order in one transaction (on PostgreSQL
         one statement); False, and the serial abandoned, if the order had another."""
         if self._postgres:
-            with self._once() as c:
-                row = c.one(_RECORD_ISSUED, (cert_id, order_id, pem, True, cert_id))
+            row = self._one(_RECORD_ISSUED, (cert_id, order_id, pem, True, cert_id))
             if not row[0]:
                 return False
             self._keep_issued(cert_id, pem)
@@ -128,8 +126,7 @@ class CertificateRepository(Repository):
         found = self._issued.get(cert_id)
         if found is not None:
             return found
-        with self._once() as c:
-            row = c.one(_PEM_BY_ID, (cert_id,))
+        row = self._one(_PEM_BY_ID, (cert_id,))
         return None if row is None else row[0]
 
     def record_precert(self, cert_id: str, der: bytes) -> None:
@@ -137,8 +134,7 @@ class CertificateRepository(Repository):
         One statement through the driver's cursor, as `record_issued`: SQLAlchemy's
         statement building and its transaction cost several times the UPDATE itself on
         every CT issuance (docs/decisions.md, "CT's cost to the CA: instructions")."""
-        with self._once() as c:
-            c.run("UPDATE certificates SET precert = ? WHERE id = ?", (der, cert_id))
+        self._run("UPDATE certificates SET precert = ? WHERE id = ?", (der, cert_id))
 
     def precert_reservation(self, order_id: str) -> CertificateRecord | None:
         """The order's reservation whose precertificate is signed but whose certificate
@@ -181,13 +177,11 @@ class CertificateRepository(Repository):
         )
 
     def certificate(self, cert_id: str) -> CertificateRecord | None:
-        with self._once() as c:
-            row = c.one(_CERTIFICATE_BY_ID, (cert_id,))
+        row = self._one(_CERTIFICATE_BY_ID, (cert_id,))
         return None if row is None else self._certificate(_CertificateRow(*row))
 
     def certificate_by_serial(self, serial: str) -> CertificateRecord | None:
-        with self._once() as c:
-            row = c.one(_CERTIFICATE_BY_SERIAL, (serial,))
+        row = self._one(_CERTIFICATE_BY_SERIAL, (serial,))
         return None if row is None else self._certificate(_CertificateRow(*row))
 
     def revoke(self, cert_id: str, reason: int, now: datetime) -> bool:
@@ -213,11 +207,9 @@ class CertificateRepository(Repository):
             pass
 
     def key_blocked(self, spki_sha256: str) -> bool:
-        with self._once() as c:
-            row = c.one(
-                "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?",
-                (spki_sha256.lower(),),
-            )
+        row = self._one(
+            "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?", (spki_sha256.lower(),)
+        )
         return row is not None
 
     def crl(self, shard: int) -> CrlRecord | None:
@@ -261,8 +253,7 @@ class CertificateRepository(Repository):
 
     def replacement(self, cert_id: str) -> str | None:
         """The order that replaces this certificate, if any."""
-        with self._once() as c:
-            row = c.one("SELECT replaced_by FROM certificates WHERE id = ?", (cert_id,))
+        row = self._one("SELECT replaced_by FROM certificates WHERE id = ?", (cert_id,))
         return None if row is None or row[0] is None else str(row[0])
 
     def claim_replacement(self, cert_id: str, order_id: str, previous: str | None) -> bool:
@@ -277,8 +268,7 @@ class CertificateRepository(Repository):
         return changed == 1
 
     def ari_window_start(self, cert_id: str) -> datetime | None:
-        with self._once() as c:
-            row = c.one("SELECT ari_window_start FROM certificates WHERE id = ?", (cert_id,))
+        row = self._one("SELECT ari_window_start FROM certificates WHERE id = ?", (cert_id,))
         return None if row is None else opt_time(row[0])
 
     def move_ari_window(self, cert_id: str, start: datetime) -> None:

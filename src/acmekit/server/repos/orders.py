@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,15 +24,20 @@ from acmekit.server.records import (
     ChallengeRecord,
     OrderRecord,
     ValidationEvidence,
+    positional,
 )
 from acmekit.server.repos.base import (
     Cursor,
+    Database,
     Repository,
+    RowJson,
+    col_list,
     cols,
     identifier_type,
     ids_json,
     ids_load,
     json_or_none,
+    loads,
     marks,
     members,
     opt_time,
@@ -43,10 +49,7 @@ from acmekit.server.repos.certificates import (
 )
 from acmekit.server.schema import authorizations, challenges, orders
 
-_ORDER_COLS = cols(orders)
 _CHALLENGE_COLS = cols(challenges)
-_AUTHZ_JOIN_COLS = cols(authorizations, "a") + ", " + cols(challenges, "c")
-_AUTHZ_WIDTH = len(authorizations.columns)
 
 _INSERT_AUTHZ = (
     "INSERT INTO authorizations (id, account_id, identifier_type, identifier_value, "
@@ -57,24 +60,6 @@ _RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM authorizations WHERE id = ? AND renewal_o
 # An authorization may already serve an earlier renewal order: that one stays.
 _MARK_RENEWAL_AUTHZS = (
     "UPDATE authorizations SET renewal_order_id = ? WHERE renewal_order_id IS NULL AND id IN "
-)
-_AUTHZ_JOIN = (
-    f"SELECT {_AUTHZ_JOIN_COLS} FROM authorizations a "
-    "LEFT JOIN challenges c ON c.authz_id = a.id WHERE a.id IN "
-)
-# The candidates and their challenges in one statement, newest first.
-_REUSABLE_AUTHZ = (
-    f"SELECT {_AUTHZ_JOIN_COLS} FROM authorizations a "
-    "LEFT JOIN challenges c ON c.authz_id = a.id WHERE a.id IN ("
-    "SELECT id FROM authorizations WHERE account_id = ? AND identifier_value = ? "
-    "AND identifier_type = ? AND wildcard = ? AND stored_status = ? AND expires > ? "
-    "ORDER BY expires DESC LIMIT 5) ORDER BY a.expires DESC, a.id"
-)
-# A challenge's authorization with all its challenges, by the challenge's id.
-_AUTHZ_OF_CHALLENGE = (
-    f"SELECT {_AUTHZ_JOIN_COLS} FROM authorizations a "
-    "JOIN challenges c ON c.authz_id = a.id "
-    "WHERE a.id = (SELECT authz_id FROM challenges WHERE id = ?)"
 )
 # Pending as §7.1.6 derives it: stored pending, not expired, no challenge valid or invalid.
 _PENDING_AUTHZS = (
@@ -92,90 +77,174 @@ _INSERT_ORDER = (
     "INSERT INTO orders (id, account_id, identifiers, authz_ids, expires, created, "
     "not_before, not_after, profile, replaces) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_ORDER_BY_ID = f"SELECT {_ORDER_COLS} FROM orders WHERE id = ?"
-_ORDER_WIDTH = len(orders.columns)
-# The order's row on each of its authorizations' rows (with their challenges), in the
-# order of `authz_ids` (a JSON array): SQLite's json_each and PostgreSQL's
-# json_array_elements_text give its elements with their positions.
-_ORDER_JOIN_TAIL = (
-    "LEFT JOIN authorizations a ON a.id = j.value "
-    "LEFT JOIN challenges c ON c.authz_id = a.id WHERE o.id = ? ORDER BY j.key"
-)
-_ORDER_WITH_AUTHZS = {
-    "sqlite": (
-        f"SELECT {cols(orders, 'o')}, {_AUTHZ_JOIN_COLS} FROM orders o "
-        f"LEFT JOIN json_each(o.authz_ids) j ON true {_ORDER_JOIN_TAIL}"
-    ),
-    "postgresql": (
-        f"SELECT {cols(orders, 'o')}, {_AUTHZ_JOIN_COLS} FROM orders o "
-        "LEFT JOIN LATERAL json_array_elements_text(CAST(o.authz_ids AS json)) "
-        f"WITH ORDINALITY AS j(value, key) ON true {_ORDER_JOIN_TAIL}"
-    ),
-}
+# The columns an authorization's record is made of, and its challenges' (their authz_id
+# is the authorization's): not the evidence, which `evidence` reads.
+_AUTHZ_FIELDS = [
+    "a.id",
+    "a.account_id",
+    "a.identifier_type",
+    "a.identifier_value",
+    "a.wildcard",
+    "a.stored_status",
+    "a.expires",
+    "a.profile",
+    "a.renewal_order_id",
+]
+_CHALLENGE_FIELDS = [
+    "c.id",
+    "c.type",
+    "c.token",
+    "c.status",
+    "c.validated",
+    "c.started",
+    "c.error",
+    "c.account_uri",
+]
+
+
+class _Reads:
+    """The statements that read orders and authorizations, in a dialect: each row one
+    JSON text (RowJson), an authorization's with its challenges nested."""
+
+    def __init__(self, dialect: str) -> None:
+        j = RowJson(dialect)
+        chs = j.rows(_CHALLENGE_FIELDS, "FROM challenges c WHERE c.authz_id = a.id")
+        authz = j.text([*_AUTHZ_FIELDS, chs])
+        order = j.text(col_list(orders, "o", skip=("csr",)))  # the CSR as its own column
+        self.authzs = f"SELECT {authz} FROM authorizations a WHERE a.id IN "
+        # The candidates, newest first (their challenges nested: no join to order).
+        self.reusable = (
+            f"SELECT {authz} FROM authorizations a WHERE a.account_id = ? "
+            "AND a.identifier_value = ? AND a.identifier_type = ? AND a.wildcard = ? "
+            "AND a.stored_status = ? AND a.expires > ? ORDER BY a.expires DESC, a.id LIMIT 5"
+        )
+        # A challenge's authorization, by the challenge's id.
+        self.of_challenge = (
+            f"SELECT {authz} FROM authorizations a "
+            "WHERE a.id = (SELECT authz_id FROM challenges WHERE id = ?)"
+        )
+        self.order = f"SELECT {order}, o.csr FROM orders o WHERE o.id = ?"
+        # The order's row on each of its authorizations' rows (`authz_ids`, a JSON
+        # array: SQLite's json_each and PostgreSQL's json_array_elements_text give its
+        # elements), in no set order: the caller puts them in the order's (a sort here
+        # cost SQLite a temporary B-tree a read).
+        elements = (
+            "json_each(o.authz_ids) j"
+            if j.sqlite
+            else "LATERAL json_array_elements_text(CAST(o.authz_ids AS json)) j(value)"
+        )
+        self.order_with_authzs = (
+            f"SELECT {order}, o.csr, CASE WHEN a.id IS NULL THEN NULL ELSE {authz} END "
+            f"FROM orders o LEFT JOIN {elements} ON true "
+            "LEFT JOIN authorizations a ON a.id = j.value WHERE o.id = ?"
+        )
+
+
+_READS = {dialect: _Reads(dialect) for dialect in ("sqlite", "postgresql")}
 
 _authz_status = members(AuthorizationStatus)
 _challenge_status = members(ChallengeStatus)
 _challenge_type = members(ChallengeType)
 
 
-@lru_cache(maxsize=1024)
-def _order_from(row: tuple[Any, ...]) -> OrderRecord:
-    """An order from a row of `orders`' columns, in order (decoded once per distinct row,
-    as the authorizations below: finalize reads what the client's poll just read)."""
-    return OrderRecord(
-        id=row[0],
-        account_id=row[1],
-        identifiers=ids_load(row[2]),
-        authz_ids=tuple(json.loads(row[3])),
-        expires=from_us(row[4]),
-        created=from_us(row[5]),
-        not_before=opt_time(row[6]),
-        not_after=opt_time(row[7]),
-        profile=row[8],
-        replaces=row[9],
-        csr=row[10],
-        finalize_started=opt_time(row[11]),
-        error=json_or_none(row[12]),
-        certificate_id=row[13],
+_make_order = positional(OrderRecord)
+_make_authorization = positional(AuthorizationRecord)
+_make_challenge = positional(ChallengeRecord)
+_by_type = itemgetter(1)
+
+
+def _order_of(row: Sequence[Any], csr: bytes | None) -> OrderRecord:
+    """An order from `orders`' columns, in order (`csr` given apart)."""
+    return _make_order(
+        row[0],
+        row[1],
+        ids_load(row[2]),
+        tuple(loads(row[3])),
+        from_us(row[4]),
+        from_us(row[5]),
+        opt_time(row[6]),
+        opt_time(row[7]),
+        row[8],
+        row[9],
+        csr,
+        opt_time(row[11]),
+        json_or_none(row[12]),
+        row[13],
     )
 
 
-# An authorization is read several times a certificate (its GET, the challenge, the polls,
-# finalize), and decoding its rows (times, JSON, a record per challenge) costs more than
-# SQLite's SELECT: rows seen before are decoded once. Keyed by the rows as read now, so a
-# change made by any process is a new key.
-@lru_cache(maxsize=2048)
-def _challenge_from(row: tuple[Any, ...]) -> ChallengeRecord:
+# An order and an authorization are read several times a certificate (the authorization's
+# GET, the challenge, the polls, finalize), and decoding them (times, JSON, a record per
+# challenge) costs more than SQLite's SELECT: texts seen before are decoded once. Keyed by
+# the row as read now, so a change made by any process is a new key.
+@lru_cache(maxsize=1024)
+def _order_from(text: str, csr: bytes | None) -> OrderRecord:
+    """An order from its JSON text (`_Reads.order`)."""
+    return _order_of(loads(text), csr)
+
+
+def _challenge_from(row: Sequence[Any]) -> ChallengeRecord:
     """A challenge from a row of `challenges`' columns, in order."""
-    return ChallengeRecord(
-        id=row[0],
-        authz_id=row[1],
-        type=_challenge_type(row[2]),
-        token=row[3],
-        status=_challenge_status(row[4]),
-        validated=opt_time(row[5]),
-        error=json_or_none(row[7]),
-        started=opt_time(row[6]),
-        account_uri=row[8],
+    return _make_challenge(
+        row[0],
+        row[1],
+        _challenge_type(row[2]),
+        row[3],
+        _challenge_status(row[4]),
+        opt_time(row[5]),
+        json_or_none(row[7]),
+        opt_time(row[6]),
+        row[8],
     )
 
 
-@lru_cache(maxsize=1024)
-def _authorization_from(
-    head: tuple[Any, ...], chs: tuple[tuple[Any, ...], ...]
-) -> AuthorizationRecord:
-    """An authorization from a row of `authorizations`' columns and its challenges' rows."""
-    return AuthorizationRecord(
-        id=head[0],
-        account_id=head[1],
-        identifier=Identifier(identifier_type(head[2]), head[3]),
-        wildcard=bool(head[4]),
-        stored_status=_authz_status(head[5]),
-        expires=from_us(head[6]),
-        challenges=tuple(sorted((_challenge_from(c) for c in chs), key=lambda ch: ch.type)),
-        profile=head[7],
-        in_renewal=head[8] is not None,
+@lru_cache(maxsize=2048)
+def _authorization_from(text: str) -> AuthorizationRecord:
+    """An authorization from its JSON text: `_AUTHZ_FIELDS` and its challenges', these
+    in the order of their types (as the type enum sorts: by value)."""
+    head = loads(text)
+    authz_id, nested = head[0], head[9]
+    if isinstance(nested, str):
+        nested = loads(nested)
+    nested.sort(key=_by_type)
+    chs = tuple(
+        _make_challenge(
+            c[0],
+            authz_id,
+            _challenge_type(c[1]),
+            c[2],
+            _challenge_status(c[3]),
+            None if c[4] is None else from_us(c[4]),  # opt_time, without the call
+            None if c[6] is None else json_or_none(c[6]),
+            None if c[5] is None else from_us(c[5]),
+            c[7],
+        )
+        for c in nested
     )
+    return _make_authorization(
+        authz_id,
+        head[1],
+        Identifier(identifier_type(head[2]), head[3]),
+        bool(head[4]),
+        _authz_status(head[5]),
+        from_us(head[6]),
+        chs,
+        head[7],
+        head[8] is not None,
+    )
+
+
+def _authorizations_of(rows: Sequence[Any], col: int = 0) -> list[AuthorizationRecord]:
+    """Authorizations from rows with their JSON texts in column `col`, in the order they
+    first appear; rows without one are skipped (an order naming one authorization twice
+    joins it twice)."""
+    found: dict[str, AuthorizationRecord] = {}
+    for row in rows:
+        text = row[col]
+        if text is not None:
+            authz = _authorization_from(text)
+            found.setdefault(authz.id, authz)
+    return list(found.values())
 
 
 # pending -> processing if no other challenge of its authorization left pending
@@ -193,6 +262,10 @@ _LOCK_AUTHZ_OF_CHALLENGE = (
 class OrderRepository(Repository):
     """Orders, their authorizations and challenges, and who finalizes an order."""
 
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._reads = _READS[self._dialect]
+
     def add_authorization(
         self, authz: AuthorizationRecord, c: Cursor | None = None, profile: str | None = None
     ) -> None:
@@ -203,36 +276,13 @@ class OrderRepository(Repository):
         for sql, values in _authorization_inserts(authz, profile):
             c.run(sql, values)
 
-    def _challenge(self, row: Any) -> ChallengeRecord:
-        return _challenge_from(tuple(row))
-
     def authorizations(self, ids: Sequence[str]) -> list[AuthorizationRecord]:
         """The authorizations with these ids, in the order given (missing ones skipped)."""
         if not ids:
             return []
-        with self._once() as c:
-            rows = c.all(_AUTHZ_JOIN + f"({marks(len(ids))})", tuple(ids))
-        by_id = {r.id: r for r in self._from_join(rows)}
+        rows = self._all(self._reads.authzs + f"({marks(len(ids))})", tuple(ids))
+        by_id = {r.id: r for r in _authorizations_of(rows)}
         return [by_id[i] for i in ids if i in by_id]
-
-    def _from_join(self, rows: Sequence[Any], offset: int = 0) -> list[AuthorizationRecord]:
-        """Authorizations from rows of `_AUTHZ_JOIN_COLS` (from column `offset` on), in
-        the order they first appear; rows without an authorization are skipped."""
-        heads: dict[str, tuple[Any, ...]] = {}
-        chs: dict[str, list[tuple[Any, ...]]] = {}
-        seen: set[str] = set()
-        cut = offset + _AUTHZ_WIDTH
-        for row in rows:
-            authz_id = row[offset]
-            if authz_id is None:
-                continue
-            if authz_id not in heads:
-                heads[authz_id] = tuple(row[offset:cut])
-                chs[authz_id] = []
-            if row[cut] is not None and row[cut] not in seen:
-                seen.add(row[cut])  # an order naming one authorization twice joins it twice
-                chs[authz_id].append(tuple(row[cut:]))
-        return [_authorization_from(head, tuple(chs[i])) for i, head in heads.items()]
 
     def authorization(self, authz_id: str) -> AuthorizationRecord | None:
         found = self.authorizations([authz_id])
@@ -250,9 +300,8 @@ class OrderRepository(Repository):
             str(AuthorizationStatus.PENDING),
             to_us(valid_after),
         )
-        with self._once() as c:
-            rows = c.all(_REUSABLE_AUTHZ, params)
-        return self._from_join(rows)
+        rows = self._all(self._reads.reusable, params)
+        return _authorizations_of(rows)
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
         """How many authorizations of the account are pending, and when the first expires."""
@@ -263,8 +312,7 @@ class OrderRepository(Repository):
             str(ChallengeStatus.VALID),
             str(ChallengeStatus.INVALID),
         )
-        with self._once() as c:
-            count, first = c.one(_PENDING_AUTHZS, params)
+        count, first = self._one(_PENDING_AUTHZS, params)
         return int(count), opt_time(first)
 
     def account_validated(self, account_id: str, ctype: ChallengeType) -> bool:
@@ -284,17 +332,15 @@ class OrderRepository(Repository):
             )
 
     def challenge(self, challenge_id: str) -> ChallengeRecord | None:
-        with self._once() as c:
-            row = c.one(_CHALLENGE_BY_ID, (challenge_id,))
+        row = self._one(_CHALLENGE_BY_ID, (challenge_id,))
         return None if row is None else _challenge_from(row)
 
     def challenge_and_authorization(
         self, challenge_id: str
     ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
         """The challenge and its authorization (with every challenge), in one statement."""
-        with self._once() as c:
-            rows = c.all(_AUTHZ_OF_CHALLENGE, (challenge_id,))
-        found = self._from_join(rows)
+        rows = self._all(self._reads.of_challenge, (challenge_id,))
+        found = _authorizations_of(rows)
         if not found:
             return None
         ch = next((ch for ch in found[0].challenges if ch.id == challenge_id), None)
@@ -308,8 +354,7 @@ class OrderRepository(Repository):
         pending = str(ChallengeStatus.PENDING)
         values = (str(ChallengeStatus.PROCESSING), to_us(now), account_uri, challenge_id)
         if not self._postgres:  # SQLite's writers take turns: the UPDATE sees the last
-            with self._once() as c:
-                return c.run(_START_CHALLENGE, (*values, pending, pending)) == 1
+            return self._run(_START_CHALLENGE, (*values, pending, pending)) == 1
         # On PostgreSQL (READ COMMITTED) two processes starting two challenges of one
         # authorization at once each ran the UPDATE on a snapshot without the other's
         # change, on rows of their own: both started. The authorization's row, locked
@@ -377,7 +422,7 @@ class OrderRepository(Repository):
                     challenges.c.started < to_us(started_before),
                 )
             ).all()
-        return [self._challenge(r) for r in rows]
+        return [_challenge_from(r) for r in rows]
 
     def restart_challenge(self, challenge_id: str, was: datetime, now: datetime) -> bool:
         """Take over a stale validation; exactly one process wins (compare-and-set)."""
@@ -412,25 +457,20 @@ class OrderRepository(Repository):
                 c.run(sql, values)
             c.run(_MARK_RENEWAL_AUTHZS + f"({marks(len(marked))})", (order.id, *marked))
 
-    def _order(self, row: Any) -> OrderRecord:
-        return _order_from(tuple(row[:_ORDER_WIDTH]))
-
     def order(self, order_id: str) -> OrderRecord | None:
-        with self._once() as c:
-            row = c.one(_ORDER_BY_ID, (order_id,))
-        return None if row is None else _order_from(tuple(row))
+        row = self._one(self._reads.order, (order_id,))
+        return None if row is None else _order_from(row[0], row[1])
 
     def order_with_authorizations(
         self, order_id: str
     ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
         """The order and its authorizations (in its order, missing ones skipped) in one
         statement, where `order` and `authorizations` took two: a poll and finalize."""
-        with self._once() as c:
-            rows = c.all(_ORDER_WITH_AUTHZS[self._dialect], (order_id,))
+        rows = self._all(self._reads.order_with_authzs, (order_id,))
         if not rows:
             return None
-        order = _order_from(tuple(rows[0][:_ORDER_WIDTH]))
-        by_id = {a.id: a for a in self._from_join(rows, _ORDER_WIDTH)}
+        order = _order_from(rows[0][0], rows[0][1])
+        by_id = {a.id: a for a in _authorizations_of(rows, 2)}
         return order, [by_id[i] for i in order.authz_ids if i in by_id]
 
     def account_orders(
@@ -453,8 +493,7 @@ class OrderRepository(Repository):
     def authz_in_renewal(self, authz_id: str) -> bool:
         """Whether an order that carries `replaces` uses this authorization (RFC 9773 §5
         renewals are exempt from rate limits, failed validations included)."""
-        with self._once() as c:
-            return c.one(_RENEWAL_AUTHZ_EXISTS, (authz_id,)) is not None
+        return self._one(_RENEWAL_AUTHZ_EXISTS, (authz_id,)) is not None
 
     def claim_finalize(
         self,
@@ -510,7 +549,7 @@ class OrderRepository(Repository):
                     orders.c.error.is_(None),
                 )
             ).all()
-        return [self._order(r) for r in rows]
+        return [_order_of(r, r[10]) for r in rows]
 
     def fail_order(self, order_id: str, error: dict[str, Any]) -> bool:
         """The order invalid with `error`; True only if this call made it so (it had
@@ -550,7 +589,7 @@ class OrderRepository(Repository):
             )
         if row is None:
             return None
-        perspectives = None if row[1] is None else tuple(json.loads(row[1]))
+        perspectives = None if row[1] is None else tuple(loads(row[1]))
         return ValidationEvidence(row[0], perspectives, _flag(row[2]), _flag(row[3]))
 
 
