@@ -77,12 +77,6 @@ def _check_signature(csr: x509.CertificateSigningRequest) -> None:
         raise _bad_csr("the CSR's signature does not verify with its public key")
 
 
-def _spki(key: CertificatePublicKeyTypes | PublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def _extensions(csr: x509.CertificateSigningRequest) -> x509.Extensions:
     try:
         return csr.extensions
@@ -178,7 +172,11 @@ def check_csr(
     key = _public_key(csr)
     check_key(key)
     _check_signature(csr)
-    if _spki(key) == _spki(account_key):
+    # Keys compare by their public values (OpenSSL's EVP_PKEY_eq: the same curve and
+    # point, modulus and exponent, or Ed25519 bytes), which is equal SubjectPublicKeyInfo
+    # DER for every key cryptography loads (named curves, uncompressed points), without
+    # encoding both keys (an affine conversion, a field inversion, for each EC key).
+    if key == account_key:
         raise _bad_csr("the CSR's key is the account key; use a separate certificate key")
     extensions = _extensions(csr)
     _check_extensions(extensions)

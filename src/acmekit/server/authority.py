@@ -15,6 +15,7 @@ revocations remake the revoked certificate's CRL shard at once (crl.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import secrets
@@ -200,6 +201,13 @@ def _one_attempt(ch: ChallengeRecord, challenges: Sequence[ChallengeRecord]) -> 
         )
 
 
+@functools.cache
+def _leaf_shape(common_name: bool, subject_key_identifier: bool, client_auth: bool) -> LeafShape:
+    """A profile's LeafShape, made once per combination (a frozen dataclass's __init__
+    costs more than the lookup)."""
+    return LeafShape(common_name, subject_key_identifier, client_auth)
+
+
 def signer_unavailable(exc: SignerUnavailable) -> AcmeError:
     """Not the client's fault and passing, as a database outage: 503 and Retry-After
     (RFC 8555 §6.6); what the client asked for is untouched and can be asked again."""
@@ -312,10 +320,8 @@ class Authority:
             not_after=not_after,
             crl_url=self.crl.url_for(serial) if self.crl else None,
             issuer_url=self.crl.issuer_url if self.crl else None,
-            shape=LeafShape(
-                common_name=profile.common_name,
-                subject_key_identifier=profile.subject_key_identifier,
-                client_auth=profile.client_auth,
+            shape=_leaf_shape(
+                profile.common_name, profile.subject_key_identifier, profile.client_auth
             ),
         )
 
