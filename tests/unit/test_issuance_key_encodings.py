@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from acmekit.protocol import jose
-from acmekit.protocol.csr import check_csr, make_csr
+from acmekit.protocol.csr import check_csr, csr_public_key, make_csr
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.ca import load_or_create_issuer, subscriber_tbs
@@ -103,3 +103,15 @@ def test_the_hand_made_tbs_encodes_the_key_once(tmp_path: Path) -> None:
     with counting("public_bytes") as encodings:
         tbs()
     assert encodings[0] == 1
+
+
+def test_the_certificate_finds_the_key_the_check_parsed() -> None:
+    """finalize's check parses the CSR's key; the certificate's making (Authority._tbs,
+    _builder) asks `csr_public_key` for it and gets that key, not a second parse."""
+    der = make_csr(ec.generate_private_key(ec.SECP256R1()), [NAME.value])
+    account = ec.generate_private_key(ec.SECP256R1()).public_key()
+    csr = check_csr(der, [NAME], account, no_rule)
+    with counting("public_key") as parses:
+        key = csr_public_key(csr)
+    assert parses[0] == 0
+    assert key == csr.public_key()

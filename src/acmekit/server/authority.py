@@ -32,7 +32,7 @@ from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
 from acmekit.hostport import client_key
 from acmekit.protocol.challenges import key_authorization
-from acmekit.protocol.csr import check_csr
+from acmekit.protocol.csr import check_csr, csr_public_key
 from acmekit.protocol.ct import SignedCertificateTimestamp
 from acmekit.protocol.ctpolicy import corresponds
 from acmekit.protocol.jose import Jws, b64d, eab_verify, jwk_from_key, key_from_jwk, thumbprint
@@ -315,7 +315,7 @@ class Authority:
     ) -> x509.CertificateBuilder:
         return subscriber_builder(
             self.issuer,
-            csr.public_key(),
+            csr_public_key(csr),
             idents,
             serial=serial,
             not_before=not_before,
@@ -339,7 +339,7 @@ class Authority:
         """What `_builder` makes, as the TBSCertificate's DER (ca.subscriber_tbs)."""
         return subscriber_tbs(
             self.issuer,
-            csr.public_key(),
+            csr_public_key(csr),
             idents,
             serial=serial,
             not_before=not_before,
@@ -1227,13 +1227,13 @@ class Authority:
         await self._off_loop(self._claim, order, csr_der, now, rec)
         task = self._spawn(self._issue(order, csr, rec, reserved=True))
         await asyncio.wait({task}, timeout=self.finalize_wait)
-        claimed = replace(order, csr=csr_der, finalize_started=now)
-        if not task.done():
-            done: OrderRecord | None = claimed  # processing: the client polls
+        if not task.done():  # processing: the client polls
+            done: OrderRecord | None = replace(order, csr=csr_der, finalize_started=now)
         elif not task.cancelled() and task.exception() is None and task.result() is True:
             # This issuance recorded its certificate; nothing else writes a claimed
-            # order, so the row is known without reading it back.
-            done = replace(claimed, certificate_id=rec.id)
+            # order, so the row is known without reading it back (one `replace`: each
+            # is some 7 µs for a record of fourteen fields).
+            done = replace(order, csr=csr_der, finalize_started=now, certificate_id=rec.id)
         else:  # failed, refused or left for recovery: as stored
             failure = None if task.cancelled() else task.exception()
             if failure is not None:
