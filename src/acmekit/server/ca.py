@@ -63,7 +63,7 @@ from acmekit.server.signing import (
     SigningKey,
     assemble_signed,
     der_integer,
-    der_length,
+    der_tlv,
     digest_for,
     external_signature,
     file_digest,
@@ -377,20 +377,6 @@ _CRITICAL = bytes.fromhex("0101ff")  # BOOLEAN TRUE
 _SKI_OID = bytes.fromhex("0603551d0e")
 _SAN_OID = bytes.fromhex("0603551d11")
 _EMPTY_NAME = b"\x30\x00"
-_SEQ, _SET, _OCTETS, _UTF8 = b"\x30", b"\x31", b"\x04", b"\x0c"
-_UTC_TIME, _GENERAL_TIME = b"\x17", b"\x18"
-_DNS_NAME, _IP_ADDRESS, _EXTENSIONS = b"\x82", b"\x87", b"\xa3"  # [2], [7], [3] EXPLICIT
-_SHORT_LENGTHS = [bytes([n]) for n in range(0x80)]
-_TWO_DIGITS = [f"{n:02}" for n in range(100)]
-
-
-def _tlv(tag: bytes, content: bytes) -> bytes:
-    """signing.der_tlv for a one-octet tag given as bytes, with the short lengths of
-    most of a TBS's elements from a table (a few hundred instructions fewer each)."""
-    size = len(content)
-    if size < 0x80:
-        return tag + _SHORT_LENGTHS[size] + content
-    return tag + der_length(size) + content
 
 
 def _oid_der(oid: x509.ObjectIdentifier) -> bytes:
@@ -404,14 +390,14 @@ def _oid_der(oid: x509.ObjectIdentifier) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         body += bytes(reversed(chunk))
-    return _tlv(b"\x06", bytes(body))
+    return der_tlv(0x06, bytes(body))
 
 
 def _extension_der(value: x509.ExtensionType, *, critical: bool) -> bytes:
     """An Extension (RFC 5280 §4.1): extnID, critical when TRUE (DER leaves out the
     default FALSE), and the value's DER in an OCTET STRING."""
     flag = _CRITICAL if critical else b""
-    return _tlv(_SEQ, _oid_der(value.oid) + flag + _tlv(_OCTETS, value.public_bytes()))
+    return der_tlv(0x30, _oid_der(value.oid) + flag + der_tlv(0x04, value.public_bytes()))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -423,22 +409,17 @@ def _url_extension_der(kind: str, url: str) -> bytes:
 
 def _utc(moment: datetime) -> datetime:
     """`moment` in UTC; a naive one is UTC already (as the builder takes it)."""
-    zone = moment.tzinfo
-    return moment if zone is None or zone is UTC else moment.astimezone(UTC)
+    return moment if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _der_time(moment: datetime) -> bytes:
     """A Time (RFC 5280 §4.1.2.5): UTCTime through 2049, GeneralizedTime after, in UTC
     to the second, as the builder writes it."""
     moment = _utc(moment)
-    two = _TWO_DIGITS
-    text = (two[moment.month] + two[moment.day] + two[moment.hour] + two[moment.minute]) + (
-        two[moment.second] + "Z"
-    )
-    year = moment.year
-    if 1950 <= year < 2050:
-        return _tlv(_UTC_TIME, (two[year % 100] + text).encode("ascii"))
-    return _tlv(_GENERAL_TIME, (f"{year:04}" + text).encode("ascii"))
+    text = f"{moment.month:02}{moment.day:02}{moment.hour:02}{moment.minute:02}{moment.second:02}Z"
+    if 1950 <= moment.year < 2050:
+        return der_tlv(0x17, f"{moment.year % 100:02}{text}".encode("ascii"))
+    return der_tlv(0x18, f"{moment.year:04}{text}".encode("ascii"))
 
 
 def _subject_der(identifiers: Sequence[Identifier], shape: LeafShape) -> bytes:
@@ -448,8 +429,8 @@ def _subject_der(identifiers: Sequence[Identifier], shape: LeafShape) -> bytes:
     for ident in identifiers:
         if ident.type == IdentifierType.DNS:
             if len(ident.value) <= MAX_CN_LENGTH:
-                value = _tlv(_UTF8, ident.value.encode("utf-8"))
-                return _tlv(_SEQ, _tlv(_SET, _tlv(_SEQ, _CN + value)))
+                value = der_tlv(0x0C, ident.value.encode("utf-8"))
+                return der_tlv(0x30, der_tlv(0x31, der_tlv(0x30, _CN + value)))
             break
     return _EMPTY_NAME
 
@@ -459,11 +440,11 @@ def _san_der(identifiers: Sequence[Identifier], *, critical: bool) -> bytes:
     names = bytearray()
     for ident in identifiers:
         if ident.type == IdentifierType.IP:
-            names += _tlv(_IP_ADDRESS, ipaddress.ip_address(ident.value).packed)
+            names += der_tlv(0x87, ipaddress.ip_address(ident.value).packed)
         else:
-            names += _tlv(_DNS_NAME, ident.value.encode("ascii"))
+            names += der_tlv(0x82, ident.value.encode("ascii"))
     flag = _CRITICAL if critical else b""
-    return _tlv(_SEQ, _SAN_OID + flag + _tlv(_OCTETS, _tlv(_SEQ, bytes(names))))
+    return der_tlv(0x30, _SAN_OID + flag + der_tlv(0x04, der_tlv(0x30, bytes(names))))
 
 
 def _ski_der(spki: bytes) -> bytes:
@@ -475,7 +456,7 @@ def _ski_der(spki: bytes) -> bytes:
     if tag != 0x03 or spki[bits] != 0:
         raise ValueError("a SubjectPublicKeyInfo without a whole-octet BIT STRING")
     digest = hashlib.sha1(spki[bits + 1 : end]).digest()
-    return _tlv(_SEQ, _SKI_OID + _tlv(_OCTETS, _tlv(_OCTETS, digest)))
+    return der_tlv(0x30, _SKI_OID + der_tlv(0x04, der_tlv(0x04, digest)))
 
 
 @dataclass(frozen=True)
@@ -544,16 +525,16 @@ def subscriber_tbs(
         extensions += _url_extension_der("aia", issuer_url)
     if crl_url is not None:
         extensions += _url_extension_der("crl", crl_url)
-    validity = _tlv(_SEQ, _der_time(not_before) + _der_time(not_after))
-    return _tlv(
-        _SEQ,
+    validity = der_tlv(0x30, _der_time(not_before) + _der_time(not_after))
+    return der_tlv(
+        0x30,
         _V3
         + der_integer(serial)
         + template.signature_and_issuer
         + validity
         + subject
         + spki
-        + _tlv(_EXTENSIONS, _tlv(_SEQ, extensions)),
+        + der_tlv(0xA3, der_tlv(0x30, extensions)),
     )
 
 
