@@ -5,7 +5,6 @@ over keys, names, profile shapes, dates and the optional extensions."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,14 +15,12 @@ from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.server.ca import (
     Issuer,
     LeafShape,
-    intermediate_certificate,
     load_or_create_issuer,
     sign_builder,
     sign_subscriber_tbs,
     subscriber_builder,
     subscriber_tbs,
 )
-from acmekit.server.signing import SigningKey
 
 NOW = datetime(2031, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
 DNS, IP = IdentifierType.DNS, IdentifierType.IP
@@ -172,32 +169,3 @@ def test_an_ed25519_key_encodes_alike(issuer: Issuer) -> None:
         crl_url=None,
     )
     assert by_hand == by_builder
-
-
-@pytest.mark.parametrize("kind", ["rsa", "p384", "ed25519"])
-def test_other_intermediate_keys_sign_the_builders_bytes(issuer: Issuer, kind: str) -> None:
-    """An intermediate with an RSA, P-384 or Ed25519 key: the TBS names its signature
-    algorithm as the builder does, and the signature verifies under it."""
-    assert issuer.root_key is not None
-    made: dict[str, Callable[[], SigningKey]] = {
-        "rsa": lambda: rsa.generate_private_key(65537, 2048),
-        "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
-        "ed25519": ed25519.Ed25519PrivateKey.generate,
-    }
-    key = made[kind]()
-    cert = intermediate_certificate(
-        issuer.root_cert, issuer.root_key, key.public_key(), "other", NOW
-    )
-    other = Issuer(issuer.root_cert, issuer.root_key, cert, key)
-    leaf_key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    kw: dict[str, object] = {
-        "identifiers": NAMES["several"],
-        "serial": 77,
-        "not_before": NOW,
-        "not_after": NOW + timedelta(days=3),
-        "crl_url": "http://c/3.crl",
-    }
-    by_hand, by_builder = both(other, leaf_key, **kw)
-    assert by_hand == by_builder
-    signed = sign_subscriber_tbs(by_hand, other)
-    signed.verify_directly_issued_by(cert)

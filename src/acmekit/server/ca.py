@@ -162,20 +162,6 @@ class Issuer:
         return key, file_digest(key)
 
     @cached_property
-    def _tbs_signer(self) -> Callable[[bytes], bytes]:
-        """The intermediate's file key's signature over a TBS (`_signature`), with its
-        scheme made once: ECDSA with the curve's hash, RSA PKCS#1 v1.5 with SHA-256,
-        Ed25519."""
-        signer, digest = self._file_signer
-        if isinstance(signer, ed25519.Ed25519PrivateKey):
-            return signer.sign
-        if isinstance(signer, rsa.RSAPrivateKey):
-            rsa_key, scheme, rsa_digest = signer, padding.PKCS1v15(), digest or hashes.SHA256()
-            return lambda tbs: rsa_key.sign(tbs, scheme, rsa_digest)
-        ec_key, ecdsa = signer, ec.ECDSA(digest or hashes.SHA256())
-        return lambda tbs: ec_key.sign(tbs, ecdsa)
-
-    @cached_property
     def _intermediate_aki(self) -> x509.AuthorityKeyIdentifier:
         ski = self.intermediate_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
@@ -705,7 +691,7 @@ def _signed(tbs: bytes, algorithm: bytes, issuer: Issuer) -> x509.Certificate:
     key = issuer.intermediate_key
     if is_file_key(key) and algorithm != issuer.signature_algorithm:
         raise LintMismatch("the TBS's signature algorithm is not the intermediate key's")
-    cert = x509.load_der_x509_certificate(assemble_signed(tbs, algorithm, _signature(tbs, issuer)))
+    cert = x509.load_der_x509_certificate(assemble_signed(tbs, algorithm, _signature(tbs, key)))
     if cert.tbs_certificate_bytes != tbs:
         raise LintMismatch(f"serial {cert.serial_number:x}: the TBSCertificate does not round-trip")
     if not is_file_key(key):
@@ -718,14 +704,19 @@ def _signed(tbs: bytes, algorithm: bytes, issuer: Issuer) -> x509.Certificate:
     return cert
 
 
-def _signature(tbs: bytes, issuer: Issuer) -> bytes:
+def _signature(tbs: bytes, key: PrivateKeyTypes | ExternalKey) -> bytes:
     """The intermediate's signature over `tbs`, as its certificates' builder makes it:
     ECDSA with the curve's hash, RSA PKCS#1 v1.5 with SHA-256, Ed25519 (file_digest);
     a token's key through signing.py (verified there)."""
-    key = issuer.intermediate_key
     if is_external(key):
         return external_signature(key, tbs)
-    return issuer._tbs_signer(tbs)
+    signer = file_key(key)
+    if isinstance(signer, ed25519.Ed25519PrivateKey):
+        return signer.sign(tbs)
+    digest = file_digest(signer) or hashes.SHA256()
+    if isinstance(signer, rsa.RSAPrivateKey):
+        return signer.sign(tbs, padding.PKCS1v15(), digest)
+    return signer.sign(tbs, ec.ECDSA(digest))
 
 
 def pem_chain(cert: x509.Certificate, issuer: Issuer) -> str:
