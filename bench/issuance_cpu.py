@@ -3,11 +3,10 @@
 The CA is assembled as `bench/request_path_cpu.py` assembles it (SQLite, lint and rate
 limits off), and the authority's issuance steps run N times each, outside any request:
 finalize's CSR check (`check_csr` with the CA's key policy), the reservation of a
-serial (`Authority._reservation`), the certificate's making and signature
-(`Authority._sign`: the to-be-signed certificate and the intermediate's file key's
-signature) and the PEM chain that is stored for the download (`pem_chain`). Each
-step's inputs are made beforehand (the CSRs by distinct P-256 keys), so a step's window
-holds that step only.
+serial (`Authority._reservation`), the to-be-signed certificate (`Authority._builder`),
+its signature (`sign_builder`, the intermediate's file key) and the PEM chain that is
+stored for the download (`pem_chain`). Each step's inputs are made beforehand (the
+CSRs by distinct P-256 keys), so a step's window holds that step only.
 
     .venv/bin/python bench/issuance_cpu.py [--certs 50]      CPU seconds per step
     .venv/bin/python bench/issuance_cpu.py --callgrind 50    instructions per step
@@ -54,14 +53,14 @@ from acmekit.protocol.csr import check_csr, make_csr
 from acmekit.protocol.jose import PrivateKey
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.server.authority import Authority
-from acmekit.server.ca import pem_chain
+from acmekit.server.ca import pem_chain, sign_builder
 from acmekit.server.config import LintSettings, RateLimits, ServerConfig
 from acmekit.server.records import OrderRecord
 from acmekit.server.run import assemble
 from acmekit_testkit.acme_raw import new_key
 from acmekit_testkit.csr import make_csr as new_csr
 
-STEPS = ("check_csr", "reservation", "sign", "pem_chain")
+STEPS = ("check_csr", "reservation", "builder", "sign", "pem_chain")
 
 TOGGLES = r"""
 #include <valgrind/callgrind.h>
@@ -149,20 +148,20 @@ def steps(ca: Authority, inputs: Inputs, now: datetime, mark: Callable[[str], An
         ]
     with mark("reservation"):
         recs = [ca._reservation(order, profile, now) for order in inputs.orders]
-    with mark("sign"):
-        certs = [
-            _run(
-                ca._sign(
-                    csr,
-                    order.identifiers,
-                    int(rec.serial, 16),
-                    rec.not_before,
-                    rec.not_after,
-                    profile,
-                )
+    with mark("builder"):
+        builders = [
+            ca._builder(
+                csr,
+                order.identifiers,
+                int(rec.serial, 16),
+                rec.not_before,
+                rec.not_after,
+                profile,
             )
             for csr, order, rec in zip(csrs, inputs.orders, recs, strict=True)
         ]
+    with mark("sign"):
+        certs = [sign_builder(builder, ca.issuer, ca.linter) for builder in builders]
     with mark("pem_chain"):
         pems = [pem_chain(cert, ca.issuer) for cert in certs]
     assert len(pems) == len(certs)

@@ -68,9 +68,7 @@ from acmekit.server.ca import (
     pem_chain,
     precertificate,
     sign_builder,
-    sign_subscriber_tbs,
     subscriber_builder,
-    subscriber_tbs,
 )
 from acmekit.server.config import Profile, ServerConfig
 from acmekit.server.crl import CrlPublisher
@@ -327,30 +325,6 @@ class Authority:
             ),
         )
 
-    def _tbs(
-        self,
-        csr: x509.CertificateSigningRequest,
-        idents: Sequence[Identifier],
-        serial: int,
-        not_before: datetime,
-        not_after: datetime,
-        profile: Profile,
-    ) -> bytes:
-        """What `_builder` makes, as the TBSCertificate's DER (ca.subscriber_tbs)."""
-        return subscriber_tbs(
-            self.issuer,
-            csr_public_key(csr),
-            idents,
-            serial=serial,
-            not_before=not_before,
-            not_after=not_after,
-            crl_url=self.crl.url_for(serial) if self.crl else None,
-            issuer_url=self.crl.issuer_url if self.crl else None,
-            shape=_leaf_shape(
-                profile.common_name, profile.subject_key_identifier, profile.client_auth
-            ),
-        )
-
     async def _sign(
         self,
         csr: x509.CertificateSigningRequest,
@@ -362,17 +336,15 @@ class Authority:
     ) -> x509.Certificate:
         if self.config.issuance_delay:
             await asyncio.sleep(self.config.issuance_delay)
+        builder = self._builder(csr, idents, serial, not_before, not_after, profile)
         # In a worker thread: the lint (pure Python, milliseconds) then yields the GIL
         # to the event loop every switch interval instead of holding up every request,
         # and a token's signature waits there. Without either, the signature is a tenth
         # of a millisecond of C and the hand-over to a thread costs more than it does.
-        if not self.linter.enabled and not is_external(self.issuer.intermediate_key):
-            # No lint to hand a builder to: the TBS in DER by hand, the same bytes
-            # (tests/unit/test_leaf_tbs_by_hand.py), signed and checked by ca.py.
-            tbs = self._tbs(csr, idents, serial, not_before, not_after, profile)
-            cert = sign_subscriber_tbs(tbs, self.issuer)
+        inline = not self.linter.enabled and not is_external(self.issuer.intermediate_key)
+        if inline:
+            cert = sign_builder(builder, self.issuer, self.linter)
         else:
-            builder = self._builder(csr, idents, serial, not_before, not_after, profile)
             cert = await asyncio.to_thread(sign_builder, builder, self.issuer, self.linter)
         log.debug("issued certificate serial=%x names=%d", serial, len(idents))
         return cert

@@ -31,14 +31,12 @@ No clock is read here: every validity period derives from a `now` the caller pas
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import ipaddress
 import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -62,14 +60,11 @@ from acmekit.server.signing import (
     ExternalPublicKey,
     SigningKey,
     assemble_signed,
-    der_integer,
-    der_tlv,
     digest_for,
     external_signature,
     file_digest,
     file_key,
     is_external,
-    read_tlv,
     sign_certificate,
     sign_crl,
     signed_parts,
@@ -147,11 +142,6 @@ class Issuer:
     @cached_property
     def _leaf_bases(self) -> dict[tuple[bool, bool], x509.CertificateBuilder]:
         """Subscriber certificates' base builders by (RSA key, clientAuth): _leaf_base."""
-        return {}
-
-    @cached_property
-    def _leaf_templates(self) -> dict[tuple[bool, bool], _LeafTemplate]:
-        """Subscriber TBS templates by (RSA key, clientAuth): _leaf_template."""
         return {}
 
     @cached_property
@@ -344,190 +334,6 @@ def subscriber_builder(
     if crl_url is not None:
         builder = builder.add_extension(_crl_points(crl_url), critical=False)
     return builder
-
-
-# ---------------------------------------------------------------------------------------
-# The subscriber TBSCertificate in DER by hand (lint off, the intermediate's file key)
-#
-# The same bytes `subscriber_builder` gives once signed (tests/unit/test_leaf_tbs_by_hand.py
-# compares them over keys, names, shapes and dates, and `_signed` checks that the
-# certificate parses back to this TBS), without a builder: the CertificateBuilder
-# copies its extension list and checks it for duplicates at every step and encodes
-# every extension object at `sign`, and the key was encoded twice (its SPKI and the
-# SKI's hash); here the parts common to every certificate of an issuer are encoded
-# once, and the key once.
-
-_V3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2
-_CN = bytes.fromhex("0603550403")  # id-at-commonName
-_CRITICAL = bytes.fromhex("0101ff")  # BOOLEAN TRUE
-_SKI_OID = bytes.fromhex("0603551d0e")
-_SAN_OID = bytes.fromhex("0603551d11")
-_EMPTY_NAME = b"\x30\x00"
-
-
-def _oid_der(oid: x509.ObjectIdentifier) -> bytes:
-    """An OBJECT IDENTIFIER (X.690 §8.19)."""
-    arcs = [int(arc) for arc in oid.dotted_string.split(".")]
-    body = bytearray()
-    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body += bytes(reversed(chunk))
-    return der_tlv(0x06, bytes(body))
-
-
-def _extension_der(value: x509.ExtensionType, *, critical: bool) -> bytes:
-    """An Extension (RFC 5280 §4.1): extnID, critical when TRUE (DER leaves out the
-    default FALSE), and the value's DER in an OCTET STRING."""
-    flag = _CRITICAL if critical else b""
-    return der_tlv(0x30, _oid_der(value.oid) + flag + der_tlv(0x04, value.public_bytes()))
-
-
-@functools.lru_cache(maxsize=4096)
-def _url_extension_der(kind: str, url: str) -> bytes:
-    """The CRL distribution point (one per CRL shard) or caIssuers extension for `url`."""
-    value = _crl_points(url) if kind == "crl" else _aia(url)
-    return _extension_der(value, critical=False)
-
-
-def _utc(moment: datetime) -> datetime:
-    """`moment` in UTC; a naive one is UTC already (as the builder takes it)."""
-    return moment if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _der_time(moment: datetime) -> bytes:
-    """A Time (RFC 5280 §4.1.2.5): UTCTime through 2049, GeneralizedTime after, in UTC
-    to the second, as the builder writes it."""
-    moment = _utc(moment)
-    text = f"{moment.month:02}{moment.day:02}{moment.hour:02}{moment.minute:02}{moment.second:02}Z"
-    if 1950 <= moment.year < 2050:
-        return der_tlv(0x17, f"{moment.year % 100:02}{text}".encode("ascii"))
-    return der_tlv(0x18, f"{moment.year:04}{text}".encode("ascii"))
-
-
-def _subject_der(identifiers: Sequence[Identifier], shape: LeafShape) -> bytes:
-    """`_subject`'s Name: the CN as a UTF8String, as the builder encodes it, or empty."""
-    if not shape.common_name:
-        return _EMPTY_NAME
-    for ident in identifiers:
-        if ident.type == IdentifierType.DNS:
-            if len(ident.value) <= MAX_CN_LENGTH:
-                value = der_tlv(0x0C, ident.value.encode("utf-8"))
-                return der_tlv(0x30, der_tlv(0x31, der_tlv(0x30, _CN + value)))
-            break
-    return _EMPTY_NAME
-
-
-def _san_der(identifiers: Sequence[Identifier], *, critical: bool) -> bytes:
-    """`_san`'s extension: dNSName [2] IA5String, iPAddress [7] the address's octets."""
-    names = bytearray()
-    for ident in identifiers:
-        if ident.type == IdentifierType.IP:
-            names += der_tlv(0x87, ipaddress.ip_address(ident.value).packed)
-        else:
-            names += der_tlv(0x82, ident.value.encode("ascii"))
-    flag = _CRITICAL if critical else b""
-    return der_tlv(0x30, _SAN_OID + flag + der_tlv(0x04, der_tlv(0x30, bytes(names))))
-
-
-def _ski_der(spki: bytes) -> bytes:
-    """The SKI extension (RFC 5280 §4.2.1.2 method 1, as `SubjectKeyIdentifier.
-    from_public_key`): SHA-1 of the subjectPublicKey BIT STRING's bits."""
-    _, start, _ = read_tlv(spki)
-    _, _, after_algorithm = read_tlv(spki, start)
-    tag, bits, end = read_tlv(spki, after_algorithm)
-    if tag != 0x03 or spki[bits] != 0:
-        raise ValueError("a SubjectPublicKeyInfo without a whole-octet BIT STRING")
-    digest = hashlib.sha1(spki[bits + 1 : end]).digest()
-    return der_tlv(0x30, _SKI_OID + der_tlv(0x04, der_tlv(0x04, digest)))
-
-
-@dataclass(frozen=True)
-class _LeafTemplate:
-    """An issuer's constant parts of one kind of subscriber TBS, in DER."""
-
-    signature_and_issuer: bytes  # signature AlgorithmIdentifier, issuer Name
-    first: bytes  # basicConstraints, keyUsage, extKeyUsage
-    aki: bytes
-    policies: bytes
-
-
-def _leaf_template(issuer: Issuer, *, rsa_key: bool, client_auth: bool) -> _LeafTemplate:
-    templates = issuer._leaf_templates
-    kind = (rsa_key, client_auth)
-    template = templates.get(kind)
-    if template is None:
-        eku = _LEAF_EKU if client_auth else _SERVER_EKU
-        template = _LeafTemplate(
-            signature_and_issuer=issuer.signature_algorithm
-            + issuer.intermediate_cert.subject.public_bytes(),
-            first=_extension_der(_LEAF_CONSTRAINTS, critical=True)
-            + _extension_der(_key_usage(rsa_key), critical=True)
-            + _extension_der(eku, critical=False),
-            aki=_extension_der(issuer._intermediate_aki, critical=False),
-            policies=_extension_der(_POLICIES, critical=False),
-        )
-        templates[kind] = template
-    return template
-
-
-def subscriber_tbs(
-    issuer: Issuer,
-    key: CertificatePublicKeyTypes,
-    identifiers: Sequence[Identifier],
-    *,
-    serial: int,
-    not_before: datetime,
-    not_after: datetime,
-    crl_url: str | None,
-    issuer_url: str | None = None,
-    shape: LeafShape = LeafShape(),
-) -> bytes:
-    """`subscriber_builder`'s TBSCertificate in DER, for the intermediate's file key
-    (whose `signature_algorithm` it names)."""
-    if not identifiers:
-        raise ValueError("a certificate needs at least one identifier")
-    if not_after < not_before:
-        raise ValueError("the certificate's validity ends before it begins")
-    if _utc(not_before).year < 1950:  # as the builder: no UTCTime before 1950
-        raise ValueError("a certificate's validity begins in 1950 or later")
-    if serial <= 0 or serial.bit_length() > 159:  # RFC 5280 §4.1.2.2: 20 octets at most
-        raise ValueError("a serial number is positive and at most 20 octets")
-    template = _leaf_template(issuer, rsa_key=is_rsa_public(key), client_auth=shape.client_auth)
-    subject = _subject_der(identifiers, shape)
-    spki = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    extensions = template.first
-    if shape.subject_key_identifier:
-        extensions += _ski_der(spki)
-    extensions += template.aki
-    extensions += _san_der(identifiers, critical=subject == _EMPTY_NAME)
-    extensions += template.policies
-    if issuer_url is not None:
-        extensions += _url_extension_der("aia", issuer_url)
-    if crl_url is not None:
-        extensions += _url_extension_der("crl", crl_url)
-    validity = der_tlv(0x30, _der_time(not_before) + _der_time(not_after))
-    return der_tlv(
-        0x30,
-        _V3
-        + der_integer(serial)
-        + template.signature_and_issuer
-        + validity
-        + subject
-        + spki
-        + der_tlv(0xA3, der_tlv(0x30, extensions)),
-    )
-
-
-def sign_subscriber_tbs(tbs: bytes, issuer: Issuer) -> x509.Certificate:
-    """`subscriber_tbs`'s TBS signed by the intermediate's file key, parsed back and
-    checked to be `tbs` to the byte (`_signed`)."""
-    return _signed(tbs, issuer.signature_algorithm, issuer)
 
 
 def issue_certificate(
