@@ -1,15 +1,13 @@
 """How often issuance encodes a public key: each P-256 encoding converts the point to
 affine coordinates (a field inversion, some 35,000 instructions). finalize's CSR check
-compares the CSR's key with the account key without encoding either; the hand-made
-TBS (ca.subscriber_tbs) encodes the subscriber's key once, for its SPKI and its SKI."""
+compares the CSR's key with the account key without encoding either."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -20,7 +18,6 @@ from acmekit.protocol import jose
 from acmekit.protocol.csr import check_csr, csr_public_key, make_csr
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
-from acmekit.server.ca import load_or_create_issuer, subscriber_tbs
 
 NAME = Identifier(IdentifierType.DNS, "k.example.test")
 NOW = datetime(2030, 2, 3, tzinfo=UTC)
@@ -84,30 +81,10 @@ def test_another_account_key_of_any_kind_passes(account_kind: str) -> None:
     check_csr(der, [NAME], account, no_rule)
 
 
-def test_the_hand_made_tbs_encodes_the_key_once(tmp_path: Path) -> None:
-    issuer = load_or_create_issuer(tmp_path / "state", NOW)
-    key = ec.generate_private_key(ec.SECP256R1()).public_key()
-
-    def tbs() -> bytes:
-        return subscriber_tbs(
-            issuer,
-            key,
-            [NAME],
-            serial=99,
-            not_before=NOW,
-            not_after=NOW + timedelta(days=9),
-            crl_url="http://c/0.crl",
-        )
-
-    tbs()  # the issuer's template is made the first time
-    with counting("public_bytes") as encodings:
-        tbs()
-    assert encodings[0] == 1
-
-
 def test_the_certificate_finds_the_key_the_check_parsed() -> None:
-    """finalize's check parses the CSR's key; the certificate's making (Authority._tbs,
-    _builder) asks `csr_public_key` for it and gets that key, not a second parse."""
+    """finalize's check parses the CSR's key; the certificate's making
+    (Authority._builder) asks `csr_public_key` for it and gets that key, not a second
+    parse."""
     der = make_csr(ec.generate_private_key(ec.SECP256R1()), [NAME.value])
     account = ec.generate_private_key(ec.SECP256R1()).public_key()
     csr = check_csr(der, [NAME], account, no_rule)
