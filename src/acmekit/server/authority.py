@@ -15,6 +15,7 @@ revocations remake the revoked certificate's CRL shard at once (crl.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import secrets
@@ -31,7 +32,7 @@ from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
 from acmekit.hostport import client_key
 from acmekit.protocol.challenges import key_authorization
-from acmekit.protocol.csr import check_csr
+from acmekit.protocol.csr import check_csr, csr_public_key
 from acmekit.protocol.ct import SignedCertificateTimestamp
 from acmekit.protocol.ctpolicy import corresponds
 from acmekit.protocol.jose import Jws, b64d, eab_verify, jwk_from_key, key_from_jwk, thumbprint
@@ -200,6 +201,13 @@ def _one_attempt(ch: ChallengeRecord, challenges: Sequence[ChallengeRecord]) -> 
         )
 
 
+@functools.cache
+def _leaf_shape(common_name: bool, subject_key_identifier: bool, client_auth: bool) -> LeafShape:
+    """A profile's LeafShape, made once per combination (a frozen dataclass's __init__
+    costs more than the lookup)."""
+    return LeafShape(common_name, subject_key_identifier, client_auth)
+
+
 def signer_unavailable(exc: SignerUnavailable) -> AcmeError:
     """Not the client's fault and passing, as a database outage: 503 and Retry-After
     (RFC 8555 §6.6); what the client asked for is untouched and can be asked again."""
@@ -305,17 +313,15 @@ class Authority:
     ) -> x509.CertificateBuilder:
         return subscriber_builder(
             self.issuer,
-            csr.public_key(),
+            csr_public_key(csr),
             idents,
             serial=serial,
             not_before=not_before,
             not_after=not_after,
             crl_url=self.crl.url_for(serial) if self.crl else None,
             issuer_url=self.crl.issuer_url if self.crl else None,
-            shape=LeafShape(
-                common_name=profile.common_name,
-                subject_key_identifier=profile.subject_key_identifier,
-                client_auth=profile.client_auth,
+            shape=_leaf_shape(
+                profile.common_name, profile.subject_key_identifier, profile.client_auth
             ),
         )
 
@@ -1193,13 +1199,13 @@ class Authority:
         await self._off_loop(self._claim, order, csr_der, now, rec)
         task = self._spawn(self._issue(order, csr, rec, reserved=True))
         await asyncio.wait({task}, timeout=self.finalize_wait)
-        claimed = replace(order, csr=csr_der, finalize_started=now)
-        if not task.done():
-            done: OrderRecord | None = claimed  # processing: the client polls
+        if not task.done():  # processing: the client polls
+            done: OrderRecord | None = replace(order, csr=csr_der, finalize_started=now)
         elif not task.cancelled() and task.exception() is None and task.result() is True:
             # This issuance recorded its certificate; nothing else writes a claimed
-            # order, so the row is known without reading it back.
-            done = replace(claimed, certificate_id=rec.id)
+            # order, so the row is known without reading it back (one `replace`: each
+            # is some 7 µs for a record of fourteen fields).
+            done = replace(order, csr=csr_der, finalize_started=now, certificate_id=rec.id)
         else:  # failed, refused or left for recovery: as stored
             failure = None if task.cancelled() else task.exception()
             if failure is not None:

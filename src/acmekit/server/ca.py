@@ -58,6 +58,7 @@ from acmekit.server.lint import Decoded, Linter, LintMismatch, LintRefused, Repo
 from acmekit.server.signing import (
     ExternalKey,
     ExternalPublicKey,
+    SigningKey,
     assemble_signed,
     digest_for,
     external_signature,
@@ -139,6 +140,18 @@ class Issuer:
         return self._intermediate_aki
 
     @cached_property
+    def _leaf_bases(self) -> dict[tuple[bool, bool], x509.CertificateBuilder]:
+        """Subscriber certificates' base builders by (RSA key, clientAuth): _leaf_base."""
+        return {}
+
+    @cached_property
+    def _file_signer(self) -> tuple[SigningKey, hashes.SHA256 | hashes.SHA384 | None]:
+        """The intermediate's file key and its hash, found once (ValueError for a
+        token's key, which goes through signing.py instead)."""
+        key = file_key(self.intermediate_key)
+        return key, file_digest(key)
+
+    @cached_property
     def _intermediate_aki(self) -> x509.AuthorityKeyIdentifier:
         ski = self.intermediate_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
@@ -161,6 +174,14 @@ def _sign(builder: x509.CertificateBuilder, key: PrivateKeyTypes | ExternalKey) 
         return sign_certificate(builder, key)
     signer = file_key(key)
     return builder.sign(signer, file_digest(signer))
+
+
+def _sign_leaf(builder: x509.CertificateBuilder, issuer: Issuer) -> x509.Certificate:
+    """`_sign` with the intermediate's key, its file key's hash found once."""
+    if is_external(issuer.intermediate_key):
+        return sign_certificate(builder, issuer.intermediate_key)
+    signer, digest = issuer._file_signer
+    return builder.sign(signer, digest)
 
 
 def sign_crl_with(
@@ -207,11 +228,12 @@ class LeafShape:
     client_auth: bool = True  # id-kp-clientAuth beside id-kp-serverAuth
 
 
-def _key_usage(key: CertificatePublicKeyTypes) -> x509.KeyUsage:
+def _key_usage(rsa_key: bool) -> x509.KeyUsage:
+    """digitalSignature, and keyEncipherment for an RSA key (BR §7.1.2.7.11)."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
-        key_encipherment=is_rsa_public(key),
+        key_encipherment=rsa_key,
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=False,
@@ -252,6 +274,29 @@ def _aia(issuer_url: str) -> x509.AuthorityInformationAccess:
     )
 
 
+def _leaf_base(issuer: Issuer, *, rsa_key: bool, client_auth: bool) -> x509.CertificateBuilder:
+    """The builder's parts common to every subscriber certificate of one kind: the
+    issuer and the first three extensions. Built once per kind and issuer: each
+    `add_extension` copies the builder's list and checks it for duplicates, and
+    builders are immutable, so one base serves every certificate."""
+    bases = issuer._leaf_bases
+    kind = (rsa_key, client_auth)
+    base = bases.get(kind)
+    if base is None:
+        base = (
+            x509.CertificateBuilder()
+            .issuer_name(issuer.intermediate_cert.subject)
+            .add_extension(_LEAF_CONSTRAINTS, critical=True)
+            .add_extension(_key_usage(rsa_key), critical=True)
+            .add_extension(_LEAF_EKU if client_auth else _SERVER_EKU, critical=False)
+        )
+        bases[kind] = base
+    return base
+
+
+_NO_SUBJECT = x509.Name([])
+
+
 def subscriber_builder(
     issuer: Issuer,
     key: CertificatePublicKeyTypes,
@@ -267,18 +312,14 @@ def subscriber_builder(
     """The to-be-signed subscriber certificate: what the linter sees and the key signs."""
     if not identifiers:
         raise ValueError("a certificate needs at least one identifier")
-    subject = _subject(identifiers) if shape.common_name else x509.Name([])
+    subject = _subject(identifiers) if shape.common_name else _NO_SUBJECT
     builder = (
-        x509.CertificateBuilder()
+        _leaf_base(issuer, rsa_key=is_rsa_public(key), client_auth=shape.client_auth)
         .subject_name(subject)
-        .issuer_name(issuer.intermediate_cert.subject)
         .public_key(key)
         .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(_LEAF_CONSTRAINTS, critical=True)
-        .add_extension(_key_usage(key), critical=True)
-        .add_extension(_LEAF_EKU if shape.client_auth else _SERVER_EKU, critical=False)
     )
     if shape.subject_key_identifier:
         ski = x509.SubjectKeyIdentifier.from_public_key(key)
@@ -321,8 +362,8 @@ def issue_certificate(
         issuer_url=issuer_url,
         shape=shape,
     )
-    if linter is None:
-        cert = _sign(builder, issuer.intermediate_key)
+    if linter is None or not linter.enabled:
+        cert = _sign_leaf(builder, issuer)
     else:
         cert = linter.sign(builder, issuer.intermediate_key)
     log.debug("issued certificate serial=%x names=%d", serial, len(identifiers))
@@ -332,9 +373,10 @@ def issue_certificate(
 def sign_builder(
     builder: x509.CertificateBuilder, issuer: Issuer, linter: Linter | None = None
 ) -> x509.Certificate:
-    """Sign with the intermediate's key (file or token), linted first with a `linter`."""
-    if linter is None:
-        return _sign(builder, issuer.intermediate_key)
+    """Sign with the intermediate's key (file or token), linted first with a `linter`
+    that is on (one that is off signs as `Linter.sign` would, without the lookups)."""
+    if linter is None or not linter.enabled:
+        return _sign_leaf(builder, issuer)
     return linter.sign(builder, issuer.intermediate_key)
 
 
