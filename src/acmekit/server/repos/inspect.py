@@ -97,17 +97,28 @@ def list_certificates(
 
 def list_accounts(db: Database, contact: str | None, limit: int) -> list[AccountRecord]:
     """Accounts, newest first; with `contact`, those one of whose contact URLs holds it
-    (ignoring case)."""
+    (ignoring case).
+
+    The contacts are a JSON text with non-ASCII characters, quotes and backslashes
+    escaped (`\\u00fc`): the database's LIKE narrows the rows only by a needle that JSON
+    writes as it is, and the contacts decoded decide; `limit` counts those that match
+    (a row the LIKE let through may not)."""
     query = sa.select(accounts)
-    if contact is not None:
-        pattern = f"%{_like_escaped(contact.lower())}%"
+    needle = None if contact is None else contact.lower()
+    if needle is not None and needle.isascii() and json.dumps(needle)[1:-1] == needle:
+        pattern = f"%{_like_escaped(needle)}%"
         query = query.where(sa.func.lower(accounts.c.contact).like(pattern, escape="\\"))
-    query = query.order_by(accounts.c.created.desc(), accounts.c.id.desc()).limit(limit)
+    query = query.order_by(accounts.c.created.desc(), accounts.c.id.desc())
+    if needle is None:
+        query = query.limit(limit)
+    found: list[AccountRecord] = []
     with db.tx() as conn:
-        rows = conn.execute(query).all()
-    found = [_account(r) for r in rows]
-    if contact is not None:  # the JSON text may escape what the URL holds as it is
-        found = [a for a in found if any(contact.lower() in c.lower() for c in a.contact)]
+        for row in conn.execute(query):
+            account = _account(row)
+            if needle is None or any(needle in c.lower() for c in account.contact):
+                found.append(account)
+                if len(found) == limit:
+                    break
     return found
 
 

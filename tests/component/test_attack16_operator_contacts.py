@@ -1,0 +1,43 @@
+"""`acmekit server accounts list --contact` finds every account whose contact holds the
+text, whatever the contact's characters: the CA accepts non-ASCII addresses (an
+internationalized mailbox), and the store keeps contacts as JSON text with them escaped
+(`\\u00fc`), so a filter matched against that text alone found none of them. A limit
+counts accounts that match, not rows the database's coarse pre-filter let through."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from acmekit.cli.main import cli
+from acmekit.server.config import ServerConfig
+from acmekit.server.run import Assembly
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, new_key
+
+
+def _list(config: ServerConfig, *args: str) -> list[list[str]]:
+    argv = ["server", "accounts", "list", *args, "--state-dir", str(config.state_dir)]
+    result = CliRunner().invoke(cli, [*argv, "--db", str(config.db)])
+    assert result.exit_code == 0, result.stderr
+    return [line.split("\t") for line in result.stdout.splitlines()]
+
+
+async def test_contact_filter_finds_non_ascii_and_counts_matches(
+    ca: Assembly, ca_config: ServerConfig, acme: RawAcme, flow: Flow, responder: Http01Responder
+) -> None:
+    await flow.account(contact=["mailto:u00@plain.test"])
+    plain = flow.kid.rsplit("/", 1)[1]
+    made = []
+    # Newer accounts whose JSON text holds "u00" (an escape's digits) but whose
+    # contacts do not: a pre-filter's false positives, ahead of the real match.
+    for contact in ("mailto:jürgen@müller.test", "mailto:zoë@example.test"):
+        other = Flow(acme, responder, key=new_key())
+        await other.account(contact=[contact])
+        made.append(other.kid.rsplit("/", 1)[1])
+    jurgen = made[0]
+
+    found = _list(ca_config, "--contact", "jürgen")
+    assert [row[0] for row in found] == [jurgen]
+    assert found[0][3] == "mailto:jürgen@müller.test"
+    assert [row[0] for row in _list(ca_config, "--contact", "MÜLLER")] == [jurgen]
+    assert [row[0] for row in _list(ca_config, "--contact", "u00", "--limit", "1")] == [plain]
+    assert [row[0] for row in _list(ca_config, "--contact", "u00")] == [plain]
