@@ -688,8 +688,12 @@ class _Connection(asyncio.Protocol):
         self._enqueue(ex)
 
     def _head_size(self) -> int:
-        """The head's size as parsed: the request line and the header lines."""
-        size = 18 + len(self.url)  # "OPTIONS", " HTTP/1.1\r\n" and the target
+        """The head's size as parsed: the request line, the header lines and the blank
+        line, as many bytes as the head read when it is written plainly (one space in
+        the request line, `name: value`), so a head comes to the same size in one read
+        (where the read's size bounds it) as in several."""
+        # the method, a space, the target, " HTTP/1.1\r\n", and the closing "\r\n"
+        size = len(self.parser.get_method()) + len(self.url) + 14
         for name, value in self.headers:
             size += len(name) + len(value) + 4  # ": " and CRLF
         return size
