@@ -385,6 +385,13 @@ class _Connection(asyncio.Protocol):
         self.began = False  # ... in the chunk being parsed
         self.head_bytes = 0  # read while the head was unfinished
         self.read_size = 0  # of the chunk being parsed
+        # a chunked body's trailer section (RFC 9112 §7.1.2), bounded as a head is: a
+        # chunk's header came with no data after it (the last chunk's, size 0), in the
+        # read being parsed or before; its body's size then, and the bytes read since
+        self.chunk_head = False
+        self.chunk_head_now = False
+        self.chunk_body = 0
+        self.trailer_bytes = 0
         # deadlines: one timer for all
         self.head_since: float | None = None
         self.body_since: float | None = None  # the end of the head whose body is awaited
@@ -588,6 +595,7 @@ class _Connection(asyncio.Protocol):
         if self.ignoring or self.closed:
             return
         self.began = False
+        self.chunk_head_now = False
         self.read_size = len(data)
         try:
             self.parser.feed_data(data)
@@ -602,6 +610,19 @@ class _Connection(asyncio.Protocol):
             # the body to its minimum rate too).
             self.body_last = now = self.loop.time()
             self._want(now + self.limits.header_timeout)
+        if self.chunk_head and not self.ignoring and self.body_bytes == self.chunk_body:
+            # No data since a chunk's header: the trailer section is being read (a chunk
+            # of data would have given its first byte). Counted from the read after the
+            # one the last chunk's header came in, as an unfinished head is.
+            if not self.chunk_head_now:
+                self.trailer_bytes += len(data)
+            cap = self.limits.max_header_bytes
+            if cap and self.trailer_bytes > cap:
+                self.fail(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    f"request trailers larger than {cap} bytes",
+                )
+                return
         if self.in_head and not self.ignoring:
             # An unfinished head: a chunk it began in is counted from the next one (what
             # came before it in the chunk, whole requests, is not its size), so this cap
@@ -636,6 +657,11 @@ class _Connection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:
+            # A trailer field: not merged into the header section (RFC 9110 §6.5.1),
+            # which is the scope's list its app already has; nothing here uses one.
+            # Its bytes are counted as they are read (data_received).
+            return
         name = name.lower()
         if name == b"content-length":
             self.length = int(value)  # the parser has checked it is digits
@@ -745,7 +771,13 @@ class _Connection(asyncio.Protocol):
         if ex.waiter is not None:
             ex.wake()
 
+    def on_chunk_header(self) -> None:
+        self.chunk_head = self.chunk_head_now = True
+        self.chunk_body = self.body_bytes
+        self.trailer_bytes = 0
+
     def on_message_complete(self) -> None:
+        self.chunk_head = False
         ex = self.parsing
         self.parsing = None
         self.body_since = None
