@@ -66,4 +66,7 @@ def parse_duration(text: str) -> timedelta:
     parts = re.findall(r"(\d{1,9})([smhdw])", compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 12h, 7d or 2w")
-    return timedelta(seconds=sum(int(n) * _DURATION_UNITS[u] for n, u in parts))
+    try:
+        return timedelta(seconds=sum(int(n) * _DURATION_UNITS[u] for n, u in parts))
+    except OverflowError:  # past timedelta's 999,999,999 days
+        raise ValueError(f"{text!r} is too long a duration") from None

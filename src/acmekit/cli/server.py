@@ -456,14 +456,19 @@ def certs_list(
     from acmekit.settings import parse_duration
 
     now = datetime.now(UTC)
-    try:
-        within = None if expiring_within is None else parse_duration(expiring_within)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--expiring-within") from None
+    before = None
+    if expiring_within is not None:
+        try:
+            before = now + parse_duration(expiring_within)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expiring-within") from None
+        except OverflowError:  # past the year 9999
+            too_long = f"{expiring_within!r} is too long a duration"
+            raise click.BadParameter(too_long, param_hint="--expiring-within") from None
     where = CertificateFilter(
         name=None if name is None else name.strip().rstrip(".").lower(),
         account_id=account_id,
-        expiring_before=None if within is None else now + within,
+        expiring_before=before,
         revoked=revoked,
         limit=limit,
     )
