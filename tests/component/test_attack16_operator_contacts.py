@@ -41,3 +41,20 @@ async def test_contact_filter_finds_non_ascii_and_counts_matches(
     assert [row[0] for row in _list(ca_config, "--contact", "MÜLLER")] == [jurgen]
     assert [row[0] for row in _list(ca_config, "--contact", "u00", "--limit", "1")] == [plain]
     assert [row[0] for row in _list(ca_config, "--contact", "u00")] == [plain]
+
+
+async def test_a_limit_past_a_bigint_lists_everything(
+    ca: Assembly, ca_config: ServerConfig, flow: Flow
+) -> None:
+    """`--limit` is "at most this many": one past what the database's LIMIT holds (a
+    64-bit integer) listed nothing, with a traceback on SQLite and, on PostgreSQL, an
+    error that blamed the database URL."""
+    await flow.account(contact=["mailto:many@limit.test"])
+    account = flow.kid.rsplit("/", 1)[1]
+    huge = str(2**64)
+    assert [row[0] for row in _list(ca_config, "--limit", huge)] == [account]
+    for args in (["certs", "list"], ["orders", "list", "--account", account]):
+        argv = ["server", *args, "--limit", huge, "--state-dir", str(ca_config.state_dir)]
+        result = CliRunner().invoke(cli, [*argv, "--db", str(ca_config.db)])
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert result.exit_code == 0, result.stderr

@@ -407,8 +407,15 @@ def ari_move(
     click.echo(f"moved: {rec.serial} window starts {start.strftime('%Y-%m-%dT%H:%M:%SZ')}")
 
 
+# At most this many; more than the databases' LIMIT holds (a 64-bit integer) is as many
+# as there are, not an overflow.
 _LIMIT = click.option(
-    "--limit", type=click.IntRange(1), default=100, show_default=True, help="at most this many"
+    "--limit",
+    type=click.IntRange(1),
+    callback=lambda _ctx, _param, value: min(value, 2**63 - 1),
+    default=100,
+    show_default=True,
+    help="at most this many",
 )
 
 
