@@ -58,3 +58,28 @@ async def test_a_limit_past_a_bigint_lists_everything(
         result = CliRunner().invoke(cli, [*argv, "--db", str(ca_config.db)])
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert result.exit_code == 0, result.stderr
+
+
+async def test_a_hostile_contact_is_shown_escaped(
+    ca: Assembly, ca_config: ServerConfig, flow: Flow
+) -> None:
+    """The CA takes a contact with characters a terminal or a line reader acts on
+    (C1 controls such as CSI, U+0085 and U+2028 line breaks, a zero-width format
+    character): the operator's lines show them escaped, one line per account, with no
+    control reaching the terminal."""
+    hostile = "mailto:a\x9b2J\x85b\u2028c\u200bd@hostile.test"
+    await flow.account(contact=[hostile])
+    account = flow.kid.rsplit("/", 1)[1]
+    argv = ["accounts", "list", "--state-dir", str(ca_config.state_dir)]
+    listed = CliRunner().invoke(cli, ["server", *argv, "--db", str(ca_config.db)])
+    assert listed.exit_code == 0, listed.stderr
+    (line,) = listed.stdout.splitlines()  # str.splitlines breaks at U+0085 and U+2028 too
+    assert line.replace("\t", "").isprintable() and line.count("\t") == 3
+    assert line.split("\t")[3] == "mailto:a\\x9b2J\\x85b\\u2028c\\u200bd@hostile.test"
+    argv = ["accounts", "show", account, "--state-dir", str(ca_config.state_dir)]
+    shown = CliRunner().invoke(cli, ["server", *argv, "--db", str(ca_config.db)])
+    assert shown.exit_code == 0, shown.stderr
+    assert all(line.isprintable() for line in shown.stdout.splitlines())
+    assert "contact: mailto:a\\x9b2J\\x85b\\u2028c\\u200bd@hostile.test" in shown.stdout
+    # a search takes the contact as it is
+    assert [row[0] for row in _list(ca_config, "--contact", "\x9b2J")] == [account]

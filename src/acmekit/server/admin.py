@@ -334,10 +334,20 @@ def find_account(store: Store, account_id: str) -> AccountRecord:
     return account
 
 
+def shown(text: str) -> str:
+    """`text` for an operator's terminal and line-reading tools: what a client chose
+    (a contact) may hold characters check_contacts lets through that a terminal acts
+    on (C1 controls, CSI among them) or that end a line for some readers (U+0085,
+    U+2028); those, and any other that is not printable, are written as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def account_line(account: AccountRecord) -> str:
     """One line of `accounts list`: id, status, created, contacts (tabs)."""
     fields = (account.id, str(account.status), rfc3339(account.created))
-    return "\t".join((*fields, ",".join(account.contact) or "-"))
+    return "\t".join((*fields, shown(",".join(account.contact)) or "-"))
 
 
 def describe_account(store: Store, account: AccountRecord, now: datetime) -> list[str]:
@@ -347,7 +357,7 @@ def describe_account(store: Store, account: AccountRecord, now: datetime) -> lis
         ("account", account.id),
         ("status", str(account.status)),
         ("created", rfc3339(account.created)),
-        ("contact", ", ".join(account.contact) or "-"),
+        ("contact", shown(", ".join(account.contact)) or "-"),
         ("key thumbprint", account.thumbprint),
         ("eab key", account.eab_kid or "-"),
         ("orders", str(counts.orders)),
