@@ -393,16 +393,26 @@ class OrderLine:
         return "\t".join((*fields, ",".join(names_of(o))))
 
 
+_AUTHZ_BATCH = 1000
+
+
 def list_orders(store: Store, account_id: str, limit: int, now: datetime) -> list[OrderLine]:
     """The account's orders, newest first, with their status as §7.1.6 derives it."""
     find_account(store, account_id)
     found = inspect.list_orders(store.db, account_id, limit)
     authz_ids = list(dict.fromkeys(i for o in found for i in o.authz_ids))
+    # Read in batches: a statement has a parameter per id, and PostgreSQL takes at most
+    # 65,535 (656 orders of 100 names are more).
+    authzs = [
+        a
+        for at in range(0, len(authz_ids), _AUTHZ_BATCH)
+        for a in store.orders.authorizations(authz_ids[at : at + _AUTHZ_BATCH])
+    ]
     statuses = {
         a.id: authorization_status(
             a.stored_status, (c.status for c in a.challenges), a.expires, now
         )
-        for a in store.orders.authorizations(authz_ids)
+        for a in authzs
     }
     return [
         OrderLine(

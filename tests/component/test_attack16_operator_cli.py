@@ -1,15 +1,24 @@
-"""`acmekit server accounts list --contact` finds every account whose contact holds the
-text, whatever the contact's characters: the CA accepts non-ASCII addresses (an
-internationalized mailbox), and the store keeps contacts as JSON text with them escaped
-(`\\u00fc`), so a filter matched against that text alone found none of them. A limit
-counts accounts that match, not rows the database's coarse pre-filter let through."""
+"""The operator's commands over hostile or large inputs, on SQLite and PostgreSQL.
+
+`accounts list --contact` finds every account whose contact holds the text, whatever
+the contact's characters: the CA accepts non-ASCII addresses (an internationalized
+mailbox), and the store keeps contacts as JSON text with them escaped (`\\u00fc`), so a
+filter matched against that text alone found none of them; a limit counts accounts that
+match, not rows the database's coarse pre-filter let through. Contacts are shown with
+what a terminal acts on escaped; `--limit` past a 64-bit integer and an order list
+naming more authorizations than a statement takes parameters are listed, not crashed on.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from click.testing import CliRunner
 
 from acmekit.cli.main import cli
+from acmekit.protocol.messages import AccountStatus, Identifier, IdentifierType
 from acmekit.server.config import ServerConfig
+from acmekit.server.records import AccountRecord, OrderRecord
 from acmekit.server.run import Assembly
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, new_key
 
@@ -83,3 +92,27 @@ async def test_a_hostile_contact_is_shown_escaped(
     assert "contact: mailto:a\\x9b2J\\x85b\\u2028c\\u200bd@hostile.test" in shown.stdout
     # a search takes the contact as it is
     assert [row[0] for row in _list(ca_config, "--contact", "\x9b2J")] == [account]
+
+
+async def test_orders_listed_whatever_their_authorizations_count(
+    ca: Assembly, ca_config: ServerConfig
+) -> None:
+    """`orders list` reads the listed orders' authorizations to derive their status: in
+    one statement with a parameter each, past PostgreSQL's 65,535 parameters (656
+    orders of 100 names, the default max_identifiers, at `--limit 656`) it failed with
+    a traceback. One order naming 70,000 authorizations stands for them here."""
+    now = datetime.now(UTC)
+    account = AccountRecord("many", "t" * 43, {"kty": "EC"}, (), AccountStatus.VALID, now)
+    ca.store.accounts.add_account(account)
+    name = Identifier(IdentifierType.DNS, "many.operator.test")
+    ids = tuple(f"az{i}" for i in range(70_000))
+    order = OrderRecord("o-many", "many", (name,), ids, now + timedelta(days=1), now)
+    ca.store.orders.add_order(order, [])
+    argv = ["server", "orders", "list", "--account", "many"]
+    argv += ["--state-dir", str(ca_config.state_dir), "--db", str(ca_config.db)]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 0, result.stderr
+    assert [line.split("\t")[:2] for line in result.stdout.splitlines()] == [
+        ["o-many", "invalid"]  # its authorizations are gone: expired, so invalid
+    ]
