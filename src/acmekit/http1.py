@@ -386,10 +386,9 @@ class _Connection(asyncio.Protocol):
         self.head_bytes = 0  # read while the head was unfinished
         self.read_size = 0  # of the chunk being parsed
         # a chunked body's trailer section (RFC 9112 §7.1.2), bounded as a head is: a
-        # chunk's header came with no data after it (the last chunk's, size 0), in the
-        # read being parsed or before; its body's size then, and the bytes read since
+        # chunk's header came with no data after it (the last chunk's, size 0); its
+        # body's size then, and the bytes read since, less the read it came in
         self.chunk_head = False
-        self.chunk_head_now = False
         self.chunk_body = 0
         self.trailer_bytes = 0
         # deadlines: one timer for all
@@ -595,7 +594,6 @@ class _Connection(asyncio.Protocol):
         if self.ignoring or self.closed:
             return
         self.began = False
-        self.chunk_head_now = False
         self.read_size = len(data)
         try:
             self.parser.feed_data(data)
@@ -613,9 +611,9 @@ class _Connection(asyncio.Protocol):
         if self.chunk_head and not self.ignoring and self.body_bytes == self.chunk_body:
             # No data since a chunk's header: the trailer section is being read (a chunk
             # of data would have given its first byte). Counted from the read after the
-            # one the last chunk's header came in, as an unfinished head is.
-            if not self.chunk_head_now:
-                self.trailer_bytes += len(data)
+            # one the last chunk's header came in, as an unfinished head is (that read
+            # was taken off in on_chunk_header).
+            self.trailer_bytes += len(data)
             cap = self.limits.max_header_bytes
             if cap and self.trailer_bytes > cap:
                 self.fail(
@@ -657,11 +655,6 @@ class _Connection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.in_head:
-            # A trailer field: not merged into the header section (RFC 9110 §6.5.1),
-            # which is the scope's list its app already has; nothing here uses one.
-            # Its bytes are counted as they are read (data_received).
-            return
         name = name.lower()
         if name == b"content-length":
             self.length = int(value)  # the parser has checked it is digits
@@ -772,9 +765,14 @@ class _Connection(asyncio.Protocol):
             ex.wake()
 
     def on_chunk_header(self) -> None:
-        self.chunk_head = self.chunk_head_now = True
+        self.chunk_head = True
         self.chunk_body = self.body_bytes
-        self.trailer_bytes = 0
+        self.trailer_bytes = -self.read_size  # this read is not counted (data_received)
+        # Trailer fields come after a chunk's header only, and reach on_header as header
+        # fields do: they go to a list of their own, not the one the request's scope
+        # holds (RFC 9110 §6.5.1: not merged into the header section), and are dropped.
+        # (Bounded by the count above; the next request's head starts a new list.)
+        self.headers = []
 
     def on_message_complete(self) -> None:
         self.chunk_head = False
