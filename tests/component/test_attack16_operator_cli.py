@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from click.testing import CliRunner
 
 from acmekit.cli.main import cli
 from acmekit.protocol.messages import AccountStatus, Identifier, IdentifierType
 from acmekit.server.config import ServerConfig
 from acmekit.server.records import AccountRecord, OrderRecord
+from acmekit.server.repos import inspect
 from acmekit.server.run import Assembly
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, new_key
 
@@ -30,9 +32,19 @@ def _list(config: ServerConfig, *args: str) -> list[list[str]]:
     return [line.split("\t") for line in result.stdout.splitlines()]
 
 
+@pytest.mark.parametrize("page", [1000, 1])
 async def test_contact_filter_finds_non_ascii_and_counts_matches(
-    ca: Assembly, ca_config: ServerConfig, acme: RawAcme, flow: Flow, responder: Http01Responder
+    ca: Assembly,
+    ca_config: ServerConfig,
+    acme: RawAcme,
+    flow: Flow,
+    responder: Http01Responder,
+    monkeypatch: pytest.MonkeyPatch,
+    page: int,
 ) -> None:
+    # Rows are read a page at a time: with pages of one row, every match is on a page
+    # of its own, behind the false positives.
+    monkeypatch.setattr(inspect, "_ACCOUNT_PAGE", page)
     await flow.account(contact=["mailto:u00@plain.test"])
     plain = flow.kid.rsplit("/", 1)[1]
     made = []

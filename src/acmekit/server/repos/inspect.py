@@ -95,6 +95,9 @@ def list_certificates(
     return found
 
 
+_ACCOUNT_PAGE = 1000
+
+
 def list_accounts(db: Database, contact: str | None, limit: int) -> list[AccountRecord]:
     """Accounts, newest first; with `contact`, those one of whose contact URLs holds it
     (ignoring case).
@@ -102,7 +105,8 @@ def list_accounts(db: Database, contact: str | None, limit: int) -> list[Account
     The contacts are a JSON text with non-ASCII characters, quotes and backslashes
     escaped (`\\u00fc`): the database's LIKE narrows the rows only by a needle that JSON
     writes as it is, and the contacts decoded decide; `limit` counts those that match
-    (a row the LIKE let through may not)."""
+    (a row the LIKE let through may not). Rows are read a page at a time, newest first,
+    until `limit` match: never the whole table at once."""
     query = sa.select(accounts)
     needle = None if contact is None else contact.lower()
     if needle is not None and needle.isascii() and json.dumps(needle)[1:-1] == needle:
@@ -110,16 +114,31 @@ def list_accounts(db: Database, contact: str | None, limit: int) -> list[Account
         query = query.where(sa.func.lower(accounts.c.contact).like(pattern, escape="\\"))
     query = query.order_by(accounts.c.created.desc(), accounts.c.id.desc())
     if needle is None:
-        query = query.limit(limit)
+        with db.tx() as conn:
+            return [_account(r) for r in conn.execute(query.limit(limit))]
     found: list[AccountRecord] = []
-    with db.tx() as conn:
-        for row in conn.execute(query):
+    after: tuple[int, str] | None = None
+    while True:
+        page = query
+        if after is not None:  # older than the last row read (the order's keys)
+            created, last_id = after
+            page = page.where(
+                sa.or_(
+                    accounts.c.created < created,
+                    sa.and_(accounts.c.created == created, accounts.c.id < last_id),
+                )
+            )
+        with db.tx() as conn:
+            rows = conn.execute(page.limit(_ACCOUNT_PAGE)).all()
+        for row in rows:
             account = _account(row)
-            if needle is None or any(needle in c.lower() for c in account.contact):
+            if any(needle in c.lower() for c in account.contact):
                 found.append(account)
                 if len(found) == limit:
-                    break
-    return found
+                    return found
+        if len(rows) < _ACCOUNT_PAGE:
+            return found
+        after = (rows[-1].created, rows[-1].id)
 
 
 def _account(row: Any) -> AccountRecord:
