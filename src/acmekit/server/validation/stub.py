@@ -47,6 +47,10 @@ _AD = 0x0020
 _NXDOMAIN = 3
 _IN = 1
 _CNAME = int(dns.rdatatype.CNAME)
+# A compression pointer to offset 12: the question's name, which an answer's records
+# usually carry as their owner.
+_AT_QUESTION: Final = b"\xc0\x0c"
+_OCTETS: Final = tuple(bytes((n,)) for n in range(64))  # a label's length octet
 _LDH = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*")
 # A name of the labels in _LDH, each of 1-63 characters, absolute ("a.b."); in wire form
 # one octet longer than in text, so a text of at most 254 characters fits in 255 octets.
@@ -285,58 +289,69 @@ class StubClient:
 
 def _question(qname: str, rdtype: int) -> bytes:
     """The question section for `qname` (absolute, LDH labels of 1-63 octets, 255 in all)."""
-    if not _ABSOLUTE_LDH.fullmatch(qname) or len(qname) > 254:
+    if len(qname) > 254 or not _ABSOLUTE_LDH.fullmatch(qname):
         raise _Unusual
-    labels = qname.encode("ascii").split(b".")[:-1]
-    name = b"".join(bytes((len(label),)) + label for label in labels)
-    return name + b"\x00" + _TYPE_CLASS.pack(rdtype, _IN)
+    wire = bytearray()
+    for label in qname.encode("ascii").split(b"."):  # the last, empty, is the root
+        wire += _OCTETS[len(label)]
+        wire += label
+    wire += _TYPE_CLASS.pack(rdtype, _IN)
+    return bytes(wire)
 
 
 def _read(
     data: bytes, question: bytes, qname: str, rdtype: int, decode: Callable[[bytes], T]
 ) -> Reply[T]:
     """The answer in `data` to our question; raises _Unusual for anything else."""
-    if len(data) < _HEADER.size:
+    size = len(data)
+    if size < _HEADER.size:
         raise _Unusual
     _, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
     if not flags & _QR or flags & (_TC | _OPCODE) or qdcount != 1:
         raise _Unusual
     rcode = flags & _RCODE
-    if rcode not in (0, _NXDOMAIN):
+    if rcode and rcode != _NXDOMAIN:
         raise _Unusual
     end = 12 + len(question)
-    asked = data[12:end]
-    if asked[:-4].lower() != question[:-4].lower() or asked[-4:] != question[-4:]:
+    asked, ours = data[12 : end - 4], question[:-4]
+    if data[end - 4 : end] != question[-4:] or (
+        asked != ours and asked.lower() != ours.lower()
+    ):
         raise _Unusual
+    lowered = ours.lower()  # our name, as `_name` returns names
     records: list[tuple[bytes, int, int, int]] = []  # owner (lowercase), type, start, end
     offset = end
     for index in range(ancount + nscount + arcount):
-        owner, offset = _name(data, offset)
-        if offset + _RR.size > len(data):
+        if data[offset : offset + 2] == _AT_QUESTION:  # the usual owner: the question's name
+            owner, offset = lowered, offset + 2
+        else:
+            owner, offset = _name(data, offset)
+        if offset + _RR.size > size:
             raise _Unusual
         rtype, rclass, _, length = _RR.unpack_from(data, offset)
         offset += _RR.size
-        if offset + length > len(data):
+        if offset + length > size:
             raise _Unusual
         if index < ancount and rclass == _IN:
             records.append((owner, rtype, offset, offset + length))
         offset += length
-    if offset != len(data):
+    if offset != size:
         raise _Unusual
-    if rcode == _NXDOMAIN:
+    ad = bool(flags & _AD)
+    if rcode:  # NXDOMAIN
         if records:  # dnspython's resolver takes an answer with NXDOMAIN as a failure
             raise _Unusual
-        return Reply(True, None, qname, bool(flags & _AD))
-    current = question[:-4].lower()
+        return Reply(True, None, qname, ad)
+    current = lowered
     canonical = qname
     for _ in range(MAX_CHAIN):
-        found = [(s, e) for owner, t, s, e in records if owner == current and t == rdtype]
+        found = [data[s:e] for owner, t, s, e in records if t == rdtype and owner == current]
         if found:
-            values = dict.fromkeys(data[s:e] for s, e in found)
-            return Reply(False, tuple(decode(v) for v in values), canonical, bool(flags & _AD))
-        cnames = [(s, e) for owner, t, s, e in records if owner == current and t == _CNAME]
+            values = dict.fromkeys(found) if len(found) > 1 else found
+            return Reply(False, tuple(map(decode, values)), canonical, ad)
+        cnames = [(s, e) for owner, t, s, e in records if t == _CNAME and owner == current]
         if not cnames:
-            return Reply(False, None, canonical, bool(flags & _AD))
+            return Reply(False, None, canonical, ad)
         start, stop = cnames[0]
         current, after = _name(data, start)
         if after != stop:
