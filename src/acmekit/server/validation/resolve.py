@@ -257,26 +257,42 @@ class Addresses:
     ipv6_asked: bool
 
 
-async def addresses_for(dns: DnsClient, host: str, deadline: float, *, ipv6: bool) -> Addresses:
+async def addresses_for(
+    dns: DnsClient, host: str, deadline: float, *, ipv6: bool, bounded: bool = False
+) -> Addresses:
     """A addresses of `host` (AAAA if none), or with `ipv6` its AAAA ones (after every A
     address refused); an IP address is its own and only address. Reserved addresses
     (`reserved.py`) are dropped before anything connects; a connection problem when
-    every address found is one."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return permitted(dns.reachable, host, Addresses((host,), ipv6_asked=True))
+    every address found is one. `bounded`: the caller holds a bound at `deadline` around
+    this call already (its own timeout then reports the end), so none is set here."""
+    if _could_be_address(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return permitted(dns.reachable, host, Addresses((host,), ipv6_asked=True))
+    if bounded:
+        return permitted(dns.reachable, host, await _lookup_addresses(dns, host, ipv6))
     try:
         async with asyncio.timeout_at(deadline):
-            if ipv6:
-                found = Addresses(await dns.ipv6_addresses(host), ipv6_asked=True)
-            else:
-                found = await dns.addresses(host)
+            found = await _lookup_addresses(dns, host, ipv6)
     except TimeoutError:
         raise dns_problem(f"timeout looking up {host}") from None
     return permitted(dns.reachable, host, found)
+
+
+async def _lookup_addresses(dns: DnsClient, host: str, ipv6: bool) -> Addresses:
+    if ipv6:
+        return Addresses(await dns.ipv6_addresses(host), ipv6_asked=True)
+    return await dns.addresses(host)
+
+
+def _could_be_address(host: str) -> bool:
+    """False when `host` cannot be an IP address in text: an IPv6 address has a colon,
+    an IPv4 address (as `ipaddress` reads it) only digits and dots. A name then skips
+    `ipaddress.ip_address`, which tries both and raises (3 µs per name)."""
+    return ":" in host or host.replace(".", "").isdigit()
 
 
 def permitted(policy: AddressPolicy, host: str, found: Addresses) -> Addresses:
@@ -364,19 +380,26 @@ async def open_checked(
 
 
 async def first_accepting(
-    dns: DnsClient, host: str, deadline: float, attempt: Callable[[str], Awaitable[T | None]]
+    dns: DnsClient,
+    host: str,
+    deadline: float,
+    attempt: Callable[[str], Awaitable[T | None]],
+    *,
+    bounded: bool = False,
 ) -> T | None:
     """`attempt` each address of `host` in turn until one does not refuse (returns a value
     rather than None); AAAA addresses are tried when every A address refused. None when
-    every address refused. What `attempt` raises ends the search."""
-    found = await addresses_for(dns, host, deadline, ipv6=False)
+    every address refused. What `attempt` raises ends the search. `bounded`: the caller
+    holds a bound at `deadline` around this call (see `addresses_for`)."""
+    found = await addresses_for(dns, host, deadline, ipv6=False, bounded=bounded)
     for address in found.values:
         if (result := await attempt(address)) is not None:
             return result
     if found.ipv6_asked:
         return None
     log.debug("every A address of %s refused; trying AAAA", host)
-    for address in (await addresses_for(dns, host, deadline, ipv6=True)).values:
+    again = await addresses_for(dns, host, deadline, ipv6=True, bounded=bounded)
+    for address in again.values:
         if (result := await attempt(address)) is not None:
             return result
     return None
