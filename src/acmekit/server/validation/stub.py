@@ -160,7 +160,7 @@ class _Channel(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-def _expire(answers: list[asyncio.Future[bytes]]) -> None:
+def _expire(answers: Sequence[asyncio.Future[bytes]]) -> None:
     """The stub's wait is over: questions unanswered go to the full resolver."""
     for answer in answers:
         if not answer.done():
@@ -198,9 +198,36 @@ class StubClient:
         """One question; None when the full resolver should answer it instead.
 
         `qname` is absolute ("name."); `decode` turns one record's rdata into a value and
-        raises ValueError when it cannot.
+        raises ValueError when it cannot. (`ask_all` for one name, without its lists.)
         """
-        return (await self.ask_all((qname,), rdtype, decode, wait))[0]
+        try:
+            question = _question(qname, rdtype)
+        except _Unusual:
+            return None
+        loop = asyncio.get_running_loop()
+        expires = loop.time() + wait  # opening a socket counts against the wait too
+        channel = self._ready(loop, 1)
+        if channel is None:
+            try:
+                channel = await self._open(loop, 1)
+            except OSError:
+                return None
+        ident = channel.new_ident()
+        answer: asyncio.Future[bytes] = loop.create_future()
+        channel.waiting[ident] = answer
+        timer = loop.call_at(expires, _expire, (answer,))
+        try:
+            channel.transport.sendto(_HEADER.pack(ident, self._flags, 1, 0, 0, 0) + question)
+            return _read(await answer, question, qname, rdtype, decode)
+        except (_Unusual, ValueError, OSError, TimeoutError):
+            return None  # left to the resolver
+        finally:
+            timer.cancel()
+            if not answer.done():
+                answer.cancel()
+            elif not answer.cancelled():
+                answer.exception()  # retrieved: an answer left unread is no error
+            channel.done_with(ident)
 
     async def ask_all(
         self, qnames: Sequence[str], rdtype: int, decode: Callable[[bytes], T], wait: float
@@ -220,10 +247,12 @@ class StubClient:
             return replies
         loop = asyncio.get_running_loop()
         expires = loop.time() + wait  # opening a socket counts against the wait too
-        try:
-            channel = await self._take(loop, count)
-        except OSError:
-            return replies
+        channel = self._ready(loop, count)
+        if channel is None:
+            try:
+                channel = await self._open(loop, count)
+            except OSError:
+                return replies
         sent: list[tuple[int, int, bytes, asyncio.Future[bytes]]] = []
         for index, question in enumerate(questions):
             if question is not None:
@@ -250,24 +279,36 @@ class StubClient:
                 channel.done_with(ident)
         return replies
 
-    async def _take(self, loop: asyncio.AbstractEventLoop, count: int) -> _Channel:
-        """The socket for the next `count` questions: a new one when the current one
-        would serve more than `UDP_MAX_QUERIES` (it closes once its last answer is in).
-        A batch larger than that gets a socket of its own."""
+    def _ready(self, loop: asyncio.AbstractEventLoop, count: int) -> _Channel | None:
+        """The socket for the next `count` questions, when the current one may serve
+        them; else None, and `_open` makes a new one. A socket that would serve more than
+        `UDP_MAX_QUERIES` is retired (it closes once its last answer is in); a batch
+        larger than that gets a socket of its own."""
         if self._loop is not loop:  # sockets and locks belong to one event loop
             self._loop, self._channel, self._opening = loop, None, asyncio.Lock()
         channel = self._channel
-        if channel is not None and channel.asked and channel.asked + count > UDP_MAX_QUERIES:
-            channel.retire()
         if channel is None or channel.retired:
-            async with self._opening:  # questions asked meanwhile wait for this socket
-                channel = self._channel
-                if channel is None or channel.retired:
-                    transport, channel = await loop.create_datagram_endpoint(
-                        _Channel, sock=self._connected_socket()
-                    )
-                    channel.transport = transport
-                    self._channel = channel
+            return None
+        if channel.asked and channel.asked + count > UDP_MAX_QUERIES:
+            channel.retire()
+            return None
+        return self._count(channel, count)
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, count: int) -> _Channel:
+        """A new socket for the next `count` questions (unless another question opened
+        one meanwhile)."""
+        async with self._opening:  # questions asked meanwhile wait for this socket
+            channel = self._channel
+            if channel is None or channel.retired:
+                transport, channel = await loop.create_datagram_endpoint(
+                    _Channel, sock=self._connected_socket()
+                )
+                channel.transport = transport
+                self._channel = channel
+        return self._count(channel, count)
+
+    @staticmethod
+    def _count(channel: _Channel, count: int) -> _Channel:
         channel.asked += count
         if channel.asked >= UDP_MAX_QUERIES:
             channel.retired = True  # done_with closes it after these questions
