@@ -37,9 +37,9 @@ import functools
 import ipaddress
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -146,35 +146,42 @@ class DnsClient:
         return max(0.05, left - min(0.25, left / 10))
 
     async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> Lookup:
-        """Records of `rdtype` at `name` as text, following CNAMEs; raises dns problems."""
+        """Records of `rdtype` at `name` as text, following CNAMEs; raises dns problems.
 
-        secure: list[bool] = []
-
-        async def ask(qname: str) -> tuple[tuple[str, ...] | None, str]:
-            values, canonical, ad = await self._resolve(qname, rdtype)
-            secure.append(ad)
-            return values, canonical
-
-        what = f"looking up {rdtype.name} for {name.rstrip('.')}"
+        `follow_cnames`'s walk, written out here: the closure and the two coroutines
+        it took per lookup were 6% of a lookup's instructions."""
+        start = name.rstrip(".") + "."
+        what = f"looking up {rdtype.name} for {start[:-1]}"
         lookups = in_flight.get()
         if lookups is not None:
             lookups.add(what)
+        secure = True
         try:
-            values = await follow_cnames(ask, name.rstrip(".") + ".")
-        except CnameChainTooLong:
-            raise dns_problem(f"more than {MAX_CNAME_HOPS} CNAMEs {what}") from None
+            qname = start
+            for _ in range(MAX_CNAME_HOPS):
+                found, canonical, ad = await self._resolve(qname, rdtype)
+                secure = secure and ad
+                if found is not None:
+                    values = found
+                    break
+                if canonical == qname:
+                    values = ()
+                    break
+                qname = canonical
+            else:
+                raise dns_problem(f"more than {MAX_CNAME_HOPS} CNAMEs {what}")
         except asyncio.CancelledError:
             lookups = None  # cut off: left in the set, for the Validator to name
             raise
         finally:
             if lookups is not None:
                 lookups.discard(what)
-        found = Lookup(name, values, authenticated=bool(secure) and all(secure))
+        result = Lookup(name, values, authenticated=secure)
         if self.dnssec is not DnssecMode.OFF:
-            note_answers(found.authenticated)
-            state = "secure (AD)" if found.authenticated else "not authenticated"
+            note_answers(result.authenticated)
+            state = "secure (AD)" if result.authenticated else "not authenticated"
             log.info("DNSSEC: %s %s answer is %s", rdtype.name, name.rstrip("."), state)
-        return found
+        return result
 
     async def _resolve(
         self, qname: str, rdtype: dns.rdatatype.RdataType
@@ -226,12 +233,22 @@ class DnsClient:
         A lookup that fails is passed over when the other finds addresses; a dns problem
         when neither does (the A lookup's, when both fail).
         """
-        first = await self._settle(self.query(name, dns.rdatatype.A))
-        if isinstance(first, Lookup) and first.values:
-            return Addresses(first.values, ipv6_asked=False)
-        second = await self._settle(self.query(name, dns.rdatatype.AAAA))
-        if isinstance(second, Lookup) and second.values:
-            return Addresses(second.values, ipv6_asked=True)
+        first: Lookup | AcmeError
+        try:
+            first = await self.query(name, dns.rdatatype.A)
+        except AcmeError as err:
+            first = err
+        else:
+            if first.values:
+                return Addresses(first.values, ipv6_asked=False)
+        second: Lookup | AcmeError
+        try:
+            second = await self.query(name, dns.rdatatype.AAAA)
+        except AcmeError as err:
+            second = err
+        else:
+            if second.values:
+                return Addresses(second.values, ipv6_asked=True)
         for result in (first, second):
             if isinstance(result, AcmeError):
                 raise result
@@ -239,15 +256,10 @@ class DnsClient:
 
     async def ipv6_addresses(self, name: str) -> tuple[str, ...]:
         """The AAAA addresses of `name`; none when the lookup fails."""
-        result = await self._settle(self.query(name, dns.rdatatype.AAAA))
-        return result.values if isinstance(result, Lookup) else ()
-
-    @staticmethod
-    async def _settle(lookup: Coroutine[Any, Any, Lookup]) -> Lookup | AcmeError:
         try:
-            return await lookup
-        except AcmeError as err:
-            return err
+            return (await self.query(name, dns.rdatatype.AAAA)).values
+        except AcmeError:
+            return ()
 
 
 @dataclass(frozen=True)
