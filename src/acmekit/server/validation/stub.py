@@ -355,9 +355,7 @@ def _read(
         raise _Unusual
     end = 12 + len(question)
     asked, ours = data[12 : end - 4], question[:-4]
-    if data[end - 4 : end] != question[-4:] or (
-        asked != ours and asked.lower() != ours.lower()
-    ):
+    if data[end - 4 : end] != question[-4:] or (asked != ours and asked.lower() != ours.lower()):
         raise _Unusual
     lowered = ours.lower()  # our name, as `_name` returns names
     records: list[tuple[bytes, int, int, int]] = []  # owner (lowercase), type, start, end
