@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import resource
@@ -192,6 +193,7 @@ async def run(
     levels = [int(c) for c in args.concurrency.split(",")]
     for name in chosen:  # warm up: imports, first connections, caches of the interpreter
         await run_part(table[name], 10_000_000, 50, 1)
+    gc.freeze()  # as `acmekit server` does after start-up
     start = 0
     if marks is not None:  # under callgrind: windows of N and 2N, each dumped
         on, off = marks
