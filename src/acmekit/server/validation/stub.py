@@ -28,8 +28,7 @@ import re
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 import dns.rdatatype
 import dns.resolver
@@ -61,14 +60,14 @@ class _Unusual(Exception):
     """Something this stub leaves to the full resolver."""
 
 
-@dataclass(frozen=True)
-class Reply(Generic[T]):
+class Reply(NamedTuple, Generic[T]):
     """NXDOMAIN (`nxdomain`), the records found (`values`), or none of them at `canonical`.
 
     `values` is None when the final name of the CNAME chain has no records of the type;
     `canonical` is then that name (the question's own name, as given, when no CNAME led
     elsewhere), so the caller can ask again at the target. `authenticated` is the answer's
     AD bit: the resolver validated it as DNSSEC-secure (asked for with `ad`, RFC 6840 §5.7).
+    (A named tuple: a frozen dataclass cost 0.4 µs more to make, once per question.)
     """
 
     nxdomain: bool
@@ -364,7 +363,7 @@ def _read(
         if data[offset : offset + 2] == _AT_QUESTION:  # the usual owner: the question's name
             owner, offset = lowered, offset + 2
         else:
-            owner, offset = _name(data, offset)
+            owner, offset = _owner(data, offset, lowered, end - 4)
         if offset + _RR.size > size:
             raise _Unusual
         rtype, rclass, _, length = _RR.unpack_from(data, offset)
@@ -397,6 +396,22 @@ def _read(
             raise _Unusual
         canonical = _text(current)
     raise _Unusual
+
+
+def _owner(data: bytes, offset: int, lowered: bytes, stop: int) -> tuple[bytes, int]:
+    """`_name` at `offset`, where a pointer to a label of the question's name (an SOA's
+    owner, say) is that name's suffix without reading it again: our name, checked when
+    it was asked, which the answer's question section (12 to `stop`) matches."""
+    first = data[offset]
+    if first >= 0xC0 and offset + 1 < len(data):
+        pointer = (first & 0x3F) << 8 | data[offset + 1]
+        if 12 <= pointer < stop:
+            at = 12
+            while at < pointer:  # the question's labels, whose lengths are ours
+                at += 1 + data[at]
+            if at == pointer:
+                return lowered[pointer - 12 :], offset + 2
+    return _name(data, offset)
 
 
 def _name(data: bytes, offset: int) -> tuple[bytes, int]:
