@@ -116,7 +116,7 @@ class Validator:
         saved_lookups = resolve.in_flight.set(lookups)
         until: int | None = None
         try:
-            async with asyncio.timeout_at(end + _GRACE):
+            async with resolve.bound_at(end + _GRACE):
                 if challenge_type in _ACCOUNT_BOUND:
                     until = await self._run_bound(
                         challenge_type, identifier, key_authorization, account, end

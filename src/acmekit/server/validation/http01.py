@@ -38,7 +38,12 @@ from yarl import URL
 from acmekit.protocol.challenges import HTTP01_PATH
 from acmekit.protocol.messages import Identifier
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
-from acmekit.server.validation.resolve import DnsClient, first_accepting, open_checked
+from acmekit.server.validation.resolve import (
+    DnsClient,
+    bound_at,
+    first_accepting,
+    open_checked,
+)
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +207,7 @@ async def _fetch_bounded(
 ) -> Fetched:
     """One GET within the deadline; every failure a problem that names the URL."""
     try:
-        async with asyncio.timeout_at(deadline):
+        async with bound_at(deadline):
             return await _fetch(dns, tls, url, policy, deadline)
     except TimeoutError:
         raise problem(ProblemType.CONNECTION, f"fetching {url}: timeout") from None
