@@ -231,8 +231,17 @@ class CaaChecker:
         """
         base = _base_name(name)
         chain = _climb(base)
-        end = asyncio.get_running_loop().time() + self._timeout
-        first = await self._first_answers(chain, end)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._timeout
+        if self._stub is None:
+            first: list[Reply[tuple[int, str, str]] | None] = [None] * len(chain)
+        else:
+            # Every name asked at once through the stub, in this coroutine (a task per
+            # name cost more than its question); None where the stub had no answer (a
+            # failure, an odd answer), which the resolver is then asked for.
+            attempt = min(STUB_ATTEMPT, end - loop.time())
+            qnames = [owner + "." for owner in chain]
+            first = await self._stub.ask_all(qnames, dns.rdatatype.CAA, decode_caa, attempt)
         found: list[tuple[list[CaaRecord], bool] | BaseException] = []
         for owner, reply in zip(chain, first, strict=True):
             if reply is None or not _final(reply, owner):
@@ -241,10 +250,14 @@ class CaaChecker:
                 lookups = (self._lookup(name, answer, end) for name, answer in rest)
                 found += await asyncio.gather(*lookups, return_exceptions=True)
                 break
-            records = [CaaRecord(*fields) for fields in reply.values or ()]
-            found.append((records, reply.authenticated))
-            if records:
+            if reply.values:
+                records = [CaaRecord(*fields) for fields in reply.values]
+                found.append((records, reply.authenticated))
                 break
+            found.append(([], reply.authenticated))
+        else:
+            if self._dnssec is DnssecMode.OFF:  # every set empty, every answer final
+                return base, []
         return self._relevant(base, chain, found)
 
     def _relevant(
@@ -269,18 +282,6 @@ class CaaChecker:
             if records:
                 return owner, records
         return base, []
-
-    async def _first_answers(
-        self, chain: list[str], end: float
-    ) -> list[Reply[tuple[int, str, str]] | None]:
-        """CAA at every name of `chain`, asked at once through the stub, in one coroutine
-        (a task per name cost more than its question); None where the stub had no answer
-        (a failure, an odd answer), which the resolver is then asked for."""
-        if self._stub is None:
-            return [None] * len(chain)
-        attempt = min(STUB_ATTEMPT, end - asyncio.get_running_loop().time())
-        qnames = [owner + "." for owner in chain]
-        return await self._stub.ask_all(qnames, dns.rdatatype.CAA, decode_caa, attempt)
 
     async def check(self, name: str, *, wildcard: bool, account_uri: str, method: str) -> None:
         """Raise a caa problem (403) unless CAA lets us issue for `name` (`*.name` if wildcard);

@@ -241,7 +241,7 @@ class StubClient:
             except _Unusual:
                 questions.append(None)
         replies: list[Reply[T] | None] = [None] * len(questions)
-        count = sum(q is not None for q in questions)
+        count = len(questions) - questions.count(None)
         if not count:
             return replies
         loop = asyncio.get_running_loop()
@@ -253,13 +253,15 @@ class StubClient:
             except OSError:
                 return replies
         sent: list[tuple[int, int, bytes, asyncio.Future[bytes]]] = []
+        answers: list[asyncio.Future[bytes]] = []
         for index, question in enumerate(questions):
             if question is not None:
                 ident = channel.new_ident()
                 answer: asyncio.Future[bytes] = loop.create_future()
                 channel.waiting[ident] = answer
                 sent.append((index, ident, question, answer))
-        timer = loop.call_at(expires, _expire, [answer for *_, answer in sent])
+                answers.append(answer)
+        timer = loop.call_at(expires, _expire, answers)
         try:
             for _, ident, question, _ in sent:
                 channel.transport.sendto(_HEADER.pack(ident, self._flags, 1, 0, 0, 0) + question)
