@@ -31,6 +31,7 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import httptools
 from yarl import URL
@@ -67,8 +68,7 @@ class Http01Policy:
         return frozenset({443, self.https_port})
 
 
-@dataclass(frozen=True)
-class Fetched:
+class Fetched(NamedTuple):
     """One answer: its status, its Location (for redirects) and its bounded body."""
 
     status: int

@@ -38,8 +38,7 @@ import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -143,8 +142,7 @@ async def follow_cnames(
     raise CnameChainTooLong(f"more than {MAX_CNAME_HOPS} CNAMEs from {start.rstrip('.')}")
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(NamedTuple):
     """What a query found: `values` is empty when the name exists without such records.
 
     `authenticated`: the resolver set AD on every answer that led to `values` (asked for
@@ -300,8 +298,7 @@ class DnsClient:
             return ()
 
 
-@dataclass(frozen=True)
-class Addresses:
+class Addresses(NamedTuple):
     """Addresses to try in order; `ipv6_asked` when AAAA was already asked (no A address)."""
 
     values: tuple[str, ...]
