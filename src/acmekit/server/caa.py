@@ -220,6 +220,7 @@ class CaaChecker:
     ) -> None:
         self._resolver = validation_resolver(resolver, dnssec)
         self._dnssec = dnssec
+        self._checking = dnssec is not DnssecMode.OFF  # read once per check
         self._stub = stub_for(resolver, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._identities = tuple(i.lower().rstrip(".") for i in identities)
         self._timeout = timeout
@@ -256,7 +257,7 @@ class CaaChecker:
                 break
             found.append(([], reply.authenticated))
         else:
-            if self._dnssec is DnssecMode.OFF:  # every set empty, every answer final
+            if not self._checking:  # every set empty, every answer final
                 return base, []
         return self._relevant(base, chain, found)
 
@@ -275,7 +276,7 @@ class CaaChecker:
                 raise result
             records, secure = result
             # The answers the decision rests on: from `name` up to the set found.
-            if self._dnssec is not DnssecMode.OFF:
+            if self._checking:
                 state = "secure (AD)" if secure else "not authenticated"
                 log.info("DNSSEC: CAA %s answer is %s", owner, state)
                 note_answers(secure)

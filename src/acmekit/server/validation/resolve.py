@@ -67,6 +67,15 @@ _DECODERS: dict[int, Callable[[bytes], str]] = {
     dns.rdatatype.AAAA: decode_aaaa,
     dns.rdatatype.TXT: decode_txt,
 }
+# The names of the types looked up, as `RdataType.name` gives them (a property of the
+# enum's, read in Python on every lookup)
+_TYPE_NAMES = {t: t.name for t in (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT)}
+
+
+def _type_name(rdtype: dns.rdatatype.RdataType) -> str:
+    return _TYPE_NAMES.get(rdtype) or rdtype.name
+
+
 # Loop time by which the current validation must end; set by the Validator for each task.
 deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "validation_deadline", default=None
@@ -170,6 +179,7 @@ class DnsClient:
     ) -> None:
         self.reachable = reachable or AddressPolicy()
         self.dnssec = dnssec
+        self._checking = dnssec is not DnssecMode.OFF  # read once per lookup
         self._resolver = validation_resolver(server, dnssec)
         self._stub = stub_for(server, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._timeout = timeout
@@ -187,7 +197,7 @@ class DnsClient:
         `follow_cnames`'s walk, written out here: the closure and the two coroutines
         it took per lookup were 6% of a lookup's instructions."""
         start = name.rstrip(".") + "."
-        what = f"looking up {rdtype.name} for {start[:-1]}"
+        what = f"looking up {_type_name(rdtype)} for {start[:-1]}"
         lookups = in_flight.get()
         if lookups is not None:
             lookups.add(what)
@@ -213,7 +223,7 @@ class DnsClient:
             if lookups is not None:
                 lookups.discard(what)
         result = Lookup(name, values, authenticated=secure)
-        if self.dnssec is not DnssecMode.OFF:
+        if self._checking:
             note_answers(result.authenticated)
             state = "secure (AD)" if result.authenticated else "not authenticated"
             log.info("DNSSEC: %s %s answer is %s", rdtype.name, name.rstrip("."), state)
@@ -232,7 +242,7 @@ class DnsClient:
             reply = await self._stub.ask(qname, rdtype, decode, min(STUB_ATTEMPT, lifetime))
             if reply is not None and not reply.nxdomain:
                 return reply.values, reply.canonical, reply.authenticated
-            what = f"looking up {rdtype.name} for {qname.rstrip('.')}"  # only for problems
+            what = f"looking up {_type_name(rdtype)} for {qname.rstrip('.')}"  # for problems
             if reply is not None:
                 raise dns_problem(f"NXDOMAIN {what}")
             lifetime -= loop.time() - started
