@@ -270,3 +270,14 @@ def test_a_record_of_a_parent_name_is_not_the_question_s() -> None:
     assert dnspython_reads(data) == (None, QNAME)
     both = reply(answer=[("example.test.", "A", ["192.0.2.5"]), (QNAME, "A", ["192.0.2.4"])])
     assert read(both).values == ("192.0.2.4",) == dnspython_reads(both)[0]
+
+
+def test_a_question_asked_again_is_built_once() -> None:
+    """CAA's parents ("test.", ...) are asked for every name below them: their question
+    is remembered, and is the same bytes as a fresh one."""
+    first = _question("Parent.test.", dns.rdatatype.CAA)
+    assert _question("Parent.test.", dns.rdatatype.CAA) is first
+    assert first == b"\x06Parent\x04test\x00" + bytes((1, 1, 0, 1))
+    assert _question("Parent.test.", dns.rdatatype.A) == first[:-4] + bytes((0, 1, 0, 1))
+    with pytest.raises(_Unusual):
+        _question("bad name.test.", dns.rdatatype.CAA)

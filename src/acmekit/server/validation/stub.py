@@ -369,15 +369,27 @@ class StubClient:
 
 
 def _question(qname: str, rdtype: int) -> bytes:
-    """The question section for `qname` (absolute, LDH labels of 1-63 octets, 255 in all)."""
+    """The question section for `qname` (absolute, LDH labels of 1-63 octets, 255 in all).
+    Remembered (up to `_KEPT` of them): CAA's climbing asks the same parents, "test." and
+    "example.test.", for every name below them."""
+    wire = _QUESTIONS.get((qname, rdtype))
+    if wire is not None:
+        return wire
     if len(qname) > 254 or not _ABSOLUTE_LDH.fullmatch(qname):
         raise _Unusual
-    wire = bytearray()
+    built = bytearray()
     for label in qname.encode("ascii").split(b"."):  # the last, empty, is the root
-        wire += _OCTETS[len(label)]
-        wire += label
-    wire += _TYPE_CLASS.pack(rdtype, _IN)
-    return bytes(wire)
+        built += _OCTETS[len(label)]
+        built += label
+    built += _TYPE_CLASS.pack(rdtype, _IN)
+    if len(_QUESTIONS) >= _KEPT:
+        _QUESTIONS.clear()
+    wire = _QUESTIONS[qname, rdtype] = bytes(built)
+    return wire
+
+
+_KEPT = 1024
+_QUESTIONS: dict[tuple[str, int], bytes] = {}
 
 
 def _read(
