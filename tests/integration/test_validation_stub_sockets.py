@@ -18,6 +18,7 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
+from acmekit.server.validation import stub as stub_module
 from acmekit.server.validation.stub import UDP_MAX_QUERIES, StubClient, decode_a
 
 
@@ -158,3 +159,24 @@ async def test_one_timer_ends_each_wait_at_its_own_time() -> None:
         assert len(set(server.ports)) == 1
     finally:
         transport.close()
+
+
+async def test_an_answered_question_keeps_its_id_until_it_is_over() -> None:
+    """Between its answer's arrival and its end (`done_with`), a question's ID is not
+    drawn for another: that question's end would take the newcomer's wait with it, and
+    its answer would go unheard with no timer left to end its wait."""
+    loop = asyncio.get_running_loop()
+    channel = stub_module._Channel()
+    saved = list(stub_module._IDENTS)
+    try:
+        stub_module._IDENTS[:] = [5, 7, 7]  # drawn from the end
+        first = channel.new_ident()
+        answer: asyncio.Future[bytes] = loop.create_future()
+        channel.waiting[first] = answer
+        channel.wait_until(loop, first, loop.time() + 30)
+        channel.datagram_received(bytes([0, first]) + bytes(10), None)  # answered
+        assert answer.done() and first not in channel.waiting
+        assert channel.new_ident() == 5  # not 7 again: the first question is not over
+    finally:
+        stub_module._IDENTS[:] = saved
+        channel._stop_timer()

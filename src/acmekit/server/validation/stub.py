@@ -127,7 +127,9 @@ class _Channel(asyncio.DatagramProtocol):
         self.waiting: dict[int, asyncio.Future[bytes]] = {}
         self.asked = 0
         self.retired = False
-        self._ends: dict[int, float] = {}  # loop time each question's wait ends, by ID
+        # loop time each question's wait ends, by ID, until the question is over
+        # (math.inf once it has ended)
+        self._ends: dict[int, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._due = math.inf  # when the timer fires
 
@@ -153,8 +155,11 @@ class _Channel(asyncio.DatagramProtocol):
                 future.set_exception(exc)
 
     def new_ident(self) -> int:
-        """A message ID no question on this socket waits with (RFC 5452 §9.2: random)."""
-        while (ident := _random_ident()) in self.waiting:
+        """A random message ID (RFC 5452 §9.2) no question on this socket has, until
+        that question is over (`done_with`): not only those waiting for their answer,
+        since an answered question's `done_with` comes later and would otherwise end a
+        new question that drew its ID meanwhile."""
+        while (ident := _random_ident()) in self._ends or ident in self.waiting:
             pass
         return ident
 
@@ -174,9 +179,9 @@ class _Channel(asyncio.DatagramProtocol):
         self._timer, self._due = None, math.inf
         now = loop.time() + 0.001
         later = math.inf
-        for ident, end in list(self._ends.items()):
+        for ident, end in self._ends.items():
             if end <= now:
-                del self._ends[ident]
+                self._ends[ident] = math.inf  # over; the ID stays taken until done_with
                 future = self.waiting.get(ident)
                 if future is not None and not future.done():
                     future.set_exception(TimeoutError())
