@@ -240,8 +240,7 @@ async def _fetch(
             return None
         return transport, reader
 
-    # _fetch_bounded's bound at `deadline` covers the lookups too: no second timer.
-    opened = await first_accepting(dns, host, deadline, connect, bounded=True)
+    opened = await first_accepting(dns, host, deadline, connect)
     if opened is None:
         raise refused[-1] if refused else ConnectionRefusedError()
     transport, reader = opened

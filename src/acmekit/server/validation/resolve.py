@@ -89,8 +89,8 @@ in_flight: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
 
 
 class bound_at:
-    """`asyncio.timeout_at(when)`, for the two bounds every http-01 validation enters
-    (the Validator's last one, and the fetch's), with the same rules: when
+    """`asyncio.timeout_at(when)`, for the bounds every http-01 validation enters (the
+    Validator's last one, the fetch's, its lookups'), with the same rules: when
     the time comes the task is cancelled, and that cancellation, once it reaches this
     block, is TimeoutError, unless the task was also cancelled from elsewhere meanwhile
     (`Task.uncancel` then leaves a count above the one on entry, and CancelledError goes
@@ -315,20 +315,15 @@ class Addresses(NamedTuple):
     ipv6_asked: bool
 
 
-async def addresses_for(
-    dns: DnsClient, host: str, deadline: float, *, ipv6: bool, bounded: bool = False
-) -> Addresses:
+async def addresses_for(dns: DnsClient, host: str, deadline: float, *, ipv6: bool) -> Addresses:
     """A addresses of `host` (AAAA if none), or with `ipv6` its AAAA ones (after every A
     address refused); an IP address is its own and only address. Reserved addresses
     (`reserved.py`) are dropped before anything connects; a connection problem when
-    every address found is one. `bounded`: the caller holds a bound at `deadline` around
-    this call already (its own timeout then reports the end), so none is set here."""
+    every address found is one."""
     if _could_be_address(host) and _is_address(host):
         return permitted(dns.reachable, host, Addresses((host,), ipv6_asked=True))
-    if bounded:
-        return permitted(dns.reachable, host, await _lookup_addresses(dns, host, ipv6))
     try:
-        async with asyncio.timeout_at(deadline):
+        async with bound_at(deadline):
             found = await _lookup_addresses(dns, host, ipv6)
     except TimeoutError:
         raise dns_problem(f"timeout looking up {host}") from None
@@ -443,26 +438,19 @@ async def open_checked(
 
 
 async def first_accepting(
-    dns: DnsClient,
-    host: str,
-    deadline: float,
-    attempt: Callable[[str], Awaitable[T | None]],
-    *,
-    bounded: bool = False,
+    dns: DnsClient, host: str, deadline: float, attempt: Callable[[str], Awaitable[T | None]]
 ) -> T | None:
     """`attempt` each address of `host` in turn until one does not refuse (returns a value
     rather than None); AAAA addresses are tried when every A address refused. None when
-    every address refused. What `attempt` raises ends the search. `bounded`: the caller
-    holds a bound at `deadline` around this call (see `addresses_for`)."""
-    found = await addresses_for(dns, host, deadline, ipv6=False, bounded=bounded)
+    every address refused. What `attempt` raises ends the search."""
+    found = await addresses_for(dns, host, deadline, ipv6=False)
     for address in found.values:
         if (result := await attempt(address)) is not None:
             return result
     if found.ipv6_asked:
         return None
     log.debug("every A address of %s refused; trying AAAA", host)
-    again = await addresses_for(dns, host, deadline, ipv6=True, bounded=bounded)
-    for address in again.values:
+    for address in (await addresses_for(dns, host, deadline, ipv6=True)).values:
         if (result := await attempt(address)) is not None:
             return result
     return None
