@@ -22,18 +22,33 @@ Names are distinct per validation (vN.bench.test), as in bench/server.py.
 
 Run: `python bench/validation_cpu.py [--count 2000] [--concurrency 1,8] [--repeat 3]`;
 the figure reported per part is the median of `--repeat` runs, in µs of CPU.
+
+`--callgrind N` runs this script under `valgrind --tool=callgrind --instr-atstart=no`
+(the peers natively, valgrind does not follow children) and counts instructions per
+validation, a figure the machine's load does not move: each part and concurrency is
+measured over a window of N validations and one of 2N, switched on and off by the script
+itself (callgrind's client requests, as bench/request_path_cpu.py does), and the
+difference divided by N, so that what a window costs once (its gather, its first
+socket) drops out. `--top K` splits the 2N window of each part by function (each
+function's own instructions, per validation); `--keep DIR` keeps the dumps for
+`callgrind_annotate`.
+
+    .venv/bin/python bench/validation_cpu.py --callgrind 200 --concurrency 1 --top 30
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -47,6 +62,7 @@ from acmekit.server.validation import ValidationConfig, Validator
 from acmekit_testkit.dnsserver import dns_server_process
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.processes import stop_process
+from request_path_cpu import Toggles, instructions, self_cost, toggles
 
 KEY_AUTH_SUFFIX = ".bench-account-thumbprint"
 TXT_NAME = "txt.bench.test"
@@ -168,14 +184,30 @@ async def run_part(
     return (cpu() - before) / count * 1e6
 
 
-async def run(args: argparse.Namespace, resolver: tuple[str, int], http_port: int) -> None:
+async def run(
+    args: argparse.Namespace, resolver: tuple[str, int], http_port: int, marks: Toggles
+) -> None:
     parts = Parts(resolver, http_port)
     table = parts.table()
     chosen = args.parts.split(",") if args.parts else list(table)
     levels = [int(c) for c in args.concurrency.split(",")]
     for name in chosen:  # warm up: imports, first connections, caches of the interpreter
         await run_part(table[name], 10_000_000, 50, 1)
+    gc.freeze()  # as `acmekit server` does after start-up
     start = 0
+    if marks is not None:  # under callgrind: windows of N and 2N, each dumped
+        on, off = marks
+        for name in chosen:
+            for level in levels:
+                for count in (args.count, 2 * args.count):
+                    await run_part(table[name], start, count // 2, level)  # settle
+                    start += count // 2
+                    on()
+                    await run_part(table[name], start, count, level)
+                    off()
+                    start += count
+                    print(f"window {name} {level} {count}", flush=True)
+        return
     print(f"{'part':<14}" + "".join(f"{f'c={c} us':>12}" for c in levels) + "   (runs)")
     for name in chosen:
         cells, runs = [], []
@@ -195,7 +227,15 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8", help="validations in flight")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--parts", default="", help="comma-separated parts (default: all)")
+    parser.add_argument("--callgrind", type=int, help="N: instructions per validation")
+    parser.add_argument("--top", type=int, default=0, help="with --callgrind: the split")
+    parser.add_argument("--keep", type=Path, help="with --callgrind: keep the dumps here")
+    parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.callgrind:
+        report_callgrind(args)
+        return
+    marks = toggles() if args.toggles else None
     with tempfile.TemporaryDirectory(prefix="acmekit-bench-") as tmp:
         http_port = free_port()
         responder = subprocess.Popen(
@@ -213,11 +253,45 @@ def main() -> None:
                     f"# load average {os.getloadavg()[0]:.1f}; {args.count} per run, "
                     f"median of {args.repeat}; CPU us per call (this process only)"
                 )
-                uvloop.run(run(args, (dns_server.host, dns_server.dns_port), http_port))
+                uvloop.run(run(args, (dns_server.host, dns_server.dns_port), http_port, marks))
         finally:
             stop_process(responder)
             if responder.stdout is not None:
                 responder.stdout.close()
+
+
+def report_callgrind(args: argparse.Namespace) -> None:
+    """Run this script under callgrind; print instructions per validation by part."""
+    with tempfile.TemporaryDirectory(prefix="acmekit-validation-callgrind-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+        argv += [f"--callgrind-out-file={out}", sys.executable, __file__, "--toggles"]
+        argv += ["--count", str(args.callgrind), "--concurrency", args.concurrency]
+        argv += ["--parts", args.parts] if args.parts else []
+        said = subprocess.run(
+            argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        ).stdout
+        windows = re.findall(r"^window (\S+) (\d+) (\d+)$", said, re.M)
+        dumps = sorted(Path(tmp).glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
+        texts = [p.read_text() for p in dumps]
+        measured = [t for t in texts if "measured" in t.split("\nevents:", 1)[0]]
+        assert len(measured) == len(windows), (len(measured), len(windows))
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for (name, level, count), text in zip(windows, measured, strict=True):
+                (args.keep / f"callgrind.{name}.c{level}.{count}").write_text(text)
+    print(f"# instructions per validation: (window of 2N - window of N) / N, N = {args.callgrind}")
+    counts: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for (name, level, count), text in zip(windows, measured, strict=True):
+        counts.setdefault((name, level), []).append((int(count), text))
+    for (name, level), pair in counts.items():
+        (n1, t1), (n2, t2) = sorted(pair)
+        per = (instructions([t2]) - instructions([t1])) / (n2 - n1)
+        print(f"{name:<14} c={level:<3} {per:12,.0f}")
+        if args.top:
+            cost: Counter[tuple[str, str]] = self_cost([t2])
+            for (ob, fn), n in cost.most_common(args.top):
+                print(f"    {n / n2:10,.0f}  {Path(ob).name}  {fn}")
 
 
 if __name__ == "__main__":

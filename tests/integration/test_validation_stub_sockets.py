@@ -18,6 +18,7 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
+from acmekit.server.validation import stub as stub_module
 from acmekit.server.validation.stub import UDP_MAX_QUERIES, StubClient, decode_a
 
 
@@ -118,3 +119,64 @@ async def test_a_silent_server_leaves_the_question_to_the_resolver() -> None:
         assert await stub.ask("quiet.test.", dns.rdatatype.A, decode_a, 0.2) is None
     finally:
         transport.close()
+
+
+class _Selective(_Recorder):
+    """Answers every name but those starting with "quiet"."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not dns.message.from_wire(data).question[0].name.to_text().startswith("quiet"):
+            super().datagram_received(data, addr)
+
+
+async def test_one_timer_ends_each_wait_at_its_own_time() -> None:
+    """The socket's one timer: a shorter wait asked after a longer one ends first, the
+    longer one still ends, and the timer an answered question leaves behind serves the
+    next questions (no timer of their own) without ending a later, longer wait early."""
+    loop = asyncio.get_running_loop()
+    transport, server = await loop.create_datagram_endpoint(_Selective, local_addr=("127.0.0.1", 0))
+    try:
+        stub = StubClient(("127.0.0.1", transport.get_extra_info("sockname")[1]))
+        slow = asyncio.ensure_future(stub.ask("quiet1.test.", dns.rdatatype.A, decode_a, 1.0))
+        await asyncio.sleep(0)
+        fast = asyncio.ensure_future(stub.ask("quiet2.test.", dns.rdatatype.A, decode_a, 0.05))
+        done, _ = await asyncio.wait({slow, fast}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {fast} and fast.result() is None
+        assert await slow is None
+
+        timers = []
+        for name in ("a.test.", "b.test.", "c.test."):
+            answered = await stub.ask(name, dns.rdatatype.A, decode_a, 0.05)
+            assert answered is not None and answered.values == (_address(name),)
+            assert stub._channel is not None
+            timers.append(stub._channel._timer)
+        assert timers[0] is not None and timers == [timers[0]] * 3  # one timer for all
+        later = asyncio.ensure_future(stub.ask("quiet3.test.", dns.rdatatype.A, decode_a, 30))
+        await asyncio.sleep(0.3)  # past the answered questions' end, when the timer fired
+        assert not later.done()
+        later.cancel()
+        await asyncio.gather(later, return_exceptions=True)
+        assert len(set(server.ports)) == 1
+    finally:
+        transport.close()
+
+
+async def test_an_answered_question_keeps_its_id_until_it_is_over() -> None:
+    """Between its answer's arrival and its end (`done_with`), a question's ID is not
+    drawn for another: that question's end would take the newcomer's wait with it, and
+    its answer would go unheard with no timer left to end its wait."""
+    loop = asyncio.get_running_loop()
+    channel = stub_module._Channel()
+    saved = list(stub_module._IDENTS)
+    try:
+        stub_module._IDENTS[:] = [5, 7, 7]  # drawn from the end
+        first = channel.new_ident()
+        answer: asyncio.Future[bytes] = loop.create_future()
+        channel.waiting[first] = answer
+        channel.wait_until(loop, first, loop.time() + 30)
+        channel.datagram_received(bytes([0, first]) + bytes(10), None)  # answered
+        assert answer.done() and first not in channel.waiting
+        assert channel.new_ident() == 5  # not 7 again: the first question is not over
+    finally:
+        stub_module._IDENTS[:] = saved
+        channel._stop_timer()

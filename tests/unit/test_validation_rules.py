@@ -11,6 +11,8 @@ from acmekit.server.validation.dns01 import check_txt
 from acmekit.server.validation.http01 import (
     Fetched,
     Http01Policy,
+    Target,
+    _request,
     challenge_url,
     check_answer,
     redirect_target,
@@ -26,6 +28,33 @@ def test_challenge_urls() -> None:
     assert str(challenge_url(dns_id, "tok", 5002)) == str(HERE)
     v6 = Identifier(IdentifierType.IP, "2001:db8::1")
     assert str(challenge_url(v6, "t", 80)) == "http://[2001:db8::1]/.well-known/acme-challenge/t"
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "token"),
+    [
+        (IdentifierType.DNS, "a.test", "tok"),
+        (IdentifierType.DNS, "v1.b-c.test", "Ab_-9z"),
+        (IdentifierType.DNS, "xn--bcher-kva.example", ""),
+        (IdentifierType.DNS, "A.Test", "tok"),  # not plain: yarl's URL at once
+        (IdentifierType.DNS, "a_b.test", "tok"),
+        (IdentifierType.DNS, "a.test", "t/../x?y=%41"),
+        (IdentifierType.IP, "127.0.0.1", "tok"),
+        (IdentifierType.IP, "2001:db8::1", "tok"),
+    ],
+)
+@pytest.mark.parametrize("port", [80, 5002])
+def test_a_challenge_target_is_its_url(
+    kind: IdentifierType, value: str, token: str, port: int
+) -> None:
+    """The target built without yarl says and asks what the challenge URL would."""
+    identifier = Identifier(kind, value)
+    url = challenge_url(identifier, token, port)
+    target = Target.challenge(identifier, token, port)
+    assert str(target) == str(url)
+    assert target.url == url
+    assert _request(target) == _request(Target.of(url))
+    assert (target.host, target.port, target.path) == (url.raw_host, url.port, url.raw_path_qs)
 
 
 @pytest.mark.parametrize(

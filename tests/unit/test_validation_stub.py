@@ -259,3 +259,25 @@ def test_pointer_cycle_ends() -> None:
     data = header + question + owner + b"\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xc0\x00\x02\x01"
     with pytest.raises(_Unusual):
         read(data, qname="ab.test.")
+
+
+def test_a_record_of_a_parent_name_is_not_the_question_s() -> None:
+    """An owner compressed to a pointer into the question's name is that suffix, read
+    without walking it again: a parent's record is not taken for the name asked."""
+    data = reply(answer=[("example.test.", "A", ["192.0.2.5"]), ("test.", "A", ["192.0.2.6"])])
+    assert data.count(b"\xc0\x10") and data.count(b"\xc0\x18")  # pointers into the question
+    assert read(data) == Reply(False, None, QNAME)
+    assert dnspython_reads(data) == (None, QNAME)
+    both = reply(answer=[("example.test.", "A", ["192.0.2.5"]), (QNAME, "A", ["192.0.2.4"])])
+    assert read(both).values == ("192.0.2.4",) == dnspython_reads(both)[0]
+
+
+def test_a_question_asked_again_is_built_once() -> None:
+    """CAA's parents ("test.", ...) are asked for every name below them: their question
+    is remembered, and is the same bytes as a fresh one."""
+    first = _question("Parent.test.", dns.rdatatype.CAA)
+    assert _question("Parent.test.", dns.rdatatype.CAA) is first
+    assert first == b"\x06Parent\x04test\x00" + bytes((1, 1, 0, 1))
+    assert _question("Parent.test.", dns.rdatatype.A) == first[:-4] + bytes((0, 1, 0, 1))
+    with pytest.raises(_Unusual):
+        _question("bad name.test.", dns.rdatatype.CAA)

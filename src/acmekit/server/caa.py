@@ -220,6 +220,7 @@ class CaaChecker:
     ) -> None:
         self._resolver = validation_resolver(resolver, dnssec)
         self._dnssec = dnssec
+        self._checking = dnssec is not DnssecMode.OFF  # read once per check
         self._stub = stub_for(resolver, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._identities = tuple(i.lower().rstrip(".") for i in identities)
         self._timeout = timeout
@@ -231,8 +232,17 @@ class CaaChecker:
         """
         base = _base_name(name)
         chain = _climb(base)
-        end = asyncio.get_running_loop().time() + self._timeout
-        first = await self._first_answers(chain, end)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._timeout
+        if self._stub is None:
+            first: list[Reply[tuple[int, str, str]] | None] = [None] * len(chain)
+        else:
+            # Every name asked at once through the stub, in this coroutine (a task per
+            # name cost more than its question); None where the stub had no answer (a
+            # failure, an odd answer), which the resolver is then asked for.
+            attempt = min(STUB_ATTEMPT, end - loop.time())
+            qnames = [owner + "." for owner in chain]
+            first = await self._stub.ask_all(qnames, dns.rdatatype.CAA, decode_caa, attempt)
         found: list[tuple[list[CaaRecord], bool] | BaseException] = []
         for owner, reply in zip(chain, first, strict=True):
             if reply is None or not _final(reply, owner):
@@ -241,10 +251,14 @@ class CaaChecker:
                 lookups = (self._lookup(name, answer, end) for name, answer in rest)
                 found += await asyncio.gather(*lookups, return_exceptions=True)
                 break
-            records = [CaaRecord(*fields) for fields in reply.values or ()]
-            found.append((records, reply.authenticated))
-            if records:
+            if reply.values:
+                records = [CaaRecord(*fields) for fields in reply.values]
+                found.append((records, reply.authenticated))
                 break
+            found.append(([], reply.authenticated))
+        else:
+            if not self._checking:  # every set empty, every answer final
+                return base, []
         return self._relevant(base, chain, found)
 
     def _relevant(
@@ -262,25 +276,13 @@ class CaaChecker:
                 raise result
             records, secure = result
             # The answers the decision rests on: from `name` up to the set found.
-            if self._dnssec is not DnssecMode.OFF:
+            if self._checking:
                 state = "secure (AD)" if secure else "not authenticated"
                 log.info("DNSSEC: CAA %s answer is %s", owner, state)
                 note_answers(secure)
             if records:
                 return owner, records
         return base, []
-
-    async def _first_answers(
-        self, chain: list[str], end: float
-    ) -> list[Reply[tuple[int, str, str]] | None]:
-        """CAA at every name of `chain`, asked at once through the stub, in one coroutine
-        (a task per name cost more than its question); None where the stub had no answer
-        (a failure, an odd answer), which the resolver is then asked for."""
-        if self._stub is None:
-            return [None] * len(chain)
-        attempt = min(STUB_ATTEMPT, end - asyncio.get_running_loop().time())
-        qnames = [owner + "." for owner in chain]
-        return await self._stub.ask_all(qnames, dns.rdatatype.CAA, decode_caa, attempt)
 
     async def check(self, name: str, *, wildcard: bool, account_uri: str, method: str) -> None:
         """Raise a caa problem (403) unless CAA lets us issue for `name` (`*.name` if wildcard);

@@ -50,6 +50,13 @@ _FALLBACK = {
 }
 # Validations that need the account (accountbound.py), dispatched by challenge type.
 _ACCOUNT_BOUND = (ChallengeType.DNS_PERSIST_01, ChallengeType.DNS_ACCOUNT_01)
+# The types compared on every validation, as globals: an enum class's attribute costs
+# 75 ns to read (its metaclass's __getattr__ hook), a global 10.
+_HTTP_01, _DNS_01, _TLS_ALPN_01 = (
+    ChallengeType.HTTP_01,
+    ChallengeType.DNS_01,
+    ChallengeType.TLS_ALPN_01,
+)
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,7 @@ class Validator:
         saved_lookups = resolve.in_flight.set(lookups)
         until: int | None = None
         try:
-            async with asyncio.timeout_at(end + _GRACE):
+            async with resolve.bound_at(end + _GRACE):
                 if challenge_type in _ACCOUNT_BOUND:
                     until = await self._run_bound(
                         challenge_type, identifier, key_authorization, account, end
@@ -156,17 +163,17 @@ class Validator:
     async def _run(
         self, ctype: ChallengeType, identifier: Identifier, token: str, key_auth: str, end: float
     ) -> None:
-        if ctype == ChallengeType.DNS_01:
+        if ctype == _DNS_01:
             await validate_dns01(self._dns, identifier, key_auth, end)
             return
-        if ctype not in (ChallengeType.HTTP_01, ChallengeType.TLS_ALPN_01):
+        if ctype != _HTTP_01 and ctype != _TLS_ALPN_01:
             raise problem(ProblemType.MALFORMED, f"unsupported challenge type {ctype!r}")
         if identifier.is_wildcard:
             raise problem(
                 ProblemType.MALFORMED,
                 f"{ctype} cannot validate a wildcard identifier (RFC 8555 §7.1.3)",
             )
-        if ctype == ChallengeType.HTTP_01:
+        if ctype == _HTTP_01:
             await validate_http01(
                 self._dns, self._https, self._http, identifier, token, key_auth, end
             )

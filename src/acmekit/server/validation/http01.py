@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import httptools
 from yarl import URL
@@ -37,7 +39,12 @@ from yarl import URL
 from acmekit.protocol.challenges import HTTP01_PATH
 from acmekit.protocol.messages import Identifier
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
-from acmekit.server.validation.resolve import DnsClient, first_accepting, open_checked
+from acmekit.server.validation.resolve import (
+    DnsClient,
+    bound_at,
+    first_accepting,
+    open_checked,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +68,7 @@ class Http01Policy:
         return frozenset({443, self.https_port})
 
 
-@dataclass(frozen=True)
-class Fetched:
+class Fetched(NamedTuple):
     """One answer: its status, its Location (for redirects) and its bounded body."""
 
     status: int
@@ -82,6 +88,47 @@ def https_context() -> ssl.SSLContext:
 def challenge_url(identifier: Identifier, token: str, port: int) -> URL:
     """§8.3's URL; the default port is left out as Let's Encrypt writes it."""
     return URL.build(scheme="http", host=identifier.value, port=port, path=HTTP01_PATH + token)
+
+
+class Target:
+    """Where one GET goes: what the request needs (`scheme`, `host` as sent, `port`,
+    `path` with its query), and its URL for messages and redirects, which for the
+    challenge's own URL is built only when asked for (`url`): yarl's URL and the
+    properties read from it cost about 3 µs of CPU per challenge."""
+
+    __slots__ = ("_url", "host", "path", "port", "scheme")
+
+    def __init__(self, scheme: str, host: str, port: int, path: str, url: URL | None) -> None:
+        self.scheme, self.host, self.port, self.path, self._url = scheme, host, port, path, url
+
+    @classmethod
+    def of(cls, url: URL) -> Target:
+        return cls(url.scheme, url.raw_host or "", url.port or 80, url.raw_path_qs, url)
+
+    @classmethod
+    def challenge(cls, identifier: Identifier, token: str, port: int) -> Target:
+        """`challenge_url`'s target; its URL built later when the name and the token
+        are plain (lowercase letters, digits, hyphens and dots; base64url), for which
+        yarl would keep them as they are."""
+        if _PLAIN_HOST.fullmatch(identifier.value) and _PLAIN_TOKEN.fullmatch(token):
+            return cls("http", identifier.value, port, HTTP01_PATH + token, None)
+        return cls.of(challenge_url(identifier, token, port))
+
+    @property
+    def url(self) -> URL:
+        if self._url is None:
+            self._url = URL.build(
+                scheme=self.scheme, host=self.host, port=self.port, path=self.path
+            )
+        return self._url
+
+    def __str__(self) -> str:
+        return str(self.url)
+
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_PLAIN_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def redirect_target(current: URL, location: str | None, policy: Http01Policy) -> URL:
@@ -110,7 +157,7 @@ def redirect_target(current: URL, location: str | None, policy: Http01Policy) ->
     return target
 
 
-def check_answer(url: URL, answer: Fetched, key_authorization: str) -> None:
+def check_answer(url: URL | Target, answer: Fetched, key_authorization: str) -> None:
     """§8.3: a 200 whose body, less trailing whitespace, is the key authorization."""
     if answer.status != 200:
         raise problem(
@@ -140,26 +187,27 @@ async def validate_http01(
     key_authorization: str,
     deadline: float,
 ) -> None:
-    url = challenge_url(identifier, token, policy.port)
+    where = Target.challenge(identifier, token, policy.port)
     for _ in range(policy.max_redirects + 1):
-        answer = await _fetch_bounded(dns, tls, url, policy, deadline)
+        answer = await _fetch_bounded(dns, tls, where, policy, deadline)
         if answer.status not in REDIRECT_STATUSES:
-            check_answer(url, answer, key_authorization)
+            check_answer(where, answer, key_authorization)
             return
-        url = redirect_target(url, answer.location, policy)
+        url = redirect_target(where.url, answer.location, policy)
         log.debug("http-01 for %s redirected to %s", identifier.value, url.host)
+        where = Target.of(url)
     raise problem(
         ProblemType.CONNECTION,
-        f"fetching {url}: too many redirects (more than {policy.max_redirects})",
+        f"fetching {where}: too many redirects (more than {policy.max_redirects})",
     )
 
 
 async def _fetch_bounded(
-    dns: DnsClient, tls: ssl.SSLContext, url: URL, policy: Http01Policy, deadline: float
+    dns: DnsClient, tls: ssl.SSLContext, url: Target, policy: Http01Policy, deadline: float
 ) -> Fetched:
     """One GET within the deadline; every failure a problem that names the URL."""
     try:
-        async with asyncio.timeout_at(deadline):
+        async with bound_at(deadline):
             return await _fetch(dns, tls, url, policy, deadline)
     except TimeoutError:
         raise problem(ProblemType.CONNECTION, f"fetching {url}: timeout") from None
@@ -174,9 +222,9 @@ async def _fetch_bounded(
 
 
 async def _fetch(
-    dns: DnsClient, tls: ssl.SSLContext, url: URL, policy: Http01Policy, deadline: float
+    dns: DnsClient, tls: ssl.SSLContext, url: Target, policy: Http01Policy, deadline: float
 ) -> Fetched:
-    host = url.raw_host or ""
+    host = url.host
     secure = url.scheme == "https"
     refused: list[OSError] = []
 
@@ -184,7 +232,7 @@ async def _fetch(
         reader = _Reader(policy.max_body, policy.max_header)
         try:
             transport = await open_checked(
-                dns.reachable, host, address, url.port or 80, reader,
+                dns.reachable, host, address, url.port, reader,
                 tls=tls if secure else None, server_hostname=host if secure else None,
             )  # fmt: skip
         except ConnectionRefusedError as exc:
@@ -203,13 +251,13 @@ async def _fetch(
         transport.abort()
 
 
-def _request(url: URL) -> bytes:
-    host = url.raw_host or ""
+def _request(url: Target) -> bytes:
+    host = url.host
     shown = f"[{host}]" if ":" in host else host
     if url.port != _DEFAULT_PORTS[url.scheme]:
         shown = f"{shown}:{url.port}"
     return (
-        f"GET {url.raw_path_qs} HTTP/1.1\r\nHost: {shown}\r\nUser-Agent: {USER_AGENT}\r\n"
+        f"GET {url.path} HTTP/1.1\r\nHost: {shown}\r\nUser-Agent: {USER_AGENT}\r\n"
         "Accept: */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
     ).encode("ascii")
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -101,6 +101,11 @@ class AddressPolicy:
     """Which addresses the CA connects to: public ones, and those in `allowed`."""
 
     allowed: tuple[IPNetwork, ...] = ()
+    # refusal's answers by address: the policy's own, as looking up (allowed, text) in
+    # _refusal's cache hashed every network of `allowed` in Python on each call
+    _known: dict[str, str | None] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
 
     @classmethod
     def allowing(cls, cidrs: Iterable[str]) -> AddressPolicy:
@@ -108,7 +113,18 @@ class AddressPolicy:
 
     def refusal(self, text: str) -> str | None:
         """Why the CA must not connect to the address `text`, or None when it may."""
-        return _refusal(self.allowed, text)
+        try:
+            return self._known[text]
+        except KeyError:
+            pass
+        why = _refusal(self.allowed, text)  # raises ValueError for a bad address
+        if len(self._known) >= _KNOWN:
+            self._known.clear()
+        self._known[text] = why
+        return why
+
+
+_KNOWN = 4096  # addresses whose answer a policy remembers
 
 
 @functools.lru_cache(maxsize=4096)

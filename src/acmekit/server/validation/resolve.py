@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import ipaddress
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -67,6 +67,15 @@ _DECODERS: dict[int, Callable[[bytes], str]] = {
     dns.rdatatype.AAAA: decode_aaaa,
     dns.rdatatype.TXT: decode_txt,
 }
+# The names of the types looked up, as `RdataType.name` gives them (a property of the
+# enum's, read in Python on every lookup)
+_TYPE_NAMES = {t: t.name for t in (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT)}
+
+
+def _type_name(rdtype: dns.rdatatype.RdataType) -> str:
+    return _TYPE_NAMES.get(rdtype) or rdtype.name
+
+
 # Loop time by which the current validation must end; set by the Validator for each task.
 deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "validation_deadline", default=None
@@ -77,6 +86,44 @@ deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 in_flight: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
     "validation_lookups", default=None
 )
+
+
+class bound_at:
+    """`asyncio.timeout_at(when)`, for the bounds every http-01 validation enters (the
+    Validator's last one, the fetch's, its lookups'), with the same rules: when
+    the time comes the task is cancelled, and that cancellation, once it reaches this
+    block, is TimeoutError, unless the task was also cancelled from elsewhere meanwhile
+    (`Task.uncancel` then leaves a count above the one on entry, and CancelledError goes
+    on). It keeps no state machine and cannot be rescheduled: 1 µs less CPU per use."""
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_when")
+
+    def __init__(self, when: float) -> None:
+        self._when = when
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("bound_at is for use inside a task")
+        self._task, self._cancelling, self._expired = task, task.cancelling(), False
+        loop = asyncio.get_running_loop()
+        if self._when <= loop.time():
+            self._handle: asyncio.Handle = loop.call_soon(self._expire)
+        else:
+            self._handle = loop.call_at(self._when, self._expire)
+
+    def _expire(self) -> None:
+        self._task.cancel()
+        self._expired = True
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self._handle.cancel()
+        if self._expired:
+            self._expired = False
+            if self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
+                raise TimeoutError from exc
 
 
 class CnameChainTooLong(Exception):
@@ -104,8 +151,7 @@ async def follow_cnames(
     raise CnameChainTooLong(f"more than {MAX_CNAME_HOPS} CNAMEs from {start.rstrip('.')}")
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(NamedTuple):
     """What a query found: `values` is empty when the name exists without such records.
 
     `authenticated`: the resolver set AD on every answer that led to `values` (asked for
@@ -133,6 +179,7 @@ class DnsClient:
     ) -> None:
         self.reachable = reachable or AddressPolicy()
         self.dnssec = dnssec
+        self._checking = dnssec is not DnssecMode.OFF  # read once per lookup
         self._resolver = validation_resolver(server, dnssec)
         self._stub = stub_for(server, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._timeout = timeout
@@ -145,35 +192,42 @@ class DnsClient:
         return max(0.05, left - min(0.25, left / 10))
 
     async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> Lookup:
-        """Records of `rdtype` at `name` as text, following CNAMEs; raises dns problems."""
+        """Records of `rdtype` at `name` as text, following CNAMEs; raises dns problems.
 
-        secure: list[bool] = []
-
-        async def ask(qname: str) -> tuple[tuple[str, ...] | None, str]:
-            values, canonical, ad = await self._resolve(qname, rdtype)
-            secure.append(ad)
-            return values, canonical
-
-        what = f"looking up {rdtype.name} for {name.rstrip('.')}"
+        `follow_cnames`'s walk, written out here: the closure and the two coroutines
+        it took per lookup were 6% of a lookup's instructions."""
+        start = name.rstrip(".") + "."
+        what = f"looking up {_type_name(rdtype)} for {start[:-1]}"
         lookups = in_flight.get()
         if lookups is not None:
             lookups.add(what)
+        secure = True
         try:
-            values = await follow_cnames(ask, name.rstrip(".") + ".")
-        except CnameChainTooLong:
-            raise dns_problem(f"more than {MAX_CNAME_HOPS} CNAMEs {what}") from None
+            qname = start
+            for _ in range(MAX_CNAME_HOPS):
+                found, canonical, ad = await self._resolve(qname, rdtype)
+                secure = secure and ad
+                if found is not None:
+                    values = found
+                    break
+                if canonical == qname:
+                    values = ()
+                    break
+                qname = canonical
+            else:
+                raise dns_problem(f"more than {MAX_CNAME_HOPS} CNAMEs {what}")
         except asyncio.CancelledError:
             lookups = None  # cut off: left in the set, for the Validator to name
             raise
         finally:
             if lookups is not None:
                 lookups.discard(what)
-        found = Lookup(name, values, authenticated=bool(secure) and all(secure))
-        if self.dnssec is not DnssecMode.OFF:
-            note_answers(found.authenticated)
-            state = "secure (AD)" if found.authenticated else "not authenticated"
+        result = Lookup(name, values, authenticated=secure)
+        if self._checking:
+            note_answers(result.authenticated)
+            state = "secure (AD)" if result.authenticated else "not authenticated"
             log.info("DNSSEC: %s %s answer is %s", rdtype.name, name.rstrip("."), state)
-        return found
+        return result
 
     async def _resolve(
         self, qname: str, rdtype: dns.rdatatype.RdataType
@@ -188,7 +242,7 @@ class DnsClient:
             reply = await self._stub.ask(qname, rdtype, decode, min(STUB_ATTEMPT, lifetime))
             if reply is not None and not reply.nxdomain:
                 return reply.values, reply.canonical, reply.authenticated
-            what = f"looking up {rdtype.name} for {qname.rstrip('.')}"  # only for problems
+            what = f"looking up {_type_name(rdtype)} for {qname.rstrip('.')}"  # for problems
             if reply is not None:
                 raise dns_problem(f"NXDOMAIN {what}")
             lifetime -= loop.time() - started
@@ -225,12 +279,22 @@ class DnsClient:
         A lookup that fails is passed over when the other finds addresses; a dns problem
         when neither does (the A lookup's, when both fail).
         """
-        first = await self._settle(self.query(name, dns.rdatatype.A))
-        if isinstance(first, Lookup) and first.values:
-            return Addresses(first.values, ipv6_asked=False)
-        second = await self._settle(self.query(name, dns.rdatatype.AAAA))
-        if isinstance(second, Lookup) and second.values:
-            return Addresses(second.values, ipv6_asked=True)
+        first: Lookup | AcmeError
+        try:
+            first = await self.query(name, dns.rdatatype.A)
+        except AcmeError as err:
+            first = err
+        else:
+            if first.values:
+                return Addresses(first.values, ipv6_asked=False)
+        second: Lookup | AcmeError
+        try:
+            second = await self.query(name, dns.rdatatype.AAAA)
+        except AcmeError as err:
+            second = err
+        else:
+            if second.values:
+                return Addresses(second.values, ipv6_asked=True)
         for result in (first, second):
             if isinstance(result, AcmeError):
                 raise result
@@ -238,19 +302,13 @@ class DnsClient:
 
     async def ipv6_addresses(self, name: str) -> tuple[str, ...]:
         """The AAAA addresses of `name`; none when the lookup fails."""
-        result = await self._settle(self.query(name, dns.rdatatype.AAAA))
-        return result.values if isinstance(result, Lookup) else ()
-
-    @staticmethod
-    async def _settle(lookup: Coroutine[Any, Any, Lookup]) -> Lookup | AcmeError:
         try:
-            return await lookup
-        except AcmeError as err:
-            return err
+            return (await self.query(name, dns.rdatatype.AAAA)).values
+        except AcmeError:
+            return ()
 
 
-@dataclass(frozen=True)
-class Addresses:
+class Addresses(NamedTuple):
     """Addresses to try in order; `ipv6_asked` when AAAA was already asked (no A address)."""
 
     values: tuple[str, ...]
@@ -262,21 +320,37 @@ async def addresses_for(dns: DnsClient, host: str, deadline: float, *, ipv6: boo
     address refused); an IP address is its own and only address. Reserved addresses
     (`reserved.py`) are dropped before anything connects; a connection problem when
     every address found is one."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
+    if _could_be_address(host) and _is_address(host):
         return permitted(dns.reachable, host, Addresses((host,), ipv6_asked=True))
     try:
-        async with asyncio.timeout_at(deadline):
-            if ipv6:
-                found = Addresses(await dns.ipv6_addresses(host), ipv6_asked=True)
-            else:
-                found = await dns.addresses(host)
+        async with bound_at(deadline):
+            found = await _lookup_addresses(dns, host, ipv6)
     except TimeoutError:
         raise dns_problem(f"timeout looking up {host}") from None
     return permitted(dns.reachable, host, found)
+
+
+async def _lookup_addresses(dns: DnsClient, host: str, ipv6: bool) -> Addresses:
+    if ipv6:
+        return Addresses(await dns.ipv6_addresses(host), ipv6_asked=True)
+    return await dns.addresses(host)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_address(host: str) -> bool:
+    """Whether `host` is an IP address in text (remembered: parsing one cost 5 µs)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _could_be_address(host: str) -> bool:
+    """False when `host` cannot be an IP address in text: an IPv6 address has a colon,
+    an IPv4 address (as `ipaddress` reads it) only digits and dots. A name then skips
+    `ipaddress.ip_address`, which tries both and raises (3 µs per name)."""
+    return ":" in host or host.replace(".", "").isdigit()
 
 
 def permitted(policy: AddressPolicy, host: str, found: Addresses) -> Addresses:
