@@ -16,6 +16,7 @@ import click
 
 from acmekit.cli.errors import plain_errors
 from acmekit.cli.main import log_progress_by_default
+from acmekit.protocol.messages import RevocationReason
 
 if TYPE_CHECKING:
     from acmekit.dns.service import DnsConfig
@@ -512,16 +513,7 @@ def certs_show(
 @click.option(
     "--reason",
     required=True,
-    type=click.Choice(
-        [
-            "unspecified",
-            "keyCompromise",
-            "superseded",
-            "cessationOfOperation",
-            "affiliationChanged",
-            "privilegeWithdrawn",
-        ]
-    ),
+    type=click.Choice(RevocationReason.SUBSCRIBER_NAMES),
     help="RFC 5280 reason; keyCompromise also blocks the certificate's key",
 )
 @_database_options

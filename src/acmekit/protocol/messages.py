@@ -63,18 +63,32 @@ class RevocationReason(int):
     """RFC 5280 §5.3.1 CRLReason codes that ACME clients may send (7 is unused)."""
 
     ALLOWED = frozenset({0, 1, 2, 3, 4, 5, 6, 8, 9, 10})
-    NAMES = {
+    # by their ASN.1 names
+    RFC_NAMES = {
         "unspecified": 0,
-        "keycompromise": 1,
-        "cacompromise": 2,
-        "affiliationchanged": 3,
+        "keyCompromise": 1,
+        "cACompromise": 2,
+        "affiliationChanged": 3,
         "superseded": 4,
-        "cessationofoperation": 5,
-        "certificatehold": 6,
-        "removefromcrl": 8,
-        "privilegewithdrawn": 9,
-        "aacompromise": 10,
+        "cessationOfOperation": 5,
+        "certificateHold": 6,
+        "removeFromCRL": 8,
+        "privilegeWithdrawn": 9,
+        "aACompromise": 10,
     }
+    NAMES = {name.lower(): code for name, code in RFC_NAMES.items()}
+    # What may stand on a subscriber certificate's CRL entry (Baseline Requirements
+    # §7.2.2): neither suspension (certificateHold), delta CRLs (removeFromCRL) nor the
+    # authorities' reasons. Both a subscriber's revokeCert and an operator give these.
+    SUBSCRIBER_NAMES = (
+        "unspecified",
+        "keyCompromise",
+        "affiliationChanged",
+        "superseded",
+        "cessationOfOperation",
+        "privilegeWithdrawn",
+    )
+    SUBSCRIBER = frozenset(map(RFC_NAMES.__getitem__, SUBSCRIBER_NAMES))
 
 
 @dataclass(frozen=True, order=True)

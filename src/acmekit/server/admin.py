@@ -30,6 +30,7 @@ from acmekit.protocol.messages import (
     AccountStatus,
     AuthorizationStatus,
     OrderStatus,
+    RevocationReason,
     authorization_status,
     order_status,
 )
@@ -102,33 +103,10 @@ def rfc3339(when: datetime | None) -> str:
 # ---------------------------------------------------------------------------------------
 # Certificates
 
-# RFC 5280 §5.3.1's reason codes by their ASN.1 names (7 is unused).
-REASON_CODES = {
-    "unspecified": 0,
-    "keyCompromise": 1,
-    "cACompromise": 2,
-    "affiliationChanged": 3,
-    "superseded": 4,
-    "cessationOfOperation": 5,
-    "certificateHold": 6,
-    "removeFromCRL": 8,
-    "privilegeWithdrawn": 9,
-    "aACompromise": 10,
-}
+REASON_CODES = RevocationReason.RFC_NAMES
 REASON_NAMES = {code: name for name, code in REASON_CODES.items()}
 KEY_COMPROMISE = REASON_CODES["keyCompromise"]
-# What a CA may put on a subscriber certificate's CRL entry (Baseline Requirements
-# §7.2.2), privilegeWithdrawn included: the reasons the ACME path accepts too
-# (authority.SUBSCRIBER_REASONS). Suspension (certificateHold), delta CRLs
-# (removeFromCRL) and the authority reasons are not for a subscriber certificate.
-OPERATOR_REASONS = (
-    "unspecified",
-    "keyCompromise",
-    "superseded",
-    "cessationOfOperation",
-    "affiliationChanged",
-    "privilegeWithdrawn",
-)
+OPERATOR_REASONS = RevocationReason.SUBSCRIBER_NAMES
 
 
 def reason_name(code: int | None) -> str:

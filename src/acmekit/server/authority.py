@@ -44,6 +44,7 @@ from acmekit.protocol.messages import (
     Identifier,
     IdentifierType,
     OrderStatus,
+    RevocationReason,
     authorization_status,
     order_status,
     parse_identifiers,
@@ -124,7 +125,7 @@ ORDERS_PAGE_SIZE = 100
 # which the BRs forbid (§4.9.13), removeFromCRL (8) belongs in delta CRLs only, and
 # cACompromise (2) and aACompromise (10) speak of authorities: a subscriber's request put
 # each, as it came, on the CA's CRL.
-SUBSCRIBER_REASONS = frozenset({0, 1, 3, 4, 5, 9})
+SUBSCRIBER_REASONS = RevocationReason.SUBSCRIBER
 
 # Issued certificates are backdated a little so that clocks running slow accept them.
 BACKDATE = timedelta(minutes=1)

@@ -57,6 +57,25 @@ CLAIM_AND_RESERVE = (
 )
 
 
+def certificate_record(row: Any) -> CertificateRecord:
+    """A certificates row (a SELECT of `cols(certificates)`) as its record."""
+    return CertificateRecord(
+        id=row.id,
+        serial=row.serial,
+        order_id=row.order_id,
+        account_id=row.account_id,
+        pem=row.pem,
+        identifiers=ids_load(row.identifiers),
+        not_before=from_us(row.not_before),
+        not_after=from_us(row.not_after),
+        issued=from_us(row.issued),
+        revoked_at=opt_time(row.revoked_at),
+        revocation_reason=row.revocation_reason,
+        abandoned=bool(row.abandoned),
+        precert=None if row.precert is None else bytes(row.precert),
+    )
+
+
 def reservation_values(rec: CertificateRecord) -> tuple[Any, ...]:
     return (
         rec.id,
@@ -148,7 +167,7 @@ class CertificateRepository(Repository):
                     certificates.c.abandoned.is_(False),
                 )
             ).first()
-        return None if row is None else self._certificate(row)
+        return None if row is None else certificate_record(row)
 
     def abandon_reservations(self, order_id: str) -> None:
         """Serials reserved for an order but never completed: mark them, never reuse them."""
@@ -159,30 +178,13 @@ class CertificateRepository(Repository):
                 .values(abandoned=True)
             )
 
-    def _certificate(self, row: Any) -> CertificateRecord:
-        return CertificateRecord(
-            id=row.id,
-            serial=row.serial,
-            order_id=row.order_id,
-            account_id=row.account_id,
-            pem=row.pem,
-            identifiers=ids_load(row.identifiers),
-            not_before=from_us(row.not_before),
-            not_after=from_us(row.not_after),
-            issued=from_us(row.issued),
-            revoked_at=opt_time(row.revoked_at),
-            revocation_reason=row.revocation_reason,
-            abandoned=bool(row.abandoned),
-            precert=None if row.precert is None else bytes(row.precert),
-        )
-
     def certificate(self, cert_id: str) -> CertificateRecord | None:
         row = self._one(_CERTIFICATE_BY_ID, (cert_id,))
-        return None if row is None else self._certificate(_CertificateRow(*row))
+        return None if row is None else certificate_record(_CertificateRow(*row))
 
     def certificate_by_serial(self, serial: str) -> CertificateRecord | None:
         row = self._one(_CERTIFICATE_BY_SERIAL, (serial,))
-        return None if row is None else self._certificate(_CertificateRow(*row))
+        return None if row is None else certificate_record(_CertificateRow(*row))
 
     def revoke(self, cert_id: str, reason: int, now: datetime) -> bool:
         """Mark revoked once; False if it already was (alreadyRevoked)."""
@@ -249,7 +251,7 @@ class CertificateRepository(Repository):
                     certificates.c.not_after > to_us(unexpired_at),
                 )
             ).all()
-        return [self._certificate(r) for r in rows]
+        return [certificate_record(r) for r in rows]
 
     def replacement(self, cert_id: str) -> str | None:
         """The order that replaces this certificate, if any."""

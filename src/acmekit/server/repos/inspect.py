@@ -21,6 +21,7 @@ from acmekit.database import from_us, to_us
 from acmekit.protocol.messages import AccountStatus, AuthorizationStatus, ChallengeStatus
 from acmekit.server.records import AccountRecord, CertificateRecord, OrderRecord
 from acmekit.server.repos.base import Database, ids_load, json_or_none, opt_time
+from acmekit.server.repos.certificates import certificate_record
 from acmekit.server.schema import accounts, authorizations, certificates, challenges, orders
 
 
@@ -43,24 +44,6 @@ class CertificateFilter:
     expiring_before: datetime | None = None  # unexpired at `now`, expiring by then
     revoked: bool | None = None  # True: revoked only; False: unrevoked only
     limit: int = 100
-
-
-def _certificate(row: Any) -> CertificateRecord:
-    return CertificateRecord(
-        id=row.id,
-        serial=row.serial,
-        order_id=row.order_id,
-        account_id=row.account_id,
-        pem=row.pem,
-        identifiers=ids_load(row.identifiers),
-        not_before=from_us(row.not_before),
-        not_after=from_us(row.not_after),
-        issued=from_us(row.issued),
-        revoked_at=opt_time(row.revoked_at),
-        revocation_reason=row.revocation_reason,
-        abandoned=bool(row.abandoned),
-        precert=None if row.precert is None else bytes(row.precert),
-    )
 
 
 def list_certificates(
@@ -89,7 +72,7 @@ def list_certificates(
     query = query.limit(where.limit)
     with db.tx() as conn:
         rows = conn.execute(query).all()
-    found = [_certificate(r) for r in rows]
+    found = [certificate_record(r) for r in rows]
     if where.name is not None:
         found = [c for c in found if any(i.value == where.name for i in c.identifiers)]
     return found
