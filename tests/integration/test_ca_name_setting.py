@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -47,14 +48,17 @@ def test_the_first_start_names_the_hierarchy_and_a_restart_keeps_it(
     assert f"the stored root is named '{NAME}', not 'Other'" in log
 
 
-def test_a_name_too_long_for_a_certificate_stops_the_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["x" * 52, " Example", "Example ", "", "a\\tb"])
+def test_a_name_that_cannot_stand_in_a_certificate_stops_the_start(
+    tmp_path: Path, name: str
+) -> None:
     config = tmp_path / "ca.toml"
-    config.write_text(f'ca_name = "{"x" * 52}"\n')
+    config.write_text(f'ca_name = "{name}"\n')
     done = subprocess.run(
         [sys.executable, "-m", "acmekit", "server", "--config", str(config),
          "--state-dir", str(tmp_path / "state"), "--listen", "127.0.0.1:1"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode != 0
-    assert "ca_name must be 1 to 51 printable characters" in done.stderr
+    assert "ca_name must be 1 to 51 printable characters" in done.stderr, done.stderr
     assert not (tmp_path / "state" / "root.pem").exists()

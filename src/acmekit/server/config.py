@@ -457,10 +457,14 @@ def _check_service_ranges(config: ServerConfig) -> None:
     refused every order and, as the validations cap, every challenge (rateLimited); a
     negative [limits] bound is not off (0 is) but always passed: header_timeout -1
     closed every connection at once, max_body_bytes -1 answered every request 413."""
-    if not 0 < len(config.ca_name.strip()) <= CA_NAME_MAX or not config.ca_name.isprintable():
+    name = config.ca_name
+    if not 0 < len(name) <= CA_NAME_MAX or not name.isprintable() or name != name.strip():
         # RFC 5280 Appendix A: an organizationName or commonName holds at most 64
-        # characters, and the common names add " intermediate" to this name.
-        raise ValueError(f"ca_name must be 1 to {CA_NAME_MAX} printable characters")
+        # characters, and the common names add " intermediate" to this name. Spaces
+        # around it would be part of the name in every certificate.
+        raise ValueError(
+            f"ca_name must be 1 to {CA_NAME_MAX} printable characters, no spaces around them"
+        )
     if config.max_identifiers < 1:
         raise ValueError(f"max_identifiers = {config.max_identifiers}: it must be 1 or more")
     for name in ("validation_timeout", "stale_after"):
