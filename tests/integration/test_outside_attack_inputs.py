@@ -123,7 +123,21 @@ async def test_an_rsa_jwk_with_a_costly_exponent_is_refused_before_verifying(
     assert "exponent" in resp.json()["detail"]
 
 
-@pytest.mark.parametrize("tail", ["\r\nBcc: victim@outside.test", "\n", "\t", "\x00", "\x7f"])
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "\r\nBcc: victim@outside.test",
+        "\n",
+        "\t",
+        "\x00",
+        "\x7f",
+        "\u009b31m",  # a C1 control: a terminal's control sequence introducer
+        "\u2028",  # a line separator
+        "\u200b",  # zero width
+        "\u202e",  # a right-to-left override
+        "x" * 240,  # an address over RFC 5321's 254 octets
+    ],
+)
 async def test_a_contact_with_control_characters_is_an_invalid_contact(
     flow: Flow, tail: str
 ) -> None:

@@ -19,6 +19,7 @@ import functools
 import logging
 import math
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -238,6 +239,11 @@ def _challenge_types(
     return (ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01, *extra)
 
 
+def _plain(text: str) -> bool:
+    """No control, separator or format character (Unicode categories C* and Z*)."""
+    return text.isascii() or not any(unicodedata.category(c)[0] in "CZ" for c in text)
+
+
 def check_contacts(contact: object) -> tuple[str, ...]:
     """§7.3: mailto: URLs only, one plain address each (invalidContact otherwise)."""
     if contact is None:
@@ -256,6 +262,11 @@ def check_contacts(contact: object) -> tuple[str, ...]:
         # them percent-encoded): "x@y.test\r\nBcc: z@w.test" is a header for whatever
         # mails or logs the contacts, not an address.
         bad = bad or any(ord(c) < 0x21 or ord(c) == 0x7F for c in addr)
+        # Nor, in an internationalized address (RFC 6532), C1 controls, separators or
+        # format characters (zero-width, bidi overrides): each can split or disguise a
+        # line wherever the contact is shown. RFC 5321 §4.5.3.1.3 bounds a path at 256
+        # octets with its brackets: an address at 254.
+        bad = bad or len(addr.encode()) > 254 or not _plain(addr)
         if bad or domain.startswith(".") or domain.endswith("."):
             raise problem(ProblemType.INVALID_CONTACT, f"{url!r} is not a valid email address")
     return tuple(contact)
