@@ -84,13 +84,16 @@ async def test_a_limit_past_a_bigint_lists_everything(
 async def test_a_hostile_contact_is_shown_escaped(
     ca: Assembly, ca_config: ServerConfig, flow: Flow
 ) -> None:
-    """The CA takes a contact with characters a terminal or a line reader acts on
-    (C1 controls such as CSI, U+0085 and U+2028 line breaks, a zero-width format
-    character): the operator's lines show them escaped, one line per account, with no
-    control reaching the terminal."""
+    """A contact with characters a terminal or a line reader acts on (C1 controls such
+    as CSI, U+0085 and U+2028 line breaks, a zero-width format character), as an account
+    registered before the CA refused them holds: the operator's lines show them escaped,
+    one line per account, with no control reaching the terminal."""
     hostile = "mailto:a\x9b2J\x85b\u2028c\u200bd@hostile.test"
-    await flow.account(contact=[hostile])
+    refused = await flow.account(contact=[hostile])
+    assert (refused.status, refused.problem_type) == (400, "invalidContact")
+    await flow.account(contact=["mailto:before@hostile.test"])
     account = flow.kid.rsplit("/", 1)[1]
+    ca.store.accounts.update_account(account, contact=[hostile])
     argv = ["accounts", "list", "--state-dir", str(ca_config.state_dir)]
     listed = CliRunner().invoke(cli, ["server", *argv, "--db", str(ca_config.db)])
     assert listed.exit_code == 0, listed.stderr

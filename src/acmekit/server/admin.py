@@ -34,6 +34,7 @@ from acmekit.protocol.messages import (
     authorization_status,
     order_status,
 )
+from acmekit.server import render
 from acmekit.server.keycheck import spki_sha256
 from acmekit.server.records import AccountRecord, CertificateRecord, EabKey, OrderRecord
 from acmekit.server.repos import inspect
@@ -75,7 +76,7 @@ def describe_eab_key(key: EabKey) -> str:
     state = "revoked" if key.revoked else "unused"
     if key.account_id:
         state = f"bound to account {key.account_id}" + (" (revoked)" if key.revoked else "")
-    return f"{key.kid}\t{key.created.strftime('%Y-%m-%dT%H:%M:%SZ')}\t{state}"
+    return f"{key.kid}\t{render.rfc3339(key.created)}\t{state}"
 
 
 def stored_serial(serial_hex: str) -> str:
@@ -97,7 +98,7 @@ def move_ari_window(store: Store, serial_hex: str, start: datetime) -> Certifica
 
 
 def rfc3339(when: datetime | None) -> str:
-    return "-" if when is None else when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "-" if when is None else render.rfc3339(when)
 
 
 # ---------------------------------------------------------------------------------------

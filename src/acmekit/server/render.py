@@ -17,7 +17,10 @@ from acmekit.server.records import AccountRecord, ChallengeRecord
 
 
 def rfc3339(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`t` (UTC) to the second, as RFC 3339 §5.6 writes it. `isoformat` always writes
+    four digits of year (`strftime`'s %Y does not below 1000) and costs half as much,
+    several times a request."""
+    return t.isoformat(timespec="seconds")[:19] + "Z"
 
 
 @dataclass(frozen=True)
