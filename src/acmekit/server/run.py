@@ -203,6 +203,9 @@ async def serve(
         names = _certificate_names(cert) | set(_listener_hosts(config))
         own = directory_url(config, sock).removesuffix("/directory")
         assembly.app.answer_only(_authorities(names, sock.getsockname()[1]), own)
+    if crl_sock is not None:
+        # Before the directory's line, which a script waits for as the start's end.
+        say(f"crl: {config.crl_base_url}/crl/")
     say(f"directory: {directory_url(config, sock)}")
     say(f"root: {(config.state_dir / 'root.pem').absolute()}")
     ct = assembly.app.authority.ct
@@ -214,7 +217,6 @@ async def serve(
     tls.set_alpn_protocols(["http/1.1"])
     servers = [(Http1Server(assembly.app, config.limits, tls), sock)]
     if crl_sock is not None:
-        say(f"crl: {config.crl_base_url}/crl/")
         # CRLs are fetched by anyone, so this listener has the same bounds.
         servers.append((Http1Server(CrlApp(assembly.crl), config.limits), crl_sock))
     # What start-up built (modules, migrations, pkilint's validator tree) lives as long as

@@ -460,6 +460,8 @@ def _owner(data: bytes, offset: int, lowered: bytes, stop: int) -> tuple[bytes, 
     """`_name` at `offset`, where a pointer to a label of the question's name (an SOA's
     owner, say) is that name's suffix without reading it again: our name, checked when
     it was asked, which the answer's question section (12 to `stop`) matches."""
+    if offset >= len(data):  # the counts promised more records than came
+        raise _Unusual
     first = data[offset]
     if first >= 0xC0 and offset + 1 < len(data):
         pointer = (first & 0x3F) << 8 | data[offset + 1]
