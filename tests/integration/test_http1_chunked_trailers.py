@@ -9,12 +9,10 @@ for as long as the body's deadline ran."""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-from acmekit.http1 import Http1Server, ListenerLimits
+from acmekit.http1 import ListenerLimits
+from acmekit_testkit.http1serve import http1_serving, read_body
 
 CAP = 1024
 
@@ -24,28 +22,12 @@ class _App:
         self.headers: list[list[tuple[bytes, bytes]]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message["body"]
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
+        if body is None:
+            return
         self.headers.append(list(scope["headers"]))  # as the app sees them after its body
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
-
-
-@asynccontextmanager
-async def _serving(app: _App) -> AsyncIterator[int]:
-    server = Http1Server(app, ListenerLimits(max_header_bytes=CAP))
-    sock = socket.create_server(("127.0.0.1", 0))
-    await server.start(sock)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        await server.shutdown(1.0)
 
 
 HEAD = b"POST /t HTTP/1.1\r\nHost: ca.test\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -53,7 +35,7 @@ HEAD = b"POST /t HTTP/1.1\r\nHost: ca.test\r\nTransfer-Encoding: chunked\r\n\r\n
 
 async def test_trailers_are_not_merged_into_the_requests_headers() -> None:
     app = _App()
-    async with _serving(app) as port:
+    async with http1_serving(app, ListenerLimits(max_header_bytes=CAP)) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             async with asyncio.timeout(10):
@@ -71,7 +53,7 @@ async def test_trailers_are_not_merged_into_the_requests_headers() -> None:
 async def test_trailers_past_the_header_cap_are_refused() -> None:
     for trailers in (b"X-Long: " + b"a" * 4096, b"X-Many: 1\r\n" * 400):
         app = _App()
-        async with _serving(app) as port:
+        async with http1_serving(app, ListenerLimits(max_header_bytes=CAP)) as (_, port):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             try:
                 async with asyncio.timeout(10):

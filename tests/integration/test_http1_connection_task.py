@@ -6,13 +6,11 @@ refusal is still answered by that task, and the server serves on."""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from acmekit.http1 import Http1Server, ListenerLimits
+from acmekit.http1 import ListenerLimits
+from acmekit_testkit.http1serve import http1_serving
 
 
 @dataclass
@@ -42,17 +40,6 @@ class App:
         )
 
 
-@asynccontextmanager
-async def serving(app: App, limits: ListenerLimits) -> AsyncIterator[int]:
-    server = Http1Server(app, limits)
-    sock = socket.create_server(("127.0.0.1", 0))
-    await server.start(sock)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        await server.shutdown(1.0)
-
-
 async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     status = int((await reader.readline()).split(b" ", 2)[1])
     head = await reader.readuntil(b"\r\n\r\n")
@@ -62,7 +49,7 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 async def test_a_connections_requests_run_in_one_task() -> None:
     app = App()
-    async with serving(app, ListenerLimits()) as port:
+    async with http1_serving(app, ListenerLimits()) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             async with asyncio.timeout(10):
@@ -79,7 +66,7 @@ async def test_a_connections_requests_run_in_one_task() -> None:
 
 async def test_a_body_over_the_cap_while_its_app_reads_is_413_from_the_same_task() -> None:
     app = App()
-    async with serving(app, ListenerLimits(max_body_bytes=1000)) as port:
+    async with http1_serving(app, ListenerLimits(max_body_bytes=1000)) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             async with asyncio.timeout(10):

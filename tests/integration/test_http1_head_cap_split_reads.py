@@ -8,14 +8,12 @@ three bytes over the cap was taken."""
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
-from acmekit.http1 import Http1Server, ListenerLimits
+from acmekit.http1 import ListenerLimits
+from acmekit_testkit.http1serve import http1_serving
 
 CAP = 1024
 
@@ -23,17 +21,6 @@ CAP = 1024
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
-
-
-@asynccontextmanager
-async def _serving() -> AsyncIterator[int]:
-    server = Http1Server(_app, ListenerLimits(max_header_bytes=CAP))
-    sock = socket.create_server(("127.0.0.1", 0))
-    await server.start(sock)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        await server.shutdown(1.0)
 
 
 def _head(method: str, size: int) -> bytes:
@@ -61,7 +48,7 @@ async def _status(port: int, head: bytes, split: bool) -> int:
 
 @pytest.mark.parametrize("method", ["GET", "POST", "OPTIONS", "DELETE"])
 async def test_a_head_is_measured_in_bytes_for_every_method(method: str) -> None:
-    async with _serving() as port:
+    async with http1_serving(_app, ListenerLimits(max_header_bytes=CAP)) as (_, port):
         for split in (False, True):
             assert await _status(port, _head(method, CAP), split) == 200, (method, split)
             assert await _status(port, _head(method, CAP + 1), split) == 431, (method, split)

@@ -7,14 +7,13 @@ before. Over a real socket on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
-from acmekit.http1 import Http1Server, ListenerLimits
+from acmekit_testkit.http1serve import http1_serving
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -30,13 +29,8 @@ def app_answering(headers: Headers) -> Any:
 
 @asynccontextmanager
 async def serving(headers: Headers) -> AsyncIterator[int]:
-    server = Http1Server(app_answering(headers), ListenerLimits())
-    sock = socket.create_server(("127.0.0.1", 0))
-    await server.start(sock)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        await server.shutdown(1.0)
+    async with http1_serving(app_answering(headers)) as (_, port):
+        yield port
 
 
 async def exchange(port: int) -> bytes:

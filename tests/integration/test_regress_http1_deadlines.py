@@ -15,26 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import pytest
 
-from acmekit.http1 import Http1Server, ListenerLimits
+from acmekit.http1 import ListenerLimits
+from acmekit_testkit.http1serve import http1_serving, read_body
 
 BIG = 256 * 1024  # an answer's size on /big, and each streamed piece of /stream
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        body += message["body"]
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
+    if body is None:
+        return
     path = scope["path"]
     if path == "/stream":  # 64 MiB in pieces: held back only by the transport
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -45,17 +41,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     answer = b"b" * BIG if path == "/big" else f"{path} {len(body)}".encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": answer})
-
-
-@asynccontextmanager
-async def serving(limits: ListenerLimits) -> AsyncIterator[tuple[Http1Server, int]]:
-    server = Http1Server(app, limits)
-    sock = socket.create_server(("127.0.0.1", 0))
-    await server.start(sock)
-    try:
-        yield server, sock.getsockname()[1]
-    finally:
-        await server.shutdown(1.0)
 
 
 async def _status(reader: asyncio.StreamReader) -> int:
@@ -69,7 +54,7 @@ async def _status(reader: asyncio.StreamReader) -> int:
 async def test_a_body_that_keeps_coming_is_read_past_the_header_timeout() -> None:
     """Six pieces 0.3 s apart: 1.8 s in all, against a deadline of 1 s between reads."""
     piece = b"p" * 4096
-    async with serving(ListenerLimits(header_timeout=1.0)) as (_, port):
+    async with http1_serving(app, ListenerLimits(header_timeout=1.0)) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(
@@ -90,7 +75,10 @@ async def test_a_body_that_keeps_coming_is_read_past_the_header_timeout() -> Non
 async def test_a_body_trickled_a_byte_a_gap_still_gets_408() -> None:
     """Every gap is inside the deadline, but a byte in 0.2 s is far under the minimum
     rate: 408 long before the 200 bytes promised have come."""
-    async with serving(ListenerLimits(header_timeout=1.0, min_body_rate=100)) as (_, port):
+    async with http1_serving(app, ListenerLimits(header_timeout=1.0, min_body_rate=100)) as (
+        _,
+        port,
+    ):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         sent = 0
 
@@ -136,7 +124,7 @@ async def _until(done: Callable[[], bool]) -> bool:
     ids=["pipelined", "streamed"],
 )
 async def test_a_client_that_never_reads_is_closed(burst: bytes) -> None:
-    async with serving(ListenerLimits(send_timeout=0.5)) as (server, port):
+    async with http1_serving(app, ListenerLimits(send_timeout=0.5)) as (server, port):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
@@ -157,7 +145,7 @@ async def test_a_client_that_never_reads_is_closed(burst: bytes) -> None:
     [(b"http://x", b"/"), (b"http://x?q=1", b"/"), (b"http://x/a", b"/a"), (b"*", b"*")],
 )
 async def test_an_absolute_target_without_a_path_is_the_root(target: bytes, path: bytes) -> None:
-    async with serving(ListenerLimits()) as (_, port):
+    async with http1_serving(app, ListenerLimits()) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(b"OPTIONS %b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % target)

@@ -9,7 +9,6 @@ the TCP transport under TLS, which resuming the TLS transport never undid."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,21 +22,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from acmekit.http1 import Http1Server, ListenerLimits
+from acmekit.http1 import ListenerLimits
+from acmekit_testkit.http1serve import http1_serving, read_body
 
 TIMEOUT = 0.3  # header_timeout here, seconds
 SLOW = 0.8  # seconds the first request takes to answer: past TIMEOUT
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        body += message["body"]
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
+    if body is None:
+        return
     if scope["path"] == "/slow":
         await asyncio.sleep(SLOW)
     await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -77,13 +72,8 @@ def _tls(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 @asynccontextmanager
 async def serving(deadline: float, tls: ssl.SSLContext | None = None) -> AsyncIterator[int]:
-    server = Http1Server(app, ListenerLimits(header_timeout=deadline), tls)
-    sock = socket.create_server(("127.0.0.1", 0))
-    await server.start(sock)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        await server.shutdown(1.0)
+    async with http1_serving(app, ListenerLimits(header_timeout=deadline), tls) as (_, port):
+        yield port
 
 
 async def _pipeline(
