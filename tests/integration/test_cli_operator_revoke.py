@@ -10,7 +10,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from acmekit.server.ari import cert_id_of
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme
 from acmekit_testkit.acmekit_server import running_acmekit_server
+from acmekit_testkit.crls import crl_url, fetch
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.softhsm import SoftHsm, softhsm_token
@@ -31,19 +31,6 @@ def acmekit(*args: str) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=120,
     )
-
-
-async def _fetch(url: str) -> bytes:
-    async with aiohttp.ClientSession() as client, client.get(url) as resp:
-        assert resp.status == 200
-        return await resp.read()
-
-
-def _crl_url(cert: x509.Certificate) -> str:
-    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    names = cdp[0].full_name
-    assert names is not None
-    return str(names[0].value)
 
 
 async def _revoke_beside_the_ca(
@@ -67,7 +54,7 @@ async def _revoke_beside_the_ca(
             _, order = await flow.issue("revoked.operator-cli.test")
             leaf = x509.load_pem_x509_certificates((await flow.get(order["certificate"])).body)[0]
             serial = format(leaf.serial_number, "x")
-            before = x509.load_der_x509_crl(await _fetch(_crl_url(leaf)))
+            before = x509.load_der_x509_crl(await fetch(crl_url(leaf)))
             assert before.get_revoked_certificate_by_serial_number(leaf.serial_number) is None
             revoked = acmekit(
                 "server", "certs", "revoke", serial, "--reason", "cessationOfOperation",
@@ -75,7 +62,7 @@ async def _revoke_beside_the_ca(
             )  # fmt: skip
             assert revoked.returncode == 0, revoked.stderr
             assert revoked.stderr == "" and "crl: shard" in revoked.stdout
-            crl = x509.load_der_x509_crl(await _fetch(_crl_url(leaf)))
+            crl = x509.load_der_x509_crl(await fetch(crl_url(leaf)))
             info_url = f"{(await acme.directory())['renewalInfo']}/{cert_id_of(leaf)}"
             window = (await acme.request("GET", info_url)).json()["suggestedWindow"]
         finally:

@@ -15,7 +15,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pkcs11
 import pytest
 import sqlalchemy as sa
@@ -32,6 +31,7 @@ from acmekit.server.signing import SignerUnavailable
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme, Resp
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.cli import certbot_dirs, run_acmekit
+from acmekit_testkit.crls import crl_url, fetch
 from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.outages import is_try_again
@@ -210,19 +210,6 @@ async def _chain(flow: Flow, order: dict[str, Any]) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates((await flow.get(order["certificate"])).body)
 
 
-async def _fetch(url: str) -> bytes:
-    async with aiohttp.ClientSession() as client, client.get(url) as resp:
-        assert resp.status == 200
-        return await resp.read()
-
-
-def _crl_url(cert: x509.Certificate) -> str:
-    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    names = cdp[0].full_name
-    assert names is not None
-    return str(names[0].value)
-
-
 async def test_issuance_crls_and_a_token_taken_away_mid_run(
     tmp_path: Path, token: SoftHsm, dns: DnsServerHandle, responder: Http01Responder
 ) -> None:
@@ -259,7 +246,7 @@ async def test_issuance_crls_and_a_token_taken_away_mid_run(
             body = {"certificate": jose.b64e(first[0].public_bytes(Encoding.DER)), "reason": 4}
             revoked = await acme.post(f"{acme.base}/acme/revoke-cert", body, flow.key, flow.kid)
             assert revoked.status == 200, revoked.body
-            crl = x509.load_der_x509_crl(await _fetch(_crl_url(first[0])))
+            crl = x509.load_der_x509_crl(await fetch(crl_url(first[0])))
 
             # 3. The token is away when a finalize comes: 503 + Retry-After, still ready.
             url2, order2 = await _ready_order(flow, "two.hsm.test")
