@@ -14,8 +14,10 @@ def crl_url(cert: x509.Certificate) -> str:
     return str(names[0].value)
 
 
-async def fetch(url: str) -> bytes:
-    """GET `url`, which must answer 200: its body."""
+async def fetch(url: str, content_type: str | None = None) -> bytes:
+    """GET `url`, which must answer 200 (with `content_type`, when given): its body."""
     async with aiohttp.ClientSession() as client, client.get(url) as resp:
         assert resp.status == 200
+        if content_type is not None:
+            assert resp.headers["Content-Type"] == content_type
         return await resp.read()

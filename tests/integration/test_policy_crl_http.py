@@ -7,29 +7,19 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acmekit.protocol import jose
+from acmekit_testkit import crls
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.ports import free_port
 
 
-def crl_point(cert: x509.Certificate) -> str:
-    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-    name = cdp[0].full_name
-    assert name is not None
-    return str(name[0].value)
-
-
 async def fetch(url: str) -> bytes:
-    async with aiohttp.ClientSession() as client, client.get(url) as resp:
-        assert resp.status == 200
-        assert resp.headers["Content-Type"] == "application/pkix-crl"
-        return await resp.read()
+    return await crls.fetch(url, "application/pkix-crl")
 
 
 def verify(root: Path, chain: list[x509.Certificate], crl_der: bytes, work: Path) -> str:
@@ -72,14 +62,14 @@ async def test_revoked_certificate_is_listed_and_refused(
         try:
             bad = await _issue(flow, "bad.crl.test")
             good = await _issue(flow, "good.crl.test")
-            url = crl_point(bad[0])
+            url = crls.crl_url(bad[0])
             assert url.startswith(f"http://127.0.0.1:{crl_port}/crl/") and url.endswith(".crl")
             before = x509.load_der_x509_crl(await fetch(url))
             body = {"certificate": jose.b64e(bad[0].public_bytes(Encoding.DER)), "reason": 1}
             revoked = await acme.post(f"{acme.base}/acme/revoke-cert", body, flow.key, flow.kid)
             assert revoked.status == 200, revoked.body
             der = await fetch(url)
-            good_der = await fetch(crl_point(good[0]))
+            good_der = await fetch(crls.crl_url(good[0]))
         finally:
             await acme.close()
     after = x509.load_der_x509_crl(der)
