@@ -43,8 +43,13 @@ certificate (calls to `accept4` and `SSL_new`); the dumps stay in DIR for
 else on the others. `--burn N` runs N processes at nice 19 that write over 32 MB in a
 loop (the cores' idle moments filled, caches left cold).
 
+Where a server's CPU time goes: `--perf DIR` samples every server (Pebble too) with
+`perf record -e cpu-clock` over the measured phase and splits its CPU per certificate by
+shared object: the interpreter, cryptography and OpenSSL, the kernel, SQLite, libc,
+uvloop and httptools, and for Pebble its one Go binary (`bench/_perf.py`).
+
 Run: `python bench/server.py [--workers 8] [--certs 200] [--rounds 3] [--servers acmekit,pebble]
-[--clients aiohttp,acme] [--callgrind DIR] [--pin] [--burn N]`
+[--clients aiohttp,acme] [--callgrind DIR] [--pin] [--burn N] [--perf DIR]`
 (`acmekit-nolint` is the same CA with linting before signing off; `acmekit-pg` and
 `acmekit-nolint-pg` the same on a fresh PostgreSQL database at 127.0.0.1:5432;
 `acmekit-ct` logs every certificate in two `acmekit ct` logs on loopback,
@@ -76,6 +81,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+import _perf
 from _callgrind import Counts, Phase, wrapper
 from _common import (
     CLK_TCK,
@@ -375,6 +381,7 @@ class Result:
     switches: int = 0
     counts: Counts | None = None  # under callgrind: the measured phase's instructions
     kernel: Kernel = Kernel(0.0, 0, 0)
+    split: dict[str, float] | None = None  # with --perf: CPU shares by group of objects
 
     @property
     def per_second(self) -> float:
@@ -390,10 +397,15 @@ class Result:
 
 
 async def measure(
-    server: Server, workers: list[Worker], tokens: dict[str, str], phase: Phase | None = None
+    server: Server,
+    workers: list[Worker],
+    tokens: dict[str, str],
+    phase: Phase | None = None,
+    sampler: _perf.Sampler | None = None,
 ) -> Result:
     """Register every worker's account, then time and meter the certificates (and count
-    the server's instructions when it runs under callgrind: `phase`)."""
+    the server's instructions when it runs under callgrind: `phase`; sample where its CPU
+    time goes: `sampler`)."""
     ctx = ssl.create_default_context(cafile=str(server.root_path))
     connector = aiohttp.TCPConnector(ssl=ctx, limit=4 * len(workers))
     timeout = aiohttp.ClientTimeout(total=30)
@@ -404,6 +416,8 @@ async def measure(
         acme.requests = 0
         if phase is not None:
             phase.start()
+        if sampler is not None:
+            sampler.start()
         cpu0, client0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
         io0, sw0, kernel0 = io_calls(server.pid), switches(server.pid), Kernel.of(server.pid)
         await asyncio.gather(*(run_worker(acme, w, tokens) for w in workers))
@@ -413,11 +427,12 @@ async def measure(
         kernel = Kernel.of(server.pid) - kernel0
         client_cpu = time.process_time() - client0
         counts = await asyncio.to_thread(phase.stop) if phase is not None else None
+        split = await asyncio.to_thread(sampler.stop) if sampler is not None else None
     errors = [e for w in workers for e in w.errors]
     done = sum(w.done for w in workers)
     return Result(
         server.name, "aiohttp", done, len(errors), wall, server_cpu, client_cpu, acme.requests,
-        errors[0] if errors else None, io, sw, counts, kernel,
+        errors[0] if errors else None, io, sw, counts, kernel, split,
     )  # fmt: skip
 
 
@@ -519,7 +534,12 @@ def acme_worker(job: AcmeJob, tokens: Any, ready: Any, go: Any, out: Any) -> Non
 
 
 async def measure_acme(
-    server: Server, certs: int, tokens: Any, manager: Any, phase: Phase | None = None
+    server: Server,
+    certs: int,
+    tokens: Any,
+    manager: Any,
+    phase: Phase | None = None,
+    sampler: _perf.Sampler | None = None,
 ) -> Result:
     """The acme generator against `server`: ACME_PROCESSES processes sharing `certs` names."""
     ctx = multiprocessing.get_context("spawn")
@@ -549,6 +569,8 @@ async def measure_acme(
     await asyncio.to_thread(ready.wait, 600 if phase else 120)
     if phase is not None:
         phase.start()
+    if sampler is not None:
+        sampler.start()
     cpu0, t0, io0 = cpu_seconds(server.pid), time.monotonic(), io_calls(server.pid)
     sw0, kernel0 = switches(server.pid), Kernel.of(server.pid)
     go.set()
@@ -558,13 +580,14 @@ async def measure_acme(
     io, sw = io_calls(server.pid) - io0, switches(server.pid) - sw0
     kernel = Kernel.of(server.pid) - kernel0
     counts = await asyncio.to_thread(phase.stop) if phase is not None else None
+    split = await asyncio.to_thread(sampler.stop) if sampler is not None else None
     for proc in procs:
         await asyncio.to_thread(proc.join, 30)
     errors = [e for o in outcomes for e in o[1]]
     return Result(
         server.name, "acme", sum(o[0] for o in outcomes), len(errors), wall, server_cpu,
         sum(o[3] for o in outcomes), sum(o[2] for o in outcomes), errors[0] if errors else None,
-        io, sw, counts, kernel,
+        io, sw, counts, kernel, split,
     )  # fmt: skip
 
 
@@ -629,6 +652,7 @@ class Plan:
     callgrind: Path | None = None  # run the acmekit servers under callgrind, dumps here
     pin: bool = False  # the server alone on the last CPU, all else on the others
     burn: int = 0  # processes at nice 19 writing over memory (with pin: off the server's CPU)
+    perf: Path | None = None  # sample every server's CPU time with perf, data files here
 
     def order(self, round_no: int) -> list[str]:
         """The servers of one round; the order flips every round so neither always goes first."""
@@ -654,15 +678,20 @@ async def run_all(plan: Plan, workdir: Path) -> list[Result]:
                             wrap = wrapper(out, label) if out else ()
                             with start_server(name, own, dns.dns_port, http_port, wrap) as server:
                                 phase = Phase(out, label, server.pid) if out else None
+                                sampler = (
+                                    _perf.Sampler(plan.perf, label, server.pid)
+                                    if plan.perf
+                                    else None
+                                )
                                 if plan.pin:
                                     pin_threads(server.pid, {SERVER_CPU})
                                 if client == "acme":
                                     got = await measure_acme(
-                                        server, plan.certs, shared, manager, phase
+                                        server, plan.certs, shared, manager, phase, sampler
                                     )
                                 else:
                                     pool = make_workers(plan.workers, plan.certs)
-                                    got = await measure(server, pool, tokens, phase)
+                                    got = await measure(server, pool, tokens, phase, sampler)
                                 results.append(got)
                             print(
                                 f"round {round_no + 1} {client} {name}: done",
@@ -710,6 +739,11 @@ def instructions_row(label: str, r: Result) -> str:
         f"{r.counts.instructions / requests:>11,.0f} {r.requests / certs:>9.2f} "
         f"{r.counts.calls['accept4'] / certs:>12.3f} {r.counts.calls['SSL_new'] / certs:>14.3f}"
     )
+
+
+def split_row(label: str, r: Result) -> str:
+    assert r.split is not None
+    return f"{label:<26} " + " ".join(f"{r.split[g] * r.cpu_ms:>11.2f}" for g in _perf.GROUP_NAMES)
 
 
 def median_result(results: list[Result]) -> Result:
@@ -868,6 +902,12 @@ def report(results: list[Result], plan: Plan) -> None:
     )
     for r in results:
         print(kernel_row(f"{r.client}/{r.server}", r))
+    sampled = [r for r in results if r.split is not None]
+    if sampled:
+        print("\nwhere the server's CPU time went (perf, by shared object), ms per certificate:")
+        print(f"{'generator/server':<26} " + " ".join(f"{g:>11}" for g in _perf.GROUP_NAMES))
+        for r in sampled:
+            print(split_row(f"{r.client}/{r.server}", r))
     counted = [r for r in results if r.counts is not None]
     if counted:
         print("\nunder callgrind (instructions do not move with load; CPU times above do):")
@@ -917,6 +957,13 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         help="N processes at nice 19 that write over 32 MB in a loop (with --pin, off the "
         "server's CPU): does a server's CPU per request move when its caches are cold?",
     )
+    parser.add_argument(
+        "--perf",
+        type=Path,
+        metavar="DIR",
+        help="sample each server's CPU time with perf (data files in DIR) and split its "
+        "CPU per certificate by shared object: the interpreter, crypto, kernel, SQLite...",
+    )
     args = parser.parse_args(argv)
     names = [n for n in args.servers.split(",") if n]
     clients = [c for c in args.clients.split(",") if c]
@@ -928,9 +975,15 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         args.callgrind = args.callgrind.resolve()
     if args.pin and len(os.sched_getaffinity(0)) < 2:
         parser.error("--pin needs two CPUs")
+    if args.perf is not None:
+        if not _perf.available():
+            parser.error("--perf needs perf (Debian: linux-perf)")
+        args.perf.mkdir(parents=True, exist_ok=True)
+        args.perf = args.perf.resolve()
     return Plan(
-        names, args.workers, args.certs, args.rounds, clients, args.callgrind, args.pin, args.burn
-    )
+        names, args.workers, args.certs, args.rounds, clients, args.callgrind, args.pin,
+        args.burn, args.perf,
+    )  # fmt: skip
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
