@@ -31,6 +31,7 @@ No clock is read here: every validity period derives from a `now` the caller pas
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -156,6 +157,11 @@ class Issuer:
         ski = self.intermediate_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
 
+    @cached_property
+    def _leaf_aki(self) -> x509.UnrecognizedExtension:
+        """The AKI of a subscriber certificate, encoded once (`encoded`)."""
+        return encoded(self._intermediate_aki)
+
 
 # ---------------------------------------------------------------------------------------
 # Serial numbers and signing
@@ -198,6 +204,18 @@ def sign_crl_with(
 
 # ---------------------------------------------------------------------------------------
 # Subscriber certificates
+
+
+def encoded(extension: x509.ExtensionType) -> x509.UnrecognizedExtension:
+    """`extension` as cryptography's builder writes it (its own encoder, through
+    `ExtensionType.public_bytes`), kept as the value's DER: a builder copies an
+    UnrecognizedExtension's bytes into the TBS as they are. For the extensions every
+    subscriber certificate of an issuer, profile or URL carries alike, encoded once:
+    per certificate, the builder then neither encodes them again nor asks, for each,
+    whether it is an UnrecognizedExtension (an abstract class's `isinstance`, some
+    4,000 instructions when it is not); the certificate's bytes are the same, and
+    parsed back the extensions are of their own classes again (they are read by OID)."""
+    return x509.UnrecognizedExtension(extension.oid, extension.public_bytes())
 
 
 def _san(identifiers: Sequence[Identifier]) -> x509.SubjectAlternativeName:
@@ -250,34 +268,41 @@ _SERVER_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
 _LEAF_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
 
 
-def _crl_points(url: str) -> x509.CRLDistributionPoints:
+@functools.lru_cache(maxsize=256)
+def _crl_points(url: str) -> x509.UnrecognizedExtension:
+    """The CRL distribution point (RFC 5280 §4.2.1.13): one URL per shard, each
+    encoded once (`encoded`); a CA with more shards than kept encodes some again."""
     point = x509.DistributionPoint(
         full_name=[x509.UniformResourceIdentifier(url)],
         relative_name=None,
         reasons=None,
         crl_issuer=None,
     )
-    return x509.CRLDistributionPoints([point])
+    return encoded(x509.CRLDistributionPoints([point]))
 
 
 # Baseline Requirements §7.1.2.7.9 and §7.1.6.1: a subscriber certificate asserts the
 # reserved policy of its validation, domain-validated here.
 DOMAIN_VALIDATED = x509.ObjectIdentifier("2.23.140.1.2.1")
-_POLICIES = x509.CertificatePolicies([x509.PolicyInformation(DOMAIN_VALIDATED, None)])
+_POLICIES = encoded(x509.CertificatePolicies([x509.PolicyInformation(DOMAIN_VALIDATED, None)]))
 
 
-def _aia(issuer_url: str) -> x509.AuthorityInformationAccess:
-    """caIssuers (RFC 5280 §4.2.2.1): where the intermediate can be fetched over HTTP."""
+@functools.lru_cache(maxsize=16)
+def _aia(issuer_url: str) -> x509.UnrecognizedExtension:
+    """caIssuers (RFC 5280 §4.2.2.1): where the intermediate can be fetched over HTTP.
+    One URL per CA: encoded once (`encoded`)."""
     where = x509.UniformResourceIdentifier(issuer_url)
-    return x509.AuthorityInformationAccess(
-        [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, where)]
+    return encoded(
+        x509.AuthorityInformationAccess(
+            [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, where)]
+        )
     )
 
 
 def _leaf_base(issuer: Issuer, *, rsa_key: bool, client_auth: bool) -> x509.CertificateBuilder:
     """The builder's parts common to every subscriber certificate of one kind: the
-    issuer and the first three extensions. Built once per kind and issuer: each
-    `add_extension` copies the builder's list and checks it for duplicates, and
+    issuer and the first three extensions (`encoded`). Built once per kind and issuer:
+    each `add_extension` copies the builder's list and checks it for duplicates, and
     builders are immutable, so one base serves every certificate."""
     bases = issuer._leaf_bases
     kind = (rsa_key, client_auth)
@@ -286,9 +311,9 @@ def _leaf_base(issuer: Issuer, *, rsa_key: bool, client_auth: bool) -> x509.Cert
         base = (
             x509.CertificateBuilder()
             .issuer_name(issuer.intermediate_cert.subject)
-            .add_extension(_LEAF_CONSTRAINTS, critical=True)
-            .add_extension(_key_usage(rsa_key), critical=True)
-            .add_extension(_LEAF_EKU if client_auth else _SERVER_EKU, critical=False)
+            .add_extension(encoded(_LEAF_CONSTRAINTS), critical=True)
+            .add_extension(encoded(_key_usage(rsa_key)), critical=True)
+            .add_extension(encoded(_LEAF_EKU if client_auth else _SERVER_EKU), critical=False)
         )
         bases[kind] = base
     return base
@@ -325,7 +350,7 @@ def subscriber_builder(
         ski = x509.SubjectKeyIdentifier.from_public_key(key)
         builder = builder.add_extension(ski, critical=False)
     builder = (
-        builder.add_extension(issuer._intermediate_aki, critical=False)
+        builder.add_extension(issuer._leaf_aki, critical=False)
         .add_extension(_san(identifiers), critical=len(subject) == 0)
         .add_extension(_POLICIES, critical=False)
     )
