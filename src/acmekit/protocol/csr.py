@@ -52,9 +52,10 @@ def _bad_key(detail: str) -> Exception:
 
 
 def _parse(der: bytes) -> x509.CertificateSigningRequest:
+    # InvalidVersion (a version other than v1, RFC 2986 §4.1) is no ValueError.
     try:
         return x509.load_der_x509_csr(der)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise _bad_csr("the CSR is not a DER-encoded PKCS#10 request") from exc
 
 
