@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,7 @@ def plain_builder(
     crl_url: str | None,
     issuer_url: str | None,
     shape: LeafShape,
+    times: tuple[datetime, datetime] = (NOW, NOW + timedelta(days=90)),
 ) -> x509.CertificateBuilder:
     """The certificate as the profile describes it, every extension a typed object."""
     cn = next((i.value for i in identifiers if i.type == DNS), None)
@@ -68,8 +69,8 @@ def plain_builder(
         .subject_name(subject)
         .public_key(key)
         .serial_number(serial)
-        .not_valid_before(NOW)
-        .not_valid_after(NOW + timedelta(days=90))
+        .not_valid_before(times[0])
+        .not_valid_after(times[1])
     )
     if shape.subject_key_identifier:
         builder = builder.add_extension(
@@ -151,3 +152,37 @@ def test_tbs_is_the_typed_builders(issuer: Issuer, kind: str, shape: LeafShape) 
             # Read back, each extension is of its own class again.
             for ext in cert.extensions:
                 assert not isinstance(ext.value, x509.UnrecognizedExtension), ext
+
+
+# Validity times in UTC (with and without microseconds, at a second's edge), in another
+# zone, and naive (taken as UTC by the builder).
+TIMES = [
+    (NOW, NOW + timedelta(days=90)),
+    (datetime(2031, 3, 4, 5, 6, 7, 999_999, UTC), datetime(2031, 6, 2, 23, 59, 59, 1, UTC)),
+    (
+        datetime(2031, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(2031, 6, 2, 1, 0, 0, tzinfo=timezone(timedelta(hours=-8))),
+    ),
+    (datetime(2031, 3, 4, 5, 6, 7), datetime(2031, 6, 2, 5, 6, 7)),
+    (datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(2050, 1, 1, tzinfo=UTC)),
+]
+
+
+@pytest.mark.parametrize("times", TIMES)
+def test_validity_is_the_typed_builders(issuer: Issuer, times: tuple[datetime, datetime]) -> None:
+    key = KEYS["p256"]()
+    names = NAME_SETS[0]
+    serial = (1 << 126) | 5
+    ours = subscriber_builder(
+        issuer,
+        key,
+        names,
+        serial=serial,
+        not_before=times[0],
+        not_after=times[1],
+        crl_url=None,
+        shape=LeafShape(),
+    )
+    plain = plain_builder(issuer, key, names, serial, None, None, LeafShape(), times)
+    cert = sign_builder(ours, issuer)
+    assert cert.tbs_certificate_bytes == sign_builder(plain, issuer).tbs_certificate_bytes
