@@ -228,13 +228,17 @@ def _san(identifiers: Sequence[Identifier]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
+_NO_SUBJECT = x509.Name([])
+
+
 def _subject(identifiers: Sequence[Identifier]) -> x509.Name:
+    """The first DNS name as CN if it fits one; else `_NO_SUBJECT`, the empty subject."""
     for ident in identifiers:
         if ident.type == IdentifierType.DNS:
             if len(ident.value) <= MAX_CN_LENGTH:
                 return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ident.value)])
             break
-    return x509.Name([])
+    return _NO_SUBJECT
 
 
 @dataclass(frozen=True)
@@ -319,7 +323,6 @@ def _leaf_base(issuer: Issuer, *, rsa_key: bool, client_auth: bool) -> x509.Cert
     return base
 
 
-_NO_SUBJECT = x509.Name([])
 _NO_OFFSET = timedelta(0)
 
 
@@ -363,7 +366,9 @@ def subscriber_builder(
         builder = builder.add_extension(ski, critical=False)
     builder = (
         builder.add_extension(issuer._leaf_aki, critical=False)
-        .add_extension(_san(identifiers), critical=len(subject) == 0)
+        # Critical when the subject is empty (RFC 5280 §4.2.1.6): the one empty subject
+        # is _NO_SUBJECT, told by identity (a Name's length is a Python sum per RDN).
+        .add_extension(_san(identifiers), critical=subject is _NO_SUBJECT)
         .add_extension(_POLICIES, critical=False)
     )
     if issuer_url is not None:
