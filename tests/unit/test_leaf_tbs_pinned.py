@@ -186,3 +186,29 @@ def test_validity_is_the_typed_builders(issuer: Issuer, times: tuple[datetime, d
     plain = plain_builder(issuer, key, names, serial, None, None, LeafShape(), times)
     cert = sign_builder(ours, issuer)
     assert cert.tbs_certificate_bytes == sign_builder(plain, issuer).tbs_certificate_bytes
+
+
+def test_an_extension_twice_does_not_parse_back(issuer: Issuer) -> None:
+    # subscriber_builder hands the builder its extensions at once, past add_extension's
+    # check for an OID given twice; a certificate that had one twice is refused on
+    # reading, as every test here reads the extensions of what it made.
+    ours = subscriber_builder(
+        issuer,
+        KEYS["p256"](),
+        NAME_SETS[0],
+        serial=(1 << 126) | 9,
+        not_before=NOW,
+        not_after=NOW + timedelta(days=90),
+        crl_url=None,
+    )
+    twice = x509.CertificateBuilder(extensions=[*ours._extensions, ours._extensions[0]])
+    twice = (
+        twice.issuer_name(issuer.intermediate_cert.subject)
+        .subject_name(x509.Name([]))
+        .public_key(KEYS["p256"]())
+        .serial_number(9)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=1))
+    )
+    with pytest.raises(x509.DuplicateExtension):
+        _ = sign_builder(twice, issuer).extensions
