@@ -166,6 +166,17 @@ def test_truncated_csr_is_bad_csr() -> None:
     assert_problem(der[:-10], dns("x.example.com"), ProblemType.BAD_CSR)
 
 
+@pytest.mark.parametrize("version", [1, 2, 127])
+def test_other_versions_are_bad_csr(version: int) -> None:
+    # RFC 2986 §4.1: version is 0 (v1); cryptography refuses others with an exception
+    # of its own (InvalidVersion, not a ValueError), which must be badCSR too.
+    der = make_csr(ec_key(), ["x.example.com"])
+    at = der.index(b"\x02\x01\x00")  # CertificationRequestInfo's version, first INTEGER
+    der = der[:at] + bytes([2, 1, version]) + der[at + 3 :]
+    detail = assert_problem(der, dns("x.example.com"), ProblemType.BAD_CSR)
+    assert "PKCS#10" in detail
+
+
 @pytest.mark.parametrize("key", ["ec", "rsa"])
 def test_tampered_signature_is_bad_csr(key: str) -> None:
     der = bytearray(make_csr(ec_key() if key == "ec" else rsa_key(), ["x.example.com"]))

@@ -27,13 +27,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 from acmekit.protocol.jose import PrivateKey, PublicKey
 from acmekit.protocol.messages import Identifier, IdentifierType, looks_like_ip
@@ -52,9 +53,10 @@ def _bad_key(detail: str) -> Exception:
 
 
 def _parse(der: bytes) -> x509.CertificateSigningRequest:
+    # InvalidVersion (a version other than v1, RFC 2986 §4.1) is no ValueError.
     try:
         return x509.load_der_x509_csr(der)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise _bad_csr("the CSR is not a DER-encoded PKCS#10 request") from exc
 
 
@@ -95,52 +97,67 @@ def _extensions(csr: x509.CertificateSigningRequest) -> x509.Extensions:
 
 
 def _check_extensions(extensions: x509.Extensions) -> None:
+    # Found by OID, which decides the value's class when the extensions parse, not by
+    # class: `get_extension_for_class` asks each extension's value `isinstance`, an
+    # abstract class's check (some 4,000 instructions) for each that is another kind.
     try:
-        constraints = extensions.get_extension_for_class(x509.BasicConstraints).value
+        found = extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS)
     except x509.ExtensionNotFound:
         return
-    if constraints.ca:
+    if cast(x509.BasicConstraints, found.value).ca:
         raise _bad_csr("the CSR asks for a CA certificate (basicConstraints CA:TRUE)")
 
 
-def _name_identifier(text: str) -> Identifier:
-    """A CN or dNSName as an Identifier: IP text becomes an ip identifier, else dns."""
+# A name as the checks compare it: (the identifier type's text, the value as compared).
+# Plain strings, hashed and compared in C, where an Identifier's hash and equality are
+# Python calls (its type an Enum's); Identifiers again only in what is returned or told.
+_Name = tuple[str, str]
+_DNS, _IP = str(IdentifierType.DNS), str(IdentifierType.IP)
+
+
+def _name_key(text: str) -> _Name:
+    """A CN or dNSName as compared: IP text is an ip name, else a dns name (lower case)."""
     if looks_like_ip(text):
-        return Identifier(IdentifierType.IP, ipaddress.ip_address(text).compressed)
-    return Identifier(IdentifierType.DNS, text.lower())
+        return _IP, ipaddress.ip_address(text).compressed
+    return _DNS, text.lower()
 
 
-def _san_names(extensions: x509.Extensions) -> tuple[set[Identifier], list[str]]:
+def _identifiers(names: Iterable[_Name]) -> set[Identifier]:
+    return {Identifier(IdentifierType(kind), value) for kind, value in names}
+
+
+def _san_keys(extensions: x509.Extensions) -> tuple[set[_Name], list[str]]:
     """(dNSName and iPAddress entries, descriptions of any other SAN entries)."""
     try:
-        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        found = extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
     except x509.ExtensionNotFound:
         return set(), []
-    names: set[Identifier] = set()
+    names: set[_Name] = set()
     others: list[str] = []
-    for entry in san:
+    for entry in cast(x509.SubjectAlternativeName, found.value):
         if isinstance(entry, x509.DNSName):
-            names.add(Identifier(IdentifierType.DNS, entry.value.lower()))
+            names.add((_DNS, entry.value.lower()))
         elif isinstance(entry, x509.IPAddress):
-            names.add(Identifier(IdentifierType.IP, entry.value.compressed))
+            names.add((_IP, entry.value.compressed))
         else:
             others.append(f"{type(entry).__name__} {entry.value!s}")
     return names, others
 
 
-def _common_names(csr: x509.CertificateSigningRequest) -> set[Identifier]:
+def _common_name_keys(csr: x509.CertificateSigningRequest) -> set[_Name]:
     cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return {_name_identifier(str(attr.value)) for attr in cns}
+    return {_name_key(str(attr.value)) for attr in cns}
 
 
 def csr_names(csr: x509.CertificateSigningRequest) -> set[Identifier]:
     """Every name the CSR asks for: SAN dNSName / iPAddress entries and the subject CN."""
-    sans, _ = _san_names(_extensions(csr))
-    return sans | _common_names(csr)
+    sans, _ = _san_keys(_extensions(csr))
+    return _identifiers(sans | _common_name_keys(csr))
 
 
-def _describe(idents: Iterable[Identifier]) -> str:
-    return ", ".join(i.value for i in sorted(idents))
+def _describe(names: Iterable[_Name]) -> str:
+    # In the order Identifiers sort in: by type, then value.
+    return ", ".join(value for _, value in sorted(names))
 
 
 def _check_names(
@@ -148,24 +165,25 @@ def _check_names(
     extensions: x509.Extensions,
     identifiers: Sequence[Identifier],
 ) -> None:
-    sans, others = _san_names(extensions)
+    sans, others = _san_keys(extensions)
     if others:
         raise _bad_csr(f"the CSR has subjectAltName entries of unsupported kinds: {others}")
-    cns = _common_names(csr)
-    if sans and cns - sans:
+    cns = _common_name_keys(csr)
+    if sans and not cns <= sans:
         raise _bad_csr(f"the CSR's common name is not among its SANs: {_describe(cns - sans)}")
     names = sans | cns
     if not names:
         raise _bad_csr("the CSR names no identifiers (no subjectAltName and no common name)")
-    wanted = {Identifier(i.type, i.value.lower()) for i in identifiers}
+    wanted = {(str(i.type), i.value.lower()) for i in identifiers}
+    if names == wanted:
+        return
     missing, extra = wanted - names, names - wanted
     diffs = []
     if missing:
         diffs.append(f"missing {_describe(missing)}")
     if extra:
         diffs.append(f"not in the order: {_describe(extra)}")
-    if diffs:
-        raise _bad_csr("the CSR's names differ from the order's identifiers: " + "; ".join(diffs))
+    raise _bad_csr("the CSR's names differ from the order's identifiers: " + "; ".join(diffs))
 
 
 def check_csr(

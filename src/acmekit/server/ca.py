@@ -31,6 +31,7 @@ No clock is read here: every validity period derives from a `now` the caller pas
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -140,9 +141,14 @@ class Issuer:
         return self._intermediate_aki
 
     @cached_property
-    def _leaf_bases(self) -> dict[tuple[bool, bool], x509.CertificateBuilder]:
-        """Subscriber certificates' base builders by (RSA key, clientAuth): _leaf_base."""
+    def _leaf_heads(self) -> dict[tuple[bool, bool], tuple[Ext, ...]]:
+        """Subscriber certificates' first extensions by (RSA key, clientAuth): _leaf_head."""
         return {}
+
+    @cached_property
+    def _name(self) -> x509.Name:
+        """The intermediate's subject: its certificates' issuer, parsed once."""
+        return self.intermediate_cert.subject
 
     @cached_property
     def _file_signer(self) -> tuple[SigningKey, hashes.SHA256 | hashes.SHA384 | None]:
@@ -155,6 +161,11 @@ class Issuer:
     def _intermediate_aki(self) -> x509.AuthorityKeyIdentifier:
         ski = self.intermediate_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+
+    @cached_property
+    def _leaf_aki(self) -> Ext:
+        """The AKI of a subscriber certificate, encoded once (`encoded`)."""
+        return _extension(encoded(self._intermediate_aki), critical=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -200,6 +211,25 @@ def sign_crl_with(
 # Subscriber certificates
 
 
+Ext = x509.Extension[x509.ExtensionType]
+
+
+def _extension(value: x509.ExtensionType, *, critical: bool) -> Ext:
+    return x509.Extension(value.oid, critical, value)
+
+
+def encoded(extension: x509.ExtensionType) -> x509.UnrecognizedExtension:
+    """`extension` as cryptography's builder writes it (its own encoder, through
+    `ExtensionType.public_bytes`), kept as the value's DER: a builder copies an
+    UnrecognizedExtension's bytes into the TBS as they are. For the extensions every
+    subscriber certificate of an issuer, profile or URL carries alike, encoded once:
+    per certificate, the builder then neither encodes them again nor asks, for each,
+    whether it is an UnrecognizedExtension (an abstract class's `isinstance`, some
+    4,000 instructions when it is not); the certificate's bytes are the same, and
+    parsed back the extensions are of their own classes again (they are read by OID)."""
+    return x509.UnrecognizedExtension(extension.oid, extension.public_bytes())
+
+
 def _san(identifiers: Sequence[Identifier]) -> x509.SubjectAlternativeName:
     names: list[x509.GeneralName] = []
     for ident in identifiers:
@@ -210,13 +240,17 @@ def _san(identifiers: Sequence[Identifier]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
+_NO_SUBJECT = x509.Name([])
+
+
 def _subject(identifiers: Sequence[Identifier]) -> x509.Name:
+    """The first DNS name as CN if it fits one; else `_NO_SUBJECT`, the empty subject."""
     for ident in identifiers:
         if ident.type == IdentifierType.DNS:
             if len(ident.value) <= MAX_CN_LENGTH:
                 return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ident.value)])
             break
-    return x509.Name([])
+    return _NO_SUBJECT
 
 
 @dataclass(frozen=True)
@@ -250,51 +284,67 @@ _SERVER_EKU = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
 _LEAF_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
 
 
-def _crl_points(url: str) -> x509.CRLDistributionPoints:
+@functools.lru_cache(maxsize=256)
+def _crl_points(url: str) -> Ext:
+    """The CRL distribution point (RFC 5280 §4.2.1.13): one URL per shard, each
+    encoded once (`encoded`); a CA with more shards than kept encodes some again."""
     point = x509.DistributionPoint(
         full_name=[x509.UniformResourceIdentifier(url)],
         relative_name=None,
         reasons=None,
         crl_issuer=None,
     )
-    return x509.CRLDistributionPoints([point])
+    return _extension(encoded(x509.CRLDistributionPoints([point])), critical=False)
 
 
 # Baseline Requirements §7.1.2.7.9 and §7.1.6.1: a subscriber certificate asserts the
 # reserved policy of its validation, domain-validated here.
 DOMAIN_VALIDATED = x509.ObjectIdentifier("2.23.140.1.2.1")
-_POLICIES = x509.CertificatePolicies([x509.PolicyInformation(DOMAIN_VALIDATED, None)])
+_POLICIES = _extension(
+    encoded(x509.CertificatePolicies([x509.PolicyInformation(DOMAIN_VALIDATED, None)])),
+    critical=False,
+)
 
 
-def _aia(issuer_url: str) -> x509.AuthorityInformationAccess:
-    """caIssuers (RFC 5280 §4.2.2.1): where the intermediate can be fetched over HTTP."""
+@functools.lru_cache(maxsize=16)
+def _aia(issuer_url: str) -> Ext:
+    """caIssuers (RFC 5280 §4.2.2.1): where the intermediate can be fetched over HTTP.
+    One URL per CA: encoded once (`encoded`)."""
     where = x509.UniformResourceIdentifier(issuer_url)
-    return x509.AuthorityInformationAccess(
+    aia = x509.AuthorityInformationAccess(
         [x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS, where)]
     )
+    return _extension(encoded(aia), critical=False)
 
 
-def _leaf_base(issuer: Issuer, *, rsa_key: bool, client_auth: bool) -> x509.CertificateBuilder:
-    """The builder's parts common to every subscriber certificate of one kind: the
-    issuer and the first three extensions. Built once per kind and issuer: each
-    `add_extension` copies the builder's list and checks it for duplicates, and
-    builders are immutable, so one base serves every certificate."""
-    bases = issuer._leaf_bases
+def _leaf_head(issuer: Issuer, *, rsa_key: bool, client_auth: bool) -> tuple[Ext, ...]:
+    """The first three extensions of every subscriber certificate of one kind
+    (`encoded`), made once per kind and issuer."""
+    heads = issuer._leaf_heads
     kind = (rsa_key, client_auth)
-    base = bases.get(kind)
-    if base is None:
-        base = (
-            x509.CertificateBuilder()
-            .issuer_name(issuer.intermediate_cert.subject)
-            .add_extension(_LEAF_CONSTRAINTS, critical=True)
-            .add_extension(_key_usage(rsa_key), critical=True)
-            .add_extension(_LEAF_EKU if client_auth else _SERVER_EKU, critical=False)
+    head = heads.get(kind)
+    if head is None:
+        head = (
+            _extension(encoded(_LEAF_CONSTRAINTS), critical=True),
+            _extension(encoded(_key_usage(rsa_key)), critical=True),
+            _extension(encoded(_LEAF_EKU if client_auth else _SERVER_EKU), critical=False),
         )
-        bases[kind] = base
-    return base
+        heads[kind] = head
+    return head
 
 
-_NO_SUBJECT = x509.Name([])
+_NO_OFFSET = timedelta(0)
+
+
+def _naive_utc(time: datetime) -> datetime:
+    """`time` as the builder keeps its validity times: naive, in UTC. The builder makes
+    it with `replace(tzinfo=None)`, whose keyword parsing alone is some 10,000
+    instructions; for a time in UTC (every one the CA passes) the same value is put
+    together from its date and time here, in a third of that. Any other time is left
+    to the builder's own conversion."""
+    if time.utcoffset() == _NO_OFFSET:
+        return datetime.combine(time.date(), time.time())
+    return time
 
 
 def subscriber_builder(
@@ -313,27 +363,34 @@ def subscriber_builder(
     if not identifiers:
         raise ValueError("a certificate needs at least one identifier")
     subject = _subject(identifiers) if shape.common_name else _NO_SUBJECT
-    builder = (
-        _leaf_base(issuer, rsa_key=is_rsa_public(key), client_auth=shape.client_auth)
+    extensions = list(_leaf_head(issuer, rsa_key=is_rsa_public(key), client_auth=shape.client_auth))
+    if shape.subject_key_identifier:
+        ski = x509.SubjectKeyIdentifier.from_public_key(key)
+        extensions.append(_extension(ski, critical=False))
+    extensions.append(issuer._leaf_aki)
+    # Critical when the subject is empty (RFC 5280 §4.2.1.6): the one empty subject is
+    # _NO_SUBJECT, told by identity (a Name's length is a Python sum per RDN).
+    extensions.append(_extension(_san(identifiers), critical=subject is _NO_SUBJECT))
+    extensions.append(_POLICIES)
+    if issuer_url is not None:
+        extensions.append(_aia(issuer_url))
+    if crl_url is not None:
+        extensions.append(_crl_points(crl_url))
+    # The builder is given its extensions at once (its constructor's `extensions`), the
+    # fields through its setters and their checks. Added one at a time, each extension
+    # cost a copy of the builder and its list, an abstract class's `isinstance` and a
+    # comparison of its OID with each one before it: some 100,000 instructions a
+    # certificate. Each OID here is another by construction (and a certificate with
+    # one twice would not parse back).
+    return (
+        x509.CertificateBuilder(extensions=extensions)
+        .issuer_name(issuer._name)
         .subject_name(subject)
         .public_key(key)
         .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        .not_valid_before(_naive_utc(not_before))
+        .not_valid_after(_naive_utc(not_after))
     )
-    if shape.subject_key_identifier:
-        ski = x509.SubjectKeyIdentifier.from_public_key(key)
-        builder = builder.add_extension(ski, critical=False)
-    builder = (
-        builder.add_extension(issuer._intermediate_aki, critical=False)
-        .add_extension(_san(identifiers), critical=len(subject) == 0)
-        .add_extension(_POLICIES, critical=False)
-    )
-    if issuer_url is not None:
-        builder = builder.add_extension(_aia(issuer_url), critical=False)
-    if crl_url is not None:
-        builder = builder.add_extension(_crl_points(crl_url), critical=False)
-    return builder
 
 
 def issue_certificate(
