@@ -373,11 +373,11 @@ class _Reader(asyncio.Protocol):
     def _fetched(self) -> Fetched:
         status = self._parser.get_status_code()
         if status in REDIRECT_STATUSES:
-            return Fetched(status, location=self._location)
+            return Fetched(status, self._location)
         if status != 200:
             return Fetched(status)
         body = bytes(self._body)
-        return Fetched(200, body=body, truncated=len(body) > self._max_body)
+        return Fetched(200, None, body, len(body) > self._max_body)  # positional: 0.5 µs less
 
 
 def _os_reason(exc: OSError) -> str:
