@@ -55,7 +55,13 @@ from acmekit.server.validation.dnssec import (
     validation_resolver,
 )
 from acmekit.server.validation.reserved import AddressPolicy
-from acmekit.server.validation.stub import decode_a, decode_aaaa, decode_txt, stub_for
+from acmekit.server.validation.stub import (
+    decode_a,
+    decode_aaaa,
+    decode_txt,
+    new_tuple,
+    stub_for,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -266,7 +272,7 @@ class DnsClient:
         finally:
             if lookups is not None:
                 lookups.discard(what)
-        result = Lookup(name, values, secure)  # positional: a keyword costs 0.3 µs more
+        result = new_tuple(Lookup, (name, values, secure))  # see stub.new_tuple
         if self._checking:
             note_answers(result.authenticated)
             state = "secure (AD)" if result.authenticated else "not authenticated"
@@ -317,7 +323,7 @@ class DnsClient:
             first = err
         else:
             if first.values:
-                return Addresses(first.values, False)
+                return new_tuple(Addresses, (first.values, False))
         second: Lookup | AcmeError
         try:
             second = await self.query(name, dns.rdatatype.AAAA)
@@ -325,7 +331,7 @@ class DnsClient:
             second = err
         else:
             if second.values:
-                return Addresses(second.values, True)
+                return new_tuple(Addresses, (second.values, True))
         for result in (first, second):
             if isinstance(result, AcmeError):
                 raise result

@@ -77,6 +77,11 @@ class Reply(NamedTuple, Generic[T]):
     authenticated: bool = False
 
 
+# A named tuple made by `tuple.__new__` with every field, as its own `__new__` does
+# after a Python-level call of its own (0.1 µs, per question and per lookup).
+new_tuple = tuple.__new__
+
+
 def stub_for(
     server: tuple[str, int] | None, resolver: dns.resolver.BaseResolver, *, ad: bool = False
 ) -> StubClient | None:
@@ -490,17 +495,17 @@ def _read(
     if rcode:  # NXDOMAIN
         if records:  # dnspython's resolver takes an answer with NXDOMAIN as a failure
             raise _Unusual
-        return Reply(True, None, qname, ad)
+        return new_tuple(Reply, (True, None, qname, ad))
     current = lowered
     canonical = qname
     for _ in range(MAX_CHAIN):
         found = [data[s:e] for owner, t, s, e in records if t == rdtype and owner == current]
         if found:
             values = dict.fromkeys(found) if len(found) > 1 else found
-            return Reply(False, tuple(map(decode, values)), canonical, ad)
+            return new_tuple(Reply, (False, tuple(map(decode, values)), canonical, ad))
         cnames = [(s, e) for owner, t, s, e in records if t == _CNAME and owner == current]
         if not cnames:
-            return Reply(False, None, canonical, ad)
+            return new_tuple(Reply, (False, None, canonical, ad))
         start, stop = cnames[0]
         current, after = _name(data, start)
         if after != stop:
