@@ -469,8 +469,13 @@ def _read(
     if rcode and rcode != _NXDOMAIN:
         raise _Unusual
     end = 12 + len(question)
-    asked, ours = data[12 : end - 4], question[:-4]
-    if data[end - 4 : end] != question[-4:] or (asked != ours and asked.lower() != ours.lower()):
+    ours = question[:-4]
+    if (
+        not data.startswith(question, 12)
+        and (  # not as sent: in another letter case?
+            data[end - 4 : end] != question[-4:] or data[12 : end - 4].lower() != ours.lower()
+        )
+    ):
         raise _Unusual
     lowered = ours.lower()  # our name, as `_name` returns names
     records: list[tuple[bytes, int, int, int]] = []  # owner (lowercase), type, start, end
@@ -498,6 +503,12 @@ def _read(
         return new_tuple(Reply, (True, None, qname, ad))
     current = lowered
     canonical = qname
+    if not records:  # NODATA: nothing to look through
+        return new_tuple(Reply, (False, None, canonical, ad))
+    if len(records) == 1:  # the usual answer: one record, of the name and type asked
+        owner, rtype, start, stop = records[0]
+        if rtype == rdtype and owner == current:
+            return new_tuple(Reply, (False, (decode(data[start:stop]),), canonical, ad))
     for _ in range(MAX_CHAIN):
         found = [data[s:e] for owner, t, s, e in records if t == rdtype and owner == current]
         if found:
