@@ -211,9 +211,10 @@ async def _fetch_bounded(
     walk, written out: its coroutine and the closure it calls cost more than the walk,
     and every coroutine between the task and a wait is passed through again at each of
     the fetch's three wake-ups: the address, the connection, the answer)."""
+    loop = asyncio.get_running_loop()  # once: on Python 3.11 each look-up is a getpid call
     try:
-        with bound_at(deadline):
-            transport, reader = await _open(dns, tls, url, policy, deadline)
+        with bound_at(deadline, loop):
+            transport, reader = await _open(dns, tls, url, policy, deadline, loop)
             try:
                 transport.write(_request(url))
                 return await reader.answer
@@ -232,7 +233,12 @@ async def _fetch_bounded(
 
 
 async def _open(
-    dns: DnsClient, tls: ssl.SSLContext, url: Target, policy: Http01Policy, deadline: float
+    dns: DnsClient,
+    tls: ssl.SSLContext,
+    url: Target,
+    policy: Http01Policy,
+    deadline: float,
+    loop: asyncio.AbstractEventLoop,
 ) -> tuple[asyncio.Transport, _Reader]:
     """A connection to `url`'s host, as `first_accepting` finds it: each permitted
     address in turn until one does not refuse; AAAA addresses when every A address
@@ -240,14 +246,15 @@ async def _open(
     host = url.host
     secure = url.scheme == "https"
     refused: ConnectionRefusedError | None = None
-    found = await addresses_for(dns, host, deadline, ipv6=False)
+    found = await addresses_for(dns, host, deadline, ipv6=False, loop=loop)
     while True:
         for address in found.values:
-            reader = _Reader(policy.max_body, policy.max_header)
+            reader = _Reader(policy.max_body, policy.max_header, loop)
             try:
                 transport = await open_checked(
                     dns.reachable, host, address, url.port, reader,
                     tls=tls if secure else None, server_hostname=host if secure else None,
+                    loop=loop,
                 )  # fmt: skip
             except ConnectionRefusedError as exc:
                 refused = exc
@@ -256,7 +263,7 @@ async def _open(
         if found.ipv6_asked:
             raise refused if refused is not None else ConnectionRefusedError()
         log.debug("every A address of %s refused; trying AAAA", host)
-        found = await addresses_for(dns, host, deadline, ipv6=True)
+        found = await addresses_for(dns, host, deadline, ipv6=True, loop=loop)
 
 
 def _request(url: Target) -> bytes:
@@ -280,8 +287,8 @@ class _Reader(asyncio.Protocol):
     the stream objects cost about a tenth of the fetch's CPU, for nothing used here.)
     """
 
-    def __init__(self, max_body: int, max_header: int) -> None:
-        self.answer: asyncio.Future[Fetched] = asyncio.get_running_loop().create_future()
+    def __init__(self, max_body: int, max_header: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.answer: asyncio.Future[Fetched] = loop.create_future()
         self._parser = httptools.HttpResponseParser(self)
         self._max_body = max_body
         self._room = max_header + 1  # header bytes the parser may still be given

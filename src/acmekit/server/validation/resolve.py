@@ -247,7 +247,9 @@ class DnsClient:
                 reply = None
                 if stub is not None and decode is not None:
                     started = loop.time()
-                    reply = await stub.ask(qname, rdtype, decode, min(STUB_ATTEMPT, lifetime))
+                    reply = await stub.ask(
+                        qname, rdtype, decode, min(STUB_ATTEMPT, lifetime), loop=loop
+                    )
                     if reply is None:  # left to the resolver, in what time is left
                         lifetime = _left(lifetime - (loop.time() - started), qname, rdtype)
                 if reply is None:
@@ -352,7 +354,14 @@ class Addresses(NamedTuple):
     ipv6_asked: bool
 
 
-async def addresses_for(dns: DnsClient, host: str, deadline: float, *, ipv6: bool) -> Addresses:
+async def addresses_for(
+    dns: DnsClient,
+    host: str,
+    deadline: float,
+    *,
+    ipv6: bool,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Addresses:
     """A addresses of `host` (AAAA if none), or with `ipv6` its AAAA ones (after every A
     address refused); an IP address is its own and only address. Reserved addresses
     (`reserved.py`) are dropped before anything connects; a connection problem when
@@ -360,7 +369,7 @@ async def addresses_for(dns: DnsClient, host: str, deadline: float, *, ipv6: boo
     if _could_be_address(host) and _is_address(host):
         return permitted(dns.reachable, host, Addresses((host,), ipv6_asked=True))
     try:
-        with bound_at(deadline):  # the lookups in this coroutine: one fewer to wake
+        with bound_at(deadline, loop):  # the lookups in this coroutine: one fewer to wake
             if ipv6:
                 found = Addresses(await dns.ipv6_addresses(host), True)
             else:
@@ -451,11 +460,14 @@ async def open_checked(
     *,
     tls: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> asyncio.Transport:
     """`connect_checked` for a protocol of the caller's (no stream objects): the same
     judgement of the socket's peer, before a byte is sent and before the TLS handshake.
-    The transport returned delivers to `protocol` (over TLS, if `tls`)."""
-    loop = asyncio.get_running_loop()
+    The transport returned delivers to `protocol` (over TLS, if `tls`). `loop`: the
+    running loop, when the caller has it."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
     transport, _ = await loop.create_connection(lambda: protocol, address, port)
     try:
         why = peer_refusal(policy, transport)

@@ -295,18 +295,27 @@ class StubClient:
         self._opening = asyncio.Lock()
 
     async def ask(
-        self, qname: str, rdtype: int, decode: Callable[[bytes], T], wait: float
+        self,
+        qname: str,
+        rdtype: int,
+        decode: Callable[[bytes], T],
+        wait: float,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Reply[T] | None:
         """One question; None when the full resolver should answer it instead.
 
         `qname` is absolute ("name."); `decode` turns one record's rdata into a value and
         raises ValueError when it cannot. (`ask_all` for one name, without its lists.)
+        `loop`, the running loop, when the caller has it (on Python 3.11 looking it up
+        is a getpid system call).
         """
         try:
             question = _question(qname, rdtype)
         except _Unusual:
             return None
-        loop = asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_running_loop()
         expires = loop.time() + wait  # opening a socket counts against the wait too
         channel = self._ready(loop, 1)
         if channel is None:
@@ -331,7 +340,13 @@ class StubClient:
             channel.done_with(ident)
 
     async def ask_all(
-        self, qnames: Sequence[str], rdtype: int, decode: Callable[[bytes], T], wait: float
+        self,
+        qnames: Sequence[str],
+        rdtype: int,
+        decode: Callable[[bytes], T],
+        wait: float,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> list[Reply[T] | None]:
         """`ask` for each name, the questions sent at once on one socket and all waited
         for within `wait`; the replies in the order of `qnames`. (For CAA's tree
@@ -346,7 +361,8 @@ class StubClient:
         count = len(questions) - questions.count(None)
         if not count:
             return replies
-        loop = asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_running_loop()
         expires = loop.time() + wait  # opening a socket counts against the wait too
         channel = self._ready(loop, count)
         if channel is None:
