@@ -180,3 +180,73 @@ async def test_an_answered_question_keeps_its_id_until_it_is_over() -> None:
     finally:
         stub_module._IDENTS[:] = saved
         channel._stop_timer()
+
+
+class _Mixed(_Recorder):
+    """Answers names starting with "ok", in reverse order once all of them are in; a
+    name starting with "bad" with a datagram that is not an answer; others not at all."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        name = dns.message.from_wire(data).question[0].name.to_text()
+        if name.startswith("bad"):
+            self.send(data[:2] + b"\x80", addr)  # its ID, then too short to read
+        elif name.startswith("ok"):
+            super().datagram_received(data, addr)
+
+
+async def test_ask_all_reads_each_answer_in_order_and_waits_once() -> None:
+    """`ask_all`: the replies in the order of the names, whatever order the answers
+    came in; a name without an answer (silent, or an answer the stub cannot read) is
+    None, for the resolver; the wait ends at `wait` for the silent one, no later; and
+    the questions' IDs are free again afterwards."""
+    names = ["ok1.test.", "quiet.test.", "ok2.test.", "bad.test.", "ok3.test."]
+    loop = asyncio.get_running_loop()
+    transport, server = await loop.create_datagram_endpoint(
+        lambda: _Mixed(hold=3), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        stub = StubClient(("127.0.0.1", transport.get_extra_info("sockname")[1]))
+        started = loop.time()
+        replies = await stub.ask_all(names, dns.rdatatype.A, decode_a, 0.2)
+        waited = loop.time() - started
+        assert 0.15 < waited < 1.5
+        values = [None if r is None else r.values for r in replies]
+        assert values == [
+            (_address(names[0]),),
+            None,
+            (_address(names[2]),),
+            None,
+            (_address(names[4]),),
+        ]
+        channel = stub._channel
+        assert channel is not None and not channel.waiting and not channel._ends
+        assert len(set(server.ports)) == 1  # one socket for the batch
+        # All answered: the batch ends with the last answer, not at `wait`.
+        started = loop.time()
+        answered = await stub.ask_all(["ok4.test.", "ok5.test."], dns.rdatatype.A, decode_a, 5)
+        assert [r is not None and r.values for r in answered] == [
+            (_address("ok4.test."),),
+            (_address("ok5.test."),),
+        ]
+        assert loop.time() - started < 2
+    finally:
+        transport.close()
+
+
+async def test_ask_all_cancelled_leaves_no_question_waiting() -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        stub = StubClient(("127.0.0.1", transport.get_extra_info("sockname")[1]))
+        names = ["quiet1.test.", "quiet2.test."]
+        task = asyncio.ensure_future(stub.ask_all(names, dns.rdatatype.A, decode_a, 30))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+        channel = stub._channel
+        assert channel is not None and not channel.waiting and not channel._ends
+    finally:
+        transport.close()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -12,7 +13,23 @@ import pytest
 from acmekit.server.validation.resolve import bound_at
 
 Bound = Callable[[float], AbstractAsyncContextManager[Any]]
-BOUNDS: list[Bound] = [bound_at, asyncio.timeout_at]
+
+
+@contextlib.asynccontextmanager
+async def _bound_at_with(when: float) -> AsyncIterator[None]:
+    """`bound_at` entered with a plain `with`, as the validations enter it."""
+    with bound_at(when):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _bound_at_with_loop(when: float) -> AsyncIterator[None]:
+    """`bound_at` given the loop, as the Validator gives it."""
+    with bound_at(when, asyncio.get_running_loop()):
+        yield
+
+
+BOUNDS: list[Bound] = [bound_at, _bound_at_with, _bound_at_with_loop, asyncio.timeout_at]
 
 
 def _in(seconds: float) -> float:

@@ -7,6 +7,7 @@ dnspython's own chaining reads from the same message.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import dns.exception
 import dns.flags
@@ -281,3 +282,48 @@ def test_a_question_asked_again_is_built_once() -> None:
     assert _question("Parent.test.", dns.rdatatype.A) == first[:-4] + bytes((0, 1, 0, 1))
     with pytest.raises(_Unusual):
         _question("bad name.test.", dns.rdatatype.CAA)
+
+
+def _single_a() -> bytes:
+    return reply(answer=[(QNAME, "A", ["192.0.2.7"])])
+
+
+def _nodata() -> bytes:
+    return reply()
+
+
+def _other_case() -> bytes:
+    return reply(answer=[(QNAME.upper(), "A", ["192.0.2.8"])], qname=QNAME.upper())
+
+
+@pytest.mark.parametrize("build", [_single_a, _nodata, _other_case])
+def test_mutated_short_answers_agree_with_dnspython_or_are_left_to_it(
+    build: Callable[[], bytes],
+) -> None:
+    """The shortcuts for one record of the name and type asked, for no record at all, and
+    for a question echoed exactly: mutated, the stub still reads what dnspython reads."""
+    base = build()
+    assert read(base).values == dnspython_reads(base)[0]
+    rng = random.Random(8659)
+    agreed = 0
+    for _ in range(5000):
+        wire = bytearray(base)
+        for _ in range(rng.randint(1, 2)):
+            wire[rng.randrange(2, len(wire))] = rng.randrange(256)
+        try:
+            ours = read(bytes(wire))
+        except (_Unusual, ValueError):
+            continue
+        try:
+            message = dns.message.from_wire(bytes(wire))
+        except dns.exception.DNSException:
+            continue
+        if message.rcode() == dns.rcode.NXDOMAIN:
+            assert ours.nxdomain
+            continue
+        assert not ours.nxdomain
+        theirs = dnspython_reads(bytes(wire))
+        assert ours.values == theirs[0]
+        assert ours.canonical.lower() == theirs[1].lower()
+        agreed += 1
+    assert agreed > 100

@@ -242,7 +242,9 @@ class CaaChecker:
             # failure, an odd answer), which the resolver is then asked for.
             attempt = min(STUB_ATTEMPT, end - loop.time())
             qnames = [owner + "." for owner in chain]
-            first = await self._stub.ask_all(qnames, dns.rdatatype.CAA, decode_caa, attempt)
+            first = await self._stub.ask_all(
+                qnames, dns.rdatatype.CAA, decode_caa, attempt, loop=loop
+            )
         found: list[tuple[list[CaaRecord], bool] | BaseException] = []
         for owner, reply in zip(chain, first, strict=True):
             if reply is None or not _final(reply, owner):

@@ -117,14 +117,21 @@ class Validator:
         dns-persist-01 and dns-account-01 need `account`; dns-persist-01 returns the
         record's persistUntil (UNIX seconds, or None), which the authorization may not
         outlive (draft-ietf-acme-dns-persist-02 §4.1 item 5)."""
-        end = asyncio.get_running_loop().time() + self._config.timeout
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._config.timeout
         saved = resolve.deadline.set(end)
         lookups: set[str] = set()
         saved_lookups = resolve.in_flight.set(lookups)
         until: int | None = None
         try:
-            async with resolve.bound_at(end + _GRACE):
-                if challenge_type in _ACCOUNT_BOUND:
+            with resolve.bound_at(end + _GRACE, loop):
+                if challenge_type == _HTTP_01 and not identifier.is_wildcard:
+                    # `_run`'s case, without its coroutine (see `_fetch_bounded`)
+                    await validate_http01(
+                        self._dns, self._https, self._http, identifier, token,
+                        key_authorization, end,
+                    )  # fmt: skip
+                elif challenge_type in _ACCOUNT_BOUND:
                     until = await self._run_bound(
                         challenge_type, identifier, key_authorization, account, end
                     )

@@ -55,7 +55,13 @@ from acmekit.server.validation.dnssec import (
     validation_resolver,
 )
 from acmekit.server.validation.reserved import AddressPolicy
-from acmekit.server.validation.stub import decode_a, decode_aaaa, decode_txt, stub_for
+from acmekit.server.validation.stub import (
+    decode_a,
+    decode_aaaa,
+    decode_txt,
+    new_tuple,
+    stub_for,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,29 +100,36 @@ class bound_at:
     the time comes the task is cancelled, and that cancellation, once it reaches this
     block, is TimeoutError, unless the task was also cancelled from elsewhere meanwhile
     (`Task.uncancel` then leaves a count above the one on entry, and CancelledError goes
-    on). It keeps no state machine and cannot be rescheduled: 1 µs less CPU per use."""
+    on). It keeps no state machine and cannot be rescheduled: 1 µs less CPU per use.
 
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_when")
+    Entered with `with` as well as `async with` (nothing in it waits, and the two
+    coroutines `async with` makes cost more than the rest of it). `loop`, when the caller
+    has it, spares looking it up (on Python 3.11 every look-up is a getpid call). The
+    timer is `call_later`: uvloop's `call_at` is a Python-level wrapper of it."""
 
-    def __init__(self, when: float) -> None:
+    __slots__ = ("_cancelling", "_expired", "_handle", "_loop", "_task", "_when")
+
+    def __init__(self, when: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._when = when
+        self._loop = loop
 
-    async def __aenter__(self) -> None:
-        task = asyncio.current_task()
+    def __enter__(self) -> None:
+        loop = self._loop if self._loop is not None else asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("bound_at is for use inside a task")
         self._task, self._cancelling, self._expired = task, task.cancelling(), False
-        loop = asyncio.get_running_loop()
-        if self._when <= loop.time():
+        delay = self._when - loop.time()
+        if delay <= 0:
             self._handle: asyncio.Handle = loop.call_soon(self._expire)
         else:
-            self._handle = loop.call_at(self._when, self._expire)
+            self._handle = loop.call_later(delay, self._expire)
 
     def _expire(self) -> None:
         self._task.cancel()
         self._expired = True
 
-    async def __aexit__(
+    def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
         self._handle.cancel()
@@ -124,6 +137,14 @@ class bound_at:
             self._expired = False
             if self._task.uncancel() <= self._cancelling and kind is asyncio.CancelledError:
                 raise TimeoutError from exc
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self.__exit__(kind, exc, tb)
 
 
 class CnameChainTooLong(Exception):
@@ -166,6 +187,18 @@ def dns_problem(detail: str) -> AcmeError:
     return problem(ProblemType.DNS, f"DNS problem: {detail}")
 
 
+def _looking_up(qname: str, rdtype: dns.rdatatype.RdataType) -> str:
+    return f"looking up {_type_name(rdtype)} for {qname.rstrip('.')}"
+
+
+def _left(lifetime: float, qname: str, rdtype: dns.rdatatype.RdataType) -> float:
+    """What is left of a lookup's `lifetime` for the resolver after the stub gave up;
+    too little to ask in is the lookup's timeout."""
+    if lifetime < 0.05:
+        raise dns_problem(f"query timed out {_looking_up(qname, rdtype)}")
+    return lifetime
+
+
 class DnsClient:
     """A shared, cache-less stub resolver; one per Validator."""
 
@@ -184,28 +217,47 @@ class DnsClient:
         self._stub = stub_for(server, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._timeout = timeout
 
-    def _lifetime(self) -> float:
+    def _lifetime(self, loop: asyncio.AbstractEventLoop) -> float:
         end = deadline.get()
         if end is None:
             return self._timeout
-        left = end - asyncio.get_running_loop().time()
+        left = end - loop.time()
         return max(0.05, left - min(0.25, left / 10))
 
     async def query(self, name: str, rdtype: dns.rdatatype.RdataType) -> Lookup:
         """Records of `rdtype` at `name` as text, following CNAMEs; raises dns problems.
 
         `follow_cnames`'s walk, written out here: the closure and the two coroutines
-        it took per lookup were 6% of a lookup's instructions."""
+        it took per lookup were 6% of a lookup's instructions. The stub is asked here
+        too, not in a coroutine of its own: every coroutine between the task and the
+        stub's wait is passed through again when the answer wakes the task."""
         start = name.rstrip(".") + "."
         what = f"looking up {_type_name(rdtype)} for {start[:-1]}"
         lookups = in_flight.get()
         if lookups is not None:
             lookups.add(what)
+        stub = self._stub
+        decode = _DECODERS.get(rdtype) if stub is not None else None
+        loop = asyncio.get_running_loop()
         secure = True
         try:
             qname = start
             for _ in range(MAX_CNAME_HOPS):
-                found, canonical, ad = await self._resolve(qname, rdtype)
+                lifetime = self._lifetime(loop)
+                reply = None
+                if stub is not None and decode is not None:
+                    started = loop.time()
+                    reply = await stub.ask(
+                        qname, rdtype, decode, min(STUB_ATTEMPT, lifetime), loop=loop
+                    )
+                    if reply is None:  # left to the resolver, in what time is left
+                        lifetime = _left(lifetime - (loop.time() - started), qname, rdtype)
+                if reply is None:
+                    found, canonical, ad = await self._resolve(qname, rdtype, lifetime)
+                elif reply.nxdomain:
+                    raise dns_problem(f"NXDOMAIN {_looking_up(qname, rdtype)}")
+                else:
+                    found, canonical, ad = reply.values, reply.canonical, reply.authenticated
                 secure = secure and ad
                 if found is not None:
                     values = found
@@ -222,7 +274,7 @@ class DnsClient:
         finally:
             if lookups is not None:
                 lookups.discard(what)
-        result = Lookup(name, values, authenticated=secure)
+        result = new_tuple(Lookup, (name, values, secure))  # see stub.new_tuple
         if self._checking:
             note_answers(result.authenticated)
             state = "secure (AD)" if result.authenticated else "not authenticated"
@@ -230,24 +282,11 @@ class DnsClient:
         return result
 
     async def _resolve(
-        self, qname: str, rdtype: dns.rdatatype.RdataType
+        self, qname: str, rdtype: dns.rdatatype.RdataType, lifetime: float
     ) -> tuple[tuple[str, ...] | None, str, bool]:
-        """The values at the end of the answer's CNAME chain, or None and that chain's end;
-        and whether the answer was authenticated (AD)."""
-        lifetime = self._lifetime()
-        decode = _DECODERS.get(rdtype)
-        if self._stub is not None and decode is not None:
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            reply = await self._stub.ask(qname, rdtype, decode, min(STUB_ATTEMPT, lifetime))
-            if reply is not None and not reply.nxdomain:
-                return reply.values, reply.canonical, reply.authenticated
-            what = f"looking up {_type_name(rdtype)} for {qname.rstrip('.')}"  # for problems
-            if reply is not None:
-                raise dns_problem(f"NXDOMAIN {what}")
-            lifetime -= loop.time() - started
-            if lifetime < 0.05:
-                raise dns_problem(f"query timed out {what}")
+        """Through dnspython's resolver, within `lifetime` seconds: the values at the end
+        of the answer's CNAME chain, or None and that chain's end; and whether the
+        answer was authenticated (AD)."""
         what = f"looking up {rdtype.name} for {qname.rstrip('.')}"
         try:
             # dnspython may overrun its lifetime a little; this bound does not.
@@ -286,7 +325,7 @@ class DnsClient:
             first = err
         else:
             if first.values:
-                return Addresses(first.values, ipv6_asked=False)
+                return new_tuple(Addresses, (first.values, False))
         second: Lookup | AcmeError
         try:
             second = await self.query(name, dns.rdatatype.AAAA)
@@ -294,7 +333,7 @@ class DnsClient:
             second = err
         else:
             if second.values:
-                return Addresses(second.values, ipv6_asked=True)
+                return new_tuple(Addresses, (second.values, True))
         for result in (first, second):
             if isinstance(result, AcmeError):
                 raise result
@@ -315,7 +354,14 @@ class Addresses(NamedTuple):
     ipv6_asked: bool
 
 
-async def addresses_for(dns: DnsClient, host: str, deadline: float, *, ipv6: bool) -> Addresses:
+async def addresses_for(
+    dns: DnsClient,
+    host: str,
+    deadline: float,
+    *,
+    ipv6: bool,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Addresses:
     """A addresses of `host` (AAAA if none), or with `ipv6` its AAAA ones (after every A
     address refused); an IP address is its own and only address. Reserved addresses
     (`reserved.py`) are dropped before anything connects; a connection problem when
@@ -323,17 +369,14 @@ async def addresses_for(dns: DnsClient, host: str, deadline: float, *, ipv6: boo
     if _could_be_address(host) and _is_address(host):
         return permitted(dns.reachable, host, Addresses((host,), ipv6_asked=True))
     try:
-        async with bound_at(deadline):
-            found = await _lookup_addresses(dns, host, ipv6)
+        with bound_at(deadline, loop):  # the lookups in this coroutine: one fewer to wake
+            if ipv6:
+                found = Addresses(await dns.ipv6_addresses(host), True)
+            else:
+                found = await dns.addresses(host)
     except TimeoutError:
         raise dns_problem(f"timeout looking up {host}") from None
     return permitted(dns.reachable, host, found)
-
-
-async def _lookup_addresses(dns: DnsClient, host: str, ipv6: bool) -> Addresses:
-    if ipv6:
-        return Addresses(await dns.ipv6_addresses(host), ipv6_asked=True)
-    return await dns.addresses(host)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -355,7 +398,10 @@ def _could_be_address(host: str) -> bool:
 
 def permitted(policy: AddressPolicy, host: str, found: Addresses) -> Addresses:
     """`found` less the addresses `policy` refuses; a connection problem if none is left."""
-    refusals = [(a, policy.refusal(a)) for a in found.values]
+    whys = [policy.refusal(a) for a in found.values]
+    if whys.count(None) == len(whys):
+        return found  # the usual case: every address may be connected to
+    refusals = list(zip(found.values, whys, strict=True))
     kept = tuple(a for a, why in refusals if why is None)
     if found.values and not kept:
         why = refusals[0][1]
@@ -414,11 +460,14 @@ async def open_checked(
     *,
     tls: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> asyncio.Transport:
     """`connect_checked` for a protocol of the caller's (no stream objects): the same
     judgement of the socket's peer, before a byte is sent and before the TLS handshake.
-    The transport returned delivers to `protocol` (over TLS, if `tls`)."""
-    loop = asyncio.get_running_loop()
+    The transport returned delivers to `protocol` (over TLS, if `tls`). `loop`: the
+    running loop, when the caller has it."""
+    if loop is None:
+        loop = asyncio.get_running_loop()
     transport, _ = await loop.create_connection(lambda: protocol, address, port)
     try:
         why = peer_refusal(policy, transport)
