@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import gc
 import json
 import os
 import pstats
@@ -79,7 +78,7 @@ from acmekit.http1 import Http1Server
 from acmekit.protocol import jose
 from acmekit.server.ca import listener_credentials
 from acmekit.server.config import LintSettings, RateLimits, ServerConfig
-from acmekit.server.run import SYSTEM_CLOCK, assemble
+from acmekit.server.run import SYSTEM_CLOCK, assemble, settle_process
 from acmekit_testkit.acme_raw import HttpRawAcme, RawAcme, Resp, new_key
 from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.csr import make_csr
@@ -260,8 +259,7 @@ async def running_ca(key: jose.PrivateKey, base_url: str | None = None) -> Async
                 lint=LintSettings(enabled=False),
             )
             assembly = assemble(config)
-            gc.collect()
-            gc.freeze()  # as `acmekit server` does after start-up
+            settle_process()  # as `acmekit server` does after start-up
             try:
                 yield assembly
             finally:

@@ -219,12 +219,73 @@ async def serve(
     if crl_sock is not None:
         # CRLs are fetched by anyone, so this listener has the same bounds.
         servers.append((Http1Server(CrlApp(assembly.crl), config.limits), crl_sock))
+    settle_process()
+    await _serve_together(assembly.app, servers, config.limits.shutdown_timeout)
+
+
+def settle_process() -> None:
+    """Process-wide settings for serving, once start-up is done."""
     # What start-up built (modules, migrations, pkilint's validator tree) lives as long as
     # the process: frozen out of the collector's sight, a full collection no longer walks
     # it, which cost tens of milliseconds each (docs/decisions.md, "CPU per certificate").
     gc.collect()
     gc.freeze()
-    await _serve_together(assembly.app, servers, config.limits.shutdown_timeout)
+    lighter_log_records()
+
+
+# LogRecord attributes that cost something to fill in on every record, and the switch of
+# the logging module that turns each off (the logging HOWTO's "Optimization").
+_COSTLY_RECORD_FIELDS = {
+    "_srcfile": ("pathname", "filename", "module", "lineno", "funcName"),
+    "logThreads": ("thread",),  # thread and threadName
+    "logProcesses": ("process",),  # process, and processName below
+    "logMultiprocessing": ("processName",),
+    "logAsyncioTasks": ("taskName",),  # Python 3.12 on
+}
+
+
+def lighter_log_records() -> list[str]:
+    """Turn off what every LogRecord computes (the caller's frame and source file, the
+    thread, the process id and name) when no handler's format shows it; the switches
+    turned off. The CA logs at INFO twice a certificate, and with the server's format
+    (time, level, logger, message) the output is the same without them. Only for plain
+    `logging.Formatter`s and no filters: a filter or a formatter of another kind may read
+    any attribute of a record, so then nothing is changed."""
+    formats = _handler_formats()
+    if formats is None:
+        return []
+    off = []
+    for switch, fields in _COSTLY_RECORD_FIELDS.items():
+        if hasattr(logging, switch) and not any(
+            field in fmt for fmt in formats for field in fields
+        ):
+            setattr(logging, switch, None if switch == "_srcfile" else False)
+            off.append(switch)
+    return off
+
+
+def _handler_formats() -> list[str] | None:
+    """The format string of every handler in the logging tree; None if a handler or
+    logger has a filter, or a handler's formatter is not a plain `logging.Formatter`."""
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    formats = []
+    for logger in loggers:
+        if logger.filters:
+            return None
+        for handler in logger.handlers:
+            formatter = handler.formatter
+            if handler.filters or (
+                formatter is not None and type(formatter) is not logging.Formatter
+            ):
+                return None
+            # Without a formatter a handler writes the message alone ("%(message)s").
+            formats.append(formatter._fmt or "" if formatter is not None else "%(message)s")
+    return formats
 
 
 async def _serve_together(
