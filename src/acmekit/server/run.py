@@ -43,6 +43,7 @@ from acmekit.server.validation.dnssec import DnssecMode, probe_validating_resolv
 log = logging.getLogger(__name__)
 
 SYSTEM_CLOCK = SystemClock()
+YOUNG_GC_THRESHOLD = 10_000  # settle_process: objects between young collections
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,13 @@ def settle_process() -> None:
     # it, which cost tens of milliseconds each (docs/decisions.md, "CPU per certificate").
     gc.collect()
     gc.freeze()
+    # The youngest generation is collected when container objects made outnumber those
+    # freed by the threshold (700 by default): about every 15 certificates here, and its
+    # survivors collected again in the next generations. At 10,000 a collection comes
+    # every 250 or so, the collector's time per certificate halves (18 to 9 µs) and each
+    # pause is about 2 ms; what waits to be collected is still bounded, by that count.
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
     lighter_log_records()
 
 
