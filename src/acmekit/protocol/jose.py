@@ -12,7 +12,6 @@ import binascii
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from acmekit.protocol import jsontext
+from acmekit.protocol.frozen import frozen_for_mypy
 from acmekit.protocol.keykinds import is_ec_public, is_rsa_public
 from acmekit.protocol.problems import ProblemType, malformed, problem
 
@@ -202,7 +202,7 @@ def raw_verify(key: PublicKey, alg: str, data: bytes, sig: bytes) -> bool:
     return True
 
 
-@dataclass(frozen=True)
+@frozen_for_mypy  # built every request: docs/decisions.md
 class Jws:
     """A parsed flattened JWS (RFC 7515 §7.2.2). `payload` is empty for POST-as-GET."""
 

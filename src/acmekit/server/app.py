@@ -22,6 +22,7 @@ from typing import Any
 
 from acmekit.database import UNAVAILABLE
 from acmekit.protocol import jsontext, payloads
+from acmekit.protocol.frozen import frozen_for_mypy
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import paths, render
 from acmekit.server.auth import (
@@ -60,7 +61,7 @@ POST = frozenset({"POST"})
 READ = frozenset({"GET", "POST"})  # a plain GET, or POST-as-GET
 
 
-@dataclass(frozen=True)
+@frozen_for_mypy  # built every request: docs/decisions.md
 class Request:
     method: str
     path: str
