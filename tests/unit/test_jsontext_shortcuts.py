@@ -1,7 +1,7 @@
 """`jsontext.loads` skips whitespace with a one-character test before the regular
-expression, and bounds nesting by finding brackets one by one up to MAX_DEPTH + 1; it
-must accept and refuse what `json.loads` on the UTF-8 text, with the depth and the
-surrogate rules, does."""
+expression, and bounds nesting by counting brackets before it measures depth; it must
+accept and refuse what `json.loads` on the UTF-8 text, with the depth and the surrogate
+rules, does."""
 
 from __future__ import annotations
 
