@@ -10,9 +10,10 @@ from contextlib import contextmanager
 
 import pytest
 
+from acmekit.cli.main import LOG_FORMAT
 from acmekit.server import run
 
-SERVER_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # the CLI's
+SERVER_FORMAT = LOG_FORMAT
 SWITCHES = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing", "logAsyncioTasks")
 
 
