@@ -42,6 +42,10 @@ function (each function's own instructions); `--keep DIR` keeps the dumps for
 `callgrind_annotate --tree=caller`, which names who calls what.
 
     .venv/bin/python bench/request_path_cpu.py --listener --callgrind 10 --top 40
+
+`--log` (with any of the above) has the CA log as `acmekit server` does, at INFO in the
+CLI's format, to /dev/null: two lines a certificate. Without it the CA makes no log
+records at all, and their cost is in none of the counts.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import gc
 import json
+import logging
 import os
 import pstats
 import re
@@ -75,11 +79,12 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from _common import free_port, fresh_database
+from acmekit.cli.main import LOG_FORMAT, log_progress_by_default
 from acmekit.http1 import Http1Server
 from acmekit.protocol import jose
 from acmekit.server.ca import listener_credentials
 from acmekit.server.config import LintSettings, RateLimits, ServerConfig
-from acmekit.server.run import SYSTEM_CLOCK, assemble
+from acmekit.server.run import SYSTEM_CLOCK, assemble, settle_process
 from acmekit_testkit.acme_raw import HttpRawAcme, RawAcme, Resp, new_key
 from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.csr import make_csr
@@ -260,8 +265,7 @@ async def running_ca(key: jose.PrivateKey, base_url: str | None = None) -> Async
                 lint=LintSettings(enabled=False),
             )
             assembly = assemble(config)
-            gc.collect()
-            gc.freeze()  # as `acmekit server` does after start-up
+            settle_process()  # as `acmekit server` does after start-up
             try:
                 yield assembly
             finally:
@@ -523,19 +527,22 @@ def by_object(cost: Counter[tuple[str, str]]) -> Counter[str]:
     return objects
 
 
-def report_callgrind(certs: int, listener: bool, top: int, keep: Path | None) -> None:
+def report_callgrind(
+    certs: int, listener: bool, top: int, keep: Path | None, log: bool = False
+) -> None:
+    logs = ["--log"] if log else []
     with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
         requests = REQUESTS_PER_CERT * certs
         if listener:
             # polls far enough apart that, under valgrind too, one finds each settled
-            ca, said = callgrind(certs, ["--listener", "--settle", "0.5"], Path(tmp), keep)
+            ca, said = callgrind(certs, ["--listener", "--settle", "0.5", *logs], Path(tmp), keep)
             client: list[str] = []
             found = re.search(r"(\d+) requests", said)
             assert found, said
             requests = int(found[1])
         else:
-            ca = callgrind(certs, [], Path(tmp), keep)[0]
-            client = callgrind(certs, ["--client-only"], Path(tmp), keep)[0]
+            ca = callgrind(certs, logs, Path(tmp), keep)[0]
+            client = callgrind(certs, ["--client-only", *logs], Path(tmp), keep)[0]
     whole, theirs = instructions(ca), instructions(client)
     print(
         json.dumps(
@@ -561,6 +568,17 @@ def report_callgrind(certs: int, listener: bool, top: int, keep: Path | None) ->
             print(f"{n / requests:12,.0f}  {Path(ob).name}  {fn}")
 
 
+def log_as_server() -> None:
+    """The log lines `acmekit server` writes (the CLI's format, INFO for the CA's own
+    loggers), to /dev/null: without `--log` the CA makes no log records at all."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format=LOG_FORMAT,
+        stream=open(os.devnull, "w"),  # noqa: SIM115 - for the process's lifetime
+    )
+    log_progress_by_default()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--certs", type=int, default=200)
@@ -570,6 +588,9 @@ def main() -> None:
     parser.add_argument("--callgrind", type=int, help="N: instructions per certificate")
     parser.add_argument("--top", type=int, default=0, help="with --callgrind: the split")
     parser.add_argument("--keep", type=Path, help="with --callgrind: keep the dumps here")
+    parser.add_argument(
+        "--log", action="store_true", help="log as `acmekit server` does (INFO), to /dev/null"
+    )
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -579,6 +600,8 @@ def main() -> None:
         "--settle", type=float, default=0.05, help="--listener: seconds between polls"
     )
     args = parser.parse_args()
+    if args.log:
+        log_as_server()
     if args.drive:
         base, root, key_file = args.drive
         key = load_pem_private_key(Path(key_file).read_bytes(), None)
@@ -590,7 +613,7 @@ def main() -> None:
             runner.run(warm_and_cold(args.certs, args.evict))
         return
     if args.callgrind:
-        report_callgrind(args.callgrind, args.listener, args.top, args.keep)
+        report_callgrind(args.callgrind, args.listener, args.top, args.keep, args.log)
         return
     marks = toggles() if args.toggles else None
     if args.listener:

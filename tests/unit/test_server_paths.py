@@ -28,3 +28,13 @@ def test_urls_are_the_base_and_a_path() -> None:
     assert urls.account_orders("a1") == "https://ca.test/acme/acct/a1/orders"
     assert urls.finalize("o1") == "https://ca.test/acme/order/o1/finalize"
     assert urls.resource(paths.ISSUER_CERT) == "https://ca.test/acme/issuer-cert"
+
+
+def test_a_path_is_its_template_filled_in() -> None:
+    """`path` joins the template's parts; it must give what `str.format` gave."""
+    for endpoint in ENDPOINTS:
+        template = endpoint.template
+        for ident in ("", "Ab_9-x", "{}", "{0}", "a/b", "~1-2"):
+            wanted = template.format(ident) if "{}" in template else template
+            assert endpoint.path(ident) == wanted, (template, ident)
+        assert endpoint.path() == (template.format("") if "{}" in template else template)

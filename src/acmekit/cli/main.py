@@ -107,6 +107,12 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
+# Every command's log lines: no field a LogRecord computes at some cost (the caller's
+# frame, the thread, the process), so `acmekit server` turns those off
+# (server.run.lighter_log_records).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="acmekit")
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
@@ -116,7 +122,7 @@ class _LazyGroup(click.Group):
 def cli(verbose: int, quiet: bool) -> None:
     """ACME end to end: certificate authority, client, DNS server and fleet manager."""
     level = logging.ERROR if quiet else logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     if quiet:
         # certbot's -q: what a command reports goes nowhere and nothing waits for a
         # person; its errors (standard error, `acmekit: ...`) still show.

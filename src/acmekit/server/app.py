@@ -22,6 +22,7 @@ from typing import Any
 
 from acmekit.database import UNAVAILABLE
 from acmekit.protocol import jsontext, payloads
+from acmekit.protocol.frozen import frozen_for_mypy
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import paths, render
 from acmekit.server.auth import (
@@ -60,7 +61,7 @@ POST = frozenset({"POST"})
 READ = frozenset({"GET", "POST"})  # a plain GET, or POST-as-GET
 
 
-@dataclass(frozen=True)
+@frozen_for_mypy  # built every request: docs/decisions.md
 class Request:
     method: str
     path: str
@@ -207,7 +208,11 @@ class AcmeApp:
         await self.authority.recover(Urls(base or "https://localhost").account)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Loops, not comprehensions, here and in `_send`: a comprehension is a function
+        # object made and called once a request (up to Python 3.11).
+        headers = {}
+        for name, value in scope["headers"]:
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
         early: AcmeError | None = None
         try:
             body = await self._read_body(headers, receive)
@@ -253,7 +258,9 @@ class AcmeApp:
         return link
 
     async def _send(self, req: Request, resp: Response, send: Send) -> None:
-        headers = [(k.encode(), v.encode()) for k, v in resp.headers]
+        headers = []
+        for name, value in resp.headers:
+            headers.append((name.encode(), value.encode()))
         headers.append((b"replay-nonce", self.nonces.issue().encode()))
         headers.append(self._index_link(req.urls))
         headers.append(NO_STORE)

@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from acmekit.protocol import payloads
+from acmekit.protocol.frozen import frozen_for_mypy
 from acmekit.protocol.jose import ALLOWED_ALGS, Jws, PublicKey, key_from_jwk, parse_jws
 from acmekit.protocol.messages import AccountStatus
 from acmekit.protocol.problems import ProblemType, malformed, problem, unauthorized
@@ -29,7 +30,7 @@ Signer = Literal["kid", "jwk", "either"]
 KEY_CACHE_SIZE = 10_000  # parsed account keys kept, by thumbprint
 
 
-@dataclass(frozen=True)
+@frozen_for_mypy  # built every request: docs/decisions.md
 class Authenticated:
     jws: Jws
     key: PublicKey

@@ -29,8 +29,16 @@ class Endpoint:
             re.escape(head) + (f"({self.id_pattern})" if hole else "") + re.escape(tail)
         )
 
+    @cached_property
+    def _parts(self) -> tuple[str, str, str]:
+        """The template before its `{}`, the `{}` (empty if it has none), and after."""
+        return self.template.partition("{}")
+
     def path(self, ident: str = "") -> str:
-        return self.template.format(ident) if "{}" in self.template else self.template
+        # Joined from the template's parts, split once: several URLs of every response
+        # are built here, and `str.format` parsed the template each time.
+        head, hole, tail = self._parts
+        return head + ident + tail if hole else head
 
 
 DIRECTORY = Endpoint("/directory")
