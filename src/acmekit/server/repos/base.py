@@ -270,14 +270,28 @@ class _SqliteUse:
         return rows
 
     def run(self, text: str, params: Sequence[Any]) -> int:
-        cur = self._cur
+        """A lone write. Outside a transaction, in SQLite's autocommit: the statement is
+        its own transaction, committed when it returns, as sqlite3's BEGIN, the write
+        and COMMIT were (the same locks taken at the same point: a deferred BEGIN takes
+        none), without the two statements sqlite3 prepares from their text each time
+        (about a third of a small write's instructions, docs/decisions.md). Inside a
+        block of this thread that has begun, it joins the block's transaction and
+        commits it, as before."""
+        conn, cur = self._conn, self._cur
+        if not conn.in_transaction:
+            level = conn.isolation_level
+            conn.isolation_level = None
+            try:
+                cur.execute(text, params)
+            finally:
+                conn.isolation_level = level
+            return int(cur.rowcount)
         try:
             cur.execute(text, params)
         except BaseException:
             self.__exit__(True, None, None)
             raise
-        if self._conn.in_transaction:
-            self.__exit__(None, None, None)
+        self.__exit__(None, None, None)
         return int(cur.rowcount)
 
 
