@@ -309,8 +309,10 @@ class OrderRepository(Repository):
         return [by_id[i] for i in ids if i in by_id]
 
     def authorization(self, authz_id: str) -> AuthorizationRecord | None:
-        found = self.authorizations([authz_id])
-        return found[0] if found else None
+        """`authorizations([authz_id])`'s statement, its one row read as one (the id is
+        the key: at most one row)."""
+        row = self._one(self._reads.authzs[1], (authz_id,))
+        return None if row is None else _authorization_from(row[0])
 
     def reusable_authorizations(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
@@ -363,12 +365,12 @@ class OrderRepository(Repository):
         self, challenge_id: str
     ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
         """The challenge and its authorization (with every challenge), in one statement."""
-        rows = self._all(self._reads.of_challenge, (challenge_id,))
-        found = _authorizations_of(rows)
-        if not found:
+        row = self._one(self._reads.of_challenge, (challenge_id,))  # by key: one at most
+        if row is None:
             return None
-        ch = next((ch for ch in found[0].challenges if ch.id == challenge_id), None)
-        return None if ch is None else (ch, found[0])
+        authz = _authorization_from(row[0])
+        ch = next((ch for ch in authz.challenges if ch.id == challenge_id), None)
+        return None if ch is None else (ch, authz)
 
     def start_challenge(self, challenge_id: str, now: datetime, account_uri: str) -> bool:
         """pending -> processing, noting the account URL the client asked under (for a
