@@ -26,8 +26,9 @@ from acmekit_testkit.sqlcount import SqlCount, counting
 # the claim) and the challenge's start (its authorization's row locked first, so that two
 # processes cannot start two of its challenges: RFC 8555 §7.1.6, a READ COMMITTED
 # snapshot does not see the other's start); its other writes are single statements in
-# autocommit. The download of a certificate this process recorded sends none.
-BOUNDS = {"sqlite": (32, 6), "postgresql": (28, 2)}
+# autocommit. The download of a certificate this process recorded sends none. On SQLite
+# a lone write (the challenge's start) is its own transaction in autocommit, not counted.
+BOUNDS = {"sqlite": (32, 5), "postgresql": (28, 2)}
 
 
 @pytest.fixture

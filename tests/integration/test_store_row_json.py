@@ -96,6 +96,8 @@ def test_records_read_are_the_records_written(store: Store) -> None:
     http = authz.challenges[1]
     assert store.orders.challenge_and_authorization(http.id) == (http, authz)
     assert store.orders.reusable_authorizations("acct", authz.identifier, False, NOW) == [authz]
+    assert store.orders.authorization("no-such-authz") is None
+    assert store.orders.challenge_and_authorization("no-such-challenge") is None
 
     # A change made by anyone is a new text, so a new record: never the cached one.
     assert store.orders.start_challenge(http.id, NOW, "https://ca.example/acct/1")

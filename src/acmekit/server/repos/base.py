@@ -109,6 +109,22 @@ def marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
+class Texts(dict[Any, str]):
+    """Statement texts of one shape each (`make(key)`: the key a count of placeholders,
+    or the optional parts a statement has), each made once: a text built per call is a
+    new string that the driver's statement cache hashes and compares in full on every
+    run, where a kept one's hash is cached. Keys come from bounded shapes (an order's
+    identifiers are bounded), so the dict stays small."""
+
+    def __init__(self, make: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: Any) -> str:
+        text = self[key] = self._make(key)
+        return text
+
+
 def opt_time(us: int | None) -> datetime | None:
     return None if us is None else from_us(us)
 
@@ -270,14 +286,28 @@ class _SqliteUse:
         return rows
 
     def run(self, text: str, params: Sequence[Any]) -> int:
-        cur = self._cur
+        """A lone write. Outside a transaction, in SQLite's autocommit: the statement is
+        its own transaction, committed when it returns, as sqlite3's BEGIN, the write
+        and COMMIT were (the same locks taken at the same point: a deferred BEGIN takes
+        none), without the two statements sqlite3 prepares from their text each time
+        (about a third of a small write's instructions, docs/decisions.md). Inside a
+        block of this thread that has begun, it joins the block's transaction and
+        commits it, as before."""
+        conn, cur = self._conn, self._cur
+        if not conn.in_transaction:
+            level = conn.isolation_level
+            conn.isolation_level = None
+            try:
+                cur.execute(text, params)
+            finally:
+                conn.isolation_level = level
+            return int(cur.rowcount)
         try:
             cur.execute(text, params)
         except BaseException:
             self.__exit__(True, None, None)
             raise
-        if self._conn.in_transaction:
-            self.__exit__(None, None, None)
+        self.__exit__(None, None, None)
         return int(cur.rowcount)
 
 
@@ -454,6 +484,16 @@ class Database:
             self._drop_held()
 
 
+def _together_text(texts: tuple[str, ...]) -> str:
+    """PostgreSQL: the statements as one, each but the last a data-modifying WITH."""
+    head = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(texts[:-1]))
+    return f"WITH {head} {texts[-1]}"
+
+
+# By the statements' texts: each a kept text of one shape (`Texts`), so the shapes are few.
+_TOGETHER = Texts(_together_text)
+
+
 class Repository:
     """A repository's access to the shared `Database`. Methods are short transactions;
     none reads the process's clock (the rate-limit buckets may read the database's)."""
@@ -498,10 +538,10 @@ class Repository:
         snapshot), in autocommit: one round trip where a transaction takes one for
         BEGIN, one a statement and one for COMMIT. On SQLite one transaction."""
         if self._postgres and len(statements) > 1:
-            head = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(statements[:-1]))
+            text = _TOGETHER[tuple(sql for sql, _ in statements)]
             params = [value for _, values in statements for value in values]
             with self._once() as c:
-                c.run(f"WITH {head} {statements[-1][0]}", params)
+                c.run(text, params)
             return
         with self._raw() as c:
             for sql, values in statements:

@@ -31,6 +31,7 @@ from acmekit.server.repos.base import (
     Database,
     Repository,
     RowJson,
+    Texts,
     col_list,
     cols,
     identifier_type,
@@ -55,7 +56,13 @@ _INSERT_AUTHZ = (
     "INSERT INTO authorizations (id, account_id, identifier_type, identifier_value, "
     "wildcard, stored_status, expires, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_CHALLENGES = "INSERT INTO challenges (id, authz_id, type, token, status) VALUES "
+# One INSERT of an authorization's challenges, by their count.
+_INSERT_CHALLENGES = Texts(
+    lambda n: (
+        "INSERT INTO challenges (id, authz_id, type, token, status) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?)"] * n)
+    )
+)
 _RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM authorizations WHERE id = ? AND renewal_order_id IS NOT NULL"
 # An authorization may already serve an earlier renewal order: that one stays.
 _MARK_RENEWAL_AUTHZS = (
@@ -111,7 +118,8 @@ class _Reads:
         chs = j.rows(_CHALLENGE_FIELDS, "FROM challenges c WHERE c.authz_id = a.id")
         authz = j.text([*_AUTHZ_FIELDS, chs])
         order = j.text(col_list(orders, "o", skip=("csr",)))  # the CSR as its own column
-        self.authzs = f"SELECT {authz} FROM authorizations a WHERE a.id IN "
+        authzs = f"SELECT {authz} FROM authorizations a WHERE a.id IN "
+        self.authzs = Texts(lambda n: f"{authzs}({marks(n)})")  # by the count of ids
         # The candidates, newest first (their challenges nested: no join to order).
         self.reusable = (
             f"SELECT {authz} FROM authorizations a WHERE a.account_id = ? "
@@ -259,6 +267,22 @@ _LOCK_AUTHZ_OF_CHALLENGE = (
 )
 
 
+def _finish_authz(parts: tuple[bool, bool]) -> str:
+    """What a finished challenge sets on its authorization: (a success's new expiry,
+    the validation's evidence)."""
+    extend, evidence = parts
+    sets = ["expires = ?"] if extend else []
+    if evidence:
+        sets += ["mpic_quorum = ?", "mpic_perspectives = ?", "dnssec_dcv = ?", "dnssec_caa = ?"]
+    return (
+        f"UPDATE authorizations SET {', '.join(sets)} WHERE id = "
+        "(SELECT authz_id FROM challenges WHERE id = ?)"
+    )
+
+
+_FINISH_AUTHZ = Texts(_finish_authz)
+
+
 class OrderRepository(Repository):
     """Orders, their authorizations and challenges, and who finalizes an order."""
 
@@ -280,13 +304,15 @@ class OrderRepository(Repository):
         """The authorizations with these ids, in the order given (missing ones skipped)."""
         if not ids:
             return []
-        rows = self._all(self._reads.authzs + f"({marks(len(ids))})", tuple(ids))
+        rows = self._all(self._reads.authzs[len(ids)], tuple(ids))
         by_id = {r.id: r for r in _authorizations_of(rows)}
         return [by_id[i] for i in ids if i in by_id]
 
     def authorization(self, authz_id: str) -> AuthorizationRecord | None:
-        found = self.authorizations([authz_id])
-        return found[0] if found else None
+        """`authorizations([authz_id])`'s statement, its one row read as one (the id is
+        the key: at most one row)."""
+        row = self._one(self._reads.authzs[1], (authz_id,))
+        return None if row is None else _authorization_from(row[0])
 
     def reusable_authorizations(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
@@ -339,12 +365,12 @@ class OrderRepository(Repository):
         self, challenge_id: str
     ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
         """The challenge and its authorization (with every challenge), in one statement."""
-        rows = self._all(self._reads.of_challenge, (challenge_id,))
-        found = _authorizations_of(rows)
-        if not found:
+        row = self._one(self._reads.of_challenge, (challenge_id,))  # by key: one at most
+        if row is None:
             return None
-        ch = next((ch for ch in found[0].challenges if ch.id == challenge_id), None)
-        return None if ch is None else (ch, found[0])
+        authz = _authorization_from(row[0])
+        ch = next((ch for ch in authz.challenges if ch.id == challenge_id), None)
+        return None if ch is None else (ch, authz)
 
     def start_challenge(self, challenge_id: str, now: datetime, account_uri: str) -> bool:
         """pending -> processing, noting the account URL the client asked under (for a
@@ -375,14 +401,13 @@ class OrderRepository(Repository):
         """processing -> valid or invalid; a success also extends the authorization.
         `evidence` (MPIC, DNSSEC) is recorded on the authorization either way."""
         status = ChallengeStatus.INVALID if error else ChallengeStatus.VALID
-        sets: list[str] = []
+        extend = False
         values: list[Any] = []
         if authz_expires is not None and not error:
-            sets.append("expires = ?")
+            extend = True
             values.append(to_us(authz_expires))
         if evidence is not None:
             perspectives = evidence.mpic_perspectives
-            sets += ["mpic_quorum = ?", "mpic_perspectives = ?", "dnssec_dcv = ?", "dnssec_caa = ?"]
             values += [
                 evidence.mpic_quorum,
                 None if perspectives is None else json.dumps(perspectives),
@@ -390,14 +415,9 @@ class OrderRepository(Repository):
                 evidence.dnssec_caa,
             ]
         statements: list[tuple[str, Sequence[Any]]] = []
-        if sets:  # the authorization's row; the challenge's row below, not read here
-            statements.append(
-                (
-                    f"UPDATE authorizations SET {', '.join(sets)} WHERE id = "
-                    "(SELECT authz_id FROM challenges WHERE id = ?)",
-                    (*values, challenge_id),
-                )
-            )
+        if values:  # the authorization's row; the challenge's row below, not read here
+            text = _FINISH_AUTHZ[(extend, evidence is not None)]
+            statements.append((text, (*values, challenge_id)))
         statements.append(
             (
                 "UPDATE challenges SET status = ?, validated = ?, error = ? "
@@ -616,7 +636,7 @@ def _authorization_inserts(
     if authz.challenges:
         statements.append(
             (
-                _INSERT_CHALLENGES + ", ".join(["(?, ?, ?, ?, ?)"] * len(authz.challenges)),
+                _INSERT_CHALLENGES[len(authz.challenges)],
                 [
                     value
                     for ch in authz.challenges
