@@ -114,14 +114,21 @@ class Texts(dict[Any, str]):
     or the optional parts a statement has), each made once: a text built per call is a
     new string that the driver's statement cache hashes and compares in full on every
     run, where a kept one's hash is cached. Keys come from bounded shapes (an order's
-    identifiers are bounded), so the dict stays small."""
+    identifiers are bounded), so the dict stays small. Some keys are not: the joined
+    inserts of an order follow its identifiers' kinds (3**n sequences of challenge
+    counts, chosen by the client), so no more than KEPT texts are kept; past that a text
+    is made per call, as it was before."""
+
+    KEPT = 256
 
     def __init__(self, make: Callable[[Any], str]) -> None:
         super().__init__()
         self._make = make
 
     def __missing__(self, key: Any) -> str:
-        text = self[key] = self._make(key)
+        text = self._make(key)
+        if len(self) < self.KEPT:
+            self[key] = text
         return text
 
 
