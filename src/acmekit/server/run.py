@@ -7,6 +7,7 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import logging.handlers
 import socket
 import ssl
 from collections.abc import Callable
@@ -276,9 +277,23 @@ def lighter_log_records() -> list[str]:
     return off
 
 
+# Handlers that write only what their formatter makes of a record. Any other may read
+# the record's fields itself or hand the whole record on (a QueueHandler to its
+# listener's handlers, a SocketHandler to a log server), to formats not seen here.
+_FORMATTING_HANDLERS = (
+    logging.StreamHandler,
+    logging.FileHandler,
+    logging.handlers.WatchedFileHandler,
+    logging.handlers.RotatingFileHandler,
+    logging.handlers.TimedRotatingFileHandler,
+)
+
+
 def _handler_formats() -> list[str] | None:
     """The format string of every handler in the logging tree; None if a handler or
-    logger has a filter, or a handler's formatter is not a plain `logging.Formatter`."""
+    logger has a filter, a handler is not one that only writes its formatter's output
+    (`_FORMATTING_HANDLERS`), or a handler's formatter is not a plain
+    `logging.Formatter`."""
     loggers: list[logging.Logger] = [logging.getLogger()]
     loggers += [
         logger
@@ -291,8 +306,10 @@ def _handler_formats() -> list[str] | None:
             return None
         for handler in logger.handlers:
             formatter = handler.formatter
-            if handler.filters or (
-                formatter is not None and type(formatter) is not logging.Formatter
+            if (
+                handler.filters
+                or type(handler) not in _FORMATTING_HANDLERS
+                or (formatter is not None and type(formatter) is not logging.Formatter)
             ):
                 return None
             # Without a formatter a handler writes the message alone ("%(message)s").
