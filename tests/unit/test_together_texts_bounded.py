@@ -38,3 +38,20 @@ def test_a_text_past_the_bound_is_still_the_text_of_its_key() -> None:
     for n in range(1, base.Texts.KEPT + 50):
         assert texts[n] == f"IN ({base.marks(n)})"
     assert len(texts) == base.Texts.KEPT
+
+
+def test_the_texts_translated_for_psycopg_stay_bounded() -> None:
+    class Driver:
+        def execute(self, text: str, params: object) -> None:
+            self.text = text
+
+        rowcount = 1
+
+    driver = Driver()
+    kept: dict[str, str] = {}
+    cursor = base._FormatCursor(driver, kept)
+    for shape in _shapes(base.FORMAT_TEXTS_KEPT + 100):
+        text = base._together_text(shape)
+        cursor.run(text, ())
+        assert driver.text == text.replace("?", "%s")
+    assert len(kept) == base.FORMAT_TEXTS_KEPT

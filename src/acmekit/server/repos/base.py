@@ -192,6 +192,9 @@ class Cursor:
         return list(cur.fetchall())
 
 
+FORMAT_TEXTS_KEPT = 4096  # texts translated for psycopg and kept, per Database
+
+
 class _FormatCursor(Cursor):
     """For a driver whose placeholders are %s (psycopg): each text translated once."""
 
@@ -204,7 +207,11 @@ class _FormatCursor(Cursor):
     def _sql(self, text: str) -> str:
         found = self._texts.get(text)
         if found is None:
-            found = self._texts[text] = text.replace("?", "%s")
+            found = text.replace("?", "%s")
+            # Kept up to a bound: some texts follow what a client sent (an order's
+            # joined inserts, by its identifiers' kinds), too many shapes to keep all.
+            if len(self._texts) < FORMAT_TEXTS_KEPT:
+                self._texts[text] = found
         return found
 
     def run(self, text: str, params: Sequence[Any] = ()) -> int:
