@@ -69,24 +69,28 @@ class Spent:
     cpu: float = 0.0
     depth: int = 0
 
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        """Counts the time inside, on the loop's thread and outside any counted block."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # a worker thread's: not the loop's time
+            return
+        self.depth += 1
+        w, c = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0:
+                self.wall += time.perf_counter() - w
+                self.cpu += time.thread_time() - c
+
 
 def _timed(spent: Spent, method: Callable[..., AbstractContextManager[Any]]) -> Any:
     @contextmanager
     def wrapper(self: Any) -> Iterator[Any]:
-        if threading.current_thread() is not threading.main_thread():
-            with method(self) as inner:  # a worker thread's: not the loop's time
-                yield inner
-            return
-        spent.depth += 1
-        w, c = time.perf_counter(), time.thread_time()
-        try:
-            with method(self) as inner:
-                yield inner
-        finally:
-            spent.depth -= 1
-            if spent.depth == 0:
-                spent.wall += time.perf_counter() - w
-                spent.cpu += time.thread_time() - c
+        with spent.counting(), method(self) as inner:
+            yield inner
 
     return wrapper
 
@@ -95,17 +99,8 @@ def _timed_call(spent: Spent, method: Callable[..., Any]) -> Any:
     """A lone statement run without a block (`Repository._one`, `_all`, `_run`)."""
 
     def wrapper(*args: Any) -> Any:
-        if threading.current_thread() is not threading.main_thread():
+        with spent.counting():
             return method(*args)
-        spent.depth += 1
-        w, c = time.perf_counter(), time.thread_time()
-        try:
-            return method(*args)
-        finally:
-            spent.depth -= 1
-            if spent.depth == 0:
-                spent.wall += time.perf_counter() - w
-                spent.cpu += time.thread_time() - c
 
     return wrapper
 
