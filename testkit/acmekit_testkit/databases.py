@@ -8,8 +8,12 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from acmekit.server.store import Store
 
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
@@ -60,3 +64,17 @@ def fresh_database(
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@contextmanager
+def fresh_store(backend: str, directory: Path, filename: str) -> Iterator[Store]:
+    """The CA's store (migrated) on a fresh database (`fresh_database`), its engine
+    disposed of afterwards."""
+    from acmekit.server.store import Store
+
+    with fresh_database(backend, directory, filename) as url:
+        store = Store.from_url(url)
+        try:
+            yield store
+        finally:
+            store.engine.dispose()

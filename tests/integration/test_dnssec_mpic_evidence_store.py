@@ -20,7 +20,7 @@ from acmekit.protocol.messages import (
 )
 from acmekit.server.records import AuthorizationRecord, ChallengeRecord, ValidationEvidence
 from acmekit.server.store import Store
-from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.databases import fresh_store
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -28,10 +28,8 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 @pytest.fixture(params=BACKEND_PARAMS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    with fresh_database(request.param, tmp_path, "ca.db") as url:
-        s = Store.from_url(url)
-        yield s
-        s.engine.dispose()
+    with fresh_store(request.param, tmp_path, "ca.db") as store:
+        yield store
 
 
 def pending(store: Store, authz_id: str) -> str:

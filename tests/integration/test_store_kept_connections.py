@@ -25,7 +25,7 @@ from acmekit.protocol.messages import (
 )
 from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
 from acmekit.server.store import Store
-from acmekit_testkit.databases import fresh_database, fresh_postgres_database
+from acmekit_testkit.databases import fresh_postgres_database, fresh_store
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -41,10 +41,8 @@ def pg_store() -> Iterator[Store]:
 
 @pytest.fixture(params=BACKEND_PARAMS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    with fresh_database(request.param, tmp_path, "kept.db") as url:
-        s = Store.from_url(url)
-        yield s
-        s.engine.dispose()
+    with fresh_store(request.param, tmp_path, "kept.db") as store:
+        yield store
 
 
 def _backend_pid(store: Store) -> int:

@@ -36,7 +36,7 @@ from acmekit.server.records import (
 )
 from acmekit.server.repos.base import RowJson, loads
 from acmekit.server.store import Store
-from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.databases import fresh_store
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -45,10 +45,8 @@ ODD = 'quo"te \\ back \u2013 ünï'
 
 @pytest.fixture(params=BACKEND_PARAMS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    with fresh_database(request.param, tmp_path, "rowjson.db") as url:
-        made = Store.from_url(url)
-        yield made
-        made.engine.dispose()
+    with fresh_store(request.param, tmp_path, "rowjson.db") as store:
+        yield store
 
 
 def test_values_survive_the_databases_json(store: Store) -> None:
