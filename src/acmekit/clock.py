@@ -8,7 +8,9 @@ hours of polling, or 90 days of renewals, in no time.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Protocol
 
 
@@ -20,11 +22,15 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+# The current time in UTC, read without a Python frame of ours: the server reads it about
+# thirty times a certificate (nonces, orders, validations, issuance), 100 ns less each.
+utc_now: Callable[[], datetime] = partial(datetime.now, UTC)
+
+
 class SystemClock:
     """The real clock: wall time for `now`, the event loop for `sleep`."""
 
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+    now = staticmethod(utc_now)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from acmekit.clock import SystemClock
+from acmekit.clock import utc_now
 from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
 from acmekit.hostport import client_key
@@ -295,7 +295,7 @@ class Authority:
         self.now = now
         # The real clock defers to the database's for rate limits, which every CA
         # process sharing the database reads alike; an injected clock (tests) rules.
-        real = isinstance(getattr(now, "__self__", None), SystemClock)
+        real = now is utc_now  # SystemClock's `now`, the server's default
         self.limits = RateLimiter(config.rate_limits, store.buckets, database_clock=real)
         self.policy = Policy(config, store)
         self.profiles = config.all_profiles
