@@ -29,7 +29,7 @@ import re
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from typing import Final, Generic, NamedTuple, Protocol, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 import dns.rdatatype
 import dns.resolver
@@ -112,56 +112,6 @@ def _random_ident() -> int:
     return _IDENTS.pop()
 
 
-class _Waiter(Protocol):
-    """What `_Channel.waiting` holds per question: its future, or its part of a batch."""
-
-    def done(self) -> bool: ...
-
-    def set_result(self, result: bytes, /) -> None: ...
-
-    def set_exception(self, exception: BaseException, /) -> None: ...
-
-
-class _Batch:
-    """The questions of one `ask_all`: `over` is set once none of them is waiting."""
-
-    __slots__ = ("left", "over")
-
-    def __init__(self, over: asyncio.Future[None], count: int) -> None:
-        self.over = over
-        self.left = count
-
-    def one_over(self) -> None:
-        self.left -= 1
-        if not self.left and not self.over.done():
-            self.over.set_result(None)
-
-
-class _Part:
-    """One question of a batch, in a future's place in `_Channel.waiting`: its answer
-    (`data`), or None when it failed or ran out of time, as its future's exception
-    would have said."""
-
-    __slots__ = ("_batch", "_over", "data")
-
-    def __init__(self, batch: _Batch) -> None:
-        self._batch = batch
-        self._over = False
-        self.data: bytes | None = None
-
-    def done(self) -> bool:
-        return self._over
-
-    def set_result(self, result: bytes, /) -> None:
-        self.data = result
-        self._over = True
-        self._batch.one_over()
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        self._over = True
-        self._batch.one_over()
-
-
 class _Channel(asyncio.DatagramProtocol):
     """One connected UDP socket and the questions waiting on it, by message ID.
 
@@ -179,7 +129,7 @@ class _Channel(asyncio.DatagramProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.DatagramTransport
-        self.waiting: dict[int, _Waiter] = {}
+        self.waiting: dict[int, asyncio.Future[bytes]] = {}
         self.asked = 0
         self.retired = False
         # loop time each question's wait ends, by ID, until the question is over
@@ -370,31 +320,28 @@ class StubClient:
                 channel = await self._open(loop, count)
             except OSError:
                 return replies
-        # One future for the batch, set when every question is over (answered, failed
-        # or out of time): the task wakes once, not once per answer that arrives alone.
-        batch = _Batch(loop.create_future(), count)
-        sent: list[tuple[int, int, bytes, _Part]] = []
+        sent: list[tuple[int, int, bytes, asyncio.Future[bytes]]] = []
         for index, question in enumerate(questions):
             if question is not None:
                 ident = channel.new_ident()
-                part = _Part(batch)
-                channel.waiting[ident] = part
+                answer: asyncio.Future[bytes] = loop.create_future()
+                channel.waiting[ident] = answer
                 channel.wait_until(loop, ident, expires)
-                sent.append((index, ident, question, part))
+                sent.append((index, ident, question, answer))
         try:
             for _, ident, question, _ in sent:
                 channel.transport.sendto(_HEADER.pack(ident, self._flags, 1, 0, 0, 0) + question)
-            await batch.over
-            for index, _, question, part in sent:
-                if part.data is None:
-                    continue  # no answer (a timeout, a socket error): left to the resolver
+            for index, _, question, answer in sent:
                 try:
-                    replies[index] = _read(part.data, question, qnames[index], rdtype, decode)
-                except (_Unusual, ValueError):
-                    continue  # None: left to the resolver
+                    data = await answer
+                    replies[index] = _read(data, question, qnames[index], rdtype, decode)
+                except (_Unusual, ValueError, OSError, TimeoutError):
+                    pass  # None: left to the resolver
         finally:
-            batch.over.cancel()  # if not done
-            for _, ident, _, _ in sent:
+            for _, ident, _, answer in sent:
+                if answer.done() and not answer.cancelled():
+                    answer.exception()  # retrieved: an answer left unread is no error
+                answer.cancel()
                 channel.done_with(ident)
         return replies
 
