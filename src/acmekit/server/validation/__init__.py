@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from acmekit.protocol.messages import ChallengeType, Identifier
@@ -125,13 +126,7 @@ class Validator:
         until: int | None = None
         try:
             with resolve.bound_at(end + _GRACE, loop):
-                if challenge_type == _HTTP_01 and not identifier.is_wildcard:
-                    # `_run`'s case, without its coroutine (see `_fetch_bounded`)
-                    await validate_http01(
-                        self._dns, self._https, self._http, identifier, token,
-                        key_authorization, end,
-                    )  # fmt: skip
-                elif challenge_type in _ACCOUNT_BOUND:
+                if challenge_type in _ACCOUNT_BOUND:
                     until = await self._run_bound(
                         challenge_type, identifier, key_authorization, account, end
                     )
@@ -167,12 +162,14 @@ class Validator:
             return None
         return await validate_dns_persist01(self._dns, identifier, account, end)
 
-    async def _run(
+    def _run(
         self, ctype: ChallengeType, identifier: Identifier, token: str, key_auth: str, end: float
-    ) -> None:
+    ) -> Awaitable[None]:
+        """The validation of `ctype`, to be awaited: the validator's own coroutine, not
+        one of this method's around it (every coroutine between the task and its waits
+        is passed through at each wake-up; see `_fetch_bounded`)."""
         if ctype == _DNS_01:
-            await validate_dns01(self._dns, identifier, key_auth, end)
-            return
+            return validate_dns01(self._dns, identifier, key_auth, end)
         if ctype != _HTTP_01 and ctype != _TLS_ALPN_01:
             raise problem(ProblemType.MALFORMED, f"unsupported challenge type {ctype!r}")
         if identifier.is_wildcard:
@@ -181,12 +178,11 @@ class Validator:
                 f"{ctype} cannot validate a wildcard identifier (RFC 8555 §7.1.3)",
             )
         if ctype == _HTTP_01:
-            await validate_http01(
+            return validate_http01(
                 self._dns, self._https, self._http, identifier, token, key_auth, end
             )
-        else:
-            port = self._config.tlsalpn01_port
-            await validate_tlsalpn01(self._dns, self._tls, port, identifier, key_auth, end)
+        port = self._config.tlsalpn01_port
+        return validate_tlsalpn01(self._dns, self._tls, port, identifier, key_auth, end)
 
     @staticmethod
     def _failed(ctype: ChallengeType, identifier: Identifier, err: AcmeError) -> AcmeError:
