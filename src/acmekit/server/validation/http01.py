@@ -41,8 +41,8 @@ from acmekit.protocol.messages import Identifier
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation.resolve import (
     DnsClient,
-    addresses_for,
     bound_at,
+    first_accepting,
     open_checked,
 )
 
@@ -205,12 +205,7 @@ async def validate_http01(
 async def _fetch_bounded(
     dns: DnsClient, tls: ssl.SSLContext, url: Target, policy: Http01Policy, deadline: float
 ) -> Fetched:
-    """One GET within the deadline; every failure a problem that names the URL.
-
-    The connection to the first address that does not refuse it (`first_accepting`'s
-    walk, written out: its coroutine and the closure it calls cost more than the walk,
-    and every coroutine between the task and a wait is passed through again at each of
-    the fetch's three wake-ups: the address, the connection, the answer)."""
+    """One GET within the deadline; every failure a problem that names the URL."""
     loop = asyncio.get_running_loop()  # once: on Python 3.11 each look-up is a getpid call
     try:
         with bound_at(deadline, loop):
@@ -240,30 +235,29 @@ async def _open(
     deadline: float,
     loop: asyncio.AbstractEventLoop,
 ) -> tuple[asyncio.Transport, _Reader]:
-    """A connection to `url`'s host, as `first_accepting` finds it: each permitted
-    address in turn until one does not refuse; AAAA addresses when every A address
-    refused. What else fails ends the search; the last refusal when all refused."""
+    """A connection to the first of `url`'s host's addresses that does not refuse it
+    (`first_accepting`); the last refusal when all refused."""
     host = url.host
     secure = url.scheme == "https"
-    refused: ConnectionRefusedError | None = None
-    found = await addresses_for(dns, host, deadline, ipv6=False, loop=loop)
-    while True:
-        for address in found.values:
-            reader = _Reader(policy.max_body, policy.max_header, loop)
-            try:
-                transport = await open_checked(
-                    dns.reachable, host, address, url.port, reader,
-                    tls=tls if secure else None, server_hostname=host if secure else None,
-                    loop=loop,
-                )  # fmt: skip
-            except ConnectionRefusedError as exc:
-                refused = exc
-                continue
-            return transport, reader
-        if found.ipv6_asked:
-            raise refused if refused is not None else ConnectionRefusedError()
-        log.debug("every A address of %s refused; trying AAAA", host)
-        found = await addresses_for(dns, host, deadline, ipv6=True, loop=loop)
+    refused: list[ConnectionRefusedError] = []
+
+    async def connect(address: str) -> tuple[asyncio.Transport, _Reader] | None:
+        reader = _Reader(policy.max_body, policy.max_header, loop)
+        try:
+            transport = await open_checked(
+                dns.reachable, host, address, url.port, reader,
+                tls=tls if secure else None, server_hostname=host if secure else None,
+                loop=loop,
+            )  # fmt: skip
+        except ConnectionRefusedError as exc:
+            refused.append(exc)
+            return None
+        return transport, reader
+
+    opened = await first_accepting(dns, host, deadline, connect, loop=loop)
+    if opened is None:
+        raise refused[-1] if refused else ConnectionRefusedError()
+    return opened
 
 
 def _request(url: Target) -> bytes:

@@ -487,19 +487,25 @@ async def open_checked(
 
 
 async def first_accepting(
-    dns: DnsClient, host: str, deadline: float, attempt: Callable[[str], Awaitable[T | None]]
+    dns: DnsClient,
+    host: str,
+    deadline: float,
+    attempt: Callable[[str], Awaitable[T | None]],
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> T | None:
     """`attempt` each address of `host` in turn until one does not refuse (returns a value
     rather than None); AAAA addresses are tried when every A address refused. None when
-    every address refused. What `attempt` raises ends the search."""
-    found = await addresses_for(dns, host, deadline, ipv6=False)
+    every address refused. What `attempt` raises ends the search. (`loop`: as
+    `addresses_for` takes it.)"""
+    found = await addresses_for(dns, host, deadline, ipv6=False, loop=loop)
     for address in found.values:
         if (result := await attempt(address)) is not None:
             return result
     if found.ipv6_asked:
         return None
     log.debug("every A address of %s refused; trying AAAA", host)
-    for address in (await addresses_for(dns, host, deadline, ipv6=True)).values:
+    for address in (await addresses_for(dns, host, deadline, ipv6=True, loop=loop)).values:
         if (result := await attempt(address)) is not None:
             return result
     return None
