@@ -37,7 +37,7 @@ orders = sa.Table(
     "orders",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("account_id", sa.String(64), nullable=False, index=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
     sa.Column("identifiers", sa.Text, nullable=False),
     sa.Column("authz_ids", sa.Text, nullable=False),
     sa.Column("expires", sa.BigInteger, nullable=False),
@@ -50,7 +50,9 @@ orders = sa.Table(
     sa.Column("finalize_started", sa.BigInteger, index=True),
     sa.Column("error", sa.Text),
     sa.Column("certificate_id", sa.String(64)),
-    # an account's order list, in pages, newest first (migration 0007)
+    # an account's order list, in pages, newest first (migration 0008); it also serves
+    # every lookup by account_id alone, its leading column (0009 dropped the index on
+    # account_id by itself, which each order's insert kept up for nothing)
     sa.Index("ix_orders_account_created", "account_id", "created"),
 )
 
