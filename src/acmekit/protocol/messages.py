@@ -124,7 +124,11 @@ def _check_label(label: str, value: str) -> None:
         raise _rejected(value, "label longer than 63 octets")
     if label.startswith("-") or label.endswith("-"):
         raise _rejected(value, "label starts or ends with a hyphen")
-    if not all(c.isascii() and (c.isalnum() or c == "-") for c in label):
+    # Letters, digits and hyphen (RFC 1035 §2.3.1), ASCII only: str.isalnum alone takes
+    # non-ASCII letters and digits ('é', '٣', '²'). Whole-string methods, not a test per
+    # character: every label of every identifier comes here. The label is not empty and
+    # does not start with a hyphen (above), so without its hyphens it is not empty.
+    if not (label.isascii() and (label.isalnum() or label.replace("-", "").isalnum())):
         raise _rejected(value, "label has characters other than letters, digits and hyphen")
 
 
