@@ -205,43 +205,23 @@ async def validate_http01(
 async def _fetch_bounded(
     dns: DnsClient, tls: ssl.SSLContext, url: Target, policy: Http01Policy, deadline: float
 ) -> Fetched:
-    """One GET within the deadline; every failure a problem that names the URL."""
+    """One GET within the deadline, on a connection to the first of `url`'s host's
+    addresses that does not refuse it (`first_accepting`; the last refusal when all
+    refused); every failure a problem that names the URL."""
     loop = asyncio.get_running_loop()  # once: on Python 3.11 each look-up is a getpid call
-    try:
-        with bound_at(deadline, loop):
-            transport, reader = await _open(dns, tls, url, policy, deadline, loop)
-            try:
-                transport.write(_request(url))
-                return await reader.answer
-            finally:
-                transport.abort()
-    except TimeoutError:
-        raise problem(ProblemType.CONNECTION, f"fetching {url}: timeout") from None
-    except AcmeError as err:
-        raise problem(
-            ProblemType(err.problem.type), f"fetching {url}: {err.problem.detail}"
-        ) from None
-    except ssl.SSLError as exc:
-        raise problem(ProblemType.TLS, f"fetching {url}: TLS error: {_reason(exc)}") from None
-    except OSError as exc:
-        raise problem(ProblemType.CONNECTION, f"fetching {url}: {_os_reason(exc)}") from None
-
-
-async def _open(
-    dns: DnsClient,
-    tls: ssl.SSLContext,
-    url: Target,
-    policy: Http01Policy,
-    deadline: float,
-    loop: asyncio.AbstractEventLoop,
-) -> tuple[asyncio.Transport, _Reader]:
-    """A connection to the first of `url`'s host's addresses that does not refuse it
-    (`first_accepting`); the last refusal when all refused."""
     host = url.host
     secure = url.scheme == "https"
     refused: list[ConnectionRefusedError] = []
+    # Whether the fetch waits on a lookup of the host's addresses: before the first
+    # address is tried, and after every A address refused (AAAA is then asked); not while
+    # connecting, sending or reading. The fetch's bound and the lookups' own bound
+    # (`addresses_for`) share the deadline, and of two bounds that fire together the outer
+    # one, this, raises the TimeoutError: this flag says which of the two timed out.
+    looking_up = True
 
     async def connect(address: str) -> tuple[asyncio.Transport, _Reader] | None:
+        nonlocal looking_up
+        looking_up = False
         reader = _Reader(policy.max_body, policy.max_header, loop)
         try:
             transport = await open_checked(
@@ -251,13 +231,39 @@ async def _open(
             )  # fmt: skip
         except ConnectionRefusedError as exc:
             refused.append(exc)
+            looking_up = True  # the next address is tried at once; after the last, AAAA
             return None
         return transport, reader
 
-    opened = await first_accepting(dns, host, deadline, connect, loop=loop)
-    if opened is None:
-        raise refused[-1] if refused else ConnectionRefusedError()
-    return opened
+    try:
+        with bound_at(deadline, loop):
+            # written out here, not in a coroutine of its own: every coroutine between the
+            # task and its waits is passed through again at each wake-up
+            opened = await first_accepting(dns, host, deadline, connect, loop=loop)
+            if opened is None:
+                raise refused[-1] if refused else ConnectionRefusedError()
+            transport, reader = opened
+            try:
+                transport.write(_request(url))
+                return await reader.answer
+            finally:
+                transport.abort()
+    except TimeoutError:
+        if looking_up:
+            # The name could not be resolved in time: a dns problem (RFC 8555 §6.7), as
+            # the lookup's own bound would have said had it been the one to fire.
+            raise problem(
+                ProblemType.DNS, f"fetching {url}: DNS problem: timeout looking up {host}"
+            ) from None
+        raise problem(ProblemType.CONNECTION, f"fetching {url}: timeout") from None
+    except AcmeError as err:
+        raise problem(
+            ProblemType(err.problem.type), f"fetching {url}: {err.problem.detail}"
+        ) from None
+    except ssl.SSLError as exc:
+        raise problem(ProblemType.TLS, f"fetching {url}: TLS error: {_reason(exc)}") from None
+    except OSError as exc:
+        raise problem(ProblemType.CONNECTION, f"fetching {url}: {_os_reason(exc)}") from None
 
 
 def _request(url: Target) -> bytes:
