@@ -24,7 +24,8 @@ from acmekit.protocol.problems import AcmeError
 # All of ASCII, and characters that str.isalnum() or str.isdigit() take outside ASCII:
 # Latin letters with marks, Arabic-Indic and Devanagari digits, superscripts, full-width
 # digits and letters, a titlecase letter, letters whose case maps grow ('ß', 'İ'), a
-# Roman numeral, CJK, and non-alphanumerics (no-break space, soft hyphen, en dash).
+# Roman numeral, CJK, and non-alphanumerics (no-break space, soft hyphen, en dash,
+# zero-width space).
 NON_ASCII = "éÉßİǅ٣३²³０９ＡｚⅫ漢ñø\u00a0\u00ad\u2013\u200b"
 ALPHABET = "".join(chr(i) for i in range(128)) + NON_ASCII
 
