@@ -88,7 +88,9 @@ def test_the_server_set_up_writes_what_basic_config_wrote(
         f"{stamp} INFO acmekit.server.authority: issued serial 1f for a.example.test"
         for stamp in PINNED
     ]
-    assert lines[1::2] == [f"{stamp} WARNING acmekit.server.authority: plain 100%" for stamp in PINNED]
+    assert lines[1::2] == [
+        f"{stamp} WARNING acmekit.server.authority: plain 100%" for stamp in PINNED
+    ]
 
 
 def test_records_with_an_exception_or_a_stack_read_the_same(utc: None) -> None:
@@ -163,6 +165,7 @@ def test_each_line_is_one_write_and_flushed_at_once(monkeypatch: pytest.MonkeyPa
 
 def test_a_failing_stream_is_reported_as_logging_does(monkeypatch: pytest.MonkeyPatch) -> None:
     root = _bare_root(monkeypatch)
+
     class Broken(io.StringIO):
         def write(self, text: str) -> int:
             raise OSError("disk full")

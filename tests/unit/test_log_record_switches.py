@@ -52,7 +52,9 @@ def _handlers(
 def _handler(fmt: str, kind: type[logging.StreamHandler] = logging.StreamHandler) -> io.StringIO:  # type: ignore[type-arg]
     out = io.StringIO()
     handler = kind(out)
-    handler.setFormatter(logging.Formatter(fmt) if kind is logging.StreamHandler else LineFormatter(fmt))
+    handler.setFormatter(
+        logging.Formatter(fmt) if kind is logging.StreamHandler else LineFormatter(fmt)
+    )
     out.handler = handler  # type: ignore[attr-defined]
     return out
 
@@ -135,7 +137,11 @@ def test_the_server_line_is_the_same_and_its_lookup_skipped(
     _log(logger)
     _log(plain)
     fast, slow = seen
-    assert (fast.pathname, fast.lineno, fast.funcName) == ("(unknown file)", 0, "(unknown function)")
+    assert (fast.pathname, fast.lineno, fast.funcName) == (
+        "(unknown file)",
+        0,
+        "(unknown function)",
+    )
     assert (slow.pathname, slow.funcName) == (__file__, "_log")
     formatter = server.handler.formatter  # type: ignore[attr-defined]
     fast.created, fast.msecs = slow.created, slow.msecs

@@ -110,8 +110,8 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-# Every command's log lines: no field a LogRecord computes at some cost (the caller's
-# frame, the thread, the process), so `acmekit server` turns those off
+# Every command's log lines: no field a LogRecord finds at some cost (the caller's
+# frame), so the CA's loggers skip that lookup while no handler shows or reads it
 # (server.run.lighter_log_records).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
