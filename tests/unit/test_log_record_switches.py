@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import io
 import logging
+import logging.config
 import os
 import threading
 from collections.abc import Iterator
@@ -203,3 +204,29 @@ def test_another_formatter_or_handler_gets_the_source(
     _handlers(monkeypatch, root, formatted)
     line2 = _log(logger)
     assert [(r.pathname, r.lineno) for r in seen] == [(__file__, line), (__file__, line2)]
+
+
+def test_a_later_logging_configuration_is_seen(
+    tree: tuple[logging.Logger, logging.Logger], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An embedding program's `dictConfig` after start-up: the loggers stay the same
+    objects, and its handler's format is read for the next record."""
+    root, logger = tree
+    server = _handler(LOG_FORMAT)
+    _handlers(monkeypatch, root, server.handler)  # type: ignore[attr-defined]
+    monkeypatch.setattr(root, "level", root.level)
+    run.lighter_log_records()
+    out = io.StringIO()
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {"every": {"format": EVERY_FIELD}},
+            "handlers": {
+                "out": {"class": "logging.StreamHandler", "formatter": "every", "stream": out}
+            },
+            "root": {"level": "INFO", "handlers": ["out"]},
+        }
+    )
+    line = _log(logger)
+    assert out.getvalue() == _every_field(line, "_log")
