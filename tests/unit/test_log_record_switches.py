@@ -230,3 +230,18 @@ def test_a_later_logging_configuration_is_seen(
     )
     line = _log(logger)
     assert out.getvalue() == _every_field(line, "_log")
+
+
+def test_a_logger_class_with_its_own_lookup_keeps_it(
+    tree: tuple[logging.Logger, logging.Logger],
+) -> None:
+    _, logger = tree
+
+    class Own(logging.Logger):
+        def findCaller(self, stack_info: bool = False, stacklevel: int = 1) -> tuple:  # type: ignore[override]
+            return ("own", 1, "own", None)
+
+    own = Own("acmekit.embedded")
+    logging.Logger.manager.loggerDict[own.name] = own
+    assert run.lighter_log_records() == [logger.name]
+    assert "findCaller" not in vars(own)
