@@ -79,7 +79,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from _common import free_port, fresh_database
-from acmekit.cli.main import LOG_FORMAT, log_progress_by_default
+from acmekit.cli.main import configure_logging, log_progress_by_default
 from acmekit.http1 import Http1Server
 from acmekit.protocol import jose
 from acmekit.server.ca import listener_credentials
@@ -571,10 +571,9 @@ def report_callgrind(
 def log_as_server() -> None:
     """The log lines `acmekit server` writes (the CLI's format, INFO for the CA's own
     loggers), to /dev/null: without `--log` the CA makes no log records at all."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        format=LOG_FORMAT,
-        stream=open(os.devnull, "w"),  # noqa: SIM115 - for the process's lifetime
+    configure_logging(
+        logging.WARNING,
+        open(os.devnull, "w"),  # noqa: SIM115 - for the process's lifetime
     )
     log_progress_by_default()
 

@@ -23,7 +23,9 @@ def root(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
     saved = {name: getattr(logging, name) for name in SWITCHES if hasattr(logging, name)}
     root = logging.getLogger()
     monkeypatch.setattr(root, "filters", [])
-    monkeypatch.setattr(logging.Logger.manager, "loggerDict", {})
+    monkeypatch.setattr(logging.Logger.manager, "loggerDict", {AUTHORITY.name: AUTHORITY})
+    AUTHORITY.__dict__.pop("findCaller", None)
+    AUTHORITY.parent = root
     kept = root.handlers[:]
     try:
         yield root
@@ -33,10 +35,11 @@ def root(monkeypatch: pytest.MonkeyPatch) -> Iterator[logging.Logger]:
             setattr(logging, name, value)
 
 
+AUTHORITY = logging.Logger("acmekit.server.authority", logging.INFO)
+
+
 def _emit_from_here(root: logging.Logger) -> None:
-    logger = logging.Logger("acmekit.server.authority", logging.INFO)
-    logger.parent = root
-    logger.info("issued")
+    AUTHORITY.info("issued")
 
 
 def test_a_queue_listeners_format_keeps_the_process_and_the_function(
@@ -57,10 +60,16 @@ def test_a_queue_listeners_format_keeps_the_process_and_the_function(
     assert out.getvalue() == f"{os.getpid()} _emit_from_here issued\n"
 
 
-def test_a_handler_of_its_own_kind_changes_nothing(root: logging.Logger) -> None:
+def test_a_handler_of_its_own_kind_gets_every_field(root: logging.Logger) -> None:
+    seen: list[logging.LogRecord] = []
+
     class Sends(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None: ...
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
 
     root.handlers[:] = [Sends()]
-    assert run.lighter_log_records() == []
-    assert logging._srcfile is not None and logging.logProcesses
+    assert run.lighter_log_records() == [AUTHORITY.name]
+    _emit_from_here(root)
+    [record] = seen
+    assert (record.process, record.funcName) == (os.getpid(), "_emit_from_here")
+    assert record.pathname == __file__ and record.thread is not None
