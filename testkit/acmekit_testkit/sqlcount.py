@@ -43,7 +43,7 @@ class SqlCount:
 
     def _seen(self, text: str) -> None:
         word = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
-        if word in ("BEGIN", "ROLLBACK", "PRAGMA", "SAVEPOINT", "RELEASE"):
+        if word in ("BEGIN", "ROLLBACK", "PRAGMA", "SAVEPOINT", "RELEASE", "DEALLOCATE"):
             return
         if word == "COMMIT":
             self.transactions += 1

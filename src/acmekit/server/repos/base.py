@@ -232,7 +232,7 @@ class _PostgresStatements:
 
     __slots__ = (
         "_encoding", "_error", "_execute", "_lock", "_most", "_names", "_pg",
-        "_threshold", "_tx", "_uses", "_wait", "auto",
+        "_threshold", "_tx", "_uses", "_wait", "auto", "prepares",
     )  # fmt: skip
 
     USES_KEPT = 4096  # texts counted towards preparation, per connection
@@ -252,6 +252,7 @@ class _PostgresStatements:
         self._threshold: int | None = conn.prepare_threshold
         most = conn.prepared_max
         self._most: int = most if most is not None else 1 << 30
+        self.prepares = self._threshold is not None
         self._names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
         self._uses: dict[tuple[bytes, tuple[int, ...]], int] = {}
 
@@ -624,7 +625,18 @@ class Database:
         key = dbapi.pgconn
         found = self._statements.get(key)
         if found is None:
-            found = self._statements[key] = _PostgresStatements(dbapi)
+            found = _PostgresStatements(dbapi)  # with the connection's own threshold
+            if found.prepares:
+                # psycopg prepares nothing more here, and forgets what it prepared:
+                # holding prepared statements of its own, it sends DEALLOCATE ALL after
+                # a ROLLBACK, which would drop ours too.
+                dbapi.prepare_threshold = None
+                cur = dbapi.cursor()
+                try:
+                    cur.execute("DEALLOCATE ALL")
+                finally:
+                    cur.close()
+            self._statements[key] = found
         return found
 
     def _drop_held(self) -> None:

@@ -1,0 +1,130 @@
+"""The store's statements on PostgreSQL, sent past psycopg's cursor (repos/base.py's
+`_PostgresStatements`): prepared by the store under names of its own, at the use after
+the connection's `prepare_threshold`, kept across a ROLLBACK, and with the driver's own
+results: rows as tuples of the same Python types, row counts, errors of the same classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from acmekit.protocol.messages import AccountStatus
+from acmekit.server.records import AccountRecord
+from acmekit.server.store import Store
+from acmekit_testkit.databases import fresh_postgres_database
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_store() -> Iterator[Store]:
+    with fresh_postgres_database("acmekit_stmts") as url:
+        store = Store.from_url(url)
+        yield store
+        store.engine.dispose()
+
+
+def _account(store: Store) -> AccountRecord:
+    return store.accounts.add_account(
+        AccountRecord(
+            id="acct",
+            thumbprint="t" * 43,
+            jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
+            contact=("mailto:ops@example.test",),
+            status=AccountStatus.VALID,
+            created=NOW,
+        )
+    )
+
+
+def _prepared(store: Store) -> list[tuple[str, str]]:
+    """The prepared statements of this thread's kept connection: (name, text)."""
+    with store.db.once() as c:
+        return [(str(n), str(t)) for n, t in c.all("SELECT name, statement FROM pg_prepared_statements")]
+
+
+def test_a_statement_is_prepared_by_the_store_after_the_threshold(pg_store: Store) -> None:
+    acct = _account(pg_store)
+    text = pg_store.accounts._by_id.replace("?", "$1")
+    pg_store.accounts.account(acct.id)
+    dbapi = pg_store.db._local.dbapi
+    assert dbapi is not None
+    assert not [t for _, t in _prepared(pg_store) if t == text]  # one use: not yet
+    for _ in range(5):  # psycopg's default threshold, 5: prepared at the sixth use
+        assert pg_store.accounts.account(acct.id) == acct
+    mine = [n for n, t in _prepared(pg_store) if t == text]
+    assert len(mine) == 1 and mine[0].startswith("_acmekit_")
+    # psycopg prepares nothing more on the store's connections (its DEALLOCATE ALL
+    # after a ROLLBACK would take the store's along)
+    assert dbapi.prepare_threshold is None
+    assert not [n for n, _ in _prepared(pg_store) if n.startswith("_pg3_")]
+
+
+def test_prepared_statements_survive_a_rolled_back_transaction(pg_store: Store) -> None:
+    acct = _account(pg_store)
+    # psycopg prepared statements of its own on the connection before the store took it:
+    # the pool renewed, one connection made and given back, which the store takes next
+    pg_store.engine.dispose()
+    fairy: Any = pg_store.engine.raw_connection()
+    cur = fairy.dbapi_connection.cursor()
+    for _ in range(8):
+        cur.execute("SELECT count(*) FROM accounts WHERE id = %s", ("x",))
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    cur.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '_pg3_%%'")
+    assert cur.fetchone()[0] >= 1
+    cur.close()
+    fairy.dbapi_connection.commit()  # as `Database.tx` ends: checked in idle, so kept
+    fairy.close()
+    for _ in range(8):
+        assert pg_store.accounts.account(acct.id) == acct
+    with pg_store.db.once() as c:
+        assert c.one("SELECT pg_backend_pid()")[0] == pid
+    assert [n for n, _ in _prepared(pg_store) if n.startswith("_acmekit_")]
+
+    class Failed(Exception):
+        pass
+
+    with pytest.raises(Failed), pg_store.db.raw() as c:
+        c.one("SELECT 1")
+        raise Failed  # ROLLBACK on the kept connection
+    for _ in range(3):
+        assert pg_store.accounts.account(acct.id) == acct
+    assert [n for n, _ in _prepared(pg_store) if n.startswith("_acmekit_")]
+
+
+def test_rows_counts_and_errors_are_the_drivers(pg_store: Store) -> None:
+    with pg_store.db.once() as c:
+        for _ in range(7):  # unprepared, then prepared: the same either way
+            row = c.one(
+                "SELECT ?::bigint, ?::text, ?::boolean, ?::bytea, CAST(NULL AS text)",
+                (2**40, "é", True, b"\x00\xff"),
+            )
+            assert row == (2**40, "é", True, b"\x00\xff", None)
+            assert type(row) is tuple
+            assert c.one("SELECT 1 WHERE false") is None
+            assert c.all("SELECT g FROM generate_series(1, ?) g", (3,)) == [(1,), (2,), (3,)]
+            assert c.run("UPDATE settings SET value = value WHERE false") == 0
+            assert c.run("SELECT g FROM generate_series(1, ?) g", (4,)) == 4
+    _account(pg_store)
+    with pg_store.db.once() as c:
+        for _ in range(7):
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("n", 1))
+                c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("n", 1))
+            c.run("DELETE FROM used_nonces WHERE nonce = ?", ("n",))
+        with pytest.raises(psycopg.ProgrammingError):
+            c.one("SELECT ?", ())
+    # an error inside a transaction rolls it back whole, as before
+    with pytest.raises(psycopg.errors.UniqueViolation), pg_store.db.raw() as c:
+        c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("m", 1))
+        c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("m", 1))
+    with pg_store.db.once() as c:
+        assert c.one("SELECT count(*) FROM used_nonces WHERE nonce = ?", ("m",)) == (0,)
