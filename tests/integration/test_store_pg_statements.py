@@ -47,7 +47,9 @@ def _account(store: Store) -> AccountRecord:
 def _prepared(store: Store) -> list[tuple[str, str]]:
     """The prepared statements of this thread's kept connection: (name, text)."""
     with store.db.once() as c:
-        return [(str(n), str(t)) for n, t in c.all("SELECT name, statement FROM pg_prepared_statements")]
+        return [
+            (str(n), str(t)) for n, t in c.all("SELECT name, statement FROM pg_prepared_statements")
+        ]
 
 
 def test_a_statement_is_prepared_by_the_store_after_the_threshold(pg_store: Store) -> None:

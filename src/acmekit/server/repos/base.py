@@ -278,9 +278,7 @@ class _PostgresStatements:
             if name is None:
                 name = self._prepare(key)
             if name is None:
-                pg.send_query_params(
-                    query, values, param_types=types, param_formats=param_formats
-                )
+                pg.send_query_params(query, values, param_types=types, param_formats=param_formats)
             else:
                 pg.send_query_prepared(name, values, param_formats=param_formats)
             res = self._wait(self._execute(pg))[-1]
@@ -614,9 +612,7 @@ class Database:
                 raise
             held.fairy, held.dbapi = fairy, fairy.dbapi_connection
             held.cursor = held.dbapi.cursor()
-            held.wrapped = _FormatCursor(
-                held.cursor, self._texts, self._statements_for(held.dbapi)
-            )
+            held.wrapped = _FormatCursor(held.cursor, self._texts, self._statements_for(held.dbapi))
             held.generation = self._generation
         return held.fairy
 
