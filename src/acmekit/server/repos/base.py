@@ -487,7 +487,7 @@ class _PostgresUse:
             dbapi = fairy.dbapi_connection
             dbapi.autocommit = True
             self._cur = dbapi.cursor()
-            wrapped = _FormatCursor(self._cur, db._texts, db._statements_for(dbapi))
+            wrapped = None
         else:
             fairy = self._fairy = db._postgres_conn()
             self._own = False
@@ -496,6 +496,8 @@ class _PostgresUse:
             wrapped = held.wrapped
         cur = self._cur
         try:
+            if wrapped is None:  # its first use may send a statement (`_statements_for`)
+                wrapped = _FormatCursor(cur, db._texts, db._statements_for(dbapi))
             if self._tx:
                 cur.execute("BEGIN")
         except BaseException as exc:
@@ -605,14 +607,20 @@ class Database:
             self._drop_held()
         if held.fairy is None:
             fairy: Any = self.engine.raw_connection()
+            dbapi = fairy.dbapi_connection
             try:
-                fairy.dbapi_connection.autocommit = True
-            except BaseException:
-                fairy.close()
+                dbapi.autocommit = True
+                statements = self._statements_for(dbapi)
+            except BaseException as exc:
+                if isinstance(exc, UNAVAILABLE) and self._is_disconnect(fairy, exc):
+                    fairy.invalidate(exc)
+                    self._renew_pool()
+                else:
+                    fairy.close()
                 raise
-            held.fairy, held.dbapi = fairy, fairy.dbapi_connection
-            held.cursor = held.dbapi.cursor()
-            held.wrapped = _FormatCursor(held.cursor, self._texts, self._statements_for(held.dbapi))
+            held.fairy, held.dbapi = fairy, dbapi
+            held.cursor = dbapi.cursor()
+            held.wrapped = _FormatCursor(held.cursor, self._texts, statements)
             held.generation = self._generation
         return held.fairy
 
