@@ -124,6 +124,9 @@ def test_rows_counts_and_errors_are_the_drivers(pg_store: Store) -> None:
             c.run("DELETE FROM used_nonces WHERE nonce = ?", ("n",))
         with pytest.raises(psycopg.ProgrammingError):
             c.one("SELECT ?", ())
+        with pytest.raises(psycopg.ProgrammingError):  # no rows to fetch, as fetchone
+            c.one("UPDATE settings SET value = value WHERE false")
+        assert c.run("") == -1
     # an error inside a transaction rolls it back whole, as before
     with pytest.raises(psycopg.errors.UniqueViolation), pg_store.db.raw() as c:
         c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("m", 1))

@@ -282,9 +282,22 @@ class _PostgresStatements:
             else:
                 pg.send_query_prepared(name, values, param_formats=param_formats)
             res = self._wait(self._execute(pg))[-1]
-        if res.status == _FATAL_ERROR:
-            raise self._error(res, encoding=self._encoding)
+        status = res.status
+        if status != _TUPLES_OK and status != _COMMAND_OK and status != _EMPTY_QUERY:
+            raise self._failed(res)
         return res
+
+    def _failed(self, res: Any) -> Exception:
+        """The error a result that is not rows or a command's count stands for, as
+        psycopg's cursor raises it."""
+        from psycopg import InternalError, ProgrammingError, pq
+
+        status = pq.ExecStatus(res.status)
+        if status == pq.ExecStatus.FATAL_ERROR:
+            return self._error(res, encoding=self._encoding)
+        if status.name.startswith("COPY_"):
+            return ProgrammingError("COPY cannot be used with this method; use copy() instead")
+        return InternalError(f"unexpected result status from query: {status.name}")
 
     def _prepare(self, key: tuple[bytes, tuple[int, ...]]) -> bytes | None:
         """Prepare the statement if this use is past the threshold (its name), else count
@@ -301,8 +314,8 @@ class _PostgresStatements:
         pg = self._pg
         pg.send_prepare(name, key[0], param_types=key[1])
         res = self._wait(self._execute(pg))[-1]
-        if res.status == _FATAL_ERROR:
-            raise self._error(res, encoding=self._encoding)
+        if res.status != _COMMAND_OK:
+            raise self._failed(res)
         self._uses.pop(key, None)
         self._names[key] = name
         return name
@@ -320,8 +333,10 @@ class _PostgresStatements:
         return tx.load_rows(0, res.ntuples, tuple)
 
 
-_FATAL_ERROR = 7  # psycopg.pq.ExecStatus, as ints: compared on every statement
+_EMPTY_QUERY = 0  # psycopg.pq.ExecStatus, as ints: compared on every statement
+_COMMAND_OK = 1
 _TUPLES_OK = 2
+_FATAL_ERROR = 7
 _PREPARED_NAMES = itertools.count()  # unique in the process, so never on one connection twice
 
 
