@@ -16,6 +16,8 @@
   COMMIT). Work of several statements that must commit together runs through `raw`, and
   a method that can join a caller's transaction takes it as `within` (finalize: the
   issuance limits, the claim and the serial's reservation in one).
+- On PostgreSQL those statements go through psycopg's C layer, not its cursor's Python
+  (`_PostgresStatements`): the same messages to the server, prepared as psycopg would.
 """
 
 from __future__ import annotations
