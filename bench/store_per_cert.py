@@ -234,7 +234,7 @@ def splitting(enabled: bool) -> Iterator[Split]:
     # PostgreSQL's statements go past the cursor (psycopg's C layer): the driver's too
     statements = getattr(base, "_PostgresStatements", None)
     if statements is not None:
-        for name in ("send", "rows"):
+        for name in ("send", "rows", "pipelined"):
             saved.append((statements, name, vars(statements)[name]))
             setattr(statements, name, _clocked(split, "driver", vars(statements)[name]))
     made = base.Database.__init__

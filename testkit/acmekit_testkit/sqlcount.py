@@ -7,7 +7,8 @@ library's trace callback sees each statement the engine runs, `BEGIN` and `COMMI
 included (one `BEGIN` is one transaction); on PostgreSQL (psycopg 3) a cursor class
 counts `execute` and `executemany` (one per row, as the server runs them) and the
 connection counts its commits, and the store's statements sent past the cursor
-(`repos.base._PostgresStatements`, one each) are counted on the connections seen.
+(`repos.base._PostgresStatements`, one each; those sent before one Sync one
+transaction) are counted on the connections seen.
 Connections opened before `counting()` began are not seen: call it before the store is
 made.
 """
@@ -103,10 +104,22 @@ def counting() -> Iterator[SqlCount]:
             count._seen(sql[0].decode())
         return send(self, sql, params)
 
+    pipelined = statements.pipelined
+
+    def counted_pipelined(self: Any, sent: Any) -> Any:
+        # Before one Sync: one implicit transaction, committed there.
+        if self._pg in count.seen:
+            for sql, _ in sent:
+                count._seen(sql[0].decode())
+            count.transactions += 1
+        return pipelined(self, sent)
+
     sa.event.listen(sa.pool.Pool, "connect", on_connect)
     statements.send = counted_send  # type: ignore[method-assign]
+    statements.pipelined = counted_pipelined  # type: ignore[method-assign]
     try:
         yield count
     finally:
         statements.send = send  # type: ignore[method-assign]
+        statements.pipelined = pipelined  # type: ignore[method-assign]
         sa.event.remove(sa.pool.Pool, "connect", on_connect)

@@ -6,15 +6,23 @@ results: rows as tuples of the same Python types, row counts, errors of the same
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from acmekit.protocol.messages import AccountStatus
-from acmekit.server.records import AccountRecord
+from acmekit.protocol.messages import (
+    AccountStatus,
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+    IdentifierType,
+)
+from acmekit.server.records import AccountRecord, AuthorizationRecord, ChallengeRecord, OrderRecord
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_postgres_database
 
@@ -133,3 +141,92 @@ def test_rows_counts_and_errors_are_the_drivers(pg_store: Store) -> None:
         c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("m", 1))
     with pg_store.db.once() as c:
         assert c.one("SELECT count(*) FROM used_nonces WHERE nonce = ?", ("m",)) == (0,)
+
+
+def _order_with_two_challenges(store: Store, n: int) -> AuthorizationRecord:
+    authz_id = f"authz-{n}"
+    authz = AuthorizationRecord(
+        id=authz_id,
+        account_id="acct",
+        identifier=Identifier(IdentifierType.DNS, f"n{n}.example.test"),
+        wildcard=False,
+        stored_status=AuthorizationStatus.PENDING,
+        expires=NOW + timedelta(days=7),
+        challenges=tuple(
+            ChallengeRecord(
+                f"{authz_id}-{t.value}", authz_id, t, f"tok{n}{t.value}", ChallengeStatus.PENDING
+            )
+            for t in (ChallengeType.HTTP_01, ChallengeType.DNS_01)
+        ),
+    )
+    store.orders.add_order(
+        OrderRecord(
+            f"order-{n}", "acct", (authz.identifier,), (authz_id,), NOW + timedelta(days=1), NOW
+        ),
+        [authz],
+    )
+    return authz
+
+
+def _round_trips(store: Store, tmp_path: Path, work: Callable[[], object]) -> int:
+    """The messages after which the client waits for the server (an extended-protocol
+    Sync, or a simple Query) that `work` sends on this thread's kept connection."""
+    dbapi = store.db._local.dbapi
+    assert dbapi is not None
+    pgconn = dbapi.pgconn
+    path = tmp_path / "trace"
+    with path.open("w") as f:
+        pgconn.trace(f.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            work()
+        finally:
+            pgconn.untrace()
+    sent = [line.split("\t") for line in path.read_text().splitlines()]
+    return sum(1 for fields in sent if fields[0] == "F" and fields[2] in ("Sync", "Query"))
+
+
+def test_a_challenge_starts_in_one_round_trip_as_one_transaction(
+    pg_store: Store, tmp_path: Path
+) -> None:
+    _account(pg_store)
+    for n in range(8):  # unprepared at first, prepared after the threshold: one round trip
+        authz = _order_with_two_challenges(pg_store, n)
+        http, dns = (c.id for c in authz.challenges)
+        assert (
+            _round_trips(
+                pg_store, tmp_path, lambda: pg_store.orders.start_challenge(http, NOW, "u")
+            )
+            <= 2
+        )
+        if n >= 6:
+            assert (
+                _round_trips(
+                    pg_store, tmp_path, lambda: pg_store.orders.start_challenge(dns, NOW, "u")
+                )
+                == 1
+            )
+        # RFC 8555 §7.1.6: the other challenge of the authorization does not start
+        assert not pg_store.orders.start_challenge(dns, NOW, "u")
+        with pg_store.db.once() as c:
+            assert c.one("SELECT status FROM challenges WHERE id = ?", (http,)) == ("processing",)
+            assert c.one("SELECT status FROM challenges WHERE id = ?", (dns,)) == ("pending",)
+        assert (
+            pg_store.db._local.dbapi.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        )
+
+
+def test_a_failed_start_leaves_nothing_and_the_connection_usable(pg_store: Store) -> None:
+    _account(pg_store)
+    authz = _order_with_two_challenges(pg_store, 1)
+    http = authz.challenges[0].id
+    with pg_store.db.once() as c:  # the UPDATE fails: a value too long for its column
+        c.run("ALTER TABLE challenges ADD CONSTRAINT short_uri CHECK (length(account_uri) < 5)")
+    for _ in range(7):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            pg_store.orders.start_challenge(http, NOW, "https://ca.example/acct/1")
+        dbapi = pg_store.db._local.dbapi
+        assert dbapi.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with pg_store.db.once() as c:
+            assert c.one("SELECT status FROM challenges WHERE id = ?", (http,)) == ("pending",)
+    assert pg_store.orders.start_challenge(http, NOW, "u")

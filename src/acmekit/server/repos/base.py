@@ -233,7 +233,7 @@ class _PostgresStatements:
     text runs unprepared; nothing is deallocated."""
 
     __slots__ = (
-        "_encoding", "_error", "_execute", "_lock", "_most", "_names", "_pg",
+        "_encoding", "_error", "_execute", "_fetch", "_flush", "_lock", "_most", "_names", "_pg",
         "_threshold", "_tx", "_uses", "_wait", "auto", "prepares",
     )  # fmt: skip
 
@@ -248,6 +248,8 @@ class _PostgresStatements:
         self._tx = Transformer(conn)
         self._wait = conn.wait  # psycopg's: a Ctrl-C cancels the query on the server
         self._execute = generators.execute
+        self._flush = generators.send
+        self._fetch = generators.fetch_many
         self._lock = conn.lock
         self._error = errors.error_from_result
         self._encoding = conn.info.encoding
@@ -300,6 +302,55 @@ class _PostgresStatements:
         if status.name.startswith("COPY_"):
             return ProgrammingError("COPY cannot be used with this method; use copy() instead")
         return InternalError(f"unexpected result status from query: {status.name}")
+
+    def pipelined(self, statements: Sequence[tuple[_Sql, Sequence[Any]]]) -> list[Any]:
+        """Statements sent together before one Sync, their results in order: in
+        autocommit, one implicit transaction (PostgreSQL's extended protocol: committed
+        at the Sync, rolled back whole if one fails, the rest then skipped), each
+        statement on its own snapshot as in a BEGIN block; one round trip where BEGIN,
+        the statements and COMMIT take one each. Statements to prepare are prepared
+        first, each a round trip of its own, as `send` does."""
+        tx, pg = self._tx, self._pg
+        with self._lock:
+            sends = []
+            for (query, formats), params in statements:
+                if len(params) != len(formats):
+                    from psycopg import ProgrammingError
+
+                    raise ProgrammingError(
+                        f"the query has {len(formats)} placeholders but {len(params)} parameters"
+                    )
+                values: Any = tx.dump_sequence(params, formats) if formats else None
+                types = (tx.types or ()) if formats else ()
+                key = (query, types)
+                name = self._names.get(key)
+                if name is None:
+                    name = self._prepare(key)
+                sends.append((query, name, values, types, tx.formats if formats else None))
+            pg.enter_pipeline_mode()
+            try:
+                for query, name, values, types, param_formats in sends:
+                    if name is None:
+                        pg.send_query_params(
+                            query, values, param_types=types, param_formats=param_formats
+                        )
+                    else:
+                        pg.send_query_prepared(name, values, param_formats=param_formats)
+                pg.pipeline_sync()
+                self._wait(self._flush(pg))
+                results = [self._wait(self._fetch(pg))[-1] for _ in sends]
+                self._wait(self._fetch(pg))  # the Sync's
+                pg.exit_pipeline_mode()
+            except BaseException:
+                # Results left unread would be taken for the next statement's: the
+                # connection is given up (a disconnect, for the pool), as a broken one.
+                pg.finish()
+                raise
+        for res in results:  # the first failure; those after it were skipped
+            status = res.status
+            if status != _TUPLES_OK and status != _COMMAND_OK:
+                raise self._failed(res)
+        return results
 
     def _prepare(self, key: tuple[bytes, tuple[int, ...]]) -> bytes | None:
         """Prepare the statement if this use is past the threshold (its name), else count
@@ -374,6 +425,19 @@ class _FormatCursor(Cursor):
 
     def many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
         super().many(text.replace("?", "%s"), rows)
+
+    def pipelined(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Statements as one implicit transaction in one round trip
+        (`_PostgresStatements.pipelined`); the rows each changed."""
+        sent = [(self._sql(text), params) for text, params in statements]
+        counts = []
+        for res in self._statements.pipelined(sent):
+            if res.status == _TUPLES_OK:
+                counts.append(int(res.ntuples))
+            else:
+                found = res.command_tuples
+                counts.append(-1 if found is None else int(found))
+        return counts
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
         statements = self._statements
