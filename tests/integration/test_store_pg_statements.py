@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -195,14 +196,14 @@ def test_a_challenge_starts_in_one_round_trip_as_one_transaction(
         http, dns = (c.id for c in authz.challenges)
         assert (
             _round_trips(
-                pg_store, tmp_path, lambda: pg_store.orders.start_challenge(http, NOW, "u")
+                pg_store, tmp_path, partial(pg_store.orders.start_challenge, http, NOW, "u")
             )
             <= 2
         )
         if n >= 6:
             assert (
                 _round_trips(
-                    pg_store, tmp_path, lambda: pg_store.orders.start_challenge(dns, NOW, "u")
+                    pg_store, tmp_path, partial(pg_store.orders.start_challenge, dns, NOW, "u")
                 )
                 == 1
             )
