@@ -224,7 +224,8 @@ class _PostgresStatements:
     statement: a read of one row took 15 µs of CPU through the cursor and 8 µs this way,
     in a loop (docs/decisions.md). The same protocol messages go to the server: the same
     statements, with the same parameter types and values, in the same order, each on its
-    own; BEGIN, COMMIT and ROLLBACK still go through the cursor.
+    own (but `pipelined`'s, before one Sync); BEGIN, COMMIT and ROLLBACK still go through
+    the cursor.
 
     Prepared statements as psycopg's cursor prepares them (the connection's own
     `prepare_threshold` and `prepared_max`: a text is prepared at its use after the
