@@ -18,7 +18,8 @@ handed to a worker thread are not counted).
 
 `--split` also times, on every thread, the repositories' public methods (the store's CPU
 as its callers pay it: SQL, row decoding, records), and within them the driver's calls
-(execute, fetch, commit and rollback on the DBAPI cursor and connection) and SQLAlchemy's
+(execute, fetch, commit and rollback on the DBAPI cursor and connection; on PostgreSQL
+the statements sent through psycopg's C layer and their rows loaded) and SQLAlchemy's
 pool (checkout and checkin of `engine.raw_connection()`); the rest of the repositories'
 time is our code. The timers cost a few µs a call themselves, so compare split runs with
 split runs.
@@ -230,6 +231,12 @@ def splitting(enabled: bool) -> Iterator[Split]:
             if inspect.isfunction(fn) and not name.startswith("_"):
                 saved.append((cls, name, fn))
                 setattr(cls, name, _repo_method(split, depth, fn))
+    # PostgreSQL's statements go past the cursor (psycopg's C layer): the driver's too
+    statements = getattr(base, "_PostgresStatements", None)
+    if statements is not None:
+        for name in ("send", "rows", "pipelined"):
+            saved.append((statements, name, vars(statements)[name]))
+            setattr(statements, name, _clocked(split, "driver", vars(statements)[name]))
     made = base.Database.__init__
 
     def init(self: Any, engine: Any) -> None:

@@ -6,13 +6,17 @@ pool opens while `counting()` is active is instrumented as it connects. On SQLit
 library's trace callback sees each statement the engine runs, `BEGIN` and `COMMIT`
 included (one `BEGIN` is one transaction); on PostgreSQL (psycopg 3) a cursor class
 counts `execute` and `executemany` (one per row, as the server runs them) and the
-connection counts its commits. Connections opened before `counting()` began are not
-seen: call it before the store is made.
+connection counts its commits, and the store's statements sent past the cursor
+(`repos.base._PostgresStatements`, one each; those sent before one Sync one
+transaction) are counted on the connections seen.
+Connections opened before `counting()` began are not seen: call it before the store is
+made.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +33,8 @@ class SqlCount:
     statements: int = 0
     transactions: int = 0
     texts: list[str] = field(default_factory=list)
+    # The driver's connections seen (PostgreSQL's, by their libpq connection).
+    seen: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
 
     def mark(self) -> tuple[int, int]:
         return self.statements, self.transactions
@@ -38,7 +44,7 @@ class SqlCount:
 
     def _seen(self, text: str) -> None:
         word = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
-        if word in ("BEGIN", "ROLLBACK", "PRAGMA", "SAVEPOINT", "RELEASE"):
+        if word in ("BEGIN", "ROLLBACK", "PRAGMA", "SAVEPOINT", "RELEASE", "DEALLOCATE"):
             return
         if word == "COMMIT":
             self.transactions += 1
@@ -67,6 +73,7 @@ def _instrument(count: SqlCount, dbapi_conn: Any) -> None:
         dbapi_conn.set_trace_callback(count._seen)
         return
     if isinstance(dbapi_conn, psycopg.Connection):
+        count.seen.add(dbapi_conn.pgconn)
         dbapi_conn.cursor_factory = _counting_cursor(count)
         commit = dbapi_conn.commit
 
@@ -87,8 +94,32 @@ def counting() -> Iterator[SqlCount]:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         _instrument(count, dbapi_conn)
 
+    from acmekit.server.repos import base
+
+    statements = base._PostgresStatements
+    send = statements.send
+
+    def counted_send(self: Any, sql: Any, params: Any) -> Any:
+        if self._pg in count.seen:
+            count._seen(sql[0].decode())
+        return send(self, sql, params)
+
+    pipelined = statements.pipelined
+
+    def counted_pipelined(self: Any, sent: Any) -> Any:
+        # Before one Sync: one implicit transaction, committed there.
+        if self._pg in count.seen:
+            for sql, _ in sent:
+                count._seen(sql[0].decode())
+            count.transactions += 1
+        return pipelined(self, sent)
+
     sa.event.listen(sa.pool.Pool, "connect", on_connect)
+    statements.send = counted_send  # type: ignore[method-assign]
+    statements.pipelined = counted_pipelined  # type: ignore[method-assign]
     try:
         yield count
     finally:
+        statements.send = send  # type: ignore[method-assign]
+        statements.pipelined = pipelined  # type: ignore[method-assign]
         sa.event.remove(sa.pool.Pool, "connect", on_connect)

@@ -40,18 +40,30 @@ def test_a_text_past_the_bound_is_still_the_text_of_its_key() -> None:
     assert len(texts) == base.Texts.KEPT
 
 
-def test_the_texts_translated_for_psycopg_stay_bounded() -> None:
-    class Driver:
-        def execute(self, text: str, params: object) -> None:
-            self.text = text
+def test_the_texts_translated_for_postgresql_stay_bounded() -> None:
+    class Statements:
+        auto = "s"
 
-        rowcount = 1
+        def send(self, sql: tuple[bytes, tuple[str, ...]], params: object) -> object:
+            self.sql = sql
+            return Result()
 
-    driver = Driver()
-    kept: dict[str, str] = {}
-    cursor = base._FormatCursor(driver, kept)
+    class Result:
+        status = 1  # COMMAND_OK
+        command_tuples = 1
+
+    statements = Statements()
+    kept: dict[str, base._Sql] = {}
+    cursor = base._FormatCursor(None, kept, statements)  # type: ignore[arg-type]
     for shape in _shapes(base.FORMAT_TEXTS_KEPT + 100):
         text = base._together_text(shape)
-        cursor.run(text, ())
-        assert driver.text == text.replace("?", "%s")
+        assert cursor.run(text, ()) == 1
+        assert statements.sql == (base.numbered(text), ("s",) * text.count("?"))
     assert len(kept) == base.FORMAT_TEXTS_KEPT
+
+
+def test_placeholders_are_numbered_in_order() -> None:
+    assert base.numbered("SELECT a FROM t WHERE b = ? AND c IN (?, ?)") == (
+        b"SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)"
+    )
+    assert base.numbered("SELECT 1") == b"SELECT 1"

@@ -16,12 +16,16 @@
   COMMIT). Work of several statements that must commit together runs through `raw`, and
   a method that can join a caller's transaction takes it as `within` (finalize: the
   issuance limits, the claim and the serial's reservation in one).
+- On PostgreSQL those statements go through psycopg's C layer, not its cursor's Python
+  (`_PostgresStatements`): the same messages to the server, prepared as psycopg would.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -192,22 +196,220 @@ class Cursor:
         return list(cur.fetchall())
 
 
-FORMAT_TEXTS_KEPT = 4096  # texts translated for psycopg and kept, per Database
+FORMAT_TEXTS_KEPT = 4096  # texts translated for PostgreSQL and kept, per Database
+
+
+def numbered(text: str) -> bytes:
+    """A text with `?` placeholders in PostgreSQL's own form, `$1, $2, ...` in order, as
+    the server takes it (psycopg's `%s` translated the same way). The store's texts
+    hold no `?` but placeholders and no `%`."""
+    parts = text.split("?")
+    out = [parts[0]]
+    for i, part in enumerate(parts[1:], 1):
+        out.append(f"${i}")
+        out.append(part)
+    return "".join(out).encode()
+
+
+class _Sql(tuple[bytes, tuple[Any, ...]]):
+    """A text as sent: its bytes with numbered placeholders, and a format a parameter."""
+
+    __slots__ = ()
+
+
+class _PostgresStatements:
+    """The store's statements on one psycopg connection, sent through psycopg's own C
+    layer (its parameter dumpers and row loaders, its libpq generator and wait) without
+    the Python of its cursor's `execute`, which was most of the CA's instructions per
+    statement: a read of one row took 15 µs of CPU through the cursor and 8 µs this way,
+    in a loop (docs/decisions.md). The same protocol messages go to the server: the same
+    statements, with the same parameter types and values, in the same order, each on its
+    own (but `pipelined`'s, before one Sync); BEGIN, COMMIT and ROLLBACK still go through
+    the cursor.
+
+    Prepared statements as psycopg's cursor prepares them (the connection's own
+    `prepare_threshold` and `prepared_max`: a text is prepared at its use after the
+    threshold's, never with a threshold of None), under names of their own (psycopg's
+    are `_pg3_N`), kept per connection (`Database._statements_for`). Past the bound a
+    text runs unprepared; nothing is deallocated."""
+
+    __slots__ = (
+        "_encoding", "_error", "_execute", "_fetch", "_flush", "_lock", "_most", "_names", "_pg",
+        "_threshold", "_tx", "_uses", "_wait", "auto", "prepares",
+    )  # fmt: skip
+
+    USES_KEPT = 4096  # texts counted towards preparation, per connection
+
+    def __init__(self, conn: Any) -> None:
+        from psycopg import errors, generators
+        from psycopg.adapt import PyFormat, Transformer
+
+        self.auto = PyFormat.AUTO  # a parameter's format, as psycopg's %s asks
+        self._pg = conn.pgconn
+        self._tx = Transformer(conn)
+        self._wait = conn.wait  # psycopg's: a Ctrl-C cancels the query on the server
+        self._execute = generators.execute
+        self._flush = generators.send
+        self._fetch = generators.fetch_many
+        self._lock = conn.lock
+        self._error = errors.error_from_result
+        self._encoding = conn.info.encoding
+        self._threshold: int | None = conn.prepare_threshold
+        most = conn.prepared_max
+        self._most: int = most if most is not None else 1 << 30
+        self.prepares = self._threshold is not None
+        self._names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+        self._uses: dict[tuple[bytes, tuple[int, ...]], int] = {}
+
+    def send(self, sql: _Sql, params: Sequence[Any]) -> Any:
+        """Run one statement; its result (psycopg's PGresult), or the error it raised."""
+        query, formats = sql
+        if len(params) != len(formats):
+            from psycopg import ProgrammingError
+
+            raise ProgrammingError(
+                f"the query has {len(formats)} placeholders but {len(params)} parameters"
+            )
+        tx, pg = self._tx, self._pg
+        if formats:
+            values: Any = tx.dump_sequence(params, formats)
+            types = tx.types or ()
+            param_formats = tx.formats
+        else:
+            values, types, param_formats = None, (), None
+        key = (query, types)
+        with self._lock:
+            name = self._names.get(key)
+            if name is None:
+                name = self._prepare(key)
+            if name is None:
+                pg.send_query_params(query, values, param_types=types, param_formats=param_formats)
+            else:
+                pg.send_query_prepared(name, values, param_formats=param_formats)
+            res = self._wait(self._execute(pg))[-1]
+        status = res.status
+        if status != _TUPLES_OK and status != _COMMAND_OK and status != _EMPTY_QUERY:
+            raise self._failed(res)
+        return res
+
+    def _failed(self, res: Any) -> Exception:
+        """The error a result that is not rows or a command's count stands for, as
+        psycopg's cursor raises it."""
+        from psycopg import InternalError, ProgrammingError, pq
+
+        status = pq.ExecStatus(res.status)
+        if status == pq.ExecStatus.FATAL_ERROR:
+            return self._error(res, encoding=self._encoding)
+        if status.name.startswith("COPY_"):
+            return ProgrammingError("COPY cannot be used with this method; use copy() instead")
+        return InternalError(f"unexpected result status from query: {status.name}")
+
+    def pipelined(self, statements: Sequence[tuple[_Sql, Sequence[Any]]]) -> list[Any]:
+        """Statements sent together before one Sync, their results in order: in
+        autocommit, one implicit transaction (PostgreSQL's extended protocol: committed
+        at the Sync, rolled back whole if one fails, the rest then skipped), each
+        statement on its own snapshot as in a BEGIN block; one round trip where BEGIN,
+        the statements and COMMIT take one each. Statements to prepare are prepared
+        first, each a round trip of its own, as `send` does."""
+        tx, pg = self._tx, self._pg
+        with self._lock:
+            sends = []
+            for (query, formats), params in statements:
+                if len(params) != len(formats):
+                    from psycopg import ProgrammingError
+
+                    raise ProgrammingError(
+                        f"the query has {len(formats)} placeholders but {len(params)} parameters"
+                    )
+                values: Any = tx.dump_sequence(params, formats) if formats else None
+                types = (tx.types or ()) if formats else ()
+                key = (query, types)
+                name = self._names.get(key)
+                if name is None:
+                    name = self._prepare(key)
+                sends.append((query, name, values, types, tx.formats if formats else None))
+            pg.enter_pipeline_mode()
+            try:
+                for query, name, values, types, param_formats in sends:
+                    if name is None:
+                        pg.send_query_params(
+                            query, values, param_types=types, param_formats=param_formats
+                        )
+                    else:
+                        pg.send_query_prepared(name, values, param_formats=param_formats)
+                pg.pipeline_sync()
+                self._wait(self._flush(pg))
+                results = [self._wait(self._fetch(pg))[-1] for _ in sends]
+                self._wait(self._fetch(pg))  # the Sync's
+                pg.exit_pipeline_mode()
+            except BaseException:
+                # Results left unread would be taken for the next statement's: the
+                # connection is given up (a disconnect, for the pool), as a broken one.
+                pg.finish()
+                raise
+        for res in results:  # the first failure; those after it were skipped
+            status = res.status
+            if status != _TUPLES_OK and status != _COMMAND_OK:
+                raise self._failed(res)
+        return results
+
+    def _prepare(self, key: tuple[bytes, tuple[int, ...]]) -> bytes | None:
+        """Prepare the statement if this use is past the threshold (its name), else count
+        the use (None)."""
+        threshold = self._threshold
+        if threshold is None or len(self._names) >= self._most:
+            return None
+        uses = self._uses.get(key, 0)
+        if uses < threshold:
+            if uses or len(self._uses) < self.USES_KEPT:
+                self._uses[key] = uses + 1
+            return None
+        name = f"_acmekit_{next(_PREPARED_NAMES)}".encode()
+        pg = self._pg
+        pg.send_prepare(name, key[0], param_types=key[1])
+        res = self._wait(self._execute(pg))[-1]
+        if res.status != _COMMAND_OK:
+            raise self._failed(res)
+        self._uses.pop(key, None)
+        self._names[key] = name
+        return name
+
+    def rows(self, res: Any, one: bool) -> Any:
+        """The result's rows as tuples (a cursor's fetchall), or its first (fetchone)."""
+        if res.status != _TUPLES_OK:
+            from psycopg import ProgrammingError
+
+            raise ProgrammingError("the last operation didn't produce records")
+        tx = self._tx
+        tx.set_pgresult(res)
+        if one:
+            return tx.load_row(0, tuple) if res.ntuples else None
+        return tx.load_rows(0, res.ntuples, tuple)
+
+
+_EMPTY_QUERY = 0  # psycopg.pq.ExecStatus, as ints: compared on every statement
+_COMMAND_OK = 1
+_TUPLES_OK = 2
+_FATAL_ERROR = 7
+_PREPARED_NAMES = itertools.count()  # unique in the process, so never on one connection twice
 
 
 class _FormatCursor(Cursor):
-    """For a driver whose placeholders are %s (psycopg): each text translated once."""
+    """PostgreSQL's: each ?-text translated once (`numbered`) and run through the
+    connection's `_PostgresStatements`; `many` through psycopg's cursor as before."""
 
-    __slots__ = ("_texts",)
+    __slots__ = ("_statements", "_texts")
 
-    def __init__(self, cur: Any, texts: dict[str, str]) -> None:
+    def __init__(self, cur: Any, texts: dict[str, _Sql], statements: _PostgresStatements) -> None:
         super().__init__(cur)
         self._texts = texts
+        self._statements = statements
 
-    def _sql(self, text: str) -> str:
+    def _sql(self, text: str) -> _Sql:
         found = self._texts.get(text)
         if found is None:
-            found = text.replace("?", "%s")
+            query = numbered(text)
+            found = _Sql((query, (self._statements.auto,) * text.count("?")))
             # Kept up to a bound: some texts follow what a client sent (an order's
             # joined inserts, by its identifiers' kinds), too many shapes to keep all.
             if len(self._texts) < FORMAT_TEXTS_KEPT:
@@ -215,16 +417,36 @@ class _FormatCursor(Cursor):
         return found
 
     def run(self, text: str, params: Sequence[Any] = ()) -> int:
-        return super().run(self._sql(text), params)
+        """Execute; the number of rows changed (a cursor's rowcount)."""
+        res = self._statements.send(self._sql(text), params)
+        if res.status == _TUPLES_OK:
+            return int(res.ntuples)
+        found = res.command_tuples
+        return -1 if found is None else int(found)
 
     def many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
-        super().many(self._sql(text), rows)
+        super().many(text.replace("?", "%s"), rows)
+
+    def pipelined(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Statements as one implicit transaction in one round trip
+        (`_PostgresStatements.pipelined`); the rows each changed."""
+        sent = [(self._sql(text), params) for text, params in statements]
+        counts = []
+        for res in self._statements.pipelined(sent):
+            if res.status == _TUPLES_OK:
+                counts.append(int(res.ntuples))
+            else:
+                found = res.command_tuples
+                counts.append(-1 if found is None else int(found))
+        return counts
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
-        return super().one(self._sql(text), params)
+        statements = self._statements
+        return statements.rows(statements.send(self._sql(text), params), True)
 
     def all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
-        return super().all(self._sql(text), params)
+        statements = self._statements
+        return list(statements.rows(statements.send(self._sql(text), params), False))
 
 
 class _Held(threading.local):
@@ -347,7 +569,7 @@ class _PostgresUse:
             dbapi = fairy.dbapi_connection
             dbapi.autocommit = True
             self._cur = dbapi.cursor()
-            wrapped = _FormatCursor(self._cur, db._texts)
+            wrapped = None
         else:
             fairy = self._fairy = db._postgres_conn()
             self._own = False
@@ -356,6 +578,8 @@ class _PostgresUse:
             wrapped = held.wrapped
         cur = self._cur
         try:
+            if wrapped is None:  # its first use may send a statement (`_statements_for`)
+                wrapped = _FormatCursor(cur, db._texts, db._statements_for(dbapi))
             if self._tx:
                 cur.execute("BEGIN")
         except BaseException as exc:
@@ -418,7 +642,12 @@ class Database:
         self._local = _Held()
         self._generation = 0
         self.integrity: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
-        self._texts: dict[str, str] = {}
+        self._texts: dict[str, _Sql] = {}
+        # Each connection's prepared statements, by its libpq connection (the same
+        # object however the pool wraps it): a pooled connection is met again.
+        self._statements: weakref.WeakKeyDictionary[Any, _PostgresStatements] = (
+            weakref.WeakKeyDictionary()
+        )
         if not self._sqlite:
             sa.event.listen(engine, "engine_disposed", self._disposed)
 
@@ -460,16 +689,41 @@ class Database:
             self._drop_held()
         if held.fairy is None:
             fairy: Any = self.engine.raw_connection()
+            dbapi = fairy.dbapi_connection
             try:
-                fairy.dbapi_connection.autocommit = True
-            except BaseException:
-                fairy.close()
+                dbapi.autocommit = True
+                statements = self._statements_for(dbapi)
+            except BaseException as exc:
+                if isinstance(exc, UNAVAILABLE) and self._is_disconnect(fairy, exc):
+                    fairy.invalidate(exc)
+                    self._renew_pool()
+                else:
+                    fairy.close()
                 raise
-            held.fairy, held.dbapi = fairy, fairy.dbapi_connection
-            held.cursor = held.dbapi.cursor()
-            held.wrapped = _FormatCursor(held.cursor, self._texts)
+            held.fairy, held.dbapi = fairy, dbapi
+            held.cursor = dbapi.cursor()
+            held.wrapped = _FormatCursor(held.cursor, self._texts, statements)
             held.generation = self._generation
         return held.fairy
+
+    def _statements_for(self, dbapi: Any) -> _PostgresStatements:
+        """The connection's statements: made once a connection (its prepared ones)."""
+        key = dbapi.pgconn
+        found = self._statements.get(key)
+        if found is None:
+            found = _PostgresStatements(dbapi)  # with the connection's own threshold
+            if found.prepares:
+                # psycopg prepares nothing more here, and forgets what it prepared:
+                # holding prepared statements of its own, it sends DEALLOCATE ALL after
+                # a ROLLBACK, which would drop ours too.
+                dbapi.prepare_threshold = None
+                cur = dbapi.cursor()
+                try:
+                    cur.execute("DEALLOCATE ALL")
+                finally:
+                    cur.close()
+            self._statements[key] = found
+        return found
 
     def _drop_held(self) -> None:
         """Give this thread's kept connection up (closed: it may be dead or stale)."""

@@ -385,10 +385,17 @@ class OrderRepository(Repository):
         # authorization at once each ran the UPDATE on a snapshot without the other's
         # change, on rows of their own: both started. The authorization's row, locked
         # first, makes them take turns, and the UPDATE, a statement of its own after
-        # the lock, reads what the other committed.
-        with self._raw() as c:
-            c.run(_LOCK_AUTHZ_OF_CHALLENGE, (challenge_id,))
-            return c.run(_START_CHALLENGE, (*values, pending, pending)) == 1
+        # the lock, reads what the other committed. Both go before one Sync: one
+        # implicit transaction, the UPDATE run after the lock is taken, on a snapshot
+        # of its own, in one round trip where BEGIN, the two and COMMIT took four.
+        with self._once() as c:
+            _, started = c.pipelined(  # type: ignore[attr-defined]
+                [
+                    (_LOCK_AUTHZ_OF_CHALLENGE, (challenge_id,)),
+                    (_START_CHALLENGE, (*values, pending, pending)),
+                ]
+            )
+        return bool(started == 1)
 
     def finish_challenge(
         self,

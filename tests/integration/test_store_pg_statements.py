@@ -1,0 +1,233 @@
+"""The store's statements on PostgreSQL, sent past psycopg's cursor (repos/base.py's
+`_PostgresStatements`): prepared by the store under names of its own, at the use after
+the connection's `prepare_threshold`, kept across a ROLLBACK, and with the driver's own
+results: rows as tuples of the same Python types, row counts, errors of the same classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from acmekit.protocol.messages import (
+    AccountStatus,
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+    IdentifierType,
+)
+from acmekit.server.records import AccountRecord, AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.store import Store
+from acmekit_testkit.databases import fresh_postgres_database
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_store() -> Iterator[Store]:
+    with fresh_postgres_database("acmekit_stmts") as url:
+        store = Store.from_url(url)
+        yield store
+        store.engine.dispose()
+
+
+def _account(store: Store) -> AccountRecord:
+    return store.accounts.add_account(
+        AccountRecord(
+            id="acct",
+            thumbprint="t" * 43,
+            jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
+            contact=("mailto:ops@example.test",),
+            status=AccountStatus.VALID,
+            created=NOW,
+        )
+    )
+
+
+def _prepared(store: Store) -> list[tuple[str, str]]:
+    """The prepared statements of this thread's kept connection: (name, text)."""
+    with store.db.once() as c:
+        return [
+            (str(n), str(t)) for n, t in c.all("SELECT name, statement FROM pg_prepared_statements")
+        ]
+
+
+def test_a_statement_is_prepared_by_the_store_after_the_threshold(pg_store: Store) -> None:
+    acct = _account(pg_store)
+    text = pg_store.accounts._by_id.replace("?", "$1")
+    pg_store.accounts.account(acct.id)
+    dbapi = pg_store.db._local.dbapi
+    assert dbapi is not None
+    assert not [t for _, t in _prepared(pg_store) if t == text]  # one use: not yet
+    for _ in range(5):  # psycopg's default threshold, 5: prepared at the sixth use
+        assert pg_store.accounts.account(acct.id) == acct
+    mine = [n for n, t in _prepared(pg_store) if t == text]
+    assert len(mine) == 1 and mine[0].startswith("_acmekit_")
+    # psycopg prepares nothing more on the store's connections (its DEALLOCATE ALL
+    # after a ROLLBACK would take the store's along)
+    assert dbapi.prepare_threshold is None
+    assert not [n for n, _ in _prepared(pg_store) if n.startswith("_pg3_")]
+
+
+def test_prepared_statements_survive_a_rolled_back_transaction(pg_store: Store) -> None:
+    acct = _account(pg_store)
+    # psycopg prepared statements of its own on the connection before the store took it:
+    # the pool renewed, one connection made and given back, which the store takes next
+    pg_store.engine.dispose()
+    fairy: Any = pg_store.engine.raw_connection()
+    cur = fairy.dbapi_connection.cursor()
+    for _ in range(8):
+        cur.execute("SELECT count(*) FROM accounts WHERE id = %s", ("x",))
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    cur.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '_pg3_%%'")
+    assert cur.fetchone()[0] >= 1
+    cur.close()
+    fairy.dbapi_connection.commit()  # as `Database.tx` ends: checked in idle, so kept
+    fairy.close()
+    for _ in range(8):
+        assert pg_store.accounts.account(acct.id) == acct
+    with pg_store.db.once() as c:
+        assert c.one("SELECT pg_backend_pid()")[0] == pid
+    assert [n for n, _ in _prepared(pg_store) if n.startswith("_acmekit_")]
+
+    class Failed(Exception):
+        pass
+
+    with pytest.raises(Failed), pg_store.db.raw() as c:
+        c.one("SELECT 1")
+        raise Failed  # ROLLBACK on the kept connection
+    for _ in range(3):
+        assert pg_store.accounts.account(acct.id) == acct
+    assert [n for n, _ in _prepared(pg_store) if n.startswith("_acmekit_")]
+
+
+def test_rows_counts_and_errors_are_the_drivers(pg_store: Store) -> None:
+    with pg_store.db.once() as c:
+        for _ in range(7):  # unprepared, then prepared: the same either way
+            row = c.one(
+                "SELECT ?::bigint, ?::text, ?::boolean, ?::bytea, CAST(NULL AS text)",
+                (2**40, "é", True, b"\x00\xff"),
+            )
+            assert row == (2**40, "é", True, b"\x00\xff", None)
+            assert type(row) is tuple
+            assert c.one("SELECT 1 WHERE false") is None
+            assert c.all("SELECT g FROM generate_series(1, ?) g", (3,)) == [(1,), (2,), (3,)]
+            assert c.run("UPDATE settings SET value = value WHERE false") == 0
+            assert c.run("SELECT g FROM generate_series(1, ?) g", (4,)) == 4
+    _account(pg_store)
+    with pg_store.db.once() as c:
+        for _ in range(7):
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("n", 1))
+                c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("n", 1))
+            c.run("DELETE FROM used_nonces WHERE nonce = ?", ("n",))
+        with pytest.raises(psycopg.ProgrammingError):
+            c.one("SELECT ?", ())
+        with pytest.raises(psycopg.ProgrammingError):  # no rows to fetch, as fetchone
+            c.one("UPDATE settings SET value = value WHERE false")
+        assert c.run("") == -1
+    # an error inside a transaction rolls it back whole, as before
+    with pytest.raises(psycopg.errors.UniqueViolation), pg_store.db.raw() as c:
+        c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("m", 1))
+        c.run("INSERT INTO used_nonces (nonce, issued) VALUES (?, ?)", ("m", 1))
+    with pg_store.db.once() as c:
+        assert c.one("SELECT count(*) FROM used_nonces WHERE nonce = ?", ("m",)) == (0,)
+
+
+def _order_with_two_challenges(store: Store, n: int) -> AuthorizationRecord:
+    authz_id = f"authz-{n}"
+    authz = AuthorizationRecord(
+        id=authz_id,
+        account_id="acct",
+        identifier=Identifier(IdentifierType.DNS, f"n{n}.example.test"),
+        wildcard=False,
+        stored_status=AuthorizationStatus.PENDING,
+        expires=NOW + timedelta(days=7),
+        challenges=tuple(
+            ChallengeRecord(
+                f"{authz_id}-{t.value}", authz_id, t, f"tok{n}{t.value}", ChallengeStatus.PENDING
+            )
+            for t in (ChallengeType.HTTP_01, ChallengeType.DNS_01)
+        ),
+    )
+    store.orders.add_order(
+        OrderRecord(
+            f"order-{n}", "acct", (authz.identifier,), (authz_id,), NOW + timedelta(days=1), NOW
+        ),
+        [authz],
+    )
+    return authz
+
+
+def _round_trips(store: Store, tmp_path: Path, work: Callable[[], object]) -> int:
+    """The messages after which the client waits for the server (an extended-protocol
+    Sync, or a simple Query) that `work` sends on this thread's kept connection."""
+    dbapi = store.db._local.dbapi
+    assert dbapi is not None
+    pgconn = dbapi.pgconn
+    path = tmp_path / "trace"
+    with path.open("w") as f:
+        pgconn.trace(f.fileno())
+        pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            work()
+        finally:
+            pgconn.untrace()
+    sent = [line.split("\t") for line in path.read_text().splitlines()]
+    return sum(1 for fields in sent if fields[0] == "F" and fields[2] in ("Sync", "Query"))
+
+
+def test_a_challenge_starts_in_one_round_trip_as_one_transaction(
+    pg_store: Store, tmp_path: Path
+) -> None:
+    _account(pg_store)
+    for n in range(8):  # unprepared at first, prepared after the threshold: one round trip
+        authz = _order_with_two_challenges(pg_store, n)
+        http, dns = (c.id for c in authz.challenges)
+        assert (
+            _round_trips(
+                pg_store, tmp_path, partial(pg_store.orders.start_challenge, http, NOW, "u")
+            )
+            <= 2
+        )
+        if n >= 6:
+            assert (
+                _round_trips(
+                    pg_store, tmp_path, partial(pg_store.orders.start_challenge, dns, NOW, "u")
+                )
+                == 1
+            )
+        # RFC 8555 §7.1.6: the other challenge of the authorization does not start
+        assert not pg_store.orders.start_challenge(dns, NOW, "u")
+        with pg_store.db.once() as c:
+            assert c.one("SELECT status FROM challenges WHERE id = ?", (http,)) == ("processing",)
+            assert c.one("SELECT status FROM challenges WHERE id = ?", (dns,)) == ("pending",)
+        assert (
+            pg_store.db._local.dbapi.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        )
+
+
+def test_a_failed_start_leaves_nothing_and_the_connection_usable(pg_store: Store) -> None:
+    _account(pg_store)
+    authz = _order_with_two_challenges(pg_store, 1)
+    http = authz.challenges[0].id
+    with pg_store.db.once() as c:  # the UPDATE fails: a value too long for its column
+        c.run("ALTER TABLE challenges ADD CONSTRAINT short_uri CHECK (length(account_uri) < 5)")
+    for _ in range(7):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            pg_store.orders.start_challenge(http, NOW, "https://ca.example/acct/1")
+        dbapi = pg_store.db._local.dbapi
+        assert dbapi.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with pg_store.db.once() as c:
+            assert c.one("SELECT status FROM challenges WHERE id = ?", (http,)) == ("pending",)
+    assert pg_store.orders.start_challenge(http, NOW, "u")
