@@ -149,9 +149,38 @@ async def test_a_target_silent_once_connected_is_still_a_connection_timeout() ->
 
 async def test_in_the_validator_a_redirect_target_resolved_too_late_is_a_dns_problem() -> None:
     """The challenge's name answers with a redirect when less time is left than a lookup's
-    shortest lifetime (50 ms): the target's lookup is the one the deadline cuts off."""
+    shortest lifetime (50 ms): the target's lookup is the one the deadline cuts off.
+
+    The window is 50 ms wide, so a loop held up for longer (a loaded machine) reaches
+    the deadline before the redirect is followed: no lookup of the target is asked, and
+    that attempt shows nothing. Such attempts are run again; every attempt in which the
+    target's lookup was asked must end in the dns problem."""
+    shown = 0
+    for _ in range(ATTEMPTS):
+        err, held, port = await _redirect_late_at_the_deadline()
+        if not held:
+            continue  # the deadline came before the redirect was followed
+        assert held == ["A late.x.test."]
+        assert err.problem.type == ProblemType.DNS
+        assert err.problem.detail == (
+            f"fetching http://late.x.test:{port}{PATH}: DNS problem: timeout looking up late.x.test"
+        )
+        assert err.problem.identifier == Identifier(IdentifierType.DNS, "first.x.test").to_json()
+        shown += 1
+        if shown == 2:
+            return
+    assert shown, f"in {ATTEMPTS} attempts the redirect was never followed before the deadline"
+
+
+ATTEMPTS = 6
+
+
+async def _redirect_late_at_the_deadline() -> tuple[AcmeError, list[str], int]:
+    """One validation of first.x.test whose answer, a redirect to late.x.test, comes 40 ms
+    before the Validator's deadline: its error, the lookups held back, the port."""
     timeout = 1.0
     loop = asyncio.get_running_loop()
+    redirect_at = 0.0
 
     async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -179,11 +208,6 @@ async def test_in_the_validator_a_redirect_target_resolved_too_late_is_a_dns_pro
             redirect_at = loop.time() + timeout - 0.04
             ident = Identifier(IdentifierType.DNS, "first.x.test")
             err = await failure(va.validate(ChallengeType.HTTP_01, ident, TOKEN, KEY_AUTH))
-        assert served.held == ["A late.x.test."]
     finally:
         server.close()
-    assert err.problem.type == ProblemType.DNS
-    assert err.problem.detail == (
-        f"fetching http://late.x.test:{port}{PATH}: DNS problem: timeout looking up late.x.test"
-    )
-    assert err.problem.identifier == ident.to_json()
+    return err, list(served.held), port

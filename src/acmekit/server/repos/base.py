@@ -231,7 +231,11 @@ class _PostgresStatements:
     `prepare_threshold` and `prepared_max`: a text is prepared at its use after the
     threshold's, never with a threshold of None), under names of their own (psycopg's
     are `_pg3_N`), kept per connection (`Database._statements_for`). Past the bound a
-    text runs unprepared; nothing is deallocated."""
+    text runs unprepared; nothing is deallocated.
+
+    psycopg's `generators`, `Transformer` and the connection's `wait` and `lock` are not
+    its public API: pyproject.toml keeps psycopg to the series this was tested with, and
+    every PostgreSQL test runs through here."""
 
     __slots__ = (
         "_encoding", "_error", "_execute", "_fetch", "_flush", "_lock", "_most", "_names", "_pg",
