@@ -7,13 +7,26 @@ failing on a name the server no longer has, or on a plan it can no longer use.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
+from acmekit.protocol.messages import (
+    AccountStatus,
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+    IdentifierType,
+)
+from acmekit.server.records import AccountRecord, AuthorizationRecord, ChallengeRecord, OrderRecord
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_postgres_database
 
@@ -117,3 +130,201 @@ def test_psycopgs_rollback_on_a_shared_connection_keeps_the_stores_statements(
         assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() == pid
         raise Failed
     nested_reads()
+
+
+# A challenge's start, pipelined (repos/orders.py start_challenge): the authorization's
+# lock and the UPDATE before one Sync, on this thread's kept connection.
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def _authz(store: Store, n: int) -> AuthorizationRecord:
+    if store.accounts.account("acct") is None:
+        store.accounts.add_account(
+            AccountRecord(
+                id="acct",
+                thumbprint="t" * 43,
+                jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
+                contact=(),
+                status=AccountStatus.VALID,
+                created=NOW,
+            )
+        )
+    authz_id = f"authz-{n}"
+    authz = AuthorizationRecord(
+        id=authz_id,
+        account_id="acct",
+        identifier=Identifier(IdentifierType.DNS, f"n{n}.example.test"),
+        wildcard=False,
+        stored_status=AuthorizationStatus.PENDING,
+        expires=NOW + timedelta(days=7),
+        challenges=tuple(
+            ChallengeRecord(
+                f"{authz_id}-{t.value}", authz_id, t, f"tok{n}{t.value}", ChallengeStatus.PENDING
+            )
+            for t in (ChallengeType.HTTP_01, ChallengeType.DNS_01)
+        ),
+    )
+    store.orders.add_order(
+        OrderRecord(
+            f"order-{n}", "acct", (authz.identifier,), (authz_id,), NOW + timedelta(days=1), NOW
+        ),
+        [authz],
+    )
+    return authz
+
+
+def _status(store: Store, challenge_id: str) -> str:
+    with store.db.once() as c:
+        return str(c.one("SELECT status FROM challenges WHERE id = ?", (challenge_id,))[0])
+
+
+def _kept_pid(store: Store) -> int:
+    with store.db.once() as c:
+        return int(c.one("SELECT pg_backend_pid()")[0])
+
+
+def _when_waiting(url: str, pid: int, then: Callable[[psycopg.Connection[Any]], object]) -> None:
+    """Once the backend `pid` waits on a lock, `then(connection)` on another connection."""
+    with _other_connection(url) as conn:
+        for _ in range(500):
+            row = conn.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if row is not None and row[0] == "Lock":
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("never waited on the lock")
+        then(conn)
+
+
+def test_a_start_waiting_on_the_lock_sees_what_the_other_start_committed(
+    pg_url: str, pg_store: Store
+) -> None:
+    """Two starts of one authorization's challenges at once: the second, waiting on the
+    authorization's lock, runs its UPDATE on a snapshot taken after the first committed
+    (RFC 8555 §7.1.6: one attempt decides the authorization)."""
+    for n in range(8):  # unprepared, then prepared
+        authz = _authz(pg_store, n)
+        http, dns = (ch.id for ch in authz.challenges)
+        pid = _kept_pid(pg_store)
+        with _other_connection(pg_url) as first:
+            first.autocommit = False
+            first.execute("SELECT 1 FROM authorizations WHERE id = %s FOR UPDATE", (authz.id,))
+            first.execute(
+                "UPDATE challenges SET status = 'processing' WHERE id = %s AND status = 'pending'",
+                (http,),
+            )
+            committer = threading.Thread(
+                target=_when_waiting, args=(pg_url, pid, lambda _c: first.commit())
+            )
+            committer.start()
+            try:
+                assert not pg_store.orders.start_challenge(dns, NOW, "u")
+            finally:
+                committer.join()
+        assert _status(pg_store, http) == "processing"
+        assert _status(pg_store, dns) == "pending"
+
+
+def _start_while_locked(
+    pg_url: str, store: Store, n: int, then: Callable[[psycopg.Connection[Any], int], object]
+) -> tuple[str, str, BaseException | None]:
+    """A start that waits on its authorization's lock, held by another connection, and
+    `then(other, pid)` done once it waits; the lock is then let go. The challenges' ids
+    and what the start raised."""
+    authz = _authz(store, n)
+    http, dns = (ch.id for ch in authz.challenges)
+    pid = _kept_pid(store)
+    raised: BaseException | None = None
+    with _other_connection(pg_url) as holder:
+        holder.autocommit = False
+        holder.execute("SELECT 1 FROM authorizations WHERE id = %s FOR UPDATE", (authz.id,))
+        helper = threading.Thread(target=_when_waiting, args=(pg_url, pid, lambda c: then(c, pid)))
+        helper.start()
+        try:
+            store.orders.start_challenge(http, NOW, "u")
+        except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt too)
+            raised = exc
+        finally:
+            helper.join()
+            holder.rollback()
+    return http, dns, raised
+
+
+@pytest.mark.parametrize("prepared", [False, True])
+def test_a_start_whose_connection_is_terminated_fails_as_unavailable_then_the_next_works(
+    pg_url: str, pg_store: Store, prepared: bool
+) -> None:
+    from acmekit.database import UNAVAILABLE
+
+    if prepared:
+        for n in range(100, 107):
+            assert pg_store.orders.start_challenge(_authz(pg_store, n).challenges[0].id, NOW, "u")
+    http, dns, raised = _start_while_locked(
+        pg_url, pg_store, 1, lambda c, pid: c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    )
+    assert isinstance(raised, UNAVAILABLE), raised
+    assert _status(pg_store, http) == "pending"  # rolled back with the connection
+    assert pg_store.orders.start_challenge(dns, NOW, "u")
+    assert _status(pg_store, dns) == "processing"
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_a_cancelled_start_leaves_nothing_and_the_connection_usable(
+    pg_url: str, pg_store: Store, how: str
+) -> None:
+    for n in range(100, 107):  # prepared
+        assert pg_store.orders.start_challenge(_authz(pg_store, n).challenges[0].id, NOW, "u")
+    if how == "timeout":
+        with pg_store.db.once() as c:
+            c.run("SET statement_timeout = 300")
+        then: Callable[[psycopg.Connection[Any], int], object] = lambda c, pid: None  # noqa: E731
+    else:
+        then = lambda c, pid: c.execute("SELECT pg_cancel_backend(%s)", (pid,))  # noqa: E731
+    pid = _kept_pid(pg_store)
+    http, dns, raised = _start_while_locked(pg_url, pg_store, 1, then)
+    assert isinstance(raised, psycopg.errors.QueryCanceled), raised
+    assert _kept_pid(pg_store) == pid  # the same connection, not given up
+    dbapi = pg_store.db._local.dbapi
+    assert dbapi.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert _status(pg_store, http) == "pending"
+    assert pg_store.orders.start_challenge(dns, NOW, "u")
+
+
+def test_ctrl_c_during_a_start_leaves_the_connection_usable(pg_url: str, pg_store: Store) -> None:
+    """Ctrl-C while a start waits: psycopg's wait cancels the statement on the server,
+    as its cursor did, and the thread's connection serves the next request."""
+    for n in range(100, 107):  # prepared
+        assert pg_store.orders.start_challenge(_authz(pg_store, n).challenges[0].id, NOW, "u")
+    main = threading.get_ident()
+    http, dns, raised = _start_while_locked(
+        pg_url, pg_store, 1, lambda c, pid: signal.pthread_kill(main, signal.SIGINT)
+    )
+    assert isinstance(raised, KeyboardInterrupt), raised
+    assert _status(pg_store, http) == "pending"
+    assert pg_store.orders.start_challenge(dns, NOW, "u")
+
+
+def test_ctrl_c_during_a_lone_statement_leaves_the_connection_usable(
+    pg_url: str, pg_store: Store
+) -> None:
+    pid = _kept_pid(pg_store)
+    main = threading.get_ident()
+    with _other_connection(pg_url) as holder:
+        holder.autocommit = False
+        holder.execute("LOCK TABLE rate_buckets")
+        helper = threading.Thread(
+            target=_when_waiting,
+            args=(pg_url, pid, lambda c: signal.pthread_kill(main, signal.SIGINT)),
+        )
+        helper.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                pg_store.buckets.tat("k")
+        finally:
+            helper.join()
+            holder.rollback()
+    assert pg_store.buckets.tat("k") is None
+    assert _kept_pid(pg_store) == pid
