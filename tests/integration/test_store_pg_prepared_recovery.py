@@ -11,7 +11,9 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -328,3 +330,86 @@ def test_ctrl_c_during_a_lone_statement_leaves_the_connection_usable(
             holder.rollback()
     assert pg_store.buckets.tat("k") is None
     assert _kept_pid(pg_store) == pid
+
+
+_VALUES = [
+    None,
+    b"",
+    b"\x00\xff" * 3,
+    bytearray(b"ab"),
+    memoryview(b"cd"),
+    datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+    datetime(2026, 1, 2, 3, 4, 5),
+    datetime(1, 1, 1, tzinfo=UTC),
+    timedelta(days=-1, microseconds=1),
+    0,
+    -1,
+    2**15,
+    2**31,
+    2**63 - 1,
+    -(2**63),
+    2**63,
+    10**40,
+    True,
+    1.5,
+    float("inf"),
+    Decimal("1.10"),
+    Decimal("NaN"),
+    "",
+    "é ١ 漢 \U0001f600 \u200b",
+    "a\x00b",
+    "\udcff",
+    [1, 2],
+    ["a", None],
+    {"a": 1},
+    uuid.UUID(int=5),
+    object(),
+]
+
+
+@pytest.mark.parametrize("value", _VALUES, ids=[repr(v)[:30] for v in _VALUES])
+def test_a_parameter_comes_back_as_psycopgs_cursor_gives_it(
+    pg_url: str, pg_store: Store, value: Any
+) -> None:
+    """Each parameter through the store's statements, unprepared and prepared, against
+    psycopg's cursor on its own connection: the same value of the same type, or an
+    error of the same class."""
+
+    def outcome(run: Callable[[], Any]) -> tuple[str, Any]:
+        try:
+            row = run()
+        except Exception as exc:  # noqa: BLE001
+            return ("error", type(exc))
+        return ("row", [(type(v), v if v == v else "nan") for v in row])
+
+    with _other_connection(pg_url) as conn:
+        expected = outcome(lambda: conn.execute("SELECT %s", (value,)).fetchone())
+        with pg_store.db.once() as c:
+            for _ in range(8):
+                assert outcome(lambda: c.one("SELECT ?", (value,))) == expected
+        # and the connection serves on
+        assert pg_store.buckets.tat("k") is None
+
+
+def test_migrations_run_on_the_stores_engine_while_its_statements_are_prepared(
+    pg_store: Store,
+) -> None:
+    """0009 down and up again through the store's own pool, whose connections hold the
+    store's prepared statements (the order list's among them): they serve on."""
+    from acmekit import migrate
+    from acmekit.migrate import SERVER
+
+    _authz(pg_store, 1)
+    for _ in range(8):
+        assert [i for _, i in pg_store.orders.account_orders("acct", NOW, None, 10)] == ["order-1"]
+    with pg_store.db.once() as outer:  # the thread's connection busy: the pool's serve
+        outer.one("SELECT 1")
+        for _ in range(8):
+            assert pg_store.orders.account_orders("acct", NOW, None, 10)
+    migrate.downgrade(pg_store.engine, SERVER, "0008")
+    migrate.upgrade(pg_store.engine, SERVER)
+    for _ in range(3):
+        assert [i for _, i in pg_store.orders.account_orders("acct", NOW, None, 10)] == ["order-1"]
+        with pg_store.db.once() as outer:
+            outer.one("SELECT 1")
+            assert pg_store.orders.account_orders("acct", NOW, None, 10)
