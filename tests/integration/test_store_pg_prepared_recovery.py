@@ -413,3 +413,51 @@ def test_migrations_run_on_the_stores_engine_while_its_statements_are_prepared(
         with pg_store.db.once() as outer:
             outer.one("SELECT 1")
             assert pg_store.orders.account_orders("acct", NOW, None, 10)
+
+
+def test_a_start_of_a_challenge_that_does_not_exist_is_refused_cleanly(pg_store: Store) -> None:
+    _authz(pg_store, 1)
+    for _ in range(8):  # unprepared, then prepared
+        assert not pg_store.orders.start_challenge("no-such-challenge", NOW, "u")
+        dbapi = pg_store.db._local.dbapi
+        assert dbapi.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_every_connection_terminated_then_the_store_prepares_afresh(
+    pg_url: str, pg_store: Store
+) -> None:
+    """A restart of the server, as the store sees it: its connections end with their
+    prepared statements. The first request fails as unavailable (no ping per
+    checkout), the next ones run on new connections, prepared anew."""
+    from acmekit.database import UNAVAILABLE
+
+    with pg_store.db.once() as c:
+        c.run("INSERT INTO rate_buckets (key, tat) VALUES (?, ?)", ("k", 7))
+    for _ in range(8):
+        assert pg_store.buckets.tat("k") == 7
+    old = _kept_pid(pg_store)
+    with _other_connection(pg_url) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(UNAVAILABLE):
+        pg_store.buckets.tat("k")
+    for _ in range(8):
+        assert pg_store.buckets.tat("k") == 7
+    assert _kept_pid(pg_store) != old
+    with pg_store.db.once() as c:
+        names = c.all("SELECT name FROM pg_prepared_statements")
+    assert [n for (n,) in names if n.startswith("_acmekit_")]
+
+
+def test_many_statement_shapes_past_the_bound_still_run_right(pg_store: Store) -> None:
+    dbapi_max = 100  # psycopg's prepared_max, the store's bound per connection
+    for shape in range(3 * dbapi_max):
+        for _ in range(6):
+            with pg_store.db.once() as c:
+                assert c.one(f"SELECT ?::int + {shape}", (1,)) == (1 + shape,)
+    with pg_store.db.once() as c:
+        (count,) = c.one("SELECT count(*) FROM pg_prepared_statements")
+        assert count <= dbapi_max
+        assert c.one("SELECT ?::int + 7", (1,)) == (8,)
