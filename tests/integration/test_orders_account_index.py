@@ -9,6 +9,7 @@ plan names an index whenever one can serve the statement)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from acmekit.protocol.messages import (
     IdentifierType,
 )
 from acmekit.server import admin, records
+from acmekit.server.repos import base
 from acmekit.server.repos import inspect as inspect_repo
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_database
@@ -117,10 +119,22 @@ def _statements() -> Iterator[list[tuple[str, Any]]]:
         elif isinstance(dbapi_conn, psycopg.Connection):
             dbapi_conn.cursor_factory = Recording
 
+    # The store's own statements on PostgreSQL go past the cursor (repos/base.py's
+    # `_PostgresStatements`), numbered `$1, $2, ...` in order: recorded in the cursor's
+    # `%s` form, to be explained through one.
+    statements = base._PostgresStatements
+    send = statements.send
+
+    def recorded_send(self: Any, sql: Any, params: Any) -> Any:
+        seen.append((re.sub(r"\$\d+", "%s", sql[0].decode()), tuple(params)))
+        return send(self, sql, params)
+
     sa.event.listen(sa.pool.Pool, "connect", on_connect)
+    statements.send = recorded_send  # type: ignore[method-assign]
     try:
         yield seen
     finally:
+        statements.send = send  # type: ignore[method-assign]
         sa.event.remove(sa.pool.Pool, "connect", on_connect)
 
 
