@@ -461,3 +461,42 @@ def test_many_statement_shapes_past_the_bound_still_run_right(pg_store: Store) -
         (count,) = c.one("SELECT count(*) FROM pg_prepared_statements")
         assert count <= dbapi_max
         assert c.one("SELECT ?::int + 7", (1,)) == (8,)
+
+
+def test_threads_sharing_the_pool_keep_every_prepared_statement(pg_store: Store) -> None:
+    """Connections pass between threads through the pool: a nested block's, given back,
+    becomes another thread's kept one, or serves SQLAlchemy's transactions, some of
+    which fail (psycopg's rollback()). No statement of the store fails."""
+    db = pg_store.db
+    with db.once() as c:
+        c.run("INSERT INTO rate_buckets (key, tat) VALUES (?, ?)", ("k", 7))
+    errors: list[BaseException] = []
+
+    class Failed(Exception):
+        pass
+
+    def work(n: int) -> None:
+        try:
+            for i in range(60):
+                assert pg_store.buckets.tat("k") == 7
+                with db.once() as outer:
+                    outer.one("SELECT 1")
+                    with db.once() as inner:
+                        assert inner.one("SELECT tat FROM rate_buckets WHERE key = ?", ("k",))
+                with db.tx() as conn:
+                    assert conn.execute(sa.text("SELECT tat FROM rate_buckets")).one()
+                if i % 7 == n % 7:
+                    with pytest.raises(Failed), db.tx() as conn:
+                        conn.execute(sa.text("SELECT tat FROM rate_buckets")).one()
+                        raise Failed
+                if i % 20 == 19:
+                    db._drop_held()  # a new kept connection, from the pool
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
