@@ -119,21 +119,22 @@ def _statements() -> Iterator[list[tuple[str, Any]]]:
         elif isinstance(dbapi_conn, psycopg.Connection):
             dbapi_conn.cursor_factory = Recording
 
-    # The store's own statements on PostgreSQL go past the cursor
-    # (`base._PostgresStatements`), in PostgreSQL's numbered form: recorded there, in
-    # the cursor's form, to be explained through a cursor.
-    send = base._PostgresStatements.send
+    # The store's own statements on PostgreSQL go past the cursor (repos/base.py's
+    # `_PostgresStatements`), numbered `$1, $2, ...` in order: recorded in the cursor's
+    # `%s` form, to be explained through one.
+    statements = base._PostgresStatements
+    send = statements.send
 
     def recorded_send(self: Any, sql: Any, params: Any) -> Any:
         seen.append((re.sub(r"\$\d+", "%s", sql[0].decode()), tuple(params)))
         return send(self, sql, params)
 
     sa.event.listen(sa.pool.Pool, "connect", on_connect)
-    base._PostgresStatements.send = recorded_send  # type: ignore[method-assign]
+    statements.send = recorded_send  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        base._PostgresStatements.send = send  # type: ignore[method-assign]
+        statements.send = send  # type: ignore[method-assign]
         sa.event.remove(sa.pool.Pool, "connect", on_connect)
 
 

@@ -279,6 +279,7 @@ def lighter_log_records() -> list[str]:
 def _caller_when_shown(logger: logging.Logger) -> Callable[..., tuple[Any, ...]]:
     """`logger.findCaller`, looking up the caller only when a record made now may have
     its source fields read: when a stack is asked for, or by the logger's filters, or by
+    a LogRecord factory other than logging's own, or by
     a handler on the record's way up the tree (as `callHandlers` goes) that has a
     filter, is not one that only writes its formatter's output, has a formatter not a
     plain one, or whose format names one of them. Any spelling counts (`%(lineno)d`,
@@ -289,7 +290,13 @@ def _caller_when_shown(logger: logging.Logger) -> Callable[..., tuple[Any, ...]]
 
     def find_caller(stack_info: bool = False, stacklevel: int = 1) -> tuple[Any, ...]:
         node: logging.Logger | None = logger
-        may_show = stack_info or bool(logger.filters)
+        # A record factory set by the program (`logging.setLogRecordFactory`) is handed
+        # the source whatever the handlers show, and may keep or read it.
+        may_show = (
+            stack_info
+            or bool(logger.filters)
+            or logging.getLogRecordFactory() is not logging.LogRecord
+        )
         while node is not None and not may_show:
             for handler in node.handlers:
                 formatter = handler.formatter

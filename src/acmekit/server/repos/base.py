@@ -293,8 +293,22 @@ class _PostgresStatements:
             res = self._wait(self._execute(pg))[-1]
         status = res.status
         if status != _TUPLES_OK and status != _COMMAND_OK and status != _EMPTY_QUERY:
+            if name is not None:
+                self._forget_stale(key, res)
             raise self._failed(res)
         return res
+
+    def _forget_stale(self, key: tuple[bytes, tuple[int, ...]], res: Any) -> None:
+        """After a prepared statement's execution failed: if the server no longer has it
+        (DISCARD ALL or DEALLOCATE ALL sent on the connection by something else) or can
+        no longer run it (a schema change made elsewhere, "cached plan must not change
+        result type"), forget its name, so that it is counted and prepared afresh under
+        a new one: kept, every later use would fail the same way for the connection's
+        life. The stale one, if any, goes with the connection."""
+        from psycopg import pq
+
+        if res.error_field(pq.DiagnosticField.SQLSTATE) in _STALE_PREPARED:
+            self._names.pop(key, None)
 
     def _failed(self, res: Any) -> Exception:
         """The error a result that is not rows or a command's count stands for, as
@@ -318,6 +332,7 @@ class _PostgresStatements:
         tx, pg = self._tx, self._pg
         with self._lock:
             sends = []
+            keys = []
             for (query, formats), params in statements:
                 if len(params) != len(formats):
                     from psycopg import ProgrammingError
@@ -332,6 +347,7 @@ class _PostgresStatements:
                 if name is None:
                     name = self._prepare(key)
                 sends.append((query, name, values, types, tx.formats if formats else None))
+                keys.append(key)
             pg.enter_pipeline_mode()
             try:
                 for query, name, values, types, param_formats in sends:
@@ -351,9 +367,11 @@ class _PostgresStatements:
                 # connection is given up (a disconnect, for the pool), as a broken one.
                 pg.finish()
                 raise
-        for res in results:  # the first failure; those after it were skipped
-            status = res.status
+        for res, key, sent in zip(results, keys, sends, strict=True):
+            status = res.status  # the first failure; those after it were skipped
             if status != _TUPLES_OK and status != _COMMAND_OK:
+                if sent[1] is not None:
+                    self._forget_stale(key, res)
                 raise self._failed(res)
         return results
 
@@ -395,6 +413,9 @@ _EMPTY_QUERY = 0  # psycopg.pq.ExecStatus, as ints: compared on every statement
 _COMMAND_OK = 1
 _TUPLES_OK = 2
 _FATAL_ERROR = 7
+# SQLSTATEs of a prepared statement the server no longer has (invalid_sql_statement_name)
+# or no longer runs (feature_not_supported: "cached plan must not change result type").
+_STALE_PREPARED = frozenset((b"26000", b"0A000"))
 _PREPARED_NAMES = itertools.count()  # unique in the process, so never on one connection twice
 
 
@@ -628,6 +649,11 @@ class _PostgresUse:
         if lost:
             db._drop_held()
             db._renew_pool()
+        elif exc is not None and db._local.dbapi is not None and db._local.dbapi.closed:
+            # Closed on this side, the server still up: `pipelined` gives its connection
+            # up when it is interrupted with results unread (Ctrl-C), and a kept closed
+            # connection would fail the thread's next request. Only this one is replaced.
+            db._drop_held()
 
 
 class Database:
@@ -719,13 +745,16 @@ class Database:
             if found.prepares:
                 # psycopg prepares nothing more here, and forgets what it prepared:
                 # holding prepared statements of its own, it sends DEALLOCATE ALL after
-                # a ROLLBACK, which would drop ours too.
-                dbapi.prepare_threshold = None
+                # a ROLLBACK (its `rollback()`, as SQLAlchemy's transactions on this
+                # pooled connection end), which would drop ours too. DEALLOCATE ALL is
+                # sent while its preparation is still on: only then does its cursor see
+                # the command and empty its own record of what it prepared.
                 cur = dbapi.cursor()
                 try:
                     cur.execute("DEALLOCATE ALL")
                 finally:
                     cur.close()
+                dbapi.prepare_threshold = None
             self._statements[key] = found
         return found
 
