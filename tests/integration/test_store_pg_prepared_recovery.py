@@ -367,7 +367,9 @@ _VALUES = [
 ]
 
 
-@pytest.mark.parametrize("value", _VALUES, ids=[repr(v)[:30] for v in _VALUES])
+@pytest.mark.parametrize(
+    "value", _VALUES, ids=[f"{i}-{type(v).__name__}" for i, v in enumerate(_VALUES)]
+)
 def test_a_parameter_comes_back_as_psycopgs_cursor_gives_it(
     pg_url: str, pg_store: Store, value: Any
 ) -> None:
