@@ -279,12 +279,12 @@ def lighter_log_records() -> list[str]:
 def _caller_when_shown(logger: logging.Logger) -> Callable[..., tuple[Any, ...]]:
     """`logger.findCaller`, looking up the caller only when a record made now may have
     its source fields read: when a stack is asked for, or by the logger's filters, or by
-    a LogRecord factory other than logging's own, or by
-    a handler on the record's way up the tree (as `callHandlers` goes) that has a
-    filter, is not one that only writes its formatter's output, has a formatter not a
-    plain one, or whose format names one of them. Any spelling counts (`%(lineno)d`,
-    `{lineno}`): the format is searched for the names. About 5,300 instructions a
-    record for the CA's usual tree, against about 18,600 for the lookup."""
+    a LogRecord factory other than logging's own, or by a handler on the record's way up
+    the tree (as `callHandlers` goes) that has a filter, is not one that only writes its
+    formatter's output, has a formatter not a plain one, or whose format names one of
+    them. Any spelling counts (`%(lineno)d`, `{lineno}`): the format is searched for the
+    names. About 5,300 instructions a record for the CA's usual tree, against about
+    18,600 for the lookup."""
     find = logging.Logger.findCaller
     formatting, plain, shows = _FORMATTING_HANDLERS, _PLAIN_FORMATTERS, _SHOWS_SOURCE
 
