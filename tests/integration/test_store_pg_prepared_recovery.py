@@ -22,15 +22,11 @@ import sqlalchemy as sa
 
 from acmekit.protocol.messages import (
     AccountStatus,
-    AuthorizationStatus,
-    ChallengeStatus,
-    ChallengeType,
-    Identifier,
-    IdentifierType,
 )
-from acmekit.server.records import AccountRecord, AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.records import AccountRecord, AuthorizationRecord
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.pendingorders import order_with_two_challenges
 
 pytestmark = pytest.mark.postgres
 
@@ -152,28 +148,7 @@ def _authz(store: Store, n: int) -> AuthorizationRecord:
                 created=NOW,
             )
         )
-    authz_id = f"authz-{n}"
-    authz = AuthorizationRecord(
-        id=authz_id,
-        account_id="acct",
-        identifier=Identifier(IdentifierType.DNS, f"n{n}.example.test"),
-        wildcard=False,
-        stored_status=AuthorizationStatus.PENDING,
-        expires=NOW + timedelta(days=7),
-        challenges=tuple(
-            ChallengeRecord(
-                f"{authz_id}-{t.value}", authz_id, t, f"tok{n}{t.value}", ChallengeStatus.PENDING
-            )
-            for t in (ChallengeType.HTTP_01, ChallengeType.DNS_01)
-        ),
-    )
-    store.orders.add_order(
-        OrderRecord(
-            f"order-{n}", "acct", (authz.identifier,), (authz_id,), NOW + timedelta(days=1), NOW
-        ),
-        [authz],
-    )
-    return authz
+    return order_with_two_challenges(store, n, NOW)
 
 
 def _status(store: Store, challenge_id: str) -> str:

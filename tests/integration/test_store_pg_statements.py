@@ -7,7 +7,7 @@ results: rows as tuples of the same Python types, row counts, errors of the same
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,15 +17,11 @@ import pytest
 
 from acmekit.protocol.messages import (
     AccountStatus,
-    AuthorizationStatus,
-    ChallengeStatus,
-    ChallengeType,
-    Identifier,
-    IdentifierType,
 )
-from acmekit.server.records import AccountRecord, AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.records import AccountRecord
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.pendingorders import order_with_two_challenges
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -144,31 +140,6 @@ def test_rows_counts_and_errors_are_the_drivers(pg_store: Store) -> None:
         assert c.one("SELECT count(*) FROM used_nonces WHERE nonce = ?", ("m",)) == (0,)
 
 
-def _order_with_two_challenges(store: Store, n: int) -> AuthorizationRecord:
-    authz_id = f"authz-{n}"
-    authz = AuthorizationRecord(
-        id=authz_id,
-        account_id="acct",
-        identifier=Identifier(IdentifierType.DNS, f"n{n}.example.test"),
-        wildcard=False,
-        stored_status=AuthorizationStatus.PENDING,
-        expires=NOW + timedelta(days=7),
-        challenges=tuple(
-            ChallengeRecord(
-                f"{authz_id}-{t.value}", authz_id, t, f"tok{n}{t.value}", ChallengeStatus.PENDING
-            )
-            for t in (ChallengeType.HTTP_01, ChallengeType.DNS_01)
-        ),
-    )
-    store.orders.add_order(
-        OrderRecord(
-            f"order-{n}", "acct", (authz.identifier,), (authz_id,), NOW + timedelta(days=1), NOW
-        ),
-        [authz],
-    )
-    return authz
-
-
 def _round_trips(store: Store, tmp_path: Path, work: Callable[[], object]) -> int:
     """The messages after which the client waits for the server (an extended-protocol
     Sync, or a simple Query) that `work` sends on this thread's kept connection."""
@@ -192,7 +163,7 @@ def test_a_challenge_starts_in_one_round_trip_as_one_transaction(
 ) -> None:
     _account(pg_store)
     for n in range(8):  # unprepared at first, prepared after the threshold: one round trip
-        authz = _order_with_two_challenges(pg_store, n)
+        authz = order_with_two_challenges(pg_store, n, NOW)
         http, dns = (c.id for c in authz.challenges)
         assert (
             _round_trips(
@@ -219,7 +190,7 @@ def test_a_challenge_starts_in_one_round_trip_as_one_transaction(
 
 def test_a_failed_start_leaves_nothing_and_the_connection_usable(pg_store: Store) -> None:
     _account(pg_store)
-    authz = _order_with_two_challenges(pg_store, 1)
+    authz = order_with_two_challenges(pg_store, 1, NOW)
     http = authz.challenges[0].id
     with pg_store.db.once() as c:  # the UPDATE fails: a value too long for its column
         c.run("ALTER TABLE challenges ADD CONSTRAINT short_uri CHECK (length(account_uri) < 5)")

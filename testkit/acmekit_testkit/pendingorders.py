@@ -1,0 +1,43 @@
+"""A pending order straight into a CA's store, for tests of the store's statements: one
+name, one authorization with an http-01 and a dns-01 challenge, for an account that
+exists already."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from acmekit.protocol.messages import (
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+    IdentifierType,
+)
+from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.store import Store
+
+
+def order_with_two_challenges(
+    store: Store, n: int, now: datetime, account_id: str = "acct"
+) -> AuthorizationRecord:
+    """Order `order-{n}` for `n{n}.example.test`; its authorization `authz-{n}`."""
+    authz_id = f"authz-{n}"
+    authz = AuthorizationRecord(
+        id=authz_id,
+        account_id=account_id,
+        identifier=Identifier(IdentifierType.DNS, f"n{n}.example.test"),
+        wildcard=False,
+        stored_status=AuthorizationStatus.PENDING,
+        expires=now + timedelta(days=7),
+        challenges=tuple(
+            ChallengeRecord(
+                f"{authz_id}-{t.value}", authz_id, t, f"tok{n}{t.value}", ChallengeStatus.PENDING
+            )
+            for t in (ChallengeType.HTTP_01, ChallengeType.DNS_01)
+        ),
+    )
+    order = OrderRecord(
+        f"order-{n}", account_id, (authz.identifier,), (authz_id,), now + timedelta(days=1), now
+    )
+    store.orders.add_order(order, [authz])
+    return authz
