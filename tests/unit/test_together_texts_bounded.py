@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 
+from psycopg.adapt import PyFormat
+
 from acmekit.server.repos import base, orders
 
 
@@ -42,8 +44,6 @@ def test_a_text_past_the_bound_is_still_the_text_of_its_key() -> None:
 
 def test_the_texts_translated_for_postgresql_stay_bounded() -> None:
     class Statements:
-        auto = "s"
-
         def send(self, sql: tuple[bytes, tuple[str, ...]], params: object) -> object:
             self.sql = sql
             return Result()
@@ -53,12 +53,12 @@ def test_the_texts_translated_for_postgresql_stay_bounded() -> None:
         command_tuples = 1
 
     statements = Statements()
-    kept: dict[str, base._Sql] = {}
+    kept = base.Texts(base._translated, base.FORMAT_TEXTS_KEPT)  # as a Database keeps them
     cursor = base._FormatCursor(None, kept, statements)  # type: ignore[arg-type]
     for shape in _shapes(base.FORMAT_TEXTS_KEPT + 100):
         text = base._together_text(shape)
         assert cursor.run(text, ()) == 1
-        assert statements.sql == (base.numbered(text), ("s",) * text.count("?"))
+        assert statements.sql == (base.numbered(text), (PyFormat.AUTO,) * text.count("?"))
     assert len(kept) == base.FORMAT_TEXTS_KEPT
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -113,7 +113,7 @@ def marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-class Texts(dict[Any, str]):
+class Texts(dict[Any, Any]):
     """Statement texts of one shape each (`make(key)`: the key a count of placeholders,
     or the optional parts a statement has), each made once: a text built per call is a
     new string that the driver's statement cache hashes and compares in full on every
@@ -125,13 +125,14 @@ class Texts(dict[Any, str]):
 
     KEPT = 256
 
-    def __init__(self, make: Callable[[Any], str]) -> None:
+    def __init__(self, make: Callable[[Any], Any], kept: int = KEPT) -> None:
         super().__init__()
         self._make = make
+        self._kept = kept
 
-    def __missing__(self, key: Any) -> str:
+    def __missing__(self, key: Any) -> Any:
         text = self._make(key)
-        if len(self) < self.KEPT:
+        if len(self) < self._kept:
             self[key] = text
         return text
 
@@ -217,6 +218,14 @@ class _Sql(tuple[bytes, tuple[Any, ...]]):
     __slots__ = ()
 
 
+def _translated(text: str) -> _Sql:
+    """The store's ?-text as `_PostgresStatements` sends it: every parameter in the format
+    psycopg's `%s` asks for."""
+    from psycopg.adapt import PyFormat
+
+    return _Sql((numbered(text), (PyFormat.AUTO,) * text.count("?")))
+
+
 class _PostgresStatements:
     """The store's statements on one psycopg connection, sent through psycopg's own C
     layer (its parameter dumpers and row loaders, its libpq generator and wait) without
@@ -239,16 +248,15 @@ class _PostgresStatements:
 
     __slots__ = (
         "_encoding", "_error", "_execute", "_fetch", "_flush", "_lock", "_most", "_names", "_pg",
-        "_threshold", "_tx", "_uses", "_wait", "auto", "prepares",
+        "_threshold", "_tx", "_uses", "_wait", "prepares",
     )  # fmt: skip
 
     USES_KEPT = 4096  # texts counted towards preparation, per connection
 
     def __init__(self, conn: Any) -> None:
         from psycopg import errors, generators
-        from psycopg.adapt import PyFormat, Transformer
+        from psycopg.adapt import Transformer
 
-        self.auto = PyFormat.AUTO  # a parameter's format, as psycopg's %s asks
         self._pg = conn.pgconn
         self._tx = Transformer(conn)
         self._wait = conn.wait  # psycopg's: a Ctrl-C cancels the query on the server
@@ -267,6 +275,19 @@ class _PostgresStatements:
 
     def send(self, sql: _Sql, params: Sequence[Any]) -> Any:
         """Run one statement; its result (psycopg's PGresult), or the error it raised."""
+        pg = self._pg
+        with self._lock:
+            bound = self._bind(sql, params)
+            self._start(bound)
+            res = self._wait(self._execute(pg))[-1]
+        status = res.status
+        if status != _TUPLES_OK and status != _COMMAND_OK and status != _EMPTY_QUERY:
+            self._failed_with(bound, res)
+        return res
+
+    def _bind(self, sql: _Sql, params: Sequence[Any]) -> tuple[Any, ...]:
+        """(key, prepared name or None, dumped values, their formats) of one statement,
+        prepared first if this use is past the threshold (`_prepare`). Under the lock."""
         query, formats = sql
         if len(params) != len(formats):
             from psycopg import ProgrammingError
@@ -274,29 +295,34 @@ class _PostgresStatements:
             raise ProgrammingError(
                 f"the query has {len(formats)} placeholders but {len(params)} parameters"
             )
-        tx, pg = self._tx, self._pg
+        tx = self._tx
         if formats:
             values: Any = tx.dump_sequence(params, formats)
-            types = tx.types or ()
+            key = (query, tx.types or ())
             param_formats = tx.formats
         else:
-            values, types, param_formats = None, (), None
-        key = (query, types)
-        with self._lock:
-            name = self._names.get(key)
-            if name is None:
-                name = self._prepare(key)
-            if name is None:
-                pg.send_query_params(query, values, param_types=types, param_formats=param_formats)
-            else:
-                pg.send_query_prepared(name, values, param_formats=param_formats)
-            res = self._wait(self._execute(pg))[-1]
-        status = res.status
-        if status != _TUPLES_OK and status != _COMMAND_OK and status != _EMPTY_QUERY:
-            if name is not None:
-                self._forget_stale(key, res)
-            raise self._failed(res)
-        return res
+            values, key, param_formats = None, (query, ()), None
+        name = self._names.get(key)
+        if name is None:
+            name = self._prepare(key)
+        return key, name, values, param_formats
+
+    def _start(self, bound: tuple[Any, ...]) -> None:
+        """Send a `_bind`ed statement, by its prepared name if it has one."""
+        (query, types), name, values, param_formats = bound
+        if name is None:
+            self._pg.send_query_params(
+                query, values, param_types=types, param_formats=param_formats
+            )
+        else:
+            self._pg.send_query_prepared(name, values, param_formats=param_formats)
+
+    def _failed_with(self, bound: tuple[Any, ...], res: Any) -> NoReturn:
+        """Raise the error of a statement's failed result; a prepared one the server lost
+        or can no longer run is forgotten first (`_forget_stale`)."""
+        if bound[1] is not None:
+            self._forget_stale(bound[0], res)
+        raise self._failed(res)
 
     def _forget_stale(self, key: tuple[bytes, tuple[int, ...]], res: Any) -> None:
         """After a prepared statement's execution failed: if the server no longer has it
@@ -329,34 +355,13 @@ class _PostgresStatements:
         statement on its own snapshot as in a BEGIN block; one round trip where BEGIN,
         the statements and COMMIT take one each. Statements to prepare are prepared
         first, each a round trip of its own, as `send` does."""
-        tx, pg = self._tx, self._pg
+        pg = self._pg
         with self._lock:
-            sends = []
-            keys = []
-            for (query, formats), params in statements:
-                if len(params) != len(formats):
-                    from psycopg import ProgrammingError
-
-                    raise ProgrammingError(
-                        f"the query has {len(formats)} placeholders but {len(params)} parameters"
-                    )
-                values: Any = tx.dump_sequence(params, formats) if formats else None
-                types = (tx.types or ()) if formats else ()
-                key = (query, types)
-                name = self._names.get(key)
-                if name is None:
-                    name = self._prepare(key)
-                sends.append((query, name, values, types, tx.formats if formats else None))
-                keys.append(key)
+            sends = [self._bind(sql, params) for sql, params in statements]
             pg.enter_pipeline_mode()
             try:
-                for query, name, values, types, param_formats in sends:
-                    if name is None:
-                        pg.send_query_params(
-                            query, values, param_types=types, param_formats=param_formats
-                        )
-                    else:
-                        pg.send_query_prepared(name, values, param_formats=param_formats)
+                for bound in sends:
+                    self._start(bound)
                 pg.pipeline_sync()
                 self._wait(self._flush(pg))
                 results = [self._wait(self._fetch(pg))[-1] for _ in sends]
@@ -367,12 +372,10 @@ class _PostgresStatements:
                 # connection is given up (a disconnect, for the pool), as a broken one.
                 pg.finish()
                 raise
-        for res, key, sent in zip(results, keys, sends, strict=True):
+        for res, bound in zip(results, sends, strict=True):
             status = res.status  # the first failure; those after it were skipped
             if status != _TUPLES_OK and status != _COMMAND_OK:
-                if sent[1] is not None:
-                    self._forget_stale(key, res)
-                raise self._failed(res)
+                self._failed_with(bound, res)
         return results
 
     def _prepare(self, key: tuple[bytes, tuple[int, ...]]) -> bytes | None:
@@ -412,11 +415,19 @@ class _PostgresStatements:
 _EMPTY_QUERY = 0  # psycopg.pq.ExecStatus, as ints: compared on every statement
 _COMMAND_OK = 1
 _TUPLES_OK = 2
-_FATAL_ERROR = 7
 # SQLSTATEs of a prepared statement the server no longer has (invalid_sql_statement_name)
 # or no longer runs (feature_not_supported: "cached plan must not change result type").
 _STALE_PREPARED = frozenset((b"26000", b"0A000"))
 _PREPARED_NAMES = itertools.count()  # unique in the process, so never on one connection twice
+
+
+def _count(res: Any) -> int:
+    """A result's rows, or the rows its command changed (-1 if it does not say): a
+    cursor's rowcount."""
+    if res.status == _TUPLES_OK:
+        return int(res.ntuples)
+    found = res.command_tuples
+    return -1 if found is None else int(found)
 
 
 class _FormatCursor(Cursor):
@@ -425,29 +436,14 @@ class _FormatCursor(Cursor):
 
     __slots__ = ("_statements", "_texts")
 
-    def __init__(self, cur: Any, texts: dict[str, _Sql], statements: _PostgresStatements) -> None:
+    def __init__(self, cur: Any, texts: Texts, statements: _PostgresStatements) -> None:
         super().__init__(cur)
-        self._texts = texts
+        self._texts = texts  # ?-text -> `_translated`, kept up to a bound (`Database`)
         self._statements = statements
-
-    def _sql(self, text: str) -> _Sql:
-        found = self._texts.get(text)
-        if found is None:
-            query = numbered(text)
-            found = _Sql((query, (self._statements.auto,) * text.count("?")))
-            # Kept up to a bound: some texts follow what a client sent (an order's
-            # joined inserts, by its identifiers' kinds), too many shapes to keep all.
-            if len(self._texts) < FORMAT_TEXTS_KEPT:
-                self._texts[text] = found
-        return found
 
     def run(self, text: str, params: Sequence[Any] = ()) -> int:
         """Execute; the number of rows changed (a cursor's rowcount)."""
-        res = self._statements.send(self._sql(text), params)
-        if res.status == _TUPLES_OK:
-            return int(res.ntuples)
-        found = res.command_tuples
-        return -1 if found is None else int(found)
+        return _count(self._statements.send(self._texts[text], params))
 
     def many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
         super().many(text.replace("?", "%s"), rows)
@@ -455,23 +451,17 @@ class _FormatCursor(Cursor):
     def pipelined(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
         """Statements as one implicit transaction in one round trip
         (`_PostgresStatements.pipelined`); the rows each changed."""
-        sent = [(self._sql(text), params) for text, params in statements]
-        counts = []
-        for res in self._statements.pipelined(sent):
-            if res.status == _TUPLES_OK:
-                counts.append(int(res.ntuples))
-            else:
-                found = res.command_tuples
-                counts.append(-1 if found is None else int(found))
-        return counts
+        texts = self._texts
+        sent = [(texts[text], params) for text, params in statements]
+        return [_count(res) for res in self._statements.pipelined(sent)]
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
         statements = self._statements
-        return statements.rows(statements.send(self._sql(text), params), True)
+        return statements.rows(statements.send(self._texts[text], params), True)
 
     def all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
         statements = self._statements
-        return list(statements.rows(statements.send(self._sql(text), params), False))
+        return list(statements.rows(statements.send(self._texts[text], params), False))
 
 
 class _Held(threading.local):
@@ -672,7 +662,9 @@ class Database:
         self._local = _Held()
         self._generation = 0
         self.integrity: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
-        self._texts: dict[str, _Sql] = {}
+        # Kept up to a bound: some texts follow what a client sent (an order's joined
+        # inserts, by its identifiers' kinds), too many shapes to keep all.
+        self._texts = Texts(_translated, FORMAT_TEXTS_KEPT)
         # Each connection's prepared statements, by its libpq connection (the same
         # object however the pool wraps it): a pooled connection is met again.
         self._statements: weakref.WeakKeyDictionary[Any, _PostgresStatements] = (
