@@ -112,7 +112,7 @@ class _LazyGroup(click.Group):
 
 # Every command's log lines: no field a LogRecord finds at some cost (the caller's
 # frame), so the CA's loggers skip that lookup while no handler shows or reads it
-# (server.run.lighter_log_records).
+# (loglines.lighter_log_records).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

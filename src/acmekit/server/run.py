@@ -7,14 +7,12 @@ import asyncio
 import gc
 import ipaddress
 import logging
-import logging.handlers
 import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -22,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from acmekit import domains
 from acmekit.clock import SystemClock
 from acmekit.http1 import App, Http1Server, Message, serve_until, stop_on_signals
-from acmekit.loglines import LineFormatter, LineHandler
+from acmekit.loglines import lighter_log_records
 from acmekit.server import names
 from acmekit.server.app import AcmeApp
 from acmekit.server.authority import Authority
@@ -242,106 +240,6 @@ def settle_process() -> None:
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
     lighter_log_records()
-
-
-# What a LogRecord knows only from its caller's frame: finding that frame and its source
-# file was most of what a record of the CA's cost beyond its line (the logging HOWTO's
-# "Optimization" turns it off with `logging._srcfile`).
-_SOURCE_FIELDS = ("pathname", "filename", "module", "lineno", "funcName")
-_NO_SOURCE = ("(unknown file)", 0, "(unknown function)", None)  # logging's, not looked up
-
-
-def lighter_log_records() -> list[str]:
-    """The CA's own loggers ("acmekit" and those below it) skip the lookup of the
-    caller's frame for a record that no handler it reaches can show or read it in;
-    their names. Decided for each record when it is made, from the handlers then on its
-    way (`_caller_when_shown`): a handler or a format added at any time, by an embedding
-    program or a later logging configuration, gets the right fields from its first
-    record. Nothing process-wide changes: `logging._srcfile` and the thread and process
-    switches stay as they are (they are read before any handler is known, so a record
-    made with them off could not be given its fields back), and records of every other
-    logger, and of a logger made later, are made as before. A logger whose class has a
-    `findCaller` of its own (an embedding program's logger class) keeps it."""
-    found = []
-    for name, logger in list(logging.Logger.manager.loggerDict.items()):
-        if (
-            not isinstance(logger, logging.Logger)
-            or type(logger).findCaller is not logging.Logger.findCaller
-            or "findCaller" in vars(logger)
-        ):
-            continue
-        if name == "acmekit" or name.startswith("acmekit."):
-            logger.findCaller = _caller_when_shown(logger)  # type: ignore[method-assign]
-            found.append(name)
-    return found
-
-
-def _caller_when_shown(logger: logging.Logger) -> Callable[..., tuple[Any, ...]]:
-    """`logger.findCaller`, looking up the caller only when a record made now may have
-    its source fields read: when a stack is asked for, or by the logger's filters, or by
-    a LogRecord factory other than logging's own, or by a handler on the record's way up
-    the tree (as `callHandlers` goes) that has a filter, is not one that only writes its
-    formatter's output, has a formatter not a plain one, or whose format names one of
-    them. Any spelling counts (`%(lineno)d`, `{lineno}`): the format is searched for the
-    names. About 5,300 instructions a record for the CA's usual tree, against about
-    18,600 for the lookup."""
-    find = logging.Logger.findCaller
-    formatting, plain, shows = _FORMATTING_HANDLERS, _PLAIN_FORMATTERS, _SHOWS_SOURCE
-
-    def find_caller(stack_info: bool = False, stacklevel: int = 1) -> tuple[Any, ...]:
-        node: logging.Logger | None = logger
-        # A record factory set by the program (`logging.setLogRecordFactory`) is handed
-        # the source whatever the handlers show, and may keep or read it.
-        may_show = (
-            stack_info
-            or bool(logger.filters)
-            or logging.getLogRecordFactory() is not logging.LogRecord
-        )
-        while node is not None and not may_show:
-            for handler in node.handlers:
-                formatter = handler.formatter
-                if handler.filters or type(handler) not in formatting:
-                    may_show = True
-                elif formatter is None:  # the message alone ("%(message)s")
-                    continue
-                elif type(formatter) not in plain:
-                    may_show = True
-                else:
-                    fmt = formatter._style._fmt or ""
-                    shown = shows.get(fmt)
-                    if shown is None:
-                        shown = shows[fmt] = any(name in fmt for name in _SOURCE_FIELDS)
-                    may_show = shown
-                if may_show:
-                    break
-            node = node.parent if node.propagate else None
-        if may_show:
-            # One level more for this function's frame, which logging does not take
-            # for its own (it skips only its module's frames).
-            return find(logger, stack_info, stacklevel + 1)
-        return _NO_SOURCE
-
-    return find_caller
-
-
-# Handlers that write only what their formatter makes of a record (NullHandler nothing:
-# alembic puts one on its logger when imported, which is in every CA). Any other may
-# read the record's fields itself or hand the whole record on (a QueueHandler to its
-# listener's handlers, a SocketHandler to a log server), to formats not seen here.
-_FORMATTING_HANDLERS = frozenset(
-    (
-        logging.StreamHandler,
-        logging.FileHandler,
-        logging.handlers.WatchedFileHandler,
-        logging.handlers.RotatingFileHandler,
-        logging.handlers.TimedRotatingFileHandler,
-        logging.NullHandler,
-        LineHandler,
-    )
-)
-# Formatters that read only the fields their format names (and the time).
-_PLAIN_FORMATTERS = frozenset((logging.Formatter, LineFormatter))
-_SHOWS_SOURCE: dict[str, bool] = {}  # format -> whether it names a source field
 
 
 async def _serve_together(
