@@ -29,7 +29,12 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[CtLog,
     issuer = ca_hierarchy(tmp_path / "ca")
     with fresh_database(request.param, tmp_path, "ct.db", prefix="acmekit_ct") as url:
         store = CtStore.from_url(url)
-        settings = LogSettings(roots=(issuer.root_cert,), mmd=1.0, batch=64)
+        # An MMD of a minute: the tests call the sequencer themselves and wait for no
+        # merge, and on PostgreSQL the lease (a third of the MMD) is also how long the
+        # server lets a session sit idle inside a transaction (end_stalled_sessions).
+        # With an MMD of 1 s that was 333 ms, and a loaded machine's pause between two
+        # statements of one sequencing pass ended the session, failing the test.
+        settings = LogSettings(roots=(issuer.root_cert,), mmd=60.0, batch=64)
         yield CtLog(store, load_or_create_key(tmp_path), settings), issuer
         store.close()
 
