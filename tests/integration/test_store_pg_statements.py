@@ -258,7 +258,10 @@ def test_past_the_bound_the_least_recently_used_statement_is_given_up(
         with pg_store.db.once() as c:
             assert c.one("SELECT ?::int - 1", (1,)) == (0,)
 
-    assert _round_trips(pg_store, tmp_path, sixth) == 2
+    # (a libpq older than 17 has no Close: its DEALLOCATE goes with a Sync of its own)
+    assert _round_trips(pg_store, tmp_path, sixth) == (
+        2 if psycopg.capabilities.has_send_close_prepared() else 3
+    )
     assert _server_side(pg_store)[0] <= most
 
 
@@ -283,3 +286,51 @@ def test_a_pipeline_longer_than_the_bound_keeps_its_statements_until_sent(
         assert statements.rows(statements.send(three, (1,)), True) == (4,)
         (count,) = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
         assert count == 1
+
+
+def test_a_text_met_after_many_used_once_is_still_prepared(pg_store: Store) -> None:
+    """Texts counted towards preparation are kept up to a bound (`USES_KEPT`), the least
+    recently counted given up: texts a client's requests met once each cannot keep a
+    later hot one from being counted and prepared."""
+    from acmekit.server.repos.base import _PostgresStatements
+
+    with pg_store.db.once() as c:
+        c.run("INSERT INTO rate_buckets (key, tat) VALUES (?, ?)", ("k", 7))
+        for shape in range(_PostgresStatements.USES_KEPT + 10):
+            assert c.one(f"SELECT ?::int + {shape}", (1,)) == (1 + shape,)
+    for _ in range(6):
+        assert pg_store.buckets.tat("k") == 7
+    assert _server_side(pg_store)[1]
+
+
+@pytest.mark.parametrize("close", ["protocol", "deallocate"])
+def test_giving_up_names_the_server_lost_fails_no_statement(pg_store: Store, close: str) -> None:
+    """The server dropped the connection's prepared statements (DEALLOCATE ALL from
+    elsewhere); the store, at its bound, gives them up while it prepares others, inside
+    a transaction and out. The protocol's Close of a lost name is no error; a libpq
+    older than 17 deallocates by statement (forced here on this libpq), which would
+    fail and abort a transaction: it waits for a PREPARE outside one."""
+    db = pg_store.db
+    with db.once() as c:
+        c.run("INSERT INTO rate_buckets (key, tat) VALUES (?, ?)", ("k", 7))
+    dbapi = db._local.dbapi
+    statements = db._statements_for(dbapi)
+    statements._most = 2
+    statements._closes = statements._closes and close == "protocol"
+    for n in range(2):
+        for _ in range(6):
+            with db.once() as c:
+                assert c.one(f"SELECT ?::int + {n}", (1,)) == (1 + n,)
+    dbapi.execute("DEALLOCATE ALL")
+    with db.raw() as c:
+        for n in range(2, 4):
+            for _ in range(6):
+                assert c.one(f"SELECT ?::int + {n}", (1,)) == (1 + n,)
+        assert c.run("UPDATE rate_buckets SET tat = 8 WHERE key = ?", ("k",)) == 1
+    assert pg_store.buckets.tat("k") == 8  # committed
+    for n in range(4, 6):
+        for _ in range(6):
+            with db.once() as c:
+                assert c.one(f"SELECT ?::int + {n}", (1,)) == (1 + n,)
+    assert _server_side(pg_store)[0] <= 2
+    assert not statements._closing

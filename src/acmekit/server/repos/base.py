@@ -26,7 +26,7 @@ import itertools
 import json
 import threading
 import weakref
-from collections import OrderedDict, namedtuple
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
@@ -253,14 +253,14 @@ class _PostgresStatements:
     every PostgreSQL test runs through here."""
 
     __slots__ = (
-        "_batch", "_closing", "_encoding", "_error", "_execute", "_fetch", "_flush", "_lock",
-        "_most", "_names", "_pg", "_threshold", "_tx", "_uses", "_wait", "prepares",
+        "_batch", "_closes", "_closing", "_encoding", "_error", "_execute", "_fetch", "_flush",
+        "_lock", "_most", "_names", "_pg", "_threshold", "_tx", "_uses", "_wait", "prepares",
     )  # fmt: skip
 
     USES_KEPT = 4096  # texts counted towards preparation, per connection
 
     def __init__(self, conn: Any) -> None:
-        from psycopg import errors, generators
+        from psycopg import capabilities, errors, generators
         from psycopg.adapt import Transformer
 
         self._pg = conn.pgconn
@@ -276,11 +276,13 @@ class _PostgresStatements:
         most = conn.prepared_max
         self._most: int = most if most is not None else 1 << 30
         self.prepares = self._threshold is not None
-        # Both least recently used first: a prepared statement's name moves to the end
-        # at each use, a text's count at each counted use.
-        self._names: OrderedDict[tuple[bytes, tuple[int, ...]], bytes] = OrderedDict()
-        self._uses: OrderedDict[tuple[bytes, tuple[int, ...]], int] = OrderedDict()
+        # Both least recently used first (a dict's order is its insertions'): a prepared
+        # statement's name is put back at the end at each use, a text's count at each
+        # counted use.
+        self._names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+        self._uses: dict[tuple[bytes, tuple[int, ...]], int] = {}
         self._closing: list[bytes] = []  # given up here, to Close on the server
+        self._closes = capabilities.has_send_close_prepared()  # libpq 17 and later
         self._batch: Sequence[tuple[Any, ...]] = ()  # `pipelined`'s statements bound so far
 
     def send(self, sql: _Sql, params: Sequence[Any]) -> Any:
@@ -317,11 +319,11 @@ class _PostgresStatements:
         else:
             values, key, param_formats = None, (query, ()), None
         names = self._names
-        name = names.get(key)
+        name = names.pop(key, None)
         if name is None:
             name = self._prepare(key)
-        else:
-            names.move_to_end(key)
+        else:  # put back last, the most recently used (`_evict` takes the first)
+            names[key] = name
         return key, name, values, param_formats
 
     def _start(self, bound: tuple[Any, ...]) -> None:
@@ -425,12 +427,10 @@ class _PostgresStatements:
         keep a later text from being counted."""
         counted = self._uses
         if uses:
-            counted[key] = uses + 1
-            counted.move_to_end(key)
-            return
-        if len(counted) >= self.USES_KEPT:
-            counted.popitem(last=False)
-        counted[key] = 1
+            del counted[key]
+        elif len(counted) >= self.USES_KEPT:
+            del counted[next(iter(counted))]
+        counted[key] = uses + 1
 
     def _evict(self) -> None:
         """Give up the least recently used prepared statements down to below the bound,
@@ -448,14 +448,11 @@ class _PostgresStatements:
 
     def _parse(self, name: bytes, key: tuple[bytes, tuple[int, ...]]) -> None:
         """PREPARE the text under `name`, in one round trip with the Close of every name
-        given up since the last one (libpq's pipeline mode: the Closes, the Parse, one
-        Sync). Closing a name the server no longer has is no error (the protocol's
-        Close)."""
+        given up since the last one (`_closed_with`)."""
         pg = self._pg
-        closing = self._closing
         try:
-            if closing:
-                res = self._closed_then_prepared(name, key)
+            if self._closing:
+                res = self._closed_with(name, key)
             else:
                 pg.send_prepare(name, key[0], param_types=key[1])
                 res = self._wait(self._execute(pg))[-1]
@@ -465,22 +462,36 @@ class _PostgresStatements:
         if res.status != _COMMAND_OK:
             raise self._failed(res)
 
-    def _closed_then_prepared(self, name: bytes, key: tuple[bytes, tuple[int, ...]]) -> Any:
-        """`_parse`'s round trip with Closes before it; the PREPARE's result."""
-        pg, wait, fetch = self._pg, self._wait, self._fetch
+    def _closed_with(self, name: bytes, key: tuple[bytes, tuple[int, ...]]) -> Any:
+        """`_parse`'s round trip in libpq's pipeline mode, the PREPARE's result: each
+        Close, then the Parse, before one Sync (the protocol's Close of a name the server
+        no longer has is no error, so it skips nothing). A libpq older than 17 has no
+        Close: there each name's DEALLOCATE, which fails on such a name, follows the
+        Parse's Sync with a Sync of its own, so that its failure skips nothing either, and
+        is sent only outside a transaction block, which it would abort; inside one the
+        names wait for the next PREPARE."""
+        pg, wait, fetch, closes = self._pg, self._wait, self._fetch, self._closes
         closing = self._closing
+        if not closes and pg.transaction_status != _IDLE:
+            closing = []
         pg.enter_pipeline_mode()
-        for old in closing:
-            pg.send_close_prepared(old)
+        if closes:
+            for old in closing:
+                pg.send_close_prepared(old)
         pg.send_prepare(name, key[0], param_types=key[1])
         pg.pipeline_sync()
+        if not closes:
+            for old in closing:
+                pg.send_query_params(b"DEALLOCATE " + old, None)
+                pg.pipeline_sync()
         wait(self._flush(pg))
-        closed = [wait(fetch(pg))[-1] for _ in closing]
+        closed = [wait(fetch(pg))[-1] for _ in closing] if closes else []
         res = wait(fetch(pg))[-1]
-        wait(fetch(pg))  # the Sync's
+        for _ in range(1 if closes else 2 * len(closing) + 1):  # Syncs; DEALLOCATEs, done
+            wait(fetch(pg))  # or failed on a name already gone
         pg.exit_pipeline_mode()
         for done in closed:
-            if done.status != _COMMAND_OK:  # the PREPARE was skipped: Closed next time
+            if done.status != _COMMAND_OK:  # and the PREPARE skipped: Closed next time
                 raise self._failed(done)
         closing.clear()
         return res
@@ -513,7 +524,8 @@ class _PostgresStatements:
 _EMPTY_QUERY = 0  # psycopg.pq.ExecStatus, as ints: compared on every statement
 _COMMAND_OK = 1
 _TUPLES_OK = 2
-_ACTIVE = 1  # psycopg.pq.TransactionStatus: a command in progress, its results unread
+_IDLE = 0  # psycopg.pq.TransactionStatus: outside a transaction block
+_ACTIVE = 1  # a command in progress, its results unread
 # SQLSTATEs of a prepared statement the server no longer has (invalid_sql_statement_name)
 # or no longer runs (feature_not_supported: "cached plan must not change result type").
 _STALE_PREPARED = frozenset((b"26000", b"0A000"))
