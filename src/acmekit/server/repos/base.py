@@ -751,8 +751,8 @@ class _PostgresUse:
             db._drop_held()
             db._renew_pool()
         elif exc is not None and db._local.dbapi is not None and db._local.dbapi.closed:
-            # Closed on this side, the server still up: `pipelined` gives its connection
-            # up when it is interrupted with results unread (Ctrl-C), and a kept closed
+            # Closed on this side, the server still up: `_PostgresStatements` gives its
+            # connection up when interrupted with results unread (Ctrl-C), and a kept closed
             # connection would fail the thread's next request. Only this one is replaced.
             db._drop_held()
 
