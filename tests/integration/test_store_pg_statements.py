@@ -334,3 +334,29 @@ def test_giving_up_names_the_server_lost_fails_no_statement(pg_store: Store, clo
                 assert c.one(f"SELECT ?::int + {n}", (1,)) == (1 + n,)
     assert _server_side(pg_store)[0] <= 2
     assert not statements._closing
+
+
+def test_names_waiting_to_be_deallocated_stay_bounded_inside_a_transaction(
+    pg_store: Store,
+) -> None:
+    """Without the protocol's Close (a libpq older than 17, forced here), names given up
+    inside a transaction wait for a PREPARE outside one: many shapes prepared inside one
+    transaction keep the server's prepared statements bounded (twice the bound) and
+    every statement right; the next PREPARE outside deallocates them."""
+    db = pg_store.db
+    with db.once() as c:
+        c.one("SELECT 1")
+    statements = db._statements_for(db._local.dbapi)
+    statements._most = 3
+    statements._closes = False
+    with db.raw() as c:
+        for n in range(20):
+            for _ in range(6):
+                assert c.one(f"SELECT ?::int + {n}", (1,)) == (1 + n,)
+            (count,) = c.one("SELECT count(*)::int FROM pg_prepared_statements")
+            assert count <= 2 * 3
+    for _ in range(6):
+        with db.once() as c:
+            assert c.one("SELECT ?::int - 1", (1,)) == (0,)
+    assert _server_side(pg_store)[0] <= 3
+    assert not statements._closing

@@ -413,6 +413,8 @@ class _PostgresStatements:
         if uses < threshold:
             self._count(key, uses)
             return None
+        if len(self._closing) >= self._most and self._waits():
+            return None  # the server's count bounded until the names can go
         name = f"_acmekit_{next(_PREPARED_NAMES)}".encode()
         if len(self._names) >= self._most:
             self._evict()
@@ -446,6 +448,11 @@ class _PostgresStatements:
                 return
             self._closing.append(names.pop(victim))
 
+    def _waits(self) -> bool:
+        """Whether names given up wait to be closed (`_closed_with`): a libpq without the
+        protocol's Close, in a transaction block."""
+        return not self._closes and self._pg.transaction_status != _IDLE
+
     def _parse(self, name: bytes, key: tuple[bytes, tuple[int, ...]]) -> None:
         """PREPARE the text under `name`, in one round trip with the Close of every name
         given up since the last one (`_closed_with`)."""
@@ -469,11 +476,10 @@ class _PostgresStatements:
         Close: there each name's DEALLOCATE, which fails on such a name, follows the
         Parse's Sync with a Sync of its own, so that its failure skips nothing either, and
         is sent only outside a transaction block, which it would abort; inside one the
-        names wait for the next PREPARE."""
+        names wait for the next PREPARE, and past `prepared_max` of them nothing more is
+        prepared until they have gone."""
         pg, wait, fetch, closes = self._pg, self._wait, self._fetch, self._closes
-        closing = self._closing
-        if not closes and pg.transaction_status != _IDLE:
-            closing = []
+        closing = [] if self._waits() else self._closing
         pg.enter_pipeline_mode()
         if closes:
             for old in closing:
