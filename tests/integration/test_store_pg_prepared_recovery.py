@@ -476,3 +476,85 @@ def test_threads_sharing_the_pool_keep_every_prepared_statement(pg_store: Store)
     for t in threads:
         t.join()
     assert errors == []
+
+
+class _CtrlCAfterSend:
+    """psycopg's wait on one connection's statements, with a KeyboardInterrupt raised
+    at its `at`-th call, before it takes the generator: a Ctrl-C landing after a
+    statement (or a PREPARE, or a pipeline) was sent and before psycopg's wait, which
+    would cancel it and read on, took over. Its other calls are psycopg's wait."""
+
+    def __init__(self, wait: Callable[..., Any], at: int = 1) -> None:
+        self._real, self._at, self.calls = wait, at, 0
+
+    def __call__(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self._at:
+            raise KeyboardInterrupt
+        return self._real(gen, *args, **kwargs)
+
+
+def _reads_right(store: Store) -> None:
+    """Every kind of statement on the pool's connections gives its own result."""
+    for _ in range(8):  # unprepared, then prepared
+        assert store.buckets.tat("k") == 7
+        assert store.buckets.tat("none") is None
+        with store.db.once() as outer:
+            assert outer.one("SELECT ?::int + 1", (1,)) == (2,)
+            with store.db.once() as inner:  # a connection of the pool's
+                assert inner.one("SELECT tat FROM rate_buckets WHERE key = ?", ("k",)) == (7,)
+        with store.db.tx() as conn:
+            assert conn.execute(sa.text("SELECT tat FROM rate_buckets")).scalar() == 7
+
+
+@pytest.mark.parametrize("where", ["statement", "transaction", "nested", "prepare", "evicting"])
+def test_ctrl_c_after_a_send_gives_the_connection_up_and_the_next_use_reads_right(
+    pg_store: Store, where: str
+) -> None:
+    """A Ctrl-C between a statement's send and psycopg's wait leaves its results unread:
+    the connection goes (closed, replaced), never to serve the next request with them.
+    On this thread's kept connection (a lone statement, one inside a transaction, the
+    PREPARE of a statement at its threshold's use, and one that gives up the least
+    recently used one) and on a nested block's, which goes back to the pool."""
+    db = pg_store.db
+    with db.once() as c:
+        c.run("INSERT INTO rate_buckets (key, tat) VALUES (?, ?)", ("k", 7))
+    pid = _kept_pid(pg_store)
+    kept = db._statements_for(db._local.dbapi)
+    if where == "evicting":
+        kept._most = 2  # the bound reached: the next preparation gives one up
+        for _ in range(6):
+            assert pg_store.buckets.tat("k") == 7
+            with db.once() as c:
+                assert c.one("SELECT ?::int + 2", (1,)) == (3,)
+    if where in ("prepare", "evicting"):
+        for _ in range(5):  # the sixth use prepares
+            with db.once() as c:
+                assert c.one("SELECT ?::int * 3", (2,)) == (6,)
+    statements = kept
+    if where == "nested":
+        with db.once() as outer:
+            outer.one("SELECT 1")
+            with db.once() as inner:  # the pool's one idle connection, met again below
+                inner.one("SELECT 1")
+        (statements,) = [s for s in db._statements.values() if s is not kept]
+    hook = _CtrlCAfterSend(statements._wait)
+    statements._wait = hook
+    with pytest.raises(KeyboardInterrupt):
+        if where == "nested":
+            with db.once() as outer:
+                outer.one("SELECT 1")
+                with db.once() as inner:
+                    inner.one("SELECT tat FROM rate_buckets WHERE key = ?", ("k",))
+        elif where == "transaction":
+            with db.raw() as c:
+                c.run("UPDATE rate_buckets SET tat = 8 WHERE key = ?", ("k",))
+        elif where in ("prepare", "evicting"):
+            with db.once() as c:
+                c.one("SELECT ?::int * 3", (2,))
+        else:
+            pg_store.buckets.tat("k")
+    assert hook.calls == 1
+    _reads_right(pg_store)
+    if where != "nested":
+        assert _kept_pid(pg_store) != pid  # given up, not kept with results unread

@@ -29,11 +29,16 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pg_store() -> Iterator[Store]:
+def pg_url() -> Iterator[str]:
     with fresh_postgres_database("acmekit_stmts") as url:
-        store = Store.from_url(url)
-        yield store
-        store.engine.dispose()
+        yield url
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    store = Store.from_url(pg_url)
+    yield store
+    store.engine.dispose()
 
 
 def _account(store: Store) -> AccountRecord:
@@ -202,3 +207,156 @@ def test_a_failed_start_leaves_nothing_and_the_connection_usable(pg_store: Store
         with pg_store.db.once() as c:
             assert c.one("SELECT status FROM challenges WHERE id = ?", (http,)) == ("pending",)
     assert pg_store.orders.start_challenge(http, NOW, "u")
+
+
+HOT = "SELECT tat FROM rate_buckets WHERE key = ?"  # the bucket read's text
+
+
+def _shapes(store: Store, first: int, count: int) -> None:
+    """`count` texts of a client's choosing, each used past the threshold: prepared."""
+    for shape in range(first, first + count):
+        for _ in range(6):
+            with store.db.once() as c:
+                assert c.one(f"SELECT ?::int + {shape}", (1,)) == (1 + shape,)
+
+
+def _server_side(store: Store) -> tuple[int, bool]:
+    """The kept connection's prepared statements on the server: how many, and whether
+    the bucket read is one of them."""
+    texts = [t for _, t in _prepared(store)]
+    return len(texts), HOT.replace("?", "$1") in texts
+
+
+def test_past_the_bound_the_least_recently_used_statement_is_given_up(
+    pg_store: Store, tmp_path: Path
+) -> None:
+    """More statement shapes than `prepared_max` (100) on one connection, taking the
+    room first: the hot statement is still prepared (the least recently used shapes
+    are deallocated on the server), stays prepared while it is used, and the server
+    holds no more than the bound."""
+    most = 100
+    with pg_store.db.once() as c:
+        c.run("INSERT INTO rate_buckets (key, tat) VALUES (?, ?)", ("k", 7))
+    _shapes(pg_store, 0, most + 20)
+    assert _server_side(pg_store)[0] <= most
+    for _ in range(6):
+        assert pg_store.buckets.tat("k") == 7
+    count, hot = _server_side(pg_store)
+    assert hot and count <= most
+    for start in range(most + 20, 3 * most, 10):  # kept while in use among new shapes
+        _shapes(pg_store, start, 10)
+        assert pg_store.buckets.tat("k") == 7
+        count, hot = _server_side(pg_store)
+        assert hot and count <= most
+    # a shape's preparation that gives another up: no round trip of its own (the
+    # PREPARE's and the statement's, as at any preparation)
+    for _ in range(5):
+        with pg_store.db.once() as c:
+            c.one("SELECT ?::int - 1", (1,))
+
+    def sixth() -> None:
+        with pg_store.db.once() as c:
+            assert c.one("SELECT ?::int - 1", (1,)) == (0,)
+
+    # (a libpq older than 17 has no Close: its DEALLOCATE goes with a Sync of its own)
+    assert _round_trips(pg_store, tmp_path, sixth) == (
+        2 if psycopg.capabilities.has_send_close_prepared() else 3
+    )
+    assert _server_side(pg_store)[0] <= most
+
+
+def test_a_pipeline_longer_than_the_bound_keeps_its_statements_until_sent(
+    pg_url: str,
+) -> None:
+    """With room for one prepared statement, a pipeline of two, each prepared at its
+    first use: the second's preparation does not give up the first before the first is
+    sent. The bound holds again at the next preparation."""
+    from acmekit.server.repos.base import _PostgresStatements, _translated
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.prepared_max = 1
+        conn.prepare_threshold = 0  # prepared at the first use
+        statements = _PostgresStatements(conn)  # which takes both
+        conn.prepare_threshold = None  # psycopg's own: off, as `Database` has it
+        one, two = _translated("SELECT ?::int + 1"), _translated("SELECT ?::int + 2")
+        for n in range(3):
+            results = statements.pipelined([(one, (n,)), (two, (n,))])
+            assert [statements.rows(r, True) for r in results] == [(n + 1,), (n + 2,)]
+        three = _translated("SELECT ?::int + 3")
+        assert statements.rows(statements.send(three, (1,)), True) == (4,)
+        (count,) = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+        assert count == 1
+
+
+def test_a_text_met_after_many_used_once_is_still_prepared(pg_store: Store) -> None:
+    """Texts counted towards preparation are kept up to a bound (`USES_KEPT`), the least
+    recently counted given up: texts a client's requests met once each cannot keep a
+    later hot one from being counted and prepared."""
+    from acmekit.server.repos.base import _PostgresStatements
+
+    with pg_store.db.once() as c:
+        c.run("INSERT INTO rate_buckets (key, tat) VALUES (?, ?)", ("k", 7))
+        for shape in range(_PostgresStatements.USES_KEPT + 10):
+            assert c.one(f"SELECT ?::int + {shape}", (1,)) == (1 + shape,)
+    for _ in range(6):
+        assert pg_store.buckets.tat("k") == 7
+    assert _server_side(pg_store)[1]
+
+
+@pytest.mark.parametrize("close", ["protocol", "deallocate"])
+def test_giving_up_names_the_server_lost_fails_no_statement(pg_store: Store, close: str) -> None:
+    """The server dropped the connection's prepared statements (DEALLOCATE ALL from
+    elsewhere); the store, at its bound, gives them up while it prepares others, inside
+    a transaction and out. The protocol's Close of a lost name is no error; a libpq
+    older than 17 deallocates by statement (forced here on this libpq), which would
+    fail and abort a transaction: it waits for a PREPARE outside one."""
+    db = pg_store.db
+    with db.once() as c:
+        c.run("INSERT INTO rate_buckets (key, tat) VALUES (?, ?)", ("k", 7))
+    dbapi = db._local.dbapi
+    statements = db._statements_for(dbapi)
+    statements._most = 2
+    statements._closes = statements._closes and close == "protocol"
+    for n in range(2):
+        for _ in range(6):
+            with db.once() as c:
+                assert c.one(f"SELECT ?::int + {n}", (1,)) == (1 + n,)
+    dbapi.execute("DEALLOCATE ALL")
+    with db.raw() as c:
+        for n in range(2, 4):
+            for _ in range(6):
+                assert c.one(f"SELECT ?::int + {n}", (1,)) == (1 + n,)
+        assert c.run("UPDATE rate_buckets SET tat = 8 WHERE key = ?", ("k",)) == 1
+    assert pg_store.buckets.tat("k") == 8  # committed
+    for n in range(4, 6):
+        for _ in range(6):
+            with db.once() as c:
+                assert c.one(f"SELECT ?::int + {n}", (1,)) == (1 + n,)
+    assert _server_side(pg_store)[0] <= 2
+    assert not statements._closing
+
+
+def test_names_waiting_to_be_deallocated_stay_bounded_inside_a_transaction(
+    pg_store: Store,
+) -> None:
+    """Without the protocol's Close (a libpq older than 17, forced here), names given up
+    inside a transaction wait for a PREPARE outside one: many shapes prepared inside one
+    transaction keep the server's prepared statements bounded (twice the bound) and
+    every statement right; the next PREPARE outside deallocates them."""
+    db = pg_store.db
+    with db.once() as c:
+        c.one("SELECT 1")
+    statements = db._statements_for(db._local.dbapi)
+    statements._most = 3
+    statements._closes = False
+    with db.raw() as c:
+        for n in range(20):
+            for _ in range(6):
+                assert c.one(f"SELECT ?::int + {n}", (1,)) == (1 + n,)
+            (count,) = c.one("SELECT count(*)::int FROM pg_prepared_statements")
+            assert count <= 2 * 3
+    for _ in range(6):
+        with db.once() as c:
+            assert c.one("SELECT ?::int - 1", (1,)) == (0,)
+    assert _server_side(pg_store)[0] <= 3
+    assert not statements._closing

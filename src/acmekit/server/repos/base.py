@@ -239,22 +239,28 @@ class _PostgresStatements:
     Prepared statements as psycopg's cursor prepares them (the connection's own
     `prepare_threshold` and `prepared_max`: a text is prepared at its use after the
     threshold's, never with a threshold of None), under names of their own (psycopg's
-    are `_pg3_N`), kept per connection (`Database._statements_for`). Past the bound a
-    text runs unprepared; nothing is deallocated.
+    are `_pg3_N`), kept per connection (`Database._statements_for`). At the bound the
+    least recently used one is given up, as psycopg did (`_evict`), its Close sent in
+    the round trip of the PREPARE that takes its place: none of its own.
+
+    A statement's results are read to the end before anything else is sent: one
+    interrupted between its send and the end of its reading (a Ctrl-C outside psycopg's
+    wait, which cancels and reads on) closes the connection (`_interrupted`), which
+    the pool then takes for a broken one, rather than keeping it with results unread.
 
     psycopg's `generators`, `Transformer` and the connection's `wait` and `lock` are not
     its public API: pyproject.toml keeps psycopg to the series this was tested with, and
     every PostgreSQL test runs through here."""
 
     __slots__ = (
-        "_encoding", "_error", "_execute", "_fetch", "_flush", "_lock", "_most", "_names", "_pg",
-        "_threshold", "_tx", "_uses", "_wait", "prepares",
+        "_batch", "_closes", "_closing", "_encoding", "_error", "_execute", "_fetch", "_flush",
+        "_lock", "_most", "_names", "_pg", "_threshold", "_tx", "_uses", "_wait", "prepares",
     )  # fmt: skip
 
     USES_KEPT = 4096  # texts counted towards preparation, per connection
 
     def __init__(self, conn: Any) -> None:
-        from psycopg import errors, generators
+        from psycopg import capabilities, errors, generators
         from psycopg.adapt import Transformer
 
         self._pg = conn.pgconn
@@ -270,16 +276,26 @@ class _PostgresStatements:
         most = conn.prepared_max
         self._most: int = most if most is not None else 1 << 30
         self.prepares = self._threshold is not None
+        # Both least recently used first (a dict's order is its insertions'): a prepared
+        # statement's name is put back at the end at each use, a text's count at each
+        # counted use.
         self._names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
         self._uses: dict[tuple[bytes, tuple[int, ...]], int] = {}
+        self._closing: list[bytes] = []  # given up here, to Close on the server
+        self._closes = capabilities.has_send_close_prepared()  # libpq 17 and later
+        self._batch: Sequence[tuple[Any, ...]] = ()  # `pipelined`'s statements bound so far
 
     def send(self, sql: _Sql, params: Sequence[Any]) -> Any:
         """Run one statement; its result (psycopg's PGresult), or the error it raised."""
         pg = self._pg
         with self._lock:
             bound = self._bind(sql, params)
-            self._start(bound)
-            res = self._wait(self._execute(pg))[-1]
+            try:
+                self._start(bound)
+                res = self._wait(self._execute(pg))[-1]
+            except BaseException:
+                self._interrupted()
+                raise
         status = res.status
         if status != _TUPLES_OK and status != _COMMAND_OK and status != _EMPTY_QUERY:
             self._failed_with(bound, res)
@@ -302,9 +318,12 @@ class _PostgresStatements:
             param_formats = tx.formats
         else:
             values, key, param_formats = None, (query, ()), None
-        name = self._names.get(key)
+        names = self._names
+        name = names.pop(key, None)
         if name is None:
             name = self._prepare(key)
+        else:  # put back last, the most recently used (`_evict` takes the first)
+            names[key] = name
         return key, name, values, param_formats
 
     def _start(self, bound: tuple[Any, ...]) -> None:
@@ -330,11 +349,13 @@ class _PostgresStatements:
         no longer run it (a schema change made elsewhere, "cached plan must not change
         result type"), forget its name, so that it is counted and prepared afresh under
         a new one: kept, every later use would fail the same way for the connection's
-        life. The stale one, if any, goes with the connection."""
+        life. The stale one, if the server still has it, is closed with the next PREPARE."""
         from psycopg import pq
 
         if res.error_field(pq.DiagnosticField.SQLSTATE) in _STALE_PREPARED:
-            self._names.pop(key, None)
+            name = self._names.pop(key, None)
+            if name is not None:  # a plan the server can no longer run is still its
+                self._closing.append(name)
 
     def _failed(self, res: Any) -> Exception:
         """The error a result that is not rows or a command's count stands for, as
@@ -357,9 +378,15 @@ class _PostgresStatements:
         first, each a round trip of its own, as `send` does."""
         pg = self._pg
         with self._lock:
-            sends = [self._bind(sql, params) for sql, params in statements]
-            pg.enter_pipeline_mode()
+            sends: list[tuple[Any, ...]] = []
+            self._batch = sends  # not given up while they wait to be sent (`_evict`)
             try:
+                for sql, params in statements:
+                    sends.append(self._bind(sql, params))
+            finally:
+                self._batch = ()
+            try:
+                pg.enter_pipeline_mode()
                 for bound in sends:
                     self._start(bound)
                 pg.pipeline_sync()
@@ -368,9 +395,7 @@ class _PostgresStatements:
                 self._wait(self._fetch(pg))  # the Sync's
                 pg.exit_pipeline_mode()
             except BaseException:
-                # Results left unread would be taken for the next statement's: the
-                # connection is given up (a disconnect, for the pool), as a broken one.
-                pg.finish()
+                self._interrupted()
                 raise
         for res, bound in zip(results, sends, strict=True):
             status = res.status  # the first failure; those after it were skipped
@@ -380,24 +405,114 @@ class _PostgresStatements:
 
     def _prepare(self, key: tuple[bytes, tuple[int, ...]]) -> bytes | None:
         """Prepare the statement if this use is past the threshold (its name), else count
-        the use (None)."""
+        the use (None). At the bound, the least recently used is given up first."""
         threshold = self._threshold
-        if threshold is None or len(self._names) >= self._most:
+        if threshold is None:
             return None
         uses = self._uses.get(key, 0)
         if uses < threshold:
-            if uses or len(self._uses) < self.USES_KEPT:
-                self._uses[key] = uses + 1
+            self._count(key, uses)
             return None
+        if len(self._closing) >= self._most and self._waits():
+            return None  # the server's count bounded until the names can go
         name = f"_acmekit_{next(_PREPARED_NAMES)}".encode()
-        pg = self._pg
-        pg.send_prepare(name, key[0], param_types=key[1])
-        res = self._wait(self._execute(pg))[-1]
-        if res.status != _COMMAND_OK:
-            raise self._failed(res)
+        if len(self._names) >= self._most:
+            self._evict()
+        self._parse(name, key)
         self._uses.pop(key, None)
         self._names[key] = name
         return name
+
+    def _count(self, key: tuple[bytes, tuple[int, ...]], uses: int) -> None:
+        """One more use of an unprepared text; the least recently counted text is
+        forgotten past `USES_KEPT`, so that texts met once (a client's shapes) cannot
+        keep a later text from being counted."""
+        counted = self._uses
+        if uses:
+            del counted[key]
+        elif len(counted) >= self.USES_KEPT:
+            del counted[next(iter(counted))]
+        counted[key] = uses + 1
+
+    def _evict(self) -> None:
+        """Give up the least recently used prepared statements down to below the bound,
+        as psycopg did: statements a client's requests shape (lists whose length it
+        chooses) must not keep the hot ones unprepared for the connection's life. Their
+        names are Closed with the next PREPARE (`_parse`). Those `pipelined` has bound
+        and not yet sent are kept, past the bound if need be, until the next time."""
+        names, most = self._names, self._most
+        busy = {bound[0] for bound in self._batch}
+        while len(names) >= most:
+            victim = next((key for key in names if key not in busy), None)
+            if victim is None:
+                return
+            self._closing.append(names.pop(victim))
+
+    def _waits(self) -> bool:
+        """Whether names given up wait to be closed (`_closed_with`): a libpq without the
+        protocol's Close, in a transaction block."""
+        return not self._closes and self._pg.transaction_status != _IDLE
+
+    def _parse(self, name: bytes, key: tuple[bytes, tuple[int, ...]]) -> None:
+        """PREPARE the text under `name`, in one round trip with the Close of every name
+        given up since the last one (`_closed_with`)."""
+        pg = self._pg
+        try:
+            if self._closing:
+                res = self._closed_with(name, key)
+            else:
+                pg.send_prepare(name, key[0], param_types=key[1])
+                res = self._wait(self._execute(pg))[-1]
+        except BaseException:
+            self._interrupted()
+            raise
+        if res.status != _COMMAND_OK:
+            raise self._failed(res)
+
+    def _closed_with(self, name: bytes, key: tuple[bytes, tuple[int, ...]]) -> Any:
+        """`_parse`'s round trip in libpq's pipeline mode, the PREPARE's result: each
+        Close, then the Parse, before one Sync (the protocol's Close of a name the server
+        no longer has is no error, so it skips nothing). A libpq older than 17 has no
+        Close: there each name's DEALLOCATE, which fails on such a name, follows the
+        Parse's Sync with a Sync of its own, so that its failure skips nothing either, and
+        is sent only outside a transaction block, which it would abort; inside one the
+        names wait for the next PREPARE, and past `prepared_max` of them nothing more is
+        prepared until they have gone."""
+        pg, wait, fetch, closes = self._pg, self._wait, self._fetch, self._closes
+        closing = [] if self._waits() else self._closing
+        pg.enter_pipeline_mode()
+        if closes:
+            for old in closing:
+                pg.send_close_prepared(old)
+        pg.send_prepare(name, key[0], param_types=key[1])
+        pg.pipeline_sync()
+        if not closes:
+            for old in closing:
+                pg.send_query_params(b"DEALLOCATE " + old, None)
+                pg.pipeline_sync()
+        wait(self._flush(pg))
+        closed = [wait(fetch(pg))[-1] for _ in closing] if closes else []
+        res = wait(fetch(pg))[-1]
+        for _ in range(1 if closes else 2 * len(closing) + 1):  # Syncs; DEALLOCATEs, done
+            wait(fetch(pg))  # or failed on a name already gone
+        pg.exit_pipeline_mode()
+        for done in closed:
+            if done.status != _COMMAND_OK:  # and the PREPARE skipped: Closed next time
+                raise self._failed(done)
+        closing.clear()
+        return res
+
+    def _interrupted(self) -> None:
+        """After anything raised between a send and the end of its reading (a Ctrl-C,
+        a KeyboardInterrupt or another BaseException outside psycopg's wait, or inside
+        it while a pipeline had more to read): if results are left unread (a command in
+        progress, or pipeline mode still on), the connection is closed, so that the pool
+        gives it up as broken (`_PostgresUse._release`) and its next user never reads
+        them as its own. psycopg's wait, interrupted, cancels the statement and reads it
+        to the end: that connection is idle again and kept."""
+        pg = self._pg
+        if pg.pipeline_status or pg.transaction_status == _ACTIVE:
+            pg.finish()
 
     def rows(self, res: Any, one: bool) -> Any:
         """The result's rows as tuples (a cursor's fetchall), or its first (fetchone)."""
@@ -415,6 +530,8 @@ class _PostgresStatements:
 _EMPTY_QUERY = 0  # psycopg.pq.ExecStatus, as ints: compared on every statement
 _COMMAND_OK = 1
 _TUPLES_OK = 2
+_IDLE = 0  # psycopg.pq.TransactionStatus: outside a transaction block
+_ACTIVE = 1  # a command in progress, its results unread
 # SQLSTATEs of a prepared statement the server no longer has (invalid_sql_statement_name)
 # or no longer runs (feature_not_supported: "cached plan must not change result type").
 _STALE_PREPARED = frozenset((b"26000", b"0A000"))
@@ -640,8 +757,8 @@ class _PostgresUse:
             db._drop_held()
             db._renew_pool()
         elif exc is not None and db._local.dbapi is not None and db._local.dbapi.closed:
-            # Closed on this side, the server still up: `pipelined` gives its connection
-            # up when it is interrupted with results unread (Ctrl-C), and a kept closed
+            # Closed on this side, the server still up: `_PostgresStatements` gives its
+            # connection up when interrupted with results unread (Ctrl-C), and a kept closed
             # connection would fail the thread's next request. Only this one is replaced.
             db._drop_held()
 
