@@ -397,7 +397,7 @@ class AcmeApp:
 
     async def order(self, req: Request, m: re.Match[str]) -> Response:
         account = self._post_as_get(req).require_account()
-        return self._order(req, self.authority.owned_order_view(account, m[1]))
+        return self._order(req, self.authority.polled_order_view(account, m[1]))
 
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)

@@ -808,7 +808,23 @@ class Authority:
     def owned_order_view(self, account: AccountRecord, order_id: str) -> OrderView:
         """The account's order with its status (one statement reads it and its
         authorizations)."""
-        found = self.store.orders.order_with_authorizations(order_id)
+        return self._owned(account, order_id, self.store.orders.order_with_authorizations)
+
+    def polled_order_view(self, account: AccountRecord, order_id: str) -> OrderView:
+        """`owned_order_view` for a read of the order (§7.1.3): one with a certificate,
+        an error or a finalize claim is read without its authorizations, as its status
+        and error do not depend on them (order_status, OrderView.error); its
+        `authorizations` URLs are its own `authz_ids`. The view's `authzs` are then
+        empty."""
+        return self._owned(account, order_id, self.store.orders.polled_order)
+
+    def _owned(
+        self,
+        account: AccountRecord,
+        order_id: str,
+        read: Callable[[str], tuple[OrderRecord, list[AuthorizationRecord]] | None],
+    ) -> OrderView:
+        found = read(order_id)
         if found is None:
             raise not_found(f"no order {order_id}")
         order, records = found

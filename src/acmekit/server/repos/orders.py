@@ -146,6 +146,20 @@ class _Reads:
             f"FROM orders o LEFT JOIN {elements} ON true "
             "LEFT JOIN authorizations a ON a.id = j.value WHERE o.id = ?"
         )
+        # The same for a poll: an order with a certificate, an error or a finalize claim
+        # has a status and an error of its own (RFC 8555 §7.1.6; messages.order_status,
+        # OrderView.error), so its authorizations are joined only while it has none of
+        # the three: an empty array in place of `authz_ids` joins none, one row.
+        own = (
+            "CASE WHEN o.certificate_id IS NULL AND o.error IS NULL "
+            "AND o.finalize_started IS NULL THEN o.authz_ids ELSE '[]' END"
+        )
+        elements_open = (
+            f"json_each({own}) j"
+            if j.sqlite
+            else f"LATERAL json_array_elements_text(CAST({own} AS json)) j(value)"
+        )
+        self.order_poll = self.order_with_authzs.replace(elements, elements_open)
 
 
 _READS = {dialect: _Reads(dialect) for dialect in ("sqlite", "postgresql")}
@@ -493,7 +507,18 @@ class OrderRepository(Repository):
     ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
         """The order and its authorizations (in its order, missing ones skipped) in one
         statement, where `order` and `authorizations` took two: a poll and finalize."""
-        rows = self._all(self._reads.order_with_authzs, (order_id,))
+        return self._order_and_authorizations(self._reads.order_with_authzs, order_id)
+
+    def polled_order(self, order_id: str) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
+        """`order_with_authorizations` for a poll: an order with a certificate, an error
+        or a finalize claim comes without its authorizations (none read or decoded),
+        since its status and error do not depend on them; others with theirs."""
+        return self._order_and_authorizations(self._reads.order_poll, order_id)
+
+    def _order_and_authorizations(
+        self, text: str, order_id: str
+    ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
+        rows = self._all(text, (order_id,))
         if not rows:
             return None
         order = _order_from(rows[0][0], rows[0][1])
