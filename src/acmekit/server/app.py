@@ -114,6 +114,10 @@ class AcmeApp:
         self.nonces = nonces
         self.auth = Authenticator(authority.store, nonces, authority.policy.check_signing_key)
         self.config = authority.config
+        # dns-persist-01's issuer names, derived from the (frozen) configuration once:
+        # the property makes them again on every call (an authorization's and a
+        # challenge's answer, each request).
+        self._persist_issuers = self.config.persist_issuers
         self._background: list[asyncio.Task[None]] = []
         # Host headers this listener answers to, and the base URL for the answer to one
         # it does not (None: any Host, as in-process tests and a set base_url need).
@@ -419,7 +423,7 @@ class AcmeApp:
             payloads.check(payloads.AUTHZ_UPDATE, auth.payload, "authorization update")
         view = self.authority.update_authz(auth, m[1])
         return json_response(
-            render.authorization(req.urls, view, self.config.persist_issuers),
+            render.authorization(req.urls, view, self._persist_issuers),
             location=req.urls.authz(m[1]),
         )
 
@@ -432,7 +436,7 @@ class AcmeApp:
         # Most validations end before the answer (challenge_wait); no Retry-After on one
         # still processing: a client's own short-then-growing polling serves it better
         # than a fixed second.
-        resp = json_response(render.challenge(req.urls, ch, self.config.persist_issuers))
+        resp = json_response(render.challenge(req.urls, ch, self._persist_issuers))
         return resp.link(req.urls.authz(authz.id), "up")
 
     async def certificate(self, req: Request, m: re.Match[str]) -> Response:

@@ -855,6 +855,8 @@ class Authority:
     def update_authz(self, auth: Authenticated, authz_id: str) -> AuthzView:
         """POST-as-GET, or §7.5.2 deactivation of a pending or valid authorization."""
         authz = self.owned_authz(auth.require_account(), authz_id)
+        if auth.is_post_as_get:  # no payload to decode (`payload`, a cached property)
+            return self.authz_view(authz)
         payload = auth.payload
         if payload is None:
             return self.authz_view(authz)
