@@ -125,11 +125,16 @@ def challenge(urls: Urls, ch: ChallengeRecord, issuers: Sequence[str] = ()) -> d
 
 def authorization(urls: Urls, view: AuthzView, issuers: Sequence[str] = ()) -> dict[str, Any]:
     rec = view.record
+    # Loops, not comprehensions, here and in `order`: a comprehension is a function
+    # object made and called (Python 3.11), and these render every poll.
+    challenges = []
+    for ch in rec.challenges:
+        challenges.append(challenge(urls, ch, issuers))
     doc: dict[str, Any] = {
         "identifier": rec.identifier.to_json(),
         "status": str(view.status),
         "expires": rfc3339(rec.expires),
-        "challenges": [challenge(urls, ch, issuers) for ch in rec.challenges],
+        "challenges": challenges,
     }
     if rec.wildcard:
         doc["wildcard"] = True
@@ -138,11 +143,17 @@ def authorization(urls: Urls, view: AuthzView, issuers: Sequence[str] = ()) -> d
 
 def order(urls: Urls, view: OrderView) -> dict[str, Any]:
     rec = view.record
+    identifiers = []
+    for ident in rec.identifiers:
+        identifiers.append(ident.to_json())
+    authorizations = []
+    for authz_id in rec.authz_ids:
+        authorizations.append(urls.authz(authz_id))
     doc: dict[str, Any] = {
         "status": str(view.status),
         "expires": rfc3339(rec.expires),
-        "identifiers": [i.to_json() for i in rec.identifiers],
-        "authorizations": [urls.authz(a) for a in rec.authz_ids],
+        "identifiers": identifiers,
+        "authorizations": authorizations,
         "finalize": urls.finalize(rec.id),
     }
     if rec.profile:

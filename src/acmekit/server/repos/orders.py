@@ -229,20 +229,21 @@ def _authorization_from(text: str) -> AuthorizationRecord:
     if isinstance(nested, str):
         nested = loads(nested)
     nested.sort(key=_by_type)
-    chs = tuple(
-        _make_challenge(
-            c[0],
-            authz_id,
-            _challenge_type(c[1]),
-            c[2],
-            _challenge_status(c[3]),
-            None if c[4] is None else from_us(c[4]),  # opt_time, without the call
-            None if c[6] is None else json_or_none(c[6]),
-            None if c[5] is None else from_us(c[5]),
-            c[7],
+    chs = []  # a loop, not a generator (a function object a call, Python 3.11)
+    for c in nested:
+        chs.append(
+            _make_challenge(
+                c[0],
+                authz_id,
+                _challenge_type(c[1]),
+                c[2],
+                _challenge_status(c[3]),
+                None if c[4] is None else from_us(c[4]),  # opt_time, without the call
+                None if c[6] is None else json_or_none(c[6]),
+                None if c[5] is None else from_us(c[5]),
+                c[7],
+            )
         )
-        for c in nested
-    )
     return _make_authorization(
         authz_id,
         head[1],
@@ -250,7 +251,7 @@ def _authorization_from(text: str) -> AuthorizationRecord:
         bool(head[4]),
         _authz_status(head[5]),
         from_us(head[6]),
-        chs,
+        tuple(chs),
         head[7],
         head[8] is not None,
     )
@@ -522,7 +523,10 @@ class OrderRepository(Repository):
         if not rows:
             return None
         order = _order_from(rows[0][0], rows[0][1])
-        by_id = {a.id: a for a in _authorizations_of(rows, 2)}
+        found = _authorizations_of(rows, 2)
+        if not found:  # a decided order's poll: none joined
+            return order, found
+        by_id = {a.id: a for a in found}
         return order, [by_id[i] for i in order.authz_ids if i in by_id]
 
     def account_orders(
