@@ -36,6 +36,7 @@ from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr, csr_public_key
 from acmekit.protocol.ct import SignedCertificateTimestamp
 from acmekit.protocol.ctpolicy import corresponds
+from acmekit.protocol.frozen import frozen_for_mypy
 from acmekit.protocol.jose import Jws, b64d, eab_verify, jwk_from_key, key_from_jwk, thumbprint
 from acmekit.protocol.messages import (
     AccountStatus,
@@ -144,13 +145,16 @@ class _Checked:
     record: ValidationEvidence
 
 
-@dataclass(frozen=True)
+# Made on every read of an authorization or an order (one for each of its
+# authorizations): frozen for mypy, plain at run time (acmekit.protocol.frozen), as a
+# frozen dataclass sets each field through `object.__setattr__`. Never hashed.
+@frozen_for_mypy
 class AuthzView:
     record: AuthorizationRecord
     status: AuthorizationStatus
 
 
-@dataclass(frozen=True)
+@frozen_for_mypy
 class OrderView:
     record: OrderRecord
     status: OrderStatus
