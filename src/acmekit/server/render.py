@@ -193,11 +193,16 @@ def _identifier_text(ident: Identifier) -> str:
     return '{"type": ' + _quoted(ident.type) + ', "value": ' + _quoted(ident.value) + "}"
 
 
+# A challenge's URL is its id after a fixed prefix (the template ends in its id): an
+# authorization's challenges are named from the prefix, made once, not by two calls each.
+assert paths.CHALLENGE.template.endswith("{}") and paths.CHALLENGE.template.count("{}") == 1
+
+
 def _challenge_parts(
-    parts: list[str], urls: Urls, ch: ChallengeRecord, issuers: Sequence[str]
+    parts: list[str], prefix: str, ch: ChallengeRecord, issuers: Sequence[str]
 ) -> None:
-    """`challenge`'s text, appended to `parts`."""
-    parts += ('{"type": ', _quoted(ch.type), ', "url": ', _quoted(urls.challenge(ch.id)))
+    """`challenge`'s text, appended to `parts`; `prefix` is `urls.challenge("")`."""
+    parts += ('{"type": ', _quoted(ch.type), ', "url": ', _quoted(prefix + ch.id))
     parts += (', "status": ', _quoted(ch.status))
     if ch.type == ChallengeType.DNS_PERSIST_01:
         parts += (', "issuerDomainNames": ', _strings_text(issuers))
@@ -213,7 +218,7 @@ def _challenge_parts(
 def challenge_json(urls: Urls, ch: ChallengeRecord, issuers: Sequence[str] = ()) -> bytes:
     """`jsontext.dumps(challenge(urls, ch, issuers))`."""
     parts: list[str] = []
-    _challenge_parts(parts, urls, ch, issuers)
+    _challenge_parts(parts, urls.challenge(""), ch, issuers)
     return "".join(parts).encode("ascii")
 
 
@@ -223,12 +228,13 @@ def authorization_json(urls: Urls, view: AuthzView, issuers: Sequence[str] = ())
     parts = ['{"identifier": ', _identifier_text(rec.identifier), ', "status": ']
     parts += (_quoted(view.status), ', "expires": ', _quoted(rfc3339(rec.expires)))
     parts.append(', "challenges": [')
+    prefix = urls.challenge("")
     first = True
     for ch in rec.challenges:
         if not first:
             parts.append(", ")
         first = False
-        _challenge_parts(parts, urls, ch, issuers)
+        _challenge_parts(parts, prefix, ch, issuers)
     parts.append("]")
     if rec.wildcard:
         parts.append(', "wildcard": true')
