@@ -43,6 +43,16 @@ function (each function's own instructions); `--keep DIR` keeps the dumps for
 
     .venv/bin/python bench/request_path_cpu.py --listener --callgrind 10 --top 40
 
+`--by-request` (with `--callgrind N`, in process) splits the CA's count by kind of
+request: newOrder, the authorization's POST-as-GET, the challenge, the authorization's
+poll, finalize, the order's poll and the download. Callgrind's counts are zeroed before
+each request and dumped after it under its kind (the client's signing and the drains
+between requests fall in no dump), and the same run against the stand-in app is
+subtracted kind by kind. The challenge's count holds the validation it waits for and
+finalize's the issuance. `--top K` adds each kind's K costliest functions (own counts).
+
+    .venv/bin/python bench/request_path_cpu.py --callgrind 10 --by-request [--top 30]
+
 `--log` (with any of the above) has the CA log as `acmekit server` does, at INFO in the
 CLI's format, to /dev/null: two lines a certificate. Without it the CA makes no log
 records at all, and their cost is in none of the counts.
@@ -93,10 +103,18 @@ from acmekit_testkit.dnsserver import dns_server_process
 REQUESTS_PER_CERT = 7
 # callgrind's start and stop of instrumentation, when under it
 Toggles = tuple[Callable[[], None], Callable[[], None]] | None
+# callgrind's zero of the counts, and its dump under a name (`--by-request`)
+Split = tuple[Callable[[], None], Callable[[bytes], None]]
+
+
+# The kinds of request of a certificate, in the order the driver sends them
+# (`--by-request` splits the CA's instructions by these).
+KINDS = ("new-order", "authz", "challenge", "authz-poll", "finalize", "order-poll", "certificate")
 
 
 class Driver:
-    """One account's client: the Replay-Nonce of each answer signs the next request."""
+    """One account's client: the Replay-Nonce of each answer signs the next request.
+    `acme.kind` names the kind of request under way (KINDS) while it is sent."""
 
     def __init__(self, acme: RawAcme, key: jose.PrivateKey) -> None:
         self.acme = acme
@@ -105,8 +123,10 @@ class Driver:
         self.nonce: str | None = None
         self.requests = 0
 
-    async def post(self, url: str, payload: Any) -> Resp:
+    async def post(self, url: str, payload: Any, kind: str = "") -> Resp:
         nonce = self.nonce or await self.acme.nonce()
+        if isinstance(self.acme, Recording):
+            self.acme.kind = kind
         resp = await self.acme.post(url, payload, self.key, self.kid, nonce=nonce)
         self.nonce = resp.header("replay-nonce")
         self.requests += 1
@@ -119,28 +139,30 @@ class Driver:
 
     async def certificate(self, name: str, settle: Callable[[], Awaitable[None]]) -> None:
         resp = await self.post(
-            f"{self.acme.base}/acme/new-order", {"identifiers": [{"type": "dns", "value": name}]}
+            f"{self.acme.base}/acme/new-order",
+            {"identifiers": [{"type": "dns", "value": name}]},
+            "new-order",
         )
         assert resp.status == 201, resp.body
         order_url, order = resp.header("location") or "", resp.json()
         authz_url = order["authorizations"][0]
-        authz = (await self.post(authz_url, None)).json()
+        authz = (await self.post(authz_url, None, "authz")).json()
         ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
-        assert (await self.post(ch["url"], {})).status == 200
-        assert (await self.settled(authz_url, settle))["status"] == "valid"
+        assert (await self.post(ch["url"], {}, "challenge")).status == 200
+        assert (await self.settled(authz_url, settle, "authz-poll"))["status"] == "valid"
         _, csr = make_csr(name)
-        done = await self.post(order["finalize"], {"csr": jose.b64e(csr)})
+        done = await self.post(order["finalize"], {"csr": jose.b64e(csr)}, "finalize")
         assert done.status == 200, done.body
-        final = await self.settled(order_url, settle)
+        final = await self.settled(order_url, settle, "order-poll")
         assert final["status"] == "valid", final
-        assert (await self.post(final["certificate"], None)).status == 200
+        assert (await self.post(final["certificate"], None, "certificate")).status == 200
 
-    async def settled(self, url: str, settle: Callable[[], Awaitable[None]]) -> Any:
+    async def settled(self, url: str, settle: Callable[[], Awaitable[None]], kind: str) -> Any:
         """Poll `url` after each `settle` until it is no longer pending or processing (in
         process `settle` drains the authority, so the first poll finds it settled)."""
         while True:
             await settle()
-            doc = (await self.post(url, None)).json()
+            doc = (await self.post(url, None, kind)).json()
             if doc["status"] not in ("pending", "processing"):
                 return doc
 
@@ -172,15 +194,22 @@ class Recording(RawAcme):
         self.kept: list[Resp] | None = None
         self.evict: bytearray | None = None
         self.ca_time = 0.0
+        self.kind = ""  # the driver's kind of request under way
+        self.split: Split | None = None  # callgrind's zero and dump, per request
 
     async def request(
         self, method: str, url: str, body: bytes = b"", content_type: str | None = None
     ) -> Resp:
         if self.evict is not None:
             touch(self.evict)
+        split = self.split if self.kind else None  # newNonce's HEAD: none of a kind
+        if split is not None:
+            split[0]()
         start = time.thread_time()
         resp = await super().request(method, url, body, content_type)
         self.ca_time += time.thread_time() - start
+        if split is not None:
+            split[1](f"request-{self.kind}".encode())
         if self.kept is not None:
             self.kept.append(resp)
         return resp
@@ -274,12 +303,16 @@ async def running_ca(key: jose.PrivateKey, base_url: str | None = None) -> Async
 
 
 async def flow(
-    certs: int, client_only: bool, profile: cProfile.Profile | None, marks: Toggles
+    certs: int,
+    client_only: bool,
+    profile: cProfile.Profile | None,
+    marks: Toggles,
+    split: Split | None = None,
 ) -> float:
     """CPU seconds per certificate of `certs` certificates after a warm one."""
     key = new_key()
     async with running_ca(key) as assembly:
-        return await _measure(assembly.app, key, certs, client_only, profile, marks)
+        return await _measure(assembly.app, key, certs, client_only, profile, marks, split)
 
 
 async def _measure(
@@ -289,6 +322,7 @@ async def _measure(
     client_only: bool,
     profile: cProfile.Profile | None,
     marks: Toggles,
+    split: Split | None = None,
 ) -> float:
     acme = Recording(app)
     driver = Driver(acme, key)
@@ -309,6 +343,7 @@ async def _measure(
         profile.enable()
     if marks is not None:
         marks[0]()
+    acme.split = split
     for i in range(certs):
         await driver.certificate(f"c{i}.example.test", drain)
     if marks is not None:
@@ -431,34 +466,44 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop  # as `acmekit server` runs
 
 
-def run(certs: int, client_only: bool, profile: cProfile.Profile | None, marks: Toggles) -> float:
+def run(
+    certs: int,
+    client_only: bool,
+    profile: cProfile.Profile | None,
+    marks: Toggles,
+    split: Split | None = None,
+) -> float:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(flow(certs, client_only, profile, marks))
+        return runner.run(flow(certs, client_only, profile, marks, split))
 
 
 TOGGLES = r"""
 #include <valgrind/callgrind.h>
 void start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
 void stop(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS_AT("measured"); }
+void zero(void) { CALLGRIND_ZERO_STATS; }
+void dump(const char *what) { CALLGRIND_DUMP_STATS_AT(what); }
 """
 
 
-def toggles() -> tuple[Callable[[], None], Callable[[], None]]:
-    """Callgrind's start and stop of instrumentation (no-ops outside valgrind)."""
+def toggles() -> tuple[Callable[[], None], Callable[[], None], Split]:
+    """Callgrind's start and stop of instrumentation, and its zero and named dump
+    (no-ops outside valgrind)."""
     import ctypes
 
     tmp = Path(tempfile.mkdtemp(prefix="acmekit-cg-toggles-"))
     (tmp / "t.c").write_text(TOGGLES)
     subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", tmp / "t.so", tmp / "t.c"], check=True)
     lib = ctypes.CDLL(str(tmp / "t.so"))
-    return lib.start, lib.stop
+    lib.dump.argtypes = [ctypes.c_char_p]
+    return lib.start, lib.stop, (lib.zero, lib.dump)
 
 
 def callgrind(
-    certs: int, variant: list[str], tmp: Path, keep: Path | None = None
+    certs: int, variant: list[str], tmp: Path, keep: Path | None = None, trigger: str = "measured"
 ) -> tuple[list[str], str]:
-    """The measured window's dump(s) of one run under callgrind (copied into `keep`, for
-    callgrind_annotate)."""
+    """The measured window's dump(s) of one run under callgrind, those whose trigger
+    names `trigger` (copied into `keep`, for callgrind_annotate)."""
     out = tmp / f"callgrind.{'-'.join(variant) or 'whole'}.out"
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     argv += [f"--callgrind-out-file={out}", sys.executable, __file__, "--certs", str(certs)]
@@ -470,7 +515,7 @@ def callgrind(
         text=True,
     ).stdout
     dumps = [part.read_text() for part in tmp.glob(f"{out.name}*")]
-    measured = [text for text in dumps if "measured" in text.split("\nevents:", 1)[0]]
+    measured = [text for text in dumps if trigger in text.split("\nevents:", 1)[0]]
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         for n, text in enumerate(measured):
@@ -568,6 +613,47 @@ def report_callgrind(
             print(f"{n / requests:12,.0f}  {Path(ob).name}  {fn}")
 
 
+def report_by_request(certs: int, top: int, keep: Path | None) -> None:
+    """The CA's instructions per request of each kind (KINDS), in process: callgrind's
+    counts zeroed before each request and dumped after it under the request's kind, so
+    that a dump holds the app's handling of that request alone (the client's signing
+    and the drains between requests are in none); the same run with `--client-only`
+    (the stand-in app) is subtracted kind by kind. The challenge's and finalize's hold
+    the validation and the issuance they wait for."""
+    with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
+        ca = callgrind(certs, ["--split"], Path(tmp), keep, "request-")[0]
+        client = callgrind(certs, ["--client-only", "--split"], Path(tmp), keep, "request-")[0]
+    mine, theirs = _by_kind(ca), _by_kind(client)
+    rows = {}
+    for kind in KINDS:
+        dumps, other = mine.get(kind, []), theirs.get(kind, [])
+        n = max(len(dumps), 1)
+        rows[kind] = {
+            "requests": len(dumps),
+            "ca_per_request": round(
+                instructions(dumps) / n - instructions(other) / max(len(other), 1)
+            ),
+        }
+    print(json.dumps({"certs": certs, "variant": "in process, by request", "kinds": rows}))
+    for kind in KINDS if top else ():
+        cost = self_cost(mine.get(kind, []))
+        cost.subtract(self_cost(theirs.get(kind, [])))
+        n = max(len(mine.get(kind, [])), 1)
+        print(f"\n{kind}: per request, by function")
+        for (ob, fn), count in cost.most_common(top):
+            print(f"{count / n:12,.0f}  {Path(ob).name}  {fn}")
+
+
+def _by_kind(dumps: list[str]) -> dict[str, list[str]]:
+    """Dumps by the kind of request their trigger names (`request-KIND`)."""
+    found: dict[str, list[str]] = {}
+    for text in dumps:
+        named = re.search(r"request-([a-z-]+)", text.split("\nevents:", 1)[0])
+        assert named, text[:300]
+        found.setdefault(named[1], []).append(text)
+    return found
+
+
 def log_as_server() -> None:
     """The log lines `acmekit server` writes (the CLI's format, INFO for the CA's own
     loggers), to /dev/null: without `--log` the CA makes no log records at all."""
@@ -590,7 +676,11 @@ def main() -> None:
     parser.add_argument(
         "--log", action="store_true", help="log as `acmekit server` does (INFO), to /dev/null"
     )
+    parser.add_argument(
+        "--by-request", action="store_true", help="with --callgrind: each kind of request's own"
+    )
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--split", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument(
         "--evict", type=int, metavar="MB", help="the CA warm, and with MB written over"
@@ -611,10 +701,17 @@ def main() -> None:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(warm_and_cold(args.certs, args.evict))
         return
+    if args.callgrind and args.by_request:
+        report_by_request(args.callgrind, args.top, args.keep)
+        return
     if args.callgrind:
         report_callgrind(args.callgrind, args.listener, args.top, args.keep, args.log)
         return
-    marks = toggles() if args.toggles else None
+    marks, split = None, None
+    if args.toggles or args.split:
+        start, stop, split_by = toggles()
+        marks = (start, stop)
+        split = split_by if args.split else None
     if args.listener:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             cpu, requests, calls = runner.run(listener_flow(args.certs, marks, args.settle))
@@ -625,7 +722,7 @@ def main() -> None:
         )
         return
     profile = cProfile.Profile(time.thread_time) if args.profile else None
-    cpu = run(args.certs, args.client_only, profile, marks)
+    cpu = run(args.certs, args.client_only, profile, marks, split)
     what = "client alone" if args.client_only else "CA and client"
     print(f"{args.certs} certificates, {what}: {1e3 * cpu:.3f} ms CPU each (pid {os.getpid()})")
     if profile is not None:

@@ -31,7 +31,8 @@ the download), N times over one store, and prints the CPU per certificate. Under
 `valgrind --tool=callgrind` two N give the store's instructions per certificate by their
 difference: a count that does not move with the machine's load. A revision without
 `order_with_authorizations` reads the order and its authorizations as its CA does, in
-two calls, and one without `CertificateRepository.pem` downloads through `certificate`.
+two calls; one without `polled_order` reads an order's GET and poll as finalize reads it;
+and one without `CertificateRepository.pem` downloads through `certificate`.
 
 Side by side with no peer: it compares revisions of this CA with each other (run it on
 each), not with Pebble; `bench/server.py` does that.
@@ -392,6 +393,7 @@ def replay(url: str, certs: int) -> float:
     )
     orders, certificates = store.orders, store.certificates
     joined = getattr(orders, "order_with_authorizations", None)
+    polled = getattr(orders, "polled_order", None)  # the order's GET and poll, as the CA's
     pem = getattr(certificates, "pem", None)  # the download as the CA makes it
     nonces = iter(range(10**9))
 
@@ -401,7 +403,10 @@ def replay(url: str, certs: int) -> float:
         else:
             store.accounts.account(acct.id)
 
-    def order_and_authorizations(order_id: str) -> None:
+    def order_and_authorizations(order_id: str, poll: bool = False) -> None:
+        if poll and polled is not None:
+            polled(order_id)
+            return
         if joined is not None:
             joined(order_id)
             return
@@ -439,7 +444,7 @@ def replay(url: str, certs: int) -> float:
         account()  # the poll
         orders.authorization(authz_id)
         account()  # the order, before finalize
-        order_and_authorizations(order_id)
+        order_and_authorizations(order_id, poll=True)
         account()  # finalize, its claim and the issued certificate
         order_and_authorizations(order_id)
         certificates.key_blocked("ab" * 32)
@@ -451,7 +456,7 @@ def replay(url: str, certs: int) -> float:
         assert orders.claim_finalize(order_id, b"csr" * 100, now, rec)
         assert certificates.record_issued(cert_id, order_id, "PEM" * 300)
         account()  # the order's poll
-        order_and_authorizations(order_id)
+        order_and_authorizations(order_id, poll=True)
         account()  # the download
         if pem is not None:
             pem(cert_id)

@@ -130,3 +130,32 @@ def test_loads_reads_as_json_loads() -> None:
     for bad in ("[1] x", "", "[1,", "nope"):
         with pytest.raises(json.JSONDecodeError):
             loads(bad)
+
+
+def test_a_polled_order_comes_with_its_authorizations_until_decided(store: Store) -> None:
+    """`polled_order`: as `order_with_authorizations` while the order's status is its
+    authorizations'; without them once it has a finalize claim, an error or a
+    certificate (each in a fresh order)."""
+    order, authz = _written(store)
+    assert store.orders.polled_order("ord") == (order, [authz])
+    assert store.orders.polled_order("no-such-order") is None
+    assert store.orders.claim_finalize("ord", b"csr", NOW)
+    claimed = store.orders.order("ord")
+    assert store.orders.polled_order("ord") == (claimed, [])
+    assert store.orders.order_with_authorizations("ord") == (claimed, [authz])
+
+    failed = dataclasses.replace(order, id="ord-failed", authz_ids=("az",))
+    store.orders.add_order(failed, [])
+    assert store.orders.fail_order("ord-failed", {"type": ODD})
+    assert store.orders.polled_order("ord-failed") == (
+        dataclasses.replace(failed, error={"type": ODD}),
+        [],
+    )
+    issued = dataclasses.replace(order, id="ord-issued")
+    store.orders.add_order(issued, [])
+    with store.db.raw() as c:
+        c.run("UPDATE orders SET certificate_id = ? WHERE id = ?", ("cert", "ord-issued"))
+    assert store.orders.polled_order("ord-issued") == (
+        dataclasses.replace(issued, certificate_id="cert"),
+        [],
+    )

@@ -93,7 +93,12 @@ class Response:
 
 
 def json_response(doc: Any, status: int = 200, location: str | None = None) -> Response:
-    resp = Response(status, jsontext.dumps(doc), "application/json")
+    return json_text_response(jsontext.dumps(doc), status, location)
+
+
+def json_text_response(body: bytes, status: int = 200, location: str | None = None) -> Response:
+    """A JSON document already written (render's `*_json`)."""
+    resp = Response(status, body, "application/json")
     if location:
         resp.headers.append(("Location", location))
     return resp
@@ -114,6 +119,10 @@ class AcmeApp:
         self.nonces = nonces
         self.auth = Authenticator(authority.store, nonces, authority.policy.check_signing_key)
         self.config = authority.config
+        # dns-persist-01's issuer names, derived from the (frozen) configuration once:
+        # the property makes them again on every call (an authorization's and a
+        # challenge's answer, each request).
+        self._persist_issuers = self.config.persist_issuers
         self._background: list[asyncio.Task[None]] = []
         # Host headers this listener answers to, and the base URL for the answer to one
         # it does not (None: any Host, as in-process tests and a set base_url need).
@@ -397,7 +406,7 @@ class AcmeApp:
 
     async def order(self, req: Request, m: re.Match[str]) -> Response:
         account = self._post_as_get(req).require_account()
-        return self._order(req, self.authority.owned_order_view(account, m[1]))
+        return self._order(req, self.authority.polled_order_view(account, m[1]))
 
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
         auth = self._authenticate(req)
@@ -408,7 +417,8 @@ class AcmeApp:
         return self._order(req, view)
 
     def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:
-        resp = json_response(render.order(req.urls, view), status, req.urls.order(view.record.id))
+        body = render.order_json(req.urls, view)
+        resp = json_text_response(body, status, req.urls.order(view.record.id))
         if view.status == "processing":
             resp.headers.append(("Retry-After", "1"))
         return resp
@@ -418,8 +428,8 @@ class AcmeApp:
         if not auth.is_post_as_get:
             payloads.check(payloads.AUTHZ_UPDATE, auth.payload, "authorization update")
         view = self.authority.update_authz(auth, m[1])
-        return json_response(
-            render.authorization(req.urls, view, self.config.persist_issuers),
+        return json_text_response(
+            render.authorization_json(req.urls, view, self._persist_issuers),
             location=req.urls.authz(m[1]),
         )
 
@@ -432,7 +442,7 @@ class AcmeApp:
         # Most validations end before the answer (challenge_wait); no Retry-After on one
         # still processing: a client's own short-then-growing polling serves it better
         # than a fixed second.
-        resp = json_response(render.challenge(req.urls, ch, self.config.persist_issuers))
+        resp = json_text_response(render.challenge_json(req.urls, ch, self._persist_issuers))
         return resp.link(req.urls.authz(authz.id), "up")
 
     async def certificate(self, req: Request, m: re.Match[str]) -> Response:

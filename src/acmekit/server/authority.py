@@ -36,6 +36,7 @@ from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr, csr_public_key
 from acmekit.protocol.ct import SignedCertificateTimestamp
 from acmekit.protocol.ctpolicy import corresponds
+from acmekit.protocol.frozen import frozen_for_mypy
 from acmekit.protocol.jose import Jws, b64d, eab_verify, jwk_from_key, key_from_jwk, thumbprint
 from acmekit.protocol.messages import (
     AccountStatus,
@@ -144,13 +145,16 @@ class _Checked:
     record: ValidationEvidence
 
 
-@dataclass(frozen=True)
+# Made on every read of an authorization or an order (one for each of its
+# authorizations): frozen for mypy, plain at run time (acmekit.protocol.frozen), as a
+# frozen dataclass sets each field through `object.__setattr__`. Never hashed.
+@frozen_for_mypy
 class AuthzView:
     record: AuthorizationRecord
     status: AuthorizationStatus
 
 
-@dataclass(frozen=True)
+@frozen_for_mypy
 class OrderView:
     record: OrderRecord
     status: OrderStatus
@@ -779,9 +783,10 @@ class Authority:
         )
 
     def _authz_status(self, rec: AuthorizationRecord, now: datetime) -> AuthorizationStatus:
-        return authorization_status(
-            rec.stored_status, (c.status for c in rec.challenges), rec.expires, now
-        )
+        statuses = []  # a loop, not a generator (a function object a call, Python 3.11)
+        for ch in rec.challenges:
+            statuses.append(ch.status)
+        return authorization_status(rec.stored_status, statuses, rec.expires, now)
 
     def authz_view(self, rec: AuthorizationRecord) -> AuthzView:
         return AuthzView(rec, self._authz_status(rec, self.now()))
@@ -794,21 +799,44 @@ class Authority:
         now = self.now()
         if records is None:
             records = self.store.orders.authorizations(order.authz_ids)
-        authzs = tuple(self.authz_view(a) for a in records)
+        # A loop, not generators: each is a function object made and called (Python
+        # 3.11), and a poll of a decided order has no authorization to walk.
+        views: list[AuthzView] = []
+        statuses: list[AuthorizationStatus] = []
+        for rec in records:
+            authz_status = self._authz_status(rec, now)
+            views.append(AuthzView(rec, authz_status))
+            statuses.append(authz_status)
         status = order_status(
-            (a.status for a in authzs),
+            statuses,
             expires=order.expires,
             now=now,
             finalizing=order.finalize_started is not None,
             has_certificate=order.certificate_id is not None,
             failed=order.error is not None,
         )
-        return OrderView(order, status, authzs)
+        return OrderView(order, status, tuple(views))
 
     def owned_order_view(self, account: AccountRecord, order_id: str) -> OrderView:
         """The account's order with its status (one statement reads it and its
         authorizations)."""
-        found = self.store.orders.order_with_authorizations(order_id)
+        return self._owned(account, order_id, self.store.orders.order_with_authorizations)
+
+    def polled_order_view(self, account: AccountRecord, order_id: str) -> OrderView:
+        """`owned_order_view` for a read of the order (§7.1.3): one with a certificate,
+        an error or a finalize claim is read without its authorizations, as its status
+        and error do not depend on them (order_status, OrderView.error); its
+        `authorizations` URLs are its own `authz_ids`. The view's `authzs` are then
+        empty."""
+        return self._owned(account, order_id, self.store.orders.polled_order)
+
+    def _owned(
+        self,
+        account: AccountRecord,
+        order_id: str,
+        read: Callable[[str], tuple[OrderRecord, list[AuthorizationRecord]] | None],
+    ) -> OrderView:
+        found = read(order_id)
         if found is None:
             raise not_found(f"no order {order_id}")
         order, records = found
@@ -839,6 +867,8 @@ class Authority:
     def update_authz(self, auth: Authenticated, authz_id: str) -> AuthzView:
         """POST-as-GET, or §7.5.2 deactivation of a pending or valid authorization."""
         authz = self.owned_authz(auth.require_account(), authz_id)
+        if auth.is_post_as_get:  # no payload to decode (`payload`, a cached property)
+            return self.authz_view(authz)
         payload = auth.payload
         if payload is None:
             return self.authz_view(authz)

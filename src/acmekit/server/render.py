@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from acmekit.protocol.messages import ChallengeType, OrderStatus
+from acmekit.protocol import jsontext
+from acmekit.protocol.messages import ChallengeType, Identifier, OrderStatus
 from acmekit.server import paths
 from acmekit.server.ari import Window
 from acmekit.server.authority import AuthzView, OrderView
@@ -125,11 +127,16 @@ def challenge(urls: Urls, ch: ChallengeRecord, issuers: Sequence[str] = ()) -> d
 
 def authorization(urls: Urls, view: AuthzView, issuers: Sequence[str] = ()) -> dict[str, Any]:
     rec = view.record
+    # Loops, not comprehensions, here and in `order`: a comprehension is a function
+    # object made and called (Python 3.11), and these render every poll.
+    challenges = []
+    for ch in rec.challenges:
+        challenges.append(challenge(urls, ch, issuers))
     doc: dict[str, Any] = {
         "identifier": rec.identifier.to_json(),
         "status": str(view.status),
         "expires": rfc3339(rec.expires),
-        "challenges": [challenge(urls, ch, issuers) for ch in rec.challenges],
+        "challenges": challenges,
     }
     if rec.wildcard:
         doc["wildcard"] = True
@@ -138,11 +145,17 @@ def authorization(urls: Urls, view: AuthzView, issuers: Sequence[str] = ()) -> d
 
 def order(urls: Urls, view: OrderView) -> dict[str, Any]:
     rec = view.record
+    identifiers = []
+    for ident in rec.identifiers:
+        identifiers.append(ident.to_json())
+    authorizations = []
+    for authz_id in rec.authz_ids:
+        authorizations.append(urls.authz(authz_id))
     doc: dict[str, Any] = {
         "status": str(view.status),
         "expires": rfc3339(rec.expires),
-        "identifiers": [i.to_json() for i in rec.identifiers],
-        "authorizations": [urls.authz(a) for a in rec.authz_ids],
+        "identifiers": identifiers,
+        "authorizations": authorizations,
         "finalize": urls.finalize(rec.id),
     }
     if rec.profile:
@@ -154,6 +167,104 @@ def order(urls: Urls, view: OrderView) -> dict[str, Any]:
     if view.error is not None:
         doc["error"] = view.error
     return doc
+
+
+# The JSON texts of `challenge`, `authorization` and `order`, as the app sends them:
+# `jsontext.dumps` of the dicts above, byte for byte (json.dumps's ", " and ": ", ASCII
+# with json's escapes, the keys in the dicts' order), written with the keys as literals
+# and each string value through json's own string encoder (the C function the encoder
+# calls). The encoder's walk over a dict made for it encoded every key again on every
+# request and accumulated each piece: an authorization's text cost some 55,000
+# instructions that way (docs/decisions.md). Every field is in both; tests compare the
+# two over records with every optional field, odd characters and errors.
+_quoted: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def _value_text(value: Any) -> str:
+    """A value of any shape (a problem document) through jsontext's encoder."""
+    return jsontext.dumps(value).decode("ascii")
+
+
+def _strings_text(strings: Sequence[str]) -> str:
+    return "[" + ", ".join(map(_quoted, strings)) + "]"
+
+
+def _identifier_text(ident: Identifier) -> str:
+    return '{"type": ' + _quoted(ident.type) + ', "value": ' + _quoted(ident.value) + "}"
+
+
+# A challenge's URL is its id after a fixed prefix (the template ends in its id): an
+# authorization's challenges are named from the prefix, made once, not by two calls each.
+assert paths.CHALLENGE.template.endswith("{}") and paths.CHALLENGE.template.count("{}") == 1
+
+
+def _challenge_parts(
+    parts: list[str], prefix: str, ch: ChallengeRecord, issuers: Sequence[str]
+) -> None:
+    """`challenge`'s text, appended to `parts`; `prefix` is `urls.challenge("")`."""
+    parts += ('{"type": ', _quoted(ch.type), ', "url": ', _quoted(prefix + ch.id))
+    parts += (', "status": ', _quoted(ch.status))
+    if ch.type == ChallengeType.DNS_PERSIST_01:
+        parts += (', "issuerDomainNames": ', _strings_text(issuers))
+    else:
+        parts += (', "token": ', _quoted(ch.token))
+    if ch.validated is not None:
+        parts += (', "validated": ', _quoted(rfc3339(ch.validated)))
+    if ch.error is not None:
+        parts += (', "error": ', _value_text(ch.error))
+    parts.append("}")
+
+
+def challenge_json(urls: Urls, ch: ChallengeRecord, issuers: Sequence[str] = ()) -> bytes:
+    """`jsontext.dumps(challenge(urls, ch, issuers))`."""
+    parts: list[str] = []
+    _challenge_parts(parts, urls.challenge(""), ch, issuers)
+    return "".join(parts).encode("ascii")
+
+
+def authorization_json(urls: Urls, view: AuthzView, issuers: Sequence[str] = ()) -> bytes:
+    """`jsontext.dumps(authorization(urls, view, issuers))`."""
+    rec = view.record
+    parts = ['{"identifier": ', _identifier_text(rec.identifier), ', "status": ']
+    parts += (_quoted(view.status), ', "expires": ', _quoted(rfc3339(rec.expires)))
+    parts.append(', "challenges": [')
+    prefix = urls.challenge("")
+    first = True
+    for ch in rec.challenges:
+        if not first:
+            parts.append(", ")
+        first = False
+        _challenge_parts(parts, prefix, ch, issuers)
+    parts.append("]")
+    if rec.wildcard:
+        parts.append(', "wildcard": true')
+    parts.append("}")
+    return "".join(parts).encode("ascii")
+
+
+def order_json(urls: Urls, view: OrderView) -> bytes:
+    """`jsontext.dumps(order(urls, view))`."""
+    rec = view.record
+    parts = ['{"status": ', _quoted(view.status), ', "expires": ', _quoted(rfc3339(rec.expires))]
+    identifiers = []
+    for ident in rec.identifiers:
+        identifiers.append(_identifier_text(ident))
+    authorizations = []
+    for authz_id in rec.authz_ids:
+        authorizations.append(_quoted(urls.authz(authz_id)))
+    parts += (', "identifiers": [', ", ".join(identifiers), '], "authorizations": [')
+    parts += (", ".join(authorizations), '], "finalize": ', _quoted(urls.finalize(rec.id)))
+    if rec.profile:
+        parts += (', "profile": ', _quoted(rec.profile))
+    if rec.replaces:
+        parts += (', "replaces": ', _quoted(rec.replaces))
+    if view.status == OrderStatus.VALID and rec.certificate_id:
+        parts += (', "certificate": ', _quoted(urls.certificate(rec.certificate_id)))
+    error = view.error
+    if error is not None:
+        parts += (', "error": ', _value_text(error))
+    parts.append("}")
+    return "".join(parts).encode("ascii")
 
 
 def renewal_info(window: Window) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from acmekit.protocol.messages import (
     ChallengeStatus,
     ChallengeType,
     Identifier,
+    IdentifierType,
 )
 from acmekit.server.records import (
     AuthorizationRecord,
@@ -36,7 +37,6 @@ from acmekit.server.repos.base import (
     cols,
     identifier_type,
     ids_json,
-    ids_load,
     json_or_none,
     loads,
     marks,
@@ -146,6 +146,20 @@ class _Reads:
             f"FROM orders o LEFT JOIN {elements} ON true "
             "LEFT JOIN authorizations a ON a.id = j.value WHERE o.id = ?"
         )
+        # The same for a poll: an order with a certificate, an error or a finalize claim
+        # has a status and an error of its own (RFC 8555 §7.1.6; messages.order_status,
+        # OrderView.error), so its authorizations are joined only while it has none of
+        # the three: an empty array in place of `authz_ids` joins none, one row.
+        own = (
+            "CASE WHEN o.certificate_id IS NULL AND o.error IS NULL "
+            "AND o.finalize_started IS NULL THEN o.authz_ids ELSE '[]' END"
+        )
+        elements_open = (
+            f"json_each({own}) j"
+            if j.sqlite
+            else f"LATERAL json_array_elements_text(CAST({own} AS json)) j(value)"
+        )
+        self.order_poll = self.order_with_authzs.replace(elements, elements_open)
 
 
 _READS = {dialect: _Reads(dialect) for dialect in ("sqlite", "postgresql")}
@@ -153,6 +167,13 @@ _READS = {dialect: _Reads(dialect) for dialect in ("sqlite", "postgresql")}
 _authz_status = members(AuthorizationStatus)
 _challenge_status = members(ChallengeStatus)
 _challenge_type = members(ChallengeType)
+# The same lookups as dicts, for the decoders of a row's text: `dict.get` is a call into
+# C where `members`' function is a Python frame, eight an authorization (a value not
+# found still goes through `members`, which raises for it).
+_AUTHZ_STATUSES = {m.value: m for m in AuthorizationStatus}
+_CHALLENGE_STATUSES = {m.value: m for m in ChallengeStatus}
+_CHALLENGE_TYPES = {m.value: m for m in ChallengeType}
+_IDENTIFIER_TYPES = {m.value: m for m in IdentifierType}
 
 
 _make_order = positional(OrderRecord)
@@ -162,21 +183,28 @@ _by_type = itemgetter(1)
 
 
 def _order_of(row: Sequence[Any], csr: bytes | None) -> OrderRecord:
-    """An order from `orders`' columns, in order (`csr` given apart)."""
+    """An order from `orders`' columns, in order (`csr` given apart). `opt_time`,
+    `json_or_none` and `ids_load` written out: a Python call each, six an order read."""
+    identifiers = []
+    for ident in loads(row[2]):
+        kind = ident["type"]
+        identifiers.append(
+            Identifier(_IDENTIFIER_TYPES.get(kind) or identifier_type(kind), ident["value"])
+        )
     return _make_order(
         row[0],
         row[1],
-        ids_load(row[2]),
+        tuple(identifiers),
         tuple(loads(row[3])),
         from_us(row[4]),
         from_us(row[5]),
-        opt_time(row[6]),
-        opt_time(row[7]),
+        None if row[6] is None else from_us(row[6]),
+        None if row[7] is None else from_us(row[7]),
         row[8],
         row[9],
         csr,
-        opt_time(row[11]),
-        json_or_none(row[12]),
+        None if row[11] is None else from_us(row[11]),
+        None if row[12] is None else dict(loads(row[12])),
         row[13],
     )
 
@@ -215,28 +243,29 @@ def _authorization_from(text: str) -> AuthorizationRecord:
     if isinstance(nested, str):
         nested = loads(nested)
     nested.sort(key=_by_type)
-    chs = tuple(
-        _make_challenge(
-            c[0],
-            authz_id,
-            _challenge_type(c[1]),
-            c[2],
-            _challenge_status(c[3]),
-            None if c[4] is None else from_us(c[4]),  # opt_time, without the call
-            None if c[6] is None else json_or_none(c[6]),
-            None if c[5] is None else from_us(c[5]),
-            c[7],
+    chs = []  # a loop, not a generator (a function object a call, Python 3.11)
+    for c in nested:
+        chs.append(
+            _make_challenge(
+                c[0],
+                authz_id,
+                _CHALLENGE_TYPES.get(c[1]) or _challenge_type(c[1]),
+                c[2],
+                _CHALLENGE_STATUSES.get(c[3]) or _challenge_status(c[3]),
+                None if c[4] is None else from_us(c[4]),  # opt_time, without the call
+                None if c[6] is None else json_or_none(c[6]),
+                None if c[5] is None else from_us(c[5]),
+                c[7],
+            )
         )
-        for c in nested
-    )
     return _make_authorization(
         authz_id,
         head[1],
-        Identifier(identifier_type(head[2]), head[3]),
+        Identifier(_IDENTIFIER_TYPES.get(head[2]) or identifier_type(head[2]), head[3]),
         bool(head[4]),
-        _authz_status(head[5]),
+        _AUTHZ_STATUSES.get(head[5]) or _authz_status(head[5]),
         from_us(head[6]),
-        chs,
+        tuple(chs),
         head[7],
         head[8] is not None,
     )
@@ -493,11 +522,25 @@ class OrderRepository(Repository):
     ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
         """The order and its authorizations (in its order, missing ones skipped) in one
         statement, where `order` and `authorizations` took two: a poll and finalize."""
-        rows = self._all(self._reads.order_with_authzs, (order_id,))
+        return self._order_and_authorizations(self._reads.order_with_authzs, order_id)
+
+    def polled_order(self, order_id: str) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
+        """`order_with_authorizations` for a poll: an order with a certificate, an error
+        or a finalize claim comes without its authorizations (none read or decoded),
+        since its status and error do not depend on them; others with theirs."""
+        return self._order_and_authorizations(self._reads.order_poll, order_id)
+
+    def _order_and_authorizations(
+        self, text: str, order_id: str
+    ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
+        rows = self._all(text, (order_id,))
         if not rows:
             return None
         order = _order_from(rows[0][0], rows[0][1])
-        by_id = {a.id: a for a in _authorizations_of(rows, 2)}
+        found = _authorizations_of(rows, 2)
+        if not found:  # a decided order's poll: none joined
+            return order, found
+        by_id = {a.id: a for a in found}
         return order, [by_id[i] for i in order.authz_ids if i in by_id]
 
     def account_orders(

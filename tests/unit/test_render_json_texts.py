@@ -1,0 +1,154 @@
+"""The app's JSON texts of a challenge, an authorization and an order (render's `*_json`)
+are `jsontext.dumps` of render's documents, byte for byte.
+
+The texts are written by hand (keys as literals, each string through json's string
+encoder); the dicts stay the definition. Compared over every optional field (wildcard,
+validated, errors, dns-persist-01's issuer names, profile, replaces, certificate, an
+order's error and its first failed challenge's), every status, and strings with what
+json escapes: quotes, backslashes, control characters, DEL, non-ASCII, astral
+characters; then over 3,000 random records (a fixed seed).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from acmekit.protocol import jsontext
+from acmekit.protocol.messages import (
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+    IdentifierType,
+    OrderStatus,
+)
+from acmekit.server import render
+from acmekit.server.authority import AuthzView, OrderView
+from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.render import Urls
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+ODD = [
+    "plain",
+    'quo"te',
+    "back\\slash",
+    "tab\tnl\ncr\r",
+    "nul\x00\x1f",
+    "del\x7f",
+    "ünï",
+    "\u2028",
+    "😀",
+]
+BASES = ["https://ca.example", "https://127.0.0.1:14000", 'https://ho"st', "https://hö.st:1"]
+ISSUERS = [(), ("ca.example",), ("a.example", 'b"example', "ünï.example")]
+ERRORS: list[dict[str, Any] | None] = [
+    None,
+    {"type": "urn:ietf:params:acme:error:connection", "detail": "refused", "status": 400},
+    {"type": "urn:ietf:params:acme:error:dns", "detail": ODD[1] + ODD[6] + ODD[8]},
+    {"type": "x", "subproblems": [{"type": "y", "identifier": {"type": "dns", "value": "a"}}]},
+    {"detail": "\x7f\x00", "n": 1.5, "t": True, "f": False, "z": None, "l": []},
+]
+
+
+def _challenge(rng: random.Random, n: int, authz_id: str) -> ChallengeRecord:
+    ctype = rng.choice(list(ChallengeType))
+    return ChallengeRecord(
+        f"ch{n}-{rng.choice(ODD)}",
+        authz_id,
+        ctype,
+        rng.choice(ODD) + "tok",
+        rng.choice(list(ChallengeStatus)),
+        rng.choice([None, NOW, NOW + timedelta(seconds=rng.randrange(10**8))]),
+        rng.choice(ERRORS),
+    )
+
+
+def _identifier(rng: random.Random) -> Identifier:
+    kind = rng.choice(list(IdentifierType))
+    return Identifier(kind, rng.choice(["a.example", "*.b.example", "192.0.2.1", rng.choice(ODD)]))
+
+
+def _authz_view(rng: random.Random, n: int) -> AuthzView:
+    authz_id = f"az{n}" + rng.choice(["", ODD[1], ODD[6]])
+    chs = tuple(_challenge(rng, i, authz_id) for i in range(rng.randrange(5)))
+    rec = AuthorizationRecord(
+        authz_id,
+        "acct",
+        _identifier(rng),
+        rng.random() < 0.5,
+        rng.choice(list(AuthorizationStatus)),
+        NOW + timedelta(seconds=rng.randrange(-(10**6), 10**8)),
+        chs,
+    )
+    return AuthzView(rec, rng.choice(list(AuthorizationStatus)))
+
+
+def _order_view(rng: random.Random, n: int) -> OrderView:
+    authzs = tuple(_authz_view(rng, i) for i in range(rng.randrange(4)))
+    idents = tuple(_identifier(rng) for _ in range(rng.randrange(4)))
+    rec = OrderRecord(
+        f"ord{n}" + rng.choice(["", ODD[1]]),
+        "acct",
+        idents,
+        tuple(a.record.id for a in authzs)
+        + tuple(rng.choice(ODD) for _ in range(rng.randrange(2))),
+        NOW + timedelta(seconds=rng.randrange(10**8)),
+        NOW,
+        profile=rng.choice([None, "", "classic", ODD[1], ODD[8]]),
+        replaces=rng.choice([None, "", "aki.serial", ODD[2]]),
+        error=rng.choice(ERRORS),
+        certificate_id=rng.choice([None, "", "cert1", ODD[6]]),
+    )
+    return OrderView(rec, rng.choice(list(OrderStatus)), authzs)
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("issuers", ISSUERS, ids=["none", "one", "odd"])
+def test_every_challenge_field_is_written_as_dumps_writes_it(
+    base: str, issuers: tuple[str, ...]
+) -> None:
+    urls = Urls(base)
+    for ctype in ChallengeType:
+        for status in ChallengeStatus:
+            for validated in (None, NOW):
+                for error in ERRORS:
+                    for token in ODD:
+                        ch = ChallengeRecord(
+                            "c" + token, "a", ctype, token, status, validated, error
+                        )
+                        expected = jsontext.dumps(render.challenge(urls, ch, issuers))
+                        assert render.challenge_json(urls, ch, issuers) == expected
+
+
+def test_authorizations_and_orders_are_written_as_dumps_writes_them() -> None:
+    rng = random.Random(8555)
+    for n in range(3000):
+        urls = Urls(rng.choice(BASES))
+        issuers = rng.choice(ISSUERS)
+        view = _authz_view(rng, n)
+        expected = jsontext.dumps(render.authorization(urls, view, issuers))
+        assert render.authorization_json(urls, view, issuers) == expected
+        order = _order_view(rng, n)
+        assert render.order_json(urls, order) == jsontext.dumps(render.order(urls, order))
+
+
+def test_an_invalid_orders_error_is_its_first_failed_challenges() -> None:
+    rng = random.Random(1)
+    urls = Urls(BASES[0])
+    failed = _authz_view(rng, 0)
+    ch = ChallengeRecord("c", failed.record.id, ChallengeType.HTTP_01, "t", ChallengeStatus.INVALID)
+    ch = ChallengeRecord(**{**ch.__dict__, "error": ERRORS[2]})
+    authz = AuthzView(
+        AuthorizationRecord(**{**failed.record.__dict__, "challenges": (ch,)}),
+        AuthorizationStatus.INVALID,
+    )
+    rec = OrderRecord("o", "acct", (), (authz.record.id,), NOW, NOW)
+    view = OrderView(rec, OrderStatus.INVALID, (authz,))
+    assert view.error == ERRORS[2]
+    text = render.order_json(urls, view)
+    assert text == jsontext.dumps(render.order(urls, view))
+    assert jsontext.loads(text)["error"] == ERRORS[2]
