@@ -107,76 +107,14 @@ def account(urls: Urls, rec: AccountRecord) -> dict[str, Any]:
     return doc
 
 
-def challenge(urls: Urls, ch: ChallengeRecord, issuers: Sequence[str] = ()) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "type": str(ch.type),
-        "url": urls.challenge(ch.id),
-        "status": str(ch.status),
-    }
-    if ch.type == ChallengeType.DNS_PERSIST_01:
-        # draft-ietf-acme-dns-persist-02 §3.1: no token; the names a record may give.
-        doc["issuerDomainNames"] = list(issuers)
-    else:
-        doc["token"] = ch.token
-    if ch.validated is not None:
-        doc["validated"] = rfc3339(ch.validated)
-    if ch.error is not None:
-        doc["error"] = ch.error
-    return doc
-
-
-def authorization(urls: Urls, view: AuthzView, issuers: Sequence[str] = ()) -> dict[str, Any]:
-    rec = view.record
-    # Loops, not comprehensions, here and in `order`: a comprehension is a function
-    # object made and called (Python 3.11), and these render every poll.
-    challenges = []
-    for ch in rec.challenges:
-        challenges.append(challenge(urls, ch, issuers))
-    doc: dict[str, Any] = {
-        "identifier": rec.identifier.to_json(),
-        "status": str(view.status),
-        "expires": rfc3339(rec.expires),
-        "challenges": challenges,
-    }
-    if rec.wildcard:
-        doc["wildcard"] = True
-    return doc
-
-
-def order(urls: Urls, view: OrderView) -> dict[str, Any]:
-    rec = view.record
-    identifiers = []
-    for ident in rec.identifiers:
-        identifiers.append(ident.to_json())
-    authorizations = []
-    for authz_id in rec.authz_ids:
-        authorizations.append(urls.authz(authz_id))
-    doc: dict[str, Any] = {
-        "status": str(view.status),
-        "expires": rfc3339(rec.expires),
-        "identifiers": identifiers,
-        "authorizations": authorizations,
-        "finalize": urls.finalize(rec.id),
-    }
-    if rec.profile:
-        doc["profile"] = rec.profile
-    if rec.replaces:
-        doc["replaces"] = rec.replaces
-    if view.status == OrderStatus.VALID and rec.certificate_id:
-        doc["certificate"] = urls.certificate(rec.certificate_id)
-    if view.error is not None:
-        doc["error"] = view.error
-    return doc
-
-
-# The JSON texts of `challenge`, `authorization` and `order`, as the app sends them:
-# `jsontext.dumps` of the dicts above, byte for byte (json.dumps's ", " and ": ", ASCII
-# with json's escapes, the keys in the dicts' order), written with the keys as literals
-# and each string value through json's own string encoder (the C function the encoder
-# calls). The encoder's walk over a dict made for it encoded every key again on every
-# request and accumulated each piece: an authorization's text cost some 55,000
-# instructions that way (docs/decisions.md). Every field is in both; tests compare the
-# two over records with every optional field, odd characters and errors.
+# The JSON texts of a challenge, an authorization and an order (RFC 8555 §7.1.4, §7.1.3),
+# as the app sends them: the bytes `jsontext.dumps` gives for the documents as dicts
+# (json.dumps's ", " and ": ", ASCII with json's escapes), written with the keys as
+# literals and each string value through json's own string encoder (the C function its
+# encoder calls). The encoder's walk over a dict made for it encoded every key again on
+# every request: an authorization's text cost some 55,000 instructions more that way
+# (docs/decisions.md). tests/unit/test_render_json_texts.py keeps the documents as dicts
+# and compares the two over every optional field, odd characters and errors.
 _quoted: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
@@ -216,14 +154,14 @@ def _challenge_parts(
 
 
 def challenge_json(urls: Urls, ch: ChallengeRecord, issuers: Sequence[str] = ()) -> bytes:
-    """`jsontext.dumps(challenge(urls, ch, issuers))`."""
+    """A challenge object (§7.1.5); dns-persist-01's carries the issuer names, no token."""
     parts: list[str] = []
     _challenge_parts(parts, urls.challenge(""), ch, issuers)
     return "".join(parts).encode("ascii")
 
 
 def authorization_json(urls: Urls, view: AuthzView, issuers: Sequence[str] = ()) -> bytes:
-    """`jsontext.dumps(authorization(urls, view, issuers))`."""
+    """An authorization object (§7.1.4), its status derived (`view`)."""
     rec = view.record
     parts = ['{"identifier": ', _identifier_text(rec.identifier), ', "status": ']
     parts += (_quoted(view.status), ', "expires": ', _quoted(rfc3339(rec.expires)))
@@ -243,7 +181,7 @@ def authorization_json(urls: Urls, view: AuthzView, issuers: Sequence[str] = ())
 
 
 def order_json(urls: Urls, view: OrderView) -> bytes:
-    """`jsontext.dumps(order(urls, view))`."""
+    """An order object (§7.1.3): its certificate's URL only once it is valid."""
     rec = view.record
     parts = ['{"status": ', _quoted(view.status), ', "expires": ', _quoted(rfc3339(rec.expires))]
     identifiers = []
