@@ -464,6 +464,11 @@ class _PostgresStatements:
                 pg.send_prepare(name, key[0], param_types=key[1])
                 res = self._wait(self._execute(pg))[-1]
         except BaseException:
+            # Interrupted once the PREPARE was read (psycopg's wait cancels and reads it
+            # to its end; or just after): the connection is kept, and the server may
+            # hold the name, which is recorded nowhere else. Closed with the next
+            # PREPARE, as any given up (a Close of a name it lacks is no error).
+            self._closing.append(name)
             self._interrupted()
             raise
         if res.status != _COMMAND_OK:
