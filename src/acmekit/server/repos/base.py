@@ -464,6 +464,12 @@ class _PostgresStatements:
                 pg.send_prepare(name, key[0], param_types=key[1])
                 res = self._wait(self._execute(pg))[-1]
         except BaseException:
+            # Interrupted once the PREPARE was read (psycopg's wait, on a Ctrl-C, cancels
+            # and reads it to its end; or one lands just after): the connection is kept
+            # and the server may hold the name, recorded nowhere else. It is Closed with
+            # the next PREPARE, as any given up (a Close of a name the server lacks is
+            # no error; a DEALLOCATE's failure skips nothing).
+            self._closing.append(name)
             self._interrupted()
             raise
         if res.status != _COMMAND_OK:
