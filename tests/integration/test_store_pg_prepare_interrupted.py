@@ -45,7 +45,7 @@ def _server_names(store: Store) -> set[str]:
         return {str(n) for (n,) in c.all("SELECT name FROM pg_prepared_statements")}
 
 
-def test_attack1_a_prepare_interrupted_after_its_read_leaves_no_name(pg_store: Store) -> None:
+def test_a_prepare_interrupted_after_its_read_leaves_no_name(pg_store: Store) -> None:
     db = pg_store.db
     with db.once() as c:
         c.one("SELECT 1")

@@ -181,7 +181,7 @@ CASES: list[tuple[str, bool, bool, Change, str, bool]] = [
     [c[1:] for c in CASES],
     ids=[c[0] for c in CASES],
 )
-async def test_attack1_a_poll_answers_the_full_reads_order(
+async def test_a_poll_answers_the_full_reads_order(
     ca: Assembly,
     flow: Flow,
     issued: bool,
