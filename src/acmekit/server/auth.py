@@ -11,7 +11,7 @@ name URLs too; they are checked here against the request, so the rules never see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -23,6 +23,7 @@ from acmekit.protocol.messages import AccountStatus
 from acmekit.protocol.problems import ProblemType, malformed, problem, unauthorized
 from acmekit.server.nonces import NonceService
 from acmekit.server.records import AccountRecord
+from acmekit.server.repos.base import Ahead
 from acmekit.server.store import Store
 
 Signer = Literal["kid", "jwk", "either"]
@@ -103,9 +104,18 @@ class Authenticator:
         self._check_jwk = check_jwk
 
     def authenticate(
-        self, body: bytes, url: str, account_prefix: str, *, signer: Signer = "kid"
+        self,
+        body: bytes,
+        url: str,
+        account_prefix: str,
+        *,
+        signer: Signer = "kid",
+        ahead: Sequence[Ahead[Any]] = (),
     ) -> Authenticated:
-        """`signer` says what the resource accepts: an account `kid`, a `jwk`, or either."""
+        """`signer` says what the resource accepts: an account `kid`, a `jwk`, or either.
+        `ahead`: the handler's first reads, sent in the round trip that reads the
+        account (a `kid` request's); their answers are for the handler to take after
+        every check here has passed."""
         jws = parse_jws(body)
         header = jws.protected
         if jws.alg not in ALLOWED_ALGS:
@@ -125,7 +135,7 @@ class Authenticator:
             # No id of the CA's making has a NUL: nothing to read. PostgreSQL refused
             # the statement (a 500 where §6.2 has accountDoesNotExist).
             wanted = None
-        found = self._nonces.redeem(header.get("nonce"), account_id=wanted)
+        found = self._nonces.redeem(header.get("nonce"), wanted, ahead if wanted else ())
         account = None
         given = "jwk" if "jwk" in header else "kid"
         if signer != "either" and given != signer:

@@ -95,6 +95,7 @@ from acmekit.server.records import (
     OrderRecord,
     ValidationEvidence,
 )
+from acmekit.server.repos.base import Ahead
 from acmekit.server.signing import SignerUnavailable, is_external
 from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
@@ -805,10 +806,16 @@ class Authority:
         )
         return OrderView(order, status, authzs)
 
-    def owned_order_view(self, account: AccountRecord, order_id: str) -> OrderView:
+    def owned_order_view(
+        self,
+        account: AccountRecord,
+        order_id: str,
+        ahead: Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None] | None = None,
+    ) -> OrderView:
         """The account's order with its status (one statement reads it and its
-        authorizations)."""
-        found = self.store.orders.order_with_authorizations(order_id)
+        authorizations; `ahead`, that statement sent with the request's account read)."""
+        orders = self.store.orders
+        found = orders.order_with_authorizations(order_id) if ahead is None else ahead.result()
         if found is None:
             raise not_found(f"no order {order_id}")
         order, records = found
@@ -816,8 +823,13 @@ class Authority:
             raise unauthorized("this order belongs to another account")
         return self.order_view(order, records)
 
-    def owned_authz(self, account: AccountRecord, authz_id: str) -> AuthorizationRecord:
-        authz = self.store.orders.authorization(authz_id)
+    def owned_authz(
+        self,
+        account: AccountRecord,
+        authz_id: str,
+        ahead: Ahead[AuthorizationRecord | None] | None = None,
+    ) -> AuthorizationRecord:
+        authz = self.store.orders.authorization(authz_id) if ahead is None else ahead.result()
         if authz is None:
             raise not_found(f"no authorization {authz_id}")
         if authz.account_id != account.id:
@@ -836,9 +848,14 @@ class Authority:
 
     # authorizations and challenges --------------------------------------------------
 
-    def update_authz(self, auth: Authenticated, authz_id: str) -> AuthzView:
+    def update_authz(
+        self,
+        auth: Authenticated,
+        authz_id: str,
+        ahead: Ahead[AuthorizationRecord | None] | None = None,
+    ) -> AuthzView:
         """POST-as-GET, or §7.5.2 deactivation of a pending or valid authorization."""
-        authz = self.owned_authz(auth.require_account(), authz_id)
+        authz = self.owned_authz(auth.require_account(), authz_id, ahead)
         payload = auth.payload
         if payload is None:
             return self.authz_view(authz)
@@ -851,7 +868,11 @@ class Authority:
         return self.authz_view(replace(authz, stored_status=AuthorizationStatus.DEACTIVATED))
 
     async def start_challenge(
-        self, auth: Authenticated, challenge_id: str, account_uri: str
+        self,
+        auth: Authenticated,
+        challenge_id: str,
+        account_uri: str,
+        ahead: Ahead[tuple[ChallengeRecord, AuthorizationRecord] | None] | None = None,
     ) -> tuple[ChallengeRecord, AuthorizationRecord]:
         """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads. `account_uri`
         is what a CAA `accounturi` must name (RFC 8657 §3).
@@ -863,7 +884,10 @@ class Authority:
         answered `processing` and finishes in the background, as before. lego reads a
         valid or invalid answer as final; certbot polls the authorization either way."""
         account = auth.require_account()
-        found = self.store.orders.challenge_and_authorization(challenge_id)
+        orders = self.store.orders
+        found = (
+            orders.challenge_and_authorization(challenge_id) if ahead is None else ahead.result()
+        )
         if found is None:
             raise not_found(f"no challenge {challenge_id}")
         ch, authz = found
@@ -1187,10 +1211,17 @@ class Authority:
 
     # finalize and certificates ------------------------------------------------------
 
-    async def finalize(self, auth: Authenticated, order_id: str, account_uri: str) -> OrderView:
-        """§7.4: check the CSR against the order, claim it once, issue."""
+    async def finalize(
+        self,
+        auth: Authenticated,
+        order_id: str,
+        account_uri: str,
+        ahead: Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None] | None = None,
+    ) -> OrderView:
+        """§7.4: check the CSR against the order, claim it once, issue. `ahead`: the
+        order's read, sent with the request's account read."""
         account, payload = auth.require_account(), auth.payload
-        view = self.owned_order_view(account, order_id)
+        view = self.owned_order_view(account, order_id, ahead)
         order = view.record
         if view.status != OrderStatus.READY:
             raise problem(ProblemType.ORDER_NOT_READY, f"order is {view.status}, not ready")

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from enum import Enum
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -455,6 +455,12 @@ class _FormatCursor(Cursor):
         sent = [(texts[text], params) for text, params in statements]
         return [_count(res) for res in self._statements.pipelined(sent)]
 
+    def pipelined_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """`pipelined`, with each statement's rows (a cursor's fetchall) for reads."""
+        texts, sent = self._texts, self._statements
+        results = sent.pipelined([(texts[text], params) for text, params in statements])
+        return [sent.rows(res, False) if res.status == _TUPLES_OK else None for res in results]
+
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
         statements = self._statements
         return statements.rows(statements.send(self._texts[text], params), True)
@@ -777,6 +783,39 @@ class Database:
             self._drop_held()
 
 
+T = TypeVar("T")
+
+
+class Ahead(Generic[T]):
+    """A read a handler will make, sent ahead in the round trip of the request's first
+    statement (the nonce's, or the account's) on PostgreSQL, where each round trip costs
+    the CA a wake-up of its process: `Repository._with_ahead`. `result()` is the answer
+    read then, or else (SQLite, a request that sent nothing ahead) the read made now.
+    The statement is a read, so sending it before the request's checks have passed
+    makes nothing visible; its answer is used only where the handler would have read
+    it, after them."""
+
+    __slots__ = ("_decode", "_fallback", "_rows", "params", "text")
+
+    def __init__(
+        self,
+        text: str,
+        params: Sequence[Any],
+        decode: Callable[[list[Any]], T],
+        fallback: Callable[[], T],
+    ) -> None:
+        self.text = text
+        self.params = params
+        self._decode = decode
+        self._fallback = fallback
+        self._rows: list[Any] | None = None
+
+    def result(self) -> T:
+        """The answer: read ahead (once: a second call reads afresh), or read now."""
+        rows, self._rows = self._rows, None
+        return self._fallback() if rows is None else self._decode(rows)
+
+
 def _together_text(texts: tuple[str, ...]) -> str:
     """PostgreSQL: the statements as one, each but the last a data-modifying WITH."""
     head = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(texts[:-1]))
@@ -824,6 +863,24 @@ class Repository:
             return use.run(text, params)
         with self._once() as c:
             return c.run(text, params)
+
+    def _with_ahead(self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]]) -> Any:
+        """One statement's first row (`_one`), and on PostgreSQL the `ahead` reads after
+        it before one Sync: one implicit transaction, in one round trip. The first is
+        the request's own (the nonce's write with the account's read, or the account's
+        read): it fails as alone, and the reads after it are then skipped (their
+        `result()` reads afresh if asked). Each runs on a snapshot of its own, as it
+        did in autocommit; a read that fails rolls the first back with it."""
+        if not self._postgres or not ahead:
+            return self._one(text, params)
+        with self._once() as c:
+            found = c.pipelined_rows(  # type: ignore[attr-defined]
+                [(text, params), *((a.text, a.params) for a in ahead)]
+            )
+        for read, rows in zip(ahead, found[1:], strict=True):
+            read._rows = rows
+        first = found[0]
+        return first[0] if first else None
 
     def _together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Writes that commit together, none reading what another writes. On PostgreSQL

@@ -27,6 +27,7 @@ from acmekit.server.records import (
     positional,
 )
 from acmekit.server.repos.base import (
+    Ahead,
     Cursor,
     Database,
     Repository,
@@ -255,6 +256,32 @@ def _authorizations_of(rows: Sequence[Any], col: int = 0) -> list[AuthorizationR
     return list(found.values())
 
 
+def _first_authorization(rows: Sequence[Any]) -> AuthorizationRecord | None:
+    return _authorization_from(rows[0][0]) if rows else None
+
+
+def _challenge_and_authorization(
+    challenge_id: str, row: Any
+) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
+    """The challenge and its authorization from `_Reads.of_challenge`'s row, if any."""
+    if row is None:
+        return None
+    authz = _authorization_from(row[0])
+    ch = next((ch for ch in authz.challenges if ch.id == challenge_id), None)
+    return None if ch is None else (ch, authz)
+
+
+def _order_with_authorizations(
+    rows: Sequence[Any],
+) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
+    """The order and its authorizations from `_Reads.order_with_authzs`' rows."""
+    if not rows:
+        return None
+    order = _order_from(rows[0][0], rows[0][1])
+    by_id = {a.id: a for a in _authorizations_of(rows, 2)}
+    return order, [by_id[i] for i in order.authz_ids if i in by_id]
+
+
 # pending -> processing if no other challenge of its authorization left pending
 _START_CHALLENGE = (
     "UPDATE challenges SET status = ?, started = ?, account_uri = ? "
@@ -314,6 +341,15 @@ class OrderRepository(Repository):
         row = self._one(self._reads.authzs[1], (authz_id,))
         return None if row is None else _authorization_from(row[0])
 
+    def authorization_ahead(self, authz_id: str) -> Ahead[AuthorizationRecord | None]:
+        """`authorization`, to send ahead (`Ahead`)."""
+        return Ahead(
+            self._reads.authzs[1],
+            (authz_id,),
+            _first_authorization,
+            lambda: self.authorization(authz_id),
+        )
+
     def reusable_authorizations(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
     ) -> list[AuthorizationRecord]:
@@ -366,11 +402,18 @@ class OrderRepository(Repository):
     ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
         """The challenge and its authorization (with every challenge), in one statement."""
         row = self._one(self._reads.of_challenge, (challenge_id,))  # by key: one at most
-        if row is None:
-            return None
-        authz = _authorization_from(row[0])
-        ch = next((ch for ch in authz.challenges if ch.id == challenge_id), None)
-        return None if ch is None else (ch, authz)
+        return _challenge_and_authorization(challenge_id, row)
+
+    def challenge_and_authorization_ahead(
+        self, challenge_id: str
+    ) -> Ahead[tuple[ChallengeRecord, AuthorizationRecord] | None]:
+        """`challenge_and_authorization`, to send ahead (`Ahead`)."""
+        return Ahead(
+            self._reads.of_challenge,
+            (challenge_id,),
+            lambda rows: _challenge_and_authorization(challenge_id, rows[0] if rows else None),
+            lambda: self.challenge_and_authorization(challenge_id),
+        )
 
     def start_challenge(self, challenge_id: str, now: datetime, account_uri: str) -> bool:
         """pending -> processing, noting the account URL the client asked under (for a
@@ -493,12 +536,18 @@ class OrderRepository(Repository):
     ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
         """The order and its authorizations (in its order, missing ones skipped) in one
         statement, where `order` and `authorizations` took two: a poll and finalize."""
-        rows = self._all(self._reads.order_with_authzs, (order_id,))
-        if not rows:
-            return None
-        order = _order_from(rows[0][0], rows[0][1])
-        by_id = {a.id: a for a in _authorizations_of(rows, 2)}
-        return order, [by_id[i] for i in order.authz_ids if i in by_id]
+        return _order_with_authorizations(self._all(self._reads.order_with_authzs, (order_id,)))
+
+    def order_with_authorizations_ahead(
+        self, order_id: str
+    ) -> Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None]:
+        """`order_with_authorizations`, to send ahead (`Ahead`)."""
+        return Ahead(
+            self._reads.order_with_authzs,
+            (order_id,),
+            _order_with_authorizations,
+            lambda: self.order_with_authorizations(order_id),
+        )
 
     def account_orders(
         self, account_id: str, now: datetime, after: tuple[int, str] | None, limit: int
