@@ -1,0 +1,266 @@
+"""Round trips to PostgreSQL per request: a handler's first read (the order, the
+authorization, the challenge) goes in the round trip that redeems the request's nonce and
+reads its account (or, with nonces in process scope, that reads the account), not in one
+of its own: each round trip costs the CA a wake-up of its process. Counted at the driver
+(acmekit_testkit.sqlcount), with the default configuration (rate limits on).
+
+And the refusals those reads come before stay what they were, on both databases: a
+deactivated account, another account's resource, a used nonce and a missing resource get
+the same problem documents, and leave the challenge pending and the order unclaimed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from acmekit.protocol import jose
+from acmekit.protocol.challenges import key_authorization
+from acmekit.protocol.messages import AccountStatus, ChallengeStatus
+from acmekit.server.config import ServerConfig
+from acmekit.server.records import AccountRecord
+from acmekit.server.run import Assembly, assemble
+from acmekit.server.store import Store
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, Resp
+from acmekit_testkit.acmekit_server import TEST_VALIDATION
+from acmekit_testkit.csr import make_csr
+from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.sqlcount import SqlCount, counting
+
+
+@pytest.fixture(params=["database", "process"])
+async def counted_pg(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    dns_server: DnsServerHandle,
+    responder: Http01Responder,
+) -> AsyncIterator[tuple[Assembly, SqlCount]]:
+    """The CA on PostgreSQL, nonces in the database (the default there) or in process."""
+    with fresh_postgres_database("acmekit_trips") as url, counting() as count:
+        config = ServerConfig(
+            state_dir=tmp_path / "ca",
+            db=url,
+            dns_resolver=f"127.0.0.1:{dns_server.dns_port}",
+            http01_port=responder.port,
+            validation_timeout=5.0,
+            validation=TEST_VALIDATION,
+            nonce_scope=str(request.param),
+        )
+        assembly = assemble(config)
+        yield assembly, count
+        await assembly.app.close()
+        assembly.store.engine.dispose()
+
+
+_READS_AUTHZ = "SELECT CAST(json_build_array(a.id,"
+_READS_ORDER = "SELECT CAST(json_build_array(o.id,"
+
+
+async def _trips(count: SqlCount, step: object) -> tuple[int, Resp]:
+    before = count.round_trips
+    resp: Resp = await step  # type: ignore[misc]
+    return count.round_trips - before, resp
+
+
+@pytest.mark.postgres
+async def test_a_handlers_first_read_shares_the_accounts_round_trip(
+    counted_pg: tuple[Assembly, SqlCount], responder: Http01Responder
+) -> None:
+    assembly, count = counted_pg
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    await flow.issue("warm.example.test")  # first uses (settings, preparations) settle
+    resp = await flow.order("counted.example.test")
+    order_url = resp.header("location") or ""
+    authz_url = resp.json()["authorizations"][0]
+
+    trips, authz = await _trips(count, flow.get(authz_url))
+    assert authz.status == 200 and trips == 1  # was 2: the account, then the authorization
+    ch = next(c for c in authz.json()["challenges"] if c["type"] == "http-01")
+    trips, got = await _trips(count, flow.get(ch["url"]))  # POST-as-GET of the challenge
+    assert got.status == 200 and got.json()["status"] == "pending" and trips == 1
+    trips, got = await _trips(count, flow.get(order_url))
+    assert got.status == 200 and got.json()["status"] == "pending" and trips == 1
+
+    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
+    before, texts = count.round_trips, len(count.texts)
+    assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
+    await assembly.app.authority.drain()
+    sent = count.texts[texts:]
+    # The challenge's read with the account's; the start's lock and update together.
+    assert sent[1].startswith(_READS_AUTHZ) and "FOR UPDATE" in " ".join(sent)
+    assert count.round_trips - before == len(sent) - 2
+    trips, got = await _trips(count, flow.get(order_url))
+    assert got.json()["status"] == "ready" and trips == 1
+
+
+@pytest.mark.postgres
+async def test_finalize_reads_its_order_with_the_account(
+    counted_pg: tuple[Assembly, SqlCount], responder: Http01Responder
+) -> None:
+    assembly, count = counted_pg
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    await flow.issue("warm.example.test")
+    resp = await flow.order("counted.example.test")
+    order_url = resp.header("location") or ""
+    await flow.solve(resp.json())
+    order = (await flow.get(order_url)).json()
+    _, csr = make_csr("counted.example.test")
+    nonce = await flow.acme.nonce()
+    mark = len(count.trips)
+    done = await flow.acme.post(
+        order["finalize"], {"csr": jose.b64e(csr)}, flow.key, flow.kid, nonce=nonce
+    )
+    assert done.status == 200, done.body
+    await assembly.app.authority.drain()
+    # The first round trip carries the nonce (or the account) and the order's read,
+    # which no other round trip sends.
+    first, *rest = count.trips[mark:]
+    assert len(first) == 2 and first[1].startswith(_READS_ORDER)
+    assert not [t for trip in rest for t in trip if t.startswith(_READS_ORDER)]
+
+
+async def _refusals_setup(flow: Flow, other: Flow) -> tuple[dict[str, str], dict[str, object], str]:
+    """Two accounts; the first's order ready to finalize, with a second order's challenge
+    left pending. (urls, the ready order's document, the CSR)."""
+    assert (await flow.account()).status == 201
+    assert (await other.account()).status == 201
+    resp = await flow.order("ready.example.test")
+    order_url = resp.header("location") or ""
+    await flow.solve(resp.json())
+    ready = (await flow.get(order_url)).json()
+    pending = await flow.order("pending.example.test")
+    authz_url = pending.json()["authorizations"][0]
+    authz = (await flow.get(authz_url)).json()
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    _, csr = make_csr("ready.example.test")
+    urls = {"order": order_url, "authz": authz_url, "challenge": ch["url"]}
+    return urls, ready, jose.b64e(csr)
+
+
+def _unchanged(store: Store, urls: dict[str, str]) -> None:
+    """Nothing the refused requests could have written was written."""
+    order = store.orders.order(urls["order"].rsplit("/", 1)[1])
+    assert order is not None and order.finalize_started is None and order.csr is None
+    ch = store.orders.challenge(urls["challenge"].rsplit("/", 1)[1])
+    assert ch is not None and ch.status == ChallengeStatus.PENDING and ch.started is None
+    with store.db.once() as c:
+        assert c.one("SELECT COUNT(*) FROM certificates", ())[0] == 1  # the first's only
+
+
+async def _refused(flow: Flow, urls: dict[str, str], ready: dict[str, object], csr: str) -> list:
+    """Each request the resources answer, as (status, problem document)."""
+    acme = flow.acme
+    answers = [
+        await flow.get(urls["order"]),
+        await flow.get(urls["authz"]),
+        await flow.get(urls["challenge"]),
+        await acme.post(urls["challenge"], {}, flow.key, flow.kid),
+        await acme.post(str(ready["finalize"]), {"csr": csr}, flow.key, flow.kid),
+    ]
+    return [(r.status, r.json()) for r in answers]
+
+
+async def test_another_accounts_resources_are_refused_and_untouched(
+    ca: Assembly, acme: RawAcme, responder: Http01Responder
+) -> None:
+    flow, other = Flow(acme, responder), Flow(acme, responder)
+    urls, ready, csr = await _refusals_setup(flow, other)
+    # A certificate first, so that a finalize that went through would show as a second.
+    await flow.issue("first.example.test")
+    got = await _refused(other, urls, ready, csr)
+    unauthorized = "urn:ietf:params:acme:error:unauthorized"
+
+    def refused(detail: str) -> tuple[int, dict[str, object]]:
+        return 403, {"type": unauthorized, "detail": detail, "status": 403}
+
+    assert got == [
+        refused("this order belongs to another account"),
+        refused("this authorization belongs to another account"),
+        refused("this authorization belongs to another account"),
+        refused("this authorization belongs to another account"),
+        refused("this order belongs to another account"),
+    ]
+    _unchanged(ca.store, urls)
+
+
+async def test_a_deactivated_account_is_refused_before_any_read_is_used(
+    ca: Assembly, acme: RawAcme, responder: Http01Responder
+) -> None:
+    flow, other = Flow(acme, responder), Flow(acme, responder)
+    urls, ready, csr = await _refusals_setup(flow, other)
+    await flow.issue("first.example.test")
+    gone = await acme.post(flow.kid, {"status": "deactivated"}, flow.key, flow.kid)
+    assert gone.status == 200
+    got = await _refused(flow, urls, ready, csr)
+    refused = (
+        403,
+        {
+            "type": "urn:ietf:params:acme:error:unauthorized",
+            "detail": "account is deactivated",
+            "status": 403,
+        },
+    )
+    assert got == [refused] * 5
+    _unchanged(ca.store, urls)
+
+
+async def test_a_used_nonce_and_a_missing_resource_are_refused_as_before(
+    ca: Assembly, acme: RawAcme, responder: Http01Responder
+) -> None:
+    flow, other = Flow(acme, responder), Flow(acme, responder)
+    urls, ready, csr = await _refusals_setup(flow, other)
+    await flow.issue("first.example.test")
+    nonce = await acme.nonce()
+    first = await acme.post(urls["order"], None, flow.key, flow.kid, nonce=nonce)
+    assert first.status == 200
+    again = await acme.post(str(ready["finalize"]), {"csr": csr}, flow.key, flow.kid, nonce=nonce)
+    assert again.status == 400
+    assert again.json()["type"] == "urn:ietf:params:acme:error:badNonce"
+    _unchanged(ca.store, urls)
+    base = urls["order"].rsplit("/", 1)[0]
+    missing = await flow.get(f"{base}/no-such-order")
+    assert (missing.status, missing.json()["detail"]) == (404, "no order no-such-order")
+    missing = await acme.post(
+        str(ready["finalize"]).replace(urls["order"].rsplit("/", 1)[1], "no-such-order"),
+        {"csr": csr},
+        flow.key,
+        flow.kid,
+    )
+    assert (missing.status, missing.json()["detail"]) == (404, "no order no-such-order")
+
+
+@pytest.mark.postgres
+def test_a_read_ahead_of_a_used_nonce_is_skipped_and_read_when_asked() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with fresh_postgres_database("acmekit_ahead") as url, counting() as count:
+        store = Store.from_url(url)
+        try:
+            acct = store.accounts.add_account(
+                AccountRecord(
+                    id="acct",
+                    thumbprint="t" * 43,
+                    jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
+                    contact=(),
+                    status=AccountStatus.VALID,
+                    created=now,
+                )
+            )
+            ahead = store.orders.order_with_authorizations_ahead("none")
+            assert store.accounts.redeem_nonce_for("n1", now, acct.id, (ahead,)) == (True, acct)
+            before = count.round_trips
+            assert ahead.result() is None  # read with the nonce: no round trip now
+            assert count.round_trips == before
+            assert ahead.result() is None  # asked again: read afresh
+            assert count.round_trips == before + 1
+            ahead = store.orders.order_with_authorizations_ahead("none")
+            assert store.accounts.redeem_nonce_for("n1", now, acct.id, (ahead,)) == (False, None)
+            before = count.round_trips
+            assert ahead.result() is None  # skipped with the nonce: read now
+            assert count.round_trips == before + 1
+        finally:
+            store.engine.dispose()
