@@ -26,7 +26,8 @@ split runs.
 
 `--replay N` runs no CA: it makes the repository calls one certificate's flow makes
 (the account read with each request, or on PostgreSQL the nonce's statement that reads
-it; newOrder's; the challenge's; finalize's claim; the issued certificate; the polls and
+it, with the handler's first reads sent ahead in its round trip where the revision does
+so; newOrder's; the challenge's; finalize's claim; the issued certificate; the polls and
 the download), N times over one store, and prints the CPU per certificate. Under
 `valgrind --tool=callgrind` two N give the store's instructions per certificate by their
 difference: a count that does not move with the machine's load. A revision without
@@ -395,11 +396,32 @@ def replay(url: str, certs: int) -> float:
     pem = getattr(certificates, "pem", None)  # the download as the CA makes it
     nonces = iter(range(10**9))
 
-    def account() -> None:
+    # A revision with `Ahead` reads sends a handler's first reads with the account's
+    aheads = hasattr(orders, "authorization_ahead")
+
+    def account(*ahead: Any) -> None:
+        more = (ahead,) if aheads else ()
         if database_nonces:
-            store.accounts.redeem_nonce_for(f"n{next(nonces)}-{now.timestamp()}", now, acct.id)
+            nonce = f"n{next(nonces)}-{now.timestamp()}"
+            store.accounts.redeem_nonce_for(nonce, now, acct.id, *more)
         else:
-            store.accounts.account(acct.id)
+            store.accounts.account(acct.id, *more)
+
+    def request(*reads: tuple[Any, str, tuple[Any, ...]]) -> None:
+        """The request's account, and the handler's first reads (repository, method,
+        arguments): sent ahead with it where the revision can, else each after it."""
+        if not aheads:
+            account()
+            for repo, name, args in reads:
+                if name == "order_with_authorizations":
+                    order_and_authorizations(*args)
+                else:
+                    getattr(repo, name)(*args)
+            return
+        made = [getattr(repo, f"{name}_ahead")(*args) for repo, name, args in reads]
+        account(*made)
+        for read in made:
+            read.result()
 
     def order_and_authorizations(order_id: str) -> None:
         if joined is not None:
@@ -428,21 +450,19 @@ def replay(url: str, certs: int) -> float:
         account()  # newOrder
         orders.reusable_authorizations(acct.id, name, False, now)
         orders.add_order(order, [authz])
-        account()  # the authorization
-        orders.authorization(authz_id)
-        account()  # the challenge, and its validation
+        request((orders, "authorization", (authz_id,)))  # the authorization
         http = chs[0].id
-        orders.challenge_and_authorization(http)
+        request((orders, "challenge_and_authorization", (http,)))  # the challenge
         orders.start_challenge(http, now, "https://ca.example.test/acct/acct")
         evidence = records.ValidationEvidence()
         orders.finish_challenge(http, now, None, now + timedelta(days=30), evidence)
-        account()  # the poll
-        orders.authorization(authz_id)
-        account()  # the order, before finalize
-        order_and_authorizations(order_id)
-        account()  # finalize, its claim and the issued certificate
-        order_and_authorizations(order_id)
-        certificates.key_blocked("ab" * 32)
+        request((orders, "authorization", (authz_id,)))  # the poll
+        request((orders, "order_with_authorizations", (order_id,)))  # before finalize
+        # finalize (the order and the CSR key's blocklist), its claim and the certificate
+        request(
+            (orders, "order_with_authorizations", (order_id,)),
+            (certificates, "key_blocked", ("ab" * 32,)),
+        )
         rec = records.CertificateRecord(
             cert_id, f"{i:x}", order_id, acct.id, None, (name,),
             now, now + timedelta(days=90), now,
@@ -450,8 +470,7 @@ def replay(url: str, certs: int) -> float:
         # rate limits off, as the bench runs the CA: the claim alone, in its own transaction
         assert orders.claim_finalize(order_id, b"csr" * 100, now, rec)
         assert certificates.record_issued(cert_id, order_id, "PEM" * 300)
-        account()  # the order's poll
-        order_and_authorizations(order_id)
+        request((orders, "order_with_authorizations", (order_id,)))  # the order's poll
         account()  # the download
         if pem is not None:
             pem(cert_id)

@@ -10,9 +10,11 @@ the same problem documents, and leave the challenge pending and the order unclai
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,7 @@ from acmekit.protocol import jose
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.messages import AccountStatus, ChallengeStatus
 from acmekit.server.config import ServerConfig
+from acmekit.server.keycheck import spki_sha256
 from acmekit.server.records import AccountRecord
 from acmekit.server.run import Assembly, assemble
 from acmekit.server.store import Store
@@ -86,19 +89,19 @@ async def test_a_handlers_first_read_shares_the_accounts_round_trip(
     assert got.status == 200 and got.json()["status"] == "pending" and trips == 1
 
     flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
-    before, texts = count.round_trips, len(count.texts)
+    mark = len(count.trips)
     assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
     await assembly.app.authority.drain()
-    sent = count.texts[texts:]
-    # The challenge's read with the account's; the start's lock and update together.
-    assert sent[1].startswith(_READS_AUTHZ) and "FOR UPDATE" in " ".join(sent)
-    assert count.round_trips - before == len(sent) - 2
+    # The challenge's read with the account's, and in no round trip of its own.
+    first, *rest = count.trips[mark:]
+    assert len(first) == 2 and first[1].startswith(_READS_AUTHZ)
+    assert not [t for trip in rest for t in trip if t.startswith(_READS_AUTHZ)]
     trips, got = await _trips(count, flow.get(order_url))
     assert got.json()["status"] == "ready" and trips == 1
 
 
 @pytest.mark.postgres
-async def test_finalize_reads_its_order_with_the_account(
+async def test_finalize_reads_its_order_and_the_blocklist_with_the_account(
     counted_pg: tuple[Assembly, SqlCount], responder: Http01Responder
 ) -> None:
     assembly, count = counted_pg
@@ -117,11 +120,13 @@ async def test_finalize_reads_its_order_with_the_account(
     )
     assert done.status == 200, done.body
     await assembly.app.authority.drain()
-    # The first round trip carries the nonce (or the account) and the order's read,
-    # which no other round trip sends.
+    # The first round trip carries the nonce (or the account), the order's read and
+    # the blocklist's for the CSR's key, which no other round trip sends.
     first, *rest = count.trips[mark:]
-    assert len(first) == 2 and first[1].startswith(_READS_ORDER)
+    assert len(first) == 3 and first[1].startswith(_READS_ORDER)
+    assert first[2].startswith("SELECT spki_sha256 FROM blocked_keys")
     assert not [t for trip in rest for t in trip if t.startswith(_READS_ORDER)]
+    assert not [t for trip in rest for t in trip if "blocked_keys" in t]
 
 
 async def _refusals_setup(flow: Flow, other: Flow) -> tuple[dict[str, str], dict[str, object], str]:
@@ -264,3 +269,75 @@ def test_a_read_ahead_of_a_used_nonce_is_skipped_and_read_when_asked() -> None:
             assert count.round_trips == before + 1
         finally:
             store.engine.dispose()
+
+
+async def _ready_order(flow: Flow) -> dict[str, Any]:
+    assert (await flow.account()).status == 201
+    resp = await flow.order("ready.example.test")
+    order_url = resp.header("location") or ""
+    await flow.solve(resp.json())
+    order: dict[str, Any] = (await flow.get(order_url)).json()
+    order["url"] = order_url
+    return order
+
+
+def _claimed(store: Store, order: dict[str, Any]) -> bool:
+    found = store.orders.order(str(order["url"]).rsplit("/", 1)[1])
+    assert found is not None
+    return found.finalize_started is not None
+
+
+async def test_a_key_blocked_in_the_database_is_refused_as_before(
+    ca: Assembly, acme: RawAcme, responder: Http01Responder
+) -> None:
+    flow = Flow(acme, responder)
+    order = await _ready_order(flow)
+    key, csr = make_csr("ready.example.test")
+    ca.store.certificates.block_key(spki_sha256(key.public_key()), datetime.now(UTC), "ab")
+    got = await acme.post(order["finalize"], {"csr": jose.b64e(csr)}, flow.key, flow.kid)
+    assert (got.status, got.json()) == (
+        400,
+        {
+            "type": "urn:ietf:params:acme:error:badPublicKey",
+            "detail": "certificate key is blocked: it belongs to a certificate revoked "
+            "for keyCompromise",
+            "status": 400,
+        },
+    )
+    assert not _claimed(ca.store, order)
+    # Another key, in a CSR that does not parse, and one that names other identifiers:
+    # each refused as before, the order left unclaimed.
+    got = await acme.post(order["finalize"], {"csr": jose.b64e(b"junk")}, flow.key, flow.kid)
+    assert (got.status, got.json()["type"]) == (400, "urn:ietf:params:acme:error:badCSR")
+    _, other = make_csr("other.example.test")
+    got = await acme.post(order["finalize"], {"csr": jose.b64e(other)}, flow.key, flow.kid)
+    assert (got.status, got.json()["type"]) == (400, "urn:ietf:params:acme:error:badCSR")
+    assert not _claimed(ca.store, order)
+    _, good = make_csr("ready.example.test")
+    got = await acme.post(order["finalize"], {"csr": jose.b64e(good)}, flow.key, flow.kid)
+    assert got.status == 200 and _claimed(ca.store, order)
+
+
+async def test_a_key_the_configuration_blocks_is_refused_as_before(
+    ca_config: ServerConfig, acme: RawAcme, responder: Http01Responder
+) -> None:
+    key, csr = make_csr("ready.example.test")
+    blocked = spki_sha256(key.public_key())
+    config = dataclasses.replace(
+        ca_config, keys=dataclasses.replace(ca_config.keys, blocked=(blocked.upper(),))
+    )
+    assembly = assemble(config)
+    try:
+        own = RawAcme(assembly.app)
+        flow = Flow(own, responder)
+        order = await _ready_order(flow)
+        with counting() as count:
+            got = await own.post(order["finalize"], {"csr": jose.b64e(csr)}, flow.key, flow.kid)
+        assert got.json()["detail"] == (
+            "certificate key is blocked: the CA's configuration blocks it ([keys] blocked)"
+        )
+        assert not [t for t in count.texts if "blocked_keys" in t]  # nothing to read
+        assert not _claimed(assembly.store, order)
+    finally:
+        await assembly.app.close()
+        assembly.store.engine.dispose()

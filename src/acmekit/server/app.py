@@ -23,6 +23,7 @@ from typing import Any
 from acmekit.database import UNAVAILABLE
 from acmekit.protocol import jsontext, payloads
 from acmekit.protocol.frozen import frozen_for_mypy
+from acmekit.protocol.jose import Jws
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import paths, render
 from acmekit.server.auth import (
@@ -34,6 +35,7 @@ from acmekit.server.auth import (
 )
 from acmekit.server.authority import Authority, OrderView, signer_unavailable
 from acmekit.server.nonces import NonceService
+from acmekit.server.policy import BlockedAhead
 from acmekit.server.render import Urls
 from acmekit.server.repos.base import Ahead
 from acmekit.server.signing import SignerUnavailable
@@ -311,7 +313,10 @@ class AcmeApp:
         return resp
 
     def _authenticate(
-        self, req: Request, signer: Signer = "kid", ahead: Sequence[Ahead[Any]] = ()
+        self,
+        req: Request,
+        signer: Signer = "kid",
+        ahead: Sequence[Ahead[Any]] | Callable[[Jws], Sequence[Ahead[Any]]] = (),
     ) -> Authenticated:
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
@@ -409,12 +414,22 @@ class AcmeApp:
         return self._order(req, self.authority.owned_order_view(account, m[1], ahead))
 
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
-        ahead = self.authority.store.orders.order_with_authorizations_ahead(m[1])
-        auth = self._authenticate(req, ahead=(ahead,))
+        order = self.authority.store.orders.order_with_authorizations_ahead(m[1])
+        key: list[BlockedAhead] = []
+
+        def ahead(jws: Jws) -> Sequence[Ahead[Any]]:
+            """The order's read, and the blocklist's for the CSR's key (if it parses)."""
+            found = self.authority.policy.blocked_ahead(jws)
+            if found is None:
+                return (order,)
+            key.append(found)
+            return (order, found.read)
+
+        auth = self._authenticate(req, ahead=ahead)
         account = auth.require_account()
         payloads.check(payloads.FINALIZE, auth.payload, "finalize payload")
         uri = req.urls.account(account.id)
-        view = await self.authority.finalize(auth, m[1], uri, ahead)
+        view = await self.authority.finalize(auth, m[1], uri, order, key[0] if key else None)
         return self._order(req, view)
 
     def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:

@@ -110,11 +110,12 @@ class Authenticator:
         account_prefix: str,
         *,
         signer: Signer = "kid",
-        ahead: Sequence[Ahead[Any]] = (),
+        ahead: Sequence[Ahead[Any]] | Callable[[Jws], Sequence[Ahead[Any]]] = (),
     ) -> Authenticated:
         """`signer` says what the resource accepts: an account `kid`, a `jwk`, or either.
         `ahead`: the handler's first reads, sent in the round trip that reads the
-        account (a `kid` request's); their answers are for the handler to take after
+        account (a `kid` request's), or what makes them from the JWS (its payload not
+        yet verified: reads only); their answers are for the handler to take after
         every check here has passed."""
         jws = parse_jws(body)
         header = jws.protected
@@ -135,7 +136,11 @@ class Authenticator:
             # No id of the CA's making has a NUL: nothing to read. PostgreSQL refused
             # the statement (a 500 where §6.2 has accountDoesNotExist).
             wanted = None
-        found = self._nonces.redeem(header.get("nonce"), wanted, ahead if wanted else ())
+        if not wanted:
+            ahead = ()
+        elif callable(ahead):
+            ahead = ahead(jws)
+        found = self._nonces.redeem(header.get("nonce"), wanted, ahead)
         account = None
         given = "jwk" if "jwk" in header else "kid"
         if signer != "either" and given != signer:

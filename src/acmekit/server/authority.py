@@ -79,7 +79,7 @@ from acmekit.server.lint import Linter
 from acmekit.server.mpic.quorum import Verdict
 from acmekit.server.mpic.remote import Corroboration, Corroborator, refusal
 from acmekit.server.mpic.wire import ACCOUNT_BOUND, CorroborationRequest
-from acmekit.server.policy import KEY_COMPROMISE, Policy
+from acmekit.server.policy import KEY_COMPROMISE, BlockedAhead, Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
     LimitName,
@@ -1217,9 +1217,11 @@ class Authority:
         order_id: str,
         account_uri: str,
         ahead: Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None] | None = None,
+        blocked: BlockedAhead | None = None,
     ) -> OrderView:
         """§7.4: check the CSR against the order, claim it once, issue. `ahead`: the
-        order's read, sent with the request's account read."""
+        order's read, and `blocked` the blocklist's for the CSR's key, sent with the
+        request's account read."""
         account, payload = auth.require_account(), auth.payload
         view = self.owned_order_view(account, order_id, ahead)
         order = view.record
@@ -1229,7 +1231,8 @@ class Authority:
             raise malformed("finalize needs a payload with a base64url csr")
         csr_der = b64d(payload["csr"])
         # The account key as authentication parsed it (cached per key), not parsed again.
-        csr = check_csr(csr_der, order.identifiers, auth.key, self.policy.check_certificate_key)
+        key_check = self.policy.certificate_key_check(blocked)
+        csr = check_csr(csr_der, order.identifiers, auth.key, key_check)
         await self._recheck_caa(view, account_uri)
         try:
             # The order is claimed only when its certificate can be signed now: with the

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from acmekit.database import from_us, to_us
 from acmekit.server.records import CertificateRecord, CrlRecord
 from acmekit.server.repos.base import (
+    Ahead,
     Cursor,
     Database,
     Repository,
@@ -27,6 +28,7 @@ _CERTIFICATE_COLS = cols(certificates)
 _CERTIFICATE_BY_ID = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE id = ?"
 _CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE serial = ?"
 _PEM_BY_ID = "SELECT pem FROM certificates WHERE id = ?"
+_KEY_BLOCKED = "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?"
 # Certificates this process recorded, kept for their download: a client fetches its
 # certificate right after finalize says where. About 3 KB each (with the chain).
 ISSUED_KEPT = 512
@@ -209,10 +211,16 @@ class CertificateRepository(Repository):
             pass
 
     def key_blocked(self, spki_sha256: str) -> bool:
-        row = self._one(
-            "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?", (spki_sha256.lower(),)
+        return self._one(_KEY_BLOCKED, (spki_sha256.lower(),)) is not None
+
+    def key_blocked_ahead(self, spki_sha256: str) -> Ahead[bool]:
+        """`key_blocked`, to send ahead (`Ahead`)."""
+        return Ahead(
+            _KEY_BLOCKED,
+            (spki_sha256.lower(),),
+            bool,
+            lambda: self.key_blocked(spki_sha256),
         )
-        return row is not None
 
     def crl(self, shard: int) -> CrlRecord | None:
         with self._tx() as c:
