@@ -447,8 +447,7 @@ def replay(url: str, certs: int) -> float:
         order = records.OrderRecord(
             order_id, acct.id, (name,), (authz_id,), now + timedelta(days=1), now
         )
-        account()  # newOrder
-        orders.reusable_authorizations(acct.id, name, False, now)
+        request((orders, "reusable_authorizations", (acct.id, name, False, now)))  # newOrder
         orders.add_order(order, [authz])
         request((orders, "authorization", (authz_id,)))  # the authorization
         http = chs[0].id

@@ -1,8 +1,10 @@
-"""Round trips to PostgreSQL per request: a handler's first read (the order, the
-authorization, the challenge) goes in the round trip that redeems the request's nonce and
-reads its account (or, with nonces in process scope, that reads the account), not in one
-of its own: each round trip costs the CA a wake-up of its process. Counted at the driver
-(acmekit_testkit.sqlcount), with the default configuration (rate limits on).
+"""Round trips to PostgreSQL per request: a handler's first reads (the order, the
+authorization, the challenge; newOrder's reusable authorizations; finalize's order and
+the blocklist's answer for its CSR's key) go in the round trip that redeems the request's
+nonce and reads its account (or, with nonces in process scope, that reads the account),
+not in ones of their own: each round trip costs the CA a wake-up of its process. Counted
+at the driver (acmekit_testkit.sqlcount), with the default configuration (rate limits
+on).
 
 And the refusals those reads come before stay what they were, on both databases: a
 deactivated account, another account's resource, a used nonce and a missing resource get
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from acmekit.protocol import jose
@@ -239,22 +242,26 @@ async def test_a_used_nonce_and_a_missing_resource_are_refused_as_before(
     assert (missing.status, missing.json()["detail"]) == (404, "no order no-such-order")
 
 
+def _stored_account(store: Store, now: datetime) -> AccountRecord:
+    return store.accounts.add_account(
+        AccountRecord(
+            id="acct",
+            thumbprint="t" * 43,
+            jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
+            contact=(),
+            status=AccountStatus.VALID,
+            created=now,
+        )
+    )
+
+
 @pytest.mark.postgres
 def test_a_read_ahead_of_a_used_nonce_is_skipped_and_read_when_asked() -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     with fresh_postgres_database("acmekit_ahead") as url, counting() as count:
         store = Store.from_url(url)
         try:
-            acct = store.accounts.add_account(
-                AccountRecord(
-                    id="acct",
-                    thumbprint="t" * 43,
-                    jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
-                    contact=(),
-                    status=AccountStatus.VALID,
-                    created=now,
-                )
-            )
+            acct = _stored_account(store, now)
             ahead = store.orders.order_with_authorizations_ahead("none")
             assert store.accounts.redeem_nonce_for("n1", now, acct.id, (ahead,)) == (True, acct)
             before = count.round_trips
@@ -341,3 +348,61 @@ async def test_a_key_the_configuration_blocks_is_refused_as_before(
     finally:
         await assembly.app.close()
         assembly.store.engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_new_order_reads_its_candidates_with_the_account(
+    counted_pg: tuple[Assembly, SqlCount], responder: Http01Responder
+) -> None:
+    assembly, count = counted_pg
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    await flow.issue("warm.example.test")
+    mark = len(count.trips)
+    resp = await flow.order("one.example.test", "two.example.test")
+    assert resp.status == 201, resp.body
+    # Each identifier's reusable authorizations, read with the account.
+    first, *rest = count.trips[mark:]
+    assert len(first) == 3 and all(t.startswith(_READS_AUTHZ) for t in first[1:])
+    assert not [t for trip in rest for t in trip if t.startswith(_READS_AUTHZ)]
+    again = await flow.order("one.example.test")  # its pending authorization reused
+    assert again.json()["authorizations"][0] in resp.json()["authorizations"]
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [("nul\x00.example.test", "rejectedIdentifier"), ("\ud800.example.test", "malformed")],
+    ids=["nul", "lone-surrogate"],
+)
+async def test_a_name_postgresql_cannot_hold_is_refused_as_before(
+    ca: Assembly, acme: RawAcme, responder: Http01Responder, value: str, refused: str
+) -> None:
+    """newOrder's reads ahead take the names from the payload before the handler's
+    checks: one the driver or the server refuses (PostgreSQL's text holds no NUL, UTF-8
+    no lone surrogate) leaves the nonce's statement to run alone, and the handler's
+    checks refuse the name as they did."""
+    flow = Flow(acme, responder)
+    assert (await flow.account()).status == 201
+    nonce = await acme.nonce()
+    payload = {"identifiers": [{"type": "dns", "value": value}]}
+    url = f"{acme.base}/acme/new-order"
+    got = await acme.post(url, payload, flow.key, flow.kid, nonce=nonce)
+    assert (got.status, got.json()["type"]) == (400, f"urn:ietf:params:acme:error:{refused}")
+    again = await acme.post(url, payload, flow.key, flow.kid, nonce=nonce)
+    assert again.json()["type"] == "urn:ietf:params:acme:error:badNonce"  # it was redeemed
+
+
+@pytest.mark.postgres
+def test_a_read_ahead_the_driver_refuses_leaves_the_nonce_to_run_alone() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with fresh_postgres_database("acmekit_ahead_nul") as url:
+        store = Store.from_url(url)
+        try:
+            acct = _stored_account(store, now)
+            ahead = store.orders.authorization_ahead("nul\x00")  # text holds no NUL
+            assert store.accounts.redeem_nonce_for("n1", now, acct.id, (ahead,)) == (True, acct)
+            with pytest.raises(psycopg.DataError):
+                ahead.result()  # made, and refused, where the handler makes it
+            assert store.accounts.redeem_nonce_for("n1", now, acct.id) == (False, None)
+        finally:
+            store.engine.dispose()

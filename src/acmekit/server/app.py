@@ -27,13 +27,14 @@ from acmekit.protocol.jose import Jws
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import paths, render
 from acmekit.server.auth import (
+    AheadOf,
     Authenticated,
     Authenticator,
     Signer,
     external_account_binding,
     key_change,
 )
-from acmekit.server.authority import Authority, OrderView, signer_unavailable
+from acmekit.server.authority import Authority, OrderView, ReusableAhead, signer_unavailable
 from acmekit.server.nonces import NonceService
 from acmekit.server.policy import BlockedAhead
 from acmekit.server.render import Urls
@@ -316,7 +317,7 @@ class AcmeApp:
         self,
         req: Request,
         signer: Signer = "kid",
-        ahead: Sequence[Ahead[Any]] | Callable[[Jws], Sequence[Ahead[Any]]] = (),
+        ahead: Sequence[Ahead[Any]] | AheadOf = (),
     ) -> Authenticated:
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
@@ -396,10 +397,17 @@ class AcmeApp:
         return resp
 
     async def new_order(self, req: Request, _: re.Match[str]) -> Response:
-        auth = self._authenticate(req)
+        reusable: ReusableAhead = {}
+
+        def ahead(jws: Jws, account_id: str) -> Sequence[Ahead[Any]]:
+            """Each identifier's reusable authorizations, read with the account."""
+            reusable.update(self.authority.reusable_ahead(account_id, jws))
+            return [read for _, read in reusable.values()]
+
+        auth = self._authenticate(req, ahead=ahead)
         payloads.check(payloads.NEW_ORDER, auth.payload, "newOrder payload")
         account = auth.require_account()
-        view = self.authority.new_order(account, auth.payload)
+        view = self.authority.new_order(account, auth.payload, reusable)
         # draft-ietf-acme-dns-persist-02 §4.4: a standing record may validate at once.
         uri = req.urls.account(account.id)
         view = await self.authority.validate_standing(account, view, uri)
@@ -417,7 +425,7 @@ class AcmeApp:
         order = self.authority.store.orders.order_with_authorizations_ahead(m[1])
         key: list[BlockedAhead] = []
 
-        def ahead(jws: Jws) -> Sequence[Ahead[Any]]:
+        def ahead(jws: Jws, _account_id: str) -> Sequence[Ahead[Any]]:
             """The order's read, and the blocklist's for the CSR's key (if it parses)."""
             found = self.authority.policy.blocked_ahead(jws)
             if found is None:

@@ -90,6 +90,11 @@ def key_change(auth: Authenticated, url: str, account_prefix: str) -> KeyChange:
     return KeyChange(inner, account_id, body.get("oldKey"))
 
 
+# What makes a handler's first reads from the request's JWS (not yet verified) and the
+# id of the account it names (`Authenticator.authenticate`).
+AheadOf = Callable[[Jws, str], Sequence[Ahead[Any]]]
+
+
 class Authenticator:
     def __init__(
         self,
@@ -110,13 +115,13 @@ class Authenticator:
         account_prefix: str,
         *,
         signer: Signer = "kid",
-        ahead: Sequence[Ahead[Any]] | Callable[[Jws], Sequence[Ahead[Any]]] = (),
+        ahead: Sequence[Ahead[Any]] | AheadOf = (),
     ) -> Authenticated:
         """`signer` says what the resource accepts: an account `kid`, a `jwk`, or either.
         `ahead`: the handler's first reads, sent in the round trip that reads the
         account (a `kid` request's), or what makes them from the JWS (its payload not
-        yet verified: reads only); their answers are for the handler to take after
-        every check here has passed."""
+        yet verified: reads only) and the account's id; their answers are for the
+        handler to take after every check here has passed."""
         jws = parse_jws(body)
         header = jws.protected
         if jws.alg not in ALLOWED_ALGS:
@@ -139,7 +144,7 @@ class Authenticator:
         if not wanted:
             ahead = ()
         elif callable(ahead):
-            ahead = ahead(jws)
+            ahead = ahead(jws, wanted)
         found = self._nonces.redeem(header.get("nonce"), wanted, ahead)
         account = None
         given = "jwk" if "jwk" in header else "kid"

@@ -870,13 +870,24 @@ class Repository:
         the request's own (the nonce's write with the account's read, or the account's
         read): it fails as alone, and the reads after it are then skipped (their
         `result()` reads afresh if asked). Each runs on a snapshot of its own, as it
-        did in autocommit; a read that fails rolls the first back with it."""
+        did in autocommit. A read that fails leaves the first to run alone, as before."""
         if not self._postgres or not ahead:
             return self._one(text, params)
-        with self._once() as c:
-            found = c.pipelined_rows(  # type: ignore[attr-defined]
-                [(text, params), *((a.text, a.params) for a in ahead)]
-            )
+        try:
+            with self._once() as c:
+                found = c.pipelined_rows(  # type: ignore[attr-defined]
+                    [(text, params), *((a.text, a.params) for a in ahead)]
+                )
+        except self._integrity:
+            raise  # the first's (a used nonce): the reads were skipped
+        except UNAVAILABLE:
+            raise
+        except Exception:
+            # A read the driver or the server refused (a value taken from a request's
+            # unverified payload that PostgreSQL cannot hold, a NUL): the whole was
+            # rolled back, or never sent. The first alone, as it ran before; each read
+            # is made, and fails, where its handler makes it (`Ahead.result`).
+            return self._one(text, params)
         for read, rows in zip(ahead, found[1:], strict=True):
             read._rows = rows
         first = found[0]

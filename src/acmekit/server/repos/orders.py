@@ -365,6 +365,25 @@ class OrderRepository(Repository):
         rows = self._all(self._reads.reusable, params)
         return _authorizations_of(rows)
 
+    def reusable_authorizations_ahead(
+        self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
+    ) -> Ahead[list[AuthorizationRecord]]:
+        """`reusable_authorizations`, to send ahead (`Ahead`)."""
+        params = (
+            account_id,
+            identifier.value,
+            str(identifier.type),
+            wildcard,
+            str(AuthorizationStatus.PENDING),
+            to_us(valid_after),
+        )
+        return Ahead(
+            self._reads.reusable,
+            params,
+            _authorizations_of,
+            lambda: self.reusable_authorizations(account_id, identifier, wildcard, valid_after),
+        )
+
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
         """How many authorizations of the account are pending, and when the first expires."""
         params = (
