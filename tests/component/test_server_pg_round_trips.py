@@ -406,3 +406,37 @@ def test_a_read_ahead_the_driver_refuses_leaves_the_nonce_to_run_alone() -> None
             assert store.accounts.redeem_nonce_for("n1", now, acct.id) == (False, None)
         finally:
             store.engine.dispose()
+
+
+async def test_a_payload_is_not_looked_into_for_a_nonce_this_ca_did_not_issue(
+    ca: Assembly, acme: RawAcme, responder: Http01Responder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reads made from a payload (newOrder's names, finalize's CSR) are made only
+    once the nonce passed the CA's own checks: a request with a forged nonce costs no
+    more than before."""
+    flow = Flow(acme, responder)
+    order = await _ready_order(flow)
+    authority = ca.app.authority
+    looked: list[str] = []
+    reusable, blocked = authority.reusable_ahead, authority.policy.blocked_ahead
+    monkeypatch.setattr(
+        authority, "reusable_ahead", lambda *a: looked.append("names") or reusable(*a)
+    )
+    monkeypatch.setattr(
+        authority.policy, "blocked_ahead", lambda *a: looked.append("csr") or blocked(*a)
+    )
+    forged = jose.b64e(b"\x00" * 32)
+    _, csr = make_csr("ready.example.test")
+    urls = [(order["finalize"], {"csr": jose.b64e(csr)})]
+    urls.append((f"{acme.base}/acme/new-order", _names("forged.example.test")))
+    for url, payload in urls:
+        got = await acme.post(url, payload, flow.key, flow.kid, nonce=forged)
+        assert got.json()["type"] == "urn:ietf:params:acme:error:badNonce"
+    assert looked == []
+    for url, payload in urls:  # with a nonce of the CA's, each looked at once
+        assert (await acme.post(url, payload, flow.key, flow.kid)).status in (200, 201)
+    assert looked == ["csr", "names"]
+
+
+def _names(*names: str) -> dict[str, Any]:
+    return {"identifiers": [{"type": "dns", "value": n} for n in names]}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, Literal
 
 from acmekit.protocol import payloads
@@ -141,11 +141,10 @@ class Authenticator:
             # No id of the CA's making has a NUL: nothing to read. PostgreSQL refused
             # the statement (a 500 where §6.2 has accountDoesNotExist).
             wanted = None
-        if not wanted:
-            ahead = ()
-        elif callable(ahead):
-            ahead = ahead(jws, wanted)
-        found = self._nonces.redeem(header.get("nonce"), wanted, ahead)
+        reads: Sequence[Ahead[Any]] | Callable[[], Sequence[Ahead[Any]]] = ()
+        if wanted:  # made once the nonce passed its own checks (`NonceService.redeem`)
+            reads = partial(ahead, jws, wanted) if callable(ahead) else ahead
+        found = self._nonces.redeem(header.get("nonce"), wanted, reads)
         account = None
         given = "jwk" if "jwk" in header else "kid"
         if signer != "either" and given != signer:

@@ -128,13 +128,20 @@ class NonceService:
         return b64e(body + self._mac(body))
 
     def redeem(
-        self, nonce: object, account_id: str | None = None, ahead: Sequence[Ahead[Any]] = ()
+        self,
+        nonce: object,
+        account_id: str | None = None,
+        ahead: Sequence[Ahead[Any]] | Callable[[], Sequence[Ahead[Any]]] = (),
     ) -> AccountRecord | None:
         """Accept `nonce` once, or raise badNonce (§6.5); with `account_id`, also read that
         account (in the nonce's transaction, in database scope) and return it (None if
-        there is none), the handler's reads `ahead` in the same round trip."""
+        there is none), the handler's reads `ahead` in the same round trip: or what
+        makes them, called once the nonce is known to be this CA's and fresh (a request
+        refused for its nonce costs no more than before)."""
         raw, issued_us = self._check(nonce)
         if self.scope == NonceScope.DATABASE:
+            if callable(ahead):
+                ahead = ahead()
             issued = datetime.fromtimestamp(issued_us / 1_000_000, tz=UTC)
             # Recorded by its bytes' one canonical encoding, so no other spelling of the
             # same nonce can be redeemed a second time.
@@ -148,7 +155,9 @@ class NonceService:
             raise _bad_nonce("nonce was issued by another server process; use the new one")
         if not self._used.add(raw, issued_us):
             raise _bad_nonce("nonce has already been used")
-        return None if account_id is None else self._store.accounts.account(account_id, ahead)
+        if account_id is None:
+            return None
+        return self._store.accounts.account(account_id, ahead() if callable(ahead) else ahead)
 
     def _check(self, nonce: object) -> tuple[bytes, int]:
         """The nonce's bytes and issue time (µs), if this CA made it and it is fresh."""
