@@ -355,27 +355,33 @@ class _PostgresStatements:
         statement on its own snapshot as in a BEGIN block; one round trip where BEGIN,
         the statements and COMMIT take one each. Statements to prepare are prepared
         first, each a round trip of its own, as `send` does."""
-        pg = self._pg
+        # Loops, not comprehensions or zip(strict=True): on the request path each
+        # comprehension is a function made and called, and zip's keyword is parsed.
+        pg, bind, start, wait, fetch = self._pg, self._bind, self._start, self._wait, self._fetch
         with self._lock:
-            sends = [self._bind(sql, params) for sql, params in statements]
+            sends = []
+            for sql, params in statements:
+                sends.append(bind(sql, params))
             pg.enter_pipeline_mode()
             try:
                 for bound in sends:
-                    self._start(bound)
+                    start(bound)
                 pg.pipeline_sync()
-                self._wait(self._flush(pg))
-                results = [self._wait(self._fetch(pg))[-1] for _ in sends]
-                self._wait(self._fetch(pg))  # the Sync's
+                wait(self._flush(pg))
+                results = []
+                for _ in sends:
+                    results.append(wait(fetch(pg))[-1])
+                wait(fetch(pg))  # the Sync's
                 pg.exit_pipeline_mode()
             except BaseException:
                 # Results left unread would be taken for the next statement's: the
                 # connection is given up (a disconnect, for the pool), as a broken one.
                 pg.finish()
                 raise
-        for res, bound in zip(results, sends, strict=True):
+        for i, res in enumerate(results):
             status = res.status  # the first failure; those after it were skipped
             if status != _TUPLES_OK and status != _COMMAND_OK:
-                self._failed_with(bound, res)
+                self._failed_with(sends[i], res)
         return results
 
     def _prepare(self, key: tuple[bytes, tuple[int, ...]]) -> bytes | None:
@@ -455,11 +461,21 @@ class _FormatCursor(Cursor):
         sent = [(texts[text], params) for text, params in statements]
         return [_count(res) for res in self._statements.pipelined(sent)]
 
-    def pipelined_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """`pipelined`, with each statement's rows (a cursor's fetchall) for reads."""
+    def one_with_ahead(self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]]) -> Any:
+        """`one`, with the reads `ahead` after it before one Sync (`pipelined`): each
+        read's rows (a cursor's fetchall) left on it for its `result()`."""
         texts, sent = self._texts, self._statements
-        results = sent.pipelined([(texts[text], params) for text, params in statements])
-        return [sent.rows(res, False) if res.status == _TUPLES_OK else None for res in results]
+        statements = [(texts[text], params)]
+        for read in ahead:
+            statements.append((texts[read.text], read.params))
+        results = sent.pipelined(statements)
+        first = sent.rows(results[0], True)
+        found = []
+        for res in results[1:]:
+            found.append(sent.rows(res, False) if res.status == _TUPLES_OK else None)
+        for i, read in enumerate(ahead):  # each, once every answer is loaded
+            read._rows = found[i]
+        return first
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
         statements = self._statements
@@ -795,25 +811,32 @@ class Ahead(Generic[T]):
     makes nothing visible; its answer is used only where the handler would have read
     it, after them."""
 
-    __slots__ = ("_decode", "_fallback", "_rows", "params", "text")
+    __slots__ = ("_decode", "_read", "_rows", "params", "text")
 
     def __init__(
         self,
         text: str,
         params: Sequence[Any],
-        decode: Callable[[list[Any]], T],
-        fallback: Callable[[], T],
+        decode: Callable[[list[Any], Sequence[Any]], T],
+        read: Callable[[str, Sequence[Any]], list[Any]],
     ) -> None:
+        """`decode` makes the answer from the statement's rows and its parameters;
+        `read` is the repository's `_all`, for a read made now. No closure is made per
+        request: a handler makes one or two of these on every request."""
         self.text = text
         self.params = params
         self._decode = decode
-        self._fallback = fallback
+        self._read = read
         self._rows: list[Any] | None = None
 
     def result(self) -> T:
         """The answer: read ahead (once: a second call reads afresh), or read now."""
-        rows, self._rows = self._rows, None
-        return self._fallback() if rows is None else self._decode(rows)
+        rows = self._rows
+        if rows is None:
+            rows = self._read(self.text, self.params)
+        else:
+            self._rows = None
+        return self._decode(rows, self.params)
 
 
 def _together_text(texts: tuple[str, ...]) -> str:
@@ -875,9 +898,7 @@ class Repository:
             return self._one(text, params)
         try:
             with self._once() as c:
-                found = c.pipelined_rows(  # type: ignore[attr-defined]
-                    [(text, params), *((a.text, a.params) for a in ahead)]
-                )
+                return c.one_with_ahead(text, params, ahead)  # type: ignore[attr-defined]
         except self._integrity:
             raise  # the first's (a used nonce): the reads were skipped
         except UNAVAILABLE:
@@ -888,10 +909,6 @@ class Repository:
             # rolled back, or never sent. The first alone, as it ran before; each read
             # is made, and fails, where its handler makes it (`Ahead.result`).
             return self._one(text, params)
-        for read, rows in zip(ahead, found[1:], strict=True):
-            read._rows = rows
-        first = found[0]
-        return first[0] if first else None
 
     def _together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Writes that commit together, none reading what another writes. On PostgreSQL

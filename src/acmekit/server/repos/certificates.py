@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,12 @@ _KEY_BLOCKED = "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?"
 # Certificates this process recorded, kept for their download: a client fetches its
 # certificate right after finalize says where. About 3 KB each (with the chain).
 ISSUED_KEPT = 512
+
+
+def _found(rows: Sequence[Any], _params: Sequence[Any]) -> bool:
+    return bool(rows)
+
+
 # PostgreSQL: the order completed and the certificate's PEM stored (or, when the order had
 # a certificate already, the serial abandoned) in one statement; the count says which.
 _RECORD_ISSUED = (
@@ -215,12 +222,7 @@ class CertificateRepository(Repository):
 
     def key_blocked_ahead(self, spki_sha256: str) -> Ahead[bool]:
         """`key_blocked`, to send ahead (`Ahead`)."""
-        return Ahead(
-            _KEY_BLOCKED,
-            (spki_sha256.lower(),),
-            bool,
-            lambda: self.key_blocked(spki_sha256),
-        )
+        return Ahead(_KEY_BLOCKED, (spki_sha256.lower(),), _found, self._all)
 
     def crl(self, shard: int) -> CrlRecord | None:
         with self._tx() as c:

@@ -256,8 +256,27 @@ def _authorizations_of(rows: Sequence[Any], col: int = 0) -> list[AuthorizationR
     return list(found.values())
 
 
-def _first_authorization(rows: Sequence[Any]) -> AuthorizationRecord | None:
+# Decoders of `Ahead` reads: the statement's rows and its parameters.
+
+
+def _first_authorization(rows: Sequence[Any], _params: Sequence[Any]) -> AuthorizationRecord | None:
     return _authorization_from(rows[0][0]) if rows else None
+
+
+def _reusable_of(rows: Sequence[Any], _params: Sequence[Any]) -> list[AuthorizationRecord]:
+    return _authorizations_of(rows)
+
+
+def _challenge_rows(
+    rows: Sequence[Any], params: Sequence[Any]
+) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
+    return _challenge_and_authorization(params[0], rows[0] if rows else None)
+
+
+def _order_rows(
+    rows: Sequence[Any], _params: Sequence[Any]
+) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
+    return _order_with_authorizations(rows)
 
 
 def _challenge_and_authorization(
@@ -343,12 +362,7 @@ class OrderRepository(Repository):
 
     def authorization_ahead(self, authz_id: str) -> Ahead[AuthorizationRecord | None]:
         """`authorization`, to send ahead (`Ahead`)."""
-        return Ahead(
-            self._reads.authzs[1],
-            (authz_id,),
-            _first_authorization,
-            lambda: self.authorization(authz_id),
-        )
+        return Ahead(self._reads.authzs[1], (authz_id,), _first_authorization, self._all)
 
     def reusable_authorizations(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
@@ -377,12 +391,7 @@ class OrderRepository(Repository):
             str(AuthorizationStatus.PENDING),
             to_us(valid_after),
         )
-        return Ahead(
-            self._reads.reusable,
-            params,
-            _authorizations_of,
-            lambda: self.reusable_authorizations(account_id, identifier, wildcard, valid_after),
-        )
+        return Ahead(self._reads.reusable, params, _reusable_of, self._all)
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
         """How many authorizations of the account are pending, and when the first expires."""
@@ -427,12 +436,7 @@ class OrderRepository(Repository):
         self, challenge_id: str
     ) -> Ahead[tuple[ChallengeRecord, AuthorizationRecord] | None]:
         """`challenge_and_authorization`, to send ahead (`Ahead`)."""
-        return Ahead(
-            self._reads.of_challenge,
-            (challenge_id,),
-            lambda rows: _challenge_and_authorization(challenge_id, rows[0] if rows else None),
-            lambda: self.challenge_and_authorization(challenge_id),
-        )
+        return Ahead(self._reads.of_challenge, (challenge_id,), _challenge_rows, self._all)
 
     def start_challenge(self, challenge_id: str, now: datetime, account_uri: str) -> bool:
         """pending -> processing, noting the account URL the client asked under (for a
@@ -561,12 +565,7 @@ class OrderRepository(Repository):
         self, order_id: str
     ) -> Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None]:
         """`order_with_authorizations`, to send ahead (`Ahead`)."""
-        return Ahead(
-            self._reads.order_with_authzs,
-            (order_id,),
-            _order_with_authorizations,
-            lambda: self.order_with_authorizations(order_id),
-        )
+        return Ahead(self._reads.order_with_authzs, (order_id,), _order_rows, self._all)
 
     def account_orders(
         self, account_id: str, now: datetime, after: tuple[int, str] | None, limit: int
