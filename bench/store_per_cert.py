@@ -399,7 +399,7 @@ def replay(url: str, certs: int) -> float:
     # A revision with `Ahead` reads sends a handler's first reads with the account's
     aheads = hasattr(orders, "authorization_ahead")
 
-    def account(*ahead: Any) -> None:
+    def account(ahead: Any = ()) -> None:
         more = (ahead,) if aheads else ()
         if database_nonces:
             nonce = f"n{next(nonces)}-{now.timestamp()}"
@@ -407,21 +407,30 @@ def replay(url: str, certs: int) -> float:
         else:
             store.accounts.account(acct.id, *more)
 
-    def request(*reads: tuple[Any, str, tuple[Any, ...]]) -> None:
-        """The request's account, and the handler's first reads (repository, method,
-        arguments): sent ahead with it where the revision can, else each after it."""
+    def read(repo: Any, name: str) -> Callable[..., Any]:
+        """A handler's first read, looked up once: what makes its `Ahead` where the
+        revision has them, else the read itself."""
+        if aheads:
+            return getattr(repo, f"{name}_ahead")
+        if name == "order_with_authorizations":
+            return order_and_authorizations
+        return getattr(repo, name)
+
+    def request(*reads: tuple[Callable[..., Any], tuple[Any, ...]]) -> None:
+        """The request's account, and the handler's first reads (`read`, arguments):
+        sent ahead with it where the revision can, else each after it. Loops, not
+        comprehensions: the bench's own Python is counted with the store's."""
         if not aheads:
             account()
-            for repo, name, args in reads:
-                if name == "order_with_authorizations":
-                    order_and_authorizations(*args)
-                else:
-                    getattr(repo, name)(*args)
+            for method, args in reads:
+                method(*args)
             return
-        made = [getattr(repo, f"{name}_ahead")(*args) for repo, name, args in reads]
-        account(*made)
-        for read in made:
-            read.result()
+        made = []
+        for method, args in reads:
+            made.append(method(*args))
+        account(made)
+        for ahead in made:
+            ahead.result()
 
     def order_and_authorizations(order_id: str) -> None:
         if joined is not None:
@@ -430,6 +439,12 @@ def replay(url: str, certs: int) -> float:
         order = orders.order(order_id)
         assert order is not None
         orders.authorizations(order.authz_ids)
+
+    authorization = read(orders, "authorization")
+    reusable = read(orders, "reusable_authorizations")
+    challenge = read(orders, "challenge_and_authorization")
+    order_read = read(orders, "order_with_authorizations")
+    blocked = read(certificates, "key_blocked")
 
     def one(i: int) -> None:
         name = Identifier(IdentifierType.DNS, f"r{i}.example.test")
@@ -447,21 +462,18 @@ def replay(url: str, certs: int) -> float:
         order = records.OrderRecord(
             order_id, acct.id, (name,), (authz_id,), now + timedelta(days=1), now
         )
-        request((orders, "reusable_authorizations", (acct.id, name, False, now)))  # newOrder
+        request((reusable, (acct.id, name, False, now)))  # newOrder
         orders.add_order(order, [authz])
-        request((orders, "authorization", (authz_id,)))  # the authorization
+        request((authorization, (authz_id,)))  # the authorization
         http = chs[0].id
-        request((orders, "challenge_and_authorization", (http,)))  # the challenge
+        request((challenge, (http,)))  # the challenge
         orders.start_challenge(http, now, "https://ca.example.test/acct/acct")
         evidence = records.ValidationEvidence()
         orders.finish_challenge(http, now, None, now + timedelta(days=30), evidence)
-        request((orders, "authorization", (authz_id,)))  # the poll
-        request((orders, "order_with_authorizations", (order_id,)))  # before finalize
+        request((authorization, (authz_id,)))  # the poll
+        request((order_read, (order_id,)))  # before finalize
         # finalize (the order and the CSR key's blocklist), its claim and the certificate
-        request(
-            (orders, "order_with_authorizations", (order_id,)),
-            (certificates, "key_blocked", ("ab" * 32,)),
-        )
+        request((order_read, (order_id,)), (blocked, ("ab" * 32,)))
         rec = records.CertificateRecord(
             cert_id, f"{i:x}", order_id, acct.id, None, (name,),
             now, now + timedelta(days=90), now,
@@ -469,7 +481,7 @@ def replay(url: str, certs: int) -> float:
         # rate limits off, as the bench runs the CA: the claim alone, in its own transaction
         assert orders.claim_finalize(order_id, b"csr" * 100, now, rec)
         assert certificates.record_issued(cert_id, order_id, "PEM" * 300)
-        request((orders, "order_with_authorizations", (order_id,)))  # the order's poll
+        request((order_read, (order_id,)))  # the order's poll
         account()  # the download
         if pem is not None:
             pem(cert_id)

@@ -355,8 +355,9 @@ class _PostgresStatements:
         statement on its own snapshot as in a BEGIN block; one round trip where BEGIN,
         the statements and COMMIT take one each. Statements to prepare are prepared
         first, each a round trip of its own, as `send` does."""
-        # Loops, not comprehensions or zip(strict=True): on the request path each
-        # comprehension is a function made and called, and zip's keyword is parsed.
+        # Loops, not comprehensions, zip(strict=True) or enumerate: on the request path
+        # each comprehension is a function made and called, each zip or enumerate an
+        # object (and zip's keyword parsed).
         pg, bind, start, wait, fetch = self._pg, self._bind, self._start, self._wait, self._fetch
         with self._lock:
             sends = []
@@ -378,10 +379,10 @@ class _PostgresStatements:
                 # connection is given up (a disconnect, for the pool), as a broken one.
                 pg.finish()
                 raise
-        for i, res in enumerate(results):
+        for res in results:
             status = res.status  # the first failure; those after it were skipped
             if status != _TUPLES_OK and status != _COMMAND_OK:
-                self._failed_with(sends[i], res)
+                self._failed_with(sends[results.index(res)], res)
         return results
 
     def _prepare(self, key: tuple[bytes, tuple[int, ...]]) -> bytes | None:
@@ -473,8 +474,8 @@ class _FormatCursor(Cursor):
         found = []
         for res in results[1:]:
             found.append(sent.rows(res, False) if res.status == _TUPLES_OK else None)
-        for i, read in enumerate(ahead):  # each, once every answer is loaded
-            read._rows = found[i]
+        for i in range(len(found)):  # each, once every answer is loaded
+            ahead[i]._rows = found[i]
         return first
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
