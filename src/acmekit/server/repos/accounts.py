@@ -143,7 +143,10 @@ class AccountRepository(Repository):
     def account(self, account_id: str, ahead: Sequence[Ahead[Any]] = ()) -> AccountRecord | None:
         """The account; on PostgreSQL the handler's reads `ahead` in the same round trip
         (`Repository._with_ahead`: reads only, each on its own snapshot as before)."""
-        row = self._with_ahead(self._by_id, (account_id,), ahead)
+        if ahead and self._postgres:
+            row = self._with_ahead(self._by_id, (account_id,), ahead)
+        else:  # nothing to send with it (SQLite: each read made where the handler reads)
+            row = self._one(self._by_id, (account_id,))
         return None if row is None else _account_from(row[0])
 
     def account_by_thumbprint(self, thumb: str) -> AccountRecord | None:

@@ -273,12 +273,6 @@ def _challenge_rows(
     return _challenge_and_authorization(params[0], rows[0] if rows else None)
 
 
-def _order_rows(
-    rows: Sequence[Any], _params: Sequence[Any]
-) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
-    return _order_with_authorizations(rows)
-
-
 def _challenge_and_authorization(
     challenge_id: str, row: Any
 ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
@@ -291,9 +285,10 @@ def _challenge_and_authorization(
 
 
 def _order_with_authorizations(
-    rows: Sequence[Any],
+    rows: Sequence[Any], _params: Sequence[Any] = ()
 ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
-    """The order and its authorizations from `_Reads.order_with_authzs`' rows."""
+    """The order and its authorizations from `_Reads.order_with_authzs`' rows (an
+    `Ahead`'s decoder too)."""
     if not rows:
         return None
     order = _order_from(rows[0][0], rows[0][1])
@@ -565,7 +560,9 @@ class OrderRepository(Repository):
         self, order_id: str
     ) -> Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None]:
         """`order_with_authorizations`, to send ahead (`Ahead`)."""
-        return Ahead(self._reads.order_with_authzs, (order_id,), _order_rows, self._all)
+        return Ahead(
+            self._reads.order_with_authzs, (order_id,), _order_with_authorizations, self._all
+        )
 
     def account_orders(
         self, account_id: str, now: datetime, after: tuple[int, str] | None, limit: int
