@@ -435,7 +435,9 @@ async def test_a_payload_is_not_looked_into_for_a_nonce_this_ca_did_not_issue(
     assert looked == []
     for url, payload in urls:  # with a nonce of the CA's, each looked at once
         assert (await acme.post(url, payload, flow.key, flow.kid)).status in (200, 201)
-    assert looked == ["csr", "names"]
+    # On SQLite nothing is sent ahead, so nothing is taken from a payload early: each
+    # read is made where the handler reads, from the verified payload.
+    assert looked == (["csr", "names"] if authority.store.remote else [])
 
 
 def _names(*names: str) -> dict[str, Any]:
