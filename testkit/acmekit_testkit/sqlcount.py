@@ -8,7 +8,12 @@ included (one `BEGIN` is one transaction); on PostgreSQL (psycopg 3) a cursor cl
 counts `execute` and `executemany` (one per row, as the server runs them) and the
 connection counts its commits, and the store's statements sent past the cursor
 (`repos.base._PostgresStatements`, one each; those sent before one Sync one
-transaction) are counted on the connections seen.
+transaction, unless all after the first are reads riding along with it, as the
+handlers' first reads go with the request's nonce and account) are counted on the
+connections seen. On PostgreSQL `round_trips` counts what waits for the server: each
+statement on the cursor (BEGIN, COMMIT and ROLLBACK too; an `executemany` once, as
+psycopg pipelines it), each sent past it, and each batch before one Sync (a statement's
+preparation, once a connection, is not counted).
 Connections opened before `counting()` began are not seen: call it before the store is
 made.
 """
@@ -32,6 +37,8 @@ class SqlCount:
 
     statements: int = 0
     transactions: int = 0
+    round_trips: int = 0
+    trips: list[tuple[str, ...]] = field(default_factory=list)  # each one's statements
     texts: list[str] = field(default_factory=list)
     # The driver's connections seen (PostgreSQL's, by their libpq connection).
     seen: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
@@ -41,6 +48,10 @@ class SqlCount:
 
     def since(self, mark: tuple[int, int]) -> tuple[int, int]:
         return self.statements - mark[0], self.transactions - mark[1]
+
+    def _trip(self, *texts: str) -> None:
+        self.round_trips += 1
+        self.trips.append(tuple(" ".join(t.split())[:120] for t in texts))
 
     def _seen(self, text: str) -> None:
         word = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
@@ -57,9 +68,11 @@ def _counting_cursor(count: SqlCount) -> type[psycopg.Cursor[Any]]:
     class Counting(psycopg.Cursor[Any]):
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
             count._seen(str(query))
+            count._trip(str(query))
             return super().execute(query, params, **kwargs)
 
         def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+            count._trip(str(query))
             rows = list(params_seq)
             for _ in rows:
                 count._seen(str(query))
@@ -102,16 +115,21 @@ def counting() -> Iterator[SqlCount]:
     def counted_send(self: Any, sql: Any, params: Any) -> Any:
         if self._pg in count.seen:
             count._seen(sql[0].decode())
+            count._trip(sql[0].decode())
         return send(self, sql, params)
 
     pipelined = statements.pipelined
 
     def counted_pipelined(self: Any, sent: Any) -> Any:
-        # Before one Sync: one implicit transaction, committed there.
+        # Before one Sync: one implicit transaction, committed there; reads riding along
+        # with a lone statement leave it the lone statement's (uncounted) transaction.
         if self._pg in count.seen:
-            for sql, _ in sent:
-                count._seen(sql[0].decode())
-            count.transactions += 1
+            texts = [sql[0].decode() for sql, _ in sent]
+            for text in texts:
+                count._seen(text)
+            count._trip(*texts)
+            if not all(t.lstrip().upper().startswith("SELECT") for t in texts[1:]):
+                count.transactions += 1
         return pipelined(self, sent)
 
     sa.event.listen(sa.pool.Pool, "connect", on_connect)

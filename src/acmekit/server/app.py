@@ -16,25 +16,29 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from acmekit.database import UNAVAILABLE
 from acmekit.protocol import jsontext, payloads
 from acmekit.protocol.frozen import frozen_for_mypy
+from acmekit.protocol.jose import Jws
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import paths, render
 from acmekit.server.auth import (
+    AheadOf,
     Authenticated,
     Authenticator,
     Signer,
     external_account_binding,
     key_change,
 )
-from acmekit.server.authority import Authority, OrderView, signer_unavailable
+from acmekit.server.authority import Authority, OrderView, ReusableAhead, signer_unavailable
 from acmekit.server.nonces import NonceService
+from acmekit.server.policy import BlockedAhead
 from acmekit.server.render import Urls
+from acmekit.server.repos.base import Ahead
 from acmekit.server.signing import SignerUnavailable
 
 log = logging.getLogger(__name__)
@@ -116,6 +120,10 @@ def _route_key(path: str) -> str:
 class AcmeApp:
     def __init__(self, authority: Authority, nonces: NonceService) -> None:
         self.authority = authority
+        # Only PostgreSQL sends a handler's first reads with the account's (`Ahead`): on
+        # SQLite nothing would be sent, so nothing is made (no `Ahead`, no CSR or names
+        # taken from the payload early) and each read is made where the handler reads.
+        self._ahead = authority.store.remote
         self.nonces = nonces
         self.auth = Authenticator(authority.store, nonces, authority.policy.check_signing_key)
         self.config = authority.config
@@ -318,16 +326,23 @@ class AcmeApp:
             resp.headers.append(("Retry-After", str(prob.retry_after)))
         return resp
 
-    def _authenticate(self, req: Request, signer: Signer = "kid") -> Authenticated:
+    def _authenticate(
+        self,
+        req: Request,
+        signer: Signer = "kid",
+        ahead: Sequence[Ahead[Any]] | AheadOf = (),
+    ) -> Authenticated:
         ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != JOSE:
             raise problem(
                 ProblemType.MALFORMED, f"Content-Type must be {JOSE}, not {ctype!r}", status=415
             )
-        return self.auth.authenticate(req.body, req.url, req.urls.account_prefix, signer=signer)
+        return self.auth.authenticate(
+            req.body, req.url, req.urls.account_prefix, signer=signer, ahead=ahead
+        )
 
-    def _post_as_get(self, req: Request) -> Authenticated:
-        auth = self._authenticate(req)
+    def _post_as_get(self, req: Request, ahead: Sequence[Ahead[Any]] = ()) -> Authenticated:
+        auth = self._authenticate(req, ahead=ahead)
         if not auth.is_post_as_get:
             raise malformed("this resource is read with POST-as-GET (an empty payload)")
         return auth
@@ -395,25 +410,55 @@ class AcmeApp:
         return resp
 
     async def new_order(self, req: Request, _: re.Match[str]) -> Response:
-        auth = self._authenticate(req)
+        reusable: ReusableAhead = {}
+
+        def ahead(jws: Jws, account_id: str) -> Sequence[Ahead[Any]]:
+            """Each identifier's reusable authorizations, read with the account."""
+            reusable.update(self.authority.reusable_ahead(account_id, jws))
+            return [read for _, read in reusable.values()]
+
+        auth = self._authenticate(req, ahead=ahead if self._ahead else ())
         payloads.check(payloads.NEW_ORDER, auth.payload, "newOrder payload")
         account = auth.require_account()
-        view = self.authority.new_order(account, auth.payload)
+        view = self.authority.new_order(account, auth.payload, reusable)
         # draft-ietf-acme-dns-persist-02 §4.4: a standing record may validate at once.
         uri = req.urls.account(account.id)
         view = await self.authority.validate_standing(account, view, uri)
         return self._order(req, view, 201)
 
+    # The handlers below send their first read with the request's account read: one
+    # round trip for both on PostgreSQL (`Ahead`), its answer taken where they read.
+
     async def order(self, req: Request, m: re.Match[str]) -> Response:
-        account = self._post_as_get(req).require_account()
-        return self._order(req, self.authority.polled_order_view(account, m[1]))
+        if not self._ahead:
+            account = self._post_as_get(req).require_account()
+            return self._order(req, self.authority.polled_order_view(account, m[1]))
+        ahead = self.authority.store.orders.polled_order_ahead(m[1])
+        account = self._post_as_get(req, (ahead,)).require_account()
+        return self._order(req, self.authority.polled_order_view(account, m[1], ahead))
 
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
-        auth = self._authenticate(req)
+        order = (
+            self.authority.store.orders.order_with_authorizations_ahead(m[1])
+            if self._ahead
+            else None
+        )
+        key: list[BlockedAhead] = []
+
+        def ahead(jws: Jws, _account_id: str) -> Sequence[Ahead[Any]]:
+            """The order's read, and the blocklist's for the CSR's key (if it parses)."""
+            assert order is not None
+            found = self.authority.policy.blocked_ahead(jws)
+            if found is None:
+                return (order,)
+            key.append(found)
+            return (order, found.read)
+
+        auth = self._authenticate(req, ahead=ahead if order is not None else ())
         account = auth.require_account()
         payloads.check(payloads.FINALIZE, auth.payload, "finalize payload")
         uri = req.urls.account(account.id)
-        view = await self.authority.finalize(auth, m[1], uri)
+        view = await self.authority.finalize(auth, m[1], uri, order, key[0] if key else None)
         return self._order(req, view)
 
     def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:
@@ -424,21 +469,24 @@ class AcmeApp:
         return resp
 
     async def authz(self, req: Request, m: re.Match[str]) -> Response:
-        auth = self._authenticate(req)
+        ahead = self.authority.store.orders.authorization_ahead(m[1]) if self._ahead else None
+        auth = self._authenticate(req, ahead=() if ahead is None else (ahead,))
         if not auth.is_post_as_get:
             payloads.check(payloads.AUTHZ_UPDATE, auth.payload, "authorization update")
-        view = self.authority.update_authz(auth, m[1])
+        view = self.authority.update_authz(auth, m[1], ahead)
         return json_text_response(
             render.authorization_json(req.urls, view, self._persist_issuers),
             location=req.urls.authz(m[1]),
         )
 
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
-        auth = self._authenticate(req)
+        orders = self.authority.store.orders
+        ahead = orders.challenge_and_authorization_ahead(m[1]) if self._ahead else None
+        auth = self._authenticate(req, ahead=() if ahead is None else (ahead,))
         if not auth.is_post_as_get:
             payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
         uri = req.urls.account(auth.require_account().id)
-        ch, authz = await self.authority.start_challenge(auth, m[1], uri)
+        ch, authz = await self.authority.start_challenge(auth, m[1], uri, ahead)
         # Most validations end before the answer (challenge_wait); no Retry-After on one
         # still processing: a client's own short-then-growing polling serves it better
         # than a fixed second.

@@ -11,9 +11,9 @@ name URLs too; they are checked here against the request, so the rules never see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, Literal
 
 from acmekit.protocol import payloads
@@ -23,6 +23,7 @@ from acmekit.protocol.messages import AccountStatus
 from acmekit.protocol.problems import ProblemType, malformed, problem, unauthorized
 from acmekit.server.nonces import NonceService
 from acmekit.server.records import AccountRecord
+from acmekit.server.repos.base import Ahead
 from acmekit.server.store import Store
 
 Signer = Literal["kid", "jwk", "either"]
@@ -89,6 +90,11 @@ def key_change(auth: Authenticated, url: str, account_prefix: str) -> KeyChange:
     return KeyChange(inner, account_id, body.get("oldKey"))
 
 
+# What makes a handler's first reads from the request's JWS (not yet verified) and the
+# id of the account it names (`Authenticator.authenticate`).
+AheadOf = Callable[[Jws, str], Sequence[Ahead[Any]]]
+
+
 class Authenticator:
     def __init__(
         self,
@@ -103,9 +109,19 @@ class Authenticator:
         self._check_jwk = check_jwk
 
     def authenticate(
-        self, body: bytes, url: str, account_prefix: str, *, signer: Signer = "kid"
+        self,
+        body: bytes,
+        url: str,
+        account_prefix: str,
+        *,
+        signer: Signer = "kid",
+        ahead: Sequence[Ahead[Any]] | AheadOf = (),
     ) -> Authenticated:
-        """`signer` says what the resource accepts: an account `kid`, a `jwk`, or either."""
+        """`signer` says what the resource accepts: an account `kid`, a `jwk`, or either.
+        `ahead`: the handler's first reads, sent in the round trip that reads the
+        account (a `kid` request's), or what makes them from the JWS (its payload not
+        yet verified: reads only) and the account's id; their answers are for the
+        handler to take after every check here has passed."""
         jws = parse_jws(body)
         header = jws.protected
         if jws.alg not in ALLOWED_ALGS:
@@ -125,7 +141,10 @@ class Authenticator:
             # No id of the CA's making has a NUL: nothing to read. PostgreSQL refused
             # the statement (a 500 where §6.2 has accountDoesNotExist).
             wanted = None
-        found = self._nonces.redeem(header.get("nonce"), account_id=wanted)
+        reads: Sequence[Ahead[Any]] | Callable[[], Sequence[Ahead[Any]]] = ()
+        if wanted:  # made once the nonce passed its own checks (`NonceService.redeem`)
+            reads = partial(ahead, jws, wanted) if callable(ahead) else ahead
+        found = self._nonces.redeem(header.get("nonce"), wanted, reads)
         account = None
         given = "jwk" if "jwk" in header else "kid"
         if signer != "either" and given != signer:

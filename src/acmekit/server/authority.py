@@ -80,7 +80,7 @@ from acmekit.server.lint import Linter
 from acmekit.server.mpic.quorum import Verdict
 from acmekit.server.mpic.remote import Corroboration, Corroborator, refusal
 from acmekit.server.mpic.wire import ACCOUNT_BOUND, CorroborationRequest
-from acmekit.server.policy import KEY_COMPROMISE, Policy
+from acmekit.server.policy import KEY_COMPROMISE, BlockedAhead, Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
     LimitName,
@@ -96,6 +96,7 @@ from acmekit.server.records import (
     OrderRecord,
     ValidationEvidence,
 )
+from acmekit.server.repos.base import Ahead
 from acmekit.server.signing import SignerUnavailable, is_external
 from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
@@ -135,6 +136,13 @@ BACKDATE = timedelta(minutes=1)
 
 def new_id() -> str:
     return secrets.token_urlsafe(16)
+
+
+# How long an authorization must outlive a new order to be reused for it.
+REUSE_MARGIN = timedelta(days=1)
+# newOrder's reusable authorizations read ahead, by (identifier, wildcard): the horizon
+# each was read for, and the read (`Authority.reusable_ahead`).
+ReusableAhead = dict[tuple[Identifier, bool], tuple[datetime, Ahead[list[AuthorizationRecord]]]]
 
 
 @dataclass(frozen=True)
@@ -580,8 +588,33 @@ class Authority:
 
     # orders -----------------------------------------------------------------------
 
-    def new_order(self, account: AccountRecord, payload: object) -> OrderView:
-        """§7.4: reuse the account's live authorizations, create the rest."""
+    def reusable_ahead(self, account_id: str, jws: Jws) -> ReusableAhead:
+        """newOrder's reads of each identifier's reusable authorizations (`_reusable`),
+        made from its JWS's payload to send with the request's account read (one round
+        trip on PostgreSQL where they took one more). The payload is not verified yet:
+        the reads only read, and `new_order` takes their answers for the identifiers of
+        the verified payload (the same bytes) after its own checks. Nothing for a
+        payload whose identifiers do not parse: the handler's checks say why."""
+        try:
+            idents = parse_identifiers(
+                jws.payload_json()["identifiers"], self.config.max_identifiers
+            )
+        except Exception:  # whatever it is, the handler's own checks say it
+            return {}
+        horizon = self.now() + REUSE_MARGIN
+        reads = self.store.orders.reusable_authorizations_ahead
+        found: ReusableAhead = {}
+        for ident in idents:
+            base = Identifier(ident.type, ident.base_name)
+            read = reads(account_id, base, ident.is_wildcard, horizon)
+            found[(base, ident.is_wildcard)] = (horizon, read)
+        return found
+
+    def new_order(
+        self, account: AccountRecord, payload: object, ahead: ReusableAhead | None = None
+    ) -> OrderView:
+        """§7.4: reuse the account's live authorizations, create the rest. `ahead`: the
+        reads of reusable ones sent with the request's account (`reusable_ahead`)."""
         if not isinstance(payload, dict):
             raise malformed("newOrder needs a JSON object payload")
         for field in ("notBefore", "notAfter"):
@@ -598,7 +631,7 @@ class Authority:
         replaced = self._replaced(account, payload.get("replaces"), idents)
         if replaced is None:
             self._order_limits(account, idents, now)
-        authzs, fresh = self._order_authorizations(account, idents, now, name, profile)
+        authzs, fresh = self._order_authorizations(account, idents, now, name, profile, ahead)
         self._pending_limit(account, len(fresh), now)
         order = OrderRecord(
             id=order_id,
@@ -630,6 +663,7 @@ class Authority:
         now: datetime,
         name: str,
         profile: Profile,
+        ahead: ReusableAhead | None = None,
     ) -> tuple[list[AuthorizationRecord], list[AuthorizationRecord]]:
         """Each identifier's authorization (a live one of this profile, else a new one),
         and which of them are new."""
@@ -637,7 +671,8 @@ class Authority:
         fresh: list[AuthorizationRecord] = []
         for ident in idents:
             base = Identifier(ident.type, ident.base_name)
-            reused = self._reusable(account.id, base, ident.is_wildcard, now, name)
+            read = None if ahead is None else ahead.get((base, ident.is_wildcard))
+            reused = self._reusable(account.id, base, ident.is_wildcard, now, name, read)
             if reused is None:
                 reused = self._new_authz(account.id, base, ident.is_wildcard, now, profile, name)
                 fresh.append(reused)
@@ -727,13 +762,21 @@ class Authority:
         wildcard: bool,
         now: datetime,
         profile: str | None = None,
+        ahead: tuple[datetime, Ahead[list[AuthorizationRecord]]] | None = None,
     ) -> AuthorizationRecord | None:
         """A live authorization to reuse; for an order, only one made for its profile and,
         if valid, validated within the profile's `authz_reuse` period (Baseline
-        Requirements §4.2.1: how long a domain validation may be reused)."""
+        Requirements §4.2.1: how long a domain validation may be reused). `ahead`: the
+        candidates read earlier (`reusable_ahead`), with the horizon they were read for."""
         # An authorization must outlive the order by a margin to be worth reusing.
-        horizon = now + timedelta(days=1)
-        found = self.store.orders.reusable_authorizations(account_id, ident, wildcard, horizon)
+        horizon = now + REUSE_MARGIN
+        if ahead is not None and ahead[0] <= horizon:
+            # Read for an earlier horizon: the same candidates and maybe more, which
+            # expire before this one. Those sort after all of these (newest first), so
+            # the first five, less them, are the first five this horizon would read.
+            found = [rec for rec in ahead[1].result() if rec.expires > horizon]
+        else:  # none read ahead, or the clock went back since: read now
+            found = self.store.orders.reusable_authorizations(account_id, ident, wildcard, horizon)
         reuse = None if profile is None else self.profiles[profile].authz_reuse
         for rec in found:
             if profile is not None and (rec.profile or self.config.default_profile) != profile:
@@ -817,26 +860,37 @@ class Authority:
         )
         return OrderView(order, status, tuple(views))
 
-    def owned_order_view(self, account: AccountRecord, order_id: str) -> OrderView:
+    def owned_order_view(
+        self,
+        account: AccountRecord,
+        order_id: str,
+        ahead: Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None] | None = None,
+    ) -> OrderView:
         """The account's order with its status (one statement reads it and its
-        authorizations)."""
-        return self._owned(account, order_id, self.store.orders.order_with_authorizations)
+        authorizations; `ahead`, that statement sent with the request's account read)."""
+        return self._owned(account, order_id, ahead, self.store.orders.order_with_authorizations)
 
-    def polled_order_view(self, account: AccountRecord, order_id: str) -> OrderView:
+    def polled_order_view(
+        self,
+        account: AccountRecord,
+        order_id: str,
+        ahead: Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None] | None = None,
+    ) -> OrderView:
         """`owned_order_view` for a read of the order (§7.1.3): one with a certificate,
         an error or a finalize claim is read without its authorizations, as its status
         and error do not depend on them (order_status, OrderView.error); its
         `authorizations` URLs are its own `authz_ids`. The view's `authzs` are then
         empty."""
-        return self._owned(account, order_id, self.store.orders.polled_order)
+        return self._owned(account, order_id, ahead, self.store.orders.polled_order)
 
     def _owned(
         self,
         account: AccountRecord,
         order_id: str,
+        ahead: Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None] | None,
         read: Callable[[str], tuple[OrderRecord, list[AuthorizationRecord]] | None],
     ) -> OrderView:
-        found = read(order_id)
+        found = read(order_id) if ahead is None else ahead.result()
         if found is None:
             raise not_found(f"no order {order_id}")
         order, records = found
@@ -844,8 +898,13 @@ class Authority:
             raise unauthorized("this order belongs to another account")
         return self.order_view(order, records)
 
-    def owned_authz(self, account: AccountRecord, authz_id: str) -> AuthorizationRecord:
-        authz = self.store.orders.authorization(authz_id)
+    def owned_authz(
+        self,
+        account: AccountRecord,
+        authz_id: str,
+        ahead: Ahead[AuthorizationRecord | None] | None = None,
+    ) -> AuthorizationRecord:
+        authz = self.store.orders.authorization(authz_id) if ahead is None else ahead.result()
         if authz is None:
             raise not_found(f"no authorization {authz_id}")
         if authz.account_id != account.id:
@@ -864,9 +923,14 @@ class Authority:
 
     # authorizations and challenges --------------------------------------------------
 
-    def update_authz(self, auth: Authenticated, authz_id: str) -> AuthzView:
+    def update_authz(
+        self,
+        auth: Authenticated,
+        authz_id: str,
+        ahead: Ahead[AuthorizationRecord | None] | None = None,
+    ) -> AuthzView:
         """POST-as-GET, or §7.5.2 deactivation of a pending or valid authorization."""
-        authz = self.owned_authz(auth.require_account(), authz_id)
+        authz = self.owned_authz(auth.require_account(), authz_id, ahead)
         if auth.is_post_as_get:  # no payload to decode (`payload`, a cached property)
             return self.authz_view(authz)
         payload = auth.payload
@@ -881,7 +945,11 @@ class Authority:
         return self.authz_view(replace(authz, stored_status=AuthorizationStatus.DEACTIVATED))
 
     async def start_challenge(
-        self, auth: Authenticated, challenge_id: str, account_uri: str
+        self,
+        auth: Authenticated,
+        challenge_id: str,
+        account_uri: str,
+        ahead: Ahead[tuple[ChallengeRecord, AuthorizationRecord] | None] | None = None,
     ) -> tuple[ChallengeRecord, AuthorizationRecord]:
         """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads. `account_uri`
         is what a CAA `accounturi` must name (RFC 8657 §3).
@@ -893,7 +961,10 @@ class Authority:
         answered `processing` and finishes in the background, as before. lego reads a
         valid or invalid answer as final; certbot polls the authorization either way."""
         account = auth.require_account()
-        found = self.store.orders.challenge_and_authorization(challenge_id)
+        orders = self.store.orders
+        found = (
+            orders.challenge_and_authorization(challenge_id) if ahead is None else ahead.result()
+        )
         if found is None:
             raise not_found(f"no challenge {challenge_id}")
         ch, authz = found
@@ -1217,10 +1288,19 @@ class Authority:
 
     # finalize and certificates ------------------------------------------------------
 
-    async def finalize(self, auth: Authenticated, order_id: str, account_uri: str) -> OrderView:
-        """§7.4: check the CSR against the order, claim it once, issue."""
+    async def finalize(
+        self,
+        auth: Authenticated,
+        order_id: str,
+        account_uri: str,
+        ahead: Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None] | None = None,
+        blocked: BlockedAhead | None = None,
+    ) -> OrderView:
+        """§7.4: check the CSR against the order, claim it once, issue. `ahead`: the
+        order's read, and `blocked` the blocklist's for the CSR's key, sent with the
+        request's account read."""
         account, payload = auth.require_account(), auth.payload
-        view = self.owned_order_view(account, order_id)
+        view = self.owned_order_view(account, order_id, ahead)
         order = view.record
         if view.status != OrderStatus.READY:
             raise problem(ProblemType.ORDER_NOT_READY, f"order is {view.status}, not ready")
@@ -1228,7 +1308,8 @@ class Authority:
             raise malformed("finalize needs a payload with a base64url csr")
         csr_der = b64d(payload["csr"])
         # The account key as authentication parsed it (cached per key), not parsed again.
-        csr = check_csr(csr_der, order.identifiers, auth.key, self.policy.check_certificate_key)
+        key_check = self.policy.certificate_key_check(blocked)
+        csr = check_csr(csr_der, order.identifiers, auth.key, key_check)
         await self._recheck_caa(view, account_uri)
         try:
             # The order is claimed only when its certificate can be signed now: with the

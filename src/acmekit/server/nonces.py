@@ -31,13 +31,15 @@ import os
 import secrets
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from acmekit.protocol.jose import b64d, b64e
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.config import NonceScope
 from acmekit.server.records import AccountRecord
+from acmekit.server.repos.base import Ahead
 from acmekit.server.store import Store
 
 # The most two CA processes' clocks may disagree by without a nonce being redeemable
@@ -125,16 +127,27 @@ class NonceService:
         body = stamp + self._process + self._random4()
         return b64e(body + self._mac(body))
 
-    def redeem(self, nonce: object, account_id: str | None = None) -> AccountRecord | None:
+    def redeem(
+        self,
+        nonce: object,
+        account_id: str | None = None,
+        ahead: Sequence[Ahead[Any]] | Callable[[], Sequence[Ahead[Any]]] = (),
+    ) -> AccountRecord | None:
         """Accept `nonce` once, or raise badNonce (§6.5); with `account_id`, also read that
         account (in the nonce's transaction, in database scope) and return it (None if
-        there is none)."""
+        there is none), the handler's reads `ahead` in the same round trip: or what
+        makes them, called once the nonce is known to be this CA's and fresh (a request
+        refused for its nonce costs no more than before)."""
         raw, issued_us = self._check(nonce)
         if self.scope == NonceScope.DATABASE:
+            if callable(ahead):
+                ahead = ahead()
             issued = datetime.fromtimestamp(issued_us / 1_000_000, tz=UTC)
             # Recorded by its bytes' one canonical encoding, so no other spelling of the
             # same nonce can be redeemed a second time.
-            redeemed, account = self._store.accounts.redeem_nonce_for(b64e(raw), issued, account_id)
+            redeemed, account = self._store.accounts.redeem_nonce_for(
+                b64e(raw), issued, account_id, ahead
+            )
             if not redeemed:
                 raise _bad_nonce("nonce has already been used")
             return account
@@ -142,7 +155,9 @@ class NonceService:
             raise _bad_nonce("nonce was issued by another server process; use the new one")
         if not self._used.add(raw, issued_us):
             raise _bad_nonce("nonce has already been used")
-        return None if account_id is None else self._store.accounts.account(account_id)
+        if account_id is None:
+            return None
+        return self._store.accounts.account(account_id, ahead() if callable(ahead) else ahead)
 
     def _check(self, nonce: object) -> tuple[bytes, int]:
         """The nonce's bytes and issue time (µs), if this CA made it and it is fresh."""

@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from acmekit.protocol.jose import PublicKey
+from acmekit.protocol.csr import csr_public_key
+from acmekit.protocol.jose import Jws, PublicKey, b64d
 from acmekit.protocol.messages import ChallengeType, Identifier, IdentifierType
 from acmekit.server.caa import CaaChecker
 from acmekit.server.config import ServerConfig, split_host_port
@@ -30,6 +32,7 @@ from acmekit.server.keycheck import (
     spki_sha256,
 )
 from acmekit.server.names import NamePolicy
+from acmekit.server.repos.base import Ahead
 from acmekit.server.store import Store
 from acmekit.server.validation.dnssec import DnssecMode
 from acmekit.server.validation.reserved import AddressPolicy
@@ -42,19 +45,50 @@ class StoredBlocklist:
 
     def __init__(self, store: Store, configured: tuple[str, ...]) -> None:
         self._store = store
-        self._configured = frozenset(h.lower() for h in configured)
+        self.configured = frozenset(h.lower() for h in configured)
+
+    def contains(self, spki_hash: str) -> bool:
+        return self.reason(spki_hash) is not None
+
+    def reason(self, spki_hash: str, stored: Callable[[], bool] | None = None) -> str | None:
+        """`stored`: the database's answer for this key, if read already (`BlockedAhead`)."""
+        # Say which list holds it: an operator who blocked a key in the TOML file must not
+        # be told a certificate of it was revoked for keyCompromise, nor the reverse.
+        if spki_hash.lower() in self.configured:
+            return "the CA's configuration blocks it ([keys] blocked)"
+        if stored() if stored is not None else self._store.certificates.key_blocked(spki_hash):
+            return "it belongs to a certificate revoked for keyCompromise"
+        return None
+
+
+class BlockedAhead:
+    """Whether the database blocks the key of a finalize's CSR, read ahead (`Ahead`)
+    with the request's account: the key's hash, and the read."""
+
+    __slots__ = ("read", "spki_hash")
+
+    def __init__(self, spki_hash: str, read: Ahead[bool]) -> None:
+        self.spki_hash = spki_hash
+        self.read = read
+
+
+class _KnownBlocklist:
+    """The stored blocklist, with the database's answer for one key already read."""
+
+    __slots__ = ("_ahead", "_list")
+
+    def __init__(self, blocklist: StoredBlocklist, ahead: BlockedAhead) -> None:
+        self._list = blocklist
+        self._ahead = ahead
 
     def contains(self, spki_hash: str) -> bool:
         return self.reason(spki_hash) is not None
 
     def reason(self, spki_hash: str) -> str | None:
-        # Say which list holds it: an operator who blocked a key in the TOML file must not
-        # be told a certificate of it was revoked for keyCompromise, nor the reverse.
-        if spki_hash.lower() in self._configured:
-            return "the CA's configuration blocks it ([keys] blocked)"
-        if self._store.certificates.key_blocked(spki_hash):
-            return "it belongs to a certificate revoked for keyCompromise"
-        return None
+        ahead = self._ahead
+        if spki_hash.lower() != ahead.spki_hash:
+            return self._list.reason(spki_hash)
+        return self._list.reason(spki_hash, ahead.read.result)
 
 
 class Policy:
@@ -93,6 +127,32 @@ class Policy:
 
     def check_certificate_key(self, key: CertificatePublicKeyTypes) -> None:
         check_key(key, self._keys, self._blocklist, purpose=KeyPurpose.CERTIFICATE)
+
+    def blocked_ahead(self, jws: Jws) -> BlockedAhead | None:
+        """The blocklist's read for the key of the CSR a finalize's JWS carries, to send
+        with the request's account read (one round trip on PostgreSQL, not two). The JWS
+        is not verified yet: the read only reads, and its answer is used only by the
+        CSR's check (`certificate_key_check`) after authentication, for the CSR the
+        verified payload holds (the same bytes). None where there is nothing to read
+        ahead: a payload without a CSR that parses (the handler's checks refuse it as
+        before), or a key the configuration blocks."""
+        try:
+            csr = x509.load_der_x509_csr(b64d(jws.payload_json()["csr"]))
+            spki_hash = spki_sha256(csr_public_key(csr))  # the key kept for check_csr
+        except Exception:  # whatever it is, the handler's own checks say it
+            return None
+        if spki_hash in self._blocklist.configured:
+            return None
+        return BlockedAhead(spki_hash, self._store.certificates.key_blocked_ahead(spki_hash))
+
+    def certificate_key_check(
+        self, ahead: BlockedAhead | None
+    ) -> Callable[[CertificatePublicKeyTypes], None]:
+        """`check_certificate_key`, with the blocklist's answer read ahead if any."""
+        if ahead is None:
+            return self.check_certificate_key
+        blocklist = _KnownBlocklist(self._blocklist, ahead)
+        return lambda key: check_key(key, self._keys, blocklist, purpose=KeyPurpose.CERTIFICATE)
 
     def check_identifiers(self, identifiers: Sequence[Identifier]) -> None:
         """rejectedIdentifier for a name or address the CA does not issue for."""

@@ -14,6 +14,7 @@ from acmekit.database import from_us, to_us
 from acmekit.protocol.messages import AccountStatus
 from acmekit.server.records import AccountRecord, EabKey, positional
 from acmekit.server.repos.base import (
+    Ahead,
     Database,
     Repository,
     RowJson,
@@ -110,15 +111,22 @@ class AccountRepository(Repository):
         return True
 
     def redeem_nonce_for(
-        self, nonce: str, issued: datetime, account_id: str | None
+        self,
+        nonce: str,
+        issued: datetime,
+        account_id: str | None,
+        ahead: Sequence[Ahead[Any]] = (),
     ) -> tuple[bool, AccountRecord | None]:
-        """`redeem_nonce`, and in the same transaction the account `account_id` (if any)."""
+        """`redeem_nonce`, and in the same transaction the account `account_id` (if any).
+        With an account, the handler's reads `ahead` go in the same round trip on
+        PostgreSQL (`Repository._with_ahead`): skipped if the nonce was used."""
         try:
             if account_id is None:
                 self._run(_INSERT_NONCE, (nonce, to_us(issued)))
                 row = None
             elif self._postgres:
-                row = self._one(self._redeem_and_read, (nonce, to_us(issued), account_id))
+                params = (nonce, to_us(issued), account_id)
+                row = self._with_ahead(self._redeem_and_read, params, ahead)
             else:
                 with self._raw() as c:
                     c.run(_INSERT_NONCE, (nonce, to_us(issued)))
@@ -132,8 +140,13 @@ class AccountRepository(Repository):
             res = c.execute(used_nonces.delete().where(used_nonces.c.issued < to_us(issued_before)))
             return int(res.rowcount)
 
-    def account(self, account_id: str) -> AccountRecord | None:
-        row = self._one(self._by_id, (account_id,))
+    def account(self, account_id: str, ahead: Sequence[Ahead[Any]] = ()) -> AccountRecord | None:
+        """The account; on PostgreSQL the handler's reads `ahead` in the same round trip
+        (`Repository._with_ahead`: reads only, each on its own snapshot as before)."""
+        if ahead and self._postgres:
+            row = self._with_ahead(self._by_id, (account_id,), ahead)
+        else:  # nothing to send with it (SQLite: each read made where the handler reads)
+            row = self._one(self._by_id, (account_id,))
         return None if row is None else _account_from(row[0])
 
     def account_by_thumbprint(self, thumb: str) -> AccountRecord | None:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from enum import Enum
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -376,31 +376,36 @@ class _PostgresStatements:
         statement on its own snapshot as in a BEGIN block; one round trip where BEGIN,
         the statements and COMMIT take one each. Statements to prepare are prepared
         first, each a round trip of its own, as `send` does."""
-        pg = self._pg
+        # Loops, not comprehensions, zip(strict=True) or enumerate: on the request path
+        # each comprehension is a function made and called, each zip or enumerate an
+        # object (and zip's keyword parsed).
+        pg, bind, start, wait, fetch = self._pg, self._bind, self._start, self._wait, self._fetch
         with self._lock:
             sends: list[tuple[Any, ...]] = []
             self._batch = sends  # not given up while they wait to be sent (`_evict`)
             try:
                 for sql, params in statements:
-                    sends.append(self._bind(sql, params))
+                    sends.append(bind(sql, params))
             finally:
                 self._batch = ()
             try:
                 pg.enter_pipeline_mode()
                 for bound in sends:
-                    self._start(bound)
+                    start(bound)
                 pg.pipeline_sync()
-                self._wait(self._flush(pg))
-                results = [self._wait(self._fetch(pg))[-1] for _ in sends]
-                self._wait(self._fetch(pg))  # the Sync's
+                wait(self._flush(pg))
+                results = []
+                for _ in sends:
+                    results.append(wait(fetch(pg))[-1])
+                wait(fetch(pg))  # the Sync's
                 pg.exit_pipeline_mode()
             except BaseException:
                 self._interrupted()
                 raise
-        for res, bound in zip(results, sends, strict=True):
+        for res in results:
             status = res.status  # the first failure; those after it were skipped
             if status != _TUPLES_OK and status != _COMMAND_OK:
-                self._failed_with(bound, res)
+                self._failed_with(sends[results.index(res)], res)
         return results
 
     def _prepare(self, key: tuple[bytes, tuple[int, ...]]) -> bytes | None:
@@ -577,6 +582,22 @@ class _FormatCursor(Cursor):
         texts = self._texts
         sent = [(texts[text], params) for text, params in statements]
         return [_count(res) for res in self._statements.pipelined(sent)]
+
+    def one_with_ahead(self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]]) -> Any:
+        """`one`, with the reads `ahead` after it before one Sync (`pipelined`): each
+        read's rows (a cursor's fetchall) left on it for its `result()`."""
+        texts, sent = self._texts, self._statements
+        statements = [(texts[text], params)]
+        for read in ahead:
+            statements.append((texts[read.text], read.params))
+        results = sent.pipelined(statements)
+        first = sent.rows(results[0], True)
+        found = []
+        for res in results[1:]:
+            found.append(sent.rows(res, False) if res.status == _TUPLES_OK else None)
+        for i in range(len(found)):  # each, once every answer is loaded
+            ahead[i]._rows = found[i]
+        return first
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
         statements = self._statements
@@ -900,6 +921,46 @@ class Database:
             self._drop_held()
 
 
+T = TypeVar("T")
+
+
+class Ahead(Generic[T]):
+    """A read a handler will make, sent ahead in the round trip of the request's first
+    statement (the nonce's, or the account's) on PostgreSQL, where each round trip costs
+    the CA a wake-up of its process: `Repository._with_ahead`. `result()` is the answer
+    read then, or else (SQLite, a request that sent nothing ahead) the read made now.
+    The statement is a read, so sending it before the request's checks have passed
+    makes nothing visible; its answer is used only where the handler would have read
+    it, after them."""
+
+    __slots__ = ("_decode", "_read", "_rows", "params", "text")
+
+    def __init__(
+        self,
+        text: str,
+        params: Sequence[Any],
+        decode: Callable[[list[Any], Sequence[Any]], T],
+        read: Callable[[str, Sequence[Any]], list[Any]],
+    ) -> None:
+        """`decode` makes the answer from the statement's rows and its parameters;
+        `read` is the repository's `_all`, for a read made now. No closure is made per
+        request: a handler makes one or two of these on every request."""
+        self.text = text
+        self.params = params
+        self._decode = decode
+        self._read = read
+        self._rows: list[Any] | None = None
+
+    def result(self) -> T:
+        """The answer: read ahead (once: a second call reads afresh), or read now."""
+        rows = self._rows
+        if rows is None:
+            rows = self._read(self.text, self.params)
+        else:
+            self._rows = None
+        return self._decode(rows, self.params)
+
+
 def _together_text(texts: tuple[str, ...]) -> str:
     """PostgreSQL: the statements as one, each but the last a data-modifying WITH."""
     head = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(texts[:-1]))
@@ -947,6 +1008,29 @@ class Repository:
             return use.run(text, params)
         with self._once() as c:
             return c.run(text, params)
+
+    def _with_ahead(self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]]) -> Any:
+        """One statement's first row (`_one`), and on PostgreSQL the `ahead` reads after
+        it before one Sync: one implicit transaction, in one round trip. The first is
+        the request's own (the nonce's write with the account's read, or the account's
+        read): it fails as alone, and the reads after it are then skipped (their
+        `result()` reads afresh if asked). Each runs on a snapshot of its own, as it
+        did in autocommit. A read that fails leaves the first to run alone, as before."""
+        if not self._postgres or not ahead:
+            return self._one(text, params)
+        try:
+            with self._once() as c:
+                return c.one_with_ahead(text, params, ahead)  # type: ignore[attr-defined]
+        except self._integrity:
+            raise  # the first's (a used nonce): the reads were skipped
+        except UNAVAILABLE:
+            raise
+        except Exception:
+            # A read the driver or the server refused (a value taken from a request's
+            # unverified payload that PostgreSQL cannot hold, a NUL): the whole was
+            # rolled back, or never sent. The first alone, as it ran before; each read
+            # is made, and fails, where its handler makes it (`Ahead.result`).
+            return self._one(text, params)
 
     def _together(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Writes that commit together, none reading what another writes. On PostgreSQL

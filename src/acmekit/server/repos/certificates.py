@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from acmekit.database import from_us, to_us
 from acmekit.server.records import CertificateRecord, CrlRecord
 from acmekit.server.repos.base import (
+    Ahead,
     Cursor,
     Database,
     Repository,
@@ -27,9 +29,16 @@ _CERTIFICATE_COLS = cols(certificates)
 _CERTIFICATE_BY_ID = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE id = ?"
 _CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE serial = ?"
 _PEM_BY_ID = "SELECT pem FROM certificates WHERE id = ?"
+_KEY_BLOCKED = "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?"
 # Certificates this process recorded, kept for their download: a client fetches its
 # certificate right after finalize says where. About 3 KB each (with the chain).
 ISSUED_KEPT = 512
+
+
+def _found(rows: Sequence[Any], _params: Sequence[Any]) -> bool:
+    return bool(rows)
+
+
 # PostgreSQL: the order completed and the certificate's PEM stored (or, when the order had
 # a certificate already, the serial abandoned) in one statement; the count says which.
 _RECORD_ISSUED = (
@@ -209,10 +218,11 @@ class CertificateRepository(Repository):
             pass
 
     def key_blocked(self, spki_sha256: str) -> bool:
-        row = self._one(
-            "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?", (spki_sha256.lower(),)
-        )
-        return row is not None
+        return self._one(_KEY_BLOCKED, (spki_sha256.lower(),)) is not None
+
+    def key_blocked_ahead(self, spki_sha256: str) -> Ahead[bool]:
+        """`key_blocked`, to send ahead (`Ahead`)."""
+        return Ahead(_KEY_BLOCKED, (spki_sha256.lower(),), _found, self._all)
 
     def crl(self, shard: int) -> CrlRecord | None:
         with self._tx() as c:

@@ -28,6 +28,7 @@ from acmekit.server.records import (
     positional,
 )
 from acmekit.server.repos.base import (
+    Ahead,
     Cursor,
     Database,
     Repository,
@@ -284,6 +285,49 @@ def _authorizations_of(rows: Sequence[Any], col: int = 0) -> list[AuthorizationR
     return list(found.values())
 
 
+# Decoders of `Ahead` reads: the statement's rows and its parameters.
+
+
+def _first_authorization(rows: Sequence[Any], _params: Sequence[Any]) -> AuthorizationRecord | None:
+    return _authorization_from(rows[0][0]) if rows else None
+
+
+def _reusable_of(rows: Sequence[Any], _params: Sequence[Any]) -> list[AuthorizationRecord]:
+    return _authorizations_of(rows)
+
+
+def _challenge_rows(
+    rows: Sequence[Any], params: Sequence[Any]
+) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
+    return _challenge_and_authorization(params[0], rows[0] if rows else None)
+
+
+def _challenge_and_authorization(
+    challenge_id: str, row: Any
+) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
+    """The challenge and its authorization from `_Reads.of_challenge`'s row, if any."""
+    if row is None:
+        return None
+    authz = _authorization_from(row[0])
+    ch = next((ch for ch in authz.challenges if ch.id == challenge_id), None)
+    return None if ch is None else (ch, authz)
+
+
+def _order_with_authorizations(
+    rows: Sequence[Any], _params: Sequence[Any] = ()
+) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
+    """The order and its authorizations from `_Reads.order_with_authzs`' or
+    `order_poll`'s rows (an `Ahead`'s decoder too)."""
+    if not rows:
+        return None
+    order = _order_from(rows[0][0], rows[0][1])
+    found = _authorizations_of(rows, 2)
+    if not found:  # a decided order's poll: none joined
+        return order, found
+    by_id = {a.id: a for a in found}
+    return order, [by_id[i] for i in order.authz_ids if i in by_id]
+
+
 # pending -> processing if no other challenge of its authorization left pending
 _START_CHALLENGE = (
     "UPDATE challenges SET status = ?, started = ?, account_uri = ? "
@@ -343,6 +387,10 @@ class OrderRepository(Repository):
         row = self._one(self._reads.authzs[1], (authz_id,))
         return None if row is None else _authorization_from(row[0])
 
+    def authorization_ahead(self, authz_id: str) -> Ahead[AuthorizationRecord | None]:
+        """`authorization`, to send ahead (`Ahead`)."""
+        return Ahead(self._reads.authzs[1], (authz_id,), _first_authorization, self._all)
+
     def reusable_authorizations(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
     ) -> list[AuthorizationRecord]:
@@ -357,6 +405,20 @@ class OrderRepository(Repository):
         )
         rows = self._all(self._reads.reusable, params)
         return _authorizations_of(rows)
+
+    def reusable_authorizations_ahead(
+        self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
+    ) -> Ahead[list[AuthorizationRecord]]:
+        """`reusable_authorizations`, to send ahead (`Ahead`)."""
+        params = (
+            account_id,
+            identifier.value,
+            str(identifier.type),
+            wildcard,
+            str(AuthorizationStatus.PENDING),
+            to_us(valid_after),
+        )
+        return Ahead(self._reads.reusable, params, _reusable_of, self._all)
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
         """How many authorizations of the account are pending, and when the first expires."""
@@ -395,11 +457,13 @@ class OrderRepository(Repository):
     ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
         """The challenge and its authorization (with every challenge), in one statement."""
         row = self._one(self._reads.of_challenge, (challenge_id,))  # by key: one at most
-        if row is None:
-            return None
-        authz = _authorization_from(row[0])
-        ch = next((ch for ch in authz.challenges if ch.id == challenge_id), None)
-        return None if ch is None else (ch, authz)
+        return _challenge_and_authorization(challenge_id, row)
+
+    def challenge_and_authorization_ahead(
+        self, challenge_id: str
+    ) -> Ahead[tuple[ChallengeRecord, AuthorizationRecord] | None]:
+        """`challenge_and_authorization`, to send ahead (`Ahead`)."""
+        return Ahead(self._reads.of_challenge, (challenge_id,), _challenge_rows, self._all)
 
     def start_challenge(self, challenge_id: str, now: datetime, account_uri: str) -> bool:
         """pending -> processing, noting the account URL the client asked under (for a
@@ -522,26 +586,27 @@ class OrderRepository(Repository):
     ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
         """The order and its authorizations (in its order, missing ones skipped) in one
         statement, where `order` and `authorizations` took two: a poll and finalize."""
-        return self._order_and_authorizations(self._reads.order_with_authzs, order_id)
+        return _order_with_authorizations(self._all(self._reads.order_with_authzs, (order_id,)))
 
     def polled_order(self, order_id: str) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
         """`order_with_authorizations` for a poll: an order with a certificate, an error
         or a finalize claim comes without its authorizations (none read or decoded),
         since its status and error do not depend on them; others with theirs."""
-        return self._order_and_authorizations(self._reads.order_poll, order_id)
+        return _order_with_authorizations(self._all(self._reads.order_poll, (order_id,)))
 
-    def _order_and_authorizations(
-        self, text: str, order_id: str
-    ) -> tuple[OrderRecord, list[AuthorizationRecord]] | None:
-        rows = self._all(text, (order_id,))
-        if not rows:
-            return None
-        order = _order_from(rows[0][0], rows[0][1])
-        found = _authorizations_of(rows, 2)
-        if not found:  # a decided order's poll: none joined
-            return order, found
-        by_id = {a.id: a for a in found}
-        return order, [by_id[i] for i in order.authz_ids if i in by_id]
+    def order_with_authorizations_ahead(
+        self, order_id: str
+    ) -> Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None]:
+        """`order_with_authorizations`, to send ahead (`Ahead`)."""
+        return Ahead(
+            self._reads.order_with_authzs, (order_id,), _order_with_authorizations, self._all
+        )
+
+    def polled_order_ahead(
+        self, order_id: str
+    ) -> Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None]:
+        """`polled_order`, to send ahead (`Ahead`)."""
+        return Ahead(self._reads.order_poll, (order_id,), _order_with_authorizations, self._all)
 
     def account_orders(
         self, account_id: str, now: datetime, after: tuple[int, str] | None, limit: int

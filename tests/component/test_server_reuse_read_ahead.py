@@ -1,0 +1,125 @@
+"""newOrder reads each identifier's reusable authorizations with the request's account
+(one round trip on PostgreSQL), for a horizon taken from the clock before the order's
+own: the answer is the one the order's own horizon would have read. An authorization
+that expires between the two horizons is not reused; one read for a later horizon than
+the order's (the clock went back) is read again. On both databases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from acmekit.protocol import jose
+from acmekit.protocol.messages import (
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+    IdentifierType,
+)
+from acmekit.server.config import ServerConfig
+from acmekit.server.records import AccountRecord, AuthorizationRecord, ChallengeRecord
+from acmekit.server.run import Assembly, assemble
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.sqlcount import SqlCount, counting
+
+T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.at = T0
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+async def clocked(
+    ca_config: ServerConfig,
+) -> AsyncIterator[tuple[Assembly, Clock, SqlCount]]:
+    clock = Clock()
+    with counting() as count:
+        assembly = assemble(ca_config, now=clock.now)
+        yield assembly, clock, count
+        await assembly.app.close()
+        assembly.store.engine.dispose()
+
+
+async def _account(assembly: Assembly, responder: Http01Responder) -> tuple[Flow, AccountRecord]:
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    found = assembly.store.accounts.account(flow.kid.rsplit("/", 1)[1])
+    assert found is not None
+    return flow, found
+
+
+def _pending(assembly: Assembly, account: AccountRecord, name: str, expires: datetime) -> str:
+    authz_id = f"z-{name}"
+    ch = ChallengeRecord(
+        f"{authz_id}h", authz_id, ChallengeType.HTTP_01, f"t-{name}", ChallengeStatus.PENDING
+    )
+    ident = Identifier(IdentifierType.DNS, name)
+    assembly.store.orders.add_authorization(
+        AuthorizationRecord(
+            authz_id, account.id, ident, False, AuthorizationStatus.PENDING, expires, (ch,)
+        )
+    )
+    return authz_id
+
+
+def _payload(*names: str) -> dict[str, Any]:
+    return {"identifiers": [{"type": "dns", "value": n} for n in names]}
+
+
+def _order(
+    assembly: Assembly, flow: Flow, account: AccountRecord, clock: Clock, ahead_at: datetime,
+    order_at: datetime, *names: str,
+) -> tuple[str, ...]:  # fmt: skip
+    """newOrder's authorizations, its reads made ahead at `ahead_at` (and sent with the
+    account's read, as a request does), the order made at `order_at`."""
+    authority = assembly.app.authority
+    signed = jose.sign(flow.key, _payload(*names), url="u", nonce="n", kid=flow.kid)
+    clock.at = ahead_at
+    reads = authority.reusable_ahead(account.id, jose.parse_jws(signed))
+    assembly.store.accounts.account(account.id, [read for _, read in reads.values()])
+    clock.at = order_at
+    view = authority.new_order(account, _payload(*names), reads)
+    return view.record.authz_ids
+
+
+async def test_a_live_authorization_read_ahead_is_reused(
+    clocked: tuple[Assembly, Clock, SqlCount], responder: Http01Responder
+) -> None:
+    assembly, clock, _ = clocked
+    flow, account = await _account(assembly, responder)
+    live = _pending(assembly, account, "live.example.test", T0 + timedelta(days=3))
+    got = _order(assembly, flow, account, clock, T0, T0 + timedelta(seconds=1), "live.example.test")
+    assert got == (live,)
+
+
+async def test_one_expiring_between_the_two_horizons_is_not_reused(
+    clocked: tuple[Assembly, Clock, SqlCount], responder: Http01Responder
+) -> None:
+    assembly, clock, _ = clocked
+    flow, account = await _account(assembly, responder)
+    # Past the horizon read ahead (T0 + 1 day), not past the order's (10 s later).
+    edge = _pending(assembly, account, "edge.example.test", T0 + timedelta(days=1, seconds=5))
+    later = T0 + timedelta(seconds=10)
+    got = _order(assembly, flow, account, clock, T0, later, "edge.example.test")
+    assert len(got) == 1 and got[0] != edge
+
+
+async def test_after_the_clock_went_back_the_candidates_are_read_again(
+    clocked: tuple[Assembly, Clock, SqlCount], responder: Http01Responder
+) -> None:
+    assembly, clock, _ = clocked
+    flow, account = await _account(assembly, responder)
+    # Not past the horizon read ahead (20 s later), past the order's.
+    kept = _pending(assembly, account, "back.example.test", T0 + timedelta(days=1, seconds=10))
+    ahead_at = T0 + timedelta(seconds=20)
+    got = _order(assembly, flow, account, clock, ahead_at, T0, "back.example.test")
+    assert got == (kept,)
