@@ -328,6 +328,21 @@ def _order_with_authorizations(
     return order, [by_id[i] for i in order.authz_ids if i in by_id]
 
 
+def _reusable_params(
+    account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
+) -> tuple[Any, ...]:
+    """`_Reads.reusable`'s parameters: the account's authorizations stored as pending
+    for the identifier, still good after `valid_after`."""
+    return (
+        account_id,
+        identifier.value,
+        str(identifier.type),
+        wildcard,
+        str(AuthorizationStatus.PENDING),
+        to_us(valid_after),
+    )
+
+
 # pending -> processing if no other challenge of its authorization left pending
 _START_CHALLENGE = (
     "UPDATE challenges SET status = ?, started = ?, account_uri = ? "
@@ -395,29 +410,14 @@ class OrderRepository(Repository):
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
     ) -> list[AuthorizationRecord]:
         """Candidates for reuse (§7.1.3 lets a server reuse authorizations): newest first."""
-        params = (
-            account_id,
-            identifier.value,
-            str(identifier.type),
-            wildcard,
-            str(AuthorizationStatus.PENDING),
-            to_us(valid_after),
-        )
-        rows = self._all(self._reads.reusable, params)
-        return _authorizations_of(rows)
+        params = _reusable_params(account_id, identifier, wildcard, valid_after)
+        return _authorizations_of(self._all(self._reads.reusable, params))
 
     def reusable_authorizations_ahead(
         self, account_id: str, identifier: Identifier, wildcard: bool, valid_after: datetime
     ) -> Ahead[list[AuthorizationRecord]]:
         """`reusable_authorizations`, to send ahead (`Ahead`)."""
-        params = (
-            account_id,
-            identifier.value,
-            str(identifier.type),
-            wildcard,
-            str(AuthorizationStatus.PENDING),
-            to_us(valid_after),
-        )
+        params = _reusable_params(account_id, identifier, wildcard, valid_after)
         return Ahead(self._reads.reusable, params, _reusable_of, self._all)
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
