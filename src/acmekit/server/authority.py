@@ -140,6 +140,11 @@ def new_id() -> str:
 
 # How long an authorization must outlive a new order to be reused for it.
 REUSE_MARGIN = timedelta(days=1)
+# The most names whose reusable authorizations newOrder reads ahead (`reusable_ahead`):
+# they are taken from a payload not yet verified, so anyone with a nonce and an account's
+# URL could otherwise make the CA read `max_identifiers` of them for one request. The
+# rest are read where the handler reads, after the signature, account and rate limits.
+REUSABLE_AHEAD_MOST = 10
 # newOrder's reusable authorizations read ahead, by (identifier, wildcard): the horizon
 # each was read for, and the read (`Authority.reusable_ahead`).
 ReusableAhead = dict[tuple[Identifier, bool], tuple[datetime, Ahead[list[AuthorizationRecord]]]]
@@ -589,9 +594,10 @@ class Authority:
     # orders -----------------------------------------------------------------------
 
     def reusable_ahead(self, account_id: str, jws: Jws) -> ReusableAhead:
-        """newOrder's reads of each identifier's reusable authorizations (`_reusable`),
-        made from its JWS's payload to send with the request's account read (one round
-        trip on PostgreSQL where they took one more). The payload is not verified yet:
+        """newOrder's reads of its identifiers' reusable authorizations (`_reusable`), of
+        `REUSABLE_AHEAD_MOST` of them at most, made from its JWS's payload to send with
+        the request's account read (one round trip on PostgreSQL where they took one
+        more). The payload is not verified yet:
         the reads only read, and `new_order` takes their answers for the identifiers of
         the verified payload (the same bytes) after its own checks. Nothing for a
         payload whose identifiers do not parse: the handler's checks say why."""
@@ -604,7 +610,7 @@ class Authority:
         horizon = self.now() + REUSE_MARGIN
         reads = self.store.orders.reusable_authorizations_ahead
         found: ReusableAhead = {}
-        for ident in idents:
+        for ident in idents[:REUSABLE_AHEAD_MOST]:  # the rest read by `_reusable`
             base = Identifier(ident.type, ident.base_name)
             read = reads(account_id, base, ident.is_wildcard, horizon)
             found[(base, ident.is_wildcard)] = (horizon, read)

@@ -558,6 +558,15 @@ def _count(res: Any) -> int:
     return -1 if found is None else int(found)
 
 
+class _RanOnce(Exception):
+    """`one_with_ahead`'s batch ran and committed, and its first statement's rows then
+    failed to load: `error`, raised as it is, the statement not sent again."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class _FormatCursor(Cursor):
     """PostgreSQL's: each ?-text translated once (`numbered`) and run through the
     connection's `_PostgresStatements`; `many` through psycopg's cursor as before."""
@@ -591,12 +600,18 @@ class _FormatCursor(Cursor):
         for read in ahead:
             statements.append((texts[read.text], read.params))
         results = sent.pipelined(statements)
-        first = sent.rows(results[0], True)
-        found = []
-        for res in results[1:]:
-            found.append(sent.rows(res, False) if res.status == _TUPLES_OK else None)
-        for i in range(len(found)):  # each, once every answer is loaded
-            ahead[i]._rows = found[i]
+        # Committed from here: a failure to load an answer must not send the first
+        # statement again (`_with_ahead`'s fallback would redeem the nonce twice).
+        try:
+            first = sent.rows(results[0], True)
+        except Exception as exc:
+            raise _RanOnce(exc) from None
+        for i in range(1, len(results)):
+            res = results[i]
+            try:
+                ahead[i - 1]._rows = sent.rows(res, False) if res.status == _TUPLES_OK else None
+            except Exception:  # read again, and failed, where its handler reads it
+                ahead[i - 1]._rows = None
         return first
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
@@ -1023,6 +1038,8 @@ class Repository:
                 return c.one_with_ahead(text, params, ahead)  # type: ignore[attr-defined]
         except self._integrity:
             raise  # the first's (a used nonce): the reads were skipped
+        except _RanOnce as ran:
+            raise ran.error from None  # committed: sent again, a nonce would be redeemed twice
         except UNAVAILABLE:
             raise
         except Exception:

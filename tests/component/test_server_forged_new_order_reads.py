@@ -1,0 +1,76 @@
+"""What a newOrder whose signature does not verify makes the CA read. Its names are
+taken from the payload before the signature is verified, to read their reusable
+authorizations in the round trip of the nonce and the account (PostgreSQL): anyone with
+a nonce and any account's URL can send such a request, so the reads it makes are bounded
+by a few, not by `max_identifiers` (100 by default, a hundred reads per request where a
+forged request made one statement). The names past the bound are read, as before, where
+the handler reads them, after the signature, the account and the rate limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acmekit.server.authority import REUSABLE_AHEAD_MOST
+from acmekit.server.config import ServerConfig
+from acmekit.server.run import Assembly, assemble
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, new_key
+from acmekit_testkit.acmekit_server import TEST_VALIDATION
+from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.sqlcount import SqlCount, counting
+
+_READS_AUTHZ = "SELECT CAST(json_build_array(a.id,"  # the counted texts' start
+
+
+@pytest.fixture
+async def counted_ca(
+    tmp_path: Path, dns_server: DnsServerHandle, responder: Http01Responder
+) -> AsyncIterator[tuple[Assembly, SqlCount]]:
+    with fresh_postgres_database("acmekit_forged") as url, counting() as count:
+        config = ServerConfig(
+            state_dir=tmp_path / "ca",
+            db=url,
+            dns_resolver=f"127.0.0.1:{dns_server.dns_port}",
+            http01_port=responder.port,
+            validation_timeout=5.0,
+            validation=TEST_VALIDATION,
+        )
+        assembly = assemble(config)
+        yield assembly, count
+        await assembly.app.close()
+        assembly.store.engine.dispose()
+
+
+def _names(n: int) -> dict[str, Any]:
+    return {"identifiers": [{"type": "dns", "value": f"n{i}.example.test"} for i in range(n)]}
+
+
+def _reusable_reads(count: SqlCount, mark: int) -> int:
+    return sum(t.startswith(_READS_AUTHZ) for t in count.texts[mark:])
+
+
+@pytest.mark.postgres
+async def test_a_forged_new_order_reads_no_more_than_a_few_names(
+    counted_ca: tuple[Assembly, SqlCount], responder: Http01Responder
+) -> None:
+    assembly, count = counted_ca
+    acme = RawAcme(assembly.app)
+    flow = Flow(acme, responder)
+    assert (await flow.account()).status == 201
+    most = assembly.app.config.max_identifiers
+    url = f"{acme.base}/acme/new-order"
+    mark = len(count.texts)
+    got = await acme.post(url, _names(most), new_key(), flow.kid)  # another key signed it
+    assert (got.status, got.json()["detail"]) == (400, "JWS signature is invalid")
+    assert _reusable_reads(count, mark) == min(most, REUSABLE_AHEAD_MOST)
+    # The account's own order of as many names reads each name's candidates once.
+    mark = len(count.texts)
+    resp = await acme.post(url, _names(most), flow.key, flow.kid)
+    assert resp.status == 201, resp.body
+    assert _reusable_reads(count, mark) == most
+    again = await acme.post(url, _names(most), flow.key, flow.kid)  # each one reused
+    assert again.json()["authorizations"] == resp.json()["authorizations"]
