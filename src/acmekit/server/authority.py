@@ -597,10 +597,10 @@ class Authority:
         """newOrder's reads of its identifiers' reusable authorizations (`_reusable`), of
         `REUSABLE_AHEAD_MOST` of them at most, made from its JWS's payload to send with
         the request's account read (one round trip on PostgreSQL where they took one
-        more). The payload is not verified yet:
-        the reads only read, and `new_order` takes their answers for the identifiers of
-        the verified payload (the same bytes) after its own checks. Nothing for a
-        payload whose identifiers do not parse: the handler's checks say why."""
+        more). The payload is not verified yet: the reads only read, and `new_order`
+        takes their answers for the identifiers of the verified payload (the same
+        bytes) after its own checks. Nothing for a payload whose identifiers do not
+        parse: the handler's checks say why."""
         try:
             idents = parse_identifiers(
                 jws.payload_json()["identifiers"], self.config.max_identifiers
