@@ -430,11 +430,8 @@ class AcmeApp:
     # round trip for both on PostgreSQL (`Ahead`), its answer taken where they read.
 
     async def order(self, req: Request, m: re.Match[str]) -> Response:
-        if not self._ahead:
-            account = self._post_as_get(req).require_account()
-            return self._order(req, self.authority.polled_order_view(account, m[1]))
-        ahead = self.authority.store.orders.polled_order_ahead(m[1])
-        account = self._post_as_get(req, (ahead,)).require_account()
+        ahead = self.authority.store.orders.polled_order_ahead(m[1]) if self._ahead else None
+        account = self._post_as_get(req, () if ahead is None else (ahead,)).require_account()
         return self._order(req, self.authority.polled_order_view(account, m[1], ahead))
 
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
