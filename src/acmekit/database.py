@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +60,36 @@ def create_engine(url: str, *, pre_ping: bool = True, ping_idle: float | None = 
         cur.close()
 
     return engine
+
+
+@contextmanager
+def synced(dbapi_conn: Any) -> Iterator[None]:
+    """SQLite: the connection's commits inside the block sync the WAL before they return
+    (`synchronous=FULL`), and those after it do not (NORMAL again). For the commits a
+    promise made outside rests on (docs/decisions.md, "Synced commits"): under NORMAL a
+    commit survives the process's crash but not the machine's, until the next
+    checkpoint; one sync makes every earlier commit of the file durable as well. The
+    level cannot change inside a transaction, so the block must begin outside one."""
+    if dbapi_conn.in_transaction:
+        raise RuntimeError("a synced commit must begin its own transaction")
+    dbapi_conn.execute("PRAGMA synchronous=FULL")
+    try:
+        yield
+    finally:
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+
+@contextmanager
+def durable_begin(engine: Engine) -> Iterator[sa.Connection]:
+    """`engine.begin()` whose commit is on disk when the block ends, on SQLite too
+    (`synced`); PostgreSQL's commits are already (synchronous_commit on)."""
+    with engine.connect() as conn:
+        if engine.dialect.name != "sqlite":
+            with conn.begin():
+                yield conn
+            return
+        with synced(conn.connection.driver_connection), conn.begin():
+            yield conn
 
 
 def _ping_when_idle(engine: Engine, after: float) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from acmekit import migrate
 from acmekit.ct import merkle
 from acmekit.ct.schema import entries, issuers, leases, nodes, tree
-from acmekit.database import UNAVAILABLE, create_engine
+from acmekit.database import UNAVAILABLE, create_engine, durable_begin
 from acmekit.protocol.ct import DigitallySigned, SignedTreeHead, TreeHead
 
 SEQUENCER_LEASE = "sequencer"
@@ -122,8 +122,9 @@ class CtStore:
         else None, and nothing was done (`add_many` in a worker thread then waits its
         turn). A batch written this way costs no thread hop: no wake-up of a worker,
         none of the loop, no GIL handed back and forth while its SCTs are signed. Only
-        on SQLite (a local file, no fsync at commit in WAL mode with synchronous=NORMAL);
-        PostgreSQL's round trips always go to the thread."""
+        on SQLite (a local file);
+        PostgreSQL's round trips always go to the thread. Its commit syncs the WAL
+        (`add_many`), on the loop: one sync a batch, which a hop would not spare."""
         if not self._writer.sqlite or {p.chain for p in items} - self._known_chains:
             return None
         try:
@@ -136,7 +137,8 @@ class CtStore:
         leaf index: for each, the entry now stored under its identity, which is the one
         it seals unless an earlier submission (in this batch, before it, or in any
         process) has that identity. Durable when this returns: the caller answers only
-        then.
+        then (on SQLite the writer's commits sync the WAL, `_Writer`), and an SCT for an
+        entry a power loss then dropped would be the log's fatal error (RFC 6962 §3).
 
         Indices are handed out under the log's write lock (SQLite's `BEGIN IMMEDIATE`,
         a PostgreSQL transaction-scoped advisory lock), so that every process's batches
@@ -224,9 +226,10 @@ class CtStore:
             return _sth(conn)
 
     def init_tree(self, sign: SignHead, now_ms: int) -> None:
-        """The empty tree's STH, once (§3.5: a log signs a head for size 0 too)."""
+        """The empty tree's STH, once (§3.5: a log signs a head for size 0 too); on disk
+        when this returns, as every head (`sequence`)."""
         try:
-            with self.engine.begin() as conn:
+            with durable_begin(self.engine) as conn:
                 _lock_indices(conn)
                 if _sth(conn) is None:
                     sth = sign(TreeHead(0, now_ms, merkle.EMPTY_ROOT))
@@ -238,8 +241,10 @@ class CtStore:
     def sequence(self, sign: SignHead, now_ms: int, batch: int, refresh_ms: int) -> int:
         """Place up to `batch` pending entries in the tree and sign the new head; with
         none pending, sign a fresh head for the same tree once the last is `refresh_ms`
-        old. How many entries were placed."""
-        with self.engine.begin() as conn:
+        old. How many entries were placed. The new head is on disk when this returns (on
+        SQLite the WAL synced at its commit): a head served and then lost would let the
+        log sign another tree of the same size, a split view (RFC 6962 §3.5)."""
+        with durable_begin(self.engine) as conn:
             _begin_write(conn)
             old = _sth(conn)
             if old is None:
@@ -475,10 +480,14 @@ class _Writer:
                 if self.sqlite and not kept:
                     cur.execute("PRAGMA busy_timeout")
                     self._busy_ms = int(cur.fetchone()[0])
-                    # Checkpoints (the WAL's fsyncs) are left to the log's other
-                    # connections (the sequencer's and the lease's, in worker threads):
-                    # this one may commit on the event loop.
+                    # Checkpoints are left to the log's other connections (the
+                    # sequencer's and the lease's, in worker threads): this one may
+                    # commit on the event loop.
                     cur.execute("PRAGMA wal_autocheckpoint=0")
+                    # Every commit here is a batch of submissions about to be answered
+                    # with SCTs: each syncs the WAL (`add_many`). Only this connection,
+                    # which commits nothing else, is kept at FULL.
+                    cur.execute("PRAGMA synchronous=FULL")
                 if wait:
                     cur.execute(self._lock_sql)
                 else:

@@ -435,7 +435,9 @@ class Authority:
         """A write from a coroutine. On PostgreSQL in a worker thread: its commit waits
         for the server to flush its log (a millisecond or more), and the event loop
         serves other requests meanwhile. On SQLite on the loop: a commit there is no
-        wait, and the hand-over to a thread would cost more than the statement."""
+        wait, and the hand-over to a thread would cost more than the statement. (The
+        certificate's and the precertificate's records wait for the WAL's sync, one a
+        certificate, kept on the loop too: docs/decisions.md, "Synced commits".)"""
         if self.store.remote:
             return await asyncio.to_thread(fn, *args)
         return fn(*args)

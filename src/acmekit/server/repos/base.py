@@ -36,7 +36,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from acmekit.database import UNAVAILABLE, from_us
+from acmekit.database import UNAVAILABLE, durable_begin, from_us, synced
 from acmekit.protocol.messages import Identifier, IdentifierType
 
 E = TypeVar("E", bound=Enum)
@@ -721,6 +721,28 @@ class _SqliteUse:
         return int(cur.rowcount)
 
 
+class _SqliteSynced:
+    """A block on this thread's kept SQLite connection (`_SqliteUse`) whose commit syncs
+    the WAL: the connection at `synchronous=FULL` from before the block's first statement
+    to after its commit, NORMAL again for every other."""
+
+    __slots__ = ("_synced", "_use")
+
+    def __init__(self, use: _SqliteUse) -> None:
+        self._use = use
+        self._synced = synced(use._conn)
+
+    def __enter__(self) -> Cursor:
+        self._synced.__enter__()
+        return self._use.__enter__()
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._use.__exit__(kind, exc, tb)
+        finally:
+            self._synced.__exit__(None, None, None)
+
+
 class _PostgresUse:
     """On this thread's PostgreSQL connection, kept in autocommit: a lone statement as
     it is (one round trip), a transaction between BEGIN and COMMIT sent on the cursor.
@@ -843,6 +865,19 @@ class Database:
         if self._sqlite:
             return self._local.sqlite or self._sqlite_use()
         return _PostgresUse(self, tx=True)
+
+    def durable(self) -> AbstractContextManager[Cursor]:
+        """`raw` whose commit is on disk when the block ends: on SQLite the WAL synced at
+        that commit (`synced`), on PostgreSQL as every commit. For the commits after
+        which something exists outside the CA (a certificate, a revocation); no other
+        commit pays the sync (docs/decisions.md, "Synced commits")."""
+        if self._sqlite:
+            return _SqliteSynced(self._local.sqlite or self._sqlite_use())
+        return _PostgresUse(self, tx=True)
+
+    def durable_tx(self) -> AbstractContextManager[Connection]:
+        """`tx` whose commit is on disk when the block ends (`durable`)."""
+        return durable_begin(self.engine)
 
     def once(self) -> AbstractContextManager[Cursor]:
         """For one statement, atomic on its own (or reads that need no common snapshot):
@@ -996,6 +1031,8 @@ class Repository:
         self._raw = db.raw
         self._dialect = db.engine.dialect.name
         self._once = db.once
+        self._durable = db.durable
+        self._durable_tx = db.durable_tx
         self._postgres = not db._sqlite
         self._integrity = db.integrity
         self._held = db._local

@@ -30,6 +30,7 @@ _CERTIFICATE_BY_ID = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE id = ?
 _CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE serial = ?"
 _PEM_BY_ID = "SELECT pem FROM certificates WHERE id = ?"
 _KEY_BLOCKED = "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?"
+_RECORD_PRECERT = "UPDATE certificates SET precert = ? WHERE id = ?"
 # Certificates this process recorded, kept for their download: a client fetches its
 # certificate right after finalize says where. About 3 KB each (with the chain).
 ISSUED_KEPT = 512
@@ -121,14 +122,17 @@ class CertificateRepository(Repository):
 
     def record_issued(self, cert_id: str, order_id: str, pem: str) -> bool:
         """Store the signed PEM and complete the order in one transaction (on PostgreSQL
-        one statement); False, and the serial abandoned, if the order had another."""
+        one statement); False, and the serial abandoned, if the order had another. On
+        disk when this returns (`Database.durable`): the certificate is served from here
+        on, and the sync makes the order's claim and the serial's reservation, committed
+        before it, durable with it."""
         if self._postgres:
             row = self._one(_RECORD_ISSUED, (cert_id, order_id, pem, True, cert_id))
             if not row[0]:
                 return False
             self._keep_issued(cert_id, pem)
             return True
-        with self._raw() as c:
+        with self._durable() as c:
             changed = c.run(
                 "UPDATE orders SET certificate_id = ? WHERE id = ? AND certificate_id IS NULL",
                 (cert_id, order_id),
@@ -161,8 +165,15 @@ class CertificateRepository(Repository):
         """Keep the precertificate signed for a reserved serial, before any log sees it.
         One statement through the driver's cursor, as `record_issued`: SQLAlchemy's
         statement building and its transaction cost several times the UPDATE itself on
-        every CT issuance (docs/decisions.md, "CT's cost to the CA: instructions")."""
-        self._run("UPDATE certificates SET precert = ? WHERE id = ?", (der, cert_id))
+        every CT issuance (docs/decisions.md, "CT's cost to the CA: instructions"). On
+        disk when this returns (SQLite: `Database.durable`): the logs see the
+        precertificate next, and from then its serial is issued (RFC 6962 §3.1) and must
+        stay reserved and revocable."""
+        if self._postgres:  # a commit in autocommit is on disk already
+            self._run(_RECORD_PRECERT, (der, cert_id))
+            return
+        with self._durable() as c:
+            c.run(_RECORD_PRECERT, (der, cert_id))
 
     def precert_reservation(self, order_id: str) -> CertificateRecord | None:
         """The order's reservation whose precertificate is signed but whose certificate
@@ -196,8 +207,10 @@ class CertificateRepository(Repository):
         return None if row is None else certificate_record(_CertificateRow(*row))
 
     def revoke(self, cert_id: str, reason: int, now: datetime) -> bool:
-        """Mark revoked once; False if it already was (alreadyRevoked)."""
-        with self._tx() as c:
+        """Mark revoked once; False if it already was (alreadyRevoked). On disk when this
+        returns (`Database.durable_tx`): once answered, a revoked certificate must not
+        come back good from a power loss."""
+        with self._durable_tx() as c:
             res = c.execute(
                 certificates.update()
                 .where(certificates.c.id == cert_id, certificates.c.revoked_at.is_(None))
@@ -206,9 +219,10 @@ class CertificateRepository(Repository):
             return bool(res.rowcount == 1)
 
     def block_key(self, spki_sha256: str, now: datetime, serial: str | None = None) -> None:
-        """Add a key to the blocklist (keyCompromise); adding it twice is harmless."""
+        """Add a key to the blocklist (keyCompromise); adding it twice is harmless. On
+        disk when this returns, as the revocation that asked for it."""
         try:
-            with self._tx() as c:
+            with self._durable_tx() as c:
                 c.execute(
                     blocked_keys.insert().values(
                         spki_sha256=spki_sha256.lower(), added=to_us(now), serial=serial
@@ -232,10 +246,12 @@ class CertificateRepository(Repository):
         return CrlRecord(row.shard, row.number, from_us(row.this_update), bytes(row.der))
 
     def save_crl(self, rec: CrlRecord) -> bool:
-        """Store shard's CRL if its number is one past the stored one (or the first)."""
+        """Store shard's CRL if its number is one past the stored one (or the first). On
+        disk when this returns: the CRL is published from here, and one lost would let
+        its number be signed again over other contents (RFC 5280 §5.2.3)."""
         number, this_update, der = rec.number, to_us(rec.this_update), rec.der
         try:
-            with self._tx() as c:
+            with self._durable_tx() as c:
                 if rec.number == 1:
                     c.execute(
                         crls.insert().values(
