@@ -734,7 +734,11 @@ class _SqliteSynced:
 
     def __enter__(self) -> Cursor:
         self._synced.__enter__()
-        return self._use.__enter__()
+        try:
+            return self._use.__enter__()
+        except BaseException:  # no block to end: NORMAL again at once
+            self._synced.__exit__(None, None, None)
+            raise
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         try:
