@@ -84,8 +84,8 @@ def _order(
     authority = assembly.app.authority
     signed = jose.sign(flow.key, _payload(*names), url="u", nonce="n", kid=flow.kid)
     clock.at = ahead_at
-    reads = authority.reusable_ahead(account.id, jose.parse_jws(signed))
-    assembly.store.accounts.account(account.id, [read for _, read in reads.values()])
+    reads = authority.new_order_reads()
+    assembly.store.accounts.account(account.id, reads(jose.parse_jws(signed), account.id))
     clock.at = order_at
     view = authority.new_order(account, _payload(*names), reads)
     return view.record.authz_ids

@@ -23,7 +23,6 @@ from typing import Any
 from acmekit.database import UNAVAILABLE
 from acmekit.protocol import jsontext, payloads
 from acmekit.protocol.frozen import frozen_for_mypy
-from acmekit.protocol.jose import Jws
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType, malformed, problem
 from acmekit.server import paths, render
 from acmekit.server.auth import (
@@ -34,9 +33,8 @@ from acmekit.server.auth import (
     external_account_binding,
     key_change,
 )
-from acmekit.server.authority import Authority, OrderView, ReusableAhead, signer_unavailable
+from acmekit.server.authority import Authority, OrderView, signer_unavailable
 from acmekit.server.nonces import NonceService
-from acmekit.server.policy import BlockedAhead
 from acmekit.server.render import Urls
 from acmekit.server.repos.base import Ahead
 from acmekit.server.signing import SignerUnavailable
@@ -410,17 +408,11 @@ class AcmeApp:
         return resp
 
     async def new_order(self, req: Request, _: re.Match[str]) -> Response:
-        reusable: ReusableAhead = {}
-
-        def ahead(jws: Jws, account_id: str) -> Sequence[Ahead[Any]]:
-            """Each identifier's reusable authorizations, read with the account."""
-            reusable.update(self.authority.reusable_ahead(account_id, jws))
-            return [read for _, read in reusable.values()]
-
-        auth = self._authenticate(req, ahead=ahead if self._ahead else ())
+        reads = self.authority.new_order_reads() if self._ahead else None
+        auth = self._authenticate(req, ahead=() if reads is None else reads)
         payloads.check(payloads.NEW_ORDER, auth.payload, "newOrder payload")
         account = auth.require_account()
-        view = self.authority.new_order(account, auth.payload, reusable)
+        view = self.authority.new_order(account, auth.payload, reads)
         # draft-ietf-acme-dns-persist-02 §4.4: a standing record may validate at once.
         uri = req.urls.account(account.id)
         view = await self.authority.validate_standing(account, view, uri)
@@ -435,27 +427,12 @@ class AcmeApp:
         return self._order(req, self.authority.polled_order_view(account, m[1], ahead))
 
     async def finalize(self, req: Request, m: re.Match[str]) -> Response:
-        order = (
-            self.authority.store.orders.order_with_authorizations_ahead(m[1])
-            if self._ahead
-            else None
-        )
-        key: list[BlockedAhead] = []
-
-        def ahead(jws: Jws, _account_id: str) -> Sequence[Ahead[Any]]:
-            """The order's read, and the blocklist's for the CSR's key (if it parses)."""
-            assert order is not None
-            found = self.authority.policy.blocked_ahead(jws)
-            if found is None:
-                return (order,)
-            key.append(found)
-            return (order, found.read)
-
-        auth = self._authenticate(req, ahead=ahead if order is not None else ())
+        reads = self.authority.finalize_reads(m[1]) if self._ahead else None
+        auth = self._authenticate(req, ahead=() if reads is None else reads)
         account = auth.require_account()
         payloads.check(payloads.FINALIZE, auth.payload, "finalize payload")
         uri = req.urls.account(account.id)
-        view = await self.authority.finalize(auth, m[1], uri, order, key[0] if key else None)
+        view = await self.authority.finalize(auth, m[1], uri, reads)
         return self._order(req, view)
 
     def _order(self, req: Request, view: OrderView, status: int = 200) -> Response:

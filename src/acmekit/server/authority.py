@@ -150,6 +150,45 @@ REUSABLE_AHEAD_MOST = 10
 ReusableAhead = dict[tuple[Identifier, bool], tuple[datetime, Ahead[list[AuthorizationRecord]]]]
 
 
+class NewOrderReads:
+    """newOrder's reads sent with the request's account read (PostgreSQL): called with
+    the JWS and the account's id once the nonce passed its own checks (auth's `AheadOf`),
+    it makes each identifier's read of reusable authorizations (`reusable_ahead`) and
+    keeps them in `found` for `new_order`."""
+
+    __slots__ = ("_authority", "found")
+
+    def __init__(self, authority: Authority) -> None:
+        self._authority = authority
+        self.found: ReusableAhead = {}
+
+    def __call__(self, jws: Jws, account_id: str) -> Sequence[Ahead[Any]]:
+        self.found = self._authority.reusable_ahead(account_id, jws)
+        reads: list[Ahead[Any]] = []
+        for _, read in self.found.values():
+            reads.append(read)
+        return reads
+
+
+class FinalizeReads:
+    """finalize's reads sent with the request's account read (PostgreSQL): the order's,
+    made at once, and, when called with the JWS (auth's `AheadOf`), the blocklist's for
+    the key of the CSR its payload carries (`Policy.blocked_ahead`), kept in `blocked`."""
+
+    __slots__ = ("_policy", "blocked", "order")
+
+    def __init__(
+        self, order: Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None], policy: Policy
+    ) -> None:
+        self.order = order
+        self.blocked: BlockedAhead | None = None
+        self._policy = policy
+
+    def __call__(self, jws: Jws, _account_id: str) -> Sequence[Ahead[Any]]:
+        self.blocked = found = self._policy.blocked_ahead(jws)
+        return (self.order,) if found is None else (self.order, found.read)
+
+
 @dataclass(frozen=True)
 class _Checked:
     """A standing record that passed: its `persistUntil` and how it was validated."""
@@ -595,6 +634,15 @@ class Authority:
 
     # orders -----------------------------------------------------------------------
 
+    def new_order_reads(self) -> NewOrderReads:
+        """What makes newOrder's reads to send with the request's account (PostgreSQL)."""
+        return NewOrderReads(self)
+
+    def finalize_reads(self, order_id: str) -> FinalizeReads:
+        """finalize's reads to send with the request's account (PostgreSQL)."""
+        order = self.store.orders.order_with_authorizations_ahead(order_id)
+        return FinalizeReads(order, self.policy)
+
     def reusable_ahead(self, account_id: str, jws: Jws) -> ReusableAhead:
         """newOrder's reads of its identifiers' reusable authorizations (`_reusable`), of
         `REUSABLE_AHEAD_MOST` of them at most, made from its JWS's payload to send with
@@ -619,10 +667,11 @@ class Authority:
         return found
 
     def new_order(
-        self, account: AccountRecord, payload: object, ahead: ReusableAhead | None = None
+        self, account: AccountRecord, payload: object, reads: NewOrderReads | None = None
     ) -> OrderView:
-        """§7.4: reuse the account's live authorizations, create the rest. `ahead`: the
-        reads of reusable ones sent with the request's account (`reusable_ahead`)."""
+        """§7.4: reuse the account's live authorizations, create the rest. `reads`: those
+        of reusable ones sent with the request's account (`new_order_reads`)."""
+        ahead = None if reads is None else reads.found
         if not isinstance(payload, dict):
             raise malformed("newOrder needs a JSON object payload")
         for field in ("notBefore", "notAfter"):
@@ -1301,13 +1350,13 @@ class Authority:
         auth: Authenticated,
         order_id: str,
         account_uri: str,
-        ahead: Ahead[tuple[OrderRecord, list[AuthorizationRecord]] | None] | None = None,
-        blocked: BlockedAhead | None = None,
+        reads: FinalizeReads | None = None,
     ) -> OrderView:
-        """§7.4: check the CSR against the order, claim it once, issue. `ahead`: the
-        order's read, and `blocked` the blocklist's for the CSR's key, sent with the
-        request's account read."""
+        """§7.4: check the CSR against the order, claim it once, issue. `reads`: the
+        order's and the blocklist's for the CSR's key, sent with the request's account
+        read (`finalize_reads`)."""
         account, payload = auth.require_account(), auth.payload
+        ahead, blocked = (None, None) if reads is None else (reads.order, reads.blocked)
         view = self.owned_order_view(account, order_id, ahead)
         order = view.record
         if view.status != OrderStatus.READY:
