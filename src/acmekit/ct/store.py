@@ -147,6 +147,13 @@ class CtStore:
         the index, so it is fixed before the SCT exists)."""
         if not items:
             return []
+        chains = {p.chain for p in items}
+        # A new chain's issuers first: the batch's commit then makes them durable with
+        # it (on SQLite its WAL sync covers every earlier commit). Stored after it, at
+        # NORMAL, they could be lost with the power while the entry stays, answered,
+        # whose chain static-ct-api serves from them (`issuer/<sha256>`).
+        for chain in chains - self._known_chains:
+            self._remember_issuers(chain)
         with self._writer.transaction(wait) as cur:
             # The driver's own cursor on this path: SQLAlchemy's statement building and
             # result processing cost more than the database does for a batch
@@ -181,9 +188,6 @@ class CtStore:
                 for i in range(0, len(fresh), 1000):
                     rows = fresh[i : i + 1000]
                     cur.execute(self._sql.entry_rows(len(rows)), [v for r in rows for v in r])
-        chains = {p.chain for p in items}
-        for chain in chains - self._known_chains:
-            self._remember_issuers(chain)
         if len(self._known_chains) > 1_000:
             self._known_chains.clear()
         self._known_chains |= chains

@@ -223,14 +223,13 @@ def revoke_certificate(
         raise AdminError(f"reason {reason!r} is not one of {', '.join(OPERATOR_REASONS)}")
     rec = find_certificate(store, serial_hex)
     code = REASON_CODES[reason]
-    if rec.revoked_at is not None or not store.certificates.revoke(rec.id, code, now):
+    block = (_spki(leaf_of(rec)), rec.serial) if code == KEY_COMPROMISE else None
+    if rec.revoked_at is not None or not store.certificates.revoke(rec.id, code, now, block):
         current = store.certificates.certificate(rec.id) or rec
         raise AdminError(
             f"certificate {rec.serial} is already revoked "
             f"({reason_name(current.revocation_reason)}, {rfc3339(current.revoked_at)})"
         )
-    if code == KEY_COMPROMISE:
-        store.certificates.block_key(_spki(leaf_of(rec)), now, rec.serial)
     revoked = store.certificates.certificate(rec.id)
     assert revoked is not None
     return revoked

@@ -1575,10 +1575,11 @@ class Authority:
                 "keyCompromise of a certificate another account ordered needs a request "
                 "signed by the certificate's key",
             )
-        if not self.store.certificates.revoke(rec.id, reason, self.now()):
+        # keyCompromise: the key blocked in the revocation's own commit (`revoke`).
+        block = self.policy.key_to_block(cert.public_key(), reason, rec.serial)  # type: ignore[arg-type]
+        if not self.store.certificates.revoke(rec.id, reason, self.now(), block):
             raise problem(ProblemType.ALREADY_REVOKED, "certificate is already revoked")
         log.info("revoked serial %s reason %d", rec.serial, reason)
-        self.policy.revoked(cert.public_key(), reason, rec.serial, self.now())  # type: ignore[arg-type]
         if self.crl is not None:
             self.crl.revoked(cert.serial_number)
 

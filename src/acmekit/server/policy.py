@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -158,10 +157,10 @@ class Policy:
         """rejectedIdentifier for a name or address the CA does not issue for."""
         self._names.check(identifiers)
 
-    def revoked(self, key: PublicKey, reason: int, serial: str, now: datetime) -> None:
-        """A certificate was revoked: a compromised key may never be used again."""
-        if reason == KEY_COMPROMISE:
-            self._store.certificates.block_key(spki_sha256(key), now, serial)
+    def key_to_block(self, key: PublicKey, reason: int, serial: str) -> tuple[str, str] | None:
+        """What a revocation for `reason` blocks with it (`CertificateRepository.revoke`):
+        a compromised key may never be used again."""
+        return (spki_sha256(key), serial) if reason == KEY_COMPROMISE else None
 
     def check_caa(
         self, identifier: Identifier, wildcard: bool, account_uri: str, method: ChallengeType

@@ -197,16 +197,21 @@ class AccountRepository(Repository):
             update = update.values(contact=json.dumps(list(contact)))
         if status is not None:
             update = update.values(status=str(status))
-        with self._tx() as c:
+        # A status change (a deactivation, §7.3.6; the operator's) on disk when this
+        # returns: lost with the power, an account its holder gave up, perhaps for a
+        # stolen key, would act again (docs/decisions.md, "Synced commits").
+        with self._tx() if status is None else self._durable_tx() as c:
             c.execute(update)
 
     def change_account_key(
         self, account_id: str, jwk: dict[str, str], thumb: str, now: datetime | None = None
     ) -> bool:
         """Swap the key, keeping the old one's thumbprint (`prior_thumbprints`); False if
-        another account holds the new key already."""
+        another account holds the new key already. On disk when this returns: a
+        rollover lost with the power would give the account back to the old key, which
+        its holder may have replaced because it was stolen (§7.3.5)."""
         try:
-            with self._tx() as c:
+            with self._durable_tx() as c:
                 old = c.execute(
                     sa.select(accounts.c.thumbprint).where(accounts.c.id == account_id)
                 ).scalar()
@@ -277,7 +282,9 @@ class AccountRepository(Repository):
         return [self._eab(r) for r in rows]
 
     def revoke_eab_key(self, kid: str, now: datetime) -> bool:
-        with self._tx() as c:
+        """Revoke an unbound key once. On disk when this returns: a revoked key that a
+        power loss brought back could still bind a new account."""
+        with self._durable_tx() as c:
             res = c.execute(
                 eab_keys.update()
                 .where(eab_keys.c.kid == kid, eab_keys.c.revoked.is_(None))

@@ -8,6 +8,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 
 from acmekit.database import from_us, to_us
 from acmekit.server.records import CertificateRecord, CrlRecord
@@ -206,17 +209,26 @@ class CertificateRepository(Repository):
         row = self._one(_CERTIFICATE_BY_SERIAL, (serial,))
         return None if row is None else certificate_record(_CertificateRow(*row))
 
-    def revoke(self, cert_id: str, reason: int, now: datetime) -> bool:
-        """Mark revoked once; False if it already was (alreadyRevoked). On disk when this
-        returns (`Database.durable_tx`): once answered, a revoked certificate must not
-        come back good from a power loss."""
+    def revoke(
+        self, cert_id: str, reason: int, now: datetime, block: tuple[str, str] | None = None
+    ) -> bool:
+        """Mark revoked once; False if it already was (alreadyRevoked). `block`, the
+        certificate's key (its SPKI's SHA-256) and serial for keyCompromise: the key
+        blocklisted in the same transaction, so that no crash between two commits leaves
+        the revocation without its block, which the retry (alreadyRevoked) would never
+        add. On disk when this returns (`Database.durable_tx`): once answered, a revoked
+        certificate must not come back good from a power loss."""
         with self._durable_tx() as c:
             res = c.execute(
                 certificates.update()
                 .where(certificates.c.id == cert_id, certificates.c.revoked_at.is_(None))
                 .values(revoked_at=to_us(now), revocation_reason=reason)
             )
-            return bool(res.rowcount == 1)
+            if res.rowcount != 1:
+                return False
+            if block is not None:
+                c.execute(_block_once(c, block[0], now, block[1]))
+            return True
 
     def block_key(self, spki_sha256: str, now: datetime, serial: str | None = None) -> None:
         """Add a key to the blocklist (keyCompromise); adding it twice is harmless. On
@@ -305,3 +317,12 @@ class CertificateRepository(Repository):
                 "UPDATE certificates SET ari_window_start = ? WHERE id = ?",
                 (to_us(start), cert_id),
             )
+
+
+def _block_once(c: Connection, spki_sha256: str, now: datetime, serial: str) -> Any:
+    """The key's blocklist row, added unless it is there already (in the transaction
+    that goes on: no IntegrityError to abort it with)."""
+    values = {"spki_sha256": spki_sha256.lower(), "added": to_us(now), "serial": serial}
+    if c.dialect.name == "postgresql":
+        return pg_insert(blocked_keys).values(**values).on_conflict_do_nothing()
+    return sqlite_insert(blocked_keys).values(**values).on_conflict_do_nothing()

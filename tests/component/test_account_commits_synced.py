@@ -1,0 +1,97 @@
+"""On SQLite (WAL, synchronous=NORMAL) a commit survives the process's crash but not the
+machine's until the WAL is next synced. An account's key rollover (RFC 8555 §7.3.5), its
+deactivation (§7.3.6, by its client or the operator) and an EAB key's revocation are
+answered and then relied on outside the CA: lost with the power, they would hand the
+account back to a key its holder replaced, perhaps as stolen, or let a revoked EAB key
+bind an account. Each syncs the WAL once; a contact update does not. Observed as the
+process's syncs (strace) between markers (an rmdir of a path that does not exist)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+SCRIPT = r"""
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from acmekit.protocol.messages import AccountStatus
+from acmekit.server import records
+from acmekit.server.store import Store
+
+work = Path(sys.argv[1])
+
+
+def mark(name):
+    try:
+        os.rmdir(work / "marks" / name)
+    except OSError:
+        pass
+
+
+store = Store.from_url(f"sqlite:///{work / 'ca.db'}")
+now = datetime.now(UTC)
+jwk = {"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43}
+acct = store.accounts.add_account(records.AccountRecord(
+    id="acct", thumbprint="t" * 43, jwk=jwk, contact=(), status=AccountStatus.VALID,
+    created=now,
+))
+assert store.accounts.add_eab_key(records.EabKey("kid", "k" * 43, now))
+mark("contact")
+store.accounts.update_account(acct.id, contact=["mailto:a@example.test"])
+mark("rollover")
+assert store.accounts.change_account_key(acct.id, {**jwk, "x": "z" * 43}, "u" * 43, now)
+mark("deactivate")
+store.accounts.update_account(acct.id, status=AccountStatus.DEACTIVATED)
+mark("eab-revoke")
+assert store.accounts.revoke_eab_key("kid", now)
+mark("end")
+store.engine.dispose()
+"""
+
+_CALL = re.compile(r"^\d+\s+(\w+)\((.*)$")
+
+
+@pytest.fixture(scope="module")
+def phases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Counter[str]]:
+    strace = shutil.which("strace")
+    assert strace is not None, "strace is needed to watch the process's syncs"
+    work = tmp_path_factory.mktemp("account-synced", numbered=False)
+    (work / "run.py").write_text(SCRIPT)
+    out = work / "trace.txt"
+    watch = [strace, "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,rmdir", "-o", str(out)]
+    subprocess.run(
+        [*watch, sys.executable, str(work / "run.py"), str(work)], check=True, timeout=120
+    )
+    found: dict[str, Counter[str]] = {}
+    phase = None
+    for line in out.read_text().splitlines():
+        call = _CALL.match(line)
+        if call is None:
+            continue
+        name, args = call.groups()
+        if name == "rmdir":
+            phase = re.search(r'marks/([\w-]+)"', args).group(1)  # type: ignore[union-attr]
+            found[phase] = Counter()
+        elif phase is not None and name in ("fsync", "fdatasync"):
+            path = re.search(r"<([^>]*)>", args)
+            found[phase][Path(path.group(1)).name if path else "?"] += 1
+    return found
+
+
+@pytest.mark.parametrize(
+    ("phase", "synced"),
+    [("contact", 0), ("rollover", 1), ("deactivate", 1), ("eab-revoke", 1)],
+)
+def test_account_promises_sync_the_wal(
+    phases: dict[str, Counter[str]], phase: str, synced: int
+) -> None:
+    assert phases[phase]["ca.db-wal"] == synced, phases[phase]
