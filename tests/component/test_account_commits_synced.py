@@ -8,33 +8,18 @@ process's syncs (strace) between markers (an rmdir of a path that does not exist
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from acmekit_testkit.syscalls import SYNCS, syncs_by_phase, traced
+
 SCRIPT = r"""
-import os
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from acmekit.protocol.messages import AccountStatus
 from acmekit.server import records
 from acmekit.server.store import Store
-
-work = Path(sys.argv[1])
-
-
-def mark(name):
-    try:
-        os.rmdir(work / "marks" / name)
-    except OSError:
-        pass
 
 
 store = Store.from_url(f"sqlite:///{work / 'ca.db'}")
@@ -57,34 +42,11 @@ mark("end")
 store.engine.dispose()
 """
 
-_CALL = re.compile(r"^\d+\s+(\w+)\((.*)$")
-
 
 @pytest.fixture(scope="module")
 def phases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Counter[str]]:
-    strace = shutil.which("strace")
-    assert strace is not None, "strace is needed to watch the process's syncs"
     work = tmp_path_factory.mktemp("account-synced", numbered=False)
-    (work / "run.py").write_text(SCRIPT)
-    out = work / "trace.txt"
-    watch = [strace, "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,rmdir", "-o", str(out)]
-    subprocess.run(
-        [*watch, sys.executable, str(work / "run.py"), str(work)], check=True, timeout=120
-    )
-    found: dict[str, Counter[str]] = {}
-    phase = None
-    for line in out.read_text().splitlines():
-        call = _CALL.match(line)
-        if call is None:
-            continue
-        name, args = call.groups()
-        if name == "rmdir":
-            phase = re.search(r'marks/([\w-]+)"', args).group(1)  # type: ignore[union-attr]
-            found[phase] = Counter()
-        elif phase is not None and name in ("fsync", "fdatasync"):
-            path = re.search(r"<([^>]*)>", args)
-            found[phase][Path(path.group(1)).name if path else "?"] += 1
-    return found
+    return syncs_by_phase(traced(work, SCRIPT, SYNCS))
 
 
 @pytest.mark.parametrize(

@@ -13,20 +13,14 @@ pass with nothing to sign do not."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from acmekit_testkit.syscalls import SYNCS, syncs_by_phase, traced
+
 SCRIPT = r"""
-import os
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from acmekit.ct.log import CtLog, LogSettings, load_or_create_key
 from acmekit.ct.store import CtStore
@@ -37,15 +31,6 @@ from acmekit.protocol.messages import (
 from acmekit.server import records
 from acmekit.server.store import Store
 from acmekit_testkit.ctlog import ca_hierarchy, der, leaf_certificate
-
-work = Path(sys.argv[1])
-
-
-def mark(name):
-    try:
-        os.rmdir(work / "marks" / name)
-    except OSError:
-        pass
 
 
 store = Store.from_url(f"sqlite:///{work / 'ca.db'}")
@@ -108,42 +93,12 @@ ct.close()
 """
 
 DIRECTORY = "synced-store"
-_CALL = re.compile(r"^\d+\s+(\w+)\((.*)$")
-
-
-def _syncs_by_phase(trace: str) -> dict[str, Counter[str]]:
-    """For each marker, the syncs (fsync, fdatasync) up to the next, by the synced file's
-    name (strace -y shows the path a descriptor refers to)."""
-    phases: dict[str, Counter[str]] = {}
-    phase = None
-    for line in trace.splitlines():
-        found = _CALL.match(line)
-        if found is None:
-            continue
-        call, args = found.groups()
-        if call == "rmdir":
-            phase = re.search(r'marks/([\w-]+)"', args).group(1)  # type: ignore[union-attr]
-            phases[phase] = Counter()
-        elif phase is not None and call in ("fsync", "fdatasync"):
-            path = re.search(r"<([^>]*)>", args)
-            phases[phase][Path(path.group(1)).name if path else "?"] += 1
-    return phases
 
 
 @pytest.fixture(scope="module")
 def phases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Counter[str]]:
-    strace = shutil.which("strace")
-    assert strace is not None, "strace is needed to watch the process's syncs"
     work = tmp_path_factory.mktemp(DIRECTORY, numbered=False)
-    (work / "run.py").write_text(SCRIPT)
-    out = work / "trace.txt"
-    watch = [strace, "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,rmdir", "-o", str(out)]
-    subprocess.run(
-        [*watch, sys.executable, str(work / "run.py"), str(work)],
-        check=True,
-        timeout=120,
-    )
-    return _syncs_by_phase(out.read_text())
+    return syncs_by_phase(traced(work, SCRIPT, SYNCS))
 
 
 @pytest.mark.parametrize(
