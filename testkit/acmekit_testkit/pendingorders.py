@@ -1,20 +1,40 @@
-"""A pending order straight into a CA's store, for tests of the store's statements: one
-name, one authorization with an http-01 and a dns-01 challenge, for an account that
-exists already."""
+"""Records straight into a CA's store, for tests of the store's statements: an account
+(`stored_account`), and a pending order of one name, one authorization with an http-01
+and a dns-01 challenge, for an account that exists already."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from acmekit.protocol.messages import (
+    AccountStatus,
     AuthorizationStatus,
     ChallengeStatus,
     ChallengeType,
     Identifier,
     IdentifierType,
 )
-from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.records import (
+    AccountRecord,
+    AuthorizationRecord,
+    ChallengeRecord,
+    OrderRecord,
+)
 from acmekit.server.store import Store
+
+
+def stored_account(store: Store, created: datetime, contact: tuple[str, ...] = ()) -> AccountRecord:
+    """The valid account `acct`, of a P-256 key whose coordinates are placeholders."""
+    return store.accounts.add_account(
+        AccountRecord(
+            id="acct",
+            thumbprint="t" * 43,
+            jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
+            contact=contact,
+            status=AccountStatus.VALID,
+            created=created,
+        )
+    )
 
 
 def order_with_two_challenges(

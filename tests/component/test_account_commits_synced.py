@@ -20,15 +20,13 @@ from datetime import UTC, datetime
 from acmekit.protocol.messages import AccountStatus
 from acmekit.server import records
 from acmekit.server.store import Store
+from acmekit_testkit.pendingorders import stored_account
 
 
 store = Store.from_url(f"sqlite:///{work / 'ca.db'}")
 now = datetime.now(UTC)
-jwk = {"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43}
-acct = store.accounts.add_account(records.AccountRecord(
-    id="acct", thumbprint="t" * 43, jwk=jwk, contact=(), status=AccountStatus.VALID,
-    created=now,
-))
+acct = stored_account(store, now)
+jwk = acct.jwk
 assert store.accounts.add_eab_key(records.EabKey("kid", "k" * 43, now))
 mark("contact")
 store.accounts.update_account(acct.id, contact=["mailto:a@example.test"])

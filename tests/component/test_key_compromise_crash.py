@@ -18,20 +18,18 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 
-from acmekit.protocol.messages import AccountStatus, Identifier, IdentifierType
+from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.server import records
 from acmekit.server.store import Store
 from acmekit_testkit.ctlog import ca_hierarchy, leaf_certificate
+from acmekit_testkit.pendingorders import stored_account
 
 work = Path(sys.argv[1])
 issuer = ca_hierarchy(work / "ca")
 leaf = leaf_certificate(issuer, "compromised.example")
 store = Store.from_url(f"sqlite:///{work / 'ca.db'}")
 now = datetime.now(UTC)
-acct = store.accounts.add_account(records.AccountRecord(
-    id="acct", thumbprint="t" * 43, jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43,
-    "y": "y" * 43}, contact=(), status=AccountStatus.VALID, created=now,
-))
+acct = stored_account(store, now)
 name = Identifier(IdentifierType.DNS, "compromised.example")
 store.orders.add_order(
     records.OrderRecord("o", acct.id, (name,), (), now + timedelta(days=1), now), []

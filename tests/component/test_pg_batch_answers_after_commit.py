@@ -14,11 +14,10 @@ import psycopg
 import pytest
 
 from acmekit.database import to_us
-from acmekit.protocol.messages import AccountStatus
-from acmekit.server.records import AccountRecord
 from acmekit.server.repos.base import Ahead
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.pendingorders import stored_account
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 # A value PostgreSQL holds and the driver cannot make a Python value of (after year 9999).
@@ -29,25 +28,12 @@ def _rows(rows: list[Any], _params: Sequence[Any]) -> list[Any]:
     return rows
 
 
-def _account(store: Store) -> AccountRecord:
-    return store.accounts.add_account(
-        AccountRecord(
-            id="acct",
-            thumbprint="t" * 43,
-            jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
-            contact=(),
-            status=AccountStatus.VALID,
-            created=NOW,
-        )
-    )
-
-
 @pytest.mark.postgres
 def test_a_read_whose_answer_fails_to_load_leaves_the_nonce_redeemed_once() -> None:
     with fresh_postgres_database("acmekit_loaded") as url:
         store = Store.from_url(url)
         try:
-            acct = _account(store)
+            acct = stored_account(store, NOW)
             accounts = store.accounts
             ahead = Ahead(_UNLOADABLE, (1,), _rows, accounts._all)
             assert accounts.redeem_nonce_for("n1", NOW, acct.id, (ahead,)) == (True, acct)

@@ -23,10 +23,9 @@ import pytest
 
 from acmekit.protocol import jose
 from acmekit.protocol.challenges import key_authorization
-from acmekit.protocol.messages import AccountStatus, ChallengeStatus
+from acmekit.protocol.messages import ChallengeStatus
 from acmekit.server.config import ServerConfig
 from acmekit.server.keycheck import spki_sha256
-from acmekit.server.records import AccountRecord
 from acmekit.server.run import Assembly, assemble
 from acmekit.server.store import Store
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, Resp
@@ -34,6 +33,7 @@ from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.csr import make_csr
 from acmekit_testkit.databases import fresh_postgres_database
 from acmekit_testkit.dnsserver import DnsServerHandle
+from acmekit_testkit.pendingorders import stored_account
 from acmekit_testkit.sqlcount import SqlCount, counting
 
 
@@ -242,26 +242,13 @@ async def test_a_used_nonce_and_a_missing_resource_are_refused_as_before(
     assert (missing.status, missing.json()["detail"]) == (404, "no order no-such-order")
 
 
-def _stored_account(store: Store, now: datetime) -> AccountRecord:
-    return store.accounts.add_account(
-        AccountRecord(
-            id="acct",
-            thumbprint="t" * 43,
-            jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
-            contact=(),
-            status=AccountStatus.VALID,
-            created=now,
-        )
-    )
-
-
 @pytest.mark.postgres
 def test_a_read_ahead_of_a_used_nonce_is_skipped_and_read_when_asked() -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     with fresh_postgres_database("acmekit_ahead") as url, counting() as count:
         store = Store.from_url(url)
         try:
-            acct = _stored_account(store, now)
+            acct = stored_account(store, now)
             ahead = store.orders.order_with_authorizations_ahead("none")
             assert store.accounts.redeem_nonce_for("n1", now, acct.id, (ahead,)) == (True, acct)
             before = count.round_trips
@@ -398,7 +385,7 @@ def test_a_read_ahead_the_driver_refuses_leaves_the_nonce_to_run_alone() -> None
     with fresh_postgres_database("acmekit_ahead_nul") as url:
         store = Store.from_url(url)
         try:
-            acct = _stored_account(store, now)
+            acct = stored_account(store, now)
             ahead = store.orders.authorization_ahead("nul\x00")  # text holds no NUL
             assert store.accounts.redeem_nonce_for("n1", now, acct.id, (ahead,)) == (True, acct)
             with pytest.raises(psycopg.DataError):

@@ -25,21 +25,19 @@ from datetime import UTC, datetime, timedelta
 from acmekit.ct.log import CtLog, LogSettings, load_or_create_key
 from acmekit.ct.store import CtStore
 from acmekit.protocol.messages import (
-    AccountStatus, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier,
+    AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier,
     IdentifierType,
 )
 from acmekit.server import records
 from acmekit.server.store import Store
 from acmekit_testkit.ctlog import ca_hierarchy, der, leaf_certificate
+from acmekit_testkit.pendingorders import stored_account
 
 
 store = Store.from_url(f"sqlite:///{work / 'ca.db'}")
 now = datetime.now(UTC)
 mark("account")
-acct = store.accounts.add_account(records.AccountRecord(
-    id="acct", thumbprint="t" * 43, jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43,
-    "y": "y" * 43}, contact=(), status=AccountStatus.VALID, created=now,
-))
+acct = stored_account(store, now)
 name = Identifier(IdentifierType.DNS, "synced.example.test")
 ch = records.ChallengeRecord("ch", "az", ChallengeType.HTTP_01, "tok", ChallengeStatus.PENDING)
 authz = records.AuthorizationRecord(

@@ -1,5 +1,6 @@
 """Shared by integration tests: `acmekit dns` as a process (every name is 127.0.0.1), and
-the fleet inventory on SQLite and on PostgreSQL (127.0.0.1:5432). The http-01 responder
+the fleet inventory on SQLite and on PostgreSQL (127.0.0.1:5432), and the CA's store on a
+fresh PostgreSQL database (`pg_store`, its URL `pg_url`). The http-01 responder
 (`responder`) comes from tests/conftest.py."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from acmekit.fleet.inventory import Inventory
-from acmekit_testkit.databases import fresh_database
+from acmekit.server.store import Store
+from acmekit_testkit.databases import fresh_database, fresh_postgres_database
 from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
@@ -33,3 +35,16 @@ def inventory(db_url: str) -> Iterator[Inventory]:
     inv = Inventory.from_url(db_url)
     yield inv
     inv.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with fresh_postgres_database("acmekit_store") as url:
+        yield url
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    store = Store.from_url(pg_url)
+    yield store
+    store.engine.dispose()

@@ -25,18 +25,10 @@ from acmekit.protocol.messages import (
 )
 from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
 from acmekit.server.store import Store
-from acmekit_testkit.databases import fresh_postgres_database, fresh_store
+from acmekit_testkit.databases import fresh_store
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-def pg_store() -> Iterator[Store]:
-    with fresh_postgres_database("acmekit_kept") as url:
-        store = Store.from_url(url)
-        yield store
-        store.engine.dispose()
 
 
 @pytest.fixture(params=BACKEND_PARAMS)

@@ -6,23 +6,14 @@ the store no longer knows, outside `prepared_max`, for the connection's life."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from acmekit.server.store import Store
-from acmekit_testkit.databases import fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_store() -> Iterator[Store]:
-    with fresh_postgres_database("acmekit_prepint") as url:
-        store = Store.from_url(url)
-        yield store
-        store.engine.dispose()
 
 
 class _CtrlCAfterRead:

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,28 +20,11 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from acmekit.protocol.messages import (
-    AccountStatus,
-)
-from acmekit.server.records import AccountRecord, AuthorizationRecord
+from acmekit.server.records import AuthorizationRecord
 from acmekit.server.store import Store
-from acmekit_testkit.databases import fresh_postgres_database
-from acmekit_testkit.pendingorders import order_with_two_challenges
+from acmekit_testkit.pendingorders import order_with_two_challenges, stored_account
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with fresh_postgres_database("acmekit_prep") as url:
-        yield url
-
-
-@pytest.fixture
-def pg_store(pg_url: str) -> Iterator[Store]:
-    store = Store.from_url(pg_url)
-    yield store
-    store.engine.dispose()
 
 
 def _other_connection(url: str) -> psycopg.Connection[Any]:
@@ -137,16 +120,7 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 def _authz(store: Store, n: int) -> AuthorizationRecord:
     if store.accounts.account("acct") is None:
-        store.accounts.add_account(
-            AccountRecord(
-                id="acct",
-                thumbprint="t" * 43,
-                jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
-                contact=(),
-                status=AccountStatus.VALID,
-                created=NOW,
-            )
-        )
+        stored_account(store, NOW)
     return order_with_two_challenges(store, n, NOW)
 
 

@@ -6,7 +6,7 @@ results: rows as tuples of the same Python types, row counts, errors of the same
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -15,43 +15,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from acmekit.protocol.messages import (
-    AccountStatus,
-)
-from acmekit.server.records import AccountRecord
 from acmekit.server.store import Store
-from acmekit_testkit.databases import fresh_postgres_database
-from acmekit_testkit.pendingorders import order_with_two_challenges
+from acmekit_testkit.pendingorders import order_with_two_challenges, stored_account
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    with fresh_postgres_database("acmekit_stmts") as url:
-        yield url
-
-
-@pytest.fixture
-def pg_store(pg_url: str) -> Iterator[Store]:
-    store = Store.from_url(pg_url)
-    yield store
-    store.engine.dispose()
-
-
-def _account(store: Store) -> AccountRecord:
-    return store.accounts.add_account(
-        AccountRecord(
-            id="acct",
-            thumbprint="t" * 43,
-            jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
-            contact=("mailto:ops@example.test",),
-            status=AccountStatus.VALID,
-            created=NOW,
-        )
-    )
 
 
 def _prepared(store: Store) -> list[tuple[str, str]]:
@@ -63,7 +32,7 @@ def _prepared(store: Store) -> list[tuple[str, str]]:
 
 
 def test_a_statement_is_prepared_by_the_store_after_the_threshold(pg_store: Store) -> None:
-    acct = _account(pg_store)
+    acct = stored_account(pg_store, NOW, ("mailto:ops@example.test",))
     text = pg_store.accounts._by_id.replace("?", "$1")
     pg_store.accounts.account(acct.id)
     dbapi = pg_store.db._local.dbapi
@@ -80,7 +49,7 @@ def test_a_statement_is_prepared_by_the_store_after_the_threshold(pg_store: Stor
 
 
 def test_prepared_statements_survive_a_rolled_back_transaction(pg_store: Store) -> None:
-    acct = _account(pg_store)
+    acct = stored_account(pg_store, NOW, ("mailto:ops@example.test",))
     # psycopg prepared statements of its own on the connection before the store took it:
     # the pool renewed, one connection made and given back, which the store takes next
     pg_store.engine.dispose()
@@ -125,7 +94,7 @@ def test_rows_counts_and_errors_are_the_drivers(pg_store: Store) -> None:
             assert c.all("SELECT g FROM generate_series(1, ?) g", (3,)) == [(1,), (2,), (3,)]
             assert c.run("UPDATE settings SET value = value WHERE false") == 0
             assert c.run("SELECT g FROM generate_series(1, ?) g", (4,)) == 4
-    _account(pg_store)
+    stored_account(pg_store, NOW, ("mailto:ops@example.test",))
     with pg_store.db.once() as c:
         for _ in range(7):
             with pytest.raises(psycopg.errors.UniqueViolation):
@@ -166,7 +135,7 @@ def _round_trips(store: Store, tmp_path: Path, work: Callable[[], object]) -> in
 def test_a_challenge_starts_in_one_round_trip_as_one_transaction(
     pg_store: Store, tmp_path: Path
 ) -> None:
-    _account(pg_store)
+    stored_account(pg_store, NOW, ("mailto:ops@example.test",))
     for n in range(8):  # unprepared at first, prepared after the threshold: one round trip
         authz = order_with_two_challenges(pg_store, n, NOW)
         http, dns = (c.id for c in authz.challenges)
@@ -194,7 +163,7 @@ def test_a_challenge_starts_in_one_round_trip_as_one_transaction(
 
 
 def test_a_failed_start_leaves_nothing_and_the_connection_usable(pg_store: Store) -> None:
-    _account(pg_store)
+    stored_account(pg_store, NOW, ("mailto:ops@example.test",))
     authz = order_with_two_challenges(pg_store, 1, NOW)
     http = authz.challenges[0].id
     with pg_store.db.once() as c:  # the UPDATE fails: a value too long for its column
