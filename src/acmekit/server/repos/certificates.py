@@ -231,17 +231,11 @@ class CertificateRepository(Repository):
             return True
 
     def block_key(self, spki_sha256: str, now: datetime, serial: str | None = None) -> None:
-        """Add a key to the blocklist (keyCompromise); adding it twice is harmless. On
-        disk when this returns, as the revocation that asked for it."""
-        try:
-            with self._durable_tx() as c:
-                c.execute(
-                    blocked_keys.insert().values(
-                        spki_sha256=spki_sha256.lower(), added=to_us(now), serial=serial
-                    )
-                )
-        except sa.exc.IntegrityError:
-            pass
+        """Add a key to the blocklist on its own (a revocation for keyCompromise adds it
+        in its own transaction, `revoke`); adding it twice is harmless. On disk when
+        this returns."""
+        with self._durable_tx() as c:
+            c.execute(_block_once(c, spki_sha256, now, serial))
 
     def key_blocked(self, spki_sha256: str) -> bool:
         return self._one(_KEY_BLOCKED, (spki_sha256.lower(),)) is not None
@@ -319,7 +313,7 @@ class CertificateRepository(Repository):
             )
 
 
-def _block_once(c: Connection, spki_sha256: str, now: datetime, serial: str) -> Any:
+def _block_once(c: Connection, spki_sha256: str, now: datetime, serial: str | None) -> Any:
     """The key's blocklist row, added unless it is there already (in the transaction
     that goes on: no IntegrityError to abort it with)."""
     values = {"spki_sha256": spki_sha256.lower(), "added": to_us(now), "serial": serial}
