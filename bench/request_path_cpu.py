@@ -723,7 +723,7 @@ def report_cache_sim(certs: int, top: int, keep: Path | None) -> None:
     rows = {}
     for name, dumps in (("ca", ca), ("stand_in", client[0])):
         total = totals(dumps)
-        row = {event: round(total[event] / certs) for event in ("Ir", *MISSES)}
+        row: dict[str, float] = {event: round(total[event] / certs) for event in ("Ir", *MISSES)}
         row["windows"] = len(dumps) / certs
         row["LL_kb"] = round((total["ILmr"] + total["DLmr"] + total["DLmw"]) * 64 / 1024 / certs)
         rows[name] = row
