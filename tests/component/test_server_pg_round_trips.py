@@ -63,6 +63,8 @@ async def counted_pg(
 
 _READS_AUTHZ = "SELECT CAST(json_build_array(a.id,"
 _READS_ORDER = "SELECT CAST(json_build_array(o.id,"
+_READS_PENDING = "SELECT COUNT(*), MIN(a.expires) FROM authorizations"
+_READS_BUCKETS = "SELECT n.now, b.key, b.tat FROM"
 
 
 async def _trips(count: SqlCount, step: object) -> tuple[int, Resp]:
@@ -348,10 +350,16 @@ async def test_new_order_reads_its_candidates_with_the_account(
     mark = len(count.trips)
     resp = await flow.order("one.example.test", "two.example.test")
     assert resp.status == 201, resp.body
-    # Each identifier's reusable authorizations, read with the account.
+    # Each identifier's reusable authorizations, read with the account, and (rate limits
+    # on) the account's pending authorizations and the issuance limits' buckets.
     first, *rest = count.trips[mark:]
-    assert len(first) == 3 and all(t.startswith(_READS_AUTHZ) for t in first[1:])
-    assert not [t for trip in rest for t in trip if t.startswith(_READS_AUTHZ)]
+    assert len(first) == 5 and all(t.startswith(_READS_AUTHZ) for t in first[1:3])
+    assert first[3].startswith(_READS_PENDING) and first[4].startswith(_READS_BUCKETS)
+    ahead = (_READS_AUTHZ, _READS_PENDING, _READS_BUCKETS)
+    assert not [t for trip in rest for t in trip if t.startswith(ahead)]
+    # Then the new-order bucket's take, and the order's insert: was 5 with the two
+    # limit reads each a round trip of its own.
+    assert len(rest) == 2
     again = await flow.order("one.example.test")  # its pending authorization reused
     assert again.json()["authorizations"][0] in resp.json()["authorizations"]
 

@@ -45,6 +45,7 @@ from acmekit.database import to_us
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import ProblemType, problem
 from acmekit.server.config import Limit, RateLimits
+from acmekit.server.repos.base import Ahead
 from acmekit.settings import span
 
 SECOND_US = 1_000_000
@@ -162,6 +163,10 @@ _WHAT = {
 }
 
 
+# `RateLimiter.check_all`'s buckets read ahead: the TATs found, the time read at.
+CheckAhead = Ahead[tuple[dict[str, int], int]]
+
+
 class BucketStore(Protocol):
     """One TAT per bucket key (microseconds); `take`, `spend` and `refund` are each one
     atomic statement, so concurrent processes never admit more than the burst. A `now`
@@ -170,6 +175,10 @@ class BucketStore(Protocol):
     def read(self, key: str, now: int | None, within: Any = None) -> tuple[int | None, int]: ...
 
     def reads(self, keys: Sequence[str], now: int | None) -> tuple[dict[str, int], int]: ...
+
+    def reads_ahead(
+        self, keys: Sequence[str], now: int | None
+    ) -> Ahead[tuple[dict[str, int], int]]: ...
 
     def take(
         self, key: str, now: int | None, step: int, tolerance: int, within: Any = None
@@ -230,19 +239,51 @@ class RateLimiter:
         statement of its own."""
         self.take_all([(name, subject)], now, None)
 
-    def check_all(self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime) -> None:
-        """`check` for each, the buckets read in one statement."""
-        if not self.limits.enabled:
-            return
+    def _checked(
+        self, pairs: Sequence[tuple[LimitName, Subject]]
+    ) -> tuple[list[tuple[LimitName, Subject, Rate]], list[str]]:
+        """`check_all`'s limits with their rates (the unlimited left out), and the keys
+        of the buckets it reads."""
         rated = [(name, subject, self._rate(name, subject)) for name, subject in pairs]
         rated = [r for r in rated if not r[2].unlimited]
-        keyed = [f"{name}:{subject.key}" for name, subject, rate in rated if rate.burst > 0]
-        found, at = self.store.reads(keyed, self._at(now)) if keyed else ({}, to_us(now))
+        return rated, [f"{name}:{subject.key}" for name, subject, rate in rated if rate.burst > 0]
+
+    def check_ahead(
+        self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime
+    ) -> CheckAhead | None:
+        """`check_all`'s read of the buckets, to send ahead (`Ahead`); None if it reads
+        none. For `check_all(pairs, ..., ahead)`, with the same `pairs`."""
+        keyed = self._checked(pairs)[1] if self.limits.enabled else None
+        return self.store.reads_ahead(keyed, self._at(now)) if keyed else None
+
+    def check_all(
+        self,
+        pairs: Sequence[tuple[LimitName, Subject]],
+        now: datetime,
+        ahead: CheckAhead | None = None,
+    ) -> None:
+        """`check` for each, the buckets read in one statement (or, `ahead`, read with
+        the request's account: `check_ahead` of these `pairs`). The time judged by is
+        `now`, or with the database's clock the time the buckets were read at."""
+        if not self.limits.enabled:
+            return
+        rated, keyed = self._checked(pairs)
+        found, at = self._tats(keyed, now, ahead)
         for name, subject, rate in rated:
             tat = None if rate.burst <= 0 else found.get(f"{name}:{subject.key}")
             wait = wait_seconds(tat, at, rate)
             if wait:
                 self._refuse(name, rate, wait)
+
+    def _tats(
+        self, keyed: Sequence[str], now: datetime, ahead: CheckAhead | None
+    ) -> tuple[dict[str, int], int]:
+        if not keyed:
+            return {}, to_us(now)
+        if ahead is None:
+            return self.store.reads(keyed, self._at(now))
+        found, at = ahead.result()
+        return found, at if self.database_clock else to_us(now)
 
     def take_all(
         self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime, within: Any

@@ -20,8 +20,9 @@ the conflicting row's test reads the same instant.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from acmekit.server.repos.base import Cursor, Repository, marks
+from acmekit.server.repos.base import Ahead, Cursor, Repository, marks
 
 # The database's clock in integer microseconds since the epoch, evaluated once per
 # statement. SQLite's 'now' is stable within one statement step (milliseconds).
@@ -62,6 +63,12 @@ _REFUND = (
 _READ = "SELECT (SELECT tat FROM rate_buckets WHERE key = ?), {now}"
 
 
+def _tats_of(rows: Sequence[Any], _params: Sequence[Any]) -> tuple[dict[str, int], int]:
+    """`reads`' rows: the TATs found by key, and the time they were read at."""
+    found = {str(r[1]): int(r[2]) for r in rows if r[1] is not None}
+    return found, int(rows[0][0])
+
+
 class BucketRepository(Repository):
     """One row (key, tat) per bucket."""
 
@@ -88,14 +95,23 @@ class BucketRepository(Repository):
     def reads(self, keys: Sequence[str], now: int | None) -> tuple[dict[str, int], int]:
         """The TATs of those of `keys` that have a bucket, and the time they are read
         at, in one statement (the left join gives the time a row when no bucket is)."""
+        sql, params = self._reads(keys, now)
+        return _tats_of(self._all(sql, params), params)
+
+    def reads_ahead(
+        self, keys: Sequence[str], now: int | None
+    ) -> Ahead[tuple[dict[str, int], int]]:
+        """`reads`, to send ahead (`Ahead`)."""
+        sql, params = self._reads(keys, now)
+        return Ahead(sql, params, _tats_of, self._all)
+
+    def _reads(self, keys: Sequence[str], now: int | None) -> tuple[str, tuple[Any, ...]]:
         sql, at = self._text(
             "SELECT n.now, b.key, b.tat FROM (SELECT {now} AS now) n LEFT JOIN "
             f"rate_buckets b ON b.key IN ({marks(len(keys))})",
             now,
         )
-        rows = self._all(sql, (*at, *keys))
-        found = {str(r[1]): int(r[2]) for r in rows if r[1] is not None}
-        return found, int(rows[0][0])
+        return sql, (*at, *keys)
 
     def take(
         self,

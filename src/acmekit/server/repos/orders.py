@@ -296,6 +296,21 @@ def _reusable_of(rows: Sequence[Any], _params: Sequence[Any]) -> list[Authorizat
     return _authorizations_of(rows)
 
 
+def _pending_params(account_id: str, now: datetime) -> tuple[Any, ...]:
+    pending, valid, invalid = (
+        AuthorizationStatus.PENDING,
+        ChallengeStatus.VALID,
+        ChallengeStatus.INVALID,
+    )
+    return (account_id, str(pending), to_us(now), str(valid), str(invalid))
+
+
+def _pending_of(rows: Sequence[Any], _params: Sequence[Any] = ()) -> tuple[int, datetime | None]:
+    """`_PENDING_AUTHZS`' one row: the count, and the first expiry (None for none)."""
+    count, first = rows[0]
+    return int(count), opt_time(first)
+
+
 def _challenge_rows(
     rows: Sequence[Any], params: Sequence[Any]
 ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
@@ -422,15 +437,14 @@ class OrderRepository(Repository):
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
         """How many authorizations of the account are pending, and when the first expires."""
-        params = (
-            account_id,
-            str(AuthorizationStatus.PENDING),
-            to_us(now),
-            str(ChallengeStatus.VALID),
-            str(ChallengeStatus.INVALID),
-        )
-        count, first = self._one(_PENDING_AUTHZS, params)
-        return int(count), opt_time(first)
+        return _pending_of([self._one(_PENDING_AUTHZS, _pending_params(account_id, now))])
+
+    def pending_authorizations_ahead(
+        self, account_id: str, now: datetime
+    ) -> Ahead[tuple[int, datetime | None]]:
+        """`pending_authorizations`, to send ahead (`Ahead`)."""
+        params = _pending_params(account_id, now)
+        return Ahead(_PENDING_AUTHZS, params, _pending_of, self._all)
 
     def account_validated(self, account_id: str, ctype: ChallengeType) -> bool:
         """Whether any challenge of type `ctype` of the account has ever been met."""
