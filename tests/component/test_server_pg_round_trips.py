@@ -63,6 +63,8 @@ async def counted_pg(
 
 _READS_AUTHZ = "SELECT CAST(json_build_array(a.id,"
 _READS_ORDER = "SELECT CAST(json_build_array(o.id,"
+_CLAIM = "WITH o AS (UPDATE orders SET csr"
+_TAKE = "INSERT INTO rate_buckets"
 _READS_PENDING = "SELECT COUNT(*), MIN(a.expires) FROM authorizations"
 _READS_BUCKETS = "SELECT n.now, b.key, b.tat FROM"
 
@@ -132,6 +134,12 @@ async def test_finalize_reads_its_order_and_the_blocklist_with_the_account(
     assert first[2].startswith("SELECT spki_sha256 FROM blocked_keys")
     assert not [t for trip in rest for t in trip if t.startswith(_READS_ORDER)]
     assert not [t for trip in rest for t in trip if "blocked_keys" in t]
+    # With rate limits on, the issuance buckets' takes and the claim go in one round
+    # trip of the transaction: BEGIN, the batch, COMMIT (were BEGIN, each take, the
+    # claim, COMMIT: five).
+    claim = next(i for i, trip in enumerate(rest) if trip[-1].startswith(_CLAIM))
+    assert rest[claim - 1] == ("BEGIN",) and rest[claim + 1] == ("COMMIT",)
+    assert [t.startswith(_TAKE) for t in rest[claim]] == [True, True, False]
 
 
 async def _refusals_setup(flow: Flow, other: Flow) -> tuple[dict[str, str], dict[str, object], str]:

@@ -98,6 +98,7 @@ from acmekit.server.records import (
     ValidationEvidence,
 )
 from acmekit.server.repos.base import Ahead
+from acmekit.server.repos.orders import claimed
 from acmekit.server.signing import SignerUnavailable, is_external
 from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
@@ -1574,10 +1575,24 @@ class Authority:
             if not claim(order.id, csr_der, now, rec):
                 raise _finalizing_already()
             return
+        self._take_and_claim(order, csr_der, now, rec)
+
+    def _take_and_claim(
+        self, order: OrderRecord, csr_der: bytes, now: datetime, rec: CertificateRecord
+    ) -> None:
+        """`_claim`'s transaction: the takes, then the claim (a lost claim raises,
+        rolling the takes back). On PostgreSQL the claim is sent with the takes, in
+        their round trip, and a refused take rolls it back with them."""
+        orders = self.store.orders
+        subjects = self._issuance_subjects(order.account_id, order.identifiers)
+        together = orders.claim_statement(order.id, csr_der, now, rec)
         with self.store.transaction() as c:
-            subjects = self._issuance_subjects(order.account_id, order.identifiers)
-            self.limits.take_all(subjects, now, c)
-            if not claim(order.id, csr_der, now, rec, c):
+            if together is not None:
+                won = claimed(self.limits.take_all_then(subjects, now, c, together))
+            else:  # the claim's insert follows its update's answer
+                self.limits.take_all(subjects, now, c)
+                won = orders.claim_finalize(order.id, csr_der, now, rec, c)
+            if not won:
                 raise _finalizing_already()
 
     def _refund_issuance_limits(self, order: OrderRecord) -> None:

@@ -188,6 +188,13 @@ class BucketStore(Protocol):
 
     def refund(self, key: str, now: int | None, step: int) -> None: ...
 
+    def takes_then(
+        self,
+        takes: Sequence[tuple[str, int | None, int, int]],
+        then: tuple[str, Sequence[Any]],
+        within: Any,
+    ) -> tuple[list[bool], list[Any]]: ...
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -292,20 +299,54 @@ class RateLimiter:
         statement of its own): a refusal raises, and the caller's rollback returns what
         the others took, so all are taken or none. Taken in key order, so that two
         transactions lock shared buckets in one order."""
-        if not self.limits.enabled:
-            return
-        rated = [(f"{n}:{s.key}", n, self._rate(n, s)) for n, s in pairs]
-        for key, name, rate in sorted(rated, key=lambda r: r[0]):
-            if rate.unlimited:
-                continue
+        for key, name, rate in self._takes(pairs):
             if rate.burst <= 0:
                 self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
             at = self._at(now)
             if not self.store.take(key, at, rate.interval_us, rate.tolerance_us, within):
-                # Refused by the statement itself; the TAT is read again only for
-                # Retry-After (a concurrent change can move that figure, never the decision).
-                tat, read_at = self.store.read(key, at, within)
-                self._refuse(name, rate, max(1, wait_seconds(tat, read_at, rate)))
+                self._refused(key, name, rate, at, within)
+
+    def take_all_then(
+        self,
+        pairs: Sequence[tuple[LimitName, Subject]],
+        now: datetime,
+        within: Any,
+        then: tuple[str, Sequence[Any]],
+    ) -> list[Any]:
+        """`take_all`, with the caller's statement `then` sent after the takes in their
+        round trip (PostgreSQL: before one Sync, in the caller's transaction `within`),
+        its rows returned. The takes and `then` all run, then the takes are judged in
+        key order as `take_all` judges them: a refusal raises, and the caller's
+        rollback takes back the other takes and `then` with it."""
+        takes = self._takes(pairs)
+        at, sent = self._at(now), []
+        for key, _, rate in takes:
+            if rate.burst <= 0:
+                break  # refused without a statement: no take after it was made
+            sent.append((key, at, rate.interval_us, rate.tolerance_us))
+        granted, rows = self.store.takes_then(sent, then, within)
+        for i, (key, name, rate) in enumerate(takes):
+            if rate.burst <= 0:
+                self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
+            if not granted[i]:
+                self._refused(key, name, rate, at, within)
+        return rows
+
+    def _takes(
+        self, pairs: Sequence[tuple[LimitName, Subject]]
+    ) -> list[tuple[str, LimitName, Rate]]:
+        """The buckets `take_all` takes from, in key order, with their rates (none with
+        the limits off, or for a limit that is unlimited)."""
+        if not self.limits.enabled:
+            return []
+        rated = [(f"{n}:{s.key}", n, self._rate(n, s)) for n, s in pairs]
+        return [r for r in sorted(rated, key=lambda r: r[0]) if not r[2].unlimited]
+
+    def _refused(self, key: str, name: LimitName, rate: Rate, at: int | None, within: Any) -> None:
+        """Refused by the take's statement itself; the TAT is read again only for
+        Retry-After (a concurrent change can move that figure, never the decision)."""
+        tat, read_at = self.store.read(key, at, within)
+        self._refuse(name, rate, max(1, wait_seconds(tat, read_at, rate)))
 
     def spend(self, name: LimitName, subject: Subject, now: datetime) -> None:
         """Count a request already served (an issuance, a failed validation), even if the

@@ -196,6 +196,14 @@ class Cursor:
         cur.execute(text, params)
         return list(cur.fetchall())
 
+    def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """Each statement's rows (`all`), one after another; on PostgreSQL in one round
+        trip (`_FormatCursor.batch`). Each runs whatever the others' answers."""
+        found = []
+        for text, params in statements:
+            found.append(self.all(text, params))
+        return found
+
 
 FORMAT_TEXTS_KEPT = 4096  # texts translated for PostgreSQL and kept, per Database
 
@@ -591,6 +599,20 @@ class _FormatCursor(Cursor):
         texts = self._texts
         sent = [(texts[text], params) for text, params in statements]
         return [_count(res) for res in self._statements.pipelined(sent)]
+
+    def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """Each statement's rows, all sent before one Sync (`pipelined`): in the
+        caller's transaction, one round trip for all (a failure raises, the rest
+        skipped, and the caller's block rolls back)."""
+        texts, sent = self._texts, self._statements
+        translated = []
+        for text, params in statements:
+            translated.append((texts[text], params))
+        results = sent.pipelined(translated)
+        found = []
+        for res in results:
+            found.append(sent.rows(res, False) if res.status == _TUPLES_OK else [])
+        return found
 
     def one_with_ahead(self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]]) -> Any:
         """`one`, with the reads `ahead` after it before one Sync (`pipelined`): each

@@ -123,11 +123,35 @@ class BucketRepository(Repository):
     ) -> bool:
         """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted.
         `within`: the caller's transaction, else a statement of its own."""
-        sql, at = self._text(_TAKE, now)
-        params = (key, *at, step, step, step, step, step, step, step, step, tolerance)
+        sql, params = self._take(key, now, step, tolerance)
         if within is not None:
             return bool(within.all(sql, params))
         return bool(self._all(sql, params))
+
+    def takes_then(
+        self,
+        takes: Sequence[tuple[str, int | None, int, int]],
+        then: tuple[str, Sequence[Any]],
+        within: Cursor,
+    ) -> tuple[list[bool], list[Any]]:
+        """`take` for each (key, now, step, tolerance), then the caller's statement
+        `then`, in the caller's transaction `within`, all in one round trip on
+        PostgreSQL (`Cursor.batch`): whether each was granted, and `then`'s rows."""
+        statements: list[tuple[str, Sequence[Any]]] = []
+        for key, now, step, tolerance in takes:
+            statements.append(self._take(key, now, step, tolerance))
+        statements.append(then)
+        found = within.batch(statements)
+        granted = []
+        for rows in found[:-1]:
+            granted.append(bool(rows))
+        return granted, found[-1]
+
+    def _take(
+        self, key: str, now: int | None, step: int, tolerance: int
+    ) -> tuple[str, tuple[Any, ...]]:
+        sql, at = self._text(_TAKE, now)
+        return sql, (key, *at, step, step, step, step, step, step, step, step, tolerance)
 
     def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None:
         """Move the TAT by `step`, at most to `now + tolerance`."""
