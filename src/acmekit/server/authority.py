@@ -706,9 +706,9 @@ class Authority:
         `REUSABLE_AHEAD_MOST` it is left to the handler, as the reusable reads are."""
         if not self.limits.enabled:
             return None
-        pairs = self._issuance_subjects(account_id, idents)
-        few = len(idents) <= REUSABLE_AHEAD_MOST
-        buckets = self.limits.check_ahead(pairs, now) if few else None
+        buckets = None
+        if len(idents) <= REUSABLE_AHEAD_MOST:  # each name's registered domain looked up
+            buckets = self.limits.check_ahead(self._issuance_subjects(account_id, idents), now)
         pending = self.store.orders.pending_authorizations_ahead(account_id, now)
         return LimitsAhead(idents, now, buckets, pending)
 
