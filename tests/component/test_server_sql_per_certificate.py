@@ -73,10 +73,11 @@ async def test_sql_per_certificate(
     assert (await flow.account()).status == 201
     await _one_certificate(flow, "warm.example.test")  # first-use reads (settings) settle
     mark = count.mark()
-    start, trips = len(count.texts), count.round_trips
+    start, first_trip = len(count.texts), len(count.trips)
     await _one_certificate(flow, "counted.example.test")
     statements, transactions = count.since(mark)
-    trips = count.round_trips - trips
+    # Not the certificate's: a connection's set-up, when a worker thread opens its first.
+    trips = [t for t in count.trips[first_trip:] if t != ("DEALLOCATE ALL",)]
     backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
     most = BOUNDS[backend]
     sent = "\n".join(count.texts[start:])
@@ -85,4 +86,4 @@ async def test_sql_per_certificate(
     assert statements <= most[0], sent
     assert transactions <= most[1], sent
     if backend == "postgresql":
-        assert 0 < trips <= ROUND_TRIPS, "\n".join(" | ".join(t) for t in count.trips[-trips:])
+        assert 0 < len(trips) <= ROUND_TRIPS, "\n".join(" | ".join(t)[:60] for t in trips)
