@@ -1,9 +1,12 @@
-"""newOrder's rate-limit reads made with the request's account (one round trip on
-PostgreSQL): the issuance buckets and the account's pending authorizations, read from
-the payload's names at a time taken before the order's own. The refusals are the ones
-the order's own reads would give: the buckets are judged at the order's time (with the
+"""The rate-limit reads made with the request's account (one round trip on PostgreSQL):
+newOrder's issuance buckets and the account's pending authorizations, read from the
+payload's names at a time taken before the order's own; the challenge's failed
+validations bucket, under a key the database makes. The refusals are the ones the
+handler's own reads would give: the buckets are judged at the order's time (with the
 process's clock), an authorization expiring between the two times is not counted as
-pending, and after the clock went back the count is read again. On both databases."""
+pending, after the clock went back the count is read again, and a bucket read under
+another key than the handler's is read again. And finalize's takes, sent with its
+claim, refuse and roll back as before. On both databases."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from acmekit.protocol.messages import (
 )
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.config import Limit, RateLimits, ServerConfig
+from acmekit.server.ratelimits import LimitName, Subject
 from acmekit.server.records import AccountRecord, AuthorizationRecord, ChallengeRecord
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
@@ -32,7 +36,9 @@ from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 WEEK = 7 * 86400
 LIMITS = RateLimits(
-    certificates_per_domain=Limit(1, timedelta(days=7)), pending_authorizations_per_account=1
+    certificates_per_domain=Limit(1, timedelta(days=7)),
+    failed_validations=Limit(1, timedelta(hours=1)),
+    pending_authorizations_per_account=1,
 )
 
 
@@ -174,3 +180,25 @@ async def test_a_finalize_over_a_limit_is_refused_and_leaves_all_as_it_was(
 def _bucket_keys(assembly: Assembly) -> list[str]:
     with assembly.store.engine.connect() as conn:
         return [str(r[0]) for r in conn.execute(sa.text("SELECT key FROM rate_buckets"))]
+
+
+async def test_a_failures_bucket_read_under_another_key_is_read_again(
+    clocked: tuple[Assembly, Clock], responder: Http01Responder
+) -> None:
+    assembly, _ = clocked
+    _, account = await _account(assembly, responder)
+    _pending(assembly, account, "full.example.test", T0 + timedelta(days=1))
+    _pending(assembly, account, "empty.example.test", T0 + timedelta(days=1))
+    limits, name = assembly.app.authority.limits, LimitName.FAILED_VALIDATIONS
+    full = Subject(f"{account.id}:full.example.test")
+    limits.spend(name, full, T0)  # its one failure an hour
+    # Read with the full bucket's own challenge, then with the other's: refused alike.
+    for challenge in ("z-full.example.testh", "z-empty.example.testh"):
+        ahead = limits.check_of_challenge_ahead(name, challenge, T0)
+        assert ahead is not None
+        with pytest.raises(AcmeError) as got:
+            limits.check(name, full, T0 + timedelta(seconds=600), ahead)
+        assert got.value.problem.retry_after == 3000  # the full one's, judged at its time
+    empty = Subject(f"{account.id}:empty.example.test")
+    ahead = limits.check_of_challenge_ahead(name, "z-full.example.testh", T0)
+    limits.check(name, empty, T0, ahead)  # the full bucket, read for another key: not taken

@@ -67,6 +67,7 @@ _CLAIM = "WITH o AS (UPDATE orders SET csr"
 _TAKE = "INSERT INTO rate_buckets"
 _READS_PENDING = "SELECT COUNT(*), MIN(a.expires) FROM authorizations"
 _READS_BUCKETS = "SELECT n.now, b.key, b.tat FROM"
+_READS_BUCKET_OF_CHALLENGE = "SELECT n.now, k.key, (SELECT b.tat FROM rate_buckets b"
 
 
 async def _trips(count: SqlCount, step: object) -> tuple[int, Resp]:
@@ -99,10 +100,13 @@ async def test_a_handlers_first_read_shares_the_accounts_round_trip(
     mark = len(count.trips)
     assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
     await assembly.app.authority.drain()
-    # The challenge's read with the account's, and in no round trip of its own.
+    # The challenge's read with the account's, and (rate limits on) its failed-validations
+    # bucket's, and neither in a round trip of its own.
     first, *rest = count.trips[mark:]
-    assert len(first) == 2 and first[1].startswith(_READS_AUTHZ)
-    assert not [t for trip in rest for t in trip if t.startswith(_READS_AUTHZ)]
+    assert len(first) == 3 and first[1].startswith(_READS_AUTHZ)
+    assert first[2].startswith(_READS_BUCKET_OF_CHALLENGE)
+    ahead = (_READS_AUTHZ, _READS_BUCKET_OF_CHALLENGE, _READS_BUCKETS)
+    assert not [t for trip in rest for t in trip if t.startswith(ahead)]
     trips, got = await _trips(count, flow.get(order_url))
     assert got.json()["status"] == "ready" and trips == 1
 

@@ -30,9 +30,10 @@ from acmekit_testkit.sqlcount import SqlCount, counting
 # a lone write (the challenge's start) is its own transaction in autocommit, not counted.
 BOUNDS = {"sqlite": (32, 5), "postgresql": (28, 2)}
 # PostgreSQL's round trips per certificate, at most (docs/decisions.md, "Rate limits'
-# round trips"): 13 with rate limits off; on, newOrder's limit reads ride with the
-# account's, and finalize's takes with its claim (BEGIN, one batch, COMMIT). Were 21.
-ROUND_TRIPS = 17
+# round trips"): 13 with rate limits off; on, newOrder's limit reads and the challenge's
+# failed-validations read ride with the account's, and finalize's takes with its claim
+# (BEGIN, one batch, COMMIT). Were 21.
+ROUND_TRIPS = 16
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ from acmekit.server.policy import KEY_COMPROMISE, BlockedAhead, Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
     CheckAhead,
+    KeyedAhead,
     LimitName,
     RateLimiter,
     Subject,
@@ -1077,6 +1078,7 @@ class Authority:
         challenge_id: str,
         account_uri: str,
         ahead: Ahead[tuple[ChallengeRecord, AuthorizationRecord] | None] | None = None,
+        failures: KeyedAhead | None = None,
     ) -> tuple[ChallengeRecord, AuthorizationRecord]:
         """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads. `account_uri`
         is what a CAA `accounturi` must name (RFC 8657 §3).
@@ -1086,7 +1088,9 @@ class Authority:
         lets a challenge move from processing to either), so a client's next look at
         the authorization finds it final instead of polling again; a slower one is
         answered `processing` and finishes in the background, as before. lego reads a
-        valid or invalid answer as final; certbot polls the authorization either way."""
+        valid or invalid answer as final; certbot polls the authorization either way.
+        `ahead` and `failures`: the challenge's read and its failed-validations bucket's
+        (`failures_ahead`), sent with the request's account read."""
         account = auth.require_account()
         orders = self.store.orders
         found = (
@@ -1108,7 +1112,7 @@ class Authority:
         _one_attempt(ch, authz.challenges)
         if self._counts_failures(authz):
             subject = self._failure_subject(authz)
-            self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
+            self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now(), failures)
         self._validation_room(account)
         now = self.now()
         # The URL is kept so that a validation resumed elsewhere names it (RFC 8657 §3).
@@ -1128,6 +1132,12 @@ class Authority:
             log.error("validation of challenge %s failed", ch.id, exc_info=failure)
             return processing, authz
         return task.result() or processing, authz  # None: left for recovery
+
+    def failures_ahead(self, challenge_id: str) -> KeyedAhead | None:
+        """The challenge's failed_validations bucket (`_failure_subject`), read by its id
+        to send with the request's account read; None with the limits off."""
+        name = LimitName.FAILED_VALIDATIONS
+        return self.limits.check_of_challenge_ahead(name, challenge_id, self.now())
 
     def _validation_room(self, account: AccountRecord) -> None:
         """rateLimited when the account has as many validations running here as one

@@ -165,6 +165,9 @@ _WHAT = {
 
 # `RateLimiter.check_all`'s buckets read ahead: the TATs found, the time read at.
 CheckAhead = Ahead[tuple[dict[str, int], int]]
+# `RateLimiter.check`'s bucket read ahead under a key the database made: the key, its
+# TAT (None: no bucket), the time read at.
+KeyedAhead = Ahead[tuple[str | None, int | None, int]]
 
 
 class BucketStore(Protocol):
@@ -187,6 +190,10 @@ class BucketStore(Protocol):
     def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None: ...
 
     def refund(self, key: str, now: int | None, step: int) -> None: ...
+
+    def read_of_challenge_ahead(
+        self, prefix: str, challenge_id: str, now: int | None
+    ) -> KeyedAhead: ...
 
     def takes_then(
         self,
@@ -237,9 +244,28 @@ class RateLimiter:
         detail += f"retry after {wait} seconds"
         raise problem(ProblemType.RATE_LIMITED, detail, retry_after=wait)
 
-    def check(self, name: LimitName, subject: Subject, now: datetime) -> None:
-        """Refuse (rateLimited) if a take would be refused now; take nothing."""
+    def check(
+        self, name: LimitName, subject: Subject, now: datetime, ahead: KeyedAhead | None = None
+    ) -> None:
+        """Refuse (rateLimited) if a take would be refused now; take nothing. `ahead`: its
+        bucket read with the request's account (`check_of_challenge_ahead`), taken only
+        if it was read under this bucket's key; else read now."""
+        if ahead is not None and self.limits.enabled:
+            rated, keyed = self._checked([(name, subject)])
+            key, tat, at = ahead.result()
+            if keyed and keyed[0] == key:
+                self._judge(rated, {} if tat is None else {key: tat}, self._judged_at(at, now))
+                return
         self.check_all([(name, subject)], now)
+
+    def check_of_challenge_ahead(
+        self, name: LimitName, challenge_id: str, now: datetime
+    ) -> KeyedAhead | None:
+        """`check`'s read of a limit counted per account and host, for the authorization
+        of challenge `challenge_id`, to send ahead (`Ahead`); None with the limits off."""
+        if not self.limits.enabled:
+            return None
+        return self.store.read_of_challenge_ahead(f"{name}:", challenge_id, self._at(now))
 
     def take(self, name: LimitName, subject: Subject, now: datetime) -> None:
         """Let one request through or refuse it (rateLimited with Retry-After), in a
@@ -276,6 +302,13 @@ class RateLimiter:
             return
         rated, keyed = self._checked(pairs)
         found, at = self._tats(keyed, now, ahead)
+        self._judge(rated, found, at)
+
+    def _judge(
+        self, rated: Sequence[tuple[LimitName, Subject, Rate]], found: dict[str, int], at: int
+    ) -> None:
+        """`check_all`'s refusal, if one of `rated` would refuse a take at `at`, its
+        bucket's TAT in `found` (none: a full bucket)."""
         for name, subject, rate in rated:
             tat = None if rate.burst <= 0 else found.get(f"{name}:{subject.key}")
             wait = wait_seconds(tat, at, rate)
@@ -290,7 +323,12 @@ class RateLimiter:
         if ahead is None:
             return self.store.reads(keyed, self._at(now))
         found, at = ahead.result()
-        return found, at if self.database_clock else to_us(now)
+        return found, self._judged_at(at, now)
+
+    def _judged_at(self, read_at: int, now: datetime) -> int:
+        """The time a bucket read ahead is judged at: the database's at the read when
+        its clock rules, else the caller's `now` (the read's own was earlier)."""
+        return read_at if self.database_clock else to_us(now)
 
     def take_all(
         self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime, within: Any

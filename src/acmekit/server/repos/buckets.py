@@ -62,11 +62,29 @@ _REFUND = (
 
 _READ = "SELECT (SELECT tat FROM rate_buckets WHERE key = ?), {now}"
 
+# The bucket whose key is a prefix and then an authorization's "ACCOUNT:HOST", the
+# authorization found by the id of one of its challenges: the time read at, the key as
+# the database made it, and its TAT (NULL: no bucket; no key: no such challenge).
+_READ_OF_CHALLENGE = (
+    "SELECT n.now, k.key, (SELECT b.tat FROM rate_buckets b WHERE b.key = k.key) "
+    "FROM (SELECT {now} AS now) n LEFT JOIN (SELECT ? || a.account_id || ':' || "
+    "lower(a.identifier_value) AS key FROM challenges c JOIN authorizations a "
+    "ON a.id = c.authz_id WHERE c.id = ?) k ON true"
+)
+
 
 def _tats_of(rows: Sequence[Any], _params: Sequence[Any]) -> tuple[dict[str, int], int]:
     """`reads`' rows: the TATs found by key, and the time they were read at."""
     found = {str(r[1]): int(r[2]) for r in rows if r[1] is not None}
     return found, int(rows[0][0])
+
+
+def _keyed_tat_of(
+    rows: Sequence[Any], _params: Sequence[Any]
+) -> tuple[str | None, int | None, int]:
+    """`_READ_OF_CHALLENGE`'s row: the key, its TAT, the time read at."""
+    now, key, tat = rows[0]
+    return (None if key is None else str(key)), (None if tat is None else int(tat)), int(now)
 
 
 class BucketRepository(Repository):
@@ -104,6 +122,16 @@ class BucketRepository(Repository):
         """`reads`, to send ahead (`Ahead`)."""
         sql, params = self._reads(keys, now)
         return Ahead(sql, params, _tats_of, self._all)
+
+    def read_of_challenge_ahead(
+        self, prefix: str, challenge_id: str, now: int | None
+    ) -> Ahead[tuple[str | None, int | None, int]]:
+        """The bucket of `prefix` and the account and host of the authorization of
+        challenge `challenge_id` (`_READ_OF_CHALLENGE`), to send ahead with the
+        challenge's own read (`Ahead`): its key as read, its TAT and the time read at.
+        The key is made in SQL, so a caller takes the answer only for the key it makes."""
+        sql, at = self._text(_READ_OF_CHALLENGE, now)
+        return Ahead(sql, (*at, prefix, challenge_id), _keyed_tat_of, self._all)
 
     def _reads(self, keys: Sequence[str], now: int | None) -> tuple[str, tuple[Any, ...]]:
         sql, at = self._text(
