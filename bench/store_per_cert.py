@@ -91,8 +91,8 @@ class Spent:
 
 def _timed(spent: Spent, method: Callable[..., AbstractContextManager[Any]]) -> Any:
     @contextmanager
-    def wrapper(self: Any) -> Iterator[Any]:
-        with spent.counting(), method(self) as inner:
+    def wrapper(self: Any, *args: Any) -> Iterator[Any]:
+        with spent.counting(), method(self, *args) as inner:
             yield inner
 
     return wrapper

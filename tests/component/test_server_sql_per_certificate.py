@@ -31,9 +31,9 @@ from acmekit_testkit.sqlcount import SqlCount, counting
 BOUNDS = {"sqlite": (32, 5), "postgresql": (28, 2)}
 # PostgreSQL's round trips per certificate, at most (docs/decisions.md, "Rate limits'
 # round trips"): 13 with rate limits off; on, newOrder's limit reads and the challenge's
-# failed-validations read ride with the account's, and finalize's takes with its claim
-# (BEGIN, one batch, COMMIT). Were 21.
-ROUND_TRIPS = 16
+# failed-validations read ride with the account's, and finalize's BEGIN and takes with
+# its claim (one batch, then COMMIT). Were 21.
+ROUND_TRIPS = 15
 
 
 @pytest.fixture

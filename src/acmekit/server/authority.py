@@ -1596,8 +1596,8 @@ class Authority:
         orders = self.store.orders
         subjects = self._issuance_subjects(order.account_id, order.identifiers)
         together = orders.claim_statement(order.id, csr_der, now, rec)
-        with self.store.transaction() as c:
-            if together is not None:
+        with self.store.transaction(begin_later=together is not None) as c:
+            if together is not None:  # BEGIN, the takes and the claim: one round trip
                 won = claimed(self.limits.take_all_then(subjects, now, c, together))
             else:  # the claim's insert follows its update's answer
                 self.limits.take_all(subjects, now, c)
