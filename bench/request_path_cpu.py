@@ -14,6 +14,7 @@ issuance are awaited with `authority.drain()`, so every run makes the same reque
     .venv/bin/python bench/request_path_cpu.py --profile [--certs 200]  cProfile, top 40
     .venv/bin/python bench/request_path_cpu.py --callgrind 30          instructions
     .venv/bin/python bench/request_path_cpu.py --evict 32 [--certs 200]  warm against cold
+    .venv/bin/python bench/request_path_cpu.py --limits --callgrind 30 rate limits on (raised)
 
 `--evict MB` asks what the CA's own CPU per certificate (its time handling the requests
 and draining validation and issuance; the client's signing left out) becomes when every
@@ -104,7 +105,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from _common import free_port, fresh_database
+from _common import free_port, fresh_database, raised_rate_limits
 from acmekit.cli.main import configure_logging, log_progress_by_default
 from acmekit.http1 import Http1Server
 from acmekit.protocol import jose
@@ -298,11 +299,15 @@ def responder(thumb: str) -> Iterator[int]:
         proc.wait()
 
 
+# Set (by `--limits`) in this process's environment, which the runs it starts inherit.
+LIMITS_ON = "ACMEKIT_BENCH_LIMITS"
+
+
 @asynccontextmanager
 async def running_ca(key: jose.PrivateKey, base_url: str | None = None) -> AsyncIterator[Any]:
     """The CA's assembly (SQLite, lint and rate limits off, CAA on, a real `acmekit
     dns`, the http-01 responder in a process of its own), frozen as `acmekit server`
-    freezes it after start-up."""
+    freezes it after start-up. With `--limits` the limits are on, none refusing."""
     with tempfile.TemporaryDirectory(prefix="acmekit-path-bench-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "dns").mkdir()
@@ -319,7 +324,7 @@ async def running_ca(key: jose.PrivateKey, base_url: str | None = None) -> Async
                 http01_port=http_port,
                 validation_timeout=5.0,
                 validation=TEST_VALIDATION,
-                rate_limits=RateLimits(enabled=False),
+                rate_limits=raised_rate_limits() if LIMITS_ON in os.environ else RateLimits(False),
                 lint=LintSettings(enabled=False),
             )
             assembly = assemble(config)
@@ -792,6 +797,9 @@ def main() -> None:
     parser.add_argument(
         "--by-request", action="store_true", help="with --callgrind: each kind of request's own"
     )
+    parser.add_argument(
+        "--limits", action="store_true", help="rate limits on, raised never to refuse the load"
+    )
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--split", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
@@ -806,6 +814,8 @@ def main() -> None:
         "--settle", type=float, default=0.05, help="--listener: seconds between polls"
     )
     args = parser.parse_args()
+    if args.limits:  # in the environment: the runs under valgrind are processes of their own
+        os.environ[LIMITS_ON] = "1"
     if args.log:
         log_as_server()
     if args.drive:
