@@ -156,14 +156,13 @@ ReusableAhead = dict[tuple[Identifier, bool], tuple[datetime, Ahead[list[Authori
 @dataclass(frozen=True, slots=True)
 class LimitsAhead:
     """newOrder's rate-limit read sent with the request's account read, made for the
-    identifiers `idents` at `at`: the issuance buckets' (`RateLimiter.check_ahead`;
+    identifiers `idents`: the issuance buckets' (`RateLimiter.check_ahead`;
     None when there are none to read, or more names than `REUSABLE_AHEAD_MOST`). Not
     the account's pending authorizations (`_pending_limit`): their count reads every
     authorization the account ever had, a cost no forged request may put on the CA; it
     rides with the new-order take, after the signature (`_order_limits`)."""
 
     idents: tuple[Identifier, ...]
-    at: datetime
     buckets: CheckAhead | None
 
 
@@ -709,7 +708,7 @@ class Authority:
         buckets = None
         if len(idents) <= REUSABLE_AHEAD_MOST:  # each name's registered domain looked up
             buckets = self.limits.check_ahead(self._issuance_subjects(account_id, idents), now)
-        return LimitsAhead(idents, now, buckets)
+        return LimitsAhead(idents, buckets)
 
     def new_order(
         self, account: AccountRecord, payload: object, reads: NewOrderReads | None = None
