@@ -370,9 +370,11 @@ async def test_new_order_reads_its_candidates_with_the_account(
     ahead = (_READS_AUTHZ, _READS_PENDING, _READS_BUCKETS)
     assert not [t for trip in rest[1:] for t in trip if t.startswith(ahead)]
     # Then the new-order bucket's take with the account's pending count (after the
-    # signature: its cost grows with the account), and the order's insert: was 5 with
-    # the two limit reads each a round trip of its own.
-    assert len(rest) == 2 and len(rest[0]) == 2 and rest[0][1].startswith(_READS_PENDING)
+    # signature: its cost grows with the account; before the take, which then holds
+    # its row lock no longer than alone), and the order's insert: was 5 with the two
+    # limit reads each a round trip of its own.
+    assert len(rest) == 2 and len(rest[0]) == 2 and rest[0][0].startswith(_READS_PENDING)
+    assert rest[0][1].startswith("INSERT INTO rate_buckets")
     again = await flow.order("one.example.test")  # its pending authorization reused
     assert again.json()["authorizations"][0] in resp.json()["authorizations"]
 
