@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -243,6 +243,21 @@ def test_a_cancelled_start_leaves_nothing_and_the_connection_usable(
     assert pg_store.orders.start_challenge(dns, NOW, "u")
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT handled as in the CA's own process, by Python's default handler, which
+    raises KeyboardInterrupt in the main thread. A test worker may have it otherwise:
+    pytest-xdist's workers start with SIGINT ignored (the signal never interrupts a
+    wait), and an event loop's `remove_signal_handler` in an earlier test of the same
+    worker puts the default back; which one a test met depended on the files' order."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_during_a_start_leaves_the_connection_usable(pg_url: str, pg_store: Store) -> None:
     """Ctrl-C while a start waits: psycopg's wait cancels the statement on the server,
     as its cursor did, and the thread's connection serves the next request."""
@@ -257,6 +272,7 @@ def test_ctrl_c_during_a_start_leaves_the_connection_usable(pg_url: str, pg_stor
     assert pg_store.orders.start_challenge(dns, NOW, "u")
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_during_a_lone_statement_leaves_the_connection_usable(
     pg_url: str, pg_store: Store
 ) -> None:
