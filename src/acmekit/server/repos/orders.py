@@ -127,6 +127,34 @@ class _Reads:
             "AND a.identifier_value = ? AND a.identifier_type = ? AND a.wildcard = ? "
             "AND a.stored_status = ? AND a.expires > ? ORDER BY a.expires DESC, a.id LIMIT 5"
         )
+        # The same candidates of several names in one statement, one row a name: its
+        # index in the names given and, as a JSON array of their texts, what `reusable`
+        # reads for it (the same subquery, correlated with the name's row, newest first,
+        # five at most). The names come as one JSON array of [value, type, wildcard] on
+        # SQLite (json_each), as three arrays on PostgreSQL (unnest): one text for any
+        # count, prepared once.
+        per_name = (
+            f"SELECT {authz} AS t, a.expires AS e, a.id AS i FROM authorizations a "
+            "WHERE a.account_id = ? AND a.identifier_value = {value} "
+            "AND a.identifier_type = {kind} AND a.wildcard = {wildcard} "
+            "AND a.stored_status = ? AND a.expires > ? ORDER BY a.expires DESC, a.id LIMIT 5"
+        )
+        if j.sqlite:
+            # The group's order is the subquery's: SQLite 3.40 takes no ORDER BY in an
+            # aggregate, and feeds it the subquery's rows in their order.
+            one = per_name.format(
+                value="v.value ->> 0", kind="v.value ->> 1", wildcard="v.value ->> 2"
+            )
+            self.reusable_of = (
+                f"SELECT v.key, (SELECT json_group_array(s.t) FROM ({one}) s) FROM json_each(?) v"
+            )
+        else:
+            one = per_name.format(value="v.value", kind="v.kind", wildcard="v.wildcard")
+            self.reusable_of = (
+                "SELECT v.n - 1, (SELECT CAST(COALESCE(json_agg(s.t ORDER BY s.e DESC, s.i), "
+                f"'[]') AS text) FROM ({one}) s) FROM unnest(CAST(? AS text[]), CAST(? AS "
+                "text[]), CAST(? AS boolean[])) WITH ORDINALITY v(value, kind, wildcard, n)"
+            )
         # A challenge's authorization, by the challenge's id.
         self.of_challenge = (
             f"SELECT {authz} FROM authorizations a "
@@ -419,6 +447,29 @@ class OrderRepository(Repository):
         """`reusable_authorizations`, to send ahead (`Ahead`)."""
         params = _reusable_params(account_id, identifier, wildcard, valid_after)
         return Ahead(self._reads.reusable, params, _reusable_of, self._all)
+
+    def reusable_authorizations_of(
+        self, account_id: str, names: Sequence[tuple[Identifier, bool]], valid_after: datetime
+    ) -> list[list[AuthorizationRecord]]:
+        """`reusable_authorizations` of each (identifier, wildcard) in `names`, in their
+        order, in one statement: the same candidates, newest first, as many at most."""
+        status, after = str(AuthorizationStatus.PENDING), to_us(valid_after)
+        if self._postgres:
+            values, kinds, wildcards = [], [], []
+            for ident, wildcard in names:
+                values.append(ident.value)
+                kinds.append(str(ident.type))
+                wildcards.append(wildcard)
+            params: tuple[Any, ...] = (account_id, status, after, values, kinds, wildcards)
+        else:
+            rows = [[ident.value, str(ident.type), int(wildcard)] for ident, wildcard in names]
+            params = (account_id, status, after, json.dumps(rows))
+        found: list[list[AuthorizationRecord]] = [[] for _ in names]
+        for index, texts in self._all(self._reads.reusable_of, params):
+            each = found[index]
+            for text in loads(texts):
+                each.append(_authorization_from(text))
+        return found
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
         """How many authorizations of the account are pending, and when the first expires."""
