@@ -21,7 +21,9 @@ and nothing else is:
         --backends sqlite --names 100 --orders 10 --only reused
 
 and the dump's total over N is the instructions of one request (`bench/_callgrind.py`'s
-`read_dump`). Side by side with no peer: run it on each revision.
+`read_dump`). `--reads one|many|ahead` times the store's reads of the candidates alone,
+N times (default 100) for each count of names, a way each run (`reads`). Side by side
+with no peer: run it on each revision.
 """
 
 from __future__ import annotations
@@ -126,6 +128,73 @@ def measure(backend: str, url: str, tmp: Path, counts: list[int], orders: int, o
             loop.close()
 
 
+def reads(url: str, way: str, n: int, times: int) -> float:
+    """The store's reads of reusable candidates alone, for `n` names each with one live
+    candidate, `times` over inside `operator.call`: `one` a statement a name (as the CA
+    read every name before, and still reads one), `many` one statement for all
+    (`reusable_authorizations_of`), `ahead` (PostgreSQL) each name's read sent with the
+    account's before one Sync, as the first ten are. CPU seconds per time."""
+    from datetime import UTC, datetime, timedelta
+
+    from acmekit.protocol.messages import (
+        AuthorizationStatus,
+        ChallengeStatus,
+        ChallengeType,
+        Identifier,
+        IdentifierType,
+    )
+    from acmekit.server.records import AuthorizationRecord, ChallengeRecord
+    from acmekit.server.store import Store
+    from acmekit_testkit.pendingorders import stored_account
+
+    store = Store.from_url(url)
+    now = datetime.now(UTC)
+    stored_account(store, now)
+    orders = store.orders
+    names = []
+    for i in range(n):
+        ident = Identifier(IdentifierType.DNS, f"r{i}.example.test")
+        ch = ChallengeRecord(f"z{i}c", f"z{i}", ChallengeType.HTTP_01, "t" * 43,
+                             ChallengeStatus.PENDING)  # fmt: skip
+        orders.add_authorization(AuthorizationRecord(
+            f"z{i}", "acct", ident, False, AuthorizationStatus.PENDING,
+            now + timedelta(days=7), (ch,),
+        ))  # fmt: skip
+        names.append((ident, False))
+    horizon = now + timedelta(days=1)
+    one, many = orders.reusable_authorizations, orders.reusable_authorizations_of
+    ahead, account = orders.reusable_authorizations_ahead, store.accounts.account
+
+    def each() -> None:
+        for ident, wildcard in names:
+            one("acct", ident, wildcard, horizon)
+
+    def together() -> None:
+        many("acct", names, horizon)
+
+    def sent_ahead() -> None:
+        made = []
+        for ident, wildcard in names:
+            made.append(ahead("acct", ident, wildcard, horizon))
+        account("acct", made)
+        for read in made:
+            read.result()
+
+    work = {"one": each, "many": together, "ahead": sent_ahead}[way]
+    for _ in range(3):  # first uses: preparations, the decoders' caches
+        work()
+
+    def timed() -> None:
+        for _ in range(times):
+            work()
+
+    cpu = time.process_time()
+    operator.call(timed)
+    cpu = time.process_time() - cpu
+    store.engine.dispose()
+    return cpu / times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", default="1,10,25,100")
@@ -134,8 +203,19 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("new", "reused"), default="", help="time one of the two (callgrind)"
     )
+    parser.add_argument(
+        "--reads", choices=("one", "many", "ahead"), default="", help="the store's reads alone"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.names.split(",")]
+    if args.reads:
+        with tempfile.TemporaryDirectory(prefix="acmekit-names-bench-") as tmp:
+            for backend in args.backends.split(","):
+                for n in counts:
+                    with fresh_database(backend, Path(tmp), f"{backend}-{n}.db") as url:
+                        cpu = reads(url, args.reads, n, args.orders or 100)
+                    print(f"{backend}: {n} names read {args.reads}: {1e6 * cpu:.0f} µs CPU")
+        return
     print("newOrder, in process; rate limits off, lint off")
     print(f"{'backend':<12}{'names':>6}{'stmts':>8}{'again':>8}{'trips':>8}{'again':>8}")
     with tempfile.TemporaryDirectory(prefix="acmekit-names-bench-") as tmp:

@@ -145,9 +145,6 @@ REUSE_MARGIN = timedelta(days=1)
 # URL could otherwise make the CA read `max_identifiers` of them for one request. The
 # rest are read where the handler reads, after the signature, account and rate limits.
 REUSABLE_AHEAD_MOST = 10
-# The fewest names whose reusable authorizations newOrder reads in one statement
-# (`_reusable_rest`), past those read ahead; fewer are read one statement each.
-REUSABLE_TOGETHER_LEAST = 2
 # newOrder's reusable authorizations read ahead, by (identifier, wildcard): the horizon
 # each was read for, and the read (`Authority.reusable_ahead`).
 ReusableAhead = dict[tuple[Identifier, bool], tuple[datetime, Ahead[list[AuthorizationRecord]]]]
@@ -751,9 +748,10 @@ class Authority:
         """The candidates (`_reusable`) of the names not read ahead (past the first
         `REUSABLE_AHEAD_MOST` on PostgreSQL, all on SQLite), read here, after the
         signature, the account and the rate limits, in one statement where there are
-        several: one round trip, not one a name. For the order's own horizon."""
+        several (`reusable_authorizations_of`): one round trip, not one a name. For the
+        order's own horizon."""
         rest = keys if ahead is None else [key for key in keys if key not in ahead]
-        if len(rest) < REUSABLE_TOGETHER_LEAST:
+        if not rest:
             return {}
         orders = self.store.orders
         found = orders.reusable_authorizations_of(account_id, rest, now + REUSE_MARGIN)

@@ -192,6 +192,11 @@ class _Reads:
 
 
 _READS = {dialect: _Reads(dialect) for dialect in ("sqlite", "postgresql")}
+# The fewest names whose reusable candidates `reusable_authorizations_of` reads in one
+# statement: on PostgreSQL two (a round trip saved costs more than the statement's
+# instructions), on SQLite three (for two, the names' own statements cost fewer
+# instructions). Measured, docs/decisions.md ("newOrder of many names").
+_TOGETHER_LEAST = {"sqlite": 3, "postgresql": 2}
 
 _authz_status = members(AuthorizationStatus)
 _challenge_status = members(ChallengeStatus)
@@ -405,6 +410,7 @@ class OrderRepository(Repository):
     def __init__(self, db: Database) -> None:
         super().__init__(db)
         self._reads = _READS[self._dialect]
+        self._together_least = _TOGETHER_LEAST[self._dialect]
 
     def add_authorization(
         self, authz: AuthorizationRecord, c: Cursor | None = None, profile: str | None = None
@@ -452,7 +458,12 @@ class OrderRepository(Repository):
         self, account_id: str, names: Sequence[tuple[Identifier, bool]], valid_after: datetime
     ) -> list[list[AuthorizationRecord]]:
         """`reusable_authorizations` of each (identifier, wildcard) in `names`, in their
-        order, in one statement: the same candidates, newest first, as many at most."""
+        order, in one statement: the same candidates, newest first, as many at most.
+        Fewer names than `_TOGETHER_LEAST` are read one statement each, which costs less
+        there (docs/decisions.md, "newOrder of many names")."""
+        if len(names) < self._together_least:
+            read = self.reusable_authorizations
+            return [read(account_id, ident, wildcard, valid_after) for ident, wildcard in names]
         status, after = str(AuthorizationStatus.PENDING), to_us(valid_after)
         if self._postgres:
             values, kinds, wildcards = [], [], []
