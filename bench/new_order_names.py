@@ -2,7 +2,8 @@
 per request, on SQLite and PostgreSQL.
 
 The CA runs in this process as the component tests run it (the ASGI app called directly,
-no listener or TLS), rate limits off and lint off as `bench/store_per_cert.py` runs it.
+no listener or TLS), rate limits off (`--limits`: on, as by default) and lint off as
+`bench/store_per_cert.py` runs it.
 For each count of names: a newOrder of names never seen (every name's candidates read,
 none found, an authorization made for each), then a newOrder of the same names again
 (each one's authorization found and reused). Each request's nonce is fetched before it
@@ -76,14 +77,16 @@ def _timed(loop: asyncio.AbstractEventLoop, work: Callable[[], Awaitable[None]])
     return time.process_time() - cpu
 
 
-def measure(backend: str, url: str, tmp: Path, counts: list[int], orders: int, only: str) -> None:
+def measure(
+    backend: str, url: str, tmp: Path, counts: list[int], orders: int, only: str, limits: bool
+) -> None:
     config = ServerConfig(
         state_dir=tmp / f"ca-{backend}",
         db=url,
         dns_resolver="127.0.0.1:9",  # never asked: newOrder resolves nothing
         http01_port=9,
         validation=TEST_VALIDATION,  # as the tests: names under .test allowed
-        rate_limits=RateLimits(enabled=False),
+        rate_limits=RateLimits(enabled=limits),
         lint=LintSettings(enabled=False),
     )
     loop = asyncio.new_event_loop()
@@ -206,6 +209,7 @@ def main() -> None:
     parser.add_argument(
         "--reads", choices=("one", "many", "ahead"), default="", help="the store's reads alone"
     )
+    parser.add_argument("--limits", action="store_true", help="rate limits on (the default)")
     args = parser.parse_args()
     counts = [int(n) for n in args.names.split(",")]
     if args.reads:
@@ -216,12 +220,12 @@ def main() -> None:
                         cpu = reads(url, args.reads, n, args.orders or 100)
                     print(f"{backend}: {n} names read {args.reads}: {1e6 * cpu:.0f} µs CPU")
         return
-    print("newOrder, in process; rate limits off, lint off")
+    print(f"newOrder, in process; rate limits {'on' if args.limits else 'off'}, lint off")
     print(f"{'backend':<12}{'names':>6}{'stmts':>8}{'again':>8}{'trips':>8}{'again':>8}")
     with tempfile.TemporaryDirectory(prefix="acmekit-names-bench-") as tmp:
         for backend in args.backends.split(","):
             with fresh_database(backend, Path(tmp), f"{backend}.db") as url:
-                measure(backend, url, Path(tmp), counts, args.orders, args.only)
+                measure(backend, url, Path(tmp), counts, args.orders, args.only, args.limits)
 
 
 if __name__ == "__main__":
