@@ -726,7 +726,9 @@ class Authority:
         and which of them are new."""
         used: list[AuthorizationRecord] = []
         fresh: list[AuthorizationRecord] = []
-        keys = [(Identifier(i.type, i.base_name), i.is_wildcard) for i in idents]
+        keys = []  # loops, not comprehensions (a function object each, Python 3.11)
+        for ident in idents:
+            keys.append((Identifier(ident.type, ident.base_name), ident.is_wildcard))
         rest = self._reusable_rest(account.id, keys, now, ahead)
         for key in keys:
             base, wildcard = key
@@ -750,7 +752,12 @@ class Authority:
         signature, the account and the rate limits, in one statement where there are
         several (`reusable_authorizations_of`): one round trip, not one a name. For the
         order's own horizon."""
-        rest = keys if ahead is None else [key for key in keys if key not in ahead]
+        rest = keys
+        if ahead is not None:
+            rest = []
+            for key in keys:
+                if key not in ahead:
+                    rest.append(key)
         if not rest:
             return {}
         orders = self.store.orders
