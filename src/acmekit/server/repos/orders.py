@@ -127,29 +127,30 @@ class _Reads:
             "AND a.identifier_value = ? AND a.identifier_type = ? AND a.wildcard = ? "
             "AND a.stored_status = ? AND a.expires > ? ORDER BY a.expires DESC, a.id LIMIT 5"
         )
+
         # The same candidates of several names in one statement, one row a name: its
         # index in the names given and, as a JSON array of their texts, what `reusable`
         # reads for it (the same subquery, correlated with the name's row, newest first,
         # five at most). The names come as one JSON array of [value, type, wildcard] on
         # SQLite (json_each), as three arrays on PostgreSQL (unnest): one text for any
         # count, prepared once.
-        per_name = (
-            f"SELECT {authz} AS t, a.expires AS e, a.id AS i FROM authorizations a "
-            "WHERE a.account_id = ? AND a.identifier_value = {value} "
-            "AND a.identifier_type = {kind} AND a.wildcard = {wildcard} "
-            "AND a.stored_status = ? AND a.expires > ? ORDER BY a.expires DESC, a.id LIMIT 5"
-        )
+        def per_name(value: str, kind: str, wildcard: str) -> str:
+            return (
+                f"SELECT {authz} AS t, a.expires AS e, a.id AS i FROM authorizations a "
+                f"WHERE a.account_id = ? AND a.identifier_value = {value} "
+                f"AND a.identifier_type = {kind} AND a.wildcard = {wildcard} "
+                "AND a.stored_status = ? AND a.expires > ? ORDER BY a.expires DESC, a.id LIMIT 5"
+            )
+
         if j.sqlite:
             # The group's order is the subquery's: SQLite 3.40 takes no ORDER BY in an
             # aggregate, and feeds it the subquery's rows in their order.
-            one = per_name.format(
-                value="v.value ->> 0", kind="v.value ->> 1", wildcard="v.value ->> 2"
-            )
+            one = per_name("v.value ->> 0", "v.value ->> 1", "v.value ->> 2")
             self.reusable_of = (
                 f"SELECT v.key, (SELECT json_group_array(s.t) FROM ({one}) s) FROM json_each(?) v"
             )
         else:
-            one = per_name.format(value="v.value", kind="v.kind", wildcard="v.wildcard")
+            one = per_name("v.value", "v.kind", "v.wildcard")
             self.reusable_of = (
                 "SELECT v.n - 1, (SELECT CAST(COALESCE(json_agg(s.t ORDER BY s.e DESC, s.i), "
                 f"'[]') AS text) FROM ({one}) s) FROM unnest(CAST(? AS text[]), CAST(? AS "
