@@ -15,10 +15,11 @@ import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from acmekit.server.config import Limit, RateLimits
 from acmekit_testkit import pebble
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.challtestsrv import running_challtestsrv
@@ -42,12 +43,14 @@ if threading.current_thread() is threading.main_thread():
 
 __all__ = [
     "CLK_TCK",
+    "RAISED_LIMITS",
     "Server",
     "certbot_dirs",
     "cpu_seconds",
     "free_port",
     "free_tcp_udp_port",
     "fresh_database",
+    "raised_rate_limits",
     "running_acmekit",
     "running_challtestsrv",
     "running_pebble",
@@ -106,6 +109,25 @@ class Server:
 
 # ---------------------------------------------------------------- the CAs
 
+# Every limit on and checked, taken and spent as in production, each sized so that a load
+# generator issuing hundreds of certificates under one registered domain, from one
+# address, is never refused (`[rate_limits]`, src/acmekit/server/config.py): a period
+# left as it is (a period of 0 would skip the buckets) and a burst of a billion.
+RAISED = 1_000_000_000
+_BUCKETS = [f.name for f in fields(RateLimits) if isinstance(f.default, Limit)]
+RAISED_LIMITS: dict[str, Any] = {
+    "enabled": True,
+    **{name: {"count": RAISED} for name in _BUCKETS},
+    "pending_authorizations_per_account": RAISED,
+}
+
+
+def raised_rate_limits() -> RateLimits:
+    """`RAISED_LIMITS` as the CA's configuration holds it (for a CA run in process)."""
+    default = RateLimits()
+    buckets = {name: replace(getattr(default, name), count=RAISED) for name in _BUCKETS}
+    return replace(default, pending_authorizations_per_account=RAISED, **buckets)
+
 
 @contextmanager
 def running_acmekit(
@@ -117,6 +139,7 @@ def running_acmekit(
     ct_logs: int = 0,
     ct_submit_final: bool = True,
     db: str | None = None,
+    rate_limits: Mapping[str, Any] | None = None,
     name: str | None = None,
     wrapper: Sequence[str] = (),
 ) -> Iterator[Server]:
@@ -127,11 +150,13 @@ def running_acmekit(
     `ct_logs` > 0 starts that many `acmekit ct` logs on loopback and the CA logs every
     certificate in them (RFC 6962 precertificates, SCTs embedded; `ct_submit_final=False`
     without the final certificate's add-chain); `db` is a database URL
-    (default: SQLite in the state dir)."""
+    (default: SQLite in the state dir); `rate_limits` the `[rate_limits]` table (default:
+    off; `RAISED_LIMITS`: on, none refusing this load)."""
     # One load generator issues hundreds of certificates under one registered domain
     # from one address: Let's Encrypt-sized rate limits would refuse it (Pebble has none).
+    off = {"enabled": False}
     settings: dict[str, Any] = {
-        "rate_limits": {"enabled": False},
+        "rate_limits": off if rate_limits is None else dict(rate_limits),
         "crl": {"listen": f"127.0.0.1:{free_port()}"},
         "lint": {"enabled": lint},
     }

@@ -14,6 +14,7 @@ issuance are awaited with `authority.drain()`, so every run makes the same reque
     .venv/bin/python bench/request_path_cpu.py --profile [--certs 200]  cProfile, top 40
     .venv/bin/python bench/request_path_cpu.py --callgrind 30          instructions
     .venv/bin/python bench/request_path_cpu.py --evict 32 [--certs 200]  warm against cold
+    .venv/bin/python bench/request_path_cpu.py --limits --callgrind 30 rate limits on (raised)
 
 `--evict MB` asks what the CA's own CPU per certificate (its time handling the requests
 and draining validation and issuance; the client's signing left out) becomes when every
@@ -53,6 +54,22 @@ finalize's the issuance. `--top K` adds each kind's K costliest functions (own c
 
     .venv/bin/python bench/request_path_cpu.py --callgrind 10 --by-request [--top 30]
 
+`--cache-sim` (with `--callgrind N`, in process) asks how many distinct cache lines the
+CA touches per certificate, its working set: valgrind simulates the caches (sizes in
+CACHES: I1 32 KB and D1 48 KB as this machine's cores have them, a last level of 32 MB
+that holds the whole working set) and, before each request and each drain, the
+simulation starts empty (switching instrumentation off and on clears callgrind's
+caches), as after another process ran (`--evict`). Last-level misses are then the lines
+the request brings in from memory, instruction and data apart. Each window is dumped
+under its kind (KINDS, and "drain"); the same run against the stand-in app says what
+the driver's transport adds to each window (misses do not subtract, so it is shown, not
+subtracted; the toggles' own ctypes and libffi are in both). QUICKENED certificates
+warm the CA first, so that no window holds CPython's one-time rewriting of a function.
+`--top K` names the shared objects and functions (own counts) with the most last-level
+misses, instruction and data apart. Run it with PYTHONHASHSEED=0.
+
+    PYTHONHASHSEED=0 .venv/bin/python bench/request_path_cpu.py --callgrind 10 --cache-sim --top 25
+
 `--log` (with any of the above) has the CA log as `acmekit server` does, at INFO in the
 CLI's format, to /dev/null: two lines a certificate. Without it the CA makes no log
 records at all, and their cost is in none of the counts.
@@ -88,7 +105,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-from _common import free_port, fresh_database
+from _common import free_port, fresh_database, raised_rate_limits
 from acmekit.cli.main import configure_logging, log_progress_by_default
 from acmekit.http1 import Http1Server
 from acmekit.protocol import jose
@@ -101,6 +118,7 @@ from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import dns_server_process
 
 REQUESTS_PER_CERT = 7
+QUICKENED = 8  # calls after which CPython 3.11 specializes a function's code
 # callgrind's start and stop of instrumentation, when under it
 Toggles = tuple[Callable[[], None], Callable[[], None]] | None
 # callgrind's zero of the counts, and its dump under a name (`--by-request`)
@@ -224,6 +242,18 @@ class Recording(RawAcme):
 
         return run
 
+    def windowed(self, drain: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """`drain` in a window of its own, as each request is (`--cache-sim`)."""
+
+        async def run() -> None:
+            if self.split is None:
+                return await drain()
+            self.split[0]()
+            await drain()
+            self.split[1](b"request-drain")
+
+        return run
+
 
 LINE = 64  # bytes in a cache line
 
@@ -269,11 +299,15 @@ def responder(thumb: str) -> Iterator[int]:
         proc.wait()
 
 
+# Set (by `--limits`) in this process's environment, which the runs it starts inherit.
+LIMITS_ON = "ACMEKIT_BENCH_LIMITS"
+
+
 @asynccontextmanager
 async def running_ca(key: jose.PrivateKey, base_url: str | None = None) -> AsyncIterator[Any]:
     """The CA's assembly (SQLite, lint and rate limits off, CAA on, a real `acmekit
     dns`, the http-01 responder in a process of its own), frozen as `acmekit server`
-    freezes it after start-up."""
+    freezes it after start-up. With `--limits` the limits are on, none refusing."""
     with tempfile.TemporaryDirectory(prefix="acmekit-path-bench-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "dns").mkdir()
@@ -290,7 +324,7 @@ async def running_ca(key: jose.PrivateKey, base_url: str | None = None) -> Async
                 http01_port=http_port,
                 validation_timeout=5.0,
                 validation=TEST_VALIDATION,
-                rate_limits=RateLimits(enabled=False),
+                rate_limits=raised_rate_limits() if LIMITS_ON in os.environ else RateLimits(False),
                 lint=LintSettings(enabled=False),
             )
             assembly = assemble(config)
@@ -308,11 +342,14 @@ async def flow(
     profile: cProfile.Profile | None,
     marks: Toggles,
     split: Split | None = None,
+    drains: bool = False,
 ) -> float:
-    """CPU seconds per certificate of `certs` certificates after a warm one."""
+    """CPU seconds per certificate of `certs` certificates after a warm one (`drains`:
+    after QUICKENED, each drain in a window of `split` of its own, as each request is)."""
     key = new_key()
     async with running_ca(key) as assembly:
-        return await _measure(assembly.app, key, certs, client_only, profile, marks, split)
+        app = assembly.app
+        return await _measure(app, key, certs, client_only, profile, marks, split, drains)
 
 
 async def _measure(
@@ -323,11 +360,16 @@ async def _measure(
     profile: cProfile.Profile | None,
     marks: Toggles,
     split: Split | None = None,
+    drains: bool = False,
 ) -> float:
     acme = Recording(app)
     driver = Driver(acme, key)
     await driver.register()
-    await driver.certificate("warm.example.test", app.authority.drain)
+    # With windows of their own (`--cache-sim`), more: CPython rewrites a function's code
+    # in place (quickens it) on its eighth call, which code run once a certificate would
+    # otherwise do inside the measured windows.
+    for n in range(QUICKENED if drains else 1):
+        await driver.certificate(f"warm{n or ''}.example.test", app.authority.drain)
     drain = app.authority.drain
     if client_only:
         acme.kept = []
@@ -338,6 +380,8 @@ async def _measure(
         async def drain() -> None:
             return None
 
+    if drains:
+        drain = acme.windowed(drain)
     start = time.process_time()
     if profile is not None:
         profile.enable()
@@ -472,9 +516,10 @@ def run(
     profile: cProfile.Profile | None,
     marks: Toggles,
     split: Split | None = None,
+    drains: bool = False,
 ) -> float:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(flow(certs, client_only, profile, marks, split))
+        return runner.run(flow(certs, client_only, profile, marks, split, drains))
 
 
 TOGGLES = r"""
@@ -483,12 +528,17 @@ void start(void) { CALLGRIND_ZERO_STATS; CALLGRIND_START_INSTRUMENTATION; }
 void stop(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_DUMP_STATS_AT("measured"); }
 void zero(void) { CALLGRIND_ZERO_STATS; }
 void dump(const char *what) { CALLGRIND_DUMP_STATS_AT(what); }
+void cold(void) { CALLGRIND_STOP_INSTRUMENTATION; CALLGRIND_START_INSTRUMENTATION; }
+void dump_stop(const char *what) {
+    CALLGRIND_DUMP_STATS_AT(what); CALLGRIND_STOP_INSTRUMENTATION;
+}
 """
 
 
-def toggles() -> tuple[Callable[[], None], Callable[[], None], Split]:
-    """Callgrind's start and stop of instrumentation, and its zero and named dump
-    (no-ops outside valgrind)."""
+def toggles() -> tuple[Callable[[], None], Callable[[], None], Split, Split]:
+    """Callgrind's start and stop of instrumentation, its zero and named dump, and its
+    cold start (instrumentation switched on afresh: counts zeroed, simulated caches
+    emptied) and named dump that switches instrumentation off (no-ops outside valgrind)."""
     import ctypes
 
     tmp = Path(tempfile.mkdtemp(prefix="acmekit-cg-toggles-"))
@@ -496,16 +546,22 @@ def toggles() -> tuple[Callable[[], None], Callable[[], None], Split]:
     subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", tmp / "t.so", tmp / "t.c"], check=True)
     lib = ctypes.CDLL(str(tmp / "t.so"))
     lib.dump.argtypes = [ctypes.c_char_p]
-    return lib.start, lib.stop, (lib.zero, lib.dump)
+    lib.dump_stop.argtypes = [ctypes.c_char_p]
+    return lib.start, lib.stop, (lib.zero, lib.dump), (lib.cold, lib.dump_stop)
 
 
 def callgrind(
-    certs: int, variant: list[str], tmp: Path, keep: Path | None = None, trigger: str = "measured"
+    certs: int,
+    variant: list[str],
+    tmp: Path,
+    keep: Path | None = None,
+    trigger: str = "measured",
+    options: tuple[str, ...] = (),
 ) -> tuple[list[str], str]:
-    """The measured window's dump(s) of one run under callgrind, those whose trigger
-    names `trigger` (copied into `keep`, for callgrind_annotate)."""
+    """The measured window's dump(s) of one run under callgrind (with `options`), those
+    whose trigger names `trigger` (copied into `keep`, for callgrind_annotate)."""
     out = tmp / f"callgrind.{'-'.join(variant) or 'whole'}.out"
-    argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+    argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", *options]
     argv += [f"--callgrind-out-file={out}", sys.executable, __file__, "--certs", str(certs)]
     said = subprocess.run(
         [*argv, *variant, "--toggles"],
@@ -532,11 +588,15 @@ def instructions(dumps: list[str]) -> int:
     return total
 
 
-def self_cost(dumps: list[str]) -> Counter[tuple[str, str]]:
-    """Instructions by (shared object, function), each function's own (not its callees')."""
+def self_cost(dumps: list[str], events: tuple[str, ...] = ("Ir",)) -> Counter[tuple[str, str]]:
+    """Instructions (or the sum of `events`) by (shared object, function), each
+    function's own (not its callees')."""
     cost: Counter[tuple[str, str]] = Counter()
     names: dict[str, str] = {}
     for text in dumps:
+        header = re.search(r"^events: (.*)$", text, re.M)
+        assert header
+        columns = [1 + header[1].split().index(event) for event in events]
         ob = fn = "?"
         after_call = False
         for line in text.splitlines():
@@ -545,8 +605,8 @@ def self_cost(dumps: list[str]) -> Counter[tuple[str, str]]:
                 fields = line.split()
                 if after_call:  # a call's inclusive cost, not the caller's own
                     after_call = False
-                elif len(fields) > 1:  # a position alone costs nothing
-                    cost[ob, fn] += int(fields[1])
+                else:  # a position alone costs nothing, and trailing zeros are left out
+                    cost[ob, fn] += sum(int(fields[c]) for c in columns if c < len(fields))
             elif line.startswith(("ob=", "fn=")):
                 ref, _, name = line[3:].partition(" ")
                 if name:
@@ -644,6 +704,64 @@ def report_by_request(certs: int, top: int, keep: Path | None) -> None:
             print(f"{count / n:12,.0f}  {Path(ob).name}  {fn}")
 
 
+# The simulated caches of `--cache-sim` (size, ways, line): the first level as this
+# machine's cores have it (lscpu: 32 KB instruction, 48 KB data), a last level large
+# enough to hold a request's whole working set, so that from empty caches its misses
+# count the distinct lines the request touches.
+CACHES = ("--I1=32768,8,64", "--D1=49152,12,64", "--LL=33554432,16,64")
+MISSES = ("I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw")
+
+
+def totals(dumps: list[str]) -> Counter[str]:
+    """Each event's total over `dumps` (the last `totals:` line of each)."""
+    total: Counter[str] = Counter()
+    for text in dumps:
+        header = re.search(r"^events: (.*)$", text, re.M)
+        found = re.findall(r"^totals: (.*)$", text, re.M)
+        assert header and found
+        total.update(dict(zip(header[1].split(), map(int, found[-1].split()), strict=False)))
+    return total
+
+
+def report_cache_sim(certs: int, top: int, keep: Path | None) -> None:
+    """The CA's working set per certificate (`--cache-sim`): each request and each drain
+    in a window of its own that starts with empty simulated caches, so that its
+    last-level misses are the distinct lines it touches; the stand-in app's run says
+    what the driver's transport takes of the same windows."""
+    options = ("--cache-sim=yes", *CACHES)
+    with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
+        ca = callgrind(certs, ["--cold"], Path(tmp), keep, "request-", options)[0]
+        client = callgrind(certs, ["--client-only", "--cold"], Path(tmp), keep, "request-", options)
+    rows = {}
+    for name, dumps in (("ca", ca), ("stand_in", client[0])):
+        total = totals(dumps)
+        row: dict[str, float] = {event: round(total[event] / certs) for event in ("Ir", *MISSES)}
+        row["windows"] = len(dumps) / certs
+        row["LL_kb"] = round((total["ILmr"] + total["DLmr"] + total["DLmw"]) * 64 / 1024 / certs)
+        rows[name] = row
+    by_kind = {}
+    for kind, dumps in _by_kind(ca).items():
+        total, n = totals(dumps), len(dumps)
+        by_kind[kind] = {
+            "windows": n,
+            "Ir": round(total["Ir"] / n),
+            "ILmr": round(total["ILmr"] / n),
+            "DLm": round((total["DLmr"] + total["DLmw"]) / n),
+        }
+    caches = " ".join(option.removeprefix("--") for option in CACHES)
+    print(json.dumps({"certs": certs, "caches": caches, "per_cert": rows, "by_kind": by_kind}))
+    for title, events in (("instruction", ("ILmr",)), ("data", ("DLmr", "DLmw"))):
+        if not top:
+            break
+        cost = self_cost(ca, events)
+        print(f"\nlast-level {title} misses per certificate, by shared object:")
+        for name, n in by_object(cost).most_common(top):
+            print(f"{n / certs:10,.0f}  {name}")
+        print(f"\nlast-level {title} misses per certificate, by function (own):")
+        for (ob, fn), n in cost.most_common(top):
+            print(f"{n / certs:10,.0f}  {Path(ob).name}  {fn}")
+
+
 def _by_kind(dumps: list[str]) -> dict[str, list[str]]:
     """Dumps by the kind of request their trigger names (`request-KIND`)."""
     found: dict[str, list[str]] = {}
@@ -679,8 +797,15 @@ def main() -> None:
     parser.add_argument(
         "--by-request", action="store_true", help="with --callgrind: each kind of request's own"
     )
+    parser.add_argument(
+        "--limits", action="store_true", help="rate limits on, raised never to refuse the load"
+    )
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--split", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cache-sim", action="store_true", help="with --callgrind: the working set per cert"
+    )
     parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument(
         "--evict", type=int, metavar="MB", help="the CA warm, and with MB written over"
@@ -689,6 +814,8 @@ def main() -> None:
         "--settle", type=float, default=0.05, help="--listener: seconds between polls"
     )
     args = parser.parse_args()
+    if args.limits:  # in the environment: the runs under valgrind are processes of their own
+        os.environ[LIMITS_ON] = "1"
     if args.log:
         log_as_server()
     if args.drive:
@@ -701,6 +828,9 @@ def main() -> None:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(warm_and_cold(args.certs, args.evict))
         return
+    if args.callgrind and args.cache_sim:
+        report_cache_sim(args.callgrind, args.top, args.keep)
+        return
     if args.callgrind and args.by_request:
         report_by_request(args.callgrind, args.top, args.keep)
         return
@@ -708,10 +838,10 @@ def main() -> None:
         report_callgrind(args.callgrind, args.listener, args.top, args.keep, args.log)
         return
     marks, split = None, None
-    if args.toggles or args.split:
-        start, stop, split_by = toggles()
-        marks = (start, stop)
-        split = split_by if args.split else None
+    if args.toggles or args.split or args.cold:
+        start, stop, split_by, cold = toggles()
+        marks = None if args.cold else (start, stop)  # cold: each window switches it on
+        split = cold if args.cold else split_by if args.split else None
     if args.listener:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             cpu, requests, calls = runner.run(listener_flow(args.certs, marks, args.settle))
@@ -722,7 +852,7 @@ def main() -> None:
         )
         return
     profile = cProfile.Profile(time.thread_time) if args.profile else None
-    cpu = run(args.certs, args.client_only, profile, marks, split)
+    cpu = run(args.certs, args.client_only, profile, marks, split, args.cold)
     what = "client alone" if args.client_only else "CA and client"
     print(f"{args.certs} certificates, {what}: {1e3 * cpu:.3f} ms CPU each (pid {os.getpid()})")
     if profile is not None:

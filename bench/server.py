@@ -54,7 +54,9 @@ Run: `python bench/server.py [--workers 8] [--certs 200] [--rounds 3] [--servers
 `acmekit-nolint-pg` the same on a fresh PostgreSQL database at 127.0.0.1:5432;
 `acmekit-ct` logs every certificate in two `acmekit ct` logs on loopback,
 `acmekit-ct-nofinal` without the final certificate's add-chain, `acmekit-ct-nolint` with
-linting off, to set against `acmekit-nolint`.)
+linting off, to set against `acmekit-nolint`; `acmekit-nolint-limits` and
+`acmekit-nolint-limits-pg` run with rate limits on, each sized never to refuse the load,
+to set against `acmekit-nolint` and `acmekit-nolint-pg`.)
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ import _perf
 from _callgrind import Counts, Phase, wrapper
 from _common import (
     CLK_TCK,
+    RAISED_LIMITS,
     Server,
     cpu_seconds,
     free_port,
@@ -610,7 +613,17 @@ ACMEKIT_VARIANTS: dict[str, dict[str, Any]] = {
     "acmekit-ct-nolint": {"ct_logs": 2, "lint": False},
     "acmekit-pg": {"pg": True},
     "acmekit-nolint-pg": {"pg": True, "lint": False},
+    # rate limits on, every bucket checked, taken and spent as in production, none sized
+    # to refuse this load: against `acmekit-nolint` (`-pg`), what the limits cost
+    "acmekit-nolint-limits": {"lint": False, "rate_limits": RAISED_LIMITS},
+    "acmekit-nolint-limits-pg": {"pg": True, "lint": False, "rate_limits": RAISED_LIMITS},
 }
+# Stages printed as their own line: (name, with, without), each pair's CPU per
+# certificate by medians.
+STAGES = (
+    ("rate limits on", "acmekit-nolint-limits", "acmekit-nolint"),
+    ("rate limits on, PostgreSQL", "acmekit-nolint-limits-pg", "acmekit-nolint-pg"),
+)
 SERVERS = frozenset({*ACMEKIT_VARIANTS, "pebble"})
 
 
@@ -789,6 +802,24 @@ def _worst_round(results: list[Result], ours: str, base: str) -> float:
     return max(pairs) if pairs else float("nan")
 
 
+def _stages(results: list[Result], medians: dict[str, Result], prefix: str) -> None:
+    """Each of `STAGES` whose two servers ran: its added CPU per certificate (medians),
+    and its ratio in the least flattering round."""
+    for stage, ours, base in STAGES:
+        if {ours, base} <= medians.keys():
+            w, n = medians[ours], medians[base]
+            print(
+                f"{prefix}{stage}: server CPU {w.cpu_ms - n.cpu_ms:+.2f} ms/cert "
+                f"({w.cpu_ms:.2f} with, {n.cpu_ms:.2f} without; x{w.cpu_ms / n.cpu_ms:.2f}; "
+                f"worst round x{_worst_round(results, ours, base):.2f}), "
+                f"context switches/cert {_per_cert(w.switches, w)} and {_per_cert(n.switches, n)}"
+            )
+
+
+def _per_cert(count: int, r: Result) -> str:
+    return f"{count / r.certs:.1f}" if r.certs else "-"
+
+
 def report(results: list[Result], plan: Plan) -> None:
     cores = len(os.sched_getaffinity(0)) + (1 if plan.pin else 0)  # --pin took one
     print(f"\nCA server benchmark: {plan.certs} distinct-name certificates per server, generator")
@@ -872,6 +903,7 @@ def report(results: list[Result], plan: Plan) -> None:
             f"({c.cpu_ms:.2f} with, {n.cpu_ms:.2f} without; x{c.cpu_ms / n.cpu_ms:.2f}; "
             f"least flattering x{_worst_ratio(results, 'acmekit-ct-nolint', 'acmekit-nolint'):.2f})"
         )
+    _stages(results, medians, "")
     for client in plan.clients:
         mine = [r for r in results if r.client == client]
         medians = {n: median_result([r for r in mine if r.server == n]) for n in plan.names}
@@ -896,6 +928,7 @@ def report(results: list[Result], plan: Plan) -> None:
                 f"{client}: lint before signing: server CPU {a.cpu_ms - n.cpu_ms:+.2f} ms/cert "
                 f"({a.cpu_ms:.2f} with, {n.cpu_ms:.2f} without)"
             )
+        _stages(mine, medians, f"{client}: ")
     print("\nthe server's kernel side (its own process; not in instruction counts):")
     print(
         f"{'generator/server':<26} {'sys CPU share':>13} {'faults/req':>10} {'CPU moves/req':>13}"

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import fresh_database
+from _common import fresh_database, raised_rate_limits
 from acmekit.protocol.challenges import key_authorization
 from acmekit.server.config import LintSettings, RateLimits, ServerConfig
 from acmekit.server.repos import base
@@ -91,8 +91,8 @@ class Spent:
 
 def _timed(spent: Spent, method: Callable[..., AbstractContextManager[Any]]) -> Any:
     @contextmanager
-    def wrapper(self: Any) -> Iterator[Any]:
-        with spent.counting(), method(self) as inner:
+    def wrapper(self: Any, *args: Any) -> Iterator[Any]:
+        with spent.counting(), method(self, *args) as inner:
             yield inner
 
     return wrapper
@@ -295,12 +295,14 @@ async def measure(
             assert (await flow.account()).status == 201
             await one_certificate(flow, "warm.example.test")
             mark, wall0, cpu0 = count.mark(), spent.wall, spent.cpu
+            trips0 = count.round_trips
             parts0 = (split.repos, split.driver, split.pool)
             p0 = time.process_time()
             for i in range(certs):
                 await one_certificate(flow, f"c{i}.example.test")
             cpu = time.process_time() - p0
             statements, transactions = count.since(mark)
+            trips = count.round_trips - trips0
             store_wall, store_cpu = spent.wall - wall0, spent.cpu - cpu0
             repos, driver, pool = (
                 now - then
@@ -312,6 +314,7 @@ async def measure(
     return {
         "statements": statements / certs,
         "transactions": transactions / certs,
+        "round_trips": trips / certs,  # PostgreSQL's; SQLite has none
         "cpu_ms": 1000 * cpu / certs,
         "store_wall_ms": 1000 * store_wall / certs,
         "store_cpu_ms": 1000 * store_cpu / certs,
@@ -321,10 +324,13 @@ async def measure(
     }
 
 
-async def run(backends: list[str], certs: int, tmp: Path, split_on: bool) -> None:
-    print(f"{certs} certificates, one after another, in process; rate limits off, lint off")
+async def run(
+    backends: list[str], certs: int, tmp: Path, split_on: bool, limits: RateLimits
+) -> None:
+    on = "on, none refusing this load" if limits.enabled else "off"
+    print(f"{certs} certificates, one after another, in process; rate limits {on}, lint off")
     head = (
-        f"{'backend':<12}{'stmts/cert':>11}{'tx/cert':>9}{'CPU ms/cert':>13}"
+        f"{'backend':<12}{'stmts/cert':>11}{'tx/cert':>9}{'trips/cert':>11}{'CPU ms/cert':>13}"
         f"{'store wall ms':>15}{'store CPU ms':>14}"
     )
     if split_on:  # all threads: the repositories, the driver, SQLAlchemy's pool, the rest
@@ -344,13 +350,13 @@ async def run(backends: list[str], certs: int, tmp: Path, split_on: bool) -> Non
                         http01_port=responder.port,
                         validation_timeout=5.0,
                         validation=TEST_VALIDATION,
-                        rate_limits=RateLimits(enabled=False),
+                        rate_limits=limits,
                         lint=LintSettings(enabled=False),
                     )
                     r = await measure(config, responder, certs, split_on)
                 line = (
                     f"{backend:<12}{r['statements']:>11.1f}{r['transactions']:>9.1f}"
-                    f"{r['cpu_ms']:>13.2f}{r['store_wall_ms']:>15.2f}{r['store_cpu_ms']:>14.2f}"
+                    f"{r['round_trips']:>11.1f}{r['cpu_ms']:>13.2f}{r['store_wall_ms']:>15.2f}{r['store_cpu_ms']:>14.2f}"
                 )
                 if split_on:
                     ours = r["repos_ms"] - r["driver_ms"] - r["pool_ms"]
@@ -515,6 +521,9 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--split", action="store_true", help="time repositories, driver, pool")
     parser.add_argument("--replay", type=int, default=0, help="the store's calls alone, N times")
+    parser.add_argument(
+        "--limits", action="store_true", help="rate limits on, raised never to refuse the load"
+    )
     args = parser.parse_args()
     if args.replay:
         with tempfile.TemporaryDirectory(prefix="acmekit-store-bench-") as tmp:
@@ -526,7 +535,8 @@ def main() -> None:
                 )
         return
     with tempfile.TemporaryDirectory(prefix="acmekit-store-bench-") as tmp:
-        asyncio.run(run(args.backends.split(","), args.certs, Path(tmp), args.split))
+        limits = raised_rate_limits() if args.limits else RateLimits(enabled=False)
+        asyncio.run(run(args.backends.split(","), args.certs, Path(tmp), args.split, limits))
 
 
 if __name__ == "__main__":

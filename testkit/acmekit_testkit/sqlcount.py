@@ -123,12 +123,16 @@ def counting() -> Iterator[SqlCount]:
     def counted_pipelined(self: Any, sent: Any) -> Any:
         # Before one Sync: one implicit transaction, committed there; reads riding along
         # with a lone statement leave it the lone statement's (uncounted) transaction.
+        # Inside a BEGIN block (or one the batch begins) the Sync commits nothing: its
+        # COMMIT is counted.
         if self._pg in count.seen:
             texts = [sql[0].decode() for sql, _ in sent]
             for text in texts:
                 count._seen(text)
             count._trip(*texts)
-            if not all(t.lstrip().upper().startswith("SELECT") for t in texts[1:]):
+            idle = self._pg.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            implicit = idle and texts[0].strip().upper() != "BEGIN"
+            if implicit and not all(t.lstrip().upper().startswith("SELECT") for t in texts[1:]):
                 count.transactions += 1
         return pipelined(self, sent)
 

@@ -26,6 +26,7 @@ from acmekit_testkit.sqlcount import SqlCount, counting
 
 _READS_AUTHZ = "SELECT CAST(json_build_array(a.id,"  # the counted texts' start
 _READS_REST = "SELECT v.n - 1, (SELECT CAST(COALESCE(json_agg(s.t"  # many names' at once
+_PENDING = "SELECT COUNT(*), MIN(a.expires) FROM authorizations"
 
 
 @pytest.fixture
@@ -65,10 +66,15 @@ async def test_a_forged_new_order_reads_no_more_than_a_few_names(
     assert (await flow.account()).status == 201
     most = assembly.app.config.max_identifiers
     url = f"{acme.base}/acme/new-order"
-    mark = len(count.texts)
+    mark, trips = len(count.texts), len(count.trips)
     got = await acme.post(url, _names(most), new_key(), flow.kid)  # another key signed it
     assert (got.status, got.json()["detail"]) == (400, "JWS signature is invalid")
     assert _reusable_reads(count, mark) == min(most, REUSABLE_AHEAD_MOST)
+    # With rate limits on, one more read rides along, the pending authorizations' count;
+    # the issuance buckets (one a registered domain) are not read ahead for so many
+    # names. Nothing else was sent.
+    (sent,) = count.trips[trips:]
+    assert len(sent) == 1 + REUSABLE_AHEAD_MOST + 1 and sent[-1].startswith(_PENDING)
     # The account's own order of as many names reads the first names' candidates ahead,
     # and the rest's once, together, after its checks.
     mark = len(count.texts)

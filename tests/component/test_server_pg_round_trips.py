@@ -63,6 +63,11 @@ async def counted_pg(
 
 _READS_AUTHZ = "SELECT CAST(json_build_array(a.id,"
 _READS_ORDER = "SELECT CAST(json_build_array(o.id,"
+_CLAIM = "WITH o AS (UPDATE orders SET csr"
+_TAKE = "INSERT INTO rate_buckets"
+_READS_PENDING = "SELECT COUNT(*), MIN(a.expires) FROM authorizations"
+_READS_BUCKETS = "SELECT n.now, b.key, b.tat FROM"
+_READS_BUCKET_OF_CHALLENGE = "SELECT n.now, k.key, (SELECT b.tat FROM rate_buckets b"
 
 
 async def _trips(count: SqlCount, step: object) -> tuple[int, Resp]:
@@ -95,10 +100,13 @@ async def test_a_handlers_first_read_shares_the_accounts_round_trip(
     mark = len(count.trips)
     assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
     await assembly.app.authority.drain()
-    # The challenge's read with the account's, and in no round trip of its own.
+    # The challenge's read with the account's, and (rate limits on) its failed-validations
+    # bucket's, and neither in a round trip of its own.
     first, *rest = count.trips[mark:]
-    assert len(first) == 2 and first[1].startswith(_READS_AUTHZ)
-    assert not [t for trip in rest for t in trip if t.startswith(_READS_AUTHZ)]
+    assert len(first) == 3 and first[1].startswith(_READS_AUTHZ)
+    assert first[2].startswith(_READS_BUCKET_OF_CHALLENGE)
+    ahead = (_READS_AUTHZ, _READS_BUCKET_OF_CHALLENGE, _READS_BUCKETS)
+    assert not [t for trip in rest for t in trip if t.startswith(ahead)]
     trips, got = await _trips(count, flow.get(order_url))
     assert got.json()["status"] == "ready" and trips == 1
 
@@ -130,6 +138,12 @@ async def test_finalize_reads_its_order_and_the_blocklist_with_the_account(
     assert first[2].startswith("SELECT spki_sha256 FROM blocked_keys")
     assert not [t for trip in rest for t in trip if t.startswith(_READS_ORDER)]
     assert not [t for trip in rest for t in trip if "blocked_keys" in t]
+    # With rate limits on, the transaction's BEGIN, the issuance buckets' takes and the
+    # claim go in one round trip, then COMMIT (were BEGIN, each take, the claim, COMMIT:
+    # five).
+    claim = next(i for i, trip in enumerate(rest) if trip[-1].startswith(_CLAIM))
+    assert rest[claim][0] == "BEGIN" and rest[claim + 1] == ("COMMIT",)
+    assert [t.startswith(_TAKE) for t in rest[claim][1:]] == [True, True, False]
 
 
 async def _refusals_setup(flow: Flow, other: Flow) -> tuple[dict[str, str], dict[str, object], str]:
@@ -348,10 +362,16 @@ async def test_new_order_reads_its_candidates_with_the_account(
     mark = len(count.trips)
     resp = await flow.order("one.example.test", "two.example.test")
     assert resp.status == 201, resp.body
-    # Each identifier's reusable authorizations, read with the account.
+    # Each identifier's reusable authorizations, read with the account, and (rate limits
+    # on) the account's pending authorizations and the issuance limits' buckets.
     first, *rest = count.trips[mark:]
-    assert len(first) == 3 and all(t.startswith(_READS_AUTHZ) for t in first[1:])
-    assert not [t for trip in rest for t in trip if t.startswith(_READS_AUTHZ)]
+    assert len(first) == 5 and all(t.startswith(_READS_AUTHZ) for t in first[1:3])
+    assert first[3].startswith(_READS_PENDING) and first[4].startswith(_READS_BUCKETS)
+    ahead = (_READS_AUTHZ, _READS_PENDING, _READS_BUCKETS)
+    assert not [t for trip in rest for t in trip if t.startswith(ahead)]
+    # Then the new-order bucket's take, and the order's insert: was 5 with the two
+    # limit reads each a round trip of its own.
+    assert len(rest) == 2
     again = await flow.order("one.example.test")  # its pending authorization reused
     assert again.json()["authorizations"][0] in resp.json()["authorizations"]
 

@@ -208,3 +208,27 @@ def test_an_invalid_orders_error_is_its_first_failed_challenges() -> None:
     text = render.order_json(urls, view)
     assert text == jsontext.dumps(order_doc(urls, view))
     assert jsontext.loads(text)["error"] == ERRORS[2]
+
+
+@pytest.mark.parametrize(
+    ("t", "text"),
+    [
+        (NOW, "2026-01-02T03:04:05Z"),  # the microseconds dropped, not rounded
+        (datetime(1, 1, 1), "0001-01-01T00:00:00Z"),
+        (datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "0999-12-31T23:59:59Z"),
+        (datetime(1000, 10, 10, 10, 10, 10), "1000-10-10T10:10:10Z"),
+        (datetime.max.replace(tzinfo=UTC), "9999-12-31T23:59:59Z"),
+    ],
+    ids=["microseconds", "year-1", "year-999", "year-1000", "max"],
+)
+def test_rfc3339_writes_four_digits_of_year_and_two_of_each_field(t: datetime, text: str) -> None:
+    """RFC 3339 §5.6: `date-fullyear` is four digits, the other fields two."""
+    assert rfc3339(t) == text
+
+
+def test_rfc3339_is_isoformat_to_the_second() -> None:
+    """What `isoformat` writes to the second, over random times of every year."""
+    rng = random.Random(3339)
+    for _ in range(20_000):
+        t = datetime.min + timedelta(seconds=rng.randrange(315_537_897_600), microseconds=7)
+        assert rfc3339(t) == t.isoformat(timespec="seconds") + "Z", t

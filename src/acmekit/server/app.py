@@ -454,13 +454,17 @@ class AcmeApp:
         )
 
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
-        orders = self.authority.store.orders
-        ahead = orders.challenge_and_authorization_ahead(m[1]) if self._ahead else None
-        auth = self._authenticate(req, ahead=() if ahead is None else (ahead,))
+        ahead = failures = None
+        reads: tuple[Ahead[Any], ...] = ()
+        if self._ahead:  # with the rate limits on, the failed-validations bucket's too
+            ahead = self.authority.store.orders.challenge_and_authorization_ahead(m[1])
+            failures = self.authority.failures_ahead(m[1])
+            reads = (ahead,) if failures is None else (ahead, failures)
+        auth = self._authenticate(req, ahead=reads)
         if not auth.is_post_as_get:
             payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
         uri = req.urls.account(auth.require_account().id)
-        ch, authz = await self.authority.start_challenge(auth, m[1], uri, ahead)
+        ch, authz = await self.authority.start_challenge(auth, m[1], uri, ahead, failures)
         # Most validations end before the answer (challenge_wait); no Retry-After on one
         # still processing: a client's own short-then-growing polling serves it better
         # than a fixed second.

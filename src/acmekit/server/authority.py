@@ -83,6 +83,8 @@ from acmekit.server.mpic.wire import ACCOUNT_BOUND, CorroborationRequest
 from acmekit.server.policy import KEY_COMPROMISE, BlockedAhead, Policy
 from acmekit.server.profiles import check_identifiers, select_profile
 from acmekit.server.ratelimits import (
+    CheckAhead,
+    KeyedAhead,
     LimitName,
     RateLimiter,
     Subject,
@@ -97,6 +99,7 @@ from acmekit.server.records import (
     ValidationEvidence,
 )
 from acmekit.server.repos.base import Ahead
+from acmekit.server.repos.orders import claimed
 from acmekit.server.signing import SignerUnavailable, is_external
 from acmekit.server.standing import Candidate, StandingCheck
 from acmekit.server.store import Store
@@ -150,23 +153,48 @@ REUSABLE_AHEAD_MOST = 10
 ReusableAhead = dict[tuple[Identifier, bool], tuple[datetime, Ahead[list[AuthorizationRecord]]]]
 
 
+@dataclass(frozen=True, slots=True)
+class LimitsAhead:
+    """newOrder's rate-limit reads sent with the request's account read, made for the
+    identifiers `idents` at `at`: the issuance buckets' (`RateLimiter.check_ahead`;
+    None when there are none to read, or more names than `REUSABLE_AHEAD_MOST`) and
+    the account's pending authorizations (`_pending_limit`)."""
+
+    idents: tuple[Identifier, ...]
+    at: datetime
+    buckets: CheckAhead | None
+    pending: Ahead[tuple[int, datetime | None]]
+
+
 class NewOrderReads:
     """newOrder's reads sent with the request's account read (PostgreSQL): called with
     the JWS and the account's id once the nonce passed its own checks (auth's `AheadOf`),
     it makes each identifier's read of reusable authorizations (`reusable_ahead`) and
-    keeps them in `found` for `new_order`."""
+    keeps them in `found`, and the rate limits' reads (`limits_ahead`) in `limits`, for
+    `new_order`."""
 
-    __slots__ = ("_authority", "found")
+    __slots__ = ("_authority", "found", "limits")
 
     def __init__(self, authority: Authority) -> None:
         self._authority = authority
         self.found: ReusableAhead = {}
+        self.limits: LimitsAhead | None = None
 
     def __call__(self, jws: Jws, account_id: str) -> Sequence[Ahead[Any]]:
-        self.found = self._authority.reusable_ahead(account_id, jws)
+        authority = self._authority
+        idents = authority.identifiers_ahead(jws)
+        if not idents:
+            return ()
+        now = authority.now()
+        self.found = authority.reusable_ahead(account_id, idents, now)
         reads: list[Ahead[Any]] = []
         for _, read in self.found.values():
             reads.append(read)
+        limits = self.limits = authority.limits_ahead(account_id, idents, now)
+        if limits is not None:
+            reads.append(limits.pending)
+            if limits.buckets is not None:
+                reads.append(limits.buckets)
         return reads
 
 
@@ -643,21 +671,25 @@ class Authority:
         order = self.store.orders.order_with_authorizations_ahead(order_id)
         return FinalizeReads(order, self.policy)
 
-    def reusable_ahead(self, account_id: str, jws: Jws) -> ReusableAhead:
+    def identifiers_ahead(self, jws: Jws) -> tuple[Identifier, ...]:
+        """newOrder's identifiers, from its JWS's payload, not verified yet: only to
+        make reads to send with the request's account read (`NewOrderReads`); none
+        for a payload whose identifiers do not parse (the handler's checks say why)."""
+        try:
+            return parse_identifiers(jws.payload_json()["identifiers"], self.config.max_identifiers)
+        except Exception:  # whatever it is, the handler's own checks say it
+            return ()
+
+    def reusable_ahead(
+        self, account_id: str, idents: Sequence[Identifier], now: datetime
+    ) -> ReusableAhead:
         """newOrder's reads of its identifiers' reusable authorizations (`_reusable`), of
         `REUSABLE_AHEAD_MOST` of them at most, made from its JWS's payload to send with
         the request's account read (one round trip on PostgreSQL where they took one
         more). The payload is not verified yet: the reads only read, and `new_order`
         takes their answers for the identifiers of the verified payload (the same
-        bytes) after its own checks. Nothing for a payload whose identifiers do not
-        parse: the handler's checks say why."""
-        try:
-            idents = parse_identifiers(
-                jws.payload_json()["identifiers"], self.config.max_identifiers
-            )
-        except Exception:  # whatever it is, the handler's own checks say it
-            return {}
-        horizon = self.now() + REUSE_MARGIN
+        bytes) after its own checks."""
+        horizon = now + REUSE_MARGIN
         reads = self.store.orders.reusable_authorizations_ahead
         found: ReusableAhead = {}
         for ident in idents[:REUSABLE_AHEAD_MOST]:  # the rest read by `_reusable`
@@ -665,6 +697,21 @@ class Authority:
             read = reads(account_id, base, ident.is_wildcard, horizon)
             found[(base, ident.is_wildcard)] = (horizon, read)
         return found
+
+    def limits_ahead(
+        self, account_id: str, idents: tuple[Identifier, ...], now: datetime
+    ) -> LimitsAhead | None:
+        """newOrder's rate-limit reads (`LimitsAhead`), made as `reusable_ahead`'s are,
+        to send with the request's account read; None with the limits off. The
+        buckets' read names a bucket per registered domain: for more names than
+        `REUSABLE_AHEAD_MOST` it is left to the handler, as the reusable reads are."""
+        if not self.limits.enabled:
+            return None
+        buckets = None
+        if len(idents) <= REUSABLE_AHEAD_MOST:  # each name's registered domain looked up
+            buckets = self.limits.check_ahead(self._issuance_subjects(account_id, idents), now)
+        pending = self.store.orders.pending_authorizations_ahead(account_id, now)
+        return LimitsAhead(idents, now, buckets, pending)
 
     def new_order(
         self, account: AccountRecord, payload: object, reads: NewOrderReads | None = None
@@ -686,10 +733,13 @@ class Authority:
         now = self.now()
         order_id = new_id()
         replaced = self._replaced(account, payload.get("replaces"), idents)
+        limits = None if reads is None else reads.limits
+        if limits is not None and limits.idents != idents:
+            limits = None  # read for other names: read where the checks read
         if replaced is None:
-            self._order_limits(account, idents, now)
+            self._order_limits(account, idents, now, limits)
         authzs, fresh = self._order_authorizations(account, idents, now, name, profile, ahead)
-        self._pending_limit(account, len(fresh), now)
+        self._pending_limit(account, len(fresh), now, limits)
         order = OrderRecord(
             id=order_id,
             account_id=account.id,
@@ -765,21 +815,29 @@ class Authority:
         return dict(zip(rest, found, strict=True))
 
     def _order_limits(
-        self, account: AccountRecord, idents: Sequence[Identifier], now: datetime
+        self,
+        account: AccountRecord,
+        idents: Sequence[Identifier],
+        now: datetime,
+        ahead: LimitsAhead | None = None,
     ) -> None:
-        """Take a new-order token; check (not spend) the issuance limits (§6.6 early)."""
+        """Take a new-order token; check (not spend) the issuance limits (§6.6 early).
+        `ahead`: their buckets read with the request's account (`limits_ahead`)."""
         if not self.limits.enabled:
             return
         self.limits.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject(account.id), now)
-        self.limits.check_all(self._issuance_subjects(account.id, idents), now)
+        buckets = None if ahead is None else ahead.buckets
+        self.limits.check_all(self._issuance_subjects(account.id, idents), now, buckets)
 
-    def _pending_limit(self, account: AccountRecord, fresh: int, now: datetime) -> None:
+    def _pending_limit(
+        self, account: AccountRecord, fresh: int, now: datetime, ahead: LimitsAhead | None
+    ) -> None:
         """rateLimited when `fresh` more pending authorizations would pass the account's
         ceiling; Retry-After is when its first pending one expires."""
         cap = self.config.rate_limits.pending_authorizations_per_account
         if not fresh or not self.limits.enabled:
             return
-        pending, first = self.store.orders.pending_authorizations(account.id, now)
+        pending, first = self._pending(account.id, now, ahead)
         if pending + fresh <= cap:
             return
         wait = max(1, math.ceil((first - now).total_seconds())) if first else 1
@@ -789,6 +847,19 @@ class Authority:
             f"needs {fresh} more, over the limit of {cap}; complete or deactivate some",
             retry_after=wait,
         )
+
+    def _pending(
+        self, account_id: str, now: datetime, ahead: LimitsAhead | None
+    ) -> tuple[int, datetime | None]:
+        """The account's pending authorizations at `now`, and the first one's expiry.
+        Read ahead at an earlier time, the count holds those expiring in between too:
+        taken as it is only if none did (the first expires after `now`), else read now,
+        as it is if the clock went back since."""
+        if ahead is not None and ahead.at <= now:
+            pending, first = ahead.pending.result()
+            if first is None or first > now:
+                return pending, first
+        return self.store.orders.pending_authorizations(account_id, now)
 
     @staticmethod
     def _issuance_subjects(
@@ -1039,6 +1110,7 @@ class Authority:
         challenge_id: str,
         account_uri: str,
         ahead: Ahead[tuple[ChallengeRecord, AuthorizationRecord] | None] | None = None,
+        failures: KeyedAhead | None = None,
     ) -> tuple[ChallengeRecord, AuthorizationRecord]:
         """§7.5.1: `{}` asks the CA to validate; POST-as-GET only reads. `account_uri`
         is what a CAA `accounturi` must name (RFC 8657 §3).
@@ -1048,7 +1120,9 @@ class Authority:
         lets a challenge move from processing to either), so a client's next look at
         the authorization finds it final instead of polling again; a slower one is
         answered `processing` and finishes in the background, as before. lego reads a
-        valid or invalid answer as final; certbot polls the authorization either way."""
+        valid or invalid answer as final; certbot polls the authorization either way.
+        `ahead` and `failures`: the challenge's read and its failed-validations bucket's
+        (`failures_ahead`), sent with the request's account read."""
         account = auth.require_account()
         orders = self.store.orders
         found = (
@@ -1070,7 +1144,7 @@ class Authority:
         _one_attempt(ch, authz.challenges)
         if self._counts_failures(authz):
             subject = self._failure_subject(authz)
-            self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now())
+            self.limits.check(LimitName.FAILED_VALIDATIONS, subject, self.now(), failures)
         self._validation_room(account)
         now = self.now()
         # The URL is kept so that a validation resumed elsewhere names it (RFC 8657 §3).
@@ -1090,6 +1164,12 @@ class Authority:
             log.error("validation of challenge %s failed", ch.id, exc_info=failure)
             return processing, authz
         return task.result() or processing, authz  # None: left for recovery
+
+    def failures_ahead(self, challenge_id: str) -> KeyedAhead | None:
+        """The challenge's failed_validations bucket (`_failure_subject`), read by its id
+        to send with the request's account read; None with the limits off."""
+        name = LimitName.FAILED_VALIDATIONS
+        return self.limits.check_of_challenge_ahead(name, challenge_id, self.now())
 
     def _validation_room(self, account: AccountRecord) -> None:
         """rateLimited when the account has as many validations running here as one
@@ -1537,10 +1617,24 @@ class Authority:
             if not claim(order.id, csr_der, now, rec):
                 raise _finalizing_already()
             return
-        with self.store.transaction() as c:
-            subjects = self._issuance_subjects(order.account_id, order.identifiers)
-            self.limits.take_all(subjects, now, c)
-            if not claim(order.id, csr_der, now, rec, c):
+        self._take_and_claim(order, csr_der, now, rec)
+
+    def _take_and_claim(
+        self, order: OrderRecord, csr_der: bytes, now: datetime, rec: CertificateRecord
+    ) -> None:
+        """`_claim`'s transaction: the takes, then the claim (a lost claim raises,
+        rolling the takes back). On PostgreSQL the claim is sent with the takes, in
+        their round trip, and a refused take rolls it back with them."""
+        orders = self.store.orders
+        subjects = self._issuance_subjects(order.account_id, order.identifiers)
+        together = orders.claim_statement(order.id, csr_der, now, rec)
+        with self.store.transaction(begin_later=together is not None) as c:
+            if together is not None:  # BEGIN, the takes and the claim: one round trip
+                won = claimed(self.limits.take_all_then(subjects, now, c, together))
+            else:  # the claim's insert follows its update's answer
+                self.limits.take_all(subjects, now, c)
+                won = orders.claim_finalize(order.id, csr_der, now, rec, c)
+            if not won:
                 raise _finalizing_already()
 
     def _refund_issuance_limits(self, order: OrderRecord) -> None:

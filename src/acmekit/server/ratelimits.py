@@ -45,6 +45,7 @@ from acmekit.database import to_us
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import ProblemType, problem
 from acmekit.server.config import Limit, RateLimits
+from acmekit.server.repos.base import Ahead
 from acmekit.settings import span
 
 SECOND_US = 1_000_000
@@ -162,6 +163,13 @@ _WHAT = {
 }
 
 
+# `RateLimiter.check_all`'s buckets read ahead: the TATs found, the time read at.
+CheckAhead = Ahead[tuple[dict[str, int], int]]
+# `RateLimiter.check`'s bucket read ahead under a key the database made: the key, its
+# TAT (None: no bucket), the time read at.
+KeyedAhead = Ahead[tuple[str | None, int | None, int]]
+
+
 class BucketStore(Protocol):
     """One TAT per bucket key (microseconds); `take`, `spend` and `refund` are each one
     atomic statement, so concurrent processes never admit more than the burst. A `now`
@@ -171,6 +179,10 @@ class BucketStore(Protocol):
 
     def reads(self, keys: Sequence[str], now: int | None) -> tuple[dict[str, int], int]: ...
 
+    def reads_ahead(
+        self, keys: Sequence[str], now: int | None
+    ) -> Ahead[tuple[dict[str, int], int]]: ...
+
     def take(
         self, key: str, now: int | None, step: int, tolerance: int, within: Any = None
     ) -> bool: ...
@@ -178,6 +190,17 @@ class BucketStore(Protocol):
     def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None: ...
 
     def refund(self, key: str, now: int | None, step: int) -> None: ...
+
+    def read_of_challenge_ahead(
+        self, prefix: str, challenge_id: str, now: int | None
+    ) -> KeyedAhead: ...
+
+    def takes_then(
+        self,
+        takes: Sequence[tuple[str, int | None, int, int]],
+        then: tuple[str, Sequence[Any]],
+        within: Any,
+    ) -> tuple[list[bool], list[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -221,28 +244,91 @@ class RateLimiter:
         detail += f"retry after {wait} seconds"
         raise problem(ProblemType.RATE_LIMITED, detail, retry_after=wait)
 
-    def check(self, name: LimitName, subject: Subject, now: datetime) -> None:
-        """Refuse (rateLimited) if a take would be refused now; take nothing."""
+    def check(
+        self, name: LimitName, subject: Subject, now: datetime, ahead: KeyedAhead | None = None
+    ) -> None:
+        """Refuse (rateLimited) if a take would be refused now; take nothing. `ahead`: its
+        bucket read with the request's account (`check_of_challenge_ahead`), taken only
+        if it was read under this bucket's key; else read now."""
+        if ahead is not None and self.limits.enabled:
+            rated, keyed = self._checked([(name, subject)])
+            key, tat, at = ahead.result()
+            if keyed and keyed[0] == key:
+                self._judge(rated, {} if tat is None else {key: tat}, self._judged_at(at, now))
+                return
         self.check_all([(name, subject)], now)
+
+    def check_of_challenge_ahead(
+        self, name: LimitName, challenge_id: str, now: datetime
+    ) -> KeyedAhead | None:
+        """`check`'s read of a limit counted per account and host, for the authorization
+        of challenge `challenge_id`, to send ahead (`Ahead`); None with the limits off."""
+        if not self.limits.enabled:
+            return None
+        return self.store.read_of_challenge_ahead(f"{name}:", challenge_id, self._at(now))
 
     def take(self, name: LimitName, subject: Subject, now: datetime) -> None:
         """Let one request through or refuse it (rateLimited with Retry-After), in a
         statement of its own."""
         self.take_all([(name, subject)], now, None)
 
-    def check_all(self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime) -> None:
-        """`check` for each, the buckets read in one statement."""
-        if not self.limits.enabled:
-            return
+    def _checked(
+        self, pairs: Sequence[tuple[LimitName, Subject]]
+    ) -> tuple[list[tuple[LimitName, Subject, Rate]], list[str]]:
+        """`check_all`'s limits with their rates (the unlimited left out), and the keys
+        of the buckets it reads."""
         rated = [(name, subject, self._rate(name, subject)) for name, subject in pairs]
         rated = [r for r in rated if not r[2].unlimited]
-        keyed = [f"{name}:{subject.key}" for name, subject, rate in rated if rate.burst > 0]
-        found, at = self.store.reads(keyed, self._at(now)) if keyed else ({}, to_us(now))
+        return rated, [f"{name}:{subject.key}" for name, subject, rate in rated if rate.burst > 0]
+
+    def check_ahead(
+        self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime
+    ) -> CheckAhead | None:
+        """`check_all`'s read of the buckets, to send ahead (`Ahead`); None if it reads
+        none. For `check_all(pairs, ..., ahead)`, with the same `pairs`."""
+        keyed = self._checked(pairs)[1] if self.limits.enabled else None
+        return self.store.reads_ahead(keyed, self._at(now)) if keyed else None
+
+    def check_all(
+        self,
+        pairs: Sequence[tuple[LimitName, Subject]],
+        now: datetime,
+        ahead: CheckAhead | None = None,
+    ) -> None:
+        """`check` for each, the buckets read in one statement (or, `ahead`, read with
+        the request's account: `check_ahead` of these `pairs`). The time judged by is
+        `now`, or with the database's clock the time the buckets were read at."""
+        if not self.limits.enabled:
+            return
+        rated, keyed = self._checked(pairs)
+        found, at = self._tats(keyed, now, ahead)
+        self._judge(rated, found, at)
+
+    def _judge(
+        self, rated: Sequence[tuple[LimitName, Subject, Rate]], found: dict[str, int], at: int
+    ) -> None:
+        """`check_all`'s refusal, if one of `rated` would refuse a take at `at`, its
+        bucket's TAT in `found` (none: a full bucket)."""
         for name, subject, rate in rated:
             tat = None if rate.burst <= 0 else found.get(f"{name}:{subject.key}")
             wait = wait_seconds(tat, at, rate)
             if wait:
                 self._refuse(name, rate, wait)
+
+    def _tats(
+        self, keyed: Sequence[str], now: datetime, ahead: CheckAhead | None
+    ) -> tuple[dict[str, int], int]:
+        if not keyed:
+            return {}, to_us(now)
+        if ahead is None:
+            return self.store.reads(keyed, self._at(now))
+        found, at = ahead.result()
+        return found, self._judged_at(at, now)
+
+    def _judged_at(self, read_at: int, now: datetime) -> int:
+        """The time a bucket read ahead is judged at: the database's at the read when
+        its clock rules, else the caller's `now` (the read's own was earlier)."""
+        return read_at if self.database_clock else to_us(now)
 
     def take_all(
         self, pairs: Sequence[tuple[LimitName, Subject]], now: datetime, within: Any
@@ -251,20 +337,54 @@ class RateLimiter:
         statement of its own): a refusal raises, and the caller's rollback returns what
         the others took, so all are taken or none. Taken in key order, so that two
         transactions lock shared buckets in one order."""
-        if not self.limits.enabled:
-            return
-        rated = [(f"{n}:{s.key}", n, self._rate(n, s)) for n, s in pairs]
-        for key, name, rate in sorted(rated, key=lambda r: r[0]):
-            if rate.unlimited:
-                continue
+        for key, name, rate in self._takes(pairs):
             if rate.burst <= 0:
                 self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
             at = self._at(now)
             if not self.store.take(key, at, rate.interval_us, rate.tolerance_us, within):
-                # Refused by the statement itself; the TAT is read again only for
-                # Retry-After (a concurrent change can move that figure, never the decision).
-                tat, read_at = self.store.read(key, at, within)
-                self._refuse(name, rate, max(1, wait_seconds(tat, read_at, rate)))
+                self._refused(key, name, rate, at, within)
+
+    def take_all_then(
+        self,
+        pairs: Sequence[tuple[LimitName, Subject]],
+        now: datetime,
+        within: Any,
+        then: tuple[str, Sequence[Any]],
+    ) -> list[Any]:
+        """`take_all`, with the caller's statement `then` sent after the takes in their
+        round trip (PostgreSQL: before one Sync, in the caller's transaction `within`),
+        its rows returned. The takes and `then` all run, then the takes are judged in
+        key order as `take_all` judges them: a refusal raises, and the caller's
+        rollback takes back the other takes and `then` with it."""
+        takes = self._takes(pairs)
+        at, sent = self._at(now), []
+        for key, _, rate in takes:
+            if rate.burst <= 0:
+                break  # refused without a statement: no take after it was made
+            sent.append((key, at, rate.interval_us, rate.tolerance_us))
+        granted, rows = self.store.takes_then(sent, then, within)
+        for i, (key, name, rate) in enumerate(takes):
+            if rate.burst <= 0:
+                self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
+            if not granted[i]:
+                self._refused(key, name, rate, at, within)
+        return rows
+
+    def _takes(
+        self, pairs: Sequence[tuple[LimitName, Subject]]
+    ) -> list[tuple[str, LimitName, Rate]]:
+        """The buckets `take_all` takes from, in key order, with their rates (none with
+        the limits off, or for a limit that is unlimited)."""
+        if not self.limits.enabled:
+            return []
+        rated = [(f"{n}:{s.key}", n, self._rate(n, s)) for n, s in pairs]
+        return [r for r in sorted(rated, key=lambda r: r[0]) if not r[2].unlimited]
+
+    def _refused(self, key: str, name: LimitName, rate: Rate, at: int | None, within: Any) -> None:
+        """Refused by the take's statement itself; the TAT is read again only for
+        Retry-After (a concurrent change can move that figure, never the decision)."""
+        tat, read_at = self.store.read(key, at, within)
+        self._refuse(name, rate, max(1, wait_seconds(tat, read_at, rate)))
 
     def spend(self, name: LimitName, subject: Subject, now: datetime) -> None:
         """Count a request already served (an issuance, a failed validation), even if the

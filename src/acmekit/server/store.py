@@ -41,10 +41,11 @@ class Store:
         self.certificates = CertificateRepository(self.db)
         self.buckets = BucketRepository(self.db)
 
-    def transaction(self) -> AbstractContextManager[Cursor]:
+    def transaction(self, begin_later: bool = False) -> AbstractContextManager[Cursor]:
         """One transaction across repositories (a method given it as `within` runs in
-        it): committed when the block ends, rolled back if it raises."""
-        return self.db.raw()
+        it): committed when the block ends, rolled back if it raises. `begin_later`:
+        BEGIN sent with the first statements (`Database.raw`)."""
+        return self.db.raw(begin_later)
 
     @classmethod
     def from_url(cls, url: str, auto_upgrade: bool = True) -> Store:

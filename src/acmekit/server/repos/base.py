@@ -196,6 +196,14 @@ class Cursor:
         cur.execute(text, params)
         return list(cur.fetchall())
 
+    def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """Each statement's rows (`all`), one after another; on PostgreSQL in one round
+        trip (`_FormatCursor.batch`). Each runs whatever the others' answers."""
+        found = []
+        for text, params in statements:
+            found.append(self.all(text, params))
+        return found
+
 
 FORMAT_TEXTS_KEPT = 4096  # texts translated for PostgreSQL and kept, per Database
 
@@ -592,6 +600,20 @@ class _FormatCursor(Cursor):
         sent = [(texts[text], params) for text, params in statements]
         return [_count(res) for res in self._statements.pipelined(sent)]
 
+    def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """Each statement's rows, all sent before one Sync (`pipelined`): in the
+        caller's transaction, one round trip for all (a failure raises, the rest
+        skipped, and the caller's block rolls back)."""
+        texts, sent = self._texts, self._statements
+        translated = []
+        for text, params in statements:
+            translated.append((texts[text], params))
+        results = sent.pipelined(translated)
+        found = []
+        for res in results:
+            found.append(sent.rows(res, False) if res.status == _TUPLES_OK else [])
+        return found
+
     def one_with_ahead(self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]]) -> Any:
         """`one`, with the reads `ahead` after it before one Sync (`pipelined`): each
         read's rows (a cursor's fetchall) left on it for its `result()`."""
@@ -747,17 +769,60 @@ class _SqliteSynced:
             self._synced.__exit__(None, None, None)
 
 
+class _BeginLater(Cursor):
+    """A transaction's cursor whose BEGIN goes with its first statements: before the
+    Sync of its first `batch` (one round trip for BEGIN and the batch), or on its own
+    before any other first statement. `begun`: whether BEGIN was sent (or may have
+    been: a failure after the send still leaves a ROLLBACK to send)."""
+
+    __slots__ = ("_inner", "begun")
+
+    def __init__(self, inner: Cursor) -> None:
+        super().__init__(inner._cur)
+        self._inner = inner
+        self.begun = False
+
+    def _begin(self) -> None:
+        if not self.begun:
+            self.begun = True
+            self._cur.execute("BEGIN")
+
+    def run(self, text: str, params: Sequence[Any] = ()) -> int:
+        self._begin()
+        return self._inner.run(text, params)
+
+    def many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._begin()
+        self._inner.many(text, rows)
+
+    def one(self, text: str, params: Sequence[Any] = ()) -> Any:
+        self._begin()
+        return self._inner.one(text, params)
+
+    def all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._begin()
+        return self._inner.all(text, params)
+
+    def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        if self.begun:
+            return self._inner.batch(statements)
+        self.begun = True
+        return self._inner.batch([("BEGIN", ()), *statements])[1:]
+
+
 class _PostgresUse:
     """On this thread's PostgreSQL connection, kept in autocommit: a lone statement as
     it is (one round trip), a transaction between BEGIN and COMMIT sent on the cursor.
     While a block of this thread uses that connection, a nested block takes one from
     the pool, so that it stays a transaction of its own as it always was."""
 
-    __slots__ = ("_cur", "_db", "_fairy", "_own", "_tx")
+    __slots__ = ("_begin_later", "_cur", "_db", "_fairy", "_later", "_own", "_tx")
 
-    def __init__(self, db: Database, tx: bool) -> None:
+    def __init__(self, db: Database, tx: bool, begin_later: bool = False) -> None:
         self._db = db
         self._tx = tx
+        self._begin_later = begin_later  # BEGIN with the first statements (`_BeginLater`)
+        self._later: _BeginLater | None = None
 
     def __enter__(self) -> Cursor:
         db = self._db
@@ -780,7 +845,9 @@ class _PostgresUse:
         try:
             if wrapped is None:  # its first use may send a statement (`_statements_for`)
                 wrapped = _FormatCursor(cur, db._texts, db._statements_for(dbapi))
-            if self._tx:
+            if self._tx and self._begin_later:
+                wrapped = self._later = _BeginLater(wrapped)
+            elif self._tx:
                 cur.execute("BEGIN")
         except BaseException as exc:
             self._release(exc)
@@ -788,9 +855,9 @@ class _PostgresUse:
         return wrapped
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        cur = self._cur
+        cur, later = self._cur, self._later
         try:
-            if self._tx:
+            if self._tx and (later is None or later.begun):  # else nothing was begun
                 if kind is None:
                     cur.execute("COMMIT")
                 else:
@@ -863,12 +930,13 @@ class Database:
         with self.engine.begin() as conn:
             yield conn
 
-    def raw(self) -> AbstractContextManager[Cursor]:
+    def raw(self, begin_later: bool = False) -> AbstractContextManager[Cursor]:
         """One transaction through the driver's own cursor: committed when the block
-        ends, rolled back if it raises."""
+        ends, rolled back if it raises. `begin_later`: on PostgreSQL its BEGIN sent with
+        its first statements, in the round trip of a first `batch` (`_BeginLater`)."""
         if self._sqlite:
             return self._local.sqlite or self._sqlite_use()
-        return _PostgresUse(self, tx=True)
+        return _PostgresUse(self, tx=True, begin_later=begin_later)
 
     def durable(self) -> AbstractContextManager[Cursor]:
         """`raw` whose commit is on disk when the block ends: on SQLite the WAL synced at

@@ -20,8 +20,9 @@ the conflicting row's test reads the same instant.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from acmekit.server.repos.base import Cursor, Repository, marks
+from acmekit.server.repos.base import Ahead, Cursor, Repository, marks
 
 # The database's clock in integer microseconds since the epoch, evaluated once per
 # statement. SQLite's 'now' is stable within one statement step (milliseconds).
@@ -61,6 +62,30 @@ _REFUND = (
 
 _READ = "SELECT (SELECT tat FROM rate_buckets WHERE key = ?), {now}"
 
+# The bucket whose key is a prefix and then an authorization's "ACCOUNT:HOST", the
+# authorization found by the id of one of its challenges: the time read at, the key as
+# the database made it, and its TAT (NULL: no bucket; no key: no such challenge).
+_READ_OF_CHALLENGE = (
+    "SELECT n.now, k.key, (SELECT b.tat FROM rate_buckets b WHERE b.key = k.key) "
+    "FROM (SELECT {now} AS now) n LEFT JOIN (SELECT ? || a.account_id || ':' || "
+    "lower(a.identifier_value) AS key FROM challenges c JOIN authorizations a "
+    "ON a.id = c.authz_id WHERE c.id = ?) k ON true"
+)
+
+
+def _tats_of(rows: Sequence[Any], _params: Sequence[Any]) -> tuple[dict[str, int], int]:
+    """`reads`' rows: the TATs found by key, and the time they were read at."""
+    found = {str(r[1]): int(r[2]) for r in rows if r[1] is not None}
+    return found, int(rows[0][0])
+
+
+def _keyed_tat_of(
+    rows: Sequence[Any], _params: Sequence[Any]
+) -> tuple[str | None, int | None, int]:
+    """`_READ_OF_CHALLENGE`'s row: the key, its TAT, the time read at."""
+    now, key, tat = rows[0]
+    return (None if key is None else str(key)), (None if tat is None else int(tat)), int(now)
+
 
 class BucketRepository(Repository):
     """One row (key, tat) per bucket."""
@@ -88,14 +113,33 @@ class BucketRepository(Repository):
     def reads(self, keys: Sequence[str], now: int | None) -> tuple[dict[str, int], int]:
         """The TATs of those of `keys` that have a bucket, and the time they are read
         at, in one statement (the left join gives the time a row when no bucket is)."""
+        sql, params = self._reads(keys, now)
+        return _tats_of(self._all(sql, params), params)
+
+    def reads_ahead(
+        self, keys: Sequence[str], now: int | None
+    ) -> Ahead[tuple[dict[str, int], int]]:
+        """`reads`, to send ahead (`Ahead`)."""
+        sql, params = self._reads(keys, now)
+        return Ahead(sql, params, _tats_of, self._all)
+
+    def read_of_challenge_ahead(
+        self, prefix: str, challenge_id: str, now: int | None
+    ) -> Ahead[tuple[str | None, int | None, int]]:
+        """The bucket of `prefix` and the account and host of the authorization of
+        challenge `challenge_id` (`_READ_OF_CHALLENGE`), to send ahead with the
+        challenge's own read (`Ahead`): its key as read, its TAT and the time read at.
+        The key is made in SQL, so a caller takes the answer only for the key it makes."""
+        sql, at = self._text(_READ_OF_CHALLENGE, now)
+        return Ahead(sql, (*at, prefix, challenge_id), _keyed_tat_of, self._all)
+
+    def _reads(self, keys: Sequence[str], now: int | None) -> tuple[str, tuple[Any, ...]]:
         sql, at = self._text(
             "SELECT n.now, b.key, b.tat FROM (SELECT {now} AS now) n LEFT JOIN "
             f"rate_buckets b ON b.key IN ({marks(len(keys))})",
             now,
         )
-        rows = self._all(sql, (*at, *keys))
-        found = {str(r[1]): int(r[2]) for r in rows if r[1] is not None}
-        return found, int(rows[0][0])
+        return sql, (*at, *keys)
 
     def take(
         self,
@@ -107,11 +151,35 @@ class BucketRepository(Repository):
     ) -> bool:
         """Move the TAT by `step` if it then stays within `tolerance` of `now`: granted.
         `within`: the caller's transaction, else a statement of its own."""
-        sql, at = self._text(_TAKE, now)
-        params = (key, *at, step, step, step, step, step, step, step, step, tolerance)
+        sql, params = self._take(key, now, step, tolerance)
         if within is not None:
             return bool(within.all(sql, params))
         return bool(self._all(sql, params))
+
+    def takes_then(
+        self,
+        takes: Sequence[tuple[str, int | None, int, int]],
+        then: tuple[str, Sequence[Any]],
+        within: Cursor,
+    ) -> tuple[list[bool], list[Any]]:
+        """`take` for each (key, now, step, tolerance), then the caller's statement
+        `then`, in the caller's transaction `within`, all in one round trip on
+        PostgreSQL (`Cursor.batch`): whether each was granted, and `then`'s rows."""
+        statements: list[tuple[str, Sequence[Any]]] = []
+        for key, now, step, tolerance in takes:
+            statements.append(self._take(key, now, step, tolerance))
+        statements.append(then)
+        found = within.batch(statements)
+        granted = []
+        for rows in found[:-1]:
+            granted.append(bool(rows))
+        return granted, found[-1]
+
+    def _take(
+        self, key: str, now: int | None, step: int, tolerance: int
+    ) -> tuple[str, tuple[Any, ...]]:
+        sql, at = self._text(_TAKE, now)
+        return sql, (key, *at, step, step, step, step, step, step, step, step, tolerance)
 
     def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None:
         """Move the TAT by `step`, at most to `now + tolerance`."""

@@ -330,6 +330,26 @@ def _reusable_of(rows: Sequence[Any], _params: Sequence[Any]) -> list[Authorizat
     return _authorizations_of(rows)
 
 
+def _pending_params(account_id: str, now: datetime) -> tuple[Any, ...]:
+    pending, valid, invalid = (
+        AuthorizationStatus.PENDING,
+        ChallengeStatus.VALID,
+        ChallengeStatus.INVALID,
+    )
+    return (account_id, str(pending), to_us(now), str(valid), str(invalid))
+
+
+def _pending_of(rows: Sequence[Any], _params: Sequence[Any] = ()) -> tuple[int, datetime | None]:
+    """`_PENDING_AUTHZS`' one row: the count, and the first expiry (None for none)."""
+    count, first = rows[0]
+    return int(count), opt_time(first)
+
+
+def claimed(rows: Sequence[Any]) -> bool:
+    """Whether `claim_statement`'s statement claimed the order."""
+    return bool(rows[0][0] == 1)
+
+
 def _challenge_rows(
     rows: Sequence[Any], params: Sequence[Any]
 ) -> tuple[ChallengeRecord, AuthorizationRecord] | None:
@@ -485,15 +505,14 @@ class OrderRepository(Repository):
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
         """How many authorizations of the account are pending, and when the first expires."""
-        params = (
-            account_id,
-            str(AuthorizationStatus.PENDING),
-            to_us(now),
-            str(ChallengeStatus.VALID),
-            str(ChallengeStatus.INVALID),
-        )
-        count, first = self._one(_PENDING_AUTHZS, params)
-        return int(count), opt_time(first)
+        return _pending_of([self._one(_PENDING_AUTHZS, _pending_params(account_id, now))])
+
+    def pending_authorizations_ahead(
+        self, account_id: str, now: datetime
+    ) -> Ahead[tuple[int, datetime | None]]:
+        """`pending_authorizations`, to send ahead (`Ahead`)."""
+        params = _pending_params(account_id, now)
+        return Ahead(_PENDING_AUTHZS, params, _pending_of, self._all)
 
     def account_validated(self, account_id: str, ctype: ChallengeType) -> bool:
         """Whether any challenge of type `ctype` of the account has ever been met."""
@@ -710,11 +729,9 @@ class OrderRepository(Repository):
             use = self._once if self._postgres and reservation is not None else self._raw
             with use() as c:
                 return self.claim_finalize(order_id, csr, now, reservation, c)
-        if self._postgres and reservation is not None:
-            claimed = within.one(
-                CLAIM_AND_RESERVE, (csr, to_us(now), order_id, *reservation_values(reservation))
-            )
-            return bool(claimed[0] == 1)
+        together = self.claim_statement(order_id, csr, now, reservation)
+        if together is not None:
+            return claimed(within.all(*together))
         changed = within.run(
             "UPDATE orders SET csr = ?, finalize_started = ? "
             "WHERE id = ? AND finalize_started IS NULL AND error IS NULL",
@@ -723,6 +740,18 @@ class OrderRepository(Repository):
         if changed == 1 and reservation is not None:
             insert_reservation(within, reservation)
         return changed == 1
+
+    def claim_statement(
+        self, order_id: str, csr: bytes, now: datetime, reservation: CertificateRecord | None
+    ) -> tuple[str, tuple[Any, ...]] | None:
+        """`claim_finalize`'s one statement on PostgreSQL (the claim and the serial's
+        reservation; `claimed` reads its rows), for a caller to send with others; None
+        where the claim takes two (SQLite, or no reservation: the insert follows the
+        update's answer)."""
+        if not self._postgres or reservation is None:
+            return None
+        values = reservation_values(reservation)
+        return CLAIM_AND_RESERVE, (csr, to_us(now), order_id, *values)
 
     def retake_finalize(self, order_id: str, was: datetime, now: datetime) -> bool:
         """Take over an issuance that a stopped process left behind (compare-and-set)."""
