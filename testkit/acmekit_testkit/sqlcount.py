@@ -122,9 +122,9 @@ def counting() -> Iterator[SqlCount]:
 
     def counted_pipelined(self: Any, sent: Any) -> Any:
         # Before one Sync: one implicit transaction, committed there; reads riding along
-        # with a lone statement leave it the lone statement's (uncounted) transaction.
-        # Inside a BEGIN block (or one the batch begins) the Sync commits nothing: its
-        # COMMIT is counted.
+        # with a lone statement (before or after it) leave it the lone statement's
+        # (uncounted) transaction. Inside a BEGIN block (or one the batch begins) the
+        # Sync commits nothing: its COMMIT is counted.
         if self._pg in count.seen:
             texts = [sql[0].decode() for sql, _ in sent]
             for text in texts:
@@ -132,7 +132,10 @@ def counting() -> Iterator[SqlCount]:
             count._trip(*texts)
             idle = self._pg.transaction_status == psycopg.pq.TransactionStatus.IDLE
             implicit = idle and texts[0].strip().upper() != "BEGIN"
-            if implicit and not all(t.lstrip().upper().startswith("SELECT") for t in texts[1:]):
+            writes = 0
+            for text in texts:
+                writes += not text.lstrip().upper().startswith("SELECT")
+            if implicit and writes > 1:
                 count.transactions += 1
         return pipelined(self, sent)
 

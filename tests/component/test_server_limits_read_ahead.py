@@ -1,11 +1,12 @@
 """The rate-limit reads made with the request's account (one round trip on PostgreSQL):
-newOrder's issuance buckets and the account's pending authorizations, read from the
-payload's names at a time taken before the order's own; the challenge's failed
-validations bucket, under a key the database makes. The refusals are the ones the
-handler's own reads would give: the buckets are judged at the order's time (with the
-process's clock), an authorization expiring between the two times is not counted as
-pending, after the clock went back the count is read again, and a bucket read under
-another key than the handler's is read again. And finalize's takes, sent with its
+newOrder's issuance buckets, read from the payload's names at a time taken before the
+order's own; the challenge's failed validations bucket, under a key the database makes.
+The account's pending authorizations are counted at the order's time, with its
+new-order take (not ahead of the signature: the count's cost grows with the account).
+The refusals are the ones the handler's own reads would give: the buckets are judged at
+the order's time (with the process's clock), an authorization expiring between the two
+times is not counted as pending, after the clock went back it is counted, and a bucket
+read under another key than the handler's is read again. And finalize's takes, sent with its
 claim, refuse and roll back as before. On both databases."""
 
 from __future__ import annotations

@@ -155,22 +155,22 @@ ReusableAhead = dict[tuple[Identifier, bool], tuple[datetime, Ahead[list[Authori
 
 @dataclass(frozen=True, slots=True)
 class LimitsAhead:
-    """newOrder's rate-limit reads sent with the request's account read, made for the
-    identifiers `idents` at `at`: the issuance buckets' (`RateLimiter.check_ahead`;
-    None when there are none to read, or more names than `REUSABLE_AHEAD_MOST`) and
-    the account's pending authorizations (`_pending_limit`)."""
+    """newOrder's rate-limit read sent with the request's account read, made for the
+    identifiers `idents`: the issuance buckets' (`RateLimiter.check_ahead`;
+    None when there are none to read, or more names than `REUSABLE_AHEAD_MOST`). Not
+    the account's pending authorizations (`_pending_limit`): their count reads every
+    authorization the account ever had, a cost no forged request may put on the CA; it
+    rides with the new-order take, after the signature (`_order_limits`)."""
 
     idents: tuple[Identifier, ...]
-    at: datetime
     buckets: CheckAhead | None
-    pending: Ahead[tuple[int, datetime | None]]
 
 
 class NewOrderReads:
     """newOrder's reads sent with the request's account read (PostgreSQL): called with
     the JWS and the account's id once the nonce passed its own checks (auth's `AheadOf`),
     it makes each identifier's read of reusable authorizations (`reusable_ahead`) and
-    keeps them in `found`, and the rate limits' reads (`limits_ahead`) in `limits`, for
+    keeps them in `found`, and the rate limits' read (`limits_ahead`) in `limits`, for
     `new_order`."""
 
     __slots__ = ("_authority", "found", "limits")
@@ -191,10 +191,8 @@ class NewOrderReads:
         for _, read in self.found.values():
             reads.append(read)
         limits = self.limits = authority.limits_ahead(account_id, idents, now)
-        if limits is not None:
-            reads.append(limits.pending)
-            if limits.buckets is not None:
-                reads.append(limits.buckets)
+        if limits is not None and limits.buckets is not None:
+            reads.append(limits.buckets)
         return reads
 
 
@@ -701,7 +699,7 @@ class Authority:
     def limits_ahead(
         self, account_id: str, idents: tuple[Identifier, ...], now: datetime
     ) -> LimitsAhead | None:
-        """newOrder's rate-limit reads (`LimitsAhead`), made as `reusable_ahead`'s are,
+        """newOrder's rate-limit read (`LimitsAhead`), made as `reusable_ahead`'s are,
         to send with the request's account read; None with the limits off. The
         buckets' read names a bucket per registered domain: for more names than
         `REUSABLE_AHEAD_MOST` it is left to the handler, as the reusable reads are."""
@@ -710,8 +708,7 @@ class Authority:
         buckets = None
         if len(idents) <= REUSABLE_AHEAD_MOST:  # each name's registered domain looked up
             buckets = self.limits.check_ahead(self._issuance_subjects(account_id, idents), now)
-        pending = self.store.orders.pending_authorizations_ahead(account_id, now)
-        return LimitsAhead(idents, now, buckets, pending)
+        return LimitsAhead(idents, buckets)
 
     def new_order(
         self, account: AccountRecord, payload: object, reads: NewOrderReads | None = None
@@ -736,10 +733,17 @@ class Authority:
         limits = None if reads is None else reads.limits
         if limits is not None and limits.idents != idents:
             limits = None  # read for other names: read where the checks read
+        # The account's pending count, sent with its new-order take (a renewal's, with
+        # no take, is read where `_pending_limit` asks for it).
+        pending = (
+            self.store.orders.pending_authorizations_ahead(account.id, now)
+            if self.limits.enabled
+            else None
+        )
         if replaced is None:
-            self._order_limits(account, idents, now, limits)
+            self._order_limits(account, idents, now, limits, pending)
         authzs, fresh = self._order_authorizations(account, idents, now, name, profile, ahead)
-        self._pending_limit(account, len(fresh), now, limits)
+        self._pending_limit(account, len(fresh), now, pending)
         order = OrderRecord(
             id=order_id,
             account_id=account.id,
@@ -820,24 +824,35 @@ class Authority:
         idents: Sequence[Identifier],
         now: datetime,
         ahead: LimitsAhead | None = None,
+        pending: Ahead[tuple[int, datetime | None]] | None = None,
     ) -> None:
         """Take a new-order token; check (not spend) the issuance limits (§6.6 early).
-        `ahead`: their buckets read with the request's account (`limits_ahead`)."""
+        `ahead`: their buckets read with the request's account (`limits_ahead`);
+        `pending`: the account's pending count, sent in the take's round trip."""
         if not self.limits.enabled:
             return
-        self.limits.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject(account.id), now)
+        also = () if pending is None else (pending,)
+        self.limits.take(LimitName.NEW_ORDERS_PER_ACCOUNT, Subject(account.id), now, also)
         buckets = None if ahead is None else ahead.buckets
         self.limits.check_all(self._issuance_subjects(account.id, idents), now, buckets)
 
     def _pending_limit(
-        self, account: AccountRecord, fresh: int, now: datetime, ahead: LimitsAhead | None
+        self,
+        account: AccountRecord,
+        fresh: int,
+        now: datetime,
+        ahead: Ahead[tuple[int, datetime | None]] | None,
     ) -> None:
         """rateLimited when `fresh` more pending authorizations would pass the account's
-        ceiling; Retry-After is when its first pending one expires."""
+        ceiling; Retry-After is when its first pending one expires. `ahead`: the count
+        at `now`, sent with the new-order take (else, or on SQLite, read here)."""
         cap = self.config.rate_limits.pending_authorizations_per_account
         if not fresh or not self.limits.enabled:
             return
-        pending, first = self._pending(account.id, now, ahead)
+        if ahead is None:
+            pending, first = self.store.orders.pending_authorizations(account.id, now)
+        else:
+            pending, first = ahead.result()
         if pending + fresh <= cap:
             return
         wait = max(1, math.ceil((first - now).total_seconds())) if first else 1
@@ -847,19 +862,6 @@ class Authority:
             f"needs {fresh} more, over the limit of {cap}; complete or deactivate some",
             retry_after=wait,
         )
-
-    def _pending(
-        self, account_id: str, now: datetime, ahead: LimitsAhead | None
-    ) -> tuple[int, datetime | None]:
-        """The account's pending authorizations at `now`, and the first one's expiry.
-        Read ahead at an earlier time, the count holds those expiring in between too:
-        taken as it is only if none did (the first expires after `now`), else read now,
-        as it is if the clock went back since."""
-        if ahead is not None and ahead.at <= now:
-            pending, first = ahead.pending.result()
-            if first is None or first > now:
-                return pending, first
-        return self.store.orders.pending_authorizations(account_id, now)
 
     @staticmethod
     def _issuance_subjects(

@@ -187,6 +187,10 @@ class BucketStore(Protocol):
         self, key: str, now: int | None, step: int, tolerance: int, within: Any = None
     ) -> bool: ...
 
+    def take_with_ahead(
+        self, key: str, now: int | None, step: int, tolerance: int, ahead: Sequence[Ahead[Any]]
+    ) -> bool: ...
+
     def spend(self, key: str, now: int | None, step: int, tolerance: int) -> None: ...
 
     def refund(self, key: str, now: int | None, step: int) -> None: ...
@@ -267,10 +271,22 @@ class RateLimiter:
             return None
         return self.store.read_of_challenge_ahead(f"{name}:", challenge_id, self._at(now))
 
-    def take(self, name: LimitName, subject: Subject, now: datetime) -> None:
+    def take(
+        self, name: LimitName, subject: Subject, now: datetime, ahead: Sequence[Ahead[Any]] = ()
+    ) -> None:
         """Let one request through or refuse it (rateLimited with Retry-After), in a
-        statement of its own."""
-        self.take_all([(name, subject)], now, None)
+        statement of its own. `ahead`: the caller's reads, sent in the take's round trip
+        on PostgreSQL (`Ahead`; left unread without a take's statement: none to make, or
+        refused before one), for the caller to take after it."""
+        if not ahead:
+            self.take_all([(name, subject)], now, None)
+            return
+        for key, _, rate in self._takes([(name, subject)]):
+            if rate.burst <= 0:
+                self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
+            at = self._at(now)
+            if not self.store.take_with_ahead(key, at, rate.interval_us, rate.tolerance_us, ahead):
+                self._refused(key, name, rate, at, None)
 
     def _checked(
         self, pairs: Sequence[tuple[LimitName, Subject]]

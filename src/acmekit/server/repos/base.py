@@ -614,26 +614,34 @@ class _FormatCursor(Cursor):
             found.append(sent.rows(res, False) if res.status == _TUPLES_OK else [])
         return found
 
-    def one_with_ahead(self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]]) -> Any:
+    def one_with_ahead(
+        self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]], last: bool = False
+    ) -> Any:
         """`one`, with the reads `ahead` after it before one Sync (`pipelined`): each
-        read's rows (a cursor's fetchall) left on it for its `result()`."""
+        read's rows (a cursor's fetchall) left on it for its `result()`. `last`: the
+        reads before it instead, so that the row locks it takes are held no longer
+        than alone (a read that fails then skips it)."""
         texts, sent = self._texts, self._statements
-        statements = [(texts[text], params)]
+        own = (texts[text], params)
+        statements = [] if last else [own]
         for read in ahead:
             statements.append((texts[read.text], read.params))
+        if last:
+            statements.append(own)
         results = sent.pipelined(statements)
         # Committed from here: a failure to load an answer must not send the first
         # statement again (`_with_ahead`'s fallback would redeem the nonce twice).
         try:
-            first = sent.rows(results[0], True)
+            first = sent.rows(results[len(ahead) if last else 0], True)
         except Exception as exc:
             raise _RanOnce(exc) from None
-        for i in range(1, len(results)):
-            res = results[i]
+        skip = 0 if last else 1
+        for i in range(len(ahead)):
+            res = results[i + skip]
             try:
-                ahead[i - 1]._rows = sent.rows(res, False) if res.status == _TUPLES_OK else None
+                ahead[i]._rows = sent.rows(res, False) if res.status == _TUPLES_OK else None
             except Exception:  # read again, and failed, where its handler reads it
-                ahead[i - 1]._rows = None
+                ahead[i]._rows = None
         return first
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
@@ -1133,18 +1141,21 @@ class Repository:
         with self._once() as c:
             return c.run(text, params)
 
-    def _with_ahead(self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]]) -> Any:
+    def _with_ahead(
+        self, text: str, params: Sequence[Any], ahead: Sequence[Ahead[Any]], last: bool = False
+    ) -> Any:
         """One statement's first row (`_one`), and on PostgreSQL the `ahead` reads after
         it before one Sync: one implicit transaction, in one round trip. The first is
         the request's own (the nonce's write with the account's read, or the account's
         read): it fails as alone, and the reads after it are then skipped (their
         `result()` reads afresh if asked). Each runs on a snapshot of its own, as it
-        did in autocommit. A read that fails leaves the first to run alone, as before."""
+        did in autocommit. A read that fails leaves the first to run alone, as before.
+        `last`: the reads sent before the statement (`one_with_ahead`)."""
         if not self._postgres or not ahead:
             return self._one(text, params)
         try:
             with self._once() as c:
-                return c.one_with_ahead(text, params, ahead)  # type: ignore[attr-defined]
+                return c.one_with_ahead(text, params, ahead, last)  # type: ignore[attr-defined]
         except self._integrity:
             raise  # the first's (a used nonce): the reads were skipped
         except _RanOnce as ran:

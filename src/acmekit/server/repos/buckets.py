@@ -156,6 +156,16 @@ class BucketRepository(Repository):
             return bool(within.all(sql, params))
         return bool(self._all(sql, params))
 
+    def take_with_ahead(
+        self, key: str, now: int | None, step: int, tolerance: int, ahead: Sequence[Ahead[Any]]
+    ) -> bool:
+        """`take` in a statement of its own, with the caller's reads `ahead` in its round
+        trip on PostgreSQL (`Repository._with_ahead`), sent before it: the bucket's row
+        lock is held no longer than by the take alone, however long they take. Granted
+        or not, each read's answer is left for its `result()`."""
+        sql, params = self._take(key, now, step, tolerance)
+        return self._with_ahead(sql, params, ahead, last=True) is not None
+
     def takes_then(
         self,
         takes: Sequence[tuple[str, int | None, int, int]],
