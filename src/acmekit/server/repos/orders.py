@@ -143,8 +143,8 @@ class _Reads:
             )
 
         if j.sqlite:
-            # The group's order is the subquery's: SQLite 3.40 takes no ORDER BY in an
-            # aggregate, and feeds it the subquery's rows in their order.
+            # SQLite 3.40 takes no ORDER BY in an aggregate: it feeds the subquery's rows
+            # in their order, which SQL does not promise, so the reader sorts them again.
             one = per_name("v.value ->> 0", "v.value ->> 1", "v.value ->> 2")
             self.reusable_of = (
                 f"SELECT v.key, (SELECT json_group_array(s.t) FROM ({one}) s) FROM json_each(?) v"
@@ -198,6 +198,12 @@ _READS = {dialect: _Reads(dialect) for dialect in ("sqlite", "postgresql")}
 # instructions), on SQLite three (for two, the names' own statements cost fewer
 # instructions). Measured, docs/decisions.md ("newOrder of many names").
 _TOGETHER_LEAST = {"sqlite": 3, "postgresql": 2}
+
+
+def _newest_first(authz: AuthorizationRecord) -> tuple[float, str]:
+    """`_Reads.reusable`'s order: the latest expiry first, then by id."""
+    return (-authz.expires.timestamp(), authz.id)
+
 
 _authz_status = members(AuthorizationStatus)
 _challenge_status = members(ChallengeStatus)
@@ -501,6 +507,8 @@ class OrderRepository(Repository):
             each = found[index]
             for text in loads(texts):
                 each.append(_authorization_from(text))
+            if not self._postgres:  # the order SQLite's aggregate does not promise
+                each.sort(key=_newest_first)
         return found
 
     def pending_authorizations(self, account_id: str, now: datetime) -> tuple[int, datetime | None]:
