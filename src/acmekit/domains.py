@@ -24,6 +24,11 @@ def load_public_suffixes() -> None:
     _PSL()
 
 
+# The answer depends on the name alone (the list is read once a process), and the CA asks
+# for one name's several times a certificate (newOrder's limits, finalize's takes, a
+# failed validation's bucket): each lookup tries the name as an IP address first (two
+# exceptions for a DNS name) and walks the list. Bounded: a fleet holds millions of names.
+@lru_cache(maxsize=8192)
 def registered_domain(name: str) -> str:
     """The registered domain of a DNS name, wildcard or IP address."""
     name = name.lower().rstrip(".").removeprefix("*.")
