@@ -1,6 +1,8 @@
 """Records straight into a CA's store, for tests of the store's statements: an account
-(`stored_account`), and a pending order of one name, one authorization with an http-01
-and a dns-01 challenge, for an account that exists already."""
+(`stored_account`), a pending order of one name, one authorization with an http-01
+and a dns-01 challenge, for an account that exists already, and a lone pending
+authorization (`pending_authorization`); and an account registered through the app,
+with its record (`registered`)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from acmekit.server.records import (
     ChallengeRecord,
     OrderRecord,
 )
+from acmekit.server.run import Assembly
 from acmekit.server.store import Store
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
 
 
 def stored_account(store: Store, created: datetime, contact: tuple[str, ...] = ()) -> AccountRecord:
@@ -61,3 +65,28 @@ def order_with_two_challenges(
     )
     store.orders.add_order(order, [authz])
     return authz
+
+
+async def registered(assembly: Assembly, responder: Http01Responder) -> tuple[Flow, AccountRecord]:
+    """A client of `assembly`'s app with a new account, and the account's record."""
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    found = assembly.store.accounts.account(flow.kid.rsplit("/", 1)[1])
+    assert found is not None
+    return flow, found
+
+
+def pending_authorization(store: Store, account_id: str, name: str, expires: datetime) -> str:
+    """Authorization `z-{name}` of the account for the DNS name, pending with one http-01
+    challenge, in no order; its id."""
+    authz_id = f"z-{name}"
+    ch = ChallengeRecord(
+        f"{authz_id}h", authz_id, ChallengeType.HTTP_01, f"t-{name}", ChallengeStatus.PENDING
+    )
+    ident = Identifier(IdentifierType.DNS, name)
+    store.orders.add_authorization(
+        AuthorizationRecord(
+            authz_id, account_id, ident, False, AuthorizationStatus.PENDING, expires, (ch,)
+        )
+    )
+    return authz_id

@@ -20,19 +20,13 @@ import pytest
 import sqlalchemy as sa
 
 from acmekit.protocol import jose
-from acmekit.protocol.messages import (
-    AuthorizationStatus,
-    ChallengeStatus,
-    ChallengeType,
-    Identifier,
-    IdentifierType,
-)
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.config import Limit, RateLimits, ServerConfig
 from acmekit.server.ratelimits import LimitName, Subject
-from acmekit.server.records import AccountRecord, AuthorizationRecord, ChallengeRecord
+from acmekit.server.records import AccountRecord
 from acmekit.server.run import Assembly, assemble
-from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.acme_raw import Flow, Http01Responder
+from acmekit_testkit.pendingorders import pending_authorization, registered
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 WEEK = 7 * 86400
@@ -58,27 +52,6 @@ async def clocked(ca_config: ServerConfig) -> AsyncIterator[tuple[Assembly, Cloc
     yield assembly, clock
     await assembly.app.close()
     assembly.store.engine.dispose()
-
-
-async def _account(assembly: Assembly, responder: Http01Responder) -> tuple[Flow, AccountRecord]:
-    flow = Flow(RawAcme(assembly.app), responder)
-    assert (await flow.account()).status == 201
-    found = assembly.store.accounts.account(flow.kid.rsplit("/", 1)[1])
-    assert found is not None
-    return flow, found
-
-
-def _pending(assembly: Assembly, account: AccountRecord, name: str, expires: datetime) -> None:
-    authz_id = f"z-{name}"
-    ch = ChallengeRecord(
-        f"{authz_id}h", authz_id, ChallengeType.HTTP_01, f"t-{name}", ChallengeStatus.PENDING
-    )
-    ident = Identifier(IdentifierType.DNS, name)
-    assembly.store.orders.add_authorization(
-        AuthorizationRecord(
-            authz_id, account.id, ident, False, AuthorizationStatus.PENDING, expires, (ch,)
-        )
-    )
 
 
 def _payload(*names: str) -> dict[str, Any]:
@@ -111,7 +84,7 @@ async def test_the_buckets_read_ahead_are_judged_at_the_orders_time(
     clocked: tuple[Assembly, Clock], responder: Http01Responder
 ) -> None:
     assembly, clock = clocked
-    flow, account = await _account(assembly, responder)
+    flow, account = await registered(assembly, responder)
     await flow.issue("one.limit.test")  # the domain's one certificate this week, at T0
     later = T0 + timedelta(seconds=200)
     wait = _order(
@@ -125,9 +98,11 @@ async def test_one_expiring_between_the_two_times_is_not_counted_pending(
     clocked: tuple[Assembly, Clock], responder: Http01Responder
 ) -> None:
     assembly, clock = clocked
-    flow, account = await _account(assembly, responder)
+    flow, account = await registered(assembly, responder)
     # Pending when the count is read ahead (T0), expired at the order's time.
-    _pending(assembly, account, "edge.example.test", T0 + timedelta(seconds=5))
+    pending_authorization(
+        assembly.store, account.id, "edge.example.test", T0 + timedelta(seconds=5)
+    )
     later = T0 + timedelta(seconds=10)
     assert _order(assembly, flow, account, clock, T0, later, "new.example.test") is None
 
@@ -136,10 +111,12 @@ async def test_after_the_clock_went_back_the_pending_count_is_read_again(
     clocked: tuple[Assembly, Clock], responder: Http01Responder
 ) -> None:
     assembly, clock = clocked
-    flow, account = await _account(assembly, responder)
+    flow, account = await registered(assembly, responder)
     # Expired at the time read ahead (20 s later), pending at the order's: the ceiling
     # of one is full.
-    _pending(assembly, account, "back.example.test", T0 + timedelta(seconds=10))
+    pending_authorization(
+        assembly.store, account.id, "back.example.test", T0 + timedelta(seconds=10)
+    )
     ahead_at = T0 + timedelta(seconds=20)
     wait = _order(assembly, flow, account, clock, ahead_at, T0, "new.example.test")
     assert wait == 10  # when the pending one expires
@@ -160,7 +137,7 @@ async def test_a_finalize_over_a_limit_is_refused_and_leaves_all_as_it_was(
     (duplicate_certificates, after the refused certificates_per_domain in key order,
     was granted in the batch), as when the claim came after the takes."""
     assembly, _ = clocked
-    flow, _ = await _account(assembly, responder)
+    flow, _ = await registered(assembly, responder)
     first, second = await flow.order("atomic.test"), await flow.order("atomic.test")
     await flow.solve(first.json())
     assert (await flow.finalize(first.header("location") or "", ("atomic.test",))).status == 200
@@ -187,9 +164,9 @@ async def test_a_failures_bucket_read_under_another_key_is_read_again(
     clocked: tuple[Assembly, Clock], responder: Http01Responder
 ) -> None:
     assembly, _ = clocked
-    _, account = await _account(assembly, responder)
-    _pending(assembly, account, "full.example.test", T0 + timedelta(days=1))
-    _pending(assembly, account, "empty.example.test", T0 + timedelta(days=1))
+    _, account = await registered(assembly, responder)
+    pending_authorization(assembly.store, account.id, "full.example.test", T0 + timedelta(days=1))
+    pending_authorization(assembly.store, account.id, "empty.example.test", T0 + timedelta(days=1))
     limits, name = assembly.app.authority.limits, LimitName.FAILED_VALIDATIONS
     full = Subject(f"{account.id}:full.example.test")
     limits.spend(name, full, T0)  # its one failure an hour

@@ -13,17 +13,11 @@ from typing import Any
 import pytest
 
 from acmekit.protocol import jose
-from acmekit.protocol.messages import (
-    AuthorizationStatus,
-    ChallengeStatus,
-    ChallengeType,
-    Identifier,
-    IdentifierType,
-)
 from acmekit.server.config import ServerConfig
-from acmekit.server.records import AccountRecord, AuthorizationRecord, ChallengeRecord
+from acmekit.server.records import AccountRecord
 from acmekit.server.run import Assembly, assemble
-from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.acme_raw import Flow, Http01Responder
+from acmekit_testkit.pendingorders import pending_authorization, registered
 from acmekit_testkit.sqlcount import SqlCount, counting
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -47,28 +41,6 @@ async def clocked(
         yield assembly, clock, count
         await assembly.app.close()
         assembly.store.engine.dispose()
-
-
-async def _account(assembly: Assembly, responder: Http01Responder) -> tuple[Flow, AccountRecord]:
-    flow = Flow(RawAcme(assembly.app), responder)
-    assert (await flow.account()).status == 201
-    found = assembly.store.accounts.account(flow.kid.rsplit("/", 1)[1])
-    assert found is not None
-    return flow, found
-
-
-def _pending(assembly: Assembly, account: AccountRecord, name: str, expires: datetime) -> str:
-    authz_id = f"z-{name}"
-    ch = ChallengeRecord(
-        f"{authz_id}h", authz_id, ChallengeType.HTTP_01, f"t-{name}", ChallengeStatus.PENDING
-    )
-    ident = Identifier(IdentifierType.DNS, name)
-    assembly.store.orders.add_authorization(
-        AuthorizationRecord(
-            authz_id, account.id, ident, False, AuthorizationStatus.PENDING, expires, (ch,)
-        )
-    )
-    return authz_id
 
 
 def _payload(*names: str) -> dict[str, Any]:
@@ -95,8 +67,10 @@ async def test_a_live_authorization_read_ahead_is_reused(
     clocked: tuple[Assembly, Clock, SqlCount], responder: Http01Responder
 ) -> None:
     assembly, clock, _ = clocked
-    flow, account = await _account(assembly, responder)
-    live = _pending(assembly, account, "live.example.test", T0 + timedelta(days=3))
+    flow, account = await registered(assembly, responder)
+    live = pending_authorization(
+        assembly.store, account.id, "live.example.test", T0 + timedelta(days=3)
+    )
     got = _order(assembly, flow, account, clock, T0, T0 + timedelta(seconds=1), "live.example.test")
     assert got == (live,)
 
@@ -105,9 +79,11 @@ async def test_one_expiring_between_the_two_horizons_is_not_reused(
     clocked: tuple[Assembly, Clock, SqlCount], responder: Http01Responder
 ) -> None:
     assembly, clock, _ = clocked
-    flow, account = await _account(assembly, responder)
+    flow, account = await registered(assembly, responder)
     # Past the horizon read ahead (T0 + 1 day), not past the order's (10 s later).
-    edge = _pending(assembly, account, "edge.example.test", T0 + timedelta(days=1, seconds=5))
+    edge = pending_authorization(
+        assembly.store, account.id, "edge.example.test", T0 + timedelta(days=1, seconds=5)
+    )
     later = T0 + timedelta(seconds=10)
     got = _order(assembly, flow, account, clock, T0, later, "edge.example.test")
     assert len(got) == 1 and got[0] != edge
@@ -117,9 +93,11 @@ async def test_after_the_clock_went_back_the_candidates_are_read_again(
     clocked: tuple[Assembly, Clock, SqlCount], responder: Http01Responder
 ) -> None:
     assembly, clock, _ = clocked
-    flow, account = await _account(assembly, responder)
+    flow, account = await registered(assembly, responder)
     # Not past the horizon read ahead (20 s later), past the order's.
-    kept = _pending(assembly, account, "back.example.test", T0 + timedelta(days=1, seconds=10))
+    kept = pending_authorization(
+        assembly.store, account.id, "back.example.test", T0 + timedelta(days=1, seconds=10)
+    )
     ahead_at = T0 + timedelta(seconds=20)
     got = _order(assembly, flow, account, clock, ahead_at, T0, "back.example.test")
     assert got == (kept,)
