@@ -278,15 +278,8 @@ class RateLimiter:
         statement of its own. `ahead`: the caller's reads, sent in the take's round trip
         on PostgreSQL (`Ahead`; left unread without a take's statement: none to make, or
         refused before one), for the caller to take after it."""
-        if not ahead:
-            self.take_all([(name, subject)], now, None)
-            return
         for key, _, rate in self._takes([(name, subject)]):
-            if rate.burst <= 0:
-                self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
-            at = self._at(now)
-            if not self.store.take_with_ahead(key, at, rate.interval_us, rate.tolerance_us, ahead):
-                self._refused(key, name, rate, at, None)
+            self._take_one(key, name, rate, now, None, ahead)
 
     def _checked(
         self, pairs: Sequence[tuple[LimitName, Subject]]
@@ -354,11 +347,27 @@ class RateLimiter:
         the others took, so all are taken or none. Taken in key order, so that two
         transactions lock shared buckets in one order."""
         for key, name, rate in self._takes(pairs):
-            if rate.burst <= 0:
-                self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
-            at = self._at(now)
-            if not self.store.take(key, at, rate.interval_us, rate.tolerance_us, within):
-                self._refused(key, name, rate, at, within)
+            self._take_one(key, name, rate, now, within)
+
+    def _take_one(
+        self,
+        key: str,
+        name: LimitName,
+        rate: Rate,
+        now: datetime,
+        within: Any,
+        ahead: Sequence[Ahead[Any]] = (),
+    ) -> None:
+        """One bucket's take (`take_all`'s), with the reads `ahead` in its round trip."""
+        if rate.burst <= 0:
+            self._refuse(name, rate, wait_seconds(None, to_us(now), rate))
+        at, step, tolerance = self._at(now), rate.interval_us, rate.tolerance_us
+        if ahead:
+            granted = self.store.take_with_ahead(key, at, step, tolerance, ahead)
+        else:
+            granted = self.store.take(key, at, step, tolerance, within)
+        if not granted:
+            self._refused(key, name, rate, at, within)
 
     def take_all_then(
         self,
