@@ -145,7 +145,10 @@ class _Reads:
         if j.sqlite:
             # SQLite 3.40 takes no ORDER BY in an aggregate: it feeds the subquery's rows
             # in their order, which SQL does not promise, so the reader sorts them again.
-            one = per_name("v.value ->> 0", "v.value ->> 1", "v.value ->> 2")
+            # json_extract, not `->>`: that operator came with SQLite 3.38, and the store
+            # runs on 3.35 or later (RETURNING, repos/buckets.py): on 3.37 (Ubuntu 22.04's)
+            # `->>` is a syntax error, and every newOrder of three names or more failed.
+            one = per_name(*(f"json_extract(v.value, '$[{i}]')" for i in range(3)))
             self.reusable_of = (
                 f"SELECT v.key, (SELECT json_group_array(s.t) FROM ({one}) s) FROM json_each(?) v"
             )
