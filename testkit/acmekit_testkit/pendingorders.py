@@ -27,11 +27,14 @@ from acmekit.server.store import Store
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
 
 
-def stored_account(store: Store, created: datetime, contact: tuple[str, ...] = ()) -> AccountRecord:
-    """The valid account `acct`, of a P-256 key whose coordinates are placeholders."""
+def stored_account(
+    store: Store, created: datetime, contact: tuple[str, ...] = (), account_id: str = "acct"
+) -> AccountRecord:
+    """The valid account `acct` (or `account_id`), of a P-256 key whose coordinates are
+    placeholders."""
     return store.accounts.add_account(
         AccountRecord(
-            id="acct",
+            id=account_id,
             thumbprint="t" * 43,
             jwk={"kty": "EC", "crv": "P-256", "x": "x" * 43, "y": "y" * 43},
             contact=contact,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from acmekit.server.crl import CrlApp
 from acmekit.server.run import Assembly
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, new_key
 from acmekit_testkit.csr import make_csr
+from acmekit_testkit.pendingorders import stored_account
 
 # The CA's CRLs under a URL of their own, as a CA whose listener is given on its command
 # line: the command line's CRL names the URL the CA's own CRLs name.
@@ -236,3 +238,19 @@ async def test_accounts_and_orders_listed_and_an_account_deactivated(
     assert code == 1 and err.strip() == "Error: no account nosuchaccount"
     code, _, err = _run(ca_config, "orders", "list", "--account", "nosuchaccount")
     assert code == 1 and "no account" in err
+
+
+@pytest.mark.parametrize(
+    "ident", ["-VeX2encLQGvy06aj2CmLw", "--dashes-begin-this-id0"], ids=["dash", "two"]
+)
+def test_an_id_that_begins_with_a_dash_is_taken_as_the_id(
+    ca: Assembly, ca_config: ServerConfig, ident: str
+) -> None:
+    """Random base64url ids (accounts', EAB keys') begin with "-" one time in 64: the
+    commands that take one read it as the id, not as an unknown option."""
+    stored_account(ca.store, datetime.now(UTC), account_id=ident)
+    assert ident in _ok(ca_config, "accounts", "show", ident)
+    assert _ok(ca_config, "accounts", "deactivate", ident).startswith(f"deactivated: {ident} ")
+    assert "deactivated" in _ok(ca_config, "accounts", "show", ident)
+    _ok(ca_config, "eab", "add", f"--kid={ident}")
+    assert _ok(ca_config, "eab", "revoke", ident) == f"revoked: {ident}\n"

@@ -323,6 +323,13 @@ def _admin_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
+# A command whose argument is an id: random base64url ids begin with "-" one time in 64
+# (`secrets.token_urlsafe`), which click would read as an unknown option. These commands
+# have no short options, so every token that begins with "-" and names no option of
+# theirs is the id, whole.
+_ID_ARGUMENT = {"ignore_unknown_options": True}
+
+
 @server.group()
 def eab() -> None:
     """External Account Binding keys for new customers (kept in the CA's database)."""
@@ -357,7 +364,7 @@ def eab_list(state_dir: Path | None, db: str | None, config_file: Path | None) -
             click.echo(describe_eab_key(key))
 
 
-@eab.command("revoke")
+@eab.command("revoke", context_settings=_ID_ARGUMENT)
 @click.argument("kid")
 @_database_options
 def eab_revoke(kid: str, state_dir: Path | None, db: str | None, config_file: Path | None) -> None:
@@ -565,7 +572,7 @@ def accounts_list(
         click.echo(account_line(account))
 
 
-@accounts.command("show")
+@accounts.command("show", context_settings=_ID_ARGUMENT)
 @click.argument("account_id", metavar="ID")
 @_database_options
 def accounts_show(
@@ -580,7 +587,7 @@ def accounts_show(
         click.echo(line)
 
 
-@accounts.command("deactivate")
+@accounts.command("deactivate", context_settings=_ID_ARGUMENT)
 @click.argument("account_id", metavar="ID")
 @_database_options
 def accounts_deactivate(
