@@ -7,7 +7,9 @@ with its record (`registered`)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+from acmekit.protocol import jose
 from acmekit.protocol.messages import (
     AccountStatus,
     AuthorizationStatus,
@@ -16,6 +18,7 @@ from acmekit.protocol.messages import (
     Identifier,
     IdentifierType,
 )
+from acmekit.server.authority import NewOrderReads
 from acmekit.server.records import (
     AccountRecord,
     AuthorizationRecord,
@@ -93,3 +96,19 @@ def pending_authorization(store: Store, account_id: str, name: str, expires: dat
         )
     )
     return authz_id
+
+
+def new_order_payload(*names: str) -> dict[str, Any]:
+    """newOrder's payload for these DNS names."""
+    return {"identifiers": [{"type": "dns", "value": n} for n in names]}
+
+
+def new_order_read_ahead(
+    assembly: Assembly, flow: Flow, account: AccountRecord, *names: str
+) -> NewOrderReads:
+    """newOrder's reads for `names`, made from its signed request and sent with the
+    account's read as a request's are (at the app's clock now), for `new_order`."""
+    signed = jose.sign(flow.key, new_order_payload(*names), url="u", nonce="n", kid=flow.kid)
+    reads = assembly.app.authority.new_order_reads()
+    assembly.store.accounts.account(account.id, reads(jose.parse_jws(signed), account.id))
+    return reads

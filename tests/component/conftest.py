@@ -3,7 +3,7 @@ on loopback. Requests go straight into the ASGI app (no listener, no TLS)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,17 +31,28 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def ca_config(
-    tmp_path: Path, dns_server: DnsServerHandle, responder: Http01Responder, db_url: str
-) -> ServerConfig:
-    return ServerConfig(
-        state_dir=tmp_path / "ca",
-        db=db_url,
-        dns_resolver=f"127.0.0.1:{dns_server.dns_port}",
-        http01_port=responder.port,
-        validation_timeout=5.0,
-        validation=TEST_VALIDATION,
-    )
+def config_on(
+    tmp_path: Path, dns_server: DnsServerHandle, responder: Http01Responder
+) -> Callable[[str], ServerConfig]:
+    """The test CA's configuration (its DNS server and http-01 responder) on the
+    database at a URL: `ca_config`'s, for a test that makes its own database."""
+
+    def make(url: str) -> ServerConfig:
+        return ServerConfig(
+            state_dir=tmp_path / "ca",
+            db=url,
+            dns_resolver=f"127.0.0.1:{dns_server.dns_port}",
+            http01_port=responder.port,
+            validation_timeout=5.0,
+            validation=TEST_VALIDATION,
+        )
+
+    return make
+
+
+@pytest.fixture
+def ca_config(config_on: Callable[[str], ServerConfig], db_url: str) -> ServerConfig:
+    return config_on(db_url)
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ statement)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -19,9 +18,7 @@ from acmekit.server.authority import REUSABLE_AHEAD_MOST
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, new_key
-from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.databases import fresh_postgres_database
-from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.sqlcount import SqlCount, counting
 
 _READS_AUTHZ = "SELECT CAST(json_build_array(a.id,"  # the counted texts' start
@@ -31,18 +28,10 @@ _PENDING = "SELECT COUNT(*), MIN(a.expires) FROM authorizations"
 
 @pytest.fixture
 async def counted_ca(
-    tmp_path: Path, dns_server: DnsServerHandle, responder: Http01Responder
+    config_on: Callable[[str], ServerConfig],
 ) -> AsyncIterator[tuple[Assembly, SqlCount]]:
     with fresh_postgres_database("acmekit_forged") as url, counting() as count:
-        config = ServerConfig(
-            state_dir=tmp_path / "ca",
-            db=url,
-            dns_resolver=f"127.0.0.1:{dns_server.dns_port}",
-            http01_port=responder.port,
-            validation_timeout=5.0,
-            validation=TEST_VALIDATION,
-        )
-        assembly = assemble(config)
+        assembly = assemble(config_on(url))
         yield assembly, count
         await assembly.app.close()
         assembly.store.engine.dispose()

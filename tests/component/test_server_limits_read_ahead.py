@@ -14,19 +14,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from acmekit.protocol import jose
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.config import Limit, RateLimits, ServerConfig
 from acmekit.server.ratelimits import LimitName, Subject
 from acmekit.server.records import AccountRecord
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder
-from acmekit_testkit.pendingorders import pending_authorization, registered
+from acmekit_testkit.pendingorders import (
+    new_order_payload,
+    new_order_read_ahead,
+    pending_authorization,
+    registered,
+)
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
 WEEK = 7 * 86400
@@ -54,10 +57,6 @@ async def clocked(ca_config: ServerConfig) -> AsyncIterator[tuple[Assembly, Cloc
     assembly.store.engine.dispose()
 
 
-def _payload(*names: str) -> dict[str, Any]:
-    return {"identifiers": [{"type": "dns", "value": n} for n in names]}
-
-
 def _order(
     assembly: Assembly, flow: Flow, account: AccountRecord, clock: Clock, ahead_at: datetime,
     order_at: datetime, name: str,
@@ -65,15 +64,12 @@ def _order(
     """newOrder for `name`, its reads made ahead at `ahead_at` (sent with the account's
     read, as a request's are), the order made at `order_at`: None if it was made, else
     the Retry-After of its rateLimited refusal."""
-    authority = assembly.app.authority
-    signed = jose.sign(flow.key, _payload(name), url="u", nonce="n", kid=flow.kid)
     clock.at = ahead_at
-    reads = authority.new_order_reads()
-    assembly.store.accounts.account(account.id, reads(jose.parse_jws(signed), account.id))
+    reads = new_order_read_ahead(assembly, flow, account, name)
     assert reads.limits is not None  # the limits' reads were made
     clock.at = order_at
     try:
-        authority.new_order(account, _payload(name), reads)
+        assembly.app.authority.new_order(account, new_order_payload(name), reads)
     except AcmeError as exc:
         assert exc.problem.type.endswith(":rateLimited"), exc.problem
         return exc.problem.retry_after

@@ -13,9 +13,8 @@ the same problem documents, and leave the challenge pending and the order unclai
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -29,33 +28,19 @@ from acmekit.server.keycheck import spki_sha256
 from acmekit.server.run import Assembly, assemble
 from acmekit.server.store import Store
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, Resp
-from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.csr import make_csr
 from acmekit_testkit.databases import fresh_postgres_database
-from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.pendingorders import stored_account
 from acmekit_testkit.sqlcount import SqlCount, counting
 
 
 @pytest.fixture(params=["database", "process"])
 async def counted_pg(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    dns_server: DnsServerHandle,
-    responder: Http01Responder,
+    request: pytest.FixtureRequest, config_on: Callable[[str], ServerConfig]
 ) -> AsyncIterator[tuple[Assembly, SqlCount]]:
     """The CA on PostgreSQL, nonces in the database (the default there) or in process."""
     with fresh_postgres_database("acmekit_trips") as url, counting() as count:
-        config = ServerConfig(
-            state_dir=tmp_path / "ca",
-            db=url,
-            dns_resolver=f"127.0.0.1:{dns_server.dns_port}",
-            http01_port=responder.port,
-            validation_timeout=5.0,
-            validation=TEST_VALIDATION,
-            nonce_scope=str(request.param),
-        )
-        assembly = assemble(config)
+        assembly = assemble(dataclasses.replace(config_on(url), nonce_scope=str(request.param)))
         yield assembly, count
         await assembly.app.close()
         assembly.store.engine.dispose()

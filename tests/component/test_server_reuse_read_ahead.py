@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
-from acmekit.protocol import jose
 from acmekit.server.config import ServerConfig
 from acmekit.server.records import AccountRecord
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder
-from acmekit_testkit.pendingorders import pending_authorization, registered
+from acmekit_testkit.pendingorders import (
+    new_order_payload,
+    new_order_read_ahead,
+    pending_authorization,
+    registered,
+)
 from acmekit_testkit.sqlcount import SqlCount, counting
 
 T0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -43,23 +46,16 @@ async def clocked(
         assembly.store.engine.dispose()
 
 
-def _payload(*names: str) -> dict[str, Any]:
-    return {"identifiers": [{"type": "dns", "value": n} for n in names]}
-
-
 def _order(
     assembly: Assembly, flow: Flow, account: AccountRecord, clock: Clock, ahead_at: datetime,
     order_at: datetime, *names: str,
 ) -> tuple[str, ...]:  # fmt: skip
     """newOrder's authorizations, its reads made ahead at `ahead_at` (and sent with the
     account's read, as a request does), the order made at `order_at`."""
-    authority = assembly.app.authority
-    signed = jose.sign(flow.key, _payload(*names), url="u", nonce="n", kid=flow.kid)
     clock.at = ahead_at
-    reads = authority.new_order_reads()
-    assembly.store.accounts.account(account.id, reads(jose.parse_jws(signed), account.id))
+    reads = new_order_read_ahead(assembly, flow, account, *names)
     clock.at = order_at
-    view = authority.new_order(account, _payload(*names), reads)
+    view = assembly.app.authority.new_order(account, new_order_payload(*names), reads)
     return view.record.authz_ids
 
 
