@@ -104,3 +104,11 @@ async def test_a_forged_new_order_does_not_count_the_accounts_authorizations(
     assert len(take) == 2 and take[0].startswith(_PENDING)  # with the new-order take
     assert take[1].startswith("INSERT INTO rate_buckets")
     assert not [t for t in insert if t.startswith(_PENDING)]
+    # The same names again, each authorization reused: nothing pending is added, so the
+    # count is not asked, and the take goes alone.
+    trips = len(count.trips)
+    again = await acme.post(url, _names(2), flow.key, flow.kid)
+    assert again.json()["authorizations"] == resp.json()["authorizations"]
+    sent = [t for trip in count.trips[trips:] for t in trip]
+    assert not [t for t in sent if t.startswith(_PENDING)]
+    assert [t for t in sent if t.startswith("INSERT INTO rate_buckets")]  # the take made

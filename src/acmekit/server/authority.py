@@ -733,16 +733,17 @@ class Authority:
         limits = None if reads is None else reads.limits
         if limits is not None and limits.idents != idents:
             limits = None  # read for other names: read where the checks read
-        # The account's pending count, sent with its new-order take (a renewal's, with
-        # no take, is read where `_pending_limit` asks for it).
+        authzs, fresh = self._order_authorizations(account, idents, now, name, profile, ahead)
+        # The account's pending count, asked only for an order that adds authorizations
+        # (it reads every one the account has), sent with its new-order take (a
+        # renewal's, with no take, is read where `_pending_limit` asks for it).
         pending = (
             self.store.orders.pending_authorizations_ahead(account.id, now)
-            if self.limits.enabled
+            if fresh and self.limits.enabled
             else None
         )
         if replaced is None:
             self._order_limits(account, idents, now, limits, pending)
-        authzs, fresh = self._order_authorizations(account, idents, now, name, profile, ahead)
         self._pending_limit(account, len(fresh), now, pending)
         order = OrderRecord(
             id=order_id,
