@@ -11,6 +11,11 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+# ix_authz_pending's predicate: stored pending, no challenge decided. A statement meant to
+# be planned on that index carries these words as they are (SQLite uses a partial index
+# only for a WHERE that contains its terms; literals, not parameters, on both databases).
+UNDECIDED = "stored_status = 'pending' AND decided_by IS NULL"
+
 accounts = sa.Table(
     "accounts",
     metadata,
@@ -79,7 +84,21 @@ authorizations = sa.Table(
     # DNSSEC-authenticated (the resolver's AD bit); None when not asked (dnssec "off").
     sa.Column("dnssec_dcv", sa.Boolean),
     sa.Column("dnssec_caa", sa.Boolean),
+    # The challenge whose validation decided it, valid or invalid (NULL while none has):
+    # from then it is no longer pending (RFC 8555 §7.1.6), though `stored_status` stays
+    # "pending" (the status is derived from the challenges). Set with the challenge's
+    # outcome, in the same statement (migration 0010).
+    sa.Column("decided_by", sa.String(64)),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
+    # The account's undecided authorizations only: their count and first expiry cost
+    # the pending ones, not every authorization the account has had (migration 0010).
+    sa.Index(
+        "ix_authz_pending",
+        "account_id",
+        "expires",
+        sqlite_where=sa.text(UNDECIDED),
+        postgresql_where=sa.text(UNDECIDED),
+    ),
 )
 
 challenges = sa.Table(

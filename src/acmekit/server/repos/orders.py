@@ -49,13 +49,13 @@ from acmekit.server.repos.certificates import (
     insert_reservation,
     reservation_values,
 )
-from acmekit.server.schema import authorizations, challenges, orders
+from acmekit.server.schema import UNDECIDED, authorizations, challenges, orders
 
 _CHALLENGE_COLS = cols(challenges)
 
 _INSERT_AUTHZ = (
     "INSERT INTO authorizations (id, account_id, identifier_type, identifier_value, "
-    "wildcard, stored_status, expires, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "wildcard, stored_status, expires, profile, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # One INSERT of an authorization's challenges, by their count.
 _INSERT_CHALLENGES = Texts(
@@ -69,11 +69,12 @@ _RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM authorizations WHERE id = ? AND renewal_o
 _MARK_RENEWAL_AUTHZS = (
     "UPDATE authorizations SET renewal_order_id = ? WHERE renewal_order_id IS NULL AND id IN "
 )
-# Pending as §7.1.6 derives it: stored pending, not expired, no challenge valid or invalid.
+# Pending as §7.1.6 derives it: stored pending, not expired, no challenge valid or invalid
+# (`decided_by`, set with the challenge's outcome). Planned on ix_authz_pending, whose
+# predicate the WHERE carries word for word: the rows read are the undecided ones.
 _PENDING_AUTHZS = (
-    "SELECT COUNT(*), MIN(a.expires) FROM authorizations a WHERE a.account_id = ? "
-    "AND a.stored_status = ? AND a.expires > ? AND NOT EXISTS (SELECT 1 FROM challenges c "
-    "WHERE c.authz_id = a.id AND c.status IN (?, ?))"
+    "SELECT COUNT(*), MIN(a.expires) FROM authorizations a "
+    f"WHERE a.account_id = ? AND {UNDECIDED} AND a.expires > ?"
 )
 # Whether an account has met a challenge type (ix_authz_reuse leads with account_id).
 _ACCOUNT_VALIDATED = (
@@ -209,6 +210,8 @@ def _newest_first(authz: AuthorizationRecord) -> tuple[float, str]:
 
 
 _authz_status = members(AuthorizationStatus)
+# The challenge statuses that decide an authorization (§7.1.6), that `decided_by` records.
+_DECIDING = frozenset((ChallengeStatus.VALID, ChallengeStatus.INVALID))
 _challenge_status = members(ChallengeStatus)
 _challenge_type = members(ChallengeType)
 # The same lookups as dicts, for the decoders of a row's text: `dict.get` is a call into
@@ -340,12 +343,7 @@ def _reusable_of(rows: Sequence[Any], _params: Sequence[Any]) -> list[Authorizat
 
 
 def _pending_params(account_id: str, now: datetime) -> tuple[Any, ...]:
-    pending, valid, invalid = (
-        AuthorizationStatus.PENDING,
-        ChallengeStatus.VALID,
-        ChallengeStatus.INVALID,
-    )
-    return (account_id, str(pending), to_us(now), str(valid), str(invalid))
+    return (account_id, to_us(now))
 
 
 def _pending_of(rows: Sequence[Any], _params: Sequence[Any] = ()) -> tuple[int, datetime | None]:
@@ -418,11 +416,23 @@ _LOCK_AUTHZ_OF_CHALLENGE = (
 )
 
 
+_DECIDED_BY = (
+    "decided_by = COALESCE(decided_by, "
+    f"(SELECT id FROM challenges WHERE id = ? AND status = '{ChallengeStatus.PROCESSING}'))"
+)
+
+
 def _finish_authz(parts: tuple[bool, bool]) -> str:
-    """What a finished challenge sets on its authorization: (a success's new expiry,
-    the validation's evidence)."""
+    """What a finished challenge sets on its authorization: the challenge that decided
+    it (§7.1.6: no longer pending), then (a success's new expiry, the validation's
+    evidence)."""
     extend, evidence = parts
-    sets = ["expires = ?"] if extend else []
+    # The challenge if it is processing, as the challenge's UPDATE asks (read before it:
+    # on SQLite the statement before, on PostgreSQL the same snapshot), so the two agree;
+    # a decision made already is kept (one attempt decides an authorization).
+    sets = [_DECIDED_BY]
+    if extend:
+        sets.append("expires = ?")
     if evidence:
         sets += ["mpic_quorum = ?", "mpic_perspectives = ?", "dnssec_dcv = ?", "dnssec_caa = ?"]
     return (
@@ -595,7 +605,10 @@ class OrderRepository(Repository):
         `evidence` (MPIC, DNSSEC) is recorded on the authorization either way."""
         status = ChallengeStatus.INVALID if error else ChallengeStatus.VALID
         extend = False
-        values: list[Any] = []
+        # The authorization's row, decided by this challenge, goes with the challenge's
+        # outcome (one statement on PostgreSQL, one transaction on SQLite): the pending
+        # count reads `decided_by`, never the challenges.
+        values: list[Any] = [challenge_id]
         if authz_expires is not None and not error:
             extend = True
             values.append(to_us(authz_expires))
@@ -607,10 +620,9 @@ class OrderRepository(Repository):
                 evidence.dnssec_dcv,
                 evidence.dnssec_caa,
             ]
-        statements: list[tuple[str, Sequence[Any]]] = []
-        if values:  # the authorization's row; the challenge's row below, not read here
-            text = _FINISH_AUTHZ[(extend, evidence is not None)]
-            statements.append((text, (*values, challenge_id)))
+        # the authorization's row; the challenge's row below, not read here
+        text = _FINISH_AUTHZ[(extend, evidence is not None)]
+        statements: list[tuple[str, Sequence[Any]]] = [(text, (*values, challenge_id))]
         statements.append(
             (
                 "UPDATE challenges SET status = ?, validated = ?, error = ? "
@@ -839,7 +851,13 @@ def _flag(value: object) -> bool | None:
 def _authorization_inserts(
     authz: AuthorizationRecord, profile: str | None
 ) -> list[tuple[str, Sequence[Any]]]:
-    """The authorization's row, and its challenges' in one multi-row INSERT."""
+    """The authorization's row, and its challenges' in one multi-row INSERT. One stored
+    with a challenge valid or invalid already is stored decided (`decided_by`)."""
+    decided = None
+    for ch in authz.challenges:
+        if ch.status in _DECIDING:
+            decided = ch.id
+            break
     head = (
         authz.id,
         authz.account_id,
@@ -849,6 +867,7 @@ def _authorization_inserts(
         str(authz.stored_status),
         to_us(authz.expires),
         profile,
+        decided,
     )
     statements: list[tuple[str, Sequence[Any]]] = [(_INSERT_AUTHZ, head)]
     if authz.challenges:
