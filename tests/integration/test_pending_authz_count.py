@@ -223,3 +223,13 @@ def _plan(store: Store, text: str, params: tuple[Any, ...]) -> str:
             return "\n".join(str(r[-1]) for r in c.all(f"EXPLAIN QUERY PLAN {text}", params))
         c.run("SET LOCAL enable_seqscan = off", ())
         return "\n".join(str(r[0]) for r in c.all(f"EXPLAIN {text}", params))
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_no_read_of_authorizations_binds_the_stored_status(dialect: str) -> None:
+    """SQLite compares a statement's `stored_status = ?` with ix_authz_pending's predicate
+    by the value bound, and then prepares the statement again at every binding: the
+    reads by account write the stored status in."""
+    reads = orders_repo._READS[dialect]
+    for text in (reads.reusable, reads.reusable_of, orders_repo._PENDING_AUTHZS):
+        assert "stored_status = ?" not in text and "stored_status = 'pending'" in text
