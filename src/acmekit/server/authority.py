@@ -158,9 +158,10 @@ class LimitsAhead:
     """newOrder's rate-limit read sent with the request's account read, made for the
     identifiers `idents`: the issuance buckets' (`RateLimiter.check_ahead`;
     None when there are none to read, or more names than `REUSABLE_AHEAD_MOST`). Not
-    the account's pending authorizations (`_pending_limit`): their count reads every
-    authorization the account ever had, a cost no forged request may put on the CA; it
-    rides with the new-order take, after the signature (`_order_limits`)."""
+    the account's pending authorizations (`_pending_limit`): their count reads each of
+    the account's undecided ones (ix_authz_pending), as many as the limit lets it hold,
+    a cost no forged request may put on the CA; it rides with the new-order take, after
+    the signature (`_order_limits`)."""
 
     idents: tuple[Identifier, ...]
     buckets: CheckAhead | None
@@ -735,7 +736,7 @@ class Authority:
             limits = None  # read for other names: read where the checks read
         authzs, fresh = self._order_authorizations(account, idents, now, name, profile, ahead)
         # The account's pending count, asked only for an order that adds authorizations
-        # (it reads every one the account has), sent with its new-order take (a
+        # (it reads each of the account's pending ones), sent with its new-order take (a
         # renewal's, with no take, is read where `_pending_limit` asks for it).
         pending = (
             self.store.orders.pending_authorizations_ahead(account.id, now)
