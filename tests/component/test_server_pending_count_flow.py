@@ -1,10 +1,12 @@
 """The account's pending-authorizations count through the CA's own request paths, on
 SQLite and PostgreSQL: after a challenge met, a challenge failed and a deactivation, it
 is the number of the account's authorizations the CA itself reports as pending (RFC 8555
-§7.1.6), and what the statement before migration 0010 counted."""
+§7.1.6), and what the statement before migration 0010 counted; also after a validation
+recovered at startup."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from acmekit.database import to_us
@@ -58,3 +60,25 @@ async def test_the_count_follows_the_request_paths(ca: Assembly, flow: Flow) -> 
     assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
     await ca.app.authority.drain()
     await _agree(ca, flow, urls, 0)
+
+
+async def test_the_count_follows_a_validation_recovered_at_startup(
+    ca: Assembly, flow: Flow
+) -> None:
+    """A challenge a stopped process left processing is still pending (§7.1.6); the
+    recovery's validation decides it."""
+    await flow.account()
+    resp = await flow.order("resumed.example.test")
+    assert resp.status == 201, resp.body
+    (url,) = resp.json()["authorizations"]
+    ch = await _challenge(flow, url)
+    authority = ca.app.authority
+    started = authority.now() - authority.stale_after - timedelta(seconds=1)
+    ch_id = ch["url"].rsplit("/", 1)[-1]
+    assert ca.store.orders.start_challenge(ch_id, started, flow.kid)
+    await _agree(ca, flow, [url], 1)
+    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
+    await authority.recover(lambda account_id: flow.kid)
+    await authority.drain()
+    assert (await flow.get(url)).json()["status"] == "valid"
+    await _agree(ca, flow, [url], 0)
