@@ -1,23 +1,43 @@
 """How often issuance encodes a public key: each P-256 encoding converts the point to
 affine coordinates (a field inversion, some 35,000 instructions). finalize's CSR check
-compares the CSR's key with the account key without encoding either."""
+compares the CSR's key with the account key without encoding either; the key rule's
+blocklist hash and the certificate's Subject Key Identifier share one encoding."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from acmekit.protocol import jose
 from acmekit.protocol.csr import check_csr, csr_public_key, make_csr
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType
+from acmekit.server.ca import (
+    Issuer,
+    LeafShape,
+    load_or_create_issuer,
+    sign_builder,
+    subscriber_builder,
+)
+from acmekit.server.keycheck import (
+    SPKI_KEPT,
+    KeyPolicy,
+    KeyPurpose,
+    StaticBlocklist,
+    check_key,
+    spki_der,
+    spki_sha256,
+)
 
 NAME = Identifier(IdentifierType.DNS, "k.example.test")
 NOW = datetime(2030, 2, 3, tzinfo=UTC)
@@ -92,3 +112,57 @@ def test_the_certificate_finds_the_key_the_check_parsed() -> None:
         key = csr_public_key(csr)
     assert parses[0] == 0
     assert key == csr.public_key()
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Issuer:
+    return load_or_create_issuer(Path(tmp_path_factory.mktemp("ca")), NOW)
+
+
+def the_key_rule(key: Any) -> None:
+    """The CA's key rule for a certificate key, with a blocklist to hash the key for."""
+    check_key(key, KeyPolicy(), StaticBlocklist(), purpose=KeyPurpose.CERTIFICATE)
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["sqlite", "blocklist-read-ahead"])
+@pytest.mark.parametrize("kind", sorted(KEYS))
+def test_finalize_and_the_certificate_encode_the_csr_key_once(
+    issuer: Issuer, kind: str, ahead: bool
+) -> None:
+    """The key rule's blocklist hash, the hash of the read sent ahead on PostgreSQL
+    (Policy.blocked_ahead) and the certificate's Subject Key Identifier: one encoding."""
+    der = make_csr(KEYS[kind](), [NAME.value])
+    account = ec.generate_private_key(ec.SECP256R1()).public_key()
+    with counting("public_bytes") as encodings:
+        if ahead:
+            spki_sha256(csr_public_key(x509.load_der_x509_csr(der)))
+        csr = check_csr(der, [NAME], account, the_key_rule)
+        builder = subscriber_builder(
+            issuer,
+            csr_public_key(csr),
+            [NAME],
+            serial=(1 << 126) | 3,
+            not_before=NOW,
+            not_after=NOW + timedelta(days=90),
+            crl_url=None,
+            shape=LeafShape(),
+        )
+    assert encodings[0] == 1
+    ski = sign_builder(builder, issuer).extensions.get_extension_for_class(
+        x509.SubjectKeyIdentifier
+    )
+    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(csr.public_key())
+
+
+def test_each_key_gets_its_own_encoding() -> None:
+    """Kept by the key object: another key never gets a kept key's bytes, and keys
+    past the kept number are encoded again, correctly."""
+    keys = [ec.generate_private_key(ec.SECP256R1()).public_key() for _ in range(SPKI_KEPT + 3)]
+    keys.append(rsa.generate_private_key(65537, 2048).public_key())
+    for _ in range(2):
+        for key in keys:
+            assert spki_der(key) == key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+    again = jose.key_from_jwk(jose.jwk_from_key(keys[-1]))
+    assert spki_der(again) == spki_der(keys[-1])

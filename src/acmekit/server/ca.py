@@ -32,6 +32,7 @@ No clock is read here: every validity period derives from a `now` the caller pas
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import logging
 import os
@@ -55,6 +56,7 @@ from acmekit.files import atomic_write
 from acmekit.protocol import ct
 from acmekit.protocol.keykinds import is_file_key, is_rsa_public
 from acmekit.protocol.messages import Identifier, IdentifierType
+from acmekit.server.keycheck import spki_der
 from acmekit.server.lint import Decoded, Linter, LintMismatch, LintRefused, Report, log_warnings
 from acmekit.server.signing import (
     ExternalKey,
@@ -66,6 +68,7 @@ from acmekit.server.signing import (
     file_digest,
     file_key,
     is_external,
+    read_tlv,
     sign_certificate,
     sign_crl,
     signed_parts,
@@ -347,6 +350,24 @@ def _naive_utc(time: datetime) -> datetime:
     return time
 
 
+_BIT_STRING = 0x03
+
+
+def key_identifier(key: CertificatePublicKeyTypes) -> x509.SubjectKeyIdentifier:
+    """The subscriber's Subject Key Identifier, RFC 5280 §4.2.1.2 method (1), as
+    `SubjectKeyIdentifier.from_public_key` makes it: the SHA-1 of the subjectPublicKey
+    BIT STRING's value (an EC key's X9.62 point, an RSA key's PKCS#1 RSAPublicKey), read
+    from the SubjectPublicKeyInfo that the key rule's blocklist hash encoded
+    (`keycheck.spki_der`), not from a second encoding of the key."""
+    spki = spki_der(key)
+    _, start, _ = read_tlv(spki)  # SubjectPublicKeyInfo ::= SEQUENCE {
+    _, _, algorithm_end = read_tlv(spki, start)  # algorithm AlgorithmIdentifier,
+    tag, bits, end = read_tlv(spki, algorithm_end)  # subjectPublicKey BIT STRING }
+    if tag != _BIT_STRING or bits == end or spki[bits] != 0:
+        raise ValueError("a SubjectPublicKeyInfo whose key is no BIT STRING of whole octets")
+    return x509.SubjectKeyIdentifier(hashlib.sha1(spki[bits + 1 : end]).digest())
+
+
 def subscriber_builder(
     issuer: Issuer,
     key: CertificatePublicKeyTypes,
@@ -365,8 +386,7 @@ def subscriber_builder(
     subject = _subject(identifiers) if shape.common_name else _NO_SUBJECT
     extensions = list(_leaf_head(issuer, rsa_key=is_rsa_public(key), client_auth=shape.client_auth))
     if shape.subject_key_identifier:
-        ski = x509.SubjectKeyIdentifier.from_public_key(key)
-        extensions.append(_extension(ski, critical=False))
+        extensions.append(_extension(key_identifier(key), critical=False))
     extensions.append(issuer._leaf_aki)
     # Critical when the subject is empty (RFC 5280 §4.2.1.6): the one empty subject is
     # _NO_SUBJECT, told by identity (a Name's length is a Python sum per RDN).

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -78,12 +79,36 @@ class StaticBlocklist:
         return "it is on the CA's list of blocked keys" if self.contains(spki_hash) else None
 
 
-def spki_sha256(key: CertificatePublicKeyTypes) -> str:
-    """Hex SHA-256 of the key's DER SubjectPublicKeyInfo: the key's blocklist entry."""
+# Keys whose SubjectPublicKeyInfo encodings `spki_der` keeps: many finalizes in flight.
+SPKI_KEPT = 64
+# By the key object's id, with the object itself (kept alive, so its id names it alone):
+# cryptography's key objects are neither hashable nor weakly referable.
+_spki_kept: OrderedDict[int, tuple[CertificatePublicKeyTypes, bytes]] = OrderedDict()
+
+
+def spki_der(key: CertificatePublicKeyTypes) -> bytes:
+    """The key's DER SubjectPublicKeyInfo (RFC 5280 §4.1.2.7). The last `SPKI_KEPT` keys'
+    encodings are kept, found by the key object itself: finalize's blocklist hash (here)
+    and the certificate's Subject Key Identifier (`ca.key_identifier`) take one encoding
+    of the CSR's key, which `csr_public_key` gives both as one object. Each encoding of
+    a P-256 key converts its point to affine coordinates, a field inversion of some
+    45,000 instructions."""
+    kept = _spki_kept.get(id(key))
+    if kept is not None and kept[0] is key:
+        return kept[1]
     der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return hashlib.sha256(der).hexdigest()
+    if len(_spki_kept) >= SPKI_KEPT:
+        # One C call: no other thread's change can come between a look and a removal.
+        _spki_kept.popitem(last=False)
+    _spki_kept[id(key)] = (key, der)
+    return der
+
+
+def spki_sha256(key: CertificatePublicKeyTypes) -> str:
+    """Hex SHA-256 of the key's DER SubjectPublicKeyInfo: the key's blocklist entry."""
+    return hashlib.sha256(spki_der(key)).hexdigest()
 
 
 def check_key(
