@@ -114,67 +114,6 @@ def lighter_log_records() -> list[str]:
     return found
 
 
-# What a LogRecord fills for every record from its thread and process, each behind a
-# process-wide switch of logging's (3.12 adds the asyncio task's name).
-_RUNTIME_FIELDS = ("thread", "threadName", "process", "processName", "taskName")
-_RUNTIME_SWITCHES = ("logThreads", "logProcesses", "logMultiprocessing", "logAsyncioTasks")
-_switched_off: list[str] = []  # the switches `lighter_runtime_fields` turned off
-
-
-def lighter_runtime_fields() -> list[str]:
-    """Turn logging's thread and process switches off (`logging.logThreads`,
-    `logProcesses`, `logMultiprocessing`, 3.12's `logAsyncioTasks`) when nothing in the
-    logging tree as configured can show or read those fields: every logger without
-    filters and of logging's own class, every handler one that only writes its
-    formatter's output, without filters, its formatter a plain one whose format names
-    none of them, and logging's own record factory. Returns the switches turned off.
-
-    For the server's process, once start-up is done (`run.settle_process`): the
-    switches are process-wide and read as each record is made, before any handler is
-    known; the CLI's format (`cli.main.LOG_FORMAT`) shows none of the fields, and each
-    record then makes no `threading.current_thread()`, `os.getpid()` nor
-    `multiprocessing.current_process()` call. A handler added later that may show them
-    turns them back on at the next record of the CA's loggers (`_caller_when_shown`),
-    before that record is made."""
-    if _runtime_fields_may_show():
-        return []
-    off = [name for name in _RUNTIME_SWITCHES if getattr(logging, name, False)]
-    for name in off:
-        setattr(logging, name, False)
-    _switched_off[:] = off
-    return off
-
-
-def _runtime_fields_may_show() -> bool:
-    if logging.getLogRecordFactory() is not logging.LogRecord:
-        return True
-    tree = [logging.root, *logging.Logger.manager.loggerDict.values()]
-    for logger in tree:
-        if not isinstance(logger, logging.Logger):  # a PlaceHolder: no handlers
-            continue
-        if logger.filters or type(logger) not in (logging.Logger, logging.RootLogger):
-            return True
-        for handler in logger.handlers:
-            if handler.filters or type(handler) not in _FORMATTING_HANDLERS:
-                return True
-            formatter = handler.formatter
-            if formatter is None:  # the message alone
-                continue
-            if type(formatter) not in _PLAIN_FORMATTERS:
-                return True
-            fmt = formatter._style._fmt or ""
-            if any(name in fmt for name in _RUNTIME_FIELDS):
-                return True
-    return False
-
-
-def _runtime_fields_back() -> None:
-    """The switches `lighter_runtime_fields` turned off, on again (for good)."""
-    for name in _switched_off:
-        setattr(logging, name, True)
-    _switched_off.clear()
-
-
 def _caller_when_shown(logger: logging.Logger) -> Callable[..., tuple[Any, ...]]:
     """`logger.findCaller`, looking up the caller only when a record made now may have
     its source fields read: when a stack is asked for, or by the logger's filters, or by
@@ -183,8 +122,7 @@ def _caller_when_shown(logger: logging.Logger) -> Callable[..., tuple[Any, ...]]
     formatter's output, has a formatter not a plain one, or whose format names one of
     them. Any spelling counts (`%(lineno)d`, `{lineno}`): the format is searched for the
     names. About 5,300 instructions a record for the CA's usual tree, against about
-    18,600 for the lookup. A format that names a thread or process field counts too:
-    the record is then made with `lighter_runtime_fields`' switches on again."""
+    18,600 for the lookup."""
     find = logging.Logger.findCaller
     formatting, plain, shows = _FORMATTING_HANDLERS, _PLAIN_FORMATTERS, _SHOWS_SOURCE
 
@@ -210,14 +148,12 @@ def _caller_when_shown(logger: logging.Logger) -> Callable[..., tuple[Any, ...]]
                     fmt = formatter._style._fmt or ""
                     shown = shows.get(fmt)
                     if shown is None:
-                        shown = shows[fmt] = any(name in fmt for name in _SHOWN_FIELDS)
+                        shown = shows[fmt] = any(name in fmt for name in _SOURCE_FIELDS)
                     may_show = shown
                 if may_show:
                     break
             node = node.parent if node.propagate else None
         if may_show:
-            if _switched_off:  # before this record is made (`Logger._log`)
-                _runtime_fields_back()
             # One level more for this function's frame, which logging does not take
             # for its own (it skips only its module's frames).
             return find(logger, stack_info, stacklevel + 1)
@@ -243,8 +179,7 @@ _FORMATTING_HANDLERS = frozenset(
 )
 # Formatters that read only the fields their format names (and the time).
 _PLAIN_FORMATTERS = frozenset((logging.Formatter, LineFormatter))
-_SHOWS_SOURCE: dict[str, bool] = {}  # format -> whether it names a field below
-_SHOWN_FIELDS = _SOURCE_FIELDS + _RUNTIME_FIELDS
+_SHOWS_SOURCE: dict[str, bool] = {}  # format -> whether it names a source field
 
 
-__all__ = ["LineFormatter", "LineHandler", "lighter_log_records", "lighter_runtime_fields"]
+__all__ = ["LineFormatter", "LineHandler", "lighter_log_records"]

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from acmekit import domains
 from acmekit.clock import SystemClock
 from acmekit.http1 import App, Http1Server, Message, serve_until, stop_on_signals
-from acmekit.loglines import lighter_log_records, lighter_runtime_fields
+from acmekit.loglines import lighter_log_records
 from acmekit.server import names
 from acmekit.server.app import AcmeApp
 from acmekit.server.authority import Authority
@@ -240,7 +240,6 @@ def settle_process() -> None:
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
     lighter_log_records()
-    lighter_runtime_fields()
 
 
 async def _serve_together(
