@@ -74,7 +74,9 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Log]:
     with fresh_database(request.param, tmp_path, "ct.db", prefix="acmekit_ctwt") as url:
         store = CtStore.from_url(url, before_commit=hold)
         try:
-            settings = LogSettings(roots=(issuer.root_cert,), mmd=1.0)
+            # A long MMD: on PostgreSQL a session idle in a transaction is ended after
+            # the lease (a third of it), and a held batch waits inside its transaction.
+            settings = LogSettings(roots=(issuer.root_cert,), mmd=60.0)
             ctlog = CtLog(store, load_or_create_key(tmp_path), settings)
             # The chain's issuers stored: what follows writes nothing but entries.
             ctlog.add_chain(_chain(issuer, "warm"), False)
