@@ -7,6 +7,9 @@
    per request). Prints entries per second and the log's CPU time per entry (/proc, the
    process and its children), then the same for get-sth; also the log's context switches
    and read/write system calls per entry (/proc: the kernel's side of the work).
+   `--read-probe` also sends get-sth from one more client while the submissions run
+   (one every 2 ms) and prints its latency: the time a read waits behind the log's
+   submission work (a batch written on the event loop holds every request).
    `--callgrind` runs the log under valgrind's callgrind, counting only while the
    requests run, and prints the log's instructions per request: load independent, so
    two versions compare on a busy machine (rates and CPU times then mean nothing).
@@ -150,11 +153,59 @@ class Client:
             raise RuntimeError(f"get-sth: HTTP {resp.status}")
 
 
+class ReadProbe:
+    """get-sth on a connection of its own, one every `pause` seconds, until stopped:
+    the latency of each (wall time, so it carries the machine's load as well)."""
+
+    def __init__(self, netloc: str, path: str, pause: float = 0.002) -> None:
+        self.netloc, self.path, self.pause = netloc, path, pause
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReadProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection(self.netloc, timeout=30)
+        while not self._stop.wait(self.pause):
+            t0 = time.perf_counter()
+            conn.request("GET", self.path + "ct/v1/get-sth")
+            resp = conn.getresponse()
+            resp.read()
+            self.latencies.append(time.perf_counter() - t0)
+            if resp.status != 200:
+                raise RuntimeError(f"get-sth: HTTP {resp.status}")
+        conn.close()
+
+    def report(self) -> None:
+        got = sorted(self.latencies)
+        if not got:
+            return
+        p99 = got[min(len(got) - 1, int(len(got) * 0.99))]
+        print(
+            f"  get-sth during the submissions: {len(got)} requests, median "
+            f"{statistics.median(got) * 1e3:.2f} ms, p99 {p99 * 1e3:.2f} ms, "
+            f"max {got[-1] * 1e3:.2f} ms"
+        )
+
+
 def submissions(
-    base: Path, count: int, threads: int, close: bool = False, db: str | None = None
+    base: Path,
+    count: int,
+    threads: int,
+    close: bool = False,
+    db: str | None = None,
+    probe: bool = False,
 ) -> tuple[float, float, float, float]:
     """One run on a new log: add-pre-chain per second, the log's CPU seconds per entry,
-    get-sth per second, the log's CPU seconds per get-sth."""
+    get-sth per second, the log's CPU seconds per get-sth. `probe`: a ReadProbe runs
+    alongside the submissions (its requests' CPU counted in the entries')."""
     issuer = ca_hierarchy(base / "ca")
     bodies = [
         json.dumps(
@@ -193,8 +244,9 @@ def submissions(
                 conn.close()
 
         kernel0 = kernel_counts(log.process.pid)
+        reads = ReadProbe(parts.netloc, parts.path) if probe else contextlib.nullcontext()
         cpu0, t0 = cpu_seconds(log.process.pid), time.perf_counter()
-        with ThreadPoolExecutor(threads) as pool:
+        with reads, ThreadPoolExecutor(threads) as pool:
             list(pool.map(post, bodies))
         wall, cpu = time.perf_counter() - t0, cpu_seconds(log.process.pid) - cpu0
         kernel = {k: v - kernel0[k] for k, v in kernel_counts(log.process.pid).items()}
@@ -213,6 +265,8 @@ def submissions(
         f"{kernel['involuntary'] / count:.2f} involuntary context switches, "
         f"{kernel['syscr'] / count:.2f} read and {kernel['syscw'] / count:.2f} write system calls"
     )
+    if isinstance(reads, ReadProbe):
+        reads.report()
     print(f"get-sth: {count / sth_wall:.0f}/s, log CPU per request {sth_cpu / count * 1e6:.0f} us")
     return count / wall, cpu / count, count / sth_wall, sth_cpu / count
 
@@ -327,6 +381,9 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--runs", type=int, default=1, help="submission runs, each on a new log")
     parser.add_argument(
+        "--read-probe", action="store_true", help="get-sth latency during the submissions"
+    )
+    parser.add_argument(
         "--callgrind",
         type=int,
         default=0,
@@ -343,7 +400,12 @@ def main() -> None:
             for i in range(args.runs):
                 with fresh_database(args.db, base, f"ct{i}.db", prefix="acmekit_ctbench") as url:
                     run = submissions(
-                        base / f"run{i}", args.submissions, args.threads, args.close, url
+                        base / f"run{i}",
+                        args.submissions,
+                        args.threads,
+                        args.close,
+                        url,
+                        args.read_probe,
                     )
                     runs.append(run)
             least_flattering(runs)

@@ -131,7 +131,9 @@ def test_on_the_event_loop_submissions_queue_behind_the_running_write() -> None:
         return [i * 10 for i in items]
 
     async def run() -> None:
-        group: AsyncGroupCommit[int, int] = AsyncGroupCommit(write)
+        group: AsyncGroupCommit[int, int] = AsyncGroupCommit(
+            lambda items: asyncio.to_thread(write, items)
+        )
         head = asyncio.ensure_future(group.submit(0))
         assert await asyncio.to_thread(started.wait, 10)  # the first write, in its thread
         rest = [asyncio.ensure_future(group.submit(i)) for i in range(1, 9)]

@@ -6,9 +6,9 @@ nothing a client sends produces a 5xx or a traceback. Bodies are read up to MAX_
 bytes; a larger one is refused with 413 before it is read.
 
 Submissions are checked on the event loop and written by the log's group commit, whose
-transactions (with the SCT signatures) run on the loop when SQLite's write lock is free
-at that instant, else (and always on PostgreSQL) in a worker thread, one hop a batch;
-reads query the database in a worker thread.
+transactions (with the SCT signatures and the commit's sync) run on the store's writer
+thread, one hop a batch, so that the loop answers other requests meanwhile; reads query
+the database in a worker thread.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from acmekit.ct import merkle
-from acmekit.ct.store import CtStore, Leaf, Pending, StoredEntry
+from acmekit.ct.store import CtStore, Leaf, Pending, StoredEntry, WriterClosed
 from acmekit.files import atomic_write
 from acmekit.protocol import ct
 from acmekit.protocol.ct import SignedCertificateTimestamp, SignedEntry, SignedTreeHead, TreeHead
@@ -180,7 +180,7 @@ class CtLog:
         self.holder = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._verified: set[tuple[bytes, bytes]] = set()
         self._writer = GroupCommit(store.add_many)
-        self._async_writer: AsyncGroupCommit[Pending, StoredEntry] | None = None
+        self._async_writer = AsyncGroupCommit(store.add_many_async)
         store.end_stalled_sessions(self.lease_ms)
         store.init_tree(self.sign_head, now_ms())
         self._check_key_is_the_trees()
@@ -215,13 +215,15 @@ class CtLog:
     async def add_chain_body_async(self, chain_der: Sequence[bytes], precert: bool) -> bytes:
         """The same from the event loop, answered as add-chain's JSON body (§4.1): what
         `json.dumps(sct.to_json())` gives, rendered from the stored entry directly. The
-        checks run here, and each batch's transaction too when SQLite's write lock is
-        free at once; otherwise (and on PostgreSQL) it goes to a worker thread (one hop a
-        batch, not one a request)."""
+        checks run here; each batch's transaction, with its SCT signatures and its sync,
+        on the store's writer thread (one hop a batch, not one a request), while the
+        loop goes on serving."""
         pending = self.prepare(chain_der, precert)
-        if self._async_writer is None:
-            self._async_writer = AsyncGroupCommit(self.store.add_many, self.store.add_many_now)
-        return self._sct_body(await self._async_writer.submit(pending))
+        try:
+            found = await self._async_writer.submit(pending)
+        except WriterClosed:
+            raise Unavailable("the log is stopping") from None
+        return self._sct_body(found)
 
     def prepare(self, chain_der: Sequence[bytes], precert: bool) -> Pending:
         """The checks (§4.1, §4.2) and the entry, waiting for its leaf index."""
@@ -597,24 +599,16 @@ class GroupCommit(Generic[T, R]):
 
 class AsyncGroupCommit(Generic[T, R]):
     """Group commit for submissions on the event loop: items queue on the loop; one
-    drain task at a time writes everything queued (up to `limit`) in a worker thread,
-    then resolves each waiter. Each caller returns only after the transaction holding
-    its item has committed (or raises what the write raised).
-
-    `write_now`, if given, is tried first, on the loop: it writes the batch if it can
-    without waiting (None: it could not, and did nothing), which spares the hop to a
-    worker thread and back (docs/decisions.md: on a busy machine the hop, with the GIL
-    passed back and forth while the batch's SCTs are signed, cost more than the
-    batch's database work)."""
+    drain task at a time hands everything queued (up to `limit`) to `write`, which
+    writes it off the loop (the store's writer thread), then resolves each waiter. Each
+    caller returns only after the transaction holding its item has committed (or raises
+    what the write raised). A drain cut off (the loop stopping) fails the waiters it
+    holds and those queued: none is answered as if its item were written."""
 
     def __init__(
-        self,
-        write: Callable[[list[T]], Sequence[R]],
-        write_now: Callable[[list[T]], Sequence[R] | None] | None = None,
-        limit: int = 512,
+        self, write: Callable[[list[T]], Awaitable[Sequence[R]]], limit: int = 512
     ) -> None:
         self._write = write
-        self._write_now = write_now
         self._limit = limit
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._draining = False
@@ -629,22 +623,29 @@ class AsyncGroupCommit(Generic[T, R]):
         return await done
 
     async def _drain(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._queue:
                 batch = self._queue[: self._limit]
                 del self._queue[: self._limit]
-                items = [i for i, _ in batch]
                 try:
-                    results = self._write_now(items) if self._write_now is not None else None
-                    if results is None:
-                        results = await asyncio.to_thread(self._write, items)
+                    results = await self._write([i for i, _ in batch])
                 except Exception as exc:
-                    for _, waiter in batch:
-                        if not waiter.done():
-                            waiter.set_exception(exc)
+                    _fail(batch, exc)
                 else:
                     for (_, waiter), result in zip(batch, results, strict=True):
                         if not waiter.done():  # its request may have been cancelled
                             waiter.set_result(result)
+        except BaseException:
+            # Cancelled while a batch was out: whether it committed is not known here.
+            _fail(batch + self._queue, WriterClosed("the write was cut off"))
+            self._queue.clear()
+            raise
         finally:
             self._draining = False
+
+
+def _fail(waiters: Sequence[tuple[object, asyncio.Future[R]]], exc: BaseException) -> None:
+    for _, waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(exc)

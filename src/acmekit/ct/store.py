@@ -1,6 +1,7 @@
 """The log's storage: entries, complete-subtree hashes, the signed tree head, the lease.
 
-Synchronous SQLAlchemy Core; the HTTP handlers call it in a worker thread. Any process
+Synchronous SQLAlchemy Core; the HTTP handlers call it in a worker thread, and the
+submissions' batches are written on a thread of the store's own (`_Writer`). Any process
 may add entries (each gets its leaf index, `seq`, as it is stored) and read; sequencing
 happens in one transaction that moves the tree from its size N to N + k (entries N ..
 N + k - 1 placed, new complete subtrees their hashes, the tree row its new STH) under
@@ -14,14 +15,15 @@ memory grows with the tree beyond the logarithm.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -33,6 +35,8 @@ from acmekit.database import UNAVAILABLE, create_engine, durable_begin
 from acmekit.protocol.ct import DigitallySigned, SignedTreeHead, TreeHead
 
 SEQUENCER_LEASE = "sequencer"
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -69,20 +73,21 @@ SignHead = Callable[[TreeHead], SignedTreeHead]
 
 
 class CtStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
+        """`before_commit`: see `_Writer` (None but in drills and tests)."""
         self.engine = engine
         self._known_issuers: set[bytes] = set()  # stored already: no query for them
         # The chains (as the Pending entries hold them) whose issuers are stored: most
         # submissions bring the very tuple another did, hashed once.
         self._known_chains: set[tuple[bytes, ...]] = set()
-        self._writer = _Writer(engine)
+        self._writer = _Writer(engine, before_commit)
         self._sql = _EntrySql("?" if engine.dialect.paramstyle == "qmark" else "%s")
 
     @classmethod
-    def from_url(cls, url: str) -> CtStore:
+    def from_url(cls, url: str, before_commit: Callable[[], None] | None = None) -> CtStore:
         engine = create_engine(url)
         migrate.upgrade(engine, migrate.CT)
-        return cls(engine)
+        return cls(engine, before_commit)
 
     def end_stalled_sessions(self, after_ms: int) -> None:
         """PostgreSQL: the server ends any session of this store that sits idle inside a
@@ -116,23 +121,11 @@ class CtStore:
             row = conn.execute(sa.select(entries).where(entries.c.identity == identity)).first()
         return None if row is None else _stored(row)
 
-    def add_many_now(self, items: Sequence[Pending]) -> list[StoredEntry] | None:
-        """`add_many` if it can run at once, on the calling thread (the event loop): the
-        log's write lock free this instant and every chain's issuers already stored;
-        else None, and nothing was done (`add_many` in a worker thread then waits its
-        turn). A batch written this way costs no thread hop: no wake-up of a worker,
-        none of the loop, no GIL handed back and forth while its SCTs are signed. Only
-        on SQLite (a local file);
-        PostgreSQL's round trips always go to the thread. Its commit syncs the WAL
-        (`add_many`), on the loop: one sync a batch, which a hop would not spare."""
-        if not self._writer.sqlite or {p.chain for p in items} - self._known_chains:
-            return None
-        try:
-            return self.add_many(items, wait=False)
-        except WouldWait:
-            return None
+    def add_many(self, items: Sequence[Pending]) -> list[StoredEntry]:
+        """`add_many_async` from any thread but the writer's: blocks until durable."""
+        return self._writer.submit(self._add_many, items).result()
 
-    def add_many(self, items: Sequence[Pending], wait: bool = True) -> list[StoredEntry]:
+    async def add_many_async(self, items: Sequence[Pending]) -> list[StoredEntry]:
         """Store several submissions in one transaction (group commit), each at the next
         leaf index: for each, the entry now stored under its identity, which is the one
         it seals unless an earlier submission (in this batch, before it, or in any
@@ -140,11 +133,21 @@ class CtStore:
         then (on SQLite the writer's commits sync the WAL, `_Writer`), and an SCT for an
         entry a power loss then dropped would be the log's fatal error (RFC 6962 §3).
 
+        Written on the store's writer thread, the only one that uses the writer's
+        connection; the event loop awaiting it serves other requests meanwhile, the
+        batch's sync included (docs/decisions.md). Raises `WriterClosed` once the store
+        is closed: a batch not yet begun then is never written, and its submitters get
+        an error, not an SCT.
+
         Indices are handed out under the log's write lock (SQLite's `BEGIN IMMEDIATE`,
         a PostgreSQL transaction-scoped advisory lock), so that every process's batches
         take consecutive runs and a committed index never has a gap below it; the
         sequencer then places entries in index order (static-ct-api: the SCT carries
         the index, so it is fixed before the SCT exists)."""
+        return await asyncio.wrap_future(self._writer.submit(self._add_many, items))
+
+    def _add_many(self, items: Sequence[Pending]) -> list[StoredEntry]:
+        """`add_many_async`'s work, on the writer thread."""
         if not items:
             return []
         chains = {p.chain for p in items}
@@ -154,7 +157,7 @@ class CtStore:
         # whose chain static-ct-api serves from them (`issuer/<sha256>`).
         for chain in chains - self._known_chains:
             self._remember_issuers(chain)
-        with self._writer.transaction(wait) as cur:
+        with self._writer.transaction() as cur:
             # The driver's own cursor on this path: SQLAlchemy's statement building and
             # result processing cost more than the database does for a batch
             # (docs/decisions.md).
@@ -423,22 +426,33 @@ def _entry_row(e: StoredEntry) -> tuple[object, ...]:
     )
 
 
-class WouldWait(Exception):
-    """The write lock is held elsewhere: the transaction did not start."""
+class WriterClosed(Exception):
+    """The store is closed: the batch was not written (nor will be)."""
 
 
 class _Writer:
-    """One driver connection kept for the submission path's transactions, one at a time
-    in each process: no pool checkout, ping or reset per batch. Each transaction holds
-    the log's index lock (SQLite's `BEGIN IMMEDIATE`, the PostgreSQL advisory lock) to
-    its commit. A transaction that fails drops the connection (it may be the one the
-    database closed); the next takes a fresh one from the pool."""
+    """The submission path's writer: a thread of its own, and one driver connection kept
+    for its transactions, made, used and closed on that thread only (neither SQLite's
+    nor psycopg's connection is shared with another thread). Batches are written one at
+    a time, in the order they were handed over; no pool checkout, ping or reset per
+    batch. Each transaction holds the log's index lock (SQLite's `BEGIN IMMEDIATE`, the
+    PostgreSQL advisory lock) to its commit. A transaction that fails drops the
+    connection (it may be the one the database closed); the next takes a fresh one from
+    the pool.
 
-    def __init__(self, engine: Engine) -> None:
+    `before_commit`, if given, is called on the writer thread inside each transaction,
+    its rows written and its lock held, just before the commit: a drill or a test holds
+    a batch's commit there."""
+
+    def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        self._before_commit = before_commit
         self._conn: Any = None  # SQLAlchemy's pooled DBAPI connection proxy
-        self._busy_ms = 0  # SQLite: the connection's busy timeout, restored after a try
-        self._lock = threading.Lock()
+        # One thread: the batches' order is the order of the leaf indices they take in
+        # this process, and the kept connection never meets a second thread.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ct-writer")
+        self._closing = threading.Lock()
+        self._closed = False
         self.sqlite = sqlite = engine.dialect.name == "sqlite"
         self._lock_sql = (
             "BEGIN IMMEDIATE" if sqlite else f"SELECT pg_advisory_xact_lock({_INDEX_LOCK})"
@@ -449,56 +463,46 @@ class _Writer:
         # replaced once. SQLite's only failure there is a lock held past the busy timeout.
         self._retry = not sqlite
 
-    @contextmanager
-    def transaction(self, wait: bool = True) -> Iterator[Any]:
-        """A transaction holding the index lock. `wait` False (SQLite only): raise
-        WouldWait at once, before anything is written, instead of waiting for a
-        transaction of this process or another to end."""
-        if not self._lock.acquire(blocking=wait):
-            raise WouldWait
-        try:
-            conn, cur = self._begin(wait)
-            try:
-                yield cur
-                cur.close()
-                conn.commit()
-            except BaseException:
-                self._drop()
-                raise
-        finally:
-            self._lock.release()
+    def submit(self, write: Callable[[T], R], arg: T) -> Future[R]:
+        """`write(arg)` on the writer thread, after the writes handed over before it."""
+        with self._closing:
+            if self._closed:
+                raise WriterClosed("the log's store is closed")
+            return self._thread.submit(write, arg)
 
-    def _begin(self, wait: bool = True) -> tuple[Any, Any]:
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A transaction holding the index lock (on the writer thread)."""
+        conn, cur = self._begin()
+        try:
+            yield cur
+            if self._before_commit is not None:
+                self._before_commit()
+            cur.close()
+            conn.commit()
+        except BaseException:
+            self._drop()
+            raise
+
+    def _begin(self) -> tuple[Any, Any]:
         """The connection and a cursor in a transaction holding the index lock."""
         while True:
             kept = self._conn is not None
-            if not kept and not wait:
-                # A new connection's set-up (pool checkout, `PRAGMA journal_mode` under
-                # the busy timeout) may wait: made in a worker thread instead.
-                raise WouldWait
             if not kept:
                 self._conn = self.engine.raw_connection()
             conn = self._conn
             try:
                 cur = conn.cursor()
                 if self.sqlite and not kept:
-                    cur.execute("PRAGMA busy_timeout")
-                    self._busy_ms = int(cur.fetchone()[0])
                     # Checkpoints are left to the log's other connections (the
-                    # sequencer's and the lease's, in worker threads): this one may
-                    # commit on the event loop.
+                    # sequencer's and the lease's): a submitter's SCT does not wait for
+                    # one.
                     cur.execute("PRAGMA wal_autocheckpoint=0")
                     # Every commit here is a batch of submissions about to be answered
-                    # with SCTs: each syncs the WAL (`add_many`). Only this connection,
-                    # which commits nothing else, is kept at FULL.
+                    # with SCTs: each syncs the WAL (`add_many_async`). Only this
+                    # connection, which commits nothing else, is kept at FULL.
                     cur.execute("PRAGMA synchronous=FULL")
-                if wait:
-                    cur.execute(self._lock_sql)
-                else:
-                    self._begin_now(cur)
-            except WouldWait:
-                cur.close()
-                raise
+                cur.execute(self._lock_sql)
             except UNAVAILABLE:
                 self._drop()
                 if kept and self._retry:
@@ -509,19 +513,6 @@ class _Writer:
                 raise
             return conn, cur
 
-    def _begin_now(self, cur: Any) -> None:
-        """SQLite's BEGIN IMMEDIATE with no busy wait: WouldWait if the file's write
-        lock is held (by the sequencer, or another process)."""
-        cur.execute("PRAGMA busy_timeout=0")
-        try:
-            cur.execute(self._lock_sql)
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            raise WouldWait from None
-        finally:
-            cur.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -529,11 +520,21 @@ class _Writer:
                 conn.invalidate()  # rolled back and closed; never reused
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    self._conn.close()
-                self._conn = None
+        """Write what was handed over (a batch in flight is finished, so its submitters
+        are answered from a committed transaction), then close the connection on its
+        thread; nothing is written after."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            self._thread.submit(self._close_connection)
+        self._thread.shutdown(wait=True)
+
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 def _stored_tuple(r: Sequence[Any]) -> StoredEntry:
