@@ -302,11 +302,18 @@ def _operator_config(
 def _store(
     state_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
 ) -> Iterator[Store]:
+    from acmekit.migrate import SchemaOutOfDate
     from acmekit.server.store import Store
 
-    url = _db_url(state_dir, db, config_file, create=create)
+    config = _operator_config(state_dir, db, config_file, create=create)
+    url = config.db_url
     with plain_errors({}, url):
-        store = Store.from_url(url)
+        # As a start of the CA: configured not to upgrade (`auto_upgrade = false`), the
+        # schema is changed by `db upgrade` only, never under the CA's running processes.
+        try:
+            store = Store.from_url(url, config.auto_upgrade)
+        except SchemaOutOfDate as exc:
+            raise click.ClickException(str(exc)) from None
         try:
             yield store
         finally:
