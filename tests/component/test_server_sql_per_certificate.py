@@ -28,7 +28,10 @@ from acmekit_testkit.sqlcount import SqlCount, counting
 # snapshot does not see the other's start); its other writes are single statements in
 # autocommit. The download of a certificate this process recorded sends none. On SQLite
 # a lone write (the challenge's start) is its own transaction in autocommit, not counted.
-BOUNDS = {"sqlite": (32, 5), "postgresql": (28, 2)}
+# SQLite's trace reports each run of a trigger's program as the statement that fired it:
+# three of its statements are tr_challenge_decides's (migration 0011), on the challenge's
+# start and its outcome, run within them, not sent.
+BOUNDS = {"sqlite": (35, 5), "postgresql": (28, 2)}
 # PostgreSQL's round trips per certificate, at most (docs/decisions.md, "Rate limits'
 # round trips"): 13 with rate limits off; on, newOrder's limit reads and the challenge's
 # failed-validations read ride with the account's, and finalize's BEGIN and takes with
