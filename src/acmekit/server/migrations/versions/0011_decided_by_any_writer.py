@@ -26,8 +26,7 @@ depends_on = None
 
 _DECIDES = "NEW.status IN ('valid', 'invalid')"
 _NAME = (
-    "UPDATE authorizations SET decided_by = NEW.id "
-    "WHERE id = NEW.authz_id AND decided_by IS NULL"
+    "UPDATE authorizations SET decided_by = NEW.id WHERE id = NEW.authz_id AND decided_by IS NULL"
 )
 _DECIDING = "c.authz_id = authorizations.id AND c.status IN ('valid', 'invalid')"
 
