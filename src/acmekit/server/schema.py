@@ -87,7 +87,8 @@ authorizations = sa.Table(
     # The challenge whose validation decided it, valid or invalid (NULL while none has):
     # from then it is no longer pending (RFC 8555 §7.1.6), though `stored_status` stays
     # "pending" (the status is derived from the challenges). Set with the challenge's
-    # outcome, in the same statement (migration 0010).
+    # outcome, in the same statement (migration 0010), and by tr_challenge_decides on
+    # challenges for a writer that does not (an older release's process; 0011).
     sa.Column("decided_by", sa.String(64)),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
     # The account's undecided authorizations only: their count and first expiry cost
