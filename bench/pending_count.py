@@ -158,9 +158,10 @@ def run(backend: str, count: int, pending: int, runs: int) -> None:
             print(f"{backend}: {count} authorizations, {pending} pending")
             old = _measure(engine, OLD_COUNT, OLD_PARAMS, runs)
             _show("0009's count", old)
-            start = time.perf_counter()
-            migrate.upgrade(engine, SERVER)
-            print(f"  migration 0010: {time.perf_counter() - start:.2f} s")
+            for revision in ("0010", "head"):  # 0011 (the trigger and its fill) apart
+                start = time.perf_counter()
+                migrate.upgrade(engine, SERVER, revision)
+                print(f"  migration to {revision}: {time.perf_counter() - start:.2f} s")
             _analyze(engine)
             new = _measure(engine, NEW_TEXT, NEW_PARAMS, runs)
             _show("0010's count", new)
