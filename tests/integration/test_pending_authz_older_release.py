@@ -7,6 +7,7 @@ and PostgreSQL, and a database upgraded while such rows exist is mended."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,3 +159,71 @@ def test_an_upgrade_mends_what_the_older_release_decided_at_0010(url: str) -> No
         assert store.orders.pending_authorizations(ACCOUNT, NOW)[0] == _derived(store) == 0
     finally:
         engine.dispose()
+
+
+def test_an_outcome_committed_during_the_upgrade_is_not_missed(url: str) -> None:
+    """An older process records a failure (its challenge's row alone) in a transaction
+    that commits while the upgrade from 0009 runs, after 0010's fill has read the
+    challenges: the upgraded database counts that authorization as decided."""
+    engine = create_engine(url)
+    older = create_engine(url)
+    try:
+        migrate.upgrade(engine, SERVER, "0009")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO authorizations (id, account_id, identifier_type, "
+                    "identifier_value, wildcard, stored_status, expires) VALUES "
+                    "('during', :a, 'dns', 'during.example.test', :w, 'pending', :e)"
+                ),
+                {"a": ACCOUNT, "w": False, "e": to_us(NOW + timedelta(days=7))},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO challenges (id, authz_id, type, token, status) "
+                    "VALUES ('during-0', 'during', 'http-01', 'tok-during', 'processing')"
+                )
+            )
+        postgres = engine.dialect.name == "postgresql"
+        with older.connect() as conn:
+            # OLDER_OUTCOME, a failure, its parameters by name
+            outcome = "UPDATE challenges SET status = :s, validated = :v, error = :e "
+            conn.execute(
+                sa.text(outcome + "WHERE id = :i AND status = :was"),
+                {"s": "invalid", "v": None, "e": '{"type": "x"}', "i": "during-0"}
+                | {"was": "processing"},
+            )
+            failed: list[BaseException] = []
+
+            def upgrade() -> None:
+                try:
+                    migrate.upgrade(engine, SERVER)
+                except BaseException as exc:
+                    failed.append(exc)
+
+            thread = threading.Thread(target=upgrade)
+            thread.start()
+            # On PostgreSQL the older transaction commits once the upgrade has read the
+            # challenges and waits for it, if it ever does; SQLite's upgrade waits for
+            # the older write's lock before it reads anything, so any moment will do.
+            while postgres and thread.is_alive() and not _upgrade_waits(older):
+                thread.join(0.05)
+            conn.commit()
+        thread.join()
+        assert failed == []
+        store = _Repos(engine)
+        assert store.orders.pending_authorizations(ACCOUNT, NOW)[0] == 0
+    finally:
+        older.dispose()
+        engine.dispose()
+
+
+def _upgrade_waits(engine: sa.Engine) -> bool:
+    """Whether a session waits for a lock on this database (the upgrade's, on the older
+    transaction's table)."""
+    waiting = (
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text(waiting)).scalar())
