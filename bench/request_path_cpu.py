@@ -89,12 +89,14 @@ import socket
 import ssl
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -300,8 +302,15 @@ class Control:
         self.split = split
         self.drain = drain
         self.armed = False
+        self.starting = loop.create_future()  # the driver's `start`, unanswered
         self.open: bytes | None = None  # the window's name
         loop.add_reader(self.marks, self.read)
+
+    async def arm(self) -> None:
+        """Windows from now on: answer the driver's `start`, once it has come."""
+        await self.starting
+        self.armed = True
+        os.write(self.answers, b".")
 
     def read(self) -> None:
         mark = os.read(self.marks, 64).rstrip(b"\n")  # one: the driver awaits each answer
@@ -310,8 +319,10 @@ class Control:
         if self.open is not None:
             self.split[1](b"request-" + self.open)
             self.open = None
-        if mark in (b"start", b"stop"):
-            self.armed = mark == b"start"
+        if mark == b"start":
+            return self.starting.set_result(None)  # answered by `arm`
+        if mark == b"stop":
+            self.armed = False
         elif self.armed:
             self.split[0]()
             self.open = mark
@@ -333,6 +344,66 @@ class Control:
 
 
 LINE = 64  # bytes in a cache line
+
+
+class CodeSeen:
+    """`--code`: which Python code objects each window runs (`sys.setprofile`, outside
+    valgrind; the same windows as `--cold`'s), and the lines their objects take (the
+    header and the quickened bytecode, `sys.getsizeof`): the bytecode's share of the
+    interpreter's data lines, by whose code it is (`owner`)."""
+
+    def __init__(self) -> None:
+        self.seen: set[CodeType] = set()
+        self.windows: list[tuple[str, set[CodeType]]] = []
+
+    def profile(self, frame: FrameType, event: str, _: object) -> None:
+        if event == "call":  # a call, or a coroutine's or generator's resumption
+            self.seen.add(frame.f_code)
+
+    def begin(self) -> None:
+        self.seen = set()
+        sys.setprofile(self.profile)
+
+    def end(self, name: bytes) -> None:
+        sys.setprofile(None)
+        self.windows.append((name.decode(), self.seen))
+
+    def summary(self) -> dict[str, dict[str, list[int]]]:
+        """By kind of window (`request-control` apart from the rest): each owner's code
+        objects and their lines, summed over the windows."""
+        found: dict[str, dict[str, list[int]]] = {}
+        for name, codes in self.windows:
+            owners = found.setdefault("control" if name == "request-control" else "ca", {})
+            for code in codes:
+                counts = owners.setdefault(owner(code.co_filename), [0, 0])
+                counts[0] += 1
+                counts[1] += -(-sys.getsizeof(code) // LINE)
+        return found
+
+
+STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+def owner(filename: str) -> str:
+    """Whose code a file is: the project's module (acmekit.http1, acmekit.server.app...),
+    the measurement's (this script, the test kit's driver), the standard library's (by
+    module), an installed package's, or generated (the project's frozen dataclasses'
+    methods, mostly)."""
+    path = Path(filename)
+    if path.name == Path(__file__).name or "acmekit_testkit" in path.parts:
+        return "measurement"
+    if "site-packages" in path.parts:
+        return path.parts[path.parts.index("site-packages") + 1]
+    if "acmekit" in path.parts:
+        module = path.parts[path.parts.index("acmekit") :]
+        return ".".join(module).removesuffix(".py").removesuffix(".__init__")
+    if filename.startswith(STDLIB):
+        return "stdlib " + Path(filename).relative_to(STDLIB).parts[0].removesuffix(".py")
+    if filename.startswith("<frozen"):
+        return "stdlib"
+    if filename == "<string>":  # what dataclasses and namedtuple generate
+        return "generated methods"
+    return "other"
 
 
 def touch(buf: bytearray) -> None:
@@ -555,6 +626,8 @@ async def listener_flow(
         assert driver.stdout is not None
         try:
             assert await driver.stdout.readline() == b"start\n"
+            if control is not None:  # windows only once the line is read: none holds it
+                await control.arm()
             start, calls = time.process_time(), io_calls()
             if marks is not None:
                 marks[0]()
@@ -601,9 +674,9 @@ async def drive(
         await driver.register()
         for n in range(1 if control is None else QUICKENED):
             await driver.certificate(f"warm{n or ''}.example.test", settle)
+        print("start", flush=True)
         if isinstance(acme, Windowed):
             acme.mark("start")
-        print("start", flush=True)
         before = driver.requests
         for i in range(certs):
             await driver.certificate(f"c{i}.example.test", settle)
@@ -909,6 +982,7 @@ def report_cache_sim(
 
         through = windows(["--listener"]) if listener else []
         ca, stand_in = windows([]), windows(["--client-only"])
+    code = {"listener": code_seen(certs, ["--listener"]), "in process": code_seen(certs, [])}
     caches = " ".join(option.removeprefix("--") for option in CACHES)
     if not listener:
         rows = {"ca": window_row(ca, certs), "stand_in": window_row(stand_in, certs)}
@@ -928,6 +1002,7 @@ def report_cache_sim(
     print(json.dumps({"certs": certs, "caches": caches, "per_cert": rows, "by_kind": by_kind}))
     marks = lines_by_part(control, len(control) / rows["listener"]["windows"])
     _parts_side_by_side(lines_by_part(served, certs), lines_by_part(ca, certs), marks)
+    _code_side_by_side(code, certs)
     if top:
         added = self_cost(served, LL_MISSES)
         added.subtract(self_cost(ca, LL_MISSES))
@@ -970,6 +1045,46 @@ def _parts_side_by_side(
         f"{sums[0] - sums[1]:+8,.0f} | {sums[2]:6,.0f}"
     )
     print("(the kernel's part, system calls and TCP on loopback, is not seen by valgrind)")
+
+
+def code_seen(certs: int, variant: list[str]) -> dict[str, list[int]]:
+    """The code objects (and their lines) the CA's windows run, by owner (`CodeSeen`):
+    one run outside valgrind, `--code`."""
+    argv = [sys.executable, __file__, "--certs", str(certs), *variant, "--code"]
+    said = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
+    found = re.search(r"^code (.*)$", said, re.M)
+    assert found, said
+    seen: dict[str, list[int]] = json.loads(found[1])["ca"]
+    return seen
+
+
+def _code_side_by_side(code: dict[str, dict[str, list[int]]], certs: int) -> None:
+    """Python code objects run per certificate (summed over the windows) and their lines,
+    by owner: the project's modules, generated methods, the standard library's modules,
+    installed packages, the measurement's."""
+    print("\nPython code objects per certificate, and their lines (header and bytecode):")
+    print(f"{'':34} " + " | ".join(f"{variant:>18}" for variant in code))
+    owners = sorted(
+        {name for seen in code.values() for name in seen},
+        key=lambda name: -max(seen.get(name, [0, 0])[1] for seen in code.values()),
+    )
+    groups: dict[str, list[list[float]]] = {}
+    for name in owners:
+        counts = [[n / certs for n in seen.get(name, [0, 0])] for seen in code.values()]
+        group = "the project's" if name.startswith("acmekit") else "libraries'"
+        group = name if name in ("measurement", "generated methods") else group
+        sums = groups.setdefault(group, [[0.0, 0.0] for _ in code])
+        for total, (objects, lines) in zip(sums, counts, strict=True):
+            total[0] += objects
+            total[1] += lines
+        if max(lines for _, lines in counts) >= 20:
+            print(f"{name:34} " + _cells(counts))
+    for group, sums in groups.items():
+        print(f"{'in all, ' + group:34} " + _cells(sums))
+
+
+def _cells(counts: list[list[float]]) -> str:
+    return " | ".join(f"{objects:6,.0f} {lines:6,.0f} lines" for objects, lines in counts)
 
 
 def _top_misses(dumps: list[str], certs: int, top: int) -> None:
@@ -1026,6 +1141,7 @@ def main() -> None:
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--split", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--code", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--cache-sim", action="store_true", help="with --callgrind: the working set per cert"
     )
@@ -1067,6 +1183,9 @@ def main() -> None:
         start, stop, split_by, cold = toggles()
         marks = None if args.cold else (start, stop)  # cold: each window switches it on
         split = cold if args.cold else split_by if args.split else None
+    code = CodeSeen() if args.code else None
+    if code is not None:  # the same windows as --cold's, outside valgrind
+        split = (code.begin, code.end)
     if args.listener:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             flow = listener_flow(args.certs, marks, args.settle, split)
@@ -1076,11 +1195,15 @@ def main() -> None:
             f"{1e3 * cpu:.3f} ms CPU each in the CA, {calls / requests:.1f} read/write "
             f"system calls per request (pid {os.getpid()})"
         )
+        if code is not None:
+            print("code", json.dumps(code.summary()))
         return
     profile = cProfile.Profile(time.thread_time) if args.profile else None
-    cpu = run(args.certs, args.client_only, profile, marks, split, args.cold)
+    cpu = run(args.certs, args.client_only, profile, marks, split, args.cold or args.code)
     what = "client alone" if args.client_only else "CA and client"
     print(f"{args.certs} certificates, {what}: {1e3 * cpu:.3f} ms CPU each (pid {os.getpid()})")
+    if code is not None:
+        print("code", json.dumps(code.summary()))
     if profile is not None:
         stats = pstats.Stats(profile)
         stats.sort_stats("tottime").print_stats(40)
