@@ -70,6 +70,25 @@ misses, instruction and data apart. Run it with PYTHONHASHSEED=0.
 
     PYTHONHASHSEED=0 .venv/bin/python bench/request_path_cpu.py --callgrind 10 --cache-sim --top 25
 
+`--cache-sim --listener` takes the same windows through the listener (`--listener`'s
+set-up), beside the in-process ones and the stand-in's, all in one report. The driver,
+in its own process and not under valgrind (nor are its TLS, aiohttp and signing), names
+each request's kind on a pipe before it sends it (`Windowed`) and waits for the CA's
+answer; the CA, on its event loop, closes the window open and opens the next (`Control`).
+A window holds the request from its first TLS record read to its response written, and
+what the CA does after it until the driver's next mark; before each poll the driver asks
+for a drain in place of waiting, in a window of its own as in process. After the
+certificates come as many windows with nothing in them but the marks (`control`): what
+the marks take of each window, at most, shown and not subtracted. The report splits the
+lines by part (PARTS, by shared object; the kernel's share is not seen by valgrind), by
+function (what the listener adds: its lines less the in-process ones), and, from a run
+of the same windows outside valgrind (`CodeSeen`), the Python code objects each window
+runs, by owner: the project's modules (`acmekit.http1` is the listener's), generated
+methods, the standard library's, installed packages', the measurement's. With
+PYTHONHASHSEED=0, as above:
+
+    .venv/bin/python bench/request_path_cpu.py --callgrind 10 --cache-sim --listener --top 40
+
 `--log` (with any of the above) has the CA log as `acmekit server` does, at INFO in the
 CLI's format, to /dev/null: two lines a certificate. Without it the CA makes no log
 records at all, and their cost is in none of the counts.
