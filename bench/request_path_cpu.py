@@ -1001,7 +1001,6 @@ def report_cache_sim(
 
         through = windows(["--listener"]) if listener else []
         ca, stand_in = windows([]), windows(["--client-only"])
-    code = {"listener": code_seen(certs, ["--listener"]), "in process": code_seen(certs, [])}
     caches = " ".join(option.removeprefix("--") for option in CACHES)
     if not listener:
         rows = {"ca": window_row(ca, certs), "stand_in": window_row(stand_in, certs)}
@@ -1009,6 +1008,10 @@ def report_cache_sim(
         print(json.dumps({"certs": certs, "caches": caches, "per_cert": rows, "by_kind": by_kind}))
         _top_misses(ca, certs, top)
         return
+    code = {
+        "listener": code_seen(certs, ["--listener", *logs]),
+        "in process": code_seen(certs, logs),
+    }
     control = [text for text in through if "request-control" in text.split("\nevents:", 1)[0]]
     served = [text for text in through if text not in control]
     rows = {
@@ -1027,10 +1030,10 @@ def report_cache_sim(
         added.subtract(self_cost(ca, LL_MISSES))
         print("\nlines per certificate the listener adds, by function (own; listener's less")
         print("in process; code + data):")
-        code = self_cost(served, ("ILmr",))
-        code.subtract(self_cost(ca, ("ILmr",)))
+        code_lines = self_cost(served, ("ILmr",))
+        code_lines.subtract(self_cost(ca, ("ILmr",)))
         for (ob, fn), n in added.most_common(top):
-            c = code[ob, fn] / certs
+            c = code_lines[ob, fn] / certs
             print(f"{n / certs:10,.0f}  ({c:,.0f} code)  {Path(ob).name}  {fn}")
     _top_misses(served, certs, top)
 

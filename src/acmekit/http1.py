@@ -126,7 +126,7 @@ class _Date:
 def imf_fixdate(second: int) -> bytes:
     """The Date header line for `second` (since the epoch, UTC) in IMF-fixdate (RFC 9110
     §5.6.7), its fields looked up in tables: what `email.utils.formatdate(usegmt=True)`
-    writes (the same for every year 1-9999), at a quarter of its instructions (it builds
+    writes (the same for every year 1-9999), in a quarter of its time (it builds
     a datetime and its time tuple, and formats seven fields with `%`). A listener that
     serves a request a second or less often makes one per request, from cold caches."""
     t = gmtime(second)
