@@ -70,6 +70,25 @@ misses, instruction and data apart. Run it with PYTHONHASHSEED=0.
 
     PYTHONHASHSEED=0 .venv/bin/python bench/request_path_cpu.py --callgrind 10 --cache-sim --top 25
 
+`--cache-sim --listener` takes the same windows through the listener (`--listener`'s
+set-up), beside the in-process ones and the stand-in's, all in one report. The driver,
+in its own process and not under valgrind (nor are its TLS, aiohttp and signing), names
+each request's kind on a pipe before it sends it (`Windowed`) and waits for the CA's
+answer; the CA, on its event loop, closes the window open and opens the next (`Control`).
+A window holds the request from its first TLS record read to its response written, and
+what the CA does after it until the driver's next mark; before each poll the driver asks
+for a drain in place of waiting, in a window of its own as in process. After the
+certificates come as many windows with nothing in them but the marks (`control`): what
+the marks take of each window, at most, shown and not subtracted. The report splits the
+lines by part (PARTS, by shared object; the kernel's share is not seen by valgrind), by
+function (what the listener adds: its lines less the in-process ones), and, from a run
+of the same windows outside valgrind (`CodeSeen`), the Python code objects each window
+runs, by owner: the project's modules (`acmekit.http1` is the listener's), generated
+methods, the standard library's, installed packages', the measurement's. With
+PYTHONHASHSEED=0, as above:
+
+    .venv/bin/python bench/request_path_cpu.py --callgrind 10 --cache-sim --listener --top 40
+
 `--log` (with any of the above) has the CA log as `acmekit server` does, at INFO in the
 CLI's format, to /dev/null: two lines a certificate. Without it the CA makes no log
 records at all, and their cost is in none of the counts.
@@ -89,12 +108,14 @@ import socket
 import ssl
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -143,7 +164,7 @@ class Driver:
 
     async def post(self, url: str, payload: Any, kind: str = "") -> Resp:
         nonce = self.nonce or await self.acme.nonce()
-        if isinstance(self.acme, Recording):
+        if isinstance(self.acme, Recording | Windowed):
             self.acme.kind = kind
         resp = await self.acme.post(url, payload, self.key, self.kid, nonce=nonce)
         self.nonce = resp.header("replay-nonce")
@@ -255,7 +276,153 @@ class Recording(RawAcme):
         return run
 
 
+class Windowed(HttpRawAcme):
+    """The listener variant's transport under `--cache-sim`: before each request it names
+    the request's kind to the CA's process on a pipe (`mark`), and sends the request only
+    once the CA has opened a window for it (`Control`)."""
+
+    def __init__(self, base: str, root_pem: str, control: tuple[int, int]) -> None:
+        super().__init__(base, root_pem)
+        self.kind = ""  # the driver's kind of request under way
+        self.to_ca, self.from_ca = control
+
+    def mark(self, what: str) -> None:
+        """Tell the CA `what` comes next, and wait for its answer. Blocking: the driver
+        has nothing else to do meanwhile, and its loop is no part of the figures."""
+        os.write(self.to_ca, what.encode() + b"\n")
+        assert os.read(self.from_ca, 1) == b"."
+
+    async def request(
+        self, method: str, url: str, body: bytes = b"", content_type: str | None = None
+    ) -> Resp:
+        if self.kind:
+            self.mark(self.kind)
+        return await super().request(method, url, body, content_type)
+
+
+class Control:
+    """The CA's side of `Windowed`, on its event loop: each mark read from the driver
+    closes the window open (callgrind's named dump, instrumentation off) and, between
+    the marks `start` and `stop`, opens one named after it (instrumentation switched on
+    afresh: counts zeroed, simulated caches emptied). A window thus holds a request and
+    what the CA does after it until the driver's next mark; `drain` waits, in a window of
+    its own, for the validations and issuances under way, as the in-process flow's drains
+    do. Each mark is answered once handled."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        fds: tuple[int, int],
+        split: Split,
+        drain: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.loop = loop
+        self.marks, self.answers = fds
+        self.split = split
+        self.drain = drain
+        self.armed = False
+        self.starting = loop.create_future()  # the driver's `start`, unanswered
+        self.open: bytes | None = None  # the window's name
+        loop.add_reader(self.marks, self.read)
+
+    async def arm(self) -> None:
+        """Windows from now on: answer the driver's `start`, once it has come."""
+        await self.starting
+        self.armed = True
+        os.write(self.answers, b".")
+
+    def read(self) -> None:
+        mark = os.read(self.marks, 64).rstrip(b"\n")  # one: the driver awaits each answer
+        if not mark:  # the driver has gone
+            return self.close()
+        if self.open is not None:
+            self.split[1](b"request-" + self.open)
+            self.open = None
+        if mark == b"start":
+            return self.starting.set_result(None)  # answered by `arm`
+        if mark == b"stop":
+            self.armed = False
+        elif self.armed:
+            self.split[0]()
+            self.open = mark
+        if mark == b"drain":
+            self.loop.create_task(self.drained())
+        else:
+            os.write(self.answers, b".")
+
+    async def drained(self) -> None:
+        await self.drain()
+        os.write(self.answers, b".")
+
+    def close(self) -> None:
+        if self.marks >= 0:
+            self.loop.remove_reader(self.marks)
+            os.close(self.marks)
+            os.close(self.answers)
+            self.marks = self.answers = -1
+
+
 LINE = 64  # bytes in a cache line
+
+
+class CodeSeen:
+    """`--code`: which Python code objects each window runs (`sys.setprofile`, outside
+    valgrind; the same windows as `--cold`'s), and the lines their objects take (the
+    header and the quickened bytecode, `sys.getsizeof`): the bytecode's share of the
+    interpreter's data lines, by whose code it is (`owner`)."""
+
+    def __init__(self) -> None:
+        self.seen: set[CodeType] = set()
+        self.windows: list[tuple[str, set[CodeType]]] = []
+
+    def profile(self, frame: FrameType, event: str, _: object) -> None:
+        if event == "call":  # a call, or a coroutine's or generator's resumption
+            self.seen.add(frame.f_code)
+
+    def begin(self) -> None:
+        self.seen = set()
+        sys.setprofile(self.profile)
+
+    def end(self, name: bytes) -> None:
+        sys.setprofile(None)
+        self.windows.append((name.decode(), self.seen))
+
+    def summary(self) -> dict[str, dict[str, list[int]]]:
+        """By kind of window (`request-control` apart from the rest): each owner's code
+        objects and their lines, summed over the windows."""
+        found: dict[str, dict[str, list[int]]] = {}
+        for name, codes in self.windows:
+            owners = found.setdefault("control" if name == "request-control" else "ca", {})
+            for code in codes:
+                counts = owners.setdefault(owner(code.co_filename), [0, 0])
+                counts[0] += 1
+                counts[1] += -(-sys.getsizeof(code) // LINE)
+        return found
+
+
+STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+def owner(filename: str) -> str:
+    """Whose code a file is: the project's module (acmekit.http1, acmekit.server.app...),
+    the measurement's (this script, the test kit's driver), the standard library's (by
+    module), an installed package's, or generated (the project's frozen dataclasses'
+    methods, mostly)."""
+    path = Path(filename)
+    if path.name == Path(__file__).name or "acmekit_testkit" in path.parts:
+        return "measurement"
+    if "site-packages" in path.parts:
+        return path.parts[path.parts.index("site-packages") + 1]
+    if "acmekit" in path.parts:
+        module = path.parts[path.parts.index("acmekit") :]
+        return ".".join(module).removesuffix(".py").removesuffix(".__init__")
+    if filename.startswith(STDLIB):
+        return "stdlib " + Path(filename).relative_to(STDLIB).parts[0].removesuffix(".py")
+    if filename.startswith("<frozen"):
+        return "stdlib"
+    if filename == "<string>":  # what dataclasses and namedtuple generate
+        return "generated methods"
+    return "other"
 
 
 def touch(buf: bytearray) -> None:
@@ -433,12 +600,16 @@ def io_calls() -> int:
     return int(fields["syscr"]) + int(fields["syscw"])
 
 
-async def listener_flow(certs: int, marks: Toggles, settle: float) -> tuple[float, int, int]:
+async def listener_flow(
+    certs: int, marks: Toggles, settle: float, split: Split | None = None
+) -> tuple[float, int, int]:
     """The same certificates through the CA's listener (`Http1Server` over TLS on
     loopback, as `acmekit server` serves) from a driver in a process of its own: CPU
     seconds per certificate in this process, and the driver's requests, in the window the
     driver marks (after its account and a warm certificate). The app's lifespan is not
-    started: its housekeeping is no part of a request, and the in-process flow has none."""
+    started: its housekeeping is no part of a request, and the in-process flow has none.
+    With `split` (`--cache-sim`), the driver marks each request's window and each drain's
+    on a pipe (`Windowed`, `Control`), after QUICKENED warm certificates."""
     key = new_key()
     sock = socket.create_server(("127.0.0.1", 0))
     base = f"https://127.0.0.1:{sock.getsockname()[1]}"
@@ -455,15 +626,27 @@ async def listener_flow(certs: int, marks: Toggles, settle: float) -> tuple[floa
         key_file = state / "driver.key"
         key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
         argv = [__file__, "--drive", base, str(state / "root.pem"), str(key_file)]
+        control, theirs = None, ()
+        if split is not None:  # two pipes: the driver's marks, and the answers
+            (marks_in, marks_out), (answers_in, answers_out) = os.pipe(), os.pipe()
+            theirs = (marks_out, answers_in)
+            argv += ["--control", *map(str, theirs)]
+            loop = asyncio.get_running_loop()
+            control = Control(loop, (marks_in, answers_out), split, assembly.app.authority.drain)
         driver = await asyncio.create_subprocess_exec(
             sys.executable,
             *argv,
             *("--certs", str(certs), "--settle", str(settle)),
             stdout=asyncio.subprocess.PIPE,
+            pass_fds=theirs,
         )
+        for fd in theirs:
+            os.close(fd)
         assert driver.stdout is not None
         try:
             assert await driver.stdout.readline() == b"start\n"
+            if control is not None:  # windows only once the line is read: none holds it
+                await control.arm()
             start, calls = time.process_time(), io_calls()
             if marks is not None:
                 marks[0]()
@@ -477,26 +660,49 @@ async def listener_flow(certs: int, marks: Toggles, settle: float) -> tuple[floa
             if driver.returncode is None:
                 driver.kill()
                 await driver.wait()
+            if control is not None:
+                control.close()
             await server.shutdown(5.0)
         return used / certs, int(stop.split()[1]), calls
 
 
-async def drive(base: str, root: str, key: jose.PrivateKey, certs: int, wait: float) -> None:
+async def drive(
+    base: str,
+    root: str,
+    key: jose.PrivateKey,
+    certs: int,
+    wait: float,
+    control: tuple[int, int] | None = None,
+) -> None:
     """The listener variant's driver, in its own process: an account and a warm
-    certificate, then `start`, the measured certificates, and `stop REQUESTS`."""
-    acme = HttpRawAcme(base, root)
+    certificate, then `start`, the measured certificates, and `stop REQUESTS`. With
+    `control` (`--cache-sim`: `Windowed`'s pipes), QUICKENED warm certificates, a mark
+    before each request, a drain of the CA (in its process) in place of the wait before
+    each poll, and after the certificates as many windows with nothing in them but the
+    marks (`control`: what the marks themselves cost the CA)."""
+    acme = HttpRawAcme(base, root) if control is None else Windowed(base, root, control)
     driver = Driver(acme, key)
 
     async def settle() -> None:
-        await asyncio.sleep(wait)
+        if isinstance(acme, Windowed):
+            acme.mark("drain")
+        else:
+            await asyncio.sleep(wait)
 
     try:
         await driver.register()
-        await driver.certificate("warm.example.test", settle)
+        for n in range(1 if control is None else QUICKENED):
+            await driver.certificate(f"warm{n or ''}.example.test", settle)
         print("start", flush=True)
+        if isinstance(acme, Windowed):
+            acme.mark("start")
         before = driver.requests
         for i in range(certs):
             await driver.certificate(f"c{i}.example.test", settle)
+        if isinstance(acme, Windowed):
+            for _ in range(certs):
+                acme.mark("control")
+            acme.mark("stop")
         print(f"stop {driver.requests - before}", flush=True)
     finally:
         await acme.close()
@@ -723,37 +929,191 @@ def totals(dumps: list[str]) -> Counter[str]:
     return total
 
 
-def report_cache_sim(certs: int, top: int, keep: Path | None) -> None:
-    """The CA's working set per certificate (`--cache-sim`): each request and each drain
-    in a window of its own that starts with empty simulated caches, so that its
-    last-level misses are the distinct lines it touches; the stand-in app's run says
-    what the driver's transport takes of the same windows."""
-    options = ("--cache-sim=yes", *CACHES)
-    with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
-        ca = callgrind(certs, ["--cold"], Path(tmp), keep, "request-", options)[0]
-        client = callgrind(certs, ["--client-only", "--cold"], Path(tmp), keep, "request-", options)
-    rows = {}
-    for name, dumps in (("ca", ca), ("stand_in", client[0])):
-        total = totals(dumps)
-        row: dict[str, float] = {event: round(total[event] / certs) for event in ("Ir", *MISSES)}
-        row["windows"] = len(dumps) / certs
-        row["LL_kb"] = round((total["ILmr"] + total["DLmr"] + total["DLmw"]) * 64 / 1024 / certs)
-        rows[name] = row
+# The parts of the CA's process a working set is split into, by the shared object's path
+# (the first that matches); the kernel's share (the system calls' copies, TCP, the
+# socket buffers) is not seen by valgrind and is in no part.
+PARTS = (
+    ("measurement: ctypes, libffi, toggles", ("/_ctypes.", "/libffi.", "/t.so")),
+    ("cryptography (its own OpenSSL)", ("/cryptography/",)),
+    ("ssl, hashlib: the system's OpenSSL", ("/_ssl.", "/_hashlib.", "/libssl.", "/libcrypto.")),
+    ("SQLite and _sqlite3", ("/libsqlite3.", "/_sqlite3.")),
+    ("uvloop (libuv)", ("/uvloop/",)),
+    ("httptools (llhttp)", ("/httptools/",)),
+    ("libc, libm, ld.so", ("/libc.", "/libm.", "/ld-linux")),
+    ("interpreter and its C modules", ("/libpython", "/lib-dynload/", "/bin/python")),
+)
+LL_MISSES = ("ILmr", "DLmr", "DLmw")  # the lines a window touches: code, data read, written
+
+
+def part_of(ob: str) -> str:
+    return next((part for part, marks in PARTS if any(m in ob for m in marks)), "other")
+
+
+def lines_by_part(dumps: list[str], certs: int) -> dict[str, tuple[float, float]]:
+    """Lines touched per certificate by part (PARTS): code, data."""
+    parts: dict[str, tuple[float, float]] = {}
+    code, data = self_cost(dumps, ("ILmr",)), self_cost(dumps, ("DLmr", "DLmw"))
+    for where in code.keys() | data.keys():
+        c, d = parts.get(part_of(where[0]), (0.0, 0.0))
+        parts[part_of(where[0])] = (c + code[where] / certs, d + data[where] / certs)
+    return parts
+
+
+def window_row(dumps: list[str], n: int) -> dict[str, float]:
+    """Each event, the windows and the lines' kilobytes, per `n` (certificates)."""
+    total = totals(dumps)
+    row: dict[str, float] = {event: round(total[event] / n) for event in ("Ir", *MISSES)}
+    row["windows"] = len(dumps) / n
+    row["LL_kb"] = round(sum(total[event] for event in LL_MISSES) * LINE / 1024 / n)
+    return row
+
+
+def kinds_row(dumps: list[str]) -> dict[str, dict[str, int]]:
     by_kind = {}
-    for kind, dumps in _by_kind(ca).items():
-        total, n = totals(dumps), len(dumps)
+    for kind, windows in _by_kind(dumps).items():
+        total, n = totals(windows), len(windows)
         by_kind[kind] = {
             "windows": n,
             "Ir": round(total["Ir"] / n),
             "ILmr": round(total["ILmr"] / n),
             "DLm": round((total["DLmr"] + total["DLmw"]) / n),
         }
+    return by_kind
+
+
+def report_cache_sim(
+    certs: int, top: int, keep: Path | None, listener: bool = False, log: bool = False
+) -> None:
+    """The CA's working set per certificate (`--cache-sim`): each request and each drain
+    in a window of its own that starts with empty simulated caches, so that its
+    last-level misses are the distinct lines it touches; the stand-in app's run says
+    what the driver's transport takes of the same windows. With `listener`, the same
+    windows through the listener (`Control`), beside the in-process ones: what the
+    listener adds, by part and by function; its `control` windows (the marks alone) say
+    what the marks take of each window."""
+    options = ("--cache-sim=yes", *CACHES)
+    logs = ["--log"] if log else []
+    with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
+
+        def windows(variant: list[str]) -> list[str]:
+            argv = [*variant, "--cold", *logs]
+            return callgrind(certs, argv, Path(tmp), keep, "request-", options)[0]
+
+        through = windows(["--listener"]) if listener else []
+        ca, stand_in = windows([]), windows(["--client-only"])
     caches = " ".join(option.removeprefix("--") for option in CACHES)
+    if not listener:
+        rows = {"ca": window_row(ca, certs), "stand_in": window_row(stand_in, certs)}
+        by_kind = kinds_row(ca)
+        print(json.dumps({"certs": certs, "caches": caches, "per_cert": rows, "by_kind": by_kind}))
+        _top_misses(ca, certs, top)
+        return
+    code = {
+        "listener": code_seen(certs, ["--listener", *logs]),
+        "in process": code_seen(certs, logs),
+    }
+    control = [text for text in through if "request-control" in text.split("\nevents:", 1)[0]]
+    served = [text for text in through if text not in control]
+    rows = {
+        "listener": window_row(served, certs),
+        "in_process": window_row(ca, certs),
+        "stand_in": window_row(stand_in, certs),
+        "control_per_window": window_row(control, len(control)),
+    }
+    by_kind = {"listener": kinds_row(served), "in_process": kinds_row(ca)}
     print(json.dumps({"certs": certs, "caches": caches, "per_cert": rows, "by_kind": by_kind}))
+    marks = lines_by_part(control, len(control) / rows["listener"]["windows"])
+    _parts_side_by_side(lines_by_part(served, certs), lines_by_part(ca, certs), marks)
+    _code_side_by_side(code, certs)
+    if top:
+        added = self_cost(served, LL_MISSES)
+        added.subtract(self_cost(ca, LL_MISSES))
+        print("\nlines per certificate the listener adds, by function (own; listener's less")
+        print("in process; code + data):")
+        code_lines = self_cost(served, ("ILmr",))
+        code_lines.subtract(self_cost(ca, ("ILmr",)))
+        for (ob, fn), n in added.most_common(top):
+            c = code_lines[ob, fn] / certs
+            print(f"{n / certs:10,.0f}  ({c:,.0f} code)  {Path(ob).name}  {fn}")
+    _top_misses(served, certs, top)
+
+
+def _parts_side_by_side(
+    listener: dict[str, tuple[float, float]],
+    in_process: dict[str, tuple[float, float]],
+    marks: dict[str, tuple[float, float]],
+) -> None:
+    """Lines per certificate by part: through the listener, in process, the difference,
+    and the marks' own windows (`control`) as many times as a certificate has windows:
+    at most what the marks add to the listener's figures (their lines overlap the CA's)."""
+    print("\nlines per certificate by part, code + data (MB):")
+    print(f"{'':38} {'listener':>26} | {'in process':>26} | {'added':>8} | marks at most")
+    order = sorted(set(listener) | set(in_process), key=lambda p: -sum(listener.get(p, (0, 0))))
+    sums = [0.0, 0.0, 0.0]
+    for part in order:
+        (lc, ld), (ic, id_) = listener.get(part, (0, 0)), in_process.get(part, (0, 0))
+        mark = sum(marks.get(part, (0, 0)))
+        sums[0] += lc + ld
+        sums[1] += ic + id_
+        sums[2] += mark
+        print(
+            f"{part:38} {lc:7,.0f} + {ld:7,.0f} ({(lc + ld) * LINE / 1e6:5.2f}) | "
+            f"{ic:7,.0f} + {id_:7,.0f} ({(ic + id_) * LINE / 1e6:5.2f}) | "
+            f"{lc + ld - ic - id_:+8,.0f} | {mark:6,.0f}"
+        )
+    mb = [n * LINE / 1e6 for n in sums]
+    print(
+        f"{'in all':38} {sums[0]:17,.0f} ({mb[0]:5.2f}) | {sums[1]:17,.0f} ({mb[1]:5.2f}) | "
+        f"{sums[0] - sums[1]:+8,.0f} | {sums[2]:6,.0f}"
+    )
+    print("(the kernel's part, system calls and TCP on loopback, is not seen by valgrind)")
+
+
+def code_seen(certs: int, variant: list[str]) -> dict[str, list[int]]:
+    """The code objects (and their lines) the CA's windows run, by owner (`CodeSeen`):
+    one run outside valgrind, `--code`."""
+    argv = [sys.executable, __file__, "--certs", str(certs), *variant, "--code"]
+    said = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True).stdout
+    found = re.search(r"^code (.*)$", said, re.M)
+    assert found, said
+    seen: dict[str, list[int]] = json.loads(found[1])["ca"]
+    return seen
+
+
+def _code_side_by_side(code: dict[str, dict[str, list[int]]], certs: int) -> None:
+    """Python code objects run per certificate (summed over the windows) and their lines,
+    by owner: the project's modules, generated methods, the standard library's modules,
+    installed packages, the measurement's."""
+    print("\nPython code objects per certificate, and their lines (header and bytecode):")
+    print(f"{'':34} " + " | ".join(f"{variant:>18}" for variant in code))
+    owners = sorted(
+        {name for seen in code.values() for name in seen},
+        key=lambda name: -max(seen.get(name, [0, 0])[1] for seen in code.values()),
+    )
+    groups: dict[str, list[list[float]]] = {}
+    for name in owners:
+        counts = [[n / certs for n in seen.get(name, [0, 0])] for seen in code.values()]
+        group = "the project's" if name.startswith("acmekit") else "libraries'"
+        group = name if name in ("measurement", "generated methods") else group
+        sums = groups.setdefault(group, [[0.0, 0.0] for _ in code])
+        for total, (objects, lines) in zip(sums, counts, strict=True):
+            total[0] += objects
+            total[1] += lines
+        if max(lines for _, lines in counts) >= 20:
+            print(f"{name:34} " + _cells(counts))
+    for group, sums in groups.items():
+        print(f"{'in all, ' + group:34} " + _cells(sums))
+
+
+def _cells(counts: list[list[float]]) -> str:
+    return " | ".join(f"{objects:6,.0f} {lines:6,.0f} lines" for objects, lines in counts)
+
+
+def _top_misses(dumps: list[str], certs: int, top: int) -> None:
     for title, events in (("instruction", ("ILmr",)), ("data", ("DLmr", "DLmw"))):
         if not top:
             break
-        cost = self_cost(ca, events)
+        cost = self_cost(dumps, events)
         print(f"\nlast-level {title} misses per certificate, by shared object:")
         for name, n in by_object(cost).most_common(top):
             print(f"{n / certs:10,.0f}  {name}")
@@ -803,10 +1163,12 @@ def main() -> None:
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--split", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--code", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--cache-sim", action="store_true", help="with --callgrind: the working set per cert"
     )
     parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--control", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument(
         "--evict", type=int, metavar="MB", help="the CA warm, and with MB written over"
     )
@@ -822,14 +1184,15 @@ def main() -> None:
         base, root, key_file = args.drive
         key = load_pem_private_key(Path(key_file).read_bytes(), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
-        asyncio.run(drive(base, root, key, args.certs, args.settle))
+        control = (args.control[0], args.control[1]) if args.control else None
+        asyncio.run(drive(base, root, key, args.certs, args.settle, control))
         return
     if args.evict:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(warm_and_cold(args.certs, args.evict))
         return
     if args.callgrind and args.cache_sim:
-        report_cache_sim(args.callgrind, args.top, args.keep)
+        report_cache_sim(args.callgrind, args.top, args.keep, args.listener, args.log)
         return
     if args.callgrind and args.by_request:
         report_by_request(args.callgrind, args.top, args.keep)
@@ -842,19 +1205,27 @@ def main() -> None:
         start, stop, split_by, cold = toggles()
         marks = None if args.cold else (start, stop)  # cold: each window switches it on
         split = cold if args.cold else split_by if args.split else None
+    code = CodeSeen() if args.code else None
+    if code is not None:  # the same windows as --cold's, outside valgrind
+        split = (code.begin, code.end)
     if args.listener:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            cpu, requests, calls = runner.run(listener_flow(args.certs, marks, args.settle))
+            flow = listener_flow(args.certs, marks, args.settle, split)
+            cpu, requests, calls = runner.run(flow)
         print(
             f"{args.certs} certificates through the listener, {requests} requests: "
             f"{1e3 * cpu:.3f} ms CPU each in the CA, {calls / requests:.1f} read/write "
             f"system calls per request (pid {os.getpid()})"
         )
+        if code is not None:
+            print("code", json.dumps(code.summary()))
         return
     profile = cProfile.Profile(time.thread_time) if args.profile else None
-    cpu = run(args.certs, args.client_only, profile, marks, split, args.cold)
+    cpu = run(args.certs, args.client_only, profile, marks, split, args.cold or args.code)
     what = "client alone" if args.client_only else "CA and client"
     print(f"{args.certs} certificates, {what}: {1e3 * cpu:.3f} ms CPU each (pid {os.getpid()})")
+    if code is not None:
+        print("code", json.dumps(code.summary()))
     if profile is not None:
         stats = pstats.Stats(profile)
         stats.sort_stats("tottime").print_stats(40)
