@@ -259,7 +259,7 @@ class CtStore:
             size = old.head.tree_size
             # Indices were given at submission; place the next run of them, in order.
             pending = conn.execute(
-                sa.select(entries.c.seq, entries.c.leaf_hash)
+                sa.select(entries.c.seq, entries.c.leaf_hash, entries.c.timestamp)
                 .where(entries.c.seq >= size)
                 .order_by(entries.c.seq)
                 .limit(batch)
@@ -272,7 +272,11 @@ class CtStore:
             new = merkle.new_nodes(size, [bytes(r.leaf_hash) for r in pending], edge)
             new_size = size + len(pending)
             root = merkle.fold([new.get(n) or edge[n] for n in merkle.decompose(0, new_size)])
-            stamp = max(now_ms, old.head.timestamp)  # never older than the last head
+            # Never older than the last head, nor than an SCT placed (§3.5: "at least
+            # as recent as the most recent SCT timestamp in the tree"): `now_ms` was read
+            # before this transaction, and a batch committed since (another writer got
+            # the lock first) has SCTs stamped after it.
+            stamp = max(now_ms, old.head.timestamp, *(r.timestamp for r in pending))
             sth = sign(TreeHead(new_size, stamp, root))
             if pending:
                 # driver SQL: up to a few thousand rows a batch, no per-row dicts
