@@ -519,9 +519,18 @@ class _Writer:
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        if self.sqlite:
+            # Rolled back first: SQLite closes a connection whose statements are not all
+            # finalized (Python's executemany leaves its own so, and the failed batch's
+            # cursor lives on in the traceback its submitters get) only once they are,
+            # and until then its transaction, the write lock with it, stays open for
+            # every writer. (Local; on PostgreSQL closing the socket ends it.)
             with contextlib.suppress(Exception):
-                conn.invalidate()  # rolled back and closed; never reused
+                conn.rollback()
+        with contextlib.suppress(Exception):
+            conn.invalidate()  # closed; never reused
 
     def close(self) -> None:
         """Write what was handed over (a batch in flight is finished, so its submitters
