@@ -1,10 +1,12 @@
-"""A batch that fails after its rows are written (the commit failing on a full disk or an
-I/O error, a connection lost) releases the log's index lock at once: the sequencer and
-the next batch are not kept waiting. On SQLite the writer's connection is closed with
-its cursor still alive (the error that reaches the batch's submitters holds it in its
-traceback until the garbage collector frees it), and SQLite closes a connection whose
-statements are not all finalized (Python's `executemany` leaves its statement so) only
-once they are: until then its transaction, and with it the write lock, stayed open."""
+"""A batch that fails after its rows are written, its transaction still open (an error
+at commit after which SQLite did not roll back by itself: it does for some errors, and
+its documentation asks for an explicit ROLLBACK after any; a drill's `before_commit`
+failing), releases the log's index lock at once: the sequencer and the next batch are
+not kept waiting. On SQLite the writer's connection was closed with its cursor still
+alive (the error that reaches the batch's submitters holds it in its traceback until the
+garbage collector frees it), and SQLite closes a connection whose statements are not all
+finalized (Python's `executemany` leaves its statement so) only once they are: until
+then its transaction, and with it the write lock, stayed open."""
 
 from __future__ import annotations
 
