@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit import migrate
@@ -209,12 +210,16 @@ class CtStore:
             )
             fresh = [{"sha256": h, "der": d} for h, d in keyed.items() if h not in known]
             if fresh:
-                try:
-                    with conn.begin_nested():
-                        # one statement (not executemany): see add_many
-                        conn.execute(issuers.insert().values(fresh))
-                except sa.exc.IntegrityError:
-                    pass  # another process stored the same certificate meanwhile
+                # One statement (not executemany): see add_many. A certificate another
+                # process stored meanwhile is skipped, the others still stored: a
+                # conflict failing the statement whole lost them (two intermediates
+                # under one root, the root added to both chains).
+                insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+                conn.execute(
+                    insert(issuers)
+                    .values(fresh)
+                    .on_conflict_do_nothing(index_elements=[issuers.c.sha256])
+                )
         if len(self._known_issuers) > 10_000:
             self._known_issuers.clear()
         self._known_issuers.update(keyed)
