@@ -51,3 +51,23 @@ def test_a_head_is_as_recent_as_the_scts_it_places(log: tuple[CtLog, Issuer]) ->
     head = ctlog.sth()
     assert head.head.tree_size == 1 and head.verify(ctlog.key.public_key())
     assert head.head.timestamp >= sct.timestamp
+
+
+def test_a_head_for_a_larger_tree_is_more_recent_than_the_last(
+    log: tuple[CtLog, Issuer],
+) -> None:
+    """§3.5: "Each subsequent timestamp MUST be more recent than the timestamp of the
+    previous update." The last head was signed by a process whose clock runs ahead (the
+    lease moved between hosts) or before this host's clock stepped back: the next head,
+    for a larger tree, must still not carry the same timestamp as a different tree."""
+    ctlog, issuer = log
+    inter = der(issuer.intermediate_cert)
+    ctlog.add_chain([der(leaf_certificate(issuer, "first.example")), inter], False)
+    ahead = now_ms() + 5_000
+    assert ctlog.store.sequence(ctlog.sign_head, ahead, 64, 30_000) == 1
+    first = ctlog.sth().head
+    ctlog.add_chain([der(leaf_certificate(issuer, "second.example")), inter], False)
+    assert ctlog.store.sequence(ctlog.sign_head, now_ms(), 64, 30_000) == 1
+    second = ctlog.sth().head
+    assert (first.tree_size, second.tree_size) == (1, 2)
+    assert second.timestamp > first.timestamp

@@ -277,11 +277,13 @@ class CtStore:
             new = merkle.new_nodes(size, [bytes(r.leaf_hash) for r in pending], edge)
             new_size = size + len(pending)
             root = merkle.fold([new.get(n) or edge[n] for n in merkle.decompose(0, new_size)])
-            # Never older than the last head, nor than an SCT placed (§3.5: "at least
-            # as recent as the most recent SCT timestamp in the tree"): `now_ms` was read
-            # before this transaction, and a batch committed since (another writer got
-            # the lock first) has SCTs stamped after it.
-            stamp = max(now_ms, old.head.timestamp, *(r.timestamp for r in pending))
+            # Never older than an SCT placed (§3.5: "at least as recent as the most
+            # recent SCT timestamp in the tree"): `now_ms` was read before this
+            # transaction, and a batch committed since (another writer got the lock
+            # first) has SCTs stamped after it. A larger tree's head is more recent than
+            # the last (§3.5), though that was signed by a clock ahead of this one.
+            last = old.head.timestamp + (1 if pending else 0)
+            stamp = max(now_ms, last, *(r.timestamp for r in pending))
             sth = sign(TreeHead(new_size, stamp, root))
             if pending:
                 # driver SQL: up to a few thousand rows a batch, no per-row dicts
