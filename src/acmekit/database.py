@@ -32,6 +32,10 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     sa.exc.TimeoutError,  # no pooled connection came free in time
     psycopg.OperationalError,
     psycopg.InterfaceError,
+    # The server ended a session idle inside a transaction (SQLSTATE 25P03, which
+    # psycopg files under InternalError): the CT log sets that timeout itself
+    # (`CtStore.end_stalled_sessions`), and its writer meets it on the driver's cursor.
+    psycopg.errors.IdleInTransactionSessionTimeout,
     sqlite3.OperationalError,
 )
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from acmekit import migrate
@@ -209,12 +210,16 @@ class CtStore:
             )
             fresh = [{"sha256": h, "der": d} for h, d in keyed.items() if h not in known]
             if fresh:
-                try:
-                    with conn.begin_nested():
-                        # one statement (not executemany): see add_many
-                        conn.execute(issuers.insert().values(fresh))
-                except sa.exc.IntegrityError:
-                    pass  # another process stored the same certificate meanwhile
+                # One statement (not executemany): see add_many. A certificate another
+                # process stored meanwhile is skipped, the others still stored: a
+                # conflict failing the statement whole lost them (two intermediates
+                # under one root, the root added to both chains).
+                insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+                conn.execute(
+                    insert(issuers)
+                    .values(fresh)
+                    .on_conflict_do_nothing(index_elements=[issuers.c.sha256])
+                )
         if len(self._known_issuers) > 10_000:
             self._known_issuers.clear()
         self._known_issuers.update(keyed)
@@ -259,7 +264,7 @@ class CtStore:
             size = old.head.tree_size
             # Indices were given at submission; place the next run of them, in order.
             pending = conn.execute(
-                sa.select(entries.c.seq, entries.c.leaf_hash)
+                sa.select(entries.c.seq, entries.c.leaf_hash, entries.c.timestamp)
                 .where(entries.c.seq >= size)
                 .order_by(entries.c.seq)
                 .limit(batch)
@@ -272,7 +277,13 @@ class CtStore:
             new = merkle.new_nodes(size, [bytes(r.leaf_hash) for r in pending], edge)
             new_size = size + len(pending)
             root = merkle.fold([new.get(n) or edge[n] for n in merkle.decompose(0, new_size)])
-            stamp = max(now_ms, old.head.timestamp)  # never older than the last head
+            # Never older than an SCT placed (§3.5: "at least as recent as the most
+            # recent SCT timestamp in the tree"): `now_ms` was read before this
+            # transaction, and a batch committed since (another writer got the lock
+            # first) has SCTs stamped after it. A larger tree's head is more recent than
+            # the last (§3.5), though that was signed by a clock ahead of this one.
+            last = old.head.timestamp + (1 if pending else 0)
+            stamp = max(now_ms, last, *(r.timestamp for r in pending))
             sth = sign(TreeHead(new_size, stamp, root))
             if pending:
                 # driver SQL: up to a few thousand rows a batch, no per-row dicts
@@ -515,9 +526,18 @@ class _Writer:
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        if self.sqlite:
+            # Rolled back first: SQLite closes a connection whose statements are not all
+            # finalized (Python's executemany leaves its own so, and the failed batch's
+            # cursor lives on in the traceback its submitters get) only once they are,
+            # and until then its transaction, the write lock with it, stays open for
+            # every writer. (Local; on PostgreSQL closing the socket ends it.)
             with contextlib.suppress(Exception):
-                conn.invalidate()  # rolled back and closed; never reused
+                conn.rollback()
+        with contextlib.suppress(Exception):
+            conn.invalidate()  # closed; never reused
 
     def close(self) -> None:
         """Write what was handed over (a batch in flight is finished, so its submitters
