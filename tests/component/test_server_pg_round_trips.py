@@ -97,6 +97,44 @@ async def test_a_handlers_first_read_shares_the_accounts_round_trip(
 
 
 @pytest.mark.postgres
+async def test_a_challenge_read_sends_no_failed_validations_read(
+    counted_pg: tuple[Assembly, SqlCount], responder: Http01Responder
+) -> None:
+    """With rate limits on, the failed-validations bucket is read ahead only for a
+    payload that may be a JSON object: a POST-as-GET (an empty payload) and any other
+    value are answered or refused before that limit is checked. The answers are the
+    same."""
+    assembly, count = counted_pg
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    await flow.issue("warm.example.test")
+    resp = await flow.order("counted.example.test")
+    authz = (await flow.get(resp.json()["authorizations"][0])).json()
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    mark = len(count.trips)
+    got = await flow.get(ch["url"])  # POST-as-GET: was 3, the bucket's read with them
+    assert got.status == 200 and got.json()["status"] == "pending"
+    assert [len(t) for t in count.trips[mark:]] == [2]
+    assert count.trips[mark][1].startswith(_READS_AUTHZ)
+    acme, key, kid = flow.acme, flow.key, flow.kid
+    for payload in (b"null", b"[]", b'"x"'):
+        got = await acme.post(ch["url"], payload, key, kid)
+        assert (got.status, got.json()["detail"]) == (
+            400,
+            "challenge response must be a JSON object",
+        )
+    assert not [t for trip in count.trips[mark:] for t in trip if "rate_buckets" in t]
+    # A response, with JSON's whitespace before its object: its bucket read with it.
+    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
+    mark = len(count.trips)
+    assert (await acme.post(ch["url"], b" \n{}", key, kid)).status == 200
+    await assembly.app.authority.drain()
+    first = count.trips[mark]
+    assert len(first) == 3 and first[2].startswith(_READS_BUCKET_OF_CHALLENGE)
+    assert (await flow.get(ch["url"])).json()["status"] == "valid"
+
+
+@pytest.mark.postgres
 async def test_finalize_reads_its_order_and_the_blocklist_with_the_account(
     counted_pg: tuple[Assembly, SqlCount], responder: Http01Responder
 ) -> None:
