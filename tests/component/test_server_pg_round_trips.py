@@ -19,8 +19,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from cryptography import x509
 
 from acmekit.protocol import jose
+from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.messages import ChallengeStatus
 from acmekit.server.config import ServerConfig
@@ -400,6 +402,37 @@ async def test_new_order_reads_its_candidates_with_the_account(
     assert rest[0][1].startswith("INSERT INTO rate_buckets")
     again = await flow.order("one.example.test")  # its pending authorization reused
     assert again.json()["authorizations"][0] in resp.json()["authorizations"]
+
+
+@pytest.mark.postgres
+async def test_a_renewal_order_is_written_in_one_round_trip(
+    counted_pg: tuple[Assembly, SqlCount], responder: Http01Responder
+) -> None:
+    """An order whose names all reuse valid authorizations writes its row alone, in
+    autocommit (was BEGIN, the insert, COMMIT); one that replaces a certificate (RFC
+    9773 §5) sends its insert and its authorizations' marks before one Sync (was BEGIN,
+    each, COMMIT)."""
+    assembly, count = counted_pg
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    _, issued = await flow.issue("renewed.example.test")
+    mark = len(count.trips)
+    resp = await flow.order("renewed.example.test")
+    assert resp.status == 201 and resp.json()["status"] == "ready", resp.body
+    # The nonce's with the reads, the new-order take (rate limits on), the insert.
+    trips = count.trips[mark:]
+    assert len(trips) == 3 and len(trips[2]) == 1
+    assert trips[2][0].startswith("INSERT INTO orders")
+    pem = (await flow.get(issued["certificate"])).body
+    cert_id = str(cert_id_of(x509.load_pem_x509_certificates(pem)[0]))
+    body = {**_names("renewed.example.test"), "replaces": cert_id}
+    mark = len(count.trips)
+    resp = await flow.acme.post(f"{flow.acme.base}/acme/new-order", body, flow.key, flow.kid)
+    assert resp.status == 201 and resp.json()["replaces"] == cert_id, resp.body
+    trips = count.trips[mark:]
+    assert not [t for trip in trips for t in trip if t in ("BEGIN", "COMMIT")]
+    assert [t.split()[0] for t in trips[-1]] == ["INSERT", "UPDATE"]
+    assert trips[-1][1].startswith("UPDATE authorizations SET renewal_order_id")
 
 
 @pytest.mark.parametrize(
