@@ -124,6 +124,7 @@ from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import dns_server_process
 
 REQUESTS_PER_CERT = 7
+REQUESTS_PER_RENEWAL = 5  # `--renewals`: no challenge, no authorization's poll
 QUICKENED = 8  # calls after which CPython 3.11 specializes a function's code
 # callgrind's start and stop of instrumentation, when under it
 Toggles = tuple[Callable[[], None], Callable[[], None]] | None
@@ -669,7 +670,8 @@ def report_callgrind(
 ) -> None:
     logs = ["--log"] if log else []
     with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
-        requests = REQUESTS_PER_CERT * certs
+        per = REQUESTS_PER_RENEWAL if RENEWALS in os.environ else REQUESTS_PER_CERT
+        requests = per * certs
         if listener:
             # polls far enough apart that, under valgrind too, one finds each settled
             ca, said = callgrind(certs, ["--listener", "--settle", "0.5", *logs], Path(tmp), keep)
