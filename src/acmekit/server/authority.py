@@ -231,8 +231,8 @@ class ChallengeReads:
     with its authorization's (`challenge`), made at once, and, when called with the JWS
     (auth's `AheadOf`), its failed-validations bucket's (`failures_ahead`), kept in
     `failures`, only for a payload that may be a JSON object: `start_challenge` checks
-    that limit for a challenge response (`{}`) alone, never for a POST-as-GET (an empty
-    payload) or any other value, which it answers or refuses first."""
+    that limit for a challenge response (`{}`) alone: a POST-as-GET (an empty payload)
+    is answered, and any other value refused, before it."""
 
     __slots__ = ("_authority", "_id", "challenge", "failures")
 

@@ -677,9 +677,10 @@ class OrderRepository(Repository):
                     c.run(sql, values)
             return
         # Before one Sync in autocommit the statements are one implicit transaction,
-        # committed at the Sync, rolled back whole if one fails (an interrupted batch is
-        # never committed: its connection is closed), each statement seeing those
-        # before it: one round trip where BEGIN, each statement and COMMIT took one.
+        # committed at the Sync, rolled back whole if one fails (interrupted, the
+        # connection is closed: the server commits all of it if it had the Sync, else
+        # none), each statement seeing those before it: one round trip where BEGIN,
+        # each statement and COMMIT took one.
         with self._once() as c:
             c.pipelined(statements)  # type: ignore[attr-defined]
 
