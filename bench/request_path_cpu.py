@@ -15,6 +15,12 @@ issuance are awaited with `authority.drain()`, so every run makes the same reque
     .venv/bin/python bench/request_path_cpu.py --callgrind 30          instructions
     .venv/bin/python bench/request_path_cpu.py --evict 32 [--certs 200]  warm against cold
     .venv/bin/python bench/request_path_cpu.py --limits --callgrind 30 rate limits on (raised)
+    .venv/bin/python bench/request_path_cpu.py --renewals --callgrind 30  renewals
+
+`--renewals` (in process) makes each measured certificate a renewal: a second order for a name whose
+authorization is valid (its first certificate issued before the measured part), so the
+order is ready at once; then the authorization's POST-as-GET, finalize, the order's poll
+and the download: five requests.
 
 `--evict MB` asks what the CA's own CPU per certificate (its time handling the requests
 and draining validation and issuance; the client's signing left out) becomes when every
@@ -139,6 +145,7 @@ from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import dns_server_process
 
 REQUESTS_PER_CERT = 7
+REQUESTS_PER_RENEWAL = 5  # `--renewals`: no challenge, no authorization's poll
 QUICKENED = 8  # calls after which CPython 3.11 specializes a function's code
 # callgrind's start and stop of instrumentation, when under it
 Toggles = tuple[Callable[[], None], Callable[[], None]] | None
@@ -189,6 +196,24 @@ class Driver:
         ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
         assert (await self.post(ch["url"], {}, "challenge")).status == 200
         assert (await self.settled(authz_url, settle, "authz-poll"))["status"] == "valid"
+        _, csr = make_csr(name)
+        done = await self.post(order["finalize"], {"csr": jose.b64e(csr)}, "finalize")
+        assert done.status == 200, done.body
+        final = await self.settled(order_url, settle, "order-poll")
+        assert final["status"] == "valid", final
+        assert (await self.post(final["certificate"], None, "certificate")).status == 200
+
+    async def renewal(self, name: str, settle: Callable[[], Awaitable[None]]) -> None:
+        """A second order for `name`, its authorization reused (`--renewals`)."""
+        resp = await self.post(
+            f"{self.acme.base}/acme/new-order",
+            {"identifiers": [{"type": "dns", "value": name}]},
+            "new-order",
+        )
+        assert resp.status == 201 and resp.json()["status"] == "ready", resp.body
+        order_url, order = resp.header("location") or "", resp.json()
+        authz = (await self.post(order["authorizations"][0], None, "authz")).json()
+        assert authz["status"] == "valid", authz
         _, csr = make_csr(name)
         done = await self.post(order["finalize"], {"csr": jose.b64e(csr)}, "finalize")
         assert done.status == 200, done.body
@@ -468,6 +493,7 @@ def responder(thumb: str) -> Iterator[int]:
 
 # Set (by `--limits`) in this process's environment, which the runs it starts inherit.
 LIMITS_ON = "ACMEKIT_BENCH_LIMITS"
+RENEWALS = "ACMEKIT_BENCH_RENEWALS"  # `--renewals`, to the runs under valgrind too
 
 
 @asynccontextmanager
@@ -535,12 +561,19 @@ async def _measure(
     # With windows of their own (`--cache-sim`), more: CPython rewrites a function's code
     # in place (quickens it) on its eighth call, which code run once a certificate would
     # otherwise do inside the measured windows.
+    renewals = RENEWALS in os.environ
+    step = driver.renewal if renewals else driver.certificate
     for n in range(QUICKENED if drains else 1):
         await driver.certificate(f"warm{n or ''}.example.test", app.authority.drain)
+        if renewals:
+            await driver.renewal(f"warm{n or ''}.example.test", app.authority.drain)
     drain = app.authority.drain
+    if renewals:  # the certificates renewed, issued before the measured part
+        for name in ["kept", *(f"c{i}" for i in range(certs))]:
+            await driver.certificate(f"{name}.example.test", drain)
     if client_only:
         acme.kept = []
-        await driver.certificate("kept.example.test", drain)
+        await step("kept.example.test", drain)
         acme.app = Replayer(acme.kept)  # type: ignore[assignment]
         acme.kept = None
 
@@ -556,7 +589,7 @@ async def _measure(
         marks[0]()
     acme.split = split
     for i in range(certs):
-        await driver.certificate(f"c{i}.example.test", drain)
+        await step(f"c{i}.example.test", drain)
     if marks is not None:
         marks[1]()
     if profile is not None:
@@ -843,7 +876,8 @@ def report_callgrind(
 ) -> None:
     logs = ["--log"] if log else []
     with tempfile.TemporaryDirectory(prefix="acmekit-path-callgrind-") as tmp:
-        requests = REQUESTS_PER_CERT * certs
+        per = REQUESTS_PER_RENEWAL if RENEWALS in os.environ else REQUESTS_PER_CERT
+        requests = per * certs
         if listener:
             # polls far enough apart that, under valgrind too, one finds each settled
             ca, said = callgrind(certs, ["--listener", "--settle", "0.5", *logs], Path(tmp), keep)
@@ -1160,6 +1194,9 @@ def main() -> None:
     parser.add_argument(
         "--limits", action="store_true", help="rate limits on, raised never to refuse the load"
     )
+    parser.add_argument(
+        "--renewals", action="store_true", help="each a second order for an authorized name"
+    )
     parser.add_argument("--toggles", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--split", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
@@ -1178,6 +1215,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.limits:  # in the environment: the runs under valgrind are processes of their own
         os.environ[LIMITS_ON] = "1"
+    if args.renewals:
+        os.environ[RENEWALS] = "1"
     if args.log:
         log_as_server()
     if args.drive:

@@ -16,6 +16,13 @@ handed to a worker thread are not counted).
 
     .venv/bin/python bench/store_per_cert.py [--certs 200] [--backends sqlite,postgresql]
 
+`--renewals` makes each measured certificate a renewal: a second order for a name the
+account holds a valid authorization for (issued first, outside the count), so newOrder
+reuses it and the order is ready at once; then the client's read of the authorization,
+finalize, the order's poll and the download. `--renewals ari` has the order name the
+certificate it replaces (RFC 9773 §5, `replaces`), `--renewals plain` not.
+`--read-challenge` has the client read the challenge (POST-as-GET) before answering it.
+
 `--split` also times, on every thread, the repositories' public methods (the store's CPU
 as its callers pay it: SQL, row decoding, records), and within them the driver's calls
 (execute, fetch, commit and rollback on the DBAPI cursor and connection; on PostgreSQL
@@ -285,8 +292,64 @@ async def one_certificate(flow: Flow, name: str) -> None:
     assert (await flow.get(final["certificate"])).status == 200
 
 
+async def read_challenge_first(flow: Flow, name: str) -> None:
+    """`one_certificate`, with the challenge read (POST-as-GET) before it is answered."""
+    resp = await flow.order(name)
+    assert resp.status == 201, resp.body
+    order_url = resp.header("location") or ""
+    authz_url = resp.json()["authorizations"][0]
+    authz = (await flow.get(authz_url)).json()
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    assert (await flow.get(ch["url"])).json()["status"] == "pending"
+    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
+    assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
+    await flow.acme.app.authority.drain()
+    assert (await flow.get(authz_url)).json()["status"] == "valid"
+    done = await flow.finalize(order_url, (name,))
+    assert done.status == 200, done.body
+    await flow.acme.app.authority.drain()
+    final = (await flow.get(order_url)).json()
+    assert final["status"] == "valid", final
+    assert (await flow.get(final["certificate"])).status == 200
+
+
+async def issued_cert_id(flow: Flow, name: str) -> str:
+    """A certificate for `name`, issued; its ARI certID (RFC 9773 §4.1)."""
+    from cryptography import x509
+
+    from acmekit.protocol.ari import cert_id_of
+
+    _, order = await flow.issue(name)
+    pem = (await flow.get(order["certificate"])).body
+    return str(cert_id_of(x509.load_pem_x509_certificates(pem)[0]))
+
+
+async def one_renewal(flow: Flow, name: str, replaces: str | None) -> None:
+    """A second order for `name`, its authorization valid and reused: the order is ready
+    at once; the client reads the authorization, finalizes, polls and downloads."""
+    body: dict[str, Any] = {"identifiers": [{"type": "dns", "value": name}]}
+    if replaces is not None:
+        body["replaces"] = replaces
+    resp = await flow.acme.post(f"{flow.acme.base}/acme/new-order", body, flow.key, flow.kid)
+    assert resp.status == 201 and resp.json()["status"] == "ready", resp.body
+    order_url = resp.header("location") or ""
+    authz_url = resp.json()["authorizations"][0]
+    assert (await flow.get(authz_url)).json()["status"] == "valid"
+    done = await flow.finalize(order_url, (name,))
+    assert done.status == 200, done.body
+    await flow.acme.app.authority.drain()
+    final = (await flow.get(order_url)).json()
+    assert final["status"] == "valid", final
+    assert (await flow.get(final["certificate"])).status == 200
+
+
 async def measure(
-    config: ServerConfig, responder: Http01Responder, certs: int, split_on: bool
+    config: ServerConfig,
+    responder: Http01Responder,
+    certs: int,
+    split_on: bool,
+    renewals: str = "",
+    read_challenge: bool = False,
 ) -> dict[str, float]:
     with counting() as count, timing_store() as spent, splitting(split_on) as split:
         assembly = assemble(config)
@@ -294,12 +357,22 @@ async def measure(
             flow = Flow(RawAcme(assembly.app), responder)
             assert (await flow.account()).status == 201
             await one_certificate(flow, "warm.example.test")
+            replaced: list[str | None] = [None] * certs
+            if renewals:  # the certificates renewed, issued outside the count
+                for i in range(certs):
+                    cert_id = await issued_cert_id(flow, f"c{i}.example.test")
+                    replaced[i] = cert_id if renewals == "ari" else None
             mark, wall0, cpu0 = count.mark(), spent.wall, spent.cpu
             trips0 = count.round_trips
             parts0 = (split.repos, split.driver, split.pool)
             p0 = time.process_time()
             for i in range(certs):
-                await one_certificate(flow, f"c{i}.example.test")
+                if renewals:
+                    await one_renewal(flow, f"c{i}.example.test", replaced[i])
+                elif read_challenge:
+                    await read_challenge_first(flow, f"c{i}.example.test")
+                else:
+                    await one_certificate(flow, f"c{i}.example.test")
             cpu = time.process_time() - p0
             statements, transactions = count.since(mark)
             trips = count.round_trips - trips0
@@ -325,10 +398,19 @@ async def measure(
 
 
 async def run(
-    backends: list[str], certs: int, tmp: Path, split_on: bool, limits: RateLimits
+    backends: list[str],
+    certs: int,
+    tmp: Path,
+    split_on: bool,
+    limits: RateLimits,
+    renewals: str = "",
+    read_challenge: bool = False,
 ) -> None:
     on = "on, none refusing this load" if limits.enabled else "off"
-    print(f"{certs} certificates, one after another, in process; rate limits {on}, lint off")
+    what = f"renewals ({renewals})" if renewals else "certificates"
+    if read_challenge and not renewals:
+        what += " (the challenge read before it is answered)"
+    print(f"{certs} {what}, one after another, in process; rate limits {on}, lint off")
     head = (
         f"{'backend':<12}{'stmts/cert':>11}{'tx/cert':>9}{'trips/cert':>11}{'CPU ms/cert':>13}"
         f"{'store wall ms':>15}{'store CPU ms':>14}"
@@ -353,7 +435,7 @@ async def run(
                         rate_limits=limits,
                         lint=LintSettings(enabled=False),
                     )
-                    r = await measure(config, responder, certs, split_on)
+                    r = await measure(config, responder, certs, split_on, renewals, read_challenge)
                 line = (
                     f"{backend:<12}{r['statements']:>11.1f}{r['transactions']:>9.1f}"
                     f"{r['round_trips']:>11.1f}{r['cpu_ms']:>13.2f}{r['store_wall_ms']:>15.2f}{r['store_cpu_ms']:>14.2f}"
@@ -524,6 +606,15 @@ def main() -> None:
     parser.add_argument(
         "--limits", action="store_true", help="rate limits on, raised never to refuse the load"
     )
+    parser.add_argument(
+        "--renewals",
+        choices=("plain", "ari"),
+        default="",
+        help="each a second order for a name already authorized (ari: with `replaces`)",
+    )
+    parser.add_argument(
+        "--read-challenge", action="store_true", help="the challenge read before it is answered"
+    )
     args = parser.parse_args()
     if args.replay:
         with tempfile.TemporaryDirectory(prefix="acmekit-store-bench-") as tmp:
@@ -536,7 +627,18 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="acmekit-store-bench-") as tmp:
         limits = raised_rate_limits() if args.limits else RateLimits(enabled=False)
-        asyncio.run(run(args.backends.split(","), args.certs, Path(tmp), args.split, limits))
+        backends = args.backends.split(",")
+        asyncio.run(
+            run(
+                backends,
+                args.certs,
+                Path(tmp),
+                args.split,
+                limits,
+                args.renewals,
+                args.read_challenge,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.config import Limit, RateLimits, ServerConfig
-from acmekit.server.ratelimits import LimitName, Subject
+from acmekit.server.ratelimits import LimitName, RateLimiter, Subject
 from acmekit.server.records import AccountRecord
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder
@@ -176,3 +176,38 @@ async def test_a_failures_bucket_read_under_another_key_is_read_again(
     empty = Subject(f"{account.id}:empty.example.test")
     ahead = limits.check_of_challenge_ahead(name, "z-full.example.testh", T0)
     limits.check(name, empty, T0, ahead)  # the full bucket, read for another key: not taken
+
+
+@pytest.mark.parametrize(
+    ("limit", "reads", "refused"),
+    [
+        (Limit(5, timedelta(hours=1)), True, False),
+        (Limit(0, timedelta(hours=1), {"acct-x": 2}), True, True),  # an override may read
+        (Limit(5, timedelta(0), {"acct-x": 2}), False, False),  # no period: none refused
+        (Limit(0, timedelta(hours=1), {"acct-x": 0}), False, True),  # refused, no read
+    ],
+    ids=["limited", "zero-overridden", "no-period", "zero"],
+)
+async def test_a_failures_limit_that_reads_no_bucket_is_not_read_ahead(
+    clocked: tuple[Assembly, Clock],
+    responder: Http01Responder,
+    limit: Limit,
+    reads: bool,
+    refused: bool,
+) -> None:
+    """The challenge's failed-validations bucket is read ahead only where `check` may
+    read one: under some subject's rate (an override keeps the limit's period). The
+    check's answer is the same."""
+    assembly, _ = clocked
+    _, account = await registered(assembly, responder)
+    pending_authorization(assembly.store, account.id, "f.example.test", T0 + timedelta(days=1))
+    limits = RateLimiter(replace(LIMITS, failed_validations=limit), assembly.store.buckets)
+    name, subject = LimitName.FAILED_VALIDATIONS, Subject(f"{account.id}:f.example.test")
+    ahead = limits.check_of_challenge_ahead(name, "z-f.example.testh", T0)
+    assert (ahead is not None) == reads
+    if refused:
+        with pytest.raises(AcmeError) as got:
+            limits.check(name, subject, T0, ahead)
+        assert got.value.problem.retry_after == 3600
+    else:
+        limits.check(name, subject, T0, ahead)

@@ -19,8 +19,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from cryptography import x509
 
 from acmekit.protocol import jose
+from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.messages import ChallengeStatus
 from acmekit.server.config import ServerConfig
@@ -94,6 +96,44 @@ async def test_a_handlers_first_read_shares_the_accounts_round_trip(
     assert not [t for trip in rest for t in trip if t.startswith(ahead)]
     trips, got = await _trips(count, flow.get(order_url))
     assert got.json()["status"] == "ready" and trips == 1
+
+
+@pytest.mark.postgres
+async def test_a_challenge_read_sends_no_failed_validations_read(
+    counted_pg: tuple[Assembly, SqlCount], responder: Http01Responder
+) -> None:
+    """With rate limits on, the failed-validations bucket is read ahead only for a
+    payload that may be a JSON object: a POST-as-GET (an empty payload) and any other
+    value are answered or refused before that limit is checked. The answers are the
+    same."""
+    assembly, count = counted_pg
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    await flow.issue("warm.example.test")
+    resp = await flow.order("counted.example.test")
+    authz = (await flow.get(resp.json()["authorizations"][0])).json()
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    mark = len(count.trips)
+    got = await flow.get(ch["url"])  # POST-as-GET: was 3, the bucket's read with them
+    assert got.status == 200 and got.json()["status"] == "pending"
+    assert [len(t) for t in count.trips[mark:]] == [2]
+    assert count.trips[mark][1].startswith(_READS_AUTHZ)
+    acme, key, kid = flow.acme, flow.key, flow.kid
+    for payload in (b"null", b"[]", b'"x"'):
+        got = await acme.post(ch["url"], payload, key, kid)
+        assert (got.status, got.json()["detail"]) == (
+            400,
+            "challenge response must be a JSON object",
+        )
+    assert not [t for trip in count.trips[mark:] for t in trip if "rate_buckets" in t]
+    # A response, with JSON's whitespace before its object: its bucket read with it.
+    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
+    mark = len(count.trips)
+    assert (await acme.post(ch["url"], b" \n{}", key, kid)).status == 200
+    await assembly.app.authority.drain()
+    first = count.trips[mark]
+    assert len(first) == 3 and first[2].startswith(_READS_BUCKET_OF_CHALLENGE)
+    assert (await flow.get(ch["url"])).json()["status"] == "valid"
 
 
 @pytest.mark.postgres
@@ -362,6 +402,37 @@ async def test_new_order_reads_its_candidates_with_the_account(
     assert rest[0][1].startswith("INSERT INTO rate_buckets")
     again = await flow.order("one.example.test")  # its pending authorization reused
     assert again.json()["authorizations"][0] in resp.json()["authorizations"]
+
+
+@pytest.mark.postgres
+async def test_a_renewal_order_is_written_in_one_round_trip(
+    counted_pg: tuple[Assembly, SqlCount], responder: Http01Responder
+) -> None:
+    """An order whose names all reuse valid authorizations writes its row alone, in
+    autocommit (was BEGIN, the insert, COMMIT); one that replaces a certificate (RFC
+    9773 §5) sends its insert and its authorizations' marks before one Sync (was BEGIN,
+    each, COMMIT)."""
+    assembly, count = counted_pg
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    _, issued = await flow.issue("renewed.example.test")
+    mark = len(count.trips)
+    resp = await flow.order("renewed.example.test")
+    assert resp.status == 201 and resp.json()["status"] == "ready", resp.body
+    # The nonce's with the reads, the new-order take (rate limits on), the insert.
+    trips = count.trips[mark:]
+    assert len(trips) == 3 and len(trips[2]) == 1
+    assert trips[2][0].startswith("INSERT INTO orders")
+    pem = (await flow.get(issued["certificate"])).body
+    cert_id = str(cert_id_of(x509.load_pem_x509_certificates(pem)[0]))
+    body = {**_names("renewed.example.test"), "replaces": cert_id}
+    mark = len(count.trips)
+    resp = await flow.acme.post(f"{flow.acme.base}/acme/new-order", body, flow.key, flow.kid)
+    assert resp.status == 201 and resp.json()["replaces"] == cert_id, resp.body
+    trips = count.trips[mark:]
+    assert not [t for trip in trips for t in trip if t in ("BEGIN", "COMMIT")]
+    assert [t.split()[0] for t in trips[-1]] == ["INSERT", "UPDATE"]
+    assert trips[-1][1].startswith("UPDATE authorizations SET renewal_order_id")
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,12 @@ BOUNDS = {"sqlite": (35, 5), "postgresql": (28, 2)}
 # failed-validations read ride with the account's, and finalize's BEGIN and takes with
 # its claim (one batch, then COMMIT). Were 21.
 ROUND_TRIPS = 15
+# A renewal's (a second order for the name, its authorization valid and reused; the
+# authorization read, finalize, the order's poll, the download): the order's row written
+# alone, in autocommit (docs/decisions.md, "A renewal's order"). Were (21, 4), (19, 2)
+# and 13 round trips.
+RENEWAL_BOUNDS = {"sqlite": (21, 3), "postgresql": (19, 1)}
+RENEWAL_ROUND_TRIPS = 11
 
 
 @pytest.fixture
@@ -91,3 +97,39 @@ async def test_sql_per_certificate(
     assert transactions <= most[1], sent
     if backend == "postgresql":
         assert 0 < len(trips) <= ROUND_TRIPS, "\n".join(" | ".join(t)[:60] for t in trips)
+
+
+async def _one_renewal(flow: Flow, name: str) -> None:
+    resp = await flow.order(name)
+    assert resp.status == 201 and resp.json()["status"] == "ready", resp.body
+    order_url = resp.header("location") or ""
+    authz = (await flow.get(resp.json()["authorizations"][0])).json()
+    assert authz["status"] == "valid"
+    done = await flow.finalize(order_url, (name,))
+    assert done.status == 200, done.body
+    await flow.acme.app.authority.drain()
+    final = (await flow.get(order_url)).json()
+    assert final["status"] == "valid", final
+    assert (await flow.get(final["certificate"])).status == 200
+
+
+async def test_sql_per_renewal(
+    counted: tuple[Assembly, SqlCount], responder: Http01Responder, db_url: str
+) -> None:
+    assembly, count = counted
+    flow = Flow(RawAcme(assembly.app), responder)
+    assert (await flow.account()).status == 201
+    await _one_certificate(flow, "warm.example.test")
+    await _one_renewal(flow, "warm.example.test")  # first-use reads settle
+    await _one_certificate(flow, "counted.example.test")
+    mark, start, first_trip = count.mark(), len(count.texts), len(count.trips)
+    await _one_renewal(flow, "counted.example.test")
+    statements, transactions = count.since(mark)
+    trips = [t for t in count.trips[first_trip:] if t != ("DEALLOCATE ALL",)]
+    backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    sent = "\n".join(count.texts[start:])
+    assert 0 < statements <= RENEWAL_BOUNDS[backend][0], sent
+    assert 0 < transactions <= RENEWAL_BOUNDS[backend][1], sent
+    if backend == "postgresql":
+        shown = "\n".join(" | ".join(t)[:60] for t in trips)
+        assert 0 < len(trips) <= RENEWAL_ROUND_TRIPS, shown

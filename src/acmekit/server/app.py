@@ -33,7 +33,7 @@ from acmekit.server.auth import (
     external_account_binding,
     key_change,
 )
-from acmekit.server.authority import Authority, OrderView, signer_unavailable
+from acmekit.server.authority import Authority, ChallengeReads, OrderView, signer_unavailable
 from acmekit.server.nonces import NonceService
 from acmekit.server.render import Urls
 from acmekit.server.repos.base import Ahead
@@ -454,16 +454,18 @@ class AcmeApp:
         )
 
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
-        ahead = failures = None
-        reads: tuple[Ahead[Any], ...] = ()
-        if self._ahead:  # with the rate limits on, the failed-validations bucket's too
-            ahead = self.authority.store.orders.challenge_and_authorization_ahead(m[1])
-            failures = self.authority.failures_ahead(m[1])
-            reads = (ahead,) if failures is None else (ahead, failures)
+        # With the rate limits on, the failed-validations bucket's too, for a response
+        # alone (`ChallengeReads`): a POST-as-GET never reads it.
+        reads = self.authority.challenge_reads(m[1]) if self._ahead else ()
         auth = self._authenticate(req, ahead=reads)
         if not auth.is_post_as_get:
             payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
         uri = req.urls.account(auth.require_account().id)
+        ahead = failures = None
+        if isinstance(reads, ChallengeReads):
+            ahead, failures = reads.challenge, reads.failures
+        elif reads:
+            ahead = reads[0]
         ch, authz = await self.authority.start_challenge(auth, m[1], uri, ahead, failures)
         # Most validations end before the answer (challenge_wait); no Retry-After on one
         # still processing: a client's own short-then-growing polling serves it better

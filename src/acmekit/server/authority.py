@@ -216,6 +216,40 @@ class FinalizeReads:
         return (self.order,) if found is None else (self.order, found.read)
 
 
+# RFC 8259 §2: the whitespace a JSON text may begin with.
+_JSON_SPACE = b" \t\n\r"
+
+
+def may_be_object(payload: bytes) -> bool:
+    """Whether a JWS's payload, decoded and not parsed yet, may be a JSON object: its
+    first byte past whitespace is "{" (RFC 8259 §4; the payload is read as UTF-8 and a
+    byte-order mark refused, `jsontext.loads`). Not an empty one (POST-as-GET, §6.3)."""
+    return payload[:1] == b"{" or payload.lstrip(_JSON_SPACE)[:1] == b"{"
+
+
+class ChallengeReads:
+    """The challenge's reads sent with the request's account read (PostgreSQL): its own
+    with its authorization's (`challenge`), made at once, and, when called with the JWS
+    (auth's `AheadOf`), its failed-validations bucket's (`failures_ahead`), kept in
+    `failures`, only for a payload that may be a JSON object: `start_challenge` checks
+    that limit for a challenge response (`{}`) alone: a POST-as-GET (an empty payload)
+    is answered, and any other value refused, before it."""
+
+    __slots__ = ("_authority", "_id", "challenge", "failures")
+
+    def __init__(self, authority: Authority, challenge_id: str) -> None:
+        self._authority = authority
+        self._id = challenge_id
+        self.challenge = authority.store.orders.challenge_and_authorization_ahead(challenge_id)
+        self.failures: KeyedAhead | None = None
+
+    def __call__(self, jws: Jws, _account_id: str) -> Sequence[Ahead[Any]]:
+        if not may_be_object(jws.decoded_payload):
+            return (self.challenge,)
+        self.failures = found = self._authority.failures_ahead(self._id)
+        return (self.challenge,) if found is None else (self.challenge, found)
+
+
 @dataclass(frozen=True)
 class _Checked:
     """A standing record that passed: its `persistUntil` and how it was validated."""
@@ -1168,6 +1202,14 @@ class Authority:
             log.error("validation of challenge %s failed", ch.id, exc_info=failure)
             return processing, authz
         return task.result() or processing, authz  # None: left for recovery
+
+    def challenge_reads(self, challenge_id: str) -> ChallengeReads | Sequence[Ahead[Any]]:
+        """The challenge's reads to send with the request's account read (PostgreSQL):
+        with the rate limits on, what makes them from the JWS (`ChallengeReads`); else
+        the challenge's own read."""
+        if self.limits.enabled:
+            return ChallengeReads(self, challenge_id)
+        return (self.store.orders.challenge_and_authorization_ahead(challenge_id),)
 
     def failures_ahead(self, challenge_id: str) -> KeyedAhead | None:
         """The challenge's failed_validations bucket (`_failure_subject`), read by its id

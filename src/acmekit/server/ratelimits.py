@@ -266,10 +266,20 @@ class RateLimiter:
         self, name: LimitName, challenge_id: str, now: datetime
     ) -> KeyedAhead | None:
         """`check`'s read of a limit counted per account and host, for the authorization
-        of challenge `challenge_id`, to send ahead (`Ahead`); None with the limits off."""
-        if not self.limits.enabled:
+        of challenge `challenge_id`, to send ahead (`Ahead`); None with the limits off,
+        or if `check` reads no bucket of this limit whatever its subject (`_reads_none`)."""
+        if not self.limits.enabled or self._reads_none(name):
             return None
         return self.store.read_of_challenge_ahead(f"{name}:", challenge_id, self._at(now))
+
+    def _reads_none(self, name: LimitName) -> bool:
+        """Whether `check` of this limit reads no bucket under any subject: a period of
+        zero never refuses (an override keeps the period), and a count of zero, with no
+        override above it, refuses without a read (`_checked`)."""
+        limit: Limit = getattr(self.limits, name.value)
+        if limit.period.total_seconds() <= 0:
+            return True
+        return limit.count <= 0 and all(count <= 0 for count in limit.overrides.values())
 
     def take(
         self, name: LimitName, subject: Subject, now: datetime, ahead: Sequence[Ahead[Any]] = ()

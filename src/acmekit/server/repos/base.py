@@ -1173,8 +1173,14 @@ class Repository:
         """Writes that commit together, none reading what another writes. On PostgreSQL
         one statement, each but the last a data-modifying WITH (all run, on one
         snapshot), in autocommit: one round trip where a transaction takes one for
-        BEGIN, one a statement and one for COMMIT. On SQLite one transaction."""
-        if self._postgres and len(statements) > 1:
+        BEGIN, one a statement and one for COMMIT. On SQLite one transaction. A lone
+        write is atomic on its own: in autocommit on both (`_run`), with no BEGIN and
+        COMMIT (on PostgreSQL two round trips more; on SQLite two statements)."""
+        if len(statements) == 1:
+            text, values = statements[0]
+            self._run(text, values)
+            return
+        if self._postgres and statements:
             text = _TOGETHER[tuple(sql for sql, _ in statements)]
             params = [value for _, values in statements for value in values]
             with self._once() as c:

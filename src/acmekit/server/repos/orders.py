@@ -65,9 +65,13 @@ _INSERT_CHALLENGES = Texts(
     )
 )
 _RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM authorizations WHERE id = ? AND renewal_order_id IS NOT NULL"
-# An authorization may already serve an earlier renewal order: that one stays.
-_MARK_RENEWAL_AUTHZS = (
-    "UPDATE authorizations SET renewal_order_id = ? WHERE renewal_order_id IS NULL AND id IN "
+# An authorization may already serve an earlier renewal order: that one stays. By the
+# count of ids marked.
+_MARK_RENEWAL_AUTHZS = Texts(
+    lambda n: (
+        "UPDATE authorizations SET renewal_order_id = ? "
+        f"WHERE renewal_order_id IS NULL AND id IN ({marks(n)})"
+    )
 )
 # Pending as §7.1.6 derives it: stored pending, not expired, no challenge valid or invalid
 # (`decided_by`, set with the challenge's outcome). Planned on ix_authz_pending, whose
@@ -682,11 +686,21 @@ class OrderRepository(Repository):
         if order.replaces is None or not marked:
             self._together(statements)
             return
-        # Marking reads the authorizations inserted before it: in sequence.
-        with self._raw() as c:
-            for sql, values in statements:
-                c.run(sql, values)
-            c.run(_MARK_RENEWAL_AUTHZS + f"({marks(len(marked))})", (order.id, *marked))
+        # Marking reads the authorizations inserted before it: in sequence, not in one
+        # statement (a data-modifying WITH's parts share one snapshot).
+        statements.append((_MARK_RENEWAL_AUTHZS[len(marked)], (order.id, *marked)))
+        if not self._postgres:
+            with self._raw() as c:
+                for sql, values in statements:
+                    c.run(sql, values)
+            return
+        # Before one Sync in autocommit the statements are one implicit transaction,
+        # committed at the Sync, rolled back whole if one fails (interrupted, the
+        # connection is closed: the server commits all of it if it had the Sync, else
+        # none), each statement seeing those before it: one round trip where BEGIN,
+        # each statement and COMMIT took one.
+        with self._once() as c:
+            c.pipelined(statements)  # type: ignore[attr-defined]
 
     def order(self, order_id: str) -> OrderRecord | None:
         row = self._one(self._reads.order, (order_id,))

@@ -1,0 +1,167 @@
+"""An order's writes when it reuses authorizations (a renewal), counted at the driver.
+
+An order whose names all reuse live authorizations writes one row, the order's: alone it
+is atomic, so it goes in autocommit, with no BEGIN and COMMIT (on PostgreSQL two round
+trips; on SQLite two statements sqlite3 prepares from their text). An order that
+replaces a certificate (RFC 9773 §5) also marks its authorizations as in renewal, after
+the inserts it may read: on PostgreSQL all sent before one Sync, one implicit
+transaction in one round trip, where BEGIN, each statement and COMMIT took one each. On
+both databases a failure leaves none of the order's writes, and an interrupted batch on
+PostgreSQL leaves all or none of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acmekit.protocol.messages import (
+    AuthorizationStatus,
+    ChallengeStatus,
+    ChallengeType,
+    Identifier,
+    IdentifierType,
+)
+from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.store import Store
+from acmekit_testkit.databases import fresh_store
+from acmekit_testkit.pendingorders import pending_authorization, stored_account
+from acmekit_testkit.sqlcount import SqlCount, counting
+from acmekit_testkit.tiers import BACKEND_PARAMS
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def counted_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Store, SqlCount]]:
+    """A store with the account `acct`, its statements counted from its first connection."""
+    with counting() as count, fresh_store(request.param, tmp_path, "renewal.db") as store:
+        stored_account(store, NOW)
+        yield store, count
+
+
+def _new_authz(authz_id: str, name: str) -> AuthorizationRecord:
+    ch = ChallengeRecord(
+        f"{authz_id}h", authz_id, ChallengeType.HTTP_01, f"t-{authz_id}", ChallengeStatus.PENDING
+    )
+    ident = Identifier(IdentifierType.DNS, name)
+    return AuthorizationRecord(
+        authz_id, "acct", ident, False, AuthorizationStatus.PENDING, NOW + timedelta(days=7), (ch,)
+    )
+
+
+def _order(order_id: str, authz_ids: tuple[str, ...], replaces: str | None = None) -> OrderRecord:
+    names = tuple(Identifier(IdentifierType.DNS, f"{a}.example.test") for a in authz_ids)
+    return OrderRecord(
+        order_id, "acct", names, authz_ids, NOW + timedelta(days=1), NOW, replaces=replaces
+    )
+
+
+def _renewal_of(store: Store, authz_id: str) -> str | None:
+    with store.db.once() as c:
+        row = c.one("SELECT renewal_order_id FROM authorizations WHERE id = ?", (authz_id,))
+    return None if row is None else row[0]
+
+
+def test_an_order_that_adds_no_authorization_is_one_write_in_autocommit(
+    counted_store: tuple[Store, SqlCount],
+) -> None:
+    store, count = counted_store
+    reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    store.orders.add_order(_order("warm", (reused,)), [])  # the connection's first uses
+    mark, trips = count.mark(), len(count.trips)
+    store.orders.add_order(_order("renewal", (reused,)), [])
+    assert count.since(mark) == (1, 0)  # the insert, no transaction of its own
+    if store.remote:  # the insert alone: was BEGIN, the insert, COMMIT
+        assert [t[0].split()[0] for t in count.trips[trips:]] == ["INSERT"]
+    found = store.orders.order("renewal")
+    assert found is not None and found.authz_ids == (reused,)
+
+
+def test_a_replacing_order_marks_its_authorizations_with_its_writes(
+    counted_store: tuple[Store, SqlCount],
+) -> None:
+    store, count = counted_store
+    reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    fresh = _new_authz("fresh", "fresh.example.test")
+    trips = len(count.trips)
+    mark = count.mark()
+    store.orders.add_order(_order("renewal", (reused, "fresh"), "cert"), [fresh])
+    # The fresh authorization and its challenge, the order, the marks: one transaction.
+    assert count.since(mark) == (4, 1)
+    if store.remote:  # one round trip: was BEGIN, each of the four, COMMIT
+        (sent,) = count.trips[trips:]
+        assert [t.split()[0] for t in sent] == ["INSERT", "INSERT", "INSERT", "UPDATE"]
+    assert _renewal_of(store, reused) == "renewal" and _renewal_of(store, "fresh") == "renewal"
+    # An authorization already serving an earlier renewal keeps it.
+    store.orders.add_order(_order("again", (reused,), "cert"), [])
+    assert _renewal_of(store, reused) == "renewal"
+    assert store.orders.order("again") is not None
+
+
+def test_a_replacing_order_that_fails_leaves_none_of_its_writes(
+    counted_store: tuple[Store, SqlCount],
+) -> None:
+    store, _ = counted_store
+    reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    store.orders.add_order(_order("taken", (reused,)), [])
+    fresh = _new_authz("fresh", "fresh.example.test")
+    with pytest.raises(store.db.integrity):  # the order's id is taken: its insert fails
+        store.orders.add_order(_order("taken", (reused, "fresh"), "cert"), [fresh])
+    assert store.orders.authorization("fresh") is None
+    assert _renewal_of(store, reused) is None
+
+
+class _InterruptAt:
+    """psycopg's wait, raising KeyboardInterrupt (a Ctrl-C) at its `at`th call."""
+
+    def __init__(self, real: Any, at: int) -> None:
+        self._real = real
+        self._at = at
+        self.calls = 0
+
+    def __call__(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self._at:
+            raise KeyboardInterrupt
+        return self._real(gen, *args, **kwargs)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("at", [1, 2, 3])
+def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
+    pg_store: Store, at: int
+) -> None:
+    """A Ctrl-C while the batch waits for the server (at its flush, or while its
+    answers are read): the connection is given up, and the server, which may have had
+    the Sync, commits it all or rolls it all back; the order, its new authorization and
+    the marks are all there or none is."""
+    store = pg_store
+    stored_account(store, NOW)
+    reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    db = store.db
+    kept = db._statements_for(db._local.dbapi)
+    hook = _InterruptAt(kept._wait, at)
+    kept._wait = hook
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            store.orders.add_order(
+                _order("renewal", (reused, "fresh"), "cert"),
+                [_new_authz("fresh", "fresh.example.test")],
+            )
+    finally:
+        kept._wait = hook._real
+    # Read on one snapshot: the server may still be committing what the closed
+    # connection sent, and a commit is seen whole or not at all.
+    with store.db.once() as c:
+        seen = c.one(
+            "SELECT (SELECT COUNT(*) FROM orders WHERE id = 'renewal'), "
+            "(SELECT COUNT(*) FROM authorizations WHERE id = 'fresh'), "
+            "(SELECT COUNT(*) FROM authorizations WHERE renewal_order_id = 'renewal')"
+        )
+    assert tuple(seen) in ((0, 0, 0), (1, 1, 2))
