@@ -273,38 +273,26 @@ class _EngineView:
         return getattr(self._engine, name)
 
 
-async def one_certificate(flow: Flow, name: str) -> None:
+async def one_certificate(flow: Flow, name: str, read_challenge: bool = False) -> None:
+    """One certificate for `name`; `read_challenge`: the challenge read (POST-as-GET)
+    before it is answered."""
     resp = await flow.order(name)
     assert resp.status == 201, resp.body
     order_url = resp.header("location") or ""
     authz_url = resp.json()["authorizations"][0]
     authz = (await flow.get(authz_url)).json()
     ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    if read_challenge:
+        assert (await flow.get(ch["url"])).json()["status"] == "pending"
     flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
     assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
     await flow.acme.app.authority.drain()
     assert (await flow.get(authz_url)).json()["status"] == "valid"
-    done = await flow.finalize(order_url, (name,))
-    assert done.status == 200, done.body
-    await flow.acme.app.authority.drain()
-    final = (await flow.get(order_url)).json()
-    assert final["status"] == "valid", final
-    assert (await flow.get(final["certificate"])).status == 200
+    await finalize_and_download(flow, order_url, name)
 
 
-async def read_challenge_first(flow: Flow, name: str) -> None:
-    """`one_certificate`, with the challenge read (POST-as-GET) before it is answered."""
-    resp = await flow.order(name)
-    assert resp.status == 201, resp.body
-    order_url = resp.header("location") or ""
-    authz_url = resp.json()["authorizations"][0]
-    authz = (await flow.get(authz_url)).json()
-    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
-    assert (await flow.get(ch["url"])).json()["status"] == "pending"
-    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
-    assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
-    await flow.acme.app.authority.drain()
-    assert (await flow.get(authz_url)).json()["status"] == "valid"
+async def finalize_and_download(flow: Flow, order_url: str, name: str) -> None:
+    """finalize the ready order, poll it valid, download its certificate."""
     done = await flow.finalize(order_url, (name,))
     assert done.status == 200, done.body
     await flow.acme.app.authority.drain()
@@ -335,12 +323,7 @@ async def one_renewal(flow: Flow, name: str, replaces: str | None) -> None:
     order_url = resp.header("location") or ""
     authz_url = resp.json()["authorizations"][0]
     assert (await flow.get(authz_url)).json()["status"] == "valid"
-    done = await flow.finalize(order_url, (name,))
-    assert done.status == 200, done.body
-    await flow.acme.app.authority.drain()
-    final = (await flow.get(order_url)).json()
-    assert final["status"] == "valid", final
-    assert (await flow.get(final["certificate"])).status == 200
+    await finalize_and_download(flow, order_url, name)
 
 
 async def measure(
@@ -369,10 +352,8 @@ async def measure(
             for i in range(certs):
                 if renewals:
                     await one_renewal(flow, f"c{i}.example.test", replaced[i])
-                elif read_challenge:
-                    await read_challenge_first(flow, f"c{i}.example.test")
                 else:
-                    await one_certificate(flow, f"c{i}.example.test")
+                    await one_certificate(flow, f"c{i}.example.test", read_challenge)
             cpu = time.process_time() - p0
             statements, transactions = count.since(mark)
             trips = count.round_trips - trips0
