@@ -57,7 +57,6 @@ from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
 from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.ctlog import ca_hierarchy, running_ct_log
 from acmekit_testkit.dnsserver import dns_server_process
-from store_per_cert import one_certificate
 
 VARIANTS = ("nolint", "ct-nolint", "lint", "ct-lint")
 PAIRS = (("ct-nolint", "nolint"), ("ct-lint", "lint"))
@@ -124,14 +123,14 @@ async def measure(
             flow = Flow(RawAcme(assembly.app), responder)
             assert (await flow.account()).status == 201
             for i in range(WARM):
-                await one_certificate(flow, f"warm{i}-{variant}.example.test")
+                await flow.one_certificate(f"warm{i}-{variant}.example.test")
             profiler = cProfile.Profile(time.thread_time) if profile else None
             _instrument("on")
             start = resource.getrusage(resource.RUSAGE_SELF)
             if profiler is not None:
                 profiler.enable()
             for i in range(certs):
-                await one_certificate(flow, f"c{i}-{variant}.example.test")
+                await flow.one_certificate(f"c{i}-{variant}.example.test")
             await assembly.app.authority.drain()  # the add-chain tasks too
             if profiler is not None:
                 profiler.disable()

@@ -61,7 +61,6 @@ from pathlib import Path
 from typing import Any
 
 from _common import fresh_database, raised_rate_limits
-from acmekit.protocol.challenges import key_authorization
 from acmekit.server.config import LintSettings, RateLimits, ServerConfig
 from acmekit.server.repos import base
 from acmekit.server.run import assemble
@@ -273,34 +272,6 @@ class _EngineView:
         return getattr(self._engine, name)
 
 
-async def one_certificate(flow: Flow, name: str, read_challenge: bool = False) -> None:
-    """One certificate for `name`; `read_challenge`: the challenge read (POST-as-GET)
-    before it is answered."""
-    resp = await flow.order(name)
-    assert resp.status == 201, resp.body
-    order_url = resp.header("location") or ""
-    authz_url = resp.json()["authorizations"][0]
-    authz = (await flow.get(authz_url)).json()
-    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
-    if read_challenge:
-        assert (await flow.get(ch["url"])).json()["status"] == "pending"
-    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
-    assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
-    await flow.acme.app.authority.drain()
-    assert (await flow.get(authz_url)).json()["status"] == "valid"
-    await finalize_and_download(flow, order_url, name)
-
-
-async def finalize_and_download(flow: Flow, order_url: str, name: str) -> None:
-    """finalize the ready order, poll it valid, download its certificate."""
-    done = await flow.finalize(order_url, (name,))
-    assert done.status == 200, done.body
-    await flow.acme.app.authority.drain()
-    final = (await flow.get(order_url)).json()
-    assert final["status"] == "valid", final
-    assert (await flow.get(final["certificate"])).status == 200
-
-
 async def issued_cert_id(flow: Flow, name: str) -> str:
     """A certificate for `name`, issued; its ARI certID (RFC 9773 §4.1)."""
     from cryptography import x509
@@ -310,20 +281,6 @@ async def issued_cert_id(flow: Flow, name: str) -> str:
     _, order = await flow.issue(name)
     pem = (await flow.get(order["certificate"])).body
     return str(cert_id_of(x509.load_pem_x509_certificates(pem)[0]))
-
-
-async def one_renewal(flow: Flow, name: str, replaces: str | None) -> None:
-    """A second order for `name`, its authorization valid and reused: the order is ready
-    at once; the client reads the authorization, finalizes, polls and downloads."""
-    body: dict[str, Any] = {"identifiers": [{"type": "dns", "value": name}]}
-    if replaces is not None:
-        body["replaces"] = replaces
-    resp = await flow.acme.post(f"{flow.acme.base}/acme/new-order", body, flow.key, flow.kid)
-    assert resp.status == 201 and resp.json()["status"] == "ready", resp.body
-    order_url = resp.header("location") or ""
-    authz_url = resp.json()["authorizations"][0]
-    assert (await flow.get(authz_url)).json()["status"] == "valid"
-    await finalize_and_download(flow, order_url, name)
 
 
 async def measure(
@@ -339,7 +296,7 @@ async def measure(
         try:
             flow = Flow(RawAcme(assembly.app), responder)
             assert (await flow.account()).status == 201
-            await one_certificate(flow, "warm.example.test")
+            await flow.one_certificate("warm.example.test")
             replaced: list[str | None] = [None] * certs
             if renewals:  # the certificates renewed, issued outside the count
                 for i in range(certs):
@@ -351,9 +308,9 @@ async def measure(
             p0 = time.process_time()
             for i in range(certs):
                 if renewals:
-                    await one_renewal(flow, f"c{i}.example.test", replaced[i])
+                    await flow.one_renewal(f"c{i}.example.test", replaced[i])
                 else:
-                    await one_certificate(flow, f"c{i}.example.test", read_challenge)
+                    await flow.one_certificate(f"c{i}.example.test", read_challenge)
             cpu = time.process_time() - p0
             statements, transactions = count.since(mark)
             trips = count.round_trips - trips0

@@ -238,6 +238,51 @@ class Flow:
         _, csr = make_csr(*names)
         return await self.acme.post(order["finalize"], {"csr": jose.b64e(csr)}, self.key, self.kid)
 
+    async def one_certificate(self, name: str, read_challenge: bool = False) -> None:
+        """In process, one certificate for `name` by the same requests every time (the
+        store's counts per certificate are pinned on them): newOrder, the authorization,
+        the http-01 answer, finalize, the order's poll, the download. `read_challenge`:
+        the challenge read (POST-as-GET) before it is answered."""
+        resp = await self.order(name)
+        assert resp.status == 201, resp.body
+        order_url = resp.header("location") or ""
+        authz_url = resp.json()["authorizations"][0]
+        authz = (await self.get(authz_url)).json()
+        ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        if read_challenge:
+            assert (await self.get(ch["url"])).json()["status"] == "pending"
+        self.responder.tokens[ch["token"]] = key_authorization(ch["token"], self.key)
+        assert (await self.acme.post(ch["url"], {}, self.key, self.kid)).status == 200
+        await self._drain()
+        assert (await self.get(authz_url)).json()["status"] == "valid"
+        await self._finalize_and_download(order_url, name)
+
+    async def one_renewal(self, name: str, replaces: str | None = None) -> None:
+        """In process, a second order for `name`, its authorization valid and reused (ready
+        at once): the authorization read, finalize, the order's poll, the download.
+        `replaces`: the ARI certID it replaces (RFC 9773 §5)."""
+        body: dict[str, Any] = {"identifiers": [{"type": "dns", "value": name}]}
+        if replaces is not None:
+            body["replaces"] = replaces
+        resp = await self.acme.post(f"{self.acme.base}/acme/new-order", body, self.key, self.kid)
+        assert resp.status == 201 and resp.json()["status"] == "ready", resp.body
+        order_url = resp.header("location") or ""
+        assert (await self.get(resp.json()["authorizations"][0])).json()["status"] == "valid"
+        await self._finalize_and_download(order_url, name)
+
+    async def _finalize_and_download(self, order_url: str, name: str) -> None:
+        done = await self.finalize(order_url, (name,))
+        assert done.status == 200, done.body
+        await self._drain()
+        final = (await self.get(order_url)).json()
+        assert final["status"] == "valid", final
+        cert = await self.get(final["certificate"])
+        assert cert.status == 200 and b"BEGIN CERTIFICATE" in cert.body, cert.body
+
+    async def _drain(self) -> None:
+        assert self.acme.app is not None, "in process only"
+        await self.acme.app.authority.drain()
+
     async def issue(self, *names: str, profile: str | None = None) -> tuple[str, dict[str, Any]]:
         """The whole flow; returns (order URL, final order document)."""
         if not self.kid:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from acmekit.protocol.challenges import key_authorization
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
@@ -54,37 +53,16 @@ async def counted(ca_config: ServerConfig) -> AsyncIterator[tuple[Assembly, SqlC
         assembly.store.engine.dispose()
 
 
-async def _one_certificate(flow: Flow, name: str) -> None:
-    resp = await flow.order(name)
-    assert resp.status == 201, resp.body
-    order_url = resp.header("location") or ""
-    order = resp.json()
-    authz_url = order["authorizations"][0]
-    authz = (await flow.get(authz_url)).json()
-    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
-    flow.responder.tokens[ch["token"]] = key_authorization(ch["token"], flow.key)
-    assert (await flow.acme.post(ch["url"], {}, flow.key, flow.kid)).status == 200
-    await flow.acme.app.authority.drain()
-    assert (await flow.get(authz_url)).json()["status"] == "valid"
-    done = await flow.finalize(order_url, (name,))
-    assert done.status == 200, done.body
-    await flow.acme.app.authority.drain()
-    final = (await flow.get(order_url)).json()
-    assert final["status"] == "valid", final
-    cert = await flow.get(final["certificate"])
-    assert cert.status == 200 and b"BEGIN CERTIFICATE" in cert.body
-
-
 async def test_sql_per_certificate(
     counted: tuple[Assembly, SqlCount], responder: Http01Responder, db_url: str
 ) -> None:
     assembly, count = counted
     flow = Flow(RawAcme(assembly.app), responder)
     assert (await flow.account()).status == 201
-    await _one_certificate(flow, "warm.example.test")  # first-use reads (settings) settle
+    await flow.one_certificate("warm.example.test")  # first-use reads (settings) settle
     mark = count.mark()
     start, first_trip = len(count.texts), len(count.trips)
-    await _one_certificate(flow, "counted.example.test")
+    await flow.one_certificate("counted.example.test")
     statements, transactions = count.since(mark)
     # Not the certificate's: a connection's set-up, when a worker thread opens its first.
     trips = [t for t in count.trips[first_trip:] if t != ("DEALLOCATE ALL",)]
@@ -99,31 +77,17 @@ async def test_sql_per_certificate(
         assert 0 < len(trips) <= ROUND_TRIPS, "\n".join(" | ".join(t)[:60] for t in trips)
 
 
-async def _one_renewal(flow: Flow, name: str) -> None:
-    resp = await flow.order(name)
-    assert resp.status == 201 and resp.json()["status"] == "ready", resp.body
-    order_url = resp.header("location") or ""
-    authz = (await flow.get(resp.json()["authorizations"][0])).json()
-    assert authz["status"] == "valid"
-    done = await flow.finalize(order_url, (name,))
-    assert done.status == 200, done.body
-    await flow.acme.app.authority.drain()
-    final = (await flow.get(order_url)).json()
-    assert final["status"] == "valid", final
-    assert (await flow.get(final["certificate"])).status == 200
-
-
 async def test_sql_per_renewal(
     counted: tuple[Assembly, SqlCount], responder: Http01Responder, db_url: str
 ) -> None:
     assembly, count = counted
     flow = Flow(RawAcme(assembly.app), responder)
     assert (await flow.account()).status == 201
-    await _one_certificate(flow, "warm.example.test")
-    await _one_renewal(flow, "warm.example.test")  # first-use reads settle
-    await _one_certificate(flow, "counted.example.test")
+    await flow.one_certificate("warm.example.test")
+    await flow.one_renewal("warm.example.test")  # first-use reads settle
+    await flow.one_certificate("counted.example.test")
     mark, start, first_trip = count.mark(), len(count.texts), len(count.trips)
-    await _one_renewal(flow, "counted.example.test")
+    await flow.one_renewal("counted.example.test")
     statements, transactions = count.since(mark)
     trips = [t for t in count.trips[first_trip:] if t != ("DEALLOCATE ALL",)]
     backend = "sqlite" if db_url.startswith("sqlite") else "postgresql"
