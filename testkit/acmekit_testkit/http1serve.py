@@ -3,10 +3,12 @@ listener's own tests, and what their ASGI apps share."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from acmekit.http1 import Http1Server, ListenerLimits
@@ -24,6 +26,30 @@ async def http1_serving(
         yield server, sock.getsockname()[1]
     finally:
         await server.shutdown(1.0)
+
+
+@contextmanager
+def http1_serving_on_thread(app: Any) -> Iterator[int]:
+    """`app` served on 127.0.0.1 with its event loop on a thread of its own (as a
+    server's process runs it), so a test may block its own thread on requests; the port."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="served-loop", daemon=True)
+    thread.start()
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    async def start() -> Http1Server:
+        server = Http1Server(app, ListenerLimits())
+        await server.start(sock)
+        return server
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        asyncio.run_coroutine_threadsafe(server.shutdown(1.0), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
 
 
 async def read_body(receive: Any) -> bytes | None:

@@ -8,9 +8,7 @@ the next index."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -29,10 +27,10 @@ from acmekit.ct.log import CtLog, LogSettings, load_or_create_key
 from acmekit.ct.schema import entries
 from acmekit.ct.store import CtStore
 from acmekit.database import create_engine
-from acmekit.http1 import Http1Server, ListenerLimits
 from acmekit.protocol import ct
 from acmekit_testkit.ctlog import ca_hierarchy, chain_json, leaf_certificate
 from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.http1serve import http1_serving_on_thread
 from acmekit_testkit.tiers import require_postgres_or_skip
 
 pytestmark = pytest.mark.postgres
@@ -55,25 +53,10 @@ class Hold:
 
 @contextmanager
 def served(app: CtApp) -> Iterator[str]:
-    """`app` on 127.0.0.1 behind the project's HTTP/1.1 server, on a loop of its own."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="log-loop", daemon=True)
-    thread.start()
-    sock = socket.create_server(("127.0.0.1", 0))
-
-    async def start() -> Http1Server:
-        server = Http1Server(app, ListenerLimits())
-        await server.start(sock)
-        return server
-
-    server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/ct/v1/"
-    finally:
-        asyncio.run_coroutine_threadsafe(server.shutdown(1.0), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        loop.close()
+    """`app` on 127.0.0.1 behind the project's HTTP/1.1 server, its event loop on a
+    thread of its own as in `acmekit ct`'s process; the log's base URL."""
+    with http1_serving_on_thread(app) as port:
+        yield f"http://127.0.0.1:{port}/ct/v1/"
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, str | None, dict[str, Any]]:
