@@ -145,8 +145,9 @@ def new_id() -> str:
 REUSE_MARGIN = timedelta(days=1)
 # The most names whose reusable authorizations newOrder reads ahead (`reusable_ahead`):
 # they are taken from a payload not yet verified, so anyone with a nonce and an account's
-# URL could otherwise make the CA read `max_identifiers` of them for one request. The
-# rest are read where the handler reads, after the signature, account and rate limits.
+# URL could otherwise make the CA read `max_identifiers` of them for one request. A
+# longer list is neither parsed nor read ahead (`identifiers_ahead`): its names are read
+# where the handler reads, after the signature, account and rate limits.
 REUSABLE_AHEAD_MOST = 10
 # newOrder's reusable authorizations read ahead, by (identifier, wildcard): the horizon
 # each was read for, and the read (`Authority.reusable_ahead`).
@@ -832,8 +833,8 @@ class Authority:
         now: datetime,
         ahead: ReusableAhead | None,
     ) -> dict[tuple[Identifier, bool], list[AuthorizationRecord]]:
-        """The candidates (`_reusable`) of the names not read ahead (past the first
-        `REUSABLE_AHEAD_MOST` on PostgreSQL, all on SQLite), read here, after the
+        """The candidates (`_reusable`) of the names not read ahead (all of a list of
+        more than `REUSABLE_AHEAD_MOST` on PostgreSQL, all on SQLite), read here, after the
         signature, the account and the rate limits, in one statement where there are
         several (`reusable_authorizations_of`): one round trip, not one a name. For the
         order's own horizon."""
