@@ -1,7 +1,7 @@
 """newOrder's identifiers before the signature (PostgreSQL): they are parsed ahead only
 to make the reads sent with the nonce and the account, which cover ten names at most
 (`REUSABLE_AHEAD_MOST`), so a longer list is not parsed before the signature (some
-50,000 instructions a name, 100 names by default, that a request with a forged signature
+40,000 instructions a name, 100 names by default, that a request with a forged signature
 or a used nonce would make the CA spend). A list that was parsed ahead is not parsed
 again by the handler. Whatever the list holds past the bound (an invalid name, another
 type, duplicates of names before it, wildcards and addresses, too many names), the

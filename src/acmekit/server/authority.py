@@ -689,7 +689,7 @@ class Authority:
         (`NewOrderReads`). None parsed for a payload whose identifiers do not parse (the
         handler's checks say why), nor for a list of more than `REUSABLE_AHEAD_MOST`:
         only that many are read ahead, and a request with a forged signature or a used
-        nonce is refused after the reads, so the parse of a longer list (some 50,000
+        nonce is refused after the reads, so the parse of a longer list (near 40,000
         instructions a name, `max_identifiers` of them) would be the CA's work for
         anyone. Cut to its first names it would not tell the names' count once
         duplicates are merged (`limits_ahead`'s rule), nor spare the handler its parse;
