@@ -15,7 +15,10 @@ PostgreSQL, round trips, the nonce's and the account's included.
 `--orders N` also times N newOrders of the largest count each way (process CPU per
 request, the client's JWS signing in this process included). Under callgrind,
 `--only new` (or `reused`) times one of the two: each is made inside `operator.call`,
-and nothing else is:
+and nothing else is. `--only forged` times N newOrders of the largest count signed by
+another key than the account's (each refused, "JWS signature is invalid": what anyone
+with a nonce and an account's URL can make the CA do), their nonces fetched and their
+JWSs signed before `operator.call`, so that only the CA's work is inside it:
 
     valgrind --tool=callgrind --toggle-collect=_operator_call \\
         --callgrind-out-file=out.%p .venv/bin/python bench/new_order_names.py \\
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import operator
 import tempfile
 import time
@@ -38,9 +42,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from _common import fresh_database
+from acmekit.protocol import jose
 from acmekit.server.config import LintSettings, RateLimits, ServerConfig
 from acmekit.server.run import assemble
-from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, new_key
 from acmekit_testkit.acmekit_server import TEST_VALIDATION
 from acmekit_testkit.sqlcount import SqlCount, counting
 
@@ -68,6 +73,26 @@ async def _counted(count: SqlCount, flow: Flow, names: list[str]) -> tuple[int, 
     resp = await acme.post(url, payload, flow.key, flow.kid, nonce=nonce)
     assert resp.status == 201, resp.body
     return count.statements - statements, count.round_trips - trips
+
+
+async def _forged(flow: Flow, n: int, orders: int) -> Callable[[], Awaitable[None]]:
+    """`orders` newOrders of n names signed by another key than the account's, each
+    with a nonce of its own, made now; what sends them (each refused) when called."""
+    acme = flow.acme
+    url = f"{acme.base}/acme/new-order"
+    payload = {"identifiers": [{"type": "dns", "value": v} for v in _names("forged", n)]}
+    other = new_key()
+    bodies = []
+    for _ in range(orders):
+        signed = jose.sign(other, payload, url=url, nonce=await acme.nonce(), kid=flow.kid)
+        bodies.append(json.dumps(signed).encode())
+
+    async def send() -> None:
+        for body in bodies:
+            resp = await acme.request("POST", url, body, "application/jose+json")
+            assert resp.json()["detail"] == "JWS signature is invalid", resp.body
+
+    return send
 
 
 def _timed(loop: asyncio.AbstractEventLoop, work: Callable[[], Awaitable[None]]) -> float:
@@ -117,7 +142,10 @@ def measure(
                     for _ in range(orders):
                         await _order(flow, reused)
 
-                for kind, work in (("new", fresh_orders), ("reused", reused_orders)):
+                kinds = [("new", fresh_orders), ("reused", reused_orders)]
+                if only == "forged":
+                    kinds = [("forged", loop.run_until_complete(_forged(flow, most, orders)))]
+                for kind, work in kinds:
                     if only and kind != only:
                         continue
                     cpu = _timed(loop, work)
@@ -204,7 +232,10 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--orders", type=int, default=0, help="time N newOrders each way")
     parser.add_argument(
-        "--only", choices=("new", "reused"), default="", help="time one of the two (callgrind)"
+        "--only",
+        choices=("new", "reused", "forged"),
+        default="",
+        help="time one kind (callgrind); forged: signed by another key, refused",
     )
     parser.add_argument(
         "--reads", choices=("one", "many", "ahead"), default="", help="the store's reads alone"

@@ -3,9 +3,9 @@ taken from the payload before the signature is verified, to read their reusable
 authorizations in the round trip of the nonce and the account (PostgreSQL): anyone with
 a nonce and any account's URL can send such a request, so the reads it makes are bounded
 by a few, not by `max_identifiers` (100 by default, a hundred reads per request where a
-forged request made one statement). The names past the bound are read, as before, where
-the handler reads them, after the signature, the account and the rate limits (in one
-statement)."""
+forged request made one statement). A list of more names than the bound is not read
+ahead (nor parsed: docs/decisions.md), but where the handler reads them, after the
+signature, the account and the rate limits (in one statement)."""
 
 from __future__ import annotations
 
@@ -46,32 +46,35 @@ def _reusable_reads(count: SqlCount, mark: int) -> int:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("n", [REUSABLE_AHEAD_MOST, REUSABLE_AHEAD_MOST + 1, 100])
 async def test_a_forged_new_order_reads_no_more_than_a_few_names(
-    counted_ca: tuple[Assembly, SqlCount], responder: Http01Responder
+    counted_ca: tuple[Assembly, SqlCount], responder: Http01Responder, n: int
 ) -> None:
     assembly, count = counted_ca
     acme = RawAcme(assembly.app)
     flow = Flow(acme, responder)
     assert (await flow.account()).status == 201
-    most = assembly.app.config.max_identifiers
+    assert n <= assembly.app.config.max_identifiers
     url = f"{acme.base}/acme/new-order"
     mark, trips = len(count.texts), len(count.trips)
-    got = await acme.post(url, _names(most), new_key(), flow.kid)  # another key signed it
+    got = await acme.post(url, _names(n), new_key(), flow.kid)  # another key signed it
     assert (got.status, got.json()["detail"]) == (400, "JWS signature is invalid")
-    assert _reusable_reads(count, mark) == min(most, REUSABLE_AHEAD_MOST)
-    # With rate limits on, the issuance buckets (one a registered domain) are not read
-    # ahead for so many names, nor is the account's pending count (below). Nothing else
-    # was sent.
+    # Up to REUSABLE_AHEAD_MOST names, each one's candidates and (rate limits on) the
+    # issuance buckets; past it, none: only so many are read ahead, so a longer list is
+    # not parsed before the signature. Never the account's pending count (below).
+    # Nothing else was sent.
+    within = n <= REUSABLE_AHEAD_MOST
+    assert _reusable_reads(count, mark) == (n if within else 0)
     (sent,) = count.trips[trips:]
-    assert len(sent) == 1 + REUSABLE_AHEAD_MOST
-    # The account's own order of as many names reads the first names' candidates ahead,
-    # and the rest's once, together, after its checks.
+    assert len(sent) == (1 + n + 1 if within else 1)
+    # The account's own order of as many names reads their candidates ahead up to the
+    # bound, else all of them once, together, after its checks.
     mark = len(count.texts)
-    resp = await acme.post(url, _names(most), flow.key, flow.kid)
+    resp = await acme.post(url, _names(n), flow.key, flow.kid)
     assert resp.status == 201, resp.body
-    assert _reusable_reads(count, mark) == min(most, REUSABLE_AHEAD_MOST)
-    assert sum(t.startswith(_READS_REST) for t in count.texts[mark:]) == 1
-    again = await acme.post(url, _names(most), flow.key, flow.kid)  # each one reused
+    assert _reusable_reads(count, mark) == (n if within else 0)
+    assert sum(t.startswith(_READS_REST) for t in count.texts[mark:]) == (0 if within else 1)
+    again = await acme.post(url, _names(n), flow.key, flow.kid)  # each one reused
     assert again.json()["authorizations"] == resp.json()["authorizations"]
 
 

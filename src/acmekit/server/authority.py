@@ -145,8 +145,9 @@ def new_id() -> str:
 REUSE_MARGIN = timedelta(days=1)
 # The most names whose reusable authorizations newOrder reads ahead (`reusable_ahead`):
 # they are taken from a payload not yet verified, so anyone with a nonce and an account's
-# URL could otherwise make the CA read `max_identifiers` of them for one request. The
-# rest are read where the handler reads, after the signature, account and rate limits.
+# URL could otherwise make the CA read `max_identifiers` of them for one request. A
+# longer list is neither parsed nor read ahead (`identifiers_ahead`): its names are read
+# where the handler reads, after the signature, account and rate limits.
 REUSABLE_AHEAD_MOST = 10
 # newOrder's reusable authorizations read ahead, by (identifier, wildcard): the horizon
 # each was read for, and the read (`Authority.reusable_ahead`).
@@ -172,20 +173,24 @@ class NewOrderReads:
     the JWS and the account's id once the nonce passed its own checks (auth's `AheadOf`),
     it makes each identifier's read of reusable authorizations (`reusable_ahead`) and
     keeps them in `found`, and the rate limits' read (`limits_ahead`) in `limits`, for
-    `new_order`."""
+    `new_order`. It keeps the identifiers it parsed, with the list they were parsed
+    from, for `new_order` to take rather than parse that list again (`parsed`)."""
 
-    __slots__ = ("_authority", "found", "limits")
+    __slots__ = ("_authority", "_docs", "_idents", "found", "limits")
 
     def __init__(self, authority: Authority) -> None:
         self._authority = authority
         self.found: ReusableAhead = {}
         self.limits: LimitsAhead | None = None
+        self._docs: object = None
+        self._idents: tuple[Identifier, ...] = ()
 
     def __call__(self, jws: Jws, account_id: str) -> Sequence[Ahead[Any]]:
         authority = self._authority
-        idents = authority.identifiers_ahead(jws)
+        docs, idents = authority.identifiers_ahead(jws)
         if not idents:
             return ()
+        self._docs, self._idents = docs, idents
         now = authority.now()
         self.found = authority.reusable_ahead(account_id, idents, now)
         reads: list[Ahead[Any]] = []
@@ -195,6 +200,14 @@ class NewOrderReads:
         if limits is not None and limits.buckets is not None:
             reads.append(limits.buckets)
         return reads
+
+    def parsed(self, docs: object) -> tuple[Identifier, ...] | None:
+        """The identifiers parsed ahead from `docs` (the verified payload's list), None
+        when none were. Equal JSON values parse alike, so the ahead parse of the same
+        bytes stands for the handler's; compared, not assumed, for ten names at most."""
+        if self._idents and docs == self._docs:
+            return self._idents
+        return None
 
 
 class FinalizeReads:
@@ -704,14 +717,28 @@ class Authority:
         order = self.store.orders.order_with_authorizations_ahead(order_id)
         return FinalizeReads(order, self.policy)
 
-    def identifiers_ahead(self, jws: Jws) -> tuple[Identifier, ...]:
-        """newOrder's identifiers, from its JWS's payload, not verified yet: only to
-        make reads to send with the request's account read (`NewOrderReads`); none
-        for a payload whose identifiers do not parse (the handler's checks say why)."""
+    def identifiers_ahead(self, jws: Jws) -> tuple[object, tuple[Identifier, ...]]:
+        """newOrder's identifiers list, from its JWS's payload, not verified yet, and its
+        identifiers parsed: only to make reads to send with the request's account read
+        (`NewOrderReads`). None parsed for a payload whose identifiers do not parse (the
+        handler's checks say why), nor for a list of more than `REUSABLE_AHEAD_MOST`:
+        only that many are read ahead, and a request with a forged signature or a used
+        nonce is refused after the reads, so the parse of a longer list (near 40,000
+        instructions a name, `max_identifiers` of them) would be the CA's work for
+        anyone. Cut to its first names it would not tell the names' count once
+        duplicates are merged (`limits_ahead`'s rule), nor spare the handler its parse;
+        such a list is read where the handler reads (one statement for all its names),
+        in as many round trips."""
         try:
-            return parse_identifiers(jws.payload_json()["identifiers"], self.config.max_identifiers)
+            docs = jws.payload_json()["identifiers"]
         except Exception:  # whatever it is, the handler's own checks say it
-            return ()
+            return None, ()
+        if not isinstance(docs, list) or len(docs) > REUSABLE_AHEAD_MOST:
+            return docs, ()
+        try:
+            return docs, parse_identifiers(docs, self.config.max_identifiers)
+        except Exception:
+            return docs, ()
 
     def reusable_ahead(
         self, account_id: str, idents: Sequence[Identifier], now: datetime
@@ -756,7 +783,10 @@ class Authority:
         for field in ("notBefore", "notAfter"):
             if payload.get(field) is not None:
                 raise malformed(f"{field} is not supported by this CA")
-        idents = parse_identifiers(payload.get("identifiers"), self.config.max_identifiers)
+        docs = payload.get("identifiers")
+        idents = None if reads is None else reads.parsed(docs)
+        if idents is None:  # not parsed ahead (SQLite, or a list longer than read ahead)
+            idents = parse_identifiers(docs, self.config.max_identifiers)
         name, profile = select_profile(
             payload.get("profile"), self.profiles, self.config.default_profile
         )
@@ -837,8 +867,8 @@ class Authority:
         now: datetime,
         ahead: ReusableAhead | None,
     ) -> dict[tuple[Identifier, bool], list[AuthorizationRecord]]:
-        """The candidates (`_reusable`) of the names not read ahead (past the first
-        `REUSABLE_AHEAD_MOST` on PostgreSQL, all on SQLite), read here, after the
+        """The candidates (`_reusable`) of the names not read ahead (all of a list of
+        more than `REUSABLE_AHEAD_MOST` on PostgreSQL, all on SQLite), read here, after the
         signature, the account and the rate limits, in one statement where there are
         several (`reusable_authorizations_of`): one round trip, not one a name. For the
         order's own horizon."""
