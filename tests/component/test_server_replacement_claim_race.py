@@ -46,10 +46,19 @@ class _HeldBeforeWrite:
         return self._real(*args, **kwargs)
 
 
-def _replacing_orders(assembly: Assembly, cert_id: str) -> int:
+def _written(assembly: Assembly, cert_id: str) -> tuple[int, ...]:
+    """The orders replacing the certificate, the added name's authorizations, the
+    authorizations marked in renewal by an order other than the certificate's claim."""
     with assembly.store.db.once() as c:
-        row = c.one("SELECT COUNT(*) FROM orders WHERE replaces = ?", (cert_id,))
-    return int(row[0])
+        row = c.one(
+            "SELECT (SELECT COUNT(*) FROM orders WHERE replaces = ?), "
+            "(SELECT COUNT(*) FROM authorizations WHERE identifier_value = ?), "
+            "(SELECT COUNT(*) FROM authorizations WHERE renewal_order_id IS NOT NULL "
+            "AND renewal_order_id <> (SELECT replaced_by FROM certificates WHERE "
+            "replaced_by IS NOT NULL))",
+            (cert_id, "added.race.replace.test"),
+        )
+    return tuple(int(n) for n in row)
 
 
 async def test_a_replacement_taken_by_two_processes_at_once_is_one_order(
@@ -62,7 +71,10 @@ async def test_a_replacement_taken_by_two_processes_at_once_is_one_order(
     cert_id = str(cert_id_of(leaf))
     account = first.store.accounts.account(flow.kid.rsplit("/", 1)[-1])
     assert account is not None
-    payload = {"identifiers": [{"type": "dns", "value": "race.replace.test"}], "replaces": cert_id}
+    # A name beside the renewed one: each order makes a new authorization for it.
+    names = ("race.replace.test", "added.race.replace.test")
+    idents = [{"type": "dns", "value": name} for name in names]
+    payload = {"identifiers": idents, "replaces": cert_id}
 
     held = _HeldBeforeWrite(first.store.orders.add_order)
     first.store.orders.add_order = held  # type: ignore[method-assign]
@@ -89,4 +101,5 @@ async def test_a_replacement_taken_by_two_processes_at_once_is_one_order(
         thread.join(30)
     refused = [o for o in outcomes if o == ProblemType.ALREADY_REPLACED]
     assert len(outcomes) == 2 and len(refused) == 1, outcomes
-    assert _replacing_orders(first, cert_id) == 1
+    # The refused order wrote nothing: not its new authorization, not its marks.
+    assert _written(first, cert_id) == (1, 1, 0)
