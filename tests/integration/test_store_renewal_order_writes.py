@@ -25,7 +25,12 @@ from acmekit.protocol.messages import (
     Identifier,
     IdentifierType,
 )
-from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.records import (
+    AuthorizationRecord,
+    CertificateRecord,
+    ChallengeRecord,
+    OrderRecord,
+)
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_store
 from acmekit_testkit.pendingorders import pending_authorization, stored_account
@@ -117,6 +122,38 @@ def test_a_replacing_order_that_fails_leaves_none_of_its_writes(
     assert _renewal_of(store, reused) is None
 
 
+def _certificate(store: Store, cert_id: str) -> None:
+    """A certificate row (its serial reserved) for an order to replace."""
+    names = (Identifier(IdentifierType.DNS, "reused.example.test"),)
+    rec = CertificateRecord(
+        cert_id, "1001", None, "acct", None, names, NOW, NOW + timedelta(days=90), NOW
+    )
+    store.certificates.reserve_serial(rec)
+
+
+def test_a_replacing_order_whose_claim_is_taken_writes_nothing(
+    counted_store: tuple[Store, SqlCount],
+) -> None:
+    """The claim on the certificate is the first of the order's writes: where another
+    order took it, none of them is written (RFC 9773 §5: alreadyReplaced)."""
+    store, _ = counted_store
+    _certificate(store, "cert")
+    reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    assert store.orders.add_order(_order("first", (reused,), "cert"), [], None, ("cert", None))
+    assert store.certificates.replacement("cert") == "first"
+    fresh = _new_authz("fresh", "fresh.example.test")
+    lost = _order("second", (reused, "fresh"), "cert")
+    assert not store.orders.add_order(lost, [fresh], ["fresh"], ("cert", None))
+    assert store.orders.order("second") is None
+    assert store.orders.authorization("fresh") is None
+    assert store.certificates.replacement("cert") == "first"
+    # Taken over from the order that held it (a failed one) by compare-and-set.
+    taken = _order("third", (reused, "fresh"), "cert")
+    assert store.orders.add_order(taken, [fresh], ["fresh"], ("cert", "first"))
+    assert store.certificates.replacement("cert") == "third"
+    assert _renewal_of(store, "fresh") == "third" and _renewal_of(store, reused) == "first"
+
+
 class _InterruptAt:
     """psycopg's wait, raising KeyboardInterrupt (a Ctrl-C) at its `at`th call."""
 
@@ -133,17 +170,18 @@ class _InterruptAt:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("at", [1, 2, 3])
+@pytest.mark.parametrize("at", [1, 2, 3, 4])
 def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
     pg_store: Store, at: int
 ) -> None:
     """A Ctrl-C while the batch waits for the server (at its flush, or while its
     answers are read): the connection is given up, and the server, which may have had
-    the Sync, commits it all or rolls it all back; the order, its new authorization and
-    the marks are all there or none is."""
+    the Sync, commits it all or rolls it all back; the claim on the certificate, the
+    order, its new authorization and the marks are all there or none is."""
     store = pg_store
     stored_account(store, NOW)
     reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    _certificate(store, "cert")
     db = store.db
     kept = db._statements_for(db._local.dbapi)
     hook = _InterruptAt(kept._wait, at)
@@ -153,6 +191,8 @@ def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
             store.orders.add_order(
                 _order("renewal", (reused, "fresh"), "cert"),
                 [_new_authz("fresh", "fresh.example.test")],
+                None,
+                ("cert", None),
             )
     finally:
         kept._wait = hook._real
@@ -162,6 +202,7 @@ def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
         seen = c.one(
             "SELECT (SELECT COUNT(*) FROM orders WHERE id = 'renewal'), "
             "(SELECT COUNT(*) FROM authorizations WHERE id = 'fresh'), "
-            "(SELECT COUNT(*) FROM authorizations WHERE renewal_order_id = 'renewal')"
+            "(SELECT COUNT(*) FROM authorizations WHERE renewal_order_id = 'renewal'), "
+            "(SELECT COUNT(*) FROM certificates WHERE replaced_by = 'renewal')"
         )
-    assert tuple(seen) in ((0, 0, 0), (1, 1, 2))
+    assert tuple(seen) in ((0, 0, 0, 0), (1, 1, 2, 1))
