@@ -147,6 +147,11 @@ def test_a_replacing_order_whose_claim_is_taken_writes_nothing(
     assert store.orders.order("second") is None
     assert store.orders.authorization("fresh") is None
     assert store.certificates.replacement("cert") == "first"
+    for n in range(8):  # past the driver's threshold: the claim then prepared, and lost alike
+        assert not store.orders.add_order(
+            _order(f"lost{n}", (reused,), "cert"), [], [], ("cert", None)
+        )
+        assert store.orders.order(f"lost{n}") is None
     # Taken over from the order that held it (a failed one) by compare-and-set.
     taken = _order("third", (reused, "fresh"), "cert")
     assert store.orders.add_order(taken, [fresh], ["fresh"], ("cert", "first"))
