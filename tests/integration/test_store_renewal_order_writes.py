@@ -11,6 +11,7 @@ PostgreSQL leaves all or none of them."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -211,3 +212,40 @@ def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
             "(SELECT COUNT(*) FROM certificates WHERE replaced_by = 'renewal')"
         )
     assert tuple(seen) in ((0, 0, 0, 0), (1, 1, 2, 1))
+
+
+@pytest.mark.postgres
+def test_a_claim_held_by_a_transaction_not_committed_waits_and_is_lost(
+    pg_store: Store,
+) -> None:
+    """Another process's order holds the claim in its transaction, not committed yet: the
+    claim waits on the certificate's row, is judged again once that commits, takes no
+    row, and its order writes nothing."""
+    store = pg_store
+    stored_account(store, NOW)
+    _certificate(store, "cert")
+    reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    other = store.engine.raw_connection()
+    try:
+        cur = other.cursor()
+        cur.execute("UPDATE certificates SET replaced_by = 'other' WHERE id = 'cert'")
+        cur.execute("SELECT pg_backend_pid()")
+        holder = cur.fetchone()[0]
+        written: list[bool] = []
+        order = _order("late", (reused,), "cert")
+        thread = threading.Thread(
+            target=lambda: written.append(store.orders.add_order(order, [], None, ("cert", None)))
+        )
+        thread.start()
+        with store.db.once() as c:  # until the claim waits for the holder's lock
+            while not c.one(
+                "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND pid <> ?", (holder,)
+            )[0]:
+                assert thread.is_alive()
+        other.commit()
+        thread.join(30)
+    finally:
+        other.close()
+    assert written == [False]
+    assert store.orders.order("late") is None and _renewal_of(store, reused) is None
+    assert store.certificates.replacement("cert") == "other"
