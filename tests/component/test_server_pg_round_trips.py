@@ -410,8 +410,8 @@ async def test_a_renewal_order_is_written_in_one_round_trip(
 ) -> None:
     """An order whose names all reuse valid authorizations writes its row alone, in
     autocommit (was BEGIN, the insert, COMMIT); one that replaces a certificate (RFC
-    9773 §5) sends its insert and its authorizations' marks before one Sync (was BEGIN,
-    each, COMMIT)."""
+    9773 §5) sends its claim on the certificate, its insert and its authorizations' marks
+    before one Sync (was the claim alone, then BEGIN, each, COMMIT)."""
     assembly, count = counted_pg
     flow = Flow(RawAcme(assembly.app), responder)
     assert (await flow.account()).status == 201
@@ -431,8 +431,10 @@ async def test_a_renewal_order_is_written_in_one_round_trip(
     assert resp.status == 201 and resp.json()["replaces"] == cert_id, resp.body
     trips = count.trips[mark:]
     assert not [t for trip in trips for t in trip if t in ("BEGIN", "COMMIT")]
-    assert [t.split()[0] for t in trips[-1]] == ["INSERT", "UPDATE"]
-    assert trips[-1][1].startswith("UPDATE authorizations SET renewal_order_id")
+    assert [t.split()[0] for t in trips[-1]] == ["WITH", "INSERT", "UPDATE"]
+    assert trips[-1][0].startswith("WITH claimed AS (UPDATE certificates SET replaced_by")
+    assert trips[-1][2].startswith("UPDATE authorizations SET renewal_order_id")
+    assert not [t for trip in trips[:-1] for t in trip if "replaced_by = " in t]
 
 
 @pytest.mark.parametrize(

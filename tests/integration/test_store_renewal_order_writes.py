@@ -11,6 +11,7 @@ PostgreSQL leaves all or none of them."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,12 @@ from acmekit.protocol.messages import (
     Identifier,
     IdentifierType,
 )
-from acmekit.server.records import AuthorizationRecord, ChallengeRecord, OrderRecord
+from acmekit.server.records import (
+    AuthorizationRecord,
+    CertificateRecord,
+    ChallengeRecord,
+    OrderRecord,
+)
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_store
 from acmekit_testkit.pendingorders import pending_authorization, stored_account
@@ -117,6 +123,43 @@ def test_a_replacing_order_that_fails_leaves_none_of_its_writes(
     assert _renewal_of(store, reused) is None
 
 
+def _certificate(store: Store, cert_id: str) -> None:
+    """A certificate row (its serial reserved) for an order to replace."""
+    names = (Identifier(IdentifierType.DNS, "reused.example.test"),)
+    rec = CertificateRecord(
+        cert_id, "1001", None, "acct", None, names, NOW, NOW + timedelta(days=90), NOW
+    )
+    store.certificates.reserve_serial(rec)
+
+
+def test_a_replacing_order_whose_claim_is_taken_writes_nothing(
+    counted_store: tuple[Store, SqlCount],
+) -> None:
+    """The claim on the certificate is the first of the order's writes: where another
+    order took it, none of them is written (RFC 9773 §5: alreadyReplaced)."""
+    store, _ = counted_store
+    _certificate(store, "cert")
+    reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    assert store.orders.add_order(_order("first", (reused,), "cert"), [], None, ("cert", None))
+    assert store.certificates.replacement("cert") == "first"
+    fresh = _new_authz("fresh", "fresh.example.test")
+    lost = _order("second", (reused, "fresh"), "cert")
+    assert not store.orders.add_order(lost, [fresh], ["fresh"], ("cert", None))
+    assert store.orders.order("second") is None
+    assert store.orders.authorization("fresh") is None
+    assert store.certificates.replacement("cert") == "first"
+    for n in range(8):  # past the driver's threshold: the claim then prepared, and lost alike
+        assert not store.orders.add_order(
+            _order(f"lost{n}", (reused,), "cert"), [], [], ("cert", None)
+        )
+        assert store.orders.order(f"lost{n}") is None
+    # Taken over from the order that held it (a failed one) by compare-and-set.
+    taken = _order("third", (reused, "fresh"), "cert")
+    assert store.orders.add_order(taken, [fresh], ["fresh"], ("cert", "first"))
+    assert store.certificates.replacement("cert") == "third"
+    assert _renewal_of(store, "fresh") == "third" and _renewal_of(store, reused) == "first"
+
+
 class _InterruptAt:
     """psycopg's wait, raising KeyboardInterrupt (a Ctrl-C) at its `at`th call."""
 
@@ -133,17 +176,18 @@ class _InterruptAt:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("at", [1, 2, 3])
+@pytest.mark.parametrize("at", [1, 2, 3, 4])
 def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
     pg_store: Store, at: int
 ) -> None:
     """A Ctrl-C while the batch waits for the server (at its flush, or while its
     answers are read): the connection is given up, and the server, which may have had
-    the Sync, commits it all or rolls it all back; the order, its new authorization and
-    the marks are all there or none is."""
+    the Sync, commits it all or rolls it all back; the claim on the certificate, the
+    order, its new authorization and the marks are all there or none is."""
     store = pg_store
     stored_account(store, NOW)
     reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    _certificate(store, "cert")
     db = store.db
     kept = db._statements_for(db._local.dbapi)
     hook = _InterruptAt(kept._wait, at)
@@ -153,6 +197,8 @@ def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
             store.orders.add_order(
                 _order("renewal", (reused, "fresh"), "cert"),
                 [_new_authz("fresh", "fresh.example.test")],
+                None,
+                ("cert", None),
             )
     finally:
         kept._wait = hook._real
@@ -162,6 +208,44 @@ def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
         seen = c.one(
             "SELECT (SELECT COUNT(*) FROM orders WHERE id = 'renewal'), "
             "(SELECT COUNT(*) FROM authorizations WHERE id = 'fresh'), "
-            "(SELECT COUNT(*) FROM authorizations WHERE renewal_order_id = 'renewal')"
+            "(SELECT COUNT(*) FROM authorizations WHERE renewal_order_id = 'renewal'), "
+            "(SELECT COUNT(*) FROM certificates WHERE replaced_by = 'renewal')"
         )
-    assert tuple(seen) in ((0, 0, 0), (1, 1, 2))
+    assert tuple(seen) in ((0, 0, 0, 0), (1, 1, 2, 1))
+
+
+@pytest.mark.postgres
+def test_a_claim_held_by_a_transaction_not_committed_waits_and_is_lost(
+    pg_store: Store,
+) -> None:
+    """Another process's order holds the claim in its transaction, not committed yet: the
+    claim waits on the certificate's row, is judged again once that commits, takes no
+    row, and its order writes nothing."""
+    store = pg_store
+    stored_account(store, NOW)
+    _certificate(store, "cert")
+    reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
+    other = store.engine.raw_connection()
+    try:
+        cur = other.cursor()
+        cur.execute("UPDATE certificates SET replaced_by = 'other' WHERE id = 'cert'")
+        cur.execute("SELECT pg_backend_pid()")
+        holder = cur.fetchone()[0]
+        written: list[bool] = []
+        order = _order("late", (reused,), "cert")
+        thread = threading.Thread(
+            target=lambda: written.append(store.orders.add_order(order, [], None, ("cert", None)))
+        )
+        thread.start()
+        with store.db.once() as c:  # until the claim waits for the holder's lock
+            while not c.one(
+                "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND pid <> ?", (holder,)
+            )[0]:
+                assert thread.is_alive()
+        other.commit()
+        thread.join(30)
+    finally:
+        other.close()
+    assert written == [False]
+    assert store.orders.order("late") is None and _renewal_of(store, reused) is None
+    assert store.certificates.replacement("cert") == "other"

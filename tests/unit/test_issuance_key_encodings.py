@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from acmekit.protocol import jose
 from acmekit.protocol.csr import check_csr, csr_public_key, make_csr
@@ -25,6 +25,7 @@ from acmekit.protocol.problems import AcmeError, ProblemType
 from acmekit.server.ca import (
     Issuer,
     LeafShape,
+    key_identifier,
     load_or_create_issuer,
     sign_builder,
     subscriber_builder,
@@ -38,6 +39,7 @@ from acmekit.server.keycheck import (
     spki_der,
     spki_sha256,
 )
+from acmekit.server.signing import read_tlv
 
 NAME = Identifier(IdentifierType.DNS, "k.example.test")
 NOW = datetime(2030, 2, 3, tzinfo=UTC)
@@ -166,3 +168,37 @@ def test_each_key_gets_its_own_encoding() -> None:
             )
     again = jose.key_from_jwk(jose.jwk_from_key(keys[-1]))
     assert spki_der(again) == spki_der(keys[-1])
+
+
+def _compressed(key: ec.EllipticCurvePublicKey) -> ec.EllipticCurvePublicKey:
+    """The same key parsed from a SubjectPublicKeyInfo holding its compressed point."""
+    der = spki_der(key)
+    _, start, _ = read_tlv(der)
+    _, _, algorithm_end = read_tlv(der, start)
+    short = key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    body = der[start:algorithm_end] + bytes([0x03, len(short) + 1, 0]) + short
+    return serialization.load_der_public_key(bytes([0x30, len(body)]) + body)  # type: ignore[return-value]
+
+
+def test_the_subject_key_identifier_of_every_key_kind() -> None:
+    """RFC 5280 §4.2.1.2 method (1) from the kept encoding, as cryptography computes it
+    from the key: curves past P-256 (P-521's SPKI has a two-byte length), RSA of sizes
+    that are no whole number of octets, the Edwards keys, and an EC key parsed from a
+    compressed point (encoded again uncompressed, as `from_public_key` reads it)."""
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key()
+    keys: list[Any] = [
+        p256,
+        _compressed(p256),
+        ec.generate_private_key(ec.SECP384R1()).public_key(),
+        ec.generate_private_key(ec.SECP521R1()).public_key(),
+        _compressed(ec.generate_private_key(ec.SECP521R1()).public_key()),
+        rsa.generate_private_key(65537, 1025).public_key(),
+        rsa.generate_private_key(3, 2049).public_key(),
+        ed25519.Ed25519PrivateKey.generate().public_key(),
+        ed448.Ed448PrivateKey.generate().public_key(),
+    ]
+    for key in keys:
+        assert key_identifier(key) == x509.SubjectKeyIdentifier.from_public_key(key)
+    assert key_identifier(keys[1]) == key_identifier(p256)

@@ -821,8 +821,10 @@ class Authority:
             replaces=None if replaced is None else str(payload["replaces"]),
         )
         renewed: list[str] = []
+        claim = None
         if replaced is not None:
-            self._claim_replacement(replaced, order_id)
+            # Taken with the order's writes (`add_order`), not before them.
+            claim = (replaced.id, self._replacement_open(replaced))
             # RFC 9773 §5 asks only that a replacement share one identifier. The names
             # the certificate held are renewed, and their failed validations are not
             # limited; a name added beside them is a new one, limited as in any order
@@ -830,7 +832,10 @@ class Authority:
             # keeps an account from aiming failing validations at others' hosts).
             held = set(replaced.identifiers)
             renewed = [a.id for a, i in zip(authzs, idents, strict=True) if i in held]
-        self.store.orders.add_order(order, fresh, renewed)
+        if not self.store.orders.add_order(order, fresh, renewed, claim) and replaced:
+            raise problem(
+                ProblemType.ALREADY_REPLACED, f"certificate {replaced.serial} is already replaced"
+            )
         return self.order_view(order, authzs)
 
     def _order_authorizations(
@@ -965,13 +970,6 @@ class Authority:
         if order is None or self.order_view(order).status == OrderStatus.INVALID:
             return previous
         raise problem(ProblemType.ALREADY_REPLACED, f"certificate {rec.serial} is already replaced")
-
-    def _claim_replacement(self, rec: CertificateRecord, order_id: str) -> None:
-        previous = self._replacement_open(rec)
-        if not self.store.certificates.claim_replacement(rec.id, order_id, previous):
-            raise problem(
-                ProblemType.ALREADY_REPLACED, f"certificate {rec.serial} is already replaced"
-            )
 
     def _certificate_by_cert_id(self, cert_id: ari.CertId) -> CertificateRecord | None:
         if cert_id.key_id != self.issuer.authority_key_identifier.key_identifier:

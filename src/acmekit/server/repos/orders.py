@@ -64,6 +64,30 @@ _INSERT_CHALLENGES = Texts(
         + ", ".join(["(?, ?, ?, ?, ?)"] * n)
     )
 )
+
+
+# RFC 9773 §5: one order replaces a certificate. Its claim, by compare-and-set on the
+# failed order that held it (none: unclaimed).
+def _claim_statement(claim: tuple[str, str | None], order_id: str) -> tuple[str, tuple[Any, ...]]:
+    cert_id, previous = claim
+    if previous is None:
+        return _CLAIM + "IS NULL", (order_id, cert_id)
+    return _CLAIM + "= ?", (order_id, cert_id, previous)
+
+
+_CLAIM = "UPDATE certificates SET replaced_by = ? WHERE id = ? AND replaced_by "
+
+
+# PostgreSQL: the claim as a statement that fails where it takes no row, so that the
+# statements pipelined after it are skipped and rolled back with it.
+_CLAIM_OR_FAIL = "WITH claimed AS ({claim} RETURNING 1) SELECT 1 / COUNT(*) FROM claimed"
+_DIVISION_BY_ZERO = "22012"
+
+
+class _ClaimLost(Exception):
+    """SQLite: the replacement's claim taken by another order; the transaction rolled back."""
+
+
 _RENEWAL_AUTHZ_EXISTS = "SELECT 1 FROM authorizations WHERE id = ? AND renewal_order_id IS NOT NULL"
 # An authorization may already serve an earlier renewal order: that one stays. By the
 # count of ids marked.
@@ -674,33 +698,55 @@ class OrderRepository(Repository):
         order: OrderRecord,
         new_authzs: Sequence[AuthorizationRecord],
         renewed: Sequence[str] | None = None,
-    ) -> None:
+        claim: tuple[str, str | None] | None = None,
+    ) -> bool:
         """The order and its new authorizations, committed together. An order with
         `replaces` marks as in renewal the authorizations `renewed` names (by default all
-        of the order's)."""
+        of the order's). `claim`: the replaced certificate's id and the failed order that
+        held its claim (None if unclaimed), taken by compare-and-set in the same
+        transaction: False, and nothing written, if another order took it first. Taken
+        apart from the order, another process would see a claim whose order is not
+        committed yet as one whose order failed, and take it too."""
         statements = [
             w for authz in new_authzs for w in _authorization_inserts(authz, order.profile)
         ]
         statements.append((_INSERT_ORDER, _order_values(order)))
         marked = order.authz_ids if renewed is None else tuple(renewed)
-        if order.replaces is None or not marked:
+        if claim is None and (order.replaces is None or not marked):
             self._together(statements)
-            return
+            return True
         # Marking reads the authorizations inserted before it: in sequence, not in one
         # statement (a data-modifying WITH's parts share one snapshot).
-        statements.append((_MARK_RENEWAL_AUTHZS[len(marked)], (order.id, *marked)))
+        if order.replaces is not None and marked:
+            statements.append((_MARK_RENEWAL_AUTHZS[len(marked)], (order.id, *marked)))
         if not self._postgres:
-            with self._raw() as c:
-                for sql, values in statements:
-                    c.run(sql, values)
-            return
+            try:
+                with self._raw() as c:
+                    if claim is not None and c.run(*_claim_statement(claim, order.id)) != 1:
+                        raise _ClaimLost
+                    for sql, values in statements:
+                        c.run(sql, values)
+            except _ClaimLost:
+                return False
+            return True
         # Before one Sync in autocommit the statements are one implicit transaction,
         # committed at the Sync, rolled back whole if one fails (interrupted, the
         # connection is closed: the server commits all of it if it had the Sync, else
         # none), each statement seeing those before it: one round trip where BEGIN,
-        # each statement and COMMIT took one.
-        with self._once() as c:
-            c.pipelined(statements)  # type: ignore[attr-defined]
+        # each statement and COMMIT took one. The claim goes first, failing (division
+        # by zero) where it takes no row, so that the rest is skipped and rolled back;
+        # a claim another transaction holds waits for its end and is then judged again.
+        if claim is not None:
+            sql, values = _claim_statement(claim, order.id)
+            statements.insert(0, (_CLAIM_OR_FAIL.format(claim=sql), values))
+        try:
+            with self._once() as c:
+                c.pipelined(statements)  # type: ignore[attr-defined]
+        except Exception as exc:
+            if claim is not None and getattr(exc, "sqlstate", None) == _DIVISION_BY_ZERO:
+                return False
+            raise
+        return True
 
     def order(self, order_id: str) -> OrderRecord | None:
         row = self._one(self._reads.order, (order_id,))
