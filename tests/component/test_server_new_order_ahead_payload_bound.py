@@ -1,9 +1,9 @@
 """A newOrder's payload before its signature (PostgreSQL): it is parsed ahead only to
 read ten names at most (`REUSABLE_AHEAD_MOST`), so a payload larger than ten names'
 could be, or with more brackets than `jsontext.MAX_DEPTH` (which has its parsed value
-walked), is not parsed before the signature: a forged request of 33 KB of empty
-arrays made the CA parse and walk 11,000 of them (some 14 ms here, a hundred signature
-checks) for nothing. The account's own such order is answered as with nothing read
+walked), is not parsed before the signature: a forged request of 44 KB of empty
+arrays made the CA parse and walk 11,000 of them (100 million instructions) for
+nothing. The account's own such order is answered as with nothing read
 ahead, and a real order of ten names of the longest length is still read ahead."""
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ async def pg_ca(config_on: Callable[[str], ServerConfig]) -> AsyncIterator[Assem
 
 def _longest(i: int) -> dict[str, str]:
     """A dns identifier of 253 octets, labels of 63 at most."""
-    head = f"n{i}-" + "a" * 58  # 63
-    return {"type": "dns", "value": ".".join([head, "b" * 63, "c" * 63, "d" * 57, "test"])}
+    head = f"n{i}-" + "a" * 60  # 63
+    return {"type": "dns", "value": ".".join([head, "b" * 63, "c" * 63, "d" * 56, "test"])}
 
 
 # Each a payload, and what the account's own gets for it: the order made (a field it

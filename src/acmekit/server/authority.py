@@ -151,11 +151,11 @@ REUSE_MARGIN = timedelta(days=1)
 # where the handler reads, after the signature, account and rate limits.
 REUSABLE_AHEAD_MOST = 10
 # The largest newOrder payload parsed ahead (`identifiers_ahead`), in bytes: ten names of
-# 253 octets in their objects, a profile and an ARI certificate id, even indented, take
-# some 3,500. A larger payload, or one with more brackets than ten names' (more than
-# `jsontext.MAX_DEPTH`, which has its parsed value walked), is parsed only after the
-# signature: 33 KB of empty arrays took 14 ms to parse and walk, a hundred signatures'
-# checks, which a request with a forged signature would make the CA spend.
+# 253 octets in their objects, a profile and an ARI certificate id take 2,920 (3,360
+# indented by four). A larger payload, or one with more brackets than `jsontext.MAX_DEPTH`
+# (ten names have 12; more has the parsed value walked), is parsed only after the
+# signature: 44 KB of empty arrays took 100 million instructions to parse and walk, which
+# a request with a forged signature would make the CA spend.
 AHEAD_PAYLOAD_MOST = 4096
 # newOrder's reusable authorizations read ahead, by (identifier, wildcard): the horizon
 # each was read for, and the read (`Authority.reusable_ahead`).
