@@ -130,7 +130,11 @@ def server(
 ) -> None:
     """Run the ACME certificate authority."""
     if ctx.invoked_subcommand is not None:
-        ctx.ensure_object(dict).update(state_dir=state_dir, db=db, config_file=config_file)
+        # An operator command takes the database's options, and --no-auto-upgrade as
+        # the start does: given before its name, it is `auto_upgrade = false` (`_store`).
+        ctx.ensure_object(dict).update(
+            state_dir=state_dir, db=db, config_file=config_file, no_auto_upgrade=no_auto_upgrade
+        )
         return
     from acmekit.migrate import SchemaOutOfDate
     from acmekit.server.config import load_config
@@ -283,7 +287,11 @@ def _operator_config(
     try:
         config = load_config(
             config_file or given.get("config_file"),
-            {"state_dir": state_dir or given.get("state_dir"), "db": db or given.get("db")},
+            {
+                "state_dir": state_dir or given.get("state_dir"),
+                "db": db or given.get("db"),
+                "auto_upgrade": False if given.get("no_auto_upgrade") else None,
+            },
         )
     except (ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc

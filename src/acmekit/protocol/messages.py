@@ -138,7 +138,12 @@ def parse_dns_name(value: str) -> str:
         raise _rejected(value, "name is empty or longer than 253 octets")
     if value.endswith("."):
         raise _rejected(value, "trailing dot")
-    labels = value.lower().split(".")
+    lowered = value.lower()
+    if not value.isascii() and lowered.isascii():
+        # The Kelvin sign (U+212A), alone of all code points, lower-cases to ASCII ("k"):
+        # the labels' check below sees the lowered name, which would be another name.
+        raise _rejected(value, "label has characters other than letters, digits and hyphen")
+    labels = lowered.split(".")
     if labels[0] == "*":
         labels = labels[1:]
         if not labels or not labels[0]:
@@ -153,7 +158,7 @@ def parse_dns_name(value: str) -> str:
         raise _rejected(value, "an IP address must be sent as an ip identifier (RFC 8738)")
     if labels[-1].isdigit():
         raise _rejected(value, "top-level label is all digits")
-    return value.lower()
+    return lowered
 
 
 def looks_like_ip(text: str) -> bool:

@@ -32,6 +32,7 @@ from acmekit.clock import utc_now
 from acmekit.database import UNAVAILABLE
 from acmekit.domains import registered_domain, registered_domains
 from acmekit.hostport import client_key
+from acmekit.protocol import jsontext
 from acmekit.protocol.challenges import key_authorization
 from acmekit.protocol.csr import check_csr, csr_public_key
 from acmekit.protocol.ct import SignedCertificateTimestamp
@@ -149,6 +150,13 @@ REUSE_MARGIN = timedelta(days=1)
 # longer list is neither parsed nor read ahead (`identifiers_ahead`): its names are read
 # where the handler reads, after the signature, account and rate limits.
 REUSABLE_AHEAD_MOST = 10
+# The largest newOrder payload parsed ahead (`identifiers_ahead`), in bytes: ten names of
+# 253 octets in their objects, a profile and an ARI certificate id take 2,920 (3,360
+# indented by four). A larger payload, or one with more brackets than `jsontext.MAX_DEPTH`
+# (ten names have 12; more has the parsed value walked), is parsed only after the
+# signature: 44 KB of empty arrays took 100 million instructions to parse and walk, which
+# a request with a forged signature would make the CA spend.
+AHEAD_PAYLOAD_MOST = 4096
 # newOrder's reusable authorizations read ahead, by (identifier, wildcard): the horizon
 # each was read for, and the read (`Authority.reusable_ahead`).
 ReusableAhead = dict[tuple[Identifier, bool], tuple[datetime, Ahead[list[AuthorizationRecord]]]]
@@ -729,6 +737,12 @@ class Authority:
         duplicates are merged (`limits_ahead`'s rule), nor spare the handler its parse;
         such a list is read where the handler reads (one statement for all its names),
         in as many round trips."""
+        payload = jws.decoded_payload
+        if (
+            len(payload) > AHEAD_PAYLOAD_MOST
+            or payload.count(b"[") + payload.count(b"{") > jsontext.MAX_DEPTH
+        ):
+            return None, ()
         try:
             docs = jws.payload_json()["identifiers"]
         except Exception:  # whatever it is, the handler's own checks say it
