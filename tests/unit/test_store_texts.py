@@ -28,9 +28,12 @@ def test_the_kept_texts_are_the_ones_built_before(n: int) -> None:
         assert reads.authzs[n] == head + f"({base.marks(n)})"
 
 
-@pytest.mark.parametrize(("extend", "evidence"), [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize(
+    ("extend", "evidence"), [(False, False), (True, False), (False, True), (True, True)]
+)
 def test_a_finished_challenges_update_is_the_one_built_before(extend: bool, evidence: bool) -> None:
-    sets = ["expires = ?"] if extend else []
+    # The deciding challenge first, always (migration 0010), then what the outcome adds.
+    sets = [orders._DECIDED_BY] + (["expires = ?"] if extend else [])
     if evidence:
         sets += ["mpic_quorum = ?", "mpic_perspectives = ?", "dnssec_dcv = ?", "dnssec_caa = ?"]
     assert orders._FINISH_AUTHZ[(extend, evidence)] == (
