@@ -1063,7 +1063,7 @@ def persist_record(**args: Any) -> None:
 
 def _unix_time(text: str) -> int:
     """UNIX seconds from digits, a date (midnight UTC) or an RFC 3339 time."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not '²' (int() raises) nor '١٢' (int() reads 12)
         return int(text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))

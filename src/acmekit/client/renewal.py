@@ -122,7 +122,11 @@ def _decide_ari(at: datetime, now: datetime, retry_after: timedelta) -> RenewalD
     )
 
 
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$", re.IGNORECASE)
+# ASCII: in Unicode mode \d takes '١' (int() reads it) and IGNORECASE takes 'ſ' for 's' and
+# the Kelvin sign for 'k' ("1 wee\u212a" lower-cases to "1 week"; "1 ſecond" to no unit).
+_INTERVAL = re.compile(
+    r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$", re.IGNORECASE | re.ASCII
+)
 
 
 def parse_interval(text: str) -> timedelta:
