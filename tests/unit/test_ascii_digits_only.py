@@ -85,3 +85,13 @@ def test_a_ct_log_content_length_is_ascii_digits() -> None:
     with pytest.raises(HttpError, match="bad Content-Length"):
         asyncio.run(read(SUPERSCRIPT))
     assert asyncio.run(read("2")) == b"{}"
+
+
+@pytest.mark.parametrize("name", ["\u212aexample.test", "\uff45xample.test"])
+def test_persist_record_names_are_ascii(name: str, tmp_path: Path) -> None:
+    # The record's name is folded (case-fold, NFC, IDNA): either spelling gave the record
+    # of an ASCII name not asked for ("kexample.test", "example.test").
+    dirs = [f"--{d}-dir={tmp_path / d}" for d in ("config", "work", "logs")]
+    got = CliRunner().invoke(persist_record, ["--server", "https://ca.test/dir", "-d", name, *dirs])
+    assert got.exit_code == 2, got.output
+    assert "non-ASCII domain names are not supported" in got.output
