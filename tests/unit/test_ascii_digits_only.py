@@ -1,12 +1,11 @@
 """Numbers read from text take ASCII digits only. str.isdigit is True for other digits:
 for '²' (int() then raises ValueError, past the check meant to report it) and for
 '١٢٠' (int() reads 120: a value not written as a number in any protocol or option here).
-Likewise a regex's \\d and IGNORECASE in Unicode mode ('ſ' for 's', U+212A for 'k')."""
+Likewise a regex's \\d and IGNORECASE in Unicode mode (U+017F for 's', U+212A for 'k')."""
 
 from __future__ import annotations
 
 import asyncio
-
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,11 +64,13 @@ def test_persist_until_is_ascii_digits(value: str, tmp_path: Path) -> None:
     assert "is not a date, a time or UNIX seconds" in got.output
 
 
-@pytest.mark.parametrize("head", [b"HTTP/1.1 2\xb20 OK\r\n\r\n", b"HTTP/1.1 \xb9\xb2\xb3 X\r\n\r\n"])
+@pytest.mark.parametrize(
+    "head", [b"HTTP/1.1 2\xb20 OK\r\n\r\n", b"HTTP/1.1 \xb9\xb2\xb3 X\r\n\r\n"]
+)
 def test_a_ct_log_status_code_is_ascii_digits(head: bytes) -> None:
     # Latin-1 holds '¹²³', which str.isdigit takes: a plain ValueError escaped the
     # HttpError the submitter counts as a log's failure.
-    with pytest.raises(HttpError, match="not an HTTP/1.x status line"):
+    with pytest.raises(HttpError, match=r"not an HTTP/1\.x status line"):
         _parse_head(head)
     assert _parse_head(b"HTTP/1.1 200 OK\r\n\r\n") == (200, {})
 

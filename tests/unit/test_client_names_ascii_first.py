@@ -54,7 +54,7 @@ def _leaf_and_csr(name: str) -> tuple[str, bytes]:
 
 def test_a_certificate_naming_the_kelvin_sign_does_not_pass_for_the_ascii_name() -> None:
     pem, csr = _leaf_and_csr(KELVIN)
-    with pytest.raises(ServerProtocolError, match="does not name kexample.test"):
+    with pytest.raises(ServerProtocolError, match=r"does not name kexample\.test"):
         check_leaf(pem, csr, ORDERED, URL)
 
 

@@ -1,7 +1,7 @@
 """The DNS server reads a name (an API `host`, a CNAME target, a zone) as ASCII only.
-dnspython maps text through IDNA (UTS #46) before it makes a name: fullwidth 'ｅ' became
-'e', the Kelvin sign (U+212A) 'k', 'ſ' 's' and 'İ' an A-label, so one owner name had
-several spellings, none of them the one on the wire (RFC 5890 §2.3.2.1: A-labels)."""
+dnspython maps text through IDNA (UTS #46) before it makes a name: a fullwidth e (U+FF45)
+became 'e', the Kelvin sign (U+212A) 'k' and the long s (U+017F) 's', so one owner name
+had several spellings, none of them the one on the wire (RFC 5890 §2.3.2.1: A-labels)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,12 @@ HERE = URL("http://a.test:5002/.well-known/acme-challenge/tok")
 
 @pytest.mark.parametrize(
     "location",
-    ["http://\u00aaexample.test/x", "http://x\u00b2.test/x", "https://\u00c9x.test/x", "//\u00aa.test/"],
+    [
+        "http://\u00aaexample.test/x",
+        "http://x\u00b2.test/x",
+        "https://\u00c9x.test/x",
+        "//\u00aa.test/",
+    ],
     ids=["ordinal-a", "superscript-two", "latin-capital", "scheme-relative"],
 )
 def test_a_redirect_to_a_non_ascii_host_is_refused(location: str) -> None:

@@ -1,8 +1,8 @@
 """Names in the server's settings (CAA identities, issuer domain names, listener hosts,
 special names) are lower-cased to be compared, and a perspective's RIR upper-cased:
-each is checked as ASCII first. The Kelvin sign (U+212A) lower-cases to "k" and 'ı'
-(U+0131) upper-cases to "I", so "ca.\u212aexample.test" stood for ca.kexample.test in
-CAA checks and "arın" for ARIN."""
+each is checked as ASCII first. The Kelvin sign (U+212A) lower-cases to "k" and the dotless
+i (U+0131) upper-cases to "I", so "ca.\u212aexample.test" stood for ca.kexample.test in
+CAA checks and "ar\u0131n" for ARIN."""
 
 from __future__ import annotations
 
@@ -33,9 +33,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     ],
     ids=["caa", "issuer", "listener", "special"],
 )
-def test_a_non_ascii_name_in_the_settings_is_refused(
-    tmp_path: Path, text: str, where: str
-) -> None:
+def test_a_non_ascii_name_in_the_settings_is_refused(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(ValueError, match=f"{where}: .* is not ASCII"):
         load_config(_write(tmp_path, text), {})
 

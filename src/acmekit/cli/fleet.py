@@ -116,7 +116,7 @@ def parse_ca(text: str, ca_bundle: str | None = None) -> CaSpec:
     if ("eab-kid" in found) != ("eab-hmac" in found):
         raise click.BadParameter(f"{name}: give eab-kid and eab-hmac together")
     limit = found.get("limit", "50")
-    # ASCII digits only: str.isdigit takes '²' (int() raises) and '٥' (int() reads 5).
+    # ASCII digits only: str.isdigit takes '²' (int() raises) and U+0665 (int() reads 5).
     if not (limit == "none" or (limit.isascii() and limit.isdigit() and int(limit) > 0)):
         raise click.BadParameter(f"{name}: limit is a positive number or none")
     concurrency = found.get("concurrency", "10")

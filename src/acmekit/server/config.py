@@ -608,7 +608,8 @@ def _perspectives(default: object, doc: Any, where: str) -> tuple[PerspectiveSet
             raise ValueError(f"{at}: url, name and rir are strings")
         if not table["url"].startswith("https://"):
             raise ValueError(f"{at}.url {table['url']!r}: perspectives are asked over https")
-        # Upper case for ASCII only: 'ı' (U+0131) upper-cases to "I", "arın" to "ARIN".
+        # Upper case for ASCII only: the dotless i (U+0131) upper-cases to "I", so that
+        # "ar\u0131n" read as "ARIN".
         rir = table["rir"].upper() if table["rir"].isascii() else table["rir"]
         out.append(PerspectiveSettings(table["url"], table["name"], rir))
     return tuple(out)
