@@ -19,6 +19,7 @@ from acmekit.client.renewal import parse_interval
 from acmekit.client.retry import parse_retry_after
 from acmekit.hostport import parse_host_port
 from acmekit.server.ctclient import HttpError, _parse_head, _read_body
+from acmekit.settings import parse_duration
 
 SUPERSCRIPT, ARABIC_INDIC = "\u00b2", "\u0661\u0662\u0660"  # '²', '١٢٠'
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -96,3 +97,10 @@ def test_persist_record_names_are_ascii(name: str, tmp_path: Path) -> None:
     got = CliRunner().invoke(persist_record, ["--server", "https://ca.test/dir", "-d", name, *dirs])
     assert got.exit_code == 2, got.output
     assert "non-ASCII domain names are not supported" in got.output
+
+
+@pytest.mark.parametrize("text", ["\u0661d", "1\u0662h", "\uff17d"])
+def test_a_duration_is_ascii_digits(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+    assert parse_duration("1D12h") == timedelta(days=1, hours=12)

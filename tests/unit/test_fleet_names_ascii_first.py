@@ -4,8 +4,12 @@ the Kelvin sign (U+212A) lower-cases to ASCII "k", so "\u212aexample.test" was s
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from acmekit.cli.fleet import fleet
 from acmekit.fleet.model import normalize_names
 
 
@@ -24,3 +28,12 @@ def test_ascii_names_are_folded_as_before() -> None:
         "www.example.test",
         "*.example.test",
     )
+
+
+def test_an_on_demand_pattern_is_checked_before_it_is_folded(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'fleet.db'}"
+    argv = ["serve", "--db", db, "--server", "https://ca.test/dir", "--cert-listen"]
+    argv += ["127.0.0.1:0", "--on-demand", "*.\u212aexample.test"]
+    got = CliRunner().invoke(fleet, argv)
+    assert got.exit_code == 2, got.output
+    assert "is not a DNS name" in got.output

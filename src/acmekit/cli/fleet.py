@@ -227,7 +227,9 @@ def _edge_api(options: dict[str, Any]) -> dict[str, Any]:
             found["cert_allow"] = tuple(parse_network(a) for a in options["cert_allow"])
         if patterns or ask:
             found["on_demand"] = OnDemandPolicy(
-                patterns=tuple(p.lower() for p in patterns),
+                # ASCII ones only: the policy's check then refuses the others, where
+                # lower() took the Kelvin sign (U+212A) to "k", another name's pattern.
+                patterns=tuple(p.lower() if p.isascii() else p for p in patterns),
                 ask=ask,
                 per_domain=options["on_demand_per_domain"],
                 per_minute=options["on_demand_per_minute"],
