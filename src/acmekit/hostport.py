@@ -30,7 +30,8 @@ def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, in
         if default_port is None:
             raise ValueError(f"expected HOST:PORT, got {text!r}: the port is missing")
         return host, default_port
-    if not port_text.isdigit() or int(port_text) > 65535:
+    # ASCII first: str.isdigit takes '²' (int() then raises) and '٨٠' (int() reads 80).
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
         raise ValueError(f"expected HOST:PORT, got {text!r}: {port_text!r} is not a port")
     return host, int(port_text)
 

@@ -63,7 +63,8 @@ def parse_duration(text: str) -> timedelta:
     """A duration as a command-line option gives it: a whole number with a unit, `90s`,
     `30m`, `12h`, `7d` or `2w`, or several summed (`1d12h`); ValueError otherwise."""
     compact = text.strip().lower()
-    parts = re.findall(r"(\d{1,9})([smhdw])", compact)
+    # ASCII digits: in Unicode mode \d also takes other scripts' digits, which int() reads.
+    parts = re.findall(r"(\d{1,9})([smhdw])", compact, re.ASCII)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 12h, 7d or 2w")
     try:

@@ -513,6 +513,16 @@ def _split_domains(value: str) -> list[str]:
         raise click.BadParameter(str(exc), param_hint="'-d' / '--domains'") from None
 
 
+def _requested(name: str) -> str:
+    """One -d name, checked as certbot checks it (no comma splitting)."""
+    from acmekit.certbot.requested import BadName, requested_domain
+
+    try:
+        return requested_domain(name)
+    except BadName as exc:
+        raise click.BadParameter(str(exc), param_hint="'-d' / '--domains'") from None
+
+
 def _addresses(values: Sequence[str]) -> list[str]:
     from acmekit.certbot.requested import BadName, requested_address
 
@@ -1041,12 +1051,15 @@ def persist_record(**args: Any) -> None:
     from acmekit.client.persist import PersistUnavailable
 
     until = _unix_time(args["persist_until"]) if args["persist_until"] else None
+    # Checked as every other command's -d: ASCII first, for the record's folding
+    # (case-fold, NFC, IDNA) would take "\u212aexample.test" to kexample.test's record.
+    domains = [_requested(d) for d in args["domains"]]
     manager = _manager(args)
 
     def records(m: CertManager) -> Awaitable[list[PersistRecordText]]:
         return m.persist_records(
             args["server"],
-            list(args["domains"]),
+            domains,
             wildcard=args["wildcard"],
             persist_until=until,
             issuer=args["issuer"],
@@ -1063,7 +1076,7 @@ def persist_record(**args: Any) -> None:
 
 def _unix_time(text: str) -> int:
     """UNIX seconds from digits, a date (midnight UTC) or an RFC 3339 time."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not '²' (int() raises) nor '١٢' (int() reads 12)
         return int(text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))

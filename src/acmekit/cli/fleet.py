@@ -116,10 +116,11 @@ def parse_ca(text: str, ca_bundle: str | None = None) -> CaSpec:
     if ("eab-kid" in found) != ("eab-hmac" in found):
         raise click.BadParameter(f"{name}: give eab-kid and eab-hmac together")
     limit = found.get("limit", "50")
-    if not (limit == "none" or (limit.isdigit() and int(limit) > 0)):
+    # ASCII digits only: str.isdigit takes '²' (int() raises) and U+0665 (int() reads 5).
+    if not (limit == "none" or (limit.isascii() and limit.isdigit() and int(limit) > 0)):
         raise click.BadParameter(f"{name}: limit is a positive number or none")
     concurrency = found.get("concurrency", "10")
-    if not concurrency.isdigit() or int(concurrency) < 1:
+    if not (concurrency.isascii() and concurrency.isdigit()) or int(concurrency) < 1:
         raise click.BadParameter(f"{name}: concurrency is a positive number")
     return CaSpec(
         name=name,
@@ -226,7 +227,9 @@ def _edge_api(options: dict[str, Any]) -> dict[str, Any]:
             found["cert_allow"] = tuple(parse_network(a) for a in options["cert_allow"])
         if patterns or ask:
             found["on_demand"] = OnDemandPolicy(
-                patterns=tuple(p.lower() for p in patterns),
+                # ASCII ones only: the policy's check then refuses the others, where
+                # lower() took the Kelvin sign (U+212A) to "k", another name's pattern.
+                patterns=tuple(p.lower() if p.isascii() else p for p in patterns),
                 ask=ask,
                 per_domain=options["on_demand_per_domain"],
                 per_minute=options["on_demand_per_minute"],

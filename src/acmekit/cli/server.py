@@ -859,6 +859,7 @@ def perspective(
     import asyncio
 
     from acmekit.hostport import parse_host_port
+    from acmekit.server.config import check_ascii_names
     from acmekit.server.mpic.certs import PerspectiveFiles
     from acmekit.server.mpic.perspective import PerspectiveConfig, serve
     from acmekit.server.mpic.quorum import Rir
@@ -874,6 +875,7 @@ def perspective(
         host, port = parse_host_port(listen)
         resolver = parse_host_port(dns_resolver) if dns_resolver else None
         parse_networks(allow_networks)
+        check_ascii_names("--allow-special-name", allowed_special_names)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     files = PerspectiveFiles(perspective_dir)

@@ -122,7 +122,10 @@ def _decide_ari(at: datetime, now: datetime, retry_after: timedelta) -> RenewalD
     )
 
 
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$", re.IGNORECASE)
+# ASCII: in Unicode mode \d takes Arabic-Indic digits (int() reads them) and IGNORECASE
+# takes the long s (U+017F) for 's' and the Kelvin sign (U+212A) for 'k': "1 wee\u212a"
+# passed as "1 week", and "1 \u017fecond" matched and then named no unit.
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$", re.IGNORECASE | re.ASCII)
 
 
 def parse_interval(text: str) -> timedelta:

@@ -30,7 +30,9 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    # RFC 9110 §10.2.3: delay-seconds is 1*DIGIT, ASCII; str.isdigit also takes '²', on
+    # which int() raises, and '١٢٠', which int() reads as 120.
+    if text.isascii() and text.isdigit():
         return float(int(text))
     try:
         when = parsedate_to_datetime(text)

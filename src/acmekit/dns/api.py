@@ -48,7 +48,7 @@ from acmekit.webguard import browser_guard
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_ACME_TXT = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_ACME_TXT = re.compile(r"[A-Za-z0-9_-]{43}")  # fullmatch: `$` also matches before a "\n"
 STORE_KEY = web.AppKey("store", RecordStore)
 REGISTRY_KEY = web.AppKey("registry", Registry)
 NOTIFIER_KEY = web.AppKey("notifier", Notifier)
@@ -193,7 +193,7 @@ async def update(request: web.Request) -> web.Response:
     if not isinstance(doc, dict) or doc.get("subdomain") != reg.subdomain:
         return _acme_dns_error(401, "forbidden")
     txt = doc.get("txt")
-    if not isinstance(txt, str) or not _ACME_TXT.match(txt):
+    if not isinstance(txt, str) or not _ACME_TXT.fullmatch(txt):
         return _acme_dns_error(400, "bad_txt")
     name = parse_name(reg.fulldomain)
     _store(request).add(name, make_rdata(RecordType.TXT, txt))

@@ -21,7 +21,7 @@ from typing import Any
 import dns.name
 
 KEEP_TXT = 2
-_SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_SUBDOMAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def hash_password(salt: str, password: str) -> str:
 
 
 def subdomain_is_wellformed(subdomain: str) -> bool:
-    return bool(_SUBDOMAIN.match(subdomain))
+    return bool(_SUBDOMAIN.fullmatch(subdomain))  # `$` would take a final "\n"
 
 
 class Registry:

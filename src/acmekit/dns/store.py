@@ -127,6 +127,11 @@ def parse_name(text: str | dns.name.Name) -> dns.name.Name:
         return text if text.is_absolute() else text.concatenate(dns.name.root)
     if not text or not text.strip():
         raise malformed("empty DNS name")
+    if not text.isascii():
+        # dnspython maps text through IDNA (UTS #46) first: a fullwidth e (U+FF45) became
+        # 'e', the Kelvin sign (U+212A) 'k' and the long s (U+017F) 's', so one owner had
+        # several spellings. RFC 5890 §2.3.2.1: an IDN label is written as its A-label.
+        raise malformed(f"bad DNS name {text!r}: not ASCII (give an IDN in its xn-- form)")
     try:
         return dns.name.from_text(text.strip())
     except (dns.exception.DNSException, UnicodeError) as exc:

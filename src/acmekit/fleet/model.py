@@ -88,7 +88,7 @@ class Deployment:
     last_error: str | None
 
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 MAX_NAMES = 100
 
 
@@ -102,9 +102,11 @@ def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
     for raw in names:
         if not isinstance(raw, str):
             raise TypeError(f"{raw!r} is not a string")
-        name = raw.strip().lower().rstrip(".")
+        # ASCII before lower-casing: the Kelvin sign (U+212A) lower-cases to "k", and the
+        # name would pass for another. `fullmatch`: `$` also matches before a final "\n".
+        name = raw.strip().lower().rstrip(".") if raw.isascii() else raw
         labels = name.removeprefix("*.").split(".")
-        if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
+        if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(x) for x in labels):
             raise ValueError(f"{raw!r} is not a DNS name")
         if name not in out:
             out.append(name)

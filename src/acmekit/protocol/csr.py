@@ -119,7 +119,14 @@ def _name_key(text: str) -> _Name:
     """A CN or dNSName as compared: IP text is an ip name, else a dns name (lower case)."""
     if looks_like_ip(text):
         return _IP, ipaddress.ip_address(text).compressed
-    return _DNS, text.lower()
+    return _DNS, _folded(text)
+
+
+def _folded(text: str) -> str:
+    # Lower case for ASCII only: a dNSName is an IA5String (RFC 5280 §4.2.1.6), yet the
+    # parser takes other octets, and the Kelvin sign (U+212A) lower-cases to ASCII "k".
+    # Kept as it is, such a name is never one of the order's (ASCII) identifiers.
+    return text.lower() if text.isascii() else text
 
 
 def _identifiers(names: Iterable[_Name]) -> set[Identifier]:
@@ -136,7 +143,7 @@ def _san_keys(extensions: x509.Extensions) -> tuple[set[_Name], list[str]]:
     others: list[str] = []
     for entry in cast(x509.SubjectAlternativeName, found.value):
         if isinstance(entry, x509.DNSName):
-            names.add((_DNS, entry.value.lower()))
+            names.add((_DNS, _folded(entry.value)))
         elif isinstance(entry, x509.IPAddress):
             names.add((_IP, entry.value.compressed))
         else:

@@ -111,11 +111,14 @@ def check_tlsalpn01_certificate(
 
 
 def _same_dns_name(names: list[x509.GeneralName], identifier: Identifier) -> bool:
-    """DNS names compare without regard to case (RFC 4343)."""
+    """DNS names compare without regard to ASCII case (RFC 4343 §3). A dNSName is an
+    IA5String, yet the parser takes other octets: the Kelvin sign (U+212A) lower-cases
+    to "k", so a name holding it is compared as it is, and equals no identifier."""
     return (
         identifier.type == IdentifierType.DNS
         and len(names) == 1
         and isinstance(names[0], x509.DNSName)
+        and names[0].value.isascii()
         and names[0].value.lower() == identifier.value.lower()
     )
 

@@ -10,7 +10,7 @@ Durations are seconds. Every setting and its default is listed in docs/server.md
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from enum import StrEnum
@@ -608,7 +608,10 @@ def _perspectives(default: object, doc: Any, where: str) -> tuple[PerspectiveSet
             raise ValueError(f"{at}: url, name and rir are strings")
         if not table["url"].startswith("https://"):
             raise ValueError(f"{at}.url {table['url']!r}: perspectives are asked over https")
-        out.append(PerspectiveSettings(table["url"], table["name"], table["rir"].upper()))
+        # Upper case for ASCII only: the dotless i (U+0131) upper-cases to "I", so that
+        # "ar\u0131n" read as "ARIN".
+        rir = table["rir"].upper() if table["rir"].isascii() else table["rir"]
+        out.append(PerspectiveSettings(table["url"], table["name"], rir))
     return tuple(out)
 
 
@@ -630,11 +633,21 @@ def _validation(settings: ValidationSettings) -> ValidationSettings:
     """Lists as tuples; a network that does not parse is refused at start."""
     networks = tuple(settings.allow_networks)
     parse_networks(networks)
+    check_ascii_names("validation.allowed_special_names", settings.allowed_special_names)
     names = tuple(n.strip(".").lower() for n in settings.allowed_special_names)
     if settings.dnssec not in tuple(DnssecMode):
         modes = " or ".join(repr(str(m)) for m in DnssecMode)
         raise ValueError(f"validation.dnssec {settings.dnssec!r}: use {modes}")
     return replace(settings, allow_networks=networks, allowed_special_names=names)
+
+
+def check_ascii_names(where: str, names: Iterable[str]) -> None:
+    """Names are lower-cased to be compared: checked as ASCII first, for the Kelvin sign
+    (U+212A) lower-cases to "k" and the name would stand for another (RFC 5890 §2.3.2.1:
+    an internationalized name is written in A-labels)."""
+    for name in names:
+        if not name.isascii():
+            raise ValueError(f"{where}: {name!r} is not ASCII (write an IDN in its xn-- form)")
 
 
 def _check_type(where: str, value: Any, default: Any) -> None:
@@ -732,6 +745,8 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     _check_ranges(config)
     for kid, key in config.eab_keys.items():
         _check_eab_key(kid, key)
+    for where in ("caa_identities", "issuer_domain_names", "listener_hosts"):
+        check_ascii_names(where, getattr(config, where))
     _check_persist(config)
     if config.db and not config.db.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise ValueError(f"db {config.db!r}: use sqlite:///FILE or postgresql://USER@HOST/DB")

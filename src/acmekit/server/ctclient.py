@@ -180,7 +180,8 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     lines = head[:-4].decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
+    # Latin-1 text: str.isdigit takes '²' and '³' as well, on which int() raises.
+    if not version.startswith("HTTP/1.") or not (code.isascii() and code.isdigit()):
         raise HttpError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -207,7 +208,7 @@ async def _read_body(
         return await _chunked(reader, limit), keep
     length = headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise HttpError(f"bad Content-Length {length!r}")
         n = int(length)
         if n > limit:

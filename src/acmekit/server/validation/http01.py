@@ -32,6 +32,7 @@ import re
 import ssl
 from dataclasses import dataclass
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import httptools
 from yarl import URL
@@ -136,6 +137,10 @@ def redirect_target(current: URL, location: str | None, policy: Http01Policy) ->
     if not location:
         raise problem(ProblemType.CONNECTION, f"fetching {current}: redirect without Location")
     try:
+        # A host is ASCII (RFC 3986 §3.2.2). The URL parser would map another through
+        # IDNA (UTS #46) into one: 'ª' (the Location's octet 0xAA) to "a", '²' to "2".
+        if not urlsplit(location).netloc.isascii():
+            raise ValueError("the host is not ASCII")
         target = current.join(URL(location))
     except ValueError:
         raise problem(
