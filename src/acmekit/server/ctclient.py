@@ -29,6 +29,7 @@ work at once without a task per log. On a kept connection the write is immediate
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -224,16 +225,20 @@ async def _read_body(
     return body, False
 
 
+_HEXDIG = re.compile(rb"[0-9A-Fa-f]+")
+
+
 async def _chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
     """RFC 9112 §7.1: chunks, each size in hex, until the last (0); trailers skipped."""
     body = bytearray()
     while True:
         line = await reader.readuntil(b"\r\n")
         size_text = line[:-2].split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise HttpError(f"bad chunk size {size_text[:20]!r}") from None
+        # chunk-size = 1*HEXDIG: int(_, 16) also takes a sign, "0x" and "_" ("-1" then
+        # raised a plain ValueError from readexactly, past the HttpError counted).
+        if not _HEXDIG.fullmatch(size_text):
+            raise HttpError(f"bad chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
             break
         if len(body) + size > limit:
