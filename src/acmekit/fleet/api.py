@@ -192,7 +192,11 @@ async def _get(request: web.Request) -> web.Response:
 async def _list(request: web.Request) -> web.Response:
     try:
         state = SiteState(request.query["state"]) if "state" in request.query else None
-        limit = min(int(request.query.get("limit", "100")), MAX_PAGE)
+        text = request.query.get("limit", "100")
+        # ASCII digits only: int() also reads other scripts' digits, a sign, spaces and "_".
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"limit is 1 to {MAX_PAGE}")
+        limit = min(int(text), MAX_PAGE)
         if limit < 1:
             raise ValueError(f"limit is 1 to {MAX_PAGE}")
     except ValueError as exc:
