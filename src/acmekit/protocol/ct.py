@@ -564,7 +564,7 @@ class SignedCertificateTimestamp:
                 raise CtError(f"SCT version {version} is not v1")
             return cls(
                 log_id=unb64(doc["id"]),
-                timestamp=int(doc["timestamp"]),
+                timestamp=json_uint64(doc["timestamp"], "timestamp"),
                 extensions=unb64(doc.get("extensions", "")),
                 signature=DigitallySigned.decode(unb64(doc["signature"])),
             )
@@ -702,7 +702,9 @@ class SignedTreeHead:
     def from_json(cls, doc: Mapping[str, Any]) -> SignedTreeHead:
         try:
             head = TreeHead(
-                int(doc["tree_size"]), int(doc["timestamp"]), unb64(doc["sha256_root_hash"])
+                json_uint64(doc["tree_size"], "tree_size"),
+                json_uint64(doc["timestamp"], "timestamp"),
+                unb64(doc["sha256_root_hash"]),
             )
             return cls(head, DigitallySigned.decode(unb64(doc["tree_head_signature"])))
         except (KeyError, TypeError) as exc:
@@ -721,6 +723,15 @@ def sign_tree_head(key: ec.EllipticCurvePrivateKey, head: TreeHead) -> SignedTre
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def json_uint64(value: object, what: str) -> int:
+    """A JSON number that is a uint64 (RFC 6962 §4.1, §4.3: the SCT's and the STH's
+    fields): int() also took a string of any script's digits ("\u0661" is 1), a float
+    and true, and a negative number raised OverflowError when the SCT was verified."""
+    if type(value) is not int or not 0 <= value < 1 << 64:
+        raise CtError(f"{what} {str(value)[:40]!r} is not a uint64 JSON number")
+    return value
 
 
 def unb64(text: object) -> bytes:
