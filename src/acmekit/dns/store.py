@@ -139,6 +139,10 @@ def parse_name(text: str | dns.name.Name) -> dns.name.Name:
 
 
 def _ip(text: str, version: int) -> str:
+    # No zone index (RFC 4007 §11): ipaddress takes "fe80::1%" and any text after it,
+    # which no AAAA record holds (dnspython then raised past the malformed problem).
+    if "%" in text:
+        raise malformed(f"bad IPv{version} address {text!r}: a zone index is not an address")
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
