@@ -31,8 +31,12 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
         return None
     text = value.strip()
     # RFC 9110 §10.2.3: delay-seconds is 1*DIGIT, ASCII; str.isdigit also takes '²', on
-    # which int() raises, and '١٢٠', which int() reads as 120.
-    if text.isascii() and text.isdigit():
+    # which int() raises, and '١٢٠', which int() reads as 120: ASCII is checked first.
+    if not text.isascii():
+        # An HTTP-date is ASCII too (RFC 9110 §5.6.7), but the email parser reads each of
+        # its numbers with int(), which takes any script's digits.
+        return None
+    if text.isdigit():
         return float(int(text))
     try:
         when = parsedate_to_datetime(text)
