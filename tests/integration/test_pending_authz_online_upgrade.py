@@ -93,6 +93,21 @@ def _until_waiting(
     raise AssertionError(f"the upgrade ended without waiting for a {locktype} lock")
 
 
+def _until_asked(engine: sa.Engine, thread: threading.Thread, upgrading: int) -> None:
+    """Polls pg_stat_activity until another backend than the upgrade's has asked for
+    the advisory lock."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid NOT IN (:p, pg_backend_pid()) AND query LIKE '%advisory_lock(%'"
+    )
+    while thread.is_alive():
+        with engine.connect() as conn:
+            if conn.execute(sa.text(query), {"p": upgrading}).scalar():
+                return
+        thread.join(0.02)
+    raise AssertionError("the second process ended without asking for the lock")
+
+
 def _upgrader(engine: sa.Engine, failed: list[BaseException]) -> threading.Thread:
     def run() -> None:
         try:
@@ -178,6 +193,9 @@ def test_the_fill_leaves_authorizations_to_other_sessions(url: str) -> None:
                 ).scalars()
                 assert set(held) <= {"AccessShareLock", "RowExclusiveLock"}
                 conn.commit()
+            # The second process asks for the upgrade's lock before the index's build,
+            # which waits for every older snapshot to end.
+            _until_asked(other, started, pid)
             row.rollback()
         upgrade.join()
         started.join()
