@@ -81,7 +81,7 @@ class SchemaOutOfDate(Exception):
 
 
 # Rows a revision's fill updates in each of its transactions (PostgreSQL): each holds
-# row locks on those rows only, for about 0.15 s here (docs/decisions.md, "The upgrade on
+# row locks on those rows only, for about 0.12 s here (docs/decisions.md, "The upgrade on
 # a live CA").
 FILL_BATCH = 5000
 # How often a process waiting for another's upgrade asks for the lock again (PostgreSQL).
