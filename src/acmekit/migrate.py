@@ -118,10 +118,14 @@ def _session_lock(conn: Connection, schema: Schema) -> Iterator[None]:
     CONCURRENTLY in the holder's upgrade waits for every older snapshot to end, a
     deadlock that PostgreSQL would break by failing one of the two."""
     key = {"k": schema.lock_key}
-    while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), key).scalar():
-        conn.commit()
-        time.sleep(_LOCK_POLL)
-    conn.commit()
+    # Each ask a transaction of its own, with no COMMIT to send after it.
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), key).scalar():
+            time.sleep(_LOCK_POLL)
+    finally:
+        conn.rollback()  # SQLAlchemy's transaction: the database's ended with each ask
+        conn.execution_options(isolation_level=conn.default_isolation_level)
     try:
         yield
     finally:
