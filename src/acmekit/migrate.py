@@ -7,13 +7,18 @@ database made before Alembic (its tables there, no version table) goes through r
 0001, which creates only the tables it lacks, and on from there.
 
 Several processes may start on one database at once: on PostgreSQL the upgrade runs under
-a transaction-scoped advisory lock (and in one transaction, DDL included), on SQLite under
-the write lock taken up front (BEGIN IMMEDIATE); whoever comes second finds the work done.
+a session-level advisory lock, each revision in a transaction of its own with its version
+(a revision may commit inside itself: the CA's fill in batches, an index built
+CONCURRENTLY), on SQLite in one transaction under the write lock taken up front (BEGIN
+IMMEDIATE); whoever comes second finds the work done.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,11 +80,20 @@ class SchemaOutOfDate(Exception):
     """The database's schema is older (or newer) than this acmekit's."""
 
 
-def _config(schema: Schema, conn: Connection | None = None) -> Config:
+# Rows a revision's fill updates in each of its transactions (PostgreSQL): each holds
+# row locks on those rows only, for about 0.12 s here (docs/decisions.md, "The upgrade on
+# a live CA").
+FILL_BATCH = 5000
+# How often a process waiting for another's upgrade asks for the lock again (PostgreSQL).
+_LOCK_POLL = 0.2
+
+
+def _config(schema: Schema, conn: Connection | None = None, fill_batch: int = FILL_BATCH) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(schema.location))
     cfg.attributes["connection"] = conn
     cfg.attributes["version_table"] = schema.version_table
+    cfg.attributes["fill_batch"] = fill_batch
     return cfg
 
 
@@ -96,29 +110,65 @@ def current(engine: Engine, schema: Schema) -> str | None:
         return context.get_current_revision()
 
 
-def _locked(conn: Connection, schema: Schema) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": schema.lock_key})
-    elif conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+@contextmanager
+def _session_lock(conn: Connection, schema: Schema) -> Iterator[None]:
+    """PostgreSQL's advisory lock for the connection's session, across the revisions'
+    commits. Asked for again and again rather than waited for inside
+    pg_advisory_lock: a statement waiting there holds a snapshot, and CREATE INDEX
+    CONCURRENTLY in the holder's upgrade waits for every older snapshot to end, a
+    deadlock that PostgreSQL would break by failing one of the two."""
+    key = {"k": schema.lock_key}
+    # Each ask a transaction of its own, with no COMMIT to send after it.
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        while not conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), key).scalar():
+            time.sleep(_LOCK_POLL)
+    finally:
+        conn.rollback()  # SQLAlchemy's transaction: the database's ended with each ask
+        conn.execution_options(isolation_level=conn.default_isolation_level)
+    try:
+        yield
+    finally:
+        try:
+            conn.rollback()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), key)
+            conn.commit()
+        except sa.exc.DBAPIError:
+            # the session is gone, and its lock with it; the pool must not keep it
+            conn.invalidate()
 
 
-def _run(engine: Engine, schema: Schema, step: str, revision: str) -> None:
+def _migrate(conn: Connection, schema: Schema, step: str, revision: str, fill_batch: int) -> None:
+    cfg = _config(schema, conn, fill_batch)
+    if step == "upgrade":
+        command.upgrade(cfg, revision)
+    else:
+        command.downgrade(cfg, revision)
+
+
+def _run(
+    engine: Engine, schema: Schema, step: str, revision: str, fill_batch: int = FILL_BATCH
+) -> None:
+    if engine.dialect.name == "postgresql":
+        # No transaction around the run: Alembic opens one a revision.
+        with engine.connect() as conn, _session_lock(conn, schema):
+            _migrate(conn, schema, step, revision, fill_batch)
+        return
     with engine.begin() as conn:
-        _locked(conn, schema)
-        cfg = _config(schema, conn)
-        if step == "upgrade":
-            command.upgrade(cfg, revision)
-        else:
-            command.downgrade(cfg, revision)
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _migrate(conn, schema, step, revision, fill_batch)
 
 
-def upgrade(engine: Engine, schema: Schema, revision: str = "head") -> None:
-    """Bring the database to `revision` (the newest by default)."""
+def upgrade(
+    engine: Engine, schema: Schema, revision: str = "head", *, fill_batch: int = FILL_BATCH
+) -> None:
+    """Bring the database to `revision` (the newest by default). `fill_batch`: the rows a
+    revision's fill updates in each transaction (PostgreSQL)."""
     if revision == "head" and current(engine, schema) == head(schema):
         return
     log.info("upgrading the %s database to %s", schema.name, revision)
-    _run(engine, schema, "upgrade", revision)
+    _run(engine, schema, "upgrade", revision, fill_batch)
 
 
 def downgrade(engine: Engine, schema: Schema, revision: str) -> None:
@@ -148,6 +198,10 @@ def run_env(target_metadata: sa.MetaData) -> None:
         target_metadata=target_metadata,
         version_table=context.config.attributes["version_table"],
         render_as_batch=True,  # SQLite alters a table by copying it
+        # PostgreSQL: each revision commits with its version (`_run` opens none around
+        # them), so one that commits inside itself (autocommit_block) leaves the earlier
+        # ones recorded; SQLite's run is the caller's one transaction.
+        transaction_per_migration=not conn.in_transaction(),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -92,7 +92,8 @@ authorizations = sa.Table(
     sa.Column("decided_by", sa.String(64)),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
     # The account's undecided authorizations only: their count and first expiry cost
-    # the pending ones, not every authorization the account has had (migration 0010).
+    # the pending ones, not every authorization the account has had (migrations 0010 and
+    # 0012).
     sa.Index(
         "ix_authz_pending",
         "account_id",
