@@ -94,6 +94,7 @@ def _config(schema: Schema, conn: Connection | None = None, fill_batch: int = FI
     cfg.attributes["connection"] = conn
     cfg.attributes["version_table"] = schema.version_table
     cfg.attributes["fill_batch"] = fill_batch
+    cfg.attributes["lock_key"] = schema.lock_key
     return cfg
 
 
