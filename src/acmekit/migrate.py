@@ -153,7 +153,15 @@ def _run(
     if engine.dialect.name == "postgresql":
         # No transaction around the run: Alembic opens one a revision.
         with engine.connect() as conn, _session_lock(conn, schema):
-            _migrate(conn, schema, step, revision, fill_batch)
+            try:
+                _migrate(conn, schema, step, revision, fill_batch)
+            except sa.exc.PendingRollbackError as exc:
+                # An interrupt (Ctrl-C) invalidates the connection (SQLAlchemy), and
+                # Alembic's autocommit block then ends with a COMMIT on it, whose error
+                # hides the interrupt: the operator is told of the interrupt.
+                if isinstance(exc.__context__, KeyboardInterrupt):
+                    raise exc.__context__ from None
+                raise
         return
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
