@@ -17,6 +17,7 @@ from acmekit import migrate
 from acmekit.database import create_engine
 from acmekit.migrate import SERVER
 from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.upgrades import DECIDED_AUTHZ, ITS_VALID_CHALLENGE
 
 pytestmark = pytest.mark.postgres
 
@@ -70,19 +71,8 @@ def test_an_older_runner_waiting_for_the_lock_does_not_fail_the_upgrade(url: str
     try:
         migrate.upgrade(engine, SERVER, "0011")
         with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO authorizations (id, account_id, identifier_type, "
-                    "identifier_value, wildcard, stored_status, expires) VALUES "
-                    "('authz-1', 'acct-1', 'dns', 'a.example.test', false, 'pending', 0)"
-                )
-            )
-            conn.execute(
-                sa.text(
-                    "INSERT INTO challenges (id, authz_id, type, token, status) "
-                    "VALUES ('authz-1-0', 'authz-1', 'http-01', 'tok-1', 'valid')"
-                )
-            )
+            conn.execute(sa.text(DECIDED_AUTHZ))
+            conn.execute(sa.text(ITS_VALID_CHALLENGE))
         with other.connect() as row:
             # The fill waits on this row while the older process starts.
             row.execute(sa.text("SELECT 1 FROM authorizations WHERE id = 'authz-1' FOR UPDATE"))

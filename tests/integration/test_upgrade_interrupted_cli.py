@@ -19,6 +19,7 @@ from acmekit import migrate
 from acmekit.database import create_engine
 from acmekit.migrate import SERVER
 from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.upgrades import DECIDED_AUTHZ, ITS_VALID_CHALLENGE
 
 pytestmark = pytest.mark.postgres
 
@@ -43,19 +44,8 @@ def test_ctrl_c_in_the_fill_stops_the_command_as_interrupted(url: str) -> None:
     try:
         migrate.upgrade(engine, SERVER, "0011")
         with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO authorizations (id, account_id, identifier_type, "
-                    "identifier_value, wildcard, stored_status, expires) VALUES "
-                    "('authz-1', 'acct-1', 'dns', 'a.example.test', false, 'pending', 0)"
-                )
-            )
-            conn.execute(
-                sa.text(
-                    "INSERT INTO challenges (id, authz_id, type, token, status) "
-                    "VALUES ('authz-1-0', 'authz-1', 'http-01', 'tok-1', 'valid')"
-                )
-            )
+            conn.execute(sa.text(DECIDED_AUTHZ))
+            conn.execute(sa.text(ITS_VALID_CHALLENGE))
         with engine.connect() as row:
             # The fill waits on this row when the operator presses Ctrl-C.
             row.execute(sa.text("SELECT 1 FROM authorizations WHERE id = 'authz-1' FOR UPDATE"))
