@@ -146,3 +146,32 @@ async def test_removing_a_site_spares_the_directory_of_its_successor(tmp_path: P
     assert {s.state for s in inventory.sites.page()} == {SiteState.ACTIVE, SiteState.REMOVED}
     assert inventory.sites.deployments(old.id)[edge.name].version == 0
     inventory.close()
+
+
+async def _two_sites(http: aiohttp.ClientSession, url: str) -> None:
+    for name in ("a.example.test", "b.example.test"):
+        async with http.post(f"{url}/domains", json={"names": [name]}) as resp:
+            assert resp.status < 300
+
+
+# `int()` read U+0661 (ARABIC-INDIC DIGIT ONE) as 1, and a sign, spaces or underscores as
+# a number too: the list's `limit` is ASCII digits.
+@pytest.mark.parametrize("limit", ["\u0661", "+1", " 1", "0_1"])
+async def test_a_limit_of_other_than_ascii_digits_is_refused(
+    api: tuple[aiohttp.ClientSession, str], limit: str
+) -> None:
+    http, url = api
+    await _two_sites(http, url)
+    async with http.get(f"{url}/domains", params={"limit": limit}) as resp:
+        assert resp.status == 400 and resp.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(("limit", "count"), [("1", 1), ("100", 2), ("0001", 1)])
+async def test_a_limit_of_ascii_digits_is_read(
+    api: tuple[aiohttp.ClientSession, str], limit: str, count: int
+) -> None:
+    http, url = api
+    await _two_sites(http, url)
+    async with http.get(f"{url}/domains", params={"limit": limit}) as resp:
+        assert resp.status == 200
+        assert len((await resp.json())["domains"]) == count
