@@ -75,6 +75,7 @@ from acmekit.protocol.messages import (
     Identifier,
     IdentifierType,
     OrderStatus,
+    ascii_lower,
 )
 from acmekit.protocol.problems import AcmeError, Problem, ProblemType
 
@@ -107,13 +108,7 @@ def as_identifier(value: Identifier | str) -> Identifier:
     except ValueError:
         # As given if not ASCII, for the CA to refuse: folded, a name with the Kelvin sign
         # (U+212A) would order "k..." instead, a name not asked for.
-        return Identifier(IdentifierType.DNS, _folded(value))
-
-
-def _folded(name: str) -> str:
-    """A DNS name in lower case if it is ASCII; otherwise as it is, so that it equals no
-    ASCII name (str.lower takes the Kelvin sign, U+212A, to "k")."""
-    return name.lower() if name.isascii() else name
+        return Identifier(IdentifierType.DNS, ascii_lower(value))
 
 
 def describe_failures(err: AcmeError) -> list[str]:
@@ -603,7 +598,7 @@ def check_leaf(pem: str, csr_der: bytes, identifiers: Sequence[Identifier], url:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         raise ServerProtocolError(f"{url}: the certificate names no identifier") from None
-    names = {_folded(n) for n in san.get_values_for_type(x509.DNSName)}
+    names = {ascii_lower(n) for n in san.get_values_for_type(x509.DNSName)}
     names |= {str(a) for a in san.get_values_for_type(x509.IPAddress)}
     wanted = {_same(i.value) for i in identifiers}
     for ident in identifiers:
@@ -644,7 +639,7 @@ def _same(value: str) -> str:
     try:
         return ipaddress.ip_address(value).compressed
     except ValueError:
-        return _folded(value).rstrip(".")
+        return ascii_lower(value).rstrip(".")
 
 
 def select_chain(chains: Sequence[str], preferred_issuer: str) -> str:

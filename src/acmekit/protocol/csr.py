@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from acmekit.protocol.jose import PrivateKey, PublicKey
-from acmekit.protocol.messages import Identifier, IdentifierType, looks_like_ip
+from acmekit.protocol.messages import Identifier, IdentifierType, ascii_lower, looks_like_ip
 from acmekit.protocol.problems import ProblemType, problem
 
 _CSR_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
@@ -119,14 +119,7 @@ def _name_key(text: str) -> _Name:
     """A CN or dNSName as compared: IP text is an ip name, else a dns name (lower case)."""
     if looks_like_ip(text):
         return _IP, ipaddress.ip_address(text).compressed
-    return _DNS, _folded(text)
-
-
-def _folded(text: str) -> str:
-    # Lower case for ASCII only: a dNSName is an IA5String (RFC 5280 §4.2.1.6), yet the
-    # parser takes other octets, and the Kelvin sign (U+212A) lower-cases to ASCII "k".
-    # Kept as it is, such a name is never one of the order's (ASCII) identifiers.
-    return text.lower() if text.isascii() else text
+    return _DNS, ascii_lower(text)
 
 
 def _identifiers(names: Iterable[_Name]) -> set[Identifier]:
@@ -143,7 +136,7 @@ def _san_keys(extensions: x509.Extensions) -> tuple[set[_Name], list[str]]:
     others: list[str] = []
     for entry in cast(x509.SubjectAlternativeName, found.value):
         if isinstance(entry, x509.DNSName):
-            names.add((_DNS, _folded(entry.value)))
+            names.add((_DNS, ascii_lower(entry.value)))
         elif isinstance(entry, x509.IPAddress):
             names.add((_IP, entry.value.compressed))
         else:

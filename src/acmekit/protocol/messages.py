@@ -132,6 +132,13 @@ def _check_label(label: str, value: str) -> None:
         raise _rejected(value, "label has characters other than letters, digits and hyphen")
 
 
+def ascii_lower(name: str) -> str:
+    """A DNS name in lower case if it is ASCII; otherwise as it is, so that it equals no
+    ASCII name: str.lower takes the Kelvin sign (U+212A) to ASCII "k", and a dNSName is
+    an IA5String (RFC 5280 §4.2.1.6) that parsers still take other octets into."""
+    return name.lower() if name.isascii() else name
+
+
 def parse_dns_name(value: str) -> str:
     """Check a dns identifier's value (RFC 8555 §7.1.3, §7.1.4) and lower-case it."""
     if not value or len(value) > 253:
