@@ -41,7 +41,8 @@ def _until_waiting(engine: sa.Engine, thread: threading.Thread) -> None:
     """Polls pg_locks (no clock) until a backend waits for a lock on authorizations."""
     query = (
         "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'relation' "
-        "AND relation = 'authorizations'::regclass"
+        "AND relation = 'authorizations'::regclass "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     )
     while thread.is_alive():
         with engine.connect() as conn:
