@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,21 +80,46 @@ class SchemaOutOfDate(Exception):
     """The database's schema is older (or newer) than this acmekit's."""
 
 
+class TableBusy(Exception):
+    """A revision's DDL found its table locked by other transactions on every try."""
+
+
+@dataclass(frozen=True)
+class LockWait:
+    """How a revision's DDL waits for its table's lock (PostgreSQL): at most `timeout`
+    seconds a try, `tries` times, `pause` seconds apart. A DDL statement waiting in the
+    lock queue makes every later reader and writer of the table queue behind it, so a
+    transaction held open on the table (a psql session, a slow report) would stall the
+    CA for as long as it lasts; this bounds the stall to `timeout` at a time."""
+
+    timeout: float = 1.0
+    tries: int = 30
+    pause: float = 1.0
+
+
 # Rows a revision's fill updates in each of its transactions (PostgreSQL): each holds
 # row locks on those rows only, for about 0.12 s here (docs/decisions.md, "The upgrade on
 # a live CA").
 FILL_BATCH = 5000
 # How often a process waiting for another's upgrade asks for the lock again (PostgreSQL).
 _LOCK_POLL = 0.2
+# lock_not_available: the statement gave up on its lock_timeout.
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
-def _config(schema: Schema, conn: Connection | None = None, fill_batch: int = FILL_BATCH) -> Config:
+def _config(
+    schema: Schema,
+    conn: Connection | None = None,
+    fill_batch: int = FILL_BATCH,
+    lock_wait: LockWait = LockWait(),
+) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(schema.location))
     cfg.attributes["connection"] = conn
     cfg.attributes["version_table"] = schema.version_table
     cfg.attributes["fill_batch"] = fill_batch
     cfg.attributes["lock_key"] = schema.lock_key
+    cfg.attributes["lock_wait"] = lock_wait
     return cfg
 
 
@@ -139,8 +164,10 @@ def _session_lock(conn: Connection, schema: Schema) -> Iterator[None]:
             conn.invalidate()
 
 
-def _migrate(conn: Connection, schema: Schema, step: str, revision: str, fill_batch: int) -> None:
-    cfg = _config(schema, conn, fill_batch)
+def _migrate(
+    conn: Connection, schema: Schema, step: str, revision: str, fill_batch: int, wait: LockWait
+) -> None:
+    cfg = _config(schema, conn, fill_batch, wait)
     if step == "upgrade":
         command.upgrade(cfg, revision)
     else:
@@ -148,13 +175,18 @@ def _migrate(conn: Connection, schema: Schema, step: str, revision: str, fill_ba
 
 
 def _run(
-    engine: Engine, schema: Schema, step: str, revision: str, fill_batch: int = FILL_BATCH
+    engine: Engine,
+    schema: Schema,
+    step: str,
+    revision: str,
+    fill_batch: int = FILL_BATCH,
+    wait: LockWait = LockWait(),
 ) -> None:
     if engine.dialect.name == "postgresql":
         # No transaction around the run: Alembic opens one a revision.
         with engine.connect() as conn, _session_lock(conn, schema):
             try:
-                _migrate(conn, schema, step, revision, fill_batch)
+                _migrate(conn, schema, step, revision, fill_batch, wait)
             except sa.exc.PendingRollbackError as exc:
                 # An interrupt (Ctrl-C) invalidates the connection (SQLAlchemy), and
                 # Alembic's autocommit block then ends with a COMMIT on it, whose error
@@ -166,18 +198,24 @@ def _run(
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        _migrate(conn, schema, step, revision, fill_batch)
+        _migrate(conn, schema, step, revision, fill_batch, wait)
 
 
 def upgrade(
-    engine: Engine, schema: Schema, revision: str = "head", *, fill_batch: int = FILL_BATCH
+    engine: Engine,
+    schema: Schema,
+    revision: str = "head",
+    *,
+    fill_batch: int = FILL_BATCH,
+    lock_wait: LockWait = LockWait(),
 ) -> None:
     """Bring the database to `revision` (the newest by default). `fill_batch`: the rows a
-    revision's fill updates in each transaction (PostgreSQL)."""
+    revision's fill updates in each transaction; `lock_wait`: how its DDL waits for a
+    table's lock (both PostgreSQL)."""
     if revision == "head" and current(engine, schema) == head(schema):
         return
     log.info("upgrading the %s database to %s", schema.name, revision)
-    _run(engine, schema, "upgrade", revision, fill_batch)
+    _run(engine, schema, "upgrade", revision, fill_batch, lock_wait)
 
 
 def downgrade(engine: Engine, schema: Schema, revision: str) -> None:
@@ -195,6 +233,53 @@ def prepare(engine: Engine, schema: Schema, auto_upgrade: bool = True) -> None:
             f"the {schema.name} database is at schema {found or 'none'}, this acmekit needs "
             f"{wanted}: run `{schema.command}`"
         )
+
+
+def ddl_briefly(table: str, ddl: Callable[[], object]) -> None:
+    """Run a revision's `ddl` on `table` (PostgreSQL) under a short lock_timeout, tried
+    again after a pause while other transactions hold the table: each try in a savepoint,
+    so a try that gave up leaves the lock queue (and the table's later readers and
+    writers go on) and the revision's transaction goes on. The revision's other
+    statements keep the session's lock_timeout."""
+    from alembic import context, op
+
+    wait: LockWait = context.config.attributes.get("lock_wait", LockWait())
+    conn = op.get_bind()
+    # the session's setting, put back inside the savepoint before it is released
+    before = conn.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar()
+    for tries_left in reversed(range(wait.tries)):
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    sa.text("SELECT set_config('lock_timeout', :t, true)"),
+                    {"t": f"{max(1, round(wait.timeout * 1000))}ms"},
+                )
+                ddl()
+                conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"), {"t": before})
+            return
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            if tries_left == 0:
+                raise TableBusy(_busy(conn, table, wait)) from None
+        time.sleep(wait.pause)
+
+
+def _busy(conn: Connection, table: str, wait: LockWait) -> str:
+    """The error's line: the table, the tries, and the backends holding it now."""
+    pids = conn.execute(
+        sa.text(
+            "SELECT DISTINCT pid FROM pg_locks WHERE relation = CAST(:t AS regclass) "
+            "AND granted AND pid <> pg_backend_pid() ORDER BY pid"
+        ),
+        {"t": table},
+    ).scalars()
+    held = ", ".join(str(p) for p in pids) or "none now"
+    return (
+        f"table {table} stayed locked by other transactions through {wait.tries} tries "
+        f"of {wait.timeout:g} s (backends holding it, see pg_stat_activity: {held}); "
+        "end them and run the upgrade again"
+    )
 
 
 def run_env(target_metadata: sa.MetaData) -> None:

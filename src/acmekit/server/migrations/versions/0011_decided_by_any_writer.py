@@ -12,13 +12,17 @@ authorization, if none is named yet. This release's statement names it already, 
 trigger's UPDATE finds no row to change. Made before 0012's fill, in a transaction of
 its own: on PostgreSQL CREATE TRIGGER waits for the open writers of challenges and
 every later one fires it, so each outcome is either committed before the fill reads
-it or named by the trigger, and none is missed.
+it or named by the trigger, and none is missed. That wait is under a short
+lock_timeout, tried again after a pause (`migrate.ddl_briefly`): waiting, it would queue
+every later request on challenges behind it.
 
 Revision ID: 0011
 Revises: 0010
 """
 
 from alembic import op
+
+from acmekit.migrate import ddl_briefly
 
 revision = "0011"
 down_revision = "0010"
@@ -42,9 +46,12 @@ def upgrade() -> None:
             "CREATE FUNCTION challenge_decides() RETURNS trigger LANGUAGE plpgsql AS "
             f"$$ BEGIN {_NAME}; RETURN NULL; END $$"
         )
-        op.execute(
-            "CREATE TRIGGER tr_challenge_decides AFTER UPDATE OF status ON challenges "
-            f"FOR EACH ROW WHEN ({_DECIDES}) EXECUTE PROCEDURE challenge_decides()"
+        ddl_briefly(
+            "challenges",
+            lambda: op.execute(
+                "CREATE TRIGGER tr_challenge_decides AFTER UPDATE OF status ON challenges "
+                f"FOR EACH ROW WHEN ({_DECIDES}) EXECUTE PROCEDURE challenge_decides()"
+            ),
         )
 
 
