@@ -9,6 +9,7 @@ import hashlib
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 LOG_LIST = "loglist.json"
 DB_FILE = "ct.db"
+# Seconds the store's close has at shutdown, after the listener's own bound: a writer
+# stuck in the database (a half-open PostgreSQL connection, a lock wait) is left then,
+# and the process exits without it (its batch uncommitted, its submitters unanswered).
+CLOSE_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,39 @@ async def serve(config: CtConfig, announce: Callable[[str], None] | None = None)
             await sequencer
         with contextlib.suppress(Exception):
             await asyncio.to_thread(app.log.release)
-        app.log.store.close()
+        await close_store(app.log.store, CLOSE_GRACE)
+
+
+async def close_store(store: CtStore, grace: float) -> None:
+    """`store.close()` off the loop, waited for `grace` seconds. On a daemon thread, not
+    the loop's executor, whose threads `asyncio.run` and the interpreter join at exit:
+    a close stuck behind the writer would keep the process alive (a second SIGTERM was
+    needed). The batch it waits for has answered no one: its SCTs exist only once it
+    commits, and its submitters' connections close with the loop."""
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+
+    def close() -> None:
+        try:
+            store.close()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop ended first
+                loop.call_soon_threadsafe(_settle, closed)
+
+    threading.Thread(target=close, name="ct-close", daemon=True).start()
+    try:
+        await asyncio.wait_for(asyncio.shield(closed), grace)
+    except TimeoutError:
+        log.warning(
+            "stopping with a batch of submissions still being written: not committed, "
+            "no SCT given for it (the store did not close within %g s)",
+            grace,
+        )
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def run(config: CtConfig) -> None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -460,8 +462,12 @@ class _Writer:
         self._before_commit = before_commit
         self._conn: Any = None  # SQLAlchemy's pooled DBAPI connection proxy
         # One thread: the batches' order is the order of the leaf indices they take in
-        # this process, and the kept connection never meets a second thread.
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="ct-writer")
+        # this process, and the kept connection never meets a second thread. A daemon
+        # (not an executor's, which the interpreter joins at exit): a writer stuck in
+        # the database must not keep a stopping process alive (`close`).
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="ct-writer", daemon=True)
+        self._thread.start()
         self._closing = threading.Lock()
         self._closed = False
         self.sqlite = sqlite = engine.dialect.name == "sqlite"
@@ -479,7 +485,13 @@ class _Writer:
         with self._closing:
             if self._closed:
                 raise WriterClosed("the log's store is closed")
-            return self._thread.submit(write, arg)
+            done: Future[R] = Future()
+            self._jobs.put(functools.partial(_run_into, done, write, arg))
+            return done
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -547,14 +559,27 @@ class _Writer:
             if self._closed:
                 return
             self._closed = True
-            self._thread.submit(self._close_connection)
-        self._thread.shutdown(wait=True)
+            self._jobs.put(self._close_connection)
+            self._jobs.put(None)
+        self._thread.join()
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def _run_into(done: Future[R], write: Callable[[T], R], arg: T) -> None:
+    """`write(arg)`, its result or error into `done` (unless its waiter gave up)."""
+    if not done.set_running_or_notify_cancel():
+        return
+    try:
+        result = write(arg)
+    except BaseException as exc:
+        done.set_exception(exc)
+    else:
+        done.set_result(result)
 
 
 def _stored_tuple(r: Sequence[Any]) -> StoredEntry:

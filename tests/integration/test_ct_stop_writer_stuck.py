@@ -1,0 +1,80 @@
+"""SIGTERM ends `acmekit ct` while its writer waits in the database: the store's close
+is bounded, the writer thread does not keep the process alive, and the batch it was
+writing answers no one with an SCT (it was never committed)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from acmekit.ct.schema import entries
+from acmekit.ct.store import _INDEX_LOCK
+from acmekit.database import create_engine
+from acmekit_testkit.ctlog import ca_hierarchy, chain_json, leaf_certificate, running_ct_log
+from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.processes import log_tail, wait_until
+from acmekit_testkit.tiers import require_postgres_or_skip
+
+pytestmark = pytest.mark.postgres
+
+WAITING = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+
+
+def submit(url: str, body: bytes, outcome: list[object]) -> None:
+    """One add-chain; what came back (a document, an HTTP error, a closed connection)."""
+    req = urllib.request.Request(url + "ct/v1/add-chain", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            outcome.append(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        outcome.append(exc.code)
+    except OSError as exc:  # the connection closed without an answer
+        outcome.append(type(exc).__name__)
+
+
+def test_sigterm_ends_the_log_while_its_writer_waits_for_the_index_lock(
+    tmp_path: Path,
+) -> None:
+    require_postgres_or_skip()
+    issuer = ca_hierarchy(tmp_path / "ca")
+    roots = tmp_path / "ca" / "root.pem"
+    cert = leaf_certificate(issuer, "stuck.example")
+    body = json.dumps(chain_json([cert, issuer.intermediate_cert])).encode()
+    with fresh_postgres_database("acmekit_ct") as url:
+        engine = create_engine(url)
+        with engine.connect() as holder, running_ct_log(tmp_path / "log", roots, db=url) as log:
+            # Another session holds the index lock every batch takes: the writer waits
+            # for it inside the database, as behind a half-open connection.
+            holder.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _INDEX_LOCK})
+            holder.commit()
+            outcome: list[object] = []
+            client = threading.Thread(target=submit, args=(log.url, body, outcome))
+            client.start()
+            with engine.connect() as conn:
+                wait_until(
+                    "the batch waits for the lock",
+                    lambda: conn.execute(sa.text(WAITING)).scalar_one() == 1,
+                    30,
+                    [log.output],
+                )
+            log.process.send_signal(signal.SIGTERM)
+            try:
+                log.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("one SIGTERM did not end the log:\n" + log_tail(log.output))
+            client.join(timeout=60)
+            assert outcome and not isinstance(outcome[0], dict), outcome  # no SCT
+            assert "still being written" in log.output.read_text()
+            holder.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _INDEX_LOCK})
+            holder.commit()
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(entries)).scalar() == 0
+        engine.dispose()
