@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -505,7 +507,7 @@ class CtLog:
     async def run_sequencer(self) -> None:
         while True:
             try:
-                placed = await asyncio.to_thread(self.sequence_once)
+                placed = await on_daemon_thread(self.sequence_once, "ct-sequencer")
                 if placed:
                     log.info("sequenced %d entries", placed)
             except Exception:  # a database outage: try again on the next pass
@@ -528,6 +530,32 @@ class CtLog:
             temporal_end=self.settings.not_after_end,
             usable_since=datetime.now(UTC),
         )
+
+
+async def on_daemon_thread(fn: Callable[[], R], name: str) -> R:
+    """`fn()` on a daemon thread of its own, not the loop's executor, whose threads
+    `asyncio.run` joins at exit without a bound: a call stuck in the database (a lock
+    wait, a half-open connection) must not keep a stopping process alive. Cancelling
+    the waiter leaves the call to end (or not) on its thread."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[R] = loop.create_future()
+
+    def settle(fill: Callable[[], None]) -> None:
+        if not done.done():  # else its waiter was cancelled
+            fill()
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            fill = functools.partial(done.set_exception, exc)
+        else:
+            fill = functools.partial(done.set_result, result)
+        with contextlib.suppress(RuntimeError):  # the loop ended first
+            loop.call_soon_threadsafe(settle, fill)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return await done
 
 
 class PublishedHead:

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 
 from acmekit.ct.app import DRAIN_LIMIT, CtApp
-from acmekit.ct.log import CtLog, LogSettings, load_or_create_key
+from acmekit.ct.log import CtLog, LogSettings, load_or_create_key, on_daemon_thread
 from acmekit.ct.store import CtStore
 from acmekit.ct.tiles import TileReader
 from acmekit.files import atomic_write
@@ -173,8 +173,10 @@ async def serve(config: CtConfig, announce: Callable[[str], None] | None = None)
         sequencer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sequencer
+        # Bounded as the store's close: a lease row another session holds (or a
+        # half-open connection) leaves the lease to expire instead (TimeoutError).
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(app.log.release)
+            await asyncio.wait_for(on_daemon_thread(app.log.release, "ct-release"), CLOSE_GRACE)
         await close_store(app.log.store, CLOSE_GRACE)
 
 
