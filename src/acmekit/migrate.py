@@ -96,6 +96,11 @@ class LockWait:
     tries: int = 30
     pause: float = 1.0
 
+    def __post_init__(self) -> None:
+        # No try would skip the revision's DDL while the revision is recorded applied.
+        if self.tries < 1 or self.timeout <= 0 or self.pause < 0:
+            raise ValueError(f"{self!r}: at least one try, a timeout above 0, a pause of 0 or more")
+
 
 # Rows a revision's fill updates in each of its transactions (PostgreSQL): each holds
 # row locks on those rows only, for about 0.12 s here (docs/decisions.md, "The upgrade on
