@@ -1,6 +1,9 @@
 """SIGTERM ends `acmekit ct` while its writer waits in the database: the store's close
 is bounded, the writer thread does not keep the process alive, and the batch it was
-writing answers no one with an SCT (it was never committed)."""
+writing answers no one with an SCT (it was never committed). And while its sequencer
+waits there for the lease's row (another session holds it, as a half-open connection
+would): the lease's release and the sequencing pass stuck there must not keep the
+process alive."""
 
 from __future__ import annotations
 
@@ -18,7 +21,13 @@ import sqlalchemy as sa
 from acmekit.ct.schema import entries
 from acmekit.ct.store import _INDEX_LOCK
 from acmekit.database import create_engine
-from acmekit_testkit.ctlog import ca_hierarchy, chain_json, leaf_certificate, running_ct_log
+from acmekit_testkit.ctlog import (
+    RunningLog,
+    ca_hierarchy,
+    chain_json,
+    leaf_certificate,
+    running_ct_log,
+)
 from acmekit_testkit.databases import fresh_postgres_database
 from acmekit_testkit.processes import log_tail, wait_until
 from acmekit_testkit.tiers import require_postgres_or_skip
@@ -26,6 +35,10 @@ from acmekit_testkit.tiers import require_postgres_or_skip
 pytestmark = pytest.mark.postgres
 
 WAITING = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+WAITING_FOR_ROW = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid "
+    "WHERE NOT l.granted AND s.datname = current_database()"
+)
 
 
 def submit(url: str, body: bytes, outcome: list[object]) -> None:
@@ -38,6 +51,14 @@ def submit(url: str, body: bytes, outcome: list[object]) -> None:
         outcome.append(exc.code)
     except OSError as exc:  # the connection closed without an answer
         outcome.append(type(exc).__name__)
+
+
+def _ends_on_one_sigterm(log: RunningLog) -> None:
+    log.process.send_signal(signal.SIGTERM)
+    try:
+        log.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("one SIGTERM did not end the log:\n" + log_tail(log.output))
 
 
 def test_sigterm_ends_the_log_while_its_writer_waits_for_the_index_lock(
@@ -65,11 +86,7 @@ def test_sigterm_ends_the_log_while_its_writer_waits_for_the_index_lock(
                     30,
                     [log.output],
                 )
-            log.process.send_signal(signal.SIGTERM)
-            try:
-                log.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pytest.fail("one SIGTERM did not end the log:\n" + log_tail(log.output))
+            _ends_on_one_sigterm(log)
             client.join(timeout=60)
             assert outcome and not isinstance(outcome[0], dict), outcome  # no SCT
             assert "still being written" in log.output.read_text()
@@ -77,4 +94,35 @@ def test_sigterm_ends_the_log_while_its_writer_waits_for_the_index_lock(
             holder.commit()
         with engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(entries)).scalar() == 0
+        engine.dispose()
+
+
+def test_sigterm_ends_the_log_while_its_sequencer_waits_for_the_lease(tmp_path: Path) -> None:
+    require_postgres_or_skip()
+    ca_hierarchy(tmp_path / "ca")  # writes the roots file
+    roots = tmp_path / "ca" / "root.pem"
+    with fresh_postgres_database("acmekit_ct") as url:
+        engine = create_engine(url)
+        with engine.connect() as holder, running_ct_log(tmp_path / "log", roots, db=url) as log:
+            with engine.connect() as conn:
+                wait_until(
+                    "the log holds the lease",
+                    lambda: (
+                        conn.execute(sa.text("SELECT count(*) FROM ct_leases")).scalar_one() == 1
+                    ),
+                    30,
+                    [log.output],
+                )
+            holder.execute(sa.text("SELECT * FROM ct_leases FOR UPDATE"))
+            with engine.connect() as conn:
+                wait_until(
+                    "the sequencer waits for the lease's row",
+                    lambda: conn.execute(sa.text(WAITING_FOR_ROW)).scalar_one() >= 1,
+                    30,
+                    [log.output],
+                )
+            try:
+                _ends_on_one_sigterm(log)
+            finally:
+                holder.rollback()
         engine.dispose()
