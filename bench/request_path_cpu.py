@@ -196,12 +196,7 @@ class Driver:
         ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
         assert (await self.post(ch["url"], {}, "challenge")).status == 200
         assert (await self.settled(authz_url, settle, "authz-poll"))["status"] == "valid"
-        _, csr = make_csr(name)
-        done = await self.post(order["finalize"], {"csr": jose.b64e(csr)}, "finalize")
-        assert done.status == 200, done.body
-        final = await self.settled(order_url, settle, "order-poll")
-        assert final["status"] == "valid", final
-        assert (await self.post(final["certificate"], None, "certificate")).status == 200
+        await self.finalized(order, order_url, name, settle)
 
     async def renewal(self, name: str, settle: Callable[[], Awaitable[None]]) -> None:
         """A second order for `name`, its authorization reused (`--renewals`)."""
@@ -214,6 +209,12 @@ class Driver:
         order_url, order = resp.header("location") or "", resp.json()
         authz = (await self.post(order["authorizations"][0], None, "authz")).json()
         assert authz["status"] == "valid", authz
+        await self.finalized(order, order_url, name, settle)
+
+    async def finalized(
+        self, order: Any, order_url: str, name: str, settle: Callable[[], Awaitable[None]]
+    ) -> None:
+        """finalize the ready order, poll it valid, download its certificate."""
         _, csr = make_csr(name)
         done = await self.post(order["finalize"], {"csr": jose.b64e(csr)}, "finalize")
         assert done.status == 200, done.body
