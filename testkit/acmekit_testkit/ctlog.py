@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import secrets
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from acmekit.ct.app import CtApp
 from acmekit.ct.service import CtConfig, assemble, bind, log_url, write_log_list
 from acmekit.server.ca import Issuer, load_or_create_issuer
+from acmekit_testkit.http1serve import http1_serving_on_thread
 from acmekit_testkit.ports import free_port
 from acmekit_testkit.processes import logged_process, wait_for_lines
 
@@ -195,3 +199,26 @@ async def ct_log_in_loop(
             await running.stop()
         sock.close()
         app.log.store.close()
+
+
+@contextmanager
+def served_log(app: CtApp) -> Iterator[str]:
+    """`app` on 127.0.0.1 behind the project's HTTP/1.1 server, its event loop on a
+    thread of its own as in `acmekit ct`'s process; the log's base URL."""
+    with http1_serving_on_thread(app) as port:
+        yield f"http://127.0.0.1:{port}/ct/v1/"
+
+
+def json_call(
+    url: str, body: bytes | None = None, method: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """One request to a log (a POST when `body` is given): its status and JSON document,
+    an error's included."""
+    req = urllib.request.Request(url, data=body, method=method)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

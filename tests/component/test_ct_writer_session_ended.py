@@ -13,9 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +26,8 @@ from acmekit.ct.schema import entries
 from acmekit.ct.store import CtStore
 from acmekit.database import create_engine
 from acmekit.protocol import ct
-from acmekit_testkit.ctlog import ca_hierarchy, chain_json, leaf_certificate
+from acmekit_testkit.ctlog import ca_hierarchy, chain_json, leaf_certificate, served_log
 from acmekit_testkit.databases import fresh_postgres_database
-from acmekit_testkit.http1serve import http1_serving_on_thread
 from acmekit_testkit.tiers import require_postgres_or_skip
 
 pytestmark = pytest.mark.postgres
@@ -49,14 +46,6 @@ class Hold:
             self.armed = False
             self.reached.set()
             self.release.wait(timeout=60)
-
-
-@contextmanager
-def served(app: CtApp) -> Iterator[str]:
-    """`app` on 127.0.0.1 behind the project's HTTP/1.1 server, its event loop on a
-    thread of its own as in `acmekit ct`'s process; the log's base URL."""
-    with http1_serving_on_thread(app) as port:
-        yield f"http://127.0.0.1:{port}/ct/v1/"
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, str | None, dict[str, Any]]:
@@ -92,7 +81,7 @@ def test_a_batch_whose_session_the_server_ended_is_answered_503(tmp_path: Path) 
             # An MMD of 1 s: a lease, and so an idle-in-transaction timeout, of 333 ms.
             settings = LogSettings(roots=(issuer.root_cert,), mmd=1.0)
             ctlog = CtLog(store, load_or_create_key(tmp_path), settings)
-            with served(CtApp(ctlog)) as base, ThreadPoolExecutor(1) as pool:
+            with served_log(CtApp(ctlog)) as base, ThreadPoolExecutor(1) as pool:
                 warm = _post(
                     base + "add-chain", chain_json([leaf_certificate(issuer, "w.x"), inter])
                 )

@@ -11,17 +11,14 @@ import asyncio
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from cryptography import x509
 
 from acmekit.ct.app import CtApp
 from acmekit.ct.log import AsyncGroupCommit, CtLog, LogSettings, Unavailable, load_or_create_key
@@ -29,10 +26,20 @@ from acmekit.ct.schema import entries
 from acmekit.ct.store import CtStore, WriterClosed
 from acmekit.protocol import ct
 from acmekit.server.ca import Issuer
-from acmekit_testkit.ctlog import ca_hierarchy, chain_json, der, leaf_certificate
+from acmekit_testkit.ctlog import (
+    ca_hierarchy,
+    chain_json,
+    der,
+    json_call,
+    leaf_certificate,
+    served_log,
+)
 from acmekit_testkit.databases import fresh_database
-from acmekit_testkit.http1serve import http1_serving_on_thread
 from acmekit_testkit.tiers import BACKEND_PARAMS
+
+
+def _body(chain: list[x509.Certificate]) -> bytes:
+    return json.dumps(chain_json(chain)).encode()
 
 
 class Hold:
@@ -90,26 +97,6 @@ def _chain(issuer: Issuer, name: str) -> list[bytes]:
     return [der(leaf_certificate(issuer, f"{name}.example")), der(issuer.intermediate_cert)]
 
 
-@contextmanager
-def served(app: CtApp) -> Iterator[str]:
-    """`app` on 127.0.0.1 behind the project's HTTP/1.1 server, its event loop on a
-    thread of its own as in `acmekit ct`'s process; the log's base URL."""
-    with http1_serving_on_thread(app) as port:
-        yield f"http://127.0.0.1:{port}/ct/v1/"
-
-
-def _call(url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def _stored(log: Log) -> int:
     """Entries committed, as another connection sees them."""
     with log.store.engine.connect() as conn:
@@ -129,18 +116,18 @@ def test_reads_are_answered_while_a_batch_waits_for_its_commit(log: Log) -> None
     ctlog, issuer, hold = log.ctlog, log.issuer, log.hold
     assert ctlog.sequence_once() == 1
     certs = [leaf_certificate(issuer, f"held{i}.example") for i in range(4)]
-    with served(CtApp(ctlog)) as base, ThreadPoolExecutor(4) as pool:
+    with served_log(CtApp(ctlog)) as base, ThreadPoolExecutor(4) as pool:
         hold.armed = True
         posted = [
-            pool.submit(_call, base + "add-chain", chain_json([c, issuer.intermediate_cert]))
+            pool.submit(json_call, base + "add-chain", _body([c, issuer.intermediate_cert]))
             for c in certs
         ]
         try:
             assert hold.reached.wait(30)  # a batch is written, its commit held
             # The same listener answers meanwhile, from memory and from the database.
-            sth_status, sth = _call(base + "get-sth")
-            entries_status, got = _call(base + "get-entries?start=0&end=0")
-            roots_status, _ = _call(base + "get-roots")
+            sth_status, sth = json_call(base + "get-sth")
+            entries_status, got = json_call(base + "get-entries?start=0&end=0")
+            roots_status, _ = json_call(base + "get-roots")
             answered_while_held = [f.done() for f in posted]
             committed_while_held = _stored(log)
         finally:

@@ -33,6 +33,7 @@ from acmekit_testkit.ctlog import (
     running_ct_log,
     self_signed,
 )
+from acmekit_testkit.ctlog import json_call as call
 
 
 @dataclass(frozen=True)
@@ -40,19 +41,6 @@ class Log:
     running: RunningLog
     issuer: Issuer
     info: ct.LogInfo
-
-
-def call(
-    url: str, body: bytes | None = None, method: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def raw(url: str) -> tuple[int, bytes]:
