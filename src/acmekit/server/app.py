@@ -456,16 +456,14 @@ class AcmeApp:
     async def challenge(self, req: Request, m: re.Match[str]) -> Response:
         # With the rate limits on, the failed-validations bucket's too, for a response
         # alone (`ChallengeReads`): a POST-as-GET never reads it.
-        reads = self.authority.challenge_reads(m[1]) if self._ahead else ()
-        auth = self._authenticate(req, ahead=reads)
+        reads = ChallengeReads(self.authority, m[1]) if self._ahead else None
+        auth = self._authenticate(req, ahead=() if reads is None else reads)
         if not auth.is_post_as_get:
             payloads.check(payloads.CHALLENGE_RESPONSE, auth.payload, "challenge response")
         uri = req.urls.account(auth.require_account().id)
         ahead = failures = None
-        if isinstance(reads, ChallengeReads):
+        if reads is not None:
             ahead, failures = reads.challenge, reads.failures
-        elif reads:
-            ahead = reads[0]
         ch, authz = await self.authority.start_challenge(auth, m[1], uri, ahead, failures)
         # Most validations end before the answer (challenge_wait); no Retry-After on one
         # still processing: a client's own short-then-growing polling serves it better

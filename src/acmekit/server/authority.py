@@ -251,10 +251,10 @@ def may_be_object(payload: bytes) -> bool:
 class ChallengeReads:
     """The challenge's reads sent with the request's account read (PostgreSQL): its own
     with its authorization's (`challenge`), made at once, and, when called with the JWS
-    (auth's `AheadOf`), its failed-validations bucket's (`failures_ahead`), kept in
-    `failures`, only for a payload that may be a JSON object: `start_challenge` checks
-    that limit for a challenge response (`{}`) alone: a POST-as-GET (an empty payload)
-    is answered, and any other value refused, before it."""
+    (auth's `AheadOf`), its failed-validations bucket's (`failures_ahead`; none with the
+    rate limits off), kept in `failures`, only for a payload that may be a JSON object:
+    `start_challenge` checks that limit for a challenge response (`{}`) alone: a
+    POST-as-GET (an empty payload) is answered, and any other value refused, before it."""
 
     __slots__ = ("_authority", "_id", "challenge", "failures")
 
@@ -1244,14 +1244,6 @@ class Authority:
             log.error("validation of challenge %s failed", ch.id, exc_info=failure)
             return processing, authz
         return task.result() or processing, authz  # None: left for recovery
-
-    def challenge_reads(self, challenge_id: str) -> ChallengeReads | Sequence[Ahead[Any]]:
-        """The challenge's reads to send with the request's account read (PostgreSQL):
-        with the rate limits on, what makes them from the JWS (`ChallengeReads`); else
-        the challenge's own read."""
-        if self.limits.enabled:
-            return ChallengeReads(self, challenge_id)
-        return (self.store.orders.challenge_and_authorization_ahead(challenge_id),)
 
     def failures_ahead(self, challenge_id: str) -> KeyedAhead | None:
         """The challenge's failed_validations bucket (`_failure_subject`), read by its id
