@@ -435,6 +435,9 @@ async def test_a_renewal_order_is_written_in_one_round_trip(
     assert trips[-1][0].startswith("WITH claimed AS (UPDATE certificates SET replaced_by")
     assert trips[-1][2].startswith("UPDATE authorizations SET renewal_order_id")
     assert not [t for trip in trips[:-1] for t in trip if "replaced_by = " in t]
+    # The claim's holder read once, where `replaces` is checked; the compare-and-set
+    # judges a claim taken since.
+    assert len([t for trip in trips for t in trip if t.startswith("SELECT replaced_by")]) == 1
 
 
 @pytest.mark.parametrize(

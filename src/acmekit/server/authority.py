@@ -808,7 +808,8 @@ class Authority:
         self.policy.check_identifiers(idents)
         now = self.now()
         order_id = new_id()
-        replaced = self._replaced(account, payload.get("replaces"), idents)
+        replacing = self._replaced(account, payload.get("replaces"), idents)
+        replaced = None if replacing is None else replacing[0]
         limits = None if reads is None else reads.limits
         if limits is not None and limits.idents != idents:
             limits = None  # read for other names: read where the checks read
@@ -836,9 +837,12 @@ class Authority:
         )
         renewed: list[str] = []
         claim = None
-        if replaced is not None:
-            # Taken with the order's writes (`add_order`), not before them.
-            claim = (replaced.id, self._replacement_open(replaced))
+        if replacing is not None:
+            # Taken with the order's writes (`add_order`), not before them, by
+            # compare-and-set on the holder read above: a claim taken since is a lost
+            # race (alreadyReplaced), not a second read.
+            replaced, previous = replacing
+            claim = (replaced.id, previous)
             # RFC 9773 §5 asks only that a replacement share one identifier. The names
             # the certificate held are renewed, and their failed validations are not
             # limited; a name added beside them is a new one, limited as in any order
@@ -959,8 +963,9 @@ class Authority:
 
     def _replaced(
         self, account: AccountRecord, replaces: object, idents: Sequence[Identifier]
-    ) -> CertificateRecord | None:
-        """RFC 9773 §5: the certificate `replaces` names, checked; None if absent."""
+    ) -> tuple[CertificateRecord, str | None] | None:
+        """RFC 9773 §5: the certificate `replaces` names, checked, and the failed order
+        that held its claim (`_replacement_open`); None if absent."""
         if replaces is None:
             return None
         if not isinstance(replaces, str):
@@ -971,8 +976,7 @@ class Authority:
             raise malformed(f"replaces names no certificate of this account: {replaces}")
         if not {i.value.lower() for i in idents} & {i.value.lower() for i in rec.identifiers}:
             raise malformed("a replacement must share an identifier with the certificate")
-        self._replacement_open(rec)
-        return rec
+        return rec, self._replacement_open(rec)
 
     def _replacement_open(self, rec: CertificateRecord) -> str | None:
         """The failed order that held the replacement claim (None if unclaimed), or
