@@ -7,9 +7,11 @@ decision."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -226,3 +228,32 @@ async def test_full_buckets_go_and_no_decision_changes(
     assert refused.header("retry-after") == "1800"
     assert (await other.order("o1.purge.test")).status == 201
     assert (await other.order("o2.purge.test")).status == 429
+
+
+async def test_the_housekeeping_loop_purges_a_batch_a_period(
+    purge_ca: Assembly, pflow: Flow, clock: Clock
+) -> None:
+    """`[purge] batches` batches of `batch` rows (here 1 of 2) each period, no more:
+    the loop's first round purges two of the three orders due, the next period the
+    third."""
+    for n in range(3):
+        await _pending_order(pflow, f"h{n}.purge.test")
+    clock.advance(7 * DAY + GRACE.total_seconds() + 60)
+    app = purge_ca.app
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    serving = asyncio.create_task(app({"type": "lifespan"}, inbox.get, send))
+    for _ in range(200):  # the first round runs at once; 10 s at most
+        if _rows(purge_ca)[0] < 3:
+            break
+        await asyncio.sleep(0.05)
+    await inbox.put({"type": "lifespan.shutdown"})
+    await serving
+    assert _rows(purge_ca)[:2] == (1, 1)
+    await app.purge_batches()  # the next period's round
+    assert _rows(purge_ca) == (0, 0, 0)

@@ -723,8 +723,8 @@ def _check_purge(config: ServerConfig) -> None:
     for name, profile in config.all_profiles.items():
         if purge.grace < profile.order_lifetime:
             raise ValueError(
-                f"[purge] grace {span(purge.grace.total_seconds())} is shorter than "
-                f"profile {name!r}'s order_lifetime {span(profile.order_lifetime.total_seconds())}"
+                f"[purge] grace {span(purge.grace.total_seconds())} is shorter than the "
+                f"order_lifetime {span(profile.order_lifetime.total_seconds())} of profile {name!r}"
             )
 
 

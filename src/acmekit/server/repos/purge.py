@@ -48,9 +48,12 @@ _DELETE_ORDERS = (
 _COUNT_ORDERS = f"SELECT COUNT(*) FROM orders WHERE {_ORDER_DUE}"
 
 # A validated authorization may have backed a certificate: it waits for the longer cutoff.
+# One no challenge decided (`decided_by`, set with the outcome) was never validated; the
+# challenges of one decided are counted, a correlated scalar subquery on their index:
+# PostgreSQL made NOT EXISTS under the OR a hashed subplan, a scan of every challenge.
 _AUTHZ_DUE = (
-    "a.expires < ? AND (a.expires < ? OR NOT EXISTS (SELECT 1 FROM challenges c "
-    f"WHERE c.authz_id = a.id AND c.status = '{ChallengeStatus.VALID}'))"
+    "a.expires < ? AND (a.expires < ? OR a.decided_by IS NULL OR (SELECT COUNT(*) FROM "
+    f"challenges c WHERE c.authz_id = a.id AND c.status = '{ChallengeStatus.VALID}') = 0)"
 )
 _DELETE_AUTHZS = (
     "DELETE FROM authorizations WHERE id IN (SELECT a.id FROM authorizations a "
@@ -100,6 +103,10 @@ class PurgeRepository(Repository):
         """Delete up to `batch` authorizations that are due, with their challenges; how
         many of each were."""
         with self._raw() as c:
+            if self._postgres:
+                # The plan's estimate (a LIMIT over a filtered index scan) passes
+                # jit_above_cost: compiling it took 0.1 s a batch, four times the batch.
+                c.run("SET LOCAL jit = off")
             rows = c.all(
                 _DELETE_AUTHZS, (cut.authorizations, cut.validated, batch, cut.authorizations)
             )
