@@ -219,6 +219,11 @@ async def test_full_buckets_go_and_no_decision_changes(
     done = purger.everything()
     assert done.buckets >= 1
     assert _count(purge_ca, "rate_buckets") == before - done.buckets
+    with purge_ca.store.engine.connect() as conn:
+        keys = conn.execute(sa.text("SELECT key FROM rate_buckets")).scalars().all()
+    first, second = (f.kid.rsplit("/", 1)[1] for f in (pflow, other))
+    assert not [k for k in keys if first in k]
+    assert [k for k in keys if second in k]
     # The first account gets two orders and the third is refused, as with its bucket
     # kept; the second account's bucket, not full, was kept: one more, then refused.
     for n in range(2):
