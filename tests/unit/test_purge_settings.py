@@ -1,6 +1,6 @@
-"""`[purge]` in the server's TOML file: its durations in seconds, its bounds, and a grace
-no shorter than any profile's order_lifetime (server/purge.py says why); and the
-cutoffs it gives."""
+"""`[purge]` in the server's TOML file: its durations in seconds, its bounds, and the
+grace in force raised to any profile's longer order_lifetime (server/purge.py says why);
+and the cutoffs it gives."""
 
 from __future__ import annotations
 
@@ -37,22 +37,35 @@ def test_the_table_sets_the_purge(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[purge]\ngrace = 86400\n", "shorter than the order_lifetime 7 days of profile 'classic'"),
-        (
-            "[profiles.long]\norder_lifetime = 3000000\n[purge]\ngrace = 2592000\n",
-            "profile 'long'",
-        ),
         ("[purge]\nbatch = 0\n", "batch and batches must be 1 or more"),
         ("[purge]\nevery = 0\n", "every above 0"),
         ("[purge]\nretention = -1\n", "retention must be 0 seconds or more"),
         ("[purge]\nkeep = 1\n", "unknown settings in purge: keep"),
     ],
-    ids=["grace-below-classic", "grace-below-a-profile", "batch", "every", "retention", "unknown"],
+    ids=["batch", "every", "retention", "unknown"],
 )
 def test_bad_purge_settings_are_refused(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ValueError) as caught:
         _load(tmp_path, text)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "grace"),
+    [
+        ("[purge]\ngrace = 86400\n", timedelta(days=7)),  # classic's order_lifetime
+        ("[profiles.long]\norder_lifetime = 3000000\n", timedelta(seconds=3000000)),
+        ("[purge]\ngrace = 5184000\n", timedelta(days=60)),
+    ],
+    ids=["below-classic", "below-a-profile", "above-all"],
+)
+def test_the_grace_in_force_is_at_least_every_order_lifetime(
+    tmp_path: Path, text: str, grace: timedelta
+) -> None:
+    """A configuration whose orders outlive the grace still starts, its grace raised."""
+    path = tmp_path / "ca.toml"
+    path.write_text(text)
+    assert load_config(path, {}).purge_settings().grace == grace
 
 
 def test_a_validated_authorization_waits_for_the_longest_validity_and_the_retention() -> None:

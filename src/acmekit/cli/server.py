@@ -680,7 +680,7 @@ def db_purge(
 
     config = _operator_config(state_dir, db, config_file)
     with _store(state_dir, db, config_file) as store:
-        purger = Purger(store, config.purge, lambda: datetime.now(UTC))
+        purger = Purger(store, config.purge_settings(), lambda: datetime.now(UTC))
         found = purger.due() if dry_run else purger.everything()
     verb = "due" if dry_run else "deleted"
     click.echo(

@@ -186,8 +186,9 @@ class PurgeSettings:
     that was validated only `retention` after any certificate it could have backed
     expired, and rate-limit buckets that are full again. The housekeeping loop deletes
     at most `batches` batches of `batch` rows of each kind every `every`; `acmekit
-    server db purge` deletes everything due. The grace is at least every profile's
-    order_lifetime, so no order whose status an authorization decides outlives it."""
+    server db purge` deletes everything due. The grace in force is at least every
+    profile's order_lifetime (`ServerConfig.purge_settings`), so no order whose status
+    an authorization decides outlives it."""
 
     enabled: bool = True
     grace: timedelta = timedelta(days=30)
@@ -380,6 +381,15 @@ class ServerConfig:
             return NonceScope(self.nonce_scope)
         sqlite = self.db_url.startswith("sqlite")
         return NonceScope.PROCESS if sqlite else NonceScope.DATABASE
+
+    def purge_settings(self) -> PurgeSettings:
+        """`[purge]` with its grace raised to the longest order_lifetime of any profile: an
+        order made at an authorization's last moment must have expired (its status no
+        longer decided by the authorization, RFC 8555 §7.1.6) before the authorization
+        may go (server/purge.py). Raised, not refused, so that a configuration whose
+        orders live longer than the default grace still starts."""
+        longest = max(p.order_lifetime for p in self.all_profiles.values())
+        return replace(self.purge, grace=max(self.purge.grace, longest))
 
     @property
     def all_profiles(self) -> dict[str, Profile]:
@@ -711,21 +721,12 @@ def _check_persist(config: ServerConfig) -> None:
 
 
 def _check_purge(config: ServerConfig) -> None:
-    """A batch of at least one row, a period above 0, and a grace no shorter than any
-    profile's order_lifetime: an order made at an authorization's last moment must have
-    expired (its status no longer decided by the authorization, RFC 8555 §7.1.6) before
-    the authorization may go (server/purge.py)."""
+    """A batch of at least one row, a period above 0, a retention not negative."""
     purge = config.purge
     if purge.batch < 1 or purge.batches < 1 or purge.every <= timedelta(0):
         raise ValueError("[purge] batch and batches must be 1 or more, every above 0")
     if purge.retention < timedelta(0):
         raise ValueError("[purge] retention must be 0 seconds or more")
-    for name, profile in config.all_profiles.items():
-        if purge.grace < profile.order_lifetime:
-            raise ValueError(
-                f"[purge] grace {span(purge.grace.total_seconds())} is shorter than the "
-                f"order_lifetime {span(profile.order_lifetime.total_seconds())} of profile {name!r}"
-            )
 
 
 def _check_eab_key(kid: str, key: object) -> None:
