@@ -1,6 +1,6 @@
 """`acmekit server`: run the CA (flags override the TOML file), and operate on its
 database: `eab add / list / revoke`, `ari move`, `certs list / show / revoke`,
-`accounts list / show / deactivate`, `orders list`, `db upgrade / current`; `keys` makes
+`accounts list / show / deactivate`, `orders list`, `db upgrade / current / purge`; `keys` makes
 a hierarchy whose intermediate's key is in a PKCS#11 token."""
 
 from __future__ import annotations
@@ -640,7 +640,7 @@ def orders_list(
 
 @server.group("db")
 def db_group() -> None:
-    """The CA database's schema: upgrade it, or show its revision."""
+    """The CA database: upgrade its schema, show its revision, purge what expired."""
 
 
 @db_group.command("upgrade")
@@ -664,6 +664,29 @@ def db_current(state_dir: Path | None, db: str | None, config_file: Path | None)
     url = _db_url(state_dir, db, config_file)
     with plain_errors({}, url):
         click.echo(migrate.current_report(url, migrate.SERVER))
+
+
+@db_group.command("purge")
+@click.option("--dry-run", is_flag=True, help="count what is due, delete nothing")
+@_database_options
+def db_purge(
+    dry_run: bool, state_dir: Path | None, db: str | None, config_file: Path | None
+) -> None:
+    """Delete every expired order, authorization (with its challenges) and full rate-limit
+    bucket that is due under `[purge]` (docs/server.md), a batch at a time, and print how
+    many of each; --dry-run prints the counts only. Certificates, CRLs, accounts and keys
+    are never deleted."""
+    from acmekit.server.purge import Purger
+
+    config = _operator_config(state_dir, db, config_file)
+    with _store(state_dir, db, config_file) as store:
+        purger = Purger(store, config.purge_settings(), lambda: datetime.now(UTC))
+        found = purger.due() if dry_run else purger.everything()
+    verb = "due" if dry_run else "deleted"
+    click.echo(
+        f"{verb}: {found.orders} orders, {found.authorizations} authorizations, "
+        f"{found.challenges} challenges, {found.buckets} rate-limit buckets"
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,8 +36,10 @@ from acmekit.server.auth import (
 )
 from acmekit.server.authority import Authority, ChallengeReads, OrderView, signer_unavailable
 from acmekit.server.nonces import NonceService
+from acmekit.server.purge import Purger
 from acmekit.server.render import Urls
 from acmekit.server.repos.base import Ahead
+from acmekit.server.repos.purge import Due
 from acmekit.server.signing import SignerUnavailable
 
 log = logging.getLogger(__name__)
@@ -123,6 +126,7 @@ class AcmeApp:
         # taken from the payload early) and each read is made where the handler reads.
         self._ahead = authority.store.remote
         self.nonces = nonces
+        self.purger = Purger(authority.store, authority.config.purge_settings(), authority.now)
         self.auth = Authenticator(authority.store, nonces, authority.policy.check_signing_key)
         self.config = authority.config
         # dns-persist-01's issuer names, derived from the (frozen) configuration once:
@@ -197,12 +201,18 @@ class AcmeApp:
         await self.authority.close()
 
     async def _housekeeping(self) -> None:
-        """Recover stale work now and then; prune used nonces."""
+        """Recover stale work now and then; prune used nonces; purge a few batches of
+        what has expired (server/purge.py) every `[purge] every`."""
         period = max(0.5, min(10.0, self.authority.stale_after.total_seconds() / 2))
+        purge = self.config.purge
+        purge_at = time.monotonic()
         while True:
             try:
                 await self.recover()
                 self.nonces.prune()
+                if purge.enabled and time.monotonic() >= purge_at:
+                    purge_at = time.monotonic() + purge.every.total_seconds()
+                    await self.purge_batches()
                 if self.authority.crl is not None:
                     self.authority.crl.refresh()
             except UNAVAILABLE as exc:  # an outage: the next round tries again
@@ -212,6 +222,13 @@ class AcmeApp:
             except Exception:
                 log.exception("housekeeping failed")
             await asyncio.sleep(period)
+
+    async def purge_batches(self) -> None:
+        """`[purge] batches` batches of each kind, off the event loop: each is a short
+        transaction of its own, so requests go on between them."""
+        done = await asyncio.to_thread(self.purger.batches, self.config.purge.batches)
+        if done != Due():
+            log.info("purged %s", done)
 
     async def recover(self) -> None:
         """The authority's recovery. A validation keeps the account URL its client used;

@@ -1094,6 +1094,8 @@ class Authority:
             authz_status = self._authz_status(rec, now)
             views.append(AuthzView(rec, authz_status))
             statuses.append(authz_status)
+        if len(records) < len(order.authz_ids) and _undecided(order):
+            statuses.extend(_gone(order, records))
         status = order_status(
             statuses,
             expires=order.expires,
@@ -1861,6 +1863,19 @@ class Authority:
                 csr = x509.load_der_x509_csr(order.csr)
                 self._spawn(self._issue(order, csr, kept, reserved=kept is not None))
                 log.warning("resumed issuance of order %s", order.id)
+
+
+def _undecided(order: OrderRecord) -> bool:
+    """Whether the order's status is read from its authorizations (RFC 8555 §7.1.6)."""
+    return order.certificate_id is None and order.error is None and order.finalize_started is None
+
+
+def _gone(order: OrderRecord, records: Sequence[AuthorizationRecord]) -> list[AuthorizationStatus]:
+    """An expired status for each authorization the order names that is no longer
+    stored (purged, server/purge.py): one that is gone is not valid, so the order can
+    never be ready without it."""
+    found = {rec.id for rec in records}
+    return [AuthorizationStatus.EXPIRED for i in order.authz_ids if i not in found]
 
 
 def _evidence(corroboration: Corroboration | None, dcv: Tally, caa: Tally) -> ValidationEvidence:

@@ -3,7 +3,7 @@
 The TOML file uses the flag names (`listen`, `state_dir`, `db`, `dns_resolver`,
 `http01_port`, `tlsalpn01_port`, ...) at top level, and tables for the CA's policy:
 `[rate_limits]` (one sub-table per limit), `[profiles.NAME]`, `[crl]`, `[ari]`, `[keys]`,
-`[caa]`, `[validation]`, `[lint]`, `[hsm]` and `[ct]`.
+`[caa]`, `[validation]`, `[lint]`, `[hsm]`, `[ct]` and `[purge]`.
 Durations are seconds. Every setting and its default is listed in docs/server.md.
 """
 
@@ -180,6 +180,27 @@ class AriSettings:
 
 
 @dataclass(frozen=True)
+class PurgeSettings:
+    """Deleting what the CA no longer needs (server/purge.py): orders and authorizations
+    `grace` after they expired (an order only without a certificate), an authorization
+    that was validated only `retention` after any certificate it could have backed
+    expired, and rate-limit buckets that are full again. The housekeeping loop deletes
+    at most `batches` batches of `batch` rows of each kind every `every`; `acmekit
+    server db purge` deletes everything due. The grace in force is at least every
+    profile's order_lifetime (`ServerConfig.purge_settings`), so no order whose status
+    an authorization decides outlives it."""
+
+    enabled: bool = True
+    grace: timedelta = timedelta(days=30)
+    # Baseline Requirements §5.5.2: the records of a certificate's request and its
+    # validation are kept two years after the certificate ceases to be valid.
+    retention: timedelta = timedelta(days=730)
+    batch: int = 500
+    batches: int = 1
+    every: timedelta = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
 class KeySettings:
     """Which keys the CA accepts (checked on CSRs and account keys)."""
 
@@ -324,6 +345,7 @@ class ServerConfig:
     profiles: Mapping[str, Profile] = field(default_factory=dict)  # added to / replacing
     crl: CrlSettings = CrlSettings()
     ari: AriSettings = AriSettings()
+    purge: PurgeSettings = PurgeSettings()
     keys: KeySettings = KeySettings()
     caa: CaaSettings = CaaSettings()
     validation: ValidationSettings = ValidationSettings()
@@ -359,6 +381,15 @@ class ServerConfig:
             return NonceScope(self.nonce_scope)
         sqlite = self.db_url.startswith("sqlite")
         return NonceScope.PROCESS if sqlite else NonceScope.DATABASE
+
+    def purge_settings(self) -> PurgeSettings:
+        """`[purge]` with its grace raised to the longest order_lifetime of any profile: an
+        order made at an authorization's last moment must have expired (its status no
+        longer decided by the authorization, RFC 8555 §7.1.6) before the authorization
+        may go (server/purge.py). Raised, not refused, so that a configuration whose
+        orders live longer than the default grace still starts."""
+        longest = max(p.order_lifetime for p in self.all_profiles.values())
+        return replace(self.purge, grace=max(self.purge.grace, longest))
 
     @property
     def all_profiles(self) -> dict[str, Profile]:
@@ -500,6 +531,9 @@ _DURATIONS = {
     "retry_after",
     "recheck_after",
     "authz_reuse",
+    "grace",
+    "retention",
+    "every",
 }
 
 
@@ -577,6 +611,7 @@ _NESTED: dict[str, Callable[..., Any]] = {
     "rate_limits": _rate_limits,
     "crl": lambda d, doc, w: _table(CrlSettings, d, doc, w),
     "ari": lambda d, doc, w: _table(AriSettings, d, doc, w),
+    "purge": lambda d, doc, w: _table(PurgeSettings, d, doc, w),
     "keys": lambda d, doc, w: replace(
         _table(KeySettings, d, doc, w), blocked=tuple(doc.get("blocked", d.blocked))
     ),
@@ -685,6 +720,15 @@ def _check_persist(config: ServerConfig) -> None:
         raise ValueError(f"issuer_domain_names {missing} must also be in caa_identities")
 
 
+def _check_purge(config: ServerConfig) -> None:
+    """A batch of at least one row, a period above 0, a retention not negative."""
+    purge = config.purge
+    if purge.batch < 1 or purge.batches < 1 or purge.every <= timedelta(0):
+        raise ValueError("[purge] batch and batches must be 1 or more, every above 0")
+    if purge.retention < timedelta(0):
+        raise ValueError("[purge] retention must be 0 seconds or more")
+
+
 def _check_eab_key(kid: str, key: object) -> None:
     """An EAB key the CA could not decode would fail every client that uses it, blamed on
     them (RFC 8555 §7.3.4 keys are base64url, read strictly); refuse it at start."""
@@ -743,6 +787,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     if config.default_profile not in config.all_profiles:
         raise ValueError(f"default_profile {config.default_profile!r} is not a profile")
     _check_ranges(config)
+    _check_purge(config)
     for kid, key in config.eab_keys.items():
         _check_eab_key(kid, key)
     for where in ("caa_identities", "issuer_domain_names", "listener_hosts"):

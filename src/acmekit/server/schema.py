@@ -59,6 +59,8 @@ orders = sa.Table(
     # every lookup by account_id alone, its leading column (0009 dropped the index on
     # account_id by itself, which each order's insert kept up for nothing)
     sa.Index("ix_orders_account_created", "account_id", "created"),
+    # The purge's batches, oldest expiry first (migration 0013; repos/purge.py).
+    sa.Index("ix_orders_expires", "expires"),
 )
 
 authorizations = sa.Table(
@@ -91,6 +93,8 @@ authorizations = sa.Table(
     # challenges for a writer that does not (an older release's process; 0011).
     sa.Column("decided_by", sa.String(64)),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
+    # The purge's batches, oldest expiry first (migration 0013; repos/purge.py).
+    sa.Index("ix_authz_expires", "expires"),
     # The account's undecided authorizations only: their count and first expiry cost
     # the pending ones, not every authorization the account has had (migrations 0010 and
     # 0012).

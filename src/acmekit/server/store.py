@@ -22,6 +22,7 @@ from acmekit.server.repos.base import Cursor, Database
 from acmekit.server.repos.buckets import BucketRepository
 from acmekit.server.repos.certificates import CertificateRepository
 from acmekit.server.repos.orders import OrderRepository
+from acmekit.server.repos.purge import PurgeRepository
 
 
 class Store:
@@ -40,6 +41,7 @@ class Store:
         self.orders = OrderRepository(self.db)
         self.certificates = CertificateRepository(self.db)
         self.buckets = BucketRepository(self.db)
+        self.purge = PurgeRepository(self.db)
 
     def transaction(self, begin_later: bool = False) -> AbstractContextManager[Cursor]:
         """One transaction across repositories (a method given it as `within` runs in
