@@ -93,6 +93,9 @@ async def running_dns_server(
     tsig_keys: tuple[str, ...] = (),
     state: Path | None = None,
     api_token: str | None = None,
+    allow_transfer: tuple[str, ...] = (),
+    allow_update: tuple[str, ...] = (),
+    db: str | None = None,
 ) -> AsyncIterator[DnsServerHandle]:
     """Our DNS server in this event loop, on free loopback ports."""
     config = DnsConfig(
@@ -104,6 +107,9 @@ async def running_dns_server(
         tsig_keys=tsig_keys,
         state=state,
         api_token=api_token,
+        allow_transfer=allow_transfer,
+        allow_update=allow_update,
+        db=db,
     )
     service = DnsService(config)
     await service.start()

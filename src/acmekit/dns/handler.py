@@ -13,8 +13,11 @@
   an answer that does not fit the requester's limit (512 without EDNS) is sent empty with
   TC set, so the client retries over TCP (RFC 1035 §4.2.1, RFC 7766).
 - QUERY is answered from the record store; UPDATE (RFC 2136) is accepted only when signed
-  with one of our keys (else REFUSED) and applied by `acmekit.dns.update`; other opcodes
-  get NOTIMP.
+  with a key that may update (else REFUSED, §3.3) and applied by `acmekit.dns.update`;
+  other opcodes get NOTIMP. The keys that may update are those named in `allow_update`
+  or, when none are named, every key not named in `allow_transfer`: the transfer key
+  sits in every secondary's configuration, and whoever runs a secondary must not be
+  able to publish challenge records with it.
 - AXFR and IXFR (`handle_stream`, TCP only) are answered by `acmekit.dns.xfr` when signed
   with a key named in `allow_transfer`, else REFUSED; over UDP they are REFUSED.
 
@@ -126,6 +129,18 @@ def _cache_key(wire: bytes, transport: Transport) -> tuple[CacheKey, int] | None
     return None
 
 
+def update_keys(
+    keyring: Keyring, allow_transfer: frozenset[dns.name.Name], named: Iterable[dns.name.Name]
+) -> frozenset[dns.name.Name]:
+    """The keys that may UPDATE: those `named` (`--allow-update`), or when none are, every
+    key that is not for transfers only."""
+    chosen = frozenset(named)
+    unknown = [k.to_text() for k in chosen if k not in keyring]
+    if unknown:
+        raise ValueError(f"--allow-update names keys not given with --tsig-key: {unknown}")
+    return chosen or frozenset(keyring) - allow_transfer
+
+
 class DnsHandler:
     """Answers messages from a RecordStore; `keyring` holds the TSIG keys for UPDATE."""
 
@@ -136,6 +151,7 @@ class DnsHandler:
         *,
         udp_payload: int = UDP_PAYLOAD,
         allow_transfer: Iterable[dns.name.Name] = (),
+        allow_update: Iterable[dns.name.Name] = (),
         fast_path: bool = True,
     ) -> None:
         self.store = store
@@ -145,6 +161,7 @@ class DnsHandler:
         unknown = [k.to_text() for k in self.allow_transfer if k not in self.keyring]
         if unknown:
             raise ValueError(f"--allow-transfer names keys not given with --tsig-key: {unknown}")
+        self.allow_update = update_keys(self.keyring, self.allow_transfer, allow_update)
         self.udp_payload = udp_payload
         self._cache: dict[CacheKey, bytes] = {}
         self._cache_generation = store.generation
@@ -289,8 +306,8 @@ class DnsHandler:
         response.additional = list(result.additional)
 
     def _update(self, message: dns.message.Message, response: dns.message.Message) -> None:
-        if not self.keyring or not message.had_tsig:
-            log.info("unsigned UPDATE refused")
+        if not message.had_tsig or message.keyname not in self.allow_update:
+            log.info("UPDATE refused: %s", message.keyname or "unsigned")
             response.set_rcode(dns.rcode.REFUSED)
             return
         assert isinstance(message, dns.update.UpdateMessage)

@@ -53,6 +53,8 @@ class DnsConfig:
     rrl: RrlSettings = field(default_factory=RrlSettings)  # UDP rate limiting per network
     notify: tuple[str, ...] = ()  # "HOST:PORT" of secondaries to send NOTIFY to
     allow_transfer: tuple[str, ...] = ()  # TSIG key names that may AXFR/IXFR
+    # TSIG key names that may UPDATE; none: every key not in allow_transfer
+    allow_update: tuple[str, ...] = ()
     db: str | None = None  # a database shared with other `acmekit dns` processes
     # the API's deadline for a request head and its bound per client (acmekit.webguard)
     api_limits: ClientLimits = field(default_factory=ClientLimits)
@@ -108,7 +110,10 @@ class DnsService:
         self.shared = None if config.db is None else SharedStore(config.db, self.store)
         keyring = make_keyring(parse_key(spec) for spec in config.tsig_keys)
         allowed = [parse_name(k) for k in config.allow_transfer]
-        self.handler = DnsHandler(self.store, keyring, allow_transfer=allowed)
+        updaters = [parse_name(k) for k in config.allow_update]
+        self.handler = DnsHandler(
+            self.store, keyring, allow_transfer=allowed, allow_update=updaters
+        )
         targets = [parse_host_port(t) for t in config.notify]
         self.notifier = Notifier(self.store, targets, keyring[allowed[0]] if allowed else None)
         self.listener = DnsListener(self.handler, rrl=config.rrl)
