@@ -81,6 +81,9 @@ NAMES = [
     "t.hostmaster.x.test",
     "u.hostmaster.x.test",
     "q.ns1.x.test",
+    "ns1.y.example",
+    "q.ns1.y.example",
+    "NS1.Y.example",
     "big.x.test",
     "huge.x.test",
     "sub.x.test",
@@ -108,7 +111,16 @@ STORES: dict[str, Callable[[], RecordStore]] = {
     "zones": lambda: filled(RecordStore(("x.test", "sub.x.test", "y.example"), ttl=30)),
     "implicit zones": lambda: filled(RecordStore(ttl=0)),
     "default address": lambda: filled(RecordStore(("x.test",), default_ipv4="192.0.2.77")),
+    "apex wildcard": lambda: with_apex_wildcard(filled(RecordStore(("x.test", "y.example")))),
 }
+
+
+def with_apex_wildcard(store: RecordStore) -> RecordStore:
+    """A wildcard at the apex: it must not answer for the NS host or below it."""
+    for zone in ("x.test", "y.example"):
+        store.add(parse_name(f"*.{zone}"), make_rdata(RecordType.A, "10.0.0.1"))
+        store.add(parse_name(f"*.{zone}"), make_rdata(RecordType.TXT, "wild"))
+    return store
 
 
 def variants(name: str, qtype: str) -> list[tuple[str, bytes]]:

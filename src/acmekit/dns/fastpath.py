@@ -160,9 +160,20 @@ def _resolve(
         suffix = key[offset:]
         if offset == zone or suffix in index.rrsets or suffix in index.above:
             break
+        if _is_ns_host(store, key, offset, zone):
+            break  # it exists with its synthesized address (RecordStore._exists)
     if b"\x01*" + suffix in index.rrsets:
         return None  # a wildcard answers: the general path expands it
     return NXDOMAIN, 0, _soa(store, key, offsets, zone)
+
+
+def _is_ns_host(store: RecordStore, key: bytes, offset: int, zone: int) -> bool:
+    """Is the suffix of `key` at `offset` the zone's NS host, with an address?"""
+    return (
+        offset + len(_NS_LABEL) == zone
+        and key[offset:zone] == _NS_LABEL
+        and bool(store.ns_ipv4 or store.ns_ipv6)
+    )
 
 
 def _soa(store: RecordStore, key: bytes, offsets: list[int], zone: int) -> bytes:
