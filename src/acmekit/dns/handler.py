@@ -7,8 +7,12 @@
 - Anything dnspython cannot parse (truncated, wrong counts, compression loops, labels
   over 63 octets, trailing junk) gets FORMERR built from the raw header (RFC 1035 §4.1.1).
 - A TSIG-signed message is checked against our keyring (RFC 8945 §5.2): unknown key or
-  algorithm is NOTAUTH/BADKEY, a wrong MAC NOTAUTH/BADSIG, a clock skew beyond the fudge
-  NOTAUTH/BADTIME, each with an unsigned TSIG. A good signature makes the response signed.
+  algorithm is NOTAUTH/BADKEY, a wrong MAC NOTAUTH/BADSIG, each with an unsigned TSIG; a
+  MAC truncated below half the hash (or 10 octets) FORMERR, a longer truncated one
+  NOTAUTH/BADTRUNC; a clock skew beyond the fudge, or a signed UPDATE whose Time Signed
+  is earlier than the key's last accepted one (a replay, §5.2.3), NOTAUTH/BADTIME. Those
+  two are signed, BADTIME with our time in Other Data (§5.3.2; `acmekit.dns.tsig`). A
+  good signature makes the response signed.
 - EDNS version above 0 gets BADVERS (RFC 6891 §6.1.3). Our UDP payload is 1232 octets;
   an answer that does not fit the requester's limit (512 without EDNS) is sent empty with
   TC set, so the client retries over TCP (RFC 1035 §4.2.1, RFC 7766).
@@ -38,6 +42,7 @@ The only impurity is dnspython's TSIG time check, which reads the wall clock.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from enum import StrEnum
 
@@ -54,7 +59,14 @@ import dns.update
 
 from acmekit.dns import fastpath
 from acmekit.dns.store import RecordStore
-from acmekit.dns.tsig import Keyring, append_error_tsig
+from acmekit.dns.tsig import (
+    Keyring,
+    TimesSigned,
+    append_error_tsig,
+    append_signed_error_tsig,
+    truncated_mac_matches,
+    truncation_error,
+)
 from acmekit.dns.update import apply_update
 from acmekit.dns.xfr import transfer_messages
 
@@ -70,7 +82,6 @@ _REFUSED_QTYPES = frozenset(
 )
 _TSIG_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (dns.tsig.BadSignature, dns.rcode.BADSIG),
-    (dns.tsig.BadTime, dns.rcode.BADTIME),
     (dns.tsig.BadAlgorithm, dns.rcode.BADKEY),
     (dns.tsig.BadKey, dns.rcode.BADKEY),
 )
@@ -163,6 +174,7 @@ class DnsHandler:
             raise ValueError(f"--allow-transfer names keys not given with --tsig-key: {unknown}")
         self.allow_update = update_keys(self.keyring, self.allow_transfer, allow_update)
         self.udp_payload = udp_payload
+        self.times_signed = TimesSigned()
         self._cache: dict[CacheKey, bytes] = {}
         self._cache_generation = store.generation
 
@@ -257,25 +269,52 @@ class DnsHandler:
         self._cache[key[0]] = reply[2:]
 
     def _verify(self, wire: bytes, message: dns.message.Message) -> dns.message.Message | bytes:
-        assert message.keyname is not None
+        assert message.keyname is not None and message.tsig is not None
         key = self.keyring.get(message.keyname)
         if key is None:
             log.info("TSIG key unknown: %s", message.keyname)
             return self._tsig_error(message, dns.rcode.BADKEY)
+        request = message.tsig[0]
+        short = truncation_error(key, request)
+        if short == dns.rcode.FORMERR:
+            return formerr(wire)
+        if short is not None:
+            if not truncated_mac_matches(wire, key, request):
+                return self._tsig_error(message, dns.rcode.BADSIG)
+            return self._signed_tsig_error(message, key, short)
         try:
-            return dns.message.from_wire(wire, keyring=key)
+            verified = dns.message.from_wire(wire, keyring=key)
+        except dns.tsig.BadTime:  # the MAC is good (dnspython checks it first)
+            log.info("TSIG time outside the fudge for key %s", key.name)
+            return self._signed_tsig_error(message, key, dns.rcode.BADTIME)
         except Exception as exc:
             for kind, error in _TSIG_ERRORS:
                 if isinstance(exc, kind):
                     log.info("TSIG check failed for key %s: %s", key.name, kind.__name__)
                     return self._tsig_error(message, error)
             return formerr(wire)
+        replayed = verified.opcode() == dns.opcode.UPDATE and not self.times_signed.accept(
+            key.name, request.time_signed, request.mac
+        )
+        if replayed:
+            log.info("UPDATE replayed or out of order for key %s: BADTIME", key.name)
+            return self._signed_tsig_error(message, key, dns.rcode.BADTIME)
+        return verified
 
     def _tsig_error(self, message: dns.message.Message, error: int) -> bytes:
         response = dns.message.make_response(message, our_payload=self.udp_payload)
         response.set_rcode(dns.rcode.NOTAUTH)
         assert message.tsig is not None and message.keyname is not None
         return append_error_tsig(response.to_wire(), message.keyname, message.tsig[0], error)
+
+    def _signed_tsig_error(
+        self, message: dns.message.Message, key: dns.tsig.Key, error: int
+    ) -> bytes:
+        response = dns.message.make_response(message, our_payload=self.udp_payload)
+        response.set_rcode(dns.rcode.NOTAUTH)
+        assert message.tsig is not None
+        now = int(time.time()) if error == dns.rcode.BADTIME else None
+        return append_signed_error_tsig(response.to_wire(), key, message.tsig[0], error, now)
 
     def _respond(self, message: dns.message.Message) -> dns.message.Message:
         response = dns.message.make_response(message, our_payload=self.udp_payload)
