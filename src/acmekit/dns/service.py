@@ -23,7 +23,7 @@ from acmekit.dns.notify import Notifier
 from acmekit.dns.registry import Registry
 from acmekit.dns.rrl import RrlSettings
 from acmekit.dns.server import DnsListener
-from acmekit.dns.shared import SharedStore
+from acmekit.dns.shared import SharedStore, SharedTimesSigned
 from acmekit.dns.state import load_state, save_state
 from acmekit.dns.store import RecordStore, parse_name
 from acmekit.dns.tsig import make_keyring, parse_key
@@ -114,6 +114,8 @@ class DnsService:
         self.handler = DnsHandler(
             self.store, keyring, allow_transfer=allowed, allow_update=updaters
         )
+        if self.shared is not None:  # a replayed UPDATE is refused by every process
+            self.handler.times_signed = SharedTimesSigned(self.shared.engine)
         targets = [parse_host_port(t) for t in config.notify]
         self.notifier = Notifier(self.store, targets, keyring[allowed[0]] if allowed else None)
         self.listener = DnsListener(self.handler, rrl=config.rrl)
