@@ -120,3 +120,18 @@ async def test_one_name_holds_no_more_than_one_message_carries() -> None:
         reply = await dns.asyncquery.tcp(query, "127.0.0.1", port=server.dns_port, timeout=5)
         assert len(reply.answer[0]) == kept  # nothing of the refused UPDATE was applied
         assert await transfer(server, None)
+
+
+async def test_a_list_that_would_not_fit_adds_nothing() -> None:
+    policies = [{"tag": "issue", "value": f"{n:02d}".ljust(1024, "c")} for n in range(60)]
+    async with running_dns_server(None, **server_args()) as server:  # type: ignore[arg-type]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                server.api_url + "/add-caa", json={"host": "x.test", "policies": policies}
+            ) as resp,
+        ):
+            assert resp.status == 400 and "one DNS message" in await resp.text()
+        query = dns.message.make_query("x.test.", "CAA")
+        reply = await dns.asyncquery.tcp(query, "127.0.0.1", port=server.dns_port, timeout=5)
+        assert reply.answer == []  # none of them, not the first 57

@@ -12,7 +12,8 @@ store keeps pre-rendered (`RecordStore.wire`):
   is neither a zone's apex nor its name server host, class IN, type A, AAAA, TXT, CAA,
   NS or SOA;
 - store: no default address, and the name's answer is data stored at the name itself,
-  NODATA, or NXDOMAIN (no CNAME to chase, no wildcard to expand).
+  NODATA, or NXDOMAIN (no CNAME to chase, no wildcard to expand; the closest encloser
+  may be the NS host, which exists with its synthesized address).
 
 Its answer has AA set and RD copied, the question as the query spelled it, answer
 records owned by a pointer to it (RFC 1035 §4.1.4), and for NODATA and NXDOMAIN the

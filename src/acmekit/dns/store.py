@@ -15,7 +15,8 @@ zone that a test can still update; real deployments name their zones.
 
 Resolution (RFC 1034 §4.3.2, RFC 4592 for wildcards, RFC 8020 for empty non-terminals):
 exact match first; a name without data but with descendants exists (NODATA, and it
-blocks wildcards: while `_acme-challenge.x` exists, `*.` no longer answers for it);
+blocks wildcards: while `_acme-challenge.x` exists, `*.` no longer answers for it), as
+does a name with synthesized data only (the apex, the NS host: RFC 4592 §2.2);
 otherwise `*.<closest encloser>` is used if present. A CNAME is followed inside our own
 zones, up to a small bound, stopping at loops. A name with no data is answered with the
 default A/AAAA when one is set (then every name exists, as with Pebble's challtestsrv);
