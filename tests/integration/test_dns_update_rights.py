@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 
 import dns.asyncquery
 import dns.exception
@@ -16,7 +17,7 @@ import dns.tsig
 import dns.update
 import pytest
 
-from acmekit_testkit.dnsserver import DnsServerHandle, running_dns_server
+from acmekit_testkit.dnsserver import DnsServerHandle, dns_server_process, running_dns_server
 
 XFR_SECRET = base64.b64encode(b"transfer key of the secondaries!").decode()
 UPD_SECRET = base64.b64encode(b"update key of the acme clients!!").decode()
@@ -92,3 +93,12 @@ async def test_allow_update_must_name_a_known_key() -> None:
     with pytest.raises(ValueError, match="--allow-update"):
         async with running_dns_server(None, tsig_keys=KEYS, allow_update=("nokey",)):
             pass
+
+
+async def test_the_command_line_takes_allow_update(tmp_path: Path) -> None:
+    args = ["--zone", "x.test", "--tsig-key", KEYS[0], "--tsig-key", KEYS[1]]
+    args += ["--allow-transfer", "xfr", "--allow-update", "xfr"]
+    with dns_server_process(tmp_path, *args, default_ipv4=None) as server:
+        assert await update_as(server, "xfr", "both-rights") == "NOERROR"
+        assert await update_as(server, "upd", "not-named") == "REFUSED"
+        assert await published(server) == ['"both-rights"']
