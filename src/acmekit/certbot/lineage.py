@@ -37,7 +37,9 @@ from acmekit.client.errors import ClientError
 from acmekit.files import atomic_symlink, atomic_write, fsync_dir, make_dirs
 
 KINDS = ("cert", "privkey", "chain", "fullchain")
-_VERSIONED = re.compile(r"^(cert|privkey|chain|fullchain)(\d+)\.pem$")
+# fullmatch and ASCII digits: `$` also matches before a final newline, and `\d` takes
+# any script's digits, which int() reads ("cert\u0663.pem" was version 3)
+_VERSIONED = re.compile(r"(cert|privkey|chain|fullchain)([0-9]+)\.pem")
 
 LIVE_README = """This directory contains your keys and certificates.
 
@@ -136,7 +138,7 @@ class Lineage:
             target = os.readlink(self.path(kind))
         except OSError:
             return None
-        found = _VERSIONED.match(os.path.basename(target))
+        found = _VERSIONED.fullmatch(os.path.basename(target))
         return int(found.group(2)) if found else None
 
     def read_privkey(self) -> bytes:
@@ -374,7 +376,7 @@ def _write_live(directory: Path, archive: Path, version: int) -> None:
 def archive_versions(archive: Path) -> dict[int, set[str]]:
     found: dict[int, set[str]] = {}
     for entry in archive.iterdir() if archive.is_dir() else ():
-        match = _VERSIONED.match(entry.name)
+        match = _VERSIONED.fullmatch(entry.name)
         if match:
             found.setdefault(int(match.group(2)), set()).add(match.group(1))
     return found
