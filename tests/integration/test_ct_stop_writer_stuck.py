@@ -126,3 +126,50 @@ def test_sigterm_ends_the_log_while_its_sequencer_waits_for_the_lease(tmp_path: 
             finally:
                 holder.rollback()
         engine.dispose()
+
+
+# pg_locks, not pg_stat_activity, whose rows a session reads once a transaction
+WAITING_ON_ISSUERS = (
+    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'ct_issuers'::regclass"
+)
+
+
+def _read(url: str, outcome: list[object]) -> None:
+    """One GET; its status, or what ended it without an answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=120) as resp:
+            outcome.append(resp.status)
+    except urllib.error.HTTPError as exc:
+        outcome.append(exc.code)
+    except OSError as exc:
+        outcome.append(type(exc).__name__)
+
+
+def test_sigterm_ends_the_log_while_a_read_waits_for_a_lock(tmp_path: Path) -> None:
+    """A read handler's query waits for a table another session holds (as behind a
+    migration's lock or a half-open connection): the read is on a daemon thread, not the
+    loop's default executor, which `asyncio.run` and the interpreter join at exit."""
+    require_postgres_or_skip()
+    ca_hierarchy(tmp_path / "ca")
+    roots = tmp_path / "ca" / "root.pem"
+    with fresh_postgres_database("acmekit_ct") as url:
+        engine = create_engine(url)
+        with engine.connect() as holder, running_ct_log(tmp_path / "log", roots, db=url) as log:
+            holder.execute(sa.text("LOCK TABLE ct_issuers IN ACCESS EXCLUSIVE MODE"))
+            outcome: list[object] = []
+            reader = threading.Thread(target=_read, args=(log.url + "issuer/" + "ab" * 32, outcome))
+            reader.start()
+            try:
+                with engine.connect() as conn:
+                    wait_until(
+                        "the read waits for the table",
+                        lambda: conn.execute(sa.text(WAITING_ON_ISSUERS)).scalar_one() == 1,
+                        30,
+                        [log.output],
+                    )
+                _ends_on_one_sigterm(log)
+            finally:
+                holder.rollback()
+            reader.join(timeout=120)
+            assert outcome and outcome[0] != 200, outcome
+        engine.dispose()

@@ -170,6 +170,7 @@ async def serve(config: CtConfig, announce: Callable[[str], None] | None = None)
         with stop_on_signals() as stop:
             await serve_until(stop, [(server, sock)], limits.shutdown_timeout)
     finally:
+        app.reads.shutdown(wait=False)  # a read stuck in the database is left
         sequencer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sequencer
