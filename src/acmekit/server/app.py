@@ -35,6 +35,7 @@ from acmekit.server.auth import (
     key_change,
 )
 from acmekit.server.authority import Authority, ChallengeReads, OrderView, signer_unavailable
+from acmekit.server.crl import CrlRebuilder
 from acmekit.server.nonces import NonceService
 from acmekit.server.purge import Purger
 from acmekit.server.render import Urls
@@ -134,6 +135,7 @@ class AcmeApp:
         # challenge's answer, each request).
         self._persist_issuers = self.config.persist_issuers
         self._background: list[asyncio.Task[None]] = []
+        self._crl_rebuilder: CrlRebuilder | None = None
         # Host headers this listener answers to, and the base URL for the answer to one
         # it does not (None: any Host, as in-process tests and a set base_url need).
         self._authorities: frozenset[str] | None = None
@@ -184,12 +186,21 @@ class AcmeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._background.append(asyncio.create_task(self._housekeeping()))
+                self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def start(self) -> None:
+        """The background tasks (at the ASGI lifespan's startup): housekeeping, and the
+        CRL rebuilder that revocations wake (crl.py), so no CRL is made on the loop."""
+        crl = self.authority.crl
+        if crl is not None:
+            self._crl_rebuilder = CrlRebuilder(crl)
+            self._background.append(self._crl_rebuilder.start())
+        self._background.append(asyncio.create_task(self._housekeeping()))
 
     async def close(self) -> None:
         for task in self._background:
@@ -198,6 +209,9 @@ class AcmeApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        if self._crl_rebuilder is not None:
+            self._crl_rebuilder.stop()  # a later revocation remakes its CRL itself
+            self._crl_rebuilder = None
         await self.authority.close()
 
     async def _housekeeping(self) -> None:
@@ -213,8 +227,8 @@ class AcmeApp:
                 if purge.enabled and time.monotonic() >= purge_at:
                     purge_at = time.monotonic() + purge.every.total_seconds()
                     await self.purge_batches()
-                if self.authority.crl is not None:
-                    self.authority.crl.refresh()
+                if self._crl_rebuilder is not None:  # off the loop (crl.py)
+                    self._crl_rebuilder.refresh_soon()
             except UNAVAILABLE as exc:  # an outage: the next round tries again
                 log.warning("housekeeping waits for the database: %s", exc)
             except SignerUnavailable as exc:

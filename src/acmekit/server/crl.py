@@ -9,13 +9,24 @@
   Entries stay until the certificate expires.
 - The signed DER lives in the database with its number: a new CRL is stored only if
   its number is one past the stored one, so processes sharing a database never go
-  backwards, and any of them serves the latest. CRLs are remade on a schedule and at
-  once after a revocation.
+  backwards, and any of them serves the latest. CRLs are remade on a schedule and soon
+  after a revocation.
+- A revocation only marks its shard dirty (`revoked`): the CA's one rebuilder
+  (`AcmeApp`'s, in a thread off the event loop) remakes the dirty shards, so the
+  revokeCert answer never waits for a CRL, and revocations that arrive while a shard is
+  being remade share its next remaking. The Baseline Requirements (§4.9.7) allow 24
+  hours from recording a revocation to publishing the CRL that lists it; ours is the
+  time one remaking takes, and the scheduled `refresh` (every `regenerate_every`) is
+  the backstop for a shard left dirty (a signing key away, a database outage).
+- A CRL reads only its entries' columns (serial, revocation time, reason), never PEM.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -23,10 +34,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from acmekit.database import UNAVAILABLE
 from acmekit.server.ca import Issuer, sign_crl_with
 from acmekit.server.config import CrlSettings
 from acmekit.server.lint import Linter
-from acmekit.server.records import CertificateRecord, CrlRecord
+from acmekit.server.records import CertificateRecord, CrlRecord, RevokedEntry
 from acmekit.server.signing import SignerUnavailable
 from acmekit.server.store import Store
 
@@ -46,6 +58,9 @@ _REASONS = {
 
 
 ISSUER_PATH = "/issuer.der"
+# The number of shards the revoked rows' `crl_shard` was written for (schema 0014).
+CRL_SHARDS_SETTING = "crl_shards"
+_FILE_BATCH = 1000  # revoked rows filed under their shard in one transaction
 
 
 def shard_of(serial: int, shards: int) -> int:
@@ -56,7 +71,7 @@ def crl_url(base: str, shard: int) -> str:
     return f"{base}/crl/{shard}.crl"
 
 
-def _entry(rec: CertificateRecord) -> x509.RevokedCertificate:
+def _entry(rec: CertificateRecord | RevokedEntry) -> x509.RevokedCertificate:
     assert rec.revoked_at is not None
     builder = (
         x509.RevokedCertificateBuilder()
@@ -71,7 +86,7 @@ def _entry(rec: CertificateRecord) -> x509.RevokedCertificate:
 
 def build_crl(
     issuer: Issuer,
-    revoked: Sequence[CertificateRecord],
+    revoked: Sequence[CertificateRecord | RevokedEntry],
     *,
     number: int,
     url: str,
@@ -117,7 +132,12 @@ class CrlPublisher:
         self.issuer = issuer
         self.now = now
         self.linter = linter
-        self._behind: set[int] = set()  # shards whose remaking waits for the signing key
+        # Shards a revocation left to remake, or whose remaking failed (the signing key
+        # away): written by the event loop, taken by the rebuilder's thread.
+        self._dirty: set[int] = set()
+        self._dirty_lock = threading.Lock()
+        self._wake: Callable[[], None] | None = None  # the rebuilder's, when it runs
+        self._filed_for: int | None = None  # the number of shards the rows are filed for
 
     def url_for(self, serial: int) -> str:
         return crl_url(self.base_url, shard_of(serial, self.settings.shards))
@@ -134,11 +154,8 @@ class CrlPublisher:
             now = self.now()
             current = self.store.certificates.crl(shard)
             number = 1 if current is None else current.number + 1
-            revoked = [
-                r
-                for r in self.store.certificates.revoked_certificates(now)
-                if shard_of(int(r.serial, 16), self.settings.shards) == shard
-            ]
+            self._file_revoked()
+            revoked = self.store.certificates.revoked_entries(shard, now)
             der = build_crl(
                 self.issuer,
                 revoked,
@@ -157,27 +174,76 @@ class CrlPublisher:
                 return rec
         raise RuntimeError(f"CRL shard {shard} could not be stored")
 
+    def _file_revoked(self) -> None:
+        """File the revoked rows that have no shard yet under theirs (schema 0014): the
+        revocations since the last CRL, a few; all of them after the number of shards
+        changed (the number they were filed for is a stored setting)."""
+        shards = self.settings.shards
+        if self._filed_for != shards:
+            if self.store.accounts.stored_setting(CRL_SHARDS_SETTING) != str(shards):
+                self.store.certificates.unfile_revoked()
+                self.store.accounts.put_setting(CRL_SHARDS_SETTING, str(shards))
+            self._filed_for = shards
+        while self.store.certificates.file_revoked(self._shard_of_hex, _FILE_BATCH):
+            pass
+
+    def _shard_of_hex(self, serial: str) -> int:
+        return shard_of(int(serial, 16), self.settings.shards)
+
+    def attach(self, wake: Callable[[], None] | None) -> None:
+        """The rebuilder's wake-up (callable from any thread), or None when it stops:
+        without one, `revoked` remakes the shard itself (a command-line tool, a test
+        driving the authority alone)."""
+        self._wake = wake
+
     def revoked(self, serial: int) -> None:
-        """Remake the shard that lists `serial` now that it is revoked; with the signing
-        key's token away, the shard is remade by `refresh` once it is back (the
-        revocation itself is stored already)."""
+        """`serial` is revoked (and stored so): its shard is to be remade. With a
+        rebuilder attached this only marks the shard and wakes it, so the caller (the
+        revokeCert handler, on the event loop) does not wait for a CRL; without one the
+        shard is remade here. With the signing key's token away the shard stays marked,
+        for `refresh` once it is back (the revocation itself is stored already)."""
         shard = shard_of(serial, self.settings.shards)
+        with self._dirty_lock:
+            self._dirty.add(shard)
+        wake = self._wake
+        if wake is not None:
+            wake()
+            return
         try:
-            self.regenerate(shard)
+            self.rebuild()
         except SignerUnavailable as exc:
             log.warning("CRL shard %d waits for the signing key: %s", shard, exc)
-            self._behind.add(shard)
+
+    def dirty(self) -> frozenset[int]:
+        """The shards marked to be remade."""
+        with self._dirty_lock:
+            return frozenset(self._dirty)
+
+    def rebuild(self) -> None:
+        """Remake every marked shard once. A shard is unmarked before it is remade, so a
+        revocation stored meanwhile marks it again for the next round; a shard whose
+        remaking fails is marked again, with those not reached, and the error raised."""
+        with self._dirty_lock:
+            shards, self._dirty = sorted(self._dirty), set()
+        for n, shard in enumerate(shards):
+            try:
+                self.regenerate(shard)
+            except BaseException:
+                with self._dirty_lock:
+                    self._dirty.update(shards[n:])
+                raise
 
     def refresh(self, *, force: bool = False) -> None:
         """Remake every shard whose CRL is older than the schedule allows (all: `force`,
-        as at start, when the URLs in the stored CRLs may be another listener's)."""
+        as at start, when the URLs in the stored CRLs may be another listener's), and
+        every marked one."""
         horizon = self.now() - self.settings.regenerate_every
         for shard in range(self.settings.shards):
             current = self.store.certificates.crl(shard)
-            stale = current is None or current.this_update <= horizon
-            if force or stale or shard in self._behind:
-                self.regenerate(shard)
-                self._behind.discard(shard)
+            if force or current is None or current.this_update <= horizon:
+                with self._dirty_lock:
+                    self._dirty.add(shard)
+        self.rebuild()
 
     def index(self) -> str:
         """Every shard's CRL URL, one a line: where a certificate's CDP may point."""
@@ -189,6 +255,62 @@ class CrlPublisher:
             return None
         current = self.store.certificates.crl(shard)
         return (current or self.regenerate(shard)).der
+
+
+class CrlRebuilder:
+    """The process's one remaker of CRLs: woken by a revocation (`CrlPublisher.revoked`)
+    or by housekeeping (`refresh_soon`), it remakes the marked shards in a thread, so
+    the event loop goes on answering meanwhile. One remaking at a time: the revocations
+    stored during one are remade together in the next, one CRL per shard."""
+
+    def __init__(self, publisher: CrlPublisher) -> None:
+        self.publisher = publisher
+        self._wake = asyncio.Event()
+        self._refresh = False
+
+    def refresh_soon(self) -> None:
+        """Remake the shards the schedule says are due, and any left marked."""
+        self._refresh = True
+        self._wake.set()
+
+    def start(self) -> asyncio.Task[None]:
+        """Attach to the publisher now (a revocation on the loop from here on only marks
+        its shard) and run until cancelled; `stop` detaches."""
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        self.publisher.attach(wake)
+        return loop.create_task(self._run())
+
+    def stop(self) -> None:
+        self.publisher.attach(None)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            refresh, self._refresh = self._refresh, False
+            await self._remake(self.publisher.refresh if refresh else self.publisher.rebuild)
+
+    async def _remake(self, work: Callable[[], None]) -> None:
+        """`work` in a thread; a cancellation (the app closing) waits for it to end, so
+        no CRL is being signed once the store is closed. A failure leaves its shards
+        marked: housekeeping's next `refresh_soon` tries them again."""
+        done = asyncio.ensure_future(asyncio.to_thread(work))
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await done
+            raise
+        except UNAVAILABLE as exc:
+            log.warning("CRLs wait for the database: %s", exc)
+        except SignerUnavailable as exc:
+            log.warning("CRLs wait for the signing key: %s", exc)
+        except Exception:
+            log.exception("CRL remaking failed")
 
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -113,6 +113,15 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True)
+class RevokedEntry:
+    """What a CRL entry needs of a revoked certificate (RFC 5280 §5.1.2.6, §5.3.1)."""
+
+    serial: str  # lower-case hex, as CertificateRecord's
+    revoked_at: datetime
+    revocation_reason: int | None
+
+
+@dataclass(frozen=True)
 class EabKey:
     """An External Account Binding key handed to a customer (RFC 8555 §7.3.4)."""
 

@@ -15,6 +15,8 @@ metadata = sa.MetaData()
 # be planned on that index carries these words as they are (SQLite uses a partial index
 # only for a WHERE that contains its terms; literals, not parameters, on both databases).
 UNDECIDED = "stored_status = 'pending' AND decided_by IS NULL"
+# A certificate on a CRL until it expires (BR §4.10.1): ix_certificates_crl_entries's rows.
+REVOKED = "revoked_at IS NOT NULL"
 
 accounts = sa.Table(
     "accounts",
@@ -141,6 +143,20 @@ certificates = sa.Table(
     sa.Column("replaced_by", sa.String(64)),  # the order that replaces it (RFC 9773 §5)
     sa.Column("ari_window_start", sa.BigInteger),  # moved by an operator (RFC 9773 §4.2)
     sa.Column("precert", sa.LargeBinary),  # the precertificate's DER (RFC 6962 §3.1)
+    # `serial % [crl] shards`, written for revoked rows before a CRL is made (crl.py).
+    sa.Column("crl_shard", sa.Integer),
+    # A shard's CRL entries, read from the index alone: only revoked rows, only the
+    # columns an entry needs (migration 0014; repos/certificates.py).
+    sa.Index(
+        "ix_certificates_crl_entries",
+        "crl_shard",
+        "not_after",
+        "serial",
+        "revoked_at",
+        "revocation_reason",
+        sqlite_where=sa.text(REVOKED),
+        postgresql_where=sa.text(REVOKED),
+    ),
 )
 
 used_nonces = sa.Table(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from acmekit.database import from_us, to_us
-from acmekit.server.records import CertificateRecord, CrlRecord
+from acmekit.server.records import CertificateRecord, CrlRecord, RevokedEntry
 from acmekit.server.repos.base import (
     Ahead,
     Cursor,
@@ -25,7 +25,7 @@ from acmekit.server.repos.base import (
     opt_time,
     row_type,
 )
-from acmekit.server.schema import blocked_keys, certificates, crls
+from acmekit.server.schema import REVOKED, blocked_keys, certificates, crls
 
 _CertificateRow = row_type(certificates)
 _CERTIFICATE_COLS = cols(certificates)
@@ -34,6 +34,12 @@ _CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE se
 _PEM_BY_ID = "SELECT pem FROM certificates WHERE id = ?"
 _KEY_BLOCKED = "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?"
 _RECORD_PRECERT = "UPDATE certificates SET precert = ? WHERE id = ?"
+# Both served by ix_certificates_crl_entries (its WHERE repeated, so the planner uses it).
+_REVOKED_ENTRIES = (
+    "SELECT serial, revoked_at, revocation_reason FROM certificates "
+    f"WHERE {REVOKED} AND crl_shard = ? AND not_after > ?"
+)
+_UNFILED = f"SELECT id, serial FROM certificates WHERE {REVOKED} AND crl_shard IS NULL LIMIT :limit"
 # Certificates this process recorded, kept for their download: a client fetches its
 # certificate right after finalize says where. About 3 KB each (with the chain).
 ISSUED_KEPT = 512
@@ -275,7 +281,7 @@ class CertificateRepository(Repository):
             return False
 
     def revoked_certificates(self, unexpired_at: datetime) -> list[CertificateRecord]:
-        """Revoked certificates that have not expired yet: what a CRL must list."""
+        """Revoked certificates that have not expired yet, whole (PEM included)."""
         with self._tx() as c:
             rows = c.execute(
                 sa.select(certificates).where(
@@ -284,6 +290,37 @@ class CertificateRepository(Repository):
                 )
             ).all()
         return [certificate_record(r) for r in rows]
+
+    def revoked_entries(self, shard: int, unexpired_at: datetime) -> list[RevokedEntry]:
+        """What `shard`'s CRL must list (BR §4.10.1: an entry stays until its certificate
+        expires): each unexpired revoked certificate filed under it (`file_revoked`),
+        with its serial, time and reason only, read from ix_certificates_crl_entries
+        alone: no other shard's rows, no PEM."""
+        rows = self._all(_REVOKED_ENTRIES, (shard, to_us(unexpired_at)))
+        return [RevokedEntry(serial, from_us(at), reason) for serial, at, reason in rows]
+
+    def file_revoked(self, shard_of: Callable[[str], int], limit: int) -> int:
+        """Write the CRL shard (`shard_of(serial)`) of up to `limit` revoked rows that
+        have none yet (revoked since the last CRL, or before schema 0014, or unfiled by
+        a change of the number of shards); how many. Found through the entries' index."""
+        with self._tx() as c:
+            rows = c.execute(sa.text(_UNFILED), {"limit": limit}).all()
+            if rows:
+                c.execute(
+                    sa.text("UPDATE certificates SET crl_shard = :shard WHERE id = :id"),
+                    [{"shard": shard_of(serial), "id": cert_id} for cert_id, serial in rows],
+                )
+        return len(rows)
+
+    def unfile_revoked(self) -> None:
+        """Forget every revoked row's shard: the number of shards changed."""
+        with self._tx() as c:
+            c.execute(
+                sa.text(
+                    "UPDATE certificates SET crl_shard = NULL "
+                    f"WHERE {REVOKED} AND crl_shard IS NOT NULL"
+                )
+            )
 
     def replacement(self, cert_id: str) -> str | None:
         """The order that replaces this certificate, if any."""

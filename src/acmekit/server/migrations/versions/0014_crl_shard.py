@@ -1,0 +1,86 @@
+"""File each revoked certificate under its CRL shard, and index the shards' entries
+
+A revocation remakes the CRL of its certificate's shard (server/crl.py). The shard is
+`serial % [crl] shards`, which SQL cannot compute from a hex serial on SQLite, so the
+CA writes it into `certificates.crl_shard` before each CRL is made (the revoked rows
+not filed yet, found through the index below). `ix_certificates_crl_entries` holds only
+revoked rows and every column a CRL entry needs: a shard's CRL reads that shard's
+entries from the index alone, never another shard's rows, nor a certificate's PEM.
+Rows revoked before this revision are filed by the CA's first CRL after it (no
+backfill here: the number of shards is configuration, not schema).
+
+Adding a nullable column without a default changes only the catalog, on either
+database. On PostgreSQL the index is built CONCURRENTLY, outside any transaction, as
+0012 and 0013 build theirs, so a CA serving during the upgrade goes on reading and
+writing; a run interrupted anywhere is run again whole.
+
+Revision ID: 0014
+Revises: 0013
+"""
+
+import sqlalchemy as sa
+from alembic import context, op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+_NAME = "ix_certificates_crl_entries"
+_ON = (
+    "certificates (crl_shard, not_after, serial, revoked_at, revocation_reason) "
+    "WHERE revoked_at IS NOT NULL"
+)
+
+# As 0012: the sessions waiting inside pg_advisory_lock for the runner's key (an older
+# release's starts), each of which would fail anyway on a revision it does not know.
+_CANCEL_WAITERS = (
+    "SELECT pg_cancel_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
+    "AND NOT l.granted AND l.objsubid = 1 AND l.classid::bigint = :hi "
+    "AND l.objid::bigint = :lo "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+_DEADLOCK = "40P01"
+_BUILD_TRIES = 5
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("certificates")}
+    if conn.dialect.name == "sqlite":
+        if "crl_shard" not in columns:
+            op.add_column("certificates", sa.Column("crl_shard", sa.Integer(), nullable=True))
+        op.execute(f"CREATE INDEX IF NOT EXISTS {_NAME} ON {_ON}")
+        return
+    lock_key = int(context.config.attributes["lock_key"])
+    with op.get_context().autocommit_block():
+        # Catalog only (no default): a moment's ACCESS EXCLUSIVE lock, no rewrite.
+        conn.execute(sa.text("ALTER TABLE certificates ADD COLUMN IF NOT EXISTS crl_shard INTEGER"))
+        _build_index(conn, lock_key)
+
+
+def _build_index(conn: sa.Connection, lock_key: int) -> None:
+    """CREATE INDEX CONCURRENTLY, again after a deadlock with a session waiting for the
+    runner's advisory lock (0012's `_build_index` says why), or where an interrupted run
+    left the index invalid."""
+    key = {"hi": lock_key >> 32, "lo": lock_key & 0xFFFFFFFF}
+    for tries_left in reversed(range(_BUILD_TRIES)):
+        conn.execute(sa.text(_CANCEL_WAITERS), key).all()
+        valid = conn.execute(
+            sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:n)"),
+            {"n": _NAME},
+        ).scalar()
+        if valid is False:
+            conn.execute(sa.text(f"DROP INDEX CONCURRENTLY {_NAME}"))
+        try:
+            conn.execute(sa.text(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {_NAME} ON {_ON}"))
+            return
+        except sa.exc.DBAPIError as exc:
+            if tries_left == 0 or getattr(exc.orig, "sqlstate", None) != _DEADLOCK:
+                raise
+
+
+def downgrade() -> None:
+    op.drop_index(_NAME, table_name="certificates")
+    with op.batch_alter_table("certificates") as batch:
+        batch.drop_column("crl_shard")
