@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 from cryptography import x509
 
@@ -21,3 +23,15 @@ async def fetch(url: str, content_type: str | None = None) -> bytes:
         if content_type is not None:
             assert resp.headers["Content-Type"] == content_type
         return await resp.read()
+
+
+async def fetch_listing(url: str, serial: int, tries: int = 400) -> bytes:
+    """The CRL at `url` once it lists `serial`: the CA remakes a shard's CRL soon after
+    a revocation, not before answering it, so a relying party asks again meanwhile.
+    AssertionError if it never does (`tries` fetches, 50 ms apart)."""
+    for _ in range(tries):
+        der = await fetch(url)
+        if x509.load_der_x509_crl(der).get_revoked_certificate_by_serial_number(serial):
+            return der
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} never listed serial {serial:x}")

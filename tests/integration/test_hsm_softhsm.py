@@ -31,7 +31,7 @@ from acmekit.server.signing import SignerUnavailable
 from acmekit_testkit.acme_raw import Flow, Http01Responder, HttpRawAcme, Resp
 from acmekit_testkit.acmekit_server import running_acmekit_server
 from acmekit_testkit.cli import certbot_dirs, run_acmekit
-from acmekit_testkit.crls import crl_url, fetch
+from acmekit_testkit.crls import crl_url, fetch_listing
 from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.outages import is_try_again
@@ -246,7 +246,9 @@ async def test_issuance_crls_and_a_token_taken_away_mid_run(
             body = {"certificate": jose.b64e(first[0].public_bytes(Encoding.DER)), "reason": 4}
             revoked = await acme.post(f"{acme.base}/acme/revoke-cert", body, flow.key, flow.kid)
             assert revoked.status == 200, revoked.body
-            crl = x509.load_der_x509_crl(await fetch(crl_url(first[0])))
+            crl = x509.load_der_x509_crl(
+                await fetch_listing(crl_url(first[0]), first[0].serial_number)
+            )
 
             # 3. The token is away when a finalize comes: 503 + Retry-After, still ready.
             url2, order2 = await _ready_order(flow, "two.hsm.test")

@@ -68,7 +68,7 @@ async def test_revoked_certificate_is_listed_and_refused(
             body = {"certificate": jose.b64e(bad[0].public_bytes(Encoding.DER)), "reason": 1}
             revoked = await acme.post(f"{acme.base}/acme/revoke-cert", body, flow.key, flow.kid)
             assert revoked.status == 200, revoked.body
-            der = await fetch(url)
+            der = await crls.fetch_listing(url, bad[0].serial_number)
             good_der = await fetch(crls.crl_url(good[0]))
         finally:
             await acme.close()

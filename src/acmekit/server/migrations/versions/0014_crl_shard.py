@@ -10,9 +10,10 @@ Rows revoked before this revision are filed by the CA's first CRL after it (no
 backfill here: the number of shards is configuration, not schema).
 
 Adding a nullable column without a default changes only the catalog, on either
-database. On PostgreSQL the index is built CONCURRENTLY, outside any transaction, as
-0012 and 0013 build theirs, so a CA serving during the upgrade goes on reading and
-writing; a run interrupted anywhere is run again whole.
+database; on PostgreSQL under a short lock_timeout, tried again (`ddl_briefly`, as
+0010). The index is built CONCURRENTLY there, outside any transaction, as 0012 and 0013
+build theirs, so a CA serving during the upgrade goes on reading and writing; a run
+interrupted anywhere is run again whole.
 
 Revision ID: 0014
 Revises: 0013
@@ -20,6 +21,8 @@ Revises: 0013
 
 import sqlalchemy as sa
 from alembic import context, op
+
+from acmekit.migrate import ddl_briefly
 
 revision = "0014"
 down_revision = "0013"
@@ -47,15 +50,18 @@ _BUILD_TRIES = 5
 def upgrade() -> None:
     conn = op.get_bind()
     columns = {c["name"] for c in sa.inspect(conn).get_columns("certificates")}
+    column = sa.Column("crl_shard", sa.Integer(), nullable=True)
     if conn.dialect.name == "sqlite":
         if "crl_shard" not in columns:
-            op.add_column("certificates", sa.Column("crl_shard", sa.Integer(), nullable=True))
+            op.add_column("certificates", column)  # no rebuild: ALTER TABLE ADD COLUMN
         op.execute(f"CREATE INDEX IF NOT EXISTS {_NAME} ON {_ON}")
         return
+    if "crl_shard" not in columns:  # there already when a run is run again
+        # The catalog only (no default, no rewrite), under a short lock_timeout, tried
+        # again while other transactions hold the table (as 0010's column).
+        ddl_briefly("certificates", lambda: op.add_column("certificates", column))
     lock_key = int(context.config.attributes["lock_key"])
-    with op.get_context().autocommit_block():
-        # Catalog only (no default): a moment's ACCESS EXCLUSIVE lock, no rewrite.
-        conn.execute(sa.text("ALTER TABLE certificates ADD COLUMN IF NOT EXISTS crl_shard INTEGER"))
+    with op.get_context().autocommit_block():  # commits the column first
         _build_index(conn, lock_key)
 
 
