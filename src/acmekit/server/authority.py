@@ -9,7 +9,8 @@ Policy lives beside the rules it guards: rate limits (ratelimits.py) are taken o
 where each request arrives and spent when the work is done; profiles (profiles.py) set
 lifetimes; ARI (RFC 9773, ari.py) names certificates and suggests renewal windows, and an
 order's `replaces` is honoured once per certificate and exempts it from rate limits;
-revocations remake the revoked certificate's CRL shard at once (crl.py).
+a revocation marks the revoked certificate's CRL shard, remade soon off the event
+loop (crl.py).
 """
 
 from __future__ import annotations
