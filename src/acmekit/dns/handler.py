@@ -4,6 +4,9 @@
 
 - Fewer than 12 octets, or a message with QR set (a response), is dropped: answering
   either could feed a loop.
+- A message larger, or with more records, than its opcode can need gets FORMERR from
+  its header alone, before any parse (`acmekit.dns.limits`), so that one message costs
+  a bounded amount of the event loop's time.
 - Anything dnspython cannot parse (truncated, wrong counts, compression loops, labels
   over 63 octets, trailing junk) gets FORMERR built from the raw header (RFC 1035 §4.1.1).
 - A TSIG-signed message is checked against our keyring (RFC 8945 §5.2): unknown key or
@@ -49,7 +52,7 @@ import dns.rdatatype
 import dns.tsig
 import dns.update
 
-from acmekit.dns import fastpath
+from acmekit.dns import fastpath, limits
 from acmekit.dns.store import RecordStore
 from acmekit.dns.tsig import Keyring, append_error_tsig
 from acmekit.dns.update import apply_update
@@ -78,10 +81,11 @@ class Transport(StrEnum):
     TCP = "tcp"
 
 
-def formerr(wire: bytes) -> bytes:
-    """FORMERR for a message we could not parse: its ID, opcode and RD, no sections."""
+def formerr(wire: bytes, rcode: int = dns.rcode.FORMERR) -> bytes:
+    """FORMERR (or `rcode`) for a message we could not or would not parse: its ID,
+    opcode and RD, no sections."""
     flags = 0x80 | (wire[2] & 0x79)
-    return wire[:2] + bytes([flags, dns.rcode.FORMERR]) + bytes(8)
+    return wire[:2] + bytes([flags, rcode]) + bytes(8)
 
 
 def slipped(wire: bytes) -> bytes | None:
@@ -153,6 +157,9 @@ class DnsHandler:
         """The response to `wire`, or None when it must be dropped. Never raises."""
         if len(wire) < HEADER_LEN or wire[2] & 0x80:
             return None
+        beyond = limits.excess(wire)  # before any parse: bounded work (acmekit.dns.limits)
+        if beyond is not None:
+            return formerr(wire, beyond)
         if self._cache_generation != self.store.generation:
             self._cache.clear()
             self._cache_generation = self.store.generation
@@ -193,7 +200,7 @@ class DnsHandler:
         transfer, else `handle`'s one. Never raises."""
         # Only a query (QR clear, opcode QUERY) asks for a transfer (RFC 5936 §2.2);
         # anything else goes to `handle`, which drops responses and answers the opcode.
-        if not _is_transfer(wire) or wire[2] & 0xF8 != 0:
+        if not _is_transfer(wire) or wire[2] & 0xF8 != 0 or limits.excess(wire) is not None:
             reply = self.handle(wire, Transport.TCP)
             return None if reply is None else [reply]
         try:
