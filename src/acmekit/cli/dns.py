@@ -138,6 +138,12 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     help="TSIG key name (from --tsig-key) that may transfer the zones, AXFR/IXFR (repeatable).",
 )
 @click.option(
+    "--tcp-max-connections",
+    type=click.IntRange(min=1),
+    help="TCP connections held at once, from all clients (default: 1024, or half the "
+    "file-descriptor limit if less); past it the longest idle one is closed.",
+)
+@click.option(
     "--db",
     help="Database URL (postgresql://...) whose records several acmekit dns processes share.",
 )
@@ -159,6 +165,7 @@ def dns(
     notify: tuple[str, ...],
     allow_transfer: tuple[str, ...],
     db: str | None,
+    tcp_max_connections: int | None,
 ) -> None:
     """Serve ACME challenge records over DNS (UDP, TCP, RFC 2136 UPDATE) and HTTP."""
     listen_host, listen_port = parse_hostport(listen)
@@ -182,6 +189,7 @@ def dns(
         notify=tuple(_notify_target(t) for t in notify),
         allow_transfer=allow_transfer,
         db=db,
+        tcp_max_connections=tcp_max_connections,
     )
     try:
         service = DnsService(config)
