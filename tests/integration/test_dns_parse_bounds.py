@@ -147,3 +147,13 @@ async def test_a_query_larger_than_any_query_needs(parses: list[int]) -> None:
         reply = await asyncio.to_thread(udp_exchange, server.dns_port, small)
         answer = dns.message.from_wire(reply)
         assert answer.rcode() == dns.rcode.NOERROR and answer.id == 0x5151
+
+
+async def test_an_update_to_a_server_without_keys_is_refused_unparsed(parses: list[int]) -> None:
+    """Within the bounds, but no one may update: REFUSED (RFC 2136 §3.3), unparsed."""
+    async with running_dns_server() as server:
+        wire = message(UPDATE, 2, 64)
+        reply = await asyncio.to_thread(udp_exchange, server.dns_port, wire)
+        assert reply[:2] == wire[:2] and reply[3] & 0x0F == dns.rcode.REFUSED
+        assert reply[4:12] == bytes(8)
+        assert parses == []

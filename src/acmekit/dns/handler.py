@@ -16,8 +16,8 @@
   an answer that does not fit the requester's limit (512 without EDNS) is sent empty with
   TC set, so the client retries over TCP (RFC 1035 §4.2.1, RFC 7766).
 - QUERY is answered from the record store; UPDATE (RFC 2136) is accepted only when signed
-  with one of our keys (else REFUSED) and applied by `acmekit.dns.update`; other opcodes
-  get NOTIMP.
+  with one of our keys (else REFUSED, RFC 2136 §3.3: without keys, from the header
+  alone) and applied by `acmekit.dns.update`; other opcodes get NOTIMP.
 - AXFR and IXFR (`handle_stream`, TCP only) are answered by `acmekit.dns.xfr` when signed
   with a key named in `allow_transfer`, else REFUSED; over UDP they are REFUSED.
 
@@ -193,6 +193,8 @@ class DnsHandler:
         beyond = limits.excess(wire)  # before any parse: bounded work (acmekit.dns.limits)
         if beyond is not None:
             return formerr(wire, beyond)
+        if wire[2] & 0x78 == dns.opcode.UPDATE << 3 and not self.keyring:
+            return formerr(wire, dns.rcode.REFUSED)  # none may update: no need to parse
         if self._cache_generation != self.store.generation:
             self.cache.clear()
             self._cache_generation = self.store.generation
