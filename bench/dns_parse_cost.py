@@ -2,10 +2,10 @@
 
 Each shape is a message built to cost dnspython's parse (and our answer) the most for
 its size within `acmekit.dns.limits`' bounds, beside a plain query that misses the cache
-and the fast path (a cookie sends it down the general path) and the 65 KB query those
-bounds now refuse unparsed. Each message of a shape differs from the one before in its
-ID (and the plain query in its cookie, the only shape the cache would keep), so that
-nothing is served from the cache.
+and the fast path (a cookie sends it down the general path), the same with a 125-label
+name, and the 65 KB query those bounds now refuse unparsed. Each message of a shape
+differs from the one before in its ID (and the queries with a cookie in it, the only
+shapes the cache would keep), so that nothing is served from the cache.
 
     .venv/bin/python bench/dns_parse_cost.py [--shapes a,b] [--counts 5,25]
 
@@ -92,6 +92,16 @@ def plain_uncached(i: int) -> bytes:
     return header + labels + struct.pack("!HH", 16, 1) + opt
 
 
+def long_question(i: int) -> bytes:
+    """A question of 125 labels (123 of them one octet, in 254 octets) with a cookie:
+    the longest name a query may hold within its label budget, in the general path."""
+    labels = b"\x01a" * 123 + b"\x01x\x04test\x00"
+    cookie = struct.pack("!HH", COOKIE, 8) + struct.pack("!Q", i)
+    opt = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00" + struct.pack("!H", len(cookie)) + cookie
+    header = struct.pack("!6H", i & 0xFFFF, 0x0100, 1, 0, 0, 1)
+    return header + labels + struct.pack("!HH", 16, 1) + opt
+
+
 def refused_65k(i: int) -> bytes:
     """The reported attack: one question and 5,400 records owned by pointers."""
     question = b"\x0f_acme-challenge\x02rp\x01x\x04test\x00" + struct.pack("!HH", 16, 1)
@@ -104,6 +114,7 @@ def refused_65k(i: int) -> bytes:
 SHAPES: dict[str, Callable[[int], bytes]] = {
     "plain-uncached": plain_uncached,
     "long-names-query": long_names_query,
+    "long-question": long_question,
     "options-query": options_query,
     "update-pointers": update_pointers,
     "update-strings": update_strings,
@@ -126,7 +137,7 @@ def run_shape(shape: str, count: int) -> int:
         ident = n.to_bytes(2, "big")
         handle(
             ident + base[2:-4] + n.to_bytes(4, "big")
-            if shape == "plain-uncached"
+            if shape in ("plain-uncached", "long-question")
             else ident + base[2:]
         )
     return len(base)
