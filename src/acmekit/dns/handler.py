@@ -26,7 +26,7 @@ bounded by octets), emptied whenever the store changes. The key is the message a
 its ID with the question name in lower case (so transport, flags, question and EDNS
 options must match); a query whose tail holds anything but an OPT with at most a cookie
 and a client subnet (an unknown option, padding, a TSIG) is answered but not cached, as
-those would only make keys that differ for the same answer. A hit is the cached
+such a tail could be varied freely to make many keys for one answer. A hit is the cached
 response with the query's ID and the query's own spelling of the name spliced in at
 offset 12, where every compressed owner name points, so DNS 0x20 case randomization
 still gets its case back. A repeated question then costs a dictionary lookup instead of
@@ -145,9 +145,11 @@ def _cache_key(wire: bytes, transport: Transport) -> tuple[CacheKey, int] | None
 
 
 def _keyed_tail(tail: bytes) -> bool:
-    """Is what follows the question nothing, or one OPT whose options all may change an
-    answer? An option we ignore (an unknown one, padding) would only make keys that
-    differ for the same answer, so a query carrying one is answered but not cached."""
+    """Is what follows the question nothing, or one OPT (at most CACHE_TAIL octets)
+    holding only the small options resolvers send with every question, a cookie and a
+    client subnet? Any other option (an unknown one, padding) could be made to vary
+    freely, each variant a key of its own for the same answer, so a query carrying one
+    is answered but not cached."""
     if not tail:
         return True
     if len(tail) > CACHE_TAIL or len(tail) < 11 or tail[:3] != _OPT_HEAD:
