@@ -364,6 +364,12 @@ class _Exchange:
                 parts.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # the body ends where the connection does
+        if self.conn.parsing is self:
+            # Answered before its body was read (a 413 on Content-Length): the rest of
+            # the body would be read as the next request, so the connection ends with
+            # this answer (`finished`), and the answer says so (RFC 9112 §9.6): a client
+            # told nothing sends its next request on it and gets no answer.
+            self.keep_alive = False
         if not self.keep_alive or self.conn.server.stopping:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
