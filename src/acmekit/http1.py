@@ -381,7 +381,7 @@ class _Exchange:
                 parts.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # the body ends where the connection does
-        if self.conn.parsing is self:
+        if not self.body_done:
             # Answered before its body was read (a 413 on Content-Length): the rest of
             # the body would be read as the next request, so the connection ends with
             # this answer (`finished`), and the answer says so (RFC 9112 §9.6): a client
@@ -735,8 +735,9 @@ class _Connection(asyncio.Protocol):
         if scope is None:
             self.fail(HTTPStatus.BAD_REQUEST, "the request target is not a path we can read")
             return
-        if scope["http_version"] not in HTTP1_VERSIONS:  # the parser takes 0.9 and 2.0 too
-            self._unsupported_version(scope["http_version"])
+        version = scope["http_version"]
+        if version != "1.1" and version not in HTTP1_VERSIONS:  # the parser takes 0.9, 2.0
+            self._unsupported_version(version)
             return
         keep_alive = self.parser.should_keep_alive() and not self.server.stopping
         ex = _Exchange(self, scope, keep_alive, self.expect and scope["http_version"] == "1.1")
