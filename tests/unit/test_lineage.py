@@ -297,8 +297,9 @@ def test_repair_takes_up_a_whole_version_the_links_never_reached(tmp_path: Path)
 
 @pytest.mark.parametrize("spoiled", ["other key", "links moved since", "other fullchain"])
 def test_repair_leaves_a_version_that_does_not_hold_together(tmp_path: Path, spoiled: str) -> None:
-    store, _ = _unswitched(tmp_path)
+    store, newer = _unswitched(tmp_path)
     archive, live = tmp_path / "archive" / "a.test", tmp_path / "live" / "a.test"
+    links_made = (live / "cert.pem").lstat().st_mtime
     if spoiled == "other key":
         atomic_write(archive / "privkey2.pem", _files("a.test").privkey.encode())
     elif spoiled == "other fullchain":
@@ -310,3 +311,9 @@ def test_repair_leaves_a_version_that_does_not_hold_together(tmp_path: Path, spo
     repaired = store.repair(store.load("a.test"))
     assert repaired.current_version() == 1
     assert (archive / "cert2.pem").is_file() and next_version(archive) == 3
+
+    # Made whole (or the links as the crash left them), version 2 is taken up.
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        atomic_write(archive / f"{kind}2.pem", newer.text(kind).encode())
+        os.utime(live / f"{kind}.pem", (links_made, links_made), follow_symlinks=False)
+    assert store.repair(store.load("a.test")).current_version() == 2
