@@ -436,7 +436,9 @@ class Client(AsyncClosing):
         (a test run) has every name proven anew, as certbot's --dry-run does: valid
         authorizations the CA reused are deactivated (§7.5.2) and the order made again."""
         identifiers = list(identifiers)
-        order, replaces = await self._new_replacing(identifiers, profile, replaces)
+        order, replaces = await self.new_replacement_order(
+            identifiers, profile=profile, replaces=replaces
+        )
         if fresh and await self._deactivate_valid(order):
             order = await self.new_order(identifiers, profile=profile, replaces=replaces)
         try:
@@ -454,8 +456,12 @@ class Client(AsyncClosing):
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
 
-    async def _new_replacing(
-        self, identifiers: list[Identifier | str], profile: str | None, replaces: str | None
+    async def new_replacement_order(
+        self,
+        identifiers: Iterable[Identifier | str],
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
     ) -> tuple[Order, str | None]:
         """A new order naming `replaces`, and, if the CA answers that the certificate is
         already replaced, the same order once more without it (RFC 9773 §5 lets a client
@@ -463,6 +469,7 @@ class Client(AsyncClosing):
         replacement this client never saw (a config dir restored from a backup, a run
         killed after issuance) or by an order a killed run left ready: a lineage must
         not be kept from renewing for ever by any of them. The order, and what it names."""
+        identifiers = list(identifiers)
         try:
             return await self.new_order(identifiers, profile=profile, replaces=replaces), replaces
         except AcmeError as exc:
