@@ -104,6 +104,7 @@ def test_a_version_written_before_the_links_moved_is_taken_up(ca: Ca, tmp_path: 
     assert links(tmp_path, name) == {f"../../archive/{name}/{kind}2.pem" for kind in KINDS}
     assert leaf(tmp_path, name).serial_number == issued.serial_number
     assert f"{name}: not due for renewal yet" in quiet.stdout
+    assert f"lineage {name}: live links repointed at version 2" in quiet.stderr
 
 
 def test_an_unreadable_certificate_fails_its_lineage_only(ca: Ca, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ a symlink is switched by making a new link and renaming it over the old one.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -41,6 +42,7 @@ from acmekit.certbot.renewalconf import Section
 from acmekit.client.errors import ClientError
 from acmekit.files import atomic_symlink, atomic_write, fsync_dir, make_dirs
 
+log = logging.getLogger(__name__)
 KINDS = ("cert", "privkey", "chain", "fullchain")
 # fullmatch and ASCII digits: `$` also matches before a final newline, and `\d` takes
 # any script's digits, which int() reads ("cert\u0663.pem" was version 3)
@@ -309,6 +311,7 @@ class LineageStore:
         version = self._repaired_version(lineage)
         if version is None:
             return lineage
+        log.warning("lineage %s: live links repointed at version %d", lineage.name, version)
         for kind in KINDS:
             link = lineage.path(kind)
             target = lineage.archive_dir / f"{kind}{version}.pem"
