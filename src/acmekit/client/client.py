@@ -443,7 +443,7 @@ class Client(AsyncClosing):
             order = await self.new_order(identifiers, profile=profile, replaces=replaces)
         try:
             await self._authorize(order, solvers, preference or tuple(solvers))
-        except BaseException:  # a failure, Ctrl-C or SIGTERM (a cancelled task) alike
+        except (Exception, asyncio.CancelledError):  # Ctrl-C and SIGTERM cancel the task
             await self._relinquish(order)
             raise
         order = await self.poll_order(order)
