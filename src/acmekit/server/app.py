@@ -126,7 +126,12 @@ class AcmeApp:
         # taken from the payload early) and each read is made where the handler reads.
         self._ahead = authority.store.remote
         self.nonces = nonces
-        self.purger = Purger(authority.store, authority.config.purge_settings(), authority.now)
+        self.purger = Purger(
+            authority.store,
+            authority.config.purge_settings(),
+            authority.now,
+            database_clock=authority.limits.database_clock,
+        )
         self.auth = Authenticator(authority.store, nonces, authority.policy.check_signing_key)
         self.config = authority.config
         # dns-persist-01's issuer names, derived from the (frozen) configuration once:
