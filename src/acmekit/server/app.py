@@ -36,7 +36,7 @@ from acmekit.server.auth import (
 )
 from acmekit.server.authority import Authority, ChallengeReads, OrderView, signer_unavailable
 from acmekit.server.nonces import NonceService
-from acmekit.server.purge import Purger
+from acmekit.server.purge import Purger, record_settings
 from acmekit.server.render import Urls
 from acmekit.server.repos.base import Ahead
 from acmekit.server.repos.purge import Due
@@ -189,6 +189,8 @@ class AcmeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # For `acmekit server db purge` run without this process's TOML file.
+                record_settings(self.authority.store, self.purger.settings)
                 self._background.append(asyncio.create_task(self._housekeeping()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

@@ -40,8 +40,10 @@ Nothing else: certificates, CRLs, accounts, EAB keys and blocked keys are kept.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 from acmekit.database import to_us
 from acmekit.server.config import PurgeSettings
@@ -52,6 +54,35 @@ from acmekit.server.store import Store
 
 # The longest validity the Baseline Requirements ever allowed (§6.3.2, before 2026-03-15).
 LONGEST_VALIDITY = max(step.max_validity for step in SC081)
+
+
+# Where a serving CA records the grace and retention in force (`record_settings`), for
+# `acmekit server db purge` run without the server's TOML file.
+SETTING = "purge"
+
+
+def record_settings(store: Store, settings: PurgeSettings) -> None:
+    """Record the grace and retention in force, in seconds (the last process to start
+    wins: processes sharing a database are meant to share a configuration)."""
+    value = {
+        "grace": settings.grace.total_seconds(),
+        "retention": settings.retention.total_seconds(),
+    }
+    store.accounts.put_setting(SETTING, json.dumps(value, sort_keys=True))
+
+
+def recorded_settings(store: Store, base: PurgeSettings) -> PurgeSettings | None:
+    """`base` with the grace and retention a serving CA recorded; None if none did (or
+    the record is not one this release reads)."""
+    text = store.accounts.stored_setting(SETTING)
+    if text is None:
+        return None
+    try:
+        found = json.loads(text)
+        grace, retention = float(found["grace"]), float(found["retention"])
+    except (TypeError, KeyError, ValueError, OverflowError):
+        return None
+    return replace(base, grace=timedelta(seconds=grace), retention=timedelta(seconds=retention))
 
 
 def cutoffs(settings: PurgeSettings, now: datetime, database_clock: bool = False) -> Cutoffs:
