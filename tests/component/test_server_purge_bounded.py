@@ -300,3 +300,27 @@ def test_old_rows_go_from_the_oldest_whatever_the_cursor(store: Store) -> None:
     with store.engine.connect() as conn:
         left = conn.execute(sa.text("SELECT id FROM orders ORDER BY id")).scalars().all()
     assert left == ["obeing", "oissued"]
+
+
+def test_buckets_are_judged_by_the_database_clock_as_the_limiter_judges_them(
+    store: Store,
+) -> None:
+    """The rate limiter judges buckets by the database's clock (the real clock's CA): a
+    purger whose own clock runs an hour ahead keeps a bucket whose TAT is half an hour
+    ahead of the database's (not full: deleting it would hand back tokens), and deletes
+    one full for twenty minutes."""
+    real = datetime.now(UTC)
+    _insert(
+        store,
+        "rate_buckets",
+        [
+            {"key": "ahead", "tat": to_us(real + timedelta(minutes=30))},
+            {"key": "full", "tat": to_us(real - timedelta(minutes=20))},
+        ],
+    )
+    ahead = real + timedelta(hours=1)
+    purger = Purger(store, SETTINGS, lambda: ahead, database_clock=True)
+    assert purger.due() == Due(buckets=1)
+    assert purger.batches(1) == Due(buckets=1)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT key FROM rate_buckets")).scalars().all() == ["ahead"]

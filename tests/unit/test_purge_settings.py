@@ -104,4 +104,8 @@ def test_a_validated_authorization_waits_for_the_longest_validity_and_the_retent
     assert cut.orders == cut.authorizations == to_us(now - timedelta(days=30))
     assert cut.validated == to_us(now - LONGEST_VALIDITY - timedelta(days=730))
     assert cut.buckets == to_us(now - timedelta(minutes=10))
+    # As the rate limiter, by the database's clock (less the same skew) where it reads it.
+    by_database = cutoffs(PurgeSettings(), now, database_clock=True)
+    assert by_database.buckets is None
+    assert by_database.skew == 10 * 60 * 1_000_000
     assert timedelta(days=398) == LONGEST_VALIDITY
