@@ -189,14 +189,22 @@ class AcmeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # For `acmekit server db purge` run without this process's TOML file.
-                record_settings(self.authority.store, self.purger.settings)
+                self._record_purge_settings()
                 self._background.append(asyncio.create_task(self._housekeeping()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _record_purge_settings(self) -> None:
+        """For `acmekit server db purge` run without this process's TOML file; a
+        database down at this moment delays nothing (the command then says where its
+        settings came from)."""
+        try:
+            record_settings(self.authority.store, self.purger.settings)
+        except UNAVAILABLE as exc:
+            log.warning("purge settings not recorded, the database is unavailable: %s", exc)
 
     async def close(self) -> None:
         for task in self._background:
