@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,10 @@ GRACE = timedelta(days=10)
 RETENTION = timedelta(days=100)
 BATCH = 25
 KEPT = 1000  # of each kind
+# Due, of each kind: enough that PostgreSQL plans as for a CA's tables (a batch's
+# challenges by their index, not reading the small table whole; a subquery's batch of
+# ids by a hash join over every row due).
+DUE = 50_000
 SETTINGS = PurgeSettings(grace=GRACE, retention=RETENTION, batch=BATCH)
 # Past the grace, within the retention: kept.
 EXPIRED = to_us(NOW - timedelta(days=20))
@@ -220,6 +225,33 @@ def test_a_round_reads_a_batch_however_many_expired_rows_are_kept(
         reads.close()
     assert _count(store, "orders") == 2 * KEPT
     assert _count(store, "authorizations") == KEPT
+
+
+def test_a_round_reads_a_batch_however_many_rows_are_due(store: Store) -> None:
+    """DUE orders and validated authorizations past the retention: a round deletes a
+    batch of each and reads about that batch (deleting, and walking both a kept batch and a
+    deleted one: twice the bound), not every row due (a DELETE of a subquery's batch of ids
+    was planned on PostgreSQL as a hash join over every row past the cutoff)."""
+    pairs = [_validated(n, LONG_AGO + n) for n in range(DUE)]
+    _insert(store, "authorizations", [a for a, _ in pairs])
+    _insert(store, "challenges", [c for _, c in pairs])
+    failed = {"finalize_started": LONG_AGO - 5, "error": "{}"}
+    _insert(store, "orders", [_order(f"od{n:06d}", LONG_AGO + n, **failed) for n in range(DUE)])
+    if store.remote:
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("ANALYZE orders, authorizations, challenges"))
+    reads = Reads(store)
+    try:
+        # The default batch: PostgreSQL planned a batch of 25 ids by a nested loop.
+        batch = PurgeSettings().batch
+        purger = Purger(store, replace(SETTINGS, batch=batch), lambda: NOW)
+        for _ in range(3):
+            read, done = reads.of(lambda: purger.batches(1))
+            # The walk past the retention takes a batch (the grace's keeps the next).
+            assert done == Due(orders=batch, authorizations=batch, challenges=batch)
+            assert read <= 2 * reads.bound * batch // BATCH, read
+    finally:
+        reads.close()
 
 
 def test_an_order_failed_after_the_walk_passed_it_goes_after_the_retention(

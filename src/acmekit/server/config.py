@@ -184,11 +184,12 @@ class PurgeSettings:
     """Deleting what the CA no longer needs (server/purge.py): orders and authorizations
     `grace` after they expired (an order only if never finalized), an authorization that
     was validated and an order whose issuance failed only `retention` after any
-    certificate it could have backed expired, and rate-limit buckets that are full again. The housekeeping loop deletes
-    at most `batches` batches of `batch` rows of each kind every `every`; `acmekit
-    server db purge` deletes everything due. The grace in force is at least every
-    profile's order_lifetime (`ServerConfig.purge_settings`), so no order whose status
-    an authorization decides outlives it."""
+    certificate it could have backed expired, and rate-limit buckets that are full
+    again. The housekeeping loop deletes at most `batches` batches of `batch` rows of
+    each kind every `every`; `acmekit server db purge` deletes everything due. The
+    grace in force is at least every profile's order_lifetime
+    (`ServerConfig.purge_settings`), so no order whose status an authorization decides
+    outlives it."""
 
     enabled: bool = True
     grace: timedelta = timedelta(days=30)

@@ -140,9 +140,9 @@ class Purger:
         size = self.settings.batch
         done = 0
         for _ in range(count):
-            gone = self._repo.orders_old(cut, size)
-            done += gone
-            if gone < size:
+            old = self._repo.orders_old(cut, size)
+            done += old.deleted
+            if old.deleted < size:
                 break
         for _ in range(count):
             step = self._repo.orders_grace(cut, self._orders_at, size)
@@ -156,9 +156,9 @@ class Purger:
         size = self.settings.batch
         done = Due()
         for _ in range(count):
-            authzs, challenges = self._repo.authorizations_old(cut, size)
-            done += Due(authorizations=authzs, challenges=challenges)
-            if authzs < size:
+            old = self._repo.authorizations_old(cut, size)
+            done += Due(authorizations=old.deleted, challenges=old.challenges)
+            if old.deleted < size:
                 break
         for _ in range(count):
             step = self._repo.authorizations_grace(cut, self._authzs_at, size)
