@@ -16,6 +16,10 @@ A batch reads at most `batch` rows of an index, however many expired rows are ke
 - Orders walk `ix_orders_unissued` (migration 0013), which holds only orders without a
   certificate: an issued order, kept for ever, drops out of it when it is issued.
   Authorizations walk `ix_authz_expires`, both on (expires, id).
+- A batch reads its range first, (expires, id) from the index alone, then deletes
+  within `(expires, id)` bounds; `+expires` keeps the planners to those bounds (SQLite
+  bounded the scan by the cutoff, every kept row after the cursor; a subquery's batch of
+  ids, PostgreSQL joined against every row due).
 - Each DELETE states the predicate again on the rows it deletes: on PostgreSQL a row
   changed by another transaction meanwhile is judged again as it now is (READ
   COMMITTED), so an authorization whose expiry a finishing validation has just moved,
