@@ -344,6 +344,11 @@ def test_cli_ini(ca: Ca, tmp_path: Path) -> None:
     own.write_text(ini.read_text())
     try:
         _ok(certonly(ca, "-d", "ini3.parity.test"))
+        assert _leaf(_live(ca, "ini3.parity.test")).public_key().key_size == 3072  # type: ignore[union-attr]
+        # renew takes cli.ini's settings over the renewal conf's, as the command line's.
+        own.write_text(f"{ini.read_text()}deploy-hook = echo from-cli-ini\n")
+        renewed = renew(ca, "ini3.parity.test", "--force-renewal")
     finally:
         own.unlink()
-    assert _leaf(_live(ca, "ini3.parity.test")).public_key().key_size == 3072  # type: ignore[union-attr]
+    _ok(renewed)
+    assert "Hook 'deploy-hook' ran with output:\n from-cli-ini" in renewed.stdout

@@ -1106,8 +1106,13 @@ def _overrides(args: dict[str, Any]) -> Overrides | None:
     given = {
         _FIELD_OF.get(name, name)
         for name in ctx.params
+        # cli.ini's values (the default map) count as given, as certbot's do
         if ctx.get_parameter_source(name)
-        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+        in (
+            click.core.ParameterSource.COMMANDLINE,
+            click.core.ParameterSource.ENVIRONMENT,
+            click.core.ParameterSource.DEFAULT_MAP,
+        )
     }
     if args["dns_hook"]:
         given.add("authenticator")
