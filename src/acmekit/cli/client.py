@@ -300,8 +300,9 @@ def _validate_hooks(args: dict[str, Any]) -> None:
 
 def _must_staple(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     """OCSP Must-Staple (RFC 7633) makes a certificate unusable where no OCSP response
-    can be stapled: Let's Encrypt ended OCSP in 2025 and refuses such CSRs, and certbot
-    refuses the flag for that reason."""
+    can be stapled: Let's Encrypt ended OCSP in 2025 and refuses such CSRs. Refused here
+    with that reason rather than accepted and ignored: whoever asks for the extension
+    expects it in the certificate."""
     if value:
         raise click.BadParameter(
             "OCSP Must-Staple is not supported: Let's Encrypt ended OCSP and refuses "
