@@ -124,7 +124,9 @@ def test_csr_in_der(ca: Ca, tmp_path: Path) -> None:
     key, csr = _csr("der.parity.test")
     (tmp_path / "req.der").write_bytes(csr.public_bytes(serialization.Encoding.DER))
     _ok(certonly(ca, "--csr", str(tmp_path / "req.der"), *standalone(ca),
-                 "--fullchain-path", str(tmp_path / "fc.pem")))  # fmt: skip
+                 "--fullchain-path", str(tmp_path / "fc.pem"),
+                 "--cert-path", str(tmp_path / "c.pem"),
+                 "--chain-path", str(tmp_path / "ch.pem")))  # fmt: skip
     cert = openssl_verify(ca.server.root_path, tmp_path / "fc.pem", tmp_path)
     assert dns_names(cert) == ["der.parity.test"]
     assert cert.public_key() == key.public_key()
