@@ -231,6 +231,12 @@ def test_run_deploy_hooks_with_dry_run(ca: Ca, tmp_path: Path) -> None:
     assert not record.exists()
     _ok(renew(ca, name, "--dry-run", "--deploy-hook", hook, "--run-deploy-hooks"))
     assert record.read_text().splitlines() == [str(ca.etc / "live" / name)]
+    # reconfigure's test run too, as certbot's.
+    reconfigure = ["reconfigure", "--cert-name", name, *certbot_dirs(ca.base), "--deploy-hook"]
+    _ok(acmekit(ca, *reconfigure, f"{hook}; echo reconfigured >> {record}"))
+    assert len(record.read_text().splitlines()) == 1
+    _ok(acmekit(ca, *reconfigure, f"{hook}; echo again >> {record}", "--run-deploy-hooks"))
+    assert record.read_text().splitlines()[1:] == [str(ca.etc / "live" / name), "again"]
 
 
 # -- keys -------------------------------------------------------------------------------

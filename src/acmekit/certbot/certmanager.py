@@ -769,13 +769,29 @@ class CertManager(AsyncClosing):
             client, params = self._lineage_client(wanted)
             runner = HookRunner(self.paths.config_dir, use_directories=False)
             options = RenewOptions(cert_name=name, dry_run=True)
-            work = self._renew_lineage(client, lineage, params, options, runner)
+            work = self._test_run(client, lineage, params, options, runner)
             await _then_post_hooks(runner, [name], work)
             if runner.failures:
                 hooks = ", ".join(f"{f.kind} hook {f.command!r}" for f in runner.failures)
                 raise ClientError(f"the test run succeeded, but its {hooks} failed")
             self._save_params(lineage, params)
         return params
+
+    async def _test_run(
+        self,
+        client: Client,
+        lineage: Lineage,
+        params: RenewalParams,
+        options: RenewOptions,
+        runner: HookRunner,
+    ) -> Outcome:
+        """reconfigure's dry run; with --run-deploy-hooks (certbot's), its deploy hooks
+        run too, on the lineage's live files."""
+        outcome = await self._renew_lineage(client, lineage, params, options, runner)
+        if self.run_options.run_deploy_hooks:
+            directories = self.run_options.directory_hooks
+            await runner.deploy(params.renew_hook, lineage.live_dir, lineage.names, directories)
+        return outcome
 
     # -- install ---------------------------------------------------------------------
 
