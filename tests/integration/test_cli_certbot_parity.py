@@ -101,6 +101,7 @@ def _spki(ca: Ca, name: str) -> bytes:
 
 
 def _script(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"#!/bin/sh\n{body}\n")
     path.chmod(0o755)
     return path
