@@ -266,22 +266,37 @@ def test_new_key_and_no_reuse_key(ca: Ca) -> None:
 # -- --allow-subset-of-names -----------------------------------------------------------------
 
 
-def test_allow_subset_of_names(ca: Ca) -> None:
-    """CAA at bad.* forbids this CA: that name's authorization fails, and the
-    certificate is ordered again for the others."""
-    names = ["good.subset.parity.test", "bad.subset.parity.test"]
-    caa = {"host": names[1], "policies": [{"tag": "issue", "value": "nobody.invalid"}]}
+def _forbid(ca: Ca, name: str) -> None:
+    """CAA at `name` naming another CA: this one refuses the name at validation."""
+    caa = {"host": name, "policies": [{"tag": "issue", "value": "nobody.invalid"}]}
     request = urllib.request.Request(
         f"{ca.dns.api_url}/add-caa", json.dumps(caa).encode(), method="POST"
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert answer.status == 200
+
+
+def test_allow_subset_of_names(ca: Ca) -> None:
+    """bad.*'s authorization fails: the certificate is ordered again for the others."""
+    names = ["good.subset.parity.test", "bad.subset.parity.test"]
+    _forbid(ca, names[1])
     args = [*standalone(ca), *(a for n in names for a in ("-d", n))]
     refused = certonly(ca, *args)
     assert refused.returncode == 1 and names[1] in refused.stderr
     assert not _live(ca, names[0]).exists()
     _ok(certonly(ca, *args, "--allow-subset-of-names"))
     assert dns_names(_leaf(_live(ca, names[0]))) == [names[0]]
+
+
+def test_allow_subset_of_names_is_kept_for_renewal(ca: Ca) -> None:
+    """Saved in the renewal conf, as certbot saves it: a renewal whose name has become
+    unusable renews the others (a dry run, whose names are all proven anew)."""
+    names = ["good.keep.parity.test", "bad.keep.parity.test"]
+    _ok(certonly(ca, *standalone(ca), "-d", ",".join(names), "--allow-subset-of-names"))
+    conf = ca.etc / "renewal" / f"{names[0]}.conf"
+    assert "allow_subset_of_names = True" in conf.read_text()
+    _forbid(ca, names[1])
+    _ok(renew(ca, names[0], "--dry-run"))
 
 
 # -- other flags ----------------------------------------------------------------------------

@@ -89,14 +89,12 @@ class RunOptions:
     """certbot's flags that change one run, never saved in a renewal conf:
     `new_key` (a fresh key even with reuse_key), `directory_hooks` (run
     `renewal-hooks/`), `run_deploy_hooks` (deploy hooks on a dry run too),
-    `allow_subset_of_names` (drop the names whose authorization failed and order the
-    rest), `user_agent`, and `issuance_timeout` (seconds to wait for the certificate
-    after finalize)."""
+    `user_agent`, and `issuance_timeout` (seconds to wait for the certificate after
+    finalize)."""
 
     new_key: bool = False
     directory_hooks: bool = True
     run_deploy_hooks: bool = False
-    allow_subset_of_names: bool = False
     user_agent: str | None = None
     issuance_timeout: float | None = None
 
@@ -463,17 +461,18 @@ class CertManager(AsyncClosing):
                 client, names, params, cert_name, dry_run, force, hooks, duplicate
             )
 
-        return await _then_post_hooks(hooks, names, self._subset(names, work))
+        subset = self._subset(names, work, params.allow_subset_of_names)
+        return await _then_post_hooks(hooks, names, subset)
 
     async def _subset(
-        self, names: Sequence[str], work: Callable[[Sequence[str]], Awaitable[T]]
+        self, names: Sequence[str], work: Callable[[Sequence[str]], Awaitable[T]], allowed: bool
     ) -> T:
         """certbot's --allow-subset-of-names: when some names' authorizations fail, the
         certificate is ordered again for the others (with a new order and CSR)."""
         try:
             return await work(names)
         except AcmeError as exc:
-            if not self.run_options.allow_subset_of_names:
+            if not allowed:
                 raise
             failed = {
                 str((sub.identifier or {}).get("value", "")).lower()
@@ -742,8 +741,12 @@ class CertManager(AsyncClosing):
         names = lineage.names
         key = self._key(lineage, params)
         replacing = None if options.dry_run else lineage
-        csr = make_csr(key, names)
-        issued = await self._issue(client, params, names, csr, hooks, replacing, options.dry_run)
+
+        async def attempt(names: Sequence[str]) -> IssuedCertificate:
+            csr = make_csr(key, names)
+            return await self._issue(client, params, names, csr, hooks, replacing, options.dry_run)
+
+        issued = await self._subset(names, attempt, params.allow_subset_of_names)
         if options.dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
