@@ -120,3 +120,17 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, logs: Seque
         time.sleep(0.1)
     tails = "\n".join(log_tail(log) for log in logs)
     raise AssertionError(f"{what} did not happen\n{tails}")
+
+
+def sleeping_thread(pid: int) -> bool:
+    """Whether a thread of process `pid` sleeps in the kernel's nanosleep (SQLite's busy
+    handler between its tries for a lock, where a C call holds the thread): read from
+    each thread's `/proc/PID/task/TID/wchan`."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            wchan = (task / "wchan").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if "nanosleep" in wchan:
+            return True
+    return False

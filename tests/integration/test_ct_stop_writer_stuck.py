@@ -3,7 +3,8 @@ is bounded, the writer thread does not keep the process alive, and the batch it 
 writing answers no one with an SCT (it was never committed). And while its sequencer
 waits there for the lease's row (another session holds it, as a half-open connection
 would): the lease's release and the sequencing pass stuck there must not keep the
-process alive."""
+process alive. And while a read waits there (a lock, then a silent connection): the
+read's thread must not keep it alive either."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
 
 from acmekit.ct.schema import entries
 from acmekit.ct.store import _INDEX_LOCK
@@ -29,6 +31,7 @@ from acmekit_testkit.ctlog import (
     running_ct_log,
 )
 from acmekit_testkit.databases import fresh_postgres_database
+from acmekit_testkit.freezerelay import freezable_relay
 from acmekit_testkit.processes import log_tail, wait_until
 from acmekit_testkit.tiers import require_postgres_or_skip
 
@@ -53,10 +56,11 @@ def submit(url: str, body: bytes, outcome: list[object]) -> None:
         outcome.append(type(exc).__name__)
 
 
-def _ends_on_one_sigterm(log: RunningLog) -> None:
+def _ends_on_one_sigterm(log: RunningLog, bound: float = 30) -> None:
+    """One SIGTERM ends the log within `bound` seconds (a bound for a hang, not a speed)."""
     log.process.send_signal(signal.SIGTERM)
     try:
-        log.process.wait(timeout=30)
+        log.process.wait(timeout=bound)
     except subprocess.TimeoutExpired:
         pytest.fail("one SIGTERM did not end the log:\n" + log_tail(log.output))
 
@@ -126,3 +130,63 @@ def test_sigterm_ends_the_log_while_its_sequencer_waits_for_the_lease(tmp_path: 
             finally:
                 holder.rollback()
         engine.dispose()
+
+
+# pg_locks, not pg_stat_activity, whose rows a session reads once a transaction
+WAITING_ON_ISSUERS = (
+    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'ct_issuers'::regclass"
+)
+
+
+def _read(url: str, outcome: list[object]) -> None:
+    """One GET; its status, or what ended it without an answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=120) as resp:
+            outcome.append(resp.status)
+    except urllib.error.HTTPError as exc:
+        outcome.append(exc.code)
+    except OSError as exc:
+        outcome.append(type(exc).__name__)
+
+
+def test_sigterm_ends_the_log_while_a_read_waits_for_the_database(tmp_path: Path) -> None:
+    """A read handler's query waits for a table another session holds, and then its
+    connection goes silent (a relay between the log and PostgreSQL holds all traffic,
+    as a half-open connection would): the server's statement timeout cannot answer it.
+    The read is on a daemon thread, not the loop's default executor, which `asyncio.run`
+    and the interpreter join at exit."""
+    require_postgres_or_skip()
+    ca_hierarchy(tmp_path / "ca")
+    roots = tmp_path / "ca" / "root.pem"
+    with fresh_postgres_database("acmekit_ct") as url:
+        direct = make_url(url)
+        engine = create_engine(url)
+        with (
+            freezable_relay(direct.port or 5432) as relay,
+            engine.connect() as holder,
+            running_ct_log(tmp_path / "log", roots, db=_through(direct, relay.port)) as log,
+        ):
+            holder.execute(sa.text("LOCK TABLE ct_issuers IN ACCESS EXCLUSIVE MODE"))
+            outcome: list[object] = []
+            reader = threading.Thread(target=_read, args=(log.url + "issuer/" + "ab" * 32, outcome))
+            reader.start()
+            try:
+                with engine.connect() as conn:
+                    wait_until(
+                        "the read waits for the table",
+                        lambda: conn.execute(sa.text(WAITING_ON_ISSUERS)).scalar_one() == 1,
+                        30,
+                        [log.output],
+                    )
+                relay.freeze()
+                _ends_on_one_sigterm(log, bound=60)
+            finally:
+                holder.rollback()
+            reader.join(timeout=120)
+            assert outcome and outcome[0] != 200, outcome
+        engine.dispose()
+
+
+def _through(direct: URL, port: int) -> str:
+    """The database URL by way of the relay on `port`."""
+    return direct.set(port=port).render_as_string(hide_password=False)

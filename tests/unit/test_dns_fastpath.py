@@ -18,13 +18,14 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acmekit.dns import fastpath
+from acmekit.dns import fastpath, limits
 from acmekit.dns.handler import DnsHandler, Transport
 from acmekit.dns.store import (
     RecordStore,
@@ -81,6 +82,9 @@ NAMES = [
     "t.hostmaster.x.test",
     "u.hostmaster.x.test",
     "q.ns1.x.test",
+    "ns1.y.example",
+    "q.ns1.y.example",
+    "NS1.Y.example",
     "big.x.test",
     "huge.x.test",
     "sub.x.test",
@@ -108,7 +112,16 @@ STORES: dict[str, Callable[[], RecordStore]] = {
     "zones": lambda: filled(RecordStore(("x.test", "sub.x.test", "y.example"), ttl=30)),
     "implicit zones": lambda: filled(RecordStore(ttl=0)),
     "default address": lambda: filled(RecordStore(("x.test",), default_ipv4="192.0.2.77")),
+    "apex wildcard": lambda: with_apex_wildcard(filled(RecordStore(("x.test", "y.example")))),
 }
+
+
+def with_apex_wildcard(store: RecordStore) -> RecordStore:
+    """A wildcard at the apex: it must not answer for the NS host or below it."""
+    for zone in ("x.test", "y.example"):
+        store.add(parse_name(f"*.{zone}"), make_rdata(RecordType.A, "10.0.0.1"))
+        store.add(parse_name(f"*.{zone}"), make_rdata(RecordType.TXT, "wild"))
+    return store
 
 
 def variants(name: str, qtype: str) -> list[tuple[str, bytes]]:
@@ -291,6 +304,12 @@ def check(wire: bytes) -> None:
         assert equal(reply, FUZZ_GENERAL.handle(wire, transport))
         if len(wire) < 12 or wire[2] & 0x80:
             assert reply is None
+            continue
+        if limits.excess(wire) is None and (wire[2] >> 3) & 0x0F == dns.opcode.UPDATE:
+            # A server without keys refuses every UPDATE within the bounds from its header
+            # alone, parsed or not (RFC 2136 §3.3: none could be accepted).
+            assert answered is None and reply is not None and reply[:2] == wire[:2]
+            assert reply[3] & 0x0F == dns.rcode.REFUSED
             continue
         try:
             dns.message.from_wire(wire, keyring=False)

@@ -534,8 +534,10 @@ class CertManager(AsyncClosing):
 
     def _existing(self, names: Sequence[str], cert_name: str | None) -> Lineage | None:
         if cert_name is not None:
-            return self.lineages.load(cert_name) if self.lineages.exists(cert_name) else None
-        return self.lineages.find_by_names(list(names))
+            found = self.lineages.load(cert_name) if self.lineages.exists(cert_name) else None
+        else:
+            found = self.lineages.find_by_names(list(names))
+        return None if found is None else self.lineages.repair(found)
 
     async def _create(
         self,
@@ -616,8 +618,9 @@ class CertManager(AsyncClosing):
     async def _decision(
         self, lineage: Lineage, client: Client | None
     ) -> tuple[RenewalDecision, bool]:
-        """The decision, and whether the CA's renewal information made it."""
-        """Due by the CA's renewal information when it offers it, else by lifetime."""
+        """The decision, and whether the CA's renewal information made it: due by the
+        CA's window when it offers one, else by lifetime; the lineage's own
+        `renew_before_expiry` counts beside either (`acmekit.client.renewal`)."""
         margin_text = get_str(lineage.conf, "renew_before_expiry")
         margin = parse_interval(margin_text) if margin_text else None
         info = await self._renewal_info(client, lineage) if client is not None else None
@@ -632,7 +635,7 @@ class CertManager(AsyncClosing):
             renew_before_expiry=margin,
         )
         log.info("lineage %s: %s", lineage.name, decision.reason)
-        return decision, info is not None
+        return decision, decision.by_ari
 
     async def _renewal_info(self, client: Client, lineage: Lineage) -> RenewalInfo | None:
         """RFC 9773 §4.2; a CA that cannot answer leaves the decision to the lifetime rule."""
@@ -677,8 +680,7 @@ class CertManager(AsyncClosing):
         self, name: str, options: RenewOptions, runner: HookRunner, slept: bool
     ) -> tuple[Outcome, bool]:
         try:
-            lineage = self.lineages.load(name)
-            self.lineages.repair(lineage)
+            lineage = self.lineages.repair(self.lineages.load(name))
             params = params_from_conf(lineage.conf)
             if options.overrides is not None:
                 params = params.overridden(options.overrides)
@@ -690,7 +692,12 @@ class CertManager(AsyncClosing):
         except ClientError as exc:
             return Outcome(name, domains, "failed", error=str(exc)), False
         if not (options.force or options.dry_run):
-            decision, by_ari = await self._decision(lineage, client)
+            try:
+                decision, by_ari = await self._decision(lineage, client)
+            except (LineageError, ValueError) as exc:
+                # certbot's `renew` too: a lineage it cannot read is one failure in the
+                # report, and the others are still looked at.
+                return Outcome(name, domains, "failed", error=str(exc)), False
             if not decision.due:
                 live, not_after = lineage.live_dir, lineage.not_after
                 return Outcome(
@@ -762,8 +769,7 @@ class CertManager(AsyncClosing):
         tried first in a test run (a dry-run renewal: nothing is saved, no deploy hook
         runs) and written to its renewal conf only when the test run succeeds."""
         async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
-            lineage = self.lineages.load(name)
-            self.lineages.repair(lineage)
+            lineage = self.lineages.repair(self.lineages.load(name))
             wanted = params_from_conf(lineage.conf).overridden(overrides)
             if "webroot_path" in overrides.fields:
                 # The new -w serves every name; an old map would still send them to

@@ -23,6 +23,7 @@ ever added):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import json
@@ -31,11 +32,14 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -524,7 +528,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         OSError, ValueError,
     )  # fmt: skip
     try:
-        return asyncio.run(coro)
+        with _sigterm_as_ctrl_c():
+            return asyncio.run(coro)
     except expected as exc:
         ctx = click.get_current_context(silent=True)
         if ctx is not None and ctx.params.get("debug"):
@@ -544,6 +549,31 @@ def _say_failures(exc: AcmeError) -> None:
         click.echo(f"acmekit: {exc.problem.detail}", err=True)
     for line in lines:
         click.echo(f"acmekit: {line}", err=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a systemd stop, a `kill`) does what Ctrl-C does: the running command is
+    cancelled, so its cleanup runs (challenge responses withdrawn, pending
+    authorizations deactivated, locks released) and it exits with "aborted"."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        # asyncio.run's own SIGINT handler while it runs (it cancels the main task),
+        # else the default one, which raises KeyboardInterrupt.
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler (and only it gets signals)
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # The flag that moves each standalone responder's port.

@@ -4,6 +4,7 @@ file's keys, which have the flags' names with underscores (`state_dir`, `not_aft
 
 from __future__ import annotations
 
+import math
 import tomllib
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from acmekit.cli.errors import plain_errors
 from acmekit.cli.main import log_progress_by_default
 from acmekit.settings import SettingTypeError, check_type, in_file
 
+MIN_MMD = 0.1  # seconds: the sequencer looks every MMD/10 (at least every 0.05 s)
 _KEYS = (
     "listen",
     "state_dir",
@@ -64,12 +66,33 @@ def _check_type(key: str, value: Any) -> None:
     its setting."""
     if key == "mmd":
         check_type(key, value, 60.0, seconds=True)
-        if value < 0.1:
+        # TOML has nan and inf: nan passed `< 0.1`, and inf failed later, in a traceback.
+        if not MIN_MMD <= value < math.inf:
             raise SettingTypeError(key, value, "a number of seconds (at least 0.1)")
     elif key in ("not_after_start", "not_after_end"):
         check_type(key, value, date.min)
     else:
         check_type(key, value, "")
+
+
+def _mmd(ctx: click.Context, param: click.Parameter, text: str | None) -> float | None:
+    """`--mmd`: seconds as ASCII digits with an optional fraction (`60`, `0.5`), at least
+    0.1. Not click's float: float() also takes any script's digits ("\u0663" is 3),
+    "1_000", surrounding spaces, "1e3", "nan" (which passed the minimum) and "inf" (a
+    traceback later)."""
+    if text is None:
+        return None
+    whole, dot, fraction = text.partition(".")
+    digits = whole + fraction
+    # at most 9 digits before the point: float() makes inf of a few hundred
+    shaped = 0 < len(whole) <= 9 and (fraction or not dot)
+    if not (shaped and digits.isascii() and digits.isdigit()):
+        raise click.BadParameter(
+            f"{text[:40]!r} is not a number of seconds (ASCII digits: 60, 0.5)", ctx, param
+        )
+    if float(text) < MIN_MMD:
+        raise click.BadParameter(f"{text} is less than {MIN_MMD} seconds", ctx, param)
+    return float(text)
 
 
 def _public_url(text: str) -> str:
@@ -93,7 +116,7 @@ def _public_url(text: str) -> str:
 @click.option("--operator", default=None, help="operator name in the log list [unique]")
 @click.option("--not-after-start", default=None, help="shard: earliest notAfter accepted")
 @click.option("--not-after-end", default=None, help="shard: notAfter must be before this")
-@click.option("--mmd", type=click.FloatRange(min=0.1), default=None, help="max merge delay, s [60]")
+@click.option("--mmd", default=None, callback=_mmd, help="max merge delay, s [60]")
 @click.option(
     "--url",
     default=None,

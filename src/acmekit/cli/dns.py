@@ -99,7 +99,8 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     "--tsig-key",
     "tsig_keys",
     multiple=True,
-    help="[ALG:]NAME:BASE64SECRET allowed to UPDATE TXT records (repeatable).",
+    help="[ALG:]NAME:BASE64SECRET of a key for UPDATE of TXT records or for transfers "
+    "(repeatable). Without --allow-update, every key not named in --allow-transfer may UPDATE.",
 )
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path), help="State file.")
 @click.option("--api-token", envvar="ACMEKIT_DNS_API_TOKEN", help="Bearer token for the API.")
@@ -138,6 +139,19 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     help="TSIG key name (from --tsig-key) that may transfer the zones, AXFR/IXFR (repeatable).",
 )
 @click.option(
+    "--allow-update",
+    "allow_update",
+    multiple=True,
+    help="TSIG key name (from --tsig-key) that may UPDATE TXT records (repeatable). "
+    "Given, only these keys may; a key in --allow-transfer too may then do both.",
+)
+@click.option(
+    "--tcp-max-connections",
+    type=click.IntRange(min=1),
+    help="TCP connections held at once, from all clients (default: 1024, or half the "
+    "file-descriptor limit if less); past it the longest idle one is closed.",
+)
+@click.option(
     "--db",
     help="Database URL (postgresql://...) whose records several acmekit dns processes share.",
 )
@@ -158,7 +172,9 @@ def dns(
     rrl_exempt_loopback: bool,
     notify: tuple[str, ...],
     allow_transfer: tuple[str, ...],
+    allow_update: tuple[str, ...],
     db: str | None,
+    tcp_max_connections: int | None,
 ) -> None:
     """Serve ACME challenge records over DNS (UDP, TCP, RFC 2136 UPDATE) and HTTP."""
     listen_host, listen_port = parse_hostport(listen)
@@ -181,7 +197,9 @@ def dns(
         rrl=RrlSettings(rate=rrl_rate, slip=rrl_slip, exempt_loopback=rrl_exempt_loopback),
         notify=tuple(_notify_target(t) for t in notify),
         allow_transfer=allow_transfer,
+        allow_update=allow_update,
         db=db,
+        tcp_max_connections=tcp_max_connections,
     )
     try:
         service = DnsService(config)

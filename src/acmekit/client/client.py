@@ -443,12 +443,14 @@ class Client(AsyncClosing):
         (a test run) has every name proven anew, as certbot's --dry-run does: valid
         authorizations the CA reused are deactivated (§7.5.2) and the order made again."""
         identifiers = list(identifiers)
-        order = await self.new_order(identifiers, profile=profile, replaces=replaces)
+        order, replaces = await self.new_replacement_order(
+            identifiers, profile=profile, replaces=replaces
+        )
         if fresh and await self._deactivate_valid(order):
             order = await self.new_order(identifiers, profile=profile, replaces=replaces)
         try:
             await self._authorize(order, solvers, preference or tuple(solvers))
-        except Exception:
+        except (Exception, asyncio.CancelledError):  # Ctrl-C and SIGTERM cancel the task
             await self._relinquish(order)
             raise
         order = await self.poll_order(order)
@@ -461,6 +463,32 @@ class Client(AsyncClosing):
         check_leaf(pem, csr_der, order.identifiers, order.certificate)
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
+
+    async def new_replacement_order(
+        self,
+        identifiers: Iterable[Identifier | str],
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
+    ) -> tuple[Order, str | None]:
+        """A new order naming `replaces`, and, if the CA answers that the certificate is
+        already replaced, the same order once more without it (RFC 9773 §5 lets a client
+        do so; the CA then counts it as any new order). The claim may be held by a
+        replacement this client never saw (a config dir restored from a backup, a run
+        killed after issuance) or by an order a killed run left ready: a lineage must
+        not be kept from renewing for ever by any of them. The order, and what it names."""
+        identifiers = list(identifiers)
+        try:
+            return await self.new_order(identifiers, profile=profile, replaces=replaces), replaces
+        except AcmeError as exc:
+            if replaces is None or exc.problem.type != ProblemType.ALREADY_REPLACED:
+                raise
+            log.warning(
+                "certificate %s is already replaced (%s); ordering without `replaces`",
+                replaces,
+                exc.problem.detail,
+            )
+        return await self.new_order(identifiers, profile=profile), None
 
     async def _deactivate_valid(self, order: Order) -> bool:
         """Deactivate the order's valid authorizations; whether there were any."""

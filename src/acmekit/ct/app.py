@@ -8,25 +8,30 @@ bytes; a larger one is refused with 413 before it is read.
 Submissions are checked on the event loop and written by the log's group commit, whose
 transactions (with the SCT signatures and the commit's sync) run on the store's writer
 thread, one hop a batch, so that the loop answers other requests meanwhile; reads query
-the database in a worker thread.
+the database on the app's read threads (`DaemonThreads`: daemon threads, so that a read
+stuck in the database does not hold a stopping process).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qs
 
-from acmekit.ct.log import BadRequest, CtLog, CtRequestError
+from acmekit.ct.log import BadRequest, CtLog, CtRequestError, DaemonThreads
 from acmekit.ct.tiles import TileReader, cache_control
 from acmekit.database import UNAVAILABLE
 from acmekit.protocol.ct import CtError, b64, unb64
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -34,6 +39,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 PREFIX = "/ct/v1/"
 MAX_BODY = 512 * 1024  # ten certificates of a generous size, base64'd
 DRAIN_LIMIT = 64 * 1024 * 1024
+# as many read threads as the loop's default executor had (Python 3.8 on)
+READ_THREADS = min(32, (os.cpu_count() or 1) + 4)
 
 
 class PayloadTooLarge(CtRequestError):
@@ -57,6 +64,7 @@ class CtApp:
     def __init__(self, ctlog: CtLog, tiles: TileReader | None = None) -> None:
         self.log = ctlog
         self.tiles = tiles
+        self.reads = DaemonThreads(READ_THREADS, "ct-read")
         self.get_routes: dict[str, Callable[[dict[str, list[str]]], Any]] = {
             "get-sth-consistency": self.get_sth_consistency,
             "get-proof-by-hash": self.get_proof_by_hash,
@@ -118,9 +126,9 @@ class CtApp:
                 if method not in ("GET", "HEAD"):
                     raise MethodNotAllowed(f"{name} takes GET")
                 query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-                return _json(await asyncio.to_thread(handler, query))
+                return _json(await self._read(handler, query))
         if self.tiles is not None and method in ("GET", "HEAD"):
-            found = await asyncio.to_thread(self.tiles.answer, path)
+            found = await self._read(self.tiles.answer, path)
             if found is not None:
                 return found
         return _json({"error": "not_found", "error_message": f"no such endpoint {path}"}, 404)
@@ -150,8 +158,13 @@ class CtApp:
         older than two of its passes, the stored one, read now)."""
         body = self.log.sth_answer()
         if body is None:
-            body = await asyncio.to_thread(self.log.refresh_head)
+            body = await self._read(self.log.refresh_head)
         return 200, "application/json", body
+
+    async def _read(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """`fn(*args)` on a read thread, awaited."""
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.reads, call)
 
     def get_sth_consistency(self, query: dict[str, list[str]]) -> dict[str, Any]:
         first, second = _int(query, "first"), _int(query, "second")

@@ -22,15 +22,17 @@ import itertools
 import json
 import logging
 import os
+import queue
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -52,6 +54,7 @@ MAX_CHAIN = 10  # certificates in one submission
 _BAD_CERTIFICATE = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 T = TypeVar("T")
 R = TypeVar("R")
+P = ParamSpec("P")
 MAX_GET_ENTRIES = 1000  # entries per get-entries answer (§4.6 lets a log return fewer)
 MAX_KNOWN_ISSUERS = 1000  # checked issuer chains remembered (a CA has a handful)
 # Signature algorithms checked with the issuer's key object kept (RFC 5758 §3.2, RFC
@@ -556,6 +559,77 @@ async def on_daemon_thread(fn: Callable[[], R], name: str) -> R:
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return await done
+
+
+class DaemonThreads(Executor):
+    """An executor of up to `max_workers` daemon threads, started as work needs them, for
+    the log's reads (`CtApp`). Not the loop's default executor: `asyncio.run` joins its
+    threads at exit without a bound, and so does the interpreter, so a read stuck in the
+    database (a lock another session holds, a half-open connection) kept a stopping
+    process alive after everything else had let go (the pattern of `on_daemon_thread`,
+    with the threads kept). `shutdown` never waits: a read still running is left on its
+    thread, and the process exits without it."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # a release per worker waiting for a job
+        self._lock = threading.Lock()
+        self._max = max_workers
+        self._name = name
+        self._started = 0
+        self._closed = False
+        # The workers hold the queue, not the executor: once it is dropped (a test's
+        # app) or shut down, each is handed a None and ends.
+        self._stop = weakref.finalize(self, _stop_workers, self._jobs, max_workers)
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        done: Future[R] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._jobs.put(
+                functools.partial(_run_into, done, functools.partial(fn, *args, **kwargs))
+            )
+            if not self._idle.acquire(blocking=False) and self._started < self._max:
+                self._started += 1
+                name = f"{self._name}-{self._started}"
+                worker = threading.Thread(
+                    target=_work, args=(self._jobs, self._idle), name=name, daemon=True
+                )
+                worker.start()
+        return done
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """No more work; idle workers end, a busy one after its job. Never waits (a job
+        may be stuck in the database); `wait` and `cancel_futures` are ignored."""
+        with self._lock:
+            self._closed = True
+        self._stop()
+
+
+def _work(jobs: queue.SimpleQueue[Callable[[], None] | None], idle: threading.Semaphore) -> None:
+    while (job := jobs.get()) is not None:
+        job()
+        del job  # its result is its future's, not this frame's
+        idle.release()
+
+
+def _stop_workers(jobs: queue.SimpleQueue[Callable[[], None] | None], count: int) -> None:
+    for _ in range(count):
+        jobs.put(None)
+
+
+def _run_into(done: Future[R], call: Callable[[], R]) -> None:
+    """`call()`, its result or error into `done`, unless `done` was cancelled first (its
+    waiter gave up: a request cut off at shutdown)."""
+    if not done.set_running_or_notify_cancel():
+        return
+    try:
+        result = call()
+    except BaseException as exc:
+        done.set_exception(exc)
+    else:
+        done.set_result(result)
 
 
 class PublishedHead:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import socket
@@ -150,7 +151,12 @@ def write_log_list(app: CtApp, config: CtConfig, url: str) -> Path:
 async def serve(config: CtConfig, announce: Callable[[str], None] | None = None) -> None:
     say = announce or (lambda line: print(line, flush=True))
     check_tls_files(config)
-    app = assemble(config)
+    # The database's first work (migrations, the first head, the key's check) on a
+    # daemon thread, the loop free: on SQLite a write lock another connection holds
+    # keeps it in SQLite's busy handler up to the busy timeout (30 s), where the
+    # main thread would run no signal handler, so Ctrl-C waited that long; now it
+    # cancels this and the process exits, the thread left.
+    app = await on_daemon_thread(functools.partial(assemble, config), "ct-start")
     sock = bind(config.listen)
     url = log_url(sock, config.tls)
     public = config.url or url
@@ -170,6 +176,7 @@ async def serve(config: CtConfig, announce: Callable[[str], None] | None = None)
         with stop_on_signals() as stop:
             await serve_until(stop, [(server, sock)], limits.shutdown_timeout)
     finally:
+        app.reads.shutdown(wait=False)  # a read stuck in the database is left
         sequencer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sequencer

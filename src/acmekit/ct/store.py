@@ -38,6 +38,10 @@ from acmekit.database import UNAVAILABLE, create_engine, durable_begin
 from acmekit.protocol.ct import DigitallySigned, SignedTreeHead, TreeHead
 
 SEQUENCER_LEASE = "sequencer"
+# PostgreSQL: how long one of the readers' statements may run (a wait for a lock
+# included) before the server cancels it; the reader's request gets a 503. Under the
+# listener's 10 s for requests in flight at shutdown, so a stuck read is answered then.
+READ_TIMEOUT_MS = 5_000
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -79,6 +83,7 @@ class CtStore:
     def __init__(self, engine: Engine, before_commit: Callable[[], None] | None = None) -> None:
         """`before_commit`: see `_Writer` (None but in drills and tests)."""
         self.engine = engine
+        self._reads = _read_engine(engine)
         self._known_issuers: set[bytes] = set()  # stored already: no query for them
         # The chains (as the Pending entries hold them) whose issuers are stored: most
         # submissions bring the very tuple another did, hashed once.
@@ -116,11 +121,12 @@ class CtStore:
     def close(self) -> None:
         self._writer.close()
         self.engine.dispose()
+        self._reads.dispose()
 
     # ----- submissions -----
 
     def find(self, identity: bytes) -> StoredEntry | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = conn.execute(sa.select(entries).where(entries.c.identity == identity)).first()
         return None if row is None else _stored(row)
 
@@ -227,7 +233,7 @@ class CtStore:
         self._known_issuers.update(keyed)
 
     def issuer(self, sha256: bytes) -> bytes | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             found = conn.execute(
                 sa.select(issuers.c.der).where(issuers.c.sha256 == sha256)
             ).scalar()
@@ -236,7 +242,7 @@ class CtStore:
     # ----- the tree head -----
 
     def sth(self) -> SignedTreeHead | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _sth(conn)
 
     def init_tree(self, sign: SignHead, now_ms: int) -> None:
@@ -346,7 +352,7 @@ class CtStore:
             )
 
     def lease_holder(self) -> str | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(
                 sa.select(leases.c.holder).where(leases.c.name == SEQUENCER_LEASE)
             ).scalar()
@@ -354,7 +360,7 @@ class CtStore:
     # ----- reads -----
 
     def nodes(self, wanted: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _nodes(conn, wanted)
 
     def range_hashes(self, ranges: Sequence[merkle.Range]) -> list[bytes]:
@@ -364,7 +370,7 @@ class CtStore:
         return merkle.root_from(self.nodes, size)
 
     def leaf_index(self, leaf_hash: bytes, size: int) -> int | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return conn.execute(
                 sa.select(entries.c.seq).where(
                     entries.c.leaf_hash == leaf_hash, entries.c.seq < size
@@ -373,7 +379,7 @@ class CtStore:
 
     def leaves(self, start: int, end: int) -> list[Leaf]:
         """Sequenced entries [start, end]: both ends inclusive, as get-entries has them."""
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             rows = conn.execute(
                 sa.select(entries.c.seq, entries.c.leaf_input, entries.c.extra_data)
                 .where(entries.c.seq >= start, entries.c.seq <= end)
@@ -624,6 +630,27 @@ def _next_index(conn: Connection) -> int:
     """The next leaf index: one past the highest given (read from the unique index)."""
     top = conn.execute(sa.select(sa.func.max(entries.c.seq))).scalar()
     return 0 if top is None else int(top) + 1
+
+
+def _read_engine(engine: Engine) -> Engine:
+    """The engine the readers' statements (the HTTP reads, the head's refresh) run on.
+    PostgreSQL: one of its own whose sessions cancel a statement after READ_TIMEOUT_MS,
+    so that a read waiting behind a lock (a migration's, another session's `LOCK TABLE`)
+    or a query gone slow ends in a 503 and frees its read thread and connection: the
+    log's read threads are few, and each stuck read held one until the lock was let go.
+    The writer, the sequencer and the lease keep the first engine and wait as before.
+    SQLite: the same engine (a WAL reader does not wait for the writer)."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    reads = create_engine(engine.url.render_as_string(hide_password=False))
+    setting = f"SET statement_timeout = {READ_TIMEOUT_MS}"
+
+    @sa.event.listens_for(reads, "connect")
+    def _bounded(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(setting)
+        dbapi_conn.commit()  # a session setting, kept past the pool's rollbacks
+
+    return reads
 
 
 def _stored(r: sa.Row[Any]) -> StoredEntry:

@@ -34,9 +34,12 @@ TILE_WIDTH = 256
 # never grow past what a tree can hold (2^63 entries: 7 groups), so that no request
 # makes an integer of thousands of digits (Python refuses those with a ValueError).
 _INDEX = r"((?:x[0-9]{3}/){0,6}[0-9]{3})"
-_TILE = re.compile(rf"^/tile/([0-5])/{_INDEX}(?:\.p/([0-9]{{1,3}}))?$")
-_DATA = re.compile(rf"^/tile/data/{_INDEX}(?:\.p/([0-9]{{1,3}}))?$")
-_ISSUER = re.compile(r"^/issuer/([0-9a-f]{64})$")
+# Matched with `fullmatch`, never `match` and `$`: `$` also matches before a final
+# newline, and the listener decodes `%0A` into the path, so `tile/0/000%0A` was served
+# as `tile/0/000` (a second name for an immutable resource, for any cache in front).
+_TILE = re.compile(rf"/tile/([0-5])/{_INDEX}(?:\.p/([0-9]{{1,3}}))?")
+_DATA = re.compile(rf"/tile/data/{_INDEX}(?:\.p/([0-9]{{1,3}}))?")
+_ISSUER = re.compile(r"/issuer/([0-9a-f]{64})")
 NOTE_SIG_RFC6962 = 0x05
 
 
@@ -116,11 +119,11 @@ class TileReader:
                 "text/plain; charset=utf-8",
                 checkpoint_text(self.origin, sth, self.log.log_id),
             )
-        if m := _TILE.match(path):
+        if m := _TILE.fullmatch(path):
             return self._tile(int(m[1]), _parse_index(m[2]), _width(m[3]))
-        if m := _DATA.match(path):
+        if m := _DATA.fullmatch(path):
             return self._data(_parse_index(m[1]), _width(m[2]))
-        if m := _ISSUER.match(path):
+        if m := _ISSUER.fullmatch(path):
             der = self.log.store.issuer(bytes.fromhex(m[1]))
             if der is None:
                 return _missing("no such issuer")

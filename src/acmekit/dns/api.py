@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dns.name
+import dns.rdata
 import dns.rdatatype
 from aiohttp import web
 
@@ -108,8 +109,7 @@ def _adder(rtype: RecordType, field: str) -> Handler:
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise malformed(f"field {field!r} must be a list of strings")
         rdatas = [make_rdata(rtype, v) for v in values]
-        for rdata in rdatas:
-            _store(request).add(name, rdata)
+        _add_all(_store(request), name, rdatas)
         return web.Response()
 
     return add
@@ -145,9 +145,18 @@ async def add_caa(request: web.Request) -> web.Response:
     if not isinstance(policies, list) or not all(isinstance(p, dict) for p in policies):
         raise malformed("field 'policies' must be a list of {tag, value} objects")
     rdatas = [caa_rdata(_str(p, "tag"), _str(p, "value")) for p in policies]
-    for rdata in rdatas:
-        _store(request).add(name, rdata)
+    _add_all(_store(request), name, rdatas)
     return web.Response()
+
+
+def _add_all(store: RecordStore, name: dns.name.Name, rdatas: list[dns.rdata.Rdata]) -> None:
+    """Add records of one type; none when together they would not fit at the name."""
+    if rdatas:
+        existing = store.rdatas(name, rdatas[0].rdtype)
+        new = [rd for rd in rdatas if rd not in existing]
+        store.check_room(name, rdatas[0].rdtype, [*existing, *new])
+    for rdata in rdatas:
+        store.add(name, rdata)
 
 
 def _default_setter(version: int) -> Handler:

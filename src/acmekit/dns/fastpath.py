@@ -12,7 +12,8 @@ store keeps pre-rendered (`RecordStore.wire`):
   is neither a zone's apex nor its name server host, class IN, type A, AAAA, TXT, CAA,
   NS or SOA;
 - store: no default address, and the name's answer is data stored at the name itself,
-  NODATA, or NXDOMAIN (no CNAME to chase, no wildcard to expand).
+  NODATA, or NXDOMAIN (no CNAME to chase, no wildcard to expand; the closest encloser
+  may be the NS host, which exists with its synthesized address).
 
 Its answer has AA set and RD copied, the question as the query spelled it, answer
 records owned by a pointer to it (RFC 1035 §4.1.4), and for NODATA and NXDOMAIN the
@@ -160,9 +161,20 @@ def _resolve(
         suffix = key[offset:]
         if offset == zone or suffix in index.rrsets or suffix in index.above:
             break
+        if _is_ns_host(store, key, offset, zone):
+            break  # it exists with its synthesized address (RecordStore._exists)
     if b"\x01*" + suffix in index.rrsets:
         return None  # a wildcard answers: the general path expands it
     return NXDOMAIN, 0, _soa(store, key, offsets, zone)
+
+
+def _is_ns_host(store: RecordStore, key: bytes, offset: int, zone: int) -> bool:
+    """Is the suffix of `key` at `offset` the zone's NS host, with an address?"""
+    return (
+        offset + len(_NS_LABEL) == zone
+        and key[offset:zone] == _NS_LABEL
+        and bool(store.ns_ipv4 or store.ns_ipv6)
+    )
 
 
 def _soa(store: RecordStore, key: bytes, offsets: list[int], zone: int) -> bytes:

@@ -23,7 +23,7 @@ from acmekit.dns.notify import Notifier
 from acmekit.dns.registry import Registry
 from acmekit.dns.rrl import RrlSettings
 from acmekit.dns.server import DnsListener
-from acmekit.dns.shared import SharedStore
+from acmekit.dns.shared import SharedStore, SharedTimesSigned
 from acmekit.dns.state import load_state, save_state
 from acmekit.dns.store import RecordStore, parse_name
 from acmekit.dns.tsig import make_keyring, parse_key
@@ -53,7 +53,10 @@ class DnsConfig:
     rrl: RrlSettings = field(default_factory=RrlSettings)  # UDP rate limiting per network
     notify: tuple[str, ...] = ()  # "HOST:PORT" of secondaries to send NOTIFY to
     allow_transfer: tuple[str, ...] = ()  # TSIG key names that may AXFR/IXFR
+    # TSIG key names that may UPDATE; none: every key not in allow_transfer
+    allow_update: tuple[str, ...] = ()
     db: str | None = None  # a database shared with other `acmekit dns` processes
+    tcp_max_connections: int | None = None  # None: from the file-descriptor limit
     # the API's deadline for a request head and its bound per client (acmekit.webguard)
     api_limits: ClientLimits = field(default_factory=ClientLimits)
 
@@ -108,10 +111,17 @@ class DnsService:
         self.shared = None if config.db is None else SharedStore(config.db, self.store)
         keyring = make_keyring(parse_key(spec) for spec in config.tsig_keys)
         allowed = [parse_name(k) for k in config.allow_transfer]
-        self.handler = DnsHandler(self.store, keyring, allow_transfer=allowed)
+        updaters = [parse_name(k) for k in config.allow_update]
+        self.handler = DnsHandler(
+            self.store, keyring, allow_transfer=allowed, allow_update=updaters
+        )
+        if self.shared is not None:  # a replayed UPDATE is refused by every process
+            self.handler.times_signed = SharedTimesSigned(self.shared.engine)
         targets = [parse_host_port(t) for t in config.notify]
         self.notifier = Notifier(self.store, targets, keyring[allowed[0]] if allowed else None)
-        self.listener = DnsListener(self.handler, rrl=config.rrl)
+        self.listener = DnsListener(
+            self.handler, rrl=config.rrl, max_connections=config.tcp_max_connections
+        )
         self._stop = asyncio.Event()
         self._sync: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None

@@ -37,8 +37,9 @@ from sqlalchemy.engine import Connection
 
 from acmekit import migrate
 from acmekit.database import UNAVAILABLE, create_engine
-from acmekit.dns.schema import changes, records, zone_serial
+from acmekit.dns.schema import changes, records, tsig_times, zone_serial
 from acmekit.dns.store import JOURNAL_SIZE, Change, Delta, RecordStore
+from acmekit.dns.tsig import TimesSigned
 from acmekit.protocol.problems import ProblemType, problem
 
 log = logging.getLogger(__name__)
@@ -216,3 +217,41 @@ class SharedStore:
                 log.exception("shared records: catching up failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll)
+
+
+class SharedTimesSigned(TimesSigned):
+    """`TimesSigned` kept in the database (`dns_tsig_times`), so that every process
+    refuses an UPDATE replayed to it after another took it (RFC 8945 §5.2.3). Each step
+    is one conditional statement; with the database out of reach this process's own
+    memory decides (the UPDATE then fails at its write anyway)."""
+
+    def __init__(self, engine: sa.engine.Engine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def accept(self, keyname: dns.name.Name, time_signed: int, mac: bytes) -> bool:
+        key, seen = keyname.canonicalize().to_text(), mac.hex()
+        try:
+            with self.engine.begin() as c:
+                return _accept(c, key, time_signed, seen)
+        except UNAVAILABLE as exc:
+            log.warning("shared TSIG times unreachable, deciding here: %s", exc)
+            return super().accept(keyname, time_signed, mac)
+
+
+def _accept(c: Connection, key: str, when: int, seen: str) -> bool:
+    t = tsig_times
+    insert = postgresql.insert if c.dialect.name == "postgresql" else sqlite.insert
+    for _ in range(2):  # a first insert may lose to another process's: look again
+        later = t.update().where(t.c.key_name == key, t.c.time_signed < when)
+        if c.execute(later.values(time_signed=when, macs=seen)).rowcount:
+            return True
+        same = t.update().where(
+            t.c.key_name == key, t.c.time_signed == when, ~t.c.macs.contains(seen)
+        )
+        if c.execute(same.values(macs=t.c.macs + " " + seen)).rowcount:
+            return True
+        first = insert(t).values(key_name=key, time_signed=when, macs=seen)
+        if c.execute(first.on_conflict_do_nothing().returning(t.c.key_name)).first():
+            return True
+    return False

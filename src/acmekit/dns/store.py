@@ -15,7 +15,8 @@ zone that a test can still update; real deployments name their zones.
 
 Resolution (RFC 1034 §4.3.2, RFC 4592 for wildcards, RFC 8020 for empty non-terminals):
 exact match first; a name without data but with descendants exists (NODATA, and it
-blocks wildcards: while `_acme-challenge.x` exists, `*.` no longer answers for it);
+blocks wildcards: while `_acme-challenge.x` exists, `*.` no longer answers for it), as
+does a name with synthesized data only (the apex, the NS host: RFC 4592 §2.2);
 otherwise `*.<closest encloser>` is used if present. A CNAME is followed inside our own
 zones, up to a small bound, stopping at loops. A name with no data is answered with the
 default A/AAAA when one is set (then every name exists, as with Pebble's challtestsrv);
@@ -85,6 +86,12 @@ class RecordType(StrEnum):
 STORED_TYPES = frozenset(t.rdtype for t in RecordType)
 RRsets = dict[dns.rdatatype.RdataType, list[dns.rdata.Rdata]]
 JOURNAL_SIZE = 1000  # deltas kept for IXFR; an older serial gets the whole zone
+# The records at one name, as an answer renders them, must fit in one DNS message
+# (65535 octets over TCP, RFC 1035 §4.2.2) with room left for the header, the longest
+# question, an OPT record, a TSIG record and a chain of CNAMEs before them: else a query
+# for them could only be answered truncated, even over TCP, and no zone transfer could
+# carry the RRset whole. 29 TXT values of 2000 octets fit; 30 do not.
+MAX_NAME_OCTETS = 60_000
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,18 @@ def caa_rdata(tag: str, value: str, flags: int = 0) -> dns.rdata.Rdata:
         raise malformed("CAA value too long")
     wire = bytes([flags & 0xFF, len(tag)]) + tag.encode() + value.encode()
     return dns.rdata.from_wire(IN, dns.rdatatype.CAA, wire, 0, len(wire))
+
+
+def answer_octets(rrsets: Mapping[Any, Iterable[dns.rdata.Rdata]]) -> int:
+    """What the records take in an answer whose owner is a compression pointer: 2 octets
+    of owner, 10 of type, class, TTL and length, then the RDATA (RFC 1035 §4.1.3)."""
+    total = 0
+    for rdatas in rrsets.values():
+        for rdata in rdatas:
+            body = rdata.to_wire()
+            assert body is not None
+            total += 12 + len(body)
+    return total
 
 
 def txt_value(rdata: dns.rdata.Rdata) -> str:
@@ -338,14 +357,41 @@ class RecordStore:
         """The types stored at a name (no synthesis)."""
         return list(self._data.get(name, {}))
 
+    def records_at(
+        self, name: dns.name.Name, rtype: dns.rdatatype.RdataType
+    ) -> list[dns.rdata.Rdata]:
+        """The records of one type the zone holds at `name`: stored or synthesized (the
+        SOA, the NS and the NS host's address win, as in answers), without wildcards or
+        defaults: what RFC 2136 §3.2's prerequisites compare."""
+        zone = self.zone_of(name)
+        synthesized = self._synthesized(name, zone) if zone is not None else {}
+        return list(synthesized.get(rtype, ())) or self.rdatas(name, rtype)
+
     def has_data(self, name: dns.name.Name) -> bool:
-        return bool(self._data.get(name)) or self.is_apex(name)
+        """Does `name` own records, stored or synthesized (RFC 2136 §2.4.4 "in use")?"""
+        return bool(self._data.get(name)) or self.is_apex(name) or self._is_ns_host(name)
 
     def names(self) -> list[dns.name.Name]:
         return list(self._data)
 
+    def _is_ns_host(self, name: dns.name.Name) -> bool:
+        """Is `name` its zone's NS host, owning a synthesized address?"""
+        if not (self.ns_ipv4 or self.ns_ipv6) or len(name) < 2:
+            return False
+        if name.labels[0].lower() != NS_LABEL.encode():
+            return False
+        parent = name.parent()
+        return self.zone_of(name) == parent
+
     def _exists(self, name: dns.name.Name) -> bool:
-        return name in self._data or name in self._ancestors or self.is_apex(name)
+        # A synthesized name exists like a stored one: no wildcard answers for it or
+        # below it (RFC 4592 §2.2, its closest encloser is itself, §3.3.1).
+        return (
+            name in self._data
+            or name in self._ancestors
+            or self.is_apex(name)
+            or self._is_ns_host(name)
+        )
 
     def _wildcard(self, name: dns.name.Name, zone: dns.name.Name) -> RRsets:
         """RFC 4592: the RRsets of `*.<closest encloser>`, if the name itself is absent."""
@@ -470,6 +516,16 @@ class RecordStore:
         if self.refresh is not None:
             self.refresh()
 
+    def sync(self) -> None:
+        """Catch up with the other processes of a shared store before deciding a write
+        on what this one holds (RFC 2136 §3.2's prerequisites, for one)."""
+        self._refresh()
+
+    def commit(self, changes: list[Change]) -> bool:
+        """Apply `changes` at once under one new serial (one transaction of a shared
+        store): all or none of them (RFC 2136 §3.4.2). The caller checked room."""
+        return self._commit(changes)
+
     def _commit(self, changes: list[Change]) -> bool:
         """Apply `changes` under the next serial, or hand them to the shared store's
         writer; False when there are none."""
@@ -524,7 +580,21 @@ class RecordStore:
         changes = []
         if rdata.rdtype == dns.rdatatype.CNAME:
             changes = [Change(False, name, old) for old in existing]
+            existing = []
+        self.check_room(name, rdata.rdtype, [*existing, rdata])
         return self._commit([*changes, Change(True, name, rdata)])
+
+    def check_room(
+        self, name: dns.name.Name, rtype: dns.rdatatype.RdataType, rdatas: list[dns.rdata.Rdata]
+    ) -> None:
+        """Raise a malformed problem if `name` holding `rdatas` as its `rtype` records
+        would not fit in one DNS message (MAX_NAME_OCTETS)."""
+        octets = answer_octets({**self._data.get(name, {}), rtype: rdatas})
+        if octets > MAX_NAME_OCTETS:
+            raise malformed(
+                f"the records at {name} would take {octets} octets in an answer, more than "
+                f"the {MAX_NAME_OCTETS} one DNS message carries; clear some first"
+            )
 
     def remove(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> bool:
         """Remove one record; True if it was there."""

@@ -2,18 +2,31 @@
 unsigned error record. The algorithm table and key making are `acmekit.tsig`'s, shared
 with the RFC 2136 client.
 
-Signature checking and signing of good messages is dnspython's. What it does not give is
-the answer RFC 8945 §5.2 asks for when the key is unknown (BADKEY) or the MAC is wrong
-(BADSIG): RCODE NOTAUTH with a TSIG record whose MAC is empty, since the server cannot or
-must not sign with that key. `append_error_tsig` adds that record to a finished message.
+Signature checking and signing of good messages is dnspython's. What it does not give:
+
+- the answer RFC 8945 §5.2 asks for when the key is unknown (BADKEY) or the MAC is wrong
+  (BADSIG): RCODE NOTAUTH with a TSIG record whose MAC is empty, since the server cannot
+  or must not sign with that key (§5.3.2). `append_error_tsig` adds that record.
+- the answer to a request whose MAC is good but whose time is outside the fudge, or
+  earlier than the key's last accepted one (BADTIME, §5.2.3), or whose MAC is truncated
+  below our policy (BADTRUNC, §5.2.2.1): signed with the key over the request's MAC and
+  the response (§5.3.2), with the request's Time Signed, so that a client whose clock is
+  off can still verify it, and for BADTIME the server's time in Other Data.
+  `append_signed_error_tsig` adds that record. We accept no truncated MAC: one shorter
+  than the larger of 10 octets and half the hash is FORMERR, a longer one BADTRUNC.
+- the replay check of §5.2.3 (a SHOULD): `TimesSigned` keeps, per key, the latest Time
+  Signed accepted and the MACs accepted at that second; an earlier time, or the same
+  request again, is a replay.
 """
 
 from __future__ import annotations
 
+import hmac
 import struct
 from collections.abc import Iterable
 
 import dns.name
+import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TSIG
@@ -63,11 +76,112 @@ def append_error_tsig(
         error,
         0,
     )
-    owner = keyname.to_wire()
-    assert owner is not None
-    record: bytes = (
-        owner + struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(body)) + body
+    return _append(wire, keyname, body)
+
+
+def append_signed_error_tsig(
+    wire: bytes,
+    key: dns.tsig.Key,
+    request: dns.rdtypes.ANY.TSIG.TSIG,
+    error: int,
+    now: int | None = None,
+) -> bytes:
+    """Append a TSIG RR carrying `error`, signed with `key` (RFC 8945 §5.3.2): the MAC
+    covers the request's MAC, the response and the TSIG variables. Time Signed is the
+    request's; with `now`, Other Data is the server's time (48 bits, BADTIME)."""
+    other = b"" if now is None else struct.pack("!HI", now >> 32 & 0xFFFF, now & 0xFFFFFFFF)
+    unsigned = dns.rdtypes.ANY.TSIG.TSIG(  # type: ignore[no-untyped-call]
+        dns.rdataclass.ANY,
+        dns.rdatatype.TSIG,
+        key.algorithm,
+        request.time_signed,
+        request.fudge,
+        b"",
+        request.original_id,
+        error,
+        other,
     )
+    signed = _sign(wire, key, unsigned, request.mac)
+    return _append(wire, key.name, signed.to_wire())
+
+
+def _sign(
+    wire: bytes,
+    key: dns.tsig.Key,
+    rdata: dns.rdtypes.ANY.TSIG.TSIG,
+    request_mac: bytes | None,
+) -> dns.rdtypes.ANY.TSIG.TSIG:
+    """`rdata` with the MAC of `wire` (dnspython's), at `rdata`'s own Time Signed."""
+    signed, _ = dns.tsig.sign(  # type: ignore[no-untyped-call]
+        wire, key, rdata, rdata.time_signed, request_mac
+    )
+    assert isinstance(signed, dns.rdtypes.ANY.TSIG.TSIG)
+    return signed
+
+
+def _append(wire: bytes, keyname: dns.name.Name, body: bytes | None) -> bytes:
+    owner = keyname.to_wire()
+    assert owner is not None and body is not None
+    head = struct.pack("!HHIH", dns.rdatatype.TSIG, dns.rdataclass.ANY, 0, len(body))
     arcount: int = struct.unpack("!H", wire[10:12])[0]
-    header: bytes = struct.pack("!H", arcount + 1)
-    return wire[:10] + header + wire[12:] + record
+    return wire[:10] + struct.pack("!H", arcount + 1) + wire[12:] + owner + head + body
+
+
+def truncation_error(key: dns.tsig.Key, request: dns.rdtypes.ANY.TSIG.TSIG) -> int | None:
+    """FORMERR or BADTRUNC for a MAC shorter than `key`'s hash (RFC 8945 §5.2.2.1), or
+    None for a full one (or another algorithm: that is BADKEY, found later)."""
+    full = dns.tsig.mac_sizes.get(key.algorithm)
+    if full is None or request.algorithm != key.algorithm or len(request.mac) >= full:
+        return None
+    if len(request.mac) < max(10, full // 2):
+        return int(dns.rcode.FORMERR)
+    return int(dns.rcode.BADTRUNC)
+
+
+def truncated_mac_matches(
+    wire: bytes, key: dns.tsig.Key, request: dns.rdtypes.ANY.TSIG.TSIG
+) -> bool:
+    """Is the request's truncated MAC the start of the MAC `key` gives the request?
+
+    The TSIG RR is the message's last (§5.1); it is found from the end: its RDATA, the
+    10 octets before, then its owner, written whole or as one compression pointer.
+    """
+    body = request.to_wire()
+    assert body is not None
+    end = len(wire) - len(body) - 10
+    owner = key.name.to_wire()
+    assert owner is not None
+    if wire[end - len(owner) : end].lower() == owner.lower():
+        start = end - len(owner)
+    elif end >= 2 and wire[end - 2] & 0xC0 == 0xC0:
+        start = end - 2
+    else:
+        return False
+    arcount: int = struct.unpack("!H", wire[10:12])[0]
+    if start < 12 or arcount == 0:
+        return False
+    unsigned = wire[:10] + struct.pack("!H", arcount - 1) + wire[12:start]
+    blank = request.replace(mac=b"")
+    assert isinstance(blank, dns.rdtypes.ANY.TSIG.TSIG)
+    signed = _sign(unsigned, key, blank, None)
+    return hmac.compare_digest(signed.mac[: len(request.mac)], request.mac)
+
+
+class TimesSigned:
+    """Per key, the latest Time Signed of an accepted request and the MACs accepted at
+    that second (RFC 8945 §5.2.3): an earlier request, or the same one again, is a
+    replay. Kept in this process only."""
+
+    def __init__(self) -> None:
+        self._latest: dict[dns.name.Name, tuple[int, set[bytes]]] = {}
+
+    def accept(self, keyname: dns.name.Name, time_signed: int, mac: bytes) -> bool:
+        """Record a request signed at `time_signed` with `mac`; False for a replay."""
+        latest, macs = self._latest.get(keyname, (-1, set()))
+        if time_signed < latest or (time_signed == latest and mac in macs):
+            return False
+        if time_signed > latest:
+            macs = set()
+        macs.add(mac)
+        self._latest[keyname] = (time_signed, macs)
+        return True

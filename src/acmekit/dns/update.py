@@ -1,17 +1,25 @@
 """RFC 2136 dynamic UPDATE against the record store, restricted to TXT (no I/O).
 
-The caller has already checked the TSIG signature (RFC 8945); this module applies the
-rules of RFC 2136 §3 in order and returns the RCODE:
+The caller has already checked the TSIG signature (RFC 8945) and that the key may
+update; this module applies the rules of RFC 2136 §3 in order and returns the RCODE:
 
 1. zone section (§3.1): one SOA-typed RR naming a zone we are authoritative for, else
    NOTAUTH. dnspython's parser already rejects a malformed zone section with FORMERR.
 2. prerequisites (§3.2, table in §3.2.5): YXDOMAIN / NXDOMAIN / YXRRSET / NXRRSET, and
-   NOTZONE for a name outside the zone.
-3. prescan (§3.4.1): every update RR is in the zone (NOTZONE) and of a legal class and
-   type (FORMERR); our policy then allows only TXT (REFUSED otherwise), like BIND's
-   `grant KEY zonesub TXT`. A delete of all RRsets at a name (class ANY, type ANY)
-   deletes only the TXT there, as that policy would.
-4. apply (§3.4.2): all changes or none, since nothing is applied before the prescan.
+   NOTZONE for a name outside the zone (or in a deeper zone of ours). They are checked
+   against the zone's data as a query sees it at that very name: the synthesized SOA
+   and NS at the apex and the NS host's address count (§2.4.1, §2.4.4), wildcards and
+   default addresses do not.
+3. prescan (§3.4.1): every update RR is in the zone, not a deeper one (NOTZONE), and of
+   a legal class and type (FORMERR); our policy then allows only TXT (REFUSED
+   otherwise), like BIND's `grant KEY zonesub TXT`, and only where the API may publish
+   (not at the root or a top-level domain when no `--zone` is given: REFUSED). A delete
+   of all RRsets at a name (class ANY, type ANY) deletes only the TXT there, as that
+   policy would.
+4. apply (§3.4.2): the updates are worked out in order on a copy of the names they
+   touch, then committed as one change under one new serial (one transaction with a
+   shared database), so an UPDATE takes effect whole or not at all (§3.6). A name whose
+   records would no longer fit in one DNS message is REFUSED, and nothing is applied.
 """
 
 from __future__ import annotations
@@ -20,12 +28,14 @@ import logging
 
 import dns.name
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import dns.update
 
-from acmekit.dns.store import RecordStore
+from acmekit.dns.store import Change, RecordStore
+from acmekit.protocol.problems import AcmeError
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +48,24 @@ def apply_update(store: RecordStore, message: dns.update.UpdateMessage) -> dns.r
     zone = message.zone[0].name
     if message.zone[0].rdclass != dns.rdataclass.IN or not store.is_apex(zone):
         return dns.rcode.NOTAUTH
+    store.sync()
     rcode = _check_prerequisites(store, zone, message.prerequisite)
     if rcode == dns.rcode.NOERROR:
-        rcode = _prescan(zone, message.update)
+        rcode = _prescan(store, zone, message.update)
     if rcode != dns.rcode.NOERROR:
         return rcode
-    for rrset in message.update:
-        _apply(store, rrset)
+    final = _worked_out(store, message.update)
+    try:
+        for name, rdatas in final.items():
+            store.check_room(name, TXT, rdatas)
+    except AcmeError as exc:
+        log.info("update refused in zone %s: %s", zone, exc.problem.detail)
+        return dns.rcode.REFUSED
+    try:
+        store.commit(_changes(store, final))
+    except AcmeError as exc:  # the shared database is out of reach: nothing was applied
+        log.warning("update not applied to zone %s: %s", zone, exc.problem.detail)
+        return dns.rcode.SERVFAIL
     log.info("update applied to zone %s: %d rrsets", zone, len(message.update))
     return dns.rcode.NOERROR
 
@@ -65,7 +86,7 @@ def _check_prerequisites(
     store: RecordStore, zone: dns.name.Name, prereqs: list[dns.rrset.RRset]
 ) -> dns.rcode.Rcode:
     for rrset in prereqs:
-        if not rrset.name.is_subdomain(zone):
+        if store.zone_of(rrset.name) != zone:
             return dns.rcode.NOTZONE
         rcode = _check_one(store, rrset)
         if rcode != dns.rcode.NOERROR:
@@ -74,7 +95,7 @@ def _check_prerequisites(
 
 
 def _check_one(store: RecordStore, rrset: dns.rrset.RRset) -> dns.rcode.Rcode:
-    present = store.rdatas(rrset.name, rrset.rdtype) if rrset.rdtype != ANY else []
+    present = store.records_at(rrset.name, rrset.rdtype) if rrset.rdtype != ANY else []
     if _class(rrset) == dns.rdataclass.ANY:
         if rrset.rdtype == ANY:
             return dns.rcode.NOERROR if _in_use(store, rrset.name) else dns.rcode.NXDOMAIN
@@ -89,9 +110,11 @@ def _check_one(store: RecordStore, rrset: dns.rrset.RRset) -> dns.rcode.Rcode:
     return dns.rcode.NOERROR if same else dns.rcode.NXRRSET
 
 
-def _prescan(zone: dns.name.Name, updates: list[dns.rrset.RRset]) -> dns.rcode.Rcode:
+def _prescan(
+    store: RecordStore, zone: dns.name.Name, updates: list[dns.rrset.RRset]
+) -> dns.rcode.Rcode:
     for rrset in updates:
-        if not rrset.name.is_subdomain(zone):
+        if store.zone_of(rrset.name) != zone:
             return dns.rcode.NOTZONE
         if _class(rrset) not in (dns.rdataclass.IN, dns.rdataclass.ANY, dns.rdataclass.NONE):
             return dns.rcode.FORMERR
@@ -101,17 +124,44 @@ def _prescan(zone: dns.name.Name, updates: list[dns.rrset.RRset]) -> dns.rcode.R
             return dns.rcode.FORMERR
         if _class(rrset) == dns.rdataclass.NONE and rrset.rdtype == ANY:
             return dns.rcode.FORMERR
-        if rrset.rdtype not in (TXT, ANY):
+        if rrset.rdtype not in (TXT, ANY) or not _may_publish(store, rrset.name):
             return dns.rcode.REFUSED
     return dns.rcode.NOERROR
 
 
-def _apply(store: RecordStore, rrset: dns.rrset.RRset) -> None:
-    if _class(rrset) == dns.rdataclass.ANY:
-        store.clear(rrset.name, TXT)
-    elif _class(rrset) == dns.rdataclass.NONE:
-        for rdata in rrset:
-            store.remove(rrset.name, rdata)
-    else:
-        for rdata in rrset:
-            store.add(rrset.name, rdata)
+def _may_publish(store: RecordStore, name: dns.name.Name) -> bool:
+    """The API's rule of where records may be (docs/security.md), for UPDATE too."""
+    try:
+        store.served(name)
+    except AcmeError:
+        return False
+    return True
+
+
+def _worked_out(
+    store: RecordStore, updates: list[dns.rrset.RRset]
+) -> dict[dns.name.Name, list[dns.rdata.Rdata]]:
+    """The TXT records at each name the updates touch once all of them are applied, in
+    order (§3.4.2)."""
+    final: dict[dns.name.Name, list[dns.rdata.Rdata]] = {}
+    for rrset in updates:
+        current = final.setdefault(rrset.name, store.rdatas(rrset.name, TXT))
+        if _class(rrset) == dns.rdataclass.ANY:
+            current.clear()
+        elif _class(rrset) == dns.rdataclass.NONE:
+            for rdata in rrset:
+                if rdata in current:
+                    current.remove(rdata)
+        else:
+            current.extend(rdata for rdata in rrset if rdata not in current)
+    return final
+
+
+def _changes(store: RecordStore, final: dict[dns.name.Name, list[dns.rdata.Rdata]]) -> list[Change]:
+    """What turns the stored TXT records into `final`: deletions, then additions."""
+    gone, new = [], []
+    for name, after in final.items():
+        before = store.rdatas(name, TXT)
+        gone += [Change(False, name, rdata) for rdata in before if rdata not in after]
+        new += [Change(True, name, rdata) for rdata in after if rdata not in before]
+    return gone + new

@@ -5,7 +5,10 @@ SOA, NS and NS host address, then every stored RRset whose name belongs to the z
 to a deeper zone of ours). The `--default-ipv4/6` answers are a property of this server,
 not records, and are not transferred.
 
-AXFR: SOA, the other records, SOA again (RFC 5936 §2.2), in as many messages as needed.
+AXFR: SOA, the other records, SOA again (RFC 5936 §2.2), in as many messages as needed:
+each takes records while their uncompressed size fits under 64 KiB, less the header, the
+question and room for the TSIG record, so a zone of large TXT values is cut into more
+messages rather than failing (one record always fits: the store bounds a name's data).
 IXFR: a client at the current serial (or ahead of it) gets the SOA alone (RFC 1995 §2);
 one whose serial the journal reaches gets the difference sequence: the new SOA, then for
 each serial the old SOA, the deleted records, the new SOA and the added records, then the
@@ -34,7 +37,11 @@ import dns.rrset
 
 from acmekit.dns.store import Change, Delta, RecordStore
 
-RECORDS_PER_MESSAGE = 200  # a few KB of challenge TXT records; well under 64 KiB
+MESSAGE_LIMIT = 65535  # a DNS message over TCP (RFC 1035 §4.2.2)
+HEADER_LEN = 12
+# the TSIG record each message is signed with (RFC 8945 §4.2): owner and algorithm names
+# (at most 255 octets each), a 512-bit MAC at most and the fixed fields, rounded up
+TSIG_ROOM = 1024
 TRANSFER_TYPES = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})
 
 
@@ -147,10 +154,32 @@ def transfer_messages(
         yield response
         return
     records = [dns.rrset.from_rdata(r.name, r.ttl, rd) for r in rrsets for rd in r]
-    for start in range(0, len(records), RECORDS_PER_MESSAGE):
+    question = query.question[0].name.to_wire()
+    assert question is not None
+    budget = MESSAGE_LIMIT - HEADER_LEN - (len(question) + 4) - TSIG_ROOM
+    for number, chunk in enumerate(_cut(records, budget)):
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
-        if start:
+        if number:
             response.question = []  # only the first message repeats it (RFC 5936 §2.2.1)
-        response.answer = records[start : start + RECORDS_PER_MESSAGE]
+        response.answer = chunk
         yield response
+
+
+def _cut(records: list[dns.rrset.RRset], budget: int) -> Iterator[list[dns.rrset.RRset]]:
+    """`records` (one record each) in runs whose uncompressed size is within `budget`:
+    compression only makes a message smaller, so each run fits (RFC 5936 §2.2)."""
+    chunk: list[dns.rrset.RRset] = []
+    size = 0
+    for record in records:
+        owner = record.name.to_wire()
+        rdata = record[0].to_wire()
+        assert owner is not None and rdata is not None
+        octets = len(owner) + 10 + len(rdata)  # type, class, TTL, RDLENGTH (RFC 1035 §4.1.3)
+        if chunk and size + octets > budget:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(record)
+        size += octets
+    if chunk:
+        yield chunk

@@ -808,7 +808,7 @@ class LogInfo:
             description=str(doc.get("description", "")),
             key=key,
             url=str(doc.get("url", "")),
-            mmd=int(doc.get("mmd", 86400)),
+            mmd=_mmd(doc),
             operator=operator,
         )
         if "log_id" in doc and unb64(doc["log_id"]) != info.log_id:
@@ -824,6 +824,17 @@ class LogInfo:
         if isinstance(usable, Mapping) and "timestamp" in usable:
             info = _with(info, usable_since=_parse_time(usable["timestamp"]))
         return info
+
+
+def _mmd(doc: Mapping[str, Any]) -> int:
+    """The log's maximum merge delay, in seconds: a JSON integer, as Chrome's v3 schema
+    has it. int() also took a string of any script's digits ("\u0663" is 3), "1_000",
+    surrounding spaces, a float (cut down) and true."""
+    value = doc.get("mmd", 86400)
+    try:
+        return json_uint64(value, "mmd")
+    except CtError as exc:
+        raise CtError(f"log {str(doc.get('description', '?'))[:80]!r}: {exc}") from None
 
 
 def _with(info: LogInfo, **changes: Any) -> LogInfo:

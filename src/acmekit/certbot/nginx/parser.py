@@ -285,12 +285,13 @@ def expand(directives: list[Directive]) -> Iterator[Directive]:
 
 # -- writing ----------------------------------------------------------------------------
 
-_BARE = re.compile(r"^[^\s;{}\"'#\\]+$")
+# fullmatch: `$` also matches before a final newline, which was then written bare
+_BARE = re.compile(r"[^\s;{}\"'#\\]+")
 
 
 def quote(word: str) -> str:
     """`word` as nginx reads it back: bare when it can be, in double quotes otherwise."""
-    if word and _BARE.match(word):
+    if word and _BARE.fullmatch(word):
         return word
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

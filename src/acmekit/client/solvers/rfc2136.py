@@ -27,7 +27,9 @@ import logging
 from pathlib import Path
 
 import dns.asyncquery
+import dns.entropy
 import dns.exception
+import dns.message
 import dns.name
 import dns.rcode
 import dns.rdataclass
@@ -175,9 +177,7 @@ class Rfc2136DnsProvider:
             update.delete(absolute(fqdn), rdata)
         what = f"UPDATE {'add' if add else 'delete'} TXT at {absolute(fqdn)} in {zone}"
         try:
-            response = await dns.asyncquery.tcp(
-                update, self.server, port=self.port, timeout=TIMEOUT
-            )
+            response = await self._send(update)
         except (OSError, dns.exception.DNSException) as exc:
             raise DnsUpdateError(f"{what} to {self.server}:{self.port} failed: {exc}") from exc
         rcode = response.rcode()
@@ -186,3 +186,15 @@ class Rfc2136DnsProvider:
                 f"{what}: {self.server}:{self.port} answered {dns.rcode.to_text(rcode)}"
             )
         log.info("%s done", what)
+
+    async def _send(self, update: dns.update.UpdateMessage) -> dns.message.Message:
+        """Send `update`; once more, signed anew, if the server answers BADTIME. A server
+        that refuses a Time Signed earlier than the key's last (RFC 8945 §5.2.3, as
+        `acmekit dns` does) refuses one of two UPDATEs sent at once with one key when
+        the later-signed arrives first."""
+        try:
+            return await dns.asyncquery.tcp(update, self.server, port=self.port, timeout=TIMEOUT)
+        except dns.tsig.PeerBadTime:
+            log.info("UPDATE answered BADTIME; signing it again")
+            update.id = dns.entropy.random_16()  # not the same MAC again in the same second
+            return await dns.asyncquery.tcp(update, self.server, port=self.port, timeout=TIMEOUT)
