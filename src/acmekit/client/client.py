@@ -138,10 +138,16 @@ class Client(AsyncClosing):
         poll_timeout: float = 300.0,
         backoff: Backoff = DEFAULT_BACKOFF,
         bad_nonce_retries: int = BAD_NONCE_RETRIES,
+        user_agent: str | None = None,
+        issuance_timeout: float | None = None,
     ) -> None:
+        """`user_agent` is sent as User-Agent (RFC 8555 §6.1); `issuance_timeout`
+        bounds the wait for the certificate after finalize (default `poll_timeout`)."""
         self._own_transport: AiohttpTransport | None = None
         if transport is None:
-            transport = self._own_transport = AiohttpTransport(ca_bundle)
+            transport = self._own_transport = AiohttpTransport(
+                ca_bundle, product=user_agent or "acmekit"
+            )
         self.channel = AcmeChannel(
             directory_url,
             transport,
@@ -151,6 +157,7 @@ class Client(AsyncClosing):
         self.account_key = account_key
         self.account_url = account_url
         self.poll_timeout = poll_timeout
+        self.issuance_timeout = issuance_timeout
         self.backoff = backoff
 
     async def close(self) -> None:
@@ -448,7 +455,8 @@ class Client(AsyncClosing):
             raise
         order = await self.poll_order(order)
         if order.status == OrderStatus.READY:
-            order = await self.poll_order(await self.finalize(order, csr_der))
+            finalized = await self.finalize(order, csr_der)
+            order = await self.poll_order(finalized, max_wait=self.issuance_timeout)
         if order.status != OrderStatus.VALID or order.certificate is None:
             raise order_failure(order)
         pem, alternates = await self._pick_chain(order.certificate, preferred_chain)
