@@ -58,6 +58,7 @@ import dns.rdtypes.ANY.CAA
 import dns.resolver
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.validation.closing import CLOSING_BACKEND
 from acmekit.server.validation.dnssec import (
     DnssecMode,
     authenticated,
@@ -351,7 +352,12 @@ class CaaChecker:
         async with asyncio.timeout(left):
             try:
                 answer = await self._resolver.resolve(
-                    qname, dns.rdatatype.CAA, search=False, raise_on_no_answer=False, lifetime=left
+                    qname,
+                    dns.rdatatype.CAA,
+                    search=False,
+                    raise_on_no_answer=False,
+                    lifetime=left,
+                    backend=CLOSING_BACKEND,
                 )
             except dns.resolver.NXDOMAIN as exc:
                 responses = exc.kwargs.get("responses") or {}
