@@ -73,6 +73,7 @@ from acmekit.server.validation.dnssec import (
     validation_resolver,
 )
 from acmekit.server.validation.resolve import STUB_ATTEMPT, CnameChainTooLong, follow_cnames
+from acmekit.server.validation.slots import Slots
 from acmekit.server.validation.stub import UDP_MAX_QUERIES, Reply, decode_caa, stub_for
 
 log = logging.getLogger(__name__)
@@ -240,8 +241,7 @@ class CaaChecker:
         self._identities = tuple(i.lower().rstrip(".") for i in identities)
         self._timeout = timeout
         self._slots = in_flight
-        self._slots_loop: asyncio.AbstractEventLoop | None = None
-        self._in_flight = asyncio.Semaphore(in_flight)
+        self._in_flight: Slots | None = None
 
     async def relevant_records(self, name: str) -> tuple[str, list[CaaRecord]]:
         """(where found, records): the first non-empty CAA set climbing from `name`.
@@ -278,41 +278,43 @@ class CaaChecker:
         top-level domain; only how much of it is in flight at once is ours to bound)."""
         first: list[Reply[tuple[int, str, str]] | None] = [None] * len(owners)
         if self._stub is not None:
-            attempt = min(STUB_ATTEMPT, end - loop.time())
-            qnames = [owner + "." for owner in owners]
             slots = self._lookup_slots(loop)
+            if not slots.take():
+                try:
+                    await slots.wait(end)
+                except TimeoutError as exc:
+                    found.append(exc)
+                    return True
             try:
-                await _acquire(slots, end)
-            except TimeoutError as exc:
-                found.append(exc)
-                return True
-            try:
+                attempt = min(STUB_ATTEMPT, end - loop.time())
+                qnames = [owner + "." for owner in owners]
                 first = await self._stub.ask_all(
                     qnames, dns.rdatatype.CAA, decode_caa, attempt, loop=loop
                 )
             finally:
-                slots.release()
+                slots.give()
         for owner, reply in zip(owners, first, strict=True):
-            result: tuple[list[CaaRecord], bool] | BaseException
             if reply is not None and _final(reply, owner):
-                records = [CaaRecord(*fields) for fields in reply.values or ()]
-                result = (records, reply.authenticated)
-            else:  # a failure or a CNAME: this name goes the long way
-                try:
-                    result = await self._lookup(owner, reply, end)
-                except _LOOKUP_FAILURES as exc:
-                    result = exc
+                if reply.values:
+                    found.append(([CaaRecord(*f) for f in reply.values], reply.authenticated))
+                    return True
+                found.append(([], reply.authenticated))
+                continue
+            try:  # a failure or a CNAME: this name goes the long way
+                result = await self._lookup(owner, reply, end)
+            except _LOOKUP_FAILURES as exc:
+                found.append(exc)
+                return True
             found.append(result)
-            if isinstance(result, BaseException) or result[0]:
+            if result[0]:
                 return True
         return False
 
-    def _lookup_slots(self, loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+    def _lookup_slots(self, loop: asyncio.AbstractEventLoop) -> Slots:
         """The slots for this checker's lookups in flight (`in_flight`), on the running
-        loop (a semaphore belongs to one)."""
-        if self._slots_loop is not loop:
-            self._slots_loop = loop
-            self._in_flight = asyncio.Semaphore(self._slots)
+        loop (their waits are its futures)."""
+        if self._in_flight is None or self._in_flight.loop is not loop:
+            self._in_flight = Slots(self._slots, loop)
         return self._in_flight
 
     def _relevant(
@@ -396,12 +398,25 @@ class CaaChecker:
         return await self._resolve(qname, end)
 
     async def _resolve(self, qname: str, end: float) -> Reply[tuple[int, str, str]]:
-        """CAA at `qname` through dnspython's resolver, by loop time `end`."""
-        left = end - asyncio.get_running_loop().time()
-        if left <= 0:
+        """CAA at `qname` through dnspython's resolver, by loop time `end`, in a slot of
+        the checker's (waited for until `end` when none is free)."""
+        loop = asyncio.get_running_loop()
+        if end <= loop.time():
             raise TimeoutError
-        slots = self._lookup_slots(asyncio.get_running_loop())
-        async with asyncio.timeout(left), slots:
+        slots = self._lookup_slots(loop)
+        if not slots.take():
+            await slots.wait(end)
+        try:
+            left = end - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            return await self._resolved(qname, left)
+        finally:
+            slots.give()
+
+    async def _resolved(self, qname: str, left: float) -> Reply[tuple[int, str, str]]:
+        """CAA at `qname` through dnspython's resolver, within `left` seconds."""
+        async with asyncio.timeout(left):
             try:
                 answer = await self._resolver.resolve(
                     qname,
@@ -419,15 +434,6 @@ class CaaChecker:
         if answer.rrset is not None:
             return Reply(False, tuple(_fields(rdata) for rdata in answer.rrset), qname, ad)
         return Reply(False, None, answer.canonical_name.to_text(), ad)
-
-
-async def _acquire(slots: asyncio.Semaphore, end: float) -> None:
-    """A slot of `slots`, waited for until loop time `end` (TimeoutError after)."""
-    if slots.locked():
-        async with asyncio.timeout_at(end):
-            await slots.acquire()
-    else:
-        await slots.acquire()  # at once
 
 
 def _final(reply: Reply[tuple[int, str, str]], owner: str) -> bool:
