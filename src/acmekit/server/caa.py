@@ -278,7 +278,9 @@ class CaaChecker:
         top-level domain; only how much of it is in flight at once is ours to bound)."""
         first: list[Reply[tuple[int, str, str]] | None] = [None] * len(owners)
         if self._stub is not None:
-            slots = self._lookup_slots(loop)
+            slots = self._in_flight
+            if slots is None or slots.loop is not loop:
+                slots = self._lookup_slots(loop)
             if not slots.take():
                 try:
                     await slots.wait(end)

@@ -16,16 +16,12 @@ from collections import deque
 class Slots:
     """`size` slots on `loop`."""
 
-    __slots__ = ("_free", "_loop", "_waiting")
+    __slots__ = ("_free", "_waiting", "loop")
 
     def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
         self._free = size
-        self._loop = loop
+        self.loop = loop
         self._waiting: deque[asyncio.Future[None]] = deque()
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
 
     def take(self) -> bool:
         """A free slot at once, unless there is none or others are waiting for one."""
@@ -37,7 +33,7 @@ class Slots:
     async def wait(self, end: float) -> None:
         """A slot, once one is given back and those waiting before have theirs; raises
         TimeoutError at loop time `end`."""
-        turn = self._loop.create_future()
+        turn = self.loop.create_future()
         self._waiting.append(turn)
         try:
             async with asyncio.timeout_at(end):
