@@ -240,7 +240,7 @@ class CaaChecker:
         self._stub = stub_for(resolver, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._identities = tuple(i.lower().rstrip(".") for i in identities)
         self._timeout = timeout
-        self._slots = in_flight
+        self._slot_count = in_flight
         self._in_flight: Slots | None = None
 
     async def relevant_records(self, name: str) -> tuple[str, list[CaaRecord]]:
@@ -256,7 +256,7 @@ class CaaChecker:
         for at in range(0, len(chain), CLIMB_BATCH):
             if await self._climb_batch(chain[at : at + CLIMB_BATCH], end, loop, found):
                 return self._relevant(base, chain, found)
-        if not self._checking:  # every set empty, every answer final
+        if not self._checking:  # every set empty, no lookup failed
             return base, []
         return self._relevant(base, chain, found)
 
@@ -316,7 +316,7 @@ class CaaChecker:
         """The slots for this checker's lookups in flight (`in_flight`), on the running
         loop (their waits are its futures)."""
         if self._in_flight is None or self._in_flight.loop is not loop:
-            self._in_flight = Slots(self._slots, loop)
+            self._in_flight = Slots(self._slot_count, loop)
         return self._in_flight
 
     def _relevant(
