@@ -12,7 +12,7 @@ a window, then sends one new query for every answer it reads, for `--seconds` af
 short warm-up; a read that times out refills the window. Every answer's ID is checked.
 With two or more CPUs the server is pinned to CPU 0 and the generator to CPU 1.
 
-Our server keeps a cache of 4096 whole answers (case-insensitive), so a repeated question
+Our server keeps a cache of whole answers (4 MiB, case-insensitive), so a repeated question
 is cheap. `--names 20000` cycles through that many TXT owners, so that every question
 misses the cache and the uncached path is measured (the fast path of
 `acmekit.dns.fastpath`, as these questions have its shape); `--mixed-case` randomizes

@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 wait_for_line() {  # FILE PATTERN PID: wait until a started program has printed its banner
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 600); do
         grep -q "$2" "$1" 2>/dev/null && return 0
         kill -0 "$3" 2>/dev/null || break
         sleep 0.05

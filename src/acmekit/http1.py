@@ -72,6 +72,8 @@ ASGI = {"version": "3.0", "spec_version": "2.3"}
 STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"  # RFC 9110 §10.1.1
 NO_BODY_STATUSES = frozenset({204, 304})  # and 1xx: RFC 9112 §6.3
+HTTP1_VERSIONS = frozenset({"1.0", "1.1"})
+BAD_VERSION = "Invalid HTTP version"  # httptools' text for a version llhttp cannot read
 FRAMING = frozenset({b"content-length", b"connection", b"transfer-encoding"})
 FRAMING_SIZES = frozenset(map(len, FRAMING))
 
@@ -141,13 +143,17 @@ def imf_fixdate(second: int) -> bytes:
 DATE = _Date()
 
 
-def problem_response(status: HTTPStatus, detail: str) -> bytes:
-    """A whole response, closing the connection, for a refusal made by the server."""
+def problem_response(status: HTTPStatus, detail: str, index: str | None = None) -> bytes:
+    """A whole response, closing the connection, for a refusal made by the server; with
+    `index` (an ACME directory's URL), its Link rel="index" (RFC 8555 §7.1). No
+    Replay-Nonce: nonces are the app's to issue, and the connection closes anyway."""
     body = json.dumps({"type": MALFORMED, "detail": detail, "status": int(status)}).encode()
+    link = "" if index is None else f'link: <{index}>;rel="index"\r\n'
     head = (
         f"HTTP/1.1 {int(status)} {status.phrase}\r\n"
         "content-type: application/problem+json\r\n"
         f"content-length: {len(body)}\r\n"
+        f"{link}"
         "connection: close\r\n"
     ).encode()
     return head + DATE.line() + b"\r\n" + body
@@ -155,17 +161,28 @@ def problem_response(status: HTTPStatus, detail: str) -> bytes:
 
 class Http1Server:
     """One listener: `start` on a bound socket, `shutdown` to stop (in-flight requests
-    are answered, within a bound). `tls` makes it HTTPS."""
+    are answered, within a bound). `tls` makes it HTTPS; `index`, an ACME directory's
+    URL, is linked from the listener's own refusals as from the app's answers."""
 
-    def __init__(self, app: App, limits: ListenerLimits, tls: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        app: App,
+        limits: ListenerLimits,
+        tls: ssl.SSLContext | None = None,
+        index: str | None = None,
+    ):
         self.app = app
         self.limits = limits
         self.tls = tls
+        self.index = index
         self.per_address: Counter[str] = Counter()
         self.connections: set[_Connection] = set()
         self.stopping = False
         self._server: asyncio.Server | None = None
         self._gone: asyncio.Event | None = None
+
+    def refusal(self, status: HTTPStatus, detail: str) -> bytes:
+        return problem_response(status, detail, self.index)
 
     async def start(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -364,6 +381,12 @@ class _Exchange:
                 parts.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # the body ends where the connection does
+        if not self.body_done:
+            # Answered before its body was read (a 413 on Content-Length): the rest of
+            # the body would be read as the next request, so the connection ends with
+            # this answer (`finished`), and the answer says so (RFC 9112 §9.6): a client
+            # told nothing sends its next request on it and gets no answer.
+            self.keep_alive = False
         if not self.keep_alive or self.conn.server.stopping:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
@@ -621,7 +644,10 @@ class _Connection(asyncio.Protocol):
             self._no_more()  # no protocol switch here: answer what came, then close
         except httptools.HttpParserError as exc:
             log.debug("bad request from %s: %s", self.client, exc, exc_info=exc.__context__)
-            self.fail(HTTPStatus.BAD_REQUEST, "the request is not HTTP/1.1 as we read it")
+            if str(exc) == BAD_VERSION:  # llhttp's HPE_INVALID_VERSION: HTTP/3.0, HTTP/1.2
+                self._unsupported_version(None)
+            else:
+                self.fail(HTTPStatus.BAD_REQUEST, "the request is not HTTP/1.1 as we read it")
             return
         if self.body_since is not None and self.limits.header_timeout:
             # A body's deadline is one of progress: each read moves it on (`_tick` holds
@@ -708,6 +734,10 @@ class _Connection(asyncio.Protocol):
         scope = self._scope()
         if scope is None:
             self.fail(HTTPStatus.BAD_REQUEST, "the request target is not a path we can read")
+            return
+        version = scope["http_version"]
+        if version != "1.1" and version not in HTTP1_VERSIONS:  # the parser takes 0.9, 2.0
+            self._unsupported_version(version)
             return
         keep_alive = self.parser.should_keep_alive() and not self.server.stopping
         ex = _Exchange(self, scope, keep_alive, self.expect and scope["http_version"] == "1.1")
@@ -859,7 +889,9 @@ class _Connection(asyncio.Protocol):
                 if ex.finished:
                     continue
                 if not ex.started and not self.closed:
-                    self.write(problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error"))
+                    self.write(
+                        self.server.refusal(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+                    )
                 ex.keep_alive = False  # a response cut short ends the connection
                 ex.finished = True
                 self.finished(ex)
@@ -957,8 +989,14 @@ class _Connection(asyncio.Protocol):
             self._refuse(reading, status, detail)
             return
         ex = _Exchange(self, {"method": "-", "path": "-"}, False, False)
-        ex.refusal = problem_response(status, detail)
+        ex.refusal = self.server.refusal(status, detail)
         self._enqueue(ex)  # after the requests read before it
+
+    def _unsupported_version(self, version: str | None) -> None:
+        """RFC 9110 §15.6.6: 505 for a major version this server does not speak (only
+        HTTP/1.x here), saying which it does; then close."""
+        what = "this HTTP version" if version is None else f"HTTP/{version}"
+        self.fail(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"{what} is not supported: use HTTP/1.1")
 
     def _refuse_body(self, ex: _Exchange, cap: int) -> None:
         self._refuse(ex, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body larger than {cap} bytes")
@@ -975,7 +1013,7 @@ class _Connection(asyncio.Protocol):
         """Answer `ex`, whose body is being read, with `status` instead of its app's
         answer (unless that has begun), then close."""
         refusal = _Exchange(self, ex.scope, False, False)
-        refusal.refusal = problem_response(status, detail)
+        refusal.refusal = self.server.refusal(status, detail)
         if ex is self.current and ex.started:
             self._no_more()  # already answering: that answer is the last
             return

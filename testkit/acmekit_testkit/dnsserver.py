@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,14 +141,24 @@ def parse_banner(line: str) -> tuple[int, str]:
     return int(listener.rsplit(":", 1)[1]), api
 
 
+def _limit_open_files(soft: int) -> Callable[[], None]:
+    def limit() -> None:  # in the child, before it runs the server
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return limit
+
+
 @contextmanager
 def dns_server_process(
     tmp_path: Path,
     *args: str,
     default_ipv4: str | None = LOOPBACK,
     api_token: str | None = None,
+    open_files: int | None = None,
 ) -> Iterator[DnsServerHandle]:
-    """`acmekit dns` as a separate process; extra command-line `args` are passed on."""
+    """`acmekit dns` as a separate process; extra command-line `args` are passed on.
+    `open_files` lowers its soft limit on file descriptors (RLIMIT_NOFILE)."""
     argv = [sys.executable, "-m", "acmekit", "dns", "--listen", f"{LOOPBACK}:0"]
     argv += ["--api", f"{LOOPBACK}:0", *args]
     if default_ipv4:
@@ -157,7 +168,11 @@ def dns_server_process(
     log = tmp_path / f"acmekit-dns-{time.monotonic_ns()}.log"
     with log.open("wb") as err:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=None if open_files is None else _limit_open_files(open_files),
         )
     try:
         dns_port, api_url = parse_banner(read_banner(proc, log))

@@ -33,6 +33,7 @@ from acmekit.fleet.issuer import OrderRequest, OrderStarted
 from acmekit.fleet.metrics import FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
+from acmekit.protocol.ari import cert_id_of
 from acmekit.protocol.messages import ChallengeType, OrderStatus
 from acmekit.server.admin import move_ari_window
 from acmekit.server.run import Assembly
@@ -217,6 +218,24 @@ async def test_a_worker_dying_mid_renewal_is_finished_by_another(
     assert [v.version for v in f.inventory.sites.versions(site.id)] == [1, 2]
     leaf = _verify(f.root, tmp_path / "edge-a" / "resume.fleet.test" / "fullchain.pem")
     assert format(leaf.serial_number, "x") == f.inventory.sites.versions(site.id)[1].serial
+
+
+async def test_a_renewal_whose_claim_another_order_holds_is_ordered_without_it(
+    fleet: tuple[Fleet, str],
+) -> None:
+    """The old certificate's replacement is held by an order the inventory does not know
+    (as after a restore from a backup): the renewal is ordered again without `replaces`
+    (RFC 9773 §5) rather than refused with alreadyReplaced on every attempt."""
+    f, _ = fleet
+    site = f.inventory.sites.add_site(("claimed.fleet.test",), ChallengeMethod.HTTP_01, f.now())
+    assert await f.worker("w1").run_once() == 1
+    (first,) = f.inventory.sites.versions(site.id)
+    leaf = x509.load_pem_x509_certificate(first.fullchain_pem.encode())
+    await f.client.new_order(["claimed.fleet.test"], replaces=str(cert_id_of(leaf)))
+    assert f.inventory.sites.force_renewal(site.id, f.now())
+    assert await f.worker("w1").run_once() == 1
+    done = f.inventory.sites.site(site.id)
+    assert done is not None and done.state == SiteState.ACTIVE and done.current_version == 2
 
 
 class ChecksDue(SystemClock):

@@ -8,11 +8,13 @@ decision."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -262,3 +264,52 @@ async def test_the_housekeeping_loop_purges_a_batch_a_period(
     assert _rows(purge_ca)[:2] == (1, 1)
     await app.purge_batches()  # the next period's round
     assert _rows(purge_ca) == (0, 0, 0)
+
+
+async def _serving(app: Any) -> tuple[asyncio.Task[None], asyncio.Queue[dict[str, Any]]]:
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    return asyncio.create_task(app({"type": "lifespan"}, inbox.get, send)), inbox
+
+
+def _crl_numbers(ca: Assembly) -> list[int]:
+    with ca.store.engine.connect() as conn:
+        found = conn.execute(sa.text("SELECT number FROM crls ORDER BY shard")).scalars()
+        return [int(n) for n in found]
+
+
+async def test_a_failing_purge_does_not_hold_back_the_crl_refresh(
+    ca_config: ServerConfig, clock: Clock
+) -> None:
+    """A purge the database refuses every round (a batch no statement takes, as an
+    unchecked setting could give: SQLite refuses a LIMIT of 1.5, PostgreSQL one below
+    0) is logged; the CRLs are refreshed all the same."""
+    batch = -1 if ca_config.db_url.startswith("postgresql") else 1.5
+    purge = PurgeSettings(batch=batch, every=timedelta(seconds=0.01))  # type: ignore[arg-type]
+    config = replace(ca_config, purge=purge, stale_after=1.0)
+    ca = assemble(config, now=clock)
+    try:
+        with pytest.raises((sqlite3.Error, psycopg.Error)):
+            ca.app.purger.batches(1)
+        serving, inbox = await _serving(ca.app)
+        for _ in range(200):  # the start makes every shard's CRL; 10 s at most
+            if _crl_numbers(ca):
+                break
+            await asyncio.sleep(0.05)
+        made = _crl_numbers(ca)
+        assert made
+        clock.advance(config.crl.regenerate_every.total_seconds() + 1)
+        for _ in range(200):  # a round every half second
+            if _crl_numbers(ca) != made:
+                break
+            await asyncio.sleep(0.05)
+        assert _crl_numbers(ca) == [n + 1 for n in made]
+        await inbox.put({"type": "lifespan.shutdown"})
+        await serving
+    finally:
+        await ca.app.close()
+        ca.store.engine.dispose()

@@ -1,6 +1,7 @@
 """Migration 0013 on SQLite and PostgreSQL: the purge's indexes on the expiry of
-authorizations and orders are built (on PostgreSQL CONCURRENTLY, and valid), dropped by
-the downgrade to 0012 with the rows kept, and built again by the next upgrade."""
+authorizations and of orders without a certificate are built (on PostgreSQL
+CONCURRENTLY, and valid), dropped by the downgrade to 0012 with the rows kept, and built
+again by the next upgrade."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from acmekit.migrate import SERVER
 from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
-INDEXES = {("authorizations", "ix_authz_expires"), ("orders", "ix_orders_expires")}
+INDEXES = {("authorizations", "ix_authz_expires"), ("orders", "ix_orders_unissued")}
 
 
 def _indexes(engine: sa.Engine) -> set[tuple[str, str]]:
@@ -24,7 +25,7 @@ def _indexes(engine: sa.Engine) -> set[tuple[str, str]]:
     for table in ("authorizations", "orders"):
         for index in inspector.get_indexes(table):
             if index["name"] in {name for _, name in INDEXES}:
-                assert index["column_names"] == ["expires"]
+                assert index["column_names"] == ["expires", "id"]
                 found.add((table, str(index["name"])))
     return found
 
@@ -37,7 +38,7 @@ def _valid(engine: sa.Engine) -> bool:
             conn.execute(
                 sa.text(
                     "SELECT bool_and(indisvalid) FROM pg_index WHERE indexrelid IN "
-                    "(to_regclass('ix_authz_expires'), to_regclass('ix_orders_expires'))"
+                    "(to_regclass('ix_authz_expires'), to_regclass('ix_orders_unissued'))"
                 )
             ).scalar()
         )

@@ -18,13 +18,14 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acmekit.dns import fastpath
+from acmekit.dns import fastpath, limits
 from acmekit.dns.handler import DnsHandler, Transport
 from acmekit.dns.store import (
     RecordStore,
@@ -303,6 +304,12 @@ def check(wire: bytes) -> None:
         assert equal(reply, FUZZ_GENERAL.handle(wire, transport))
         if len(wire) < 12 or wire[2] & 0x80:
             assert reply is None
+            continue
+        if limits.excess(wire) is None and (wire[2] >> 3) & 0x0F == dns.opcode.UPDATE:
+            # A server without keys refuses every UPDATE within the bounds from its header
+            # alone, parsed or not (RFC 2136 §3.3: none could be accepted).
+            assert answered is None and reply is not None and reply[:2] == wire[:2]
+            assert reply[3] & 0x0F == dns.rcode.REFUSED
             continue
         try:
             dns.message.from_wire(wire, keyring=False)

@@ -267,3 +267,53 @@ def test_server_path_is_certbots() -> None:
         "acme-v02.api.letsencrypt.org/directory"
     )
     assert server_path("https://127.0.0.1:14000/dir") == "127.0.0.1:14000/dir"
+
+
+def _unswitched(tmp_path: Path) -> tuple[LineageStore, CertFiles]:
+    """A lineage at version 1 whose version 2 was written to the archive, by a run
+    killed before it moved the first link."""
+    store = LineageStore(tmp_path)
+    store.create("a.test", _files("a.test", 90), PARAMS, "0.1.0")
+    live, archive = tmp_path / "live" / "a.test", tmp_path / "archive" / "a.test"
+    for kind in ("cert", "chain", "fullchain", "privkey"):  # the links made an hour ago
+        hour_ago = (live / f"{kind}.pem").lstat().st_mtime - 3600
+        os.utime(live / f"{kind}.pem", (hour_ago, hour_ago), follow_symlinks=False)
+    newer = _files("a.test", 91)
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        atomic_write(archive / f"{kind}2.pem", newer.text(kind).encode())
+    return store, newer
+
+
+def test_repair_takes_up_a_whole_version_the_links_never_reached(tmp_path: Path) -> None:
+    store, newer = _unswitched(tmp_path)
+    repaired = store.repair(store.load("a.test"))
+    assert {repaired.current_version(k) for k in ("cert", "chain", "fullchain", "privkey")} == {2}
+    assert repaired.path("cert").read_text() == newer.cert
+    assert (
+        repaired.not_after
+        == x509.load_pem_x509_certificate(newer.cert.encode()).not_valid_after_utc
+    )
+
+
+@pytest.mark.parametrize("spoiled", ["other key", "links moved since", "other fullchain"])
+def test_repair_leaves_a_version_that_does_not_hold_together(tmp_path: Path, spoiled: str) -> None:
+    store, newer = _unswitched(tmp_path)
+    archive, live = tmp_path / "archive" / "a.test", tmp_path / "live" / "a.test"
+    links_made = (live / "cert.pem").lstat().st_mtime
+    if spoiled == "other key":
+        atomic_write(archive / "privkey2.pem", _files("a.test").privkey.encode())
+    elif spoiled == "other fullchain":
+        atomic_write(archive / "fullchain2.pem", _files("a.test").fullchain.encode())
+    else:  # a person pointed the links back at version 1 after version 2 was written
+        later = (archive / "cert2.pem").stat().st_mtime + 60
+        for kind in ("cert", "chain", "fullchain", "privkey"):
+            os.utime(live / f"{kind}.pem", (later, later), follow_symlinks=False)
+    repaired = store.repair(store.load("a.test"))
+    assert repaired.current_version() == 1
+    assert (archive / "cert2.pem").is_file() and next_version(archive) == 3
+
+    # Made whole (or the links as the crash left them), version 2 is taken up.
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        atomic_write(archive / f"{kind}2.pem", newer.text(kind).encode())
+        os.utime(live / f"{kind}.pem", (links_made, links_made), follow_symlinks=False)
+    assert store.repair(store.load("a.test")).current_version() == 2

@@ -37,17 +37,47 @@ def test_the_table_sets_the_purge(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[purge]\nbatch = 0\n", "batch and batches must be 1 or more"),
-        ("[purge]\nevery = 0\n", "every above 0"),
-        ("[purge]\nretention = -1\n", "retention must be 0 seconds or more"),
+        ("[purge]\nbatch = 0\n", "purge.batch = 0 must be a whole number from 1 to 10000"),
+        ("[purge]\nbatch = 1.5\n", "purge.batch = 1.5 must be a whole number from 1 to 10000"),
+        # PostgreSQL takes 65,535 parameters at most: the authorizations' batch failed.
+        ("[purge]\nbatch = 70000\n", "purge.batch = 70000 must be a whole number from 1"),
+        ("[purge]\nbatches = 2.5\n", "purge.batches = 2.5 must be a whole number from 1"),
+        ("[purge]\nevery = 0\n", "purge.every = 0 must be from 1 seconds to 100 years"),
+        ("[purge]\nretention = -1\n", "purge.retention = -1 must be from 0 seconds"),
+        ("[purge]\nretention = 1e11\n", "purge.retention = 1e+11 must be from 0 seconds"),
+        ("[purge]\ngrace = 1e11\n", "purge.grace = 1e+11 must be from 0 seconds to 100 years"),
+        ("[purge]\ngrace = 1e20\n", "purge.grace = 1e+20 must be a number of seconds that"),
+        ("[purge]\nevery = inf\n", "purge.every = inf must be a number of seconds that"),
         ("[purge]\nkeep = 1\n", "unknown settings in purge: keep"),
     ],
-    ids=["batch", "every", "retention", "unknown"],
+    ids=[
+        "batch",
+        "batch-fraction",
+        "batch-too-large",
+        "batches-fraction",
+        "every",
+        "retention",
+        "retention-too-long",
+        "grace-too-long",
+        "grace-past-dates",
+        "every-infinite",
+        "unknown",
+    ],
 )
 def test_bad_purge_settings_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    """In one line, naming the setting: each of these failed every purge (or, past a
+    date's range, the start with an OverflowError)."""
     with pytest.raises(ValueError) as caught:
         _load(tmp_path, text)
     assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_largest_settings_allowed_give_cutoffs(tmp_path: Path) -> None:
+    text = "[purge]\nbatch = 10000\nbatches = 1000\ngrace = 3153600000\nretention = 3153600000\n"
+    settings = _load(tmp_path, text)
+    cut = cutoffs(settings, datetime(2027, 1, 1, tzinfo=UTC))
+    assert cut.validated < cut.orders < 0
 
 
 @pytest.mark.parametrize(
@@ -74,4 +104,8 @@ def test_a_validated_authorization_waits_for_the_longest_validity_and_the_retent
     assert cut.orders == cut.authorizations == to_us(now - timedelta(days=30))
     assert cut.validated == to_us(now - LONGEST_VALIDITY - timedelta(days=730))
     assert cut.buckets == to_us(now - timedelta(minutes=10))
+    # As the rate limiter, by the database's clock (less the same skew) where it reads it.
+    by_database = cutoffs(PurgeSettings(), now, database_clock=True)
+    assert by_database.buckets is None
+    assert by_database.skew == 10 * 60 * 1_000_000
     assert timedelta(days=398) == LONGEST_VALIDITY

@@ -108,3 +108,28 @@ def test_a_window_past_expiry_is_cut_a_margin_before_it(
     assert decide(START, end, end - margin, ari=AriWindow(end, end + lifetime)).due
     inside = AriWindow(end - 2 * margin, end - margin)
     assert renewal_time(START, end, ari=inside, rand=0.5) == end - margin - margin / 2
+
+
+def test_renew_before_expiry_counts_beside_an_ari_window() -> None:
+    """certbot's `should_autorenew`: due when either the window or the lineage's own
+    margin says so; the window still decides when it comes first."""
+    end = START + timedelta(days=90)
+    window = AriWindow(START + timedelta(days=60), START + timedelta(days=62))
+    margin = timedelta(days=45)
+    assert renewal_time(START, end, ari=window, rand=0.0, renew_before_expiry=margin) == (
+        end - margin
+    )
+    before = decide(
+        START, end, START + timedelta(days=44), ari=window, rand=0.0, renew_before_expiry=margin
+    )
+    assert not before.due and not before.by_ari
+    assert before.next_check == START + timedelta(days=44, hours=6)  # the window may move
+    due = decide(
+        START, end, START + timedelta(days=45), ari=window, rand=0.0, renew_before_expiry=margin
+    )
+    assert due.due and not due.by_ari and due.reason == "in the renewal period"
+    short = timedelta(days=10)
+    by_window = decide(
+        START, end, START + timedelta(days=61), ari=window, rand=0.5, renew_before_expiry=short
+    )
+    assert by_window.due and by_window.by_ari

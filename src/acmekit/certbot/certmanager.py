@@ -84,6 +84,21 @@ class AccountOptions:
     account_id: str | None = None
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """certbot's flags that change one run, never saved in a renewal conf:
+    `new_key` (a fresh key even with reuse_key), `directory_hooks` (run
+    `renewal-hooks/`), `run_deploy_hooks` (deploy hooks on a dry run too),
+    `user_agent`, and `issuance_timeout` (seconds to wait for the certificate after
+    finalize)."""
+
+    new_key: bool = False
+    directory_hooks: bool = True
+    run_deploy_hooks: bool = False
+    user_agent: str | None = None
+    issuance_timeout: float | None = None
+
+
 # `extra` of a log record whose message the caller also reports to the user: a console
 # handler leaves it out, so that nothing is printed twice (the log file keeps it).
 REPORTED = {"reported": True}
@@ -229,6 +244,7 @@ class CertManager(AsyncClosing):
         lock_timeout: float = 600.0,
         account_options: AccountOptions = AccountOptions(),
         rand: Callable[[], float] = random.random,
+        run_options: RunOptions = RunOptions(),
     ) -> None:
         self.paths = paths
         self.lineages = LineageStore(paths.config_dir)
@@ -239,6 +255,7 @@ class CertManager(AsyncClosing):
         self.question = question  # None: never ask (no terminal, or --non-interactive)
         self.lock_timeout = lock_timeout
         self.account_options = account_options
+        self.run_options = run_options
         # Where in an ARI window to renew (RFC 9773 §4.2: uniformly at random).
         self.rand = rand
         self._clients: dict[tuple[str, str, str | None], Client] = {}
@@ -263,7 +280,14 @@ class CertManager(AsyncClosing):
         client = self._clients.get((server, ident, bundle))
         if client is None:
             url = account.uri if account else None
-            client = Client(server, key, account_url=url, ca_bundle=bundle)
+            client = Client(
+                server,
+                key,
+                account_url=url,
+                ca_bundle=bundle,
+                user_agent=self.run_options.user_agent,
+                issuance_timeout=self.run_options.issuance_timeout,
+            )
             self._clients[(server, ident, bundle)] = client
         return client
 
@@ -288,7 +312,9 @@ class CertManager(AsyncClosing):
         if self.accounts.find(server) is not None:
             raise ClientError(f"there is an existing account for {server}")
         key = ec.generate_private_key(ec.SECP256R1())
-        client = Client(server, key, ca_bundle=self.ca_bundle)
+        client = Client(
+            server, key, ca_bundle=self.ca_bundle, user_agent=self.run_options.user_agent
+        )
         try:
             emails, agreed = await self._registration(client, opts)
             contact = [f"mailto:{e}" for e in emails]
@@ -429,8 +455,38 @@ class CertManager(AsyncClosing):
         client, account = await self.account_client(params.server)
         params = dataclasses.replace(params, account=account)
         hooks = HookRunner(self.paths.config_dir, use_directories=False)
-        work = self._obtain(client, names, params, cert_name, dry_run, force, hooks, duplicate)
-        return await _then_post_hooks(hooks, names, work)
+
+        async def work(names: Sequence[str]) -> Outcome:
+            return await self._obtain(
+                client, names, params, cert_name, dry_run, force, hooks, duplicate
+            )
+
+        subset = self._subset(names, work, params.allow_subset_of_names)
+        return await _then_post_hooks(hooks, names, subset)
+
+    async def _subset(
+        self, names: Sequence[str], work: Callable[[Sequence[str]], Awaitable[T]], allowed: bool
+    ) -> T:
+        """certbot's --allow-subset-of-names: when some names' authorizations fail, the
+        certificate is ordered again for the others (with a new order and CSR)."""
+        try:
+            return await work(names)
+        except AcmeError as exc:
+            if not allowed:
+                raise
+            failed = {
+                str((sub.identifier or {}).get("value", "")).lower()
+                for sub in exc.problem.subproblems
+            }
+            rest = [n for n in names if n.lower().removeprefix("*.") not in failed]
+            if not failed or not rest or len(rest) == len(names):
+                raise
+            log.warning(
+                "authorization failed for %s; ordering %s",
+                ", ".join(sorted(failed)),
+                ", ".join(rest),
+            )
+            return await work(rest)
 
     async def _obtain(
         self,
@@ -478,8 +534,10 @@ class CertManager(AsyncClosing):
 
     def _existing(self, names: Sequence[str], cert_name: str | None) -> Lineage | None:
         if cert_name is not None:
-            return self.lineages.load(cert_name) if self.lineages.exists(cert_name) else None
-        return self.lineages.find_by_names(list(names))
+            found = self.lineages.load(cert_name) if self.lineages.exists(cert_name) else None
+        else:
+            found = self.lineages.find_by_names(list(names))
+        return None if found is None else self.lineages.repair(found)
 
     async def _create(
         self,
@@ -515,15 +573,20 @@ class CertManager(AsyncClosing):
         same = {n.lower() for n in lineage.names} == {n.lower() for n in names}
         if same and not force and not dry_run and not await self._due(lineage, client):
             return Outcome(lineage.name, tuple(names), "kept", lineage.live_dir, lineage.not_after)
-        key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
+        key = self._key(lineage, params)
         csr = make_csr(key, names)
         replacing = lineage if same else None
         issued = await self._issue(client, params, names, csr, hooks, replacing, dry_run)
+        # certbot's renew_cert: a new version of an existing lineage runs the deploy
+        # directory hooks too, for certonly as for renew.
+        directories = self.run_options.directory_hooks
         if dry_run:
+            if self.run_options.run_deploy_hooks:
+                await hooks.deploy(params.renew_hook, lineage.live_dir, names, directories)
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
         self._save_params(lineage, params)
-        await hooks.deploy(params.renew_hook, updated.live_dir, updated.names)
+        await hooks.deploy(params.renew_hook, updated.live_dir, updated.names, directories)
         return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
 
     async def obtain_for_csr(
@@ -539,6 +602,12 @@ class CertManager(AsyncClosing):
         der = csr.public_bytes(serialization.Encoding.DER)
         return await _then_post_hooks(hooks, names, self._issue(client, params, names, der, hooks))
 
+    def _key(self, lineage: Lineage, params: RenewalParams) -> PrivateKey:
+        """The lineage's key with reuse_key, unless this run asks for a new one."""
+        if params.reuse_key and not self.run_options.new_key:
+            return load_key(lineage.read_privkey())
+        return params.new_key()
+
     def _save_params(self, lineage: Lineage, params: RenewalParams) -> None:
         conf = {**lineage.conf, "version": version_string(), "renewalparams": params.to_section()}
         self.lineages.write_conf(lineage.name, conf, lineage.comment)
@@ -549,8 +618,9 @@ class CertManager(AsyncClosing):
     async def _decision(
         self, lineage: Lineage, client: Client | None
     ) -> tuple[RenewalDecision, bool]:
-        """The decision, and whether the CA's renewal information made it."""
-        """Due by the CA's renewal information when it offers it, else by lifetime."""
+        """The decision, and whether the CA's renewal information made it: due by the
+        CA's window when it offers one, else by lifetime; the lineage's own
+        `renew_before_expiry` counts beside either (`acmekit.client.renewal`)."""
         margin_text = get_str(lineage.conf, "renew_before_expiry")
         margin = parse_interval(margin_text) if margin_text else None
         info = await self._renewal_info(client, lineage) if client is not None else None
@@ -565,7 +635,7 @@ class CertManager(AsyncClosing):
             renew_before_expiry=margin,
         )
         log.info("lineage %s: %s", lineage.name, decision.reason)
-        return decision, info is not None
+        return decision, decision.by_ari
 
     async def _renewal_info(self, client: Client, lineage: Lineage) -> RenewalInfo | None:
         """RFC 9773 §4.2; a CA that cannot answer leaves the decision to the lifetime rule."""
@@ -590,7 +660,7 @@ class CertManager(AsyncClosing):
         names = [options.cert_name] if options.cert_name else self.lineages.names()
         if options.cert_name and not self.lineages.exists(options.cert_name):
             raise ClientError(f"no certificate named {options.cert_name}")
-        runner = HookRunner(self.paths.config_dir, use_directories=True)
+        runner = HookRunner(self.paths.config_dir, self.run_options.directory_hooks)
         outcomes: list[Outcome] = []
         slept = False
         for name in names:
@@ -610,8 +680,7 @@ class CertManager(AsyncClosing):
         self, name: str, options: RenewOptions, runner: HookRunner, slept: bool
     ) -> tuple[Outcome, bool]:
         try:
-            lineage = self.lineages.load(name)
-            self.lineages.repair(lineage)
+            lineage = self.lineages.repair(self.lineages.load(name))
             params = params_from_conf(lineage.conf)
             if options.overrides is not None:
                 params = params.overridden(options.overrides)
@@ -623,7 +692,12 @@ class CertManager(AsyncClosing):
         except ClientError as exc:
             return Outcome(name, domains, "failed", error=str(exc)), False
         if not (options.force or options.dry_run):
-            decision, by_ari = await self._decision(lineage, client)
+            try:
+                decision, by_ari = await self._decision(lineage, client)
+            except (LineageError, ValueError) as exc:
+                # certbot's `renew` too: a lineage it cannot read is one failure in the
+                # report, and the others are still looked at.
+                return Outcome(name, domains, "failed", error=str(exc)), False
             if not decision.due:
                 live, not_after = lineage.live_dir, lineage.not_after
                 return Outcome(
@@ -642,6 +716,8 @@ class CertManager(AsyncClosing):
             log.error("renewal of %s failed: %s", name, exc, extra=REPORTED)
             outcome = Outcome(name, domains, "failed", error=_one_line(exc), exception=exc)
             return outcome, True
+        if outcome.action == "simulated" and self.run_options.run_deploy_hooks:
+            await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
         if outcome.action == "renewed":
             await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
             try:
@@ -670,10 +746,14 @@ class CertManager(AsyncClosing):
         hooks: HookRunner,
     ) -> Outcome:
         names = lineage.names
-        key = load_key(lineage.read_privkey()) if params.reuse_key else params.new_key()
+        key = self._key(lineage, params)
         replacing = None if options.dry_run else lineage
-        csr = make_csr(key, names)
-        issued = await self._issue(client, params, names, csr, hooks, replacing, options.dry_run)
+
+        async def attempt(names: Sequence[str]) -> IssuedCertificate:
+            csr = make_csr(key, names)
+            return await self._issue(client, params, names, csr, hooks, replacing, options.dry_run)
+
+        issued = await self._subset(names, attempt, params.allow_subset_of_names)
         if options.dry_run:
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
@@ -689,8 +769,7 @@ class CertManager(AsyncClosing):
         tried first in a test run (a dry-run renewal: nothing is saved, no deploy hook
         runs) and written to its renewal conf only when the test run succeeds."""
         async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
-            lineage = self.lineages.load(name)
-            self.lineages.repair(lineage)
+            lineage = self.lineages.repair(self.lineages.load(name))
             wanted = params_from_conf(lineage.conf).overridden(overrides)
             if "webroot_path" in overrides.fields:
                 # The new -w serves every name; an old map would still send them to
@@ -699,13 +778,29 @@ class CertManager(AsyncClosing):
             client, params = self._lineage_client(wanted)
             runner = HookRunner(self.paths.config_dir, use_directories=False)
             options = RenewOptions(cert_name=name, dry_run=True)
-            work = self._renew_lineage(client, lineage, params, options, runner)
+            work = self._test_run(client, lineage, params, options, runner)
             await _then_post_hooks(runner, [name], work)
             if runner.failures:
                 hooks = ", ".join(f"{f.kind} hook {f.command!r}" for f in runner.failures)
                 raise ClientError(f"the test run succeeded, but its {hooks} failed")
             self._save_params(lineage, params)
         return params
+
+    async def _test_run(
+        self,
+        client: Client,
+        lineage: Lineage,
+        params: RenewalParams,
+        options: RenewOptions,
+        runner: HookRunner,
+    ) -> Outcome:
+        """reconfigure's dry run; with --run-deploy-hooks (certbot's), its deploy hooks
+        run too, on the lineage's live files."""
+        outcome = await self._renew_lineage(client, lineage, params, options, runner)
+        if self.run_options.run_deploy_hooks:
+            directories = self.run_options.directory_hooks
+            await runner.deploy(params.renew_hook, lineage.live_dir, lineage.names, directories)
+        return outcome
 
     # -- install ---------------------------------------------------------------------
 

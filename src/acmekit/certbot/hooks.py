@@ -10,7 +10,10 @@
   once, with RENEWED_DOMAINS and FAILED_DOMAINS of the whole run.
 
 Directory hooks are the executable regular files, sorted, skipping names ending in
-`~`. A hook that fails is reported; it does not undo the certificate it follows.
+`~`. A hook that fails is reported; it does not undo the certificate it follows, and
+(as in certbot) it does not make the command fail. What a hook writes is shown as
+certbot shows it: its stdout as "Hook 'deploy-hook' ran with output:" and the lines
+indented, its stderr as a warning "Hook 'deploy-hook' ran with error output:".
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -59,21 +62,33 @@ def post_env(renewed: Sequence[str], failed: Sequence[str]) -> dict[str, str]:
     return {"RENEWED_DOMAINS": " ".join(renewed), "FAILED_DOMAINS": " ".join(failed)}
 
 
-async def run_hook(kind: HookKind, command: str, env: Mapping[str, str]) -> HookResult:
-    """Run `command` through the shell with `env` added to ours."""
+def _indented(text: str) -> str:
+    return "\n".join(f" {line}" for line in text.splitlines())
+
+
+async def run_hook(
+    kind: HookKind, command: str, env: Mapping[str, str], show: Callable[[str], None] = print
+) -> HookResult:
+    """Run `command` through the shell with `env` added to ours; `show` prints its
+    output for the user (certbot's display_ops.report_executed_command)."""
+    log.info("Running %s-hook command: %s", kind, command)
     proc = await asyncio.create_subprocess_shell(
         command,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
         env={**os.environ, **env},
     )
-    out, _ = await proc.communicate()
+    out, err = await proc.communicate()
     code = proc.returncode if proc.returncode is not None else -1
-    text = out.decode("utf-8", "replace")
+    text, errors = out.decode("utf-8", "replace").strip(), err.decode("utf-8", "replace").strip()
+    name = f"Hook '{kind}-hook'"
     if code != 0:
-        log.error("%s hook %r exited with %d: %s", kind, command, code, text.strip()[-500:])
-    else:
-        log.info("%s hook %r ran", kind, command)
+        log.warning("%s reported error code %d", name, code)
+    if text:
+        show(f"{name} ran with output:\n{_indented(text)}")
+    if errors:
+        log.warning("%s ran with error output:\n%s", name, _indented(errors))
     return HookResult(kind, command, code, text)
 
 
@@ -83,12 +98,13 @@ class HookRunner:
 
     config_dir: Path
     use_directories: bool
+    show: Callable[[str], None] = print
     failures: list[HookResult] = field(default_factory=list)
     _pre_done: set[str] = field(default_factory=set)
     _post: list[str] = field(default_factory=list)
 
     async def _run(self, kind: HookKind, command: str, env: Mapping[str, str]) -> None:
-        result = await run_hook(kind, command, env)
+        result = await run_hook(kind, command, env, self.show)
         if result.returncode != 0:
             self.failures.append(result)
 
@@ -105,9 +121,19 @@ class HookRunner:
             if command and command not in self._post:
                 self._post.append(command)
 
-    async def deploy(self, command: str | None, lineage_dir: Path, domains: Sequence[str]) -> None:
+    async def deploy(
+        self,
+        command: str | None,
+        lineage_dir: Path,
+        domains: Sequence[str],
+        directories: bool | None = None,
+    ) -> None:
+        """`directories` (default: as for pre and post hooks) says whether
+        `renewal-hooks/deploy/` runs: certbot runs it for every new version of an existing
+        lineage (its renew_hook), `certonly` too, but not for a new lineage."""
         env = deploy_env(lineage_dir, domains)
-        dirs = directory_hooks(self.config_dir, HookKind.DEPLOY) if self.use_directories else []
+        use = self.use_directories if directories is None else directories
+        dirs = directory_hooks(self.config_dir, HookKind.DEPLOY) if use else []
         for hook in dirs:
             await self._run(HookKind.DEPLOY, hook, env)
         if command and command not in dirs:

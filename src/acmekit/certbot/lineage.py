@@ -15,11 +15,15 @@ a symlink is switched by making a new link and renaming it over the old one.
 - A new version writes all four archive files first and only then switches the four
   links. A crash between two switches leaves links at two versions; `repair` (run under
   the lock before any change) points all four at the newest complete version, as
-  certbot's own `_fix_symlinks` does.
+  certbot's own `_fix_symlinks` does. A crash after the archive files and before the
+  first switch leaves a whole newer version unused: `repair` adopts it when its files
+  agree with each other and were written after the links (the CA has issued it, and
+  counts it as the replacement of the one the links still show).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -29,6 +33,8 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acmekit.certbot import renewalconf
@@ -36,6 +42,7 @@ from acmekit.certbot.renewalconf import Section
 from acmekit.client.errors import ClientError
 from acmekit.files import atomic_symlink, atomic_write, fsync_dir, make_dirs
 
+log = logging.getLogger(__name__)
 KINDS = ("cert", "privkey", "chain", "fullchain")
 # fullmatch and ASCII digits: `$` also matches before a final newline, and `\d` takes
 # any script's digits, which int() reads ("cert\u0663.pem" was version 3)
@@ -288,7 +295,7 @@ class LineageStore:
 
     def add_version(self, lineage: Lineage, files: CertFiles) -> Lineage:
         """Write version N+1 into the archive, then switch the live links to it."""
-        self.repair(lineage)
+        lineage = self.repair(lineage)
         version = next_version(lineage.archive_dir)
         _write_archive(lineage.archive_dir, files, version)
         fsync_dir(lineage.archive_dir)
@@ -298,20 +305,53 @@ class LineageStore:
             atomic_symlink(os.path.relpath(target, link.parent), link)
         return self.load(lineage.name)
 
-    def repair(self, lineage: Lineage) -> None:
-        """Point all four links at the newest version whose four files all exist,
-        when a crash left them at different versions."""
-        versions = {lineage.current_version(k) for k in KINDS}
-        if len(versions) == 1 and None not in versions:
-            return
-        complete = complete_versions(lineage.archive_dir)
-        if not complete:
-            raise LineageError(f"lineage {lineage.name} has no complete version in the archive")
-        best = max(complete)
+    def repair(self, lineage: Lineage) -> Lineage:
+        """The lineage with its live links where a crash should have left them, reloaded
+        if they moved (see `_repaired_version`)."""
+        version = self._repaired_version(lineage)
+        if version is None:
+            return lineage
+        log.warning("lineage %s: live links repointed at version %d", lineage.name, version)
         for kind in KINDS:
             link = lineage.path(kind)
-            target = lineage.archive_dir / f"{kind}{best}.pem"
+            target = lineage.archive_dir / f"{kind}{version}.pem"
             atomic_symlink(os.path.relpath(target, link.parent), link)
+        return self.load(lineage.name)
+
+    def _repaired_version(self, lineage: Lineage) -> int | None:
+        """The version the four links should point at, None to leave them be.
+
+        Links at different versions (a crash between two switches): the newest complete
+        version, preferring one whose files agree (`usable_version`), as certbot's own
+        `_fix_symlinks` makes them agree. Links that agree, with a newer usable version
+        beside them written after the links were (a run killed after it wrote the
+        archive, before it switched the links): that version, which certbot would leave
+        unused; the CA has issued it and counts it as the certificate's replacement
+        (RFC 9773 §5). A newer version older than the links is one a person pointed the
+        links away from, and is left alone."""
+        versions = {lineage.current_version(k) for k in KINDS}
+        complete = complete_versions(lineage.archive_dir)
+        if len(versions) != 1 or None in versions:
+            if not complete:
+                raise LineageError(f"lineage {lineage.name} has no complete version in the archive")
+            usable = [v for v in complete if usable_version(lineage.archive_dir, v)]
+            return max(usable or complete)
+        (current,) = versions
+        assert current is not None
+        try:
+            links_made = lineage.path("cert").lstat().st_mtime
+        except OSError:
+            return None
+        for version in reversed(complete):
+            if version <= current:
+                return None
+            files = usable_version(lineage.archive_dir, version)
+            if files is None:
+                continue
+            cert, written = files
+            if written >= links_made and _outlives(cert, lineage.certificate):
+                return version
+        return None
 
     def update_symlinks(self, lineage: Lineage) -> None:
         """certbot's `update_symlinks`: point each live link (at the path its renewal conf
@@ -384,6 +424,31 @@ def archive_versions(archive: Path) -> dict[int, set[str]]:
 
 def complete_versions(archive: Path) -> list[int]:
     return sorted(v for v, kinds in archive_versions(archive).items() if kinds == set(KINDS))
+
+
+def usable_version(archive: Path, version: int) -> tuple[x509.Certificate, float] | None:
+    """A version's certificate and when its files were written, if its four files agree:
+    each readable, the private key the certificate's, the full chain the certificate
+    followed by the chain. None for any other set."""
+    try:
+        texts = {k: (archive / f"{k}{version}.pem").read_bytes() for k in KINDS}
+        written = max((archive / f"{k}{version}.pem").stat().st_mtime for k in KINDS)
+        cert = x509.load_pem_x509_certificate(texts["cert"])
+        chain = x509.load_pem_x509_certificates(texts["chain"])
+        fullchain = x509.load_pem_x509_certificates(texts["fullchain"])
+        key = serialization.load_pem_private_key(texts["privkey"], None)
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm):  # TypeError: encrypted
+        return None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        return None
+    if fullchain != [cert, *chain]:
+        return None
+    return cert, written
+
+
+def _outlives(cert: x509.Certificate, current: x509.Certificate | None) -> bool:
+    return current is None or cert.not_valid_after_utc > current.not_valid_after_utc
 
 
 def next_version(archive: Path) -> int:

@@ -108,6 +108,8 @@ class RenewalParams:
     elliptic_curve: str | None = None
     rsa_key_size: int | None = None
     reuse_key: bool = False
+    # certbot's: names whose authorization fails are dropped, the rest ordered again.
+    allow_subset_of_names: bool = False
     pref_challs: tuple[ChallengeType, ...] = ()
     http01_port: int | None = None
     http01_address: str | None = None
@@ -230,7 +232,7 @@ def _convert(name: str, value: Any) -> Any:
     text = value[0] if isinstance(value, list) and value else value
     if not isinstance(text, str):
         return None
-    if name == "reuse_key":
+    if name in ("reuse_key", "allow_subset_of_names"):
         return text.strip().lower() == "true"
     if name in _INT_FIELDS:
         return int(text)

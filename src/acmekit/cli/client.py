@@ -23,6 +23,7 @@ ever added):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import json
@@ -31,10 +32,14 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import threading
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -42,6 +47,8 @@ import click
 from acmekit.protocol.messages import RevocationReason
 
 if TYPE_CHECKING:  # the library loads only when a command runs
+    from cryptography import x509
+
     from acmekit.certbot.certmanager import (
         AccountOptions,
         CertManager,
@@ -52,6 +59,7 @@ if TYPE_CHECKING:  # the library loads only when a command runs
     from acmekit.certbot.nginx.installer import InstallReport
     from acmekit.certbot.renewalparams import Overrides, RenewalParams
     from acmekit.client.persist import PersistRecordText
+    from acmekit.protocol.problems import AcmeError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -61,6 +69,8 @@ DEFAULT_WORK_DIR = "/var/lib/letsencrypt"
 DEFAULT_LOGS_DIR = "/var/log/letsencrypt"
 # certbot's default server: Let's Encrypt's production directory.
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+# certbot's --staging (--test-cert): Let's Encrypt's staging directory.
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 RENEW_MAX_SLEEP = 480.0  # certbot sleeps up to 8 minutes before a non-interactive renew
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,14 +91,123 @@ def _directory_url(_ctx: click.Context, _param: click.Parameter, value: str | No
     return value
 
 
-# The ACME server a command talks to, Let's Encrypt's by default as in certbot.
-_server_option = click.option(
-    "--server",
-    default=LETS_ENCRYPT,
-    show_default=True,
-    help="ACME directory URL",
-    callback=_directory_url,
+_staging_option = click.option(
+    "--staging",
+    "--test-cert",
+    "staging",
+    is_flag=True,
+    help=f"use Let's Encrypt's staging server, as certbot: --server {LETS_ENCRYPT_STAGING}",
 )
+
+
+def _server_option(func: F) -> F:
+    """The ACME server a command talks to, Let's Encrypt's by default as in certbot."""
+    func = _staging_option(func)
+    return click.option(
+        "--server",
+        default=LETS_ENCRYPT,
+        show_default=True,
+        help="ACME directory URL",
+        callback=_directory_url,
+    )(func)
+
+
+def _use_staging(ctx: click.Context) -> None:
+    """certbot's --staging: the staging directory, unless --server names another."""
+    if not ctx.params.get("staging"):
+        return
+    source = ctx.get_parameter_source("server")
+    given = source not in (None, click.core.ParameterSource.DEFAULT)
+    if given and ctx.params.get("server") not in (LETS_ENCRYPT_STAGING, None):
+        raise click.UsageError("--server value conflicts with --staging")
+    ctx.params["server"] = LETS_ENCRYPT_STAGING
+
+
+# -- certbot's cli.ini ------------------------------------------------------------------
+
+# certbot reads these, then -c FILE; later files win, the command line wins over all.
+SYSTEM_CLI_INI = Path("/etc/letsencrypt/cli.ini")
+_TRUE = {"true", "yes", "on", "1", ""}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _cli_ini_paths(config_dir: str | None, given: str | None) -> list[Path]:
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    found = [SYSTEM_CLI_INI, Path(xdg) / "letsencrypt" / "cli.ini"]
+    if config_dir is not None:  # a config dir of one's own keeps its cli.ini beside it
+        found.append(Path(config_dir) / "cli.ini")
+    unique = list(dict.fromkeys(p.absolute() for p in found))
+    return [*unique, Path(given)] if given else unique
+
+
+def read_cli_ini(path: Path) -> dict[str, str]:
+    """certbot's cli.ini (ConfigArgParse): `key = value` lines, a key being a long flag
+    without its dashes, `key` alone for a flag that is on; `#` and `;` start comments."""
+    found: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;" or line.startswith("["):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            key, sep, value = line.partition(":")
+        key = key.strip().removeprefix("--")
+        if not key or " " in key:
+            raise click.UsageError(f"{path}:{number}: not a `key = value` line")
+        found[key] = value.strip()
+    return found
+
+
+def _ini_defaults(command: click.Command, values: dict[str, str], path: Path) -> dict[str, Any]:
+    """Click defaults from cli.ini keys; keys of certbot's that this command does not
+    have (another plugin's, logging's) are left out, as certbot's own plugins' are."""
+    options: dict[str, tuple[click.Option, bool]] = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for opt in param.opts:
+                options[opt.removeprefix("--")] = (param, True)
+            for opt in param.secondary_opts:
+                options[opt.removeprefix("--")] = (param, False)
+    defaults: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in options:
+            log.debug("%s: %s is not an option of this command; ignored", path, key)
+            continue
+        param, on = options[key]
+        if param.is_flag:
+            word = value.lower()
+            if word not in _TRUE | _FALSE:
+                raise click.UsageError(f"{path}: {key} = {value}: give true or false")
+            defaults[str(param.name)] = (word in _TRUE) == on
+        elif param.multiple:
+            defaults[str(param.name)] = (value,)
+        else:
+            defaults[str(param.name)] = value
+    return defaults
+
+
+class _Certbot(click.Command):
+    """A certbot command: defaults from certbot's cli.ini files (and -c FILE), and
+    --staging resolved to its server before the command runs."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        opts, _, _ = self.make_parser(ctx).parse_args(list(args))
+        given, config_dir = opts.get("config_file"), opts.get("config_dir")
+        defaults: dict[str, Any] = {}
+        for path in _cli_ini_paths(config_dir, given):
+            if path.is_file() or path == (Path(given) if given else None):
+                try:
+                    values = read_cli_ini(path)
+                except OSError as exc:
+                    raise click.UsageError(f"cannot read {path}: {exc.strerror}") from None
+                defaults.update(_ini_defaults(self, values, path))
+        ctx.default_map = {**(ctx.default_map or {}), **defaults}
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if "staging" in ctx.params:
+            _use_staging(ctx)
+        return super().invoke(ctx)
 
 
 # -- shared options ---------------------------------------------------------------------
@@ -96,12 +215,22 @@ _server_option = click.option(
 
 def _dir_options(func: F) -> F:
     options = [
+        click.option(
+            "-c",
+            "--config",
+            "config_file",
+            default=None,
+            help="a certbot cli.ini (key = value, long flags without dashes); read after "
+            "/etc/letsencrypt/cli.ini, ~/.config/letsencrypt/cli.ini and the config dir's",
+        ),
         click.option("--config-dir", default=DEFAULT_CONFIG_DIR, type=click.Path(path_type=Path)),
         click.option("--work-dir", default=DEFAULT_WORK_DIR, type=click.Path(path_type=Path)),
         click.option("--logs-dir", default=DEFAULT_LOGS_DIR, type=click.Path(path_type=Path)),
         click.option("--ca-bundle", default=None, help="PEM roots for the ACME server"),
         click.option("-n", "--non-interactive", "non_interactive", is_flag=True),
         click.option("--lock-timeout", default=600.0, type=float, show_default=True),
+        click.option("--user-agent", default=None, help="the User-Agent sent to the server"),
+        click.option("--debug", is_flag=True, help="show tracebacks of errors"),
     ]
     for option in reversed(options):
         func = option(func)
@@ -116,10 +245,30 @@ def _account_options(func: F) -> F:
         click.option("--eab-kid", default=None),
         click.option("--eab-hmac-key", default=None),
         click.option("--account", "account_id", default=None),
+        click.option(
+            "--eff-email/--no-eff-email",
+            "eff_email",
+            default=None,
+            help="accepted for certbot's scripts; acmekit shares no e-mail with anyone",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def missing_program(command: str) -> tuple[str, str] | None:
+    """certbot's hook validation: the command's first word must be on PATH or an
+    executable file. None when it is; else the program and what is wrong with it."""
+    try:
+        program = shlex.split(command)[0]
+    except (ValueError, IndexError):
+        return command, "is not a command"
+    if shutil.which(program) is not None:
+        return None
+    if "/" not in program:
+        return program, "is not found on PATH"
+    return program, "is not an executable file" if Path(program).exists() else "does not exist"
 
 
 def _dns_hook(ctx: click.Context, param: click.Parameter, command: str | None) -> str | None:
@@ -127,17 +276,45 @@ def _dns_hook(ctx: click.Context, param: click.Parameter, command: str | None) -
     missing when the first challenge is to be presented."""
     if command is None:
         return None
-    try:
-        program = shlex.split(command)[0]
-    except (ValueError, IndexError):
-        raise click.BadParameter(f"{command!r} is not a command", ctx, param) from None
-    if shutil.which(program) is None:
-        if "/" not in program:
-            why = "is not found on PATH"
-        else:
-            why = "is not an executable file" if Path(program).exists() else "does not exist"
-        raise click.BadParameter(f"{program} {why}", ctx, param)
+    missing = missing_program(command)
+    if missing is not None:
+        raise click.BadParameter(" ".join(missing), ctx, param)
     return command
+
+
+_HOOK_FLAGS = (("pre_hook", "pre"), ("post_hook", "post"), ("deploy_hook", "deploy"))
+
+
+def _validate_hooks(args: dict[str, Any]) -> None:
+    """certbot's validate_hooks: a hook command that cannot run is refused before any
+    order (and before it is saved in a renewal conf), unless --disable-hook-validation."""
+    if args.get("disable_hook_validation"):
+        return
+    for key, kind in _HOOK_FLAGS:
+        command = args.get(key)
+        missing = missing_program(command) if command else None
+        if missing is None:
+            continue
+        program, why = missing
+        if why == "is not found on PATH":
+            path = os.environ.get("PATH", "")
+            _fail(f"Unable to find {kind}-hook command {program} in the PATH. (PATH is {path})")
+        _fail(f"{kind}-hook command {program} {why}")
+
+
+def _must_staple(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """OCSP Must-Staple (RFC 7633) makes a certificate unusable where no OCSP response
+    can be stapled: Let's Encrypt ended OCSP in 2025 and refuses such CSRs. Refused here
+    with that reason rather than accepted and ignored: whoever asks for the extension
+    expects it in the certificate."""
+    if value:
+        raise click.BadParameter(
+            "OCSP Must-Staple is not supported: Let's Encrypt ended OCSP and refuses "
+            "certificates that require it; leave the flag out",
+            ctx,
+            param,
+        )
+    return value
 
 
 def _rsa_key_size(ctx: click.Context, param: click.Parameter, bits: int | None) -> int | None:
@@ -200,13 +377,56 @@ def _obtain_options(func: F) -> F:
             "--elliptic-curve", type=click.Choice(["secp256r1", "secp384r1"]), default=None
         ),
         click.option("--rsa-key-size", type=int, default=None, callback=_rsa_key_size),
-        click.option("--reuse-key", is_flag=True),
+        click.option(
+            "--reuse-key/--no-reuse-key",
+            default=False,
+            help="keep the lineage's key when renewing (--no-reuse-key unsets it)",
+        ),
+        click.option(
+            "--new-key",
+            is_flag=True,
+            help="a new key for this certificate even with --reuse-key (then kept by it)",
+        ),
+        click.option(
+            "--allow-subset-of-names",
+            is_flag=True,
+            help="drop the names whose authorization failed and order the others",
+        ),
+        click.option(
+            "--must-staple",
+            is_flag=True,
+            expose_value=False,
+            callback=_must_staple,
+            help="refused: Let's Encrypt ended OCSP",
+        ),
+        click.option(
+            "--issuance-timeout",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="seconds to wait for the certificate after finalize [default: 300]",
+        ),
         click.option("--preferred-chain", default=None),
         click.option("--preferred-profile", default=None),
         click.option("--required-profile", default=None),
         click.option("--deploy-hook", "--renew-hook", "deploy_hook", default=None),
         click.option("--pre-hook", default=None),
         click.option("--post-hook", default=None),
+        click.option(
+            "--disable-hook-validation",
+            is_flag=True,
+            help="do not check that the hooks' programs exist before ordering",
+        ),
+        click.option(
+            "--no-directory-hooks",
+            "no_directory_hooks",
+            is_flag=True,
+            help="do not run the executables in the config dir's renewal-hooks/",
+        ),
+        click.option(
+            "--run-deploy-hooks",
+            is_flag=True,
+            help="with --dry-run, run the deploy hooks too (on the lineage's live files)",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -214,7 +434,7 @@ def _obtain_options(func: F) -> F:
 
 
 def _manager(args: dict[str, Any], prompt: bool = False) -> CertManager:
-    from acmekit.certbot.certmanager import CertManager, Paths
+    from acmekit.certbot.certmanager import CertManager, Paths, RunOptions
 
     paths = Paths(args["config_dir"], args["work_dir"], args["logs_dir"])
     _setup_logs(paths.logs_dir)
@@ -228,6 +448,13 @@ def _manager(args: dict[str, Any], prompt: bool = False) -> CertManager:
         question=question,
         lock_timeout=args.get("lock_timeout", 600.0),
         account_options=_account(args),
+        run_options=RunOptions(
+            new_key=bool(args.get("new_key")),
+            directory_hooks=not args.get("no_directory_hooks"),
+            run_deploy_hooks=bool(args.get("run_deploy_hooks")),
+            user_agent=args.get("user_agent"),
+            issuance_timeout=args.get("issuance_timeout"),
+        ),
     )
 
 
@@ -289,26 +516,64 @@ def _fail(message: str) -> None:
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one command's work; every expected failure becomes one line and exit 1:
-    the CA's problem (one line per failed name), or what failed on this side."""
-    from acmekit.client.client import describe_failures
+    the CA's problem (one line per failed name), or what failed on this side. With
+    --debug, as certbot's, the traceback is shown first."""
     from acmekit.client.errors import ClientError, ServerProtocolError
     from acmekit.client.retry import DeadlineExceeded
     from acmekit.client.transport import TransportError
     from acmekit.protocol.problems import AcmeError
 
+    expected = (
+        AcmeError, TransportError, DeadlineExceeded, ServerProtocolError, ClientError,
+        OSError, ValueError,
+    )  # fmt: skip
     try:
-        return asyncio.run(coro)
-    except AcmeError as exc:
-        lines = describe_failures(exc)
-        if len(lines) > 1:
-            click.echo(f"acmekit: {exc.problem.detail}", err=True)
-        for line in lines:
-            click.echo(f"acmekit: {line}", err=True)
-    except (TransportError, DeadlineExceeded, ServerProtocolError, ClientError) as exc:
-        click.echo(f"acmekit: {explain(exc)}", err=True)
-    except (OSError, ValueError) as exc:
-        click.echo(f"acmekit: {explain(exc)}", err=True)
+        with _sigterm_as_ctrl_c():
+            return asyncio.run(coro)
+    except expected as exc:
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and ctx.params.get("debug"):
+            traceback.print_exception(exc)
+        if isinstance(exc, AcmeError):
+            _say_failures(exc)
+        else:
+            click.echo(f"acmekit: {explain(exc)}", err=True)
     sys.exit(1)
+
+
+def _say_failures(exc: AcmeError) -> None:
+    from acmekit.client.client import describe_failures
+
+    lines = describe_failures(exc)
+    if len(lines) > 1:
+        click.echo(f"acmekit: {exc.problem.detail}", err=True)
+    for line in lines:
+        click.echo(f"acmekit: {line}", err=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a systemd stop, a `kill`) does what Ctrl-C does: the running command is
+    cancelled, so its cleanup runs (challenge responses withdrawn, pending
+    authorizations deactivated, locks released) and it exits with "aborted"."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        # asyncio.run's own SIGINT handler while it runs (it cancels the main task),
+        # else the default one, which raises KeyboardInterrupt.
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler (and only it gets signals)
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # The flag that moves each standalone responder's port.
@@ -407,7 +672,7 @@ def _authenticator(args: dict[str, Any], default: str | None = None) -> str:
 _ORDER = "acmekit.option_order"
 
 
-class _InOrder(click.Command):
+class _InOrder(_Certbot):
     """Keeps the order the options came in (`ctx.meta[_ORDER]`, names repeated): certbot
     pairs each -d with the -w before it, which click's one tuple per option loses."""
 
@@ -454,6 +719,7 @@ def _params(args: dict[str, Any], default_authenticator: str | None = None) -> R
         elliptic_curve=args.get("elliptic_curve"),
         rsa_key_size=args.get("rsa_key_size"),
         reuse_key=bool(args.get("reuse_key")),
+        allow_subset_of_names=bool(args.get("allow_subset_of_names")),
         pref_challs=parse_challenges(args.get("preferred_challenges") or ""),
         http01_port=args.get("http_01_port"),
         http01_address=args.get("http_01_address"),
@@ -560,8 +826,11 @@ def certonly(**args: Any) -> None:
     if args["required_profile"] and args["preferred_profile"]:
         raise click.UsageError("--preferred-profile and --required-profile exclude each other")
     domains = _domains(args)
+    _validate_hooks(args)
     if args["csr"] is not None:
-        _run(_certonly_csr(args, domains))
+        csr = load_csr(args["csr"])
+        _csr_domains(csr, domains)
+        _run(_certonly_csr(args, csr, domains))
         return
     missing = [] if domains else ["at least one -d NAME"]
     try:
@@ -602,12 +871,38 @@ def _report_certonly(outcome: Outcome) -> None:
         click.echo(f"This certificate expires on {outcome.not_after:%Y-%m-%d}.")
 
 
-async def _certonly_csr(args: dict[str, Any], domains: list[str]) -> None:
+def load_csr(path: Path) -> x509.CertificateSigningRequest:
+    """certbot's --csr: PEM or DER (crypto_util.import_csr_file)."""
     from cryptography import x509
 
+    data = path.read_bytes()
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_csr(data)
+        return x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        _fail(f"{path} is not a CSR (PEM or DER): {exc}")
+        raise
+
+
+def _csr_domains(csr: x509.CertificateSigningRequest, domains: list[str]) -> None:
+    """certbot's rule: -d names, when given, are the CSR's own; else it refuses before
+    anything is ordered (the CA would refuse the CSR only after the names are proven)."""
+    from acmekit.certbot.certmanager import csr_names
+
+    ours = csr_names(csr)
+    if domains and {d.lower() for d in domains} != {n.lower() for n in ours}:
+        _fail(
+            "Inconsistent domain requests: from the CSR: "
+            f"{', '.join(ours)}; from the command line: {', '.join(domains)}"
+        )
+
+
+async def _certonly_csr(
+    args: dict[str, Any], csr: x509.CertificateSigningRequest, domains: list[str]
+) -> None:
     from acmekit.certbot.certmanager import CsrOutputs
 
-    csr = x509.load_pem_x509_csr(args["csr"].read_bytes())
     async with _manager(args) as manager:
         issued = await manager.obtain_for_csr(csr, _params(args), domains)
     if args["dry_run"]:
@@ -663,6 +958,7 @@ def run(**args: Any) -> None:
     domains = _domains(args)
     if not domains:
         raise click.UsageError("give at least one -d NAME")
+    _validate_hooks(args)
     params = _params(args, default_authenticator="nginx" if args["installer"] else None)
     outcome = _run(_certonly(args, domains, params))
     _report_certonly(outcome)
@@ -686,7 +982,7 @@ def _report_install(report: InstallReport) -> None:
         click.echo(f"Added a server block for {' '.join(report.created)}")
 
 
-@click.command()
+@click.command(cls=_Certbot)
 @click.option("--cert-name", required=True)
 @click.option("--nginx", is_flag=True)
 @click.option("-i", "--installer", default=None, help="nginx (the one installer)")
@@ -714,7 +1010,7 @@ def install(**args: Any) -> None:
     _report_install(report)
 
 
-@click.command()
+@click.command(cls=_Certbot)
 @click.option("--checkpoints", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--nginx", is_flag=True, help="(the one installer)")
 @click.option("--nginx-server-root", default=None)
@@ -753,9 +1049,10 @@ _saved_server_option = click.option(
 )
 
 
-@click.command()
+@click.command(cls=_Certbot)
 @click.option("--cert-name", default=None)
 @_saved_server_option
+@_staging_option
 @click.option("--dry-run", is_flag=True)
 @click.option("--force-renewal", "--renew-by-default", "force_renewal", is_flag=True)
 @_obtain_options
@@ -775,6 +1072,7 @@ def renew(**args: Any) -> None:
     """
     from acmekit.certbot.certmanager import RenewOptions
 
+    _validate_hooks(args)
     sleep = args["random_sleep_on_renew"]
     if sleep is None:
         sleep = not sys.stdin.isatty()
@@ -788,11 +1086,13 @@ def renew(**args: Any) -> None:
     )
     report = _run(_with(_manager(args), lambda m: m.renew(options)))
     _report_renew(report)
-    if not report.ok:
+    # certbot's exit status: 1 only when a renewal failed; a failing hook is reported
+    # (as for certonly) but does not undo the certificate it follows.
+    if any(o.action == "failed" for o in report.outcomes):
         sys.exit(1)
 
 
-@click.command()
+@click.command(cls=_Certbot)
 @click.option("--cert-name", required=True)
 @_saved_server_option
 @_obtain_options
@@ -800,6 +1100,7 @@ def renew(**args: Any) -> None:
 def reconfigure(**args: Any) -> None:
     """Change a certificate's renewal settings (certbot's reconfigure): they are tried in
     a test run first, and saved only if it succeeds."""
+    _validate_hooks(args)
     overrides = _overrides(args)
     if overrides is None:
         raise click.UsageError("give at least one setting to change (e.g. --webroot -w DIR)")
@@ -836,11 +1137,18 @@ def _overrides(args: dict[str, Any]) -> Overrides | None:
     given = {
         _FIELD_OF.get(name, name)
         for name in ctx.params
+        # cli.ini's values (the default map) count as given, as certbot's do
         if ctx.get_parameter_source(name)
-        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+        in (
+            click.core.ParameterSource.COMMANDLINE,
+            click.core.ParameterSource.ENVIRONMENT,
+            click.core.ParameterSource.DEFAULT_MAP,
+        )
     }
     if args["dns_hook"]:
         given.add("authenticator")
+    if args.get("staging"):
+        given.add("server")
     if args["nginx"]:
         given.add("installer")
     known = {f.name for f in dataclasses.fields(RenewalParams)} - _NOT_OVERRIDDEN
@@ -882,10 +1190,11 @@ def _report_renew(report: RenewReport) -> None:
 # -- revoke, delete, certificates -----------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=_Certbot)
 @click.option("--cert-path", type=click.Path(path_type=Path), default=None)
 @click.option("--cert-name", default=None)
 @click.option("--server", default=None, callback=_directory_url)
+@_staging_option
 @click.option(
     "--reason",
     type=click.Choice(
@@ -932,7 +1241,7 @@ async def _revoke(
     return path, lineage
 
 
-@click.command()
+@click.command(cls=_Certbot)
 @click.option("--cert-name", required=True)
 @_dir_options
 def delete(**args: Any) -> None:
@@ -941,7 +1250,7 @@ def delete(**args: Any) -> None:
     click.echo(f"Deleted all files relating to certificate {args['cert_name']}.")
 
 
-@click.command("update_symlinks")
+@click.command("update_symlinks", cls=_Certbot)
 @_dir_options
 def update_symlinks(**args: Any) -> None:
     """Point every lineage's live links at its renewal conf's archive_dir (certbot's
@@ -953,8 +1262,14 @@ def update_symlinks(**args: Any) -> None:
         sys.exit(1)
 
 
-@click.command()
+@click.command(cls=_Certbot)
 @click.option("--cert-name", default=None)
+@click.option(
+    "--server",
+    default=None,
+    callback=_directory_url,
+    help="accepted as certbot accepts it; the list is of every lineage",
+)
 @click.option("-d", "--domains", "domains", multiple=True, help="only certificates for these names")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object (see module docs)")
 @click.option(
@@ -1013,7 +1328,7 @@ def _print_certificates(report: dict[str, Any], filtered: bool) -> None:
 # -- accounts -------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=_Certbot)
 @_server_option
 @_account_options
 @_dir_options
@@ -1023,7 +1338,7 @@ def register(**args: Any) -> None:
     click.echo(f"Account registered: {ident}")
 
 
-@click.command("show_account")
+@click.command("show_account", cls=_Certbot)
 @_server_option
 @_account_options
 @_dir_options
@@ -1085,7 +1400,7 @@ def _unix_time(text: str) -> int:
     return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
 
 
-@click.command("update_account")
+@click.command("update_account", cls=_Certbot)
 @_server_option
 @_account_options
 @_dir_options
@@ -1100,7 +1415,7 @@ def update_account(**args: Any) -> None:
         click.echo(f"Your e-mail address was updated to {','.join(emails)}.")
 
 
-@click.command()
+@click.command(cls=_Certbot)
 @_server_option
 @_account_options
 @_dir_options

@@ -146,6 +146,12 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     "Given, only these keys may; a key in --allow-transfer too may then do both.",
 )
 @click.option(
+    "--tcp-max-connections",
+    type=click.IntRange(min=1),
+    help="TCP connections held at once, from all clients (default: 1024, or half the "
+    "file-descriptor limit if less); past it the longest idle one is closed.",
+)
+@click.option(
     "--db",
     help="Database URL (postgresql://...) whose records several acmekit dns processes share.",
 )
@@ -168,6 +174,7 @@ def dns(
     allow_transfer: tuple[str, ...],
     allow_update: tuple[str, ...],
     db: str | None,
+    tcp_max_connections: int | None,
 ) -> None:
     """Serve ACME challenge records over DNS (UDP, TCP, RFC 2136 UPDATE) and HTTP."""
     listen_host, listen_port = parse_hostport(listen)
@@ -192,6 +199,7 @@ def dns(
         allow_transfer=allow_transfer,
         allow_update=allow_update,
         db=db,
+        tcp_max_connections=tcp_max_connections,
     )
     try:
         service = DnsService(config)

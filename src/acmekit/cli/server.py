@@ -675,17 +675,35 @@ def db_purge(
     """Delete every expired order, authorization (with its challenges) and full rate-limit
     bucket that is due under `[purge]` (docs/server.md), a batch at a time, and print how
     many of each; --dry-run prints the counts only. Certificates, CRLs, accounts and keys
-    are never deleted."""
-    from acmekit.server.purge import Purger
+    are never deleted. The grace and retention are the --config file's; without one,
+    those the server recorded at its last start; printed with where they came from."""
+    from acmekit.server.purge import Purger, recorded_settings
+    from acmekit.settings import span
 
+    given = config_file or (click.get_current_context().find_object(dict) or {}).get("config_file")
     config = _operator_config(state_dir, db, config_file)
     with _store(state_dir, db, config_file) as store:
-        purger = Purger(store, config.purge_settings(), lambda: datetime.now(UTC))
-        found = purger.due() if dry_run else purger.everything()
+        settings = config.purge_settings()
+        source = f"from {given}"
+        if given is None:
+            found = recorded_settings(store, settings)
+            if found is not None:
+                settings, source = found, "as the server recorded at its last start"
+            else:
+                source = (
+                    "defaults: no server start recorded; --config must name the server's TOML file"
+                )
+        click.echo(
+            f"grace {span(settings.grace.total_seconds())}, retention "
+            f"{span(settings.retention.total_seconds())} ({source})"
+        )
+        # The real clock: the server's rate limiter judges buckets by the database's.
+        purger = Purger(store, settings, lambda: datetime.now(UTC), database_clock=True)
+        found_due = purger.due() if dry_run else purger.everything()
     verb = "due" if dry_run else "deleted"
     click.echo(
-        f"{verb}: {found.orders} orders, {found.authorizations} authorizations, "
-        f"{found.challenges} challenges, {found.buckets} rate-limit buckets"
+        f"{verb}: {found_due.orders} orders, {found_due.authorizations} authorizations, "
+        f"{found_due.challenges} challenges, {found_due.buckets} rate-limit buckets"
     )
 
 

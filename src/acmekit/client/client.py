@@ -138,10 +138,16 @@ class Client(AsyncClosing):
         poll_timeout: float = 300.0,
         backoff: Backoff = DEFAULT_BACKOFF,
         bad_nonce_retries: int = BAD_NONCE_RETRIES,
+        user_agent: str | None = None,
+        issuance_timeout: float | None = None,
     ) -> None:
+        """`user_agent` is sent as User-Agent (RFC 8555 §6.1); `issuance_timeout`
+        bounds the wait for the certificate after finalize (default `poll_timeout`)."""
         self._own_transport: AiohttpTransport | None = None
         if transport is None:
-            transport = self._own_transport = AiohttpTransport(ca_bundle)
+            transport = self._own_transport = AiohttpTransport(
+                ca_bundle, product=user_agent or "acmekit"
+            )
         self.channel = AcmeChannel(
             directory_url,
             transport,
@@ -151,6 +157,7 @@ class Client(AsyncClosing):
         self.account_key = account_key
         self.account_url = account_url
         self.poll_timeout = poll_timeout
+        self.issuance_timeout = issuance_timeout
         self.backoff = backoff
 
     async def close(self) -> None:
@@ -436,23 +443,52 @@ class Client(AsyncClosing):
         (a test run) has every name proven anew, as certbot's --dry-run does: valid
         authorizations the CA reused are deactivated (§7.5.2) and the order made again."""
         identifiers = list(identifiers)
-        order = await self.new_order(identifiers, profile=profile, replaces=replaces)
+        order, replaces = await self.new_replacement_order(
+            identifiers, profile=profile, replaces=replaces
+        )
         if fresh and await self._deactivate_valid(order):
             order = await self.new_order(identifiers, profile=profile, replaces=replaces)
         try:
             await self._authorize(order, solvers, preference or tuple(solvers))
-        except Exception:
+        except (Exception, asyncio.CancelledError):  # Ctrl-C and SIGTERM cancel the task
             await self._relinquish(order)
             raise
         order = await self.poll_order(order)
         if order.status == OrderStatus.READY:
-            order = await self.poll_order(await self.finalize(order, csr_der))
+            finalized = await self.finalize(order, csr_der)
+            order = await self.poll_order(finalized, max_wait=self.issuance_timeout)
         if order.status != OrderStatus.VALID or order.certificate is None:
             raise order_failure(order)
         pem, alternates = await self._pick_chain(order.certificate, preferred_chain)
         check_leaf(pem, csr_der, order.identifiers, order.certificate)
         log.info("order %s valid, certificate %s", order.url, order.certificate)
         return IssuedCertificate(order, pem, order.certificate, alternates)
+
+    async def new_replacement_order(
+        self,
+        identifiers: Iterable[Identifier | str],
+        *,
+        profile: str | None = None,
+        replaces: str | None = None,
+    ) -> tuple[Order, str | None]:
+        """A new order naming `replaces`, and, if the CA answers that the certificate is
+        already replaced, the same order once more without it (RFC 9773 §5 lets a client
+        do so; the CA then counts it as any new order). The claim may be held by a
+        replacement this client never saw (a config dir restored from a backup, a run
+        killed after issuance) or by an order a killed run left ready: a lineage must
+        not be kept from renewing for ever by any of them. The order, and what it names."""
+        identifiers = list(identifiers)
+        try:
+            return await self.new_order(identifiers, profile=profile, replaces=replaces), replaces
+        except AcmeError as exc:
+            if replaces is None or exc.problem.type != ProblemType.ALREADY_REPLACED:
+                raise
+            log.warning(
+                "certificate %s is already replaced (%s); ordering without `replaces`",
+                replaces,
+                exc.problem.detail,
+            )
+        return await self.new_order(identifiers, profile=profile), None
 
     async def _deactivate_valid(self, order: Order) -> bool:
         """Deactivate the order's valid authorizations; whether there were any."""

@@ -10,17 +10,21 @@ days), which for a 90-day certificate is certbot's 30 days. A lineage may fix th
 margin itself (certbot's `renew_before_expiry = 30 days`). The fleet spreads its sites
 over a further stretch after that time; that spread is the fleet's, not this policy's.
 
-With ACME Renewal Information (RFC 9773 §4.2) the server's suggested window wins,
-whether it lies earlier or later than the lifetime rule: the time is
+With ACME Renewal Information (RFC 9773 §4.2) the server's suggested window wins over
+the default lifetime rule, whether it lies earlier or later: the time is
 `start + (end - start) * rand`, so a window entirely in the past means renew now. A
 window reaching past expiry is cut at `not_after` minus a margin (a day, or a tenth of
 the lifetime if that is less), so that no window can let a certificate lapse. A client
 not yet due checks again when the time comes or after the server's Retry-After,
-whichever is sooner.
+whichever is sooner. A margin the lineage fixes itself (`renew_before_expiry`) still
+counts beside a window: the certificate is due when either says so, as certbot's
+`should_autorenew` decides, so that a margin an operator chose (say, 60 days, to leave
+time for a manual deploy) is not silently pushed back by the CA's window.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +50,7 @@ class RenewalDecision:
     renew_at: datetime  # when the certificate becomes (or became) due
     next_check: datetime  # when to look again if not renewed now
     reason: str
+    by_ari: bool = False  # the CA's window (RFC 9773) set `renew_at`, not the lifetime
 
 
 def _part(span: timedelta, fraction: float) -> timedelta:
@@ -86,10 +91,14 @@ def renewal_time(
     renew_before_expiry: timedelta | None = None,
 ) -> datetime:
     """When the certificate becomes (or became) due: in the CA's window if it offers one,
-    else when a third of its lifetime (or `renew_before_expiry`) is left."""
-    if ari is not None:
-        return min(ari_renewal_time(ari, rand), latest_renewal(not_before, not_after))
-    return lifetime_renewal_time(not_before, not_after, renew_before_expiry)
+    else when a third of its lifetime is left; a `renew_before_expiry` margin counts in
+    either case, whichever of the two comes first."""
+    if ari is None:
+        return lifetime_renewal_time(not_before, not_after, renew_before_expiry)
+    at = min(ari_renewal_time(ari, rand), latest_renewal(not_before, not_after))
+    if renew_before_expiry is not None:
+        at = min(at, not_after - renew_before_expiry)
+    return at
 
 
 def decide(
@@ -103,11 +112,22 @@ def decide(
     renew_before_expiry: timedelta | None = None,
 ) -> RenewalDecision:
     """Is the certificate due at `now`, and when should we look again?"""
-    at = renewal_time(
-        not_before, not_after, ari=ari, rand=rand, renew_before_expiry=renew_before_expiry
-    )
-    if ari is not None:
-        return _decide_ari(at, now, ari_retry_after or DEFAULT_ARI_RETRY)
+    if ari is None:
+        at = lifetime_renewal_time(not_before, not_after, renew_before_expiry)
+        return _decide_lifetime(at, now, not_after)
+    retry_after = ari_retry_after or DEFAULT_ARI_RETRY
+    at = renewal_time(not_before, not_after, ari=ari, rand=rand)
+    if renew_before_expiry is None or at <= not_after - renew_before_expiry:
+        return _decide_ari(at, now, retry_after)
+    # The lineage's own margin comes before the window: due by it, as certbot decides;
+    # until then the window is still looked at again, for the CA may move it earlier.
+    decision = _decide_lifetime(not_after - renew_before_expiry, now, not_after)
+    if decision.due:
+        return decision
+    return dataclasses.replace(decision, next_check=min(decision.renew_at, now + retry_after))
+
+
+def _decide_lifetime(at: datetime, now: datetime, not_after: datetime) -> RenewalDecision:
     if now >= at:
         why = "expired" if now >= not_after else "in the renewal period"
         return RenewalDecision(True, at, now, why)
@@ -116,9 +136,13 @@ def decide(
 
 def _decide_ari(at: datetime, now: datetime, retry_after: timedelta) -> RenewalDecision:
     if now >= at:
-        return RenewalDecision(True, at, now, "renewal window reached (ARI)")
+        return RenewalDecision(True, at, now, "renewal window reached (ARI)", by_ari=True)
     return RenewalDecision(
-        False, at, min(at, now + retry_after), f"ARI suggests {at:%Y-%m-%d %H:%M} UTC"
+        False,
+        at,
+        min(at, now + retry_after),
+        f"ARI suggests {at:%Y-%m-%d %H:%M} UTC",
+        by_ari=True,
     )
 
 

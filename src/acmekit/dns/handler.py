@@ -4,6 +4,9 @@
 
 - Fewer than 12 octets, or a message with QR set (a response), is dropped: answering
   either could feed a loop.
+- A message larger, or with more records, than its opcode can need gets FORMERR from
+  its header alone, before any parse (`acmekit.dns.limits`), so that one message costs
+  a bounded amount of the event loop's time.
 - Anything dnspython cannot parse (truncated, wrong counts, compression loops, labels
   over 63 octets, trailing junk) gets FORMERR built from the raw header (RFC 1035 §4.1.1).
 - A TSIG-signed message is checked against our keyring (RFC 8945 §5.2): unknown key or
@@ -17,17 +20,21 @@
   an answer that does not fit the requester's limit (512 without EDNS) is sent empty with
   TC set, so the client retries over TCP (RFC 1035 §4.2.1, RFC 7766).
 - QUERY is answered from the record store; UPDATE (RFC 2136) is accepted only when signed
-  with a key that may update (else REFUSED, §3.3) and applied by `acmekit.dns.update`;
-  other opcodes get NOTIMP. The keys that may update are those named in `allow_update`
-  or, when none are named, every key not named in `allow_transfer`: the transfer key
-  sits in every secondary's configuration, and whoever runs a secondary must not be
-  able to publish challenge records with it.
+  with a key that may update (else REFUSED, RFC 2136 §3.3: without keys, from the
+  header alone) and applied by `acmekit.dns.update`; other opcodes get NOTIMP. The
+  keys that may update are those named in `allow_update` or, when none are named,
+  every key not named in `allow_transfer`: the transfer key sits in every
+  secondary's configuration, and whoever runs a secondary must not be able to
+  publish challenge records with it.
 - AXFR and IXFR (`handle_stream`, TCP only) are answered by `acmekit.dns.xfr` when signed
   with a key named in `allow_transfer`, else REFUSED; over UDP they are REFUSED.
 
-Unsigned queries are answered from a small cache of whole responses, emptied whenever
-the store changes. The key is the message after its ID with the question name in lower
-case (so transport, flags, question and EDNS options must match); a hit is the cached
+Unsigned queries are answered from a cache of whole responses (`acmekit.dns.cache`,
+bounded by octets), emptied whenever the store changes. The key is the message after
+its ID with the question name in lower case (so transport, flags, question and EDNS
+options must match); a query whose tail holds anything but an OPT with at most a cookie
+and a client subnet (an unknown option, padding, a TSIG) is answered but not cached, as
+such a tail could be varied freely to make many keys for one answer. A hit is the cached
 response with the query's ID and the query's own spelling of the name spliced in at
 offset 12, where every compressed owner name points, so DNS 0x20 case randomization
 still gets its case back. A repeated question then costs a dictionary lookup instead of
@@ -57,7 +64,8 @@ import dns.rdatatype
 import dns.tsig
 import dns.update
 
-from acmekit.dns import fastpath
+from acmekit.dns import fastpath, limits
+from acmekit.dns.cache import CACHE_BYTES, ResponseCache
 from acmekit.dns.store import RecordStore
 from acmekit.dns.tsig import (
     Keyring,
@@ -76,7 +84,9 @@ HEADER_LEN = 12
 UDP_PAYLOAD = 1232
 PLAIN_UDP_LIMIT = 512
 TCP_LIMIT = 65535
-CACHE_ENTRIES = 4096
+CACHE_TAIL = 80  # octets after the question: an OPT with a cookie and a client subnet
+_OPT_HEAD = b"\x00\x00\x29"  # root owner, type OPT
+_KEYED_OPTIONS = frozenset({8, 10})  # EDNS Client Subnet (RFC 7871), COOKIE (RFC 7873)
 _REFUSED_QTYPES = frozenset(
     {dns.rdatatype.AXFR, dns.rdatatype.IXFR, dns.rdatatype.MAILA, dns.rdatatype.MAILB}
 )
@@ -92,10 +102,11 @@ class Transport(StrEnum):
     TCP = "tcp"
 
 
-def formerr(wire: bytes) -> bytes:
-    """FORMERR for a message we could not parse: its ID, opcode and RD, no sections."""
+def formerr(wire: bytes, rcode: int = dns.rcode.FORMERR) -> bytes:
+    """FORMERR (or `rcode`) for a message we could not or would not parse: its ID,
+    opcode and RD, no sections."""
     flags = 0x80 | (wire[2] & 0x79)
-    return wire[:2] + bytes([flags, dns.rcode.FORMERR]) + bytes(8)
+    return wire[:2] + bytes([flags, rcode]) + bytes(8)
 
 
 def slipped(wire: bytes) -> bytes | None:
@@ -104,8 +115,8 @@ def slipped(wire: bytes) -> bytes | None:
     over TCP. None for a response or a query that is not one plain question."""
     if len(wire) < HEADER_LEN or wire[2] & 0x80:
         return None
-    found = _cache_key(wire, Transport.UDP)
-    end = found[1] + 4 if found is not None else len(wire) + 1  # name, type, class
+    found = _question_end(wire)
+    end = found + 4 if found is not None else len(wire) + 1  # name, type, class
     if end > len(wire):
         return None
     flags = 0x80 | (wire[2] & 0x79) | 0x02
@@ -117,23 +128,22 @@ CacheKey = tuple[Transport, bytes]
 
 def _is_transfer(wire: bytes) -> bool:
     """Is `wire` a query with one question of type AXFR or IXFR? (a cheap look)"""
-    found = _cache_key(wire, Transport.TCP)
-    if found is None or len(wire) < found[1] + 2:
+    found = _question_end(wire)
+    if found is None or len(wire) < found + 2:
         return False
-    qtype = int.from_bytes(wire[found[1] : found[1] + 2], "big")
+    qtype = int.from_bytes(wire[found : found + 2], "big")
     return qtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
 
 
-def _cache_key(wire: bytes, transport: Transport) -> tuple[CacheKey, int] | None:
-    """(key, end of the question name) for a one-question message with a plain name."""
+def _question_end(wire: bytes) -> int | None:
+    """The end of the question name of a one-question message with a plain name."""
     if wire[4:6] != b"\x00\x01":
         return None
     i = HEADER_LEN
     while i < len(wire):
         length = wire[i]
         if length == 0:
-            end = i + 1
-            return (transport, wire[2:HEADER_LEN] + wire[HEADER_LEN:end].lower() + wire[end:]), end
+            return i + 1
         if length > 63:
             return None
         i += length + 1
@@ -152,6 +162,35 @@ def update_keys(
     return chosen or frozenset(keyring) - allow_transfer
 
 
+def _cache_key(wire: bytes, transport: Transport) -> tuple[CacheKey, int] | None:
+    """(key, end of the question name) for a one-question message with a plain name
+    and a tail `_keyed_tail` accepts."""
+    end = _question_end(wire)
+    if end is None or not _keyed_tail(wire[end + 4 :]):
+        return None
+    return (transport, wire[2:HEADER_LEN] + wire[HEADER_LEN:end].lower() + wire[end:]), end
+
+
+def _keyed_tail(tail: bytes) -> bool:
+    """Is what follows the question nothing, or one OPT (at most CACHE_TAIL octets)
+    holding only the small options resolvers send with every question, a cookie and a
+    client subnet? Any other option (an unknown one, padding) could be made to vary
+    freely, each variant a key of its own for the same answer, so a query carrying one
+    is answered but not cached."""
+    if not tail:
+        return True
+    if len(tail) > CACHE_TAIL or len(tail) < 11 or tail[:3] != _OPT_HEAD:
+        return False
+    if 11 + (tail[9] << 8 | tail[10]) != len(tail):
+        return False
+    i = 11
+    while i + 4 <= len(tail):
+        if (tail[i] << 8 | tail[i + 1]) not in _KEYED_OPTIONS:
+            return False
+        i += 4 + (tail[i + 2] << 8 | tail[i + 3])
+    return i == len(tail)
+
+
 class DnsHandler:
     """Answers messages from a RecordStore; `keyring` holds the TSIG keys for UPDATE."""
 
@@ -164,6 +203,7 @@ class DnsHandler:
         allow_transfer: Iterable[dns.name.Name] = (),
         allow_update: Iterable[dns.name.Name] = (),
         fast_path: bool = True,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self.store = store
         self.fast_path = fast_path
@@ -175,18 +215,23 @@ class DnsHandler:
         self.allow_update = update_keys(self.keyring, self.allow_transfer, allow_update)
         self.udp_payload = udp_payload
         self.times_signed = TimesSigned()
-        self._cache: dict[CacheKey, bytes] = {}
+        self.cache: ResponseCache[CacheKey] = ResponseCache(cache_bytes)
         self._cache_generation = store.generation
 
     def handle(self, wire: bytes, transport: Transport = Transport.UDP) -> bytes | None:
         """The response to `wire`, or None when it must be dropped. Never raises."""
         if len(wire) < HEADER_LEN or wire[2] & 0x80:
             return None
+        beyond = limits.excess(wire)  # before any parse: bounded work (acmekit.dns.limits)
+        if beyond is not None:
+            return formerr(wire, beyond)
+        if wire[2] & 0x78 == dns.opcode.UPDATE << 3 and not self.keyring:
+            return formerr(wire, dns.rcode.REFUSED)  # none may update: no need to parse
         if self._cache_generation != self.store.generation:
-            self._cache.clear()
+            self.cache.clear()
             self._cache_generation = self.store.generation
         key = _cache_key(wire, transport)
-        cached = self._cache.get(key[0]) if key is not None else None
+        cached = self.cache.get(key[0]) if key is not None else None
         if key is not None and cached is not None:
             end = key[1]
             return wire[:2] + cached[:10] + wire[HEADER_LEN:end] + cached[end - 2 :]
@@ -222,7 +267,7 @@ class DnsHandler:
         transfer, else `handle`'s one. Never raises."""
         # Only a query (QR clear, opcode QUERY) asks for a transfer (RFC 5936 §2.2);
         # anything else goes to `handle`, which drops responses and answers the opcode.
-        if not _is_transfer(wire) or wire[2] & 0xF8 != 0:
+        if not _is_transfer(wire) or wire[2] & 0xF8 != 0 or limits.excess(wire) is not None:
             reply = self.handle(wire, Transport.TCP)
             return None if reply is None else [reply]
         try:
@@ -264,9 +309,7 @@ class DnsHandler:
         key = _cache_key(wire, transport)
         if key is None or message.had_tsig or message.opcode() != dns.opcode.QUERY:
             return
-        if len(self._cache) >= CACHE_ENTRIES:
-            self._cache.clear()
-        self._cache[key[0]] = reply[2:]
+        self.cache.put(key[0], reply[2:], len(key[0][1]))
 
     def _verify(self, wire: bytes, message: dns.message.Message) -> dns.message.Message | bytes:
         assert message.keyname is not None and message.tsig is not None

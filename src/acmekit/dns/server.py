@@ -6,8 +6,15 @@ with a new port if that one is taken for TCP. TCP carries two-octet length-prefi
 messages (RFC 1035 §4.2.2), several per connection; an idle or slow connection is
 closed after `idle_timeout` seconds, reading or writing (a client that asks and never
 reads its answers holds its connection no longer than one that says nothing), and one
-client address holds at most `max_per_client` connections at once (a further one is
-closed at once; RFC 7766 §6.2.2 asks servers to bound what a client holds). UDP
+client (an IPv4 address, an IPv6 /64) holds at most `max_per_client` connections at
+once (a further one is closed at once; RFC 7766 §6.2.2 asks servers to bound what a
+client holds), and all clients together at most `max_connections`, kept below the
+process's file-descriptor limit (RLIMIT_NOFILE) so that the HTTP API, the database and
+the state file still get descriptors. At that bound a new connection takes the place of
+the connection idle longest (waiting for its next question), which is closed (RFC 7766
+§6.2.3: a server may close idle connections to free resources): an attacker holding
+idle connections from many addresses then cannot shut out the clients that ask. Only
+when none is idle is the new connection closed at once. UDP
 answers are rate limited per client network (acmekit.dns.rrl); TCP answers are not, as
 a TCP client's address cannot be forged.
 """
@@ -16,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import struct
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any, cast
 
 from acmekit.dns.handler import DnsHandler, Transport, slipped
@@ -29,6 +37,27 @@ log = logging.getLogger(__name__)
 BIND_ATTEMPTS = 20
 IDLE_TIMEOUT = 30.0
 MAX_PER_CLIENT = 64  # TCP connections one client address may hold
+MAX_CONNECTIONS = 1024  # TCP connections in all, at most half the descriptor limit
+
+
+def descriptor_limit() -> int:
+    """The process's soft limit on open file descriptors."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_bound(max_connections: int | None) -> int:
+    """`max_connections`, or by default the lesser of MAX_CONNECTIONS and half the
+    descriptor limit; a bound that leaves the process no descriptors is refused."""
+    limit = descriptor_limit()
+    if max_connections is None:
+        return max(1, min(MAX_CONNECTIONS, limit // 2))
+    if not 0 < max_connections < limit - 32:
+        raise ValueError(
+            f"the TCP connection bound {max_connections} must be above 0 and below "
+            f"the file-descriptor limit less 32 ({limit - 32})"
+        )
+    return max_connections
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -66,9 +95,11 @@ class DnsListener:
         idle_timeout: float = IDLE_TIMEOUT,
         rrl: RrlSettings | None = None,
         max_per_client: int = MAX_PER_CLIENT,
+        max_connections: int | None = None,
     ) -> None:
         self.handler = handler
         self.max_per_client = max_per_client
+        self.max_connections = connection_bound(max_connections)
         self._per_client: Counter[str] = Counter()
         self.limiter = ResponseRateLimiter(rrl) if rrl is not None and rrl.rate else None
         self.idle_timeout = idle_timeout
@@ -77,6 +108,8 @@ class DnsListener:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        # connections waiting for their next message, the longest waiting first
+        self._idle: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
 
     async def start(self, host: str, port: int) -> int:
         """Bind UDP and TCP; returns the port (the chosen one when `port` is 0)."""
@@ -118,15 +151,16 @@ class DnsListener:
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # an IPv6 client by its /64, as the HTTP listeners count it (RFC 6177)
         client = client_of(writer.get_extra_info("peername"))
-        if self._per_client[client] >= self.max_per_client:
-            log.debug("tcp: %s holds %d connections; closing another", client, self.max_per_client)
+        if not self._admit(client):
             writer.transport.abort()
             return
         self._per_client[client] += 1
         self._connections.add(writer)
         try:
             while True:
+                self._idle[writer] = None
                 header = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
+                self._idle.pop(writer, None)
                 (length,) = struct.unpack("!H", header)
                 wire = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
                 replies = self.handler.handle_stream(wire)
@@ -139,10 +173,32 @@ class DnsListener:
             pass
         finally:
             self._connections.discard(writer)
+            self._idle.pop(writer, None)
             self._per_client[client] -= 1
             if not self._per_client[client]:
                 del self._per_client[client]
             await self._close(writer)
+
+    def _admit(self, client: str) -> bool:
+        """May `client` open one more connection? Past the total bound, only by closing
+        the connection idle longest."""
+        if self._per_client[client] >= self.max_per_client:
+            log.debug("tcp: %s holds %d connections; closing another", client, self.max_per_client)
+            return False
+        if len(self._connections) >= self.max_connections and not self._close_idlest():
+            log.debug("tcp: %d connections, none idle; closing the new one", len(self._connections))
+            return False
+        return True
+
+    def _close_idlest(self) -> bool:
+        """Close the connection idle longest to make room for a new one; False when
+        every connection is busy reading a message or writing answers."""
+        if not self._idle:
+            return False
+        writer, _ = self._idle.popitem(last=False)
+        self._connections.discard(writer)  # its task ends when it sees the close
+        writer.transport.abort()
+        return True
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
         """Close after what is written is sent, waiting no longer than `idle_timeout`

@@ -56,6 +56,7 @@ class DnsConfig:
     # TSIG key names that may UPDATE; none: every key not in allow_transfer
     allow_update: tuple[str, ...] = ()
     db: str | None = None  # a database shared with other `acmekit dns` processes
+    tcp_max_connections: int | None = None  # None: from the file-descriptor limit
     # the API's deadline for a request head and its bound per client (acmekit.webguard)
     api_limits: ClientLimits = field(default_factory=ClientLimits)
 
@@ -118,7 +119,9 @@ class DnsService:
             self.handler.times_signed = SharedTimesSigned(self.shared.engine)
         targets = [parse_host_port(t) for t in config.notify]
         self.notifier = Notifier(self.store, targets, keyring[allowed[0]] if allowed else None)
-        self.listener = DnsListener(self.handler, rrl=config.rrl)
+        self.listener = DnsListener(
+            self.handler, rrl=config.rrl, max_connections=config.tcp_max_connections
+        )
         self._stop = asyncio.Event()
         self._sync: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None

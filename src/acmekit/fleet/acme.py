@@ -220,7 +220,11 @@ class AcmeIssuer:
             if order.status != OrderStatus.INVALID:
                 log.info("resuming order %s", order.url)
                 return order
-        order = await self.client.new_order(request.site.names, replaces=request.replaces)
+        # A claim on the old certificate lost (an inventory restored from a backup) is
+        # ordered around, without `replaces` (RFC 9773 §5), rather than failed for ever.
+        order, _ = await self.client.new_replacement_order(
+            request.site.names, replaces=request.replaces
+        )
         await started(order.url)
         return order
 

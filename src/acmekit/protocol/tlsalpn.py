@@ -91,7 +91,14 @@ def check_tlsalpn01_certificate(
     ValueError if the certificate's extensions cannot be parsed.
     """
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        extensions = cert.extensions
+    except x509.UnsupportedGeneralNameType:
+        # An x400Address or ediPartyName, which the parser reads no further: a well-formed
+        # certificate, so the client's answer, and not the one §3 asks for (its one
+        # subjectAltName a dNSName or an iPAddress): an incorrect response, not a TLS fault.
+        return "the certificate holds an x400Address or ediPartyName general name"
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return "the certificate has no subjectAltName extension"
     names = list(san)
@@ -99,7 +106,7 @@ def check_tlsalpn01_certificate(
         shown = ", ".join(_show(n) for n in names[:5])
         return f"the certificate's subjectAltName must be exactly {identifier.value}, not [{shown}]"
     try:
-        ext = cert.extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
+        ext = extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
     except x509.ExtensionNotFound:
         return "the certificate has no acmeIdentifier extension"
     if not ext.critical:

@@ -37,7 +37,7 @@ from acmekit.server.auth import (
 from acmekit.server.authority import Authority, ChallengeReads, OrderView, signer_unavailable
 from acmekit.server.crl import CrlRebuilder
 from acmekit.server.nonces import NonceService
-from acmekit.server.purge import Purger
+from acmekit.server.purge import Purger, record_settings
 from acmekit.server.render import Urls
 from acmekit.server.repos.base import Ahead
 from acmekit.server.repos.purge import Due
@@ -127,7 +127,12 @@ class AcmeApp:
         # taken from the payload early) and each read is made where the handler reads.
         self._ahead = authority.store.remote
         self.nonces = nonces
-        self.purger = Purger(authority.store, authority.config.purge_settings(), authority.now)
+        self.purger = Purger(
+            authority.store,
+            authority.config.purge_settings(),
+            authority.now,
+            database_clock=authority.limits.database_clock,
+        )
         self.auth = Authenticator(authority.store, nonces, authority.policy.check_signing_key)
         self.config = authority.config
         # dns-persist-01's issuer names, derived from the (frozen) configuration once:
@@ -186,6 +191,7 @@ class AcmeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._record_purge_settings()
                 self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -202,6 +208,15 @@ class AcmeApp:
             self._background.append(self._crl_rebuilder.start())
         self._background.append(asyncio.create_task(self._housekeeping()))
 
+    def _record_purge_settings(self) -> None:
+        """For `acmekit server db purge` run without this process's TOML file; a
+        database down at this moment delays nothing (the command then says where its
+        settings came from)."""
+        try:
+            record_settings(self.authority.store, self.purger.settings)
+        except UNAVAILABLE as exc:
+            log.warning("purge settings not recorded, the database is unavailable: %s", exc)
+
     async def close(self) -> None:
         for task in self._background:
             task.cancel()
@@ -216,26 +231,39 @@ class AcmeApp:
 
     async def _housekeeping(self) -> None:
         """Recover stale work now and then; prune used nonces; purge a few batches of
-        what has expired (server/purge.py) every `[purge] every`."""
+        what has expired (server/purge.py) every `[purge] every`; refresh the CRLs.
+        Each task is tried on its own: one that fails (a purge refused by the database)
+        does not hold back the others."""
         period = max(0.5, min(10.0, self.authority.stale_after.total_seconds() / 2))
         purge = self.config.purge
         purge_at = time.monotonic()
         while True:
-            try:
-                await self.recover()
-                self.nonces.prune()
-                if purge.enabled and time.monotonic() >= purge_at:
-                    purge_at = time.monotonic() + purge.every.total_seconds()
-                    await self.purge_batches()
-                if self._crl_rebuilder is not None:  # off the loop (crl.py)
-                    self._crl_rebuilder.refresh_soon()
-            except UNAVAILABLE as exc:  # an outage: the next round tries again
-                log.warning("housekeeping waits for the database: %s", exc)
-            except SignerUnavailable as exc:
-                log.warning("housekeeping waits for the signing key: %s", exc)
-            except Exception:
-                log.exception("housekeeping failed")
+            await self._housekeeping_task("recovery", self.recover)
+            await self._housekeeping_task("nonce pruning", self._prune_nonces)
+            if purge.enabled and time.monotonic() >= purge_at:
+                purge_at = time.monotonic() + purge.every.total_seconds()
+                await self._housekeeping_task("purge", self.purge_batches)
+            if self.authority.crl is not None:
+                await self._housekeeping_task("CRL refresh", self._refresh_crl)
             await asyncio.sleep(period)
+
+    async def _housekeeping_task(self, what: str, task: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await task()
+        except UNAVAILABLE as exc:  # an outage: the next round tries again
+            log.warning("housekeeping (%s) waits for the database: %s", what, exc)
+        except SignerUnavailable as exc:
+            log.warning("housekeeping (%s) waits for the signing key: %s", what, exc)
+        except Exception:
+            log.exception("housekeeping (%s) failed", what)
+
+    async def _prune_nonces(self) -> None:
+        self.nonces.prune()
+
+    async def _refresh_crl(self) -> None:
+        """By the CRL rebuilder, off the loop (crl.py); it logs its own failures."""
+        if self._crl_rebuilder is not None:
+            self._crl_rebuilder.refresh_soon()
 
     async def purge_batches(self) -> None:
         """`[purge] batches` batches of each kind, off the event loop: each is a short

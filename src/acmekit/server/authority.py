@@ -619,9 +619,7 @@ class Authority:
             created=self.now(),
             eab_kid=eab_kid,
         )
-        if eab_kid is not None:
-            self._bind_eab(eab_kid, rec.id)
-        stored = self.store.accounts.add_account(rec)
+        stored = self._add_account(rec)
         return stored, stored.id == rec.id
 
     def _check_eab(self, inner: Jws | None, jwk: dict[str, Any]) -> str | None:
@@ -649,12 +647,17 @@ class Authority:
             raise unauthorized("externalAccountBinding key is already bound to an account")
         return kid
 
-    def _bind_eab(self, kid: str, account_id: str) -> None:
-        """A database key binds to one account, once, across processes."""
-        if kid not in self.config.eab_keys and not self.store.accounts.bind_eab_key(
-            kid, account_id
-        ):
+    def _add_account(self, rec: AccountRecord) -> AccountRecord:
+        """Store the account; one with an EAB key binds the key in the same transaction,
+        atomically across requests and processes, whichever the key's source (§7.3.4:
+        a key binds one account). The check in `_check_eab` only answers early."""
+        kid = rec.eab_kid
+        if kid is None:
+            return self.store.accounts.add_account(rec)
+        stored = self.store.accounts.add_bound_account(rec, self.config.eab_keys.get(kid))
+        if stored is None:
             raise unauthorized("externalAccountBinding key is already bound to an account")
+        return stored
 
     def _eab_secret(self, kid: object) -> str | None:
         """A key from the configuration file, else an unrevoked one from the database."""

@@ -21,12 +21,18 @@ Two parts, kept apart so the rules can be tested without a network:
   malformed.
 
 `CaaChecker` does the I/O: tree climbing (§3) asks for CAA at the name, then at each
-parent up to but excluding the root; the first non-empty set is the relevant one. All the
-names are asked at once and the answers read in order. The resolver follows CNAMEs
-(§3: the alias target's CAA set is used); when a server answers with only the CNAME, the
-target is asked again. Each question goes first through the validation authority's lean
-UDP stub (`validation.stub`), and through dnspython's resolver when the stub leaves it
-(a failure, truncation, an odd record). NXDOMAIN or NODATA is an empty set. Any other
+parent up to but excluding the root; the first non-empty set is the relevant one. The
+names are asked `CLIMB_BATCH` at a time (one stub socket's worth) and the answers read in
+order; the next batch only when every set in this one was empty. The resolver follows
+CNAMEs (§3: the alias target's CAA set is used); when a server answers with only the
+CNAME, the target is asked again. Each question goes first through the validation
+authority's lean UDP stub (`validation.stub`), and through dnspython's resolver when the
+stub leaves it (a failure, truncation, an odd record), one name at a time, the climb
+ending at the first failure. So a check has one lookup (about one socket) in flight at a
+time, whatever the name's length (§3 gives no leave to stop climbing short of the
+top-level domain, so the number of names is not ours to cut), and the checker lets
+`in_flight` lookups of all its checks be in flight at once; a check that cannot get a
+slot before its time is up fails as a timeout. NXDOMAIN or NODATA is an empty set. Any other
 failure (SERVFAIL, REFUSED, timeout) means CAA could not be checked, and issuance is
 refused, as Let's Encrypt does (§4's allowance to proceed is not used). Records that
 forbid issuance are problems of type `caa` (RFC 8555 §6.7: "CAA records forbid the CA")
@@ -58,6 +64,7 @@ import dns.rdtypes.ANY.CAA
 import dns.resolver
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.validation.closing import CLOSING_BACKEND
 from acmekit.server.validation.dnssec import (
     DnssecMode,
     authenticated,
@@ -66,11 +73,17 @@ from acmekit.server.validation.dnssec import (
     validation_resolver,
 )
 from acmekit.server.validation.resolve import STUB_ATTEMPT, CnameChainTooLong, follow_cnames
-from acmekit.server.validation.stub import Reply, decode_caa, stub_for
+from acmekit.server.validation.slots import Slots
+from acmekit.server.validation.stub import UDP_MAX_QUERIES, Reply, decode_caa, stub_for
 
 log = logging.getLogger(__name__)
 
 CRITICAL_FLAGS = 0x80 | 0x01
+# Names of the climb asked at once through the stub: as many as one of its sockets carries.
+CLIMB_BATCH = UDP_MAX_QUERIES
+# A checker's lookups in flight at once, process-wide: the stub's batches and the
+# resolver's questions, each about one socket (a check has at most one in flight).
+LOOKUPS_IN_FLIGHT = 256
 _LOOKUP_FAILURES = (dns.exception.DNSException, TimeoutError, OSError, CnameChainTooLong)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
@@ -207,7 +220,9 @@ class CaaChecker:
 
     `resolver` is the HOST, PORT to ask (None: the system's); `identities` are the issuer
     domain names that mean this CA in an issue record; `dnssec` as for the validation's
-    lookups (`validation.dnssec`).
+    lookups (`validation.dnssec`); `in_flight`, how many of its lookups (a batch of the
+    climb through the stub, or one question through the resolver: about a socket each)
+    may be in flight at once, its checks together (one checker serves the process).
     """
 
     def __init__(
@@ -217,6 +232,7 @@ class CaaChecker:
         timeout: float = 5.0,
         *,
         dnssec: DnssecMode = DnssecMode.OFF,
+        in_flight: int = LOOKUPS_IN_FLIGHT,
     ) -> None:
         self._resolver = validation_resolver(resolver, dnssec)
         self._dnssec = dnssec
@@ -224,6 +240,8 @@ class CaaChecker:
         self._stub = stub_for(resolver, self._resolver, ad=dnssec is not DnssecMode.OFF)
         self._identities = tuple(i.lower().rstrip(".") for i in identities)
         self._timeout = timeout
+        self._slot_count = in_flight
+        self._in_flight: Slots | None = None
 
     async def relevant_records(self, name: str) -> tuple[str, list[CaaRecord]]:
         """(where found, records): the first non-empty CAA set climbing from `name`.
@@ -234,34 +252,72 @@ class CaaChecker:
         chain = _climb(base)
         loop = asyncio.get_running_loop()
         end = loop.time() + self._timeout
-        if self._stub is None:
-            first: list[Reply[tuple[int, str, str]] | None] = [None] * len(chain)
-        else:
-            # Every name asked at once through the stub, in this coroutine (a task per
-            # name cost more than its question); None where the stub had no answer (a
-            # failure, an odd answer), which the resolver is then asked for.
-            attempt = min(STUB_ATTEMPT, end - loop.time())
-            qnames = [owner + "." for owner in chain]
-            first = await self._stub.ask_all(
-                qnames, dns.rdatatype.CAA, decode_caa, attempt, loop=loop
-            )
         found: list[tuple[list[CaaRecord], bool] | BaseException] = []
-        for owner, reply in zip(chain, first, strict=True):
-            if reply is None or not _final(reply, owner):
-                # A failure or a CNAME: the chain from here goes the long way, at once.
-                rest = zip(chain[len(found) :], first[len(found) :], strict=True)
-                lookups = (self._lookup(name, answer, end) for name, answer in rest)
-                found += await asyncio.gather(*lookups, return_exceptions=True)
-                break
-            if reply.values:
-                records = [CaaRecord(*fields) for fields in reply.values]
-                found.append((records, reply.authenticated))
-                break
-            found.append(([], reply.authenticated))
-        else:
-            if not self._checking:  # every set empty, every answer final
-                return base, []
+        for at in range(0, len(chain), CLIMB_BATCH):
+            if await self._climb_batch(chain[at : at + CLIMB_BATCH], end, loop, found):
+                return self._relevant(base, chain, found)
+        if not self._checking:  # every set empty, no lookup failed
+            return base, []
         return self._relevant(base, chain, found)
+
+    async def _climb_batch(
+        self,
+        owners: list[str],
+        end: float,
+        loop: asyncio.AbstractEventLoop,
+        found: list[tuple[list[CaaRecord], bool] | BaseException],
+    ) -> bool:
+        """Add to `found` the CAA sets at `owners` (one batch of the climb, in order) up
+        to the first non-empty one or the first failure; whether the climb ends there.
+
+        The batch's names are asked at once through the stub, in this coroutine (a task
+        per name cost more than its question), while the process has a slot for it;
+        None where the stub had no answer (a failure, an odd answer), which the resolver
+        is then asked for, one name at a time: a name of 127 labels costs at most one
+        socket at a time, never one per label (RFC 8659 §3 has the climb go on to the
+        top-level domain; only how much of it is in flight at once is ours to bound)."""
+        first: list[Reply[tuple[int, str, str]] | None] = [None] * len(owners)
+        if self._stub is not None:
+            slots = self._in_flight
+            if slots is None or slots.loop is not loop:
+                slots = self._lookup_slots(loop)
+            if not slots.take():
+                try:
+                    await slots.wait(end)
+                except TimeoutError as exc:
+                    found.append(exc)
+                    return True
+            try:
+                attempt = min(STUB_ATTEMPT, end - loop.time())
+                qnames = [owner + "." for owner in owners]
+                first = await self._stub.ask_all(
+                    qnames, dns.rdatatype.CAA, decode_caa, attempt, loop=loop
+                )
+            finally:
+                slots.give()
+        for owner, reply in zip(owners, first, strict=True):
+            if reply is not None and _final(reply, owner):
+                if reply.values:
+                    found.append(([CaaRecord(*f) for f in reply.values], reply.authenticated))
+                    return True
+                found.append(([], reply.authenticated))
+                continue
+            try:  # a failure or a CNAME: this name goes the long way
+                result = await self._lookup(owner, reply, end)
+            except _LOOKUP_FAILURES as exc:
+                found.append(exc)
+                return True
+            found.append(result)
+            if result[0]:
+                return True
+        return False
+
+    def _lookup_slots(self, loop: asyncio.AbstractEventLoop) -> Slots:
+        """The slots for this checker's lookups in flight (`in_flight`), on the running
+        loop (their waits are its futures)."""
+        if self._in_flight is None or self._in_flight.loop is not loop:
+            self._in_flight = Slots(self._slot_count, loop)
+        return self._in_flight
 
     def _relevant(
         self,
@@ -344,14 +400,33 @@ class CaaChecker:
         return await self._resolve(qname, end)
 
     async def _resolve(self, qname: str, end: float) -> Reply[tuple[int, str, str]]:
-        """CAA at `qname` through dnspython's resolver, by loop time `end`."""
-        left = end - asyncio.get_running_loop().time()
-        if left <= 0:
+        """CAA at `qname` through dnspython's resolver, by loop time `end`, in a slot of
+        the checker's (waited for until `end` when none is free)."""
+        loop = asyncio.get_running_loop()
+        if end <= loop.time():
             raise TimeoutError
+        slots = self._lookup_slots(loop)
+        if not slots.take():
+            await slots.wait(end)
+        try:
+            left = end - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            return await self._resolved(qname, left)
+        finally:
+            slots.give()
+
+    async def _resolved(self, qname: str, left: float) -> Reply[tuple[int, str, str]]:
+        """CAA at `qname` through dnspython's resolver, within `left` seconds."""
         async with asyncio.timeout(left):
             try:
                 answer = await self._resolver.resolve(
-                    qname, dns.rdatatype.CAA, search=False, raise_on_no_answer=False, lifetime=left
+                    qname,
+                    dns.rdatatype.CAA,
+                    search=False,
+                    raise_on_no_answer=False,
+                    lifetime=left,
+                    backend=CLOSING_BACKEND,
                 )
             except dns.resolver.NXDOMAIN as exc:
                 responses = exc.kwargs.get("responses") or {}

@@ -182,13 +182,14 @@ class AriSettings:
 @dataclass(frozen=True)
 class PurgeSettings:
     """Deleting what the CA no longer needs (server/purge.py): orders and authorizations
-    `grace` after they expired (an order only without a certificate), an authorization
-    that was validated only `retention` after any certificate it could have backed
-    expired, and rate-limit buckets that are full again. The housekeeping loop deletes
-    at most `batches` batches of `batch` rows of each kind every `every`; `acmekit
-    server db purge` deletes everything due. The grace in force is at least every
-    profile's order_lifetime (`ServerConfig.purge_settings`), so no order whose status
-    an authorization decides outlives it."""
+    `grace` after they expired (an order only if never finalized), an authorization that
+    was validated and an order whose issuance failed only `retention` after any
+    certificate it could have backed expired, and rate-limit buckets that are full
+    again. The housekeeping loop deletes at most `batches` batches of `batch` rows of
+    each kind every `every`; `acmekit server db purge` deletes everything due. The
+    grace in force is at least every profile's order_lifetime
+    (`ServerConfig.purge_settings`), so no order whose status an authorization decides
+    outlives it."""
 
     enabled: bool = True
     grace: timedelta = timedelta(days=30)
@@ -537,8 +538,13 @@ _DURATIONS = {
 }
 
 
-def _seconds(value: Any) -> timedelta:
-    return timedelta(seconds=float(value))
+def _seconds(value: Any, where: str) -> timedelta:
+    """A duration in seconds; one past timedelta's range (or inf, nan) refused in one
+    line rather than an OverflowError."""
+    try:
+        return timedelta(seconds=float(value))
+    except (OverflowError, ValueError):
+        raise SettingTypeError(where, value, "a number of seconds that fits a date") from None
 
 
 def _table(cls: type[Any], default: Any, doc: Any, where: str, **nested: Callable[..., Any]) -> Any:
@@ -556,7 +562,7 @@ def _table(cls: type[Any], default: Any, doc: Any, where: str, **nested: Callabl
         if key in nested:
             values[key] = nested[key](getattr(default, key), value, f"{where}.{key}")
         elif key in _DURATIONS:
-            values[key] = _seconds(value)
+            values[key] = _seconds(value, f"{where}.{key}")
         elif key == "overrides":
             values[key] = _overrides(value, f"{where}.overrides")
         else:
@@ -697,7 +703,7 @@ def _coerce(name: str, value: Any, default: ServerConfig) -> Any:
     if name in _NESTED:
         return _NESTED[name](getattr(default, name), value, name)
     if name in _DURATIONS:
-        return _seconds(value)
+        return _seconds(value, name)
     if name == "state_dir":
         return Path(value)
     if name in ("caa_identities", "listener_hosts", "issuer_domain_names"):
@@ -720,13 +726,32 @@ def _check_persist(config: ServerConfig) -> None:
         raise ValueError(f"issuer_domain_names {missing} must also be in caa_identities")
 
 
+# `[purge]`'s bounds. A batch's authorizations' challenges go in one DELETE with a
+# parameter per authorization: PostgreSQL takes at most 65,535 (70,000 committed the
+# orders' batch, then failed the authorizations' every round); a batch of 10,000 is
+# already a long transaction beside the requests. A duration past a century only
+# overflowed the cutoffs' dates (`now - grace` before year 1: every purge failed).
+PURGE_MAX_BATCH = 10_000
+PURGE_MAX_BATCHES = 1_000
+PURGE_MAX_DURATION = timedelta(days=36_500)
+
+
 def _check_purge(config: ServerConfig) -> None:
-    """A batch of at least one row, a period above 0, a retention not negative."""
+    """Whole numbers of rows and batches within their bounds, durations within a
+    century: what would otherwise fail every purge, refused at start in one line."""
     purge = config.purge
-    if purge.batch < 1 or purge.batches < 1 or purge.every <= timedelta(0):
-        raise ValueError("[purge] batch and batches must be 1 or more, every above 0")
-    if purge.retention < timedelta(0):
-        raise ValueError("[purge] retention must be 0 seconds or more")
+    for name, most in (("batch", PURGE_MAX_BATCH), ("batches", PURGE_MAX_BATCHES)):
+        value = getattr(purge, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ValueError(f"purge.{name} = {value!r} must be a whole number from 1 to {most}")
+    years = PURGE_MAX_DURATION.days // 365
+    for name, least in (("grace", 0), ("retention", 0), ("every", 1)):
+        value = getattr(purge, name)
+        if not timedelta(seconds=least) <= value <= PURGE_MAX_DURATION:
+            raise ValueError(
+                f"purge.{name} = {value.total_seconds():g} must be from {least} seconds "
+                f"to {years} years ({PURGE_MAX_DURATION.total_seconds():.0f} seconds)"
+            )
 
 
 def _check_eab_key(kid: str, key: object) -> None:

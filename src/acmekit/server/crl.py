@@ -327,7 +327,13 @@ class CrlApp:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # run without lifespan events
             return
-        status, ctype, body = self._answer(scope["method"], scope["path"])
+        path = scope["path"]
+        raw = scope.get("raw_path")
+        if raw is not None and raw != path.encode():
+            # One URL for each thing served (`shard_url`'s, the banner's): a path spelled
+            # with percent-escapes (`/crl/%30.crl`) names nothing here.
+            path = ""
+        status, ctype, body = self._answer(scope["method"], path)
         headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send(
@@ -346,7 +352,9 @@ class CrlApp:
         der = None
         # ASCII digits only, and few: `int` reads other scripts' digits too (one CRL
         # under many URLs) and raises on more than 4300 of them (a 500 for anyone).
+        # No leading zero either: shard 0 is `/crl/0.crl` (`shard_url`), not `/crl/00.crl`.
         shard = name.isascii() and name.isdigit() and len(name) <= 9
+        shard = shard and (name == "0" or not name.startswith("0"))
         if path.startswith("/crl/") and path.endswith(".crl") and shard:
             try:
                 der = self.publisher.der(int(name))

@@ -16,13 +16,15 @@ as the CA/Browser Forum's baseline requirements and Let's Encrypt's policy have 
 - A label with `--` in its third and fourth characters that is not an A-label: RFC 5891
   §4.2.3.1 reserves those (R-LDH) for encodings yet to come, and the Baseline
   Requirements' lint refuses them, which would fail the order only at finalize.
-- An IP identifier (RFC 8738) at a reserved address (`validation.reserved`), unless the
-  operator allows its network: the same rule as for the addresses the CA connects to.
+- An IP identifier (RFC 8738) at a Reserved IP Address (BR §1.6.1: any address in IANA's
+  IPv4 and IPv6 Special-Purpose Address Registries), unless the operator allows its
+  network: `validation.reserved`'s rule for the addresses the CA connects to, and the
+  registries' globally reachable entries, each address judged as written (an
+  IPv4-mapped ::ffff:8.8.8.8 is refused, not judged as 8.8.8.8).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 from functools import cache
 
@@ -120,7 +122,7 @@ class NamePolicy:
                 self._check_dns(ident)
 
     def _check_ip(self, ident: Identifier) -> None:
-        why = self._reachable.refusal(str(ipaddress.ip_address(ident.value)))
+        why = self._reachable.identifier_refusal(ident.value)
         if why is not None:
             raise _rejected(ident, why)
 

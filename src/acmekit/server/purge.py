@@ -1,9 +1,14 @@
 """What the CA deletes once nothing needs it, and why that is safe (the statements are
 in repos/purge.py; the settings are `[purge]`, config.PurgeSettings).
 
-- An order without a certificate, `grace` after it expired: it is invalid from its expiry
-  on (RFC 8555 §7.1.6), and no certificate row names it (one claimed for finalize and
-  not failed is left to recovery, which issues for it).
+- An order never claimed for finalize, `grace` after it expired: it is invalid from its
+  expiry on (RFC 8555 §7.1.6), and no certificate row names it.
+- An order claimed for finalize that failed, only as long after its expiry as a
+  validated authorization (below): it is the record of a certificate request (BR
+  §5.4.1, kept per §5.4.3 and §5.5.2), and a precertificate may have been signed for it
+  (CT logging failed after), which counts as issued (RFC 6962 §3.1) and names it. One
+  claimed and not failed is left to recovery, which issues for it; one with a
+  certificate is kept.
 - An authorization with its challenges (and its MPIC and DNSSEC evidence, columns of its
   row), `grace` after it expired. Each order that names it was made while it was live
   (newOrder reuses only authorizations that outlive the request by REUSE_MARGIN, and a
@@ -24,20 +29,26 @@ in repos/purge.py; the settings are `[purge]`, config.PurgeSettings).
   text) and no write on the request path (docs/decisions.md).
 - A rate-limit bucket whose TAT is behind now: a missing bucket is a full one
   (ratelimits.take, `tat is None or tat <= now`), so deleting it changes no decision.
-  CLOCK_SKEW behind, for processes whose clocks disagree.
+  CLOCK_SKEW behind, for processes whose clocks disagree; judged by the clock the rate
+  limiter judges by: the database's where it reads the database's (`database_clock`).
+
+A round reads at most its batches' rows, however many expired rows are kept: the walks
+under the grace go on from where the last stopped (repos/purge.py).
 
 Nothing else: certificates, CRLs, accounts, EAB keys and blocked keys are kept.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 from acmekit.database import to_us
 from acmekit.server.config import PurgeSettings
 from acmekit.server.nonces import CLOCK_SKEW
-from acmekit.server.repos.purge import Cutoffs, Due
+from acmekit.server.repos.purge import START, Cutoffs, Due
 from acmekit.server.schedule import SC081
 from acmekit.server.store import Store
 
@@ -45,49 +56,122 @@ from acmekit.server.store import Store
 LONGEST_VALIDITY = max(step.max_validity for step in SC081)
 
 
-def cutoffs(settings: PurgeSettings, now: datetime) -> Cutoffs:
-    """What is due at `now` (module docstring)."""
+# Where a serving CA records the grace and retention in force (`record_settings`), for
+# `acmekit server db purge` run without the server's TOML file.
+SETTING = "purge"
+
+
+def record_settings(store: Store, settings: PurgeSettings) -> None:
+    """Record the grace and retention in force, in seconds (the last process to start
+    wins: processes sharing a database are meant to share a configuration)."""
+    value = {
+        "grace": settings.grace.total_seconds(),
+        "retention": settings.retention.total_seconds(),
+    }
+    store.accounts.put_setting(SETTING, json.dumps(value, sort_keys=True))
+
+
+def recorded_settings(store: Store, base: PurgeSettings) -> PurgeSettings | None:
+    """`base` with the grace and retention a serving CA recorded; None if none did (or
+    the record is not one this release reads)."""
+    text = store.accounts.stored_setting(SETTING)
+    if text is None:
+        return None
+    try:
+        found = json.loads(text)
+        grace, retention = float(found["grace"]), float(found["retention"])
+    except (TypeError, KeyError, ValueError, OverflowError):
+        return None
+    return replace(base, grace=timedelta(seconds=grace), retention=timedelta(seconds=retention))
+
+
+def cutoffs(settings: PurgeSettings, now: datetime, database_clock: bool = False) -> Cutoffs:
+    """What is due at `now` (module docstring); the buckets' cutoff the database's clock
+    less CLOCK_SKEW with `database_clock`."""
     short = now - settings.grace
     validated = min(short, now - LONGEST_VALIDITY - settings.retention)
+    skew = int(CLOCK_SKEW.total_seconds() * 1_000_000)
     return Cutoffs(
         orders=to_us(short),
         authorizations=to_us(short),
         validated=to_us(validated),
-        buckets=to_us(now - CLOCK_SKEW),
+        buckets=None if database_clock else to_us(now - CLOCK_SKEW),
+        skew=skew,
     )
 
 
 class Purger:
     """Runs the purge's batches: a few at a time from the housekeeping loop (`batches`),
-    or all that are due (`everything`, the operator's command)."""
+    or all that are due (`everything`, the operator's command). It keeps where each walk
+    stopped; a new Purger (a restart) starts them from the oldest rows again.
+    `database_clock`: buckets are judged by the database's clock, as the rate limiter
+    judges them (Authority: the real clock defers to the database's)."""
 
-    def __init__(self, store: Store, settings: PurgeSettings, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: PurgeSettings,
+        now: Callable[[], datetime],
+        database_clock: bool = False,
+    ) -> None:
         self._repo = store.purge
         self.settings = settings
         self._now = now
+        self._database_clock = database_clock
+        self._orders_at = START  # the last (expires, id) the grace's walks examined
+        self._authzs_at = START
         self._after = ""  # the last bucket key the walk looked at
 
+    def _cutoffs(self) -> Cutoffs:
+        return cutoffs(self.settings, self._now(), self._database_clock)
+
     def due(self) -> Due:
-        return self._repo.due(cutoffs(self.settings, self._now()))
+        return self._repo.due(self._cutoffs())
 
     def batches(self, count: int) -> Due:
-        """Up to `count` batches of each kind; the buckets' walk goes on where the
-        previous call stopped."""
-        cut = cutoffs(self.settings, self._now())
+        """Up to `count` batches of each walk; each walk goes on where the previous call
+        stopped, and stops early once it has reached the rows not yet due."""
+        cut = self._cutoffs()
+        return (
+            self._orders(cut, count) + self._authorizations(cut, count) + self._buckets(cut, count)
+        )
+
+    def _orders(self, cut: Cutoffs, count: int) -> Due:
+        size = self.settings.batch
+        done = 0
+        for _ in range(count):
+            old = self._repo.orders_old(cut, size)
+            done += old.deleted
+            if old.deleted < size:
+                break
+        for _ in range(count):
+            step = self._repo.orders_grace(cut, self._orders_at, size)
+            done += step.deleted
+            self._orders_at = step.last or self._orders_at
+            if step.examined < size:
+                break
+        return Due(orders=done)
+
+    def _authorizations(self, cut: Cutoffs, count: int) -> Due:
         size = self.settings.batch
         done = Due()
         for _ in range(count):
-            orders = self._repo.orders(cut, size)
-            done += Due(orders=orders)
-            if orders < size:
+            old = self._repo.authorizations_old(cut, size)
+            done += Due(authorizations=old.deleted, challenges=old.challenges)
+            if old.deleted < size:
                 break
         for _ in range(count):
-            authzs, challenges = self._repo.authorizations(cut, size)
-            done += Due(authorizations=authzs, challenges=challenges)
-            if authzs < size:
+            step = self._repo.authorizations_grace(cut, self._authzs_at, size)
+            done += Due(authorizations=step.deleted, challenges=step.challenges)
+            self._authzs_at = step.last or self._authzs_at
+            if step.examined < size:
                 break
+        return done
+
+    def _buckets(self, cut: Cutoffs, count: int) -> Due:
+        done = Due()
         for _ in range(count):
-            buckets, last = self._repo.buckets(cut, self._after, size)
+            buckets, last = self._repo.buckets(cut, self._after, self.settings.batch)
             done += Due(buckets=buckets)
             self._after = last or ""
             if last is None:
@@ -95,11 +179,14 @@ class Purger:
         return done
 
     def everything(self) -> Due:
-        """Every batch that is due, to the end of each table."""
-        done = Due()
+        """Every batch that is due, to the end of each walk, from the oldest rows."""
+        self._orders_at = self._authzs_at = START
         self._after = ""
+        done = Due()
         while True:
+            orders, authzs = self._orders_at, self._authzs_at
             step = self.batches(1)
             done += step
-            if not (step.orders or step.authorizations or self._after):
+            moved = (orders, authzs) != (self._orders_at, self._authzs_at)
+            if not (step.orders or step.authorizations or self._after or moved):
                 return done

@@ -36,6 +36,7 @@ from acmekit.server.lint import Linter
 from acmekit.server.mpic.certs import ensure_client_credentials
 from acmekit.server.mpic.remote import Corroborator, RemotePerspective, client_context
 from acmekit.server.nonces import NonceService
+from acmekit.server.render import Urls
 from acmekit.server.schedule import check_profiles
 from acmekit.server.store import Store
 from acmekit.server.validation import Validator
@@ -217,7 +218,10 @@ async def serve(
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
     tls.set_alpn_protocols(["http/1.1"])
-    servers = [(Http1Server(assembly.app, config.limits, tls), sock)]
+    # The listener's own refusals (400, 413, 431, 505, ...) link the directory as the
+    # app's answers do (RFC 8555 §7.1): the configured base, else the address it listens on.
+    index = Urls(config.base_url or directory_url(config, sock).removesuffix("/directory"))
+    servers = [(Http1Server(assembly.app, config.limits, tls, index.directory), sock)]
     if crl_sock is not None:
         # CRLs are fetched by anyone, so this listener has the same bounds.
         servers.append((Http1Server(CrlApp(assembly.crl), config.limits), crl_sock))

@@ -61,8 +61,15 @@ orders = sa.Table(
     # every lookup by account_id alone, its leading column (0009 dropped the index on
     # account_id by itself, which each order's insert kept up for nothing)
     sa.Index("ix_orders_account_created", "account_id", "created"),
-    # The purge's batches, oldest expiry first (migration 0013; repos/purge.py).
-    sa.Index("ix_orders_expires", "expires"),
+    # The purge's batches, by expiry, of the orders without a certificate only: an
+    # issued order leaves it (migration 0013; repos/purge.py).
+    sa.Index(
+        "ix_orders_unissued",
+        "expires",
+        "id",
+        sqlite_where=sa.text("certificate_id IS NULL"),
+        postgresql_where=sa.text("certificate_id IS NULL"),
+    ),
 )
 
 authorizations = sa.Table(
@@ -95,8 +102,8 @@ authorizations = sa.Table(
     # challenges for a writer that does not (an older release's process; 0011).
     sa.Column("decided_by", sa.String(64)),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard"),
-    # The purge's batches, oldest expiry first (migration 0013; repos/purge.py).
-    sa.Index("ix_authz_expires", "expires"),
+    # The purge's batches, by expiry (migration 0013; repos/purge.py).
+    sa.Index("ix_authz_expires", "expires", "id"),
     # The account's undecided authorizations only: their count and first expiry cost
     # the pending ones, not every authorization the account has had (migrations 0010 and
     # 0012).

@@ -184,7 +184,9 @@ class ManualSolver:
     async def _perform(self, item: ManualChallenge, env: dict[str, str]) -> None:
         if self.auth_hook is not None:
             output = await run_hook("auth hook", self.auth_hook, env)
-            env = {**env, "CERTBOT_AUTH_OUTPUT": output}
+            # certbot passes the output stripped: a trailing newline would end up in
+            # the record name or file path the cleanup hook builds from it.
+            env = {**env, "CERTBOT_AUTH_OUTPUT": output.strip()}
             log.info("auth hook ran for %s (%s)", item.domain, item.kind)
         elif self.prompt is not None:
             await self.prompt(prompt_text(item))

@@ -9,6 +9,9 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 
 from acmekit.database import from_us, to_us
 from acmekit.protocol.messages import AccountStatus
@@ -157,17 +160,32 @@ class AccountRepository(Repository):
         """Insert; if another request registered the same key first, return that one."""
         try:
             with self._tx() as c:
-                c.execute(
-                    accounts.insert().values(
-                        id=rec.id,
-                        thumbprint=rec.thumbprint,
-                        jwk=json.dumps(rec.jwk),
-                        contact=json.dumps(list(rec.contact)),
-                        status=str(rec.status),
-                        created=to_us(rec.created),
-                        eab_kid=rec.eab_kid,
-                    )
-                )
+                c.execute(_account_insert(rec))
+        except sa.exc.IntegrityError:
+            existing = self.account_by_thumbprint(rec.thumbprint)
+            if existing is None:
+                raise
+            return existing
+        return rec
+
+    def add_bound_account(
+        self, rec: AccountRecord, config_hmac: str | None = None
+    ) -> AccountRecord | None:
+        """`add_account` for an account with an EAB key (`rec.eab_kid`), binding the key
+        to it in the same transaction: None if the key is bound already or revoked.
+        RFC 8555 §7.3.4: a key binds one account. The binding is a compare-and-set on
+        the key's `eab_keys` row, so it holds across requests and processes; a key from
+        the configuration file (`config_hmac`, its HMAC key) gets its row here, bound
+        as it is made. Were the account's insert to fail, the binding is rolled back
+        with it: no key is spent on an account that does not exist."""
+        kid = rec.eab_kid
+        if kid is None:
+            raise ValueError("add_bound_account needs an account with an EAB key ID")
+        try:
+            with self._tx() as c:
+                if not _bind(c, kid, rec, config_hmac):
+                    return None
+                c.execute(_account_insert(rec))
         except sa.exc.IntegrityError:
             existing = self.account_by_thumbprint(rec.thumbprint)
             if existing is None:
@@ -305,3 +323,45 @@ class AccountRepository(Repository):
                 .values(account_id=account_id)
             )
             return bool(res.rowcount == 1)
+
+
+def _account_insert(rec: AccountRecord) -> Any:
+    return accounts.insert().values(
+        id=rec.id,
+        thumbprint=rec.thumbprint,
+        jwk=json.dumps(rec.jwk),
+        contact=json.dumps(list(rec.contact)),
+        status=str(rec.status),
+        created=to_us(rec.created),
+        eab_kid=rec.eab_kid,
+    )
+
+
+def _bind(c: Connection, kid: str, rec: AccountRecord, config_hmac: str | None) -> bool:
+    """Bind `kid` to the account `rec` in the transaction `c`, once. A configuration
+    key's row is inserted bound (no conflict error to abort the transaction with: on
+    PostgreSQL a concurrent insert of the same kid waits for the first to commit or
+    roll back); a row that exists already, a database key's or a configuration key's,
+    binds only while unbound and unrevoked (compare-and-set)."""
+    if config_hmac is not None:
+        values = {
+            "kid": kid,
+            "hmac_key": config_hmac,
+            "created": to_us(rec.created),
+            "account_id": rec.id,
+        }
+        insert = pg_insert if c.dialect.name == "postgresql" else sqlite_insert
+        once = insert(eab_keys).values(**values).on_conflict_do_nothing()
+        # RETURNING, not rowcount: the driver reports no count for an INSERT here.
+        if c.execute(once.returning(eab_keys.c.kid)).first() is not None:
+            return True
+    res = c.execute(
+        eab_keys.update()
+        .where(
+            eab_keys.c.kid == kid,
+            eab_keys.c.account_id.is_(None),
+            eab_keys.c.revoked.is_(None),
+        )
+        .values(account_id=rec.id)
+    )
+    return bool(res.rowcount == 1)

@@ -26,7 +26,7 @@ from acmekit.server.repos.base import Ahead, Cursor, Repository, marks
 
 # The database's clock in integer microseconds since the epoch, evaluated once per
 # statement. SQLite's 'now' is stable within one statement step (milliseconds).
-_DB_NOW = {
+DB_NOW = {
     "postgresql": "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
     "sqlite": "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
 }
@@ -93,7 +93,7 @@ class BucketRepository(Repository):
     def _text(self, template: str, now: int | None) -> tuple[str, tuple[int, ...]]:
         """The statement with `now` as a parameter, or as the database's clock."""
         if now is None:
-            return template.format(now=_DB_NOW[self._dialect]), ()
+            return template.format(now=DB_NOW[self._dialect]), ()
         return template.format(now="?"), (now,)
 
     def tat(self, key: str) -> int | None:

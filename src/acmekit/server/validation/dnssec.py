@@ -48,6 +48,7 @@ import dns.rdatatype
 import dns.resolver
 
 from acmekit.protocol.problems import AcmeError, ProblemType
+from acmekit.server.validation.closing import CLOSING_BACKEND
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,9 @@ async def probe_validating_resolver(
     qname = name.rstrip(".") + "."
     try:
         async with asyncio.timeout(wait):
-            answer = await resolver.resolve(qname, dns.rdatatype.SOA, search=False, lifetime=wait)
+            answer = await resolver.resolve(
+                qname, dns.rdatatype.SOA, search=False, lifetime=wait, backend=CLOSING_BACKEND
+            )
     except dns.resolver.NoNameservers as exc:
         raise ResolverNotValidating(
             f"{where} could not answer SOA {qname} (SERVFAIL{extended_errors(exc)}); "

@@ -13,11 +13,21 @@ the embedded IPv4 address, which may be private), 2002::/16 (6to4, RFC 3056: the
 all of 2001::/23 (IETF protocol assignments, refused whole as Let's Encrypt does). The
 table is the rule, not `ipaddress.is_global`, whose answer changed between Python versions;
 `not is_global` is checked as well, so a range Python knows of and the table misses is
-refused too. An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is judged as its IPv4 address.
+refused too. An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is judged as its IPv4 address:
+a socket to it is a socket to that address.
 
 `AddressPolicy.allowed` lists networks the operator allows anyway (loopback for tests and
-demos): a listed network is allowed even where it is reserved. The same rule refuses IP
-identifiers in new orders (acmekit.server.names).
+demos): a listed network is allowed even where it is reserved.
+
+IP identifiers in new orders (acmekit.server.names) follow a stricter rule,
+`AddressPolicy.identifier_refusal`: the Baseline Requirements' "Reserved IP Address" is
+any address in any entry of either IANA registry, globally reachable or not (BR §1.6.1),
+and a certificate names none (BR §4.2.2, §7.1.2.7.12). So `IDENTIFIER_RESERVED` adds
+the registries' globally reachable entries (AS112, AMT), and an address is judged as
+written, never as the IPv4 address inside it: ::ffff:8.8.8.8 is in the registry's
+IPv4-mapped entry (::ffff:0:0/96), whatever 8.8.8.8 is; a certificate for it would name
+0:0:0:0:0:ffff:808:808, not 8.8.8.8. The operator's allowed networks hold an identifier
+only where they contain the address as written.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ RESERVED: tuple[tuple[str, str], ...] = (
     ("64:ff9b::/96", "IPv4/IPv6 translation, NAT64 (RFC 6052)"),
     ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation (RFC 8215)"),
     ("100::/64", "discard-only (RFC 6666)"),
+    ("100:0:0:1::/64", "dummy IPv6 prefix (RFC 9780)"),
     ("2001::/23", "IETF protocol assignments (RFC 2928)"),
     ("2001:db8::/32", "documentation (RFC 3849)"),
     ("2002::/16", "6to4 (RFC 3056)"),
@@ -70,6 +81,21 @@ RESERVED: tuple[tuple[str, str], ...] = (
 )
 _TABLE: tuple[tuple[IPNetwork, str], ...] = tuple(
     (ipaddress.ip_network(net), why) for net, why in RESERVED
+)
+
+# The rest of the two registries' entries, for identifiers only: globally reachable, so
+# the CA may connect to them, but Reserved IP Addresses all the same (BR §1.6.1). The
+# IPv4-mapped entry is here because `RESERVED` judges a mapped address by its IPv4
+# address, which is right for a connection and wrong for a certificate's name.
+IDENTIFIER_RESERVED: tuple[tuple[str, str], ...] = (
+    ("192.31.196.0/24", "AS112-v4 (RFC 7535)"),
+    ("192.52.193.0/24", "automatic multicast tunneling, AMT (RFC 7450)"),
+    ("192.175.48.0/24", "direct delegation AS112 service (RFC 7534)"),
+    ("::ffff:0:0/96", "IPv4-mapped address (RFC 4291)"),
+    ("2620:4f:8000::/48", "direct delegation AS112 service (RFC 7534)"),
+)
+_IDENTIFIER_TABLE: tuple[tuple[IPNetwork, str], ...] = _TABLE + tuple(
+    (ipaddress.ip_network(net), why) for net, why in IDENTIFIER_RESERVED
 )
 
 
@@ -85,10 +111,21 @@ def parse_networks(texts: Iterable[str]) -> tuple[IPNetwork, ...]:
 
 
 def reserved_because(address: IPAddress) -> str | None:
-    """Why `address` is special-purpose ("10.0.0.0/8, private-use (RFC 1918)"), or None."""
+    """Why the CA must not connect to `address` ("10.0.0.0/8, private-use (RFC 1918)"),
+    or None. An IPv4-mapped address is judged as its IPv4 address."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    for network, why in _TABLE:
+    return _listed(address, _TABLE)
+
+
+def special_purpose_because(address: IPAddress) -> str | None:
+    """Why `address` is a Reserved IP Address that no certificate may name (BR §1.6.1),
+    or None: judged as written, by every entry of both registries."""
+    return _listed(address, _IDENTIFIER_TABLE)
+
+
+def _listed(address: IPAddress, table: tuple[tuple[IPNetwork, str], ...]) -> str | None:
+    for network, why in table:
         if address.version == network.version and address in network:
             return f"{network}, {why}"
     if not address.is_global:
@@ -122,6 +159,16 @@ class AddressPolicy:
             self._known.clear()
         self._known[text] = why
         return why
+
+    def identifier_refusal(self, text: str) -> str | None:
+        """Why the CA must not issue for the IP address `text`, or None when it may:
+        a Reserved IP Address as written (`special_purpose_because`), unless an allowed
+        network holds it as written. ValueError for a bad address."""
+        address = ipaddress.ip_address(text)
+        if any(address.version == n.version and address in n for n in self.allowed):
+            return None
+        why = special_purpose_because(address)
+        return None if why is None else f"{address} is a reserved address ({why})"
 
 
 _KNOWN = 4096  # addresses whose answer a policy remembers

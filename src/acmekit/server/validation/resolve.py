@@ -47,6 +47,7 @@ import dns.rdatatype
 import dns.resolver
 
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
+from acmekit.server.validation.closing import CLOSING_BACKEND
 from acmekit.server.validation.dnssec import (
     DnssecMode,
     authenticated,
@@ -292,7 +293,12 @@ class DnsClient:
             # dnspython may overrun its lifetime a little; this bound does not.
             async with asyncio.timeout(lifetime):
                 answer = await self._resolver.resolve(
-                    qname, rdtype, search=False, raise_on_no_answer=False, lifetime=lifetime
+                    qname,
+                    rdtype,
+                    search=False,
+                    raise_on_no_answer=False,
+                    lifetime=lifetime,
+                    backend=CLOSING_BACKEND,
                 )
         except TimeoutError:
             raise dns_problem(f"query timed out {what}") from None

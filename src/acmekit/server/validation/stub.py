@@ -137,6 +137,20 @@ class _Channel(asyncio.DatagramProtocol):
         self._ends: dict[int, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._due = math.inf  # when the timer fires
+        self._made: asyncio.BaseTransport | None = None  # what the loop handed over
+        self._abandoned = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._made = transport
+        if self._abandoned:
+            transport.close()
+
+    def abandon(self) -> None:
+        """Its opening was cancelled: close the socket now if the loop has handed it over,
+        else as soon as it does."""
+        self._abandoned = True
+        if self._made is not None:
+            self._made.close()
 
     def datagram_received(self, data: bytes, addr: object) -> None:
         if len(data) >= 2:
@@ -366,9 +380,18 @@ class StubClient:
         async with self._opening:  # questions asked meanwhile wait for this socket
             channel = self._channel
             if channel is None or channel.retired:
-                transport, channel = await loop.create_datagram_endpoint(
-                    _Channel, sock=self._connected_socket()
-                )
+                channel = _Channel()
+                try:
+                    transport, _ = await loop.create_datagram_endpoint(
+                        lambda: channel, sock=self._connected_socket()
+                    )
+                except BaseException:
+                    # uvloop (0.23) leaves the socket open, registered with its loop, when
+                    # this wait is cancelled (asyncio closes it): a check's bound that
+                    # fires here would leak a descriptor for good. The loop still hands
+                    # the transport to the protocol, which then closes it.
+                    channel.abandon()
+                    raise
                 channel.transport = transport
                 self._channel = channel
         return self._count(channel, count)

@@ -2,7 +2,10 @@
 
 The purge (server/purge.py, repos/purge.py) deletes, a batch at a time, the
 authorizations and the orders that expired some grace period ago, oldest first: each
-batch reads the first rows of an index on `expires`, not the whole table.
+batch reads the next rows of an index on (expires, id), from where the last batch
+stopped, not the whole table. The orders' index holds only orders without a
+certificate: an issued order, kept for ever, leaves it when it is issued, so the walk
+from the oldest never reads it again.
 
 On PostgreSQL the indexes are built CONCURRENTLY, outside any transaction, as 0012
 builds ix_authz_pending: a CA serving during the upgrade goes on reading and writing. A
@@ -23,8 +26,8 @@ branch_labels = None
 depends_on = None
 
 _INDEXES = {
-    "ix_authz_expires": "authorizations (expires)",
-    "ix_orders_expires": "orders (expires)",
+    "ix_authz_expires": "authorizations (expires, id)",
+    "ix_orders_unissued": "orders (expires, id) WHERE certificate_id IS NULL",
 }
 
 # As 0012: the sessions waiting inside pg_advisory_lock for the runner's key (an older
@@ -72,5 +75,5 @@ def _build_index(conn: sa.Connection, lock_key: int, name: str, on: str) -> None
 
 
 def downgrade() -> None:
-    op.drop_index("ix_orders_expires", table_name="orders")
+    op.drop_index("ix_orders_unissued", table_name="orders")
     op.drop_index("ix_authz_expires", table_name="authorizations")
