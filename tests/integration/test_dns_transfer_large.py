@@ -19,6 +19,7 @@ import dns.rdata
 import dns.rdatatype
 import dns.tsig
 import dns.update
+import dns.zone
 
 from acmekit.dns.store import RecordType, make_rdata
 from acmekit_testkit.dnsserver import DnsServerHandle, running_dns_server
@@ -135,3 +136,27 @@ async def test_a_list_that_would_not_fit_adds_nothing() -> None:
         query = dns.message.make_query("x.test.", "CAA")
         reply = await dns.asyncquery.tcp(query, "127.0.0.1", port=server.dns_port, timeout=5)
         assert reply.answer == []  # none of them, not the first 57
+
+
+def _edns_axfr(port: int) -> dns.zone.Zone:
+    """AXFR asked as dig and BIND ask it, with an OPT advertising 1232 octets: over TCP
+    a message may still be 65,535 octets (RFC 6891 §7, RFC 5936 §2.2)."""
+    zone = dns.zone.Zone("x.test.")
+    query = dns.message.make_query("x.test.", "AXFR", use_edns=0, payload=1232)
+    query.use_tsig({XFR.name: XFR}, keyname=XFR.name)
+    dns.query.inbound_xfr("127.0.0.1", zone, query=query, port=port, lifetime=20)
+    return zone
+
+
+async def test_a_transfer_asked_with_edns_is_not_cut_to_the_udp_payload() -> None:
+    async with running_dns_server(None, **server_args()) as server:  # type: ignore[arg-type]
+        values = {f"{n:02d}".ljust(240, "e") for n in range(8)}  # the zone over 1232 octets
+        for n, value in enumerate(sorted(values)):
+            await server.set_txt(f"_acme-challenge.e{n}.x.test", value)
+        zone = await asyncio.to_thread(_edns_axfr, server.dns_port)
+        found = {
+            b"".join(rd.strings).decode()
+            for _, rdataset in zone.iterate_rdatasets(dns.rdatatype.TXT)
+            for rd in rdataset
+        }
+        assert found == values

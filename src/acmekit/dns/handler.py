@@ -294,7 +294,9 @@ class DnsHandler:
         out: list[bytes] = []
         ctx = None
         for response in transfer_messages(self.store, message):
-            out.append(response.to_wire(multi=True, tsig_ctx=ctx))
+            # Over TCP a message may be 65,535 octets whatever the query's OPT advertises
+            # for UDP (RFC 6891 §7): dnspython would otherwise cap it at that payload.
+            out.append(response.to_wire(multi=True, tsig_ctx=ctx, max_size=TCP_LIMIT))
             ctx = response.tsig_ctx
         log.info(
             "zone transfer %s of %s to key %s: %d messages",
