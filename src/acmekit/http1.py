@@ -422,6 +422,7 @@ class _Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect = False
         self.hosts = 0  # Host headers in it
+        self.codings: list[bytes] = []  # its transfer codings, every Transfer-Encoding's
         self.length = 0  # the Content-Length of the request being parsed
         self.body_bytes = 0  # of its body, so far
         self.in_head = False  # a request's head has begun and is not complete
@@ -694,6 +695,7 @@ class _Connection(asyncio.Protocol):
         self.headers = []
         self.expect = False
         self.hosts = 0
+        self.codings = []
         self.length = 0
         self.idle_since = None
 
@@ -706,6 +708,9 @@ class _Connection(asyncio.Protocol):
             self.length = int(value)  # the parser has checked it is digits
         elif name == b"host":
             self.hosts += 1
+        elif name == b"transfer-encoding":
+            # RFC 9110 §5.3: several field lines are one comma-separated list
+            self.codings += [c.strip().lower() for c in value.split(b",")]
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect = True
         self.headers.append((name, value))
@@ -731,6 +736,13 @@ class _Connection(asyncio.Protocol):
             # server's guess (it took the last), and a proxy in front may guess the other.
             self.fail(HTTPStatus.BAD_REQUEST, "more than one Host header")
             return
+        if self.codings and self.codings != [b"chunked"]:
+            # RFC 9112 §6.1, §7: a transfer coding we do not decode (gzip, compress,
+            # deflate) is 501, then close. The parser reads a body whose last coding is
+            # chunked as if it were the only one (the app got the still gzipped bytes),
+            # and itself refuses chunked twice (400).
+            self.fail(HTTPStatus.NOT_IMPLEMENTED, "only the chunked transfer coding is supported")
+            return
         scope = self._scope()
         if scope is None:
             self.fail(HTTPStatus.BAD_REQUEST, "the request target is not a path we can read")
@@ -738,6 +750,12 @@ class _Connection(asyncio.Protocol):
         version = scope["http_version"]
         if version != "1.1" and version not in HTTP1_VERSIONS:  # the parser takes 0.9, 2.0
             self._unsupported_version(version)
+            return
+        if not self.hosts and version == "1.1":
+            # RFC 9112 §3.2: an HTTP/1.1 request without Host is 400 (an absolute target
+            # names the host, but its client MUST still send Host). The app answered 421
+            # to it: "not for this server", not "not a valid request".
+            self.fail(HTTPStatus.BAD_REQUEST, "an HTTP/1.1 request needs a Host header")
             return
         keep_alive = self.parser.should_keep_alive() and not self.server.stopping
         ex = _Exchange(self, scope, keep_alive, self.expect and scope["http_version"] == "1.1")

@@ -38,3 +38,31 @@ async def test_one_url_for_each_crl(ca: Assembly, target: str, status: int) -> N
     assert ca.crl is not None
     async with http1_serving(CrlApp(ca.crl)) as (_, port):
         assert await _status(port, target) == status
+
+
+async def _head_of(port: int, method: str, target: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"{method} {target} HTTP/1.1\r\nHost: crl.test\r\nConnection: close\r\n\r\n".encode()
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, _ = answer.partition(b"\r\n\r\n")
+    return b"\r\n".join(line for line in head.split(b"\r\n") if not line.startswith(b"date:"))
+
+
+@pytest.mark.parametrize("target", ["/crl/0.crl", "/issuer.der", "/crl/"])
+async def test_head_answers_as_get(ca: Assembly, target: str) -> None:
+    """RFC 9110 §9.3.2: GET's status line and headers, Content-Length too."""
+    assert ca.crl is not None
+    async with http1_serving(CrlApp(ca.crl)) as (_, port):
+        assert await _head_of(port, "HEAD", target) == await _head_of(port, "GET", target)
+
+
+async def test_a_405_says_what_is_allowed(ca: Assembly) -> None:
+    """RFC 9110 §15.5.6: a 405 MUST carry Allow; HEAD is served wherever GET is (§9.1)."""
+    assert ca.crl is not None
+    async with http1_serving(CrlApp(ca.crl)) as (_, port):
+        head = await _head_of(port, "POST", "/crl/0.crl")
+    assert head.startswith(b"HTTP/1.1 405 ")
+    assert b"\r\nallow: GET, HEAD\r\n" in head + b"\r\n"

@@ -73,3 +73,15 @@ async def test_unknown_and_malformed_cert_ids(flow: Flow, acme: RawAcme) -> None
         assert resp.status == 400 and resp.problem_type == "malformed", bad
     post = await acme.request("POST", f"{base}/{key_id}.AQ")
     assert post.status == 405
+    assert post.header("allow") == "GET, HEAD"  # RFC 9110 §9.1: HEAD wherever GET is
+
+
+async def test_head_answers_as_get_without_the_content(flow: Flow, acme: RawAcme) -> None:
+    """RFC 9110 §9.3.2: the status and headers GET would have, Content-Length too."""
+    leaf = await _issued(flow, "head.ari.test")
+    url = f"{acme.base}/acme/renewal-info/{cert_id_of(leaf)}"
+    get, head = await acme.request("GET", url), await acme.request("HEAD", url)
+    assert (head.status, head.body) == (200, b"")
+    assert head.header("content-length") == str(len(get.body))
+    assert head.header("retry-after") == get.header("retry-after")
+    assert head.header("content-type") == "application/json"

@@ -410,6 +410,32 @@ async def test_plain_get_where_the_ca_allows_it(flow: Flow, acme: RawAcme) -> No
             assert (resp.status, resp.header("allow")) == (405, "POST"), url
 
 
+def _but_the_nonce(resp: Resp) -> dict[str, list[str]]:
+    return {k: v for k, v in resp.headers.items() if k != "replay-nonce"}
+
+
+async def test_head_is_answered_wherever_get_is(flow: Flow, acme: RawAcme) -> None:
+    """RFC 9110 §9.1: HEAD wherever GET is served; §9.3.2: GET's status and headers,
+    Content-Length included, without the content. newNonce keeps its 200 (§7.2)."""
+    order_url, _ = await flow.issue("head.flow.test")
+    seen = await _walk(flow, [flow.kid, order_url])
+    for url in seen:
+        kind = _endpoint(acme, url)
+        get, head = await acme.request("GET", url), await acme.request("HEAD", url)
+        assert head.body == b"", url
+        if kind == paths.NEW_NONCE:
+            assert (get.status, head.status) == (204, 200)
+            assert head.header("cache-control") == "no-store"
+        elif kind in (paths.DIRECTORY, paths.CERTIFICATE, paths.ISSUER_CERT):
+            assert head.status == get.status == 200, url
+            assert _but_the_nonce(head) == _but_the_nonce(get), url
+            assert head.header("content-length") == str(len(get.body)), url
+        else:
+            assert (head.status, head.header("allow")) == (405, "POST"), url
+    wrong = await acme.request("PUT", f"{acme.base}/directory")
+    assert (wrong.status, wrong.header("allow")) == (405, "GET, HEAD, POST")
+
+
 async def test_post_as_get_to_a_challenge_only_reads_it(flow: Flow) -> None:
     """§7.5.1: a challenge is answered with `{}`; an empty payload leaves it pending."""
     await flow.account()

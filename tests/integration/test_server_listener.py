@@ -74,8 +74,52 @@ def test_another_host_is_misdirected(ca: ServerHandle, host: str) -> None:
     assert link == f'<{ca.base_url}/directory>;rel="index"'
 
 
-def test_a_request_without_host_is_misdirected(ca: ServerHandle) -> None:
-    assert _get(ca, "/directory", None).status == 421
+def test_an_http11_request_without_host_is_400(ca: ServerHandle) -> None:
+    """RFC 9112 §3.2: 400, not 421 (which says the request was for another server)."""
+    assert _get(ca, "/directory", None).status == 400
+
+
+def _get_and_head(ca: ServerHandle, path: str) -> list[tuple[int, dict[str, str], bytes]]:
+    """GET then HEAD of `path` on one kept-alive connection, and GET again after them:
+    each answer's status, headers (but the nonce) and body."""
+    url = urlsplit(ca.directory_url)
+    context = ssl.create_default_context(cafile=str(ca.root_path))
+    conn = http.client.HTTPSConnection(url.hostname or "", url.port, context=context, timeout=10)
+    answers = []
+    for method in ("GET", "HEAD", "GET"):
+        conn.request(method, path)
+        resp = conn.getresponse()
+        body = resp.read()
+        headers = {k.lower(): v for k, v in resp.getheaders() if k.lower() != "replay-nonce"}
+        answers.append((resp.status, headers, body))
+    conn.close()
+    return answers
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/directory", "/acme/issuer-cert", "/acme/renewal-info/aYhba4dGQEHhs3uEe6CuLN4ByMg.AIdlQyE"],
+    ids=["directory", "issuer", "renewal-info"],
+)
+def test_head_is_get_without_the_content(ca: ServerHandle, path: str) -> None:
+    """RFC 9110 §9.1, §9.3.2: the same status and headers as GET (its Content-Length
+    too; the Date may have moved on), no content; and the connection serves on."""
+    (status, headers, body), head, again = _get_and_head(ca, path)
+    headers.pop("date"), head[1].pop("date")
+    assert head == (status, headers, b"")
+    assert headers["content-length"] == str(len(body))
+    assert again[0] == status
+
+
+def test_a_transfer_coding_other_than_chunked_is_501(ca: ServerHandle) -> None:
+    """RFC 9112 §6.1, §7: not read as chunked; 501, then the connection closes."""
+    sock = _tls(ca)
+    host = urlsplit(ca.directory_url).netloc
+    head = f"POST /acme/new-nonce HTTP/1.1\r\nHost: {host}\r\n"
+    sock.sendall(head.encode() + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n")
+    answer = _read_all(sock)
+    sock.close()
+    assert _status(answer) == 501, answer[:200]
 
 
 # Bounds on what one client may hold ------------------------------------------------------

@@ -7,6 +7,7 @@ fresh Replay-Nonce and Link rel="index"; a database outage becomes serverInterna
 
 §6.3: every resource is read with POST-as-GET; the directory and newNonce, and the
 certificate downloads, also answer a plain GET; renewalInfo is GET only (RFC 9773 §4.2).
+Wherever GET is served, so is HEAD (RFC 9110 §9.1).
 The routes are the paths of acmekit.server.paths, the same that render.Urls builds on.
 """
 
@@ -64,7 +65,10 @@ INDEX_LINKS_KEPT = 16  # Link headers kept, one per base URL
 MAX_BIGINT = 2**63 - 1  # the largest value of the database's BIGINT (orders.created)
 
 POST = frozenset({"POST"})
-READ = frozenset({"GET", "POST"})  # a plain GET, or POST-as-GET
+# RFC 9110 §9.1: HEAD wherever GET is served; §9.3.2: answered as GET is, the same status
+# and headers (Content-Length too), without the content (`_send`).
+GET = frozenset({"GET", "HEAD"})
+READ = GET | {"POST"}  # a plain GET, or POST-as-GET
 
 
 @frozen_for_mypy  # built every request: docs/decisions.md
@@ -148,7 +152,7 @@ class AcmeApp:
         self._index_links: dict[str, tuple[bytes, bytes]] = {}
         table: list[tuple[frozenset[str], paths.Endpoint, Handler]] = [
             (READ, paths.DIRECTORY, self.directory),
-            (READ | {"HEAD"}, paths.NEW_NONCE, self.new_nonce),
+            (READ, paths.NEW_NONCE, self.new_nonce),
             (POST, paths.NEW_ACCOUNT, self.new_account),
             (POST, paths.NEW_ORDER, self.new_order),
             (POST, paths.REVOKE_CERT, self.revoke),
@@ -162,7 +166,7 @@ class AcmeApp:
             (POST, paths.CHALLENGE, self.challenge),
             (READ, paths.CERTIFICATE, self.certificate),
             (READ, paths.ISSUER_CERT, self.issuer_cert),
-            (frozenset({"GET"}), paths.RENEWAL_INFO_CERT, self.renewal_info),
+            (GET, paths.RENEWAL_INFO_CERT, self.renewal_info),
         ]
         # The routes by their path's first two segments, which every path of ours spells
         # out: a request tries the one or two routes under its own, not all sixteen.

@@ -335,6 +335,8 @@ class CrlApp:
             path = ""
         status, ctype, body = self._answer(scope["method"], path)
         headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+        if status == 405:  # RFC 9110 §15.5.6: a 405 MUST say what is allowed
+            headers.append((b"allow", b"GET, HEAD"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
