@@ -11,10 +11,15 @@ once (a further one is closed at once; RFC 7766 §6.2.2 asks servers to bound wh
 client holds), and all clients together at most `max_connections`, kept below the
 process's file-descriptor limit (RLIMIT_NOFILE) so that the HTTP API, the database and
 the state file still get descriptors. At that bound a new connection takes the place of
-the connection idle longest (waiting for its next question), which is closed (RFC 7766
-§6.2.3: a server may close idle connections to free resources): an attacker holding
-idle connections from many addresses then cannot shut out the clients that ask. Only
-when none is idle is the new connection closed at once. UDP
+the connection that has waited longest for a client's bytes, whether idle (waiting for
+its next question) or stalled in the middle of one (its length read, its body not yet),
+which is closed (RFC 7766 §6.2.2-§6.2.3: a server may close idle connections to free
+resources): an attacker holding connections from many addresses, silent or sending a
+length prefix and nothing more, then cannot shut out the clients that ask. A connection
+whose question is being answered or whose answers are being written is never taken;
+only when every connection is is the new one closed at once. Once a message's length
+has arrived its body must follow within `body_timeout` seconds (a few), not the idle
+timeout. UDP
 answers are rate limited per client network (acmekit.dns.rrl); TCP answers are not, as
 a TCP client's address cannot be forged.
 """
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 
 BIND_ATTEMPTS = 20
 IDLE_TIMEOUT = 30.0
+BODY_TIMEOUT = 5.0  # for a message's body once its length arrived (RFC 7766 §6.2.3)
 MAX_PER_CLIENT = 64  # TCP connections one client address may hold
 MAX_CONNECTIONS = 1024  # TCP connections in all, at most half the descriptor limit
 
@@ -93,6 +99,7 @@ class DnsListener:
         handler: DnsHandler,
         *,
         idle_timeout: float = IDLE_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
         rrl: RrlSettings | None = None,
         max_per_client: int = MAX_PER_CLIENT,
         max_connections: int | None = None,
@@ -103,12 +110,15 @@ class DnsListener:
         self._per_client: Counter[str] = Counter()
         self.limiter = ResponseRateLimiter(rrl) if rrl is not None and rrl.rate else None
         self.idle_timeout = idle_timeout
+        self.body_timeout = min(body_timeout, idle_timeout)
         self.host = ""
         self.port = 0
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
-        # connections waiting for their next message, the longest waiting first
+        # connections waiting for a client's bytes (the next message or the rest of
+        # one), the one whose last bytes arrived longest ago first: those a new
+        # connection may take the place of
         self._idle: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
 
     async def start(self, host: str, port: int) -> int:
@@ -160,9 +170,14 @@ class DnsListener:
             while True:
                 self._idle[writer] = None
                 header = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
-                self._idle.pop(writer, None)
+                if writer not in self._idle:
+                    break  # closed to make room for a new connection
+                self._idle.move_to_end(writer)  # its last bytes arrived now
                 (length,) = struct.unpack("!H", header)
-                wire = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
+                wire = await asyncio.wait_for(reader.readexactly(length), self.body_timeout)
+                if writer not in self._idle:
+                    break
+                del self._idle[writer]  # answering now: not to be taken
                 replies = self.handler.handle_stream(wire)
                 if replies is None:
                     break
@@ -191,8 +206,8 @@ class DnsListener:
         return True
 
     def _close_idlest(self) -> bool:
-        """Close the connection idle longest to make room for a new one; False when
-        every connection is busy reading a message or writing answers."""
+        """Close the connection that has waited longest for its client's bytes to make
+        room for a new one; False when every connection is answering or writing."""
         if not self._idle:
             return False
         writer, _ = self._idle.popitem(last=False)
