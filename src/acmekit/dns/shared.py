@@ -23,9 +23,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import groupby
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.name
 import dns.rdata
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 KEEP = JOURNAL_SIZE
 POLL_SECONDS = 0.2
+T = TypeVar("T")
 
 
 def record_digest(name: str, rtype: str, rdata: str) -> str:
@@ -87,6 +88,7 @@ class SharedStore:
         self.serial = 0  # the database serial applied to `store`
         self.load()
         store.writer = self.write
+        store.transactor = self
         store.refresh = self.refresh
 
     def refresh(self) -> None:
@@ -103,13 +105,16 @@ class SharedStore:
     def load(self) -> None:
         """Replace the store's records with the database's, and rebuild its journal."""
         with self.engine.connect() as c:
-            serial = int(c.execute(sa.select(zone_serial.c.serial)).scalar_one())
-            rows = c.execute(sa.select(records).order_by(records.c.seq)).all()
-            kept = c.execute(
-                sa.select(changes)
-                .where(changes.c.serial > serial - KEEP)
-                .order_by(changes.c.serial, changes.c.position)
-            ).all()
+            self._load(c, int(c.execute(sa.select(zone_serial.c.serial)).scalar_one()))
+
+    def _load(self, c: Connection, serial: int) -> None:
+        """`load`, reading the records as of `serial` on `c`."""
+        rows = c.execute(sa.select(records).order_by(records.c.seq)).all()
+        kept = c.execute(
+            sa.select(changes)
+            .where(changes.c.serial > serial - KEEP, changes.c.serial <= serial)
+            .order_by(changes.c.serial, changes.c.position)
+        ).all()
         found: dict[str, dict[str, list[str]]] = {}
         for row in rows:
             found.setdefault(row.name, {}).setdefault(row.rtype, []).append(row.rdata)
@@ -145,23 +150,63 @@ class SharedStore:
         turns away, a delete of nothing, are dropped), and only what was made is kept
         as the serial's changes; nothing made, nothing is written."""
         with contextlib.suppress(_Unchanged), self.engine.begin() as c:
-            serial = int(
-                c.execute(
-                    zone_serial.update()
-                    .where(zone_serial.c.id == 1)
-                    .values(serial=zone_serial.c.serial + 1)
-                    .returning(zone_serial.c.serial)
-                ).scalar_one()
-            )
-            made = self._write_records(c, batch)
-            if not made:
-                raise _Unchanged  # rolls the serial back
+            self._keep(c, self._next_serial(c), batch)
+
+    def transact(self, decide: Callable[[], tuple[T, list[Change]]]) -> T:
+        """Decide a write and make it as one step (RecordStore.transact): the serial
+        row is taken first (its lock orders the writers of every process), the store
+        catches up under it, `decide` looks at it and names the changes, and they are
+        written in that same transaction. No other process writes in between, so what
+        `decide` checked still holds when its changes land (RFC 2136 §3.7)."""
+        try:
+            result = self._transact(decide)
+        except UNAVAILABLE as exc:
+            log.warning("shared records: write failed, database unreachable: %s", exc)
+            raise problem(
+                ProblemType.SERVER_INTERNAL,
+                "the shared record store is unreachable; try again",
+                status=503,
+                retry_after=1,
+            ) from None
+        try:
+            self.catch_up()
+        except UNAVAILABLE as exc:  # written: the next poll applies it
+            log.warning("shared records: catching up after a write: %s", exc)
+        return result
+
+    def _transact(self, decide: Callable[[], tuple[T, list[Change]]]) -> T:
+        with contextlib.suppress(_Unchanged), self.engine.begin() as c:
+            serial = self._next_serial(c)  # the lock, taken before anything is read
+            self._catch_up(c, serial - 1)
+            result, batch = decide()
+            self._keep(c, serial, batch)
+        return result
+
+    @staticmethod
+    def _next_serial(c: Connection) -> int:
+        """Take the serial row (PostgreSQL's row lock, SQLite's write lock) and the
+        serial this transaction writes as."""
+        return int(
             c.execute(
-                changes.insert(),
-                [{"serial": serial, "position": i, "added": ch.added, **_key(ch)}
-                 for i, ch in enumerate(made)],
-            )  # fmt: skip
-            c.execute(changes.delete().where(changes.c.serial <= serial - KEEP))
+                zone_serial.update()
+                .where(zone_serial.c.id == 1)
+                .values(serial=zone_serial.c.serial + 1)
+                .returning(zone_serial.c.serial)
+            ).scalar_one()
+        )
+
+    def _keep(self, c: Connection, serial: int, batch: list[Change]) -> None:
+        """Write what of `batch` changes something as `serial`'s changes; with nothing
+        made, _Unchanged (rolling the serial back)."""
+        made = self._write_records(c, batch)
+        if not made:
+            raise _Unchanged
+        c.execute(
+            changes.insert(),
+            [{"serial": serial, "position": i, "added": ch.added, **_key(ch)}
+             for i, ch in enumerate(made)],
+        )  # fmt: skip
+        c.execute(changes.delete().where(changes.c.serial <= serial - KEEP))
 
     @staticmethod
     def _write_records(c: Connection, batch: Iterable[Change]) -> list[Change]:
@@ -188,20 +233,22 @@ class SharedStore:
         """Apply the changes made since the last look; True if there were any."""
         with self.engine.connect() as c:
             serial = int(c.execute(sa.select(zone_serial.c.serial)).scalar_one())
-            if serial == self.serial:
-                return False
-            rows = c.execute(
-                sa.select(changes)
-                .where(changes.c.serial > self.serial)
-                .order_by(changes.c.serial, changes.c.position)
-            ).all()
+            return self._catch_up(c, serial)
+
+    def _catch_up(self, c: Connection, serial: int) -> bool:
+        """Apply the changes up to `serial`, read on `c`."""
+        if serial == self.serial:
+            return False
+        rows = c.execute(
+            sa.select(changes)
+            .where(changes.c.serial > self.serial, changes.c.serial <= serial)
+            .order_by(changes.c.serial, changes.c.position)
+        ).all()
         if not rows or int(rows[0].serial) != self.serial + 1:
             log.info("shared records: serial %d is gone from the changes; reloading", self.serial)
-            self.load()
+            self._load(c, serial)
             return True
         for number, group in groupby(rows, key=lambda r: int(r.serial)):
-            if number > serial:
-                break  # written after the serial was read: the next look takes it
             self.store.apply([_change(r) for r in group], soa_serial(number))
             self.serial = number
         return True
