@@ -39,7 +39,7 @@ from acmekit import migrate
 from acmekit.database import UNAVAILABLE, create_engine
 from acmekit.dns.schema import changes, records, tsig_times, zone_serial
 from acmekit.dns.store import JOURNAL_SIZE, Change, Delta, RecordStore
-from acmekit.dns.tsig import TimesSigned
+from acmekit.dns.tsig import MAX_MACS_PER_KEY, TimesSigned
 from acmekit.protocol.problems import ProblemType, problem
 
 log = logging.getLogger(__name__)
@@ -268,37 +268,33 @@ class SharedStore:
 
 class SharedTimesSigned(TimesSigned):
     """`TimesSigned` kept in the database (`dns_tsig_times`), so that every process
-    refuses an UPDATE replayed to it after another took it (RFC 8945 §5.2.3). Each step
-    is one conditional statement; with the database out of reach this process's own
-    memory decides (the UPDATE then fails at its write anyway)."""
+    refuses an UPDATE replayed to it after another took it (RFC 8945 §5.2.3): the MAC's
+    row is inserted, and a second insert of it, by any process, finds it there. With
+    the database out of reach this process's own memory decides (the UPDATE then fails
+    at its write anyway)."""
 
     def __init__(self, engine: sa.engine.Engine) -> None:
         super().__init__()
         self.engine = engine
 
-    def accept(self, keyname: dns.name.Name, time_signed: int, mac: bytes) -> bool:
-        key, seen = keyname.canonicalize().to_text(), mac.hex()
+    def accept(self, keyname: dns.name.Name, time_signed: int, fudge: int, mac: bytes) -> bool:
+        key, seen = keyname.canonicalize().to_text(), hashlib.sha256(mac).hexdigest()
         try:
             with self.engine.begin() as c:
-                return _accept(c, key, time_signed, seen)
+                return _accept(c, key, seen, time_signed + fudge, int(self.clock()))
         except UNAVAILABLE as exc:
-            log.warning("shared TSIG times unreachable, deciding here: %s", exc)
-            return super().accept(keyname, time_signed, mac)
+            log.warning("shared TSIG MACs unreachable, deciding here: %s", exc)
+            return super().accept(keyname, time_signed, fudge, mac)
 
 
-def _accept(c: Connection, key: str, when: int, seen: str) -> bool:
+def _accept(c: Connection, key: str, mac: str, until: int, now: int) -> bool:
+    """Forget the key's MACs whose window has passed, then take `mac` unless it is
+    there already or the key holds too many."""
     t = tsig_times
+    c.execute(t.delete().where(t.c.key_name == key, t.c.valid_until < now))
+    held = sa.select(sa.func.count()).select_from(t).where(t.c.key_name == key)
+    if c.execute(held).scalar_one() >= MAX_MACS_PER_KEY:
+        return False
     insert = postgresql.insert if c.dialect.name == "postgresql" else sqlite.insert
-    for _ in range(2):  # a first insert may lose to another process's: look again
-        later = t.update().where(t.c.key_name == key, t.c.time_signed < when)
-        if c.execute(later.values(time_signed=when, macs=seen)).rowcount:
-            return True
-        same = t.update().where(
-            t.c.key_name == key, t.c.time_signed == when, ~t.c.macs.contains(seen)
-        )
-        if c.execute(same.values(macs=t.c.macs + " " + seen)).rowcount:
-            return True
-        first = insert(t).values(key_name=key, time_signed=when, macs=seen)
-        if c.execute(first.on_conflict_do_nothing().returning(t.c.key_name)).first():
-            return True
-    return False
+    new = insert(t).values(key_name=key, mac=mac, valid_until=until).on_conflict_do_nothing()
+    return c.execute(new.returning(t.c.key_name)).first() is not None
