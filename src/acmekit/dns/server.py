@@ -17,7 +17,7 @@ which is closed (RFC 7766 §6.2.2-§6.2.3: a server may close idle connections t
 resources): an attacker holding connections from many addresses, silent or sending a
 length prefix and nothing more, then cannot shut out the clients that ask. A connection
 whose question is being answered or whose answers are being written is never taken;
-only when every connection is is the new one closed at once. Once a message's length
+when every connection is so busy, the new one is closed at once. Once a message's length
 has arrived its body must follow within `body_timeout` seconds (a few), not the idle
 timeout. UDP
 answers are rate limited per client network (acmekit.dns.rrl); TCP answers are not, as
@@ -119,7 +119,7 @@ class DnsListener:
         # connections waiting for a client's bytes (the next message or the rest of
         # one), the one whose last bytes arrived longest ago first: those a new
         # connection may take the place of
-        self._idle: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
+        self._waiting: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
 
     async def start(self, host: str, port: int) -> int:
         """Bind UDP and TCP; returns the port (the chosen one when `port` is 0)."""
@@ -168,16 +168,16 @@ class DnsListener:
         self._connections.add(writer)
         try:
             while True:
-                self._idle[writer] = None
+                self._waiting[writer] = None
                 header = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
-                if writer not in self._idle:
+                if writer not in self._waiting:
                     break  # closed to make room for a new connection
-                self._idle.move_to_end(writer)  # its last bytes arrived now
+                self._waiting.move_to_end(writer)  # its last bytes arrived now
                 (length,) = struct.unpack("!H", header)
                 wire = await asyncio.wait_for(reader.readexactly(length), self.body_timeout)
-                if writer not in self._idle:
+                if writer not in self._waiting:
                     break
-                del self._idle[writer]  # answering now: not to be taken
+                del self._waiting[writer]  # answering now: not to be taken
                 replies = self.handler.handle_stream(wire)
                 if replies is None:
                     break
@@ -188,7 +188,7 @@ class DnsListener:
             pass
         finally:
             self._connections.discard(writer)
-            self._idle.pop(writer, None)
+            self._waiting.pop(writer, None)
             self._per_client[client] -= 1
             if not self._per_client[client]:
                 del self._per_client[client]
@@ -196,21 +196,21 @@ class DnsListener:
 
     def _admit(self, client: str) -> bool:
         """May `client` open one more connection? Past the total bound, only by closing
-        the connection idle longest."""
+        the connection that has waited longest for its client's bytes."""
         if self._per_client[client] >= self.max_per_client:
             log.debug("tcp: %s holds %d connections; closing another", client, self.max_per_client)
             return False
         if len(self._connections) >= self.max_connections and not self._close_idlest():
-            log.debug("tcp: %d connections, none idle; closing the new one", len(self._connections))
+            log.debug("tcp: %d connections, all busy; closing the new one", len(self._connections))
             return False
         return True
 
     def _close_idlest(self) -> bool:
         """Close the connection that has waited longest for its client's bytes to make
         room for a new one; False when every connection is answering or writing."""
-        if not self._idle:
+        if not self._waiting:
             return False
-        writer, _ = self._idle.popitem(last=False)
+        writer, _ = self._waiting.popitem(last=False)
         self._connections.discard(writer)  # its task ends when it sees the close
         writer.transport.abort()
         return True
