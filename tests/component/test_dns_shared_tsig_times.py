@@ -1,7 +1,7 @@
 """RFC 8945 §5.2.3's replay check shared through the database (`dns_tsig_times`, dns
 revision 0003), on SQLite and PostgreSQL: a request taken by one process is refused by
-another, as is one signed earlier than the key's latest; a later one, or another
-request in the same second, is taken. Two `acmekit dns` on one database refuse a
+another; another request is taken, signed earlier or in the same second; a MAC is
+forgotten once its time window has passed. Two `acmekit dns` on one database refuse a
 signed UPDATE replayed from one to the other."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from acmekit import migrate
 from acmekit.database import create_engine
+from acmekit.dns.schema import tsig_times
 from acmekit.dns.shared import SharedTimesSigned
 from acmekit_testkit.dnsserver import running_dns_server
 
@@ -32,18 +33,35 @@ def test_every_process_refuses_what_one_took(db_url: str) -> None:
     engines = [create_engine(db_url), create_engine(db_url)]
     try:
         migrate.upgrade(engines[0], migrate.DNS)
+        now = int(time.time())
         one, two = (SharedTimesSigned(e) for e in engines)
-        assert one.accept(KEY_NAME, 1000, b"mac-a")
-        assert not two.accept(KEY_NAME, 1000, b"mac-a")  # the same request, elsewhere
-        assert not two.accept(KEY_NAME, 999, b"mac-b")  # signed earlier
-        assert two.accept(KEY_NAME, 1000, b"mac-c")  # another in the same second
-        assert not one.accept(KEY_NAME, 1000, b"mac-c")
-        assert one.accept(KEY_NAME, 1001, b"mac-a")  # later
-        assert not two.accept(KEY_NAME, 1000, b"mac-d")
-        assert two.accept(dns.name.from_text("other"), 5, b"mac-a")  # per key
+        assert one.accept(KEY_NAME, now + 120, 300, b"mac-a")  # a fast clock
+        assert not two.accept(KEY_NAME, now + 120, 300, b"mac-a")  # the same, elsewhere
+        assert two.accept(KEY_NAME, now, 300, b"mac-b")  # signed earlier: not a replay
+        assert two.accept(KEY_NAME, now, 300, b"mac-c")  # another in the same second
+        assert not one.accept(KEY_NAME, now, 300, b"mac-c")
+        assert two.accept(dns.name.from_text("other"), now, 300, b"mac-a")  # per key
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_a_mac_is_forgotten_once_its_window_has_passed(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        migrate.upgrade(engine, migrate.DNS)
+        clock = [1_000_000.0]
+        macs = SharedTimesSigned(engine)
+        macs.clock = lambda: clock[0]
+        assert macs.accept(KEY_NAME, 1_000_000, 300, b"mac-a")
+        assert not macs.accept(KEY_NAME, 1_000_000, 300, b"mac-a")
+        clock[0] += 301  # the time check refuses it from now on
+        assert macs.accept(KEY_NAME, 1_000_301, 300, b"mac-b")
+        with engine.connect() as c:
+            left = c.execute(sa.select(tsig_times.c.valid_until)).scalars().all()
+        assert left == [1_000_601]
+    finally:
+        engine.dispose()
 
 
 def test_the_tsig_times_migration_goes_down_and_up(db_url: str) -> None:

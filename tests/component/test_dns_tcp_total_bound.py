@@ -1,6 +1,7 @@
 """The DNS server's bound on TCP connections from all clients together, on real sockets:
-at the bound a new connection takes the place of the one idle longest, or is closed
-when none is idle; the bound defaults below the file-descriptor limit, and a bound that
+at the bound a new connection takes the place of the one that waited longest for its
+client's bytes, idle or stalled in the middle of a message; a body that does not follow
+its length is given up; the bound defaults below the file-descriptor limit, and a bound that
 would leave the process no descriptors is refused."""
 
 from __future__ import annotations
@@ -97,17 +98,33 @@ async def test_a_new_client_takes_the_place_of_the_longest_idle(listener: DnsLis
         writer.close()
 
 
-async def test_when_none_is_idle_the_new_connection_is_closed(listener: DnsListener) -> None:
+async def test_connections_stalled_mid_message_make_room_too(listener: DnsListener) -> None:
     held = await open_held(listener, BOUND)
-    for _, writer in held:  # each in the middle of a message: busy, not idle
-        writer.write(b"\x00\x40\x12\x34")
+    for _, writer in held:  # each sends a length and never the body (RFC 7766 §6.2.3)
+        writer.write(b"\x00\x40")
         await writer.drain()
-    await until(lambda: not listener._idle)
     held.append(await asyncio.open_connection("127.0.0.1", listener.port))
-    assert await ask(held[-1]) is None
-    assert len(listener._connections) == BOUND
+    answer = await ask(held[-1])
+    assert answer is not None and answer.answer[0][0].strings == (b"here",)
+    assert await closed_by_server(held[0])
+    assert len(listener._connections) <= BOUND
     for _, writer in held:
         writer.close()
+
+
+async def test_a_body_that_does_not_follow_its_length_is_given_up() -> None:
+    server = DnsListener(
+        DnsHandler(RecordStore(["bound.test"])), idle_timeout=600, body_timeout=0.2
+    )
+    await server.start("127.0.0.1", free_tcp_udp_port())
+    try:
+        stalled = await asyncio.open_connection("127.0.0.1", server.port)
+        stalled[1].write(b"\x00\x40")
+        await stalled[1].drain()
+        assert await closed_by_server(stalled)
+        stalled[1].close()
+    finally:
+        await server.close()
 
 
 def test_the_default_bound_is_below_the_descriptor_limit() -> None:

@@ -12,8 +12,8 @@
 - A TSIG-signed message is checked against our keyring (RFC 8945 §5.2): unknown key or
   algorithm is NOTAUTH/BADKEY, a wrong MAC NOTAUTH/BADSIG, each with an unsigned TSIG; a
   MAC truncated below half the hash (or 10 octets) FORMERR, a longer truncated one
-  NOTAUTH/BADTRUNC; a clock skew beyond the fudge, or a signed UPDATE whose Time Signed
-  is earlier than the key's last accepted one (a replay, §5.2.3), NOTAUTH/BADTIME. Those
+  NOTAUTH/BADTRUNC; a clock skew beyond the fudge, or a signed UPDATE whose MAC was
+  accepted already within its time window (a replay, §5.2.3), NOTAUTH/BADTIME. Those
   two are signed, BADTIME with our time in Other Data (§5.3.2; `acmekit.dns.tsig`). A
   good signature makes the response signed.
 - EDNS version above 0 gets BADVERS (RFC 6891 §6.1.3). Our UDP payload is 1232 octets;
@@ -339,10 +339,10 @@ class DnsHandler:
                     return self._tsig_error(message, error)
             return formerr(wire)
         replayed = verified.opcode() == dns.opcode.UPDATE and not self.times_signed.accept(
-            key.name, request.time_signed, request.mac
+            key.name, request.time_signed, request.fudge, request.mac
         )
         if replayed:
-            log.info("UPDATE replayed or out of order for key %s: BADTIME", key.name)
+            log.info("UPDATE replayed for key %s: BADTIME", key.name)
             return self._signed_tsig_error(message, key, dns.rcode.BADTIME)
         return verified
 

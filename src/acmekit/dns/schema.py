@@ -43,13 +43,13 @@ changes = sa.Table(
     sa.Column("rdata", sa.Text, nullable=False),
 )
 
-# Per TSIG key, the latest Time Signed of an accepted UPDATE and the MACs (hex, space
-# separated) accepted at that second: RFC 8945 §5.2.3's replay check, shared by the
+# Per TSIG key, the MACs (SHA-256, hex) of the UPDATEs accepted and the last second their
+# Time Signed is within the fudge: RFC 8945 §5.2.3's replay check, shared by the
 # processes so that a request replayed to another one is refused there too.
 tsig_times = sa.Table(
     "dns_tsig_times",
     metadata,
     sa.Column("key_name", sa.String(255), primary_key=True, autoincrement=False),
-    sa.Column("time_signed", sa.BigInteger, nullable=False),
-    sa.Column("macs", sa.Text, nullable=False),
+    sa.Column("mac", sa.String(64), primary_key=True, autoincrement=False),
+    sa.Column("valid_until", sa.BigInteger, nullable=False),
 )

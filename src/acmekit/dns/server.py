@@ -11,10 +11,15 @@ once (a further one is closed at once; RFC 7766 §6.2.2 asks servers to bound wh
 client holds), and all clients together at most `max_connections`, kept below the
 process's file-descriptor limit (RLIMIT_NOFILE) so that the HTTP API, the database and
 the state file still get descriptors. At that bound a new connection takes the place of
-the connection idle longest (waiting for its next question), which is closed (RFC 7766
-§6.2.3: a server may close idle connections to free resources): an attacker holding
-idle connections from many addresses then cannot shut out the clients that ask. Only
-when none is idle is the new connection closed at once. UDP
+the connection that has waited longest for a client's bytes, whether idle (waiting for
+its next question) or stalled in the middle of one (its length read, its body not yet),
+which is closed (RFC 7766 §6.2.2-§6.2.3: a server may close idle connections to free
+resources): an attacker holding connections from many addresses, silent or sending a
+length prefix and nothing more, then cannot shut out the clients that ask. A connection
+whose question is being answered or whose answers are being written is never taken;
+when every connection is so busy, the new one is closed at once. Once a message's length
+has arrived its body must follow within `body_timeout` seconds (a few), not the idle
+timeout. UDP
 answers are rate limited per client network (acmekit.dns.rrl); TCP answers are not, as
 a TCP client's address cannot be forged.
 """
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 
 BIND_ATTEMPTS = 20
 IDLE_TIMEOUT = 30.0
+BODY_TIMEOUT = 5.0  # for a message's body once its length arrived (RFC 7766 §6.2.3)
 MAX_PER_CLIENT = 64  # TCP connections one client address may hold
 MAX_CONNECTIONS = 1024  # TCP connections in all, at most half the descriptor limit
 
@@ -93,6 +99,7 @@ class DnsListener:
         handler: DnsHandler,
         *,
         idle_timeout: float = IDLE_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
         rrl: RrlSettings | None = None,
         max_per_client: int = MAX_PER_CLIENT,
         max_connections: int | None = None,
@@ -103,13 +110,16 @@ class DnsListener:
         self._per_client: Counter[str] = Counter()
         self.limiter = ResponseRateLimiter(rrl) if rrl is not None and rrl.rate else None
         self.idle_timeout = idle_timeout
+        self.body_timeout = min(body_timeout, idle_timeout)
         self.host = ""
         self.port = 0
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
-        # connections waiting for their next message, the longest waiting first
-        self._idle: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
+        # connections waiting for a client's bytes (the next message or the rest of
+        # one), the one whose last bytes arrived longest ago first: those a new
+        # connection may take the place of
+        self._waiting: OrderedDict[asyncio.StreamWriter, None] = OrderedDict()
 
     async def start(self, host: str, port: int) -> int:
         """Bind UDP and TCP; returns the port (the chosen one when `port` is 0)."""
@@ -158,11 +168,16 @@ class DnsListener:
         self._connections.add(writer)
         try:
             while True:
-                self._idle[writer] = None
+                self._waiting[writer] = None
                 header = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
-                self._idle.pop(writer, None)
+                if writer not in self._waiting:
+                    break  # closed to make room for a new connection
+                self._waiting.move_to_end(writer)  # its last bytes arrived now
                 (length,) = struct.unpack("!H", header)
-                wire = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout)
+                wire = await asyncio.wait_for(reader.readexactly(length), self.body_timeout)
+                if writer not in self._waiting:
+                    break
+                del self._waiting[writer]  # answering now: not to be taken
                 replies = self.handler.handle_stream(wire)
                 if replies is None:
                     break
@@ -173,7 +188,7 @@ class DnsListener:
             pass
         finally:
             self._connections.discard(writer)
-            self._idle.pop(writer, None)
+            self._waiting.pop(writer, None)
             self._per_client[client] -= 1
             if not self._per_client[client]:
                 del self._per_client[client]
@@ -181,21 +196,21 @@ class DnsListener:
 
     def _admit(self, client: str) -> bool:
         """May `client` open one more connection? Past the total bound, only by closing
-        the connection idle longest."""
+        the connection that has waited longest for its client's bytes."""
         if self._per_client[client] >= self.max_per_client:
             log.debug("tcp: %s holds %d connections; closing another", client, self.max_per_client)
             return False
         if len(self._connections) >= self.max_connections and not self._close_idlest():
-            log.debug("tcp: %d connections, none idle; closing the new one", len(self._connections))
+            log.debug("tcp: %d connections, all busy; closing the new one", len(self._connections))
             return False
         return True
 
     def _close_idlest(self) -> bool:
-        """Close the connection idle longest to make room for a new one; False when
-        every connection is busy reading a message or writing answers."""
-        if not self._idle:
+        """Close the connection that has waited longest for its client's bytes to make
+        room for a new one; False when every connection is answering or writing."""
+        if not self._waiting:
             return False
-        writer, _ = self._idle.popitem(last=False)
+        writer, _ = self._waiting.popitem(last=False)
         self._connections.discard(writer)  # its task ends when it sees the close
         writer.transport.abort()
         return True

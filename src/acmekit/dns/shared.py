@@ -23,9 +23,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import groupby
-from typing import Any
+from typing import Any, TypeVar
 
 import dns.name
 import dns.rdata
@@ -39,13 +39,14 @@ from acmekit import migrate
 from acmekit.database import UNAVAILABLE, create_engine
 from acmekit.dns.schema import changes, records, tsig_times, zone_serial
 from acmekit.dns.store import JOURNAL_SIZE, Change, Delta, RecordStore
-from acmekit.dns.tsig import TimesSigned
+from acmekit.dns.tsig import MAX_MACS_PER_KEY, TimesSigned
 from acmekit.protocol.problems import ProblemType, problem
 
 log = logging.getLogger(__name__)
 
 KEEP = JOURNAL_SIZE
 POLL_SECONDS = 0.2
+T = TypeVar("T")
 
 
 def record_digest(name: str, rtype: str, rdata: str) -> str:
@@ -87,6 +88,7 @@ class SharedStore:
         self.serial = 0  # the database serial applied to `store`
         self.load()
         store.writer = self.write
+        store.transactor = self
         store.refresh = self.refresh
 
     def refresh(self) -> None:
@@ -103,13 +105,16 @@ class SharedStore:
     def load(self) -> None:
         """Replace the store's records with the database's, and rebuild its journal."""
         with self.engine.connect() as c:
-            serial = int(c.execute(sa.select(zone_serial.c.serial)).scalar_one())
-            rows = c.execute(sa.select(records).order_by(records.c.seq)).all()
-            kept = c.execute(
-                sa.select(changes)
-                .where(changes.c.serial > serial - KEEP)
-                .order_by(changes.c.serial, changes.c.position)
-            ).all()
+            self._load(c, int(c.execute(sa.select(zone_serial.c.serial)).scalar_one()))
+
+    def _load(self, c: Connection, serial: int) -> None:
+        """`load`, reading the records as of `serial` on `c`."""
+        rows = c.execute(sa.select(records).order_by(records.c.seq)).all()
+        kept = c.execute(
+            sa.select(changes)
+            .where(changes.c.serial > serial - KEEP, changes.c.serial <= serial)
+            .order_by(changes.c.serial, changes.c.position)
+        ).all()
         found: dict[str, dict[str, list[str]]] = {}
         for row in rows:
             found.setdefault(row.name, {}).setdefault(row.rtype, []).append(row.rdata)
@@ -145,23 +150,63 @@ class SharedStore:
         turns away, a delete of nothing, are dropped), and only what was made is kept
         as the serial's changes; nothing made, nothing is written."""
         with contextlib.suppress(_Unchanged), self.engine.begin() as c:
-            serial = int(
-                c.execute(
-                    zone_serial.update()
-                    .where(zone_serial.c.id == 1)
-                    .values(serial=zone_serial.c.serial + 1)
-                    .returning(zone_serial.c.serial)
-                ).scalar_one()
-            )
-            made = self._write_records(c, batch)
-            if not made:
-                raise _Unchanged  # rolls the serial back
+            self._keep(c, self._next_serial(c), batch)
+
+    def transact(self, decide: Callable[[], tuple[T, list[Change]]]) -> T:
+        """Decide a write and make it as one step (RecordStore.transact): the serial
+        row is taken first (its lock orders the writers of every process), the store
+        catches up under it, `decide` looks at it and names the changes, and they are
+        written in that same transaction. No other process writes in between, so what
+        `decide` checked still holds when its changes land (RFC 2136 §3.7)."""
+        try:
+            result = self._transact(decide)
+        except UNAVAILABLE as exc:
+            log.warning("shared records: write failed, database unreachable: %s", exc)
+            raise problem(
+                ProblemType.SERVER_INTERNAL,
+                "the shared record store is unreachable; try again",
+                status=503,
+                retry_after=1,
+            ) from None
+        try:
+            self.catch_up()
+        except UNAVAILABLE as exc:  # written: the next poll applies it
+            log.warning("shared records: catching up after a write: %s", exc)
+        return result
+
+    def _transact(self, decide: Callable[[], tuple[T, list[Change]]]) -> T:
+        with contextlib.suppress(_Unchanged), self.engine.begin() as c:
+            serial = self._next_serial(c)  # the lock, taken before anything is read
+            self._catch_up(c, serial - 1)
+            result, batch = decide()
+            self._keep(c, serial, batch)
+        return result
+
+    @staticmethod
+    def _next_serial(c: Connection) -> int:
+        """Take the serial row (PostgreSQL's row lock, SQLite's write lock) and the
+        serial this transaction writes as."""
+        return int(
             c.execute(
-                changes.insert(),
-                [{"serial": serial, "position": i, "added": ch.added, **_key(ch)}
-                 for i, ch in enumerate(made)],
-            )  # fmt: skip
-            c.execute(changes.delete().where(changes.c.serial <= serial - KEEP))
+                zone_serial.update()
+                .where(zone_serial.c.id == 1)
+                .values(serial=zone_serial.c.serial + 1)
+                .returning(zone_serial.c.serial)
+            ).scalar_one()
+        )
+
+    def _keep(self, c: Connection, serial: int, batch: list[Change]) -> None:
+        """Write what of `batch` changes something as `serial`'s changes; with nothing
+        made, _Unchanged (rolling the serial back)."""
+        made = self._write_records(c, batch)
+        if not made:
+            raise _Unchanged
+        c.execute(
+            changes.insert(),
+            [{"serial": serial, "position": i, "added": ch.added, **_key(ch)}
+             for i, ch in enumerate(made)],
+        )  # fmt: skip
+        c.execute(changes.delete().where(changes.c.serial <= serial - KEEP))
 
     @staticmethod
     def _write_records(c: Connection, batch: Iterable[Change]) -> list[Change]:
@@ -188,20 +233,22 @@ class SharedStore:
         """Apply the changes made since the last look; True if there were any."""
         with self.engine.connect() as c:
             serial = int(c.execute(sa.select(zone_serial.c.serial)).scalar_one())
-            if serial == self.serial:
-                return False
-            rows = c.execute(
-                sa.select(changes)
-                .where(changes.c.serial > self.serial)
-                .order_by(changes.c.serial, changes.c.position)
-            ).all()
+            return self._catch_up(c, serial)
+
+    def _catch_up(self, c: Connection, serial: int) -> bool:
+        """Apply the changes up to `serial`, read on `c`."""
+        if serial == self.serial:
+            return False
+        rows = c.execute(
+            sa.select(changes)
+            .where(changes.c.serial > self.serial, changes.c.serial <= serial)
+            .order_by(changes.c.serial, changes.c.position)
+        ).all()
         if not rows or int(rows[0].serial) != self.serial + 1:
             log.info("shared records: serial %d is gone from the changes; reloading", self.serial)
-            self.load()
+            self._load(c, serial)
             return True
         for number, group in groupby(rows, key=lambda r: int(r.serial)):
-            if number > serial:
-                break  # written after the serial was read: the next look takes it
             self.store.apply([_change(r) for r in group], soa_serial(number))
             self.serial = number
         return True
@@ -221,37 +268,33 @@ class SharedStore:
 
 class SharedTimesSigned(TimesSigned):
     """`TimesSigned` kept in the database (`dns_tsig_times`), so that every process
-    refuses an UPDATE replayed to it after another took it (RFC 8945 §5.2.3). Each step
-    is one conditional statement; with the database out of reach this process's own
-    memory decides (the UPDATE then fails at its write anyway)."""
+    refuses an UPDATE replayed to it after another took it (RFC 8945 §5.2.3): the MAC's
+    row is inserted, and a second insert of it, by any process, finds it there. With
+    the database out of reach this process's own memory decides (the UPDATE then fails
+    at its write anyway)."""
 
     def __init__(self, engine: sa.engine.Engine) -> None:
         super().__init__()
         self.engine = engine
 
-    def accept(self, keyname: dns.name.Name, time_signed: int, mac: bytes) -> bool:
-        key, seen = keyname.canonicalize().to_text(), mac.hex()
+    def accept(self, keyname: dns.name.Name, time_signed: int, fudge: int, mac: bytes) -> bool:
+        key, seen = keyname.canonicalize().to_text(), hashlib.sha256(mac).hexdigest()
         try:
             with self.engine.begin() as c:
-                return _accept(c, key, time_signed, seen)
+                return _accept(c, key, seen, time_signed + fudge, int(self.clock()))
         except UNAVAILABLE as exc:
-            log.warning("shared TSIG times unreachable, deciding here: %s", exc)
-            return super().accept(keyname, time_signed, mac)
+            log.warning("shared TSIG MACs unreachable, deciding here: %s", exc)
+            return super().accept(keyname, time_signed, fudge, mac)
 
 
-def _accept(c: Connection, key: str, when: int, seen: str) -> bool:
+def _accept(c: Connection, key: str, mac: str, until: int, now: int) -> bool:
+    """Forget the key's MACs whose window has passed, then take `mac` unless it is
+    there already or the key holds too many."""
     t = tsig_times
+    c.execute(t.delete().where(t.c.key_name == key, t.c.valid_until < now))
+    held = sa.select(sa.func.count()).select_from(t).where(t.c.key_name == key)
+    if c.execute(held).scalar_one() >= MAX_MACS_PER_KEY:
+        return False
     insert = postgresql.insert if c.dialect.name == "postgresql" else sqlite.insert
-    for _ in range(2):  # a first insert may lose to another process's: look again
-        later = t.update().where(t.c.key_name == key, t.c.time_signed < when)
-        if c.execute(later.values(time_signed=when, macs=seen)).rowcount:
-            return True
-        same = t.update().where(
-            t.c.key_name == key, t.c.time_signed == when, ~t.c.macs.contains(seen)
-        )
-        if c.execute(same.values(macs=t.c.macs + " " + seen)).rowcount:
-            return True
-        first = insert(t).values(key_name=key, time_signed=when, macs=seen)
-        if c.execute(first.on_conflict_do_nothing().returning(t.c.key_name)).first():
-            return True
-    return False
+    new = insert(t).values(key_name=key, mac=mac, valid_until=until).on_conflict_do_nothing()
+    return c.execute(new.returning(t.c.key_name)).first() is not None

@@ -44,7 +44,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import dns.exception
 import dns.name
@@ -67,6 +67,15 @@ HOSTMASTER_LABEL = "hostmaster"
 # The SOA's refresh, retry and expire (RFC 1035 §3.3.13): refresh 60 s and retry 10 s,
 # so a secondary that missed a NOTIFY still catches up within a minute.
 SOA_TIMERS = (60, 10, 600)
+
+
+T = TypeVar("T")
+
+
+class Transactor(Protocol):
+    """What decides and writes a shared store's change in one transaction."""
+
+    def transact(self, decide: Callable[[], tuple[T, list[Change]]]) -> T: ...
 
 
 class RecordType(StrEnum):
@@ -297,6 +306,8 @@ class RecordStore:
         self.journal: deque[Delta] = deque(maxlen=JOURNAL_SIZE)
         # set for a shared store: takes a mutation's changes instead of applying them here
         self.writer: Callable[[list[Change]], None] | None = None
+        # set for a shared store: decides and writes a change in one transaction
+        self.transactor: Transactor | None = None
         # A shared store's catch-up: run before a write is decided, so that it is decided
         # on what the other processes wrote, not on a copy up to a poll interval old.
         self.refresh: Callable[[], None] | None = None
@@ -520,6 +531,18 @@ class RecordStore:
         """Catch up with the other processes of a shared store before deciding a write
         on what this one holds (RFC 2136 §3.2's prerequisites, for one)."""
         self._refresh()
+
+    def transact(self, decide: Callable[[], tuple[T, list[Change]]]) -> T:
+        """Run `decide` on this store brought up to date and commit the changes it
+        names, as one step: a shared store runs both under the zone's lock in one
+        transaction, so that no other process writes in between and what `decide`
+        checked still holds (RFC 2136 §3.7); here one call is one step already. The
+        caller checked room. `decide`'s first value is returned."""
+        if self.transactor is not None:
+            return self.transactor.transact(decide)
+        result, changes = decide()
+        self._commit(changes)
+        return result
 
     def commit(self, changes: list[Change]) -> bool:
         """Apply `changes` at once under one new serial (one transaction of a shared

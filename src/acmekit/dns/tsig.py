@@ -8,22 +8,24 @@ Signature checking and signing of good messages is dnspython's. What it does not
   (BADSIG): RCODE NOTAUTH with a TSIG record whose MAC is empty, since the server cannot
   or must not sign with that key (§5.3.2). `append_error_tsig` adds that record.
 - the answer to a request whose MAC is good but whose time is outside the fudge, or
-  earlier than the key's last accepted one (BADTIME, §5.2.3), or whose MAC is truncated
+  that was accepted already (a replay: BADTIME, §5.2.3), or whose MAC is truncated
   below our policy (BADTRUNC, §5.2.2.1): signed with the key over the request's MAC and
   the response (§5.3.2), with the request's Time Signed, so that a client whose clock is
   off can still verify it, and for BADTIME the server's time in Other Data.
   `append_signed_error_tsig` adds that record. We accept no truncated MAC: one shorter
   than the larger of 10 octets and half the hash is FORMERR, a longer one BADTRUNC.
-- the replay check of §5.2.3 (a SHOULD): `TimesSigned` keeps, per key, the latest Time
-  Signed accepted and the MACs accepted at that second; an earlier time, or the same
-  request again, is a replay.
+- the replay check of §5.2.3: `TimesSigned` keeps, per key, the MACs of the UPDATEs
+  accepted while their Time Signed is within the fudge of now; the same request again is
+  a replay (BADTIME). Requests are not ordered by time, so one client's fast clock does
+  not shut out the others on its key.
 """
 
 from __future__ import annotations
 
 import hmac
 import struct
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import dns.name
 import dns.rcode
@@ -35,6 +37,9 @@ import dns.tsig
 from acmekit.tsig import DEFAULT_ALGORITHM, make_key
 
 Keyring = dict[dns.name.Name, dns.tsig.Key]
+
+# UPDATEs accepted per key within their time window, remembered to refuse their replay
+MAX_MACS_PER_KEY = 10_000
 
 
 def parse_key(spec: str) -> dns.tsig.Key:
@@ -168,20 +173,26 @@ def truncated_mac_matches(
 
 
 class TimesSigned:
-    """Per key, the latest Time Signed of an accepted request and the MACs accepted at
-    that second (RFC 8945 §5.2.3): an earlier request, or the same one again, is a
-    replay. Kept in this process only."""
+    """Per key, the MACs of the UPDATEs accepted that are still within their time
+    window (Time Signed ± the request's fudge), and until when: the same request again
+    is a replay (RFC 8945 §5.2.3). Once its window has passed the time check refuses a
+    request anyway, so its entry is forgotten. Requests are not ordered by their Time
+    Signed: a client whose clock is fast, yet within the fudge, must not shut out the
+    others on its key. A key holds at most MAX_MACS_PER_KEY entries; past that its
+    UPDATEs are refused until some expire. Kept in this process only."""
 
-    def __init__(self) -> None:
-        self._latest: dict[dns.name.Name, tuple[int, set[bytes]]] = {}
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._seen: dict[dns.name.Name, dict[bytes, int]] = {}
 
-    def accept(self, keyname: dns.name.Name, time_signed: int, mac: bytes) -> bool:
-        """Record a request signed at `time_signed` with `mac`; False for a replay."""
-        latest, macs = self._latest.get(keyname, (-1, set()))
-        if time_signed < latest or (time_signed == latest and mac in macs):
+    def accept(self, keyname: dns.name.Name, time_signed: int, fudge: int, mac: bytes) -> bool:
+        """Record a request signed at `time_signed` with `fudge` and `mac`; False for a
+        replay, or when the key holds too many."""
+        now = int(self.clock())
+        seen = self._seen.setdefault(keyname, {})
+        for gone in [m for m, until in seen.items() if until < now]:
+            del seen[gone]
+        if mac in seen or len(seen) >= MAX_MACS_PER_KEY:
             return False
-        if time_signed > latest:
-            macs = set()
-        macs.add(mac)
-        self._latest[keyname] = (time_signed, macs)
+        seen[mac] = time_signed + fudge
         return True

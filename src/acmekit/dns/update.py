@@ -18,7 +18,10 @@ update; this module applies the rules of RFC 2136 §3 in order and returns the R
    policy would.
 4. apply (§3.4.2): the updates are worked out in order on a copy of the names they
    touch, then committed as one change under one new serial (one transaction with a
-   shared database), so an UPDATE takes effect whole or not at all (§3.6). A name whose
+   shared database), so an UPDATE takes effect whole or not at all (§3.6). With a
+   shared database the zone's lock is taken first and steps 2 to 4 run under it, in
+   that transaction, so no other process's UPDATE comes between a prerequisite and the
+   change it guards (§3.7). A name whose
    records would no longer fit in one DNS message is REFUSED, and nothing is applied.
 """
 
@@ -48,26 +51,32 @@ def apply_update(store: RecordStore, message: dns.update.UpdateMessage) -> dns.r
     zone = message.zone[0].name
     if message.zone[0].rdclass != dns.rdataclass.IN or not store.is_apex(zone):
         return dns.rcode.NOTAUTH
-    store.sync()
+    try:
+        return store.transact(lambda: _decide(store, zone, message))
+    except AcmeError as exc:  # the shared database is out of reach: nothing was applied
+        log.warning("update not applied to zone %s: %s", zone, exc.problem.detail)
+        return dns.rcode.SERVFAIL
+
+
+def _decide(
+    store: RecordStore, zone: dns.name.Name, message: dns.update.UpdateMessage
+) -> tuple[dns.rcode.Rcode, list[Change]]:
+    """The RCODE and the changes to make, decided on the store as it is now (under the
+    zone's lock with a shared store: RFC 2136 §3.7)."""
     rcode = _check_prerequisites(store, zone, message.prerequisite)
     if rcode == dns.rcode.NOERROR:
         rcode = _prescan(store, zone, message.update)
     if rcode != dns.rcode.NOERROR:
-        return rcode
+        return rcode, []
     final = _worked_out(store, message.update)
     try:
         for name, rdatas in final.items():
             store.check_room(name, TXT, rdatas)
     except AcmeError as exc:
         log.info("update refused in zone %s: %s", zone, exc.problem.detail)
-        return dns.rcode.REFUSED
-    try:
-        store.commit(_changes(store, final))
-    except AcmeError as exc:  # the shared database is out of reach: nothing was applied
-        log.warning("update not applied to zone %s: %s", zone, exc.problem.detail)
-        return dns.rcode.SERVFAIL
+        return dns.rcode.REFUSED, []
     log.info("update applied to zone %s: %d rrsets", zone, len(message.update))
-    return dns.rcode.NOERROR
+    return dns.rcode.NOERROR, _changes(store, final)
 
 
 def _in_use(store: RecordStore, name: dns.name.Name) -> bool:

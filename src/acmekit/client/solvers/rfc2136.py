@@ -189,9 +189,9 @@ class Rfc2136DnsProvider:
 
     async def _send(self, update: dns.update.UpdateMessage) -> dns.message.Message:
         """Send `update`; once more, signed anew, if the server answers BADTIME. A server
-        that refuses a Time Signed earlier than the key's last (RFC 8945 §5.2.3, as
-        `acmekit dns` does) refuses one of two UPDATEs sent at once with one key when
-        the later-signed arrives first."""
+        that refuses a Time Signed earlier than the key's last (RFC 8945 §5.2.3 allows
+        it; `acmekit dns` refuses only the same request again) refuses one of two
+        UPDATEs sent at once with one key when the later-signed arrives first."""
         try:
             return await dns.asyncquery.tcp(update, self.server, port=self.port, timeout=TIMEOUT)
         except dns.tsig.PeerBadTime:

@@ -1,0 +1,38 @@
+"""RFC 8945 §5.2.3's replay check in one process: exact replays are refused while their
+time window lasts, requests are not ordered by their Time Signed, a MAC is forgotten
+once its window has passed, and a key holds a bounded number of them."""
+
+from __future__ import annotations
+
+import dns.name
+
+from acmekit.dns import tsig
+from acmekit.dns.tsig import TimesSigned
+
+KEY = dns.name.from_text("upd")
+NOW = 1_000_000
+
+
+def _at(now: list[float]) -> TimesSigned:
+    return TimesSigned(clock=lambda: now[0])
+
+
+def test_a_fast_clock_does_not_shut_out_an_earlier_signed_request() -> None:
+    macs = _at([NOW])
+    assert macs.accept(KEY, NOW + 120, 300, b"fast")
+    assert macs.accept(KEY, NOW, 300, b"on-time")
+    assert macs.accept(KEY, NOW + 1, 300, b"next-second")
+    assert macs.accept(KEY, NOW, 300, b"same-second-as-on-time")
+    assert not macs.accept(KEY, NOW + 120, 300, b"fast")
+
+
+def test_a_mac_is_forgotten_after_its_window_and_a_key_holds_a_bounded_number() -> None:
+    now = [float(NOW)]
+    macs = _at(now)
+    for i in range(tsig.MAX_MACS_PER_KEY):
+        assert macs.accept(KEY, NOW, 300, i.to_bytes(4, "big"))
+    assert not macs.accept(KEY, NOW, 300, b"one-too-many")
+    assert macs.accept(dns.name.from_text("other"), NOW, 300, b"one-too-many")
+    now[0] += 301  # every window has passed: the time check refuses those now
+    assert macs.accept(KEY, NOW + 301, 300, b"one-too-many")
+    assert macs.accept(KEY, NOW + 301, 300, (0).to_bytes(4, "big"))
