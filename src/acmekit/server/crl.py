@@ -58,8 +58,6 @@ _REASONS = {
 
 
 ISSUER_PATH = "/issuer.der"
-# The number of shards the revoked rows' `crl_shard` was written for (schema 0014).
-CRL_SHARDS_SETTING = "crl_shards"
 _FILE_BATCH = 1000  # revoked rows filed under their shard in one transaction
 
 
@@ -137,7 +135,6 @@ class CrlPublisher:
         self._dirty: set[int] = set()
         self._dirty_lock = threading.Lock()
         self._wake: Callable[[], None] | None = None  # the rebuilder's, when it runs
-        self._filed_for: int | None = None  # the number of shards the rows are filed for
 
     def url_for(self, serial: int) -> str:
         return crl_url(self.base_url, shard_of(serial, self.settings.shards))
@@ -155,7 +152,7 @@ class CrlPublisher:
             current = self.store.certificates.crl(shard)
             number = 1 if current is None else current.number + 1
             self._file_revoked()
-            revoked = self.store.certificates.revoked_entries(shard, now)
+            revoked = self.store.certificates.revoked_entries(shard, self.settings.shards, now)
             der = build_crl(
                 self.issuer,
                 revoked,
@@ -175,20 +172,13 @@ class CrlPublisher:
         raise RuntimeError(f"CRL shard {shard} could not be stored")
 
     def _file_revoked(self) -> None:
-        """File the revoked rows that have no shard yet under theirs (schema 0014): the
-        revocations since the last CRL, a few; all of them after the number of shards
-        changed (the number they were filed for is a stored setting)."""
-        shards = self.settings.shards
-        if self._filed_for != shards:
-            if self.store.accounts.stored_setting(CRL_SHARDS_SETTING) != str(shards):
-                self.store.certificates.unfile_revoked()
-                self.store.accounts.put_setting(CRL_SHARDS_SETTING, str(shards))
-            self._filed_for = shards
-        while self.store.certificates.file_revoked(self._shard_of_hex, _FILE_BATCH):
+        """File the revoked rows not filed yet under their shard (schema 0014): the
+        revocations since the last CRL, a few. Each row keeps the number of shards it
+        was filed for; one filed by a process configured otherwise (a command run
+        without the CA's file, a change of `[crl] shards` under way) is read by its
+        serial (`revoked_entries`), so no filing depends on another process's count."""
+        while self.store.certificates.file_revoked(self.settings.shards, _FILE_BATCH):
             pass
-
-    def _shard_of_hex(self, serial: str) -> int:
-        return shard_of(int(serial, 16), self.settings.shards)
 
     def attach(self, wake: Callable[[], None] | None) -> None:
         """The rebuilder's wake-up (callable from any thread), or None when it stops:

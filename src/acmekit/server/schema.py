@@ -150,12 +150,15 @@ certificates = sa.Table(
     sa.Column("replaced_by", sa.String(64)),  # the order that replaces it (RFC 9773 §5)
     sa.Column("ari_window_start", sa.BigInteger),  # moved by an operator (RFC 9773 §4.2)
     sa.Column("precert", sa.LargeBinary),  # the precertificate's DER (RFC 6962 §3.1)
-    # `serial % [crl] shards`, written for revoked rows before a CRL is made (crl.py).
+    # A revoked row's CRL shard, `serial % crl_shards`, and the number of shards it was
+    # filed for: both written once, before a CRL is made (crl.py).
+    sa.Column("crl_shards", sa.Integer),
     sa.Column("crl_shard", sa.Integer),
     # A shard's CRL entries, read from the index alone: only revoked rows, only the
     # columns an entry needs (migration 0014; repos/certificates.py).
     sa.Index(
         "ix_certificates_crl_entries",
+        "crl_shards",
         "crl_shard",
         "not_after",
         "serial",

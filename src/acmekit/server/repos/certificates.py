@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,12 +34,25 @@ _CERTIFICATE_BY_SERIAL = f"SELECT {_CERTIFICATE_COLS} FROM certificates WHERE se
 _PEM_BY_ID = "SELECT pem FROM certificates WHERE id = ?"
 _KEY_BLOCKED = "SELECT spki_sha256 FROM blocked_keys WHERE spki_sha256 = ?"
 _RECORD_PRECERT = "UPDATE certificates SET precert = ? WHERE id = ?"
-# Both served by ix_certificates_crl_entries (its WHERE repeated, so the planner uses it).
-_REVOKED_ENTRIES = (
-    "SELECT serial, revoked_at, revocation_reason FROM certificates "
-    f"WHERE {REVOKED} AND crl_shard = ? AND not_after > ?"
+# All served by ix_certificates_crl_entries (its WHERE repeated, so the planner uses it).
+_ENTRY_COLUMNS = f"SELECT serial, revoked_at, revocation_reason FROM certificates WHERE {REVOKED}"
+_REVOKED_ENTRIES = f"{_ENTRY_COLUMNS} AND crl_shards = ? AND crl_shard = ? AND not_after > ?"
+# Rows filed for another number of shards (by a process configured otherwise, during a
+# change of `[crl] shards`), or not filed yet: their shard is computed from the serial.
+# Three searches of the index, not an OR, which SQLite answers by scanning all of it.
+_ENTRIES_FILED_OTHERWISE = (
+    f"{_ENTRY_COLUMNS} AND crl_shards IS NULL AND not_after > ? UNION ALL "
+    f"{_ENTRY_COLUMNS} AND crl_shards < ? AND not_after > ? UNION ALL "
+    f"{_ENTRY_COLUMNS} AND crl_shards > ? AND not_after > ?"
 )
-_UNFILED = f"SELECT id, serial FROM certificates WHERE {REVOKED} AND crl_shard IS NULL LIMIT :limit"
+_UNFILED = (
+    f"SELECT id, serial FROM certificates WHERE {REVOKED} AND crl_shards IS NULL LIMIT :limit"
+)
+# Both columns at once, and only on a row still unfiled: a row's filing never changes.
+_FILE = (
+    "UPDATE certificates SET crl_shards = :shards, crl_shard = :shard "
+    "WHERE id = :id AND crl_shards IS NULL"
+)
 # Certificates this process recorded, kept for their download: a client fetches its
 # certificate right after finalize says where. About 3 KB each (with the chain).
 ISSUED_KEPT = 512
@@ -291,36 +304,39 @@ class CertificateRepository(Repository):
             ).all()
         return [certificate_record(r) for r in rows]
 
-    def revoked_entries(self, shard: int, unexpired_at: datetime) -> list[RevokedEntry]:
-        """What `shard`'s CRL must list (BR §4.10.1: an entry stays until its certificate
-        expires): each unexpired revoked certificate filed under it (`file_revoked`),
-        with its serial, time and reason only, read from ix_certificates_crl_entries
-        alone: no other shard's rows, no PEM."""
-        rows = self._all(_REVOKED_ENTRIES, (shard, to_us(unexpired_at)))
+    def revoked_entries(
+        self, shard: int, shards: int, unexpired_at: datetime
+    ) -> list[RevokedEntry]:
+        """What `shard`'s CRL of `shards` must list (BR §4.10.1: an entry stays until its
+        certificate expires): each unexpired revoked certificate whose serial falls in
+        it, with its serial, time and reason only, read from ix_certificates_crl_entries
+        alone: the rows filed for (`shards`, `shard`), then those filed for another
+        number of shards or not yet filed (a change of `[crl] shards` leaves a few),
+        their shard computed here. No other shard's rows filed for `shards`, no PEM."""
+        at = to_us(unexpired_at)
+        rows = self._all(_REVOKED_ENTRIES, (shards, shard, at))
+        others = self._all(_ENTRIES_FILED_OTHERWISE, (at, shards, at, shards, at))
+        rows += [r for r in others if int(r[0], 16) % shards == shard]
         return [RevokedEntry(serial, from_us(at), reason) for serial, at, reason in rows]
 
-    def file_revoked(self, shard_of: Callable[[str], int], limit: int) -> int:
-        """Write the CRL shard (`shard_of(serial)`) of up to `limit` revoked rows that
-        have none yet (revoked since the last CRL, or before schema 0014, or unfiled by
-        a change of the number of shards); how many. Found through the entries' index."""
+    def file_revoked(self, shards: int, limit: int) -> int:
+        """File up to `limit` revoked rows not filed yet (revoked since the last CRL, or
+        before schema 0014) under their shard of `shards` (`serial % shards`), with
+        `shards` beside it; how many. A filed row is never filed again: a process
+        configured with another number of shards reads it as `revoked_entries` says,
+        so no entry leaves the CRL its certificate's CDP names. Found through the
+        entries' index."""
         with self._tx() as c:
             rows = c.execute(sa.text(_UNFILED), {"limit": limit}).all()
             if rows:
                 c.execute(
-                    sa.text("UPDATE certificates SET crl_shard = :shard WHERE id = :id"),
-                    [{"shard": shard_of(serial), "id": cert_id} for cert_id, serial in rows],
+                    sa.text(_FILE),
+                    [
+                        {"shards": shards, "shard": int(serial, 16) % shards, "id": cert_id}
+                        for cert_id, serial in rows
+                    ],
                 )
         return len(rows)
-
-    def unfile_revoked(self) -> None:
-        """Forget every revoked row's shard: the number of shards changed."""
-        with self._tx() as c:
-            c.execute(
-                sa.text(
-                    "UPDATE certificates SET crl_shard = NULL "
-                    f"WHERE {REVOKED} AND crl_shard IS NOT NULL"
-                )
-            )
 
     def replacement(self, cert_id: str) -> str | None:
         """The order that replaces this certificate, if any."""
