@@ -270,6 +270,45 @@ def ddl_briefly(table: str, ddl: Callable[[], object]) -> None:
         time.sleep(wait.pause)
 
 
+# The sessions waiting inside pg_advisory_lock for the runner's key (an older release's
+# starts, which would each fail anyway on a revision they do not know): a concurrent
+# index build waits for every transaction, theirs included, while they wait for the
+# runner, which waits for the build (revision 0012 says more).
+_CANCEL_WAITERS = (
+    "SELECT pg_cancel_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
+    "AND NOT l.granted AND l.objsubid = 1 AND l.classid::bigint = :hi "
+    "AND l.objid::bigint = :lo "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+_DEADLOCK = "40P01"
+_BUILD_TRIES = 5
+
+
+def build_index_concurrently(conn: Connection, name: str, on: str) -> None:
+    """A revision's CREATE INDEX CONCURRENTLY (PostgreSQL, in an autocommit block), tried
+    again after a deadlock with a session waiting for the runner's advisory lock, which
+    are cancelled before each try, or where an interrupted run left the index invalid
+    (dropped and built again)."""
+    from alembic import context
+
+    lock_key = int(context.config.attributes["lock_key"])
+    key = {"hi": lock_key >> 32, "lo": lock_key & 0xFFFFFFFF}
+    for tries_left in reversed(range(_BUILD_TRIES)):
+        conn.execute(sa.text(_CANCEL_WAITERS), key).all()
+        valid = conn.execute(
+            sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:n)"),
+            {"n": name},
+        ).scalar()
+        if valid is False:
+            conn.execute(sa.text(f"DROP INDEX CONCURRENTLY {name}"))
+        try:
+            conn.execute(sa.text(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}"))
+            return
+        except sa.exc.DBAPIError as exc:
+            if tries_left == 0 or getattr(exc.orig, "sqlstate", None) != _DEADLOCK:
+                raise
+
+
 def _busy(conn: Connection, table: str, wait: LockWait) -> str:
     """The error's line: the table, the tries, and the backends holding it now."""
     pids = conn.execute(

@@ -69,14 +69,14 @@ def test_the_purge_indexes_up_and_down(backend: str, tmp_path: Path) -> None:
             migrate.upgrade(engine, SERVER, "0012")
             _fill(engine)
             assert _indexes(engine) == set()
-            migrate.upgrade(engine, SERVER)
+            migrate.upgrade(engine, SERVER, "0013")
             assert migrate.current(engine, SERVER) == "0013"
             assert _indexes(engine) == INDEXES and _valid(engine)
             migrate.downgrade(engine, SERVER, "0012")
             assert _indexes(engine) == set()
             with engine.connect() as conn:
                 assert conn.execute(sa.text("SELECT COUNT(*) FROM orders")).scalar() == 1
-            migrate.upgrade(engine, SERVER)
+            migrate.upgrade(engine, SERVER, "0013")
             assert _indexes(engine) == INDEXES and _valid(engine)
         finally:
             engine.dispose()

@@ -24,9 +24,9 @@ Revises: 0013
 from functools import partial
 
 import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 
-from acmekit.migrate import ddl_briefly
+from acmekit.migrate import build_index_concurrently, ddl_briefly
 
 revision = "0014"
 down_revision = "0013"
@@ -39,17 +39,6 @@ _ON = (
     "certificates (crl_shards, crl_shard, not_after, serial, revoked_at, revocation_reason) "
     "WHERE revoked_at IS NOT NULL"
 )
-
-# As 0012: the sessions waiting inside pg_advisory_lock for the runner's key (an older
-# release's starts), each of which would fail anyway on a revision it does not know.
-_CANCEL_WAITERS = (
-    "SELECT pg_cancel_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
-    "AND NOT l.granted AND l.objsubid = 1 AND l.classid::bigint = :hi "
-    "AND l.objid::bigint = :lo "
-    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-)
-_DEADLOCK = "40P01"
-_BUILD_TRIES = 5
 
 
 def upgrade() -> None:
@@ -69,30 +58,8 @@ def upgrade() -> None:
         # The catalog only (no default, no rewrite), under a short lock_timeout, tried
         # again while other transactions hold the table (as 0010's column).
         ddl_briefly("certificates", partial(op.add_column, "certificates", column))
-    lock_key = int(context.config.attributes["lock_key"])
     with op.get_context().autocommit_block():  # commits the column first
-        _build_index(conn, lock_key)
-
-
-def _build_index(conn: sa.Connection, lock_key: int) -> None:
-    """CREATE INDEX CONCURRENTLY, again after a deadlock with a session waiting for the
-    runner's advisory lock (0012's `_build_index` says why), or where an interrupted run
-    left the index invalid."""
-    key = {"hi": lock_key >> 32, "lo": lock_key & 0xFFFFFFFF}
-    for tries_left in reversed(range(_BUILD_TRIES)):
-        conn.execute(sa.text(_CANCEL_WAITERS), key).all()
-        valid = conn.execute(
-            sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:n)"),
-            {"n": _NAME},
-        ).scalar()
-        if valid is False:
-            conn.execute(sa.text(f"DROP INDEX CONCURRENTLY {_NAME}"))
-        try:
-            conn.execute(sa.text(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {_NAME} ON {_ON}"))
-            return
-        except sa.exc.DBAPIError as exc:
-            if tries_left == 0 or getattr(exc.orig, "sqlstate", None) != _DEADLOCK:
-                raise
+        build_index_concurrently(conn, _NAME, _ON)
 
 
 def downgrade() -> None:
