@@ -133,13 +133,30 @@ def test_a_version_written_before_the_links_moved_is_taken_up(ca: Ca, tmp_path: 
     assert len(marks.read_text().splitlines()) == 2
 
 
-@pytest.mark.parametrize("command", ["renew", "reconfigure"])
+def test_a_version_taken_up_by_certonly_is_deployed(ca: Ca, tmp_path: Path) -> None:
+    """certonly for the lineage's names finds it not due once version 2 is live, and
+    still deploys version 2, which no one had."""
+    name = "killed-certonly.recovery.test"
+    unswitch(ca, tmp_path, name)
+    marks = deploy_hook(tmp_path)
+    certonly(ca, tmp_path, name)
+    assert links(tmp_path, name) == {f"../../archive/{name}/{kind}2.pem" for kind in KINDS}
+    assert marks.read_text().splitlines() == [f"{tmp_path / 'etc' / 'live' / name} {name}"]
+
+
+@pytest.mark.parametrize("command", ["renew", "reconfigure", "certonly"])
 def test_a_dry_run_leaves_an_unswitched_version_alone(ca: Ca, tmp_path: Path, command: str) -> None:
     """A dry run changes nothing on disk, the links included."""
     name = f"dry-{command}.recovery.test"
     unswitch(ca, tmp_path, name)
     if command == "renew":
         got = acmekit(ca, tmp_path, *RENEW, "--dry-run")
+    elif command == "certonly":
+        got = acmekit(
+            ca, tmp_path, "certonly", "-n", "--dry-run", "--cert-name", name,
+            "--server", ca.server.directory_url, "--standalone",
+            "--http-01-address", "127.0.0.1", "--http-01-port", str(ca.http01_port), "-d", name,
+        )  # fmt: skip
     else:
         got = acmekit(ca, tmp_path, "reconfigure", "--cert-name", name, "--deploy-hook", "true")
     assert got.returncode == 0, got.stderr

@@ -503,9 +503,12 @@ class CertManager(AsyncClosing):
     ) -> Outcome:
         base = cert_name or names[0].removeprefix("*.")
         async with lineage_lock(self.paths.work_dir, base, self.lock_timeout):
-            existing = None if duplicate else self._existing(names, cert_name)
-            if existing is not None:
-                return await self._replace(client, existing, names, params, dry_run, force, hooks)
+            found = None if duplicate else self._existing(names, cert_name, dry_run)
+            if found is not None:
+                existing, adopted = found
+                return await self._replace(
+                    client, existing, names, params, dry_run, force, hooks, adopted
+                )
             name = cert_name or self.lineages.free_name(base)
             if name == base:
                 return await self._create(client, name, names, params, dry_run, hooks)
@@ -534,12 +537,18 @@ class CertManager(AsyncClosing):
             "or --duplicate for a new certificate beside it"
         )
 
-    def _existing(self, names: Sequence[str], cert_name: str | None) -> Lineage | None:
+    def _existing(
+        self, names: Sequence[str], cert_name: str | None, dry_run: bool
+    ) -> tuple[Lineage, bool] | None:
+        """The lineage these names (or this name) renew, repaired unless in a dry run,
+        and whether the repair took up a new version (`LineageStore.recover`)."""
         if cert_name is not None:
             found = self.lineages.load(cert_name) if self.lineages.exists(cert_name) else None
         else:
             found = self.lineages.find_by_names(list(names))
-        return None if found is None else self.lineages.repair(found)
+        if found is None or dry_run:
+            return None if found is None else (found, False)
+        return self.lineages.recover(found, self.clock.now())
 
     async def _create(
         self,
@@ -571,9 +580,13 @@ class CertManager(AsyncClosing):
         dry_run: bool,
         force: bool,
         hooks: HookRunner,
+        adopted: bool = False,
     ) -> Outcome:
         same = {n.lower() for n in lineage.names} == {n.lower() for n in names}
+        directories = self.run_options.directory_hooks
         if same and not force and not dry_run and not await self._due(lineage, client):
+            if adopted:  # the version a killed run left went live: deployed as it would be
+                await hooks.deploy(params.renew_hook, lineage.live_dir, lineage.names, directories)
             return Outcome(lineage.name, tuple(names), "kept", lineage.live_dir, lineage.not_after)
         key = self._key(lineage, params)
         csr = make_csr(key, names)
@@ -581,7 +594,6 @@ class CertManager(AsyncClosing):
         issued = await self._issue(client, params, names, csr, hooks, replacing, dry_run)
         # certbot's renew_cert: a new version of an existing lineage runs the deploy
         # directory hooks too, for certonly as for renew.
-        directories = self.run_options.directory_hooks
         if dry_run:
             if self.run_options.run_deploy_hooks:
                 await hooks.deploy(params.renew_hook, lineage.live_dir, names, directories)
