@@ -82,29 +82,85 @@ def test_a_config_dir_restored_from_a_backup_renews(ca: Ca, tmp_path: Path) -> N
     assert again.returncode == 0, again.stderr
 
 
-def test_a_version_written_before_the_links_moved_is_taken_up(ca: Ca, tmp_path: Path) -> None:
-    """A run killed after it wrote archive/*2.pem, before the first link switch: the
-    next run points the links at version 2 (the certificate the CA issued, and counts
-    as the replacement of version 1) rather than leave it unused."""
-    name = "killed.recovery.test"
-    certonly(ca, tmp_path, name)
-    live = tmp_path / "etc" / "live" / name
+def unswitch(ca: Ca, base: Path, name: str) -> x509.Certificate:
+    """What a renewal killed after it wrote archive/*2.pem, before its first link
+    switch, leaves: version 2 whole, the links at 1 as the last run made them. The
+    certificate of version 2."""
+    certonly(ca, base, name)
+    live = base / "etc" / "live" / name
     made = (live / "cert.pem").lstat().st_mtime
-    got = acmekit(ca, tmp_path, *RENEW, "--force-renewal")
+    got = acmekit(ca, base, *RENEW, "--force-renewal")
     assert got.returncode == 0, got.stderr
-    issued = leaf(tmp_path, name)
-    for kind in KINDS:  # what the killed run left: version 2 whole, the links at 1
+    issued = leaf(base, name)
+    for kind in KINDS:
         (live / f"{kind}.pem").unlink()
         (live / f"{kind}.pem").symlink_to(f"../../archive/{name}/{kind}1.pem")
         os.utime(live / f"{kind}.pem", (made, made), follow_symlinks=False)
-    assert leaf(tmp_path, name).serial_number != issued.serial_number
+    assert leaf(base, name).serial_number != issued.serial_number
+    return issued
 
-    quiet = acmekit(ca, tmp_path, *RENEW)
+
+def deploy_hook(base: Path) -> Path:
+    """A script in renewal-hooks/deploy that notes each RENEWED_LINEAGE and its names."""
+    hooks = base / "etc" / "renewal-hooks" / "deploy"
+    hooks.mkdir(parents=True, exist_ok=True)
+    marks = base / "deployed"
+    (hooks / "note.sh").write_text(
+        f'#!/bin/sh\necho "$RENEWED_LINEAGE $RENEWED_DOMAINS" >> {marks}\n'
+    )
+    (hooks / "note.sh").chmod(0o755)
+    return marks
+
+
+def test_a_version_written_before_the_links_moved_is_taken_up(ca: Ca, tmp_path: Path) -> None:
+    """The next run points the links at version 2 (the certificate the CA issued, and
+    counts as the replacement of version 1) rather than leave it unused, and deploys it
+    as the killed run would have: the web server must not keep the old one."""
+    name = "killed.recovery.test"
+    issued = unswitch(ca, tmp_path, name)
+    marks = deploy_hook(tmp_path)
+
+    quiet = acmekit(ca, tmp_path, *RENEW, "--deploy-hook", f"echo flag >> {marks}")
     assert quiet.returncode == 0, quiet.stderr
     assert links(tmp_path, name) == {f"../../archive/{name}/{kind}2.pem" for kind in KINDS}
     assert leaf(tmp_path, name).serial_number == issued.serial_number
-    assert f"{name}: not due for renewal yet" in quiet.stdout
+    assert f"{name}: adopted ({name})" in quiet.stdout
     assert f"lineage {name}: live links repointed at version 2" in quiet.stderr
+    live = tmp_path / "etc" / "live" / name
+    assert sorted(marks.read_text().splitlines()) == sorted(["flag", f"{live} {name}"])
+    again = acmekit(ca, tmp_path, *RENEW)  # deployed once, not at every run
+    assert f"{name}: not due for renewal yet" in again.stdout
+    assert len(marks.read_text().splitlines()) == 2
+
+
+def test_a_version_taken_up_by_certonly_is_deployed(ca: Ca, tmp_path: Path) -> None:
+    """certonly for the lineage's names finds it not due once version 2 is live, and
+    still deploys version 2, which no one had."""
+    name = "killed-certonly.recovery.test"
+    unswitch(ca, tmp_path, name)
+    marks = deploy_hook(tmp_path)
+    certonly(ca, tmp_path, name)
+    assert links(tmp_path, name) == {f"../../archive/{name}/{kind}2.pem" for kind in KINDS}
+    assert marks.read_text().splitlines() == [f"{tmp_path / 'etc' / 'live' / name} {name}"]
+
+
+@pytest.mark.parametrize("command", ["renew", "reconfigure", "certonly"])
+def test_a_dry_run_leaves_an_unswitched_version_alone(ca: Ca, tmp_path: Path, command: str) -> None:
+    """A dry run changes nothing on disk, the links included."""
+    name = f"dry-{command}.recovery.test"
+    unswitch(ca, tmp_path, name)
+    if command == "renew":
+        got = acmekit(ca, tmp_path, *RENEW, "--dry-run")
+    elif command == "certonly":
+        got = acmekit(
+            ca, tmp_path, "certonly", "-n", "--dry-run", "--cert-name", name,
+            "--server", ca.server.directory_url, "--standalone",
+            "--http-01-address", "127.0.0.1", "--http-01-port", str(ca.http01_port), "-d", name,
+        )  # fmt: skip
+    else:
+        got = acmekit(ca, tmp_path, "reconfigure", "--cert-name", name, "--deploy-hook", "true")
+    assert got.returncode == 0, got.stderr
+    assert links(tmp_path, name) == {f"../../archive/{name}/{kind}1.pem" for kind in KINDS}
 
 
 def test_an_unreadable_certificate_fails_its_lineage_only(ca: Ca, tmp_path: Path) -> None:
@@ -134,6 +190,31 @@ def test_renew_before_expiry_counts_beside_the_ari_window(ca: Ca, tmp_path: Path
     due = acmekit(ca, tmp_path, *RENEW)
     assert due.returncode == 0, due.stderr
     assert f"{name}: renewed" in due.stdout
+
+
+@pytest.mark.parametrize(
+    ("margin", "outcome"),
+    [
+        ("99999999999 days", "renewal failed: interval '99999999999 days' is longer than"),
+        ("1 month", "not due for renewal yet"),
+        ("400d", "renewed"),
+        ("30 days 12 hours", "not due for renewal yet"),
+    ],
+)
+def test_a_lineage_margin_in_any_of_certbots_forms(
+    ca: Ca, tmp_path: Path, margin: str, outcome: str
+) -> None:
+    """certbot's forms of `renew_before_expiry` read as certbot reads them; one too long
+    to count with fails its own lineage, and the others are still looked at."""
+    odd, fine = f"odd{len(margin)}.recovery.test", f"fine{len(margin)}.recovery.test"
+    for name in (odd, fine):
+        certonly(ca, tmp_path, name)
+    conf = tmp_path / "etc" / "renewal" / f"{odd}.conf"
+    conf.write_text(f"renew_before_expiry = {margin}\n" + conf.read_text())
+    got = acmekit(ca, tmp_path, *RENEW)
+    assert f"{odd}: {outcome}" in got.stdout + got.stderr
+    assert f"{fine}: not due for renewal yet" in got.stdout
+    assert "OverflowError" not in got.stderr
 
 
 def test_sigterm_mid_order_cleans_up_as_ctrl_c_does(ca: Ca, tmp_path: Path) -> None:

@@ -279,9 +279,15 @@ def _unswitched(tmp_path: Path) -> tuple[LineageStore, CertFiles]:
         hour_ago = (live / f"{kind}.pem").lstat().st_mtime - 3600
         os.utime(live / f"{kind}.pem", (hour_ago, hour_ago), follow_symlinks=False)
     newer = _files("a.test", 91)
-    for kind in ("cert", "chain", "fullchain", "privkey"):
-        atomic_write(archive / f"{kind}2.pem", newer.text(kind).encode())
+    _write_version(archive, newer, 2)
     return store, newer
+
+
+def _write_version(archive: Path, files: CertFiles, version: int) -> None:
+    """As a renewal writes them: the private key readable by its owner only."""
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        mode = 0o600 if kind == "privkey" else 0o644
+        atomic_write(archive / f"{kind}{version}.pem", files.text(kind).encode(), mode)
 
 
 def test_repair_takes_up_a_whole_version_the_links_never_reached(tmp_path: Path) -> None:
@@ -301,7 +307,7 @@ def test_repair_leaves_a_version_that_does_not_hold_together(tmp_path: Path, spo
     archive, live = tmp_path / "archive" / "a.test", tmp_path / "live" / "a.test"
     links_made = (live / "cert.pem").lstat().st_mtime
     if spoiled == "other key":
-        atomic_write(archive / "privkey2.pem", _files("a.test").privkey.encode())
+        atomic_write(archive / "privkey2.pem", _files("a.test").privkey.encode(), 0o600)
     elif spoiled == "other fullchain":
         atomic_write(archive / "fullchain2.pem", _files("a.test").fullchain.encode())
     else:  # a person pointed the links back at version 1 after version 2 was written
@@ -313,7 +319,96 @@ def test_repair_leaves_a_version_that_does_not_hold_together(tmp_path: Path, spo
     assert (archive / "cert2.pem").is_file() and next_version(archive) == 3
 
     # Made whole (or the links as the crash left them), version 2 is taken up.
+    _write_version(archive, newer, 2)
     for kind in ("cert", "chain", "fullchain", "privkey"):
-        atomic_write(archive / f"{kind}2.pem", newer.text(kind).encode())
         os.utime(live / f"{kind}.pem", (links_made, links_made), follow_symlinks=False)
     assert store.repair(store.load("a.test")).current_version() == 2
+
+
+def _issued(
+    names: tuple[str, ...], *, valid_from: timedelta = timedelta(0), chain_of_other_ca: bool = False
+) -> CertFiles:
+    """A certificate for `names` from a CA (its chain that CA's certificate, or another
+    CA's), valid from now + `valid_from` for 91 days."""
+    now = datetime.now(UTC)
+    ca_key, other_key, key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+
+    def ca_cert(signer: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(signer.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=900))
+            .sign(signer, hashes.SHA256())
+        )
+
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + valid_from)
+        .not_valid_after(now + valid_from + timedelta(days=91))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = leaf.public_bytes(serialization.Encoding.PEM).decode()
+    chain = ca_cert(other_key if chain_of_other_ca else ca_key)
+    chain_pem = chain.public_bytes(serialization.Encoding.PEM).decode()
+    keypem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return CertFiles(pem, chain_pem, pem + chain_pem, keypem)
+
+
+ADOPTION_REFUSED = {
+    "other names": "names are not those of the live certificate",
+    "other issuer": "do not agree",
+    "not yet valid": "not valid now",
+    "version gap": "no complete version 2",
+    "open key": "open to group or others",
+    "links outside the archive": "not a regular file",
+    "rolled back and touched": "issued before the live links were switched",
+}
+
+
+@pytest.mark.parametrize("spoiled", sorted(ADOPTION_REFUSED))
+def test_repair_takes_up_only_what_a_killed_renewal_left(
+    tmp_path: Path, spoiled: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anything but the next version, of this lineage's names, issued by its chain's
+    first certificate, valid now, its files the archive's own and its key as closed as
+    the live one's, stays where it is, and the warning says why."""
+    store = LineageStore(tmp_path)
+    store.create("a.test", _files("a.test", 90), PARAMS, "0.1.0")
+    live, archive = tmp_path / "live" / "a.test", tmp_path / "archive" / "a.test"
+    hour_ago = (live / "cert.pem").lstat().st_mtime - 3600
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        os.utime(live / f"{kind}.pem", (hour_ago, hour_ago), follow_symlinks=False)
+    newer = _issued(
+        ("evil.test",) if spoiled == "other names" else ("a.test",),
+        valid_from={
+            "not yet valid": timedelta(days=30),
+            "rolled back and touched": timedelta(hours=-3),
+        }.get(spoiled, timedelta(0)),
+        chain_of_other_ca=spoiled == "other issuer",
+    )
+    if spoiled == "links outside the archive":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        _write_version(elsewhere, newer, 2)
+        for kind in ("cert", "chain", "fullchain", "privkey"):
+            (archive / f"{kind}2.pem").symlink_to(elsewhere / f"{kind}2.pem")
+    else:
+        _write_version(archive, newer, 9 if spoiled == "version gap" else 2)
+    if spoiled == "open key":
+        (archive / "privkey2.pem").chmod(0o666)
+    repaired = store.repair(store.load("a.test"))
+    assert repaired.current_version() == 1
+    assert {repaired.current_version(k) for k in ("chain", "fullchain", "privkey")} == {1}
+    assert ADOPTION_REFUSED[spoiled] in caplog.text

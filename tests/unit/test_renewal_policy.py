@@ -72,6 +72,42 @@ def test_parse_interval_rejects_nonsense() -> None:
         parse_interval("soon")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30", timedelta(days=30)),  # a bare number is days, as certbot reads it
+        ("30d", timedelta(days=30)),
+        ("30 days 12 hours", timedelta(days=30, hours=12)),
+        ("2 wks 1 day", timedelta(days=15)),
+        ("90 mins", timedelta(minutes=90)),
+        ("1 month", timedelta(days=31)),  # from 1 January: calendar months
+        ("1 mo 1 day", timedelta(days=32)),
+        ("1 year", timedelta(days=365)),
+    ],
+)
+def test_parse_interval_reads_what_certbot_reads(text: str, expected: timedelta) -> None:
+    assert parse_interval(text, START) == expected
+
+
+def test_a_month_from_the_last_of_a_month_ends_on_the_next_ones_last() -> None:
+    end_of_january = datetime(2026, 1, 31, tzinfo=UTC)
+    assert parse_interval("1 month", end_of_january) == timedelta(days=28)
+    with pytest.raises(ValueError, match="counts months"):
+        parse_interval("1 month")
+
+
+@pytest.mark.parametrize("text", ["99999999999 days", "999999999 days", "40000 years"])
+def test_parse_interval_refuses_an_interval_too_long_to_count_with(text: str) -> None:
+    with pytest.raises(ValueError, match="longer than"):
+        parse_interval(text, START)
+
+
+@pytest.mark.parametrize("text", ["", "30 fortnights", "-5 days", "30 days soon", "1.5 days"])
+def test_parse_interval_refuses_what_it_cannot_read(text: str) -> None:
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_interval(text, START)
+
+
 def test_renewal_time_is_the_lifetime_rule_without_a_window() -> None:
     end = START + timedelta(days=90)
     assert renewal_time(START, end) == START + timedelta(days=60)

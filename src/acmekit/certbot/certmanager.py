@@ -125,7 +125,9 @@ class Outcome:
 
     name: str
     domains: tuple[str, ...]
-    action: str  # "issued", "renewed", "kept", "simulated", "failed", "not due"
+    # "issued", "renewed", "kept", "simulated", "failed", "not due", or "adopted": a
+    # version a killed run had written and not switched to, taken up and deployed
+    action: str
     live_dir: Path | None = None
     not_after: datetime | None = None
     error: str | None = None
@@ -501,9 +503,12 @@ class CertManager(AsyncClosing):
     ) -> Outcome:
         base = cert_name or names[0].removeprefix("*.")
         async with lineage_lock(self.paths.work_dir, base, self.lock_timeout):
-            existing = None if duplicate else self._existing(names, cert_name)
-            if existing is not None:
-                return await self._replace(client, existing, names, params, dry_run, force, hooks)
+            found = None if duplicate else self._existing(names, cert_name, dry_run)
+            if found is not None:
+                existing, adopted = found
+                return await self._replace(
+                    client, existing, names, params, dry_run, force, hooks, adopted
+                )
             name = cert_name or self.lineages.free_name(base)
             if name == base:
                 return await self._create(client, name, names, params, dry_run, hooks)
@@ -532,12 +537,18 @@ class CertManager(AsyncClosing):
             "or --duplicate for a new certificate beside it"
         )
 
-    def _existing(self, names: Sequence[str], cert_name: str | None) -> Lineage | None:
+    def _existing(
+        self, names: Sequence[str], cert_name: str | None, dry_run: bool
+    ) -> tuple[Lineage, bool] | None:
+        """The lineage these names (or this name) renew, repaired unless in a dry run,
+        and whether the repair took up a new version (`LineageStore.recover`)."""
         if cert_name is not None:
             found = self.lineages.load(cert_name) if self.lineages.exists(cert_name) else None
         else:
             found = self.lineages.find_by_names(list(names))
-        return None if found is None else self.lineages.repair(found)
+        if found is None or dry_run:
+            return None if found is None else (found, False)
+        return self.lineages.recover(found, self.clock.now())
 
     async def _create(
         self,
@@ -569,9 +580,13 @@ class CertManager(AsyncClosing):
         dry_run: bool,
         force: bool,
         hooks: HookRunner,
+        adopted: bool = False,
     ) -> Outcome:
         same = {n.lower() for n in lineage.names} == {n.lower() for n in names}
+        directories = self.run_options.directory_hooks
         if same and not force and not dry_run and not await self._due(lineage, client):
+            if adopted:  # the version a killed run left went live: deployed as it would be
+                await hooks.deploy(params.renew_hook, lineage.live_dir, lineage.names, directories)
             return Outcome(lineage.name, tuple(names), "kept", lineage.live_dir, lineage.not_after)
         key = self._key(lineage, params)
         csr = make_csr(key, names)
@@ -579,7 +594,6 @@ class CertManager(AsyncClosing):
         issued = await self._issue(client, params, names, csr, hooks, replacing, dry_run)
         # certbot's renew_cert: a new version of an existing lineage runs the deploy
         # directory hooks too, for certonly as for renew.
-        directories = self.run_options.directory_hooks
         if dry_run:
             if self.run_options.run_deploy_hooks:
                 await hooks.deploy(params.renew_hook, lineage.live_dir, names, directories)
@@ -622,7 +636,7 @@ class CertManager(AsyncClosing):
         CA's window when it offers one, else by lifetime; the lineage's own
         `renew_before_expiry` counts beside either (`acmekit.client.renewal`)."""
         margin_text = get_str(lineage.conf, "renew_before_expiry")
-        margin = parse_interval(margin_text) if margin_text else None
+        margin = parse_interval(margin_text, self.clock.now()) if margin_text else None
         info = await self._renewal_info(client, lineage) if client is not None else None
         retry = info.retry_after if info else None
         decision = decide(
@@ -670,7 +684,10 @@ class CertManager(AsyncClosing):
             outcomes.append(outcome)
         if slept:
             renewed = [
-                d for o in outcomes if o.action in ("renewed", "simulated") for d in o.domains
+                d
+                for o in outcomes
+                if o.action in ("renewed", "adopted", "simulated")
+                for d in o.domains
             ]
             failed = [d for o in outcomes if o.action == "failed" for d in o.domains]
             await runner.post(renewed, failed)
@@ -680,7 +697,7 @@ class CertManager(AsyncClosing):
         self, name: str, options: RenewOptions, runner: HookRunner, slept: bool
     ) -> tuple[Outcome, bool]:
         try:
-            lineage = self.lineages.repair(self.lineages.load(name))
+            lineage, adopted = self._load_for_renewal(name, options.dry_run)
             params = params_from_conf(lineage.conf)
             if options.overrides is not None:
                 params = params.overridden(options.overrides)
@@ -691,6 +708,12 @@ class CertManager(AsyncClosing):
             client, params = self._lineage_client(params)
         except ClientError as exc:
             return Outcome(name, domains, "failed", error=str(exc)), False
+        if adopted and not options.force:
+            # The version a killed run left behind went live now: deployed as that run
+            # would have deployed it, or the server keeps the old, due certificate.
+            log.info("lineage %s: version the CA issued taken up", name)
+            adoption = Outcome(name, domains, "adopted", lineage.live_dir, lineage.not_after)
+            return await self._deploy(adoption, params, runner), False
         if not (options.force or options.dry_run):
             try:
                 decision, by_ari = await self._decision(lineage, client)
@@ -719,14 +742,28 @@ class CertManager(AsyncClosing):
         if outcome.action == "simulated" and self.run_options.run_deploy_hooks:
             await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
         if outcome.action == "renewed":
-            await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
-            try:
-                await restart_installer(params, self.paths.work_dir)
-            except Exception as exc:  # the certificate is saved; the server did not take it
-                log.error("%s renewed, but the installer failed: %s", name, exc)
-                error = f"renewed, but {params.installer} did not reload: {_one_line(exc)}"
-                return dataclasses.replace(outcome, action="failed", error=error), True
+            return await self._deploy(outcome, params, runner), True
         return outcome, True
+
+    def _load_for_renewal(self, name: str, dry_run: bool) -> tuple[Lineage, bool]:
+        """The lineage, repaired and whether that took up a new version; a dry run
+        changes nothing on disk, so it looks at the lineage as it is."""
+        lineage = self.lineages.load(name)
+        if dry_run:
+            return lineage, False
+        return self.lineages.recover(lineage, self.clock.now())
+
+    async def _deploy(self, outcome: Outcome, params: RenewalParams, runner: HookRunner) -> Outcome:
+        """A new version is live: the deploy hooks, then the installer's reload."""
+        assert outcome.live_dir is not None
+        await runner.deploy(params.renew_hook, outcome.live_dir, list(outcome.domains))
+        try:
+            await restart_installer(params, self.paths.work_dir)
+        except Exception as exc:  # the certificate is saved; the server did not take it
+            log.error("%s %s, but the installer failed: %s", outcome.name, outcome.action, exc)
+            why = f"{outcome.action}, but {params.installer} did not reload: {_one_line(exc)}"
+            return dataclasses.replace(outcome, action="failed", error=why)
+        return outcome
 
     def _lineage_client(self, params: RenewalParams) -> tuple[Client, RenewalParams]:
         """The client for the lineage's server, and its params naming the account used."""
@@ -769,7 +806,8 @@ class CertManager(AsyncClosing):
         tried first in a test run (a dry-run renewal: nothing is saved, no deploy hook
         runs) and written to its renewal conf only when the test run succeeds."""
         async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
-            lineage = self.lineages.repair(self.lineages.load(name))
+            # No repair: the test run is a dry run, and a dry run changes nothing on disk.
+            lineage = self.lineages.load(name)
             wanted = params_from_conf(lineage.conf).overridden(overrides)
             if "webroot_path" in overrides.fields:
                 # The new -w serves every name; an old map would still send them to

@@ -27,13 +27,14 @@ import logging
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -70,6 +71,11 @@ LIVE_TOP_README = (
     .replace("`chain", "`[cert name]/chain")
     .replace("`cert.pem`", "`[cert name]/cert.pem`")
 )
+
+
+# How far a CA may date a certificate's notBefore back from its issuance (Let's Encrypt
+# takes an hour), with a few minutes for clocks that differ.
+ISSUANCE_BACKDATE = timedelta(minutes=65)
 
 
 class LineageError(ClientError):
@@ -305,30 +311,35 @@ class LineageStore:
             atomic_symlink(os.path.relpath(target, link.parent), link)
         return self.load(lineage.name)
 
-    def repair(self, lineage: Lineage) -> Lineage:
+    def repair(self, lineage: Lineage, now: datetime | None = None) -> Lineage:
         """The lineage with its live links where a crash should have left them, reloaded
-        if they moved (see `_repaired_version`)."""
-        version = self._repaired_version(lineage)
+        if they moved (see `recover`)."""
+        return self.recover(lineage, now)[0]
+
+    def recover(self, lineage: Lineage, now: datetime | None = None) -> tuple[Lineage, bool]:
+        """`repair`, and whether the links moved: a run killed before it switched (all)
+        the links was killed before its deploy hooks too, which the caller owes."""
+        version = self._repaired_version(lineage, now or datetime.now(UTC))
         if version is None:
-            return lineage
+            return lineage, False
         log.warning("lineage %s: live links repointed at version %d", lineage.name, version)
         for kind in KINDS:
             link = lineage.path(kind)
             target = lineage.archive_dir / f"{kind}{version}.pem"
             atomic_symlink(os.path.relpath(target, link.parent), link)
-        return self.load(lineage.name)
+        return self.load(lineage.name), True
 
-    def _repaired_version(self, lineage: Lineage) -> int | None:
+    def _repaired_version(self, lineage: Lineage, now: datetime) -> int | None:
         """The version the four links should point at, None to leave them be.
 
         Links at different versions (a crash between two switches): the newest complete
         version, preferring one whose files agree (`usable_version`), as certbot's own
-        `_fix_symlinks` makes them agree. Links that agree, with a newer usable version
-        beside them written after the links were (a run killed after it wrote the
+        `_fix_symlinks` makes them agree. Links that agree, with the next version beside
+        them whole and written after the links were (a run killed after it wrote the
         archive, before it switched the links): that version, which certbot would leave
         unused; the CA has issued it and counts it as the certificate's replacement
-        (RFC 9773 §5). A newer version older than the links is one a person pointed the
-        links away from, and is left alone."""
+        (RFC 9773 §5). Anything less than a version this client could have written
+        itself (`_unadoptable`) is left alone, with a warning naming why."""
         versions = {lineage.current_version(k) for k in KINDS}
         complete = complete_versions(lineage.archive_dir)
         if len(versions) != 1 or None in versions:
@@ -338,20 +349,16 @@ class LineageStore:
             return max(usable or complete)
         (current,) = versions
         assert current is not None
-        try:
-            links_made = lineage.path("cert").lstat().st_mtime
-        except OSError:
+        if not any(v > current for v in complete):
             return None
-        for version in reversed(complete):
-            if version <= current:
-                return None
-            files = usable_version(lineage.archive_dir, version)
-            if files is None:
-                continue
-            cert, written = files
-            if written >= links_made and _outlives(cert, lineage.certificate):
-                return version
-        return None
+        try:
+            why = _unadoptable(lineage, current, now)
+        except OSError as exc:  # a file gone or unreadable under us
+            why = f"{exc.filename}: {exc.strerror}"
+        if why is not None:
+            log.warning("lineage %s: version %d left unused: %s", lineage.name, current + 1, why)
+            return None
+        return current + 1
 
     def update_symlinks(self, lineage: Lineage) -> None:
         """certbot's `update_symlinks`: point each live link (at the path its renewal conf
@@ -429,7 +436,8 @@ def complete_versions(archive: Path) -> list[int]:
 def usable_version(archive: Path, version: int) -> tuple[x509.Certificate, float] | None:
     """A version's certificate and when its files were written, if its four files agree:
     each readable, the private key the certificate's, the full chain the certificate
-    followed by the chain. None for any other set."""
+    followed by the chain, the certificate signed by the chain's first. None for any
+    other set."""
     try:
         texts = {k: (archive / f"{k}{version}.pem").read_bytes() for k in KINDS}
         written = max((archive / f"{k}{version}.pem").stat().st_mtime for k in KINDS)
@@ -442,9 +450,78 @@ def usable_version(archive: Path, version: int) -> tuple[x509.Certificate, float
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
         return None
-    if fullchain != [cert, *chain]:
+    if fullchain != [cert, *chain] or not _issued_by_first(cert, chain):
         return None
     return cert, written
+
+
+def _issued_by_first(cert: x509.Certificate, chain: list[x509.Certificate]) -> bool:
+    """The certificate's signature verifies with its chain's first certificate, as a
+    server (and certbot, which skips a lineage where it does not) expects."""
+    try:
+        cert.verify_directly_issued_by(chain[0])
+    except (IndexError, ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _unadoptable(lineage: Lineage, current: int, now: datetime) -> str | None:
+    """Why version `current + 1` is not one a killed run of this client left behind,
+    None when it is: only such a version may go live unasked."""
+    version, archive = current + 1, lineage.archive_dir
+    if version not in complete_versions(archive):
+        return f"no complete version {version} (the links are at {current})"
+    why = _foreign_files(archive, version, lineage)
+    if why is not None:
+        return why
+    files = usable_version(archive, version)
+    if files is None:
+        return "its files do not agree with each other"
+    cert, written = files
+    try:
+        links_made = lineage.path("cert").lstat().st_mtime
+    except OSError:
+        return "the live links cannot be read"
+    if written < links_made:
+        return "it was written before the live links were switched (a rollback)"
+    # A file's time is anyone's to change (`touch`); the signed notBefore is not: a
+    # version a person rolled back from was issued before the links moved back to the
+    # older one, a killed renewal's after the links last moved.
+    if cert.not_valid_before_utc + ISSUANCE_BACKDATE < datetime.fromtimestamp(links_made, UTC):
+        return "it was issued before the live links were switched (a rollback)"
+    return _not_a_renewal(lineage, cert, now)
+
+
+def _foreign_files(archive: Path, version: int, lineage: Lineage) -> str | None:
+    """Files this client did not write: links, another owner's, a key more open."""
+    owner = archive.stat().st_uid
+    for kind in KINDS:
+        found = (archive / f"{kind}{version}.pem").lstat()
+        if not stat.S_ISREG(found.st_mode):
+            return f"{kind}{version}.pem is not a regular file"
+        if found.st_uid != owner:
+            return f"{kind}{version}.pem is not owned by the archive's owner"
+    key_mode = (archive / f"privkey{version}.pem").lstat().st_mode & 0o077
+    try:
+        allowed = lineage.path("privkey").stat().st_mode & 0o077
+    except OSError:
+        allowed = 0
+    if key_mode & ~allowed:
+        return f"privkey{version}.pem is open to group or others (mode {key_mode:03o})"
+    return None
+
+
+def _not_a_renewal(lineage: Lineage, cert: x509.Certificate, now: datetime) -> str | None:
+    """Why the certificate is no renewal of the lineage's: the same names, valid now
+    and outliving the live one, else None (its issuer is checked in `usable_version`)."""
+    wanted = _lower(lineage.names)
+    if not wanted or _lower(certificate_names(cert)) != wanted:
+        return "its names are not those of the live certificate"
+    if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
+        return "it is not valid now"
+    if not _outlives(cert, lineage.certificate):
+        return "it expires no later than the live certificate"
+    return None
 
 
 def _outlives(cert: x509.Certificate, current: x509.Certificate | None) -> bool:

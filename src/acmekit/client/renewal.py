@@ -146,16 +146,66 @@ def _decide_ari(at: datetime, now: datetime, retry_after: timedelta) -> RenewalD
     )
 
 
+# certbot's units (parsedatetime's English ones), each with its plural and short forms.
+_UNITS = {
+    "seconds": ("second", "seconds", "sec", "secs", "s"),
+    "minutes": ("minute", "minutes", "min", "mins", "m"),
+    "hours": ("hour", "hours", "hr", "hrs", "h"),
+    "days": ("day", "days", "dy", "d"),
+    "weeks": ("week", "weeks", "wk", "wks", "w"),
+    "months": ("month", "months", "mth", "mths", "mo", "mos"),
+    "years": ("year", "years", "yr", "yrs", "y"),
+}
+_UNIT_OF = {form: unit for unit, forms in _UNITS.items() for form in forms}
 # ASCII: in Unicode mode \d takes Arabic-Indic digits (int() reads them) and IGNORECASE
 # takes the long s (U+017F) for 's' and the Kelvin sign (U+212A) for 'k': "1 wee\u212a"
 # passed as "1 week", and "1 \u017fecond" matched and then named no unit.
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(second|minute|hour|day|week)s?\s*$", re.IGNORECASE | re.ASCII)
+_PART = re.compile(r"\s*([0-9]+)\s*([a-z]+)\s*", re.IGNORECASE | re.ASCII)
+_BARE_DAYS = re.compile(r"\s*[0-9]+\s*", re.ASCII)
+# Longer than any certificate lives: refused rather than let `not_after - margin`
+# overflow and stop a whole `renew` (a typo of a few digits is enough).
+MAX_INTERVAL = timedelta(days=100 * 366)
+_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
 
 
-def parse_interval(text: str) -> timedelta:
-    """certbot's `renew_before_expiry` values: "30 days", "1 week", "12 hours"."""
-    found = _INTERVAL.match(text)
-    if found is None:
-        raise ValueError(f"cannot read interval {text!r}")
-    unit = found.group(2).lower() + "s"
-    return timedelta(**{unit: int(found.group(1))})
+def parse_interval(text: str, at: datetime | None = None) -> timedelta:
+    """certbot's `renew_before_expiry` values, as its `add_time_interval` reads them:
+    one or more "NUMBER UNIT" ("30 days", "1 month", "30 days 12 hours", "30d"), or a
+    bare number of days ("30"). Months and years are calendar ones counted from `at`
+    (a month from 31 January is 28 or 29 days: the day is cut to the month's last),
+    so `not_after - parse_interval(text, now) <= now` is certbot's own test
+    `not_after < now + interval`; without `at` they are refused."""
+    if _BARE_DAYS.fullmatch(text):
+        text += " days"
+    seconds, months = 0, 0
+    pos = 0
+    while pos < len(text) or pos == 0:
+        found = _PART.match(text, pos)
+        unit = _UNIT_OF.get(found.group(2).lower()) if found else None
+        if found is None or unit is None:
+            raise ValueError(f"cannot read interval {text!r}")
+        count = int(found.group(1))
+        if unit in _SECONDS:
+            seconds += count * _SECONDS[unit]
+        else:
+            months += count * (12 if unit == "years" else 1)
+        pos = found.end()
+    if seconds > MAX_INTERVAL.total_seconds() or months > 100 * 12:
+        raise ValueError(f"interval {text!r} is longer than {MAX_INTERVAL.days} days")
+    span = timedelta(seconds=seconds)
+    if months == 0:
+        return span
+    if at is None:
+        raise ValueError(f"interval {text!r} counts months: it needs a date to count from")
+    return _add_months(at, months) - at + span
+
+
+def _add_months(at: datetime, months: int) -> datetime:
+    index = at.month - 1 + months
+    year, month = at.year + index // 12, index % 12 + 1
+    return at.replace(year=year, month=month, day=min(at.day, _month_days(year, month)))
+
+
+def _month_days(year: int, month: int) -> int:
+    following = datetime(year + month // 12, month % 12 + 1, 1)
+    return (following - datetime(year, month, 1)).days
