@@ -156,11 +156,17 @@ class CaProcess(Generic[DnsT]):
 
 
 @contextmanager
-def running_ca_process(workdir: Path, dns: DnsT) -> Iterator[CaProcess[DnsT]]:
+def running_ca_process(
+    workdir: Path, dns: DnsT, settings: dict[str, Any] | None = None
+) -> Iterator[CaProcess[DnsT]]:
     """`acmekit server` asking `dns` (a server on 127.0.0.1 with a `dns_port`), validating
-    on free ports."""
+    on free ports; `settings` as `running_acmekit_server` takes them."""
     http01, tlsalpn01 = free_port(), free_port()
     with running_acmekit_server(
-        workdir, dns_port=dns.dns_port, http01_port=http01, tlsalpn01_port=tlsalpn01
+        workdir,
+        dns_port=dns.dns_port,
+        http01_port=http01,
+        tlsalpn01_port=tlsalpn01,
+        settings=settings,
     ) as server:
         yield CaProcess(server, dns, http01, tlsalpn01)
