@@ -76,3 +76,12 @@ def test_the_files_mmd_is_a_finite_number_of_seconds(tmp_path: Path, value: str)
     (tmp_path / "ct.toml").write_text(f"mmd = {value}\n")
     (error,) = _ct(tmp_path, "--config", str(tmp_path / "ct.toml"))
     assert "must be a number of seconds (at least 0.1)" in error
+
+
+@pytest.mark.parametrize("value", ["1e9", "1e20", "1.7976931348623157e308"])
+def test_the_files_mmd_has_the_flags_nine_digits(tmp_path: Path, value: str) -> None:
+    """1.8e308 started a log whose sequencer overflowed on every pass (SCTs, no tree),
+    and 1e20 wrote a log list `mmd` past uint64."""
+    (tmp_path / "ct.toml").write_text(f"mmd = {value}\n")
+    (error,) = _ct(tmp_path, "--config", str(tmp_path / "ct.toml"))
+    assert error.endswith("must be a number of seconds (at most 9 digits)")

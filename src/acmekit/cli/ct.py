@@ -17,6 +17,10 @@ from acmekit.cli.main import log_progress_by_default
 from acmekit.settings import SettingTypeError, check_type, in_file
 
 MIN_MMD = 0.1  # seconds: the sequencer looks every MMD/10 (at least every 0.05 s)
+# seconds, exclusive: `--mmd` takes at most 9 digits before the point, and the file's
+# value is held to the same. 1e20 wrote a log list `mmd` past uint64, and 1.8e308
+# overflowed the sequencer's milliseconds on every pass: SCTs with no tree growing.
+MAX_MMD = 1e9
 _KEYS = (
     "listen",
     "state_dir",
@@ -69,6 +73,8 @@ def _check_type(key: str, value: Any) -> None:
         # TOML has nan and inf: nan passed `< 0.1`, and inf failed later, in a traceback.
         if not MIN_MMD <= value < math.inf:
             raise SettingTypeError(key, value, "a number of seconds (at least 0.1)")
+        if value >= MAX_MMD:
+            raise SettingTypeError(key, value, "a number of seconds (at most 9 digits)")
     elif key in ("not_after_start", "not_after_end"):
         check_type(key, value, date.min)
     else:

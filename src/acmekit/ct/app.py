@@ -80,10 +80,11 @@ class CtApp:
         if scope["type"] != "http":
             return
         extra: list[tuple[bytes, bytes]] = []
+        path = _route_path(scope)
         try:
-            status, ctype, body = await self._answer(scope, receive)
-            if self.tiles is not None and not scope["path"].startswith(PREFIX):
-                extra = [(b"cache-control", cache_control(scope["path"], status).encode())]
+            status, ctype, body = await self._answer(path, scope, receive)
+            if self.tiles is not None and not path.startswith(PREFIX):
+                extra = [(b"cache-control", cache_control(path, status).encode())]
         except CtRequestError as exc:
             status, ctype, body = _json({"error": exc.code, "error_message": str(exc)}, exc.status)
             extra = []
@@ -105,8 +106,7 @@ class CtApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
-        path: str = scope["path"]
+    async def _answer(self, path: str, scope: Scope, receive: Receive) -> Answer:
         method: str = scope["method"]
         if path.startswith(PREFIX):
             name = path.removeprefix(PREFIX)
@@ -198,6 +198,16 @@ class CtApp:
             "extra_data": b64(leaf.extra_data),
             "audit_path": [b64(h) for h in path],
         }
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as the client sent it, escapes and all. The listener decodes `path`, so
+    routing on it gave resources second names: `/tile%2Fdata/000`, `/tile/data/000%2Ep/1`
+    and `/ct%2Fv1/get-sth` were served, the tiles with `immutable` caching, each kept
+    apart by a cache in front. No name of the log has a `%` in it, so a path with an
+    escape is not found."""
+    raw: bytes | None = scope.get("raw_path")
+    return scope["path"] if raw is None else raw.decode("latin-1")
 
 
 def _one(query: dict[str, list[str]], name: str) -> str:

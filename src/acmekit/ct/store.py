@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from acmekit import migrate
 from acmekit.ct import merkle
+from acmekit.ct.readdeadline import BoundedReads
 from acmekit.ct.schema import entries, issuers, leases, nodes, tree
 from acmekit.database import UNAVAILABLE, create_engine, durable_begin
 from acmekit.protocol.ct import DigitallySigned, SignedTreeHead, TreeHead
@@ -42,6 +43,10 @@ SEQUENCER_LEASE = "sequencer"
 # included) before the server cancels it; the reader's request gets a 503. Under the
 # listener's 10 s for requests in flight at shutdown, so a stuck read is answered then.
 READ_TIMEOUT_MS = 5_000
+# PostgreSQL: seconds a read (checkout, statements, return) may take before the client
+# cuts its connection (`acmekit.ct.readdeadline`): past the server's own timeout, so
+# only a connection whose server no longer answers is cut; still under the 10 s.
+READ_DEADLINE = READ_TIMEOUT_MS / 1000 + 1
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -632,17 +637,23 @@ def _next_index(conn: Connection) -> int:
     return 0 if top is None else int(top) + 1
 
 
-def _read_engine(engine: Engine) -> Engine:
+def _read_engine(engine: Engine) -> Engine | BoundedReads:
     """The engine the readers' statements (the HTTP reads, the head's refresh) run on.
     PostgreSQL: one of its own whose sessions cancel a statement after READ_TIMEOUT_MS,
     so that a read waiting behind a lock (a migration's, another session's `LOCK TABLE`)
     or a query gone slow ends in a 503 and frees its read thread and connection: the
     log's read threads are few, and each stuck read held one until the lock was let go.
     The writer, the sequencer and the lease keep the first engine and wait as before.
+    A server that no longer answers at all is met by the client's READ_DEADLINE on each
+    read, and a new connection's handshake by `connect_timeout`.
     SQLite: the same engine (a WAL reader does not wait for the writer)."""
     if engine.dialect.name != "postgresql":
         return engine
-    reads = create_engine(engine.url.render_as_string(hide_password=False))
+    url = engine.url
+    if "connect_timeout" not in url.query:
+        url = url.update_query_dict({"connect_timeout": str(int(READ_DEADLINE))})
+    reads = create_engine(url.render_as_string(hide_password=False), pre_ping=False)
+    bounded = BoundedReads(reads, READ_DEADLINE)
     setting = f"SET statement_timeout = {READ_TIMEOUT_MS}"
 
     @sa.event.listens_for(reads, "connect")
@@ -650,7 +661,7 @@ def _read_engine(engine: Engine) -> Engine:
         dbapi_conn.execute(setting)
         dbapi_conn.commit()  # a session setting, kept past the pool's rollbacks
 
-    return reads
+    return bounded
 
 
 def _stored(r: sa.Row[Any]) -> StoredEntry:

@@ -55,8 +55,13 @@ def tile_index_path(n: int) -> str:
     return "/".join([f"x{p}" for p in parts[:-1]] + [parts[-1]])
 
 
-def _parse_index(text: str) -> int:
-    return int(text.replace("x", "").replace("/", ""))
+def _parse_index(text: str) -> int | None:
+    """The tile index a path names, or None for a name that is not the index's own:
+    leading `x000/` groups (`x000/000` for `000`) would make second names of an
+    immutable tile, each kept apart by a cache in front (static-ct-api: "tile/0/x001/
+    x234/067" is the only name of tile 1234067)."""
+    n = int(text.replace("x", "").replace("/", ""))
+    return n if text == tile_index_path(n) else None
 
 
 def _width(text: str | None) -> int | None:
@@ -120,9 +125,13 @@ class TileReader:
                 checkpoint_text(self.origin, sth, self.log.log_id),
             )
         if m := _TILE.fullmatch(path):
-            return self._tile(int(m[1]), _parse_index(m[2]), _width(m[3]))
+            if (n := _parse_index(m[2])) is None:
+                return _missing("not a tile's name")
+            return self._tile(int(m[1]), n, _width(m[3]))
         if m := _DATA.fullmatch(path):
-            return self._data(_parse_index(m[1]), _width(m[2]))
+            if (n := _parse_index(m[1])) is None:
+                return _missing("not a data tile's name")
+            return self._data(n, _width(m[2]))
         if m := _ISSUER.fullmatch(path):
             der = self.log.store.issuer(bytes.fromhex(m[1]))
             if der is None:
