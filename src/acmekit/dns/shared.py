@@ -128,8 +128,14 @@ class SharedStore:
     def write(self, batch: list[Change]) -> None:
         """Write one mutation as the next serial, then catch up (applying it). With the
         database out of reach the caller gets a 503 problem ("try again")."""
+        self._written(lambda: self._write(batch))
+
+    def _written(self, step: Callable[[], T]) -> T:
+        """`step`, a write, then a catch-up that applies it; the database out of reach
+        during the write is a 503 problem, after it only a warning (the next poll
+        applies what was written)."""
         try:
-            self._write(batch)
+            result = step()
         except UNAVAILABLE as exc:
             log.warning("shared records: write failed, database unreachable: %s", exc)
             raise problem(
@@ -142,6 +148,7 @@ class SharedStore:
             self.catch_up()
         except UNAVAILABLE as exc:  # written: the next poll applies it
             log.warning("shared records: catching up after a write: %s", exc)
+        return result
 
     def _write(self, batch: list[Change]) -> None:
         """The batch was decided on this process's view, caught up just before; another
@@ -158,21 +165,7 @@ class SharedStore:
         catches up under it, `decide` looks at it and names the changes, and they are
         written in that same transaction. No other process writes in between, so what
         `decide` checked still holds when its changes land (RFC 2136 §3.7)."""
-        try:
-            result = self._transact(decide)
-        except UNAVAILABLE as exc:
-            log.warning("shared records: write failed, database unreachable: %s", exc)
-            raise problem(
-                ProblemType.SERVER_INTERNAL,
-                "the shared record store is unreachable; try again",
-                status=503,
-                retry_after=1,
-            ) from None
-        try:
-            self.catch_up()
-        except UNAVAILABLE as exc:  # written: the next poll applies it
-            log.warning("shared records: catching up after a write: %s", exc)
-        return result
+        return self._written(lambda: self._transact(decide))
 
     def _transact(self, decide: Callable[[], tuple[T, list[Change]]]) -> T:
         with contextlib.suppress(_Unchanged), self.engine.begin() as c:

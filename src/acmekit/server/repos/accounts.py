@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -158,8 +158,20 @@ class AccountRepository(Repository):
 
     def add_account(self, rec: AccountRecord) -> AccountRecord:
         """Insert; if another request registered the same key first, return that one."""
+        found = self._inserted(rec, lambda c: True)
+        assert found is not None  # nothing before the insert to say no
+        return found
+
+    def _inserted(
+        self, rec: AccountRecord, first: Callable[[Connection], bool]
+    ) -> AccountRecord | None:
+        """The account inserted in a transaction after `first` (None, and nothing
+        written, where `first` says no); the account of the same key where another
+        request registered it first."""
         try:
             with self._tx() as c:
+                if not first(c):
+                    return None
                 c.execute(_account_insert(rec))
         except sa.exc.IntegrityError:
             existing = self.account_by_thumbprint(rec.thumbprint)
@@ -181,17 +193,7 @@ class AccountRepository(Repository):
         kid = rec.eab_kid
         if kid is None:
             raise ValueError("add_bound_account needs an account with an EAB key ID")
-        try:
-            with self._tx() as c:
-                if not _bind(c, kid, rec, config_hmac):
-                    return None
-                c.execute(_account_insert(rec))
-        except sa.exc.IntegrityError:
-            existing = self.account_by_thumbprint(rec.thumbprint)
-            if existing is None:
-                raise
-            return existing
-        return rec
+        return self._inserted(rec, lambda c: _bind(c, kid, rec, config_hmac))
 
     def eab_kid_used(self, kid: str) -> bool:
         with self._tx() as c:
