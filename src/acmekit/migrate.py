@@ -270,10 +270,10 @@ def ddl_briefly(table: str, ddl: Callable[[], object]) -> None:
         time.sleep(wait.pause)
 
 
-# The sessions waiting inside pg_advisory_lock for the runner's key (an older release's
-# starts, which would each fail anyway on a revision they do not know): a concurrent
-# index build waits for every transaction, theirs included, while they wait for the
-# runner, which waits for the build (revision 0012 says more).
+# The sessions waiting inside pg_advisory_lock / pg_advisory_xact_lock for the runner's
+# key (a bigint key is classid, objid and objsubid 1 in pg_locks). This release's runner
+# only polls pg_try_advisory_lock, so these are an older release's starts; each would
+# fail anyway on a revision it does not know once it got the lock.
 _CANCEL_WAITERS = (
     "SELECT pg_cancel_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
     "AND NOT l.granted AND l.objsubid = 1 AND l.classid::bigint = :hi "
@@ -285,10 +285,14 @@ _BUILD_TRIES = 5
 
 
 def build_index_concurrently(conn: Connection, name: str, on: str) -> None:
-    """A revision's CREATE INDEX CONCURRENTLY (PostgreSQL, in an autocommit block), tried
-    again after a deadlock with a session waiting for the runner's advisory lock, which
-    are cancelled before each try, or where an interrupted run left the index invalid
-    (dropped and built again)."""
+    """A revision's CREATE INDEX CONCURRENTLY (PostgreSQL, in an autocommit block),
+    which takes no lock that stops readers or writers. One that failed (an interrupted
+    run) is left in the catalog, invalid: dropped and built again.
+
+    The build waits for every older snapshot to end, and a session waiting for the
+    runner's advisory lock inside a statement holds one until the lock is released at
+    the upgrade's end: PostgreSQL breaks that cycle by failing one of the two, often the
+    build. Such waiters are cancelled before each try, and a deadlock tried again."""
     from alembic import context
 
     lock_key = int(context.config.attributes["lock_key"])

@@ -22,6 +22,8 @@ Revises: 0011
 import sqlalchemy as sa
 from alembic import context, op
 
+from acmekit.migrate import build_index_concurrently
+
 revision = "0012"
 down_revision = "0011"
 branch_labels = None
@@ -42,18 +44,19 @@ _BATCH_END = (
     "SELECT MAX(id) FROM (SELECT id FROM authorizations WHERE id > :after "
     "ORDER BY id LIMIT :n) AS batch"
 )
-_INDEX = f"ix_authz_pending ON authorizations (account_id, expires) WHERE {_UNDECIDED}"
+_NAME = "ix_authz_pending"
+_ON = f"authorizations (account_id, expires) WHERE {_UNDECIDED}"
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute(_FILL)
-        op.execute(f"CREATE INDEX IF NOT EXISTS {_INDEX}")
+        op.execute(f"CREATE INDEX IF NOT EXISTS {_NAME} ON {_ON}")
         return
     size = int(context.config.attributes.get("fill_batch", 5000))
     with op.get_context().autocommit_block():
         _fill_in_batches(op.get_bind(), size)
-        _build_index(op.get_bind(), int(context.config.attributes["lock_key"]))
+        build_index_concurrently(op.get_bind(), _NAME, _ON)
 
 
 def _fill_in_batches(conn: sa.Connection, size: int) -> None:
@@ -69,46 +72,6 @@ def _fill_in_batches(conn: sa.Connection, size: int) -> None:
             sa.text(f"{_FILL} AND id > :after AND id <= :end"), {"after": after, "end": end}
         )
         after = end
-
-
-# The sessions waiting inside pg_advisory_lock / pg_advisory_xact_lock for the runner's
-# key (a bigint key is classid, objid and objsubid 1 in pg_locks). This release's runner
-# only polls pg_try_advisory_lock, so these are an older release's starts; each would
-# fail anyway on a revision it does not know once it got the lock.
-_CANCEL_WAITERS = (
-    "SELECT pg_cancel_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
-    "AND NOT l.granted AND l.objsubid = 1 AND l.classid::bigint = :hi "
-    "AND l.objid::bigint = :lo "
-    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-)
-_DEADLOCK = "40P01"
-_BUILD_TRIES = 5
-
-
-def _build_index(conn: sa.Connection, lock_key: int) -> None:
-    """CREATE INDEX CONCURRENTLY takes no lock that stops readers or writers. One that
-    failed (an interrupted run) is left in the catalog, invalid: built again.
-
-    The build waits for every older snapshot to end, and a session waiting for the
-    runner's advisory lock inside a statement holds one until the lock is released at
-    the upgrade's end: PostgreSQL breaks that cycle by failing one of the two, often
-    the build. Such waiters are cancelled before each try."""
-    key = {"hi": lock_key >> 32, "lo": lock_key & 0xFFFFFFFF}
-    for tries_left in reversed(range(_BUILD_TRIES)):
-        conn.execute(sa.text(_CANCEL_WAITERS), key).all()
-        valid = conn.execute(
-            sa.text(
-                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('ix_authz_pending')"
-            )
-        ).scalar()
-        if valid is False:
-            conn.execute(sa.text("DROP INDEX CONCURRENTLY ix_authz_pending"))
-        try:
-            conn.execute(sa.text(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {_INDEX}"))
-            return
-        except sa.exc.DBAPIError as exc:
-            if tries_left == 0 or getattr(exc.orig, "sqlstate", None) != _DEADLOCK:
-                raise
 
 
 def downgrade() -> None:
