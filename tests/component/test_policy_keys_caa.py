@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,22 +16,15 @@ from acmekit.protocol import jose
 from acmekit.server.config import ServerConfig
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.clocks import SetClock as Clock
 from acmekit_testkit.csr import make_csr
 from acmekit_testkit.dnsserver import DnsServerHandle
 from acmekit_testkit.primes import next_prime, random_prime, rsa_key_from_primes
 
 
-@dataclass
-class Clock:
-    t: datetime = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.t
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(datetime(2026, 5, 1, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,17 +20,7 @@ from acmekit.server.ari import cert_id_of
 from acmekit.server.config import Limit, RateLimits, ServerConfig
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme, Resp
-
-
-@dataclass
-class Clock:
-    t: datetime = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
+from acmekit_testkit.clocks import SetClock as Clock
 
 
 @pytest.fixture

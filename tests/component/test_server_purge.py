@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -23,21 +23,11 @@ from acmekit.server.purge import LONGEST_VALIDITY
 from acmekit.server.repos.purge import Due
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.clocks import SetClock as Clock
 
 DAY = 86400
 GRACE = timedelta(days=10)
 RETENTION = timedelta(days=100)
-
-
-@dataclass
-class Clock:
-    t: datetime = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
 
 
 @pytest.fixture

@@ -312,20 +312,6 @@ class AccountRepository(Repository):
             )
             return bool(res.rowcount == 1)
 
-    def bind_eab_key(self, kid: str, account_id: str) -> bool:
-        """Bind an unrevoked, unbound key to an account, once (compare-and-set)."""
-        with self._tx() as c:
-            res = c.execute(
-                eab_keys.update()
-                .where(
-                    eab_keys.c.kid == kid,
-                    eab_keys.c.account_id.is_(None),
-                    eab_keys.c.revoked.is_(None),
-                )
-                .values(account_id=account_id)
-            )
-            return bool(res.rowcount == 1)
-
 
 def _account_insert(rec: AccountRecord) -> Any:
     return accounts.insert().values(
