@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import dns.message
 import dns.rdatatype
@@ -17,6 +17,7 @@ import pytest
 from acmekit.dns.handler import DnsHandler
 from acmekit.dns.server import DnsListener
 from acmekit.dns.store import RecordStore, RecordType, make_rdata, parse_name
+from acmekit_testkit.waits import until
 
 NAME = parse_name("big.hold.test")
 
@@ -37,15 +38,6 @@ def _query(name: str = "big.hold.test") -> bytes:
     return struct.pack("!H", len(wire)) + wire
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Wait for the server to get there (generously bounded, so a hang fails)."""
-    for _ in range(1200):
-        if condition():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError("the server never got there")
-
-
 async def _ask(port: int) -> dns.message.Message | None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -64,10 +56,10 @@ async def _ask(port: int) -> dns.message.Message | None:
 
 async def test_a_client_holds_at_most_its_share(listener: DnsListener) -> None:
     held = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(4)]
-    await _until(lambda: len(listener._connections) == 4)  # the server took them
+    await until(lambda: len(listener._connections) == 4)  # the server took them
     assert await _ask(listener.port) is None  # the fifth: closed unanswered
     held.pop()[1].close()
-    await _until(lambda: len(listener._connections) == 3)
+    await until(lambda: len(listener._connections) == 3)
     answer = await _ask(listener.port)
     assert answer is not None and len(answer.answer[0]) == 30
     for _, writer in held:
@@ -92,6 +84,6 @@ async def test_a_client_that_never_reads_loses_its_connection(listener: DnsListe
                 break
         assert sent > 0
         # the server lets go after its idle timeout (1 s here)
-        await _until(lambda: not listener._connections)
+        await until(lambda: not listener._connections)
     finally:
         sock.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import dns.message
 import dns.rdatatype
@@ -21,6 +21,7 @@ from acmekit.dns.handler import DnsHandler
 from acmekit.dns.server import DnsListener
 from acmekit.dns.store import RecordStore, RecordType, make_rdata, parse_name
 from acmekit_testkit.ports import free_tcp_udp_port
+from acmekit_testkit.waits import until
 
 BOUND = 8
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -39,15 +40,6 @@ async def listener() -> AsyncIterator[DnsListener]:
 def framed_query() -> bytes:
     wire = dns.message.make_query("a.bound.test", dns.rdatatype.TXT).to_wire()
     return struct.pack("!H", len(wire)) + wire
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait for the server to get there (generously bounded, so a hang fails)."""
-    for _ in range(1200):
-        if condition():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError("the server never got there")
 
 
 async def ask(connection: Connection) -> dns.message.Message | None:

@@ -6,13 +6,14 @@ ordinary client, keeping its connection alive between requests, is served throug
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from acmekit.webguard import GuardedSite
+from acmekit_testkit.waits import until
 
 PATH = "/.well-known/acme-challenge/tok"
 
@@ -33,15 +34,6 @@ async def site() -> AsyncIterator[tuple[GuardedSite, int]]:
     await runner.cleanup()
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Wait for the server to get there (generously bounded, so a hang fails)."""
-    for _ in range(1200):
-        if condition():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError("the server never got there")
-
-
 async def test_a_trickled_head_is_cut_off(site: tuple[GuardedSite, int]) -> None:
     guarded, port = site
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -60,13 +52,13 @@ async def test_a_trickled_head_is_cut_off(site: tuple[GuardedSite, int]) -> None
             break
     assert closed
     writer.close()
-    await _until(lambda: not guarded.held.count)
+    await until(lambda: not guarded.held.count)
 
 
 async def test_a_client_holds_at_most_its_share(site: tuple[GuardedSite, int]) -> None:
     guarded, port = site
     held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
-    await _until(lambda: guarded.held.count["127.0.0.1"] == 4)
+    await until(lambda: guarded.held.count["127.0.0.1"] == 4)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET {PATH} HTTP/1.1\r\nHost: a.test\r\n\r\n".encode())
     try:
@@ -77,7 +69,7 @@ async def test_a_client_holds_at_most_its_share(site: tuple[GuardedSite, int]) -
     writer.close()
     for _, w in held:
         w.close()
-    await _until(lambda: not guarded.held.count)
+    await until(lambda: not guarded.held.count)
 
 
 async def test_an_ordinary_client_is_served(site: tuple[GuardedSite, int]) -> None:
