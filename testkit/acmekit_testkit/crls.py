@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import sqlalchemy as sa
 from cryptography import x509
 
 
@@ -35,3 +38,22 @@ async def fetch_listing(url: str, serial: int, tries: int = 400) -> bytes:
             return der
         await asyncio.sleep(0.05)
     raise AssertionError(f"{url} never listed serial {serial:x}")
+
+
+def insert_revoked(engine: sa.Engine, serials: Iterable[int], pem: str, prefix: str) -> None:
+    """Revoked, unexpired certificates (30 days left) with `pem`, straight into the CA's
+    table: a CRL's entries without issuing them. Each row's id is `prefix` and its
+    serial in hex."""
+    now = datetime.now(UTC)
+    us = int(now.timestamp() * 1_000_000)
+    later = int((now + timedelta(days=30)).timestamp() * 1_000_000)
+    rows = [
+        {"id": f"{prefix}{s:x}", "serial": format(s, "x"), "pem": pem, "identifiers": "[]",
+         "not_before": us, "not_after": later, "issued": us, "revoked_at": us,
+         "revocation_reason": 4, "abandoned": False}
+        for s in serials
+    ]  # fmt: skip
+    columns = ", ".join(rows[0])
+    values = ", ".join(f":{c}" for c in rows[0])
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO certificates ({columns}) VALUES ({values})"), rows)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
 from cryptography import x509
 
 from acmekit.server import admin
@@ -20,24 +19,13 @@ from acmekit.server.config import ServerConfig
 from acmekit.server.repos import certificates as certificates_repo
 from acmekit.server.run import Assembly, assemble
 from acmekit.server.store import Store
+from acmekit_testkit.crls import insert_revoked
 
 PEM = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
 
 
 def _insert_revoked(store: Store, serials: list[int]) -> None:
-    now = datetime.now(UTC)
-    us = int(now.timestamp() * 1_000_000)
-    later = int((now + timedelta(days=30)).timestamp() * 1_000_000)
-    rows = [
-        {"id": f"filed{s:x}", "serial": format(s, "x"), "pem": PEM, "identifiers": "[]",
-         "not_before": us, "not_after": later, "issued": us, "revoked_at": us,
-         "revocation_reason": 4, "abandoned": False}
-        for s in serials
-    ]  # fmt: skip
-    columns = ", ".join(rows[0])
-    values = ", ".join(f":{c}" for c in rows[0])
-    with store.engine.begin() as conn:
-        conn.execute(sa.text(f"INSERT INTO certificates ({columns}) VALUES ({values})"), rows)
+    insert_revoked(store.engine, serials, PEM, "filed")
 
 
 def _listed(store: Store, shard: int) -> set[int]:

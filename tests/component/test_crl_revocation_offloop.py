@@ -10,7 +10,6 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from acmekit.server.crl import shard_of
 from acmekit.server.repos import certificates as certificates_repo
 from acmekit.server.run import Assembly, assemble
 from acmekit_testkit.acme_raw import Flow, Http01Responder, RawAcme
+from acmekit_testkit.crls import insert_revoked
 from acmekit_testkit.sqlcount import counting
 
 PEM = "-----BEGIN CERTIFICATE-----\n" + "A" * 2000 + "\n-----END CERTIFICATE-----\n"
@@ -88,20 +88,8 @@ async def _until_listed(ca: Assembly, serials: set[int]) -> None:
 
 def _insert_revoked(ca: Assembly, count: int) -> set[int]:
     """`count` revoked, unexpired certificates with a PEM, straight into the table."""
-    now = datetime.now(UTC)
-    us = int(now.timestamp() * 1_000_000)
-    later = int((now + timedelta(days=30)).timestamp() * 1_000_000)
     serials = {0x7E570000 + n for n in range(count)}
-    rows = [
-        {"id": f"bulk{s:x}", "serial": format(s, "x"), "pem": PEM, "identifiers": "[]",
-         "not_before": us, "not_after": later, "issued": us, "revoked_at": us,
-         "revocation_reason": 4, "abandoned": False}
-        for s in serials
-    ]  # fmt: skip
-    columns = ", ".join(rows[0])
-    values = ", ".join(f":{c}" for c in rows[0])
-    with ca.store.engine.begin() as conn:
-        conn.execute(sa.text(f"INSERT INTO certificates ({columns}) VALUES ({values})"), rows)
+    insert_revoked(ca.store.engine, serials, PEM, "bulk")
     return serials
 
 
