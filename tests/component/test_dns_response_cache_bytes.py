@@ -6,8 +6,6 @@ one bound in octets."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 from collections.abc import AsyncIterator
 
 import dns.edns
@@ -18,6 +16,8 @@ import pytest
 from acmekit.dns.handler import DnsHandler
 from acmekit.dns.server import DnsListener
 from acmekit.dns.store import RecordStore, RecordType, make_rdata, parse_name
+from acmekit_testkit.dnswire import tcp_exchange as raw_tcp
+from acmekit_testkit.dnswire import udp_exchange as raw_udp
 from acmekit_testkit.ports import free_tcp_udp_port
 
 BOUND = 64 * 1024
@@ -37,24 +37,11 @@ async def listener() -> AsyncIterator[DnsListener]:
 
 
 def udp_exchange(port: int, wire: bytes) -> dns.message.Message:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(5)
-        sock.sendto(wire, ("127.0.0.1", port))
-        return dns.message.from_wire(sock.recv(65535))
+    return dns.message.from_wire(raw_udp(port, wire))
 
 
 async def tcp_exchange(port: int, wires: list[bytes]) -> list[dns.message.Message]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"".join(struct.pack("!H", len(w)) + w for w in wires))
-        await writer.drain()
-        replies = []
-        for _ in wires:
-            length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 10), "big")
-            replies.append(dns.message.from_wire(await reader.readexactly(length)))
-        return replies
-    finally:
-        writer.close()
+    return [dns.message.from_wire(reply) for reply in await raw_tcp(port, wires)]
 
 
 def query(name: str, option: bytes | None = None, ident: int = 7) -> bytes:

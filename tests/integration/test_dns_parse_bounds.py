@@ -6,7 +6,6 @@ owned by compression pointers to a 253-octet, 126-label name."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ import dns.rcode
 import pytest
 
 from acmekit_testkit.dnsserver import running_dns_server
+from acmekit_testkit.dnswire import tcp_exchange, udp_exchange
 
 QUESTION = b"\x0f_acme-challenge\x01a\x01x\x04test\x00" + struct.pack("!HH", 16, 1)
 LONG_NAME = b"\x01a" * 126 + b"\x00"  # 253 octets, 126 labels
@@ -62,28 +62,6 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
     monkeypatch.setattr(dns.message, "from_wire", counted)
     yield seen
-
-
-def udp_exchange(port: int, wire: bytes) -> bytes:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(5)
-        sock.sendto(wire, ("127.0.0.1", port))
-        return sock.recv(65535)
-
-
-async def tcp_exchange(port: int, wires: list[bytes]) -> list[bytes]:
-    """Pipeline `wires` on one connection; the answers, in order."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"".join(struct.pack("!H", len(w)) + w for w in wires))
-        await writer.drain()
-        replies = []
-        for _ in wires:
-            length = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 10), "big")
-            replies.append(await reader.readexactly(length))
-        return replies
-    finally:
-        writer.close()
 
 
 def assert_header_only_formerr(reply: bytes, query: bytes) -> None:
