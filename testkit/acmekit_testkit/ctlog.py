@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import secrets
 import subprocess
@@ -207,6 +208,24 @@ def served_log(app: CtApp) -> Iterator[str]:
     thread of its own as in `acmekit ct`'s process; the log's base URL."""
     with http1_serving_on_thread(app) as port:
         yield f"http://127.0.0.1:{port}/ct/v1/"
+
+
+@contextmanager
+def served_one_entry_log(base: Path, name: str) -> Iterator[tuple[int, str]]:
+    """A log of one sequenced entry (a leaf for `name`) served on 127.0.0.1 from `base`:
+    its port, and its issuer's SHA-256 in hex (the issuer tile's name)."""
+    issuer = ca_hierarchy(base / "ca")
+    config = CtConfig(state_dir=base / "log", roots=Path(base / "ca" / "root.pem"))
+    app: CtApp = assemble(config)
+    try:
+        inter = issuer.intermediate_cert
+        app.log.add_chain([der(leaf_certificate(issuer, name)), der(inter)], False)
+        assert app.log.sequence_once() == 1
+        with served_log(app) as url:
+            port = int(url.split(":")[2].split("/")[0])
+            yield port, hashlib.sha256(der(inter)).hexdigest()
+    finally:
+        app.log.store.close()
 
 
 def json_call(

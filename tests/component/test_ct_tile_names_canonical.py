@@ -5,34 +5,19 @@ with `immutable` caching, so a cache in front kept the same tile under many name
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from acmekit.ct.app import CtApp
-from acmekit.ct.service import CtConfig, assemble
-from acmekit_testkit.ctlog import ca_hierarchy, der, leaf_certificate, served_log
+from acmekit_testkit.ctlog import served_one_entry_log
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
     """A log of one entry on 127.0.0.1: its port, and its issuer's SHA-256 in hex."""
-    base = tmp_path_factory.mktemp("ctnames")
-    issuer = ca_hierarchy(base / "ca")
-    config = CtConfig(state_dir=base / "log", roots=Path(base / "ca" / "root.pem"))
-    app: CtApp = assemble(config)
-    try:
-        inter = issuer.intermediate_cert
-        app.log.add_chain([der(leaf_certificate(issuer, "names.example")), der(inter)], False)
-        assert app.log.sequence_once() == 1
-        with served_log(app) as url:
-            port = int(url.split(":")[2].split("/")[0])
-            yield port, hashlib.sha256(der(inter)).hexdigest()
-    finally:
-        app.log.store.close()
+    with served_one_entry_log(tmp_path_factory.mktemp("ctnames"), "names.example") as found:
+        yield found
 
 
 def _get(served: tuple[int, str], path: str) -> tuple[int, bytes]:
