@@ -14,6 +14,7 @@ after its precertificate was signed stays past the grace, a certificate request 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -87,14 +88,7 @@ class Reads:
         admin = sa.create_engine(url.set(drivername="postgresql+psycopg"))
         try:
             with admin.connect() as conn:
-                # A backend's statistics are flushed before it leaves pg_stat_activity.
-                while conn.execute(
-                    sa.text(
-                        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = "
-                        "current_database() AND pid <> pg_backend_pid()"
-                    )
-                ).scalar_one():
-                    conn.execute(sa.text("SELECT pg_sleep(0.05)"))
+                _wait_for_clients_gone(conn)
                 conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
                 return int(
                     conn.execute(
@@ -123,6 +117,26 @@ class Reads:
     @property
     def bound(self) -> int:
         return PG_ROWS if self.store.remote else SQLITE_STEPS
+
+
+def _wait_for_clients_gone(conn: sa.Connection) -> None:
+    """Until the store's closed connections have left: a backend's statistics are
+    flushed before it leaves pg_stat_activity. Client backends only (an autovacuum
+    worker may stay on the database for seconds), and each look at a new snapshot: a
+    transaction keeps the activity it first read until pg_stat_clear_snapshot()."""
+    deadline = time.monotonic() + 30
+    while True:
+        conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+        left = conn.execute(
+            sa.text(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"{left} connections still open after 30 s"
+        time.sleep(0.02)
 
 
 def _insert(store: Store, table: str, rows: list[dict[str, Any]]) -> None:
