@@ -31,7 +31,8 @@ stub leaves it (a failure, truncation, an odd record), one name at a time, the c
 ending at the first failure. So a check has one lookup (about one socket) in flight at a
 time, whatever the name's length (§3 gives no leave to stop climbing short of the
 top-level domain, so the number of names is not ours to cut), and the checker lets
-`in_flight` lookups of all its checks be in flight at once; a check that cannot get a
+`in_flight` lookups of all its checks be in flight at once, at most `per_account` of them
+one account's, the accounts waiting for a slot taking turns; a check that cannot get a
 slot before its time is up fails as a timeout. NXDOMAIN or NODATA is an empty set. Any other
 failure (SERVFAIL, REFUSED, timeout) means CAA could not be checked, and issuance is
 refused, as Let's Encrypt does (§4's allowance to proceed is not used). Records that
@@ -84,6 +85,11 @@ CLIMB_BATCH = UDP_MAX_QUERIES
 # A checker's lookups in flight at once, process-wide: the stub's batches and the
 # resolver's questions, each about one socket (a check has at most one in flight).
 LOOKUPS_IN_FLIGHT = 256
+# Of those, how many one account's checks may hold (`validation.slots`): an account whose
+# names lead to silent nameservers holds each of its slots until the lookup times out, and
+# must not leave another account's check waiting out its time for one ([caa]
+# lookups_per_account).
+LOOKUPS_PER_ACCOUNT = 32
 _LOOKUP_FAILURES = (dns.exception.DNSException, TimeoutError, OSError, CnameChainTooLong)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
@@ -222,7 +228,8 @@ class CaaChecker:
     domain names that mean this CA in an issue record; `dnssec` as for the validation's
     lookups (`validation.dnssec`); `in_flight`, how many of its lookups (a batch of the
     climb through the stub, or one question through the resolver: about a socket each)
-    may be in flight at once, its checks together (one checker serves the process).
+    may be in flight at once, its checks together (one checker serves the process), and
+    `per_account` of them for the checks of one account (`check`'s `account_uri`).
     """
 
     def __init__(
@@ -233,6 +240,7 @@ class CaaChecker:
         *,
         dnssec: DnssecMode = DnssecMode.OFF,
         in_flight: int = LOOKUPS_IN_FLIGHT,
+        per_account: int = LOOKUPS_PER_ACCOUNT,
     ) -> None:
         self._resolver = validation_resolver(resolver, dnssec)
         self._dnssec = dnssec
@@ -241,10 +249,12 @@ class CaaChecker:
         self._identities = tuple(i.lower().rstrip(".") for i in identities)
         self._timeout = timeout
         self._slot_count = in_flight
+        self._per_account = per_account
         self._in_flight: Slots | None = None
 
-    async def relevant_records(self, name: str) -> tuple[str, list[CaaRecord]]:
-        """(where found, records): the first non-empty CAA set climbing from `name`.
+    async def relevant_records(self, name: str, account: str = "") -> tuple[str, list[CaaRecord]]:
+        """(where found, records): the first non-empty CAA set climbing from `name`, its
+        lookups in the slots of `account`.
 
         With no records anywhere, `(name, [])`. Raises a dns problem when a lookup fails.
         """
@@ -254,7 +264,8 @@ class CaaChecker:
         end = loop.time() + self._timeout
         found: list[tuple[list[CaaRecord], bool] | BaseException] = []
         for at in range(0, len(chain), CLIMB_BATCH):
-            if await self._climb_batch(chain[at : at + CLIMB_BATCH], end, loop, found):
+            batch = chain[at : at + CLIMB_BATCH]
+            if await self._climb_batch(batch, account, end, loop, found):
                 return self._relevant(base, chain, found)
         if not self._checking:  # every set empty, no lookup failed
             return base, []
@@ -263,6 +274,7 @@ class CaaChecker:
     async def _climb_batch(
         self,
         owners: list[str],
+        account: str,
         end: float,
         loop: asyncio.AbstractEventLoop,
         found: list[tuple[list[CaaRecord], bool] | BaseException],
@@ -281,9 +293,9 @@ class CaaChecker:
             slots = self._in_flight
             if slots is None or slots.loop is not loop:
                 slots = self._lookup_slots(loop)
-            if not slots.take():
+            if not slots.take(account):
                 try:
-                    await slots.wait(end)
+                    await slots.wait(account, end)
                 except TimeoutError as exc:
                     found.append(exc)
                     return True
@@ -294,7 +306,7 @@ class CaaChecker:
                     qnames, dns.rdatatype.CAA, decode_caa, attempt, loop=loop
                 )
             finally:
-                slots.give()
+                slots.give(account)
         for owner, reply in zip(owners, first, strict=True):
             if reply is not None and _final(reply, owner):
                 if reply.values:
@@ -303,7 +315,7 @@ class CaaChecker:
                 found.append(([], reply.authenticated))
                 continue
             try:  # a failure or a CNAME: this name goes the long way
-                result = await self._lookup(owner, reply, end)
+                result = await self._lookup(owner, reply, account, end)
             except _LOOKUP_FAILURES as exc:
                 found.append(exc)
                 return True
@@ -316,7 +328,7 @@ class CaaChecker:
         """The slots for this checker's lookups in flight (`in_flight`), on the running
         loop (their waits are its futures)."""
         if self._in_flight is None or self._in_flight.loop is not loop:
-            self._in_flight = Slots(self._slot_count, loop)
+            self._in_flight = Slots(self._slot_count, loop, self._per_account)
         return self._in_flight
 
     def _relevant(
@@ -346,7 +358,7 @@ class CaaChecker:
         """Raise a caa problem (403) unless CAA lets us issue for `name` (`*.name` if wildcard);
         a dns problem when CAA could not be looked up."""
         try:
-            owner, records = await self.relevant_records(name)
+            owner, records = await self.relevant_records(name, account_uri)
         except AcmeError as exc:
             ident = _identifier(_base_name(name), wildcard)
             raise AcmeError(dataclasses.replace(exc.problem, identifier=ident)) from None
@@ -368,7 +380,7 @@ class CaaChecker:
         )
 
     async def _lookup(
-        self, owner: str, first: Reply[tuple[int, str, str]] | None, end: float
+        self, owner: str, first: Reply[tuple[int, str, str]] | None, account: str, end: float
     ) -> tuple[list[CaaRecord], bool]:
         """CAA at `owner`, CNAMEs followed, and whether every answer was authenticated.
         `first` is the stub's answer at `owner` (None: it had none, so the resolver is
@@ -380,9 +392,9 @@ class CaaChecker:
 
         async def ask(qname: str) -> tuple[tuple[tuple[int, str, str], ...] | None, str]:
             if qname == start and not secure:  # the first hop: the stub was asked already
-                reply = first if first is not None else await self._resolve(qname, end)
+                reply = first if first is not None else await self._resolve(qname, account, end)
             else:
-                reply = await self._ask(qname, end)
+                reply = await self._ask(qname, account, end)
             secure.append(reply.authenticated)
             return ((), qname) if reply.nxdomain else (reply.values, reply.canonical)
 
@@ -390,31 +402,31 @@ class CaaChecker:
             found = await follow_cnames(ask, start)
         return [CaaRecord(*fields) for fields in found], bool(secure) and all(secure)
 
-    async def _ask(self, qname: str, end: float) -> Reply[tuple[int, str, str]]:
+    async def _ask(self, qname: str, account: str, end: float) -> Reply[tuple[int, str, str]]:
         """CAA at `qname`: the stub's answer, else the resolver's, by loop time `end`."""
         if self._stub is not None:
             attempt = min(STUB_ATTEMPT, end - asyncio.get_running_loop().time())
             reply = await self._stub.ask(qname, dns.rdatatype.CAA, decode_caa, attempt)
             if reply is not None:
                 return reply
-        return await self._resolve(qname, end)
+        return await self._resolve(qname, account, end)
 
-    async def _resolve(self, qname: str, end: float) -> Reply[tuple[int, str, str]]:
+    async def _resolve(self, qname: str, account: str, end: float) -> Reply[tuple[int, str, str]]:
         """CAA at `qname` through dnspython's resolver, by loop time `end`, in a slot of
-        the checker's (waited for until `end` when none is free)."""
+        the checker's for `account` (waited for until `end` when none is free)."""
         loop = asyncio.get_running_loop()
         if end <= loop.time():
             raise TimeoutError
         slots = self._lookup_slots(loop)
-        if not slots.take():
-            await slots.wait(end)
+        if not slots.take(account):
+            await slots.wait(account, end)
         try:
             left = end - loop.time()
             if left <= 0:
                 raise TimeoutError
             return await self._resolved(qname, left)
         finally:
-            slots.give()
+            slots.give(account)
 
     async def _resolved(self, qname: str, left: float) -> Reply[tuple[int, str, str]]:
         """CAA at `qname` through dnspython's resolver, within `left` seconds."""

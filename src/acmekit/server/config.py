@@ -23,6 +23,7 @@ from acmekit.hostport import parse_host_port
 from acmekit.http1 import ListenerLimits as ListenerLimits
 from acmekit.protocol.jose import b64d
 from acmekit.protocol.problems import AcmeError
+from acmekit.server.caa import LOOKUPS_IN_FLIGHT, LOOKUPS_PER_ACCOUNT
 from acmekit.server.mpic.quorum import Remote, Rir, check_remotes
 from acmekit.server.validation import ValidationConfig
 from acmekit.server.validation.dnssec import DnssecMode
@@ -240,6 +241,10 @@ class CaaSettings:
     enabled: bool = True
     recheck_after: timedelta = timedelta(hours=8)
     timeout: float = 5.0
+    # Of the process's CAA lookups in flight, how many one account's checks may hold
+    # (acmekit.server.caa): its share, so that an account whose names lead to silent
+    # nameservers cannot leave another's check waiting out its time for a slot.
+    lookups_per_account: int = LOOKUPS_PER_ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -505,6 +510,13 @@ def _check_service_ranges(config: ServerConfig) -> None:
     for name in ("challenge_wait", "finalize_wait"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be 0 seconds or more")
+    per_account = config.caa.lookups_per_account
+    if type(per_account) is not int or not 1 <= per_account <= LOOKUPS_IN_FLIGHT:
+        # A share of 0 would refuse every check's lookups; above the total, no share.
+        raise ValueError(
+            f"caa.lookups_per_account = {per_account}: it must be a whole number from 1 to"
+            f" {LOOKUPS_IN_FLIGHT} (the process's CAA lookups in flight)"
+        )
     for f in fields(config.limits):
         if getattr(config.limits, f.name) < 0:
             raise ValueError(f"limits.{f.name} must be 0 or more (0 switches it off)")

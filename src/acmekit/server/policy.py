@@ -111,6 +111,7 @@ class Policy:
                 config.caa_identities,
                 config.caa.timeout,
                 dnssec=DnssecMode(config.validation.dnssec),
+                per_account=config.caa.lookups_per_account,
             )
 
     def check_signing_key(self, key: PublicKey) -> None:
