@@ -322,9 +322,9 @@ class RecordStore:
         # on what the other processes wrote, not on a copy up to a poll interval old.
         self.refresh: Callable[[], None] | None = None
         self._data: dict[dns.name.Name, RRsets] = {}
-        # How many stored names lie below each name: the empty non-terminals, kept
-        # incrementally so that a change costs the depth of one name, not the whole store.
-        self._ancestors: Counter[dns.name.Name] = Counter()
+        # The wire index also counts how many stored names lie below each name (the
+        # empty non-terminals, `WireIndex.above`), kept incrementally so that a change
+        # costs the depth of one name, not the whole store.
         self.wire = WireIndex(ttl)
         self.zone_keys = frozenset(wire_key(z) for z in self.zones)
 
@@ -407,9 +407,10 @@ class RecordStore:
     def _exists(self, name: dns.name.Name) -> bool:
         # A synthesized name exists like a stored one: no wildcard answers for it or
         # below it (RFC 4592 §2.2, its closest encloser is itself, §3.3.1).
+        key = wire_key(name)
         return (
-            name in self._data
-            or name in self._ancestors
+            key in self.wire.rrsets
+            or key in self.wire.above
             or self.is_apex(name)
             or self._is_ns_host(name)
         )
@@ -552,14 +553,7 @@ class RecordStore:
 
     # ----- writing -----
 
-    @staticmethod
-    def _above(name: dns.name.Name) -> Iterator[dns.name.Name]:
-        while len(name) > 1:
-            name = name.parent()
-            yield name
-
     def _reindex(self) -> None:
-        self._ancestors = Counter(a for name in self._data for a in self._above(name))
         self.wire = WireIndex(self.ttl)
         for name, rrsets in self._data.items():
             self.wire.put(name, rrsets)
@@ -619,8 +613,6 @@ class RecordStore:
             observer()
 
     def _insert(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> None:
-        if name not in self._data:
-            self._ancestors.update(self._above(name))
         existing = self._data.setdefault(name, {}).setdefault(rdata.rdtype, [])
         if rdata not in existing:
             existing.append(rdata)
@@ -687,10 +679,6 @@ class RecordStore:
             del rrsets[rtype]
         if not rrsets:
             del self._data[name]
-            for ancestor in self._above(name):
-                self._ancestors[ancestor] -= 1
-                if not self._ancestors[ancestor]:
-                    del self._ancestors[ancestor]
 
     def set_default(self, version: int, address: str | None) -> None:
         """Set (or, with None or "", clear) the default A (4) or AAAA (6) address."""
