@@ -60,6 +60,10 @@ def test_a_mac_is_forgotten_once_its_window_has_passed(db_url: str) -> None:
         with engine.connect() as c:
             left = c.execute(sa.select(tsig_times.c.valid_until)).scalars().all()
         assert left == [1_000_601]
+        assert macs.accept(KEY_NAME, 1_000_301, 65535, b"mac-wide")  # kept as long only
+        with engine.connect() as c:
+            left = c.execute(sa.select(tsig_times.c.valid_until)).scalars().all()
+        assert sorted(left) == [1_000_601, 1_000_601]
     finally:
         engine.dispose()
 

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 import dns.rdatatype
 import uvloop
 
+from acmekit.dnsbackend import CLOSING_BACKEND
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.caa import CaaChecker
-from acmekit.server.validation.closing import CLOSING_BACKEND
 from acmekit.server.validation.dnssec import DnssecMode, validation_resolver
 from acmekit.server.validation.resolve import STUB_ATTEMPT
 from acmekit.server.validation.stub import StubClient, decode_caa

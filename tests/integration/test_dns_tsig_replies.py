@@ -1,5 +1,6 @@
 """TSIG on `acmekit dns` beyond a good signature (RFC 8945): a signed UPDATE cannot be
-replayed, nor one signed earlier be accepted after a later one (§5.2.3, BADTIME); a
+replayed, nor one signed earlier be accepted after a later one (§5.2.3, BADTIME), nor
+one signed further from the server's clock than 300 s, whatever fudge it claims; a
 BADTIME reply is signed with the key, carries the request's Time Signed and the
 server's time in Other Data (§5.3.2); a truncated MAC is FORMERR below half the hash
 and BADTRUNC above it (§5.2.2.1), never BADSIG unless it is wrong."""
@@ -32,11 +33,14 @@ KEY = dns.tsig.Key("upd", base64.b64encode(SECRET).decode(), dns.tsig.HMAC_SHA25
 NAME = "_acme-challenge.rp.x.test."
 
 
-def signed(message: dns.message.Message, when: int, mac_length: int = 32) -> bytes:
-    """`message` signed with KEY as if at `when`, its MAC cut to `mac_length` octets."""
+def signed(
+    message: dns.message.Message, when: int, mac_length: int = 32, fudge: int = 300
+) -> bytes:
+    """`message` signed with KEY as if at `when` with `fudge`, its MAC cut to `mac_length`
+    octets."""
     unsigned = message.to_wire()
     rdata = dns.rdtypes.ANY.TSIG.TSIG(
-        dns.rdataclass.ANY, dns.rdatatype.TSIG, KEY.algorithm, when, 300, b"",
+        dns.rdataclass.ANY, dns.rdatatype.TSIG, KEY.algorithm, when, fudge, b"",
         message.id, 0, b"",
     )  # fmt: skip
     tsig, _ = dns.tsig.sign(unsigned, KEY, rdata, when)
@@ -118,6 +122,16 @@ async def test_a_client_with_a_fast_clock_does_not_shut_out_the_others() -> None
         assert await outcome(dns_server, signed(adding("on-time"), now)) == ("NOERROR", "NOERROR")
         assert await outcome(dns_server, fast) == ("NOTAUTH", "BADTIME")  # still a replay
         assert await published(dns_server) == ['"fast"', '"on-time"']
+
+
+async def test_a_request_cannot_widen_its_window_with_its_own_fudge() -> None:
+    async with server() as dns_server:
+        now = int(time.time())
+        wide = signed(adding("wide"), now - 1000, fudge=65535)  # dnspython would take it
+        assert await outcome(dns_server, wide) == ("NOTAUTH", "BADTIME")
+        near = signed(adding("near"), now - 250, fudge=65535)  # within our 300 s
+        assert await outcome(dns_server, near) == ("NOERROR", "NOERROR")
+        assert await published(dns_server) == ['"near"']
 
 
 def expected_mac(request_mac: bytes, reply: bytes, tsig: dns.rdtypes.ANY.TSIG.TSIG) -> bytes:

@@ -36,3 +36,21 @@ def test_a_mac_is_forgotten_after_its_window_and_a_key_holds_a_bounded_number() 
     now[0] += 301  # every window has passed: the time check refuses those now
     assert macs.accept(KEY, NOW + 301, 300, b"one-too-many")
     assert macs.accept(KEY, NOW + 301, 300, (0).to_bytes(4, "big"))
+
+
+def test_a_wide_fudge_does_not_keep_a_mac_past_our_own() -> None:
+    now = [float(NOW)]
+    macs = _at(now)
+    assert macs.accept(KEY, NOW, 65535, b"wide")
+    assert not macs.accept(KEY, NOW, 65535, b"wide")
+    now[0] += tsig.MAX_FUDGE + 1  # the time check refuses it now, whatever its fudge
+    for i in range(tsig.MAX_MACS_PER_KEY - 1):
+        assert macs.accept(KEY, NOW + 301, 300, i.to_bytes(4, "big"))
+    assert macs.accept(KEY, NOW + 301, 300, b"room-left")  # "wide" no longer held
+
+
+def test_the_time_check_honours_at_most_our_fudge() -> None:
+    assert tsig.outside_window(NOW - 1000, 65535, NOW)
+    assert tsig.outside_window(NOW + 301, 65535, NOW)
+    assert not tsig.outside_window(NOW - 300, 65535, NOW)
+    assert tsig.outside_window(NOW - 100, 60, NOW)  # a narrower fudge of its own holds

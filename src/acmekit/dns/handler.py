@@ -12,7 +12,8 @@
 - A TSIG-signed message is checked against our keyring (RFC 8945 §5.2): unknown key or
   algorithm is NOTAUTH/BADKEY, a wrong MAC NOTAUTH/BADSIG, each with an unsigned TSIG; a
   MAC truncated below half the hash (or 10 octets) FORMERR, a longer truncated one
-  NOTAUTH/BADTRUNC; a clock skew beyond the fudge, or a signed UPDATE whose MAC was
+  NOTAUTH/BADTRUNC; a clock skew beyond the fudge (the request's, but never more than
+  300 s: `acmekit.dns.tsig.MAX_FUDGE`), or a signed UPDATE whose MAC was
   accepted already within its time window (a replay, §5.2.3), NOTAUTH/BADTIME. Those
   two are signed, BADTIME with our time in Other Data (§5.3.2; `acmekit.dns.tsig`). A
   good signature makes the response signed.
@@ -72,6 +73,7 @@ from acmekit.dns.tsig import (
     TimesSigned,
     append_error_tsig,
     append_signed_error_tsig,
+    outside_window,
     truncated_mac_matches,
     truncation_error,
 )
@@ -338,6 +340,10 @@ class DnsHandler:
                     log.info("TSIG check failed for key %s: %s", key.name, kind.__name__)
                     return self._tsig_error(message, error)
             return formerr(wire)
+        if outside_window(request.time_signed, request.fudge, int(time.time())):
+            # dnspython honoured the request's own fudge, up to 65,535 s; we honour ours
+            log.info("TSIG time outside our fudge for key %s", key.name)
+            return self._signed_tsig_error(message, key, dns.rcode.BADTIME)
         replayed = verified.opcode() == dns.opcode.UPDATE and not self.times_signed.accept(
             key.name, request.time_signed, request.fudge, request.mac
         )

@@ -29,6 +29,7 @@ import dns.rdatatype
 import dns.tsig
 
 from acmekit.dns.store import Delta, RecordStore
+from acmekit.dnsbackend import CLOSING_BACKEND
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,11 @@ class Notifier:
         for wait in RETRIES:
             try:
                 reply = await dns.asyncquery.udp(
-                    self._message(zone), secondary.host, timeout=wait, port=secondary.port
+                    self._message(zone),
+                    secondary.host,
+                    timeout=wait,
+                    port=secondary.port,
+                    backend=CLOSING_BACKEND,
                 )
             except (dns.exception.Timeout, OSError, dns.exception.DNSException) as exc:
                 log.debug("NOTIFY %s to %s: %s", zone, secondary.label, exc)
@@ -138,7 +143,11 @@ async def _soa_serial(secondary: Secondary, zone: dns.name.Name) -> int | None:
     query = dns.message.make_query(zone, dns.rdatatype.SOA)
     try:
         reply = await dns.asyncquery.udp(
-            query, secondary.host, timeout=STATUS_TIMEOUT, port=secondary.port
+            query,
+            secondary.host,
+            timeout=STATUS_TIMEOUT,
+            port=secondary.port,
+            backend=CLOSING_BACKEND,
         )
     except (OSError, dns.exception.DNSException):
         return None

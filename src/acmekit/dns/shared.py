@@ -39,7 +39,7 @@ from acmekit import migrate
 from acmekit.database import UNAVAILABLE, create_engine
 from acmekit.dns.schema import changes, records, tsig_times, zone_serial
 from acmekit.dns.store import JOURNAL_SIZE, Change, Delta, RecordStore
-from acmekit.dns.tsig import MAX_MACS_PER_KEY, TimesSigned
+from acmekit.dns.tsig import MAX_MACS_PER_KEY, TimesSigned, honoured_fudge
 from acmekit.protocol.problems import ProblemType, problem
 
 log = logging.getLogger(__name__)
@@ -272,9 +272,10 @@ class SharedTimesSigned(TimesSigned):
 
     def accept(self, keyname: dns.name.Name, time_signed: int, fudge: int, mac: bytes) -> bool:
         key, seen = keyname.canonicalize().to_text(), hashlib.sha256(mac).hexdigest()
+        until = time_signed + honoured_fudge(fudge)
         try:
             with self.engine.begin() as c:
-                return _accept(c, key, seen, time_signed + fudge, int(self.clock()))
+                return _accept(c, key, seen, until, int(self.clock()))
         except UNAVAILABLE as exc:
             log.warning("shared TSIG MACs unreachable, deciding here: %s", exc)
             return super().accept(keyname, time_signed, fudge, mac)

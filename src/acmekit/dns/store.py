@@ -63,6 +63,7 @@ IN = dns.rdataclass.IN
 # §4.3.2 step 3a); resolvers and the CA chase further on their own. Same limit as theirs.
 MAX_CNAME_CHAIN = 8
 NS_LABEL = "ns1"
+NS_WIRE_LABEL = b"\x03" + NS_LABEL.encode()
 HOSTMASTER_LABEL = "hostmaster"
 # The SOA's refresh, retry and expire (RFC 1035 §3.3.13): refresh 60 s and retry 10 s,
 # so a secondary that missed a NOTIFY still catches up within a minute.
@@ -228,6 +229,15 @@ def wire_key(name: dns.name.Name) -> bytes:
     return wire.lower()
 
 
+def label_starts(key: bytes) -> list[int]:
+    """Where each label of the wire name `key` starts, the root's last: the name `i`
+    labels up from `key` is `key[label_starts(key)[i]:]`."""
+    starts = [0]
+    while key[starts[-1]]:
+        starts.append(starts[-1] + key[starts[-1]] + 1)
+    return starts
+
+
 def wire_parents(key: bytes) -> Iterator[bytes]:
     """The wire forms of a name's ancestors, nearest first, down to the root."""
     i = 0
@@ -312,9 +322,9 @@ class RecordStore:
         # on what the other processes wrote, not on a copy up to a poll interval old.
         self.refresh: Callable[[], None] | None = None
         self._data: dict[dns.name.Name, RRsets] = {}
-        # How many stored names lie below each name: the empty non-terminals, kept
-        # incrementally so that a change costs the depth of one name, not the whole store.
-        self._ancestors: Counter[dns.name.Name] = Counter()
+        # The wire index also counts how many stored names lie below each name (the
+        # empty non-terminals, `WireIndex.above`), kept incrementally so that a change
+        # costs the depth of one name, not the whole store.
         self.wire = WireIndex(ttl)
         self.zone_keys = frozenset(wire_key(z) for z in self.zones)
 
@@ -397,22 +407,54 @@ class RecordStore:
     def _exists(self, name: dns.name.Name) -> bool:
         # A synthesized name exists like a stored one: no wildcard answers for it or
         # below it (RFC 4592 §2.2, its closest encloser is itself, §3.3.1).
+        key = wire_key(name)
         return (
-            name in self._data
-            or name in self._ancestors
+            key in self.wire.rrsets
+            or key in self.wire.above
             or self.is_apex(name)
             or self._is_ns_host(name)
         )
 
     def _wildcard(self, name: dns.name.Name, zone: dns.name.Name) -> RRsets:
         """RFC 4592: the RRsets of `*.<closest encloser>`, if the name itself is absent."""
-        encloser = name
-        while encloser != zone and len(encloser) > 1:
-            encloser = encloser.parent()
-            if self._exists(encloser):
-                break
-        source = dns.name.Name((b"*", *encloser.labels))
+        key = wire_key(name)
+        starts = label_starts(key)
+        encloser = self._closest_encloser(key, starts, len(name) - len(zone))
+        if b"\x01*" + key[starts[encloser] :] not in self.wire.rrsets:
+            return {}
+        source = dns.name.Name((b"*", *name.labels[encloser:]))
         return dict(self._data.get(source, {}))
+
+    def _closest_encloser(self, key: bytes, starts: list[int], zone: int) -> int:
+        """How many labels of `key` (absent from the store, `zone` labels below its zone's
+        apex) to drop for its closest encloser (RFC 4592 §3.3.1): its deepest ancestor
+        that exists (`_exists`), the apex at the latest.
+
+        Existence is closed upwards: the wire index holds every ancestor of a stored name
+        (`WireIndex.above`), and the NS host's only ancestors are the apex and above it.
+        So the ancestors exist from the apex down to the closest encloser and not below,
+        and a binary search finds it with O(log n) lookups of wire keys. Walking up one
+        ancestor at a time built and hashed a Name of up to n labels for each of n
+        ancestors: O(n²) steps in Python for a name of n labels."""
+        if zone < 1:
+            return 0
+        low, high = 1, zone  # the apex, `zone` labels up, exists
+        while low < high:
+            middle = (low + high) // 2
+            if self._wire_exists(key, starts, middle, zone):
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    def _wire_exists(self, key: bytes, starts: list[int], up: int, zone: int) -> bool:
+        """Does the ancestor `up` labels above `key`, below its zone's apex, exist?"""
+        ancestor = key[starts[up] :]
+        if ancestor in self.wire.rrsets or ancestor in self.wire.above:
+            return True
+        # the NS host (`_is_ns_host`), one label below the apex
+        label = key[starts[up] : starts[up + 1]]
+        return up == zone - 1 and label == NS_WIRE_LABEL and bool(self.ns_ipv4 or self.ns_ipv6)
 
     def _synthesized(self, name: dns.name.Name, zone: dns.name.Name) -> RRsets:
         found: RRsets = {}
@@ -511,14 +553,7 @@ class RecordStore:
 
     # ----- writing -----
 
-    @staticmethod
-    def _above(name: dns.name.Name) -> Iterator[dns.name.Name]:
-        while len(name) > 1:
-            name = name.parent()
-            yield name
-
     def _reindex(self) -> None:
-        self._ancestors = Counter(a for name in self._data for a in self._above(name))
         self.wire = WireIndex(self.ttl)
         for name, rrsets in self._data.items():
             self.wire.put(name, rrsets)
@@ -578,8 +613,6 @@ class RecordStore:
             observer()
 
     def _insert(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> None:
-        if name not in self._data:
-            self._ancestors.update(self._above(name))
         existing = self._data.setdefault(name, {}).setdefault(rdata.rdtype, [])
         if rdata not in existing:
             existing.append(rdata)
@@ -646,10 +679,6 @@ class RecordStore:
             del rrsets[rtype]
         if not rrsets:
             del self._data[name]
-            for ancestor in self._above(name):
-                self._ancestors[ancestor] -= 1
-                if not self._ancestors[ancestor]:
-                    del self._ancestors[ancestor]
 
     def set_default(self, version: int, address: str | None) -> None:
         """Set (or, with None or "", clear) the default A (4) or AAAA (6) address."""

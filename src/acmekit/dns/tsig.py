@@ -18,6 +18,11 @@ Signature checking and signing of good messages is dnspython's. What it does not
   accepted while their Time Signed is within the fudge of now; the same request again is
   a replay (BADTIME). Requests are not ordered by time, so one client's fast clock does
   not shut out the others on its key.
+- a bound on the fudge: dnspython honours the request's own, up to 65,535 s, which would
+  let a signer widen its key's replay window (and how long its MACs are kept) to 18
+  hours. We honour at most MAX_FUDGE, the 300 s RFC 8945 §10 recommends and BIND uses
+  as its own: a request signed further from our clock is BADTIME whatever its fudge says
+  (`outside_window`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,18 @@ Keyring = dict[dns.name.Name, dns.tsig.Key]
 
 # UPDATEs accepted per key within their time window, remembered to refuse their replay
 MAX_MACS_PER_KEY = 10_000
+# The most clock skew honoured, whatever fudge a request claims (RFC 8945 §10: 300 s)
+MAX_FUDGE = 300
+
+
+def honoured_fudge(fudge: int) -> int:
+    """The skew allowed a request whose TSIG claims `fudge`: never more than ours."""
+    return min(fudge, MAX_FUDGE)
+
+
+def outside_window(time_signed: int, fudge: int, now: int) -> bool:
+    """Is `time_signed` further from `now` than the fudge we honour (RFC 8945 §5.2.3)?"""
+    return abs(time_signed - now) > honoured_fudge(fudge)
 
 
 def parse_key(spec: str) -> dns.tsig.Key:
@@ -174,12 +191,12 @@ def truncated_mac_matches(
 
 class TimesSigned:
     """Per key, the MACs of the UPDATEs accepted that are still within their time
-    window (Time Signed ± the request's fudge), and until when: the same request again
-    is a replay (RFC 8945 §5.2.3). Once its window has passed the time check refuses a
-    request anyway, so its entry is forgotten. Requests are not ordered by their Time
-    Signed: a client whose clock is fast, yet within the fudge, must not shut out the
-    others on its key. A key holds at most MAX_MACS_PER_KEY entries; past that its
-    UPDATEs are refused until some expire. Kept in this process only."""
+    window (Time Signed ± the fudge we honour, `honoured_fudge`), and until when: the
+    same request again is a replay (RFC 8945 §5.2.3). Once its window has passed the
+    time check refuses a request anyway, so its entry is forgotten. Requests are not
+    ordered by their Time Signed: a client whose clock is fast, yet within the fudge,
+    must not shut out the others on its key. A key holds at most MAX_MACS_PER_KEY
+    entries; past that its UPDATEs are refused until some expire. Kept in this process only."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
@@ -194,5 +211,5 @@ class TimesSigned:
             del seen[gone]
         if mac in seen or len(seen) >= MAX_MACS_PER_KEY:
             return False
-        seen[mac] = time_signed + fudge
+        seen[mac] = time_signed + honoured_fudge(fudge)
         return True

@@ -64,8 +64,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.CAA
 import dns.resolver
 
+from acmekit.dnsbackend import CLOSING_BACKEND
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
-from acmekit.server.validation.closing import CLOSING_BACKEND
 from acmekit.server.validation.dnssec import (
     DnssecMode,
     authenticated,

@@ -31,6 +31,7 @@ import dns.resolver
 import dns.tsig
 
 from acmekit.client.solvers.errors import SolverError
+from acmekit.dnsbackend import CLOSING_BACKEND
 
 Server = tuple[str, int]
 MAX_CNAME_CHAIN = 8
@@ -68,10 +69,14 @@ async def query(
         question.use_tsig(keyring)
     host, port = server
     if not tcp:
-        response = await dns.asyncquery.udp(question, host, port=port, timeout=TIMEOUT)
+        response = await dns.asyncquery.udp(
+            question, host, port=port, timeout=TIMEOUT, backend=CLOSING_BACKEND
+        )
         if not response.flags & dns.flags.TC:
             return response
-    return await dns.asyncquery.tcp(question, host, port=port, timeout=TIMEOUT)
+    return await dns.asyncquery.tcp(
+        question, host, port=port, timeout=TIMEOUT, backend=CLOSING_BACKEND
+    )
 
 
 def _records(response: dns.message.Message, rdtype: int) -> list[tuple[str, list[str]]]:

@@ -41,6 +41,7 @@ import dns.update
 from acmekit.client.errors import ClientError
 from acmekit.client.solvers.dnslookup import TIMEOUT, absolute, find_zone
 from acmekit.client.solvers.errors import DnsUpdateError, SolverError
+from acmekit.dnsbackend import CLOSING_BACKEND
 from acmekit.tsig import make_key
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,13 @@ class Rfc2136DnsProvider:
         it; `acmekit dns` refuses only the same request again) refuses one of two
         UPDATEs sent at once with one key when the later-signed arrives first."""
         try:
-            return await dns.asyncquery.tcp(update, self.server, port=self.port, timeout=TIMEOUT)
+            return await self._tcp(update)
         except dns.tsig.PeerBadTime:
             log.info("UPDATE answered BADTIME; signing it again")
             update.id = dns.entropy.random_16()  # not the same MAC again in the same second
-            return await dns.asyncquery.tcp(update, self.server, port=self.port, timeout=TIMEOUT)
+            return await self._tcp(update)
+
+    async def _tcp(self, update: dns.update.UpdateMessage) -> dns.message.Message:
+        return await dns.asyncquery.tcp(
+            update, self.server, port=self.port, timeout=TIMEOUT, backend=CLOSING_BACKEND
+        )

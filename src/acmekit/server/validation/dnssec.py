@@ -47,8 +47,8 @@ import dns.message
 import dns.rdatatype
 import dns.resolver
 
+from acmekit.dnsbackend import CLOSING_BACKEND
 from acmekit.protocol.problems import AcmeError, ProblemType
-from acmekit.server.validation.closing import CLOSING_BACKEND
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,8 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
+from acmekit.dnsbackend import CLOSING_BACKEND
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
-from acmekit.server.validation.closing import CLOSING_BACKEND
 from acmekit.server.validation.dnssec import (
     DnssecMode,
     authenticated,

@@ -1,15 +1,19 @@
-"""dnspython's asyncio backend, with no socket outliving a cancelled lookup.
+"""dnspython's asyncio backend, with no socket outliving a cancelled query.
 
 dnspython opens a socket per question (`loop.create_datagram_endpoint`, or a connection
 for TCP) and closes it when the question ends, cancelled or not. But when the task asking
 is cancelled while that call waits for the loop to hand the new transport over (a lookup's
 or a validation's bound firing while the loop is busy, as it is when many lookups time out
-together), asyncio closes the socket and uvloop (0.23) does not: the socket stays open and
-registered with the loop, held by nobody, until the process runs out of descriptors.
+together; a NOTIFY round or a client's dns-01 step stopped), asyncio closes the socket and
+uvloop (0.23) does not: the socket stays open and registered with the loop, held by
+nobody, until the process runs out of descriptors.
 
 `ClosingBackend` opens each socket in a task of its own that the cancellation does not
-reach (`asyncio.shield`): the cancelled lookup goes on at once, and the socket, once made,
-is closed. Only dnspython's path pays for the task; the stub (`stub.py`) closes its own.
+reach (`asyncio.shield`): the cancelled query goes on at once, and the socket, once made,
+is closed. Every dnspython async query of the project passes `backend=CLOSING_BACKEND`:
+the CA's validation lookups (CAA, CNAME, DNSSEC), the DNS server's NOTIFYs and status
+queries, and the client's dns-01 lookups and RFC 2136 UPDATEs. Only dnspython's path pays
+for the task; the CA's stub (`server/validation/stub.py`) closes its own.
 """
 
 from __future__ import annotations
