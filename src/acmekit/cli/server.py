@@ -21,6 +21,7 @@ from acmekit.protocol.messages import RevocationReason
 if TYPE_CHECKING:
     from acmekit.dns.service import DnsConfig
     from acmekit.server.config import HsmSettings, ServerConfig
+    from acmekit.server.repos.purge import Due, Walk
     from acmekit.server.store import Store
 
 # `--demo`: the CA and its challenge DNS on one machine, as Pebble ships with its
@@ -31,6 +32,10 @@ DEMO_HTTP01_PORT = 5002
 DEMO_TLSALPN01_PORT = 5001
 DEMO_NETWORKS = ("127.0.0.0/8", "::1/128")
 DEMO_SPECIAL_NAMES = ("test",)
+# How many expired rows of each kind `db purge --dry-run` examines at most: its reads,
+# and the time it takes beside the requests, stay bounded on a CA that has not purged
+# for long (millions of rows due).
+PURGE_COUNT_LIMIT = 100_000
 
 
 @click.group(invoke_without_command=True)
@@ -668,15 +673,27 @@ def db_current(state_dir: Path | None, db: str | None, config_file: Path | None)
 
 @db_group.command("purge")
 @click.option("--dry-run", is_flag=True, help="count what is due, delete nothing")
+@click.option(
+    "--count-limit",
+    type=click.IntRange(min=1),
+    default=PURGE_COUNT_LIMIT,
+    show_default=True,
+    help="with --dry-run, examine at most this many expired rows of each kind",
+)
 @_database_options
 def db_purge(
-    dry_run: bool, state_dir: Path | None, db: str | None, config_file: Path | None
+    dry_run: bool,
+    count_limit: int,
+    state_dir: Path | None,
+    db: str | None,
+    config_file: Path | None,
 ) -> None:
     """Delete every expired order, authorization (with its challenges) and full rate-limit
     bucket that is due under `[purge]` (docs/server.md), a batch at a time, and print how
-    many of each; --dry-run prints the counts only. Certificates, CRLs, accounts and keys
-    are never deleted. The grace and retention are the --config file's; without one,
-    those the server recorded at its last start; printed with where they came from."""
+    many of each; --dry-run prints the counts only, counted over at most --count-limit
+    rows of each kind ("at least" where it stopped there). Certificates, CRLs, accounts
+    and keys are never deleted. The grace and retention are the --config file's; without
+    one, those the server recorded at its last start; printed with where they came from."""
     from acmekit.server.purge import Purger, recorded_settings
     from acmekit.settings import span
 
@@ -699,11 +716,33 @@ def db_purge(
         )
         # The real clock: the server's rate limiter judges buckets by the database's.
         purger = Purger(store, settings, lambda: datetime.now(UTC), database_clock=True)
-        found_due = purger.due() if dry_run else purger.everything()
-    verb = "due" if dry_run else "deleted"
-    click.echo(
-        f"{verb}: {found_due.orders} orders, {found_due.authorizations} authorizations, "
-        f"{found_due.challenges} challenges, {found_due.buckets} rate-limit buckets"
+        if not dry_run:
+            click.echo(f"deleted: {_due_counts(purger.everything())}")
+            return
+        counted = purger.due(count_limit)
+    click.echo(f"due: {_due_counts(counted.counted, counted.at_least)}")
+    if counted.at_least:
+        click.echo(
+            f"(counted over the first {count_limit} expired rows of each kind: the purge "
+            "deletes all that are due; --count-limit counts further)"
+        )
+
+
+def _due_counts(due: Due, at_least: frozenset[Walk] = frozenset()) -> str:
+    """`N orders, N authorizations, N challenges, N rate-limit buckets`, each count of a
+    walk cut short at the dry run's limit after "at least"."""
+    from acmekit.server.repos.purge import Walk
+
+    def count(n: int, walk: Walk, what: str) -> str:
+        return f"{'at least ' if walk in at_least else ''}{n} {what}"
+
+    return ", ".join(
+        [
+            count(due.orders, Walk.ORDERS, "orders"),
+            count(due.authorizations, Walk.AUTHORIZATIONS, "authorizations"),
+            count(due.challenges, Walk.AUTHORIZATIONS, "challenges"),
+            count(due.buckets, Walk.BUCKETS, "rate-limit buckets"),
+        ]
     )
 
 
