@@ -501,7 +501,7 @@ def certs_list(
             too_long = f"{expiring_within!r} is too long a duration"
             raise click.BadParameter(too_long, param_hint="--expiring-within") from None
     where = CertificateFilter(
-        name=None if name is None else name.strip().rstrip(".").lower(),
+        name=None if name is None else _name_wanted(name.strip()),
         account_id=account_id,
         expiring_before=before,
         revoked=revoked,
@@ -514,6 +514,24 @@ def certs_list(
         return
     for rec in found:
         click.echo(certificate_line(rec, now))
+
+
+def _name_wanted(name: str) -> str:
+    """`--name` as certificates store it: an IP address in its canonical form, a DNS
+    name lower-cased once it is checked as a dns identifier is (a non-ASCII one folded
+    into another: the Kelvin sign, U+212A, to "k")."""
+    import ipaddress
+
+    from acmekit.domains import operator_name
+
+    try:
+        return ipaddress.ip_address(name).compressed
+    except ValueError:
+        pass
+    try:
+        return operator_name("--name", name, wildcard=True)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--name: "), param_hint="--name") from None
 
 
 @certs.command("show")
@@ -939,7 +957,7 @@ def perspective(
     import asyncio
 
     from acmekit.hostport import parse_host_port
-    from acmekit.server.config import check_ascii_names
+    from acmekit.server.config import special_names
     from acmekit.server.mpic.certs import PerspectiveFiles
     from acmekit.server.mpic.perspective import PerspectiveConfig, serve
     from acmekit.server.mpic.quorum import Rir
@@ -955,7 +973,7 @@ def perspective(
         host, port = parse_host_port(listen)
         resolver = parse_host_port(dns_resolver) if dns_resolver else None
         parse_networks(allow_networks)
-        check_ascii_names("--allow-special-name", allowed_special_names)
+        special = special_names("--allow-special-name", allowed_special_names)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     files = PerspectiveFiles(perspective_dir)
@@ -976,7 +994,7 @@ def perspective(
             allow_networks=allow_networks,
             dnssec=DnssecMode(dnssec),
         ),
-        allowed_special_names=tuple(n.strip(".").lower() for n in allowed_special_names),
+        allowed_special_names=special,
         caa_timeout=caa_timeout,
     )
     log_progress_by_default()
