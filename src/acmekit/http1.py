@@ -736,6 +736,13 @@ class _Connection(asyncio.Protocol):
             # server's guess (it took the last), and a proxy in front may guess the other.
             self.fail(HTTPStatus.BAD_REQUEST, "more than one Host header")
             return
+        if self.codings and self.parser.get_http_version() == "1.0":
+            # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request MUST be treated as
+            # faulty framing (a 1.0 hop in front may not know the field and frame the
+            # body differently), so 400, then close. The parser read the body as chunked
+            # and then read on, on a kept connection.
+            self.fail(HTTPStatus.BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request")
+            return
         if self.codings and self.codings != [b"chunked"]:
             # RFC 9112 §6.1, §7: a transfer coding we do not decode (gzip, compress,
             # deflate) is 501, then close. The parser reads a body whose last coding is

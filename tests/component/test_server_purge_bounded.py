@@ -3,8 +3,8 @@ SQLite and PostgreSQL: with thousands of expired orders and authorizations kept
 (orders with a certificate, orders being issued, validated authorizations) and nothing
 due, a round reads about a batch's rows, also while a new purger (a restart) passes
 over them the first time. Counted, not timed: on SQLite the
-virtual machine's steps (a progress handler called at each), on PostgreSQL the index
-entries and table rows read (the statistics views, flushed as the connections close).
+virtual machine's steps, on PostgreSQL the index entries and table rows read
+(acmekit_testkit.dbreads).
 
 Also what the walks must not skip: an order being issued when the walk passed it,
 which fails later, goes once past the retention; and an order whose issuance failed
@@ -13,8 +13,6 @@ after its precertificate was signed stays past the grace, a certificate request 
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -30,6 +28,7 @@ from acmekit.server.purge import LONGEST_VALIDITY, Purger
 from acmekit.server.repos.purge import Due
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.dbreads import Reads
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -41,6 +40,8 @@ KEPT = 1000  # of each kind
 # challenges by their index, not reading the small table whole; a subquery's batch of
 # ids by a hash join over every row due).
 DUE = 50_000
+# A dry run's limit past any test's rows here: its counts exact.
+LIMIT = 1_000_000
 SETTINGS = PurgeSettings(grace=GRACE, retention=RETENTION, batch=BATCH)
 # Past the grace, within the retention: kept.
 EXPIRED = to_us(NOW - timedelta(days=20))
@@ -62,81 +63,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         found.engine.dispose()
 
 
-class Reads:
-    """What the store's connections read, counted as the module docstring says."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.steps = 0
-        sa.event.listen(sa.pool.Pool, "connect", self._connected)
-        store.engine.dispose()  # every connection from now on is counted
-
-    def close(self) -> None:
-        sa.event.remove(sa.pool.Pool, "connect", self._connected)
-
-    def _connected(self, dbapi_conn: Any, _record: Any) -> None:
-        if isinstance(dbapi_conn, sqlite3.Connection):
-            dbapi_conn.set_progress_handler(self._step, 1)
-
-    def _step(self) -> int:
-        self.steps += 1
-        return 0
-
-    def _pg_rows(self) -> int:
-        self.store.engine.dispose()
-        url = self.store.engine.url
-        admin = sa.create_engine(url.set(drivername="postgresql+psycopg"))
-        try:
-            with admin.connect() as conn:
-                _wait_for_clients_gone(conn)
-                conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
-                return int(
-                    conn.execute(
-                        sa.text(
-                            "SELECT (SELECT COALESCE(SUM(idx_tup_read), 0) FROM "
-                            "pg_stat_user_indexes WHERE relname IN ('orders', "
-                            "'authorizations', 'challenges')) + (SELECT COALESCE("
-                            "SUM(seq_tup_read), 0) FROM pg_stat_user_tables WHERE relname "
-                            "IN ('orders', 'authorizations', 'challenges'))"
-                        )
-                    ).scalar_one()
-                )
-        finally:
-            admin.dispose()
-
-    def of(self, work: Any) -> tuple[int, Any]:
-        """What `work()` read, and what it returned."""
-        if self.store.remote:
-            before = self._pg_rows()
-            done = work()
-            return self._pg_rows() - before, done
-        before = self.steps
-        done = work()
-        return self.steps - before, done
-
-    @property
-    def bound(self) -> int:
-        return PG_ROWS if self.store.remote else SQLITE_STEPS
-
-
-def _wait_for_clients_gone(conn: sa.Connection) -> None:
-    """Until the store's closed connections have left: a backend's statistics are
-    flushed before it leaves pg_stat_activity. Client backends only (an autovacuum
-    worker may stay on the database for seconds), and each look at a new snapshot: a
-    transaction keeps the activity it first read until pg_stat_clear_snapshot()."""
-    deadline = time.monotonic() + 30
-    while True:
-        conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
-        left = conn.execute(
-            sa.text(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-        if not left:
-            return
-        assert time.monotonic() < deadline, f"{left} connections still open after 30 s"
-        time.sleep(0.02)
+def _bound(store: Store) -> int:
+    """A round's reads, a batch's worth, as `Reads` counts them on `store`'s database."""
+    return PG_ROWS if store.remote else SQLITE_STEPS
 
 
 def _insert(store: Store, table: str, rows: list[dict[str, Any]]) -> None:
@@ -223,18 +152,18 @@ def test_a_round_reads_a_batch_however_many_expired_rows_are_kept(
         while True:
             read, done = reads.of(lambda: purger.batches(1))
             assert done == Due()
-            assert read <= reads.bound, (rounds, read)
+            assert read <= _bound(store), (rounds, read)
             rounds += 1
             if rounds > 2 * KEPT // BATCH + 2:
                 break
         if restarts:
             purger = Purger(store, SETTINGS, lambda: NOW)
             read, _ = reads.of(lambda: purger.batches(1))
-            assert read <= reads.bound
+            assert read <= _bound(store)
         else:
             for _ in range(3):
                 read, _ = reads.of(lambda: purger.batches(1))
-                assert read <= reads.bound
+                assert read <= _bound(store)
     finally:
         reads.close()
     assert _count(store, "orders") == 2 * KEPT
@@ -263,7 +192,7 @@ def test_a_round_reads_a_batch_however_many_rows_are_due(store: Store) -> None:
             read, done = reads.of(lambda: purger.batches(1))
             # The walk past the retention takes a batch (the grace's keeps the next).
             assert done == Due(orders=batch, authorizations=batch, challenges=batch)
-            assert read <= 2 * reads.bound * batch // BATCH, read
+            assert read <= 2 * _bound(store) * batch // BATCH, read
     finally:
         reads.close()
 
@@ -283,7 +212,7 @@ def test_an_order_failed_after_the_walk_passed_it_goes_after_the_retention(
         conn.execute(sa.text("UPDATE orders SET error = '{}' WHERE id = 'obeing'"))
     assert purger.batches(1) == Due()  # a failed claim is kept as long as a validation
     now = NOW + LONGEST_VALIDITY + RETENTION
-    assert purger.due() == Due(orders=1)
+    assert purger.due(LIMIT).counted == Due(orders=1)
     assert purger.batches(1) == Due(orders=1)
     assert _count(store, "orders") == 0
 
@@ -312,7 +241,7 @@ def test_an_order_with_a_signed_precertificate_is_kept_past_the_grace(store: Sto
     )
     now = NOW
     purger = Purger(store, SETTINGS, lambda: now)
-    assert purger.due() == Due()
+    assert purger.due(LIMIT).counted == Due()
     assert purger.everything() == Due()
     assert _count(store, "orders") == 1
     # As long as a validated authorization of the same expiry: the retention after the
@@ -341,7 +270,7 @@ def test_old_rows_go_from_the_oldest_whatever_the_cursor(store: Store) -> None:
         ],
     )
     purger = Purger(store, SETTINGS, lambda: NOW)
-    assert purger.due() == Due(orders=2, authorizations=3, challenges=3)
+    assert purger.due(LIMIT).counted == Due(orders=2, authorizations=3, challenges=3)
     assert purger.everything() == Due(orders=2, authorizations=3, challenges=3)
     with store.engine.connect() as conn:
         left = conn.execute(sa.text("SELECT id FROM orders ORDER BY id")).scalars().all()
@@ -366,7 +295,7 @@ def test_buckets_are_judged_by_the_database_clock_as_the_limiter_judges_them(
     )
     ahead = real + timedelta(hours=1)
     purger = Purger(store, SETTINGS, lambda: ahead, database_clock=True)
-    assert purger.due() == Due(buckets=1)
+    assert purger.due(LIMIT).counted == Due(buckets=1)
     assert purger.batches(1) == Due(buckets=1)
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT key FROM rate_buckets")).scalars().all() == ["ahead"]

@@ -38,6 +38,7 @@ from acmekit.fleet.worker import WorkerConfig
 from acmekit.hostport import parse_host_port
 from acmekit.migrate import SchemaOutOfDate
 from acmekit.protocol.dnspersist import txt_strings
+from acmekit.protocol.messages import ascii_lower
 
 DEFAULT_DB = "sqlite:///fleet.db"
 BULK_BATCH = 1000
@@ -479,7 +480,8 @@ def _size(stream: Any) -> int | None:
 
 
 def _find(inventory: Inventory, ref: str) -> Any:
-    site = inventory.sites.site(ref) or inventory.sites.site_by_name(ref.lower())
+    # ASCII ones only lower-cased: the Kelvin sign (U+212A) would find another's site
+    site = inventory.sites.site(ref) or inventory.sites.site_by_name(ascii_lower(ref))
     if site is None:
         raise click.ClickException(f"no site {ref!r}")
     return site

@@ -21,6 +21,7 @@ from acmekit.protocol.messages import RevocationReason
 if TYPE_CHECKING:
     from acmekit.dns.service import DnsConfig
     from acmekit.server.config import HsmSettings, ServerConfig
+    from acmekit.server.repos.purge import Due, Walk
     from acmekit.server.store import Store
 
 # `--demo`: the CA and its challenge DNS on one machine, as Pebble ships with its
@@ -31,6 +32,10 @@ DEMO_HTTP01_PORT = 5002
 DEMO_TLSALPN01_PORT = 5001
 DEMO_NETWORKS = ("127.0.0.0/8", "::1/128")
 DEMO_SPECIAL_NAMES = ("test",)
+# How many expired rows of each kind `db purge --dry-run` examines at most: its reads,
+# and the time it takes beside the requests, stay bounded on a CA that has not purged
+# for long (millions of rows due).
+PURGE_COUNT_LIMIT = 100_000
 
 
 @click.group(invoke_without_command=True)
@@ -496,7 +501,7 @@ def certs_list(
             too_long = f"{expiring_within!r} is too long a duration"
             raise click.BadParameter(too_long, param_hint="--expiring-within") from None
     where = CertificateFilter(
-        name=None if name is None else name.strip().rstrip(".").lower(),
+        name=None if name is None else _name_wanted(name.strip()),
         account_id=account_id,
         expiring_before=before,
         revoked=revoked,
@@ -509,6 +514,24 @@ def certs_list(
         return
     for rec in found:
         click.echo(certificate_line(rec, now))
+
+
+def _name_wanted(name: str) -> str:
+    """`--name` as certificates store it: an IP address in its canonical form, a DNS
+    name lower-cased once it is checked as a dns identifier is (a non-ASCII one folded
+    into another: the Kelvin sign, U+212A, to "k")."""
+    import ipaddress
+
+    from acmekit.domains import operator_name
+
+    try:
+        return ipaddress.ip_address(name).compressed
+    except ValueError:
+        pass
+    try:
+        return operator_name("--name", name, wildcard=True)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--name: "), param_hint="--name") from None
 
 
 @certs.command("show")
@@ -668,15 +691,27 @@ def db_current(state_dir: Path | None, db: str | None, config_file: Path | None)
 
 @db_group.command("purge")
 @click.option("--dry-run", is_flag=True, help="count what is due, delete nothing")
+@click.option(
+    "--count-limit",
+    type=click.IntRange(min=1),
+    default=PURGE_COUNT_LIMIT,
+    show_default=True,
+    help="with --dry-run, examine at most this many expired rows of each kind",
+)
 @_database_options
 def db_purge(
-    dry_run: bool, state_dir: Path | None, db: str | None, config_file: Path | None
+    dry_run: bool,
+    count_limit: int,
+    state_dir: Path | None,
+    db: str | None,
+    config_file: Path | None,
 ) -> None:
     """Delete every expired order, authorization (with its challenges) and full rate-limit
     bucket that is due under `[purge]` (docs/server.md), a batch at a time, and print how
-    many of each; --dry-run prints the counts only. Certificates, CRLs, accounts and keys
-    are never deleted. The grace and retention are the --config file's; without one,
-    those the server recorded at its last start; printed with where they came from."""
+    many of each; --dry-run prints the counts only, counted over at most --count-limit
+    rows of each kind ("at least" where it stopped there). Certificates, CRLs, accounts
+    and keys are never deleted. The grace and retention are the --config file's; without
+    one, those the server recorded at its last start; printed with where they came from."""
     from acmekit.server.purge import Purger, recorded_settings
     from acmekit.settings import span
 
@@ -699,11 +734,33 @@ def db_purge(
         )
         # The real clock: the server's rate limiter judges buckets by the database's.
         purger = Purger(store, settings, lambda: datetime.now(UTC), database_clock=True)
-        found_due = purger.due() if dry_run else purger.everything()
-    verb = "due" if dry_run else "deleted"
-    click.echo(
-        f"{verb}: {found_due.orders} orders, {found_due.authorizations} authorizations, "
-        f"{found_due.challenges} challenges, {found_due.buckets} rate-limit buckets"
+        if not dry_run:
+            click.echo(f"deleted: {_due_counts(purger.everything())}")
+            return
+        counted = purger.due(count_limit)
+    click.echo(f"due: {_due_counts(counted.counted, counted.at_least)}")
+    if counted.at_least:
+        click.echo(
+            f"(counted over the first {count_limit} expired rows of each kind: the purge "
+            "deletes all that are due; --count-limit counts further)"
+        )
+
+
+def _due_counts(due: Due, at_least: frozenset[Walk] = frozenset()) -> str:
+    """`N orders, N authorizations, N challenges, N rate-limit buckets`, each count of a
+    walk cut short at the dry run's limit after "at least"."""
+    from acmekit.server.repos.purge import Walk
+
+    def count(n: int, walk: Walk, what: str) -> str:
+        return f"{'at least ' if walk in at_least else ''}{n} {what}"
+
+    return ", ".join(
+        [
+            count(due.orders, Walk.ORDERS, "orders"),
+            count(due.authorizations, Walk.AUTHORIZATIONS, "authorizations"),
+            count(due.challenges, Walk.AUTHORIZATIONS, "challenges"),
+            count(due.buckets, Walk.BUCKETS, "rate-limit buckets"),
+        ]
     )
 
 
@@ -900,7 +957,7 @@ def perspective(
     import asyncio
 
     from acmekit.hostport import parse_host_port
-    from acmekit.server.config import check_ascii_names
+    from acmekit.server.config import special_names
     from acmekit.server.mpic.certs import PerspectiveFiles
     from acmekit.server.mpic.perspective import PerspectiveConfig, serve
     from acmekit.server.mpic.quorum import Rir
@@ -916,7 +973,7 @@ def perspective(
         host, port = parse_host_port(listen)
         resolver = parse_host_port(dns_resolver) if dns_resolver else None
         parse_networks(allow_networks)
-        check_ascii_names("--allow-special-name", allowed_special_names)
+        special = special_names("--allow-special-name", allowed_special_names)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     files = PerspectiveFiles(perspective_dir)
@@ -937,7 +994,7 @@ def perspective(
             allow_networks=allow_networks,
             dnssec=DnssecMode(dnssec),
         ),
-        allowed_special_names=tuple(n.strip(".").lower() for n in allowed_special_names),
+        allowed_special_names=special,
         caa_timeout=caa_timeout,
     )
     log_progress_by_default()

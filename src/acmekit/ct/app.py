@@ -49,8 +49,18 @@ class PayloadTooLarge(CtRequestError):
 
 
 class MethodNotAllowed(CtRequestError):
+    """RFC 9110 §15.5.6: a 405 MUST carry Allow, the methods the resource takes."""
+
     status = 405
     code = "method_not_allowed"
+
+    def __init__(self, message: str, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+
+READS = ("GET", "HEAD")
+WRITES = ("POST",)
 
 
 Answer = tuple[int, str, bytes]  # status, content type, body
@@ -81,13 +91,16 @@ class CtApp:
             return
         extra: list[tuple[bytes, bytes]] = []
         path = _route_path(scope)
+        tiled = self.tiles is not None and not path.startswith(PREFIX)
         try:
             status, ctype, body = await self._answer(path, scope, receive)
-            if self.tiles is not None and not path.startswith(PREFIX):
+            if tiled:
                 extra = [(b"cache-control", cache_control(path, status).encode())]
         except CtRequestError as exc:
             status, ctype, body = _json({"error": exc.code, "error_message": str(exc)}, exc.status)
-            extra = []
+            extra = _error_headers(exc)
+            if tiled:  # a 405 is cacheable by default (RFC 9110 §15.5.6)
+                extra.append((b"cache-control", cache_control(path, status).encode()))
         except UNAVAILABLE:
             log.warning("database unavailable", exc_info=True)
             doc = {"error": "unavailable", "error_message": "the database is unavailable"}
@@ -111,23 +124,26 @@ class CtApp:
         if path.startswith(PREFIX):
             name = path.removeprefix(PREFIX)
             if name in ("add-chain", "add-pre-chain"):
-                if method != "POST":
-                    raise MethodNotAllowed(f"{name} takes POST")
+                _allow(name, method, WRITES)
                 body = await _read_body(scope, receive)
                 ders = self.chain_of(body)
                 body = await self.log.add_chain_body_async(ders, name == "add-pre-chain")
                 return 200, "application/json", body
             if name == "get-sth":
-                if method not in ("GET", "HEAD"):
-                    raise MethodNotAllowed(f"{name} takes GET")
+                _allow(name, method, READS)
                 return await self.get_sth()
             handler = self.get_routes.get(name)
             if handler is not None:
-                if method not in ("GET", "HEAD"):
-                    raise MethodNotAllowed(f"{name} takes GET")
+                _allow(name, method, READS)
                 query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
                 return _json(await self._read(handler, query))
-        if self.tiles is not None and method in ("GET", "HEAD"):
+        if self.tiles is not None and self.tiles.names(path):
+            _allow(path, method, READS)
+            if scope.get("query_string"):
+                # The static-ct-api resources are named by their path alone (tiles are
+                # immutable): served with a query, any query would be another name for
+                # the same resource, kept apart by each cache in front.
+                raise BadRequest(f"{path} takes no query string")
             found = await self._read(self.tiles.answer, path)
             if found is not None:
                 return found
@@ -198,6 +214,17 @@ class CtApp:
             "extra_data": b64(leaf.extra_data),
             "audit_path": [b64(h) for h in path],
         }
+
+
+def _allow(name: str, method: str, allowed: tuple[str, ...]) -> None:
+    if method not in allowed:
+        raise MethodNotAllowed(f"{name} takes {' or '.join(allowed)}", allowed)
+
+
+def _error_headers(exc: CtRequestError) -> list[tuple[bytes, bytes]]:
+    if isinstance(exc, MethodNotAllowed):
+        return [(b"allow", ", ".join(exc.allow).encode())]
+    return []
 
 
 def _route_path(scope: Scope) -> str:

@@ -114,6 +114,13 @@ class TileReader:
         self.log = ctlog
         self.origin = origin
 
+    @staticmethod
+    def names(path: str) -> bool:
+        """Whether `path` is shaped as one of the tiled API's resources (read nothing)."""
+        return path == "/checkpoint" or any(
+            p.fullmatch(path) is not None for p in (_TILE, _DATA, _ISSUER)
+        )
+
     def answer(self, path: str) -> Answer | None:
         """The resource at `path`, a 404 for a tile the tree does not have, or None for
         a path that is not the tiled API's."""

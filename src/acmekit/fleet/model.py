@@ -13,6 +13,8 @@ from typing import Any
 
 from acmekit.database import from_us as from_us
 from acmekit.database import to_us as to_us
+from acmekit.domains import bad_alabel, reserved_ldh_label
+from acmekit.protocol.messages import ascii_lower
 
 
 class DesiredState(StrEnum):
@@ -108,11 +110,24 @@ def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
         labels = name.removeprefix("*.").split(".")
         if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(x) for x in labels):
             raise ValueError(f"{raw!r} is not a DNS name")
+        _check_alabels(raw, name)
         if name not in out:
             out.append(name)
     if not 1 <= len(out) <= MAX_NAMES:
         raise ValueError(f"a site has 1 to {MAX_NAMES} names")
     return tuple(out)
+
+
+def _check_alabels(raw: str, name: str) -> None:
+    """The A-label rules a CA applies to a dns identifier (RFC 5891): a broken `xn--`
+    label or a reserved `??--` one is refused when the site is added, in one line, not
+    by every CA at each order."""
+    label = bad_alabel(name)
+    if label is not None:
+        raise ValueError(f"{raw!r} is not a DNS name: {label!r} is not a valid IDNA 2008 A-label")
+    label = reserved_ldh_label(name)
+    if label is not None:
+        raise ValueError(f"{raw!r} is not a DNS name: {label!r} is in a reserved form (RFC 5891)")
 
 
 @dataclass(frozen=True)
@@ -159,8 +174,9 @@ class CaHealth:
 
 
 def name_key(name: str) -> str:
-    """What makes two names the same name: case does not matter."""
-    return name.lower()
+    """What makes two names the same name: case does not matter (ASCII case: a name
+    with the Kelvin sign, U+212A, which lower-cases to "k", is no stored name's)."""
+    return ascii_lower(name)
 
 
 @dataclass(frozen=True)

@@ -139,8 +139,10 @@ def ascii_lower(name: str) -> str:
     return name.lower() if name.isascii() else name
 
 
-def parse_dns_name(value: str) -> str:
-    """Check a dns identifier's value (RFC 8555 §7.1.3, §7.1.4) and lower-case it."""
+def parse_dns_name(value: str, min_labels: int = 2) -> str:
+    """Check a dns identifier's value (RFC 8555 §7.1.3, §7.1.4) and lower-case it.
+    `min_labels`: 1 for the names an operator configures (a CAA identity, a special-use
+    name such as `test`); an identifier has at least two."""
     if not value or len(value) > 253:
         raise _rejected(value, "name is empty or longer than 253 octets")
     if value.endswith("."):
@@ -159,7 +161,7 @@ def parse_dns_name(value: str) -> str:
         raise _rejected(value, "'*' is allowed only as the whole leftmost label")
     for label in labels:
         _check_label(label, value)
-    if len(labels) < 2:
+    if len(labels) < min_labels:
         raise _rejected(value, "name must have at least two labels")
     if looks_like_ip(".".join(labels)):
         raise _rejected(value, "an IP address must be sent as an ip identifier (RFC 8738)")

@@ -17,11 +17,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from acmekit.domains import operator_name
 from acmekit.hostport import parse_host_port
 
 # the [limits] table; the listeners' own, shared with the CT log
 from acmekit.http1 import ListenerLimits as ListenerLimits
 from acmekit.protocol.jose import b64d
+from acmekit.protocol.messages import looks_like_ip
 from acmekit.protocol.problems import AcmeError
 from acmekit.server.caa import LOOKUPS_IN_FLIGHT, LOOKUPS_PER_ACCOUNT
 from acmekit.server.mpic.quorum import Remote, Rir, check_remotes
@@ -686,21 +688,29 @@ def _validation(settings: ValidationSettings) -> ValidationSettings:
     """Lists as tuples; a network that does not parse is refused at start."""
     networks = tuple(settings.allow_networks)
     parse_networks(networks)
-    check_ascii_names("validation.allowed_special_names", settings.allowed_special_names)
-    names = tuple(n.strip(".").lower() for n in settings.allowed_special_names)
+    names = special_names("validation.allowed_special_names", settings.allowed_special_names)
     if settings.dnssec not in tuple(DnssecMode):
         modes = " or ".join(repr(str(m)) for m in DnssecMode)
         raise ValueError(f"validation.dnssec {settings.dnssec!r}: use {modes}")
     return replace(settings, allow_networks=networks, allowed_special_names=names)
 
 
-def check_ascii_names(where: str, names: Iterable[str]) -> None:
-    """Names are lower-cased to be compared: checked as ASCII first, for the Kelvin sign
-    (U+212A) lower-cases to "k" and the name would stand for another (RFC 5890 §2.3.2.1:
-    an internationalized name is written in A-labels)."""
-    for name in names:
-        if not name.isascii():
-            raise ValueError(f"{where}: {name!r} is not ASCII (write an IDN in its xn-- form)")
+def operator_names(where: str, names: Iterable[str]) -> tuple[str, ...]:
+    """Names the operator gives (a domain name of one label or more), each checked as a
+    dns identifier is and lower-cased (`acmekit.domains.operator_name`): ValueError in
+    one line naming `where` and the first bad value."""
+    return tuple(operator_name(where, n, single_label=True) for n in names)
+
+
+def special_names(where: str, names: Iterable[str]) -> tuple[str, ...]:
+    """`allowed_special_names` as the name policy compares them: `operator_names`, a
+    leading dot (`.test`, the names under it) dropped."""
+    return operator_names(where, (n.removeprefix(".") for n in names))
+
+
+def _host_names(where: str, hosts: Iterable[str]) -> tuple[str, ...]:
+    """`listener_hosts`: IP addresses as given, names as `operator_names`."""
+    return tuple(h if looks_like_ip(h) else operator_names(where, [h])[0] for h in hosts)
 
 
 def _check_type(where: str, value: Any, default: Any) -> None:
@@ -827,8 +837,12 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> ServerConfig:
     _check_purge(config)
     for kid, key in config.eab_keys.items():
         _check_eab_key(kid, key)
-    for where in ("caa_identities", "issuer_domain_names", "listener_hosts"):
-        check_ascii_names(where, getattr(config, where))
+    config = replace(
+        config,
+        caa_identities=operator_names("caa_identities", config.caa_identities),
+        issuer_domain_names=operator_names("issuer_domain_names", config.issuer_domain_names),
+        listener_hosts=_host_names("listener_hosts", config.listener_hosts),
+    )
     _check_persist(config)
     if config.db and not config.db.startswith(("sqlite:///", "postgresql://", "postgresql+")):
         raise ValueError(f"db {config.db!r}: use sqlite:///FILE or postgresql://USER@HOST/DB")

@@ -48,7 +48,7 @@ from datetime import datetime, timedelta
 from acmekit.database import to_us
 from acmekit.server.config import PurgeSettings
 from acmekit.server.nonces import CLOCK_SKEW
-from acmekit.server.repos.purge import START, Cutoffs, Due
+from acmekit.server.repos.purge import START, Cutoffs, Due, DueCount, Walk, Walked
 from acmekit.server.schedule import SC081
 from acmekit.server.store import Store
 
@@ -125,8 +125,51 @@ class Purger:
     def _cutoffs(self) -> Cutoffs:
         return cutoffs(self.settings, self._now(), self._database_clock)
 
-    def due(self) -> Due:
-        return self._repo.due(self._cutoffs())
+    def due(self, limit: int) -> DueCount:
+        """What the purge would delete now (a dry run), counted along its walks a batch
+        at a time, each walk stopping after `limit` rows examined: its reads are bounded
+        however many rows are due (`DueCount.at_least` names the walks cut short)."""
+        cut = self._cutoffs()
+        size = min(self.settings.batch, limit)
+        orders, _, more_orders = self._count_walk(self._repo.count_orders, cut, limit, size)
+        authzs, challenges, more_authzs = self._count_walk(
+            self._repo.count_authorizations, cut, limit, size
+        )
+        buckets, more_buckets = self._count_buckets(cut, limit, size)
+        more = {Walk.ORDERS: more_orders, Walk.AUTHORIZATIONS: more_authzs}
+        more[Walk.BUCKETS] = more_buckets
+        counted = Due(orders, authzs, challenges, buckets)
+        return DueCount(counted, frozenset(w for w, cut_short in more.items() if cut_short))
+
+    @staticmethod
+    def _count_walk(
+        step: Callable[[Cutoffs, tuple[int, str], int], Walked], cut: Cutoffs, limit: int, size: int
+    ) -> tuple[int, int, bool]:
+        """One walk's due rows and their challenges, and whether it stopped at `limit`
+        before its end."""
+        at, examined, due, challenges = START, 0, 0, 0
+        while examined < limit:
+            asked = min(size, limit - examined)
+            walked = step(cut, at, asked)
+            due, challenges = due + walked.deleted, challenges + walked.challenges
+            examined += walked.examined
+            if walked.examined < asked or walked.last is None:
+                return due, challenges, False
+            at = walked.last
+        # At the limit: cut short only if a row is left (exactly `limit` rows is exact).
+        return due, challenges, step(cut, at, 1).examined > 0
+
+    def _count_buckets(self, cut: Cutoffs, limit: int, size: int) -> tuple[int, bool]:
+        after, examined, due = "", 0, 0
+        while examined < limit:
+            asked = min(size, limit - examined)
+            found, spanned, last = self._repo.count_buckets(cut, after, asked)
+            due += found
+            examined += spanned
+            if spanned < asked or last is None:
+                return due, False
+            after = last
+        return due, self._repo.count_buckets(cut, after, 1)[1] > 0
 
     def batches(self, count: int) -> Due:
         """Up to `count` batches of each walk; each walk goes on where the previous call

@@ -31,11 +31,15 @@ A batch reads at most `batch` rows of an index, however many expired rows are ke
   write more (docs/decisions.md, "Purging what the CA no longer needs"). Their cutoff is
   a number, or None: the database's clock less CLOCK_SKEW, the clock the rate limiter
   judges them by when it reads the database's (repos/buckets.py).
+- A dry run counts along the same walks, a batch's range at a time (each its own short
+  transaction), and stops after a limit of rows examined: a COUNT(*) over every due
+  row read them all in one statement, millions on a CA that had not purged for long.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from acmekit.protocol.messages import ChallengeStatus
@@ -104,9 +108,11 @@ _DELETE_ORDERS_OLD = (
     f"DELETE FROM orders WHERE {_UNISSUED} AND (+finalize_started IS NULL OR error IS NOT "
     f"NULL) AND +expires < ? AND {_AFTER} AND {_UPTO}"
 )
+# A dry run's count within a batch's range of the grace's walk (expires before the
+# grace's cutoff): never claimed, or failed and past the retention (`_ORDER_DUE`).
 _COUNT_ORDERS = (
-    f"SELECT COUNT(*) FROM orders WHERE ({_ORDER_GRACE_DUE} AND expires < ?) "
-    f"OR ({_ORDER_DUE} AND expires < ?)"
+    f"SELECT COUNT(*) FROM orders WHERE {_UNISSUED} AND +expires < ? AND {_AFTER} AND "
+    f"{_UPTO} AND (+finalize_started IS NULL OR (error IS NOT NULL AND +expires < ?))"
 )
 
 # Under the grace: an authorization never validated. One no challenge decided
@@ -125,11 +131,12 @@ _DELETE_AUTHZS_GRACE = (
 _DELETE_AUTHZS_OLD = (
     f"DELETE FROM authorizations WHERE +expires < ? AND {_AFTER} AND {_UPTO} RETURNING id"
 )
-_AUTHZ_DUE = f"expires < ? AND (expires < ? OR {_NOT_VALIDATED})"
+# A dry run's count within a batch's range: never validated, or past the retention;
+# with their challenges.
 _COUNT_AUTHZS = (
-    f"SELECT COUNT(*), (SELECT COUNT(*) FROM challenges WHERE authz_id IN "
-    f"(SELECT id FROM authorizations WHERE {_AUTHZ_DUE})) "
-    f"FROM authorizations WHERE {_AUTHZ_DUE}"
+    "SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (SELECT (SELECT COUNT(*) FROM challenges c "
+    "WHERE c.authz_id = authorizations.id) AS n FROM authorizations WHERE +expires < ? "
+    f"AND {_AFTER} AND {_UPTO} AND (+expires < ? OR {_NOT_VALIDATED})) d"
 )
 
 # The last key of the next batch of buckets, from the last key seen.
@@ -137,7 +144,12 @@ _BUCKETS_END = (
     "SELECT MAX(key) FROM (SELECT key FROM rate_buckets WHERE key > ? ORDER BY key LIMIT ?) b"
 )
 _DELETE_BUCKETS = "DELETE FROM rate_buckets WHERE key > ? AND key <= ? AND tat < {cut}"
-_COUNT_BUCKETS = "SELECT COUNT(*) FROM rate_buckets WHERE tat < {cut}"
+# A dry run's batch: its last key and how many keys it spans, then those due in it.
+_BUCKETS_SPAN = (
+    "SELECT MAX(key), COUNT(*) FROM (SELECT key FROM rate_buckets WHERE key > ? "
+    "ORDER BY key LIMIT ?) b"
+)
+_COUNT_BUCKETS = "SELECT COUNT(*) FROM rate_buckets WHERE key > ? AND key <= ? AND tat < {cut}"
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,24 @@ class Due:
             self.challenges + other.challenges,
             self.buckets + other.buckets,
         )
+
+
+class Walk(StrEnum):
+    """The purge's walks, by what they delete (a dry run's counts, in its output)."""
+
+    ORDERS = "orders"
+    AUTHORIZATIONS = "authorizations"
+    BUCKETS = "rate-limit buckets"
+
+
+@dataclass(frozen=True)
+class DueCount:
+    """A dry run's counts: `counted`, the rows due as far as each walk went, and the
+    walks that stopped at the dry run's limit before their end (`at_least`): what they
+    counted is a lower bound (an authorization's challenges go with its walk)."""
+
+    counted: Due
+    at_least: frozenset[Walk] = frozenset()
 
 
 class PurgeRepository(Repository):
@@ -219,15 +249,39 @@ class PurgeRepository(Repository):
                 return 0, None
             return c.run(sql, (after, end, *at)), str(end)
 
-    def due(self, cut: Cutoffs) -> Due:
-        """How many rows the purge would delete now (the counts of a dry run)."""
-        authz = (cut.authorizations, cut.validated)
-        buckets, at = self._bucket_cut(_COUNT_BUCKETS, cut)
+    def count_orders(self, cut: Cutoffs, after: tuple[int, str], batch: int) -> Walked:
+        """A dry run's batch of orders: the next `batch` without a certificate past
+        `after` and expired before the grace's cutoff, and how many of them are due
+        (`deleted`), under the grace or past the retention. Nothing is deleted."""
         with self._raw() as c:
-            orders = c.one(_COUNT_ORDERS, (cut.orders, cut.validated))[0]
-            authzs, challenges = c.one(_COUNT_AUTHZS, (*authz, *authz))
-            found = c.one(buckets, at)[0]
-        return Due(int(orders), int(authzs), int(challenges), int(found))
+            rows = c.all(_ORDERS_RANGE, (cut.orders, *after, batch))
+            if not rows:
+                return Walked(0, 0, None)
+            last = (int(rows[-1][0]), str(rows[-1][1]))
+            due = c.one(_COUNT_ORDERS, (cut.orders, *after, *last, cut.validated))[0]
+        return Walked(int(due), len(rows), last)
+
+    def count_authorizations(self, cut: Cutoffs, after: tuple[int, str], batch: int) -> Walked:
+        """As `count_orders`, for authorizations, with the due ones' challenges."""
+        with self._raw() as c:
+            self._no_jit(c)
+            rows = c.all(_AUTHZS_RANGE, (cut.authorizations, *after, batch))
+            if not rows:
+                return Walked(0, 0, None)
+            last = (int(rows[-1][0]), str(rows[-1][1]))
+            params = (cut.authorizations, *after, *last, cut.validated)
+            due, challenges = c.one(_COUNT_AUTHZS, params)
+        return Walked(int(due), len(rows), last, int(challenges))
+
+    def count_buckets(self, cut: Cutoffs, after: str, batch: int) -> tuple[int, int, str | None]:
+        """A dry run's batch of buckets: among the next `batch` by key after `after`,
+        how many are due, how many were looked at, and the last key (None: none left)."""
+        sql, at = self._bucket_cut(_COUNT_BUCKETS, cut)
+        with self._raw() as c:
+            end, spanned = c.one(_BUCKETS_SPAN, (after, batch))
+            if end is None:
+                return 0, 0, None
+            return int(c.one(sql, (after, end, *at))[0]), int(spanned), str(end)
 
     def _bucket_cut(self, template: str, cut: Cutoffs) -> tuple[str, tuple[int, ...]]:
         if cut.buckets is None:
