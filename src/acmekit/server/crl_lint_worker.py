@@ -1,0 +1,44 @@
+"""The CRL lint process (lint.CrlLintProcess): pkilint's CRL lint, one CRL at a time.
+
+Run as `python -m acmekit.server.crl_lint_worker` by the CA, which talks to it over its
+standard input and output:
+
+- in: a CRL as its length in decimal, a newline, then that many bytes of DER;
+- out: one line of JSON per CRL, the list of its findings, each
+  `[severity, code, path, message]` (every finding: the CA drops those it ignores).
+
+It ends when its input does. Anything else it prints (a library's warning) goes to
+standard error, so the answers' stream carries answers only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import BinaryIO
+
+from acmekit.server.lint import _crl_validator, lint_crl_der
+
+
+def serve(given: BinaryIO, answers: BinaryIO) -> None:
+    """Lint each CRL read from `given`, one answer line each to `answers`."""
+    while True:
+        header = given.readline()
+        if not header:
+            return
+        der = given.read(int(header))
+        report = lint_crl_der(der)
+        found = [[f.severity.value, f.code, f.path, f.message] for f in report.findings]
+        answers.write(json.dumps(found).encode() + b"\n")
+        answers.flush()
+
+
+def main() -> None:
+    given, answers = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr
+    _crl_validator()  # built before the first CRL arrives
+    serve(given, answers)
+
+
+if __name__ == "__main__":
+    main()
