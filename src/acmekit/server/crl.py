@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -61,6 +62,9 @@ _REASONS = {
 
 
 ISSUER_PATH = "/issuer.der"
+# Where a serving CA records its number of shards (`record_shards`), for
+# `acmekit server certs revoke`, which must remake the shard the CA serves.
+SETTING = "crl"
 _FILE_BATCH = 1000  # revoked rows filed under their shard in one transaction
 
 
@@ -70,6 +74,25 @@ def shard_of(serial: int, shards: int) -> int:
 
 def crl_url(base: str, shard: int) -> str:
     return f"{base}/crl/{shard}.crl"
+
+
+def record_shards(store: Store, shards: int) -> None:
+    """Record the number of shards this CA serves (the last process to start wins:
+    processes sharing a database are meant to share a configuration)."""
+    store.accounts.put_setting(SETTING, json.dumps({"shards": shards}))
+
+
+def recorded_shards(store: Store) -> int | None:
+    """The number of shards a serving CA recorded; None if none did (or the record is
+    not one this release reads)."""
+    text = store.accounts.stored_setting(SETTING)
+    if text is None:
+        return None
+    try:
+        shards = json.loads(text)["shards"]
+    except (TypeError, KeyError, ValueError):
+        return None
+    return shards if type(shards) is int and shards >= 1 else None
 
 
 def _entry(rec: CertificateRecord | RevokedEntry) -> x509.RevokedCertificate:
