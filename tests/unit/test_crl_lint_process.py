@@ -4,6 +4,7 @@ does not hold the CA's GIL, and with it the event loop, while it runs."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,3 +87,18 @@ def test_a_lint_process_that_ended_is_started_again(
     assert [f.code for f in linter.crl(der).errors] == [VALIDITY_CODE]
     assert process.started == 2
     assert process.pid not in (None, first)
+
+
+def test_the_lint_process_outlives_a_ctrl_c_at_the_terminal(
+    issuer: Issuer, process: CrlLintProcess
+) -> None:
+    """SIGINT reaches the CA's whole process group; the CA handles it, the lint process
+    ignores it (and ends with its input)."""
+    linter = Linter(crl_process=process)
+    der = _crl(issuer, 3, timedelta(days=1))
+    assert linter.crl(der).findings == ()
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)  # the lint process this test started
+    assert linter.crl(der).findings == ()
+    assert process.started == 1 and process.pid == pid

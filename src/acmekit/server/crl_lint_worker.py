@@ -7,13 +7,14 @@ standard input and output:
 - out: one line of JSON per CRL, the list of its findings, each
   `[severity, code, path, message]` (every finding: the CA drops those it ignores).
 
-It ends when its input does. Anything else it prints (a library's warning) goes to
-standard error, so the answers' stream carries answers only.
+It ends when its input does (SIGINT is ignored). Anything else it prints (a library's
+warning) goes to standard error, so the answers' stream carries answers only.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import BinaryIO
 
@@ -34,6 +35,9 @@ def serve(given: BinaryIO, answers: BinaryIO) -> None:
 
 
 def main() -> None:
+    # A Ctrl-C at the CA's terminal reaches its whole process group: the CA ends, and
+    # this process with its input, not with a traceback of its own mid-lint.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     given, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr
     _crl_validator()  # built before the first CRL arrives
