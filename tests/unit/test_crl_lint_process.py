@@ -102,3 +102,14 @@ def test_the_lint_process_outlives_a_ctrl_c_at_the_terminal(
     os.kill(pid, signal.SIGINT)  # the lint process this test started
     assert linter.crl(der).findings == ()
     assert process.started == 1 and process.pid == pid
+
+
+def test_the_lint_process_runs_below_the_cas_priority(
+    issuer: Issuer, process: CrlLintProcess
+) -> None:
+    from acmekit.server.crl_lint_worker import NICENESS
+
+    Linter(crl_process=process).crl(_crl(issuer, 3, timedelta(days=1)))
+    assert process.pid is not None
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(mine + NICENESS, 19)
