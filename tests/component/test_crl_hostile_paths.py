@@ -11,7 +11,7 @@ from acmekit.server.run import Assembly
 async def test_odd_shard_numbers_are_not_found(ca: Assembly) -> None:
     assert ca.crl is not None
     app = CrlApp(ca.crl)
-    status, ctype, body = app._answer("GET", "/crl/0.crl")
+    status, ctype, body = await app._answer("GET", "/crl/0.crl")
     assert (status, ctype) == (200, b"application/pkix-crl") and body
     for path in (
         "/crl/" + "9" * 5000 + ".crl",
@@ -19,4 +19,4 @@ async def test_odd_shard_numbers_are_not_found(ca: Assembly) -> None:
         "/crl/\uff10.crl",
         "/crl/-0.crl",
     ):
-        assert app._answer("GET", path)[0] == 404, path[:20]
+        assert (await app._answer("GET", path))[0] == 404, path[:20]

@@ -61,7 +61,7 @@ async def test_a_normal_issuance_passes_lint(ca: Assembly, flow: Flow) -> None:
     aia = leaf.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
     url = str(aia[0].access_location.value)
     assert url == f"{ca.crl.base_url}/issuer.der"
-    status, ctype, body = CrlApp(ca.crl)._answer("GET", "/issuer.der")
+    status, ctype, body = await CrlApp(ca.crl)._answer("GET", "/issuer.der")
     assert (status, ctype) == (200, b"application/pkix-cert")
     assert x509.load_der_x509_certificate(body) == ca.issuer.intermediate_cert
 

@@ -70,10 +70,12 @@ async def _issue(flow: Flow, name: str) -> tuple[Any, x509.Certificate, str]:
     return key, x509.load_pem_x509_certificates(pem)[0], order_url
 
 
-def _served_crl(ca: Assembly, config: ServerConfig, serial: int) -> x509.CertificateRevocationList:
+async def _served_crl(
+    ca: Assembly, config: ServerConfig, serial: int
+) -> x509.CertificateRevocationList:
     assert ca.crl is not None
     shard = serial % config.crl.shards
-    status, _, body = CrlApp(ca.crl)._answer("GET", f"/crl/{shard}.crl")
+    status, _, body = await CrlApp(ca.crl)._answer("GET", f"/crl/{shard}.crl")
     assert status == 200
     return x509.load_der_x509_crl(body)
 
@@ -87,7 +89,7 @@ async def test_certificates_listed_shown_and_revoked_onto_the_crl(
     _, third, _ = await _issue(other, "three.operator.test")
     serials = [format(c.serial_number, "x") for c in (first, second, third)]
     account = flow.kid.rsplit("/", 1)[1]
-    crl_before = _served_crl(ca, ca_config, first.serial_number)
+    crl_before = await _served_crl(ca, ca_config, first.serial_number)
     assert crl_before.get_revoked_certificate_by_serial_number(first.serial_number) is None
 
     out = _ok(ca_config, "certs", "list")
@@ -116,7 +118,7 @@ async def test_certificates_listed_shown_and_revoked_onto_the_crl(
     assert f"revoked: {serials[0]} (privilegeWithdrawn)" in out
 
     # On the CRL the CA serves, with its reason; ARI says to renew at once.
-    crl_after = _served_crl(ca, ca_config, first.serial_number)
+    crl_after = await _served_crl(ca, ca_config, first.serial_number)
     entry = crl_after.get_revoked_certificate_by_serial_number(first.serial_number)
     assert entry is not None
     reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason

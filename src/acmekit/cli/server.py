@@ -565,9 +565,11 @@ def certs_show(
 def certs_revoke(
     serial: str, reason: str, state_dir: Path | None, db: str | None, config_file: Path | None
 ) -> None:
-    """Revoke a certificate as an ACME revocation does, and remake its CRL shard."""
+    """Revoke a certificate as an ACME revocation does, and remake its CRL shard (of
+    as many shards as the serving CA recorded at its last start)."""
     from acmekit.server.admin import AdminError, remake_crl, revoke_certificate
 
+    given = config_file or (click.get_current_context().find_object(dict) or {}).get("config_file")
     config = _operator_config(state_dir, db, config_file)
     with _store(state_dir, db, config_file) as store:
         with _admin_errors():
@@ -575,13 +577,34 @@ def certs_revoke(
         click.echo(f"revoked: {rec.serial} ({reason})")
         if reason == "keyCompromise":
             click.echo("key blocked: no order may use it again")
+        shards, source = _crl_shards(store, config.crl.shards, given)
         try:
-            shard = remake_crl(config, store, rec.serial, datetime.now(UTC))
+            shard = remake_crl(config, store, rec.serial, datetime.now(UTC), shards)
         except AdminError as exc:
             every = int(config.crl.regenerate_every.total_seconds())
             click.echo(f"warning: {exc}; the CA's next CRL lists it (within {every} s)", err=True)
         else:
-            click.echo(f"crl: shard {shard} remade")
+            click.echo(f"crl: shard {shard} of {shards} remade ({source})")
+
+
+def _crl_shards(store: Store, configured: int, given: object) -> tuple[int, str]:
+    """The number of CRL shards to remake one of, and where it came from: the serving
+    CA's (`crl.recorded_shards`), whatever this command's file says, since a CRL of
+    another count would list another shard's entries under the CA's URL; without a
+    record (no CA of this release started on the database), the configured one."""
+    from acmekit.server.crl import recorded_shards
+
+    recorded = recorded_shards(store)
+    if recorded is None:
+        where = f"from {given}" if given else "the default: no CA start recorded"
+        return configured, where
+    if given and recorded != configured:
+        click.echo(
+            f"warning: {given} has [crl] shards = {configured}, but the CA serves "
+            f"{recorded}: the CA's shard is remade",
+            err=True,
+        )
+    return recorded, "as the CA recorded at its last start"
 
 
 @server.group()

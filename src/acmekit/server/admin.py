@@ -235,23 +235,27 @@ def revoke_certificate(
     return revoked
 
 
-def remake_crl(config: ServerConfig, store: Store, serial: str, now: datetime) -> int:
-    """Sign and store a new CRL for the shard that lists `serial`, as the CA does right
-    after a revocation (the CA's processes serve the stored one); the shard's number.
-    The shard's URL is the one its stored CRL names (the CA's listener may have been
-    given on its command line rather than in the TOML file). AdminError if the CA's
-    signing key cannot be used from here: the CA's next scheduled CRL lists it then,
-    within `[crl] regenerate_every`."""
+def remake_crl(config: ServerConfig, store: Store, serial: str, now: datetime, shards: int) -> int:
+    """Sign and store a new CRL for the shard of `shards` that lists `serial`, as the CA
+    does right after a revocation (the CA's processes serve the stored one); the shard's
+    number. `shards` is the serving CA's count (`crl.recorded_shards`): with another, the
+    CRL stored would list another shard's entries. The shard's URL is the one its stored
+    CRL names (the CA's listener may have been given on its command line rather than in
+    the TOML file). AdminError if the CA's signing key cannot be used from here: the CA's
+    next scheduled CRL lists it then, within `[crl] regenerate_every`."""
+    from dataclasses import replace
+
     from acmekit.clock import SystemClock
     from acmekit.server.crl import CrlPublisher, shard_of
     from acmekit.server.lint import Linter
     from acmekit.server.signing import SignerUnavailable
 
-    shard = shard_of(int(serial, 16), config.crl.shards)
+    shard = shard_of(int(serial, 16), shards)
     issuer = _existing_issuer(config, now)
     base = _stored_crl_base(store, shard) or config.crl_base_url
     linter = Linter.for_config(config)
-    publisher = CrlPublisher(config.crl, base, store, issuer, SystemClock().now, linter)
+    settings = replace(config.crl, shards=shards)
+    publisher = CrlPublisher(settings, base, store, issuer, SystemClock().now, linter)
     try:
         publisher.regenerate(shard)
     except (SignerUnavailable, RuntimeError) as exc:

@@ -36,7 +36,7 @@ from acmekit.server.auth import (
     key_change,
 )
 from acmekit.server.authority import Authority, ChallengeReads, OrderView, signer_unavailable
-from acmekit.server.crl import CrlRebuilder
+from acmekit.server.crl import CrlRebuilder, record_shards
 from acmekit.server.nonces import NonceService
 from acmekit.server.purge import Purger, record_settings
 from acmekit.server.render import Urls
@@ -195,7 +195,7 @@ class AcmeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._record_purge_settings()
+                self._record_settings()
                 self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -212,14 +212,17 @@ class AcmeApp:
             self._background.append(self._crl_rebuilder.start())
         self._background.append(asyncio.create_task(self._housekeeping()))
 
-    def _record_purge_settings(self) -> None:
-        """For `acmekit server db purge` run without this process's TOML file; a
-        database down at this moment delays nothing (the command then says where its
-        settings came from)."""
+    def _record_settings(self) -> None:
+        """For `acmekit server db purge` run without this process's TOML file, and for
+        `acmekit server certs revoke`, which remakes the shard this CA serves (crl.py,
+        `record_shards`); a database down at this moment delays nothing (the commands
+        then say where their settings came from)."""
         try:
             record_settings(self.authority.store, self.purger.settings)
+            if self.authority.crl is not None:
+                record_shards(self.authority.store, self.authority.crl.settings.shards)
         except UNAVAILABLE as exc:
-            log.warning("purge settings not recorded, the database is unavailable: %s", exc)
+            log.warning("settings not recorded, the database is unavailable: %s", exc)
 
     async def close(self) -> None:
         for task in self._background:

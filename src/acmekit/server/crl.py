@@ -19,12 +19,16 @@
   time one remaking takes, and the scheduled `refresh` (every `regenerate_every`) is
   the backstop for a shard left dirty (a signing key away, a database outage).
 - A CRL reads only its entries' columns (serial, revocation time, reason), never PEM.
+- The listener serves what is stored; a shard asked for before any CRL of it is stored
+  (before the start's refresh) has its first made in a thread (`CrlPublisher.first`),
+  one CRL at a time per process (`_building`), never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -58,6 +62,9 @@ _REASONS = {
 
 
 ISSUER_PATH = "/issuer.der"
+# Where a serving CA records its number of shards (`record_shards`), for
+# `acmekit server certs revoke`, which must remake the shard the CA serves.
+SETTING = "crl"
 _FILE_BATCH = 1000  # revoked rows filed under their shard in one transaction
 
 
@@ -67,6 +74,25 @@ def shard_of(serial: int, shards: int) -> int:
 
 def crl_url(base: str, shard: int) -> str:
     return f"{base}/crl/{shard}.crl"
+
+
+def record_shards(store: Store, shards: int) -> None:
+    """Record the number of shards this CA serves (the last process to start wins:
+    processes sharing a database are meant to share a configuration)."""
+    store.accounts.put_setting(SETTING, json.dumps({"shards": shards}))
+
+
+def recorded_shards(store: Store) -> int | None:
+    """The number of shards a serving CA recorded; None if none did (or the record is
+    not one this release reads)."""
+    text = store.accounts.stored_setting(SETTING)
+    if text is None:
+        return None
+    try:
+        shards = json.loads(text)["shards"]
+    except (TypeError, KeyError, ValueError):
+        return None
+    return shards if type(shards) is int and shards >= 1 else None
 
 
 def _entry(rec: CertificateRecord | RevokedEntry) -> x509.RevokedCertificate:
@@ -135,6 +161,9 @@ class CrlPublisher:
         self._dirty: set[int] = set()
         self._dirty_lock = threading.Lock()
         self._wake: Callable[[], None] | None = None  # the rebuilder's, when it runs
+        # One CRL made at a time by this process (the rebuilder's thread, a listener's
+        # first CRL of a shard): two threads would sign two numbers of the same shard.
+        self._building = threading.Lock()
 
     def url_for(self, serial: int) -> str:
         return crl_url(self.base_url, shard_of(serial, self.settings.shards))
@@ -147,6 +176,10 @@ class CrlPublisher:
 
     def regenerate(self, shard: int) -> CrlRecord:
         """Sign a new CRL for `shard` and store it (retrying if another process won)."""
+        with self._building:
+            return self._regenerate(shard)
+
+    def _regenerate(self, shard: int) -> CrlRecord:
         for _ in range(10):
             now = self.now()
             current = self.store.certificates.crl(shard)
@@ -240,11 +273,25 @@ class CrlPublisher:
         urls = (crl_url(self.base_url, shard) for shard in range(self.settings.shards))
         return "".join(f"{url}\n" for url in urls)
 
+    def stored(self, shard: int) -> bytes | None:
+        """The stored CRL of `shard` (a number under `shards`), if one is stored."""
+        current = self.store.certificates.crl(shard)
+        return None if current is None else current.der
+
+    def first(self, shard: int) -> bytes:
+        """The stored CRL of `shard`, else one made now: a shard asked for before the
+        start's refresh stored it. Made once, however many ask at a time. It signs and
+        lints, so it is called off the event loop (`CrlApp`)."""
+        with self._building:
+            current = self.store.certificates.crl(shard)
+            return (current or self._regenerate(shard)).der
+
     def der(self, shard: int) -> bytes | None:
+        """The CRL of `shard` (made now if none is stored; `first`), or None for a
+        number that is no shard."""
         if not 0 <= shard < self.settings.shards:
             return None
-        current = self.store.certificates.crl(shard)
-        return (current or self.regenerate(shard)).der
+        return self.stored(shard) or self.first(shard)
 
 
 class CrlRebuilder:
@@ -323,7 +370,7 @@ class CrlApp:
             # One URL for each thing served (`shard_url`'s, the banner's): a path spelled
             # with percent-escapes (`/crl/%30.crl`) names nothing here.
             path = ""
-        status, ctype, body = self._answer(scope["method"], path)
+        status, ctype, body = await self._answer(scope["method"], path)
         headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
         if status == 405:  # RFC 9110 §15.5.6: a 405 MUST say what is allowed
             headers.append((b"allow", b"GET, HEAD"))
@@ -332,7 +379,7 @@ class CrlApp:
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
 
-    def _answer(self, method: str, path: str) -> tuple[int, bytes, bytes]:
+    async def _answer(self, method: str, path: str) -> tuple[int, bytes, bytes]:
         if method not in ("GET", "HEAD"):
             return 405, b"text/plain", b"method not allowed\n"
         if path == ISSUER_PATH:
@@ -349,9 +396,20 @@ class CrlApp:
         shard = shard and (name == "0" or not name.startswith("0"))
         if path.startswith("/crl/") and path.endswith(".crl") and shard:
             try:
-                der = self.publisher.der(int(name))
+                der = await self._crl(int(name))
             except SignerUnavailable:  # no CRL stored yet, and none can be signed now
                 return 503, b"text/plain", b"CRL not available yet; try again\n"
         if der is None:
             return 404, b"text/plain", b"no such CRL\n"
         return 200, b"application/pkix-crl", der
+
+    async def _crl(self, shard: int) -> bytes | None:
+        """The shard's stored CRL; a shard none is stored for yet (asked before the
+        start's refresh stored it) has its first made in a thread, not on the event
+        loop: signing and linting a CRL takes as long as its entries are many."""
+        if not 0 <= shard < self.publisher.settings.shards:
+            return None
+        stored = self.publisher.stored(shard)
+        if stored is not None:
+            return stored
+        return await asyncio.to_thread(self.publisher.first, shard)

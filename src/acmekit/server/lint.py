@@ -47,7 +47,9 @@ How it works:
 CRLs are linted with pkilint's RFC 5280 and CA/Browser Forum CRL rules (`Linter.crl`),
 after signing: a CRL is no statement about a subscriber, and a shard left past its
 nextUpdate would be worse than one with a finding, so findings are logged and the CRL
-is still published.
+is still published (but never before its lint has run). A CRL is linted in a process of
+its own (`CrlLintProcess`): its cost grows with its entries, and in a thread it held the
+GIL, and so the event loop, for seconds.
 
 A lint runs on the event loop with a key in a file (2-3 ms of pure Python: a thread would
 hold the loop as long) and in a worker thread with a token's key (authority.py,
@@ -57,10 +59,16 @@ validator tree is thread safe.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import ipaddress
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -854,6 +862,93 @@ def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
     return _findings(results, frozenset(ignored))
 
 
+class CrlLintProcess:
+    """pkilint's CRL lint in a process of its own (server/crl_lint_worker.py), one CRL
+    at a time.
+
+    pkilint decodes and checks every entry of a CRL in Python, about 0.35 ms each, and
+    its DER decoder (a compiled extension) holds the GIL for the whole CRL: linted in the
+    CRL rebuilder's thread, a shard of 20,000 entries stalled the event loop for over a
+    second at a time (docs/decisions.md, "The CRL's lint in a process of its own"). Here
+    the rebuilder's thread only waits for the findings, without the GIL. The process is
+    a plain `python -m` child rather than a multiprocessing pool: that one would import
+    the parent's main module again (a script without a `__main__` guard would start
+    again), and a fork would copy the CA's threads mid-work. Started on the first CRL;
+    one that ended is started again, once per lint; it ends with its input (`close`,
+    or this process's end)."""
+
+    def __init__(self) -> None:
+        self._child: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()  # one CRL at a time through the pipes
+        self.started = 0  # processes started, for tests and logs
+
+    @property
+    def pid(self) -> int | None:
+        """The lint process's id, while it runs."""
+        child = self._child
+        return child.pid if child is not None and child.poll() is None else None
+
+    def _process(self) -> subprocess.Popen[bytes]:
+        if self._child is None or self._child.poll() is not None:
+            env = dict(os.environ)
+            # The modules this process imports, from where it imports them.
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "acmekit.server.crl_lint_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+            )
+            self.started += 1
+        return self._child
+
+    def _ask(self, child: subprocess.Popen[bytes], der: bytes) -> list[Any]:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write(b"%d\n" % len(der) + der)
+        child.stdin.flush()
+        line = child.stdout.readline()
+        if not line:
+            raise BrokenPipeError("the CRL lint process ended")
+        found: list[Any] = json.loads(line)
+        return found
+
+    def lint(self, der: bytes, ignored: frozenset[str]) -> Report:
+        """`lint_crl_der(der, ignored)`, run in the lint process."""
+        with self._lock:
+            try:
+                found = self._ask(self._process(), der)
+            except OSError as exc:  # BrokenPipeError: it ended (killed, out of memory)
+                log.warning("the CRL lint process ended (%s); starting another", exc)
+                self._stop()
+                found = self._ask(self._process(), der)
+        findings = (Finding(Severity(s), code, path, message) for s, code, path, message in found)
+        return Report(tuple(f for f in findings if f.code not in ignored))
+
+    def _stop(self) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        if child.stdin is not None:
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+    def close(self) -> None:
+        """End the lint process (a later lint starts another)."""
+        with self._lock:
+            self._stop()
+
+
+_CRL_PROCESS = CrlLintProcess()
+atexit.register(_CRL_PROCESS.close)
+
+
 # ---------------------------------------------------------------------------------------
 # Throwaway keys and the lint-then-sign step
 
@@ -937,6 +1032,7 @@ class Linter:
     allowed_names: tuple[str, ...] = ()  # special-use names (and what is under them)
     allowed_networks: tuple[IPNetwork, ...] = ()
     keys: LintKeys = _LINT_KEYS  # shared: one throwaway key per type and process
+    crl_process: CrlLintProcess = _CRL_PROCESS  # shared: the process's one CRL linter
 
     @classmethod
     def for_config(cls, config: ServerConfig) -> Linter:
@@ -1032,8 +1128,9 @@ class Linter:
         return final
 
     def crl(self, der: bytes) -> Report:
-        """Lint a signed CRL; errors and warnings are logged, the report returned."""
-        report = lint_crl_der(der, self.ignored)
+        """Lint a signed CRL in the CRL lint process (CrlLintProcess), so a big one does
+        not hold the GIL here; errors and warnings are logged, the report returned."""
+        report = self.crl_process.lint(der, self.ignored)
         for finding in report.errors:
             log.error("CRL lint error: %s", finding)
         for finding in report.warnings:

@@ -1,0 +1,66 @@
+"""A shard's first CRL, asked for at the CRL listener before any is stored (before the
+start's refresh has run), is made in a thread, not on the event loop, and once however
+many ask for it at a time (crl.py, `CrlApp`, `CrlPublisher.first`)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from acmekit.server import crl as crl_module
+from acmekit.server.crl import CrlApp
+from acmekit.server.run import Assembly
+
+
+async def _get(app: CrlApp, path: str) -> tuple[int, bytes]:
+    """One GET through the listener's ASGI app: its status and body."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode()}
+    await app(scope, receive, send)
+    return sent[0]["status"], sent[1]["body"]
+
+
+@pytest.fixture
+def build_threads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The thread each CRL was built in."""
+    threads: list[int] = []
+    plain = crl_module.build_crl
+
+    def recorded(*args: Any, **kwargs: Any) -> bytes:
+        threads.append(threading.get_ident())
+        return plain(*args, **kwargs)
+
+    monkeypatch.setattr(crl_module, "build_crl", recorded)
+    return threads
+
+
+async def test_a_shards_first_crl_is_made_off_the_loop_once(
+    ca: Assembly, build_threads: list[int]
+) -> None:
+    assert ca.crl is not None
+    app = CrlApp(ca.crl)
+    assert ca.store.certificates.crl(1) is None
+    answers = await asyncio.gather(*(_get(app, "/crl/1.crl") for _ in range(3)))
+    stored = ca.store.certificates.crl(1)
+    assert stored is not None and stored.number == 1
+    assert answers == [(200, stored.der)] * 3
+    assert len(build_threads) == 1
+    assert build_threads[0] != threading.get_ident()  # the loop's thread
+    idp = x509.load_der_x509_crl(stored.der).extensions.get_extension_for_class(
+        x509.IssuingDistributionPoint
+    )
+    assert idp.value.full_name == [x509.UniformResourceIdentifier(ca.crl.url_for(1))]
+    # Stored now: served as it is, nothing built again.
+    assert await _get(app, "/crl/1.crl") == (200, stored.der)
+    assert len(build_threads) == 1

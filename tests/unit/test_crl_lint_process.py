@@ -1,0 +1,115 @@
+"""A CRL is linted in a process of its own (lint.CrlLintProcess), so a big CRL's lint
+does not hold the CA's GIL, and with it the event loop, while it runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from acmekit.server import lint
+from acmekit.server.ca import Issuer, load_or_create_issuer
+from acmekit.server.crl import build_crl
+from acmekit.server.lint import CrlLintProcess, Linter, Severity
+from acmekit.server.records import RevokedEntry
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+URL = "http://crl.example.com/crl/0.crl"
+# The CA/Browser Forum's longest CRL validity for subscriber certificates is 10 days.
+VALIDITY_CODE = "cabf.crl_invalid_validity_period"
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Issuer:
+    return load_or_create_issuer(tmp_path_factory.mktemp("crl-lint") / "state", NOW)
+
+
+@pytest.fixture
+def process() -> Iterator[CrlLintProcess]:
+    process = CrlLintProcess()
+    yield process
+    process.close()
+
+
+@pytest.fixture
+def in_process_lints(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The CRLs linted in this process by `lint_crl_der` (none, with the lint elsewhere)."""
+    seen: list[bytes] = []
+    plain = lint.lint_crl_der
+
+    def counted(der: bytes, ignored: Any = ()) -> lint.Report:
+        seen.append(der)
+        return plain(der, ignored)
+
+    monkeypatch.setattr(lint, "lint_crl_der", counted)
+    return seen
+
+
+def _crl(issuer: Issuer, entries: int, validity: timedelta) -> bytes:
+    revoked = [RevokedEntry(format(0x1000 + n, "x"), NOW, 4) for n in range(entries)]
+    return build_crl(
+        issuer, revoked, number=1, url=URL, this_update=NOW, next_update=NOW + validity
+    )
+
+
+def test_a_crl_is_linted_in_another_process_with_its_findings_returned(
+    issuer: Issuer, process: CrlLintProcess, in_process_lints: list[bytes]
+) -> None:
+    linter = Linter(crl_process=process)
+    report = linter.crl(_crl(issuer, 50, timedelta(days=30)))
+    assert [(f.code, f.severity) for f in report.findings] == [(VALIDITY_CODE, Severity.ERROR)]
+    assert linter.crl(_crl(issuer, 50, timedelta(days=1))).findings == ()
+    assert in_process_lints == []
+    assert process.started == 1
+    assert process.pid is not None and process.pid != os.getpid()
+
+
+def test_ignored_codes_are_dropped_from_the_other_process_findings(
+    issuer: Issuer, process: CrlLintProcess
+) -> None:
+    linter = Linter(crl_process=process, ignored=frozenset({VALIDITY_CODE}))
+    assert linter.crl(_crl(issuer, 3, timedelta(days=30))).findings == ()
+
+
+def test_a_lint_process_that_ended_is_started_again(
+    issuer: Issuer, process: CrlLintProcess
+) -> None:
+    linter = Linter(crl_process=process)
+    der = _crl(issuer, 3, timedelta(days=30))
+    assert linter.crl(der).errors
+    first = process.pid
+    assert first is not None
+    os.kill(first, 9)  # the lint process this test started
+    assert [f.code for f in linter.crl(der).errors] == [VALIDITY_CODE]
+    assert process.started == 2
+    assert process.pid not in (None, first)
+
+
+def test_the_lint_process_outlives_a_ctrl_c_at_the_terminal(
+    issuer: Issuer, process: CrlLintProcess
+) -> None:
+    """SIGINT reaches the CA's whole process group; the CA handles it, the lint process
+    ignores it (and ends with its input)."""
+    linter = Linter(crl_process=process)
+    der = _crl(issuer, 3, timedelta(days=1))
+    assert linter.crl(der).findings == ()
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)  # the lint process this test started
+    assert linter.crl(der).findings == ()
+    assert process.started == 1 and process.pid == pid
+
+
+def test_the_lint_process_runs_below_the_cas_priority(
+    issuer: Issuer, process: CrlLintProcess
+) -> None:
+    from acmekit.server.crl_lint_worker import NICENESS
+
+    Linter(crl_process=process).crl(_crl(issuer, 3, timedelta(days=1)))
+    assert process.pid is not None
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(mine + NICENESS, 19)
