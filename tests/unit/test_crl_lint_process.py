@@ -113,3 +113,21 @@ def test_the_lint_process_runs_below_the_cas_priority(
     assert process.pid is not None
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(mine + NICENESS, 19)
+
+
+def test_a_hung_lint_process_is_ended_at_its_deadline_and_replaced(
+    issuer: Issuer, process: CrlLintProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lint process that stops answering (here stopped by SIGSTOP) would hold the CRL
+    rebuilder's thread, and every CRL after, for ever: it is ended at its deadline and
+    the CRL comes back with one error finding, the next one linted by a new process."""
+    linter = Linter(crl_process=process)
+    assert linter.crl(_crl(issuer, 3, timedelta(days=1))).findings == ()
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    monkeypatch.setattr(CrlLintProcess, "deadline", staticmethod(lambda der: 0.5))
+    report = linter.crl(_crl(issuer, 3, timedelta(days=1)))
+    assert [(f.code, f.severity) for f in report.findings] == [(lint.TIMED_OUT, Severity.ERROR)]
+    assert process.pid is None
+    assert linter.crl(_crl(issuer, 3, timedelta(days=30))).findings[0].code == VALIDITY_CODE
+    assert process.started == 2

@@ -862,6 +862,9 @@ def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
     return _findings(results, frozenset(ignored))
 
 
+TIMED_OUT = "acmekit.crl_lint_timed_out"  # the finding of a lint ended at its deadline
+
+
 class CrlLintProcess:
     """pkilint's CRL lint in a process of its own (server/crl_lint_worker.py), one CRL
     at a time.
@@ -881,6 +884,7 @@ class CrlLintProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # one CRL at a time through the pipes
         self.started = 0  # processes started, for tests and logs
+        self.timed_out = False  # the last lint's process was ended at its deadline
 
     @property
     def pid(self) -> int | None:
@@ -913,16 +917,50 @@ class CrlLintProcess:
         return found
 
     def lint(self, der: bytes, ignored: frozenset[str]) -> Report:
-        """`lint_crl_der(der, ignored)`, run in the lint process."""
+        """`lint_crl_der(der, ignored)`, run in the lint process. A lint that outlasts
+        `deadline(der)` ends its process and comes back as one error finding: a hung
+        linter must not hold back the CRL's publication (its findings are only logged)."""
         with self._lock:
             try:
-                found = self._ask(self._process(), der)
+                found = self._ask_in_time(der)
             except OSError as exc:  # BrokenPipeError: it ended (killed, out of memory)
+                if self.timed_out:
+                    return Report((Finding(Severity.ERROR, TIMED_OUT, "crl", str(exc)),))
                 log.warning("the CRL lint process ended (%s); starting another", exc)
                 self._stop()
-                found = self._ask(self._process(), der)
+                found = self._ask_in_time(der)
         findings = (Finding(Severity(s), code, path, message) for s, code, path, message in found)
         return Report(tuple(f for f in findings if f.code not in ignored))
+
+    def _ask_in_time(self, der: bytes) -> list[Any]:
+        """`_ask` with a watchdog that kills the process at the deadline, which ends
+        both a blocked write and a blocked read with an OSError (`timed_out` set)."""
+        child = self._process()
+        self.timed_out = False
+        limit = self.deadline(der)
+
+        def expire() -> None:
+            self.timed_out = True
+            child.kill()
+
+        watchdog = threading.Timer(limit, expire)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return self._ask(child, der)
+        except OSError as exc:
+            if self.timed_out:
+                self._stop()
+                raise TimeoutError(f"the CRL lint took over {limit:.0f} s; ended") from exc
+            raise
+        finally:
+            watchdog.cancel()
+
+    @staticmethod
+    def deadline(der: bytes) -> float:
+        """Seconds a CRL's lint may take: some ten times pkilint's cost of about 0.35 ms
+        an entry (an entry some 40 octets), and a minute for starting the process."""
+        return 60.0 + len(der) / 1000 * 0.1
 
     def _stop(self) -> None:
         child, self._child = self._child, None
