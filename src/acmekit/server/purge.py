@@ -119,6 +119,7 @@ class Purger:
         self._now = now
         self._database_clock = database_clock
         self._orders_at = START  # the last (expires, id) the grace's walks examined
+        self._old_orders_at = START  # ... and the orders' walk past the retention
         self._authzs_at = START
         self._after = ""  # the last bucket key the walk looked at
 
@@ -183,9 +184,12 @@ class Purger:
         size = self.settings.batch
         done = 0
         for _ in range(count):
-            old = self._repo.orders_old(cut, size)
+            # On from where it stopped: the orders being issued it keeps would stop a
+            # walk from the oldest at its first batch (repos/purge.py).
+            old = self._repo.orders_old(cut, self._old_orders_at, size)
             done += old.deleted
-            if old.deleted < size:
+            self._old_orders_at = old.last or self._old_orders_at
+            if old.examined < size:
                 break
         for _ in range(count):
             step = self._repo.orders_grace(cut, self._orders_at, size)
@@ -223,13 +227,13 @@ class Purger:
 
     def everything(self) -> Due:
         """Every batch that is due, to the end of each walk, from the oldest rows."""
-        self._orders_at = self._authzs_at = START
+        self._orders_at = self._authzs_at = self._old_orders_at = START
         self._after = ""
         done = Due()
         while True:
-            orders, authzs = self._orders_at, self._authzs_at
+            at = self._orders_at, self._authzs_at, self._old_orders_at
             step = self.batches(1)
             done += step
-            moved = (orders, authzs) != (self._orders_at, self._authzs_at)
+            moved = at != (self._orders_at, self._authzs_at, self._old_orders_at)
             if not (step.orders or step.authorizations or self._after or moved):
                 return done
