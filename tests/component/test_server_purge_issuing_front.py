@@ -86,3 +86,38 @@ def test_the_housekeeping_rounds_reach_them_too(store: Store) -> None:
         deleted += purger.batches(1)
     assert deleted == Due(orders=FAILED)
     assert _left(store) == {f"oi{n:03d}" for n in range(ISSUING)}
+
+
+def _fail(store: Store, oid: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET error = '{}' WHERE id = :id"), {"id": oid})
+
+
+def test_an_order_that_fails_after_the_walk_passed_it_is_purged_at_its_next_pass(
+    store: Store,
+) -> None:
+    """The walk starts over from the oldest once it has reached its end, so an order it
+    kept (being issued) and passed is purged by the same process once it has failed."""
+    purger = Purger(store, SETTINGS, lambda: NOW)
+    rounds = ISSUING // BATCH + 1
+    for _ in range(rounds):
+        purger.batches(1)
+    _fail(store, "oi000")
+    deleted = Due()
+    for _ in range(rounds + 1):
+        deleted += purger.batches(1)
+    assert deleted == Due(orders=1)
+    assert "oi000" not in _left(store)
+
+
+def test_db_purge_walks_past_the_retention_once_and_ends(store: Store) -> None:
+    """`everything` ends though the walk past the retention starts over in the
+    housekeeping rounds (buckets being walked meanwhile, rounds apart)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO rate_buckets (key, tat) VALUES (:key, :tat)"),
+            [{"key": f"b{n:03d}", "tat": to_us(NOW + timedelta(hours=1))} for n in range(7)],
+        )
+    purger = Purger(store, SETTINGS, lambda: NOW)
+    assert purger.everything() == Due(orders=FAILED)
+    assert purger.everything() == Due()

@@ -15,8 +15,9 @@ A batch reads at most `batch` rows of an index, however many expired rows are ke
   A cursor lost (a restart) costs one pass over the kept rows, a batch at a time.
   But for orders, the long walk keeps a cursor too: an order still being issued is kept
   past the retention, and a batch's worth of them at the front stopped a walk that
-  started at the oldest each time (the failed orders behind them never deleted). One
-  that fails after the cursor passed it waits for the next pass (a restart, `db purge`).
+  started at the oldest each time (the failed orders behind them never deleted). At
+  its end it starts over from the oldest, so one that fails after the cursor passed it
+  is deleted at the next pass.
 - Orders walk `ix_orders_unissued` (migration 0013), which holds only orders without a
   certificate: an issued order, kept for ever, drops out of it when it is issued.
   Authorizations walk `ix_authz_expires`, both on (expires, id).
