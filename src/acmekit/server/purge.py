@@ -240,11 +240,13 @@ class Purger:
         self._orders_at = self._authzs_at = self._old_orders_at = START
         self._after = ""
         done = Due()
-        while True:
-            at = self._orders_at, self._authzs_at, self._old_orders_at
-            step = self._batches(1, again=False)
-            done += step
-            moved = at != (self._orders_at, self._authzs_at, self._old_orders_at)
-            if not (step.orders or step.authorizations or self._after or moved):
-                self._old_orders_at = START
-                return done
+        try:
+            while True:
+                at = self._orders_at, self._authzs_at, self._old_orders_at
+                step = self._batches(1, again=False)
+                done += step
+                moved = at != (self._orders_at, self._authzs_at, self._old_orders_at)
+                if not (step.orders or step.authorizations or self._after or moved):
+                    return done
+        finally:
+            self._old_orders_at = START  # its rounds walk it again (a failed run too)
