@@ -9,6 +9,7 @@ Durations are seconds. Every setting and its default is listed in docs/server.md
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -710,7 +711,19 @@ def special_names(where: str, names: Iterable[str]) -> tuple[str, ...]:
 
 def _host_names(where: str, hosts: Iterable[str]) -> tuple[str, ...]:
     """`listener_hosts`: IP addresses as given, names as `operator_names`."""
-    return tuple(h if looks_like_ip(h) else operator_names(where, [h])[0] for h in hosts)
+    return tuple(_host_name(where, h) for h in hosts)
+
+
+def _host_name(where: str, host: str) -> str:
+    """One of `listener_hosts`. An IPv6 address in brackets, as a URL or a Host header
+    writes it (RFC 3986 §3.2.2's IP-literal), is that address: the listener's certificate
+    always took it so, and a setting a server ran on is not refused after an upgrade."""
+    if looks_like_ip(host):
+        return host
+    inner = host[1:-1] if host[:1] == "[" and host[-1:] == "]" else ""
+    if ":" in inner and looks_like_ip(inner):
+        return ipaddress.ip_address(inner).compressed
+    return operator_names(where, [host])[0]
 
 
 def _check_type(where: str, value: Any, default: Any) -> None:

@@ -119,6 +119,8 @@ class Purger:
         self._now = now
         self._database_clock = database_clock
         self._orders_at = START  # the last (expires, id) the grace's walks examined
+        # ... and the orders' walk past the retention (None: `everything` has ended it)
+        self._old_orders_at: tuple[int, str] | None = START
         self._authzs_at = START
         self._after = ""  # the last bucket key the walk looked at
 
@@ -174,18 +176,27 @@ class Purger:
     def batches(self, count: int) -> Due:
         """Up to `count` batches of each walk; each walk goes on where the previous call
         stopped, and stops early once it has reached the rows not yet due."""
-        cut = self._cutoffs()
-        return (
-            self._orders(cut, count) + self._authorizations(cut, count) + self._buckets(cut, count)
-        )
+        return self._batches(count, again=True)
 
-    def _orders(self, cut: Cutoffs, count: int) -> Due:
+    def _batches(self, count: int, again: bool) -> Due:
+        cut = self._cutoffs()
+        orders = self._orders(cut, count, again)
+        return orders + self._authorizations(cut, count) + self._buckets(cut, count)
+
+    def _orders(self, cut: Cutoffs, count: int, again: bool) -> Due:
         size = self.settings.batch
         done = 0
         for _ in range(count):
-            old = self._repo.orders_old(cut, size)
+            if self._old_orders_at is None:
+                break
+            # On from where it stopped: the orders being issued it keeps would stop a
+            # walk from the oldest at its first batch (repos/purge.py). At its end it
+            # starts over (`again`), for one it passed that has failed since.
+            old = self._repo.orders_old(cut, self._old_orders_at, size)
             done += old.deleted
-            if old.deleted < size:
+            self._old_orders_at = old.last
+            if old.examined < size:
+                self._old_orders_at = START if again else None
                 break
         for _ in range(count):
             step = self._repo.orders_grace(cut, self._orders_at, size)
@@ -222,14 +233,20 @@ class Purger:
         return done
 
     def everything(self) -> Due:
-        """Every batch that is due, to the end of each walk, from the oldest rows."""
-        self._orders_at = self._authzs_at = START
+        """Every batch that is due, to the end of each walk, from the oldest rows. The
+        orders' walk past the retention goes to its end once (not over again: with the
+        buckets' walk also starting over, the two could end in the same round only
+        rounds apart)."""
+        self._orders_at = self._authzs_at = self._old_orders_at = START
         self._after = ""
         done = Due()
-        while True:
-            orders, authzs = self._orders_at, self._authzs_at
-            step = self.batches(1)
-            done += step
-            moved = (orders, authzs) != (self._orders_at, self._authzs_at)
-            if not (step.orders or step.authorizations or self._after or moved):
-                return done
+        try:
+            while True:
+                at = self._orders_at, self._authzs_at, self._old_orders_at
+                step = self._batches(1, again=False)
+                done += step
+                moved = at != (self._orders_at, self._authzs_at, self._old_orders_at)
+                if not (step.orders or step.authorizations or self._after or moved):
+                    return done
+        finally:
+            self._old_orders_at = START  # its rounds walk it again (a failed run too)

@@ -13,6 +13,11 @@ A batch reads at most `batch` rows of an index, however many expired rows are ke
   after the cutoff, ahead of the cursor. The long one (`validated`) goes from the
   oldest entry, where every row is due: those the grace kept, now past the retention.
   A cursor lost (a restart) costs one pass over the kept rows, a batch at a time.
+  But for orders, the long walk keeps a cursor too: an order still being issued is kept
+  past the retention, and a batch's worth of them at the front stopped a walk that
+  started at the oldest each time (the failed orders behind them never deleted). At
+  its end it starts over from the oldest, so one that fails after the cursor passed it
+  is deleted at the next pass.
 - Orders walk `ix_orders_unissued` (migration 0013), which holds only orders without a
   certificate: an issued order, kept for ever, drops out of it when it is issued.
   Authorizations walk `ix_authz_expires`, both on (expires, id).
@@ -196,10 +201,10 @@ class PurgeRepository(Repository):
         before the grace's cutoff: those never claimed deleted."""
         return self._orders(cut.orders, _DELETE_ORDERS_GRACE, after, batch)
 
-    def orders_old(self, cut: Cutoffs, batch: int) -> Walked:
-        """The oldest `batch` orders without a certificate expired before the
+    def orders_old(self, cut: Cutoffs, after: tuple[int, str], batch: int) -> Walked:
+        """The next `batch` orders without a certificate past `after` expired before the
         retention's cutoff: all deleted but those being issued."""
-        return self._orders(cut.validated, _DELETE_ORDERS_OLD, START, batch)
+        return self._orders(cut.validated, _DELETE_ORDERS_OLD, after, batch)
 
     def authorizations_grace(self, cut: Cutoffs, after: tuple[int, str], batch: int) -> Walked:
         """The next `batch` authorizations past `after` expired before the grace's
