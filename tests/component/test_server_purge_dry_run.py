@@ -237,3 +237,11 @@ def test_the_count_limit_is_a_positive_number(url: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == 2
     assert "--count-limit" in result.output
+
+
+def test_the_count_limit_without_a_dry_run_is_refused(url: str, tmp_path: Path) -> None:
+    """A purge deletes everything due: a limit given with it would be silently ignored."""
+    argv = ["server", "db", "purge", "--count-limit", "10", "--db", url]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2
+    assert "--count-limit goes with --dry-run" in result.output

@@ -717,14 +717,14 @@ def db_current(state_dir: Path | None, db: str | None, config_file: Path | None)
 @click.option(
     "--count-limit",
     type=click.IntRange(min=1),
-    default=PURGE_COUNT_LIMIT,
-    show_default=True,
-    help="with --dry-run, examine at most this many expired rows of each kind",
+    default=None,
+    help=f"with --dry-run, examine at most this many expired rows of each kind "
+    f"[default: {PURGE_COUNT_LIMIT}]",
 )
 @_database_options
 def db_purge(
     dry_run: bool,
-    count_limit: int,
+    count_limit: int | None,
     state_dir: Path | None,
     db: str | None,
     config_file: Path | None,
@@ -738,6 +738,9 @@ def db_purge(
     from acmekit.server.purge import Purger, recorded_settings
     from acmekit.settings import span
 
+    if count_limit is not None and not dry_run:  # a purge deletes all that is due
+        raise click.UsageError("--count-limit goes with --dry-run: a purge deletes all that is due")
+    count_limit = count_limit or PURGE_COUNT_LIMIT
     given = config_file or (click.get_current_context().find_object(dict) or {}).get("config_file")
     config = _operator_config(state_dir, db, config_file)
     with _store(state_dir, db, config_file) as store:
