@@ -134,3 +134,29 @@ def sleeping_thread(pid: int) -> bool:
         if "nanosleep" in wchan:
             return True
     return False
+
+
+def group_members(pgid: int) -> list[int]:
+    """The PIDs of the live processes in process group `pgid` (zombies, dead and waiting
+    for their parent to reap them, do not count), from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # "PID (COMM) STATE PPID PGRP ...": COMM may hold spaces and parentheses
+        state, _ppid, pgrp, *_ = stat[stat.rindex(")") + 2 :].split()
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def until_group_gone(pgid: int, timeout: float = 30) -> None:
+    """Wait until no live process is left in group `pgid`; fail naming those left."""
+    deadline = time.monotonic() + timeout
+    while (left := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes {left} of group {pgid} still run"
