@@ -136,27 +136,21 @@ def sleeping_thread(pid: int) -> bool:
     return False
 
 
-def group_members(pgid: int) -> list[int]:
-    """The PIDs of the live processes in process group `pgid` (zombies, dead and waiting
-    for their parent to reap them, do not count), from /proc."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        # "PID (COMM) STATE PPID PGRP ...": COMM may hold spaces and parentheses
-        state, _ppid, pgrp, *_ = stat[stat.rindex(")") + 2 :].split()
-        if int(pgrp) == pgid and state not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs: a zombie (dead, waiting for its parent to reap it) does
+    not, nor a PID not in /proc."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    # "PID (COMM) STATE ...": COMM may hold spaces and parentheses
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
-def until_group_gone(pgid: int, timeout: float = 30) -> None:
-    """Wait until no live process is left in group `pgid`; fail naming those left."""
+def until_gone(pid: int, timeout: float = 30) -> None:
+    """Wait until process `pid` no longer runs (bounded, so that a process left running
+    fails the test)."""
     deadline = time.monotonic() + timeout
-    while (left := group_members(pgid)) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not left, f"processes {left} of group {pgid} still run"
+    assert not alive(pid), f"process {pid} still runs"
