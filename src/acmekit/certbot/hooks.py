@@ -15,28 +15,22 @@ Directory hooks are the executable regular files, sorted, skipping names ending 
 certbot shows it: its stdout as "Hook 'deploy-hook' ran with output:" and the lines
 indented, its stderr as a warning "Hook 'deploy-hook' ran with error output:".
 
-A hook runs in a process group of its own. When the run is cancelled while a hook runs
-(Ctrl-C, or a SIGTERM, which the command line turns into one), the whole group gets
-SIGTERM, and SIGKILL after `HOOK_STOP_GRACE` seconds: killing the shell alone would
-leave what it started running on, unowned (a reload half done, a copy still writing).
+A hook runs in a process group of its own, stopped with all it started when the run
+is cancelled (`acmekit.hookprocs`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from acmekit.hookprocs import run_shell
 
-# Seconds a cancelled hook's process group has to exit after SIGTERM before SIGKILL.
-HOOK_STOP_GRACE = 10.0
+log = logging.getLogger(__name__)
 
 
 class HookKind(StrEnum):
@@ -82,20 +76,7 @@ async def run_hook(
     """Run `command` through the shell with `env` added to ours; `show` prints its
     output for the user (certbot's display_ops.report_executed_command)."""
     log.info("Running %s-hook command: %s", kind, command)
-    proc = await asyncio.create_subprocess_shell(
-        command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **env},
-        process_group=0,  # its own group, so that all it starts can be stopped with it
-    )
-    try:
-        out, err = await proc.communicate()
-    except BaseException:  # cancelled: the hook must not outlive the run
-        await stop_group(proc)
-        raise
-    code = proc.returncode if proc.returncode is not None else -1
+    code, out, err = await run_shell(command, env)
     text, errors = out.decode("utf-8", "replace").strip(), err.decode("utf-8", "replace").strip()
     name = f"Hook '{kind}-hook'"
     if code != 0:
@@ -105,26 +86,6 @@ async def run_hook(
     if errors:
         log.warning("%s ran with error output:\n%s", name, _indented(errors))
     return HookResult(kind, command, code, text)
-
-
-async def stop_group(proc: asyncio.subprocess.Process, grace: float = HOOK_STOP_GRACE) -> None:
-    """SIGTERM to the hook's process group, and SIGKILL to what is left of it once the
-    shell has exited or `grace` seconds have passed."""
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
-    except TimeoutError:
-        log.warning("hook %d did not stop on SIGTERM; killing its process group", proc.pid)
-    finally:
-        _signal_group(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()  # the shell itself, should it have left the group
-        await proc.wait()
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 @dataclass
