@@ -44,11 +44,12 @@ def acmekit(ca: Ca, base: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_acmekit(ca.server.root_path, *args, *certbot_dirs(base))
 
 
-def certonly(ca: Ca, base: Path, name: str) -> None:
+def certonly(ca: Ca, base: Path, name: str, *more: str) -> None:
     got = acmekit(
         ca, base, "certonly", "-n", "--agree-tos", "-m", "ops@recovery.test",
         "--server", ca.server.directory_url, "--standalone",
         "--http-01-address", "127.0.0.1", "--http-01-port", str(ca.http01_port), "-d", name,
+        *more,
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
 
@@ -141,13 +142,23 @@ def test_a_version_written_before_the_links_moved_is_taken_up(ca: Ca, tmp_path: 
 
 def test_a_version_taken_up_by_certonly_is_deployed(ca: Ca, tmp_path: Path) -> None:
     """certonly for the lineage's names finds it not due once version 2 is live, and
-    still deploys version 2, which no one had."""
+    still deploys version 2, which no one had, then runs its post hook (no pre hook:
+    nothing is requested)."""
     name = "killed-certonly.recovery.test"
     unswitch(ca, tmp_path, name)
     marks = deploy_hook(tmp_path)
-    certonly(ca, tmp_path, name)
+    certonly(
+        ca,
+        tmp_path,
+        name,
+        "--pre-hook",
+        f"echo pre >> {marks}",
+        "--post-hook",
+        f"echo post >> {marks}",
+    )
     assert links(tmp_path, name) == {f"../../archive/{name}/{kind}2.pem" for kind in KINDS}
-    assert marks.read_text().splitlines() == [f"{tmp_path / 'etc' / 'live' / name} {name}"]
+    live = tmp_path / "etc" / "live" / name
+    assert marks.read_text().splitlines() == [f"{live} {name}", "post"]
 
 
 @pytest.mark.parametrize("command", ["renew", "reconfigure", "certonly"])
