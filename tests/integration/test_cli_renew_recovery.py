@@ -318,8 +318,9 @@ def test_a_version_after_an_unreadable_certificate_is_taken_up(ca: Ca, tmp_path:
 
 def test_sigterm_during_a_deploy_hook_stops_it_and_leaves_it_owed(ca: Ca, tmp_path: Path) -> None:
     """A systemd stop while the deploy hook runs: the hook's processes stop with the
-    client (none left running unowned), and the next run deploys the live version, which
-    the web server has not been given, then runs the post hooks."""
+    client (none left running unowned), its post hooks run as it stops, and the next run
+    deploys the live version, which the web server has not been given, then runs the
+    post hooks again."""
     name = "deploy-sigterm.recovery.test"
     certonly(ca, tmp_path, name)
     slow, started, marks = tmp_path / "slow", tmp_path / "started", tmp_path / "deployed"
@@ -332,6 +333,8 @@ def test_sigterm_during_a_deploy_hook_stops_it_and_leaves_it_owed(ca: Ca, tmp_pa
     )
     (hooks / "slow.sh").chmod(0o755)
     slow.touch()
+    noted = tmp_path / "hooks"
+    hook_dirs(tmp_path, noted)
     env = {**os.environ, "REQUESTS_CA_BUNDLE": str(ca.server.root_path)}
     argv = [sys.executable, "-m", "acmekit", *RENEW, "--force-renewal", *certbot_dirs(tmp_path)]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -351,13 +354,15 @@ def test_sigterm_during_a_deploy_hook_stops_it_and_leaves_it_owed(ca: Ca, tmp_pa
     assert not marks.exists()
     assert links(tmp_path, name) == {f"../../archive/{name}/{kind}2.pem" for kind in KINDS}
 
+    # certbot's `renew` runs its post hooks in a `finally`: the stopped run too
+    assert noted.read_text().splitlines() == ["pre ", "post "]
+
     slow.unlink()
-    hook_dirs(tmp_path, tmp_path / "hooks")
     got = acmekit(ca, tmp_path, *RENEW)
     assert got.returncode == 0, got.stderr
     assert f"{name}: deployed ({name})" in got.stdout
     assert marks.read_text().splitlines() == [name]
-    assert (tmp_path / "hooks").read_text().splitlines() == [f"post {name}"]
+    assert noted.read_text().splitlines()[2:] == [f"post {name}"]
     again = acmekit(ca, tmp_path, *RENEW)  # owed once, not at every run
     assert f"{name}: not due for renewal yet" in again.stdout
     assert marks.read_text().splitlines() == [name]

@@ -704,23 +704,25 @@ class CertManager(AsyncClosing):
             raise ClientError(f"no certificate named {options.cert_name}")
         runner = HookRunner(self.paths.config_dir, self.run_options.directory_hooks)
         outcomes: list[Outcome] = []
+        try:
+            await self._renew_each(names, options, runner, outcomes)
+        except BaseException:
+            # certbot's `renew` runs them in a `finally`: a run stopped after a pre hook
+            # (a server stopped for standalone) still ends with its post hooks.
+            await _post_hooks(runner, outcomes)
+            raise
+        await _post_hooks(runner, outcomes)
+        return RenewReport(tuple(outcomes), len(runner.failures))
+
+    async def _renew_each(
+        self, names: Sequence[str], options: RenewOptions, runner: HookRunner, into: list[Outcome]
+    ) -> None:
         slept = False
         for name in names:
             async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
                 outcome, attempted = await self._renew_one(name, options, runner, slept)
             slept = slept or attempted
-            outcomes.append(outcome)
-        # Only what a request or a deploy scheduled runs (certbot: none when nothing was
-        # renewed); a deploy the last run owed counts, its post hooks never having run.
-        renewed = [
-            d
-            for o in outcomes
-            if o.action in ("renewed", "adopted", "deployed", "simulated")
-            for d in o.domains
-        ]
-        failed = [d for o in outcomes if o.action == "failed" for d in o.domains]
-        await runner.post(renewed, failed)
-        return RenewReport(tuple(outcomes), len(runner.failures))
+            into.append(outcome)
 
     async def _renew_one(
         self, name: str, options: RenewOptions, runner: HookRunner, slept: bool
@@ -1005,6 +1007,19 @@ async def _then_post_hooks(hooks: HookRunner, names: Sequence[str], work: Awaita
         raise
     await hooks.post(names, [])
     return result
+
+
+async def _post_hooks(hooks: HookRunner, outcomes: Sequence[Outcome]) -> None:
+    """The post hooks a request or a deploy scheduled (certbot: none when nothing was
+    renewed); a deploy the last run owed counts, its post hooks never having run."""
+    renewed = [
+        d
+        for o in outcomes
+        if o.action in ("renewed", "adopted", "deployed", "simulated")
+        for d in o.domains
+    ]
+    failed = [d for o in outcomes if o.action == "failed" for d in o.domains]
+    await hooks.post(renewed, failed)
 
 
 def _same_names(ours: Sequence[str], names: Sequence[str]) -> bool:
