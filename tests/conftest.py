@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import dns.resolver
 import pytest
 
 from acmekit_testkit.acme_raw import Http01Responder
+from acmekit_testkit.resolvers import guard_subprocesses, unguard_this_process
 from acmekit_testkit.tiers import require_postgres_or_skip
 
 INTEROP = Path(__file__).parent / "interop"
@@ -20,8 +22,12 @@ def _no_system_resolver(*args: object, **kwargs: object) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """No test may consult the machine's resolver: a resolver configured from the system
-    (resolv.conf) fails loudly, so code that would fall back to it is caught in tests."""
+    (resolv.conf) fails loudly, so code that would fall back to it is caught in tests.
+    The Python processes tests start (the command line, certbot) get the same rule for
+    the C library's lookups (`socket.getaddrinfo`): names other than localhost fail."""
     dns.resolver.BaseResolver.read_resolv_conf = _no_system_resolver  # type: ignore[method-assign]
+    guard_subprocesses(os.environ)
+    unguard_this_process()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from acmekit_testkit.resolvers import GUARD_ENV
+
 IP = "ip"
 NETNS_ETC = Path("/etc/netns")
 # Proxy settings would send HTTP clients inside the namespace towards a host it cannot reach.
@@ -34,8 +36,11 @@ PROXY_VARIABLES = frozenset(
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without proxy variables, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES}
+    """This process's environment without proxy variables, plus `extra`. Without the
+    resolver guard too: in the namespace the system resolver is the test's own."""
+    env = {
+        k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES and k != GUARD_ENV
+    }
     return {**env, **(extra or {})}
 
 

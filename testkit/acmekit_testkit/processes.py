@@ -134,3 +134,23 @@ def sleeping_thread(pid: int) -> bool:
         if "nanosleep" in wchan:
             return True
     return False
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs: a zombie (dead, waiting for its parent to reap it) does
+    not, nor a PID not in /proc."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    # "PID (COMM) STATE ...": COMM may hold spaces and parentheses
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def until_gone(pid: int, timeout: float = 30) -> None:
+    """Wait until process `pid` no longer runs (bounded, so that a process left running
+    fails the test)."""
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid), f"process {pid} still runs"

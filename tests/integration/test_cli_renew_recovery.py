@@ -2,7 +2,8 @@
 a config dir restored from a copy whose certificate the CA has seen replaced since, a
 renewal killed after its archive files were written and before the live links moved,
 a lineage whose certificate is junk among others that are fine, a lineage's own
-`renew_before_expiry` beside the CA's renewal window, and a SIGTERM mid-order."""
+`renew_before_expiry` beside the CA's renewal window, a SIGTERM mid-order, and a
+SIGTERM while a deploy hook runs."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from acmekit.server.schema import authorizations
 from acmekit_testkit.acmekit_server import CaProcess, running_ca_process
 from acmekit_testkit.cli import certbot_dirs, run_acmekit
 from acmekit_testkit.dnsserver import DnsServerHandle
-from acmekit_testkit.processes import stop_process
+from acmekit_testkit.processes import stop_process, until_gone
 
 Ca = CaProcess[DnsServerHandle]
 KINDS = ("cert", "chain", "fullchain", "privkey")
@@ -43,11 +44,12 @@ def acmekit(ca: Ca, base: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run_acmekit(ca.server.root_path, *args, *certbot_dirs(base))
 
 
-def certonly(ca: Ca, base: Path, name: str) -> None:
+def certonly(ca: Ca, base: Path, name: str, *more: str) -> None:
     got = acmekit(
         ca, base, "certonly", "-n", "--agree-tos", "-m", "ops@recovery.test",
         "--server", ca.server.directory_url, "--standalone",
         "--http-01-address", "127.0.0.1", "--http-01-port", str(ca.http01_port), "-d", name,
+        *more,
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
 
@@ -140,13 +142,23 @@ def test_a_version_written_before_the_links_moved_is_taken_up(ca: Ca, tmp_path: 
 
 def test_a_version_taken_up_by_certonly_is_deployed(ca: Ca, tmp_path: Path) -> None:
     """certonly for the lineage's names finds it not due once version 2 is live, and
-    still deploys version 2, which no one had."""
+    still deploys version 2, which no one had, then runs its post hook (no pre hook:
+    nothing is requested)."""
     name = "killed-certonly.recovery.test"
     unswitch(ca, tmp_path, name)
     marks = deploy_hook(tmp_path)
-    certonly(ca, tmp_path, name)
+    certonly(
+        ca,
+        tmp_path,
+        name,
+        "--pre-hook",
+        f"echo pre >> {marks}",
+        "--post-hook",
+        f"echo post >> {marks}",
+    )
     assert links(tmp_path, name) == {f"../../archive/{name}/{kind}2.pem" for kind in KINDS}
-    assert marks.read_text().splitlines() == [f"{tmp_path / 'etc' / 'live' / name} {name}"]
+    live = tmp_path / "etc" / "live" / name
+    assert marks.read_text().splitlines() == [f"{live} {name}", "post"]
 
 
 @pytest.mark.parametrize("command", ["renew", "reconfigure", "certonly"])
@@ -262,3 +274,95 @@ def test_sigterm_mid_order_cleans_up_as_ctrl_c_does(ca: Ca, tmp_path: Path) -> N
         assert set(statuses) == {"deactivated"}
     engine.dispose()
     certonly(ca, tmp_path, name)  # the lock was released
+
+
+def hook_dirs(base: Path, marks: Path) -> None:
+    """A pre and a post script in renewal-hooks that note they ran and on what."""
+    for kind in ("pre", "post"):
+        folder = base / "etc" / "renewal-hooks" / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        script = folder / "note.sh"
+        script.write_text(f'#!/bin/sh\necho "{kind} $RENEWED_DOMAINS" >> {marks}\n')
+        script.chmod(0o755)
+
+
+def test_post_hooks_follow_a_version_taken_up_and_deployed(ca: Ca, tmp_path: Path) -> None:
+    """certbot runs post hooks after any run that renewed: the killed run's never ran,
+    and the run that deploys its version runs them; no pre hook, nothing is requested."""
+    name = "killed-post.recovery.test"
+    unswitch(ca, tmp_path, name)
+    marks = tmp_path / "hooks"
+    hook_dirs(tmp_path, marks)
+    got = acmekit(ca, tmp_path, *RENEW, "--post-hook", f"echo given >> {marks}")
+    assert got.returncode == 0, got.stderr
+    assert f"{name}: adopted ({name})" in got.stdout
+    assert marks.read_text().splitlines() == [f"post {name}", "given"]
+    again = acmekit(ca, tmp_path, *RENEW)  # nothing renewed or deployed: no hook
+    assert f"{name}: not due for renewal yet" in again.stdout
+    assert len(marks.read_text().splitlines()) == 2
+
+
+def test_a_version_after_an_unreadable_certificate_is_taken_up(ca: Ca, tmp_path: Path) -> None:
+    """The live certificate spoiled, the names the killed renewal's version must have
+    are read from the live version's full chain: it is taken up and deployed."""
+    name = "unreadable.recovery.test"
+    issued = unswitch(ca, tmp_path, name)
+    marks = deploy_hook(tmp_path)
+    (tmp_path / "etc" / "archive" / name / "cert1.pem").write_text("junk\n")
+    got = acmekit(ca, tmp_path, *RENEW)
+    assert got.returncode == 0, got.stderr
+    assert f"{name}: adopted ({name})" in got.stdout
+    assert leaf(tmp_path, name).serial_number == issued.serial_number
+    assert marks.read_text().splitlines() == [f"{tmp_path / 'etc' / 'live' / name} {name}"]
+
+
+def test_sigterm_during_a_deploy_hook_stops_it_and_leaves_it_owed(ca: Ca, tmp_path: Path) -> None:
+    """A systemd stop while the deploy hook runs: the hook's processes stop with the
+    client (none left running unowned), its post hooks run as it stops, and the next run
+    deploys the live version, which the web server has not been given, then runs the
+    post hooks again."""
+    name = "deploy-sigterm.recovery.test"
+    certonly(ca, tmp_path, name)
+    slow, started, marks = tmp_path / "slow", tmp_path / "started", tmp_path / "deployed"
+    hooks = tmp_path / "etc" / "renewal-hooks" / "deploy"
+    (hooks / "slow.sh").write_text(
+        "#!/bin/sh\n"
+        f"if [ -e {slow} ]; then\n"  # a child of the hook's shell, noted once it runs
+        f"  sleep 300 & echo $! > {started}.new; mv {started}.new {started}; wait\nfi\n"
+        f'echo "$RENEWED_DOMAINS" >> {marks}\n'
+    )
+    (hooks / "slow.sh").chmod(0o755)
+    slow.touch()
+    noted = tmp_path / "hooks"
+    hook_dirs(tmp_path, noted)
+    env = {**os.environ, "REQUESTS_CA_BUNDLE": str(ca.server.root_path)}
+    argv = [sys.executable, "-m", "acmekit", *RENEW, "--force-renewal", *certbot_dirs(tmp_path)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(1200):
+            if started.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert started.exists(), proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 1, err
+    assert err.decode().strip().endswith("acmekit: aborted")
+    until_gone(int(started.read_text()))  # what the hook started, too
+    assert not marks.exists()
+    assert links(tmp_path, name) == {f"../../archive/{name}/{kind}2.pem" for kind in KINDS}
+
+    # certbot's `renew` runs its post hooks in a `finally`: the stopped run too
+    assert noted.read_text().splitlines() == ["pre ", "post "]
+
+    slow.unlink()
+    got = acmekit(ca, tmp_path, *RENEW)
+    assert got.returncode == 0, got.stderr
+    assert f"{name}: deployed ({name})" in got.stdout
+    assert marks.read_text().splitlines() == [name]
+    assert noted.read_text().splitlines()[2:] == [f"post {name}"]
+    again = acmekit(ca, tmp_path, *RENEW)  # owed once, not at every run
+    assert f"{name}: not due for renewal yet" in again.stdout
+    assert marks.read_text().splitlines() == [name]

@@ -1,11 +1,20 @@
-"""Hooks as certbot runs them, and per-lineage locks."""
+"""Hooks as certbot runs them (stopped with what they started when the run is
+cancelled), and per-lineage locks."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import pytest
 
 from acmekit.certbot.hooks import HookKind, HookRunner, directory_hooks, run_hook
 from acmekit.certbot.locks import lock_path, try_lock
+from acmekit.client.solvers import manual
+from acmekit.client.solvers.dnshook import HookDnsProvider
+from acmekit_testkit.processes import alive
+from acmekit_testkit.waits import until
 
 
 def _script(path: Path, body: str, executable: bool = True) -> None:
@@ -70,3 +79,28 @@ def test_lineage_lock_is_exclusive_per_name(tmp_path: Path) -> None:
         os.close(first)
     again = try_lock(lock_path(tmp_path, "a.test"))
     assert again is not None
+
+
+HOOKS: dict[str, Callable[[str], Awaitable[object]]] = {
+    "deploy": lambda script: run_hook(HookKind.DEPLOY, script, {}),
+    "manual": lambda script: manual.run_hook("manual-auth-hook", script, {}),
+    "dns": lambda script: HookDnsProvider(script).add_txt("a.test", "value"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOOKS))
+async def test_a_cancelled_run_stops_what_its_hook_started(tmp_path: Path, kind: str) -> None:
+    """Ctrl-C (or SIGTERM) while a hook runs: the hook's shell and its children stop
+    with the run, none left running unowned."""
+    started = tmp_path / "started"
+    _script(
+        tmp_path / "hook", f"sleep 300 & echo $! > {started}.new; mv {started}.new {started}; wait"
+    )
+    task = asyncio.create_task(HOOKS[kind](str(tmp_path / "hook")))
+    await until(lambda: started.exists() or task.done())
+    child = int(started.read_text())
+    assert alive(child)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await until(lambda: not alive(child))

@@ -412,3 +412,56 @@ def test_repair_takes_up_only_what_a_killed_renewal_left(
     assert repaired.current_version() == 1
     assert {repaired.current_version(k) for k in ("chain", "fullchain", "privkey")} == {1}
     assert ADOPTION_REFUSED[spoiled] in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("spoiled", "taken_up"),
+    [("cert", True), ("cert and full chain", False), ("cert, other names next", False)],
+)
+def test_a_lineage_whose_certificate_is_unreadable_takes_up_its_renewal(
+    tmp_path: Path, spoiled: str, taken_up: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The live certificate spoiled, the names a renewal must have come from what else
+    the lineage's archive holds of that version (its full chain's leaf); with nothing
+    readable to compare with, or other names, the version stays unused."""
+    store, newer = _unswitched(tmp_path)
+    archive = tmp_path / "archive" / "a.test"
+    if spoiled == "cert, other names next":
+        _write_version(archive, _files("b.test", 91), 2)
+    atomic_write(archive / "cert1.pem", b"junk\n")
+    if spoiled == "cert and full chain":
+        atomic_write(archive / "fullchain1.pem", b"junk\n")
+    lineage = store.load("a.test")
+    assert lineage.certificate is None
+    repaired, moved = store.recover(lineage)
+    assert moved is taken_up
+    assert repaired.current_version() == (2 if taken_up else 1)
+    if taken_up:
+        assert repaired.path("cert").read_text() == newer.cert
+        assert repaired.names == ["a.test"]
+    else:
+        reason = {
+            "cert and full chain": "no certificate of the lineage can be read",
+            "cert, other names next": "names are not those of the live certificate",
+        }[spoiled]
+        assert reason in caplog.text
+
+
+def test_a_version_is_owed_its_deploy_from_before_its_links_move(tmp_path: Path) -> None:
+    """A new lineage and a new version are owed their deploy hooks until `deployed`; a
+    version taken up by `recover` too, and the mark is outside certbot's file names."""
+    store = LineageStore(tmp_path)
+    lineage = store.create("a.test", _files("a.test"), PARAMS, "0.1.0")
+    assert store.deploy_owed(lineage)
+    store.deployed(lineage)
+    assert not store.deploy_owed(lineage)
+    second = store.add_version(lineage, _files("a.test"))
+    assert store.deploy_owed(second) and next_version(tmp_path / "archive" / "a.test") == 3
+    store.deployed(second)
+    store.deployed(second)  # twice is harmless
+
+    store, _ = _unswitched(tmp_path / "killed")
+    found = store.load("a.test")
+    store.deployed(found)  # the creating run deployed version 1
+    repaired, moved = store.recover(found)
+    assert moved and store.deploy_owed(repaired)

@@ -12,7 +12,11 @@ dir (locks), and one `Client` per ACME server, shared by every lineage of a run.
   renewal policy says so, with the options given for the run over its renewal conf.
 - `obtain_for_csr` (certonly --csr): a certificate for a CSR made elsewhere, no lineage.
 - Hooks, for all three alike (see `hooks`): pre hooks before the first request, deploy
-  hooks after each success, post hooks once at the end; none when nothing is requested.
+  hooks after each success, post hooks once at the end; none when nothing is requested
+  or deployed. A version a stopped run left live, or about to go live, without its
+  deploy hooks (`LineageStore.deploy_owed`) is deployed by the next run that looks at
+  its lineage, and that run's post hooks follow, as they would have followed the
+  stopped run's; no pre hook runs for it, nothing being requested.
 - `revoke` (then delete the lineage, as certbot does), `delete`, and the account
   commands (`register`, `account`, `update_account`, `unregister`).
 """
@@ -125,8 +129,9 @@ class Outcome:
 
     name: str
     domains: tuple[str, ...]
-    # "issued", "renewed", "kept", "simulated", "failed", "not due", or "adopted": a
-    # version a killed run had written and not switched to, taken up and deployed
+    # "issued", "renewed", "kept", "simulated", "failed", "not due", "adopted": a
+    # version a killed run had written and not switched to, taken up and deployed, or
+    # "deployed": the live version, whose deploy hooks a stopped run had not finished
     action: str
     live_dir: Path | None = None
     not_after: datetime | None = None
@@ -505,9 +510,9 @@ class CertManager(AsyncClosing):
         async with lineage_lock(self.paths.work_dir, base, self.lock_timeout):
             found = None if duplicate else self._existing(names, cert_name, dry_run)
             if found is not None:
-                existing, adopted = found
+                existing, owed = found
                 return await self._replace(
-                    client, existing, names, params, dry_run, force, hooks, adopted
+                    client, existing, names, params, dry_run, force, hooks, owed is not None
                 )
             name = cert_name or self.lineages.free_name(base)
             if name == base:
@@ -539,16 +544,38 @@ class CertManager(AsyncClosing):
 
     def _existing(
         self, names: Sequence[str], cert_name: str | None, dry_run: bool
-    ) -> tuple[Lineage, bool] | None:
+    ) -> tuple[Lineage, str | None] | None:
         """The lineage these names (or this name) renew, repaired unless in a dry run,
-        and whether the repair took up a new version (`LineageStore.recover`)."""
+        and what it is owed (`_recovered`)."""
         if cert_name is not None:
             found = self.lineages.load(cert_name) if self.lineages.exists(cert_name) else None
         else:
             found = self.lineages.find_by_names(list(names))
         if found is None or dry_run:
-            return None if found is None else (found, False)
-        return self.lineages.recover(found, self.clock.now())
+            return None if found is None else (found, None)
+        return self._recovered(found)
+
+    def _recovered(self, lineage: Lineage) -> tuple[Lineage, str | None]:
+        """The lineage repaired (`LineageStore.recover`), and the deploy it is owed:
+        "adopted" when the repair took up the version a killed run left, "deployed" when
+        a stopped run left the live version without its deploy hooks, else None."""
+        lineage, moved = self.lineages.recover(lineage, self.clock.now())
+        if moved:
+            return lineage, "adopted"
+        return lineage, "deployed" if self.lineages.deploy_owed(lineage) else None
+
+    async def _deploy_hooks(
+        self,
+        hooks: HookRunner,
+        lineage: Lineage,
+        params: RenewalParams,
+        names: Sequence[str],
+        directories: bool | None = None,
+    ) -> None:
+        """The live version's deploy hooks; only when they are done is it no longer owed
+        them (a run stopped during one leaves it owed, for the next run)."""
+        await hooks.deploy(params.renew_hook, lineage.live_dir, names, directories)
+        self.lineages.deployed(lineage)
 
     async def _create(
         self,
@@ -568,7 +595,7 @@ class CertManager(AsyncClosing):
         files = _files(issued, key_pem(key))
         lineage = self.lineages.create(name, files, params.to_section(), version_string())
         log.info("lineage %s created", name)
-        await hooks.deploy(params.renew_hook, lineage.live_dir, lineage.names)
+        await self._deploy_hooks(hooks, lineage, params, lineage.names, directories=False)
         return Outcome(name, tuple(names), "issued", lineage.live_dir, lineage.not_after)
 
     async def _replace(
@@ -580,13 +607,14 @@ class CertManager(AsyncClosing):
         dry_run: bool,
         force: bool,
         hooks: HookRunner,
-        adopted: bool = False,
+        owed: bool = False,
     ) -> Outcome:
         same = {n.lower() for n in lineage.names} == {n.lower() for n in names}
         directories = self.run_options.directory_hooks
         if same and not force and not dry_run and not await self._due(lineage, client):
-            if adopted:  # the version a killed run left went live: deployed as it would be
-                await hooks.deploy(params.renew_hook, lineage.live_dir, lineage.names, directories)
+            if owed:  # the live version a stopped run did not deploy: as it would have
+                hooks.schedule_post([params.post_hook])
+                await self._deploy_hooks(hooks, lineage, params, lineage.names, directories)
             return Outcome(lineage.name, tuple(names), "kept", lineage.live_dir, lineage.not_after)
         key = self._key(lineage, params)
         csr = make_csr(key, names)
@@ -600,7 +628,7 @@ class CertManager(AsyncClosing):
             return Outcome(lineage.name, tuple(names), "simulated")
         updated = self.lineages.add_version(lineage, _files(issued, key_pem(key)))
         self._save_params(lineage, params)
-        await hooks.deploy(params.renew_hook, updated.live_dir, updated.names, directories)
+        await self._deploy_hooks(hooks, updated, params, updated.names, directories)
         return Outcome(lineage.name, tuple(names), "renewed", updated.live_dir, updated.not_after)
 
     async def obtain_for_csr(
@@ -676,28 +704,31 @@ class CertManager(AsyncClosing):
             raise ClientError(f"no certificate named {options.cert_name}")
         runner = HookRunner(self.paths.config_dir, self.run_options.directory_hooks)
         outcomes: list[Outcome] = []
+        try:
+            await self._renew_each(names, options, runner, outcomes)
+        except BaseException:
+            # certbot's `renew` runs them in a `finally`: a run stopped after a pre hook
+            # (a server stopped for standalone) still ends with its post hooks.
+            await _post_hooks(runner, outcomes)
+            raise
+        await _post_hooks(runner, outcomes)
+        return RenewReport(tuple(outcomes), len(runner.failures))
+
+    async def _renew_each(
+        self, names: Sequence[str], options: RenewOptions, runner: HookRunner, into: list[Outcome]
+    ) -> None:
         slept = False
         for name in names:
             async with lineage_lock(self.paths.work_dir, name, self.lock_timeout):
                 outcome, attempted = await self._renew_one(name, options, runner, slept)
             slept = slept or attempted
-            outcomes.append(outcome)
-        if slept:
-            renewed = [
-                d
-                for o in outcomes
-                if o.action in ("renewed", "adopted", "simulated")
-                for d in o.domains
-            ]
-            failed = [d for o in outcomes if o.action == "failed" for d in o.domains]
-            await runner.post(renewed, failed)
-        return RenewReport(tuple(outcomes), len(runner.failures))
+            into.append(outcome)
 
     async def _renew_one(
         self, name: str, options: RenewOptions, runner: HookRunner, slept: bool
     ) -> tuple[Outcome, bool]:
         try:
-            lineage, adopted = self._load_for_renewal(name, options.dry_run)
+            lineage, owed = self._load_for_renewal(name, options.dry_run)
             params = params_from_conf(lineage.conf)
             if options.overrides is not None:
                 params = params.overridden(options.overrides)
@@ -708,12 +739,12 @@ class CertManager(AsyncClosing):
             client, params = self._lineage_client(params)
         except ClientError as exc:
             return Outcome(name, domains, "failed", error=str(exc)), False
-        if adopted and not options.force:
-            # The version a killed run left behind went live now: deployed as that run
-            # would have deployed it, or the server keeps the old, due certificate.
-            log.info("lineage %s: version the CA issued taken up", name)
-            adoption = Outcome(name, domains, "adopted", lineage.live_dir, lineage.not_after)
-            return await self._deploy(adoption, params, runner), False
+        if owed is not None and not options.force:
+            # The live version a stopped run left (or that went live now) is deployed as
+            # that run would have deployed it, or the server keeps the old, due one.
+            log.info("lineage %s: the live version's deploy hooks are owed", name)
+            adoption = Outcome(name, domains, owed, lineage.live_dir, lineage.not_after)
+            return await self._deploy(adoption, lineage, params, runner), False
         if not (options.force or options.dry_run):
             try:
                 decision, by_ari = await self._decision(lineage, client)
@@ -742,28 +773,34 @@ class CertManager(AsyncClosing):
         if outcome.action == "simulated" and self.run_options.run_deploy_hooks:
             await runner.deploy(params.renew_hook, lineage.live_dir, list(domains))
         if outcome.action == "renewed":
-            return await self._deploy(outcome, params, runner), True
+            return await self._deploy(outcome, lineage, params, runner), True
         return outcome, True
 
-    def _load_for_renewal(self, name: str, dry_run: bool) -> tuple[Lineage, bool]:
-        """The lineage, repaired and whether that took up a new version; a dry run
+    def _load_for_renewal(self, name: str, dry_run: bool) -> tuple[Lineage, str | None]:
+        """The lineage, repaired, and the deploy it is owed (`_recovered`); a dry run
         changes nothing on disk, so it looks at the lineage as it is."""
         lineage = self.lineages.load(name)
         if dry_run:
-            return lineage, False
-        return self.lineages.recover(lineage, self.clock.now())
+            return lineage, None
+        return self._recovered(lineage)
 
-    async def _deploy(self, outcome: Outcome, params: RenewalParams, runner: HookRunner) -> Outcome:
-        """A new version is live: the deploy hooks, then the installer's reload."""
+    async def _deploy(
+        self, outcome: Outcome, lineage: Lineage, params: RenewalParams, runner: HookRunner
+    ) -> Outcome:
+        """A new version is live: the deploy hooks, then the installer's reload, and the
+        post hooks at the end of the run (a deploy without a request schedules them too)."""
         assert outcome.live_dir is not None
+        runner.schedule_post([params.post_hook])
         await runner.deploy(params.renew_hook, outcome.live_dir, list(outcome.domains))
+        done = outcome
         try:
             await restart_installer(params, self.paths.work_dir)
         except Exception as exc:  # the certificate is saved; the server did not take it
             log.error("%s %s, but the installer failed: %s", outcome.name, outcome.action, exc)
             why = f"{outcome.action}, but {params.installer} did not reload: {_one_line(exc)}"
-            return dataclasses.replace(outcome, action="failed", error=why)
-        return outcome
+            done = dataclasses.replace(outcome, action="failed", error=why)
+        self.lineages.deployed(lineage)  # done, well or not: only a stop leaves it owed
+        return done
 
     def _lineage_client(self, params: RenewalParams) -> tuple[Client, RenewalParams]:
         """The client for the lineage's server, and its params naming the account used."""
@@ -970,6 +1007,19 @@ async def _then_post_hooks(hooks: HookRunner, names: Sequence[str], work: Awaita
         raise
     await hooks.post(names, [])
     return result
+
+
+async def _post_hooks(hooks: HookRunner, outcomes: Sequence[Outcome]) -> None:
+    """The post hooks a request or a deploy scheduled (certbot: none when nothing was
+    renewed); a deploy the last run owed counts, its post hooks never having run."""
+    renewed = [
+        d
+        for o in outcomes
+        if o.action in ("renewed", "adopted", "deployed", "simulated")
+        for d in o.domains
+    ]
+    failed = [d for o in outcomes if o.action == "failed" for d in o.domains]
+    await hooks.post(renewed, failed)
 
 
 def _same_names(ours: Sequence[str], names: Sequence[str]) -> bool:

@@ -14,17 +14,21 @@ Directory hooks are the executable regular files, sorted, skipping names ending 
 (as in certbot) it does not make the command fail. What a hook writes is shown as
 certbot shows it: its stdout as "Hook 'deploy-hook' ran with output:" and the lines
 indented, its stderr as a warning "Hook 'deploy-hook' ran with error output:".
+
+A hook runs in a process group of its own, stopped with all it started when the run
+is cancelled (`acmekit.hookprocs`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+
+from acmekit.hookprocs import run_shell
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +76,7 @@ async def run_hook(
     """Run `command` through the shell with `env` added to ours; `show` prints its
     output for the user (certbot's display_ops.report_executed_command)."""
     log.info("Running %s-hook command: %s", kind, command)
-    proc = await asyncio.create_subprocess_shell(
-        command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **env},
-    )
-    out, err = await proc.communicate()
-    code = proc.returncode if proc.returncode is not None else -1
+    code, out, err = await run_shell(command, env)
     text, errors = out.decode("utf-8", "replace").strip(), err.decode("utf-8", "replace").strip()
     name = f"Hook '{kind}-hook'"
     if code != 0:

@@ -19,6 +19,11 @@ a symlink is switched by making a new link and renaming it over the old one.
   first switch leaves a whole newer version unused: `repair` adopts it when its files
   agree with each other and were written after the links (the CA has issued it, and
   counts it as the replacement of the one the links still show).
+- A version is owed its deploy hooks from before its first link switch until they have
+  run: `archive/NAME/.deploy-owed` (certbot reads only `KIND<N>.pem` there) is written
+  before the links move, for a new lineage with its archive, and removed by the caller
+  once the deploy hooks are done. A run killed in between (before the switch, between
+  switches, during a hook) leaves it, and the next run deploys the live version then.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ KINDS = ("cert", "privkey", "chain", "fullchain")
 # fullmatch and ASCII digits: `$` also matches before a final newline, and `\d` takes
 # any script's digits, which int() reads ("cert\u0663.pem" was version 3)
 _VERSIONED = re.compile(r"(cert|privkey|chain|fullchain)([0-9]+)\.pem")
+# In a lineage's archive while the version its links show (or are about to) is owed its
+# deploy hooks; it holds that version's number.
+DEPLOY_OWED = ".deploy-owed"
 
 LIVE_README = """This directory contains your keys and certificates.
 
@@ -305,10 +313,7 @@ class LineageStore:
         version = next_version(lineage.archive_dir)
         _write_archive(lineage.archive_dir, files, version)
         fsync_dir(lineage.archive_dir)
-        for kind in KINDS:
-            link = lineage.path(kind)
-            target = lineage.archive_dir / f"{kind}{version}.pem"
-            atomic_symlink(os.path.relpath(target, link.parent), link)
+        _switch_links(lineage, version)
         return self.load(lineage.name)
 
     def repair(self, lineage: Lineage, now: datetime | None = None) -> Lineage:
@@ -318,16 +323,29 @@ class LineageStore:
 
     def recover(self, lineage: Lineage, now: datetime | None = None) -> tuple[Lineage, bool]:
         """`repair`, and whether the links moved: a run killed before it switched (all)
-        the links was killed before its deploy hooks too, which the caller owes."""
+        the links was killed before its deploy hooks too, which the caller owes (and
+        finds owed, `deploy_owed`, until it calls `deployed`)."""
         version = self._repaired_version(lineage, now or datetime.now(UTC))
         if version is None:
             return lineage, False
         log.warning("lineage %s: live links repointed at version %d", lineage.name, version)
-        for kind in KINDS:
-            link = lineage.path(kind)
-            target = lineage.archive_dir / f"{kind}{version}.pem"
-            atomic_symlink(os.path.relpath(target, link.parent), link)
+        _mark_deploy_owed(lineage.archive_dir, version)
+        _switch_links(lineage, version)
         return self.load(lineage.name), True
+
+    def deploy_owed(self, lineage: Lineage) -> bool:
+        """Whether a run that moved the live links was stopped before its deploy hooks
+        were done (the links may have moved or not: a version is owed from before the
+        first switch)."""
+        return (lineage.archive_dir / DEPLOY_OWED).exists()
+
+    def deployed(self, lineage: Lineage) -> None:
+        """The live version's deploy hooks have run: nothing is owed any more."""
+        try:
+            (lineage.archive_dir / DEPLOY_OWED).unlink()
+        except FileNotFoundError:
+            return
+        fsync_dir(lineage.archive_dir)
 
     def _repaired_version(self, lineage: Lineage, now: datetime) -> int | None:
         """The version the four links should point at, None to leave them be.
@@ -407,9 +425,23 @@ def new_conf(version: str, archive: Path, live: Path, params: Section) -> Sectio
 
 
 def _write_archive(directory: Path, files: CertFiles, version: int) -> None:
+    """The version's four files, then the mark that it is owed its deploy hooks."""
     for kind in KINDS:
         mode = 0o600 if kind == "privkey" else 0o644
         atomic_write(directory / f"{kind}{version}.pem", files.text(kind).encode(), mode)
+    _mark_deploy_owed(directory, version)
+
+
+def _mark_deploy_owed(archive: Path, version: int) -> None:
+    """Before the first link switch: a run killed from here on owes its deploy hooks."""
+    atomic_write(archive / DEPLOY_OWED, f"{version}\n".encode(), 0o644)
+
+
+def _switch_links(lineage: Lineage, version: int) -> None:
+    for kind in KINDS:
+        link = lineage.path(kind)
+        target = lineage.archive_dir / f"{kind}{version}.pem"
+        atomic_symlink(os.path.relpath(target, link.parent), link)
 
 
 def _write_live(directory: Path, archive: Path, version: int) -> None:
@@ -489,7 +521,7 @@ def _unadoptable(lineage: Lineage, current: int, now: datetime) -> str | None:
     # older one, a killed renewal's after the links last moved.
     if cert.not_valid_before_utc + ISSUANCE_BACKDATE < datetime.fromtimestamp(links_made, UTC):
         return "it was issued before the live links were switched (a rollback)"
-    return _not_a_renewal(lineage, cert, now)
+    return _not_a_renewal(_reference(lineage, current), cert, now)
 
 
 def _foreign_files(archive: Path, version: int, lineage: Lineage) -> str | None:
@@ -511,21 +543,42 @@ def _foreign_files(archive: Path, version: int, lineage: Lineage) -> str | None:
     return None
 
 
-def _not_a_renewal(lineage: Lineage, cert: x509.Certificate, now: datetime) -> str | None:
-    """Why the certificate is no renewal of the lineage's: the same names, valid now
-    and outliving the live one, else None (its issuer is checked in `usable_version`)."""
-    wanted = _lower(lineage.names)
+def _reference(lineage: Lineage, current: int) -> x509.Certificate | None:
+    """The certificate a new version must renew: the live one; when that cannot be read
+    (a disk error, a file spoiled by hand), the same leaf as the live version's full
+    chain holds it, else the newest earlier version's that reads. Only the lineage's own
+    archive speaks for its names: certbot's renewal conf does not record them."""
+    if lineage.certificate is not None:
+        return lineage.certificate
+    archive = lineage.archive_dir
+    candidates = [archive / f"fullchain{current}.pem"]
+    for version in range(current - 1, 0, -1):
+        candidates += [archive / f"cert{version}.pem", archive / f"fullchain{version}.pem"]
+    for path in candidates:
+        found = _read_cert(path)  # a full chain's first certificate is its leaf
+        if found is not None:
+            log.warning(
+                "lineage %s: live certificate unreadable; names from %s", lineage.name, path
+            )
+            return found
+    return None
+
+
+def _not_a_renewal(
+    current: x509.Certificate | None, cert: x509.Certificate, now: datetime
+) -> str | None:
+    """Why the certificate is no renewal of `current`: the same names, valid now and
+    outliving it, else None (its issuer is checked in `usable_version`)."""
+    if current is None:
+        return "no certificate of the lineage can be read to compare its names with"
+    wanted = _lower(certificate_names(current))
     if not wanted or _lower(certificate_names(cert)) != wanted:
         return "its names are not those of the live certificate"
     if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
         return "it is not valid now"
-    if not _outlives(cert, lineage.certificate):
+    if cert.not_valid_after_utc <= current.not_valid_after_utc:
         return "it expires no later than the live certificate"
     return None
-
-
-def _outlives(cert: x509.Certificate, current: x509.Certificate | None) -> bool:
-    return current is None or cert.not_valid_after_utc > current.not_valid_after_utc
 
 
 def next_version(archive: Path) -> int:

@@ -13,12 +13,12 @@ raises HookError naming it and its status. The value is never logged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shlex
 
 from acmekit.client.solvers.dnslookup import absolute
 from acmekit.client.solvers.errors import HookError
+from acmekit.hookprocs import run_exec
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +37,7 @@ class HookDnsProvider:
 
     async def _run(self, action: str, fqdn: str, value: str) -> None:
         argv = [*self.argv, action, absolute(fqdn), value]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        status = proc.returncode if proc.returncode is not None else -1
+        status, out, err = await run_exec(argv)
         if status != 0:
             lines = (err or out).decode(errors="replace").strip().splitlines()
             raise HookError(

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from acmekit.client.resources import Challenge
 from acmekit.client.solvers.errors import HookError, NoManualAuth, SolverError
+from acmekit.hookprocs import run_shell
 from acmekit.protocol import dnsaccount
 from acmekit.protocol.challenges import HTTP01_PATH, dns01_record_name, dns01_txt_value
 from acmekit.protocol.messages import ChallengeType, Identifier
@@ -126,15 +126,7 @@ def prompt_text(item: ManualChallenge) -> str:
 
 async def run_hook(name: str, command: str, env: Mapping[str, str]) -> str:
     """Run `command` through the shell with `env` added; its stdout, or HookError."""
-    proc = await asyncio.create_subprocess_shell(
-        command,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **env},
-    )
-    out, err = await proc.communicate()
-    status = proc.returncode if proc.returncode is not None else -1
+    status, out, err = await run_shell(command, env)
     if err:
         log.debug("%s wrote to stderr: %s", name, err.decode(errors="replace").strip()[-500:])
     if status != 0:
