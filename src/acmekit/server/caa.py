@@ -202,8 +202,8 @@ def _governing_tag(records: Sequence[CaaRecord], wildcard: bool) -> CaaTag:
 def _slot_key(account_uri: str) -> str:
     """The account's key to its share of the lookup slots: its URL's path. Without a
     configured base URL, the URL is built from the request's Host, which the listener
-    matches case-insensitively (RFC 9110 §4.2.3), with or without the default port: keyed
-    by the whole URL, one account would have a share for each spelling of the host."""
+    matches case-insensitively (RFC 9110 §4.2.3): keyed by the whole URL, one account
+    would have a share for each spelling of the host."""
     return urlsplit(account_uri).path
 
 
