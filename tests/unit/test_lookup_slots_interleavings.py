@@ -108,3 +108,69 @@ async def test_a_key_waiting_is_served_within_one_turn_of_each_other_key() -> No
     slots.give(flood)
     await asyncio.gather(*many, one)
     assert served.index(lone) <= 1
+
+
+class _Counted:
+    """Equality tests made, by the waits' futures and the keys: a wait leaving its queue
+    should find it by its hash, not by comparing it with every other wait."""
+
+    calls = 0
+
+
+class _Turn(asyncio.Future[None]):
+    def __eq__(self, other: object) -> bool:
+        _Counted.calls += 1
+        return self is other
+
+    __hash__ = asyncio.Future.__hash__
+
+
+class _Key(str):
+    def __eq__(self, other: object) -> bool:
+        _Counted.calls += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+STORM = 400
+
+
+async def _storm(keys: list[str]) -> int:
+    """Equality tests made as STORM waits, the last first, are cancelled."""
+    loop = asyncio.get_running_loop()
+    slots = Slots(1, loop, 1)
+    slots.loop = _Loop(loop)  # type: ignore[assignment]
+    holder = _Key("holder")
+    assert slots.take(holder)
+    end = loop.time() + 3600
+    waits = [asyncio.ensure_future(slots.wait(key, end)) for key in keys]
+    await _idle()
+    _Counted.calls = 0
+    for wait in reversed(waits):
+        wait.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)
+    counted = _Counted.calls
+    slots.give(holder)
+    assert slots._free == 1 and not slots._queues and not slots._turns
+    return counted
+
+
+class _Loop:
+    """The running loop, its futures counting their equality tests."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def create_future(self) -> asyncio.Future[None]:
+        return _Turn(loop=self._loop)
+
+
+async def test_a_storm_of_one_keys_waits_cancelled_costs_no_comparison_per_pair() -> None:
+    key = _Key("https://ca.test/acct/storm")
+    assert await _storm([key] * STORM) <= STORM
+
+
+async def test_a_storm_of_many_keys_waits_cancelled_costs_no_comparison_per_pair() -> None:
+    keys = [_Key(f"https://ca.test/acct/{n}") for n in range(STORM)]
+    assert await _storm(keys) <= STORM
