@@ -57,6 +57,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 import dns.asyncresolver
 import dns.exception
@@ -198,6 +199,14 @@ def _governing_tag(records: Sequence[CaaRecord], wildcard: bool) -> CaaTag:
     return CaaTag.ISSUE
 
 
+def _slot_key(account_uri: str) -> str:
+    """The account's key to its share of the lookup slots: its URL's path. Without a
+    configured base URL, the URL is built from the request's Host, which the listener
+    matches case-insensitively (RFC 9110 §4.2.3): keyed by the whole URL, one account
+    would have a share for each spelling of the host."""
+    return urlsplit(account_uri).path
+
+
 def _fault(record: CaaRecord, ours: frozenset[str], account_uri: str, method: str) -> str | None:
     """Why `record` does not authorize this request, or None if it does."""
     try:
@@ -229,7 +238,7 @@ class CaaChecker:
     lookups (`validation.dnssec`); `in_flight`, how many of its lookups (a batch of the
     climb through the stub, or one question through the resolver: about a socket each)
     may be in flight at once, its checks together (one checker serves the process), and
-    `per_account` of them for the checks of one account (`check`'s `account_uri`).
+    `per_account` of them for the checks of one account (`check`'s `account_uri`, by its path).
     """
 
     def __init__(
@@ -358,7 +367,7 @@ class CaaChecker:
         """Raise a caa problem (403) unless CAA lets us issue for `name` (`*.name` if wildcard);
         a dns problem when CAA could not be looked up."""
         try:
-            owner, records = await self.relevant_records(name, account_uri)
+            owner, records = await self.relevant_records(name, _slot_key(account_uri))
         except AcmeError as exc:
             ident = _identifier(_base_name(name), wildcard)
             raise AcmeError(dataclasses.replace(exc.problem, identifier=ident)) from None

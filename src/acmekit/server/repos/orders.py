@@ -100,12 +100,18 @@ def _while_claim_held(text: str) -> str:
         return f"{text} AND {_CLAIM_HELD}"
     table, names, rows = found.groups()
     columns = metadata.tables[table].c
-    typed = ", ".join(
-        f"CAST(? AS {columns[name].type.compile(dialect=_POSTGRES)})" for name in names.split(", ")
-    )
+    typed = ", ".join(f"CAST(? AS {_cast_type(columns[name])})" for name in names.split(", "))
     count = rows.count("(")
     values = ", ".join([f"({typed})"] * count)
     return f"INSERT INTO {table} ({names}) SELECT * FROM (VALUES {values}) AS v WHERE {_CLAIM_HELD}"
+
+
+def _cast_type(column: sa.Column[Any]) -> str:
+    """The type a value for `column` is cast to: a text's without its length. An
+    explicit cast to VARCHAR(n) cuts a longer text short without a word, where the
+    INSERT's own assignment to the column refuses it, as an unclaimed order's does."""
+    kind = sa.String() if isinstance(column.type, sa.String) else column.type
+    return str(kind.compile(dialect=_POSTGRES))
 
 
 _WHILE_CLAIM_HELD = Texts(_while_claim_held)

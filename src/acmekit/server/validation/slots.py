@@ -19,7 +19,7 @@ other key waiting. Keys at their share that wait do not stop others taking free 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict
 
 
 class Slots:
@@ -35,8 +35,11 @@ class Slots:
         self._per_key = size if per_key is None else min(per_key, size)
         self.loop = loop
         self._held: dict[str, int] = {}  # slots held, by key (none: no entry)
-        self._queues: dict[str, deque[asyncio.Future[None]]] = {}  # waits, by key
-        self._turns: deque[str] = deque()  # the keys waiting, next to be served first
+        # Ordered sets (`OrderedDict`s of None), not lists: a wait that ends unserved
+        # (a timeout, a cancellation) leaves them by its hash, where a list's `remove`
+        # compared it with every wait before it, quadratic in a storm of them.
+        self._queues: dict[str, OrderedDict[asyncio.Future[None], None]] = {}  # waits, by key
+        self._turns: OrderedDict[str, None] = OrderedDict()  # keys waiting, next served first
 
     def take(self, key: str) -> bool:
         """A free slot for `key` at once, unless there is none, `key` holds its share, or
@@ -54,10 +57,11 @@ class Slots:
         if self.take(key):
             return
         turn = self.loop.create_future()
-        if key not in self._queues:
-            self._queues[key] = deque()
-            self._turns.append(key)
-        self._queues[key].append(turn)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = OrderedDict()
+            self._turns[key] = None
+        queue[turn] = None
         try:
             async with asyncio.timeout_at(end):
                 await turn
@@ -77,26 +81,26 @@ class Slots:
         else:
             del self._held[key]
         for _ in range(len(self._turns)):
-            waiting = self._turns[0]
-            self._turns.rotate(-1)  # served or not, its turn has passed
+            waiting = next(iter(self._turns))
+            self._turns.move_to_end(waiting)  # served or not, its turn has passed
             if self._held.get(waiting, 0) < self._per_key and self._hand(waiting):
                 return
         self._free += 1
 
     def _hand(self, key: str) -> bool:
         """Hand a slot to `key`'s first wait still waiting; whether there was one. A key
-        left with no wait leaves the turns (it is last in them, just rotated)."""
+        left with no wait leaves the turns."""
         queue = self._queues[key]
         handed = False
         while queue and not handed:
-            turn = queue.popleft()
+            turn, _ = queue.popitem(last=False)
             if not turn.done():
                 turn.set_result(None)
                 self._held[key] = self._held.get(key, 0) + 1
                 handed = True
         if not queue:
             del self._queues[key]
-            self._turns.pop()
+            del self._turns[key]
         return handed
 
     def _leave(self, key: str, turn: asyncio.Future[None]) -> None:
@@ -104,7 +108,7 @@ class Slots:
         queue = self._queues.get(key)
         if queue is None or turn not in queue:
             return
-        queue.remove(turn)
+        del queue[turn]
         if not queue:
             del self._queues[key]
-            self._turns.remove(key)
+            del self._turns[key]
