@@ -85,7 +85,9 @@ _CLAIM = "UPDATE certificates SET replaced_by = ? WHERE id = ? AND replaced_by "
 # has the loser refused with alreadyReplaced). A statement that failed on purpose had the
 # rest skipped, at the cost of an ERROR line in the server's log for every lost race.
 _CLAIM_HELD = "EXISTS (SELECT 1 FROM certificates WHERE id = ? AND replaced_by = ?)"
-_INSERT_VALUES = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES (.*)", re.DOTALL)
+# Rows of parameters only: a statement with anything after them (ON CONFLICT, RETURNING)
+# is no form `_while_claim_held` knows, and is refused rather than cut short.
+_INSERT_VALUES = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\) VALUES ((?:\((?:\?, )*\?\)(?:, )?)+)")
 # (SQLAlchemy's dialect constructors are not annotated.)
 _POSTGRES: sa.Dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -97,6 +99,8 @@ def _while_claim_held(text: str) -> str:
     types from the columns written (a NULL would be text, for a BIGINT column)."""
     found = _INSERT_VALUES.fullmatch(text)
     if found is None:  # the marks' UPDATE, whose WHERE takes one more condition
+        if not (text.startswith("UPDATE ") and " WHERE " in text and " RETURNING " not in text):
+            raise ValueError(f"no form made while a claim is held: {text}")
         return f"{text} AND {_CLAIM_HELD}"
     table, names, rows = found.groups()
     columns = metadata.tables[table].c
