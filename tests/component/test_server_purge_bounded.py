@@ -29,6 +29,7 @@ from acmekit.server.repos.purge import Due
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.dbreads import Reads
+from acmekit_testkit.purgerows import insert_rows, order_row
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -68,31 +69,6 @@ def _bound(store: Store) -> int:
     return PG_ROWS if store.remote else SQLITE_STEPS
 
 
-def _insert(store: Store, table: str, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    names = list(rows[0])
-    text = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
-    with store.engine.begin() as conn:
-        conn.execute(sa.text(text), rows)
-
-
-def _order(oid: str, expires: int, **extra: Any) -> dict[str, Any]:
-    row = {
-        "id": oid,
-        "account_id": "acct",
-        "identifiers": "[]",
-        "authz_ids": "[]",
-        "expires": expires,
-        "created": expires - 1,
-        "finalize_started": None,
-        "error": None,
-        "certificate_id": None,
-    }
-    row.update(extra)
-    return row
-
-
 def _validated(n: int, expires: int) -> tuple[dict[str, Any], dict[str, Any]]:
     authz = {
         "id": f"za{n:06d}",
@@ -118,15 +94,15 @@ def _kept(store: Store) -> None:
     """KEPT each: issued orders, orders being issued, validated authorizations, all
     expired past the grace and within the retention."""
     at = EXPIRED
-    _insert(
+    insert_rows(
         store,
         "orders",
-        [_order(f"oi{n:06d}", at + n, certificate_id=f"c{n}") for n in range(KEPT)]
-        + [_order(f"of{n:06d}", at + n, finalize_started=at - 5) for n in range(KEPT)],
+        [order_row(f"oi{n:06d}", at + n, certificate_id=f"c{n}") for n in range(KEPT)]
+        + [order_row(f"of{n:06d}", at + n, finalize_started=at - 5) for n in range(KEPT)],
     )
     pairs = [_validated(n, at + n) for n in range(KEPT)]
-    _insert(store, "authorizations", [a for a, _ in pairs])
-    _insert(store, "challenges", [c for _, c in pairs])
+    insert_rows(store, "authorizations", [a for a, _ in pairs])
+    insert_rows(store, "challenges", [c for _, c in pairs])
     if store.remote:
         # The statistics a CA's tables have (autovacuum's): without them PostgreSQL
         # plans a table of unknown size as a small one, a sequential scan.
@@ -176,10 +152,12 @@ def test_a_round_reads_a_batch_however_many_rows_are_due(store: Store) -> None:
     deleted one: twice the bound), not every row due (a DELETE of a subquery's batch of ids
     was planned on PostgreSQL as a hash join over every row past the cutoff)."""
     pairs = [_validated(n, LONG_AGO + n) for n in range(DUE)]
-    _insert(store, "authorizations", [a for a, _ in pairs])
-    _insert(store, "challenges", [c for _, c in pairs])
+    insert_rows(store, "authorizations", [a for a, _ in pairs])
+    insert_rows(store, "challenges", [c for _, c in pairs])
     failed = {"finalize_started": LONG_AGO - 5, "error": "{}"}
-    _insert(store, "orders", [_order(f"od{n:06d}", LONG_AGO + n, **failed) for n in range(DUE)])
+    insert_rows(
+        store, "orders", [order_row(f"od{n:06d}", LONG_AGO + n, **failed) for n in range(DUE)]
+    )
     if store.remote:
         with store.engine.begin() as conn:
             conn.execute(sa.text("ANALYZE orders, authorizations, challenges"))
@@ -202,8 +180,8 @@ def test_an_order_failed_after_the_walk_passed_it_goes_after_the_retention(
 ) -> None:
     """Claimed (being issued) when the grace's walk passed it; it fails later: due once
     past the retention, never skipped."""
-    claimed = _order("obeing", EXPIRED, finalize_started=EXPIRED - 5)
-    _insert(store, "orders", [claimed, _order("onever", EXPIRED + 1)])
+    claimed = order_row("obeing", EXPIRED, finalize_started=EXPIRED - 5)
+    insert_rows(store, "orders", [claimed, order_row("onever", EXPIRED + 1)])
     now = NOW
     purger = Purger(store, SETTINGS, lambda: now)
     assert purger.batches(1) == Due(orders=1)  # the one never claimed
@@ -220,9 +198,9 @@ def test_an_order_failed_after_the_walk_passed_it_goes_after_the_retention(
 def test_an_order_with_a_signed_precertificate_is_kept_past_the_grace(store: Store) -> None:
     """Its issuance failed after the precertificate was signed (CT logging failed): the
     precertificate counts as issued and names the order, whose CSR is the request."""
-    failed = _order("oprecert", EXPIRED, finalize_started=EXPIRED - 5, error='{"t": 1}')
-    _insert(store, "orders", [failed])
-    _insert(
+    failed = order_row("oprecert", EXPIRED, finalize_started=EXPIRED - 5, error='{"t": 1}')
+    insert_rows(store, "orders", [failed])
+    insert_rows(
         store,
         "certificates",
         [
@@ -257,16 +235,16 @@ def test_old_rows_go_from_the_oldest_whatever_the_cursor(store: Store) -> None:
     """Past the retention every row without a certificate goes but one being issued,
     and every authorization, however far the grace's walk has gone."""
     pairs = [_validated(n, LONG_AGO + n) for n in range(3)]
-    _insert(store, "authorizations", [a for a, _ in pairs])
-    _insert(store, "challenges", [c for _, c in pairs])
-    _insert(
+    insert_rows(store, "authorizations", [a for a, _ in pairs])
+    insert_rows(store, "challenges", [c for _, c in pairs])
+    insert_rows(
         store,
         "orders",
         [
-            _order("oold", LONG_AGO),
-            _order("ofailed", LONG_AGO, finalize_started=LONG_AGO - 5, error="{}"),
-            _order("obeing", LONG_AGO, finalize_started=LONG_AGO - 5),
-            _order("oissued", LONG_AGO, certificate_id="c1"),
+            order_row("oold", LONG_AGO),
+            order_row("ofailed", LONG_AGO, finalize_started=LONG_AGO - 5, error="{}"),
+            order_row("obeing", LONG_AGO, finalize_started=LONG_AGO - 5),
+            order_row("oissued", LONG_AGO, certificate_id="c1"),
         ],
     )
     purger = Purger(store, SETTINGS, lambda: NOW)
@@ -285,7 +263,7 @@ def test_buckets_are_judged_by_the_database_clock_as_the_limiter_judges_them(
     ahead of the database's (not full: deleting it would hand back tokens), and deletes
     one full for twenty minutes."""
     real = datetime.now(UTC)
-    _insert(
+    insert_rows(
         store,
         "rate_buckets",
         [

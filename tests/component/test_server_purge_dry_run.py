@@ -24,6 +24,7 @@ from acmekit.server.repos.purge import Due, DueCount, Walk
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.dbreads import Reads
+from acmekit_testkit.purgerows import insert_rows, order_row
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -61,31 +62,6 @@ def store(url: str) -> Iterator[Store]:
     found.engine.dispose()
 
 
-def _insert(store: Store, table: str, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    names = list(rows[0])
-    text = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
-    with store.engine.begin() as conn:
-        conn.execute(sa.text(text), rows)
-
-
-def _order(oid: str, expires: int, **extra: Any) -> dict[str, Any]:
-    row = {
-        "id": oid,
-        "account_id": "acct",
-        "identifiers": "[]",
-        "authz_ids": "[]",
-        "expires": expires,
-        "created": expires - 1,
-        "finalize_started": None,
-        "error": None,
-        "certificate_id": None,
-    }
-    row.update(extra)
-    return row
-
-
 def _authz(aid: str, expires: int, valid: bool, challenges: int) -> list[dict[str, Any]]:
     """An authorization row and its challenges' (one valid and decisive if `valid`)."""
     found: list[dict[str, Any]] = [
@@ -110,12 +86,14 @@ def _authz(aid: str, expires: int, valid: bool, challenges: int) -> list[dict[st
 
 
 def _authzs(store: Store, rows: list[list[dict[str, Any]]]) -> None:
-    _insert(store, "authorizations", [r[0] for r in rows])
-    _insert(store, "challenges", [c for r in rows for c in r[1:]])
+    insert_rows(store, "authorizations", [r[0] for r in rows])
+    insert_rows(store, "challenges", [c for r in rows for c in r[1:]])
 
 
 def _buckets(store: Store, count: int, prefix: str, tat: int) -> None:
-    _insert(store, "rate_buckets", [{"key": f"{prefix}{n:06d}", "tat": tat} for n in range(count)])
+    insert_rows(
+        store, "rate_buckets", [{"key": f"{prefix}{n:06d}", "tat": tat} for n in range(count)]
+    )
 
 
 def _analyze(store: Store) -> None:
@@ -131,19 +109,19 @@ def _mixed(store: Store, at: int) -> Due:
     retention) or long ago; what is due among them. By expiry, the walks' order: the
     orders and authorizations past the retention first, then those due under the grace,
     then those kept."""
-    _insert(
+    insert_rows(
         store,
         "orders",
         # failed, past the retention: due
         [
-            _order(f"oo{n:03d}", LONG_AGO + n, finalize_started=LONG_AGO, error="{}")
+            order_row(f"oo{n:03d}", LONG_AGO + n, finalize_started=LONG_AGO, error="{}")
             for n in range(3)
         ]
-        + [_order(f"od{n:03d}", at + n) for n in range(30)]  # never claimed: due
+        + [order_row(f"od{n:03d}", at + n) for n in range(30)]  # never claimed: due
         # being issued, failed within the retention, issued: kept
-        + [_order(f"ok{n:03d}", at + 100 + n, finalize_started=at - 5) for n in range(10)]
-        + [_order(f"of{n:03d}", at + 200 + n, finalize_started=at, error="{}") for n in range(4)]
-        + [_order(f"oi{n:03d}", at + n, certificate_id=f"c{n}") for n in range(6)],
+        + [order_row(f"ok{n:03d}", at + 100 + n, finalize_started=at - 5) for n in range(10)]
+        + [order_row(f"of{n:03d}", at + 200 + n, finalize_started=at, error="{}") for n in range(4)]
+        + [order_row(f"oi{n:03d}", at + n, certificate_id=f"c{n}") for n in range(6)],
     )
     _authzs(
         store,
@@ -157,7 +135,7 @@ def _mixed(store: Store, at: int) -> Due:
 
 
 def test_a_dry_run_reads_a_bounded_number_of_rows_however_many_are_due(store: Store) -> None:
-    _insert(store, "orders", [_order(f"od{n:06d}", EXPIRED + n) for n in range(MANY)])
+    insert_rows(store, "orders", [order_row(f"od{n:06d}", EXPIRED + n) for n in range(MANY)])
     _authzs(store, [_authz(f"ad{n:06d}", EXPIRED + n, False, 1) for n in range(MANY)])
     _buckets(store, MANY, "full", BUCKET_TAT)
     _analyze(store)
@@ -216,7 +194,7 @@ def test_the_command_prints_exact_counts_below_the_limit_and_at_least_past_it(
     """By the real clock and the default grace (30 days) and retention (730 days)."""
     real = datetime.now(UTC)
     at = to_us(real - timedelta(days=60))
-    _insert(store, "orders", [_order(f"od{n:03d}", at + n) for n in range(40)])
+    insert_rows(store, "orders", [order_row(f"od{n:03d}", at + n) for n in range(40)])
     _authzs(store, [_authz(f"ad{n:03d}", at + n, False, 2) for n in range(12)])
     _buckets(store, 5, "full", to_us(real - timedelta(hours=1)))
     lines = _run_cli(url, tmp_path).splitlines()

@@ -22,6 +22,7 @@ from acmekit.server.purge import LONGEST_VALIDITY, Purger
 from acmekit.server.repos.purge import Due, DueCount
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_database
+from acmekit_testkit.purgerows import insert_rows, order_row
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -42,28 +43,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         found.engine.dispose()
 
 
-def _order(oid: str, expires: int, error: str | None) -> dict[str, Any]:
-    return {
-        "id": oid,
-        "account_id": "acct",
-        "identifiers": "[]",
-        "authz_ids": "[]",
-        "expires": expires,
-        "created": expires - 1,
-        "finalize_started": expires - 1,
-        "error": error,
-        "certificate_id": None,
-    }
-
-
 def _orders(store: Store) -> None:
     """Orders being issued first in the walk's order (by expiry), failed ones after."""
-    rows = [_order(f"oi{n:03d}", LONG_AGO + n, None) for n in range(ISSUING)]
-    rows += [_order(f"of{n:03d}", LONG_AGO + 100 + n, "{}") for n in range(FAILED)]
-    names = list(rows[0])
-    columns, values = ", ".join(names), ", ".join(":" + n for n in names)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text(f"INSERT INTO orders ({columns}) VALUES ({values})"), rows)
+    rows = [_claimed(f"oi{n:03d}", LONG_AGO + n, None) for n in range(ISSUING)]
+    rows += [_claimed(f"of{n:03d}", LONG_AGO + 100 + n, "{}") for n in range(FAILED)]
+    insert_rows(store, "orders", rows)
+
+
+def _claimed(oid: str, expires: int, error: str | None) -> dict[str, Any]:
+    """An order whose finalization started: being issued, or failed with `error`."""
+    return order_row(oid, expires, finalize_started=expires - 1, error=error)
 
 
 def _left(store: Store) -> set[str]:
