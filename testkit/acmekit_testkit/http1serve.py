@@ -62,3 +62,36 @@ async def read_body(receive: Any) -> bytes | None:
         body += message["body"]
         if not message.get("more_body"):
             return body
+
+
+class EchoApp:
+    """An ASGI app that answers each request with its body, and notes the paths and
+    bodies of the requests that reached it."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = await read_body(receive)
+        if body is None:
+            return
+        self.paths.append(scope["path"])
+        self.bodies.append(body)
+        headers = [(b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def echo_exchange(request: bytes) -> tuple[EchoApp, bytes]:
+    """`request` sent raw to an `EchoApp` served on loopback: the app, and what the
+    server sent until it closed the connection (within 10 s)."""
+    app = EchoApp()
+    async with http1_serving(app) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            async with asyncio.timeout(10):
+                writer.write(request)
+                return app, await reader.read()
+        finally:
+            writer.close()

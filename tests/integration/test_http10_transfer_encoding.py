@@ -7,41 +7,11 @@ the request were taken as a next request."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
 
 import pytest
 
-from acmekit_testkit.http1serve import http1_serving, read_body
-
-
-class _App:
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = await read_body(receive)
-        if body is None:
-            return
-        self.paths.append(scope["path"])
-        headers = [(b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-async def _exchange(request: bytes) -> tuple[_App, bytes]:
-    """What the server sends to `request` until it closes the connection."""
-    app = _App()
-    async with http1_serving(app) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            async with asyncio.timeout(10):
-                writer.write(request)
-                return app, await reader.read()
-        finally:
-            writer.close()
-
+from acmekit_testkit.http1serve import echo_exchange
 
 CHUNKED = b"3\r\nabc\r\n0\r\n\r\n"
 # behind the request, in keep-alive: what a front end that ignored Transfer-Encoding in
@@ -67,7 +37,7 @@ async def test_http10_with_transfer_encoding_is_400_then_close(
     codings: bytes, detail: str | None
 ) -> None:
     head = b"POST /t HTTP/1.0\r\nHost: ca.test\r\nConnection: keep-alive\r\n" + codings + b"\r\n"
-    app, answer = await _exchange(head + CHUNKED + NEXT)
+    app, answer = await echo_exchange(head + CHUNKED + NEXT)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     head_out, _, body = answer.partition(b"\r\n\r\n")
     assert b"\r\nconnection: close\r\n" in head_out + b"\r\n"
@@ -80,13 +50,13 @@ async def test_http10_with_transfer_encoding_is_400_then_close(
 async def test_http11_chunked_is_still_served() -> None:
     head = b"POST /t HTTP/1.1\r\nHost: ca.test\r\nTransfer-Encoding: chunked\r\n\r\n"
     last = b"GET /next HTTP/1.1\r\nHost: ca.test\r\nConnection: close\r\n\r\n"
-    app, answer = await _exchange(head + CHUNKED + last)
+    app, answer = await echo_exchange(head + CHUNKED + last)
     assert answer.count(b"HTTP/1.1 200 ") == 2
     assert app.paths == ["/t", "/next"]
 
 
 async def test_http10_with_content_length_is_still_served() -> None:
-    app, answer = await _exchange(b"POST /t HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc")
+    app, answer = await echo_exchange(b"POST /t HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc")
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert answer.endswith(b"abc")
     assert app.paths == ["/t"]

@@ -6,40 +6,11 @@ which answered it 421 (misdirected) instead."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Any
 
 import pytest
 
-from acmekit_testkit.http1serve import http1_serving, read_body
-
-
-class _App:
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = await read_body(receive)
-        if body is None:
-            return
-        self.bodies.append(body)
-        headers = [(b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-async def _exchange(request: bytes) -> tuple[_App, bytes]:
-    """What the server sends to `request` until it closes the connection."""
-    app = _App()
-    async with http1_serving(app) as (_, port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            async with asyncio.timeout(10):
-                writer.write(request)
-                return app, await reader.read()
-        finally:
-            writer.close()
+from acmekit_testkit.http1serve import echo_exchange
 
 
 def _refusal(answer: bytes) -> tuple[int, str]:
@@ -63,7 +34,9 @@ GZIPPED = b"3\r\nabc\r\n0\r\n\r\n"
 async def test_a_coding_other_than_chunked_alone_is_501(codings: bytes) -> None:
     head = b"POST /t HTTP/1.1\r\nHost: ca.test\r\n" + codings + b"\r\n"
     # a second request behind it: the connection ends with the refusal, unanswered
-    app, answer = await _exchange(head + GZIPPED + b"GET /next HTTP/1.1\r\nHost: ca.test\r\n\r\n")
+    app, answer = await echo_exchange(
+        head + GZIPPED + b"GET /next HTTP/1.1\r\nHost: ca.test\r\n\r\n"
+    )
     assert answer.startswith(b"HTTP/1.1 501 "), answer[:200]
     assert _refusal(answer) == (501, "only the chunked transfer coding is supported")
     assert app.bodies == []
@@ -72,7 +45,7 @@ async def test_a_coding_other_than_chunked_alone_is_501(codings: bytes) -> None:
 async def test_chunked_alone_still_serves_and_keeps_the_connection() -> None:
     head = b"POST /t HTTP/1.1\r\nHost: ca.test\r\nTransfer-Encoding: Chunked\r\n\r\n"
     last = b"GET /next HTTP/1.1\r\nHost: ca.test\r\nConnection: close\r\n\r\n"
-    app, answer = await _exchange(head + GZIPPED + last)
+    app, answer = await echo_exchange(head + GZIPPED + last)
     assert answer.count(b"HTTP/1.1 200 ") == 2
     assert app.bodies == [b"abc", b""]
 
@@ -83,7 +56,7 @@ async def test_chunked_alone_still_serves_and_keeps_the_connection() -> None:
     ids=["origin-form", "absolute-form"],
 )
 async def test_an_http11_request_without_host_is_400(request_line: bytes) -> None:
-    app, answer = await _exchange(request_line + b"\r\nAccept: */*\r\n\r\n")
+    app, answer = await echo_exchange(request_line + b"\r\nAccept: */*\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert _refusal(answer) == (400, "an HTTP/1.1 request needs a Host header")
     assert app.bodies == []
@@ -91,6 +64,6 @@ async def test_an_http11_request_without_host_is_400(request_line: bytes) -> Non
 
 async def test_an_http10_request_without_host_is_served() -> None:
     """RFC 9112 §3.2 asks Host of HTTP/1.1 requests only."""
-    app, answer = await _exchange(b"GET /t HTTP/1.0\r\n\r\n")
+    app, answer = await echo_exchange(b"GET /t HTTP/1.0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert app.bodies == [b""]
