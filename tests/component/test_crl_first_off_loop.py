@@ -5,14 +5,18 @@ many ask for it at a time (crl.py, `CrlApp`, `CrlPublisher.first`)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from cryptography import x509
 
 from acmekit.server import crl as crl_module
+from acmekit.server import lint
 from acmekit.server.crl import CrlApp
+from acmekit.server.lint import CrlLintProcess
 from acmekit.server.run import Assembly
 
 
@@ -64,3 +68,24 @@ async def test_a_shards_first_crl_is_made_off_the_loop_once(
     # Stored now: served as it is, nothing built again.
     assert await _get(app, "/crl/1.crl") == (200, stored.der)
     assert len(build_threads) == 1
+
+
+async def test_a_crl_is_published_when_its_lint_process_cannot_start(
+    ca: Assembly, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CRL's findings are only logged: a lint process that cannot start (a broken
+    install; here the interpreter is `false`) must not keep the shard from its CRL."""
+    assert ca.crl is not None and ca.crl.linter is not None and ca.crl.linter.enabled
+    process = CrlLintProcess()
+    ca.crl.linter = replace(ca.crl.linter, crl_process=process)
+    false = shutil.which("false")
+    assert false is not None
+    monkeypatch.setattr(lint.sys, "executable", false)
+    try:
+        status, body = await _get(CrlApp(ca.crl), "/crl/2.crl")
+    finally:
+        process.close()
+    stored = ca.store.certificates.crl(2)
+    assert stored is not None and stored.number == 1
+    assert (status, body) == (200, stored.der)
+    assert process.started == 2  # once, then once more

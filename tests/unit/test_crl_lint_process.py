@@ -4,9 +4,11 @@ does not hold the CA's GIL, and with it the event loop, while it runs."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,9 +127,67 @@ def test_a_hung_lint_process_is_ended_at_its_deadline_and_replaced(
     assert linter.crl(_crl(issuer, 3, timedelta(days=1))).findings == ()
     assert process.pid is not None
     os.kill(process.pid, signal.SIGSTOP)
-    monkeypatch.setattr(CrlLintProcess, "deadline", staticmethod(lambda der: 0.5))
-    report = linter.crl(_crl(issuer, 3, timedelta(days=1)))
+    with monkeypatch.context() as short:
+        short.setattr(CrlLintProcess, "deadline", staticmethod(lambda der: 0.5))
+        report = linter.crl(_crl(issuer, 3, timedelta(days=1)))
+    # The usual deadline again: the new process's start (pkilint's imports) would not
+    # always fit in half a second on a busy machine.
     assert [(f.code, f.severity) for f in report.findings] == [(lint.TIMED_OUT, Severity.ERROR)]
     assert process.pid is None
     assert linter.crl(_crl(issuer, 3, timedelta(days=30))).findings[0].code == VALIDITY_CODE
+    assert process.started == 2
+
+
+def test_a_lint_process_that_cannot_start_leaves_one_error_finding_not_an_exception(
+    issuer: Issuer, process: CrlLintProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lint process that ends at once (here the interpreter is `false`; in the field a
+    broken install) must not keep the CRL from being published: the lint comes back as
+    one error finding, logged, rather than an exception out of the CRL's remaking."""
+    false = shutil.which("false")
+    assert false is not None
+    monkeypatch.setattr(lint.sys, "executable", false)
+    report = Linter(crl_process=process).crl(_crl(issuer, 3, timedelta(days=1)))
+    assert [(f.code, f.severity) for f in report.findings] == [(lint.LINT_FAILED, Severity.ERROR)]
+    assert process.pid is None
+
+
+def test_the_lint_process_imports_nothing_from_the_cas_working_directory(
+    issuer: Issuer,
+    process: CrlLintProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`python -m` puts the working directory first on the module path: a `json.py` (or
+    an `acmekit/`) in the directory the CA was started from would be imported by the
+    lint process instead of the installed one."""
+    (tmp_path / "json.py").write_text("raise SystemExit('imported from the working directory')\n")
+    monkeypatch.chdir(tmp_path)
+    report = Linter(crl_process=process).crl(_crl(issuer, 3, timedelta(days=30)))
+    assert [f.code for f in report.findings] == [VALIDITY_CODE]
+    assert process.started == 1
+
+
+def test_an_answer_out_of_step_is_not_taken_for_the_next_crls(
+    issuer: Issuer, process: CrlLintProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line on the answers' stream that is no answer (here written to the process's
+    standard output by its first start, as a C library could) must not shift every
+    answer by one, each CRL logged with the previous one's findings: the process that
+    wrote it is replaced, and the CRL asked again."""
+    marker = tmp_path / "noise-written"
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, pathlib\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.touch()\n"
+        "    os.write(1, b'a library says hello\\n')\n"
+    )
+    monkeypatch.setattr(lint.sys, "path", [str(tmp_path), *lint.sys.path])
+    linter = Linter(crl_process=process)
+    assert [f.code for f in linter.crl(_crl(issuer, 3, timedelta(days=30))).findings] == [
+        VALIDITY_CODE
+    ]
+    assert marker.exists()
+    assert linter.crl(_crl(issuer, 3, timedelta(days=1))).findings == ()
     assert process.started == 2
