@@ -89,3 +89,24 @@ async def test_a_crl_is_published_when_its_lint_process_cannot_start(
     assert stored is not None and stored.number == 1
     assert (status, body) == (200, stored.der)
     assert process.started == 2  # once, then once more
+
+
+async def test_first_crl_requests_leave_the_loops_worker_threads_free(ca: Assembly) -> None:
+    """Requests for shards with no CRL stored yet wait while another CRL is being made
+    (here the start's refresh, held by the test): they wait in the listener's own
+    thread, not in the loop's default executor, whose few threads the CA's database
+    writes on PostgreSQL and a token's signatures need meanwhile."""
+    assert ca.crl is not None
+    app = CrlApp(ca.crl)
+    with ca.crl._building:  # a CRL being made, as by the start's refresh
+        waiting = [asyncio.ensure_future(_get(app, f"/crl/{n % 4}.crl")) for n in range(12)]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        # Guards a hang, asserts no timing: with the executor's threads all parked
+        # behind the CRL being made, this would wait for it.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 30) == "free"
+    answers = await asyncio.gather(*waiting)
+    for n, (status, body) in enumerate(answers):
+        stored = ca.store.certificates.crl(n % 4)
+        assert stored is not None and stored.number == 1
+        assert (status, body) == (200, stored.der)
