@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -191,3 +192,29 @@ def test_an_answer_out_of_step_is_not_taken_for_the_next_crls(
     assert marker.exists()
     assert linter.crl(_crl(issuer, 3, timedelta(days=1))).findings == ()
     assert process.started == 2
+
+
+def test_a_lint_process_ended_by_sigterm_mid_lint_is_not_started_again(
+    issuer: Issuer, process: CrlLintProcess
+) -> None:
+    """A service manager stopping the CA sends SIGTERM to its whole group: the lint
+    process ends mid-lint, and starting another to lint the CRL again would hold the
+    CA's stop for a process start and a whole lint. The CRL comes back with one error
+    finding instead, and no process is left."""
+    linter = Linter(crl_process=process)
+    assert linter.crl(_crl(issuer, 3, timedelta(days=1))).findings == ()
+    pid = process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # the lint process this test started: held mid-lint
+    reports: list[lint.Report] = []
+    asking = threading.Thread(
+        target=lambda: reports.append(linter.crl(_crl(issuer, 3, timedelta(days=1))))
+    )
+    asking.start()
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGCONT)
+    asking.join()
+    assert [(f.code, f.severity) for f in reports[0].findings] == [
+        (lint.LINT_FAILED, Severity.ERROR)
+    ]
+    assert process.started == 1 and process.pid is None

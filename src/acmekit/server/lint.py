@@ -67,6 +67,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -931,7 +932,7 @@ class CrlLintProcess:
         """`lint_crl_der(der, ignored)`, run in the lint process. A lint that outlasts
         `deadline(der)` ends its process and comes back as one error finding (TIMED_OUT),
         as does one no process could answer (LINT_FAILED: it cannot start, or answers
-        garbage twice): the CRL is published all the same, since its findings are only
+        garbage twice, or was ended by SIGTERM): the CRL is published all the same, since its findings are only
         logged and a shard past its nextUpdate would be the worse failure."""
         with self._lock:
             try:
@@ -951,12 +952,25 @@ class CrlLintProcess:
         except TimeoutError:
             raise
         except (OSError, ValueError, TypeError) as exc:
+            if isinstance(exc, OSError) and self._terminated():
+                # A service manager stopping the CA ends its whole group so: another
+                # process and a whole lint would only hold the stop up.
+                raise OSError(f"the CRL lint process was terminated ({exc})") from exc
             log.warning("the CRL lint process failed (%s); starting another", exc)
             self._stop()  # an answer out of step would shift every later one
         try:
             return self._ask_in_time(der)
         except (ValueError, TypeError) as exc:
             raise OSError(f"the CRL lint process answered no findings: {exc}") from exc
+
+    def _terminated(self) -> bool:
+        """The process, whose answers' stream ended, was ended by SIGTERM."""
+        child = self._child
+        if child is None:
+            return False
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)  # it closed its pipes: it is ending
+        return child.returncode == -signal.SIGTERM
 
     def _ask_in_time(self, der: bytes) -> tuple[Finding, ...]:
         """`_ask` with a watchdog that kills the process at the deadline, which ends
