@@ -931,9 +931,10 @@ class CrlLintProcess:
     def lint(self, der: bytes, ignored: frozenset[str]) -> Report:
         """`lint_crl_der(der, ignored)`, run in the lint process. A lint that outlasts
         `deadline(der)` ends its process and comes back as one error finding (TIMED_OUT),
-        as does one no process could answer (LINT_FAILED: it cannot start, or answers
-        garbage twice, or was ended by SIGTERM): the CRL is published all the same, since its findings are only
-        logged and a shard past its nextUpdate would be the worse failure."""
+        as does one no process could answer (LINT_FAILED: it cannot start, answers
+        garbage twice, or was ended by SIGTERM): the CRL is published all the same,
+        since its findings are only logged and a shard past its nextUpdate would be the
+        worse failure."""
         with self._lock:
             try:
                 findings = self._answer(der)
