@@ -218,3 +218,30 @@ def test_a_lint_process_ended_by_sigterm_mid_lint_is_not_started_again(
         (lint.LINT_FAILED, Severity.ERROR)
     ]
     assert process.started == 1 and process.pid is None
+
+
+def test_abort_ends_the_lint_under_way_and_lints_nothing_until_resumed(
+    issuer: Issuer, process: CrlLintProcess
+) -> None:
+    """The CA stopping does not wait for a lint (seconds for a big CRL, up to its
+    deadline for a hung one): the lint under way comes back with one error finding,
+    those after it too, without a process; `resume` lints again."""
+    linter = Linter(crl_process=process)
+    assert linter.crl(_crl(issuer, 3, timedelta(days=1))).findings == ()
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)  # the lint process this test started: hung
+    reports: list[lint.Report] = []
+    asking = threading.Thread(
+        target=lambda: reports.append(linter.crl(_crl(issuer, 3, timedelta(days=1))))
+    )
+    asking.start()
+    process.abort()
+    asking.join()
+    reports.append(linter.crl(_crl(issuer, 3, timedelta(days=30))))
+    assert [[f.code for f in r.findings] for r in reports] == [[lint.LINT_FAILED]] * 2
+    assert process.started == 1 and process.pid is None
+    process.resume()
+    assert [f.code for f in linter.crl(_crl(issuer, 3, timedelta(days=30))).findings] == [
+        VALIDITY_CODE
+    ]
+    assert process.started == 2

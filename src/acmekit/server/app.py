@@ -225,12 +225,20 @@ class AcmeApp:
             log.warning("settings not recorded, the database is unavailable: %s", exc)
 
     async def close(self) -> None:
+        crl = self.authority.crl
+        linting = crl.linter.crl_process if crl is not None and crl.linter else None
+        if linting is not None:
+            # The CRL rebuilder's remaking is waited for below: without its lints (in
+            # their own process, which can be ended) it is a few signatures.
+            linting.abort()
         for task in self._background:
             task.cancel()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        if linting is not None:
+            linting.resume()  # the process's one CRL linter, for whatever runs next
         if self._crl_rebuilder is not None:
             self._crl_rebuilder.stop()  # a later revocation remakes its CRL itself
             self._crl_rebuilder = None

@@ -887,6 +887,7 @@ class CrlLintProcess:
         self._lock = threading.Lock()  # one CRL at a time through the pipes
         self.started = 0  # processes started, for tests and logs
         self.timed_out = False  # the last lint's process was ended at its deadline
+        self._aborting = False  # `abort` to `resume`: the CA is stopping
 
     @property
     def pid(self) -> int | None:
@@ -937,6 +938,8 @@ class CrlLintProcess:
         worse failure."""
         with self._lock:
             try:
+                if self._aborting:
+                    raise OSError("not linted: the CA is stopping")
                 findings = self._answer(der)
             except OSError as exc:
                 self._stop()
@@ -953,6 +956,8 @@ class CrlLintProcess:
         except TimeoutError:
             raise
         except (OSError, ValueError, TypeError) as exc:
+            if self._aborting:
+                raise OSError(f"the CRL lint was ended: the CA is stopping ({exc})") from exc
             if isinstance(exc, OSError) and self._terminated():
                 # A service manager stopping the CA ends its whole group so: another
                 # process and a whole lint would only hold the stop up.
@@ -1017,6 +1022,21 @@ class CrlLintProcess:
             child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+    def abort(self) -> None:
+        """The CA is stopping: end the lint under way now (its CRL comes back with one
+        error finding, as one never linted) and lint nothing more until `resume`, so a
+        stop waits for no lint (one of a big CRL takes seconds; a refresh remakes every
+        shard). Not under the lock, which the lint under way holds."""
+        self._aborting = True
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(OSError):
+                child.kill()
+
+    def resume(self) -> None:
+        """Lint again after `abort` (the next lint starts a new process)."""
+        self._aborting = False
 
     def close(self) -> None:
         """End the lint process (a later lint starts another)."""
