@@ -37,6 +37,7 @@ from acmekit.server.auth import (
 )
 from acmekit.server.authority import Authority, ChallengeReads, OrderView, signer_unavailable
 from acmekit.server.crl import CrlRebuilder, record_shards
+from acmekit.server.lint import Linter
 from acmekit.server.nonces import NonceService
 from acmekit.server.purge import Purger, record_settings
 from acmekit.server.render import Urls
@@ -226,7 +227,8 @@ class AcmeApp:
 
     async def close(self) -> None:
         crl = self.authority.crl
-        linting = crl.linter.crl_process if crl is not None and crl.linter else None
+        linter = crl.linter if crl is not None else None
+        linting = linter.crl_process if isinstance(linter, Linter) else None
         if linting is not None:
             # The CRL rebuilder's remaking is waited for below: without its lints (in
             # their own process, which can be ended) it is a few signatures.
