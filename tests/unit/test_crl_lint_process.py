@@ -245,3 +245,16 @@ def test_abort_ends_the_lint_under_way_and_lints_nothing_until_resumed(
         VALIDITY_CODE
     ]
     assert process.started == 2
+
+
+def test_a_crl_pkilint_cannot_read_is_one_finding_from_the_same_process(
+    process: CrlLintProcess, issuer: Issuer
+) -> None:
+    """pkilint raising on a CRL ends no process: one that ended would be started again
+    only to fail the same way, a process start (pkilint's imports) lost each time."""
+    linter = Linter(crl_process=process)
+    report = linter.crl(b"\x30\x03\x02\x01\x00")  # DER, but no CRL
+    assert [(f.code, f.severity) for f in report.findings] == [(lint.LINT_FAILED, Severity.ERROR)]
+    assert "pkilint failed" in str(report.findings[0].message)
+    assert linter.crl(_crl(issuer, 3, timedelta(days=1))).findings == ()
+    assert process.started == 1
