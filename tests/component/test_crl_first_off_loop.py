@@ -5,14 +5,18 @@ many ask for it at a time (crl.py, `CrlApp`, `CrlPublisher.first`)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from cryptography import x509
 
 from acmekit.server import crl as crl_module
+from acmekit.server import lint
 from acmekit.server.crl import CrlApp
+from acmekit.server.lint import CrlLintProcess
 from acmekit.server.run import Assembly
 
 
@@ -64,3 +68,45 @@ async def test_a_shards_first_crl_is_made_off_the_loop_once(
     # Stored now: served as it is, nothing built again.
     assert await _get(app, "/crl/1.crl") == (200, stored.der)
     assert len(build_threads) == 1
+
+
+async def test_a_crl_is_published_when_its_lint_process_cannot_start(
+    ca: Assembly, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CRL's findings are only logged: a lint process that cannot start (a broken
+    install; here the interpreter is `false`) must not keep the shard from its CRL."""
+    assert ca.crl is not None and ca.crl.linter is not None and ca.crl.linter.enabled
+    process = CrlLintProcess()
+    ca.crl.linter = replace(ca.crl.linter, crl_process=process)
+    false = shutil.which("false")
+    assert false is not None
+    monkeypatch.setattr(lint.sys, "executable", false)
+    try:
+        status, body = await _get(CrlApp(ca.crl), "/crl/2.crl")
+    finally:
+        process.close()
+    stored = ca.store.certificates.crl(2)
+    assert stored is not None and stored.number == 1
+    assert (status, body) == (200, stored.der)
+    assert process.started == 2  # once, then once more
+
+
+async def test_first_crl_requests_leave_the_loops_worker_threads_free(ca: Assembly) -> None:
+    """Requests for shards with no CRL stored yet wait while another CRL is being made
+    (here the start's refresh, held by the test): they wait in the listener's own
+    thread, not in the loop's default executor, whose few threads the CA's database
+    writes on PostgreSQL and a token's signatures need meanwhile."""
+    assert ca.crl is not None
+    app = CrlApp(ca.crl)
+    with ca.crl._building:  # a CRL being made, as by the start's refresh
+        waiting = [asyncio.ensure_future(_get(app, f"/crl/{n % 4}.crl")) for n in range(12)]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        # Guards a hang, asserts no timing: with the executor's threads all parked
+        # behind the CRL being made, this would wait for it.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 30) == "free"
+    answers = await asyncio.gather(*waiting)
+    for n, (status, body) in enumerate(answers):
+        stored = ca.store.certificates.crl(n % 4)
+        assert stored is not None and stored.number == 1
+        assert (status, body) == (200, stored.der)

@@ -37,6 +37,7 @@ from acmekit.server.auth import (
 )
 from acmekit.server.authority import Authority, ChallengeReads, OrderView, signer_unavailable
 from acmekit.server.crl import CrlRebuilder, record_shards
+from acmekit.server.lint import Linter
 from acmekit.server.nonces import NonceService
 from acmekit.server.purge import Purger, record_settings
 from acmekit.server.render import Urls
@@ -225,12 +226,21 @@ class AcmeApp:
             log.warning("settings not recorded, the database is unavailable: %s", exc)
 
     async def close(self) -> None:
+        crl = self.authority.crl
+        linter = crl.linter if crl is not None else None
+        linting = linter.crl_process if isinstance(linter, Linter) else None
+        if linting is not None:
+            # The CRL rebuilder's remaking is waited for below: without its lints (in
+            # their own process, which can be ended) it is a few signatures.
+            linting.abort()
         for task in self._background:
             task.cancel()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        if linting is not None:
+            linting.resume()  # the process's one CRL linter, for whatever runs next
         if self._crl_rebuilder is not None:
             self._crl_rebuilder.stop()  # a later revocation remakes its CRL itself
             self._crl_rebuilder = None

@@ -32,6 +32,7 @@ import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -302,6 +303,12 @@ class CrlRebuilder:
 
     def __init__(self, publisher: CrlPublisher) -> None:
         self.publisher = publisher
+        # A shard's first CRL is made in this one thread, never the loop's default
+        # executor: `first` makes one CRL at a time anyway, and requests parked there
+        # behind the start's refresh (or a signing key away) would take every thread
+        # the CA's database writes and token signatures wait for.
+        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crl-first")
+        self._making: dict[int, asyncio.Future[bytes]] = {}  # one per shard at a time
         self._wake = asyncio.Event()
         self._refresh = False
 
@@ -360,6 +367,12 @@ class CrlApp:
 
     def __init__(self, publisher: CrlPublisher) -> None:
         self.publisher = publisher
+        # A shard's first CRL is made in this one thread, never the loop's default
+        # executor: `first` makes one CRL at a time anyway, and requests parked there
+        # behind the start's refresh (or a signing key away) would take every thread
+        # the CA's database writes and token signatures wait for.
+        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crl-first")
+        self._making: dict[int, asyncio.Future[bytes]] = {}  # one per shard at a time
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # run without lifespan events
@@ -412,4 +425,11 @@ class CrlApp:
         stored = self.publisher.stored(shard)
         if stored is not None:
             return stored
-        return await asyncio.to_thread(self.publisher.first, shard)
+        making = self._making.get(shard)
+        if making is None:
+            loop = asyncio.get_running_loop()
+            making = loop.run_in_executor(self._maker, self.publisher.first, shard)
+            self._making[shard] = making
+            making.add_done_callback(lambda _: self._making.pop(shard, None))
+        # Shielded: a client that goes away does not end the others' wait.
+        return await asyncio.shield(making)

@@ -19,7 +19,7 @@ import signal
 import sys
 from typing import BinaryIO
 
-from acmekit.server.lint import _crl_validator, lint_crl_der
+from acmekit.server.lint import LINT_FAILED, Severity, _crl_validator, lint_crl_der
 
 NICENESS = 10  # added to this process's nice value (the CA's)
 
@@ -31,10 +31,26 @@ def serve(given: BinaryIO, answers: BinaryIO) -> None:
         if not header:
             return
         der = given.read(int(header))
-        report = lint_crl_der(der)
-        found = [[f.severity.value, f.code, f.path, f.message] for f in report.findings]
-        answers.write(json.dumps(found).encode() + b"\n")
+        answers.write(json.dumps(_found(der)).encode() + b"\n")
         answers.flush()
+
+
+def _found(der: bytes) -> list[list[str | None]]:
+    """`der`'s findings; a CRL pkilint cannot read (it raised) is one error finding, so
+    the process goes on: ended, it would be started again only to fail the same way."""
+    try:
+        report = lint_crl_der(der)
+    except Exception as exc:  # pkilint's decoding or a validator, on this CRL alone
+        return [[Severity.ERROR.value, LINT_FAILED, "crl", f"pkilint failed: {_said(exc)}"]]
+    return [[f.severity.value, f.code, f.path, f.message] for f in report.findings]
+
+
+def _said(exc: Exception) -> str:
+    """What `exc` says; its name where that raises too (pkilint's document's repr can)."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return type(exc).__name__
 
 
 def main() -> None:

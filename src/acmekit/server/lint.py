@@ -67,6 +67,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -863,6 +864,7 @@ def lint_crl_der(der: bytes, ignored: Iterable[str] = ()) -> Report:
 
 
 TIMED_OUT = "acmekit.crl_lint_timed_out"  # the finding of a lint ended at its deadline
+LINT_FAILED = "acmekit.crl_lint_failed"  # the finding of a lint no process could run
 
 
 class CrlLintProcess:
@@ -885,6 +887,7 @@ class CrlLintProcess:
         self._lock = threading.Lock()  # one CRL at a time through the pipes
         self.started = 0  # processes started, for tests and logs
         self.timed_out = False  # the last lint's process was ended at its deadline
+        self._aborting = False  # `abort` to `resume`: the CA is stopping
 
     @property
     def pid(self) -> int | None:
@@ -894,11 +897,15 @@ class CrlLintProcess:
 
     def _process(self) -> subprocess.Popen[bytes]:
         if self._child is None or self._child.poll() is not None:
+            self._stop()  # one that ended: its pipes closed, its exit status reaped
             env = dict(os.environ)
             # The modules this process imports, from where it imports them.
             env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+            # -P: `python -m` would otherwise put the working directory first on the
+            # module path, so a `json.py` (or an `acmekit/`) in the directory the CA was
+            # started from would be imported in place of the installed one.
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "acmekit.server.crl_lint_worker"],
+                [sys.executable, "-P", "-m", "acmekit.server.crl_lint_worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,
@@ -906,33 +913,72 @@ class CrlLintProcess:
             self.started += 1
         return self._child
 
-    def _ask(self, child: subprocess.Popen[bytes], der: bytes) -> list[Any]:
+    @staticmethod
+    def _ask(child: subprocess.Popen[bytes], der: bytes) -> tuple[Finding, ...]:
+        """One CRL's findings from `child`: ValueError (or TypeError) for an answer that
+        is no list of findings (a line cut short, a library's print), OSError for a
+        process that ended."""
         assert child.stdin is not None and child.stdout is not None
         child.stdin.write(b"%d\n" % len(der) + der)
         child.stdin.flush()
         line = child.stdout.readline()
         if not line:
             raise BrokenPipeError("the CRL lint process ended")
-        found: list[Any] = json.loads(line)
-        return found
+        found = json.loads(line)
+        if not isinstance(found, list):
+            raise ValueError(f"the CRL lint process answered {line[:80]!r}")
+        return tuple(Finding(Severity(s), str(c), str(p), m) for s, c, p, m in found)
 
     def lint(self, der: bytes, ignored: frozenset[str]) -> Report:
         """`lint_crl_der(der, ignored)`, run in the lint process. A lint that outlasts
-        `deadline(der)` ends its process and comes back as one error finding: a hung
-        linter must not hold back the CRL's publication (its findings are only logged)."""
+        `deadline(der)` ends its process and comes back as one error finding (TIMED_OUT),
+        as does one no process could answer (LINT_FAILED: it cannot start, answers
+        garbage twice, or was ended by SIGTERM): the CRL is published all the same,
+        since its findings are only logged and a shard past its nextUpdate would be the
+        worse failure."""
         with self._lock:
             try:
-                found = self._ask_in_time(der)
-            except OSError as exc:  # BrokenPipeError: it ended (killed, out of memory)
-                if self.timed_out:
-                    return Report((Finding(Severity.ERROR, TIMED_OUT, "crl", str(exc)),))
-                log.warning("the CRL lint process ended (%s); starting another", exc)
+                if self._aborting:
+                    raise OSError("not linted: the CA is stopping")
+                findings = self._answer(der)
+            except OSError as exc:
                 self._stop()
-                found = self._ask_in_time(der)
-        findings = (Finding(Severity(s), code, path, message) for s, code, path, message in found)
+                code = TIMED_OUT if isinstance(exc, TimeoutError) else LINT_FAILED
+                log.error("the CRL was not linted: %s", exc)
+                return Report((Finding(Severity.ERROR, code, "crl", str(exc)),))
         return Report(tuple(f for f in findings if f.code not in ignored))
 
-    def _ask_in_time(self, der: bytes) -> list[Any]:
+    def _answer(self, der: bytes) -> tuple[Finding, ...]:
+        """`_ask_in_time`, asked of a new process once more if the first ended (killed,
+        out of memory) or answered out of step; OSError if that one fails too."""
+        try:
+            return self._ask_in_time(der)
+        except TimeoutError:
+            raise
+        except (OSError, ValueError, TypeError) as exc:
+            if self._aborting:
+                raise OSError(f"the CRL lint was ended: the CA is stopping ({exc})") from exc
+            if isinstance(exc, OSError) and self._terminated():
+                # A service manager stopping the CA ends its whole group so: another
+                # process and a whole lint would only hold the stop up.
+                raise OSError(f"the CRL lint process was terminated ({exc})") from exc
+            log.warning("the CRL lint process failed (%s); starting another", exc)
+            self._stop()  # an answer out of step would shift every later one
+        try:
+            return self._ask_in_time(der)
+        except (ValueError, TypeError) as exc:
+            raise OSError(f"the CRL lint process answered no findings: {exc}") from exc
+
+    def _terminated(self) -> bool:
+        """The process, whose answers' stream ended, was ended by SIGTERM."""
+        child = self._child
+        if child is None:
+            return False
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)  # it closed its pipes: it is ending
+        return child.returncode == -signal.SIGTERM
+
+    def _ask_in_time(self, der: bytes) -> tuple[Finding, ...]:
         """`_ask` with a watchdog that kills the process at the deadline, which ends
         both a blocked write and a blocked read with an OSError (`timed_out` set)."""
         child = self._process()
@@ -976,6 +1022,21 @@ class CrlLintProcess:
             child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+    def abort(self) -> None:
+        """The CA is stopping: end the lint under way now (its CRL comes back with one
+        error finding, as one never linted) and lint nothing more until `resume`, so a
+        stop waits for no lint (one of a big CRL takes seconds; a refresh remakes every
+        shard). Not under the lock, which the lint under way holds."""
+        self._aborting = True
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(OSError):
+                child.kill()
+
+    def resume(self) -> None:
+        """Lint again after `abort` (the next lint starts a new process)."""
+        self._aborting = False
 
     def close(self) -> None:
         """End the lint process (a later lint starts another)."""
