@@ -1,4 +1,5 @@
-"""Registered domains: what rate limits count, shared by the CA and the fleet.
+"""Registered domains: what rate limits count, shared by the CA and the fleet; and the
+label rules (IDNA 2008 A-labels, reserved `??--` labels) both refuse a name for.
 
 A registered domain is a name's eTLD+1 by the Public Suffix List (the copy bundled with
 `publicsuffixlist`, so nothing is fetched), as Let's Encrypt counts certificates per
@@ -13,6 +14,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
+import idna
 from publicsuffixlist import PublicSuffixList
 
 _PSL: Callable[[], PublicSuffixList] = lru_cache(maxsize=1)(PublicSuffixList)
@@ -43,3 +45,24 @@ def registered_domain(name: str) -> str:
 def registered_domains(names: Iterable[str]) -> tuple[str, ...]:
     """The distinct registered domains of `names`, sorted."""
     return tuple(sorted({registered_domain(n) for n in names}))
+
+
+def bad_alabel(name: str) -> str | None:
+    """The first `xn--` label of `name` that is not a valid IDNA 2008 A-label, if any."""
+    for label in name.lower().split("."):
+        if not label.startswith("xn--"):
+            continue
+        try:
+            if idna.alabel(idna.ulabel(label)).decode("ascii") != label:
+                return label
+        except (idna.IDNAError, UnicodeError):
+            return label
+    return None
+
+
+def reserved_ldh_label(name: str) -> str | None:
+    """The first label of `name` in the reserved `??--` form that is no A-label, if any."""
+    for label in name.lower().split("."):
+        if label[2:4] == "--" and not label.startswith("xn--"):
+            return label
+    return None

@@ -13,6 +13,7 @@ from typing import Any
 
 from acmekit.database import from_us as from_us
 from acmekit.database import to_us as to_us
+from acmekit.domains import bad_alabel, reserved_ldh_label
 
 
 class DesiredState(StrEnum):
@@ -108,6 +109,11 @@ def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
         labels = name.removeprefix("*.").split(".")
         if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(x) for x in labels):
             raise ValueError(f"{raw!r} is not a DNS name")
+        # What the CA refuses at every order (RFC 5891 A-labels; `??--` is reserved for
+        # them, RFC 5890 §2.3.1): refused here, not retried with back-off for ever.
+        bad = bad_alabel(name) or reserved_ldh_label(name)
+        if bad is not None:
+            raise ValueError(f"{raw!r} is not a DNS name: {bad!r} is no valid label")
         if name not in out:
             out.append(name)
     if not 1 <= len(out) <= MAX_NAMES:

@@ -28,9 +28,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from functools import cache
 
-import idna
 from publicsuffixlist import PublicSuffixList
 
+from acmekit.domains import bad_alabel as bad_alabel
+from acmekit.domains import reserved_ldh_label as reserved_ldh_label
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation.reserved import AddressPolicy
@@ -82,27 +83,6 @@ def special_use(name: str, allowed: Iterable[str] = ()) -> str | None:
         suffix = ".".join(labels[i:])
         if suffix in SPECIAL_USE:
             return suffix
-    return None
-
-
-def bad_alabel(name: str) -> str | None:
-    """The first `xn--` label of `name` that is not a valid IDNA 2008 A-label, if any."""
-    for label in name.lower().split("."):
-        if not label.startswith("xn--"):
-            continue
-        try:
-            if idna.alabel(idna.ulabel(label)).decode("ascii") != label:
-                return label
-        except (idna.IDNAError, UnicodeError):
-            return label
-    return None
-
-
-def reserved_ldh_label(name: str) -> str | None:
-    """The first label of `name` in the reserved `??--` form that is no A-label, if any."""
-    for label in name.lower().split("."):
-        if label[2:4] == "--" and not label.startswith("xn--"):
-            return label
     return None
 
 
