@@ -47,7 +47,8 @@ than it asked for. For each site:
    ARI check and the backup's renewal.
 
 Any failure is recorded on the site (`failure_count`, `last_problem`) and retried
-after the planner's back-off; nothing a site does can stop the loop. When the failures
+after the planner's back-off; nothing a site does can stop the loop, nor can a pass
+the inventory fails (`run` logs it and goes on). When the failures
 reach the planner's failing threshold the site shows as failing and the alert hook, if
 any, runs once (alerts.py); it runs again only after a success and a new run of
 failures. Time comes from the injected Clock only.
@@ -228,10 +229,17 @@ class Worker:
         return to_us(self.clock.now())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Pass after pass until `stop` is set."""
+        """Pass after pass until `stop` is set. A pass the inventory fails (a database
+        restarting, failing over) is logged, and the next begins after the idle sleep:
+        the worker, and the API and responder sharing its process, go on."""
         while not stop.is_set():
             self.prune()
-            if await self.run_once() == 0:
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("a pass failed; the next begins after the idle sleep")
+                handled = 0
+            if handled == 0:
                 await self._idle()
 
     def prune(self) -> None:
