@@ -109,6 +109,10 @@ def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
         labels = name.removeprefix("*.").split(".")
         if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(x) for x in labels):
             raise ValueError(f"{raw!r} is not a DNS name")
+        if labels[-1].isdigit():
+            # An IPv4 address (no top-level domain is all digits, RFC 3696 §2): the client
+            # would order it as an `ip` identifier (RFC 8738), validated at that address.
+            raise ValueError(f"{raw!r} is not a DNS name: it ends in a number")
         # What the CA refuses at every order (RFC 5891 A-labels; `??--` is reserved for
         # them, RFC 5890 §2.3.1): refused here, not retried with back-off for ever.
         bad = bad_alabel(name) or reserved_ldh_label(name)
