@@ -40,8 +40,16 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
-def create_engine(url: str, *, pre_ping: bool = True, ping_idle: float | None = None) -> Engine:
+def create_engine(
+    url: str,
+    *,
+    pre_ping: bool = True,
+    ping_idle: float | None = None,
+    hide_parameters: bool = False,
+) -> Engine:
     """An engine for `sqlite:///FILE` (WAL, busy timeout) or `postgresql://...`.
+    `hide_parameters` keeps the values bound to a statement out of its errors' text
+    (which is logged): for a store that writes private keys.
     `pre_ping=False` saves a round trip per checkout for a caller that drops the pool
     itself on a disconnect (the CA's store). `ping_idle` (seconds, with `pre_ping`
     False) pings only a connection that sat in the pool that long: a busy process pays
@@ -50,11 +58,17 @@ def create_engine(url: str, *, pre_ping: bool = True, ping_idle: float | None = 
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=pre_ping)
+        engine = sa.create_engine(
+            url,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=pre_ping,
+            hide_parameters=hide_parameters,
+        )
         if ping_idle is not None and not pre_ping:
             _ping_when_idle(engine, ping_idle)
         return engine
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=hide_parameters)
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -1,4 +1,6 @@
-"""Registered domains: what rate limits count, shared by the CA and the fleet.
+"""Registered domains: what rate limits count, shared by the CA and the fleet; the
+label rules (IDNA 2008 A-labels, reserved `??--` labels) both refuse a name for; and the
+checks of a DNS name an operator gives.
 
 A registered domain is a name's eTLD+1 by the Public Suffix List (the copy bundled with
 `publicsuffixlist`, so nothing is fetched), as Let's Encrypt counts certificates per

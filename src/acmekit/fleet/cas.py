@@ -23,8 +23,10 @@ The worker asks `CaPool.plan` which CAs may take a site now (pure: planner.choos
 over each CA's health and the fleet's own count of its certificates), then tries them
 in that order: a CA that cannot be reached (TransportError) is passed over for
 `outage_pause` at once; one that fails `failover_after` times in a row for reasons of
-its own (5xx problems, timeouts) is passed over for a pause that doubles (capped at
-6 hours); one that answers `rateLimited` anyway is skipped for this site. Failures
+its own (5xx problems, timeouts, or a refusal of the fleet's account: new terms to
+agree to, an account it does not know, EAB required) is passed over for a pause that
+doubles (capped at 6 hours); one that answers `rateLimited` anyway is skipped for this
+site. Failures
 that are the site's (validation) count against neither.
 """
 
@@ -83,12 +85,27 @@ def is_rate_limited(exc: BaseException) -> bool:
     return isinstance(exc, AcmeError) and exc.problem.type == ProblemType.RATE_LIMITED
 
 
+# Problems with the fleet's account at a CA (RFC 8555 §6.7), which every order there
+# meets whatever the site: new terms to agree to, an account the CA no longer knows,
+# External Account Binding it requires. The next CA may take the site.
+_ACCOUNT_PROBLEMS = frozenset(
+    {
+        ProblemType.ACCOUNT_DOES_NOT_EXIST,
+        ProblemType.EXTERNAL_ACCOUNT_REQUIRED,
+        ProblemType.USER_ACTION_REQUIRED,
+    }
+)
+
+
 def is_ca_fault(exc: BaseException) -> bool:
-    """A failure that says something about the CA rather than the site."""
+    """A failure that says something about the CA (or the fleet's account there) rather
+    than the site."""
     if is_outage(exc) or isinstance(exc, ServerProtocolError):
         return True
     if isinstance(exc, AcmeError):
         status = exc.problem.status or 0
+        if exc.problem.type in _ACCOUNT_PROBLEMS:
+            return True
         return exc.problem.type == ProblemType.SERVER_INTERNAL or status >= 500
     return False
 

@@ -17,6 +17,7 @@ dns-01 when it does (acme.py), and wildcard sites need it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +31,9 @@ from acmekit.protocol import dnsaccount
 from acmekit.protocol.challenges import dns01_record_name
 
 log = logging.getLogger(__name__)
+
+
+MAX_LABEL = 63
 
 
 class DnsApiError(Exception):
@@ -72,9 +76,16 @@ class AcmekitDnsProvider:
 
 def delegation_target(name: str, zone: str) -> str:
     """Where the fleet asks a customer to point `_acme-challenge.NAME`: one label per
-    name under `zone` (the name's dots become dashes), e.g. `shop-example-com.ZONE.`."""
+    name under `zone` (the name's dots become dashes), e.g. `shop-example-com.ZONE.`;
+    for a name longer than a label may be, its start and a digest of it."""
     base = name.lower().rstrip(".").removeprefix("*.")
-    return absolute(f"{base.replace('.', '-')}.{zone}")
+    label = base.replace(".", "-")
+    if len(label) > MAX_LABEL:
+        # A label holds 63 octets (RFC 1035 §2.3.4): the name's start, then a digest of
+        # the whole name, so that names alike in their first characters stay apart.
+        digest = hashlib.sha256(base.encode()).hexdigest()[:16]
+        label = f"{label[: MAX_LABEL - len(digest) - 1]}-{digest}"
+    return absolute(f"{label}.{zone}")
 
 
 def account_delegation_target(name: str, zone: str, account_url: str) -> str:

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from acmekit.files import atomic_write, make_dirs
+from acmekit.files import atomic_write_together, make_dirs
 from acmekit.fleet.model import Site
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,14 @@ class DirectoryDeployer:
     def _write(self, site: Site, fullchain_pem: bytes, key_pem: bytes) -> None:
         target = self.cert_dir / directory_name(site.name)
         make_dirs(target, 0o755)
-        atomic_write(target / "privkey.pem", key_pem, 0o600)
-        atomic_write(target / "fullchain.pem", fullchain_pem, 0o644)
+        # Both written before either is replaced: a write that fails (a full disk) must
+        # not leave the new key beside the old certificate, a pair no edge can load.
+        atomic_write_together(
+            [
+                (target / "privkey.pem", key_pem, 0o600),
+                (target / "fullchain.pem", fullchain_pem, 0o644),
+            ]
+        )
 
     async def remove(self, site: Site) -> None:
         target = self.cert_dir / directory_name(site.name)

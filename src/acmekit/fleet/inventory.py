@@ -40,8 +40,10 @@ class Inventory:
     @classmethod
     def from_url(cls, url: str, auto_upgrade: bool = True) -> Inventory:
         # A worker checks out a connection for each of a dozen short transactions per
-        # site: a ping on each was a third of them (docs/decisions.md).
-        return cls(create_engine(url, pre_ping=False, ping_idle=PING_IDLE), auto_upgrade)
+        # site: a ping on each was a third of them (docs/decisions.md). The inventory
+        # holds private keys: a failed statement's logged error must not quote them.
+        engine = create_engine(url, pre_ping=False, ping_idle=PING_IDLE, hide_parameters=True)
+        return cls(engine, auto_upgrade)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -100,7 +100,7 @@ def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
     TypeError if `names` is a string (not a list of them) or holds a non-string."""
     if isinstance(names, str):
         raise TypeError("names is a list of names, not a string")
-    out: list[str] = []
+    out: dict[str, None] = {}  # kept in order; a list's `in` made a long list quadratic
     for raw in names:
         if not isinstance(raw, str):
             raise TypeError(f"{raw!r} is not a string")
@@ -110,9 +110,14 @@ def normalize_names(names: Iterable[str]) -> tuple[str, ...]:
         labels = name.removeprefix("*.").split(".")
         if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(x) for x in labels):
             raise ValueError(f"{raw!r} is not a DNS name")
+        if labels[-1].isdigit():
+            # An IPv4 address (no top-level domain is all digits, RFC 3696 §2): the client
+            # would order it as an `ip` identifier (RFC 8738), validated at that address.
+            raise ValueError(f"{raw!r} is not a DNS name: it ends in a number")
         _check_alabels(raw, name)
-        if name not in out:
-            out.append(name)
+        out[name] = None
+        if len(out) > MAX_NAMES:  # known too many: the rest is not read
+            break
     if not 1 <= len(out) <= MAX_NAMES:
         raise ValueError(f"a site has 1 to {MAX_NAMES} names")
     return tuple(out)

@@ -15,6 +15,11 @@ may become a site:
   inventory counts, repos/ondemand.py), so that a flood of random server names cannot
   spend the CA's limits.
 
+A name refused for its domain's limit refuses every name of that registered domain, and
+one refused for the limit per minute every name, from memory (for `refusal_ttl` and
+`rate_pause` seconds): a flood of made-up names under one domain, each new, would
+otherwise each be asked of the operator's URL and take the inventory's admission lock.
+
 An allowed name becomes a pending http-01 site, which this process's worker starts on
 at once (other workers find it within `WorkerConfig.idle_sleep`); the edge's next
 handshakes get its certificate. A refused name is remembered for `refusal_ttl` seconds,
@@ -65,7 +70,8 @@ class OnDemandPolicy:
     domain_window: int = 7 * DAY  # the CAs' own window for certificates per domain
     per_minute: int = 20  # on-demand sites per minute, fleet-wide
     ask_timeout: float = 5.0
-    refusal_ttl: float = 60.0  # seconds a refused name is not looked at again
+    refusal_ttl: float = 60.0  # seconds a refused name (or full domain) is not looked at again
+    rate_pause: float = 5.0  # seconds no name is looked at after the limit per minute
     max_pending: int = 64  # decisions in flight
 
     def __post_init__(self) -> None:
@@ -100,6 +106,33 @@ def host_name(raw: str) -> str | None:
     return None if name.startswith("*.") else name
 
 
+class _Remembered:
+    """Keys refused until a monotonic time, at most `cap` of them (the oldest go first)."""
+
+    def __init__(self, cap: int = 10_000) -> None:
+        self.cap = cap
+        self._until: dict[str, float] = {}
+
+    def __contains__(self, key: str) -> bool:
+        until = self._until.get(key)
+        if until is None:
+            return False
+        if until > time.monotonic():
+            return True
+        del self._until[key]
+        return False
+
+    def add(self, key: str, seconds: float) -> None:
+        if len(self._until) >= self.cap:  # oldest first: dicts keep insertion order
+            for old in list(self._until)[: max(1, self.cap // 10)]:
+                del self._until[old]
+        self._until.pop(key, None)
+        self._until[key] = time.monotonic() + seconds
+
+
+_EVERY_NAME = ""  # the key under which the limit per minute is remembered
+
+
 class OnDemand:
     """The decisions of one fleet process; `seen(name)` never waits."""
 
@@ -117,12 +150,13 @@ class OnDemand:
         self.added = added
         self.verdicts: Counter[Verdict] = Counter()
         self._pending: dict[str, asyncio.Task[Verdict]] = {}
-        self._refused: dict[str, float] = {}  # name -> monotonic time until which
+        self._refused = _Remembered()  # names
+        self._full = _Remembered()  # registered domains at their limit; _EVERY_NAME
         self._session: aiohttp.ClientSession | None = None
 
     def seen(self, name: str) -> None:
         """A handshake asked for `name`, which no site has: decide in the background."""
-        if name in self._pending or self._refused_lately(name):
+        if name in self._pending or name in self._refused:
             return
         if len(self._pending) >= self.policy.max_pending:
             self.verdicts[Verdict.DROPPED] += 1
@@ -147,17 +181,25 @@ class OnDemand:
                 self.added()
         else:
             log.info("on-demand site for %s not added: %s", name, verdict)
-            self._refuse(name)
+            self._refused.add(name, self.policy.refusal_ttl)
         return verdict
 
     async def _verdict(self, name: str) -> Verdict:
         if host_name(name) != name or not self.policy.matches(name):
             return Verdict.NOT_ALLOWED
+        domain = registered_domain(name)
+        # Limits found lately: no question to the operator, no admission lock.
+        if _EVERY_NAME in self._full:
+            return Verdict.RATE_LIMIT
+        if domain in self._full:
+            return Verdict.DOMAIN_LIMIT
         if self.policy.ask is not None and not await self._ask(name):
             return Verdict.ASK_REFUSED
-        admission, _ = self.inventory.on_demand.admit(
-            name, registered_domain(name), self.now(), self.policy.limits
-        )
+        admission, _ = self.inventory.on_demand.admit(name, domain, self.now(), self.policy.limits)
+        if admission == Admission.DOMAIN_LIMIT:
+            self._full.add(domain, self.policy.refusal_ttl)
+        elif admission == Admission.RATE_LIMIT:
+            self._full.add(_EVERY_NAME, self.policy.rate_pause)
         return {
             Admission.ADDED: Verdict.ADDED,
             Admission.TAKEN: Verdict.TAKEN,
@@ -177,21 +219,6 @@ class OnDemand:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("on-demand ask for %s failed: %s", name, exc)
             return False
-
-    def _refused_lately(self, name: str) -> bool:
-        until = self._refused.get(name)
-        if until is None:
-            return False
-        if until > time.monotonic():
-            return True
-        del self._refused[name]
-        return False
-
-    def _refuse(self, name: str) -> None:
-        if len(self._refused) >= 10_000:  # oldest first: dicts keep insertion order
-            for old in list(self._refused)[:1000]:
-                del self._refused[old]
-        self._refused[name] = time.monotonic() + self.policy.refusal_ttl
 
     async def settle(self) -> None:
         """Wait for the decisions in flight (tests, shutdown)."""

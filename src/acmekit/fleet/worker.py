@@ -47,7 +47,8 @@ than it asked for. For each site:
    ARI check and the backup's renewal.
 
 Any failure is recorded on the site (`failure_count`, `last_problem`) and retried
-after the planner's back-off; nothing a site does can stop the loop. When the failures
+after the planner's back-off; nothing a site does can stop the loop, nor can a pass
+the inventory fails (`run` logs it and goes on). When the failures
 reach the planner's failing threshold the site shows as failing and the alert hook, if
 any, runs once (alerts.py); it runs again only after a success and a new run of
 failures. Time comes from the injected Clock only.
@@ -228,10 +229,17 @@ class Worker:
         return to_us(self.clock.now())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Pass after pass until `stop` is set."""
+        """Pass after pass until `stop` is set. A pass the inventory fails (a database
+        restarting, failing over) is logged, and the next begins after the idle sleep:
+        the worker, and the API and responder sharing its process, go on."""
         while not stop.is_set():
             self.prune()
-            if await self.run_once() == 0:
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("a pass failed; the next begins after the idle sleep")
+                handled = 0
+            if handled == 0:
                 await self._idle()
 
     def prune(self) -> None:
@@ -390,11 +398,13 @@ class Worker:
         current: CertVersion | None,
         stored_check: int | Keep | None = KEEP,
         window: RenewalWindow | None = None,
+        fresh: bool = False,
     ) -> tuple[Site, bool, int | None]:
         """Ask the CA about the current certificate if a check is due: (site, due now,
         the next check as now stored, if this wrote it). `stored_check` is the site's
         next check when the caller knows it (`KEEP`: read it); `window`, the CA's
-        answer if the caller has it already."""
+        answer if the caller has it already; `fresh`, the certificate was issued in
+        this turn."""
         now = self.now()
         if isinstance(stored_check, Keep):
             stored_check = self.inventory.sites.options(site.id).next_check
@@ -411,11 +421,15 @@ class Worker:
         next_check = self._next_check(now, window)
         check = OptionsChange(next_check=next_check)
         if window is not None and window.end <= now:
-            self.inventory.sites.update_options_leased(site.id, self.owner, check)
+            # Due from now until a renewal succeeds, so that a failed one is retried
+            # after the back-off rather than at the next check. Not a certificate just
+            # issued: a CA that says so of every one would be asked for one after another.
+            due = SiteChange() if fresh else SiteChange(renew_at=now)
+            self.inventory.sites.update_leased(site.id, self.owner, due, check)
             log.warning("site %s: %s says renew now (revoked?)", site.id, current.ca)
             if self._promote(site, current, "the CA asks for renewal now"):
                 return self.inventory.sites.site(site.id) or site, False, None
-            return site, True, next_check
+            return (site if fresh else replace(site, renew_at=now)), True, next_check
         renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
         change = SiteChange(renew_at=renew_at) if renew_at != site.renew_at else SiteChange()
         self.inventory.sites.update_leased(site.id, self.owner, change, check)
@@ -439,7 +453,9 @@ class Worker:
             window = None
         if window is not None and window.end <= now:
             self._record(site, edges)
-            site, _, _ = await self._check(site, current, stored_check=None, window=window)
+            site, _, _ = await self._check(
+                site, current, stored_check=None, window=window, fresh=True
+            )
             return site, None
         renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
         return replace(site, renew_at=renew_at), self._next_check(now, window)

@@ -270,11 +270,16 @@ def _leased_update(columns: tuple[str, ...], release: bool) -> sa.Update:
     if release:
         removed = sites.c.desired == str(DesiredState.REMOVED)
         state_removed = sites.c.state == str(SiteState.REMOVED)
+        # Leasing set next_action_at to lease_until and the holder never moves it: if it
+        # moved, the API asked for a renewal (or a removal) meanwhile, which is due now.
+        asked = sites.c.next_action_at < sites.c.lease_until
+        now = sa.bindparam("p_now", type_=sa.BigInteger)
         values.update(
             lease_owner=None,
             lease_until=None,
             next_action_at=sa.case(
-                (sa.and_(removed, ~state_removed), sa.bindparam("p_now", type_=sa.BigInteger)),
+                (sa.and_(removed, ~state_removed), now),
+                (asked, now),
                 else_=sa.bindparam("p_next", type_=sa.BigInteger),
             ),
         )
@@ -448,10 +453,15 @@ class SiteRepository(Repository):
         return bool(res.rowcount == 1)
 
     def lease_due(self, owner: str, now: int, lease: int, limit: int) -> list[Site]:
-        """Take up to `limit` due sites for `owner` until `now + lease`."""
+        """Take up to `limit` due sites for `owner` until `now + lease`. A site another
+        worker holds is not due before its lease ends, even if the API made it due
+        meanwhile (`force_renewal`, `remove_site`): its holder's release makes it due
+        then. Taken at once, it would get a second order, or be removed from the edges
+        while its holder is still deploying to them."""
+        free = sa.or_(sites.c.lease_until.is_(None), sites.c.lease_until <= now)
         due = (
             sa.select(sites.c.id)
-            .where(sites.c.next_action_at <= now)
+            .where(sites.c.next_action_at <= now, free)
             .order_by(sites.c.next_action_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -459,7 +469,7 @@ class SiteRepository(Repository):
         until = now + lease
         stmt = (
             sites.update()
-            .where(sites.c.id.in_(due.scalar_subquery()), sites.c.next_action_at <= now)
+            .where(sites.c.id.in_(due.scalar_subquery()), sites.c.next_action_at <= now, free)
             .values(lease_owner=owner, lease_until=until, next_action_at=until)
             .returning(*sites.c)
         )

@@ -1,0 +1,91 @@
+"""A site a worker holds is not taken from it by the API: "renew now" and "remove" made
+while a worker deploys the site do not hand it to a second worker at once (two orders
+for one site, or a removal that the first worker's deployment then undoes), and are
+not lost either: the site comes due as soon as the holder releases it.
+
+The issuer is the local test CA and the edges keep files in memory
+(testkit/acmekit_testkit/fleet_testca.py); one edge holds a deployment until told."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from acmekit.fleet.inventory import Inventory
+from acmekit.fleet.model import ChallengeMethod, Site, SiteState, to_us
+from acmekit.fleet.worker import Worker, WorkerConfig
+from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
+from acmekit_testkit.waits import until
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class HeldEdge(MemoryEdge):
+    """An edge whose first deployment while `hold` is set waits for `go`."""
+
+    hold: bool = False
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+
+    async def deploy(self, site: Site, fullchain_pem: bytes, key_pem: bytes) -> None:
+        if self.hold and not self.waiting:
+            self.waiting += 1
+            await self.go.wait()
+        await super().deploy(site, fullchain_pem, key_pem)
+
+
+async def _held_in_deployment(
+    tmp_path: Path,
+) -> tuple[Inventory, FakeClock, LocalIssuer, HeldEdge, str, asyncio.Task[int]]:
+    """A site with a certificate on one edge; a second edge is added, and worker "one"
+    is left deploying to it, holding the site."""
+    clock = FakeClock(START)
+    inventory = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
+    issuer = LocalIssuer(now=clock.now)
+    first = MemoryEdge("first")
+    (site_id,) = inventory.sites.add_sites([("a.lease.test",)], ChallengeMethod.HTTP_01, 0)
+    assert await Worker(inventory, issuer, [first], clock, WorkerConfig(owner="one")).run_once()
+    clock.advance(timedelta(days=1))
+    inventory.sites.force_renewal(site_id, to_us(clock.now()))  # due, so a worker takes it
+    second = HeldEdge("second", hold=True)
+    one = Worker(inventory, issuer, [first, second], clock, WorkerConfig(owner="one"))
+    task = asyncio.create_task(one.run_once())
+    await until(lambda: second.waiting == 1)
+    return inventory, clock, issuer, second, site_id, task
+
+
+async def test_renew_now_while_held_neither_doubles_the_order_nor_is_lost(
+    tmp_path: Path,
+) -> None:
+    inventory, clock, issuer, edge, site_id, one = await _held_in_deployment(tmp_path)
+    assert len(issuer.issued) == 2
+    assert inventory.sites.force_renewal(site_id, to_us(clock.now()))
+    two = Worker(inventory, issuer, [edge], clock, WorkerConfig(owner="two"))
+    handled = await two.run_once()
+    assert len(issuer.issued) == 2  # no second order for the site
+    assert handled == 0  # "one" holds it
+    edge.go.set()
+    assert await one == 1
+    site = inventory.sites.site(site_id)
+    assert site is not None and site.lease_owner is None
+    # the renewal asked while "one" held it: due at once
+    assert site.next_action_at is not None and site.next_action_at <= to_us(clock.now())
+    inventory.close()
+
+
+async def test_remove_while_held_leaves_nothing_on_the_edges(tmp_path: Path) -> None:
+    inventory, clock, issuer, edge, site_id, one = await _held_in_deployment(tmp_path)
+    assert inventory.sites.remove_site(site_id, to_us(clock.now()))
+    two = Worker(inventory, issuer, [edge], clock, WorkerConfig(owner="two"))
+    handled = await two.run_once()
+    edge.go.set()
+    assert await one == 1
+    await two.run_once()
+    assert edge.files == {}  # the key of a removed site is not left behind
+    assert handled == 0  # "one" held the site; the removal came due once it was let go
+    site = inventory.sites.site(site_id)
+    assert site is not None and site.state == SiteState.REMOVED
+    inventory.close()
