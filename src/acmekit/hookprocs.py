@@ -67,6 +67,7 @@ async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
         # Ctrl-C went to the hook alone: the run is interrupted as well, as it would be
         # had the key reached it.
         signal.raise_signal(signal.SIGINT)
+        await asyncio.sleep(0)  # the cancellation lands here, before any next hook starts
     return (proc.returncode if proc.returncode is not None else -1), out, err
 
 
