@@ -77,5 +77,7 @@ async def test_a_hook_reads_the_terminal_of_the_run(terminal: Terminal) -> None:
 
 async def test_ctrl_c_during_a_hook_ends_the_run(terminal: Terminal) -> None:
     await until(lambda: terminal.shown(b"asking"))
+    # The hook's group holds the terminal: the key reaches the hook alone.
+    await until(lambda: os.tcgetpgrp(terminal.master) != terminal.proc.pid)
     os.write(terminal.master, b"\x03")  # the terminal's VINTR: SIGINT to its foreground
     await until(lambda: terminal.shown(b"run interrupted"))
