@@ -7,6 +7,13 @@ killed the shell would leave what the shell started running on, unowned: a web s
 reload half done, a copy still writing, a DNS update made after the run's cleanup. So
 the group gets SIGTERM, and SIGKILL once the shell has exited or `STOP_GRACE` seconds
 have passed; the run waits for the shell before it goes on unwinding.
+
+A group of its own is a background job on the run's terminal: a hook that asks there
+(sudo's password, ssh's passphrase or host key) would be stopped by SIGTTIN and wait
+for ever. So, as a shell does for a job in the foreground, a run that holds its
+terminal's foreground hands it to the hook's group while the hook runs and takes it
+back after; Ctrl-C then reaches the hook, and a hook it ended ends the run too, as it
+would have ended certbot's (whose hooks share its process group).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +57,58 @@ async def run_exec(argv: Sequence[str]) -> tuple[int, bytes, bytes]:
 
 
 async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
-    try:
-        out, err = await proc.communicate()
-    except BaseException:  # cancelled: the command must not outlive the run
-        await stop_group(proc)
-        raise
+    with _foreground(proc.pid) as handed:
+        try:
+            out, err = await proc.communicate()
+        except BaseException:  # cancelled: the command must not outlive the run
+            await stop_group(proc)
+            raise
+    if handed and proc.returncode == -signal.SIGINT:
+        # Ctrl-C went to the hook alone: the run is interrupted as well, as it would be
+        # had the key reached it.
+        signal.raise_signal(signal.SIGINT)
+        await asyncio.sleep(0)  # the cancellation lands here, before any next hook starts
     return (proc.returncode if proc.returncode is not None else -1), out, err
+
+
+@contextlib.contextmanager
+def _foreground(pgid: int) -> Iterator[bool]:
+    """The controlling terminal's foreground given to process group `pgid` while the
+    block runs, if this process's group holds it (else nothing changes); whether it was."""
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:  # no controlling terminal (cron, a service)
+        yield False
+        return
+    try:
+        ours = os.getpgrp()
+        try:
+            held = os.tcgetpgrp(tty) == ours
+        except OSError:
+            held = False
+        if not held:  # run in the background: the hook is too, as certbot's would be
+            yield False
+            return
+        _set_foreground(tty, pgid)
+        # A hook that read the terminal before the handover was stopped (SIGTTIN): it
+        # goes on, as a shell's `fg` lets it.
+        _signal_group(pgid, signal.SIGCONT)
+        try:
+            yield True
+        finally:
+            _set_foreground(tty, ours)
+    finally:
+        os.close(tty)
+
+
+def _set_foreground(tty: int, pgid: int) -> None:
+    # Taking the terminal back from the background sends SIGTTOU, which would stop us.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        with contextlib.suppress(OSError):  # the group is gone, or the terminal
+            os.tcsetpgrp(tty, pgid)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 async def stop_group(proc: asyncio.subprocess.Process, grace: float = STOP_GRACE) -> None:

@@ -366,3 +366,24 @@ def test_sigterm_during_a_deploy_hook_stops_it_and_leaves_it_owed(ca: Ca, tmp_pa
     again = acmekit(ca, tmp_path, *RENEW)  # owed once, not at every run
     assert f"{name}: not due for renewal yet" in again.stdout
     assert marks.read_text().splitlines() == [name]
+
+
+def test_a_due_lineage_owed_its_deploy_is_renewed(ca: Ca, tmp_path: Path) -> None:
+    """A deploy hook that a timeout keeps stopping leaves its version owed at every run:
+    once the lineage is due it is renewed (the new version is deployed, which covers the
+    owed one), as certonly does, rather than only deployed again until it expires."""
+    name = "owed-due.recovery.test"
+    certonly(ca, tmp_path, name)
+    first = leaf(tmp_path, name)
+    marks = deploy_hook(tmp_path)
+    owed = tmp_path / "etc" / "archive" / name / ".deploy-owed"
+    owed.write_text("1\n")  # what a run stopped during the deploy hook leaves
+    conf = tmp_path / "etc" / "renewal" / f"{name}.conf"
+    conf.write_text("renew_before_expiry = 365 days\n" + conf.read_text())
+    got = acmekit(ca, tmp_path, *RENEW)
+    assert got.returncode == 0, got.stderr
+    assert f"{name}: renewed" in got.stdout
+    assert leaf(tmp_path, name).serial_number != first.serial_number
+    assert links(tmp_path, name) == {f"../../archive/{name}/{kind}2.pem" for kind in KINDS}
+    assert marks.read_text().splitlines() == [f"{tmp_path / 'etc' / 'live' / name} {name}"]
+    assert not owed.exists()

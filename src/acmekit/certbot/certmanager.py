@@ -739,12 +739,6 @@ class CertManager(AsyncClosing):
             client, params = self._lineage_client(params)
         except ClientError as exc:
             return Outcome(name, domains, "failed", error=str(exc)), False
-        if owed is not None and not options.force:
-            # The live version a stopped run left (or that went live now) is deployed as
-            # that run would have deployed it, or the server keeps the old, due one.
-            log.info("lineage %s: the live version's deploy hooks are owed", name)
-            adoption = Outcome(name, domains, owed, lineage.live_dir, lineage.not_after)
-            return await self._deploy(adoption, lineage, params, runner), False
         if not (options.force or options.dry_run):
             try:
                 decision, by_ari = await self._decision(lineage, client)
@@ -752,6 +746,15 @@ class CertManager(AsyncClosing):
                 # certbot's `renew` too: a lineage it cannot read is one failure in the
                 # report, and the others are still looked at.
                 return Outcome(name, domains, "failed", error=str(exc)), False
+            if owed is not None and not decision.due:
+                # The live version a stopped run left (or that went live now) is deployed
+                # as that run would have deployed it, or the server keeps the old one.
+                # A due one is renewed instead, as certonly does: the new version's deploy
+                # covers it, and a deploy hook that keeps being stopped (a hang a
+                # timeout ends) must not keep the lineage from renewing until it expires.
+                log.info("lineage %s: the live version's deploy hooks are owed", name)
+                adoption = Outcome(name, domains, owed, lineage.live_dir, lineage.not_after)
+                return await self._deploy(adoption, lineage, params, runner), False
             if not decision.due:
                 live, not_after = lineage.live_dir, lineage.not_after
                 return Outcome(
