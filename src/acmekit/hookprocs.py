@@ -23,7 +23,8 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +34,62 @@ STOP_GRACE = 10.0
 
 async def run_shell(command: str, env: Mapping[str, str] | None = None) -> tuple[int, bytes, bytes]:
     """`command` through the shell, `env` added to ours: its exit status and output."""
-    proc = await asyncio.create_subprocess_shell(
-        command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=None if env is None else {**os.environ, **env},
-        process_group=0,  # its own group, so that all it starts can be stopped with it
-    )
-    return await _finish(proc)
+    async with _one_at_a_time():
+        proc = await asyncio.create_subprocess_shell(
+            command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=None if env is None else {**os.environ, **env},
+            process_group=0,  # its own group, so that all it starts can be stopped with it
+        )
+        return await _finish(proc)
 
 
 async def run_exec(argv: Sequence[str]) -> tuple[int, bytes, bytes]:
     """`argv` run directly: its exit status and output."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        process_group=0,
-    )
-    return await _finish(proc)
+    async with _one_at_a_time():
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            process_group=0,
+        )
+        return await _finish(proc)
+
+
+# A loop's turns at the terminal (hookprocs is used from one loop at a time, but tests
+# run many loops in one process: an asyncio.Lock belongs to the loop that first waits).
+_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def _one_at_a_time() -> AsyncIterator[None]:
+    """With a controlling terminal, one hook at a time, as certbot runs them: the
+    terminal has one foreground group, and two hooks run at once (a DNS hook for each
+    name) would take it from each other, the one left in the background stopped for ever
+    at its first read there. (Not only while the run holds the foreground: while a hook
+    does, the run does not.) Without a terminal (cron, a service), hooks run as asked."""
+    if not _has_terminal():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    turn = _TURNS.get(loop)
+    if turn is None:
+        turn = _TURNS[loop] = asyncio.Lock()
+    async with turn:
+        yield
+
+
+def _has_terminal() -> bool:
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:  # no controlling terminal
+        return False
+    return True
 
 
 async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:

@@ -35,11 +35,22 @@ def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+# Two hooks asked at once (a DNS hook for each of two names), each reading the terminal.
+TWO = """
+import asyncio
+from acmekit.hookprocs import run_shell
+HOOK = "printf 'asking %s\\\\n' $N >/dev/tty; read answer </dev/tty; echo got=$answer"
+async def both():
+    return await asyncio.gather(*(run_shell(HOOK, {"N": n}) for n in ("1", "2")))
+print("hooks", *(out.decode().strip() for _, out, _ in asyncio.run(both())), flush=True)
+"""
+
+
 class Terminal:
-    def __init__(self) -> None:
+    def __init__(self, run: str = RUN) -> None:
         self.master, slave = pty.openpty()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", RUN],
+            [sys.executable, "-c", run],
             stdin=slave,
             stdout=slave,
             stderr=slave,
@@ -81,3 +92,18 @@ async def test_ctrl_c_during_a_hook_ends_the_run(terminal: Terminal) -> None:
     await until(lambda: os.tcgetpgrp(terminal.master) != terminal.proc.pid)
     os.write(terminal.master, b"\x03")  # the terminal's VINTR: SIGINT to its foreground
     await until(lambda: terminal.shown(b"run interrupted"))
+
+
+async def test_hooks_asked_at_once_take_the_terminal_in_turn() -> None:
+    """Run at once, the second hook would take the terminal's foreground from the first
+    and, ending first or last, leave the other in the background, stopped for ever at
+    its read: they run one after the other, each answered."""
+    term = Terminal(TWO)
+    try:
+        await until(lambda: term.shown(b"asking 1"))
+        os.write(term.master, b"one\n")
+        await until(lambda: term.shown(b"asking 2"))
+        os.write(term.master, b"two\n")
+        await until(lambda: term.shown(b"hooks got=one got=two"))
+    finally:
+        term.close()
