@@ -204,8 +204,13 @@ class TimesSigned:
 
     def accept(self, keyname: dns.name.Name, time_signed: int, fudge: int, mac: bytes) -> bool:
         """Record a request signed at `time_signed` with `fudge` and `mac`; False for a
-        replay, or when the key holds too many."""
+        replay, for one outside its window at this clock's now, or when the key holds too
+        many. The window is checked again here, at the `now` that forgets the MACs whose
+        window has passed: a request checked just before the second turned would else be
+        taken in the next, its MAC forgotten as past its window (a replay let through)."""
         now = int(self.clock())
+        if outside_window(time_signed, fudge, now):
+            return False
         seen = self._seen.setdefault(keyname, {})
         for gone in [m for m, until in seen.items() if until < now]:
             del seen[gone]
