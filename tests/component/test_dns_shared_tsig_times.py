@@ -68,6 +68,22 @@ def test_a_mac_is_forgotten_once_its_window_has_passed(db_url: str) -> None:
         engine.dispose()
 
 
+def test_a_mac_is_not_forgotten_while_a_time_check_just_before_passed(db_url: str) -> None:
+    """As in one process: the window is checked again at the now that forgets MACs, so a
+    replay whose time check passed before the second turned is still refused."""
+    engine = create_engine(db_url)
+    try:
+        migrate.upgrade(engine, migrate.DNS)
+        clock = [1_000_000.0]
+        macs = SharedTimesSigned(engine)
+        macs.clock = lambda: clock[0]
+        assert macs.accept(KEY_NAME, 1_000_000 - 300, 300, b"edge")
+        clock[0] += 1
+        assert not macs.accept(KEY_NAME, 1_000_000 - 300, 300, b"edge")
+    finally:
+        engine.dispose()
+
+
 def test_the_tsig_times_migration_goes_down_and_up(db_url: str) -> None:
     engine = create_engine(db_url)
     try:

@@ -54,3 +54,15 @@ def test_the_time_check_honours_at_most_our_fudge() -> None:
     assert tsig.outside_window(NOW + 301, 65535, NOW)
     assert not tsig.outside_window(NOW - 300, 65535, NOW)
     assert tsig.outside_window(NOW - 100, 60, NOW)  # a narrower fudge of its own holds
+
+
+def test_a_mac_is_not_forgotten_while_a_time_check_just_before_passed() -> None:
+    """The server checks the window, then records the MAC; if the second turns between
+    the two, the MAC signed at the window's very edge was forgotten as past it and its
+    replay taken. The record refuses what is outside the window at its own now."""
+    now = [float(NOW)]
+    macs = _at(now)
+    assert macs.accept(KEY, NOW - tsig.MAX_FUDGE, 65535, b"edge")  # the window's last second
+    now[0] += 1  # a replay, its time check passed in that second, recorded in the next
+    assert not macs.accept(KEY, NOW - tsig.MAX_FUDGE, 65535, b"edge")
+    assert not macs.accept(KEY, NOW - tsig.MAX_FUDGE, 65535, b"new-but-too-old")

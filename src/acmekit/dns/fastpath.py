@@ -154,17 +154,19 @@ def _resolve(
         if found is not None:
             return NOERROR, found.count, found.records
         return NOERROR, 0, _soa(store, key, offsets, zone)
-    if key in index.above:  # an empty non-terminal: NODATA (RFC 8020)
+    cuts, zones = store.cut_parents, store.zone_keys
+    if key in index.above or key in cuts:  # an empty non-terminal: NODATA (RFC 8020)
         return NOERROR, 0, _soa(store, key, offsets, zone)
     suffix = key
     for offset in offsets[1:]:  # the closest encloser (RFC 4592 §3.3.1)
         suffix = key[offset:]
-        if offset == zone or suffix in index.rrsets or suffix in index.above:
+        if offset == zone or suffix in index.rrsets or suffix in index.above or suffix in cuts:
             break
         if _is_ns_host(store, key, offset, zone):
             break  # it exists with its synthesized address (RecordStore._exists)
-    if b"\x01*" + suffix in index.rrsets:
-        return None  # a wildcard answers: the general path expands it
+    source = b"\x01*" + suffix
+    if source in index.rrsets or source in index.above or source in cuts or source in zones:
+        return None  # a wildcard answers, or NODATA (RFC 4592 §4.2): the general path
     return NXDOMAIN, 0, _soa(store, key, offsets, zone)
 
 

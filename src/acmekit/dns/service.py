@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dns.name
 from aiohttp import web
@@ -117,6 +118,8 @@ class DnsService:
         )
         if self.shared is not None:  # a replayed UPDATE is refused by every process
             self.handler.times_signed = SharedTimesSigned(self.shared.engine)
+        else:  # and by this one after a restart (the state file keeps them)
+            self.handler.times_signed.restore(self._macs)
         targets = [parse_host_port(t) for t in config.notify]
         self.notifier = Notifier(self.store, targets, keyring[allowed[0]] if allowed else None)
         self.listener = DnsListener(
@@ -129,12 +132,14 @@ class DnsService:
         self.api_url: str | None = None
 
     def _load_state(self, delegation: dns.name.Name) -> None:
+        self._macs: list[dict[str, Any]] = []
         path = self.config.state
         if path is None:
             return
         doc = load_state(path)
         if doc is not None:
             self.store.restore(doc.get("store", {}))
+            self._macs = list(doc.get("tsig_macs", []))
             self.registry = Registry.restore(delegation, doc.get("registrations", []))
             log.info(
                 "state loaded: %d names, %d registrations",
@@ -146,7 +151,12 @@ class DnsService:
 
     def save(self) -> None:
         if self.config.state is not None:
-            doc = {"store": self.store.snapshot(), "registrations": self.registry.snapshot()}
+            doc: dict[str, Any] = {
+                "store": self.store.snapshot(),
+                "registrations": self.registry.snapshot(),
+            }
+            if self.shared is None:  # the database keeps a shared store's MACs
+                doc["tsig_macs"] = self.handler.times_signed.snapshot()
             save_state(self.config.state, doc)
 
     async def start(self) -> None:

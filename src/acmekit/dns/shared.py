@@ -39,7 +39,7 @@ from acmekit import migrate
 from acmekit.database import UNAVAILABLE, create_engine
 from acmekit.dns.schema import changes, records, tsig_times, zone_serial
 from acmekit.dns.store import JOURNAL_SIZE, Change, Delta, RecordStore
-from acmekit.dns.tsig import MAX_MACS_PER_KEY, TimesSigned, honoured_fudge
+from acmekit.dns.tsig import MAX_MACS_PER_KEY, TimesSigned, honoured_fudge, outside_window
 from acmekit.protocol.problems import ProblemType, problem
 
 log = logging.getLogger(__name__)
@@ -272,10 +272,12 @@ class SharedTimesSigned(TimesSigned):
 
     def accept(self, keyname: dns.name.Name, time_signed: int, fudge: int, mac: bytes) -> bool:
         key, seen = keyname.canonicalize().to_text(), hashlib.sha256(mac).hexdigest()
-        until = time_signed + honoured_fudge(fudge)
+        until, now = time_signed + honoured_fudge(fudge), int(self.clock())
+        if outside_window(time_signed, fudge, now):  # as TimesSigned.accept: the same now
+            return False
         try:
             with self.engine.begin() as c:
-                return _accept(c, key, seen, until, int(self.clock()))
+                return _accept(c, key, seen, until, now)
         except UNAVAILABLE as exc:
             log.warning("shared TSIG MACs unreachable, deciding here: %s", exc)
             return super().accept(keyname, time_signed, fudge, mac)

@@ -327,6 +327,13 @@ class RecordStore:
         # costs the depth of one name, not the whole store.
         self.wire = WireIndex(ttl)
         self.zone_keys = frozenset(wire_key(z) for z in self.zones)
+        # The names above a served zone's apex inside another served zone exist: the
+        # parent zone holds the child's cut there (RFC 1034 §4.2.1), so the names between
+        # are empty non-terminals, not NXDOMAIN (which would deny the child zone below
+        # them, RFC 8020) nor a wildcard's names (RFC 4592 §2.2.2).
+        self.cut_parents = frozenset(
+            parent for z in self.zone_keys for parent in wire_parents(z) if len(parent) > 1
+        )
 
     # ----- zones -----
 
@@ -411,19 +418,35 @@ class RecordStore:
         return (
             key in self.wire.rrsets
             or key in self.wire.above
+            or key in self.cut_parents
             or self.is_apex(name)
             or self._is_ns_host(name)
         )
 
-    def _wildcard(self, name: dns.name.Name, zone: dns.name.Name) -> RRsets:
-        """RFC 4592: the RRsets of `*.<closest encloser>`, if the name itself is absent."""
+    def _wildcard(self, name: dns.name.Name, zone: dns.name.Name) -> RRsets | None:
+        """RFC 4592: the RRsets of `*.<closest encloser>`, if the name itself is absent;
+        None when that source of synthesis does not exist either. One that exists with no
+        records (an empty non-terminal, as `*.x` is when only `a.*.x` is stored) answers
+        NODATA, not NXDOMAIN (§4.2): hence {}."""
         key = wire_key(name)
         starts = label_starts(key)
         encloser = self._closest_encloser(key, starts, len(name) - len(zone))
-        if b"\x01*" + key[starts[encloser] :] not in self.wire.rrsets:
-            return {}
+        source_key = b"\x01*" + key[starts[encloser] :]
+        if source_key not in self.wire.rrsets:
+            return {} if self._wire_key_exists(source_key) else None
         source = dns.name.Name((b"*", *name.labels[encloser:]))
         return dict(self._data.get(source, {}))
+
+    def _wire_key_exists(self, key: bytes) -> bool:
+        """Does the name `key`, no NS host, exist: data, data below it, a zone's apex or
+        a name above one (`cut_parents`)?"""
+        index = self.wire
+        return (
+            key in index.rrsets
+            or key in index.above
+            or key in self.cut_parents
+            or (key in self.zone_keys)
+        )
 
     def _closest_encloser(self, key: bytes, starts: list[int], zone: int) -> int:
         """How many labels of `key` (absent from the store, `zone` labels below its zone's
@@ -431,7 +454,8 @@ class RecordStore:
         that exists (`_exists`), the apex at the latest.
 
         Existence is closed upwards: the wire index holds every ancestor of a stored name
-        (`WireIndex.above`), and the NS host's only ancestors are the apex and above it.
+        (`WireIndex.above`), `cut_parents` every ancestor of a served zone's apex, and
+        the NS host's only ancestors are the apex and above it.
         So the ancestors exist from the apex down to the closest encloser and not below,
         and a binary search finds it with O(log n) lookups of wire keys. Walking up one
         ancestor at a time built and hashed a Name of up to n labels for each of n
@@ -450,7 +474,7 @@ class RecordStore:
     def _wire_exists(self, key: bytes, starts: list[int], up: int, zone: int) -> bool:
         """Does the ancestor `up` labels above `key`, below its zone's apex, exist?"""
         ancestor = key[starts[up] :]
-        if ancestor in self.wire.rrsets or ancestor in self.wire.above:
+        if self._wire_key_exists(ancestor):
             return True
         # the NS host (`_is_ns_host`), one label below the apex
         label = key[starts[up] : starts[up + 1]]
@@ -485,7 +509,9 @@ class RecordStore:
         if stored:
             found.update({k: list(v) for k, v in stored.items() if k not in found})
         elif not exists:
-            found.update(self._wildcard(name, zone))
+            wildcard = self._wildcard(name, zone)
+            exists = wildcard is not None
+            found.update(wildcard or {})
         self._defaults(found)
         if found or exists:
             return found

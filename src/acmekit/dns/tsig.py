@@ -27,10 +27,12 @@ Signature checking and signing of good messages is dnspython's. What it does not
 
 from __future__ import annotations
 
+import base64
 import hmac
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import dns.name
 import dns.rcode
@@ -204,8 +206,13 @@ class TimesSigned:
 
     def accept(self, keyname: dns.name.Name, time_signed: int, fudge: int, mac: bytes) -> bool:
         """Record a request signed at `time_signed` with `fudge` and `mac`; False for a
-        replay, or when the key holds too many."""
+        replay, for one outside its window at this clock's now, or when the key holds too
+        many. The window is checked again here, at the `now` that forgets the MACs whose
+        window has passed: a request checked just before the second turned would else be
+        taken in the next, its MAC forgotten as past its window (a replay let through)."""
         now = int(self.clock())
+        if outside_window(time_signed, fudge, now):
+            return False
         seen = self._seen.setdefault(keyname, {})
         for gone in [m for m, until in seen.items() if until < now]:
             del seen[gone]
@@ -213,3 +220,21 @@ class TimesSigned:
             return False
         seen[mac] = time_signed + honoured_fudge(fudge)
         return True
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The MACs held, as plain data for a state file: a restarted server must still
+        refuse their replay while their window lasts (§5.2.3)."""
+        return [
+            {"key": key.to_text(), "mac": base64.b64encode(mac).decode(), "until": until}
+            for key, seen in self._seen.items()
+            for mac, until in seen.items()
+        ]
+
+    def restore(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Hold again what `snapshot` gave, but for the MACs whose window has passed."""
+        now = int(self.clock())
+        for entry in entries:
+            until = int(entry["until"])
+            if until >= now:
+                seen = self._seen.setdefault(dns.name.from_text(str(entry["key"])), {})
+                seen[base64.b64decode(str(entry["mac"]))] = until

@@ -20,6 +20,8 @@ told at once instead of by a timeout.
 
 from __future__ import annotations
 
+import contextlib
+
 import dns.asyncquery
 import dns.exception
 import dns.flags
@@ -69,11 +71,18 @@ async def query(
         question.use_tsig(keyring)
     host, port = server
     if not tcp:
-        response = await dns.asyncquery.udp(
-            question, host, port=port, timeout=TIMEOUT, backend=CLOSING_BACKEND
-        )
-        if not response.flags & dns.flags.TC:
-            return response
+        # A truncated answer (TC) is asked again over TCP (RFC 7766 §5), also one cut
+        # inside a record, which RFC 1035 §4.2.1 allows and dnspython would else reject
+        # as malformed: `Truncated` is raised for both.
+        with contextlib.suppress(dns.message.Truncated):
+            return await dns.asyncquery.udp(
+                question,
+                host,
+                port=port,
+                timeout=TIMEOUT,
+                raise_on_truncation=True,
+                backend=CLOSING_BACKEND,
+            )
     return await dns.asyncquery.tcp(
         question, host, port=port, timeout=TIMEOUT, backend=CLOSING_BACKEND
     )
