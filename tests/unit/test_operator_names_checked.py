@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from acmekit.cli.fleet import fleet
 from acmekit.cli.server import server
-from acmekit.domains import operator_name
 from acmekit.fleet.model import normalize_names
+from acmekit.protocol.dnslabels import operator_name
 from acmekit.server.config import load_config
 
 BAD = {

@@ -522,7 +522,7 @@ def _name_wanted(name: str) -> str:
     into another: the Kelvin sign, U+212A, to "k")."""
     import ipaddress
 
-    from acmekit.domains import operator_name
+    from acmekit.protocol.dnslabels import operator_name
 
     try:
         return ipaddress.ip_address(name).compressed

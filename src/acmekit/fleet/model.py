@@ -13,7 +13,7 @@ from typing import Any
 
 from acmekit.database import from_us as from_us
 from acmekit.database import to_us as to_us
-from acmekit.domains import bad_alabel, reserved_ldh_label
+from acmekit.protocol.dnslabels import bad_alabel, reserved_ldh_label
 from acmekit.protocol.messages import ascii_lower
 
 

@@ -18,11 +18,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from acmekit.domains import operator_name
 from acmekit.hostport import parse_host_port
 
 # the [limits] table; the listeners' own, shared with the CT log
 from acmekit.http1 import ListenerLimits as ListenerLimits
+from acmekit.protocol.dnslabels import operator_name
 from acmekit.protocol.jose import b64d
 from acmekit.protocol.messages import looks_like_ip
 from acmekit.protocol.problems import AcmeError
@@ -698,7 +698,7 @@ def _validation(settings: ValidationSettings) -> ValidationSettings:
 
 def operator_names(where: str, names: Iterable[str]) -> tuple[str, ...]:
     """Names the operator gives (a domain name of one label or more), each checked as a
-    dns identifier is and lower-cased (`acmekit.domains.operator_name`): ValueError in
+    dns identifier is and lower-cased (`acmekit.protocol.dnslabels.operator_name`): ValueError in
     one line naming `where` and the first bad value."""
     return tuple(operator_name(where, n, single_label=True) for n in names)
 

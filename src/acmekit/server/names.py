@@ -30,8 +30,8 @@ from functools import cache
 
 from publicsuffixlist import PublicSuffixList
 
-from acmekit.domains import bad_alabel as bad_alabel
-from acmekit.domains import reserved_ldh_label as reserved_ldh_label
+from acmekit.protocol.dnslabels import bad_alabel as bad_alabel
+from acmekit.protocol.dnslabels import reserved_ldh_label as reserved_ldh_label
 from acmekit.protocol.messages import Identifier, IdentifierType
 from acmekit.protocol.problems import AcmeError, ProblemType, problem
 from acmekit.server.validation.reserved import AddressPolicy
