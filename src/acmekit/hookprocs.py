@@ -174,17 +174,23 @@ class _Job:
             self.resume()
 
     def give_back(self) -> bool:
-        """The foreground back to the run if the hook holds it; whether it did."""
+        """The foreground back to the run if the hook holds it; whether it did. Not if
+        the shell took it meanwhile (the run stopped, then sent on with `bg`): taken from
+        the shell, it would leave the user's shell without its terminal."""
         handed, self.handed = self.handed, False
-        if handed and self.tty is not None:
+        if handed and self.tty is not None and _held_by(self.tty, self.pgid):
             _set_foreground(self.tty, os.getpgrp())
         return handed
 
 
 def _holds(tty: int) -> bool:
     """Does this process's group hold the terminal's foreground?"""
+    return _held_by(tty, os.getpgrp())
+
+
+def _held_by(tty: int, pgid: int) -> bool:
     try:
-        return os.tcgetpgrp(tty) == os.getpgrp()
+        return os.tcgetpgrp(tty) == pgid
     except OSError:
         return False
 

@@ -137,3 +137,58 @@ async def test_a_hook_read_from_a_background_run_stops_it_until_fg(
 
 def _hook_has_terminal(shell: Shell) -> bool:
     return shell.foreground() not in (shell.proc.pid, _run_pid(shell))
+
+
+# A hook that waits for its go, then a run that lives on after it until its own go.
+WAITING = """
+import asyncio, os, sys, time
+from pathlib import Path
+from acmekit.hookprocs import run_shell
+here = Path(sys.argv[1])
+print("run", os.getpid(), flush=True)
+hook = f"echo asking; while [ ! -e {here}/hook ]; do sleep 0.05; done"
+code, out, err = asyncio.run(run_shell(hook))
+print("hook", code, flush=True)
+while not (here / "run").exists():
+    time.sleep(0.05)
+"""
+
+
+async def _start_waiting(shell: Shell, tmp_path: Path) -> int:
+    await until(lambda: shell.shown(b"$ "))
+    script = tmp_path / "run.py"
+    script.write_text(WAITING)
+    env = f"PYTHONPATH={os.pathsep.join(sys.path)}"
+    shell.type(f"{env} {sys.executable} {script} {tmp_path}\n".encode())
+    await until(lambda: shell.shown(b"run "))
+    run = _run_pid(shell)
+    await until(lambda: shell.foreground() not in (shell.proc.pid, run))
+    return run
+
+
+async def test_the_run_has_the_terminal_again_once_its_hook_ends(
+    shell: Shell, tmp_path: Path
+) -> None:
+    run = await _start_waiting(shell, tmp_path)
+    (tmp_path / "hook").touch()
+    await until(lambda: shell.shown(b"hook 0"))
+    assert shell.foreground() == run
+    (tmp_path / "run").touch()
+    await until(lambda: shell.foreground() == shell.proc.pid)
+
+
+async def test_a_run_sent_to_the_background_leaves_the_terminal_to_the_shell(
+    shell: Shell, tmp_path: Path
+) -> None:
+    """Stopped and then continued with `bg` while its hook held the terminal, the run
+    no longer had the foreground when the hook ended: it takes nothing from the shell,
+    which would else be left without its terminal."""
+    run = await _start_waiting(shell, tmp_path)
+    os.kill(run, signal.SIGSTOP)  # as the terminal would stop it (tostop, a read)
+    await until(lambda: shell.shown(b"Stopped"))
+    shell.type(b"bg\n")
+    await until(lambda: shell.shown(b"bg\r\n") and shell.foreground() == shell.proc.pid)
+    (tmp_path / "hook").touch()
+    await until(lambda: shell.shown(b"hook 0"))
+    assert shell.foreground() == shell.proc.pid
+    (tmp_path / "run").touch()
