@@ -100,7 +100,9 @@ async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
         talk = asyncio.ensure_future(proc.communicate())
         try:
             job.resume()
-            while not (await asyncio.wait({talk}, timeout=STOP_POLL))[0]:
+            # Without a terminal no job control stops it: no need to look.
+            poll = None if tty is None else STOP_POLL
+            while not (await asyncio.wait({talk}, timeout=poll))[0]:
                 job.follow()
             out, err = talk.result()
         except BaseException:  # cancelled: the command must not outlive the run
