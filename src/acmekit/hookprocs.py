@@ -227,6 +227,9 @@ async def stop_group(proc: asyncio.subprocess.Process, grace: float = STOP_GRACE
     """SIGTERM to the process group `proc` leads, and SIGKILL to what is left of it once
     `proc` has exited or `grace` seconds have passed."""
     _signal_group(proc.pid, signal.SIGTERM)
+    # A stopped group (Ctrl-Z, a read from the background) takes SIGTERM only once
+    # continued, as a shell's `kill` does: else it would get SIGKILL, not its cleanup.
+    _signal_group(proc.pid, signal.SIGCONT)
     try:
         await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
     except TimeoutError:

@@ -4,6 +4,7 @@ and `fg` goes on with both, the hook getting the terminal again."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from acmekit.hookprocs import stop_group
 from acmekit_testkit.waits import until
 
 HOOK = "printf 'asking\\n' >/dev/tty; read answer </dev/tty; echo got=$answer"
@@ -192,3 +194,22 @@ async def test_a_run_sent_to_the_background_leaves_the_terminal_to_the_shell(
     await until(lambda: shell.shown(b"hook 0"))
     assert shell.foreground() == shell.proc.pid
     (tmp_path / "run").touch()
+
+
+async def test_a_stopped_hook_cancelled_gets_its_sigterm(tmp_path: Path) -> None:
+    """A hook stopped (Ctrl-Z, a background read) when the run is cancelled is continued
+    after SIGTERM, as a shell's `kill` does, so that it ends by its own cleanup rather
+    than by SIGKILL when the grace has passed."""
+    done = tmp_path / "cleaned"
+    proc = await asyncio.create_subprocess_shell(
+        f"trap 'touch {done}; exit 0' TERM; kill -STOP $$; sleep 30",
+        process_group=0,
+    )
+    await until(lambda: _stopped(proc.pid))
+    await stop_group(proc, grace=5.0)
+    assert done.exists()
+
+
+def _stopped(pid: int) -> bool:
+    info = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG | os.WNOWAIT)
+    return info is not None and info.si_code == os.CLD_STOPPED
