@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Seconds a cancelled hook's process group has to exit after SIGTERM before SIGKILL.
 STOP_GRACE = 10.0
+# Seconds between looks for a hook stopped on the terminal (`_Job.follow`).
+STOP_POLL = 0.2
 
 
 async def run_shell(command: str, env: Mapping[str, str] | None = None) -> tuple[int, bytes, bytes]:
@@ -93,12 +95,22 @@ def _has_terminal() -> bool:
 
 
 async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
-    with _foreground(proc.pid) as handed:
+    with _terminal() as tty:
+        job = _Job(tty, proc.pid)
+        talk = asyncio.ensure_future(proc.communicate())
         try:
-            out, err = await proc.communicate()
+            job.resume()
+            # Without a terminal no job control stops it: no need to look.
+            poll = None if tty is None else STOP_POLL
+            while not (await asyncio.wait({talk}, timeout=poll))[0]:
+                job.follow()
+            out, err = talk.result()
         except BaseException:  # cancelled: the command must not outlive the run
+            talk.cancel()
             await stop_group(proc)
             raise
+        finally:
+            handed = job.give_back()
     if handed and proc.returncode == -signal.SIGINT:
         # Ctrl-C went to the hook alone: the run is interrupted as well, as it would be
         # had the key reached it.
@@ -108,33 +120,97 @@ async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
 
 
 @contextlib.contextmanager
-def _foreground(pgid: int) -> Iterator[bool]:
-    """The controlling terminal's foreground given to process group `pgid` while the
-    block runs, if this process's group holds it (else nothing changes); whether it was."""
+def _terminal() -> Iterator[int | None]:
+    """The controlling terminal, open while the block runs; None without one (cron,
+    a service)."""
     try:
         tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
-    except OSError:  # no controlling terminal (cron, a service)
-        yield False
+    except OSError:
+        yield None
         return
     try:
-        ours = os.getpgrp()
-        try:
-            held = os.tcgetpgrp(tty) == ours
-        except OSError:
-            held = False
-        if not held:  # run in the background: the hook is too, as certbot's would be
-            yield False
-            return
-        _set_foreground(tty, pgid)
-        # A hook that read the terminal before the handover was stopped (SIGTTIN): it
-        # goes on, as a shell's `fg` lets it.
-        _signal_group(pgid, signal.SIGCONT)
-        try:
-            yield True
-        finally:
-            _set_foreground(tty, ours)
+        yield tty
     finally:
         os.close(tty)
+
+
+class _Job:
+    """A hook's process group on the run's terminal, kept as a shell keeps a job: it has
+    the foreground while the run would (else it is in the background, as certbot's hook
+    would be), and its stop is the run's (POSIX job control). A hook stopped alone, by
+    Ctrl-Z (SIGTSTP to the foreground it holds) or by a read from the background
+    (SIGTTIN), would else wait for ever with the run, and the user's shell, which only
+    sees the run, would not get its terminal back: so the run stops with the same
+    signal, its shell reports the job stopped, and `fg` goes on with both."""
+
+    def __init__(self, tty: int | None, pgid: int) -> None:
+        self.tty, self.pgid = tty, pgid
+        self.handed = False  # the hook's group holds the terminal's foreground
+        self.stopped = False  # the hook's stop was seen and the run stopped for it
+
+    def resume(self) -> None:
+        """The foreground to the hook if the run has it; the hook goes on (one that read
+        the terminal before it was handed was stopped by SIGTTIN, as before a shell's
+        `fg`)."""
+        if self.tty is not None and _holds(self.tty):
+            _set_foreground(self.tty, self.pgid)
+            self.handed = True
+        _signal_group(self.pgid, signal.SIGCONT)
+        self.stopped = False
+
+    def follow(self) -> None:
+        """One look at the hook: stopped, the run takes its terminal back and stops too;
+        once the run holds the foreground again (`fg`), the hook gets it and goes on."""
+        if self.tty is None:
+            return
+        if not self.stopped:
+            signum = _stop_signal(self.pgid)
+            if signum is None:
+                return
+            self.stopped = True
+            self.give_back()
+            # The run's whole job, as the terminal would have stopped it. A group with
+            # no shell above it (orphaned) is not stopped: it goes on at once.
+            _signal_group(os.getpgrp(), signum)
+        if _holds(self.tty):
+            self.resume()
+
+    def give_back(self) -> bool:
+        """The foreground back to the run if the hook holds it; whether it did. Not if
+        the shell took it meanwhile (the run stopped, then sent on with `bg`): taken from
+        the shell, it would leave the user's shell without its terminal."""
+        handed, self.handed = self.handed, False
+        if handed and self.tty is not None and _held_by(self.tty, self.pgid):
+            _set_foreground(self.tty, os.getpgrp())
+        return handed
+
+
+def _holds(tty: int) -> bool:
+    """Does this process's group hold the terminal's foreground?"""
+    return _held_by(tty, os.getpgrp())
+
+
+def _held_by(tty: int, pgid: int) -> bool:
+    try:
+        return os.tcgetpgrp(tty) == pgid
+    except OSError:
+        return False
+
+
+def _stop_signal(pid: int) -> int | None:
+    """The signal that stopped child `pid` since the last look, if one did (mirrored as
+    SIGTSTP unless a terminal read or write stopped it). Exits are left to asyncio:
+    WSTOPPED alone reaps nothing."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)
+    except ChildProcessError:  # already reaped
+        return None
+    if info is None or info.si_code != os.CLD_STOPPED:
+        return None
+    return info.si_status if info.si_status in _TERMINAL_STOPS else signal.SIGTSTP
+
+
+_TERMINAL_STOPS = frozenset({signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 
 
 def _set_foreground(tty: int, pgid: int) -> None:
@@ -151,6 +227,9 @@ async def stop_group(proc: asyncio.subprocess.Process, grace: float = STOP_GRACE
     """SIGTERM to the process group `proc` leads, and SIGKILL to what is left of it once
     `proc` has exited or `grace` seconds have passed."""
     _signal_group(proc.pid, signal.SIGTERM)
+    # A stopped group (Ctrl-Z, a read from the background) takes SIGTERM only once
+    # continued, as a shell's `kill` does: else it would get SIGKILL, not its cleanup.
+    _signal_group(proc.pid, signal.SIGCONT)
     try:
         await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
     except TimeoutError:

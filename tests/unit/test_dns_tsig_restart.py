@@ -73,3 +73,22 @@ def test_a_mac_past_its_window_is_not_restored() -> None:
     assert restored.snapshot() == [
         {"key": "upd.", "mac": base64.b64encode(b"new").decode(), "until": 1_000_500}
     ]
+
+
+def test_an_update_that_changed_nothing_is_refused_after_a_restart(tmp_path: Path) -> None:
+    """An UPDATE that changed nothing (its prerequisite failed, or a deletion of nothing)
+    is kept too: replayed after a restart, once what it deletes or requires is there,
+    it would else act as its signer never meant it to."""
+    state = tmp_path / "state.json"
+    first = service(state)
+    deleting = dns.update.UpdateMessage("x.test")
+    deleting.delete(NAME, "TXT", '"token"')  # nothing to delete yet
+    captured = signed(deleting)
+    assert outcome(first, captured) == ("NOERROR", 0)
+
+    restarted = service(state)
+    adding = dns.update.UpdateMessage("x.test")
+    adding.add(NAME, 60, "TXT", '"token"')
+    assert outcome(restarted, signed(adding)) == ("NOERROR", 0)
+    assert outcome(restarted, captured) == ("NOTAUTH", dns.rcode.BADTIME)
+    assert txt(restarted) == ['"token"']

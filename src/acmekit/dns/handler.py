@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 
 import dns.exception
@@ -217,6 +217,9 @@ class DnsHandler:
         self.allow_update = update_keys(self.keyring, self.allow_transfer, allow_update)
         self.udp_payload = udp_payload
         self.times_signed = TimesSigned()
+        # called after a signed UPDATE that changed nothing (a failed prerequisite, a
+        # deletion of nothing): the state file keeps its MAC all the same
+        self.on_unchanged_update: list[Callable[[], None]] = []
         self.cache: ResponseCache[CacheKey] = ResponseCache(cache_bytes)
         self._cache_generation = store.generation
 
@@ -401,7 +404,13 @@ class DnsHandler:
             response.set_rcode(dns.rcode.REFUSED)
             return
         assert isinstance(message, dns.update.UpdateMessage)
+        generation = self.store.generation
         response.set_rcode(apply_update(self.store, message))
+        if self.store.generation == generation:
+            # Its MAC was taken, yet no change saves it (`on_change`): a replay after a
+            # restart, once what it requires or deletes is there, must still be refused.
+            for callback in self.on_unchanged_update:
+                callback()
 
     def _to_wire(
         self, response: dns.message.Message, query: dns.message.Message, transport: Transport

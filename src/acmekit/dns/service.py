@@ -120,6 +120,7 @@ class DnsService:
             self.handler.times_signed = SharedTimesSigned(self.shared.engine)
         else:  # and by this one after a restart (the state file keeps them)
             self.handler.times_signed.restore(self._macs)
+            self.handler.on_unchanged_update.append(self.save)
         targets = [parse_host_port(t) for t in config.notify]
         self.notifier = Notifier(self.store, targets, keyring[allowed[0]] if allowed else None)
         self.listener = DnsListener(
