@@ -431,8 +431,12 @@ class Worker:
                 return self.inventory.sites.site(site.id) or site, False, None
             return (site if fresh else replace(site, renew_at=now)), True, next_check
         renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
-        change = SiteChange(renew_at=renew_at) if renew_at != site.renew_at else SiteChange()
-        self.inventory.sites.update_leased(site.id, self.owner, change, check)
+        if renew_at == site.renew_at:
+            self.inventory.sites.update_options_leased(site.id, self.owner, check)
+        else:
+            # Not over a "renew now" the API set while this worker held the site: its
+            # release makes the site due again, and the next turn renews it.
+            self.inventory.sites.replan_leased(site.id, self.owner, site.renew_at, renew_at, check)
         site = replace(site, renew_at=renew_at)
         return site, planner.is_due(now, site.renew_at), next_check
 

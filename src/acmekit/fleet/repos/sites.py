@@ -701,6 +701,25 @@ class SiteRepository(Repository):
         UPDATE: the options are columns of the site's row)."""
         return self._update_leased(site_id, owner, changed(change))
 
+    def replan_leased(
+        self, site_id: str, owner: str, read: int | None, renew_at: int, change: OptionsChange
+    ) -> bool:
+        """Move the renewal time from `read` (the holder's) to `renew_at`, and change
+        the options, only while `owner` holds the site. A renewal time the API set
+        meanwhile ("renew now", `force_renewal`) is kept: the holder's plan was made
+        without it."""
+        unchanged = sites.c.renew_at.is_(None) if read is None else sites.c.renew_at == read
+        with self._tx() as c:
+            res = c.execute(
+                sites.update()
+                .where(sites.c.id == site_id, sites.c.lease_owner == owner)
+                .values(
+                    renew_at=sa.case((unchanged, renew_at), else_=sites.c.renew_at),
+                    **changed(change),
+                )
+            )
+        return bool(res.rowcount == 1)
+
     def backup(self, site_id: str) -> BackupCert | None:
         with self._tx() as c:
             row = c.execute(sa.select(backups).where(backups.c.site_id == site_id)).first()
