@@ -325,8 +325,12 @@ class Worker:
                 await self.handle(site)
             except Exception:
                 log.exception("site %s: unexpected failure", site.id)
-                self.inventory.sites.release(
-                    site.id, self.owner, self.now() + planner.MINUTE, self.now()
+                # A minute whatever the API asked meanwhile: `release` makes a removed
+                # site due at once, and one whose removal always fails would be taken
+                # pass after pass, with no idle sleep between (a traceback each time).
+                now = self.now()
+                self.inventory.sites.defer(
+                    site.id, self.owner, now + planner.MINUTE, site.failure_count
                 )
 
     async def handle(self, site: Site) -> None:
