@@ -89,3 +89,21 @@ async def test_remove_while_held_leaves_nothing_on_the_edges(tmp_path: Path) -> 
     site = inventory.sites.site(site_id)
     assert site is not None and site.state == SiteState.REMOVED
     inventory.close()
+
+
+async def test_a_removal_after_the_lease_ended_is_not_undone_by_the_holder(
+    tmp_path: Path,
+) -> None:
+    """An edge slower than the lease: the site is removed, and taken off the edges by
+    another worker, before the first one's deployment lands."""
+    inventory, clock, issuer, edge, site_id, one = await _held_in_deployment(tmp_path)
+    clock.advance(timedelta(minutes=16))  # past the lease (15 minutes)
+    assert inventory.sites.remove_site(site_id, to_us(clock.now()))
+    two = Worker(inventory, issuer, [edge], clock, WorkerConfig(owner="two"))
+    assert await two.run_once() == 1
+    site = inventory.sites.site(site_id)
+    assert site is not None and site.state == SiteState.REMOVED
+    edge.go.set()
+    assert await one == 1
+    assert edge.files == {}  # the late deployment is taken back
+    inventory.close()

@@ -367,7 +367,9 @@ class Worker:
             self._record(site, edges)
             edges = replace(edges, outcomes=())
             await self._keep_backup(site, current)
-        alert = self._finish(site, current, outcome, edges, checked)
+        alert, recorded = self._finish(site, current, outcome, edges, checked)
+        if not recorded:
+            await self._lost(site)
         if alert is not None:
             await self._raise_alert(alert)
 
@@ -756,17 +758,21 @@ class Worker:
         missing = sum(1 for _, _, error in outcomes if error is not None)
         return EdgeReport(worst, missing, tuple(outcomes))
 
+    async def _remove_from_edges(self, site: Site) -> Sequence[object]:
+        """Each edge's removal of `site` (None or the exception raised), unless a site
+        not removed has its first name now."""
+        successor = self.inventory.sites.site_by_name(site.name)
+        if successor is not None:
+            log.info("site %s: its directory is site %s's now", site.id, successor.id)
+            return [None] * len(self.deployers)
+        return await asyncio.gather(
+            *(d.remove(site) for d in self.deployers), return_exceptions=True
+        )
+
     async def _remove(self, site: Site) -> None:
         # A removed site's names are free at once: a site added since with the same first
         # name owns the edges' directory now, and deploying it replaces these files.
-        results: Sequence[object] = [None] * len(self.deployers)
-        successor = self.inventory.sites.site_by_name(site.name)
-        if successor is None:
-            results = await asyncio.gather(
-                *(d.remove(site) for d in self.deployers), return_exceptions=True
-            )
-        else:
-            log.info("site %s: its directory is site %s's now", site.id, successor.id)
+        results = await self._remove_from_edges(site)
         outcomes = [
             (d.name, 0, None if not isinstance(r, BaseException) else str(r))
             for d, r in zip(self.deployers, results, strict=True)
@@ -790,10 +796,11 @@ class Worker:
         outcome: Outcome,
         edges: EdgeReport,
         checked: int | None = None,
-    ) -> Alert | None:
-        """Record the outcome and release the lease, in one statement; the alert to
-        raise if the site has just entered the failing state. `checked` is the next
-        renewal-information check if this turn stored it."""
+    ) -> tuple[Alert | None, bool]:
+        """Record the outcome and release the lease, in one statement: the alert to
+        raise if the site has just entered the failing state, and whether this worker
+        still held the site. `checked` is the next renewal-information check if this
+        turn stored it."""
         now, policy = self.now(), self.config.policy
         not_after = None if current is None else current.not_after
         failure, count = outcome.problem, site.failure_count
@@ -823,8 +830,23 @@ class Worker:
             site.id, self.owner, when, now, change, options, edges.outcomes
         )
         if failure is not None and recorded and count == policy.failing_after:
-            return Alert(site.id, site.names, count, failure)
-        return None
+            return Alert(site.id, site.names, count, failure), recorded
+        return None, recorded
+
+    async def _lost(self, site: Site) -> None:
+        """The lease ended while this turn went on (an edge slower than the lease), and
+        another worker may have removed the site from the edges meanwhile: what this
+        turn deployed then must go too, or the removed site's key stays on the edges
+        for ever. Removing again is harmless; a site added since under the same name
+        keeps its files (`_remove_from_edges`)."""
+        now = self.inventory.sites.site(site.id)
+        if now is None or now.desired != DesiredState.REMOVED:
+            return
+        log.warning("site %s: removed while this worker deployed it; removed again", site.id)
+        results = await self._remove_from_edges(now)
+        for deployer, result in zip(self.deployers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("site %s: edge %s: %s", site.id, deployer.name, result)
 
     def _deferred(
         self, site: Site, has_certificate: bool, edges: EdgeReport, why: str | None
