@@ -107,3 +107,24 @@ async def test_a_removal_after_the_lease_ended_is_not_undone_by_the_holder(
     assert await one == 1
     assert edge.files == {}  # the late deployment is taken back
     inventory.close()
+
+
+async def test_an_older_version_landing_after_the_lease_ended_is_replaced(
+    tmp_path: Path,
+) -> None:
+    """An edge slower than the lease: another worker renews the site (renew now) and
+    deploys the new version before the first one's older deployment lands over it."""
+    inventory, clock, issuer, edge, site_id, one = await _held_in_deployment(tmp_path)
+    clock.advance(timedelta(minutes=16))  # past the lease (15 minutes)
+    assert inventory.sites.force_renewal(site_id, to_us(clock.now()))
+    two = Worker(inventory, issuer, [edge], clock, WorkerConfig(owner="two"))
+    assert await two.run_once() == 1
+    site = inventory.sites.site(site_id)
+    assert site is not None and site.current_version == 3
+    edge.go.set()
+    assert await one == 1  # lands version 2 over version 3
+    await two.run_once()
+    current = inventory.sites.current(site)
+    assert current is not None
+    assert edge.files[site.name][0] == current.fullchain_pem.encode()
+    inventory.close()

@@ -369,7 +369,7 @@ class Worker:
             await self._keep_backup(site, current)
         alert, recorded = self._finish(site, current, outcome, edges, checked)
         if not recorded:
-            await self._lost(site)
+            await self._lost(site, current)
         if alert is not None:
             await self._raise_alert(alert)
 
@@ -833,14 +833,23 @@ class Worker:
             return Alert(site.id, site.names, count, failure), recorded
         return None, recorded
 
-    async def _lost(self, site: Site) -> None:
+    async def _lost(self, site: Site, deployed: CertVersion | None) -> None:
         """The lease ended while this turn went on (an edge slower than the lease), and
         another worker may have removed the site from the edges meanwhile: what this
         turn deployed then must go too, or the removed site's key stays on the edges
         for ever. Removing again is harmless; a site added since under the same name
-        keeps its files (`_remove_from_edges`)."""
+        keeps its files (`_remove_from_edges`). Or it may have deployed a newer version
+        (renew now: a key to replace), which this turn's `deployed` overwrote: every
+        edge gets the current version again, from the next turn, due at once."""
         now = self.inventory.sites.site(site.id)
-        if now is None or now.desired != DesiredState.REMOVED:
+        if now is None:
+            return
+        if now.desired != DesiredState.REMOVED:
+            if deployed is not None and deployed.version != now.current_version:
+                log.warning(
+                    "site %s: version %d deployed late; redeployed", site.id, deployed.version
+                )
+                self.inventory.sites.redeploy(site.id, self.now())
             return
         log.warning("site %s: removed while this worker deployed it; removed again", site.id)
         results = await self._remove_from_edges(now)

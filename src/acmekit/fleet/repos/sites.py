@@ -720,6 +720,20 @@ class SiteRepository(Repository):
             )
         return bool(res.rowcount == 1)
 
+    def redeploy(self, site_id: str, now: int) -> None:
+        """Every edge is to get the current version again (what it has is not known),
+        from a turn due now: at once, or, if a worker holds the site, at its release
+        (`release` reads an earlier `next_action_at` as asked for)."""
+        with self._tx() as c:
+            c.execute(
+                deployments.update().where(deployments.c.site_id == site_id).values(version=0)
+            )
+            c.execute(
+                sites.update()
+                .where(sites.c.id == site_id, sites.c.desired == str(DesiredState.ACTIVE))
+                .values(next_action_at=now)
+            )
+
     def backup(self, site_id: str) -> BackupCert | None:
         with self._tx() as c:
             row = c.execute(sa.select(backups).where(backups.c.site_id == site_id)).first()
