@@ -285,10 +285,19 @@ class Worker:
             while True:
                 if more and len(held) <= slots and len(held) < batch:
                     want = batch - len(held)
-                    leased = self.inventory.sites.lease_due(
-                        self.owner, self.now(), self.config.lease, want
-                    )
-                    more = len(leased) == want
+                    try:
+                        leased = self.inventory.sites.lease_due(
+                            self.owner, self.now(), self.config.lease, want
+                        )
+                    except Exception:
+                        if not held:
+                            raise  # `run` logs it, and sleeps
+                        # The turns under way (orders, deployments) are finished, not
+                        # cancelled: the pass ends after them.
+                        log.exception("leasing failed; the sites held are finished first")
+                        leased, more = [], False
+                    else:
+                        more = len(leased) == want
                     handled += len(leased)
                     held.update(asyncio.create_task(self._guarded(s)) for s in leased)
                 if not held:
