@@ -5,8 +5,9 @@ the inventory's admission lock again, for as long as a refused name is remembere
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,27 @@ async def test_names_past_the_limit_per_minute_cost_nothing_more(
     assert on_demand.verdicts[Verdict.RATE_LIMIT] == 38
     assert asked == names[:3]
     assert transactions == 3
+
+
+async def test_a_name_refused_for_the_limit_per_minute_is_not_refused_for_longer(
+    tmp_path: Path,
+) -> None:
+    """The fleet's limit per minute pauses every name for `rate_pause`: a real name that
+    came in a flood is looked at again after that pause, not after `refusal_ttl`."""
+    clock = FakeClock(START)
+    inventory = Inventory.from_url(f"sqlite:///{tmp_path / 'fleet.db'}")
+    policy = OnDemandPolicy(
+        patterns=("*.one.test", "*.two.test"), per_minute=1, rate_pause=0.05, refusal_ttl=3600.0
+    )
+    on_demand = OnDemand(inventory, policy, lambda: to_us(clock.now()))
+    try:
+        assert await on_demand.decide("shop.one.test") == Verdict.ADDED
+        assert await on_demand.decide("shop.two.test") == Verdict.RATE_LIMIT
+        clock.advance(timedelta(minutes=2))  # room again under the limit per minute
+        await asyncio.sleep(0.1)  # past the pause (monotonic time, as the memory keeps)
+        on_demand.seen("shop.two.test")
+        await on_demand.settle()
+        assert on_demand.verdicts[Verdict.ADDED] == 2
+    finally:
+        await on_demand.close()
+        inventory.close()

@@ -18,6 +18,7 @@ dns-01 when it does (acme.py), and wildcard sites need it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -86,6 +87,37 @@ def delegation_target(name: str, zone: str) -> str:
         digest = hashlib.sha256(base.encode()).hexdigest()[:16]
         label = f"{label[: MAX_LABEL - len(digest) - 1]}-{digest}"
     return absolute(f"{label}.{zone}")
+
+
+MAX_TWIN_SEPARATORS = 10  # beyond, `delegation_twins` gives up (2**10 names to look up)
+
+
+def delegation_twins(name: str) -> list[str] | None:
+    """The other names, each also as a wildcard, whose `delegation_target` is NAME's:
+    the label writes dots as dashes, so `my-shop.example.com` and `my.shop-example.com`
+    share one, and a customer holding one could make the other's dns-01 fail (and read
+    its TXT records). None when NAME has too many dots and dashes to list them all.
+    A name too long for one label has a digest of itself in its target: no twin."""
+    base = name.lower().rstrip(".").removeprefix("*.")
+    if len(base) > MAX_LABEL:
+        return []
+    seps = [i for i, ch in enumerate(base) if ch in ".-"]
+    if len(seps) > MAX_TWIN_SEPARATORS:
+        return None
+    twins: list[str] = []
+    for choice in itertools.product(".-", repeat=len(seps)):
+        chars = list(base)
+        for i, ch in zip(seps, choice, strict=True):
+            chars[i] = ch
+        twin = "".join(chars)
+        labels = twin.split(".")
+        # Only DNS names (RFC 1035 §2.3.1): no empty label, none starting or ending in "-".
+        if twin == base or len(labels) < 2:
+            continue
+        if any(not x or x.startswith("-") or x.endswith("-") for x in labels):
+            continue
+        twins.extend((twin, f"*.{twin}"))
+    return twins
 
 
 def account_delegation_target(name: str, zone: str, account_url: str) -> str:

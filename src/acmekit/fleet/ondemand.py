@@ -181,7 +181,10 @@ class OnDemand:
                 self.added()
         else:
             log.info("on-demand site for %s not added: %s", name, verdict)
-            self._refused.add(name, self.policy.refusal_ttl)
+            # The limit per minute says nothing of the name: it is looked at again
+            # after the fleet-wide pause, as every other name is.
+            rate = verdict == Verdict.RATE_LIMIT
+            self._refused.add(name, self.policy.rate_pause if rate else self.policy.refusal_ttl)
         return verdict
 
     async def _verdict(self, name: str) -> Verdict:

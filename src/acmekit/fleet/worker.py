@@ -285,10 +285,19 @@ class Worker:
             while True:
                 if more and len(held) <= slots and len(held) < batch:
                     want = batch - len(held)
-                    leased = self.inventory.sites.lease_due(
-                        self.owner, self.now(), self.config.lease, want
-                    )
-                    more = len(leased) == want
+                    try:
+                        leased = self.inventory.sites.lease_due(
+                            self.owner, self.now(), self.config.lease, want
+                        )
+                    except Exception:
+                        if not held:
+                            raise  # `run` logs it, and sleeps
+                        # The turns under way (orders, deployments) are finished, not
+                        # cancelled: the pass ends after them.
+                        log.exception("leasing failed; the sites held are finished first")
+                        leased, more = [], False
+                    else:
+                        more = len(leased) == want
                     handled += len(leased)
                     held.update(asyncio.create_task(self._guarded(s)) for s in leased)
                 if not held:
@@ -325,8 +334,12 @@ class Worker:
                 await self.handle(site)
             except Exception:
                 log.exception("site %s: unexpected failure", site.id)
-                self.inventory.sites.release(
-                    site.id, self.owner, self.now() + planner.MINUTE, self.now()
+                # A minute whatever the API asked meanwhile: `release` makes a removed
+                # site due at once, and one whose removal always fails would be taken
+                # pass after pass, with no idle sleep between (a traceback each time).
+                now = self.now()
+                self.inventory.sites.defer(
+                    site.id, self.owner, now + planner.MINUTE, site.failure_count
                 )
 
     async def handle(self, site: Site) -> None:
@@ -363,7 +376,9 @@ class Worker:
             self._record(site, edges)
             edges = replace(edges, outcomes=())
             await self._keep_backup(site, current)
-        alert = self._finish(site, current, outcome, edges, checked)
+        alert, recorded = self._finish(site, current, outcome, edges, checked)
+        if not recorded:
+            await self._lost(site, current)
         if alert is not None:
             await self._raise_alert(alert)
 
@@ -431,8 +446,12 @@ class Worker:
                 return self.inventory.sites.site(site.id) or site, False, None
             return (site if fresh else replace(site, renew_at=now)), True, next_check
         renew_at = self._renew_at(site.id, current.not_before, current.not_after, window)
-        change = SiteChange(renew_at=renew_at) if renew_at != site.renew_at else SiteChange()
-        self.inventory.sites.update_leased(site.id, self.owner, change, check)
+        if renew_at == site.renew_at:
+            self.inventory.sites.update_options_leased(site.id, self.owner, check)
+        else:
+            # Not over a "renew now" the API set while this worker held the site: its
+            # release makes the site due again, and the next turn renews it.
+            self.inventory.sites.replan_leased(site.id, self.owner, site.renew_at, renew_at, check)
         site = replace(site, renew_at=renew_at)
         return site, planner.is_due(now, site.renew_at), next_check
 
@@ -748,17 +767,21 @@ class Worker:
         missing = sum(1 for _, _, error in outcomes if error is not None)
         return EdgeReport(worst, missing, tuple(outcomes))
 
+    async def _remove_from_edges(self, site: Site) -> Sequence[object]:
+        """Each edge's removal of `site` (None or the exception raised), unless a site
+        not removed has its first name now."""
+        successor = self.inventory.sites.site_by_name(site.name)
+        if successor is not None:
+            log.info("site %s: its directory is site %s's now", site.id, successor.id)
+            return [None] * len(self.deployers)
+        return await asyncio.gather(
+            *(d.remove(site) for d in self.deployers), return_exceptions=True
+        )
+
     async def _remove(self, site: Site) -> None:
         # A removed site's names are free at once: a site added since with the same first
         # name owns the edges' directory now, and deploying it replaces these files.
-        results: Sequence[object] = [None] * len(self.deployers)
-        successor = self.inventory.sites.site_by_name(site.name)
-        if successor is None:
-            results = await asyncio.gather(
-                *(d.remove(site) for d in self.deployers), return_exceptions=True
-            )
-        else:
-            log.info("site %s: its directory is site %s's now", site.id, successor.id)
+        results = await self._remove_from_edges(site)
         outcomes = [
             (d.name, 0, None if not isinstance(r, BaseException) else str(r))
             for d, r in zip(self.deployers, results, strict=True)
@@ -782,10 +805,11 @@ class Worker:
         outcome: Outcome,
         edges: EdgeReport,
         checked: int | None = None,
-    ) -> Alert | None:
-        """Record the outcome and release the lease, in one statement; the alert to
-        raise if the site has just entered the failing state. `checked` is the next
-        renewal-information check if this turn stored it."""
+    ) -> tuple[Alert | None, bool]:
+        """Record the outcome and release the lease, in one statement: the alert to
+        raise if the site has just entered the failing state, and whether this worker
+        still held the site. `checked` is the next renewal-information check if this
+        turn stored it."""
         now, policy = self.now(), self.config.policy
         not_after = None if current is None else current.not_after
         failure, count = outcome.problem, site.failure_count
@@ -815,8 +839,32 @@ class Worker:
             site.id, self.owner, when, now, change, options, edges.outcomes
         )
         if failure is not None and recorded and count == policy.failing_after:
-            return Alert(site.id, site.names, count, failure)
-        return None
+            return Alert(site.id, site.names, count, failure), recorded
+        return None, recorded
+
+    async def _lost(self, site: Site, deployed: CertVersion | None) -> None:
+        """The lease ended while this turn went on (an edge slower than the lease), and
+        another worker may have removed the site from the edges meanwhile: what this
+        turn deployed then must go too, or the removed site's key stays on the edges
+        for ever. Removing again is harmless; a site added since under the same name
+        keeps its files (`_remove_from_edges`). Or it may have deployed a newer version
+        (renew now: a key to replace), which this turn's `deployed` overwrote: every
+        edge gets the current version again, from the next turn, due at once."""
+        now = self.inventory.sites.site(site.id)
+        if now is None:
+            return
+        if now.desired != DesiredState.REMOVED:
+            if deployed is not None and deployed.version != now.current_version:
+                log.warning(
+                    "site %s: version %d deployed late; redeployed", site.id, deployed.version
+                )
+                self.inventory.sites.redeploy(site.id, self.now())
+            return
+        log.warning("site %s: removed while this worker deployed it; removed again", site.id)
+        results = await self._remove_from_edges(now)
+        for deployer, result in zip(self.deployers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("site %s: edge %s: %s", site.id, deployer.name, result)
 
     def _deferred(
         self, site: Site, has_certificate: bool, edges: EdgeReport, why: str | None

@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from acmekit.fleet.delegation import MAX_LABEL, delegation_twins
 from acmekit.fleet.model import name_key
 from acmekit.fleet.repos.base import Repository
 from acmekit.fleet.schema import site_names
@@ -45,6 +46,36 @@ def holders(c: Connection, keys: Collection[str]) -> dict[str, str]:
         )
         found.update({str(n): str(s) for n, s in c.execute(query)})
     return found
+
+
+def twin_holders(c: Connection, keys: Collection[str]) -> dict[str, str]:
+    """Name key -> the site holding it, for the taken names that share a dns-01
+    delegation target with one of `keys` (`delegation_twins`) and are none of them."""
+    listed: list[str] = []
+    found: dict[str, str] = {}
+    for key in keys:
+        twins = delegation_twins(key)
+        if twins is None:
+            found.update(_twins_scanned(c, key))
+        else:
+            listed.extend(twins)
+    found.update(holders(c, listed))
+    return {k: v for k, v in found.items() if k not in keys}
+
+
+def _twins_scanned(c: Connection, key: str) -> dict[str, str]:
+    """`twin_holders` of a name with too many dots and dashes to list its twins: a scan
+    of every name (rare: more than ten in one label's length)."""
+    base = key.removeprefix("*.")
+    label = base.replace(".", "-")
+    if len(label) > MAX_LABEL:
+        return {}
+    written = sa.func.replace(site_names.c.name, ".", "-")
+    query = sa.select(site_names.c.name, site_names.c.site_id).where(
+        written.in_([label, f"*-{label}"]),
+        site_names.c.name.not_in([base, f"*.{base}"]),
+    )
+    return {str(n): str(s) for n, s in c.execute(query)}
 
 
 def claim(c: Connection, rows: Sequence[dict[str, str]]) -> None:

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from acmekit.fleet.delegation import MAX_LABEL
 from acmekit.fleet.model import (
     Added,
     BackupCert,
@@ -128,12 +129,53 @@ def _new_row(names: Sequence[str], method: ChallengeMethod, now: int) -> dict[st
     }
 
 
+def _delegated(names: Sequence[str], method: ChallengeMethod) -> bool:
+    """Whether a site of `names` added with `method` is validated through a CNAME to
+    a target `delegation_target` names (dns-01, wildcards, dns-account-01)."""
+    wildcard = any(name.startswith("*.") for name in names)
+    delegating = (ChallengeMethod.DNS_01, ChallengeMethod.DNS_ACCOUNT_01)
+    return method in delegating or (wildcard and method != ChallengeMethod.DNS_PERSIST_01)
+
+
+def _label(key: str) -> str | None:
+    """The label of `delegation_target` for a name key; None past a label's length,
+    where the target holds a digest of the name and no two names share one."""
+    label = key.removeprefix("*.").replace(".", "-")
+    return label if len(label) <= MAX_LABEL else None
+
+
+def _twin(
+    line_keys: Sequence[str], by_label: dict[str, list[tuple[str, str]]]
+) -> tuple[str, str] | None:
+    """A name held (by a site, or an earlier line of the batch) that shares its
+    delegation target with one of `line_keys` but is another name, and its holder.
+    A newcomer whose target is another customer's could make that customer's dns-01
+    fail, so it is refused: existing targets never change."""
+    for key in line_keys:
+        label, base = _label(key), key.removeprefix("*.")
+        for twin, holder in by_label.get(label, []) if label is not None else []:
+            if twin.removeprefix("*.") != base:
+                return twin, holder
+    return None
+
+
+def _learn(by_label: dict[str, list[tuple[str, str]]], key: str, holder: str) -> None:
+    label = _label(key)
+    if label is not None:
+        by_label.setdefault(label, []).append((key, holder))
+
+
 def _add_batch(
     c: Connection, batch: Sequence[Sequence[str]], method: ChallengeMethod, now: int
 ) -> Added:
     """Insert the lines of `batch` whose names are all free (one statement per table)."""
     keys = [name_index.keys(names) for names in batch]
     held = name_index.holders(c, {k for line in keys for k in line})
+    delegated = [_delegated(names, method) for names in batch]
+    wanted = {k for line, d in zip(keys, delegated, strict=True) if d for k in line}
+    by_label: dict[str, list[tuple[str, str]]] = {}
+    for other, holder in (name_index.twin_holders(c, wanted) if wanted else {}).items():
+        _learn(by_label, other, holder)
     rows: list[dict[str, Any]] = []
     name_rows: list[dict[str, str]] = []
     conflicts: list[NameConflict] = []
@@ -142,10 +184,15 @@ def _add_batch(
         if taken is not None:
             conflicts.append(NameConflict(line, taken, held[taken]))
             continue
+        twin = _twin(line_keys, by_label) if delegated[line] else None
+        if twin is not None:
+            conflicts.append(NameConflict(line, *twin))
+            continue
         row = _new_row(names, method, now)
         rows.append(row)
         for key in line_keys:
             held[key] = row["id"]
+            _learn(by_label, key, row["id"])
             name_rows.append({"name": key, "site_id": row["id"]})
     if rows:
         c.execute(sites.insert(), rows)
@@ -653,6 +700,39 @@ class SiteRepository(Repository):
         """Change a site's options only while `owner` holds the site (one conditional
         UPDATE: the options are columns of the site's row)."""
         return self._update_leased(site_id, owner, changed(change))
+
+    def replan_leased(
+        self, site_id: str, owner: str, read: int | None, renew_at: int, change: OptionsChange
+    ) -> bool:
+        """Move the renewal time from `read` (the holder's) to `renew_at`, and change
+        the options, only while `owner` holds the site. A renewal time the API set
+        meanwhile ("renew now", `force_renewal`) is kept: the holder's plan was made
+        without it."""
+        unchanged = sites.c.renew_at.is_(None) if read is None else sites.c.renew_at == read
+        with self._tx() as c:
+            res = c.execute(
+                sites.update()
+                .where(sites.c.id == site_id, sites.c.lease_owner == owner)
+                .values(
+                    renew_at=sa.case((unchanged, renew_at), else_=sites.c.renew_at),
+                    **changed(change),
+                )
+            )
+        return bool(res.rowcount == 1)
+
+    def redeploy(self, site_id: str, now: int) -> None:
+        """Every edge is to get the current version again (what it has is not known),
+        from a turn due now: at once, or, if a worker holds the site, at its release
+        (`release` reads an earlier `next_action_at` as asked for)."""
+        with self._tx() as c:
+            c.execute(
+                deployments.update().where(deployments.c.site_id == site_id).values(version=0)
+            )
+            c.execute(
+                sites.update()
+                .where(sites.c.id == site_id, sites.c.desired == str(DesiredState.ACTIVE))
+                .values(next_action_at=now)
+            )
 
     def backup(self, site_id: str) -> BackupCert | None:
         with self._tx() as c:
