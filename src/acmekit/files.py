@@ -30,19 +30,7 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data` in one step; the file has `mode` from its creation."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    atomic_write_together([(path, data, mode)])
 
 
 def atomic_write_together(files: Sequence[tuple[Path, bytes, int]]) -> None:
@@ -54,13 +42,7 @@ def atomic_write_together(files: Sequence[tuple[Path, bytes, int]]) -> None:
     written: list[tuple[str, Path]] = []
     try:
         for path, data, mode in files:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            written.append((tmp, path))
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
+            written.append((_synced_temp(path, data, mode), path))
         for tmp, path in written:
             os.replace(tmp, path)
     except BaseException:
@@ -70,6 +52,24 @@ def atomic_write_together(files: Sequence[tuple[Path, bytes, int]]) -> None:
         raise
     for parent in dict.fromkeys(path.parent for _, path in written):
         fsync_dir(parent)
+
+
+def _synced_temp(path: Path, data: bytes, mode: int) -> str:
+    """A new file beside `path` holding `data`, with `mode` before any byte is written
+    (a key is never readable by others, not even for a moment), synced and closed; its
+    name. Nothing is left behind (descriptor or file) when any step fails."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
 
 
 def atomic_symlink(target: str, link: Path) -> None:
