@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import dns.resolver
 import pytest
 
+from acmekit.fleet.inventory import Inventory
 from acmekit_testkit.acme_raw import Http01Responder
+from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.resolvers import guard_subprocesses, unguard_this_process
-from acmekit_testkit.tiers import require_postgres_or_skip
+from acmekit_testkit.tiers import BACKEND_PARAMS, require_postgres_or_skip
 
 INTEROP = Path(__file__).parent / "interop"
 
@@ -50,3 +52,13 @@ async def responder() -> AsyncIterator[Http01Responder]:
     await r.start()
     yield r
     await r.stop()
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inventory]:
+    """A fleet inventory on a fresh database of each backend (a module's own fixture of
+    this name stands in for it there)."""
+    with fresh_database(request.param, tmp_path, "fleet.db") as url:
+        inv = Inventory.from_url(url)
+        yield inv
+        inv.close()

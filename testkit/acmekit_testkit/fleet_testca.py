@@ -9,6 +9,7 @@ loop, not ACME on the wire (the component tests do that against our CA).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -128,6 +129,21 @@ class MemoryEdge:
             raise OSError(f"edge {self.name} is unreachable")
         self.files.pop(site.name, None)
         self.expiry.pop(site.name, None)
+
+
+@dataclass
+class HeldEdge(MemoryEdge):
+    """An edge whose first deployment while `hold` is set waits for `go`."""
+
+    hold: bool = False
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+
+    async def deploy(self, site: Site, fullchain_pem: bytes, key_pem: bytes) -> None:
+        if self.hold and not self.waiting:
+            self.waiting += 1
+            await self.go.wait()
+        await super().deploy(site, fullchain_pem, key_pem)
 
 
 @dataclass

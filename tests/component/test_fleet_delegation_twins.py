@@ -5,26 +5,13 @@ fail, and no existing customer's target changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from acmekit.fleet.delegation import delegation_target, delegation_twins
 from acmekit.fleet.inventory import Inventory, NameTaken
 from acmekit.fleet.model import ChallengeMethod
-from acmekit_testkit.databases import fresh_database
-from acmekit_testkit.tiers import BACKEND_PARAMS
 
 ZONE = "acme.cdn.test."
-
-
-@pytest.fixture(params=BACKEND_PARAMS)
-def inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inventory]:
-    with fresh_database(request.param, tmp_path, "fleet.db") as url:
-        inv = Inventory.from_url(url)
-        yield inv
-        inv.close()
 
 
 def test_a_twin_of_a_held_name_is_refused_for_dns01(inventory: Inventory) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,20 +29,10 @@ from acmekit.fleet.model import ChallengeMethod, to_us
 from acmekit.fleet.ondemand import OnDemand, OnDemandPolicy, Verdict
 from acmekit.fleet.repos.ondemand import Admission, Limits
 from acmekit.fleet.worker import Worker, WorkerConfig
-from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer
-from acmekit_testkit.tiers import BACKEND_PARAMS
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 MINUTE = 60_000_000
-
-
-@pytest.fixture(params=BACKEND_PARAMS)
-def inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inventory]:
-    with fresh_database(request.param, tmp_path, "fleet.db") as url:
-        inv = Inventory.from_url(url)
-        yield inv
-        inv.close()
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:

@@ -7,31 +7,17 @@ deleted; a site with a certificate, a recent one and one a worker holds are kept
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import DesiredState, Site, SiteState, to_us
 from acmekit.fleet.repos.ondemand import Admission, Limits
 from acmekit.fleet.worker import Worker, WorkerConfig
-from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer
-from acmekit_testkit.tiers import BACKEND_PARAMS
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
 DAY_US = 86_400_000_000
 LIMITS = Limits(per_domain=5, domain_window=7 * DAY_US, per_minute=50)
-
-
-@pytest.fixture(params=BACKEND_PARAMS)
-def inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inventory]:
-    with fresh_database(request.param, tmp_path, "fleet.db") as url:
-        inv = Inventory.from_url(url)
-        yield inv
-        inv.close()
 
 
 def admit(inventory: Inventory, name: str, now: int) -> str:

@@ -8,7 +8,6 @@ keep files in memory, one holding a deployment until told."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,27 +15,12 @@ import pytest
 import sqlalchemy as sa
 
 from acmekit.fleet.inventory import Inventory
-from acmekit.fleet.model import ChallengeMethod, Site, to_us
+from acmekit.fleet.model import ChallengeMethod, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
-from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
+from acmekit_testkit.fleet_testca import FakeClock, HeldEdge, LocalIssuer, MemoryEdge
 from acmekit_testkit.waits import until
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-@dataclass
-class HeldEdge(MemoryEdge):
-    """An edge whose first deployment while `hold` is set waits for `go`."""
-
-    hold: bool = False
-    go: asyncio.Event = field(default_factory=asyncio.Event)
-    waiting: int = 0
-
-    async def deploy(self, site: Site, fullchain_pem: bytes, key_pem: bytes) -> None:
-        if self.hold and not self.waiting:
-            self.waiting += 1
-            await self.go.wait()
-        await super().deploy(site, fullchain_pem, key_pem)
 
 
 async def test_a_failed_lease_leaves_the_held_turns_running(

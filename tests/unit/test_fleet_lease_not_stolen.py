@@ -10,36 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from acmekit.fleet.inventory import Inventory
-from acmekit.fleet.model import ChallengeMethod, Site, SiteState, to_us
+from acmekit.fleet.model import ChallengeMethod, SiteState, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
 from acmekit_testkit.databases import fresh_database
-from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
+from acmekit_testkit.fleet_testca import FakeClock, HeldEdge, LocalIssuer, MemoryEdge
 from acmekit_testkit.tiers import BACKEND_PARAMS
 from acmekit_testkit.waits import until
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-@dataclass
-class HeldEdge(MemoryEdge):
-    """An edge whose first deployment while `hold` is set waits for `go`."""
-
-    hold: bool = False
-    go: asyncio.Event = field(default_factory=asyncio.Event)
-    waiting: int = 0
-
-    async def deploy(self, site: Site, fullchain_pem: bytes, key_pem: bytes) -> None:
-        if self.hold and not self.waiting:
-            self.waiting += 1
-            await self.go.wait()
-        await super().deploy(site, fullchain_pem, key_pem)
 
 
 @pytest.fixture(params=BACKEND_PARAMS)

@@ -8,19 +8,14 @@ keeps files in memory."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.model import ChallengeMethod, Site, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
-from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
-from acmekit_testkit.tiers import BACKEND_PARAMS
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -31,14 +26,6 @@ class BrokenRemoval(MemoryEdge):
 
     def remove(self, site: Site) -> Awaitable[None]:  # type: ignore[override]
         raise RuntimeError(f"edge {self.name}: no removal configured")
-
-
-@pytest.fixture(params=BACKEND_PARAMS)
-def inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inventory]:
-    with fresh_database(request.param, tmp_path, "fleet.db") as url:
-        inv = Inventory.from_url(url)
-        yield inv
-        inv.close()
 
 
 async def test_a_failing_removal_is_not_due_again_at_once(inventory: Inventory) -> None:

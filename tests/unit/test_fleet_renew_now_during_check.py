@@ -8,20 +8,14 @@ information that waits until told; the edge keeps files in memory."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.issuer import RenewalWindow
 from acmekit.fleet.model import ChallengeMethod, to_us
 from acmekit.fleet.worker import Worker, WorkerConfig
-from acmekit_testkit.databases import fresh_database
 from acmekit_testkit.fleet_testca import FakeClock, LocalIssuer, MemoryEdge
-from acmekit_testkit.tiers import BACKEND_PARAMS
 from acmekit_testkit.waits import until
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -42,14 +36,6 @@ class HeldWindowIssuer(LocalIssuer):
         self.asked += 1
         await self.go.wait()
         return self.window
-
-
-@pytest.fixture(params=BACKEND_PARAMS)
-def inventory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inventory]:
-    with fresh_database(request.param, tmp_path, "fleet.db") as url:
-        inv = Inventory.from_url(url)
-        yield inv
-        inv.close()
 
 
 async def test_renew_now_during_a_check_is_not_lost(inventory: Inventory) -> None:
