@@ -23,6 +23,7 @@ from acmekit.certbot.accounts import (
     server_path,
 )
 from acmekit.certbot.lineage import (
+    DEPLOY_OWED,
     CertFiles,
     LineageStore,
     atomic_symlink,
@@ -465,3 +466,18 @@ def test_a_version_is_owed_its_deploy_from_before_its_links_move(tmp_path: Path)
     store.deployed(found)  # the creating run deployed version 1
     repaired, moved = store.recover(found)
     assert moved and store.deploy_owed(repaired)
+
+
+def test_a_marker_that_cannot_be_removed_is_warned_of_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory at the marker's path: `deployed` does not fail the lineage (and the
+    run with it) at every run; the version stays owed, deployed once more next time."""
+    store = LineageStore(tmp_path)
+    lineage = store.create("a.test", _files("a.test"), PARAMS, "0.1.0")
+    store.deployed(lineage)
+    (lineage.archive_dir / DEPLOY_OWED).mkdir()
+    (lineage.archive_dir / DEPLOY_OWED / "x").write_text("")
+    store.deployed(lineage)
+    assert "cannot be removed" in caplog.text
+    assert store.deploy_owed(lineage)

@@ -340,10 +340,21 @@ class LineageStore:
         return (lineage.archive_dir / DEPLOY_OWED).exists()
 
     def deployed(self, lineage: Lineage) -> None:
-        """The live version's deploy hooks have run: nothing is owed any more."""
+        """The live version's deploy hooks have run: nothing is owed any more. A marker
+        that cannot be removed (a directory made read-only, a directory at its path) is
+        warned of, not raised: the hooks did run, and failing here would fail this
+        lineage, and every other one the run renews, at every run; the cost is that the
+        next run deploys it once more."""
+        marker = lineage.archive_dir / DEPLOY_OWED
         try:
-            (lineage.archive_dir / DEPLOY_OWED).unlink()
+            marker.unlink()
         except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning(
+                "lineage %s: %s cannot be removed (%s): the next run deploys it again",
+                lineage.name, marker, exc.strerror,
+            )  # fmt: skip
             return
         fsync_dir(lineage.archive_dir)
 
