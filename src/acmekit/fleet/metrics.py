@@ -2,13 +2,15 @@
 and the fleet-wide figures per CA that the status page shows too.
 
 Site counts by state come from the inventory when scraped (shared by every process).
-Each site's current certificate is exported with its expiry and renewal time as
-`acmekit_fleet_certificate_expiration_timestamp_seconds` and
+The `SOONEST` sites whose current certificate expires first are exported with its
+expiry and renewal time as `acmekit_fleet_certificate_expiration_timestamp_seconds` and
 `acmekit_fleet_certificate_renewal_timestamp_seconds` (the shape of cert-manager's
 `certmanager_certificate_*_timestamp_seconds`, labelled by `site` id and first `name`),
-so that the usual "expires in under N days" alert rules work unchanged; the fleet's
-sites due for renewal and failing are gauges of their own. One series per site: about
-150 bytes each in the exposition.
+so that the usual "expires in under N days" alert rules still fire for the worst sites;
+the rest of the fleet is counted per CA by the database (`acmekit_fleet_certificates`,
+`..._expiring{within}`, the earliest expiry), so a scrape's size and its statements do
+not grow with the number of sites. The fleet's sites due for renewal and failing are
+gauges of their own.
 Issuance outcomes and latency come twice: as this process's own counters and histogram
 (`acmekit_fleet_issuances_total`, `acmekit_fleet_issuance_seconds`; Prometheus adds
 up the processes), and as gauges over the last `STATS_WINDOW` from the inventory's
@@ -139,28 +141,48 @@ class SiteCertificate:
     renew_at: int | None
 
 
+SOONEST = 100  # sites with series of their own: those whose certificate expires first
+EXPIRY_HORIZONS = ((DAY, "1d"), (7 * DAY, "7d"), (30 * DAY, "30d"))
+
+
+@dataclass(frozen=True)
+class CaCertificates:
+    """Kept sites' current certificates from one CA: how many, the earliest notAfter
+    (microseconds), and how many expire within each of `EXPIRY_HORIZONS` (or have)."""
+
+    ca: str
+    count: int
+    earliest: int
+    expiring: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class FleetFigures:
-    """The inventory's figures per site and overall, read when scraped."""
+    """The inventory's figures, read when scraped: `certificates` are the `SOONEST`
+    sites' only, `by_ca` counts them all."""
 
     certificates: Sequence[SiteCertificate] = ()
     renewal_due: int = 0
     failing: int = 0
+    by_ca: Sequence[CaCertificates] = ()
 
 
 def certificate_gauges(figures: FleetFigures) -> list[str]:
-    """Per-site expiry and renewal times, and the fleet's due and failing counts."""
+    """The soonest-expiring sites' expiry and renewal times, the certificates per CA,
+    and the fleet's due and failing counts."""
     expiry = "acmekit_fleet_certificate_expiration_timestamp_seconds"
     renewal = "acmekit_fleet_certificate_renewal_timestamp_seconds"
     lines = [
-        f"# HELP {expiry} The notAfter of each site's current certificate (Unix seconds).",
+        f"# HELP {expiry} The notAfter of the current certificate of the {SOONEST} sites "
+        "whose certificate expires first (Unix seconds).",
         f"# TYPE {expiry} gauge",
     ]
     for c in figures.certificates:
         labels = f'site="{_esc(c.site_id)}",name="{_esc(c.name)}"'
         lines.append(f"{expiry}{{{labels}}} {c.not_after // 1_000_000}")
     lines += [
-        f"# HELP {renewal} When each site's current certificate is due for renewal.",
+        f"# HELP {renewal} When the current certificate of the {SOONEST} sites whose "
+        "certificate expires first is due for renewal.",
         f"# TYPE {renewal} gauge",
     ]
     for c in figures.certificates:
@@ -169,12 +191,36 @@ def certificate_gauges(figures: FleetFigures) -> list[str]:
             lines.append(f"{renewal}{{{labels}}} {c.renew_at // 1_000_000}")
     return [
         *lines,
+        *per_ca_certificate_gauges(figures.by_ca),
         "# HELP acmekit_fleet_sites_renewal_due Sites whose certificate is due for renewal.",
         "# TYPE acmekit_fleet_sites_renewal_due gauge",
         f"acmekit_fleet_sites_renewal_due {figures.renewal_due}",
         "# HELP acmekit_fleet_sites_failing Sites failing (issuance or deployment).",
         "# TYPE acmekit_fleet_sites_failing gauge",
         f"acmekit_fleet_sites_failing {figures.failing}",
+    ]
+
+
+def per_ca_certificate_gauges(by_ca: Sequence[CaCertificates]) -> list[str]:
+    """Kept sites' current certificates per CA: one series per CA and horizon."""
+    name = "acmekit_fleet_certificates"
+    earliest = "acmekit_fleet_certificate_expiration_earliest_timestamp_seconds"
+    lines = [
+        f"# HELP {name} Kept sites' current certificates, by issuing CA.",
+        f"# TYPE {name} gauge",
+        *(f'{name}{{ca="{_esc(c.ca)}"}} {c.count}' for c in by_ca),
+        f"# HELP {name}_expiring Of those, the ones whose notAfter is within the horizon "
+        "(or past).",
+        f"# TYPE {name}_expiring gauge",
+    ]
+    for c in by_ca:
+        for (_, label), n in zip(EXPIRY_HORIZONS, c.expiring, strict=True):
+            lines.append(f'{name}_expiring{{ca="{_esc(c.ca)}",within="{label}"}} {n}')
+    return [
+        *lines,
+        f"# HELP {earliest} The earliest notAfter of those, by CA (Unix seconds).",
+        f"# TYPE {earliest} gauge",
+        *(f'{earliest}{{ca="{_esc(c.ca)}"}} {c.earliest // 1_000_000}' for c in by_ca),
     ]
 
 

@@ -239,13 +239,14 @@ class OnDemand:
 def metrics_lines(
     count: int, site_ids: Sequence[tuple[str, str]], on_demand: OnDemand | None
 ) -> list[str]:
-    """The on-demand part of /metrics: the sites (count, and one info series each, by
-    id and first name) and this process's verdicts."""
+    """The on-demand part of /metrics: the sites (count, and an info series, by id and
+    first name, for `site_ids`: the ones made last, a bounded number, so that names seen
+    at edges do not grow the scrape) and this process's verdicts."""
     lines = [
         "# HELP acmekit_fleet_on_demand_sites Sites made on demand from a name seen at an edge.",
         "# TYPE acmekit_fleet_on_demand_sites gauge",
         f"acmekit_fleet_on_demand_sites {count}",
-        "# HELP acmekit_fleet_on_demand_site_info A site made on demand.",
+        "# HELP acmekit_fleet_on_demand_site_info A site made on demand (those made last).",
         "# TYPE acmekit_fleet_on_demand_site_info gauge",
         *(f'acmekit_fleet_on_demand_site_info{{site="{_esc(i)}",name="{_esc(n)}"}} 1'
           for i, n in site_ids),

@@ -130,14 +130,21 @@ class OnDemandRepository(Repository):
                 for r in c.execute(query)
             ]
 
-    def kept(self) -> list[tuple[str, str]]:
-        """(site id, the name it was made for) of every on-demand site kept, by id."""
+    def kept(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """(site id, the name it was made for) of every on-demand site kept, by id; with
+        `limit`, of that many made last, newest first."""
         query = (
             sa.select(on_demand.c.site_id, on_demand.c.name)
             .select_from(on_demand.join(sites, sites.c.id == on_demand.c.site_id))
             .where(sites.c.desired == str(DesiredState.ACTIVE))
             .order_by(on_demand.c.site_id)
         )
+        if limit is not None:
+            query = (
+                query.order_by(None)
+                .order_by(on_demand.c.created.desc(), on_demand.c.site_id)
+                .limit(limit)
+            )
         with self._tx() as c:
             return [(str(i), str(n)) for i, n in c.execute(query)]
 

@@ -448,6 +448,52 @@ class SiteRepository(Repository):
         with self._tx() as c:
             return [(r.id, r.primary_name, int(r.not_after), r.renew_at) for r in c.execute(query)]
 
+    def soonest_expiring(self, limit: int) -> list[tuple[str, str, int, int | None]]:
+        """`certificate_times` of the `limit` kept sites whose current certificate
+        expires first (then by id): one statement, however many sites there are."""
+        current = sa.and_(
+            certificates.c.site_id == sites.c.id,
+            certificates.c.version == sites.c.current_version,
+        )
+        query = (
+            sa.select(sites.c.id, sites.c.primary_name, certificates.c.not_after, sites.c.renew_at)
+            .select_from(sites.join(certificates, current))
+            .where(sites.c.desired == str(DesiredState.ACTIVE))
+            .order_by(certificates.c.not_after, sites.c.id)
+            .limit(limit)
+        )
+        with self._tx() as c:
+            return [(r.id, r.primary_name, int(r.not_after), r.renew_at) for r in c.execute(query)]
+
+    def certificates_by_ca(
+        self, now: int, horizons: Sequence[int]
+    ) -> list[tuple[str, int, int, tuple[int, ...]]]:
+        """Per CA, in name order, over kept sites' current certificates: (CA, how many,
+        the earliest notAfter, how many expire by `now + h` for each of `horizons`),
+        counted by the database in one statement."""
+        current = sa.and_(
+            certificates.c.site_id == sites.c.id,
+            certificates.c.version == sites.c.current_version,
+        )
+        within = [
+            sa.func.sum(sa.case((certificates.c.not_after <= now + h, 1), else_=0))
+            for h in horizons
+        ]
+        query = (
+            sa.select(
+                certificates.c.ca, sa.func.count(), sa.func.min(certificates.c.not_after), *within
+            )
+            .select_from(sites.join(certificates, current))
+            .where(sites.c.desired == str(DesiredState.ACTIVE))
+            .group_by(certificates.c.ca)
+            .order_by(certificates.c.ca)
+        )
+        with self._tx() as c:
+            return [
+                (str(r[0]), int(r[1]), int(r[2]), tuple(int(n or 0) for n in r[3:]))
+                for r in c.execute(query)
+            ]
+
     def current_chains(self) -> list[tuple[str, str, str, str]]:
         """(id, first name, serial, fullchain PEM) of every site kept (not removed) that
         has a certificate, in id order: what CT compliance is judged on."""
