@@ -21,7 +21,7 @@ from acmekit.fleet.inventory import Inventory
 from acmekit.fleet.metrics import SOONEST, FleetMetrics
 from acmekit.fleet.model import ChallengeMethod, SiteState
 from acmekit.fleet.planner import DAY, HOUR
-from acmekit.fleet.schema import certificates, on_demand, sites
+from acmekit.fleet.schema import certificates, deployments, on_demand, sites
 from acmekit_testkit.sqlcount import SqlCount, counting
 
 NOW = 1_750_000_000 * 1_000_000  # microseconds
@@ -147,3 +147,32 @@ async def test_the_database_work_runs_off_the_event_loop(
     finally:
         sa.event.remove(inventory.engine, "before_cursor_execute", seen)
     assert threads and threading.get_ident() not in threads
+
+
+async def test_a_page_of_domains_takes_as_many_statements_for_1000_sites_as_for_10(
+    counted: tuple[Inventory, SqlCount], url: str
+) -> None:
+    inventory, count = counted
+    _grow(inventory, 0, 1000)
+    with inventory.engine.begin() as c:  # a deployment and a backup per site, too
+        c.execute(
+            deployments.insert(),
+            [{"site_id": s.id, "edge": "e", "version": 1, "updated": NOW, "failure_count": 0}
+             for s in inventory.sites.page(limit=1000)],
+        )  # fmt: skip
+    statements = {}
+    async with aiohttp.ClientSession() as http:
+        await http.get(f"{url}/domains?limit=10")  # the pool's connections made
+        for n in (10, 1000):
+            mark = count.mark()
+            found = await (await http.get(f"{url}/domains?limit={n}")).json()
+            statements[n] = count.since(mark)[0]
+            assert len(found["domains"]) == n
+    assert statements[10] == statements[1000] <= 8, statements
+    first = found["domains"][0]
+    assert first["certificate"]["not_after"] is not None and first["certificate"]["ca"] in (
+        "le",
+        "zs",
+    )
+    assert first["deployments"]["e"]["version"] == 1 and first["deployments"]["e"]["error"] is None
+    assert first["backup"] is None and first["options"]["backup"] is False

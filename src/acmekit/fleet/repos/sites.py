@@ -365,6 +365,16 @@ def _set_options(c: Connection, site_id: str, change: OptionsChange) -> None:
     c.execute(sites.update().where(sites.c.id == site_id).values(**changed(change)))
 
 
+@dataclass(frozen=True)
+class SiteDetails:
+    """A site's current and backup certificates, options and deployments by edge."""
+
+    current: CertVersion | None
+    backup: BackupCert | None
+    options: SiteOptions
+    deployments: dict[str, Deployment]
+
+
 class SiteRepository(Repository):
     """Sites, certificate versions, deployments."""
 
@@ -694,6 +704,46 @@ class SiteRepository(Repository):
         with self._tx() as c:
             row = c.execute(query).first()
         return None if row is None else _version(row)
+
+    def details(self, page: Sequence[Site]) -> dict[str, SiteDetails]:
+        """What the API shows of each site in `page` beyond its row, by site id: four
+        statements in one transaction, however long the page (`GET /domains`)."""
+        ids = [s.id for s in page]
+        if not ids:
+            return {}
+        current = sa.and_(
+            certificates.c.site_id == sites.c.id,
+            certificates.c.version == sites.c.current_version,
+        )
+        with self._tx() as c:
+            options = {
+                r.id: SiteOptions(r.id, bool(r.backup), r.order_ca, r.next_check, r.backup_retry_at)
+                for r in c.execute(
+                    sa.select(
+                        sites.c.id, sites.c.backup, sites.c.order_ca, sites.c.next_check,
+                        sites.c.backup_retry_at,
+                    ).where(sites.c.id.in_(ids))
+                )
+            }  # fmt: skip
+            certs = {
+                r.site_id: _version(r)
+                for r in c.execute(
+                    sa.select(certificates)
+                    .select_from(certificates.join(sites, current))
+                    .where(sites.c.id.in_(ids))
+                )
+            }
+            kept = {
+                r.site_id: BackupCert(**r._mapping)
+                for r in c.execute(sa.select(backups).where(backups.c.site_id.in_(ids)))
+            }
+            deployed: dict[str, dict[str, Deployment]] = {i: {} for i in ids}
+            for r in c.execute(sa.select(deployments).where(deployments.c.site_id.in_(ids))):
+                deployed[r.site_id][r.edge] = Deployment(**r._mapping)
+        return {
+            i: SiteDetails(certs.get(i), kept.get(i), options.get(i, SiteOptions(i)), deployed[i])
+            for i in ids
+        }
 
     def deployments(self, site_id: str) -> dict[str, Deployment]:
         query = sa.select(deployments).where(deployments.c.site_id == site_id)
