@@ -61,7 +61,13 @@ from acmekit.fleet.model import (
 from acmekit.fleet.ondemand import OnDemand, metrics_lines
 from acmekit.fleet.persist import records_for, templates
 from acmekit.fleet.repos.sites import OptionsChange, SiteDetails, SiteRepository
-from acmekit.fleet.status import collect, on_demand_section, render, secondaries_section
+from acmekit.fleet.status import (
+    StatusReport,
+    collect,
+    on_demand_section,
+    render,
+    secondaries_section,
+)
 from acmekit.webguard import browser_guard
 
 INVENTORY = web.AppKey("inventory", Inventory)
@@ -312,16 +318,23 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
-async def _status(request: web.Request) -> web.Response:
-    app = request.app
+def _status_parts(app: web.Application, now: int) -> tuple[StatusReport, list[tuple[str, str]]]:
+    """The status page's inventory part: bounded lists (status.py), and the CT table."""
     cas = app.get(CAS)
     inventory = app[INVENTORY]
-    report = collect(inventory, app[METRICS], app[NOW](), cas or (), zone=app.get(ZONE))
+    report = collect(inventory, app[METRICS], now, cas or (), zone=app.get(ZONE))
     extra = [on_demand_section(inventory.on_demand.count(), inventory.on_demand.recent())]
     compliance = app.get(CT)
     if compliance is not None:
         sites = compliance.sites(inventory.sites.current_chains())
         extra.append(("Certificate Transparency", ct_section(sites)))
+    return report, extra
+
+
+async def _status(request: web.Request) -> web.Response:
+    app = request.app
+    # In a thread, as /metrics: the loop also serves the http-01 responder.
+    report, extra = await asyncio.to_thread(_status_parts, app, app[NOW]())
     secondaries = app.get(SECONDARIES)
     if secondaries is not None:
         extra.append(secondaries_section(await secondaries.report()))
