@@ -178,3 +178,23 @@ async def test_a_page_of_domains_takes_as_many_statements_for_1000_sites_as_for_
     )
     assert first["deployments"]["e"]["version"] == 1 and first["deployments"]["e"]["error"] is None
     assert first["backup"] is None and first["options"]["backup"] is False
+
+
+async def test_an_inventory_in_memory_is_read_on_the_loop() -> None:
+    """In-memory SQLite is one database per thread: a thread would read an empty one."""
+    inventory = Inventory.from_url("sqlite://")
+    _grow(inventory, 0, 3)
+    app = api_app(inventory, FleetMetrics(), lambda: NOW)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            text = await (await http.get(f"{url}/metrics")).text()
+            page = await (await http.get(f"{url}/domains")).json()
+    finally:
+        await runner.cleanup()
+        inventory.close()
+    assert _samples(text, "acmekit_fleet_on_demand_sites") == {"": "3"}
+    assert len(page["domains"]) == 3
