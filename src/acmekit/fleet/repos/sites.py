@@ -442,25 +442,10 @@ class SiteRepository(Repository):
             found = {SiteState(s): int(n) for s, n in c.execute(query)}
         return {s: found.get(s, 0) for s in SiteState}
 
-    def certificate_times(self) -> list[tuple[str, str, int, int | None]]:
-        """(id, first name, current certificate's notAfter, renewal time) of every site
-        kept (not removed) that has a certificate, in id order."""
-        current = sa.and_(
-            certificates.c.site_id == sites.c.id,
-            certificates.c.version == sites.c.current_version,
-        )
-        query = (
-            sa.select(sites.c.id, sites.c.primary_name, certificates.c.not_after, sites.c.renew_at)
-            .select_from(sites.join(certificates, current))
-            .where(sites.c.desired == str(DesiredState.ACTIVE))
-            .order_by(sites.c.id)
-        )
-        with self._tx() as c:
-            return [(r.id, r.primary_name, int(r.not_after), r.renew_at) for r in c.execute(query)]
-
     def soonest_expiring(self, limit: int) -> list[tuple[str, str, int, int | None]]:
-        """`certificate_times` of the `limit` kept sites whose current certificate
-        expires first (then by id): one statement, however many sites there are."""
+        """(id, first name, current certificate's notAfter, renewal time) of the `limit`
+        kept (not removed) sites whose current certificate expires first (then by id):
+        one statement, however many sites there are."""
         current = sa.and_(
             certificates.c.site_id == sites.c.id,
             certificates.c.version == sites.c.current_version,
