@@ -146,6 +146,7 @@ class AcmeApp:
         self._persist_issuers = self.config.persist_issuers
         self._background: list[asyncio.Task[None]] = []
         self._crl_rebuilder: CrlRebuilder | None = None
+        self._settings_recorded = False  # `_record_settings` done, else housekeeping's
         # Host headers this listener answers to, and the base URL for the answer to one
         # it does not (None: any Host, as in-process tests and a set base_url need).
         self._authorities: frozenset[str] | None = None
@@ -216,14 +217,24 @@ class AcmeApp:
     def _record_settings(self) -> None:
         """For `acmekit server db purge` run without this process's TOML file, and for
         `acmekit server certs revoke`, which remakes the shard this CA serves (crl.py,
-        `record_shards`); a database down at this moment delays nothing (the commands
-        then say where their settings came from)."""
+        `record_shards`); a database down at this moment delays nothing: housekeeping
+        records them once it is back (`_record_settings_late`). Until then a command
+        would take an older record, whose shard count may not be this CA's."""
         try:
-            record_settings(self.authority.store, self.purger.settings)
-            if self.authority.crl is not None:
-                record_shards(self.authority.store, self.authority.crl.settings.shards)
+            self._write_settings()
         except UNAVAILABLE as exc:
-            log.warning("settings not recorded, the database is unavailable: %s", exc)
+            log.warning("settings not recorded yet, the database is unavailable: %s", exc)
+
+    def _write_settings(self) -> None:
+        record_settings(self.authority.store, self.purger.settings)
+        if self.authority.crl is not None:
+            record_shards(self.authority.store, self.authority.crl.settings.shards)
+        self._settings_recorded = True
+
+    async def _record_settings_late(self) -> None:
+        if not self._settings_recorded:
+            await asyncio.to_thread(self._write_settings)
+            log.info("settings recorded, the database is back")
 
     async def close(self) -> None:
         crl = self.authority.crl
@@ -255,6 +266,7 @@ class AcmeApp:
         purge = self.config.purge
         purge_at = time.monotonic()
         while True:
+            await self._housekeeping_task("settings record", self._record_settings_late)
             await self._housekeeping_task("recovery", self.recover)
             await self._housekeeping_task("nonce pruning", self._prune_nonces)
             if purge.enabled and time.monotonic() >= purge_at:
