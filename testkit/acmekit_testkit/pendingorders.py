@@ -2,7 +2,9 @@
 (`stored_account`), a pending order of one name, one authorization with an http-01
 and a dns-01 challenge, for an account that exists already, and a lone pending
 authorization (`pending_authorization`); and an account registered through the app,
-with its record (`registered`)."""
+with its record (`registered`). For the replacement claim's tests (RFC 9773 §5): an
+authorization and an order as records not yet written (`authorization_record`,
+`order_record`), and a certificate to replace (`reserved_certificate`)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from acmekit.server.authority import NewOrderReads
 from acmekit.server.records import (
     AccountRecord,
     AuthorizationRecord,
+    CertificateRecord,
     ChallengeRecord,
     OrderRecord,
 )
@@ -112,3 +115,54 @@ def new_order_read_ahead(
     reads = assembly.app.authority.new_order_reads()
     assembly.store.accounts.account(account.id, reads(jose.parse_jws(signed), account.id))
     return reads
+
+
+def authorization_record(
+    authz_id: str,
+    name: str,
+    now: datetime,
+    *,
+    wildcard: bool = False,
+    challenge: ChallengeType = ChallengeType.HTTP_01,
+) -> AuthorizationRecord:
+    """Authorization `authz_id` of account "acct" for the DNS name, pending a week from
+    `now`, with one pending challenge of that type (`{authz_id}h`); not written."""
+    ch = ChallengeRecord(
+        f"{authz_id}h", authz_id, challenge, f"t-{authz_id}", ChallengeStatus.PENDING
+    )
+    ident = Identifier(IdentifierType.DNS, name)
+    return AuthorizationRecord(
+        authz_id,
+        "acct",
+        ident,
+        wildcard,
+        AuthorizationStatus.PENDING,
+        now + timedelta(days=7),
+        (ch,),
+    )
+
+
+def order_record(
+    order_id: str, authz_ids: tuple[str, ...], now: datetime, replaces: str | None = None
+) -> OrderRecord:
+    """Order `order_id` of account "acct" for `{authz id}.example.test` of each
+    authorization, expiring a day from `now`, replacing certificate `replaces`."""
+    names = tuple(Identifier(IdentifierType.DNS, f"{a}.example.test") for a in authz_ids)
+    return OrderRecord(
+        order_id, "acct", names, authz_ids, now + timedelta(days=1), now, replaces=replaces
+    )
+
+
+def reserved_certificate(
+    store: Store,
+    cert_id: str,
+    now: datetime,
+    serial: str = "1001",
+    name: str = "reused.example.test",
+) -> None:
+    """A certificate row of account "acct" (its serial reserved) for an order to replace."""
+    names = (Identifier(IdentifierType.DNS, name),)
+    rec = CertificateRecord(
+        cert_id, serial, None, "acct", None, names, now, now + timedelta(days=90), now
+    )
+    store.certificates.reserve_serial(rec)

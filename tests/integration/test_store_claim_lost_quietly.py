@@ -16,49 +16,17 @@ from typing import Any
 import pytest
 from psycopg import pq
 
-from acmekit.protocol.messages import (
-    AuthorizationStatus,
-    ChallengeStatus,
-    ChallengeType,
-    Identifier,
-    IdentifierType,
-)
-from acmekit.server.records import (
-    AuthorizationRecord,
-    CertificateRecord,
-    ChallengeRecord,
-    OrderRecord,
-)
 from acmekit.server.store import Store
-from acmekit_testkit.pendingorders import pending_authorization, stored_account
+from acmekit_testkit.pendingorders import (
+    authorization_record,
+    order_record,
+    pending_authorization,
+    reserved_certificate,
+    stored_account,
+)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 LOSERS = 8  # past the driver's threshold: the statements then prepared, and lost alike
-
-
-def _new_authz(authz_id: str) -> AuthorizationRecord:
-    ch = ChallengeRecord(
-        f"{authz_id}h", authz_id, ChallengeType.HTTP_01, f"t-{authz_id}", ChallengeStatus.PENDING
-    )
-    ident = Identifier(IdentifierType.DNS, f"{authz_id}.example.test")
-    return AuthorizationRecord(
-        authz_id, "acct", ident, False, AuthorizationStatus.PENDING, NOW + timedelta(days=7), (ch,)
-    )
-
-
-def _order(order_id: str, authz_ids: tuple[str, ...]) -> OrderRecord:
-    names = tuple(Identifier(IdentifierType.DNS, f"{a}.example.test") for a in authz_ids)
-    return OrderRecord(
-        order_id, "acct", names, authz_ids, NOW + timedelta(days=1), NOW, replaces="cert"
-    )
-
-
-def _certificate(store: Store) -> None:
-    names = (Identifier(IdentifierType.DNS, "reused.example.test"),)
-    rec = CertificateRecord(
-        "cert", "1001", None, "acct", None, names, NOW, NOW + timedelta(days=90), NOW
-    )
-    store.certificates.reserve_serial(rec)
 
 
 def _alone(store: Store) -> bool:
@@ -109,9 +77,11 @@ class _ErrorResults:
 def test_a_lost_claim_fails_no_statement(pg_store: Store) -> None:
     store = pg_store
     stored_account(store, NOW)
-    _certificate(store)
+    reserved_certificate(store, "cert", NOW)
     reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
-    assert store.orders.add_order(_order("first", (reused,)), [], None, ("cert", None))
+    assert store.orders.add_order(
+        order_record("first", (reused,), NOW, "cert"), [], None, ("cert", None)
+    )
     _wait_alone(store)
     before = _rollbacks(store)
     db = store.db
@@ -120,9 +90,14 @@ def test_a_lost_claim_fails_no_statement(pg_store: Store) -> None:
     kept._wait = watch
     try:
         for n in range(LOSERS):
-            lost = _order(f"lost{n}", (reused, f"fresh{n}"))
+            lost = order_record(f"lost{n}", (reused, f"fresh{n}"), NOW, "cert")
             # Its new authorization and challenge, the order, the marks: none written.
-            added = store.orders.add_order(lost, [_new_authz(f"fresh{n}")], None, ("cert", None))
+            added = store.orders.add_order(
+                lost,
+                [authorization_record(f"fresh{n}", f"fresh{n}.example.test", NOW)],
+                None,
+                ("cert", None),
+            )
             assert not added
     finally:
         kept._wait = watch.real

@@ -19,22 +19,15 @@ from typing import Any
 
 import pytest
 
-from acmekit.protocol.messages import (
-    AuthorizationStatus,
-    ChallengeStatus,
-    ChallengeType,
-    Identifier,
-    IdentifierType,
-)
-from acmekit.server.records import (
-    AuthorizationRecord,
-    CertificateRecord,
-    ChallengeRecord,
-    OrderRecord,
-)
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_database
-from acmekit_testkit.pendingorders import pending_authorization, stored_account
+from acmekit_testkit.pendingorders import (
+    authorization_record,
+    order_record,
+    pending_authorization,
+    reserved_certificate,
+    stored_account,
+)
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -42,32 +35,11 @@ PROCESSES = 4
 ROUNDS = 12
 
 
-def _fresh_authz(authz_id: str) -> AuthorizationRecord:
-    ch = ChallengeRecord(
-        f"{authz_id}h", authz_id, ChallengeType.HTTP_01, f"t-{authz_id}", ChallengeStatus.PENDING
-    )
-    ident = Identifier(IdentifierType.DNS, f"{authz_id}.example.test")
-    return AuthorizationRecord(
-        authz_id, "acct", ident, False, AuthorizationStatus.PENDING, NOW + timedelta(days=7), (ch,)
-    )
-
-
-def _order(order_id: str, authz_ids: tuple[str, ...], cert: str) -> OrderRecord:
-    names = tuple(Identifier(IdentifierType.DNS, f"{a}.example.test") for a in authz_ids)
-    return OrderRecord(
-        order_id, "acct", names, authz_ids, NOW + timedelta(days=1), NOW, replaces=cert
-    )
-
-
 def _prepared(store: Store) -> None:
     """The account, a certificate per round, and per round an authorization to reuse."""
     stored_account(store, NOW)
     for r in range(ROUNDS):
-        names = (Identifier(IdentifierType.DNS, f"r{r}.example.test"),)
-        rec = CertificateRecord(
-            f"cert{r}", f"{1000 + r}", None, "acct", None, names, NOW, NOW + timedelta(days=90), NOW
-        )
-        store.certificates.reserve_serial(rec)
+        reserved_certificate(store, f"cert{r}", NOW, f"{1000 + r}", f"r{r}.example.test")
         pending_authorization(store, "acct", f"r{r}.example.test", NOW + timedelta(days=7))
         if r % 2:  # held by an order that failed: the claim is taken over from it
             with store.db.once() as c:
@@ -85,8 +57,10 @@ def _racer(url: str, index: int, barrier: Any, results: Any) -> None:
     store = Store.from_url(url)
     try:
         for r in range(ROUNDS):
-            fresh = _fresh_authz(f"f{r}p{index}")
-            order = _order(f"o{r}p{index}", (f"z-r{r}.example.test", fresh.id), f"cert{r}")
+            fresh = authorization_record(f"f{r}p{index}", f"f{r}p{index}.example.test", NOW)
+            order = order_record(
+                f"o{r}p{index}", (f"z-r{r}.example.test", fresh.id), NOW, f"cert{r}"
+            )
             barrier.wait(60)
             won = store.orders.add_order(order, [fresh], None, (f"cert{r}", _dead(r)))
             results.put((r, index, won))
@@ -160,8 +134,8 @@ def test_one_order_wins_each_claim_whole_and_losers_write_nothing(race_url: str)
 def test_a_claim_whose_connection_is_ended_mid_batch_writes_nothing(pg_store: Store) -> None:
     store = pg_store
     _prepared(store)
-    fresh = _fresh_authz("killed")
-    order = _order("o-killed", ("z-r0.example.test", fresh.id), "cert0")
+    fresh = authorization_record("killed", "killed.example.test", NOW)
+    order = order_record("o-killed", ("z-r0.example.test", fresh.id), NOW, "cert0")
     outcome: list[Any] = []
     with store.engine.connect() as locker:
         # Another transaction holds the certificate's row: the claim waits on it.
@@ -186,9 +160,12 @@ def test_a_claim_whose_connection_is_ended_mid_batch_writes_nothing(pg_store: St
     assert store.orders.order("o-killed") is None
     assert store.orders.authorization("killed") is None
     # The store claims afresh on a new connection.
-    again = _fresh_authz("again")
+    again = authorization_record("again", "again.example.test", NOW)
     assert store.orders.add_order(
-        _order("o-again", ("z-r0.example.test", again.id), "cert0"), [again], None, ("cert0", None)
+        order_record("o-again", ("z-r0.example.test", again.id), NOW, "cert0"),
+        [again],
+        None,
+        ("cert0", None),
     )
     assert store.certificates.replacement("cert0") == "o-again"
     reused = store.orders.authorization("z-r0.example.test")

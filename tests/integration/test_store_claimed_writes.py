@@ -15,40 +15,22 @@ import pytest
 from psycopg import errors
 
 from acmekit.protocol.messages import (
-    AuthorizationStatus,
-    ChallengeStatus,
     ChallengeType,
-    Identifier,
-    IdentifierType,
 )
 from acmekit.server.records import (
     AuthorizationRecord,
-    CertificateRecord,
-    ChallengeRecord,
     OrderRecord,
 )
 from acmekit.server.store import Store
-from acmekit_testkit.pendingorders import stored_account
+from acmekit_testkit.pendingorders import (
+    authorization_record,
+    reserved_certificate,
+    stored_account,
+)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 # Longer than the identifier's column (255): the column's bound is the last guard.
 LONG = ".".join(["a" * 60] * 5) + ".example.test"
-
-
-def _authz(authz_id: str, value: str, wildcard: bool = False) -> AuthorizationRecord:
-    ch = ChallengeRecord(
-        f"{authz_id}h", authz_id, ChallengeType.DNS_01, f"t-{authz_id}", ChallengeStatus.PENDING
-    )
-    ident = Identifier(IdentifierType.DNS, value)
-    return AuthorizationRecord(
-        authz_id,
-        "acct",
-        ident,
-        wildcard,
-        AuthorizationStatus.PENDING,
-        NOW + timedelta(days=7),
-        (ch,),
-    )
 
 
 def _order(order_id: str, authz: AuthorizationRecord, replaces: str | None) -> OrderRecord:
@@ -61,14 +43,6 @@ def _order(order_id: str, authz: AuthorizationRecord, replaces: str | None) -> O
         NOW,
         replaces=replaces,
     )
-
-
-def _certificate(store: Store) -> None:
-    names = (Identifier(IdentifierType.DNS, "x.example.test"),)
-    rec = CertificateRecord(
-        "cert", "1001", None, "acct", None, names, NOW, NOW + timedelta(days=90), NOW
-    )
-    store.certificates.reserve_serial(rec)
 
 
 def _rows(store: Store) -> tuple[int, int, int]:
@@ -84,11 +58,11 @@ def _rows(store: Store) -> tuple[int, int, int]:
 def test_a_value_too_long_for_its_column_is_refused_claimed_or_not(pg_store: Store) -> None:
     store = pg_store
     stored_account(store, NOW)
-    _certificate(store)
-    plain = _authz("plain", LONG)
+    reserved_certificate(store, "cert", NOW, name="x.example.test")
+    plain = authorization_record("plain", LONG, NOW, challenge=ChallengeType.DNS_01)
     with pytest.raises(errors.StringDataRightTruncation):
         store.orders.add_order(_order("o-plain", plain, None), [plain])
-    claimed = _authz("claimed", LONG)
+    claimed = authorization_record("claimed", LONG, NOW, challenge=ChallengeType.DNS_01)
     with pytest.raises(errors.StringDataRightTruncation):
         store.orders.add_order(
             _order("o-claimed", claimed, "cert"), [claimed], None, ("cert", None)
@@ -101,8 +75,10 @@ def test_a_value_too_long_for_its_column_is_refused_claimed_or_not(pg_store: Sto
 def test_a_claimed_order_reads_back_as_written(pg_store: Store) -> None:
     store = pg_store
     stored_account(store, NOW)
-    _certificate(store)
-    authz = _authz("wild", "x.example.test", wildcard=True)
+    reserved_certificate(store, "cert", NOW, name="x.example.test")
+    authz = authorization_record(
+        "wild", "x.example.test", NOW, wildcard=True, challenge=ChallengeType.DNS_01
+    )
     order = _order("o-wild", authz, "cert")
     assert store.orders.add_order(order, [authz], None, ("cert", None))
     assert store.orders.order("o-wild") == order

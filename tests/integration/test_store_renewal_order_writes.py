@@ -19,22 +19,15 @@ from typing import Any
 
 import pytest
 
-from acmekit.protocol.messages import (
-    AuthorizationStatus,
-    ChallengeStatus,
-    ChallengeType,
-    Identifier,
-    IdentifierType,
-)
-from acmekit.server.records import (
-    AuthorizationRecord,
-    CertificateRecord,
-    ChallengeRecord,
-    OrderRecord,
-)
 from acmekit.server.store import Store
 from acmekit_testkit.databases import fresh_store
-from acmekit_testkit.pendingorders import pending_authorization, stored_account
+from acmekit_testkit.pendingorders import (
+    authorization_record,
+    order_record,
+    pending_authorization,
+    reserved_certificate,
+    stored_account,
+)
 from acmekit_testkit.sqlcount import SqlCount, counting
 from acmekit_testkit.tiers import BACKEND_PARAMS
 
@@ -51,23 +44,6 @@ def counted_store(
         yield store, count
 
 
-def _new_authz(authz_id: str, name: str) -> AuthorizationRecord:
-    ch = ChallengeRecord(
-        f"{authz_id}h", authz_id, ChallengeType.HTTP_01, f"t-{authz_id}", ChallengeStatus.PENDING
-    )
-    ident = Identifier(IdentifierType.DNS, name)
-    return AuthorizationRecord(
-        authz_id, "acct", ident, False, AuthorizationStatus.PENDING, NOW + timedelta(days=7), (ch,)
-    )
-
-
-def _order(order_id: str, authz_ids: tuple[str, ...], replaces: str | None = None) -> OrderRecord:
-    names = tuple(Identifier(IdentifierType.DNS, f"{a}.example.test") for a in authz_ids)
-    return OrderRecord(
-        order_id, "acct", names, authz_ids, NOW + timedelta(days=1), NOW, replaces=replaces
-    )
-
-
 def _renewal_of(store: Store, authz_id: str) -> str | None:
     with store.db.once() as c:
         row = c.one("SELECT renewal_order_id FROM authorizations WHERE id = ?", (authz_id,))
@@ -79,9 +55,9 @@ def test_an_order_that_adds_no_authorization_is_one_write_in_autocommit(
 ) -> None:
     store, count = counted_store
     reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
-    store.orders.add_order(_order("warm", (reused,)), [])  # the connection's first uses
+    store.orders.add_order(order_record("warm", (reused,), NOW), [])  # the connection's first uses
     mark, trips = count.mark(), len(count.trips)
-    store.orders.add_order(_order("renewal", (reused,)), [])
+    store.orders.add_order(order_record("renewal", (reused,), NOW), [])
     assert count.since(mark) == (1, 0)  # the insert, no transaction of its own
     if store.remote:  # the insert alone: was BEGIN, the insert, COMMIT
         assert [t[0].split()[0] for t in count.trips[trips:]] == ["INSERT"]
@@ -94,10 +70,10 @@ def test_a_replacing_order_marks_its_authorizations_with_its_writes(
 ) -> None:
     store, count = counted_store
     reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
-    fresh = _new_authz("fresh", "fresh.example.test")
+    fresh = authorization_record("fresh", "fresh.example.test", NOW)
     trips = len(count.trips)
     mark = count.mark()
-    store.orders.add_order(_order("renewal", (reused, "fresh"), "cert"), [fresh])
+    store.orders.add_order(order_record("renewal", (reused, "fresh"), NOW, "cert"), [fresh])
     # The fresh authorization and its challenge, the order, the marks: one transaction.
     assert count.since(mark) == (4, 1)
     if store.remote:  # one round trip: was BEGIN, each of the four, COMMIT
@@ -105,7 +81,7 @@ def test_a_replacing_order_marks_its_authorizations_with_its_writes(
         assert [t.split()[0] for t in sent] == ["INSERT", "INSERT", "INSERT", "UPDATE"]
     assert _renewal_of(store, reused) == "renewal" and _renewal_of(store, "fresh") == "renewal"
     # An authorization already serving an earlier renewal keeps it.
-    store.orders.add_order(_order("again", (reused,), "cert"), [])
+    store.orders.add_order(order_record("again", (reused,), NOW, "cert"), [])
     assert _renewal_of(store, reused) == "renewal"
     assert store.orders.order("again") is not None
 
@@ -115,21 +91,12 @@ def test_a_replacing_order_that_fails_leaves_none_of_its_writes(
 ) -> None:
     store, _ = counted_store
     reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
-    store.orders.add_order(_order("taken", (reused,)), [])
-    fresh = _new_authz("fresh", "fresh.example.test")
+    store.orders.add_order(order_record("taken", (reused,), NOW), [])
+    fresh = authorization_record("fresh", "fresh.example.test", NOW)
     with pytest.raises(store.db.integrity):  # the order's id is taken: its insert fails
-        store.orders.add_order(_order("taken", (reused, "fresh"), "cert"), [fresh])
+        store.orders.add_order(order_record("taken", (reused, "fresh"), NOW, "cert"), [fresh])
     assert store.orders.authorization("fresh") is None
     assert _renewal_of(store, reused) is None
-
-
-def _certificate(store: Store, cert_id: str) -> None:
-    """A certificate row (its serial reserved) for an order to replace."""
-    names = (Identifier(IdentifierType.DNS, "reused.example.test"),)
-    rec = CertificateRecord(
-        cert_id, "1001", None, "acct", None, names, NOW, NOW + timedelta(days=90), NOW
-    )
-    store.certificates.reserve_serial(rec)
 
 
 def test_a_replacing_order_whose_claim_is_taken_writes_nothing(
@@ -138,23 +105,25 @@ def test_a_replacing_order_whose_claim_is_taken_writes_nothing(
     """The claim on the certificate is the first of the order's writes: where another
     order took it, none of them is written (RFC 9773 §5: alreadyReplaced)."""
     store, _ = counted_store
-    _certificate(store, "cert")
+    reserved_certificate(store, "cert", NOW)
     reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
-    assert store.orders.add_order(_order("first", (reused,), "cert"), [], None, ("cert", None))
+    assert store.orders.add_order(
+        order_record("first", (reused,), NOW, "cert"), [], None, ("cert", None)
+    )
     assert store.certificates.replacement("cert") == "first"
-    fresh = _new_authz("fresh", "fresh.example.test")
-    lost = _order("second", (reused, "fresh"), "cert")
+    fresh = authorization_record("fresh", "fresh.example.test", NOW)
+    lost = order_record("second", (reused, "fresh"), NOW, "cert")
     assert not store.orders.add_order(lost, [fresh], ["fresh"], ("cert", None))
     assert store.orders.order("second") is None
     assert store.orders.authorization("fresh") is None
     assert store.certificates.replacement("cert") == "first"
     for n in range(8):  # past the driver's threshold: the claim then prepared, and lost alike
         assert not store.orders.add_order(
-            _order(f"lost{n}", (reused,), "cert"), [], [], ("cert", None)
+            order_record(f"lost{n}", (reused,), NOW, "cert"), [], [], ("cert", None)
         )
         assert store.orders.order(f"lost{n}") is None
     # Taken over from the order that held it (a failed one) by compare-and-set.
-    taken = _order("third", (reused, "fresh"), "cert")
+    taken = order_record("third", (reused, "fresh"), NOW, "cert")
     assert store.orders.add_order(taken, [fresh], ["fresh"], ("cert", "first"))
     assert store.certificates.replacement("cert") == "third"
     assert _renewal_of(store, "fresh") == "third" and _renewal_of(store, reused) == "first"
@@ -187,7 +156,7 @@ def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
     store = pg_store
     stored_account(store, NOW)
     reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
-    _certificate(store, "cert")
+    reserved_certificate(store, "cert", NOW)
     db = store.db
     kept = db._statements_for(db._local.dbapi)
     hook = _InterruptAt(kept._wait, at)
@@ -195,8 +164,8 @@ def test_a_replacing_order_interrupted_is_written_whole_or_not_at_all(
     try:
         with pytest.raises(KeyboardInterrupt):
             store.orders.add_order(
-                _order("renewal", (reused, "fresh"), "cert"),
-                [_new_authz("fresh", "fresh.example.test")],
+                order_record("renewal", (reused, "fresh"), NOW, "cert"),
+                [authorization_record("fresh", "fresh.example.test", NOW)],
                 None,
                 ("cert", None),
             )
@@ -223,7 +192,7 @@ def test_a_claim_held_by_a_transaction_not_committed_waits_and_is_lost(
     row, and its order writes nothing."""
     store = pg_store
     stored_account(store, NOW)
-    _certificate(store, "cert")
+    reserved_certificate(store, "cert", NOW)
     reused = pending_authorization(store, "acct", "reused.example.test", NOW + timedelta(days=7))
     other = store.engine.raw_connection()
     try:
@@ -232,7 +201,7 @@ def test_a_claim_held_by_a_transaction_not_committed_waits_and_is_lost(
         cur.execute("SELECT pg_backend_pid()")
         holder = cur.fetchone()[0]
         written: list[bool] = []
-        order = _order("late", (reused,), "cert")
+        order = order_record("late", (reused,), NOW, "cert")
         thread = threading.Thread(
             target=lambda: written.append(store.orders.add_order(order, [], None, ("cert", None)))
         )
