@@ -11,7 +11,6 @@ step of opening their socket.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 
 import dns.rdatatype
@@ -23,6 +22,7 @@ from acmekit.server.caa import CaaChecker
 from acmekit.server.validation.dnssec import DnssecMode, validation_resolver
 from acmekit.server.validation.resolve import STUB_ATTEMPT
 from acmekit.server.validation.stub import StubClient, decode_caa
+from acmekit_testkit.descriptors import Descriptors, cancelled_after, open_descriptors, settle
 from acmekit_testkit.stubdns import stub_dns
 
 US = "ca.test"
@@ -33,26 +33,6 @@ STEPS = 12  # loop iterations at which a lookup is cancelled: 0 .. past its sock
 def long_name(i: int) -> str:
     """115 labels, as the attack's names: each check climbs through 115 names."""
     return f"x{i}." + "a." * 113 + "test"
-
-
-def open_descriptors() -> frozenset[tuple[str, str]]:
-    """The process's open descriptors, each with what it is ("socket:[inode]")."""
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            found.add((fd, os.readlink(f"/proc/self/fd/{fd}")))
-        except FileNotFoundError:  # the directory's own, closed by now
-            continue
-    return frozenset(found)
-
-
-async def settle() -> None:
-    """Let the loop run the closes already scheduled (a transport closes on a later turn)."""
-    for _ in range(20):
-        await asyncio.sleep(0)
-
-
-Descriptors = frozenset[tuple[str, str]]
 
 
 def opened_under_uvloop(
@@ -66,15 +46,6 @@ def opened_under_uvloop(
 
     before, after = uvloop.run(run())
     return after - before
-
-
-async def cancelled_after(turns: int, lookup: Awaitable[object]) -> None:
-    """`lookup` cancelled after `turns` turns of the loop (as a validation's bound does)."""
-    asking = asyncio.ensure_future(lookup)
-    for _ in range(turns):
-        await asyncio.sleep(0)
-    asking.cancel()
-    await asyncio.gather(asking, return_exceptions=True)
 
 
 def test_concurrent_caa_checks_against_a_silent_resolver_leave_no_socket_open() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 from collections.abc import Awaitable, Callable
 
 import dns.name
@@ -26,6 +25,7 @@ from acmekit.client.solvers.dnslookup import query
 from acmekit.client.solvers.rfc2136 import Rfc2136DnsProvider
 from acmekit.dns.notify import Notifier, Secondary, _soa_serial
 from acmekit.dns.store import RecordStore
+from acmekit_testkit.descriptors import cancelled_after, open_descriptors, settle
 from acmekit_testkit.stubdns import stub_dns
 from acmekit_testkit.tcpstub import tcp_server
 
@@ -34,19 +34,7 @@ ROUNDS = 4  # each step this many times, so that a leak is not down to one lucky
 SECRET = base64.b64encode(b"update key of the acme clients!!").decode()
 ZONE = dns.name.from_text("x.test.")
 
-Descriptors = frozenset[tuple[str, str]]
 Asking = Callable[[], Awaitable[object]]
-
-
-def open_descriptors() -> Descriptors:
-    """The process's open descriptors, each with what it is ("socket:[inode]")."""
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            found.add((fd, os.readlink(f"/proc/self/fd/{fd}")))
-        except FileNotFoundError:  # the directory's own, closed by now
-            continue
-    return frozenset(found)
 
 
 async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -58,21 +46,11 @@ async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         await reader.readexactly(length)
 
 
-async def settle() -> None:
-    """Let the loop run the closes already scheduled (a transport closes on a later turn)."""
-    for _ in range(20):
-        await asyncio.sleep(0)
-
-
 async def cancelled_at_each_step(ask: Asking) -> None:
     """`ask()` cancelled after 0, 1, .. STEPS - 1 turns of the loop, ROUNDS times each."""
     for _ in range(ROUNDS):
         for turns in range(STEPS):
-            asking = asyncio.ensure_future(ask())
-            for _ in range(turns):
-                await asyncio.sleep(0)
-            asking.cancel()
-            await asyncio.gather(asking, return_exceptions=True)
+            await cancelled_after(turns, ask())
 
 
 def left_open_under_uvloop(ask: Callable[[str, int], Asking], tcp: bool = False) -> int:
