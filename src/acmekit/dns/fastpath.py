@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import struct
 
-from acmekit.dns.store import SOA_TIMERS, RecordStore
+from acmekit.dns.store import NS_WIRE_LABEL, SOA_TIMERS, RecordStore
 
 HEADER_LEN = 12
 PLAIN_UDP_LIMIT = 512
@@ -40,7 +40,6 @@ CNAME = 5
 SOA = 6
 NOERROR, NXDOMAIN = 0, 3
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
-_NS_LABEL = b"\x03ns1"
 _HOSTMASTER_LABEL = b"\x0ahostmaster"
 _TYPE_CLASS = struct.Struct("!HH")
 _COUNTS = struct.Struct("!HHHH")
@@ -136,7 +135,7 @@ def _zone(store: RecordStore, key: bytes, offsets: list[int]) -> int | None:
         offset = offsets[-2]  # the implicit zone: the last two labels
     else:
         return None
-    if not offset or (offset == 4 and key[:4] == _NS_LABEL):
+    if not offset or (offset == 4 and key[:4] == NS_WIRE_LABEL):
         return None
     return offset
 
@@ -173,8 +172,8 @@ def _resolve(
 def _is_ns_host(store: RecordStore, key: bytes, offset: int, zone: int) -> bool:
     """Is the suffix of `key` at `offset` the zone's NS host, with an address?"""
     return (
-        offset + len(_NS_LABEL) == zone
-        and key[offset:zone] == _NS_LABEL
+        offset + len(NS_WIRE_LABEL) == zone
+        and key[offset:zone] == NS_WIRE_LABEL
         and bool(store.ns_ipv4 or store.ns_ipv6)
     )
 
@@ -184,9 +183,9 @@ def _soa(store: RecordStore, key: bytes, offsets: list[int], zone: int) -> bytes
     its owner and each of its names point into the question where the question holds
     them (`ns1.<zone>` or `hostmaster.<zone>` may be the question's own suffixes)."""
     zone_ptr = (0xC000 | (HEADER_LEN + zone)).to_bytes(2, "big")
-    mname = _NS_LABEL + zone_ptr
-    start = zone - len(_NS_LABEL)
-    if start in offsets and key[start:zone] == _NS_LABEL:
+    mname = NS_WIRE_LABEL + zone_ptr
+    start = zone - len(NS_WIRE_LABEL)
+    if start in offsets and key[start:zone] == NS_WIRE_LABEL:
         mname = (0xC000 | (HEADER_LEN + start)).to_bytes(2, "big")
     rname = _HOSTMASTER_LABEL + zone_ptr
     start = zone - len(_HOSTMASTER_LABEL)

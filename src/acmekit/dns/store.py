@@ -588,11 +588,6 @@ class RecordStore:
         if self.refresh is not None:
             self.refresh()
 
-    def sync(self) -> None:
-        """Catch up with the other processes of a shared store before deciding a write
-        on what this one holds (RFC 2136 §3.2's prerequisites, for one)."""
-        self._refresh()
-
     def transact(self, decide: Callable[[], tuple[T, list[Change]]]) -> T:
         """Run `decide` on this store brought up to date and commit the changes it
         names, as one step: a shared store runs both under the zone's lock in one
@@ -604,11 +599,6 @@ class RecordStore:
         result, changes = decide()
         self._commit(changes)
         return result
-
-    def commit(self, changes: list[Change]) -> bool:
-        """Apply `changes` at once under one new serial (one transaction of a shared
-        store): all or none of them (RFC 2136 §3.4.2). The caller checked room."""
-        return self._commit(changes)
 
     def _commit(self, changes: list[Change]) -> bool:
         """Apply `changes` under the next serial, or hand them to the shared store's

@@ -35,9 +35,9 @@ import dns.rdatatype
 import dns.rdtypes.ANY.SOA
 import dns.rrset
 
+from acmekit.dns.fastpath import TCP_LIMIT
 from acmekit.dns.store import Change, Delta, RecordStore
 
-MESSAGE_LIMIT = 65535  # a DNS message over TCP (RFC 1035 §4.2.2)
 HEADER_LEN = 12
 # the TSIG record each message is signed with (RFC 8945 §4.2): owner and algorithm names
 # (at most 255 octets each), a 512-bit MAC at most and the fixed fields, rounded up
@@ -156,7 +156,7 @@ def transfer_messages(
     records = [dns.rrset.from_rdata(r.name, r.ttl, rd) for r in rrsets for rd in r]
     question = query.question[0].name.to_wire()
     assert question is not None
-    budget = MESSAGE_LIMIT - HEADER_LEN - (len(question) + 4) - TSIG_ROOM
+    budget = TCP_LIMIT - HEADER_LEN - (len(question) + 4) - TSIG_ROOM
     for number, chunk in enumerate(_cut(records, budget)):
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
