@@ -765,7 +765,7 @@ class _Connection(asyncio.Protocol):
             self.fail(HTTPStatus.BAD_REQUEST, "an HTTP/1.1 request needs a Host header")
             return
         keep_alive = self.parser.should_keep_alive() and not self.server.stopping
-        ex = _Exchange(self, scope, keep_alive, self.expect and scope["http_version"] == "1.1")
+        ex = _Exchange(self, scope, keep_alive, self.expect and version == "1.1")
         cap = self.limits.max_body_bytes
         if cap and self.length > cap:
             self._refuse_body(ex, cap)  # before 100-continue: the body need not come

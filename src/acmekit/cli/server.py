@@ -281,6 +281,13 @@ def _db_url(
     return _operator_config(state_dir, db, config_file, create=create).db_url
 
 
+def _given_config_file(config_file: Path | None) -> Path | None:
+    """The TOML file named after the subcommand's name, or before it."""
+    given = click.get_current_context().find_object(dict) or {}
+    found: Path | None = config_file or given.get("config_file")
+    return found
+
+
 def _operator_config(
     state_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
 ) -> ServerConfig:
@@ -291,7 +298,7 @@ def _operator_config(
     given = click.get_current_context().find_object(dict) or {}
     try:
         config = load_config(
-            config_file or given.get("config_file"),
+            _given_config_file(config_file),
             {
                 "state_dir": state_dir or given.get("state_dir"),
                 "db": db or given.get("db"),
@@ -569,7 +576,7 @@ def certs_revoke(
     as many shards as the serving CA recorded at its last start)."""
     from acmekit.server.admin import AdminError, remake_crl, revoke_certificate
 
-    given = config_file or (click.get_current_context().find_object(dict) or {}).get("config_file")
+    given = _given_config_file(config_file)
     config = _operator_config(state_dir, db, config_file)
     with _store(state_dir, db, config_file) as store:
         with _admin_errors():
@@ -741,7 +748,7 @@ def db_purge(
     if count_limit is not None and not dry_run:  # a purge deletes all that is due
         raise click.UsageError("--count-limit goes with --dry-run: a purge deletes all that is due")
     count_limit = count_limit or PURGE_COUNT_LIMIT
-    given = config_file or (click.get_current_context().find_object(dict) or {}).get("config_file")
+    given = _given_config_file(config_file)
     config = _operator_config(state_dir, db, config_file)
     with _store(state_dir, db, config_file) as store:
         settings = config.purge_settings()

@@ -299,9 +299,7 @@ class CaaChecker:
         top-level domain; only how much of it is in flight at once is ours to bound)."""
         first: list[Reply[tuple[int, str, str]] | None] = [None] * len(owners)
         if self._stub is not None:
-            slots = self._in_flight
-            if slots is None or slots.loop is not loop:
-                slots = self._lookup_slots(loop)
+            slots = self._lookup_slots(loop)
             if not slots.take(account):
                 try:
                     await slots.wait(account, end)

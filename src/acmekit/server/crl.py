@@ -181,11 +181,11 @@ class CrlPublisher:
             return self._regenerate(shard)
 
     def _regenerate(self, shard: int) -> CrlRecord:
+        self._file_revoked()  # once: a retry is for the number, not for new rows
         for _ in range(10):
             now = self.now()
             current = self.store.certificates.crl(shard)
             number = 1 if current is None else current.number + 1
-            self._file_revoked()
             revoked = self.store.certificates.revoked_entries(shard, self.settings.shards, now)
             der = build_crl(
                 self.issuer,
@@ -303,12 +303,6 @@ class CrlRebuilder:
 
     def __init__(self, publisher: CrlPublisher) -> None:
         self.publisher = publisher
-        # A shard's first CRL is made in this one thread, never the loop's default
-        # executor: `first` makes one CRL at a time anyway, and requests parked there
-        # behind the start's refresh (or a signing key away) would take every thread
-        # the CA's database writes and token signatures wait for.
-        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crl-first")
-        self._making: dict[int, asyncio.Future[bytes]] = {}  # one per shard at a time
         self._wake = asyncio.Event()
         self._refresh = False
 

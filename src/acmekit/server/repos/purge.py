@@ -108,13 +108,12 @@ _DELETE_ORDERS_GRACE = (
     f"DELETE FROM orders WHERE {_ORDER_GRACE_DUE} AND +expires < ? AND {_AFTER} AND {_UPTO}"
 )
 # Past the retention: every order without a certificate but one being issued.
-_ORDER_DUE = f"{_UNISSUED} AND (finalize_started IS NULL OR error IS NOT NULL)"
 _DELETE_ORDERS_OLD = (
     f"DELETE FROM orders WHERE {_UNISSUED} AND (+finalize_started IS NULL OR error IS NOT "
     f"NULL) AND +expires < ? AND {_AFTER} AND {_UPTO}"
 )
 # A dry run's count within a batch's range of the grace's walk (expires before the
-# grace's cutoff): never claimed, or failed and past the retention (`_ORDER_DUE`).
+# grace's cutoff): never claimed, or failed and past the retention (`_DELETE_ORDERS_OLD`).
 _COUNT_ORDERS = (
     f"SELECT COUNT(*) FROM orders WHERE {_UNISSUED} AND +expires < ? AND {_AFTER} AND "
     f"{_UPTO} AND (+finalize_started IS NULL OR (error IS NOT NULL AND +expires < ?))"
