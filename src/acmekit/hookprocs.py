@@ -24,7 +24,8 @@ import logging
 import os
 import signal
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +37,32 @@ STOP_POLL = 0.2
 
 async def run_shell(command: str, env: Mapping[str, str] | None = None) -> tuple[int, bytes, bytes]:
     """`command` through the shell, `env` added to ours: its exit status and output."""
-    async with _one_at_a_time():
-        proc = await asyncio.create_subprocess_shell(
-            command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=None if env is None else {**os.environ, **env},
-            process_group=0,  # its own group, so that all it starts can be stopped with it
+    return await _run(
+        lambda: asyncio.create_subprocess_shell(
+            command, env=None if env is None else {**os.environ, **env}, **_SPAWN
         )
-        return await _finish(proc)
+    )
 
 
 async def run_exec(argv: Sequence[str]) -> tuple[int, bytes, bytes]:
     """`argv` run directly: its exit status and output."""
-    async with _one_at_a_time():
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            process_group=0,
-        )
-        return await _finish(proc)
+    return await _run(lambda: asyncio.create_subprocess_exec(*argv, **_SPAWN))
+
+
+_SPAWN: dict[str, Any] = {
+    "stdin": asyncio.subprocess.DEVNULL,
+    "stdout": asyncio.subprocess.PIPE,
+    "stderr": asyncio.subprocess.PIPE,
+    "process_group": 0,  # its own group, so that all it starts can be stopped with it
+}
+
+
+async def _run(
+    spawn: Callable[[], Awaitable[asyncio.subprocess.Process]],
+) -> tuple[int, bytes, bytes]:
+    with _terminal() as tty:
+        async with _one_at_a_time(tty is not None):
+            return await _finish(await spawn(), tty)
 
 
 # A loop's turns at the terminal (hookprocs is used from one loop at a time, but tests
@@ -69,13 +73,13 @@ _TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
 
 
 @contextlib.asynccontextmanager
-async def _one_at_a_time() -> AsyncIterator[None]:
+async def _one_at_a_time(terminal: bool) -> AsyncIterator[None]:
     """With a controlling terminal, one hook at a time, as certbot runs them: the
     terminal has one foreground group, and two hooks run at once (a DNS hook for each
     name) would take it from each other, the one left in the background stopped for ever
     at its first read there. (Not only while the run holds the foreground: while a hook
     does, the run does not.) Without a terminal (cron, a service), hooks run as asked."""
-    if not _has_terminal():
+    if not terminal:
         yield
         return
     loop = asyncio.get_running_loop()
@@ -86,31 +90,22 @@ async def _one_at_a_time() -> AsyncIterator[None]:
         yield
 
 
-def _has_terminal() -> bool:
+async def _finish(proc: asyncio.subprocess.Process, tty: int | None) -> tuple[int, bytes, bytes]:
+    job = _Job(tty, proc.pid)
+    talk = asyncio.ensure_future(proc.communicate())
     try:
-        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
-    except OSError:  # no controlling terminal
-        return False
-    return True
-
-
-async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, bytes, bytes]:
-    with _terminal() as tty:
-        job = _Job(tty, proc.pid)
-        talk = asyncio.ensure_future(proc.communicate())
-        try:
-            job.resume()
-            # Without a terminal no job control stops it: no need to look.
-            poll = None if tty is None else STOP_POLL
-            while not (await asyncio.wait({talk}, timeout=poll))[0]:
-                job.follow()
-            out, err = talk.result()
-        except BaseException:  # cancelled: the command must not outlive the run
-            talk.cancel()
-            await stop_group(proc)
-            raise
-        finally:
-            handed = job.give_back()
+        job.resume()
+        # Without a terminal no job control stops it: no need to look.
+        poll = None if tty is None else STOP_POLL
+        while not (await asyncio.wait({talk}, timeout=poll))[0]:
+            job.follow()
+        out, err = talk.result()
+    except BaseException:  # cancelled: the command must not outlive the run
+        talk.cancel()
+        await stop_group(proc)
+        raise
+    finally:
+        handed = job.give_back()
     if handed and proc.returncode == -signal.SIGINT:
         # Ctrl-C went to the hook alone: the run is interrupted as well, as it would be
         # had the key reached it.

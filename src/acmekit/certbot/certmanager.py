@@ -706,12 +706,10 @@ class CertManager(AsyncClosing):
         outcomes: list[Outcome] = []
         try:
             await self._renew_each(names, options, runner, outcomes)
-        except BaseException:
+        finally:
             # certbot's `renew` runs them in a `finally`: a run stopped after a pre hook
             # (a server stopped for standalone) still ends with its post hooks.
             await _post_hooks(runner, outcomes)
-            raise
-        await _post_hooks(runner, outcomes)
         return RenewReport(tuple(outcomes), len(runner.failures))
 
     async def _renew_each(

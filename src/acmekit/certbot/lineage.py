@@ -381,7 +381,7 @@ class LineageStore:
         if not any(v > current for v in complete):
             return None
         try:
-            why = _unadoptable(lineage, current, now)
+            why = _unadoptable(lineage, current, complete, now)
         except OSError as exc:  # a file gone or unreadable under us
             why = f"{exc.filename}: {exc.strerror}"
         if why is not None:
@@ -508,11 +508,12 @@ def _issued_by_first(cert: x509.Certificate, chain: list[x509.Certificate]) -> b
     return True
 
 
-def _unadoptable(lineage: Lineage, current: int, now: datetime) -> str | None:
+def _unadoptable(lineage: Lineage, current: int, complete: list[int], now: datetime) -> str | None:
     """Why version `current + 1` is not one a killed run of this client left behind,
-    None when it is: only such a version may go live unasked."""
+    None when it is: only such a version may go live unasked. `complete`: the archive's
+    complete versions, as the caller listed them."""
     version, archive = current + 1, lineage.archive_dir
-    if version not in complete_versions(archive):
+    if version not in complete:
         return f"no complete version {version} (the links are at {current})"
     why = _foreign_files(archive, version, lineage)
     if why is not None:
