@@ -80,13 +80,21 @@ def delegation_target(name: str, zone: str) -> str:
     name under `zone` (the name's dots become dashes), e.g. `shop-example-com.ZONE.`;
     for a name longer than a label may be, its start and a digest of it."""
     base = name.lower().rstrip(".").removeprefix("*.")
-    label = base.replace(".", "-")
-    if len(label) > MAX_LABEL:
+    label = delegation_label(base)
+    if label is None:
         # A label holds 63 octets (RFC 1035 §2.3.4): the name's start, then a digest of
         # the whole name, so that names alike in their first characters stay apart.
         digest = hashlib.sha256(base.encode()).hexdigest()[:16]
-        label = f"{label[: MAX_LABEL - len(digest) - 1]}-{digest}"
+        label = f"{base.replace('.', '-')[: MAX_LABEL - len(digest) - 1]}-{digest}"
     return absolute(f"{label}.{zone}")
+
+
+def delegation_label(name: str) -> str | None:
+    """The label of `delegation_target` for a name (a wildcard's for its base name):
+    its dots written as dashes; None for one longer than a label may be, whose target
+    holds a digest of it, shared with no other name."""
+    label = name.removeprefix("*.").replace(".", "-")
+    return label if len(label) <= MAX_LABEL else None
 
 
 MAX_TWIN_SEPARATORS = 10  # beyond, `delegation_twins` gives up (2**10 names to look up)

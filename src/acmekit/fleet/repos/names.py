@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from acmekit.fleet.delegation import MAX_LABEL, delegation_twins
+from acmekit.fleet.delegation import delegation_label, delegation_twins
 from acmekit.fleet.model import name_key
 from acmekit.fleet.repos.base import Repository
 from acmekit.fleet.schema import site_names
@@ -67,8 +67,8 @@ def _twins_scanned(c: Connection, key: str) -> dict[str, str]:
     """`twin_holders` of a name with too many dots and dashes to list its twins: a scan
     of every name (rare: more than ten in one label's length)."""
     base = key.removeprefix("*.")
-    label = base.replace(".", "-")
-    if len(label) > MAX_LABEL:
+    label = delegation_label(base)
+    if label is None:
         return {}
     written = sa.func.replace(site_names.c.name, ".", "-")
     query = sa.select(site_names.c.name, site_names.c.site_id).where(

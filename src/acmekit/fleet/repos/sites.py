@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from acmekit.fleet.delegation import MAX_LABEL
+from acmekit.fleet.delegation import delegation_label
 from acmekit.fleet.model import (
     Added,
     BackupCert,
@@ -137,13 +137,6 @@ def _delegated(names: Sequence[str], method: ChallengeMethod) -> bool:
     return method in delegating or (wildcard and method != ChallengeMethod.DNS_PERSIST_01)
 
 
-def _label(key: str) -> str | None:
-    """The label of `delegation_target` for a name key; None past a label's length,
-    where the target holds a digest of the name and no two names share one."""
-    label = key.removeprefix("*.").replace(".", "-")
-    return label if len(label) <= MAX_LABEL else None
-
-
 def _twin(
     line_keys: Sequence[str], by_label: dict[str, list[tuple[str, str]]]
 ) -> tuple[str, str] | None:
@@ -152,7 +145,7 @@ def _twin(
     A newcomer whose target is another customer's could make that customer's dns-01
     fail, so it is refused: existing targets never change."""
     for key in line_keys:
-        label, base = _label(key), key.removeprefix("*.")
+        label, base = delegation_label(key), key.removeprefix("*.")
         for twin, holder in by_label.get(label, []) if label is not None else []:
             if twin.removeprefix("*.") != base:
                 return twin, holder
@@ -160,7 +153,7 @@ def _twin(
 
 
 def _learn(by_label: dict[str, list[tuple[str, str]]], key: str, holder: str) -> None:
-    label = _label(key)
+    label = delegation_label(key)
     if label is not None:
         by_label.setdefault(label, []).append((key, holder))
 
